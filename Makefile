@@ -1,0 +1,91 @@
+# rlhf.h build. Targets:
+#   make / make all    build the tests and tools
+#   make test          run the test suite (the README's test command)
+#   make test-scalar   the suite with -DRLHF_NO_SIMD (scalar kernels only)
+#   make test-cpp      the suite compiled as C++
+#   make test-clang    the suite built with clang
+#   make debug         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-arm64    the suite cross-compiled for AArch64 and run under qemu-aarch64 (NEON path)
+#   make bench         tools/bench on configs S and M (with OpenBLAS as a yardstick when installed)
+#   make clean
+# Options: NO_OMP=1 builds without OpenMP; CC=clang picks the compiler.
+
+CC      ?= cc
+CXX     ?= c++
+CFLAGS  ?= -std=c99 -O2 -Wall -Wextra -Wpedantic
+CXXFLAGS ?= -std=c++11 -O2 -Wall -Wextra -Wpedantic
+LDLIBS  = -lm
+BUILD   = build
+
+# -march=native only where the compiler takes it (enables AVX2+FMA here).
+NATIVE := $(shell echo 'int main(void){return 0;}' | $(CC) -march=native -x c - -o /dev/null >/dev/null 2>&1 && echo -march=native)
+# OpenMP when the compiler has it, unless NO_OMP=1.
+ifeq ($(NO_OMP),1)
+OMP :=
+else
+OMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null >/dev/null 2>&1 && echo -fopenmp)
+endif
+ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
+
+HEADER = rlhf.h
+TESTS  = tests/test_rlhf.c
+
+.PHONY: all test test-scalar test-cpp test-clang debug test-arm64 bench clean
+
+all: $(BUILD)/test_rlhf $(BUILD)/bench
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+$(BUILD)/test_rlhf: $(TESTS) $(HEADER) | $(BUILD)
+	$(CC) $(ALL_CFLAGS) $(TESTS) -o $@ $(LDLIBS)
+
+test: $(BUILD)/test_rlhf
+	./$(BUILD)/test_rlhf
+
+$(BUILD)/test_rlhf_scalar: $(TESTS) $(HEADER) | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -DRLHF_NO_SIMD $(TESTS) -o $@ $(LDLIBS)
+
+test-scalar: $(BUILD)/test_rlhf_scalar
+	./$(BUILD)/test_rlhf_scalar
+
+$(BUILD)/test_rlhf_cpp: $(TESTS) $(HEADER) | $(BUILD)
+	$(CXX) $(CXXFLAGS) $(NATIVE) $(OMP) -x c++ $(TESTS) -o $@ $(LDLIBS)
+
+test-cpp: $(BUILD)/test_rlhf_cpp
+	./$(BUILD)/test_rlhf_cpp
+
+test-clang: | $(BUILD)
+	$(MAKE) CC=clang BUILD=$(BUILD)/clang test
+
+$(BUILD)/test_rlhf_debug: $(TESTS) $(HEADER) | $(BUILD)
+	$(CC) $(CFLAGS) -O1 -g $(NATIVE) -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer $(TESTS) -o $@ $(LDLIBS)
+
+# ASan + UBSan; leak detection on. (OpenMP is left out: libgomp's thread pool
+# is reported as leaked by LSan. The threaded paths are covered by `make test`.)
+debug: $(BUILD)/test_rlhf_debug
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/test_rlhf_debug
+
+# AArch64: Debian's cross compiler and qemu-user, so the NEON kernels really run.
+ARM64_CC ?= aarch64-linux-gnu-gcc
+$(BUILD)/test_rlhf_arm64: $(TESTS) $(HEADER) | $(BUILD)
+	$(ARM64_CC) $(CFLAGS) -static $(TESTS) -o $@ $(LDLIBS)
+
+test-arm64: $(BUILD)/test_rlhf_arm64
+	qemu-aarch64 ./$(BUILD)/test_rlhf_arm64
+
+# Bench: OpenBLAS's cblas_sgemm is timed beside our matmul when installed
+# (a yardstick only; rlhf.h never links it).
+OPENBLAS := $(shell printf '\#include <cblas.h>\nint main(void){return 0;}' | $(CC) -x c - -lopenblas -o /dev/null >/dev/null 2>&1 && echo -DRLHF_BENCH_OPENBLAS)
+BENCH_FLAGS = $(ALL_CFLAGS)
+$(BUILD)/bench: tools/bench.c $(HEADER) | $(BUILD)
+	$(CC) $(BENCH_FLAGS) $(OPENBLAS) -DRLHF_BENCH_CFLAGS='"$(BENCH_FLAGS)"' -I. tools/bench.c -o $@ $(LDLIBS) $(if $(OPENBLAS),-lopenblas)
+
+BENCH_THREADS ?= 1 2
+bench: $(BUILD)/bench
+	@for t in $(BENCH_THREADS); do \
+	  OMP_NUM_THREADS=$$t OPENBLAS_NUM_THREADS=$$t OMP_WAIT_POLICY=PASSIVE ./$(BUILD)/bench $(BENCH_ARGS) || exit 1; \
+	done
+
+clean:
+	rm -rf $(BUILD)

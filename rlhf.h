@@ -1,0 +1,2000 @@
+/* rlhf.h - v0.1.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
+   A single-header C99 library: libc, libm, optional OpenMP. No other dependency.
+
+   Do this:
+       #define RLHF_IMPLEMENTATION
+   before you include this file in *one* C or C++ file to create the
+   implementation. Every other file includes it without the #define.
+
+   CONTENTS (grep -n '^// >>' rlhf.h prints the map of the implementation)
+       >>config     version, options, result codes, allocator, log callback, RNG
+       >>kernels    matmul (packed, register-tiled, SIMD), layernorm, GELU,
+                    fused causal attention, softmax + cross-entropy, AdamW
+       >>model      GPT-2: parameters, init, forward, backward, training step,
+                    KV-cache decode, sampling (temperature, top-k, top-p)
+       (later issues add >>json, >>tokenizer, >>io, >>data, >>sft, >>reward, >>ppo)
+
+   QUICK START (compiles as is; see examples/ for more)
+
+       #define RLHF_IMPLEMENTATION
+       #include "rlhf.h"
+       #include <stdio.h>
+       int main(void) {
+           rlhf_config cfg = rlhf_config_default();        // a tiny GPT-2
+           rlhf_model *m;
+           if (rlhf_model_create(&m, &cfg, 42) != RLHF_OK) return 1;
+           int x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y[8] = {2, 3, 4, 5, 6, 7, 8, 9};
+           rlhf_adamw_config opt = rlhf_adamw_config_default();
+           for (int step = 0; step < 50; step++) {
+               float loss;
+               rlhf_result r = rlhf_model_train_step(m, x, y, 1, 8, &opt, &loss);
+               if (r != RLHF_OK) { printf("%s\n", rlhf_model_last_error(m)); return 1; }
+               if (step % 10 == 0) printf("step %d loss %.4f\n", step, loss);
+           }
+           rlhf_model_free(m);
+           return 0;
+       }
+
+   COMPILE-TIME OPTIONS (#define before the #include that has RLHF_IMPLEMENTATION)
+       RLHF_STATIC            make every function static (file-private library).
+       RLHF_NO_SIMD           use only the scalar reference kernels. Default: the
+                              AVX2+FMA path when the compiler targets it
+                              (__AVX2__ && __FMA__, e.g. -march=native), the NEON
+                              path on AArch64 (__aarch64__ && __ARM_NEON), else scalar.
+       RLHF_MALLOC(size) / RLHF_FREE(ptr)
+                              your allocator; define both or neither (an #error
+                              says so). Default malloc/free.
+       RLHF_ASSERT(x)         checks of programmer errors only (never of input
+                              data). Default assert().
+       OpenMP                 compile with -fopenmp to run the kernels' outer loops
+                              on several threads (OMP_NUM_THREADS). Without it the
+                              library is single-threaded and warning-free.
+
+   CONCEPTS
+       Notation, used in every comment: B batch, T sequence length, C channels
+       (n_embd), V vocabulary, L layers, NH heads, hs = C/NH head size,
+       BT = B*T rows. All tensors are fp32, row-major, the last dimension
+       contiguous: "(B,T,C)" means element [b][t][c] is at ((b*T)+t)*C + c.
+       Weights use Hugging Face GPT-2 names and layouts (Conv1D weights are
+       stored [in, out]), so a tensor moves 1:1 between rlhf.h and PyTorch.
+       Token ids are int; a target of -1 is ignored by the loss.
+
+       Ownership: every object made by rlhf_X_create is freed by rlhf_X_free.
+       Pointers you pass in stay yours; the library never keeps them after
+       the call returns. rlhf_model_tensor() hands out pointers into the
+       model's memory, valid until the model is freed.
+
+       Memory: parameters live in one allocation; gradients and AdamW moments
+       in two more, made on the first training call. Activations are sized by
+       rlhf_model_reserve(m, B, T) for the largest batch you will use (or on
+       the first call with a larger shape); a call whose shape fits what is
+       reserved never allocates. rlhf_model_memory() reports the budget in
+       bytes before anything is allocated.
+
+   THREAD SAFETY
+       No global mutable state. Distinct objects may be used from distinct
+       threads at the same time. One object (a model, a cache, a sampler) must
+       not be used by two threads at once: a model's forward pass writes its
+       activation buffers. An rlhf_rng belongs to whoever holds it.
+
+   DETERMINISM
+       Same seed, same build, same inputs: bitwise-identical results. Every
+       reduction has a fixed order that does not depend on the thread count
+       (matmuls split output tiles, never the K sum; sums over rows are split
+       by channel; the gradient norm sums fixed chunks in a fixed order), so a
+       build also gives identical bytes on 1 or N OpenMP threads. The SIMD and
+       scalar builds differ in the last bits (FMA vs separate multiply-add).
+
+   ERRORS
+       Functions return rlhf_result: RLHF_OK (0) or a negative code;
+       rlhf_result_string(r) names it. A function working on a model also
+       writes a one-line message saying what and where into the model
+       (rlhf_model_last_error) and, if you installed one with
+       rlhf_model_set_log, passes it to your log callback. The library never
+       prints, never calls exit() and never asserts on data you pass in.
+
+   WHAT rlhf.h DOES NOT DO
+       No GPU, no fp16/bf16 compute, no dropout (RLHF runs without it), no
+       multi-process training, no models other than GPT-2's architecture. The
+       KV cache advances all of its sequences by one position per call.
+
+   VERSION HISTORY
+       0.1.0  engine: kernels, GPT-2 forward/backward, AdamW, KV-cache decode,
+              sampling.
+
+   LICENSE: MIT, at the end of this file.
+*/
+#ifndef RLHF_H
+#define RLHF_H
+
+#define RLHF_VERSION_MAJOR 0
+#define RLHF_VERSION_MINOR 1
+#define RLHF_VERSION_PATCH 0
+#define RLHF_VERSION_STRING "0.1.0"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef RLHF_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define RLHFDEF static __attribute__((unused))
+#else
+#define RLHFDEF static
+#endif
+#else
+#define RLHFDEF extern
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------
+   Result codes: one X-macro list gives the enum and the messages.
+   X(name, value, message) */
+#define RLHF_RESULT_LIST(X)                                                          \
+    X(RLHF_OK, 0, "ok")                                                              \
+    X(RLHF_ERR_INVALID_ARGUMENT, -1, "invalid argument")                             \
+    X(RLHF_ERR_OUT_OF_MEMORY, -2, "out of memory")                                   \
+    X(RLHF_ERR_SIZE_OVERFLOW, -3, "size computation overflows")                      \
+    X(RLHF_ERR_BAD_TOKEN, -4, "token id out of range")                               \
+    X(RLHF_ERR_NO_TARGETS, -5, "no target other than -1 in the batch")               \
+    X(RLHF_ERR_NON_FINITE, -6, "loss or gradient norm is not finite; update skipped") \
+    X(RLHF_ERR_CONTEXT_FULL, -7, "sequence longer than the model's context")         \
+    X(RLHF_ERR_STATE, -8, "call out of order")
+
+typedef enum rlhf_result {
+#define RLHF__ENUM_ITEM(name, value, message) name = value,
+    RLHF_RESULT_LIST(RLHF__ENUM_ITEM)
+#undef RLHF__ENUM_ITEM
+    RLHF_RESULT_END_ /* not a result; keeps the list's trailing comma legal */
+} rlhf_result;
+
+/* The message of a result code ("unknown result" for a value not in the list). */
+RLHFDEF const char *rlhf_result_string(rlhf_result r);
+
+/* Log callback: level, and one line of text without a trailing newline.
+   `user` is the pointer you gave with it. Called from the caller's thread. */
+typedef enum rlhf_log_level { RLHF_LOG_ERROR = 0, RLHF_LOG_WARN = 1, RLHF_LOG_INFO = 2 } rlhf_log_level;
+typedef void (*rlhf_log_fn)(void *user, rlhf_log_level level, const char *message);
+
+/* ---------------------------------------------------------------------------
+   Random numbers: xoshiro256** with explicit state (seed it with
+   rlhf_rng_seed; copy the struct to save and restore a stream). */
+typedef struct rlhf_rng { uint64_t s[4]; } rlhf_rng;
+RLHFDEF void     rlhf_rng_seed(rlhf_rng *rng, uint64_t seed);
+RLHFDEF uint64_t rlhf_rng_u64(rlhf_rng *rng);
+RLHFDEF float    rlhf_rng_float(rlhf_rng *rng);   /* uniform in [0, 1), 24 bits */
+RLHFDEF float    rlhf_rng_normal(rlhf_rng *rng);  /* N(0, 1), Box-Muller, no cached spare */
+
+/* ---------------------------------------------------------------------------
+   Model configuration (GPT-2). n_embd must be divisible by n_head. */
+typedef struct rlhf_config {
+    int vocab_size; /* V */
+    int n_ctx;      /* maximum sequence length (rows of wpe) */
+    int n_layer;    /* L */
+    int n_head;     /* NH */
+    int n_embd;     /* C */
+} rlhf_config;
+
+/* A tiny model that trains in seconds: V 512, n_ctx 128, L 4, NH 4, C 128. */
+RLHFDEF rlhf_config rlhf_config_default(void);
+/* The shape of GPT-2 124M: V 50257, n_ctx 1024, L 12, NH 12, C 768. */
+RLHFDEF rlhf_config rlhf_config_gpt2_124m(void);
+
+/* AdamW as torch.optim.AdamW, with nanoGPT's parameter groups: weight decay
+   on tensors with 2 or more dimensions only (embeddings and matmul weights),
+   never on biases or LayerNorm parameters. grad_clip > 0 clips the global
+   gradient 2-norm as torch.nn.utils.clip_grad_norm_ does; <= 0 turns it off. */
+typedef struct rlhf_adamw_config {
+    float lr, beta1, beta2, eps, weight_decay, grad_clip;
+} rlhf_adamw_config;
+/* lr 3e-4, betas (0.9, 0.95), eps 1e-8, weight decay 0.1, clip 1.0 (nanoGPT's
+   GPT-2 recipe; lr is for tiny models, InstructGPT's fine-tuning used ~1e-5). */
+RLHFDEF rlhf_adamw_config rlhf_adamw_config_default(void);
+
+/* ---------------------------------------------------------------------------
+   The model. */
+typedef struct rlhf_model rlhf_model;
+
+/* One parameter tensor under its Hugging Face GPT-2 name ("wte.weight",
+   "h.0.attn.c_attn.weight", ...). data and grad point into the model (grad is
+   NULL until training memory exists); valid until the model is freed. */
+typedef struct rlhf_tensor_info {
+    const char *name;
+    int ndim;          /* 1 or 2 */
+    int shape[2];      /* shape[1] is 0 when ndim is 1 */
+    size_t numel;
+    float *data;
+    float *grad;
+    int weight_decay;  /* 1 when AdamW decays it (ndim >= 2) */
+} rlhf_tensor_info;
+
+/* Memory a model needs, in bytes. */
+typedef struct rlhf_memory {
+    size_t params;       /* weights */
+    size_t grads;        /* gradients (training only) */
+    size_t optimizer;    /* AdamW m and v (training only) */
+    size_t activations;  /* forward caches for (B,T) */
+    size_t backward;     /* backward scratch for (B,T) (training only) */
+    size_t workspace;    /* matmul packing buffers */
+    size_t total;
+} rlhf_memory;
+
+/* Create a GPT-2 with GPT-2's init: N(0, 0.02) weights, residual output
+   projections (attn.c_proj, mlp.c_proj) N(0, 0.02/sqrt(2L)), zero biases,
+   LayerNorm weight 1 and bias 0. Same seed, same weights on every platform.
+   *out receives the model, or NULL on failure. */
+RLHFDEF rlhf_result rlhf_model_create(rlhf_model **out, const rlhf_config *cfg, uint64_t seed);
+RLHFDEF void        rlhf_model_free(rlhf_model *m);
+RLHFDEF const rlhf_config *rlhf_model_config(const rlhf_model *m);
+/* Install a log callback (NULL removes it). */
+RLHFDEF void        rlhf_model_set_log(rlhf_model *m, rlhf_log_fn fn, void *user);
+/* The message of the last failed call on m ("" if none). */
+RLHFDEF const char *rlhf_model_last_error(const rlhf_model *m);
+RLHFDEF size_t      rlhf_model_num_params(const rlhf_model *m);
+RLHFDEF int         rlhf_model_num_tensors(const rlhf_model *m);
+/* Describe tensor i (0 <= i < rlhf_model_num_tensors), in Hugging Face order. */
+RLHFDEF rlhf_result rlhf_model_tensor(rlhf_model *m, int i, rlhf_tensor_info *out);
+/* Find a tensor by its Hugging Face name. */
+RLHFDEF rlhf_result rlhf_model_find_tensor(rlhf_model *m, const char *name, rlhf_tensor_info *out);
+
+/* The memory budget for training on (B,T) batches (training != 0) or for
+   forward passes only (training == 0). Allocates nothing. */
+RLHFDEF rlhf_result rlhf_model_memory(const rlhf_model *m, int B, int T, int training, rlhf_memory *out);
+/* Allocate activations for batches up to (B,T) and, when training != 0,
+   gradients, AdamW moments and backward scratch. A later call whose B*T and
+   B*T*T are no larger than reserved never allocates. */
+RLHFDEF rlhf_result rlhf_model_reserve(rlhf_model *m, int B, int T, int training);
+
+/* Forward pass on inputs (B,T). With targets (B,T) (entries in [0,V) or -1),
+   *loss receives the mean cross-entropy over targets != -1 and the pass is
+   ready for rlhf_model_backward. targets and loss may be NULL (then nothing
+   to backpropagate). logits (B,T,V) may be NULL; if given, receives them. */
+RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const int *targets,
+                                       int B, int T, float *logits, float *loss);
+/* Set every gradient to 0. */
+RLHFDEF rlhf_result rlhf_model_zero_grad(rlhf_model *m);
+/* Backpropagate the loss of the last forward with targets, ADDING into the
+   gradients (so several calls accumulate). */
+RLHFDEF rlhf_result rlhf_model_backward(rlhf_model *m);
+/* Clip (if opt->grad_clip > 0) and apply one AdamW step to every parameter.
+   *grad_norm (may be NULL) receives the norm before clipping. If the norm is
+   not finite nothing changes and RLHF_ERR_NON_FINITE is returned. */
+RLHFDEF rlhf_result rlhf_model_adamw_update(rlhf_model *m, const rlhf_adamw_config *opt, float *grad_norm);
+/* Number of AdamW updates applied so far (bias correction uses step + 1). */
+RLHFDEF long        rlhf_model_adamw_steps(const rlhf_model *m);
+
+/* One optimisation step on a (B,T) batch: forward, mean cross-entropy over
+   targets != -1, backward, AdamW update (torch.optim.AdamW semantics, bias
+   correction, decoupled weight decay on tensors with 2 or more dimensions
+   only). *loss receives the loss before the update. */
+RLHFDEF rlhf_result rlhf_model_train_step(rlhf_model *m, const int *inputs, const int *targets,
+                                          int B, int T, const rlhf_adamw_config *opt, float *loss);
+/* Forward only: logits (B,T,V) for inputs, row-major, into caller memory. */
+RLHFDEF rlhf_result rlhf_model_logits(rlhf_model *m, const int *inputs, int B, int T, float *logits);
+
+/* ---------------------------------------------------------------------------
+   KV cache and decoding: n_seq sequences advanced together, one token each
+   per call, up to max_len positions (<= n_ctx). Each decode step costs one
+   matrix-vector pass over the weights for all n_seq sequences. */
+typedef struct rlhf_kv_cache rlhf_kv_cache;
+RLHFDEF rlhf_result rlhf_kv_cache_create(rlhf_kv_cache **out, const rlhf_model *m, int n_seq, int max_len);
+RLHFDEF void        rlhf_kv_cache_free(rlhf_kv_cache *c);
+RLHFDEF void        rlhf_kv_cache_reset(rlhf_kv_cache *c);   /* back to length 0 */
+RLHFDEF int         rlhf_kv_cache_length(const rlhf_kv_cache *c);
+/* Feed tokens[n_seq] at position rlhf_kv_cache_length(c); logits (n_seq,V)
+   receive the next-token logits of each sequence. The cache must have been
+   made for a model of the same config. */
+RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, float *logits);
+
+/* ---------------------------------------------------------------------------
+   Sampling. temperature 0 is greedy (argmax, lowest id on ties). top_k 0 is
+   off; otherwise only the k most likely tokens are kept. top_p 1 is off;
+   otherwise the smallest set of most likely tokens whose probability reaches
+   top_p is kept. Applied in Hugging Face's order: temperature, top-k, top-p. */
+typedef struct rlhf_sampler_config { float temperature; int top_k; float top_p; } rlhf_sampler_config;
+/* temperature 1, top_k 0 (off), top_p 1 (off): sampling from the model itself. */
+RLHFDEF rlhf_sampler_config rlhf_sampler_config_default(void);
+typedef struct rlhf_sampler rlhf_sampler;
+RLHFDEF rlhf_result rlhf_sampler_create(rlhf_sampler **out, int vocab_size, const rlhf_sampler_config *cfg);
+RLHFDEF void        rlhf_sampler_free(rlhf_sampler *s);
+/* Draw a token id from logits (V); uses the caller's rng (one draw, none at
+   temperature 0). Returns -1 only if the logits are all NaN / -inf. */
+RLHFDEF int         rlhf_sampler_sample(rlhf_sampler *s, const float *logits, rlhf_rng *rng);
+
+/* Generate into out[cap] after a prompt of n_prompt tokens, with a cache made
+   for one sequence (reset here): up to max_new tokens, stopping after eos
+   (eos < 0: never). *n_out receives the number of tokens written. */
+RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sampler *s, rlhf_rng *rng,
+                                        const int *prompt, int n_prompt, int max_new, int eos,
+                                        int *out, int *n_out);
+
+/* Which kernels this build uses: "avx2+fma", "neon" or "scalar". */
+RLHFDEF const char *rlhf_simd_name(void);
+/* Threads the kernels run on (1 without OpenMP). */
+RLHFDEF int         rlhf_num_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RLHF_H */
+
+/* ======================================================================== */
+/*                           IMPLEMENTATION                                 */
+/* ======================================================================== */
+#if defined(RLHF_IMPLEMENTATION) && !defined(RLHF_IMPLEMENTATION_DONE)
+#define RLHF_IMPLEMENTATION_DONE
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>   /* vsnprintf only: the library never prints */
+#include <stdlib.h>
+#include <string.h>
+
+// ----------------------------------------------------------------------------
+// >>config  allocator, OpenMP and SIMD selection, result strings, RNG
+// ----------------------------------------------------------------------------
+
+#if defined(RLHF_MALLOC) && defined(RLHF_FREE)
+/* the caller's allocator */
+#elif !defined(RLHF_MALLOC) && !defined(RLHF_FREE)
+#define RLHF_MALLOC(size) malloc(size)
+#define RLHF_FREE(ptr) free(ptr)
+#else
+#error "rlhf.h: define both RLHF_MALLOC and RLHF_FREE, or neither"
+#endif
+
+#ifndef RLHF_ASSERT
+#include <assert.h>
+#define RLHF_ASSERT(x) assert(x)
+#endif
+
+/* OpenMP only as one-line pragmas; without -fopenmp they vanish, so there is
+   no unknown-pragma warning. RLHF__OMP(omp parallel for) -> _Pragma("omp parallel for") */
+#ifdef _OPENMP
+#include <omp.h>
+#define RLHF__OMP(x) _Pragma(#x)
+#else
+#define RLHF__OMP(x)
+#endif
+
+/* The scalar _ref twins are called only by the tests in some builds. */
+#if defined(__GNUC__) || defined(__clang__)
+#define RLHF__REF static __attribute__((unused))
+#else
+#define RLHF__REF static
+#endif
+
+/* SIMD is chosen at compile time; RLHF_NO_SIMD forces the scalar kernels. */
+#if !defined(RLHF_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
+#define RLHF__AVX2 1
+#include <immintrin.h>
+#elif !defined(RLHF_NO_SIMD) && defined(__aarch64__) && defined(__ARM_NEON)
+#define RLHF__NEON 1
+#include <arm_neon.h>
+#endif
+
+RLHFDEF const char *rlhf_simd_name(void) {
+#if defined(RLHF__AVX2)
+    return "avx2+fma";
+#elif defined(RLHF__NEON)
+    return "neon";
+#else
+    return "scalar";
+#endif
+}
+
+RLHFDEF int rlhf_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+RLHFDEF const char *rlhf_result_string(rlhf_result r) {
+    switch (r) {
+#define RLHF__STRING_ITEM(name, value, message) case name: return message;
+        RLHF_RESULT_LIST(RLHF__STRING_ITEM)
+#undef RLHF__STRING_ITEM
+    default: return "unknown result";
+    }
+}
+
+/* Size arithmetic that refuses to wrap: *out = a * b, 0 on overflow. */
+static int rlhf__mul_size(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > (size_t)-1 / a) return 0;
+    *out = a * b;
+    return 1;
+}
+static int rlhf__add_size(size_t a, size_t b, size_t *out) {
+    if (b > (size_t)-1 - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+/* 64-byte aligned blocks (a cache line; AVX2 wants 32). The pointer returned
+   by RLHF_MALLOC is stored just before the aligned block. */
+static void *rlhf__alloc(size_t bytes) {
+    size_t total;
+    unsigned char *raw, *p;
+    if (!rlhf__add_size(bytes, 64 + sizeof(void *), &total)) return NULL;
+    raw = (unsigned char *)RLHF_MALLOC(total);
+    if (!raw) return NULL;
+    p = raw + sizeof(void *);
+    p += (64 - ((uintptr_t)p & 63)) & 63;
+    memcpy(p - sizeof(void *), &raw, sizeof(void *));
+    return p;
+}
+static void rlhf__free(void *p) {
+    void *raw;
+    if (!p) return;
+    memcpy(&raw, (unsigned char *)p - sizeof(void *), sizeof(void *));
+    RLHF_FREE(raw);
+}
+/* floats, overflow-checked */
+static float *rlhf__alloc_floats(size_t n) {
+    size_t bytes;
+    if (!rlhf__mul_size(n, sizeof(float), &bytes)) return NULL;
+    return (float *)rlhf__alloc(bytes);
+}
+
+/* xoshiro256** (Blackman & Vigna 2018), seeded through splitmix64 so that any
+   64-bit seed, 0 included, gives a good state. */
+static uint64_t rlhf__splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+RLHFDEF void rlhf_rng_seed(rlhf_rng *rng, uint64_t seed) {
+    int i;
+    for (i = 0; i < 4; i++) rng->s[i] = rlhf__splitmix64(&seed);
+}
+static uint64_t rlhf__rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+RLHFDEF uint64_t rlhf_rng_u64(rlhf_rng *rng) {
+    uint64_t *s = rng->s;
+    uint64_t result = rlhf__rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rlhf__rotl(s[3], 45);
+    return result;
+}
+RLHFDEF float rlhf_rng_float(rlhf_rng *rng) {
+    /* top 24 bits: every value is exactly representable, never 1.0 */
+    return (float)(rlhf_rng_u64(rng) >> 40) * (1.0f / 16777216.0f);
+}
+RLHFDEF float rlhf_rng_normal(rlhf_rng *rng) {
+    /* Box-Muller in double; u1 in (0, 1] so log() never sees 0. */
+    double u1 = ((double)(rlhf_rng_u64(rng) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(rlhf_rng_u64(rng) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+// ----------------------------------------------------------------------------
+// >>kernels  vector primitives, packed matmul, layernorm, GELU, attention,
+//            cross-entropy, AdamW. Every SIMD kernel has a scalar rlhf__X_ref
+//            twin that defines what it computes (tests compare the two).
+// ----------------------------------------------------------------------------
+
+/* Horizontal sums of one register. */
+#if defined(RLHF__AVX2)
+static float rlhf__hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
+/* dot product: sum_i a[i] * b[i]; a, b (n). */
+RLHF__REF float rlhf__dot_ref(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    int i;
+    for (i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+static float rlhf__dot(const float *a, const float *b, int n) {
+    int i = 0;
+    float s = 0.0f;
+#if defined(RLHF__AVX2)
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s = rlhf__hsum256(_mm256_add_ps(s0, s1));
+#elif defined(RLHF__NEON)
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
+    for (; i + 8 <= n; i += 8) {
+        s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+    }
+    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+    s = vaddvq_f32(vaddq_f32(s0, s1));
+#endif
+    for (; i < n; i++) s += a[i] * b[i]; /* the tail, or the whole loop when scalar */
+    return s;
+}
+
+/* axpy: y[i] += a * x[i]; x, y (n). */
+RLHF__REF void rlhf__axpy_ref(float *y, float a, const float *x, int n) {
+    int i;
+    for (i = 0; i < n; i++) y[i] += a * x[i];
+}
+static void rlhf__axpy(float *y, float a, const float *x, int n) {
+    int i = 0;
+#if defined(RLHF__AVX2)
+    __m256 va = _mm256_set1_ps(a);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+#elif defined(RLHF__NEON)
+    float32x4_t va = vdupq_n_f32(a);
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_f32(vld1q_f32(y + i), va, vld1q_f32(x + i)));
+#endif
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* ---- matmul ----------------------------------------------------------------
+   C (M,N) = [C +] A (M,K) * B (K,N), where element (i,k) of A is at
+   A[i*rsa + k*csa] and (k,j) of B at B[k*rsb + j*csb]: the strides express
+   every transpose the model needs, e.g. for a Conv1D weight W (IC,OC):
+     forward        out (BT,OC)  = inp (BT,IC) * W              rsb=OC, csb=1
+     backward-data  dinp (BT,IC) = dout (BT,OC) * W^T           rsb=1,  csb=OC
+     backward-wt    dW (IC,OC)  += inp^T (IC,BT) * dout (BT,OC) rsa=1,  csa=IC
+   The fast path is the BLIS/GotoBLAS scheme: A and B are copied ("packed")
+   into contiguous panels of MR rows and NR columns for a KC-deep slice, and a
+   register-tiled micro-kernel computes each MR x NR tile of C with all its
+   accumulators in registers. Threads split the output tiles, never the K sum,
+   so each C element is summed in the same order on any thread count. */
+#define RLHF__MR 6     /* micro-tile rows: 6 x 2 AVX2 registers (or 6 x 4 NEON) of accumulators */
+#define RLHF__NR 16    /* micro-tile columns */
+#define RLHF__KC 256   /* depth of a packed slice: an A panel (6 KB) and a B panel (16 KB) fit L1 */
+#define RLHF__MC 96    /* rows of A packed at once (96 KB, stays in L2) */
+#define RLHF__NC 2048  /* columns of B packed at once (2 MB, stays in L3) */
+#define RLHF__GEMM_WORK_FLOATS ((size_t)RLHF__MC * RLHF__KC + (size_t)RLHF__KC * RLHF__NC)
+#define RLHF__SMALL_M 4 /* at most this many rows: matrix-vector path, no packing (decode) */
+
+/* The definition: a plain triple loop, summing k in order. */
+RLHF__REF void rlhf__gemm_ref(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                           const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
+                           int accumulate) {
+    int i, j, k;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (k = 0; k < K; k++) s += A[i * rsa + k * csa] * B[k * rsb + j * csb];
+            C[i * ldc + j] = accumulate ? C[i * ldc + j] + s : s;
+        }
+}
+
+/* Micro-kernel. tile (MR,NR) = sum over k < kc of Ap[k][r] * Bp[k][c], where
+   Ap is a packed A panel (kc,MR) and Bp a packed B panel (kc,NR). */
+RLHF__REF void rlhf__gemm_tile_ref(int kc, const float *Ap, const float *Bp, float *tile) {
+    int k, r, c;
+    for (r = 0; r < RLHF__MR * RLHF__NR; r++) tile[r] = 0.0f;
+    for (k = 0; k < kc; k++)
+        for (r = 0; r < RLHF__MR; r++)
+            for (c = 0; c < RLHF__NR; c++) tile[r * RLHF__NR + c] += Ap[k * RLHF__MR + r] * Bp[k * RLHF__NR + c];
+}
+static void rlhf__gemm_tile(int kc, const float *Ap, const float *Bp, float *tile) {
+#if defined(RLHF__AVX2)
+    /* 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers */
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    int k;
+    for (k = 0; k < kc; k++, Ap += RLHF__MR, Bp += RLHF__NR) {
+        __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8), a;
+        a = _mm256_broadcast_ss(Ap + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(Ap + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(Ap + 2); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(Ap + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(Ap + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(Ap + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+    _mm256_storeu_ps(tile + 0, c00);  _mm256_storeu_ps(tile + 8, c01);
+    _mm256_storeu_ps(tile + 16, c10); _mm256_storeu_ps(tile + 24, c11);
+    _mm256_storeu_ps(tile + 32, c20); _mm256_storeu_ps(tile + 40, c21);
+    _mm256_storeu_ps(tile + 48, c30); _mm256_storeu_ps(tile + 56, c31);
+    _mm256_storeu_ps(tile + 64, c40); _mm256_storeu_ps(tile + 72, c41);
+    _mm256_storeu_ps(tile + 80, c50); _mm256_storeu_ps(tile + 88, c51);
+#elif defined(RLHF__NEON)
+    /* 24 accumulators + 4 B vectors of the 32 NEON registers */
+    float32x4_t acc[RLHF__MR][4];
+    int k, r, q;
+    for (r = 0; r < RLHF__MR; r++)
+        for (q = 0; q < 4; q++) acc[r][q] = vdupq_n_f32(0.0f);
+    for (k = 0; k < kc; k++, Ap += RLHF__MR, Bp += RLHF__NR) {
+        float32x4_t b0 = vld1q_f32(Bp), b1 = vld1q_f32(Bp + 4), b2 = vld1q_f32(Bp + 8), b3 = vld1q_f32(Bp + 12);
+        for (r = 0; r < RLHF__MR; r++) {
+            float a = Ap[r];
+            acc[r][0] = vfmaq_n_f32(acc[r][0], b0, a);
+            acc[r][1] = vfmaq_n_f32(acc[r][1], b1, a);
+            acc[r][2] = vfmaq_n_f32(acc[r][2], b2, a);
+            acc[r][3] = vfmaq_n_f32(acc[r][3], b3, a);
+        }
+    }
+    for (r = 0; r < RLHF__MR; r++)
+        for (q = 0; q < 4; q++) vst1q_f32(tile + r * RLHF__NR + 4 * q, acc[r][q]);
+#else
+    rlhf__gemm_tile_ref(kc, Ap, Bp, tile);
+#endif
+}
+
+/* Few rows (decode: one row per sequence): stream B once, no packing.
+   B with contiguous rows (csb == 1): C rows accumulate axpy's of B's rows.
+   B with contiguous columns (rsb == 1, csa == 1): dot products. */
+static void rlhf__gemm_small(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                             const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
+                             int accumulate) {
+    int chunk;
+    if (csb == 1) {
+        const int CH = 128; /* columns per task: C's chunk (M x 128) stays in L1 */
+        int nchunks = (N + CH - 1) / CH;
+        RLHF__OMP(omp parallel for schedule(static))
+        for (chunk = 0; chunk < nchunks; chunk++) {
+            int j0 = chunk * CH, len = N - j0 < CH ? N - j0 : CH, i, k;
+            if (!accumulate)
+                for (i = 0; i < M; i++) memset(C + i * ldc + j0, 0, (size_t)len * sizeof(float));
+            for (k = 0; k < K; k++)
+                for (i = 0; i < M; i++) rlhf__axpy(C + i * ldc + j0, A[i * rsa + k * csa], B + k * rsb + j0, len);
+        }
+    } else {
+        int j;
+        RLHF__OMP(omp parallel for schedule(static))
+        for (j = 0; j < N; j++) {
+            int i;
+            for (i = 0; i < M; i++) {
+                float d = rlhf__dot(A + i * rsa, B + j * csb, K);
+                C[i * ldc + j] = accumulate ? C[i * ldc + j] + d : d;
+            }
+        }
+    }
+}
+
+/* The fast path. work holds RLHF__GEMM_WORK_FLOATS floats, 64-byte aligned. */
+static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                       const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
+                       int accumulate, float *work) {
+    float *Ap = work, *Bp = work + (size_t)RLHF__MC * RLHF__KC;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        int i;
+        if (!accumulate)
+            for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    if (M <= RLHF__SMALL_M && (csb == 1 || (rsb == 1 && csa == 1))) {
+        rlhf__gemm_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+        return;
+    }
+    RLHF__OMP(omp parallel)
+    {
+        int jc, pc, ic;
+        for (jc = 0; jc < N; jc += RLHF__NC) {
+            int nc = N - jc < RLHF__NC ? N - jc : RLHF__NC;
+            int np = (nc + RLHF__NR - 1) / RLHF__NR; /* B panels */
+            for (pc = 0; pc < K; pc += RLHF__KC) {
+                int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
+                int overwrite = pc == 0 && !accumulate;
+                int jp;
+                /* pack B (kc, nc) into np panels (kc, NR), zero-padded past N */
+                RLHF__OMP(omp for schedule(static))
+                for (jp = 0; jp < np; jp++) {
+                    float *dst = Bp + (size_t)jp * kc * RLHF__NR;
+                    int j0 = jc + jp * RLHF__NR, k, c;
+                    for (k = 0; k < kc; k++)
+                        for (c = 0; c < RLHF__NR; c++)
+                            dst[k * RLHF__NR + c] = j0 + c < N ? B[(pc + k) * rsb + (j0 + c) * csb] : 0.0f;
+                }
+                for (ic = 0; ic < M; ic += RLHF__MC) {
+                    int mc = M - ic < RLHF__MC ? M - ic : RLHF__MC;
+                    int mp = (mc + RLHF__MR - 1) / RLHF__MR; /* A panels */
+                    int ip, t;
+                    /* pack A (mc, kc) into mp panels (kc, MR), zero-padded past M */
+                    RLHF__OMP(omp for schedule(static))
+                    for (ip = 0; ip < mp; ip++) {
+                        float *dst = Ap + (size_t)ip * kc * RLHF__MR;
+                        int i0 = ic + ip * RLHF__MR, k, r;
+                        for (k = 0; k < kc; k++)
+                            for (r = 0; r < RLHF__MR; r++)
+                                dst[k * RLHF__MR + r] = i0 + r < M ? A[(i0 + r) * rsa + (pc + k) * csa] : 0.0f;
+                    }
+                    /* tiles in B-panel-major order: a thread's run of tiles reuses one B panel */
+                    RLHF__OMP(omp for schedule(static))
+                    for (t = 0; t < np * mp; t++) {
+                        float tile[RLHF__MR * RLHF__NR];
+                        int tj = t / mp, ti = t % mp, r, c;
+                        int i0 = ic + ti * RLHF__MR, j0 = jc + tj * RLHF__NR;
+                        int rows = M - i0 < RLHF__MR ? M - i0 : RLHF__MR;
+                        int cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR;
+                        rlhf__gemm_tile(kc, Ap + (size_t)ti * kc * RLHF__MR, Bp + (size_t)tj * kc * RLHF__NR, tile);
+                        for (r = 0; r < rows; r++) {
+                            float *crow = C + (i0 + r) * ldc + j0; /* seek to C[i0+r, j0] */
+                            if (overwrite)
+                                for (c = 0; c < cols; c++) crow[c] = tile[r * RLHF__NR + c];
+                            else
+                                for (c = 0; c < cols; c++) crow[c] += tile[r * RLHF__NR + c];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- Conv1D (Hugging Face's linear layer, weight stored [in, out]) ---------
+   forward:  out (BT,OC) = [residual (BT,OC) +] bias (OC) + inp (BT,IC) * w (IC,OC)
+   residual and bias may be NULL. Starting from residual + bias and
+   accumulating the product folds the residual add of a GPT-2 block into the
+   matmul, so no separate buffer is needed for the projection. */
+static void rlhf__linear_forward(float *out, const float *inp, const float *w, const float *bias,
+                                 const float *residual, int BT, int IC, int OC, float *work) {
+    int bt;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < BT; bt++) {
+        float *o = out + (size_t)bt * OC; /* seek to out[bt, :] */
+        int c;
+        if (residual) memcpy(o, residual + (size_t)bt * OC, (size_t)OC * sizeof(float));
+        else memset(o, 0, (size_t)OC * sizeof(float));
+        if (bias)
+            for (c = 0; c < OC; c++) o[c] += bias[c];
+    }
+    rlhf__gemm(BT, OC, IC, inp, IC, 1, w, OC, 1, out, OC, 1, work);
+}
+
+/* dbias (OC) += sum over rows of dout (BT,OC). Threads split the channels;
+   each channel sums its rows in order, so any thread count gives the same bits. */
+static void rlhf__bias_backward(float *dbias, const float *dout, int BT, int OC) {
+    const int CH = 64;
+    int nchunks = (OC + CH - 1) / CH, chunk;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (chunk = 0; chunk < nchunks; chunk++) {
+        int c0 = chunk * CH, c1 = c0 + CH < OC ? c0 + CH : OC, bt, c;
+        for (bt = 0; bt < BT; bt++)
+            for (c = c0; c < c1; c++) dbias[c] += dout[(size_t)bt * OC + c];
+    }
+}
+
+/* backward of out = inp * w + bias:
+   dinp (BT,IC)  = dout (BT,OC) * w^T          (overwrites)
+   dw   (IC,OC) += inp^T (IC,BT) * dout (BT,OC)
+   dbias (OC)   += column sums of dout          (dbias may be NULL) */
+static void rlhf__linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                                  const float *w, int BT, int IC, int OC, float *work) {
+    rlhf__gemm(BT, IC, OC, dout, OC, 1, w, 1, OC, dinp, IC, 0, work);
+    rlhf__gemm(IC, OC, BT, inp, 1, IC, dout, OC, 1, dw, OC, 1, work);
+    if (dbias) rlhf__bias_backward(dbias, dout, BT, OC);
+}
+
+/* ---- LayerNorm -------------------------------------------------------------
+   torch.nn.LayerNorm(C, eps=1e-5), biased variance:
+     out = (x - mean) * rstd * weight + bias,  rstd = 1 / sqrt(var + 1e-5)
+   out (BT,C), mean (BT), rstd (BT) <- inp (BT,C), weight (C), bias (C).
+   Caches mean and rstd for the backward. */
+static void rlhf__layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                    const float *weight, const float *bias, int BT, int C) {
+    int bt;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < BT; bt++) {
+        const float *x = inp + (size_t)bt * C; /* seek to inp[bt, :] */
+        float *o = out + (size_t)bt * C;
+        float m = 0.0f, v = 0.0f, s;
+        int c;
+        for (c = 0; c < C; c++) m += x[c];
+        m /= (float)C;
+        for (c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= (float)C;
+        s = 1.0f / sqrtf(v + 1e-5f); /* eps 1e-5: GPT-2's layer_norm_epsilon */
+        for (c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        mean[bt] = m;
+        rstd[bt] = s;
+    }
+}
+
+/* backward, with n = (x - mean) * rstd the normalised input:
+     dweight += sum_bt dout * n;   dbias += sum_bt dout
+     dinp    += rstd * (g - mean_c(g) - n * mean_c(g * n)),  g = dout * weight
+   dinp, dout, inp (BT,C); dweight, dbias, weight (C); mean, rstd (BT). */
+static void rlhf__layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                                     const float *inp, const float *weight, const float *mean,
+                                     const float *rstd, int BT, int C) {
+    const int CH = 64;
+    int nchunks = (C + CH - 1) / CH, chunk, bt;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < BT; bt++) {
+        const float *x = inp + (size_t)bt * C, *dy = dout + (size_t)bt * C;
+        float *dx = dinp + (size_t)bt * C;
+        float gmean = 0.0f, gnmean = 0.0f;
+        int c;
+        for (c = 0; c < C; c++) {
+            float n = (x[c] - mean[bt]) * rstd[bt], g = dy[c] * weight[c];
+            gmean += g;
+            gnmean += g * n;
+        }
+        gmean /= (float)C;
+        gnmean /= (float)C;
+        for (c = 0; c < C; c++) {
+            float n = (x[c] - mean[bt]) * rstd[bt], g = dy[c] * weight[c];
+            dx[c] += rstd[bt] * (g - gmean - n * gnmean);
+        }
+    }
+    /* parameter gradients: threads split channels (fixed order per channel) */
+    RLHF__OMP(omp parallel for schedule(static))
+    for (chunk = 0; chunk < nchunks; chunk++) {
+        int c0 = chunk * CH, c1 = c0 + CH < C ? c0 + CH : C, b, c;
+        for (b = 0; b < BT; b++) {
+            const float *x = inp + (size_t)b * C, *dy = dout + (size_t)b * C;
+            for (c = c0; c < c1; c++) {
+                dweight[c] += dy[c] * (x[c] - mean[b]) * rstd[b];
+                dbias[c] += dy[c];
+            }
+        }
+    }
+}
+
+/* ---- GELU, tanh approximation (GPT-2's "gelu_new") -------------------------
+   gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+   out, inp (n). The backward needs only inp (the forward's input). */
+#define RLHF__GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+static void rlhf__gelu_forward(float *out, const float *inp, size_t n) {
+    ptrdiff_t i, N = (ptrdiff_t)n;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (i = 0; i < N; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(RLHF__GELU_K * (x + 0.044715f * x * x * x)));
+    }
+}
+/* d gelu/dx = 0.5 (1 + th) + 0.5 x (1 - th^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), th = tanh(...)
+   dinout (n): dout on entry, dinp on return (in place). */
+static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
+    ptrdiff_t i, N = (ptrdiff_t)n;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (i = 0; i < N; i++) {
+        float x = inp[i];
+        float th = tanhf(RLHF__GELU_K * (x + 0.044715f * x * x * x));
+        float local = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * RLHF__GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        dinout[i] *= local;
+    }
+}
+
+/* ---- fused causal self-attention ---------------------------------------------
+   qkv (B,T,3C): q, k, v each C wide, head h in channels [h*hs, (h+1)*hs).
+   For each (b, h, t):  att[t2] = softmax over t2 <= t of (q_t . k_t2) / sqrt(hs)
+                        out_t   = sum over t2 <= t of att[t2] * v_t2
+   out (B,T,C); att (B,NH,T,T) caches the probabilities for the backward
+   (entries t2 > t are not written). Scores, softmax and the weighted sum run
+   in one pass per row: no (B,NH,T,T) score buffer. Threads split (b, h). */
+static void rlhf__attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+    int hs = C / NH, bh;
+    float scale = 1.0f / sqrtf((float)hs);
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH, t, t2;
+        const float *base = qkv + (size_t)b * T * 3 * C; /* seek to qkv[b, 0, :] */
+        for (t = 0; t < T; t++) {
+            const float *q = base + (size_t)t * 3 * C + h * hs;
+            float *row = att + ((size_t)bh * T + t) * T; /* seek to att[b, h, t, :] */
+            float *o = out + ((size_t)b * T + t) * C + h * hs;
+            float maxv = -INFINITY, sum = 0.0f, inv;
+            for (t2 = 0; t2 <= t; t2++) {
+                row[t2] = rlhf__dot(q, base + (size_t)t2 * 3 * C + C + h * hs, hs) * scale;
+                if (row[t2] > maxv) maxv = row[t2];
+            }
+            for (t2 = 0; t2 <= t; t2++) {
+                row[t2] = expf(row[t2] - maxv); /* stable: the row maximum is subtracted */
+                sum += row[t2];
+            }
+            inv = 1.0f / sum; /* sum >= 1: the maximum contributes exp(0) */
+            memset(o, 0, (size_t)hs * sizeof(float));
+            for (t2 = 0; t2 <= t; t2++) {
+                row[t2] *= inv;
+                rlhf__axpy(o, row[t2], base + (size_t)t2 * 3 * C + 2 * C + h * hs, hs);
+            }
+        }
+    }
+}
+
+/* backward of the above. dqkv (B,T,3C) += gradients; dout (B,T,C);
+   scratch (B*NH, T). With a = att[t,:], g = dout_t:
+     dv_t2 += a[t2] g;  da[t2] = g . v_t2
+     ds[t2] = a[t2] (da[t2] - sum_j a[j] da[j])          (softmax backward)
+     dq_t  += ds[t2] k_t2 / sqrt(hs);  dk_t2 += ds[t2] q_t / sqrt(hs) */
+static void rlhf__attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                                     const float *att, int B, int T, int C, int NH) {
+    int hs = C / NH, bh;
+    float scale = 1.0f / sqrtf((float)hs);
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH, t, t2;
+        const float *base = qkv + (size_t)b * T * 3 * C;
+        float *dbase = dqkv + (size_t)b * T * 3 * C;
+        float *da = scratch + (size_t)bh * T;
+        for (t = 0; t < T; t++) {
+            const float *a = att + ((size_t)bh * T + t) * T;
+            const float *g = dout + ((size_t)b * T + t) * C + h * hs;
+            const float *q = base + (size_t)t * 3 * C + h * hs;
+            float *dq = dbase + (size_t)t * 3 * C + h * hs;
+            float dot = 0.0f;
+            for (t2 = 0; t2 <= t; t2++) {
+                da[t2] = rlhf__dot(g, base + (size_t)t2 * 3 * C + 2 * C + h * hs, hs);
+                rlhf__axpy(dbase + (size_t)t2 * 3 * C + 2 * C + h * hs, a[t2], g, hs);
+                dot += a[t2] * da[t2];
+            }
+            for (t2 = 0; t2 <= t; t2++) {
+                float ds = a[t2] * (da[t2] - dot) * scale;
+                rlhf__axpy(dq, ds, base + (size_t)t2 * 3 * C + C + h * hs, hs);
+                rlhf__axpy(dbase + (size_t)t2 * 3 * C + C + h * hs, ds, q, hs);
+            }
+        }
+    }
+}
+
+/* ---- softmax + cross-entropy, ignore index -1 ------------------------------
+   torch.nn.functional.cross_entropy(logits, targets, ignore_index=-1), per row:
+     loss_bt = logsumexp(logits_bt) - logits_bt[target_bt]   (0 where target is -1)
+   losses (BT), lse (BT) <- logits (BT,V), targets (BT). lse is kept for the backward. */
+static void rlhf__crossentropy_forward(float *losses, float *lse, const float *logits, const int *targets,
+                                       int BT, int V) {
+    int bt;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < BT; bt++) {
+        const float *l = logits + (size_t)bt * V; /* seek to logits[bt, :] */
+        float maxv = -INFINITY;
+        double sum = 0.0; /* V terms in [0, 1]: double keeps the sum exact enough for any V */
+        int v;
+        for (v = 0; v < V; v++)
+            if (l[v] > maxv) maxv = l[v];
+        for (v = 0; v < V; v++) sum += (double)expf(l[v] - maxv);
+        lse[bt] = maxv + (float)log(sum);
+        losses[bt] = targets[bt] >= 0 ? lse[bt] - l[targets[bt]] : 0.0f;
+    }
+}
+/* d loss / d logits = (softmax(logits) - onehot(target)) * dloss, rows with
+   target -1 get 0. dlogits (BT,V) overwrites logits in place. */
+static void rlhf__crossentropy_backward(float *logits_to_dlogits, const float *lse, const int *targets,
+                                        float dloss, int BT, int V) {
+    int bt;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < BT; bt++) {
+        float *d = logits_to_dlogits + (size_t)bt * V;
+        int v;
+        if (targets[bt] < 0) {
+            memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        for (v = 0; v < V; v++) d[v] = expf(d[v] - lse[bt]) * dloss;
+        d[targets[bt]] -= dloss;
+    }
+}
+
+/* ---- AdamW -----------------------------------------------------------------
+   torch.optim.AdamW (Loshchilov & Hutter 2019) at step t >= 1, in torch's order:
+     p <- p * (1 - lr * wd)                          (decoupled weight decay)
+     m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
+     p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+   p, m, v (n) in place; g (n). decay = 1 - lr*wd, step_size = lr/(1 - b1^t),
+   bc2_sqrt = sqrt(1 - b2^t) are computed once per step in double. The SIMD
+   path uses the same separate multiplies, adds, sqrt and division. */
+RLHF__REF void rlhf__adamw_ref(float *p, float *m, float *v, const float *g, size_t n, float b1, float b2,
+                            float eps, float decay, float step_size, float bc2_sqrt) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float denom;
+        p[i] = p[i] * decay;
+        m[i] = m[i] * b1 + (1.0f - b1) * g[i];
+        v[i] = v[i] * b2 + (1.0f - b2) * (g[i] * g[i]);
+        denom = sqrtf(v[i]) / bc2_sqrt + eps;
+        p[i] = p[i] - step_size * (m[i] / denom);
+    }
+}
+static void rlhf__adamw(float *p, float *m, float *v, const float *g, size_t n, float b1, float b2,
+                        float eps, float decay, float step_size, float bc2_sqrt) {
+    const ptrdiff_t CH = 4096; /* elements per task */
+    ptrdiff_t nchunks = ((ptrdiff_t)n + CH - 1) / CH, chunk;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (chunk = 0; chunk < nchunks; chunk++) {
+        size_t i = (size_t)(chunk * CH), end = i + (size_t)CH < n ? i + (size_t)CH : n;
+#if defined(RLHF__AVX2)
+        __m256 vb1 = _mm256_set1_ps(b1), vb2 = _mm256_set1_ps(b2), v1b1 = _mm256_set1_ps(1.0f - b1);
+        __m256 v1b2 = _mm256_set1_ps(1.0f - b2), veps = _mm256_set1_ps(eps), vdec = _mm256_set1_ps(decay);
+        __m256 vss = _mm256_set1_ps(step_size), vbc = _mm256_set1_ps(bc2_sqrt);
+        for (; i + 8 <= end; i += 8) {
+            __m256 gi = _mm256_loadu_ps(g + i);
+            __m256 pi = _mm256_mul_ps(_mm256_loadu_ps(p + i), vdec);
+            __m256 mi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + i), vb1), _mm256_mul_ps(v1b1, gi));
+            __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), vb2), _mm256_mul_ps(v1b2, _mm256_mul_ps(gi, gi)));
+            __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), vbc), veps);
+            pi = _mm256_sub_ps(pi, _mm256_mul_ps(vss, _mm256_div_ps(mi, den)));
+            _mm256_storeu_ps(p + i, pi); _mm256_storeu_ps(m + i, mi); _mm256_storeu_ps(v + i, vi);
+        }
+#elif defined(RLHF__NEON)
+        float32x4_t vb1 = vdupq_n_f32(b1), vb2 = vdupq_n_f32(b2), v1b1 = vdupq_n_f32(1.0f - b1);
+        float32x4_t v1b2 = vdupq_n_f32(1.0f - b2), veps = vdupq_n_f32(eps), vdec = vdupq_n_f32(decay);
+        float32x4_t vss = vdupq_n_f32(step_size), vbc = vdupq_n_f32(bc2_sqrt);
+        for (; i + 4 <= end; i += 4) {
+            float32x4_t gi = vld1q_f32(g + i);
+            float32x4_t pi = vmulq_f32(vld1q_f32(p + i), vdec);
+            float32x4_t mi = vaddq_f32(vmulq_f32(vld1q_f32(m + i), vb1), vmulq_f32(v1b1, gi));
+            float32x4_t vi = vaddq_f32(vmulq_f32(vld1q_f32(v + i), vb2), vmulq_f32(v1b2, vmulq_f32(gi, gi)));
+            float32x4_t den = vaddq_f32(vdivq_f32(vsqrtq_f32(vi), vbc), veps);
+            pi = vsubq_f32(pi, vmulq_f32(vss, vdivq_f32(mi, den)));
+            vst1q_f32(p + i, pi); vst1q_f32(m + i, mi); vst1q_f32(v + i, vi);
+        }
+#endif
+        if (i < end) rlhf__adamw_ref(p + i, m + i, v + i, g + i, end - i, b1, b2, eps, decay, step_size, bc2_sqrt);
+    }
+}
+
+/* sum of squares of x (n), in double, over 64 fixed chunks added in order:
+   the same bits on any thread count. */
+static double rlhf__sumsq(const float *x, size_t n) {
+    enum { NCHUNK = 64 };
+    double part[NCHUNK], total = 0.0;
+    size_t per = (n + NCHUNK - 1) / NCHUNK;
+    int chunk;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (chunk = 0; chunk < NCHUNK; chunk++) {
+        size_t i = (size_t)chunk * per, end = i + per < n ? i + per : n;
+        double s = 0.0;
+        for (; i < end; i++) s += (double)x[i] * (double)x[i];
+        part[chunk] = s;
+    }
+    for (chunk = 0; chunk < NCHUNK; chunk++) total += part[chunk];
+    return total;
+}
+
+// ----------------------------------------------------------------------------
+// >>model  GPT-2 as Hugging Face's GPT2LMHeadModel computes it: learned token
+//          and position embeddings, L pre-LN blocks (attention, MLP 4C with
+//          GELU), final LayerNorm, LM head tied to wte. No dropout.
+// ----------------------------------------------------------------------------
+
+RLHFDEF rlhf_config rlhf_config_default(void) {
+    rlhf_config c;
+    c.vocab_size = 512;
+    c.n_ctx = 128;
+    c.n_layer = 4;
+    c.n_head = 4;
+    c.n_embd = 128;
+    return c;
+}
+RLHFDEF rlhf_config rlhf_config_gpt2_124m(void) {
+    rlhf_config c;
+    c.vocab_size = 50257;
+    c.n_ctx = 1024;
+    c.n_layer = 12;
+    c.n_head = 12;
+    c.n_embd = 768;
+    return c;
+}
+RLHFDEF rlhf_adamw_config rlhf_adamw_config_default(void) {
+    rlhf_adamw_config o;
+    o.lr = 3e-4f;
+    o.beta1 = 0.9f;
+    o.beta2 = 0.95f;
+    o.eps = 1e-8f;
+    o.weight_decay = 0.1f;
+    o.grad_clip = 1.0f;
+    return o;
+}
+
+/* Parameters (and gradients, with the same layout): one allocation, a struct
+   of named pointers into it, each kind stacked over the L layers (llm.c's
+   layout), so AdamW is one flat loop and layer l's weights are w + l*size. */
+#define RLHF__NUM_KINDS 16
+typedef struct rlhf__params {
+    float *wte;      /* (V, C)      token embedding, also the LM head */
+    float *wpe;      /* (n_ctx, C)  position embedding */
+    float *ln1w;     /* (L, C) */
+    float *ln1b;     /* (L, C) */
+    float *qkvw;     /* (L, C, 3C)  attn.c_attn.weight */
+    float *qkvb;     /* (L, 3C) */
+    float *attprojw; /* (L, C, C)   attn.c_proj.weight */
+    float *attprojb; /* (L, C) */
+    float *ln2w;     /* (L, C) */
+    float *ln2b;     /* (L, C) */
+    float *fcw;      /* (L, C, 4C)  mlp.c_fc.weight */
+    float *fcb;      /* (L, 4C) */
+    float *fcprojw;  /* (L, 4C, C)  mlp.c_proj.weight */
+    float *fcprojb;  /* (L, C) */
+    float *lnfw;     /* (C) */
+    float *lnfb;     /* (C) */
+} rlhf__params;
+
+/* Forward caches, each for the reserved (B,T). */
+#define RLHF__NUM_ACTS 20
+typedef struct rlhf__acts {
+    float *encoded;   /* (B,T,C)     wte[x] + wpe[t] */
+    float *ln1;       /* (L,B,T,C) */
+    float *ln1_mean;  /* (L,B,T) */
+    float *ln1_rstd;  /* (L,B,T) */
+    float *qkv;       /* (L,B,T,3C) */
+    float *atty;      /* (L,B,T,C)   attention output before c_proj */
+    float *att;       /* (L,B,NH,T,T) attention probabilities */
+    float *residual2; /* (L,B,T,C)   after the attention block */
+    float *ln2;       /* (L,B,T,C) */
+    float *ln2_mean;  /* (L,B,T) */
+    float *ln2_rstd;  /* (L,B,T) */
+    float *fch;       /* (L,B,T,4C)  MLP hidden before GELU */
+    float *fch_gelu;  /* (L,B,T,4C) */
+    float *residual3; /* (L,B,T,C)   after the MLP block: the next layer's input */
+    float *lnf;       /* (B,T,C) */
+    float *lnf_mean;  /* (B,T) */
+    float *lnf_rstd;  /* (B,T) */
+    float *logits;    /* (B,T,V)     becomes dlogits in the backward */
+    float *lse;       /* (B,T)       log-sum-exp of each logits row */
+    float *losses;    /* (B,T) */
+} rlhf__acts;
+
+/* Backward scratch, reused by every layer. */
+#define RLHF__NUM_BWD 6
+typedef struct rlhf__bwd {
+    float *dresidual; /* (B,T,C)  gradient flowing along the residual stream */
+    float *dln;       /* (B,T,C)  gradient at a LayerNorm output */
+    float *datty;     /* (B,T,C) */
+    float *dqkv;      /* (B,T,3C) */
+    float *dfch;      /* (B,T,4C) */
+    float *datt;      /* (B,NH,T) one row of attention-probability gradients */
+} rlhf__bwd;
+
+typedef struct rlhf__tensor {
+    char name[48];
+    int ndim, shape[2], decay;
+    size_t offset, numel; /* in floats, into the parameter block */
+} rlhf__tensor;
+
+struct rlhf_model {
+    rlhf_config cfg;
+    size_t kind_size[RLHF__NUM_KINDS]; /* floats per kind (all layers) */
+    size_t num_params;
+    float *param_mem, *grad_mem, *m_mem, *v_mem; /* grads and AdamW moments: NULL until training */
+    rlhf__params params, grads;
+    long adam_steps;
+    rlhf__tensor *tensors;
+    int n_tensors;
+    /* activations, sized for cap_bt = B*T and cap_btt = B*T*T */
+    float *act_mem, *bwd_mem;
+    size_t cap_bt, cap_btt, bwd_cap_bt, bwd_cap_btt;
+    rlhf__acts acts;
+    rlhf__bwd bwd;
+    int *tok_mem; /* inputs, targets of the last forward: (2, cap_bt) */
+    int B, T, backward_ready;
+    float dloss;  /* 1 / number of targets != -1 */
+    float *work;  /* matmul packing, RLHF__GEMM_WORK_FLOATS */
+    rlhf_log_fn log;
+    void *log_user;
+    char err[256];
+};
+
+/* Record a failure on m (message for rlhf_model_last_error and the log). */
+static rlhf_result rlhf__fail(rlhf_model *m, rlhf_result r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->err, sizeof m->err, fmt, ap);
+    va_end(ap);
+    if (m->log) m->log(m->log_user, RLHF_LOG_ERROR, m->err);
+    return r;
+}
+
+static int rlhf__config_ok(const rlhf_config *c) {
+    return c->vocab_size > 0 && c->n_ctx > 0 && c->n_layer > 0 && c->n_head > 0 && c->n_embd > 0 &&
+           c->n_embd % c->n_head == 0 &&
+           /* every count below stays far from overflow: V*C and L*C*4C < 2^40 */
+           (double)c->vocab_size * c->n_embd < 1e12 && (double)c->n_ctx * c->n_embd < 1e12 &&
+           (double)c->n_layer * c->n_embd * c->n_embd < 1e11;
+}
+
+static void rlhf__kind_sizes(const rlhf_config *c, size_t s[RLHF__NUM_KINDS]) {
+    size_t V = (size_t)c->vocab_size, C = (size_t)c->n_embd, L = (size_t)c->n_layer, P = (size_t)c->n_ctx;
+    s[0] = V * C;          s[1] = P * C;
+    s[2] = L * C;          s[3] = L * C;
+    s[4] = L * C * 3 * C;  s[5] = L * 3 * C;
+    s[6] = L * C * C;      s[7] = L * C;
+    s[8] = L * C;          s[9] = L * C;
+    s[10] = L * C * 4 * C; s[11] = L * 4 * C;
+    s[12] = L * 4 * C * C; s[13] = L * C;
+    s[14] = C;             s[15] = C;
+}
+static void rlhf__point_params(rlhf__params *p, float *base, const size_t s[RLHF__NUM_KINDS]) {
+    float **ptr[RLHF__NUM_KINDS];
+    int i;
+    ptr[0] = &p->wte;  ptr[1] = &p->wpe;  ptr[2] = &p->ln1w; ptr[3] = &p->ln1b;
+    ptr[4] = &p->qkvw; ptr[5] = &p->qkvb; ptr[6] = &p->attprojw; ptr[7] = &p->attprojb;
+    ptr[8] = &p->ln2w; ptr[9] = &p->ln2b; ptr[10] = &p->fcw; ptr[11] = &p->fcb;
+    ptr[12] = &p->fcprojw; ptr[13] = &p->fcprojb; ptr[14] = &p->lnfw; ptr[15] = &p->lnfb;
+    for (i = 0; i < RLHF__NUM_KINDS; i++) {
+        *ptr[i] = base;
+        base += s[i];
+    }
+}
+
+/* Floats of each forward cache (training == 0) or backward buffer for (B,T). */
+static void rlhf__act_sizes(const rlhf_config *c, size_t BT, size_t BTT, size_t s[RLHF__NUM_ACTS]) {
+    size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, NH = (size_t)c->n_head, V = (size_t)c->vocab_size;
+    s[0] = BT * C;      s[1] = L * BT * C;      s[2] = L * BT;       s[3] = L * BT;
+    s[4] = L * BT * 3 * C; s[5] = L * BT * C;   s[6] = L * NH * BTT; s[7] = L * BT * C;
+    s[8] = L * BT * C;  s[9] = L * BT;          s[10] = L * BT;      s[11] = L * BT * 4 * C;
+    s[12] = L * BT * 4 * C; s[13] = L * BT * C; s[14] = BT * C;      s[15] = BT;
+    s[16] = BT;         s[17] = BT * V;         s[18] = BT;          s[19] = BT;
+}
+static void rlhf__bwd_sizes(const rlhf_config *c, size_t BT, size_t BTT, size_t s[RLHF__NUM_BWD]) {
+    size_t C = (size_t)c->n_embd, NH = (size_t)c->n_head;
+    (void)BTT;
+    s[0] = BT * C; s[1] = BT * C; s[2] = BT * C; s[3] = BT * 3 * C; s[4] = BT * 4 * C;
+    s[5] = NH * BT; /* (B, NH, T) */
+}
+static size_t rlhf__sum_sizes(const size_t *s, int n) {
+    size_t t = 0;
+    int i;
+    for (i = 0; i < n; i++) t += s[i];
+    return t;
+}
+/* 1 if the (B,T) activation memory of config c stays below 2^47 bytes (so no
+   size_t product above can wrap on a 64-bit host) and fits size_t. */
+static int rlhf__shape_fits(const rlhf_config *c, double BT, double BTT) {
+    double C = c->n_embd, L = c->n_layer, NH = c->n_head, V = c->vocab_size;
+    double floats = BT * (C * (2 + 13 * L + 10) + 3 * L + V + 8) + L * NH * BTT;
+    return floats * 4.0 < 140737488355328.0 && floats * 4.0 < (double)(size_t)-1;
+}
+
+RLHFDEF rlhf_result rlhf_model_memory(const rlhf_model *m, int B, int T, int training, rlhf_memory *out) {
+    size_t s[RLHF__NUM_ACTS], bs[RLHF__NUM_BWD], BT, BTT;
+    if (!m || !out || B < 1 || T < 1 || T > m->cfg.n_ctx) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!rlhf__shape_fits(&m->cfg, (double)B * T, (double)B * T * T)) return RLHF_ERR_SIZE_OVERFLOW;
+    BT = (size_t)B * (size_t)T;
+    BTT = BT * (size_t)T;
+    rlhf__act_sizes(&m->cfg, BT, BTT, s);
+    rlhf__bwd_sizes(&m->cfg, BT, BTT, bs);
+    out->params = m->num_params * sizeof(float);
+    out->grads = training ? out->params : 0;
+    out->optimizer = training ? 2 * out->params : 0;
+    out->activations = rlhf__sum_sizes(s, RLHF__NUM_ACTS) * sizeof(float) + 2 * BT * sizeof(int);
+    out->backward = training ? rlhf__sum_sizes(bs, RLHF__NUM_BWD) * sizeof(float) : 0;
+    out->workspace = RLHF__GEMM_WORK_FLOATS * sizeof(float);
+    out->total = out->params + out->grads + out->optimizer + out->activations + out->backward + out->workspace;
+    return RLHF_OK;
+}
+
+/* Make sure activations for (B,T) exist, and training memory if asked.
+   Allocates only when the shape does not fit what is there. */
+static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
+    size_t BT = (size_t)B * (size_t)T, BTT = BT * (size_t)T;
+    if (!rlhf__shape_fits(&m->cfg, (double)BT, (double)BTT))
+        return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "rlhf_model: activations for B=%d T=%d do not fit in memory", B, T);
+    if (BT > m->cap_bt || BTT > m->cap_btt) {
+        size_t s[RLHF__NUM_ACTS], ncap = BT > m->cap_bt ? BT : m->cap_bt, ncapt = BTT > m->cap_btt ? BTT : m->cap_btt;
+        float *mem, *p;
+        float **ptr = (float **)&m->acts; /* rlhf__acts is RLHF__NUM_ACTS float pointers in a row */
+        int *tok;
+        int i;
+        rlhf__act_sizes(&m->cfg, ncap, ncapt, s);
+        mem = rlhf__alloc_floats(rlhf__sum_sizes(s, RLHF__NUM_ACTS));
+        tok = (int *)rlhf__alloc(2 * ncap * sizeof(int));
+        if (!mem || !tok) {
+            rlhf__free(mem);
+            rlhf__free(tok);
+            return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model: cannot allocate activations for B*T=%zu", ncap);
+        }
+        rlhf__free(m->act_mem);
+        rlhf__free(m->tok_mem);
+        m->act_mem = mem;
+        m->tok_mem = tok;
+        for (p = mem, i = 0; i < RLHF__NUM_ACTS; i++) {
+            ptr[i] = p;
+            p += s[i];
+        }
+        m->cap_bt = ncap;
+        m->cap_btt = ncapt;
+        m->backward_ready = 0;
+    }
+    if (!training) return RLHF_OK;
+    if (!m->grad_mem) {
+        m->grad_mem = rlhf__alloc_floats(m->num_params);
+        m->m_mem = rlhf__alloc_floats(m->num_params);
+        m->v_mem = rlhf__alloc_floats(m->num_params);
+        if (!m->grad_mem || !m->m_mem || !m->v_mem) {
+            rlhf__free(m->grad_mem); rlhf__free(m->m_mem); rlhf__free(m->v_mem);
+            m->grad_mem = m->m_mem = m->v_mem = NULL;
+            return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model: cannot allocate gradients and AdamW state (%zu parameters)", m->num_params);
+        }
+        memset(m->grad_mem, 0, m->num_params * sizeof(float));
+        memset(m->m_mem, 0, m->num_params * sizeof(float));
+        memset(m->v_mem, 0, m->num_params * sizeof(float));
+        rlhf__point_params(&m->grads, m->grad_mem, m->kind_size);
+    }
+    if (m->bwd_cap_bt < m->cap_bt || m->bwd_cap_btt < m->cap_btt) {
+        size_t s[RLHF__NUM_BWD];
+        float *mem, *p;
+        float **ptr = (float **)&m->bwd;
+        int i;
+        rlhf__bwd_sizes(&m->cfg, m->cap_bt, m->cap_btt, s);
+        mem = rlhf__alloc_floats(rlhf__sum_sizes(s, RLHF__NUM_BWD));
+        if (!mem) return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model: cannot allocate backward scratch for B*T=%zu", m->cap_bt);
+        rlhf__free(m->bwd_mem);
+        m->bwd_mem = mem;
+        for (p = mem, i = 0; i < RLHF__NUM_BWD; i++) {
+            ptr[i] = p;
+            p += s[i];
+        }
+        m->bwd_cap_bt = m->cap_bt;
+        m->bwd_cap_btt = m->cap_btt;
+    }
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_model_reserve(rlhf_model *m, int B, int T, int training) {
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (B < 1 || T < 1 || T > m->cfg.n_ctx)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_reserve: need B >= 1 and 1 <= T <= n_ctx (%d), got B=%d T=%d", m->cfg.n_ctx, B, T);
+    return rlhf__ensure(m, B, T, training);
+}
+
+/* Build the table of Hugging Face tensor names over the parameter block. */
+static rlhf_result rlhf__build_tensors(rlhf_model *m) {
+    static const char *const layer_names[12] = {
+        "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias",
+        "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"};
+    int L = m->cfg.n_layer, C = m->cfg.n_embd, i, l, k;
+    size_t kind_off[RLHF__NUM_KINDS];
+    rlhf__tensor *t;
+    kind_off[0] = 0;
+    for (k = 1; k < RLHF__NUM_KINDS; k++) kind_off[k] = kind_off[k - 1] + m->kind_size[k - 1];
+    m->n_tensors = 2 + 12 * L + 2;
+    m->tensors = (rlhf__tensor *)rlhf__alloc((size_t)m->n_tensors * sizeof(rlhf__tensor));
+    if (!m->tensors) return RLHF_ERR_OUT_OF_MEMORY;
+    t = m->tensors;
+    memset(t, 0, (size_t)m->n_tensors * sizeof(rlhf__tensor));
+    strcpy(t[0].name, "wte.weight");
+    t[0].ndim = 2; t[0].shape[0] = m->cfg.vocab_size; t[0].shape[1] = C; t[0].offset = kind_off[0];
+    strcpy(t[1].name, "wpe.weight");
+    t[1].ndim = 2; t[1].shape[0] = m->cfg.n_ctx; t[1].shape[1] = C; t[1].offset = kind_off[1];
+    for (l = 0; l < L; l++)
+        for (k = 0; k < 12; k++) {
+            /* (rows, cols) of each per-layer tensor; rows only for 1-D */
+            static const int rows_x[12] = {1, 1, 1, 3, 1, 1, 1, 1, 1, 4, 4, 1}; /* in units of C */
+            static const int cols_x[12] = {0, 0, 3, 0, 1, 0, 0, 0, 4, 0, 1, 0};
+            rlhf__tensor *x = &t[2 + 12 * l + k];
+            snprintf(x->name, sizeof x->name, "h.%d.%s", l, layer_names[k]);
+            x->ndim = cols_x[k] ? 2 : 1;
+            x->shape[0] = rows_x[k] * C;
+            x->shape[1] = cols_x[k] * C;
+            x->offset = kind_off[2 + k] + (size_t)l * (m->kind_size[2 + k] / (size_t)L);
+        }
+    strcpy(t[m->n_tensors - 2].name, "ln_f.weight");
+    strcpy(t[m->n_tensors - 1].name, "ln_f.bias");
+    for (i = m->n_tensors - 2; i < m->n_tensors; i++) {
+        t[i].ndim = 1;
+        t[i].shape[0] = C;
+        t[i].offset = kind_off[14 + (i - (m->n_tensors - 2))];
+    }
+    for (i = 0; i < m->n_tensors; i++) {
+        t[i].numel = (size_t)t[i].shape[0] * (size_t)(t[i].ndim == 2 ? t[i].shape[1] : 1);
+        t[i].decay = t[i].ndim >= 2; /* nanoGPT's groups: decay matrices and embeddings only */
+    }
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_model_create(rlhf_model **out, const rlhf_config *cfg, uint64_t seed) {
+    rlhf_model *m;
+    rlhf_rng rng;
+    int i;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!cfg || !rlhf__config_ok(cfg)) return RLHF_ERR_INVALID_ARGUMENT;
+    m = (rlhf_model *)rlhf__alloc(sizeof(rlhf_model));
+    if (!m) return RLHF_ERR_OUT_OF_MEMORY;
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    rlhf__kind_sizes(cfg, m->kind_size);
+    m->num_params = rlhf__sum_sizes(m->kind_size, RLHF__NUM_KINDS);
+    m->param_mem = rlhf__alloc_floats(m->num_params);
+    m->work = rlhf__alloc_floats(RLHF__GEMM_WORK_FLOATS);
+    if (!m->param_mem || !m->work || rlhf__build_tensors(m) != RLHF_OK) {
+        rlhf_model_free(m);
+        return RLHF_ERR_OUT_OF_MEMORY;
+    }
+    rlhf__point_params(&m->params, m->param_mem, m->kind_size);
+    /* GPT-2 init (Radford et al. 2019; HF's _init_weights), in tensor order:
+       matrices and embeddings N(0, 0.02); the projections that write into
+       the residual stream N(0, 0.02 / sqrt(2L)) so its variance does not
+       grow with depth; biases 0; LayerNorm weight 1, bias 0. */
+    rlhf_rng_seed(&rng, seed);
+    for (i = 0; i < m->n_tensors; i++) {
+        rlhf__tensor *t = &m->tensors[i];
+        float *p = m->param_mem + t->offset;
+        size_t j;
+        if (t->ndim == 2) {
+            float std = 0.02f;
+            if (strstr(t->name, "c_proj.weight")) std = 0.02f / sqrtf(2.0f * (float)cfg->n_layer);
+            for (j = 0; j < t->numel; j++) p[j] = std * rlhf_rng_normal(&rng);
+        } else {
+            float v = strstr(t->name, "ln_") && strstr(t->name, ".weight") ? 1.0f : 0.0f;
+            for (j = 0; j < t->numel; j++) p[j] = v;
+        }
+    }
+    *out = m;
+    return RLHF_OK;
+}
+
+RLHFDEF void rlhf_model_free(rlhf_model *m) {
+    if (!m) return;
+    rlhf__free(m->param_mem);
+    rlhf__free(m->grad_mem);
+    rlhf__free(m->m_mem);
+    rlhf__free(m->v_mem);
+    rlhf__free(m->tensors);
+    rlhf__free(m->act_mem);
+    rlhf__free(m->bwd_mem);
+    rlhf__free(m->tok_mem);
+    rlhf__free(m->work);
+    rlhf__free(m);
+}
+
+RLHFDEF const rlhf_config *rlhf_model_config(const rlhf_model *m) { return m ? &m->cfg : NULL; }
+RLHFDEF void rlhf_model_set_log(rlhf_model *m, rlhf_log_fn fn, void *user) {
+    if (!m) return;
+    m->log = fn;
+    m->log_user = user;
+}
+RLHFDEF const char *rlhf_model_last_error(const rlhf_model *m) { return m ? m->err : "no model"; }
+RLHFDEF size_t rlhf_model_num_params(const rlhf_model *m) { return m ? m->num_params : 0; }
+RLHFDEF int rlhf_model_num_tensors(const rlhf_model *m) { return m ? m->n_tensors : 0; }
+RLHFDEF long rlhf_model_adamw_steps(const rlhf_model *m) { return m ? m->adam_steps : 0; }
+
+RLHFDEF rlhf_result rlhf_model_tensor(rlhf_model *m, int i, rlhf_tensor_info *out) {
+    const rlhf__tensor *t;
+    if (!m || !out || i < 0 || i >= m->n_tensors) return RLHF_ERR_INVALID_ARGUMENT;
+    t = &m->tensors[i];
+    out->name = t->name;
+    out->ndim = t->ndim;
+    out->shape[0] = t->shape[0];
+    out->shape[1] = t->ndim == 2 ? t->shape[1] : 0;
+    out->numel = t->numel;
+    out->data = m->param_mem + t->offset;
+    out->grad = m->grad_mem ? m->grad_mem + t->offset : NULL;
+    out->weight_decay = t->decay;
+    return RLHF_OK;
+}
+RLHFDEF rlhf_result rlhf_model_find_tensor(rlhf_model *m, const char *name, rlhf_tensor_info *out) {
+    int i;
+    if (!m || !name || !out) return RLHF_ERR_INVALID_ARGUMENT;
+    for (i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return rlhf_model_tensor(m, i, out);
+    return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_find_tensor: no tensor named \"%s\"", name);
+}
+
+/* Token ids: 0 <= id < V, or -1 where allowed (targets). */
+static rlhf_result rlhf__check_ids(rlhf_model *m, const int *ids, int B, int T, int allow_ignore, const char *what) {
+    int i, n = B * T;
+    for (i = 0; i < n; i++)
+        if (ids[i] >= m->cfg.vocab_size || ids[i] < (allow_ignore ? -1 : 0))
+            return rlhf__fail(m, RLHF_ERR_BAD_TOKEN, "rlhf_model: %s[%d][%d] = %d is outside [%d, %d)", what, i / T,
+                              i % T, ids[i], allow_ignore ? -1 : 0, m->cfg.vocab_size);
+    return RLHF_OK;
+}
+
+/* encoded (B,T,C) = wte[inputs[b,t]] + wpe[t] */
+static void rlhf__encoder_forward(float *out, const int *inputs, const float *wte, const float *wpe, int B, int T, int C) {
+    int bt;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < B * T; bt++) {
+        const float *te = wte + (size_t)inputs[bt] * C, *pe = wpe + (size_t)(bt % T) * C;
+        float *o = out + (size_t)bt * C;
+        int c;
+        for (c = 0; c < C; c++) o[c] = te[c] + pe[c];
+    }
+}
+/* dwte[inputs[b,t]] += dout[b,t]; dwpe[t] += dout[b,t]. Serial over rows:
+   the scatter into dwte would race, and it is O(BT*C), cheap. */
+static void rlhf__encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inputs, int B, int T, int C) {
+    int bt, c;
+    for (bt = 0; bt < B * T; bt++) {
+        const float *d = dout + (size_t)bt * C;
+        float *te = dwte + (size_t)inputs[bt] * C, *pe = dwpe + (size_t)(bt % T) * C;
+        for (c = 0; c < C; c++) {
+            te[c] += d[c];
+            pe[c] += d[c];
+        }
+    }
+}
+
+/* The forward pass over m->tok_mem (B,T) into m->acts (logits included). */
+static void rlhf__forward(rlhf_model *m, int B, int T) {
+    int C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
+    size_t BT = (size_t)B * T, BTC = BT * C;
+    rlhf__params *p = &m->params;
+    rlhf__acts *a = &m->acts;
+    rlhf__encoder_forward(a->encoded, m->tok_mem, p->wte, p->wpe, B, T, C);
+    for (l = 0; l < L; l++) {
+        /* seek to layer l of every stacked tensor */
+        const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
+        float *ln1 = a->ln1 + l * BTC, *ln1_mean = a->ln1_mean + l * BT, *ln1_rstd = a->ln1_rstd + l * BT;
+        float *qkv = a->qkv + l * BTC * 3, *atty = a->atty + l * BTC;
+        float *att = a->att + (size_t)l * B * NH * T * T, *residual2 = a->residual2 + l * BTC;
+        float *ln2 = a->ln2 + l * BTC, *ln2_mean = a->ln2_mean + l * BT, *ln2_rstd = a->ln2_rstd + l * BT;
+        float *fch = a->fch + l * BTC * 4, *fch_gelu = a->fch_gelu + l * BTC * 4;
+        float *residual3 = a->residual3 + l * BTC;
+        size_t lC = (size_t)l * C;
+        /* x = x + c_proj(attn(ln_1(x))) */
+        rlhf__layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p->ln1w + lC, p->ln1b + lC, (int)BT, C);
+        rlhf__linear_forward(qkv, ln1, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, (int)BT, C, 3 * C, m->work);
+        rlhf__attention_forward(atty, att, qkv, B, T, C, NH);
+        rlhf__linear_forward(residual2, atty, p->attprojw + lC * C, p->attprojb + lC, residual, (int)BT, C, C, m->work);
+        /* x = x + mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))) */
+        rlhf__layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p->ln2w + lC, p->ln2b + lC, (int)BT, C);
+        rlhf__linear_forward(fch, ln2, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, (int)BT, C, 4 * C, m->work);
+        rlhf__gelu_forward(fch_gelu, fch, BTC * 4);
+        rlhf__linear_forward(residual3, fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, residual2, (int)BT, 4 * C, C, m->work);
+    }
+    rlhf__layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * BTC, p->lnfw, p->lnfb, (int)BT, C);
+    /* logits (BT,V) = lnf (BT,C) * wte^T: the LM head is tied to the token embedding */
+    rlhf__gemm((int)BT, V, C, a->lnf, C, 1, p->wte, 1, C, a->logits, V, 0, m->work);
+}
+
+RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const int *targets, int B, int T,
+                                       float *logits, float *loss) {
+    rlhf_result r;
+    size_t BT;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    m->backward_ready = 0;
+    if (!inputs || B < 1 || T < 1)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_forward: need inputs, B >= 1 and T >= 1 (got B=%d T=%d)", B, T);
+    if (T > m->cfg.n_ctx)
+        return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_forward: T=%d is longer than n_ctx=%d", T, m->cfg.n_ctx);
+    if ((targets != NULL) != (loss != NULL))
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_forward: targets and loss go together");
+    if ((r = rlhf__check_ids(m, inputs, B, T, 0, "inputs")) != RLHF_OK) return r;
+    if (targets && (r = rlhf__check_ids(m, targets, B, T, 1, "targets")) != RLHF_OK) return r;
+    if ((r = rlhf__ensure(m, B, T, 0)) != RLHF_OK) return r;
+    BT = (size_t)B * T;
+    memcpy(m->tok_mem, inputs, BT * sizeof(int));
+    m->B = B;
+    m->T = T;
+    rlhf__forward(m, B, T);
+    if (logits) memcpy(logits, m->acts.logits, BT * (size_t)m->cfg.vocab_size * sizeof(float));
+    if (targets) {
+        /* mean cross-entropy over targets != -1 */
+        double sum = 0.0;
+        size_t i, count = 0;
+        int *tg = m->tok_mem + m->cap_bt;
+        memcpy(tg, targets, BT * sizeof(int));
+        rlhf__crossentropy_forward(m->acts.losses, m->acts.lse, m->acts.logits, tg, (int)BT, m->cfg.vocab_size);
+        for (i = 0; i < BT; i++)
+            if (tg[i] >= 0) {
+                sum += m->acts.losses[i];
+                count++;
+            }
+        if (count == 0) {
+            *loss = 0.0f;
+            return rlhf__fail(m, RLHF_ERR_NO_TARGETS, "rlhf_model_forward: all %zu targets are -1: nothing to learn", BT);
+        }
+        *loss = (float)(sum / (double)count);
+        m->dloss = 1.0f / (float)count;
+        m->backward_ready = 1;
+    }
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_model_zero_grad(rlhf_model *m) {
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (m->grad_mem) memset(m->grad_mem, 0, m->num_params * sizeof(float));
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_model_backward(rlhf_model *m) {
+    int B, T, C, NH, V, L, l;
+    size_t BT, BTC;
+    rlhf__params *p, *g;
+    rlhf__acts *a;
+    rlhf__bwd *d;
+    const int *inputs, *targets;
+    rlhf_result r;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!m->backward_ready)
+        return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_backward: no forward pass with targets to backpropagate");
+    B = m->B; T = m->T; C = m->cfg.n_embd; NH = m->cfg.n_head; V = m->cfg.vocab_size; L = m->cfg.n_layer;
+    if ((r = rlhf__ensure(m, B, T, 1)) != RLHF_OK) return r; /* fits the forward's shape: no reallocation */
+    m->backward_ready = 0; /* the logits become dlogits below */
+    BT = (size_t)B * T;
+    BTC = BT * C;
+    p = &m->params; g = &m->grads; a = &m->acts; d = &m->bwd;
+    inputs = m->tok_mem;
+    targets = m->tok_mem + m->cap_bt;
+    /* loss = (1/count) sum losses: dloss = 1/count per counted row */
+    rlhf__crossentropy_backward(a->logits, a->lse, targets, m->dloss, (int)BT, V);
+    /* logits = lnf * wte^T:  dlnf = dlogits * wte;  dwte += dlogits^T * lnf */
+    rlhf__gemm((int)BT, C, V, a->logits, V, 1, p->wte, C, 1, d->dln, C, 0, m->work);
+    rlhf__gemm(V, C, (int)BT, a->logits, 1, V, a->lnf, C, 1, g->wte, C, 1, m->work);
+    memset(d->dresidual, 0, BTC * sizeof(float));
+    rlhf__layernorm_backward(d->dresidual, g->lnfw, g->lnfb, d->dln, a->residual3 + (L - 1) * BTC, p->lnfw,
+                             a->lnf_mean, a->lnf_rstd, (int)BT, C);
+    for (l = L - 1; l >= 0; l--) {
+        const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
+        size_t lC = (size_t)l * C;
+        /* residual3 = residual2 + fch_gelu * fcprojw + fcprojb  (dresidual passes through unchanged) */
+        rlhf__linear_backward(d->dfch, g->fcprojw + lC * 4 * C, g->fcprojb + lC, d->dresidual, a->fch_gelu + l * BTC * 4,
+                              p->fcprojw + lC * 4 * C, (int)BT, 4 * C, C, m->work);
+        /* fch_gelu = gelu(fch) */
+        rlhf__gelu_backward(d->dfch, a->fch + l * BTC * 4, BTC * 4);
+        /* fch = ln2 * fcw + fcb */
+        rlhf__linear_backward(d->dln, g->fcw + lC * 4 * C, g->fcb + lC * 4, d->dfch, a->ln2 + l * BTC, p->fcw + lC * 4 * C,
+                              (int)BT, C, 4 * C, m->work);
+        /* ln2 = layernorm(residual2): adds into dresidual, which now is d residual2 */
+        rlhf__layernorm_backward(d->dresidual, g->ln2w + lC, g->ln2b + lC, d->dln, a->residual2 + l * BTC, p->ln2w + lC,
+                                 a->ln2_mean + l * BT, a->ln2_rstd + l * BT, (int)BT, C);
+        /* residual2 = residual + atty * attprojw + attprojb */
+        rlhf__linear_backward(d->datty, g->attprojw + lC * C, g->attprojb + lC, d->dresidual, a->atty + l * BTC,
+                              p->attprojw + lC * C, (int)BT, C, C, m->work);
+        /* atty = attention(qkv) */
+        memset(d->dqkv, 0, BTC * 3 * sizeof(float));
+        rlhf__attention_backward(d->dqkv, d->datt, d->datty, a->qkv + l * BTC * 3, a->att + (size_t)l * B * NH * T * T, B,
+                                 T, C, NH);
+        /* qkv = ln1 * qkvw + qkvb */
+        rlhf__linear_backward(d->dln, g->qkvw + lC * 3 * C, g->qkvb + lC * 3, d->dqkv, a->ln1 + l * BTC, p->qkvw + lC * 3 * C,
+                              (int)BT, C, 3 * C, m->work);
+        /* ln1 = layernorm(residual): dresidual becomes d of this layer's input */
+        rlhf__layernorm_backward(d->dresidual, g->ln1w + lC, g->ln1b + lC, d->dln, residual, p->ln1w + lC,
+                                 a->ln1_mean + l * BT, a->ln1_rstd + l * BT, (int)BT, C);
+    }
+    rlhf__encoder_backward(g->wte, g->wpe, d->dresidual, inputs, B, T, C);
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_model_adamw_update(rlhf_model *m, const rlhf_adamw_config *opt, float *grad_norm) {
+    double norm, bc1, bc2;
+    float clip_coef = 1.0f, step_size, bc2_sqrt;
+    long t;
+    int i;
+    if (!m || !opt) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!m->grad_mem) return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_adamw_update: no gradients (run a backward first)");
+    if (!(opt->lr >= 0.0f) || !(opt->beta1 >= 0.0f && opt->beta1 < 1.0f) || !(opt->beta2 >= 0.0f && opt->beta2 < 1.0f) ||
+        !(opt->eps >= 0.0f) || !(opt->weight_decay >= 0.0f))
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_model_adamw_update: need lr, eps, weight_decay >= 0 and betas in [0, 1) (lr=%g beta1=%g beta2=%g eps=%g wd=%g)",
+                          (double)opt->lr, (double)opt->beta1, (double)opt->beta2, (double)opt->eps, (double)opt->weight_decay);
+    /* global 2-norm of all gradients, as torch.nn.utils.clip_grad_norm_ */
+    norm = sqrt(rlhf__sumsq(m->grad_mem, m->num_params));
+    if (grad_norm) *grad_norm = (float)norm;
+    if (!isfinite(norm))
+        return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_adamw_update: gradient norm is %g; update %ld skipped", norm, m->adam_steps + 1);
+    if (opt->grad_clip > 0.0f) {
+        /* clip_coef = max_norm / (norm + 1e-6), applied only when below 1 (torch's epsilon) */
+        double coef = (double)opt->grad_clip / (norm + 1e-6);
+        if (coef < 1.0) clip_coef = (float)coef;
+    }
+    if (clip_coef < 1.0f) {
+        ptrdiff_t j, n = (ptrdiff_t)m->num_params;
+        RLHF__OMP(omp parallel for schedule(static))
+        for (j = 0; j < n; j++) m->grad_mem[j] *= clip_coef;
+    }
+    t = ++m->adam_steps;
+    bc1 = 1.0 - pow((double)opt->beta1, (double)t);
+    bc2 = 1.0 - pow((double)opt->beta2, (double)t);
+    step_size = (float)((double)opt->lr / bc1);
+    bc2_sqrt = (float)sqrt(bc2);
+    for (i = 0; i < m->n_tensors; i++) {
+        const rlhf__tensor *x = &m->tensors[i];
+        float decay = x->decay ? (float)(1.0 - (double)opt->lr * (double)opt->weight_decay) : 1.0f;
+        rlhf__adamw(m->param_mem + x->offset, m->m_mem + x->offset, m->v_mem + x->offset, m->grad_mem + x->offset, x->numel,
+                    opt->beta1, opt->beta2, opt->eps, decay, step_size, bc2_sqrt);
+    }
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_model_train_step(rlhf_model *m, const int *inputs, const int *targets, int B, int T,
+                                          const rlhf_adamw_config *opt, float *loss) {
+    rlhf_result r;
+    float l = 0.0f;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!targets || !opt) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_train_step: targets and opt are required");
+    if (B >= 1 && T >= 1 && T <= m->cfg.n_ctx && (r = rlhf__ensure(m, B, T, 1)) != RLHF_OK) return r;
+    if ((r = rlhf_model_forward(m, inputs, targets, B, T, NULL, &l)) != RLHF_OK) return r;
+    if (loss) *loss = l;
+    if (!isfinite(l))
+        return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_train_step: loss is %g; update %ld skipped", (double)l, m->adam_steps + 1);
+    rlhf_model_zero_grad(m);
+    if ((r = rlhf_model_backward(m)) != RLHF_OK) return r;
+    return rlhf_model_adamw_update(m, opt, NULL);
+}
+
+RLHFDEF rlhf_result rlhf_model_logits(rlhf_model *m, const int *inputs, int B, int T, float *logits) {
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!logits) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_logits: logits is NULL");
+    return rlhf_model_forward(m, inputs, NULL, B, T, logits, NULL);
+}
+
+/* ---- KV cache and one-token decode -------------------------------------------
+   For each layer, the keys and values of every position seen so far, so a new
+   token costs one pass over the weights instead of a full re-forward. */
+struct rlhf_kv_cache {
+    rlhf_config cfg;
+    int n_seq, max_len, len;
+    float *k, *v;                  /* (L, n_seq, max_len, C) */
+    float *x, *x2, *ln, *mean, *rstd, *qkv, *atty, *fch, *fch_gelu, *att, *logits; /* per-step scratch */
+    float *mem;
+};
+
+RLHFDEF rlhf_result rlhf_kv_cache_create(rlhf_kv_cache **out, const rlhf_model *m, int n_seq, int max_len) {
+    rlhf_kv_cache *c;
+    size_t C, L, N, P, kv, total;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!m || n_seq < 1 || max_len < 1 || max_len > m->cfg.n_ctx) return RLHF_ERR_INVALID_ARGUMENT;
+    C = (size_t)m->cfg.n_embd; L = (size_t)m->cfg.n_layer; N = (size_t)n_seq; P = (size_t)max_len;
+    if ((double)L * N * P * C * 2 + (double)N * (C * 12 + m->cfg.n_head * P + m->cfg.vocab_size) > 1e13)
+        return RLHF_ERR_SIZE_OVERFLOW; /* 40 TB of floats: refuse before multiplying in size_t */
+    kv = L * N * P * C;
+    total = 2 * kv + N * (C * 2 + C + 2 + 3 * C + C + 8 * C) + N * (size_t)m->cfg.n_head * P + N * (size_t)m->cfg.vocab_size;
+    c = (rlhf_kv_cache *)rlhf__alloc(sizeof *c);
+    if (!c) return RLHF_ERR_OUT_OF_MEMORY;
+    memset(c, 0, sizeof *c);
+    c->mem = rlhf__alloc_floats(total);
+    if (!c->mem) {
+        rlhf__free(c);
+        return RLHF_ERR_OUT_OF_MEMORY;
+    }
+    c->cfg = m->cfg;
+    c->n_seq = n_seq;
+    c->max_len = max_len;
+    c->k = c->mem;             c->v = c->k + kv;
+    c->x = c->v + kv;          c->x2 = c->x + N * C;     c->ln = c->x2 + N * C;
+    c->mean = c->ln + N * C;   c->rstd = c->mean + N;    c->qkv = c->rstd + N;
+    c->atty = c->qkv + N * 3 * C; c->fch = c->atty + N * C; c->fch_gelu = c->fch + N * 4 * C;
+    c->att = c->fch_gelu + N * 4 * C; c->logits = c->att + N * (size_t)m->cfg.n_head * P;
+    *out = c;
+    return RLHF_OK;
+}
+RLHFDEF void rlhf_kv_cache_free(rlhf_kv_cache *c) {
+    if (!c) return;
+    rlhf__free(c->mem);
+    rlhf__free(c);
+}
+RLHFDEF void rlhf_kv_cache_reset(rlhf_kv_cache *c) {
+    if (c) c->len = 0;
+}
+RLHFDEF int rlhf_kv_cache_length(const rlhf_kv_cache *c) { return c ? c->len : 0; }
+
+RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, float *logits) {
+    int C, NH, hs, L, V, N, pos, l, s;
+    float scale;
+    rlhf__params *p;
+    rlhf_result r;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!c || !tokens) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_decode: cache and tokens are required");
+    if (memcmp(&c->cfg, &m->cfg, sizeof m->cfg) != 0)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_decode: the cache was made for a model of another shape");
+    if (c->len >= c->max_len)
+        return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_decode: the cache is full (%d positions)", c->max_len);
+    if ((r = rlhf__check_ids(m, tokens, 1, c->n_seq, 0, "tokens")) != RLHF_OK) return r;
+    C = m->cfg.n_embd; NH = m->cfg.n_head; hs = C / NH; L = m->cfg.n_layer; V = m->cfg.vocab_size;
+    N = c->n_seq; pos = c->len; p = &m->params;
+    scale = 1.0f / sqrtf((float)hs);
+    for (s = 0; s < N; s++) {
+        const float *te = p->wte + (size_t)tokens[s] * C, *pe = p->wpe + (size_t)pos * C;
+        int i;
+        for (i = 0; i < C; i++) c->x[(size_t)s * C + i] = te[i] + pe[i];
+    }
+    for (l = 0; l < L; l++) {
+        size_t lC = (size_t)l * C;
+        float *kl = c->k + (size_t)l * N * c->max_len * C, *vl = c->v + (size_t)l * N * c->max_len * C;
+        int sh;
+        rlhf__layernorm_forward(c->ln, c->mean, c->rstd, c->x, p->ln1w + lC, p->ln1b + lC, N, C);
+        rlhf__linear_forward(c->qkv, c->ln, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, N, C, 3 * C, m->work);
+        for (s = 0; s < N; s++) { /* append this position's key and value */
+            memcpy(kl + ((size_t)s * c->max_len + pos) * C, c->qkv + (size_t)s * 3 * C + C, (size_t)C * sizeof(float));
+            memcpy(vl + ((size_t)s * c->max_len + pos) * C, c->qkv + (size_t)s * 3 * C + 2 * C, (size_t)C * sizeof(float));
+        }
+        /* attention of the new position over positions 0..pos, the same
+           arithmetic in the same order as rlhf__attention_forward */
+        RLHF__OMP(omp parallel for schedule(static))
+        for (sh = 0; sh < N * NH; sh++) {
+            int sq = sh / NH, h = sh % NH, t2;
+            const float *q = c->qkv + (size_t)sq * 3 * C + h * hs;
+            const float *ks = kl + (size_t)sq * c->max_len * C + h * hs, *vs = vl + (size_t)sq * c->max_len * C + h * hs;
+            float *row = c->att + (size_t)sh * c->max_len, *o = c->atty + (size_t)sq * C + h * hs;
+            float maxv = -INFINITY, sum = 0.0f, inv;
+            for (t2 = 0; t2 <= pos; t2++) {
+                row[t2] = rlhf__dot(q, ks + (size_t)t2 * C, hs) * scale;
+                if (row[t2] > maxv) maxv = row[t2];
+            }
+            for (t2 = 0; t2 <= pos; t2++) {
+                row[t2] = expf(row[t2] - maxv);
+                sum += row[t2];
+            }
+            inv = 1.0f / sum;
+            memset(o, 0, (size_t)hs * sizeof(float));
+            for (t2 = 0; t2 <= pos; t2++) {
+                row[t2] *= inv;
+                rlhf__axpy(o, row[t2], vs + (size_t)t2 * C, hs);
+            }
+        }
+        rlhf__linear_forward(c->x2, c->atty, p->attprojw + lC * C, p->attprojb + lC, c->x, N, C, C, m->work);
+        rlhf__layernorm_forward(c->ln, c->mean, c->rstd, c->x2, p->ln2w + lC, p->ln2b + lC, N, C);
+        rlhf__linear_forward(c->fch, c->ln, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, N, C, 4 * C, m->work);
+        rlhf__gelu_forward(c->fch_gelu, c->fch, (size_t)N * 4 * C);
+        rlhf__linear_forward(c->x, c->fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, c->x2, N, 4 * C, C, m->work);
+    }
+    rlhf__layernorm_forward(c->ln, c->mean, c->rstd, c->x, p->lnfw, p->lnfb, N, C);
+    rlhf__gemm(N, V, C, c->ln, C, 1, p->wte, 1, C, logits ? logits : c->logits, V, 0, m->work);
+    if (logits) memcpy(c->logits, logits, (size_t)N * V * sizeof(float));
+    c->len++;
+    return RLHF_OK;
+}
+
+/* ---- sampling ---------------------------------------------------------------- */
+typedef struct rlhf__prob_index { float p; int i; } rlhf__prob_index;
+struct rlhf_sampler {
+    rlhf_sampler_config cfg;
+    int V;
+    rlhf__prob_index *cand; /* (V) */
+};
+
+RLHFDEF rlhf_sampler_config rlhf_sampler_config_default(void) {
+    rlhf_sampler_config c;
+    c.temperature = 1.0f;
+    c.top_k = 0;
+    c.top_p = 1.0f;
+    return c;
+}
+RLHFDEF rlhf_result rlhf_sampler_create(rlhf_sampler **out, int vocab_size, const rlhf_sampler_config *cfg) {
+    rlhf_sampler *s;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (vocab_size < 1 || !cfg || !(cfg->temperature >= 0.0f) || cfg->top_k < 0 || !(cfg->top_p > 0.0f && cfg->top_p <= 1.0f))
+        return RLHF_ERR_INVALID_ARGUMENT;
+    s = (rlhf_sampler *)rlhf__alloc(sizeof *s);
+    if (!s) return RLHF_ERR_OUT_OF_MEMORY;
+    s->cand = (rlhf__prob_index *)rlhf__alloc((size_t)vocab_size * sizeof(rlhf__prob_index));
+    if (!s->cand) {
+        rlhf__free(s);
+        return RLHF_ERR_OUT_OF_MEMORY;
+    }
+    s->cfg = *cfg;
+    s->V = vocab_size;
+    *out = s;
+    return RLHF_OK;
+}
+RLHFDEF void rlhf_sampler_free(rlhf_sampler *s) {
+    if (!s) return;
+    rlhf__free(s->cand);
+    rlhf__free(s);
+}
+
+/* a ranks before b: higher probability, then lower id (a strict total order,
+   so every selection and sort below is deterministic) */
+static int rlhf__ranks_before(const rlhf__prob_index *a, const rlhf__prob_index *b) {
+    return a->p > b->p || (a->p == b->p && a->i < b->i);
+}
+static int rlhf__cmp_prob_desc(const void *x, const void *y) {
+    const rlhf__prob_index *a = (const rlhf__prob_index *)x, *b = (const rlhf__prob_index *)y;
+    return rlhf__ranks_before(a, b) ? -1 : rlhf__ranks_before(b, a) ? 1 : 0;
+}
+/* restore the heap property below node i of a heap whose root ranks LAST */
+static void rlhf__sift_down(rlhf__prob_index *h, int n, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        rlhf__prob_index tmp;
+        if (l < n && rlhf__ranks_before(&h[w], &h[l])) w = l;
+        if (r < n && rlhf__ranks_before(&h[w], &h[r])) w = r;
+        if (w == i) return;
+        tmp = h[i]; h[i] = h[w]; h[w] = tmp;
+        i = w;
+    }
+}
+
+RLHFDEF int rlhf_sampler_sample(rlhf_sampler *s, const float *logits, rlhf_rng *rng) {
+    int V, n, i, best = -1;
+    float maxv = -INFINITY, mass = 0.0f, r;
+    if (!s || !logits) return -1;
+    V = s->V;
+    for (i = 0; i < V; i++) /* NaN compares false: never the maximum */
+        if (logits[i] > maxv) {
+            maxv = logits[i];
+            best = i;
+        }
+    if (best < 0) return -1;
+    if (s->cfg.temperature == 0.0f || s->cfg.top_k == 1 || maxv == INFINITY) return best; /* greedy */
+    /* p_i = exp((l_i - max) / temperature), unnormalised; NaN logits get 0 */
+    for (i = 0; i < V; i++) {
+        float l = logits[i];
+        s->cand[i].p = l == l ? expf((l - maxv) / s->cfg.temperature) : 0.0f;
+        s->cand[i].i = i;
+    }
+    n = V;
+    if (s->cfg.top_k > 0 && s->cfg.top_k < V) {
+        /* keep the k best: a heap whose root is the worst kept, O(V log k) */
+        int k = s->cfg.top_k;
+        for (i = k / 2 - 1; i >= 0; i--) rlhf__sift_down(s->cand, k, i);
+        for (i = k; i < V; i++)
+            if (rlhf__ranks_before(&s->cand[i], &s->cand[0])) {
+                s->cand[0] = s->cand[i];
+                rlhf__sift_down(s->cand, k, 0);
+            }
+        n = k;
+    }
+    for (i = 0; i < n; i++) mass += s->cand[i].p;
+    if (s->cfg.top_p < 1.0f) {
+        /* nucleus (Holtzman et al. 2020): the smallest prefix of the sorted
+           candidates whose mass reaches top_p. A token below
+           (1 - top_p) * mass / (n - 1) can never be in it, so those are
+           dropped before sorting (llama2.c's trick). */
+        float cutoff = n > 1 ? (1.0f - s->cfg.top_p) * mass / (float)(n - 1) : 0.0f, cum = 0.0f;
+        int kept = 0;
+        for (i = 0; i < n; i++)
+            if (s->cand[i].p >= cutoff) s->cand[kept++] = s->cand[i];
+        qsort(s->cand, (size_t)kept, sizeof *s->cand, rlhf__cmp_prob_desc);
+        for (i = 0; i < kept; i++) {
+            cum += s->cand[i].p;
+            if (cum >= s->cfg.top_p * mass) {
+                i++;
+                break;
+            }
+        }
+        n = i < kept ? i : kept;
+        for (mass = 0.0f, i = 0; i < n; i++) mass += s->cand[i].p;
+    }
+    r = rlhf_rng_float(rng) * mass;
+    for (i = 0; i < n; i++) {
+        r -= s->cand[i].p;
+        if (r < 0.0f) return s->cand[i].i;
+    }
+    return s->cand[n - 1].i; /* rounding left r >= 0: the last candidate */
+}
+
+RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sampler *s, rlhf_rng *rng,
+                                        const int *prompt, int n_prompt, int max_new, int eos, int *out, int *n_out) {
+    int i, tok;
+    rlhf_result r;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (n_out) *n_out = 0;
+    if (!c || !s || !rng || !prompt || n_prompt < 1 || max_new < 0 || (max_new > 0 && !out) || !n_out || c->n_seq != 1 ||
+        s->V != m->cfg.vocab_size)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_model_generate: need a one-sequence cache, a sampler for V=%d, an rng, a non-empty prompt and out",
+                          m->cfg.vocab_size);
+    if (n_prompt > c->max_len)
+        return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_generate: prompt of %d tokens does not fit the cache (%d)", n_prompt, c->max_len);
+    rlhf_kv_cache_reset(c);
+    for (i = 0; i < n_prompt; i++)
+        if ((r = rlhf_model_decode(m, c, prompt + i, NULL)) != RLHF_OK) return r;
+    for (i = 0; i < max_new; i++) {
+        tok = rlhf_sampler_sample(s, c->logits, rng);
+        if (tok < 0) return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_generate: logits are all NaN or -inf at step %d", i);
+        out[(*n_out)++] = tok;
+        if (tok == eos || c->len >= c->max_len) break; /* stop after EOS, or when the cache is full */
+        if ((r = rlhf_model_decode(m, c, &tok, NULL)) != RLHF_OK) return r;
+    }
+    return RLHF_OK;
+}
+
+#endif /* RLHF_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+MIT License
+
+Copyright (c) 2026 the rlhf.h authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+*/
