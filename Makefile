@@ -41,6 +41,7 @@ $(BUILD)/test_rlhf: $(TESTS) $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) $(TESTS) -o $@ $(LDLIBS)
 
 test: $(BUILD)/test_rlhf
+	sh tests/check_header.sh "$(CC)" "$(CXX)" "$(NATIVE) $(OMP)"
 	./$(BUILD)/test_rlhf
 
 $(BUILD)/test_rlhf_scalar: $(TESTS) $(HEADER) | $(BUILD)
@@ -56,7 +57,7 @@ test-cpp: $(BUILD)/test_rlhf_cpp
 	./$(BUILD)/test_rlhf_cpp
 
 test-clang: | $(BUILD)
-	$(MAKE) CC=clang BUILD=$(BUILD)/clang test
+	$(MAKE) CC=clang CXX=clang++ BUILD=$(BUILD)/clang test
 
 $(BUILD)/test_rlhf_debug: $(TESTS) $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -O1 -g $(NATIVE) -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer $(TESTS) -o $@ $(LDLIBS)

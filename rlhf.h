@@ -239,8 +239,13 @@ RLHFDEF rlhf_result rlhf_model_tensor(rlhf_model *m, int i, rlhf_tensor_info *ou
 /* Find a tensor by its Hugging Face name. */
 RLHFDEF rlhf_result rlhf_model_find_tensor(rlhf_model *m, const char *name, rlhf_tensor_info *out);
 
-/* The memory budget for training on (B,T) batches (training != 0) or for
-   forward passes only (training == 0). Allocates nothing. */
+/* The memory budget of a model of config cfg for training on (B,T) batches
+   (training != 0) or for forward passes only (training == 0). Allocates
+   nothing, so it can be printed before anything is built. */
+RLHFDEF rlhf_result rlhf_config_memory(const rlhf_config *cfg, int B, int T, int training, rlhf_memory *out);
+/* Parameters of a model of config cfg (0 if the config is invalid). */
+RLHFDEF size_t      rlhf_config_num_params(const rlhf_config *cfg);
+/* rlhf_config_memory for m's config. */
 RLHFDEF rlhf_result rlhf_model_memory(const rlhf_model *m, int B, int T, int training, rlhf_memory *out);
 /* Allocate activations for batches up to (B,T) and, when training != 0,
    gradients, AdamW moments and backward scratch. A later call whose B*T and
@@ -465,6 +470,18 @@ RLHFDEF uint64_t rlhf_rng_u64(rlhf_rng *rng) {
 RLHFDEF float rlhf_rng_float(rlhf_rng *rng) {
     /* top 24 bits: every value is exactly representable, never 1.0 */
     return (float)(rlhf_rng_u64(rng) >> 40) * (1.0f / 16777216.0f);
+}
+/* p (n) = std * N(0,1), both outputs of each Box-Muller pair used (half the
+   log/sqrt of calling rlhf_rng_normal n times: a GPT-2 124M init is 124M draws). */
+static void rlhf__fill_normal(float *p, size_t n, float std, rlhf_rng *rng) {
+    size_t i;
+    for (i = 0; i < n; i += 2) {
+        double u1 = ((double)(rlhf_rng_u64(rng) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+        double u2 = (double)(rlhf_rng_u64(rng) >> 11) * (1.0 / 9007199254740992.0);
+        double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
+        p[i] = std * (float)(r * cos(a));
+        if (i + 1 < n) p[i + 1] = std * (float)(r * sin(a));
+    }
 }
 RLHFDEF float rlhf_rng_normal(rlhf_rng *rng) {
     /* Box-Muller in double; u1 in (0, 1] so log() never sees 0. */
@@ -1241,15 +1258,22 @@ static int rlhf__shape_fits(const rlhf_config *c, double BT, double BTT) {
     return floats * 4.0 < 140737488355328.0 && floats * 4.0 < (double)(size_t)-1;
 }
 
-RLHFDEF rlhf_result rlhf_model_memory(const rlhf_model *m, int B, int T, int training, rlhf_memory *out) {
+RLHFDEF size_t rlhf_config_num_params(const rlhf_config *cfg) {
+    size_t s[RLHF__NUM_KINDS];
+    if (!cfg || !rlhf__config_ok(cfg)) return 0;
+    rlhf__kind_sizes(cfg, s);
+    return rlhf__sum_sizes(s, RLHF__NUM_KINDS);
+}
+
+RLHFDEF rlhf_result rlhf_config_memory(const rlhf_config *cfg, int B, int T, int training, rlhf_memory *out) {
     size_t s[RLHF__NUM_ACTS], bs[RLHF__NUM_BWD], BT, BTT;
-    if (!m || !out || B < 1 || T < 1 || T > m->cfg.n_ctx) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!rlhf__shape_fits(&m->cfg, (double)B * T, (double)B * T * T)) return RLHF_ERR_SIZE_OVERFLOW;
+    if (!cfg || !rlhf__config_ok(cfg) || !out || B < 1 || T < 1 || T > cfg->n_ctx) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!rlhf__shape_fits(cfg, (double)B * T, (double)B * T * T)) return RLHF_ERR_SIZE_OVERFLOW;
     BT = (size_t)B * (size_t)T;
     BTT = BT * (size_t)T;
-    rlhf__act_sizes(&m->cfg, BT, BTT, s);
-    rlhf__bwd_sizes(&m->cfg, BT, BTT, bs);
-    out->params = m->num_params * sizeof(float);
+    rlhf__act_sizes(cfg, BT, BTT, s);
+    rlhf__bwd_sizes(cfg, BT, BTT, bs);
+    out->params = rlhf_config_num_params(cfg) * sizeof(float);
     out->grads = training ? out->params : 0;
     out->optimizer = training ? 2 * out->params : 0;
     out->activations = rlhf__sum_sizes(s, RLHF__NUM_ACTS) * sizeof(float) + 2 * BT * sizeof(int);
@@ -1257,6 +1281,10 @@ RLHFDEF rlhf_result rlhf_model_memory(const rlhf_model *m, int B, int T, int tra
     out->workspace = RLHF__GEMM_WORK_FLOATS * sizeof(float);
     out->total = out->params + out->grads + out->optimizer + out->activations + out->backward + out->workspace;
     return RLHF_OK;
+}
+RLHFDEF rlhf_result rlhf_model_memory(const rlhf_model *m, int B, int T, int training, rlhf_memory *out) {
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    return rlhf_config_memory(&m->cfg, B, T, training, out);
 }
 
 /* Make sure activations for (B,T) exist, and training memory if asked.
@@ -1410,7 +1438,7 @@ RLHFDEF rlhf_result rlhf_model_create(rlhf_model **out, const rlhf_config *cfg, 
         if (t->ndim == 2) {
             float std = 0.02f;
             if (strstr(t->name, "c_proj.weight")) std = 0.02f / sqrtf(2.0f * (float)cfg->n_layer);
-            for (j = 0; j < t->numel; j++) p[j] = std * rlhf_rng_normal(&rng);
+            rlhf__fill_normal(p, t->numel, std, &rng);
         } else {
             float v = strstr(t->name, "ln_") && strstr(t->name, ".weight") ? 1.0f : 0.0f;
             for (j = 0; j < t->numel; j++) p[j] = v;

@@ -727,20 +727,25 @@ static void test_train_memorises(void) {
 }
 
 static void test_memory_budget(void) {
-    rlhf_config cfg = rlhf_config_gpt2_124m();
+    rlhf_config cfg = rlhf_config_gpt2_124m(), tiny = tiny_config();
     rlhf_model *m;
-    rlhf_memory mem, inf;
-    CHECK_OK(rlhf_model_create(&m, &cfg, 1));
-    if (!m) return;
-    CHECK(rlhf_model_num_params(m) == 124439808u); /* GPT-2 124M with n_ctx 1024 */
-    CHECK_OK(rlhf_model_memory(m, 4, 64, 1, &mem));
-    CHECK_OK(rlhf_model_memory(m, 4, 64, 0, &inf));
+    rlhf_memory mem, inf, viam;
+    CHECK(rlhf_config_num_params(&cfg) == 124439808u); /* GPT-2 124M with n_ctx 1024 */
+    CHECK_OK(rlhf_config_memory(&cfg, 4, 64, 1, &mem));
+    CHECK_OK(rlhf_config_memory(&cfg, 4, 64, 0, &inf));
     CHECK(mem.params == 124439808u * 4u && mem.grads == mem.params && mem.optimizer == 2 * mem.params);
     CHECK(inf.grads == 0 && inf.backward == 0 && inf.activations == mem.activations);
     CHECK(mem.total == mem.params + mem.grads + mem.optimizer + mem.activations + mem.backward + mem.workspace);
     /* logits alone are 4*64*50257 floats */
     CHECK(mem.activations > (size_t)4 * 64 * 50257 * 4);
-    CHECK(rlhf_model_memory(m, 1, 1025, 1, &mem) == RLHF_ERR_INVALID_ARGUMENT);
+    CHECK(rlhf_config_memory(&cfg, 1, 1025, 1, &mem) == RLHF_ERR_INVALID_ARGUMENT);
+    /* a model reports its config's budget and allocates what it says */
+    CHECK_OK(rlhf_model_create(&m, &tiny, 1));
+    if (!m) return;
+    CHECK_OK(rlhf_model_memory(m, 3, 5, 1, &viam));
+    CHECK_OK(rlhf_config_memory(&tiny, 3, 5, 1, &mem));
+    CHECK(memcmp(&viam, &mem, sizeof mem) == 0);
+    CHECK(rlhf_model_num_params(m) == rlhf_config_num_params(&tiny));
     rlhf_model_free(m);
 }
 
