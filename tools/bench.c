@@ -1,0 +1,473 @@
+/* bench.c - how fast is rlhf.h here? A tool, never a test: it prints timings.
+
+   Measures (DESIGN.md, "Performance"):
+     train  ms/step, tokens/s and GFLOP/s of rlhf_model_train_step on configs S and M
+     gemm   GFLOP/s of the matmul kernel rlhf__gemm on every matmul shape of a training
+            step, side by side with OpenBLAS's cblas_sgemm if built with -DRLHF_BENCH_OPENBLAS
+     gen    tokens/s of KV-cache decoding, one sequence and a batch of sequences
+
+   Build (the Makefile passes its flags in RLHF_BENCH_CFLAGS so the output records them):
+     gcc -std=c99 -O2 -march=native -fopenmp -I. tools/bench.c -o build/bench -lm
+     ... -DRLHF_BENCH_OPENBLAS tools/bench.c -o build/bench -lopenblas -lm
+   Run with the same thread count for both libraries, on an otherwise idle machine
+   (an OpenMP thread that has to share its CPU makes every barrier wait for it):
+     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 ./build/bench [--quick] [--only S|M|gemm|gen]
+
+   FLOP counts (one multiply-add = 2 FLOPs):
+     matmul (M,K)x(K,N):  2*M*N*K
+     training step:       6*N*B*T + 6*L*B*T*T*C
+       6*N*B*T: each of the N parameters takes part in one multiply-add per token in
+       the forward pass (2 FLOPs) and two in the backward (dX and dW: 4 FLOPs). N counts
+       every parameter except wpe (a lookup, never multiplied; wte counts once, as the
+       LM head). Biases and LayerNorm weights are counted too: < 0.2% of N.
+       6*L*B*T*T*C: causal attention. Per layer the forward does T*T/2 (query, key)
+       pairs per sequence and head, each a hs-long dot (q.k) and axpy (att*v): 4*hs
+       FLOPs, so 2*B*T*T*C; the backward does twice that (4 dots/axpys per pair).
+     GELU, LayerNorm, softmax, cross-entropy and AdamW are not counted, so a step's
+     GFLOP/s understates the work done. */
+#define _POSIX_C_SOURCE 199309L
+#define RLHF_IMPLEMENTATION
+#include "rlhf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef RLHF_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
+
+#ifndef RLHF_BENCH_CFLAGS
+#define RLHF_BENCH_CFLAGS "unknown"
+#endif
+#ifdef __VERSION__
+#define BENCH_COMPILER __VERSION__
+#else
+#define BENCH_COMPILER "unknown"
+#endif
+
+static int g_json = 0; /* --json: also print one JSON line per result */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Other processes on the machine steal CPU time from the timings, and an OpenMP
+   thread that has to share its CPU makes every barrier wait for it. So each section
+   reports the CPU time used by everything else while it ran: the machine's busy
+   time (Linux /proc/stat: user, nice, system, irq, softirq, and steal by the
+   hypervisor) minus this process's CPU time. See report_others below. */
+typedef struct { double wall, busy, ours; } usage_mark;
+static usage_mark usage_now(void) {
+    usage_mark u = {0.0, 0.0, 0.0};
+    unsigned long long v[8];
+    struct timespec ts;
+    FILE *f = fopen("/proc/stat", "r");
+    if (f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                    &v[6], &v[7]) == 8)
+        u.busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / 100.0; /* USER_HZ, 100 on Linux */
+    if (f) fclose(f);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    u.ours = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    u.wall = now_s();
+    return u;
+}
+/* The FP32 FMA peak of the threads, now: 12 independent chains of AVX2 FMAs each
+   (enough to hide the FMA latency on both FMA ports). Best of 20 tries, GFLOP/s, or
+   0 without AVX2. Compare it with REFERENCES.md ("Hardware here"): two vCPUs that
+   share a physical core give ~1x, not ~2x, the one-thread figure. */
+#if defined(RLHF__AVX2)
+static volatile float g_sink; /* the peak loops' result goes here, so they cannot be optimised away */
+#endif
+static double fma_peak(void) {
+    double best = 0.0;
+#if defined(RLHF__AVX2)
+    const long iters = 5000000;
+    int try_;
+    float sink = 0.0f;
+    for (try_ = 0; try_ < 20; try_++) { /* ~0.2 s: past the start-up of new threads */
+        double t0 = now_s(), gflops;
+        RLHF__OMP(omp parallel reduction(+ : sink))
+        {
+            /* distinct start values, or the compiler merges the 12 identical chains into one */
+            __m256 a0 = _mm256_set1_ps(sink), d = _mm256_set1_ps(1.0f), a1 = _mm256_add_ps(a0, d);
+            __m256 a2 = _mm256_add_ps(a1, d), a3 = _mm256_add_ps(a2, d), a4 = _mm256_add_ps(a3, d);
+            __m256 a5 = _mm256_add_ps(a4, d), a6 = _mm256_add_ps(a5, d), a7 = _mm256_add_ps(a6, d);
+            __m256 a8 = _mm256_add_ps(a7, d), a9 = _mm256_add_ps(a8, d), a10 = _mm256_add_ps(a9, d);
+            __m256 a11 = _mm256_add_ps(a10, d), x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-3f);
+            long i;
+            for (i = 0; i < iters; i++) {
+                a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y); a2 = _mm256_fmadd_ps(a2, x, y);
+                a3 = _mm256_fmadd_ps(a3, x, y); a4 = _mm256_fmadd_ps(a4, x, y); a5 = _mm256_fmadd_ps(a5, x, y);
+                a6 = _mm256_fmadd_ps(a6, x, y); a7 = _mm256_fmadd_ps(a7, x, y); a8 = _mm256_fmadd_ps(a8, x, y);
+                a9 = _mm256_fmadd_ps(a9, x, y); a10 = _mm256_fmadd_ps(a10, x, y); a11 = _mm256_fmadd_ps(a11, x, y);
+            }
+            a0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                               _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+            sink += rlhf__hsum256(_mm256_add_ps(a0, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11))));
+        }
+        gflops = 2.0 * 8 * 12 * iters * rlhf_num_threads() / (now_s() - t0) * 1e-9;
+        best = gflops > best ? gflops : best;
+    }
+    g_sink = sink;
+#endif
+    return best;
+}
+
+static double g_peak0; /* the FMA peak at the start */
+/* After a section: warn if other processes used CPU time while it ran, or if the FMA
+   peak has dropped (the hypervisor gave our vCPUs less: a busy sibling hyperthread,
+   a shared physical core), both invisible to the timings themselves. */
+static void report_others(usage_mark start) {
+    usage_mark end = usage_now();
+    double others = (end.busy - start.busy) - (end.ours - start.ours), wall = end.wall - start.wall;
+    double peak = fma_peak();
+    if (start.busy > 0.0 && others > 0.05 * wall)
+        printf("WARNING: other processes kept %.2f CPUs busy during this section: its timings are unreliable\n",
+               others / wall);
+    if (peak < 0.85 * g_peak0)
+        printf("WARNING: FMA peak now %.1f GFLOP/s, %.0f%% of the start's: the CPUs are shared, timings unreliable\n",
+               peak, 100.0 * peak / g_peak0);
+}
+
+static void die(const char *what, rlhf_result r) {
+    fprintf(stderr, "bench: %s failed: %s\n", what, rlhf_result_string(r));
+    exit(1);
+}
+static void *xmalloc(size_t bytes) {
+    void *p = rlhf__alloc(bytes); /* 64-byte aligned */
+    if (!p) die("allocation", RLHF_ERR_OUT_OF_MEMORY);
+    return p;
+}
+
+/* A benchmark configuration: the model and its (B,T) training batch. */
+typedef struct { const char *name; rlhf_config cfg; int B, T; } bench_config;
+/*                                  V      n_ctx  L   NH  C     B  T */
+static const bench_config CONFIG_S = {"S", {512, 128, 4, 4, 256}, 8, 128};
+static const bench_config CONFIG_M = {"M", {50257, 1024, 12, 12, 768}, 4, 64}; /* GPT-2 124M */
+
+static int random_token(rlhf_rng *rng, int V) { return (int)(rlhf_rng_u64(rng) % (uint64_t)V); }
+
+/* ---- 1. training step ------------------------------------------------------- */
+static void bench_train(const bench_config *bc, int warmup, int steps) {
+    const rlhf_config *c = &bc->cfg;
+    const double MiB = 1024.0 * 1024.0;
+    int B = bc->B, T = bc->T, BT = B * T, i;
+    int *x = (int *)xmalloc((size_t)BT * sizeof(int)), *y = (int *)xmalloc((size_t)BT * sizeof(int));
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    rlhf_model *m;
+    rlhf_memory mem;
+    rlhf_rng rng;
+    rlhf_result r;
+    double t0, t1, sec, best = 1e30, flops, n_matmul;
+    float loss0 = 0.0f, loss = 0.0f;
+
+    printf("\n== training step, config %s: V %d, n_ctx %d, L %d, NH %d, C %d, B %d, T %d ==\n", bc->name,
+           c->vocab_size, c->n_ctx, c->n_layer, c->n_head, c->n_embd, B, T);
+    if ((r = rlhf_model_create(&m, c, 1)) != RLHF_OK) die("rlhf_model_create", r);
+    if ((r = rlhf_model_memory(m, B, T, 1, &mem)) != RLHF_OK) die("rlhf_model_memory", r);
+    printf("%zu parameters; memory MiB: params %.1f, grads %.1f, AdamW %.1f, activations %.1f, "
+           "backward %.1f, workspace %.1f, total %.1f\n", rlhf_model_num_params(m), mem.params / MiB,
+           mem.grads / MiB, mem.optimizer / MiB, mem.activations / MiB, mem.backward / MiB,
+           mem.workspace / MiB, mem.total / MiB);
+    fflush(stdout);
+    if ((r = rlhf_model_reserve(m, B, T, 1)) != RLHF_OK) die("rlhf_model_reserve", r);
+
+    rlhf_rng_seed(&rng, 7);
+    for (i = 0; i < BT; i++) x[i] = random_token(&rng, c->vocab_size), y[i] = random_token(&rng, c->vocab_size);
+    for (i = 0; i < warmup; i++) /* touches the activation pages for the first time, warms the caches */
+        if ((r = rlhf_model_train_step(m, x, y, B, T, &opt, &loss0)) != RLHF_OK) die("rlhf_model_train_step", r);
+    for (sec = 0.0, i = 0; i < steps; i++) {
+        t0 = now_s();
+        if ((r = rlhf_model_train_step(m, x, y, B, T, &opt, &loss)) != RLHF_OK) die("rlhf_model_train_step", r);
+        t1 = now_s() - t0;
+        sec += t1 / steps; /* the mean */
+        best = t1 < best ? t1 : best;
+        if (i == 0 && warmup == 0) loss0 = loss;
+    }
+
+    n_matmul = (double)rlhf_model_num_params(m) - (double)c->n_ctx * c->n_embd; /* all but wpe */
+    flops = 6.0 * n_matmul * BT + 6.0 * c->n_layer * (double)B * T * T * c->n_embd;
+    printf("%d warm-up + %d timed steps (loss %.3f -> %.3f on one repeated batch)\n", warmup, steps, loss0, loss);
+    printf("%-8s %10s %10s %10s %12s %14s\n", "config", "ms/step", "tokens/s", "GFLOP/s", "GFLOP/step", "best ms/step");
+    printf("%-8s %10.1f %10.0f %10.1f %12.2f %14.1f\n", bc->name, 1e3 * sec, BT / sec, flops / sec * 1e-9, flops * 1e-9,
+           1e3 * best);
+    printf("(FLOPs/step = 6*N*B*T + 6*L*B*T*T*C, N = %.0f parameters without wpe)\n", n_matmul);
+    if (g_json)
+        printf("{\"bench\":\"train\",\"config\":\"%s\",\"threads\":%d,\"ms_per_step\":%.3f,\"tokens_per_s\":%.1f,"
+               "\"gflops\":%.2f}\n", bc->name, rlhf_num_threads(), 1e3 * sec, BT / sec, flops / sec * 1e-9);
+    rlhf_model_free(m);
+    rlhf__free(x);
+    rlhf__free(y);
+}
+
+/* ---- 2. matmul ---------------------------------------------------------------
+   C (M,N) [+]= A (M,K) * B (K,N) with element (i,k) of A at A[i*rsa + k*csa] and
+   (k,j) of B at B[k*rsb + j*csb], as rlhf__gemm takes them. In BLAS terms an
+   operand with column stride 1 is "N" (leading dimension: its row stride), one
+   with row stride 1 is "T" (leading dimension: its column stride). */
+typedef struct {
+    char name[24];
+    int M, N, K;
+    ptrdiff_t rsa, csa, rsb, csb;
+    int acc;   /* C += (1) or C = (0), as the training step calls it */
+    int count; /* times per training step: L for a layer's matmul, 1 for the LM head */
+} gemm_shape;
+
+static gemm_shape shape(const char *layer, const char *pass, int M, int N, int K, ptrdiff_t rsa, ptrdiff_t csa,
+                        ptrdiff_t rsb, ptrdiff_t csb, int acc, int count) {
+    gemm_shape s;
+    snprintf(s.name, sizeof s.name, "%s %s", layer, pass);
+    s.M = M; s.N = N; s.K = K; s.rsa = rsa; s.csa = csa; s.rsb = rsb; s.csb = csb; s.acc = acc; s.count = count;
+    return s;
+}
+/* The three matmuls of a Conv1D layer with weight W (IC,OC) on BT rows, as
+   rlhf__linear_forward and rlhf__linear_backward call them. */
+static int layer_shapes(gemm_shape *s, const char *layer, int BT, int IC, int OC, int L) {
+    s[0] = shape(layer, "fwd", BT, OC, IC, IC, 1, OC, 1, 1, L); /* out = bias + inp*W */
+    s[1] = shape(layer, "dX", BT, IC, OC, OC, 1, 1, OC, 0, L);  /* dinp = dout*W^T */
+    s[2] = shape(layer, "dW", IC, OC, BT, 1, IC, OC, 1, 1, L);  /* dW += inp^T*dout */
+    return 3;
+}
+/* Every matmul of a training step: 4 per layer x 3 passes, plus the tied LM head as
+   rlhf__forward and rlhf_model_backward call it (wte is (V,C), stored like W^T). */
+static int step_shapes(gemm_shape *s, const bench_config *bc) {
+    int BT = bc->B * bc->T, C = bc->cfg.n_embd, V = bc->cfg.vocab_size, L = bc->cfg.n_layer, n = 0;
+    n += layer_shapes(s + n, "qkv", BT, C, 3 * C, L);
+    n += layer_shapes(s + n, "attn.proj", BT, C, C, L);
+    n += layer_shapes(s + n, "fc", BT, C, 4 * C, L);
+    n += layer_shapes(s + n, "fc.proj", BT, 4 * C, C, L);
+    s[n++] = shape("lm_head", "fwd", BT, V, C, C, 1, 1, C, 0, 1); /* logits = x*wte^T */
+    s[n++] = shape("lm_head", "dX", BT, C, V, V, 1, C, 1, 0, 1);  /* dx = dlogits*wte */
+    s[n++] = shape("lm_head", "dW", V, C, BT, 1, V, C, 1, 1, 1);  /* dwte += dlogits^T*x */
+    return n;
+}
+
+typedef struct { const gemm_shape *s; const float *A, *B; float *C[2], *work; int acc; } gemm_call;
+static void call_ours(const gemm_call *g) {
+    const gemm_shape *s = g->s;
+    rlhf__gemm(s->M, s->N, s->K, g->A, s->rsa, s->csa, g->B, s->rsb, s->csb, g->C[0], s->N, g->acc, g->work);
+}
+#ifdef RLHF_BENCH_OPENBLAS
+static void call_openblas(const gemm_call *g) {
+    const gemm_shape *s = g->s;
+    cblas_sgemm(CblasRowMajor, s->csa == 1 ? CblasNoTrans : CblasTrans, s->csb == 1 ? CblasNoTrans : CblasTrans,
+                s->M, s->N, s->K, 1.0f, g->A, (int)(s->csa == 1 ? s->rsa : s->csa), g->B,
+                (int)(s->csb == 1 ? s->rsb : s->csb), g->acc ? 1.0f : 0.0f, g->C[1], s->N);
+}
+static void (*const g_fns[2])(const gemm_call *) = {call_ours, call_openblas};
+#define N_FNS 2
+#else
+static void (*const g_fns[1])(const gemm_call *) = {call_ours};
+#define N_FNS 1
+#endif
+
+/* best[f] = the best time of library f over 3-30 calls (as many as fill ~budget
+   seconds), after one untimed call. One library at a time: right after a call,
+   its threads spin for a while waiting for more work, and would steal the CPUs
+   from the other library's threads if the two took turns call by call. */
+static void best_times(const gemm_call *g, double budget, double *best) {
+    int f, rep, reps;
+    for (f = 0; f < N_FNS; f++) {
+        double t0 = now_s(), t;
+        g_fns[f](g);
+        t = now_s() - t0;
+        reps = t > 0.0 ? (int)(budget / t) : 30;
+        reps = reps < 3 ? 3 : reps > 30 ? 30 : reps;
+        for (best[f] = 1e30, rep = 0; rep < reps; rep++) {
+            t0 = now_s();
+            g_fns[f](g);
+            t = now_s() - t0;
+            best[f] = t < best[f] ? t : best[f];
+        }
+    }
+}
+
+static void bench_gemm(const bench_config *bc, double budget) {
+    gemm_shape s[15];
+    int n = step_shapes(s, bc), i, f;
+    double step_flops = 0.0, step_time[2] = {0.0, 0.0}, weighted_ratio = 0.0;
+    gemm_call g;
+    rlhf_rng rng;
+    rlhf_rng_seed(&rng, 3);
+    g.work = (float *)xmalloc(RLHF__GEMM_WORK_FLOATS * sizeof(float));
+    printf("\n== matmul, config %s (BT=%d, C=%d, V=%d): GFLOP/s, best of 3-30 calls ==\n", bc->name,
+           bc->B * bc->T, bc->cfg.n_embd, bc->cfg.vocab_size);
+    printf("%-14s %6s %6s %6s %3s %3s %8s", "shape", "M", "N", "K", "op", "x", "ours");
+    if (N_FNS == 2) printf(" %9s %8s %9s", "OpenBLAS", "ours/OB", "max.diff");
+    printf("\n");
+    for (i = 0; i < n; i++) {
+        const gemm_shape *sh = &s[i];
+        size_t na = (size_t)(sh->M - 1) * sh->rsa + (size_t)(sh->K - 1) * sh->csa + 1;
+        size_t nb = (size_t)(sh->K - 1) * sh->rsb + (size_t)(sh->N - 1) * sh->csb + 1, nc = (size_t)sh->M * sh->N, j;
+        float *A = (float *)xmalloc(na * sizeof(float)), *B = (float *)xmalloc(nb * sizeof(float));
+        double flops = 2.0 * sh->M * sh->N * sh->K, best[2];
+        float dmax = 0.0f, cmax = 0.0f;
+        for (j = 0; j < na; j++) A[j] = 2.0f * rlhf_rng_float(&rng) - 1.0f; /* uniform in [-1, 1) */
+        for (j = 0; j < nb; j++) B[j] = 2.0f * rlhf_rng_float(&rng) - 1.0f;
+        g.s = sh; g.A = A; g.B = B;
+        for (f = 0; f < N_FNS; f++) g.C[f] = (float *)xmalloc(nc * sizeof(float));
+        /* first C = A*B by each library; they must agree (relative to the largest |C|) */
+        g.acc = 0;
+        for (f = 0; f < N_FNS; f++) g_fns[f](&g);
+        for (j = 0; N_FNS == 2 && j < nc; j++) {
+            float d = fabsf(g.C[0][j] - g.C[N_FNS - 1][j]), a = fabsf(g.C[0][j]);
+            dmax = d > dmax ? d : dmax;
+            cmax = a > cmax ? a : cmax;
+        }
+        g.acc = sh->acc;
+        best_times(&g, budget, best);
+        printf("%-14s %6d %6d %6d  %c%c %3d %8.1f", sh->name, sh->M, sh->N, sh->K, sh->csa == 1 ? 'N' : 'T',
+               sh->csb == 1 ? 'N' : 'T', sh->count, flops / best[0] * 1e-9);
+        if (N_FNS == 2)
+            printf(" %9.1f %8.2f %9.1e", flops / best[N_FNS - 1] * 1e-9, best[N_FNS - 1] / best[0],
+                   cmax > 0.0f ? dmax / cmax : dmax);
+        printf("\n");
+        if (g_json) {
+            printf("{\"bench\":\"gemm\",\"config\":\"%s\",\"shape\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"threads\":%d,"
+                   "\"gflops\":%.2f", bc->name, sh->name, sh->M, sh->N, sh->K, rlhf_num_threads(), flops / best[0] * 1e-9);
+            if (N_FNS == 2) printf(",\"openblas_gflops\":%.2f", flops / best[N_FNS - 1] * 1e-9);
+            printf("}\n");
+        }
+        fflush(stdout);
+        step_flops += flops * sh->count;
+        weighted_ratio += flops * sh->count * (best[N_FNS - 1] / best[0]);
+        for (f = 0; f < N_FNS; f++) step_time[f] += best[f] * sh->count;
+        for (f = 0; f < N_FNS; f++) rlhf__free(g.C[f]);
+        rlhf__free(A);
+        rlhf__free(B);
+    }
+    /* column x = times per training step; each shape weighs its FLOPs in a whole step */
+    printf("all matmuls of a step (%.1f GFLOP): ours %.1f GFLOP/s", step_flops * 1e-9, step_flops / step_time[0] * 1e-9);
+    if (N_FNS == 2)
+        printf(", OpenBLAS %.1f GFLOP/s\nFLOP-weighted mean ours/OpenBLAS over config %s's step shapes: %.2f",
+               step_flops / step_time[N_FNS - 1] * 1e-9, bc->name, weighted_ratio / step_flops);
+    printf("\n");
+    rlhf__free(g.work);
+}
+
+/* ---- 3. generation with the KV cache ---------------------------------------------
+   n_seq sequences, each a random prompt, then n_new greedy tokens (the library's
+   sampler at temperature 0: argmax over V). Only the n_new decode steps are timed,
+   the argmax included. Returns tokens/s over all sequences. */
+static double gen_run(rlhf_model *m, int n_seq, int n_prompt, int n_new) {
+    int V = rlhf_model_config(m)->vocab_size, i, s;
+    int *tok = (int *)xmalloc((size_t)n_seq * sizeof(int));
+    float *logits = (float *)xmalloc((size_t)n_seq * V * sizeof(float));
+    rlhf_sampler_config greedy = {0.0f, 0, 1.0f}; /* temperature, top_k, top_p */
+    rlhf_sampler *smp;
+    rlhf_kv_cache *kv;
+    rlhf_rng rng;
+    rlhf_result r;
+    double t0, sec;
+    if ((r = rlhf_sampler_create(&smp, V, &greedy)) != RLHF_OK) die("rlhf_sampler_create", r);
+    if ((r = rlhf_kv_cache_create(&kv, m, n_seq, n_prompt + n_new)) != RLHF_OK) die("rlhf_kv_cache_create", r);
+    rlhf_rng_seed(&rng, 11);
+    for (i = 0; i < n_prompt; i++) { /* the prompt, one position at a time (untimed) */
+        for (s = 0; s < n_seq; s++) tok[s] = random_token(&rng, V);
+        if ((r = rlhf_model_decode(m, kv, tok, logits)) != RLHF_OK) die("rlhf_model_decode", r);
+    }
+    t0 = now_s();
+    for (i = 0; i < n_new; i++) {
+        for (s = 0; s < n_seq; s++) tok[s] = rlhf_sampler_sample(smp, logits + (size_t)s * V, &rng);
+        if ((r = rlhf_model_decode(m, kv, tok, logits)) != RLHF_OK) die("rlhf_model_decode", r);
+    }
+    sec = now_s() - t0;
+    rlhf_kv_cache_free(kv);
+    rlhf_sampler_free(smp);
+    rlhf__free(tok);
+    rlhf__free(logits);
+    return (double)n_seq * n_new / sec;
+}
+
+static void bench_gen(const bench_config *bc, int n_new, int batch) {
+    const int n_prompt = 16;
+    rlhf_config c = bc->cfg;
+    rlhf_model *m;
+    rlhf_result r;
+    int n_seqs[2], k;
+    n_seqs[0] = 1, n_seqs[1] = batch;
+    /* S's n_ctx (128) cannot hold 256 new tokens: widen the context. That only grows
+       the wpe table; each token still costs what it costs in config S. */
+    if (c.n_ctx < n_prompt + n_new) c.n_ctx = n_prompt + n_new;
+    if ((r = rlhf_model_create(&m, &c, 1)) != RLHF_OK) die("rlhf_model_create", r);
+    printf("\n== generation with the KV cache, config %s (n_ctx %d): %d-token prompt, %d new tokens ==\n",
+           bc->name, c.n_ctx, n_prompt, n_new);
+    printf("%-8s %8s %10s %10s\n", "config", "n_seq", "tokens/s", "ms/decode");
+    for (k = 0; k < 2; k++) {
+        int n_seq = n_seqs[k];
+        double tps = gen_run(m, n_seq, n_prompt, n_new);
+        printf("%-8s %8d %10.1f %10.2f\n", bc->name, n_seq, tps, 1e3 * n_seq / tps);
+        if (g_json)
+            printf("{\"bench\":\"gen\",\"config\":\"%s\",\"n_seq\":%d,\"threads\":%d,\"tokens_per_s\":%.2f}\n",
+                   bc->name, n_seq, rlhf_num_threads(), tps);
+        fflush(stdout);
+    }
+    rlhf_model_free(m);
+}
+
+static void usage(void) {
+    printf("usage: bench [--only S|M|gemm|gen] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
+           "  --only S     training step of config S only (M: of config M; gemm: matmuls; gen: generation)\n"
+           "  --quick      a smoke run of a few seconds: config S only (unless --only M), few steps\n"
+           "  --steps-s N  timed training steps on S (default 10); --steps-m N on M (default 3)\n"
+           "  --json       also print one JSON line per result\n"
+           "Threads: OMP_NUM_THREADS (and OPENBLAS_NUM_THREADS: set it to the same value).\n");
+}
+
+int main(int argc, char **argv) {
+    const char *only = "all";
+    int quick = 0, steps_s = 10, steps_m = 3, i, all, run_m;
+    usage_mark u;
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--json")) g_json = 1;
+        else if (!strcmp(argv[i], "--steps-s") && i + 1 < argc) steps_s = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps-m") && i + 1 < argc) steps_m = atoi(argv[++i]);
+        else {
+            usage();
+            return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
+        }
+    }
+    all = !strcmp(only, "all");
+    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen")) {
+        usage();
+        return 2;
+    }
+    if (quick) steps_s = 2, steps_m = 1;
+    steps_s = steps_s < 1 ? 1 : steps_s;
+    steps_m = steps_m < 1 ? 1 : steps_m;
+    run_m = !quick || !strcmp(only, "M"); /* M takes ~2 GB and tens of seconds */
+
+    printf("rlhf.h %s | kernels %s | threads %d\n", RLHF_VERSION_STRING, rlhf_simd_name(), rlhf_num_threads());
+    printf("compiler: %s\nflags: %s\n", BENCH_COMPILER, RLHF_BENCH_CFLAGS);
+    printf("env:");
+    for (i = 0; i < 3; i++) { /* OMP_WAIT_POLICY=PASSIVE: each parallel region first wakes its sleeping threads */
+        static const char *const vars[3] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY"};
+        printf(" %s=%s", vars[i], getenv(vars[i]) ? getenv(vars[i]) : "(unset)");
+    }
+    printf("\n");
+#ifdef RLHF_BENCH_OPENBLAS
+    printf("OpenBLAS: core %s, threads %d%s\n", openblas_get_corename(), openblas_get_num_threads(),
+           openblas_get_num_threads() != rlhf_num_threads() ? " (WARNING: not rlhf.h's thread count)" : "");
+#endif
+    g_peak0 = fma_peak();
+    printf("FP32 FMA peak now: %.1f GFLOP/s on %d thread(s) (0: no AVX2)\n", g_peak0, rlhf_num_threads());
+    /* each section: run it, then say whether other processes disturbed it */
+    if (all || !strcmp(only, "S")) u = usage_now(), bench_train(&CONFIG_S, quick ? 1 : 2, steps_s), report_others(u);
+    if ((all || !strcmp(only, "M")) && run_m)
+        u = usage_now(), bench_train(&CONFIG_M, quick ? 0 : 1, steps_m), report_others(u);
+    if (all || !strcmp(only, "gemm")) {
+        u = usage_now(), bench_gemm(&CONFIG_S, quick ? 0.02 : 0.3), report_others(u);
+        if (run_m) u = usage_now(), bench_gemm(&CONFIG_M, quick ? 0.02 : 0.3), report_others(u);
+    }
+    if (all || !strcmp(only, "gen")) {
+        u = usage_now(), bench_gen(&CONFIG_S, quick ? 32 : 256, 8), report_others(u);
+        if (run_m) u = usage_now(), bench_gen(&CONFIG_M, quick ? 8 : 128, 4), report_others(u);
+    }
+    printf("\nFP32 FMA peak at the end: %.1f GFLOP/s\n", fma_peak());
+    return 0;
+}
