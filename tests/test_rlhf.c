@@ -301,6 +301,14 @@ static void test_fd_gelu(void) {
     for (i = 0; i < N; i++) w[i] = 1.0f, d[i] = 1.0f;
     rlhf__gelu_backward(d, x, n);
     fd_check("gelu", gelu_fwd, &n, x, N, N, w, d, N, 1e-3f, 2e-4, 1e-3);
+    /* the tails: no NaN where exp overflows, the right limits */
+    {
+        float in[4] = {-100.0f, -10.0f, 10.0f, 100.0f}, o[4], dd[4] = {1, 1, 1, 1};
+        rlhf__gelu_forward(o, in, 4);
+        rlhf__gelu_backward(dd, in, 4);
+        CHECK(o[0] == 0.0f && o[1] <= 0.0f && o[1] > -1e-20f && o[2] == 10.0f && o[3] == 100.0f);
+        CHECK(dd[0] == 0.0f && fabsf(dd[1]) < 1e-20f && dd[2] == 1.0f && dd[3] == 1.0f);
+    }
     /* known values of tanh-GELU (PyTorch gelu(approximate='tanh')) */
     {
         float in[3] = {-1.0f, 0.5f, 2.0f}, o[3], want[3] = {-0.15880801f, 0.34571401f, 1.95459769f};
