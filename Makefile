@@ -7,6 +7,7 @@
 #   make test-clang    the suite built with clang
 #   make debug         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-arm64    the suite cross-compiled for AArch64 and run under qemu-aarch64 (NEON path)
+#   make conformance   JSONTestSuite (../shared/testdata) through the JSON reader, under ASan + UBSan
 #   make bench         tools/bench on configs S and M (with OpenBLAS as a yardstick when installed)
 #   make clean
 # Options: NO_OMP=1 builds without OpenMP; CC=clang picks the compiler.
@@ -31,7 +32,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: all demo test test-scalar test-cpp test-clang debug test-arm64 bench clean
+.PHONY: all demo conformance test test-scalar test-cpp test-clang debug test-arm64 bench clean
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/demo
 
@@ -74,6 +75,16 @@ $(BUILD)/test_rlhf_debug: $(TESTS) $(HEADER) | $(BUILD)
 # is reported as leaked by LSan. The threaded paths are covered by `make test`.)
 debug: $(BUILD)/test_rlhf_debug
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/test_rlhf_debug
+
+# JSON conformance against nst/JSONTestSuite, when the shared test data is
+# beside this checkout (it is never copied into the repository).
+JSON_SUITE ?= ../shared/testdata/JSONTestSuite/test_parsing
+$(BUILD)/conformance: tests/conformance.c $(HEADER) | $(BUILD)
+	$(CC) $(CFLAGS) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer tests/conformance.c -o $@ $(LDLIBS)
+
+conformance: $(BUILD)/conformance
+	@if [ -d "$(JSON_SUITE)" ]; then ASAN_OPTIONS=detect_leaks=1 ./$(BUILD)/conformance "$(JSON_SUITE)"; \
+	else echo "conformance: $(JSON_SUITE) not found (it comes with ../shared); skipped"; fi
 
 # AArch64: Debian's cross compiler and qemu-user, so the NEON kernels really run.
 ARM64_CC ?= aarch64-linux-gnu-gcc

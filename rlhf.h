@@ -141,7 +141,10 @@ extern "C" {
     X(RLHF_ERR_NO_TARGETS, -5, "no target other than -1 in the batch")               \
     X(RLHF_ERR_NON_FINITE, -6, "loss or gradient norm is not finite; update skipped") \
     X(RLHF_ERR_CONTEXT_FULL, -7, "sequence longer than the model's context")         \
-    X(RLHF_ERR_STATE, -8, "call out of order")
+    X(RLHF_ERR_STATE, -8, "call out of order")                                       \
+    X(RLHF_ERR_IO, -9, "cannot read or write a file")                                \
+    X(RLHF_ERR_PARSE, -10, "malformed input")                                        \
+    X(RLHF_ERR_TOO_LARGE, -11, "input exceeds a limit")
 
 typedef enum rlhf_result {
 #define RLHF__ENUM_ITEM(name, value, message) name = value,
@@ -314,6 +317,64 @@ RLHFDEF int         rlhf_sampler_sample(rlhf_sampler *s, const float *logits, rl
 RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sampler *s, rlhf_rng *rng,
                                         const int *prompt, int n_prompt, int max_new, int eos,
                                         int *out, int *n_out);
+
+/* ---------------------------------------------------------------------------
+   JSON (RFC 8259), strict: UTF-8 validated, exact number grammar, no
+   extensions (no comments, trailing commas, NaN, BOM), nesting limited
+   without recursion. Strings keep their length, so "\u0000" is a NUL byte of
+   data. A parse builds a read-only tree owned by an rlhf_json_doc. */
+typedef enum rlhf_json_type {
+    RLHF_JSON_NULL, RLHF_JSON_FALSE, RLHF_JSON_TRUE, RLHF_JSON_NUMBER,
+    RLHF_JSON_STRING, RLHF_JSON_ARRAY, RLHF_JSON_OBJECT
+} rlhf_json_type;
+typedef struct rlhf_json rlhf_json;
+struct rlhf_json {
+    rlhf_json_type type;
+    const char *str;     /* STRING: decoded UTF-8 bytes; NUMBER: the text as written. NUL-terminated. */
+    size_t len;          /* STRING, NUMBER: bytes in str. ARRAY, OBJECT: number of elements. */
+    double number;       /* NUMBER: its value (correctly rounded for up to 19 significant
+                            digits with a decimal exponent within +-22; otherwise within a few ulp) */
+    const char *key;     /* a member of an OBJECT: its decoded name (NUL-terminated) */
+    size_t key_len;
+    const rlhf_json *child; /* ARRAY, OBJECT: the first element, in document order */
+    const rlhf_json *next;  /* the next element of the parent */
+    size_t offset;       /* byte offset of the value in the input */
+};
+/* Where and why a parse failed. line and column count from 1; column is in
+   bytes. message says what was expected (for JSONL: "path:line:column: ..."). */
+typedef struct rlhf_json_error { size_t offset, line, column; char message[256]; } rlhf_json_error;
+typedef struct rlhf_json_doc rlhf_json_doc;
+#define RLHF_JSON_DEFAULT_MAX_DEPTH 512
+
+/* Parse len bytes of text (which need not be NUL-terminated) with at most
+   max_depth nested arrays/objects (<= 0: RLHF_JSON_DEFAULT_MAX_DEPTH). *out
+   receives the document, or NULL on failure; err (may be NULL) the place and
+   reason of a failure. The text is not referenced after the call. */
+RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_t len, int max_depth, rlhf_json_error *err);
+RLHFDEF const rlhf_json *rlhf_json_root(const rlhf_json_doc *doc);
+RLHFDEF void        rlhf_json_free(rlhf_json_doc *doc);
+/* The first member of an object named key (NUL-terminated), or NULL. */
+RLHFDEF const rlhf_json *rlhf_json_get(const rlhf_json *object, const char *key);
+/* Element i of an array or object, or NULL. O(i). */
+RLHFDEF const rlhf_json *rlhf_json_at(const rlhf_json *container, size_t i);
+/* 1 and *out set if v is a number written as an integer (no fraction or
+   exponent) that fits int64_t; 0 otherwise. */
+RLHFDEF int         rlhf_json_int64(const rlhf_json *v, int64_t *out);
+
+/* JSONL: one JSON value per line, streamed (the file is never loaded whole).
+   Lines end in LF or CRLF; blank lines are skipped; the last line may lack
+   its newline. */
+typedef struct rlhf_jsonl rlhf_jsonl;
+/* max_line_bytes <= 0: 64 MiB. A longer line is an error, not a truncation. */
+RLHFDEF rlhf_result rlhf_jsonl_open(rlhf_jsonl **out, const char *path, long max_line_bytes, rlhf_json_error *err);
+/* The next record: *doc receives it (free it with rlhf_json_free), or NULL
+   at the end of the file (and RLHF_OK). On a malformed line, err->message is
+   "path:line:column: reason" and the reader moves on to the next line, so a
+   caller may count and skip bad records. */
+RLHFDEF rlhf_result rlhf_jsonl_next(rlhf_jsonl *r, rlhf_json_doc **doc, rlhf_json_error *err);
+/* Line number (from 1) of the record last returned. */
+RLHFDEF size_t      rlhf_jsonl_line(const rlhf_jsonl *r);
+RLHFDEF void        rlhf_jsonl_close(rlhf_jsonl *r);
 
 /* Which kernels this build uses: "avx2+fma", "neon" or "scalar". */
 RLHFDEF const char *rlhf_simd_name(void);
@@ -1083,6 +1144,577 @@ static double rlhf__sumsq(const float *x, size_t n) {
     }
     for (chunk = 0; chunk < NCHUNK; chunk++) total += part[chunk];
     return total;
+}
+
+// ----------------------------------------------------------------------------
+// >>json  a strict JSON reader (RFC 8259) and a streaming JSONL reader. Every
+//         byte is hostile: lengths are checked before use, nesting is an
+//         explicit stack (a deep file cannot overflow the C stack), and every
+//         error says where (line, column, byte offset) and what was expected.
+// ----------------------------------------------------------------------------
+
+/* The document's nodes and decoded strings live in an arena of blocks that
+   are freed together. */
+typedef struct rlhf__arena_block { struct rlhf__arena_block *prev; size_t used, cap; } rlhf__arena_block;
+#define RLHF__ARENA_HEADER ((sizeof(rlhf__arena_block) + 15) & ~(size_t)15)
+struct rlhf_json_doc {
+    rlhf__arena_block *blocks;
+    rlhf_json *root;
+};
+
+static void *rlhf__arena_alloc(rlhf_json_doc *d, size_t n) {
+    rlhf__arena_block *b = d->blocks;
+    unsigned char *p;
+    if (n > (size_t)-1 / 2) return NULL;
+    n = (n + 15) & ~(size_t)15; /* keep every allocation 16-byte aligned */
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 65536 ? n : 65536;
+        b = (rlhf__arena_block *)rlhf__alloc(RLHF__ARENA_HEADER + cap);
+        if (!b) return NULL;
+        b->prev = d->blocks;
+        b->used = 0;
+        b->cap = cap;
+        d->blocks = b;
+    }
+    p = (unsigned char *)b + RLHF__ARENA_HEADER + b->used;
+    b->used += n;
+    return p;
+}
+
+RLHFDEF void rlhf_json_free(rlhf_json_doc *d) {
+    rlhf__arena_block *b;
+    if (!d) return;
+    for (b = d->blocks; b;) {
+        rlhf__arena_block *prev = b->prev;
+        rlhf__free(b);
+        b = prev;
+    }
+    rlhf__free(d);
+}
+RLHFDEF const rlhf_json *rlhf_json_root(const rlhf_json_doc *d) { return d ? d->root : NULL; }
+
+/* parser state: the input s[0..n), the position i */
+typedef struct rlhf__jp {
+    const unsigned char *s;
+    size_t n, i;
+    rlhf_json_doc *doc;
+    rlhf_json_error *err;
+} rlhf__jp;
+
+/* Fill err with the place of byte `at` and a reason; returns RLHF_ERR_PARSE
+   (or `code`). The line and column are counted only here, on failure. */
+static rlhf_result rlhf__json_fail(rlhf__jp *p, rlhf_result code, size_t at, const char *fmt, ...) {
+    va_list ap;
+    size_t k, line = 1, line_start = 0;
+    char found[32];
+    if (!p->err) return code;
+    for (k = 0; k < at && k < p->n; k++)
+        if (p->s[k] == '\n') {
+            line++;
+            line_start = k + 1;
+        }
+    if (at >= p->n) snprintf(found, sizeof found, "end of input");
+    else if (p->s[at] >= 0x20 && p->s[at] < 0x7f) snprintf(found, sizeof found, "'%c'", p->s[at]);
+    else snprintf(found, sizeof found, "byte 0x%02X", p->s[at]);
+    p->err->offset = at;
+    p->err->line = line;
+    p->err->column = at - line_start + 1;
+    va_start(ap, fmt);
+    vsnprintf(p->err->message, sizeof p->err->message, fmt, ap);
+    va_end(ap);
+    k = strlen(p->err->message);
+    if (k + 1 < sizeof p->err->message)
+        snprintf(p->err->message + k, sizeof p->err->message - k, ", found %s", found);
+    return code;
+}
+
+static void rlhf__json_ws(rlhf__jp *p) {
+    while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' || p->s[p->i] == '\r')) p->i++;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..avail), or 0 if invalid
+   (Unicode 15, table 3-7: no overlong forms, no surrogates, <= U+10FFFF). */
+static size_t rlhf__utf8_len(const unsigned char *s, size_t avail) {
+    unsigned c = s[0];
+    unsigned lo = 0x80, hi = 0xBF;
+    size_t len, k;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;      /* overlong below U+0800 */
+        else if (c == 0xED) hi = 0x9F; /* surrogates U+D800..DFFF */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;      /* overlong below U+10000 */
+        else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
+    } else
+        return 0;
+    if (avail < len || s[1] < lo || s[1] > hi) return 0;
+    for (k = 2; k < len; k++)
+        if (s[k] < 0x80 || s[k] > 0xBF) return 0;
+    return len;
+}
+
+static int rlhf__hex4(const unsigned char *s, unsigned *out) {
+    unsigned v = 0;
+    int k;
+    for (k = 0; k < 4; k++) {
+        unsigned c = s[k];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= c - '0';
+        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+static size_t rlhf__utf8_put(unsigned char *o, unsigned cp) {
+    if (cp < 0x80) { o[0] = (unsigned char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (unsigned char)(0xC0 | cp >> 6); o[1] = (unsigned char)(0x80 | (cp & 63)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (unsigned char)(0xE0 | cp >> 12); o[1] = (unsigned char)(0x80 | ((cp >> 6) & 63));
+        o[2] = (unsigned char)(0x80 | (cp & 63));
+        return 3;
+    }
+    o[0] = (unsigned char)(0xF0 | cp >> 18); o[1] = (unsigned char)(0x80 | ((cp >> 12) & 63));
+    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 63)); o[3] = (unsigned char)(0x80 | (cp & 63));
+    return 4;
+}
+
+/* A string at p->i (which is '"'): decoded into the arena, NUL-terminated.
+   The raw span bounds the decoded length (every escape shrinks). */
+static rlhf_result rlhf__json_string(rlhf__jp *p, const char **out, size_t *out_len) {
+    size_t start = p->i + 1, end = start, k;
+    unsigned char *o, *w;
+    while (end < p->n && p->s[end] != '"') end += p->s[end] == '\\' ? 2 : 1;
+    if (end >= p->n) return rlhf__json_fail(p, RLHF_ERR_PARSE, p->n, "unterminated string (it starts at byte %zu)", p->i);
+    o = w = (unsigned char *)rlhf__arena_alloc(p->doc, end - start + 1);
+    if (!o) return rlhf__json_fail(p, RLHF_ERR_OUT_OF_MEMORY, p->i, "out of memory decoding a string");
+    for (k = start; k < end;) {
+        unsigned c = p->s[k];
+        if (c == '\\') {
+            unsigned cp, lo;
+            c = p->s[k + 1]; /* k + 1 < end: the scan above stepped over it */
+            switch (c) {
+            case '"': *w++ = '"'; k += 2; continue;
+            case '\\': *w++ = '\\'; k += 2; continue;
+            case '/': *w++ = '/'; k += 2; continue;
+            case 'b': *w++ = '\b'; k += 2; continue;
+            case 'f': *w++ = '\f'; k += 2; continue;
+            case 'n': *w++ = '\n'; k += 2; continue;
+            case 'r': *w++ = '\r'; k += 2; continue;
+            case 't': *w++ = '\t'; k += 2; continue;
+            case 'u': break;
+            default: return rlhf__json_fail(p, RLHF_ERR_PARSE, k + 1, "expected an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
+            }
+            if (end - k < 6 || !rlhf__hex4(p->s + k + 2, &cp))
+                return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "expected 4 hex digits after \\u");
+            k += 6;
+            if (cp >= 0xD800 && cp <= 0xDBFF) { /* a high surrogate needs its low half: \uDC00..\uDFFF */
+                if (end - k < 6 || p->s[k] != '\\' || p->s[k + 1] != 'u' || !rlhf__hex4(p->s + k + 2, &lo) || lo < 0xDC00 ||
+                    lo > 0xDFFF)
+                    return rlhf__json_fail(p, RLHF_ERR_PARSE, k - 6, "expected a low surrogate \\uDC00-\\uDFFF after \\u%04X", cp);
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                k += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF)
+                return rlhf__json_fail(p, RLHF_ERR_PARSE, k - 6, "lone low surrogate \\u%04X (not a character)", cp);
+            w += rlhf__utf8_put(w, cp);
+        } else if (c < 0x20) {
+            return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "control character in a string (escape it)");
+        } else {
+            size_t len = rlhf__utf8_len(p->s + k, end - k);
+            if (!len) return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "invalid UTF-8 in a string");
+            memcpy(w, p->s + k, len);
+            w += len;
+            k += len;
+        }
+    }
+    *w = 0;
+    *out = (const char *)o;
+    *out_len = (size_t)(w - o);
+    p->i = end + 1;
+    return RLHF_OK;
+}
+
+/* A number at p->i, grammar -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static rlhf_result rlhf__json_number(rlhf__jp *p, rlhf_json *v) {
+    static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t start = p->i, k = p->i;
+    int neg = 0, digits = 0;
+    long e10 = 0, exp_val = 0;
+    uint64_t mant = 0;
+    double x;
+    char *text;
+    if (k < p->n && p->s[k] == '-') { neg = 1; k++; }
+    if (k >= p->n || p->s[k] < '0' || p->s[k] > '9') return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "expected a digit");
+    if (p->s[k] == '0') {
+        k++;
+        if (k < p->n && p->s[k] >= '0' && p->s[k] <= '9') return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "leading zero in a number");
+    } else
+        for (; k < p->n && p->s[k] >= '0' && p->s[k] <= '9'; k++) {
+            /* keep 19 significant digits; count the dropped ones in the exponent */
+            if (digits < 19) { mant = mant * 10 + (uint64_t)(p->s[k] - '0'); digits += mant != 0; }
+            else e10++;
+        }
+    if (k < p->n && p->s[k] == '.') {
+        k++;
+        if (k >= p->n || p->s[k] < '0' || p->s[k] > '9') return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "expected a digit after '.'");
+        for (; k < p->n && p->s[k] >= '0' && p->s[k] <= '9'; k++)
+            if (digits < 19) {
+                mant = mant * 10 + (uint64_t)(p->s[k] - '0');
+                digits += mant != 0;
+                e10--;
+            }
+    }
+    if (k < p->n && (p->s[k] == 'e' || p->s[k] == 'E')) {
+        int eneg = 0;
+        k++;
+        if (k < p->n && (p->s[k] == '+' || p->s[k] == '-')) eneg = p->s[k++] == '-';
+        if (k >= p->n || p->s[k] < '0' || p->s[k] > '9') return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "expected a digit in the exponent");
+        for (; k < p->n && p->s[k] >= '0' && p->s[k] <= '9'; k++)
+            if (exp_val < 1000000) exp_val = exp_val * 10 + (p->s[k] - '0'); /* beyond this only 0 or inf are possible */
+        e10 += eneg ? -exp_val : exp_val;
+    }
+    /* value = mant * 10^e10: exact (hence correctly rounded) when mant < 2^53
+       and |e10| <= 22; otherwise via pow(), off by at most a few ulp */
+    if (mant == 0) x = 0.0;
+    else if (mant < (1ull << 53) && e10 >= 0 && e10 <= 22) x = (double)mant * pow10[e10];
+    else if (mant < (1ull << 53) && e10 < 0 && e10 >= -22) x = (double)mant / pow10[-e10];
+    else if (e10 < -400) x = 0.0; /* below the smallest subnormal */
+    else /* two half powers, so 10^e10 itself never underflows or overflows */
+        x = (double)mant * pow(10.0, (double)(e10 / 2)) * pow(10.0, (double)(e10 - e10 / 2));
+    if (isinf(x)) return rlhf__json_fail(p, RLHF_ERR_PARSE, start, "number too large for a double");
+    v->type = RLHF_JSON_NUMBER;
+    v->number = neg ? -x : x;
+    v->len = k - start;
+    text = (char *)rlhf__arena_alloc(p->doc, v->len + 1);
+    if (!text) return rlhf__json_fail(p, RLHF_ERR_OUT_OF_MEMORY, start, "out of memory");
+    memcpy(text, p->s + start, v->len);
+    text[v->len] = 0;
+    v->str = text;
+    p->i = k;
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_t len, int max_depth, rlhf_json_error *err) {
+    typedef struct { rlhf_json *node, *last; } frame; /* an open array/object and its last element */
+    rlhf__jp p;
+    rlhf_json_doc *d;
+    frame *stack;
+    size_t depth = 0, cap;
+    const char *key = NULL;
+    size_t key_len = 0;
+    rlhf_result r = RLHF_OK;
+    if (err) memset(err, 0, sizeof *err);
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!text && len) return RLHF_ERR_INVALID_ARGUMENT;
+    if (max_depth <= 0) max_depth = RLHF_JSON_DEFAULT_MAX_DEPTH;
+    cap = (size_t)max_depth < len ? (size_t)max_depth : len; /* each level needs a byte */
+    d = (rlhf_json_doc *)rlhf__alloc(sizeof *d);
+    stack = (frame *)rlhf__alloc((cap + 1) * sizeof(frame));
+    if (!d || !stack) {
+        rlhf__free(d);
+        rlhf__free(stack);
+        return RLHF_ERR_OUT_OF_MEMORY;
+    }
+    memset(d, 0, sizeof *d);
+    p.s = (const unsigned char *)text;
+    p.n = len;
+    p.i = 0;
+    p.doc = d;
+    p.err = err;
+    for (;;) {
+        /* a value is expected here */
+        rlhf_json *v;
+        unsigned c;
+        rlhf__json_ws(&p);
+        if (p.i >= p.n) { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected a value"); break; }
+        v = (rlhf_json *)rlhf__arena_alloc(d, sizeof *v);
+        if (!v) { r = rlhf__json_fail(&p, RLHF_ERR_OUT_OF_MEMORY, p.i, "out of memory"); break; }
+        memset(v, 0, sizeof *v);
+        v->offset = p.i;
+        if (depth == 0) d->root = v;
+        else {
+            frame *f = &stack[depth - 1];
+            if (f->last) f->last->next = v;
+            else f->node->child = v;
+            f->last = v;
+            f->node->len++;
+            v->key = key;
+            v->key_len = key_len;
+        }
+        c = p.s[p.i];
+        if (c == '{' || c == '[') {
+            if (depth >= (size_t)max_depth) { r = rlhf__json_fail(&p, RLHF_ERR_TOO_LARGE, p.i, "nesting deeper than %d levels", max_depth); break; }
+            v->type = c == '{' ? RLHF_JSON_OBJECT : RLHF_JSON_ARRAY;
+            stack[depth].node = v;
+            stack[depth].last = NULL;
+            depth++;
+            p.i++;
+            rlhf__json_ws(&p);
+            if (p.i < p.n && p.s[p.i] == (c == '{' ? '}' : ']')) {
+                p.i++;
+                depth--; /* empty: the container is complete */
+            } else if (c == '{') {
+                if (p.i >= p.n || p.s[p.i] != '"') { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected '\"' (a member name) or '}'"); break; }
+                if ((r = rlhf__json_string(&p, &key, &key_len)) != RLHF_OK) break;
+                rlhf__json_ws(&p);
+                if (p.i >= p.n || p.s[p.i] != ':') { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected ':' after a member name"); break; }
+                p.i++;
+                continue;
+            } else
+                continue;
+        } else if (c == '"') {
+            v->type = RLHF_JSON_STRING;
+            if ((r = rlhf__json_string(&p, &v->str, &v->len)) != RLHF_OK) break;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            if ((r = rlhf__json_number(&p, v)) != RLHF_OK) break;
+        } else if (p.n - p.i >= 4 && memcmp(p.s + p.i, "true", 4) == 0) {
+            v->type = RLHF_JSON_TRUE;
+            p.i += 4;
+        } else if (p.n - p.i >= 5 && memcmp(p.s + p.i, "false", 5) == 0) {
+            v->type = RLHF_JSON_FALSE;
+            p.i += 5;
+        } else if (p.n - p.i >= 4 && memcmp(p.s + p.i, "null", 4) == 0) {
+            v->type = RLHF_JSON_NULL;
+            p.i += 4;
+        } else {
+            r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected a value (object, array, string, number, true, false or null)");
+            break;
+        }
+        /* a value is complete: close containers or move to the next element */
+        for (;;) {
+            frame *f;
+            char close;
+            if (depth == 0) break;
+            f = &stack[depth - 1];
+            close = f->node->type == RLHF_JSON_OBJECT ? '}' : ']';
+            rlhf__json_ws(&p);
+            if (p.i < p.n && p.s[p.i] == (unsigned char)close) {
+                p.i++;
+                depth--;
+                continue;
+            }
+            if (p.i < p.n && p.s[p.i] == ',') {
+                p.i++;
+                if (close == '}') {
+                    rlhf__json_ws(&p);
+                    if (p.i >= p.n || p.s[p.i] != '"') { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected '\"' (a member name) after ','"); break; }
+                    if ((r = rlhf__json_string(&p, &key, &key_len)) != RLHF_OK) break;
+                    rlhf__json_ws(&p);
+                    if (p.i >= p.n || p.s[p.i] != ':') { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected ':' after a member name"); break; }
+                    p.i++;
+                }
+                break; /* the next element's value */
+            }
+            r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+            break;
+        }
+        if (r != RLHF_OK || depth == 0) break;
+    }
+    rlhf__free(stack);
+    if (r == RLHF_OK) {
+        rlhf__json_ws(&p);
+        if (p.i < p.n) r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected the end of the input after the value");
+    }
+    if (r != RLHF_OK) {
+        rlhf_json_free(d);
+        return r;
+    }
+    *out = d;
+    return RLHF_OK;
+}
+
+RLHFDEF const rlhf_json *rlhf_json_get(const rlhf_json *o, const char *key) {
+    const rlhf_json *c;
+    size_t n;
+    if (!o || o->type != RLHF_JSON_OBJECT || !key) return NULL;
+    n = strlen(key);
+    for (c = o->child; c; c = c->next)
+        if (c->key_len == n && memcmp(c->key, key, n) == 0) return c;
+    return NULL;
+}
+RLHFDEF const rlhf_json *rlhf_json_at(const rlhf_json *a, size_t i) {
+    const rlhf_json *c;
+    if (!a || (a->type != RLHF_JSON_ARRAY && a->type != RLHF_JSON_OBJECT) || i >= a->len) return NULL;
+    for (c = a->child; i > 0; i--) c = c->next;
+    return c;
+}
+RLHFDEF int rlhf_json_int64(const rlhf_json *v, int64_t *out) {
+    size_t k = 0;
+    int neg = 0;
+    uint64_t x = 0, limit;
+    if (!v || v->type != RLHF_JSON_NUMBER || !out) return 0;
+    if (v->str[0] == '-') { neg = 1; k = 1; }
+    limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; k < v->len; k++) {
+        unsigned d = (unsigned char)v->str[k] - '0';
+        if (d > 9) return 0; /* '.', 'e': not written as an integer */
+        if (x > (limit - d) / 10) return 0;
+        x = x * 10 + d;
+    }
+    *out = neg ? (x == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)x) : (int64_t)x;
+    return 1;
+}
+
+/* ---- JSONL ------------------------------------------------------------------- */
+struct rlhf_jsonl {
+    FILE *f;
+    char *path;
+    unsigned char *buf;  /* read buffer (64 KiB) */
+    size_t buf_pos, buf_len;
+    unsigned char *line; /* the current line, grown up to max_line */
+    size_t line_cap, max_line, line_no;
+    int eof;
+};
+#define RLHF__JSONL_CHUNK 65536
+
+static void rlhf__jsonl_error(rlhf_json_error *err, const char *path, size_t line, size_t column, size_t offset, const char *what) {
+    int n;
+    if (!err) return;
+    err->line = line;
+    err->column = column;
+    err->offset = offset;
+    n = snprintf(err->message, sizeof err->message, "%s:%zu:%zu: ", path, line, column);
+    if (n > 0 && (size_t)n < sizeof err->message) { /* append what, cut to fit */
+        size_t room = sizeof err->message - (size_t)n - 1, wl = strlen(what);
+        memcpy(err->message + n, what, wl < room ? wl : room);
+        err->message[(size_t)n + (wl < room ? wl : room)] = 0;
+    }
+}
+
+RLHFDEF rlhf_result rlhf_jsonl_open(rlhf_jsonl **out, const char *path, long max_line_bytes, rlhf_json_error *err) {
+    rlhf_jsonl *r;
+    size_t plen;
+    if (err) memset(err, 0, sizeof *err);
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!path) return RLHF_ERR_INVALID_ARGUMENT;
+    r = (rlhf_jsonl *)rlhf__alloc(sizeof *r);
+    if (!r) return RLHF_ERR_OUT_OF_MEMORY;
+    memset(r, 0, sizeof *r);
+    plen = strlen(path);
+    r->path = (char *)rlhf__alloc(plen + 1);
+    r->buf = (unsigned char *)rlhf__alloc(RLHF__JSONL_CHUNK);
+    if (!r->path || !r->buf) {
+        rlhf_jsonl_close(r);
+        return RLHF_ERR_OUT_OF_MEMORY;
+    }
+    memcpy(r->path, path, plen + 1);
+    r->max_line = max_line_bytes > 0 ? (size_t)max_line_bytes : (size_t)64 << 20;
+    r->f = fopen(path, "rb");
+    if (!r->f) {
+        rlhf__jsonl_error(err, path, 0, 0, 0, "cannot open the file");
+        rlhf_jsonl_close(r);
+        return RLHF_ERR_IO;
+    }
+    *out = r;
+    return RLHF_OK;
+}
+
+RLHFDEF void rlhf_jsonl_close(rlhf_jsonl *r) {
+    if (!r) return;
+    if (r->f) fclose(r->f);
+    rlhf__free(r->path);
+    rlhf__free(r->buf);
+    rlhf__free(r->line);
+    rlhf__free(r);
+}
+RLHFDEF size_t rlhf_jsonl_line(const rlhf_jsonl *r) { return r ? r->line_no : 0; }
+
+/* Read the next line (without its LF) into r->line; *len receives its length.
+   Returns 0 at end of file, 1 for a line, -1 for a line over the limit (which
+   is consumed), -2 for a read error. */
+static int rlhf__jsonl_getline(rlhf_jsonl *r, size_t *len) {
+    size_t n = 0;
+    int too_long = 0, got = 0;
+    for (;;) {
+        unsigned char *nl;
+        size_t take, avail;
+        if (r->buf_pos == r->buf_len) {
+            if (r->eof) break;
+            r->buf_len = fread(r->buf, 1, RLHF__JSONL_CHUNK, r->f);
+            r->buf_pos = 0;
+            if (r->buf_len == 0) {
+                r->eof = 1;
+                if (ferror(r->f)) return -2;
+                break;
+            }
+        }
+        got = 1;
+        avail = r->buf_len - r->buf_pos;
+        nl = (unsigned char *)memchr(r->buf + r->buf_pos, '\n', avail);
+        take = nl ? (size_t)(nl - (r->buf + r->buf_pos)) : avail;
+        if (!too_long) {
+            if (n + take > r->max_line) too_long = 1;
+            else {
+                if (n + take + 1 > r->line_cap) { /* grow geometrically, bounded by the limit */
+                    size_t cap = r->line_cap ? r->line_cap : 4096;
+                    unsigned char *nb;
+                    while (cap < n + take + 1) cap *= 2;
+                    if (cap > r->max_line + 1) cap = r->max_line + 1;
+                    nb = (unsigned char *)rlhf__alloc(cap);
+                    if (!nb) return -3;
+                    if (n) memcpy(nb, r->line, n);
+                    rlhf__free(r->line);
+                    r->line = nb;
+                    r->line_cap = cap;
+                }
+                memcpy(r->line + n, r->buf + r->buf_pos, take);
+                n += take;
+            }
+        }
+        r->buf_pos += take;
+        if (nl) {
+            r->buf_pos++; /* the LF */
+            break;
+        }
+    }
+    if (!got) return 0;
+    r->line_no++;
+    *len = n;
+    return too_long ? -1 : 1;
+}
+
+RLHFDEF rlhf_result rlhf_jsonl_next(rlhf_jsonl *r, rlhf_json_doc **doc, rlhf_json_error *err) {
+    if (err) memset(err, 0, sizeof *err);
+    if (!doc) return RLHF_ERR_INVALID_ARGUMENT;
+    *doc = NULL;
+    if (!r) return RLHF_ERR_INVALID_ARGUMENT;
+    for (;;) {
+        size_t len = 0, k;
+        rlhf_json_error e;
+        rlhf_result res;
+        int g = rlhf__jsonl_getline(r, &len);
+        if (g == 0) return RLHF_OK; /* end of file */
+        if (g == -1) {
+            char what[96];
+            snprintf(what, sizeof what, "line longer than the limit of %zu bytes", r->max_line);
+            rlhf__jsonl_error(err, r->path, r->line_no, 1, 0, what);
+            return RLHF_ERR_TOO_LARGE;
+        }
+        if (g == -2) {
+            rlhf__jsonl_error(err, r->path, r->line_no + 1, 1, 0, "read error");
+            return RLHF_ERR_IO;
+        }
+        if (g == -3) {
+            rlhf__jsonl_error(err, r->path, r->line_no + 1, 1, 0, "out of memory for a line");
+            return RLHF_ERR_OUT_OF_MEMORY;
+        }
+        if (len && r->line[len - 1] == '\r') len--; /* CRLF */
+        for (k = 0; k < len && (r->line[k] == ' ' || r->line[k] == '\t' || r->line[k] == '\r'); k++) {}
+        if (k == len) continue; /* blank line */
+        res = rlhf_json_parse(doc, (const char *)r->line, len, 0, &e);
+        if (res != RLHF_OK) {
+            rlhf__jsonl_error(err, r->path, r->line_no, e.column, e.offset, e.message);
+            return res;
+        }
+        return RLHF_OK;
+    }
 }
 
 // ----------------------------------------------------------------------------

@@ -963,6 +963,179 @@ static void test_generate(void) {
     rlhf_model_free(m);
 }
 
+/* ---- JSON ------------------------------------------------------------------------ */
+/* parse a NUL-terminated literal; returns the document or NULL */
+static rlhf_json_doc *jparse(const char *text, rlhf_json_error *err) {
+    rlhf_json_doc *d = NULL;
+    rlhf_json_parse(&d, text, strlen(text), 0, err);
+    return d;
+}
+/* expect a parse failure at line:column with `what` in the message */
+static void jreject(const char *text, size_t len, size_t line, size_t col, const char *what) {
+    rlhf_json_doc *d = NULL;
+    rlhf_json_error e;
+    rlhf_result r = rlhf_json_parse(&d, text, len, 0, &e);
+    if (r == RLHF_OK || d != NULL || e.line != line || e.column != col || !strstr(e.message, what)) {
+        fprintf(stderr, "  FAIL json reject \"%.40s\": got %s at %zu:%zu \"%s\", want %zu:%zu \"%s\"\n", text,
+                rlhf_result_string(r), e.line, e.column, e.message, line, col, what);
+        g_fail++;
+    }
+    rlhf_json_free(d);
+}
+
+static void test_json_values(void) {
+    rlhf_json_error e;
+    rlhf_json_doc *d;
+    const rlhf_json *root, *v;
+    int64_t iv;
+    static const char nul_text[] = "[\"a\\u0000b\", \"\\ud83d\\ude00\", \"\\u00e9\\/\\n\"]";
+    d = jparse("{\"a\": [1, -2.5e3, 0.1, true, false, null], \"b\": {\"c\": \"x\"}, \"a\": 7}", &e);
+    CHECK(d != NULL);
+    if (!d) return;
+    root = rlhf_json_root(d);
+    CHECK(root->type == RLHF_JSON_OBJECT && root->len == 3);
+    v = rlhf_json_get(root, "a"); /* the first of duplicate names */
+    CHECK(v && v->type == RLHF_JSON_ARRAY && v->len == 6);
+    CHECK(rlhf_json_at(v, 0)->number == 1.0 && rlhf_json_at(v, 1)->number == -2500.0);
+    CHECK(rlhf_json_at(v, 2)->number == 0.1); /* correctly rounded: the same double as the C literal */
+    CHECK(rlhf_json_at(v, 3)->type == RLHF_JSON_TRUE && rlhf_json_at(v, 4)->type == RLHF_JSON_FALSE);
+    CHECK(rlhf_json_at(v, 5)->type == RLHF_JSON_NULL && rlhf_json_at(v, 6) == NULL);
+    CHECK(strcmp(rlhf_json_get(rlhf_json_get(root, "b"), "c")->str, "x") == 0);
+    CHECK(rlhf_json_get(root, "zz") == NULL && rlhf_json_get(v, "a") == NULL);
+    CHECK(rlhf_json_int64(rlhf_json_at(v, 0), &iv) && iv == 1);
+    CHECK(!rlhf_json_int64(rlhf_json_at(v, 1), &iv)); /* -2.5e3 is not written as an integer */
+    rlhf_json_free(d);
+    /* strings keep their length: NUL is data; surrogate pairs; escapes */
+    d = jparse(nul_text, &e);
+    CHECK(d != NULL);
+    if (!d) return;
+    root = rlhf_json_root(d);
+    CHECK(root->len == 3);
+    v = rlhf_json_at(root, 0);
+    CHECK(v->len == 3 && memcmp(v->str, "a\0b", 3) == 0);
+    v = rlhf_json_at(root, 1);
+    CHECK(v->len == 4 && memcmp(v->str, "\xF0\x9F\x98\x80", 4) == 0); /* U+1F600 */
+    v = rlhf_json_at(root, 2);
+    CHECK(v->len == 4 && memcmp(v->str, "\xC3\xA9/\n", 4) == 0);
+    rlhf_json_free(d);
+    /* int64 edges */
+    d = jparse("[9223372036854775807, -9223372036854775808, 9223372036854775808, 1e2, -0]", &e);
+    CHECK(d != NULL);
+    if (!d) return;
+    root = rlhf_json_root(d);
+    CHECK(rlhf_json_int64(rlhf_json_at(root, 0), &iv) && iv == INT64_MAX);
+    CHECK(rlhf_json_int64(rlhf_json_at(root, 1), &iv) && iv == INT64_MIN);
+    CHECK(!rlhf_json_int64(rlhf_json_at(root, 2), &iv));
+    CHECK(!rlhf_json_int64(rlhf_json_at(root, 3), &iv) && rlhf_json_at(root, 3)->number == 100.0);
+    CHECK(rlhf_json_int64(rlhf_json_at(root, 4), &iv) && iv == 0);
+    rlhf_json_free(d);
+    /* numbers: long mantissas, exponents, underflow */
+    d = jparse("[3.141592653589793238462643383279, 1.5e-7, 12345678901234567890123, 1e-500, 2.2250738585072014e-308]", &e);
+    CHECK(d != NULL);
+    if (!d) return;
+    root = rlhf_json_root(d);
+    CHECK(fabs(rlhf_json_at(root, 0)->number - 3.141592653589793) < 1e-15);
+    CHECK(rlhf_json_at(root, 1)->number == 1.5e-7);
+    CHECK(fabs(rlhf_json_at(root, 2)->number / 1.2345678901234567e22 - 1.0) < 1e-15);
+    CHECK(rlhf_json_at(root, 3)->number == 0.0);
+    CHECK(fabs(rlhf_json_at(root, 4)->number / 2.2250738585072014e-308 - 1.0) < 1e-14);
+    rlhf_json_free(d);
+}
+
+static void test_json_errors(void) {
+    static const char with_nul[] = "[1, \0]";
+    char *deep;
+    size_t i, n = 100000;
+    rlhf_json_doc *d = NULL;
+    rlhf_json_error e;
+    jreject("", 0, 1, 1, "expected a value, found end of input");
+    jreject("[1, 2", 5, 1, 6, "expected ',' or ']', found end of input");
+    jreject("{\"a\" 1}", 7, 1, 6, "expected ':' after a member name, found '1'");
+    jreject("{\"a\":1,}", 8, 1, 8, "expected '\"' (a member name) after ','");
+    jreject("[1,\n 2,\n 03]", 12, 3, 3, "leading zero in a number");
+    jreject("[1.]", 4, 1, 4, "expected a digit after '.'");
+    jreject("[1e]", 4, 1, 4, "expected a digit in the exponent");
+    jreject("[-]", 3, 1, 3, "expected a digit");
+    jreject("[tru]", 5, 1, 2, "expected a value");
+    jreject("[\"a\tb\"]", 7, 1, 4, "control character in a string");
+    jreject("[\"\\x\"]", 6, 1, 4, "expected an escape");
+    jreject("[\"\\u12G4\"]", 10, 1, 3, "expected 4 hex digits after \\u");
+    jreject("[\"\\ud800\"]", 10, 1, 3, "expected a low surrogate");
+    jreject("[\"\\udc00\"]", 10, 1, 3, "lone low surrogate");
+    jreject("[\"\xC0\xAF\"]", 6, 1, 3, "invalid UTF-8");         /* overlong '/' */
+    jreject("[\"\xED\xA0\x80\"]", 7, 1, 3, "invalid UTF-8");     /* encoded surrogate */
+    jreject("[\"\xF4\x90\x80\x80\"]", 8, 1, 3, "invalid UTF-8"); /* above U+10FFFF */
+    jreject("[\"abc", 5, 1, 6, "unterminated string");
+    jreject("[1] x", 5, 1, 5, "expected the end of the input");
+    jreject("\xEF\xBB\xBF{}", 5, 1, 1, "expected a value");        /* a BOM is not JSON */
+    jreject("[1e999]", 7, 1, 2, "number too large");
+    jreject(with_nul, sizeof with_nul - 1, 1, 5, "found byte 0x00");
+    /* 100,000 nested arrays: refused at the depth limit, no recursion */
+    deep = (char *)malloc(2 * n);
+    for (i = 0; i < n; i++) deep[i] = '[';
+    for (i = 0; i < n; i++) deep[n + i] = ']';
+    CHECK(rlhf_json_parse(&d, deep, 2 * n, 0, &e) == RLHF_ERR_TOO_LARGE && d == NULL);
+    CHECK(e.column == RLHF_JSON_DEFAULT_MAX_DEPTH + 1 && strstr(e.message, "nesting deeper than 512") != NULL);
+    /* ... and accepted when the caller allows that depth */
+    CHECK(rlhf_json_parse(&d, deep, 2 * n, (int)n, &e) == RLHF_OK && d != NULL);
+    rlhf_json_free(d);
+    free(deep);
+}
+
+static void write_file(const char *path, const char *bytes, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) { fprintf(stderr, "cannot write %s\n", path); exit(2); }
+    fwrite(bytes, 1, len, f);
+    fclose(f);
+}
+
+static void test_jsonl(void) {
+    static const char text[] = "{\"x\": 1}\r\n\n   \r\n{\"x\": 2}\n{\"x\": \n[3]\n{\"x\": 4}";
+    const char *path = "build/test_jsonl.jsonl";
+    rlhf_jsonl *r;
+    rlhf_json_doc *d;
+    rlhf_json_error e;
+    int64_t x;
+    char big[300];
+    write_file(path, text, sizeof text - 1);
+    CHECK_OK(rlhf_jsonl_open(&r, path, 0, &e));
+    if (!r) return;
+    CHECK_OK(rlhf_jsonl_next(r, &d, &e)); /* CRLF */
+    CHECK(d && rlhf_json_int64(rlhf_json_get(rlhf_json_root(d), "x"), &x) && x == 1 && rlhf_jsonl_line(r) == 1);
+    rlhf_json_free(d);
+    CHECK_OK(rlhf_jsonl_next(r, &d, &e)); /* blank and whitespace lines skipped */
+    CHECK(d && rlhf_json_int64(rlhf_json_get(rlhf_json_root(d), "x"), &x) && x == 2 && rlhf_jsonl_line(r) == 4);
+    rlhf_json_free(d);
+    CHECK(rlhf_jsonl_next(r, &d, &e) == RLHF_ERR_PARSE && d == NULL); /* a record may not span lines */
+    CHECK(strcmp(e.message, "build/test_jsonl.jsonl:5:7: expected a value, found end of input") == 0);
+    if (strcmp(e.message, "build/test_jsonl.jsonl:5:7: expected a value, found end of input") != 0) fprintf(stderr, "  got \"%s\"\n", e.message);
+    CHECK_OK(rlhf_jsonl_next(r, &d, &e)); /* the reader goes on after a bad line */
+    CHECK(d && rlhf_json_root(d)->type == RLHF_JSON_ARRAY && rlhf_jsonl_line(r) == 6);
+    rlhf_json_free(d);
+    CHECK_OK(rlhf_jsonl_next(r, &d, &e)); /* the last line has no newline */
+    CHECK(d && rlhf_json_int64(rlhf_json_get(rlhf_json_root(d), "x"), &x) && x == 4 && rlhf_jsonl_line(r) == 7);
+    rlhf_json_free(d);
+    CHECK_OK(rlhf_jsonl_next(r, &d, &e));
+    CHECK(d == NULL); /* end */
+    rlhf_jsonl_close(r);
+    /* a line over the limit is an error, and the next line still reads */
+    memset(big, ' ', sizeof big);
+    big[0] = '[';
+    big[297] = ']';
+    big[298] = '\n';
+    big[299] = '1';
+    write_file(path, big, sizeof big);
+    CHECK_OK(rlhf_jsonl_open(&r, path, 100, &e));
+    if (!r) return;
+    CHECK(rlhf_jsonl_next(r, &d, &e) == RLHF_ERR_TOO_LARGE && strstr(e.message, ":1:1: line longer than the limit of 100 bytes"));
+    CHECK_OK(rlhf_jsonl_next(r, &d, &e));
+    CHECK(d && rlhf_json_root(d)->number == 1.0 && rlhf_jsonl_line(r) == 2);
+    rlhf_json_free(d);
+    rlhf_jsonl_close(r);
+    CHECK(rlhf_jsonl_open(&r, "build/no/such/file.jsonl", 0, &e) == RLHF_ERR_IO && r == NULL);
+    CHECK(strstr(e.message, "build/no/such/file.jsonl") && strstr(e.message, "cannot open"));
+}
+
 /* ---- runner -------------------------------------------------------------------- */
 typedef struct { const char *name; void (*fn)(void); } test_case;
 static const test_case TESTS[] = {
@@ -986,6 +1159,9 @@ static const test_case TESTS[] = {
     {"tensor_table", test_tensor_table},
     {"sampling", test_sampling},
     {"generate", test_generate},
+    {"json_values", test_json_values},
+    {"json_errors", test_json_errors},
+    {"jsonl", test_jsonl},
 };
 
 int main(int argc, char **argv) {
