@@ -311,9 +311,11 @@ RLHFDEF void        rlhf_sampler_free(rlhf_sampler *s);
    temperature 0). Returns -1 only if the logits are all NaN / -inf. */
 RLHFDEF int         rlhf_sampler_sample(rlhf_sampler *s, const float *logits, rlhf_rng *rng);
 
-/* Generate into out[cap] after a prompt of n_prompt tokens, with a cache made
-   for one sequence (reset here): up to max_new tokens, stopping after eos
-   (eos < 0: never). *n_out receives the number of tokens written. */
+/* Generate after a prompt of n_prompt tokens, with a cache made for one
+   sequence (reset here): up to max_new tokens into out (room for max_new
+   ids), stopping after eos (eos < 0: never) or when the cache is full.
+   *n_out receives the number of tokens written. The prompt is fed one
+   token at a time through the decode path. */
 RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sampler *s, rlhf_rng *rng,
                                         const int *prompt, int n_prompt, int max_new, int eos,
                                         int *out, int *n_out);
@@ -375,6 +377,42 @@ RLHFDEF rlhf_result rlhf_jsonl_next(rlhf_jsonl *r, rlhf_json_doc **doc, rlhf_jso
 /* Line number (from 1) of the record last returned. */
 RLHFDEF size_t      rlhf_jsonl_line(const rlhf_jsonl *r);
 RLHFDEF void        rlhf_jsonl_close(rlhf_jsonl *r);
+
+/* ---------------------------------------------------------------------------
+   Checkpoints: safetensors (Hugging Face's format), one file a whole model.
+   Tensors under Hugging Face GPT-2 names, fp32 little-endian; __metadata__
+   holds "config" (JSON), "rlhf.version", "optim.step" and your own
+   key/value strings (rlhf_model_set_meta: the model kind, the tokenizer,
+   training state). AdamW moments, when present, are the extra tensors
+   "optim.m.<name>" and "optim.v.<name>", so a run resumes exactly.
+
+   Loading accepts files written by PyTorch / Hugging Face as they come: the
+   "transformer." prefix, a tied "lm_head.weight" (present or not), the old
+   "h.N.attn.bias" / "h.N.attn.masked_bias" buffers (ignored), F16 and BF16
+   (converted to F32), and a config.json beside the file when the metadata
+   has no config. Reading is strict (the reference reader's rules, plus
+   duplicate names rejected, plus every shape checked against the config);
+   every length is checked against the bytes that are really there. Writing
+   is atomic: a temporary file in the same directory, flushed and fsync'ed
+   (POSIX), then renamed over the target: the path holds the old file or
+   the new one, never a mix. */
+typedef struct rlhf_error { char message[512]; } rlhf_error;
+/* Load a model (stable entry point; on failure *out is NULL). */
+RLHFDEF rlhf_result rlhf_model_load(rlhf_model **out, const char *path);
+/* The same, with the reason of a failure in err (may be NULL): the file,
+   the tensor or field, and what was expected. */
+RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_error *err);
+/* Save (stable entry point): weights, config, metadata, and the AdamW state
+   when the model has one. A failure's message is in rlhf_model_last_error. */
+RLHFDEF rlhf_result rlhf_model_save(const rlhf_model *m, const char *path);
+#define RLHF_SAVE_WEIGHTS_ONLY 1 /* flag: leave the AdamW state out */
+RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *m, const char *path, int flags);
+/* Set (or, with value NULL, remove) a metadata string saved with the model.
+   Keys and values are UTF-8; "format", "config", "optim.step" and keys
+   starting with "rlhf." are the library's. */
+RLHFDEF rlhf_result rlhf_model_set_meta(rlhf_model *m, const char *key, const char *value);
+/* The value of a metadata key, or NULL. Valid until the key is set again. */
+RLHFDEF const char *rlhf_model_meta(const rlhf_model *m, const char *key);
 
 /* Which kernels this build uses: "avx2+fma", "neon" or "scalar". */
 RLHFDEF const char *rlhf_simd_name(void);
@@ -1838,6 +1876,8 @@ struct rlhf_model {
     rlhf_log_fn log;
     void *log_user;
     char err[256];
+    char **meta;  /* metadata: key0, value0, key1, value1, ... (n_meta pairs) */
+    int n_meta, cap_meta;
 };
 
 /* Record a failure on m (message for rlhf_model_last_error and the log). */
@@ -1851,11 +1891,13 @@ static rlhf_result rlhf__fail(rlhf_model *m, rlhf_result r, const char *fmt, ...
 }
 
 static int rlhf__config_ok(const rlhf_config *c) {
-    return c->vocab_size > 0 && c->n_ctx > 0 && c->n_layer > 0 && c->n_head > 0 && c->n_embd > 0 &&
-           c->n_embd % c->n_head == 0 &&
-           /* every count below stays far from overflow: V*C and L*C*4C < 2^40 */
-           (double)c->vocab_size * c->n_embd < 1e12 && (double)c->n_ctx * c->n_embd < 1e12 &&
-           (double)c->n_layer * c->n_embd * c->n_embd < 1e11;
+    double C = c->n_embd, params;
+    if (!(c->vocab_size > 0 && c->n_ctx > 0 && c->n_layer > 0 && c->n_head > 0 && c->n_embd > 0 && c->n_embd % c->n_head == 0))
+        return 0;
+    /* the parameter count, in double: every size_t product of the layout
+       below is smaller, so none can wrap (on 32-bit hosts too) */
+    params = ((double)c->vocab_size + c->n_ctx) * C + (double)c->n_layer * (12.0 * C * C + 13.0 * C) + 2.0 * C;
+    return params * 4.0 * 4.0 < (double)(size_t)-1 && params < 1e12;
 }
 
 static void rlhf__kind_sizes(const rlhf_config *c, size_t s[RLHF__NUM_KINDS]) {
@@ -1907,8 +1949,9 @@ static size_t rlhf__sum_sizes(const size_t *s, int n) {
    size_t product above can wrap on a 64-bit host) and fits size_t. */
 static int rlhf__shape_fits(const rlhf_config *c, double BT, double BTT) {
     double C = c->n_embd, L = c->n_layer, NH = c->n_head, V = c->vocab_size;
-    double floats = BT * (C * (2 + 13 * L + 10) + 3 * L + V + 8) + L * NH * BTT;
-    return floats * 4.0 < 140737488355328.0 && floats * 4.0 < (double)(size_t)-1;
+    /* rlhf__act_sizes + rlhf__bwd_sizes per row, then the attention caches */
+    double floats = BT * (2 * C + L * (16 * C + 4) + V + 4) + BT * (12 * C + NH) + L * NH * BTT;
+    return floats * 4.0 < 140737488355328.0 && floats * 4.0 < (double)(size_t)-1 && BT * NH < 2147483647.0;
 }
 
 RLHFDEF size_t rlhf_config_num_params(const rlhf_config *cfg) {
@@ -1949,9 +1992,14 @@ static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
     if (BT > m->cap_bt || BTT > m->cap_btt) {
         size_t s[RLHF__NUM_ACTS], ncap = BT > m->cap_bt ? BT : m->cap_bt, ncapt = BTT > m->cap_btt ? BTT : m->cap_btt;
         float *mem, *p;
-        float **ptr = (float **)&m->acts; /* rlhf__acts is RLHF__NUM_ACTS float pointers in a row */
+        rlhf__acts *a = &m->acts;
+        float **ptr[RLHF__NUM_ACTS];
         int *tok;
         int i;
+        ptr[0] = &a->encoded; ptr[1] = &a->ln1; ptr[2] = &a->ln1_mean; ptr[3] = &a->ln1_rstd; ptr[4] = &a->qkv;
+        ptr[5] = &a->atty; ptr[6] = &a->att; ptr[7] = &a->residual2; ptr[8] = &a->ln2; ptr[9] = &a->ln2_mean;
+        ptr[10] = &a->ln2_rstd; ptr[11] = &a->fch; ptr[12] = &a->fch_gelu; ptr[13] = &a->residual3; ptr[14] = &a->lnf;
+        ptr[15] = &a->lnf_mean; ptr[16] = &a->lnf_rstd; ptr[17] = &a->logits; ptr[18] = &a->lse; ptr[19] = &a->losses;
         rlhf__act_sizes(&m->cfg, ncap, ncapt, s);
         mem = rlhf__alloc_floats(rlhf__sum_sizes(s, RLHF__NUM_ACTS));
         tok = (int *)rlhf__alloc(2 * ncap * sizeof(int));
@@ -1965,7 +2013,7 @@ static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
         m->act_mem = mem;
         m->tok_mem = tok;
         for (p = mem, i = 0; i < RLHF__NUM_ACTS; i++) {
-            ptr[i] = p;
+            *ptr[i] = p;
             p += s[i];
         }
         m->cap_bt = ncap;
@@ -1990,15 +2038,17 @@ static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
     if (m->bwd_cap_bt < m->cap_bt || m->bwd_cap_btt < m->cap_btt) {
         size_t s[RLHF__NUM_BWD];
         float *mem, *p;
-        float **ptr = (float **)&m->bwd;
+        rlhf__bwd *b = &m->bwd;
+        float **ptr[RLHF__NUM_BWD];
         int i;
+        ptr[0] = &b->dresidual; ptr[1] = &b->dln; ptr[2] = &b->datty; ptr[3] = &b->dqkv; ptr[4] = &b->dfch; ptr[5] = &b->datt;
         rlhf__bwd_sizes(&m->cfg, m->cap_bt, m->cap_btt, s);
         mem = rlhf__alloc_floats(rlhf__sum_sizes(s, RLHF__NUM_BWD));
         if (!mem) return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model: cannot allocate backward scratch for B*T=%zu", m->cap_bt);
         rlhf__free(m->bwd_mem);
         m->bwd_mem = mem;
         for (p = mem, i = 0; i < RLHF__NUM_BWD; i++) {
-            ptr[i] = p;
+            *ptr[i] = p;
             p += s[i];
         }
         m->bwd_cap_bt = m->cap_bt;
@@ -2112,6 +2162,12 @@ RLHFDEF void rlhf_model_free(rlhf_model *m) {
     rlhf__free(m->bwd_mem);
     rlhf__free(m->tok_mem);
     rlhf__free(m->work);
+    while (m->n_meta > 0) {
+        m->n_meta--;
+        rlhf__free(m->meta[2 * m->n_meta]);
+        rlhf__free(m->meta[2 * m->n_meta + 1]);
+    }
+    rlhf__free(m->meta);
     rlhf__free(m);
 }
 
@@ -2226,6 +2282,8 @@ RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const i
         return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_forward: need inputs, B >= 1 and T >= 1 (got B=%d T=%d)", B, T);
     if (T > m->cfg.n_ctx)
         return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_forward: T=%d is longer than n_ctx=%d", T, m->cfg.n_ctx);
+    if (!rlhf__shape_fits(&m->cfg, (double)B * T, (double)B * T * T))
+        return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "rlhf_model_forward: B=%d T=%d is too large", B, T);
     if ((targets != NULL) != (loss != NULL))
         return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_forward: targets and loss go together");
     if ((r = rlhf__check_ids(m, inputs, B, T, 0, "inputs")) != RLHF_OK) return r;
@@ -2406,8 +2464,10 @@ RLHFDEF rlhf_result rlhf_kv_cache_create(rlhf_kv_cache **out, const rlhf_model *
     *out = NULL;
     if (!m || n_seq < 1 || max_len < 1 || max_len > m->cfg.n_ctx) return RLHF_ERR_INVALID_ARGUMENT;
     C = (size_t)m->cfg.n_embd; L = (size_t)m->cfg.n_layer; N = (size_t)n_seq; P = (size_t)max_len;
-    if ((double)L * N * P * C * 2 + (double)N * (C * 12 + m->cfg.n_head * P + m->cfg.vocab_size) > 1e13)
-        return RLHF_ERR_SIZE_OVERFLOW; /* 40 TB of floats: refuse before multiplying in size_t */
+    { /* refuse before multiplying in size_t (32-bit hosts included) */
+        double floats = (double)L * N * P * C * 2 + (double)N * ((double)C * 12 + 2 + (double)m->cfg.n_head * P + m->cfg.vocab_size);
+        if (floats * 4.0 > (double)(size_t)-1 / 2 || floats > 1e13 || (double)N * m->cfg.n_head > 2147483647.0) return RLHF_ERR_SIZE_OVERFLOW;
+    }
     kv = L * N * P * C;
     total = 2 * kv + N * (C * 2 + C + 2 + 3 * C + C + 8 * C) + N * (size_t)m->cfg.n_head * P + N * (size_t)m->cfg.vocab_size;
     c = (rlhf_kv_cache *)rlhf__alloc(sizeof *c);
@@ -2570,7 +2630,7 @@ static void rlhf__sift_down(rlhf__prob_index *h, int n, int i) {
 RLHFDEF int rlhf_sampler_sample(rlhf_sampler *s, const float *logits, rlhf_rng *rng) {
     int V, n, i, best = -1;
     float maxv = -INFINITY, mass = 0.0f, r;
-    if (!s || !logits) return -1;
+    if (!s || !logits || !rng) return -1;
     V = s->V;
     for (i = 0; i < V; i++) /* NaN compares false: never the maximum */
         if (logits[i] > maxv) {
@@ -2603,8 +2663,13 @@ RLHFDEF int rlhf_sampler_sample(rlhf_sampler *s, const float *logits, rlhf_rng *
            candidates whose mass reaches top_p. A token below
            (1 - top_p) * mass / (n - 1) can never be in it, so those are
            dropped before sorting (llama2.c's trick). */
-        float cutoff = n > 1 ? (1.0f - s->cfg.top_p) * mass / (float)(n - 1) : 0.0f, cum = 0.0f;
+        float cutoff = n > 1 ? (1.0f - s->cfg.top_p) * mass / (float)(n - 1) : 0.0f, cum = 0.0f, pmax = 0.0f;
         int kept = 0;
+        /* the bound holds for every token but the most likely one, which is
+           always kept (as Hugging Face's min_tokens_to_keep = 1) */
+        for (i = 0; i < n; i++)
+            if (s->cand[i].p > pmax) pmax = s->cand[i].p;
+        if (cutoff > pmax) cutoff = pmax;
         for (i = 0; i < n; i++)
             if (s->cand[i].p >= cutoff) s->cand[kept++] = s->cand[i];
         qsort(s->cand, (size_t)kept, sizeof *s->cand, rlhf__cmp_prob_desc);
@@ -2623,7 +2688,9 @@ RLHFDEF int rlhf_sampler_sample(rlhf_sampler *s, const float *logits, rlhf_rng *
         r -= s->cand[i].p;
         if (r < 0.0f) return s->cand[i].i;
     }
-    return s->cand[n - 1].i; /* rounding left r >= 0: the last candidate */
+    /* rounding left r >= 0: the last candidate that has any probability */
+    for (i = n - 1; i > 0 && s->cand[i].p == 0.0f; i--) {}
+    return s->cand[i].i;
 }
 
 RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sampler *s, rlhf_rng *rng,
@@ -2649,6 +2716,738 @@ RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sa
         if (tok == eos || c->len >= c->max_len) break; /* stop after EOS, or when the cache is full */
         if ((r = rlhf_model_decode(m, c, &tok, NULL)) != RLHF_OK) return r;
     }
+    return RLHF_OK;
+}
+
+// ----------------------------------------------------------------------------
+// >>io  safetensors checkpoints: metadata store, atomic writer, strict reader
+// ----------------------------------------------------------------------------
+
+#if defined(__unix__) || defined(__APPLE__)
+#define RLHF__POSIX_IO 1
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#endif
+
+static char *rlhf__strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = (char *)rlhf__alloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+static int rlhf__valid_utf8(const char *s, size_t n) {
+    size_t i = 0, k;
+    while (i < n) {
+        if (!(k = rlhf__utf8_len((const unsigned char *)s + i, n - i))) return 0;
+        i += k;
+    }
+    return 1;
+}
+
+RLHFDEF const char *rlhf_model_meta(const rlhf_model *m, const char *key) {
+    int i;
+    if (!m || !key) return NULL;
+    for (i = 0; i < m->n_meta; i++)
+        if (strcmp(m->meta[2 * i], key) == 0) return m->meta[2 * i + 1];
+    return NULL;
+}
+/* set without the reserved-key check (the loader uses it) */
+static rlhf_result rlhf__set_meta(rlhf_model *m, const char *key, const char *value) {
+    int i;
+    char *v = NULL;
+    for (i = 0; i < m->n_meta && strcmp(m->meta[2 * i], key) != 0; i++) {}
+    if (!value) { /* remove: move the last pair into the hole */
+        if (i == m->n_meta) return RLHF_OK;
+        rlhf__free(m->meta[2 * i]);
+        rlhf__free(m->meta[2 * i + 1]);
+        m->n_meta--;
+        m->meta[2 * i] = m->meta[2 * m->n_meta];
+        m->meta[2 * i + 1] = m->meta[2 * m->n_meta + 1];
+        return RLHF_OK;
+    }
+    if (!(v = rlhf__strdup(value))) return RLHF_ERR_OUT_OF_MEMORY;
+    if (i < m->n_meta) {
+        rlhf__free(m->meta[2 * i + 1]);
+        m->meta[2 * i + 1] = v;
+        return RLHF_OK;
+    }
+    if (m->n_meta == m->cap_meta) {
+        int cap = m->cap_meta ? 2 * m->cap_meta : 8;
+        char **nm = (char **)rlhf__alloc((size_t)cap * 2 * sizeof(char *));
+        if (!nm) { rlhf__free(v); return RLHF_ERR_OUT_OF_MEMORY; }
+        if (m->n_meta) memcpy(nm, m->meta, (size_t)m->n_meta * 2 * sizeof(char *));
+        rlhf__free(m->meta);
+        m->meta = nm;
+        m->cap_meta = cap;
+    }
+    if (!(m->meta[2 * m->n_meta] = rlhf__strdup(key))) { rlhf__free(v); return RLHF_ERR_OUT_OF_MEMORY; }
+    m->meta[2 * m->n_meta + 1] = v;
+    m->n_meta++;
+    return RLHF_OK;
+}
+static int rlhf__reserved_meta(const char *key) {
+    return strcmp(key, "format") == 0 || strcmp(key, "config") == 0 || strcmp(key, "optim.step") == 0 ||
+           strncmp(key, "rlhf.", 5) == 0;
+}
+RLHFDEF rlhf_result rlhf_model_set_meta(rlhf_model *m, const char *key, const char *value) {
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!key || !*key || !rlhf__valid_utf8(key, strlen(key)) || (value && !rlhf__valid_utf8(value, strlen(value))))
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_set_meta: key and value must be non-empty UTF-8 strings");
+    if (rlhf__reserved_meta(key))
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_set_meta: \"%s\" is reserved for the library", key);
+    return rlhf__set_meta(m, key, value);
+}
+
+/* ---- bytes: safetensors is little-endian on every host ----------------------- */
+static int rlhf__host_le(void) {
+    const uint32_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+static void rlhf__put_u64le(unsigned char *o, uint64_t v) {
+    int k;
+    for (k = 0; k < 8; k++) o[k] = (unsigned char)(v >> (8 * k));
+}
+static uint64_t rlhf__get_u64le(const unsigned char *b) {
+    uint64_t v = 0;
+    int k;
+    for (k = 7; k >= 0; k--) v = v << 8 | b[k];
+    return v;
+}
+/* IEEE half (F16) and bfloat16 (BF16) to float */
+static float rlhf__f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, bits;
+    float f;
+    if (e == 0) { /* zero or subnormal: m * 2^-24 exactly */
+        f = (float)m * (1.0f / 16777216.0f);
+        return sign ? -f : f;
+    }
+    bits = sign | (e == 31 ? 0x7F800000u | m << 13 : (e + 112) << 23 | m << 13);
+    memcpy(&f, &bits, 4);
+    return f;
+}
+static float rlhf__bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* ---- a growing string for the header ----------------------------------------- */
+typedef struct rlhf__sb { char *p; size_t len, cap; int oom; } rlhf__sb;
+static void rlhf__sb_add(rlhf__sb *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        char *np;
+        while (cap < b->len + n + 1) cap *= 2;
+        if (!(np = (char *)rlhf__alloc(cap))) { b->oom = 1; return; }
+        if (b->len) memcpy(np, b->p, b->len);
+        rlhf__free(b->p);
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+static void rlhf__sb_str(rlhf__sb *b, const char *s) { rlhf__sb_add(b, s, strlen(s)); }
+static void rlhf__sb_fmt(rlhf__sb *b, const char *fmt, ...) {
+    char tmp[256];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0) rlhf__sb_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+/* a JSON string literal: quotes, backslashes and control bytes escaped */
+static void rlhf__sb_json(rlhf__sb *b, const char *s) {
+    rlhf__sb_add(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') { rlhf__sb_add(b, "\\", 1); rlhf__sb_add(b, s, 1); }
+        else if (c < 0x20) rlhf__sb_fmt(b, "\\u%04x", c);
+        else rlhf__sb_add(b, s, 1);
+    }
+    rlhf__sb_add(b, "\"", 1);
+}
+
+/* ---- writing ---------------------------------------------------------------------- */
+typedef struct rlhf__out {
+#ifdef RLHF__POSIX_IO
+    int fd;
+#else
+    FILE *f;
+#endif
+    int failed;
+} rlhf__out;
+static void rlhf__out_write(rlhf__out *o, const void *p, size_t n) {
+    const unsigned char *c = (const unsigned char *)p;
+    if (o->failed) return;
+#ifdef RLHF__POSIX_IO
+    while (n > 0) {
+        ssize_t w = write(o->fd, c, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { o->failed = 1; return; }
+        c += w;
+        n -= (size_t)w;
+    }
+#else
+    if (fwrite(c, 1, n, o->f) != n) o->failed = 1;
+#endif
+}
+/* floats as little-endian bytes, through a staging buffer on big-endian hosts */
+static void rlhf__out_floats(rlhf__out *o, const float *x, size_t n) {
+    if (rlhf__host_le()) {
+        rlhf__out_write(o, x, n * sizeof(float));
+        return;
+    }
+    while (n > 0) {
+        unsigned char buf[4096];
+        size_t k, chunk = n < 1024 ? n : 1024;
+        for (k = 0; k < chunk; k++) {
+            uint32_t u;
+            memcpy(&u, x + k, 4);
+            buf[4 * k] = (unsigned char)u; buf[4 * k + 1] = (unsigned char)(u >> 8);
+            buf[4 * k + 2] = (unsigned char)(u >> 16); buf[4 * k + 3] = (unsigned char)(u >> 24);
+        }
+        rlhf__out_write(o, buf, 4 * chunk);
+        x += chunk;
+        n -= chunk;
+    }
+}
+
+RLHFDEF rlhf_result rlhf_model_save(const rlhf_model *m, const char *path) { return rlhf_model_save_ex(m, path, 0); }
+
+RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, int flags) {
+    rlhf_model *m = (rlhf_model *)cm; /* only the error buffer is written */
+    int with_optim, pass, i;
+    rlhf__sb h = {NULL, 0, 0, 0};
+    uint64_t off = 0;
+    unsigned char len8[8];
+    char *tmp;
+    size_t plen;
+    rlhf__out o;
+    rlhf_result r = RLHF_OK;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!path || !*path) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_save: no path");
+    with_optim = m->m_mem && !(flags & RLHF_SAVE_WEIGHTS_ONLY);
+    /* header: metadata, then every tensor in table order (then the moments) */
+    rlhf__sb_str(&h, "{\"__metadata__\":{\"format\":\"pt\",\"rlhf.version\":\"" RLHF_VERSION_STRING "\",\"config\":");
+    {
+        char cfg[256];
+        snprintf(cfg, sizeof cfg, "{\"vocab_size\":%d,\"n_positions\":%d,\"n_layer\":%d,\"n_head\":%d,\"n_embd\":%d}",
+                 m->cfg.vocab_size, m->cfg.n_ctx, m->cfg.n_layer, m->cfg.n_head, m->cfg.n_embd);
+        rlhf__sb_json(&h, cfg);
+    }
+    if (with_optim) rlhf__sb_fmt(&h, ",\"optim.step\":\"%ld\"", m->adam_steps);
+    for (i = 0; i < m->n_meta; i++) {
+        rlhf__sb_str(&h, ",");
+        rlhf__sb_json(&h, m->meta[2 * i]);
+        rlhf__sb_str(&h, ":");
+        rlhf__sb_json(&h, m->meta[2 * i + 1]);
+    }
+    rlhf__sb_str(&h, "}");
+    for (pass = 0; pass < (with_optim ? 3 : 1); pass++)
+        for (i = 0; i < m->n_tensors; i++) {
+            const rlhf__tensor *t = &m->tensors[i];
+            uint64_t bytes = (uint64_t)t->numel * 4;
+            rlhf__sb_fmt(&h, ",\"%s%s\":{\"dtype\":\"F32\",\"shape\":[%d", pass == 0 ? "" : pass == 1 ? "optim.m." : "optim.v.",
+                         t->name, t->shape[0]);
+            if (t->ndim == 2) rlhf__sb_fmt(&h, ",%d", t->shape[1]);
+            rlhf__sb_fmt(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off, (unsigned long long)(off + bytes));
+            off += bytes;
+        }
+    rlhf__sb_str(&h, "}");
+    while ((h.len + 8) % 8) rlhf__sb_add(&h, " ", 1); /* writers pad the header to a multiple of 8 */
+    if (h.oom) {
+        rlhf__free(h.p);
+        return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_save: out of memory building the header for %s", path);
+    }
+    /* the temporary file sits beside the target, so rename() is atomic */
+    plen = strlen(path);
+    tmp = (char *)rlhf__alloc(plen + 32);
+    if (!tmp) {
+        rlhf__free(h.p);
+        return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_save: out of memory");
+    }
+#ifdef RLHF__POSIX_IO
+    snprintf(tmp, plen + 32, "%s.tmp-%ld", path, (long)getpid());
+    o.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    o.failed = o.fd < 0;
+#else
+    snprintf(tmp, plen + 32, "%s.tmp", path);
+    o.f = fopen(tmp, "wb");
+    o.failed = o.f == NULL;
+#endif
+    if (o.failed) {
+        r = rlhf__fail(m, RLHF_ERR_IO, "rlhf_model_save: cannot create %s", tmp);
+        rlhf__free(h.p);
+        rlhf__free(tmp);
+        return r;
+    }
+    rlhf__put_u64le(len8, (uint64_t)h.len);
+    rlhf__out_write(&o, len8, 8);
+    rlhf__out_write(&o, h.p, h.len);
+    rlhf__out_floats(&o, m->param_mem, m->num_params); /* tensor table order is memory order */
+    if (with_optim) {
+        rlhf__out_floats(&o, m->m_mem, m->num_params);
+        rlhf__out_floats(&o, m->v_mem, m->num_params);
+    }
+    rlhf__free(h.p);
+#ifdef RLHF__POSIX_IO
+    if (!o.failed && fsync(o.fd) != 0) o.failed = 1; /* the data is on disk before the rename */
+    if (close(o.fd) != 0) o.failed = 1;
+#else
+    if (fflush(o.f) != 0) o.failed = 1;
+    if (fclose(o.f) != 0) o.failed = 1;
+#endif
+    if (o.failed) {
+        remove(tmp);
+        r = rlhf__fail(m, RLHF_ERR_IO, "rlhf_model_save: writing %s failed (disk full?); %s is unchanged", tmp, path);
+        rlhf__free(tmp);
+        return r;
+    }
+#if defined(_WIN32)
+    remove(path); /* Windows' rename() does not replace: the one non-atomic moment */
+#endif
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        r = rlhf__fail(m, RLHF_ERR_IO, "rlhf_model_save: cannot rename %s to %s", tmp, path);
+        rlhf__free(tmp);
+        return r;
+    }
+    rlhf__free(tmp);
+#ifdef RLHF__POSIX_IO
+    { /* make the rename itself durable: fsync the directory */
+        char *dir = rlhf__strdup(path), *slash;
+        if (dir) {
+            int fd;
+            slash = strrchr(dir, '/');
+            if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+            fd = open(slash ? dir : ".", O_RDONLY);
+            if (fd >= 0) {
+                if (fsync(fd) != 0) { /* some file systems refuse fsync on directories: the file is still safe */ }
+                close(fd);
+            }
+            rlhf__free(dir);
+        }
+    }
+#endif
+    return RLHF_OK;
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+typedef struct rlhf__st_entry {
+    const rlhf_json *json;
+    const char *name;      /* as in the file */
+    int dtype, ndim;       /* dtype: index into RLHF__DTYPES */
+    int64_t shape[8];
+    uint64_t begin, end;
+} rlhf__st_entry;
+static const struct { const char *name; int size; } RLHF__DTYPES[] = {
+    {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}, {"I64", 8}, {"I32", 4}, {"I16", 2}, {"I8", 1}, {"U8", 1},
+    {"U16", 2}, {"U32", 4}, {"U64", 8}, {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+#define RLHF__NUM_DTYPES (int)(sizeof RLHF__DTYPES / sizeof RLHF__DTYPES[0])
+
+static rlhf_result rlhf__st_err(rlhf_error *err, rlhf_result r, const char *path, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    if (!err) return r;
+    n = snprintf(err->message, sizeof err->message, "%s: ", path);
+    if (n < 0 || (size_t)n >= sizeof err->message) return r;
+    va_start(ap, fmt);
+    vsnprintf(err->message + n, sizeof err->message - (size_t)n, fmt, ap);
+    va_end(ap);
+    return r;
+}
+static int rlhf__cmp_entry_offset(const void *a, const void *b) {
+    const rlhf__st_entry *x = (const rlhf__st_entry *)a, *y = (const rlhf__st_entry *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end < y->end ? -1 : x->end > y->end);
+}
+
+/* An integer field of a config object, in [1, 2^30]. */
+static rlhf_result rlhf__cfg_int(const rlhf_json *o, const char *key, const char *alt, int *out, const char *src, const char *path,
+                                 rlhf_error *err) {
+    const rlhf_json *v = rlhf_json_get(o, key);
+    int64_t x;
+    if (!v && alt) v = rlhf_json_get(o, alt);
+    if (!v) return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s has no \"%s\"", src, key);
+    if (!rlhf_json_int64(v, &x) || x < 1 || x > (1 << 30))
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: \"%s\" must be an integer from 1 to 2^30, got %s", src, key,
+                            v->type == RLHF_JSON_NUMBER ? v->str : "a non-number");
+    *out = (int)x;
+    return RLHF_OK;
+}
+/* A GPT-2 config from {"vocab_size", "n_positions" (or "n_ctx"), "n_layer",
+   "n_head", "n_embd"} plus Hugging Face's options, which must describe the
+   architecture rlhf.h implements. */
+static rlhf_result rlhf__parse_config(const rlhf_json *o, rlhf_config *c, const char *src, const char *path, rlhf_error *err) {
+    rlhf_result r;
+    const rlhf_json *v;
+    if (!o || o->type != RLHF_JSON_OBJECT) return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s is not a JSON object", src);
+    if ((r = rlhf__cfg_int(o, "vocab_size", NULL, &c->vocab_size, src, path, err)) != RLHF_OK ||
+        (r = rlhf__cfg_int(o, "n_positions", "n_ctx", &c->n_ctx, src, path, err)) != RLHF_OK ||
+        (r = rlhf__cfg_int(o, "n_layer", NULL, &c->n_layer, src, path, err)) != RLHF_OK ||
+        (r = rlhf__cfg_int(o, "n_head", NULL, &c->n_head, src, path, err)) != RLHF_OK ||
+        (r = rlhf__cfg_int(o, "n_embd", NULL, &c->n_embd, src, path, err)) != RLHF_OK)
+        return r;
+    if (c->n_embd % c->n_head != 0)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: n_head %d does not divide n_embd %d", src, c->n_head, c->n_embd);
+    if (!rlhf__config_ok(c)) return rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "%s: the model is too large", src);
+    if ((v = rlhf_json_get(o, "activation_function")) &&
+        !(v->type == RLHF_JSON_STRING && (strcmp(v->str, "gelu_new") == 0 || strcmp(v->str, "gelu_pytorch_tanh") == 0)))
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: activation_function must be \"gelu_new\" (tanh GELU)", src);
+    if ((v = rlhf_json_get(o, "layer_norm_epsilon")) && !(v->type == RLHF_JSON_NUMBER && fabs(v->number - 1e-5) < 1e-12))
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: layer_norm_epsilon must be 1e-05", src);
+    if ((v = rlhf_json_get(o, "tie_word_embeddings")) && v->type == RLHF_JSON_FALSE)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: untied word embeddings are not supported", src);
+    if ((v = rlhf_json_get(o, "model_type")) && !(v->type == RLHF_JSON_STRING && strcmp(v->str, "gpt2") == 0))
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: model_type must be \"gpt2\"", src);
+    if ((v = rlhf_json_get(o, "n_inner")) && v->type != RLHF_JSON_NULL && !(v->type == RLHF_JSON_NUMBER && v->number == 4.0 * c->n_embd))
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: n_inner must be null or 4 * n_embd", src);
+    if (((v = rlhf_json_get(o, "scale_attn_weights")) && v->type == RLHF_JSON_FALSE) ||
+        ((v = rlhf_json_get(o, "scale_attn_by_inverse_layer_idx")) && v->type == RLHF_JSON_TRUE) ||
+        ((v = rlhf_json_get(o, "reorder_and_upcast_attn")) && v->type == RLHF_JSON_TRUE))
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: only GPT-2's standard attention scaling is supported", src);
+    return RLHF_OK;
+}
+
+/* Read the whole of a small file (config.json) into a new buffer. */
+static char *rlhf__read_small_file(const char *path, size_t limit, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t n;
+    if (!f) return NULL;
+    buf = (char *)rlhf__alloc(limit + 1);
+    if (!buf) { fclose(f); return NULL; }
+    n = fread(buf, 1, limit + 1, f);
+    fclose(f);
+    if (n > limit) { rlhf__free(buf); return NULL; }
+    *len = n;
+    return buf;
+}
+
+/* Read entry e's elements (any of F32/F16/BF16) as floats into dst (numel). */
+static int rlhf__read_floats(FILE *f, uint64_t data_start, const rlhf__st_entry *e, float *dst, size_t numel) {
+    unsigned char buf[8192];
+    size_t done = 0, esz = (size_t)RLHF__DTYPES[e->dtype].size;
+    if (fseek(f, (long)(data_start + e->begin), SEEK_SET) != 0) return 0;
+    if (e->dtype == 0 && rlhf__host_le()) return fread(dst, 4, numel, f) == numel;
+    while (done < numel) {
+        size_t k, chunk = numel - done < sizeof buf / 4 ? numel - done : sizeof buf / 4;
+        if (fread(buf, esz, chunk, f) != chunk) return 0;
+        for (k = 0; k < chunk; k++) {
+            const unsigned char *b = buf + k * esz;
+            if (e->dtype == 0) {
+                uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+                memcpy(dst + done + k, &u, 4);
+            } else {
+                uint16_t u = (uint16_t)(b[0] | b[1] << 8);
+                dst[done + k] = e->dtype == 1 ? rlhf__f16_to_f32(u) : rlhf__bf16_to_f32(u);
+            }
+        }
+        done += chunk;
+    }
+    return 1;
+}
+
+RLHFDEF rlhf_result rlhf_model_load(rlhf_model **out, const char *path) { return rlhf_model_load_ex(out, path, NULL); }
+
+RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_error *err) {
+    FILE *f = NULL;
+    long fsize;
+    unsigned char len8[8];
+    uint64_t hlen, data_start, data_size, expect;
+    char *hbuf = NULL, *cfgbuf = NULL;
+    rlhf_json_doc *hdoc = NULL, *cdoc = NULL;
+    rlhf_json_error je;
+    const rlhf_json *root, *meta = NULL, *v;
+    rlhf__st_entry *ents = NULL;
+    size_t n_ent = 0, k;
+    rlhf_config cfg;
+    rlhf_model *m = NULL;
+    int *found = NULL, n_optim = 0, i;
+    rlhf_result r = RLHF_OK;
+    if (err) err->message[0] = 0;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!path) return RLHF_ERR_INVALID_ARGUMENT;
+    f = fopen(path, "rb");
+    if (!f) return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot open the file");
+    if (fseek(f, 0, SEEK_END) != 0 || (fsize = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        r = rlhf__st_err(err, RLHF_ERR_IO, path, "cannot determine the file size");
+        goto done;
+    }
+    /* rule: 8-byte little-endian header length N, N <= 100,000,000, 8 + N <= size */
+    if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "file of %ld bytes is shorter than the 8-byte header length", fsize);
+        goto done;
+    }
+    hlen = rlhf__get_u64le(len8);
+    if (hlen > 100000000u) {
+        r = rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "header length %llu exceeds the limit of 100000000 bytes", (unsigned long long)hlen);
+        goto done;
+    }
+    if (hlen > (uint64_t)fsize - 8) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "header length %llu runs past the end of the file (%ld bytes)",
+                         (unsigned long long)hlen, fsize);
+        goto done;
+    }
+    if (hlen == 0) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "header length is 0 (the header must be a JSON object)");
+        goto done;
+    }
+    hbuf = (char *)rlhf__alloc((size_t)hlen);
+    if (!hbuf) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory for a %llu-byte header", (unsigned long long)hlen); goto done; }
+    if (fread(hbuf, 1, (size_t)hlen, f) != (size_t)hlen) { r = rlhf__st_err(err, RLHF_ERR_IO, path, "read error in the header"); goto done; }
+    data_start = 8 + hlen;
+    data_size = (uint64_t)fsize - data_start;
+    /* rule: the header is UTF-8 JSON (an object); nesting beyond a few levels is hostile */
+    if ((r = rlhf_json_parse(&hdoc, hbuf, (size_t)hlen, 8, &je)) != RLHF_OK) {
+        r = rlhf__st_err(err, r, path, "header byte %llu (file offset %llu): %s", (unsigned long long)je.offset,
+                         (unsigned long long)(je.offset + 8), je.message);
+        goto done;
+    }
+    root = rlhf_json_root(hdoc);
+    if (root->type != RLHF_JSON_OBJECT) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "the header is not a JSON object"); goto done; }
+    ents = (rlhf__st_entry *)rlhf__alloc((root->len + 1) * sizeof *ents);
+    if (!ents) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
+    for (v = root->child; v; v = v->next) {
+        const rlhf_json *w, *x;
+        rlhf__st_entry *e;
+        int64_t b, en;
+        uint64_t numel = 1, bytes;
+        /* duplicate names: the reference reader lets them through; we do not */
+        for (w = root->child; w != v; w = w->next)
+            if (w->key_len == v->key_len && memcmp(w->key, v->key, v->key_len) == 0) {
+                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "duplicate name \"%s\" in the header", v->key);
+                goto done;
+            }
+        if (strlen(v->key) != v->key_len) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "a tensor name contains a NUL byte"); goto done; }
+        if (strcmp(v->key, "__metadata__") == 0) {
+            if (v->type != RLHF_JSON_OBJECT) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "__metadata__ is not an object"); goto done; }
+            for (w = v->child; w; w = w->next)
+                if (w->type != RLHF_JSON_STRING || strlen(w->str) != w->len || strlen(w->key) != w->key_len) {
+                    r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "__metadata__ \"%s\" is not a string (or holds a NUL byte)", w->key);
+                    goto done;
+                }
+            meta = v;
+            continue;
+        }
+        e = &ents[n_ent];
+        memset(e, 0, sizeof *e);
+        e->json = v;
+        e->name = v->key;
+        if (v->type != RLHF_JSON_OBJECT) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": entry is not an object", v->key); goto done; }
+        for (w = v->child; w; w = w->next)
+            if (strcmp(w->key, "dtype") != 0 && strcmp(w->key, "shape") != 0 && strcmp(w->key, "data_offsets") != 0) {
+                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": unknown field \"%s\"", v->key, w->key);
+                goto done;
+            }
+        w = rlhf_json_get(v, "dtype");
+        if (!w || w->type != RLHF_JSON_STRING) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": no \"dtype\" string", v->key); goto done; }
+        for (e->dtype = 0; e->dtype < RLHF__NUM_DTYPES && strcmp(w->str, RLHF__DTYPES[e->dtype].name) != 0; e->dtype++) {}
+        if (e->dtype == RLHF__NUM_DTYPES) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": unknown dtype \"%s\"", v->key, w->str); goto done; }
+        w = rlhf_json_get(v, "shape");
+        if (!w || w->type != RLHF_JSON_ARRAY || w->len > 8) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": \"shape\" must be an array of at most 8 integers", v->key); goto done; }
+        e->ndim = (int)w->len;
+        for (i = 0, x = w->child; x; x = x->next, i++) {
+            if (!rlhf_json_int64(x, &e->shape[i]) || e->shape[i] < 0) {
+                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": shape[%d] is not a non-negative integer", v->key, i);
+                goto done;
+            }
+            /* the element count may not overflow */
+            if (e->shape[i] != 0 && numel > UINT64_MAX / (uint64_t)e->shape[i]) {
+                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": the shape's element count overflows", v->key);
+                goto done;
+            }
+            numel *= (uint64_t)e->shape[i];
+        }
+        w = rlhf_json_get(v, "data_offsets");
+        if (!w || w->type != RLHF_JSON_ARRAY || w->len != 2 || !rlhf_json_int64(w->child, &b) || !rlhf_json_int64(w->child->next, &en) ||
+            b < 0 || en < 0) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": \"data_offsets\" must be two non-negative integers", v->key);
+            goto done;
+        }
+        if (en < b) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": data_offsets [%lld, %lld] end before they begin", v->key, (long long)b, (long long)en); goto done; }
+        e->begin = (uint64_t)b;
+        e->end = (uint64_t)en;
+        if (numel > UINT64_MAX / (uint64_t)RLHF__DTYPES[e->dtype].size) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": the byte size overflows", v->key);
+            goto done;
+        }
+        bytes = numel * (uint64_t)RLHF__DTYPES[e->dtype].size;
+        if (bytes != e->end - e->begin) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": %s shape holds %llu bytes but data_offsets span %llu", v->key,
+                             RLHF__DTYPES[e->dtype].name, (unsigned long long)bytes, (unsigned long long)(e->end - e->begin));
+            goto done;
+        }
+        n_ent++;
+    }
+    /* rule: sorted by offset, the tensors start at 0, touch, and cover the data exactly */
+    qsort(ents, n_ent, sizeof *ents, rlhf__cmp_entry_offset);
+    for (expect = 0, k = 0; k < n_ent; k++) {
+        if (ents[k].begin != expect) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\" starts at data offset %llu, expected %llu (%s)", ents[k].name,
+                             (unsigned long long)ents[k].begin, (unsigned long long)expect,
+                             ents[k].begin < expect ? "it overlaps the previous tensor" : "a gap before it");
+            goto done;
+        }
+        expect = ents[k].end;
+    }
+    if (expect != data_size) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "the tensors cover %llu bytes of data but the file holds %llu after the header",
+                         (unsigned long long)expect, (unsigned long long)data_size);
+        goto done;
+    }
+    /* the config: our metadata, else config.json beside the file */
+    if (meta && (v = rlhf_json_get(meta, "config")) != NULL) {
+        if ((r = rlhf_json_parse(&cdoc, v->str, v->len, 4, &je)) != RLHF_OK) {
+            r = rlhf__st_err(err, r, path, "__metadata__ config: %s", je.message);
+            goto done;
+        }
+        if ((r = rlhf__parse_config(rlhf_json_root(cdoc), &cfg, "__metadata__ config", path, err)) != RLHF_OK) goto done;
+    } else {
+        size_t plen = strlen(path), clen = 0;
+        char *cpath = (char *)rlhf__alloc(plen + 16), *slash;
+        if (!cpath) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
+        memcpy(cpath, path, plen + 1);
+        slash = strrchr(cpath, '/');
+#ifdef _WIN32
+        if (!slash || strrchr(cpath, '\\') > slash) slash = strrchr(cpath, '\\');
+#endif
+        strcpy(slash ? slash + 1 : cpath, "config.json");
+        cfgbuf = rlhf__read_small_file(cpath, 1 << 20, &clen);
+        if (!cfgbuf) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "no config: the metadata has none and %s cannot be read", cpath);
+            rlhf__free(cpath);
+            goto done;
+        }
+        if ((r = rlhf_json_parse(&cdoc, cfgbuf, clen, 16, &je)) != RLHF_OK) {
+            r = rlhf__st_err(err, r, path, "%s:%zu:%zu: %s", cpath, je.line, je.column, je.message);
+            rlhf__free(cpath);
+            goto done;
+        }
+        r = rlhf__parse_config(rlhf_json_root(cdoc), &cfg, cpath, path, err);
+        rlhf__free(cpath);
+        if (r != RLHF_OK) goto done;
+    }
+    if ((r = rlhf_model_create(&m, &cfg, 0)) != RLHF_OK) { r = rlhf__st_err(err, r, path, "cannot create the model: %s", rlhf_result_string(r)); goto done; }
+    found = (int *)rlhf__alloc((size_t)m->n_tensors * 3 * sizeof(int));
+    if (!found) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
+    memset(found, 0, (size_t)m->n_tensors * 3 * sizeof(int));
+    /* match every entry to a tensor: weights, optim.m.*, optim.v.*, or a known extra */
+    for (k = 0; k < n_ent; k++) {
+        rlhf__st_entry *e = &ents[k];
+        const char *name = e->name;
+        int slot = 0, t;
+        if (strncmp(name, "transformer.", 12) == 0) name += 12;
+        if (strncmp(name, "optim.m.", 8) == 0) { slot = 1; name += 8; }
+        else if (strncmp(name, "optim.v.", 8) == 0) { slot = 2; name += 8; }
+        if (strcmp(name, "lm_head.weight") == 0) continue; /* tied to wte: checked below */
+        if (strncmp(name, "h.", 2) == 0) { /* h.N.attn.bias / masked_bias: old causal-mask buffers */
+            const char *dot = strchr(name + 2, '.');
+            if (dot && (strcmp(dot, ".attn.bias") == 0 || strcmp(dot, ".attn.masked_bias") == 0)) continue;
+        }
+        for (t = 0; t < m->n_tensors && strcmp(m->tensors[t].name, name) != 0; t++) {}
+        if (t == m->n_tensors) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "unexpected tensor \"%s\" (not part of a GPT-2 with %d layers)", e->name, cfg.n_layer);
+            goto done;
+        }
+        {
+            const rlhf__tensor *mt = &m->tensors[t];
+            int ok = e->ndim == mt->ndim && e->shape[0] == mt->shape[0] && (mt->ndim == 1 || e->shape[1] == mt->shape[1]);
+            if (!ok) {
+                char got[128];
+                int pos = 0, d;
+                got[0] = 0;
+                for (d = 0; d < e->ndim && pos < 100; d++) pos += snprintf(got + pos, sizeof got - (size_t)pos, d ? ", %lld" : "%lld", (long long)e->shape[d]);
+                if (mt->ndim == 2)
+                    r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\" has shape [%s], expected [%d, %d]%s", e->name, got, mt->shape[0],
+                                     mt->shape[1], strstr(mt->name, "weight") && mt->name[0] == 'h' ? " (Conv1D layout [in, out])" : "");
+                else
+                    r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\" has shape [%s], expected [%d]", e->name, got, mt->shape[0]);
+                goto done;
+            }
+            if (e->dtype > 2) {
+                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\" is %s; weights must be F32, F16 or BF16", e->name, RLHF__DTYPES[e->dtype].name);
+                goto done;
+            }
+            if (slot > 0 && !m->m_mem) {
+                r = rlhf__ensure(m, 1, 1, 1); /* AdamW state: the moments live there */
+                if (r != RLHF_OK) { r = rlhf__st_err(err, r, path, "out of memory for the AdamW state"); goto done; }
+            }
+            if (!rlhf__read_floats(f, data_start, e, (slot == 0 ? m->param_mem : slot == 1 ? m->m_mem : m->v_mem) + mt->offset, mt->numel)) {
+                r = rlhf__st_err(err, RLHF_ERR_IO, path, "read error in tensor \"%s\"", e->name);
+                goto done;
+            }
+            found[3 * t + slot]++;
+            n_optim += slot > 0;
+        }
+    }
+    for (i = 0; i < m->n_tensors; i++)
+        if (!found[3 * i]) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "missing tensor \"%s\"", m->tensors[i].name);
+            goto done;
+        } else if (n_optim && (!found[3 * i + 1] || !found[3 * i + 2])) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "incomplete AdamW state: optim.%s.%s is missing", found[3 * i + 1] ? "v" : "m", m->tensors[i].name);
+            goto done;
+        }
+    /* a stored lm_head must be the tied copy of wte */
+    for (k = 0; k < n_ent; k++) {
+        const char *name = strncmp(ents[k].name, "transformer.", 12) == 0 ? ents[k].name + 12 : ents[k].name;
+        if (strcmp(name, "lm_head.weight") == 0) {
+            size_t numel = (size_t)m->cfg.vocab_size * (size_t)m->cfg.n_embd, j;
+            float *tmpw;
+            if (ents[k].ndim != 2 || ents[k].shape[0] != m->cfg.vocab_size || ents[k].shape[1] != m->cfg.n_embd || ents[k].dtype > 2) {
+                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "lm_head.weight must be [%d, %d] F32/F16/BF16 like wte", m->cfg.vocab_size, m->cfg.n_embd);
+                goto done;
+            }
+            tmpw = rlhf__alloc_floats(numel);
+            if (!tmpw) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
+            if (!rlhf__read_floats(f, data_start, &ents[k], tmpw, numel)) { rlhf__free(tmpw); r = rlhf__st_err(err, RLHF_ERR_IO, path, "read error in lm_head.weight"); goto done; }
+            for (j = 0; j < numel && memcmp(&tmpw[j], &m->params.wte[j], 4) == 0; j++) {}
+            rlhf__free(tmpw);
+            if (j < numel) {
+                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "lm_head.weight differs from wte.weight at element %zu: untied heads are not supported", j);
+                goto done;
+            }
+        }
+    }
+    /* metadata: ours back into the model, the rest kept for the caller */
+    if (meta)
+        for (v = meta->child; v; v = v->next) {
+            if (strcmp(v->key, "config") == 0 || strcmp(v->key, "format") == 0 || strcmp(v->key, "rlhf.version") == 0) continue;
+            if (strcmp(v->key, "optim.step") == 0) {
+                char *endp;
+                long step = strtol(v->str, &endp, 10);
+                if (*v->str == 0 || *endp != 0 || step < 0) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "__metadata__ optim.step \"%s\" is not a step count", v->str); goto done; }
+                m->adam_steps = step;
+                continue;
+            }
+            if (rlhf__set_meta(m, v->key, v->str) != RLHF_OK) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
+        }
+    if (n_optim && (!meta || !rlhf_json_get(meta, "optim.step"))) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "AdamW moments without __metadata__ optim.step");
+        goto done;
+    }
+done:
+    if (f) fclose(f);
+    rlhf__free(hbuf);
+    rlhf__free(cfgbuf);
+    rlhf__free(ents);
+    rlhf__free(found);
+    rlhf_json_free(hdoc);
+    rlhf_json_free(cdoc);
+    if (r != RLHF_OK) {
+        rlhf_model_free(m);
+        return r;
+    }
+    *out = m;
     return RLHF_OK;
 }
 
