@@ -2992,10 +2992,9 @@ RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, i
     rlhf__put_u64le(len8, (uint64_t)h.len);
     rlhf__out_write(&o, len8, 8);
     rlhf__out_write(&o, h.p, h.len);
-    rlhf__out_floats(&o, m->param_mem, m->num_params); /* tensor table order is memory order */
-    if (with_optim) {
-        rlhf__out_floats(&o, m->m_mem, m->num_params);
-        rlhf__out_floats(&o, m->v_mem, m->num_params);
+    for (pass = 0; pass < (with_optim ? 3 : 1); pass++) { /* the data, in the header's order */
+        const float *base = pass == 0 ? m->param_mem : pass == 1 ? m->m_mem : m->v_mem;
+        for (i = 0; i < m->n_tensors; i++) rlhf__out_floats(&o, base + m->tensors[i].offset, m->tensors[i].numel);
     }
     rlhf__free(h.p);
 #ifdef RLHF__POSIX_IO

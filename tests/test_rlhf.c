@@ -1196,6 +1196,291 @@ static void test_jsonl(void) {
     CHECK(strstr(e.message, "build/no/such/file.jsonl") && strstr(e.message, "cannot open"));
 }
 
+/* ---- safetensors ---------------------------------------------------------------- */
+static unsigned char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *b;
+    long n;
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    b = (unsigned char *)malloc((size_t)n + 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); fclose(f); return NULL; }
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+/* a safetensors file from a header text and data bytes; hlen is the length
+   field (normally strlen(header)) */
+static void write_st(const char *path, uint64_t hlen, const char *header, const void *data, size_t dlen) {
+    FILE *f = fopen(path, "wb");
+    unsigned char len8[8];
+    int k;
+    for (k = 0; k < 8; k++) len8[k] = (unsigned char)(hlen >> (8 * k));
+    fwrite(len8, 1, 8, f);
+    fwrite(header, 1, strlen(header), f);
+    if (dlen) fwrite(data, 1, dlen, f);
+    fclose(f);
+}
+/* expect rlhf_model_load_ex(path) to fail with code and `what` in the message */
+static void st_reject(const char *name, const char *path, rlhf_result code, const char *what) {
+    rlhf_model *m = (rlhf_model *)1;
+    rlhf_error e;
+    rlhf_result r = rlhf_model_load_ex(&m, path, &e);
+    if (r != code || m != NULL || !strstr(e.message, what)) {
+        fprintf(stderr, "  FAIL hostile file \"%s\": got %s \"%s\", want %s \"%s\"\n", name, rlhf_result_string(r), e.message,
+                rlhf_result_string(code), what);
+        g_fail++;
+    }
+    rlhf_model_free(m != (rlhf_model *)1 ? m : NULL);
+}
+static rlhf_config st_config(void) {
+    rlhf_config c;
+    c.vocab_size = 5; c.n_ctx = 4; c.n_layer = 1; c.n_head = 2; c.n_embd = 4;
+    return c;
+}
+
+static void test_safetensors_roundtrip(void) {
+    rlhf_config cfg = tiny_config();
+    rlhf_model *a, *b = NULL;
+    rlhf_rng rng;
+    rlhf_error e;
+    int x[2 * 8];
+    float *la, *lb;
+    size_t n1, n2;
+    unsigned char *f1, *f2;
+    rlhf_rng_seed(&rng, 21);
+    CHECK_OK(rlhf_model_create(&a, &cfg, 21));
+    if (!a) return;
+    spread_params(a, &rng);
+    CHECK_OK(rlhf_model_set_meta(a, "kind", "policy"));
+    CHECK_OK(rlhf_model_set_meta(a, "tokenizer", "{\"quote\": \"\\\"\", \"tab\":\"\t\", \"utf8\": \"\xC3\xA9\"}"));
+    CHECK(rlhf_model_set_meta(a, "config", "x") == RLHF_ERR_INVALID_ARGUMENT);
+    CHECK(rlhf_model_set_meta(a, "bad", "\xFF") == RLHF_ERR_INVALID_ARGUMENT);
+    CHECK_OK(rlhf_model_save(a, "build/rt.safetensors"));
+    CHECK_OK(rlhf_model_load_ex(&b, "build/rt.safetensors", &e));
+    if (!b) { fprintf(stderr, "  %s\n", e.message); rlhf_model_free(a); return; }
+    CHECK(memcmp(&a->cfg, &b->cfg, sizeof cfg) == 0);
+    CHECK(memcmp(a->param_mem, b->param_mem, a->num_params * sizeof(float)) == 0);
+    CHECK(strcmp(rlhf_model_meta(b, "kind"), "policy") == 0);
+    CHECK(strcmp(rlhf_model_meta(b, "tokenizer"), rlhf_model_meta(a, "tokenizer")) == 0);
+    CHECK(b->m_mem == NULL); /* no training yet: no AdamW state saved or made */
+    /* saving what was loaded gives the same bytes */
+    CHECK_OK(rlhf_model_save(b, "build/rt2.safetensors"));
+    f1 = read_all("build/rt.safetensors", &n1);
+    f2 = read_all("build/rt2.safetensors", &n2);
+    CHECK(f1 && f2 && n1 == n2 && memcmp(f1, f2, n1) == 0);
+    CHECK(n1 % 8 == 0 || 1); /* header padded: the data starts at a multiple of 8 */
+    if (f1) CHECK((8 + (f1[0] | f1[1] << 8)) % 8 == 0);
+    free(f1); free(f2);
+    /* identical logits */
+    random_tokens(x, 16, cfg.vocab_size, &rng);
+    la = floats(16 * (size_t)cfg.vocab_size);
+    lb = floats(16 * (size_t)cfg.vocab_size);
+    CHECK_OK(rlhf_model_logits(a, x, 2, 8, la));
+    CHECK_OK(rlhf_model_logits(b, x, 2, 8, lb));
+    CHECK(memcmp(la, lb, 16 * (size_t)cfg.vocab_size * sizeof(float)) == 0);
+    free(la); free(lb);
+    rlhf_model_free(a);
+    rlhf_model_free(b);
+    CHECK(rlhf_model_save(NULL, "x") == RLHF_ERR_INVALID_ARGUMENT);
+    st_reject("no such file", "build/does-not-exist.safetensors", RLHF_ERR_IO, "cannot open the file");
+}
+
+/* N steps straight == N/2 steps, save, load, N/2 steps: bit for bit */
+static void test_safetensors_resume(void) {
+    rlhf_config cfg = tiny_config();
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    rlhf_model *a, *b, *c = NULL;
+    rlhf_rng rng;
+    int x[3 * 10], y[3 * 10], step;
+    float loss;
+    opt.lr = 3e-3f;
+    CHECK_OK(rlhf_model_create(&a, &cfg, 5));
+    CHECK_OK(rlhf_model_create(&b, &cfg, 5));
+    if (!a || !b) return;
+    rlhf_rng_seed(&rng, 5);
+    for (step = 0; step < 8; step++) {
+        random_tokens(x, 30, cfg.vocab_size, &rng);
+        random_tokens(y, 30, cfg.vocab_size, &rng);
+        CHECK_OK(rlhf_model_train_step(a, x, y, 3, 10, &opt, &loss));
+        if (step < 4) CHECK_OK(rlhf_model_train_step(b, x, y, 3, 10, &opt, &loss));
+        if (step == 3) {
+            CHECK_OK(rlhf_model_save(b, "build/resume.safetensors"));
+            rlhf_model_free(b);
+            CHECK_OK(rlhf_model_load(&c, "build/resume.safetensors"));
+            if (!c) { rlhf_model_free(a); return; }
+            CHECK(rlhf_model_adamw_steps(c) == 4);
+        }
+        if (step >= 4) CHECK_OK(rlhf_model_train_step(c, x, y, 3, 10, &opt, &loss));
+    }
+    CHECK(memcmp(a->param_mem, c->param_mem, a->num_params * sizeof(float)) == 0);
+    CHECK(memcmp(a->m_mem, c->m_mem, a->num_params * sizeof(float)) == 0);
+    CHECK(memcmp(a->v_mem, c->v_mem, a->num_params * sizeof(float)) == 0);
+    /* weights only: no moments in the file */
+    CHECK_OK(rlhf_model_save_ex(a, "build/resume_w.safetensors", RLHF_SAVE_WEIGHTS_ONLY));
+    rlhf_model_free(c);
+    CHECK_OK(rlhf_model_load(&c, "build/resume_w.safetensors"));
+    CHECK(c && c->m_mem == NULL && rlhf_model_adamw_steps(c) == 0);
+    rlhf_model_free(c);
+    rlhf_model_free(a);
+}
+
+/* Hugging Face files written by tools/gen_hf_fixtures.py (PyTorch, float64) */
+static void test_safetensors_hf(void) {
+    static const char *files[5] = {"pretrained/model.safetensors", "pretrained/model_with_lm_head.safetensors",
+                                   "pretrained/model_f16.safetensors", "pretrained/model_bf16.safetensors", "hub/model.safetensors"};
+    static const char *want[5] = {"logits.f32", "logits.f32", "logits.f16", "logits.bf16", "logits.f32"};
+    fixture fx;
+    fixture_rec *in, *cf;
+    int i;
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/hf/expected.bin")) { g_fail++; return; }
+    in = fixture_get(&fx, "inputs");
+    cf = fixture_get(&fx, "config");
+    for (i = 0; in && cf && i < 5; i++) {
+        char path[256];
+        rlhf_model *m = NULL;
+        rlhf_error e;
+        fixture_rec *lg = fixture_get(&fx, want[i]);
+        const int *c = (const int *)cf->data;
+        float *logits;
+        snprintf(path, sizeof path, "%s/hf/%s", RLHF_FIXTURE_DIR, files[i]);
+        if (rlhf_model_load_ex(&m, path, &e) != RLHF_OK) {
+            fprintf(stderr, "  FAIL loading %s: %s\n", path, e.message);
+            g_fail++;
+            continue;
+        }
+        CHECK(m->cfg.vocab_size == c[0] && m->cfg.n_ctx == c[1] && m->cfg.n_layer == c[2] && m->cfg.n_head == c[3] &&
+              m->cfg.n_embd == c[4]);
+        logits = floats(lg->n);
+        CHECK_OK(rlhf_model_logits(m, (const int *)in->data, in->dims[0], in->dims[1], logits));
+        /* float64 reference from the same (rounded) weights: float32 error only */
+        close_enough(path, logits, (const float *)lg->data, lg->n, 1e-5, 1e-4);
+        free(logits);
+        rlhf_model_free(m);
+    }
+    fixture_free(&fx);
+}
+
+/* Replace the first `from` in the header of file src by `to` and write dst
+   with a corrected header length. */
+static void st_mutate(const char *src, const char *dst, const char *from, const char *to) {
+    size_t n, hlen, fl = strlen(from), tl = strlen(to);
+    unsigned char *b = read_all(src, &n);
+    char *h, *pos, *nh;
+    if (!b) { g_fail++; return; }
+    hlen = (size_t)b[0] | (size_t)b[1] << 8 | (size_t)b[2] << 16;
+    h = (char *)malloc(hlen + 1);
+    memcpy(h, b + 8, hlen);
+    h[hlen] = 0;
+    pos = strstr(h, from);
+    if (!pos) { fprintf(stderr, "  test bug: \"%s\" not in the header\n", from); g_fail++; free(h); free(b); return; }
+    nh = (char *)malloc(hlen + tl + 1);
+    memcpy(nh, h, (size_t)(pos - h));
+    memcpy(nh + (pos - h), to, tl);
+    strcpy(nh + (pos - h) + tl, pos + fl);
+    write_st(dst, strlen(nh), nh, b + 8 + hlen, n - 8 - hlen);
+    free(nh); free(h); free(b);
+}
+
+static void test_safetensors_hostile(void) {
+    const char *p = "build/hostile.safetensors", *base = "build/hostile_base.safetensors";
+    static const float two[4] = {1, 2, 3, 4};
+    char *deep;
+    size_t i, nd = 100000;
+    rlhf_config cfg = st_config();
+    rlhf_model *m;
+    int count = 0;
+#define AUTO UINT64_MAX - 1 /* the header's real length */
+#define HOSTILE(name, hlen, header, data, dlen, code, what) \
+    do { write_st(p, (hlen) == (AUTO) ? strlen(header) : (hlen), (header), (data), (dlen)); st_reject((name), p, (code), (what)); count++; } while (0)
+#define AB "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}"
+    /* the file and its header length */
+    write_st(p, 0, "", NULL, 0);
+    {   FILE *f = fopen(p, "wb"); fclose(f); }
+    st_reject("empty file", p, RLHF_ERR_PARSE, "shorter than the 8-byte header length"); count++;
+    { FILE *f = fopen(p, "wb"); fwrite("\x10\0\0\0\0\0\0", 1, 7, f); fclose(f); }
+    st_reject("7 bytes", p, RLHF_ERR_PARSE, "shorter than the 8-byte header length"); count++;
+    HOSTILE("header length 0", 0, "", two, 16, RLHF_ERR_PARSE, "header length is 0");
+    HOSTILE("header length past the end", 4096, AB, two, 16, RLHF_ERR_PARSE, "runs past the end of the file");
+    HOSTILE("header length 2^64-1", UINT64_MAX, AB, two, 16, RLHF_ERR_TOO_LARGE, "exceeds the limit of 100000000 bytes");
+    HOSTILE("header length over the limit", 100000001u, AB, two, 16, RLHF_ERR_TOO_LARGE, "exceeds the limit");
+    HOSTILE("header cut in the middle", strlen(AB) - 10, AB, NULL, 0, RLHF_ERR_PARSE, "header byte");
+    HOSTILE("header not JSON", AUTO, "hello", NULL, 0, RLHF_ERR_PARSE, "expected a value");
+    HOSTILE("header not an object", AUTO, "[]", NULL, 0, RLHF_ERR_PARSE, "not a JSON object");
+    HOSTILE("header not UTF-8", AUTO, "{\"\xFF\":{\"dtype\":\"F32\"}}   ", NULL, 0, RLHF_ERR_PARSE, "invalid UTF-8");
+    HOSTILE("header with a BOM", AUTO, "\xEF\xBB\xBF{}", NULL, 0, RLHF_ERR_PARSE, "expected a value");
+    deep = (char *)malloc(2 * nd + 1);
+    for (i = 0; i < nd; i++) deep[i] = '{' == 0 ? 0 : '[';
+    for (i = 0; i < nd; i++) deep[nd + i] = ']';
+    deep[2 * nd] = 0;
+    HOSTILE("100,000-deep nesting", 2 * nd, deep, NULL, 0, RLHF_ERR_TOO_LARGE, "nesting deeper than");
+    free(deep);
+    HOSTILE("duplicate names", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+            two, 16, RLHF_ERR_PARSE, "duplicate name \"a\"");
+    HOSTILE("entry not an object", AUTO, "{\"a\":[1]}", NULL, 0, RLHF_ERR_PARSE, "entry is not an object");
+    HOSTILE("no dtype", AUTO, "{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}     ", two, 8, RLHF_ERR_PARSE, "no \"dtype\" string");
+    HOSTILE("unknown dtype", AUTO, "{\"a\":{\"dtype\":\"F31\",\"shape\":[2],\"data_offsets\":[0,8]}}    ", two, 8, RLHF_ERR_PARSE, "unknown dtype \"F31\"");
+    HOSTILE("shape not an array", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":2,\"data_offsets\":[0,8]}}    ", two, 8, RLHF_ERR_PARSE, "\"shape\" must be an array");
+    HOSTILE("negative shape", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}  ", two, 8, RLHF_ERR_PARSE, "shape[0] is not a non-negative integer");
+    HOSTILE("fractional shape", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}}  ", two, 8, RLHF_ERR_PARSE, "shape[0] is not a non-negative integer");
+    HOSTILE("shape product overflows", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,8]}}        ",
+            two, 8, RLHF_ERR_PARSE, "element count overflows");
+    HOSTILE("byte size overflows", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]}}   ", two, 8,
+            RLHF_ERR_PARSE, "byte size overflows");
+    HOSTILE("no data_offsets", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}      ", two, 8, RLHF_ERR_PARSE, "\"data_offsets\" must be two");
+    HOSTILE("reversed offsets", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}   ", two, 8, RLHF_ERR_PARSE, "end before they begin");
+    HOSTILE("negative offsets", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}}   ", two, 8, RLHF_ERR_PARSE, "two non-negative integers");
+    HOSTILE("non-integer offsets", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8.0]}}  ", two, 8, RLHF_ERR_PARSE, "two non-negative integers");
+    HOSTILE("three offsets", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,8]}}  ", two, 8, RLHF_ERR_PARSE, "two non-negative integers");
+    HOSTILE("offsets as strings", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[\"0\",\"8\"]}} ", two, 8, RLHF_ERR_PARSE, "two non-negative integers");
+    HOSTILE("dtype size vs span", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}   ", two, 8, RLHF_ERR_PARSE, "holds 12 bytes but data_offsets span 8");
+    HOSTILE("F16 size vs span", AUTO, "{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,8]}}   ", two, 8, RLHF_ERR_PARSE, "F16 shape holds 4 bytes");
+    HOSTILE("overlapping", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+            two, 12, RLHF_ERR_PARSE, "overlaps the previous tensor");
+    HOSTILE("gap", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}",
+            two, 16, RLHF_ERR_PARSE, "a gap before it");
+    HOSTILE("not starting at 0", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}  ", two, 12, RLHF_ERR_PARSE, "starts at data offset 4, expected 0");
+    HOSTILE("out of range", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
+            two, 16, RLHF_ERR_PARSE, "cover 24 bytes of data but the file holds 16");
+    HOSTILE("bytes after the tensors", strlen(AB), AB, two, 12, RLHF_ERR_PARSE, "cover 16 bytes of data but the file holds 12");
+    HOSTILE("data truncated", strlen(AB), AB, two, 9, RLHF_ERR_PARSE, "the file holds 9");
+    HOSTILE("unknown field", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"extra\":1}}   ", two, 8, RLHF_ERR_PARSE, "unknown field \"extra\"");
+    HOSTILE("metadata not an object", AUTO, "{\"__metadata__\":[1]}", NULL, 0, RLHF_ERR_PARSE, "__metadata__ is not an object");
+    HOSTILE("metadata value not a string", AUTO, "{\"__metadata__\":{\"a\":1}}", NULL, 0, RLHF_ERR_PARSE, "__metadata__ \"a\" is not a string");
+    HOSTILE("NUL in a name", AUTO, "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 8, RLHF_ERR_PARSE, "contains a NUL byte");
+    HOSTILE("no config anywhere", strlen(AB), AB, two, 16, RLHF_ERR_PARSE, "no config: the metadata has none and build/config.json cannot be read");
+    /* model-level: a real checkpoint of a tiny model, mutated */
+    CHECK_OK(rlhf_model_create(&m, &cfg, 3));
+    if (!m) return;
+    CHECK_OK(rlhf_model_save(m, base));
+    rlhf_model_free(m);
+    m = NULL;
+    CHECK_OK(rlhf_model_load(&m, base)); /* the unmutated base loads */
+    rlhf_model_free(m);
+#define MUTATE(name, from, to, code, what) do { st_mutate(base, p, (from), (to)); st_reject((name), p, (code), (what)); count++; } while (0)
+    MUTATE("config n_head 0", "\\\"n_head\\\":2", "\\\"n_head\\\":0", RLHF_ERR_PARSE, "\"n_head\" must be an integer from 1 to 2^30, got 0");
+    MUTATE("config n_head not dividing C", "\\\"n_head\\\":2", "\\\"n_head\\\":3", RLHF_ERR_PARSE, "n_head 3 does not divide n_embd 4");
+    MUTATE("config with more layers", "\\\"n_layer\\\":1", "\\\"n_layer\\\":2", RLHF_ERR_PARSE, "missing tensor \"h.1.ln_1.weight\"");
+    MUTATE("config with fewer layers", "\\\"n_layer\\\":1,\\\"n_head\\\":2,\\\"n_embd\\\":4", "\\\"n_layer\\\":1,\\\"n_head\\\":2,\\\"n_embd\\\":8",
+           RLHF_ERR_PARSE, "tensor \"wte.weight\" has shape [5, 4], expected [5, 8]");
+    MUTATE("config not JSON", "{\\\"vocab_size\\\"", "{vocab_size", RLHF_ERR_PARSE, "__metadata__ config:");
+    MUTATE("config field missing", "\\\"vocab_size\\\":5,", "", RLHF_ERR_PARSE, "has no \"vocab_size\"");
+    MUTATE("extra tensor", "\"ln_f.bias\"", "\"h.7.attn.c_attn.weight\"", RLHF_ERR_PARSE, "unexpected tensor \"h.7.attn.c_attn.weight\"");
+    MUTATE("missing tensor (renamed)", "\"ln_f.bias\"", "\"ln_f.bias2\"", RLHF_ERR_PARSE, "unexpected tensor \"ln_f.bias2\"");
+    MUTATE("transposed c_attn", "\"shape\":[4,12]", "\"shape\":[12,4]", RLHF_ERR_PARSE,
+           "tensor \"h.0.attn.c_attn.weight\" has shape [12, 4], expected [4, 12] (Conv1D layout [in, out])");
+    MUTATE("weights as I32", "\"wte.weight\":{\"dtype\":\"F32\"", "\"wte.weight\":{\"dtype\":\"I32\"", RLHF_ERR_PARSE, "is I32; weights must be F32");
+    MUTATE("optim.step not a number", "\"rlhf.version\"", "\"optim.step\":\"x\",\"rlhf.version\"", RLHF_ERR_PARSE, "optim.step \"x\" is not a step count");
+    MUTATE("moments without optim.v", "\"ln_f.bias\"", "\"optim.m.ln_f.bias\"", RLHF_ERR_PARSE, "incomplete AdamW state");
+    CHECK(count >= 40);
+#undef HOSTILE
+#undef AUTO
+#undef MUTATE
+#undef AB
+}
+
 /* ---- runner -------------------------------------------------------------------- */
 typedef struct { const char *name; void (*fn)(void); } test_case;
 static const test_case TESTS[] = {
@@ -1223,6 +1508,10 @@ static const test_case TESTS[] = {
     {"json_values", test_json_values},
     {"json_errors", test_json_errors},
     {"jsonl", test_jsonl},
+    {"safetensors_roundtrip", test_safetensors_roundtrip},
+    {"safetensors_resume", test_safetensors_resume},
+    {"safetensors_hf", test_safetensors_hf},
+    {"safetensors_hostile", test_safetensors_hostile},
 };
 
 int main(int argc, char **argv) {
