@@ -7,6 +7,8 @@
 #   make test-clang    the suite built with clang
 #   make debug         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-arm64    the suite cross-compiled for AArch64 and run under qemu-aarch64 (NEON path)
+#   make test-s390x    the suite cross-compiled for s390x and run under qemu-s390x (big-endian)
+#   make fuzz          libFuzzer harnesses (clang) for the JSON, safetensors and JSONL readers
 #   make conformance   JSONTestSuite (../shared/testdata) through the JSON reader, under ASan + UBSan
 #   make bench         tools/bench on configs S and M (with OpenBLAS as a yardstick when installed)
 #   make clean
@@ -32,7 +34,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: all demo conformance test test-scalar test-cpp test-clang debug test-arm64 bench clean
+.PHONY: all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/demo
 
@@ -48,10 +50,15 @@ $(BUILD):
 $(BUILD)/test_rlhf: $(TESTS) $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) $(TESTS) -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_rlhf $(BUILD)/demo
+test: $(BUILD)/test_rlhf $(BUILD)/demo $(BUILD)/test_crash
 	sh tests/check_header.sh "$(CC)" "$(CXX)" "$(NATIVE) $(OMP)"
 	./$(BUILD)/test_rlhf
+	./$(BUILD)/test_crash 120 $(BUILD)
 	./$(BUILD)/demo 3 > $(BUILD)/demo_smoke.txt && grep -q "after 3 steps" $(BUILD)/demo_smoke.txt && echo "demo smoke run ok"
+
+# POSIX only (fork, kill): a checkpoint write killed at random moments.
+$(BUILD)/test_crash: tests/test_crash.c $(HEADER) | $(BUILD)
+	$(CC) $(CFLAGS) tests/test_crash.c -o $@ $(LDLIBS)
 
 $(BUILD)/test_rlhf_scalar: $(TESTS) $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -DRLHF_NO_SIMD $(TESTS) -o $@ $(LDLIBS)
@@ -93,6 +100,31 @@ $(BUILD)/test_rlhf_arm64: $(TESTS) $(HEADER) | $(BUILD)
 
 test-arm64: $(BUILD)/test_rlhf_arm64
 	qemu-aarch64 ./$(BUILD)/test_rlhf_arm64
+
+# s390x: big-endian, so checkpoints are really byte-swapped on the way in and out.
+S390X_CC ?= s390x-linux-gnu-gcc
+$(BUILD)/test_rlhf_s390x: $(TESTS) $(HEADER) | $(BUILD)
+	$(S390X_CC) $(CFLAGS) -static $(TESTS) -o $@ $(LDLIBS)
+
+test-s390x: $(BUILD)/test_rlhf_s390x
+	qemu-s390x ./$(BUILD)/test_rlhf_s390x
+
+# libFuzzer (clang): each harness runs FUZZ_SECONDS, seeded from tests/fuzz/corpus_*.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS = -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZERS = json safetensors jsonl
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(HEADER) | $(BUILD)
+	clang $(FUZZ_FLAGS) $< -o $@ -lm
+
+fuzz: $(addprefix $(BUILD)/fuzz_,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	  mkdir -p $(BUILD)/fuzz-corpus-$$f; \
+	  echo "fuzz_$$f: $(FUZZ_SECONDS) s"; \
+	  ./$(BUILD)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz-$$f- \
+	    $(BUILD)/fuzz-corpus-$$f tests/fuzz/corpus_$$f > $(BUILD)/fuzz-$$f.log 2>&1; status=$$?; \
+	  grep -E "stat::number_of_executed_units|ERROR|SUMMARY" $(BUILD)/fuzz-$$f.log; \
+	  if [ $$status -ne 0 ]; then echo "fuzz_$$f failed (exit $$status): see $(BUILD)/fuzz-$$f.log"; ls $(BUILD)/fuzz-$$f-* 2>/dev/null; exit 1; fi; \
+	done
 
 # Bench: OpenBLAS's cblas_sgemm is timed beside our matmul when installed
 # (a yardstick only; rlhf.h never links it). Both libraries get the same

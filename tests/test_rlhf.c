@@ -1481,6 +1481,44 @@ static void test_safetensors_hostile(void) {
 #undef AB
 }
 
+/* Byte order: a model filled with an exactly representable pattern (no libm)
+   saved here must give the very bytes of tests/fixtures/pattern.safetensors,
+   which was written on x86-64 (little-endian); and that file must load here
+   with the pattern intact. `make test-s390x` runs this on a big-endian host. */
+static float pattern_value(size_t i, int which) {
+    return (float)((int)(((uint32_t)i * 2654435761u + (uint32_t)which * 40503u) % 2001u) - 1000) / 512.0f;
+}
+static void test_safetensors_endian(void) {
+    rlhf_config cfg = st_config();
+    rlhf_model *m, *r = NULL;
+    rlhf_error e;
+    size_t i, n1, n2;
+    unsigned char *a, *b;
+    int bad = 0;
+    CHECK_OK(rlhf_model_create(&m, &cfg, 1));
+    if (!m) return;
+    CHECK_OK(rlhf_model_reserve(m, 1, 1, 1)); /* AdamW state exists */
+    for (i = 0; i < m->num_params; i++) {
+        m->param_mem[i] = pattern_value(i, 0);
+        m->m_mem[i] = pattern_value(i, 1);
+        m->v_mem[i] = fabsf(pattern_value(i, 2));
+    }
+    m->adam_steps = 7;
+    CHECK_OK(rlhf_model_set_meta(m, "kind", "policy"));
+    CHECK_OK(rlhf_model_save(m, "build/pattern.safetensors"));
+    a = read_all("build/pattern.safetensors", &n1);
+    b = read_all(RLHF_FIXTURE_DIR "/pattern.safetensors", &n2);
+    CHECK(a && b && n1 == n2 && memcmp(a, b, n1) == 0);
+    free(a); free(b);
+    CHECK_OK(rlhf_model_load_ex(&r, RLHF_FIXTURE_DIR "/pattern.safetensors", &e));
+    if (!r) { fprintf(stderr, "  %s\n", e.message); rlhf_model_free(m); return; }
+    for (i = 0; i < m->num_params; i++)
+        bad += r->param_mem[i] != m->param_mem[i] || r->m_mem[i] != m->m_mem[i] || r->v_mem[i] != m->v_mem[i];
+    CHECK(bad == 0 && rlhf_model_adamw_steps(r) == 7 && strcmp(rlhf_model_meta(r, "kind"), "policy") == 0);
+    rlhf_model_free(r);
+    rlhf_model_free(m);
+}
+
 /* ---- runner -------------------------------------------------------------------- */
 typedef struct { const char *name; void (*fn)(void); } test_case;
 static const test_case TESTS[] = {
@@ -1512,6 +1550,7 @@ static const test_case TESTS[] = {
     {"safetensors_resume", test_safetensors_resume},
     {"safetensors_hf", test_safetensors_hf},
     {"safetensors_hostile", test_safetensors_hostile},
+    {"safetensors_endian", test_safetensors_endian},
 };
 
 int main(int argc, char **argv) {
