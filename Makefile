@@ -8,7 +8,7 @@
 #   make debug         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-arm64    the suite cross-compiled for AArch64 and run under qemu-aarch64 (NEON path)
 #   make test-s390x    the suite cross-compiled for s390x and run under qemu-s390x (big-endian)
-#   make fuzz          libFuzzer harnesses (clang) for the JSON, safetensors and JSONL readers
+#   make fuzz          libFuzzer harnesses (clang) for the JSON, safetensors, JSONL and dataset readers
 #   make conformance   JSONTestSuite (../shared/testdata) through the JSON reader, under ASan + UBSan
 #   make bench         tools/bench on configs S and M (with OpenBLAS as a yardstick when installed)
 #   make clean
@@ -112,7 +112,7 @@ test-s390x: $(BUILD)/test_rlhf_s390x
 # libFuzzer (clang): each harness runs FUZZ_SECONDS, seeded from tests/fuzz/corpus_*.
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZERS = json safetensors jsonl
+FUZZERS = json safetensors jsonl datasets
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(HEADER) | $(BUILD)
 	clang $(FUZZ_FLAGS) $< -o $@ -lm
 

@@ -414,6 +414,66 @@ RLHFDEF rlhf_result rlhf_model_set_meta(rlhf_model *m, const char *key, const ch
 /* The value of a metadata key, or NULL. Valid until the key is set again. */
 RLHFDEF const char *rlhf_model_meta(const rlhf_model *m, const char *key);
 
+/* ---------------------------------------------------------------------------
+   Datasets: JSONL records with TRL's field names, parsed into typed records.
+     RLHF_DATA_TEXT        plain UTF-8 text (any path not ending in .jsonl:
+                           the whole file is one record) or {"text": s}
+     RLHF_DATA_SFT         {"prompt": s, "completion": s} or
+                           {"messages": [{"role": "system"|"user"|"assistant",
+                           "content": s}, ...]} with at least one assistant turn
+     RLHF_DATA_PREFERENCE  {"prompt": s, "chosen": s, "rejected": s};
+                           {"chosen": s, "rejected": s} as HH-RLHF transcripts
+                           (the prompt is the shared text up to the last shared
+                           "\n\nAssistant:"; with none shared, the prompt is
+                           empty and the whole transcripts are compared);
+                           {"prompt": s, "completions": [s, ...], "ranking":
+                           [i, ...]} with K >= 2 indices best first
+     RLHF_DATA_PROMPTS     {"prompt": s} or {"messages": [...]} ending in a
+                           user turn
+   A bad record stops the load with "path:line:column: reason", unless
+   skip_bad is set: then it is skipped, counted and passed to the log. */
+typedef enum rlhf_data_format { RLHF_DATA_TEXT, RLHF_DATA_SFT, RLHF_DATA_PREFERENCE, RLHF_DATA_PROMPTS } rlhf_data_format;
+typedef enum rlhf_record_kind {
+    RLHF_RECORD_TEXT, RLHF_RECORD_COMPLETION, RLHF_RECORD_MESSAGES, RLHF_RECORD_PAIR, RLHF_RECORD_RANKING, RLHF_RECORD_PROMPT
+} rlhf_record_kind;
+typedef enum rlhf_role { RLHF_ROLE_SYSTEM, RLHF_ROLE_USER, RLHF_ROLE_ASSISTANT } rlhf_role;
+/* A string with its length (it may contain NUL bytes); str is NUL-terminated too. */
+typedef struct rlhf_str { const char *str; size_t len; } rlhf_str;
+typedef struct rlhf_message { rlhf_role role; rlhf_str content; } rlhf_message;
+typedef struct rlhf_record {
+    rlhf_record_kind kind;
+    size_t line;                   /* line of the source file (1 for a plain text file) */
+    rlhf_str text;                 /* TEXT */
+    rlhf_str prompt;               /* COMPLETION, PAIR, RANKING, PROMPT with a string prompt */
+    rlhf_str completion;           /* COMPLETION */
+    rlhf_str chosen, rejected;     /* PAIR: the responses, without the prompt */
+    const rlhf_message *messages;  /* MESSAGES, PROMPT given as messages */
+    int n_messages;
+    const rlhf_str *completions;   /* RANKING: reordered best first (completions[0] is the best) */
+    int n_completions;             /* K */
+} rlhf_record;
+typedef struct rlhf_data_options {
+    int skip_bad;          /* 0: a bad record stops the load; 1: skip and count it */
+    long max_line_bytes;   /* longest JSONL line accepted (<= 0: 64 MiB) */
+    long max_text_bytes;   /* largest plain text file (<= 0: 1 GiB) */
+    rlhf_log_fn log;       /* receives each skipped record's message (may be NULL) */
+    void *log_user;
+} rlhf_data_options;
+RLHFDEF rlhf_data_options rlhf_data_options_default(void);
+typedef struct rlhf_dataset rlhf_dataset;
+/* Load path as format. opt may be NULL (defaults). On failure *out is NULL
+   and err (may be NULL) says where and why. */
+RLHFDEF rlhf_result rlhf_dataset_load(rlhf_dataset **out, const char *path, rlhf_data_format format,
+                                      const rlhf_data_options *opt, rlhf_error *err);
+RLHFDEF void        rlhf_dataset_free(rlhf_dataset *d);
+RLHFDEF size_t      rlhf_dataset_size(const rlhf_dataset *d);
+RLHFDEF const rlhf_record *rlhf_dataset_record(const rlhf_dataset *d, size_t i);
+/* Records skipped as bad (skip_bad), and the first one's message ("" if none). */
+RLHFDEF size_t      rlhf_dataset_skipped(const rlhf_dataset *d);
+RLHFDEF const char *rlhf_dataset_first_skip(const rlhf_dataset *d);
+/* HH-RLHF pairs that shared no "\n\nAssistant:" turn (empty prompt). */
+RLHFDEF size_t      rlhf_dataset_unshared_prompts(const rlhf_dataset *d);
+
 /* Which kernels this build uses: "avx2+fma", "neon" or "scalar". */
 RLHFDEF const char *rlhf_simd_name(void);
 /* Threads the kernels run on (1 without OpenMP). */
@@ -3447,6 +3507,316 @@ done:
         return r;
     }
     *out = m;
+    return RLHF_OK;
+}
+
+// ----------------------------------------------------------------------------
+// >>data  datasets: JSONL records (TRL's field names) into typed records
+// ----------------------------------------------------------------------------
+
+struct rlhf_dataset {
+    rlhf_json_doc arena; /* the records' strings, messages and completion lists */
+    rlhf_record *rec;
+    size_t n, cap, skipped, unshared;
+    char first_skip[512];
+};
+
+RLHFDEF rlhf_data_options rlhf_data_options_default(void) {
+    rlhf_data_options o;
+    o.skip_bad = 0;
+    o.max_line_bytes = 0;
+    o.max_text_bytes = 0;
+    o.log = NULL;
+    o.log_user = NULL;
+    return o;
+}
+RLHFDEF void rlhf_dataset_free(rlhf_dataset *d) {
+    rlhf__arena_block *b;
+    if (!d) return;
+    for (b = d->arena.blocks; b;) {
+        rlhf__arena_block *prev = b->prev;
+        rlhf__free(b);
+        b = prev;
+    }
+    rlhf__free(d->rec);
+    rlhf__free(d);
+}
+RLHFDEF size_t rlhf_dataset_size(const rlhf_dataset *d) { return d ? d->n : 0; }
+RLHFDEF const rlhf_record *rlhf_dataset_record(const rlhf_dataset *d, size_t i) { return d && i < d->n ? &d->rec[i] : NULL; }
+RLHFDEF size_t rlhf_dataset_skipped(const rlhf_dataset *d) { return d ? d->skipped : 0; }
+RLHFDEF const char *rlhf_dataset_first_skip(const rlhf_dataset *d) { return d ? d->first_skip : ""; }
+RLHFDEF size_t rlhf_dataset_unshared_prompts(const rlhf_dataset *d) { return d ? d->unshared : 0; }
+
+/* why a record is bad, and at which value (column = its offset in the line + 1) */
+typedef struct rlhf__rec_err { size_t column; char what[256]; int oom; } rlhf__rec_err;
+static int rlhf__bad(rlhf__rec_err *e, const rlhf_json *at, const char *fmt, ...) {
+    va_list ap;
+    e->column = at ? at->offset + 1 : 1;
+    va_start(ap, fmt);
+    vsnprintf(e->what, sizeof e->what, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+static int rlhf__copy_str(rlhf_dataset *d, const char *s, size_t n, rlhf_str *out, rlhf__rec_err *e) {
+    char *p = (char *)rlhf__arena_alloc(&d->arena, n + 1);
+    if (!p) { e->oom = 1; return rlhf__bad(e, NULL, "out of memory"); }
+    if (n) memcpy(p, s, n);
+    p[n] = 0;
+    out->str = p;
+    out->len = n;
+    return 1;
+}
+/* obj[key] must be a string; copied into out */
+static int rlhf__field_str(rlhf_dataset *d, const rlhf_json *obj, const char *key, rlhf_str *out, rlhf__rec_err *e) {
+    const rlhf_json *v = rlhf_json_get(obj, key);
+    if (!v) return rlhf__bad(e, obj, "missing \"%s\"", key);
+    if (v->type != RLHF_JSON_STRING) return rlhf__bad(e, v, "\"%s\" must be a string", key);
+    return rlhf__copy_str(d, v->str, v->len, out, e);
+}
+static int rlhf__parse_messages(rlhf_dataset *d, const rlhf_json *arr, rlhf_record *r, rlhf__rec_err *e) {
+    static const char *const roles[3] = {"system", "user", "assistant"};
+    rlhf_message *msg;
+    const rlhf_json *v;
+    int i = 0;
+    if (arr->type != RLHF_JSON_ARRAY || arr->len == 0) return rlhf__bad(e, arr, "\"messages\" must be a non-empty array");
+    if (arr->len > 1000000) return rlhf__bad(e, arr, "\"messages\" has more than 1000000 turns");
+    msg = (rlhf_message *)rlhf__arena_alloc(&d->arena, arr->len * sizeof *msg);
+    if (!msg) { e->oom = 1; return rlhf__bad(e, NULL, "out of memory"); }
+    for (v = arr->child; v; v = v->next, i++) {
+        const rlhf_json *role = rlhf_json_get(v, "role");
+        int k;
+        if (v->type != RLHF_JSON_OBJECT) return rlhf__bad(e, v, "messages[%d] must be an object", i);
+        if (!role || role->type != RLHF_JSON_STRING) return rlhf__bad(e, role ? role : v, "messages[%d] needs a \"role\" string", i);
+        for (k = 0; k < 3 && !(role->len == strlen(roles[k]) && strcmp(role->str, roles[k]) == 0); k++) {}
+        if (k == 3) return rlhf__bad(e, role, "messages[%d] role must be \"system\", \"user\" or \"assistant\"", i);
+        msg[i].role = (rlhf_role)k;
+        if (!rlhf__field_str(d, v, "content", &msg[i].content, e)) return 0;
+    }
+    r->messages = msg;
+    r->n_messages = i;
+    return 1;
+}
+
+/* HH-RLHF: both transcripts hold the prompt; it is the shared text up to and
+   including the last "\n\nAssistant:" that lies wholly in the shared prefix.
+   Returns that prompt's length, or 0 when no such marker is shared. */
+static size_t rlhf__hh_prompt_len(const char *a, size_t al, const char *b, size_t bl) {
+    static const char marker[] = "\n\nAssistant:";
+    const size_t ml = sizeof marker - 1;
+    size_t common = 0, i;
+    while (common < al && common < bl && a[common] == b[common]) common++;
+    for (i = common >= ml ? common - ml + 1 : 0; i-- > 0;)
+        if (memcmp(a + i, marker, ml) == 0) return i + ml;
+    return 0;
+}
+
+static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_json *o, rlhf_record *r, rlhf__rec_err *e) {
+    const rlhf_json *v;
+    if (o->type != RLHF_JSON_OBJECT) return rlhf__bad(e, o, "a record must be a JSON object");
+    switch (fmt) {
+    case RLHF_DATA_TEXT:
+        r->kind = RLHF_RECORD_TEXT;
+        return rlhf__field_str(d, o, "text", &r->text, e);
+    case RLHF_DATA_SFT:
+        if ((v = rlhf_json_get(o, "messages")) != NULL) {
+            int i, assistant = 0;
+            r->kind = RLHF_RECORD_MESSAGES;
+            if (!rlhf__parse_messages(d, v, r, e)) return 0;
+            for (i = 0; i < r->n_messages; i++) assistant += r->messages[i].role == RLHF_ROLE_ASSISTANT;
+            if (!assistant) return rlhf__bad(e, v, "\"messages\" has no assistant turn: nothing to learn");
+            return 1;
+        }
+        if (!rlhf_json_get(o, "prompt") && !rlhf_json_get(o, "completion"))
+            return rlhf__bad(e, o, "expected {\"prompt\", \"completion\"} or {\"messages\"}");
+        r->kind = RLHF_RECORD_COMPLETION;
+        return rlhf__field_str(d, o, "prompt", &r->prompt, e) && rlhf__field_str(d, o, "completion", &r->completion, e);
+    case RLHF_DATA_PREFERENCE:
+        if ((v = rlhf_json_get(o, "completions")) != NULL) {
+            /* InstructGPT's K-way ranking: completions reordered best first */
+            const rlhf_json *rk = rlhf_json_get(o, "ranking"), *x;
+            rlhf_str *comp;
+            unsigned char *seen;
+            int K, i;
+            r->kind = RLHF_RECORD_RANKING;
+            if (!rlhf__field_str(d, o, "prompt", &r->prompt, e)) return 0;
+            if (v->type != RLHF_JSON_ARRAY || v->len < 2) return rlhf__bad(e, v, "\"completions\" must be an array of at least 2 strings");
+            if (v->len > 4096) return rlhf__bad(e, v, "\"completions\" has more than 4096 entries");
+            if (!rk) return rlhf__bad(e, o, "missing \"ranking\"");
+            if (rk->type != RLHF_JSON_ARRAY || rk->len != v->len)
+                return rlhf__bad(e, rk, "\"ranking\" must be an array of %zu indices (one per completion)", v->len);
+            K = (int)v->len;
+            comp = (rlhf_str *)rlhf__arena_alloc(&d->arena, (size_t)K * sizeof *comp);
+            seen = (unsigned char *)rlhf__arena_alloc(&d->arena, (size_t)K);
+            if (!comp || !seen) { e->oom = 1; return rlhf__bad(e, NULL, "out of memory"); }
+            memset(seen, 0, (size_t)K);
+            for (i = 0, x = rk->child; x; x = x->next, i++) {
+                int64_t idx;
+                const rlhf_json *c;
+                if (!rlhf_json_int64(x, &idx) || idx < 0 || idx >= K) return rlhf__bad(e, x, "ranking[%d] must be an index from 0 to %d", i, K - 1);
+                if (seen[idx]) return rlhf__bad(e, x, "ranking[%d] repeats index %lld", i, (long long)idx);
+                seen[idx] = 1;
+                c = rlhf_json_at(v, (size_t)idx);
+                if (c->type != RLHF_JSON_STRING) return rlhf__bad(e, c, "completions[%lld] must be a string", (long long)idx);
+                if (!rlhf__copy_str(d, c->str, c->len, &comp[i], e)) return 0;
+            }
+            r->completions = comp;
+            r->n_completions = K;
+            return 1;
+        }
+        r->kind = RLHF_RECORD_PAIR;
+        if (!rlhf__field_str(d, o, "chosen", &r->chosen, e) || !rlhf__field_str(d, o, "rejected", &r->rejected, e)) return 0;
+        if (rlhf_json_get(o, "prompt")) return rlhf__field_str(d, o, "prompt", &r->prompt, e);
+        {   /* HH-RLHF: split the shared prompt off both transcripts */
+            size_t pl = rlhf__hh_prompt_len(r->chosen.str, r->chosen.len, r->rejected.str, r->rejected.len);
+            if (!rlhf__copy_str(d, r->chosen.str, pl, &r->prompt, e)) return 0;
+            r->chosen.str += pl;
+            r->chosen.len -= pl;
+            r->rejected.str += pl;
+            r->rejected.len -= pl;
+            if (pl == 0) d->unshared++;
+            return 1;
+        }
+    case RLHF_DATA_PROMPTS:
+        r->kind = RLHF_RECORD_PROMPT;
+        if ((v = rlhf_json_get(o, "messages")) != NULL) {
+            if (!rlhf__parse_messages(d, v, r, e)) return 0;
+            if (r->messages[r->n_messages - 1].role != RLHF_ROLE_USER) return rlhf__bad(e, v, "\"messages\" must end with a user turn");
+            return 1;
+        }
+        return rlhf__field_str(d, o, "prompt", &r->prompt, e);
+    }
+    return rlhf__bad(e, o, "unknown data format");
+}
+
+/* A bad record: stop (returns the error) or skip and count (returns OK). */
+static rlhf_result rlhf__data_bad(rlhf_dataset *d, const rlhf_data_options *opt, const char *msg, rlhf_result code, rlhf_error *err) {
+    if (!opt->skip_bad || code == RLHF_ERR_OUT_OF_MEMORY || code == RLHF_ERR_IO) {
+        if (err) snprintf(err->message, sizeof err->message, "%s", msg);
+        return code;
+    }
+    if (d->skipped++ == 0) snprintf(d->first_skip, sizeof d->first_skip, "%s", msg);
+    if (opt->log) opt->log(opt->log_user, RLHF_LOG_WARN, msg);
+    return RLHF_OK;
+}
+
+static rlhf_result rlhf__data_push(rlhf_dataset *d, const rlhf_record *r) {
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? 2 * d->cap : 256;
+        rlhf_record *nr = (rlhf_record *)rlhf__alloc(cap * sizeof *nr);
+        if (!nr) return RLHF_ERR_OUT_OF_MEMORY;
+        if (d->n) memcpy(nr, d->rec, d->n * sizeof *nr);
+        rlhf__free(d->rec);
+        d->rec = nr;
+        d->cap = cap;
+    }
+    d->rec[d->n++] = *r;
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_dataset_load(rlhf_dataset **out, const char *path, rlhf_data_format format,
+                                      const rlhf_data_options *options, rlhf_error *err) {
+    rlhf_data_options opt = options ? *options : rlhf_data_options_default();
+    rlhf_dataset *d;
+    rlhf_result r = RLHF_OK;
+    size_t plen;
+    if (err) err->message[0] = 0;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!path || (int)format < 0 || format > RLHF_DATA_PROMPTS) return RLHF_ERR_INVALID_ARGUMENT;
+    d = (rlhf_dataset *)rlhf__alloc(sizeof *d);
+    if (!d) return RLHF_ERR_OUT_OF_MEMORY;
+    memset(d, 0, sizeof *d);
+    plen = strlen(path);
+    if (format == RLHF_DATA_TEXT && !(plen >= 6 && strcmp(path + plen - 6, ".jsonl") == 0)) {
+        /* a plain text file: one record, UTF-8 checked */
+        size_t limit = opt.max_text_bytes > 0 ? (size_t)opt.max_text_bytes : (size_t)1 << 30, len = 0, i = 0, line = 1, col = 1;
+        FILE *f = fopen(path, "rb");
+        rlhf_record rec;
+        char *buf;
+        if (!f) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot open the file"); }
+        buf = (char *)rlhf__arena_alloc(&d->arena, 1 << 16);
+        { /* grow by reading in chunks into one arena string */
+            size_t cap = 1 << 16, got;
+            while ((got = fread(buf + len, 1, cap - len, f)) > 0) {
+                len += got;
+                if (len > limit) break;
+                if (len == cap) {
+                    char *nb = (char *)rlhf__arena_alloc(&d->arena, cap * 2);
+                    if (!nb) { buf = NULL; break; }
+                    memcpy(nb, buf, len);
+                    buf = nb;
+                    cap *= 2;
+                }
+            }
+        }
+        fclose(f);
+        if (!buf) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); }
+        if (len > limit) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "larger than the limit of %zu bytes", limit); }
+        if (len == 0) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_PARSE, path, "the file is empty"); }
+        while (i < len) {
+            size_t k = rlhf__utf8_len((const unsigned char *)buf + i, len - i);
+            if (!k) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%zu:%zu: invalid UTF-8 (byte 0x%02X)", line, col, (unsigned char)buf[i]); }
+            if (buf[i] == '\n') { line++; col = 1; }
+            else col++;
+            i += k;
+        }
+        memset(&rec, 0, sizeof rec);
+        rec.kind = RLHF_RECORD_TEXT;
+        rec.line = 1;
+        rec.text.str = buf;
+        rec.text.len = len;
+        buf[len] = 0; /* room: the loop above grows before the buffer is full */
+        if ((r = rlhf__data_push(d, &rec)) != RLHF_OK) { rlhf_dataset_free(d); return rlhf__st_err(err, r, path, "out of memory"); }
+        *out = d;
+        return RLHF_OK;
+    }
+    {
+        rlhf_jsonl *jl;
+        rlhf_json_error je;
+        if ((r = rlhf_jsonl_open(&jl, path, opt.max_line_bytes, &je)) != RLHF_OK) {
+            if (err) snprintf(err->message, sizeof err->message, "%s", je.message);
+            rlhf_dataset_free(d);
+            return r;
+        }
+        for (;;) {
+            rlhf_json_doc *doc = NULL;
+            rlhf_result pr = rlhf_jsonl_next(jl, &doc, &je);
+            if (pr != RLHF_OK) {
+                if ((r = rlhf__data_bad(d, &opt, je.message, pr, err)) != RLHF_OK) break;
+                continue;
+            }
+            if (!doc) break; /* end of file */
+            {
+                rlhf_record rec;
+                rlhf__rec_err e;
+                memset(&rec, 0, sizeof rec);
+                e.oom = 0;
+                rec.line = rlhf_jsonl_line(jl);
+                if (!rlhf__parse_record(d, format, rlhf_json_root(doc), &rec, &e)) {
+                    char msg[512];
+                    snprintf(msg, sizeof msg, "%s:%zu:%zu: %s", path, rec.line, e.column, e.what);
+                    rlhf_json_free(doc);
+                    if ((r = rlhf__data_bad(d, &opt, msg, e.oom ? RLHF_ERR_OUT_OF_MEMORY : RLHF_ERR_PARSE, err)) != RLHF_OK) break;
+                    continue;
+                }
+                rlhf_json_free(doc);
+                if ((r = rlhf__data_push(d, &rec)) != RLHF_OK) {
+                    rlhf__st_err(err, r, path, "out of memory");
+                    break;
+                }
+            }
+        }
+        rlhf_jsonl_close(jl);
+    }
+    if (r == RLHF_OK && d->n == 0) {
+        if (d->skipped) r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "all %zu records are bad; the first: %s", d->skipped, d->first_skip);
+        else r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "no records");
+    }
+    if (r != RLHF_OK) {
+        rlhf_dataset_free(d);
+        return r;
+    }
+    *out = d;
     return RLHF_OK;
 }
 

@@ -1519,6 +1519,134 @@ static void test_safetensors_endian(void) {
     rlhf_model_free(m);
 }
 
+/* ---- datasets --------------------------------------------------------------------- */
+static rlhf_dataset *load_text(const char *path, const char *text, rlhf_data_format fmt, int skip, rlhf_error *e) {
+    rlhf_dataset *d = NULL;
+    rlhf_data_options o = rlhf_data_options_default();
+    o.skip_bad = skip;
+    write_file(path, text, strlen(text));
+    rlhf_dataset_load(&d, path, fmt, &o, e);
+    return d;
+}
+static int str_is(rlhf_str s, const char *want) { return s.len == strlen(want) && memcmp(s.str, want, s.len) == 0; }
+/* expect the load of one-record text to fail with exactly `msg` */
+static void data_reject(rlhf_data_format fmt, const char *text, const char *msg) {
+    rlhf_error e;
+    rlhf_dataset *d = load_text("build/bad.jsonl", text, fmt, 0, &e);
+    if (d || strcmp(e.message, msg) != 0) {
+        fprintf(stderr, "  FAIL dataset \"%s\": got \"%s\", want \"%s\"\n", text, d ? "(loaded)" : e.message, msg);
+        g_fail++;
+    }
+    rlhf_dataset_free(d);
+}
+
+static void test_datasets(void) {
+    rlhf_error e;
+    rlhf_dataset *d;
+    const rlhf_record *r;
+    /* SFT: prompt/completion and messages */
+    d = load_text("build/sft.jsonl",
+                  "{\"prompt\": \"add 2 and 3\", \"completion\": \" 5\", \"id\": 7}\n"
+                  "{\"messages\": [{\"role\": \"system\", \"content\": \"be brief\"}, {\"role\": \"user\", \"content\": \"hi\"},"
+                  " {\"role\": \"assistant\", \"content\": \"hello\\u0000!\"}]}\n",
+                  RLHF_DATA_SFT, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 2);
+    if (!d) { fprintf(stderr, "  %s\n", e.message); return; }
+    r = rlhf_dataset_record(d, 0);
+    CHECK(r->kind == RLHF_RECORD_COMPLETION && str_is(r->prompt, "add 2 and 3") && str_is(r->completion, " 5") && r->line == 1);
+    r = rlhf_dataset_record(d, 1);
+    CHECK(r->kind == RLHF_RECORD_MESSAGES && r->n_messages == 3 && r->messages[0].role == RLHF_ROLE_SYSTEM &&
+          r->messages[2].role == RLHF_ROLE_ASSISTANT && r->messages[2].content.len == 7 && r->line == 2);
+    CHECK(rlhf_dataset_record(d, 2) == NULL);
+    rlhf_dataset_free(d);
+    /* preferences: explicit prompt, HH-RLHF transcripts, rankings */
+    d = load_text("build/pref.jsonl",
+                  "{\"prompt\": \"p\", \"chosen\": \"good\", \"rejected\": \"bad\"}\n"
+                  "{\"chosen\": \"\\n\\nHuman: hi\\n\\nAssistant: hello there\", \"rejected\": \"\\n\\nHuman: hi\\n\\nAssistant: go away\"}\n"
+                  "{\"chosen\": \"\\n\\nHuman: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\nAssistant: d\", "
+                  "\"rejected\": \"\\n\\nHuman: a\\n\\nAssistant: x\\n\\nHuman: c\\n\\nAssistant: d\"}\n"
+                  "{\"chosen\": \"Human: one\", \"rejected\": \"Robot: two\"}\n"
+                  "{\"prompt\": \"q\", \"completions\": [\"w0\", \"w1\", \"w2\", \"w3\"], \"ranking\": [2, 0, 3, 1]}\n",
+                  RLHF_DATA_PREFERENCE, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 5);
+    if (!d) { fprintf(stderr, "  %s\n", e.message); return; }
+    r = rlhf_dataset_record(d, 0);
+    CHECK(r->kind == RLHF_RECORD_PAIR && str_is(r->prompt, "p") && str_is(r->chosen, "good") && str_is(r->rejected, "bad"));
+    r = rlhf_dataset_record(d, 1);
+    CHECK(str_is(r->prompt, "\n\nHuman: hi\n\nAssistant:") && str_is(r->chosen, " hello there") && str_is(r->rejected, " go away"));
+    r = rlhf_dataset_record(d, 2); /* the transcripts differ at an earlier turn: split at the last SHARED marker */
+    CHECK(str_is(r->prompt, "\n\nHuman: a\n\nAssistant:") && str_is(r->chosen, " b\n\nHuman: c\n\nAssistant: d") &&
+          str_is(r->rejected, " x\n\nHuman: c\n\nAssistant: d"));
+    r = rlhf_dataset_record(d, 3); /* nothing shared: empty prompt, whole transcripts, counted */
+    CHECK(r->prompt.len == 0 && str_is(r->chosen, "Human: one") && rlhf_dataset_unshared_prompts(d) == 1);
+    r = rlhf_dataset_record(d, 4);
+    CHECK(r->kind == RLHF_RECORD_RANKING && r->n_completions == 4 && str_is(r->completions[0], "w2") &&
+          str_is(r->completions[1], "w0") && str_is(r->completions[2], "w3") && str_is(r->completions[3], "w1"));
+    rlhf_dataset_free(d);
+    /* prompts */
+    d = load_text("build/prompts.jsonl", "{\"prompt\": \"tell me\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n",
+                  RLHF_DATA_PROMPTS, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 2 && str_is(rlhf_dataset_record(d, 0)->prompt, "tell me") &&
+          rlhf_dataset_record(d, 1)->n_messages == 1);
+    rlhf_dataset_free(d);
+    /* text: JSONL and plain */
+    d = load_text("build/text.jsonl", "{\"text\": \"one\"}\n{\"text\": \"two\"}", RLHF_DATA_TEXT, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 2 && str_is(rlhf_dataset_record(d, 1)->text, "two"));
+    rlhf_dataset_free(d);
+    d = load_text("build/plain.txt", "Line one.\nLine two, caf\xC3\xA9.\n", RLHF_DATA_TEXT, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 1 && str_is(rlhf_dataset_record(d, 0)->text, "Line one.\nLine two, caf\xC3\xA9.\n"));
+    rlhf_dataset_free(d);
+    d = load_text("build/plain.txt", "ok\nbad \xC3\x28 here", RLHF_DATA_TEXT, 0, &e);
+    CHECK(!d && strcmp(e.message, "build/plain.txt: 2:5: invalid UTF-8 (byte 0xC3)") == 0);
+    d = load_text("build/plain.txt", "", RLHF_DATA_TEXT, 0, &e);
+    CHECK(!d && strstr(e.message, "the file is empty"));
+    /* every way a record can be malformed, with its place */
+    data_reject(RLHF_DATA_SFT, "{\"prompt\": \"a\"}", "build/bad.jsonl:1:1: missing \"completion\"");
+    data_reject(RLHF_DATA_SFT, "{\"prompt\": 3, \"completion\": \"b\"}", "build/bad.jsonl:1:12: \"prompt\" must be a string");
+    data_reject(RLHF_DATA_SFT, "{\"text\": \"a\"}", "build/bad.jsonl:1:1: expected {\"prompt\", \"completion\"} or {\"messages\"}");
+    data_reject(RLHF_DATA_SFT, "[1]", "build/bad.jsonl:1:1: a record must be a JSON object");
+    data_reject(RLHF_DATA_SFT, "{\"messages\": []}", "build/bad.jsonl:1:14: \"messages\" must be a non-empty array");
+    data_reject(RLHF_DATA_SFT, "{\"messages\": [1]}", "build/bad.jsonl:1:15: messages[0] must be an object");
+    data_reject(RLHF_DATA_SFT, "{\"messages\": [{\"role\": \"bot\", \"content\": \"x\"}]}",
+                "build/bad.jsonl:1:24: messages[0] role must be \"system\", \"user\" or \"assistant\"");
+    data_reject(RLHF_DATA_SFT, "{\"messages\": [{\"content\": \"x\"}]}", "build/bad.jsonl:1:15: messages[0] needs a \"role\" string");
+    data_reject(RLHF_DATA_SFT, "{\"messages\": [{\"role\": \"user\"}]}", "build/bad.jsonl:1:15: missing \"content\"");
+    data_reject(RLHF_DATA_SFT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}",
+                "build/bad.jsonl:1:14: \"messages\" has no assistant turn: nothing to learn");
+    data_reject(RLHF_DATA_SFT, "{\"prompt\": \"a\", \"completion\": \"b\"", "build/bad.jsonl:1:34: expected ',' or '}', found end of input");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"chosen\": \"a\"}", "build/bad.jsonl:1:1: missing \"rejected\"");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": [\"b\"]}",
+                "build/bad.jsonl:1:44: \"rejected\" must be a string");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"q\", \"completions\": [\"a\"], \"ranking\": [0]}",
+                "build/bad.jsonl:1:32: \"completions\" must be an array of at least 2 strings");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"q\", \"completions\": [\"a\", \"b\"]}", "build/bad.jsonl:1:1: missing \"ranking\"");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"q\", \"completions\": [\"a\", \"b\"], \"ranking\": [0]}",
+                "build/bad.jsonl:1:55: \"ranking\" must be an array of 2 indices (one per completion)");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"q\", \"completions\": [\"a\", \"b\"], \"ranking\": [0, 2]}",
+                "build/bad.jsonl:1:59: ranking[1] must be an index from 0 to 1");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"q\", \"completions\": [\"a\", \"b\"], \"ranking\": [1, 1]}",
+                "build/bad.jsonl:1:59: ranking[1] repeats index 1");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"q\", \"completions\": [\"a\", \"b\"], \"ranking\": [0, 1.5]}",
+                "build/bad.jsonl:1:59: ranking[1] must be an index from 0 to 1");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"q\", \"completions\": [\"a\", 7], \"ranking\": [1, 0]}",
+                "build/bad.jsonl:1:38: completions[1] must be a string");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"completions\": [\"a\", \"b\"], \"ranking\": [1, 0]}", "build/bad.jsonl:1:1: missing \"prompt\"");
+    data_reject(RLHF_DATA_PROMPTS, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}",
+                "build/bad.jsonl:1:14: \"messages\" must end with a user turn");
+    data_reject(RLHF_DATA_PROMPTS, "{\"question\": \"x\"}", "build/bad.jsonl:1:1: missing \"prompt\"");
+    data_reject(RLHF_DATA_TEXT, "{\"text\": null}", "build/bad.jsonl:1:10: \"text\" must be a string");
+    data_reject(RLHF_DATA_TEXT, "\n\n", "build/bad.jsonl: no records");
+    /* skipping: counted, the first kept, the good records loaded */
+    d = load_text("build/skip.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": 1}\nnot json\n{\"prompt\": \"c\", \"completion\": \"d\"}\n",
+                  RLHF_DATA_SFT, 1, &e);
+    CHECK(d && rlhf_dataset_size(d) == 2 && rlhf_dataset_skipped(d) == 2);
+    CHECK(d && strcmp(rlhf_dataset_first_skip(d), "build/skip.jsonl:2:12: \"prompt\" must be a string") == 0);
+    rlhf_dataset_free(d);
+    d = load_text("build/skip.jsonl", "{\"prompt\": 1}\n", RLHF_DATA_SFT, 1, &e);
+    CHECK(!d && strstr(e.message, "all 1 records are bad; the first: build/skip.jsonl:1:12"));
+    CHECK(rlhf_dataset_load(&d, "build/none.jsonl", RLHF_DATA_SFT, NULL, &e) == RLHF_ERR_IO && strstr(e.message, "cannot open"));
+}
+
 /* ---- runner -------------------------------------------------------------------- */
 typedef struct { const char *name; void (*fn)(void); } test_case;
 static const test_case TESTS[] = {
@@ -1551,6 +1679,7 @@ static const test_case TESTS[] = {
     {"safetensors_hf", test_safetensors_hf},
     {"safetensors_hostile", test_safetensors_hostile},
     {"safetensors_endian", test_safetensors_endian},
+    {"datasets", test_datasets},
 };
 
 int main(int argc, char **argv) {

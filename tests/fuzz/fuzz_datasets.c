@@ -1,0 +1,43 @@
+/* libFuzzer harness: rlhf_dataset_load on an arbitrary JSONL file in each of
+   the four formats, stopping at the first bad record and skipping bad
+   records; every loaded record's strings are read. `make fuzz`. */
+#define _POSIX_C_SOURCE 200809L
+#define RLHF_IMPLEMENTATION
+#include "../../rlhf.h"
+#include <stdio.h>
+#include <unistd.h>
+
+static size_t touch(rlhf_str s) { return s.len ? (unsigned char)s.str[s.len - 1] + (unsigned char)s.str[0] : 0; }
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
+    static char path[96];
+    FILE *f;
+    int fmt, skip;
+    volatile size_t sink = 0;
+    if (!path[0]) snprintf(path, sizeof path, "/tmp/rlhf-fuzz-data-%ld.jsonl", (long)getpid());
+    f = fopen(path, "wb");
+    if (!f) return 0;
+    fwrite(data, 1, size, f);
+    fclose(f);
+    for (fmt = RLHF_DATA_TEXT; fmt <= RLHF_DATA_PROMPTS; fmt++)
+        for (skip = 0; skip < 2; skip++) {
+            rlhf_dataset *d = NULL;
+            rlhf_data_options o = rlhf_data_options_default();
+            rlhf_error e;
+            size_t i;
+            int k;
+            o.skip_bad = skip;
+            o.max_line_bytes = 4096;
+            if (rlhf_dataset_load(&d, path, (rlhf_data_format)fmt, &o, &e) != RLHF_OK) continue;
+            for (i = 0; i < rlhf_dataset_size(d); i++) {
+                const rlhf_record *r = rlhf_dataset_record(d, i);
+                sink += touch(r->text) + touch(r->prompt) + touch(r->completion) + touch(r->chosen) + touch(r->rejected);
+                for (k = 0; k < r->n_messages; k++) sink += touch(r->messages[k].content);
+                for (k = 0; k < r->n_completions; k++) sink += touch(r->completions[k]);
+            }
+            rlhf_dataset_free(d);
+        }
+    (void)sink;
+    return 0;
+}
