@@ -3755,7 +3755,11 @@ RLHFDEF rlhf_result rlhf_dataset_load(rlhf_dataset **out, const char *path, rlhf
         if (len == 0) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_PARSE, path, "the file is empty"); }
         while (i < len) {
             size_t k = rlhf__utf8_len((const unsigned char *)buf + i, len - i);
-            if (!k) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%zu:%zu: invalid UTF-8 (byte 0x%02X)", line, col, (unsigned char)buf[i]); }
+            if (!k) {
+                unsigned bad = (unsigned char)buf[i]; /* read before the arena goes */
+                rlhf_dataset_free(d);
+                return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%zu:%zu: invalid UTF-8 (byte 0x%02X)", line, col, bad);
+            }
             if (buf[i] == '\n') { line++; col = 1; }
             else col++;
             i += k;
