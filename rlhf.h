@@ -1,4 +1,4 @@
-/* rlhf.h - v0.1.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
+/* rlhf.h - v0.2.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
    A single-header C99 library: libc, libm, optional OpenMP. No other dependency.
 
    Do this:
@@ -10,11 +10,15 @@
        >>config     version, options, result codes, allocator, log callback, RNG
        >>kernels    matmul (packed, register-tiled, SIMD), layernorm, GELU,
                     fused causal attention, softmax + cross-entropy, AdamW
+       >>json       strict JSON (RFC 8259) reader, streaming JSONL reader
        >>model      GPT-2: parameters, init, forward, backward, training step,
                     KV-cache decode, sampling (temperature, top-k, top-p)
-       (later issues add >>json, >>tokenizer, >>io, >>data, >>sft, >>reward, >>ppo)
+       >>io         safetensors checkpoints: atomic save, strict load,
+                    Hugging Face files, AdamW state for resuming
+       >>data       datasets: text, SFT, preference pairs, K-way rankings, prompts
+       (later: >>tokenizer, >>sft, >>reward, >>ppo)
 
-   QUICK START (compiles as is; see examples/ for more)
+   QUICK START (compiles as is)
 
        #define RLHF_IMPLEMENTATION
        #include "rlhf.h"
@@ -94,11 +98,15 @@
        prints, never calls exit() and never asserts on data you pass in.
 
    WHAT rlhf.h DOES NOT DO
-       No GPU, no fp16/bf16 compute, no dropout (RLHF runs without it), no
-       multi-process training, no models other than GPT-2's architecture. The
-       KV cache advances all of its sequences by one position per call.
+       No GPU, no fp16/bf16 compute (F16/BF16 checkpoints are converted to
+       F32 on load), no dropout (RLHF runs without it), no multi-process
+       training, no models other than GPT-2's architecture. The KV cache
+       advances all of its sequences by one position per call. Checkpoint
+       writes are atomic on POSIX; on Windows the target is removed before
+       the rename. Files over 2 GiB need a 64-bit `long` (ftell).
 
    VERSION HISTORY
+       0.2.0  formats: JSON/JSONL reader, safetensors checkpoints, datasets.
        0.1.0  engine: kernels, GPT-2 forward/backward, AdamW, KV-cache decode,
               sampling.
 
@@ -108,9 +116,9 @@
 #define RLHF_H
 
 #define RLHF_VERSION_MAJOR 0
-#define RLHF_VERSION_MINOR 1
+#define RLHF_VERSION_MINOR 2
 #define RLHF_VERSION_PATCH 0
-#define RLHF_VERSION_STRING "0.1.0"
+#define RLHF_VERSION_STRING "0.2.0"
 
 #include <stddef.h>
 #include <stdint.h>

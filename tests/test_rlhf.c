@@ -1484,7 +1484,10 @@ static void test_safetensors_hostile(void) {
 /* Byte order: a model filled with an exactly representable pattern (no libm)
    saved here must give the very bytes of tests/fixtures/pattern.safetensors,
    which was written on x86-64 (little-endian); and that file must load here
-   with the pattern intact. `make test-s390x` runs this on a big-endian host. */
+   with the pattern intact. `make test-s390x` runs this on a big-endian host.
+   The header holds the library version: after a version change, regenerate
+   the fixture on a little-endian host (run this test, then copy
+   build/pattern.safetensors to tests/fixtures/). */
 static float pattern_value(size_t i, int which) {
     return (float)((int)(((uint32_t)i * 2654435761u + (uint32_t)which * 40503u) % 2001u) - 1000) / 512.0f;
 }
