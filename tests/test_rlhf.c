@@ -1475,6 +1475,21 @@ static void test_safetensors_hostile(void) {
     MUTATE("optim.step not a number", "\"rlhf.version\"", "\"optim.step\":\"x\",\"rlhf.version\"", RLHF_ERR_PARSE, "optim.step \"x\" is not a step count");
     MUTATE("moments without optim.v", "\"ln_f.bias\"", "\"optim.m.ln_f.bias\"", RLHF_ERR_PARSE, "incomplete AdamW state");
     CHECK(count >= 40);
+    {   /* the base file cut at every length: each one rejected, none crashes */
+        size_t n, k, loaded = 0;
+        unsigned char *b = read_all(base, &n);
+        for (k = 0; b && k < n; k++) {
+            FILE *f = fopen(p, "wb");
+            rlhf_model *tm = NULL;
+            rlhf_error te;
+            fwrite(b, 1, k, f);
+            fclose(f);
+            if (rlhf_model_load_ex(&tm, p, &te) == RLHF_OK) loaded++;
+            rlhf_model_free(tm);
+        }
+        CHECK(b && loaded == 0);
+        free(b);
+    }
 #undef HOSTILE
 #undef AUTO
 #undef MUTATE
