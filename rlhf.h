@@ -482,6 +482,58 @@ RLHFDEF const char *rlhf_dataset_first_skip(const rlhf_dataset *d);
 /* HH-RLHF pairs that shared no "\n\nAssistant:" turn (empty prompt). */
 RLHFDEF size_t      rlhf_dataset_unshared_prompts(const rlhf_dataset *d);
 
+/* ---------------------------------------------------------------------------
+   Tokenizer: byte-level BPE (Radford et al. 2019). Text is split with GPT-2's
+   pattern  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+   (Unicode classes as Python's regex module has them), then each piece's
+   bytes are merged by rank. Every byte string round-trips: decode(encode(b))
+   == b, invalid UTF-8 included. Special tokens: <|endoftext|> (EOS), <|pad|>
+   (never the EOS), and the chat markers <|system|>, <|user|>, <|assistant|>,
+   <|end|>. Ordinary encoding never produces them; rlhf_tokenizer_encode_special
+   turns their strings into their ids.
+   Chat template: each message is <|role|> content <|end|>; the generation
+   prompt ends with <|assistant|>, and the model's reply ends with <|end|>. */
+typedef struct rlhf_tokenizer rlhf_tokenizer;
+typedef enum rlhf_special_token {
+    RLHF_TOKEN_EOS, RLHF_TOKEN_PAD, RLHF_TOKEN_SYSTEM, RLHF_TOKEN_USER, RLHF_TOKEN_ASSISTANT, RLHF_TOKEN_END,
+    RLHF_NUM_SPECIAL_TOKENS
+} rlhf_special_token;
+/* GPT-2's files (encoder.json, vocab.bpe): OpenAI's ids exactly; <|endoftext|>
+   is 50256, and <|pad|> and the chat markers follow as 50257..50261. */
+RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2(rlhf_tokenizer **out, const char *encoder_json_path, const char *vocab_bpe_path);
+RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char *encoder_json_path, const char *vocab_bpe_path,
+                                                rlhf_error *err);
+/* Train on len bytes of UTF-8 text to vocab_size tokens in all: 256 bytes,
+   then merges, then the 6 special tokens (the last 6 ids). If the text runs
+   out of pairs first, the vocabulary is smaller (rlhf_tokenizer_vocab_size
+   tells). Deterministic: the most frequent pair first, ties to smaller ids. */
+RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text, size_t len, int vocab_size, rlhf_error *err);
+RLHFDEF void        rlhf_tokenizer_free(rlhf_tokenizer *t);
+/* Encode len bytes of text as ordinary text (special-token strings such as
+   "<|endoftext|>" are NOT turned into special ids here). Writes up to cap ids;
+   *n_ids receives the count needed; RLHF_ERR_TOO_LARGE when cap was too small. */
+RLHFDEF rlhf_result rlhf_tokenizer_encode(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap, size_t *n_ids);
+/* The same, but the strings of the special tokens become their ids. */
+RLHFDEF rlhf_result rlhf_tokenizer_encode_special(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap,
+                                                  size_t *n_ids);
+/* Bytes of ids (special tokens as their strings) into out[cap]; *n_bytes
+   receives the count needed. No NUL is appended. */
+RLHFDEF rlhf_result rlhf_tokenizer_decode(const rlhf_tokenizer *t, const int *ids, size_t n, char *out, size_t cap, size_t *n_bytes);
+RLHFDEF int         rlhf_tokenizer_vocab_size(const rlhf_tokenizer *t);
+RLHFDEF int         rlhf_tokenizer_special(const rlhf_tokenizer *t, rlhf_special_token which);
+/* Chat template over n messages: ids and (if mask is not NULL) mask[i] = 1
+   on the tokens SFT learns (assistant content and its <|end|>), 0 elsewhere.
+   add_generation_prompt != 0 appends <|assistant|>, where a reply begins.
+   Same cap / *n_ids contract as rlhf_tokenizer_encode. */
+RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_message *messages, int n, int add_generation_prompt,
+                                        int *ids, unsigned char *mask, size_t cap, size_t *n_ids);
+/* Storage: the tokenizer as JSON (a file of its own, or the "tokenizer"
+   metadata of a checkpoint, so one file is a whole model). */
+RLHFDEF rlhf_result rlhf_tokenizer_save(const rlhf_tokenizer *t, const char *path);
+RLHFDEF rlhf_result rlhf_tokenizer_load(rlhf_tokenizer **out, const char *path, rlhf_error *err);
+RLHFDEF rlhf_result rlhf_model_set_tokenizer(rlhf_model *m, const rlhf_tokenizer *t);
+RLHFDEF rlhf_result rlhf_tokenizer_from_model(rlhf_tokenizer **out, const rlhf_model *m, rlhf_error *err);
+
 /* Which kernels this build uses: "avx2+fma", "neon" or "scalar". */
 RLHFDEF const char *rlhf_simd_name(void);
 /* Threads the kernels run on (1 without OpenMP). */
@@ -1823,6 +1875,1197 @@ RLHFDEF rlhf_result rlhf_jsonl_next(rlhf_jsonl *r, rlhf_json_doc **doc, rlhf_jso
     }
 }
 
+/* ---- small helpers shared by the readers and writers below --------------------- */
+static char *rlhf__strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = (char *)rlhf__alloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+static int rlhf__valid_utf8(const char *s, size_t n) {
+    size_t i = 0, k;
+    while (i < n) {
+        if (!(k = rlhf__utf8_len((const unsigned char *)s + i, n - i))) return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* a growing string (headers, JSON output) */
+typedef struct rlhf__sb { char *p; size_t len, cap; int oom; } rlhf__sb;
+static void rlhf__sb_add(rlhf__sb *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        char *np;
+        while (cap < b->len + n + 1) cap *= 2;
+        if (!(np = (char *)rlhf__alloc(cap))) { b->oom = 1; return; }
+        if (b->len) memcpy(np, b->p, b->len);
+        rlhf__free(b->p);
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+static void rlhf__sb_str(rlhf__sb *b, const char *s) { rlhf__sb_add(b, s, strlen(s)); }
+static void rlhf__sb_fmt(rlhf__sb *b, const char *fmt, ...) {
+    char tmp[256];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0) rlhf__sb_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+/* a JSON string literal: quotes, backslashes and control bytes escaped */
+static void rlhf__sb_json(rlhf__sb *b, const char *s) {
+    rlhf__sb_add(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') { rlhf__sb_add(b, "\\", 1); rlhf__sb_add(b, s, 1); }
+        else if (c < 0x20) rlhf__sb_fmt(b, "\\u%04x", c);
+        else rlhf__sb_add(b, s, 1);
+    }
+    rlhf__sb_add(b, "\"", 1);
+}
+
+/* Read the whole of a file of at most limit bytes into a new buffer (NULL if
+   it cannot be read or is larger). */
+static char *rlhf__read_small_file(const char *path, size_t limit, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t n;
+    if (!f) return NULL;
+    buf = (char *)rlhf__alloc(limit + 1);
+    if (!buf) { fclose(f); return NULL; }
+    n = fread(buf, 1, limit + 1, f);
+    fclose(f);
+    if (n > limit) { rlhf__free(buf); return NULL; }
+    *len = n;
+    return buf;
+}
+
+/* "path: reason" into err (may be NULL); returns r */
+static rlhf_result rlhf__st_err(rlhf_error *err, rlhf_result r, const char *path, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    if (!err) return r;
+    n = snprintf(err->message, sizeof err->message, "%s: ", path);
+    if (n < 0 || (size_t)n >= sizeof err->message) return r;
+    va_start(ap, fmt);
+    vsnprintf(err->message + n, sizeof err->message - (size_t)n, fmt, ap);
+    va_end(ap);
+    return r;
+}
+// ----------------------------------------------------------------------------
+// >>tokenizer  byte-level BPE: GPT-2's pre-tokenizer by hand (Unicode tables
+//              generated from Python's regex module), merge-rank encoding,
+//              training with incremental pair counts, special tokens, chat
+// ----------------------------------------------------------------------------
+
+/* BEGIN GENERATED UNICODE TABLES: tools/gen_unicode_tables.py, Python regex 2.5.123, Unicode 15.0. Do not edit. */
+static const uint32_t rlhf__uni_letter[][2] = { /* \p{L}, inclusive ranges */
+    {0x41, 0x5A}, {0x61, 0x7A}, {0xAA, 0xAA}, {0xB5, 0xB5}, {0xBA, 0xBA}, {0xC0, 0xD6}, {0xD8, 0xF6}, {0xF8, 0x2C1},
+    {0x2C6, 0x2D1}, {0x2E0, 0x2E4}, {0x2EC, 0x2EC}, {0x2EE, 0x2EE}, {0x370, 0x374}, {0x376, 0x377}, {0x37A, 0x37D},
+    {0x37F, 0x37F}, {0x386, 0x386}, {0x388, 0x38A}, {0x38C, 0x38C}, {0x38E, 0x3A1}, {0x3A3, 0x3F5}, {0x3F7, 0x481},
+    {0x48A, 0x52F}, {0x531, 0x556}, {0x559, 0x559}, {0x560, 0x588}, {0x5D0, 0x5EA}, {0x5EF, 0x5F2}, {0x620, 0x64A},
+    {0x66E, 0x66F}, {0x671, 0x6D3}, {0x6D5, 0x6D5}, {0x6E5, 0x6E6}, {0x6EE, 0x6EF}, {0x6FA, 0x6FC}, {0x6FF, 0x6FF},
+    {0x710, 0x710}, {0x712, 0x72F}, {0x74D, 0x7A5}, {0x7B1, 0x7B1}, {0x7CA, 0x7EA}, {0x7F4, 0x7F5}, {0x7FA, 0x7FA},
+    {0x800, 0x815}, {0x81A, 0x81A}, {0x824, 0x824}, {0x828, 0x828}, {0x840, 0x858}, {0x860, 0x86A}, {0x870, 0x887},
+    {0x889, 0x88E}, {0x8A0, 0x8C9}, {0x904, 0x939}, {0x93D, 0x93D}, {0x950, 0x950}, {0x958, 0x961}, {0x971, 0x980},
+    {0x985, 0x98C}, {0x98F, 0x990}, {0x993, 0x9A8}, {0x9AA, 0x9B0}, {0x9B2, 0x9B2}, {0x9B6, 0x9B9}, {0x9BD, 0x9BD},
+    {0x9CE, 0x9CE}, {0x9DC, 0x9DD}, {0x9DF, 0x9E1}, {0x9F0, 0x9F1}, {0x9FC, 0x9FC}, {0xA05, 0xA0A}, {0xA0F, 0xA10},
+    {0xA13, 0xA28}, {0xA2A, 0xA30}, {0xA32, 0xA33}, {0xA35, 0xA36}, {0xA38, 0xA39}, {0xA59, 0xA5C}, {0xA5E, 0xA5E},
+    {0xA72, 0xA74}, {0xA85, 0xA8D}, {0xA8F, 0xA91}, {0xA93, 0xAA8}, {0xAAA, 0xAB0}, {0xAB2, 0xAB3}, {0xAB5, 0xAB9},
+    {0xABD, 0xABD}, {0xAD0, 0xAD0}, {0xAE0, 0xAE1}, {0xAF9, 0xAF9}, {0xB05, 0xB0C}, {0xB0F, 0xB10}, {0xB13, 0xB28},
+    {0xB2A, 0xB30}, {0xB32, 0xB33}, {0xB35, 0xB39}, {0xB3D, 0xB3D}, {0xB5C, 0xB5D}, {0xB5F, 0xB61}, {0xB71, 0xB71},
+    {0xB83, 0xB83}, {0xB85, 0xB8A}, {0xB8E, 0xB90}, {0xB92, 0xB95}, {0xB99, 0xB9A}, {0xB9C, 0xB9C}, {0xB9E, 0xB9F},
+    {0xBA3, 0xBA4}, {0xBA8, 0xBAA}, {0xBAE, 0xBB9}, {0xBD0, 0xBD0}, {0xC05, 0xC0C}, {0xC0E, 0xC10}, {0xC12, 0xC28},
+    {0xC2A, 0xC39}, {0xC3D, 0xC3D}, {0xC58, 0xC5A}, {0xC5D, 0xC5D}, {0xC60, 0xC61}, {0xC80, 0xC80}, {0xC85, 0xC8C},
+    {0xC8E, 0xC90}, {0xC92, 0xCA8}, {0xCAA, 0xCB3}, {0xCB5, 0xCB9}, {0xCBD, 0xCBD}, {0xCDD, 0xCDE}, {0xCE0, 0xCE1},
+    {0xCF1, 0xCF2}, {0xD04, 0xD0C}, {0xD0E, 0xD10}, {0xD12, 0xD3A}, {0xD3D, 0xD3D}, {0xD4E, 0xD4E}, {0xD54, 0xD56},
+    {0xD5F, 0xD61}, {0xD7A, 0xD7F}, {0xD85, 0xD96}, {0xD9A, 0xDB1}, {0xDB3, 0xDBB}, {0xDBD, 0xDBD}, {0xDC0, 0xDC6},
+    {0xE01, 0xE30}, {0xE32, 0xE33}, {0xE40, 0xE46}, {0xE81, 0xE82}, {0xE84, 0xE84}, {0xE86, 0xE8A}, {0xE8C, 0xEA3},
+    {0xEA5, 0xEA5}, {0xEA7, 0xEB0}, {0xEB2, 0xEB3}, {0xEBD, 0xEBD}, {0xEC0, 0xEC4}, {0xEC6, 0xEC6}, {0xEDC, 0xEDF},
+    {0xF00, 0xF00}, {0xF40, 0xF47}, {0xF49, 0xF6C}, {0xF88, 0xF8C}, {0x1000, 0x102A}, {0x103F, 0x103F},
+    {0x1050, 0x1055}, {0x105A, 0x105D}, {0x1061, 0x1061}, {0x1065, 0x1066}, {0x106E, 0x1070}, {0x1075, 0x1081},
+    {0x108E, 0x108E}, {0x10A0, 0x10C5}, {0x10C7, 0x10C7}, {0x10CD, 0x10CD}, {0x10D0, 0x10FA}, {0x10FC, 0x1248},
+    {0x124A, 0x124D}, {0x1250, 0x1256}, {0x1258, 0x1258}, {0x125A, 0x125D}, {0x1260, 0x1288}, {0x128A, 0x128D},
+    {0x1290, 0x12B0}, {0x12B2, 0x12B5}, {0x12B8, 0x12BE}, {0x12C0, 0x12C0}, {0x12C2, 0x12C5}, {0x12C8, 0x12D6},
+    {0x12D8, 0x1310}, {0x1312, 0x1315}, {0x1318, 0x135A}, {0x1380, 0x138F}, {0x13A0, 0x13F5}, {0x13F8, 0x13FD},
+    {0x1401, 0x166C}, {0x166F, 0x167F}, {0x1681, 0x169A}, {0x16A0, 0x16EA}, {0x16F1, 0x16F8}, {0x1700, 0x1711},
+    {0x171F, 0x1731}, {0x1740, 0x1751}, {0x1760, 0x176C}, {0x176E, 0x1770}, {0x1780, 0x17B3}, {0x17D7, 0x17D7},
+    {0x17DC, 0x17DC}, {0x1820, 0x1878}, {0x1880, 0x1884}, {0x1887, 0x18A8}, {0x18AA, 0x18AA}, {0x18B0, 0x18F5},
+    {0x1900, 0x191E}, {0x1950, 0x196D}, {0x1970, 0x1974}, {0x1980, 0x19AB}, {0x19B0, 0x19C9}, {0x1A00, 0x1A16},
+    {0x1A20, 0x1A54}, {0x1AA7, 0x1AA7}, {0x1B05, 0x1B33}, {0x1B45, 0x1B4C}, {0x1B83, 0x1BA0}, {0x1BAE, 0x1BAF},
+    {0x1BBA, 0x1BE5}, {0x1C00, 0x1C23}, {0x1C4D, 0x1C4F}, {0x1C5A, 0x1C7D}, {0x1C80, 0x1C88}, {0x1C90, 0x1CBA},
+    {0x1CBD, 0x1CBF}, {0x1CE9, 0x1CEC}, {0x1CEE, 0x1CF3}, {0x1CF5, 0x1CF6}, {0x1CFA, 0x1CFA}, {0x1D00, 0x1DBF},
+    {0x1E00, 0x1F15}, {0x1F18, 0x1F1D}, {0x1F20, 0x1F45}, {0x1F48, 0x1F4D}, {0x1F50, 0x1F57}, {0x1F59, 0x1F59},
+    {0x1F5B, 0x1F5B}, {0x1F5D, 0x1F5D}, {0x1F5F, 0x1F7D}, {0x1F80, 0x1FB4}, {0x1FB6, 0x1FBC}, {0x1FBE, 0x1FBE},
+    {0x1FC2, 0x1FC4}, {0x1FC6, 0x1FCC}, {0x1FD0, 0x1FD3}, {0x1FD6, 0x1FDB}, {0x1FE0, 0x1FEC}, {0x1FF2, 0x1FF4},
+    {0x1FF6, 0x1FFC}, {0x2071, 0x2071}, {0x207F, 0x207F}, {0x2090, 0x209C}, {0x2102, 0x2102}, {0x2107, 0x2107},
+    {0x210A, 0x2113}, {0x2115, 0x2115}, {0x2119, 0x211D}, {0x2124, 0x2124}, {0x2126, 0x2126}, {0x2128, 0x2128},
+    {0x212A, 0x212D}, {0x212F, 0x2139}, {0x213C, 0x213F}, {0x2145, 0x2149}, {0x214E, 0x214E}, {0x2183, 0x2184},
+    {0x2C00, 0x2CE4}, {0x2CEB, 0x2CEE}, {0x2CF2, 0x2CF3}, {0x2D00, 0x2D25}, {0x2D27, 0x2D27}, {0x2D2D, 0x2D2D},
+    {0x2D30, 0x2D67}, {0x2D6F, 0x2D6F}, {0x2D80, 0x2D96}, {0x2DA0, 0x2DA6}, {0x2DA8, 0x2DAE}, {0x2DB0, 0x2DB6},
+    {0x2DB8, 0x2DBE}, {0x2DC0, 0x2DC6}, {0x2DC8, 0x2DCE}, {0x2DD0, 0x2DD6}, {0x2DD8, 0x2DDE}, {0x2E2F, 0x2E2F},
+    {0x3005, 0x3006}, {0x3031, 0x3035}, {0x303B, 0x303C}, {0x3041, 0x3096}, {0x309D, 0x309F}, {0x30A1, 0x30FA},
+    {0x30FC, 0x30FF}, {0x3105, 0x312F}, {0x3131, 0x318E}, {0x31A0, 0x31BF}, {0x31F0, 0x31FF}, {0x3400, 0x4DBF},
+    {0x4E00, 0xA48C}, {0xA4D0, 0xA4FD}, {0xA500, 0xA60C}, {0xA610, 0xA61F}, {0xA62A, 0xA62B}, {0xA640, 0xA66E},
+    {0xA67F, 0xA69D}, {0xA6A0, 0xA6E5}, {0xA717, 0xA71F}, {0xA722, 0xA788}, {0xA78B, 0xA7CA}, {0xA7D0, 0xA7D1},
+    {0xA7D3, 0xA7D3}, {0xA7D5, 0xA7D9}, {0xA7F2, 0xA801}, {0xA803, 0xA805}, {0xA807, 0xA80A}, {0xA80C, 0xA822},
+    {0xA840, 0xA873}, {0xA882, 0xA8B3}, {0xA8F2, 0xA8F7}, {0xA8FB, 0xA8FB}, {0xA8FD, 0xA8FE}, {0xA90A, 0xA925},
+    {0xA930, 0xA946}, {0xA960, 0xA97C}, {0xA984, 0xA9B2}, {0xA9CF, 0xA9CF}, {0xA9E0, 0xA9E4}, {0xA9E6, 0xA9EF},
+    {0xA9FA, 0xA9FE}, {0xAA00, 0xAA28}, {0xAA40, 0xAA42}, {0xAA44, 0xAA4B}, {0xAA60, 0xAA76}, {0xAA7A, 0xAA7A},
+    {0xAA7E, 0xAAAF}, {0xAAB1, 0xAAB1}, {0xAAB5, 0xAAB6}, {0xAAB9, 0xAABD}, {0xAAC0, 0xAAC0}, {0xAAC2, 0xAAC2},
+    {0xAADB, 0xAADD}, {0xAAE0, 0xAAEA}, {0xAAF2, 0xAAF4}, {0xAB01, 0xAB06}, {0xAB09, 0xAB0E}, {0xAB11, 0xAB16},
+    {0xAB20, 0xAB26}, {0xAB28, 0xAB2E}, {0xAB30, 0xAB5A}, {0xAB5C, 0xAB69}, {0xAB70, 0xABE2}, {0xAC00, 0xD7A3},
+    {0xD7B0, 0xD7C6}, {0xD7CB, 0xD7FB}, {0xF900, 0xFA6D}, {0xFA70, 0xFAD9}, {0xFB00, 0xFB06}, {0xFB13, 0xFB17},
+    {0xFB1D, 0xFB1D}, {0xFB1F, 0xFB28}, {0xFB2A, 0xFB36}, {0xFB38, 0xFB3C}, {0xFB3E, 0xFB3E}, {0xFB40, 0xFB41},
+    {0xFB43, 0xFB44}, {0xFB46, 0xFBB1}, {0xFBD3, 0xFD3D}, {0xFD50, 0xFD8F}, {0xFD92, 0xFDC7}, {0xFDF0, 0xFDFB},
+    {0xFE70, 0xFE74}, {0xFE76, 0xFEFC}, {0xFF21, 0xFF3A}, {0xFF41, 0xFF5A}, {0xFF66, 0xFFBE}, {0xFFC2, 0xFFC7},
+    {0xFFCA, 0xFFCF}, {0xFFD2, 0xFFD7}, {0xFFDA, 0xFFDC}, {0x10000, 0x1000B}, {0x1000D, 0x10026}, {0x10028, 0x1003A},
+    {0x1003C, 0x1003D}, {0x1003F, 0x1004D}, {0x10050, 0x1005D}, {0x10080, 0x100FA}, {0x10280, 0x1029C},
+    {0x102A0, 0x102D0}, {0x10300, 0x1031F}, {0x1032D, 0x10340}, {0x10342, 0x10349}, {0x10350, 0x10375},
+    {0x10380, 0x1039D}, {0x103A0, 0x103C3}, {0x103C8, 0x103CF}, {0x10400, 0x1049D}, {0x104B0, 0x104D3},
+    {0x104D8, 0x104FB}, {0x10500, 0x10527}, {0x10530, 0x10563}, {0x10570, 0x1057A}, {0x1057C, 0x1058A},
+    {0x1058C, 0x10592}, {0x10594, 0x10595}, {0x10597, 0x105A1}, {0x105A3, 0x105B1}, {0x105B3, 0x105B9},
+    {0x105BB, 0x105BC}, {0x10600, 0x10736}, {0x10740, 0x10755}, {0x10760, 0x10767}, {0x10780, 0x10785},
+    {0x10787, 0x107B0}, {0x107B2, 0x107BA}, {0x10800, 0x10805}, {0x10808, 0x10808}, {0x1080A, 0x10835},
+    {0x10837, 0x10838}, {0x1083C, 0x1083C}, {0x1083F, 0x10855}, {0x10860, 0x10876}, {0x10880, 0x1089E},
+    {0x108E0, 0x108F2}, {0x108F4, 0x108F5}, {0x10900, 0x10915}, {0x10920, 0x10939}, {0x10980, 0x109B7},
+    {0x109BE, 0x109BF}, {0x10A00, 0x10A00}, {0x10A10, 0x10A13}, {0x10A15, 0x10A17}, {0x10A19, 0x10A35},
+    {0x10A60, 0x10A7C}, {0x10A80, 0x10A9C}, {0x10AC0, 0x10AC7}, {0x10AC9, 0x10AE4}, {0x10B00, 0x10B35},
+    {0x10B40, 0x10B55}, {0x10B60, 0x10B72}, {0x10B80, 0x10B91}, {0x10C00, 0x10C48}, {0x10C80, 0x10CB2},
+    {0x10CC0, 0x10CF2}, {0x10D00, 0x10D23}, {0x10E80, 0x10EA9}, {0x10EB0, 0x10EB1}, {0x10F00, 0x10F1C},
+    {0x10F27, 0x10F27}, {0x10F30, 0x10F45}, {0x10F70, 0x10F81}, {0x10FB0, 0x10FC4}, {0x10FE0, 0x10FF6},
+    {0x11003, 0x11037}, {0x11071, 0x11072}, {0x11075, 0x11075}, {0x11083, 0x110AF}, {0x110D0, 0x110E8},
+    {0x11103, 0x11126}, {0x11144, 0x11144}, {0x11147, 0x11147}, {0x11150, 0x11172}, {0x11176, 0x11176},
+    {0x11183, 0x111B2}, {0x111C1, 0x111C4}, {0x111DA, 0x111DA}, {0x111DC, 0x111DC}, {0x11200, 0x11211},
+    {0x11213, 0x1122B}, {0x1123F, 0x11240}, {0x11280, 0x11286}, {0x11288, 0x11288}, {0x1128A, 0x1128D},
+    {0x1128F, 0x1129D}, {0x1129F, 0x112A8}, {0x112B0, 0x112DE}, {0x11305, 0x1130C}, {0x1130F, 0x11310},
+    {0x11313, 0x11328}, {0x1132A, 0x11330}, {0x11332, 0x11333}, {0x11335, 0x11339}, {0x1133D, 0x1133D},
+    {0x11350, 0x11350}, {0x1135D, 0x11361}, {0x11400, 0x11434}, {0x11447, 0x1144A}, {0x1145F, 0x11461},
+    {0x11480, 0x114AF}, {0x114C4, 0x114C5}, {0x114C7, 0x114C7}, {0x11580, 0x115AE}, {0x115D8, 0x115DB},
+    {0x11600, 0x1162F}, {0x11644, 0x11644}, {0x11680, 0x116AA}, {0x116B8, 0x116B8}, {0x11700, 0x1171A},
+    {0x11740, 0x11746}, {0x11800, 0x1182B}, {0x118A0, 0x118DF}, {0x118FF, 0x11906}, {0x11909, 0x11909},
+    {0x1190C, 0x11913}, {0x11915, 0x11916}, {0x11918, 0x1192F}, {0x1193F, 0x1193F}, {0x11941, 0x11941},
+    {0x119A0, 0x119A7}, {0x119AA, 0x119D0}, {0x119E1, 0x119E1}, {0x119E3, 0x119E3}, {0x11A00, 0x11A00},
+    {0x11A0B, 0x11A32}, {0x11A3A, 0x11A3A}, {0x11A50, 0x11A50}, {0x11A5C, 0x11A89}, {0x11A9D, 0x11A9D},
+    {0x11AB0, 0x11AF8}, {0x11C00, 0x11C08}, {0x11C0A, 0x11C2E}, {0x11C40, 0x11C40}, {0x11C72, 0x11C8F},
+    {0x11D00, 0x11D06}, {0x11D08, 0x11D09}, {0x11D0B, 0x11D30}, {0x11D46, 0x11D46}, {0x11D60, 0x11D65},
+    {0x11D67, 0x11D68}, {0x11D6A, 0x11D89}, {0x11D98, 0x11D98}, {0x11EE0, 0x11EF2}, {0x11F02, 0x11F02},
+    {0x11F04, 0x11F10}, {0x11F12, 0x11F33}, {0x11FB0, 0x11FB0}, {0x12000, 0x12399}, {0x12480, 0x12543},
+    {0x12F90, 0x12FF0}, {0x13000, 0x1342F}, {0x13441, 0x13446}, {0x14400, 0x14646}, {0x16800, 0x16A38},
+    {0x16A40, 0x16A5E}, {0x16A70, 0x16ABE}, {0x16AD0, 0x16AED}, {0x16B00, 0x16B2F}, {0x16B40, 0x16B43},
+    {0x16B63, 0x16B77}, {0x16B7D, 0x16B8F}, {0x16E40, 0x16E7F}, {0x16F00, 0x16F4A}, {0x16F50, 0x16F50},
+    {0x16F93, 0x16F9F}, {0x16FE0, 0x16FE1}, {0x16FE3, 0x16FE3}, {0x17000, 0x187F7}, {0x18800, 0x18CD5},
+    {0x18D00, 0x18D08}, {0x1AFF0, 0x1AFF3}, {0x1AFF5, 0x1AFFB}, {0x1AFFD, 0x1AFFE}, {0x1B000, 0x1B122},
+    {0x1B132, 0x1B132}, {0x1B150, 0x1B152}, {0x1B155, 0x1B155}, {0x1B164, 0x1B167}, {0x1B170, 0x1B2FB},
+    {0x1BC00, 0x1BC6A}, {0x1BC70, 0x1BC7C}, {0x1BC80, 0x1BC88}, {0x1BC90, 0x1BC99}, {0x1D400, 0x1D454},
+    {0x1D456, 0x1D49C}, {0x1D49E, 0x1D49F}, {0x1D4A2, 0x1D4A2}, {0x1D4A5, 0x1D4A6}, {0x1D4A9, 0x1D4AC},
+    {0x1D4AE, 0x1D4B9}, {0x1D4BB, 0x1D4BB}, {0x1D4BD, 0x1D4C3}, {0x1D4C5, 0x1D505}, {0x1D507, 0x1D50A},
+    {0x1D50D, 0x1D514}, {0x1D516, 0x1D51C}, {0x1D51E, 0x1D539}, {0x1D53B, 0x1D53E}, {0x1D540, 0x1D544},
+    {0x1D546, 0x1D546}, {0x1D54A, 0x1D550}, {0x1D552, 0x1D6A5}, {0x1D6A8, 0x1D6C0}, {0x1D6C2, 0x1D6DA},
+    {0x1D6DC, 0x1D6FA}, {0x1D6FC, 0x1D714}, {0x1D716, 0x1D734}, {0x1D736, 0x1D74E}, {0x1D750, 0x1D76E},
+    {0x1D770, 0x1D788}, {0x1D78A, 0x1D7A8}, {0x1D7AA, 0x1D7C2}, {0x1D7C4, 0x1D7CB}, {0x1DF00, 0x1DF1E},
+    {0x1DF25, 0x1DF2A}, {0x1E030, 0x1E06D}, {0x1E100, 0x1E12C}, {0x1E137, 0x1E13D}, {0x1E14E, 0x1E14E},
+    {0x1E290, 0x1E2AD}, {0x1E2C0, 0x1E2EB}, {0x1E4D0, 0x1E4EB}, {0x1E7E0, 0x1E7E6}, {0x1E7E8, 0x1E7EB},
+    {0x1E7ED, 0x1E7EE}, {0x1E7F0, 0x1E7FE}, {0x1E800, 0x1E8C4}, {0x1E900, 0x1E943}, {0x1E94B, 0x1E94B},
+    {0x1EE00, 0x1EE03}, {0x1EE05, 0x1EE1F}, {0x1EE21, 0x1EE22}, {0x1EE24, 0x1EE24}, {0x1EE27, 0x1EE27},
+    {0x1EE29, 0x1EE32}, {0x1EE34, 0x1EE37}, {0x1EE39, 0x1EE39}, {0x1EE3B, 0x1EE3B}, {0x1EE42, 0x1EE42},
+    {0x1EE47, 0x1EE47}, {0x1EE49, 0x1EE49}, {0x1EE4B, 0x1EE4B}, {0x1EE4D, 0x1EE4F}, {0x1EE51, 0x1EE52},
+    {0x1EE54, 0x1EE54}, {0x1EE57, 0x1EE57}, {0x1EE59, 0x1EE59}, {0x1EE5B, 0x1EE5B}, {0x1EE5D, 0x1EE5D},
+    {0x1EE5F, 0x1EE5F}, {0x1EE61, 0x1EE62}, {0x1EE64, 0x1EE64}, {0x1EE67, 0x1EE6A}, {0x1EE6C, 0x1EE72},
+    {0x1EE74, 0x1EE77}, {0x1EE79, 0x1EE7C}, {0x1EE7E, 0x1EE7E}, {0x1EE80, 0x1EE89}, {0x1EE8B, 0x1EE9B},
+    {0x1EEA1, 0x1EEA3}, {0x1EEA5, 0x1EEA9}, {0x1EEAB, 0x1EEBB}, {0x20000, 0x2A6DF}, {0x2A700, 0x2B739},
+    {0x2B740, 0x2B81D}, {0x2B820, 0x2CEA1}, {0x2CEB0, 0x2EBE0}, {0x2F800, 0x2FA1D}, {0x30000, 0x3134A},
+    {0x31350, 0x323AF},
+};
+static const uint32_t rlhf__uni_number[][2] = { /* \p{N} */
+    {0x30, 0x39}, {0xB2, 0xB3}, {0xB9, 0xB9}, {0xBC, 0xBE}, {0x660, 0x669}, {0x6F0, 0x6F9}, {0x7C0, 0x7C9},
+    {0x966, 0x96F}, {0x9E6, 0x9EF}, {0x9F4, 0x9F9}, {0xA66, 0xA6F}, {0xAE6, 0xAEF}, {0xB66, 0xB6F}, {0xB72, 0xB77},
+    {0xBE6, 0xBF2}, {0xC66, 0xC6F}, {0xC78, 0xC7E}, {0xCE6, 0xCEF}, {0xD58, 0xD5E}, {0xD66, 0xD78}, {0xDE6, 0xDEF},
+    {0xE50, 0xE59}, {0xED0, 0xED9}, {0xF20, 0xF33}, {0x1040, 0x1049}, {0x1090, 0x1099}, {0x1369, 0x137C},
+    {0x16EE, 0x16F0}, {0x17E0, 0x17E9}, {0x17F0, 0x17F9}, {0x1810, 0x1819}, {0x1946, 0x194F}, {0x19D0, 0x19DA},
+    {0x1A80, 0x1A89}, {0x1A90, 0x1A99}, {0x1B50, 0x1B59}, {0x1BB0, 0x1BB9}, {0x1C40, 0x1C49}, {0x1C50, 0x1C59},
+    {0x2070, 0x2070}, {0x2074, 0x2079}, {0x2080, 0x2089}, {0x2150, 0x2182}, {0x2185, 0x2189}, {0x2460, 0x249B},
+    {0x24EA, 0x24FF}, {0x2776, 0x2793}, {0x2CFD, 0x2CFD}, {0x3007, 0x3007}, {0x3021, 0x3029}, {0x3038, 0x303A},
+    {0x3192, 0x3195}, {0x3220, 0x3229}, {0x3248, 0x324F}, {0x3251, 0x325F}, {0x3280, 0x3289}, {0x32B1, 0x32BF},
+    {0xA620, 0xA629}, {0xA6E6, 0xA6EF}, {0xA830, 0xA835}, {0xA8D0, 0xA8D9}, {0xA900, 0xA909}, {0xA9D0, 0xA9D9},
+    {0xA9F0, 0xA9F9}, {0xAA50, 0xAA59}, {0xABF0, 0xABF9}, {0xFF10, 0xFF19}, {0x10107, 0x10133}, {0x10140, 0x10178},
+    {0x1018A, 0x1018B}, {0x102E1, 0x102FB}, {0x10320, 0x10323}, {0x10341, 0x10341}, {0x1034A, 0x1034A},
+    {0x103D1, 0x103D5}, {0x104A0, 0x104A9}, {0x10858, 0x1085F}, {0x10879, 0x1087F}, {0x108A7, 0x108AF},
+    {0x108FB, 0x108FF}, {0x10916, 0x1091B}, {0x109BC, 0x109BD}, {0x109C0, 0x109CF}, {0x109D2, 0x109FF},
+    {0x10A40, 0x10A48}, {0x10A7D, 0x10A7E}, {0x10A9D, 0x10A9F}, {0x10AEB, 0x10AEF}, {0x10B58, 0x10B5F},
+    {0x10B78, 0x10B7F}, {0x10BA9, 0x10BAF}, {0x10CFA, 0x10CFF}, {0x10D30, 0x10D39}, {0x10E60, 0x10E7E},
+    {0x10F1D, 0x10F26}, {0x10F51, 0x10F54}, {0x10FC5, 0x10FCB}, {0x11052, 0x1106F}, {0x110F0, 0x110F9},
+    {0x11136, 0x1113F}, {0x111D0, 0x111D9}, {0x111E1, 0x111F4}, {0x112F0, 0x112F9}, {0x11450, 0x11459},
+    {0x114D0, 0x114D9}, {0x11650, 0x11659}, {0x116C0, 0x116C9}, {0x11730, 0x1173B}, {0x118E0, 0x118F2},
+    {0x11950, 0x11959}, {0x11C50, 0x11C6C}, {0x11D50, 0x11D59}, {0x11DA0, 0x11DA9}, {0x11F50, 0x11F59},
+    {0x11FC0, 0x11FD4}, {0x12400, 0x1246E}, {0x16A60, 0x16A69}, {0x16AC0, 0x16AC9}, {0x16B50, 0x16B59},
+    {0x16B5B, 0x16B61}, {0x16E80, 0x16E96}, {0x1D2C0, 0x1D2D3}, {0x1D2E0, 0x1D2F3}, {0x1D360, 0x1D378},
+    {0x1D7CE, 0x1D7FF}, {0x1E140, 0x1E149}, {0x1E2F0, 0x1E2F9}, {0x1E4F0, 0x1E4F9}, {0x1E8C7, 0x1E8CF},
+    {0x1E950, 0x1E959}, {0x1EC71, 0x1ECAB}, {0x1ECAD, 0x1ECAF}, {0x1ECB1, 0x1ECB4}, {0x1ED01, 0x1ED2D},
+    {0x1ED2F, 0x1ED3D}, {0x1F100, 0x1F10C}, {0x1FBF0, 0x1FBF9},
+};
+static const uint32_t rlhf__uni_space[][2] = { /* \s as the regex module sees it (Unicode White_Space) */
+    {0x9, 0xD}, {0x20, 0x20}, {0x85, 0x85}, {0xA0, 0xA0}, {0x1680, 0x1680}, {0x2000, 0x200A}, {0x2028, 0x2029},
+    {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000},
+};
+/* END GENERATED UNICODE TABLES */
+
+static int rlhf__in_ranges(const uint32_t (*r)[2], size_t n, uint32_t cp) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) { /* binary search for the range that could hold cp */
+        size_t mid = (lo + hi) / 2;
+        if (cp < r[mid][0]) hi = mid;
+        else if (cp > r[mid][1]) lo = mid + 1;
+        else return 1;
+    }
+    return 0;
+}
+/* character classes of GPT-2's pattern */
+enum { RLHF__CL_LETTER, RLHF__CL_NUMBER, RLHF__CL_SPACE, RLHF__CL_OTHER };
+static int rlhf__cp_class(uint32_t cp) {
+    if (cp < 128) { /* ASCII fast path */
+        if ((cp | 32) >= 'a' && (cp | 32) <= 'z') return RLHF__CL_LETTER;
+        if (cp >= '0' && cp <= '9') return RLHF__CL_NUMBER;
+        if (cp == ' ' || (cp >= 9 && cp <= 13)) return RLHF__CL_SPACE; /* not U+001C..1F: regex's \s differs from isspace() there */
+        return RLHF__CL_OTHER;
+    }
+    if (rlhf__in_ranges(rlhf__uni_letter, sizeof rlhf__uni_letter / sizeof rlhf__uni_letter[0], cp)) return RLHF__CL_LETTER;
+    if (rlhf__in_ranges(rlhf__uni_number, sizeof rlhf__uni_number / sizeof rlhf__uni_number[0], cp)) return RLHF__CL_NUMBER;
+    if (rlhf__in_ranges(rlhf__uni_space, sizeof rlhf__uni_space / sizeof rlhf__uni_space[0], cp)) return RLHF__CL_SPACE;
+    return RLHF__CL_OTHER;
+}
+/* the code point at s[i] and its byte length; an invalid byte is one
+   character of class OTHER (so any byte string can be encoded) */
+static uint32_t rlhf__cp_at(const unsigned char *s, size_t n, size_t i, size_t *len) {
+    size_t k = rlhf__utf8_len(s + i, n - i);
+    uint32_t cp;
+    if (k == 0) { *len = 1; return 0xFFFFFFFFu; }
+    *len = k;
+    if (k == 1) return s[i];
+    cp = s[i] & (0x7F >> k);
+    for (; k > 1; k--, i++) cp = cp << 6 | (s[i + 1] & 63);
+    return cp;
+}
+static int rlhf__class_at(const unsigned char *s, size_t n, size_t i, size_t *len) {
+    uint32_t cp = rlhf__cp_at(s, n, i, len);
+    return cp == 0xFFFFFFFFu ? RLHF__CL_OTHER : rlhf__cp_class(cp);
+}
+/* end of the run of class cl starting at i */
+static size_t rlhf__run(const unsigned char *s, size_t n, size_t i, int cl) {
+    while (i < n) {
+        size_t len;
+        if (rlhf__class_at(s, n, i, &len) != cl) break;
+        i += len;
+    }
+    return i;
+}
+/* GPT-2's pattern at position i (< n): the end of the piece that starts
+   there. The alternatives in the pattern's order, leftmost first:
+     's 't 're 've 'm 'll 'd  |  ?\p{L}+  |  ?\p{N}+  |  ?[^\s\p{L}\p{N}]+  |  \s+(?!\S)  |  \s+ */
+static size_t rlhf__pretoken_end(const unsigned char *s, size_t n, size_t i) {
+    size_t len, j, last;
+    int cl;
+    if (s[i] == '\'' && i + 1 < n) {
+        unsigned char a = s[i + 1], b = i + 2 < n ? s[i + 2] : 0;
+        if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
+    }
+    j = i;
+    if (s[i] == ' ' && i + 1 < n) j = i + 1; /* the optional leading space */
+    cl = rlhf__class_at(s, n, j, &len);
+    if (cl != RLHF__CL_SPACE) return rlhf__run(s, n, j, cl);
+    /* whitespace here (a " " before whitespace belongs to the run) */
+    /* \s+(?!\S): the whole run if it reaches the end; otherwise all but its
+       last character (which then leads the next piece); a single whitespace
+       character before a non-space falls to \s+ */
+    for (j = i, last = i; j < n;) {
+        if (rlhf__class_at(s, n, j, &len) != RLHF__CL_SPACE) break;
+        last = j;
+        j += len;
+    }
+    if (j == n || last == i) return j;
+    return last;
+}
+
+/* ---- the tokenizer -------------------------------------------------------------- */
+static const char *const RLHF__SPECIAL_STR[RLHF_NUM_SPECIAL_TOKENS] = {
+    "<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"};
+
+typedef struct rlhf__merge { int a, b, c; } rlhf__merge; /* a + b -> c, at rank = index */
+struct rlhf_tokenizer {
+    int n_vocab;
+    uint32_t *tok_off;     /* token i is pool[tok_off[i] .. tok_off[i+1]) */
+    unsigned char *pool;
+    int byte_id[256];      /* the token of each single byte */
+    rlhf__merge *merges;
+    int n_merges;
+    uint64_t *pair_key;    /* open addressing: (a << 32 | b) + 1, 0 = empty */
+    int *pair_rank;
+    size_t pair_cap;
+    int special[RLHF_NUM_SPECIAL_TOKENS];
+};
+
+RLHFDEF void rlhf_tokenizer_free(rlhf_tokenizer *t) {
+    if (!t) return;
+    rlhf__free(t->tok_off);
+    rlhf__free(t->pool);
+    rlhf__free(t->merges);
+    rlhf__free(t->pair_key);
+    rlhf__free(t->pair_rank);
+    rlhf__free(t);
+}
+RLHFDEF int rlhf_tokenizer_vocab_size(const rlhf_tokenizer *t) { return t ? t->n_vocab : 0; }
+RLHFDEF int rlhf_tokenizer_special(const rlhf_tokenizer *t, rlhf_special_token w) {
+    return t && (int)w >= 0 && w < RLHF_NUM_SPECIAL_TOKENS ? t->special[w] : -1;
+}
+
+static uint64_t rlhf__hash64(uint64_t x) { /* splitmix64's finaliser */
+    x ^= x >> 30; x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27; x *= 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+/* the rank of merging (a, b), or -1 */
+static int rlhf__pair_rank(const rlhf_tokenizer *t, int a, int b) {
+    uint64_t key = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1;
+    size_t i = (size_t)rlhf__hash64(key) & (t->pair_cap - 1);
+    while (t->pair_key[i]) {
+        if (t->pair_key[i] == key) return t->pair_rank[i];
+        i = (i + 1) & (t->pair_cap - 1);
+    }
+    return -1;
+}
+/* index the merges by pair; 0 if a pair repeats */
+static int rlhf__index_merges(rlhf_tokenizer *t) {
+    size_t cap = 16, i;
+    int r;
+    while (cap < (size_t)t->n_merges * 2 + 2) cap *= 2;
+    t->pair_cap = cap;
+    t->pair_key = (uint64_t *)rlhf__alloc(cap * sizeof(uint64_t));
+    t->pair_rank = (int *)rlhf__alloc(cap * sizeof(int));
+    if (!t->pair_key || !t->pair_rank) return -1;
+    memset(t->pair_key, 0, cap * sizeof(uint64_t));
+    for (r = 0; r < t->n_merges; r++) {
+        uint64_t key = ((uint64_t)(uint32_t)t->merges[r].a << 32 | (uint32_t)t->merges[r].b) + 1;
+        for (i = (size_t)rlhf__hash64(key) & (cap - 1); t->pair_key[i]; i = (i + 1) & (cap - 1))
+            if (t->pair_key[i] == key) return 0;
+        t->pair_key[i] = key;
+        t->pair_rank[i] = r;
+    }
+    return 1;
+}
+
+/* BPE of one piece (OpenAI's bpe()): start from its bytes; repeatedly take
+   the adjacent pair of lowest merge rank and merge all its occurrences, left
+   to right; stop when no pair has a rank. sym (n) is scratch and result. */
+static size_t rlhf__bpe(const rlhf_tokenizer *t, const unsigned char *p, size_t n, int *sym) {
+    size_t k, m = n;
+    for (k = 0; k < n; k++) sym[k] = t->byte_id[p[k]];
+    while (m > 1) {
+        int best = -1, r;
+        size_t w;
+        for (k = 0; k + 1 < m; k++)
+            if ((r = rlhf__pair_rank(t, sym[k], sym[k + 1])) >= 0 && (best < 0 || r < best)) best = r;
+        if (best < 0) break;
+        for (k = 0, w = 0; k < m; w++) {
+            if (k + 1 < m && sym[k] == t->merges[best].a && sym[k + 1] == t->merges[best].b) {
+                sym[w] = t->merges[best].c;
+                k += 2;
+            } else
+                sym[w] = sym[k++];
+        }
+        m = w;
+    }
+    return m;
+}
+
+/* encode ordinary text into ids (up to cap), counting into *count */
+static rlhf_result rlhf__encode_plain(const rlhf_tokenizer *t, const unsigned char *s, size_t n, int *ids, size_t cap, size_t *count) {
+    int stack_sym[256], *sym = stack_sym;
+    size_t sym_cap = 256, i = 0;
+    while (i < n) {
+        size_t end = rlhf__pretoken_end(s, n, i), len = end - i, m, k;
+        if (len > sym_cap) { /* a long piece: scratch from the heap */
+            if (sym != stack_sym) rlhf__free(sym);
+            sym = (int *)rlhf__alloc(len * sizeof(int));
+            if (!sym) return RLHF_ERR_OUT_OF_MEMORY;
+            sym_cap = len;
+        }
+        m = rlhf__bpe(t, s + i, len, sym);
+        for (k = 0; k < m; k++, (*count)++)
+            if (*count < cap) ids[*count] = sym[k];
+        i = end;
+    }
+    if (sym != stack_sym) rlhf__free(sym);
+    return RLHF_OK;
+}
+RLHFDEF rlhf_result rlhf_tokenizer_encode(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap, size_t *n_ids) {
+    size_t count = 0;
+    rlhf_result r;
+    if (n_ids) *n_ids = 0;
+    if (!t || (!text && len) || (!ids && cap) || !n_ids) return RLHF_ERR_INVALID_ARGUMENT;
+    if ((r = rlhf__encode_plain(t, (const unsigned char *)text, len, ids, cap, &count)) != RLHF_OK) return r;
+    *n_ids = count;
+    return count <= cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
+}
+RLHFDEF rlhf_result rlhf_tokenizer_encode_special(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap,
+                                                  size_t *n_ids) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t count = 0, i = 0, start = 0;
+    rlhf_result r;
+    if (n_ids) *n_ids = 0;
+    if (!t || (!text && len) || (!ids && cap) || !n_ids) return RLHF_ERR_INVALID_ARGUMENT;
+    while (i < len) {
+        int w = -1, k;
+        if (s[i] == '<')
+            for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS && w < 0; k++) {
+                size_t sl = strlen(RLHF__SPECIAL_STR[k]);
+                if (len - i >= sl && memcmp(s + i, RLHF__SPECIAL_STR[k], sl) == 0) w = k;
+            }
+        if (w < 0) { i++; continue; }
+        /* the ordinary text before it, then the special id */
+        if ((r = rlhf__encode_plain(t, s + start, i - start, ids, cap, &count)) != RLHF_OK) return r;
+        if (count < cap) ids[count] = t->special[w];
+        count++;
+        i += strlen(RLHF__SPECIAL_STR[w]);
+        start = i;
+    }
+    if ((r = rlhf__encode_plain(t, s + start, len - start, ids, cap, &count)) != RLHF_OK) return r;
+    *n_ids = count;
+    return count <= cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
+}
+RLHFDEF rlhf_result rlhf_tokenizer_decode(const rlhf_tokenizer *t, const int *ids, size_t n, char *out, size_t cap, size_t *n_bytes) {
+    size_t i, w = 0;
+    if (n_bytes) *n_bytes = 0;
+    if (!t || (!ids && n) || (!out && cap) || !n_bytes) return RLHF_ERR_INVALID_ARGUMENT;
+    for (i = 0; i < n; i++) {
+        size_t len;
+        const unsigned char *p;
+        if (ids[i] < 0 || ids[i] >= t->n_vocab) return RLHF_ERR_BAD_TOKEN;
+        p = t->pool + t->tok_off[ids[i]];
+        len = t->tok_off[ids[i] + 1] - t->tok_off[ids[i]];
+        if (w < cap) memcpy(out + w, p, len <= cap - w ? len : cap - w);
+        w += len;
+    }
+    *n_bytes = w;
+    return w <= cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
+}
+
+RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_message *msg, int n, int add_generation_prompt, int *ids,
+                                        unsigned char *mask, size_t cap, size_t *n_ids) {
+    static const rlhf_special_token role_tok[3] = {RLHF_TOKEN_SYSTEM, RLHF_TOKEN_USER, RLHF_TOKEN_ASSISTANT};
+    size_t count = 0, k;
+    int i;
+    rlhf_result r;
+    if (n_ids) *n_ids = 0;
+    if (!t || (!msg && n) || n < 0 || (!ids && cap) || !n_ids) return RLHF_ERR_INVALID_ARGUMENT;
+    for (i = 0; i < n; i++) {
+        size_t before;
+        int learn = msg[i].role == RLHF_ROLE_ASSISTANT;
+        if ((int)msg[i].role < 0 || msg[i].role > RLHF_ROLE_ASSISTANT) return RLHF_ERR_INVALID_ARGUMENT;
+        /* <|role|> content <|end|>; SFT learns an assistant's content and its <|end|> */
+        if (count < cap) { ids[count] = t->special[role_tok[msg[i].role]]; if (mask) mask[count] = 0; }
+        count++;
+        before = count;
+        if ((r = rlhf__encode_plain(t, (const unsigned char *)msg[i].content.str, msg[i].content.len, ids, cap, &count)) != RLHF_OK) return r;
+        if (mask)
+            for (k = before; k < count && k < cap; k++) mask[k] = (unsigned char)learn;
+        if (count < cap) { ids[count] = t->special[RLHF_TOKEN_END]; if (mask) mask[count] = (unsigned char)learn; }
+        count++;
+    }
+    if (add_generation_prompt) {
+        if (count < cap) { ids[count] = t->special[RLHF_TOKEN_ASSISTANT]; if (mask) mask[count] = 0; }
+        count++;
+    }
+    *n_ids = count;
+    return count <= cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
+}
+
+/* ---- building: token table, byte alphabet, merges ------------------------------ */
+/* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the
+   other 68 bytes to U+0100.. in order, so every token is a printable string. */
+static void rlhf__gpt2_alphabet(uint32_t cp_of_byte[256], int byte_of_cp[324]) {
+    int b, n = 0;
+    for (b = 0; b < 324; b++) byte_of_cp[b] = -1;
+    for (b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        cp_of_byte[b] = printable ? (uint32_t)b : (uint32_t)(256 + n++);
+        byte_of_cp[cp_of_byte[b]] = b;
+    }
+}
+/* a GPT-2 alphabet string to its bytes (out has room for len bytes); -1 if a
+   character is outside the alphabet */
+static long rlhf__from_alphabet(const char *s, size_t len, const int byte_of_cp[324], unsigned char *out) {
+    size_t i = 0, w = 0, k;
+    while (i < len) {
+        uint32_t cp = rlhf__cp_at((const unsigned char *)s, len, i, &k);
+        if (cp >= 324 || byte_of_cp[cp] < 0) return -1;
+        out[w++] = (unsigned char)byte_of_cp[cp];
+        i += k;
+    }
+    return (long)w;
+}
+
+/* A map from token bytes to ids, for loading (duplicates, merge lookups). */
+typedef struct rlhf__tokmap { int *slot; size_t cap; const rlhf_tokenizer *t; } rlhf__tokmap;
+static uint64_t rlhf__fnv(const unsigned char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    while (n--) h = (h ^ *p++) * 0x100000001b3ull;
+    return h;
+}
+/* find the slot of bytes p[0..n): its id if present, else -1 with *where set to the free slot */
+static int rlhf__tokmap_find(const rlhf__tokmap *m, const unsigned char *p, size_t n, size_t *where) {
+    size_t i = (size_t)rlhf__fnv(p, n) & (m->cap - 1);
+    for (; m->slot[i] >= 0; i = (i + 1) & (m->cap - 1)) {
+        int id = m->slot[i];
+        size_t len = m->t->tok_off[id + 1] - m->t->tok_off[id];
+        if (len == n && memcmp(m->t->pool + m->t->tok_off[id], p, n) == 0) break;
+    }
+    *where = i;
+    return m->slot[i];
+}
+/* index tokens [0, n); returns -1, or the first id that duplicates an earlier one */
+static int rlhf__tokmap_build(rlhf__tokmap *m, const rlhf_tokenizer *t, int n, int *dup_of) {
+    int id;
+    m->t = t;
+    m->cap = 16;
+    while (m->cap < (size_t)n * 2 + 2) m->cap *= 2;
+    m->slot = (int *)rlhf__alloc(m->cap * sizeof(int));
+    if (!m->slot) return -2;
+    memset(m->slot, 0xFF, m->cap * sizeof(int)); /* -1: empty */
+    for (id = 0; id < n; id++) {
+        size_t w;
+        int prev = rlhf__tokmap_find(m, t->pool + t->tok_off[id], t->tok_off[id + 1] - t->tok_off[id], &w);
+        if (prev >= 0) { *dup_of = prev; return id; }
+        m->slot[w] = id;
+    }
+    return -1;
+}
+
+/* Check a finished table (bytes, merges, specials) and index the merges.
+   what names the source for messages. */
+static rlhf_result rlhf__tokenizer_finish(rlhf_tokenizer *t, const char *what, rlhf_error *err) {
+    int b, r, k;
+    for (b = 0; b < 256; b++) t->byte_id[b] = -1;
+    for (r = 0; r < t->n_vocab; r++)
+        if (t->tok_off[r + 1] - t->tok_off[r] == 1) {
+            int byte = t->pool[t->tok_off[r]], special = 0;
+            for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) special |= t->special[k] == r;
+            if (!special && t->byte_id[byte] < 0) t->byte_id[byte] = r;
+        }
+    for (b = 0; b < 256; b++)
+        if (t->byte_id[b] < 0) return rlhf__st_err(err, RLHF_ERR_PARSE, what, "no token for byte 0x%02X: byte-level BPE needs all 256", b);
+    for (r = 0; r < t->n_merges; r++) {
+        const rlhf__merge *mg = &t->merges[r];
+        size_t la, lb, lc;
+        if (mg->a < 0 || mg->b < 0 || mg->c < 0 || mg->a >= t->n_vocab || mg->b >= t->n_vocab || mg->c >= t->n_vocab)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "merge %d names a token id outside [0, %d)", r, t->n_vocab);
+        la = t->tok_off[mg->a + 1] - t->tok_off[mg->a];
+        lb = t->tok_off[mg->b + 1] - t->tok_off[mg->b];
+        lc = t->tok_off[mg->c + 1] - t->tok_off[mg->c];
+        if (lc != la + lb || memcmp(t->pool + t->tok_off[mg->c], t->pool + t->tok_off[mg->a], la) != 0 ||
+            memcmp(t->pool + t->tok_off[mg->c] + la, t->pool + t->tok_off[mg->b], lb) != 0)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "merge %d: token %d is not token %d followed by token %d", r, mg->c, mg->a, mg->b);
+    }
+    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) {
+        int j;
+        if (t->special[k] < 0 || t->special[k] >= t->n_vocab)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "special token %s has id %d, outside [0, %d)", RLHF__SPECIAL_STR[k], t->special[k], t->n_vocab);
+        for (j = 0; j < k; j++)
+            if (t->special[j] == t->special[k])
+                return rlhf__st_err(err, RLHF_ERR_PARSE, what, "%s and %s share id %d (the pad must differ from the EOS)",
+                                    RLHF__SPECIAL_STR[j], RLHF__SPECIAL_STR[k], t->special[k]);
+    }
+    r = rlhf__index_merges(t);
+    if (r < 0) return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, what, "out of memory");
+    if (r == 0) return rlhf__st_err(err, RLHF_ERR_PARSE, what, "a pair of tokens is merged twice");
+    return RLHF_OK;
+}
+
+static rlhf_tokenizer *rlhf__tokenizer_alloc(int n_vocab, size_t pool_bytes, int n_merges) {
+    rlhf_tokenizer *t = (rlhf_tokenizer *)rlhf__alloc(sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->tok_off = (uint32_t *)rlhf__alloc(((size_t)n_vocab + 1) * sizeof(uint32_t));
+    t->pool = (unsigned char *)rlhf__alloc(pool_bytes + 1);
+    t->merges = (rlhf__merge *)rlhf__alloc(((size_t)n_merges + 1) * sizeof(rlhf__merge));
+    if (!t->tok_off || !t->pool || !t->merges) { rlhf_tokenizer_free(t); return NULL; }
+    t->tok_off[0] = 0;
+    return t;
+}
+
+RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2(rlhf_tokenizer **out, const char *encoder_json_path, const char *vocab_bpe_path) {
+    return rlhf_tokenizer_load_gpt2_ex(out, encoder_json_path, vocab_bpe_path, NULL);
+}
+
+RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char *enc_path, const char *bpe_path, rlhf_error *err) {
+    uint32_t cp_of_byte[256];
+    int byte_of_cp[324], n, id, k, dup = -1;
+    char *ebuf = NULL, *bbuf = NULL;
+    size_t elen = 0, blen = 0, pool = 0, i, line;
+    rlhf_json_doc *doc = NULL;
+    rlhf_json_error je;
+    const rlhf_json *root, *v;
+    rlhf_tokenizer *t = NULL;
+    rlhf__tokmap map = {NULL, 0, NULL};
+    unsigned char *scratch = NULL;
+    rlhf_result r = RLHF_OK;
+    if (err) err->message[0] = 0;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!enc_path || !bpe_path) return RLHF_ERR_INVALID_ARGUMENT;
+    rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
+    if (!(ebuf = rlhf__read_small_file(enc_path, (size_t)256 << 20, &elen))) return rlhf__st_err(err, RLHF_ERR_IO, enc_path, "cannot read the file (or over 256 MiB)");
+    if ((r = rlhf_json_parse(&doc, ebuf, elen, 4, &je)) != RLHF_OK) {
+        r = rlhf__st_err(err, r, enc_path, "%zu:%zu: %s", je.line, je.column, je.message);
+        goto done;
+    }
+    root = rlhf_json_root(doc);
+    if (root->type != RLHF_JSON_OBJECT || root->len == 0 || root->len > (1u << 24)) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "expected an object mapping token strings to ids");
+        goto done;
+    }
+    n = (int)root->len;
+    for (v = root->child; v; v = v->next) pool += v->key_len;
+    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) pool += strlen(RLHF__SPECIAL_STR[k]);
+    if (!(t = rlhf__tokenizer_alloc(n + RLHF_NUM_SPECIAL_TOKENS, pool, 0))) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, enc_path, "out of memory"); goto done; }
+    {   /* ids must be a permutation of 0..n-1; the tokens' bytes go to the pool in id order */
+        const rlhf_json **by_id = (const rlhf_json **)rlhf__alloc((size_t)n * sizeof *by_id);
+        size_t off = 0;
+        if (!by_id) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, enc_path, "out of memory"); goto done; }
+        memset((void *)by_id, 0, (size_t)n * sizeof *by_id);
+        for (v = root->child; v; v = v->next) {
+            int64_t x;
+            if (!rlhf_json_int64(v, &x) || x < 0 || x >= n) {
+                r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "token \"%s\": id must be an integer in [0, %d)", v->key, n);
+                break;
+            }
+            if (by_id[x]) { r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "id %lld is given to \"%s\" and to \"%s\"", (long long)x, by_id[x]->key, v->key); break; }
+            by_id[x] = v;
+        }
+        for (id = 0; r == RLHF_OK && id < n; id++) {
+            long len = rlhf__from_alphabet(by_id[id]->key, by_id[id]->key_len, byte_of_cp, t->pool + off);
+            if (len < 0) { r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "token \"%s\" has a character outside GPT-2's byte alphabet", by_id[id]->key); break; }
+            if (strcmp(by_id[id]->key, RLHF__SPECIAL_STR[RLHF_TOKEN_EOS]) == 0) t->special[RLHF_TOKEN_EOS] = id;
+            off += (size_t)len;
+            t->tok_off[id + 1] = (uint32_t)off;
+        }
+        rlhf__free((void *)by_id);
+        if (r != RLHF_OK) goto done;
+        if (t->pool[t->tok_off[t->special[RLHF_TOKEN_EOS]]] != '<') { r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "no <|endoftext|> token"); goto done; }
+        /* pad and the chat markers follow GPT-2's ids */
+        for (k = 1; k < RLHF_NUM_SPECIAL_TOKENS; k++) {
+            size_t sl = strlen(RLHF__SPECIAL_STR[k]);
+            memcpy(t->pool + off, RLHF__SPECIAL_STR[k], sl);
+            off += sl;
+            t->special[k] = n + k - 1;
+            t->tok_off[n + k] = (uint32_t)off;
+        }
+        t->n_vocab = n + RLHF_NUM_SPECIAL_TOKENS - 1;
+    }
+    if ((k = rlhf__tokmap_build(&map, t, t->n_vocab, &dup)) != -1) {
+        r = k == -2 ? rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, enc_path, "out of memory")
+                    : rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "token %d has the same bytes as token %d", k, dup);
+        goto done;
+    }
+    /* vocab.bpe: "#version" line, then one merge "A B" per line, by rank */
+    if (!(bbuf = rlhf__read_small_file(bpe_path, (size_t)256 << 20, &blen))) { r = rlhf__st_err(err, RLHF_ERR_IO, bpe_path, "cannot read the file (or over 256 MiB)"); goto done; }
+    for (i = 0, k = 0; i < blen; i++) k += bbuf[i] == '\n';
+    rlhf__free(t->merges);
+    t->merges = (rlhf__merge *)rlhf__alloc(((size_t)k + 2) * sizeof(rlhf__merge));
+    scratch = (unsigned char *)rlhf__alloc(blen + 1);
+    if (!t->merges || !scratch) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, bpe_path, "out of memory"); goto done; }
+    for (i = 0, line = 1; i < blen; line++) {
+        size_t e = i, sp;
+        long la, lb;
+        size_t w;
+        int a, b, c;
+        while (e < blen && bbuf[e] != '\n') e++;
+        if (e > i && bbuf[e - 1] == '\r') e--;
+        if (e == i || (line == 1 && e - i >= 8 && memcmp(bbuf + i, "#version", 8) == 0)) { /* blank or header */
+            i = e + (e < blen && bbuf[e] == '\r') + 1;
+            continue;
+        }
+        for (sp = i; sp < e && bbuf[sp] != ' '; sp++) {}
+        if (sp == e || sp == i || sp + 1 == e || memchr(bbuf + sp + 1, ' ', e - sp - 1)) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, bpe_path, "%zu: expected two tokens separated by one space", line);
+            goto done;
+        }
+        la = rlhf__from_alphabet(bbuf + i, sp - i, byte_of_cp, scratch);
+        lb = la < 0 ? -1 : rlhf__from_alphabet(bbuf + sp + 1, e - sp - 1, byte_of_cp, scratch + la);
+        if (la < 0 || lb < 0) { r = rlhf__st_err(err, RLHF_ERR_PARSE, bpe_path, "%zu: a character outside GPT-2's byte alphabet", line); goto done; }
+        a = rlhf__tokmap_find(&map, scratch, (size_t)la, &w);
+        b = rlhf__tokmap_find(&map, scratch + la, (size_t)lb, &w);
+        c = rlhf__tokmap_find(&map, scratch, (size_t)(la + lb), &w);
+        if (a < 0 || b < 0 || c < 0) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, bpe_path, "%zu: merge \"%.*s\" names a token not in %s", line, (int)(e - i), bbuf + i, enc_path);
+            goto done;
+        }
+        t->merges[t->n_merges].a = a;
+        t->merges[t->n_merges].b = b;
+        t->merges[t->n_merges].c = c;
+        t->n_merges++;
+        i = e + (e < blen && bbuf[e] == '\r') + 1;
+    }
+    r = rlhf__tokenizer_finish(t, bpe_path, err);
+done:
+    rlhf__free(ebuf);
+    rlhf__free(bbuf);
+    rlhf__free(scratch);
+    rlhf__free(map.slot);
+    rlhf_json_free(doc);
+    if (r != RLHF_OK) {
+        rlhf_tokenizer_free(t);
+        return r;
+    }
+    *out = t;
+    return RLHF_OK;
+}
+
+/* ---- training: byte-level BPE with incremental pair counts --------------------------
+   Sennrich et al. 2016, on GPT-2's pre-tokenized pieces (merges never cross
+   them). Each distinct piece is a "word" with a count. A hash map holds every
+   adjacent pair's total count and the words it occurs in; a max-heap (with
+   lazy deletion: an entry whose count is out of date is re-pushed) yields the
+   most frequent pair. A merge touches only the words that hold the pair. */
+typedef struct rlhf__tw { int *sym; int len; int64_t count; } rlhf__tw;
+typedef struct rlhf__tp { int a, b; int64_t count; int *where; int n_where, cap_where, stamp; } rlhf__tp;
+typedef struct rlhf__he { int64_t count; int a, b; } rlhf__he;
+typedef struct rlhf__trainer {
+    rlhf__tw *w; size_t n_w;
+    rlhf__tp *p; size_t n_p, cap_p;
+    int *slot; size_t cap_slot;       /* pair map: index into p, -1 empty */
+    rlhf__he *heap; size_t n_heap, cap_heap;
+    int oom;
+} rlhf__trainer;
+
+static int rlhf__he_before(const rlhf__he *x, const rlhf__he *y) { /* higher count; ties: smaller ids */
+    return x->count > y->count || (x->count == y->count && (x->a < y->a || (x->a == y->a && x->b < y->b)));
+}
+static void rlhf__heap_push(rlhf__trainer *T, int64_t count, int a, int b) {
+    size_t i;
+    if (T->n_heap == T->cap_heap) {
+        size_t cap = T->cap_heap ? 2 * T->cap_heap : 1024;
+        rlhf__he *nh = (rlhf__he *)rlhf__alloc(cap * sizeof *nh);
+        if (!nh) { T->oom = 1; return; }
+        if (T->n_heap) memcpy(nh, T->heap, T->n_heap * sizeof *nh);
+        rlhf__free(T->heap);
+        T->heap = nh;
+        T->cap_heap = cap;
+    }
+    i = T->n_heap++;
+    T->heap[i].count = count; T->heap[i].a = a; T->heap[i].b = b;
+    while (i > 0 && rlhf__he_before(&T->heap[i], &T->heap[(i - 1) / 2])) { /* sift up */
+        rlhf__he tmp = T->heap[i];
+        T->heap[i] = T->heap[(i - 1) / 2];
+        T->heap[(i - 1) / 2] = tmp;
+        i = (i - 1) / 2;
+    }
+}
+static rlhf__he rlhf__heap_pop(rlhf__trainer *T) {
+    rlhf__he top = T->heap[0];
+    size_t i = 0;
+    T->heap[0] = T->heap[--T->n_heap];
+    for (;;) { /* sift down */
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        rlhf__he tmp;
+        if (l < T->n_heap && rlhf__he_before(&T->heap[l], &T->heap[m])) m = l;
+        if (r < T->n_heap && rlhf__he_before(&T->heap[r], &T->heap[m])) m = r;
+        if (m == i) break;
+        tmp = T->heap[i]; T->heap[i] = T->heap[m]; T->heap[m] = tmp;
+        i = m;
+    }
+    return top;
+}
+/* the stats of pair (a, b), created if missing; NULL when out of memory */
+static rlhf__tp *rlhf__pair(rlhf__trainer *T, int a, int b) {
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    size_t i;
+    if (T->n_p * 2 >= T->cap_slot) { /* grow the map, and the array with it */
+        size_t cap = T->cap_slot ? 2 * T->cap_slot : 4096, k;
+        int *ns = (int *)rlhf__alloc(cap * sizeof(int));
+        rlhf__tp *np = (rlhf__tp *)rlhf__alloc(cap / 2 * sizeof(rlhf__tp));
+        if (!ns || !np) { rlhf__free(ns); rlhf__free(np); T->oom = 1; return NULL; }
+        memset(ns, 0xFF, cap * sizeof(int));
+        if (T->n_p) memcpy(np, T->p, T->n_p * sizeof(rlhf__tp));
+        for (k = 0; k < T->n_p; k++) {
+            uint64_t kk = (uint64_t)(uint32_t)np[k].a << 32 | (uint32_t)np[k].b;
+            for (i = (size_t)rlhf__hash64(kk) & (cap - 1); ns[i] >= 0; i = (i + 1) & (cap - 1)) {}
+            ns[i] = (int)k;
+        }
+        rlhf__free(T->slot);
+        rlhf__free(T->p);
+        T->slot = ns;
+        T->p = np;
+        T->cap_slot = cap;
+        T->cap_p = cap / 2;
+    }
+    for (i = (size_t)rlhf__hash64(key) & (T->cap_slot - 1); T->slot[i] >= 0; i = (i + 1) & (T->cap_slot - 1))
+        if (T->p[T->slot[i]].a == a && T->p[T->slot[i]].b == b) return &T->p[T->slot[i]];
+    T->slot[i] = (int)T->n_p;
+    memset(&T->p[T->n_p], 0, sizeof(rlhf__tp));
+    T->p[T->n_p].a = a;
+    T->p[T->n_p].b = b;
+    T->p[T->n_p].stamp = -1;
+    return &T->p[T->n_p++];
+}
+static void rlhf__pair_add_word(rlhf__trainer *T, rlhf__tp *p, int w) {
+    if (p->n_where && p->where[p->n_where - 1] == w) return; /* already listed (consecutive) */
+    if (p->n_where == p->cap_where) {
+        int cap = p->cap_where ? 2 * p->cap_where : 4;
+        int *nw = (int *)rlhf__alloc((size_t)cap * sizeof(int));
+        if (!nw) { T->oom = 1; return; }
+        if (p->n_where) memcpy(nw, p->where, (size_t)p->n_where * sizeof(int));
+        rlhf__free(p->where);
+        p->where = nw;
+        p->cap_where = cap;
+    }
+    p->where[p->n_where++] = w;
+}
+
+RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text, size_t len, int vocab_size, rlhf_error *err) {
+    const unsigned char *s = (const unsigned char *)text;
+    rlhf__trainer T;
+    rlhf_tokenizer *t = NULL;
+    int *wslot = NULL, n_merges, r, k, *touched = NULL;
+    size_t cap_w = 0, wcap_slot = 1024, i, pool_bytes, pool_cap = 256 + 64;
+    rlhf_result res = RLHF_OK;
+    if (err) err->message[0] = 0;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if ((!text && len) || vocab_size < 256 + RLHF_NUM_SPECIAL_TOKENS || vocab_size > (1 << 24))
+        return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, "rlhf_tokenizer_train", "vocab_size must be from %d (bytes and special tokens) to 2^24, got %d",
+                            256 + RLHF_NUM_SPECIAL_TOKENS, vocab_size);
+    n_merges = vocab_size - 256 - RLHF_NUM_SPECIAL_TOKENS;
+    memset(&T, 0, sizeof T);
+    /* 1. the distinct pieces and their counts (a map over text offsets) */
+    wslot = (int *)rlhf__alloc(wcap_slot * sizeof(int));
+    if (!wslot) { T.oom = 1; goto done; }
+    memset(wslot, 0xFF, wcap_slot * sizeof(int));
+    for (i = 0; i < len;) {
+        size_t end = rlhf__pretoken_end(s, len, i), n = end - i, j;
+        uint64_t h = rlhf__fnv(s + i, n);
+        if (n > (1u << 20)) { res = rlhf__st_err(err, RLHF_ERR_TOO_LARGE, "rlhf_tokenizer_train", "a piece of %zu bytes at byte %zu (over 1 MiB)", n, i); goto done; }
+        for (j = (size_t)h & (wcap_slot - 1); wslot[j] >= 0; j = (j + 1) & (wcap_slot - 1)) {
+            rlhf__tw *w = &T.w[wslot[j]];
+            if ((size_t)w->len == n) {
+                int q;
+                for (q = 0; q < w->len && w->sym[q] == s[i + (size_t)q]; q++) {}
+                if (q == w->len) break;
+            }
+        }
+        if (wslot[j] >= 0) T.w[wslot[j]].count++;
+        else {
+            if (T.n_w == cap_w) {
+                size_t cap = cap_w ? 2 * cap_w : 1024;
+                rlhf__tw *nw = (rlhf__tw *)rlhf__alloc(cap * sizeof *nw);
+                if (!nw) { T.oom = 1; goto done; }
+                if (T.n_w) memcpy(nw, T.w, T.n_w * sizeof *nw);
+                rlhf__free(T.w);
+                T.w = nw;
+                cap_w = cap;
+            }
+            T.w[T.n_w].sym = (int *)rlhf__alloc(n * sizeof(int));
+            if (!T.w[T.n_w].sym) { T.oom = 1; goto done; }
+            for (k = 0; k < (int)n; k++) T.w[T.n_w].sym[k] = s[i + (size_t)k]; /* byte b is token b */
+            T.w[T.n_w].len = (int)n;
+            T.w[T.n_w].count = 1;
+            wslot[j] = (int)T.n_w++;
+            if (T.n_w * 2 >= wcap_slot) { /* rehash the piece map */
+                size_t cap = wcap_slot * 2, q;
+                int *ns = (int *)rlhf__alloc(cap * sizeof(int));
+                if (!ns) { T.oom = 1; goto done; }
+                memset(ns, 0xFF, cap * sizeof(int));
+                for (q = 0; q < T.n_w; q++) {
+                    const rlhf__tw *w = &T.w[q];
+                    uint64_t hh = 0xcbf29ce484222325ull; /* rlhf__fnv over the piece's bytes */
+                    size_t z;
+                    for (k = 0; k < w->len; k++) hh = (hh ^ (unsigned char)w->sym[k]) * 0x100000001b3ull;
+                    for (z = (size_t)hh & (cap - 1); ns[z] >= 0; z = (z + 1) & (cap - 1)) {}
+                    ns[z] = (int)q;
+                }
+                rlhf__free(wslot);
+                wslot = ns;
+                wcap_slot = cap;
+            }
+        }
+        i = end;
+    }
+    /* 2. every adjacent pair: its count and its words */
+    for (i = 0; i < T.n_w; i++)
+        for (k = 0; k + 1 < T.w[i].len; k++) {
+            rlhf__tp *p = rlhf__pair(&T, T.w[i].sym[k], T.w[i].sym[k + 1]);
+            if (!p) goto done;
+            p->count += T.w[i].count;
+            rlhf__pair_add_word(&T, p, (int)i);
+        }
+    for (i = 0; i < T.n_p; i++) rlhf__heap_push(&T, T.p[i].count, T.p[i].a, T.p[i].b);
+    if (T.oom) goto done;
+    /* 3. the tokenizer: bytes 0..255, merges 256.., specials last */
+    pool_bytes = 256;
+    t = rlhf__tokenizer_alloc(vocab_size, (size_t)256 + 64, n_merges);
+    if (!t) { T.oom = 1; goto done; }
+    for (k = 0; k < 256; k++) {
+        t->pool[k] = (unsigned char)k;
+        t->tok_off[k + 1] = (uint32_t)(k + 1);
+    }
+    t->n_vocab = 256;
+    touched = (int *)rlhf__alloc(sizeof(int) * 1024);
+    if (!touched) { T.oom = 1; goto done; }
+    for (r = 0; r < n_merges && T.n_heap > 0 && !T.oom; r++) {
+        rlhf__he top;
+        rlhf__tp *p;
+        int a, b, c = 256 + r, *where, n_where, q, n_touched = 0, cap_touched = 1024;
+        size_t la, lb;
+        /* 3a. the most frequent pair whose heap entry is current */
+        for (;;) {
+            if (T.n_heap == 0) { p = NULL; break; }
+            top = rlhf__heap_pop(&T);
+            p = rlhf__pair(&T, top.a, top.b);
+            if (!p) goto done;
+            if (p->count == top.count && p->count > 0) break;
+            if (p->count > 0 && p->count < top.count) rlhf__heap_push(&T, p->count, p->a, p->b); /* stale: re-queue */
+        }
+        if (!p) break;
+        a = p->a;
+        b = p->b;
+        /* 3b. the new token's bytes */
+        la = t->tok_off[a + 1] - t->tok_off[a];
+        lb = t->tok_off[b + 1] - t->tok_off[b];
+        if (pool_bytes + la + lb + 64 > pool_cap) { /* grow the byte pool geometrically */
+            size_t cap = 2 * (pool_bytes + la + lb + 64);
+            unsigned char *np = (unsigned char *)rlhf__alloc(cap);
+            if (!np) { T.oom = 1; goto done; }
+            memcpy(np, t->pool, pool_bytes);
+            rlhf__free(t->pool);
+            t->pool = np;
+            pool_cap = cap;
+        }
+        memcpy(t->pool + pool_bytes, t->pool + t->tok_off[a], la);
+        memcpy(t->pool + pool_bytes + la, t->pool + t->tok_off[b], lb);
+        pool_bytes += la + lb;
+        t->tok_off[c + 1] = (uint32_t)pool_bytes;
+        t->merges[r].a = a;
+        t->merges[r].b = b;
+        t->merges[r].c = c;
+        t->n_merges = r + 1;
+        t->n_vocab = c + 1;
+        /* 3c. rewrite the words that hold (a, b); recount their pairs */
+        where = p->where;
+        n_where = p->n_where;
+        p->where = NULL;
+        p->n_where = p->cap_where = 0;
+        for (q = 0; q < n_where; q++) {
+            rlhf__tw *w = &T.w[where[q]];
+            int x, y, has = 0;
+            for (x = 0; x + 1 < w->len && !has; x++) has = w->sym[x] == a && w->sym[x + 1] == b;
+            if (!has) continue;
+            for (x = 0; x + 1 < w->len; x++) {
+                rlhf__tp *op = rlhf__pair(&T, w->sym[x], w->sym[x + 1]);
+                if (!op) { rlhf__free(where); goto done; }
+                op->count -= w->count;
+            }
+            for (x = 0, y = 0; x < w->len; y++) { /* merge left to right */
+                if (x + 1 < w->len && w->sym[x] == a && w->sym[x + 1] == b) { w->sym[y] = c; x += 2; }
+                else w->sym[y] = w->sym[x++];
+            }
+            w->len = y;
+            for (x = 0; x + 1 < w->len; x++) {
+                rlhf__tp *np = rlhf__pair(&T, w->sym[x], w->sym[x + 1]);
+                if (!np) { rlhf__free(where); goto done; }
+                np->count += w->count;
+                if (np->a == c || np->b == c) {
+                    rlhf__pair_add_word(&T, np, where[q]);
+                    if (np->stamp != r) { /* push each new pair once, after all words */
+                        np->stamp = r;
+                        if (n_touched == cap_touched) {
+                            int *nt = (int *)rlhf__alloc(sizeof(int) * (size_t)cap_touched * 2);
+                            if (!nt) { T.oom = 1; rlhf__free(where); goto done; }
+                            memcpy(nt, touched, sizeof(int) * (size_t)n_touched);
+                            rlhf__free(touched);
+                            touched = nt;
+                            cap_touched *= 2;
+                        }
+                        touched[n_touched++] = (int)(np - T.p);
+                    }
+                }
+            }
+        }
+        rlhf__free(where);
+        for (q = 0; q < n_touched; q++) rlhf__heap_push(&T, T.p[touched[q]].count, T.p[touched[q]].a, T.p[touched[q]].b);
+    }
+    if (T.oom) goto done;
+    {   /* 4. the special tokens after the merges */
+        size_t extra = 0;
+        unsigned char *np;
+        for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) extra += strlen(RLHF__SPECIAL_STR[k]);
+        if (pool_bytes + extra + 1 > pool_cap) {
+            np = (unsigned char *)rlhf__alloc(pool_bytes + extra + 1);
+            if (!np) { T.oom = 1; goto done; }
+            memcpy(np, t->pool, pool_bytes);
+            rlhf__free(t->pool);
+            t->pool = np;
+        }
+        for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) {
+            size_t sl = strlen(RLHF__SPECIAL_STR[k]);
+            memcpy(t->pool + pool_bytes, RLHF__SPECIAL_STR[k], sl);
+            pool_bytes += sl;
+            t->special[k] = t->n_vocab;
+            t->tok_off[t->n_vocab + 1] = (uint32_t)pool_bytes;
+            t->n_vocab++;
+        }
+    }
+    res = rlhf__tokenizer_finish(t, "rlhf_tokenizer_train", err);
+done:
+    if (T.oom && res == RLHF_OK) res = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, "rlhf_tokenizer_train", "out of memory");
+    for (i = 0; i < T.n_w; i++) rlhf__free(T.w[i].sym);
+    for (i = 0; i < T.n_p; i++) rlhf__free(T.p[i].where);
+    rlhf__free(T.w);
+    rlhf__free(T.p);
+    rlhf__free(T.slot);
+    rlhf__free(T.heap);
+    rlhf__free(wslot);
+    rlhf__free(touched);
+    if (res != RLHF_OK) {
+        rlhf_tokenizer_free(t);
+        return res;
+    }
+    *out = t;
+    return RLHF_OK;
+}
+
+/* ---- storage: JSON ---------------------------------------------------------------
+   {"type": "rlhf-bpe", "version": 1,
+    "vocab": [token bytes in GPT-2's printable byte alphabet, by id],
+    "merges": [[a, b, c], ...] by rank (a followed by b is token c),
+    "special": [eos, pad, system, user, assistant, end]} */
+static char *rlhf__tokenizer_json(const rlhf_tokenizer *t, size_t *len) {
+    uint32_t cp_of_byte[256];
+    int byte_of_cp[324], i, k;
+    rlhf__sb b = {NULL, 0, 0, 0};
+    rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
+    rlhf__sb_str(&b, "{\"type\":\"rlhf-bpe\",\"version\":1,\"vocab\":[");
+    for (i = 0; i < t->n_vocab && !b.oom; i++) {
+        size_t j;
+        rlhf__sb_str(&b, i ? ",\"" : "\"");
+        for (j = t->tok_off[i]; j < t->tok_off[i + 1]; j++) {
+            unsigned char u[4];
+            uint32_t cp = cp_of_byte[t->pool[j]];
+            if (cp == '"' || cp == '\\') rlhf__sb_add(&b, "\\", 1);
+            rlhf__sb_add(&b, (const char *)u, rlhf__utf8_put(u, cp));
+        }
+        rlhf__sb_str(&b, "\"");
+    }
+    rlhf__sb_str(&b, "],\"merges\":[");
+    for (i = 0; i < t->n_merges; i++) rlhf__sb_fmt(&b, i ? ",[%d,%d,%d]" : "[%d,%d,%d]", t->merges[i].a, t->merges[i].b, t->merges[i].c);
+    rlhf__sb_str(&b, "],\"special\":[");
+    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) rlhf__sb_fmt(&b, k ? ",%d" : "%d", t->special[k]);
+    rlhf__sb_str(&b, "]}");
+    if (b.oom) { rlhf__free(b.p); return NULL; }
+    *len = b.len;
+    return b.p;
+}
+static rlhf_result rlhf__tokenizer_from_json(rlhf_tokenizer **out, const char *text, size_t len, const char *what, rlhf_error *err) {
+    uint32_t cp_of_byte[256];
+    int byte_of_cp[324], n, m, i, k, dup = -1;
+    rlhf_json_doc *doc = NULL;
+    rlhf_json_error je;
+    const rlhf_json *root, *vocab, *merges, *special, *v;
+    rlhf_tokenizer *t = NULL;
+    rlhf__tokmap map = {NULL, 0, NULL};
+    size_t pool = 0, off = 0;
+    rlhf_result r;
+    int64_t x;
+    rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
+    if ((r = rlhf_json_parse(&doc, text, len, 4, &je)) != RLHF_OK) return rlhf__st_err(err, r, what, "%zu:%zu: %s", je.line, je.column, je.message);
+    root = rlhf_json_root(doc);
+    v = rlhf_json_get(root, "type");
+    vocab = rlhf_json_get(root, "vocab");
+    merges = rlhf_json_get(root, "merges");
+    special = rlhf_json_get(root, "special");
+    if (!v || v->type != RLHF_JSON_STRING || strcmp(v->str, "rlhf-bpe") != 0 || !rlhf_json_int64(rlhf_json_get(root, "version"), &x) || x != 1) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "not an rlhf.h tokenizer (expected \"type\": \"rlhf-bpe\", \"version\": 1)");
+        goto done;
+    }
+    if (!vocab || vocab->type != RLHF_JSON_ARRAY || vocab->len < 256 || vocab->len > (1u << 24) || !merges || merges->type != RLHF_JSON_ARRAY ||
+        !special || special->type != RLHF_JSON_ARRAY || special->len != RLHF_NUM_SPECIAL_TOKENS) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "expected \"vocab\" (at least 256 strings), \"merges\" and \"special\" (%d ids)", RLHF_NUM_SPECIAL_TOKENS);
+        goto done;
+    }
+    n = (int)vocab->len;
+    m = (int)merges->len;
+    for (v = vocab->child; v; v = v->next) {
+        if (v->type != RLHF_JSON_STRING) { r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "vocab entries must be strings"); goto done; }
+        pool += v->len;
+    }
+    if (!(t = rlhf__tokenizer_alloc(n, pool, m))) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, what, "out of memory"); goto done; }
+    for (i = 0, v = vocab->child; v; v = v->next, i++) {
+        long l = rlhf__from_alphabet(v->str, v->len, byte_of_cp, t->pool + off);
+        if (l < 0) { r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "vocab[%d] has a character outside the byte alphabet", i); goto done; }
+        off += (size_t)l;
+        t->tok_off[i + 1] = (uint32_t)off;
+    }
+    t->n_vocab = n;
+    if ((k = rlhf__tokmap_build(&map, t, n, &dup)) != -1) {
+        r = k == -2 ? rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, what, "out of memory")
+                    : rlhf__st_err(err, RLHF_ERR_PARSE, what, "vocab[%d] duplicates vocab[%d]", k, dup);
+        goto done;
+    }
+    for (i = 0, v = merges->child; v; v = v->next, i++) {
+        int64_t a, b, c;
+        if (v->type != RLHF_JSON_ARRAY || v->len != 3 || !rlhf_json_int64(v->child, &a) || !rlhf_json_int64(v->child->next, &b) ||
+            !rlhf_json_int64(v->child->next->next, &c) || a < 0 || b < 0 || c < 0 || a >= n || b >= n || c >= n) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "merges[%d] must be three token ids in [0, %d)", i, n);
+            goto done;
+        }
+        t->merges[i].a = (int)a; t->merges[i].b = (int)b; t->merges[i].c = (int)c;
+    }
+    t->n_merges = m;
+    for (k = 0, v = special->child; v; v = v->next, k++) {
+        if (!rlhf_json_int64(v, &x) || x < 0 || x >= n) { r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "special[%d] must be a token id in [0, %d)", k, n); goto done; }
+        t->special[k] = (int)x;
+    }
+    r = rlhf__tokenizer_finish(t, what, err);
+done:
+    rlhf__free(map.slot);
+    rlhf_json_free(doc);
+    if (r != RLHF_OK) { rlhf_tokenizer_free(t); return r; }
+    *out = t;
+    return RLHF_OK;
+}
+RLHFDEF rlhf_result rlhf_tokenizer_save(const rlhf_tokenizer *t, const char *path) {
+    size_t len = 0;
+    char *json;
+    FILE *f;
+    int ok;
+    if (!t || !path) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!(json = rlhf__tokenizer_json(t, &len))) return RLHF_ERR_OUT_OF_MEMORY;
+    f = fopen(path, "wb");
+    ok = f && fwrite(json, 1, len, f) == len;
+    if (f && fclose(f) != 0) ok = 0;
+    rlhf__free(json);
+    return ok ? RLHF_OK : RLHF_ERR_IO;
+}
+RLHFDEF rlhf_result rlhf_tokenizer_load(rlhf_tokenizer **out, const char *path, rlhf_error *err) {
+    size_t len = 0;
+    char *buf;
+    rlhf_result r;
+    if (err) err->message[0] = 0;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!path) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!(buf = rlhf__read_small_file(path, (size_t)256 << 20, &len))) return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot read the file (or over 256 MiB)");
+    r = rlhf__tokenizer_from_json(out, buf, len, path, err);
+    rlhf__free(buf);
+    return r;
+}
+
 // ----------------------------------------------------------------------------
 // >>model  GPT-2 as Hugging Face's GPT2LMHeadModel computes it: learned token
 //          and position embeddings, L pre-LN blocks (attention, MLP 4C with
@@ -2798,21 +4041,6 @@ RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sa
 #include <unistd.h>
 #endif
 
-static char *rlhf__strdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = (char *)rlhf__alloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-static int rlhf__valid_utf8(const char *s, size_t n) {
-    size_t i = 0, k;
-    while (i < n) {
-        if (!(k = rlhf__utf8_len((const unsigned char *)s + i, n - i))) return 0;
-        i += k;
-    }
-    return 1;
-}
-
 RLHFDEF const char *rlhf_model_meta(const rlhf_model *m, const char *key) {
     int i;
     if (!m || !key) return NULL;
@@ -2867,6 +4095,29 @@ RLHFDEF rlhf_result rlhf_model_set_meta(rlhf_model *m, const char *key, const ch
     return rlhf__set_meta(m, key, value);
 }
 
+RLHFDEF rlhf_result rlhf_model_set_tokenizer(rlhf_model *m, const rlhf_tokenizer *t) {
+    size_t len = 0;
+    char *json;
+    rlhf_result r;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!t) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_set_tokenizer: no tokenizer");
+    if (t->n_vocab > m->cfg.vocab_size)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_set_tokenizer: the tokenizer has %d tokens but the model's vocabulary only %d",
+                          t->n_vocab, m->cfg.vocab_size);
+    if (!(json = rlhf__tokenizer_json(t, &len))) return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_set_tokenizer: out of memory");
+    r = rlhf__set_meta(m, "tokenizer", json);
+    rlhf__free(json);
+    return r;
+}
+RLHFDEF rlhf_result rlhf_tokenizer_from_model(rlhf_tokenizer **out, const rlhf_model *m, rlhf_error *err) {
+    const char *json = rlhf_model_meta(m, "tokenizer");
+    if (err) err->message[0] = 0;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!json) return rlhf__st_err(err, RLHF_ERR_STATE, "rlhf_tokenizer_from_model", "the model has no tokenizer in its metadata");
+    return rlhf__tokenizer_from_json(out, json, strlen(json), "the model's tokenizer metadata", err);
+}
+
 /* ---- bytes: safetensors is little-endian on every host ----------------------- */
 static int rlhf__host_le(void) {
     const uint32_t one = 1;
@@ -2901,46 +4152,6 @@ static float rlhf__bf16_to_f32(uint16_t h) {
     float f;
     memcpy(&f, &bits, 4);
     return f;
-}
-
-/* ---- a growing string for the header ----------------------------------------- */
-typedef struct rlhf__sb { char *p; size_t len, cap; int oom; } rlhf__sb;
-static void rlhf__sb_add(rlhf__sb *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        char *np;
-        while (cap < b->len + n + 1) cap *= 2;
-        if (!(np = (char *)rlhf__alloc(cap))) { b->oom = 1; return; }
-        if (b->len) memcpy(np, b->p, b->len);
-        rlhf__free(b->p);
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-static void rlhf__sb_str(rlhf__sb *b, const char *s) { rlhf__sb_add(b, s, strlen(s)); }
-static void rlhf__sb_fmt(rlhf__sb *b, const char *fmt, ...) {
-    char tmp[256];
-    va_list ap;
-    int n;
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0) rlhf__sb_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-/* a JSON string literal: quotes, backslashes and control bytes escaped */
-static void rlhf__sb_json(rlhf__sb *b, const char *s) {
-    rlhf__sb_add(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') { rlhf__sb_add(b, "\\", 1); rlhf__sb_add(b, s, 1); }
-        else if (c < 0x20) rlhf__sb_fmt(b, "\\u%04x", c);
-        else rlhf__sb_add(b, s, 1);
-    }
-    rlhf__sb_add(b, "\"", 1);
 }
 
 /* ---- writing ---------------------------------------------------------------------- */
@@ -3120,17 +4331,6 @@ static const struct { const char *name; int size; } RLHF__DTYPES[] = {
     {"U16", 2}, {"U32", 4}, {"U64", 8}, {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
 #define RLHF__NUM_DTYPES (int)(sizeof RLHF__DTYPES / sizeof RLHF__DTYPES[0])
 
-static rlhf_result rlhf__st_err(rlhf_error *err, rlhf_result r, const char *path, const char *fmt, ...) {
-    va_list ap;
-    int n;
-    if (!err) return r;
-    n = snprintf(err->message, sizeof err->message, "%s: ", path);
-    if (n < 0 || (size_t)n >= sizeof err->message) return r;
-    va_start(ap, fmt);
-    vsnprintf(err->message + n, sizeof err->message - (size_t)n, fmt, ap);
-    va_end(ap);
-    return r;
-}
 static int rlhf__cmp_entry_offset(const void *a, const void *b) {
     const rlhf__st_entry *x = (const rlhf__st_entry *)a, *y = (const rlhf__st_entry *)b;
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end < y->end ? -1 : x->end > y->end);
@@ -3181,21 +4381,6 @@ static rlhf_result rlhf__parse_config(const rlhf_json *o, rlhf_config *c, const 
         ((v = rlhf_json_get(o, "reorder_and_upcast_attn")) && v->type == RLHF_JSON_TRUE))
         return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: only GPT-2's standard attention scaling is supported", src);
     return RLHF_OK;
-}
-
-/* Read the whole of a small file (config.json) into a new buffer. */
-static char *rlhf__read_small_file(const char *path, size_t limit, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-    if (!f) return NULL;
-    buf = (char *)rlhf__alloc(limit + 1);
-    if (!buf) { fclose(f); return NULL; }
-    n = fread(buf, 1, limit + 1, f);
-    fclose(f);
-    if (n > limit) { rlhf__free(buf); return NULL; }
-    *len = n;
-    return buf;
 }
 
 /* Read entry e's elements (any of F32/F16/BF16) as floats into dst (numel). */

@@ -1665,6 +1665,290 @@ static void test_datasets(void) {
     CHECK(rlhf_dataset_load(&d, "build/none.jsonl", RLHF_DATA_SFT, NULL, &e) == RLHF_ERR_IO && strstr(e.message, "cannot open"));
 }
 
+/* ---- tokenizer -------------------------------------------------------------------- */
+#ifndef RLHF_SHARED_DIR
+#define RLHF_SHARED_DIR "../shared/testdata"
+#endif
+static rlhf_tokenizer *load_gpt2_tokenizer(void) {
+    rlhf_tokenizer *t = NULL;
+    rlhf_error e;
+    FILE *f = fopen(RLHF_SHARED_DIR "/gpt2/encoder.json", "rb");
+    if (!f) {
+        printf("  (GPT-2 files not found in " RLHF_SHARED_DIR "/gpt2: GPT-2 tokenizer checks skipped)\n");
+        return NULL;
+    }
+    fclose(f);
+    if (rlhf_tokenizer_load_gpt2_ex(&t, RLHF_SHARED_DIR "/gpt2/encoder.json", RLHF_SHARED_DIR "/gpt2/vocab.bpe", &e) != RLHF_OK) {
+        fprintf(stderr, "  FAIL loading GPT-2's tokenizer: %s\n", e.message);
+        g_fail++;
+    }
+    return t;
+}
+
+/* OpenAI's ids for the texts of tools/gen_gpt2_parity.py, exactly */
+static void test_tokenizer_gpt2_parity(void) {
+    rlhf_tokenizer *t = load_gpt2_tokenizer();
+    fixture fx;
+    fixture_rec *cnt;
+    int i, n, exact = 0;
+    if (!t) return;
+    CHECK(rlhf_tokenizer_vocab_size(t) == 50262 && rlhf_tokenizer_special(t, RLHF_TOKEN_EOS) == 50256);
+    CHECK(rlhf_tokenizer_special(t, RLHF_TOKEN_PAD) == 50257 && rlhf_tokenizer_special(t, RLHF_TOKEN_END) == 50261);
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/gpt2_parity.bin")) { g_fail++; rlhf_tokenizer_free(t); return; }
+    cnt = fixture_get(&fx, "count");
+    n = cnt ? ((const int *)cnt->data)[0] : 0;
+    for (i = 0; i < n; i++) {
+        char name[32], *text, *back;
+        fixture_rec *tx, *want;
+        int *got;
+        size_t k, ng = 0, nb = 0;
+        snprintf(name, sizeof name, "text.%d", i);
+        tx = fixture_get(&fx, name);
+        snprintf(name, sizeof name, "ids.%d", i);
+        want = fixture_get(&fx, name);
+        if (!tx || !want) break;
+        text = (char *)malloc(tx->n + 1);
+        back = (char *)malloc(tx->n + 1);
+        got = (int *)malloc((tx->n + 1) * sizeof(int));
+        for (k = 0; k < tx->n; k++) text[k] = (char)((const int *)tx->data)[k];
+        CHECK_OK(rlhf_tokenizer_encode(t, text, tx->n, got, tx->n + 1, &ng));
+        if (ng == want->n && memcmp(got, want->data, ng * sizeof(int)) == 0) exact++;
+        else {
+            fprintf(stderr, "  FAIL parity text %d (%zu bytes): %zu ids, want %zu; first difference at", i, tx->n, ng, want->n);
+            for (k = 0; k < ng && k < want->n && got[k] == ((const int *)want->data)[k]; k++) {}
+            fprintf(stderr, " %zu (got %d want %d)\n", k, k < ng ? got[k] : -1, k < want->n ? ((const int *)want->data)[k] : -1);
+            g_fail++;
+        }
+        CHECK_OK(rlhf_tokenizer_decode(t, got, ng, back, tx->n + 1, &nb));
+        CHECK(nb == tx->n && memcmp(back, text, nb) == 0);
+        free(text); free(back); free(got);
+    }
+    printf("  GPT-2 parity: %d of %d texts give OpenAI's ids exactly\n", exact, n);
+    CHECK(n > 50 && exact == n);
+    fixture_free(&fx);
+    {   /* special-token strings: ordinary text never becomes a special id */
+        int ids[32];
+        size_t ni;
+        const char *s = "a<|endoftext|>b";
+        CHECK_OK(rlhf_tokenizer_encode(t, s, strlen(s), ids, 32, &ni));
+        CHECK(ni > 3);
+        for (size_t k = 0; k < ni; k++) CHECK(ids[k] < 50256);
+        CHECK_OK(rlhf_tokenizer_encode_special(t, s, strlen(s), ids, 32, &ni));
+        CHECK(ni == 3 && ids[1] == 50256);
+        CHECK(rlhf_tokenizer_encode(t, "Hello world", 11, ids, 1, &ni) == RLHF_ERR_TOO_LARGE && ni == 2);
+    }
+    rlhf_tokenizer_free(t);
+}
+
+static const char *TOK_CORPUS =
+    "The labeler reads the prompt and writes a helpful answer. The model reads the prompt and writes an answer. "
+    "The labeler ranks four answers from best to worst; the reward model learns the ranking. "
+    "Don't stop: it's 2026, and the policy's answers are scored 10, 20, 30 times!  Caf\xC3\xA9 na\xC3\xAFve \xE6\x97\xA5\xE6\x9C\xAC. ";
+
+static void test_tokenizer_train(void) {
+    rlhf_tokenizer *a = NULL, *b = NULL, *c = NULL, *g;
+    rlhf_error e;
+    rlhf_rng rng;
+    char *corpus;
+    size_t clen = 0, n1, n2, i, nb;
+    int ids[4096], ids2[4096], trial;
+    char back[4096];
+    corpus = (char *)malloc(strlen(TOK_CORPUS) * 20 + 1);
+    corpus[0] = 0;
+    for (i = 0; i < 20; i++) strcat(corpus, TOK_CORPUS);
+    clen = strlen(corpus);
+    CHECK_OK(rlhf_tokenizer_train(&a, corpus, clen, 330, &e));
+    CHECK_OK(rlhf_tokenizer_train(&b, corpus, clen, 330, &e));
+    if (!a || !b) { free(corpus); rlhf_tokenizer_free(a); rlhf_tokenizer_free(b); return; }
+    CHECK(rlhf_tokenizer_vocab_size(a) == 330 && rlhf_tokenizer_special(a, RLHF_TOKEN_EOS) == 324 &&
+          rlhf_tokenizer_special(a, RLHF_TOKEN_END) == 329 && rlhf_tokenizer_special(a, RLHF_TOKEN_PAD) != rlhf_tokenizer_special(a, RLHF_TOKEN_EOS));
+    /* deterministic: the same merges in the same order */
+    CHECK(a->n_merges == b->n_merges && memcmp(a->merges, b->merges, (size_t)a->n_merges * sizeof(rlhf__merge)) == 0);
+    /* merges never cross pre-token boundaries, and they compress */
+    CHECK_OK(rlhf_tokenizer_encode(a, TOK_CORPUS, strlen(TOK_CORPUS), ids, 4096, &n1));
+    CHECK(n1 < strlen(TOK_CORPUS) / 2); /* 68 merges of its most frequent pairs at least halve it */
+    for (i = 0; i < (size_t)a->n_merges; i++) {
+        const unsigned char *p = a->pool + a->tok_off[a->merges[i].c];
+        size_t len = a->tok_off[a->merges[i].c + 1] - a->tok_off[a->merges[i].c];
+        if (rlhf__valid_utf8((const char *)p, len)) CHECK(rlhf__pretoken_end(p, len, 0) == len); /* within one piece */
+    }
+    /* the corpus runs out of pairs before 1000 tokens: a smaller vocabulary, said so */
+    CHECK_OK(rlhf_tokenizer_train(&c, corpus, clen, 1000, &e));
+    CHECK(c && rlhf_tokenizer_vocab_size(c) < 1000 && rlhf_tokenizer_special(c, RLHF_TOKEN_END) == rlhf_tokenizer_vocab_size(c) - 1);
+    rlhf_tokenizer_free(c);
+    c = NULL;
+    /* round trip: random byte strings, invalid UTF-8 included, with both tokenizers */
+    g = load_gpt2_tokenizer();
+    rlhf_rng_seed(&rng, 31);
+    for (trial = 0; trial < 300; trial++) {
+        char buf[600];
+        size_t len = (size_t)(rlhf_rng_u64(&rng) % 600), k;
+        rlhf_tokenizer *tk = trial % 2 && g ? g : a;
+        for (k = 0; k < len; k++) { /* mostly text, some arbitrary bytes */
+            uint64_t x = rlhf_rng_u64(&rng);
+            buf[k] = x % 4 == 0 ? (char)(x >> 8) : "ab c\n'9\xC3\xA9!"[(x >> 8) % 11];
+        }
+        CHECK_OK(rlhf_tokenizer_encode(tk, buf, len, ids, 4096, &n1));
+        CHECK_OK(rlhf_tokenizer_decode(tk, ids, n1, back, sizeof back, &nb));
+        if (nb != len || memcmp(back, buf, len) != 0) { fprintf(stderr, "  FAIL round trip, trial %d\n", trial); g_fail++; break; }
+    }
+    /* storage: standalone JSON and inside a checkpoint */
+    CHECK_OK(rlhf_tokenizer_save(a, "build/tok.json"));
+    CHECK_OK(rlhf_tokenizer_load(&c, "build/tok.json", &e));
+    if (c) {
+        CHECK_OK(rlhf_tokenizer_encode(c, TOK_CORPUS, strlen(TOK_CORPUS), ids2, 4096, &n2));
+        CHECK_OK(rlhf_tokenizer_encode(a, TOK_CORPUS, strlen(TOK_CORPUS), ids, 4096, &n1));
+        CHECK(n1 == n2 && memcmp(ids, ids2, n1 * sizeof(int)) == 0);
+        rlhf_tokenizer_free(c);
+        c = NULL;
+    }
+    {
+        rlhf_config cfg = tiny_config();
+        rlhf_model *m, *m2 = NULL;
+        cfg.vocab_size = 330;
+        CHECK_OK(rlhf_model_create(&m, &cfg, 1));
+        if (m) {
+            CHECK_OK(rlhf_model_set_tokenizer(m, a));
+            CHECK_OK(rlhf_model_save(m, "build/with_tok.safetensors"));
+            CHECK_OK(rlhf_model_load(&m2, "build/with_tok.safetensors"));
+            if (m2) {
+                CHECK_OK(rlhf_tokenizer_from_model(&c, m2, &e));
+                if (c) {
+                    CHECK_OK(rlhf_tokenizer_encode(c, TOK_CORPUS, strlen(TOK_CORPUS), ids2, 4096, &n2));
+                    CHECK(n1 == n2 && memcmp(ids, ids2, n1 * sizeof(int)) == 0);
+                }
+            }
+            rlhf_model_free(m2);
+            cfg.vocab_size = 300;
+            rlhf_model_free(m);
+            CHECK_OK(rlhf_model_create(&m, &cfg, 1));
+            CHECK(rlhf_model_set_tokenizer(m, a) == RLHF_ERR_INVALID_ARGUMENT); /* 330 tokens do not fit V = 300 */
+            {
+                rlhf_tokenizer *none = NULL;
+                CHECK(rlhf_tokenizer_from_model(&none, m, &e) == RLHF_ERR_STATE && none == NULL);
+            }
+            rlhf_model_free(m);
+        }
+    }
+    rlhf_tokenizer_free(c);
+    rlhf_tokenizer_free(g);
+    rlhf_tokenizer_free(a);
+    rlhf_tokenizer_free(b);
+    CHECK(rlhf_tokenizer_train(&a, corpus, clen, 100, &e) == RLHF_ERR_INVALID_ARGUMENT && a == NULL);
+    free(corpus);
+}
+
+static void test_tokenizer_chat(void) {
+    rlhf_tokenizer *t = NULL;
+    rlhf_error e;
+    rlhf_message msg[3];
+    int ids[256], plain[64];
+    unsigned char mask[256];
+    size_t n, np, i;
+    CHECK_OK(rlhf_tokenizer_train(&t, TOK_CORPUS, strlen(TOK_CORPUS), 300, &e));
+    if (!t) return;
+    msg[0].role = RLHF_ROLE_SYSTEM; msg[0].content.str = "be brief"; msg[0].content.len = 8;
+    msg[1].role = RLHF_ROLE_USER; msg[1].content.str = "add 2 and 3"; msg[1].content.len = 11;
+    msg[2].role = RLHF_ROLE_ASSISTANT; msg[2].content.str = "5"; msg[2].content.len = 1;
+    CHECK_OK(rlhf_tokenizer_chat(t, msg, 3, 0, ids, mask, 256, &n));
+    CHECK(ids[0] == rlhf_tokenizer_special(t, RLHF_TOKEN_SYSTEM) && mask[0] == 0);
+    CHECK(ids[n - 3] == rlhf_tokenizer_special(t, RLHF_TOKEN_ASSISTANT) && mask[n - 3] == 0);
+    CHECK(ids[n - 2] == '5' && mask[n - 2] == 1);                                  /* the reply: learned */
+    CHECK(ids[n - 1] == rlhf_tokenizer_special(t, RLHF_TOKEN_END) && mask[n - 1] == 1); /* and where it stops */
+    for (i = 0; i + 3 < n; i++) CHECK(mask[i] == 0);                              /* nothing else */
+    /* the user's content is encoded as ordinary text between its markers */
+    CHECK_OK(rlhf_tokenizer_encode(t, "add 2 and 3", 11, plain, 64, &np));
+    {
+        size_t sys_len;
+        int tmp[64];
+        CHECK_OK(rlhf_tokenizer_encode(t, "be brief", 8, tmp, 64, &sys_len));
+        CHECK(ids[sys_len + 2] == rlhf_tokenizer_special(t, RLHF_TOKEN_USER));
+        CHECK(memcmp(ids + sys_len + 3, plain, np * sizeof(int)) == 0);
+    }
+    /* the generation prompt ends where the reply begins */
+    CHECK_OK(rlhf_tokenizer_chat(t, msg, 2, 1, ids, NULL, 256, &n));
+    CHECK(ids[n - 1] == rlhf_tokenizer_special(t, RLHF_TOKEN_ASSISTANT) && ids[n - 2] == rlhf_tokenizer_special(t, RLHF_TOKEN_END));
+    CHECK(rlhf_tokenizer_chat(t, msg, 3, 0, ids, mask, 3, &n) == RLHF_ERR_TOO_LARGE && n > 3);
+    {   /* decode shows special tokens as their strings */
+        char out[128];
+        int sp[2] = {rlhf_tokenizer_special(t, RLHF_TOKEN_USER), 'h'};
+        CHECK_OK(rlhf_tokenizer_decode(t, sp, 2, out, sizeof out, &n));
+        CHECK(n == 9 && memcmp(out, "<|user|>h", 9) == 0);
+        sp[0] = 300;
+        CHECK(rlhf_tokenizer_decode(t, sp, 2, out, sizeof out, &n) == RLHF_ERR_BAD_TOKEN);
+    }
+    rlhf_tokenizer_free(t);
+}
+
+/* malformed tokenizer files: each a clear error */
+static void tok_reject(const char *json, const char *what) {
+    rlhf_tokenizer *t = NULL;
+    rlhf_error e;
+    write_file("build/badtok.json", json, strlen(json));
+    if (rlhf_tokenizer_load(&t, "build/badtok.json", &e) == RLHF_OK || t || !strstr(e.message, what)) {
+        fprintf(stderr, "  FAIL tokenizer file %.60s: got \"%s\", want \"%s\"\n", json, t ? "(loaded)" : e.message, what);
+        g_fail++;
+    }
+    rlhf_tokenizer_free(t);
+}
+static void test_tokenizer_malformed(void) {
+    rlhf_tokenizer *t = NULL;
+    rlhf_error e;
+    char *json, *p;
+    size_t len;
+    FILE *f;
+    CHECK_OK(rlhf_tokenizer_train(&t, TOK_CORPUS, strlen(TOK_CORPUS), 270, &e));
+    if (!t) return;
+    CHECK_OK(rlhf_tokenizer_save(t, "build/goodtok.json"));
+    rlhf_tokenizer_free(t);
+    json = (char *)read_all("build/goodtok.json", &len);
+    json = (char *)realloc(json, len + 64);
+    json[len] = 0;
+    tok_reject("{\"type\": \"rlhf-bpe\", ", "expected");
+    tok_reject("{\"type\": \"other\", \"version\": 1}", "not an rlhf.h tokenizer");
+    tok_reject("{\"type\": \"rlhf-bpe\", \"version\": 1, \"vocab\": [\"a\"], \"merges\": [], \"special\": [0,1,2,3,4,5]}", "expected \"vocab\" (at least 256");
+    {   /* mutations of the good file */
+        char *m = (char *)malloc(len + 64);
+        /* a merge naming a token outside the table */
+        strcpy(m, json);
+        p = strstr(m, "\"merges\":[[");
+        if (p) { memcpy(p + 11, "9999", 4); tok_reject(m, "merges[0] must be three token ids"); }
+        /* a merge whose result is not the concatenation (swap a and b) */
+        strcpy(m, json);
+        p = strstr(m, "\"special\":[");
+        if (p) { memcpy(p + 11, "265", 3); tok_reject(m, "share id"); } /* eos made equal to pad's id */
+        /* duplicate tokens: token 1 becomes the same as token 0 */
+        strcpy(m, json);
+        p = strstr(m, "\"vocab\":[\"");
+        if (p) {
+            /* "\u0100" is byte 0; byte 1 is "\u0101": write Ā (U+0100) over ā (U+0101) */
+            char *q = strstr(p, "\xC4\x81");
+            if (q) { q[1] = '\x80'; tok_reject(m, "duplicates vocab[0]"); }
+        }
+        /* a character outside the byte alphabet */
+        strcpy(m, json);
+        p = strstr(m, "\"vocab\":[\"");
+        if (p) { char *q = strstr(p, "\xC4\x81"); if (q) { q[0] = '\xD0'; q[1] = '\xAF'; tok_reject(m, "outside the byte alphabet"); } }
+        free(m);
+    }
+    free(json);
+    /* GPT-2 files that lie */
+    f = fopen("build/enc_bad.json", "wb"); fputs("{\"a\": 0, \"b\": 0}", f); fclose(f);
+    f = fopen("build/merges_bad.bpe", "wb"); fputs("#version: 0.2\nzqzqzq qxqxqx\n", f); fclose(f);
+    CHECK(rlhf_tokenizer_load_gpt2_ex(&t, "build/enc_bad.json", "build/merges_bad.bpe", &e) == RLHF_ERR_PARSE);
+    CHECK(strstr(e.message, "id 0 is given to \"a\" and to \"b\"") != NULL);
+    {
+        FILE *g = fopen(RLHF_SHARED_DIR "/gpt2/encoder.json", "rb");
+        if (g) {
+            fclose(g);
+            CHECK(rlhf_tokenizer_load_gpt2_ex(&t, RLHF_SHARED_DIR "/gpt2/encoder.json", "build/merges_bad.bpe", &e) == RLHF_ERR_PARSE);
+            CHECK(strstr(e.message, "merges_bad.bpe: 2: merge \"zqzqzq qxqxqx\" names a token not in") != NULL);
+            CHECK(rlhf_tokenizer_load_gpt2_ex(&t, "build/merges_bad.bpe", RLHF_SHARED_DIR "/gpt2/vocab.bpe", &e) == RLHF_ERR_PARSE);
+        }
+    }
+    CHECK(rlhf_tokenizer_load_gpt2_ex(&t, "build/none.json", "build/none.bpe", &e) == RLHF_ERR_IO && t == NULL);
+}
+
 /* ---- runner -------------------------------------------------------------------- */
 typedef struct { const char *name; void (*fn)(void); } test_case;
 static const test_case TESTS[] = {
@@ -1698,6 +1982,10 @@ static const test_case TESTS[] = {
     {"safetensors_hostile", test_safetensors_hostile},
     {"safetensors_endian", test_safetensors_endian},
     {"datasets", test_datasets},
+    {"tokenizer_gpt2_parity", test_tokenizer_gpt2_parity},
+    {"tokenizer_train", test_tokenizer_train},
+    {"tokenizer_chat", test_tokenizer_chat},
+    {"tokenizer_malformed", test_tokenizer_malformed},
 };
 
 int main(int argc, char **argv) {
