@@ -1,4 +1,4 @@
-/* rlhf.h - v0.2.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
+/* rlhf.h - v0.3.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
    A single-header C99 library: libc, libm, optional OpenMP. No other dependency.
 
    Do this:
@@ -11,12 +11,14 @@
        >>kernels    matmul (packed, register-tiled, SIMD), layernorm, GELU,
                     fused causal attention, softmax + cross-entropy, AdamW
        >>json       strict JSON (RFC 8259) reader, streaming JSONL reader
+       >>tokenizer  byte-level BPE: GPT-2's pre-tokenizer, encode, decode,
+                    training, special tokens, chat template, storage
        >>model      GPT-2: parameters, init, forward, backward, training step,
                     KV-cache decode, sampling (temperature, top-k, top-p)
        >>io         safetensors checkpoints: atomic save, strict load,
                     Hugging Face files, AdamW state for resuming
        >>data       datasets: text, SFT, preference pairs, K-way rankings, prompts
-       (later: >>tokenizer, >>sft, >>reward, >>ppo)
+       (later: >>sft, >>reward, >>ppo)
 
    QUICK START (compiles as is)
 
@@ -106,6 +108,7 @@
        the rename. Files over 2 GiB need a 64-bit `long` (ftell).
 
    VERSION HISTORY
+       0.3.0  tokenizer: byte-level BPE, GPT-2's files, training, chat template.
        0.2.0  formats: JSON/JSONL reader, safetensors checkpoints, datasets.
        0.1.0  engine: kernels, GPT-2 forward/backward, AdamW, KV-cache decode,
               sampling.
@@ -116,9 +119,9 @@
 #define RLHF_H
 
 #define RLHF_VERSION_MAJOR 0
-#define RLHF_VERSION_MINOR 2
+#define RLHF_VERSION_MINOR 3
 #define RLHF_VERSION_PATCH 0
-#define RLHF_VERSION_STRING "0.2.0"
+#define RLHF_VERSION_STRING "0.3.0"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -408,9 +408,73 @@ static void bench_gen(const bench_config *bc, int n_new, int batch) {
     rlhf_model_free(m);
 }
 
+/* ---- tokenizer: BPE training and encoding speed ----------------------------------
+   A deterministic synthetic corpus: made-up words (syllables from a table),
+   drawn with Zipf's law so frequent words repeat as in real text (10 MB give
+   about 1.5 million pieces, ~145,000 of them distinct, like English prose),
+   with punctuation, numbers, capitals and newlines. */
+static char *synth_corpus(size_t bytes) {
+    static const char *const syl[24] = {"ta", "re", "mo", "ka", "li", "su", "ne", "po", "ri", "da", "ve", "lo",
+                                        "the", "and", "ing", "er", "on", "st", "qu", "ph", "ch", "ou", "ea", "an"};
+    static const char *const punct[6] = {".", ",", "!", "?", ";", ":"};
+    char *buf = (char *)xmalloc(bytes + 64);
+    size_t n = 0;
+    rlhf_rng rng;
+    rlhf_rng_seed(&rng, 2024);
+    while (n < bytes) {
+        /* word rank log-uniform in [1, 10^6): P(rank k) ~ 1/k, Zipf's law as in
+           real text; the rank seeds the word's syllables */
+        uint64_t rank = (uint64_t)exp(13.8 * rlhf_rng_float(&rng)), h = rank * 0x9E3779B97F4A7C15ull;
+        int nsyl = 1 + (int)((h >> 59) % 5), k; /* up to 24^5 distinct words */
+        if (rlhf_rng_float(&rng) < 0.05f) { n += (size_t)sprintf(buf + n, "%u", (unsigned)(rlhf_rng_u64(&rng) % 10000)); }
+        else
+            for (k = 0; k < nsyl; k++, h = h * 6364136223846793005ull + 1442695040888963407ull) {
+                const char *sy = syl[(h >> 33) % 24];
+                size_t l = strlen(sy);
+                memcpy(buf + n, sy, l);
+                if (k == 0 && rlhf_rng_float(&rng) < 0.08f) buf[n] = (char)(buf[n] - 32); /* Capital */
+                n += l;
+            }
+        if (rlhf_rng_float(&rng) < 0.1f) n += (size_t)sprintf(buf + n, "%s", punct[rlhf_rng_u64(&rng) % 6]);
+        buf[n++] = rlhf_rng_float(&rng) < 0.02f ? '\n' : ' ';
+    }
+    buf[bytes] = 0;
+    return buf;
+}
+static void bench_tokenizer(size_t corpus_bytes, int vocab) {
+    char *text = synth_corpus(corpus_bytes);
+    rlhf_tokenizer *t = NULL, *g = NULL;
+    rlhf_error e;
+    size_t n_ids = 0;
+    int *ids = (int *)xmalloc(corpus_bytes * sizeof(int));
+    double t0, train_s, enc_s;
+    printf("\n== tokenizer: %.1f MB synthetic corpus ==\n", corpus_bytes / 1e6);
+    t0 = now_s();
+    if (rlhf_tokenizer_train(&t, text, corpus_bytes, vocab, &e) != RLHF_OK) { printf("train failed: %s\n", e.message); exit(1); }
+    train_s = now_s() - t0;
+    t0 = now_s();
+    rlhf_tokenizer_encode(t, text, corpus_bytes, ids, corpus_bytes, &n_ids);
+    enc_s = now_s() - t0;
+    printf("train to %d tokens: %.2f s (single-threaded)\n", rlhf_tokenizer_vocab_size(t), train_s);
+    printf("encode, trained tokenizer: %.1f MB/s (%.2f bytes per token)\n", corpus_bytes / 1e6 / enc_s, (double)corpus_bytes / (double)n_ids);
+    if (rlhf_tokenizer_load_gpt2_ex(&g, "../shared/testdata/gpt2/encoder.json", "../shared/testdata/gpt2/vocab.bpe", &e) == RLHF_OK) {
+        t0 = now_s();
+        rlhf_tokenizer_encode(g, text, corpus_bytes, ids, corpus_bytes, &n_ids);
+        enc_s = now_s() - t0;
+        printf("encode, GPT-2 tokenizer:   %.1f MB/s (%.2f bytes per token)\n", corpus_bytes / 1e6 / enc_s, (double)corpus_bytes / (double)n_ids);
+        rlhf_tokenizer_free(g);
+    } else
+        printf("encode, GPT-2 tokenizer: skipped (%s)\n", e.message);
+    if (g_json) printf("{\"bench\":\"tokenizer\",\"corpus_bytes\":%zu,\"vocab\":%d,\"train_s\":%.3f}\n", corpus_bytes, vocab, train_s);
+    rlhf_tokenizer_free(t);
+    rlhf__free(ids); /* xmalloc's blocks come from rlhf__alloc */
+    rlhf__free(text);
+}
+
 static void usage(void) {
-    printf("usage: bench [--only S|M|gemm|gen] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
-           "  --only S     training step of config S only (M: of config M; gemm: matmuls; gen: generation)\n"
+    printf("usage: bench [--only S|M|gemm|gen|tok] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
+           "  --only S     training step of config S only (M: of config M; gemm: matmuls; gen: generation;\n"
+           "               tok: tokenizer training on 10 MB to 4096 tokens, and encoding)\n"
            "  --quick      a smoke run of a few seconds: config S only (unless --only M), few steps\n"
            "  --steps-s N  timed training steps on S (default 10); --steps-m N on M (default 3)\n"
            "  --json       also print one JSON line per result\n"
@@ -433,7 +497,7 @@ int main(int argc, char **argv) {
         }
     }
     all = !strcmp(only, "all");
-    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen")) {
+    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "tok")) {
         usage();
         return 2;
     }
@@ -468,6 +532,7 @@ int main(int argc, char **argv) {
         u = usage_now(), bench_gen(&CONFIG_S, quick ? 32 : 256, 8), report_others(u);
         if (run_m) u = usage_now(), bench_gen(&CONFIG_M, quick ? 8 : 128, 4), report_others(u);
     }
+    if (all || !strcmp(only, "tok")) u = usage_now(), bench_tokenizer(quick ? 1000000 : 10000000, 4096), report_others(u);
     printf("\nFP32 FMA peak at the end: %.1f GFLOP/s\n", fma_peak());
     return 0;
 }
