@@ -537,6 +537,22 @@ RLHFDEF rlhf_result rlhf_tokenizer_load(rlhf_tokenizer **out, const char *path, 
 RLHFDEF rlhf_result rlhf_model_set_tokenizer(rlhf_model *m, const rlhf_tokenizer *t);
 RLHFDEF rlhf_result rlhf_tokenizer_from_model(rlhf_tokenizer **out, const rlhf_model *m, rlhf_error *err);
 
+/* ---------------------------------------------------------------------------
+   Losses of the RLHF stages (stable entry points). */
+
+/* InstructGPT eq. 1 for one prompt: rewards (K) of K completions listed best
+   first. Returns -1/C(K,2) * sum over i<j of log sigmoid(r_i - r_j): all
+   C(K,2) comparisons of one prompt as one batch element. When grad is not
+   NULL, writes d loss / d rewards[k] for each k. Stable for any gap (a gap of
+   100 gives a finite loss and gradient). K < 2: returns 0, grad zeros. */
+RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad);
+
+/* Generalised advantage estimation (Schulman et al. 2016) over one response
+   of T tokens, rewards (T), values (T) -> adv (T), ret (T):
+   delta_t = rewards[t] + gamma * values[t+1] - values[t] (values[T] = 0),
+   adv[t] = delta_t + gamma * lam * adv[t+1], ret[t] = adv[t] + values[t]. */
+RLHFDEF void  rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv, float *ret);
+
 /* Which kernels this build uses: "avx2+fma", "neon" or "scalar". */
 RLHFDEF const char *rlhf_simd_name(void);
 /* Threads the kernels run on (1 without OpenMP). */
@@ -5018,6 +5034,60 @@ RLHFDEF rlhf_result rlhf_dataset_load(rlhf_dataset **out, const char *path, rlhf
     }
     *out = d;
     return RLHF_OK;
+}
+
+// ----------------------------------------------------------------------------
+// >>reward  the reward model's loss (the training loop arrives with SFT)
+// ----------------------------------------------------------------------------
+
+/* log sigmoid(x), without overflow for any x: -log(1 + e^-x) for x >= 0,
+   x - log(1 + e^x) below (the exp never sees a positive argument) */
+static double rlhf__log_sigmoid(double x) { return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x)); }
+/* sigmoid(-x) = 1 - sigmoid(x), computed from the side where it is small */
+static double rlhf__sigmoid_neg(double x) { return x >= 0 ? exp(-x) / (1.0 + exp(-x)) : 1.0 / (1.0 + exp(x)); }
+
+RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad) {
+    /* InstructGPT (Ouyang et al. 2022) eq. 1, one prompt:
+         loss = -1/C(K,2) * sum_{i<j} log sigmoid(r_i - r_j)   (i ranked above j)
+       d loss/d r_i += -sigmoid(-(r_i - r_j)) / C(K,2);  d loss/d r_j += +sigmoid(-(r_i - r_j)) / C(K,2) */
+    double sum = 0.0, pairs;
+    int i, j;
+    if (grad)
+        for (i = 0; i < K; i++) grad[i] = 0.0f;
+    if (!rewards || K < 2) return 0.0f;
+    pairs = 0.5 * (double)K * (double)(K - 1);
+    for (i = 0; i < K; i++)
+        for (j = i + 1; j < K; j++) {
+            double d = (double)rewards[i] - (double)rewards[j];
+            sum -= rlhf__log_sigmoid(d);
+            if (grad) {
+                double g = rlhf__sigmoid_neg(d) / pairs;
+                grad[i] -= (float)g;
+                grad[j] += (float)g;
+            }
+        }
+    return (float)(sum / pairs);
+}
+
+// ----------------------------------------------------------------------------
+// >>ppo  advantages for PPO (the PPO loop arrives with its issue)
+// ----------------------------------------------------------------------------
+
+RLHFDEF void rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv, float *ret) {
+    /* Schulman et al. 2016 (GAE), backwards from the last token:
+         delta_t = r_t + gamma * V_{t+1} - V_t,  V_T = 0 (the episode ends)
+         A_t     = delta_t + gamma * lambda * A_{t+1}
+         R_t     = A_t + V_t   (the value function's target) */
+    float next_value = 0.0f, next_adv = 0.0f;
+    int t;
+    if (!rewards || !values || !adv || !ret) return;
+    for (t = T - 1; t >= 0; t--) {
+        float delta = rewards[t] + gamma * next_value - values[t];
+        adv[t] = delta + gamma * lam * next_adv;
+        ret[t] = adv[t] + values[t];
+        next_value = values[t];
+        next_adv = adv[t];
+    }
 }
 
 #endif /* RLHF_IMPLEMENTATION */

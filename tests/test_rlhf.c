@@ -1949,6 +1949,76 @@ static void test_tokenizer_malformed(void) {
     CHECK(rlhf_tokenizer_load_gpt2_ex(&t, "build/none.json", "build/none.bpe", &e) == RLHF_ERR_IO && t == NULL);
 }
 
+/* ---- RLHF losses ------------------------------------------------------------------ */
+static float rank_loss_at(const float *r, int K) { return rlhf_ranking_loss(r, K, NULL); }
+static void test_ranking_loss(void) {
+    float r2[2] = {1.0f, 0.0f}, r3[3] = {2.0f, 1.0f, 0.0f}, g[9], want, r[9], gsum[9], pg[2], pr[2];
+    int K, i, j;
+    rlhf_rng rng;
+    /* hand values: -log sigmoid(1) = log(1 + e^-1); K = 3: mean over the 3 pairs */
+    want = 0.31326168751822286f;
+    CHECK(fabsf(rlhf_ranking_loss(r2, 2, g) - want) < 1e-7f);
+    CHECK(fabsf(g[0] + 0.26894142f) < 1e-7f && fabsf(g[1] - 0.26894142f) < 1e-7f); /* -+sigmoid(-1) */
+    want = (float)((2.0 * log1p(exp(-1.0)) + log1p(exp(-2.0))) / 3.0);
+    CHECK(fabsf(rlhf_ranking_loss(r3, 3, NULL) - want) < 1e-7f);
+    rlhf_rng_seed(&rng, 41);
+    for (K = 2; K <= 9; K++) {
+        char what[64];
+        float num[9];
+        fill_uniform(r, (size_t)K, &rng, -3, 3);
+        rlhf_ranking_loss(r, K, g);
+        /* finite differences, in float: h = 1e-2 on a smooth loss */
+        for (i = 0; i < K; i++) {
+            float keep = r[i];
+            double lp, lm;
+            r[i] = keep + 1e-2f; lp = rank_loss_at(r, K);
+            r[i] = keep - 1e-2f; lm = rank_loss_at(r, K);
+            r[i] = keep;
+            num[i] = (float)((lp - lm) / 2e-2);
+        }
+        snprintf(what, sizeof what, "ranking loss gradient K=%d", K);
+        close_enough(what, g, num, (size_t)K, 2e-5, 2e-3);
+        /* the K-way gradient is the sum over its C(K,2) pairs, weighted 1/C(K,2) */
+        for (i = 0; i < K; i++) gsum[i] = 0.0f;
+        for (i = 0; i < K; i++)
+            for (j = i + 1; j < K; j++) {
+                pr[0] = r[i]; pr[1] = r[j];
+                rlhf_ranking_loss(pr, 2, pg);
+                gsum[i] += pg[0] / (0.5f * K * (K - 1));
+                gsum[j] += pg[1] / (0.5f * K * (K - 1));
+            }
+        snprintf(what, sizeof what, "K=%d gradient vs sum over pairs", K);
+        close_enough(what, g, gsum, (size_t)K, 1e-7, 1e-5);
+    }
+    /* extreme gaps: finite, and the right limits */
+    r2[0] = 100.0f; r2[1] = 0.0f;
+    CHECK(rlhf_ranking_loss(r2, 2, g) < 1e-30f && isfinite(g[0]) && fabsf(g[0]) < 1e-30f);
+    r2[0] = 0.0f; r2[1] = 100.0f;
+    CHECK(fabsf(rlhf_ranking_loss(r2, 2, g) - 100.0f) < 1e-4f && g[0] == -1.0f && g[1] == 1.0f);
+    r2[0] = -1e30f; r2[1] = 1e30f;
+    CHECK(isfinite(rlhf_ranking_loss(r2, 2, g)) && isfinite(g[0]));
+    CHECK(rlhf_ranking_loss(r2, 1, g) == 0.0f && g[0] == 0.0f);
+}
+
+static void test_gae(void) {
+    /* worked by hand: rewards (0, 0, 1), values (0.5, 0.4, 0.3)
+       gamma 1, lambda 0.95: delta = (-0.1, -0.1, 0.7); A_2 = 0.7,
+       A_1 = -0.1 + 0.95 * 0.7 = 0.565, A_0 = -0.1 + 0.95 * 0.565 = 0.43675 */
+    float rw[3] = {0.0f, 0.0f, 1.0f}, v[3] = {0.5f, 0.4f, 0.3f}, adv[3], ret[3];
+    float want_adv[3] = {0.43675f, 0.565f, 0.7f}, want_ret[3] = {0.93675f, 0.965f, 1.0f};
+    float want_adv2[3] = {-0.05675f, 0.185f, 0.7f};
+    rlhf_gae(rw, v, 3, 1.0f, 0.95f, adv, ret);
+    close_enough("gae advantages (gamma 1, lambda 0.95)", adv, want_adv, 3, 1e-6, 1e-6);
+    close_enough("gae returns", ret, want_ret, 3, 1e-6, 1e-6);
+    /* gamma 0.9, lambda 0.5: delta = (0.36 - 0.5, 0.27 - 0.4, 0.7); A_1 = -0.13 + 0.45 * 0.7 = 0.185,
+       A_0 = -0.14 + 0.45 * 0.185 = -0.05675 */
+    rlhf_gae(rw, v, 3, 0.9f, 0.5f, adv, ret);
+    close_enough("gae advantages (gamma 0.9, lambda 0.5)", adv, want_adv2, 3, 1e-6, 1e-6);
+    /* lambda 1, gamma 1: the advantage is the return-to-go minus the value */
+    rlhf_gae(rw, v, 3, 1.0f, 1.0f, adv, ret);
+    CHECK(fabsf(adv[0] - 0.5f) < 1e-6f && fabsf(ret[0] - 1.0f) < 1e-6f && fabsf(ret[1] - 1.0f) < 1e-6f);
+}
+
 /* ---- runner -------------------------------------------------------------------- */
 typedef struct { const char *name; void (*fn)(void); } test_case;
 static const test_case TESTS[] = {
@@ -1986,6 +2056,8 @@ static const test_case TESTS[] = {
     {"tokenizer_train", test_tokenizer_train},
     {"tokenizer_chat", test_tokenizer_chat},
     {"tokenizer_malformed", test_tokenizer_malformed},
+    {"ranking_loss", test_ranking_loss},
+    {"gae", test_gae},
 };
 
 int main(int argc, char **argv) {
