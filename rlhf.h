@@ -261,9 +261,12 @@ RLHFDEF rlhf_result rlhf_config_memory(const rlhf_config *cfg, int B, int T, int
 RLHFDEF size_t      rlhf_config_num_params(const rlhf_config *cfg);
 /* rlhf_config_memory for m's config. */
 RLHFDEF rlhf_result rlhf_model_memory(const rlhf_model *m, int B, int T, int training, rlhf_memory *out);
-/* Allocate activations for batches up to (B,T) and, when training != 0,
-   gradients, AdamW moments and backward scratch. A later call whose B*T and
-   B*T*T are no larger than reserved never allocates. */
+/* training != 0: allocate the forward caches for batches up to (B,T),
+   gradients, AdamW moments and backward scratch; a later training call whose
+   B*T and B*T*T are no larger never allocates. training == 0: allocate the
+   (much smaller) scratch of forward passes without targets (logits only),
+   which keep no per-layer caches; a later one with B*T no larger never
+   allocates. */
 RLHFDEF rlhf_result rlhf_model_reserve(rlhf_model *m, int B, int T, int training);
 
 /* Forward pass on inputs (B,T). With targets (B,T) (entries in [0,V) or -1),
@@ -1142,9 +1145,10 @@ static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
    For each (b, h, t):  att[t2] = softmax over t2 <= t of (q_t . k_t2) / sqrt(hs)
                         out_t   = sum over t2 <= t of att[t2] * v_t2
    out (B,T,C); att (B,NH,T,T) caches the probabilities for the backward
-   (entries t2 > t are not written). Scores, softmax and the weighted sum run
-   in one pass per row: no (B,NH,T,T) score buffer. Threads split (b, h). */
-static void rlhf__attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+   (entries t2 > t are not written); with att NULL (inference) each row lives
+   in rows (B*NH, T) instead. Scores, softmax and the weighted sum run in one
+   pass per row: no (B,NH,T,T) score buffer. Threads split (b, h). */
+static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, int B, int T, int C, int NH) {
     int hs = C / NH, bh;
     float scale = 1.0f / sqrtf((float)hs);
     RLHF__OMP(omp parallel for schedule(static))
@@ -1153,7 +1157,7 @@ static void rlhf__attention_forward(float *out, float *att, const float *qkv, in
         const float *base = qkv + (size_t)b * T * 3 * C; /* seek to qkv[b, 0, :] */
         for (t = 0; t < T; t++) {
             const float *q = base + (size_t)t * 3 * C + h * hs;
-            float *row = att + ((size_t)bh * T + t) * T; /* seek to att[b, h, t, :] */
+            float *row = att ? att + ((size_t)bh * T + t) * T : rows + (size_t)bh * T; /* seek to att[b, h, t, :] */
             float *o = out + ((size_t)b * T + t) * C + h * hs;
             float maxv = -INFINITY, sum = 0.0f, inv;
             for (t2 = 0; t2 <= t; t2++) {
@@ -3200,6 +3204,8 @@ struct rlhf_model {
     rlhf__acts acts;
     rlhf__bwd bwd;
     int *tok_mem; /* inputs, targets of the last forward: (2, cap_bt) */
+    float *inf_mem; /* inference scratch (forward without targets), one layer's worth, for inf_cap_bt rows */
+    size_t inf_cap_bt;
     int B, T, backward_ready;
     float dloss;  /* 1 / number of targets != -1 */
     float *work;  /* matmul packing, RLHF__GEMM_WORK_FLOATS */
@@ -3291,6 +3297,22 @@ RLHFDEF size_t rlhf_config_num_params(const rlhf_config *cfg) {
     return rlhf__sum_sizes(s, RLHF__NUM_KINDS);
 }
 
+/* Floats of the inference scratch for BT rows: x, x2, ln, atty (BT,C); mean,
+   rstd (BT); qkv (BT,3C); fch, fch_gelu (BT,4C); attention rows (BT*NH). */
+static size_t rlhf__infer_floats(const rlhf_config *c, size_t BT) {
+    return BT * (15 * (size_t)c->n_embd + 2 + (size_t)c->n_head);
+}
+static rlhf_result rlhf__ensure_infer(rlhf_model *m, size_t BT) {
+    float *mem;
+    if (BT <= m->inf_cap_bt) return RLHF_OK;
+    mem = rlhf__alloc_floats(rlhf__infer_floats(&m->cfg, BT));
+    if (!mem) return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model: cannot allocate inference scratch for B*T=%zu", BT);
+    rlhf__free(m->inf_mem);
+    m->inf_mem = mem;
+    m->inf_cap_bt = BT;
+    return RLHF_OK;
+}
+
 RLHFDEF rlhf_result rlhf_config_memory(const rlhf_config *cfg, int B, int T, int training, rlhf_memory *out) {
     size_t s[RLHF__NUM_ACTS], bs[RLHF__NUM_BWD], BT, BTT;
     if (!cfg || !rlhf__config_ok(cfg) || !out || B < 1 || T < 1 || T > cfg->n_ctx) return RLHF_ERR_INVALID_ARGUMENT;
@@ -3302,7 +3324,9 @@ RLHFDEF rlhf_result rlhf_config_memory(const rlhf_config *cfg, int B, int T, int
     out->params = rlhf_config_num_params(cfg) * sizeof(float);
     out->grads = training ? out->params : 0;
     out->optimizer = training ? 2 * out->params : 0;
-    out->activations = rlhf__sum_sizes(s, RLHF__NUM_ACTS) * sizeof(float) + 2 * BT * sizeof(int);
+    /* training: every layer's forward caches; inference: one layer's scratch */
+    out->activations = training ? rlhf__sum_sizes(s, RLHF__NUM_ACTS) * sizeof(float) + 2 * BT * sizeof(int)
+                                : rlhf__infer_floats(cfg, BT) * sizeof(float);
     out->backward = training ? rlhf__sum_sizes(bs, RLHF__NUM_BWD) * sizeof(float) : 0;
     out->workspace = RLHF__GEMM_WORK_FLOATS * sizeof(float);
     out->total = out->params + out->grads + out->optimizer + out->activations + out->backward + out->workspace;
@@ -3391,6 +3415,11 @@ RLHFDEF rlhf_result rlhf_model_reserve(rlhf_model *m, int B, int T, int training
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (B < 1 || T < 1 || T > m->cfg.n_ctx)
         return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_reserve: need B >= 1 and 1 <= T <= n_ctx (%d), got B=%d T=%d", m->cfg.n_ctx, B, T);
+    if (!training) { /* inference: also check the shape as a forward would */
+        if (!rlhf__shape_fits(&m->cfg, (double)B * T, (double)B * T * T))
+            return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "rlhf_model_reserve: B=%d T=%d is too large", B, T);
+        return rlhf__ensure_infer(m, (size_t)B * (size_t)T);
+    }
     return rlhf__ensure(m, B, T, training);
 }
 
@@ -3491,6 +3520,7 @@ RLHFDEF void rlhf_model_free(rlhf_model *m) {
     rlhf__free(m->act_mem);
     rlhf__free(m->bwd_mem);
     rlhf__free(m->tok_mem);
+    rlhf__free(m->inf_mem);
     rlhf__free(m->work);
     while (m->n_meta > 0) {
         m->n_meta--;
@@ -3589,7 +3619,7 @@ static void rlhf__forward(rlhf_model *m, int B, int T) {
         /* x = x + c_proj(attn(ln_1(x))) */
         rlhf__layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p->ln1w + lC, p->ln1b + lC, (int)BT, C);
         rlhf__linear_forward(qkv, ln1, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, (int)BT, C, 3 * C, m->work);
-        rlhf__attention_forward(atty, att, qkv, B, T, C, NH);
+        rlhf__attention_forward(atty, att, NULL, qkv, B, T, C, NH);
         rlhf__linear_forward(residual2, atty, p->attprojw + lC * C, p->attprojb + lC, residual, (int)BT, C, C, m->work);
         /* x = x + mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))) */
         rlhf__layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p->ln2w + lC, p->ln2b + lC, (int)BT, C);
@@ -3600,6 +3630,31 @@ static void rlhf__forward(rlhf_model *m, int B, int T) {
     rlhf__layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * BTC, p->lnfw, p->lnfb, (int)BT, C);
     /* logits (BT,V) = lnf (BT,C) * wte^T: the LM head is tied to the token embedding */
     rlhf__gemm((int)BT, V, C, a->lnf, C, 1, p->wte, 1, C, a->logits, V, 0, m->work);
+}
+
+/* The forward pass without caches (no backward will follow): the same
+   kernels in the same order as rlhf__forward, so the logits are identical,
+   through one layer's scratch. logits (B,T,V) may be NULL. */
+static void rlhf__forward_infer(rlhf_model *m, const int *inputs, int B, int T, float *logits) {
+    int C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
+    size_t BT = (size_t)B * T, BTC = BT * C;
+    rlhf__params *p = &m->params;
+    float *x = m->inf_mem, *x2 = x + BTC, *ln = x2 + BTC, *atty = ln + BTC, *mean = atty + BTC, *rstd = mean + BT;
+    float *qkv = rstd + BT, *fch = qkv + 3 * BTC, *fch_gelu = fch + 4 * BTC, *rows = fch_gelu + 4 * BTC;
+    rlhf__encoder_forward(x, inputs, p->wte, p->wpe, B, T, C);
+    for (l = 0; l < L; l++) {
+        size_t lC = (size_t)l * C;
+        rlhf__layernorm_forward(ln, mean, rstd, x, p->ln1w + lC, p->ln1b + lC, (int)BT, C);
+        rlhf__linear_forward(qkv, ln, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, (int)BT, C, 3 * C, m->work);
+        rlhf__attention_forward(atty, NULL, rows, qkv, B, T, C, NH);
+        rlhf__linear_forward(x2, atty, p->attprojw + lC * C, p->attprojb + lC, x, (int)BT, C, C, m->work);
+        rlhf__layernorm_forward(ln, mean, rstd, x2, p->ln2w + lC, p->ln2b + lC, (int)BT, C);
+        rlhf__linear_forward(fch, ln, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, (int)BT, C, 4 * C, m->work);
+        rlhf__gelu_forward(fch_gelu, fch, BTC * 4);
+        rlhf__linear_forward(x, fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, x2, (int)BT, 4 * C, C, m->work);
+    }
+    rlhf__layernorm_forward(ln, mean, rstd, x, p->lnfw, p->lnfb, (int)BT, C);
+    if (logits) rlhf__gemm((int)BT, V, C, ln, C, 1, p->wte, 1, C, logits, V, 0, m->work);
 }
 
 RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const int *targets, int B, int T,
@@ -3618,6 +3673,11 @@ RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const i
         return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_forward: targets and loss go together");
     if ((r = rlhf__check_ids(m, inputs, B, T, 0, "inputs")) != RLHF_OK) return r;
     if (targets && (r = rlhf__check_ids(m, targets, B, T, 1, "targets")) != RLHF_OK) return r;
+    if (!targets) { /* nothing to backpropagate: no caches */
+        if ((r = rlhf__ensure_infer(m, (size_t)B * (size_t)T)) != RLHF_OK) return r;
+        rlhf__forward_infer(m, inputs, B, T, logits);
+        return RLHF_OK;
+    }
     if ((r = rlhf__ensure(m, B, T, 0)) != RLHF_OK) return r;
     BT = (size_t)B * T;
     memcpy(m->tok_mem, inputs, BT * sizeof(int));
