@@ -71,11 +71,14 @@
        model's memory, valid until the model is freed.
 
        Memory: parameters live in one allocation; gradients and AdamW moments
-       in two more, made on the first training call. Activations are sized by
-       rlhf_model_reserve(m, B, T) for the largest batch you will use (or on
-       the first call with a larger shape); a call whose shape fits what is
-       reserved never allocates. rlhf_model_memory() reports the budget in
-       bytes before anything is allocated.
+       in two more, made on the first training call. Training activations
+       (every layer's forward caches) are sized by rlhf_model_reserve(m, B, T,
+       1) for the largest batch you will use (or on the first call with a
+       larger shape); forward passes without targets (logits only) use one
+       layer's scratch instead, sized by rlhf_model_reserve(m, B, T, 0). A
+       call whose shape fits what is reserved never allocates.
+       rlhf_config_memory() reports the budget in bytes before anything is
+       allocated.
 
    THREAD SAFETY
        No global mutable state. Distinct objects may be used from distinct
