@@ -312,6 +312,10 @@ RLHFDEF int         rlhf_kv_cache_length(const rlhf_kv_cache *c);
    receive the next-token logits of each sequence. The cache must have been
    made for a model of the same config. */
 RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, float *logits);
+/* Fill an empty cache with prompts tokens (n_seq, T) in one forward pass
+   (matrix-matrix, much faster than T decode steps); logits (n_seq, V), may be
+   NULL, receive the next-token logits after the last prompt token. */
+RLHFDEF rlhf_result rlhf_model_prefill(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, int T, float *logits);
 
 /* ---------------------------------------------------------------------------
    Sampling. temperature 0 is greedy (argmax, lowest id on ties). top_k 0 is
@@ -331,8 +335,8 @@ RLHFDEF int         rlhf_sampler_sample(rlhf_sampler *s, const float *logits, rl
 /* Generate after a prompt of n_prompt tokens, with a cache made for one
    sequence (reset here): up to max_new tokens into out (room for max_new
    ids), stopping after eos (eos < 0: never) or when the cache is full.
-   *n_out receives the number of tokens written. The prompt is fed one
-   token at a time through the decode path. */
+   *n_out receives the number of tokens written. The prompt goes through
+   rlhf_model_prefill. */
 RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sampler *s, rlhf_rng *rng,
                                         const int *prompt, int n_prompt, int max_new, int eos,
                                         int *out, int *n_out);
@@ -3635,30 +3639,8 @@ static void rlhf__forward(rlhf_model *m, int B, int T) {
     rlhf__gemm((int)BT, V, C, a->lnf, C, 1, p->wte, 1, C, a->logits, V, 0, m->work);
 }
 
-/* The forward pass without caches (no backward will follow): the same
-   kernels in the same order as rlhf__forward, so the logits are identical,
-   through one layer's scratch. logits (B,T,V) may be NULL. */
-static void rlhf__forward_infer(rlhf_model *m, const int *inputs, int B, int T, float *logits) {
-    int C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
-    size_t BT = (size_t)B * T, BTC = BT * C;
-    rlhf__params *p = &m->params;
-    float *x = m->inf_mem, *x2 = x + BTC, *ln = x2 + BTC, *atty = ln + BTC, *mean = atty + BTC, *rstd = mean + BT;
-    float *qkv = rstd + BT, *fch = qkv + 3 * BTC, *fch_gelu = fch + 4 * BTC, *rows = fch_gelu + 4 * BTC;
-    rlhf__encoder_forward(x, inputs, p->wte, p->wpe, B, T, C);
-    for (l = 0; l < L; l++) {
-        size_t lC = (size_t)l * C;
-        rlhf__layernorm_forward(ln, mean, rstd, x, p->ln1w + lC, p->ln1b + lC, (int)BT, C);
-        rlhf__linear_forward(qkv, ln, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, (int)BT, C, 3 * C, m->work);
-        rlhf__attention_forward(atty, NULL, rows, qkv, B, T, C, NH);
-        rlhf__linear_forward(x2, atty, p->attprojw + lC * C, p->attprojb + lC, x, (int)BT, C, C, m->work);
-        rlhf__layernorm_forward(ln, mean, rstd, x2, p->ln2w + lC, p->ln2b + lC, (int)BT, C);
-        rlhf__linear_forward(fch, ln, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, (int)BT, C, 4 * C, m->work);
-        rlhf__gelu_forward(fch_gelu, fch, BTC * 4);
-        rlhf__linear_forward(x, fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, x2, (int)BT, 4 * C, C, m->work);
-    }
-    rlhf__layernorm_forward(ln, mean, rstd, x, p->lnfw, p->lnfb, (int)BT, C);
-    if (logits) rlhf__gemm((int)BT, V, C, ln, C, 1, p->wte, 1, C, logits, V, 0, m->work);
-}
+/* rlhf__forward_infer is defined with the KV cache, below */
+static void rlhf__forward_infer(rlhf_model *m, const int *inputs, int B, int T, float *logits, rlhf_kv_cache *cache);
 
 RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const int *targets, int B, int T,
                                        float *logits, float *loss) {
@@ -3678,7 +3660,7 @@ RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const i
     if (targets && (r = rlhf__check_ids(m, targets, B, T, 1, "targets")) != RLHF_OK) return r;
     if (!targets) { /* nothing to backpropagate: no caches */
         if ((r = rlhf__ensure_infer(m, (size_t)B * (size_t)T)) != RLHF_OK) return r;
-        rlhf__forward_infer(m, inputs, B, T, logits);
+        rlhf__forward_infer(m, inputs, B, T, logits, NULL);
         return RLHF_OK;
     }
     if ((r = rlhf__ensure(m, B, T, 0)) != RLHF_OK) return r;
@@ -3892,6 +3874,70 @@ RLHFDEF void rlhf_kv_cache_reset(rlhf_kv_cache *c) {
 }
 RLHFDEF int rlhf_kv_cache_length(const rlhf_kv_cache *c) { return c ? c->len : 0; }
 
+/* keys and values of layer l for positions 0..T-1 of every sequence, from
+   qkv (N,T,3C), into the cache */
+static void rlhf__cache_store(rlhf_kv_cache *c, int l, const float *qkv, int N, int T) {
+    int C = c->cfg.n_embd, sq, t;
+    float *kl = c->k + (size_t)l * N * c->max_len * C, *vl = c->v + (size_t)l * N * c->max_len * C;
+    for (sq = 0; sq < N; sq++)
+        for (t = 0; t < T; t++) {
+            const float *row = qkv + ((size_t)sq * T + t) * 3 * C;
+            memcpy(kl + ((size_t)sq * c->max_len + t) * C, row + C, (size_t)C * sizeof(float));
+            memcpy(vl + ((size_t)sq * c->max_len + t) * C, row + 2 * C, (size_t)C * sizeof(float));
+        }
+}
+
+/* The forward pass without caches (no backward will follow): the same
+   kernels in the same order as rlhf__forward, so the logits are identical,
+   through one layer's scratch. logits (B,T,V) may be NULL. With a KV cache
+   (prefill: B = its n_seq, empty), each layer's keys and values are copied
+   into it, and logits (B,V) are those of the last position only. */
+static void rlhf__forward_infer(rlhf_model *m, const int *inputs, int B, int T, float *logits, rlhf_kv_cache *cache) {
+    int C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
+    size_t BT = (size_t)B * T, BTC = BT * C;
+    rlhf__params *p = &m->params;
+    float *x = m->inf_mem, *x2 = x + BTC, *ln = x2 + BTC, *atty = ln + BTC, *mean = atty + BTC, *rstd = mean + BT;
+    float *qkv = rstd + BT, *fch = qkv + 3 * BTC, *fch_gelu = fch + 4 * BTC, *rows = fch_gelu + 4 * BTC;
+    rlhf__encoder_forward(x, inputs, p->wte, p->wpe, B, T, C);
+    for (l = 0; l < L; l++) {
+        size_t lC = (size_t)l * C;
+        rlhf__layernorm_forward(ln, mean, rstd, x, p->ln1w + lC, p->ln1b + lC, (int)BT, C);
+        rlhf__linear_forward(qkv, ln, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, (int)BT, C, 3 * C, m->work);
+        if (cache) rlhf__cache_store(cache, l, qkv, B, T);
+        rlhf__attention_forward(atty, NULL, rows, qkv, B, T, C, NH);
+        rlhf__linear_forward(x2, atty, p->attprojw + lC * C, p->attprojb + lC, x, (int)BT, C, C, m->work);
+        rlhf__layernorm_forward(ln, mean, rstd, x2, p->ln2w + lC, p->ln2b + lC, (int)BT, C);
+        rlhf__linear_forward(fch, ln, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, (int)BT, C, 4 * C, m->work);
+        rlhf__gelu_forward(fch_gelu, fch, BTC * 4);
+        rlhf__linear_forward(x, fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, x2, (int)BT, 4 * C, C, m->work);
+    }
+    if (cache) { /* only each sequence's last position: gather those rows of x */
+        int b;
+        for (b = 0; b < B; b++) memcpy(x2 + (size_t)b * C, x + ((size_t)b * T + T - 1) * C, (size_t)C * sizeof(float));
+        rlhf__layernorm_forward(ln, mean, rstd, x2, p->lnfw, p->lnfb, B, C);
+        if (logits) rlhf__gemm(B, V, C, ln, C, 1, p->wte, 1, C, logits, V, 0, m->work);
+        return;
+    }
+    rlhf__layernorm_forward(ln, mean, rstd, x, p->lnfw, p->lnfb, (int)BT, C);
+    if (logits) rlhf__gemm((int)BT, V, C, ln, C, 1, p->wte, 1, C, logits, V, 0, m->work);
+}
+
+RLHFDEF rlhf_result rlhf_model_prefill(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, int T, float *logits) {
+    rlhf_result r;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!c || !tokens || T < 1) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_prefill: need a cache, tokens and T >= 1");
+    if (memcmp(&c->cfg, &m->cfg, sizeof m->cfg) != 0)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_prefill: the cache was made for a model of another shape");
+    if (c->len != 0) return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_prefill: the cache is not empty (reset it first)");
+    if (T > c->max_len) return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_prefill: %d tokens do not fit the cache (%d)", T, c->max_len);
+    if ((r = rlhf__check_ids(m, tokens, c->n_seq, T, 0, "tokens")) != RLHF_OK) return r;
+    if ((r = rlhf__ensure_infer(m, (size_t)c->n_seq * (size_t)T)) != RLHF_OK) return r;
+    rlhf__forward_infer(m, tokens, c->n_seq, T, c->logits, c);
+    if (logits) memcpy(logits, c->logits, (size_t)c->n_seq * m->cfg.vocab_size * sizeof(float));
+    c->len = T;
+    return RLHF_OK;
+}
+
 RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, float *logits) {
     int C, NH, hs, L, V, N, pos, l, s;
     float scale;
@@ -4100,8 +4146,7 @@ RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sa
     if (n_prompt > c->max_len)
         return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_generate: prompt of %d tokens does not fit the cache (%d)", n_prompt, c->max_len);
     rlhf_kv_cache_reset(c);
-    for (i = 0; i < n_prompt; i++)
-        if ((r = rlhf_model_decode(m, c, prompt + i, NULL)) != RLHF_OK) return r;
+    if ((r = rlhf_model_prefill(m, c, prompt, n_prompt, NULL)) != RLHF_OK) return r;
     for (i = 0; i < max_new; i++) {
         tok = rlhf_sampler_sample(s, c->logits, rng);
         if (tok < 0) return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_generate: logits are all NaN or -inf at step %d", i);

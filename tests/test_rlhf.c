@@ -669,6 +669,26 @@ static void kv_decode_check(int B) {
     {   /* full cache refuses another token */
         int tok[10] = {0};
         CHECK(rlhf_model_decode(m, c, tok, step) == RLHF_ERR_CONTEXT_FULL);
+        CHECK(rlhf_model_prefill(m, c, x, 3, step) == RLHF_ERR_STATE); /* not empty */
+    }
+    {   /* prefill 7 prompt tokens in one pass, then decode the rest */
+        enum { P = 7 };
+        int prompt[10 * P];
+        rlhf_kv_cache_reset(c);
+        for (b = 0; b < B; b++) memcpy(prompt + b * P, x + b * T, P * sizeof(int));
+        CHECK_OK(rlhf_model_prefill(m, c, prompt, P, step));
+        for (b = 0; b < B; b++)
+            close_enough("prefill logits", step + b * V, full + ((size_t)b * T + P - 1) * V, V, 2e-5, 1e-4);
+        for (t = P; t < T; t++) {
+            int tok[10];
+            for (b = 0; b < B; b++) tok[b] = x[b * T + t];
+            CHECK_OK(rlhf_model_decode(m, c, tok, step));
+            for (b = 0; b < B; b++) {
+                char what[64];
+                snprintf(what, sizeof what, "decode after prefill b=%d t=%d", b, t);
+                close_enough(what, step + b * V, full + ((size_t)b * T + t) * V, V, 2e-5, 1e-4);
+            }
+        }
     }
     rlhf_kv_cache_free(c);
     free(full); free(step);
