@@ -355,8 +355,9 @@ struct rlhf_json {
     rlhf_json_type type;
     const char *str;     /* STRING: decoded UTF-8 bytes; NUMBER: the text as written. NUL-terminated. */
     size_t len;          /* STRING, NUMBER: bytes in str. ARRAY, OBJECT: number of elements. */
-    double number;       /* NUMBER: its value (correctly rounded for up to 19 significant
-                            digits with a decimal exponent within +-22; otherwise within a few ulp) */
+    double number;       /* NUMBER: its value: correctly rounded when the significant digits
+                            (up to 19 kept) form an integer below 2^53 and the decimal exponent
+                            is within +-22; otherwise within a few ulp */
     const char *key;     /* a member of an OBJECT: its decoded name (NUL-terminated) */
     size_t key_len;
     const rlhf_json *child; /* ARRAY, OBJECT: the first element, in document order */
@@ -1632,8 +1633,10 @@ RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_
             else f->node->child = v;
             f->last = v;
             f->node->len++;
-            v->key = key;
-            v->key_len = key_len;
+            if (f->node->type == RLHF_JSON_OBJECT) { /* array elements have no name */
+                v->key = key;
+                v->key_len = key_len;
+            }
         }
         c = p.s[p.i];
         if (c == '{' || c == '[') {
@@ -1732,6 +1735,31 @@ RLHFDEF const rlhf_json *rlhf_json_at(const rlhf_json *a, size_t i) {
     for (c = a->child; i > 0; i--) c = c->next;
     return c;
 }
+/* A member of object o whose name an earlier member already has (*dup, or
+   NULL if the names are distinct); sorting keeps it O(n log n). */
+static int rlhf__cmp_member_key(const void *x, const void *y) {
+    const rlhf_json *a = *(const rlhf_json *const *)x, *b = *(const rlhf_json *const *)y;
+    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int c = memcmp(a->key, b->key, n);
+    if (c) return c;
+    if (a->key_len != b->key_len) return a->key_len < b->key_len ? -1 : 1;
+    return a->offset < b->offset ? -1 : a->offset > b->offset; /* equal names: document order */
+}
+static rlhf_result rlhf__json_dup_key(const rlhf_json *o, const rlhf_json **dup) {
+    const rlhf_json **m, *c;
+    size_t i = 0;
+    *dup = NULL;
+    if (!o || o->type != RLHF_JSON_OBJECT || o->len < 2) return RLHF_OK;
+    m = (const rlhf_json **)rlhf__alloc(o->len * sizeof *m);
+    if (!m) return RLHF_ERR_OUT_OF_MEMORY;
+    for (c = o->child; c; c = c->next) m[i++] = c;
+    qsort((void *)m, o->len, sizeof *m, rlhf__cmp_member_key);
+    for (i = 1; i < o->len && !*dup; i++)
+        if (m[i]->key_len == m[i - 1]->key_len && memcmp(m[i]->key, m[i - 1]->key, m[i]->key_len) == 0) *dup = m[i];
+    rlhf__free((void *)m);
+    return RLHF_OK;
+}
+
 RLHFDEF int rlhf_json_int64(const rlhf_json *v, int64_t *out) {
     size_t k = 0;
     int neg = 0;
@@ -1966,13 +1994,20 @@ static void rlhf__sb_json(rlhf__sb *b, const char *s) {
 static char *rlhf__read_small_file(const char *path, size_t limit, size_t *len) {
     FILE *f = fopen(path, "rb");
     char *buf;
+    long size;
     size_t n;
     if (!f) return NULL;
-    buf = (char *)rlhf__alloc(limit + 1);
+    /* allocate what the file holds, not the limit */
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || (unsigned long)size > limit || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    buf = (char *)rlhf__alloc((size_t)size + 1);
     if (!buf) { fclose(f); return NULL; }
-    n = fread(buf, 1, limit + 1, f);
+    n = fread(buf, 1, (size_t)size + 1, f);
     fclose(f);
-    if (n > limit) { rlhf__free(buf); return NULL; }
+    if (n != (size_t)size) { rlhf__free(buf); return NULL; } /* changed under us */
+    buf[n] = 0;
     *len = n;
     return buf;
 }
@@ -2536,7 +2571,7 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2(rlhf_tokenizer **out, const char *e
 
 RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char *enc_path, const char *bpe_path, rlhf_error *err) {
     uint32_t cp_of_byte[256];
-    int byte_of_cp[324], n, id, k, dup = -1;
+    int byte_of_cp[324], n, id, k, dup = -1, have_eos = 0;
     char *ebuf = NULL, *bbuf = NULL;
     size_t elen = 0, blen = 0, pool = 0, i, line;
     rlhf_json_doc *doc = NULL;
@@ -2582,13 +2617,13 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char
         for (id = 0; r == RLHF_OK && id < n; id++) {
             long len = rlhf__from_alphabet(by_id[id]->key, by_id[id]->key_len, byte_of_cp, t->pool + off);
             if (len < 0) { r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "token \"%s\" has a character outside GPT-2's byte alphabet", by_id[id]->key); break; }
-            if (strcmp(by_id[id]->key, RLHF__SPECIAL_STR[RLHF_TOKEN_EOS]) == 0) t->special[RLHF_TOKEN_EOS] = id;
+            if (strcmp(by_id[id]->key, RLHF__SPECIAL_STR[RLHF_TOKEN_EOS]) == 0) { t->special[RLHF_TOKEN_EOS] = id; have_eos = 1; }
             off += (size_t)len;
             t->tok_off[id + 1] = (uint32_t)off;
         }
         rlhf__free((void *)by_id);
         if (r != RLHF_OK) goto done;
-        if (t->pool[t->tok_off[t->special[RLHF_TOKEN_EOS]]] != '<') { r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "no <|endoftext|> token"); goto done; }
+        if (!have_eos) { r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "no <|endoftext|> token"); goto done; }
         /* pad and the chat markers follow GPT-2's ids */
         for (k = 1; k < RLHF_NUM_SPECIAL_TOKENS; k++) {
             size_t sl = strlen(RLHF__SPECIAL_STR[k]);
@@ -4592,7 +4627,14 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
         goto done;
     }
     root = rlhf_json_root(hdoc);
-    if (root->type != RLHF_JSON_OBJECT) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "the header is not a JSON object"); goto done; }
+    if (root->type != RLHF_JSON_OBJECT || hbuf[0] != '{') { /* as the current reference reader: '{' at byte 0 */
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "the header is not a JSON object starting at its first byte");
+        goto done;
+    }
+    /* duplicate names: the reference reader lets them through; we do not
+       (found by sorting, so a header of many entries stays O(n log n)) */
+    if ((r = rlhf__json_dup_key(root, &v)) != RLHF_OK) { r = rlhf__st_err(err, r, path, "out of memory"); goto done; }
+    if (v) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "duplicate name \"%s\" in the header", v->key); goto done; }
     ents = (rlhf__st_entry *)rlhf__alloc((root->len + 1) * sizeof *ents);
     if (!ents) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
     for (v = root->child; v; v = v->next) {
@@ -4600,15 +4642,11 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
         rlhf__st_entry *e;
         int64_t b, en;
         uint64_t numel = 1, bytes;
-        /* duplicate names: the reference reader lets them through; we do not */
-        for (w = root->child; w != v; w = w->next)
-            if (w->key_len == v->key_len && memcmp(w->key, v->key, v->key_len) == 0) {
-                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "duplicate name \"%s\" in the header", v->key);
-                goto done;
-            }
         if (strlen(v->key) != v->key_len) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "a tensor name contains a NUL byte"); goto done; }
         if (strcmp(v->key, "__metadata__") == 0) {
             if (v->type != RLHF_JSON_OBJECT) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "__metadata__ is not an object"); goto done; }
+            if ((r = rlhf__json_dup_key(v, &w)) != RLHF_OK) { r = rlhf__st_err(err, r, path, "out of memory"); goto done; }
+            if (w) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "duplicate __metadata__ key \"%s\"", w->key); goto done; }
             for (w = v->child; w; w = w->next)
                 if (w->type != RLHF_JSON_STRING || strlen(w->str) != w->len || strlen(w->key) != w->key_len) {
                     r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "__metadata__ \"%s\" is not a string (or holds a NUL byte)", w->key);
@@ -4622,11 +4660,16 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
         e->json = v;
         e->name = v->key;
         if (v->type != RLHF_JSON_OBJECT) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": entry is not an object", v->key); goto done; }
-        for (w = v->child; w; w = w->next)
+        for (w = v->child; w; w = w->next) {
             if (strcmp(w->key, "dtype") != 0 && strcmp(w->key, "shape") != 0 && strcmp(w->key, "data_offsets") != 0) {
                 r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": unknown field \"%s\"", v->key, w->key);
                 goto done;
             }
+            if (rlhf_json_get(v, w->key) != w) {
+                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": field \"%s\" appears twice", v->key, w->key);
+                goto done;
+            }
+        }
         w = rlhf_json_get(v, "dtype");
         if (!w || w->type != RLHF_JSON_STRING) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": no \"dtype\" string", v->key); goto done; }
         for (e->dtype = 0; e->dtype < RLHF__NUM_DTYPES && strcmp(w->str, RLHF__DTYPES[e->dtype].name) != 0; e->dtype++) {}
@@ -4764,7 +4807,10 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
                 r = rlhf__st_err(err, RLHF_ERR_IO, path, "read error in tensor \"%s\"", e->name);
                 goto done;
             }
-            found[3 * t + slot]++;
+            if (found[3 * t + slot]++) {
+                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\" appears twice (as \"%s\" and under another name)", mt->name, e->name);
+                goto done;
+            }
             n_optim += slot > 0;
         }
     }
@@ -4953,7 +4999,7 @@ static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_
     case RLHF_DATA_PREFERENCE:
         if ((v = rlhf_json_get(o, "completions")) != NULL) {
             /* InstructGPT's K-way ranking: completions reordered best first */
-            const rlhf_json *rk = rlhf_json_get(o, "ranking"), *x;
+            const rlhf_json *rk = rlhf_json_get(o, "ranking"), *x, **items;
             rlhf_str *comp;
             unsigned char *seen;
             int K, i;
@@ -4967,7 +5013,9 @@ static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_
             K = (int)v->len;
             comp = (rlhf_str *)rlhf__arena_alloc(&d->arena, (size_t)K * sizeof *comp);
             seen = (unsigned char *)rlhf__arena_alloc(&d->arena, (size_t)K);
-            if (!comp || !seen) { e->oom = 1; return rlhf__bad(e, NULL, "out of memory"); }
+            items = (const rlhf_json **)rlhf__arena_alloc(&d->arena, (size_t)K * sizeof *items);
+            if (!comp || !seen || !items) { e->oom = 1; return rlhf__bad(e, NULL, "out of memory"); }
+            for (i = 0, x = v->child; x; x = x->next) items[i++] = x; /* O(1) access by index */
             memset(seen, 0, (size_t)K);
             for (i = 0, x = rk->child; x; x = x->next, i++) {
                 int64_t idx;
@@ -4975,7 +5023,7 @@ static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_
                 if (!rlhf_json_int64(x, &idx) || idx < 0 || idx >= K) return rlhf__bad(e, x, "ranking[%d] must be an index from 0 to %d", i, K - 1);
                 if (seen[idx]) return rlhf__bad(e, x, "ranking[%d] repeats index %lld", i, (long long)idx);
                 seen[idx] = 1;
-                c = rlhf_json_at(v, (size_t)idx);
+                c = items[idx];
                 if (c->type != RLHF_JSON_STRING) return rlhf__bad(e, c, "completions[%lld] must be a string", (long long)idx);
                 if (!rlhf__copy_str(d, c->str, c->len, &comp[i], e)) return 0;
             }

@@ -1104,6 +1104,7 @@ static void test_json_values(void) {
     CHECK(rlhf_json_at(v, 5)->type == RLHF_JSON_NULL && rlhf_json_at(v, 6) == NULL);
     CHECK(strcmp(rlhf_json_get(rlhf_json_get(root, "b"), "c")->str, "x") == 0);
     CHECK(rlhf_json_get(root, "zz") == NULL && rlhf_json_get(v, "a") == NULL);
+    CHECK(rlhf_json_at(v, 0)->key == NULL && v->key && strcmp(v->key, "a") == 0); /* array elements have no name */
     CHECK(rlhf_json_int64(rlhf_json_at(v, 0), &iv) && iv == 1);
     CHECK(!rlhf_json_int64(rlhf_json_at(v, 1), &iv)); /* -2.5e3 is not written as an integer */
     rlhf_json_free(d);
@@ -1491,6 +1492,10 @@ static void test_safetensors_hostile(void) {
     HOSTILE("unknown field", AUTO, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"extra\":1}}   ", two, 8, RLHF_ERR_PARSE, "unknown field \"extra\"");
     HOSTILE("metadata not an object", AUTO, "{\"__metadata__\":[1]}", NULL, 0, RLHF_ERR_PARSE, "__metadata__ is not an object");
     HOSTILE("metadata value not a string", AUTO, "{\"__metadata__\":{\"a\":1}}", NULL, 0, RLHF_ERR_PARSE, "__metadata__ \"a\" is not a string");
+    HOSTILE("a field twice", AUTO, "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 8, RLHF_ERR_PARSE,
+            "field \"dtype\" appears twice");
+    HOSTILE("metadata key twice", AUTO, "{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", NULL, 0, RLHF_ERR_PARSE, "duplicate __metadata__ key \"k\"");
+    HOSTILE("space before the header", AUTO, " {}", NULL, 0, RLHF_ERR_PARSE, "starting at its first byte");
     HOSTILE("NUL in a name", AUTO, "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 8, RLHF_ERR_PARSE, "contains a NUL byte");
     HOSTILE("no config anywhere", strlen(AB), AB, two, 16, RLHF_ERR_PARSE, "no config: the metadata has none and build/config.json cannot be read");
     /* model-level: a real checkpoint of a tiny model, mutated */
@@ -1514,6 +1519,8 @@ static void test_safetensors_hostile(void) {
     MUTATE("transposed c_attn", "\"shape\":[4,12]", "\"shape\":[12,4]", RLHF_ERR_PARSE,
            "tensor \"h.0.attn.c_attn.weight\" has shape [12, 4], expected [4, 12] (Conv1D layout [in, out])");
     MUTATE("weights as I32", "\"wte.weight\":{\"dtype\":\"F32\"", "\"wte.weight\":{\"dtype\":\"I32\"", RLHF_ERR_PARSE, "is I32; weights must be F32");
+    MUTATE("a tensor under two names", "\"h.0.ln_1.bias\"", "\"transformer.h.0.ln_1.weight\"", RLHF_ERR_PARSE,
+           "tensor \"h.0.ln_1.weight\" appears twice");
     MUTATE("optim.step not a number", "\"rlhf.version\"", "\"optim.step\":\"x\",\"rlhf.version\"", RLHF_ERR_PARSE, "optim.step \"x\" is not a step count");
     MUTATE("moments without optim.v", "\"ln_f.bias\"", "\"optim.m.ln_f.bias\"", RLHF_ERR_PARSE, "incomplete AdamW state");
     CHECK(count >= 40);
@@ -1979,6 +1986,9 @@ static void test_tokenizer_malformed(void) {
     f = fopen("build/merges_bad.bpe", "wb"); fputs("#version: 0.2\nzqzqzq qxqxqx\n", f); fclose(f);
     CHECK(rlhf_tokenizer_load_gpt2_ex(&t, "build/enc_bad.json", "build/merges_bad.bpe", &e) == RLHF_ERR_PARSE);
     CHECK(strstr(e.message, "id 0 is given to \"a\" and to \"b\"") != NULL);
+    f = fopen("build/enc_noeos.json", "wb"); fputs("{\"<x\": 0, \"b\": 1}", f); fclose(f);
+    CHECK(rlhf_tokenizer_load_gpt2_ex(&t, "build/enc_noeos.json", "build/merges_bad.bpe", &e) == RLHF_ERR_PARSE);
+    CHECK(strstr(e.message, "no <|endoftext|> token") != NULL);
     {
         FILE *g = fopen(RLHF_SHARED_DIR "/gpt2/encoder.json", "rb");
         if (g) {
