@@ -520,7 +520,9 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char
 /* Train on len bytes of UTF-8 text to vocab_size tokens in all: 256 bytes,
    then merges, then the 6 special tokens (the last 6 ids). If the text runs
    out of pairs first, the vocabulary is smaller (rlhf_tokenizer_vocab_size
-   tells). Deterministic: the most frequent pair first, ties to smaller ids. */
+   tells). Deterministic: the most frequent pair first, ties to smaller ids.
+   Pieces longer than 256 bytes are learned from in 256-byte chunks (this
+   keeps training linear; such runs are rare in text). */
 RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text, size_t len, int vocab_size, rlhf_error *err);
 RLHFDEF void        rlhf_tokenizer_free(rlhf_tokenizer *t);
 /* Encode len bytes of text as ordinary text (special-token strings such as
@@ -2350,24 +2352,96 @@ static size_t rlhf__bpe(const rlhf_tokenizer *t, const unsigned char *p, size_t 
     return m;
 }
 
+/* The same result as rlhf__bpe in O(n log n), for long pieces (rlhf__bpe
+   rescans the piece once per merge). Symbols form a linked list; a min-heap
+   holds candidate merges keyed (rank << 32 | position), so equal ranks pop
+   left to right. As in OpenAI's loop, every occurrence of one rank is merged
+   before the pairs those merges create compete: new pairs wait in a pending
+   list until the rank changes. Entries made stale by a merge are skipped.
+   sym, next, prev (n) and heap, pending (3n) are scratch; returns the count. */
+static void rlhf__heap64_push(uint64_t *h, size_t *n, uint64_t v) {
+    size_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > v) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    h[i] = v;
+}
+static uint64_t rlhf__heap64_pop(uint64_t *h, size_t *n) {
+    uint64_t top = h[0], last = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && h[c + 1] < h[c]) c++;
+        if (h[c] >= last) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n) h[i] = last;
+    return top;
+}
+static size_t rlhf__bpe_heap(const rlhf_tokenizer *t, const unsigned char *p, size_t n, int *sym, int *next, int *prev, uint64_t *heap,
+                             uint64_t *pending) {
+    size_t nh = 0, np = 0, i, k, out;
+    int cur = -1, r;
+    for (i = 0; i < n; i++) {
+        sym[i] = t->byte_id[p[i]];
+        next[i] = (int)i + 1;
+        prev[i] = (int)i - 1;
+    }
+    for (i = 0; i + 1 < n; i++)
+        if ((r = rlhf__pair_rank(t, sym[i], sym[i + 1])) >= 0) rlhf__heap64_push(heap, &nh, (uint64_t)r << 32 | i);
+    while (nh > 0 || np > 0) {
+        uint64_t e;
+        int j, h;
+        if (nh == 0 || (cur >= 0 && (int)(heap[0] >> 32) != cur)) { /* a rank is done: its new pairs join */
+            for (k = 0; k < np; k++) rlhf__heap64_push(heap, &nh, pending[k]);
+            np = 0;
+            cur = -1;
+            continue;
+        }
+        e = rlhf__heap64_pop(heap, &nh);
+        r = (int)(e >> 32);
+        i = (size_t)(e & 0xFFFFFFFFu);
+        j = next[i];
+        if (sym[i] < 0 || j >= (int)n || sym[i] != t->merges[r].a || sym[j] != t->merges[r].b) continue; /* stale */
+        cur = r;
+        sym[i] = t->merges[r].c; /* i absorbs j */
+        sym[j] = -1;
+        next[i] = next[j];
+        if (next[j] < (int)n) prev[next[j]] = (int)i;
+        h = prev[i];
+        if (h >= 0 && (k = (size_t)rlhf__pair_rank(t, sym[h], sym[i])) != (size_t)-1) pending[np++] = (uint64_t)k << 32 | (uint32_t)h;
+        if (next[i] < (int)n && (k = (size_t)rlhf__pair_rank(t, sym[i], sym[next[i]])) != (size_t)-1) pending[np++] = (uint64_t)k << 32 | i;
+    }
+    for (i = 0, out = 0; i < n; i = (size_t)next[i]) sym[out++] = sym[i];
+    return out;
+}
+#define RLHF__BPE_LONG 64 /* pieces longer than this take the heap path */
+
 /* encode ordinary text into ids (up to cap), counting into *count */
 static rlhf_result rlhf__encode_plain(const rlhf_tokenizer *t, const unsigned char *s, size_t n, int *ids, size_t cap, size_t *count) {
-    int stack_sym[256], *sym = stack_sym;
-    size_t sym_cap = 256, i = 0;
+    int stack_sym[RLHF__BPE_LONG], *heap_mem = NULL;
+    size_t heap_cap = 0, i = 0;
     while (i < n) {
         size_t end = rlhf__pretoken_end(s, n, i), len = end - i, m, k;
-        if (len > sym_cap) { /* a long piece: scratch from the heap */
-            if (sym != stack_sym) rlhf__free(sym);
-            sym = (int *)rlhf__alloc(len * sizeof(int));
-            if (!sym) return RLHF_ERR_OUT_OF_MEMORY;
-            sym_cap = len;
+        const int *res = stack_sym;
+        if (len <= RLHF__BPE_LONG) m = rlhf__bpe(t, s + i, len, stack_sym);
+        else { /* a long piece: the heap path; scratch of 3 ints and 6 uint64 per byte */
+            uint64_t *h;
+            if (len > heap_cap) {
+                rlhf__free(heap_mem);
+                heap_mem = (int *)rlhf__alloc(len * (3 * sizeof(int) + 6 * sizeof(uint64_t)) + sizeof(uint64_t));
+                if (!heap_mem) return RLHF_ERR_OUT_OF_MEMORY;
+                heap_cap = len;
+            }
+            h = (uint64_t *)(void *)(heap_mem + 3 * len + (len & 1)); /* 8-byte aligned */
+            m = rlhf__bpe_heap(t, s + i, len, heap_mem, heap_mem + len, heap_mem + 2 * len, h, h + 3 * len);
+            res = heap_mem;
         }
-        m = rlhf__bpe(t, s + i, len, sym);
         for (k = 0; k < m; k++, (*count)++)
-            if (*count < cap) ids[*count] = sym[k];
+            if (*count < cap) ids[*count] = res[k];
         i = end;
     }
-    if (sym != stack_sym) rlhf__free(sym);
+    rlhf__free(heap_mem);
     return RLHF_OK;
 }
 RLHFDEF rlhf_result rlhf_tokenizer_encode(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap, size_t *n_ids) {
@@ -2814,9 +2888,14 @@ RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text,
     if (!wslot) { T.oom = 1; goto done; }
     memset(wslot, 0xFF, wcap_slot * sizeof(int));
     for (i = 0; i < len;) {
-        size_t end = rlhf__pretoken_end(s, len, i), n = end - i, j;
-        uint64_t h = rlhf__fnv(s + i, n);
-        if (n > (1u << 20)) { res = rlhf__st_err(err, RLHF_ERR_TOO_LARGE, "rlhf_tokenizer_train", "a piece of %zu bytes at byte %zu (over 1 MiB)", n, i); goto done; }
+        size_t end = rlhf__pretoken_end(s, len, i), n, j;
+        uint64_t h;
+        /* a piece over 256 bytes (a run of letters or symbols with no break)
+           is learned from in 256-byte chunks: each merge recounts the words
+           holding its pair, so one huge word would make training quadratic */
+        if (end - i > 256) end = i + 256;
+        n = end - i;
+        h = rlhf__fnv(s + i, n);
         for (j = (size_t)h & (wcap_slot - 1); wslot[j] >= 0; j = (j + 1) & (wcap_slot - 1)) {
             rlhf__tw *w = &T.w[wslot[j]];
             if ((size_t)w->len == n) {

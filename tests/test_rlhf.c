@@ -1841,6 +1841,21 @@ static void test_tokenizer_train(void) {
         CHECK_OK(rlhf_tokenizer_decode(tk, ids, n1, back, sizeof back, &nb));
         if (nb != len || memcmp(back, buf, len) != 0) { fprintf(stderr, "  FAIL round trip, trial %d\n", trial); g_fail++; break; }
     }
+    /* the heap path for long pieces equals the plain BPE loop (the definition) */
+    {
+        int *s1 = (int *)malloc(3000 * sizeof(int)), *s2 = (int *)malloc(3000 * (3 * sizeof(int) + 6 * sizeof(uint64_t)) + 8);
+        unsigned char piece[3000];
+        for (trial = 0; trial < 60; trial++) {
+            size_t len = 65 + (size_t)(rlhf_rng_u64(&rng) % 2900), k, m1, m2;
+            rlhf_tokenizer *tk = trial % 2 && g ? g : a;
+            uint64_t *h = (uint64_t *)(void *)(s2 + 3 * len + (len & 1));
+            for (k = 0; k < len; k++) piece[k] = (unsigned char)"aabababcab e"[rlhf_rng_u64(&rng) % (trial % 3 ? 12 : 3)];
+            m1 = rlhf__bpe(tk, piece, len, s1);
+            m2 = rlhf__bpe_heap(tk, piece, len, s2, s2 + len, s2 + 2 * len, h, h + 3 * len);
+            if (m1 != m2 || memcmp(s1, s2, m1 * sizeof(int)) != 0) { fprintf(stderr, "  FAIL heap BPE differs, trial %d\n", trial); g_fail++; break; }
+        }
+        free(s1); free(s2);
+    }
     /* storage: standalone JSON and inside a checkpoint */
     CHECK_OK(rlhf_tokenizer_save(a, "build/tok.json"));
     CHECK_OK(rlhf_tokenizer_load(&c, "build/tok.json", &e));
