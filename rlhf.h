@@ -1590,8 +1590,12 @@ static rlhf_result rlhf__json_number(rlhf__jp *p, rlhf_json *v) {
     return RLHF_OK;
 }
 
-RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_t len, int max_depth, rlhf_json_error *err) {
+/* max_values bounds the tree (each value costs ~100 bytes of memory, so a
+   hostile input cannot inflate 50x before it is judged) */
+static rlhf_result rlhf__json_parse(rlhf_json_doc **out, const char *text, size_t len, int max_depth, size_t max_values,
+                                    rlhf_json_error *err) {
     typedef struct { rlhf_json *node, *last; } frame; /* an open array/object and its last element */
+    size_t n_values = 0;
     rlhf__jp p;
     rlhf_json_doc *d;
     frame *stack;
@@ -1624,6 +1628,7 @@ RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_
         unsigned c;
         rlhf__json_ws(&p);
         if (p.i >= p.n) { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected a value"); break; }
+        if (++n_values > max_values) { r = rlhf__json_fail(&p, RLHF_ERR_TOO_LARGE, p.i, "more than %zu values", max_values); break; }
         v = (rlhf_json *)rlhf__arena_alloc(d, sizeof *v);
         if (!v) { r = rlhf__json_fail(&p, RLHF_ERR_OUT_OF_MEMORY, p.i, "out of memory"); break; }
         memset(v, 0, sizeof *v);
@@ -1720,6 +1725,10 @@ RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_
     }
     *out = d;
     return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_t len, int max_depth, rlhf_json_error *err) {
+    return rlhf__json_parse(out, text, len, max_depth, (size_t)-1, err);
 }
 
 RLHFDEF const rlhf_json *rlhf_json_get(const rlhf_json *o, const char *key) {
@@ -4700,7 +4709,9 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
     data_start = 8 + hlen;
     data_size = (uint64_t)fsize - data_start;
     /* rule: the header is UTF-8 JSON (an object); nesting beyond a few levels is hostile */
-    if ((r = rlhf_json_parse(&hdoc, hbuf, (size_t)hlen, 8, &je)) != RLHF_OK) {
+    /* at most 2,000,000 values: ~200,000 tensors of ~10 values each, and at
+       most ~200 MB of tree, whatever the header's 100 MB hold */
+    if ((r = rlhf__json_parse(&hdoc, hbuf, (size_t)hlen, 8, 2000000, &je)) != RLHF_OK) {
         r = rlhf__st_err(err, r, path, "header byte %llu (file offset %llu): %s", (unsigned long long)je.offset,
                          (unsigned long long)(je.offset + 8), je.message);
         goto done;

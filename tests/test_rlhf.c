@@ -1496,6 +1496,15 @@ static void test_safetensors_hostile(void) {
             "field \"dtype\" appears twice");
     HOSTILE("metadata key twice", AUTO, "{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", NULL, 0, RLHF_ERR_PARSE, "duplicate __metadata__ key \"k\"");
     HOSTILE("space before the header", AUTO, " {}", NULL, 0, RLHF_ERR_PARSE, "starting at its first byte");
+    {   /* 3 million values in a small header: refused before the tree grows past the budget */
+        size_t nv = 3000000, q;
+        char *big = (char *)malloc(2 * nv + 16);
+        strcpy(big, "{\"a\":[");
+        for (q = 0; q < nv; q++) { big[6 + 2 * q] = '0'; big[7 + 2 * q] = ','; }
+        strcpy(big + 6 + 2 * nv - 1, "]}");
+        HOSTILE("too many values", AUTO, big, NULL, 0, RLHF_ERR_TOO_LARGE, "more than 2000000 values");
+        free(big);
+    }
     HOSTILE("NUL in a name", AUTO, "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 8, RLHF_ERR_PARSE, "contains a NUL byte");
     HOSTILE("no config anywhere", strlen(AB), AB, two, 16, RLHF_ERR_PARSE, "no config: the metadata has none and build/config.json cannot be read");
     /* model-level: a real checkpoint of a tiny model, mutated */
