@@ -387,7 +387,7 @@ RLHFDEF int         rlhf_json_int64(const rlhf_json *v, int64_t *out);
 
 /* JSONL: one JSON value per line, streamed (the file is never loaded whole).
    Lines end in LF or CRLF; blank lines are skipped; the last line may lack
-   its newline. */
+   its newline. A line may hold at most 1,000,000 JSON values. */
 typedef struct rlhf_jsonl rlhf_jsonl;
 /* max_line_bytes <= 0: 64 MiB. A longer line is an error, not a truncation. */
 RLHFDEF rlhf_result rlhf_jsonl_open(rlhf_jsonl **out, const char *path, long max_line_bytes, rlhf_json_error *err);
@@ -1935,7 +1935,9 @@ RLHFDEF rlhf_result rlhf_jsonl_next(rlhf_jsonl *r, rlhf_json_doc **doc, rlhf_jso
         if (len && r->line[len - 1] == '\r') len--; /* CRLF */
         for (k = 0; k < len && (r->line[k] == ' ' || r->line[k] == '\t' || r->line[k] == '\r'); k++) {}
         if (k == len) continue; /* blank line */
-        res = rlhf_json_parse(doc, (const char *)r->line, len, 0, &e);
+        /* a record of more than 1,000,000 values is refused before its tree
+           (~100 bytes a value) grows past ~100 MB */
+        res = rlhf__json_parse(doc, (const char *)r->line, len, 0, 1000000, &e);
         if (res != RLHF_OK) {
             rlhf__jsonl_error(err, r->path, r->line_no, e.column, e.offset, e.message);
             return res;

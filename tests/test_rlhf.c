@@ -1235,6 +1235,25 @@ static void test_jsonl(void) {
     CHECK(d && rlhf_json_root(d)->number == 1.0 && rlhf_jsonl_line(r) == 2);
     rlhf_json_free(d);
     rlhf_jsonl_close(r);
+    {   /* a line of 1.5 million values is refused (TOO_LARGE), the next line still reads */
+        size_t nv = 1500000, q;
+        char *line = (char *)malloc(2 * nv + 8);
+        line[0] = '[';
+        for (q = 0; q < nv; q++) { line[1 + 2 * q] = '0'; line[2 + 2 * q] = ','; }
+        line[2 * nv] = ']';
+        line[2 * nv + 1] = '\n';
+        line[2 * nv + 2] = '7';
+        write_file(path, line, 2 * nv + 3);
+        free(line);
+        CHECK_OK(rlhf_jsonl_open(&r, path, 0, &e));
+        if (r) {
+            CHECK(rlhf_jsonl_next(r, &d, &e) == RLHF_ERR_TOO_LARGE && strstr(e.message, ":1:") && strstr(e.message, "more than 1000000 values"));
+            CHECK_OK(rlhf_jsonl_next(r, &d, &e));
+            CHECK(d && rlhf_json_root(d)->number == 7.0);
+            rlhf_json_free(d);
+            rlhf_jsonl_close(r);
+        }
+    }
     CHECK(rlhf_jsonl_open(&r, "build/no/such/file.jsonl", 0, &e) == RLHF_ERR_IO && r == NULL);
     CHECK(strstr(e.message, "build/no/such/file.jsonl") && strstr(e.message, "cannot open"));
 }
