@@ -1333,8 +1333,7 @@ static void test_safetensors_roundtrip(void) {
     f1 = read_all("build/rt.safetensors", &n1);
     f2 = read_all("build/rt2.safetensors", &n2);
     CHECK(f1 && f2 && n1 == n2 && memcmp(f1, f2, n1) == 0);
-    CHECK(n1 % 8 == 0 || 1); /* header padded: the data starts at a multiple of 8 */
-    if (f1) CHECK((8 + (f1[0] | f1[1] << 8)) % 8 == 0);
+    if (f1) CHECK((8 + (f1[0] | f1[1] << 8)) % 8 == 0); /* header padded: the data starts at a multiple of 8 */
     free(f1); free(f2);
     /* identical logits */
     random_tokens(x, 16, cfg.vocab_size, &rng);
