@@ -1158,32 +1158,41 @@ static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
    (entries t2 > t are not written); with att NULL (inference) each row lives
    in rows (B*NH, T) instead. Scores, softmax and the weighted sum run in one
    pass per row: no (B,NH,T,T) score buffer. Threads split (b, h). */
+/* One query row, shared by the training forward and the KV-cache decode so
+   both compute the same numbers: row (n) = softmax(q . k_j / sqrt(hs)) over
+   keys j < n, then o (hs) = sum_j row[j] * v_j. q (hs); key j at k + j*stride,
+   value j at v + j*stride. */
+static void rlhf__attend_row(float *o, float *row, const float *q, const float *k, const float *v, size_t stride, int n, int hs,
+                             float scale) {
+    float maxv = -INFINITY, sum = 0.0f, inv;
+    int j;
+    for (j = 0; j < n; j++) {
+        row[j] = rlhf__dot(q, k + (size_t)j * stride, hs) * scale;
+        if (row[j] > maxv) maxv = row[j];
+    }
+    for (j = 0; j < n; j++) {
+        row[j] = expf(row[j] - maxv); /* stable: the row maximum is subtracted */
+        sum += row[j];
+    }
+    inv = 1.0f / sum; /* sum >= 1: the maximum contributes exp(0) */
+    memset(o, 0, (size_t)hs * sizeof(float));
+    for (j = 0; j < n; j++) {
+        row[j] *= inv;
+        rlhf__axpy(o, row[j], v + (size_t)j * stride, hs);
+    }
+}
+
 static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, int B, int T, int C, int NH) {
     int hs = C / NH, bh;
     float scale = 1.0f / sqrtf((float)hs);
     RLHF__OMP(omp parallel for schedule(static))
     for (bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH, t, t2;
+        int b = bh / NH, h = bh % NH, t;
         const float *base = qkv + (size_t)b * T * 3 * C; /* seek to qkv[b, 0, :] */
         for (t = 0; t < T; t++) {
-            const float *q = base + (size_t)t * 3 * C + h * hs;
             float *row = att ? att + ((size_t)bh * T + t) * T : rows + (size_t)bh * T; /* seek to att[b, h, t, :] */
-            float *o = out + ((size_t)b * T + t) * C + h * hs;
-            float maxv = -INFINITY, sum = 0.0f, inv;
-            for (t2 = 0; t2 <= t; t2++) {
-                row[t2] = rlhf__dot(q, base + (size_t)t2 * 3 * C + C + h * hs, hs) * scale;
-                if (row[t2] > maxv) maxv = row[t2];
-            }
-            for (t2 = 0; t2 <= t; t2++) {
-                row[t2] = expf(row[t2] - maxv); /* stable: the row maximum is subtracted */
-                sum += row[t2];
-            }
-            inv = 1.0f / sum; /* sum >= 1: the maximum contributes exp(0) */
-            memset(o, 0, (size_t)hs * sizeof(float));
-            for (t2 = 0; t2 <= t; t2++) {
-                row[t2] *= inv;
-                rlhf__axpy(o, row[t2], base + (size_t)t2 * 3 * C + 2 * C + h * hs, hs);
-            }
+            rlhf__attend_row(out + ((size_t)b * T + t) * C + h * hs, row, base + (size_t)t * 3 * C + h * hs, base + C + h * hs,
+                             base + 2 * C + h * hs, (size_t)3 * C, t + 1, hs, scale);
         }
     }
 }
@@ -4093,29 +4102,13 @@ RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int
             memcpy(kl + ((size_t)s * c->max_len + pos) * C, c->qkv + (size_t)s * 3 * C + C, (size_t)C * sizeof(float));
             memcpy(vl + ((size_t)s * c->max_len + pos) * C, c->qkv + (size_t)s * 3 * C + 2 * C, (size_t)C * sizeof(float));
         }
-        /* attention of the new position over positions 0..pos, the same
-           arithmetic in the same order as rlhf__attention_forward */
+        /* attention of the new position over positions 0..pos (the training kernel's row) */
         RLHF__OMP(omp parallel for schedule(static))
         for (sh = 0; sh < N * NH; sh++) {
-            int sq = sh / NH, h = sh % NH, t2;
-            const float *q = c->qkv + (size_t)sq * 3 * C + h * hs;
-            const float *ks = kl + (size_t)sq * c->max_len * C + h * hs, *vs = vl + (size_t)sq * c->max_len * C + h * hs;
-            float *row = c->att + (size_t)sh * c->max_len, *o = c->atty + (size_t)sq * C + h * hs;
-            float maxv = -INFINITY, sum = 0.0f, inv;
-            for (t2 = 0; t2 <= pos; t2++) {
-                row[t2] = rlhf__dot(q, ks + (size_t)t2 * C, hs) * scale;
-                if (row[t2] > maxv) maxv = row[t2];
-            }
-            for (t2 = 0; t2 <= pos; t2++) {
-                row[t2] = expf(row[t2] - maxv);
-                sum += row[t2];
-            }
-            inv = 1.0f / sum;
-            memset(o, 0, (size_t)hs * sizeof(float));
-            for (t2 = 0; t2 <= pos; t2++) {
-                row[t2] *= inv;
-                rlhf__axpy(o, row[t2], vs + (size_t)t2 * C, hs);
-            }
+            int sq = sh / NH, h = sh % NH;
+            rlhf__attend_row(c->atty + (size_t)sq * C + h * hs, c->att + (size_t)sh * c->max_len, c->qkv + (size_t)sq * 3 * C + h * hs,
+                             kl + (size_t)sq * c->max_len * C + h * hs, vl + (size_t)sq * c->max_len * C + h * hs, (size_t)C, pos + 1,
+                             hs, scale);
         }
         rlhf__linear_forward(c->x2, c->atty, p->attprojw + lC * C, p->attprojb + lC, c->x, N, C, C, m->work);
         rlhf__layernorm_forward(c->ln, c->mean, c->rstd, c->x2, p->ln2w + lC, p->ln2b + lC, N, C);
