@@ -2892,7 +2892,7 @@ RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text,
     const unsigned char *s = (const unsigned char *)text;
     rlhf__trainer T;
     rlhf_tokenizer *t = NULL;
-    int *wslot = NULL, n_merges, r, k, *touched = NULL;
+    int *wslot = NULL, n_merges, r, k, *touched = NULL, cap_touched = 1024; /* touched keeps its size across merges */
     size_t cap_w = 0, wcap_slot = 1024, i, pool_bytes, pool_cap = 256 + 64;
     rlhf_result res = RLHF_OK;
     if (err) err->message[0] = 0;
@@ -2985,7 +2985,7 @@ RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text,
     for (r = 0; r < n_merges && T.n_heap > 0 && !T.oom; r++) {
         rlhf__he top;
         rlhf__tp *p;
-        int a, b, c = 256 + r, *where, n_where, q, n_touched = 0, cap_touched = 1024;
+        int a, b, c = 256 + r, *where, n_where, q, n_touched = 0;
         size_t la, lb;
         /* 3a. the most frequent pair whose heap entry is current */
         for (;;) {
