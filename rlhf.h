@@ -299,6 +299,39 @@ RLHFDEF rlhf_result rlhf_model_train_step(rlhf_model *m, const int *inputs, cons
 /* Forward only: logits (B,T,V) for inputs, row-major, into caller memory. */
 RLHFDEF rlhf_result rlhf_model_logits(rlhf_model *m, const int *inputs, int B, int T, float *logits);
 
+/* Documents in a batch. doc_start (B,T): for token t of row b, the index in
+   its row where its document begins (0 <= doc_start[b,t] <= t). The token
+   attends only to positions doc_start[b,t]..t, and its position embedding
+   is wpe[t - doc_start[b,t]]. So one row can hold:
+     left padding   P pad tokens, then a sequence: doc_start = t for t < P
+                    (each pad token alone), P for t >= P; the sequence gets
+                    exactly the outputs it would get unpadded;
+     packing        several examples back to back, none seeing another.
+   doc_start NULL: every row is one document from position 0 (right padding
+   needs nothing: causal attention never looks ahead). rlhf_doc_left_pad
+   fills doc_start for left padding. Otherwise as rlhf_model_forward. */
+RLHFDEF rlhf_result rlhf_model_forward_docs(rlhf_model *m, const int *inputs, const int *targets, const int *doc_start,
+                                            int B, int T, float *logits, float *loss);
+RLHFDEF void        rlhf_doc_left_pad(int *doc_start, const int *n_pad, int B, int T);
+
+/* The scalar head: reward and value models (InstructGPT's RM; a PPO critic).
+   score.weight [1, C] and score.bias [1] read the final LayerNorm output:
+   value[b,t] = ln_f(h[b,t]) . score.weight + score.bias, at every position.
+   add_score_head adds them to a model (from a base or SFT checkpoint):
+   weight ~ N(0, init_std), bias 0; init_std < 0 means 1/sqrt(C + 1)
+   ("The N implementation details of RLHF", item 6; 0 for a value head).
+   A checkpoint with score.* loads with its head; the LM head stays usable. */
+RLHFDEF rlhf_result rlhf_model_add_score_head(rlhf_model *m, float init_std, uint64_t seed);
+RLHFDEF int         rlhf_model_has_score_head(const rlhf_model *m);
+/* values (B,T) for inputs (B,T); doc_start as rlhf_model_forward_docs (may be
+   NULL). for_backward != 0 keeps every layer's caches (training memory) so
+   rlhf_model_backward_values can follow; 0 uses the small inference scratch. */
+RLHFDEF rlhf_result rlhf_model_forward_values(rlhf_model *m, const int *inputs, const int *doc_start, int B, int T,
+                                              float *values, int for_backward);
+/* Backpropagate d loss / d values (B,T) of the last forward_values, ADDING
+   into the gradients. Positions you do not use get 0. */
+RLHFDEF rlhf_result rlhf_model_backward_values(rlhf_model *m, const float *dvalues);
+
 /* ---------------------------------------------------------------------------
    KV cache and decoding: n_seq sequences advanced together, one token each
    per call, up to max_len positions (<= n_ctx). Each decode step costs one
@@ -1157,7 +1190,11 @@ static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
    out (B,T,C); att (B,NH,T,T) caches the probabilities for the backward
    (entries t2 > t are not written); with att NULL (inference) each row lives
    in rows (B*NH, T) instead. Scores, softmax and the weighted sum run in one
-   pass per row: no (B,NH,T,T) score buffer. Threads split (b, h). */
+   pass per row: no (B,NH,T,T) score buffer. Threads split (b, h).
+   Documents: with doc (B,T) not NULL, token t of row b sees only the keys
+   t2 in [doc[b,t], t], the start of its own document, so one row can hold
+   left padding (each pad token its own document) or several packed examples
+   that never attend to each other. doc NULL: every row is one document. */
 /* One query row, shared by the training forward and the KV-cache decode so
    both compute the same numbers: row (n) = softmax(q . k_j / sqrt(hs)) over
    keys j < n, then o (hs) = sum_j row[j] * v_j. q (hs); key j at k + j*stride,
@@ -1182,7 +1219,8 @@ static void rlhf__attend_row(float *o, float *row, const float *q, const float *
     }
 }
 
-static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, int B, int T, int C, int NH) {
+static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, const int *doc, int B, int T, int C,
+                                    int NH) {
     int hs = C / NH, bh;
     float scale = 1.0f / sqrtf((float)hs);
     RLHF__OMP(omp parallel for schedule(static))
@@ -1190,9 +1228,11 @@ static void rlhf__attention_forward(float *out, float *att, float *rows, const f
         int b = bh / NH, h = bh % NH, t;
         const float *base = qkv + (size_t)b * T * 3 * C; /* seek to qkv[b, 0, :] */
         for (t = 0; t < T; t++) {
+            int s0 = doc ? doc[(size_t)b * T + t] : 0; /* first key this token may see */
             float *row = att ? att + ((size_t)bh * T + t) * T : rows + (size_t)bh * T; /* seek to att[b, h, t, :] */
-            rlhf__attend_row(out + ((size_t)b * T + t) * C + h * hs, row, base + (size_t)t * 3 * C + h * hs, base + C + h * hs,
-                             base + 2 * C + h * hs, (size_t)3 * C, t + 1, hs, scale);
+            const float *k0 = base + (size_t)s0 * 3 * C;
+            rlhf__attend_row(out + ((size_t)b * T + t) * C + h * hs, row + s0, base + (size_t)t * 3 * C + h * hs, k0 + C + h * hs,
+                             k0 + 2 * C + h * hs, (size_t)3 * C, t + 1 - s0, hs, scale);
         }
     }
 }
@@ -1203,7 +1243,7 @@ static void rlhf__attention_forward(float *out, float *att, float *rows, const f
      ds[t2] = a[t2] (da[t2] - sum_j a[j] da[j])          (softmax backward)
      dq_t  += ds[t2] k_t2 / sqrt(hs);  dk_t2 += ds[t2] q_t / sqrt(hs) */
 static void rlhf__attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                                     const float *att, int B, int T, int C, int NH) {
+                                     const float *att, const int *doc, int B, int T, int C, int NH) {
     int hs = C / NH, bh;
     float scale = 1.0f / sqrtf((float)hs);
     RLHF__OMP(omp parallel for schedule(static))
@@ -1218,12 +1258,13 @@ static void rlhf__attention_backward(float *dqkv, float *scratch, const float *d
             const float *q = base + (size_t)t * 3 * C + h * hs;
             float *dq = dbase + (size_t)t * 3 * C + h * hs;
             float dot = 0.0f;
-            for (t2 = 0; t2 <= t; t2++) {
+            int s0 = doc ? doc[(size_t)b * T + t] : 0;
+            for (t2 = s0; t2 <= t; t2++) {
                 da[t2] = rlhf__dot(g, base + (size_t)t2 * 3 * C + 2 * C + h * hs, hs);
                 rlhf__axpy(dbase + (size_t)t2 * 3 * C + 2 * C + h * hs, a[t2], g, hs);
                 dot += a[t2] * da[t2];
             }
-            for (t2 = 0; t2 <= t; t2++) {
+            for (t2 = s0; t2 <= t; t2++) {
                 float ds = a[t2] * (da[t2] - dot) * scale;
                 rlhf__axpy(dq, ds, base + (size_t)t2 * 3 * C + C + h * hs, hs);
                 rlhf__axpy(dbase + (size_t)t2 * 3 * C + C + h * hs, ds, q, hs);
@@ -3268,7 +3309,7 @@ RLHFDEF rlhf_adamw_config rlhf_adamw_config_default(void) {
 /* Parameters (and gradients, with the same layout): one allocation, a struct
    of named pointers into it, each kind stacked over the L layers (llm.c's
    layout), so AdamW is one flat loop and layer l's weights are w + l*size. */
-#define RLHF__NUM_KINDS 16
+#define RLHF__NUM_KINDS 18
 typedef struct rlhf__params {
     float *wte;      /* (V, C)      token embedding, also the LM head */
     float *wpe;      /* (n_ctx, C)  position embedding */
@@ -3286,6 +3327,8 @@ typedef struct rlhf__params {
     float *fcprojb;  /* (L, C) */
     float *lnfw;     /* (C) */
     float *lnfb;     /* (C) */
+    float *scorew;   /* (C)         score.weight [1, C]: the scalar head (empty without one) */
+    float *scoreb;   /* (1)         score.bias */
 } rlhf__params;
 
 /* Forward caches, each for the reserved (B,T). */
@@ -3344,10 +3387,12 @@ struct rlhf_model {
     size_t cap_bt, cap_btt, bwd_cap_bt, bwd_cap_btt;
     rlhf__acts acts;
     rlhf__bwd bwd;
-    int *tok_mem; /* inputs, targets of the last forward: (2, cap_bt) */
+    int *tok_mem; /* inputs, targets, document starts of the last forward: (3, cap_bt) */
+    int has_score; /* a scalar head (score.weight, score.bias) follows ln_f */
+    int has_doc;   /* the last training forward had document starts */
     float *inf_mem; /* inference scratch (forward without targets), one layer's worth, for inf_cap_bt rows */
     size_t inf_cap_bt;
-    int B, T, backward_ready;
+    int B, T, backward_ready; /* backward_ready: 0 none, 1 LM loss, 2 scalar values */
     float dloss;  /* 1 / number of targets != -1 */
     float *work;  /* matmul packing, RLHF__GEMM_WORK_FLOATS */
     rlhf_log_fn log;
@@ -3377,7 +3422,7 @@ static int rlhf__config_ok(const rlhf_config *c) {
     return params * 4.0 * 4.0 < (double)(size_t)-1 && params < 1e12;
 }
 
-static void rlhf__kind_sizes(const rlhf_config *c, size_t s[RLHF__NUM_KINDS]) {
+static void rlhf__kind_sizes(const rlhf_config *c, int has_score, size_t s[RLHF__NUM_KINDS]) {
     size_t V = (size_t)c->vocab_size, C = (size_t)c->n_embd, L = (size_t)c->n_layer, P = (size_t)c->n_ctx;
     s[0] = V * C;          s[1] = P * C;
     s[2] = L * C;          s[3] = L * C;
@@ -3387,6 +3432,7 @@ static void rlhf__kind_sizes(const rlhf_config *c, size_t s[RLHF__NUM_KINDS]) {
     s[10] = L * C * 4 * C; s[11] = L * 4 * C;
     s[12] = L * 4 * C * C; s[13] = L * C;
     s[14] = C;             s[15] = C;
+    s[16] = has_score ? C : 0; s[17] = has_score ? 1 : 0;
 }
 static void rlhf__point_params(rlhf__params *p, float *base, const size_t s[RLHF__NUM_KINDS]) {
     float **ptr[RLHF__NUM_KINDS];
@@ -3395,6 +3441,7 @@ static void rlhf__point_params(rlhf__params *p, float *base, const size_t s[RLHF
     ptr[4] = &p->qkvw; ptr[5] = &p->qkvb; ptr[6] = &p->attprojw; ptr[7] = &p->attprojb;
     ptr[8] = &p->ln2w; ptr[9] = &p->ln2b; ptr[10] = &p->fcw; ptr[11] = &p->fcb;
     ptr[12] = &p->fcprojw; ptr[13] = &p->fcprojb; ptr[14] = &p->lnfw; ptr[15] = &p->lnfb;
+    ptr[16] = &p->scorew; ptr[17] = &p->scoreb;
     for (i = 0; i < RLHF__NUM_KINDS; i++) {
         *ptr[i] = base;
         base += s[i];
@@ -3434,7 +3481,7 @@ static int rlhf__shape_fits(const rlhf_config *c, double BT, double BTT) {
 RLHFDEF size_t rlhf_config_num_params(const rlhf_config *cfg) {
     size_t s[RLHF__NUM_KINDS];
     if (!cfg || !rlhf__config_ok(cfg)) return 0;
-    rlhf__kind_sizes(cfg, s);
+    rlhf__kind_sizes(cfg, 0, s);
     return rlhf__sum_sizes(s, RLHF__NUM_KINDS);
 }
 
@@ -3466,7 +3513,7 @@ RLHFDEF rlhf_result rlhf_config_memory(const rlhf_config *cfg, int B, int T, int
     out->grads = training ? out->params : 0;
     out->optimizer = training ? 2 * out->params : 0;
     /* training: every layer's forward caches; inference: one layer's scratch */
-    out->activations = training ? rlhf__sum_sizes(s, RLHF__NUM_ACTS) * sizeof(float) + 2 * BT * sizeof(int)
+    out->activations = training ? rlhf__sum_sizes(s, RLHF__NUM_ACTS) * sizeof(float) + 3 * BT * sizeof(int)
                                 : rlhf__infer_floats(cfg, BT) * sizeof(float);
     out->backward = training ? rlhf__sum_sizes(bs, RLHF__NUM_BWD) * sizeof(float) : 0;
     out->workspace = RLHF__GEMM_WORK_FLOATS * sizeof(float);
@@ -3497,7 +3544,7 @@ static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
         ptr[15] = &a->lnf_mean; ptr[16] = &a->lnf_rstd; ptr[17] = &a->logits; ptr[18] = &a->lse; ptr[19] = &a->losses;
         rlhf__act_sizes(&m->cfg, ncap, ncapt, s);
         mem = rlhf__alloc_floats(rlhf__sum_sizes(s, RLHF__NUM_ACTS));
-        tok = (int *)rlhf__alloc(2 * ncap * sizeof(int));
+        tok = (int *)rlhf__alloc(3 * ncap * sizeof(int));
         if (!mem || !tok) {
             rlhf__free(mem);
             rlhf__free(tok);
@@ -3574,7 +3621,7 @@ static rlhf_result rlhf__build_tensors(rlhf_model *m) {
     rlhf__tensor *t;
     kind_off[0] = 0;
     for (k = 1; k < RLHF__NUM_KINDS; k++) kind_off[k] = kind_off[k - 1] + m->kind_size[k - 1];
-    m->n_tensors = 2 + 12 * L + 2;
+    m->n_tensors = 2 + 12 * L + 2 + (m->has_score ? 2 : 0);
     m->tensors = (rlhf__tensor *)rlhf__alloc((size_t)m->n_tensors * sizeof(rlhf__tensor));
     if (!m->tensors) return RLHF_ERR_OUT_OF_MEMORY;
     t = m->tensors;
@@ -3595,12 +3642,18 @@ static rlhf_result rlhf__build_tensors(rlhf_model *m) {
             x->shape[1] = cols_x[k] * C;
             x->offset = kind_off[2 + k] + (size_t)l * (m->kind_size[2 + k] / (size_t)L);
         }
-    strcpy(t[m->n_tensors - 2].name, "ln_f.weight");
-    strcpy(t[m->n_tensors - 1].name, "ln_f.bias");
-    for (i = m->n_tensors - 2; i < m->n_tensors; i++) {
-        t[i].ndim = 1;
-        t[i].shape[0] = C;
-        t[i].offset = kind_off[14 + (i - (m->n_tensors - 2))];
+    i = 2 + 12 * L;
+    strcpy(t[i].name, "ln_f.weight");
+    strcpy(t[i + 1].name, "ln_f.bias");
+    t[i].ndim = t[i + 1].ndim = 1;
+    t[i].shape[0] = t[i + 1].shape[0] = C;
+    t[i].offset = kind_off[14];
+    t[i + 1].offset = kind_off[15];
+    if (m->has_score) { /* Hugging Face's GPT2ForSequenceClassification names, plus a bias */
+        strcpy(t[i + 2].name, "score.weight");
+        t[i + 2].ndim = 2; t[i + 2].shape[0] = 1; t[i + 2].shape[1] = C; t[i + 2].offset = kind_off[16];
+        strcpy(t[i + 3].name, "score.bias");
+        t[i + 3].ndim = 1; t[i + 3].shape[0] = 1; t[i + 3].offset = kind_off[17];
     }
     for (i = 0; i < m->n_tensors; i++) {
         t[i].numel = (size_t)t[i].shape[0] * (size_t)(t[i].ndim == 2 ? t[i].shape[1] : 1);
@@ -3620,7 +3673,7 @@ RLHFDEF rlhf_result rlhf_model_create(rlhf_model **out, const rlhf_config *cfg, 
     if (!m) return RLHF_ERR_OUT_OF_MEMORY;
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    rlhf__kind_sizes(cfg, m->kind_size);
+    rlhf__kind_sizes(cfg, 0, m->kind_size);
     m->num_params = rlhf__sum_sizes(m->kind_size, RLHF__NUM_KINDS);
     m->param_mem = rlhf__alloc_floats(m->num_params);
     m->work = rlhf__alloc_floats(RLHF__GEMM_WORK_FLOATS);
@@ -3683,6 +3736,66 @@ RLHFDEF size_t rlhf_model_num_params(const rlhf_model *m) { return m ? m->num_pa
 RLHFDEF int rlhf_model_num_tensors(const rlhf_model *m) { return m ? m->n_tensors : 0; }
 RLHFDEF long rlhf_model_adamw_steps(const rlhf_model *m) { return m ? m->adam_steps : 0; }
 
+/* The scalar head (Stiennon et al. 2020; "The N implementation details",
+   item 6): score.weight [1, C] ~ N(0, std), score.bias = 0. The reward
+   model uses std = 1/sqrt(C + 1) so a fresh head's rewards have variance ~1;
+   a value head starts at 0. Its two kinds are the last of the parameter
+   block, so every existing tensor keeps its offset: the blocks grow by C + 1
+   floats and the old contents are copied over (AdamW state included). */
+RLHFDEF rlhf_result rlhf_model_add_score_head(rlhf_model *m, float init_std, uint64_t seed) {
+    size_t old_n, new_n, C;
+    float *blk[4] = {NULL, NULL, NULL, NULL}, **old[4];
+    rlhf__tensor *old_tensors;
+    int old_nt, i;
+    rlhf_rng rng;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (m->has_score) return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_add_score_head: the model already has a scalar head");
+    if (init_std != init_std || init_std > 1e6f)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_add_score_head: init_std %g is not a usable standard deviation", (double)init_std);
+    C = (size_t)m->cfg.n_embd;
+    if (init_std < 0.0f) init_std = 1.0f / sqrtf((float)C + 1.0f);
+    old_n = m->num_params;
+    new_n = old_n + C + 1;
+    old[0] = &m->param_mem; old[1] = &m->grad_mem; old[2] = &m->m_mem; old[3] = &m->v_mem;
+    for (i = 0; i < 4; i++) {
+        if (!*old[i]) continue;
+        blk[i] = rlhf__alloc_floats(new_n);
+        if (!blk[i]) {
+            while (i > 0) rlhf__free(blk[--i]);
+            return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_add_score_head: out of memory");
+        }
+        memcpy(blk[i], *old[i], old_n * sizeof(float));
+        memset(blk[i] + old_n, 0, (C + 1) * sizeof(float));
+    }
+    old_tensors = m->tensors;
+    old_nt = m->n_tensors;
+    m->has_score = 1;
+    rlhf__kind_sizes(&m->cfg, 1, m->kind_size); /* the table's offsets come from these */
+    if (rlhf__build_tensors(m) != RLHF_OK) {
+        m->has_score = 0;
+        rlhf__kind_sizes(&m->cfg, 0, m->kind_size);
+        m->tensors = old_tensors;
+        m->n_tensors = old_nt;
+        for (i = 0; i < 4; i++) rlhf__free(blk[i]);
+        return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_add_score_head: out of memory");
+    }
+    rlhf__free(old_tensors);
+    for (i = 0; i < 4; i++)
+        if (blk[i]) {
+            rlhf__free(*old[i]);
+            *old[i] = blk[i];
+        }
+    m->num_params = new_n;
+    rlhf__point_params(&m->params, m->param_mem, m->kind_size);
+    if (m->grad_mem) rlhf__point_params(&m->grads, m->grad_mem, m->kind_size);
+    rlhf_rng_seed(&rng, seed);
+    rlhf__fill_normal(m->params.scorew, C, init_std, &rng);
+    m->params.scoreb[0] = 0.0f;
+    m->backward_ready = 0;
+    return RLHF_OK;
+}
+RLHFDEF int rlhf_model_has_score_head(const rlhf_model *m) { return m ? m->has_score : 0; }
+
 RLHFDEF rlhf_result rlhf_model_tensor(rlhf_model *m, int i, rlhf_tensor_info *out) {
     const rlhf__tensor *t;
     if (!m || !out || i < 0 || i >= m->n_tensors) return RLHF_ERR_INVALID_ARGUMENT;
@@ -3715,24 +3828,26 @@ static rlhf_result rlhf__check_ids(rlhf_model *m, const int *ids, int B, int T, 
     return RLHF_OK;
 }
 
-/* encoded (B,T,C) = wte[inputs[b,t]] + wpe[t] */
-static void rlhf__encoder_forward(float *out, const int *inputs, const float *wte, const float *wpe, int B, int T, int C) {
+/* encoded (B,T,C) = wte[inputs[b,t]] + wpe[t - doc[b,t]]: positions count
+   from the start of each token's document (doc NULL: from 0), so a left-padded
+   or packed sequence sees the same positions as it would alone */
+static void rlhf__encoder_forward(float *out, const int *inputs, const int *doc, const float *wte, const float *wpe, int B, int T, int C) {
     int bt;
     RLHF__OMP(omp parallel for schedule(static))
     for (bt = 0; bt < B * T; bt++) {
-        const float *te = wte + (size_t)inputs[bt] * C, *pe = wpe + (size_t)(bt % T) * C;
+        const float *te = wte + (size_t)inputs[bt] * C, *pe = wpe + (size_t)(bt % T - (doc ? doc[bt] : 0)) * C;
         float *o = out + (size_t)bt * C;
         int c;
         for (c = 0; c < C; c++) o[c] = te[c] + pe[c];
     }
 }
-/* dwte[inputs[b,t]] += dout[b,t]; dwpe[t] += dout[b,t]. Serial over rows:
-   the scatter into dwte would race, and it is O(BT*C), cheap. */
-static void rlhf__encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inputs, int B, int T, int C) {
+/* dwte[inputs[b,t]] += dout[b,t]; dwpe[t - doc[b,t]] += dout[b,t]. Serial
+   over rows: the scatter into dwte would race, and it is O(BT*C), cheap. */
+static void rlhf__encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inputs, const int *doc, int B, int T, int C) {
     int bt, c;
     for (bt = 0; bt < B * T; bt++) {
         const float *d = dout + (size_t)bt * C;
-        float *te = dwte + (size_t)inputs[bt] * C, *pe = dwpe + (size_t)(bt % T) * C;
+        float *te = dwte + (size_t)inputs[bt] * C, *pe = dwpe + (size_t)(bt % T - (doc ? doc[bt] : 0)) * C;
         for (c = 0; c < C; c++) {
             te[c] += d[c];
             pe[c] += d[c];
@@ -3740,13 +3855,15 @@ static void rlhf__encoder_backward(float *dwte, float *dwpe, const float *dout, 
     }
 }
 
-/* The forward pass over m->tok_mem (B,T) into m->acts (logits included). */
-static void rlhf__forward(rlhf_model *m, int B, int T) {
+/* The forward pass over m->tok_mem (B,T) into m->acts, up to the final
+   LayerNorm; the LM head's logits too when lm != 0. */
+static void rlhf__forward(rlhf_model *m, int B, int T, int lm) {
     int C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
     size_t BT = (size_t)B * T, BTC = BT * C;
     rlhf__params *p = &m->params;
     rlhf__acts *a = &m->acts;
-    rlhf__encoder_forward(a->encoded, m->tok_mem, p->wte, p->wpe, B, T, C);
+    const int *doc = m->has_doc ? m->tok_mem + 2 * m->cap_bt : NULL;
+    rlhf__encoder_forward(a->encoded, m->tok_mem, doc, p->wte, p->wpe, B, T, C);
     for (l = 0; l < L; l++) {
         /* seek to layer l of every stacked tensor */
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
@@ -3760,7 +3877,7 @@ static void rlhf__forward(rlhf_model *m, int B, int T) {
         /* x = x + c_proj(attn(ln_1(x))) */
         rlhf__layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p->ln1w + lC, p->ln1b + lC, (int)BT, C);
         rlhf__linear_forward(qkv, ln1, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, (int)BT, C, 3 * C, m->work);
-        rlhf__attention_forward(atty, att, NULL, qkv, B, T, C, NH);
+        rlhf__attention_forward(atty, att, NULL, qkv, doc, B, T, C, NH);
         rlhf__linear_forward(residual2, atty, p->attprojw + lC * C, p->attprojb + lC, residual, (int)BT, C, C, m->work);
         /* x = x + mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))) */
         rlhf__layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p->ln2w + lC, p->ln2b + lC, (int)BT, C);
@@ -3770,41 +3887,73 @@ static void rlhf__forward(rlhf_model *m, int B, int T) {
     }
     rlhf__layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * BTC, p->lnfw, p->lnfb, (int)BT, C);
     /* logits (BT,V) = lnf (BT,C) * wte^T: the LM head is tied to the token embedding */
-    rlhf__gemm((int)BT, V, C, a->lnf, C, 1, p->wte, 1, C, a->logits, V, 0, m->work);
+    if (lm) rlhf__gemm((int)BT, V, C, a->lnf, C, 1, p->wte, 1, C, a->logits, V, 0, m->work);
+}
+
+/* values (BT) = lnf (BT,C) . score.weight + score.bias: the scalar head */
+static void rlhf__score_forward(float *values, const float *lnf, const float *w, const float *b, size_t BT, int C) {
+    size_t i;
+    for (i = 0; i < BT; i++) values[i] = rlhf__dot(lnf + i * (size_t)C, w, C) + b[0];
 }
 
 /* rlhf__forward_infer is defined with the KV cache, below */
-static void rlhf__forward_infer(rlhf_model *m, const int *inputs, int B, int T, float *logits, rlhf_kv_cache *cache);
+static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc, int B, int T, float *logits, float *values,
+                                rlhf_kv_cache *cache);
 
-RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const int *targets, int B, int T,
-                                       float *logits, float *loss) {
+/* Document starts: 0 <= doc[b,t] <= t (t's document begins at or before t). */
+static rlhf_result rlhf__check_doc(rlhf_model *m, const int *doc, int B, int T, const char *fn) {
+    int b, t;
+    for (b = 0; b < B; b++)
+        for (t = 0; t < T; t++) {
+            int d = doc[(size_t)b * T + t];
+            if (d < 0 || d > t)
+                return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "%s: doc_start[%d][%d] = %d is outside [0, %d]", fn, b, t, d, t);
+        }
+    return RLHF_OK;
+}
+
+/* Everything a forward entry point checks, then the pass. mode 1: LM
+   (logits, optional loss); mode 2: scalar head (values), with caches for a
+   backward when keep != 0. */
+static rlhf_result rlhf__forward_entry(rlhf_model *m, const int *inputs, const int *targets, const int *doc, int B, int T,
+                                       float *logits, float *loss, float *values, int mode, int keep, const char *fn) {
     rlhf_result r;
     size_t BT;
-    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     m->backward_ready = 0;
     if (!inputs || B < 1 || T < 1)
-        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_forward: need inputs, B >= 1 and T >= 1 (got B=%d T=%d)", B, T);
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "%s: need inputs, B >= 1 and T >= 1 (got B=%d T=%d)", fn, B, T);
     if (T > m->cfg.n_ctx)
-        return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_forward: T=%d is longer than n_ctx=%d", T, m->cfg.n_ctx);
+        return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "%s: T=%d is longer than n_ctx=%d", fn, T, m->cfg.n_ctx);
     if (!rlhf__shape_fits(&m->cfg, (double)B * T, (double)B * T * T))
-        return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "rlhf_model_forward: B=%d T=%d is too large", B, T);
-    if ((targets != NULL) != (loss != NULL))
-        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_forward: targets and loss go together");
+        return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "%s: B=%d T=%d is too large", fn, B, T);
+    if (mode == 1 && (targets != NULL) != (loss != NULL))
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "%s: targets and loss go together", fn);
+    if (mode == 2 && !m->has_score)
+        return rlhf__fail(m, RLHF_ERR_STATE, "%s: the model has no scalar head (rlhf_model_add_score_head)", fn);
+    if (mode == 2 && !values) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "%s: values is NULL", fn);
     if ((r = rlhf__check_ids(m, inputs, B, T, 0, "inputs")) != RLHF_OK) return r;
     if (targets && (r = rlhf__check_ids(m, targets, B, T, 1, "targets")) != RLHF_OK) return r;
-    if (!targets) { /* nothing to backpropagate: no caches */
-        if ((r = rlhf__ensure_infer(m, (size_t)B * (size_t)T)) != RLHF_OK) return r;
-        rlhf__forward_infer(m, inputs, B, T, logits, NULL);
+    if (doc && (r = rlhf__check_doc(m, doc, B, T, fn)) != RLHF_OK) return r;
+    BT = (size_t)B * T;
+    if (mode == 1 ? !targets : !keep) { /* nothing to backpropagate: no caches */
+        if ((r = rlhf__ensure_infer(m, BT)) != RLHF_OK) return r;
+        rlhf__forward_infer(m, inputs, doc, B, T, logits, values, NULL);
         return RLHF_OK;
     }
     if ((r = rlhf__ensure(m, B, T, 0)) != RLHF_OK) return r;
-    BT = (size_t)B * T;
     memcpy(m->tok_mem, inputs, BT * sizeof(int));
+    m->has_doc = doc != NULL;
+    if (doc) memcpy(m->tok_mem + 2 * m->cap_bt, doc, BT * sizeof(int));
     m->B = B;
     m->T = T;
-    rlhf__forward(m, B, T);
+    rlhf__forward(m, B, T, mode == 1);
+    if (mode == 2) {
+        rlhf__score_forward(values, m->acts.lnf, m->params.scorew, m->params.scoreb, BT, m->cfg.n_embd);
+        m->backward_ready = 2;
+        return RLHF_OK;
+    }
     if (logits) memcpy(logits, m->acts.logits, BT * (size_t)m->cfg.vocab_size * sizeof(float));
-    if (targets) {
+    {
         /* mean cross-entropy over targets != -1 */
         double sum = 0.0;
         size_t i, count = 0;
@@ -3818,7 +3967,7 @@ RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const i
             }
         if (count == 0) {
             *loss = 0.0f;
-            return rlhf__fail(m, RLHF_ERR_NO_TARGETS, "rlhf_model_forward: all %zu targets are -1: nothing to learn", BT);
+            return rlhf__fail(m, RLHF_ERR_NO_TARGETS, "%s: all %zu targets are -1: nothing to learn", fn, BT);
         }
         *loss = (float)(sum / (double)count);
         m->dloss = 1.0f / (float)count;
@@ -3827,36 +3976,43 @@ RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const i
     return RLHF_OK;
 }
 
+RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const int *targets, int B, int T,
+                                       float *logits, float *loss) {
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    return rlhf__forward_entry(m, inputs, targets, NULL, B, T, logits, loss, NULL, 1, 0, "rlhf_model_forward");
+}
+RLHFDEF rlhf_result rlhf_model_forward_docs(rlhf_model *m, const int *inputs, const int *targets, const int *doc_start, int B,
+                                            int T, float *logits, float *loss) {
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    return rlhf__forward_entry(m, inputs, targets, doc_start, B, T, logits, loss, NULL, 1, 0, "rlhf_model_forward_docs");
+}
+RLHFDEF rlhf_result rlhf_model_forward_values(rlhf_model *m, const int *inputs, const int *doc_start, int B, int T,
+                                              float *values, int for_backward) {
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    return rlhf__forward_entry(m, inputs, NULL, doc_start, B, T, NULL, NULL, values, 2, for_backward, "rlhf_model_forward_values");
+}
+
+RLHFDEF void rlhf_doc_left_pad(int *doc_start, const int *n_pad, int B, int T) {
+    int b, t;
+    if (!doc_start || !n_pad) return;
+    for (b = 0; b < B; b++)
+        for (t = 0; t < T; t++) doc_start[(size_t)b * T + t] = t < n_pad[b] ? t : n_pad[b];
+}
+
 RLHFDEF rlhf_result rlhf_model_zero_grad(rlhf_model *m) {
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (m->grad_mem) memset(m->grad_mem, 0, m->num_params * sizeof(float));
     return RLHF_OK;
 }
 
-RLHFDEF rlhf_result rlhf_model_backward(rlhf_model *m) {
-    int B, T, C, NH, V, L, l;
-    size_t BT, BTC;
-    rlhf__params *p, *g;
-    rlhf__acts *a;
-    rlhf__bwd *d;
-    const int *inputs, *targets;
-    rlhf_result r;
-    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!m->backward_ready)
-        return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_backward: no forward pass with targets to backpropagate");
-    B = m->B; T = m->T; C = m->cfg.n_embd; NH = m->cfg.n_head; V = m->cfg.vocab_size; L = m->cfg.n_layer;
-    if ((r = rlhf__ensure(m, B, T, 1)) != RLHF_OK) return r; /* fits the forward's shape: no reallocation */
-    m->backward_ready = 0; /* the logits become dlogits below */
-    BT = (size_t)B * T;
-    BTC = BT * C;
-    p = &m->params; g = &m->grads; a = &m->acts; d = &m->bwd;
-    inputs = m->tok_mem;
-    targets = m->tok_mem + m->cap_bt;
-    /* loss = (1/count) sum losses: dloss = 1/count per counted row */
-    rlhf__crossentropy_backward(a->logits, a->lse, targets, m->dloss, (int)BT, V);
-    /* logits = lnf * wte^T:  dlnf = dlogits * wte;  dwte += dlogits^T * lnf */
-    rlhf__gemm((int)BT, C, V, a->logits, V, 1, p->wte, C, 1, d->dln, C, 0, m->work);
-    rlhf__gemm(V, C, (int)BT, a->logits, 1, V, a->lnf, C, 1, g->wte, C, 1, m->work);
+/* The backward from d loss / d lnf (in bwd.dln) down to the embeddings. */
+static void rlhf__backward_trunk(rlhf_model *m) {
+    int B = m->B, T = m->T, C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer, l;
+    size_t BT = (size_t)B * T, BTC = BT * C;
+    rlhf__params *p = &m->params, *g = &m->grads;
+    rlhf__acts *a = &m->acts;
+    rlhf__bwd *d = &m->bwd;
+    const int *doc = m->has_doc ? m->tok_mem + 2 * m->cap_bt : NULL;
     memset(d->dresidual, 0, BTC * sizeof(float));
     rlhf__layernorm_backward(d->dresidual, g->lnfw, g->lnfb, d->dln, a->residual3 + (L - 1) * BTC, p->lnfw,
                              a->lnf_mean, a->lnf_rstd, (int)BT, C);
@@ -3879,7 +4035,7 @@ RLHFDEF rlhf_result rlhf_model_backward(rlhf_model *m) {
                               p->attprojw + lC * C, (int)BT, C, C, m->work);
         /* atty = attention(qkv) */
         memset(d->dqkv, 0, BTC * 3 * sizeof(float));
-        rlhf__attention_backward(d->dqkv, d->datt, d->datty, a->qkv + l * BTC * 3, a->att + (size_t)l * B * NH * T * T, B,
+        rlhf__attention_backward(d->dqkv, d->datt, d->datty, a->qkv + l * BTC * 3, a->att + (size_t)l * B * NH * T * T, doc, B,
                                  T, C, NH);
         /* qkv = ln1 * qkvw + qkvb */
         rlhf__linear_backward(d->dln, g->qkvw + lC * 3 * C, g->qkvb + lC * 3, d->dqkv, a->ln1 + l * BTC, p->qkvw + lC * 3 * C,
@@ -3888,7 +4044,55 @@ RLHFDEF rlhf_result rlhf_model_backward(rlhf_model *m) {
         rlhf__layernorm_backward(d->dresidual, g->ln1w + lC, g->ln1b + lC, d->dln, residual, p->ln1w + lC,
                                  a->ln1_mean + l * BT, a->ln1_rstd + l * BT, (int)BT, C);
     }
-    rlhf__encoder_backward(g->wte, g->wpe, d->dresidual, inputs, B, T, C);
+    rlhf__encoder_backward(g->wte, g->wpe, d->dresidual, m->tok_mem, doc, B, T, C);
+}
+
+RLHFDEF rlhf_result rlhf_model_backward(rlhf_model *m) {
+    int C, V;
+    size_t BT;
+    rlhf_result r;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (m->backward_ready != 1)
+        return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_backward: no forward pass with targets to backpropagate");
+    if ((r = rlhf__ensure(m, m->B, m->T, 1)) != RLHF_OK) return r; /* fits the forward's shape: no reallocation */
+    m->backward_ready = 0; /* the logits become dlogits below */
+    C = m->cfg.n_embd; V = m->cfg.vocab_size;
+    BT = (size_t)m->B * m->T;
+    /* loss = (1/count) sum losses: dloss = 1/count per counted row */
+    rlhf__crossentropy_backward(m->acts.logits, m->acts.lse, m->tok_mem + m->cap_bt, m->dloss, (int)BT, V);
+    /* logits = lnf * wte^T:  dlnf = dlogits * wte;  dwte += dlogits^T * lnf */
+    rlhf__gemm((int)BT, C, V, m->acts.logits, V, 1, m->params.wte, C, 1, m->bwd.dln, C, 0, m->work);
+    rlhf__gemm(V, C, (int)BT, m->acts.logits, 1, V, m->acts.lnf, C, 1, m->grads.wte, C, 1, m->work);
+    rlhf__backward_trunk(m);
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_model_backward_values(rlhf_model *m, const float *dvalues) {
+    int C, c;
+    size_t BT, i;
+    double db = 0.0;
+    rlhf_result r;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (m->backward_ready != 2)
+        return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_backward_values: no rlhf_model_forward_values(..., for_backward=1) to backpropagate");
+    if (!dvalues) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_backward_values: dvalues is NULL");
+    if ((r = rlhf__ensure(m, m->B, m->T, 1)) != RLHF_OK) return r;
+    m->backward_ready = 0;
+    C = m->cfg.n_embd;
+    BT = (size_t)m->B * m->T;
+    for (i = 0; i < BT; i++)
+        if (!isfinite(dvalues[i]))
+            return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_backward_values: dvalues[%zu][%zu] is %g", i / (size_t)m->T,
+                              i % (size_t)m->T, (double)dvalues[i]);
+    /* value = lnf . w + b:  dlnf = dvalue * w;  dw += sum dvalue * lnf;  db += sum dvalue */
+    for (i = 0; i < BT; i++) {
+        float *dl = m->bwd.dln + i * (size_t)C;
+        for (c = 0; c < C; c++) dl[c] = dvalues[i] * m->params.scorew[c];
+        rlhf__axpy(m->grads.scorew, dvalues[i], m->acts.lnf + i * (size_t)C, C);
+        db += dvalues[i];
+    }
+    m->grads.scoreb[0] += (float)db;
+    rlhf__backward_trunk(m);
     return RLHF_OK;
 }
 
@@ -4023,22 +4227,25 @@ static void rlhf__cache_store(rlhf_kv_cache *c, int l, const float *qkv, int N, 
 
 /* The forward pass without caches (no backward will follow): the same
    kernels in the same order as rlhf__forward, so the logits are identical,
-   through one layer's scratch. logits (B,T,V) may be NULL. With a KV cache
-   (prefill: B = its n_seq, empty), each layer's keys and values are copied
-   into it, and logits (B,V) are those of the last position only. */
-static void rlhf__forward_infer(rlhf_model *m, const int *inputs, int B, int T, float *logits, rlhf_kv_cache *cache) {
+   through one layer's scratch. logits (B,T,V) may be NULL; values (B,T),
+   if not NULL, receive the scalar head's output. doc (B,T) or NULL: the
+   document starts (rlhf__attention_forward). With a KV cache (prefill: B =
+   its n_seq, empty), each layer's keys and values are copied into it, and
+   logits (B,V) are those of the last position only. */
+static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc, int B, int T, float *logits, float *values,
+                                rlhf_kv_cache *cache) {
     int C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
     size_t BT = (size_t)B * T, BTC = BT * C;
     rlhf__params *p = &m->params;
     float *x = m->inf_mem, *x2 = x + BTC, *ln = x2 + BTC, *atty = ln + BTC, *mean = atty + BTC, *rstd = mean + BT;
     float *qkv = rstd + BT, *fch = qkv + 3 * BTC, *fch_gelu = fch + 4 * BTC, *rows = fch_gelu + 4 * BTC;
-    rlhf__encoder_forward(x, inputs, p->wte, p->wpe, B, T, C);
+    rlhf__encoder_forward(x, inputs, doc, p->wte, p->wpe, B, T, C);
     for (l = 0; l < L; l++) {
         size_t lC = (size_t)l * C;
         rlhf__layernorm_forward(ln, mean, rstd, x, p->ln1w + lC, p->ln1b + lC, (int)BT, C);
         rlhf__linear_forward(qkv, ln, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, (int)BT, C, 3 * C, m->work);
         if (cache) rlhf__cache_store(cache, l, qkv, B, T);
-        rlhf__attention_forward(atty, NULL, rows, qkv, B, T, C, NH);
+        rlhf__attention_forward(atty, NULL, rows, qkv, doc, B, T, C, NH);
         rlhf__linear_forward(x2, atty, p->attprojw + lC * C, p->attprojb + lC, x, (int)BT, C, C, m->work);
         rlhf__layernorm_forward(ln, mean, rstd, x2, p->ln2w + lC, p->ln2b + lC, (int)BT, C);
         rlhf__linear_forward(fch, ln, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, (int)BT, C, 4 * C, m->work);
@@ -4054,6 +4261,7 @@ static void rlhf__forward_infer(rlhf_model *m, const int *inputs, int B, int T, 
     }
     rlhf__layernorm_forward(ln, mean, rstd, x, p->lnfw, p->lnfb, (int)BT, C);
     if (logits) rlhf__gemm((int)BT, V, C, ln, C, 1, p->wte, 1, C, logits, V, 0, m->work);
+    if (values) rlhf__score_forward(values, ln, p->scorew, p->scoreb, BT, C);
 }
 
 RLHFDEF rlhf_result rlhf_model_prefill(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, int T, float *logits) {
@@ -4066,7 +4274,7 @@ RLHFDEF rlhf_result rlhf_model_prefill(rlhf_model *m, rlhf_kv_cache *c, const in
     if (T > c->max_len) return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_prefill: %d tokens do not fit the cache (%d)", T, c->max_len);
     if ((r = rlhf__check_ids(m, tokens, c->n_seq, T, 0, "tokens")) != RLHF_OK) return r;
     if ((r = rlhf__ensure_infer(m, (size_t)c->n_seq * (size_t)T)) != RLHF_OK) return r;
-    rlhf__forward_infer(m, tokens, c->n_seq, T, c->logits, c);
+    rlhf__forward_infer(m, tokens, NULL, c->n_seq, T, c->logits, NULL, c);
     if (logits) memcpy(logits, c->logits, (size_t)c->n_seq * m->cfg.vocab_size * sizeof(float));
     c->len = T;
     return RLHF_OK;
@@ -4844,6 +5052,14 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
         if (r != RLHF_OK) goto done;
     }
     if ((r = rlhf_model_create(&m, &cfg, 0)) != RLHF_OK) { r = rlhf__st_err(err, r, path, "cannot create the model: %s", rlhf_result_string(r)); goto done; }
+    /* a scalar head (reward or value model) when the file has score.weight */
+    for (k = 0; k < n_ent; k++) {
+        const char *name = strncmp(ents[k].name, "transformer.", 12) == 0 ? ents[k].name + 12 : ents[k].name;
+        if (strcmp(name, "score.weight") == 0) {
+            if ((r = rlhf_model_add_score_head(m, 0.0f, 0)) != RLHF_OK) { r = rlhf__st_err(err, r, path, "out of memory"); goto done; }
+            break;
+        }
+    }
     found = (int *)rlhf__alloc((size_t)m->n_tensors * 3 * sizeof(int));
     if (!found) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
     memset(found, 0, (size_t)m->n_tensors * 3 * sizeof(int));
@@ -4900,7 +5116,9 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
         }
     }
     for (i = 0; i < m->n_tensors; i++)
-        if (!found[3 * i]) {
+        if (!found[3 * i] && strcmp(m->tensors[i].name, "score.bias") == 0 && !n_optim) {
+            continue; /* Hugging Face's score Linear has no bias: it stays 0 */
+        } else if (!found[3 * i]) {
             r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "missing tensor \"%s\"", m->tensors[i].name);
             goto done;
         } else if (n_optim && (!found[3 * i + 1] || !found[3 * i + 2])) {

@@ -317,10 +317,10 @@ static void test_fd_gelu(void) {
     }
 }
 
-typedef struct { int B, T, C, NH; float *att, *out; } attn_ctx;
+typedef struct { int B, T, C, NH; float *att, *out; const int *doc; } attn_ctx;
 static void attn_fwd(void *c, const float *qkv, float *out) {
     attn_ctx *k = (attn_ctx *)c;
-    rlhf__attention_forward(out, k->att, NULL, qkv, k->B, k->T, k->C, k->NH);
+    rlhf__attention_forward(out, k->att, NULL, qkv, k->doc, k->B, k->T, k->C, k->NH);
 }
 static void test_fd_attention(void) {
     enum { B = 2, T = 5, C = 12, NH = 3 };
@@ -331,18 +331,28 @@ static void test_fd_attention(void) {
     rlhf_rng_seed(&rng, 5);
     fill_uniform(qkv, B * T * 3 * C, &rng, -1.5f, 1.5f);
     fill_uniform(dout, B * T * C, &rng, -1, 1);
-    rlhf__attention_forward(out, att, NULL, qkv, B, T, C, NH);
-    rlhf__attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, NH);
+    rlhf__attention_forward(out, att, NULL, qkv, NULL, B, T, C, NH);
+    rlhf__attention_backward(dqkv, scratch, dout, qkv, att, NULL, B, T, C, NH);
     {   /* without the cache (inference rows), the same output bit for bit */
         float out2[B * T * C];
-        rlhf__attention_forward(out2, NULL, scratch, qkv, B, T, C, NH);
+        rlhf__attention_forward(out2, NULL, scratch, qkv, NULL, B, T, C, NH);
         CHECK(memcmp(out, out2, sizeof out) == 0);
         memset(scratch, 0, sizeof scratch);
     }
-    k.B = B; k.T = T; k.C = C; k.NH = NH; k.att = att; k.out = out;
+    k.B = B; k.T = T; k.C = C; k.NH = NH; k.att = att; k.out = out; k.doc = NULL;
     fd_check("attention dqkv", attn_fwd, &k, qkv, B * T * 3 * C, B * T * C, dout, dqkv, B * T * 3 * C, 1e-2f, 5e-4, 1e-2);
     /* causality: the output at t=0 is v_0 of each head exactly */
     CHECK(out[0] == qkv[2 * C] && out[C - 1] == qkv[3 * C - 1]);
+    {   /* documents: row 0 left-padded by 2, row 1 two packed documents [0,2) [2,5) */
+        static const int doc[B * T] = {0, 1, 2, 2, 2, 0, 0, 2, 2, 2};
+        memset(dqkv, 0, sizeof dqkv);
+        rlhf__attention_forward(out, att, NULL, qkv, doc, B, T, C, NH);
+        rlhf__attention_backward(dqkv, scratch, dout, qkv, att, doc, B, T, C, NH);
+        k.doc = doc;
+        fd_check("attention dqkv, documents", attn_fwd, &k, qkv, B * T * 3 * C, B * T * C, dout, dqkv, B * T * 3 * C, 1e-2f, 5e-4, 1e-2);
+        /* a document's first token sees only itself: out = its own v */
+        CHECK(out[(size_t)1 * C] == qkv[(size_t)1 * 3 * C + 2 * C] && out[(size_t)(T + 2) * C] == qkv[(size_t)(T + 2) * 3 * C + 2 * C]);
+    }
 }
 
 typedef struct { int BT, V; const int *tg; float *lse; } ce_ctx;
@@ -2115,6 +2125,102 @@ static void test_gae(void) {
 
 /* ---- runner -------------------------------------------------------------------- */
 typedef struct { const char *name; void (*fn)(void); } test_case;
+
+/* The scalar head and document starts against PyTorch (tools/gen_reward_golden.py):
+   left padding, packing and right padding in one batch; the reward model's
+   values, InstructGPT's ranking loss on the last tokens, every gradient; and
+   the LM loss over the same documents. */
+static void test_golden_reward(void) {
+    fixture fx;
+    fixture_rec *r, *in, *doc, *last, *wv, *vals, *rw, *rl, *rg, *tg, *lg, *ls;
+    rlhf_config cfg;
+    rlhf_model *m = NULL;
+    const int *ci;
+    int B, T, i, b;
+    float *values = NULL, *values2 = NULL, *dvalues = NULL, *logits = NULL, rewards[16] = {0}, grad[16] = {0}, loss;
+    char name[128];
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/reward_golden.bin")) { g_fail++; return; }
+    if (!(r = fixture_get(&fx, "config"))) goto done;
+    ci = (const int *)r->data;
+    cfg.vocab_size = ci[0]; cfg.n_ctx = ci[1]; cfg.n_layer = ci[2]; cfg.n_head = ci[3]; cfg.n_embd = ci[4];
+    B = ci[5]; T = ci[6];
+    CHECK_OK(rlhf_model_create(&m, &cfg, 0));
+    if (!m || B > 16) goto done;
+    CHECK(!rlhf_model_has_score_head(m));
+    CHECK(rlhf_model_forward_values(m, (const int *)fixture_get(&fx, "inputs")->data, NULL, B, T, grad, 0) == RLHF_ERR_STATE);
+    CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 1));
+    CHECK(rlhf_model_has_score_head(m) && rlhf_model_num_tensors(m) == 2 + 12 * cfg.n_layer + 4);
+    for (i = 0; i < rlhf_model_num_tensors(m); i++) {
+        rlhf_tensor_info t;
+        rlhf_model_tensor(m, i, &t);
+        if (!(r = fixture_get(&fx, t.name))) goto done;
+        CHECK(r->n == t.numel && r->ndim == t.ndim && r->dims[0] == t.shape[0]);
+        if (r->n == t.numel) memcpy(t.data, r->data, t.numel * sizeof(float));
+    }
+    in = fixture_get(&fx, "inputs"); doc = fixture_get(&fx, "doc_start"); last = fixture_get(&fx, "last");
+    wv = fixture_get(&fx, "wv"); vals = fixture_get(&fx, "values"); rw = fixture_get(&fx, "rewards");
+    rl = fixture_get(&fx, "rank_loss"); rg = fixture_get(&fx, "rank_grad");
+    tg = fixture_get(&fx, "lm.targets"); lg = fixture_get(&fx, "lm.logits"); ls = fixture_get(&fx, "lm.loss");
+    if (!in || !doc || !last || !wv || !vals || !rw || !rl || !rg || !tg || !lg || !ls) goto done;
+    values = floats((size_t)B * T); values2 = floats((size_t)B * T); dvalues = floats((size_t)B * T);
+    logits = floats((size_t)B * T * cfg.vocab_size);
+    /* part A: values at every position, the ranking loss on the last tokens */
+    CHECK_OK(rlhf_model_forward_values(m, (const int *)in->data, (const int *)doc->data, B, T, values, 1));
+    close_enough("reward golden values", values, (const float *)vals->data, vals->n, 1e-5, 1e-4);
+    for (b = 0; b < B; b++) rewards[b] = values[(size_t)b * T + ((const int *)last->data)[b]];
+    loss = rlhf_ranking_loss(rewards, B, grad);
+    close_enough("reward golden rewards", rewards, (const float *)rw->data, (size_t)B, 1e-5, 1e-4);
+    close_enough("reward golden ranking loss", &loss, (const float *)rl->data, 1, 1e-6, 1e-5);
+    close_enough("reward golden ranking grad", grad, (const float *)rg->data, (size_t)B, 1e-6, 1e-4);
+    memcpy(dvalues, wv->data, (size_t)B * T * sizeof(float));
+    for (b = 0; b < B; b++) dvalues[(size_t)b * T + ((const int *)last->data)[b]] += grad[b];
+    CHECK_OK(rlhf_model_zero_grad(m));
+    CHECK_OK(rlhf_model_backward_values(m, dvalues));
+    CHECK(rlhf_model_backward_values(m, dvalues) == RLHF_ERR_STATE); /* one backward per forward */
+    for (i = 0; i < rlhf_model_num_tensors(m); i++) {
+        rlhf_tensor_info t;
+        rlhf_model_tensor(m, i, &t);
+        snprintf(name, sizeof name, "grad_a.%s", t.name);
+        if (!(r = fixture_get(&fx, name))) continue;
+        close_enough(name, t.grad, (const float *)r->data, t.numel, 1e-5, 1e-4);
+    }
+    /* the inference path (no caches) gives the same values bit for bit */
+    CHECK_OK(rlhf_model_forward_values(m, (const int *)in->data, (const int *)doc->data, B, T, values2, 0));
+    CHECK(memcmp(values, values2, (size_t)B * T * sizeof(float)) == 0);
+    /* part B: the LM loss over the same documents; the head gets no gradient */
+    CHECK_OK(rlhf_model_forward_docs(m, (const int *)in->data, (const int *)tg->data, (const int *)doc->data, B, T, logits, &loss));
+    close_enough("lm golden logits (documents)", logits, (const float *)lg->data, lg->n, 1e-5, 1e-4);
+    close_enough("lm golden loss (documents)", &loss, (const float *)ls->data, 1, 0, 1e-5);
+    CHECK_OK(rlhf_model_zero_grad(m));
+    CHECK_OK(rlhf_model_backward(m));
+    for (i = 0; i < rlhf_model_num_tensors(m); i++) {
+        rlhf_tensor_info t;
+        size_t j;
+        rlhf_model_tensor(m, i, &t);
+        if (strncmp(t.name, "score.", 6) == 0) {
+            for (j = 0; j < t.numel; j++) CHECK(t.grad[j] == 0.0f);
+            continue;
+        }
+        snprintf(name, sizeof name, "grad_b.%s", t.name);
+        if (!(r = fixture_get(&fx, name))) continue;
+        close_enough(name, t.grad, (const float *)r->data, t.numel, 1e-6, 1e-4);
+    }
+    /* and through the inference path */
+    CHECK_OK(rlhf_model_forward_docs(m, (const int *)in->data, NULL, (const int *)doc->data, B, T, values == NULL ? NULL : logits, NULL));
+    close_enough("lm golden logits (documents, inference)", logits, (const float *)lg->data, lg->n, 1e-5, 1e-4);
+    {   /* a bad document start is refused with its place */
+        int bad[64];
+        memcpy(bad, doc->data, (size_t)B * T * sizeof(int));
+        bad[T + 1] = 2;
+        CHECK(rlhf_model_forward_values(m, (const int *)in->data, bad, B, T, values, 0) == RLHF_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(rlhf_model_last_error(m), "doc_start[1][1] = 2") != NULL);
+    }
+done:
+    free(values); free(values2); free(dvalues); free(logits);
+    rlhf_model_free(m);
+    fixture_free(&fx);
+}
+
 static const test_case TESTS[] = {
     {"result_strings", test_result_strings},
     {"rng", test_rng},
@@ -2128,6 +2234,7 @@ static const test_case TESTS[] = {
     {"fd_linear", test_fd_linear},
     {"fd_model", test_fd_model},
     {"golden_pytorch", test_golden_pytorch},
+    {"golden_reward", test_golden_reward},
     {"kv_decode_matches_forward", test_kv_decode_matches_forward},
     {"determinism", test_determinism},
     {"train_memorises", test_train_memorises},
