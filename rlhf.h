@@ -599,6 +599,123 @@ RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad);
    adv[t] = delta_t + gamma * lam * adv[t+1], ret[t] = adv[t] + values[t]. */
 RLHFDEF void  rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv, float *ret);
 
+/* ---------------------------------------------------------------------------
+   Training loops: SFT and pretraining (InstructGPT step 1), the reward model
+   (step 2). Both read a dataset through a tokenizer (the chat template, the
+   special tokens), hold out a validation set, follow a learning-rate
+   schedule, clip gradients, skip non-finite steps (counted), report metrics
+   and write checkpoints. Sequences are rendered with the chat template:
+   a prompt string is one user turn, a completion one assistant turn, so
+   every response ends with <|end|>, the stop token. */
+typedef enum rlhf_lr_decay { RLHF_LR_COSINE, RLHF_LR_LINEAR, RLHF_LR_CONSTANT } rlhf_lr_decay;
+/* Receives one JSON object per line of metrics (no newline), e.g.
+   {"stage":"sft","step":10,"loss":2.31,...}: append it to metrics.jsonl. */
+typedef void (*rlhf_metrics_fn)(void *user, const char *json);
+typedef struct rlhf_train_options {
+    rlhf_adamw_config opt;  /* opt.lr is the peak learning rate; opt.grad_clip clips */
+    int batch_size;         /* SFT: sequences per step; reward model: prompts per step */
+    int micro_batch;        /* sequences per forward/backward (gradients accumulate, so
+                               memory follows micro_batch, the update batch_size); 0: all */
+    int seq_len;            /* longest sequence, in tokens (0: the model's n_ctx) */
+    int epochs;             /* passes over the training set */
+    long max_steps;         /* > 0: stop after this many updates (the schedule spans them) */
+    int warmup_steps;       /* lr rises linearly from lr/warmup to lr over these steps */
+    rlhf_lr_decay decay;    /* then decays to min_lr_ratio * lr by the last step */
+    float min_lr_ratio;
+    int eval_every;         /* steps between validations (0: only at the end) */
+    float val_fraction;     /* held out of the training set when no val set is given */
+    int pack;               /* SFT: pack several examples into one row (never attending
+                               across each other: see rlhf_model_forward_docs) */
+    int log_every;          /* steps between progress lines to log (0: none) */
+    uint64_t seed;          /* shuffling and the validation split */
+    const char *out_dir;    /* NULL: no checkpoints. Else out_dir/last.safetensors at every
+                               validation and the end, out_dir/best.safetensors at each new
+                               best validation score (the directory must exist) */
+    rlhf_log_fn log;        /* progress lines, warnings (may be NULL) */
+    void *log_user;
+    rlhf_metrics_fn metrics; /* may be NULL */
+    void *metrics_user;
+} rlhf_train_options;
+/* SFT: lr 3e-4 peak, warm-up 10 steps, cosine to 10%, clip 1, batch 16,
+   1 epoch, validation every 100 steps on 5% held out, seq_len n_ctx. */
+RLHFDEF rlhf_train_options rlhf_train_options_sft(void);
+/* Reward model ("The N implementation details", item 4): lr 1e-4 annealed
+   linearly to 0, one epoch, 8 prompts per step, 32 sequences per forward,
+   weight decay 0, validation every 50 steps on 5% held out. */
+RLHFDEF rlhf_train_options rlhf_train_options_reward(void);
+/* The learning rate at step (from 0) of total_steps: linear warm-up
+   lr*(step+1)/warmup, then with progress p in [0,1] over the rest,
+   cosine: min + (lr-min)(1+cos(pi p))/2; linear: lr - (lr-min) p. */
+RLHFDEF float rlhf_lr_at(const rlhf_train_options *o, long step, long total_steps);
+
+typedef struct rlhf_train_report {
+    long steps;             /* updates applied */
+    long skipped_steps;     /* non-finite loss or gradient norm: no update */
+    double seconds;
+    long train_examples, val_examples;
+    long truncated;         /* SFT: examples cut to seq_len */
+    long dropped;           /* examples with nothing to learn (SFT) or too long (reward model) */
+    float train_loss;       /* mean of the last epoch's (or last 100 steps') losses */
+    float val_loss, best_val_loss;   /* last and best validation (NaN if none) */
+    long best_step;
+    float train_accuracy, val_accuracy; /* reward model: pairs ranked right */
+    double tokens;          /* tokens processed in training forwards */
+} rlhf_train_report;
+
+/* A record as SFT sees it: ids (up to cap) and mask (1 where a token is
+   learned). COMPLETION: user prompt, assistant completion (learned);
+   MESSAGES: the assistant turns learned; TEXT: the text and EOS, all
+   learned. *n receives the count needed (RLHF_ERR_TOO_LARGE when > cap). */
+RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, unsigned char *mask, size_t cap,
+                                    size_t *n);
+/* The prompt of a record, ending with <|assistant|> where a reply begins:
+   prompt strings (COMPLETION, PAIR, RANKING, PROMPT) as one user turn;
+   messages up to (without) the last assistant turn. */
+RLHFDEF rlhf_result rlhf_prompt_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, size_t cap, size_t *n);
+
+/* Supervised fine-tuning, or pretraining when train holds TEXT records.
+   SFT: mean cross-entropy over completion (assistant) tokens only; prompt
+   tokens have target -1. Text: the token stream (each record's text, then
+   EOS) cut into rows of seq_len, every token a target. Examples longer than
+   seq_len are cut (counted). val may be NULL (then val_fraction is held
+   out). rep and err may be NULL. Sets the checkpoint metadata rlhf.kind
+   ("policy" after SFT, "base" after pretraining) and the tokenizer. */
+RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
+                                   const rlhf_train_options *o, rlhf_train_report *rep, rlhf_error *err);
+
+/* The reward model (InstructGPT eq. 1) on PREFERENCE datasets (pairs and
+   K-way rankings; a batch mixes any K): per prompt, one forward per
+   completion, the reward read at each completion's last token (its <|end|>),
+   and rlhf_ranking_loss over the prompt's C(K,2) pairs as one batch element.
+   m must have a scalar head (rlhf_model_add_score_head). A comparison
+   longer than seq_len is dropped (counted). Refuses a tokenizer whose pad
+   token is its stop or EOS token. Sets rlhf.kind = "reward". */
+RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
+                                      const rlhf_train_options *o, rlhf_train_report *rep, rlhf_error *err);
+
+/* Scores of B sequences (B,T): row b holds n_pad[b] padding tokens (n_pad
+   NULL: none), then lengths[b] tokens of prompt and response; the reward is
+   the head's value at the last of them (the response's <|end|>). Padding
+   never moves it: right padding is never attended, left padding is masked
+   and positions start after it. scores (B) = gain * value + bias, the
+   model's normalisation (1 and 0 until set). */
+RLHFDEF rlhf_result rlhf_reward_score_ids(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths, int B, int T,
+                                          float *scores);
+/* Scores of n (prompt, response) texts through the chat template. */
+RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, const char *const *prompts,
+                                      const char *const *responses, int n, float *scores);
+/* Normalisation ("The N implementation details", item 7): score = gain *
+   raw + bias, stored in the checkpoint (rlhf.reward.gain, rlhf.reward.bias). */
+RLHFDEF rlhf_result rlhf_reward_set_normalization(rlhf_model *rm, float gain, float bias);
+RLHFDEF void        rlhf_reward_normalization(const rlhf_model *rm, float *gain, float *bias);
+/* Sample one response from policy (the SFT model) for each of n_samples
+   prompts of the dataset (cycling through it), score them raw, and set the
+   gain and bias that give those scores mean 0 and std 1. *raw_mean and
+   *raw_std (may be NULL) receive the raw statistics. */
+RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
+                                          int n_samples, const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
+                                          float *raw_mean, float *raw_std);
+
 /* Which kernels this build uses: "avx2+fma", "neon" or "scalar". */
 RLHFDEF const char *rlhf_simd_name(void);
 /* Threads the kernels run on (1 without OpenMP). */
@@ -5496,7 +5613,644 @@ RLHFDEF rlhf_result rlhf_dataset_load(rlhf_dataset **out, const char *path, rlhf
 }
 
 // ----------------------------------------------------------------------------
-// >>reward  the reward model's loss (the training loop arrives with SFT)
+// >>sft  supervised fine-tuning (InstructGPT step 1) and pretraining: the
+//        learning-rate schedule, examples, packing, batches, the loop
+// ----------------------------------------------------------------------------
+
+#if defined(_OPENMP)
+static double rlhf__seconds(void) { return omp_get_wtime(); }
+#else
+#include <time.h>
+static double rlhf__seconds(void) {
+#ifdef TIME_UTC
+    struct timespec ts;
+    if (timespec_get(&ts, TIME_UTC) == TIME_UTC) return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#endif
+    return (double)clock() / CLOCKS_PER_SEC;
+}
+#endif
+
+RLHFDEF rlhf_train_options rlhf_train_options_sft(void) {
+    rlhf_train_options o;
+    memset(&o, 0, sizeof o);
+    o.opt = rlhf_adamw_config_default();
+    o.batch_size = 16;
+    o.epochs = 1;
+    o.warmup_steps = 10;
+    o.decay = RLHF_LR_COSINE;
+    o.min_lr_ratio = 0.1f;
+    o.eval_every = 100;
+    o.val_fraction = 0.05f;
+    o.log_every = 10;
+    o.seed = 1;
+    return o;
+}
+RLHFDEF rlhf_train_options rlhf_train_options_reward(void) {
+    rlhf_train_options o = rlhf_train_options_sft();
+    o.opt.lr = 1e-4f;
+    o.opt.weight_decay = 0.0f;
+    o.batch_size = 8;
+    o.micro_batch = 32;
+    o.warmup_steps = 0;
+    o.decay = RLHF_LR_LINEAR;
+    o.min_lr_ratio = 0.0f;
+    o.eval_every = 50;
+    return o;
+}
+
+RLHFDEF float rlhf_lr_at(const rlhf_train_options *o, long step, long total_steps) {
+    double lr, lo, p;
+    long rest;
+    if (!o) return 0.0f;
+    lr = o->opt.lr;
+    lo = lr * o->min_lr_ratio;
+    if (step < o->warmup_steps) return (float)(lr * (double)(step + 1) / (double)o->warmup_steps);
+    rest = total_steps - o->warmup_steps;
+    p = rest > 1 ? (double)(step - o->warmup_steps) / (double)(rest - 1) : 1.0;
+    if (p > 1.0) p = 1.0;
+    if (o->decay == RLHF_LR_COSINE) return (float)(lo + (lr - lo) * 0.5 * (1.0 + cos(3.14159265358979323846 * p)));
+    if (o->decay == RLHF_LR_LINEAR) return (float)(lr - (lr - lo) * p);
+    return (float)lr;
+}
+
+/* ---- a run: options, error, timing, log and metric lines ------------------- */
+typedef struct rlhf__trainrun {
+    const rlhf_train_options *o;
+    rlhf_error *err;
+    rlhf_model *m;
+    const char *stage; /* "sft", "pretrain", "rm" */
+    double t0;
+    rlhf__sb line;     /* the metric line being built */
+} rlhf__trainrun;
+
+static rlhf_result rlhf__run_fail(rlhf__trainrun *run, rlhf_result r, const char *fmt, ...) {
+    char msg[480];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (run->err) snprintf(run->err->message, sizeof run->err->message, "%s: %s", run->stage, msg);
+    if (run->o->log) run->o->log(run->o->log_user, RLHF_LOG_ERROR, run->err ? run->err->message : msg);
+    return r;
+}
+static void rlhf__run_log(rlhf__trainrun *run, rlhf_log_level level, const char *fmt, ...) {
+    char msg[512];
+    int n;
+    va_list ap;
+    if (!run->o->log) return;
+    n = snprintf(msg, sizeof msg, "%s: ", run->stage);
+    va_start(ap, fmt);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    run->o->log(run->o->log_user, level, msg);
+}
+/* metric lines: begin, add "key":value pairs (non-finite as null), emit */
+static void rlhf__metric_begin(rlhf__trainrun *run, long step) {
+    run->line.len = 0;
+    rlhf__sb_fmt(&run->line, "{\"stage\":\"%s\",\"step\":%ld", run->stage, step);
+}
+static void rlhf__metric(rlhf__trainrun *run, const char *key, double v) {
+    if (isfinite(v)) rlhf__sb_fmt(&run->line, ",\"%s\":%.7g", key, v);
+    else rlhf__sb_fmt(&run->line, ",\"%s\":null", key);
+}
+static void rlhf__metric_end(rlhf__trainrun *run) {
+    rlhf__metric(run, "elapsed_s", rlhf__seconds() - run->t0);
+    rlhf__sb_str(&run->line, "}");
+    if (run->o->metrics && !run->line.oom) run->o->metrics(run->o->metrics_user, run->line.p);
+}
+static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long step) {
+    char path[1024], num[32];
+    rlhf_result r;
+    if (!run->o->out_dir) return RLHF_OK;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", run->o->out_dir, name) >= sizeof path)
+        return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "out_dir \"%s\" is too long", run->o->out_dir);
+    snprintf(num, sizeof num, "%ld", step);
+    rlhf__set_meta(run->m, "rlhf.train.step", num);
+    if ((r = rlhf_model_save(run->m, path)) != RLHF_OK)
+        return rlhf__run_fail(run, r, "cannot write checkpoint %s: %s", path, rlhf_model_last_error(run->m));
+    return RLHF_OK;
+}
+static int rlhf__opts_ok(rlhf__trainrun *run, const rlhf_train_options *o, const rlhf_model *m) {
+    if (o->batch_size < 1 || o->micro_batch < 0 || o->seq_len < 0 || o->seq_len > m->cfg.n_ctx || o->epochs < 1 ||
+        o->warmup_steps < 0 || !(o->min_lr_ratio >= 0.0f && o->min_lr_ratio <= 1.0f) || !(o->val_fraction >= 0.0f && o->val_fraction < 1.0f) ||
+        o->eval_every < 0 || o->log_every < 0 || !(o->opt.lr > 0.0f)) {
+        rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT,
+                       "bad options: need batch_size >= 1, micro_batch >= 0, 0 <= seq_len <= n_ctx (%d), epochs >= 1, "
+                       "warmup_steps >= 0, min_lr_ratio in [0,1], val_fraction in [0,1), lr > 0",
+                       m->cfg.n_ctx);
+        return 0;
+    }
+    return 1;
+}
+
+/* Fisher-Yates with the run's generator */
+static void rlhf__shuffle(size_t *a, size_t n, rlhf_rng *rng) {
+    size_t i;
+    for (i = n; i > 1; i--) {
+        size_t j = (size_t)(rlhf_rng_u64(rng) % (uint64_t)i), tmp = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = tmp;
+    }
+}
+
+/* ---- examples: token sequences in one buffer ------------------------------
+   Example i is ids[off[i] .. off[i] + len[i]) with mask (1: learned). Groups
+   (the reward model's prompts) are runs of K consecutive examples. */
+typedef struct rlhf__examples {
+    int *ids;
+    unsigned char *mask;
+    size_t n_tok, cap_tok;
+    size_t *off;
+    int *len;
+    size_t n, cap;
+    size_t *gfirst;
+    int *gk;
+    size_t ng, capg;
+} rlhf__examples;
+
+static void rlhf__ex_free(rlhf__examples *e) {
+    rlhf__free(e->ids); rlhf__free(e->mask); rlhf__free(e->off); rlhf__free(e->len); rlhf__free(e->gfirst); rlhf__free(e->gk);
+    memset(e, 0, sizeof *e);
+}
+/* grow *p (elements of size sz) to hold at least need; 0 when out of memory */
+static int rlhf__grow(void **p, size_t *cap, size_t need, size_t sz) {
+    size_t nc;
+    void *q;
+    if (need <= *cap) return 1;
+    nc = *cap ? *cap : 64;
+    while (nc < need) nc *= 2;
+    q = rlhf__alloc(nc * sz);
+    if (!q) return 0;
+    if (*p) memcpy(q, *p, *cap * sz);
+    rlhf__free(*p);
+    *p = q;
+    *cap = nc;
+    return 1;
+}
+static int rlhf__ex_add(rlhf__examples *e, const int *ids, const unsigned char *mask, int n) {
+    size_t ct = e->cap_tok, c = e->cap;
+    void *p;
+    if (!rlhf__grow((void **)&e->ids, &ct, e->n_tok + (size_t)n, sizeof(int))) return 0;
+    p = e->mask;
+    ct = e->cap_tok;
+    if (!rlhf__grow(&p, &ct, e->n_tok + (size_t)n, 1)) return 0;
+    e->mask = (unsigned char *)p;
+    e->cap_tok = ct;
+    if (!rlhf__grow((void **)&e->off, &c, e->n + 1, sizeof(size_t))) return 0;
+    c = e->cap;
+    if (!rlhf__grow((void **)&e->len, &c, e->n + 1, sizeof(int))) return 0;
+    e->cap = c;
+    memcpy(e->ids + e->n_tok, ids, (size_t)n * sizeof(int));
+    if (mask) memcpy(e->mask + e->n_tok, mask, (size_t)n);
+    else memset(e->mask + e->n_tok, 1, (size_t)n);
+    e->off[e->n] = e->n_tok;
+    e->len[e->n] = n;
+    e->n_tok += (size_t)n;
+    e->n++;
+    return 1;
+}
+static int rlhf__ex_group(rlhf__examples *e, size_t first, int k) {
+    size_t c = e->capg;
+    if (!rlhf__grow((void **)&e->gfirst, &c, e->ng + 1, sizeof(size_t))) return 0;
+    c = e->capg;
+    if (!rlhf__grow((void **)&e->gk, &c, e->ng + 1, sizeof(int))) return 0;
+    e->capg = c;
+    e->gfirst[e->ng] = first;
+    e->gk[e->ng] = k;
+    e->ng++;
+    return 1;
+}
+
+/* the chat-template call with a buffer that grows until the sequence fits */
+typedef struct rlhf__tokbuf { int *ids; unsigned char *mask; size_t cap; } rlhf__tokbuf;
+static rlhf_result rlhf__chat_grow(const rlhf_tokenizer *t, const rlhf_message *msg, int n, int gen, rlhf__tokbuf *b, size_t *n_ids) {
+    for (;;) {
+        rlhf_result r = rlhf_tokenizer_chat(t, msg, n, gen, b->ids, b->mask, b->cap, n_ids);
+        if (r != RLHF_ERR_TOO_LARGE) return r;
+        rlhf__free(b->ids);
+        rlhf__free(b->mask);
+        b->cap = *n_ids + 64;
+        b->ids = (int *)rlhf__alloc(b->cap * sizeof(int));
+        b->mask = (unsigned char *)rlhf__alloc(b->cap);
+        if (!b->ids || !b->mask) {
+            b->cap = 0;
+            return RLHF_ERR_OUT_OF_MEMORY;
+        }
+    }
+}
+
+RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, unsigned char *mask, size_t cap,
+                                    size_t *n) {
+    rlhf_message two[2];
+    rlhf_result res;
+    if (!t || !r || !n) return RLHF_ERR_INVALID_ARGUMENT;
+    *n = 0;
+    switch (r->kind) {
+    case RLHF_RECORD_COMPLETION:
+        two[0].role = RLHF_ROLE_USER;
+        two[0].content = r->prompt;
+        two[1].role = RLHF_ROLE_ASSISTANT;
+        two[1].content = r->completion;
+        return rlhf_tokenizer_chat(t, two, 2, 0, ids, mask, cap, n);
+    case RLHF_RECORD_MESSAGES:
+        return rlhf_tokenizer_chat(t, r->messages, r->n_messages, 0, ids, mask, cap, n);
+    case RLHF_RECORD_TEXT:
+        /* the text, then EOS: every token learned */
+        res = rlhf_tokenizer_encode(t, r->text.str, r->text.len, ids, cap, n);
+        if (res != RLHF_OK && res != RLHF_ERR_TOO_LARGE) return res;
+        if (*n + 1 > cap) {
+            *n += 1;
+            return RLHF_ERR_TOO_LARGE;
+        }
+        ids[(*n)++] = rlhf_tokenizer_special(t, RLHF_TOKEN_EOS);
+        if (mask) memset(mask, 1, *n);
+        return RLHF_OK;
+    default:
+        return RLHF_ERR_INVALID_ARGUMENT;
+    }
+}
+
+/* the messages of a record's prompt (into two[] or pointing into the record) */
+static int rlhf__prompt_messages(const rlhf_record *r, rlhf_message two[1], const rlhf_message **msg) {
+    int n;
+    switch (r->kind) {
+    case RLHF_RECORD_COMPLETION: case RLHF_RECORD_PAIR: case RLHF_RECORD_RANKING:
+        two[0].role = RLHF_ROLE_USER;
+        two[0].content = r->prompt;
+        *msg = two;
+        return 1;
+    case RLHF_RECORD_PROMPT:
+        if (r->messages) {
+            *msg = r->messages;
+            return r->n_messages;
+        }
+        two[0].role = RLHF_ROLE_USER;
+        two[0].content = r->prompt;
+        *msg = two;
+        return 1;
+    case RLHF_RECORD_MESSAGES: /* up to the last assistant turn */
+        for (n = r->n_messages; n > 0 && r->messages[n - 1].role != RLHF_ROLE_ASSISTANT; n--) {}
+        *msg = r->messages;
+        return n > 0 ? n - 1 : 0;
+    default:
+        return -1;
+    }
+}
+RLHFDEF rlhf_result rlhf_prompt_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, size_t cap, size_t *n) {
+    rlhf_message one[1];
+    const rlhf_message *msg;
+    int k;
+    if (!t || !r || !n) return RLHF_ERR_INVALID_ARGUMENT;
+    *n = 0;
+    if ((k = rlhf__prompt_messages(r, one, &msg)) < 0) return RLHF_ERR_INVALID_ARGUMENT;
+    return rlhf_tokenizer_chat(t, msg, k, 1, ids, NULL, cap, n);
+}
+
+/* SFT or text examples of a dataset. Text: one token stream cut into
+   windows of seq_len + 1 tokens (inputs are the first seq_len, targets the
+   last seq_len). SFT: one example per record, cut to seq_len + 1. */
+static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, int seq_len, rlhf__examples *ex,
+                                      long *truncated, long *dropped) {
+    rlhf__tokbuf b = {NULL, NULL, 0};
+    size_t i, n, j;
+    rlhf_result r = RLHF_OK;
+    int text = rlhf_dataset_size(d) > 0 && rlhf_dataset_record(d, 0)->kind == RLHF_RECORD_TEXT;
+    rlhf__examples stream;
+    memset(&stream, 0, sizeof stream);
+    for (i = 0; i < rlhf_dataset_size(d) && r == RLHF_OK; i++) {
+        const rlhf_record *rec = rlhf_dataset_record(d, i);
+        if ((rec->kind == RLHF_RECORD_TEXT) != text) {
+            r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "line %zu: a dataset mixes text and SFT records", rec->line);
+            break;
+        }
+        for (;;) {
+            r = rlhf_sft_encode(t, rec, b.ids, b.mask, b.cap, &n);
+            if (r != RLHF_ERR_TOO_LARGE) break;
+            rlhf__free(b.ids);
+            rlhf__free(b.mask);
+            b.cap = n + 64;
+            b.ids = (int *)rlhf__alloc(b.cap * sizeof(int));
+            b.mask = (unsigned char *)rlhf__alloc(b.cap);
+            if (!b.ids || !b.mask) { r = RLHF_ERR_OUT_OF_MEMORY; break; }
+        }
+        if (r != RLHF_OK) {
+            r = rlhf__run_fail(run, r, "line %zu: cannot encode the record: %s", rec->line, rlhf_result_string(r));
+            break;
+        }
+        if (text) { /* append to the stream; cut below */
+            if (!rlhf__ex_add(&stream, b.ids, NULL, (int)n)) r = RLHF_ERR_OUT_OF_MEMORY;
+            continue;
+        }
+        if (n > (size_t)seq_len + 1) {
+            n = (size_t)seq_len + 1;
+            (*truncated)++;
+        }
+        for (j = 1; j < n && !b.mask[j]; j++) {}
+        if (j >= n) { /* no learned token after the first: nothing to learn */
+            (*dropped)++;
+            continue;
+        }
+        if (!rlhf__ex_add(ex, b.ids, b.mask, (int)n)) r = RLHF_ERR_OUT_OF_MEMORY;
+    }
+    if (r == RLHF_OK && text)
+        for (j = 0; j + 1 < stream.n_tok && r == RLHF_OK; j += (size_t)seq_len) {
+            size_t len = stream.n_tok - j < (size_t)seq_len + 1 ? stream.n_tok - j : (size_t)seq_len + 1;
+            if (!rlhf__ex_add(ex, stream.ids + j, NULL, (int)len)) r = RLHF_ERR_OUT_OF_MEMORY;
+        }
+    if (r == RLHF_ERR_OUT_OF_MEMORY) r = rlhf__run_fail(run, r, "out of memory while encoding the dataset");
+    rlhf__ex_free(&stream);
+    rlhf__free(b.ids);
+    rlhf__free(b.mask);
+    return r;
+}
+
+/* Rows: each a run of examples placed back to back (one example per row
+   without packing). An example of n tokens takes n - 1 positions: inputs
+   ids[0..n-2], targets ids[1..n-1] where learned. */
+typedef struct rlhf__rows { size_t *seg, *first; int *nseg, *len; size_t n; } rlhf__rows;
+static void rlhf__rows_free(rlhf__rows *r) {
+    rlhf__free(r->seg); rlhf__free(r->first); rlhf__free(r->nseg); rlhf__free(r->len);
+    memset(r, 0, sizeof *r);
+}
+/* examples idx[0..n) into rows of at most seq_len positions, in that order */
+static int rlhf__rows_build(rlhf__rows *rows, const rlhf__examples *ex, const size_t *idx, size_t n, int seq_len, int pack) {
+    size_t i;
+    memset(rows, 0, sizeof *rows);
+    rows->seg = (size_t *)rlhf__alloc((n + 1) * sizeof(size_t));
+    rows->first = (size_t *)rlhf__alloc((n + 1) * sizeof(size_t));
+    rows->nseg = (int *)rlhf__alloc((n + 1) * sizeof(int));
+    rows->len = (int *)rlhf__alloc((n + 1) * sizeof(int));
+    if (!rows->seg || !rows->first || !rows->nseg || !rows->len) return 0;
+    for (i = 0; i < n; i++) {
+        int need = ex->len[idx[i]] - 1;
+        rows->seg[i] = idx[i];
+        if (pack && rows->n > 0 && rows->len[rows->n - 1] + need <= seq_len) {
+            rows->nseg[rows->n - 1]++;
+            rows->len[rows->n - 1] += need;
+            continue;
+        }
+        rows->first[rows->n] = i;
+        rows->nseg[rows->n] = 1;
+        rows->len[rows->n] = need;
+        rows->n++;
+    }
+    return 1;
+}
+/* Fill (B,T) inputs, targets and document starts with rows order[0..B);
+   T is the longest of them. Returns the number of targets. */
+static size_t rlhf__rows_fill(const rlhf__rows *rows, const rlhf__examples *ex, const size_t *order, int B, int pad, int *inputs,
+                              int *targets, int *doc, int *T_out) {
+    int b, T = 1, t, s;
+    size_t count = 0;
+    for (b = 0; b < B; b++)
+        if (rows->len[order[b]] > T) T = rows->len[order[b]];
+    for (b = 0; b < B; b++) {
+        const size_t r = order[b];
+        int *in = inputs + (size_t)b * T, *tg = targets + (size_t)b * T, *dc = doc + (size_t)b * T, pos = 0;
+        for (s = 0; s < rows->nseg[r]; s++) {
+            size_t e = rows->seg[rows->first[r] + (size_t)s];
+            const int *ids = ex->ids + ex->off[e];
+            const unsigned char *mk = ex->mask + ex->off[e];
+            int n = ex->len[e] - 1, start = pos;
+            for (t = 0; t < n; t++, pos++) {
+                in[pos] = ids[t];
+                tg[pos] = mk[t + 1] ? ids[t + 1] : -1;
+                dc[pos] = start;
+                count += tg[pos] >= 0;
+            }
+        }
+        for (; pos < T; pos++) { /* right padding: never attended, never learned */
+            in[pos] = pad;
+            tg[pos] = -1;
+            dc[pos] = pos;
+        }
+    }
+    *T_out = T;
+    return count;
+}
+
+/* Validation loss of an LM over rows: sum of token losses / number of targets. */
+static rlhf_result rlhf__lm_eval(rlhf__trainrun *run, const rlhf__rows *rows, const rlhf__examples *ex, int micro, int pad, int pack,
+                                 int *inputs, int *targets, int *doc, size_t *order, float *out) {
+    double sum = 0.0;
+    size_t i, total = 0;
+    for (i = 0; i < rows->n; i++) order[i] = i;
+    for (i = 0; i < rows->n; i += (size_t)micro) {
+        int B = (int)(rows->n - i < (size_t)micro ? rows->n - i : (size_t)micro), T;
+        size_t count = rlhf__rows_fill(rows, ex, order + i, B, pad, inputs, targets, doc, &T);
+        float loss;
+        rlhf_result r;
+        if (count == 0) continue;
+        r = rlhf__forward_entry(run->m, inputs, targets, pack ? doc : NULL, B, T, NULL, &loss, NULL, 1, 0, "validation");
+        if (r != RLHF_OK) return rlhf__run_fail(run, r, "validation: %s", rlhf_model_last_error(run->m));
+        sum += (double)loss * (double)count;
+        total += count;
+    }
+    run->m->backward_ready = 0;
+    *out = total ? (float)(sum / (double)total) : NAN;
+    return RLHF_OK;
+}
+
+/* Split examples (or groups) 0..n into train and validation index lists:
+   val_fraction of them, chosen by the seed, at least one when n >= 2. */
+static int rlhf__split(size_t n, float frac, uint64_t seed, size_t **train, size_t *n_train, size_t **val, size_t *n_val) {
+    size_t i, nv = (size_t)((double)frac * (double)n);
+    size_t *all = (size_t *)rlhf__alloc((n + 1) * sizeof(size_t));
+    rlhf_rng rng;
+    if (!all) return 0;
+    if (frac > 0.0f && nv == 0 && n >= 2) nv = 1;
+    for (i = 0; i < n; i++) all[i] = i;
+    rlhf_rng_seed(&rng, seed ^ 0x5A17u);
+    rlhf__shuffle(all, n, &rng);
+    *val = (size_t *)rlhf__alloc((nv + 1) * sizeof(size_t));
+    if (!*val) { rlhf__free(all); return 0; }
+    memcpy(*val, all, nv * sizeof(size_t));
+    memmove(all, all + nv, (n - nv) * sizeof(size_t));
+    *n_val = nv;
+    *train = all;
+    *n_train = n - nv;
+    return 1;
+}
+
+static void rlhf__report_init(rlhf_train_report *rep) {
+    memset(rep, 0, sizeof *rep);
+    rep->train_loss = rep->val_loss = rep->best_val_loss = NAN;
+    rep->train_accuracy = rep->val_accuracy = NAN;
+    rep->best_step = -1;
+}
+
+RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
+                                   const rlhf_train_options *o, rlhf_train_report *rep_out, rlhf_error *err) {
+    rlhf__trainrun run;
+    rlhf_train_report rep;
+    rlhf__examples ex, vex;
+    rlhf__rows rows, vrows;
+    size_t *tidx = NULL, *vidx = NULL, n_t = 0, n_v = 0, *order = NULL, *vorder = NULL, i;
+    int *inputs = NULL, *targets = NULL, *doc = NULL, seq_len, micro, pad, text;
+    long step = 0, total_steps, steps_per_epoch, epoch;
+    double loss_sum = 0.0;
+    long loss_n = 0;
+    rlhf_result r = RLHF_OK;
+    rlhf_rng rng;
+    memset(&run, 0, sizeof run);
+    memset(&ex, 0, sizeof ex);
+    memset(&vex, 0, sizeof vex);
+    memset(&rows, 0, sizeof rows);
+    memset(&vrows, 0, sizeof vrows);
+    rlhf__report_init(&rep);
+    if (err) err->message[0] = 0;
+    if (!m || !t || !train || !o) {
+        if (err) snprintf(err->message, sizeof err->message, "sft: model, tokenizer, dataset and options are required");
+        return RLHF_ERR_INVALID_ARGUMENT;
+    }
+    text = rlhf_dataset_size(train) > 0 && rlhf_dataset_record(train, 0)->kind == RLHF_RECORD_TEXT;
+    run.o = o; run.err = err; run.m = m; run.stage = text ? "pretrain" : "sft"; run.t0 = rlhf__seconds();
+    if (!rlhf__opts_ok(&run, o, m)) return RLHF_ERR_INVALID_ARGUMENT;
+    if (rlhf_tokenizer_vocab_size(t) > m->cfg.vocab_size)
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer has %d tokens but the model only %d", rlhf_tokenizer_vocab_size(t),
+                              m->cfg.vocab_size);
+    seq_len = o->seq_len ? o->seq_len : m->cfg.n_ctx;
+    micro = o->micro_batch > 0 && o->micro_batch < o->batch_size ? o->micro_batch : o->batch_size;
+    pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+    /* examples, and the validation set: given, or held out */
+    if ((r = rlhf__sft_examples(&run, t, train, seq_len, &ex, &rep.truncated, &rep.dropped)) != RLHF_OK) goto done;
+    if (val) {
+        if ((r = rlhf__sft_examples(&run, t, val, seq_len, &vex, &rep.truncated, &rep.dropped)) != RLHF_OK) goto done;
+        n_t = ex.n;
+        tidx = (size_t *)rlhf__alloc((ex.n + 1) * sizeof(size_t));
+        vidx = (size_t *)rlhf__alloc((vex.n + 1) * sizeof(size_t));
+        if (!tidx || !vidx) { r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
+        for (i = 0; i < ex.n; i++) tidx[i] = i;
+        for (i = 0; i < vex.n; i++) vidx[i] = i;
+        n_v = vex.n;
+    } else if (!rlhf__split(ex.n, o->val_fraction, o->seed, &tidx, &n_t, &vidx, &n_v)) {
+        r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    if (n_t == 0) { r = rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "no training example left (%ld dropped)", rep.dropped); goto done; }
+    rep.train_examples = (long)n_t;
+    rep.val_examples = (long)n_v;
+    if (rep.truncated) rlhf__run_log(&run, RLHF_LOG_WARN, "%ld examples longer than seq_len %d were cut", rep.truncated, seq_len);
+    if (rep.dropped) rlhf__run_log(&run, RLHF_LOG_WARN, "%ld examples had no completion token to learn and were dropped", rep.dropped);
+    /* rows (packed once, in a seeded order), shuffled every epoch */
+    rlhf_rng_seed(&rng, o->seed);
+    if (o->pack) rlhf__shuffle(tidx, n_t, &rng);
+    if (!rlhf__rows_build(&rows, &ex, tidx, n_t, seq_len, o->pack) ||
+        !rlhf__rows_build(&vrows, val ? &vex : &ex, vidx, n_v, seq_len, o->pack)) {
+        r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    order = (size_t *)rlhf__alloc((rows.n + 1) * sizeof(size_t));
+    vorder = (size_t *)rlhf__alloc((vrows.n + 1) * sizeof(size_t));
+    inputs = (int *)rlhf__alloc((size_t)micro * (size_t)seq_len * sizeof(int));
+    targets = (int *)rlhf__alloc((size_t)micro * (size_t)seq_len * sizeof(int));
+    doc = (int *)rlhf__alloc((size_t)micro * (size_t)seq_len * sizeof(int));
+    if (!order || !vorder || !inputs || !targets || !doc) { r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
+    if ((r = rlhf_model_reserve(m, micro, seq_len, 1)) != RLHF_OK) {
+        r = rlhf__run_fail(&run, r, "cannot reserve training memory for %d x %d: %s", micro, seq_len, rlhf_model_last_error(m));
+        goto done;
+    }
+    steps_per_epoch = (long)((rows.n + (size_t)o->batch_size - 1) / (size_t)o->batch_size);
+    total_steps = o->max_steps > 0 ? o->max_steps : steps_per_epoch * o->epochs;
+    rlhf__run_log(&run, RLHF_LOG_INFO, "%zu examples in %zu rows (%zu held out), %ld steps of %d rows, seq_len %d%s", n_t, rows.n, n_v,
+                  total_steps, o->batch_size, seq_len, o->pack ? ", packed" : "");
+    for (epoch = 0; step < total_steps; epoch++) {
+        size_t at;
+        for (i = 0; i < rows.n; i++) order[i] = i;
+        rlhf__shuffle(order, rows.n, &rng);
+        for (at = 0; at < rows.n && step < total_steps; at += (size_t)o->batch_size) {
+            size_t n_rows = rows.n - at < (size_t)o->batch_size ? rows.n - at : (size_t)o->batch_size, mb, total = 0;
+            double step_loss = 0.0;
+            float gn = 0.0f, lr = rlhf_lr_at(o, step, total_steps);
+            int finite = 1;
+            rlhf_adamw_config opt = o->opt;
+            rlhf_model_zero_grad(m);
+            /* the step's loss is the mean over all its targets: count them first */
+            for (mb = 0; mb < n_rows; mb += (size_t)micro) {
+                int B = (int)(n_rows - mb < (size_t)micro ? n_rows - mb : (size_t)micro), T;
+                total += rlhf__rows_fill(&rows, &ex, order + at + mb, B, pad, inputs, targets, doc, &T);
+            }
+            for (mb = 0; mb < n_rows && finite; mb += (size_t)micro) {
+                int B = (int)(n_rows - mb < (size_t)micro ? n_rows - mb : (size_t)micro), T;
+                size_t count = rlhf__rows_fill(&rows, &ex, order + at + mb, B, pad, inputs, targets, doc, &T);
+                float loss;
+                if (count == 0) continue;
+                r = rlhf__forward_entry(m, inputs, targets, o->pack ? doc : NULL, B, T, NULL, &loss, NULL, 1, 0, "sft");
+                if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m)); goto done; }
+                rep.tokens += (double)B * T;
+                if (!isfinite(loss)) { finite = 0; break; }
+                step_loss += (double)loss * (double)count / (double)total;
+                m->dloss = 1.0f / (float)total; /* d(sum of this micro-batch's losses / all targets of the step) */
+                if ((r = rlhf_model_backward(m)) != RLHF_OK) { r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m)); goto done; }
+            }
+            opt.lr = lr;
+            if (finite) {
+                r = rlhf_model_adamw_update(m, &opt, &gn);
+                if (r == RLHF_ERR_NON_FINITE) finite = 0;
+                else if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m)); goto done; }
+            }
+            r = RLHF_OK;
+            step++;
+            if (!finite) {
+                rep.skipped_steps++;
+                rlhf__run_log(&run, RLHF_LOG_WARN, "step %ld: loss or gradient norm is not finite; update skipped (%ld so far)", step,
+                              rep.skipped_steps);
+            } else {
+                rep.steps++;
+                loss_sum += step_loss;
+                loss_n++;
+            }
+            rlhf__metric_begin(&run, step);
+            rlhf__metric(&run, "epoch", (double)epoch + (double)(at + n_rows) / (double)rows.n);
+            rlhf__metric(&run, "loss", finite ? step_loss : NAN);
+            rlhf__metric(&run, "lr", lr);
+            rlhf__metric(&run, "grad_norm", gn);
+            rlhf__metric(&run, "tokens", rep.tokens);
+            rlhf__metric_end(&run);
+            if (o->log_every && (step % o->log_every == 0 || step == total_steps)) {
+                double el = rlhf__seconds() - run.t0;
+                rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld/%ld loss %.4f lr %.3g grad_norm %.3g %.0f tok/s", step, total_steps, step_loss,
+                              (double)lr, (double)gn, el > 0 ? rep.tokens / el : 0.0);
+            }
+            if (loss_n >= 100 || step == total_steps) {
+                rep.train_loss = loss_n ? (float)(loss_sum / (double)loss_n) : NAN;
+                if (step != total_steps) loss_sum = 0.0, loss_n = 0;
+            }
+            if ((o->eval_every && step % o->eval_every == 0) || step == total_steps) {
+                if (vrows.n > 0) {
+                    if ((r = rlhf__lm_eval(&run, &vrows, val ? &vex : &ex, micro, pad, o->pack, inputs, targets, doc, vorder,
+                                           &rep.val_loss)) != RLHF_OK)
+                        goto done;
+                    rlhf__metric_begin(&run, step);
+                    rlhf__metric(&run, "val/loss", rep.val_loss);
+                    rlhf__metric_end(&run);
+                    rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld validation loss %.4f", step, (double)rep.val_loss);
+                    if (!(rep.val_loss >= rep.best_val_loss)) {
+                        rep.best_val_loss = rep.val_loss;
+                        rep.best_step = step;
+                        rlhf__set_meta(m, "rlhf.kind", text ? "base" : "policy");
+                        rlhf_model_set_tokenizer(m, t);
+                        if ((r = rlhf__run_save(&run, "best.safetensors", step)) != RLHF_OK) goto done;
+                    }
+                }
+                rlhf__set_meta(m, "rlhf.kind", text ? "base" : "policy");
+                rlhf_model_set_tokenizer(m, t);
+                if ((r = rlhf__run_save(&run, "last.safetensors", step)) != RLHF_OK) goto done;
+            }
+        }
+    }
+done:
+    rep.seconds = rlhf__seconds() - run.t0;
+    if (rep_out) *rep_out = rep;
+    rlhf__free(tidx); rlhf__free(vidx); rlhf__free(order); rlhf__free(vorder); rlhf__free(inputs); rlhf__free(targets); rlhf__free(doc);
+    rlhf__ex_free(&ex); rlhf__ex_free(&vex); rlhf__rows_free(&rows); rlhf__rows_free(&vrows);
+    rlhf__free(run.line.p);
+    return r;
+}
+
+// ----------------------------------------------------------------------------
+// >>reward  the reward model (InstructGPT step 2): eq. 1, the training loop,
+//           scoring, normalisation
 // ----------------------------------------------------------------------------
 
 /* log sigmoid(x), without overflow for any x: -log(1 + e^-x) for x >= 0,
@@ -5527,6 +6281,454 @@ RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad) {
         }
     return (float)(sum / pairs);
 }
+
+/* ---- the reward model's training loop ---------------------------------------- */
+
+/* Comparisons of a preference dataset: each record a group of K examples,
+   best first (prompt + completion through the chat template). A record with
+   a sequence longer than seq_len is dropped whole. */
+static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, int seq_len, rlhf__examples *ex,
+                                     long *dropped) {
+    rlhf__tokbuf b = {NULL, NULL, 0};
+    rlhf_message two[2];
+    size_t i, n;
+    int k, K;
+    rlhf_result r = RLHF_OK;
+    for (i = 0; i < rlhf_dataset_size(d) && r == RLHF_OK; i++) {
+        const rlhf_record *rec = rlhf_dataset_record(d, i);
+        size_t first = ex->n, tok0 = ex->n_tok;
+        if (rec->kind != RLHF_RECORD_PAIR && rec->kind != RLHF_RECORD_RANKING) {
+            r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "line %zu: not a preference pair or ranking", rec->line);
+            break;
+        }
+        K = rec->kind == RLHF_RECORD_PAIR ? 2 : rec->n_completions;
+        two[0].role = RLHF_ROLE_USER;
+        two[0].content = rec->prompt;
+        two[1].role = RLHF_ROLE_ASSISTANT;
+        for (k = 0; k < K && r == RLHF_OK; k++) {
+            two[1].content = rec->kind == RLHF_RECORD_PAIR ? (k == 0 ? rec->chosen : rec->rejected) : rec->completions[k];
+            if ((r = rlhf__chat_grow(t, two, 2, 0, &b, &n)) != RLHF_OK) {
+                r = rlhf__run_fail(run, r, "line %zu: cannot encode completion %d: %s", rec->line, k, rlhf_result_string(r));
+                break;
+            }
+            if (n > (size_t)seq_len) break;
+            if (!rlhf__ex_add(ex, b.ids, NULL, (int)n)) r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        }
+        if (r != RLHF_OK) break;
+        if (k < K) { /* too long: drop the whole comparison */
+            ex->n = first;
+            ex->n_tok = tok0;
+            (*dropped)++;
+            continue;
+        }
+        if (!rlhf__ex_group(ex, first, K)) r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    rlhf__free(b.ids);
+    rlhf__free(b.mask);
+    return r;
+}
+
+/* Groups order[0..n) into a (B,T) right-padded batch; B and T out. */
+static void rlhf__rm_fill(const rlhf__examples *ex, const size_t *groups, size_t n, int pad, int *inputs, int *B_out, int *T_out) {
+    size_t g;
+    int B = 0, T = 1, k, t;
+    for (g = 0; g < n; g++)
+        for (k = 0; k < ex->gk[groups[g]]; k++)
+            if (ex->len[ex->gfirst[groups[g]] + (size_t)k] > T) T = ex->len[ex->gfirst[groups[g]] + (size_t)k];
+    for (g = 0; g < n; g++)
+        for (k = 0; k < ex->gk[groups[g]]; k++, B++) {
+            size_t e = ex->gfirst[groups[g]] + (size_t)k;
+            int *row = inputs + (size_t)B * T;
+            memcpy(row, ex->ids + ex->off[e], (size_t)ex->len[e] * sizeof(int));
+            for (t = ex->len[e]; t < T; t++) row[t] = pad;
+        }
+    *B_out = B;
+    *T_out = T;
+}
+/* How many groups from order[at] fit one forward of at most micro sequences (at least one). */
+static size_t rlhf__rm_take(const rlhf__examples *ex, const size_t *order, size_t at, size_t end, int micro) {
+    size_t n = 0;
+    int seqs = 0;
+    while (at + n < end && (n == 0 || seqs + ex->gk[order[at + n]] <= micro)) seqs += ex->gk[order[at + n++]];
+    return n;
+}
+/* The rewards of one forward's groups: per group the ranking loss (InstructGPT
+   eq. 1) and, if dvalues, scale * d loss / d value at each last token. Adds
+   the summed loss, correct pairs and pairs, and the summed reward margins. */
+static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size_t n, const float *values, float *dvalues, int T,
+                            float scale, double *loss, double *correct, double *pairs, double *margin) {
+    float r[64], g[64];
+    size_t grp;
+    int row = 0, k, j;
+    for (grp = 0; grp < n; grp++) {
+        int K = ex->gk[groups[grp]];
+        float *rv = K <= 64 ? r : (float *)rlhf__alloc((size_t)K * 2 * sizeof(float)), *gv = K <= 64 ? g : rv + K;
+        if (!rv) { row += K; continue; }
+        for (k = 0; k < K; k++) /* the reward: the value at the completion's last token, its <|end|> */
+            rv[k] = values[(size_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1];
+        *loss += rlhf_ranking_loss(rv, K, gv);
+        for (k = 0; k < K; k++)
+            for (j = k + 1; j < K; j++) {
+                *correct += rv[k] > rv[j] ? 1.0 : 0.0;
+                *margin += (double)rv[k] - (double)rv[j];
+                *pairs += 1.0;
+            }
+        if (dvalues)
+            for (k = 0; k < K; k++) dvalues[(size_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1] = gv[k] * scale;
+        if (rv != r) rlhf__free(rv);
+        row += K;
+    }
+}
+
+RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
+                                      const rlhf_train_options *o, rlhf_train_report *rep_out, rlhf_error *err) {
+    rlhf__trainrun run;
+    rlhf_train_report rep;
+    rlhf__examples ex, vex;
+    size_t *tidx = NULL, *vidx = NULL, n_t = 0, n_v = 0, i;
+    int *inputs = NULL, seq_len, micro, pad, maxk = 2, stop;
+    float *values = NULL, *dvalues = NULL;
+    long step = 0, total_steps, epoch;
+    double acc_c = 0.0, acc_n = 0.0, loss_sum = 0.0;
+    long loss_n = 0;
+    rlhf_result r = RLHF_OK;
+    rlhf_rng rng;
+    memset(&run, 0, sizeof run);
+    memset(&ex, 0, sizeof ex);
+    memset(&vex, 0, sizeof vex);
+    rlhf__report_init(&rep);
+    if (err) err->message[0] = 0;
+    if (!m || !t || !train || !o) {
+        if (err) snprintf(err->message, sizeof err->message, "rm: model, tokenizer, dataset and options are required");
+        return RLHF_ERR_INVALID_ARGUMENT;
+    }
+    run.o = o; run.err = err; run.m = m; run.stage = "rm"; run.t0 = rlhf__seconds();
+    if (!rlhf__opts_ok(&run, o, m)) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!m->has_score) return rlhf__run_fail(&run, RLHF_ERR_STATE, "the model has no scalar head (rlhf_model_add_score_head)");
+    if (rlhf_tokenizer_vocab_size(t) > m->cfg.vocab_size)
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer has %d tokens but the model only %d", rlhf_tokenizer_vocab_size(t),
+                              m->cfg.vocab_size);
+    pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+    stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
+    /* "The N implementation details", item 2: a pad equal to the stop token
+       would make the last real token indistinguishable from padding */
+    if (pad == stop || pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer's pad token (%d) is its stop or EOS token: refused", pad);
+    seq_len = o->seq_len ? o->seq_len : m->cfg.n_ctx;
+    micro = o->micro_batch > 0 ? o->micro_batch : 1 << 30;
+    if ((r = rlhf__rm_examples(&run, t, train, seq_len, &ex, &rep.dropped)) != RLHF_OK) goto done;
+    if (val) {
+        if ((r = rlhf__rm_examples(&run, t, val, seq_len, &vex, &rep.dropped)) != RLHF_OK) goto done;
+        tidx = (size_t *)rlhf__alloc((ex.ng + 1) * sizeof(size_t));
+        vidx = (size_t *)rlhf__alloc((vex.ng + 1) * sizeof(size_t));
+        if (!tidx || !vidx) { r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
+        for (i = 0; i < ex.ng; i++) tidx[i] = i;
+        for (i = 0; i < vex.ng; i++) vidx[i] = i;
+        n_t = ex.ng;
+        n_v = vex.ng;
+    } else if (!rlhf__split(ex.ng, o->val_fraction, o->seed, &tidx, &n_t, &vidx, &n_v)) {
+        r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    if (n_t == 0) { r = rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "no comparison left to train on (%ld dropped as longer than %d tokens)", rep.dropped, seq_len); goto done; }
+    rep.train_examples = (long)n_t;
+    rep.val_examples = (long)n_v;
+    if (rep.dropped) rlhf__run_log(&run, RLHF_LOG_WARN, "%ld comparisons longer than seq_len %d were dropped", rep.dropped, seq_len);
+    for (i = 0; i < ex.ng; i++) maxk = ex.gk[i] > maxk ? ex.gk[i] : maxk;
+    for (i = 0; i < vex.ng; i++) maxk = vex.gk[i] > maxk ? vex.gk[i] : maxk;
+    if (micro > o->batch_size * maxk) micro = o->batch_size * maxk;
+    {   /* the widest forward: micro sequences, or one prompt with more */
+        int rows = micro > maxk ? micro : maxk;
+        inputs = (int *)rlhf__alloc((size_t)rows * (size_t)seq_len * sizeof(int));
+        values = rlhf__alloc_floats((size_t)rows * (size_t)seq_len);
+        dvalues = rlhf__alloc_floats((size_t)rows * (size_t)seq_len);
+        if (!inputs || !values || !dvalues) { r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
+        if ((r = rlhf_model_reserve(m, rows, seq_len, 1)) != RLHF_OK) {
+            r = rlhf__run_fail(&run, r, "cannot reserve training memory for %d x %d: %s", rows, seq_len, rlhf_model_last_error(m));
+            goto done;
+        }
+    }
+    total_steps = o->max_steps > 0 ? o->max_steps : (long)((n_t + (size_t)o->batch_size - 1) / (size_t)o->batch_size) * o->epochs;
+    rlhf__run_log(&run, RLHF_LOG_INFO, "%zu comparisons (%zu held out), K up to %d, %ld steps of %d prompts", n_t, n_v, maxk, total_steps,
+                  o->batch_size);
+    rlhf_rng_seed(&rng, o->seed);
+    for (epoch = 0; step < total_steps; epoch++) {
+        size_t at;
+        rlhf__shuffle(tidx, n_t, &rng);
+        for (at = 0; at < n_t && step < total_steps; at += (size_t)o->batch_size) {
+            size_t end = at + (size_t)o->batch_size < n_t ? at + (size_t)o->batch_size : n_t, g, take;
+            double loss = 0.0, correct = 0.0, pairs = 0.0, margin = 0.0;
+            float gn = 0.0f, lr = rlhf_lr_at(o, step, total_steps);
+            int finite = 1;
+            rlhf_adamw_config opt = o->opt;
+            rlhf_model_zero_grad(m);
+            for (g = at; g < end && finite; g += take) {
+                int B, T;
+                double l0 = loss;
+                take = rlhf__rm_take(&ex, tidx, g, end, micro);
+                rlhf__rm_fill(&ex, tidx + g, take, pad, inputs, &B, &T);
+                r = rlhf__forward_entry(m, inputs, NULL, NULL, B, T, NULL, NULL, values, 2, 1, "rm");
+                if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m)); goto done; }
+                rep.tokens += (double)B * T;
+                memset(dvalues, 0, (size_t)B * T * sizeof(float));
+                /* the step's loss is the mean over its prompts: each prompt's gradient / n_prompts */
+                rlhf__rm_losses(&ex, tidx + g, take, values, dvalues, T, 1.0f / (float)(end - at), &loss, &correct, &pairs, &margin);
+                if (!isfinite(loss - l0)) { finite = 0; break; }
+                if ((r = rlhf_model_backward_values(m, dvalues)) != RLHF_OK) {
+                    if (r == RLHF_ERR_NON_FINITE) { finite = 0; r = RLHF_OK; break; }
+                    r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
+                    goto done;
+                }
+            }
+            opt.lr = lr;
+            if (finite) {
+                r = rlhf_model_adamw_update(m, &opt, &gn);
+                if (r == RLHF_ERR_NON_FINITE) finite = 0;
+                else if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m)); goto done; }
+            }
+            r = RLHF_OK;
+            step++;
+            loss /= (double)(end - at);
+            if (!finite) {
+                rep.skipped_steps++;
+                rlhf__run_log(&run, RLHF_LOG_WARN, "step %ld: loss or gradient norm is not finite; update skipped (%ld so far)", step,
+                              rep.skipped_steps);
+            } else {
+                rep.steps++;
+                loss_sum += loss;
+                loss_n++;
+                acc_c += correct;
+                acc_n += pairs;
+            }
+            rlhf__metric_begin(&run, step);
+            rlhf__metric(&run, "epoch", (double)epoch + (double)end / (double)n_t);
+            rlhf__metric(&run, "loss", finite ? loss : NAN);
+            rlhf__metric(&run, "accuracy", pairs > 0 ? correct / pairs : NAN);
+            rlhf__metric(&run, "margin", pairs > 0 ? margin / pairs : NAN);
+            rlhf__metric(&run, "lr", lr);
+            rlhf__metric(&run, "grad_norm", gn);
+            rlhf__metric_end(&run);
+            if (o->log_every && (step % o->log_every == 0 || step == total_steps))
+                rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld/%ld loss %.4f accuracy %.3f lr %.3g grad_norm %.3g", step, total_steps, loss,
+                              pairs > 0 ? correct / pairs : 0.0, (double)lr, (double)gn);
+            if (loss_n >= 100 || step == total_steps) {
+                rep.train_loss = loss_n ? (float)(loss_sum / (double)loss_n) : NAN;
+                rep.train_accuracy = acc_n > 0 ? (float)(acc_c / acc_n) : NAN;
+                if (step != total_steps) loss_sum = 0.0, loss_n = 0, acc_c = 0.0, acc_n = 0.0;
+            }
+            if ((o->eval_every && step % o->eval_every == 0) || step == total_steps) {
+                if (n_v > 0) {
+                    const rlhf__examples *vx = val ? &vex : &ex;
+                    double vl = 0.0, vc = 0.0, vp = 0.0, vm = 0.0;
+                    for (g = 0; g < n_v; g += take) {
+                        int B, T;
+                        take = rlhf__rm_take(vx, vidx, g, n_v, micro);
+                        rlhf__rm_fill(vx, vidx + g, take, pad, inputs, &B, &T);
+                        r = rlhf__forward_entry(m, inputs, NULL, NULL, B, T, NULL, NULL, values, 2, 0, "rm validation");
+                        if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "validation: %s", rlhf_model_last_error(m)); goto done; }
+                        rlhf__rm_losses(vx, vidx + g, take, values, NULL, T, 0.0f, &vl, &vc, &vp, &vm);
+                    }
+                    rep.val_loss = (float)(vl / (double)n_v);
+                    rep.val_accuracy = vp > 0 ? (float)(vc / vp) : NAN;
+                    rlhf__metric_begin(&run, step);
+                    rlhf__metric(&run, "val/loss", rep.val_loss);
+                    rlhf__metric(&run, "val/accuracy", rep.val_accuracy);
+                    rlhf__metric(&run, "val/margin", vp > 0 ? vm / vp : NAN);
+                    rlhf__metric_end(&run);
+                    rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld validation loss %.4f accuracy %.3f (%zu prompts)", step, (double)rep.val_loss,
+                                  (double)rep.val_accuracy, n_v);
+                    if (!(rep.val_loss >= rep.best_val_loss)) {
+                        rep.best_val_loss = rep.val_loss;
+                        rep.best_step = step;
+                        rlhf__set_meta(m, "rlhf.kind", "reward");
+                        rlhf_model_set_tokenizer(m, t);
+                        if ((r = rlhf__run_save(&run, "best.safetensors", step)) != RLHF_OK) goto done;
+                    }
+                }
+                rlhf__set_meta(m, "rlhf.kind", "reward");
+                rlhf_model_set_tokenizer(m, t);
+                if ((r = rlhf__run_save(&run, "last.safetensors", step)) != RLHF_OK) goto done;
+            }
+        }
+    }
+done:
+    rep.seconds = rlhf__seconds() - run.t0;
+    if (rep_out) *rep_out = rep;
+    rlhf__free(tidx); rlhf__free(vidx); rlhf__free(inputs); rlhf__free(values); rlhf__free(dvalues);
+    rlhf__ex_free(&ex); rlhf__ex_free(&vex);
+    rlhf__free(run.line.p);
+    return r;
+}
+
+/* ---- scoring and normalisation ------------------------------------------------ */
+
+RLHFDEF void rlhf_reward_normalization(const rlhf_model *rm, float *gain, float *bias) {
+    const char *g = rlhf_model_meta(rm, "rlhf.reward.gain"), *b = rlhf_model_meta(rm, "rlhf.reward.bias");
+    if (gain) *gain = g ? (float)strtod(g, NULL) : 1.0f;
+    if (bias) *bias = b ? (float)strtod(b, NULL) : 0.0f;
+}
+RLHFDEF rlhf_result rlhf_reward_set_normalization(rlhf_model *rm, float gain, float bias) {
+    char buf[64];
+    rlhf_result r;
+    if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!isfinite(gain) || !isfinite(bias) || gain == 0.0f)
+        return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_set_normalization: gain %g and bias %g must be finite, gain non-zero",
+                          (double)gain, (double)bias);
+    snprintf(buf, sizeof buf, "%.9g", (double)gain);
+    if ((r = rlhf__set_meta(rm, "rlhf.reward.gain", buf)) != RLHF_OK) return r;
+    snprintf(buf, sizeof buf, "%.9g", (double)bias);
+    return rlhf__set_meta(rm, "rlhf.reward.bias", buf);
+}
+
+/* raw (normalise == 0) or normalised scores of B padded sequences */
+static rlhf_result rlhf__reward_scores(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths, int B, int T,
+                                       float *scores, int normalise) {
+    float *values, gain = 1.0f, bias = 0.0f;
+    int *doc = NULL, b;
+    rlhf_result r;
+    if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!tokens || !lengths || !scores || B < 1 || T < 1)
+        return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score_ids: need tokens, lengths, scores, B >= 1 and T >= 1");
+    if (!rm->has_score) return rlhf__fail(rm, RLHF_ERR_STATE, "rlhf_reward_score_ids: the model has no scalar head (not a reward model)");
+    for (b = 0; b < B; b++) {
+        int p = n_pad ? n_pad[b] : 0;
+        if (lengths[b] < 1 || p < 0 || p > T - lengths[b])
+            return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score_ids: row %d: %d padding + %d tokens do not fit T=%d", b, p,
+                              lengths[b], T);
+    }
+    values = rlhf__alloc_floats((size_t)B * (size_t)T);
+    if (n_pad) doc = (int *)rlhf__alloc((size_t)B * (size_t)T * sizeof(int));
+    if (!values || (n_pad && !doc)) {
+        rlhf__free(values);
+        rlhf__free(doc);
+        return rlhf__fail(rm, RLHF_ERR_OUT_OF_MEMORY, "rlhf_reward_score_ids: out of memory");
+    }
+    if (doc) rlhf_doc_left_pad(doc, n_pad, B, T);
+    r = rlhf__forward_entry(rm, tokens, NULL, doc, B, T, NULL, NULL, values, 2, 0, "rlhf_reward_score_ids");
+    if (normalise) rlhf_reward_normalization(rm, &gain, &bias);
+    /* the reward: the value at the last real token, after any left padding */
+    if (r == RLHF_OK)
+        for (b = 0; b < B; b++) scores[b] = gain * values[(size_t)b * T + (n_pad ? n_pad[b] : 0) + lengths[b] - 1] + bias;
+    rlhf__free(values);
+    rlhf__free(doc);
+    return r;
+}
+RLHFDEF rlhf_result rlhf_reward_score_ids(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths, int B, int T,
+                                          float *scores) {
+    return rlhf__reward_scores(rm, tokens, n_pad, lengths, B, T, scores, 1);
+}
+
+RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, const char *const *prompts, const char *const *responses,
+                                      int n, float *scores) {
+    enum { CHUNK = 16 };
+    rlhf__tokbuf b = {NULL, NULL, 0};
+    rlhf_message two[2];
+    int *batch = NULL, lens[CHUNK], i, j, T;
+    size_t len;
+    rlhf_result r = RLHF_OK;
+    if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!t || !prompts || !responses || !scores || n < 0) return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score: missing argument");
+    batch = (int *)rlhf__alloc((size_t)CHUNK * (size_t)rm->cfg.n_ctx * sizeof(int));
+    if (!batch) return rlhf__fail(rm, RLHF_ERR_OUT_OF_MEMORY, "rlhf_reward_score: out of memory");
+    two[0].role = RLHF_ROLE_USER;
+    two[1].role = RLHF_ROLE_ASSISTANT;
+    for (i = 0; i < n && r == RLHF_OK; i += CHUNK) {
+        int B = n - i < CHUNK ? n - i : CHUNK;
+        for (j = 0, T = 1; j < B && r == RLHF_OK; j++) {
+            two[0].content.str = prompts[i + j];
+            two[0].content.len = prompts[i + j] ? strlen(prompts[i + j]) : 0;
+            two[1].content.str = responses[i + j];
+            two[1].content.len = responses[i + j] ? strlen(responses[i + j]) : 0;
+            if (!two[0].content.str || !two[1].content.str) {
+                r = rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score: prompt or response %d is NULL", i + j);
+                break;
+            }
+            if ((r = rlhf__chat_grow(t, two, 2, 0, &b, &len)) != RLHF_OK) {
+                r = rlhf__fail(rm, r, "rlhf_reward_score: cannot encode pair %d: %s", i + j, rlhf_result_string(r));
+                break;
+            }
+            if (len > (size_t)rm->cfg.n_ctx) {
+                r = rlhf__fail(rm, RLHF_ERR_CONTEXT_FULL, "rlhf_reward_score: pair %d is %zu tokens, longer than n_ctx %d", i + j, len, rm->cfg.n_ctx);
+                break;
+            }
+            lens[j] = (int)len;
+            if (lens[j] > T) T = lens[j];
+            memcpy(batch + (size_t)j * rm->cfg.n_ctx, b.ids, len * sizeof(int));
+        }
+        if (r != RLHF_OK) break;
+        /* rows of stride n_ctx -> rows of stride T, right-padded */
+        for (j = 0; j < B; j++) {
+            int k;
+            memmove(batch + (size_t)j * T, batch + (size_t)j * rm->cfg.n_ctx, (size_t)lens[j] * sizeof(int));
+            for (k = lens[j]; k < T; k++) batch[(size_t)j * T + k] = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+        }
+        r = rlhf__reward_scores(rm, batch, NULL, lens, B, T, scores + i, 1);
+    }
+    rlhf__free(batch);
+    rlhf__free(b.ids);
+    rlhf__free(b.mask);
+    return r;
+}
+
+RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
+                                          int n_samples, const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
+                                          float *raw_mean, float *raw_std) {
+    rlhf_kv_cache *cache = NULL;
+    rlhf_sampler *s = NULL;
+    rlhf_rng rng;
+    int *seq = NULL, i, ctx, stop;
+    double sum = 0.0, sumsq = 0.0, mean, sd;
+    rlhf_result r = RLHF_OK;
+    if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!policy || !t || !prompts || !sampling || n_samples < 2 || max_new_tokens < 1 || rlhf_dataset_size(prompts) == 0)
+        return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_normalize: need a policy, a tokenizer, prompts, n_samples >= 2 and max_new_tokens >= 1");
+    ctx = policy->cfg.n_ctx < rm->cfg.n_ctx ? policy->cfg.n_ctx : rm->cfg.n_ctx;
+    stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
+    if ((r = rlhf_kv_cache_create(&cache, policy, 1, policy->cfg.n_ctx)) != RLHF_OK ||
+        (r = rlhf_sampler_create(&s, policy->cfg.vocab_size, sampling)) != RLHF_OK ||
+        !(seq = (int *)rlhf__alloc((size_t)policy->cfg.n_ctx * sizeof(int)))) {
+        r = rlhf__fail(rm, r == RLHF_OK ? RLHF_ERR_OUT_OF_MEMORY : r, "rlhf_reward_normalize: cannot create the sampler and cache");
+        goto done;
+    }
+    rlhf_rng_seed(&rng, seed);
+    for (i = 0; i < n_samples; i++) {
+        const rlhf_record *rec = rlhf_dataset_record(prompts, (size_t)i % rlhf_dataset_size(prompts));
+        size_t np;
+        int nr = 0, room;
+        float raw;
+        r = rlhf_prompt_encode(t, rec, seq, (size_t)ctx, &np);
+        if (r != RLHF_OK || np + 1 >= (size_t)ctx) {
+            r = rlhf__fail(rm, r == RLHF_OK ? RLHF_ERR_CONTEXT_FULL : r, "rlhf_reward_normalize: prompt of record %d (line %zu) does not fit %d tokens",
+                           i, rec->line, ctx);
+            goto done;
+        }
+        room = ctx - (int)np < max_new_tokens ? ctx - (int)np : max_new_tokens;
+        if ((r = rlhf_model_generate(policy, cache, s, &rng, seq, (int)np, room, stop, seq + np, &nr)) != RLHF_OK) {
+            r = rlhf__fail(rm, r, "rlhf_reward_normalize: generation failed: %s", rlhf_model_last_error(policy));
+            goto done;
+        }
+        nr += (int)np;
+        if ((r = rlhf__reward_scores(rm, seq, NULL, &nr, 1, nr, &raw, 0)) != RLHF_OK) goto done;
+        sum += raw;
+        sumsq += (double)raw * raw;
+    }
+    mean = sum / n_samples;
+    sd = sqrt(fmax(sumsq / n_samples - mean * mean, 0.0));
+    if (raw_mean) *raw_mean = (float)mean;
+    if (raw_std) *raw_std = (float)sd;
+    if (!(sd > 1e-12)) {
+        r = rlhf__fail(rm, RLHF_ERR_NON_FINITE, "rlhf_reward_normalize: the %d raw rewards have std %g: cannot normalise", n_samples, sd);
+        goto done;
+    }
+    /* score = (raw - mean) / std = raw * (1/std) + (-mean/std) */
+    r = rlhf_reward_set_normalization(rm, (float)(1.0 / sd), (float)(-mean / sd));
+done:
+    rlhf_kv_cache_free(cache);
+    rlhf_sampler_free(s);
+    rlhf__free(seq);
+    return r;
+}
+
 
 // ----------------------------------------------------------------------------
 // >>ppo  advantages for PPO (the PPO loop arrives with its issue)

@@ -2221,6 +2221,435 @@ done:
     fixture_free(&fx);
 }
 
+
+/* ---- issue 5: SFT and the reward model ---------------------------------------- */
+
+/* The whole reward model's gradient by finite differences: one prompt, K = 3
+   completions of different lengths (right-padded), InstructGPT's loss on the
+   values at their last tokens. */
+static float rm_loss_at(rlhf_model *m, const int *x, const int *len, int K, int T, float *values) {
+    float r[3];
+    int k;
+    rlhf_model_forward_values(m, x, NULL, K, T, values, 0);
+    for (k = 0; k < K; k++) r[k] = values[k * T + len[k] - 1];
+    return rlhf_ranking_loss(r, K, NULL);
+}
+static void test_fd_reward_model(void) {
+    rlhf_config cfg = tiny_config();
+    rlhf_model *m;
+    rlhf_rng rng;
+    enum { K = 3, T = 9 };
+    int x[K * T], len[K] = {9, 6, 4}, i, k, probes = 0;
+    float values[K * T], dvalues[K * T] = {0}, r[K], g[K], *ana, *num;
+    rlhf_rng_seed(&rng, 9);
+    CHECK_OK(rlhf_model_create(&m, &cfg, 9));
+    if (!m) return;
+    CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 3));
+    spread_params(m, &rng);
+    random_tokens(x, K * T, cfg.vocab_size, &rng);
+    CHECK_OK(rlhf_model_forward_values(m, x, NULL, K, T, values, 1));
+    for (k = 0; k < K; k++) r[k] = values[k * T + len[k] - 1];
+    rlhf_ranking_loss(r, K, g);
+    for (k = 0; k < K; k++) dvalues[k * T + len[k] - 1] = g[k];
+    CHECK_OK(rlhf_model_zero_grad(m));
+    CHECK_OK(rlhf_model_backward_values(m, dvalues));
+    ana = floats(64 * 4);
+    num = floats(64 * 4);
+    for (i = 0; i < rlhf_model_num_tensors(m); i++) {
+        rlhf_tensor_info t;
+        size_t picks[4], p;
+        rlhf_model_tensor(m, i, &t);
+        picks[0] = 0; picks[1] = t.numel - 1; picks[2] = t.numel / 3; picks[3] = (t.numel * 7) / 11;
+        for (p = 0; p < 4; p++) {
+            float keep = t.data[picks[p]], lp, lm;
+            const float h = 1e-2f;
+            t.data[picks[p]] = keep + h;
+            lp = rm_loss_at(m, x, len, K, T, values);
+            t.data[picks[p]] = keep - h;
+            lm = rm_loss_at(m, x, len, K, T, values);
+            t.data[picks[p]] = keep;
+            num[probes] = (lp - lm) / (2 * h);
+            ana[probes] = t.grad[picks[p]];
+            probes++;
+        }
+    }
+    close_enough("reward model dloss/dparam (finite differences)", ana, num, (size_t)probes, 1e-3, 2e-2);
+    /* positions after a completion's end get no gradient: the padding of
+       completion 2 (tokens 4..8) changes nothing */
+    {
+        float v2[K * T], before = rm_loss_at(m, x, len, K, T, v2);
+        x[2 * T + 6] = (x[2 * T + 6] + 1) % cfg.vocab_size;
+        CHECK(rm_loss_at(m, x, len, K, T, v2) == before);
+    }
+    free(ana); free(num);
+    rlhf_model_free(m);
+}
+
+/* A tokenizer for the little worlds below. */
+static rlhf_tokenizer *world_tokenizer(void) {
+    static const char text[] =
+        "rate this: good bad fine okay meh good good bad fine okay meh. repeat after me: red blue green cat dog sun moon. "
+        "answer: yes no maybe. the quick brown fox jumps over the lazy dog. one two three four five six seven eight nine ten.";
+    rlhf_tokenizer *t = NULL;
+    rlhf_error e;
+    CHECK_OK(rlhf_tokenizer_train(&t, text, strlen(text), 300, &e));
+    return t;
+}
+static rlhf_model *world_model(const rlhf_tokenizer *t, uint64_t seed) {
+    rlhf_config cfg;
+    rlhf_model *m = NULL;
+    cfg.vocab_size = rlhf_tokenizer_vocab_size(t); cfg.n_ctx = 48; cfg.n_layer = 2; cfg.n_head = 2; cfg.n_embd = 32;
+    CHECK_OK(rlhf_model_create(&m, &cfg, seed));
+    return m;
+}
+static void metrics_count(void *user, const char *json) {
+    long *n = (long *)user;
+    if (json[0] == '{' && json[strlen(json) - 1] == '}') (*n)++;
+}
+
+/* The preferred response follows a rule a tiny model can learn: more
+   "good" words is better. Rankings of K = 2..4 (pairs and longer lists
+   mixed); the reward model must rank >= 90% of held-out pairs right. */
+static void good_words(FILE *f, int g, rlhf_rng *rng) {
+    static const char *words[] = {"bad", "fine", "okay", "meh"};
+    int w;
+    for (w = 0; w < 4; w++) { /* g "good" among 4 words, at random places */
+        int is_good = (int)(rlhf_rng_u64(rng) % (uint64_t)(4 - w)) < g;
+        if (is_good) g--;
+        fprintf(f, "%s%s", w ? " " : "", is_good ? "good" : words[rlhf_rng_u64(rng) % 4]);
+    }
+}
+static void write_preference_world(const char *path, int n, uint64_t seed) {
+    FILE *f = fopen(path, "wb");
+    rlhf_rng rng;
+    int i, k, j;
+    if (!f) { fprintf(stderr, "cannot write %s\n", path); exit(2); }
+    rlhf_rng_seed(&rng, seed);
+    for (i = 0; i < n; i++) {
+        int K = 2 + (int)(rlhf_rng_u64(&rng) % 3), counts[5] = {4, 3, 2, 1, 0}, goods[4], q[4], tmp;
+        /* K distinct counts of "good" in 0..4, best first */
+        for (k = 4; k > 0; k--) {
+            j = (int)(rlhf_rng_u64(&rng) % (uint64_t)(k + 1));
+            tmp = counts[k]; counts[k] = counts[j]; counts[j] = tmp;
+        }
+        for (k = 0; k < K; k++) goods[k] = counts[k];
+        for (k = 0; k < K; k++)
+            for (j = k + 1; j < K; j++)
+                if (goods[j] > goods[k]) { tmp = goods[k]; goods[k] = goods[j]; goods[j] = tmp; }
+        if (K == 2) {
+            fprintf(f, "{\"prompt\": \"rate this:\", \"chosen\": \"");
+            good_words(f, goods[0], &rng);
+            fprintf(f, "\", \"rejected\": \"");
+            good_words(f, goods[1], &rng);
+            fprintf(f, "\"}\n");
+            continue;
+        }
+        /* a ranking: completions in a random order q, the ranking lists them best first */
+        for (k = 0; k < K; k++) q[k] = k;
+        for (k = K - 1; k > 0; k--) {
+            j = (int)(rlhf_rng_u64(&rng) % (uint64_t)(k + 1));
+            tmp = q[k]; q[k] = q[j]; q[j] = tmp;
+        }
+        fprintf(f, "{\"prompt\": \"rate this:\", \"completions\": [");
+        for (k = 0; k < K; k++) {
+            fprintf(f, "%s\"", k ? ", " : "");
+            good_words(f, goods[q[k]], &rng);
+            fprintf(f, "\"");
+        }
+        fprintf(f, "], \"ranking\": [");
+        for (j = 0; j < K; j++) /* rank j: the position holding goods[j] */
+            for (k = 0; k < K; k++)
+                if (q[k] == j) fprintf(f, "%s%d", j ? ", " : "", k);
+        fprintf(f, "]}\n");
+    }
+    fclose(f);
+}
+
+static void test_reward_learnable(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *m = NULL, *policy = NULL, *back = NULL;
+    rlhf_dataset *train = NULL, *val = NULL, *prompts = NULL;
+    rlhf_train_options o = rlhf_train_options_reward();
+    rlhf_train_report rep;
+    rlhf_error e;
+    long n_metrics = 0;
+    if (!t) return;
+    write_preference_world("build/test_prefs_train.jsonl", 600, 1);
+    write_preference_world("build/test_prefs_val.jsonl", 100, 2);
+    CHECK_OK(rlhf_dataset_load(&train, "build/test_prefs_train.jsonl", RLHF_DATA_PREFERENCE, NULL, &e));
+    CHECK_OK(rlhf_dataset_load(&val, "build/test_prefs_val.jsonl", RLHF_DATA_PREFERENCE, NULL, &e));
+    m = world_model(t, 5);
+    if (!m || !train || !val) goto done;
+    /* no scalar head: refused with the reason */
+    CHECK(rlhf_reward_train(m, t, train, val, &o, &rep, &e) == RLHF_ERR_STATE && strstr(e.message, "scalar head") != NULL);
+    CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 5));
+    o.opt.lr = 1e-3f;
+    o.batch_size = 8;
+    o.micro_batch = 16;
+    o.epochs = 2;
+    o.eval_every = 0;
+    o.log_every = 0;
+    o.metrics = metrics_count;
+    o.metrics_user = &n_metrics;
+    CHECK_OK(rlhf_reward_train(m, t, train, val, &o, &rep, &e));
+    if (e.message[0]) fprintf(stderr, "  %s\n", e.message);
+    printf("    reward model: %ld steps in %.2f s, held-out accuracy %.3f (loss %.3f), train accuracy %.3f\n", rep.steps, rep.seconds,
+           (double)rep.val_accuracy, (double)rep.val_loss, (double)rep.train_accuracy);
+    CHECK(rep.steps == 150 && rep.skipped_steps == 0 && rep.val_examples == 100 && rep.train_examples == 600);
+    CHECK(rep.val_accuracy >= 0.90f);
+    CHECK(n_metrics == rep.steps + 1); /* one line per step, one validation */
+    CHECK(strcmp(rlhf_model_meta(m, "rlhf.kind"), "reward") == 0);
+    {   /* scoring through the chat template agrees with the rule */
+        const char *pr[2] = {"rate this:", "rate this:"}, *rs[2] = {"good good good fine", "bad meh okay bad"};
+        float s[2];
+        CHECK_OK(rlhf_reward_score(m, t, pr, rs, 2, s));
+        CHECK(s[0] > s[1]);
+    }
+    /* normalisation on samples of a policy (here an untrained model of the
+       same shape): re-drawing the same samples and scoring them with the
+       stored gain and bias gives mean 0, std 1 */
+    policy = world_model(t, 77);
+    CHECK_OK(rlhf_dataset_load(&prompts, "build/test_prefs_train.jsonl", RLHF_DATA_PREFERENCE, NULL, &e));
+    if (policy && prompts) {
+        rlhf_sampler_config sc = rlhf_sampler_config_default();
+        float mean_raw, std_raw, gain, bias;
+        enum { N = 40, NEW = 8 };
+        rlhf_kv_cache *c = NULL;
+        rlhf_sampler *s = NULL;
+        rlhf_rng rng;
+        double sum = 0, sumsq = 0;
+        int i, seq[48];
+        CHECK_OK(rlhf_reward_normalize(m, policy, t, prompts, N, &sc, NEW, 11, &mean_raw, &std_raw));
+        rlhf_reward_normalization(m, &gain, &bias);
+        CHECK(std_raw > 0 && fabsf(gain * std_raw - 1.0f) < 1e-5f && fabsf(gain * mean_raw + bias) < 1e-5f);
+        CHECK_OK(rlhf_kv_cache_create(&c, policy, 1, 48));
+        CHECK_OK(rlhf_sampler_create(&s, rlhf_tokenizer_vocab_size(t), &sc));
+        rlhf_rng_seed(&rng, 11);
+        for (i = 0; i < N && c && s; i++) {
+            size_t np;
+            int nr = 0, len;
+            float score;
+            CHECK_OK(rlhf_prompt_encode(t, rlhf_dataset_record(prompts, (size_t)i), seq, 48, &np));
+            CHECK_OK(rlhf_model_generate(policy, c, s, &rng, seq, (int)np, NEW, rlhf_tokenizer_special(t, RLHF_TOKEN_END), seq + np, &nr));
+            len = (int)np + nr;
+            CHECK_OK(rlhf_reward_score_ids(m, seq, NULL, &len, 1, len, &score));
+            sum += score;
+            sumsq += (double)score * score;
+        }
+        printf("    normalised rewards of %d policy samples: mean %.2e, std %.6f (raw mean %.4f, std %.4f)\n", N, sum / N,
+               sqrt(sumsq / N - (sum / N) * (sum / N)), (double)mean_raw, (double)std_raw);
+        CHECK(fabs(sum / N) < 1e-4 && fabs(sqrt(sumsq / N - (sum / N) * (sum / N)) - 1.0) < 1e-4);
+        rlhf_kv_cache_free(c);
+        rlhf_sampler_free(s);
+    }
+    {   /* the checkpoint keeps the head, the normalisation and the kind */
+        const char *pr[1] = {"rate this:"}, *rs[1] = {"good fine good meh"};
+        float s1, s2;
+        CHECK_OK(rlhf_model_save(m, "build/test_reward.safetensors"));
+        CHECK_OK(rlhf_model_load_ex(&back, "build/test_reward.safetensors", &e));
+        if (back) {
+            CHECK(rlhf_model_has_score_head(back) && strcmp(rlhf_model_meta(back, "rlhf.kind"), "reward") == 0);
+            CHECK_OK(rlhf_reward_score(m, t, pr, rs, 1, &s1));
+            CHECK_OK(rlhf_reward_score(back, t, pr, rs, 1, &s2));
+            CHECK(s1 == s2);
+        }
+    }
+done:
+    rlhf_model_free(m); rlhf_model_free(policy); rlhf_model_free(back);
+    rlhf_dataset_free(train); rlhf_dataset_free(val); rlhf_dataset_free(prompts);
+    rlhf_tokenizer_free(t);
+}
+
+/* The reward sits at the last real token whatever the padding: right
+   padding (never attended) and left padding (masked, positions shifted)
+   give the unpadded sequence's reward. */
+static void test_reward_padding(void) {
+    rlhf_config cfg = tiny_config();
+    rlhf_model *m = NULL;
+    rlhf_rng rng;
+    enum { B = 3, T = 10 };
+    int seqs[B][T], lens[B] = {10, 6, 3}, right[B * T], left[B * T], npad[B], b, t, pad = 28;
+    float alone[B], sr[B], sl[B];
+    rlhf_rng_seed(&rng, 13);
+    CHECK_OK(rlhf_model_create(&m, &cfg, 13));
+    if (!m) return;
+    CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 13));
+    spread_params(m, &rng);
+    for (b = 0; b < B; b++) {
+        random_tokens(seqs[b], T, cfg.vocab_size - 1, &rng);
+        CHECK_OK(rlhf_reward_score_ids(m, seqs[b], NULL, &lens[b], 1, lens[b], &alone[b]));
+        npad[b] = T - lens[b];
+        for (t = 0; t < T; t++) {
+            right[b * T + t] = t < lens[b] ? seqs[b][t] : pad;
+            left[b * T + t] = t < npad[b] ? pad : seqs[b][t - npad[b]];
+        }
+    }
+    CHECK_OK(rlhf_reward_score_ids(m, right, NULL, lens, B, T, sr));
+    CHECK_OK(rlhf_reward_score_ids(m, left, npad, lens, B, T, sl));
+    close_enough("reward, right padding", sr, alone, B, 1e-6, 1e-5);
+    close_enough("reward, left padding", sl, alone, B, 1e-6, 1e-5);
+    /* reading at the wrong place is visible: the value one token earlier differs */
+    {
+        int l1 = lens[0] - 1;
+        float early;
+        CHECK_OK(rlhf_reward_score_ids(m, seqs[0], NULL, &l1, 1, lens[0], &early));
+        CHECK(fabsf(early - alone[0]) > 1e-4f);
+    }
+    /* padding that does not fit, and a model without a head, are refused */
+    lens[0] = 11;
+    CHECK(rlhf_reward_score_ids(m, right, NULL, lens, B, T, sr) == RLHF_ERR_INVALID_ARGUMENT);
+    rlhf_model_free(m);
+    CHECK_OK(rlhf_model_create(&m, &cfg, 13));
+    if (m) CHECK(rlhf_reward_score_ids(m, right, NULL, lens + 1, 1, T, sr) == RLHF_ERR_STATE);
+    rlhf_model_free(m);
+}
+
+/* SFT learns completions only: a constant preamble in every prompt would be
+   learned to near-zero loss if it were a target; it stays at its untrained
+   loss while the completions' loss falls. */
+static void measure_sft_losses(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *d, double *prompt_loss, double *completion_loss) {
+    int ids[64], in[64], tg_p[64], tg_c[64];
+    unsigned char mask[64];
+    size_t i, n, k;
+    double sp = 0, sc = 0;
+    int np = 0, nc = 0;
+    for (i = 0; i < rlhf_dataset_size(d); i++) {
+        float lp = 0, lc = 0;
+        int cp = 0, cc = 0;
+        CHECK_OK(rlhf_sft_encode(t, rlhf_dataset_record(d, i), ids, mask, 64, &n));
+        for (k = 0; k + 1 < n; k++) {
+            in[k] = ids[k];
+            /* prompt targets: the preamble's text tokens (after <|user|>, before <|end|>) */
+            tg_p[k] = !mask[k + 1] && k >= 1 && k + 1 < n && ids[k + 1] < 256 + 100 && !mask[k] && k < 6 ? ids[k + 1] : -1;
+            tg_c[k] = mask[k + 1] ? ids[k + 1] : -1;
+            cp += tg_p[k] >= 0;
+            cc += tg_c[k] >= 0;
+        }
+        if (cp) { CHECK_OK(rlhf_model_forward(m, in, tg_p, 1, (int)n - 1, NULL, &lp)); sp += lp * cp; np += cp; }
+        if (cc) { CHECK_OK(rlhf_model_forward(m, in, tg_c, 1, (int)n - 1, NULL, &lc)); sc += lc * cc; nc += cc; }
+    }
+    *prompt_loss = np ? sp / np : 0;
+    *completion_loss = nc ? sc / nc : 0;
+}
+static void write_sft_world(const char *path, int n, uint64_t seed, int messages) {
+    static const char *words[] = {"red", "blue", "green", "cat", "dog", "sun", "moon"};
+    FILE *f = fopen(path, "wb");
+    rlhf_rng rng;
+    int i;
+    if (!f) { fprintf(stderr, "cannot write %s\n", path); exit(2); }
+    rlhf_rng_seed(&rng, seed);
+    for (i = 0; i < n; i++) {
+        const char *w = words[rlhf_rng_u64(&rng) % 7];
+        if (messages && i % 2)
+            fprintf(f, "{\"messages\": [{\"role\": \"user\", \"content\": \"repeat after me: %s\"}, {\"role\": \"assistant\", \"content\": \"%s %s %s\"}]}\n", w, w, w, w);
+        else
+            fprintf(f, "{\"prompt\": \"repeat after me: %s\", \"completion\": \"%s %s %s\"}\n", w, w, w, w);
+    }
+    fclose(f);
+}
+static void test_sft_completion_only(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *m = NULL, *best = NULL;
+    rlhf_dataset *train = NULL, *val = NULL;
+    rlhf_train_options o = rlhf_train_options_sft();
+    rlhf_train_report rep;
+    rlhf_error e;
+    double p0, c0, p1, c1;
+    int pack;
+    if (!t) return;
+    write_sft_world("build/test_sft_train.jsonl", 200, 3, 1);
+    write_sft_world("build/test_sft_val.jsonl", 40, 4, 0);
+    CHECK_OK(rlhf_dataset_load(&train, "build/test_sft_train.jsonl", RLHF_DATA_SFT, NULL, &e));
+    CHECK_OK(rlhf_dataset_load(&val, "build/test_sft_val.jsonl", RLHF_DATA_SFT, NULL, &e));
+    if (!train || !val) goto done;
+    for (pack = 0; pack <= 1; pack++) {
+        m = world_model(t, 21);
+        if (!m) goto done;
+        measure_sft_losses(m, t, val, &p0, &c0);
+        o.opt.lr = 4e-3f;
+        o.batch_size = 8;
+        o.micro_batch = 4; /* two forwards per step: the accumulation path */
+        o.epochs = 15;
+        o.warmup_steps = 5;
+        o.eval_every = 50;
+        o.log_every = 0;
+        o.pack = pack;
+        o.out_dir = "build";
+        CHECK_OK(rlhf_sft_train(m, t, train, val, &o, &rep, &e));
+        if (e.message[0]) fprintf(stderr, "  %s\n", e.message);
+        measure_sft_losses(m, t, val, &p1, &c1);
+        printf("    sft%s: %ld steps, %.2f s; completion loss %.3f -> %.3f, prompt-preamble loss %.3f -> %.3f, val %.3f (best %.3f at %ld)\n",
+               pack ? " (packed)" : "", rep.steps, rep.seconds, c0, c1, p0, p1, (double)rep.val_loss, (double)rep.best_val_loss, rep.best_step);
+        CHECK(c1 < 0.3 && c1 < 0.1 * c0);       /* completions learned */
+        CHECK(p1 > 0.5 * p0 && p1 > 2.0);       /* the constant preamble was never a target */
+        CHECK(fabsf(rep.val_loss - (float)c1) < 1e-3f);
+        CHECK(pack ? rep.steps < 375 : rep.steps == 375); /* packing fits several examples per row */
+        rlhf_model_free(m);
+        m = NULL;
+    }
+    /* the best checkpoint is a complete policy: kind, tokenizer, weights */
+    CHECK_OK(rlhf_model_load_ex(&best, "build/best.safetensors", &e));
+    if (best) {
+        rlhf_tokenizer *t2 = NULL;
+        CHECK(strcmp(rlhf_model_meta(best, "rlhf.kind"), "policy") == 0);
+        CHECK_OK(rlhf_tokenizer_from_model(&t2, best, &e));
+        CHECK(t2 && rlhf_tokenizer_vocab_size(t2) == rlhf_tokenizer_vocab_size(t));
+        rlhf_tokenizer_free(t2);
+    }
+    /* the schedule: warm-up, cosine to the floor */
+    o = rlhf_train_options_sft();
+    o.opt.lr = 1.0f; o.warmup_steps = 10; o.min_lr_ratio = 0.1f;
+    CHECK(fabsf(rlhf_lr_at(&o, 0, 110) - 0.1f) < 1e-6f && rlhf_lr_at(&o, 9, 110) == 1.0f);
+    CHECK(rlhf_lr_at(&o, 10, 110) == 1.0f && fabsf(rlhf_lr_at(&o, 109, 110) - 0.1f) < 1e-6f);
+    CHECK(fabsf(rlhf_lr_at(&o, 10 + 99 / 2, 110) - 0.55f) < 0.01f);
+    o.decay = RLHF_LR_LINEAR; o.min_lr_ratio = 0.0f;
+    CHECK(rlhf_lr_at(&o, 109, 110) == 0.0f && fabsf(rlhf_lr_at(&o, 10 + 33, 110) - (1.0f - 33.0f / 99.0f)) < 1e-6f);
+done:
+    rlhf_model_free(m); rlhf_model_free(best);
+    rlhf_dataset_free(train); rlhf_dataset_free(val);
+    rlhf_tokenizer_free(t);
+}
+
+/* Pretraining through the same loop: text records, every token a target. */
+static float text_loss(rlhf_model *m, const int *ids, int n) {
+    float loss = 0;
+    CHECK_OK(rlhf_model_forward(m, ids, ids + 1, 1, n - 1, NULL, &loss));
+    return loss;
+}
+static void test_pretrain_text(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *m = NULL;
+    rlhf_dataset *d = NULL;
+    rlhf_train_options o = rlhf_train_options_sft();
+    rlhf_train_report rep;
+    rlhf_error e;
+    static const char text[] = "one two three four five six seven eight nine ten. one two three four five six seven eight nine ten. "
+                               "one two three four five six seven eight nine ten. one two three four five six seven eight nine ten. ";
+    if (!t) return;
+    write_file("build/test_pretrain.txt", text, strlen(text));
+    CHECK_OK(rlhf_dataset_load(&d, "build/test_pretrain.txt", RLHF_DATA_TEXT, NULL, &e));
+    m = world_model(t, 31);
+    if (m && d) {
+        o.opt.lr = 5e-3f; o.batch_size = 2; o.seq_len = 16; o.max_steps = 150; o.val_fraction = 0; o.log_every = 0;
+        float before, after;
+        int ids[64];
+        size_t n;
+        CHECK_OK(rlhf_tokenizer_encode(t, text, 60, ids, 64, &n));
+        before = text_loss(m, ids, (int)n);
+        CHECK_OK(rlhf_sft_train(m, t, d, NULL, &o, &rep, &e));
+        after = text_loss(m, ids, (int)n);
+        printf("    pretraining: %ld steps, loss on the text %.3f -> %.3f\n", rep.steps, (double)before, (double)after);
+        CHECK(rep.steps == 150 && after < 1.0f && before > 4.0f && isnan(rep.val_loss));
+        CHECK(rlhf_model_meta(m, "rlhf.kind") && strcmp(rlhf_model_meta(m, "rlhf.kind"), "base") == 0);
+        /* bad options say which */
+        o.batch_size = 0;
+        CHECK(rlhf_sft_train(m, t, d, NULL, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT && strstr(e.message, "batch_size") != NULL);
+    }
+    rlhf_model_free(m);
+    rlhf_dataset_free(d);
+    rlhf_tokenizer_free(t);
+}
+
 static const test_case TESTS[] = {
     {"result_strings", test_result_strings},
     {"rng", test_rng},
@@ -2235,6 +2664,11 @@ static const test_case TESTS[] = {
     {"fd_model", test_fd_model},
     {"golden_pytorch", test_golden_pytorch},
     {"golden_reward", test_golden_reward},
+    {"fd_reward_model", test_fd_reward_model},
+    {"reward_padding", test_reward_padding},
+    {"reward_learnable", test_reward_learnable},
+    {"sft_completion_only", test_sft_completion_only},
+    {"pretrain_text", test_pretrain_text},
     {"kv_decode_matches_forward", test_kv_decode_matches_forward},
     {"determinism", test_determinism},
     {"train_memorises", test_train_memorises},
