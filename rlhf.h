@@ -604,7 +604,8 @@ RLHFDEF void  rlhf_gae(const float *rewards, const float *values, int T, float g
    (step 2). Both read a dataset through a tokenizer (the chat template, the
    special tokens), hold out a validation set, follow a learning-rate
    schedule, clip gradients, skip non-finite steps (counted), report metrics
-   and write checkpoints. Sequences are rendered with the chat template:
+   and write checkpoints. Each call starts a fresh AdamW state (a checkpoint
+   of the previous stage may carry one). Sequences are rendered with the chat template:
    a prompt string is one user turn, a completion one assistant turn, so
    every response ends with <|end|>, the stop token. */
 typedef enum rlhf_lr_decay { RLHF_LR_COSINE, RLHF_LR_LINEAR, RLHF_LR_CONSTANT } rlhf_lr_decay;
@@ -644,8 +645,10 @@ RLHFDEF rlhf_train_options rlhf_train_options_sft(void);
    weight decay 0, validation every 50 steps on 5% held out. */
 RLHFDEF rlhf_train_options rlhf_train_options_reward(void);
 /* The learning rate at step (from 0) of total_steps: linear warm-up
-   lr*(step+1)/warmup, then with progress p in [0,1] over the rest,
-   cosine: min + (lr-min)(1+cos(pi p))/2; linear: lr - (lr-min) p. */
+   lr*(step+1)/warmup, then with progress p = (step - warmup) / (total -
+   warmup) over the rest, cosine: min + (lr-min)(1+cos(pi p))/2; linear:
+   lr - (lr-min) p (the floor min = min_lr_ratio * lr is reached just after
+   the last step, so every step learns). */
 RLHFDEF float rlhf_lr_at(const rlhf_train_options *o, long step, long total_steps);
 
 typedef struct rlhf_train_report {
@@ -655,7 +658,7 @@ typedef struct rlhf_train_report {
     long train_examples, val_examples;
     long truncated;         /* SFT: examples cut to seq_len */
     long dropped;           /* examples with nothing to learn (SFT) or too long (reward model) */
-    float train_loss;       /* mean of the last epoch's (or last 100 steps') losses */
+    float train_loss;       /* mean loss of the steps since the last 100-step boundary */
     float val_loss, best_val_loss;   /* last and best validation (NaN if none) */
     long best_step;
     float train_accuracy, val_accuracy; /* reward model: pairs ranked right */
@@ -687,9 +690,12 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
    K-way rankings; a batch mixes any K): per prompt, one forward per
    completion, the reward read at each completion's last token (its <|end|>),
    and rlhf_ranking_loss over the prompt's C(K,2) pairs as one batch element.
-   m must have a scalar head (rlhf_model_add_score_head). A comparison
+   m must have a scalar head (rlhf_model_add_score_head). Each record is one
+   batch element (a pair record weighs as much as a ranking); a prompt with
+   more than micro_batch completions still goes in one forward. A comparison
    longer than seq_len is dropped (counted). Refuses a tokenizer whose pad
-   token is its stop or EOS token. Sets rlhf.kind = "reward". */
+   token is its stop or EOS token. Sets rlhf.kind = "reward" and clears any
+   old normalisation: call rlhf_reward_normalize, then save the model. */
 RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
                                       const rlhf_train_options *o, rlhf_train_report *rep, rlhf_error *err);
 
@@ -710,7 +716,9 @@ RLHFDEF rlhf_result rlhf_reward_set_normalization(rlhf_model *rm, float gain, fl
 RLHFDEF void        rlhf_reward_normalization(const rlhf_model *rm, float *gain, float *bias);
 /* Sample one response from policy (the SFT model) for each of n_samples
    prompts of the dataset (cycling through it), score them raw, and set the
-   gain and bias that give those scores mean 0 and std 1. *raw_mean and
+   gain and bias that give those scores mean 0 and std 1. A reply cut by
+   max_new_tokens gets <|end|> appended (or over its last token when the
+   context is full), so it is scored where training comparisons are. *raw_mean and
    *raw_std (may be NULL) receive the raw statistics. */
 RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
                                           int n_samples, const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
@@ -5666,7 +5674,9 @@ RLHFDEF float rlhf_lr_at(const rlhf_train_options *o, long step, long total_step
     lo = lr * o->min_lr_ratio;
     if (step < o->warmup_steps) return (float)(lr * (double)(step + 1) / (double)o->warmup_steps);
     rest = total_steps - o->warmup_steps;
-    p = rest > 1 ? (double)(step - o->warmup_steps) / (double)(rest - 1) : 1.0;
+    /* progress over the decay steps; the floor is reached after the last
+       step (as Hugging Face's schedules), so no step runs at lr 0 */
+    p = rest > 0 ? (double)(step - o->warmup_steps) / (double)rest : 0.0;
     if (p > 1.0) p = 1.0;
     if (o->decay == RLHF_LR_COSINE) return (float)(lo + (lr - lo) * 0.5 * (1.0 + cos(3.14159265358979323846 * p)));
     if (o->decay == RLHF_LR_LINEAR) return (float)(lr - (lr - lo) * p);
@@ -5689,8 +5699,12 @@ static rlhf_result rlhf__run_fail(rlhf__trainrun *run, rlhf_result r, const char
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (run->err) snprintf(run->err->message, sizeof run->err->message, "%s: %s", run->stage, msg);
-    if (run->o->log) run->o->log(run->o->log_user, RLHF_LOG_ERROR, run->err ? run->err->message : msg);
+    {
+        char full[512];
+        snprintf(full, sizeof full, "%s: %s", run->stage, msg);
+        if (run->err) snprintf(run->err->message, sizeof run->err->message, "%s", full);
+        if (run->o->log) run->o->log(run->o->log_user, RLHF_LOG_ERROR, full);
+    }
     return r;
 }
 static void rlhf__run_log(rlhf__trainrun *run, rlhf_log_level level, const char *fmt, ...) {
@@ -5718,9 +5732,14 @@ static void rlhf__metric_end(rlhf__trainrun *run) {
     rlhf__sb_str(&run->line, "}");
     if (run->o->metrics && !run->line.oom) run->o->metrics(run->o->metrics_user, run->line.p);
 }
-static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long step) {
+/* A checkpoint of the run: its kind and tokenizer go into the metadata so
+   the file is a whole model; AdamW state included (for resuming). */
+static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long step, const char *kind, const rlhf_tokenizer *t) {
     char path[1024], num[32];
     rlhf_result r;
+    if ((r = rlhf__set_meta(run->m, "rlhf.kind", kind)) != RLHF_OK) return rlhf__run_fail(run, r, "out of memory for the metadata");
+    if ((r = rlhf_model_set_tokenizer(run->m, t)) != RLHF_OK)
+        return rlhf__run_fail(run, r, "cannot store the tokenizer in the model: %s", rlhf_model_last_error(run->m));
     if (!run->o->out_dir) return RLHF_OK;
     if ((size_t)snprintf(path, sizeof path, "%s/%s", run->o->out_dir, name) >= sizeof path)
         return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "out_dir \"%s\" is too long", run->o->out_dir);
@@ -5729,6 +5748,13 @@ static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long st
     if ((r = rlhf_model_save(run->m, path)) != RLHF_OK)
         return rlhf__run_fail(run, r, "cannot write checkpoint %s: %s", path, rlhf_model_last_error(run->m));
     return RLHF_OK;
+}
+/* A stage starts with a fresh AdamW (moments 0, step 0): a checkpoint of the
+   previous stage may carry its state, which belongs to another loss. */
+static void rlhf__fresh_optimizer(rlhf_model *m) {
+    if (m->m_mem) memset(m->m_mem, 0, m->num_params * sizeof(float));
+    if (m->v_mem) memset(m->v_mem, 0, m->num_params * sizeof(float));
+    m->adam_steps = 0;
 }
 static int rlhf__opts_ok(rlhf__trainrun *run, const rlhf_train_options *o, const rlhf_model *m) {
     if (o->batch_size < 1 || o->micro_batch < 0 || o->seq_len < 0 || o->seq_len > m->cfg.n_ctx || o->epochs < 1 ||
@@ -6042,7 +6068,7 @@ static rlhf_result rlhf__lm_eval(rlhf__trainrun *run, const rlhf__rows *rows, co
         rlhf_result r;
         if (count == 0) continue;
         r = rlhf__forward_entry(run->m, inputs, targets, pack ? doc : NULL, B, T, NULL, &loss, NULL, 1, 0, "validation");
-        if (r != RLHF_OK) return rlhf__run_fail(run, r, "validation: %s", rlhf_model_last_error(run->m));
+        if (r != RLHF_OK) return rlhf__run_fail(run, r, "validation rows %zu..%zu: %s", i, i + (size_t)B - 1, rlhf_model_last_error(run->m));
         sum += (double)loss * (double)count;
         total += count;
     }
@@ -6109,6 +6135,9 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
     if (rlhf_tokenizer_vocab_size(t) > m->cfg.vocab_size)
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer has %d tokens but the model only %d", rlhf_tokenizer_vocab_size(t),
                               m->cfg.vocab_size);
+    if (val && rlhf_dataset_size(val) > 0 && (rlhf_dataset_record(val, 0)->kind == RLHF_RECORD_TEXT) != text)
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the training set is %s but the validation set is not", text ? "text" : "SFT");
+    rlhf__fresh_optimizer(m);
     seq_len = o->seq_len ? o->seq_len : m->cfg.n_ctx;
     micro = o->micro_batch > 0 && o->micro_batch < o->batch_size ? o->micro_batch : o->batch_size;
     pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
@@ -6225,17 +6254,13 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
                     rlhf__metric(&run, "val/loss", rep.val_loss);
                     rlhf__metric_end(&run);
                     rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld validation loss %.4f", step, (double)rep.val_loss);
-                    if (!(rep.val_loss >= rep.best_val_loss)) {
+                    if (isfinite(rep.val_loss) && !(rep.val_loss >= rep.best_val_loss)) {
                         rep.best_val_loss = rep.val_loss;
                         rep.best_step = step;
-                        rlhf__set_meta(m, "rlhf.kind", text ? "base" : "policy");
-                        rlhf_model_set_tokenizer(m, t);
-                        if ((r = rlhf__run_save(&run, "best.safetensors", step)) != RLHF_OK) goto done;
+                        if ((r = rlhf__run_save(&run, "best.safetensors", step, text ? "base" : "policy", t)) != RLHF_OK) goto done;
                     }
                 }
-                rlhf__set_meta(m, "rlhf.kind", text ? "base" : "policy");
-                rlhf_model_set_tokenizer(m, t);
-                if ((r = rlhf__run_save(&run, "last.safetensors", step)) != RLHF_OK) goto done;
+                if ((r = rlhf__run_save(&run, "last.safetensors", step, text ? "base" : "policy", t)) != RLHF_OK) goto done;
             }
         }
     }
@@ -6356,14 +6381,12 @@ static size_t rlhf__rm_take(const rlhf__examples *ex, const size_t *order, size_
    eq. 1) and, if dvalues, scale * d loss / d value at each last token. Adds
    the summed loss, correct pairs and pairs, and the summed reward margins. */
 static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size_t n, const float *values, float *dvalues, int T,
-                            float scale, double *loss, double *correct, double *pairs, double *margin) {
-    float r[64], g[64];
+                            float scale, float *scratch, double *loss, double *correct, double *pairs, double *margin) {
     size_t grp;
     int row = 0, k, j;
     for (grp = 0; grp < n; grp++) {
         int K = ex->gk[groups[grp]];
-        float *rv = K <= 64 ? r : (float *)rlhf__alloc((size_t)K * 2 * sizeof(float)), *gv = K <= 64 ? g : rv + K;
-        if (!rv) { row += K; continue; }
+        float *rv = scratch, *gv = scratch + K; /* (2, K): rewards, gradients */
         for (k = 0; k < K; k++) /* the reward: the value at the completion's last token, its <|end|> */
             rv[k] = values[(size_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1];
         *loss += rlhf_ranking_loss(rv, K, gv);
@@ -6375,7 +6398,6 @@ static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size
             }
         if (dvalues)
             for (k = 0; k < K; k++) dvalues[(size_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1] = gv[k] * scale;
-        if (rv != r) rlhf__free(rv);
         row += K;
     }
 }
@@ -6387,7 +6409,7 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
     rlhf__examples ex, vex;
     size_t *tidx = NULL, *vidx = NULL, n_t = 0, n_v = 0, i;
     int *inputs = NULL, seq_len, micro, pad, maxk = 2, stop;
-    float *values = NULL, *dvalues = NULL;
+    float *values = NULL, *dvalues = NULL, *kbuf = NULL;
     long step = 0, total_steps, epoch;
     double acc_c = 0.0, acc_n = 0.0, loss_sum = 0.0;
     long loss_n = 0;
@@ -6414,6 +6436,10 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
        would make the last real token indistinguishable from padding */
     if (pad == stop || pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer's pad token (%d) is its stop or EOS token: refused", pad);
+    rlhf__fresh_optimizer(m);
+    /* a new head: any normalisation of an earlier one does not apply */
+    rlhf__set_meta(m, "rlhf.reward.gain", NULL);
+    rlhf__set_meta(m, "rlhf.reward.bias", NULL);
     seq_len = o->seq_len ? o->seq_len : m->cfg.n_ctx;
     micro = o->micro_batch > 0 ? o->micro_batch : 1 << 30;
     if ((r = rlhf__rm_examples(&run, t, train, seq_len, &ex, &rep.dropped)) != RLHF_OK) goto done;
@@ -6436,13 +6462,17 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
     if (rep.dropped) rlhf__run_log(&run, RLHF_LOG_WARN, "%ld comparisons longer than seq_len %d were dropped", rep.dropped, seq_len);
     for (i = 0; i < ex.ng; i++) maxk = ex.gk[i] > maxk ? ex.gk[i] : maxk;
     for (i = 0; i < vex.ng; i++) maxk = vex.gk[i] > maxk ? vex.gk[i] : maxk;
-    if (micro > o->batch_size * maxk) micro = o->batch_size * maxk;
+    if ((long)micro > (long)o->batch_size * maxk) micro = o->batch_size * maxk;
     {   /* the widest forward: micro sequences, or one prompt with more */
         int rows = micro > maxk ? micro : maxk;
         inputs = (int *)rlhf__alloc((size_t)rows * (size_t)seq_len * sizeof(int));
         values = rlhf__alloc_floats((size_t)rows * (size_t)seq_len);
         dvalues = rlhf__alloc_floats((size_t)rows * (size_t)seq_len);
-        if (!inputs || !values || !dvalues) { r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
+        kbuf = rlhf__alloc_floats(2 * (size_t)maxk);
+        if (!inputs || !values || !dvalues || !kbuf) {
+            r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for batches of %d sequences of %d tokens", rows, seq_len);
+            goto done;
+        }
         if ((r = rlhf_model_reserve(m, rows, seq_len, 1)) != RLHF_OK) {
             r = rlhf__run_fail(&run, r, "cannot reserve training memory for %d x %d: %s", rows, seq_len, rlhf_model_last_error(m));
             goto done;
@@ -6472,7 +6502,7 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
                 rep.tokens += (double)B * T;
                 memset(dvalues, 0, (size_t)B * T * sizeof(float));
                 /* the step's loss is the mean over its prompts: each prompt's gradient / n_prompts */
-                rlhf__rm_losses(&ex, tidx + g, take, values, dvalues, T, 1.0f / (float)(end - at), &loss, &correct, &pairs, &margin);
+                rlhf__rm_losses(&ex, tidx + g, take, values, dvalues, T, 1.0f / (float)(end - at), kbuf, &loss, &correct, &pairs, &margin);
                 if (!isfinite(loss - l0)) { finite = 0; break; }
                 if ((r = rlhf_model_backward_values(m, dvalues)) != RLHF_OK) {
                     if (r == RLHF_ERR_NON_FINITE) { finite = 0; r = RLHF_OK; break; }
@@ -6525,8 +6555,8 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
                         take = rlhf__rm_take(vx, vidx, g, n_v, micro);
                         rlhf__rm_fill(vx, vidx + g, take, pad, inputs, &B, &T);
                         r = rlhf__forward_entry(m, inputs, NULL, NULL, B, T, NULL, NULL, values, 2, 0, "rm validation");
-                        if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "validation: %s", rlhf_model_last_error(m)); goto done; }
-                        rlhf__rm_losses(vx, vidx + g, take, values, NULL, T, 0.0f, &vl, &vc, &vp, &vm);
+                        if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "validation at step %ld: %s", step, rlhf_model_last_error(m)); goto done; }
+                        rlhf__rm_losses(vx, vidx + g, take, values, NULL, T, 0.0f, kbuf, &vl, &vc, &vp, &vm);
                     }
                     rep.val_loss = (float)(vl / (double)n_v);
                     rep.val_accuracy = vp > 0 ? (float)(vc / vp) : NAN;
@@ -6537,24 +6567,20 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
                     rlhf__metric_end(&run);
                     rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld validation loss %.4f accuracy %.3f (%zu prompts)", step, (double)rep.val_loss,
                                   (double)rep.val_accuracy, n_v);
-                    if (!(rep.val_loss >= rep.best_val_loss)) {
+                    if (isfinite(rep.val_loss) && !(rep.val_loss >= rep.best_val_loss)) {
                         rep.best_val_loss = rep.val_loss;
                         rep.best_step = step;
-                        rlhf__set_meta(m, "rlhf.kind", "reward");
-                        rlhf_model_set_tokenizer(m, t);
-                        if ((r = rlhf__run_save(&run, "best.safetensors", step)) != RLHF_OK) goto done;
+                        if ((r = rlhf__run_save(&run, "best.safetensors", step, "reward", t)) != RLHF_OK) goto done;
                     }
                 }
-                rlhf__set_meta(m, "rlhf.kind", "reward");
-                rlhf_model_set_tokenizer(m, t);
-                if ((r = rlhf__run_save(&run, "last.safetensors", step)) != RLHF_OK) goto done;
+                if ((r = rlhf__run_save(&run, "last.safetensors", step, "reward", t)) != RLHF_OK) goto done;
             }
         }
     }
 done:
     rep.seconds = rlhf__seconds() - run.t0;
     if (rep_out) *rep_out = rep;
-    rlhf__free(tidx); rlhf__free(vidx); rlhf__free(inputs); rlhf__free(values); rlhf__free(dvalues);
+    rlhf__free(tidx); rlhf__free(vidx); rlhf__free(inputs); rlhf__free(values); rlhf__free(dvalues); rlhf__free(kbuf);
     rlhf__ex_free(&ex); rlhf__ex_free(&vex);
     rlhf__free(run.line.p);
     return r;
@@ -6707,6 +6733,12 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
             r = rlhf__fail(rm, r, "rlhf_reward_normalize: generation failed: %s", rlhf_model_last_error(policy));
             goto done;
         }
+        /* a reply cut by the length limit is scored at an <|end|> as every
+           training comparison is (appended, or over its last token) */
+        if (nr == 0 || seq[np + (size_t)nr - 1] != stop) {
+            if ((int)np + nr < ctx) nr++;
+            seq[np + (size_t)nr - 1] = stop;
+        }
         nr += (int)np;
         if ((r = rlhf__reward_scores(rm, seq, NULL, &nr, 1, nr, &raw, 0)) != RLHF_OK) goto done;
         sum += raw;
@@ -6717,7 +6749,7 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
     if (raw_mean) *raw_mean = (float)mean;
     if (raw_std) *raw_std = (float)sd;
     if (!(sd > 1e-12)) {
-        r = rlhf__fail(rm, RLHF_ERR_NON_FINITE, "rlhf_reward_normalize: the %d raw rewards have std %g: cannot normalise", n_samples, sd);
+        r = rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_normalize: the %d raw rewards have std %g: cannot normalise", n_samples, sd);
         goto done;
     }
     /* score = (raw - mean) / std = raw * (1/std) + (-mean/std) */

@@ -2431,6 +2431,8 @@ static void test_reward_learnable(void) {
             float score;
             CHECK_OK(rlhf_prompt_encode(t, rlhf_dataset_record(prompts, (size_t)i), seq, 48, &np));
             CHECK_OK(rlhf_model_generate(policy, c, s, &rng, seq, (int)np, NEW, rlhf_tokenizer_special(t, RLHF_TOKEN_END), seq + np, &nr));
+            if (nr == 0 || seq[np + (size_t)nr - 1] != rlhf_tokenizer_special(t, RLHF_TOKEN_END)) /* cut: scored at an <|end|> */
+                seq[np + (size_t)nr++] = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
             len = (int)np + nr;
             CHECK_OK(rlhf_reward_score_ids(m, seq, NULL, &len, 1, len, &score));
             sum += score;
@@ -2600,10 +2602,12 @@ static void test_sft_completion_only(void) {
     o = rlhf_train_options_sft();
     o.opt.lr = 1.0f; o.warmup_steps = 10; o.min_lr_ratio = 0.1f;
     CHECK(fabsf(rlhf_lr_at(&o, 0, 110) - 0.1f) < 1e-6f && rlhf_lr_at(&o, 9, 110) == 1.0f);
-    CHECK(rlhf_lr_at(&o, 10, 110) == 1.0f && fabsf(rlhf_lr_at(&o, 109, 110) - 0.1f) < 1e-6f);
-    CHECK(fabsf(rlhf_lr_at(&o, 10 + 99 / 2, 110) - 0.55f) < 0.01f);
+    CHECK(rlhf_lr_at(&o, 10, 110) == 1.0f && fabsf(rlhf_lr_at(&o, 60, 110) - 0.55f) < 1e-6f);
+    CHECK(rlhf_lr_at(&o, 109, 110) > 0.1f && rlhf_lr_at(&o, 109, 110) < 0.1003f); /* the floor, after the last step */
     o.decay = RLHF_LR_LINEAR; o.min_lr_ratio = 0.0f;
-    CHECK(rlhf_lr_at(&o, 109, 110) == 0.0f && fabsf(rlhf_lr_at(&o, 10 + 33, 110) - (1.0f - 33.0f / 99.0f)) < 1e-6f);
+    CHECK(fabsf(rlhf_lr_at(&o, 109, 110) - 0.01f) < 1e-6f && fabsf(rlhf_lr_at(&o, 10 + 33, 110) - 0.67f) < 1e-6f);
+    o.warmup_steps = 0;
+    CHECK(rlhf_lr_at(&o, 0, 1) == 1.0f); /* a one-step run still learns */
 done:
     rlhf_model_free(m); rlhf_model_free(best);
     rlhf_dataset_free(train); rlhf_dataset_free(val);

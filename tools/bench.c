@@ -5,6 +5,8 @@
      gemm   GFLOP/s of the matmul kernel rlhf__gemm on every matmul shape of a training
             step, side by side with OpenBLAS's cblas_sgemm if built with -DRLHF_BENCH_OPENBLAS
      gen    tokens/s of KV-cache decoding, one sequence and a batch of sequences
+     rm     ms per reward-model step (values, ranking loss, backward, AdamW) on config S,
+            beside the LM training step of the same shape
 
    Build (the Makefile passes its flags in RLHF_BENCH_CFLAGS so the output records them):
      gcc -std=c99 -O2 -march=native -fopenmp -I. tools/bench.c -o build/bench -lm
@@ -285,6 +287,58 @@ static void best_times(const gemm_call *g, double budget, double *best) {
     }
 }
 
+/* One reward-model step (InstructGPT eq. 1) on config bc's shape: B sequences
+   of T tokens = B/K prompts with K completions each; values at every position
+   (no LM head), the ranking loss of each prompt at its completions' last
+   tokens, backward, AdamW. Beside it, the LM training step of the same
+   shape, timed in the same run: the ratio is what the scalar head saves. */
+static void bench_rm(const bench_config *bc, int steps) {
+    const rlhf_config *c = &bc->cfg;
+    enum { K = 4 };
+    int B = bc->B, T = bc->T, BT = B * T, i, s, g, k;
+    int *x = (int *)xmalloc((size_t)BT * sizeof(int)), *y = (int *)xmalloc((size_t)BT * sizeof(int));
+    float *values = (float *)xmalloc((size_t)BT * sizeof(float)), *dvalues = (float *)xmalloc((size_t)BT * sizeof(float));
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    rlhf_model *rm, *lm;
+    rlhf_rng rng;
+    rlhf_result r;
+    double rm_s = 0.0, lm_s = 0.0, t0;
+    float loss = 0.0f;
+    printf("\n== reward-model step, config %s: %d prompts x K=%d completions of T=%d tokens ==\n", bc->name, B / K, K, T);
+    if ((r = rlhf_model_create(&rm, c, 1)) != RLHF_OK || (r = rlhf_model_add_score_head(rm, -1.0f, 2)) != RLHF_OK) die("reward model", r);
+    if ((r = rlhf_model_create(&lm, c, 1)) != RLHF_OK) die("rlhf_model_create", r);
+    if ((r = rlhf_model_reserve(rm, B, T, 1)) != RLHF_OK || (r = rlhf_model_reserve(lm, B, T, 1)) != RLHF_OK) die("rlhf_model_reserve", r);
+    rlhf_rng_seed(&rng, 7);
+    for (i = 0; i < BT; i++) x[i] = random_token(&rng, c->vocab_size), y[i] = random_token(&rng, c->vocab_size);
+    for (s = -1; s < steps; s++) { /* step -1 warms up */
+        float rw[K], gr[K];
+        t0 = now_s();
+        if ((r = rlhf_model_forward_values(rm, x, NULL, B, T, values, 1)) != RLHF_OK) die("rlhf_model_forward_values", r);
+        memset(dvalues, 0, (size_t)BT * sizeof(float));
+        for (g = 0, loss = 0.0f; g < B / K; g++) {
+            for (k = 0; k < K; k++) rw[k] = values[(size_t)(g * K + k) * T + T - 1 - k]; /* last tokens */
+            loss += rlhf_ranking_loss(rw, K, gr) / (float)(B / K);
+            for (k = 0; k < K; k++) dvalues[(size_t)(g * K + k) * T + T - 1 - k] = gr[k] / (float)(B / K);
+        }
+        rlhf_model_zero_grad(rm);
+        if ((r = rlhf_model_backward_values(rm, dvalues)) != RLHF_OK) die("rlhf_model_backward_values", r);
+        if ((r = rlhf_model_adamw_update(rm, &opt, NULL)) != RLHF_OK) die("rlhf_model_adamw_update", r);
+        if (s >= 0) rm_s += (now_s() - t0) / steps;
+        t0 = now_s();
+        if ((r = rlhf_model_train_step(lm, x, y, B, T, &opt, NULL)) != RLHF_OK) die("rlhf_model_train_step", r);
+        if (s >= 0) lm_s += (now_s() - t0) / steps;
+    }
+    printf("%d timed steps each, interleaved (ranking loss %.3f at the end)\n", steps, loss);
+    printf("reward-model step %8.1f ms  (%.0f sequences/s)\n", 1e3 * rm_s, B / rm_s);
+    printf("LM training step  %8.1f ms  (same shape; reward/LM = %.2f)\n", 1e3 * lm_s, rm_s / lm_s);
+    if (g_json)
+        printf("{\"bench\":\"rm\",\"config\":\"%s\",\"threads\":%d,\"ms_per_step\":%.3f,\"lm_ms_per_step\":%.3f}\n", bc->name,
+               rlhf_num_threads(), 1e3 * rm_s, 1e3 * lm_s);
+    rlhf_model_free(rm);
+    rlhf_model_free(lm);
+    rlhf__free(x); rlhf__free(y); rlhf__free(values); rlhf__free(dvalues);
+}
+
 static void bench_gemm(const bench_config *bc, double budget) {
     gemm_shape s[15];
     int n = step_shapes(s, bc), i, f;
@@ -472,7 +526,7 @@ static void bench_tokenizer(size_t corpus_bytes, int vocab) {
 }
 
 static void usage(void) {
-    printf("usage: bench [--only S|M|gemm|gen|tok] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
+    printf("usage: bench [--only S|M|gemm|gen|rm|tok] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
            "  --only S     training step of config S only (M: of config M; gemm: matmuls; gen: generation;\n"
            "               tok: tokenizer training on 10 MB to 4096 tokens, and encoding)\n"
            "  --quick      a smoke run of a few seconds: config S only (unless --only M), few steps\n"
@@ -497,7 +551,7 @@ int main(int argc, char **argv) {
         }
     }
     all = !strcmp(only, "all");
-    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "tok")) {
+    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "tok") && strcmp(only, "rm")) {
         usage();
         return 2;
     }
@@ -532,6 +586,7 @@ int main(int argc, char **argv) {
         u = usage_now(), bench_gen(&CONFIG_S, quick ? 32 : 256, 8), report_others(u);
         if (run_m) u = usage_now(), bench_gen(&CONFIG_M, quick ? 8 : 128, 4), report_others(u);
     }
+    if (all || !strcmp(only, "rm")) u = usage_now(), bench_rm(&CONFIG_S, quick ? 2 : 10), report_others(u);
     if (all || !strcmp(only, "tok")) u = usage_now(), bench_tokenizer(quick ? 1000000 : 10000000, 4096), report_others(u);
     printf("\nFP32 FMA peak at the end: %.1f GFLOP/s\n", fma_peak());
     return 0;
