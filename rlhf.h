@@ -1,4 +1,4 @@
-/* rlhf.h - v0.3.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
+/* rlhf.h - v0.4.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
    A single-header C99 library: libc, libm, optional OpenMP. No other dependency.
 
    Do this:
@@ -18,7 +18,11 @@
        >>io         safetensors checkpoints: atomic save, strict load,
                     Hugging Face files, AdamW state for resuming
        >>data       datasets: text, SFT, preference pairs, K-way rankings, prompts
-       (later: >>sft, >>reward, >>ppo)
+       >>sft        supervised fine-tuning and pretraining: schedule, packing,
+                    validation, checkpoints (InstructGPT step 1)
+       >>reward     the reward model: ranking loss (eq. 1), training loop,
+                    scoring, normalisation (InstructGPT step 2)
+       >>ppo        GAE (the PPO loop is next)
 
    QUICK START (compiles as is)
 
@@ -111,6 +115,8 @@
        the rename. Files over 2 GiB need a 64-bit `long` (ftell).
 
    VERSION HISTORY
+       0.4.0  SFT and pretraining loop, reward model (scalar head, eq. 1,
+              normalisation, scoring), document starts (left padding, packing).
        0.3.0  tokenizer: byte-level BPE, GPT-2's files, training, chat template.
        0.2.0  formats: JSON/JSONL reader, safetensors checkpoints, datasets.
        0.1.0  engine: kernels, GPT-2 forward/backward, AdamW, KV-cache decode,
@@ -122,9 +128,9 @@
 #define RLHF_H
 
 #define RLHF_VERSION_MAJOR 0
-#define RLHF_VERSION_MINOR 3
+#define RLHF_VERSION_MINOR 4
 #define RLHF_VERSION_PATCH 0
-#define RLHF_VERSION_STRING "0.3.0"
+#define RLHF_VERSION_STRING "0.4.0"
 
 #include <stddef.h>
 #include <stdint.h>
