@@ -338,6 +338,16 @@ RLHFDEF rlhf_result rlhf_model_forward_values(rlhf_model *m, const int *inputs, 
    into the gradients. Positions you do not use get 0. */
 RLHFDEF rlhf_result rlhf_model_backward_values(rlhf_model *m, const float *dvalues);
 
+/* Log-probabilities for PPO: logp (B,T) = log softmax(logits / temperature)
+   at targets[b,t] (the token that follows; rows with target -1 get 0), and,
+   if entropy is not NULL, the entropy of that distribution. doc_start as
+   rlhf_model_forward_docs (may be NULL). for_backward != 0: then
+   rlhf_model_backward_logprobs(m, dlogp, dentropy) ADDS the gradients of
+   sum dlogp*logp + dentropy*entropy (dentropy may be NULL). Training memory. */
+RLHFDEF rlhf_result rlhf_model_forward_logprobs(rlhf_model *m, const int *inputs, const int *doc_start, const int *targets, int B,
+                                                int T, float temperature, float *logp, float *entropy, int for_backward);
+RLHFDEF rlhf_result rlhf_model_backward_logprobs(rlhf_model *m, const float *dlogp, const float *dentropy);
+
 /* ---------------------------------------------------------------------------
    KV cache and decoding: n_seq sequences advanced together, one token each
    per call, up to max_len positions (<= n_ctx). Each decode step costs one
@@ -355,6 +365,12 @@ RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int
    (matrix-matrix, much faster than T decode steps); logits (n_seq, V), may be
    NULL, receive the next-token logits after the last prompt token. */
 RLHFDEF rlhf_result rlhf_model_prefill(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, int T, float *logits);
+/* The same for prompts of different lengths, left-padded to T: row s starts
+   with n_pad[s] padding tokens (0 <= n_pad[s] < T), which are masked and do
+   not count as positions, now and in every later decode step. So each
+   sequence decodes exactly as it would alone, and all advance together. */
+RLHFDEF rlhf_result rlhf_model_prefill_padded(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, const int *n_pad, int T,
+                                              float *logits);
 
 /* ---------------------------------------------------------------------------
    Sampling. temperature 0 is greedy (argmax, lowest id on ties). top_k 0 is
@@ -729,6 +745,141 @@ RLHFDEF void        rlhf_reward_normalization(const rlhf_model *rm, float *gain,
 RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
                                           int n_samples, const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
                                           float *raw_mean, float *raw_std);
+
+/* ---------------------------------------------------------------------------
+   PPO (InstructGPT step 3, eq. 2; Ziegler et al. 2019; "The N implementation
+   details of RLHF with PPO"). Each iteration:
+     1. rollouts: batch_size prompts, left-padded, one response each sampled
+        with the KV cache (temperature, top-k, top-p) until <|end|> or
+        max_new_tokens;
+     2. the score of each response (the reward model at its last token,
+        normalised, or your score function); a response without <|end|>
+        scores missing_eos_penalty; log-probs of the policy and the frozen
+        reference (logits / temperature), values of the critic;
+     3. per-token rewards -kl_coef * KL_t, the score added on the last token;
+        GAE; returns = advantages + values; advantages whitened;
+     4. ppo_epochs passes over shuffled minibatches: clipped surrogate,
+        clipped value loss * vf_coef, optional entropy bonus, optional
+        PPO-ptx (ptx_coef * LM loss on pretraining text), optional EMA;
+     5. the KL coefficient: fixed, or the adaptive controller.
+   Guards: pad == stop token refuses to start; a non-finite loss or gradient
+   norm skips the update (counted); a minibatch whose mean ratio exceeds
+   ratio_threshold is skipped (counted); a negative mean KL is warned about.
+   Metrics (one JSON line per iteration) use TRL's names. */
+typedef enum rlhf_kl_estimator { RLHF_KL_K1, RLHF_KL_K3 } rlhf_kl_estimator;
+/* A programmatic reward instead of a reward model (tests, known objectives):
+   the score of response (n_response tokens, its <|end|> included if it has
+   one) to prompt (n_prompt tokens, the chat template's ids). */
+typedef float (*rlhf_score_fn)(void *user, const int *prompt, int n_prompt, const int *response, int n_response);
+typedef struct rlhf_ppo_config {
+    int batch_size;          /* episodes (prompts) per iteration: 16 */
+    int mini_batch;          /* episodes per PPO minibatch (and per forward): 4 */
+    int ppo_epochs;          /* passes over each batch: 4 */
+    int max_prompt_tokens;   /* longer prompts keep their last tokens: 0 = n_ctx / 2 */
+    int max_new_tokens;      /* response length limit: 32 */
+    rlhf_sampler_config sampling; /* temperature 0.7, top_k 0, top_p 1 */
+    int penalize_missing_eos; /* 1: a response without <|end|> scores missing_eos_penalty */
+    float missing_eos_penalty; /* -1 */
+    float kl_coef;           /* beta (initial when adaptive): 0.05 */
+    int adaptive_kl;         /* 0: fixed beta; 1: Ziegler et al.'s controller */
+    float kl_target, kl_horizon; /* 6, 10000 */
+    rlhf_kl_estimator kl_estimator; /* k1 = logp - ref_logp; k3 = exp(d) - 1 - d, d = ref_logp - logp */
+    float gamma, lam;        /* GAE: 1, 0.95 */
+    float cliprange;         /* 0.2 */
+    float cliprange_value;   /* 0.2 */
+    float vf_coef;           /* 0.1 */
+    float entropy_coef;      /* 0: no bonus (entropy is still reported) */
+    int whiten_rewards;      /* 0; 1 divides rewards by their std (no mean shift) */
+    float ptx_coef;          /* gamma of PPO-ptx: 0 = off (InstructGPT 27.8) */
+    int ptx_batch;           /* pretraining rows per minibatch: 0 = mini_batch */
+    float ema_decay;         /* 0 = off; InstructGPT 0.992 */
+    float ratio_threshold;   /* 10 */
+    rlhf_adamw_config policy_opt; /* lr 1e-5 (raise for tiny models), wd 0, clip 1 */
+    rlhf_adamw_config critic_opt; /* the same */
+    int log_samples;         /* sample responses logged per iteration: 2 */
+    uint64_t seed;
+    rlhf_log_fn log;         /* progress lines, samples, warnings (may be NULL) */
+    void *log_user;
+    rlhf_metrics_fn metrics; /* one JSON line per iteration (may be NULL) */
+    void *metrics_user;
+} rlhf_ppo_config;
+RLHFDEF rlhf_ppo_config rlhf_ppo_config_default(void);
+
+/* What one iteration did (also in the metrics line, under TRL's names). */
+typedef struct rlhf_ppo_stats {
+    long iteration;
+    float score;             /* objective/scores: mean score */
+    float kl;                /* objective/kl: mean over episodes of sum_t KL_t */
+    float rlhf_reward;       /* objective/rlhf_reward: mean of score - beta * sum_t KL_t */
+    float entropy;           /* objective/entropy: mean of -sum_t logp_t */
+    float kl_coef;           /* beta used this iteration */
+    float policy_loss, value_loss, approxkl, clipfrac, value_clipfrac, policy_entropy, ratio, var_explained;
+    float ptx_loss;          /* NaN when PPO-ptx is off */
+    int num_eos;             /* episodes that ended with <|end|> */
+    float response_length;   /* mean tokens per response */
+    long skipped_updates, skipped_minibatches; /* non-finite, ratio above the threshold (totals) */
+    double seconds_generate, seconds_score, seconds_learn;
+    double tokens_generated;
+} rlhf_ppo_stats;
+
+typedef struct rlhf_ppo rlhf_ppo;
+/* policy is trained; ref is the frozen SFT model (same config); critic is a
+   model with a scalar head (initialise it from the reward model); the score
+   comes from rm (a model with a scalar head, normalised) or, if rm is NULL,
+   from score_fn. prompts: a PROMPTS (or any prompt-bearing) dataset; ptx: a
+   TEXT dataset for PPO-ptx, or NULL. The models and datasets stay yours and
+   must outlive the trainer. err (may be NULL) says why creation failed. */
+RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, rlhf_model *policy, rlhf_model *ref, rlhf_model *critic, rlhf_model *rm,
+                                    rlhf_score_fn score_fn, void *score_user, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
+                                    const rlhf_dataset *ptx, const rlhf_ppo_config *cfg, rlhf_error *err);
+RLHFDEF void        rlhf_ppo_free(rlhf_ppo *p);
+/* One iteration: rollouts, scoring, learning, KL control. stats may be NULL. */
+RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error *err);
+/* The whole state into dir (which must exist): policy.safetensors and
+   critic.safetensors with their AdamW state, ema.safetensors (when EMA is
+   on), and in the policy's metadata the iteration, KL coefficient, RNG
+   state, data positions and the reference's fingerprint. rlhf_ppo_load
+   restores it into a trainer created with the same models and config; the
+   run then continues bit for bit as if never interrupted. */
+RLHFDEF rlhf_result rlhf_ppo_save(const rlhf_ppo *p, const char *dir, rlhf_error *err);
+RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err);
+/* The EMA of the policy's weights (ema_decay > 0), or NULL. */
+RLHFDEF const rlhf_model *rlhf_ppo_ema(const rlhf_ppo *p);
+RLHFDEF float       rlhf_ppo_kl_coef(const rlhf_ppo *p);
+
+/* Trace of episode b of the last iteration, one row per response token. */
+typedef struct rlhf_ppo_trace_row {
+    int token;
+    float logp;      /* log pi_old(a_t|s_t), logits / temperature */
+    float ref_logp;  /* log pi_ref(a_t|s_t) */
+    float kl;        /* KL_t (k1: logp - ref_logp) */
+    float reward;    /* r_t = -beta KL_t (+ score on the last token) */
+    float value;     /* V(s_t), the critic */
+    float delta;     /* delta_t = r_t + gamma V(s_{t+1}) - V(s_t) */
+    float advantage; /* A_t = delta_t + gamma lambda A_{t+1} (before whitening) */
+    float ret;       /* R_t = A_t + V(s_t) */
+    float ratio;     /* pi_new / pi_old in the last minibatch that held it */
+    int clipped;     /* 1 when the clipped term of the surrogate was the one used */
+} rlhf_ppo_trace_row;
+RLHFDEF rlhf_result rlhf_ppo_trace(const rlhf_ppo *p, int b, rlhf_ppo_trace_row *rows, int cap, int *n_rows);
+/* The same as a text table (columns named after their equations), with the
+   tokens decoded; *n_bytes receives the length needed (cap too small:
+   RLHF_ERR_TOO_LARGE). */
+RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, size_t cap, size_t *n_bytes);
+
+/* The losses of a minibatch, mean over n tokens, with their gradients (may be NULL):
+   policy:  ratio = exp(logp - old_logp);  mean max(-A ratio, -A clip(ratio, 1-eps, 1+eps))
+   value:   v_clip = v_old + clip(v - v_old, -eps, eps);  0.5 mean max((v - R)^2, (v_clip - R)^2)
+   *clipfrac: fraction of tokens where the clipped term was larger;
+   *approxkl: 0.5 mean (logp - old_logp)^2. */
+RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, const float *adv, int n, float cliprange, float *dlogp,
+                                   float *clipfrac, float *approxkl);
+RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const float *ret, int n, float cliprange_value, float *dv,
+                                  float *clipfrac);
+/* Per-token rewards of one response (n tokens): kl[t] by the estimator,
+   rewards[t] = -beta kl[t], plus score on the last token. */
+RLHFDEF void  rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, float score, float beta, rlhf_kl_estimator est,
+                               float *rewards, float *kl);
 
 /* Which kernels this build uses: "avx2+fma", "neon" or "scalar". */
 RLHFDEF const char *rlhf_simd_name(void);
@@ -3525,6 +3676,7 @@ struct rlhf_model {
     size_t inf_cap_bt;
     int B, T, backward_ready; /* backward_ready: 0 none, 1 LM loss, 2 scalar values */
     float dloss;  /* 1 / number of targets != -1 */
+    float temperature; /* of the last forward_logprobs */
     float *work;  /* matmul packing, RLHF__GEMM_WORK_FLOATS */
     rlhf_log_fn log;
     void *log_user;
@@ -4031,6 +4183,8 @@ static void rlhf__score_forward(float *values, const float *lnf, const float *w,
 static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc, int B, int T, float *logits, float *values,
                                 rlhf_kv_cache *cache);
 
+static void rlhf__backward_lm_head(rlhf_model *m, size_t BT, int C, int V);
+
 /* Document starts: 0 <= doc[b,t] <= t (t's document begins at or before t). */
 static rlhf_result rlhf__check_doc(rlhf_model *m, const int *doc, int B, int T, const char *fn) {
     int b, t;
@@ -4123,6 +4277,109 @@ RLHFDEF rlhf_result rlhf_model_forward_values(rlhf_model *m, const int *inputs, 
     return rlhf__forward_entry(m, inputs, NULL, doc_start, B, T, NULL, NULL, values, 2, for_backward, "rlhf_model_forward_values");
 }
 
+/* Log-probabilities of chosen tokens under the sampling distribution, the
+   quantities of PPO. Per row bt with a target a: z = logits / temperature,
+     logp = z_a - logsumexp(z),   entropy = -sum_v p_v log p_v = lse - sum_v p_v z_v
+   ("The N implementation details", item 8: the temperature used for sampling
+   divides the logits here too). Always the caching forward (a backward may
+   follow, and the logits are kept there). */
+RLHFDEF rlhf_result rlhf_model_forward_logprobs(rlhf_model *m, const int *inputs, const int *doc_start, const int *targets, int B, int T,
+                                                float temperature, float *logp, float *entropy, int for_backward) {
+    rlhf_result r;
+    size_t BT;
+    int V, bt;
+    const char *fn = "rlhf_model_forward_logprobs";
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    m->backward_ready = 0;
+    if (!inputs || !targets || !logp || B < 1 || T < 1 || !(temperature > 0.0f) || !isfinite(temperature))
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "%s: need inputs, targets, logp, B >= 1, T >= 1 and temperature > 0 (got %g)", fn,
+                          (double)temperature);
+    if (T > m->cfg.n_ctx) return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "%s: T=%d is longer than n_ctx=%d", fn, T, m->cfg.n_ctx);
+    if (!rlhf__shape_fits(&m->cfg, (double)B * T, (double)B * T * T)) return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "%s: B=%d T=%d is too large", fn, B, T);
+    if ((r = rlhf__check_ids(m, inputs, B, T, 0, "inputs")) != RLHF_OK) return r;
+    if ((r = rlhf__check_ids(m, targets, B, T, 1, "targets")) != RLHF_OK) return r;
+    if (doc_start && (r = rlhf__check_doc(m, doc_start, B, T, fn)) != RLHF_OK) return r;
+    if ((r = rlhf__ensure(m, B, T, 0)) != RLHF_OK) return r;
+    BT = (size_t)B * T;
+    V = m->cfg.vocab_size;
+    memcpy(m->tok_mem, inputs, BT * sizeof(int));
+    memcpy(m->tok_mem + m->cap_bt, targets, BT * sizeof(int));
+    m->has_doc = doc_start != NULL;
+    if (doc_start) memcpy(m->tok_mem + 2 * m->cap_bt, doc_start, BT * sizeof(int));
+    m->B = B;
+    m->T = T;
+    m->temperature = temperature;
+    rlhf__forward(m, B, T, 1);
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < (int)BT; bt++) {
+        const float *l = m->acts.logits + (size_t)bt * V;
+        int a = targets[bt], v;
+        float maxv = -INFINITY, lse;
+        double sum = 0.0, pz = 0.0;
+        if (a < 0) {
+            logp[bt] = 0.0f;
+            if (entropy) entropy[bt] = 0.0f;
+            continue;
+        }
+        for (v = 0; v < V; v++) maxv = l[v] / temperature > maxv ? l[v] / temperature : maxv;
+        for (v = 0; v < V; v++) sum += (double)expf(l[v] / temperature - maxv);
+        lse = maxv + (float)log(sum);
+        m->acts.lse[bt] = lse;
+        logp[bt] = l[a] / temperature - lse;
+        if (entropy) {
+            for (v = 0; v < V; v++) pz += (double)expf(l[v] / temperature - lse) * (double)(l[v] / temperature);
+            entropy[bt] = lse - (float)pz;
+        }
+    }
+    if (for_backward) m->backward_ready = 3;
+    return RLHF_OK;
+}
+
+/* d/dz_v of logp_a = 1[v=a] - p_v;  of entropy H = -p_v (log p_v + H);
+   dlogits = dz / temperature. Rows without a target get 0. */
+RLHFDEF rlhf_result rlhf_model_backward_logprobs(rlhf_model *m, const float *dlogp, const float *dentropy) {
+    rlhf_result r;
+    size_t BT;
+    int V, bt;
+    float temp;
+    const int *targets;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (m->backward_ready != 3)
+        return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_backward_logprobs: no rlhf_model_forward_logprobs(..., for_backward=1) to backpropagate");
+    if (!dlogp) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_backward_logprobs: dlogp is NULL");
+    if ((r = rlhf__ensure(m, m->B, m->T, 1)) != RLHF_OK) return r;
+    BT = (size_t)m->B * m->T;
+    V = m->cfg.vocab_size;
+    temp = m->temperature;
+    targets = m->tok_mem + m->cap_bt;
+    for (bt = 0; bt < (int)BT; bt++)
+        if (!isfinite(dlogp[bt]) || (dentropy && !isfinite(dentropy[bt])))
+            return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_backward_logprobs: gradient at [%d][%d] is not finite", bt / m->T, bt % m->T);
+    m->backward_ready = 0;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < (int)BT; bt++) {
+        float *l = m->acts.logits + (size_t)bt * V, lse = m->acts.lse[bt];
+        int a = targets[bt], v;
+        float g = dlogp[bt], ge = dentropy ? dentropy[bt] : 0.0f, H = 0.0f;
+        if (a < 0) {
+            memset(l, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        if (ge != 0.0f) {
+            double pz = 0.0;
+            for (v = 0; v < V; v++) pz += (double)expf(l[v] / temp - lse) * (double)(l[v] / temp);
+            H = lse - (float)pz;
+        }
+        for (v = 0; v < V; v++) {
+            float z = l[v] / temp, p = expf(z - lse);
+            float dz = g * ((v == a ? 1.0f : 0.0f) - p) - (ge != 0.0f ? ge * p * ((z - lse) + H) : 0.0f);
+            l[v] = dz / temp;
+        }
+    }
+    rlhf__backward_lm_head(m, BT, m->cfg.n_embd, V);
+    return RLHF_OK;
+}
+
 RLHFDEF void rlhf_doc_left_pad(int *doc_start, const int *n_pad, int B, int T) {
     int b, t;
     if (!doc_start || !n_pad) return;
@@ -4137,6 +4394,14 @@ RLHFDEF rlhf_result rlhf_model_zero_grad(rlhf_model *m) {
 }
 
 /* The backward from d loss / d lnf (in bwd.dln) down to the embeddings. */
+static void rlhf__backward_trunk(rlhf_model *m);
+/* From dlogits (in acts.logits) through the tied LM head, then the trunk:
+   logits = lnf * wte^T:  dlnf = dlogits * wte;  dwte += dlogits^T * lnf */
+static void rlhf__backward_lm_head(rlhf_model *m, size_t BT, int C, int V) {
+    rlhf__gemm((int)BT, C, V, m->acts.logits, V, 1, m->params.wte, C, 1, m->bwd.dln, C, 0, m->work);
+    rlhf__gemm(V, C, (int)BT, m->acts.logits, 1, V, m->acts.lnf, C, 1, m->grads.wte, C, 1, m->work);
+    rlhf__backward_trunk(m);
+}
 static void rlhf__backward_trunk(rlhf_model *m) {
     int B = m->B, T = m->T, C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer, l;
     size_t BT = (size_t)B * T, BTC = BT * C;
@@ -4191,10 +4456,7 @@ RLHFDEF rlhf_result rlhf_model_backward(rlhf_model *m) {
     BT = (size_t)m->B * m->T;
     /* loss = (1/count) sum losses: dloss = 1/count per counted row */
     rlhf__crossentropy_backward(m->acts.logits, m->acts.lse, m->tok_mem + m->cap_bt, m->dloss, (int)BT, V);
-    /* logits = lnf * wte^T:  dlnf = dlogits * wte;  dwte += dlogits^T * lnf */
-    rlhf__gemm((int)BT, C, V, m->acts.logits, V, 1, m->params.wte, C, 1, m->bwd.dln, C, 0, m->work);
-    rlhf__gemm(V, C, (int)BT, m->acts.logits, 1, V, m->acts.lnf, C, 1, m->grads.wte, C, 1, m->work);
-    rlhf__backward_trunk(m);
+    rlhf__backward_lm_head(m, BT, C, V);
     return RLHF_OK;
 }
 
@@ -4299,6 +4561,8 @@ struct rlhf_kv_cache {
     float *k, *v;                  /* (L, n_seq, max_len, C) */
     float *x, *x2, *ln, *mean, *rstd, *qkv, *atty, *fch, *fch_gelu, *att, *logits; /* per-step scratch */
     float *mem;
+    int *n_pad;  /* (n_seq) left padding of each sequence, set by the prefill */
+    int *doc;    /* (n_seq, max_len) document starts of a padded prefill */
 };
 
 RLHFDEF rlhf_result rlhf_kv_cache_create(rlhf_kv_cache **out, const rlhf_model *m, int n_seq, int max_len) {
@@ -4318,10 +4582,16 @@ RLHFDEF rlhf_result rlhf_kv_cache_create(rlhf_kv_cache **out, const rlhf_model *
     if (!c) return RLHF_ERR_OUT_OF_MEMORY;
     memset(c, 0, sizeof *c);
     c->mem = rlhf__alloc_floats(total);
-    if (!c->mem) {
+    c->n_pad = (int *)rlhf__alloc(N * sizeof(int));
+    c->doc = (int *)rlhf__alloc(N * P * sizeof(int));
+    if (!c->mem || !c->n_pad || !c->doc) {
+        rlhf__free(c->mem);
+        rlhf__free(c->n_pad);
+        rlhf__free(c->doc);
         rlhf__free(c);
         return RLHF_ERR_OUT_OF_MEMORY;
     }
+    memset(c->n_pad, 0, N * sizeof(int));
     c->cfg = m->cfg;
     c->n_seq = n_seq;
     c->max_len = max_len;
@@ -4335,11 +4605,15 @@ RLHFDEF rlhf_result rlhf_kv_cache_create(rlhf_kv_cache **out, const rlhf_model *
 }
 RLHFDEF void rlhf_kv_cache_free(rlhf_kv_cache *c) {
     if (!c) return;
+    rlhf__free(c->n_pad);
+    rlhf__free(c->doc);
     rlhf__free(c->mem);
     rlhf__free(c);
 }
 RLHFDEF void rlhf_kv_cache_reset(rlhf_kv_cache *c) {
-    if (c) c->len = 0;
+    if (!c) return;
+    c->len = 0;
+    memset(c->n_pad, 0, (size_t)c->n_seq * sizeof(int));
 }
 RLHFDEF int rlhf_kv_cache_length(const rlhf_kv_cache *c) { return c ? c->len : 0; }
 
@@ -4396,7 +4670,11 @@ static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc
 }
 
 RLHFDEF rlhf_result rlhf_model_prefill(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, int T, float *logits) {
+    return rlhf_model_prefill_padded(m, c, tokens, NULL, T, logits);
+}
+RLHFDEF rlhf_result rlhf_model_prefill_padded(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, const int *n_pad, int T, float *logits) {
     rlhf_result r;
+    int s;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (!c || !tokens || T < 1) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_prefill: need a cache, tokens and T >= 1");
     if (memcmp(&c->cfg, &m->cfg, sizeof m->cfg) != 0)
@@ -4404,8 +4682,13 @@ RLHFDEF rlhf_result rlhf_model_prefill(rlhf_model *m, rlhf_kv_cache *c, const in
     if (c->len != 0) return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_prefill: the cache is not empty (reset it first)");
     if (T > c->max_len) return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_prefill: %d tokens do not fit the cache (%d)", T, c->max_len);
     if ((r = rlhf__check_ids(m, tokens, c->n_seq, T, 0, "tokens")) != RLHF_OK) return r;
+    for (s = 0; n_pad && s < c->n_seq; s++)
+        if (n_pad[s] < 0 || n_pad[s] >= T)
+            return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_prefill_padded: sequence %d: n_pad %d must be in [0, T-1=%d]", s, n_pad[s], T - 1);
     if ((r = rlhf__ensure_infer(m, (size_t)c->n_seq * (size_t)T)) != RLHF_OK) return r;
-    rlhf__forward_infer(m, tokens, NULL, c->n_seq, T, c->logits, NULL, c);
+    for (s = 0; s < c->n_seq; s++) c->n_pad[s] = n_pad ? n_pad[s] : 0;
+    if (n_pad) rlhf_doc_left_pad(c->doc, n_pad, c->n_seq, T);
+    rlhf__forward_infer(m, tokens, n_pad ? c->doc : NULL, c->n_seq, T, c->logits, NULL, c);
     if (logits) memcpy(logits, c->logits, (size_t)c->n_seq * m->cfg.vocab_size * sizeof(float));
     c->len = T;
     return RLHF_OK;
@@ -4426,8 +4709,8 @@ RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int
     C = m->cfg.n_embd; NH = m->cfg.n_head; hs = C / NH; L = m->cfg.n_layer; V = m->cfg.vocab_size;
     N = c->n_seq; pos = c->len; p = &m->params;
     scale = 1.0f / sqrtf((float)hs);
-    for (s = 0; s < N; s++) {
-        const float *te = p->wte + (size_t)tokens[s] * C, *pe = p->wpe + (size_t)pos * C;
+    for (s = 0; s < N; s++) { /* position ids count from the end of the left padding */
+        const float *te = p->wte + (size_t)tokens[s] * C, *pe = p->wpe + (size_t)(pos - c->n_pad[s]) * C;
         int i;
         for (i = 0; i < C; i++) c->x[(size_t)s * C + i] = te[i] + pe[i];
     }
@@ -4441,13 +4724,13 @@ RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int
             memcpy(kl + ((size_t)s * c->max_len + pos) * C, c->qkv + (size_t)s * 3 * C + C, (size_t)C * sizeof(float));
             memcpy(vl + ((size_t)s * c->max_len + pos) * C, c->qkv + (size_t)s * 3 * C + 2 * C, (size_t)C * sizeof(float));
         }
-        /* attention of the new position over positions 0..pos (the training kernel's row) */
+        /* attention of the new position over positions n_pad..pos (the training kernel's row) */
         RLHF__OMP(omp parallel for schedule(static))
         for (sh = 0; sh < N * NH; sh++) {
-            int sq = sh / NH, h = sh % NH;
+            int sq = sh / NH, h = sh % NH, s0 = c->n_pad[sq];
             rlhf__attend_row(c->atty + (size_t)sq * C + h * hs, c->att + (size_t)sh * c->max_len, c->qkv + (size_t)sq * 3 * C + h * hs,
-                             kl + (size_t)sq * c->max_len * C + h * hs, vl + (size_t)sq * c->max_len * C + h * hs, (size_t)C, pos + 1,
-                             hs, scale);
+                             kl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs,
+                             vl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs, (size_t)C, pos + 1 - s0, hs, scale);
         }
         rlhf__linear_forward(c->x2, c->atty, p->attprojw + lC * C, p->attprojb + lC, c->x, N, C, C, m->work);
         rlhf__layernorm_forward(c->ln, c->mean, c->rstd, c->x2, p->ln2w + lC, p->ln2b + lC, N, C);
@@ -6769,7 +7052,9 @@ done:
 
 
 // ----------------------------------------------------------------------------
-// >>ppo  advantages for PPO (the PPO loop arrives with its issue)
+// >>ppo  PPO with a KL penalty against the SFT policy (InstructGPT step 3,
+//        eq. 2, PPO-ptx): rollouts, rewards, GAE, the clipped losses, the KL
+//        controller, resume, trace
 // ----------------------------------------------------------------------------
 
 RLHFDEF void rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv, float *ret) {
@@ -6787,6 +7072,931 @@ RLHFDEF void rlhf_gae(const float *rewards, const float *values, int T, float ga
         next_value = values[t];
         next_adv = adv[t];
     }
+}
+
+RLHFDEF void rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, float score, float beta, rlhf_kl_estimator est,
+                              float *rewards, float *kl) {
+    /* Ziegler et al. 2019; InstructGPT eq. 2: the per-token KL penalty
+         k1:  KL_t = log pi(a_t|s_t) - log pi_ref(a_t|s_t)
+         k3:  KL_t = exp(d) - 1 - d,  d = log pi_ref - log pi   (non-negative, unbiased)
+         r_t = -beta * KL_t,  and r_{T-1} += score (the reward model's, on the last token) */
+    int t;
+    for (t = 0; t < n; t++) {
+        float d = ref_logp[t] - logp[t];
+        float k = est == RLHF_KL_K3 ? expm1f(d) - d : -d;
+        if (kl) kl[t] = k;
+        rewards[t] = -beta * k;
+    }
+    if (n > 0) rewards[n - 1] += score;
+}
+
+RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, const float *adv, int n, float cliprange, float *dlogp,
+                                   float *clipfrac, float *approxkl) {
+    /* Schulman et al. 2017, the clipped surrogate, as a loss (minimised):
+         ratio_t = exp(logp_t - old_logp_t)
+         L = mean_t max(-A_t ratio_t, -A_t clip(ratio_t, 1 - eps, 1 + eps))
+       d L / d logp_t = -A_t ratio_t / n where the unclipped term is the max,
+       0 where the clipped one is (clip is flat outside [1-eps, 1+eps]) */
+    double loss = 0.0, cf = 0.0, akl = 0.0;
+    int t;
+    if (n <= 0) return 0.0f;
+    for (t = 0; t < n; t++) {
+        float lr = logp[t] - old_logp[t], ratio = expf(lr);
+        float rc = ratio < 1.0f - cliprange ? 1.0f - cliprange : ratio > 1.0f + cliprange ? 1.0f + cliprange : ratio;
+        float l1 = -adv[t] * ratio, l2 = -adv[t] * rc;
+        int clipped = l2 > l1;
+        loss += clipped ? l2 : l1;
+        cf += clipped;
+        akl += 0.5 * (double)lr * lr;
+        if (dlogp) dlogp[t] = clipped ? 0.0f : -adv[t] * ratio / (float)n;
+    }
+    if (clipfrac) *clipfrac = (float)(cf / n);
+    if (approxkl) *approxkl = (float)(akl / n);
+    return (float)(loss / n);
+}
+
+RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const float *ret, int n, float cliprange_value, float *dv,
+                                  float *clipfrac) {
+    /* the clipped value loss (OpenAI baselines; "N implementation details", item 15):
+         v_clip = v_old + clip(v - v_old, -eps, eps)
+         L = 0.5 mean_t max((v_t - R_t)^2, (v_clip_t - R_t)^2) */
+    double loss = 0.0, cf = 0.0;
+    int t;
+    if (n <= 0) return 0.0f;
+    for (t = 0; t < n; t++) {
+        float dlt = v[t] - v_old[t];
+        float vc = v_old[t] + (dlt < -cliprange_value ? -cliprange_value : dlt > cliprange_value ? cliprange_value : dlt);
+        float e1 = (v[t] - ret[t]) * (v[t] - ret[t]), e2 = (vc - ret[t]) * (vc - ret[t]);
+        int clipped = e2 > e1;
+        loss += 0.5 * (clipped ? e2 : e1);
+        cf += clipped;
+        /* d/dv: (v - R)/n unclipped; (v_clip - R)/n * [v - v_old inside the clip range] clipped */
+        if (dv) dv[t] = clipped ? (fabsf(dlt) < cliprange_value ? (vc - ret[t]) / (float)n : 0.0f) : (v[t] - ret[t]) / (float)n;
+    }
+    if (clipfrac) *clipfrac = (float)(cf / n);
+    return (float)(loss / n);
+}
+
+RLHFDEF rlhf_ppo_config rlhf_ppo_config_default(void) {
+    rlhf_ppo_config c;
+    memset(&c, 0, sizeof c);
+    c.batch_size = 16;
+    c.mini_batch = 4;
+    c.ppo_epochs = 4;
+    c.max_new_tokens = 32;
+    c.sampling = rlhf_sampler_config_default();
+    c.sampling.temperature = 0.7f;
+    c.penalize_missing_eos = 1;
+    c.missing_eos_penalty = -1.0f;
+    c.kl_coef = 0.05f;
+    c.kl_target = 6.0f;
+    c.kl_horizon = 10000.0f;
+    c.kl_estimator = RLHF_KL_K1;
+    c.gamma = 1.0f;
+    c.lam = 0.95f;
+    c.cliprange = 0.2f;
+    c.cliprange_value = 0.2f;
+    c.vf_coef = 0.1f;
+    c.ratio_threshold = 10.0f;
+    c.policy_opt = rlhf_adamw_config_default();
+    c.policy_opt.lr = 1e-5f;
+    c.policy_opt.weight_decay = 0.0f;
+    c.critic_opt = c.policy_opt;
+    c.log_samples = 2;
+    c.seed = 1;
+    return c;
+}
+
+struct rlhf_ppo {
+    rlhf_ppo_config cfg;
+    rlhf_model *policy, *ref, *critic, *rm, *ema;
+    rlhf_score_fn score_fn;
+    void *score_user;
+    const rlhf_tokenizer *tok;
+    const rlhf_dataset *prompts;
+    rlhf__examples ptx;         /* pretraining windows (PPO-ptx) */
+    size_t *ptx_order, ptx_pos, *order, data_pos;
+    long ptx_epoch, data_epoch;
+    rlhf_train_options topt;    /* the log and metric callbacks, for the shared run helpers */
+    rlhf__trainrun run;
+    rlhf_rng rng;
+    float kl_coef;
+    long iteration, skipped_updates, skipped_minibatches;
+    uint64_t ref_hash;
+    int stop, pad, P, R, B, MB, ptxT, ptx_rows;
+    /* the last rollout: B episodes, T = Pmax + Rmax tokens each */
+    int Pmax, Rmax, T;
+    int *seq, *n_pad, *plen, *rlen, *has_eos, *prompt_buf;
+    float *logp, *ref_logp, *values, *rewards, *kl, *adv, *ret, *ratio, *score; /* (B, R) and (B) */
+    unsigned char *clipped;
+    /* minibatch scratch */
+    int *mb_in, *mb_tg, *mb_doc, *ptx_in, *ptx_tg;
+    float *mb_out, *mb_ent, *mb_d, *mb_d2, *tk;  /* (MB, P+R) x4, compacted tokens (8, MB*R) */
+    rlhf_kv_cache *cache;
+    rlhf_sampler *sampler;
+    float *step_logits;
+};
+
+/* FNV-1a over the reference's weights: its identity in a resumed run */
+static uint64_t rlhf__model_hash(const rlhf_model *m) {
+    const unsigned char *b = (const unsigned char *)m->param_mem;
+    size_t i, n = m->num_params * sizeof(float);
+    uint64_t h = 1469598103934665603ull;
+    for (i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+/* the prompt order of data epoch e: a permutation from (seed, e) alone, so a
+   resumed run rebuilds it */
+static void rlhf__ppo_order(rlhf_ppo *p) {
+    size_t i, n = rlhf_dataset_size(p->prompts);
+    rlhf_rng r;
+    for (i = 0; i < n; i++) p->order[i] = i;
+    rlhf_rng_seed(&r, p->cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)p->data_epoch + 1);
+    rlhf__shuffle(p->order, n, &r);
+}
+static void rlhf__ppo_ptx_order(rlhf_ppo *p) {
+    size_t i;
+    rlhf_rng r;
+    for (i = 0; i < p->ptx.n; i++) p->ptx_order[i] = i;
+    rlhf_rng_seed(&r, p->cfg.seed * 0xC2B2AE3D27D4EB4Full + (uint64_t)p->ptx_epoch + 7);
+    rlhf__shuffle(p->ptx_order, p->ptx.n, &r);
+}
+
+RLHFDEF void rlhf_ppo_free(rlhf_ppo *p) {
+    if (!p) return;
+    rlhf_model_free(p->ema);
+    rlhf__ex_free(&p->ptx);
+    rlhf__free(p->ptx_order); rlhf__free(p->order);
+    /* n_pad, logp, mb_in, mb_out and ptx_in each hold the arrays after them */
+    rlhf__free(p->seq); rlhf__free(p->n_pad); rlhf__free(p->prompt_buf); rlhf__free(p->logp); rlhf__free(p->clipped);
+    rlhf__free(p->mb_in); rlhf__free(p->ptx_in); rlhf__free(p->mb_out);
+    rlhf_kv_cache_free(p->cache);
+    rlhf_sampler_free(p->sampler);
+    rlhf__free(p->step_logits);
+    rlhf__free(p->run.line.p);
+    rlhf__free(p);
+}
+
+RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, rlhf_model *policy, rlhf_model *ref, rlhf_model *critic, rlhf_model *rm,
+                                    rlhf_score_fn score_fn, void *score_user, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
+                                    const rlhf_dataset *ptx, const rlhf_ppo_config *cfg, rlhf_error *err) {
+    rlhf_ppo *p;
+    rlhf_result r = RLHF_OK;
+    size_t BR, MT, i;
+    int ctx;
+    const rlhf_ppo_config *c = cfg;
+#define RLHF__PPO_FAIL(code, ...)                                                      \
+    do {                                                                               \
+        if (err) {                                                                     \
+            int n_ = snprintf(err->message, sizeof err->message, "ppo: ");             \
+            snprintf(err->message + n_, sizeof err->message - (size_t)n_, __VA_ARGS__); \
+        }                                                                              \
+        r = code;                                                                      \
+        goto fail;                                                                     \
+    } while (0)
+    if (err) err->message[0] = 0;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    p = (rlhf_ppo *)rlhf__alloc(sizeof *p);
+    if (!p) return RLHF_ERR_OUT_OF_MEMORY;
+    memset(p, 0, sizeof *p);
+    if (!policy || !ref || !critic || (!rm && !score_fn) || !t || !prompts || !cfg)
+        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "need a policy, a reference, a critic, a reward model or score function, a tokenizer, prompts and a config");
+    if (c->batch_size < 1 || c->batch_size > 1024 || c->mini_batch < 1 || c->mini_batch > c->batch_size || c->ppo_epochs < 1 || c->max_new_tokens < 1 ||
+        c->max_prompt_tokens < 0 || !(c->sampling.temperature > 0.0f) || !(c->kl_coef >= 0.0f) || !(c->cliprange > 0.0f) ||
+        !(c->cliprange_value > 0.0f) || !(c->vf_coef >= 0.0f) || !(c->gamma >= 0.0f && c->gamma <= 1.0f) || !(c->lam >= 0.0f && c->lam <= 1.0f) ||
+        !(c->ema_decay >= 0.0f && c->ema_decay < 1.0f) || !(c->ptx_coef >= 0.0f) || c->ptx_batch < 0 || !(c->ratio_threshold > 1.0f) ||
+        (c->adaptive_kl && !(c->kl_target > 0.0f && c->kl_horizon > 0.0f)))
+        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT,
+                       "bad config: need 1 <= mini_batch <= batch_size <= 1024, ppo_epochs >= 1, max_new_tokens >= 1, temperature > 0 (log-probs "
+                       "divide by it), kl_coef >= 0, cliprange(s) > 0, gamma and lam in [0,1], ema_decay in [0,1), ratio_threshold > 1");
+    if (memcmp(&policy->cfg, &ref->cfg, sizeof policy->cfg) != 0) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the reference model's config differs from the policy's");
+    if (!critic->has_score) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the critic has no scalar head (initialise it from the reward model)");
+    if (rm && !rm->has_score) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the reward model has no scalar head");
+    if (rlhf_tokenizer_vocab_size(t) > policy->cfg.vocab_size || rlhf_tokenizer_vocab_size(t) > critic->cfg.vocab_size ||
+        (rm && rlhf_tokenizer_vocab_size(t) > rm->cfg.vocab_size))
+        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the tokenizer's %d tokens do not fit a model's vocabulary", rlhf_tokenizer_vocab_size(t));
+    p->stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
+    p->pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+    /* "N implementation details", item 2; users' reports (trl#734): with pad == EOS the policy never learns to stop */
+    if (p->pad == p->stop || p->pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
+        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the pad token (%d) equals the stop or EOS token: refusing to start", p->pad);
+    if (rlhf_dataset_size(prompts) == 0) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the prompt dataset is empty");
+    if (c->ptx_coef > 0.0f && (!ptx || rlhf_dataset_size(ptx) == 0 || rlhf_dataset_record(ptx, 0)->kind != RLHF_RECORD_TEXT))
+        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "ptx_coef > 0 needs a TEXT dataset of pretraining data");
+    ctx = policy->cfg.n_ctx;
+    if (critic->cfg.n_ctx < ctx) ctx = critic->cfg.n_ctx;
+    if (rm && rm->cfg.n_ctx < ctx) ctx = rm->cfg.n_ctx;
+    p->cfg = *c;
+    p->R = c->max_new_tokens;
+    p->P = c->max_prompt_tokens ? c->max_prompt_tokens : ctx / 2;
+    if (p->P < 2 || p->P + p->R > ctx)
+        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "max_prompt_tokens (%d) + max_new_tokens (%d) must fit the smallest model context (%d)", p->P, p->R, ctx);
+    p->policy = policy; p->ref = ref; p->critic = critic; p->rm = rm; p->score_fn = score_fn; p->score_user = score_user;
+    p->tok = t; p->prompts = prompts;
+    p->B = c->batch_size; p->MB = c->mini_batch;
+    p->kl_coef = c->kl_coef;
+    p->ref_hash = rlhf__model_hash(ref);
+    rlhf_rng_seed(&p->rng, c->seed);
+    p->topt = rlhf_train_options_sft();
+    p->topt.log = c->log; p->topt.log_user = c->log_user; p->topt.metrics = c->metrics; p->topt.metrics_user = c->metrics_user;
+    p->run.o = &p->topt; p->run.err = err; p->run.m = policy; p->run.stage = "ppo"; p->run.t0 = rlhf__seconds();
+    BR = (size_t)p->B * (size_t)p->R;
+    MT = (size_t)p->MB * (size_t)(p->P + p->R);
+    p->order = (size_t *)rlhf__alloc((rlhf_dataset_size(prompts) + 1) * sizeof(size_t));
+    p->seq = (int *)rlhf__alloc((size_t)p->B * (size_t)(p->P + p->R) * sizeof(int));
+    p->prompt_buf = (int *)rlhf__alloc((size_t)p->B * (size_t)ctx * sizeof(int));
+    p->n_pad = (int *)rlhf__alloc((size_t)p->B * sizeof(int) * 4);
+    p->logp = rlhf__alloc_floats(BR * 8 + (size_t)p->B);
+    p->clipped = (unsigned char *)rlhf__alloc(BR);
+    p->mb_in = (int *)rlhf__alloc(MT * 3 * sizeof(int));
+    p->mb_out = rlhf__alloc_floats(MT * 4 + (size_t)p->MB * (size_t)p->R * 8);
+    p->step_logits = rlhf__alloc_floats((size_t)p->B * (size_t)policy->cfg.vocab_size);
+    if (!p->order || !p->seq || !p->prompt_buf || !p->n_pad || !p->logp || !p->clipped || !p->mb_in || !p->mb_out || !p->step_logits)
+        RLHF__PPO_FAIL(RLHF_ERR_OUT_OF_MEMORY, "out of memory for the rollout buffers (%d episodes of %d tokens)", p->B, p->P + p->R);
+    p->plen = p->n_pad + p->B; p->rlen = p->plen + p->B; p->has_eos = p->rlen + p->B;
+    p->ref_logp = p->logp + BR; p->values = p->ref_logp + BR; p->rewards = p->values + BR; p->kl = p->rewards + BR;
+    p->adv = p->kl + BR; p->ret = p->adv + BR; p->ratio = p->ret + BR; p->score = p->ratio + BR;
+    p->mb_tg = p->mb_in + MT; p->mb_doc = p->mb_tg + MT;
+    p->mb_ent = p->mb_out + MT; p->mb_d = p->mb_ent + MT; p->mb_d2 = p->mb_d + MT; p->tk = p->mb_d2 + MT;
+    memset(p->clipped, 0, BR);
+    if ((r = rlhf_kv_cache_create(&p->cache, policy, p->B, p->P + p->R)) != RLHF_OK ||
+        (r = rlhf_sampler_create(&p->sampler, policy->cfg.vocab_size, &c->sampling)) != RLHF_OK)
+        RLHF__PPO_FAIL(r, "cannot create the KV cache and sampler: %s", rlhf_result_string(r));
+    rlhf__ppo_order(p);
+    if (c->ptx_coef > 0.0f) {
+        long trunc = 0, drop = 0;
+        p->ptxT = ctx < 64 ? ctx : 64;
+        p->ptx_rows = c->ptx_batch ? c->ptx_batch : p->MB;
+        if ((r = rlhf__sft_examples(&p->run, t, ptx, p->ptxT, &p->ptx, &trunc, &drop)) != RLHF_OK) goto fail;
+        p->ptx_order = (size_t *)rlhf__alloc((p->ptx.n + 1) * sizeof(size_t));
+        p->ptx_in = (int *)rlhf__alloc((size_t)p->ptx_rows * (size_t)p->ptxT * 3 * sizeof(int));
+        if (!p->ptx_order || !p->ptx_in || p->ptx.n == 0) RLHF__PPO_FAIL(p->ptx.n ? RLHF_ERR_OUT_OF_MEMORY : RLHF_ERR_INVALID_ARGUMENT, "no pretraining rows for PPO-ptx");
+        p->ptx_tg = p->ptx_in + (size_t)p->ptx_rows * (size_t)p->ptxT;
+        rlhf__ppo_ptx_order(p);
+    }
+    if (c->ema_decay > 0.0f) {
+        if ((r = rlhf_model_create(&p->ema, &policy->cfg, 0)) != RLHF_OK) RLHF__PPO_FAIL(r, "cannot create the EMA model");
+        memcpy(p->ema->param_mem, policy->param_mem, policy->num_params * sizeof(float));
+    }
+    /* memory now, not in the middle of an iteration */
+    {
+        int rows = p->MB > p->ptx_rows ? p->MB : p->ptx_rows;
+        if ((r = rlhf_model_reserve(policy, rows, p->P + p->R, 1)) != RLHF_OK ||
+            (p->ptx_rows && (r = rlhf_model_reserve(policy, p->ptx_rows, p->ptxT, 1)) != RLHF_OK) ||
+            (r = rlhf_model_reserve(critic, p->MB, p->P + p->R, 1)) != RLHF_OK)
+            RLHF__PPO_FAIL(r, "cannot reserve training memory for minibatches of %d x %d tokens", rows, p->P + p->R);
+    }
+    rlhf__fresh_optimizer(policy);
+    rlhf__fresh_optimizer(critic);
+    for (i = 0; i < BR; i++) p->ratio[i] = 1.0f;
+    p->run.err = NULL;
+    *out = p;
+    return RLHF_OK;
+fail:
+    p->run.err = NULL;
+    rlhf_ppo_free(p);
+    return r;
+#undef RLHF__PPO_FAIL
+}
+
+RLHFDEF const rlhf_model *rlhf_ppo_ema(const rlhf_ppo *p) { return p ? p->ema : NULL; }
+RLHFDEF float rlhf_ppo_kl_coef(const rlhf_ppo *p) { return p ? p->kl_coef : 0.0f; }
+
+/* rows [b0, b0 + n) of the rollout into the minibatch scratch: inputs,
+   document starts (left padding), and targets: the response token at
+   position Pmax + i is predicted at position Pmax - 1 + i */
+static void rlhf__ppo_fill(rlhf_ppo *p, const size_t *rows, int n) {
+    int j, i, T = p->T;
+    for (j = 0; j < n; j++) {
+        int b = (int)rows[j];
+        int *tg = p->mb_tg + (size_t)j * T;
+        memcpy(p->mb_in + (size_t)j * T, p->seq + (size_t)b * T, (size_t)T * sizeof(int));
+        for (i = 0; i < T; i++) tg[i] = -1;
+        for (i = 0; i < p->rlen[b]; i++) tg[p->Pmax - 1 + i] = p->seq[(size_t)b * T + p->Pmax + i];
+    }
+    for (j = 0; j < n; j++) {
+        int b = (int)rows[j];
+        rlhf_doc_left_pad(p->mb_doc + (size_t)j * T, &p->n_pad[b], 1, T);
+    }
+}
+
+/* 1. rollouts: prompts left-padded, responses sampled with the KV cache */
+static rlhf_result rlhf__ppo_rollout(rlhf_ppo *p, double *tokens) {
+    int B = p->B, V = p->policy->cfg.vocab_size, b, i, all_done, ctx = p->P + p->R;
+    rlhf_result r;
+    size_t n;
+    /* the prompts of this iteration, in the data order */
+    for (b = 0, p->Pmax = 1; b < B; b++) {
+        const rlhf_record *rec;
+        int *dst = p->prompt_buf + (size_t)b * (size_t)ctx;
+        if (p->data_pos >= rlhf_dataset_size(p->prompts)) {
+            p->data_epoch++;
+            p->data_pos = 0;
+            rlhf__ppo_order(p);
+        }
+        rec = rlhf_dataset_record(p->prompts, p->order[p->data_pos++]);
+        r = rlhf_prompt_encode(p->tok, rec, dst, (size_t)ctx, &n);
+        if (r == RLHF_ERR_TOO_LARGE || (r == RLHF_OK && n > (size_t)p->P)) {
+            /* too long: keep the last P tokens (the end holds <|assistant|>) */
+            int *tmp = (int *)rlhf__alloc((n + 1) * sizeof(int));
+            size_t n2;
+            if (!tmp) return rlhf__run_fail(&p->run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+            r = rlhf_prompt_encode(p->tok, rec, tmp, n + 1, &n2);
+            if (r == RLHF_OK) memcpy(dst, tmp + (n2 - (size_t)p->P), (size_t)p->P * sizeof(int));
+            rlhf__free(tmp);
+            n = (size_t)p->P;
+        }
+        if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "prompt at line %zu: %s", rec->line, rlhf_result_string(r));
+        p->plen[b] = (int)n;
+        if ((int)n > p->Pmax) p->Pmax = (int)n;
+    }
+    /* left-pad to Pmax: every prompt ends at position Pmax - 1 */
+    for (b = 0; b < B; b++) {
+        int *dst = p->seq + (size_t)b * (size_t)(p->Pmax + p->R), k;
+        p->n_pad[b] = p->Pmax - p->plen[b];
+        for (k = 0; k < p->n_pad[b]; k++) dst[k] = p->pad;
+        memcpy(dst + p->n_pad[b], p->prompt_buf + (size_t)b * (size_t)ctx, (size_t)p->plen[b] * sizeof(int));
+        p->rlen[b] = 0;
+        p->has_eos[b] = 0;
+    }
+    /* prefill reads rows of stride Pmax: compact them into prompt_buf */
+    for (b = 0; b < B; b++)
+        memcpy(p->prompt_buf + (size_t)b * p->Pmax, p->seq + (size_t)b * (size_t)(p->Pmax + p->R), (size_t)p->Pmax * sizeof(int));
+    rlhf_kv_cache_reset(p->cache);
+    if ((r = rlhf_model_prefill_padded(p->policy, p->cache, p->prompt_buf, p->n_pad, p->Pmax, p->step_logits)) != RLHF_OK)
+        return rlhf__run_fail(&p->run, r, "prefill: %s", rlhf_model_last_error(p->policy));
+    for (i = 0; i < p->R; i++) {
+        int *step_tok = p->prompt_buf; /* B tokens to feed (the prompts are in the cache by now) */
+        for (b = 0, all_done = 1; b < B; b++) {
+            int tok = p->pad;
+            if (!p->has_eos[b] && p->rlen[b] == i) {
+                tok = rlhf_sampler_sample(p->sampler, p->step_logits + (size_t)b * V, &p->rng);
+                if (tok < 0) return rlhf__run_fail(&p->run, RLHF_ERR_NON_FINITE, "episode %d step %d: the policy's logits are all NaN or -inf", b, i);
+                p->seq[(size_t)b * (size_t)(p->Pmax + p->R) + p->Pmax + i] = tok;
+                p->rlen[b]++;
+                *tokens += 1.0;
+                if (tok == p->stop) p->has_eos[b] = 1;
+                else all_done = 0;
+            }
+            step_tok[b] = p->has_eos[b] ? p->pad : tok;
+        }
+        if (all_done || i + 1 == p->R) break;
+        if ((r = rlhf_model_decode(p->policy, p->cache, step_tok, p->step_logits)) != RLHF_OK)
+            return rlhf__run_fail(&p->run, r, "decode: %s", rlhf_model_last_error(p->policy));
+    }
+    /* the batch as (B, T): T = Pmax + Rmax, right-padded */
+    for (b = 0, p->Rmax = 1; b < B; b++) p->Rmax = p->rlen[b] > p->Rmax ? p->rlen[b] : p->Rmax;
+    p->T = p->Pmax + p->Rmax;
+    for (b = 0; b < B; b++) { /* rows of stride Pmax + R -> stride T, in place (T <= Pmax + R) */
+        int k;
+        memmove(p->seq + (size_t)b * p->T, p->seq + (size_t)b * (size_t)(p->Pmax + p->R), (size_t)(p->Pmax + p->rlen[b]) * sizeof(int));
+        for (k = p->Pmax + p->rlen[b]; k < p->T; k++) p->seq[(size_t)b * p->T + k] = p->pad;
+    }
+    return RLHF_OK;
+}
+
+/* 2. scores, log-probs (policy and reference), values */
+static rlhf_result rlhf__ppo_evaluate(rlhf_ppo *p) {
+    int B = p->B, T = p->T, j, b, i;
+    size_t rows[1024];
+    rlhf_result r;
+    for (b = 0; b < B; b += p->MB) {
+        int n = B - b < p->MB ? B - b : p->MB;
+        float *lp = p->mb_out, *vals = p->mb_ent;
+        for (j = 0; j < n; j++) rows[j] = (size_t)(b + j);
+        rlhf__ppo_fill(p, rows, n);
+        if ((r = rlhf_model_forward_logprobs(p->policy, p->mb_in, p->mb_doc, p->mb_tg, n, T, p->cfg.sampling.temperature, lp, NULL, 0)) != RLHF_OK)
+            return rlhf__run_fail(&p->run, r, "policy log-probs: %s", rlhf_model_last_error(p->policy));
+        for (j = 0; j < n; j++)
+            for (i = 0; i < p->rlen[b + j]; i++) p->logp[(size_t)(b + j) * p->R + i] = lp[(size_t)j * T + p->Pmax - 1 + i];
+        if ((r = rlhf_model_forward_logprobs(p->ref, p->mb_in, p->mb_doc, p->mb_tg, n, T, p->cfg.sampling.temperature, lp, NULL, 0)) != RLHF_OK)
+            return rlhf__run_fail(&p->run, r, "reference log-probs: %s", rlhf_model_last_error(p->ref));
+        for (j = 0; j < n; j++)
+            for (i = 0; i < p->rlen[b + j]; i++) p->ref_logp[(size_t)(b + j) * p->R + i] = lp[(size_t)j * T + p->Pmax - 1 + i];
+        /* V(s_t): the critic's value at the position that emits token t */
+        if ((r = rlhf_model_forward_values(p->critic, p->mb_in, p->mb_doc, n, T, vals, 0)) != RLHF_OK)
+            return rlhf__run_fail(&p->run, r, "critic values: %s", rlhf_model_last_error(p->critic));
+        for (j = 0; j < n; j++)
+            for (i = 0; i < p->rlen[b + j]; i++) p->values[(size_t)(b + j) * p->R + i] = vals[(size_t)j * T + p->Pmax - 1 + i];
+        /* the score: the reward model at the response's last token (normalised) */
+        if (p->rm) {
+            int len[1024];
+            for (j = 0; j < n; j++) len[j] = p->plen[b + j] + p->rlen[b + j];
+            if ((r = rlhf_reward_score_ids(p->rm, p->mb_in, p->n_pad + b, len, n, T, p->score + b)) != RLHF_OK)
+                return rlhf__run_fail(&p->run, r, "reward model: %s", rlhf_model_last_error(p->rm));
+        } else
+            for (j = 0; j < n; j++) {
+                const int *row = p->seq + (size_t)(b + j) * T;
+                p->score[b + j] = p->score_fn(p->score_user, row + p->n_pad[b + j], p->plen[b + j], row + p->Pmax, p->rlen[b + j]);
+            }
+        /* "N implementation details", item 10: no stop token, a fixed penalty score */
+        for (j = 0; j < n; j++)
+            if (p->cfg.penalize_missing_eos && !p->has_eos[b + j]) p->score[b + j] = p->cfg.missing_eos_penalty;
+    }
+    return RLHF_OK;
+}
+
+/* 3. rewards, GAE, whitening; returns the number of response tokens */
+static size_t rlhf__ppo_advantages(rlhf_ppo *p) {
+    int b, i;
+    size_t n = 0;
+    double sum = 0.0, sumsq = 0.0, mean, sd;
+    for (b = 0; b < p->B; b++) {
+        size_t o = (size_t)b * p->R;
+        rlhf_ppo_rewards(p->logp + o, p->ref_logp + o, p->rlen[b], p->score[b], p->kl_coef, p->cfg.kl_estimator, p->rewards + o, p->kl + o);
+        n += (size_t)p->rlen[b];
+    }
+    if (p->cfg.whiten_rewards) { /* divide by the std, keep the mean ("N details", item 14) */
+        for (b = 0; b < p->B; b++)
+            for (i = 0; i < p->rlen[b]; i++) sum += p->rewards[(size_t)b * p->R + i], sumsq += (double)p->rewards[(size_t)b * p->R + i] * p->rewards[(size_t)b * p->R + i];
+        mean = sum / (double)n;
+        sd = sqrt(fmax(sumsq / (double)n - mean * mean, 0.0));
+        for (b = 0; b < p->B; b++)
+            for (i = 0; i < p->rlen[b]; i++) p->rewards[(size_t)b * p->R + i] = (float)(p->rewards[(size_t)b * p->R + i] / (sd + 1e-8));
+    }
+    for (b = 0; b < p->B; b++) {
+        size_t o = (size_t)b * p->R;
+        rlhf_gae(p->rewards + o, p->values + o, p->rlen[b], p->cfg.gamma, p->cfg.lam, p->adv + o, p->ret + o);
+    }
+    return n;
+}
+
+/* 4. PPO epochs over shuffled minibatches */
+static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats *st) {
+    int B = p->B, T = p->T, e, j, i;
+    size_t perm[1024], n_mb = 0;
+    double mean = 0.0, sumsq = 0.0, sd, pl = 0.0, vl = 0.0, akl = 0.0, cf = 0.0, vcf = 0.0, ent = 0.0, rat = 0.0, ptxl = 0.0;
+    long n_ptx = 0;
+    rlhf_result r;
+    /* advantages whitened over the whole batch: (A - mean) / std */
+    for (j = 0; j < B; j++)
+        for (i = 0; i < p->rlen[j]; i++) mean += p->adv[(size_t)j * p->R + i];
+    mean /= (double)n_tok_all;
+    for (j = 0; j < B; j++)
+        for (i = 0; i < p->rlen[j]; i++) sumsq += (p->adv[(size_t)j * p->R + i] - mean) * (p->adv[(size_t)j * p->R + i] - mean);
+    sd = sqrt(sumsq / (double)n_tok_all);
+    for (j = 0; j < B; j++) perm[j] = (size_t)j;
+    for (e = 0; e < p->cfg.ppo_epochs; e++) {
+        int b0;
+        rlhf__shuffle(perm, (size_t)B, &p->rng);
+        for (b0 = 0; b0 < B; b0 += p->MB) {
+            int n = B - b0 < p->MB ? B - b0 : p->MB, finite = 1;
+            size_t k = 0, nt = 0;
+            float *lp = p->tk, *old = lp + (size_t)p->MB * p->R, *a = old + (size_t)p->MB * p->R, *dl = a + (size_t)p->MB * p->R;
+            float *v = dl + (size_t)p->MB * p->R, *vold = v + (size_t)p->MB * p->R, *rt = vold + (size_t)p->MB * p->R, *dv = rt + (size_t)p->MB * p->R;
+            float mb_pl, mb_vl, mb_cf, mb_akl, mb_vcf;
+            double ratio_sum = 0.0, ent_sum = 0.0;
+            rlhf__ppo_fill(p, perm + b0, n);
+            /* the policy: log pi_new of the sampled tokens, with entropy */
+            r = rlhf_model_forward_logprobs(p->policy, p->mb_in, p->mb_doc, p->mb_tg, n, T, p->cfg.sampling.temperature, p->mb_out, p->mb_ent, 1);
+            if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "minibatch log-probs: %s", rlhf_model_last_error(p->policy));
+            for (j = 0; j < n; j++) {
+                int b = (int)perm[b0 + j];
+                for (i = 0; i < p->rlen[b]; i++, k++) {
+                    size_t at = (size_t)j * T + p->Pmax - 1 + i, o = (size_t)b * p->R + i;
+                    lp[k] = p->mb_out[at];
+                    old[k] = p->logp[o];
+                    a[k] = (float)((p->adv[o] - mean) / (sd + 1e-8));
+                    ratio_sum += exp((double)lp[k] - old[k]);
+                    ent_sum += p->mb_ent[at];
+                }
+            }
+            nt = k;
+            ent += ent_sum / (double)nt;
+            rat += ratio_sum / (double)nt;
+            n_mb++;
+            /* TRL's guard: a minibatch whose mean ratio is far from 1 is skipped */
+            if (!(ratio_sum / (double)nt <= p->cfg.ratio_threshold)) {
+                p->skipped_minibatches++;
+                rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: minibatch mean ratio %.3g > %g: skipped (%ld so far)", p->iteration + 1,
+                              ratio_sum / (double)nt, (double)p->cfg.ratio_threshold, p->skipped_minibatches);
+                p->policy->backward_ready = 0;
+                continue;
+            }
+            mb_pl = rlhf_ppo_policy_loss(lp, old, a, (int)nt, p->cfg.cliprange, dl, &mb_cf, &mb_akl);
+            /* scatter d loss / d logp (and the entropy bonus: loss -= c * mean H) */
+            memset(p->mb_d, 0, (size_t)n * T * sizeof(float));
+            memset(p->mb_d2, 0, (size_t)n * T * sizeof(float));
+            for (j = 0, k = 0; j < n; j++) {
+                int b = (int)perm[b0 + j];
+                for (i = 0; i < p->rlen[b]; i++, k++) {
+                    size_t at = (size_t)j * T + p->Pmax - 1 + i, o = (size_t)b * p->R + i;
+                    p->mb_d[at] = dl[k];
+                    p->mb_d2[at] = -p->cfg.entropy_coef / (float)nt;
+                    p->ratio[o] = expf(lp[k] - old[k]);
+                    p->clipped[o] = dl[k] == 0.0f && a[k] != 0.0f;
+                }
+            }
+            rlhf_model_zero_grad(p->policy);
+            if (!isfinite(mb_pl)) finite = 0;
+            else if ((r = rlhf_model_backward_logprobs(p->policy, p->mb_d, p->cfg.entropy_coef > 0.0f ? p->mb_d2 : NULL)) != RLHF_OK) {
+                if (r != RLHF_ERR_NON_FINITE) return rlhf__run_fail(&p->run, r, "policy backward: %s", rlhf_model_last_error(p->policy));
+                finite = 0;
+            }
+            /* PPO-ptx (InstructGPT eq. 2): + ptx_coef * LM loss on pretraining rows */
+            if (finite && p->cfg.ptx_coef > 0.0f) {
+                size_t prow[1024];
+                rlhf__rows rw;
+                int pT, q;
+                float lptx;
+                size_t cnt;
+                memset(&rw, 0, sizeof rw);
+                for (q = 0; q < p->ptx_rows; q++) {
+                    if (p->ptx_pos >= p->ptx.n) {
+                        p->ptx_epoch++;
+                        p->ptx_pos = 0;
+                        rlhf__ppo_ptx_order(p);
+                    }
+                    prow[q] = p->ptx_order[p->ptx_pos++];
+                }
+                if (!rlhf__rows_build(&rw, &p->ptx, prow, (size_t)p->ptx_rows, p->ptxT, 0)) {
+                    rlhf__rows_free(&rw);
+                    return rlhf__run_fail(&p->run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+                }
+                for (q = 0; q < p->ptx_rows; q++) prow[q] = (size_t)q;
+                cnt = rlhf__rows_fill(&rw, &p->ptx, prow, p->ptx_rows, p->pad, p->ptx_in, p->ptx_tg,
+                                      p->ptx_tg + (size_t)p->ptx_rows * p->ptxT, &pT);
+                rlhf__rows_free(&rw);
+                r = rlhf__forward_entry(p->policy, p->ptx_in, p->ptx_tg, NULL, p->ptx_rows, pT, NULL, &lptx, NULL, 1, 0, "ppo-ptx");
+                if (r != RLHF_OK && r != RLHF_ERR_NO_TARGETS) return rlhf__run_fail(&p->run, r, "PPO-ptx: %s", rlhf_model_last_error(p->policy));
+                if (r == RLHF_OK && cnt > 0) {
+                    if (!isfinite(lptx)) finite = 0;
+                    else {
+                        p->policy->dloss *= p->cfg.ptx_coef;
+                        if ((r = rlhf_model_backward(p->policy)) != RLHF_OK) return rlhf__run_fail(&p->run, r, "PPO-ptx backward: %s", rlhf_model_last_error(p->policy));
+                        ptxl += lptx;
+                        n_ptx++;
+                    }
+                }
+            }
+            if (finite) {
+                r = rlhf_model_adamw_update(p->policy, &p->cfg.policy_opt, NULL);
+                if (r == RLHF_ERR_NON_FINITE) finite = 0;
+                else if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "policy update: %s", rlhf_model_last_error(p->policy));
+            }
+            if (!finite) {
+                p->skipped_updates++;
+                rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite policy loss or gradient: update skipped (%ld so far)",
+                              p->iteration + 1, p->skipped_updates);
+            } else if (p->ema) { /* InstructGPT: EMA of the policy weights, ema = d ema + (1 - d) theta */
+                size_t q, np = p->policy->num_params;
+                float d = p->cfg.ema_decay;
+                for (q = 0; q < np; q++) p->ema->param_mem[q] = d * p->ema->param_mem[q] + (1.0f - d) * p->policy->param_mem[q];
+            }
+            /* the critic: clipped value loss * vf_coef */
+            r = rlhf_model_forward_values(p->critic, p->mb_in, p->mb_doc, n, T, p->mb_out, 1);
+            if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "critic forward: %s", rlhf_model_last_error(p->critic));
+            for (j = 0, k = 0; j < n; j++) {
+                int b = (int)perm[b0 + j];
+                for (i = 0; i < p->rlen[b]; i++, k++) {
+                    size_t o = (size_t)b * p->R + i;
+                    v[k] = p->mb_out[(size_t)j * T + p->Pmax - 1 + i];
+                    vold[k] = p->values[o];
+                    rt[k] = p->ret[o];
+                }
+            }
+            mb_vl = rlhf_ppo_value_loss(v, vold, rt, (int)nt, p->cfg.cliprange_value, dv, &mb_vcf);
+            memset(p->mb_d, 0, (size_t)n * T * sizeof(float));
+            for (j = 0, k = 0; j < n; j++) {
+                int b = (int)perm[b0 + j];
+                for (i = 0; i < p->rlen[b]; i++, k++) p->mb_d[(size_t)j * T + p->Pmax - 1 + i] = p->cfg.vf_coef * dv[k];
+            }
+            rlhf_model_zero_grad(p->critic);
+            finite = isfinite(mb_vl);
+            if (finite && (r = rlhf_model_backward_values(p->critic, p->mb_d)) != RLHF_OK) {
+                if (r != RLHF_ERR_NON_FINITE) return rlhf__run_fail(&p->run, r, "critic backward: %s", rlhf_model_last_error(p->critic));
+                finite = 0;
+            }
+            if (finite) {
+                r = rlhf_model_adamw_update(p->critic, &p->cfg.critic_opt, NULL);
+                if (r == RLHF_ERR_NON_FINITE) finite = 0;
+                else if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "critic update: %s", rlhf_model_last_error(p->critic));
+            }
+            if (!finite) {
+                p->skipped_updates++;
+                rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite value loss or gradient: update skipped (%ld so far)",
+                              p->iteration + 1, p->skipped_updates);
+            }
+            pl += mb_pl; vl += mb_vl; akl += mb_akl; cf += mb_cf; vcf += mb_vcf;
+        }
+    }
+    if (n_mb) {
+        st->policy_loss = (float)(pl / (double)n_mb); st->value_loss = (float)(vl / (double)n_mb);
+        st->approxkl = (float)(akl / (double)n_mb); st->clipfrac = (float)(cf / (double)n_mb);
+        st->value_clipfrac = (float)(vcf / (double)n_mb); st->policy_entropy = (float)(ent / (double)n_mb);
+        st->ratio = (float)(rat / (double)n_mb);
+    }
+    st->ptx_loss = n_ptx ? (float)(ptxl / (double)n_ptx) : NAN;
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error *err) {
+    rlhf_ppo_stats st;
+    rlhf_result r;
+    double t0, t1, t2, t3, sum_kl = 0.0, sum_score = 0.0, sum_nlp = 0.0, n_len = 0.0, vr = 0.0, vm = 0.0, er = 0.0, em = 0.0;
+    size_t n_tok;
+    int b, i;
+    if (!p) return RLHF_ERR_INVALID_ARGUMENT;
+    if (p->B > 1024) return RLHF_ERR_TOO_LARGE;
+    memset(&st, 0, sizeof st);
+    p->run.err = err;
+    if (err) err->message[0] = 0;
+    st.kl_coef = p->kl_coef;
+    t0 = rlhf__seconds();
+    if ((r = rlhf__ppo_rollout(p, &st.tokens_generated)) != RLHF_OK) goto done;
+    t1 = rlhf__seconds();
+    if ((r = rlhf__ppo_evaluate(p)) != RLHF_OK) goto done;
+    n_tok = rlhf__ppo_advantages(p);
+    t2 = rlhf__seconds();
+    if ((r = rlhf__ppo_learn(p, n_tok, &st)) != RLHF_OK) goto done;
+    t3 = rlhf__seconds();
+    /* the rollout's statistics */
+    for (b = 0; b < p->B; b++) {
+        double skl = 0.0, snlp = 0.0;
+        for (i = 0; i < p->rlen[b]; i++) {
+            size_t o = (size_t)b * p->R + i;
+            skl += p->kl[o];
+            snlp -= p->logp[o];
+            vr += (double)p->ret[o];
+            vm += (double)p->ret[o] * p->ret[o];
+            er += (double)p->ret[o] - p->values[o];
+            em += ((double)p->ret[o] - p->values[o]) * ((double)p->ret[o] - p->values[o]);
+        }
+        sum_kl += skl;
+        sum_nlp += snlp;
+        sum_score += p->score[b];
+        n_len += p->rlen[b];
+        st.num_eos += p->has_eos[b];
+    }
+    p->iteration++;
+    st.iteration = p->iteration;
+    st.score = (float)(sum_score / p->B);
+    st.kl = (float)(sum_kl / p->B);
+    st.rlhf_reward = (float)((sum_score - (double)p->kl_coef * sum_kl) / p->B);
+    st.entropy = (float)(sum_nlp / p->B);
+    st.response_length = (float)(n_len / p->B);
+    { /* 1 - Var(R - V) / Var(R) over the batch's tokens */
+        double nt = (double)n_tok, var_r = vm / nt - (vr / nt) * (vr / nt), var_e = em / nt - (er / nt) * (er / nt);
+        st.var_explained = var_r > 0.0 ? (float)(1.0 - var_e / var_r) : NAN;
+    }
+    st.skipped_updates = p->skipped_updates;
+    st.skipped_minibatches = p->skipped_minibatches;
+    st.seconds_generate = t1 - t0;
+    st.seconds_score = t2 - t1;
+    st.seconds_learn = t3 - t2;
+    if (st.kl < 0.0f)
+        rlhf__run_log(&p->run, RLHF_LOG_WARN,
+                      "iteration %ld: mean KL is negative (%.4g): the sampler and the log-prob pass disagree (top-k/top-p at rollout, "
+                      "or a bad reward model drives the policy off the reference)", p->iteration, (double)st.kl);
+    /* 5. KL control (Ziegler et al. 2019): error = clip(KL / target - 1, -0.2, 0.2);
+          beta <- beta * (1 + error * n_episodes / horizon) */
+    if (p->cfg.adaptive_kl) {
+        double e = st.kl / p->cfg.kl_target - 1.0;
+        e = e < -0.2 ? -0.2 : e > 0.2 ? 0.2 : e;
+        p->kl_coef = (float)(p->kl_coef * (1.0 + e * (double)p->B / p->cfg.kl_horizon));
+    }
+    /* metrics under TRL's names */
+    rlhf__metric_begin(&p->run, p->iteration);
+    rlhf__metric(&p->run, "episode", (double)p->iteration * p->B);
+    rlhf__metric(&p->run, "objective/kl", st.kl);
+    rlhf__metric(&p->run, "objective/entropy", st.entropy);
+    rlhf__metric(&p->run, "objective/non_score_reward", -(double)st.kl_coef * st.kl);
+    rlhf__metric(&p->run, "objective/rlhf_reward", st.rlhf_reward);
+    rlhf__metric(&p->run, "objective/scores", st.score);
+    rlhf__metric(&p->run, "objective/kl_coef", st.kl_coef);
+    rlhf__metric(&p->run, "policy/approxkl_avg", st.approxkl);
+    rlhf__metric(&p->run, "policy/clipfrac_avg", st.clipfrac);
+    rlhf__metric(&p->run, "policy/entropy_avg", st.policy_entropy);
+    rlhf__metric(&p->run, "loss/policy_avg", st.policy_loss);
+    rlhf__metric(&p->run, "loss/value_avg", st.value_loss);
+    rlhf__metric(&p->run, "loss/ptx", st.ptx_loss);
+    rlhf__metric(&p->run, "val/clipfrac_avg", st.value_clipfrac);
+    rlhf__metric(&p->run, "val/ratio", st.ratio);
+    rlhf__metric(&p->run, "val/num_eos_tokens", st.num_eos);
+    rlhf__metric(&p->run, "val/var_explained", st.var_explained);
+    rlhf__metric(&p->run, "val/response_length", st.response_length);
+    rlhf__metric(&p->run, "ppo/skipped_updates", (double)st.skipped_updates);
+    rlhf__metric(&p->run, "ppo/skipped_minibatches", (double)st.skipped_minibatches);
+    rlhf__metric(&p->run, "time/generate_s", st.seconds_generate);
+    rlhf__metric(&p->run, "time/score_s", st.seconds_score);
+    rlhf__metric(&p->run, "time/learn_s", st.seconds_learn);
+    rlhf__metric(&p->run, "tokens_per_s/generate", st.seconds_generate > 0 ? st.tokens_generated / st.seconds_generate : NAN);
+    rlhf__metric_end(&p->run);
+    rlhf__run_log(&p->run, RLHF_LOG_INFO, "iteration %ld: score %.3f kl %.3f beta %.4g rlhf_reward %.3f eos %d/%d policy_loss %.4f value_loss %.4f",
+                  p->iteration, (double)st.score, (double)st.kl, (double)st.kl_coef, (double)st.rlhf_reward, st.num_eos, p->B,
+                  (double)st.policy_loss, (double)st.value_loss);
+    for (b = 0; b < p->cfg.log_samples && b < p->B && p->topt.log; b++) { /* a few samples with their score and KL */
+        char text[512];
+        size_t nb = 0;
+        double skl = 0.0;
+        for (i = 0; i < p->rlen[b]; i++) skl += p->kl[(size_t)b * p->R + i];
+        if (rlhf_tokenizer_decode(p->tok, p->seq + (size_t)b * p->T + p->Pmax, (size_t)p->rlen[b], text, sizeof text - 1, &nb) != RLHF_OK)
+            nb = nb < sizeof text - 1 ? nb : sizeof text - 1;
+        text[nb < sizeof text - 1 ? nb : sizeof text - 1] = 0;
+        rlhf__run_log(&p->run, RLHF_LOG_INFO, "sample %d: score %.3f kl %.3f: %s", b, (double)p->score[b], skl, text);
+    }
+done:
+    if (stats) *stats = st;
+    p->run.err = NULL;
+    return r;
+}
+
+/* ---- resume: the whole state into a directory ------------------------------- */
+static rlhf_result rlhf__ppo_path(char *buf, size_t cap, const char *dir, const char *name) {
+    return (size_t)snprintf(buf, cap, "%s/%s", dir, name) < cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
+}
+RLHFDEF rlhf_result rlhf_ppo_save(const rlhf_ppo *pc, const char *dir, rlhf_error *err) {
+    rlhf_ppo *p = (rlhf_ppo *)pc; /* the models' metadata is written; the trainer's state is not */
+    char path[1024], state[1024];
+    rlhf_result r;
+    if (err) err->message[0] = 0;
+    if (!p || !dir) return RLHF_ERR_INVALID_ARGUMENT;
+    /* every number that steers the rest of the run; floats as %.9g round-trip exactly */
+    snprintf(state, sizeof state,
+             "{\"iteration\":%ld,\"kl_coef\":%.9g,\"rng\":[\"%llu\",\"%llu\",\"%llu\",\"%llu\"],\"data_epoch\":%ld,\"data_pos\":%lu,"
+             "\"ptx_epoch\":%ld,\"ptx_pos\":%lu,\"skipped_updates\":%ld,\"skipped_minibatches\":%ld,\"ref\":\"%016llx\"}",
+             p->iteration, (double)p->kl_coef, (unsigned long long)p->rng.s[0], (unsigned long long)p->rng.s[1],
+             (unsigned long long)p->rng.s[2], (unsigned long long)p->rng.s[3], p->data_epoch, (unsigned long)p->data_pos, p->ptx_epoch,
+             (unsigned long)p->ptx_pos, p->skipped_updates, p->skipped_minibatches, (unsigned long long)p->ref_hash);
+    if ((r = rlhf__set_meta(p->policy, "rlhf.ppo.state", state)) != RLHF_OK || (r = rlhf__set_meta(p->policy, "rlhf.kind", "policy")) != RLHF_OK ||
+        (r = rlhf__set_meta(p->critic, "rlhf.kind", "value")) != RLHF_OK) {
+        if (err) snprintf(err->message, sizeof err->message, "ppo: out of memory for the metadata");
+        return r;
+    }
+    rlhf_model_set_tokenizer(p->policy, p->tok);
+    rlhf_model_set_tokenizer(p->critic, p->tok);
+    if ((r = rlhf__ppo_path(path, sizeof path, dir, "policy.safetensors")) != RLHF_OK || (r = rlhf_model_save(p->policy, path)) != RLHF_OK) {
+        if (err) snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path, rlhf_model_last_error(p->policy));
+        return r;
+    }
+    if ((r = rlhf__ppo_path(path, sizeof path, dir, "critic.safetensors")) != RLHF_OK || (r = rlhf_model_save(p->critic, path)) != RLHF_OK) {
+        if (err) snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path, rlhf_model_last_error(p->critic));
+        return r;
+    }
+    if (p->ema && ((r = rlhf__ppo_path(path, sizeof path, dir, "ema.safetensors")) != RLHF_OK ||
+                   (r = rlhf_model_save_ex(p->ema, path, RLHF_SAVE_WEIGHTS_ONLY)) != RLHF_OK)) {
+        if (err) snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path, rlhf_model_last_error(p->ema));
+        return r;
+    }
+    return RLHF_OK;
+}
+
+/* weights, AdamW moments and step of src into dst (same shape) */
+static rlhf_result rlhf__copy_state(rlhf_model *dst, const rlhf_model *src, int with_optim) {
+    if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0 || dst->num_params != src->num_params) return RLHF_ERR_INVALID_ARGUMENT;
+    memcpy(dst->param_mem, src->param_mem, dst->num_params * sizeof(float));
+    if (!with_optim) return RLHF_OK;
+    if (!src->m_mem) return RLHF_ERR_PARSE;
+    if (!dst->m_mem && rlhf__ensure(dst, 1, 1, 1) != RLHF_OK) return RLHF_ERR_OUT_OF_MEMORY;
+    memcpy(dst->m_mem, src->m_mem, dst->num_params * sizeof(float));
+    memcpy(dst->v_mem, src->v_mem, dst->num_params * sizeof(float));
+    dst->adam_steps = src->adam_steps;
+    return RLHF_OK;
+}
+static int rlhf__json_long(const rlhf_json *o, const char *key, long *out) {
+    int64_t v;
+    const rlhf_json *x = rlhf_json_get(o, key);
+    if (!x || !rlhf_json_int64(x, &v)) return 0;
+    *out = (long)v;
+    return 1;
+}
+
+RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err) {
+    char path[1024];
+    rlhf_model *pol = NULL, *cri = NULL, *ema = NULL;
+    rlhf_json_doc *doc = NULL;
+    rlhf_json_error je;
+    const char *state;
+    const rlhf_json *root, *rng;
+    rlhf_result r = RLHF_OK;
+    long it, de, dp, pe, pp, su, sm;
+    int i;
+    if (err) err->message[0] = 0;
+    if (!p || !dir) return RLHF_ERR_INVALID_ARGUMENT;
+#define RLHF__LOAD_FAIL(code, ...)                                                   \
+    do {                                                                             \
+        if (err) {                                                                   \
+            int n_ = snprintf(err->message, sizeof err->message, "ppo: %s: ", dir);  \
+            if (n_ > 0 && (size_t)n_ < sizeof err->message)                          \
+                snprintf(err->message + n_, sizeof err->message - (size_t)n_, __VA_ARGS__); \
+        }                                                                            \
+        r = code;                                                                    \
+        goto done;                                                                   \
+    } while (0)
+    if (rlhf__ppo_path(path, sizeof path, dir, "policy.safetensors") != RLHF_OK || (r = rlhf_model_load_ex(&pol, path, err)) != RLHF_OK) goto done;
+    if (rlhf__ppo_path(path, sizeof path, dir, "critic.safetensors") != RLHF_OK || (r = rlhf_model_load_ex(&cri, path, err)) != RLHF_OK) goto done;
+    if (p->ema && (rlhf__ppo_path(path, sizeof path, dir, "ema.safetensors") != RLHF_OK || (r = rlhf_model_load_ex(&ema, path, err)) != RLHF_OK)) goto done;
+    state = rlhf_model_meta(pol, "rlhf.ppo.state");
+    if (!state) RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "policy.safetensors has no rlhf.ppo.state metadata (not a PPO checkpoint)");
+    if ((r = rlhf_json_parse(&doc, state, strlen(state), 4, &je)) != RLHF_OK) RLHF__LOAD_FAIL(r, "rlhf.ppo.state: %s", je.message);
+    root = rlhf_json_root(doc);
+    rng = rlhf_json_get(root, "rng");
+    if (!rlhf__json_long(root, "iteration", &it) || !rlhf__json_long(root, "data_epoch", &de) || !rlhf__json_long(root, "data_pos", &dp) ||
+        !rlhf__json_long(root, "ptx_epoch", &pe) || !rlhf__json_long(root, "ptx_pos", &pp) || !rlhf__json_long(root, "skipped_updates", &su) ||
+        !rlhf__json_long(root, "skipped_minibatches", &sm) || !rlhf_json_get(root, "kl_coef") || !rng || rng->type != RLHF_JSON_ARRAY ||
+        rng->len != 4 || !rlhf_json_get(root, "ref") || dp < 0 || (size_t)dp > rlhf_dataset_size(p->prompts) || de < 0 || pe < 0 || pp < 0 ||
+        (size_t)pp > p->ptx.n)
+        RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "rlhf.ppo.state is incomplete or does not fit this trainer's data");
+    {
+        char want[32];
+        snprintf(want, sizeof want, "%016llx", (unsigned long long)p->ref_hash);
+        if (strcmp(rlhf_json_get(root, "ref")->str, want) != 0)
+            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the run used another reference model (fingerprint %s, this one is %s)", rlhf_json_get(root, "ref")->str, want);
+    }
+    if ((r = rlhf__copy_state(p->policy, pol, 1)) != RLHF_OK) RLHF__LOAD_FAIL(r, "policy.safetensors does not match the policy (shape or AdamW state)");
+    if ((r = rlhf__copy_state(p->critic, cri, 1)) != RLHF_OK) RLHF__LOAD_FAIL(r, "critic.safetensors does not match the critic (shape or AdamW state)");
+    if (ema && (r = rlhf__copy_state(p->ema, ema, 0)) != RLHF_OK) RLHF__LOAD_FAIL(r, "ema.safetensors does not match the policy's shape");
+    for (i = 0; i < 4; i++) {
+        const rlhf_json *x = rlhf_json_at(rng, (size_t)i);
+        p->rng.s[i] = x && x->type == RLHF_JSON_STRING ? (uint64_t)strtoull(x->str, NULL, 10) : 0;
+    }
+    p->kl_coef = (float)rlhf_json_get(root, "kl_coef")->number;
+    p->iteration = it;
+    p->data_epoch = de;
+    p->data_pos = (size_t)dp;
+    p->ptx_epoch = pe;
+    p->ptx_pos = (size_t)pp;
+    p->skipped_updates = su;
+    p->skipped_minibatches = sm;
+    rlhf__ppo_order(p);
+    if (p->ptx.n) rlhf__ppo_ptx_order(p);
+done:
+#undef RLHF__LOAD_FAIL
+    rlhf_json_free(doc);
+    rlhf_model_free(pol);
+    rlhf_model_free(cri);
+    rlhf_model_free(ema);
+    return r;
+}
+
+/* ---- trace: one episode, token by token ---------------------------------------- */
+RLHFDEF rlhf_result rlhf_ppo_trace(const rlhf_ppo *p, int b, rlhf_ppo_trace_row *rows, int cap, int *n_rows) {
+    int i, n;
+    if (!p || !rows || !n_rows || b < 0 || b >= p->B || p->iteration == 0) return RLHF_ERR_INVALID_ARGUMENT;
+    n = p->rlen[b];
+    *n_rows = n;
+    if (n > cap) return RLHF_ERR_TOO_LARGE;
+    for (i = 0; i < n; i++) {
+        size_t o = (size_t)b * p->R + i;
+        rlhf_ppo_trace_row *w = &rows[i];
+        float next_v = i + 1 < n ? p->values[o + 1] : 0.0f;
+        w->token = p->seq[(size_t)b * p->T + p->Pmax + i];
+        w->logp = p->logp[o];
+        w->ref_logp = p->ref_logp[o];
+        w->kl = p->kl[o];
+        w->reward = p->rewards[o];
+        w->value = p->values[o];
+        w->delta = w->reward + p->cfg.gamma * next_v - w->value;
+        w->advantage = p->adv[o];
+        w->ret = p->ret[o];
+        w->ratio = p->ratio[o];
+        w->clipped = p->clipped[o];
+    }
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, size_t cap, size_t *n_bytes) {
+    rlhf_ppo_trace_row *rows;
+    rlhf__sb sb = {NULL, 0, 0, 0};
+    int n, i;
+    rlhf_result r;
+    if (!p || !n_bytes || b < 0 || b >= p->B) return RLHF_ERR_INVALID_ARGUMENT;
+    rows = (rlhf_ppo_trace_row *)rlhf__alloc((size_t)(p->R + 1) * sizeof *rows);
+    if (!rows) return RLHF_ERR_OUT_OF_MEMORY;
+    if ((r = rlhf_ppo_trace(p, b, rows, p->R, &n)) != RLHF_OK) {
+        rlhf__free(rows);
+        return r;
+    }
+    rlhf__sb_fmt(&sb, "episode %d of iteration %ld: score %.4f, beta %.4g, %s\n", b, p->iteration, (double)p->score[b], (double)p->kl_coef,
+                 p->has_eos[b] ? "ends with <|end|>" : "no <|end|> (penalty score)");
+    rlhf__sb_fmt(&sb, "%3s %-14s %9s %9s %9s %9s %9s %9s %9s %9s %7s %s\n", "t", "token", "logp", "ref_logp", "KL_t", "r_t", "V(s_t)",
+                 "delta_t", "A_t", "R_t", "ratio", "clip");
+    rlhf__sb_str(&sb, "    (logp = log pi_old(a_t|s_t) at temperature; KL_t = logp - ref_logp (k1); r_t = -beta KL_t (+ score at the end);\n"
+                      "     delta_t = r_t + gamma V(s_t+1) - V(s_t); A_t = delta_t + gamma lambda A_t+1; R_t = A_t + V(s_t);\n"
+                      "     ratio = pi_new / pi_old in the last PPO epoch; clip = the clipped surrogate term was used)\n");
+    for (i = 0; i < n; i++) {
+        char tok[64];
+        size_t nb = 0, k;
+        if (rlhf_tokenizer_decode(p->tok, &rows[i].token, 1, tok, sizeof tok - 1, &nb) != RLHF_OK) nb = 0;
+        if (nb > 14) nb = 14;
+        for (k = 0; k < nb; k++)
+            if ((unsigned char)tok[k] < 32) tok[k] = ' ';
+        tok[nb] = 0;
+        rlhf__sb_fmt(&sb, "%3d %-14s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %7.4f %s\n", i, tok, (double)rows[i].logp,
+                     (double)rows[i].ref_logp, (double)rows[i].kl, (double)rows[i].reward, (double)rows[i].value, (double)rows[i].delta,
+                     (double)rows[i].advantage, (double)rows[i].ret, (double)rows[i].ratio, rows[i].clipped ? "yes" : "");
+    }
+    rlhf__free(rows);
+    if (sb.oom) {
+        rlhf__free(sb.p);
+        return RLHF_ERR_OUT_OF_MEMORY;
+    }
+    *n_bytes = sb.len;
+    if (out && cap > sb.len) memcpy(out, sb.p, sb.len + 1);
+    r = out && cap > sb.len ? RLHF_OK : RLHF_ERR_TOO_LARGE;
+    rlhf__free(sb.p);
+    return r;
 }
 
 #endif /* RLHF_IMPLEMENTATION */

@@ -2654,6 +2654,338 @@ static void test_pretrain_text(void) {
     rlhf_tokenizer_free(t);
 }
 
+
+/* ---- issue 6: PPO ---------------------------------------------------------------- */
+
+/* Finite differences of the clipped surrogate, the clipped value loss and
+   the KL-penalised reward path (k1 and k3). Inputs keep away from the kinks
+   (ratio at 1 +- eps, |v - v_old| at eps, equal branches). */
+static float ppo_pl_at(const float *lp, const float *old, const float *a, int n, float eps) {
+    return rlhf_ppo_policy_loss(lp, old, a, n, eps, NULL, NULL, NULL);
+}
+static void test_ppo_losses(void) {
+    enum { N = 24 };
+    float lp[N], old[N], a[N], d[N], num[N], v[N], vold[N], ret[N], dv[N], cf, akl;
+    rlhf_rng rng;
+    int i, n_clipped = 0, n_vclipped = 0;
+    const float eps = 0.2f, h = 1e-3f;
+    rlhf_rng_seed(&rng, 61);
+    for (i = 0; i < N; i++) {
+        float lr;
+        do lr = (rlhf_rng_float(&rng) - 0.5f) * 1.2f; /* log-ratio in (-0.6, 0.6): both sides of the clip */
+        while (fabsf(expf(lr) - 0.8f) < 0.02f || fabsf(expf(lr) - 1.2f) < 0.02f);
+        old[i] = -1.0f - 2.0f * rlhf_rng_float(&rng);
+        lp[i] = old[i] + lr;
+        a[i] = (rlhf_rng_float(&rng) - 0.5f) * 4.0f;
+        vold[i] = rlhf_rng_normal(&rng);
+        do v[i] = vold[i] + (rlhf_rng_float(&rng) - 0.5f) * 1.0f;
+        while (fabsf(fabsf(v[i] - vold[i]) - eps) < 0.02f);
+        ret[i] = rlhf_rng_normal(&rng);
+    }
+    rlhf_ppo_policy_loss(lp, old, a, N, eps, d, &cf, &akl);
+    for (i = 0; i < N; i++) {
+        float keep = lp[i], p1, m1;
+        lp[i] = keep + h; p1 = ppo_pl_at(lp, old, a, N, eps);
+        lp[i] = keep - h; m1 = ppo_pl_at(lp, old, a, N, eps);
+        lp[i] = keep;
+        num[i] = (p1 - m1) / (2 * h);
+        n_clipped += d[i] == 0.0f;
+    }
+    close_enough("clipped surrogate d/dlogp (finite differences)", d, num, N, 2e-4, 1e-2);
+    CHECK(n_clipped > 2 && n_clipped < N - 2 && fabsf(cf - (float)n_clipped / N) < 1e-6f); /* both branches exercised */
+    {   /* approxkl by its definition */
+        double s = 0;
+        for (i = 0; i < N; i++) s += 0.5 * (double)(lp[i] - old[i]) * (lp[i] - old[i]);
+        CHECK(fabs(akl - s / N) < 1e-6);
+    }
+    rlhf_ppo_value_loss(v, vold, ret, N, eps, dv, &cf);
+    for (i = 0; i < N; i++) {
+        float keep = v[i], p1, m1;
+        v[i] = keep + h; p1 = rlhf_ppo_value_loss(v, vold, ret, N, eps, NULL, NULL);
+        v[i] = keep - h; m1 = rlhf_ppo_value_loss(v, vold, ret, N, eps, NULL, NULL);
+        v[i] = keep;
+        num[i] = (p1 - m1) / (2 * h);
+        n_vclipped += fabsf(v[i] - vold[i]) > eps && dv[i] == 0.0f;
+    }
+    close_enough("clipped value loss d/dv (finite differences)", dv, num, N, 2e-4, 1e-2);
+    CHECK(n_vclipped > 0 && cf > 0.0f && cf < 1.0f);
+    {   /* the reward path: r_t = -beta KL_t (+ score at the end); d r_t / d logp_t by differences */
+        float rw[N], kl[N], rp[N], rm[N], beta = 0.3f, score = 1.5f;
+        int est;
+        for (est = 0; est < 2; est++) {
+            rlhf_kl_estimator e = est ? RLHF_KL_K3 : RLHF_KL_K1;
+            rlhf_ppo_rewards(lp, old, N, score, beta, e, rw, kl);
+            for (i = 0; i < N; i++) {
+                float keep = lp[i], want = est ? -beta * (1.0f - expf(old[i] - lp[i])) : -beta;
+                lp[i] = keep + h; rlhf_ppo_rewards(lp, old, N, score, beta, e, rp, NULL);
+                lp[i] = keep - h; rlhf_ppo_rewards(lp, old, N, score, beta, e, rm, NULL);
+                lp[i] = keep;
+                num[i] = (rp[i] - rm[i]) / (2 * h);
+                d[i] = want;
+                if (est) CHECK(kl[i] >= 0.0f); /* k3 is never negative */
+                else CHECK(kl[i] == lp[i] - old[i]);
+            }
+            close_enough(est ? "k3 reward path d r/d logp" : "k1 reward path d r/d logp", num, d, N, 1e-3, 1e-2);
+            CHECK(fabsf(rw[N - 1] - (-beta * kl[N - 1] + score)) < 1e-6f && fabsf(rw[0] + beta * kl[0]) < 1e-6f);
+        }
+    }
+}
+
+/* The KV cache with left-padded prompts: each sequence decodes as it would
+   alone, and the sampler's log-probs equal the log-prob pass's over the
+   whole padded sequences (what PPO's rollout and learning phases each see). */
+static void test_ppo_padded_generation(void) {
+    rlhf_config cfg = tiny_config();
+    rlhf_model *m = NULL;
+    rlhf_kv_cache *c = NULL, *c1 = NULL;
+    rlhf_rng rng;
+    enum { N = 3, P = 6, R = 5, T = P + R };
+    int plen[N] = {6, 2, 4}, npad[N], prompts[N * P], seqs[N * T], tg[N * T], doc[N * T], s, i, tok[N];
+    float logits[N * 29], one[29], gen_lp[N * R], lp[N * T], temp = 0.8f;
+    rlhf_rng_seed(&rng, 71);
+    CHECK_OK(rlhf_model_create(&m, &cfg, 71));
+    if (!m) return;
+    spread_params(m, &rng);
+    CHECK_OK(rlhf_kv_cache_create(&c, m, N, T));
+    CHECK_OK(rlhf_kv_cache_create(&c1, m, 1, T));
+    for (s = 0; s < N; s++) {
+        npad[s] = P - plen[s];
+        for (i = 0; i < P; i++) prompts[s * P + i] = i < npad[s] ? 28 : (int)(rlhf_rng_u64(&rng) % 27);
+    }
+    CHECK_OK(rlhf_model_prefill_padded(m, c, prompts, npad, P, logits));
+    for (s = 0; s < N; s++) memcpy(seqs + s * T, prompts + s * P, P * sizeof(int));
+    for (i = 0; i < R; i++) {
+        for (s = 0; s < N; s++) {
+            const float *l = logits + s * 29;
+            double sum = 0;
+            float mx = -INFINITY;
+            int v;
+            tok[s] = (int)(rlhf_rng_u64(&rng) % 29);
+            for (v = 0; v < 29; v++) mx = l[v] / temp > mx ? l[v] / temp : mx;
+            for (v = 0; v < 29; v++) sum += exp(l[v] / temp - mx);
+            gen_lp[s * R + i] = l[tok[s]] / temp - mx - (float)log(sum);
+            seqs[s * T + P + i] = tok[s];
+        }
+        if (i + 1 < R) CHECK_OK(rlhf_model_decode(m, c, tok, logits));
+    }
+    /* each sequence alone, unpadded: the same next-token logits at the end */
+    for (s = 0; s < N; s++) {
+        int k;
+        rlhf_kv_cache_reset(c1);
+        CHECK_OK(rlhf_model_prefill(m, c1, seqs + s * T + npad[s], plen[s], one));
+        for (k = 0; k + 1 < R; k++) CHECK_OK(rlhf_model_decode(m, c1, seqs + s * T + P + k, one));
+        /* logits after the last fed token: compare with a fresh padded decode state is not kept,
+           so compare the log-prob of the last sampled token instead */
+        {
+            double sum = 0;
+            float mx = -INFINITY, want;
+            int v, a = seqs[s * T + P + R - 1];
+            for (v = 0; v < 29; v++) mx = one[v] / temp > mx ? one[v] / temp : mx;
+            for (v = 0; v < 29; v++) sum += exp(one[v] / temp - mx);
+            want = one[a] / temp - mx - (float)log(sum);
+            close_enough("padded decode vs alone (last log-prob)", &gen_lp[s * R + R - 1], &want, 1, 1e-5, 1e-4);
+        }
+    }
+    /* the log-prob pass over the padded sequences */
+    for (s = 0; s < N; s++)
+        for (i = 0; i < T; i++) tg[s * T + i] = i >= P - 1 && i < T - 1 ? seqs[s * T + i + 1] : -1;
+    rlhf_doc_left_pad(doc, npad, N, T);
+    CHECK_OK(rlhf_model_forward_logprobs(m, seqs, doc, tg, N, T, temp, lp, NULL, 0));
+    for (s = 0; s < N; s++) {
+        float got[R];
+        for (i = 0; i < R; i++) got[i] = lp[s * T + P - 1 + i];
+        close_enough("sampler log-probs vs log-prob pass", got, gen_lp + s * R, R, 1e-5, 1e-4);
+    }
+    rlhf_kv_cache_free(c);
+    rlhf_kv_cache_free(c1);
+    rlhf_model_free(m);
+}
+
+/* d/dlogits of the log-prob pass (logp and entropy) by finite differences
+   through the whole model */
+static void test_fd_logprobs(void) {
+    rlhf_config cfg = tiny_config();
+    rlhf_model *m;
+    rlhf_rng rng;
+    enum { B = 2, T = 6 };
+    int x[B * T], tg[B * T], i, probes = 0;
+    float lp[B * T], ent[B * T], wl[B * T], we[B * T], ana[64 * 4], num[64 * 4];
+    const float temp = 0.7f;
+    rlhf_rng_seed(&rng, 81);
+    CHECK_OK(rlhf_model_create(&m, &cfg, 81));
+    if (!m) return;
+    spread_params(m, &rng);
+    random_tokens(x, B * T, cfg.vocab_size, &rng);
+    random_tokens(tg, B * T, cfg.vocab_size, &rng);
+    tg[0] = tg[7] = -1;
+    fill_uniform(wl, B * T, &rng, -1, 1);
+    fill_uniform(we, B * T, &rng, -1, 1);
+    CHECK_OK(rlhf_model_forward_logprobs(m, x, NULL, tg, B, T, temp, lp, ent, 1));
+    CHECK_OK(rlhf_model_zero_grad(m));
+    CHECK_OK(rlhf_model_backward_logprobs(m, wl, we));
+    for (i = 0; i < rlhf_model_num_tensors(m); i++) {
+        rlhf_tensor_info t;
+        size_t picks[4], k;
+        rlhf_model_tensor(m, i, &t);
+        picks[0] = 0; picks[1] = t.numel - 1; picks[2] = t.numel / 3; picks[3] = (t.numel * 7) / 11;
+        for (k = 0; k < 4; k++) {
+            float keep = t.data[picks[k]];
+            double sp = 0, sm = 0;
+            int j;
+            const float h = 1e-2f;
+            t.data[picks[k]] = keep + h;
+            rlhf_model_forward_logprobs(m, x, NULL, tg, B, T, temp, lp, ent, 0);
+            for (j = 0; j < B * T; j++) sp += wl[j] * lp[j] + we[j] * ent[j];
+            t.data[picks[k]] = keep - h;
+            rlhf_model_forward_logprobs(m, x, NULL, tg, B, T, temp, lp, ent, 0);
+            for (j = 0; j < B * T; j++) sm += wl[j] * lp[j] + we[j] * ent[j];
+            t.data[picks[k]] = keep;
+            num[probes] = (float)((sp - sm) / (2 * h));
+            ana[probes] = t.grad[picks[k]];
+            probes++;
+        }
+    }
+    close_enough("log-prob + entropy pass d/dparam (finite differences)", ana, num, (size_t)probes, 2e-3, 2e-2);
+    CHECK(lp[0] == 0.0f && ent[7] == 0.0f); /* rows without a target */
+    rlhf_model_free(m);
+}
+
+/* A task whose reward is a known function of the response: how often the
+   token "good" appears. */
+typedef struct { int good; } count_task;
+static float count_good(void *user, const int *prompt, int n_prompt, const int *response, int n_response) {
+    const count_task *ct = (const count_task *)user;
+    int i, c = 0;
+    (void)prompt; (void)n_prompt;
+    for (i = 0; i < n_response; i++) c += response[i] == ct->good;
+    return (float)c;
+}
+typedef struct { rlhf_tokenizer *t; rlhf_model *policy, *ref, *critic; rlhf_dataset *prompts; rlhf_ppo *ppo; count_task task; } ppo_world;
+static int ppo_world_make(ppo_world *w, const rlhf_ppo_config *cfg) {
+    rlhf_error e;
+    size_t n;
+    int id[4];
+    memset(w, 0, sizeof *w);
+    w->t = world_tokenizer();
+    if (!w->t) return 0;
+    CHECK_OK(rlhf_tokenizer_encode(w->t, " good", 5, id, 4, &n));
+    w->task.good = id[0];
+    CHECK(n == 1);
+    w->policy = world_model(w->t, 91);
+    w->ref = world_model(w->t, 91);
+    w->critic = world_model(w->t, 92);
+    if (!w->policy || !w->ref || !w->critic) return 0;
+    CHECK_OK(rlhf_model_add_score_head(w->critic, 0.0f, 1));
+    {
+        static const char prompts[] = "{\"prompt\": \"rate this:\"}\n{\"prompt\": \"answer: yes\"}\n{\"prompt\": \"repeat after me: dog\"}\n"
+                                      "{\"messages\": [{\"role\": \"user\", \"content\": \"one two three\"}]}\n";
+        write_file("build/test_ppo_prompts.jsonl", prompts, strlen(prompts));
+    }
+    CHECK_OK(rlhf_dataset_load(&w->prompts, "build/test_ppo_prompts.jsonl", RLHF_DATA_PROMPTS, NULL, &e));
+    if (!w->prompts) return 0;
+    CHECK_OK(rlhf_ppo_create(&w->ppo, w->policy, w->ref, w->critic, NULL, count_good, &w->task, w->t, w->prompts, NULL, cfg, &e));
+    if (!w->ppo) fprintf(stderr, "  %s\n", e.message);
+    return w->ppo != NULL;
+}
+static void ppo_world_free(ppo_world *w) {
+    rlhf_ppo_free(w->ppo);
+    rlhf_model_free(w->policy); rlhf_model_free(w->ref); rlhf_model_free(w->critic);
+    rlhf_dataset_free(w->prompts);
+    rlhf_tokenizer_free(w->t);
+}
+static rlhf_ppo_config ppo_test_config(void) {
+    rlhf_ppo_config c = rlhf_ppo_config_default();
+    c.batch_size = 16;
+    c.mini_batch = 8;
+    c.ppo_epochs = 2;
+    c.max_new_tokens = 8;
+    c.sampling.temperature = 1.0f;
+    c.penalize_missing_eos = 0;
+    c.kl_coef = 0.02f;
+    c.policy_opt.lr = 3e-3f;
+    c.critic_opt.lr = 3e-3f;
+    c.log_samples = 0;
+    c.seed = 5;
+    return c;
+}
+static void test_ppo_learns(void) {
+    ppo_world w;
+    rlhf_ppo_config c = ppo_test_config();
+    rlhf_ppo_stats st;
+    rlhf_error e;
+    int it;
+    float first = 0, last = 0, kl_last = 0;
+    if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+    for (it = 0; it < 30; it++) {
+        CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
+        if (it < 3) first += st.score / 3;
+        if (it >= 27) last += st.score / 3, kl_last += st.kl / 3;
+    }
+    printf("    ppo (beta 0.02): mean count of \"good\" in 8 tokens %.2f -> %.2f in 30 iterations, KL %.2f, %.2f s/iteration (gen %.3f, score %.3f, learn %.3f)\n",
+           (double)first, (double)last, (double)kl_last, st.seconds_generate + st.seconds_score + st.seconds_learn, st.seconds_generate,
+           st.seconds_score, st.seconds_learn);
+    CHECK(last > first + 1.0f && last > 4.0f * (first + 0.05f));
+    CHECK(kl_last > 0.0f && kl_last < 20.0f && st.skipped_updates == 0);
+    {   /* the trace of one episode */
+        char buf[8192];
+        size_t nb;
+        rlhf_ppo_trace_row rows[16];
+        int n;
+        CHECK_OK(rlhf_ppo_trace(w.ppo, 0, rows, 16, &n));
+        CHECK(n >= 1 && n <= 8 && fabsf(rows[n - 1].ret - (rows[n - 1].advantage + rows[n - 1].value)) < 1e-5f);
+        CHECK(fabsf(rows[0].kl - (rows[0].logp - rows[0].ref_logp)) < 1e-6f);
+        CHECK_OK(rlhf_ppo_trace_text(w.ppo, 0, buf, sizeof buf, &nb));
+        CHECK(strstr(buf, "delta_t") && strstr(buf, "A_t") && strlen(buf) == nb);
+    }
+    ppo_world_free(&w);
+    /* a very large beta keeps the policy at the reference */
+    c.kl_coef = 5.0f;
+    if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+    for (it = 0; it < 15; it++) CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
+    printf("    ppo (beta 5): count %.2f, KL %.3f after 15 iterations\n", (double)st.score, (double)st.kl);
+    CHECK(fabsf(st.kl) < 0.5f);
+    ppo_world_free(&w);
+}
+
+/* Resume: N iterations straight equal N/2, save, load into a fresh trainer,
+   N/2 more, bit for bit (policy, critic, EMA, KL coefficient). */
+static void test_ppo_resume(void) {
+    ppo_world a, b;
+    rlhf_ppo_config c = ppo_test_config();
+    rlhf_ppo_stats st;
+    rlhf_error e;
+    int it;
+    c.adaptive_kl = 1;
+    c.kl_target = 0.5f;
+    c.kl_horizon = 100.0f;
+    c.ema_decay = 0.9f;
+    c.entropy_coef = 0.01f;
+    if (!ppo_world_make(&a, &c)) { ppo_world_free(&a); return; }
+    for (it = 0; it < 6; it++) CHECK_OK(rlhf_ppo_step(a.ppo, &st, &e));
+    if (!ppo_world_make(&b, &c)) { ppo_world_free(&a); ppo_world_free(&b); return; }
+    for (it = 0; it < 3; it++) CHECK_OK(rlhf_ppo_step(b.ppo, &st, &e));
+    CHECK_OK(rlhf_ppo_save(b.ppo, "build", &e));
+    ppo_world_free(&b);
+    if (!ppo_world_make(&b, &c)) { ppo_world_free(&a); ppo_world_free(&b); return; }
+    CHECK_OK(rlhf_ppo_load(b.ppo, "build", &e));
+    if (e.message[0]) fprintf(stderr, "  %s\n", e.message);
+    for (it = 0; it < 3; it++) CHECK_OK(rlhf_ppo_step(b.ppo, &st, &e));
+    CHECK(memcmp(a.policy->param_mem, b.policy->param_mem, a.policy->num_params * sizeof(float)) == 0);
+    CHECK(memcmp(a.critic->param_mem, b.critic->param_mem, a.critic->num_params * sizeof(float)) == 0);
+    CHECK(memcmp(rlhf_ppo_ema(a.ppo)->param_mem, rlhf_ppo_ema(b.ppo)->param_mem, a.policy->num_params * sizeof(float)) == 0);
+    CHECK(rlhf_ppo_kl_coef(a.ppo) == rlhf_ppo_kl_coef(b.ppo) && rlhf_ppo_kl_coef(a.ppo) != c.kl_coef);
+    /* a different reference is refused by its fingerprint */
+    a.ref->param_mem[0] += 1.0f;
+    ppo_world_free(&b);
+    {
+        rlhf_ppo *q = NULL;
+        CHECK_OK(rlhf_ppo_create(&q, a.policy, a.ref, a.critic, NULL, count_good, &a.task, a.t, a.prompts, NULL, &c, &e));
+        if (q) CHECK(rlhf_ppo_load(q, "build", &e) == RLHF_ERR_INVALID_ARGUMENT && strstr(e.message, "reference") != NULL);
+        rlhf_ppo_free(q);
+    }
+    ppo_world_free(&a);
+}
+
 static const test_case TESTS[] = {
     {"result_strings", test_result_strings},
     {"rng", test_rng},
@@ -2673,6 +3005,11 @@ static const test_case TESTS[] = {
     {"reward_learnable", test_reward_learnable},
     {"sft_completion_only", test_sft_completion_only},
     {"pretrain_text", test_pretrain_text},
+    {"ppo_losses", test_ppo_losses},
+    {"ppo_padded_generation", test_ppo_padded_generation},
+    {"fd_logprobs", test_fd_logprobs},
+    {"ppo_learns", test_ppo_learns},
+    {"ppo_resume", test_ppo_resume},
     {"kv_decode_matches_forward", test_kv_decode_matches_forward},
     {"determinism", test_determinism},
     {"train_memorises", test_train_memorises},
