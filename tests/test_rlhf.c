@@ -2986,6 +2986,61 @@ static void test_ppo_resume(void) {
     ppo_world_free(&a);
 }
 
+
+/* PPO-ptx learns the pretraining text alongside; the ratio guard skips and
+   counts minibatches. */
+static void test_ppo_ptx_and_guards(void) {
+    ppo_world w;
+    rlhf_ppo_config c = ppo_test_config();
+    rlhf_ppo_stats st;
+    rlhf_dataset *text = NULL;
+    rlhf_ppo *q = NULL;
+    rlhf_error e;
+    int it;
+    float first = 0;
+    static const char corpus[] = "one two three four five six seven eight nine ten. one two three four five six seven eight nine ten. ";
+    memset(&st, 0, sizeof st);
+    if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+    write_file("build/test_ptx.txt", corpus, strlen(corpus));
+    CHECK_OK(rlhf_dataset_load(&text, "build/test_ptx.txt", RLHF_DATA_TEXT, NULL, &e));
+    c.ptx_coef = 1.0f;
+    c.ptx_batch = 2;
+    /* without the text dataset, ptx_coef is refused */
+    CHECK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+          strstr(e.message, "TEXT") != NULL);
+    CHECK_OK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, text, &c, &e));
+    for (it = 0; q && it < 10; it++) {
+        CHECK_OK(rlhf_ppo_step(q, &st, &e));
+        if (it == 0) first = st.ptx_loss;
+    }
+    printf("    ppo-ptx: LM loss on the pretraining text %.3f -> %.3f in 10 iterations\n", (double)first, (double)st.ptx_loss);
+    CHECK(isfinite(first) && st.ptx_loss < 0.7f * first);
+    rlhf_ppo_free(q);
+    q = NULL;
+    /* a ratio threshold barely above 1 with a large step: minibatches are skipped and counted */
+    c = ppo_test_config();
+    c.ratio_threshold = 1.01f;
+    c.policy_opt.lr = 0.05f;
+    c.ppo_epochs = 4;
+    CHECK_OK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e));
+    for (it = 0; q && it < 3; it++) CHECK_OK(rlhf_ppo_step(q, &st, &e));
+    printf("    ratio guard: %ld minibatches skipped of %d\n", st.skipped_minibatches, 3 * 4 * 2);
+    CHECK(st.skipped_minibatches > 0 && st.skipped_minibatches < 24);
+    rlhf_ppo_free(q);
+    /* bad configurations say what is wrong */
+    c = ppo_test_config();
+    c.mini_batch = 32;
+    CHECK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+          q == NULL && strstr(e.message, "mini_batch") != NULL);
+    c = ppo_test_config();
+    c.max_new_tokens = 100;
+    CHECK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+          strstr(e.message, "context") != NULL);
+    CHECK(rlhf_ppo_create(&q, w.policy, w.ref, w.policy, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT);
+    rlhf_dataset_free(text);
+    ppo_world_free(&w);
+}
+
 static const test_case TESTS[] = {
     {"result_strings", test_result_strings},
     {"rng", test_rng},
@@ -3010,6 +3065,7 @@ static const test_case TESTS[] = {
     {"fd_logprobs", test_fd_logprobs},
     {"ppo_learns", test_ppo_learns},
     {"ppo_resume", test_ppo_resume},
+    {"ppo_ptx_and_guards", test_ppo_ptx_and_guards},
     {"kv_decode_matches_forward", test_kv_decode_matches_forward},
     {"determinism", test_determinism},
     {"train_memorises", test_train_memorises},

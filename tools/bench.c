@@ -7,6 +7,8 @@
      gen    tokens/s of KV-cache decoding, one sequence and a batch of sequences
      rm     ms per reward-model step (values, ranking loss, backward, AdamW) on config S,
             beside the LM training step of the same shape
+     ppo    one PPO iteration on config S: time split (generation, scoring, learning)
+            and tokens generated per second
 
    Build (the Makefile passes its flags in RLHF_BENCH_CFLAGS so the output records them):
      gcc -std=c99 -O2 -march=native -fopenmp -I. tools/bench.c -o build/bench -lm
@@ -339,6 +341,73 @@ static void bench_rm(const bench_config *bc, int steps) {
     rlhf__free(x); rlhf__free(y); rlhf__free(values); rlhf__free(dvalues);
 }
 
+/* One PPO iteration on config S: policy, frozen reference, critic and reward
+   model all of S's shape; batch_size episodes with prompts of ~24 tokens and
+   up to 64 new tokens (no EOS is forced: a random model rarely stops, so
+   every response runs to the limit, the worst case). Reports the time split
+   (generation, scoring with the reference/critic/reward passes, learning)
+   and the tokens generated per second. */
+static void bench_ppo(const bench_config *bc, int iters) {
+    static const char corpus[] = "the quick brown fox jumps over the lazy dog. add 17 and 25. reverse: red blue green. greet Ana politely. ";
+    const char *path = "build/bench_prompts.jsonl";
+    rlhf_config c = bc->cfg;
+    rlhf_tokenizer *t;
+    rlhf_model *policy, *ref, *critic, *rm;
+    rlhf_dataset *prompts;
+    rlhf_ppo *ppo;
+    rlhf_ppo_config pc = rlhf_ppo_config_default();
+    rlhf_ppo_stats st;
+    rlhf_error e;
+    rlhf_result r;
+    FILE *f;
+    int i;
+    double gen = 0, score = 0, learn = 0, toks = 0;
+    if ((r = rlhf_tokenizer_train(&t, corpus, strlen(corpus), 300, &e)) != RLHF_OK) die("rlhf_tokenizer_train", r);
+    if (!(f = fopen(path, "wb"))) die("writing build/bench_prompts.jsonl", RLHF_ERR_IO);
+    for (i = 0; i < 64; i++) fprintf(f, "{\"prompt\": \"add %d and %d, then reverse: red blue green, and greet Ana politely\"}\n", i, 2 * i + 1);
+    fclose(f);
+    if ((r = rlhf_dataset_load(&prompts, path, RLHF_DATA_PROMPTS, NULL, &e)) != RLHF_OK) die("rlhf_dataset_load", r);
+    if ((r = rlhf_model_create(&policy, &c, 1)) != RLHF_OK || (r = rlhf_model_create(&ref, &c, 1)) != RLHF_OK ||
+        (r = rlhf_model_create(&critic, &c, 2)) != RLHF_OK || (r = rlhf_model_create(&rm, &c, 2)) != RLHF_OK ||
+        (r = rlhf_model_add_score_head(critic, 0.0f, 3)) != RLHF_OK || (r = rlhf_model_add_score_head(rm, -1.0f, 3)) != RLHF_OK)
+        die("models", r);
+    pc.batch_size = 16;
+    pc.mini_batch = 4;
+    pc.ppo_epochs = 4;
+    pc.max_new_tokens = 64;
+    pc.max_prompt_tokens = 64;
+    pc.log_samples = 0;
+    if ((r = rlhf_ppo_create(&ppo, policy, ref, critic, rm, NULL, NULL, t, prompts, NULL, &pc, &e)) != RLHF_OK) {
+        fprintf(stderr, "%s\n", e.message);
+        die("rlhf_ppo_create", r);
+    }
+    printf("\n== PPO iteration, config %s: %d episodes, up to %d new tokens, %d epochs of minibatches of %d ==\n", bc->name,
+           pc.batch_size, pc.max_new_tokens, pc.ppo_epochs, pc.mini_batch);
+    for (i = -1; i < iters; i++) { /* iteration -1 warms up */
+        if ((r = rlhf_ppo_step(ppo, &st, &e)) != RLHF_OK) {
+            fprintf(stderr, "%s\n", e.message);
+            die("rlhf_ppo_step", r);
+        }
+        if (i < 0) continue;
+        gen += st.seconds_generate / iters;
+        score += st.seconds_score / iters;
+        learn += st.seconds_learn / iters;
+        toks += st.tokens_generated / iters;
+    }
+    printf("%d iterations; mean response %.1f tokens\n", iters, toks / pc.batch_size);
+    printf("iteration %8.1f ms: generation %.1f ms (%.0f%%), scoring %.1f ms (%.0f%%), learning %.1f ms (%.0f%%)\n",
+           1e3 * (gen + score + learn), 1e3 * gen, 100 * gen / (gen + score + learn), 1e3 * score, 100 * score / (gen + score + learn),
+           1e3 * learn, 100 * learn / (gen + score + learn));
+    printf("generation: %.0f tokens/s (%d sequences decoded together)\n", toks / gen, pc.batch_size);
+    if (g_json)
+        printf("{\"bench\":\"ppo\",\"config\":\"%s\",\"threads\":%d,\"ms_generate\":%.3f,\"ms_score\":%.3f,\"ms_learn\":%.3f,\"gen_tokens_per_s\":%.1f}\n",
+               bc->name, rlhf_num_threads(), 1e3 * gen, 1e3 * score, 1e3 * learn, toks / gen);
+    rlhf_ppo_free(ppo);
+    rlhf_model_free(policy); rlhf_model_free(ref); rlhf_model_free(critic); rlhf_model_free(rm);
+    rlhf_dataset_free(prompts);
+    rlhf_tokenizer_free(t);
+}
+
 static void bench_gemm(const bench_config *bc, double budget) {
     gemm_shape s[15];
     int n = step_shapes(s, bc), i, f;
@@ -526,9 +595,10 @@ static void bench_tokenizer(size_t corpus_bytes, int vocab) {
 }
 
 static void usage(void) {
-    printf("usage: bench [--only S|M|gemm|gen|rm|tok] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
+    printf("usage: bench [--only S|M|gemm|gen|rm|ppo|tok] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
            "  --only S     training step of config S only (M: of config M; gemm: matmuls; gen: generation;\n"
-           "               tok: tokenizer training on 10 MB to 4096 tokens, and encoding)\n"
+           "               rm: a reward-model step; ppo: a PPO iteration; tok: tokenizer training on 10 MB\n"
+           "               to 4096 tokens, and encoding)\n"
            "  --quick      a smoke run of a few seconds: config S only (unless --only M), few steps\n"
            "  --steps-s N  timed training steps on S (default 10); --steps-m N on M (default 3)\n"
            "  --json       also print one JSON line per result\n"
@@ -551,7 +621,7 @@ int main(int argc, char **argv) {
         }
     }
     all = !strcmp(only, "all");
-    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "tok") && strcmp(only, "rm")) {
+    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo")) {
         usage();
         return 2;
     }
@@ -587,6 +657,7 @@ int main(int argc, char **argv) {
         if (run_m) u = usage_now(), bench_gen(&CONFIG_M, quick ? 8 : 128, 4), report_others(u);
     }
     if (all || !strcmp(only, "rm")) u = usage_now(), bench_rm(&CONFIG_S, quick ? 2 : 10), report_others(u);
+    if (all || !strcmp(only, "ppo")) u = usage_now(), bench_ppo(&CONFIG_S, quick ? 1 : 3), report_others(u);
     if (all || !strcmp(only, "tok")) u = usage_now(), bench_tokenizer(quick ? 1000000 : 10000000, 4096), report_others(u);
     printf("\nFP32 FMA peak at the end: %.1f GFLOP/s\n", fma_peak());
     return 0;
