@@ -99,7 +99,7 @@ $(BUILD)/test_rlhf_arm64: $(TESTS) $(HEADER) | $(BUILD)
 	$(ARM64_CC) $(CFLAGS) -static $(TESTS) -o $@ $(LDLIBS)
 
 test-arm64: $(BUILD)/test_rlhf_arm64
-	qemu-aarch64 ./$(BUILD)/test_rlhf_arm64
+	qemu-aarch64 ./$(BUILD)/test_rlhf_arm64 --no-slow
 
 # s390x: big-endian, so checkpoints are really byte-swapped on the way in and out.
 S390X_CC ?= s390x-linux-gnu-gcc
@@ -107,7 +107,7 @@ $(BUILD)/test_rlhf_s390x: $(TESTS) $(HEADER) | $(BUILD)
 	$(S390X_CC) $(CFLAGS) -static $(TESTS) -o $@ $(LDLIBS)
 
 test-s390x: $(BUILD)/test_rlhf_s390x
-	qemu-s390x ./$(BUILD)/test_rlhf_s390x
+	qemu-s390x ./$(BUILD)/test_rlhf_s390x --no-slow
 
 # libFuzzer (clang): each harness runs FUZZ_SECONDS, seeded from tests/fuzz/corpus_*.
 FUZZ_SECONDS ?= 60

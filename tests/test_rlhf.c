@@ -2124,7 +2124,10 @@ static void test_gae(void) {
 }
 
 /* ---- runner -------------------------------------------------------------------- */
-typedef struct { const char *name; void (*fn)(void); } test_case;
+/* slow: a training run to convergence (seconds natively, many minutes under
+   qemu); `--no-slow` skips them (the emulated runs check kernels and byte
+   order, which the other tests cover). */
+typedef struct { const char *name; void (*fn)(void); int slow; } test_case;
 
 /* The scalar head and document starts against PyTorch (tools/gen_reward_golden.py):
    left padding, packing and right padding in one batch; the reward model's
@@ -3042,62 +3045,68 @@ static void test_ppo_ptx_and_guards(void) {
 }
 
 static const test_case TESTS[] = {
-    {"result_strings", test_result_strings},
-    {"rng", test_rng},
-    {"kernel_dot_axpy", test_kernel_dot_axpy},
-    {"kernel_gemm", test_kernel_gemm},
-    {"kernel_adamw", test_kernel_adamw},
-    {"fd_layernorm", test_fd_layernorm},
-    {"fd_gelu", test_fd_gelu},
-    {"fd_attention", test_fd_attention},
-    {"fd_crossentropy", test_fd_crossentropy},
-    {"fd_linear", test_fd_linear},
-    {"fd_model", test_fd_model},
-    {"golden_pytorch", test_golden_pytorch},
-    {"golden_reward", test_golden_reward},
-    {"fd_reward_model", test_fd_reward_model},
-    {"reward_padding", test_reward_padding},
-    {"reward_learnable", test_reward_learnable},
-    {"sft_completion_only", test_sft_completion_only},
-    {"pretrain_text", test_pretrain_text},
-    {"ppo_losses", test_ppo_losses},
-    {"ppo_padded_generation", test_ppo_padded_generation},
-    {"fd_logprobs", test_fd_logprobs},
-    {"ppo_learns", test_ppo_learns},
-    {"ppo_resume", test_ppo_resume},
-    {"ppo_ptx_and_guards", test_ppo_ptx_and_guards},
-    {"kv_decode_matches_forward", test_kv_decode_matches_forward},
-    {"determinism", test_determinism},
-    {"train_memorises", test_train_memorises},
-    {"grad_accumulation", test_grad_accumulation},
-    {"memory_budget", test_memory_budget},
-    {"errors", test_errors},
-    {"tensor_table", test_tensor_table},
-    {"sampling", test_sampling},
-    {"generate", test_generate},
-    {"json_values", test_json_values},
-    {"json_errors", test_json_errors},
-    {"jsonl", test_jsonl},
-    {"safetensors_roundtrip", test_safetensors_roundtrip},
-    {"safetensors_resume", test_safetensors_resume},
-    {"safetensors_hf", test_safetensors_hf},
-    {"safetensors_hostile", test_safetensors_hostile},
-    {"safetensors_endian", test_safetensors_endian},
-    {"datasets", test_datasets},
-    {"tokenizer_gpt2_parity", test_tokenizer_gpt2_parity},
-    {"tokenizer_train", test_tokenizer_train},
-    {"tokenizer_chat", test_tokenizer_chat},
-    {"tokenizer_malformed", test_tokenizer_malformed},
-    {"ranking_loss", test_ranking_loss},
-    {"gae", test_gae},
+    {"result_strings", test_result_strings, 0},
+    {"rng", test_rng, 0},
+    {"kernel_dot_axpy", test_kernel_dot_axpy, 0},
+    {"kernel_gemm", test_kernel_gemm, 0},
+    {"kernel_adamw", test_kernel_adamw, 0},
+    {"fd_layernorm", test_fd_layernorm, 0},
+    {"fd_gelu", test_fd_gelu, 0},
+    {"fd_attention", test_fd_attention, 0},
+    {"fd_crossentropy", test_fd_crossentropy, 0},
+    {"fd_linear", test_fd_linear, 0},
+    {"fd_model", test_fd_model, 0},
+    {"golden_pytorch", test_golden_pytorch, 0},
+    {"golden_reward", test_golden_reward, 0},
+    {"fd_reward_model", test_fd_reward_model, 0},
+    {"reward_padding", test_reward_padding, 0},
+    {"reward_learnable", test_reward_learnable, 1},
+    {"sft_completion_only", test_sft_completion_only, 1},
+    {"pretrain_text", test_pretrain_text, 1},
+    {"ppo_losses", test_ppo_losses, 0},
+    {"ppo_padded_generation", test_ppo_padded_generation, 0},
+    {"fd_logprobs", test_fd_logprobs, 0},
+    {"ppo_learns", test_ppo_learns, 1},
+    {"ppo_resume", test_ppo_resume, 0},
+    {"ppo_ptx_and_guards", test_ppo_ptx_and_guards, 1},
+    {"kv_decode_matches_forward", test_kv_decode_matches_forward, 0},
+    {"determinism", test_determinism, 0},
+    {"train_memorises", test_train_memorises, 0},
+    {"grad_accumulation", test_grad_accumulation, 0},
+    {"memory_budget", test_memory_budget, 0},
+    {"errors", test_errors, 0},
+    {"tensor_table", test_tensor_table, 0},
+    {"sampling", test_sampling, 0},
+    {"generate", test_generate, 0},
+    {"json_values", test_json_values, 0},
+    {"json_errors", test_json_errors, 0},
+    {"jsonl", test_jsonl, 0},
+    {"safetensors_roundtrip", test_safetensors_roundtrip, 0},
+    {"safetensors_resume", test_safetensors_resume, 0},
+    {"safetensors_hf", test_safetensors_hf, 0},
+    {"safetensors_hostile", test_safetensors_hostile, 0},
+    {"safetensors_endian", test_safetensors_endian, 0},
+    {"datasets", test_datasets, 0},
+    {"tokenizer_gpt2_parity", test_tokenizer_gpt2_parity, 0},
+    {"tokenizer_train", test_tokenizer_train, 0},
+    {"tokenizer_chat", test_tokenizer_chat, 0},
+    {"tokenizer_malformed", test_tokenizer_malformed, 0},
+    {"ranking_loss", test_ranking_loss, 0},
+    {"gae", test_gae, 0},
 };
 
 int main(int argc, char **argv) {
     size_t i, n = sizeof TESTS / sizeof TESTS[0];
-    int failed = 0, ran = 0;
+    int failed = 0, ran = 0, skipped = 0, no_slow = argc > 1 && strcmp(argv[1], "--no-slow") == 0;
+    const char *filter = argc > 1 + no_slow ? argv[1 + no_slow] : NULL;
     printf("rlhf.h %s tests: simd %s, %d thread(s)\n", RLHF_VERSION_STRING, rlhf_simd_name(), rlhf_num_threads());
     for (i = 0; i < n; i++) {
-        if (argc > 1 && !strstr(TESTS[i].name, argv[1])) continue;
+        if (filter && !strstr(TESTS[i].name, filter)) continue;
+        if (no_slow && TESTS[i].slow) {
+            printf("%-28s skipped (--no-slow)\n", TESTS[i].name);
+            skipped++;
+            continue;
+        }
         g_fail = 0;
         TESTS[i].fn();
         printf("%-28s %s\n", TESTS[i].name, g_fail ? "FAIL" : "ok");
@@ -3105,10 +3114,12 @@ int main(int argc, char **argv) {
         ran++;
         if (g_fail) failed++;
     }
-    if (ran == 0) {
-        fprintf(stderr, "no test matches \"%s\"\n", argc > 1 ? argv[1] : "");
+    if (ran == 0 && skipped == 0) {
+        fprintf(stderr, "no test matches \"%s\"\n", filter ? filter : "");
         return 2;
     }
-    printf("%d of %d tests passed\n", ran - failed, ran);
+    printf("%d of %d tests passed", ran - failed, ran);
+    if (skipped) printf(" (%d slow ones skipped)", skipped);
+    printf("\n");
     return failed ? 1 : 0;
 }
