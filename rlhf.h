@@ -1,4 +1,4 @@
-/* rlhf.h - v0.4.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
+/* rlhf.h - v0.5.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
    A single-header C99 library: libc, libm, optional OpenMP. No other dependency.
 
    Do this:
@@ -22,7 +22,8 @@
                     validation, checkpoints (InstructGPT step 1)
        >>reward     the reward model: ranking loss (eq. 1), training loop,
                     scoring, normalisation (InstructGPT step 2)
-       >>ppo        GAE (the PPO loop is next)
+       >>ppo        PPO with the KL penalty (InstructGPT step 3, eq. 2, PPO-ptx):
+                    rollouts, GAE, clipped losses, KL control, resume, trace
 
    QUICK START (compiles as is)
 
@@ -110,11 +111,15 @@
        No GPU, no fp16/bf16 compute (F16/BF16 checkpoints are converted to
        F32 on load), no dropout (RLHF runs without it), no multi-process
        training, no models other than GPT-2's architecture. The KV cache
-       advances all of its sequences by one position per call. Checkpoint
+       advances all of its sequences by one position per call (prompts of
+       different lengths are left-padded: rlhf_model_prefill_padded). Checkpoint
        writes are atomic on POSIX; on Windows the target is removed before
        the rename. Files over 2 GiB need a 64-bit `long` (ftell).
 
    VERSION HISTORY
+       0.5.0  PPO: batched rollouts (left-padded KV cache), log-prob pass,
+              KL-penalised rewards, GAE, clipped losses, PPO-ptx, EMA,
+              adaptive KL, guards, TRL metrics, bit-exact resume, trace.
        0.4.0  SFT and pretraining loop, reward model (scalar head, eq. 1,
               normalisation, scoring), document starts (left padding, packing).
        0.3.0  tokenizer: byte-level BPE, GPT-2's files, training, chat template.
@@ -128,9 +133,9 @@
 #define RLHF_H
 
 #define RLHF_VERSION_MAJOR 0
-#define RLHF_VERSION_MINOR 4
+#define RLHF_VERSION_MINOR 5
 #define RLHF_VERSION_PATCH 0
-#define RLHF_VERSION_STRING "0.4.0"
+#define RLHF_VERSION_STRING "0.5.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -780,14 +785,17 @@ typedef struct rlhf_ppo_config {
     rlhf_sampler_config sampling; /* temperature 0.7, top_k 0, top_p 1 */
     int penalize_missing_eos; /* 1: a response without <|end|> scores missing_eos_penalty */
     float missing_eos_penalty; /* -1 */
-    float kl_coef;           /* beta (initial when adaptive): 0.05 */
+    float kl_coef;           /* beta (initial when adaptive): 0.05. A negative mean KL beyond 2
+                                standard errors is warned about */
     int adaptive_kl;         /* 0: fixed beta; 1: Ziegler et al.'s controller */
     float kl_target, kl_horizon; /* 6, 10000 */
     rlhf_kl_estimator kl_estimator; /* k1 = logp - ref_logp; k3 = exp(d) - 1 - d, d = ref_logp - logp */
     float gamma, lam;        /* GAE: 1, 0.95 */
     float cliprange;         /* 0.2 */
     float cliprange_value;   /* 0.2 */
-    float vf_coef;           /* 0.1 */
+    float vf_coef;           /* 0.1: scales the critic's loss. The critic is a separate model with
+                                its own AdamW (as TRL's separate value model), so vf_coef acts
+                                through grad_clip and eps only, like a critic step-size knob */
     float entropy_coef;      /* 0: no bonus (entropy is still reported) */
     int whiten_rewards;      /* 0; 1 divides rewards by their std (no mean shift) */
     float ptx_coef;          /* gamma of PPO-ptx: 0 = off (InstructGPT 27.8) */
@@ -7265,17 +7273,24 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, rlhf_model *policy, rlhf_mod
     if (c->batch_size < 1 || c->batch_size > 1024 || c->mini_batch < 1 || c->mini_batch > c->batch_size || c->ppo_epochs < 1 || c->max_new_tokens < 1 ||
         c->max_prompt_tokens < 0 || !(c->sampling.temperature > 0.0f) || !(c->kl_coef >= 0.0f) || !(c->cliprange > 0.0f) ||
         !(c->cliprange_value > 0.0f) || !(c->vf_coef >= 0.0f) || !(c->gamma >= 0.0f && c->gamma <= 1.0f) || !(c->lam >= 0.0f && c->lam <= 1.0f) ||
-        !(c->ema_decay >= 0.0f && c->ema_decay < 1.0f) || !(c->ptx_coef >= 0.0f) || c->ptx_batch < 0 || !(c->ratio_threshold > 1.0f) ||
+        !(c->ema_decay >= 0.0f && c->ema_decay < 1.0f) || !(c->ptx_coef >= 0.0f) || c->ptx_batch < 0 || c->ptx_batch > 1024 ||
+        !(c->ratio_threshold > 1.0f) || !(c->entropy_coef >= 0.0f) || !isfinite(c->entropy_coef) || !isfinite(c->missing_eos_penalty) ||
+        !(c->policy_opt.lr >= 0.0f) || !(c->critic_opt.lr >= 0.0f) || !isfinite(c->kl_coef) ||
         (c->adaptive_kl && !(c->kl_target > 0.0f && c->kl_horizon > 0.0f)))
         RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT,
                        "bad config: need 1 <= mini_batch <= batch_size <= 1024, ppo_epochs >= 1, max_new_tokens >= 1, temperature > 0 (log-probs "
-                       "divide by it), kl_coef >= 0, cliprange(s) > 0, gamma and lam in [0,1], ema_decay in [0,1), ratio_threshold > 1");
+                       "divide by it), kl_coef >= 0, cliprange(s) > 0, gamma and lam in [0,1], ema_decay in [0,1), ptx_batch <= 1024, "
+                       "ratio_threshold > 1, entropy_coef >= 0, finite missing_eos_penalty, learning rates >= 0");
     if (memcmp(&policy->cfg, &ref->cfg, sizeof policy->cfg) != 0) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the reference model's config differs from the policy's");
     if (!critic->has_score) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the critic has no scalar head (initialise it from the reward model)");
     if (rm && !rm->has_score) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the reward model has no scalar head");
-    if (rlhf_tokenizer_vocab_size(t) > policy->cfg.vocab_size || rlhf_tokenizer_vocab_size(t) > critic->cfg.vocab_size ||
-        (rm && rlhf_tokenizer_vocab_size(t) > rm->cfg.vocab_size))
-        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the tokenizer's %d tokens do not fit a model's vocabulary", rlhf_tokenizer_vocab_size(t));
+    if (rlhf_tokenizer_vocab_size(t) > policy->cfg.vocab_size)
+        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the tokenizer's %d tokens do not fit the policy's vocabulary (%d)", rlhf_tokenizer_vocab_size(t),
+                       policy->cfg.vocab_size);
+    /* the policy may sample any id below its vocabulary size: the critic and the reward model must read them all */
+    if (critic->cfg.vocab_size < policy->cfg.vocab_size || (rm && rm->cfg.vocab_size < policy->cfg.vocab_size))
+        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the critic's (%d) and reward model's vocabularies must hold the policy's %d ids",
+                       critic->cfg.vocab_size, policy->cfg.vocab_size);
     p->stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
     p->pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
     /* "N implementation details", item 2; users' reports (trl#734): with pad == EOS the policy never learns to stop */
@@ -7344,7 +7359,8 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, rlhf_model *policy, rlhf_mod
         int rows = p->MB > p->ptx_rows ? p->MB : p->ptx_rows;
         if ((r = rlhf_model_reserve(policy, rows, p->P + p->R, 1)) != RLHF_OK ||
             (p->ptx_rows && (r = rlhf_model_reserve(policy, p->ptx_rows, p->ptxT, 1)) != RLHF_OK) ||
-            (r = rlhf_model_reserve(critic, p->MB, p->P + p->R, 1)) != RLHF_OK)
+            (r = rlhf_model_reserve(critic, p->MB, p->P + p->R, 1)) != RLHF_OK ||
+            (r = rlhf__ensure(ref, p->MB, p->P + p->R, 0)) != RLHF_OK) /* the log-prob pass keeps its logits there */
             RLHF__PPO_FAIL(r, "cannot reserve training memory for minibatches of %d x %d tokens", rows, p->P + p->R);
     }
     rlhf__fresh_optimizer(policy);
@@ -7482,7 +7498,16 @@ static rlhf_result rlhf__ppo_evaluate(rlhf_ppo *p) {
         /* the score: the reward model at the response's last token (normalised) */
         if (p->rm) {
             int len[1024];
-            for (j = 0; j < n; j++) len[j] = p->plen[b + j] + p->rlen[b + j];
+            for (j = 0; j < n; j++) {
+                int *row = p->mb_in + (size_t)j * T;
+                len[j] = p->plen[b + j] + p->rlen[b + j];
+                /* a reply cut by the limit is scored at an <|end|>, as the reward
+                   model was trained and normalised (appended, or over its last token) */
+                if (!p->has_eos[b + j]) {
+                    if (p->Pmax + p->rlen[b + j] < T) len[j]++;
+                    row[p->n_pad[b + j] + len[j] - 1] = p->stop;
+                }
+            }
             if ((r = rlhf_reward_score_ids(p->rm, p->mb_in, p->n_pad + b, len, n, T, p->score + b)) != RLHF_OK)
                 return rlhf__run_fail(&p->run, r, "reward model: %s", rlhf_model_last_error(p->rm));
         } else
@@ -7507,13 +7532,22 @@ static size_t rlhf__ppo_advantages(rlhf_ppo *p) {
         rlhf_ppo_rewards(p->logp + o, p->ref_logp + o, p->rlen[b], p->score[b], p->kl_coef, p->cfg.kl_estimator, p->rewards + o, p->kl + o);
         n += (size_t)p->rlen[b];
     }
-    if (p->cfg.whiten_rewards) { /* divide by the std, keep the mean ("N details", item 14) */
+    if (p->cfg.whiten_rewards) {
+        /* whitened without a mean shift ("N details", item 14; TRL's
+           masked_whiten(shift_mean=False)): r <- (r - mean) / sqrt(var + 1e-8) + mean */
+        double var;
         for (b = 0; b < p->B; b++)
-            for (i = 0; i < p->rlen[b]; i++) sum += p->rewards[(size_t)b * p->R + i], sumsq += (double)p->rewards[(size_t)b * p->R + i] * p->rewards[(size_t)b * p->R + i];
+            for (i = 0; i < p->rlen[b]; i++) sum += p->rewards[(size_t)b * p->R + i];
         mean = sum / (double)n;
-        sd = sqrt(fmax(sumsq / (double)n - mean * mean, 0.0));
         for (b = 0; b < p->B; b++)
-            for (i = 0; i < p->rlen[b]; i++) p->rewards[(size_t)b * p->R + i] = (float)(p->rewards[(size_t)b * p->R + i] / (sd + 1e-8));
+            for (i = 0; i < p->rlen[b]; i++) sumsq += (p->rewards[(size_t)b * p->R + i] - mean) * (p->rewards[(size_t)b * p->R + i] - mean);
+        var = n > 1 ? sumsq / (double)(n - 1) : 0.0; /* unbiased, as torch.var */
+        sd = sqrt(var + 1e-8);
+        for (b = 0; b < p->B; b++)
+            for (i = 0; i < p->rlen[b]; i++) {
+                float *x = &p->rewards[(size_t)b * p->R + i];
+                *x = (float)((*x - mean) / sd + mean);
+            }
     }
     for (b = 0; b < p->B; b++) {
         size_t o = (size_t)b * p->R;
@@ -7525,7 +7559,7 @@ static size_t rlhf__ppo_advantages(rlhf_ppo *p) {
 /* 4. PPO epochs over shuffled minibatches */
 static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats *st) {
     int B = p->B, T = p->T, e, j, i;
-    size_t perm[1024], n_mb = 0;
+    size_t perm[1024], n_mb = 0, n_kept = 0;
     double mean = 0.0, sumsq = 0.0, sd, pl = 0.0, vl = 0.0, akl = 0.0, cf = 0.0, vcf = 0.0, ent = 0.0, rat = 0.0, ptxl = 0.0;
     long n_ptx = 0;
     rlhf_result r;
@@ -7535,13 +7569,14 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats
     mean /= (double)n_tok_all;
     for (j = 0; j < B; j++)
         for (i = 0; i < p->rlen[j]; i++) sumsq += (p->adv[(size_t)j * p->R + i] - mean) * (p->adv[(size_t)j * p->R + i] - mean);
-    sd = sqrt(sumsq / (double)n_tok_all);
+    /* (A - mean) / sqrt(var + 1e-8), var unbiased (TRL's masked_whiten) */
+    sd = sqrt((n_tok_all > 1 ? sumsq / (double)(n_tok_all - 1) : 0.0) + 1e-8);
     for (j = 0; j < B; j++) perm[j] = (size_t)j;
     for (e = 0; e < p->cfg.ppo_epochs; e++) {
         int b0;
         rlhf__shuffle(perm, (size_t)B, &p->rng);
         for (b0 = 0; b0 < B; b0 += p->MB) {
-            int n = B - b0 < p->MB ? B - b0 : p->MB, finite = 1;
+            int n = B - b0 < p->MB ? B - b0 : p->MB, finite = 1, policy_skipped = 0;
             size_t k = 0, nt = 0;
             float *lp = p->tk, *old = lp + (size_t)p->MB * p->R, *a = old + (size_t)p->MB * p->R, *dl = a + (size_t)p->MB * p->R;
             float *v = dl + (size_t)p->MB * p->R, *vold = v + (size_t)p->MB * p->R, *rt = vold + (size_t)p->MB * p->R, *dv = rt + (size_t)p->MB * p->R;
@@ -7557,7 +7592,7 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats
                     size_t at = (size_t)j * T + p->Pmax - 1 + i, o = (size_t)b * p->R + i;
                     lp[k] = p->mb_out[at];
                     old[k] = p->logp[o];
-                    a[k] = (float)((p->adv[o] - mean) / (sd + 1e-8));
+                    a[k] = (float)((p->adv[o] - mean) / sd);
                     ratio_sum += exp((double)lp[k] - old[k]);
                     ent_sum += p->mb_ent[at];
                 }
@@ -7585,7 +7620,11 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats
                     p->mb_d[at] = dl[k];
                     p->mb_d2[at] = -p->cfg.entropy_coef / (float)nt;
                     p->ratio[o] = expf(lp[k] - old[k]);
-                    p->clipped[o] = dl[k] == 0.0f && a[k] != 0.0f;
+                    { /* the clipped term is the larger one (as in rlhf_ppo_policy_loss) */
+                        float rr = p->ratio[o], lo = 1.0f - p->cfg.cliprange, hi = 1.0f + p->cfg.cliprange;
+                        float rc = rr < lo ? lo : rr > hi ? hi : rr;
+                        p->clipped[o] = -a[k] * rc > -a[k] * rr;
+                    }
                 }
             }
             rlhf_model_zero_grad(p->policy);
@@ -7637,6 +7676,7 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats
             }
             if (!finite) {
                 p->skipped_updates++;
+                policy_skipped = 1;
                 rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite policy loss or gradient: update skipped (%ld so far)",
                               p->iteration + 1, p->skipped_updates);
             } else if (p->ema) { /* InstructGPT: EMA of the policy weights, ema = d ema + (1 - d) theta */
@@ -7674,17 +7714,23 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats
                 else if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "critic update: %s", rlhf_model_last_error(p->critic));
             }
             if (!finite) {
-                p->skipped_updates++;
-                rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite value loss or gradient: update skipped (%ld so far)",
-                              p->iteration + 1, p->skipped_updates);
+                p->skipped_updates += !policy_skipped; /* a minibatch counts once */
+                rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite value loss or gradient: critic update skipped",
+                              p->iteration + 1);
             }
             pl += mb_pl; vl += mb_vl; akl += mb_akl; cf += mb_cf; vcf += mb_vcf;
+            n_kept++;
         }
     }
+    /* losses over the minibatches that were learned from; entropy and ratio over all */
+    st->policy_loss = st->value_loss = st->approxkl = st->clipfrac = st->value_clipfrac = NAN;
+    if (n_kept) {
+        st->policy_loss = (float)(pl / (double)n_kept); st->value_loss = (float)(vl / (double)n_kept);
+        st->approxkl = (float)(akl / (double)n_kept); st->clipfrac = (float)(cf / (double)n_kept);
+        st->value_clipfrac = (float)(vcf / (double)n_kept);
+    }
     if (n_mb) {
-        st->policy_loss = (float)(pl / (double)n_mb); st->value_loss = (float)(vl / (double)n_mb);
-        st->approxkl = (float)(akl / (double)n_mb); st->clipfrac = (float)(cf / (double)n_mb);
-        st->value_clipfrac = (float)(vcf / (double)n_mb); st->policy_entropy = (float)(ent / (double)n_mb);
+        st->policy_entropy = (float)(ent / (double)n_mb);
         st->ratio = (float)(rat / (double)n_mb);
     }
     st->ptx_loss = n_ptx ? (float)(ptxl / (double)n_ptx) : NAN;
@@ -7694,7 +7740,7 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats
 RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error *err) {
     rlhf_ppo_stats st;
     rlhf_result r;
-    double t0, t1, t2, t3, sum_kl = 0.0, sum_score = 0.0, sum_nlp = 0.0, n_len = 0.0, vr = 0.0, vm = 0.0, er = 0.0, em = 0.0;
+    double t0, t1, t2, t3, sum_kl = 0.0, sumsq_kl = 0.0, kl_se, sum_score = 0.0, sum_nlp = 0.0, n_len = 0.0, vr = 0.0, vm = 0.0, er = 0.0, em = 0.0;
     size_t n_tok;
     int b, i;
     if (!p) return RLHF_ERR_INVALID_ARGUMENT;
@@ -7724,6 +7770,7 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
             em += ((double)p->ret[o] - p->values[o]) * ((double)p->ret[o] - p->values[o]);
         }
         sum_kl += skl;
+        sumsq_kl += skl * skl;
         sum_nlp += snlp;
         sum_score += p->score[b];
         n_len += p->rlen[b];
@@ -7736,6 +7783,8 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
     st.rlhf_reward = (float)((sum_score - (double)p->kl_coef * sum_kl) / p->B);
     st.entropy = (float)(sum_nlp / p->B);
     st.response_length = (float)(n_len / p->B);
+    /* the standard error of the mean KL: a negative mean within noise is no alarm */
+    kl_se = p->B > 1 ? sqrt(fmax(sumsq_kl / p->B - (sum_kl / p->B) * (sum_kl / p->B), 0.0) / (p->B - 1)) : 0.0;
     { /* 1 - Var(R - V) / Var(R) over the batch's tokens */
         double nt = (double)n_tok, var_r = vm / nt - (vr / nt) * (vr / nt), var_e = em / nt - (er / nt) * (er / nt);
         st.var_explained = var_r > 0.0 ? (float)(1.0 - var_e / var_r) : NAN;
@@ -7745,7 +7794,7 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
     st.seconds_generate = t1 - t0;
     st.seconds_score = t2 - t1;
     st.seconds_learn = t3 - t2;
-    if (st.kl < 0.0f)
+    if (st.kl < 0.0f && -st.kl > 2.0 * kl_se)
         rlhf__run_log(&p->run, RLHF_LOG_WARN,
                       "iteration %ld: mean KL is negative (%.4g): the sampler and the log-prob pass disagree (top-k/top-p at rollout, "
                       "or a bad reward model drives the policy off the reference)", p->iteration, (double)st.kl);
@@ -7819,8 +7868,10 @@ RLHFDEF rlhf_result rlhf_ppo_save(const rlhf_ppo *pc, const char *dir, rlhf_erro
              p->iteration, (double)p->kl_coef, (unsigned long long)p->rng.s[0], (unsigned long long)p->rng.s[1],
              (unsigned long long)p->rng.s[2], (unsigned long long)p->rng.s[3], p->data_epoch, (unsigned long)p->data_pos, p->ptx_epoch,
              (unsigned long)p->ptx_pos, p->skipped_updates, p->skipped_minibatches, (unsigned long long)p->ref_hash);
+    snprintf(path, sizeof path, "%ld", p->iteration); /* ties the three files of one save together */
     if ((r = rlhf__set_meta(p->policy, "rlhf.ppo.state", state)) != RLHF_OK || (r = rlhf__set_meta(p->policy, "rlhf.kind", "policy")) != RLHF_OK ||
-        (r = rlhf__set_meta(p->critic, "rlhf.kind", "value")) != RLHF_OK) {
+        (r = rlhf__set_meta(p->critic, "rlhf.kind", "value")) != RLHF_OK || (r = rlhf__set_meta(p->critic, "rlhf.ppo.iteration", path)) != RLHF_OK ||
+        (p->ema && (r = rlhf__set_meta(p->ema, "rlhf.ppo.iteration", path)) != RLHF_OK)) {
         if (err) snprintf(err->message, sizeof err->message, "ppo: out of memory for the metadata");
         return r;
     }
@@ -7904,6 +7955,19 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
         if (strcmp(rlhf_json_get(root, "ref")->str, want) != 0)
             RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the run used another reference model (fingerprint %s, this one is %s)", rlhf_json_get(root, "ref")->str, want);
     }
+    {   /* everything checked before anything is copied: a failed load leaves the trainer as it was */
+        char itbuf[32];
+        snprintf(itbuf, sizeof itbuf, "%ld", it);
+        if (!rlhf_model_meta(cri, "rlhf.ppo.iteration") || strcmp(rlhf_model_meta(cri, "rlhf.ppo.iteration"), itbuf) != 0 ||
+            (ema && (!rlhf_model_meta(ema, "rlhf.ppo.iteration") || strcmp(rlhf_model_meta(ema, "rlhf.ppo.iteration"), itbuf) != 0)))
+            RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "the files are from different saves (policy at iteration %ld; critic or EMA not)", it);
+        if (memcmp(&p->policy->cfg, &pol->cfg, sizeof pol->cfg) != 0 || p->policy->num_params != pol->num_params || !pol->m_mem)
+            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "policy.safetensors does not match the policy (shape or AdamW state)");
+        if (memcmp(&p->critic->cfg, &cri->cfg, sizeof cri->cfg) != 0 || p->critic->num_params != cri->num_params || !cri->m_mem)
+            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "critic.safetensors does not match the critic (shape, head or AdamW state)");
+        if (ema && (memcmp(&p->ema->cfg, &ema->cfg, sizeof ema->cfg) != 0 || p->ema->num_params != ema->num_params))
+            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "ema.safetensors does not match the policy's shape");
+    }
     if ((r = rlhf__copy_state(p->policy, pol, 1)) != RLHF_OK) RLHF__LOAD_FAIL(r, "policy.safetensors does not match the policy (shape or AdamW state)");
     if ((r = rlhf__copy_state(p->critic, cri, 1)) != RLHF_OK) RLHF__LOAD_FAIL(r, "critic.safetensors does not match the critic (shape or AdamW state)");
     if (ema && (r = rlhf__copy_state(p->ema, ema, 0)) != RLHF_OK) RLHF__LOAD_FAIL(r, "ema.safetensors does not match the policy's shape");
@@ -7972,9 +8036,10 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
                  p->has_eos[b] ? "ends with <|end|>" : "no <|end|> (penalty score)");
     rlhf__sb_fmt(&sb, "%3s %-14s %9s %9s %9s %9s %9s %9s %9s %9s %7s %s\n", "t", "token", "logp", "ref_logp", "KL_t", "r_t", "V(s_t)",
                  "delta_t", "A_t", "R_t", "ratio", "clip");
-    rlhf__sb_str(&sb, "    (logp = log pi_old(a_t|s_t) at temperature; KL_t = logp - ref_logp (k1); r_t = -beta KL_t (+ score at the end);\n"
-                      "     delta_t = r_t + gamma V(s_t+1) - V(s_t); A_t = delta_t + gamma lambda A_t+1; R_t = A_t + V(s_t);\n"
-                      "     ratio = pi_new / pi_old in the last PPO epoch; clip = the clipped surrogate term was used)\n");
+    rlhf__sb_fmt(&sb, "    (logp = log pi_old(a_t|s_t) at temperature; KL_t = %s; r_t = -beta KL_t (+ score at the end);\n",
+                 p->cfg.kl_estimator == RLHF_KL_K3 ? "exp(d) - 1 - d, d = ref_logp - logp (k3)" : "logp - ref_logp (k1)");
+    rlhf__sb_str(&sb, "     delta_t = r_t + gamma V(s_t+1) - V(s_t); A_t = delta_t + gamma lambda A_t+1; R_t = A_t + V(s_t);\n"
+                      "     ratio = pi_new / pi_old in the last minibatch that held the token; clip = the clipped surrogate term was used)\n");
     for (i = 0; i < n; i++) {
         char tok[64];
         size_t nb = 0, k;

@@ -3030,6 +3030,17 @@ static void test_ppo_ptx_and_guards(void) {
     printf("    ratio guard: %ld minibatches skipped of %d\n", st.skipped_minibatches, 3 * 4 * 2);
     CHECK(st.skipped_minibatches > 0 && st.skipped_minibatches < 24);
     rlhf_ppo_free(q);
+    {   /* a reward model instead of a score function; cut replies are scored at an <|end|> */
+        rlhf_model *rm = world_model(w.t, 93);
+        c = ppo_test_config();
+        if (rm) CHECK_OK(rlhf_model_add_score_head(rm, -1.0f, 4));
+        q = NULL;
+        if (rm) CHECK_OK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, rm, NULL, NULL, w.t, w.prompts, NULL, &c, &e));
+        for (it = 0; q && it < 2; it++) CHECK_OK(rlhf_ppo_step(q, &st, &e));
+        CHECK(q && isfinite(st.score) && isfinite(st.value_loss));
+        rlhf_ppo_free(q);
+        rlhf_model_free(rm);
+    }
     /* bad configurations say what is wrong */
     c = ppo_test_config();
     c.mini_batch = 32;

@@ -394,7 +394,12 @@ static void bench_ppo(const bench_config *bc, int iters) {
         learn += st.seconds_learn / iters;
         toks += st.tokens_generated / iters;
     }
-    printf("%d iterations; mean response %.1f tokens\n", iters, toks / pc.batch_size);
+    {
+        size_t np = 0;
+        int ids[256];
+        rlhf_prompt_encode(t, rlhf_dataset_record(prompts, 0), ids, 256, &np);
+        printf("%d iterations; prompts of ~%zu tokens (chat template), mean response %.1f tokens\n", iters, np, toks / pc.batch_size);
+    }
     printf("iteration %8.1f ms: generation %.1f ms (%.0f%%), scoring %.1f ms (%.0f%%), learning %.1f ms (%.0f%%)\n",
            1e3 * (gen + score + learn), 1e3 * gen, 100 * gen / (gen + score + learn), 1e3 * score, 100 * score / (gen + score + learn),
            1e3 * learn, 100 * learn / (gen + score + learn));
