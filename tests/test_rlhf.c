@@ -2912,23 +2912,35 @@ static rlhf_ppo_config ppo_test_config(void) {
     return c;
 }
 static void test_ppo_learns(void) {
+    enum { NIT = 40 };
     ppo_world w;
     rlhf_ppo_config c = ppo_test_config();
     rlhf_ppo_stats st;
     rlhf_error e;
     int it;
     float first = 0, last = 0, kl_last = 0;
+    /* beta 0.2: the KL-regularised optimum is interior. Per token, pi*(a) is
+       proportional to pi_ref(a) exp(r(a) / beta); with pi_ref(good) ~ 1/300
+       that is pi*(good) ~ e^5/300 / (1 + e^5/300) ~ 0.33: a count of ~2.6 in 8
+       tokens at a KL of ~10, far below the ~45 of a policy that always says
+       "good". */
+    c.batch_size = 32;
+    c.kl_coef = 0.2f;
+    c.policy_opt.lr = 1e-2f;
+    if (getenv("PPO_SEED")) c.seed = (uint64_t)atoi(getenv("PPO_SEED"));
     if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
-    for (it = 0; it < 30; it++) {
+    printf("    ppo curve (iteration: score / KL):");
+    for (it = 0; it < NIT; it++) {
         CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
         if (it < 3) first += st.score / 3;
-        if (it >= 27) last += st.score / 3, kl_last += st.kl / 3;
+        if (it >= NIT - 3) last += st.score / 3, kl_last += st.kl / 3;
+        if (it % 4 == 0 || it == NIT - 1) printf(" %d: %.2f / %.2f%s", it + 1, (double)st.score, (double)st.kl, it == NIT - 1 ? "\n" : ",");
     }
-    printf("    ppo (beta 0.02): mean count of \"good\" in 8 tokens %.2f -> %.2f in 30 iterations, KL %.2f, %.2f s/iteration (gen %.3f, score %.3f, learn %.3f)\n",
-           (double)first, (double)last, (double)kl_last, st.seconds_generate + st.seconds_score + st.seconds_learn, st.seconds_generate,
+    printf("    ppo (beta 0.2): mean count of \"good\" in 8 tokens %.2f -> %.2f in %d iterations, KL %.2f, %.3f s/iteration (gen %.3f, score %.3f, learn %.3f)\n",
+           (double)first, (double)last, NIT, (double)kl_last, st.seconds_generate + st.seconds_score + st.seconds_learn, st.seconds_generate,
            st.seconds_score, st.seconds_learn);
-    CHECK(last > first + 1.0f && last > 4.0f * (first + 0.05f));
-    CHECK(kl_last > 0.0f && kl_last < 20.0f && st.skipped_updates == 0);
+    CHECK(last > first + 1.0f && last > 4.0f * (first + 0.05f));   /* the reward rises well above the start */
+    CHECK(kl_last > 0.0f && kl_last < 25.0f && st.skipped_updates == 0); /* and KL stays far from the collapsed ~45 */
     {   /* the trace of one episode */
         char buf[8192];
         size_t nb;
