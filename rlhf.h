@@ -804,6 +804,8 @@ typedef struct rlhf_ppo_config {
     float ratio_threshold;   /* 10 */
     rlhf_adamw_config policy_opt; /* lr 1e-5 (raise for tiny models), wd 0, clip 1 */
     rlhf_adamw_config critic_opt; /* the same */
+    long total_iterations;   /* > 0: both learning rates anneal linearly to 0 over this many
+                                iterations ("N implementation details", item 4); 0: constant */
     int log_samples;         /* sample responses logged per iteration: 2 */
     uint64_t seed;
     rlhf_log_fn log;         /* progress lines, samples, warnings (may be NULL) */
@@ -823,6 +825,7 @@ typedef struct rlhf_ppo_stats {
     float kl_coef;           /* beta used this iteration */
     float policy_loss, value_loss, approxkl, clipfrac, value_clipfrac, policy_entropy, ratio, var_explained;
     float ptx_loss;          /* NaN when PPO-ptx is off */
+    float lr;                /* the policy's learning rate this iteration */
     int num_eos;             /* episodes that ended with <|end|> */
     float response_length;   /* mean tokens per response */
     long skipped_updates, skipped_minibatches; /* non-finite, ratio above the threshold (totals) */
@@ -7275,7 +7278,7 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, rlhf_model *policy, rlhf_mod
         !(c->cliprange_value > 0.0f) || !(c->vf_coef >= 0.0f) || !(c->gamma >= 0.0f && c->gamma <= 1.0f) || !(c->lam >= 0.0f && c->lam <= 1.0f) ||
         !(c->ema_decay >= 0.0f && c->ema_decay < 1.0f) || !(c->ptx_coef >= 0.0f) || c->ptx_batch < 0 || c->ptx_batch > 1024 ||
         !(c->ratio_threshold > 1.0f) || !(c->entropy_coef >= 0.0f) || !isfinite(c->entropy_coef) || !isfinite(c->missing_eos_penalty) ||
-        !(c->policy_opt.lr >= 0.0f) || !(c->critic_opt.lr >= 0.0f) || !isfinite(c->kl_coef) ||
+        !(c->policy_opt.lr >= 0.0f) || !(c->critic_opt.lr >= 0.0f) || !isfinite(c->kl_coef) || c->total_iterations < 0 ||
         (c->adaptive_kl && !(c->kl_target > 0.0f && c->kl_horizon > 0.0f)))
         RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT,
                        "bad config: need 1 <= mini_batch <= batch_size <= 1024, ppo_epochs >= 1, max_new_tokens >= 1, temperature > 0 (log-probs "
@@ -7560,6 +7563,14 @@ static size_t rlhf__ppo_advantages(rlhf_ppo *p) {
 static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats *st) {
     int B = p->B, T = p->T, e, j, i;
     size_t perm[1024], n_mb = 0, n_kept = 0;
+    rlhf_adamw_config popt = p->cfg.policy_opt, copt = p->cfg.critic_opt;
+    if (p->cfg.total_iterations > 0) { /* lr * (1 - iteration / total), iteration counted from 0 */
+        double f = 1.0 - (double)p->iteration / (double)p->cfg.total_iterations;
+        f = f < 0.0 ? 0.0 : f;
+        popt.lr = (float)(popt.lr * f);
+        copt.lr = (float)(copt.lr * f);
+    }
+    st->lr = popt.lr;
     double mean = 0.0, sumsq = 0.0, sd, pl = 0.0, vl = 0.0, akl = 0.0, cf = 0.0, vcf = 0.0, ent = 0.0, rat = 0.0, ptxl = 0.0;
     long n_ptx = 0;
     rlhf_result r;
@@ -7670,7 +7681,7 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats
                 }
             }
             if (finite) {
-                r = rlhf_model_adamw_update(p->policy, &p->cfg.policy_opt, NULL);
+                r = rlhf_model_adamw_update(p->policy, &popt, NULL);
                 if (r == RLHF_ERR_NON_FINITE) finite = 0;
                 else if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "policy update: %s", rlhf_model_last_error(p->policy));
             }
@@ -7709,7 +7720,7 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats
                 finite = 0;
             }
             if (finite) {
-                r = rlhf_model_adamw_update(p->critic, &p->cfg.critic_opt, NULL);
+                r = rlhf_model_adamw_update(p->critic, &copt, NULL);
                 if (r == RLHF_ERR_NON_FINITE) finite = 0;
                 else if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "critic update: %s", rlhf_model_last_error(p->critic));
             }
@@ -7814,6 +7825,7 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
     rlhf__metric(&p->run, "objective/rlhf_reward", st.rlhf_reward);
     rlhf__metric(&p->run, "objective/scores", st.score);
     rlhf__metric(&p->run, "objective/kl_coef", st.kl_coef);
+    rlhf__metric(&p->run, "lr", st.lr);
     rlhf__metric(&p->run, "policy/approxkl_avg", st.approxkl);
     rlhf__metric(&p->run, "policy/clipfrac_avg", st.clipfrac);
     rlhf__metric(&p->run, "policy/entropy_avg", st.policy_entropy);

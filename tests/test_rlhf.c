@@ -2975,8 +2975,10 @@ static void test_ppo_resume(void) {
     c.kl_horizon = 100.0f;
     c.ema_decay = 0.9f;
     c.entropy_coef = 0.01f;
+    c.total_iterations = 10; /* linear annealing, which depends on the restored iteration */
     if (!ppo_world_make(&a, &c)) { ppo_world_free(&a); return; }
     for (it = 0; it < 6; it++) CHECK_OK(rlhf_ppo_step(a.ppo, &st, &e));
+    CHECK(fabsf(st.lr - 0.5f * c.policy_opt.lr) < 1e-9f); /* iteration 6 of 10: lr * (1 - 5/10) */
     if (!ppo_world_make(&b, &c)) { ppo_world_free(&a); ppo_world_free(&b); return; }
     for (it = 0; it < 3; it++) CHECK_OK(rlhf_ppo_step(b.ppo, &st, &e));
     CHECK_OK(rlhf_ppo_save(b.ppo, "build", &e));
