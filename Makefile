@@ -1,6 +1,6 @@
 # rlhf.h build. Targets:
 #   make / make all    build the tests and tools
-#   make demo          the engine demo: pretrain a tiny byte-level GPT-2 on built-in text, then sample
+#   make demo          the whole InstructGPT pipeline on a built-in world with a gold judge (build/rlhf demo)
 #   make test          run the test suite (the README's test command)
 #   make test-scalar   the suite with -DRLHF_NO_SIMD (scalar kernels only)
 #   make test-cpp      the suite compiled as C++
@@ -36,13 +36,18 @@ TESTS  = tests/test_rlhf.c
 
 .PHONY: all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
 
-all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/demo
+all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/demo $(BUILD)/rlhf
 
+# the engine demo: pretrain a tiny byte-level GPT-2 on built-in text, then sample
 $(BUILD)/demo: tools/demo.c $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) tools/demo.c -o $@ $(LDLIBS)
 
-demo: $(BUILD)/demo
-	./$(BUILD)/demo
+# the command-line tool (POSIX)
+$(BUILD)/rlhf: tools/rlhf.c tools/world.h $(HEADER) | $(BUILD)
+	$(CC) $(ALL_CFLAGS) tools/rlhf.c -o $@ $(LDLIBS)
+
+demo: $(BUILD)/rlhf
+	./$(BUILD)/rlhf demo
 
 $(BUILD):
 	mkdir -p $(BUILD)
@@ -50,11 +55,12 @@ $(BUILD):
 $(BUILD)/test_rlhf: $(TESTS) $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) $(TESTS) -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_rlhf $(BUILD)/demo $(BUILD)/test_crash
+test: $(BUILD)/test_rlhf $(BUILD)/demo $(BUILD)/rlhf $(BUILD)/test_crash
 	sh tests/check_header.sh "$(CC)" "$(CXX)" "$(NATIVE) $(OMP)"
 	./$(BUILD)/test_rlhf
 	./$(BUILD)/test_crash 120 $(BUILD)
-	./$(BUILD)/demo 3 > $(BUILD)/demo_smoke.txt && grep -q "after 3 steps" $(BUILD)/demo_smoke.txt && echo "demo smoke run ok"
+	./$(BUILD)/demo 3 > $(BUILD)/demo_smoke.txt && grep -q "after 3 steps" $(BUILD)/demo_smoke.txt && echo "engine demo smoke run ok"
+	./$(BUILD)/rlhf demo --quick --out $(BUILD)/demo_quick > $(BUILD)/rlhf_demo_smoke.txt && grep -q '"win_rate_ppo_vs_sft"' $(BUILD)/demo_quick/report.json && echo "rlhf demo --quick ok"
 
 # POSIX only (fork, kill): a checkpoint write killed at random moments.
 $(BUILD)/test_crash: tests/test_crash.c $(HEADER) | $(BUILD)

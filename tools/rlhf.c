@@ -1,0 +1,776 @@
+/* rlhf.c - the command-line face of rlhf.h.
+
+     rlhf demo [options]      the whole InstructGPT pipeline on a built-in world
+     rlhf info FILE           a checkpoint's config, kind, tokenizer, size, memory
+     rlhf generate FILE ...   sample replies to prompts with the chat template
+     rlhf score FILE ...      the reward of (prompt, response) pairs
+
+   Exit status: 0 success, 1 runtime failure, 2 usage error.
+   Build: make (build/rlhf). POSIX (mkdir, getrusage). */
+#define _POSIX_C_SOURCE 200809L
+#define RLHF_IMPLEMENTATION
+#include "../rlhf.h"
+#include "world.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- small helpers ------------------------------------------------------------ */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+static int g_tty;
+static double g_t0;
+static void say(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("[%6.1fs] ", now_s() - g_t0);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+static void log_cb(void *user, rlhf_log_level level, const char *msg) {
+    (void)user;
+    if (level == RLHF_LOG_INFO && strstr(msg, "sample ")) return;
+    say("%s%s", level == RLHF_LOG_ERROR ? "error: " : level == RLHF_LOG_WARN ? "warning: " : "  ", msg);
+}
+static void metrics_cb(void *user, const char *json) {
+    FILE *f = (FILE *)user;
+    if (f) fprintf(f, "%s\n", json);
+}
+static int ensure_dir(const char *path) {
+    char buf[1024];
+    size_t i, n = strlen(path);
+    if (n >= sizeof buf) return 0;
+    memcpy(buf, path, n + 1);
+    for (i = 1; i <= n; i++)
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return 0;
+            buf[i] = c;
+        }
+    return 1;
+}
+static long peak_rss_bytes(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss * 1024L; /* Linux: kilobytes */
+}
+static int fail_usage(const char *cmd, const char *msg) {
+    fprintf(stderr, "rlhf %s: %s (see rlhf %s --help)\n", cmd, msg, cmd);
+    return 2;
+}
+
+/* ---- options: --name value, --name=value, --flag ------------------------------- */
+typedef struct opt {
+    const char *name, *help;
+    char kind;       /* 'i' int, 'f' float, 's' string, 'b' flag */
+    void *value;
+} opt;
+static void print_help(const char *usage, const char *about, const opt *o, int n) {
+    int i;
+    printf("usage: %s\n\n%s\n\noptions:\n", usage, about);
+    for (i = 0; i < n; i++) {
+        char def[64];
+        if (o[i].kind == 'i') snprintf(def, sizeof def, "%d", *(int *)o[i].value);
+        else if (o[i].kind == 'f') snprintf(def, sizeof def, "%g", (double)*(float *)o[i].value);
+        else if (o[i].kind == 's') snprintf(def, sizeof def, "%s", *(const char **)o[i].value ? *(const char **)o[i].value : "(none)");
+        else snprintf(def, sizeof def, "off");
+        printf("  --%-18s %s (default: %s)\n", o[i].name, o[i].help, def);
+    }
+    printf("  --%-18s this help\n", "help");
+}
+/* parse argv[first..] into o; positional arguments into pos (up to max_pos). -1 help, -2 error, else count of positionals */
+static int parse_opts(const char *cmd, int argc, char **argv, int first, opt *o, int n, const char **pos, int max_pos) {
+    int i, np = 0;
+    for (i = first; i < argc; i++) {
+        const char *a = argv[i], *val = NULL, *eq;
+        char name[64];
+        int k;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return -1;
+        if (strncmp(a, "--", 2) != 0) {
+            if (np >= max_pos) { fprintf(stderr, "rlhf %s: unexpected argument \"%s\"\n", cmd, a); return -2; }
+            pos[np++] = a;
+            continue;
+        }
+        eq = strchr(a, '=');
+        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
+        for (k = 0; k < n && strcmp(o[k].name, name) != 0; k++) {}
+        if (k == n) { fprintf(stderr, "rlhf %s: unknown option --%s (see rlhf %s --help)\n", cmd, name, cmd); return -2; }
+        if (o[k].kind == 'b') {
+            *(int *)o[k].value = 1;
+            continue;
+        }
+        val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!val) { fprintf(stderr, "rlhf %s: --%s needs a value\n", cmd, name); return -2; }
+        if (o[k].kind == 's') *(const char **)o[k].value = val;
+        else {
+            char *end;
+            double d = strtod(val, &end);
+            if (*val == 0 || *end != 0 || (o[k].kind == 'i' && d != (double)(int)d)) {
+                fprintf(stderr, "rlhf %s: --%s wants %s, got \"%s\"\n", cmd, name, o[k].kind == 'i' ? "an integer" : "a number", val);
+                return -2;
+            }
+            if (o[k].kind == 'i') *(int *)o[k].value = (int)d;
+            else *(float *)o[k].value = (float)d;
+        }
+    }
+    return np;
+}
+
+/* ---- plots: SVG line charts from metrics.jsonl, no dependencies ------------------ */
+typedef struct series { const char *label; const char *color; double *x, *y; int n, cap; } series;
+static void series_add(series *s, double x, double y) {
+    if (s->n == s->cap) {
+        int nc = s->cap ? 2 * s->cap : 256;
+        double *nx = (double *)realloc(s->x, (size_t)nc * sizeof(double)), *ny;
+        if (!nx) return;
+        s->x = nx;
+        ny = (double *)realloc(s->y, (size_t)nc * sizeof(double));
+        if (!ny) return;
+        s->y = ny;
+        s->cap = nc;
+    }
+    s->x[s->n] = x;
+    s->y[s->n] = y;
+    s->n++;
+}
+/* one chart: the series share the axes; x and y ranges from the data */
+static int svg_chart(const char *path, const char *title, const char *xlabel, const char *ylabel, series *s, int ns) {
+    const double W = 640, H = 400, L = 70, R = 20, T = 40, B = 50;
+    double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+    int i, k, any = 0;
+    FILE *f;
+    for (k = 0; k < ns; k++)
+        for (i = 0; i < s[k].n; i++) {
+            if (!isfinite(s[k].y[i])) continue;
+            x0 = fmin(x0, s[k].x[i]); x1 = fmax(x1, s[k].x[i]);
+            y0 = fmin(y0, s[k].y[i]); y1 = fmax(y1, s[k].y[i]);
+            any = 1;
+        }
+    if (!any) return 0;
+    if (x1 <= x0) x1 = x0 + 1;
+    if (y1 <= y0) y1 = y0 + 1;
+    y0 -= 0.05 * (y1 - y0);
+    y1 += 0.05 * (y1 - y0);
+    if (!(f = fopen(path, "w"))) return -1;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%g\" y=\"22\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n", W / 2, title);
+    fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"#444\"/>\n", L, T, W - L - R, H - T - B);
+    for (i = 0; i <= 4; i++) { /* ticks */
+        double fx = x0 + (x1 - x0) * i / 4, fy = y0 + (y1 - y0) * i / 4;
+        double px = L + (W - L - R) * i / 4, py = H - B - (H - T - B) * i / 4;
+        fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#ddd\"/>\n", L, py, W - R, py);
+        fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.3g</text>\n", L - 6, py + 4, fy);
+        fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%.3g</text>\n", px, H - B + 16, fx);
+    }
+    fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%s</text>\n", L + (W - L - R) / 2, H - 12, xlabel);
+    fprintf(f, "<text x=\"16\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 16 %g)\">%s</text>\n", T + (H - T - B) / 2,
+            T + (H - T - B) / 2, ylabel);
+    for (k = 0; k < ns; k++) {
+        if (s[k].n == 0) continue;
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" points=\"", s[k].color);
+        for (i = 0; i < s[k].n; i++)
+            if (isfinite(s[k].y[i]))
+                fprintf(f, "%.1f,%.1f ", L + (W - L - R) * (s[k].x[i] - x0) / (x1 - x0), H - B - (H - T - B) * (s[k].y[i] - y0) / (y1 - y0));
+        fprintf(f, "\"/>\n<text x=\"%g\" y=\"%g\" fill=\"%s\">%s</text>\n", L + 10, T + 16 + 16 * k, s[k].color, s[k].label);
+    }
+    fprintf(f, "</svg>\n");
+    fclose(f);
+    return 1;
+}
+static double json_num(const rlhf_json *o, const char *key) {
+    const rlhf_json *v = rlhf_json_get(o, key);
+    return v && v->type == RLHF_JSON_NUMBER ? v->number : NAN;
+}
+/* every chart a run's metrics allow; returns the number written, -1 on error */
+static int plot_run(const char *dir, int verbose) {
+    char path[1024], out[1100];
+    rlhf_jsonl *r;
+    rlhf_json_doc *doc;
+    rlhf_json_error je;
+    series loss[3], ppo[2], over[2], rm[2];
+    int written = 0, k;
+    memset(loss, 0, sizeof loss); memset(ppo, 0, sizeof ppo); memset(over, 0, sizeof over); memset(rm, 0, sizeof rm);
+    loss[0].label = "pretraining loss"; loss[0].color = "#1f77b4";
+    loss[1].label = "SFT loss (completions)"; loss[1].color = "#2ca02c";
+    loss[2].label = "reward-model loss"; loss[2].color = "#d62728";
+    rm[0].label = "reward model: pairwise accuracy (train batches)"; rm[0].color = "#d62728";
+    rm[1].label = "held out"; rm[1].color = "#9467bd";
+    ppo[0].label = "reward-model score (objective/scores)"; ppo[0].color = "#1f77b4";
+    ppo[1].label = "KL to SFT (objective/kl)"; ppo[1].color = "#ff7f0e";
+    over[0].label = "reward-model score (proxy)"; over[0].color = "#1f77b4";
+    over[1].label = "gold judge, held-out prompts"; over[1].color = "#2ca02c";
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    if (rlhf_jsonl_open(&r, path, 0, &je) != RLHF_OK) {
+        fprintf(stderr, "rlhf plot: %s\n", je.message);
+        return -1;
+    }
+    for (;;) {
+        const rlhf_json *o, *st;
+        double step;
+        if (rlhf_jsonl_next(r, &doc, &je) != RLHF_OK) {
+            fprintf(stderr, "rlhf plot: %s (line skipped)\n", je.message);
+            continue;
+        }
+        if (!doc) break;
+        o = rlhf_json_root(doc);
+        st = rlhf_json_get(o, "stage");
+        step = json_num(o, "step");
+        if (st && st->type == RLHF_JSON_STRING) {
+            if (strcmp(st->str, "pretrain") == 0 && isfinite(json_num(o, "loss"))) series_add(&loss[0], step, json_num(o, "loss"));
+            if (strcmp(st->str, "sft") == 0 && isfinite(json_num(o, "loss"))) series_add(&loss[1], step, json_num(o, "loss"));
+            if (strcmp(st->str, "rm") == 0 && isfinite(json_num(o, "loss"))) series_add(&loss[2], step, json_num(o, "loss"));
+            if (strcmp(st->str, "rm") == 0 && isfinite(json_num(o, "accuracy"))) series_add(&rm[0], step, json_num(o, "accuracy"));
+            if (strcmp(st->str, "rm") == 0 && isfinite(json_num(o, "val/accuracy"))) series_add(&rm[1], step, json_num(o, "val/accuracy"));
+            if (strcmp(st->str, "ppo") == 0) {
+                series_add(&ppo[0], step, json_num(o, "objective/scores"));
+                series_add(&ppo[1], step, json_num(o, "objective/kl"));
+            }
+            if (strcmp(st->str, "ppo_gold") == 0) {
+                series_add(&over[0], json_num(o, "objective/kl"), json_num(o, "objective/scores"));
+                series_add(&over[1], json_num(o, "objective/kl"), json_num(o, "gold/heldout"));
+            }
+        }
+        rlhf_json_free(doc);
+    }
+    rlhf_jsonl_close(r);
+#define RLHF__PLOT(file, title, xl, yl, s, n)                                      \
+    do {                                                                           \
+        int w_;                                                                    \
+        snprintf(out, sizeof out, "%s/%s", dir, file);                             \
+        w_ = svg_chart(out, title, xl, yl, s, n);                                  \
+        if (w_ < 0) fprintf(stderr, "rlhf plot: cannot write %s\n", out);          \
+        if (w_ > 0) { written++; if (verbose) printf("wrote %s\n", out); }         \
+    } while (0)
+    RLHF__PLOT("loss.svg", "Training losses per stage", "step (of its stage)", "loss", loss, 3);
+    RLHF__PLOT("reward_model.svg", "Reward model: pairs ranked right", "step", "accuracy", rm, 2);
+    RLHF__PLOT("ppo.svg", "PPO: reward-model score and KL to SFT", "iteration", "value", ppo, 2);
+    RLHF__PLOT("gold_vs_proxy.svg", "Gold score vs the reward model's (proxy) score", "KL to SFT", "score", over, 2);
+#undef RLHF__PLOT
+    for (k = 0; k < 3; k++) { free(loss[k].x); free(loss[k].y); }
+    for (k = 0; k < 2; k++) { free(ppo[k].x); free(ppo[k].y); free(over[k].x); free(over[k].y); free(rm[k].x); free(rm[k].y); }
+    return written;
+}
+static int cmd_plot(int argc, char **argv) {
+    const char *pos[1];
+    int np = parse_opts("plot", argc, argv, 2, NULL, 0, pos, 1), w;
+    if (np == -1) {
+        print_help("rlhf plot RUN_DIR", "SVG charts of a run's metrics.jsonl: loss.svg (losses per stage), reward_model.svg,\n"
+                                        "ppo.svg (reward and KL during PPO), gold_vs_proxy.svg (gold judge vs reward model against KL).",
+                   NULL, 0);
+        return 0;
+    }
+    if (np != 1) return fail_usage("plot", np < 0 ? "bad arguments" : "needs RUN_DIR");
+    w = plot_run(pos[0], 1);
+    if (w < 0) return 1;
+    if (w == 0) {
+        fprintf(stderr, "rlhf plot: %s/metrics.jsonl has nothing to plot\n", pos[0]);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the demo ------------------------------------------------------------------ */
+typedef struct demo_opts {
+    int seed, quick, pretrain_steps, sft_epochs, rm_prompts, ppo_iters, eval_prompts, threads_unused;
+    float kl_coef, ppo_lr, mistake_rate;
+    const char *out;
+} demo_opts;
+
+typedef struct sampler_ctx {
+    rlhf_kv_cache *cache;
+    rlhf_sampler *s;
+    rlhf_rng rng;
+} sampler_ctx;
+
+/* One reply to a task's prompt, decoded into text (without <|end|>). */
+static int reply(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const world_task *task, char *out, size_t cap) {
+    char prompt[128];
+    rlhf_message msg;
+    int ids[96], n_out = 0, stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
+    size_t np, nb = 0;
+    world_prompt(task, prompt, sizeof prompt);
+    msg.role = RLHF_ROLE_USER;
+    msg.content.str = prompt;
+    msg.content.len = strlen(prompt);
+    if (rlhf_tokenizer_chat(t, &msg, 1, 1, ids, NULL, 96, &np) != RLHF_OK) return 0;
+    if (rlhf_model_generate(m, sc->cache, sc->s, &sc->rng, ids, (int)np, 16, stop, ids + np, &n_out) != RLHF_OK) return 0;
+    if (n_out > 0 && ids[np + (size_t)n_out - 1] == stop) n_out--;
+    if (rlhf_tokenizer_decode(t, ids + np, (size_t)n_out, out, cap - 1, &nb) != RLHF_OK) nb = 0;
+    out[nb < cap - 1 ? nb : cap - 1] = 0;
+    for (np = 0; out[np]; np++) /* the world is ASCII: a stray byte token becomes '?', so the text stays UTF-8 */
+        if ((unsigned char)out[np] >= 0x80 || (unsigned char)out[np] < 0x20) out[np] = '?';
+    return 1;
+}
+static int sampler_open(sampler_ctx *sc, rlhf_model *m, float temperature, uint64_t seed) {
+    rlhf_sampler_config c = rlhf_sampler_config_default();
+    c.temperature = temperature;
+    memset(sc, 0, sizeof *sc);
+    rlhf_rng_seed(&sc->rng, seed);
+    return rlhf_kv_cache_create(&sc->cache, m, 1, rlhf_model_config(m)->n_ctx) == RLHF_OK &&
+           rlhf_sampler_create(&sc->s, rlhf_model_config(m)->vocab_size, &c) == RLHF_OK;
+}
+static void sampler_close(sampler_ctx *sc) {
+    rlhf_kv_cache_free(sc->cache);
+    rlhf_sampler_free(sc->s);
+}
+/* JSON string escaping for the files the demo writes */
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 32) fprintf(f, "\\u%04x", (unsigned char)*s);
+        else fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* mean gold score of m's replies on tasks (temperature 0.7); scores (n) out, may be NULL */
+static double gold_eval(rlhf_model *m, const rlhf_tokenizer *t, const world_task *tasks, int n, uint64_t seed, double *scores) {
+    sampler_ctx sc;
+    char out[256];
+    double sum = 0.0;
+    int i;
+    if (!sampler_open(&sc, m, 0.7f, seed)) return -1.0;
+    for (i = 0; i < n; i++) {
+        double g = reply(m, t, &sc, &tasks[i], out, sizeof out) ? world_gold(&tasks[i], out) : 0.0;
+        if (scores) scores[i] = g;
+        sum += g;
+    }
+    sampler_close(&sc);
+    return sum / n;
+}
+
+typedef struct ppo_gold_ctx { FILE *metrics; } ppo_gold_ctx;
+
+static int cmd_demo(int argc, char **argv) {
+    demo_opts d;
+    opt o[] = {
+        {"out", "run directory (checkpoints, metrics.jsonl, report.json)", 's', &d.out},
+        {"seed", "seed of the world and of every stage", 'i', &d.seed},
+        {"quick", "a short smoke run (tests use it)", 'b', &d.quick},
+        {"pretrain-steps", "pretraining steps", 'i', &d.pretrain_steps},
+        {"sft-epochs", "SFT epochs over the demonstrations", 'i', &d.sft_epochs},
+        {"rm-prompts", "prompts whose sampled replies labelers rank", 'i', &d.rm_prompts},
+        {"ppo-iters", "PPO iterations", 'i', &d.ppo_iters},
+        {"eval-prompts", "held-out prompts for the final evaluation", 'i', &d.eval_prompts},
+        {"kl-coef", "PPO's KL coefficient beta (0 shows reward over-optimisation)", 'f', &d.kl_coef},
+        {"ppo-lr", "PPO's learning rate", 'f', &d.ppo_lr},
+        {"mistake-rate", "how often simulated labelers make a mistake in demonstrations", 'f', &d.mistake_rate},
+    };
+    const int n_opt = (int)(sizeof o / sizeof o[0]);
+    const char *pos[1];
+    char path[1024], *text = NULL;
+    world_rng wr;
+    rlhf_tokenizer *tok = NULL;
+    rlhf_model *base = NULL, *sft = NULL, *rm = NULL, *policy = NULL, *ref = NULL, *critic = NULL;
+    rlhf_dataset *ds = NULL, *prefs = NULL, *prompts = NULL, *ptx = NULL;
+    rlhf_error err;
+    rlhf_train_options to;
+    rlhf_train_report rep;
+    rlhf_ppo *ppo = NULL;
+    rlhf_ppo_config pc;
+    rlhf_ppo_stats st;
+    rlhf_config cfg;
+    world_task *eval = NULL;
+    double *g_sft = NULL, *g_ppo = NULL, gold_base = 0, gold_sft = 0, gold_ppo = 0, t_start = now_s(), rm_acc = 0;
+    FILE *f, *metrics = NULL;
+    int i, rc = 1, np;
+    size_t len;
+    memset(&d, 0, sizeof d);
+    d.out = "runs/demo";
+    d.seed = 1;
+    d.pretrain_steps = 400;
+    d.sft_epochs = 3;
+    d.rm_prompts = 500;
+    d.ppo_iters = 40;
+    d.eval_prompts = 300;
+    d.kl_coef = 0.05f;
+    d.ppo_lr = 1e-4f;
+    d.mistake_rate = 0.3f;
+    np = parse_opts("demo", argc, argv, 2, o, n_opt, pos, 0);
+    if (np == -1) {
+        print_help("rlhf demo [options]",
+                   "The whole InstructGPT pipeline on a built-in world, no files needed: tokenizer and pretraining on the world's\n"
+                   "text, SFT on demonstrations by simulated labelers (who make mistakes), a reward model on their rankings of\n"
+                   "SFT samples (a gold judge plus noise), PPO against the reward model, and an evaluation by the gold judge\n"
+                   "(never PPO's reward). Writes checkpoints, metrics.jsonl and report.json into the run directory.",
+                   o, n_opt);
+        return 0;
+    }
+    if (np < 0) return 2;
+    if (d.quick) {
+        d.pretrain_steps = 30;
+        d.sft_epochs = 1;
+        d.rm_prompts = 40;
+        d.ppo_iters = 2;
+        d.eval_prompts = 20;
+    }
+    if (d.pretrain_steps < 1 || d.sft_epochs < 1 || d.rm_prompts < 10 || d.ppo_iters < 1 || d.eval_prompts < 10 || !(d.kl_coef >= 0) ||
+        !(d.ppo_lr > 0) || !(d.mistake_rate >= 0 && d.mistake_rate <= 1))
+        return fail_usage("demo", "need pretrain-steps, sft-epochs, ppo-iters >= 1, rm-prompts and eval-prompts >= 10, kl-coef >= 0, "
+                                  "ppo-lr > 0, mistake-rate in [0, 1]");
+    if (!ensure_dir(d.out)) {
+        fprintf(stderr, "rlhf demo: cannot create the run directory %s: %s\n", d.out, strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", d.out);
+    if (!(metrics = fopen(path, "w"))) {
+        fprintf(stderr, "rlhf demo: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    g_t0 = now_s();
+    wr.s = (unsigned long long)d.seed * 0x9E3779B97F4A7C15ull + 1;
+
+    /* 1. the world's text; a byte-level BPE tokenizer; pretraining */
+    say("1/4 pretraining: the world's text, a BPE tokenizer, a tiny GPT-2");
+    text = (char *)malloc(1 << 20);
+    if (!text) goto oom;
+    len = world_pretrain_text(&wr, 6000, text, 1 << 20);
+    {
+        /* the tokenizer also sees the instructions' words, as a real one would have */
+        size_t k;
+        for (k = 0; k < 400 && len + 200 < (1u << 20); k++) {
+            world_task t = world_sample_task(&wr);
+            char p[128], a[128];
+            world_prompt(&t, p, sizeof p);
+            world_answer(&t, a, sizeof a);
+            len += (size_t)snprintf(text + len, (1u << 20) - len, "%s: %s. ", p, a);
+        }
+    }
+    if (rlhf_tokenizer_train(&tok, text, len, 320, &err) != RLHF_OK) goto lib_fail;
+    snprintf(path, sizeof path, "%s/pretrain.txt", d.out);
+    if (!(f = fopen(path, "w"))) goto io_fail;
+    fwrite(text, 1, len, f);
+    fclose(f);
+    if (rlhf_dataset_load(&ds, path, RLHF_DATA_TEXT, NULL, &err) != RLHF_OK) goto lib_fail;
+    cfg.vocab_size = rlhf_tokenizer_vocab_size(tok);
+    cfg.n_ctx = 48;
+    cfg.n_layer = 3;
+    cfg.n_head = 4;
+    cfg.n_embd = 96;
+    if (rlhf_model_create(&base, &cfg, (uint64_t)d.seed) != RLHF_OK) goto oom;
+    rlhf_model_set_log(base, log_cb, NULL);
+    say("  tokenizer: %d tokens; model: V %d, n_ctx %d, L %d, NH %d, C %d, %zu parameters", cfg.vocab_size, cfg.vocab_size, cfg.n_ctx,
+        cfg.n_layer, cfg.n_head, cfg.n_embd, rlhf_model_num_params(base));
+    to = rlhf_train_options_sft();
+    to.opt.lr = 2e-3f;
+    to.batch_size = 16;
+    to.seq_len = 48;
+    to.max_steps = d.pretrain_steps;
+    to.warmup_steps = 20;
+    to.eval_every = 0;
+    to.log_every = d.quick ? 0 : 100;
+    to.val_fraction = 0.02f;
+    to.seed = (uint64_t)d.seed;
+    to.log = log_cb;
+    to.metrics = metrics_cb;
+    to.metrics_user = metrics;
+    if (rlhf_sft_train(base, tok, ds, NULL, &to, &rep, &err) != RLHF_OK) goto lib_fail;
+    say("  pretraining: %ld steps, validation loss %.3f", rep.steps, (double)rep.val_loss);
+    snprintf(path, sizeof path, "%s/base.safetensors", d.out);
+    if (rlhf_model_save(base, path) != RLHF_OK) goto save_fail;
+    rlhf_dataset_free(ds);
+    ds = NULL;
+
+    /* 2. SFT on labelers' demonstrations */
+    say("2/4 SFT: demonstrations written by simulated labelers (%.0f%% with mistakes)", 100.0 * d.mistake_rate);
+    snprintf(path, sizeof path, "%s/sft.jsonl", d.out);
+    if (!(f = fopen(path, "w"))) goto io_fail;
+    for (i = 0; i < (d.quick ? 200 : 2000); i++) {
+        world_task t = world_sample_task(&wr);
+        char p[128], a[160];
+        world_prompt(&t, p, sizeof p);
+        world_demonstration(&t, &wr, d.mistake_rate, a, sizeof a);
+        fprintf(f, "{\"prompt\": ");
+        json_str(f, p);
+        fprintf(f, ", \"completion\": ");
+        json_str(f, a);
+        fprintf(f, "}\n");
+    }
+    fclose(f);
+    if (rlhf_dataset_load(&ds, path, RLHF_DATA_SFT, NULL, &err) != RLHF_OK) goto lib_fail;
+    snprintf(path, sizeof path, "%s/base.safetensors", d.out);
+    if (rlhf_model_load_ex(&sft, path, &err) != RLHF_OK) goto lib_fail;
+    rlhf_model_set_log(sft, log_cb, NULL);
+    to = rlhf_train_options_sft();
+    to.opt.lr = 1e-3f;
+    to.batch_size = 32;
+    to.epochs = d.sft_epochs;
+    to.warmup_steps = 10;
+    to.eval_every = 0;
+    to.log_every = d.quick ? 0 : 50;
+    to.pack = 1;
+    to.seed = (uint64_t)d.seed + 1;
+    to.log = log_cb;
+    to.metrics = metrics_cb;
+    to.metrics_user = metrics;
+    if (rlhf_sft_train(sft, tok, ds, NULL, &to, &rep, &err) != RLHF_OK) goto lib_fail;
+    say("  SFT: %ld steps, validation loss on completions %.3f", rep.steps, (double)rep.val_loss);
+    snprintf(path, sizeof path, "%s/sft.safetensors", d.out);
+    if (rlhf_model_save_ex(sft, path, RLHF_SAVE_WEIGHTS_ONLY) != RLHF_OK) goto save_fail;
+    rlhf_dataset_free(ds);
+    ds = NULL;
+
+    /* 3. rankings of SFT samples by labelers (gold judge + noise), the reward model */
+    say("3/4 reward model: labelers rank 4 to 9 SFT samples for each of %d prompts", d.rm_prompts);
+    snprintf(path, sizeof path, "%s/rankings.jsonl", d.out);
+    if (!(f = fopen(path, "w"))) goto io_fail;
+    {
+        sampler_ctx sc;
+        int written = 0;
+        if (!sampler_open(&sc, sft, 1.0f, (uint64_t)d.seed + 2)) goto oom;
+        for (i = 0; i < d.rm_prompts; i++) {
+            world_task t = world_sample_task(&wr);
+            char p[128], resp[9][160];
+            double noisy[9];
+            int K = 4 + world_below(&wr, 6), k, j, n = 0, order[9];
+            world_prompt(&t, p, sizeof p);
+            for (k = 0; k < K; k++) { /* distinct replies only: a labeler cannot rank two equal texts */
+                char r[160];
+                if (!reply(sft, tok, &sc, &t, r, sizeof r)) continue;
+                for (j = 0; j < n && strcmp(resp[j], r) != 0; j++) {}
+                if (j < n) continue;
+                strcpy(resp[n], r);
+                noisy[n] = world_gold(&t, r) + 0.05 * (world_uniform(&wr) - 0.5); /* a labeler's judgement */
+                n++;
+            }
+            if (n < 2) continue;
+            for (k = 0; k < n; k++) order[k] = k;
+            for (k = 0; k < n; k++)
+                for (j = k + 1; j < n; j++)
+                    if (noisy[order[j]] > noisy[order[k]]) { int tmp = order[k]; order[k] = order[j]; order[j] = tmp; }
+            fprintf(f, "{\"prompt\": ");
+            json_str(f, p);
+            fprintf(f, ", \"completions\": [");
+            for (k = 0; k < n; k++) {
+                if (k) fprintf(f, ", ");
+                json_str(f, resp[k]);
+            }
+            fprintf(f, "], \"ranking\": [");
+            for (k = 0; k < n; k++) fprintf(f, "%s%d", k ? ", " : "", order[k]);
+            fprintf(f, "]}\n");
+            written++;
+        }
+        sampler_close(&sc);
+        fclose(f);
+        say("  %d rankings written (prompts with fewer than 2 distinct samples skipped)", written);
+    }
+    if (rlhf_dataset_load(&prefs, path, RLHF_DATA_PREFERENCE, NULL, &err) != RLHF_OK) goto lib_fail;
+    snprintf(path, sizeof path, "%s/sft.safetensors", d.out);
+    if (rlhf_model_load_ex(&rm, path, &err) != RLHF_OK) goto lib_fail;
+    rlhf_model_set_log(rm, log_cb, NULL);
+    if (rlhf_model_add_score_head(rm, -1.0f, (uint64_t)d.seed + 3) != RLHF_OK) goto oom;
+    to = rlhf_train_options_reward();
+    to.opt.lr = 5e-4f;
+    to.epochs = 2;
+    to.batch_size = 8;
+    to.eval_every = 0;
+    to.log_every = d.quick ? 0 : 50;
+    to.seed = (uint64_t)d.seed + 4;
+    to.log = log_cb;
+    to.metrics = metrics_cb;
+    to.metrics_user = metrics;
+    if (rlhf_reward_train(rm, tok, prefs, NULL, &to, &rep, &err) != RLHF_OK) goto lib_fail;
+    say("  reward model: %ld steps, held-out pairwise accuracy %.3f (against the labelers' noisy rankings)", rep.steps, (double)rep.val_accuracy);
+    {   /* accuracy against the GOLD judge's rankings, on fresh prompts and fresh samples */
+        sampler_ctx sc;
+        long right = 0, pairs = 0;
+        if (!sampler_open(&sc, sft, 1.0f, (uint64_t)d.seed + 5)) goto oom;
+        for (i = 0; i < (d.quick ? 20 : 150); i++) {
+            world_task t = world_sample_task(&wr);
+            char p[128], r[4][160];
+            const char *pr[4], *rs[4];
+            double g[4];
+            float s[4];
+            int k, j;
+            world_prompt(&t, p, sizeof p);
+            for (k = 0; k < 4; k++) {
+                if (!reply(sft, tok, &sc, &t, r[k], sizeof r[k])) r[k][0] = 0;
+                g[k] = world_gold(&t, r[k]);
+                pr[k] = p;
+                rs[k] = r[k];
+            }
+            if (rlhf_reward_score(rm, tok, pr, rs, 4, s) != RLHF_OK) { sampler_close(&sc); goto lib_fail_model_rm; }
+            for (k = 0; k < 4; k++)
+                for (j = k + 1; j < 4; j++)
+                    if (g[k] != g[j]) {
+                        pairs++;
+                        right += (g[k] > g[j]) == (s[k] > s[j]);
+                    }
+        }
+        sampler_close(&sc);
+        rm_acc = pairs ? (double)right / (double)pairs : 0.0;
+        say("  reward model vs the gold judge on %ld fresh pairs: accuracy %.3f", pairs, rm_acc);
+    }
+    /* normalise on SFT samples of training prompts */
+    snprintf(path, sizeof path, "%s/prompts.jsonl", d.out);
+    if (!(f = fopen(path, "w"))) goto io_fail;
+    for (i = 0; i < 1000; i++) {
+        world_task t = world_sample_task(&wr);
+        char p[128];
+        world_prompt(&t, p, sizeof p);
+        fprintf(f, "{\"prompt\": ");
+        json_str(f, p);
+        fprintf(f, "}\n");
+    }
+    fclose(f);
+    if (rlhf_dataset_load(&prompts, path, RLHF_DATA_PROMPTS, NULL, &err) != RLHF_OK) goto lib_fail;
+    {
+        rlhf_sampler_config scfg = rlhf_sampler_config_default();
+        float mean, sd;
+        if (rlhf_reward_normalize(rm, sft, tok, prompts, d.quick ? 16 : 200, &scfg, 16, (uint64_t)d.seed + 6, &mean, &sd) != RLHF_OK)
+            goto lib_fail_model_rm;
+        say("  normalised: raw rewards of SFT samples had mean %.3f, std %.3f", (double)mean, (double)sd);
+    }
+    snprintf(path, sizeof path, "%s/rm.safetensors", d.out);
+    if (rlhf_model_save_ex(rm, path, RLHF_SAVE_WEIGHTS_ONLY) != RLHF_OK) goto save_fail;
+
+    /* 4. PPO against the reward model, the gold judge watching */
+    say("4/4 PPO: %d iterations against the reward model (beta %g)", d.ppo_iters, (double)d.kl_coef);
+    snprintf(path, sizeof path, "%s/sft.safetensors", d.out);
+    if (rlhf_model_load_ex(&policy, path, &err) != RLHF_OK || rlhf_model_load_ex(&ref, path, &err) != RLHF_OK) goto lib_fail;
+    snprintf(path, sizeof path, "%s/rm.safetensors", d.out);
+    if (rlhf_model_load_ex(&critic, path, &err) != RLHF_OK) goto lib_fail;
+    snprintf(path, sizeof path, "%s/pretrain.txt", d.out);
+    if (rlhf_dataset_load(&ptx, path, RLHF_DATA_TEXT, NULL, &err) != RLHF_OK) goto lib_fail;
+    pc = rlhf_ppo_config_default();
+    pc.batch_size = 32;
+    pc.mini_batch = 8;
+    pc.ppo_epochs = 2;
+    pc.max_new_tokens = 16;
+    pc.max_prompt_tokens = 24;
+    pc.kl_coef = d.kl_coef;
+    pc.policy_opt.lr = d.ppo_lr;
+    pc.critic_opt.lr = d.ppo_lr;
+    pc.ptx_coef = 0.0f;
+    pc.log_samples = 0;
+    pc.seed = (uint64_t)d.seed + 7;
+    pc.log = log_cb;
+    pc.metrics = metrics_cb;
+    pc.metrics_user = metrics;
+    if (rlhf_ppo_create(&ppo, policy, ref, critic, rm, NULL, NULL, tok, prompts, ptx, &pc, &err) != RLHF_OK) goto lib_fail;
+    {
+        world_task watch[40];
+        for (i = 0; i < 40; i++) watch[i] = world_sample_task(&wr);
+        for (i = 0; i < d.ppo_iters; i++) {
+            if (rlhf_ppo_step(ppo, &st, &err) != RLHF_OK) goto lib_fail;
+            if (i % 5 == 4 || i == d.ppo_iters - 1) { /* reward-model score beside the gold judge's, on held-out prompts */
+                double g = gold_eval(policy, tok, watch, d.quick ? 10 : 40, (uint64_t)d.seed + 8, NULL);
+                fprintf(metrics, "{\"stage\":\"ppo_gold\",\"step\":%ld,\"gold/heldout\":%.5f,\"objective/scores\":%.5f,\"objective/kl\":%.5f}\n",
+                        st.iteration, g, (double)st.score, (double)st.kl);
+                fflush(metrics);
+                say("  PPO %3ld: reward-model score %6.3f, KL %6.3f, gold (held out) %.3f", st.iteration, (double)st.score, (double)st.kl, g);
+            }
+        }
+    }
+    snprintf(path, sizeof path, "%s/ppo", d.out);
+    if (!ensure_dir(path) || rlhf_ppo_save(ppo, path, &err) != RLHF_OK) goto lib_fail;
+
+    /* evaluation by the gold judge on held-out prompts */
+    say("evaluation: %d held-out prompts, replies sampled at temperature 0.7, scored by the gold judge", d.eval_prompts);
+    eval = (world_task *)malloc((size_t)d.eval_prompts * sizeof *eval);
+    g_sft = (double *)malloc((size_t)d.eval_prompts * sizeof(double));
+    g_ppo = (double *)malloc((size_t)d.eval_prompts * sizeof(double));
+    if (!eval || !g_sft || !g_ppo) goto oom;
+    for (i = 0; i < d.eval_prompts; i++) eval[i] = world_sample_task(&wr);
+    gold_base = gold_eval(base, tok, eval, d.eval_prompts, (uint64_t)d.seed + 9, NULL);
+    gold_sft = gold_eval(sft, tok, eval, d.eval_prompts, (uint64_t)d.seed + 9, g_sft);
+    gold_ppo = gold_eval(policy, tok, eval, d.eval_prompts, (uint64_t)d.seed + 9, g_ppo);
+    {
+        double wins = 0.0, sq = 0.0, mean, se, lo, hi, secs = now_s() - t_start;
+        long rss = peak_rss_bytes();
+        for (i = 0; i < d.eval_prompts; i++) {
+            double w = g_ppo[i] > g_sft[i] ? 1.0 : g_ppo[i] == g_sft[i] ? 0.5 : 0.0;
+            wins += w;
+            sq += w * w;
+        }
+        mean = wins / d.eval_prompts;
+        se = sqrt(fmax(sq / d.eval_prompts - mean * mean, 0.0) / (d.eval_prompts - 1));
+        lo = mean - 1.96 * se;
+        hi = mean + 1.96 * se;
+        printf("\n== report ==\n");
+        printf("gold score (held out, mean of %d): base %.3f | SFT %.3f | PPO %.3f\n", d.eval_prompts, gold_base, gold_sft, gold_ppo);
+        printf("PPO vs SFT win rate (gold judge, ties half): %.3f, 95%% interval [%.3f, %.3f]\n", mean, lo, hi);
+        printf("reward model accuracy against gold rankings: %.3f\n", rm_acc);
+        printf("KL to SFT at the end of PPO: %.3f per reply\n", (double)st.kl);
+        printf("time %.1f s, peak memory %.1f MB\n", secs, rss / 1048576.0);
+        printf("\nside by side (held-out prompts):\n");
+        {
+            sampler_ctx a, b;
+            if (sampler_open(&a, sft, 0.7f, 99) && sampler_open(&b, policy, 0.7f, 99))
+                for (i = 0; i < 6; i++) {
+                    char p[128], ra[160], rb[160];
+                    world_prompt(&eval[i], p, sizeof p);
+                    reply(sft, tok, &a, &eval[i], ra, sizeof ra);
+                    reply(policy, tok, &b, &eval[i], rb, sizeof rb);
+                    printf("  %-28s SFT: %-30s PPO: %s\n", p, ra, rb);
+                }
+            sampler_close(&a);
+            sampler_close(&b);
+        }
+        snprintf(path, sizeof path, "%s/report.json", d.out);
+        if (!(f = fopen(path, "w"))) goto io_fail;
+        fprintf(f, "{\"seconds\": %.2f, \"gold\": {\"base\": %.4f, \"sft\": %.4f, \"ppo\": %.4f}, \"win_rate_ppo_vs_sft\": %.4f, "
+                   "\"win_rate_ci95\": [%.4f, %.4f], \"rm_heldout_accuracy\": %.4f, \"kl_to_sft\": %.4f, \"peak_rss_bytes\": %ld, "
+                   "\"eval_prompts\": %d, \"seed\": %d}\n",
+                secs, gold_base, gold_sft, gold_ppo, mean, lo, hi, rm_acc, (double)st.kl, rss, d.eval_prompts, d.seed);
+        fclose(f);
+        printf("\nwrote %s\n", path);
+        plot_run(d.out, 1);
+    }
+    rc = 0;
+    goto done;
+lib_fail_model_rm:
+    fprintf(stderr, "rlhf demo: %s\n", rlhf_model_last_error(rm));
+    goto done;
+save_fail:
+    fprintf(stderr, "rlhf demo: cannot save %s\n", path);
+    goto done;
+io_fail:
+    fprintf(stderr, "rlhf demo: cannot write %s: %s\n", path, strerror(errno));
+    goto done;
+oom:
+    fprintf(stderr, "rlhf demo: out of memory\n");
+    goto done;
+lib_fail:
+    fprintf(stderr, "rlhf demo: %s\n", err.message);
+done:
+    if (metrics) fclose(metrics);
+    free(text); free(eval); free(g_sft); free(g_ppo);
+    rlhf_ppo_free(ppo);
+    rlhf_model_free(base); rlhf_model_free(sft); rlhf_model_free(rm); rlhf_model_free(policy); rlhf_model_free(ref); rlhf_model_free(critic);
+    rlhf_dataset_free(ds); rlhf_dataset_free(prefs); rlhf_dataset_free(prompts); rlhf_dataset_free(ptx);
+    rlhf_tokenizer_free(tok);
+    return rc;
+}
+
+static int usage(FILE *f) {
+    fprintf(f, "usage: rlhf COMMAND [options]   (rlhf COMMAND --help for its options)\n\n"
+               "commands:\n"
+               "  demo      the whole InstructGPT pipeline on a built-in world with a gold judge\n"
+               "  plot      SVG charts of a run directory's metrics.jsonl\n");
+    return f == stderr ? 2 : 0;
+}
+
+int main(int argc, char **argv) {
+    g_tty = isatty(1);
+    g_t0 = now_s();
+    if (argc < 2) return usage(stderr);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) return usage(stdout);
+    if (strcmp(argv[1], "demo") == 0) return cmd_demo(argc, argv);
+    if (strcmp(argv[1], "plot") == 0) return cmd_plot(argc, argv);
+    fprintf(stderr, "rlhf: unknown command \"%s\"\n", argv[1]);
+    return usage(stderr);
+}
