@@ -391,13 +391,13 @@ static int cmd_demo(int argc, char **argv) {
     memset(&d, 0, sizeof d);
     d.out = "runs/demo";
     d.seed = 1;
-    d.pretrain_steps = 400;
-    d.sft_epochs = 3;
-    d.rm_prompts = 500;
-    d.ppo_iters = 40;
+    d.pretrain_steps = 800;
+    d.sft_epochs = 4;
+    d.rm_prompts = 800;
+    d.ppo_iters = 80;
     d.eval_prompts = 300;
-    d.kl_coef = 0.05f;
-    d.ppo_lr = 1e-4f;
+    d.kl_coef = 0.1f;
+    d.ppo_lr = 3e-5f;
     d.mistake_rate = 0.3f;
     np = parse_opts("demo", argc, argv, 2, o, n_opt, pos, 0);
     if (np == -1) {
