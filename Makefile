@@ -34,7 +34,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
+.PHONY: examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/demo $(BUILD)/rlhf
 
@@ -49,18 +49,27 @@ $(BUILD)/rlhf: tools/rlhf.c tools/world.h $(HEADER) | $(BUILD)
 demo: $(BUILD)/rlhf
 	./$(BUILD)/rlhf demo
 
+# examples/: each compiles on its own (cc -O2 examples/NN_x.c -lm)
+EXAMPLES = 00_load_and_generate 01_tokenizer 02_pretrain 03_sft 04_reward_model 05_ppo
+$(BUILD)/ex_%: examples/%.c $(HEADER) | $(BUILD)
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+examples: $(addprefix $(BUILD)/ex_,$(EXAMPLES))
+
 $(BUILD):
 	mkdir -p $(BUILD)
 
 $(BUILD)/test_rlhf: $(TESTS) $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) $(TESTS) -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_rlhf $(BUILD)/demo $(BUILD)/rlhf $(BUILD)/test_crash
+test: $(BUILD)/test_rlhf $(BUILD)/demo $(BUILD)/rlhf $(BUILD)/test_crash examples
 	sh tests/check_header.sh "$(CC)" "$(CXX)" "$(NATIVE) $(OMP)"
 	./$(BUILD)/test_rlhf
 	./$(BUILD)/test_crash 120 $(BUILD)
 	./$(BUILD)/demo 3 > $(BUILD)/demo_smoke.txt && grep -q "after 3 steps" $(BUILD)/demo_smoke.txt && echo "engine demo smoke run ok"
 	./$(BUILD)/rlhf demo --quick --out $(BUILD)/demo_quick > $(BUILD)/rlhf_demo_smoke.txt && grep -q '"win_rate_ppo_vs_sft"' $(BUILD)/demo_quick/report.json && echo "rlhf demo --quick ok"
+	cd $(BUILD) && ./ex_00_load_and_generate demo_quick/sft.safetensors > ex.txt && ./ex_01_tokenizer >> ex.txt && \
+	  ./ex_02_pretrain 40 >> ex.txt && ./ex_03_sft 2 >> ex.txt && ./ex_04_reward_model 1 >> ex.txt && ./ex_05_ppo 4 >> ex.txt && \
+	  grep -q "round trip" ex.txt && grep -q "held-out pairwise accuracy" ex.txt && grep -q "delta_t" ex.txt && echo "examples 00-05 ok"
 
 # POSIX only (fork, kill): a checkpoint write killed at random moments.
 $(BUILD)/test_crash: tests/test_crash.c $(HEADER) | $(BUILD)

@@ -8045,7 +8045,7 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
         return r;
     }
     rlhf__sb_fmt(&sb, "episode %d of iteration %ld: score %.4f, beta %.4g, %s\n", b, p->iteration, (double)p->score[b], (double)p->kl_coef,
-                 p->has_eos[b] ? "ends with <|end|>" : "no <|end|> (penalty score)");
+                 p->has_eos[b] ? "ends with <|end|>" : p->cfg.penalize_missing_eos ? "no <|end|> (penalty score)" : "no <|end|>");
     rlhf__sb_fmt(&sb, "%3s %-14s %9s %9s %9s %9s %9s %9s %9s %9s %7s %s\n", "t", "token", "logp", "ref_logp", "KL_t", "r_t", "V(s_t)",
                  "delta_t", "A_t", "R_t", "ratio", "clip");
     rlhf__sb_fmt(&sb, "    (logp = log pi_old(a_t|s_t) at temperature; KL_t = %s; r_t = -beta KL_t (+ score at the end);\n",
@@ -8057,8 +8057,8 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
         size_t nb = 0, k;
         if (rlhf_tokenizer_decode(p->tok, &rows[i].token, 1, tok, sizeof tok - 1, &nb) != RLHF_OK) nb = 0;
         if (nb > 14) nb = 14;
-        for (k = 0; k < nb; k++)
-            if ((unsigned char)tok[k] < 32) tok[k] = ' ';
+        for (k = 0; k < nb; k++) /* one column per token: control bytes and partial UTF-8 as '?' */
+            if ((unsigned char)tok[k] < 32 || (unsigned char)tok[k] >= 0x80) tok[k] = '?';
         tok[nb] = 0;
         rlhf__sb_fmt(&sb, "%3d %-14s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %7.4f %s\n", i, tok, (double)rows[i].logp,
                      (double)rows[i].ref_logp, (double)rows[i].kl, (double)rows[i].reward, (double)rows[i].value, (double)rows[i].delta,
