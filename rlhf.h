@@ -656,6 +656,10 @@ typedef struct rlhf_train_options {
                                across each other: see rlhf_model_forward_docs) */
     int log_every;          /* steps between progress lines to log (0: none) */
     uint64_t seed;          /* shuffling and the validation split */
+    long resume_step;       /* > 0: continue a run from its checkpoint at this step (load
+                               out_dir/last.safetensors first: it holds the AdamW state and
+                               rlhf.train.step). Same options and data: the data order, the
+                               schedule and the best score pick up where the run stopped */
     const char *out_dir;    /* NULL: no checkpoints. Else out_dir/last.safetensors at every
                                validation and the end, out_dir/best.safetensors at each new
                                best validation score (the directory must exist) */
@@ -5991,6 +5995,7 @@ typedef struct rlhf__trainrun {
     const char *stage; /* "sft", "pretrain", "rm" */
     double t0;
     rlhf__sb line;     /* the metric line being built */
+    float best;        /* best validation loss so far (NaN: none) */
 } rlhf__trainrun;
 
 static rlhf_result rlhf__run_fail(rlhf__trainrun *run, rlhf_result r, const char *fmt, ...) {
@@ -6045,6 +6050,10 @@ static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long st
         return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "out_dir \"%s\" is too long", run->o->out_dir);
     snprintf(num, sizeof num, "%ld", step);
     rlhf__set_meta(run->m, "rlhf.train.step", num);
+    if (isfinite(run->best)) {
+        snprintf(num, sizeof num, "%.9g", (double)run->best);
+        rlhf__set_meta(run->m, "rlhf.train.best_val_loss", num);
+    }
     if ((r = rlhf_model_save(run->m, path)) != RLHF_OK)
         return rlhf__run_fail(run, r, "cannot write checkpoint %s: %s", path, rlhf_model_last_error(run->m));
     return RLHF_OK;
@@ -6431,13 +6440,16 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
     }
     text = rlhf_dataset_size(train) > 0 && rlhf_dataset_record(train, 0)->kind == RLHF_RECORD_TEXT;
     run.o = o; run.err = err; run.m = m; run.stage = text ? "pretrain" : "sft"; run.t0 = rlhf__seconds();
+    run.best = NAN;
+    if (o && o->resume_step > 0 && m && rlhf_model_meta(m, "rlhf.train.best_val_loss"))
+        rep.best_val_loss = run.best = (float)strtod(rlhf_model_meta(m, "rlhf.train.best_val_loss"), NULL);
     if (!rlhf__opts_ok(&run, o, m)) return RLHF_ERR_INVALID_ARGUMENT;
     if (rlhf_tokenizer_vocab_size(t) > m->cfg.vocab_size)
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer has %d tokens but the model only %d", rlhf_tokenizer_vocab_size(t),
                               m->cfg.vocab_size);
     if (val && rlhf_dataset_size(val) > 0 && (rlhf_dataset_record(val, 0)->kind == RLHF_RECORD_TEXT) != text)
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the training set is %s but the validation set is not", text ? "text" : "SFT");
-    rlhf__fresh_optimizer(m);
+    if (o->resume_step <= 0) rlhf__fresh_optimizer(m);
     seq_len = o->seq_len ? o->seq_len : m->cfg.n_ctx;
     micro = o->micro_batch > 0 && o->micro_batch < o->batch_size ? o->micro_batch : o->batch_size;
     pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
@@ -6493,6 +6505,10 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
             float gn = 0.0f, lr = rlhf_lr_at(o, step, total_steps);
             int finite = 1;
             rlhf_adamw_config opt = o->opt;
+            if (step < o->resume_step) { /* done before the checkpoint: only the data order advances */
+                step++;
+                continue;
+            }
             rlhf_model_zero_grad(m);
             /* the step's loss is the mean over all its targets: count them first */
             for (mb = 0; mb < n_rows; mb += (size_t)micro) {
@@ -6530,6 +6546,7 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
                 loss_n++;
             }
             rlhf__metric_begin(&run, step);
+            rlhf__metric(&run, "total_steps", (double)total_steps);
             rlhf__metric(&run, "epoch", (double)epoch + (double)(at + n_rows) / (double)rows.n);
             rlhf__metric(&run, "loss", finite ? step_loss : NAN);
             rlhf__metric(&run, "lr", lr);
@@ -6555,7 +6572,7 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
                     rlhf__metric_end(&run);
                     rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld validation loss %.4f", step, (double)rep.val_loss);
                     if (isfinite(rep.val_loss) && !(rep.val_loss >= rep.best_val_loss)) {
-                        rep.best_val_loss = rep.val_loss;
+                        rep.best_val_loss = run.best = rep.val_loss;
                         rep.best_step = step;
                         if ((r = rlhf__run_save(&run, "best.safetensors", step, text ? "base" : "policy", t)) != RLHF_OK) goto done;
                     }
@@ -6725,6 +6742,9 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
         return RLHF_ERR_INVALID_ARGUMENT;
     }
     run.o = o; run.err = err; run.m = m; run.stage = "rm"; run.t0 = rlhf__seconds();
+    run.best = NAN;
+    if (o && o->resume_step > 0 && m && rlhf_model_meta(m, "rlhf.train.best_val_loss"))
+        rep.best_val_loss = run.best = (float)strtod(rlhf_model_meta(m, "rlhf.train.best_val_loss"), NULL);
     if (!rlhf__opts_ok(&run, o, m)) return RLHF_ERR_INVALID_ARGUMENT;
     if (!m->has_score) return rlhf__run_fail(&run, RLHF_ERR_STATE, "the model has no scalar head (rlhf_model_add_score_head)");
     if (rlhf_tokenizer_vocab_size(t) > m->cfg.vocab_size)
@@ -6736,10 +6756,12 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
        would make the last real token indistinguishable from padding */
     if (pad == stop || pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer's pad token (%d) is its stop or EOS token: refused", pad);
-    rlhf__fresh_optimizer(m);
-    /* a new head: any normalisation of an earlier one does not apply */
-    rlhf__set_meta(m, "rlhf.reward.gain", NULL);
-    rlhf__set_meta(m, "rlhf.reward.bias", NULL);
+    if (o->resume_step <= 0) {
+        rlhf__fresh_optimizer(m);
+        /* a new head: any normalisation of an earlier one does not apply */
+        rlhf__set_meta(m, "rlhf.reward.gain", NULL);
+        rlhf__set_meta(m, "rlhf.reward.bias", NULL);
+    }
     seq_len = o->seq_len ? o->seq_len : m->cfg.n_ctx;
     micro = o->micro_batch > 0 ? o->micro_batch : 1 << 30;
     if ((r = rlhf__rm_examples(&run, t, train, seq_len, &ex, &rep.dropped)) != RLHF_OK) goto done;
@@ -6791,6 +6813,10 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
             float gn = 0.0f, lr = rlhf_lr_at(o, step, total_steps);
             int finite = 1;
             rlhf_adamw_config opt = o->opt;
+            if (step < o->resume_step) { /* done before the checkpoint: only the data order advances */
+                step++;
+                continue;
+            }
             rlhf_model_zero_grad(m);
             for (g = at; g < end && finite; g += take) {
                 int B, T;
@@ -6831,6 +6857,7 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
                 acc_n += pairs;
             }
             rlhf__metric_begin(&run, step);
+            rlhf__metric(&run, "total_steps", (double)total_steps);
             rlhf__metric(&run, "epoch", (double)epoch + (double)end / (double)n_t);
             rlhf__metric(&run, "loss", finite ? loss : NAN);
             rlhf__metric(&run, "accuracy", pairs > 0 ? correct / pairs : NAN);
@@ -6868,7 +6895,7 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
                     rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld validation loss %.4f accuracy %.3f (%zu prompts)", step, (double)rep.val_loss,
                                   (double)rep.val_accuracy, n_v);
                     if (isfinite(rep.val_loss) && !(rep.val_loss >= rep.best_val_loss)) {
-                        rep.best_val_loss = rep.val_loss;
+                        rep.best_val_loss = run.best = rep.val_loss;
                         rep.best_step = step;
                         if ((r = rlhf__run_save(&run, "best.safetensors", step, "reward", t)) != RLHF_OK) goto done;
                     }
@@ -7319,6 +7346,7 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, rlhf_model *policy, rlhf_mod
     p->topt = rlhf_train_options_sft();
     p->topt.log = c->log; p->topt.log_user = c->log_user; p->topt.metrics = c->metrics; p->topt.metrics_user = c->metrics_user;
     p->run.o = &p->topt; p->run.err = err; p->run.m = policy; p->run.stage = "ppo"; p->run.t0 = rlhf__seconds();
+    p->run.best = NAN;
     BR = (size_t)p->B * (size_t)p->R;
     MT = (size_t)p->MB * (size_t)(p->P + p->R);
     p->order = (size_t *)rlhf__alloc((rlhf_dataset_size(prompts) + 1) * sizeof(size_t));

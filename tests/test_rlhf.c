@@ -3069,6 +3069,51 @@ static void test_ppo_ptx_and_guards(void) {
     ppo_world_free(&w);
 }
 
+
+/* SFT resume: a run stopped at step 20 and resumed from its last.safetensors
+   ends with the same weights, bit for bit, as the run that never stopped. */
+typedef struct { int copied; } resume_watch;
+static void copy_at_step_21(void *user, const char *json) {
+    resume_watch *w = (resume_watch *)user;
+    if (!w->copied && strstr(json, "\"step\":21,")) {
+        size_t n;
+        unsigned char *b = read_all("build/last.safetensors", &n);
+        if (b) { write_file("build/resume_at20.safetensors", (const char *)b, n); free(b); w->copied = 1; }
+    }
+}
+static void test_sft_resume(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *a = NULL, *b = NULL;
+    rlhf_dataset *d = NULL;
+    rlhf_train_options o = rlhf_train_options_sft();
+    rlhf_train_report rep;
+    rlhf_error e;
+    resume_watch w = {0};
+    if (!t) return;
+    write_sft_world("build/test_resume.jsonl", 120, 9, 1);
+    CHECK_OK(rlhf_dataset_load(&d, "build/test_resume.jsonl", RLHF_DATA_SFT, NULL, &e));
+    a = world_model(t, 17);
+    if (!a || !d) goto done;
+    o.opt.lr = 2e-3f; o.batch_size = 8; o.max_steps = 40; o.eval_every = 20; o.log_every = 0;
+    o.out_dir = "build";
+    o.metrics = copy_at_step_21;
+    o.metrics_user = &w;
+    CHECK_OK(rlhf_sft_train(a, t, d, NULL, &o, &rep, &e));
+    CHECK(w.copied);
+    CHECK_OK(rlhf_model_load_ex(&b, "build/resume_at20.safetensors", &e));
+    if (!b) goto done;
+    CHECK(strcmp(rlhf_model_meta(b, "rlhf.train.step"), "20") == 0 && rlhf_model_adamw_steps(b) == 20);
+    o.metrics = NULL;
+    o.resume_step = 20;
+    CHECK_OK(rlhf_sft_train(b, t, d, NULL, &o, &rep, &e));
+    CHECK(rep.steps == 20);
+    CHECK(memcmp(a->param_mem, b->param_mem, a->num_params * sizeof(float)) == 0);
+done:
+    rlhf_model_free(a); rlhf_model_free(b);
+    rlhf_dataset_free(d);
+    rlhf_tokenizer_free(t);
+}
+
 static const test_case TESTS[] = {
     {"result_strings", test_result_strings, 0},
     {"rng", test_rng, 0},
@@ -3088,6 +3133,7 @@ static const test_case TESTS[] = {
     {"reward_learnable", test_reward_learnable, 1},
     {"sft_completion_only", test_sft_completion_only, 1},
     {"pretrain_text", test_pretrain_text, 1},
+    {"sft_resume", test_sft_resume, 0},
     {"ppo_losses", test_ppo_losses, 0},
     {"ppo_padded_generation", test_ppo_padded_generation, 0},
     {"fd_logprobs", test_fd_logprobs, 0},
