@@ -70,6 +70,7 @@ test: $(BUILD)/test_rlhf $(BUILD)/demo $(BUILD)/rlhf $(BUILD)/test_crash example
 	cd $(BUILD) && ./ex_00_load_and_generate demo_quick/sft.safetensors > ex.txt && ./ex_01_tokenizer >> ex.txt && \
 	  ./ex_02_pretrain 40 >> ex.txt && ./ex_03_sft 2 >> ex.txt && ./ex_04_reward_model 1 >> ex.txt && ./ex_05_ppo 4 >> ex.txt && \
 	  grep -q "round trip" ex.txt && grep -q "held-out pairwise accuracy" ex.txt && grep -q "delta_t" ex.txt && echo "examples 00-05 ok"
+	sh tests/cli_smoke.sh $(BUILD)
 
 # POSIX only (fork, kill): a checkpoint write killed at random moments.
 $(BUILD)/test_crash: tests/test_crash.c $(HEADER) | $(BUILD)

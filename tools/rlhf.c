@@ -1,9 +1,10 @@
 /* rlhf.c - the command-line face of rlhf.h.
 
-     rlhf demo [options]      the whole InstructGPT pipeline on a built-in world
-     rlhf info FILE           a checkpoint's config, kind, tokenizer, size, memory
-     rlhf generate FILE ...   sample replies to prompts with the chat template
-     rlhf score FILE ...      the reward of (prompt, response) pairs
+     rlhf tokenizer | pretrain | sft | rm | ppo     the stages, each into a run directory
+     rlhf generate | chat | score | eval | info     using and inspecting checkpoints
+     rlhf plot RUN_DIR                              SVG charts of metrics.jsonl
+     rlhf demo                                      the whole pipeline on a built-in world
+   `rlhf COMMAND --help` lists every option with its default.
 
    Exit status: 0 success, 1 runtime failure, 2 usage error.
    Build: make (build/rlhf). POSIX (mkdir, getrusage). */
@@ -279,6 +280,560 @@ static int cmd_plot(int argc, char **argv) {
         return 1;
     }
     return 0;
+}
+
+/* ---- the training and inspection commands ------------------------------------- */
+typedef struct run_out { FILE *metrics; double t0; const char *stage; } run_out;
+/* metrics.jsonl, and on a terminal a progress line with rate and ETA */
+static void run_metrics(void *user, const char *json) {
+    run_out *r = (run_out *)user;
+    const char *ps = strstr(json, "\"step\":"), *pt = strstr(json, "\"total_steps\":"), *pl = strstr(json, "\"loss\":");
+    if (r->metrics) {
+        fprintf(r->metrics, "%s\n", json);
+        fflush(r->metrics);
+    }
+    if (g_tty && ps && pt) {
+        double step = atof(ps + 7), total = atof(pt + 14), el = now_s() - r->t0, rate = el > 0 ? step / el : 0;
+        fprintf(stderr, "\r[%s] step %.0f/%.0f %s%.4s %.1f steps/s ETA %.0fs   ", r->stage, step, total, pl ? "loss " : "", pl ? pl + 7 : "",
+                rate, rate > 0 ? (total - step) / rate : 0.0);
+        if (step >= total) fprintf(stderr, "\n");
+    }
+}
+static FILE *open_metrics(const char *dir, int append) {
+    char path[1024];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    if (!(f = fopen(path, append ? "a" : "w"))) fprintf(stderr, "rlhf: cannot write %s: %s\n", path, strerror(errno));
+    return f;
+}
+static rlhf_model *load_or_die(const char *path, rlhf_tokenizer **tok) {
+    rlhf_model *m = NULL;
+    rlhf_error err;
+    if (rlhf_model_load_ex(&m, path, &err) != RLHF_OK) {
+        fprintf(stderr, "rlhf: %s\n", err.message);
+        return NULL;
+    }
+    if (tok && rlhf_tokenizer_from_model(tok, m, &err) != RLHF_OK) {
+        fprintf(stderr, "rlhf: %s: %s\n", path, err.message);
+        rlhf_model_free(m);
+        return NULL;
+    }
+    rlhf_model_set_log(m, log_cb, NULL);
+    return m;
+}
+
+static int cmd_info(int argc, char **argv) {
+    const char *pos[1];
+    rlhf_model *m;
+    rlhf_tokenizer *t = NULL;
+    rlhf_error err;
+    rlhf_memory mem;
+    const rlhf_config *c;
+    int np = parse_opts("info", argc, argv, 2, NULL, 0, pos, 1);
+    if (np == -1) { print_help("rlhf info CHECKPOINT", "A checkpoint's config, kind, tokenizer, parameter count and memory budget.", NULL, 0); return 0; }
+    if (np != 1) return fail_usage("info", "needs one CHECKPOINT");
+    if (!(m = load_or_die(pos[0], NULL))) return 1;
+    c = rlhf_model_config(m);
+    printf("%s\n  config: vocab %d, n_ctx %d, layers %d, heads %d, channels %d\n", pos[0], c->vocab_size, c->n_ctx, c->n_layer, c->n_head, c->n_embd);
+    printf("  kind: %s%s\n  parameters: %zu\n", rlhf_model_meta(m, "rlhf.kind") ? rlhf_model_meta(m, "rlhf.kind") : "(not set)",
+           rlhf_model_has_score_head(m) ? " (scalar head)" : "", rlhf_model_num_params(m));
+    if (rlhf_tokenizer_from_model(&t, m, &err) == RLHF_OK) {
+        printf("  tokenizer: %d tokens (EOS %d, pad %d, <|end|> %d)\n", rlhf_tokenizer_vocab_size(t), rlhf_tokenizer_special(t, RLHF_TOKEN_EOS),
+               rlhf_tokenizer_special(t, RLHF_TOKEN_PAD), rlhf_tokenizer_special(t, RLHF_TOKEN_END));
+        rlhf_tokenizer_free(t);
+    } else
+        printf("  tokenizer: none stored\n");
+    if (rlhf_model_meta(m, "rlhf.reward.gain"))
+        printf("  reward normalisation: gain %s, bias %s\n", rlhf_model_meta(m, "rlhf.reward.gain"), rlhf_model_meta(m, "rlhf.reward.bias"));
+    if (rlhf_model_meta(m, "rlhf.train.step")) printf("  training step: %s, AdamW steps %ld\n", rlhf_model_meta(m, "rlhf.train.step"), rlhf_model_adamw_steps(m));
+    if (rlhf_model_memory(m, 8, c->n_ctx, 1, &mem) == RLHF_OK)
+        printf("  memory to train on 8 x %d tokens: %.1f MB (weights %.1f, grads %.1f, AdamW %.1f, activations %.1f)\n", c->n_ctx, mem.total / 1048576.0,
+               mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0, (mem.activations + mem.backward) / 1048576.0);
+    rlhf_model_free(m);
+    return 0;
+}
+
+/* one chat turn: messages in, the reply's text out */
+static int chat_reply(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_message *msg, int n_msg, rlhf_sampler_config *sc, rlhf_rng *rng,
+                      int max_new, char *out, size_t cap) {
+    const rlhf_config *c = rlhf_model_config(m);
+    int *ids = (int *)malloc((size_t)c->n_ctx * sizeof(int)), n_out = 0, end = rlhf_tokenizer_special(t, RLHF_TOKEN_END), ok = 0;
+    size_t np, nb = 0;
+    rlhf_kv_cache *cache = NULL;
+    rlhf_sampler *s = NULL;
+    if (!ids) return 0;
+    if (rlhf_tokenizer_chat(t, msg, n_msg, 1, ids, NULL, (size_t)c->n_ctx - 1, &np) != RLHF_OK) {
+        fprintf(stderr, "rlhf: the conversation (%zu tokens) does not fit the context (%d)\n", np, c->n_ctx);
+        free(ids);
+        return 0;
+    }
+    if (max_new > c->n_ctx - (int)np) max_new = c->n_ctx - (int)np;
+    if (rlhf_kv_cache_create(&cache, m, 1, c->n_ctx) == RLHF_OK && rlhf_sampler_create(&s, c->vocab_size, sc) == RLHF_OK &&
+        rlhf_model_generate(m, cache, s, rng, ids, (int)np, max_new, end, ids + np, &n_out) == RLHF_OK) {
+        if (n_out > 0 && ids[np + (size_t)n_out - 1] == end) n_out--;
+        rlhf_tokenizer_decode(t, ids + np, (size_t)n_out, out, cap - 1, &nb);
+        out[nb < cap - 1 ? nb : cap - 1] = 0;
+        ok = 1;
+    }
+    rlhf_kv_cache_free(cache);
+    rlhf_sampler_free(s);
+    free(ids);
+    return ok;
+}
+
+static int cmd_generate(int argc, char **argv, int interactive) {
+    const char *pos[1], *prompt = NULL, *cmd = interactive ? "chat" : "generate";
+    int n = 1, top_k = 0, max_new = 64, seed = 1, np, i;
+    float temperature = 0.7f, top_p = 1.0f;
+    opt o[] = {
+        {"prompt", "the user's message (generate)", 's', &prompt},
+        {"n", "replies to sample (generate)", 'i', &n},
+        {"temperature", "sampling temperature (0: greedy)", 'f', &temperature},
+        {"top-k", "keep the k most likely tokens (0: off)", 'i', &top_k},
+        {"top-p", "nucleus: keep the smallest set reaching p (1: off)", 'f', &top_p},
+        {"max-new", "longest reply in tokens", 'i', &max_new},
+        {"seed", "sampling seed", 'i', &seed},
+    };
+    rlhf_model *m;
+    rlhf_tokenizer *t;
+    rlhf_sampler_config sc = rlhf_sampler_config_default();
+    rlhf_rng rng;
+    char out[4096];
+    np = parse_opts(cmd, argc, argv, 2, o, (int)(sizeof o / sizeof o[0]), pos, 1);
+    if (np == -1) {
+        print_help(interactive ? "rlhf chat CHECKPOINT [options]" : "rlhf generate CHECKPOINT --prompt TEXT [options]",
+                   interactive ? "Talk to a policy: each line you type is a user turn; the conversation goes through the chat template.\n"
+                                 "An empty line or end of input quits."
+                               : "Sample replies to a prompt through the chat template with the KV cache.",
+                   o, (int)(sizeof o / sizeof o[0]));
+        return 0;
+    }
+    if (np != 1) return fail_usage(cmd, "needs one CHECKPOINT");
+    if (!interactive && !prompt) return fail_usage(cmd, "needs --prompt");
+    if (n < 1 || max_new < 1 || top_k < 0 || !(temperature >= 0) || !(top_p > 0 && top_p <= 1))
+        return fail_usage(cmd, "need n >= 1, max-new >= 1, top-k >= 0, temperature >= 0, top-p in (0, 1]");
+    if (!(m = load_or_die(pos[0], &t))) return 1;
+    sc.temperature = temperature;
+    sc.top_k = top_k;
+    sc.top_p = top_p;
+    rlhf_rng_seed(&rng, (uint64_t)seed);
+    if (!interactive) {
+        rlhf_message msg;
+        msg.role = RLHF_ROLE_USER;
+        msg.content.str = prompt;
+        msg.content.len = strlen(prompt);
+        for (i = 0; i < n; i++) {
+            if (!chat_reply(m, t, &msg, 1, &sc, &rng, max_new, out, sizeof out)) { rlhf_model_free(m); rlhf_tokenizer_free(t); return 1; }
+            printf("%s\n", out);
+        }
+    } else {
+        rlhf_message hist[64];
+        char *texts[64];
+        char line[1024];
+        int nh = 0;
+        printf("(empty line to quit)\n");
+        while (nh + 2 < 64 && (printf("you> "), fflush(stdout), fgets(line, sizeof line, stdin))) {
+            size_t L = strcspn(line, "\r\n");
+            line[L] = 0;
+            if (L == 0) break;
+            texts[nh] = strdup(line);
+            hist[nh].role = RLHF_ROLE_USER;
+            hist[nh].content.str = texts[nh];
+            hist[nh].content.len = L;
+            nh++;
+            if (!chat_reply(m, t, hist, nh, &sc, &rng, max_new, out, sizeof out)) break;
+            printf("bot> %s\n", out);
+            texts[nh] = strdup(out);
+            hist[nh].role = RLHF_ROLE_ASSISTANT;
+            hist[nh].content.str = texts[nh];
+            hist[nh].content.len = strlen(out);
+            nh++;
+        }
+        for (i = 0; i < nh; i++) free(texts[i]);
+    }
+    rlhf_tokenizer_free(t);
+    rlhf_model_free(m);
+    return 0;
+}
+
+static int cmd_score(int argc, char **argv) {
+    const char *pos[1], *prompt = NULL, *response = NULL, *data = NULL;
+    opt o[] = {
+        {"prompt", "the prompt (with --response)", 's', &prompt},
+        {"response", "the response to score", 's', &response},
+        {"data", "a preference JSONL file: score every completion, report pairwise accuracy", 's', &data},
+    };
+    int np = parse_opts("score", argc, argv, 2, o, 3, pos, 1), rc = 0;
+    rlhf_model *m;
+    rlhf_tokenizer *t;
+    if (np == -1) {
+        print_help("rlhf score REWARD_MODEL (--prompt P --response R | --data FILE)",
+                   "The reward (normalised as stored in the checkpoint) of a response, or of every completion of a preference file.", o, 3);
+        return 0;
+    }
+    if (np != 1 || (!data && (!prompt || !response))) return fail_usage("score", "needs REWARD_MODEL and --prompt/--response or --data");
+    if (!(m = load_or_die(pos[0], &t))) return 1;
+    if (!rlhf_model_has_score_head(m)) {
+        fprintf(stderr, "rlhf score: %s has no scalar head: not a reward model\n", pos[0]);
+        rlhf_model_free(m);
+        rlhf_tokenizer_free(t);
+        return 1;
+    }
+    if (!data) {
+        float s;
+        if (rlhf_reward_score(m, t, &prompt, &response, 1, &s) != RLHF_OK) { fprintf(stderr, "rlhf score: %s\n", rlhf_model_last_error(m)); rc = 1; }
+        else printf("%.6f\n", (double)s);
+    } else {
+        rlhf_dataset *d;
+        rlhf_error err;
+        size_t i;
+        long right = 0, pairs = 0;
+        if (rlhf_dataset_load(&d, data, RLHF_DATA_PREFERENCE, NULL, &err) != RLHF_OK) {
+            fprintf(stderr, "rlhf score: %s\n", err.message);
+            rc = 1;
+        } else {
+            for (i = 0; i < rlhf_dataset_size(d) && rc == 0; i++) {
+                const rlhf_record *r = rlhf_dataset_record(d, i);
+                int K = r->kind == RLHF_RECORD_PAIR ? 2 : r->n_completions, k, j;
+                const char *p[64], *c[64];
+                float s[64];
+                if (K > 64) K = 64;
+                for (k = 0; k < K; k++) {
+                    p[k] = r->prompt.str;
+                    c[k] = r->kind == RLHF_RECORD_PAIR ? (k == 0 ? r->chosen.str : r->rejected.str) : r->completions[k].str;
+                }
+                if (rlhf_reward_score(m, t, p, c, K, s) != RLHF_OK) {
+                    fprintf(stderr, "rlhf score: %s:%zu: %s\n", data, r->line, rlhf_model_last_error(m));
+                    rc = 1;
+                    break;
+                }
+                printf("line %zu:", r->line);
+                for (k = 0; k < K; k++) printf(" %.4f", (double)s[k]);
+                printf("\n");
+                for (k = 0; k < K; k++)
+                    for (j = k + 1; j < K; j++) right += s[k] > s[j], pairs++;
+            }
+            if (rc == 0) printf("pairwise accuracy (best-first order respected): %.4f over %ld pairs\n", pairs ? (double)right / pairs : 0.0, pairs);
+            rlhf_dataset_free(d);
+        }
+    }
+    rlhf_tokenizer_free(t);
+    rlhf_model_free(m);
+    return rc;
+}
+
+static int cmd_tokenizer(int argc, char **argv) {
+    const char *pos[1], *data = NULL, *out = "tokenizer.json";
+    int vocab = 4096;
+    opt o[] = {
+        {"data", "UTF-8 text file to learn merges from", 's', &data},
+        {"vocab", "vocabulary size: 256 bytes + merges + 6 special tokens", 'i', &vocab},
+        {"out", "where to write the tokenizer (JSON)", 's', &out},
+    };
+    int np = parse_opts("tokenizer", argc, argv, 2, o, 3, pos, 0);
+    char *text;
+    size_t len = 0, cap = 1 << 20;
+    FILE *f;
+    rlhf_tokenizer *t;
+    rlhf_error err;
+    if (np == -1) { print_help("rlhf tokenizer --data FILE [options]", "Train a byte-level BPE tokenizer (GPT-2's pre-tokenizer) on a text file.", o, 3); return 0; }
+    if (np < 0) return 2;
+    if (!data) return fail_usage("tokenizer", "needs --data");
+    if (vocab < 262) return fail_usage("tokenizer", "--vocab must be at least 262 (256 bytes and 6 special tokens)");
+    if (!(f = fopen(data, "rb"))) { fprintf(stderr, "rlhf tokenizer: cannot read %s: %s\n", data, strerror(errno)); return 1; }
+    text = (char *)malloc(cap);
+    while (text) {
+        size_t got = fread(text + len, 1, cap - len, f);
+        len += got;
+        if (len < cap) break;
+        cap *= 2;
+        text = (char *)realloc(text, cap);
+    }
+    fclose(f);
+    if (!text) { fprintf(stderr, "rlhf tokenizer: out of memory\n"); return 1; }
+    if (rlhf_tokenizer_train(&t, text, len, vocab, &err) != RLHF_OK) {
+        fprintf(stderr, "rlhf tokenizer: %s: %s\n", data, err.message);
+        free(text);
+        return 1;
+    }
+    free(text);
+    if (rlhf_tokenizer_save(t, out) != RLHF_OK) { fprintf(stderr, "rlhf tokenizer: cannot write %s\n", out); rlhf_tokenizer_free(t); return 1; }
+    printf("%s: %d tokens learned from %zu bytes of %s\n", out, rlhf_tokenizer_vocab_size(t), len, data);
+    rlhf_tokenizer_free(t);
+    return 0;
+}
+
+/* pretrain, sft, rm: one command shape */
+static int cmd_train(int argc, char **argv, const char *cmd) {
+    const char *pos[1], *data = NULL, *val = NULL, *model = NULL, *tokfile = NULL, *out = NULL;
+    int is_pre = strcmp(cmd, "pretrain") == 0, is_rm = strcmp(cmd, "rm") == 0, resume = 0, seed = 1, np;
+    int layers = 4, heads = 4, embd = 128, ctx = 128, norm_samples = 200;
+    rlhf_train_options to = is_rm ? rlhf_train_options_reward() : rlhf_train_options_sft();
+    int batch = to.batch_size, micro = to.micro_batch, seq_len = 0, epochs = to.epochs, warmup = to.warmup_steps, eval_every = to.eval_every;
+    int steps = 0, pack = 0, log_every = to.log_every;
+    float lr = to.opt.lr, wd = to.opt.weight_decay, clip = to.opt.grad_clip, min_lr = to.min_lr_ratio, val_frac = to.val_fraction;
+    const char *decay = is_rm ? "linear" : "cosine";
+    opt o[] = {
+        {"data", is_pre ? "text file (or {\"text\"} JSONL) to pretrain on" : is_rm ? "preference JSONL (pairs, HH-RLHF, rankings)" : "SFT JSONL (prompt/completion or messages)", 's', &data},
+        {"val", "held-out JSONL (default: val-fraction of --data)", 's', &val},
+        {"model", is_pre ? "start from this checkpoint instead of a new model" : "checkpoint to start from (SFT: base; rm: SFT)", 's', &model},
+        {"tokenizer", "tokenizer JSON for a new model (pretrain)", 's', &tokfile},
+        {"out", "run directory: checkpoints, metrics.jsonl", 's', &out},
+        {"resume", "continue the run in --out from its last.safetensors", 'b', &resume},
+        {"layers", "new model: layers", 'i', &layers},
+        {"heads", "new model: attention heads", 'i', &heads},
+        {"embd", "new model: channels", 'i', &embd},
+        {"ctx", "new model: context length", 'i', &ctx},
+        {"lr", "peak learning rate", 'f', &lr},
+        {"weight-decay", "AdamW weight decay (matrices and embeddings)", 'f', &wd},
+        {"grad-clip", "clip the gradient norm (0: off)", 'f', &clip},
+        {"batch", is_rm ? "prompts per step" : "sequences per step", 'i', &batch},
+        {"micro-batch", "sequences per forward (0: all)", 'i', &micro},
+        {"seq-len", "longest sequence (0: the model's context)", 'i', &seq_len},
+        {"epochs", "passes over the data", 'i', &epochs},
+        {"steps", "stop after this many steps (0: epochs decide)", 'i', &steps},
+        {"warmup", "warm-up steps", 'i', &warmup},
+        {"decay", "cosine, linear or constant", 's', &decay},
+        {"min-lr", "floor of the decay, as a fraction of lr", 'f', &min_lr},
+        {"eval-every", "steps between validations (0: at the end)", 'i', &eval_every},
+        {"val-fraction", "held out when --val is not given", 'f', &val_frac},
+        {"pack", "SFT/pretrain: pack examples into rows", 'b', &pack},
+        {"log-every", "steps between progress lines", 'i', &log_every},
+        {"normalize-samples", "rm: SFT samples for the reward normalisation (0: skip)", 'i', &norm_samples},
+        {"seed", "shuffling, split, init", 'i', &seed},
+    };
+    const int n_opt = (int)(sizeof o / sizeof o[0]);
+    rlhf_model *m = NULL;
+    rlhf_tokenizer *t = NULL;
+    rlhf_dataset *d = NULL, *v = NULL;
+    rlhf_error err;
+    rlhf_train_report rep;
+    run_out ro;
+    char path[1024];
+    int rc = 1;
+    np = parse_opts(cmd, argc, argv, 2, o, n_opt, pos, 0);
+    if (np == -1) {
+        print_help(is_pre ? "rlhf pretrain --data FILE --tokenizer TOK.json --out DIR [options]"
+                          : is_rm ? "rlhf rm --model SFT.safetensors --data PREFS.jsonl --out DIR [options]"
+                                  : "rlhf sft --model BASE.safetensors --data SFT.jsonl --out DIR [options]",
+                   is_pre ? "Pretrain a GPT-2 on text (every token a target)." : is_rm ? "Train a reward model (InstructGPT eq. 1) from pairs or K-way rankings, then normalise it on SFT samples."
+                                                                              : "Supervised fine-tuning: loss on the completions only.",
+                   o, n_opt);
+        return 0;
+    }
+    if (np < 0) return 2;
+    if (!data || !out) return fail_usage(cmd, "needs --data and --out");
+    if (!is_pre && !model && !resume) return fail_usage(cmd, "needs --model");
+    if (is_pre && !model && !tokfile && !resume) return fail_usage(cmd, "needs --tokenizer (or --model)");
+    if (!ensure_dir(out)) { fprintf(stderr, "rlhf %s: cannot create %s: %s\n", cmd, out, strerror(errno)); return 1; }
+    to.opt.lr = lr; to.opt.weight_decay = wd; to.opt.grad_clip = clip;
+    to.batch_size = batch; to.micro_batch = micro; to.seq_len = seq_len; to.epochs = epochs; to.max_steps = steps;
+    to.warmup_steps = warmup; to.min_lr_ratio = min_lr; to.eval_every = eval_every; to.val_fraction = val_frac; to.pack = pack;
+    to.log_every = g_tty ? 0 : log_every; to.seed = (uint64_t)seed; to.out_dir = out; to.log = log_cb;
+    to.decay = strcmp(decay, "linear") == 0 ? RLHF_LR_LINEAR : strcmp(decay, "constant") == 0 ? RLHF_LR_CONSTANT : RLHF_LR_COSINE;
+    if (strcmp(decay, "linear") && strcmp(decay, "constant") && strcmp(decay, "cosine")) return fail_usage(cmd, "--decay is cosine, linear or constant");
+    if (resume) {
+        snprintf(path, sizeof path, "%s/last.safetensors", out);
+        if (!(m = load_or_die(path, &t))) return 1;
+        to.resume_step = rlhf_model_meta(m, "rlhf.train.step") ? atol(rlhf_model_meta(m, "rlhf.train.step")) : 0;
+        say("resuming %s at step %ld", path, to.resume_step);
+    } else if (model) {
+        if (!(m = load_or_die(model, &t))) return 1;
+        if (is_rm && !rlhf_model_has_score_head(m) && rlhf_model_add_score_head(m, -1.0f, (uint64_t)seed) != RLHF_OK) goto done;
+    } else {
+        rlhf_config cfg;
+        if (rlhf_tokenizer_load(&t, tokfile, &err) != RLHF_OK) { fprintf(stderr, "rlhf %s: %s\n", cmd, err.message); return 1; }
+        cfg.vocab_size = rlhf_tokenizer_vocab_size(t); cfg.n_ctx = ctx; cfg.n_layer = layers; cfg.n_head = heads; cfg.n_embd = embd;
+        if (rlhf_model_create(&m, &cfg, (uint64_t)seed) != RLHF_OK) {
+            fprintf(stderr, "rlhf %s: cannot create a model with layers %d, heads %d, embd %d, ctx %d (embd must divide by heads)\n", cmd, layers, heads, embd, ctx);
+            goto done;
+        }
+        rlhf_model_set_log(m, log_cb, NULL);
+    }
+    if (rlhf_dataset_load(&d, data, is_pre ? RLHF_DATA_TEXT : is_rm ? RLHF_DATA_PREFERENCE : RLHF_DATA_SFT, NULL, &err) != RLHF_OK ||
+        (val && rlhf_dataset_load(&v, val, is_pre ? RLHF_DATA_TEXT : is_rm ? RLHF_DATA_PREFERENCE : RLHF_DATA_SFT, NULL, &err) != RLHF_OK)) {
+        fprintf(stderr, "rlhf %s: %s\n", cmd, err.message);
+        goto done;
+    }
+    ro.metrics = open_metrics(out, resume);
+    ro.t0 = now_s();
+    ro.stage = cmd;
+    to.metrics = run_metrics;
+    to.metrics_user = &ro;
+    if ((is_rm ? rlhf_reward_train(m, t, d, v, &to, &rep, &err) : rlhf_sft_train(m, t, d, v, &to, &rep, &err)) != RLHF_OK) {
+        fprintf(stderr, "rlhf %s: %s\n", cmd, err.message);
+        if (ro.metrics) fclose(ro.metrics);
+        goto done;
+    }
+    if (ro.metrics) fclose(ro.metrics);
+    say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f at step %ld)%s", cmd, rep.steps, rep.seconds, (double)rep.val_loss,
+        (double)rep.best_val_loss, rep.best_step, rep.skipped_steps ? "; some steps skipped (non-finite)" : "");
+    if (is_rm) say("rm: held-out pairwise accuracy %.4f", (double)rep.val_accuracy);
+    if (is_rm && norm_samples > 1) { /* normalise on SFT samples of the training prompts (the SFT model is --model) */
+        rlhf_model *sft = model ? load_or_die(model, NULL) : NULL;
+        rlhf_sampler_config sc = rlhf_sampler_config_default();
+        float mean, sd;
+        if (sft && rlhf_reward_normalize(m, sft, t, d, norm_samples, &sc, 64, (uint64_t)seed, &mean, &sd) == RLHF_OK) {
+            say("rm: normalised on %d SFT samples (raw mean %.4f, std %.4f)", norm_samples, (double)mean, (double)sd);
+            snprintf(path, sizeof path, "%s/last.safetensors", out);
+            if (rlhf_model_save(m, path) != RLHF_OK) { fprintf(stderr, "rlhf rm: cannot write %s\n", path); rlhf_model_free(sft); goto done; }
+        } else
+            fprintf(stderr, "rlhf rm: normalisation skipped: %s\n", sft ? rlhf_model_last_error(m) : "no SFT model (--model) to sample from");
+        rlhf_model_free(sft);
+    }
+    printf("checkpoints in %s: last.safetensors%s; metrics in %s/metrics.jsonl\n", out, rep.best_step >= 0 ? ", best.safetensors" : "", out);
+    rc = 0;
+done:
+    rlhf_dataset_free(d);
+    rlhf_dataset_free(v);
+    rlhf_tokenizer_free(t);
+    rlhf_model_free(m);
+    return rc;
+}
+
+static int cmd_ppo(int argc, char **argv) {
+    const char *pos[1], *policy_p = NULL, *reward_p = NULL, *critic_p = NULL, *prompts_p = NULL, *ptx_p = NULL, *out = NULL;
+    rlhf_ppo_config c = rlhf_ppo_config_default();
+    int iters = 100, resume = 0, seed = 1, adaptive = 0, k3 = 0, np, i, rc = 1, save_every = 10;
+    opt o[] = {
+        {"policy", "SFT checkpoint: the policy starts here and it is the frozen reference", 's', &policy_p},
+        {"reward", "reward-model checkpoint (normalised)", 's', &reward_p},
+        {"critic", "critic checkpoint (default: a copy of --reward)", 's', &critic_p},
+        {"prompts", "PROMPTS JSONL", 's', &prompts_p},
+        {"ptx", "text for PPO-ptx (with --ptx-coef)", 's', &ptx_p},
+        {"out", "run directory: policy, critic, metrics.jsonl", 's', &out},
+        {"resume", "continue the run in --out", 'b', &resume},
+        {"iters", "PPO iterations", 'i', &iters},
+        {"save-every", "iterations between saves", 'i', &save_every},
+        {"batch", "episodes per iteration", 'i', &c.batch_size},
+        {"mini-batch", "episodes per minibatch", 'i', &c.mini_batch},
+        {"epochs", "PPO epochs per batch", 'i', &c.ppo_epochs},
+        {"max-new", "longest response", 'i', &c.max_new_tokens},
+        {"temperature", "sampling temperature (also divides the logits of the log-probs)", 'f', &c.sampling.temperature},
+        {"top-k", "sampling top-k (0: off)", 'i', &c.sampling.top_k},
+        {"top-p", "sampling top-p (1: off)", 'f', &c.sampling.top_p},
+        {"kl-coef", "beta, the KL penalty's coefficient", 'f', &c.kl_coef},
+        {"adaptive-kl", "Ziegler et al.'s controller (--kl-target, --kl-horizon)", 'b', &adaptive},
+        {"kl-target", "adaptive KL target", 'f', &c.kl_target},
+        {"kl-horizon", "adaptive KL horizon", 'f', &c.kl_horizon},
+        {"k3", "the k3 KL estimator instead of k1", 'b', &k3},
+        {"lr", "policy learning rate", 'f', &c.policy_opt.lr},
+        {"critic-lr", "critic learning rate", 'f', &c.critic_opt.lr},
+        {"cliprange", "PPO clip", 'f', &c.cliprange},
+        {"cliprange-value", "value clip", 'f', &c.cliprange_value},
+        {"vf-coef", "value loss coefficient", 'f', &c.vf_coef},
+        {"entropy-coef", "entropy bonus", 'f', &c.entropy_coef},
+        {"ptx-coef", "PPO-ptx gamma (InstructGPT 27.8)", 'f', &c.ptx_coef},
+        {"ema", "EMA decay of the policy (InstructGPT 0.992; 0: off)", 'f', &c.ema_decay},
+        {"missing-eos-penalty", "score of a reply without <|end|>", 'f', &c.missing_eos_penalty},
+        {"seed", "sampling and shuffling", 'i', &seed},
+    };
+    const int n_opt = (int)(sizeof o / sizeof o[0]);
+    rlhf_model *policy = NULL, *ref = NULL, *critic = NULL, *rm = NULL;
+    rlhf_tokenizer *t = NULL;
+    rlhf_dataset *prompts = NULL, *ptx = NULL;
+    rlhf_ppo *ppo = NULL;
+    rlhf_ppo_stats st;
+    rlhf_error err;
+    run_out ro;
+    np = parse_opts("ppo", argc, argv, 2, o, n_opt, pos, 0);
+    if (np == -1) {
+        print_help("rlhf ppo --policy SFT --reward RM --prompts FILE --out DIR [options]",
+                   "PPO with a KL penalty against the SFT policy (InstructGPT step 3, eq. 2; PPO-ptx with --ptx and --ptx-coef).", o, n_opt);
+        return 0;
+    }
+    if (np < 0) return 2;
+    if (!policy_p || !reward_p || !prompts_p || !out) return fail_usage("ppo", "needs --policy, --reward, --prompts and --out");
+    if (iters < 1 || save_every < 1) return fail_usage("ppo", "--iters and --save-every must be >= 1");
+    if (!ensure_dir(out)) { fprintf(stderr, "rlhf ppo: cannot create %s: %s\n", out, strerror(errno)); return 1; }
+    c.adaptive_kl = adaptive;
+    c.kl_estimator = k3 ? RLHF_KL_K3 : RLHF_KL_K1;
+    c.seed = (uint64_t)seed;
+    c.log = log_cb;
+    if (!(policy = load_or_die(policy_p, &t)) || !(ref = load_or_die(policy_p, NULL)) || !(rm = load_or_die(reward_p, NULL)) ||
+        !(critic = load_or_die(critic_p ? critic_p : reward_p, NULL)))
+        goto done;
+    if (rlhf_dataset_load(&prompts, prompts_p, RLHF_DATA_PROMPTS, NULL, &err) != RLHF_OK ||
+        (ptx_p && rlhf_dataset_load(&ptx, ptx_p, RLHF_DATA_TEXT, NULL, &err) != RLHF_OK)) {
+        fprintf(stderr, "rlhf ppo: %s\n", err.message);
+        goto done;
+    }
+    ro.metrics = open_metrics(out, resume);
+    ro.t0 = now_s();
+    ro.stage = "ppo";
+    c.metrics = run_metrics;
+    c.metrics_user = &ro;
+    if (rlhf_ppo_create(&ppo, policy, ref, critic, rm, NULL, NULL, t, prompts, ptx, &c, &err) != RLHF_OK) { fprintf(stderr, "rlhf %s\n", err.message); goto done; }
+    if (resume && rlhf_ppo_load(ppo, out, &err) != RLHF_OK) { fprintf(stderr, "rlhf ppo: --resume: %s\n", err.message); goto done; }
+    for (i = 0; i < iters; i++) {
+        if (rlhf_ppo_step(ppo, &st, &err) != RLHF_OK) { fprintf(stderr, "rlhf %s\n", err.message); goto done; }
+        if (g_tty)
+            fprintf(stderr, "\r[ppo] iteration %ld/%d score %.3f kl %.3f ETA %.0fs   %s", st.iteration, iters, (double)st.score, (double)st.kl,
+                    (now_s() - ro.t0) / (i + 1) * (iters - i - 1), i + 1 == iters ? "\n" : "");
+        if ((i + 1) % save_every == 0 || i + 1 == iters)
+            if (rlhf_ppo_save(ppo, out, &err) != RLHF_OK) { fprintf(stderr, "rlhf %s\n", err.message); goto done; }
+    }
+    printf("PPO: %ld iterations; last score %.4f, KL %.4f; state in %s (policy.safetensors, critic.safetensors), metrics in %s/metrics.jsonl\n",
+           st.iteration, (double)st.score, (double)st.kl, out, out);
+    rc = 0;
+done:
+    if (ro.metrics && rc != 2) fclose(ro.metrics);
+    rlhf_ppo_free(ppo);
+    rlhf_model_free(policy); rlhf_model_free(ref); rlhf_model_free(critic); rlhf_model_free(rm);
+    rlhf_dataset_free(prompts); rlhf_dataset_free(ptx);
+    rlhf_tokenizer_free(t);
+    return rc;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    const char *pos[1], *data = NULL;
+    opt o[] = {{"data", "SFT JSONL (policy: completion loss) or preference JSONL (reward model: accuracy)", 's', &data}};
+    int np = parse_opts("eval", argc, argv, 2, o, 1, pos, 1), rc = 1;
+    rlhf_model *m;
+    rlhf_tokenizer *t;
+    rlhf_dataset *d = NULL;
+    rlhf_error err;
+    if (np == -1) { print_help("rlhf eval CHECKPOINT --data FILE", "Held-out quality: a policy's completion loss, or a reward model's pairwise accuracy.", o, 1); return 0; }
+    if (np != 1 || !data) return fail_usage("eval", "needs CHECKPOINT and --data");
+    if (!(m = load_or_die(pos[0], &t))) return 1;
+    if (rlhf_model_has_score_head(m)) { /* a reward model: its accuracy on the preference file */
+        rc = 0;
+        rlhf_tokenizer_free(t);
+        rlhf_model_free(m);
+        {
+            char *args[5];
+            args[0] = argv[0]; args[1] = (char *)"score"; args[2] = (char *)pos[0]; args[3] = (char *)"--data"; args[4] = (char *)data;
+            return cmd_score(5, args);
+        }
+    }
+    if (rlhf_dataset_load(&d, data, RLHF_DATA_SFT, NULL, &err) != RLHF_OK) { fprintf(stderr, "rlhf eval: %s\n", err.message); goto done; }
+    {
+        size_t i, n;
+        double sum = 0;
+        long count = 0;
+        int *ids = (int *)malloc(4096 * sizeof(int)), *tg = (int *)malloc(4096 * sizeof(int));
+        unsigned char *mask = (unsigned char *)malloc(4096);
+        for (i = 0; ids && tg && mask && i < rlhf_dataset_size(d); i++) {
+            size_t k;
+            long c = 0;
+            float loss;
+            if (rlhf_sft_encode(t, rlhf_dataset_record(d, i), ids, mask, 4096, &n) != RLHF_OK || n < 2) continue;
+            if (n > (size_t)rlhf_model_config(m)->n_ctx + 1) n = (size_t)rlhf_model_config(m)->n_ctx + 1;
+            for (k = 0; k + 1 < n; k++) c += (tg[k] = mask[k + 1] ? ids[k + 1] : -1) >= 0;
+            if (c == 0 || rlhf_model_forward(m, ids, tg, 1, (int)n - 1, NULL, &loss) != RLHF_OK) continue;
+            sum += (double)loss * c;
+            count += c;
+        }
+        free(ids); free(tg); free(mask);
+        printf("completion loss %.4f over %ld tokens of %zu records (perplexity %.3f)\n", count ? sum / count : 0.0, count, rlhf_dataset_size(d),
+               count ? exp(sum / count) : 0.0);
+    }
+    rc = 0;
+done:
+    rlhf_dataset_free(d);
+    rlhf_tokenizer_free(t);
+    rlhf_model_free(m);
+    return rc;
 }
 
 /* ---- the demo ------------------------------------------------------------------ */
@@ -759,8 +1314,19 @@ done:
 static int usage(FILE *f) {
     fprintf(f, "usage: rlhf COMMAND [options]   (rlhf COMMAND --help for its options)\n\n"
                "commands:\n"
-               "  demo      the whole InstructGPT pipeline on a built-in world with a gold judge\n"
-               "  plot      SVG charts of a run directory's metrics.jsonl\n");
+               "  tokenizer train a byte-level BPE tokenizer on a text file\n"
+               "  pretrain  pretrain a GPT-2 on text\n"
+               "  sft       supervised fine-tuning on demonstrations (loss on completions only)\n"
+               "  rm        train a reward model on pairs or K-way rankings, and normalise it\n"
+               "  ppo       PPO with a KL penalty against the SFT policy (PPO-ptx optional)\n"
+               "  generate  sample replies to a prompt\n"
+               "  chat      talk to a policy\n"
+               "  score     the reward of (prompt, response) pairs\n"
+               "  eval      a policy's completion loss or a reward model's accuracy on a file\n"
+               "  info      a checkpoint's config, kind, tokenizer, size and memory\n"
+               "  plot      SVG charts of a run directory's metrics.jsonl\n"
+               "  demo      the whole InstructGPT pipeline on a built-in world with a gold judge\n\n"
+               "exit status: 0 success, 1 runtime failure, 2 usage error\n");
     return f == stderr ? 2 : 0;
 }
 
@@ -771,6 +1337,14 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) return usage(stdout);
     if (strcmp(argv[1], "demo") == 0) return cmd_demo(argc, argv);
     if (strcmp(argv[1], "plot") == 0) return cmd_plot(argc, argv);
+    if (strcmp(argv[1], "info") == 0) return cmd_info(argc, argv);
+    if (strcmp(argv[1], "generate") == 0) return cmd_generate(argc, argv, 0);
+    if (strcmp(argv[1], "chat") == 0) return cmd_generate(argc, argv, 1);
+    if (strcmp(argv[1], "score") == 0) return cmd_score(argc, argv);
+    if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(argv[1], "tokenizer") == 0) return cmd_tokenizer(argc, argv);
+    if (strcmp(argv[1], "pretrain") == 0 || strcmp(argv[1], "sft") == 0 || strcmp(argv[1], "rm") == 0) return cmd_train(argc, argv, argv[1]);
+    if (strcmp(argv[1], "ppo") == 0) return cmd_ppo(argc, argv);
     fprintf(stderr, "rlhf: unknown command \"%s\"\n", argv[1]);
     return usage(stderr);
 }

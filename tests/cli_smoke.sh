@@ -1,0 +1,35 @@
+#!/bin/sh
+# The rlhf command end to end at toy sizes (run by `make test` after
+# `rlhf demo --quick`, whose files it reuses): every stage, --resume, the
+# inspection commands, plots, and a usage error's exit status.
+# Usage: tests/cli_smoke.sh BUILD_DIR
+set -eu
+B=$1
+R=$B/cli_smoke
+Q=$B/demo_quick
+rm -rf "$R"
+mkdir -p "$R"
+run() { "$B/rlhf" "$@" > "$R/out.txt" 2>&1 || { echo "FAIL: rlhf $*"; cat "$R/out.txt"; exit 1; }; }
+run tokenizer --data "$Q/pretrain.txt" --vocab 300 --out "$R/tok.json"
+run pretrain --data "$Q/pretrain.txt" --tokenizer "$R/tok.json" --out "$R/pre" --layers 2 --heads 2 --embd 32 --ctx 48 --steps 10 --batch 4
+run sft --model "$R/pre/last.safetensors" --data "$Q/sft.jsonl" --out "$R/sft" --epochs 1 --batch 32
+run sft --resume --data "$Q/sft.jsonl" --out "$R/sft" --epochs 2 --batch 32
+grep -q '"step":12' "$R/sft/metrics.jsonl" || { echo "FAIL: sft --resume did not continue"; exit 1; }
+run rm --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/rm" --normalize-samples 8
+run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 1 --batch 4 --mini-batch 2 --max-new 4
+run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 1 --batch 4 --mini-batch 2 --max-new 4 --resume
+grep -q "PPO: 2 iterations" "$R/out.txt" || { echo "FAIL: ppo --resume did not continue"; cat "$R/out.txt"; exit 1; }
+run generate "$R/ppo/policy.safetensors" --prompt "add 1 and 2" --n 2 --max-new 4
+run score "$R/rm/last.safetensors" --prompt "add 1 and 2" --response "3"
+run eval "$R/sft/last.safetensors" --data "$Q/sft.jsonl"
+run info "$R/rm/last.safetensors"
+grep -q "scalar head" "$R/out.txt" || { echo "FAIL: info"; exit 1; }
+run plot "$R/ppo"
+test -s "$R/ppo/ppo.svg"
+echo "add 1 and 2" | "$B/rlhf" chat "$R/sft/last.safetensors" --max-new 4 > "$R/out.txt" 2>&1 || { echo "FAIL: chat"; exit 1; }
+set +e
+"$B/rlhf" sft --no-such-option > /dev/null 2>&1
+[ $? -eq 2 ] || { echo "FAIL: a usage error must exit 2"; exit 1; }
+"$B/rlhf" info "$R/no-such-file.safetensors" > /dev/null 2>&1
+[ $? -eq 1 ] || { echo "FAIL: a runtime failure must exit 1"; exit 1; }
+echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, generate, chat, score, eval, info, plot)"
