@@ -6158,22 +6158,24 @@ static int rlhf__ex_group(rlhf__examples *e, size_t first, int k) {
 
 /* the chat-template call with a buffer that grows until the sequence fits */
 typedef struct rlhf__tokbuf { int *ids; unsigned char *mask; size_t cap; } rlhf__tokbuf;
+/* room for at least need tokens (contents not kept) */
+static rlhf_result rlhf__tokbuf_grow(rlhf__tokbuf *b, size_t need) {
+    rlhf__free(b->ids);
+    rlhf__free(b->mask);
+    b->cap = need + 64;
+    b->ids = (int *)rlhf__alloc(b->cap * sizeof(int));
+    b->mask = (unsigned char *)rlhf__alloc(b->cap);
+    if (b->ids && b->mask) return RLHF_OK;
+    b->cap = 0;
+    return RLHF_ERR_OUT_OF_MEMORY;
+}
 static rlhf_result rlhf__chat_grow(const rlhf_tokenizer *t, const rlhf_message *msg, int n, int gen, rlhf__tokbuf *b, size_t *n_ids) {
     for (;;) {
         rlhf_result r = rlhf_tokenizer_chat(t, msg, n, gen, b->ids, b->mask, b->cap, n_ids);
         if (r != RLHF_ERR_TOO_LARGE) return r;
-        rlhf__free(b->ids);
-        rlhf__free(b->mask);
-        b->cap = *n_ids + 64;
-        b->ids = (int *)rlhf__alloc(b->cap * sizeof(int));
-        b->mask = (unsigned char *)rlhf__alloc(b->cap);
-        if (!b->ids || !b->mask) {
-            b->cap = 0;
-            return RLHF_ERR_OUT_OF_MEMORY;
-        }
+        if ((r = rlhf__tokbuf_grow(b, *n_ids)) != RLHF_OK) return r;
     }
 }
-
 RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, unsigned char *mask, size_t cap,
                                     size_t *n) {
     rlhf_message two[2];
@@ -6258,16 +6260,8 @@ static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer 
             r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "line %zu: a dataset mixes text and SFT records", rec->line);
             break;
         }
-        for (;;) {
-            r = rlhf_sft_encode(t, rec, b.ids, b.mask, b.cap, &n);
-            if (r != RLHF_ERR_TOO_LARGE) break;
-            rlhf__free(b.ids);
-            rlhf__free(b.mask);
-            b.cap = n + 64;
-            b.ids = (int *)rlhf__alloc(b.cap * sizeof(int));
-            b.mask = (unsigned char *)rlhf__alloc(b.cap);
-            if (!b.ids || !b.mask) { r = RLHF_ERR_OUT_OF_MEMORY; break; }
-        }
+        while ((r = rlhf_sft_encode(t, rec, b.ids, b.mask, b.cap, &n)) == RLHF_ERR_TOO_LARGE)
+            if ((r = rlhf__tokbuf_grow(&b, n)) != RLHF_OK) break;
         if (r != RLHF_OK) {
             r = rlhf__run_fail(run, r, "line %zu: cannot encode the record: %s", rec->line, rlhf_result_string(r));
             break;
@@ -6302,9 +6296,9 @@ static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer 
 /* Rows: each a run of examples placed back to back (one example per row
    without packing). An example of n tokens takes n - 1 positions: inputs
    ids[0..n-2], targets ids[1..n-1] where learned. */
-typedef struct rlhf__rows { size_t *seg, *first; int *nseg, *len; size_t n; } rlhf__rows;
+typedef struct rlhf__rows { size_t *seg, *first; int *nseg, *len, *ntg; size_t n; } rlhf__rows; /* ntg: targets per row */
 static void rlhf__rows_free(rlhf__rows *r) {
-    rlhf__free(r->seg); rlhf__free(r->first); rlhf__free(r->nseg); rlhf__free(r->len);
+    rlhf__free(r->seg); rlhf__free(r->first); rlhf__free(r->nseg); rlhf__free(r->len); rlhf__free(r->ntg);
     memset(r, 0, sizeof *r);
 }
 /* examples idx[0..n) into rows of at most seq_len positions, in that order */
@@ -6315,18 +6309,22 @@ static int rlhf__rows_build(rlhf__rows *rows, const rlhf__examples *ex, const si
     rows->first = (size_t *)rlhf__alloc((n + 1) * sizeof(size_t));
     rows->nseg = (int *)rlhf__alloc((n + 1) * sizeof(int));
     rows->len = (int *)rlhf__alloc((n + 1) * sizeof(int));
-    if (!rows->seg || !rows->first || !rows->nseg || !rows->len) return 0;
+    rows->ntg = (int *)rlhf__alloc((n + 1) * sizeof(int));
+    if (!rows->seg || !rows->first || !rows->nseg || !rows->len || !rows->ntg) return 0;
     for (i = 0; i < n; i++) {
-        int need = ex->len[idx[i]] - 1;
+        int need = ex->len[idx[i]] - 1, tg = 0, k;
+        for (k = 1; k <= need; k++) tg += ex->mask[ex->off[idx[i]] + (size_t)k] != 0; /* targets: learned tokens after the first */
         rows->seg[i] = idx[i];
         if (pack && rows->n > 0 && rows->len[rows->n - 1] + need <= seq_len) {
             rows->nseg[rows->n - 1]++;
             rows->len[rows->n - 1] += need;
+            rows->ntg[rows->n - 1] += tg;
             continue;
         }
         rows->first[rows->n] = i;
         rows->nseg[rows->n] = 1;
         rows->len[rows->n] = need;
+        rows->ntg[rows->n] = tg;
         rows->n++;
     }
     return 1;
@@ -6510,11 +6508,8 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
                 continue;
             }
             rlhf_model_zero_grad(m);
-            /* the step's loss is the mean over all its targets: count them first */
-            for (mb = 0; mb < n_rows; mb += (size_t)micro) {
-                int B = (int)(n_rows - mb < (size_t)micro ? n_rows - mb : (size_t)micro), T;
-                total += rlhf__rows_fill(&rows, &ex, order + at + mb, B, pad, inputs, targets, doc, &T);
-            }
+            /* the step's loss is the mean over all its targets */
+            for (mb = 0; mb < n_rows; mb++) total += (size_t)rows.ntg[order[at + mb]];
             for (mb = 0; mb < n_rows && finite; mb += (size_t)micro) {
                 int B = (int)(n_rows - mb < (size_t)micro ? n_rows - mb : (size_t)micro), T;
                 size_t count = rlhf__rows_fill(&rows, &ex, order + at + mb, B, pad, inputs, targets, doc, &T);
@@ -7783,7 +7778,6 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
     size_t n_tok;
     int b, i;
     if (!p) return RLHF_ERR_INVALID_ARGUMENT;
-    if (p->B > 1024) return RLHF_ERR_TOO_LARGE;
     memset(&st, 0, sizeof st);
     p->run.err = err;
     if (err) err->message[0] = 0;

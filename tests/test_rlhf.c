@@ -2209,7 +2209,7 @@ static void test_golden_reward(void) {
         close_enough(name, t.grad, (const float *)r->data, t.numel, 1e-6, 1e-4);
     }
     /* and through the inference path */
-    CHECK_OK(rlhf_model_forward_docs(m, (const int *)in->data, NULL, (const int *)doc->data, B, T, values == NULL ? NULL : logits, NULL));
+    CHECK_OK(rlhf_model_forward_docs(m, (const int *)in->data, NULL, (const int *)doc->data, B, T, logits, NULL));
     close_enough("lm golden logits (documents, inference)", logits, (const float *)lg->data, lg->n, 1e-5, 1e-4);
     {   /* a bad document start is refused with its place */
         int bad[64];
@@ -2927,7 +2927,6 @@ static void test_ppo_learns(void) {
     c.batch_size = 32;
     c.kl_coef = 0.2f;
     c.policy_opt.lr = 1e-2f;
-    if (getenv("PPO_SEED")) c.seed = (uint64_t)atoi(getenv("PPO_SEED"));
     if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
     printf("    ppo curve (iteration: score / KL):");
     for (it = 0; it < NIT; it++) {

@@ -72,6 +72,49 @@ static int fail_usage(const char *cmd, const char *msg) {
     return 2;
 }
 
+/* ---- replies: the chat template, the KV cache and the sampler ------------------ */
+typedef struct sampler_ctx {
+    rlhf_kv_cache *cache;
+    rlhf_sampler *s;
+    rlhf_rng rng;
+} sampler_ctx;
+static int sampler_open(sampler_ctx *sc, rlhf_model *m, const rlhf_sampler_config *c, uint64_t seed) {
+    memset(sc, 0, sizeof *sc);
+    rlhf_rng_seed(&sc->rng, seed);
+    return rlhf_kv_cache_create(&sc->cache, m, 1, rlhf_model_config(m)->n_ctx) == RLHF_OK &&
+           rlhf_sampler_create(&sc->s, rlhf_model_config(m)->vocab_size, c) == RLHF_OK;
+}
+static int sampler_open_t(sampler_ctx *sc, rlhf_model *m, float temperature, uint64_t seed) {
+    rlhf_sampler_config c = rlhf_sampler_config_default();
+    c.temperature = temperature;
+    return sampler_open(sc, m, &c, seed);
+}
+static void sampler_close(sampler_ctx *sc) {
+    rlhf_kv_cache_free(sc->cache);
+    rlhf_sampler_free(sc->s);
+}
+/* The reply to a conversation (ending in a user turn), decoded into out
+   without its <|end|>; 0 when it does not fit or generation fails. */
+static int reply_to(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const rlhf_message *msg, int n_msg, int max_new, char *out,
+                    size_t cap) {
+    int n_ctx = rlhf_model_config(m)->n_ctx, *ids = (int *)malloc((size_t)n_ctx * sizeof(int)), n_out = 0, ok = 0;
+    int stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
+    size_t np = 0, nb = 0;
+    out[0] = 0;
+    if (ids && rlhf_tokenizer_chat(t, msg, n_msg, 1, ids, NULL, (size_t)n_ctx - 1, &np) == RLHF_OK) {
+        if (max_new > n_ctx - (int)np) max_new = n_ctx - (int)np;
+        if (rlhf_model_generate(m, sc->cache, sc->s, &sc->rng, ids, (int)np, max_new, stop, ids + np, &n_out) == RLHF_OK) {
+            if (n_out > 0 && ids[np + (size_t)n_out - 1] == stop) n_out--;
+            if (rlhf_tokenizer_decode(t, ids + np, (size_t)n_out, out, cap - 1, &nb) != RLHF_OK) nb = 0;
+            out[nb < cap - 1 ? nb : cap - 1] = 0;
+            ok = 1;
+        }
+    } else if (ids)
+        fprintf(stderr, "rlhf: the conversation (%zu tokens) does not fit the context (%d)\n", np, n_ctx);
+    free(ids);
+    return ok;
+}
+
 /* ---- options: --name value, --name=value, --flag ------------------------------- */
 typedef struct opt {
     const char *name, *help;
@@ -353,34 +396,6 @@ static int cmd_info(int argc, char **argv) {
     return 0;
 }
 
-/* one chat turn: messages in, the reply's text out */
-static int chat_reply(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_message *msg, int n_msg, rlhf_sampler_config *sc, rlhf_rng *rng,
-                      int max_new, char *out, size_t cap) {
-    const rlhf_config *c = rlhf_model_config(m);
-    int *ids = (int *)malloc((size_t)c->n_ctx * sizeof(int)), n_out = 0, end = rlhf_tokenizer_special(t, RLHF_TOKEN_END), ok = 0;
-    size_t np, nb = 0;
-    rlhf_kv_cache *cache = NULL;
-    rlhf_sampler *s = NULL;
-    if (!ids) return 0;
-    if (rlhf_tokenizer_chat(t, msg, n_msg, 1, ids, NULL, (size_t)c->n_ctx - 1, &np) != RLHF_OK) {
-        fprintf(stderr, "rlhf: the conversation (%zu tokens) does not fit the context (%d)\n", np, c->n_ctx);
-        free(ids);
-        return 0;
-    }
-    if (max_new > c->n_ctx - (int)np) max_new = c->n_ctx - (int)np;
-    if (rlhf_kv_cache_create(&cache, m, 1, c->n_ctx) == RLHF_OK && rlhf_sampler_create(&s, c->vocab_size, sc) == RLHF_OK &&
-        rlhf_model_generate(m, cache, s, rng, ids, (int)np, max_new, end, ids + np, &n_out) == RLHF_OK) {
-        if (n_out > 0 && ids[np + (size_t)n_out - 1] == end) n_out--;
-        rlhf_tokenizer_decode(t, ids + np, (size_t)n_out, out, cap - 1, &nb);
-        out[nb < cap - 1 ? nb : cap - 1] = 0;
-        ok = 1;
-    }
-    rlhf_kv_cache_free(cache);
-    rlhf_sampler_free(s);
-    free(ids);
-    return ok;
-}
-
 static int cmd_generate(int argc, char **argv, int interactive) {
     const char *pos[1], *prompt = NULL, *cmd = interactive ? "chat" : "generate";
     int n = 1, top_k = 0, max_new = 64, seed = 1, np, i;
@@ -397,7 +412,7 @@ static int cmd_generate(int argc, char **argv, int interactive) {
     rlhf_model *m;
     rlhf_tokenizer *t;
     rlhf_sampler_config sc = rlhf_sampler_config_default();
-    rlhf_rng rng;
+    sampler_ctx ctx;
     char out[4096];
     np = parse_opts(cmd, argc, argv, 2, o, (int)(sizeof o / sizeof o[0]), pos, 1);
     if (np == -1) {
@@ -416,14 +431,20 @@ static int cmd_generate(int argc, char **argv, int interactive) {
     sc.temperature = temperature;
     sc.top_k = top_k;
     sc.top_p = top_p;
-    rlhf_rng_seed(&rng, (uint64_t)seed);
+    if (!sampler_open(&ctx, m, &sc, (uint64_t)seed)) {
+        fprintf(stderr, "rlhf %s: out of memory\n", cmd);
+        sampler_close(&ctx);
+        rlhf_tokenizer_free(t);
+        rlhf_model_free(m);
+        return 1;
+    }
     if (!interactive) {
         rlhf_message msg;
         msg.role = RLHF_ROLE_USER;
         msg.content.str = prompt;
         msg.content.len = strlen(prompt);
         for (i = 0; i < n; i++) {
-            if (!chat_reply(m, t, &msg, 1, &sc, &rng, max_new, out, sizeof out)) { rlhf_model_free(m); rlhf_tokenizer_free(t); return 1; }
+            if (!reply_to(m, t, &ctx, &msg, 1, max_new, out, sizeof out)) { sampler_close(&ctx); rlhf_model_free(m); rlhf_tokenizer_free(t); return 1; }
             printf("%s\n", out);
         }
     } else {
@@ -441,7 +462,7 @@ static int cmd_generate(int argc, char **argv, int interactive) {
             hist[nh].content.str = texts[nh];
             hist[nh].content.len = L;
             nh++;
-            if (!chat_reply(m, t, hist, nh, &sc, &rng, max_new, out, sizeof out)) break;
+            if (!reply_to(m, t, &ctx, hist, nh, max_new, out, sizeof out)) break;
             printf("bot> %s\n", out);
             texts[nh] = strdup(out);
             hist[nh].role = RLHF_ROLE_ASSISTANT;
@@ -451,9 +472,48 @@ static int cmd_generate(int argc, char **argv, int interactive) {
         }
         for (i = 0; i < nh; i++) free(texts[i]);
     }
+    sampler_close(&ctx);
     rlhf_tokenizer_free(t);
     rlhf_model_free(m);
     return 0;
+}
+
+/* every completion's reward in a preference file, and the pairwise accuracy; 0 or 1 (exit status) */
+static int score_file(rlhf_model *m, const rlhf_tokenizer *t, const char *data) {
+    int rc = 0;
+    rlhf_dataset *d;
+    rlhf_error err;
+    size_t i;
+    long right = 0, pairs = 0;
+    if (rlhf_dataset_load(&d, data, RLHF_DATA_PREFERENCE, NULL, &err) != RLHF_OK) {
+        fprintf(stderr, "rlhf score: %s\n", err.message);
+        rc = 1;
+    } else {
+        for (i = 0; i < rlhf_dataset_size(d) && rc == 0; i++) {
+            const rlhf_record *r = rlhf_dataset_record(d, i);
+            int K = r->kind == RLHF_RECORD_PAIR ? 2 : r->n_completions, k, j;
+            const char *p[64], *c[64];
+            float s[64];
+            if (K > 64) K = 64;
+            for (k = 0; k < K; k++) {
+                p[k] = r->prompt.str;
+                c[k] = r->kind == RLHF_RECORD_PAIR ? (k == 0 ? r->chosen.str : r->rejected.str) : r->completions[k].str;
+            }
+            if (rlhf_reward_score(m, t, p, c, K, s) != RLHF_OK) {
+                fprintf(stderr, "rlhf score: %s:%zu: %s\n", data, r->line, rlhf_model_last_error(m));
+                rc = 1;
+                break;
+            }
+            printf("line %zu:", r->line);
+            for (k = 0; k < K; k++) printf(" %.4f", (double)s[k]);
+            printf("\n");
+            for (k = 0; k < K; k++)
+                for (j = k + 1; j < K; j++) right += s[k] > s[j], pairs++;
+        }
+        if (rc == 0) printf("pairwise accuracy (best-first order respected): %.4f over %ld pairs\n", pairs ? (double)right / pairs : 0.0, pairs);
+        rlhf_dataset_free(d);
+    }
+    return rc;
 }
 
 static int cmd_score(int argc, char **argv) {
@@ -484,38 +544,7 @@ static int cmd_score(int argc, char **argv) {
         if (rlhf_reward_score(m, t, &prompt, &response, 1, &s) != RLHF_OK) { fprintf(stderr, "rlhf score: %s\n", rlhf_model_last_error(m)); rc = 1; }
         else printf("%.6f\n", (double)s);
     } else {
-        rlhf_dataset *d;
-        rlhf_error err;
-        size_t i;
-        long right = 0, pairs = 0;
-        if (rlhf_dataset_load(&d, data, RLHF_DATA_PREFERENCE, NULL, &err) != RLHF_OK) {
-            fprintf(stderr, "rlhf score: %s\n", err.message);
-            rc = 1;
-        } else {
-            for (i = 0; i < rlhf_dataset_size(d) && rc == 0; i++) {
-                const rlhf_record *r = rlhf_dataset_record(d, i);
-                int K = r->kind == RLHF_RECORD_PAIR ? 2 : r->n_completions, k, j;
-                const char *p[64], *c[64];
-                float s[64];
-                if (K > 64) K = 64;
-                for (k = 0; k < K; k++) {
-                    p[k] = r->prompt.str;
-                    c[k] = r->kind == RLHF_RECORD_PAIR ? (k == 0 ? r->chosen.str : r->rejected.str) : r->completions[k].str;
-                }
-                if (rlhf_reward_score(m, t, p, c, K, s) != RLHF_OK) {
-                    fprintf(stderr, "rlhf score: %s:%zu: %s\n", data, r->line, rlhf_model_last_error(m));
-                    rc = 1;
-                    break;
-                }
-                printf("line %zu:", r->line);
-                for (k = 0; k < K; k++) printf(" %.4f", (double)s[k]);
-                printf("\n");
-                for (k = 0; k < K; k++)
-                    for (j = k + 1; j < K; j++) right += s[k] > s[j], pairs++;
-            }
-            if (rc == 0) printf("pairwise accuracy (best-first order respected): %.4f over %ld pairs\n", pairs ? (double)right / pairs : 0.0, pairs);
-            rlhf_dataset_free(d);
-        }
+        rc = score_file(m, t, data);
     }
     rlhf_tokenizer_free(t);
     rlhf_model_free(m);
@@ -797,14 +826,8 @@ static int cmd_eval(int argc, char **argv) {
     if (np != 1 || !data) return fail_usage("eval", "needs CHECKPOINT and --data");
     if (!(m = load_or_die(pos[0], &t))) return 1;
     if (rlhf_model_has_score_head(m)) { /* a reward model: its accuracy on the preference file */
-        rc = 0;
-        rlhf_tokenizer_free(t);
-        rlhf_model_free(m);
-        {
-            char *args[5];
-            args[0] = argv[0]; args[1] = (char *)"score"; args[2] = (char *)pos[0]; args[3] = (char *)"--data"; args[4] = (char *)data;
-            return cmd_score(5, args);
-        }
+        rc = score_file(m, t, data);
+        goto done;
     }
     if (rlhf_dataset_load(&d, data, RLHF_DATA_SFT, NULL, &err) != RLHF_OK) { fprintf(stderr, "rlhf eval: %s\n", err.message); goto done; }
     {
@@ -843,42 +866,20 @@ typedef struct demo_opts {
     const char *out;
 } demo_opts;
 
-typedef struct sampler_ctx {
-    rlhf_kv_cache *cache;
-    rlhf_sampler *s;
-    rlhf_rng rng;
-} sampler_ctx;
-
-/* One reply to a task's prompt, decoded into text (without <|end|>). */
+/* One reply to a task's prompt (the world is ASCII: a stray byte token becomes '?', so the text stays UTF-8). */
 static int reply(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const world_task *task, char *out, size_t cap) {
     char prompt[128];
     rlhf_message msg;
-    int ids[96], n_out = 0, stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
-    size_t np, nb = 0;
+    size_t i;
+    int ok;
     world_prompt(task, prompt, sizeof prompt);
     msg.role = RLHF_ROLE_USER;
     msg.content.str = prompt;
     msg.content.len = strlen(prompt);
-    if (rlhf_tokenizer_chat(t, &msg, 1, 1, ids, NULL, 96, &np) != RLHF_OK) return 0;
-    if (rlhf_model_generate(m, sc->cache, sc->s, &sc->rng, ids, (int)np, 16, stop, ids + np, &n_out) != RLHF_OK) return 0;
-    if (n_out > 0 && ids[np + (size_t)n_out - 1] == stop) n_out--;
-    if (rlhf_tokenizer_decode(t, ids + np, (size_t)n_out, out, cap - 1, &nb) != RLHF_OK) nb = 0;
-    out[nb < cap - 1 ? nb : cap - 1] = 0;
-    for (np = 0; out[np]; np++) /* the world is ASCII: a stray byte token becomes '?', so the text stays UTF-8 */
-        if ((unsigned char)out[np] >= 0x80 || (unsigned char)out[np] < 0x20) out[np] = '?';
-    return 1;
-}
-static int sampler_open(sampler_ctx *sc, rlhf_model *m, float temperature, uint64_t seed) {
-    rlhf_sampler_config c = rlhf_sampler_config_default();
-    c.temperature = temperature;
-    memset(sc, 0, sizeof *sc);
-    rlhf_rng_seed(&sc->rng, seed);
-    return rlhf_kv_cache_create(&sc->cache, m, 1, rlhf_model_config(m)->n_ctx) == RLHF_OK &&
-           rlhf_sampler_create(&sc->s, rlhf_model_config(m)->vocab_size, &c) == RLHF_OK;
-}
-static void sampler_close(sampler_ctx *sc) {
-    rlhf_kv_cache_free(sc->cache);
-    rlhf_sampler_free(sc->s);
+    ok = reply_to(m, t, sc, &msg, 1, 16, out, cap);
+    for (i = 0; out[i]; i++)
+        if ((unsigned char)out[i] >= 0x80 || (unsigned char)out[i] < 0x20) out[i] = '?';
+    return ok;
 }
 /* JSON string escaping for the files the demo writes */
 static void json_str(FILE *f, const char *s) {
@@ -897,7 +898,7 @@ static double gold_eval(rlhf_model *m, const rlhf_tokenizer *t, const world_task
     char out[256];
     double sum = 0.0;
     int i;
-    if (!sampler_open(&sc, m, 0.7f, seed)) return -1.0;
+    if (!sampler_open_t(&sc, m, 0.7f, seed)) return -1.0;
     for (i = 0; i < n; i++) {
         double g = reply(m, t, &sc, &tasks[i], out, sizeof out) ? world_gold(&tasks[i], out) : 0.0;
         if (scores) scores[i] = g;
@@ -1085,7 +1086,7 @@ static int cmd_demo(int argc, char **argv) {
     {
         sampler_ctx sc;
         int written = 0;
-        if (!sampler_open(&sc, sft, 1.0f, (uint64_t)d.seed + 2)) goto oom;
+        if (!sampler_open_t(&sc, sft, 1.0f, (uint64_t)d.seed + 2)) goto oom;
         for (i = 0; i < d.rm_prompts; i++) {
             world_task t = world_sample_task(&wr);
             char p[128], resp[9][160];
@@ -1142,7 +1143,7 @@ static int cmd_demo(int argc, char **argv) {
     {   /* accuracy against the GOLD judge's rankings, on fresh prompts and fresh samples */
         sampler_ctx sc;
         long right = 0, pairs = 0;
-        if (!sampler_open(&sc, sft, 1.0f, (uint64_t)d.seed + 5)) goto oom;
+        if (!sampler_open_t(&sc, sft, 1.0f, (uint64_t)d.seed + 5)) goto oom;
         for (i = 0; i < (d.quick ? 20 : 150); i++) {
             world_task t = world_sample_task(&wr);
             char p[128], r[4][160];
@@ -1264,7 +1265,7 @@ static int cmd_demo(int argc, char **argv) {
         printf("\nside by side (held-out prompts):\n");
         {
             sampler_ctx a, b;
-            if (sampler_open(&a, sft, 0.7f, 99) && sampler_open(&b, policy, 0.7f, 99))
+            if (sampler_open_t(&a, sft, 0.7f, 99) && sampler_open_t(&b, policy, 0.7f, 99))
                 for (i = 0; i < 6; i++) {
                     char p[128], ra[160], rb[160];
                     world_prompt(&eval[i], p, sizeof p);
