@@ -43,7 +43,7 @@ $(BUILD)/demo: tools/demo.c $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) tools/demo.c -o $@ $(LDLIBS)
 
 # the command-line tool (POSIX)
-$(BUILD)/rlhf: tools/rlhf.c tools/world.h $(HEADER) | $(BUILD)
+$(BUILD)/rlhf: tools/rlhf.c tools/world.h tools/plot.h tools/atomic_file.h $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) tools/rlhf.c -o $@ $(LDLIBS)
 
 demo: $(BUILD)/rlhf
