@@ -5,7 +5,9 @@
 #   make test-scalar   the suite with -DRLHF_NO_SIMD (scalar kernels only)
 #   make test-cpp      the suite compiled as C++
 #   make test-clang    the suite built with clang
-#   make debug         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make debug         the suite, and the rlhf tool's error paths, under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-demo-seeds  `rlhf demo --quick` for every seed from 1 to 30 (each must finish)
+#   make test-charts   the charts of `rlhf plot`, rendered to PNG by rsvg-convert (librsvg2-bin)
 #   make test-arm64    the suite cross-compiled for AArch64 and run under qemu-aarch64 (NEON path)
 #   make test-s390x    the suite cross-compiled for s390x and run under qemu-s390x (big-endian)
 #   make fuzz          libFuzzer harnesses (clang) for the JSON, safetensors, JSONL and dataset readers
@@ -34,7 +36,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
+.PHONY: test-demo-seeds test-charts examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/demo $(BUILD)/rlhf
 
@@ -43,7 +45,8 @@ $(BUILD)/demo: tools/demo.c $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) tools/demo.c -o $@ $(LDLIBS)
 
 # the command-line tool (POSIX)
-$(BUILD)/rlhf: tools/rlhf.c tools/world.h tools/plot.h tools/atomic_file.h $(HEADER) | $(BUILD)
+RLHF_TOOL_SRC = tools/rlhf.c tools/world.h tools/plot.h tools/atomic_file.h $(HEADER)
+$(BUILD)/rlhf: $(RLHF_TOOL_SRC) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) tools/rlhf.c -o $@ $(LDLIBS)
 
 demo: $(BUILD)/rlhf
@@ -71,6 +74,7 @@ test: $(BUILD)/test_rlhf $(BUILD)/demo $(BUILD)/rlhf $(BUILD)/test_crash example
 	  ./ex_02_pretrain 40 >> ex.txt && ./ex_03_sft 2 >> ex.txt && ./ex_04_reward_model 1 >> ex.txt && ./ex_05_ppo 4 >> ex.txt && \
 	  grep -q "round trip" ex.txt && grep -q "held-out pairwise accuracy" ex.txt && grep -q "delta_t" ex.txt && echo "examples 00-05 ok"
 	sh tests/cli_smoke.sh $(BUILD)
+	sh tests/cli_errors.sh $(BUILD)/rlhf $(BUILD)/cli_errors $(BUILD)/demo_quick
 
 # POSIX only (fork, kill): a checkpoint write killed at random moments.
 $(BUILD)/test_crash: tests/test_crash.c $(HEADER) | $(BUILD)
@@ -96,8 +100,25 @@ $(BUILD)/test_rlhf_debug: $(TESTS) $(HEADER) | $(BUILD)
 
 # ASan + UBSan; leak detection on. (OpenMP is left out: libgomp's thread pool
 # is reported as leaked by LSan. The threaded paths are covered by `make test`.)
-debug: $(BUILD)/test_rlhf_debug
+# The rlhf tool under the same sanitizers: the demo's happy path, then every error path of tests/cli_errors.sh.
+$(BUILD)/rlhf_debug: $(RLHF_TOOL_SRC) | $(BUILD)
+	$(CC) $(CFLAGS) -O1 -g $(NATIVE) -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer tools/rlhf.c -o $@ $(LDLIBS)
+
+debug: $(BUILD)/test_rlhf_debug $(BUILD)/rlhf_debug
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/test_rlhf_debug
+	ASAN_OPTIONS=detect_leaks=1 ./$(BUILD)/rlhf_debug demo --quick --out $(BUILD)/debug_demo > $(BUILD)/debug_demo.txt
+	UBSAN_OPTIONS=print_stacktrace=1 sh tests/cli_errors.sh $(BUILD)/rlhf_debug $(BUILD)/debug_cli $(BUILD)/debug_demo
+
+# Every seed from 1 to 30 of the quick demo must run to its report (a sampled
+# reply that no longer fits the context once scored stopped seeds 3, 7 and 17).
+test-demo-seeds: $(BUILD)/rlhf
+	@for s in $$(seq 1 30); do \
+	  ./$(BUILD)/rlhf demo --quick --seed $$s --out $(BUILD)/demo_seeds/$$s > $(BUILD)/demo_seeds_$$s.txt 2>&1 && \
+	  test -s $(BUILD)/demo_seeds/$$s/report.json || { echo "demo --quick --seed $$s failed:"; tail -5 $(BUILD)/demo_seeds_$$s.txt; exit 1; }; \
+	done; echo "rlhf demo --quick: seeds 1-30 all finished"
+
+test-charts: $(BUILD)/rlhf
+	sh tests/check_charts.sh $(BUILD)
 
 # JSON conformance against nst/JSONTestSuite, when the shared test data is
 # beside this checkout (it is never copied into the repository).

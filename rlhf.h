@@ -164,12 +164,13 @@ extern "C" {
     X(RLHF_ERR_SIZE_OVERFLOW, -3, "size computation overflows")                      \
     X(RLHF_ERR_BAD_TOKEN, -4, "token id out of range")                               \
     X(RLHF_ERR_NO_TARGETS, -5, "no target other than -1 in the batch")               \
-    X(RLHF_ERR_NON_FINITE, -6, "loss or gradient norm is not finite; update skipped") \
+    X(RLHF_ERR_NON_FINITE, -6, "loss, gradient norm or weights not finite")          \
     X(RLHF_ERR_CONTEXT_FULL, -7, "sequence longer than the model's context")         \
     X(RLHF_ERR_STATE, -8, "call out of order")                                       \
     X(RLHF_ERR_IO, -9, "cannot read or write a file")                                \
     X(RLHF_ERR_PARSE, -10, "malformed input")                                        \
-    X(RLHF_ERR_TOO_LARGE, -11, "input exceeds a limit")
+    X(RLHF_ERR_TOO_LARGE, -11, "input exceeds a limit")                              \
+    X(RLHF_ERR_INTERRUPTED, -12, "stopped by the caller")
 
 typedef enum rlhf_result {
 #define RLHF__ENUM_ITEM(name, value, message) name = value,
@@ -447,7 +448,9 @@ RLHFDEF int         rlhf_json_int64(const rlhf_json *v, int64_t *out);
 
 /* JSONL: one JSON value per line, streamed (the file is never loaded whole).
    Lines end in LF or CRLF; blank lines are skipped; the last line may lack
-   its newline. A line may hold at most 1,000,000 JSON values. */
+   its newline; a UTF-8 byte-order mark at the start of the file is skipped
+   (columns of line 1 then count after it). A line may hold at most
+   1,000,000 JSON values. */
 typedef struct rlhf_jsonl rlhf_jsonl;
 /* max_line_bytes <= 0: 64 MiB. A longer line is an error, not a truncation. */
 RLHFDEF rlhf_result rlhf_jsonl_open(rlhf_jsonl **out, const char *path, long max_line_bytes, rlhf_json_error *err);
@@ -499,7 +502,8 @@ RLHFDEF const char *rlhf_model_meta(const rlhf_model *m, const char *key);
 /* ---------------------------------------------------------------------------
    Datasets: JSONL records with TRL's field names, parsed into typed records.
      RLHF_DATA_TEXT        plain UTF-8 text (any path not ending in .jsonl:
-                           the whole file is one record) or {"text": s}
+                           the whole file, without a byte-order mark, is one
+                           record) or {"text": s}
      RLHF_DATA_SFT         {"prompt": s, "completion": s} or
                            {"messages": [{"role": "system"|"user"|"assistant",
                            "content": s}, ...]} with at least one assistant turn
@@ -582,7 +586,8 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char
    out of pairs first, the vocabulary is smaller (rlhf_tokenizer_vocab_size
    tells). Deterministic: the most frequent pair first, ties to smaller ids.
    Pieces longer than 256 bytes are learned from in 256-byte chunks (this
-   keeps training linear; such runs are rare in text). */
+   keeps training linear; such runs are rare in text). No text (len 0) is
+   refused: RLHF_ERR_INVALID_ARGUMENT. */
 RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text, size_t len, int vocab_size, rlhf_error *err);
 RLHFDEF void        rlhf_tokenizer_free(rlhf_tokenizer *t);
 /* Encode len bytes of text as ordinary text (special-token strings such as
@@ -604,7 +609,9 @@ RLHFDEF int         rlhf_tokenizer_special(const rlhf_tokenizer *t, rlhf_special
 RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_message *messages, int n, int add_generation_prompt,
                                         int *ids, unsigned char *mask, size_t cap, size_t *n_ids);
 /* Storage: the tokenizer as JSON (a file of its own, or the "tokenizer"
-   metadata of a checkpoint, so one file is a whole model). */
+   metadata of a checkpoint, so one file is a whole model). The file is
+   written as checkpoints are (a temporary file beside it, fsync'ed, renamed
+   over it): on failure (RLHF_ERR_IO) an existing file is untouched. */
 RLHFDEF rlhf_result rlhf_tokenizer_save(const rlhf_tokenizer *t, const char *path);
 RLHFDEF rlhf_result rlhf_tokenizer_load(rlhf_tokenizer **out, const char *path, rlhf_error *err);
 RLHFDEF rlhf_result rlhf_model_set_tokenizer(rlhf_model *m, const rlhf_tokenizer *t);
@@ -631,8 +638,10 @@ RLHFDEF void  rlhf_gae(const float *rewards, const float *values, int T, float g
    (step 2). Both read a dataset through a tokenizer (the chat template, the
    special tokens), hold out a validation set, follow a learning-rate
    schedule, clip gradients, skip non-finite steps (counted), report metrics
-   and write checkpoints. Each call starts a fresh AdamW state (a checkpoint
-   of the previous stage may carry one). Sequences are rendered with the chat template:
+   and write checkpoints. Weights that are themselves not finite end the
+   run (RLHF_ERR_NON_FINITE) and are never checkpointed; the caller may stop
+   a run between steps (should_stop). Each call starts a fresh AdamW state
+   (a checkpoint of the previous stage may carry one). Sequences are rendered with the chat template:
    a prompt string is one user turn, a completion one assistant turn, so
    every response ends with <|end|>, the stop token. */
 typedef enum rlhf_lr_decay { RLHF_LR_COSINE, RLHF_LR_LINEAR, RLHF_LR_CONSTANT } rlhf_lr_decay;
@@ -667,6 +676,12 @@ typedef struct rlhf_train_options {
     void *log_user;
     rlhf_metrics_fn metrics; /* may be NULL */
     void *metrics_user;
+    int (*should_stop)(void *user); /* may be NULL. Polled after every update but the last (after
+                               its metric line and any validation or checkpoint of that step);
+                               nonzero: out_dir/last.safetensors is written at that step (when
+                               out_dir is set) so resume_step continues from it, and the call
+                               returns RLHF_ERR_INTERRUPTED. Ctrl-C handlers set a flag it reads */
+    void *stop_user;
 } rlhf_train_options;
 /* SFT: lr 3e-4 peak, warm-up 10 steps, cosine to 10%, clip 1, batch 16,
    1 epoch, validation every 100 steps on 5% held out, seq_len n_ctx. */
@@ -855,7 +870,16 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
    on), and in the policy's metadata the iteration, KL coefficient, RNG
    state, data positions and the reference's fingerprint. rlhf_ppo_load
    restores it into a trainer created with the same models and config; the
-   run then continues bit for bit as if never interrupted. */
+   run then continues bit for bit as if never interrupted.
+   The files are saved as a unit (journaled): each is written whole as
+   X.next, then dir/ppo.commit is written (atomically) as the commit point,
+   then each X.next is renamed to X and ppo.commit removed. Both calls first
+   finish a save that was killed after its commit point, or remove what one
+   killed before it left behind. So after a kill at any moment dir holds the
+   previous complete state or the new one (rlhf_ppo_load never finds a mix),
+   and no *.next or ppo.commit* file remains after the next save or load.
+   A trainer whose weights are not finite is not saved (RLHF_ERR_NON_FINITE;
+   dir keeps the previous state). */
 RLHFDEF rlhf_result rlhf_ppo_save(const rlhf_ppo *p, const char *dir, rlhf_error *err);
 RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err);
 /* The EMA of the policy's weights (ema_decay > 0), or NULL. */
@@ -2261,6 +2285,7 @@ RLHFDEF rlhf_result rlhf_jsonl_next(rlhf_jsonl *r, rlhf_json_doc **doc, rlhf_jso
     if (!r) return RLHF_ERR_INVALID_ARGUMENT;
     for (;;) {
         size_t len = 0, k;
+        const unsigned char *text;
         rlhf_json_error e;
         rlhf_result res;
         int g = rlhf__jsonl_getline(r, &len);
@@ -2280,11 +2305,14 @@ RLHFDEF rlhf_result rlhf_jsonl_next(rlhf_jsonl *r, rlhf_json_doc **doc, rlhf_jso
             return RLHF_ERR_OUT_OF_MEMORY;
         }
         if (len && r->line[len - 1] == '\r') len--; /* CRLF */
-        for (k = 0; k < len && (r->line[k] == ' ' || r->line[k] == '\t' || r->line[k] == '\r'); k++) {}
+        /* a UTF-8 byte-order mark (Windows editors write one) starts the file, not the record */
+        text = r->line;
+        if (r->line_no == 1 && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) text += 3, len -= 3;
+        for (k = 0; k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r'); k++) {}
         if (k == len) continue; /* blank line */
         /* a record of more than 1,000,000 values is refused before its tree
            (~100 bytes a value) grows past ~100 MB */
-        res = rlhf__json_parse(doc, (const char *)r->line, len, 0, 1000000, &e);
+        res = rlhf__json_parse(doc, (const char *)text, len, 0, 1000000, &e);
         if (res != RLHF_OK) {
             rlhf__jsonl_error(err, r->path, r->line_no, e.column, e.offset, e.message);
             return res;
@@ -2384,6 +2412,131 @@ static rlhf_result rlhf__st_err(rlhf_error *err, rlhf_result r, const char *path
     va_end(ap);
     return r;
 }
+
+/* ---- writing: a file appears whole or not at all --------------------------------
+   rlhf__out_open creates a temporary file beside path (the same directory, so
+   the rename is atomic); rlhf__out_write appends (a failure is remembered);
+   rlhf__out_commit flushes, fsyncs (POSIX) and closes it, renames it over
+   path and fsyncs the directory. path then holds the old file or the new
+   one, never a mix. in_place writes path itself, still fsync'ed, for a
+   caller that journals its own files (rlhf_ppo_save's *.next): a kill then
+   leaves no temporary behind. A failure removes what was written. */
+#if defined(__unix__) || defined(__APPLE__)
+#define RLHF__POSIX_IO 1
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+typedef struct rlhf__out {
+#ifdef RLHF__POSIX_IO
+    int fd;
+#else
+    FILE *f;
+#endif
+    int failed, in_place;
+    const char *path;
+    char *file;      /* the file being written: path.tmp-PID, or path in place */
+    char why[512];   /* what went wrong, with the file names */
+} rlhf__out;
+
+/* Make renames in the directory of path durable (POSIX: fsync the
+   directory; elsewhere nothing to do). */
+static void rlhf__fsync_dir(const char *path) {
+#ifdef RLHF__POSIX_IO
+    char *dir = rlhf__strdup(path), *slash;
+    int fd;
+    if (!dir) return;
+    slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    fd = open(slash ? dir : ".", O_RDONLY);
+    if (fd >= 0) {
+        if (fsync(fd) != 0) { /* some file systems refuse fsync on directories: the file is still safe */ }
+        close(fd);
+    }
+    rlhf__free(dir);
+#else
+    (void)path;
+#endif
+}
+/* rename from over to (which may exist); 0 on success */
+static int rlhf__replace(const char *from, const char *to) {
+#if defined(_WIN32)
+    remove(to); /* Windows' rename() does not replace: the one non-atomic moment */
+#endif
+    return rename(from, to);
+}
+
+static rlhf_result rlhf__out_open(rlhf__out *o, const char *path, int in_place) {
+    size_t plen = strlen(path);
+    o->failed = 0;
+    o->in_place = in_place;
+    o->path = path;
+    o->why[0] = 0;
+    if (!(o->file = (char *)rlhf__alloc(plen + 32))) {
+        snprintf(o->why, sizeof o->why, "out of memory");
+        return RLHF_ERR_OUT_OF_MEMORY;
+    }
+#ifdef RLHF__POSIX_IO
+    /* the PID keeps two processes saving to one path off each other's file */
+    if (in_place) memcpy(o->file, path, plen + 1);
+    else snprintf(o->file, plen + 32, "%s.tmp-%ld", path, (long)getpid());
+    o->fd = open(o->file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    o->failed = o->fd < 0;
+#else
+    if (in_place) memcpy(o->file, path, plen + 1);
+    else snprintf(o->file, plen + 32, "%s.tmp", path);
+    o->f = fopen(o->file, "wb");
+    o->failed = o->f == NULL;
+#endif
+    if (!o->failed) return RLHF_OK;
+    snprintf(o->why, sizeof o->why, "cannot create %s", o->file);
+    rlhf__free(o->file);
+    o->file = NULL;
+    return RLHF_ERR_IO;
+}
+static void rlhf__out_write(rlhf__out *o, const void *p, size_t n) {
+    const unsigned char *c = (const unsigned char *)p;
+    if (o->failed) return;
+#ifdef RLHF__POSIX_IO
+    while (n > 0) {
+        ssize_t w = write(o->fd, c, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { o->failed = 1; return; }
+        c += w;
+        n -= (size_t)w;
+    }
+#else
+    if (fwrite(c, 1, n, o->f) != n) o->failed = 1;
+#endif
+}
+static rlhf_result rlhf__out_commit(rlhf__out *o) {
+    rlhf_result r = RLHF_OK;
+#ifdef RLHF__POSIX_IO
+    if (!o->failed && fsync(o->fd) != 0) o->failed = 1; /* the data is on disk before the rename */
+    if (close(o->fd) != 0) o->failed = 1;
+#else
+    if (fflush(o->f) != 0) o->failed = 1;
+    if (fclose(o->f) != 0) o->failed = 1;
+#endif
+    if (o->failed) {
+        remove(o->file);
+        if (o->in_place) snprintf(o->why, sizeof o->why, "writing %s failed (disk full?)", o->file);
+        else snprintf(o->why, sizeof o->why, "writing %s failed (disk full?); %s is unchanged", o->file, o->path);
+        r = RLHF_ERR_IO;
+    } else if (!o->in_place) {
+        if (rlhf__replace(o->file, o->path) != 0) {
+            remove(o->file);
+            snprintf(o->why, sizeof o->why, "cannot rename %s to %s", o->file, o->path);
+            r = RLHF_ERR_IO;
+        } else
+            rlhf__fsync_dir(o->path);
+    }
+    rlhf__free(o->file);
+    o->file = NULL;
+    return r;
+}
+
 // ----------------------------------------------------------------------------
 // >>tokenizer  byte-level BPE: GPT-2's pre-tokenizer by hand (Unicode tables
 //              generated from Python's regex module), merge-rank encoding,
@@ -3236,7 +3389,10 @@ RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text,
     if (err) err->message[0] = 0;
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
-    if ((!text && len) || vocab_size < 256 + RLHF_NUM_SPECIAL_TOKENS || vocab_size > (1 << 24))
+    /* an empty file given as the corpus is a mistake worth naming, not a tokenizer of bytes only */
+    if (len == 0) return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, "rlhf_tokenizer_train", "no text to learn from (0 bytes)");
+    if (!text) return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, "rlhf_tokenizer_train", "text is NULL");
+    if (vocab_size < 256 + RLHF_NUM_SPECIAL_TOKENS || vocab_size > (1 << 24))
         return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, "rlhf_tokenizer_train", "vocab_size must be from %d (bytes and special tokens) to 2^24, got %d",
                             256 + RLHF_NUM_SPECIAL_TOKENS, vocab_size);
     n_merges = vocab_size - 256 - RLHF_NUM_SPECIAL_TOKENS;
@@ -3544,15 +3700,17 @@ done:
 RLHFDEF rlhf_result rlhf_tokenizer_save(const rlhf_tokenizer *t, const char *path) {
     size_t len = 0;
     char *json;
-    FILE *f;
-    int ok;
-    if (!t || !path) return RLHF_ERR_INVALID_ARGUMENT;
+    rlhf__out o;
+    rlhf_result r;
+    if (!t || !path || !*path) return RLHF_ERR_INVALID_ARGUMENT;
     if (!(json = rlhf__tokenizer_json(t, &len))) return RLHF_ERR_OUT_OF_MEMORY;
-    f = fopen(path, "wb");
-    ok = f && fwrite(json, 1, len, f) == len;
-    if (f && fclose(f) != 0) ok = 0;
+    /* as a checkpoint is written: a crash or a full disk never leaves half a tokenizer */
+    if ((r = rlhf__out_open(&o, path, 0)) == RLHF_OK) {
+        rlhf__out_write(&o, json, len);
+        r = rlhf__out_commit(&o);
+    }
     rlhf__free(json);
-    return ok ? RLHF_OK : RLHF_ERR_IO;
+    return r;
 }
 RLHFDEF rlhf_result rlhf_tokenizer_load(rlhf_tokenizer **out, const char *path, rlhf_error *err) {
     size_t len = 0;
@@ -4033,6 +4191,20 @@ RLHFDEF const char *rlhf_model_last_error(const rlhf_model *m) { return m ? m->e
 RLHFDEF size_t rlhf_model_num_params(const rlhf_model *m) { return m ? m->num_params : 0; }
 RLHFDEF int rlhf_model_num_tensors(const rlhf_model *m) { return m ? m->n_tensors : 0; }
 RLHFDEF long rlhf_model_adamw_steps(const rlhf_model *m) { return m ? m->adam_steps : 0; }
+
+/* NULL when every weight of m is finite, else the name of the first tensor
+   holding a NaN or an infinity. A run that diverged has weights like these;
+   the training loops stop on them and never checkpoint them. */
+static const char *rlhf__non_finite_tensor(const rlhf_model *m) {
+    int i;
+    size_t j;
+    for (i = 0; i < m->n_tensors; i++) {
+        const float *p = m->param_mem + m->tensors[i].offset;
+        for (j = 0; j < m->tensors[i].numel; j++)
+            if (!isfinite(p[j])) return m->tensors[i].name;
+    }
+    return NULL;
+}
 
 /* The scalar head (Stiennon et al. 2020; "The N implementation details",
    item 6): score.weight [1, C] ~ N(0, std), score.bias = 0. The reward
@@ -4913,15 +5085,8 @@ RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sa
 }
 
 // ----------------------------------------------------------------------------
-// >>io  safetensors checkpoints: metadata store, atomic writer, strict reader
+// >>io  safetensors checkpoints: metadata store, writer (atomic, through rlhf__out), strict reader
 // ----------------------------------------------------------------------------
-
-#if defined(__unix__) || defined(__APPLE__)
-#define RLHF__POSIX_IO 1
-#include <errno.h>
-#include <fcntl.h>
-#include <unistd.h>
-#endif
 
 RLHFDEF const char *rlhf_model_meta(const rlhf_model *m, const char *key) {
     int i;
@@ -5037,29 +5202,8 @@ static float rlhf__bf16_to_f32(uint16_t h) {
 }
 
 /* ---- writing ---------------------------------------------------------------------- */
-typedef struct rlhf__out {
-#ifdef RLHF__POSIX_IO
-    int fd;
-#else
-    FILE *f;
-#endif
-    int failed;
-} rlhf__out;
-static void rlhf__out_write(rlhf__out *o, const void *p, size_t n) {
-    const unsigned char *c = (const unsigned char *)p;
-    if (o->failed) return;
-#ifdef RLHF__POSIX_IO
-    while (n > 0) {
-        ssize_t w = write(o->fd, c, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) { o->failed = 1; return; }
-        c += w;
-        n -= (size_t)w;
-    }
-#else
-    if (fwrite(c, 1, n, o->f) != n) o->failed = 1;
-#endif
-}
+#define RLHF__SAVE_IN_PLACE 0x100 /* private flag of rlhf_model_save_ex: write path itself (see rlhf__out_open) */
+
 /* floats as little-endian bytes, through a staging buffer on big-endian hosts */
 static void rlhf__out_floats(rlhf__out *o, const float *x, size_t n) {
     if (rlhf__host_le()) {
@@ -5089,10 +5233,8 @@ RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, i
     rlhf__sb h = {NULL, 0, 0, 0};
     uint64_t off = 0;
     unsigned char len8[8];
-    char *tmp;
-    size_t plen;
     rlhf__out o;
-    rlhf_result r = RLHF_OK;
+    rlhf_result r;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (!path || !*path) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_save: no path");
     with_optim = m->m_mem && !(flags & RLHF_SAVE_WEIGHTS_ONLY);
@@ -5128,27 +5270,10 @@ RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, i
         rlhf__free(h.p);
         return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_save: out of memory building the header for %s", path);
     }
-    /* the temporary file sits beside the target, so rename() is atomic */
-    plen = strlen(path);
-    tmp = (char *)rlhf__alloc(plen + 32);
-    if (!tmp) {
+    /* whole or not at all: a temporary file renamed over path (or path itself, journaled by the caller) */
+    if ((r = rlhf__out_open(&o, path, (flags & RLHF__SAVE_IN_PLACE) != 0)) != RLHF_OK) {
         rlhf__free(h.p);
-        return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_save: out of memory");
-    }
-#ifdef RLHF__POSIX_IO
-    snprintf(tmp, plen + 32, "%s.tmp-%ld", path, (long)getpid());
-    o.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    o.failed = o.fd < 0;
-#else
-    snprintf(tmp, plen + 32, "%s.tmp", path);
-    o.f = fopen(tmp, "wb");
-    o.failed = o.f == NULL;
-#endif
-    if (o.failed) {
-        r = rlhf__fail(m, RLHF_ERR_IO, "rlhf_model_save: cannot create %s", tmp);
-        rlhf__free(h.p);
-        rlhf__free(tmp);
-        return r;
+        return rlhf__fail(m, r, "rlhf_model_save: %s", o.why);
     }
     rlhf__put_u64le(len8, (uint64_t)h.len);
     rlhf__out_write(&o, len8, 8);
@@ -5158,45 +5283,7 @@ RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, i
         for (i = 0; i < m->n_tensors; i++) rlhf__out_floats(&o, base + m->tensors[i].offset, m->tensors[i].numel);
     }
     rlhf__free(h.p);
-#ifdef RLHF__POSIX_IO
-    if (!o.failed && fsync(o.fd) != 0) o.failed = 1; /* the data is on disk before the rename */
-    if (close(o.fd) != 0) o.failed = 1;
-#else
-    if (fflush(o.f) != 0) o.failed = 1;
-    if (fclose(o.f) != 0) o.failed = 1;
-#endif
-    if (o.failed) {
-        remove(tmp);
-        r = rlhf__fail(m, RLHF_ERR_IO, "rlhf_model_save: writing %s failed (disk full?); %s is unchanged", tmp, path);
-        rlhf__free(tmp);
-        return r;
-    }
-#if defined(_WIN32)
-    remove(path); /* Windows' rename() does not replace: the one non-atomic moment */
-#endif
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        r = rlhf__fail(m, RLHF_ERR_IO, "rlhf_model_save: cannot rename %s to %s", tmp, path);
-        rlhf__free(tmp);
-        return r;
-    }
-    rlhf__free(tmp);
-#ifdef RLHF__POSIX_IO
-    { /* make the rename itself durable: fsync the directory */
-        char *dir = rlhf__strdup(path), *slash;
-        if (dir) {
-            int fd;
-            slash = strrchr(dir, '/');
-            if (slash) *(slash == dir ? slash + 1 : slash) = 0;
-            fd = open(slash ? dir : ".", O_RDONLY);
-            if (fd >= 0) {
-                if (fsync(fd) != 0) { /* some file systems refuse fsync on directories: the file is still safe */ }
-                close(fd);
-            }
-            rlhf__free(dir);
-        }
-    }
-#endif
+    if ((r = rlhf__out_commit(&o)) != RLHF_OK) return rlhf__fail(m, r, "rlhf_model_save: %s", o.why);
     return RLHF_OK;
 }
 
@@ -5304,12 +5391,25 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
     size_t n_ent = 0, k;
     rlhf_config cfg;
     rlhf_model *m = NULL;
-    int *found = NULL, n_optim = 0, i;
+    int *found = NULL, n_optim = 0, i, looks_json;
     rlhf_result r = RLHF_OK;
     if (err) err->message[0] = 0;
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
     if (!path) return RLHF_ERR_INVALID_ARGUMENT;
+#ifdef RLHF__POSIX_IO
+    {   /* a directory opens as a file on POSIX and reads as one of LONG_MAX bytes: name the mistake */
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            size_t n = strlen(path);
+            while (n > 1 && path[n - 1] == '/') n--;
+            if (err)
+                snprintf(err->message, sizeof err->message,
+                         "%s is a directory, not a checkpoint file (for a Hugging Face folder, give %.*s/model.safetensors)", path, (int)n, path);
+            return RLHF_ERR_IO;
+        }
+    }
+#endif
     f = fopen(path, "rb");
     if (!f) return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot open the file");
     if (fseek(f, 0, SEEK_END) != 0 || (fsize = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
@@ -5317,18 +5417,28 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
         goto done;
     }
     /* rule: 8-byte little-endian header length N, N <= 100,000,000, 8 + N <= size */
-    if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
+    memset(len8, 0, sizeof len8);
+    k = fread(len8, 1, 8, f);
+    for (i = 0; i < (int)k && (len8[i] == ' ' || len8[i] == '\t' || len8[i] == '\r' || len8[i] == '\n'); i++) {}
+    /* JSON where the length should be (a config.json, a tokenizer): its
+       text read as a length is absurd, so say what the file is instead */
+    looks_json = i < (int)k && (len8[i] == '{' || len8[i] == '[');
+    hlen = rlhf__get_u64le(len8);
+    if (looks_json && (k < 8 || hlen > (uint64_t)fsize - 8)) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "looks like a JSON file, not a safetensors checkpoint");
+        goto done;
+    }
+    if (k < 8) {
         r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "file of %ld bytes is shorter than the 8-byte header length", fsize);
         goto done;
     }
-    hlen = rlhf__get_u64le(len8);
-    if (hlen > 100000000u) {
-        r = rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "header length %llu exceeds the limit of 100000000 bytes", (unsigned long long)hlen);
+    if (hlen > (uint64_t)fsize - 8) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "header length %llu is larger than the file (%ld bytes): not a safetensors file, or truncated",
+                         (unsigned long long)hlen, fsize);
         goto done;
     }
-    if (hlen > (uint64_t)fsize - 8) {
-        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "header length %llu runs past the end of the file (%ld bytes)",
-                         (unsigned long long)hlen, fsize);
+    if (hlen > 100000000u) {
+        r = rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "header length %llu exceeds the limit of 100000000 bytes", (unsigned long long)hlen);
         goto done;
     }
     if (hlen == 0) {
@@ -5852,6 +5962,10 @@ RLHFDEF rlhf_result rlhf_dataset_load(rlhf_dataset **out, const char *path, rlhf
         fclose(f);
         if (!buf) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); }
         if (len > limit) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "larger than the limit of %zu bytes", limit); }
+        if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) { /* a byte-order mark is not text to learn */
+            buf += 3;
+            len -= 3;
+        }
         if (len == 0) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_PARSE, path, "the file is empty"); }
         while (i < len) {
             size_t k = rlhf__utf8_len((const unsigned char *)buf + i, len - i);
@@ -5998,18 +6112,27 @@ typedef struct rlhf__trainrun {
     float best;        /* best validation loss so far (NaN: none) */
 } rlhf__trainrun;
 
+/* the run ends with result r: "stage: message" into err and the log */
+static rlhf_result rlhf__run_vend(rlhf__trainrun *run, rlhf_log_level level, rlhf_result r, const char *fmt, va_list ap) {
+    char msg[480], full[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    snprintf(full, sizeof full, "%s: %s", run->stage, msg);
+    if (run->err) snprintf(run->err->message, sizeof run->err->message, "%s", full);
+    if (run->o->log) run->o->log(run->o->log_user, level, full);
+    return r;
+}
 static rlhf_result rlhf__run_fail(rlhf__trainrun *run, rlhf_result r, const char *fmt, ...) {
-    char msg[480];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    r = rlhf__run_vend(run, RLHF_LOG_ERROR, r, fmt, ap);
     va_end(ap);
-    {
-        char full[512];
-        snprintf(full, sizeof full, "%s: %s", run->stage, msg);
-        if (run->err) snprintf(run->err->message, sizeof run->err->message, "%s", full);
-        if (run->o->log) run->o->log(run->o->log_user, RLHF_LOG_ERROR, full);
-    }
+    return r;
+}
+static rlhf_result rlhf__run_end(rlhf__trainrun *run, rlhf_log_level level, rlhf_result r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    r = rlhf__run_vend(run, level, r, fmt, ap);
+    va_end(ap);
     return r;
 }
 static void rlhf__run_log(rlhf__trainrun *run, rlhf_log_level level, const char *fmt, ...) {
@@ -6041,7 +6164,12 @@ static void rlhf__metric_end(rlhf__trainrun *run) {
    the file is a whole model; AdamW state included (for resuming). */
 static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long step, const char *kind, const rlhf_tokenizer *t) {
     char path[1024], num[32];
+    const char *bad = rlhf__non_finite_tensor(run->m);
     rlhf_result r;
+    /* a diverged model is never a checkpoint: the previous one stays */
+    if (bad)
+        return rlhf__run_fail(run, RLHF_ERR_NON_FINITE, "the weights are not finite after step %ld (%s; learning rate too high?)%s", step,
+                              bad, run->o->out_dir ? "; checkpoint not written" : "");
     if ((r = rlhf__set_meta(run->m, "rlhf.kind", kind)) != RLHF_OK) return rlhf__run_fail(run, r, "out of memory for the metadata");
     if ((r = rlhf_model_set_tokenizer(run->m, t)) != RLHF_OK)
         return rlhf__run_fail(run, r, "cannot store the tokenizer in the model: %s", rlhf_model_last_error(run->m));
@@ -6058,6 +6186,16 @@ static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long st
         return rlhf__run_fail(run, r, "cannot write checkpoint %s: %s", path, rlhf_model_last_error(run->m));
     return RLHF_OK;
 }
+/* The caller's should_stop said stop after this step: last.safetensors at
+   it, exactly as a periodic save (unless the step's validation has just
+   written it), so resume_step = step continues bit for bit. */
+static rlhf_result rlhf__run_stop(rlhf__trainrun *run, long step, long total_steps, int saved, const char *kind, const rlhf_tokenizer *t) {
+    rlhf_result r;
+    if (!saved && (r = rlhf__run_save(run, "last.safetensors", step, kind, t)) != RLHF_OK) return r;
+    if (!run->o->out_dir) return rlhf__run_end(run, RLHF_LOG_WARN, RLHF_ERR_INTERRUPTED, "stopped at step %ld of %ld", step, total_steps);
+    return rlhf__run_end(run, RLHF_LOG_WARN, RLHF_ERR_INTERRUPTED, "stopped at step %ld of %ld; %s/last.safetensors holds it", step,
+                         total_steps, run->o->out_dir);
+}
 /* A stage starts with a fresh AdamW (moments 0, step 0): a checkpoint of the
    previous stage may carry its state, which belongs to another loss. */
 static void rlhf__fresh_optimizer(rlhf_model *m) {
@@ -6066,6 +6204,15 @@ static void rlhf__fresh_optimizer(rlhf_model *m) {
     m->adam_steps = 0;
 }
 static int rlhf__opts_ok(rlhf__trainrun *run, const rlhf_train_options *o, const rlhf_model *m) {
+    /* an infinite lr or decay would pass "> 0" and wreck the weights on the first step */
+    const float knob[3] = {o->opt.lr, o->opt.grad_clip, o->opt.weight_decay};
+    static const char *const knob_name[3] = {"opt.lr", "opt.grad_clip", "opt.weight_decay"};
+    int i;
+    for (i = 0; i < 3; i++)
+        if (!isfinite(knob[i])) {
+            rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "bad options: %s is %g; it must be finite", knob_name[i], (double)knob[i]);
+            return 0;
+        }
     if (o->batch_size < 1 || o->micro_batch < 0 || o->seq_len < 0 || o->seq_len > m->cfg.n_ctx || o->epochs < 1 ||
         o->warmup_steps < 0 || !(o->min_lr_ratio >= 0.0f && o->min_lr_ratio <= 1.0f) || !(o->val_fraction >= 0.0f && o->val_fraction < 1.0f) ||
         o->eval_every < 0 || o->log_every < 0 || !(o->opt.lr > 0.0f)) {
@@ -6419,10 +6566,11 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
     rlhf__examples ex, vex;
     rlhf__rows rows, vrows;
     size_t *tidx = NULL, *vidx = NULL, n_t = 0, n_v = 0, *order = NULL, *vorder = NULL, i;
-    int *inputs = NULL, *targets = NULL, *doc = NULL, seq_len, micro, pad, text;
+    int *inputs = NULL, *targets = NULL, *doc = NULL, seq_len, micro, pad, text, checkpoint;
     long step = 0, total_steps, steps_per_epoch, epoch;
     double loss_sum = 0.0;
     long loss_n = 0;
+    const char *bad;
     rlhf_result r = RLHF_OK;
     rlhf_rng rng;
     memset(&run, 0, sizeof run);
@@ -6531,6 +6679,11 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
             }
             r = RLHF_OK;
             step++;
+            if (!finite && (bad = rlhf__non_finite_tensor(m)) != NULL) { /* skipping the rest cannot help */
+                r = rlhf__run_fail(&run, RLHF_ERR_NON_FINITE, "the weights are not finite after step %ld (%s; learning rate too high?)",
+                                   step - 1, bad);
+                goto done;
+            }
             if (!finite) {
                 rep.skipped_steps++;
                 rlhf__run_log(&run, RLHF_LOG_WARN, "step %ld: loss or gradient norm is not finite; update skipped (%ld so far)", step,
@@ -6557,7 +6710,8 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
                 rep.train_loss = loss_n ? (float)(loss_sum / (double)loss_n) : NAN;
                 if (step != total_steps) loss_sum = 0.0, loss_n = 0;
             }
-            if ((o->eval_every && step % o->eval_every == 0) || step == total_steps) {
+            checkpoint = (o->eval_every && step % o->eval_every == 0) || step == total_steps;
+            if (checkpoint) {
                 if (vrows.n > 0) {
                     if ((r = rlhf__lm_eval(&run, &vrows, val ? &vex : &ex, micro, pad, o->pack, inputs, targets, doc, vorder,
                                            &rep.val_loss)) != RLHF_OK)
@@ -6573,6 +6727,13 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
                     }
                 }
                 if ((r = rlhf__run_save(&run, "last.safetensors", step, text ? "base" : "policy", t)) != RLHF_OK) goto done;
+            }
+
+            /* the caller may stop the run here; the last step needs no stop */
+            if (o->should_stop && step < total_steps && o->should_stop(o->stop_user)) {
+                if (loss_n) rep.train_loss = (float)(loss_sum / (double)loss_n);
+                r = rlhf__run_stop(&run, step, total_steps, checkpoint, text ? "base" : "policy", t);
+                goto done;
             }
         }
     }
@@ -6720,11 +6881,12 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
     rlhf_train_report rep;
     rlhf__examples ex, vex;
     size_t *tidx = NULL, *vidx = NULL, n_t = 0, n_v = 0, i;
-    int *inputs = NULL, seq_len, micro, pad, maxk = 2, stop;
+    int *inputs = NULL, seq_len, micro, pad, maxk = 2, stop, checkpoint;
     float *values = NULL, *dvalues = NULL, *kbuf = NULL;
     long step = 0, total_steps, epoch;
     double acc_c = 0.0, acc_n = 0.0, loss_sum = 0.0;
     long loss_n = 0;
+    const char *bad;
     rlhf_result r = RLHF_OK;
     rlhf_rng rng;
     memset(&run, 0, sizeof run);
@@ -6840,6 +7002,11 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
             r = RLHF_OK;
             step++;
             loss /= (double)(end - at);
+            if (!finite && (bad = rlhf__non_finite_tensor(m)) != NULL) { /* skipping the rest cannot help */
+                r = rlhf__run_fail(&run, RLHF_ERR_NON_FINITE, "the weights are not finite after step %ld (%s; learning rate too high?)",
+                                   step - 1, bad);
+                goto done;
+            }
             if (!finite) {
                 rep.skipped_steps++;
                 rlhf__run_log(&run, RLHF_LOG_WARN, "step %ld: loss or gradient norm is not finite; update skipped (%ld so far)", step,
@@ -6868,7 +7035,8 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
                 rep.train_accuracy = acc_n > 0 ? (float)(acc_c / acc_n) : NAN;
                 if (step != total_steps) loss_sum = 0.0, loss_n = 0, acc_c = 0.0, acc_n = 0.0;
             }
-            if ((o->eval_every && step % o->eval_every == 0) || step == total_steps) {
+            checkpoint = (o->eval_every && step % o->eval_every == 0) || step == total_steps;
+            if (checkpoint) {
                 if (n_v > 0) {
                     const rlhf__examples *vx = val ? &vex : &ex;
                     double vl = 0.0, vc = 0.0, vp = 0.0, vm = 0.0;
@@ -6896,6 +7064,14 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
                     }
                 }
                 if ((r = rlhf__run_save(&run, "last.safetensors", step, "reward", t)) != RLHF_OK) goto done;
+            }
+
+            /* the caller may stop the run here; the last step needs no stop */
+            if (o->should_stop && step < total_steps && o->should_stop(o->stop_user)) {
+                if (loss_n) rep.train_loss = (float)(loss_sum / (double)loss_n);
+                if (acc_n > 0) rep.train_accuracy = (float)(acc_c / acc_n);
+                r = rlhf__run_stop(&run, step, total_steps, checkpoint, "reward", t);
+                goto done;
             }
         }
     }
@@ -7885,16 +8061,106 @@ done:
     return r;
 }
 
-/* ---- resume: the whole state into a directory ------------------------------- */
+/* ---- resume: the whole state into a directory -------------------------------
+   A save is journaled, so that a kill at any moment leaves the previous
+   complete state or the new one, never a mix of files from two saves:
+     1. each file is written whole, fsync'ed, as X.next (policy, critic, EMA);
+     2. ppo.commit (written as ppo.commit.tmp, fsync'ed, renamed) marks the
+        new set complete: this rename is the moment the save happens;
+     3. each X.next is renamed over X, then ppo.commit is removed.
+   Fixed names (no PID, no listing of the directory) let rlhf__ppo_recover,
+   run before every save and load, find what an interrupted save left. */
+static const char *const RLHF__PPO_FILES[3] = {"policy.safetensors", "critic.safetensors", "ema.safetensors"};
+
+/* "ppo: dir: reason" into err (may be NULL); returns r */
+static rlhf_result rlhf__ppo_err(rlhf_error *err, rlhf_result r, const char *dir, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    if (!err) return r;
+    n = snprintf(err->message, sizeof err->message, "ppo: %s: ", dir);
+    if (n < 0 || (size_t)n >= sizeof err->message) return r;
+    va_start(ap, fmt);
+    vsnprintf(err->message + n, sizeof err->message - (size_t)n, fmt, ap);
+    va_end(ap);
+    return r;
+}
 static rlhf_result rlhf__ppo_path(char *buf, size_t cap, const char *dir, const char *name) {
     return (size_t)snprintf(buf, cap, "%s/%s", dir, name) < cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
 }
+static int rlhf__file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+/* Finish or undo an interrupted save in dir. With ppo.commit the new set is
+   complete: every X.next still there is renamed over X (step 3 again).
+   Without it the save never reached its commit point: its X.next and
+   ppo.commit.tmp are removed (the files of the previous save were never
+   touched). Either way no temporary file is left. */
+static rlhf_result rlhf__ppo_recover(const char *dir, rlhf_error *err) {
+    char commit[1024], tmp[1024], next[1024], path[1024];
+    int i, committed;
+    if (rlhf__ppo_path(commit, sizeof commit, dir, "ppo.commit") != RLHF_OK ||
+        rlhf__ppo_path(tmp, sizeof tmp, dir, "ppo.commit.tmp") != RLHF_OK)
+        return rlhf__ppo_err(err, RLHF_ERR_TOO_LARGE, dir, "the directory name is too long");
+    committed = rlhf__file_exists(commit);
+    for (i = 0; i < 3; i++) {
+        if (rlhf__ppo_path(path, sizeof path, dir, RLHF__PPO_FILES[i]) != RLHF_OK ||
+            (size_t)snprintf(next, sizeof next, "%s.next", path) >= sizeof next)
+            return rlhf__ppo_err(err, RLHF_ERR_TOO_LARGE, dir, "the directory name is too long");
+        if (!rlhf__file_exists(next)) continue;
+        if (!committed) remove(next);
+        else if (rlhf__replace(next, path) != 0)
+            return rlhf__ppo_err(err, RLHF_ERR_IO, dir, "cannot finish the interrupted save: renaming %s.next to %s failed",
+                                RLHF__PPO_FILES[i], RLHF__PPO_FILES[i]);
+    }
+    rlhf__fsync_dir(commit); /* the renames are durable before the commit record goes */
+    remove(tmp);
+    if (committed && remove(commit) != 0)
+        return rlhf__ppo_err(err, RLHF_ERR_IO, dir, "cannot remove ppo.commit after finishing the interrupted save");
+    return RLHF_OK;
+}
+/* The commit point: ppo.commit, holding the iteration, written whole under
+   a fixed temporary name (which rlhf__ppo_recover knows) and renamed. */
+static rlhf_result rlhf__ppo_commit(const char *dir, long iteration, rlhf_error *err) {
+    char commit[1024], tmp[1024], text[64];
+    rlhf__out o;
+    rlhf_result r;
+    int n = snprintf(text, sizeof text, "{\"iteration\":%ld}\n", iteration);
+    if (rlhf__ppo_path(commit, sizeof commit, dir, "ppo.commit") != RLHF_OK ||
+        rlhf__ppo_path(tmp, sizeof tmp, dir, "ppo.commit.tmp") != RLHF_OK)
+        return rlhf__ppo_err(err, RLHF_ERR_TOO_LARGE, dir, "the directory name is too long");
+    if ((r = rlhf__out_open(&o, tmp, 1)) != RLHF_OK) return rlhf__ppo_err(err, r, dir, "%s", o.why);
+    rlhf__out_write(&o, text, (size_t)n);
+    if ((r = rlhf__out_commit(&o)) != RLHF_OK) return rlhf__ppo_err(err, r, dir, "%s", o.why);
+    if (rlhf__replace(tmp, commit) != 0) {
+        remove(tmp);
+        return rlhf__ppo_err(err, RLHF_ERR_IO, dir, "cannot rename ppo.commit.tmp to ppo.commit");
+    }
+    rlhf__fsync_dir(commit);
+    return RLHF_OK;
+}
+
 RLHFDEF rlhf_result rlhf_ppo_save(const rlhf_ppo *pc, const char *dir, rlhf_error *err) {
     rlhf_ppo *p = (rlhf_ppo *)pc; /* the models' metadata is written; the trainer's state is not */
+    rlhf_model *model[3];
     char path[1024], state[1024];
+    const char *bad;
     rlhf_result r;
+    int i;
     if (err) err->message[0] = 0;
     if (!p || !dir) return RLHF_ERR_INVALID_ARGUMENT;
+    model[0] = p->policy;
+    model[1] = p->critic;
+    model[2] = p->ema; /* NULL when EMA is off */
+    if ((r = rlhf__ppo_recover(dir, err)) != RLHF_OK) return r;
+    /* a diverged run is never saved: the previous state stays */
+    for (i = 0; i < 3; i++)
+        if (model[i] && (bad = rlhf__non_finite_tensor(model[i])) != NULL)
+            return rlhf__ppo_err(err, RLHF_ERR_NON_FINITE, dir,
+                                 "the weights of the %s are not finite after iteration %ld (%s; learning rate too high?); "
+                                 "checkpoint not written", i == 0 ? "policy" : i == 1 ? "critic" : "EMA", p->iteration, bad);
+
     /* every number that steers the rest of the run; floats as %.9g round-trip exactly */
     snprintf(state, sizeof state,
              "{\"iteration\":%ld,\"kl_coef\":%.9g,\"rng\":[\"%llu\",\"%llu\",\"%llu\",\"%llu\"],\"data_epoch\":%ld,\"data_pos\":%lu,"
@@ -7911,20 +8177,26 @@ RLHFDEF rlhf_result rlhf_ppo_save(const rlhf_ppo *pc, const char *dir, rlhf_erro
     }
     rlhf_model_set_tokenizer(p->policy, p->tok);
     rlhf_model_set_tokenizer(p->critic, p->tok);
-    if ((r = rlhf__ppo_path(path, sizeof path, dir, "policy.safetensors")) != RLHF_OK || (r = rlhf_model_save(p->policy, path)) != RLHF_OK) {
-        if (err) snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path, rlhf_model_last_error(p->policy));
+
+    /* 1. the new files, whole, beside the old ones (the EMA needs no AdamW state) */
+    for (i = 0; i < 3; i++) {
+        if (!model[i]) continue;
+        if ((size_t)snprintf(path, sizeof path, "%s/%s.next", dir, RLHF__PPO_FILES[i]) >= sizeof path) {
+            rlhf__ppo_recover(dir, NULL);
+            return rlhf__ppo_err(err, RLHF_ERR_TOO_LARGE, dir, "the directory name is too long");
+        }
+        if ((r = rlhf_model_save_ex(model[i], path, RLHF__SAVE_IN_PLACE | (i == 2 ? RLHF_SAVE_WEIGHTS_ONLY : 0))) != RLHF_OK) {
+            if (err) snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path, rlhf_model_last_error(model[i]));
+            rlhf__ppo_recover(dir, NULL); /* no commit yet: removes the *.next written so far */
+            return r;
+        }
+    }
+    /* 2. the commit point; 3. the new files take the old ones' names */
+    if ((r = rlhf__ppo_commit(dir, p->iteration, err)) != RLHF_OK) {
+        rlhf__ppo_recover(dir, NULL);
         return r;
     }
-    if ((r = rlhf__ppo_path(path, sizeof path, dir, "critic.safetensors")) != RLHF_OK || (r = rlhf_model_save(p->critic, path)) != RLHF_OK) {
-        if (err) snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path, rlhf_model_last_error(p->critic));
-        return r;
-    }
-    if (p->ema && ((r = rlhf__ppo_path(path, sizeof path, dir, "ema.safetensors")) != RLHF_OK ||
-                   (r = rlhf_model_save_ex(p->ema, path, RLHF_SAVE_WEIGHTS_ONLY)) != RLHF_OK)) {
-        if (err) snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path, rlhf_model_last_error(p->ema));
-        return r;
-    }
-    return RLHF_OK;
+    return rlhf__ppo_recover(dir, err);
 }
 
 /* weights, AdamW moments and step of src into dst (same shape) */
@@ -7959,6 +8231,7 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
     int i;
     if (err) err->message[0] = 0;
     if (!p || !dir) return RLHF_ERR_INVALID_ARGUMENT;
+    if ((r = rlhf__ppo_recover(dir, err)) != RLHF_OK) return r; /* a save that was killed: its new state, or the one before */
 #define RLHF__LOAD_FAIL(code, ...)                                                   \
     do {                                                                             \
         if (err) {                                                                   \

@@ -17,7 +17,7 @@ run sft --resume --data "$Q/sft.jsonl" --out "$R/sft" --epochs 2 --batch 32
 grep -q '"step":12' "$R/sft/metrics.jsonl" || { echo "FAIL: sft --resume did not continue"; exit 1; }
 run rm --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/rm" --normalize-samples 8
 run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 1 --batch 4 --mini-batch 2 --max-new 4
-run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 1 --batch 4 --mini-batch 2 --max-new 4 --resume
+run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 2 --batch 4 --mini-batch 2 --max-new 4 --resume
 grep -q "PPO: 2 iterations" "$R/out.txt" || { echo "FAIL: ppo --resume did not continue"; cat "$R/out.txt"; exit 1; }
 run generate "$R/ppo/policy.safetensors" --prompt "add 1 and 2" --n 2 --max-new 4
 run score "$R/rm/last.safetensors" --prompt "add 1 and 2" --response "3"

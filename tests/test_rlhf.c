@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#if defined(__unix__) || defined(__APPLE__) /* mkdir, getpid: the file-writing tests look at temporary files */
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 
 static long g_allocs; /* number of RLHF_MALLOC calls so far */
 static void *count_malloc(size_t n) {
@@ -1202,6 +1206,12 @@ static void write_file(const char *path, const char *bytes, size_t len) {
     fclose(f);
 }
 
+static int file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
 static void test_jsonl(void) {
     static const char text[] = "{\"x\": 1}\r\n\n   \r\n{\"x\": 2}\n{\"x\": \n[3]\n{\"x\": 4}";
     const char *path = "build/test_jsonl.jsonl";
@@ -1474,9 +1484,38 @@ static void test_safetensors_hostile(void) {
     { FILE *f = fopen(p, "wb"); fwrite("\x10\0\0\0\0\0\0", 1, 7, f); fclose(f); }
     st_reject("7 bytes", p, RLHF_ERR_PARSE, "shorter than the 8-byte header length"); count++;
     HOSTILE("header length 0", 0, "", two, 16, RLHF_ERR_PARSE, "header length is 0");
-    HOSTILE("header length past the end", 4096, AB, two, 16, RLHF_ERR_PARSE, "runs past the end of the file");
-    HOSTILE("header length 2^64-1", UINT64_MAX, AB, two, 16, RLHF_ERR_TOO_LARGE, "exceeds the limit of 100000000 bytes");
-    HOSTILE("header length over the limit", 100000001u, AB, two, 16, RLHF_ERR_TOO_LARGE, "exceeds the limit");
+    HOSTILE("header length past the end", 4096, AB, two, 16, RLHF_ERR_PARSE,
+            "hostile.safetensors: header length 4096 is larger than the file (132 bytes): not a safetensors file, or truncated");
+    HOSTILE("header length 2^64-1", UINT64_MAX, AB, two, 16, RLHF_ERR_PARSE, "header length 18446744073709551615 is larger than the file");
+    {   /* over the limit in a file that really is that large (sparse: no disk used) */
+        FILE *f;
+        write_st(p, 100000001u, AB, two, 16);
+        f = fopen(p, "r+b");
+        fseek(f, 8 + 100000001L + 15, SEEK_SET);
+        fputc(0, f);
+        fclose(f);
+        st_reject("header length over the limit", p, RLHF_ERR_TOO_LARGE, "header length 100000001 exceeds the limit of 100000000 bytes");
+        count++;
+    }
+    /* files that are not checkpoints at all: say what they are */
+    write_file(p, "{\"vocab_size\": 50257, \"n_layer\": 12}\n", 37);
+    st_reject("a JSON object", p, RLHF_ERR_PARSE, "build/hostile.safetensors: looks like a JSON file, not a safetensors checkpoint"); count++;
+    write_file(p, "\n  [1, 2, 3, 4, 5, 6, 7]", 24);
+    st_reject("a JSON array after whitespace", p, RLHF_ERR_PARSE, "looks like a JSON file, not a safetensors checkpoint"); count++;
+    write_file(p, "{}", 2);
+    st_reject("JSON of 2 bytes", p, RLHF_ERR_PARSE, "looks like a JSON file, not a safetensors checkpoint"); count++;
+    {   /* a header length of 123 starts the file with '{': a real checkpoint, read past the length */
+        char h123[124];
+        memset(h123, ' ', 123);
+        memcpy(h123, AB, strlen(AB));
+        h123[123] = 0;
+        HOSTILE("header length 123 ('{')", AUTO, h123, two, 16, RLHF_ERR_PARSE, "no config: the metadata has none");
+    }
+#if defined(__unix__) || defined(__APPLE__) /* elsewhere a directory does not open as a file */
+    st_reject("a directory", "build", RLHF_ERR_IO,
+              "build is a directory, not a checkpoint file (for a Hugging Face folder, give build/model.safetensors)"); count++;
+    st_reject("a directory with a slash", "build/", RLHF_ERR_IO, "(for a Hugging Face folder, give build/model.safetensors)"); count++;
+#endif
     HOSTILE("header cut in the middle", strlen(AB) - 10, AB, NULL, 0, RLHF_ERR_PARSE, "header byte");
     HOSTILE("header not JSON", AUTO, "hello", NULL, 0, RLHF_ERR_PARSE, "expected a value");
     HOSTILE("header not an object", AUTO, "[]", NULL, 0, RLHF_ERR_PARSE, "not a JSON object");
@@ -1772,6 +1811,49 @@ static rlhf_tokenizer *load_gpt2_tokenizer(void) {
 }
 
 /* OpenAI's ids for the texts of tools/gen_gpt2_parity.py, exactly */
+/* A UTF-8 byte-order mark at the start of a file (Windows editors write
+   one) is skipped by the JSONL reader and the text loader; anywhere else it
+   is data, and line numbers do not move. */
+#define BOM "\xEF\xBB\xBF"
+static void test_bom(void) {
+    rlhf_error e;
+    rlhf_json_error je;
+    rlhf_dataset *d;
+    rlhf_jsonl *r = NULL;
+    rlhf_json_doc *doc = NULL;
+    const rlhf_record *rec;
+    d = load_text("build/bom_sft.jsonl", BOM "{\"prompt\": \"hi\", \"completion\": \"there\"}\r\n{\"prompt\": \"a\", \"completion\": \"b\"}\n",
+                  RLHF_DATA_SFT, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 2);
+    if (!d) fprintf(stderr, "  %s\n", e.message);
+    rec = d ? rlhf_dataset_record(d, 0) : NULL;
+    CHECK(rec && str_is(rec->prompt, "hi") && str_is(rec->completion, "there") && rec->line == 1);
+    rlhf_dataset_free(d);
+    d = load_text("build/bom_prompts.jsonl", BOM "{\"prompt\": \"rate this:\"}\n", RLHF_DATA_PROMPTS, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 1 && str_is(rlhf_dataset_record(d, 0)->prompt, "rate this:"));
+    rlhf_dataset_free(d);
+    d = load_text("build/bom_text.txt", BOM "hello\nworld", RLHF_DATA_TEXT, 0, &e);
+    CHECK(d && str_is(rlhf_dataset_record(d, 0)->text, "hello\nworld") && rlhf_dataset_record(d, 0)->text.str[11] == 0);
+    rlhf_dataset_free(d);
+    /* a text file of only a BOM is empty; an error after a BOM has the same line and column */
+    d = load_text("build/bom_text.txt", BOM, RLHF_DATA_TEXT, 0, &e);
+    CHECK(d == NULL && strstr(e.message, "the file is empty"));
+    d = load_text("build/bom_text.txt", BOM "ok\nbad \xFF", RLHF_DATA_TEXT, 0, &e);
+    CHECK(d == NULL && strcmp(e.message, "build/bom_text.txt: 2:5: invalid UTF-8 (byte 0xFF)") == 0);
+    {
+        static const char text[] = BOM "{\"x\": }\n{\"x\": }\n" BOM "[1]\n";
+        write_file("build/bom.jsonl", text, sizeof text - 1);
+    }
+    CHECK_OK(rlhf_jsonl_open(&r, "build/bom.jsonl", 0, &je));
+    if (!r) return;
+    CHECK(rlhf_jsonl_next(r, &doc, &je) == RLHF_ERR_PARSE && strstr(je.message, "build/bom.jsonl:1:7: expected a value") == je.message);
+    if (!strstr(je.message, ":1:7:")) fprintf(stderr, "  got \"%s\"\n", je.message);
+    CHECK(rlhf_jsonl_next(r, &doc, &je) == RLHF_ERR_PARSE && strstr(je.message, "build/bom.jsonl:2:7: expected a value") == je.message);
+    CHECK(rlhf_jsonl_next(r, &doc, &je) == RLHF_ERR_PARSE && strstr(je.message, "build/bom.jsonl:3:1: ")); /* not at the start of the file */
+    rlhf_jsonl_close(r);
+}
+#undef BOM
+
 static void test_tokenizer_gpt2_parity(void) {
     rlhf_tokenizer *t = load_gpt2_tokenizer();
     fixture fx;
@@ -1937,6 +2019,52 @@ static void test_tokenizer_train(void) {
     rlhf_tokenizer_free(b);
     CHECK(rlhf_tokenizer_train(&a, corpus, clen, 100, &e) == RLHF_ERR_INVALID_ARGUMENT && a == NULL);
     free(corpus);
+}
+
+/* rlhf_tokenizer_save is atomic: a save that fails leaves the file that was
+   there byte for byte, and no temporary file. Training needs some text. */
+static void test_tokenizer_save(void) {
+    static const char text[] = "the quick brown fox jumps over the lazy dog. the lazy dog sleeps.";
+    const char *path = "build/test_tok_save.json";
+    rlhf_tokenizer *a = NULL, *b = NULL, *back = NULL;
+    rlhf_error e;
+    unsigned char *before, *after;
+    size_t n_before = 0, n_after = 0;
+    CHECK(rlhf_tokenizer_train(&a, text, 0, 300, &e) == RLHF_ERR_INVALID_ARGUMENT && a == NULL);
+    CHECK(strcmp(e.message, "rlhf_tokenizer_train: no text to learn from (0 bytes)") == 0);
+    CHECK(rlhf_tokenizer_train(&a, NULL, 0, 300, &e) == RLHF_ERR_INVALID_ARGUMENT && strstr(e.message, "no text to learn from"));
+    CHECK_OK(rlhf_tokenizer_train(&a, text, strlen(text), 270, &e));
+    CHECK_OK(rlhf_tokenizer_train(&b, text, strlen(text), 280, &e));
+    if (!a || !b) goto done;
+    CHECK_OK(rlhf_tokenizer_save(a, path));
+    before = read_all(path, &n_before);
+    CHECK(before != NULL);
+    /* failures: no such directory; the target is a directory */
+    CHECK(rlhf_tokenizer_save(b, "build/no/such/dir/tok.json") == RLHF_ERR_IO);
+    CHECK(rlhf_tokenizer_save(b, "build") == RLHF_ERR_IO);
+    CHECK(rlhf_tokenizer_save(b, "") == RLHF_ERR_INVALID_ARGUMENT);
+#if defined(__unix__) || defined(__APPLE__)
+    {   /* the temporary of the failed save into "build" is gone; and a save
+           to path whose temporary cannot be created fails without touching path */
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, "build.tmp-%ld", (long)getpid());
+        CHECK(!file_exists(tmp));
+        snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+        CHECK(mkdir(tmp, 0755) == 0);
+        CHECK(rlhf_tokenizer_save(b, path) == RLHF_ERR_IO);
+        rmdir(tmp);
+    }
+#endif
+    after = read_all(path, &n_after);
+    CHECK(after && n_after == n_before && memcmp(before, after, n_before) == 0);
+    free(after);
+    /* and a save that works replaces it whole */
+    CHECK_OK(rlhf_tokenizer_save(b, path));
+    CHECK_OK(rlhf_tokenizer_load(&back, path, &e));
+    CHECK(back && rlhf_tokenizer_vocab_size(back) == rlhf_tokenizer_vocab_size(b) && rlhf_tokenizer_vocab_size(b) != rlhf_tokenizer_vocab_size(a));
+    free(before);
+done:
+    rlhf_tokenizer_free(a); rlhf_tokenizer_free(b); rlhf_tokenizer_free(back);
 }
 
 static void test_tokenizer_chat(void) {
@@ -3003,6 +3131,74 @@ static void test_ppo_resume(void) {
 }
 
 
+/* rlhf_ppo_save is journaled: what a save killed before its commit point
+   left is removed, one killed after it is finished, by the next load (or
+   save); a trainer whose weights are not finite is not saved.
+   tests/test_crash.c kills real saves at random moments. */
+static int ppo_leftovers(void) {
+    return file_exists("build/policy.safetensors.next") + file_exists("build/critic.safetensors.next") +
+           file_exists("build/ema.safetensors.next") + file_exists("build/ppo.commit") + file_exists("build/ppo.commit.tmp");
+}
+static void test_ppo_save_journal(void) {
+    ppo_world w, v;
+    rlhf_ppo_config c = ppo_test_config();
+    rlhf_error e;
+    unsigned char *pol1 = NULL, *cri1 = NULL;
+    size_t n_pol1 = 0, n_cri1 = 0;
+    float keep;
+    c.batch_size = 4; c.mini_batch = 4; c.ppo_epochs = 1; c.max_new_tokens = 4;
+    c.ema_decay = 0.9f; /* three files a save */
+    memset(&v, 0, sizeof v);
+    if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+    CHECK_OK(rlhf_ppo_step(w.ppo, NULL, &e));
+    CHECK_OK(rlhf_ppo_save(w.ppo, "build", &e));
+    CHECK(ppo_leftovers() == 0);
+    pol1 = read_all("build/policy.safetensors", &n_pol1);
+    cri1 = read_all("build/critic.safetensors", &n_cri1);
+    if (!pol1 || !cri1) goto done;
+    /* killed before its commit point: a cut policy.next, a whole critic.next, half a commit */
+    write_file("build/policy.safetensors.next", (const char *)pol1, n_pol1 / 2);
+    write_file("build/critic.safetensors.next", (const char *)cri1, n_cri1);
+    write_file("build/ppo.commit.tmp", "{\"itera", 7);
+    if (!ppo_world_make(&v, &c)) goto done;
+    CHECK_OK(rlhf_ppo_load(v.ppo, "build", &e));
+    CHECK(v.ppo->iteration == 1 && ppo_leftovers() == 0);
+    /* killed after its commit point, between renames: iteration 2's EMA is
+       in place, its policy and critic still *.next beside iteration 1's */
+    CHECK_OK(rlhf_ppo_step(w.ppo, NULL, &e));
+    CHECK_OK(rlhf_ppo_save(w.ppo, "build", &e));
+    CHECK(rename("build/policy.safetensors", "build/policy.safetensors.next") == 0);
+    CHECK(rename("build/critic.safetensors", "build/critic.safetensors.next") == 0);
+    write_file("build/policy.safetensors", (const char *)pol1, n_pol1);
+    write_file("build/critic.safetensors", (const char *)cri1, n_cri1);
+    write_file("build/ppo.commit", "{\"iteration\":2}\n", 16);
+    ppo_world_free(&v);
+    if (!ppo_world_make(&v, &c)) goto done;
+    CHECK_OK(rlhf_ppo_load(v.ppo, "build", &e));
+    if (e.message[0]) fprintf(stderr, "  %s\n", e.message);
+    CHECK(v.ppo->iteration == 2 && ppo_leftovers() == 0);
+    CHECK(memcmp(v.policy->param_mem, w.policy->param_mem, w.policy->num_params * sizeof(float)) == 0);
+    CHECK(memcmp(v.critic->param_mem, w.critic->param_mem, w.critic->num_params * sizeof(float)) == 0);
+    /* a NaN anywhere: no save, the files stay at iteration 2 */
+    CHECK_OK(rlhf_ppo_step(w.ppo, NULL, &e));
+    keep = w.critic->param_mem[7];
+    w.critic->param_mem[7] = NAN;
+    CHECK(rlhf_ppo_save(w.ppo, "build", &e) == RLHF_ERR_NON_FINITE);
+    CHECK(strstr(e.message, "ppo: build: the weights of the critic are not finite after iteration 3 (") == e.message &&
+          strstr(e.message, "checkpoint not written"));
+    w.critic->param_mem[7] = keep;
+    CHECK(ppo_leftovers() == 0);
+    ppo_world_free(&v);
+    if (!ppo_world_make(&v, &c)) goto done;
+    CHECK_OK(rlhf_ppo_load(v.ppo, "build", &e));
+    CHECK(v.ppo->iteration == 2);
+done:
+    free(pol1);
+    free(cri1);
+    ppo_world_free(&v);
+    ppo_world_free(&w);
+}
+
 /* PPO-ptx learns the pretraining text alongside; the ratio guard skips and
    counts minibatches. */
 static void test_ppo_ptx_and_guards(void) {
@@ -3113,6 +3309,172 @@ done:
     rlhf_tokenizer_free(t);
 }
 
+/* Cancellation: a should_stop that says stop after step `at` (it is polled
+   once after every update, so the calls count the steps). */
+typedef struct { int calls, at; } stop_after;
+static int stop_at_step(void *user) {
+    stop_after *s = (stop_after *)user;
+    return ++s->calls == s->at;
+}
+/* SFT stopped by the caller at step 3 of 8: RLHF_ERR_INTERRUPTED, the step's
+   last.safetensors (step 3, AdamW state), and resuming it to the end gives
+   the uninterrupted run's weights bit for bit. Then the same, shorter, for
+   the reward model, and a stop without out_dir. */
+static void test_train_stop(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *a = NULL, *b = NULL, *c = NULL;
+    rlhf_dataset *d = NULL, *prefs = NULL;
+    rlhf_train_options o = rlhf_train_options_sft();
+    rlhf_train_report rep;
+    rlhf_error e;
+    stop_after s = {0, 3};
+    if (!t) return;
+    CHECK(o.should_stop == NULL && o.stop_user == NULL && rlhf_train_options_reward().should_stop == NULL);
+    write_sft_world("build/test_stop.jsonl", 60, 9, 1);
+    CHECK_OK(rlhf_dataset_load(&d, "build/test_stop.jsonl", RLHF_DATA_SFT, NULL, &e));
+    a = world_model(t, 17);
+    b = world_model(t, 17);
+    if (!a || !b || !d) goto done;
+    o.opt.lr = 2e-3f; o.batch_size = 8; o.max_steps = 8; o.eval_every = 5; o.log_every = 0;
+    o.out_dir = "build";
+    o.should_stop = stop_at_step;
+    o.stop_user = &s;
+    remove("build/last.safetensors");
+    CHECK(rlhf_sft_train(b, t, d, NULL, &o, &rep, &e) == RLHF_ERR_INTERRUPTED);
+    CHECK(strcmp(e.message, "sft: stopped at step 3 of 8; build/last.safetensors holds it") == 0);
+    if (strcmp(e.message, "sft: stopped at step 3 of 8; build/last.safetensors holds it") != 0) fprintf(stderr, "  got \"%s\"\n", e.message);
+    CHECK(rep.steps == 3 && s.calls == 3 && isfinite(rep.train_loss));
+    rlhf_model_free(b);
+    b = NULL;
+    CHECK_OK(rlhf_model_load_ex(&b, "build/last.safetensors", &e));
+    if (!b) goto done;
+    CHECK(rlhf_model_meta(b, "rlhf.train.step") && strcmp(rlhf_model_meta(b, "rlhf.train.step"), "3") == 0);
+    CHECK(rlhf_model_adamw_steps(b) == 3);
+    o.should_stop = NULL;
+    o.resume_step = 3;
+    CHECK_OK(rlhf_sft_train(b, t, d, NULL, &o, &rep, &e));
+    CHECK(rep.steps == 5);
+    o.resume_step = 0;
+    CHECK_OK(rlhf_sft_train(a, t, d, NULL, &o, &rep, &e));
+    CHECK(memcmp(a->param_mem, b->param_mem, a->num_params * sizeof(float)) == 0);
+
+    /* the reward model: stop at step 2 of 4, resume, compare */
+    rlhf_model_free(a); rlhf_model_free(b);
+    a = b = NULL;
+    write_preference_world("build/test_stop_prefs.jsonl", 40, 3);
+    CHECK_OK(rlhf_dataset_load(&prefs, "build/test_stop_prefs.jsonl", RLHF_DATA_PREFERENCE, NULL, &e));
+    a = world_model(t, 5);
+    b = world_model(t, 5);
+    if (!a || !b || !prefs) goto done;
+    CHECK_OK(rlhf_model_add_score_head(a, -1.0f, 5));
+    CHECK_OK(rlhf_model_add_score_head(b, -1.0f, 5));
+    o = rlhf_train_options_reward();
+    o.opt.lr = 1e-3f; o.batch_size = 8; o.micro_batch = 16; o.max_steps = 4; o.eval_every = 0; o.log_every = 0;
+    o.out_dir = "build";
+    o.should_stop = stop_at_step;
+    o.stop_user = &s;
+    s.calls = 0;
+    s.at = 2;
+    remove("build/last.safetensors");
+    CHECK(rlhf_reward_train(b, t, prefs, NULL, &o, &rep, &e) == RLHF_ERR_INTERRUPTED && rep.steps == 2);
+    CHECK(strcmp(e.message, "rm: stopped at step 2 of 4; build/last.safetensors holds it") == 0);
+    rlhf_model_free(b);
+    b = NULL;
+    CHECK_OK(rlhf_model_load_ex(&b, "build/last.safetensors", &e));
+    if (!b) goto done;
+    CHECK(rlhf_model_meta(b, "rlhf.train.step") && strcmp(rlhf_model_meta(b, "rlhf.train.step"), "2") == 0);
+    o.should_stop = NULL;
+    o.resume_step = 2;
+    CHECK_OK(rlhf_reward_train(b, t, prefs, NULL, &o, &rep, &e));
+    o.resume_step = 0;
+    CHECK_OK(rlhf_reward_train(a, t, prefs, NULL, &o, &rep, &e));
+    CHECK(memcmp(a->param_mem, b->param_mem, a->num_params * sizeof(float)) == 0);
+
+    /* without out_dir nothing is written, and the message says only where it stopped */
+    c = world_model(t, 5);
+    if (!c) goto done;
+    CHECK_OK(rlhf_model_add_score_head(c, -1.0f, 5));
+    o.out_dir = NULL;
+    o.should_stop = stop_at_step;
+    s.calls = 0;
+    s.at = 1;
+    CHECK(rlhf_reward_train(c, t, prefs, NULL, &o, &rep, &e) == RLHF_ERR_INTERRUPTED && rep.steps == 1);
+    CHECK(strcmp(e.message, "rm: stopped at step 1 of 4") == 0);
+    /* a stop asked for after the last step is no stop: the run is complete */
+    s.calls = 0;
+    s.at = 4;
+    CHECK_OK(rlhf_reward_train(c, t, prefs, NULL, &o, &rep, &e));
+    CHECK(s.calls == 3);
+done:
+    rlhf_model_free(a); rlhf_model_free(b); rlhf_model_free(c);
+    rlhf_dataset_free(d); rlhf_dataset_free(prefs);
+    rlhf_tokenizer_free(t);
+}
+
+/* A run that trains into NaN or infinity fails with RLHF_ERR_NON_FINITE
+   and never writes a checkpoint; non-finite options are refused by name. */
+static void test_train_non_finite(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *m = NULL;
+    rlhf_dataset *d = NULL, *prefs = NULL;
+    rlhf_train_options o = rlhf_train_options_sft();
+    rlhf_train_report rep;
+    rlhf_error e;
+    if (!t) return;
+    write_sft_world("build/test_nan.jsonl", 40, 9, 0);
+    CHECK_OK(rlhf_dataset_load(&d, "build/test_nan.jsonl", RLHF_DATA_SFT, NULL, &e));
+    m = world_model(t, 17);
+    if (!m || !d) goto done;
+    o.batch_size = 8; o.max_steps = 4; o.eval_every = 0; o.log_every = 0; /* validation and checkpoint at the end only */
+    o.out_dir = "build";
+    /* refused before anything runs, naming the field */
+    o.opt.lr = INFINITY;
+    CHECK(rlhf_sft_train(m, t, d, NULL, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT && strstr(e.message, "opt.lr is inf"));
+    o.opt.lr = 1e-3f;
+    o.opt.grad_clip = NAN;
+    CHECK(rlhf_sft_train(m, t, d, NULL, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT && strstr(e.message, "opt.grad_clip"));
+    o.opt.grad_clip = 1.0f;
+    o.opt.weight_decay = -INFINITY;
+    CHECK(rlhf_sft_train(m, t, d, NULL, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT && strstr(e.message, "opt.weight_decay"));
+    o.opt.weight_decay = 0.1f;
+    /* lr 1e38 without warm-up: AdamW's first step, lr / (1 - beta1) = 1e39,
+       overflows every weight it moves. Step 2's loss is NaN and is skipped;
+       the weights are then found non-finite and the run stops there. */
+    o.opt.lr = 1e38f;
+    o.warmup_steps = 0;
+    remove("build/last.safetensors");
+    remove("build/best.safetensors");
+    CHECK(rlhf_sft_train(m, t, d, NULL, &o, &rep, &e) == RLHF_ERR_NON_FINITE);
+    CHECK(strstr(e.message, "sft: the weights are not finite after step 1 (") == e.message && strstr(e.message, "learning rate too high?)"));
+    if (!strstr(e.message, "after step 1")) fprintf(stderr, "  got \"%s\"\n", e.message);
+    CHECK(rep.steps == 1 && rep.skipped_steps == 0);
+    CHECK(!file_exists("build/last.safetensors") && !file_exists("build/best.safetensors"));
+    /* diverged on the last step: the final checkpoint is refused */
+    rlhf_model_free(m);
+    m = world_model(t, 17);
+    if (!m) goto done;
+    o.max_steps = 1;
+    CHECK(rlhf_sft_train(m, t, d, NULL, &o, &rep, &e) == RLHF_ERR_NON_FINITE);
+    CHECK(strstr(e.message, "after step 1 (") && strstr(e.message, "; checkpoint not written"));
+    CHECK(!file_exists("build/last.safetensors") && !file_exists("build/best.safetensors"));
+    /* the reward model's loop stops the same way */
+    write_preference_world("build/test_nan_prefs.jsonl", 40, 3);
+    CHECK_OK(rlhf_dataset_load(&prefs, "build/test_nan_prefs.jsonl", RLHF_DATA_PREFERENCE, NULL, &e));
+    rlhf_model_free(m);
+    m = world_model(t, 5);
+    if (!m || !prefs) goto done;
+    CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 5));
+    o = rlhf_train_options_reward();
+    o.opt.lr = 1e38f; o.batch_size = 8; o.max_steps = 4; o.eval_every = 0; o.log_every = 0;
+    o.out_dir = "build";
+    CHECK(rlhf_reward_train(m, t, prefs, NULL, &o, &rep, &e) == RLHF_ERR_NON_FINITE && strstr(e.message, "rm: the weights are not finite after step 1"));
+    CHECK(!file_exists("build/last.safetensors") && !file_exists("build/best.safetensors"));
+done:
+    rlhf_model_free(m);
+    rlhf_dataset_free(d); rlhf_dataset_free(prefs);
+    rlhf_tokenizer_free(t);
+}
+
 static const test_case TESTS[] = {
     {"result_strings", test_result_strings, 0},
     {"rng", test_rng, 0},
@@ -3133,11 +3495,14 @@ static const test_case TESTS[] = {
     {"sft_completion_only", test_sft_completion_only, 1},
     {"pretrain_text", test_pretrain_text, 1},
     {"sft_resume", test_sft_resume, 0},
+    {"train_stop", test_train_stop, 0},
+    {"train_non_finite", test_train_non_finite, 0},
     {"ppo_losses", test_ppo_losses, 0},
     {"ppo_padded_generation", test_ppo_padded_generation, 0},
     {"fd_logprobs", test_fd_logprobs, 0},
     {"ppo_learns", test_ppo_learns, 1},
     {"ppo_resume", test_ppo_resume, 0},
+    {"ppo_save_journal", test_ppo_save_journal, 0},
     {"ppo_ptx_and_guards", test_ppo_ptx_and_guards, 1},
     {"kv_decode_matches_forward", test_kv_decode_matches_forward, 0},
     {"determinism", test_determinism, 0},
@@ -3157,9 +3522,11 @@ static const test_case TESTS[] = {
     {"safetensors_hostile", test_safetensors_hostile, 0},
     {"safetensors_endian", test_safetensors_endian, 0},
     {"datasets", test_datasets, 0},
+    {"bom", test_bom, 0},
     {"tokenizer_gpt2_parity", test_tokenizer_gpt2_parity, 0},
     {"tokenizer_train", test_tokenizer_train, 0},
     {"tokenizer_chat", test_tokenizer_chat, 0},
+    {"tokenizer_save", test_tokenizer_save, 0},
     {"tokenizer_malformed", test_tokenizer_malformed, 0},
     {"ranking_loss", test_ranking_loss, 0},
     {"gae", test_gae, 0},

@@ -1,141 +1,410 @@
 /* plot.h - SVG charts of a run directory's metrics.jsonl, no dependencies.
-   Part of the rlhf tool (tools/rlhf.c includes it once). */
+   Part of the rlhf tool: tools/rlhf.c includes it once, after rlhf.h.
+
+   plot_run(dir, &po) writes into dir every chart its metrics.jsonl allows:
+     loss.svg                   training loss, one panel per stage (pretraining, SFT, reward model)
+     reward_model.svg           the reward model's pairwise accuracy, training batches and held out
+     ppo.svg                    PPO per iteration: reward-model and gold scores; KL to SFT below
+     gold_vs_proxy.svg          gold judge and reward model (proxy) against KL to SFT: the
+                                over-optimisation curve of Gao et al. 2022
+     gold_vs_proxy_sqrt_kl.svg  the same against sqrt(KL), the x axis of their figures
+   Ticks fall on 1, 2 or 5 x 10^k; legends sit in a band below the panels; noisy
+   curves get a moving average drawn over the faint raw values. */
 #ifndef RLHF_PLOT_H
 #define RLHF_PLOT_H
 #include "atomic_file.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-/* ---- plots: SVG line charts from metrics.jsonl, no dependencies ------------------ */
-typedef struct series { const char *label; const char *color; double *x, *y; int n, cap; } series;
-static void series_add(series *s, double x, double y) {
+/* smooth: moving-average window in points (0: off, -1: automatic, ~n/20) */
+typedef struct plot_options { int smooth; int verbose; } plot_options;
+static plot_options plot_options_default(void) {
+    plot_options o;
+    o.smooth = -1;
+    o.verbose = 1;
+    return o;
+}
+
+/* Every series the charts can draw; index 0 is "none" so a zeroed slot is empty. */
+enum { PS_NONE, PS_PRE, PS_PRE_VAL, PS_SFT, PS_SFT_VAL, PS_RM, PS_RM_VAL, PS_ACC, PS_ACC_VAL, PS_SCORE, PS_KL,
+       PS_GOLD_IT, PS_PROXY_KL, PS_GOLD_KL, PS_PROXY_SQ, PS_GOLD_SQ, PS_N };
+/* a line; a line with a dot per point (sparse evaluations); dots with a fitted trend through them */
+enum { PLOT_LINE, PLOT_MARKS, PLOT_SCATTER };
+static const struct plot_look { const char *label, *color; int style; } plot_looks[PS_N] = {
+    {"", "", 0},
+    {"training batches", "#1f77b4", PLOT_LINE}, {"held out", "#ff7f0e", PLOT_MARKS},
+    {"training batches", "#1f77b4", PLOT_LINE}, {"held out", "#ff7f0e", PLOT_MARKS},
+    {"training batches", "#1f77b4", PLOT_LINE}, {"held out", "#ff7f0e", PLOT_MARKS},
+    {"training batches", "#1f77b4", PLOT_LINE}, {"held out", "#ff7f0e", PLOT_MARKS},
+    {"reward model (proxy), PPO batches", "#1f77b4", PLOT_LINE}, {"KL to SFT", "#2ca02c", PLOT_LINE},
+    {"gold judge, held-out prompts", "#e6550d", PLOT_MARKS},
+    {"reward model (proxy), PPO batches", "#1f77b4", PLOT_SCATTER}, {"gold judge, held-out prompts", "#e6550d", PLOT_SCATTER},
+    {"reward model (proxy), PPO batches", "#1f77b4", PLOT_SCATTER}, {"gold judge, held-out prompts", "#e6550d", PLOT_SCATTER}};
+/* where each series comes from: lines of `stage`, x and y read from two keys */
+static const struct plot_src { const char *stage, *xkey, *ykey; int s, sqrt_x; } plot_srcs[] = {
+    {"pretrain", "step", "loss", PS_PRE, 0}, {"pretrain", "step", "val/loss", PS_PRE_VAL, 0},
+    {"sft", "step", "loss", PS_SFT, 0}, {"sft", "step", "val/loss", PS_SFT_VAL, 0},
+    {"rm", "step", "loss", PS_RM, 0}, {"rm", "step", "val/loss", PS_RM_VAL, 0},
+    {"rm", "step", "accuracy", PS_ACC, 0}, {"rm", "step", "val/accuracy", PS_ACC_VAL, 0},
+    {"ppo", "step", "objective/scores", PS_SCORE, 0}, {"ppo", "step", "objective/kl", PS_KL, 0},
+    {"ppo_gold", "step", "gold/heldout", PS_GOLD_IT, 0},
+    {"ppo_gold", "objective/kl", "objective/scores", PS_PROXY_KL, 0}, {"ppo_gold", "objective/kl", "gold/heldout", PS_GOLD_KL, 0},
+    {"ppo_gold", "objective/kl", "objective/scores", PS_PROXY_SQ, 1}, {"ppo_gold", "objective/kl", "gold/heldout", PS_GOLD_SQ, 1}};
+
+typedef struct plot_panel { const char *title, *xlabel, *ylabel; int s[3]; } plot_panel;
+/* a file: panels on a grid of `cols` columns, each cell_h high; a panel without data is left out */
+typedef struct plot_fig { const char *file, *title; int width, cols, cell_h; plot_panel p[3]; } plot_fig;
+static const plot_fig plot_figs[] = {
+    {"loss.svg", "Training loss per stage", 960, 3, 320,
+     {{"Pretraining", "step", "loss (nats per token)", {PS_PRE, PS_PRE_VAL}},
+      {"SFT", "step", "loss (completion tokens)", {PS_SFT, PS_SFT_VAL}},
+      {"Reward model", "step", "pairwise loss", {PS_RM, PS_RM_VAL}}}},
+    {"reward_model.svg", "Reward model: pairs ranked as the labelers ranked them", 720, 1, 380,
+     {{"", "step", "pairwise accuracy", {PS_ACC, PS_ACC_VAL}}}},
+    {"ppo.svg", "PPO against the reward model", 720, 1, 250,
+     {{"Score", "PPO iteration", "mean score", {PS_SCORE, PS_GOLD_IT}},
+      {"KL to the SFT policy", "PPO iteration", "KL (nats per reply)", {PS_KL}}}},
+    {"gold_vs_proxy.svg", "Reward over-optimisation: gold judge vs reward model", 720, 1, 420,
+     {{"", "KL to the SFT policy (nats per reply)", "mean score", {PS_PROXY_KL, PS_GOLD_KL}}}},
+    {"gold_vs_proxy_sqrt_kl.svg", "Reward over-optimisation: gold judge vs reward model", 720, 1, 420,
+     {{"", "d = \xe2\x88\x9a" "KL to the SFT policy (as in Gao et al. 2022)", "mean score", {PS_PROXY_SQ, PS_GOLD_SQ}}}}};
+
+typedef struct plot_pt { double x, y; } plot_pt;
+typedef struct plot_series { plot_pt *p; int n, cap; } plot_series;
+static int plot_add(plot_series *s, double x, double y) {
     if (s->n == s->cap) {
         int nc = s->cap ? 2 * s->cap : 256;
-        double *nx = (double *)realloc(s->x, (size_t)nc * sizeof(double)), *ny;
-        if (!nx) return;
-        s->x = nx;
-        ny = (double *)realloc(s->y, (size_t)nc * sizeof(double));
-        if (!ny) return;
-        s->y = ny;
+        plot_pt *np = (plot_pt *)realloc(s->p, (size_t)nc * sizeof *np);
+        if (!np) return -1;
+        s->p = np;
         s->cap = nc;
     }
-    s->x[s->n] = x;
-    s->y[s->n] = y;
-    s->n++;
+    s->p[s->n].x = x;
+    s->p[s->n++].y = y;
+    return 0;
 }
-/* one chart: the series share the axes; x and y ranges from the data */
-static int svg_chart(const char *path, const char *title, const char *xlabel, const char *ylabel, series *s, int ns) {
-    const double W = 640, H = 400, L = 70, R = 20, T = 40, B = 50;
-    double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
-    int i, k, any = 0;
-    FILE *f;
-    for (k = 0; k < ns; k++)
-        for (i = 0; i < s[k].n; i++) {
-            if (!isfinite(s[k].y[i])) continue;
-            x0 = fmin(x0, s[k].x[i]); x1 = fmax(x1, s[k].x[i]);
-            y0 = fmin(y0, s[k].y[i]); y1 = fmax(y1, s[k].y[i]);
-            any = 1;
+static int plot_cmp_x(const void *a, const void *b) {
+    double d = ((const plot_pt *)a)->x - ((const plot_pt *)b)->x;
+    return (d > 0) - (d < 0);
+}
+/* Points in a line's moving average, or in a scatter's local fit. A scatter
+   always gets its fit (the trend is what the chart is for), a line only when
+   asked and long enough to be noisy. */
+static int plot_window(const plot_options *po, int style, int n) {
+    if (style == PLOT_SCATTER) return n < 5 ? 0 : n / 3 < 4 ? 4 : n / 3;
+    if (style != PLOT_LINE || po->smooth == 0) return 0;
+    if (po->smooth > 0) return po->smooth < n ? po->smooth : n;
+    return n >= 60 ? n / 20 : 0;
+}
+/* Centred moving average over w points, fewer at the ends, of x as well as y:
+   a trend then stays unbiased up to the ends instead of flattening there. */
+static void plot_smooth(const plot_pt *p, int n, int w, plot_pt *out) {
+    double sx = 0, sy = 0;
+    int i, a = 0, b = -1, h = w / 2;
+    for (i = 0; i < n; i++) {
+        int na = i - h < 0 ? 0 : i - h, nb = i + w - 1 - h < n ? i + w - 1 - h : n - 1;
+        while (b < nb) b++, sx += p[b].x, sy += p[b].y;
+        while (a < na) sx -= p[a].x, sy -= p[a].y, a++;
+        out[i].x = sx / (b - a + 1);
+        out[i].y = sy / (b - a + 1);
+    }
+}
+
+/* Local linear fit at x, Gaussian-weighted with a bandwidth that reaches the
+   k-th nearest point (q sorted by x): it follows a trend up to the ends of
+   the data, where over-optimisation shows (a running mean flattens there),
+   and the bandwidth widens where points are sparse, at high KL. */
+static double plot_local_fit(const plot_pt *q, int n, int k, double x) {
+    double h, s0 = 0, s1 = 0, s2 = 0, t0 = 0, t1 = 0, d;
+    int lo = 0, hi, i;
+    while (lo < n && q[lo].x < x) lo++;
+    for (hi = lo; hi - lo < k;) /* grow [lo, hi) from x's place towards the nearer side */
+        if (lo > 0 && (hi == n || x - q[lo - 1].x <= q[hi].x - x)) lo--;
+        else hi++;
+    h = fmax(x - q[lo].x, q[hi - 1].x - x) + 1e-300;
+    for (i = 0; i < n; i++) {
+        double dx = q[i].x - x, w = exp(-0.5 * (dx / h) * (dx / h));
+        s0 += w, s1 += w * dx, s2 += w * dx * dx, t0 += w * q[i].y, t1 += w * dx * q[i].y;
+    }
+    d = s0 * s2 - s1 * s1;
+    return d > 1e-9 * s0 * s2 ? (s2 * t0 - s1 * t1) / d : t0 / s0; /* all at one x: their mean */
+}
+
+/* ---- axes: round ticks ------------------------------------------------------------ */
+typedef struct plot_axis { double lo, hi, step, p0, len; } plot_axis; /* data range; pixel start and length */
+static double plot_px(const plot_axis *a, double v) { return a->p0 + (v - a->lo) / (a->hi - a->lo) * a->len; }
+/* A step of 1, 2 or 5 x 10^k giving about t intervals over [mn, mx], and the
+   range widened to its multiples. Data within a tenth of a step past a tick
+   stops there (a KL of -0.03 is drawn a hair below 0, not on an axis from -5). */
+static double plot_nice(double mn, double mx, int t, double *lo, double *hi) {
+    double raw = (mx - mn) / t, p = pow(10, floor(log10(raw))), m = raw / p;
+    double step = (m < 1.5 ? 1 : m < 3 ? 2 : m < 7 ? 5 : 10) * p;
+    *lo = floor(mn / step + 0.1) * step;
+    *hi = ceil(mx / step - 0.1) * step;
+    return step;
+}
+/* about `target` intervals, or one more or fewer when that wastes much less of the panel */
+static void plot_axis_fit(plot_axis *a, double mn, double mx, int target, double p0, double len) {
+    double lo, hi, step, best = -1;
+    int t;
+    if (!(mx > mn)) { /* one value: a range around it */
+        double d = mn != 0 ? 0.1 * fabs(mn) : 1;
+        mn -= d, mx += d;
+    }
+    for (t = 0; t < 3; t++) {
+        int ti = t == 0 ? target : t == 1 ? target - 1 : target + 1; /* the target itself first: it wins ties */
+        if (ti < 1) continue;
+        step = plot_nice(mn, mx, ti, &lo, &hi);
+        if ((mx - mn) / (hi - lo) > best + 0.1) best = (mx - mn) / (hi - lo), a->step = step, a->lo = lo, a->hi = hi;
+    }
+    a->p0 = p0;
+    a->len = len;
+}
+/* v, a multiple of step, with just the decimals step needs: 0.05, 0.1, 200, 1500, 20k */
+static void plot_tick_label(char *b, size_t n, double v, double step) {
+    int k = step >= 1000, dec;
+    if (k) v /= 1000, step /= 1000;
+    dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+    snprintf(b, n - 1, "%.*f", dec, v);
+    if (strchr(b, '.')) {
+        char *e = b + strlen(b) - 1;
+        while (*e == '0') *e-- = 0;
+        if (*e == '.') *e = 0;
+    }
+    if (strcmp(b, "-0") == 0) strcpy(b, "0");
+    if (k && strcmp(b, "0") != 0) strcat(b, "k");
+}
+/* grid lines and labels of one axis; `o` is the other axis, which the grid spans */
+static void plot_ticks(FILE *f, const plot_axis *a, const plot_axis *o, int is_x) {
+    long i, i0 = lround(a->lo / a->step), i1 = lround(a->hi / a->step);
+    double e0 = o->p0, e1 = o->p0 + o->len;
+    char b[40];
+    fprintf(f, "<g class=\"ticks\" fill=\"#444\" font-size=\"11\" text-anchor=\"%s\">\n", is_x ? "middle" : "end");
+    for (i = i0; i <= i1; i++) {
+        double p = plot_px(a, (double)i * a->step);
+        plot_tick_label(b, sizeof b, (double)i * a->step, a->step);
+        if (is_x)
+            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e8e8e8\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n", p,
+                    e0, p, e1, p, e0 + 16, b);
+        else
+            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e8e8e8\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n", e0,
+                    p, e1, p, e0 - 6, p + 4, b);
+    }
+    fprintf(f, "</g>\n");
+}
+
+/* ---- drawing ------------------------------------------------------------------------ */
+static void plot_polyline(FILE *f, const plot_pt *p, int n, const plot_axis *ax, const plot_axis *ay, const char *color,
+                          double opacity, double width) {
+    int i;
+    fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-opacity=\"%g\" stroke-width=\"%g\" stroke-linejoin=\"round\" points=\"",
+            color, opacity, width);
+    for (i = 0; i < n; i++) fprintf(f, "%.1f,%.1f%s", plot_px(ax, p[i].x), plot_px(ay, p[i].y), i % 10 == 9 ? "\n" : " ");
+    fprintf(f, "\"/>\n");
+}
+/* one series, sorted by x: a resumed run may log a step twice, a scatter is in time order */
+static int plot_series_draw(FILE *f, const plot_series *s, const struct plot_look *lk, int w, const plot_axis *ax,
+                            const plot_axis *ay) {
+    enum { GRID = 100 }; /* points of a scatter's fitted curve */
+    int i, n = s->n, ns = lk->style == PLOT_SCATTER ? GRID : n;
+    plot_pt *q = (plot_pt *)malloc(((size_t)n + (size_t)ns) * sizeof *q), *sm;
+    if (!q) return -1;
+    sm = q + n; /* the smoothed curve */
+    memcpy(q, s->p, (size_t)n * sizeof *q);
+    qsort(q, (size_t)n, sizeof *q, plot_cmp_x);
+    if (w > 1 && lk->style == PLOT_SCATTER)
+        for (i = 0; i < GRID; i++) {
+            sm[i].x = q[0].x + (q[n - 1].x - q[0].x) * i / (GRID - 1);
+            sm[i].y = plot_local_fit(q, n, w, sm[i].x);
         }
-    if (!any) return 0;
-    if (x1 <= x0) x1 = x0 + 1;
-    if (y1 <= y0) y1 = y0 + 1;
-    y0 -= 0.05 * (y1 - y0);
-    y1 += 0.05 * (y1 - y0);
-    if (!(f = fopen(path, "w"))) return -1;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
-    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%g\" y=\"22\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n", W / 2, title);
-    fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"#444\"/>\n", L, T, W - L - R, H - T - B);
-    for (i = 0; i <= 4; i++) { /* ticks */
-        double fx = x0 + (x1 - x0) * i / 4, fy = y0 + (y1 - y0) * i / 4;
-        double px = L + (W - L - R) * i / 4, py = H - B - (H - T - B) * i / 4;
-        fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#ddd\"/>\n", L, py, W - R, py);
-        fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.3g</text>\n", L - 6, py + 4, fy);
-        fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%.3g</text>\n", px, H - B + 16, fx);
+    else if (w > 1) plot_smooth(q, n, w, sm);
+    if (lk->style != PLOT_SCATTER) plot_polyline(f, q, n, ax, ay, lk->color, w > 1 ? 0.25 : 1, w > 1 ? 1 : 1.8);
+    if (lk->style != PLOT_LINE || n == 1) /* a lone point of a line is drawn too */
+        for (i = 0; i < n; i++)
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%g\" fill=\"%s\" fill-opacity=\"%g\"/>\n", plot_px(ax, q[i].x),
+                    plot_px(ay, q[i].y), lk->style == PLOT_SCATTER ? 3.5 : 2.5, lk->color, lk->style == PLOT_SCATTER ? 0.4 : 1);
+    if (w > 1) plot_polyline(f, sm, ns, ax, ay, lk->color, 1, 2.2);
+    free(q);
+    return 0;
+}
+/* a panel in the cell at (cx, cy): title, grid, ticks, axis labels, its series */
+static int plot_panel_draw(FILE *f, const plot_panel *pn, const plot_series *S, const plot_options *po, double cx, double cy,
+                           double cw, double ch) {
+    double x0 = HUGE_VAL, x1 = -HUGE_VAL, y0 = HUGE_VAL, y1 = -HUGE_VAL;
+    plot_axis ax, ay;
+    int i, j, win = 0, scatter = 0, whole = 1, tx = cw > 500 ? 8 : 5;
+    for (j = 0; j < 3; j++)
+        for (i = 0; pn->s[j] && i < S[pn->s[j]].n; i++) {
+            const plot_pt *p = &S[pn->s[j]].p[i];
+            x0 = fmin(x0, p->x), x1 = fmax(x1, p->x), y0 = fmin(y0, p->y), y1 = fmax(y1, p->y);
+            whole &= p->x == floor(p->x);
+        }
+    if (whole && x1 - x0 >= 1 && x1 - x0 < tx) tx = (int)(x1 - x0); /* steps: no tick at step 1.5 */
+    plot_axis_fit(&ax, x0, x1, tx, cx + 64, cw - 84);
+    plot_axis_fit(&ay, y0, y1, ch > 300 ? 6 : 4, cy + ch - 48, -(ch - 80));
+    plot_ticks(f, &ay, &ax, 0);
+    plot_ticks(f, &ax, &ay, 1);
+    fprintf(f, "<path d=\"M%.1f %.1fV%.1fH%.1f\" fill=\"none\" stroke=\"#555\"/>\n", ax.p0, ay.p0 + ay.len, ay.p0, ax.p0 + ax.len);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", ax.p0 + ax.len / 2, cy + ch - 12, pn->xlabel);
+    fprintf(f, "<text transform=\"translate(%.1f %.1f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n", cx + 16,
+            ay.p0 + ay.len / 2, pn->ylabel);
+    for (j = 0; j < 3; j++) {
+        const struct plot_look *lk = &plot_looks[pn->s[j]];
+        int w;
+        if (!pn->s[j] || S[pn->s[j]].n == 0) continue;
+        w = plot_window(po, lk->style, S[pn->s[j]].n);
+        if (w > win) win = w, scatter = lk->style == PLOT_SCATTER;
+        if (plot_series_draw(f, &S[pn->s[j]], lk, w, &ax, &ay) != 0) return -1;
     }
-    fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%s</text>\n", L + (W - L - R) / 2, H - 12, xlabel);
-    fprintf(f, "<text x=\"16\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 16 %g)\">%s</text>\n", T + (H - T - B) / 2,
-            T + (H - T - B) / 2, ylabel);
-    for (k = 0; k < ns; k++) {
-        if (s[k].n == 0) continue;
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" points=\"", s[k].color);
-        for (i = 0; i < s[k].n; i++)
-            if (isfinite(s[k].y[i]))
-                fprintf(f, "%.1f,%.1f ", L + (W - L - R) * (s[k].x[i] - x0) / (x1 - x0), H - B - (H - T - B) * (s[k].y[i] - y0) / (y1 - y0));
-        fprintf(f, "\"/>\n<text x=\"%g\" y=\"%g\" fill=\"%s\">%s</text>\n", L + 10, T + 16 + 16 * k, s[k].color, s[k].label);
+    if (!pn->title[0] && win < 2) return 0;
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\" font-weight=\"bold\">%s", cx + 16, cy + 18, pn->title);
+    if (win > 1 && scatter)
+        fprintf(f, "<tspan dx=\"%d\" fill=\"#777\" font-weight=\"normal\" font-size=\"12\">dots: evaluations; "
+                   "lines: their trend (local linear fit)</tspan>", pn->title[0] ? 10 : 0);
+    else if (win > 1)
+        fprintf(f, "<tspan dx=\"%d\" fill=\"#777\" font-weight=\"normal\" font-size=\"12\">%d-point moving average</tspan>",
+                pn->title[0] ? 10 : 0, win);
+    fprintf(f, "</text>\n");
+    return 0;
+}
+/* The legend: a band below the panels, one entry per label drawn, wrapped to
+   the width. Measures only when f is NULL; returns its height. */
+static double plot_legend(FILE *f, const plot_panel *const *pn, int np, const plot_series *S, const plot_options *po, double W,
+                          double y0) {
+    const char *seen[3 * 3 + 1];
+    double x = 64, y = y0 + 18;
+    int k, j, i, ns = 0, faint = 0;
+    for (k = 0; k < np; k++)
+        for (j = 0; j < 3; j++) {
+            int s = pn[k]->s[j];
+            const struct plot_look *lk = &plot_looks[s];
+            double ew;
+            if (!s || S[s].n == 0) continue;
+            faint |= lk->style == PLOT_LINE && plot_window(po, lk->style, S[s].n) > 1;
+            for (i = 0; i < ns && strcmp(seen[i], lk->label) != 0; i++) {}
+            if (i < ns) continue;
+            seen[ns++] = lk->label;
+            ew = 34 + 7 * (double)strlen(lk->label);
+            if (x + ew > W - 16 && x > 64) x = 64, y += 20;
+            if (f) {
+                fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2.2\"/>\n", x, y - 4, x + 22,
+                        y - 4, lk->color);
+                if (lk->style != PLOT_LINE)
+                    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", x + 11, y - 4, lk->color);
+                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", x + 28, y, lk->label);
+            }
+            x += ew + 16;
+        }
+    if (faint) {
+        if (x + 180 > W - 16 && x > 64) x = 64, y += 20;
+        if (f) fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" fill=\"#777\">faint: every point, unsmoothed</text>\n", x, y);
     }
+    return y - y0 + 14;
+}
+/* one file, written atomically; 1 written, 0 nothing to draw, -1 error (on stderr) */
+static int plot_fig_write(const char *dir, const plot_fig *fg, const plot_series *S, const plot_options *po) {
+    const plot_panel *pn[3];
+    char path[1024];
+    atomic_file af;
+    FILE *f;
+    int np = 0, k, j, cols, rows, rc = 0;
+    double cw, top = 44, legend_h, H;
+    for (k = 0; k < 3; k++) {
+        int any = 0;
+        for (j = 0; j < 3; j++) any |= fg->p[k].s[j] && S[fg->p[k].s[j]].n > 0;
+        if (fg->p[k].title && any) pn[np++] = &fg->p[k];
+    }
+    if (!np) return 0;
+    cols = fg->cols < np ? fg->cols : np;
+    rows = (np + cols - 1) / cols;
+    cw = (double)fg->width / cols;
+    legend_h = plot_legend(NULL, pn, np, S, po, fg->width, 0);
+    H = top + rows * fg->cell_h + legend_h;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, fg->file) >= sizeof path) {
+        fprintf(stderr, "rlhf plot: the path %s/%s is too long\n", dir, fg->file);
+        return -1;
+    }
+    if (!(f = atomic_open(&af, path))) {
+        fprintf(stderr, "rlhf plot: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%.0f\" viewBox=\"0 0 %d %.0f\" "
+               "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\" fill=\"#222\">\n",
+            fg->width, H, fg->width, H);
+    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    fprintf(f, "<text x=\"%.1f\" y=\"27\" font-size=\"16\" text-anchor=\"middle\">%s</text>\n", fg->width / 2.0, fg->title);
+    for (k = 0; k < np && rc == 0; k++) rc = plot_panel_draw(f, pn[k], S, po, (k % cols) * cw, top + (k / cols) * fg->cell_h, cw, fg->cell_h);
+    plot_legend(f, pn, np, S, po, fg->width, top + rows * fg->cell_h);
     fprintf(f, "</svg>\n");
-    fclose(f);
+    if (rc != 0) {
+        atomic_abort(&af);
+        fprintf(stderr, "rlhf plot: out of memory drawing %s\n", path);
+        return -1;
+    }
+    if (atomic_commit(&af) != 0) {
+        fprintf(stderr, "rlhf plot: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (po->verbose) printf("wrote %s\n", path);
     return 1;
 }
-static double json_num(const rlhf_json *o, const char *key) {
+static double plot_num(const rlhf_json *o, const char *key) {
     const rlhf_json *v = rlhf_json_get(o, key);
     return v && v->type == RLHF_JSON_NUMBER ? v->number : NAN;
 }
-/* every chart a run's metrics allow; returns the number written, -1 on error */
-static int plot_run(const char *dir, int verbose) {
-    char path[1024], out[1100];
+/* dir/metrics.jsonl into the series; a malformed line (a run killed mid-write) is skipped */
+static int plot_read(const char *dir, plot_series *S) {
+    char path[1024];
     rlhf_jsonl *r;
     rlhf_json_doc *doc;
     rlhf_json_error je;
-    series loss[3], ppo[2], over[2], rm[2];
-    int written = 0, k;
-    memset(loss, 0, sizeof loss); memset(ppo, 0, sizeof ppo); memset(over, 0, sizeof over); memset(rm, 0, sizeof rm);
-    loss[0].label = "pretraining loss"; loss[0].color = "#1f77b4";
-    loss[1].label = "SFT loss (completions)"; loss[1].color = "#2ca02c";
-    loss[2].label = "reward-model loss"; loss[2].color = "#d62728";
-    rm[0].label = "reward model: pairwise accuracy (train batches)"; rm[0].color = "#d62728";
-    rm[1].label = "held out"; rm[1].color = "#9467bd";
-    ppo[0].label = "reward-model score (objective/scores)"; ppo[0].color = "#1f77b4";
-    ppo[1].label = "KL to SFT (objective/kl)"; ppo[1].color = "#ff7f0e";
-    over[0].label = "reward-model score (proxy)"; over[0].color = "#1f77b4";
-    over[1].label = "gold judge, held-out prompts"; over[1].color = "#2ca02c";
+    rlhf_result res;
+    int bad = 0, k, rc = 0;
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     if (rlhf_jsonl_open(&r, path, 0, &je) != RLHF_OK) {
         fprintf(stderr, "rlhf plot: %s\n", je.message);
         return -1;
     }
-    for (;;) {
+    while (rc == 0 && ((res = rlhf_jsonl_next(r, &doc, &je)) != RLHF_OK || doc)) {
         const rlhf_json *o, *st;
-        double step;
-        if (rlhf_jsonl_next(r, &doc, &je) != RLHF_OK) {
-            fprintf(stderr, "rlhf plot: %s (line skipped)\n", je.message);
-            continue;
-        }
-        if (!doc) break;
-        o = rlhf_json_root(doc);
-        st = rlhf_json_get(o, "stage");
-        step = json_num(o, "step");
-        if (st && st->type == RLHF_JSON_STRING) {
-            if (strcmp(st->str, "pretrain") == 0 && isfinite(json_num(o, "loss"))) series_add(&loss[0], step, json_num(o, "loss"));
-            if (strcmp(st->str, "sft") == 0 && isfinite(json_num(o, "loss"))) series_add(&loss[1], step, json_num(o, "loss"));
-            if (strcmp(st->str, "rm") == 0 && isfinite(json_num(o, "loss"))) series_add(&loss[2], step, json_num(o, "loss"));
-            if (strcmp(st->str, "rm") == 0 && isfinite(json_num(o, "accuracy"))) series_add(&rm[0], step, json_num(o, "accuracy"));
-            if (strcmp(st->str, "rm") == 0 && isfinite(json_num(o, "val/accuracy"))) series_add(&rm[1], step, json_num(o, "val/accuracy"));
-            if (strcmp(st->str, "ppo") == 0) {
-                series_add(&ppo[0], step, json_num(o, "objective/scores"));
-                series_add(&ppo[1], step, json_num(o, "objective/kl"));
+        if (res == RLHF_ERR_IO || res == RLHF_ERR_OUT_OF_MEMORY) {
+            fprintf(stderr, "rlhf plot: %s\n", je.message);
+            rc = -1;
+        } else if (res != RLHF_OK) {
+            if (bad++ == 0) fprintf(stderr, "rlhf plot: %s (line skipped)\n", je.message);
+        } else {
+            o = rlhf_json_root(doc);
+            st = rlhf_json_get(o, "stage");
+            for (k = 0; st && st->type == RLHF_JSON_STRING && k < (int)(sizeof plot_srcs / sizeof *plot_srcs); k++) {
+                const struct plot_src *sr = &plot_srcs[k];
+                double x = plot_num(o, sr->xkey), y = plot_num(o, sr->ykey);
+                if (strcmp(st->str, sr->stage) != 0 || !(fabs(x) < 1e100 && fabs(y) < 1e100) || (sr->sqrt_x && x < 0))
+                    continue; /* not a number, or beyond any chart's range arithmetic */
+                if (plot_add(&S[sr->s], sr->sqrt_x ? sqrt(x) : x, y) != 0) {
+                    fprintf(stderr, "rlhf plot: out of memory reading %s\n", path);
+                    rc = -1;
+                    break;
+                }
             }
-            if (strcmp(st->str, "ppo_gold") == 0) {
-                series_add(&over[0], json_num(o, "objective/kl"), json_num(o, "objective/scores"));
-                series_add(&over[1], json_num(o, "objective/kl"), json_num(o, "gold/heldout"));
-            }
+            rlhf_json_free(doc);
         }
-        rlhf_json_free(doc);
     }
+    if (bad > 1) fprintf(stderr, "rlhf plot: %d malformed lines of %s skipped\n", bad, path);
     rlhf_jsonl_close(r);
-#define RLHF__PLOT(file, title, xl, yl, s, n)                                      \
-    do {                                                                           \
-        int w_;                                                                    \
-        snprintf(out, sizeof out, "%s/%s", dir, file);                             \
-        w_ = svg_chart(out, title, xl, yl, s, n);                                  \
-        if (w_ < 0) fprintf(stderr, "rlhf plot: cannot write %s\n", out);          \
-        if (w_ > 0) { written++; if (verbose) printf("wrote %s\n", out); }         \
-    } while (0)
-    RLHF__PLOT("loss.svg", "Training losses per stage", "step (of its stage)", "loss", loss, 3);
-    RLHF__PLOT("reward_model.svg", "Reward model: pairs ranked right", "step", "accuracy", rm, 2);
-    RLHF__PLOT("ppo.svg", "PPO: reward-model score and KL to SFT", "iteration", "value", ppo, 2);
-    RLHF__PLOT("gold_vs_proxy.svg", "Gold score vs the reward model's (proxy) score", "KL to SFT", "score", over, 2);
-#undef RLHF__PLOT
-    for (k = 0; k < 3; k++) { free(loss[k].x); free(loss[k].y); }
-    for (k = 0; k < 2; k++) { free(ppo[k].x); free(ppo[k].y); free(over[k].x); free(over[k].y); free(rm[k].x); free(rm[k].y); }
+    return rc;
+}
+/* every chart the run's metrics allow, written atomically into dir; returns
+   the number written, -1 on error (message on stderr as "rlhf plot: ...") */
+static int plot_run(const char *dir, const plot_options *po) {
+    plot_series S[PS_N];
+    int k, w, written;
+    memset(S, 0, sizeof S);
+    written = plot_read(dir, S);
+    for (k = 0; written >= 0 && k < (int)(sizeof plot_figs / sizeof *plot_figs); k++)
+        written = (w = plot_fig_write(dir, &plot_figs[k], S, po)) < 0 ? -1 : written + w;
+    for (k = 0; k < PS_N; k++) free(S[k].p);
     return written;
 }
 #endif

@@ -4,16 +4,35 @@
      rlhf generate | chat | score | eval | info     using and inspecting checkpoints
      rlhf plot RUN_DIR                              SVG charts of metrics.jsonl
      rlhf demo                                      the whole pipeline on a built-in world
-   `rlhf COMMAND --help` lists every option with its default.
+   `rlhf COMMAND --help` lists that command's options with their defaults.
 
-   Exit status: 0 success, 1 runtime failure, 2 usage error.
-   Build: make (build/rlhf). POSIX (mkdir, getrusage). */
+   What a user can count on:
+   - Exit status: 0 success, 1 runtime failure, 2 usage error (a bad option,
+     value or combination; the message names the option), 130/143 after
+     Ctrl-C / SIGTERM.
+   - A run directory is never overwritten by accident: a training command
+     refuses a directory that holds a run unless --resume (continue it) or
+     --overwrite (start again) is given. Everything it writes is checked to
+     be writable before any training starts.
+   - Ctrl-C or SIGTERM during training finishes the current step, saves a
+     resumable checkpoint and exits 130 / 143; a second Ctrl-C quits at once.
+     A kill -9 loses at most the steps since the last checkpoint: every file
+     is written atomically (PPO's policy, critic and EMA as one unit), and
+     --resume cuts metrics.jsonl back to the checkpoint's step.
+   - A model whose weights became NaN or infinite is never saved; the
+     command fails and says so.
+   - On a terminal, one status line shows progress; log lines print above it.
+
+   Build: make (build/rlhf). POSIX (mkdir, sigaction, opendir, getrusage). */
 #define _POSIX_C_SOURCE 200809L
 #define RLHF_IMPLEMENTATION
 #include "../rlhf.h"
 #include "world.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,54 +41,479 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- small helpers ------------------------------------------------------------ */
+#include "atomic_file.h"
+#include "plot.h"
+
+/* ---- the terminal: log lines on stdout, one status line on stderr -------------- */
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
-static int g_tty;
 static double g_t0;
+static int g_tty;             /* stderr is a terminal: progress goes to the status line */
+static char g_status[256];    /* what the status line shows now ("" = none) */
+static volatile sig_atomic_t g_stop; /* the signal that asked to stop, or 0 */
+
+/* The status line is redrawn in place (\r, erase to the end of the line);
+   a log line first erases it, prints, then redraws it, so the two never mix. */
+static void status_erase(void) {
+    if (g_tty && g_status[0]) fputs("\r\033[K", stderr);
+}
+static void status_draw(void) {
+    if (g_tty && g_status[0]) {
+        fprintf(stderr, "\r\033[K%s", g_status);
+        fflush(stderr);
+    }
+}
+static void status_set(const char *fmt, ...) {
+    va_list ap;
+    if (!g_tty) return;
+    va_start(ap, fmt);
+    vsnprintf(g_status, sizeof g_status, fmt, ap);
+    va_end(ap);
+    status_draw();
+}
+static void status_done(void) {
+    status_erase();
+    g_status[0] = 0;
+}
 static void say(const char *fmt, ...) {
     va_list ap;
-    va_start(ap, fmt);
+    status_erase();
+    fflush(stderr);
     printf("[%6.1fs] ", now_s() - g_t0);
+    va_start(ap, fmt);
     vprintf(fmt, ap);
     va_end(ap);
     printf("\n");
     fflush(stdout);
+    status_draw();
 }
+/* "rlhf CMD: message" on stderr; returns 1 (the runtime-failure exit status) */
+static int fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    status_done();
+    fflush(stdout);
+    fprintf(stderr, "rlhf %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+/* A library message without its stage prefix ("sft: ..."), which the
+   command's own prefix ("rlhf sft: ") already says. */
+static const char *lib_msg(const char *msg) {
+    static const char *const stages[] = {"pretrain: ", "sft: ", "rm: ", "ppo: "};
+    size_t k;
+    for (k = 0; k < sizeof stages / sizeof stages[0]; k++)
+        if (strncmp(msg, stages[k], strlen(stages[k])) == 0) return msg + strlen(stages[k]);
+    return msg;
+}
+/* the same for a usage error: returns 2 */
+static int usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "rlhf %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see rlhf %s --help)\n", cmd);
+    return 2;
+}
+/* The library's log: warnings and progress. Its errors are not printed here:
+   every one also comes back as a result with a message, printed once by the
+   command that got it. */
 static void log_cb(void *user, rlhf_log_level level, const char *msg) {
     (void)user;
-    if (level == RLHF_LOG_INFO && strstr(msg, "sample ")) return;
-    say("%s%s", level == RLHF_LOG_ERROR ? "error: " : level == RLHF_LOG_WARN ? "warning: " : "  ", msg);
-}
-static void metrics_cb(void *user, const char *json) {
-    FILE *f = (FILE *)user;
-    if (f) fprintf(f, "%s\n", json);
-}
-static int ensure_dir(const char *path) {
-    char buf[1024];
-    size_t i, n = strlen(path);
-    if (n >= sizeof buf) return 0;
-    memcpy(buf, path, n + 1);
-    for (i = 1; i <= n; i++)
-        if (buf[i] == '/' || buf[i] == 0) {
-            char c = buf[i];
-            buf[i] = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return 0;
-            buf[i] = c;
-        }
-    return 1;
+    if (level == RLHF_LOG_ERROR) return;
+    if (g_stop && strstr(msg, "stopped at step")) return; /* the command says it, with how to resume */
+    if (level == RLHF_LOG_INFO && strncmp(msg, "ppo: sample ", 12) == 0) return;
+    say("%s%s", level == RLHF_LOG_WARN ? "warning: " : "  ", msg);
 }
 static long peak_rss_bytes(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss * 1024L; /* Linux: kilobytes */
 }
-static int fail_usage(const char *cmd, const char *msg) {
-    fprintf(stderr, "rlhf %s: %s (see rlhf %s --help)\n", cmd, msg, cmd);
-    return 2;
+static void fmt_duration(char *out, size_t cap, double s) {
+    if (!(s >= 0) || s > 1e7) snprintf(out, cap, "?");
+    else if (s < 60) snprintf(out, cap, "%.0fs", s);
+    else if (s < 3600) snprintf(out, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(out, cap, "%dh%02dm", (int)s / 3600, (int)s / 60 % 60);
+}
+
+/* ---- signals: the first Ctrl-C asks for a clean stop, the second quits -------- */
+static void on_signal(int sig) {
+    static const char msg[] = "\nrlhf: stopping after this step and saving (press Ctrl-C again to quit at once)\n";
+    if (g_stop) _exit(128 + sig);
+    g_stop = sig;
+    if (write(2, msg, sizeof msg - 1) < 0) { /* nothing to do: the stop still happens */ }
+}
+static void catch_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+static int should_stop(void *user) {
+    (void)user;
+    return g_stop != 0;
+}
+static int stopped_status(void) { return 128 + (int)g_stop; }
+
+/* ---- options: --name value, --name=value, --flag, --no-flag, --flag=yes|no ---- */
+enum { O_INT, O_FLOAT, O_STR, O_BOOL, O_CHOICE };
+enum { O_ABOVE = 1 /* the lower bound is excluded */ };
+typedef struct opt {
+    const char *name, *help;
+    int kind;
+    void *value;         /* int*, float*, const char**, int* (bool, choice index) */
+    double lo, hi;       /* numbers: the accepted range */
+    int flags;
+    const char *choices; /* O_CHOICE: "a|b|c" */
+    int given;           /* set by parse_opts when the option is on the command line */
+} opt;
+#define OPT_I(n, h, p, lo, hi) {n, h, O_INT, p, lo, hi, 0, NULL, 0}
+#define OPT_F(n, h, p, lo, hi) {n, h, O_FLOAT, p, lo, hi, 0, NULL, 0}
+#define OPT_FA(n, h, p, lo, hi) {n, h, O_FLOAT, p, lo, hi, O_ABOVE, NULL, 0}
+#define OPT_S(n, h, p) {n, h, O_STR, p, 0, 0, 0, NULL, 0}
+#define OPT_B(n, h, p) {n, h, O_BOOL, p, 0, 0, 0, NULL, 0}
+#define OPT_C(n, h, p, c) {n, h, O_CHOICE, p, 0, 0, 0, c, 0}
+#define N_OPTS(o) ((int)(sizeof o / sizeof o[0]))
+#define BIG 1e9
+
+static const char *choice_at(const char *choices, int k, char *buf, size_t cap) {
+    const char *s = choices;
+    for (; k > 0 && s; k--) s = strchr(s, '|') ? strchr(s, '|') + 1 : NULL;
+    snprintf(buf, cap, "%.*s", s ? (int)strcspn(s, "|") : 0, s ? s : "");
+    return buf;
+}
+static int choice_find(const char *choices, const char *v) {
+    const char *s = choices;
+    int k = 0;
+    while (s) {
+        size_t n = strcspn(s, "|");
+        if (strlen(v) == n && strncmp(s, v, n) == 0) return k;
+        s = s[n] ? s + n + 1 : NULL;
+        k++;
+    }
+    return -1;
+}
+static void print_help(const char *usage, const char *about, const opt *o, int n) {
+    int i;
+    printf("usage: %s\n\n%s\n\noptions:\n", usage, about);
+    for (i = 0; i < n; i++) {
+        char def[64], name[48];
+        if (o[i].kind == O_INT) snprintf(def, sizeof def, "%d", *(int *)o[i].value);
+        else if (o[i].kind == O_FLOAT) snprintf(def, sizeof def, "%g", (double)*(float *)o[i].value);
+        else if (o[i].kind == O_STR) snprintf(def, sizeof def, "%s", *(const char **)o[i].value ? *(const char **)o[i].value : "none");
+        else if (o[i].kind == O_CHOICE) choice_at(o[i].choices, *(int *)o[i].value, def, sizeof def);
+        else snprintf(def, sizeof def, "%s", *(int *)o[i].value ? "on" : "off");
+        if (o[i].kind == O_BOOL) snprintf(name, sizeof name, "--[no-]%s", o[i].name);
+        else if (o[i].kind == O_CHOICE) snprintf(name, sizeof name, "--%s %s", o[i].name, o[i].choices);
+        else snprintf(name, sizeof name, "--%s %s", o[i].name, o[i].kind == O_STR ? "S" : o[i].kind == O_INT ? "N" : "X");
+        printf("  %-26s %s (default: %s)\n", name, o[i].help, def);
+    }
+    printf("  %-26s this help\n", "--help");
+}
+/* the accepted range of a number option, in words */
+static void range_text(const opt *o, char *buf, size_t cap) {
+    const char *num = o->kind == O_INT ? "an integer" : "a finite number";
+    if (o->hi >= BIG) snprintf(buf, cap, "%s %s %g", num, o->flags & O_ABOVE ? ">" : ">=", o->lo);
+    else if (o->lo <= -BIG) snprintf(buf, cap, "%s <= %g", num, o->hi);
+    else snprintf(buf, cap, "%s in %s%g, %g]", num, o->flags & O_ABOVE ? "(" : "[", o->lo, o->hi);
+}
+/* one option's value; 0 on success, else the usage error has been printed */
+static int set_opt(const char *cmd, opt *o, const char *val, int negated) {
+    char *end;
+    double d;
+    if (o->kind == O_BOOL) {
+        int k = val ? choice_find("yes|no|1|0|true|false|on|off", val) : 0;
+        if (k < 0) return usage_error(cmd, "--%s takes yes or no (or 1/0, true/false, on/off), got \"%s\"", o->name, val);
+        *(int *)o->value = (k % 2 == 0) != negated;
+        return 0;
+    }
+    if (o->kind == O_STR) {
+        if (!*val) return usage_error(cmd, "--%s needs a non-empty value", o->name);
+        *(const char **)o->value = val;
+        return 0;
+    }
+    if (o->kind == O_CHOICE) {
+        int k = choice_find(o->choices, val);
+        if (k < 0) return usage_error(cmd, "--%s is one of %s, got \"%s\"", o->name, o->choices, val);
+        *(int *)o->value = k;
+        return 0;
+    }
+    errno = 0;
+    d = strtod(val, &end);
+    if (!*val || *end || errno == ERANGE || !isfinite(d) || d < o->lo || d > o->hi || ((o->flags & O_ABOVE) && d <= o->lo) ||
+        (o->kind == O_INT && d != floor(d))) {
+        char want[96];
+        range_text(o, want, sizeof want);
+        return usage_error(cmd, "--%s must be %s, got \"%s\"", o->name, want, val);
+    }
+    if (o->kind == O_INT) *(int *)o->value = (int)d;
+    else *(float *)o->value = (float)d;
+    return 0;
+}
+/* argv[first..] into o and pos (up to max_pos positionals).
+   Returns -1 for --help, -2 after a usage error (printed), else the count of positionals. */
+static int parse_opts(const char *cmd, int argc, char **argv, int first, opt *o, int n, const char **pos, int max_pos) {
+    int i, np = 0;
+    for (i = first; i < argc; i++) {
+        const char *a = argv[i], *eq, *val;
+        char name[64];
+        int k, neg = 0;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return -1;
+        if (strncmp(a, "--", 2) != 0 || strcmp(a, "--") == 0) {
+            if (np >= max_pos) return usage_error(cmd, "unexpected argument \"%s\"", a), -2;
+            pos[np++] = a;
+            continue;
+        }
+        eq = strchr(a, '=');
+        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
+        for (k = 0; k < n && strcmp(o[k].name, name) != 0; k++) {}
+        if (k == n && strncmp(name, "no-", 3) == 0) { /* --no-flag */
+            for (k = 0; k < n && !(o[k].kind == O_BOOL && strcmp(o[k].name, name + 3) == 0); k++) {}
+            neg = 1;
+            if (k < n && eq) return usage_error(cmd, "--%s takes no value", name), -2;
+        }
+        if (k == n) return usage_error(cmd, "unknown option --%s", name), -2;
+        if (o[k].given) return usage_error(cmd, "--%s is given twice", o[k].name), -2;
+        o[k].given = 1;
+        if (o[k].kind == O_BOOL) val = eq ? eq + 1 : NULL;
+        else if (!(val = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL)) return usage_error(cmd, "--%s needs a value", name), -2;
+        if (set_opt(cmd, &o[k], val, neg)) return -2;
+    }
+    return np;
+}
+static int given(const opt *o, int n, const char *name) {
+    int k;
+    for (k = 0; k < n; k++)
+        if (strcmp(o[k].name, name) == 0) return o[k].given;
+    return 0;
+}
+
+/* ---- files and run directories --------------------------------------------------- */
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+static const char *join(char *buf, size_t cap, const char *dir, const char *name) {
+    if ((size_t)snprintf(buf, cap, "%s/%s", dir, name) >= cap) buf[0] = 0; /* too long: an empty path fails to open */
+    return buf;
+}
+static int mkdir_p(const char *path) {
+    char buf[1024];
+    size_t i, n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return 0;
+    }
+    memcpy(buf, path, n + 1);
+    for (i = 1; i <= n; i++)
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return 0;
+            if (!is_dir(buf)) {
+                errno = ENOTDIR;
+                return 0;
+            }
+            buf[i] = c;
+        }
+    return 1;
+}
+/* Temporary files of writers killed mid-write ("NAME.tmp-PID" whose PID is
+   gone) are removed; a live writer's are left alone. */
+static void remove_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[1100];
+    if (!d) return;
+    while ((e = readdir(d)) != NULL) {
+        const char *t = strstr(e->d_name, ".tmp-");
+        char *end;
+        long pid;
+        if (!t) continue;
+        pid = strtol(t + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno == EPERM) continue; /* its writer is alive */
+        remove(join(path, sizeof path, dir, e->d_name));
+    }
+    closedir(d);
+}
+/* Every file a command writes must be writable before any work starts: a
+   test file is created and removed in dir. 0 ok, else errno. */
+static int probe_writable(const char *dir) {
+    char path[1100], name[64];
+    FILE *f;
+    snprintf(name, sizeof name, ".rlhf-write-test.tmp-%ld", (long)getpid());
+    if (!(f = fopen(join(path, sizeof path, dir, name), "w"))) return errno ? errno : EIO;
+    if (fputs("x", f) < 0 || fclose(f) != 0) {
+        int e = errno ? errno : EIO;
+        remove(path);
+        return e;
+    }
+    remove(path);
+    return 0;
+}
+/* The run directory of a training command. files: the names the command
+   writes (NULL-terminated), which mark a directory as holding a run.
+   Returns 0 (ready), 1 (runtime failure) or 2 (usage), the message printed. */
+static int prepare_run_dir(const char *cmd, const char *dir, int resume, int overwrite, const char *const *files, const char *resume_file) {
+    char path[1100];
+    int k, held = 0, e;
+    if (resume && overwrite) return usage_error(cmd, "--resume and --overwrite exclude each other");
+    if (exists(dir) && !is_dir(dir)) return fail(cmd, "--out %s exists and is not a directory", dir);
+    for (k = 0; files[k]; k++) held |= exists(join(path, sizeof path, dir, files[k]));
+    if (resume && !exists(join(path, sizeof path, dir, resume_file)))
+        return fail(cmd, "--resume: nothing to resume in %s (no %s)", dir, resume_file);
+    if (held && !resume && !overwrite)
+        return usage_error(cmd, "%s already holds a run: add --resume to continue it, or --overwrite to start again", dir);
+    if (!mkdir_p(dir)) return fail(cmd, "cannot create the run directory %s: %s", dir, strerror(errno));
+    if ((e = probe_writable(dir)) != 0) return fail(cmd, "cannot write in %s: %s", dir, strerror(e));
+    remove_stale_tmp(dir);
+    if (overwrite)
+        for (k = 0; files[k]; k++) remove(join(path, sizeof path, dir, files[k]));
+    return 0;
+}
+/* Keep the lines of metrics.jsonl that a resumed run will not write again:
+   every line of other stages, and this stage's lines up to step. A line
+   cut by a kill (not JSON) goes too. Rewritten atomically. */
+static int truncate_metrics(const char *cmd, const char *dir, const char *stage, long step) {
+    char path[1100], *line = NULL;
+    size_t cap = 0;
+    long dropped = 0;
+    ssize_t n;
+    FILE *in;
+    atomic_file a;
+    FILE *out;
+    join(path, sizeof path, dir, "metrics.jsonl");
+    if (!(in = fopen(path, "r"))) return 0; /* nothing yet */
+    if (!(out = atomic_open(&a, path))) {
+        fclose(in);
+        return fail(cmd, "cannot write %s: %s", path, strerror(errno));
+    }
+    while ((n = getline(&line, &cap, in)) > 0) {
+        rlhf_json_doc *doc;
+        int keep = 0;
+        if (rlhf_json_parse(&doc, line, (size_t)n, 8, NULL) == RLHF_OK) {
+            const rlhf_json *o = rlhf_json_root(doc), *st = rlhf_json_get(o, "stage"), *sp = rlhf_json_get(o, "step");
+            keep = !st || st->type != RLHF_JSON_STRING || strcmp(st->str, stage) != 0 || (sp && sp->type == RLHF_JSON_NUMBER && sp->number <= (double)step);
+            rlhf_json_free(doc);
+        }
+        if (keep) fputs(line, out);
+        else dropped++;
+    }
+    free(line);
+    fclose(in);
+    if (atomic_commit(&a) != 0) return fail(cmd, "cannot rewrite %s: %s", path, strerror(errno));
+    if (dropped) say("metrics.jsonl: %ld lines after step %ld dropped (they will be written again)", dropped, step);
+    return 0;
+}
+static FILE *open_metrics(const char *cmd, const char *dir) {
+    char path[1100];
+    FILE *f = fopen(join(path, sizeof path, dir, "metrics.jsonl"), "a");
+    if (!f) fail(cmd, "cannot write %s: %s", path, strerror(errno));
+    return f;
+}
+/* A whole file into memory (a text file for the tokenizer): refuses a
+   directory and an empty file; a leading UTF-8 byte-order mark is dropped. */
+static char *read_text(const char *cmd, const char *path, size_t *len) {
+    FILE *f;
+    char *text = NULL;
+    size_t cap = 1 << 20, n = 0;
+    if (is_dir(path)) return fail(cmd, "%s is a directory, not a text file", path), (char *)NULL;
+    if (!(f = fopen(path, "rb"))) return fail(cmd, "cannot read %s: %s", path, strerror(errno)), (char *)NULL;
+    for (;;) {
+        char *grown = (char *)realloc(text, cap);
+        if (!grown) {
+            free(text);
+            fclose(f);
+            return fail(cmd, "out of memory reading %s", path), (char *)NULL;
+        }
+        text = grown;
+        n += fread(text + n, 1, cap - n, f);
+        if (n < cap) break;
+        cap *= 2;
+    }
+    if (ferror(f)) {
+        fclose(f);
+        free(text);
+        return fail(cmd, "cannot read %s: %s", path, strerror(errno)), (char *)NULL;
+    }
+    fclose(f);
+    if (n >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) memmove(text, text + 3, n -= 3);
+    if (n == 0) {
+        free(text);
+        return fail(cmd, "%s is empty: nothing to learn from", path), (char *)NULL;
+    }
+    *len = n;
+    return text;
+}
+
+/* ---- models and data, with messages that name the option ------------------------ */
+enum { ROLE_ANY, ROLE_POLICY, ROLE_SCORER };
+/* load the checkpoint given as --what (role: a policy has no scalar head, a scorer has one) */
+static rlhf_model *load_model(const char *cmd, const char *what, const char *path, int role, rlhf_tokenizer **tok) {
+    rlhf_model *m = NULL;
+    rlhf_error err;
+    if (rlhf_model_load_ex(&m, path, &err) != RLHF_OK) {
+        fail(cmd, "%s: %s", what, err.message);
+        return NULL;
+    }
+    if (role == ROLE_POLICY && rlhf_model_has_score_head(m)) {
+        fail(cmd, "%s %s is a %s model (it has a scalar head): a policy (a base or SFT checkpoint) is needed here", what, path,
+             rlhf_model_meta(m, "rlhf.kind") ? rlhf_model_meta(m, "rlhf.kind") : "reward or value");
+        rlhf_model_free(m);
+        return NULL;
+    }
+    if (role == ROLE_SCORER && !rlhf_model_has_score_head(m)) {
+        fail(cmd, "%s %s has no scalar head: it is a %s, not a reward model (train one with rlhf rm)", what, path,
+             rlhf_model_meta(m, "rlhf.kind") ? rlhf_model_meta(m, "rlhf.kind") : "policy");
+        rlhf_model_free(m);
+        return NULL;
+    }
+    if (tok && rlhf_tokenizer_from_model(tok, m, &err) != RLHF_OK) {
+        fail(cmd, "%s %s: %s", what, path, err.message);
+        rlhf_model_free(m);
+        return NULL;
+    }
+    rlhf_model_set_log(m, log_cb, NULL);
+    return m;
+}
+/* skipped bad records are counted and reported, never silent */
+static void skip_log(void *user, rlhf_log_level level, const char *msg) {
+    (void)user;
+    (void)level;
+    say("warning: skipped: %s", msg);
+}
+static rlhf_dataset *load_data(const char *cmd, const char *path, rlhf_data_format fmt, int skip_bad) {
+    rlhf_dataset *d = NULL;
+    rlhf_data_options o = rlhf_data_options_default();
+    rlhf_error err;
+    o.skip_bad = skip_bad;
+    o.log = skip_log;
+    if (is_dir(path)) return fail(cmd, "%s is a directory, not a data file", path), (rlhf_dataset *)NULL;
+    if (rlhf_dataset_load(&d, path, fmt, &o, &err) != RLHF_OK) {
+        fail(cmd, "%s%s", err.message, skip_bad ? "" : " (--skip-bad skips and counts bad records)");
+        return NULL;
+    }
+    if (rlhf_dataset_skipped(d)) say("%s: %zu bad records skipped, %zu kept", path, rlhf_dataset_skipped(d), rlhf_dataset_size(d));
+    if (rlhf_dataset_size(d) == 0) {
+        fail(cmd, "%s holds no record", path);
+        rlhf_dataset_free(d);
+        return NULL;
+    }
+    return d;
 }
 
 /* ---- replies: the chat template, the KV cache and the sampler ------------------ */
@@ -77,162 +521,105 @@ typedef struct sampler_ctx {
     rlhf_kv_cache *cache;
     rlhf_sampler *s;
     rlhf_rng rng;
+    int *ids;       /* n_ctx ids: the conversation, then the reply */
 } sampler_ctx;
+static void sampler_close(sampler_ctx *sc) {
+    rlhf_kv_cache_free(sc->cache);
+    rlhf_sampler_free(sc->s);
+    free(sc->ids);
+    memset(sc, 0, sizeof *sc);
+}
 static int sampler_open(sampler_ctx *sc, rlhf_model *m, const rlhf_sampler_config *c, uint64_t seed) {
+    int n_ctx = rlhf_model_config(m)->n_ctx;
     memset(sc, 0, sizeof *sc);
     rlhf_rng_seed(&sc->rng, seed);
-    return rlhf_kv_cache_create(&sc->cache, m, 1, rlhf_model_config(m)->n_ctx) == RLHF_OK &&
-           rlhf_sampler_create(&sc->s, rlhf_model_config(m)->vocab_size, c) == RLHF_OK;
+    sc->ids = (int *)malloc((size_t)n_ctx * sizeof(int));
+    if (sc->ids && rlhf_kv_cache_create(&sc->cache, m, 1, n_ctx) == RLHF_OK && rlhf_sampler_create(&sc->s, rlhf_model_config(m)->vocab_size, c) == RLHF_OK)
+        return 1;
+    sampler_close(sc);
+    return 0;
 }
 static int sampler_open_t(sampler_ctx *sc, rlhf_model *m, float temperature, uint64_t seed) {
     rlhf_sampler_config c = rlhf_sampler_config_default();
     c.temperature = temperature;
     return sampler_open(sc, m, &c, seed);
 }
-static void sampler_close(sampler_ctx *sc) {
-    rlhf_kv_cache_free(sc->cache);
-    rlhf_sampler_free(sc->s);
-}
-/* The reply to a conversation (ending in a user turn), decoded into out
-   without its <|end|>; 0 when it does not fit or generation fails. */
-static int reply_to(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const rlhf_message *msg, int n_msg, int max_new, char *out,
-                    size_t cap) {
-    int n_ctx = rlhf_model_config(m)->n_ctx, *ids = (int *)malloc((size_t)n_ctx * sizeof(int)), n_out = 0, ok = 0;
-    int stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
+enum { REPLY_OK, REPLY_CUT, REPLY_TOO_LONG, REPLY_FAILED };
+/* The reply to a conversation ending in a user turn, decoded into out
+   without its <|end|>. REPLY_CUT: it stopped at max_new (or the context)
+   before <|end|>; REPLY_TOO_LONG: the conversation leaves no room for a reply.
+   One position is always kept free, so a cut reply can still take the
+   <|end|> a reward model reads it at. */
+static int reply_to(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const rlhf_message *msg, int n_msg, int max_new, char *out, size_t cap) {
+    int n_ctx = rlhf_model_config(m)->n_ctx, n_out = 0, stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END), cut;
     size_t np = 0, nb = 0;
     out[0] = 0;
-    if (ids && rlhf_tokenizer_chat(t, msg, n_msg, 1, ids, NULL, (size_t)n_ctx - 1, &np) == RLHF_OK) {
-        if (max_new > n_ctx - (int)np) max_new = n_ctx - (int)np;
-        if (rlhf_model_generate(m, sc->cache, sc->s, &sc->rng, ids, (int)np, max_new, stop, ids + np, &n_out) == RLHF_OK) {
-            if (n_out > 0 && ids[np + (size_t)n_out - 1] == stop) n_out--;
-            if (rlhf_tokenizer_decode(t, ids + np, (size_t)n_out, out, cap - 1, &nb) != RLHF_OK) nb = 0;
-            out[nb < cap - 1 ? nb : cap - 1] = 0;
-            ok = 1;
-        }
-    } else if (ids)
-        fprintf(stderr, "rlhf: the conversation (%zu tokens) does not fit the context (%d)\n", np, n_ctx);
-    free(ids);
-    return ok;
+    if (rlhf_tokenizer_chat(t, msg, n_msg, 1, sc->ids, NULL, (size_t)n_ctx, &np) != RLHF_OK || (int)np + 2 > n_ctx) return REPLY_TOO_LONG;
+    if (max_new > n_ctx - 1 - (int)np) max_new = n_ctx - 1 - (int)np;
+    if (rlhf_model_generate(m, sc->cache, sc->s, &sc->rng, sc->ids, (int)np, max_new, stop, sc->ids + np, &n_out) != RLHF_OK) return REPLY_FAILED;
+    cut = !(n_out > 0 && sc->ids[np + (size_t)n_out - 1] == stop);
+    if (!cut) n_out--;
+    if (rlhf_tokenizer_decode(t, sc->ids + np, (size_t)n_out, out, cap - 1, &nb) != RLHF_OK) nb = 0;
+    out[nb < cap - 1 ? nb : cap - 1] = 0;
+    return cut ? REPLY_CUT : REPLY_OK;
 }
-
-/* ---- options: --name value, --name=value, --flag ------------------------------- */
-typedef struct opt {
-    const char *name, *help;
-    char kind;       /* 'i' int, 'f' float, 's' string, 'b' flag */
-    void *value;
-} opt;
-static void print_help(const char *usage, const char *about, const opt *o, int n) {
-    int i;
-    printf("usage: %s\n\n%s\n\noptions:\n", usage, about);
-    for (i = 0; i < n; i++) {
-        char def[64];
-        if (o[i].kind == 'i') snprintf(def, sizeof def, "%d", *(int *)o[i].value);
-        else if (o[i].kind == 'f') snprintf(def, sizeof def, "%g", (double)*(float *)o[i].value);
-        else if (o[i].kind == 's') snprintf(def, sizeof def, "%s", *(const char **)o[i].value ? *(const char **)o[i].value : "(none)");
-        else snprintf(def, sizeof def, "off");
-        printf("  --%-18s %s (default: %s)\n", o[i].name, o[i].help, def);
-    }
-    printf("  --%-18s this help\n", "help");
-}
-/* parse argv[first..] into o; positional arguments into pos (up to max_pos). -1 help, -2 error, else count of positionals */
-static int parse_opts(const char *cmd, int argc, char **argv, int first, opt *o, int n, const char **pos, int max_pos) {
-    int i, np = 0;
-    for (i = first; i < argc; i++) {
-        const char *a = argv[i], *val = NULL, *eq;
-        char name[64];
-        int k;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return -1;
-        if (strncmp(a, "--", 2) != 0) {
-            if (np >= max_pos) { fprintf(stderr, "rlhf %s: unexpected argument \"%s\"\n", cmd, a); return -2; }
-            pos[np++] = a;
+/* Bytes a model produced need not be UTF-8 (a byte-level token can split a
+   character): invalid sequences become U+FFFD, so a terminal or a JSON
+   reader always gets text. out needs 3 * strlen(in) + 1 bytes at most. */
+static void utf8_clean(const char *in, char *out, size_t cap) {
+    const unsigned char *s = (const unsigned char *)in;
+    size_t o = 0;
+    while (*s && o + 4 < cap) {
+        int n = *s < 0x80 ? 1 : (*s & 0xE0) == 0xC0 && *s >= 0xC2 ? 2 : (*s & 0xF0) == 0xE0 ? 3 : (*s & 0xF8) == 0xF0 && *s <= 0xF4 ? 4 : 0, k;
+        for (k = 1; k < n; k++)
+            if ((s[k] & 0xC0) != 0x80) n = 0;
+        if (n == 3 && ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0))) n = 0; /* overlong, surrogate */
+        if (n == 4 && ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))) n = 0;  /* overlong, > U+10FFFF */
+        if (n == 1 && *s < 0x20 && *s != '\n' && *s != '\t') n = 0; /* control bytes would drive the terminal */
+        if (n == 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            s++;
             continue;
         }
-        eq = strchr(a, '=');
-        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
-        for (k = 0; k < n && strcmp(o[k].name, name) != 0; k++) {}
-        if (k == n) { fprintf(stderr, "rlhf %s: unknown option --%s (see rlhf %s --help)\n", cmd, name, cmd); return -2; }
-        if (o[k].kind == 'b') {
-            *(int *)o[k].value = 1;
-            continue;
-        }
-        val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!val) { fprintf(stderr, "rlhf %s: --%s needs a value\n", cmd, name); return -2; }
-        if (o[k].kind == 's') *(const char **)o[k].value = val;
-        else {
-            char *end;
-            double d = strtod(val, &end);
-            if (*val == 0 || *end != 0 || (o[k].kind == 'i' && d != (double)(int)d)) {
-                fprintf(stderr, "rlhf %s: --%s wants %s, got \"%s\"\n", cmd, name, o[k].kind == 'i' ? "an integer" : "a number", val);
-                return -2;
-            }
-            if (o[k].kind == 'i') *(int *)o[k].value = (int)d;
-            else *(float *)o[k].value = (float)d;
-        }
+        memcpy(out + o, s, (size_t)n);
+        o += (size_t)n;
+        s += n;
     }
-    return np;
+    out[o] = 0;
 }
 
-#include "plot.h"
-
-static int cmd_plot(int argc, char **argv) {
-    const char *pos[1];
-    int np = parse_opts("plot", argc, argv, 2, NULL, 0, pos, 1), w;
-    if (np == -1) {
-        print_help("rlhf plot RUN_DIR", "SVG charts of a run's metrics.jsonl: loss.svg (losses per stage), reward_model.svg,\n"
-                                        "ppo.svg (reward and KL during PPO), gold_vs_proxy.svg (gold judge vs reward model against KL).",
-                   NULL, 0);
-        return 0;
-    }
-    if (np != 1) return fail_usage("plot", np < 0 ? "bad arguments" : "needs RUN_DIR");
-    w = plot_run(pos[0], 1);
-    if (w < 0) return 1;
-    if (w == 0) {
-        fprintf(stderr, "rlhf plot: %s/metrics.jsonl has nothing to plot\n", pos[0]);
-        return 1;
-    }
-    return 0;
+/* ---- progress: metrics.jsonl, and on a terminal the status line ----------------- */
+typedef struct run_out {
+    FILE *metrics;
+    double t0;
+    long first_step;   /* the step the run (re)started at: the rate counts from there */
+    const char *stage;
+} run_out;
+static double json_field(const char *json, const char *key) {
+    char pat[64];
+    const char *p;
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    p = strstr(json, pat);
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
 }
-
-/* ---- the training and inspection commands ------------------------------------- */
-typedef struct run_out { FILE *metrics; double t0; const char *stage; } run_out;
-/* metrics.jsonl, and on a terminal a progress line with rate and ETA */
 static void run_metrics(void *user, const char *json) {
     run_out *r = (run_out *)user;
-    const char *ps = strstr(json, "\"step\":"), *pt = strstr(json, "\"total_steps\":"), *pl = strstr(json, "\"loss\":");
+    double step = json_field(json, "step"), total = json_field(json, "total_steps"), loss = json_field(json, "loss");
     if (r->metrics) {
         fprintf(r->metrics, "%s\n", json);
         fflush(r->metrics);
     }
-    if (g_tty && ps && pt) {
-        double step = atof(ps + 7), total = atof(pt + 14), el = now_s() - r->t0, rate = el > 0 ? step / el : 0;
-        fprintf(stderr, "\r[%s] step %.0f/%.0f %s%.4s %.1f steps/s ETA %.0fs   ", r->stage, step, total, pl ? "loss " : "", pl ? pl + 7 : "",
-                rate, rate > 0 ? (total - step) / rate : 0.0);
-        if (step >= total) fprintf(stderr, "\n");
+    if (g_tty && isfinite(step) && isfinite(total)) {
+        double el = now_s() - r->t0, rate = el > 0 ? (step - (double)r->first_step) / el : 0;
+        char eta[32], lbuf[32] = "";
+        fmt_duration(eta, sizeof eta, rate > 0 ? (total - step) / rate : -1);
+        if (isfinite(loss)) snprintf(lbuf, sizeof lbuf, " loss %.4f", loss);
+        status_set("[%s] step %.0f/%.0f%s  %.1f steps/s  ETA %s", r->stage, step, total, lbuf, rate, eta);
     }
-}
-static FILE *open_metrics(const char *dir, int append) {
-    char path[1024];
-    FILE *f;
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    if (!(f = fopen(path, append ? "a" : "w"))) fprintf(stderr, "rlhf: cannot write %s: %s\n", path, strerror(errno));
-    return f;
-}
-static rlhf_model *load_or_die(const char *path, rlhf_tokenizer **tok) {
-    rlhf_model *m = NULL;
-    rlhf_error err;
-    if (rlhf_model_load_ex(&m, path, &err) != RLHF_OK) {
-        fprintf(stderr, "rlhf: %s\n", err.message);
-        return NULL;
-    }
-    if (tok && rlhf_tokenizer_from_model(tok, m, &err) != RLHF_OK) {
-        fprintf(stderr, "rlhf: %s: %s\n", path, err.message);
-        rlhf_model_free(m);
-        return NULL;
-    }
-    rlhf_model_set_log(m, log_cb, NULL);
-    return m;
 }
 
+/* ---- info ------------------------------------------------------------------------ */
 static int cmd_info(int argc, char **argv) {
     const char *pos[1];
     rlhf_model *m;
@@ -241,11 +628,16 @@ static int cmd_info(int argc, char **argv) {
     rlhf_memory mem;
     const rlhf_config *c;
     int np = parse_opts("info", argc, argv, 2, NULL, 0, pos, 1);
-    if (np == -1) { print_help("rlhf info CHECKPOINT", "A checkpoint's config, kind, tokenizer, parameter count and memory budget.", NULL, 0); return 0; }
-    if (np != 1) return fail_usage("info", "needs one CHECKPOINT");
-    if (!(m = load_or_die(pos[0], NULL))) return 1;
+    if (np == -1) {
+        print_help("rlhf info CHECKPOINT", "A checkpoint's config, kind, tokenizer, parameter count and memory budget.", NULL, 0);
+        return 0;
+    }
+    if (np < 0) return 2;
+    if (np != 1) return usage_error("info", "needs one CHECKPOINT");
+    if (!(m = load_model("info", "CHECKPOINT", pos[0], ROLE_ANY, NULL))) return 1;
     c = rlhf_model_config(m);
-    printf("%s\n  config: vocab %d, n_ctx %d, layers %d, heads %d, channels %d\n", pos[0], c->vocab_size, c->n_ctx, c->n_layer, c->n_head, c->n_embd);
+    printf("%s\n  config: vocab %d, n_ctx %d, layers %d, heads %d, channels %d\n", pos[0], c->vocab_size, c->n_ctx, c->n_layer, c->n_head,
+           c->n_embd);
     printf("  kind: %s%s\n  parameters: %zu\n", rlhf_model_meta(m, "rlhf.kind") ? rlhf_model_meta(m, "rlhf.kind") : "(not set)",
            rlhf_model_has_score_head(m) ? " (scalar head)" : "", rlhf_model_num_params(m));
     if (rlhf_tokenizer_from_model(&t, m, &err) == RLHF_OK) {
@@ -254,500 +646,857 @@ static int cmd_info(int argc, char **argv) {
         rlhf_tokenizer_free(t);
     } else
         printf("  tokenizer: none stored\n");
-    if (rlhf_model_meta(m, "rlhf.reward.gain"))
-        printf("  reward normalisation: gain %s, bias %s\n", rlhf_model_meta(m, "rlhf.reward.gain"), rlhf_model_meta(m, "rlhf.reward.bias"));
-    if (rlhf_model_meta(m, "rlhf.train.step")) printf("  training step: %s, AdamW steps %ld\n", rlhf_model_meta(m, "rlhf.train.step"), rlhf_model_adamw_steps(m));
+    if (rlhf_model_has_score_head(m))
+        printf("  reward normalisation: %s%s%s%s\n", rlhf_model_meta(m, "rlhf.reward.gain") ? "gain " : "none (raw scores)",
+               rlhf_model_meta(m, "rlhf.reward.gain") ? rlhf_model_meta(m, "rlhf.reward.gain") : "",
+               rlhf_model_meta(m, "rlhf.reward.bias") ? ", bias " : "",
+               rlhf_model_meta(m, "rlhf.reward.bias") ? rlhf_model_meta(m, "rlhf.reward.bias") : "");
+    if (rlhf_model_meta(m, "rlhf.train.step"))
+        printf("  training step: %s, AdamW steps %ld\n", rlhf_model_meta(m, "rlhf.train.step"), rlhf_model_adamw_steps(m));
+    if (rlhf_model_meta(m, "rlhf.ppo.state")) printf("  PPO state: %s\n", rlhf_model_meta(m, "rlhf.ppo.state"));
     if (rlhf_model_memory(m, 8, c->n_ctx, 1, &mem) == RLHF_OK)
-        printf("  memory to train on 8 x %d tokens: %.1f MB (weights %.1f, grads %.1f, AdamW %.1f, activations %.1f)\n", c->n_ctx, mem.total / 1048576.0,
-               mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0, (mem.activations + mem.backward) / 1048576.0);
+        printf("  memory to train on 8 x %d tokens: %.1f MB (weights %.1f, grads %.1f, AdamW %.1f, activations %.1f)\n", c->n_ctx,
+               mem.total / 1048576.0, mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0,
+               (mem.activations + mem.backward) / 1048576.0);
     rlhf_model_free(m);
     return 0;
 }
 
-static int cmd_generate(int argc, char **argv, int interactive) {
-    const char *pos[1], *prompt = NULL, *cmd = interactive ? "chat" : "generate";
-    int n = 1, top_k = 0, max_new = 64, seed = 1, np, i;
-    float temperature = 0.7f, top_p = 1.0f;
+/* ---- generate and chat ------------------------------------------------------------ */
+typedef struct gen_opts {
+    int n, top_k, max_new, seed;
+    float temperature, top_p;
+    const char *prompt, *system;
+} gen_opts;
+/* the sampler's options, checked against the model once it is loaded */
+static int gen_setup(const char *cmd, rlhf_model *m, const gen_opts *g, sampler_ctx *sc) {
+    rlhf_sampler_config c = rlhf_sampler_config_default();
+    int n_ctx = rlhf_model_config(m)->n_ctx;
+    if (g->max_new >= n_ctx) return usage_error(cmd, "--max-new %d leaves no room for a prompt in the model's context of %d tokens", g->max_new, n_ctx);
+    c.temperature = g->temperature;
+    c.top_k = g->top_k;
+    c.top_p = g->top_p;
+    if (!sampler_open(sc, m, &c, (uint64_t)g->seed)) return fail(cmd, "out of memory for the KV cache (%d tokens)", n_ctx);
+    return 0;
+}
+static void print_reply(const char *prefix, const char *text, int status) {
+    char clean[3 * 4096 + 1];
+    utf8_clean(text, clean, sizeof clean);
+    printf("%s%s%s\n", prefix, clean, status == REPLY_CUT ? "  [cut: no <|end|> within --max-new or the context]" : "");
+}
+static int cmd_generate(int argc, char **argv) {
+    const char *pos[1];
+    gen_opts g = {1, 0, 64, 1, 0.7f, 1.0f, NULL, NULL};
     opt o[] = {
-        {"prompt", "the user's message (generate)", 's', &prompt},
-        {"n", "replies to sample (generate)", 'i', &n},
-        {"temperature", "sampling temperature (0: greedy)", 'f', &temperature},
-        {"top-k", "keep the k most likely tokens (0: off)", 'i', &top_k},
-        {"top-p", "nucleus: keep the smallest set reaching p (1: off)", 'f', &top_p},
-        {"max-new", "longest reply in tokens", 'i', &max_new},
-        {"seed", "sampling seed", 'i', &seed},
+        OPT_S("prompt", "the user's message", &g.prompt),
+        OPT_S("system", "a system message before it", &g.system),
+        OPT_I("n", "replies to sample", &g.n, 1, 100000),
+        OPT_F("temperature", "sampling temperature (0: greedy)", &g.temperature, 0, 100),
+        OPT_I("top-k", "keep the k most likely tokens (0: off)", &g.top_k, 0, BIG),
+        OPT_FA("top-p", "nucleus: keep the smallest set reaching p (1: off)", &g.top_p, 0, 1),
+        OPT_I("max-new", "longest reply in tokens", &g.max_new, 1, BIG),
+        OPT_I("seed", "sampling seed", &g.seed, 0, BIG),
     };
     rlhf_model *m;
     rlhf_tokenizer *t;
-    rlhf_sampler_config sc = rlhf_sampler_config_default();
-    sampler_ctx ctx;
+    sampler_ctx sc = {NULL, NULL, {{0}}, NULL};
+    rlhf_message msg[2];
     char out[4096];
-    np = parse_opts(cmd, argc, argv, 2, o, (int)(sizeof o / sizeof o[0]), pos, 1);
+    int np = parse_opts("generate", argc, argv, 2, o, N_OPTS(o), pos, 1), i, rc, nm = 0;
     if (np == -1) {
-        print_help(interactive ? "rlhf chat CHECKPOINT [options]" : "rlhf generate CHECKPOINT --prompt TEXT [options]",
-                   interactive ? "Talk to a policy: each line you type is a user turn; the conversation goes through the chat template.\n"
-                                 "An empty line or end of input quits."
-                               : "Sample replies to a prompt through the chat template with the KV cache.",
-                   o, (int)(sizeof o / sizeof o[0]));
+        print_help("rlhf generate CHECKPOINT --prompt TEXT [options]", "Sample replies to a prompt through the chat template with the KV cache.", o,
+                   N_OPTS(o));
         return 0;
     }
-    if (np != 1) return fail_usage(cmd, "needs one CHECKPOINT");
-    if (!interactive && !prompt) return fail_usage(cmd, "needs --prompt");
-    if (n < 1 || max_new < 1 || top_k < 0 || !(temperature >= 0) || !(top_p > 0 && top_p <= 1))
-        return fail_usage(cmd, "need n >= 1, max-new >= 1, top-k >= 0, temperature >= 0, top-p in (0, 1]");
-    if (!(m = load_or_die(pos[0], &t))) return 1;
-    sc.temperature = temperature;
-    sc.top_k = top_k;
-    sc.top_p = top_p;
-    if (!sampler_open(&ctx, m, &sc, (uint64_t)seed)) {
-        fprintf(stderr, "rlhf %s: out of memory\n", cmd);
-        sampler_close(&ctx);
-        rlhf_tokenizer_free(t);
-        rlhf_model_free(m);
-        return 1;
+    if (np < 0) return 2;
+    if (np != 1 || !g.prompt) return usage_error("generate", "needs one CHECKPOINT and --prompt");
+    if (!(m = load_model("generate", "CHECKPOINT", pos[0], ROLE_POLICY, &t))) return 1;
+    if ((rc = gen_setup("generate", m, &g, &sc)) != 0) goto done;
+    if (g.system) msg[nm].role = RLHF_ROLE_SYSTEM, msg[nm].content.str = g.system, msg[nm++].content.len = strlen(g.system);
+    msg[nm].role = RLHF_ROLE_USER, msg[nm].content.str = g.prompt, msg[nm++].content.len = strlen(g.prompt);
+    for (i = 0; i < g.n && rc == 0; i++) {
+        int s = reply_to(m, t, &sc, msg, nm, g.max_new, out, sizeof out);
+        if (s == REPLY_TOO_LONG) rc = fail("generate", "the prompt does not fit the model's context (%d tokens) with room for a reply", rlhf_model_config(m)->n_ctx);
+        else if (s == REPLY_FAILED) rc = fail("generate", "%s", rlhf_model_last_error(m));
+        else print_reply("", out, s);
     }
-    if (!interactive) {
-        rlhf_message msg;
-        msg.role = RLHF_ROLE_USER;
-        msg.content.str = prompt;
-        msg.content.len = strlen(prompt);
-        for (i = 0; i < n; i++) {
-            if (!reply_to(m, t, &ctx, &msg, 1, max_new, out, sizeof out)) { sampler_close(&ctx); rlhf_model_free(m); rlhf_tokenizer_free(t); return 1; }
-            printf("%s\n", out);
-        }
-    } else {
-        rlhf_message hist[64];
-        char *texts[64];
-        char line[1024];
-        int nh = 0;
-        printf("(empty line to quit)\n");
-        while (nh + 2 < 64 && (printf("you> "), fflush(stdout), fgets(line, sizeof line, stdin))) {
-            size_t L = strcspn(line, "\r\n");
-            line[L] = 0;
-            if (L == 0) break;
-            texts[nh] = strdup(line);
-            hist[nh].role = RLHF_ROLE_USER;
-            hist[nh].content.str = texts[nh];
-            hist[nh].content.len = L;
-            nh++;
-            if (!reply_to(m, t, &ctx, hist, nh, max_new, out, sizeof out)) break;
-            printf("bot> %s\n", out);
-            texts[nh] = strdup(out);
-            hist[nh].role = RLHF_ROLE_ASSISTANT;
-            hist[nh].content.str = texts[nh];
-            hist[nh].content.len = strlen(out);
-            nh++;
-        }
-        for (i = 0; i < nh; i++) free(texts[i]);
-    }
-    sampler_close(&ctx);
+done:
+    sampler_close(&sc);
     rlhf_tokenizer_free(t);
     rlhf_model_free(m);
-    return 0;
-}
-
-/* every completion's reward in a preference file, and the pairwise accuracy; 0 or 1 (exit status) */
-static int score_file(rlhf_model *m, const rlhf_tokenizer *t, const char *data) {
-    int rc = 0;
-    rlhf_dataset *d;
-    rlhf_error err;
-    size_t i;
-    long right = 0, pairs = 0;
-    if (rlhf_dataset_load(&d, data, RLHF_DATA_PREFERENCE, NULL, &err) != RLHF_OK) {
-        fprintf(stderr, "rlhf score: %s\n", err.message);
-        rc = 1;
-    } else {
-        for (i = 0; i < rlhf_dataset_size(d) && rc == 0; i++) {
-            const rlhf_record *r = rlhf_dataset_record(d, i);
-            int K = r->kind == RLHF_RECORD_PAIR ? 2 : r->n_completions, k, j;
-            const char *p[64], *c[64];
-            float s[64];
-            if (K > 64) K = 64;
-            for (k = 0; k < K; k++) {
-                p[k] = r->prompt.str;
-                c[k] = r->kind == RLHF_RECORD_PAIR ? (k == 0 ? r->chosen.str : r->rejected.str) : r->completions[k].str;
-            }
-            if (rlhf_reward_score(m, t, p, c, K, s) != RLHF_OK) {
-                fprintf(stderr, "rlhf score: %s:%zu: %s\n", data, r->line, rlhf_model_last_error(m));
-                rc = 1;
-                break;
-            }
-            printf("line %zu:", r->line);
-            for (k = 0; k < K; k++) printf(" %.4f", (double)s[k]);
-            printf("\n");
-            for (k = 0; k < K; k++)
-                for (j = k + 1; j < K; j++) right += s[k] > s[j], pairs++;
-        }
-        if (rc == 0) printf("pairwise accuracy (best-first order respected): %.4f over %ld pairs\n", pairs ? (double)right / pairs : 0.0, pairs);
-        rlhf_dataset_free(d);
-    }
     return rc;
 }
 
+/* A conversation: the system message (kept) and the turns; the oldest turns
+   are dropped when the whole no longer fits the context with room for a reply. */
+typedef struct convo {
+    rlhf_message *msg;
+    char **text;
+    int n, cap;
+    int first;        /* the first turn still sent (after the system message) */
+} convo;
+static int convo_add(convo *c, rlhf_role role, const char *s) {
+    if (c->n == c->cap) {
+        int nc = c->cap ? 2 * c->cap : 16;
+        rlhf_message *m = (rlhf_message *)realloc(c->msg, (size_t)nc * sizeof *m);
+        char **t;
+        if (!m) return 0;
+        c->msg = m;
+        if (!(t = (char **)realloc(c->text, (size_t)nc * sizeof *t))) return 0;
+        c->text = t;
+        c->cap = nc;
+    }
+    if (!(c->text[c->n] = strdup(s))) return 0;
+    c->msg[c->n].role = role;
+    c->msg[c->n].content.str = c->text[c->n];
+    c->msg[c->n].content.len = strlen(s);
+    c->n++;
+    return 1;
+}
+static void convo_free(convo *c) {
+    int i;
+    for (i = 0; i < c->n; i++) free(c->text[i]);
+    free(c->text);
+    free(c->msg);
+}
+/* the messages to send: the system message, then turns from c->first on */
+static int convo_view(const convo *c, int has_system, rlhf_message *view) {
+    int k = 0, i;
+    if (has_system) view[k++] = c->msg[0];
+    for (i = c->first; i < c->n; i++) view[k++] = c->msg[i];
+    return k;
+}
+static int cmd_chat(int argc, char **argv) {
+    const char *pos[1];
+    gen_opts g = {1, 0, 64, 1, 0.7f, 1.0f, NULL, NULL};
+    opt o[] = {
+        OPT_S("system", "a system message kept at the start of the conversation", &g.system),
+        OPT_F("temperature", "sampling temperature (0: greedy)", &g.temperature, 0, 100),
+        OPT_I("top-k", "keep the k most likely tokens (0: off)", &g.top_k, 0, BIG),
+        OPT_FA("top-p", "nucleus: keep the smallest set reaching p (1: off)", &g.top_p, 0, 1),
+        OPT_I("max-new", "longest reply in tokens", &g.max_new, 1, BIG),
+        OPT_I("seed", "sampling seed", &g.seed, 0, BIG),
+    };
+    rlhf_model *m;
+    rlhf_tokenizer *t;
+    sampler_ctx sc = {NULL, NULL, {{0}}, NULL};
+    convo c = {NULL, NULL, 0, 0, 0};
+    rlhf_message *view = NULL;
+    char line[4096], out[4096];
+    int np = parse_opts("chat", argc, argv, 2, o, N_OPTS(o), pos, 1), rc, sys;
+    if (np == -1) {
+        print_help("rlhf chat CHECKPOINT [options]",
+                   "Talk to a policy: each line you type is a user turn; the conversation goes through the chat template.\n"
+                   "When it no longer fits the context, the oldest turns are dropped (the system message stays) and you are told.\n"
+                   "An empty line or end of input quits.",
+                   o, N_OPTS(o));
+        return 0;
+    }
+    if (np < 0) return 2;
+    if (np != 1) return usage_error("chat", "needs one CHECKPOINT");
+    if (!(m = load_model("chat", "CHECKPOINT", pos[0], ROLE_POLICY, &t))) return 1;
+    if ((rc = gen_setup("chat", m, &g, &sc)) != 0) goto done;
+    sys = g.system != NULL;
+    if (sys && !convo_add(&c, RLHF_ROLE_SYSTEM, g.system)) { rc = fail("chat", "out of memory"); goto done; }
+    c.first = sys;
+    printf("(empty line to quit)\n");
+    while (printf("you> "), fflush(stdout), fgets(line, sizeof line, stdin)) {
+        size_t L = strcspn(line, "\r\n");
+        int s, dropped = 0;
+        line[L] = 0;
+        if (L == 0) break;
+        if (!convo_add(&c, RLHF_ROLE_USER, line) || !(view = (rlhf_message *)realloc(view, (size_t)c.n * sizeof *view))) {
+            rc = fail("chat", "out of memory");
+            break;
+        }
+        /* drop the oldest exchange (a user turn and its reply) until the rest fits */
+        while ((s = reply_to(m, t, &sc, view, convo_view(&c, sys, view), g.max_new, out, sizeof out)) == REPLY_TOO_LONG && c.first + 1 < c.n)
+            c.first += 2, dropped += 2;
+        if (dropped) printf("(%d older turns dropped to fit the context of %d tokens)\n", dropped, rlhf_model_config(m)->n_ctx);
+        if (s == REPLY_TOO_LONG) {
+            printf("(your message does not fit the context of %d tokens%s: say less)\n", rlhf_model_config(m)->n_ctx, sys ? " with the system message" : "");
+            c.first = --c.n; /* forget it */
+            free(c.text[c.n]);
+            continue;
+        }
+        if (s == REPLY_FAILED) {
+            rc = fail("chat", "%s", rlhf_model_last_error(m));
+            break;
+        }
+        print_reply("bot> ", out, s);
+        if (!convo_add(&c, RLHF_ROLE_ASSISTANT, out)) {
+            rc = fail("chat", "out of memory");
+            break;
+        }
+    }
+done:
+    free(view);
+    convo_free(&c);
+    sampler_close(&sc);
+    rlhf_tokenizer_free(t);
+    rlhf_model_free(m);
+    return rc;
+}
+
+/* ---- score and eval ----------------------------------------------------------------- */
+/* every completion's reward in a preference file, and the pairwise accuracy.
+   A record that does not fit the context is skipped and counted. */
+static int score_file(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, const char *data, int skip_bad) {
+    rlhf_dataset *d = load_data(cmd, data, RLHF_DATA_PREFERENCE, skip_bad);
+    size_t i;
+    long right = 0, pairs = 0, too_long = 0;
+    if (!d) return 1;
+    for (i = 0; i < rlhf_dataset_size(d); i++) {
+        const rlhf_record *r = rlhf_dataset_record(d, i);
+        int K = r->kind == RLHF_RECORD_PAIR ? 2 : r->n_completions, k, j;
+        const char *p[64], *c[64];
+        float s[64];
+        if (K > 64) K = 64;
+        for (k = 0; k < K; k++) {
+            p[k] = r->prompt.str;
+            c[k] = r->kind == RLHF_RECORD_PAIR ? (k == 0 ? r->chosen.str : r->rejected.str) : r->completions[k].str;
+        }
+        if (rlhf_reward_score(m, t, p, c, K, s) != RLHF_OK) {
+            if (strstr(rlhf_model_last_error(m), "longer than n_ctx")) {
+                too_long++;
+                continue;
+            }
+            rlhf_dataset_free(d);
+            return fail(cmd, "%s:%zu: %s", data, r->line, rlhf_model_last_error(m));
+        }
+        printf("line %zu:", r->line);
+        for (k = 0; k < K; k++) printf(" %.4f", (double)s[k]);
+        printf("\n");
+        for (k = 0; k < K; k++)
+            for (j = k + 1; j < K; j++) right += s[k] > s[j], pairs++;
+    }
+    if (too_long) say("warning: %ld of %zu records are longer than the context (%d tokens) and were not scored", too_long, rlhf_dataset_size(d),
+                      rlhf_model_config(m)->n_ctx);
+    rlhf_dataset_free(d);
+    if (pairs == 0) return fail(cmd, "no record of %s could be scored", data);
+    printf("pairwise accuracy (best-first order respected): %.4f over %ld pairs\n", (double)right / (double)pairs, pairs);
+    return 0;
+}
 static int cmd_score(int argc, char **argv) {
     const char *pos[1], *prompt = NULL, *response = NULL, *data = NULL;
+    int skip_bad = 0;
     opt o[] = {
-        {"prompt", "the prompt (with --response)", 's', &prompt},
-        {"response", "the response to score", 's', &response},
-        {"data", "a preference JSONL file: score every completion, report pairwise accuracy", 's', &data},
+        OPT_S("prompt", "the prompt (with --response)", &prompt),
+        OPT_S("response", "the response to score", &response),
+        OPT_S("data", "a preference JSONL file: score every completion, report pairwise accuracy", &data),
+        OPT_B("skip-bad", "skip malformed records of --data (counted) instead of stopping", &skip_bad),
     };
-    int np = parse_opts("score", argc, argv, 2, o, 3, pos, 1), rc = 0;
+    int np = parse_opts("score", argc, argv, 2, o, N_OPTS(o), pos, 1), rc = 0;
     rlhf_model *m;
     rlhf_tokenizer *t;
     if (np == -1) {
         print_help("rlhf score REWARD_MODEL (--prompt P --response R | --data FILE)",
-                   "The reward (normalised as stored in the checkpoint) of a response, or of every completion of a preference file.", o, 3);
+                   "The reward (normalised as stored in the checkpoint) of a response, or of every completion of a preference file.", o,
+                   N_OPTS(o));
         return 0;
     }
-    if (np != 1 || (!data && (!prompt || !response))) return fail_usage("score", "needs REWARD_MODEL and --prompt/--response or --data");
-    if (!(m = load_or_die(pos[0], &t))) return 1;
-    if (!rlhf_model_has_score_head(m)) {
-        fprintf(stderr, "rlhf score: %s has no scalar head: not a reward model\n", pos[0]);
-        rlhf_model_free(m);
-        rlhf_tokenizer_free(t);
-        return 1;
-    }
+    if (np < 0) return 2;
+    if (np != 1 || (!data && (!prompt || !response)) || (data && (prompt || response)))
+        return usage_error("score", "needs REWARD_MODEL and either --prompt and --response, or --data");
+    if (!(m = load_model("score", "REWARD_MODEL", pos[0], ROLE_SCORER, &t))) return 1;
     if (!data) {
         float s;
-        if (rlhf_reward_score(m, t, &prompt, &response, 1, &s) != RLHF_OK) { fprintf(stderr, "rlhf score: %s\n", rlhf_model_last_error(m)); rc = 1; }
+        if (rlhf_reward_score(m, t, &prompt, &response, 1, &s) != RLHF_OK) rc = fail("score", "%s", rlhf_model_last_error(m));
         else printf("%.6f\n", (double)s);
-    } else {
-        rc = score_file(m, t, data);
+    } else
+        rc = score_file("score", m, t, data, skip_bad);
+    rlhf_tokenizer_free(t);
+    rlhf_model_free(m);
+    return rc;
+}
+/* a policy's mean completion loss over an SFT file (records longer than the context are cut, as SFT cuts them) */
+static int completion_loss(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *d) {
+    size_t i, n, cap = 1 << 16;
+    double sum = 0;
+    long count = 0, cut = 0;
+    int n_ctx = rlhf_model_config(m)->n_ctx, rc = 0;
+    int *ids = (int *)malloc(cap * sizeof(int)), *tg = (int *)malloc(cap * sizeof(int));
+    unsigned char *mask = (unsigned char *)malloc(cap);
+    if (!ids || !tg || !mask) rc = fail(cmd, "out of memory");
+    for (i = 0; rc == 0 && i < rlhf_dataset_size(d); i++) {
+        size_t k;
+        long c = 0;
+        float loss;
+        if (rlhf_sft_encode(t, rlhf_dataset_record(d, i), ids, mask, cap, &n) != RLHF_OK) n = cap, cut++;
+        if (n < 2) continue;
+        if (n > (size_t)n_ctx + 1) n = (size_t)n_ctx + 1, cut++;
+        for (k = 0; k + 1 < n; k++) c += (tg[k] = mask[k + 1] ? ids[k + 1] : -1) >= 0;
+        if (c == 0) continue;
+        if (rlhf_model_forward(m, ids, tg, 1, (int)n - 1, NULL, &loss) != RLHF_OK) rc = fail(cmd, "%s", rlhf_model_last_error(m));
+        sum += (double)loss * (double)c;
+        count += c;
+    }
+    free(ids);
+    free(tg);
+    free(mask);
+    if (rc) return rc;
+    if (count == 0) return fail(cmd, "no record has a completion token within the context");
+    if (!isfinite(sum)) return fail(cmd, "the completion loss is not finite: the checkpoint's weights are broken");
+    if (cut) say("warning: %ld records longer than the context (%d tokens) were cut", cut, n_ctx);
+    printf("completion loss %.4f over %ld tokens of %zu records (perplexity %.3f)\n", sum / (double)count, count, rlhf_dataset_size(d),
+           exp(sum / (double)count));
+    return 0;
+}
+static int cmd_eval(int argc, char **argv) {
+    const char *pos[1], *data = NULL;
+    int skip_bad = 0;
+    opt o[] = {
+        OPT_S("data", "SFT JSONL (policy: completion loss) or preference JSONL (reward model: accuracy)", &data),
+        OPT_B("skip-bad", "skip malformed records (counted) instead of stopping", &skip_bad),
+    };
+    int np = parse_opts("eval", argc, argv, 2, o, N_OPTS(o), pos, 1), rc;
+    rlhf_model *m;
+    rlhf_tokenizer *t;
+    rlhf_dataset *d;
+    if (np == -1) {
+        print_help("rlhf eval CHECKPOINT --data FILE", "Held-out quality: a policy's completion loss, or a reward model's pairwise accuracy.", o,
+                   N_OPTS(o));
+        return 0;
+    }
+    if (np < 0) return 2;
+    if (np != 1 || !data) return usage_error("eval", "needs CHECKPOINT and --data");
+    if (!(m = load_model("eval", "CHECKPOINT", pos[0], ROLE_ANY, &t))) return 1;
+    if (rlhf_model_has_score_head(m)) rc = score_file("eval", m, t, data, skip_bad);
+    else if (!(d = load_data("eval", data, RLHF_DATA_SFT, skip_bad))) rc = 1;
+    else {
+        rc = completion_loss("eval", m, t, d);
+        rlhf_dataset_free(d);
     }
     rlhf_tokenizer_free(t);
     rlhf_model_free(m);
     return rc;
 }
 
+/* ---- tokenizer ------------------------------------------------------------------------- */
 static int cmd_tokenizer(int argc, char **argv) {
     const char *pos[1], *data = NULL, *out = "tokenizer.json";
     int vocab = 4096;
     opt o[] = {
-        {"data", "UTF-8 text file to learn merges from", 's', &data},
-        {"vocab", "vocabulary size: 256 bytes + merges + 6 special tokens", 'i', &vocab},
-        {"out", "where to write the tokenizer (JSON)", 's', &out},
+        OPT_S("data", "UTF-8 text file to learn merges from", &data),
+        OPT_I("vocab", "vocabulary size: 256 bytes + merges + 6 special tokens", &vocab, 262, 1 << 20),
+        OPT_S("out", "where to write the tokenizer (JSON; replaced atomically)", &out),
     };
-    int np = parse_opts("tokenizer", argc, argv, 2, o, 3, pos, 0);
+    int np = parse_opts("tokenizer", argc, argv, 2, o, N_OPTS(o), pos, 0);
     char *text;
-    size_t len = 0, cap = 1 << 20;
-    FILE *f;
+    size_t len = 0;
     rlhf_tokenizer *t;
     rlhf_error err;
-    if (np == -1) { print_help("rlhf tokenizer --data FILE [options]", "Train a byte-level BPE tokenizer (GPT-2's pre-tokenizer) on a text file.", o, 3); return 0; }
-    if (np < 0) return 2;
-    if (!data) return fail_usage("tokenizer", "needs --data");
-    if (vocab < 262) return fail_usage("tokenizer", "--vocab must be at least 262 (256 bytes and 6 special tokens)");
-    if (!(f = fopen(data, "rb"))) { fprintf(stderr, "rlhf tokenizer: cannot read %s: %s\n", data, strerror(errno)); return 1; }
-    text = (char *)malloc(cap);
-    while (text) {
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (len < cap) break;
-        cap *= 2;
-        text = (char *)realloc(text, cap);
+    if (np == -1) {
+        print_help("rlhf tokenizer --data FILE [options]", "Train a byte-level BPE tokenizer (GPT-2's pre-tokenizer) on a text file.", o, N_OPTS(o));
+        return 0;
     }
-    fclose(f);
-    if (!text) { fprintf(stderr, "rlhf tokenizer: out of memory\n"); return 1; }
+    if (np < 0) return 2;
+    if (!data) return usage_error("tokenizer", "needs --data");
+    if (is_dir(out)) return fail("tokenizer", "--out %s is a directory", out);
+    if (strrchr(out, '/')) { /* its directory is made if missing */
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(out, '/') - out), out);
+        if (dir[0] && !mkdir_p(dir)) return fail("tokenizer", "cannot create the directory %s: %s", dir, strerror(errno));
+    }
+    if (!(text = read_text("tokenizer", data, &len))) return 1;
     if (rlhf_tokenizer_train(&t, text, len, vocab, &err) != RLHF_OK) {
-        fprintf(stderr, "rlhf tokenizer: %s: %s\n", data, err.message);
         free(text);
-        return 1;
+        return fail("tokenizer", "%s: %s", data, err.message);
     }
     free(text);
-    if (rlhf_tokenizer_save(t, out) != RLHF_OK) { fprintf(stderr, "rlhf tokenizer: cannot write %s\n", out); rlhf_tokenizer_free(t); return 1; }
+    if (rlhf_tokenizer_save(t, out) != RLHF_OK) {
+        rlhf_tokenizer_free(t);
+        return fail("tokenizer", "cannot write %s: %s%s", out, strerror(errno), exists(out) ? " (the old file is unchanged)" : "");
+    }
     printf("%s: %d tokens learned from %zu bytes of %s\n", out, rlhf_tokenizer_vocab_size(t), len, data);
     rlhf_tokenizer_free(t);
     return 0;
 }
 
-/* pretrain, sft, rm: one command shape */
-static int cmd_train(int argc, char **argv, const char *cmd) {
-    const char *pos[1], *data = NULL, *val = NULL, *model = NULL, *tokfile = NULL, *out = NULL;
-    int is_pre = strcmp(cmd, "pretrain") == 0, is_rm = strcmp(cmd, "rm") == 0, resume = 0, seed = 1, np;
-    int layers = 4, heads = 4, embd = 128, ctx = 128, norm_samples = 200;
-    rlhf_train_options to = is_rm ? rlhf_train_options_reward() : rlhf_train_options_sft();
-    int batch = to.batch_size, micro = to.micro_batch, seq_len = 0, epochs = to.epochs, warmup = to.warmup_steps, eval_every = to.eval_every;
-    int steps = 0, pack = 0, log_every = to.log_every;
-    float lr = to.opt.lr, wd = to.opt.weight_decay, clip = to.opt.grad_clip, min_lr = to.min_lr_ratio, val_frac = to.val_fraction;
-    const char *decay = is_rm ? "linear" : "cosine";
-    opt o[] = {
-        {"data", is_pre ? "text file (or {\"text\"} JSONL) to pretrain on" : is_rm ? "preference JSONL (pairs, HH-RLHF, rankings)" : "SFT JSONL (prompt/completion or messages)", 's', &data},
-        {"val", "held-out JSONL (default: val-fraction of --data)", 's', &val},
-        {"model", is_pre ? "start from this checkpoint instead of a new model" : "checkpoint to start from (SFT: base; rm: SFT)", 's', &model},
-        {"tokenizer", "tokenizer JSON for a new model (pretrain)", 's', &tokfile},
-        {"out", "run directory: checkpoints, metrics.jsonl", 's', &out},
-        {"resume", "continue the run in --out from its last.safetensors", 'b', &resume},
-        {"layers", "new model: layers", 'i', &layers},
-        {"heads", "new model: attention heads", 'i', &heads},
-        {"embd", "new model: channels", 'i', &embd},
-        {"ctx", "new model: context length", 'i', &ctx},
-        {"lr", "peak learning rate", 'f', &lr},
-        {"weight-decay", "AdamW weight decay (matrices and embeddings)", 'f', &wd},
-        {"grad-clip", "clip the gradient norm (0: off)", 'f', &clip},
-        {"batch", is_rm ? "prompts per step" : "sequences per step", 'i', &batch},
-        {"micro-batch", "sequences per forward (0: all)", 'i', &micro},
-        {"seq-len", "longest sequence (0: the model's context)", 'i', &seq_len},
-        {"epochs", "passes over the data", 'i', &epochs},
-        {"steps", "stop after this many steps (0: epochs decide)", 'i', &steps},
-        {"warmup", "warm-up steps", 'i', &warmup},
-        {"decay", "cosine, linear or constant", 's', &decay},
-        {"min-lr", "floor of the decay, as a fraction of lr", 'f', &min_lr},
-        {"eval-every", "steps between validations (0: at the end)", 'i', &eval_every},
-        {"val-fraction", "held out when --val is not given", 'f', &val_frac},
-        {"pack", "SFT/pretrain: pack examples into rows", 'b', &pack},
-        {"log-every", "steps between progress lines", 'i', &log_every},
-        {"normalize-samples", "rm: SFT samples for the reward normalisation (0: skip)", 'i', &norm_samples},
-        {"seed", "shuffling, split, init", 'i', &seed},
-    };
-    const int n_opt = (int)(sizeof o / sizeof o[0]);
+/* ---- pretrain, sft, rm: one command shape ----------------------------------------------- */
+typedef struct train_cli {
+    const char *cmd, *data, *val, *model, *tokfile, *out;
+    int is_pre, is_rm, resume, overwrite, skip_bad, seed;
+    int layers, heads, embd, ctx, norm_samples, pack, decay;
+    rlhf_train_options to;
+    int steps;
+} train_cli;
+static const char *const TRAIN_FILES[] = {"last.safetensors", "best.safetensors", "metrics.jsonl", NULL};
+
+/* the model to train: resumed, loaded or new */
+static rlhf_model *train_model(train_cli *a, rlhf_tokenizer **t) {
+    char path[1100];
+    rlhf_model *m;
+    rlhf_error err;
+    if (a->resume) {
+        if (!(m = load_model(a->cmd, "--resume", join(path, sizeof path, a->out, "last.safetensors"), a->is_rm ? ROLE_SCORER : ROLE_POLICY, t)))
+            return NULL;
+        a->to.resume_step = rlhf_model_meta(m, "rlhf.train.step") ? atol(rlhf_model_meta(m, "rlhf.train.step")) : 0;
+        say("resuming %s at step %ld", path, a->to.resume_step);
+        return m;
+    }
+    if (a->model) {
+        if (!(m = load_model(a->cmd, "--model", a->model, ROLE_POLICY, t))) return NULL;
+        if (a->is_rm && rlhf_model_add_score_head(m, -1.0f, (uint64_t)a->seed) != RLHF_OK) {
+            fail(a->cmd, "cannot add the scalar head: %s", rlhf_model_last_error(m));
+            rlhf_model_free(m);
+            return NULL;
+        }
+        return m;
+    }
+    {
+        rlhf_config cfg;
+        rlhf_memory mem;
+        rlhf_result r;
+        if (rlhf_tokenizer_load(t, a->tokfile, &err) != RLHF_OK) return fail(a->cmd, "--tokenizer: %s", err.message), (rlhf_model *)NULL;
+        cfg.vocab_size = rlhf_tokenizer_vocab_size(*t);
+        cfg.n_ctx = a->ctx;
+        cfg.n_layer = a->layers;
+        cfg.n_head = a->heads;
+        cfg.n_embd = a->embd;
+        if ((r = rlhf_model_create(&m, &cfg, (uint64_t)a->seed)) != RLHF_OK) {
+            if (r == RLHF_ERR_OUT_OF_MEMORY && rlhf_config_memory(&cfg, 1, 1, 0, &mem) == RLHF_OK)
+                return fail(a->cmd, "out of memory: a model of %d layers, %d channels, context %d needs %.0f MB for its weights alone", a->layers,
+                            a->embd, a->ctx, mem.params / 1048576.0), (rlhf_model *)NULL;
+            return fail(a->cmd, "cannot create the model (layers %d, heads %d, embd %d, ctx %d): %s", a->layers, a->heads, a->embd, a->ctx,
+                        rlhf_result_string(r)), (rlhf_model *)NULL;
+        }
+        rlhf_model_set_log(m, log_cb, NULL);
+        return m;
+    }
+}
+/* The reward model's normalisation (mean 0, std 1 on SFT samples), into
+   every checkpoint the run wrote: last (the model in memory) and best. */
+static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *d) {
+    char path[1100];
+    rlhf_model *sft, *best = NULL;
+    rlhf_sampler_config sc = rlhf_sampler_config_default();
+    float mean, sd;
+    int rc = 0;
+    if (!(sft = load_model(a->cmd, "--model", a->model, ROLE_POLICY, NULL))) return 1;
+    status_set("[rm] normalising: sampling %d SFT replies", a->norm_samples);
+    if (rlhf_reward_normalize(m, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, &mean, &sd) != RLHF_OK)
+        rc = fail(a->cmd, "normalisation failed: %s (the checkpoints are left unnormalised)", rlhf_model_last_error(m));
+    else if (rlhf_model_save(m, join(path, sizeof path, a->out, "last.safetensors")) != RLHF_OK)
+        rc = fail(a->cmd, "%s", rlhf_model_last_error(m));
+    else
+        say("rm: last.safetensors normalised on %d SFT samples (raw mean %.4f, std %.4f)", a->norm_samples, (double)mean, (double)sd);
+    /* best: the same samples (same seed), its own scores */
+    if (rc == 0 && exists(join(path, sizeof path, a->out, "best.safetensors"))) {
+        if (!(best = load_model(a->cmd, "best", path, ROLE_SCORER, NULL))) rc = 1;
+        else if (rlhf_reward_normalize(best, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, &mean, &sd) != RLHF_OK ||
+                 rlhf_model_save(best, path) != RLHF_OK)
+            rc = fail(a->cmd, "best.safetensors: %s", rlhf_model_last_error(best));
+        else
+            say("rm: best.safetensors normalised (raw mean %.4f, std %.4f)", (double)mean, (double)sd);
+    }
+    status_done();
+    rlhf_model_free(best);
+    rlhf_model_free(sft);
+    return rc;
+}
+/* checks of the options against each other, before anything is loaded */
+static int train_check(const train_cli *a, const opt *o, int n) {
+    const char *c = a->cmd;
+    if (!a->data || !a->out) return usage_error(c, "needs --data and --out");
+    if (!a->is_pre && !a->model && !a->resume) return usage_error(c, "needs --model (the checkpoint to start from)");
+    if (a->is_pre && !a->model && !a->tokfile && !a->resume) return usage_error(c, "needs --tokenizer for a new model, or --model");
+    if (a->is_pre && a->model && a->tokfile) return usage_error(c, "--tokenizer is for a new model; --model %s carries its own tokenizer", a->model);
+    if (a->is_pre && (a->model || a->resume) && (given(o, n, "layers") || given(o, n, "heads") || given(o, n, "embd") || given(o, n, "ctx")))
+        return usage_error(c, "--layers, --heads, --embd and --ctx shape a new model; the checkpoint has its own shape");
+    if (a->is_pre && a->embd % a->heads != 0) return usage_error(c, "--embd %d must be a multiple of --heads %d", a->embd, a->heads);
+    if (a->is_rm && a->norm_samples == 1) return usage_error(c, "--normalize-samples must be 0 (off) or at least 2");
+    if (a->is_rm && a->resume && !a->model && a->norm_samples > 0)
+        return usage_error(c, "--resume needs --model too (the SFT checkpoint the reward model is normalised on), or --normalize-samples 0");
+    if (!a->is_rm && a->to.micro_batch > a->to.batch_size)
+        return usage_error(c, "--micro-batch %d is larger than --batch %d", a->to.micro_batch, a->to.batch_size);
+    return 0;
+}
+static int train_run(train_cli *a) {
     rlhf_model *m = NULL;
     rlhf_tokenizer *t = NULL;
     rlhf_dataset *d = NULL, *v = NULL;
     rlhf_error err;
     rlhf_train_report rep;
-    run_out ro;
-    char path[1024];
-    int rc = 1;
-    np = parse_opts(cmd, argc, argv, 2, o, n_opt, pos, 0);
-    if (np == -1) {
-        print_help(is_pre ? "rlhf pretrain --data FILE --tokenizer TOK.json --out DIR [options]"
-                          : is_rm ? "rlhf rm --model SFT.safetensors --data PREFS.jsonl --out DIR [options]"
-                                  : "rlhf sft --model BASE.safetensors --data SFT.jsonl --out DIR [options]",
-                   is_pre ? "Pretrain a GPT-2 on text (every token a target)." : is_rm ? "Train a reward model (InstructGPT eq. 1) from pairs or K-way rankings, then normalise it on SFT samples."
-                                                                              : "Supervised fine-tuning: loss on the completions only.",
-                   o, n_opt);
-        return 0;
-    }
-    if (np < 0) return 2;
-    if (!data || !out) return fail_usage(cmd, "needs --data and --out");
-    if (!is_pre && !model && !resume) return fail_usage(cmd, "needs --model");
-    if (is_pre && !model && !tokfile && !resume) return fail_usage(cmd, "needs --tokenizer (or --model)");
-    if (!ensure_dir(out)) { fprintf(stderr, "rlhf %s: cannot create %s: %s\n", cmd, out, strerror(errno)); return 1; }
-    to.opt.lr = lr; to.opt.weight_decay = wd; to.opt.grad_clip = clip;
-    to.batch_size = batch; to.micro_batch = micro; to.seq_len = seq_len; to.epochs = epochs; to.max_steps = steps;
-    to.warmup_steps = warmup; to.min_lr_ratio = min_lr; to.eval_every = eval_every; to.val_fraction = val_frac; to.pack = pack;
-    to.log_every = g_tty ? 0 : log_every; to.seed = (uint64_t)seed; to.out_dir = out; to.log = log_cb;
-    to.decay = strcmp(decay, "linear") == 0 ? RLHF_LR_LINEAR : strcmp(decay, "constant") == 0 ? RLHF_LR_CONSTANT : RLHF_LR_COSINE;
-    if (strcmp(decay, "linear") && strcmp(decay, "constant") && strcmp(decay, "cosine")) return fail_usage(cmd, "--decay is cosine, linear or constant");
-    if (resume) {
-        snprintf(path, sizeof path, "%s/last.safetensors", out);
-        if (!(m = load_or_die(path, &t))) return 1;
-        to.resume_step = rlhf_model_meta(m, "rlhf.train.step") ? atol(rlhf_model_meta(m, "rlhf.train.step")) : 0;
-        say("resuming %s at step %ld", path, to.resume_step);
-    } else if (model) {
-        if (!(m = load_or_die(model, &t))) return 1;
-        if (is_rm && !rlhf_model_has_score_head(m) && rlhf_model_add_score_head(m, -1.0f, (uint64_t)seed) != RLHF_OK) goto done;
-    } else {
-        rlhf_config cfg;
-        if (rlhf_tokenizer_load(&t, tokfile, &err) != RLHF_OK) { fprintf(stderr, "rlhf %s: %s\n", cmd, err.message); return 1; }
-        cfg.vocab_size = rlhf_tokenizer_vocab_size(t); cfg.n_ctx = ctx; cfg.n_layer = layers; cfg.n_head = heads; cfg.n_embd = embd;
-        if (rlhf_model_create(&m, &cfg, (uint64_t)seed) != RLHF_OK) {
-            fprintf(stderr, "rlhf %s: cannot create a model with layers %d, heads %d, embd %d, ctx %d (embd must divide by heads)\n", cmd, layers, heads, embd, ctx);
-            goto done;
-        }
-        rlhf_model_set_log(m, log_cb, NULL);
-    }
-    if (rlhf_dataset_load(&d, data, is_pre ? RLHF_DATA_TEXT : is_rm ? RLHF_DATA_PREFERENCE : RLHF_DATA_SFT, NULL, &err) != RLHF_OK ||
-        (val && rlhf_dataset_load(&v, val, is_pre ? RLHF_DATA_TEXT : is_rm ? RLHF_DATA_PREFERENCE : RLHF_DATA_SFT, NULL, &err) != RLHF_OK)) {
-        fprintf(stderr, "rlhf %s: %s\n", cmd, err.message);
+    rlhf_data_format fmt = a->is_pre ? RLHF_DATA_TEXT : a->is_rm ? RLHF_DATA_PREFERENCE : RLHF_DATA_SFT;
+    run_out ro = {NULL, 0, 0, NULL};
+    rlhf_result r;
+    int rc;
+    if ((rc = prepare_run_dir(a->cmd, a->out, a->resume, a->overwrite, TRAIN_FILES, "last.safetensors")) != 0) return rc;
+    rc = 1;
+    if (!(m = train_model(a, &t))) goto done;
+    if (a->resume && a->to.max_steps > 0 && a->to.resume_step >= a->to.max_steps) {
+        rc = usage_error(a->cmd, "the run in %s is already at step %ld: raise --steps to continue it", a->out, a->to.resume_step);
         goto done;
     }
-    ro.metrics = open_metrics(out, resume);
+    if (a->to.seq_len > rlhf_model_config(m)->n_ctx) {
+        rc = usage_error(a->cmd, "--seq-len %d is longer than the model's context (%d)", a->to.seq_len, rlhf_model_config(m)->n_ctx);
+        goto done;
+    }
+    if (!(d = load_data(a->cmd, a->data, fmt, a->skip_bad)) || (a->val && !(v = load_data(a->cmd, a->val, fmt, a->skip_bad)))) goto done;
+    if (a->resume && truncate_metrics(a->cmd, a->out, a->is_pre ? "pretrain" : a->is_rm ? "rm" : "sft", a->to.resume_step)) goto done;
+    if (!(ro.metrics = open_metrics(a->cmd, a->out))) goto done;
     ro.t0 = now_s();
-    ro.stage = cmd;
-    to.metrics = run_metrics;
-    to.metrics_user = &ro;
-    if ((is_rm ? rlhf_reward_train(m, t, d, v, &to, &rep, &err) : rlhf_sft_train(m, t, d, v, &to, &rep, &err)) != RLHF_OK) {
-        fprintf(stderr, "rlhf %s: %s\n", cmd, err.message);
-        if (ro.metrics) fclose(ro.metrics);
+    ro.first_step = a->to.resume_step;
+    ro.stage = a->cmd;
+    a->to.metrics = run_metrics;
+    a->to.metrics_user = &ro;
+    a->to.out_dir = a->out;
+    a->to.log = log_cb;
+    a->to.should_stop = should_stop;
+    catch_signals();
+    r = a->is_rm ? rlhf_reward_train(m, t, d, v, &a->to, &rep, &err) : rlhf_sft_train(m, t, d, v, &a->to, &rep, &err);
+    status_done();
+    if (r == RLHF_ERR_INTERRUPTED) {
+        fail(a->cmd, "%s; continue with the same command and --resume", lib_msg(err.message));
+        rc = stopped_status();
         goto done;
     }
-    if (ro.metrics) fclose(ro.metrics);
-    say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f at step %ld)%s", cmd, rep.steps, rep.seconds, (double)rep.val_loss,
-        (double)rep.best_val_loss, rep.best_step, rep.skipped_steps ? "; some steps skipped (non-finite)" : "");
-    if (is_rm) say("rm: held-out pairwise accuracy %.4f", (double)rep.val_accuracy);
-    if (is_rm && norm_samples > 1) { /* normalise on SFT samples of the training prompts (the SFT model is --model) */
-        rlhf_model *sft = model ? load_or_die(model, NULL) : NULL;
-        rlhf_sampler_config sc = rlhf_sampler_config_default();
-        float mean, sd;
-        if (sft && rlhf_reward_normalize(m, sft, t, d, norm_samples, &sc, 64, (uint64_t)seed, &mean, &sd) == RLHF_OK) {
-            say("rm: normalised on %d SFT samples (raw mean %.4f, std %.4f)", norm_samples, (double)mean, (double)sd);
-            snprintf(path, sizeof path, "%s/last.safetensors", out);
-            if (rlhf_model_save(m, path) != RLHF_OK) { fprintf(stderr, "rlhf rm: cannot write %s\n", path); rlhf_model_free(sft); goto done; }
-        } else
-            fprintf(stderr, "rlhf rm: normalisation skipped: %s\n", sft ? rlhf_model_last_error(m) : "no SFT model (--model) to sample from");
-        rlhf_model_free(sft);
+    if (r != RLHF_OK) {
+        rc = fail(a->cmd, "%s", lib_msg(err.message));
+        goto done;
     }
-    printf("checkpoints in %s: last.safetensors%s; metrics in %s/metrics.jsonl\n", out, rep.best_step >= 0 ? ", best.safetensors" : "", out);
+    say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f at step %ld)%s", a->cmd, rep.steps, rep.seconds, (double)rep.val_loss,
+        (double)rep.best_val_loss, rep.best_step, rep.skipped_steps ? "; some steps skipped (non-finite)" : "");
+    if (a->is_rm) say("rm: held-out pairwise accuracy %.4f", (double)rep.val_accuracy);
+    if (a->is_rm && a->norm_samples > 0 && normalize_rm(a, m, t, d) != 0) goto done;
+    if (a->is_rm && a->norm_samples == 0) say("warning: --normalize-samples 0: the reward model's scores are raw (PPO will warn)");
+    printf("checkpoints in %s: last.safetensors%s; metrics in %s/metrics.jsonl\n", a->out, rep.best_step >= 0 ? ", best.safetensors" : "", a->out);
     rc = 0;
 done:
+    if (ro.metrics) fclose(ro.metrics);
     rlhf_dataset_free(d);
     rlhf_dataset_free(v);
     rlhf_tokenizer_free(t);
     rlhf_model_free(m);
     return rc;
 }
+static int cmd_train(int argc, char **argv, const char *cmd) {
+    train_cli a;
+    int is_pre = strcmp(cmd, "pretrain") == 0, is_rm = strcmp(cmd, "rm") == 0, np, n;
+    const char *pos[1];
+    memset(&a, 0, sizeof a);
+    a.cmd = cmd, a.is_pre = is_pre, a.is_rm = is_rm, a.seed = 1;
+    a.layers = 4, a.heads = 4, a.embd = 128, a.ctx = 128, a.norm_samples = 200;
+    a.to = is_rm ? rlhf_train_options_reward() : rlhf_train_options_sft();
+    a.decay = is_rm ? 1 : 0;
+    a.steps = 0;
+    {
+        /* the options of this stage only: a new model's shape for pretrain, packing for pretrain and sft, normalisation for rm */
+        opt all[] = {
+            OPT_S("data", is_pre ? "text file (or {\"text\"} JSONL) to pretrain on" : is_rm ? "preference JSONL (pairs, HH-RLHF, rankings)"
+                                                                                             : "SFT JSONL (prompt/completion or messages)", &a.data),
+            OPT_S("val", "held-out file of the same kind (default: --val-fraction of --data)", &a.val),
+            OPT_S("model", is_pre ? "start from this checkpoint instead of a new model" : is_rm ? "the SFT checkpoint to start from (and to normalise on)"
+                                                                                              : "the base checkpoint to start from", &a.model),
+            OPT_S("out", "run directory: checkpoints and metrics.jsonl", &a.out),
+            OPT_B("resume", "continue the run in --out from its last.safetensors", &a.resume),
+            OPT_B("overwrite", "start again in an --out that holds a run (its checkpoints and metrics are replaced)", &a.overwrite),
+            OPT_B("skip-bad", "skip malformed records (counted and reported) instead of stopping", &a.skip_bad),
+            OPT_FA("lr", "peak learning rate", &a.to.opt.lr, 0, 10),
+            OPT_F("weight-decay", "AdamW weight decay (matrices and embeddings)", &a.to.opt.weight_decay, 0, 10),
+            OPT_F("grad-clip", "clip the gradient norm (0: off)", &a.to.opt.grad_clip, 0, BIG),
+            OPT_I("batch", is_rm ? "prompts per step" : "sequences per step", &a.to.batch_size, 1, 1 << 20),
+            OPT_I("micro-batch", "sequences per forward (0: all of the step)", &a.to.micro_batch, 0, 1 << 20),
+            OPT_I("seq-len", "longest sequence (0: the model's context)", &a.to.seq_len, 0, 1 << 20),
+            OPT_I("epochs", "passes over the data", &a.to.epochs, 1, 1 << 20),
+            OPT_I("steps", "stop after this many steps (0: the epochs decide)", &a.steps, 0, BIG),
+            OPT_I("warmup", "warm-up steps", &a.to.warmup_steps, 0, BIG),
+            OPT_C("decay", "learning-rate decay after the warm-up", &a.decay, "cosine|linear|constant"),
+            OPT_F("min-lr", "floor of the decay, as a fraction of lr", &a.to.min_lr_ratio, 0, 1),
+            OPT_I("eval-every", "steps between validations and checkpoints (0: at the end only)", &a.to.eval_every, 0, BIG),
+            OPT_F("val-fraction", "held out when --val is not given (below 1)", &a.to.val_fraction, 0, 0.99),
+            OPT_I("log-every", "steps between progress lines when not on a terminal", &a.to.log_every, 0, BIG),
+            OPT_I("seed", "shuffling, split, init", &a.seed, 0, BIG),
+            /* pretrain only */
+            OPT_S("tokenizer", "tokenizer JSON (rlhf tokenizer) for a new model", &a.tokfile),
+            OPT_I("layers", "new model: layers", &a.layers, 1, 1024),
+            OPT_I("heads", "new model: attention heads", &a.heads, 1, 1024),
+            OPT_I("embd", "new model: channels (a multiple of heads)", &a.embd, 1, 1 << 16),
+            OPT_I("ctx", "new model: context length", &a.ctx, 2, 1 << 16),
+            /* pretrain and sft */
+            OPT_B("pack", "pack several examples into each row (they never attend to each other)", &a.pack),
+            /* rm only */
+            OPT_I("normalize-samples", "SFT samples for the reward normalisation (0: leave the scores raw)", &a.norm_samples, 0, 1 << 20),
+        };
+        opt o[N_OPTS(all)];
+        int k;
+        n = 0;
+        for (k = 0; k < N_OPTS(all); k++) {
+            const char *nm = all[k].name;
+            int pre_only = !strcmp(nm, "tokenizer") || !strcmp(nm, "layers") || !strcmp(nm, "heads") || !strcmp(nm, "embd") || !strcmp(nm, "ctx");
+            if ((pre_only && !is_pre) || (!strcmp(nm, "pack") && is_rm) || (!strcmp(nm, "normalize-samples") && !is_rm)) continue;
+            o[n++] = all[k];
+        }
+        np = parse_opts(cmd, argc, argv, 2, o, n, pos, 0);
+        if (np == -1) {
+            print_help(is_pre ? "rlhf pretrain --data FILE (--tokenizer TOK.json | --model CKPT) --out DIR [options]"
+                              : is_rm ? "rlhf rm --model SFT.safetensors --data PREFS.jsonl --out DIR [options]"
+                                      : "rlhf sft --model BASE.safetensors --data SFT.jsonl --out DIR [options]",
+                       is_pre ? "Pretrain a GPT-2 on text (every token a target)."
+                              : is_rm ? "Train a reward model (InstructGPT eq. 1) on pairs or K-way rankings, then normalise it on SFT samples."
+                                      : "Supervised fine-tuning: the loss on the completions only.",
+                       o, n);
+            return 0;
+        }
+        if (np < 0) return 2;
+        a.to.max_steps = a.steps;
+        a.to.pack = a.pack;
+        a.to.seed = (uint64_t)a.seed;
+        a.to.decay = a.decay == 1 ? RLHF_LR_LINEAR : a.decay == 2 ? RLHF_LR_CONSTANT : RLHF_LR_COSINE;
+        if (g_tty && !given(o, n, "log-every")) a.to.log_every = 0; /* the status line shows progress */
+        if ((k = train_check(&a, o, n)) != 0) return k;
+        return train_run(&a);
+    }
+}
 
-static int cmd_ppo(int argc, char **argv) {
-    const char *pos[1], *policy_p = NULL, *reward_p = NULL, *critic_p = NULL, *prompts_p = NULL, *ptx_p = NULL, *out = NULL;
-    rlhf_ppo_config c = rlhf_ppo_config_default();
-    int iters = 100, resume = 0, seed = 1, adaptive = 0, k3 = 0, np, i, rc = 1, save_every = 10;
-    opt o[] = {
-        {"policy", "SFT checkpoint: the policy starts here and it is the frozen reference", 's', &policy_p},
-        {"reward", "reward-model checkpoint (normalised)", 's', &reward_p},
-        {"critic", "critic checkpoint (default: a copy of --reward)", 's', &critic_p},
-        {"prompts", "PROMPTS JSONL", 's', &prompts_p},
-        {"ptx", "text for PPO-ptx (with --ptx-coef)", 's', &ptx_p},
-        {"out", "run directory: policy, critic, metrics.jsonl", 's', &out},
-        {"resume", "continue the run in --out", 'b', &resume},
-        {"iters", "PPO iterations", 'i', &iters},
-        {"save-every", "iterations between saves", 'i', &save_every},
-        {"batch", "episodes per iteration", 'i', &c.batch_size},
-        {"mini-batch", "episodes per minibatch", 'i', &c.mini_batch},
-        {"epochs", "PPO epochs per batch", 'i', &c.ppo_epochs},
-        {"max-new", "longest response", 'i', &c.max_new_tokens},
-        {"temperature", "sampling temperature (also divides the logits of the log-probs)", 'f', &c.sampling.temperature},
-        {"top-k", "sampling top-k (0: off)", 'i', &c.sampling.top_k},
-        {"top-p", "sampling top-p (1: off)", 'f', &c.sampling.top_p},
-        {"kl-coef", "beta, the KL penalty's coefficient", 'f', &c.kl_coef},
-        {"adaptive-kl", "Ziegler et al.'s controller (--kl-target, --kl-horizon)", 'b', &adaptive},
-        {"kl-target", "adaptive KL target", 'f', &c.kl_target},
-        {"kl-horizon", "adaptive KL horizon", 'f', &c.kl_horizon},
-        {"k3", "the k3 KL estimator instead of k1", 'b', &k3},
-        {"lr", "policy learning rate", 'f', &c.policy_opt.lr},
-        {"critic-lr", "critic learning rate", 'f', &c.critic_opt.lr},
-        {"cliprange", "PPO clip", 'f', &c.cliprange},
-        {"cliprange-value", "value clip", 'f', &c.cliprange_value},
-        {"vf-coef", "value loss coefficient", 'f', &c.vf_coef},
-        {"entropy-coef", "entropy bonus", 'f', &c.entropy_coef},
-        {"ptx-coef", "PPO-ptx gamma (InstructGPT 27.8)", 'f', &c.ptx_coef},
-        {"ema", "EMA decay of the policy (InstructGPT 0.992; 0: off)", 'f', &c.ema_decay},
-        {"missing-eos-penalty", "score of a reply without <|end|>", 'f', &c.missing_eos_penalty},
-        {"seed", "sampling and shuffling", 'i', &seed},
-    };
-    const int n_opt = (int)(sizeof o / sizeof o[0]);
+/* ---- ppo --------------------------------------------------------------------------------- */
+static const char *const PPO_FILES[] = {"policy.safetensors", "critic.safetensors", "ema.safetensors", "metrics.jsonl", NULL};
+typedef struct ppo_cli {
+    const char *policy, *reward, *critic, *prompts, *ptx, *out;
+    int iters, resume, overwrite, skip_bad, seed, adaptive, k3, save_every;
+    rlhf_ppo_config c;
+} ppo_cli;
+/* the saved iteration of a PPO run directory (its policy's rlhf.ppo.state), or -1 */
+static long ppo_saved_iteration(const char *dir) {
+    char path[1100];
+    rlhf_model *m = NULL;
+    const char *s;
+    long it = -1;
+    if (rlhf_model_load_ex(&m, join(path, sizeof path, dir, "policy.safetensors"), NULL) != RLHF_OK) return -1;
+    if ((s = rlhf_model_meta(m, "rlhf.ppo.state")) != NULL && strstr(s, "\"iteration\":")) it = atol(strstr(s, "\"iteration\":") + 12);
+    rlhf_model_free(m);
+    return it;
+}
+static int ppo_check(const ppo_cli *a) {
+    if (!a->policy || !a->reward || !a->prompts || !a->out) return usage_error("ppo", "needs --policy, --reward, --prompts and --out");
+    if (a->c.ptx_coef > 0 && !a->ptx) return usage_error("ppo", "--ptx-coef needs --ptx (the pretraining text to mix in)");
+    if (a->ptx && !(a->c.ptx_coef > 0)) return usage_error("ppo", "--ptx needs --ptx-coef > 0 (InstructGPT used 27.8)");
+    if (a->c.mini_batch > a->c.batch_size) return usage_error("ppo", "--mini-batch %d is larger than --batch %d", a->c.mini_batch, a->c.batch_size);
+    if (!a->adaptive && (a->c.kl_target != rlhf_ppo_config_default().kl_target || a->c.kl_horizon != rlhf_ppo_config_default().kl_horizon))
+        return usage_error("ppo", "--kl-target and --kl-horizon steer the adaptive controller: add --adaptive-kl");
+    return 0;
+}
+/* the four models, checked for their roles and against the context */
+static int ppo_models(ppo_cli *a, rlhf_model **policy, rlhf_model **ref, rlhf_model **critic, rlhf_model **rm, rlhf_tokenizer **t) {
+    int n_ctx, prompt;
+    if (!(*policy = load_model("ppo", "--policy", a->policy, ROLE_POLICY, t)) || !(*ref = load_model("ppo", "--policy", a->policy, ROLE_POLICY, NULL)) ||
+        !(*rm = load_model("ppo", "--reward", a->reward, ROLE_SCORER, NULL)) ||
+        !(*critic = load_model("ppo", a->critic ? "--critic" : "--reward", a->critic ? a->critic : a->reward, ROLE_SCORER, NULL)))
+        return 1;
+    if (!rlhf_model_meta(*rm, "rlhf.reward.gain"))
+        say("warning: --reward %s is not normalised (no rlhf.reward.gain): its raw scores set the scale of the reward against the KL "
+            "penalty; normalise it with rlhf rm (--normalize-samples) for the usual beta to mean what it says", a->reward);
+    n_ctx = rlhf_model_config(*policy)->n_ctx;
+    if (rlhf_model_config(*rm)->n_ctx < n_ctx) n_ctx = rlhf_model_config(*rm)->n_ctx;
+    if (rlhf_model_config(*critic)->n_ctx < n_ctx) n_ctx = rlhf_model_config(*critic)->n_ctx;
+    prompt = a->c.max_prompt_tokens ? a->c.max_prompt_tokens : n_ctx / 2;
+    if (prompt + a->c.max_new_tokens > n_ctx)
+        return usage_error("ppo", "--max-prompt %d plus --max-new %d is more than the models' context (%d tokens)%s", prompt, a->c.max_new_tokens,
+                           n_ctx, a->c.max_prompt_tokens ? "" : " (--max-prompt 0 means half the context)");
+    return 0;
+}
+static int ppo_run(ppo_cli *a) {
     rlhf_model *policy = NULL, *ref = NULL, *critic = NULL, *rm = NULL;
     rlhf_tokenizer *t = NULL;
     rlhf_dataset *prompts = NULL, *ptx = NULL;
     rlhf_ppo *ppo = NULL;
     rlhf_ppo_stats st;
     rlhf_error err;
-    run_out ro;
-    np = parse_opts("ppo", argc, argv, 2, o, n_opt, pos, 0);
+    run_out ro = {NULL, 0, 0, "ppo"};
+    long start = 0;
+    int i, rc;
+    memset(&st, 0, sizeof st);
+    if ((rc = prepare_run_dir("ppo", a->out, a->resume, a->overwrite, PPO_FILES, "policy.safetensors")) != 0) return rc;
+    if ((rc = ppo_models(a, &policy, &ref, &critic, &rm, &t)) != 0) goto done;
+    rc = 1;
+    if (!(prompts = load_data("ppo", a->prompts, RLHF_DATA_PROMPTS, a->skip_bad)) ||
+        (a->ptx && !(ptx = load_data("ppo", a->ptx, RLHF_DATA_TEXT, a->skip_bad))))
+        goto done;
+    a->c.log = log_cb;
+    a->c.metrics = run_metrics;
+    a->c.metrics_user = &ro;
+    if (rlhf_ppo_create(&ppo, policy, ref, critic, rm, NULL, NULL, t, prompts, ptx, &a->c, &err) != RLHF_OK) {
+        fail("ppo", "%s", lib_msg(err.message));
+        goto done;
+    }
+    if (a->resume) {
+        if (rlhf_ppo_load(ppo, a->out, &err) != RLHF_OK) {
+            fail("ppo", "--resume: %s", lib_msg(err.message));
+            goto done;
+        }
+        start = ppo_saved_iteration(a->out);
+        say("resuming %s at iteration %ld", a->out, start);
+        if (start >= a->iters) {
+            rc = usage_error("ppo", "the run in %s is already at iteration %ld: raise --iters to continue it", a->out, start);
+            goto done;
+        }
+        if (truncate_metrics("ppo", a->out, "ppo", start)) goto done;
+    }
+    if (!(ro.metrics = open_metrics("ppo", a->out))) goto done;
+    ro.t0 = now_s();
+    catch_signals();
+    for (i = (int)start; i < a->iters; i++) {
+        char eta[32];
+        if (rlhf_ppo_step(ppo, &st, &err) != RLHF_OK) {
+            fail("ppo", "iteration %d: %s", i + 1, lib_msg(err.message));
+            goto done;
+        }
+        fmt_duration(eta, sizeof eta, (now_s() - ro.t0) / (i + 1 - start) * (a->iters - i - 1));
+        status_set("[ppo] iteration %ld/%d  score %.3f  KL %.3f  ETA %s", st.iteration, a->iters, (double)st.score, (double)st.kl, eta);
+        if ((i + 1) % a->save_every == 0 || i + 1 == a->iters || g_stop) {
+            if (rlhf_ppo_save(ppo, a->out, &err) != RLHF_OK) {
+                fail("ppo", "%s", lib_msg(err.message));
+                goto done;
+            }
+        }
+        if (g_stop) {
+            fail("ppo", "stopped at iteration %ld of %d; the state is saved in %s: continue with the same command and --resume", st.iteration,
+                 a->iters, a->out);
+            rc = stopped_status();
+            goto done;
+        }
+    }
+    status_done();
+    printf("PPO: %ld iterations; last score %.4f, KL %.4f; state in %s (policy.safetensors, critic.safetensors), metrics in %s/metrics.jsonl\n",
+           st.iteration, (double)st.score, (double)st.kl, a->out, a->out);
+    rc = 0;
+done:
+    if (ro.metrics) fclose(ro.metrics);
+    rlhf_ppo_free(ppo);
+    rlhf_model_free(policy);
+    rlhf_model_free(ref);
+    rlhf_model_free(critic);
+    rlhf_model_free(rm);
+    rlhf_dataset_free(prompts);
+    rlhf_dataset_free(ptx);
+    rlhf_tokenizer_free(t);
+    return rc;
+}
+static int cmd_ppo(int argc, char **argv) {
+    ppo_cli a;
+    const char *pos[1];
+    int np;
+    memset(&a, 0, sizeof a);
+    a.c = rlhf_ppo_config_default();
+    a.iters = 100, a.seed = 1, a.save_every = 10;
+    {
+        opt o[] = {
+            OPT_S("policy", "SFT checkpoint: the policy starts here, and it is the frozen reference", &a.policy),
+            OPT_S("reward", "reward-model checkpoint (normalised by rlhf rm)", &a.reward),
+            OPT_S("critic", "critic checkpoint (default: a copy of --reward)", &a.critic),
+            OPT_S("prompts", "PROMPTS JSONL ({\"prompt\"} or {\"messages\"})", &a.prompts),
+            OPT_S("ptx", "pretraining text for PPO-ptx (with --ptx-coef)", &a.ptx),
+            OPT_S("out", "run directory: policy, critic, metrics.jsonl", &a.out),
+            OPT_B("resume", "continue the run in --out", &a.resume),
+            OPT_B("overwrite", "start again in an --out that holds a run", &a.overwrite),
+            OPT_B("skip-bad", "skip malformed records (counted and reported) instead of stopping", &a.skip_bad),
+            OPT_I("iters", "PPO iterations (in all, when resuming)", &a.iters, 1, BIG),
+            OPT_I("save-every", "iterations between saves", &a.save_every, 1, BIG),
+            OPT_I("batch", "episodes per iteration", &a.c.batch_size, 1, 1024),
+            OPT_I("mini-batch", "episodes per minibatch", &a.c.mini_batch, 1, 1024),
+            OPT_I("epochs", "PPO epochs per batch", &a.c.ppo_epochs, 1, 1000),
+            OPT_I("max-new", "longest response in tokens", &a.c.max_new_tokens, 1, 1 << 20),
+            OPT_I("max-prompt", "longer prompts keep their last tokens (0: half the context)", &a.c.max_prompt_tokens, 0, 1 << 20),
+            OPT_FA("temperature", "sampling temperature (also divides the logits of the log-probs)", &a.c.sampling.temperature, 0, 100),
+            OPT_I("top-k", "sampling top-k (0: off)", &a.c.sampling.top_k, 0, BIG),
+            OPT_FA("top-p", "sampling top-p (1: off)", &a.c.sampling.top_p, 0, 1),
+            OPT_F("kl-coef", "beta, the KL penalty's coefficient", &a.c.kl_coef, 0, 1000),
+            OPT_B("adaptive-kl", "Ziegler et al.'s controller (--kl-target, --kl-horizon)", &a.adaptive),
+            OPT_FA("kl-target", "adaptive KL target", &a.c.kl_target, 0, BIG),
+            OPT_FA("kl-horizon", "adaptive KL horizon", &a.c.kl_horizon, 0, BIG),
+            OPT_B("k3", "the k3 KL estimator instead of k1", &a.k3),
+            OPT_FA("lr", "policy learning rate", &a.c.policy_opt.lr, 0, 10),
+            OPT_FA("critic-lr", "critic learning rate", &a.c.critic_opt.lr, 0, 10),
+            OPT_FA("cliprange", "PPO clip", &a.c.cliprange, 0, 10),
+            OPT_FA("cliprange-value", "value clip", &a.c.cliprange_value, 0, BIG),
+            OPT_F("vf-coef", "value loss coefficient", &a.c.vf_coef, 0, BIG),
+            OPT_F("entropy-coef", "entropy bonus", &a.c.entropy_coef, 0, BIG),
+            OPT_F("ptx-coef", "PPO-ptx gamma (InstructGPT 27.8)", &a.c.ptx_coef, 0, BIG),
+            OPT_F("ema", "EMA decay of the policy (InstructGPT 0.992; 0: off)", &a.c.ema_decay, 0, 0.9999),
+            OPT_F("missing-eos-penalty", "score of a reply without <|end|>", &a.c.missing_eos_penalty, -BIG, BIG),
+            OPT_I("seed", "sampling and shuffling", &a.seed, 0, BIG),
+        };
+        int rc;
+        np = parse_opts("ppo", argc, argv, 2, o, N_OPTS(o), pos, 0);
+        if (np == -1) {
+            print_help("rlhf ppo --policy SFT --reward RM --prompts FILE --out DIR [options]",
+                       "PPO with a KL penalty against the SFT policy (InstructGPT step 3, eq. 2; PPO-ptx with --ptx and --ptx-coef).", o,
+                       N_OPTS(o));
+            return 0;
+        }
+        if (np < 0) return 2;
+        a.c.adaptive_kl = a.adaptive;
+        a.c.kl_estimator = a.k3 ? RLHF_KL_K3 : RLHF_KL_K1;
+        a.c.seed = (uint64_t)a.seed;
+        if ((rc = ppo_check(&a)) != 0) return rc;
+        return ppo_run(&a);
+    }
+}
+
+/* ---- plot ---------------------------------------------------------------------------------- */
+static int cmd_plot(int argc, char **argv) {
+    const char *pos[1];
+    plot_options po = plot_options_default();
+    opt o[] = {
+        OPT_I("smooth", "moving-average window in points for the line charts, raw curve faint behind (0: off, -1: automatic)", &po.smooth, -1, 100000),
+    };
+    int np = parse_opts("plot", argc, argv, 2, o, N_OPTS(o), pos, 1), w;
     if (np == -1) {
-        print_help("rlhf ppo --policy SFT --reward RM --prompts FILE --out DIR [options]",
-                   "PPO with a KL penalty against the SFT policy (InstructGPT step 3, eq. 2; PPO-ptx with --ptx and --ptx-coef).", o, n_opt);
+        print_help("rlhf plot RUN_DIR [options]",
+                   "SVG charts of a run's metrics.jsonl, written into RUN_DIR: loss.svg (losses per stage), reward_model.svg,\n"
+                   "ppo.svg (reward and KL during PPO), gold_vs_proxy.svg and gold_vs_proxy_sqrt_kl.svg (demo: gold judge vs\n"
+                   "reward model against KL, as Gao et al. 2022 plot reward over-optimisation).",
+                   o, N_OPTS(o));
         return 0;
     }
     if (np < 0) return 2;
-    if (!policy_p || !reward_p || !prompts_p || !out) return fail_usage("ppo", "needs --policy, --reward, --prompts and --out");
-    if (iters < 1 || save_every < 1) return fail_usage("ppo", "--iters and --save-every must be >= 1");
-    if (!ensure_dir(out)) { fprintf(stderr, "rlhf ppo: cannot create %s: %s\n", out, strerror(errno)); return 1; }
-    c.adaptive_kl = adaptive;
-    c.kl_estimator = k3 ? RLHF_KL_K3 : RLHF_KL_K1;
-    c.seed = (uint64_t)seed;
-    c.log = log_cb;
-    if (!(policy = load_or_die(policy_p, &t)) || !(ref = load_or_die(policy_p, NULL)) || !(rm = load_or_die(reward_p, NULL)) ||
-        !(critic = load_or_die(critic_p ? critic_p : reward_p, NULL)))
-        goto done;
-    if (rlhf_dataset_load(&prompts, prompts_p, RLHF_DATA_PROMPTS, NULL, &err) != RLHF_OK ||
-        (ptx_p && rlhf_dataset_load(&ptx, ptx_p, RLHF_DATA_TEXT, NULL, &err) != RLHF_OK)) {
-        fprintf(stderr, "rlhf ppo: %s\n", err.message);
-        goto done;
-    }
-    ro.metrics = open_metrics(out, resume);
-    ro.t0 = now_s();
-    ro.stage = "ppo";
-    c.metrics = run_metrics;
-    c.metrics_user = &ro;
-    if (rlhf_ppo_create(&ppo, policy, ref, critic, rm, NULL, NULL, t, prompts, ptx, &c, &err) != RLHF_OK) { fprintf(stderr, "rlhf %s\n", err.message); goto done; }
-    if (resume && rlhf_ppo_load(ppo, out, &err) != RLHF_OK) { fprintf(stderr, "rlhf ppo: --resume: %s\n", err.message); goto done; }
-    for (i = 0; i < iters; i++) {
-        if (rlhf_ppo_step(ppo, &st, &err) != RLHF_OK) { fprintf(stderr, "rlhf %s\n", err.message); goto done; }
-        if (g_tty)
-            fprintf(stderr, "\r[ppo] iteration %ld/%d score %.3f kl %.3f ETA %.0fs   %s", st.iteration, iters, (double)st.score, (double)st.kl,
-                    (now_s() - ro.t0) / (i + 1) * (iters - i - 1), i + 1 == iters ? "\n" : "");
-        if ((i + 1) % save_every == 0 || i + 1 == iters)
-            if (rlhf_ppo_save(ppo, out, &err) != RLHF_OK) { fprintf(stderr, "rlhf %s\n", err.message); goto done; }
-    }
-    printf("PPO: %ld iterations; last score %.4f, KL %.4f; state in %s (policy.safetensors, critic.safetensors), metrics in %s/metrics.jsonl\n",
-           st.iteration, (double)st.score, (double)st.kl, out, out);
-    rc = 0;
-done:
-    if (ro.metrics && rc != 2) fclose(ro.metrics);
-    rlhf_ppo_free(ppo);
-    rlhf_model_free(policy); rlhf_model_free(ref); rlhf_model_free(critic); rlhf_model_free(rm);
-    rlhf_dataset_free(prompts); rlhf_dataset_free(ptx);
-    rlhf_tokenizer_free(t);
-    return rc;
+    if (np != 1) return usage_error("plot", "needs RUN_DIR");
+    if (!is_dir(pos[0])) return fail("plot", "%s is not a directory", pos[0]);
+    po.verbose = 1;
+    w = plot_run(pos[0], &po);
+    if (w < 0) return 1;
+    if (w == 0) return fail("plot", "%s/metrics.jsonl has nothing to plot", pos[0]);
+    return 0;
 }
 
-static int cmd_eval(int argc, char **argv) {
-    const char *pos[1], *data = NULL;
-    opt o[] = {{"data", "SFT JSONL (policy: completion loss) or preference JSONL (reward model: accuracy)", 's', &data}};
-    int np = parse_opts("eval", argc, argv, 2, o, 1, pos, 1), rc = 1;
-    rlhf_model *m;
-    rlhf_tokenizer *t;
-    rlhf_dataset *d = NULL;
-    rlhf_error err;
-    if (np == -1) { print_help("rlhf eval CHECKPOINT --data FILE", "Held-out quality: a policy's completion loss, or a reward model's pairwise accuracy.", o, 1); return 0; }
-    if (np != 1 || !data) return fail_usage("eval", "needs CHECKPOINT and --data");
-    if (!(m = load_or_die(pos[0], &t))) return 1;
-    if (rlhf_model_has_score_head(m)) { /* a reward model: its accuracy on the preference file */
-        rc = score_file(m, t, data);
-        goto done;
-    }
-    if (rlhf_dataset_load(&d, data, RLHF_DATA_SFT, NULL, &err) != RLHF_OK) { fprintf(stderr, "rlhf eval: %s\n", err.message); goto done; }
-    {
-        size_t i, n;
-        double sum = 0;
-        long count = 0;
-        int *ids = (int *)malloc(4096 * sizeof(int)), *tg = (int *)malloc(4096 * sizeof(int));
-        unsigned char *mask = (unsigned char *)malloc(4096);
-        for (i = 0; ids && tg && mask && i < rlhf_dataset_size(d); i++) {
-            size_t k;
-            long c = 0;
-            float loss;
-            if (rlhf_sft_encode(t, rlhf_dataset_record(d, i), ids, mask, 4096, &n) != RLHF_OK || n < 2) continue;
-            if (n > (size_t)rlhf_model_config(m)->n_ctx + 1) n = (size_t)rlhf_model_config(m)->n_ctx + 1;
-            for (k = 0; k + 1 < n; k++) c += (tg[k] = mask[k + 1] ? ids[k + 1] : -1) >= 0;
-            if (c == 0 || rlhf_model_forward(m, ids, tg, 1, (int)n - 1, NULL, &loss) != RLHF_OK) continue;
-            sum += (double)loss * c;
-            count += c;
-        }
-        free(ids); free(tg); free(mask);
-        printf("completion loss %.4f over %ld tokens of %zu records (perplexity %.3f)\n", count ? sum / count : 0.0, count, rlhf_dataset_size(d),
-               count ? exp(sum / count) : 0.0);
-    }
-    rc = 0;
-done:
-    rlhf_dataset_free(d);
-    rlhf_tokenizer_free(t);
-    rlhf_model_free(m);
-    return rc;
-}
-
-/* ---- the demo ------------------------------------------------------------------ */
-typedef struct demo_opts {
-    int seed, quick, pretrain_steps, sft_epochs, rm_prompts, ppo_iters, eval_prompts, threads_unused;
+/* ---- the demo: the whole pipeline on a built-in world, one function per stage ------------------ */
+typedef struct demo {
+    int seed, quick, pretrain_steps, sft_epochs, rm_prompts, ppo_iters, eval_prompts;
     float kl_coef, ppo_lr, mistake_rate;
     const char *out;
-} demo_opts;
-
-/* One reply to a task's prompt (the world is ASCII: a stray byte token becomes '?', so the text stays UTF-8). */
+    world_rng wr;           /* the world: tasks, demonstrations, labelers' noise */
+    FILE *metrics;
+    rlhf_tokenizer *tok;
+    rlhf_model *base, *sft, *rm, *policy;
+    rlhf_dataset *prompts;
+    double rm_acc, t_start;
+    float final_kl;
+    char path[1100];
+} demo;
+static const char *demo_path(demo *d, const char *name) { return join(d->path, sizeof d->path, d->out, name); }
+/* a library failure inside the demo; an interruption (Ctrl-C) says the demo does not resume */
+static int demo_fail(rlhf_result r, const char *msg) {
+    if (r == RLHF_ERR_INTERRUPTED || g_stop) {
+        fail("demo", "interrupted; the demo does not resume: run it again (it is reproducible from its seed)");
+        return stopped_status();
+    }
+    return fail("demo", "%s", lib_msg(msg));
+}
+/* One reply to a task's prompt (the world is ASCII: a stray byte token becomes '?', so the text stays ASCII). */
 static int reply(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const world_task *task, char *out, size_t cap) {
     char prompt[128];
     rlhf_message msg;
     size_t i;
-    int ok;
+    int s;
     world_prompt(task, prompt, sizeof prompt);
     msg.role = RLHF_ROLE_USER;
     msg.content.str = prompt;
     msg.content.len = strlen(prompt);
-    ok = reply_to(m, t, sc, &msg, 1, 16, out, cap);
+    s = reply_to(m, t, sc, &msg, 1, 16, out, cap);
     for (i = 0; out[i]; i++)
         if ((unsigned char)out[i] >= 0x80 || (unsigned char)out[i] < 0x20) out[i] = '?';
-    return ok;
+    return s == REPLY_OK || s == REPLY_CUT;
 }
 /* JSON string escaping for the files the demo writes */
 static void json_str(FILE *f, const char *s) {
@@ -759,424 +1508,504 @@ static void json_str(FILE *f, const char *s) {
     }
     fputc('"', f);
 }
-
+static int demo_commit(atomic_file *a) {
+    return atomic_commit(a) == 0 ? 0 : fail("demo", "cannot write %s: %s", a->path, strerror(errno));
+}
+static void demo_train_options(rlhf_train_options *to) {
+    to->eval_every = 0;
+    to->log = log_cb;
+    to->metrics = run_metrics;
+    to->should_stop = should_stop;
+}
 /* mean gold score of m's replies on tasks (temperature 0.7); scores (n) out, may be NULL */
-static double gold_eval(rlhf_model *m, const rlhf_tokenizer *t, const world_task *tasks, int n, uint64_t seed, double *scores) {
+static double gold_eval(rlhf_model *m, const rlhf_tokenizer *t, const world_task *tasks, int n, uint64_t seed, double *scores, const char *what) {
     sampler_ctx sc;
     char out[256];
     double sum = 0.0;
     int i;
-    if (!sampler_open_t(&sc, m, 0.7f, seed)) return -1.0;
+    if (!sampler_open_t(&sc, m, 0.7f, seed)) return NAN;
     for (i = 0; i < n; i++) {
         double g = reply(m, t, &sc, &tasks[i], out, sizeof out) ? world_gold(&tasks[i], out) : 0.0;
         if (scores) scores[i] = g;
         sum += g;
+        if (what && i % 20 == 0) status_set("[demo] evaluating %s: %d/%d replies", what, i, n);
     }
     sampler_close(&sc);
     return sum / n;
 }
 
-typedef struct ppo_gold_ctx { FILE *metrics; } ppo_gold_ctx;
-
-static int cmd_demo(int argc, char **argv) {
-    demo_opts d;
-    opt o[] = {
-        {"out", "run directory (checkpoints, metrics.jsonl, report.json)", 's', &d.out},
-        {"seed", "seed of the world and of every stage", 'i', &d.seed},
-        {"quick", "a short smoke run (tests use it)", 'b', &d.quick},
-        {"pretrain-steps", "pretraining steps", 'i', &d.pretrain_steps},
-        {"sft-epochs", "SFT epochs over the demonstrations", 'i', &d.sft_epochs},
-        {"rm-prompts", "prompts whose sampled replies labelers rank", 'i', &d.rm_prompts},
-        {"ppo-iters", "PPO iterations", 'i', &d.ppo_iters},
-        {"eval-prompts", "held-out prompts for the final evaluation", 'i', &d.eval_prompts},
-        {"kl-coef", "PPO's KL coefficient beta (0 shows reward over-optimisation)", 'f', &d.kl_coef},
-        {"ppo-lr", "PPO's learning rate", 'f', &d.ppo_lr},
-        {"mistake-rate", "how often simulated labelers make a mistake in demonstrations", 'f', &d.mistake_rate},
-    };
-    const int n_opt = (int)(sizeof o / sizeof o[0]);
-    const char *pos[1];
-    char path[1024], *text = NULL;
-    world_rng wr;
-    rlhf_tokenizer *tok = NULL;
-    rlhf_model *base = NULL, *sft = NULL, *rm = NULL, *policy = NULL, *ref = NULL, *critic = NULL;
-    rlhf_dataset *ds = NULL, *prefs = NULL, *prompts = NULL, *ptx = NULL;
+/* 1. the world's text; a byte-level BPE tokenizer; pretraining */
+static int demo_pretrain(demo *d) {
+    size_t cap = 1 << 20, len, k;
+    char *text = (char *)malloc(cap);
+    rlhf_dataset *ds = NULL;
     rlhf_error err;
-    rlhf_train_options to;
+    rlhf_train_options to = rlhf_train_options_sft();
     rlhf_train_report rep;
-    rlhf_ppo *ppo = NULL;
-    rlhf_ppo_config pc;
-    rlhf_ppo_stats st;
     rlhf_config cfg;
-    world_task *eval = NULL;
-    double *g_sft = NULL, *g_ppo = NULL, gold_base = 0, gold_sft = 0, gold_ppo = 0, t_start = now_s(), rm_acc = 0;
-    FILE *f, *metrics = NULL;
-    int i, rc = 1, np;
-    size_t len;
-    memset(&d, 0, sizeof d);
-    d.out = "runs/demo";
-    d.seed = 1;
-    d.pretrain_steps = 800;
-    d.sft_epochs = 4;
-    d.rm_prompts = 800;
-    d.ppo_iters = 80;
-    d.eval_prompts = 300;
-    d.kl_coef = 0.1f;
-    d.ppo_lr = 3e-5f;
-    d.mistake_rate = 0.3f;
-    np = parse_opts("demo", argc, argv, 2, o, n_opt, pos, 0);
-    if (np == -1) {
-        print_help("rlhf demo [options]",
-                   "The whole InstructGPT pipeline on a built-in world, no files needed: tokenizer and pretraining on the world's\n"
-                   "text, SFT on demonstrations by simulated labelers (who make mistakes), a reward model on their rankings of\n"
-                   "SFT samples (a gold judge plus noise), PPO against the reward model, and an evaluation by the gold judge\n"
-                   "(never PPO's reward). Writes checkpoints, metrics.jsonl and report.json into the run directory.",
-                   o, n_opt);
-        return 0;
-    }
-    if (np < 0) return 2;
-    if (d.quick) {
-        d.pretrain_steps = 30;
-        d.sft_epochs = 1;
-        d.rm_prompts = 40;
-        d.ppo_iters = 2;
-        d.eval_prompts = 20;
-    }
-    if (d.pretrain_steps < 1 || d.sft_epochs < 1 || d.rm_prompts < 10 || d.ppo_iters < 1 || d.eval_prompts < 10 || !(d.kl_coef >= 0) ||
-        !(d.ppo_lr > 0) || !(d.mistake_rate >= 0 && d.mistake_rate <= 1))
-        return fail_usage("demo", "need pretrain-steps, sft-epochs, ppo-iters >= 1, rm-prompts and eval-prompts >= 10, kl-coef >= 0, "
-                                  "ppo-lr > 0, mistake-rate in [0, 1]");
-    if (!ensure_dir(d.out)) {
-        fprintf(stderr, "rlhf demo: cannot create the run directory %s: %s\n", d.out, strerror(errno));
-        return 1;
-    }
-    snprintf(path, sizeof path, "%s/metrics.jsonl", d.out);
-    if (!(metrics = fopen(path, "w"))) {
-        fprintf(stderr, "rlhf demo: cannot write %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    g_t0 = now_s();
-    wr.s = (unsigned long long)d.seed * 0x9E3779B97F4A7C15ull + 1;
-
-    /* 1. the world's text; a byte-level BPE tokenizer; pretraining */
+    run_out ro = {NULL, 0, 0, "pretrain"};
+    atomic_file a;
+    FILE *f;
+    rlhf_result r;
     say("1/4 pretraining: the world's text, a BPE tokenizer, a tiny GPT-2");
-    text = (char *)malloc(1 << 20);
-    if (!text) goto oom;
-    len = world_pretrain_text(&wr, 6000, text, 1 << 20);
-    {
-        /* the tokenizer also sees the instructions' words, as a real one would have */
-        size_t k;
-        for (k = 0; k < 400 && len + 200 < (1u << 20); k++) {
-            world_task t = world_sample_task(&wr);
-            char p[128], a[128];
-            world_prompt(&t, p, sizeof p);
-            world_answer(&t, a, sizeof a);
-            len += (size_t)snprintf(text + len, (1u << 20) - len, "%s: %s. ", p, a);
-        }
+    if (!text) return fail("demo", "out of memory");
+    len = world_pretrain_text(&d->wr, 6000, text, cap);
+    for (k = 0; k < 400 && len + 200 < cap; k++) { /* the tokenizer also sees the instructions' words, as a real one would have */
+        world_task t = world_sample_task(&d->wr);
+        char p[128], ans[128];
+        world_prompt(&t, p, sizeof p);
+        world_answer(&t, ans, sizeof ans);
+        len += (size_t)snprintf(text + len, cap - len, "%s: %s. ", p, ans);
     }
-    if (rlhf_tokenizer_train(&tok, text, len, 320, &err) != RLHF_OK) goto lib_fail;
-    snprintf(path, sizeof path, "%s/pretrain.txt", d.out);
-    if (!(f = fopen(path, "w"))) goto io_fail;
-    fwrite(text, 1, len, f);
-    fclose(f);
-    if (rlhf_dataset_load(&ds, path, RLHF_DATA_TEXT, NULL, &err) != RLHF_OK) goto lib_fail;
-    cfg.vocab_size = rlhf_tokenizer_vocab_size(tok);
+    r = rlhf_tokenizer_train(&d->tok, text, len, 320, &err);
+    if (r == RLHF_OK && (f = atomic_open(&a, demo_path(d, "pretrain.txt"))) != NULL) {
+        fwrite(text, 1, len, f);
+        if (demo_commit(&a)) r = RLHF_ERR_IO;
+    } else if (r == RLHF_OK) {
+        r = RLHF_ERR_IO;
+        fail("demo", "cannot write %s: %s", d->path, strerror(errno));
+    }
+    free(text);
+    if (r != RLHF_OK) return r == RLHF_ERR_IO ? 1 : demo_fail(r, err.message);
+    if ((r = rlhf_dataset_load(&ds, d->path, RLHF_DATA_TEXT, NULL, &err)) != RLHF_OK) return demo_fail(r, err.message);
+    cfg.vocab_size = rlhf_tokenizer_vocab_size(d->tok);
     cfg.n_ctx = 48;
     cfg.n_layer = 3;
     cfg.n_head = 4;
     cfg.n_embd = 96;
-    if (rlhf_model_create(&base, &cfg, (uint64_t)d.seed) != RLHF_OK) goto oom;
-    rlhf_model_set_log(base, log_cb, NULL);
+    if ((r = rlhf_model_create(&d->base, &cfg, (uint64_t)d->seed)) != RLHF_OK) {
+        rlhf_dataset_free(ds);
+        return demo_fail(r, "out of memory for the model");
+    }
+    rlhf_model_set_log(d->base, log_cb, NULL);
     say("  tokenizer: %d tokens; model: V %d, n_ctx %d, L %d, NH %d, C %d, %zu parameters", cfg.vocab_size, cfg.vocab_size, cfg.n_ctx,
-        cfg.n_layer, cfg.n_head, cfg.n_embd, rlhf_model_num_params(base));
-    to = rlhf_train_options_sft();
+        cfg.n_layer, cfg.n_head, cfg.n_embd, rlhf_model_num_params(d->base));
+    demo_train_options(&to);
     to.opt.lr = 2e-3f;
     to.batch_size = 16;
     to.seq_len = 48;
-    to.max_steps = d.pretrain_steps;
+    to.max_steps = d->pretrain_steps;
     to.warmup_steps = 20;
-    to.eval_every = 0;
-    to.log_every = d.quick ? 0 : 100;
+    to.log_every = d->quick || g_tty ? 0 : 100;
     to.val_fraction = 0.02f;
-    to.seed = (uint64_t)d.seed;
-    to.log = log_cb;
-    to.metrics = metrics_cb;
-    to.metrics_user = metrics;
-    if (rlhf_sft_train(base, tok, ds, NULL, &to, &rep, &err) != RLHF_OK) goto lib_fail;
-    say("  pretraining: %ld steps, validation loss %.3f", rep.steps, (double)rep.val_loss);
-    snprintf(path, sizeof path, "%s/base.safetensors", d.out);
-    if (rlhf_model_save(base, path) != RLHF_OK) goto save_fail;
+    to.seed = (uint64_t)d->seed;
+    ro.metrics = d->metrics, ro.t0 = now_s(), to.metrics_user = &ro;
+    r = rlhf_sft_train(d->base, d->tok, ds, NULL, &to, &rep, &err);
     rlhf_dataset_free(ds);
-    ds = NULL;
+    status_done();
+    if (r != RLHF_OK) return demo_fail(r, err.message);
+    say("  pretraining: %ld steps, validation loss %.3f", rep.steps, (double)rep.val_loss);
+    if (rlhf_model_save(d->base, demo_path(d, "base.safetensors")) != RLHF_OK) return fail("demo", "%s", rlhf_model_last_error(d->base));
+    return 0;
+}
 
-    /* 2. SFT on labelers' demonstrations */
-    say("2/4 SFT: demonstrations written by simulated labelers (%.0f%% with mistakes)", 100.0 * d.mistake_rate);
-    snprintf(path, sizeof path, "%s/sft.jsonl", d.out);
-    if (!(f = fopen(path, "w"))) goto io_fail;
-    for (i = 0; i < (d.quick ? 200 : 2000); i++) {
-        world_task t = world_sample_task(&wr);
-        char p[128], a[160];
+/* 2. SFT on labelers' demonstrations */
+static int demo_sft(demo *d) {
+    rlhf_dataset *ds = NULL;
+    rlhf_error err;
+    rlhf_train_options to = rlhf_train_options_sft();
+    rlhf_train_report rep;
+    run_out ro = {NULL, 0, 0, "sft"};
+    atomic_file a;
+    FILE *f;
+    rlhf_result r;
+    int i;
+    say("2/4 SFT: demonstrations written by simulated labelers (%.0f%% with mistakes)", 100.0 * d->mistake_rate);
+    if (!(f = atomic_open(&a, demo_path(d, "sft.jsonl")))) return fail("demo", "cannot write %s: %s", d->path, strerror(errno));
+    for (i = 0; i < (d->quick ? 200 : 2000); i++) {
+        world_task t = world_sample_task(&d->wr);
+        char p[128], ans[160];
         world_prompt(&t, p, sizeof p);
-        world_demonstration(&t, &wr, d.mistake_rate, a, sizeof a);
+        world_demonstration(&t, &d->wr, d->mistake_rate, ans, sizeof ans);
         fprintf(f, "{\"prompt\": ");
         json_str(f, p);
         fprintf(f, ", \"completion\": ");
-        json_str(f, a);
+        json_str(f, ans);
         fprintf(f, "}\n");
     }
-    fclose(f);
-    if (rlhf_dataset_load(&ds, path, RLHF_DATA_SFT, NULL, &err) != RLHF_OK) goto lib_fail;
-    snprintf(path, sizeof path, "%s/base.safetensors", d.out);
-    if (rlhf_model_load_ex(&sft, path, &err) != RLHF_OK) goto lib_fail;
-    rlhf_model_set_log(sft, log_cb, NULL);
-    to = rlhf_train_options_sft();
+    if (demo_commit(&a)) return 1;
+    if ((r = rlhf_dataset_load(&ds, d->path, RLHF_DATA_SFT, NULL, &err)) != RLHF_OK) return demo_fail(r, err.message);
+    if ((r = rlhf_model_load_ex(&d->sft, demo_path(d, "base.safetensors"), &err)) != RLHF_OK) {
+        rlhf_dataset_free(ds);
+        return demo_fail(r, err.message);
+    }
+    rlhf_model_set_log(d->sft, log_cb, NULL);
+    demo_train_options(&to);
     to.opt.lr = 1e-3f;
     to.batch_size = 32;
-    to.epochs = d.sft_epochs;
+    to.epochs = d->sft_epochs;
     to.warmup_steps = 10;
-    to.eval_every = 0;
-    to.log_every = d.quick ? 0 : 50;
+    to.log_every = d->quick || g_tty ? 0 : 50;
     to.pack = 1;
-    to.seed = (uint64_t)d.seed + 1;
-    to.log = log_cb;
-    to.metrics = metrics_cb;
-    to.metrics_user = metrics;
-    if (rlhf_sft_train(sft, tok, ds, NULL, &to, &rep, &err) != RLHF_OK) goto lib_fail;
-    say("  SFT: %ld steps, validation loss on completions %.3f", rep.steps, (double)rep.val_loss);
-    snprintf(path, sizeof path, "%s/sft.safetensors", d.out);
-    if (rlhf_model_save_ex(sft, path, RLHF_SAVE_WEIGHTS_ONLY) != RLHF_OK) goto save_fail;
+    to.seed = (uint64_t)d->seed + 1;
+    ro.metrics = d->metrics, ro.t0 = now_s(), to.metrics_user = &ro;
+    r = rlhf_sft_train(d->sft, d->tok, ds, NULL, &to, &rep, &err);
     rlhf_dataset_free(ds);
-    ds = NULL;
+    status_done();
+    if (r != RLHF_OK) return demo_fail(r, err.message);
+    say("  SFT: %ld steps, validation loss on completions %.3f", rep.steps, (double)rep.val_loss);
+    if (rlhf_model_save_ex(d->sft, demo_path(d, "sft.safetensors"), RLHF_SAVE_WEIGHTS_ONLY) != RLHF_OK)
+        return fail("demo", "%s", rlhf_model_last_error(d->sft));
+    return 0;
+}
 
-    /* 3. rankings of SFT samples by labelers (gold judge + noise), the reward model */
-    say("3/4 reward model: labelers rank 4 to 9 SFT samples for each of %d prompts", d.rm_prompts);
-    snprintf(path, sizeof path, "%s/rankings.jsonl", d.out);
-    if (!(f = fopen(path, "w"))) goto io_fail;
-    {
-        sampler_ctx sc;
-        int written = 0;
-        if (!sampler_open_t(&sc, sft, 1.0f, (uint64_t)d.seed + 2)) goto oom;
-        for (i = 0; i < d.rm_prompts; i++) {
-            world_task t = world_sample_task(&wr);
-            char p[128], resp[9][160];
-            double noisy[9];
-            int K = 4 + world_below(&wr, 6), k, j, n = 0, order[9];
-            world_prompt(&t, p, sizeof p);
-            for (k = 0; k < K; k++) { /* distinct replies only: a labeler cannot rank two equal texts */
-                char r[160];
-                if (!reply(sft, tok, &sc, &t, r, sizeof r)) continue;
-                for (j = 0; j < n && strcmp(resp[j], r) != 0; j++) {}
-                if (j < n) continue;
-                strcpy(resp[n], r);
-                noisy[n] = world_gold(&t, r) + 0.05 * (world_uniform(&wr) - 0.5); /* a labeler's judgement */
-                n++;
-            }
-            if (n < 2) continue;
-            for (k = 0; k < n; k++) order[k] = k;
-            for (k = 0; k < n; k++)
-                for (j = k + 1; j < n; j++)
-                    if (noisy[order[j]] > noisy[order[k]]) { int tmp = order[k]; order[k] = order[j]; order[j] = tmp; }
-            fprintf(f, "{\"prompt\": ");
-            json_str(f, p);
-            fprintf(f, ", \"completions\": [");
-            for (k = 0; k < n; k++) {
-                if (k) fprintf(f, ", ");
-                json_str(f, resp[k]);
-            }
-            fprintf(f, "], \"ranking\": [");
-            for (k = 0; k < n; k++) fprintf(f, "%s%d", k ? ", " : "", order[k]);
-            fprintf(f, "]}\n");
-            written++;
-        }
-        sampler_close(&sc);
-        fclose(f);
-        say("  %d rankings written (prompts with fewer than 2 distinct samples skipped)", written);
+/* 3a. labelers rank 4 to 9 distinct SFT samples per prompt (gold judge + noise) */
+static int demo_rankings(demo *d) {
+    sampler_ctx sc;
+    atomic_file a;
+    FILE *f;
+    int i, written = 0;
+    if (!(f = atomic_open(&a, demo_path(d, "rankings.jsonl")))) return fail("demo", "cannot write %s: %s", d->path, strerror(errno));
+    if (!sampler_open_t(&sc, d->sft, 1.0f, (uint64_t)d->seed + 2)) {
+        atomic_abort(&a);
+        return fail("demo", "out of memory");
     }
-    if (rlhf_dataset_load(&prefs, path, RLHF_DATA_PREFERENCE, NULL, &err) != RLHF_OK) goto lib_fail;
-    snprintf(path, sizeof path, "%s/sft.safetensors", d.out);
-    if (rlhf_model_load_ex(&rm, path, &err) != RLHF_OK) goto lib_fail;
-    rlhf_model_set_log(rm, log_cb, NULL);
-    if (rlhf_model_add_score_head(rm, -1.0f, (uint64_t)d.seed + 3) != RLHF_OK) goto oom;
-    to = rlhf_train_options_reward();
+    for (i = 0; i < d->rm_prompts && !g_stop; i++) {
+        world_task t = world_sample_task(&d->wr);
+        char p[128], resp[9][160];
+        double noisy[9];
+        int K = 4 + world_below(&d->wr, 6), k, j, n = 0, order[9];
+        if (i % 10 == 0) status_set("[demo] sampling replies for the labelers: prompt %d/%d", i, d->rm_prompts);
+        world_prompt(&t, p, sizeof p);
+        for (k = 0; k < K; k++) { /* distinct replies only: a labeler cannot rank two equal texts */
+            char r[160];
+            if (!reply(d->sft, d->tok, &sc, &t, r, sizeof r)) continue;
+            for (j = 0; j < n && strcmp(resp[j], r) != 0; j++) {}
+            if (j < n) continue;
+            strcpy(resp[n], r);
+            noisy[n] = world_gold(&t, r) + 0.05 * (world_uniform(&d->wr) - 0.5); /* a labeler's judgement */
+            n++;
+        }
+        if (n < 2) continue;
+        for (k = 0; k < n; k++) order[k] = k;
+        for (k = 0; k < n; k++)
+            for (j = k + 1; j < n; j++)
+                if (noisy[order[j]] > noisy[order[k]]) {
+                    int tmp = order[k];
+                    order[k] = order[j];
+                    order[j] = tmp;
+                }
+        fprintf(f, "{\"prompt\": ");
+        json_str(f, p);
+        fprintf(f, ", \"completions\": [");
+        for (k = 0; k < n; k++) {
+            if (k) fprintf(f, ", ");
+            json_str(f, resp[k]);
+        }
+        fprintf(f, "], \"ranking\": [");
+        for (k = 0; k < n; k++) fprintf(f, "%s%d", k ? ", " : "", order[k]);
+        fprintf(f, "]}\n");
+        written++;
+    }
+    sampler_close(&sc);
+    status_done();
+    if (g_stop) {
+        atomic_abort(&a);
+        return demo_fail(RLHF_ERR_INTERRUPTED, "");
+    }
+    if (demo_commit(&a)) return 1;
+    say("  %d rankings written (prompts with fewer than 2 distinct samples skipped)", written);
+    return 0;
+}
+/* 3b. the reward model's accuracy against the GOLD judge's rankings, on fresh prompts and samples */
+static int demo_rm_gold(demo *d) {
+    sampler_ctx sc;
+    long right = 0, pairs = 0, too_long = 0;
+    int i, n = d->quick ? 20 : 150;
+    if (!sampler_open_t(&sc, d->sft, 1.0f, (uint64_t)d->seed + 5)) return fail("demo", "out of memory");
+    for (i = 0; i < n; i++) {
+        world_task t = world_sample_task(&d->wr);
+        char p[128], r[4][160];
+        const char *pr[4], *rs[4];
+        double g[4];
+        float s[4];
+        int k, j;
+        status_set("[demo] reward model vs the gold judge: prompt %d/%d", i, n);
+        world_prompt(&t, p, sizeof p);
+        for (k = 0; k < 4; k++) {
+            if (!reply(d->sft, d->tok, &sc, &t, r[k], sizeof r[k])) r[k][0] = 0;
+            g[k] = world_gold(&t, r[k]);
+            pr[k] = p;
+            rs[k] = r[k];
+        }
+        /* a reply re-encoded from its text ('?' for stray bytes) can be longer than the tokens sampled: such a prompt is not scored */
+        if (rlhf_reward_score(d->rm, d->tok, pr, rs, 4, s) != RLHF_OK) {
+            if (!strstr(rlhf_model_last_error(d->rm), "longer than n_ctx")) {
+                sampler_close(&sc);
+                return fail("demo", "%s", rlhf_model_last_error(d->rm));
+            }
+            too_long++;
+            continue;
+        }
+        for (k = 0; k < 4; k++)
+            for (j = k + 1; j < 4; j++)
+                if (g[k] != g[j]) {
+                    pairs++;
+                    right += (g[k] > g[j]) == (s[k] > s[j]);
+                }
+    }
+    sampler_close(&sc);
+    status_done();
+    d->rm_acc = pairs ? (double)right / (double)pairs : 0.0;
+    say("  reward model vs the gold judge on %ld fresh pairs: accuracy %.3f%s", pairs, d->rm_acc,
+        too_long ? " (prompts whose replies no longer fit the context were left out)" : "");
+    return 0;
+}
+/* 3c. the reward model: rankings (eq. 1), then normalised on SFT samples */
+static int demo_reward(demo *d) {
+    rlhf_dataset *prefs = NULL;
+    rlhf_error err;
+    rlhf_train_options to = rlhf_train_options_reward();
+    rlhf_train_report rep;
+    rlhf_sampler_config scfg = rlhf_sampler_config_default();
+    run_out ro = {NULL, 0, 0, "rm"};
+    atomic_file a;
+    FILE *f;
+    rlhf_result r;
+    float mean, sd;
+    int i, rc;
+    say("3/4 reward model: labelers rank 4 to 9 SFT samples for each of %d prompts", d->rm_prompts);
+    if ((rc = demo_rankings(d)) != 0) return rc;
+    if ((r = rlhf_dataset_load(&prefs, d->path, RLHF_DATA_PREFERENCE, NULL, &err)) != RLHF_OK) return demo_fail(r, err.message);
+    if ((r = rlhf_model_load_ex(&d->rm, demo_path(d, "sft.safetensors"), &err)) != RLHF_OK || (r = rlhf_model_add_score_head(d->rm, -1.0f, (uint64_t)d->seed + 3)) != RLHF_OK) {
+        rlhf_dataset_free(prefs);
+        return demo_fail(r, d->rm ? rlhf_model_last_error(d->rm) : err.message);
+    }
+    rlhf_model_set_log(d->rm, log_cb, NULL);
+    demo_train_options(&to);
     to.opt.lr = 5e-4f;
     to.epochs = 2;
     to.batch_size = 8;
-    to.eval_every = 0;
-    to.log_every = d.quick ? 0 : 50;
-    to.seed = (uint64_t)d.seed + 4;
-    to.log = log_cb;
-    to.metrics = metrics_cb;
-    to.metrics_user = metrics;
-    if (rlhf_reward_train(rm, tok, prefs, NULL, &to, &rep, &err) != RLHF_OK) goto lib_fail;
+    to.log_every = d->quick || g_tty ? 0 : 50;
+    to.seed = (uint64_t)d->seed + 4;
+    ro.metrics = d->metrics, ro.t0 = now_s(), to.metrics_user = &ro;
+    r = rlhf_reward_train(d->rm, d->tok, prefs, NULL, &to, &rep, &err);
+    rlhf_dataset_free(prefs);
+    status_done();
+    if (r != RLHF_OK) return demo_fail(r, err.message);
     say("  reward model: %ld steps, held-out pairwise accuracy %.3f (against the labelers' noisy rankings)", rep.steps, (double)rep.val_accuracy);
-    {   /* accuracy against the GOLD judge's rankings, on fresh prompts and fresh samples */
-        sampler_ctx sc;
-        long right = 0, pairs = 0;
-        if (!sampler_open_t(&sc, sft, 1.0f, (uint64_t)d.seed + 5)) goto oom;
-        for (i = 0; i < (d.quick ? 20 : 150); i++) {
-            world_task t = world_sample_task(&wr);
-            char p[128], r[4][160];
-            const char *pr[4], *rs[4];
-            double g[4];
-            float s[4];
-            int k, j;
-            world_prompt(&t, p, sizeof p);
-            for (k = 0; k < 4; k++) {
-                if (!reply(sft, tok, &sc, &t, r[k], sizeof r[k])) r[k][0] = 0;
-                g[k] = world_gold(&t, r[k]);
-                pr[k] = p;
-                rs[k] = r[k];
-            }
-            if (rlhf_reward_score(rm, tok, pr, rs, 4, s) != RLHF_OK) { sampler_close(&sc); goto lib_fail_model_rm; }
-            for (k = 0; k < 4; k++)
-                for (j = k + 1; j < 4; j++)
-                    if (g[k] != g[j]) {
-                        pairs++;
-                        right += (g[k] > g[j]) == (s[k] > s[j]);
-                    }
-        }
-        sampler_close(&sc);
-        rm_acc = pairs ? (double)right / (double)pairs : 0.0;
-        say("  reward model vs the gold judge on %ld fresh pairs: accuracy %.3f", pairs, rm_acc);
-    }
-    /* normalise on SFT samples of training prompts */
-    snprintf(path, sizeof path, "%s/prompts.jsonl", d.out);
-    if (!(f = fopen(path, "w"))) goto io_fail;
+    if ((rc = demo_rm_gold(d)) != 0) return rc;
+    /* normalise on SFT samples of training prompts; these prompts are PPO's too */
+    if (!(f = atomic_open(&a, demo_path(d, "prompts.jsonl")))) return fail("demo", "cannot write %s: %s", d->path, strerror(errno));
     for (i = 0; i < 1000; i++) {
-        world_task t = world_sample_task(&wr);
+        world_task t = world_sample_task(&d->wr);
         char p[128];
         world_prompt(&t, p, sizeof p);
         fprintf(f, "{\"prompt\": ");
         json_str(f, p);
         fprintf(f, "}\n");
     }
-    fclose(f);
-    if (rlhf_dataset_load(&prompts, path, RLHF_DATA_PROMPTS, NULL, &err) != RLHF_OK) goto lib_fail;
-    {
-        rlhf_sampler_config scfg = rlhf_sampler_config_default();
-        float mean, sd;
-        if (rlhf_reward_normalize(rm, sft, tok, prompts, d.quick ? 16 : 200, &scfg, 16, (uint64_t)d.seed + 6, &mean, &sd) != RLHF_OK)
-            goto lib_fail_model_rm;
-        say("  normalised: raw rewards of SFT samples had mean %.3f, std %.3f", (double)mean, (double)sd);
-    }
-    snprintf(path, sizeof path, "%s/rm.safetensors", d.out);
-    if (rlhf_model_save_ex(rm, path, RLHF_SAVE_WEIGHTS_ONLY) != RLHF_OK) goto save_fail;
+    if (demo_commit(&a)) return 1;
+    if ((r = rlhf_dataset_load(&d->prompts, d->path, RLHF_DATA_PROMPTS, NULL, &err)) != RLHF_OK) return demo_fail(r, err.message);
+    status_set("[demo] normalising the reward model on SFT samples");
+    r = rlhf_reward_normalize(d->rm, d->sft, d->tok, d->prompts, d->quick ? 16 : 200, &scfg, 16, (uint64_t)d->seed + 6, &mean, &sd);
+    status_done();
+    if (r != RLHF_OK) return demo_fail(r, rlhf_model_last_error(d->rm));
+    say("  normalised: raw rewards of SFT samples had mean %.3f, std %.3f", (double)mean, (double)sd);
+    if (rlhf_model_save_ex(d->rm, demo_path(d, "rm.safetensors"), RLHF_SAVE_WEIGHTS_ONLY) != RLHF_OK) return fail("demo", "%s", rlhf_model_last_error(d->rm));
+    return 0;
+}
 
-    /* 4. PPO against the reward model, the gold judge watching */
-    say("4/4 PPO: %d iterations against the reward model (beta %g)", d.ppo_iters, (double)d.kl_coef);
-    snprintf(path, sizeof path, "%s/sft.safetensors", d.out);
-    if (rlhf_model_load_ex(&policy, path, &err) != RLHF_OK || rlhf_model_load_ex(&ref, path, &err) != RLHF_OK) goto lib_fail;
-    snprintf(path, sizeof path, "%s/rm.safetensors", d.out);
-    if (rlhf_model_load_ex(&critic, path, &err) != RLHF_OK) goto lib_fail;
-    snprintf(path, sizeof path, "%s/pretrain.txt", d.out);
-    if (rlhf_dataset_load(&ptx, path, RLHF_DATA_TEXT, NULL, &err) != RLHF_OK) goto lib_fail;
-    pc = rlhf_ppo_config_default();
+/* 4. PPO against the reward model, the gold judge watching on held-out prompts */
+static int demo_ppo(demo *d) {
+    rlhf_model *ref = NULL, *critic = NULL;
+    rlhf_dataset *ptx = NULL;
+    rlhf_ppo *ppo = NULL;
+    rlhf_ppo_config pc = rlhf_ppo_config_default();
+    rlhf_ppo_stats st;
+    rlhf_error err;
+    rlhf_result r;
+    world_task watch[40];
+    run_out ro = {NULL, 0, 0, "ppo"};
+    int i, rc = 1;
+    say("4/4 PPO: %d iterations against the reward model (beta %g)", d->ppo_iters, (double)d->kl_coef);
+    if ((r = rlhf_model_load_ex(&d->policy, demo_path(d, "sft.safetensors"), &err)) != RLHF_OK ||
+        (r = rlhf_model_load_ex(&ref, d->path, &err)) != RLHF_OK || (r = rlhf_model_load_ex(&critic, demo_path(d, "rm.safetensors"), &err)) != RLHF_OK ||
+        (r = rlhf_dataset_load(&ptx, demo_path(d, "pretrain.txt"), RLHF_DATA_TEXT, NULL, &err)) != RLHF_OK) {
+        rc = demo_fail(r, err.message);
+        goto done;
+    }
     pc.batch_size = 32;
     pc.mini_batch = 8;
     pc.ppo_epochs = 2;
     pc.max_new_tokens = 16;
     pc.max_prompt_tokens = 24;
-    pc.kl_coef = d.kl_coef;
-    pc.policy_opt.lr = d.ppo_lr;
-    pc.critic_opt.lr = d.ppo_lr;
+    pc.kl_coef = d->kl_coef;
+    pc.policy_opt.lr = d->ppo_lr;
+    pc.critic_opt.lr = d->ppo_lr;
     pc.ptx_coef = 0.0f;
     pc.log_samples = 0;
-    pc.seed = (uint64_t)d.seed + 7;
+    pc.seed = (uint64_t)d->seed + 7;
     pc.log = log_cb;
-    pc.metrics = metrics_cb;
-    pc.metrics_user = metrics;
-    if (rlhf_ppo_create(&ppo, policy, ref, critic, rm, NULL, NULL, tok, prompts, ptx, &pc, &err) != RLHF_OK) goto lib_fail;
-    {
-        world_task watch[40];
-        for (i = 0; i < 40; i++) watch[i] = world_sample_task(&wr);
-        for (i = 0; i < d.ppo_iters; i++) {
-            if (rlhf_ppo_step(ppo, &st, &err) != RLHF_OK) goto lib_fail;
-            if (i % 5 == 4 || i == d.ppo_iters - 1) { /* reward-model score beside the gold judge's, on held-out prompts */
-                double g = gold_eval(policy, tok, watch, d.quick ? 10 : 40, (uint64_t)d.seed + 8, NULL);
-                fprintf(metrics, "{\"stage\":\"ppo_gold\",\"step\":%ld,\"gold/heldout\":%.5f,\"objective/scores\":%.5f,\"objective/kl\":%.5f}\n",
-                        st.iteration, g, (double)st.score, (double)st.kl);
-                fflush(metrics);
-                say("  PPO %3ld: reward-model score %6.3f, KL %6.3f, gold (held out) %.3f", st.iteration, (double)st.score, (double)st.kl, g);
-            }
+    pc.metrics = run_metrics;
+    ro.metrics = d->metrics, ro.t0 = now_s(), pc.metrics_user = &ro;
+    if ((r = rlhf_ppo_create(&ppo, d->policy, ref, critic, d->rm, NULL, NULL, d->tok, d->prompts, ptx, &pc, &err)) != RLHF_OK) {
+        rc = demo_fail(r, err.message);
+        goto done;
+    }
+    for (i = 0; i < 40; i++) watch[i] = world_sample_task(&d->wr);
+    for (i = 0; i < d->ppo_iters; i++) {
+        char eta[32];
+        if ((r = rlhf_ppo_step(ppo, &st, &err)) != RLHF_OK || g_stop) {
+            rc = demo_fail(r == RLHF_OK ? RLHF_ERR_INTERRUPTED : r, err.message);
+            goto done;
+        }
+        fmt_duration(eta, sizeof eta, (now_s() - ro.t0) / (i + 1) * (d->ppo_iters - i - 1));
+        status_set("[demo] PPO iteration %d/%d  score %.3f  KL %.3f  ETA %s", i + 1, d->ppo_iters, (double)st.score, (double)st.kl, eta);
+        if (i % 5 == 4 || i == d->ppo_iters - 1) { /* reward-model score beside the gold judge's, on held-out prompts */
+            double g = gold_eval(d->policy, d->tok, watch, d->quick ? 10 : 40, (uint64_t)d->seed + 8, NULL, NULL);
+            fprintf(d->metrics, "{\"stage\":\"ppo_gold\",\"step\":%ld,\"gold/heldout\":%.5f,\"objective/scores\":%.5f,\"objective/kl\":%.5f}\n",
+                    st.iteration, g, (double)st.score, (double)st.kl);
+            fflush(d->metrics);
+            say("  PPO %3ld: reward-model score %6.3f, KL %6.3f, gold (held out) %.3f", st.iteration, (double)st.score, (double)st.kl, g);
         }
     }
-    snprintf(path, sizeof path, "%s/ppo", d.out);
-    if (!ensure_dir(path) || rlhf_ppo_save(ppo, path, &err) != RLHF_OK) goto lib_fail;
+    status_done();
+    d->final_kl = st.kl;
+    if (!mkdir_p(demo_path(d, "ppo"))) {
+        rc = fail("demo", "cannot create %s: %s", d->path, strerror(errno));
+        goto done;
+    }
+    if ((r = rlhf_ppo_save(ppo, d->path, &err)) != RLHF_OK) {
+        rc = demo_fail(r, err.message);
+        goto done;
+    }
+    rc = 0;
+done:
+    rlhf_ppo_free(ppo);
+    rlhf_model_free(ref);
+    rlhf_model_free(critic);
+    rlhf_dataset_free(ptx);
+    return rc;
+}
 
-    /* evaluation by the gold judge on held-out prompts */
-    say("evaluation: %d held-out prompts, replies sampled at temperature 0.7, scored by the gold judge", d.eval_prompts);
-    eval = (world_task *)malloc((size_t)d.eval_prompts * sizeof *eval);
-    g_sft = (double *)malloc((size_t)d.eval_prompts * sizeof(double));
-    g_ppo = (double *)malloc((size_t)d.eval_prompts * sizeof(double));
-    if (!eval || !g_sft || !g_ppo) goto oom;
-    for (i = 0; i < d.eval_prompts; i++) eval[i] = world_sample_task(&wr);
-    gold_base = gold_eval(base, tok, eval, d.eval_prompts, (uint64_t)d.seed + 9, NULL);
-    gold_sft = gold_eval(sft, tok, eval, d.eval_prompts, (uint64_t)d.seed + 9, g_sft);
-    gold_ppo = gold_eval(policy, tok, eval, d.eval_prompts, (uint64_t)d.seed + 9, g_ppo);
+/* the report: gold scores on held-out prompts, PPO's win rate over SFT, samples side by side, report.json, charts */
+static int demo_report(demo *d) {
+    world_task *eval = (world_task *)malloc((size_t)d->eval_prompts * sizeof *eval);
+    double *g_sft = (double *)malloc((size_t)d->eval_prompts * sizeof(double)), *g_ppo = (double *)malloc((size_t)d->eval_prompts * sizeof(double));
+    double gold_base, gold_sft, gold_ppo, wins = 0.0, sq = 0.0, mean, se, lo, hi, secs;
+    int i, n = d->eval_prompts, rc = 0;
+    long rss;
+    plot_options po = plot_options_default();
+    atomic_file a;
+    FILE *f;
+    if (!eval || !g_sft || !g_ppo) {
+        free(eval), free(g_sft), free(g_ppo);
+        return fail("demo", "out of memory");
+    }
+    say("evaluation: %d held-out prompts, replies sampled at temperature 0.7, scored by the gold judge", n);
+    for (i = 0; i < n; i++) eval[i] = world_sample_task(&d->wr);
+    gold_base = gold_eval(d->base, d->tok, eval, n, (uint64_t)d->seed + 9, NULL, "the base model");
+    gold_sft = gold_eval(d->sft, d->tok, eval, n, (uint64_t)d->seed + 9, g_sft, "SFT");
+    gold_ppo = gold_eval(d->policy, d->tok, eval, n, (uint64_t)d->seed + 9, g_ppo, "PPO");
+    status_done();
+    for (i = 0; i < n; i++) {
+        double w = g_ppo[i] > g_sft[i] ? 1.0 : g_ppo[i] == g_sft[i] ? 0.5 : 0.0;
+        wins += w;
+        sq += w * w;
+    }
+    mean = wins / n;
+    se = sqrt(fmax(sq / n - mean * mean, 0.0) / (n - 1));
+    lo = mean - 1.96 * se;
+    hi = mean + 1.96 * se;
+    secs = now_s() - d->t_start;
+    rss = peak_rss_bytes();
+    printf("\n== report ==\n");
+    printf("gold score (held out, mean of %d): base %.3f | SFT %.3f | PPO %.3f\n", n, gold_base, gold_sft, gold_ppo);
+    printf("PPO vs SFT win rate (gold judge, ties half): %.3f, 95%% interval [%.3f, %.3f]\n", mean, lo, hi);
+    printf("reward model accuracy against gold rankings: %.3f\n", d->rm_acc);
+    printf("KL to SFT at the end of PPO: %.3f per reply\n", (double)d->final_kl);
+    printf("time %.1f s, peak memory %.1f MB\n", secs, rss / 1048576.0);
+    printf("\nside by side (held-out prompts):\n");
     {
-        double wins = 0.0, sq = 0.0, mean, se, lo, hi, secs = now_s() - t_start;
-        long rss = peak_rss_bytes();
-        for (i = 0; i < d.eval_prompts; i++) {
-            double w = g_ppo[i] > g_sft[i] ? 1.0 : g_ppo[i] == g_sft[i] ? 0.5 : 0.0;
-            wins += w;
-            sq += w * w;
-        }
-        mean = wins / d.eval_prompts;
-        se = sqrt(fmax(sq / d.eval_prompts - mean * mean, 0.0) / (d.eval_prompts - 1));
-        lo = mean - 1.96 * se;
-        hi = mean + 1.96 * se;
-        printf("\n== report ==\n");
-        printf("gold score (held out, mean of %d): base %.3f | SFT %.3f | PPO %.3f\n", d.eval_prompts, gold_base, gold_sft, gold_ppo);
-        printf("PPO vs SFT win rate (gold judge, ties half): %.3f, 95%% interval [%.3f, %.3f]\n", mean, lo, hi);
-        printf("reward model accuracy against gold rankings: %.3f\n", rm_acc);
-        printf("KL to SFT at the end of PPO: %.3f per reply\n", (double)st.kl);
-        printf("time %.1f s, peak memory %.1f MB\n", secs, rss / 1048576.0);
-        printf("\nside by side (held-out prompts):\n");
-        {
-            sampler_ctx a, b;
-            if (sampler_open_t(&a, sft, 0.7f, 99) && sampler_open_t(&b, policy, 0.7f, 99))
-                for (i = 0; i < 6; i++) {
-                    char p[128], ra[160], rb[160];
-                    world_prompt(&eval[i], p, sizeof p);
-                    reply(sft, tok, &a, &eval[i], ra, sizeof ra);
-                    reply(policy, tok, &b, &eval[i], rb, sizeof rb);
-                    printf("  %-28s SFT: %-30s PPO: %s\n", p, ra, rb);
-                }
-            sampler_close(&a);
-            sampler_close(&b);
-        }
-        snprintf(path, sizeof path, "%s/report.json", d.out);
-        if (!(f = fopen(path, "w"))) goto io_fail;
+        sampler_ctx sa, sb;
+        if (sampler_open_t(&sa, d->sft, 0.7f, 99) && sampler_open_t(&sb, d->policy, 0.7f, 99))
+            for (i = 0; i < 6 && i < n; i++) {
+                char p[128], ra[160], rb[160];
+                world_prompt(&eval[i], p, sizeof p);
+                if (!reply(d->sft, d->tok, &sa, &eval[i], ra, sizeof ra)) ra[0] = 0;
+                if (!reply(d->policy, d->tok, &sb, &eval[i], rb, sizeof rb)) rb[0] = 0;
+                printf("  %-28s SFT: %-30s PPO: %s\n", p, ra, rb);
+            }
+        sampler_close(&sa);
+        sampler_close(&sb);
+    }
+    if (!(f = atomic_open(&a, demo_path(d, "report.json")))) rc = fail("demo", "cannot write %s: %s", d->path, strerror(errno));
+    else {
         fprintf(f, "{\"seconds\": %.2f, \"gold\": {\"base\": %.4f, \"sft\": %.4f, \"ppo\": %.4f}, \"win_rate_ppo_vs_sft\": %.4f, "
                    "\"win_rate_ci95\": [%.4f, %.4f], \"rm_heldout_accuracy\": %.4f, \"kl_to_sft\": %.4f, \"peak_rss_bytes\": %ld, "
                    "\"eval_prompts\": %d, \"seed\": %d}\n",
-                secs, gold_base, gold_sft, gold_ppo, mean, lo, hi, rm_acc, (double)st.kl, rss, d.eval_prompts, d.seed);
-        fclose(f);
-        printf("\nwrote %s\n", path);
-        plot_run(d.out, 1);
+                secs, gold_base, gold_sft, gold_ppo, mean, lo, hi, d->rm_acc, (double)d->final_kl, rss, n, d->seed);
+        if ((rc = demo_commit(&a)) == 0) printf("\nwrote %s\n", d->path);
     }
-    rc = 0;
-    goto done;
-lib_fail_model_rm:
-    fprintf(stderr, "rlhf demo: %s\n", rlhf_model_last_error(rm));
-    goto done;
-save_fail:
-    fprintf(stderr, "rlhf demo: cannot save %s\n", path);
-    goto done;
-io_fail:
-    fprintf(stderr, "rlhf demo: cannot write %s: %s\n", path, strerror(errno));
-    goto done;
-oom:
-    fprintf(stderr, "rlhf demo: out of memory\n");
-    goto done;
-lib_fail:
-    fprintf(stderr, "rlhf demo: %s\n", err.message);
-done:
-    if (metrics) fclose(metrics);
-    free(text); free(eval); free(g_sft); free(g_ppo);
-    rlhf_ppo_free(ppo);
-    rlhf_model_free(base); rlhf_model_free(sft); rlhf_model_free(rm); rlhf_model_free(policy); rlhf_model_free(ref); rlhf_model_free(critic);
-    rlhf_dataset_free(ds); rlhf_dataset_free(prefs); rlhf_dataset_free(prompts); rlhf_dataset_free(ptx);
-    rlhf_tokenizer_free(tok);
+    free(eval), free(g_sft), free(g_ppo);
+    fflush(d->metrics);
+    po.verbose = 1;
+    if (rc == 0 && plot_run(d->out, &po) < 0) rc = 1;
+    return rc;
+}
+
+static int cmd_demo(int argc, char **argv) {
+    demo d;
+    const char *pos[1];
+    int np, rc;
+    memset(&d, 0, sizeof d);
+    d.out = "runs/demo", d.seed = 1, d.pretrain_steps = 800, d.sft_epochs = 4, d.rm_prompts = 800, d.ppo_iters = 80, d.eval_prompts = 300;
+    d.kl_coef = 0.1f, d.ppo_lr = 3e-5f, d.mistake_rate = 0.3f;
+    {
+        opt o[] = {
+            OPT_S("out", "run directory (rebuilt from the seed on every run): checkpoints, data, metrics.jsonl, report.json, charts", &d.out),
+            OPT_I("seed", "seed of the world and of every stage", &d.seed, 0, BIG),
+            OPT_B("quick", "a short smoke run (tests use it); the stage options below override it", &d.quick),
+            OPT_I("pretrain-steps", "pretraining steps", &d.pretrain_steps, 1, BIG),
+            OPT_I("sft-epochs", "SFT epochs over the demonstrations", &d.sft_epochs, 1, 1000),
+            OPT_I("rm-prompts", "prompts whose sampled replies labelers rank", &d.rm_prompts, 10, 1000000),
+            OPT_I("ppo-iters", "PPO iterations", &d.ppo_iters, 1, 1000000),
+            OPT_I("eval-prompts", "held-out prompts for the final evaluation", &d.eval_prompts, 10, 1000000),
+            OPT_F("kl-coef", "PPO's KL coefficient beta (0 shows reward over-optimisation)", &d.kl_coef, 0, 1000),
+            OPT_FA("ppo-lr", "PPO's learning rate", &d.ppo_lr, 0, 1),
+            OPT_F("mistake-rate", "how often simulated labelers make a mistake in demonstrations", &d.mistake_rate, 0, 1),
+        };
+        np = parse_opts("demo", argc, argv, 2, o, N_OPTS(o), pos, 0);
+        if (np == -1) {
+            print_help("rlhf demo [options]",
+                       "The whole InstructGPT pipeline on a built-in world, no files needed: tokenizer and pretraining on the world's\n"
+                       "text, SFT on demonstrations by simulated labelers (who make mistakes), a reward model on their rankings of\n"
+                       "SFT samples (a gold judge plus noise), PPO against the reward model, and an evaluation by the gold judge\n"
+                       "(never PPO's reward). Writes checkpoints, metrics.jsonl, report.json and charts into the run directory.",
+                       o, N_OPTS(o));
+            return 0;
+        }
+        if (np < 0) return 2;
+        if (d.quick) { /* small stages, unless an option sets one */
+            if (!given(o, N_OPTS(o), "pretrain-steps")) d.pretrain_steps = 30;
+            if (!given(o, N_OPTS(o), "sft-epochs")) d.sft_epochs = 1;
+            if (!given(o, N_OPTS(o), "rm-prompts")) d.rm_prompts = 40;
+            if (!given(o, N_OPTS(o), "ppo-iters")) d.ppo_iters = 2;
+            if (!given(o, N_OPTS(o), "eval-prompts")) d.eval_prompts = 20;
+        }
+    }
+    if (exists(d.out) && !is_dir(d.out)) return fail("demo", "--out %s exists and is not a directory", d.out);
+    if (!mkdir_p(d.out)) return fail("demo", "cannot create the run directory %s: %s", d.out, strerror(errno));
+    if ((rc = probe_writable(d.out)) != 0) return fail("demo", "cannot write in %s: %s", d.out, strerror(rc));
+    remove_stale_tmp(d.out);
+    if (!(d.metrics = fopen(demo_path(&d, "metrics.jsonl"), "w"))) return fail("demo", "cannot write %s: %s", d.path, strerror(errno));
+    catch_signals();
+    g_t0 = d.t_start = now_s();
+    d.wr.s = (unsigned long long)d.seed * 0x9E3779B97F4A7C15ull + 1;
+    rc = demo_pretrain(&d);
+    if (rc == 0) rc = demo_sft(&d);
+    if (rc == 0) rc = demo_reward(&d);
+    if (rc == 0) rc = demo_ppo(&d);
+    if (rc == 0) rc = demo_report(&d);
+    status_done();
+    fclose(d.metrics);
+    rlhf_model_free(d.base);
+    rlhf_model_free(d.sft);
+    rlhf_model_free(d.rm);
+    rlhf_model_free(d.policy);
+    rlhf_dataset_free(d.prompts);
+    rlhf_tokenizer_free(d.tok);
     return rc;
 }
 
@@ -1195,25 +2024,27 @@ static int usage(FILE *f) {
                "  info      a checkpoint's config, kind, tokenizer, size and memory\n"
                "  plot      SVG charts of a run directory's metrics.jsonl\n"
                "  demo      the whole InstructGPT pipeline on a built-in world with a gold judge\n\n"
-               "exit status: 0 success, 1 runtime failure, 2 usage error\n");
+               "exit status: 0 success, 1 runtime failure, 2 usage error, 130/143 stopped by Ctrl-C/SIGTERM (state saved)\n");
     return f == stderr ? 2 : 0;
 }
 
 int main(int argc, char **argv) {
-    g_tty = isatty(1);
+    const char *c;
+    g_tty = isatty(2);
     g_t0 = now_s();
     if (argc < 2) return usage(stderr);
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) return usage(stdout);
-    if (strcmp(argv[1], "demo") == 0) return cmd_demo(argc, argv);
-    if (strcmp(argv[1], "plot") == 0) return cmd_plot(argc, argv);
-    if (strcmp(argv[1], "info") == 0) return cmd_info(argc, argv);
-    if (strcmp(argv[1], "generate") == 0) return cmd_generate(argc, argv, 0);
-    if (strcmp(argv[1], "chat") == 0) return cmd_generate(argc, argv, 1);
-    if (strcmp(argv[1], "score") == 0) return cmd_score(argc, argv);
-    if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
-    if (strcmp(argv[1], "tokenizer") == 0) return cmd_tokenizer(argc, argv);
-    if (strcmp(argv[1], "pretrain") == 0 || strcmp(argv[1], "sft") == 0 || strcmp(argv[1], "rm") == 0) return cmd_train(argc, argv, argv[1]);
-    if (strcmp(argv[1], "ppo") == 0) return cmd_ppo(argc, argv);
-    fprintf(stderr, "rlhf: unknown command \"%s\"\n", argv[1]);
+    c = argv[1];
+    if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) return usage(stdout);
+    if (strcmp(c, "demo") == 0) return cmd_demo(argc, argv);
+    if (strcmp(c, "plot") == 0) return cmd_plot(argc, argv);
+    if (strcmp(c, "info") == 0) return cmd_info(argc, argv);
+    if (strcmp(c, "generate") == 0) return cmd_generate(argc, argv);
+    if (strcmp(c, "chat") == 0) return cmd_chat(argc, argv);
+    if (strcmp(c, "score") == 0) return cmd_score(argc, argv);
+    if (strcmp(c, "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(c, "tokenizer") == 0) return cmd_tokenizer(argc, argv);
+    if (strcmp(c, "pretrain") == 0 || strcmp(c, "sft") == 0 || strcmp(c, "rm") == 0) return cmd_train(argc, argv, c);
+    if (strcmp(c, "ppo") == 0) return cmd_ppo(argc, argv);
+    fprintf(stderr, "rlhf: unknown command \"%s\"\n", c);
     return usage(stderr);
 }

@@ -1,0 +1,175 @@
+#!/bin/sh
+# The rlhf command as a stranger uses it: wrong paths, the wrong kind of file,
+# nonsense option values, a run directory used twice, Ctrl-C, SIGTERM and
+# kill -9 in the middle of PPO saves, a full disk under the tokenizer's write.
+# Every case checks the exit status (0, 1 runtime, 2 usage, 130/143 signals),
+# the message, that it is printed once, and that nothing crashed: `make test`
+# runs it on build/rlhf, `make debug` on an ASan + UBSan build of the tool.
+# Reuses the files of `rlhf demo --quick` (DEMO_DIR).
+# Usage: tests/cli_errors.sh RLHF_BINARY WORK_DIR DEMO_DIR
+set -u
+X=$1
+W=$2
+Q=$3
+rm -rf "$W"
+mkdir -p "$W"
+ASAN_OPTIONS=${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}allocator_may_return_null=1:detect_leaks=1
+export ASAN_OPTIONS
+fails=0
+cases=0
+OUT=$W/out.txt
+
+bad() {
+    echo "FAIL: $1"
+    sed 's/^/    /' "$OUT" | head -n 15
+    fails=$((fails + 1))
+}
+# expect STATUS REGEX ARGS...: rlhf ARGS exits STATUS, its output matches REGEX, no sanitizer report
+expect() {
+    want=$1
+    pat=$2
+    shift 2
+    cases=$((cases + 1))
+    "$X" "$@" > "$OUT" 2>&1 < /dev/null
+    got=$?
+    if grep -qE "Sanitizer|runtime error:|Segmentation|Aborted|munmap|double free" "$OUT"; then bad "rlhf $*: crashed"; return; fi
+    [ "$got" -eq "$want" ] || { bad "rlhf $*: exit $got, want $want"; return; }
+    grep -qE -- "$pat" "$OUT" || bad "rlhf $*: output does not match /$pat/"
+}
+# once REGEX: the last output holds exactly one line matching REGEX (errors are printed once)
+once() {
+    n=$(grep -cE -- "$1" "$OUT")
+    [ "$n" -eq 1 ] || bad "\"$1\" printed $n times"
+}
+
+SFT=$Q/sft.safetensors
+RM=$Q/rm.safetensors
+P=$Q/prompts.jsonl
+PPO="--iters 1 --batch 4 --mini-batch 2 --max-new 4"
+
+# --- wrong paths and the wrong kind of file: clear errors, no crash (cmd_ppo's cleanup) ---
+expect 1 "rlhf ppo: --reward: .*typo.safetensors: cannot open" ppo --policy "$SFT" --reward "$W/typo.safetensors" --prompts "$P" --out "$W/p1" $PPO
+once "rlhf ppo:"
+expect 1 "no-such-prompts.jsonl" ppo --policy "$SFT" --reward "$RM" --prompts "$W/no-such-prompts.jsonl" --out "$W/p2" $PPO
+printf '{"prompt": "add 1 and 2"}\n{"prompt": \n' > "$W/broken.jsonl"
+expect 1 "broken.jsonl:2:" ppo --policy "$SFT" --reward "$RM" --prompts "$W/broken.jsonl" --out "$W/p3" $PPO
+once "broken.jsonl:2:"
+expect 0 "1 bad records skipped" ppo --policy "$SFT" --reward "$RM" --prompts "$W/broken.jsonl" --out "$W/p3b" $PPO --skip-bad
+expect 1 "no scalar head: it is a policy" ppo --policy "$SFT" --reward "$SFT" --prompts "$P" --out "$W/p4" $PPO
+expect 1 "scalar head\): a policy" ppo --policy "$RM" --reward "$RM" --prompts "$P" --out "$W/p5" $PPO
+expect 1 "is a directory" info "$Q"
+expect 1 "looks like a JSON file" info "$Q/report.json"
+expect 1 "scalar head\): a policy" generate "$RM" --prompt hi
+expect 1 "^rlhf eval: " eval "$SFT" --data "$W/no-such.jsonl"
+expect 1 "is a directory" eval "$SFT" --data "$Q"
+printf '\357\273\277{"prompt": "add 1 and 2"}\n' > "$W/bom.jsonl"
+expect 0 "PPO: 1 iterations" ppo --policy "$SFT" --reward "$RM" --prompts "$W/bom.jsonl" --out "$W/p6" $PPO
+
+# --- nonsense values: exit 2, naming the option ---
+expect 2 "--lr must be" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --lr inf
+expect 2 "--steps must be" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --steps -5
+expect 2 "--grad-clip must be" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --grad-clip nan
+expect 2 "--weight-decay must be" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --weight-decay -5
+expect 2 "--temperature must be" generate "$SFT" --prompt hi --temperature inf
+expect 2 "--top-p must be" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/p7" --top-p 0
+expect 2 "--max-prompt 24 plus --max-new 100" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/p7" --max-new 100
+expect 2 "--max-new 100 leaves no room" generate "$SFT" --prompt hi --max-new 100
+expect 2 "--resume takes yes or no" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --resume=maybe
+expect 2 "--decay is one of cosine\|linear\|constant" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --decay cosin
+expect 2 "--embd 100 must be a multiple of --heads 3" pretrain --data "$Q/pretrain.txt" --tokenizer x --out "$W/s0" --embd 100 --heads 3
+expect 2 "--tokenizer is for a new model" pretrain --data "$Q/pretrain.txt" --model "$Q/base.safetensors" --tokenizer x --out "$W/s0"
+expect 2 "needs --model too" rm --resume --data "$Q/rankings.jsonl" --out "$W/s0"
+expect 2 "unknown option --layers" sft --layers 3
+expect 2 "unknown option --pack" rm --pack
+expect 2 "--ptx-coef needs --ptx" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/p7" --ptx-coef 1
+"$X" sft --help > "$OUT" 2>&1
+cases=$((cases + 1))
+if grep -qE -- "--(layers|normalize-samples|tokenizer) " "$OUT" || ! grep -q -- "--\[no-\]pack" "$OUT"; then bad "sft --help lists options of other commands"; fi
+
+# --- a run directory is a unit: refused twice, --resume=no is not a resume, --overwrite starts again ---
+D=$W/sft
+expect 0 "checkpoints in" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$D" --steps 3 --batch 8
+cp "$D/last.safetensors" "$W/last.before"
+cp "$D/metrics.jsonl" "$W/metrics.before"
+expect 2 "already holds a run: add --resume" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$D" --steps 3 --weight-decay 0.5
+expect 2 "already holds a run" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$D" --steps 3 --resume=no
+cmp -s "$D/last.safetensors" "$W/last.before" && cmp -s "$D/metrics.jsonl" "$W/metrics.before" || bad "a refused run changed the run directory"
+expect 0 "checkpoints in" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$D" --steps 2 --batch 8 --overwrite --pack=0
+grep -q '"step":3' "$D/metrics.jsonl" && bad "--overwrite kept the old run's metrics"
+: > "$W/afile"
+expect 1 "--out .*afile exists and is not a directory" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/afile"
+expect 1 "nothing to resume" sft --resume --model "$SFT" --data "$Q/sft.jsonl" --out "$W/empty"
+if [ "$(id -u)" -ne 0 ]; then
+    mkdir -p "$W/ro" && chmod 555 "$W/ro"
+    expect 1 "cannot write in" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/ro" --eval-every 0
+    chmod 755 "$W/ro"
+else
+    echo "cli_errors: read-only directory case skipped (root ignores permissions)"
+fi
+
+# --- tokenizer: empty input, a directory, and a full disk during the write leaves the old file whole ---
+: > "$W/empty.txt"
+expect 1 "empty: nothing to learn from" tokenizer --data "$W/empty.txt" --out "$W/tok.json"
+expect 1 "is a directory" tokenizer --data "$Q" --out "$W/tok.json"
+expect 0 "tokens learned" tokenizer --data "$Q/pretrain.txt" --vocab 300 --out "$W/tok.json"
+cp "$W/tok.json" "$W/tok.before"
+expect 1 "out of memory: a model of 1000 layers" pretrain --data "$Q/pretrain.txt" --tokenizer "$W/tok.json" --out "$W/s1" --layers 1000 --embd 4096 --heads 4
+cases=$((cases + 1))
+# ulimit -f: writes beyond 2 blocks fail (EFBIG; SIGXFSZ ignored), as on a full disk
+(trap '' XFSZ; ulimit -f 2; "$X" tokenizer --data "$Q/pretrain.txt" --vocab 310 --out "$W/tok.json") > "$OUT" 2>&1
+st=$?
+[ $st -eq 1 ] || bad "tokenizer on a full disk: exit $st, want 1"
+cmp -s "$W/tok.json" "$W/tok.before" || bad "tokenizer on a full disk damaged the old file"
+ls "$W" | grep -q "tok.json.tmp" && bad "tokenizer on a full disk left a temporary file"
+
+# --- Ctrl-C and SIGTERM: a resumable checkpoint, exit 130 / 143, then --resume continues ---
+signal_case() { # SIGNAL STATUS DIR
+    cases=$((cases + 1))
+    "$X" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$3" --epochs 200 --batch 8 --eval-every 0 > "$OUT" 2>&1 &
+    pid=$!
+    i=0
+    while [ $i -lt 300 ] && ! grep -q '"step":5,' "$3/metrics.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    kill -"$1" $pid
+    wait $pid
+    st=$?
+    [ $st -eq "$2" ] || { bad "sft stopped by SIG$1: exit $st, want $2"; return; }
+    grep -q "continue with the same command and --resume" "$OUT" || bad "SIG$1: no resume hint"
+    [ -f "$3/last.safetensors" ] || { bad "SIG$1: no checkpoint saved"; return; }
+    expect 0 "resuming .* at step [1-9]" sft --resume --model "$SFT" --data "$Q/sft.jsonl" --out "$3" --epochs 1 --batch 8 --eval-every 0 --steps 0
+}
+signal_case INT 130 "$W/sigint"
+signal_case TERM 143 "$W/sigterm"
+
+# --- kill -9 at random moments of a PPO run that saves every iteration ---
+K=$W/ppo_kill
+expect 0 "PPO: 1 iterations" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$K" $PPO
+n=0
+while [ $n -lt 8 ]; do
+    "$X" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$K" --iters 100000 --batch 4 --mini-batch 2 --max-new 4 --save-every 1 --resume > "$OUT" 2>&1 &
+    pid=$!
+    sleep "0.$((3 + n % 7))"
+    kill -9 $pid
+    wait $pid 2>/dev/null
+    n=$((n + 1))
+done
+it=$("$X" info "$K/policy.safetensors" | sed -n 's/.*"iteration":\([0-9]*\).*/\1/p')
+[ -n "$it" ] || it=0
+expect 0 "PPO: $((it + 1)) iterations" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$K" --iters $((it + 1)) --batch 4 --mini-batch 2 --max-new 4 --resume
+ls -a "$K" | grep -qE "\.tmp-|\.next|ppo\.commit" && { bad "temporary files left after kill -9 and --resume"; ls -a "$K"; }
+dups=$(grep -o '"stage":"ppo","step":[0-9]*' "$K/metrics.jsonl" | sort | uniq -d | wc -l)
+[ "$dups" -eq 0 ] || bad "metrics.jsonl holds $dups duplicate PPO steps after kill -9 and --resume"
+echo "cli_errors: PPO killed 8 times (reached iteration $it), resumed every time"
+
+# --- chat: a long conversation keeps the latest turns that fit and says so ---
+cases=$((cases + 1))
+i=0
+while [ $i -lt 12 ]; do echo "reverse: red blue green and then add 7 and 12 please"; i=$((i + 1)); done | "$X" chat "$SFT" --max-new 8 --system "be brief" > "$OUT" 2>&1
+st=$?
+[ $st -eq 0 ] || bad "chat: exit $st"
+grep -q "older turns dropped to fit the context" "$OUT" || bad "chat: never said it dropped turns"
+
+if [ $fails -ne 0 ]; then
+    echo "cli_errors: $fails of $cases cases FAILED"
+    exit 1
+fi
+echo "cli_errors: all $cases cases ok (exit statuses, messages, no crash, run directories, signals, kill -9 during PPO saves)"
