@@ -1,4 +1,4 @@
-/* rlhf.h - v0.5.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
+/* rlhf.h - v0.5.1 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
    A single-header C99 library: libc, libm, optional OpenMP. No other dependency.
 
    Do this:
@@ -117,6 +117,10 @@
        the rename. Files over 2 GiB need a 64-bit `long` (ftell).
 
    VERSION HISTORY
+       0.5.1  training loops stop between steps on request (should_stop,
+              RLHF_ERR_INTERRUPTED) with a resumable checkpoint; non-finite
+              weights are never checkpointed; PPO's files saved as one unit
+              (journaled); a UTF-8 BOM is skipped; atomic tokenizer save.
        0.5.0  PPO: batched rollouts (left-padded KV cache), log-prob pass,
               KL-penalised rewards, GAE, clipped losses, PPO-ptx, EMA,
               adaptive KL, guards, TRL metrics, bit-exact resume, trace.
@@ -134,8 +138,8 @@
 
 #define RLHF_VERSION_MAJOR 0
 #define RLHF_VERSION_MINOR 5
-#define RLHF_VERSION_PATCH 0
-#define RLHF_VERSION_STRING "0.5.0"
+#define RLHF_VERSION_PATCH 1
+#define RLHF_VERSION_STRING "0.5.1"
 
 #include <stddef.h>
 #include <stdint.h>
