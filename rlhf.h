@@ -2477,6 +2477,16 @@ static rlhf_result rlhf__out_open(rlhf__out *o, const char *path, int in_place) 
     o->in_place = in_place;
     o->path = path;
     o->why[0] = 0;
+    o->file = NULL;
+#ifdef RLHF__POSIX_IO
+    {   /* a rename would put a plain file where a device, a pipe or a directory was (/dev/null, as root) */
+        struct stat st;
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            snprintf(o->why, sizeof o->why, "%s exists and is not a regular file (a directory, a device or a pipe): not replaced", path);
+            return RLHF_ERR_IO;
+        }
+    }
+#endif
     if (!(o->file = (char *)rlhf__alloc(plen + 32))) {
         snprintf(o->why, sizeof o->why, "out of memory");
         return RLHF_ERR_OUT_OF_MEMORY;

@@ -96,6 +96,16 @@ expect 2 "already holds a run" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$
 cmp -s "$D/last.safetensors" "$W/last.before" && cmp -s "$D/metrics.jsonl" "$W/metrics.before" || bad "a refused run changed the run directory"
 expect 0 "checkpoints in" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$D" --steps 2 --batch 8 --overwrite --pack=0
 grep -q '"step":3' "$D/metrics.jsonl" && bad "--overwrite kept the old run's metrics"
+cp "$D/last.safetensors" "$W/last.before"
+expect 2 "--seq-len 1000 is longer than the model's context" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$D" --overwrite --seq-len 1000
+cmp -s "$D/last.safetensors" "$W/last.before" || bad "--overwrite deleted the old run before the new one could start"
+expect 2 "already at step 2: raise --steps" sft --resume --data "$Q/sft.jsonl" --out "$D" --batch 8 --steps 2
+expect 0 "--batch is 4 here but 8 in the run" sft --resume --data "$Q/sft.jsonl" --out "$D" --batch 4 --steps 3
+expect 2 "--lr must be .*0 in single precision" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --lr 1e-50
+expect 2 "--out needs a value \(got the option --resume" sft --model "$SFT" --data "$Q/sft.jsonl" --out --resume
+expect 2 "holds a sft run, not a pretrain run" pretrain --resume --data "$Q/pretrain.txt" --out "$D"
+expect 2 "holds another run" demo --quick --out "$D"
+expect 2 "holds the checkpoints of another stage" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$D" $PPO
 : > "$W/afile"
 expect 1 "--out .*afile exists and is not a directory" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/afile"
 expect 1 "nothing to resume" sft --resume --model "$SFT" --data "$Q/sft.jsonl" --out "$W/empty"
@@ -113,6 +123,10 @@ expect 1 "empty: nothing to learn from" tokenizer --data "$W/empty.txt" --out "$
 expect 1 "is a directory" tokenizer --data "$Q" --out "$W/tok.json"
 expect 0 "tokens learned" tokenizer --data "$Q/pretrain.txt" --vocab 300 --out "$W/tok.json"
 cp "$W/tok.json" "$W/tok.before"
+expect 2 "is the --data file itself" tokenizer --data "$W/tok.json" --out "$W/tok.json"
+cp "$SFT" "$W/ckpt.safetensors"
+expect 1 "exists and is not a tokenizer: refusing to replace it" tokenizer --data "$Q/pretrain.txt" --vocab 300 --out "$W/ckpt.safetensors"
+cmp -s "$SFT" "$W/ckpt.safetensors" || bad "tokenizer replaced a checkpoint"
 expect 1 "out of memory: a model of 1000 layers" pretrain --data "$Q/pretrain.txt" --tokenizer "$W/tok.json" --out "$W/s1" --layers 1000 --embd 4096 --heads 4
 cases=$((cases + 1))
 # ulimit -f: writes beyond 2 blocks fail (EFBIG; SIGXFSZ ignored), as on a full disk
@@ -159,6 +173,8 @@ ls -a "$K" | grep -qE "\.tmp-|\.next|ppo\.commit" && { bad "temporary files left
 dups=$(grep -o '"stage":"ppo","step":[0-9]*' "$K/metrics.jsonl" | sort | uniq -d | wc -l)
 [ "$dups" -eq 0 ] || bad "metrics.jsonl holds $dups duplicate PPO steps after kill -9 and --resume"
 echo "cli_errors: PPO killed 8 times (reached iteration $it), resumed every time"
+expect 2 "saved without an EMA of the policy: resume it without --ema" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$K" --iters $((it + 2)) --batch 4 --mini-batch 2 --max-new 4 --resume --ema 0.9
+expect 1 "is a value model \(a PPO critic\), not a reward model" score "$K/critic.safetensors" --prompt hi --response there
 
 # --- chat: a long conversation keeps the latest turns that fit and says so ---
 cases=$((cases + 1))
@@ -167,6 +183,13 @@ while [ $i -lt 12 ]; do echo "reverse: red blue green and then add 7 and 12 plea
 st=$?
 [ $st -eq 0 ] || bad "chat: exit $st"
 grep -q "older turns dropped to fit the context" "$OUT" || bad "chat: never said it dropped turns"
+cases=$((cases + 1))
+# a 4095-character line does not end the session, and a message too long for the context keeps the conversation
+{ echo "add 1 and 2"; head -c 4095 /dev/zero | tr '\0' 'b'; echo; echo "say moon twice"; } | "$X" chat "$SFT" --max-new 4 > "$OUT" 2>&1
+[ "$(grep -c '^bot> \|bot> ' "$OUT")" -eq 2 ] || bad "chat: a long line ended the session or lost a turn"
+grep -q "your message does not fit the context" "$OUT" || bad "chat: a too-long message was not refused"
+grep -q "older turns dropped" "$OUT" && bad "chat: a refused message dropped the conversation"
+expect 0 "" generate "$SFT" --prompt "add 1 and 2"
 
 if [ $fails -ne 0 ]; then
     echo "cli_errors: $fails of $cases cases FAILED"

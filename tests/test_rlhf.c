@@ -2054,6 +2054,15 @@ static void test_tokenizer_save(void) {
         CHECK(rlhf_tokenizer_save(b, path) == RLHF_ERR_IO);
         rmdir(tmp);
     }
+    {   /* a pipe (or a device: /dev/null as root) at the target is written into by nobody: it stays what it was */
+        struct stat st;
+        const char *fifo = "build/tok_fifo";
+        remove(fifo);
+        CHECK(mkfifo(fifo, 0644) == 0);
+        CHECK(rlhf_tokenizer_save(b, fifo) == RLHF_ERR_IO);
+        CHECK(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+        remove(fifo);
+    }
 #endif
     after = read_all(path, &n_after);
     CHECK(after && n_after == n_before && memcmp(before, after, n_before) == 0);

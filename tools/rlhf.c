@@ -107,8 +107,10 @@ static int fail(const char *cmd, const char *fmt, ...) {
 static const char *lib_msg(const char *msg) {
     static const char *const stages[] = {"pretrain: ", "sft: ", "rm: ", "ppo: "};
     size_t k;
+    const char *colon = strstr(msg, ": ");
     for (k = 0; k < sizeof stages / sizeof stages[0]; k++)
         if (strncmp(msg, stages[k], strlen(stages[k])) == 0) return msg + strlen(stages[k]);
+    if (strncmp(msg, "rlhf_", 5) == 0 && colon && colon - msg < 40 && !memchr(msg, ' ', (size_t)(colon - msg))) return colon + 2;
     return msg;
 }
 /* the same for a usage error: returns 2 */
@@ -145,7 +147,7 @@ static void fmt_duration(char *out, size_t cap, double s) {
 
 /* ---- signals: the first Ctrl-C asks for a clean stop, the second quits -------- */
 static void on_signal(int sig) {
-    static const char msg[] = "\nrlhf: stopping after this step and saving (press Ctrl-C again to quit at once)\n";
+    static const char msg[] = "\nrlhf: stopping at the next step boundary (a second signal quits at once)\n";
     if (g_stop) _exit(128 + sig);
     g_stop = sig;
     if (write(2, msg, sizeof msg - 1) < 0) { /* nothing to do: the stop still happens */ }
@@ -215,16 +217,16 @@ static void print_help(const char *usage, const char *about, const opt *o, int n
         if (o[i].kind == O_BOOL) snprintf(name, sizeof name, "--[no-]%s", o[i].name);
         else if (o[i].kind == O_CHOICE) snprintf(name, sizeof name, "--%s %s", o[i].name, o[i].choices);
         else snprintf(name, sizeof name, "--%s %s", o[i].name, o[i].kind == O_STR ? "S" : o[i].kind == O_INT ? "N" : "X");
-        printf("  %-26s %s (default: %s)\n", name, o[i].help, def);
+        printf("  %-32s %s (default: %s)\n", name, o[i].help, def);
     }
-    printf("  %-26s this help\n", "--help");
+    printf("  %-32s this help\n", "--help");
 }
 /* the accepted range of a number option, in words */
 static void range_text(const opt *o, char *buf, size_t cap) {
     const char *num = o->kind == O_INT ? "an integer" : "a finite number";
-    if (o->hi >= BIG) snprintf(buf, cap, "%s %s %g", num, o->flags & O_ABOVE ? ">" : ">=", o->lo);
-    else if (o->lo <= -BIG) snprintf(buf, cap, "%s <= %g", num, o->hi);
-    else snprintf(buf, cap, "%s in %s%g, %g]", num, o->flags & O_ABOVE ? "(" : "[", o->lo, o->hi);
+    if (o->hi >= BIG) snprintf(buf, cap, "%s %s %.10g", num, o->flags & O_ABOVE ? ">" : ">=", o->lo);
+    else if (o->lo <= -BIG) snprintf(buf, cap, "%s <= %.10g", num, o->hi);
+    else snprintf(buf, cap, "%s in %s%.10g, %.10g]", num, o->flags & O_ABOVE ? "(" : "[", o->lo, o->hi);
 }
 /* one option's value; 0 on success, else the usage error has been printed */
 static int set_opt(const char *cmd, opt *o, const char *val, int negated) {
@@ -254,6 +256,11 @@ static int set_opt(const char *cmd, opt *o, const char *val, int negated) {
         char want[96];
         range_text(o, want, sizeof want);
         return usage_error(cmd, "--%s must be %s, got \"%s\"", o->name, want, val);
+    }
+    if (o->kind == O_FLOAT && (o->flags & O_ABOVE) && !((float)d > (float)o->lo)) { /* 1e-50 is > 0 but 0 as a float */
+        char want[96];
+        range_text(o, want, sizeof want);
+        return usage_error(cmd, "--%s must be %s, got \"%s\" (0 in single precision)", o->name, want, val);
     }
     if (o->kind == O_INT) *(int *)o->value = (int)d;
     else *(float *)o->value = (float)d;
@@ -286,6 +293,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, int first, opt *o,
         o[k].given = 1;
         if (o[k].kind == O_BOOL) val = eq ? eq + 1 : NULL;
         else if (!(val = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL)) return usage_error(cmd, "--%s needs a value", name), -2;
+        else if (!eq && strncmp(val, "--", 2) == 0) /* "--out --resume": a forgotten value, not a file named --resume */
+            return usage_error(cmd, "--%s needs a value (got the option %s; write --%s=%s if you mean it)", name, val, name, val), -2;
         if (set_opt(cmd, &o[k], val, neg)) return -2;
     }
     return np;
@@ -365,24 +374,111 @@ static int probe_writable(const char *dir) {
     remove(path);
     return 0;
 }
-/* The run directory of a training command. files: the names the command
-   writes (NULL-terminated), which mark a directory as holding a run.
-   Returns 0 (ready), 1 (runtime failure) or 2 (usage), the message printed. */
-static int prepare_run_dir(const char *cmd, const char *dir, int resume, int overwrite, const char *const *files, const char *resume_file) {
+/* The checkpoints a stage writes into its run directory: they mark it as
+   holding a run (metrics.jsonl alone is a run that never saved anything). */
+static const char *const TRAIN_CKPTS[] = {"last.safetensors", "best.safetensors", NULL};
+static const char *const PPO_CKPTS[] = {"policy.safetensors", "critic.safetensors", "ema.safetensors", NULL};
+static int holds_any(const char *dir, const char *const *files) {
     char path[1100];
-    int k, held = 0, e;
+    int k;
+    for (k = 0; files[k]; k++)
+        if (exists(join(path, sizeof path, dir, files[k]))) return 1;
+    return 0;
+}
+/* The run directory of a training command, checked before anything is
+   loaded or written: own (this stage's checkpoints), other (another stage's).
+   Returns 0 (ready), 1 (runtime failure) or 2 (usage), the message printed. */
+static int prepare_run_dir(const char *cmd, const char *dir, int resume, int overwrite, const char *const *own, const char *const *other) {
+    char path[1100];
+    int e;
     if (resume && overwrite) return usage_error(cmd, "--resume and --overwrite exclude each other");
     if (exists(dir) && !is_dir(dir)) return fail(cmd, "--out %s exists and is not a directory", dir);
-    for (k = 0; files[k]; k++) held |= exists(join(path, sizeof path, dir, files[k]));
-    if (resume && !exists(join(path, sizeof path, dir, resume_file)))
-        return fail(cmd, "--resume: nothing to resume in %s (no %s)", dir, resume_file);
-    if (held && !resume && !overwrite)
+    if (holds_any(dir, other))
+        return usage_error(cmd, "%s holds the checkpoints of another stage (%s...): give this run its own --out", dir, other[0]);
+    if (resume && !exists(join(path, sizeof path, dir, own[0]))) return fail(cmd, "--resume: nothing to resume in %s (no %s)", dir, own[0]);
+    if (holds_any(dir, own) && !resume && !overwrite)
         return usage_error(cmd, "%s already holds a run: add --resume to continue it, or --overwrite to start again", dir);
     if (!mkdir_p(dir)) return fail(cmd, "cannot create the run directory %s: %s", dir, strerror(errno));
     if ((e = probe_writable(dir)) != 0) return fail(cmd, "cannot write in %s: %s", dir, strerror(e));
     remove_stale_tmp(dir);
-    if (overwrite)
-        for (k = 0; files[k]; k++) remove(join(path, sizeof path, dir, files[k]));
+    return 0;
+}
+/* A fresh run, once everything it needs has loaded: the old run's files go
+   (--overwrite), and so does the metrics.jsonl of a run that never saved. */
+static void clear_run(const char *dir, const char *const *own) {
+    char path[1100];
+    int k;
+    for (k = 0; own[k]; k++) remove(join(path, sizeof path, dir, own[k]));
+    remove(join(path, sizeof path, dir, "metrics.jsonl"));
+    remove(join(path, sizeof path, dir, "options.json"));
+}
+/* The options of a run, in options.json: a --resume with other values is
+   told so (it continues, but is no longer the run it resumes, bit for bit).
+   Options that only steer the command (where, how long, how often) are left out. */
+static int opt_steers_only(const char *name) {
+    static const char *const names[] = {"out", "resume", "overwrite", "skip-bad", "steps", "epochs", "iters", "save-every", "log-every", "eval-every"};
+    size_t k;
+    for (k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (strcmp(name, names[k]) == 0) return 1;
+    return 0;
+}
+static void opt_text(const opt *o, char *buf, size_t cap) {
+    if (o->kind == O_INT) snprintf(buf, cap, "%d", *(int *)o->value);
+    else if (o->kind == O_FLOAT) snprintf(buf, cap, "%.9g", (double)*(float *)o->value);
+    else if (o->kind == O_STR) snprintf(buf, cap, "%s", *(const char **)o->value ? *(const char **)o->value : "");
+    else if (o->kind == O_CHOICE) choice_at(o->choices, *(int *)o->value, buf, cap);
+    else snprintf(buf, cap, "%s", *(int *)o->value ? "yes" : "no");
+}
+static int save_options(const char *cmd, const char *dir, const opt *o, int n) {
+    char path[1100], v[1024];
+    atomic_file a;
+    FILE *f = atomic_open(&a, join(path, sizeof path, dir, "options.json"));
+    int k;
+    if (!f) return fail(cmd, "cannot write %s: %s", path, strerror(errno));
+    fprintf(f, "{\"command\": \"%s\"", cmd);
+    for (k = 0; k < n; k++) {
+        const char *c;
+        if (opt_steers_only(o[k].name)) continue;
+        opt_text(&o[k], v, sizeof v);
+        fprintf(f, ", \"%s\": \"", o[k].name);
+        for (c = v; *c; c++) {
+            if (*c == '"' || *c == '\\') fputc('\\', f);
+            fputc((unsigned char)*c < 32 ? '?' : *c, f);
+        }
+        fputc('"', f);
+    }
+    fprintf(f, "}\n");
+    return atomic_commit(&a) == 0 ? 0 : fail(cmd, "cannot write %s: %s", path, strerror(errno));
+}
+static int compare_options(const char *cmd, const char *dir, const opt *o, int n) {
+    char path[1100], v[1024], *text;
+    size_t len;
+    FILE *f = fopen(join(path, sizeof path, dir, "options.json"), "rb");
+    rlhf_json_doc *doc = NULL;
+    const rlhf_json *root, *x;
+    int k, differ = 0;
+    if (!f) return 0; /* a run from before options.json */
+    text = (char *)malloc(1 << 16);
+    len = text ? fread(text, 1, 1 << 16, f) : 0;
+    fclose(f);
+    if (!text || rlhf_json_parse(&doc, text, len, 4, NULL) != RLHF_OK) {
+        free(text);
+        return 0;
+    }
+    free(text);
+    root = rlhf_json_root(doc);
+    if ((x = rlhf_json_get(root, "command")) && x->type == RLHF_JSON_STRING && strcmp(x->str, cmd) != 0) {
+        rlhf_json_free(doc);
+        return usage_error(cmd, "%s holds a %s run, not a %s run: give this run its own --out", dir, x->str, cmd);
+    }
+    for (k = 0; k < n; k++) {
+        if (opt_steers_only(o[k].name) || !(x = rlhf_json_get(root, o[k].name)) || x->type != RLHF_JSON_STRING) continue;
+        opt_text(&o[k], v, sizeof v);
+        if (strcmp(v, x->str) != 0)
+            say("warning: --%s is %s here but %s in the run being resumed", o[k].name, v[0] ? v : "(none)", x->str[0] ? x->str : "(none)"), differ++;
+    }
+    if (differ) say("warning: %d options differ from the run's (%s/options.json): the resumed run is no longer the one it continues, bit for bit", differ, dir);
+    rlhf_json_free(doc);
     return 0;
 }
 /* Keep the lines of metrics.jsonl that a resumed run will not write again:
@@ -476,6 +572,11 @@ static rlhf_model *load_model(const char *cmd, const char *what, const char *pat
         rlhf_model_free(m);
         return NULL;
     }
+    if (role == ROLE_SCORER && rlhf_model_meta(m, "rlhf.kind") && strcmp(rlhf_model_meta(m, "rlhf.kind"), "value") == 0 && strcmp(what, "--critic") != 0) {
+        fail(cmd, "%s %s is a value model (a PPO critic), not a reward model", what, path);
+        rlhf_model_free(m);
+        return NULL;
+    }
     if (role == ROLE_SCORER && !rlhf_model_has_score_head(m)) {
         fail(cmd, "%s %s has no scalar head: it is a %s, not a reward model (train one with rlhf rm)", what, path,
              rlhf_model_meta(m, "rlhf.kind") ? rlhf_model_meta(m, "rlhf.kind") : "policy");
@@ -503,8 +604,10 @@ static rlhf_dataset *load_data(const char *cmd, const char *path, rlhf_data_form
     o.skip_bad = skip_bad;
     o.log = skip_log;
     if (is_dir(path)) return fail(cmd, "%s is a directory, not a data file", path), (rlhf_dataset *)NULL;
+    if (!exists(path)) return fail(cmd, "cannot read %s: %s", path, strerror(errno)), (rlhf_dataset *)NULL;
     if (rlhf_dataset_load(&d, path, fmt, &o, &err) != RLHF_OK) {
-        fail(cmd, "%s%s", err.message, skip_bad ? "" : " (--skip-bad skips and counts bad records)");
+        int record = !strstr(err.message, ":0:0:") && strstr(err.message, "no records") == NULL; /* a bad record, not the file */
+        fail(cmd, "%s%s", err.message, skip_bad || !record ? "" : " (--skip-bad skips and counts bad records)");
         return NULL;
     }
     if (rlhf_dataset_skipped(d)) say("%s: %zu bad records skipped, %zu kept", path, rlhf_dataset_skipped(d), rlhf_dataset_size(d));
@@ -669,9 +772,10 @@ typedef struct gen_opts {
     const char *prompt, *system;
 } gen_opts;
 /* the sampler's options, checked against the model once it is loaded */
-static int gen_setup(const char *cmd, rlhf_model *m, const gen_opts *g, sampler_ctx *sc) {
+static int gen_setup(const char *cmd, rlhf_model *m, gen_opts *g, int max_new_given, sampler_ctx *sc) {
     rlhf_sampler_config c = rlhf_sampler_config_default();
     int n_ctx = rlhf_model_config(m)->n_ctx;
+    if (!max_new_given && g->max_new >= n_ctx / 2) g->max_new = n_ctx / 2; /* the default suits the model's context */
     if (g->max_new >= n_ctx) return usage_error(cmd, "--max-new %d leaves no room for a prompt in the model's context of %d tokens", g->max_new, n_ctx);
     c.temperature = g->temperature;
     c.top_k = g->top_k;
@@ -711,7 +815,7 @@ static int cmd_generate(int argc, char **argv) {
     if (np < 0) return 2;
     if (np != 1 || !g.prompt) return usage_error("generate", "needs one CHECKPOINT and --prompt");
     if (!(m = load_model("generate", "CHECKPOINT", pos[0], ROLE_POLICY, &t))) return 1;
-    if ((rc = gen_setup("generate", m, &g, &sc)) != 0) goto done;
+    if ((rc = gen_setup("generate", m, &g, given(o, N_OPTS(o), "max-new"), &sc)) != 0) goto done;
     if (g.system) msg[nm].role = RLHF_ROLE_SYSTEM, msg[nm].content.str = g.system, msg[nm++].content.len = strlen(g.system);
     msg[nm].role = RLHF_ROLE_USER, msg[nm].content.str = g.prompt, msg[nm++].content.len = strlen(g.prompt);
     for (i = 0; i < g.n && rc == 0; i++) {
@@ -766,6 +870,12 @@ static int convo_view(const convo *c, int has_system, rlhf_message *view) {
     for (i = c->first; i < c->n; i++) view[k++] = c->msg[i];
     return k;
 }
+/* 1 when the messages, with room for a reply of at least one token and its <|end|>, fit the context */
+static int fits(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const rlhf_message *msg, int n) {
+    size_t np = 0;
+    int n_ctx = rlhf_model_config(m)->n_ctx;
+    return rlhf_tokenizer_chat(t, msg, n, 1, sc->ids, NULL, (size_t)n_ctx, &np) == RLHF_OK && (int)np + 2 <= n_ctx;
+}
 static int cmd_chat(int argc, char **argv) {
     const char *pos[1];
     gen_opts g = {1, 0, 64, 1, 0.7f, 1.0f, NULL, NULL};
@@ -782,7 +892,8 @@ static int cmd_chat(int argc, char **argv) {
     sampler_ctx sc = {NULL, NULL, {{0}}, NULL};
     convo c = {NULL, NULL, 0, 0, 0};
     rlhf_message *view = NULL;
-    char line[4096], out[4096];
+    char *line = NULL, out[4096];
+    size_t line_cap = 0;
     int np = parse_opts("chat", argc, argv, 2, o, N_OPTS(o), pos, 1), rc, sys;
     if (np == -1) {
         print_help("rlhf chat CHECKPOINT [options]",
@@ -795,32 +906,44 @@ static int cmd_chat(int argc, char **argv) {
     if (np < 0) return 2;
     if (np != 1) return usage_error("chat", "needs one CHECKPOINT");
     if (!(m = load_model("chat", "CHECKPOINT", pos[0], ROLE_POLICY, &t))) return 1;
-    if ((rc = gen_setup("chat", m, &g, &sc)) != 0) goto done;
+    if ((rc = gen_setup("chat", m, &g, given(o, N_OPTS(o), "max-new"), &sc)) != 0) goto done;
     sys = g.system != NULL;
-    if (sys && !convo_add(&c, RLHF_ROLE_SYSTEM, g.system)) { rc = fail("chat", "out of memory"); goto done; }
+    if (sys && (!convo_add(&c, RLHF_ROLE_SYSTEM, g.system) || !(view = (rlhf_message *)malloc(2 * sizeof *view)))) {
+        rc = fail("chat", "out of memory");
+        goto done;
+    }
+    if (sys && !fits(m, t, &sc, c.msg, 1)) {
+        rc = fail("chat", "--system is too long for the model's context of %d tokens", rlhf_model_config(m)->n_ctx);
+        goto done;
+    }
     c.first = sys;
     printf("(empty line to quit)\n");
-    while (printf("you> "), fflush(stdout), fgets(line, sizeof line, stdin)) {
+    while (printf("you> "), fflush(stdout), getline(&line, &line_cap, stdin) > 0) {
         size_t L = strcspn(line, "\r\n");
-        int s, dropped = 0;
+        int s, dropped = 0, k = 0;
         line[L] = 0;
         if (L == 0) break;
-        if (!convo_add(&c, RLHF_ROLE_USER, line) || !(view = (rlhf_message *)realloc(view, (size_t)c.n * sizeof *view))) {
+        /* a message that does not fit even alone is refused, and the conversation kept */
+        if (!(view = (rlhf_message *)realloc(view, (size_t)(c.n + 2) * sizeof *view))) {
             rc = fail("chat", "out of memory");
             break;
         }
-        /* drop the oldest exchange (a user turn and its reply) until the rest fits */
-        while ((s = reply_to(m, t, &sc, view, convo_view(&c, sys, view), g.max_new, out, sizeof out)) == REPLY_TOO_LONG && c.first + 1 < c.n)
-            c.first += 2, dropped += 2;
-        if (dropped) printf("(%d older turns dropped to fit the context of %d tokens)\n", dropped, rlhf_model_config(m)->n_ctx);
-        if (s == REPLY_TOO_LONG) {
+        if (sys) view[k++] = c.msg[0];
+        view[k].role = RLHF_ROLE_USER, view[k].content.str = line, view[k++].content.len = L;
+        if (!fits(m, t, &sc, view, k)) {
             printf("(your message does not fit the context of %d tokens%s: say less)\n", rlhf_model_config(m)->n_ctx, sys ? " with the system message" : "");
-            c.first = --c.n; /* forget it */
-            free(c.text[c.n]);
             continue;
         }
-        if (s == REPLY_FAILED) {
-            rc = fail("chat", "%s", rlhf_model_last_error(m));
+        if (!convo_add(&c, RLHF_ROLE_USER, line)) {
+            rc = fail("chat", "out of memory");
+            break;
+        }
+        /* the oldest exchanges (a user turn and its reply) go until the rest fits */
+        while (!fits(m, t, &sc, view, convo_view(&c, sys, view)) && c.first + 1 < c.n) c.first += 2, dropped += 2;
+        if (dropped) printf("(%d older turns dropped to fit the context of %d tokens)\n", dropped, rlhf_model_config(m)->n_ctx);
+        s = reply_to(m, t, &sc, view, convo_view(&c, sys, view), g.max_new, out, sizeof out);
+        if (s == REPLY_FAILED || s == REPLY_TOO_LONG) {
+            rc = fail("chat", "%s", s == REPLY_FAILED ? rlhf_model_last_error(m) : "the conversation does not fit the context");
             break;
         }
         print_reply("bot> ", out, s);
@@ -830,6 +953,7 @@ static int cmd_chat(int argc, char **argv) {
         }
     }
 done:
+    free(line);
     free(view);
     convo_free(&c);
     sampler_close(&sc);
@@ -993,6 +1117,15 @@ static int cmd_tokenizer(int argc, char **argv) {
     if (np < 0) return 2;
     if (!data) return usage_error("tokenizer", "needs --data");
     if (is_dir(out)) return fail("tokenizer", "--out %s is a directory", out);
+    {   /* replacing is for an older tokenizer only: never the text itself, a checkpoint or any other file */
+        struct stat so, sd;
+        rlhf_tokenizer *old = NULL;
+        if (stat(out, &so) == 0 && stat(data, &sd) == 0 && so.st_dev == sd.st_dev && so.st_ino == sd.st_ino)
+            return usage_error("tokenizer", "--out %s is the --data file itself", out);
+        if (exists(out) && rlhf_tokenizer_load(&old, out, &err) != RLHF_OK)
+            return fail("tokenizer", "--out %s exists and is not a tokenizer: refusing to replace it (remove it or pick another path)", out);
+        rlhf_tokenizer_free(old);
+    }
     if (strrchr(out, '/')) { /* its directory is made if missing */
         char dir[1024];
         snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(out, '/') - out), out);
@@ -1018,10 +1151,10 @@ typedef struct train_cli {
     const char *cmd, *data, *val, *model, *tokfile, *out;
     int is_pre, is_rm, resume, overwrite, skip_bad, seed;
     int layers, heads, embd, ctx, norm_samples, pack, decay;
+    int shape_given;  /* bits: --layers, --heads, --embd, --ctx on the command line */
     rlhf_train_options to;
     int steps;
 } train_cli;
-static const char *const TRAIN_FILES[] = {"last.safetensors", "best.safetensors", "metrics.jsonl", NULL};
 
 /* the model to train: resumed, loaded or new */
 static rlhf_model *train_model(train_cli *a, rlhf_tokenizer **t) {
@@ -1065,6 +1198,19 @@ static rlhf_model *train_model(train_cli *a, rlhf_tokenizer **t) {
         return m;
     }
 }
+/* A --resume continues this stage's run: the checkpoint's kind, and the
+   shape options if given, must agree with it. */
+static int resume_matches(const train_cli *a, rlhf_model *m) {
+    const char *want = a->is_pre ? "base" : a->is_rm ? "reward" : "policy", *kind = rlhf_model_meta(m, "rlhf.kind");
+    const rlhf_config *c = rlhf_model_config(m);
+    if (kind && strcmp(kind, want) != 0)
+        return usage_error(a->cmd, "%s/last.safetensors is a %s checkpoint, not a %s run's: give this run its own --out", a->out, kind, a->cmd);
+    if (a->is_pre && (a->shape_given & 1) && a->layers != c->n_layer) return usage_error(a->cmd, "--layers %d differs from the run's %d", a->layers, c->n_layer);
+    if (a->is_pre && (a->shape_given & 2) && a->heads != c->n_head) return usage_error(a->cmd, "--heads %d differs from the run's %d", a->heads, c->n_head);
+    if (a->is_pre && (a->shape_given & 4) && a->embd != c->n_embd) return usage_error(a->cmd, "--embd %d differs from the run's %d", a->embd, c->n_embd);
+    if (a->is_pre && (a->shape_given & 8) && a->ctx != c->n_ctx) return usage_error(a->cmd, "--ctx %d differs from the run's %d", a->ctx, c->n_ctx);
+    return 0;
+}
 /* The reward model's normalisation (mean 0, std 1 on SFT samples), into
    every checkpoint the run wrote: last (the model in memory) and best. */
 static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *d) {
@@ -1096,14 +1242,13 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
     return rc;
 }
 /* checks of the options against each other, before anything is loaded */
-static int train_check(const train_cli *a, const opt *o, int n) {
+static int train_check(const train_cli *a) {
     const char *c = a->cmd;
     if (!a->data || !a->out) return usage_error(c, "needs --data and --out");
     if (!a->is_pre && !a->model && !a->resume) return usage_error(c, "needs --model (the checkpoint to start from)");
     if (a->is_pre && !a->model && !a->tokfile && !a->resume) return usage_error(c, "needs --tokenizer for a new model, or --model");
     if (a->is_pre && a->model && a->tokfile) return usage_error(c, "--tokenizer is for a new model; --model %s carries its own tokenizer", a->model);
-    if (a->is_pre && (a->model || a->resume) && (given(o, n, "layers") || given(o, n, "heads") || given(o, n, "embd") || given(o, n, "ctx")))
-        return usage_error(c, "--layers, --heads, --embd and --ctx shape a new model; the checkpoint has its own shape");
+    if (a->is_pre && a->model && a->shape_given) return usage_error(c, "--layers, --heads, --embd and --ctx shape a new model; --model %s has its own", a->model);
     if (a->is_pre && a->embd % a->heads != 0) return usage_error(c, "--embd %d must be a multiple of --heads %d", a->embd, a->heads);
     if (a->is_rm && a->norm_samples == 1) return usage_error(c, "--normalize-samples must be 0 (off) or at least 2");
     if (a->is_rm && a->resume && !a->model && a->norm_samples > 0)
@@ -1112,7 +1257,7 @@ static int train_check(const train_cli *a, const opt *o, int n) {
         return usage_error(c, "--micro-batch %d is larger than --batch %d", a->to.micro_batch, a->to.batch_size);
     return 0;
 }
-static int train_run(train_cli *a) {
+static int train_run(train_cli *a, const opt *o, int n_opt) {
     rlhf_model *m = NULL;
     rlhf_tokenizer *t = NULL;
     rlhf_dataset *d = NULL, *v = NULL;
@@ -1122,12 +1267,18 @@ static int train_run(train_cli *a) {
     run_out ro = {NULL, 0, 0, NULL};
     rlhf_result r;
     int rc;
-    if ((rc = prepare_run_dir(a->cmd, a->out, a->resume, a->overwrite, TRAIN_FILES, "last.safetensors")) != 0) return rc;
+    if ((rc = prepare_run_dir(a->cmd, a->out, a->resume, a->overwrite, TRAIN_CKPTS, PPO_CKPTS)) != 0) return rc;
+    if (a->resume && (rc = compare_options(a->cmd, a->out, o, n_opt)) != 0) return rc;
     rc = 1;
     if (!(m = train_model(a, &t))) goto done;
+    if (a->resume && (rc = resume_matches(a, m)) != 0) goto done;
+    rc = 1;
     if (a->resume && a->to.max_steps > 0 && a->to.resume_step >= a->to.max_steps) {
-        rc = usage_error(a->cmd, "the run in %s is already at step %ld: raise --steps to continue it", a->out, a->to.resume_step);
-        goto done;
+        if (!a->is_rm) {
+            rc = usage_error(a->cmd, "the run in %s is already at step %ld: raise --steps to continue it", a->out, a->to.resume_step);
+            goto done;
+        }
+        a->to.max_steps = a->to.resume_step; /* rm: nothing to train; the normalisation is redone below */
     }
     if (a->to.seq_len > rlhf_model_config(m)->n_ctx) {
         rc = usage_error(a->cmd, "--seq-len %d is longer than the model's context (%d)", a->to.seq_len, rlhf_model_config(m)->n_ctx);
@@ -1135,6 +1286,10 @@ static int train_run(train_cli *a) {
     }
     if (!(d = load_data(a->cmd, a->data, fmt, a->skip_bad)) || (a->val && !(v = load_data(a->cmd, a->val, fmt, a->skip_bad)))) goto done;
     if (a->resume && truncate_metrics(a->cmd, a->out, a->is_pre ? "pretrain" : a->is_rm ? "rm" : "sft", a->to.resume_step)) goto done;
+    if (!a->resume) {
+        clear_run(a->out, TRAIN_CKPTS);
+        if (save_options(a->cmd, a->out, o, n_opt)) goto done;
+    }
     if (!(ro.metrics = open_metrics(a->cmd, a->out))) goto done;
     ro.t0 = now_s();
     ro.first_step = a->to.resume_step;
@@ -1156,12 +1311,26 @@ static int train_run(train_cli *a) {
         rc = fail(a->cmd, "%s", lib_msg(err.message));
         goto done;
     }
-    say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f at step %ld)%s", a->cmd, rep.steps, rep.seconds, (double)rep.val_loss,
-        (double)rep.best_val_loss, rep.best_step, rep.skipped_steps ? "; some steps skipped (non-finite)" : "");
-    if (a->is_rm) say("rm: held-out pairwise accuracy %.4f", (double)rep.val_accuracy);
+    if (rep.steps == 0 && rep.skipped_steps == 0 && a->resume) {
+        say("%s: the run in %s had already finished at step %ld: nothing left to train", a->cmd, a->out, a->to.resume_step);
+    } else {
+        say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f at step %ld)", a->cmd, rep.steps, rep.seconds, (double)rep.val_loss,
+            (double)rep.best_val_loss, rep.best_step);
+        if (a->is_rm) say("rm: held-out pairwise accuracy %.4f", (double)rep.val_accuracy);
+    }
+    if (rep.skipped_steps > rep.steps) {
+        rc = fail(a->cmd, "training diverged: %ld of %ld steps were skipped (loss or gradient not finite); lower --lr", rep.skipped_steps,
+                  rep.skipped_steps + rep.steps);
+        goto done;
+    }
+    if (rep.skipped_steps) say("warning: %ld steps were skipped (loss or gradient not finite)", rep.skipped_steps);
     if (a->is_rm && a->norm_samples > 0 && normalize_rm(a, m, t, d) != 0) goto done;
     if (a->is_rm && a->norm_samples == 0) say("warning: --normalize-samples 0: the reward model's scores are raw (PPO will warn)");
-    printf("checkpoints in %s: last.safetensors%s; metrics in %s/metrics.jsonl\n", a->out, rep.best_step >= 0 ? ", best.safetensors" : "", a->out);
+    {
+        char path[1100];
+        printf("checkpoints in %s: last.safetensors%s; metrics in %s/metrics.jsonl\n", a->out,
+               exists(join(path, sizeof path, a->out, "best.safetensors")) ? ", best.safetensors" : "", a->out);
+    }
     rc = 0;
 done:
     if (ro.metrics) fclose(ro.metrics);
@@ -1186,7 +1355,7 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
         opt all[] = {
             OPT_S("data", is_pre ? "text file (or {\"text\"} JSONL) to pretrain on" : is_rm ? "preference JSONL (pairs, HH-RLHF, rankings)"
                                                                                              : "SFT JSONL (prompt/completion or messages)", &a.data),
-            OPT_S("val", "held-out file of the same kind (default: --val-fraction of --data)", &a.val),
+            OPT_S("val", "held-out file of the same kind (none: --val-fraction of --data is held out)", &a.val),
             OPT_S("model", is_pre ? "start from this checkpoint instead of a new model" : is_rm ? "the SFT checkpoint to start from (and to normalise on)"
                                                                                               : "the base checkpoint to start from", &a.model),
             OPT_S("out", "run directory: checkpoints and metrics.jsonl", &a.out),
@@ -1245,13 +1414,13 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
         a.to.seed = (uint64_t)a.seed;
         a.to.decay = a.decay == 1 ? RLHF_LR_LINEAR : a.decay == 2 ? RLHF_LR_CONSTANT : RLHF_LR_COSINE;
         if (g_tty && !given(o, n, "log-every")) a.to.log_every = 0; /* the status line shows progress */
-        if ((k = train_check(&a, o, n)) != 0) return k;
-        return train_run(&a);
+        a.shape_given = given(o, n, "layers") | given(o, n, "heads") << 1 | given(o, n, "embd") << 2 | given(o, n, "ctx") << 3;
+        if ((k = train_check(&a)) != 0) return k;
+        return train_run(&a, o, n);
     }
 }
 
 /* ---- ppo --------------------------------------------------------------------------------- */
-static const char *const PPO_FILES[] = {"policy.safetensors", "critic.safetensors", "ema.safetensors", "metrics.jsonl", NULL};
 typedef struct ppo_cli {
     const char *policy, *reward, *critic, *prompts, *ptx, *out;
     int iters, resume, overwrite, skip_bad, seed, adaptive, k3, save_every;
@@ -1273,6 +1442,7 @@ static int ppo_check(const ppo_cli *a) {
     if (a->c.ptx_coef > 0 && !a->ptx) return usage_error("ppo", "--ptx-coef needs --ptx (the pretraining text to mix in)");
     if (a->ptx && !(a->c.ptx_coef > 0)) return usage_error("ppo", "--ptx needs --ptx-coef > 0 (InstructGPT used 27.8)");
     if (a->c.mini_batch > a->c.batch_size) return usage_error("ppo", "--mini-batch %d is larger than --batch %d", a->c.mini_batch, a->c.batch_size);
+    if (a->c.max_prompt_tokens == 1) return usage_error("ppo", "--max-prompt must be 0 (half the context) or at least 2 (the chat template's markers)");
     if (!a->adaptive && (a->c.kl_target != rlhf_ppo_config_default().kl_target || a->c.kl_horizon != rlhf_ppo_config_default().kl_horizon))
         return usage_error("ppo", "--kl-target and --kl-horizon steer the adaptive controller: add --adaptive-kl");
     return 0;
@@ -1284,6 +1454,12 @@ static int ppo_models(ppo_cli *a, rlhf_model **policy, rlhf_model **ref, rlhf_mo
         !(*rm = load_model("ppo", "--reward", a->reward, ROLE_SCORER, NULL)) ||
         !(*critic = load_model("ppo", a->critic ? "--critic" : "--reward", a->critic ? a->critic : a->reward, ROLE_SCORER, NULL)))
         return 1;
+    {   /* ids mean text only through one tokenizer: the models must share it */
+        const char *tp = rlhf_model_meta(*policy, "tokenizer"), *tr = rlhf_model_meta(*rm, "tokenizer"), *tc = rlhf_model_meta(*critic, "tokenizer");
+        if (tp && tr && strcmp(tp, tr) != 0)
+            return fail("ppo", "--reward %s was trained with another tokenizer than --policy %s: its ids would mean other text", a->reward, a->policy);
+        if (tp && tc && strcmp(tp, tc) != 0) return fail("ppo", "--critic %s has another tokenizer than --policy %s", a->critic, a->policy);
+    }
     if (!rlhf_model_meta(*rm, "rlhf.reward.gain"))
         say("warning: --reward %s is not normalised (no rlhf.reward.gain): its raw scores set the scale of the reward against the KL "
             "penalty; normalise it with rlhf rm (--normalize-samples) for the usual beta to mean what it says", a->reward);
@@ -1296,7 +1472,7 @@ static int ppo_models(ppo_cli *a, rlhf_model **policy, rlhf_model **ref, rlhf_mo
                            n_ctx, a->c.max_prompt_tokens ? "" : " (--max-prompt 0 means half the context)");
     return 0;
 }
-static int ppo_run(ppo_cli *a) {
+static int ppo_run(ppo_cli *a, const opt *o, int n_opt) {
     rlhf_model *policy = NULL, *ref = NULL, *critic = NULL, *rm = NULL;
     rlhf_tokenizer *t = NULL;
     rlhf_dataset *prompts = NULL, *ptx = NULL;
@@ -1307,7 +1483,15 @@ static int ppo_run(ppo_cli *a) {
     long start = 0;
     int i, rc;
     memset(&st, 0, sizeof st);
-    if ((rc = prepare_run_dir("ppo", a->out, a->resume, a->overwrite, PPO_FILES, "policy.safetensors")) != 0) return rc;
+    if ((rc = prepare_run_dir("ppo", a->out, a->resume, a->overwrite, PPO_CKPTS, TRAIN_CKPTS)) != 0) return rc;
+    if (a->resume) {
+        char path[1100];
+        int has_ema = exists(join(path, sizeof path, a->out, "ema.safetensors"));
+        if ((rc = compare_options("ppo", a->out, o, n_opt)) != 0) return rc;
+        if (has_ema != (a->c.ema_decay > 0))
+            return usage_error("ppo", "the run in %s was saved %s an EMA of the policy: resume it %s --ema", a->out, has_ema ? "with" : "without",
+                               has_ema ? "with the same" : "without");
+    }
     if ((rc = ppo_models(a, &policy, &ref, &critic, &rm, &t)) != 0) goto done;
     rc = 1;
     if (!(prompts = load_data("ppo", a->prompts, RLHF_DATA_PROMPTS, a->skip_bad)) ||
@@ -1332,6 +1516,10 @@ static int ppo_run(ppo_cli *a) {
             goto done;
         }
         if (truncate_metrics("ppo", a->out, "ppo", start)) goto done;
+    }
+    if (!a->resume) {
+        clear_run(a->out, PPO_CKPTS);
+        if (save_options("ppo", a->out, o, n_opt)) goto done;
     }
     if (!(ro.metrics = open_metrics("ppo", a->out))) goto done;
     ro.t0 = now_s();
@@ -1358,8 +1546,8 @@ static int ppo_run(ppo_cli *a) {
         }
     }
     status_done();
-    printf("PPO: %ld iterations; last score %.4f, KL %.4f; state in %s (policy.safetensors, critic.safetensors), metrics in %s/metrics.jsonl\n",
-           st.iteration, (double)st.score, (double)st.kl, a->out, a->out);
+    printf("PPO: %ld iterations; last score %.4f, KL %.4f; state in %s (policy.safetensors, critic.safetensors%s), metrics in %s/metrics.jsonl\n",
+           st.iteration, (double)st.score, (double)st.kl, a->out, a->c.ema_decay > 0 ? ", ema.safetensors" : "", a->out);
     rc = 0;
 done:
     if (ro.metrics) fclose(ro.metrics);
@@ -1430,7 +1618,7 @@ static int cmd_ppo(int argc, char **argv) {
         a.c.kl_estimator = a.k3 ? RLHF_KL_K3 : RLHF_KL_K1;
         a.c.seed = (uint64_t)a.seed;
         if ((rc = ppo_check(&a)) != 0) return rc;
-        return ppo_run(&a);
+        return ppo_run(&a, o, N_OPTS(o));
     }
 }
 
@@ -1453,6 +1641,10 @@ static int cmd_plot(int argc, char **argv) {
     if (np < 0) return 2;
     if (np != 1) return usage_error("plot", "needs RUN_DIR");
     if (!is_dir(pos[0])) return fail("plot", "%s is not a directory", pos[0]);
+    {
+        char path[1100];
+        if (!exists(join(path, sizeof path, pos[0], "metrics.jsonl"))) return fail("plot", "%s has no metrics.jsonl: not a run directory", pos[0]);
+    }
     po.verbose = 1;
     w = plot_run(pos[0], &po);
     if (w < 0) return 1;
@@ -1470,7 +1662,8 @@ typedef struct demo {
     rlhf_tokenizer *tok;
     rlhf_model *base, *sft, *rm, *policy;
     rlhf_dataset *prompts;
-    double rm_acc, t_start;
+    double rm_acc, t_start; /* rm_acc: against the gold judge's rankings (-1: no pair) */
+    float rm_val_acc;       /* against the labelers' held-out rankings */
     float final_kl;
     char path[1100];
 } demo;
@@ -1746,7 +1939,7 @@ static int demo_rm_gold(demo *d) {
     }
     sampler_close(&sc);
     status_done();
-    d->rm_acc = pairs ? (double)right / (double)pairs : 0.0;
+    d->rm_acc = pairs ? (double)right / (double)pairs : -1.0;
     say("  reward model vs the gold judge on %ld fresh pairs: accuracy %.3f%s", pairs, d->rm_acc,
         too_long ? " (prompts whose replies no longer fit the context were left out)" : "");
     return 0;
@@ -1784,6 +1977,7 @@ static int demo_reward(demo *d) {
     status_done();
     if (r != RLHF_OK) return demo_fail(r, err.message);
     say("  reward model: %ld steps, held-out pairwise accuracy %.3f (against the labelers' noisy rankings)", rep.steps, (double)rep.val_accuracy);
+    d->rm_val_acc = rep.val_accuracy;
     if ((rc = demo_rm_gold(d)) != 0) return rc;
     /* normalise on SFT samples of training prompts; these prompts are PPO's too */
     if (!(f = atomic_open(&a, demo_path(d, "prompts.jsonl")))) return fail("demo", "cannot write %s: %s", d->path, strerror(errno));
@@ -1913,7 +2107,7 @@ static int demo_report(demo *d) {
     printf("\n== report ==\n");
     printf("gold score (held out, mean of %d): base %.3f | SFT %.3f | PPO %.3f\n", n, gold_base, gold_sft, gold_ppo);
     printf("PPO vs SFT win rate (gold judge, ties half): %.3f, 95%% interval [%.3f, %.3f]\n", mean, lo, hi);
-    printf("reward model accuracy against gold rankings: %.3f\n", d->rm_acc);
+    printf("reward model accuracy against gold rankings: %.3f (against the labelers' held-out rankings: %.3f)\n", d->rm_acc, (double)d->rm_val_acc);
     printf("KL to SFT at the end of PPO: %.3f per reply\n", (double)d->final_kl);
     printf("time %.1f s, peak memory %.1f MB\n", secs, rss / 1048576.0);
     printf("\nside by side (held-out prompts):\n");
@@ -1932,10 +2126,15 @@ static int demo_report(demo *d) {
     }
     if (!(f = atomic_open(&a, demo_path(d, "report.json")))) rc = fail("demo", "cannot write %s: %s", d->path, strerror(errno));
     else {
+        char acc[32], vacc[32];
+        if (d->rm_acc >= 0) snprintf(acc, sizeof acc, "%.4f", d->rm_acc);
+        else snprintf(acc, sizeof acc, "null");
+        if (isfinite(d->rm_val_acc)) snprintf(vacc, sizeof vacc, "%.4f", d->rm_val_acc);
+        else snprintf(vacc, sizeof vacc, "null");
         fprintf(f, "{\"seconds\": %.2f, \"gold\": {\"base\": %.4f, \"sft\": %.4f, \"ppo\": %.4f}, \"win_rate_ppo_vs_sft\": %.4f, "
-                   "\"win_rate_ci95\": [%.4f, %.4f], \"rm_heldout_accuracy\": %.4f, \"kl_to_sft\": %.4f, \"peak_rss_bytes\": %ld, "
-                   "\"eval_prompts\": %d, \"seed\": %d}\n",
-                secs, gold_base, gold_sft, gold_ppo, mean, lo, hi, d->rm_acc, (double)d->final_kl, rss, n, d->seed);
+                   "\"win_rate_ci95\": [%.4f, %.4f], \"rm_gold_accuracy\": %s, \"rm_val_accuracy\": %s, \"kl_to_sft\": %.4f, "
+                   "\"peak_rss_bytes\": %ld, \"eval_prompts\": %d, \"seed\": %d}\n",
+                secs, gold_base, gold_sft, gold_ppo, mean, lo, hi, acc, vacc, (double)d->final_kl, rss, n, d->seed);
         if ((rc = demo_commit(&a)) == 0) printf("\nwrote %s\n", d->path);
     }
     free(eval), free(g_sft), free(g_ppo);
@@ -1986,6 +2185,8 @@ static int cmd_demo(int argc, char **argv) {
         }
     }
     if (exists(d.out) && !is_dir(d.out)) return fail("demo", "--out %s exists and is not a directory", d.out);
+    if (holds_any(d.out, TRAIN_CKPTS) || holds_any(d.out, PPO_CKPTS) || (exists(demo_path(&d, "metrics.jsonl")) && !exists(demo_path(&d, "pretrain.txt"))))
+        return usage_error("demo", "%s holds another run; the demo rebuilds only its own directories (give it another --out)", d.out);
     if (!mkdir_p(d.out)) return fail("demo", "cannot create the run directory %s: %s", d.out, strerror(errno));
     if ((rc = probe_writable(d.out)) != 0) return fail("demo", "cannot write in %s: %s", d.out, strerror(rc));
     remove_stale_tmp(d.out);
