@@ -1181,7 +1181,9 @@ static rlhf_model *train_model(train_cli *a, rlhf_tokenizer **t) {
         rlhf_config cfg;
         rlhf_memory mem;
         rlhf_result r;
-        if (rlhf_tokenizer_load(t, a->tokfile, &err) != RLHF_OK) return fail(a->cmd, "--tokenizer: %s", err.message), (rlhf_model *)NULL;
+        if (is_dir(a->tokfile)) return fail(a->cmd, "--tokenizer %s is a directory, not a tokenizer file", a->tokfile), (rlhf_model *)NULL;
+        if (rlhf_tokenizer_load(t, a->tokfile, &err) != RLHF_OK)
+            return fail(a->cmd, "--tokenizer %s is not a tokenizer written by rlhf tokenizer: %s", a->tokfile, err.message), (rlhf_model *)NULL;
         cfg.vocab_size = rlhf_tokenizer_vocab_size(*t);
         cfg.n_ctx = a->ctx;
         cfg.n_layer = a->layers;
@@ -1314,8 +1316,11 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
     if (rep.steps == 0 && rep.skipped_steps == 0 && a->resume) {
         say("%s: the run in %s had already finished at step %ld: nothing left to train", a->cmd, a->out, a->to.resume_step);
     } else {
-        say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f at step %ld)", a->cmd, rep.steps, rep.seconds, (double)rep.val_loss,
-            (double)rep.best_val_loss, rep.best_step);
+        if (isfinite(rep.val_loss))
+            say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f at step %ld)", a->cmd, rep.steps, rep.seconds, (double)rep.val_loss,
+                (double)rep.best_val_loss, rep.best_step);
+        else
+            say("%s: %ld steps in %.1f s; no validation set (--val, or --val-fraction above 0)", a->cmd, rep.steps, rep.seconds);
         if (a->is_rm) say("rm: held-out pairwise accuracy %.4f", (double)rep.val_accuracy);
     }
     if (rep.skipped_steps > rep.steps) {
