@@ -299,6 +299,12 @@ static int parse_opts(const char *cmd, int argc, char **argv, int first, opt *o,
     }
     return np;
 }
+/* After parse_opts: -1 was --help (print it: exit 0), -2 a usage error already printed (exit 2). */
+static int help_or_usage(int np, const char *usage, const char *about, const opt *o, int n) {
+    if (np != -1) return 2;
+    print_help(usage, about, o, n);
+    return 0;
+}
 static int given(const opt *o, int n, const char *name) {
     int k;
     for (k = 0; k < n; k++)
@@ -731,11 +737,7 @@ static int cmd_info(int argc, char **argv) {
     rlhf_memory mem;
     const rlhf_config *c;
     int np = parse_opts("info", argc, argv, 2, NULL, 0, pos, 1);
-    if (np == -1) {
-        print_help("rlhf info CHECKPOINT", "A checkpoint's config, kind, tokenizer, parameter count and memory budget.", NULL, 0);
-        return 0;
-    }
-    if (np < 0) return 2;
+    if (np < 0) return help_or_usage(np, "rlhf info CHECKPOINT", "A checkpoint's config, kind, tokenizer, parameter count and memory budget.", NULL, 0);
     if (np != 1) return usage_error("info", "needs one CHECKPOINT");
     if (!(m = load_model("info", "CHECKPOINT", pos[0], ROLE_ANY, NULL))) return 1;
     c = rlhf_model_config(m);
@@ -807,12 +809,8 @@ static int cmd_generate(int argc, char **argv) {
     rlhf_message msg[2];
     char out[4096];
     int np = parse_opts("generate", argc, argv, 2, o, N_OPTS(o), pos, 1), i, rc, nm = 0;
-    if (np == -1) {
-        print_help("rlhf generate CHECKPOINT --prompt TEXT [options]", "Sample replies to a prompt through the chat template with the KV cache.", o,
+    if (np < 0) return help_or_usage(np, "rlhf generate CHECKPOINT --prompt TEXT [options]", "Sample replies to a prompt through the chat template with the KV cache.", o,
                    N_OPTS(o));
-        return 0;
-    }
-    if (np < 0) return 2;
     if (np != 1 || !g.prompt) return usage_error("generate", "needs one CHECKPOINT and --prompt");
     if (!(m = load_model("generate", "CHECKPOINT", pos[0], ROLE_POLICY, &t))) return 1;
     if ((rc = gen_setup("generate", m, &g, given(o, N_OPTS(o), "max-new"), &sc)) != 0) goto done;
@@ -895,15 +893,11 @@ static int cmd_chat(int argc, char **argv) {
     char *line = NULL, out[4096];
     size_t line_cap = 0;
     int np = parse_opts("chat", argc, argv, 2, o, N_OPTS(o), pos, 1), rc, sys;
-    if (np == -1) {
-        print_help("rlhf chat CHECKPOINT [options]",
+    if (np < 0) return help_or_usage(np, "rlhf chat CHECKPOINT [options]",
                    "Talk to a policy: each line you type is a user turn; the conversation goes through the chat template.\n"
                    "When it no longer fits the context, the oldest turns are dropped (the system message stays) and you are told.\n"
                    "An empty line or end of input quits.",
                    o, N_OPTS(o));
-        return 0;
-    }
-    if (np < 0) return 2;
     if (np != 1) return usage_error("chat", "needs one CHECKPOINT");
     if (!(m = load_model("chat", "CHECKPOINT", pos[0], ROLE_POLICY, &t))) return 1;
     if ((rc = gen_setup("chat", m, &g, given(o, N_OPTS(o), "max-new"), &sc)) != 0) goto done;
@@ -1013,13 +1007,9 @@ static int cmd_score(int argc, char **argv) {
     int np = parse_opts("score", argc, argv, 2, o, N_OPTS(o), pos, 1), rc = 0;
     rlhf_model *m;
     rlhf_tokenizer *t;
-    if (np == -1) {
-        print_help("rlhf score REWARD_MODEL (--prompt P --response R | --data FILE)",
+    if (np < 0) return help_or_usage(np, "rlhf score REWARD_MODEL (--prompt P --response R | --data FILE)",
                    "The reward (normalised as stored in the checkpoint) of a response, or of every completion of a preference file.", o,
                    N_OPTS(o));
-        return 0;
-    }
-    if (np < 0) return 2;
     if (np != 1 || (!data && (!prompt || !response)) || (data && (prompt || response)))
         return usage_error("score", "needs REWARD_MODEL and either --prompt and --response, or --data");
     if (!(m = load_model("score", "REWARD_MODEL", pos[0], ROLE_SCORER, &t))) return 1;
@@ -1077,12 +1067,8 @@ static int cmd_eval(int argc, char **argv) {
     rlhf_model *m;
     rlhf_tokenizer *t;
     rlhf_dataset *d;
-    if (np == -1) {
-        print_help("rlhf eval CHECKPOINT --data FILE", "Held-out quality: a policy's completion loss, or a reward model's pairwise accuracy.", o,
+    if (np < 0) return help_or_usage(np, "rlhf eval CHECKPOINT --data FILE", "Held-out quality: a policy's completion loss, or a reward model's pairwise accuracy.", o,
                    N_OPTS(o));
-        return 0;
-    }
-    if (np < 0) return 2;
     if (np != 1 || !data) return usage_error("eval", "needs CHECKPOINT and --data");
     if (!(m = load_model("eval", "CHECKPOINT", pos[0], ROLE_ANY, &t))) return 1;
     if (rlhf_model_has_score_head(m)) rc = score_file("eval", m, t, data, skip_bad);
@@ -1110,11 +1096,7 @@ static int cmd_tokenizer(int argc, char **argv) {
     size_t len = 0;
     rlhf_tokenizer *t;
     rlhf_error err;
-    if (np == -1) {
-        print_help("rlhf tokenizer --data FILE [options]", "Train a byte-level BPE tokenizer (GPT-2's pre-tokenizer) on a text file.", o, N_OPTS(o));
-        return 0;
-    }
-    if (np < 0) return 2;
+    if (np < 0) return help_or_usage(np, "rlhf tokenizer --data FILE [options]", "Train a byte-level BPE tokenizer (GPT-2's pre-tokenizer) on a text file.", o, N_OPTS(o));
     if (!data) return usage_error("tokenizer", "needs --data");
     if (is_dir(out)) return fail("tokenizer", "--out %s is a directory", out);
     {   /* replacing is for an older tokenizer only: never the text itself, a checkpoint or any other file */
@@ -1403,17 +1385,13 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             o[n++] = all[k];
         }
         np = parse_opts(cmd, argc, argv, 2, o, n, pos, 0);
-        if (np == -1) {
-            print_help(is_pre ? "rlhf pretrain --data FILE (--tokenizer TOK.json | --model CKPT) --out DIR [options]"
+        if (np < 0) return help_or_usage(np, is_pre ? "rlhf pretrain --data FILE (--tokenizer TOK.json | --model CKPT) --out DIR [options]"
                               : is_rm ? "rlhf rm --model SFT.safetensors --data PREFS.jsonl --out DIR [options]"
                                       : "rlhf sft --model BASE.safetensors --data SFT.jsonl --out DIR [options]",
                        is_pre ? "Pretrain a GPT-2 on text (every token a target)."
                               : is_rm ? "Train a reward model (InstructGPT eq. 1) on pairs or K-way rankings, then normalise it on SFT samples."
                                       : "Supervised fine-tuning: the loss on the completions only.",
                        o, n);
-            return 0;
-        }
-        if (np < 0) return 2;
         a.to.max_steps = a.steps;
         a.to.pack = a.pack;
         a.to.seed = (uint64_t)a.seed;
@@ -1612,13 +1590,9 @@ static int cmd_ppo(int argc, char **argv) {
         };
         int rc;
         np = parse_opts("ppo", argc, argv, 2, o, N_OPTS(o), pos, 0);
-        if (np == -1) {
-            print_help("rlhf ppo --policy SFT --reward RM --prompts FILE --out DIR [options]",
+        if (np < 0) return help_or_usage(np, "rlhf ppo --policy SFT --reward RM --prompts FILE --out DIR [options]",
                        "PPO with a KL penalty against the SFT policy (InstructGPT step 3, eq. 2; PPO-ptx with --ptx and --ptx-coef).", o,
                        N_OPTS(o));
-            return 0;
-        }
-        if (np < 0) return 2;
         a.c.adaptive_kl = a.adaptive;
         a.c.kl_estimator = a.k3 ? RLHF_KL_K3 : RLHF_KL_K1;
         a.c.seed = (uint64_t)a.seed;
@@ -1635,15 +1609,11 @@ static int cmd_plot(int argc, char **argv) {
         OPT_I("smooth", "moving-average window in points for the line charts, raw curve faint behind (0: off, -1: automatic)", &po.smooth, -1, 100000),
     };
     int np = parse_opts("plot", argc, argv, 2, o, N_OPTS(o), pos, 1), w;
-    if (np == -1) {
-        print_help("rlhf plot RUN_DIR [options]",
+    if (np < 0) return help_or_usage(np, "rlhf plot RUN_DIR [options]",
                    "SVG charts of a run's metrics.jsonl, written into RUN_DIR: loss.svg (losses per stage), reward_model.svg,\n"
                    "ppo.svg (reward and KL during PPO), gold_vs_proxy.svg and gold_vs_proxy_sqrt_kl.svg (demo: gold judge vs\n"
                    "reward model against KL, as Gao et al. 2022 plot reward over-optimisation).",
                    o, N_OPTS(o));
-        return 0;
-    }
-    if (np < 0) return 2;
     if (np != 1) return usage_error("plot", "needs RUN_DIR");
     if (!is_dir(pos[0])) return fail("plot", "%s is not a directory", pos[0]);
     {
@@ -2171,16 +2141,12 @@ static int cmd_demo(int argc, char **argv) {
             OPT_F("mistake-rate", "how often simulated labelers make a mistake in demonstrations", &d.mistake_rate, 0, 1),
         };
         np = parse_opts("demo", argc, argv, 2, o, N_OPTS(o), pos, 0);
-        if (np == -1) {
-            print_help("rlhf demo [options]",
+        if (np < 0) return help_or_usage(np, "rlhf demo [options]",
                        "The whole InstructGPT pipeline on a built-in world, no files needed: tokenizer and pretraining on the world's\n"
                        "text, SFT on demonstrations by simulated labelers (who make mistakes), a reward model on their rankings of\n"
                        "SFT samples (a gold judge plus noise), PPO against the reward model, and an evaluation by the gold judge\n"
                        "(never PPO's reward). Writes checkpoints, metrics.jsonl, report.json and charts into the run directory.",
                        o, N_OPTS(o));
-            return 0;
-        }
-        if (np < 0) return 2;
         if (d.quick) { /* small stages, unless an option sets one */
             if (!given(o, N_OPTS(o), "pretrain-steps")) d.pretrain_steps = 30;
             if (!given(o, N_OPTS(o), "sft-epochs")) d.sft_epochs = 1;
