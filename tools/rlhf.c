@@ -1834,6 +1834,7 @@ static int demo_rankings(demo *d) {
         double noisy[9];
         int K = 4 + world_below(&d->wr, 6), k, j, n = 0, order[9];
         if (i % 10 == 0) status_set("[demo] sampling replies for the labelers: prompt %d/%d", i, d->rm_prompts);
+        if (!g_tty && i > 0 && i % 200 == 0) say("  sampled replies for %d of %d prompts", i, d->rm_prompts);
         world_prompt(&t, p, sizeof p);
         for (k = 0; k < K; k++) { /* distinct replies only: a labeler cannot rank two equal texts */
             char r[160];
@@ -2065,7 +2066,9 @@ static int demo_report(demo *d) {
     say("evaluation: %d held-out prompts, replies sampled at temperature 0.7, scored by the gold judge", n);
     for (i = 0; i < n; i++) eval[i] = world_sample_task(&d->wr);
     gold_base = gold_eval(d->base, d->tok, eval, n, (uint64_t)d->seed + 9, NULL, "the base model");
+    say("  base model: gold %.3f", gold_base);
     gold_sft = gold_eval(d->sft, d->tok, eval, n, (uint64_t)d->seed + 9, g_sft, "SFT");
+    say("  SFT: gold %.3f", gold_sft);
     gold_ppo = gold_eval(d->policy, d->tok, eval, n, (uint64_t)d->seed + 9, g_ppo, "PPO");
     status_done();
     for (i = 0; i < n; i++) {
