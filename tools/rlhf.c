@@ -474,8 +474,9 @@ static int compare_options(const char *cmd, const char *dir, const opt *o, int n
     free(text);
     root = rlhf_json_root(doc);
     if ((x = rlhf_json_get(root, "command")) && x->type == RLHF_JSON_STRING && strcmp(x->str, cmd) != 0) {
-        rlhf_json_free(doc);
-        return usage_error(cmd, "%s holds a %s run, not a %s run: give this run its own --out", dir, x->str, cmd);
+        int rc = usage_error(cmd, "%s holds a %s run, not a %s run: give this run its own --out", dir, x->str, cmd);
+        rlhf_json_free(doc); /* after the message: x points into doc */
+        return rc;
     }
     for (k = 0; k < n; k++) {
         if (opt_steers_only(o[k].name) || !(x = rlhf_json_get(root, o[k].name)) || x->type != RLHF_JSON_STRING) continue;
