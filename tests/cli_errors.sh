@@ -105,6 +105,7 @@ expect 2 "--lr must be .*0 in single precision" sft --model "$SFT" --data "$Q/sf
 expect 2 "--out needs a value \(got the option --resume" sft --model "$SFT" --data "$Q/sft.jsonl" --out --resume
 expect 2 "holds a sft run, not a pretrain run" pretrain --resume --data "$Q/pretrain.txt" --out "$D"
 expect 2 "holds another run" demo --quick --out "$D"
+expect 2 "holds an rlhf demo run" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$Q"
 expect 2 "holds the checkpoints of another stage" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$D" $PPO
 : > "$W/afile"
 expect 1 "--out .*afile exists and is not a directory" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/afile"

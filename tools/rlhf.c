@@ -401,6 +401,8 @@ static int prepare_run_dir(const char *cmd, const char *dir, int resume, int ove
     if (exists(dir) && !is_dir(dir)) return fail(cmd, "--out %s exists and is not a directory", dir);
     if (holds_any(dir, other))
         return usage_error(cmd, "%s holds the checkpoints of another stage (%s...): give this run its own --out", dir, other[0]);
+    if (exists(join(path, sizeof path, dir, "pretrain.txt")) && exists(join(path, sizeof path, dir, "sft.jsonl")))
+        return usage_error(cmd, "%s holds an rlhf demo run: give this run its own --out", dir);
     if (resume && !exists(join(path, sizeof path, dir, own[0]))) return fail(cmd, "--resume: nothing to resume in %s (no %s)", dir, own[0]);
     if (holds_any(dir, own) && !resume && !overwrite)
         return usage_error(cmd, "%s already holds a run: add --resume to continue it, or --overwrite to start again", dir);
