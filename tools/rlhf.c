@@ -788,6 +788,13 @@ static int gen_setup(const char *cmd, rlhf_model *m, gen_opts *g, int max_new_gi
     if (!sampler_open(sc, m, &c, (uint64_t)g->seed)) return fail(cmd, "out of memory for the KV cache (%d tokens)", n_ctx);
     return 0;
 }
+/* the sampler's options of generate and chat (g: a gen_opts) */
+#define SAMPLING_OPTS(g)                                                                        \
+    OPT_F("temperature", "sampling temperature (0: greedy)", &(g).temperature, 0, 100),        \
+    OPT_I("top-k", "keep the k most likely tokens (0: off)", &(g).top_k, 0, BIG),               \
+    OPT_FA("top-p", "nucleus: keep the smallest set reaching p (1: off)", &(g).top_p, 0, 1),   \
+    OPT_I("max-new", "longest reply in tokens; if not given, at most half the context", &(g).max_new, 1, BIG), \
+    OPT_I("seed", "sampling seed", &(g).seed, 0, BIG),
 static void print_reply(const char *prefix, const char *text, int status) {
     char clean[3 * 4096 + 1];
     utf8_clean(text, clean, sizeof clean);
@@ -800,11 +807,7 @@ static int cmd_generate(int argc, char **argv) {
         OPT_S("prompt", "the user's message", &g.prompt),
         OPT_S("system", "a system message before it", &g.system),
         OPT_I("n", "replies to sample", &g.n, 1, 100000),
-        OPT_F("temperature", "sampling temperature (0: greedy)", &g.temperature, 0, 100),
-        OPT_I("top-k", "keep the k most likely tokens (0: off)", &g.top_k, 0, BIG),
-        OPT_FA("top-p", "nucleus: keep the smallest set reaching p (1: off)", &g.top_p, 0, 1),
-        OPT_I("max-new", "longest reply in tokens", &g.max_new, 1, BIG),
-        OPT_I("seed", "sampling seed", &g.seed, 0, BIG),
+        SAMPLING_OPTS(g)
     };
     rlhf_model *m;
     rlhf_tokenizer *t;
@@ -882,11 +885,7 @@ static int cmd_chat(int argc, char **argv) {
     gen_opts g = {1, 0, 64, 1, 0.7f, 1.0f, NULL, NULL};
     opt o[] = {
         OPT_S("system", "a system message kept at the start of the conversation", &g.system),
-        OPT_F("temperature", "sampling temperature (0: greedy)", &g.temperature, 0, 100),
-        OPT_I("top-k", "keep the k most likely tokens (0: off)", &g.top_k, 0, BIG),
-        OPT_FA("top-p", "nucleus: keep the smallest set reaching p (1: off)", &g.top_p, 0, 1),
-        OPT_I("max-new", "longest reply in tokens", &g.max_new, 1, BIG),
-        OPT_I("seed", "sampling seed", &g.seed, 0, BIG),
+        SAMPLING_OPTS(g)
     };
     rlhf_model *m;
     rlhf_tokenizer *t;
