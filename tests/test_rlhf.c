@@ -31,6 +31,8 @@ static void *count_malloc(size_t n) {
 
 /* ---- checks -------------------------------------------------------------- */
 static int g_fail; /* failures in the current test */
+/* set by a test that has nothing to compare on this build; main prints "skipped" */
+static const char *g_skip;
 
 #define CHECK(cond)                                                               \
     do {                                                                          \
@@ -137,6 +139,10 @@ static const int ODD_SIZES[] = {1, 5, 7, 8, 13, 16, 33, 64, 100, 257};
 static void test_kernel_dot_axpy(void) {
     rlhf_rng rng;
     int s;
+    if (strcmp(rlhf_simd_name(), "scalar") == 0) { /* dot and axpy are then their twins' very loops: nothing to compare */
+        g_skip = "scalar build: dot and axpy are their scalar twins";
+        return;
+    }
     rlhf_rng_seed(&rng, 1);
     for (s = 0; s < N_ODD; s++) {
         int n = ODD_SIZES[s];
@@ -3554,7 +3560,13 @@ int main(int argc, char **argv) {
             continue;
         }
         g_fail = 0;
+        g_skip = NULL;
         TESTS[i].fn();
+        if (g_skip && !g_fail) {
+            printf("%-28s skipped (%s)\n", TESTS[i].name, g_skip);
+            skipped++;
+            continue;
+        }
         printf("%-28s %s\n", TESTS[i].name, g_fail ? "FAIL" : "ok");
         fflush(stdout);
         ran++;
@@ -3565,7 +3577,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     printf("%d of %d tests passed", ran - failed, ran);
-    if (skipped) printf(" (%d slow ones skipped)", skipped);
+    if (skipped) printf(" (%d skipped)", skipped);
     printf("\n");
     return failed ? 1 : 0;
 }

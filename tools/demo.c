@@ -1,7 +1,9 @@
-/* demo.c: the engine demo that `make demo` runs until the full RLHF pipeline
-   demo lands (issue 7). It pretrains a tiny byte-level GPT-2 on a built-in
-   text with rlhf.h, prints the memory budget before it starts, shows the loss
-   falling, and samples from the model with the KV cache before and after.
+/* demo.c: the engine demo (build/demo), the smallest whole program on the
+   engine alone; `make test` runs it for 3 steps. `make demo` runs the full
+   RLHF pipeline instead (`rlhf demo`, tools/rlhf.c). It pretrains a tiny
+   byte-level GPT-2 on a built-in text with rlhf.h, prints the memory budget
+   before it starts, shows the loss falling, and samples from the model with
+   the KV cache before and after.
 
    Every byte is a token (V = 256): no tokenizer is needed yet.
    Usage: demo [steps] [seed]   (defaults 400 and 1337) */
