@@ -6053,9 +6053,37 @@ RLHFDEF rlhf_result rlhf_dataset_load(rlhf_dataset **out, const char *path, rlhf
 }
 
 // ----------------------------------------------------------------------------
-// >>sft  supervised fine-tuning (InstructGPT step 1) and pretraining: the
-//        learning-rate schedule, examples, packing, batches, the loop
+// >>train  the training loop every offline stage shares: options and the
+//          learning-rate schedule, the run (errors, log, metric lines,
+//          checkpoints), the train/validation split and the loop itself
 // ----------------------------------------------------------------------------
+//
+// A stage (pretraining, SFT, the reward model; DPO next) is a loss over
+// "units" of its data: rows of tokens for a language model, prompts with
+// their K ranked completions for the reward model. The loop owns everything
+// else, written once here:
+//
+//   for epoch = 0, 1, ...:  shuffle the units (the run's seeded generator)
+//     for each batch of batch_size units:           step s = 1 .. S
+//       skip it when s <= resume_step (only the data order advances)
+//       g = stage.grads(batch)     gradient of the batch's mean loss,
+//                                  accumulated over micro-batches
+//       theta <- AdamW(theta, g, lr(s))            unless g is not finite
+//       a metric line; every eval_every steps and at S:
+//         stage.validate -> best.safetensors when the loss improves,
+//         then last.safetensors (with AdamW's state: resume is bit-exact)
+//       stop here when the caller's should_stop says so
+//
+// A stage with a frozen reference model (DPO) keeps it in its own state and
+// runs it inside grads: the loop only ever updates run->m.
+//
+// The learning rate at step s (0-based; W warmup steps, S steps in all,
+// lo = lr * min_lr_ratio), as Hugging Face's schedules:
+//
+//   lr(s) = lr * (s + 1) / W                          s < W
+//   p     = min(1, (s - W) / (S - W))                 afterwards
+//   lr(s) = lo + (lr - lo) * (1 + cos(pi p)) / 2      cosine decay
+//   lr(s) = lr - (lr - lo) * p                        linear decay
 
 #if defined(_OPENMP)
 static double rlhf__seconds(void) { return omp_get_wtime(); }
@@ -6105,9 +6133,10 @@ RLHFDEF float rlhf_lr_at(const rlhf_train_options *o, long step, long total_step
     lr = o->opt.lr;
     lo = lr * o->min_lr_ratio;
     if (step < o->warmup_steps) return (float)(lr * (double)(step + 1) / (double)o->warmup_steps);
-    rest = total_steps - o->warmup_steps;
+
     /* progress over the decay steps; the floor is reached after the last
        step (as Hugging Face's schedules), so no step runs at lr 0 */
+    rest = total_steps - o->warmup_steps;
     p = rest > 0 ? (double)(step - o->warmup_steps) / (double)rest : 0.0;
     if (p > 1.0) p = 1.0;
     if (o->decay == RLHF_LR_COSINE) return (float)(lo + (lr - lo) * 0.5 * (1.0 + cos(3.14159265358979323846 * p)));
@@ -6116,14 +6145,16 @@ RLHFDEF float rlhf_lr_at(const rlhf_train_options *o, long step, long total_step
 }
 
 /* ---- a run: options, error, timing, log and metric lines ------------------- */
+
 typedef struct rlhf__trainrun {
     const rlhf_train_options *o;
     rlhf_error *err;
-    rlhf_model *m;
-    const char *stage; /* "sft", "pretrain", "rm" */
+    rlhf_model *m;          /* the model the run trains */
+    const char *stage;      /* "sft", "pretrain", "rm", "ppo": the prefix of every message */
     double t0;
-    rlhf__sb line;     /* the metric line being built */
-    float best;        /* best validation loss so far (NaN: none) */
+    rlhf__sb line;          /* the metric line being built */
+    float best;             /* best validation loss so far (NaN: none) */
+    rlhf_train_report rep;  /* what the caller gets back (offline stages) */
 } rlhf__trainrun;
 
 /* the run ends with result r: "stage: message" into err and the log */
@@ -6160,6 +6191,7 @@ static void rlhf__run_log(rlhf__trainrun *run, rlhf_log_level level, const char 
     va_end(ap);
     run->o->log(run->o->log_user, level, msg);
 }
+
 /* metric lines: begin, add "key":value pairs (non-finite as null), emit */
 static void rlhf__metric_begin(rlhf__trainrun *run, long step) {
     run->line.len = 0;
@@ -6174,20 +6206,24 @@ static void rlhf__metric_end(rlhf__trainrun *run) {
     rlhf__sb_str(&run->line, "}");
     if (run->o->metrics && !run->line.oom) run->o->metrics(run->o->metrics_user, run->line.p);
 }
+
 /* A checkpoint of the run: its kind and tokenizer go into the metadata so
    the file is a whole model; AdamW state included (for resuming). */
 static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long step, const char *kind, const rlhf_tokenizer *t) {
     char path[1024], num[32];
     const char *bad = rlhf__non_finite_tensor(run->m);
     rlhf_result r;
+
     /* a diverged model is never a checkpoint: the previous one stays */
     if (bad)
-        return rlhf__run_fail(run, RLHF_ERR_NON_FINITE, "the weights are not finite after step %ld (%s; learning rate too high?)%s", step,
-                              bad, run->o->out_dir ? "; checkpoint not written" : "");
+        return rlhf__run_fail(run, RLHF_ERR_NON_FINITE, "the weights are not finite after step %ld (%s; learning rate too high?)%s",
+                              step, bad, run->o->out_dir ? "; checkpoint not written" : "");
     if ((r = rlhf__set_meta(run->m, "rlhf.kind", kind)) != RLHF_OK) return rlhf__run_fail(run, r, "out of memory for the metadata");
     if ((r = rlhf_model_set_tokenizer(run->m, t)) != RLHF_OK)
         return rlhf__run_fail(run, r, "cannot store the tokenizer in the model: %s", rlhf_model_last_error(run->m));
     if (!run->o->out_dir) return RLHF_OK;
+
+    /* the step and the best validation loss let a resumed run go on as if never stopped */
     if ((size_t)snprintf(path, sizeof path, "%s/%s", run->o->out_dir, name) >= sizeof path)
         return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "out_dir \"%s\" is too long", run->o->out_dir);
     snprintf(num, sizeof num, "%ld", step);
@@ -6200,16 +6236,20 @@ static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long st
         return rlhf__run_fail(run, r, "cannot write checkpoint %s: %s", path, rlhf_model_last_error(run->m));
     return RLHF_OK;
 }
+
 /* The caller's should_stop said stop after this step: last.safetensors at
    it, exactly as a periodic save (unless the step's validation has just
    written it), so resume_step = step continues bit for bit. */
-static rlhf_result rlhf__run_stop(rlhf__trainrun *run, long step, long total_steps, int saved, const char *kind, const rlhf_tokenizer *t) {
+static rlhf_result rlhf__run_stop(rlhf__trainrun *run, long step, long total_steps, int saved, const char *kind,
+                                  const rlhf_tokenizer *t) {
     rlhf_result r;
     if (!saved && (r = rlhf__run_save(run, "last.safetensors", step, kind, t)) != RLHF_OK) return r;
-    if (!run->o->out_dir) return rlhf__run_end(run, RLHF_LOG_WARN, RLHF_ERR_INTERRUPTED, "stopped at step %ld of %ld", step, total_steps);
-    return rlhf__run_end(run, RLHF_LOG_WARN, RLHF_ERR_INTERRUPTED, "stopped at step %ld of %ld; %s/last.safetensors holds it", step,
-                         total_steps, run->o->out_dir);
+    if (!run->o->out_dir)
+        return rlhf__run_end(run, RLHF_LOG_WARN, RLHF_ERR_INTERRUPTED, "stopped at step %ld of %ld", step, total_steps);
+    return rlhf__run_end(run, RLHF_LOG_WARN, RLHF_ERR_INTERRUPTED, "stopped at step %ld of %ld; %s/last.safetensors holds it",
+                         step, total_steps, run->o->out_dir);
 }
+
 /* A stage starts with a fresh AdamW (moments 0, step 0): a checkpoint of the
    previous stage may carry its state, which belongs to another loss. */
 static void rlhf__fresh_optimizer(rlhf_model *m) {
@@ -6217,6 +6257,7 @@ static void rlhf__fresh_optimizer(rlhf_model *m) {
     if (m->v_mem) memset(m->v_mem, 0, m->num_params * sizeof(float));
     m->adam_steps = 0;
 }
+
 static int rlhf__opts_ok(rlhf__trainrun *run, const rlhf_train_options *o, const rlhf_model *m) {
     /* an infinite lr or decay would pass "> 0" and wreck the weights on the first step */
     const float knob[3] = {o->opt.lr, o->opt.grad_clip, o->opt.weight_decay};
@@ -6228,8 +6269,8 @@ static int rlhf__opts_ok(rlhf__trainrun *run, const rlhf_train_options *o, const
             return 0;
         }
     if (o->batch_size < 1 || o->micro_batch < 0 || o->seq_len < 0 || o->seq_len > m->cfg.n_ctx || o->epochs < 1 ||
-        o->warmup_steps < 0 || !(o->min_lr_ratio >= 0.0f && o->min_lr_ratio <= 1.0f) || !(o->val_fraction >= 0.0f && o->val_fraction < 1.0f) ||
-        o->eval_every < 0 || o->log_every < 0 || !(o->opt.lr > 0.0f)) {
+        o->warmup_steps < 0 || !(o->min_lr_ratio >= 0.0f && o->min_lr_ratio <= 1.0f) ||
+        !(o->val_fraction >= 0.0f && o->val_fraction < 1.0f) || o->eval_every < 0 || o->log_every < 0 || !(o->opt.lr > 0.0f)) {
         rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT,
                        "bad options: need batch_size >= 1, micro_batch >= 0, 0 <= seq_len <= n_ctx (%d), epochs >= 1, "
                        "warmup_steps >= 0, min_lr_ratio in [0,1], val_fraction in [0,1), lr > 0",
@@ -6238,6 +6279,43 @@ static int rlhf__opts_ok(rlhf__trainrun *run, const rlhf_train_options *o, const
     }
     return 1;
 }
+
+/* The start every offline stage shares: the run, its report, the arguments
+   and options checked, the best validation loss of a resumed run, and a
+   fresh optimizer for a new one. 0 when the run cannot start (err says why). */
+static int rlhf__run_begin(rlhf__trainrun *run, const char *stage, rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train,
+                           const rlhf_train_options *o, rlhf_error *err, rlhf_result *r) {
+    rlhf_train_report *rep = &run->rep;
+    memset(run, 0, sizeof *run);
+    memset(rep, 0, sizeof *rep);
+    rep->train_loss = rep->val_loss = rep->best_val_loss = NAN;
+    rep->train_accuracy = rep->val_accuracy = NAN;
+    rep->best_step = -1;
+    if (err) err->message[0] = 0;
+    if (!m || !t || !train || !o) {
+        if (err) snprintf(err->message, sizeof err->message, "%s: model, tokenizer, dataset and options are required", stage);
+        *r = RLHF_ERR_INVALID_ARGUMENT;
+        return 0;
+    }
+    run->o = o;
+    run->err = err;
+    run->m = m;
+    run->stage = stage;
+    run->t0 = rlhf__seconds();
+    run->best = NAN;
+    if (o->resume_step > 0 && rlhf_model_meta(m, "rlhf.train.best_val_loss"))
+        rep->best_val_loss = run->best = (float)strtod(rlhf_model_meta(m, "rlhf.train.best_val_loss"), NULL);
+    *r = RLHF_ERR_INVALID_ARGUMENT;
+    if (!rlhf__opts_ok(run, o, m)) return 0;
+    if (rlhf_tokenizer_vocab_size(t) > m->cfg.vocab_size) {
+        rlhf__run_fail(run, *r, "the tokenizer has %d tokens but the model only %d", rlhf_tokenizer_vocab_size(t), m->cfg.vocab_size);
+        return 0;
+    }
+    *r = RLHF_OK;
+    return 1;
+}
+
+/* ---- the split: training and validation units -------------------------------- */
 
 /* Fisher-Yates with the run's generator */
 static void rlhf__shuffle(size_t *a, size_t n, rlhf_rng *rng) {
@@ -6248,6 +6326,223 @@ static void rlhf__shuffle(size_t *a, size_t n, rlhf_rng *rng) {
         a[j] = tmp;
     }
 }
+
+/* Split units 0..n into train and validation index lists: val_fraction of
+   them, chosen by the seed, at least one when n >= 2. */
+static int rlhf__split(size_t n, float frac, uint64_t seed, size_t **train, size_t *n_train, size_t **val, size_t *n_val) {
+    size_t i, nv = (size_t)((double)frac * (double)n);
+    size_t *all = (size_t *)rlhf__alloc((n + 1) * sizeof(size_t));
+    rlhf_rng rng;
+    if (!all) return 0;
+    if (frac > 0.0f && nv == 0 && n >= 2) nv = 1;
+    for (i = 0; i < n; i++) all[i] = i;
+    rlhf_rng_seed(&rng, seed ^ 0x5A17u);
+    rlhf__shuffle(all, n, &rng);
+    *val = (size_t *)rlhf__alloc((nv + 1) * sizeof(size_t));
+    if (!*val) { rlhf__free(all); return 0; }
+    memcpy(*val, all, nv * sizeof(size_t));
+    memmove(all, all + nv, (n - nv) * sizeof(size_t));
+    *n_val = nv;
+    *train = all;
+    *n_train = n - nv;
+    return 1;
+}
+
+/* The units to train and validate on: n of the training set, and either all
+   n_given of a separate validation set (given = 1) or val_fraction of the
+   n held out. The lists index the training set, or the validation set. */
+static rlhf_result rlhf__train_val(rlhf__trainrun *run, size_t n, int given, size_t n_given, size_t **tidx, size_t *n_t,
+                                   size_t **vidx, size_t *n_v) {
+    size_t i;
+    if (!given) {
+        if (!rlhf__split(n, run->o->val_fraction, run->o->seed, tidx, n_t, vidx, n_v))
+            return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        return RLHF_OK;
+    }
+    *tidx = (size_t *)rlhf__alloc((n + 1) * sizeof(size_t));
+    *vidx = (size_t *)rlhf__alloc((n_given + 1) * sizeof(size_t));
+    if (!*tidx || !*vidx) return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+    for (i = 0; i < n; i++) (*tidx)[i] = i;
+    for (i = 0; i < n_given; i++) (*vidx)[i] = i;
+    *n_t = n;
+    *n_v = n_given;
+    return RLHF_OK;
+}
+
+/* ---- the loop ----------------------------------------------------------------- */
+
+/* What one step's gradients produced, as the stage reports it. */
+typedef struct rlhf__step_out {
+    double loss;     /* the step's loss: the mean over its units */
+    int finite;      /* 0: a loss or a gradient was not finite (no update) */
+    double correct;  /* preference stages: pairs ranked right, */
+    double pairs;    /*   pairs in all, */
+    double margin;   /*   and the sum of their reward margins r_better - r_worse */
+} rlhf__step_out;
+
+/* What a stage supplies to the loop. */
+typedef struct rlhf__stage {
+    const char *kind;     /* the checkpoints' rlhf.kind: "base", "policy" or "reward" */
+    size_t n_train;       /* training units */
+    size_t n_val;         /* validation units (0: no validation) */
+    size_t *order;        /* the n_train units in training order, shuffled every epoch */
+    int order_restarts;   /* 1: each epoch shuffles 0..n_train-1 afresh; 0: it shuffles the previous
+                             epoch's order (the reward model's, kept so its old runs resume bit for bit) */
+    int preference;       /* metric lines carry accuracy and margin (else the tokens seen) */
+    /* The gradient of the mean loss over units[0..n), accumulated into the
+       model's (zeroed) gradients; out->loss is that mean. */
+    rlhf_result (*grads)(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step, rlhf__step_out *out);
+    /* The validation loss into run->rep.val_loss (and what else the stage
+       measures), with its metric line and log line. */
+    rlhf_result (*validate)(void *self, rlhf__trainrun *run, long step);
+    void *self;
+} rlhf__stage;
+
+/* steps in the run: max_steps, or epochs over n units in batches */
+static long rlhf__run_steps(const rlhf_train_options *o, size_t n) {
+    if (o->max_steps > 0) return o->max_steps;
+    return (long)((n + (size_t)o->batch_size - 1) / (size_t)o->batch_size) * o->epochs;
+}
+
+/* The metric line and the log line of one step. */
+static void rlhf__step_report(rlhf__trainrun *run, const rlhf__stage *st, const rlhf__step_out *s, long step, long total,
+                              double epoch, float lr, float gn) {
+    const rlhf_train_options *o = run->o;
+    double acc = s->pairs > 0 ? s->correct / s->pairs : NAN;
+    rlhf__metric_begin(run, step);
+    rlhf__metric(run, "total_steps", (double)total);
+    rlhf__metric(run, "epoch", epoch);
+    rlhf__metric(run, "loss", s->finite ? s->loss : NAN);
+    if (st->preference) {
+        rlhf__metric(run, "accuracy", acc);
+        rlhf__metric(run, "margin", s->pairs > 0 ? s->margin / s->pairs : NAN);
+    }
+    rlhf__metric(run, "lr", lr);
+    rlhf__metric(run, "grad_norm", gn);
+    if (!st->preference) rlhf__metric(run, "tokens", run->rep.tokens);
+    rlhf__metric_end(run);
+    if (!o->log_every || (step % o->log_every != 0 && step != total)) return;
+    if (st->preference) {
+        rlhf__run_log(run, RLHF_LOG_INFO, "step %ld/%ld loss %.4f accuracy %.3f lr %.3g grad_norm %.3g", step, total, s->loss,
+                      s->pairs > 0 ? acc : 0.0, (double)lr, (double)gn);
+    } else {
+        double el = rlhf__seconds() - run->t0;
+        rlhf__run_log(run, RLHF_LOG_INFO, "step %ld/%ld loss %.4f lr %.3g grad_norm %.3g %.0f tok/s", step, total, s->loss,
+                      (double)lr, (double)gn, el > 0 ? run->rep.tokens / el : 0.0);
+    }
+}
+
+/* One optimisation step (0-based `step`) on units[0..n): the stage's
+   gradients, then AdamW at lr unless they are not finite. */
+static rlhf_result rlhf__train_step(rlhf__trainrun *run, rlhf__stage *st, const size_t *units, size_t n, long step, float lr,
+                                    rlhf__step_out *s, float *gn) {
+    rlhf_adamw_config opt = run->o->opt;
+    rlhf_result r;
+    const char *bad;
+    memset(s, 0, sizeof *s);
+    s->finite = 1;
+    *gn = 0.0f;
+    rlhf_model_zero_grad(run->m);
+    if ((r = st->grads(st->self, run, units, n, step, s)) != RLHF_OK) return r;
+
+    /* the update; a non-finite gradient norm skips it */
+    opt.lr = lr;
+    if (s->finite) {
+        r = rlhf_model_adamw_update(run->m, &opt, gn);
+        if (r == RLHF_ERR_NON_FINITE) s->finite = 0;
+        else if (r != RLHF_OK) return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(run->m));
+    }
+    if (s->finite) {
+        run->rep.steps++;
+        return RLHF_OK;
+    }
+
+    /* skipped: fatal when the weights themselves are not finite (skipping the rest cannot help) */
+    if ((bad = rlhf__non_finite_tensor(run->m)) != NULL)
+        return rlhf__run_fail(run, RLHF_ERR_NON_FINITE, "the weights are not finite after step %ld (%s; learning rate too high?)",
+                              step, bad);
+    run->rep.skipped_steps++;
+    rlhf__run_log(run, RLHF_LOG_WARN, "step %ld: loss or gradient norm is not finite; update skipped (%ld so far)", step + 1,
+                  run->rep.skipped_steps);
+    return RLHF_OK;
+}
+
+/* Validation (when there is a validation set), best.safetensors when the
+   loss improves on the best so far, then last.safetensors. */
+static rlhf_result rlhf__train_checkpoint(rlhf__trainrun *run, rlhf__stage *st, long step, const rlhf_tokenizer *t) {
+    rlhf_train_report *rep = &run->rep;
+    rlhf_result r;
+    if (st->n_val > 0) {
+        if ((r = st->validate(st->self, run, step)) != RLHF_OK) return r;
+        if (isfinite(rep->val_loss) && !(rep->val_loss >= rep->best_val_loss)) {
+            rep->best_val_loss = run->best = rep->val_loss;
+            rep->best_step = step;
+            if ((r = rlhf__run_save(run, "best.safetensors", step, st->kind, t)) != RLHF_OK) return r;
+        }
+    }
+    return rlhf__run_save(run, "last.safetensors", step, st->kind, t);
+}
+
+/* The loop (see the top of this section). rng: the run's generator, already
+   used by the stage's setup where it shuffles; on return run->rep holds the
+   report. The training loss and accuracy of the report are means over a
+   window of up to 100 steps, the last window at the end. */
+static rlhf_result rlhf__train_loop(rlhf__trainrun *run, rlhf__stage *st, rlhf_rng *rng, const rlhf_tokenizer *t) {
+    const rlhf_train_options *o = run->o;
+    rlhf_train_report *rep = &run->rep;
+    long step = 0, total = rlhf__run_steps(o, st->n_train), epoch, win_n = 0;
+    double win_loss = 0.0, win_correct = 0.0, win_pairs = 0.0;
+    size_t at, i, n;
+    rlhf_result r;
+    for (epoch = 0; step < total; epoch++) {
+        if (st->order_restarts)
+            for (i = 0; i < st->n_train; i++) st->order[i] = i;
+        rlhf__shuffle(st->order, st->n_train, rng);
+        for (at = 0; at < st->n_train && step < total; at += (size_t)o->batch_size) {
+            rlhf__step_out s;
+            float gn, lr = rlhf_lr_at(o, step, total);
+            int saved;
+            n = st->n_train - at < (size_t)o->batch_size ? st->n_train - at : (size_t)o->batch_size;
+            if (step < o->resume_step) { /* done before the checkpoint: only the data order advances */
+                step++;
+                continue;
+            }
+
+            /* the step, its metrics, and the training window */
+            if ((r = rlhf__train_step(run, st, st->order + at, n, step, lr, &s, &gn)) != RLHF_OK) return r;
+            step++;
+            if (s.finite) {
+                win_loss += s.loss;
+                win_n++;
+                win_correct += s.correct;
+                win_pairs += s.pairs;
+            }
+            rlhf__step_report(run, st, &s, step, total, (double)epoch + (double)(at + n) / (double)st->n_train, lr, gn);
+            if (win_n >= 100 || step == total) {
+                rep->train_loss = win_n ? (float)(win_loss / (double)win_n) : NAN;
+                rep->train_accuracy = win_pairs > 0 ? (float)(win_correct / win_pairs) : NAN;
+                if (step != total) win_loss = 0.0, win_n = 0, win_correct = 0.0, win_pairs = 0.0;
+            }
+
+            /* validation and checkpoints every eval_every steps and at the end */
+            saved = (o->eval_every && step % o->eval_every == 0) || step == total;
+            if (saved && (r = rlhf__train_checkpoint(run, st, step, t)) != RLHF_OK) return r;
+
+            /* the caller may stop the run here; the last step needs no stop */
+            if (o->should_stop && step < total && o->should_stop(o->stop_user)) {
+                if (win_n) rep->train_loss = (float)(win_loss / (double)win_n);
+                if (win_pairs > 0) rep->train_accuracy = (float)(win_correct / win_pairs);
+                return rlhf__run_stop(run, step, total, saved, st->kind, t);
+            }
+        }
+    }
+    return RLHF_OK;
+}
+
+// ----------------------------------------------------------------------------
+// >>sft  supervised fine-tuning (InstructGPT step 1) and pretraining: the
+//        examples, packing, batches, and the stage the loop of >>train runs
+// ----------------------------------------------------------------------------
 
 /* ---- examples: token sequences in one buffer ------------------------------
    Example i is ids[off[i] .. off[i] + len[i]) with mask (1: learned). Groups
@@ -6523,239 +6818,162 @@ static size_t rlhf__rows_fill(const rlhf__rows *rows, const rlhf__examples *ex, 
     return count;
 }
 
-/* Validation loss of an LM over rows: sum of token losses / number of targets. */
-static rlhf_result rlhf__lm_eval(rlhf__trainrun *run, const rlhf__rows *rows, const rlhf__examples *ex, int micro, int pad, int pack,
-                                 int *inputs, int *targets, int *doc, size_t *order, float *out) {
+/* ---- the SFT stage: a language model's loss over rows ------------------------ */
+
+typedef struct rlhf__lm_stage {
+    rlhf__examples ex, vex;  /* training examples; validation examples when a validation set is given */
+    rlhf__rows rows, vrows;  /* rows of training and validation examples */
+    size_t *vorder;          /* the validation rows in order */
+    int *inputs, *targets, *doc; /* one micro-batch: (micro, seq_len) each */
+    int micro, pad, pack, has_val;
+} rlhf__lm_stage;
+
+/* The gradient of the step's loss, the mean cross-entropy over all its
+   targets (N of them, across micro-batches):
+     L = (1/N) sum_rows sum_t -log p(target_t | tokens < t)
+   Each micro-batch adds its own part: its summed token losses / N. */
+static rlhf_result rlhf__lm_grads(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step, rlhf__step_out *s) {
+    rlhf__lm_stage *lm = (rlhf__lm_stage *)self;
+    rlhf_model *m = run->m;
+    size_t mb, total = 0;
+    rlhf_result r;
+    for (mb = 0; mb < n; mb++) total += (size_t)lm->rows.ntg[units[mb]];
+    for (mb = 0; mb < n; mb += (size_t)lm->micro) {
+        int B = (int)(n - mb < (size_t)lm->micro ? n - mb : (size_t)lm->micro), T;
+        size_t count = rlhf__rows_fill(&lm->rows, &lm->ex, units + mb, B, lm->pad, lm->inputs, lm->targets, lm->doc, &T);
+        float loss;
+        if (count == 0) continue;
+
+        /* forward: the mean loss over this micro-batch's count targets */
+        r = rlhf__forward_entry(m, lm->inputs, lm->targets, lm->pack ? lm->doc : NULL, B, T, NULL, &loss, NULL, 1, 0, "sft");
+        if (r != RLHF_OK) return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
+        run->rep.tokens += (double)B * T;
+        if (!isfinite(loss)) {
+            s->finite = 0;
+            return RLHF_OK;
+        }
+
+        /* backward with dL/d(each token's loss) = 1/N */
+        s->loss += (double)loss * (double)count / (double)total;
+        m->dloss = 1.0f / (float)total;
+        if ((r = rlhf_model_backward(m)) != RLHF_OK) return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
+    }
+    return RLHF_OK;
+}
+
+/* Validation loss of the language model: the sum of all token losses over
+   the validation rows / the number of their targets. */
+static rlhf_result rlhf__lm_validate(void *self, rlhf__trainrun *run, long step) {
+    rlhf__lm_stage *lm = (rlhf__lm_stage *)self;
+    const rlhf__examples *ex = lm->has_val ? &lm->vex : &lm->ex;
     double sum = 0.0;
     size_t i, total = 0;
-    for (i = 0; i < rows->n; i++) order[i] = i;
-    for (i = 0; i < rows->n; i += (size_t)micro) {
-        int B = (int)(rows->n - i < (size_t)micro ? rows->n - i : (size_t)micro), T;
-        size_t count = rlhf__rows_fill(rows, ex, order + i, B, pad, inputs, targets, doc, &T);
+    rlhf_result r;
+    for (i = 0; i < lm->vrows.n; i++) lm->vorder[i] = i;
+    for (i = 0; i < lm->vrows.n; i += (size_t)lm->micro) {
+        int B = (int)(lm->vrows.n - i < (size_t)lm->micro ? lm->vrows.n - i : (size_t)lm->micro), T;
+        size_t count = rlhf__rows_fill(&lm->vrows, ex, lm->vorder + i, B, lm->pad, lm->inputs, lm->targets, lm->doc, &T);
         float loss;
-        rlhf_result r;
         if (count == 0) continue;
-        r = rlhf__forward_entry(run->m, inputs, targets, pack ? doc : NULL, B, T, NULL, &loss, NULL, 1, 0, "validation");
-        if (r != RLHF_OK) return rlhf__run_fail(run, r, "validation rows %zu..%zu: %s", i, i + (size_t)B - 1, rlhf_model_last_error(run->m));
+        r = rlhf__forward_entry(run->m, lm->inputs, lm->targets, lm->pack ? lm->doc : NULL, B, T, NULL, &loss, NULL, 1, 0, "validation");
+        if (r != RLHF_OK)
+            return rlhf__run_fail(run, r, "validation rows %zu..%zu: %s", i, i + (size_t)B - 1, rlhf_model_last_error(run->m));
         sum += (double)loss * (double)count;
         total += count;
     }
     run->m->backward_ready = 0;
-    *out = total ? (float)(sum / (double)total) : NAN;
+    run->rep.val_loss = total ? (float)(sum / (double)total) : NAN;
+    rlhf__metric_begin(run, step);
+    rlhf__metric(run, "val/loss", run->rep.val_loss);
+    rlhf__metric_end(run);
+    rlhf__run_log(run, RLHF_LOG_INFO, "step %ld validation loss %.4f", step, (double)run->rep.val_loss);
     return RLHF_OK;
 }
 
-/* Split examples (or groups) 0..n into train and validation index lists:
-   val_fraction of them, chosen by the seed, at least one when n >= 2. */
-static int rlhf__split(size_t n, float frac, uint64_t seed, size_t **train, size_t *n_train, size_t **val, size_t *n_val) {
-    size_t i, nv = (size_t)((double)frac * (double)n);
-    size_t *all = (size_t *)rlhf__alloc((n + 1) * sizeof(size_t));
-    rlhf_rng rng;
-    if (!all) return 0;
-    if (frac > 0.0f && nv == 0 && n >= 2) nv = 1;
-    for (i = 0; i < n; i++) all[i] = i;
-    rlhf_rng_seed(&rng, seed ^ 0x5A17u);
-    rlhf__shuffle(all, n, &rng);
-    *val = (size_t *)rlhf__alloc((nv + 1) * sizeof(size_t));
-    if (!*val) { rlhf__free(all); return 0; }
-    memcpy(*val, all, nv * sizeof(size_t));
-    memmove(all, all + nv, (n - nv) * sizeof(size_t));
-    *n_val = nv;
-    *train = all;
-    *n_train = n - nv;
-    return 1;
-}
+/* The SFT stage's data: examples, the split, rows (packed once, in a seeded
+   order, when o->pack), the batch buffers and the model's memory. */
+static rlhf_result rlhf__lm_setup(rlhf__trainrun *run, rlhf__lm_stage *lm, rlhf__stage *st, const rlhf_tokenizer *t,
+                                  const rlhf_dataset *train, const rlhf_dataset *val, rlhf_rng *rng) {
+    const rlhf_train_options *o = run->o;
+    rlhf_train_report *rep = &run->rep;
+    size_t *tidx = NULL, *vidx = NULL, n_t = 0, n_v = 0, cells;
+    int seq_len = o->seq_len ? o->seq_len : run->m->cfg.n_ctx, ok;
+    rlhf_result r;
 
-static void rlhf__report_init(rlhf_train_report *rep) {
-    memset(rep, 0, sizeof *rep);
-    rep->train_loss = rep->val_loss = rep->best_val_loss = NAN;
-    rep->train_accuracy = rep->val_accuracy = NAN;
-    rep->best_step = -1;
+    /* examples, and the validation set: given, or held out */
+    lm->micro = o->micro_batch > 0 && o->micro_batch < o->batch_size ? o->micro_batch : o->batch_size;
+    lm->pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+    lm->pack = o->pack;
+    lm->has_val = val != NULL;
+    if ((r = rlhf__sft_examples(run, t, train, seq_len, &lm->ex, &rep->truncated, &rep->dropped)) != RLHF_OK) return r;
+    if (val && (r = rlhf__sft_examples(run, t, val, seq_len, &lm->vex, &rep->truncated, &rep->dropped)) != RLHF_OK) return r;
+    if ((r = rlhf__train_val(run, lm->ex.n, val != NULL, lm->vex.n, &tidx, &n_t, &vidx, &n_v)) != RLHF_OK) goto done;
+    if (n_t == 0) {
+        r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "no training example left (%ld dropped)", rep->dropped);
+        goto done;
+    }
+    rep->train_examples = (long)n_t;
+    rep->val_examples = (long)n_v;
+    if (rep->truncated) rlhf__run_log(run, RLHF_LOG_WARN, "%ld examples longer than seq_len %d were cut", rep->truncated, seq_len);
+    if (rep->dropped) rlhf__run_log(run, RLHF_LOG_WARN, "%ld examples had no completion token to learn and were dropped", rep->dropped);
+
+    /* rows, and the buffers of one micro-batch */
+    if (o->pack) rlhf__shuffle(tidx, n_t, rng);
+    ok = rlhf__rows_build(&lm->rows, &lm->ex, tidx, n_t, seq_len, o->pack) &&
+         rlhf__rows_build(&lm->vrows, val ? &lm->vex : &lm->ex, vidx, n_v, seq_len, o->pack);
+    cells = (size_t)lm->micro * (size_t)seq_len;
+    st->order = (size_t *)rlhf__alloc((lm->rows.n + 1) * sizeof(size_t));
+    lm->vorder = (size_t *)rlhf__alloc((lm->vrows.n + 1) * sizeof(size_t));
+    lm->inputs = (int *)rlhf__alloc(cells * sizeof(int));
+    lm->targets = (int *)rlhf__alloc(cells * sizeof(int));
+    lm->doc = (int *)rlhf__alloc(cells * sizeof(int));
+    if (!ok || !st->order || !lm->vorder || !lm->inputs || !lm->targets || !lm->doc) {
+        r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    if ((r = rlhf_model_reserve(run->m, lm->micro, seq_len, 1)) != RLHF_OK) {
+        r = rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", lm->micro, seq_len, rlhf_model_last_error(run->m));
+        goto done;
+    }
+    st->n_train = lm->rows.n;
+    st->n_val = lm->vrows.n;
+    rlhf__run_log(run, RLHF_LOG_INFO, "%zu examples in %zu rows (%zu held out), %ld steps of %d rows, seq_len %d%s", n_t, lm->rows.n,
+                  n_v, rlhf__run_steps(o, lm->rows.n), o->batch_size, seq_len, o->pack ? ", packed" : "");
+done:
+    rlhf__free(tidx);
+    rlhf__free(vidx);
+    return r;
 }
 
 RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
                                    const rlhf_train_options *o, rlhf_train_report *rep_out, rlhf_error *err) {
     rlhf__trainrun run;
-    rlhf_train_report rep;
-    rlhf__examples ex, vex;
-    rlhf__rows rows, vrows;
-    size_t *tidx = NULL, *vidx = NULL, n_t = 0, n_v = 0, *order = NULL, *vorder = NULL, i;
-    int *inputs = NULL, *targets = NULL, *doc = NULL, seq_len, micro, pad, text, checkpoint;
-    long step = 0, total_steps, steps_per_epoch, epoch;
-    double loss_sum = 0.0;
-    long loss_n = 0;
-    const char *bad;
-    rlhf_result r = RLHF_OK;
+    rlhf__lm_stage lm;
+    rlhf__stage st;
     rlhf_rng rng;
-    memset(&run, 0, sizeof run);
-    memset(&ex, 0, sizeof ex);
-    memset(&vex, 0, sizeof vex);
-    memset(&rows, 0, sizeof rows);
-    memset(&vrows, 0, sizeof vrows);
-    rlhf__report_init(&rep);
-    if (err) err->message[0] = 0;
-    if (!m || !t || !train || !o) {
-        if (err) snprintf(err->message, sizeof err->message, "sft: model, tokenizer, dataset and options are required");
-        return RLHF_ERR_INVALID_ARGUMENT;
-    }
-    text = rlhf_dataset_size(train) > 0 && rlhf_dataset_record(train, 0)->kind == RLHF_RECORD_TEXT;
-    run.o = o; run.err = err; run.m = m; run.stage = text ? "pretrain" : "sft"; run.t0 = rlhf__seconds();
-    run.best = NAN;
-    if (o && o->resume_step > 0 && m && rlhf_model_meta(m, "rlhf.train.best_val_loss"))
-        rep.best_val_loss = run.best = (float)strtod(rlhf_model_meta(m, "rlhf.train.best_val_loss"), NULL);
-    if (!rlhf__opts_ok(&run, o, m)) return RLHF_ERR_INVALID_ARGUMENT;
-    if (rlhf_tokenizer_vocab_size(t) > m->cfg.vocab_size)
-        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer has %d tokens but the model only %d", rlhf_tokenizer_vocab_size(t),
-                              m->cfg.vocab_size);
+    int text = train && rlhf_dataset_size(train) > 0 && rlhf_dataset_record(train, 0)->kind == RLHF_RECORD_TEXT;
+    rlhf_result r;
+    if (!rlhf__run_begin(&run, text ? "pretrain" : "sft", m, t, train, o, err, &r)) return r;
     if (val && rlhf_dataset_size(val) > 0 && (rlhf_dataset_record(val, 0)->kind == RLHF_RECORD_TEXT) != text)
-        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the training set is %s but the validation set is not", text ? "text" : "SFT");
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the training set is %s but the validation set is not",
+                              text ? "text" : "SFT");
     if (o->resume_step <= 0) rlhf__fresh_optimizer(m);
-    seq_len = o->seq_len ? o->seq_len : m->cfg.n_ctx;
-    micro = o->micro_batch > 0 && o->micro_batch < o->batch_size ? o->micro_batch : o->batch_size;
-    pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
-    /* examples, and the validation set: given, or held out */
-    if ((r = rlhf__sft_examples(&run, t, train, seq_len, &ex, &rep.truncated, &rep.dropped)) != RLHF_OK) goto done;
-    if (val) {
-        if ((r = rlhf__sft_examples(&run, t, val, seq_len, &vex, &rep.truncated, &rep.dropped)) != RLHF_OK) goto done;
-        n_t = ex.n;
-        tidx = (size_t *)rlhf__alloc((ex.n + 1) * sizeof(size_t));
-        vidx = (size_t *)rlhf__alloc((vex.n + 1) * sizeof(size_t));
-        if (!tidx || !vidx) { r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
-        for (i = 0; i < ex.n; i++) tidx[i] = i;
-        for (i = 0; i < vex.n; i++) vidx[i] = i;
-        n_v = vex.n;
-    } else if (!rlhf__split(ex.n, o->val_fraction, o->seed, &tidx, &n_t, &vidx, &n_v)) {
-        r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
-        goto done;
-    }
-    if (n_t == 0) { r = rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "no training example left (%ld dropped)", rep.dropped); goto done; }
-    rep.train_examples = (long)n_t;
-    rep.val_examples = (long)n_v;
-    if (rep.truncated) rlhf__run_log(&run, RLHF_LOG_WARN, "%ld examples longer than seq_len %d were cut", rep.truncated, seq_len);
-    if (rep.dropped) rlhf__run_log(&run, RLHF_LOG_WARN, "%ld examples had no completion token to learn and were dropped", rep.dropped);
-    /* rows (packed once, in a seeded order), shuffled every epoch */
-    rlhf_rng_seed(&rng, o->seed);
-    if (o->pack) rlhf__shuffle(tidx, n_t, &rng);
-    if (!rlhf__rows_build(&rows, &ex, tidx, n_t, seq_len, o->pack) ||
-        !rlhf__rows_build(&vrows, val ? &vex : &ex, vidx, n_v, seq_len, o->pack)) {
-        r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
-        goto done;
-    }
-    order = (size_t *)rlhf__alloc((rows.n + 1) * sizeof(size_t));
-    vorder = (size_t *)rlhf__alloc((vrows.n + 1) * sizeof(size_t));
-    inputs = (int *)rlhf__alloc((size_t)micro * (size_t)seq_len * sizeof(int));
-    targets = (int *)rlhf__alloc((size_t)micro * (size_t)seq_len * sizeof(int));
-    doc = (int *)rlhf__alloc((size_t)micro * (size_t)seq_len * sizeof(int));
-    if (!order || !vorder || !inputs || !targets || !doc) { r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
-    if ((r = rlhf_model_reserve(m, micro, seq_len, 1)) != RLHF_OK) {
-        r = rlhf__run_fail(&run, r, "cannot reserve training memory for %d x %d: %s", micro, seq_len, rlhf_model_last_error(m));
-        goto done;
-    }
-    steps_per_epoch = (long)((rows.n + (size_t)o->batch_size - 1) / (size_t)o->batch_size);
-    total_steps = o->max_steps > 0 ? o->max_steps : steps_per_epoch * o->epochs;
-    rlhf__run_log(&run, RLHF_LOG_INFO, "%zu examples in %zu rows (%zu held out), %ld steps of %d rows, seq_len %d%s", n_t, rows.n, n_v,
-                  total_steps, o->batch_size, seq_len, o->pack ? ", packed" : "");
-    for (epoch = 0; step < total_steps; epoch++) {
-        size_t at;
-        for (i = 0; i < rows.n; i++) order[i] = i;
-        rlhf__shuffle(order, rows.n, &rng);
-        for (at = 0; at < rows.n && step < total_steps; at += (size_t)o->batch_size) {
-            size_t n_rows = rows.n - at < (size_t)o->batch_size ? rows.n - at : (size_t)o->batch_size, mb, total = 0;
-            double step_loss = 0.0;
-            float gn = 0.0f, lr = rlhf_lr_at(o, step, total_steps);
-            int finite = 1;
-            rlhf_adamw_config opt = o->opt;
-            if (step < o->resume_step) { /* done before the checkpoint: only the data order advances */
-                step++;
-                continue;
-            }
-            rlhf_model_zero_grad(m);
-            /* the step's loss is the mean over all its targets */
-            for (mb = 0; mb < n_rows; mb++) total += (size_t)rows.ntg[order[at + mb]];
-            for (mb = 0; mb < n_rows && finite; mb += (size_t)micro) {
-                int B = (int)(n_rows - mb < (size_t)micro ? n_rows - mb : (size_t)micro), T;
-                size_t count = rlhf__rows_fill(&rows, &ex, order + at + mb, B, pad, inputs, targets, doc, &T);
-                float loss;
-                if (count == 0) continue;
-                r = rlhf__forward_entry(m, inputs, targets, o->pack ? doc : NULL, B, T, NULL, &loss, NULL, 1, 0, "sft");
-                if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m)); goto done; }
-                rep.tokens += (double)B * T;
-                if (!isfinite(loss)) { finite = 0; break; }
-                step_loss += (double)loss * (double)count / (double)total;
-                m->dloss = 1.0f / (float)total; /* d(sum of this micro-batch's losses / all targets of the step) */
-                if ((r = rlhf_model_backward(m)) != RLHF_OK) { r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m)); goto done; }
-            }
-            opt.lr = lr;
-            if (finite) {
-                r = rlhf_model_adamw_update(m, &opt, &gn);
-                if (r == RLHF_ERR_NON_FINITE) finite = 0;
-                else if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m)); goto done; }
-            }
-            r = RLHF_OK;
-            step++;
-            if (!finite && (bad = rlhf__non_finite_tensor(m)) != NULL) { /* skipping the rest cannot help */
-                r = rlhf__run_fail(&run, RLHF_ERR_NON_FINITE, "the weights are not finite after step %ld (%s; learning rate too high?)",
-                                   step - 1, bad);
-                goto done;
-            }
-            if (!finite) {
-                rep.skipped_steps++;
-                rlhf__run_log(&run, RLHF_LOG_WARN, "step %ld: loss or gradient norm is not finite; update skipped (%ld so far)", step,
-                              rep.skipped_steps);
-            } else {
-                rep.steps++;
-                loss_sum += step_loss;
-                loss_n++;
-            }
-            rlhf__metric_begin(&run, step);
-            rlhf__metric(&run, "total_steps", (double)total_steps);
-            rlhf__metric(&run, "epoch", (double)epoch + (double)(at + n_rows) / (double)rows.n);
-            rlhf__metric(&run, "loss", finite ? step_loss : NAN);
-            rlhf__metric(&run, "lr", lr);
-            rlhf__metric(&run, "grad_norm", gn);
-            rlhf__metric(&run, "tokens", rep.tokens);
-            rlhf__metric_end(&run);
-            if (o->log_every && (step % o->log_every == 0 || step == total_steps)) {
-                double el = rlhf__seconds() - run.t0;
-                rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld/%ld loss %.4f lr %.3g grad_norm %.3g %.0f tok/s", step, total_steps, step_loss,
-                              (double)lr, (double)gn, el > 0 ? rep.tokens / el : 0.0);
-            }
-            if (loss_n >= 100 || step == total_steps) {
-                rep.train_loss = loss_n ? (float)(loss_sum / (double)loss_n) : NAN;
-                if (step != total_steps) loss_sum = 0.0, loss_n = 0;
-            }
-            checkpoint = (o->eval_every && step % o->eval_every == 0) || step == total_steps;
-            if (checkpoint) {
-                if (vrows.n > 0) {
-                    if ((r = rlhf__lm_eval(&run, &vrows, val ? &vex : &ex, micro, pad, o->pack, inputs, targets, doc, vorder,
-                                           &rep.val_loss)) != RLHF_OK)
-                        goto done;
-                    rlhf__metric_begin(&run, step);
-                    rlhf__metric(&run, "val/loss", rep.val_loss);
-                    rlhf__metric_end(&run);
-                    rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld validation loss %.4f", step, (double)rep.val_loss);
-                    if (isfinite(rep.val_loss) && !(rep.val_loss >= rep.best_val_loss)) {
-                        rep.best_val_loss = run.best = rep.val_loss;
-                        rep.best_step = step;
-                        if ((r = rlhf__run_save(&run, "best.safetensors", step, text ? "base" : "policy", t)) != RLHF_OK) goto done;
-                    }
-                }
-                if ((r = rlhf__run_save(&run, "last.safetensors", step, text ? "base" : "policy", t)) != RLHF_OK) goto done;
-            }
 
-            /* the caller may stop the run here; the last step needs no stop */
-            if (o->should_stop && step < total_steps && o->should_stop(o->stop_user)) {
-                if (loss_n) rep.train_loss = (float)(loss_sum / (double)loss_n);
-                r = rlhf__run_stop(&run, step, total_steps, checkpoint, text ? "base" : "policy", t);
-                goto done;
-            }
-        }
-    }
-done:
-    rep.seconds = rlhf__seconds() - run.t0;
-    if (rep_out) *rep_out = rep;
-    rlhf__free(tidx); rlhf__free(vidx); rlhf__free(order); rlhf__free(vorder); rlhf__free(inputs); rlhf__free(targets); rlhf__free(doc);
-    rlhf__ex_free(&ex); rlhf__ex_free(&vex); rlhf__rows_free(&rows); rlhf__rows_free(&vrows);
+    /* the stage: a language model's loss; rows restart their order each epoch */
+    memset(&lm, 0, sizeof lm);
+    memset(&st, 0, sizeof st);
+    st.kind = text ? "base" : "policy";
+    st.order_restarts = 1;
+    st.grads = rlhf__lm_grads;
+    st.validate = rlhf__lm_validate;
+    st.self = &lm;
+    rlhf_rng_seed(&rng, o->seed);
+    if ((r = rlhf__lm_setup(&run, &lm, &st, t, train, val, &rng)) == RLHF_OK) r = rlhf__train_loop(&run, &st, &rng, t);
+
+    run.rep.seconds = rlhf__seconds() - run.t0;
+    if (rep_out) *rep_out = run.rep;
+    rlhf__free(st.order); rlhf__free(lm.vorder); rlhf__free(lm.inputs); rlhf__free(lm.targets); rlhf__free(lm.doc);
+    rlhf__ex_free(&lm.ex); rlhf__ex_free(&lm.vex); rlhf__rows_free(&lm.rows); rlhf__rows_free(&lm.vrows);
     rlhf__free(run.line.p);
     return r;
 }
@@ -6889,211 +7107,168 @@ static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size
     }
 }
 
+/* ---- the reward model's stage: eq. 1 over prompts with K ranked completions --- */
+
+typedef struct rlhf__rm_stage {
+    rlhf__examples ex, vex;  /* training groups; validation groups when a validation set is given */
+    size_t *vidx, n_v;       /* the validation groups */
+    int *inputs;             /* one forward: (rows, seq_len) */
+    float *values, *dvalues; /* the value head's outputs at every position, and their gradients */
+    float *kbuf;             /* (2, K): one prompt's rewards and gradients */
+    int micro, pad, has_val;
+} rlhf__rm_stage;
+
+/* The gradient of the step's loss, the mean of eq. 1 over its n prompts:
+     L = (1/n) sum_prompts loss(prompt)
+   Prompts go through the model whole, as many as fit micro sequences. */
+static rlhf_result rlhf__rm_grads(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step, rlhf__step_out *s) {
+    rlhf__rm_stage *rm = (rlhf__rm_stage *)self;
+    rlhf_model *m = run->m;
+    size_t g, take;
+    rlhf_result r;
+    for (g = 0; g < n; g += take) {
+        int B, T;
+        double l0 = s->loss;
+
+        /* forward: the value at every position of every completion */
+        take = rlhf__rm_take(&rm->ex, units, g, n, rm->micro);
+        rlhf__rm_fill(&rm->ex, units + g, take, rm->pad, rm->inputs, &B, &T);
+        r = rlhf__forward_entry(m, rm->inputs, NULL, NULL, B, T, NULL, NULL, rm->values, 2, 1, "rm");
+        if (r != RLHF_OK) return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
+        run->rep.tokens += (double)B * T;
+
+        /* eq. 1 per prompt at the completions' last tokens; each prompt's gradient / n */
+        memset(rm->dvalues, 0, (size_t)B * T * sizeof(float));
+        rlhf__rm_losses(&rm->ex, units + g, take, rm->values, rm->dvalues, T, 1.0f / (float)n, rm->kbuf, &s->loss, &s->correct,
+                        &s->pairs, &s->margin);
+        if (!isfinite(s->loss - l0)) {
+            s->finite = 0;
+            break;
+        }
+
+        /* backward from the values' gradients */
+        if ((r = rlhf_model_backward_values(m, rm->dvalues)) != RLHF_OK) {
+            if (r != RLHF_ERR_NON_FINITE) return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
+            s->finite = 0;
+            break;
+        }
+    }
+    s->loss /= (double)n;
+    return RLHF_OK;
+}
+
+/* Validation: eq. 1's mean over the validation prompts, the fraction of
+   pairs ranked right and the mean margin. */
+static rlhf_result rlhf__rm_validate(void *self, rlhf__trainrun *run, long step) {
+    rlhf__rm_stage *rm = (rlhf__rm_stage *)self;
+    const rlhf__examples *vx = rm->has_val ? &rm->vex : &rm->ex;
+    rlhf_train_report *rep = &run->rep;
+    double vl = 0.0, vc = 0.0, vp = 0.0, vm = 0.0;
+    size_t g, take;
+    rlhf_result r;
+    for (g = 0; g < rm->n_v; g += take) {
+        int B, T;
+        take = rlhf__rm_take(vx, rm->vidx, g, rm->n_v, rm->micro);
+        rlhf__rm_fill(vx, rm->vidx + g, take, rm->pad, rm->inputs, &B, &T);
+        r = rlhf__forward_entry(run->m, rm->inputs, NULL, NULL, B, T, NULL, NULL, rm->values, 2, 0, "rm validation");
+        if (r != RLHF_OK) return rlhf__run_fail(run, r, "validation at step %ld: %s", step, rlhf_model_last_error(run->m));
+        rlhf__rm_losses(vx, rm->vidx + g, take, rm->values, NULL, T, 0.0f, rm->kbuf, &vl, &vc, &vp, &vm);
+    }
+    rep->val_loss = (float)(vl / (double)rm->n_v);
+    rep->val_accuracy = vp > 0 ? (float)(vc / vp) : NAN;
+    rlhf__metric_begin(run, step);
+    rlhf__metric(run, "val/loss", rep->val_loss);
+    rlhf__metric(run, "val/accuracy", rep->val_accuracy);
+    rlhf__metric(run, "val/margin", vp > 0 ? vm / vp : NAN);
+    rlhf__metric_end(run);
+    rlhf__run_log(run, RLHF_LOG_INFO, "step %ld validation loss %.4f accuracy %.3f (%zu prompts)", step, (double)rep->val_loss,
+                  (double)rep->val_accuracy, rm->n_v);
+    return RLHF_OK;
+}
+
+/* The reward model's data: comparisons, the split, and buffers for the
+   widest forward (micro sequences, or one prompt with more). */
+static rlhf_result rlhf__rm_setup(rlhf__trainrun *run, rlhf__rm_stage *rm, rlhf__stage *st, const rlhf_tokenizer *t,
+                                  const rlhf_dataset *train, const rlhf_dataset *val) {
+    const rlhf_train_options *o = run->o;
+    rlhf_train_report *rep = &run->rep;
+    int seq_len = o->seq_len ? o->seq_len : run->m->cfg.n_ctx, maxk = 2, rows;
+    size_t i;
+    rlhf_result r;
+
+    /* comparisons, and the validation set: given, or held out */
+    rm->micro = o->micro_batch > 0 ? o->micro_batch : 1 << 30;
+    rm->pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+    rm->has_val = val != NULL;
+    if ((r = rlhf__rm_examples(run, t, train, seq_len, &rm->ex, &rep->dropped)) != RLHF_OK) return r;
+    if (val && (r = rlhf__rm_examples(run, t, val, seq_len, &rm->vex, &rep->dropped)) != RLHF_OK) return r;
+    if ((r = rlhf__train_val(run, rm->ex.ng, val != NULL, rm->vex.ng, &st->order, &st->n_train, &rm->vidx, &rm->n_v)) != RLHF_OK)
+        return r;
+    if (st->n_train == 0)
+        return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "no comparison left to train on (%ld dropped as longer than %d tokens)",
+                              rep->dropped, seq_len);
+    st->n_val = rm->n_v;
+    rep->train_examples = (long)st->n_train;
+    rep->val_examples = (long)rm->n_v;
+    if (rep->dropped) rlhf__run_log(run, RLHF_LOG_WARN, "%ld comparisons longer than seq_len %d were dropped", rep->dropped, seq_len);
+
+    /* the widest forward: micro sequences, or one prompt with more */
+    for (i = 0; i < rm->ex.ng; i++) maxk = rm->ex.gk[i] > maxk ? rm->ex.gk[i] : maxk;
+    for (i = 0; i < rm->vex.ng; i++) maxk = rm->vex.gk[i] > maxk ? rm->vex.gk[i] : maxk;
+    if ((long)rm->micro > (long)o->batch_size * maxk) rm->micro = o->batch_size * maxk;
+    rows = rm->micro > maxk ? rm->micro : maxk;
+    rm->inputs = (int *)rlhf__alloc((size_t)rows * (size_t)seq_len * sizeof(int));
+    rm->values = rlhf__alloc_floats((size_t)rows * (size_t)seq_len);
+    rm->dvalues = rlhf__alloc_floats((size_t)rows * (size_t)seq_len);
+    rm->kbuf = rlhf__alloc_floats(2 * (size_t)maxk);
+    if (!rm->inputs || !rm->values || !rm->dvalues || !rm->kbuf)
+        return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for batches of %d sequences of %d tokens", rows, seq_len);
+    if ((r = rlhf_model_reserve(run->m, rows, seq_len, 1)) != RLHF_OK)
+        return rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", rows, seq_len, rlhf_model_last_error(run->m));
+    rlhf__run_log(run, RLHF_LOG_INFO, "%zu comparisons (%zu held out), K up to %d, %ld steps of %d prompts", st->n_train, rm->n_v,
+                  maxk, rlhf__run_steps(o, st->n_train), o->batch_size);
+    return RLHF_OK;
+}
+
 RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
                                       const rlhf_train_options *o, rlhf_train_report *rep_out, rlhf_error *err) {
     rlhf__trainrun run;
-    rlhf_train_report rep;
-    rlhf__examples ex, vex;
-    size_t *tidx = NULL, *vidx = NULL, n_t = 0, n_v = 0, i;
-    int *inputs = NULL, seq_len, micro, pad, maxk = 2, stop, checkpoint;
-    float *values = NULL, *dvalues = NULL, *kbuf = NULL;
-    long step = 0, total_steps, epoch;
-    double acc_c = 0.0, acc_n = 0.0, loss_sum = 0.0;
-    long loss_n = 0;
-    const char *bad;
-    rlhf_result r = RLHF_OK;
+    rlhf__rm_stage rm;
+    rlhf__stage st;
     rlhf_rng rng;
-    memset(&run, 0, sizeof run);
-    memset(&ex, 0, sizeof ex);
-    memset(&vex, 0, sizeof vex);
-    rlhf__report_init(&rep);
-    if (err) err->message[0] = 0;
-    if (!m || !t || !train || !o) {
-        if (err) snprintf(err->message, sizeof err->message, "rm: model, tokenizer, dataset and options are required");
-        return RLHF_ERR_INVALID_ARGUMENT;
-    }
-    run.o = o; run.err = err; run.m = m; run.stage = "rm"; run.t0 = rlhf__seconds();
-    run.best = NAN;
-    if (o && o->resume_step > 0 && m && rlhf_model_meta(m, "rlhf.train.best_val_loss"))
-        rep.best_val_loss = run.best = (float)strtod(rlhf_model_meta(m, "rlhf.train.best_val_loss"), NULL);
-    if (!rlhf__opts_ok(&run, o, m)) return RLHF_ERR_INVALID_ARGUMENT;
+    int pad;
+    rlhf_result r;
+    if (!rlhf__run_begin(&run, "rm", m, t, train, o, err, &r)) return r;
     if (!m->has_score) return rlhf__run_fail(&run, RLHF_ERR_STATE, "the model has no scalar head (rlhf_model_add_score_head)");
-    if (rlhf_tokenizer_vocab_size(t) > m->cfg.vocab_size)
-        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer has %d tokens but the model only %d", rlhf_tokenizer_vocab_size(t),
-                              m->cfg.vocab_size);
-    pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
-    stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
+
     /* "The N implementation details", item 2: a pad equal to the stop token
        would make the last real token indistinguishable from padding */
-    if (pad == stop || pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
+    pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+    if (pad == rlhf_tokenizer_special(t, RLHF_TOKEN_END) || pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer's pad token (%d) is its stop or EOS token: refused", pad);
+
+    /* a new run: a fresh optimizer, and a new head, so any normalisation of an earlier one does not apply */
     if (o->resume_step <= 0) {
         rlhf__fresh_optimizer(m);
-        /* a new head: any normalisation of an earlier one does not apply */
         rlhf__set_meta(m, "rlhf.reward.gain", NULL);
         rlhf__set_meta(m, "rlhf.reward.bias", NULL);
     }
-    seq_len = o->seq_len ? o->seq_len : m->cfg.n_ctx;
-    micro = o->micro_batch > 0 ? o->micro_batch : 1 << 30;
-    if ((r = rlhf__rm_examples(&run, t, train, seq_len, &ex, &rep.dropped)) != RLHF_OK) goto done;
-    if (val) {
-        if ((r = rlhf__rm_examples(&run, t, val, seq_len, &vex, &rep.dropped)) != RLHF_OK) goto done;
-        tidx = (size_t *)rlhf__alloc((ex.ng + 1) * sizeof(size_t));
-        vidx = (size_t *)rlhf__alloc((vex.ng + 1) * sizeof(size_t));
-        if (!tidx || !vidx) { r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
-        for (i = 0; i < ex.ng; i++) tidx[i] = i;
-        for (i = 0; i < vex.ng; i++) vidx[i] = i;
-        n_t = ex.ng;
-        n_v = vex.ng;
-    } else if (!rlhf__split(ex.ng, o->val_fraction, o->seed, &tidx, &n_t, &vidx, &n_v)) {
-        r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
-        goto done;
-    }
-    if (n_t == 0) { r = rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "no comparison left to train on (%ld dropped as longer than %d tokens)", rep.dropped, seq_len); goto done; }
-    rep.train_examples = (long)n_t;
-    rep.val_examples = (long)n_v;
-    if (rep.dropped) rlhf__run_log(&run, RLHF_LOG_WARN, "%ld comparisons longer than seq_len %d were dropped", rep.dropped, seq_len);
-    for (i = 0; i < ex.ng; i++) maxk = ex.gk[i] > maxk ? ex.gk[i] : maxk;
-    for (i = 0; i < vex.ng; i++) maxk = vex.gk[i] > maxk ? vex.gk[i] : maxk;
-    if ((long)micro > (long)o->batch_size * maxk) micro = o->batch_size * maxk;
-    {   /* the widest forward: micro sequences, or one prompt with more */
-        int rows = micro > maxk ? micro : maxk;
-        inputs = (int *)rlhf__alloc((size_t)rows * (size_t)seq_len * sizeof(int));
-        values = rlhf__alloc_floats((size_t)rows * (size_t)seq_len);
-        dvalues = rlhf__alloc_floats((size_t)rows * (size_t)seq_len);
-        kbuf = rlhf__alloc_floats(2 * (size_t)maxk);
-        if (!inputs || !values || !dvalues || !kbuf) {
-            r = rlhf__run_fail(&run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for batches of %d sequences of %d tokens", rows, seq_len);
-            goto done;
-        }
-        if ((r = rlhf_model_reserve(m, rows, seq_len, 1)) != RLHF_OK) {
-            r = rlhf__run_fail(&run, r, "cannot reserve training memory for %d x %d: %s", rows, seq_len, rlhf_model_last_error(m));
-            goto done;
-        }
-    }
-    total_steps = o->max_steps > 0 ? o->max_steps : (long)((n_t + (size_t)o->batch_size - 1) / (size_t)o->batch_size) * o->epochs;
-    rlhf__run_log(&run, RLHF_LOG_INFO, "%zu comparisons (%zu held out), K up to %d, %ld steps of %d prompts", n_t, n_v, maxk, total_steps,
-                  o->batch_size);
-    rlhf_rng_seed(&rng, o->seed);
-    for (epoch = 0; step < total_steps; epoch++) {
-        size_t at;
-        rlhf__shuffle(tidx, n_t, &rng);
-        for (at = 0; at < n_t && step < total_steps; at += (size_t)o->batch_size) {
-            size_t end = at + (size_t)o->batch_size < n_t ? at + (size_t)o->batch_size : n_t, g, take;
-            double loss = 0.0, correct = 0.0, pairs = 0.0, margin = 0.0;
-            float gn = 0.0f, lr = rlhf_lr_at(o, step, total_steps);
-            int finite = 1;
-            rlhf_adamw_config opt = o->opt;
-            if (step < o->resume_step) { /* done before the checkpoint: only the data order advances */
-                step++;
-                continue;
-            }
-            rlhf_model_zero_grad(m);
-            for (g = at; g < end && finite; g += take) {
-                int B, T;
-                double l0 = loss;
-                take = rlhf__rm_take(&ex, tidx, g, end, micro);
-                rlhf__rm_fill(&ex, tidx + g, take, pad, inputs, &B, &T);
-                r = rlhf__forward_entry(m, inputs, NULL, NULL, B, T, NULL, NULL, values, 2, 1, "rm");
-                if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m)); goto done; }
-                rep.tokens += (double)B * T;
-                memset(dvalues, 0, (size_t)B * T * sizeof(float));
-                /* the step's loss is the mean over its prompts: each prompt's gradient / n_prompts */
-                rlhf__rm_losses(&ex, tidx + g, take, values, dvalues, T, 1.0f / (float)(end - at), kbuf, &loss, &correct, &pairs, &margin);
-                if (!isfinite(loss - l0)) { finite = 0; break; }
-                if ((r = rlhf_model_backward_values(m, dvalues)) != RLHF_OK) {
-                    if (r == RLHF_ERR_NON_FINITE) { finite = 0; r = RLHF_OK; break; }
-                    r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
-                    goto done;
-                }
-            }
-            opt.lr = lr;
-            if (finite) {
-                r = rlhf_model_adamw_update(m, &opt, &gn);
-                if (r == RLHF_ERR_NON_FINITE) finite = 0;
-                else if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m)); goto done; }
-            }
-            r = RLHF_OK;
-            step++;
-            loss /= (double)(end - at);
-            if (!finite && (bad = rlhf__non_finite_tensor(m)) != NULL) { /* skipping the rest cannot help */
-                r = rlhf__run_fail(&run, RLHF_ERR_NON_FINITE, "the weights are not finite after step %ld (%s; learning rate too high?)",
-                                   step - 1, bad);
-                goto done;
-            }
-            if (!finite) {
-                rep.skipped_steps++;
-                rlhf__run_log(&run, RLHF_LOG_WARN, "step %ld: loss or gradient norm is not finite; update skipped (%ld so far)", step,
-                              rep.skipped_steps);
-            } else {
-                rep.steps++;
-                loss_sum += loss;
-                loss_n++;
-                acc_c += correct;
-                acc_n += pairs;
-            }
-            rlhf__metric_begin(&run, step);
-            rlhf__metric(&run, "total_steps", (double)total_steps);
-            rlhf__metric(&run, "epoch", (double)epoch + (double)end / (double)n_t);
-            rlhf__metric(&run, "loss", finite ? loss : NAN);
-            rlhf__metric(&run, "accuracy", pairs > 0 ? correct / pairs : NAN);
-            rlhf__metric(&run, "margin", pairs > 0 ? margin / pairs : NAN);
-            rlhf__metric(&run, "lr", lr);
-            rlhf__metric(&run, "grad_norm", gn);
-            rlhf__metric_end(&run);
-            if (o->log_every && (step % o->log_every == 0 || step == total_steps))
-                rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld/%ld loss %.4f accuracy %.3f lr %.3g grad_norm %.3g", step, total_steps, loss,
-                              pairs > 0 ? correct / pairs : 0.0, (double)lr, (double)gn);
-            if (loss_n >= 100 || step == total_steps) {
-                rep.train_loss = loss_n ? (float)(loss_sum / (double)loss_n) : NAN;
-                rep.train_accuracy = acc_n > 0 ? (float)(acc_c / acc_n) : NAN;
-                if (step != total_steps) loss_sum = 0.0, loss_n = 0, acc_c = 0.0, acc_n = 0.0;
-            }
-            checkpoint = (o->eval_every && step % o->eval_every == 0) || step == total_steps;
-            if (checkpoint) {
-                if (n_v > 0) {
-                    const rlhf__examples *vx = val ? &vex : &ex;
-                    double vl = 0.0, vc = 0.0, vp = 0.0, vm = 0.0;
-                    for (g = 0; g < n_v; g += take) {
-                        int B, T;
-                        take = rlhf__rm_take(vx, vidx, g, n_v, micro);
-                        rlhf__rm_fill(vx, vidx + g, take, pad, inputs, &B, &T);
-                        r = rlhf__forward_entry(m, inputs, NULL, NULL, B, T, NULL, NULL, values, 2, 0, "rm validation");
-                        if (r != RLHF_OK) { r = rlhf__run_fail(&run, r, "validation at step %ld: %s", step, rlhf_model_last_error(m)); goto done; }
-                        rlhf__rm_losses(vx, vidx + g, take, values, NULL, T, 0.0f, kbuf, &vl, &vc, &vp, &vm);
-                    }
-                    rep.val_loss = (float)(vl / (double)n_v);
-                    rep.val_accuracy = vp > 0 ? (float)(vc / vp) : NAN;
-                    rlhf__metric_begin(&run, step);
-                    rlhf__metric(&run, "val/loss", rep.val_loss);
-                    rlhf__metric(&run, "val/accuracy", rep.val_accuracy);
-                    rlhf__metric(&run, "val/margin", vp > 0 ? vm / vp : NAN);
-                    rlhf__metric_end(&run);
-                    rlhf__run_log(&run, RLHF_LOG_INFO, "step %ld validation loss %.4f accuracy %.3f (%zu prompts)", step, (double)rep.val_loss,
-                                  (double)rep.val_accuracy, n_v);
-                    if (isfinite(rep.val_loss) && !(rep.val_loss >= rep.best_val_loss)) {
-                        rep.best_val_loss = run.best = rep.val_loss;
-                        rep.best_step = step;
-                        if ((r = rlhf__run_save(&run, "best.safetensors", step, "reward", t)) != RLHF_OK) goto done;
-                    }
-                }
-                if ((r = rlhf__run_save(&run, "last.safetensors", step, "reward", t)) != RLHF_OK) goto done;
-            }
 
-            /* the caller may stop the run here; the last step needs no stop */
-            if (o->should_stop && step < total_steps && o->should_stop(o->stop_user)) {
-                if (loss_n) rep.train_loss = (float)(loss_sum / (double)loss_n);
-                if (acc_n > 0) rep.train_accuracy = (float)(acc_c / acc_n);
-                r = rlhf__run_stop(&run, step, total_steps, checkpoint, "reward", t);
-                goto done;
-            }
-        }
-    }
-done:
-    rep.seconds = rlhf__seconds() - run.t0;
-    if (rep_out) *rep_out = rep;
-    rlhf__free(tidx); rlhf__free(vidx); rlhf__free(inputs); rlhf__free(values); rlhf__free(dvalues); rlhf__free(kbuf);
-    rlhf__ex_free(&ex); rlhf__ex_free(&vex);
+    /* the stage: eq. 1; the prompts' order carries over from epoch to epoch */
+    memset(&rm, 0, sizeof rm);
+    memset(&st, 0, sizeof st);
+    st.kind = "reward";
+    st.preference = 1;
+    st.grads = rlhf__rm_grads;
+    st.validate = rlhf__rm_validate;
+    st.self = &rm;
+    rlhf_rng_seed(&rng, o->seed);
+    if ((r = rlhf__rm_setup(&run, &rm, &st, t, train, val)) == RLHF_OK) r = rlhf__train_loop(&run, &st, &rng, t);
+
+    run.rep.seconds = rlhf__seconds() - run.t0;
+    if (rep_out) *rep_out = run.rep;
+    rlhf__free(st.order); rlhf__free(rm.vidx); rlhf__free(rm.inputs); rlhf__free(rm.values); rlhf__free(rm.dvalues);
+    rlhf__free(rm.kbuf); rlhf__ex_free(&rm.ex); rlhf__ex_free(&rm.vex);
     rlhf__free(run.line.p);
     return r;
 }
