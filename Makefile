@@ -38,23 +38,24 @@ TESTS  = tests/test_rlhf.c
 
 .PHONY: test-demo-seeds test-charts examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
 
-all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/demo $(BUILD)/rlhf
+all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/engine_demo $(BUILD)/rlhf
 
 # the engine demo: pretrain a tiny byte-level GPT-2 on built-in text, then sample
-$(BUILD)/demo: tools/demo.c $(HEADER) | $(BUILD)
-	$(CC) $(ALL_CFLAGS) tools/demo.c -o $@ $(LDLIBS)
+$(BUILD)/engine_demo: tools/engine_demo.c $(HEADER) | $(BUILD)
+	$(CC) $(ALL_CFLAGS) tools/engine_demo.c -o $@ $(LDLIBS)
 
-# the command-line tool (POSIX)
-RLHF_TOOL_SRC = tools/rlhf.c tools/world.h tools/plot.h tools/atomic_file.h $(HEADER)
+# the command-line tool (POSIX): one compile of tools/rlhf.c, which includes tools/demo.c (`rlhf demo`)
+RLHF_TOOL_SRC = tools/rlhf.c tools/demo.c tools/world.h tools/plot.h tools/atomic_file.h $(HEADER)
 $(BUILD)/rlhf: $(RLHF_TOOL_SRC) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) tools/rlhf.c -o $@ $(LDLIBS)
 
 demo: $(BUILD)/rlhf
 	./$(BUILD)/rlhf demo
 
-# examples/: each compiles on its own (cc -O2 examples/NN_x.c -lm)
+# examples/: each compiles on its own (cc -O2 examples/NN_x.c -lm); those that write files take an
+# output directory (default build/examples), which `make test` passes explicitly
 EXAMPLES = 00_load_and_generate 01_tokenizer 02_pretrain 03_sft 04_reward_model 05_ppo
-$(BUILD)/ex_%: examples/%.c $(HEADER) | $(BUILD)
+$(BUILD)/ex_%: examples/%.c examples/out_dir.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 examples: $(addprefix $(BUILD)/ex_,$(EXAMPLES))
 
@@ -64,15 +65,16 @@ $(BUILD):
 $(BUILD)/test_rlhf: $(TESTS) $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) $(TESTS) -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_rlhf $(BUILD)/demo $(BUILD)/rlhf $(BUILD)/test_crash examples
+test: $(BUILD)/test_rlhf $(BUILD)/engine_demo $(BUILD)/rlhf $(BUILD)/test_crash examples
 	sh tests/check_header.sh "$(CC)" "$(CXX)" "$(NATIVE) $(OMP)"
 	./$(BUILD)/test_rlhf
 	./$(BUILD)/test_crash 120 $(BUILD)
-	./$(BUILD)/demo 3 > $(BUILD)/demo_smoke.txt && grep -q "after 3 steps" $(BUILD)/demo_smoke.txt && echo "engine demo smoke run ok"
+	./$(BUILD)/engine_demo 3 > $(BUILD)/engine_demo_smoke.txt && grep -q "after 3 steps" $(BUILD)/engine_demo_smoke.txt && echo "engine demo smoke run ok"
 	./$(BUILD)/rlhf demo --quick --out $(BUILD)/demo_quick > $(BUILD)/rlhf_demo_smoke.txt && grep -q '"win_rate_ppo_vs_sft"' $(BUILD)/demo_quick/report.json && echo "rlhf demo --quick ok"
-	cd $(BUILD) && ./ex_00_load_and_generate demo_quick/sft.safetensors > ex.txt && ./ex_01_tokenizer >> ex.txt && \
-	  ./ex_02_pretrain 40 >> ex.txt && ./ex_03_sft 2 >> ex.txt && ./ex_04_reward_model 1 >> ex.txt && ./ex_05_ppo 4 >> ex.txt && \
-	  grep -q "round trip" ex.txt && grep -q "held-out pairwise accuracy" ex.txt && grep -q "delta_t" ex.txt && echo "examples 00-05 ok"
+	./$(BUILD)/ex_00_load_and_generate $(BUILD)/demo_quick/sft.safetensors > $(BUILD)/ex.txt && ./$(BUILD)/ex_01_tokenizer >> $(BUILD)/ex.txt && \
+	  ./$(BUILD)/ex_02_pretrain 40 $(BUILD)/examples >> $(BUILD)/ex.txt && ./$(BUILD)/ex_03_sft 2 $(BUILD)/examples >> $(BUILD)/ex.txt && \
+	  ./$(BUILD)/ex_04_reward_model 1 $(BUILD)/examples >> $(BUILD)/ex.txt && ./$(BUILD)/ex_05_ppo 4 $(BUILD)/examples >> $(BUILD)/ex.txt && \
+	  grep -q "round trip" $(BUILD)/ex.txt && grep -q "held-out pairwise accuracy" $(BUILD)/ex.txt && grep -q "delta_t" $(BUILD)/ex.txt && echo "examples 00-05 ok"
 	sh tests/cli_smoke.sh $(BUILD)
 	sh tests/cli_errors.sh $(BUILD)/rlhf $(BUILD)/cli_errors $(BUILD)/demo_quick
 

@@ -5,6 +5,8 @@
    (temperature, top-k, top-p). InstructGPT: this is how a labeler (or a
    user) sees the policy: a prompt in, a reply out.
 
+   Usage: ex00 [checkpoint] [prompt]   (defaults runs/demo/sft.safetensors,
+          "greet Ana politely"); reads the checkpoint, writes nothing.
    Build and run (after `make demo`, which writes runs/demo/sft.safetensors):
        cc -O2 examples/00_load_and_generate.c -lm -o ex00
        ./ex00 runs/demo/sft.safetensors "add 3 and 4" */

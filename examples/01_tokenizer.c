@@ -6,6 +6,7 @@
    InstructGPT: the model reads prompts and writes replies as tokens; SFT's
    loss covers only the reply's tokens (the mask below).
 
+   Usage: ex01   (no arguments; writes nothing)
        cc -O2 examples/01_tokenizer.c -lm -o ex01 && ./ex01 */
 #define RLHF_IMPLEMENTATION
 #include "../rlhf.h"

@@ -5,9 +5,12 @@
    seq_len), the learning-rate schedule, checkpoints. InstructGPT: the base
    model (GPT-3) that everything after starts from, here 100k parameters.
 
-       cc -O2 examples/02_pretrain.c -lm -o ex02 && ./ex02 [steps] */
+   Usage: ex02 [steps] [out_dir]   (defaults 300, build/examples): writes
+          ex02_text.txt, best.safetensors and last.safetensors into out_dir
+       cc -O2 examples/02_pretrain.c -lm -o ex02 && ./ex02 [steps] [out_dir] */
 #define RLHF_IMPLEMENTATION
 #include "../rlhf.h"
+#include "out_dir.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@ static void on_log(void *user, rlhf_log_level level, const char *msg) {
 
 int main(int argc, char **argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 300, i;
+    const char *dir = argc > 2 ? argv[2] : OUT_DIR_DEFAULT;
     rlhf_tokenizer *t;
     rlhf_model *m;
     rlhf_dataset *d;
@@ -26,17 +30,17 @@ int main(int argc, char **argv) {
     rlhf_config cfg;
     rlhf_train_options o = rlhf_train_options_sft();
     rlhf_train_report rep;
-    char text[20000];
+    char text[20000], path[600];
     size_t len = 0;
     FILE *f;
 
     /* 1. some text: counting, over and over (a pattern a tiny model can learn) */
     for (i = 0; i < 300 && len + 64 < sizeof text; i++)
         len += (size_t)snprintf(text + len, sizeof text - len, "%d, %d, %d and %d. ", i % 20, i % 20 + 1, i % 20 + 2, i % 20 + 3);
-    if (!(f = fopen("ex02_text.txt", "w"))) return 1;
+    if (!(f = out_open(dir, "ex02_text.txt", path, sizeof path))) return 1;
     fwrite(text, 1, len, f);
     fclose(f);
-    if (rlhf_tokenizer_train(&t, text, len, 300, &err) != RLHF_OK || rlhf_dataset_load(&d, "ex02_text.txt", RLHF_DATA_TEXT, NULL, &err) != RLHF_OK) {
+    if (rlhf_tokenizer_train(&t, text, len, 300, &err) != RLHF_OK || rlhf_dataset_load(&d, path, RLHF_DATA_TEXT, NULL, &err) != RLHF_OK) {
         fprintf(stderr, "%s\n", err.message);
         return 1;
     }
@@ -58,7 +62,7 @@ int main(int argc, char **argv) {
     o.warmup_steps = 10;
     o.eval_every = steps / 3 > 0 ? steps / 3 : 1;
     o.log_every = steps / 6 > 0 ? steps / 6 : 1;
-    o.out_dir = ".";                  /* best.safetensors and last.safetensors land here */
+    o.out_dir = dir;                  /* best.safetensors and last.safetensors land here */
     o.log = on_log;
     if (rlhf_sft_train(m, t, d, NULL, &o, &rep, &err) != RLHF_OK) {
         fprintf(stderr, "%s\n", err.message);

@@ -5,9 +5,12 @@
    without them attending to each other. InstructGPT step 1: a labeler writes
    the reply a prompt deserves; the model imitates it.
 
-       cc -O2 examples/03_sft.c -lm -o ex03 && ./ex03 [epochs] */
+   Usage: ex03 [epochs] [out_dir]   (defaults 8, build/examples): writes
+          ex03_sft.jsonl into out_dir
+       cc -O2 examples/03_sft.c -lm -o ex03 && ./ex03 [epochs] [out_dir] */
 #define RLHF_IMPLEMENTATION
 #include "../rlhf.h"
+#include "out_dir.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +26,8 @@ int main(int argc, char **argv) {
     rlhf_config cfg;
     rlhf_train_options o = rlhf_train_options_sft();
     rlhf_train_report rep;
-    FILE *f = fopen("ex03_sft.jsonl", "w");
+    char path[600];
+    FILE *f = out_open(argc > 2 ? argv[2] : OUT_DIR_DEFAULT, "ex03_sft.jsonl", path, sizeof path);
     char corpus[4096];
     size_t len = 0;
 
@@ -33,7 +37,7 @@ int main(int argc, char **argv) {
     fclose(f);
     for (i = 0; i < 8; i++) len += (size_t)snprintf(corpus + len, sizeof corpus - len, "plural of %s: %ss. ", animals[i], animals[i]);
     if (rlhf_tokenizer_train(&t, corpus, len, 280, &err) != RLHF_OK ||
-        rlhf_dataset_load(&d, "ex03_sft.jsonl", RLHF_DATA_SFT, NULL, &err) != RLHF_OK) {
+        rlhf_dataset_load(&d, path, RLHF_DATA_SFT, NULL, &err) != RLHF_OK) {
         fprintf(stderr, "%s\n", err.message);
         return 1;
     }

@@ -6,9 +6,12 @@
    with all C(K,2) pairs of a prompt as one batch element; normalisation;
    scoring. InstructGPT step 2: labelers rank 4 to 9 replies per prompt.
 
-       cc -O2 examples/04_reward_model.c -lm -o ex04 && ./ex04 [epochs] */
+   Usage: ex04 [epochs] [out_dir]   (defaults 3, build/examples): writes
+          ex04_rankings.jsonl into out_dir
+       cc -O2 examples/04_reward_model.c -lm -o ex04 && ./ex04 [epochs] [out_dir] */
 #define RLHF_IMPLEMENTATION
 #include "../rlhf.h"
+#include "out_dir.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +38,8 @@ int main(int argc, char **argv) {
     rlhf_config cfg;
     rlhf_train_options o = rlhf_train_options_reward();
     rlhf_train_report rep;
-    FILE *f = fopen("ex04_rankings.jsonl", "w");
+    char path[600];
+    FILE *f = out_open(argc > 2 ? argv[2] : OUT_DIR_DEFAULT, "ex04_rankings.jsonl", path, sizeof path);
     static const char corpus[] = "open the door please. thanks. do it now. go. please do it, thanks. now go do it. ";
 
     /* 1. rankings: K = 2..4 replies with distinct politeness, listed best first */
@@ -55,7 +59,7 @@ int main(int argc, char **argv) {
     }
     fclose(f);
     if (rlhf_tokenizer_train(&t, corpus, strlen(corpus), 280, &err) != RLHF_OK ||
-        rlhf_dataset_load(&d, "ex04_rankings.jsonl", RLHF_DATA_PREFERENCE, NULL, &err) != RLHF_OK) {
+        rlhf_dataset_load(&d, path, RLHF_DATA_PREFERENCE, NULL, &err) != RLHF_OK) {
         fprintf(stderr, "%s\n", err.message);
         return 1;
     }

@@ -7,9 +7,12 @@
    The reward here is a known function of the reply (how often it says
    "yes"), so you can watch it rise while KL to the reference stays bounded.
 
-       cc -O2 examples/05_ppo.c -lm -o ex05 && ./ex05 [iterations] */
+   Usage: ex05 [iterations] [out_dir]   (defaults 30, build/examples):
+          writes ex05_prompts.jsonl into out_dir
+       cc -O2 examples/05_ppo.c -lm -o ex05 && ./ex05 [iterations] [out_dir] */
 #define RLHF_IMPLEMENTATION
 #include "../rlhf.h"
+#include "out_dir.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,13 +36,14 @@ int main(int argc, char **argv) {
     rlhf_error err;
     rlhf_config cfg;
     size_t n;
-    FILE *f = fopen("ex05_prompts.jsonl", "w");
+    char path[600];
+    FILE *f = out_open(argc > 2 ? argv[2] : OUT_DIR_DEFAULT, "ex05_prompts.jsonl", path, sizeof path);
 
     if (!f) return 1;
     fprintf(f, "{\"prompt\": \"ask me\"}\n{\"prompt\": \"is it so?\"}\n");
     fclose(f);
     if (rlhf_tokenizer_train(&t, corpus, strlen(corpus), 280, &err) != RLHF_OK ||
-        rlhf_dataset_load(&prompts, "ex05_prompts.jsonl", RLHF_DATA_PROMPTS, NULL, &err) != RLHF_OK) {
+        rlhf_dataset_load(&prompts, path, RLHF_DATA_PROMPTS, NULL, &err) != RLHF_OK) {
         fprintf(stderr, "%s\n", err.message);
         return 1;
     }
