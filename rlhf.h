@@ -353,9 +353,12 @@ RLHFDEF rlhf_result rlhf_model_backward_values(rlhf_model *m, const float *dvalu
    if entropy is not NULL, the entropy of that distribution. doc_start as
    rlhf_model_forward_docs (may be NULL). for_backward != 0: then
    rlhf_model_backward_logprobs(m, dlogp, dentropy) ADDS the gradients of
-   sum dlogp*logp + dentropy*entropy (dentropy may be NULL). Training memory. */
-RLHFDEF rlhf_result rlhf_model_forward_logprobs(rlhf_model *m, const int *inputs, const int *doc_start, const int *targets, int B,
-                                                int T, float temperature, float *logp, float *entropy, int for_backward);
+   sum dlogp*logp + dentropy*entropy (dentropy may be NULL). Training memory.
+   (0.5 called this rlhf_model_forward_logprobs with doc_start before
+   targets; the name is gone so that an old call fails to compile instead of
+   swapping the two silently.) */
+RLHFDEF rlhf_result rlhf_model_logprobs(rlhf_model *m, const int *inputs, const int *targets, const int *doc_start, int B, int T,
+                                        float temperature, float *logp, float *entropy, int for_backward);
 RLHFDEF rlhf_result rlhf_model_backward_logprobs(rlhf_model *m, const float *dlogp, const float *dentropy);
 
 /* ---------------------------------------------------------------------------
@@ -637,6 +640,29 @@ RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad);
    adv[t] = delta_t + gamma * lam * adv[t+1], ret[t] = adv[t] + values[t]. */
 RLHFDEF void  rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv, float *ret);
 
+/* PPO (InstructGPT step 3): the KL estimators of the per-token penalty:
+   k1 = logp - ref_logp; k3 = exp(d) - 1 - d, d = ref_logp - logp. */
+typedef enum rlhf_kl_estimator { RLHF_KL_K1, RLHF_KL_K3 } rlhf_kl_estimator;
+/* The losses of a minibatch, mean over n tokens, with their gradients (may be NULL):
+   policy:  ratio = exp(logp - old_logp);  mean max(-A ratio, -A clip(ratio, 1-eps, 1+eps))
+   value:   v_clip = v_old + clip(v - v_old, -eps, eps);  0.5 mean max((v - R)^2, (v_clip - R)^2)
+   *clipfrac: fraction of tokens where the clipped term was larger;
+   *approxkl: 0.5 mean (logp - old_logp)^2. */
+RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, const float *adv, int n, float cliprange, float *dlogp,
+                                   float *clipfrac, float *approxkl);
+RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const float *ret, int n, float cliprange_value, float *dv,
+                                  float *clipfrac);
+/* Per-token rewards of one response (n tokens): kl[t] by the estimator,
+   rewards[t] = -beta kl[t], plus score on the last token. */
+RLHFDEF void  rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, float score, float beta, rlhf_kl_estimator est,
+                               float *rewards, float *kl);
+
+/* The adaptive KL controller (Ziegler et al. 2019): the KL coefficient
+   after an iteration whose mean KL (over its n_episodes episodes, of
+   sum_t KL_t) was kl:
+     e = clip(kl / kl_target - 1, -0.2, 0.2),  beta' = beta * (1 + e * n_episodes / horizon) */
+RLHFDEF float rlhf_kl_control(float beta, float kl, float kl_target, float horizon, int n_episodes);
+
 /* ---------------------------------------------------------------------------
    Training loops: SFT and pretraining (InstructGPT step 1), the reward model
    (step 2). Both read a dataset through a tokenizer (the chat template, the
@@ -794,12 +820,22 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
    norm skips the update (counted); a minibatch whose mean ratio exceeds
    ratio_threshold is skipped (counted); a negative mean KL is warned about.
    Metrics (one JSON line per iteration) use TRL's names. */
-typedef enum rlhf_kl_estimator { RLHF_KL_K1, RLHF_KL_K3 } rlhf_kl_estimator;
 /* A programmatic reward instead of a reward model (tests, known objectives):
    the score of response (n_response tokens, its <|end|> included if it has
    one) to prompt (n_prompt tokens, the chat template's ids). */
 typedef float (*rlhf_score_fn)(void *user, const int *prompt, int n_prompt, const int *response, int n_response);
 typedef struct rlhf_ppo_config {
+    /* the models and data: yours; they must outlive the trainer */
+    rlhf_model *policy;       /* trained */
+    rlhf_model *ref;          /* the frozen SFT model, the same config as the policy */
+    rlhf_model *critic;       /* a model with a scalar head (initialise it from the reward model); trained */
+    rlhf_model *reward_model; /* a model with a scalar head, normalised; or NULL, and then score_fn */
+    rlhf_score_fn score_fn;   /* the score when reward_model is NULL */
+    void *score_user;
+    const rlhf_tokenizer *tokenizer;
+    const rlhf_dataset *prompts; /* a PROMPTS (or any prompt-bearing) dataset */
+    const rlhf_dataset *ptx;     /* a TEXT dataset for PPO-ptx, or NULL */
+    /* the algorithm */
     int batch_size;          /* episodes (prompts) per iteration: 16 */
     int mini_batch;          /* episodes per PPO minibatch (and per forward): 4 */
     int ppo_epochs;          /* passes over each batch: 4 */
@@ -857,15 +893,10 @@ typedef struct rlhf_ppo_stats {
 } rlhf_ppo_stats;
 
 typedef struct rlhf_ppo rlhf_ppo;
-/* policy is trained; ref is the frozen SFT model (same config); critic is a
-   model with a scalar head (initialise it from the reward model); the score
-   comes from rm (a model with a scalar head, normalised) or, if rm is NULL,
-   from score_fn. prompts: a PROMPTS (or any prompt-bearing) dataset; ptx: a
-   TEXT dataset for PPO-ptx, or NULL. The models and datasets stay yours and
-   must outlive the trainer. err (may be NULL) says why creation failed. */
-RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, rlhf_model *policy, rlhf_model *ref, rlhf_model *critic, rlhf_model *rm,
-                                    rlhf_score_fn score_fn, void *score_user, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
-                                    const rlhf_dataset *ptx, const rlhf_ppo_config *cfg, rlhf_error *err);
+/* A trainer for the models and data named in cfg (see rlhf_ppo_config;
+   start from rlhf_ppo_config_default() and set them). err (may be NULL)
+   says why creation failed. */
+RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *cfg, rlhf_error *err);
 RLHFDEF void        rlhf_ppo_free(rlhf_ppo *p);
 /* One iteration: rollouts, scoring, learning, KL control. stats may be NULL. */
 RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error *err);
@@ -884,7 +915,7 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
    and no *.next or ppo.commit* file remains after the next save or load.
    A trainer whose weights are not finite is not saved (RLHF_ERR_NON_FINITE;
    dir keeps the previous state). */
-RLHFDEF rlhf_result rlhf_ppo_save(const rlhf_ppo *p, const char *dir, rlhf_error *err);
+RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err);
 RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err);
 /* The EMA of the policy's weights (ema_decay > 0), or NULL. */
 RLHFDEF const rlhf_model *rlhf_ppo_ema(const rlhf_ppo *p);
@@ -909,20 +940,6 @@ RLHFDEF rlhf_result rlhf_ppo_trace(const rlhf_ppo *p, int b, rlhf_ppo_trace_row 
    tokens decoded; *n_bytes receives the length needed (cap too small:
    RLHF_ERR_TOO_LARGE). */
 RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, size_t cap, size_t *n_bytes);
-
-/* The losses of a minibatch, mean over n tokens, with their gradients (may be NULL):
-   policy:  ratio = exp(logp - old_logp);  mean max(-A ratio, -A clip(ratio, 1-eps, 1+eps))
-   value:   v_clip = v_old + clip(v - v_old, -eps, eps);  0.5 mean max((v - R)^2, (v_clip - R)^2)
-   *clipfrac: fraction of tokens where the clipped term was larger;
-   *approxkl: 0.5 mean (logp - old_logp)^2. */
-RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, const float *adv, int n, float cliprange, float *dlogp,
-                                   float *clipfrac, float *approxkl);
-RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const float *ret, int n, float cliprange_value, float *dv,
-                                  float *clipfrac);
-/* Per-token rewards of one response (n tokens): kl[t] by the estimator,
-   rewards[t] = -beta kl[t], plus score on the last token. */
-RLHFDEF void  rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, float score, float beta, rlhf_kl_estimator est,
-                               float *rewards, float *kl);
 
 /* Which kernels this build uses: "avx2+fma", "neon" or "scalar". */
 RLHFDEF const char *rlhf_simd_name(void);
@@ -3863,7 +3880,7 @@ struct rlhf_model {
     size_t inf_cap_bt;
     int B, T, backward_ready; /* backward_ready: 0 none, 1 LM loss, 2 scalar values */
     float dloss;  /* 1 / number of targets != -1 */
-    float temperature; /* of the last forward_logprobs */
+    float temperature; /* of the last rlhf_model_logprobs */
     float *work;  /* matmul packing, RLHF__GEMM_WORK_FLOATS */
     rlhf_log_fn log;
     void *log_user;
@@ -4484,12 +4501,12 @@ RLHFDEF rlhf_result rlhf_model_forward_values(rlhf_model *m, const int *inputs, 
    ("The N implementation details", item 8: the temperature used for sampling
    divides the logits here too). Always the caching forward (a backward may
    follow, and the logits are kept there). */
-RLHFDEF rlhf_result rlhf_model_forward_logprobs(rlhf_model *m, const int *inputs, const int *doc_start, const int *targets, int B, int T,
-                                                float temperature, float *logp, float *entropy, int for_backward) {
+RLHFDEF rlhf_result rlhf_model_logprobs(rlhf_model *m, const int *inputs, const int *targets, const int *doc_start, int B, int T,
+                                        float temperature, float *logp, float *entropy, int for_backward) {
     rlhf_result r;
     size_t BT;
     int V, bt;
-    const char *fn = "rlhf_model_forward_logprobs";
+    const char *fn = "rlhf_model_logprobs";
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     m->backward_ready = 0;
     if (!inputs || !targets || !logp || B < 1 || T < 1 || !(temperature > 0.0f) || !isfinite(temperature))
@@ -7451,9 +7468,44 @@ done:
 
 // ----------------------------------------------------------------------------
 // >>ppo  PPO with a KL penalty against the SFT policy (InstructGPT step 3,
-//        eq. 2, PPO-ptx): rollouts, rewards, GAE, the clipped losses, the KL
-//        controller, resume, trace
+//        eq. 2, PPO-ptx): the equations, the trainer, one iteration in the
+//        paper's order, resume, trace
 // ----------------------------------------------------------------------------
+//
+// InstructGPT (Ouyang et al. 2022) eq. 2: the RL policy pi_RL (weights phi)
+// maximises
+//
+//   objective(phi) = E_{(x,y) ~ D_pi_RL} [ r_theta(x, y) - beta log( pi_RL(y | x) / pi_SFT(y | x) ) ]
+//                  + gamma E_{x ~ D_pretrain} [ log pi_RL(x) ]
+//
+// x is a prompt and y the policy's response to it, r_theta the reward model
+// (step 2), pi_SFT the frozen SFT model (the reference), beta the KL
+// coefficient, gamma (ptx_coef) the weight of the pretraining term; gamma = 0
+// is the paper's "PPO", gamma > 0 its "PPO-ptx". Where each term is computed:
+//
+//   term                         how                                         function
+//   y ~ pi_RL(. | x)             B responses sampled, the KV cache           rlhf__ppo_rollout
+//   r_theta(x, y)                the score at y's last token (<|end|>)       rlhf__ppo_evaluate, rlhf_reward_score_ids
+//   log pi_RL / pi_SFT           per token: KL_t = log pi_RL - log pi_SFT    rlhf_ppo_rewards
+//   the bracket as a reward      r_t = -beta KL_t, + r_theta at the last t   rlhf_ppo_rewards
+//   beta                         fixed, or Ziegler et al.'s controller       rlhf_kl_control
+//   E[...] maximised by PPO      advantages A_t by GAE, whitened             rlhf_gae, rlhf__ppo_advantages
+//                                the clipped surrogate on each minibatch     rlhf_ppo_policy_loss, rlhf__ppo_policy
+//                                the critic V_t learns the returns R_t       rlhf_ppo_value_loss, rlhf__ppo_critic
+//   gamma E[log pi_RL(x)]        - gamma x the LM loss on pretraining rows   rlhf__ppo_ptx
+//
+// rlhf_ppo_step runs one iteration in that order: rollout, evaluate,
+// advantages, learn (ppo_epochs passes over shuffled minibatches: policy,
+// ptx, critic), statistics, KL control, metrics.
+//
+// Notation (see CONCEPTS): episode b is a prompt of P_b tokens and a response
+// of n_b tokens (at most max_new). A rollout's rows are (B, T) with
+// T = Pmax + Nmax, its longest prompt and response: a prompt is left-padded
+// to end at position Pmax - 1, its response starts at Pmax. Per-token arrays
+// are (B, max_new): token t of episode b is at b * max_new + t. For token t:
+// KL_t, r_t (reward), V_t (value), A_t (advantage), R_t = A_t + V_t (return).
+
+/* ---- the equations ------------------------------------------------------------ */
 
 RLHFDEF void rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv, float *ret) {
     /* Schulman et al. 2016 (GAE), backwards from the last token:
@@ -7477,7 +7529,7 @@ RLHFDEF void rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, f
     /* Ziegler et al. 2019; InstructGPT eq. 2: the per-token KL penalty
          k1:  KL_t = log pi(a_t|s_t) - log pi_ref(a_t|s_t)
          k3:  KL_t = exp(d) - 1 - d,  d = log pi_ref - log pi   (non-negative, unbiased)
-         r_t = -beta * KL_t,  and r_{T-1} += score (the reward model's, on the last token) */
+         r_t = -beta * KL_t,  and r_{n-1} += score (the reward model's, on the last token) */
     int t;
     for (t = 0; t < n; t++) {
         float d = ref_logp[t] - logp[t];
@@ -7486,6 +7538,16 @@ RLHFDEF void rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, f
         rewards[t] = -beta * k;
     }
     if (n > 0) rewards[n - 1] += score;
+}
+
+RLHFDEF float rlhf_kl_control(float beta, float kl, float kl_target, float horizon, int n_episodes) {
+    /* Ziegler et al. 2019, section 2.2, the adaptive KL controller:
+         e_t       = clip(KL_t / KL_target - 1, -0.2, 0.2)
+         beta_t+1  = beta_t * (1 + K_beta e_t),   K_beta = n_episodes / horizon
+       KL_t is the mean over the iteration's episodes of sum_t KL_t. */
+    double e = kl / kl_target - 1.0;
+    e = e < -0.2 ? -0.2 : e > 0.2 ? 0.2 : e;
+    return (float)(beta * (1.0 + e * (double)n_episodes / horizon));
 }
 
 RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, const float *adv, int n, float cliprange, float *dlogp,
@@ -7499,13 +7561,13 @@ RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, con
     int t;
     if (n <= 0) return 0.0f;
     for (t = 0; t < n; t++) {
-        float lr = logp[t] - old_logp[t], ratio = expf(lr);
+        float log_ratio = logp[t] - old_logp[t], ratio = expf(log_ratio);
         float rc = ratio < 1.0f - cliprange ? 1.0f - cliprange : ratio > 1.0f + cliprange ? 1.0f + cliprange : ratio;
         float l1 = -adv[t] * ratio, l2 = -adv[t] * rc;
         int clipped = l2 > l1;
         loss += clipped ? l2 : l1;
         cf += clipped;
-        akl += 0.5 * (double)lr * lr;
+        akl += 0.5 * (double)log_ratio * log_ratio; /* approxkl: 0.5 mean (log ratio)^2 */
         if (dlogp) dlogp[t] = clipped ? 0.0f : -adv[t] * ratio / (float)n;
     }
     if (clipfrac) *clipfrac = (float)(cf / n);
@@ -7534,6 +7596,8 @@ RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const floa
     if (clipfrac) *clipfrac = (float)(cf / n);
     return (float)(loss / n);
 }
+
+/* ---- the trainer -------------------------------------------------------------- */
 
 RLHFDEF rlhf_ppo_config rlhf_ppo_config_default(void) {
     rlhf_ppo_config c;
@@ -7565,11 +7629,29 @@ RLHFDEF rlhf_ppo_config rlhf_ppo_config_default(void) {
     return c;
 }
 
+/* The last rollout: B episodes and everything measured on them. */
+typedef struct rlhf__rollout {
+    int Pmax, Nmax, T;                  /* longest prompt, longest response, T = Pmax + Nmax */
+    int *seq;                           /* (B, T): left padding, prompt, response, right padding */
+    int *n_pad, *plen, *rlen, *has_eos; /* (B): left padding, P_b, n_b, 1 when it ended with <|end|> */
+    float *score;                       /* (B): r_theta(x, y), or the missing-EOS penalty */
+    /* (B, max_new), token t of episode b at b * max_new + t: */
+    float *logp, *ref_logp;             /* log pi_old(y_t), log pi_ref(y_t) (logits / temperature) */
+    float *values, *kl, *rewards;       /* V_t, KL_t, r_t */
+    float *adv, *ret, *adv_white;       /* A_t, R_t, and A_t whitened over the rollout */
+    float *ratio;                       /* pi / pi_old at the last update that used the token */
+    unsigned char *clipped;             /* 1 when the surrogate's clipped term was the one used */
+} rlhf__rollout;
+
+/* One minibatch's response tokens, compacted: (MB * max_new) each. */
+typedef struct rlhf__mb_tokens {
+    float *logp, *old_logp, *adv, *dlogp; /* the policy: log pi, log pi_old, whitened A_t, dL/dlog pi */
+    float *v, *v_old, *ret, *dv;          /* the critic: V, V_old, R_t, dL/dV */
+} rlhf__mb_tokens;
+
 struct rlhf_ppo {
-    rlhf_ppo_config cfg;
+    rlhf_ppo_config cfg;        /* a copy; its models and data are the caller's */
     rlhf_model *policy, *ref, *critic, *rm, *ema;
-    rlhf_score_fn score_fn;
-    void *score_user;
     const rlhf_tokenizer *tok;
     const rlhf_dataset *prompts;
     rlhf__examples ptx;         /* pretraining windows (PPO-ptx) */
@@ -7578,22 +7660,28 @@ struct rlhf_ppo {
     rlhf_train_options topt;    /* the log and metric callbacks, for the shared run helpers */
     rlhf__trainrun run;
     rlhf_rng rng;
-    float kl_coef;
+    float kl_coef;              /* beta now */
     long iteration, skipped_updates, skipped_minibatches;
     uint64_t ref_hash;
-    int stop, pad, P, R, B, MB, ptxT, ptx_rows;
-    /* the last rollout: B episodes, T = Pmax + Rmax tokens each */
-    int Pmax, Rmax, T;
-    int *seq, *n_pad, *plen, *rlen, *has_eos, *prompt_buf;
-    float *logp, *ref_logp, *values, *rewards, *kl, *adv, *ret, *ratio, *score; /* (B, R) and (B) */
-    unsigned char *clipped;
-    /* minibatch scratch */
+    int stop, pad;              /* <|end|> and the pad token */
+    int max_prompt, max_new;    /* prompt tokens kept, response tokens at most */
+    int B, MB;                  /* episodes per iteration, per minibatch */
+    int ptxT, ptx_rows;         /* PPO-ptx rows: length and count per minibatch */
+    rlhf__rollout ro;
+    /* minibatch scratch: (MB, T) rows in, (MB, T) outputs and their gradients, compacted tokens */
     int *mb_in, *mb_tg, *mb_doc, *ptx_in, *ptx_tg;
-    float *mb_out, *mb_ent, *mb_d, *mb_d2, *tk;  /* (MB, P+R) x4, compacted tokens (8, MB*R) */
+    float *mb_out, *mb_ent, *mb_d, *mb_d2;
+    rlhf__mb_tokens tk;
     rlhf_kv_cache *cache;
     rlhf_sampler *sampler;
-    float *step_logits;
+    float *step_logits;         /* (B, V): the logits of the next token while sampling */
 };
+
+/* Where response token t of an episode lives: in the (B, max_new) arrays,
+   and in row `row` of a (., T) minibatch, at the position that predicts it
+   (the one before it: Pmax - 1 + t). Every offset of >>ppo comes from here. */
+static size_t rlhf__tok(const rlhf_ppo *p, int b, int t) { return (size_t)b * (size_t)p->max_new + (size_t)t; }
+static size_t rlhf__pred_at(const rlhf_ppo *p, int row, int t) { return (size_t)row * (size_t)p->ro.T + (size_t)(p->ro.Pmax - 1 + t); }
 
 /* FNV-1a over the reference's weights: its identity in a resumed run */
 static uint64_t rlhf__model_hash(const rlhf_model *m) {
@@ -7603,6 +7691,7 @@ static uint64_t rlhf__model_hash(const rlhf_model *m) {
     for (i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
     return h;
 }
+
 /* the prompt order of data epoch e: a permutation from (seed, e) alone, so a
    resumed run rebuilds it */
 static void rlhf__ppo_order(rlhf_ppo *p) {
@@ -7626,7 +7715,7 @@ RLHFDEF void rlhf_ppo_free(rlhf_ppo *p) {
     rlhf__ex_free(&p->ptx);
     rlhf__free(p->ptx_order); rlhf__free(p->order);
     /* n_pad, logp, mb_in, mb_out and ptx_in each hold the arrays after them */
-    rlhf__free(p->seq); rlhf__free(p->n_pad); rlhf__free(p->prompt_buf); rlhf__free(p->logp); rlhf__free(p->clipped);
+    rlhf__free(p->ro.seq); rlhf__free(p->ro.n_pad); rlhf__free(p->ro.logp); rlhf__free(p->ro.clipped);
     rlhf__free(p->mb_in); rlhf__free(p->ptx_in); rlhf__free(p->mb_out);
     rlhf_kv_cache_free(p->cache);
     rlhf_sampler_free(p->sampler);
@@ -7635,128 +7724,182 @@ RLHFDEF void rlhf_ppo_free(rlhf_ppo *p) {
     rlhf__free(p);
 }
 
-RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, rlhf_model *policy, rlhf_model *ref, rlhf_model *critic, rlhf_model *rm,
-                                    rlhf_score_fn score_fn, void *score_user, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
-                                    const rlhf_dataset *ptx, const rlhf_ppo_config *cfg, rlhf_error *err) {
-    rlhf_ppo *p;
-    rlhf_result r = RLHF_OK;
-    size_t BR, MT, i;
-    int ctx;
-    const rlhf_ppo_config *c = cfg;
-#define RLHF__PPO_FAIL(code, ...)                                                      \
-    do {                                                                               \
-        if (err) {                                                                     \
-            int n_ = snprintf(err->message, sizeof err->message, "ppo: ");             \
-            snprintf(err->message + n_, sizeof err->message - (size_t)n_, __VA_ARGS__); \
-        }                                                                              \
-        r = code;                                                                      \
-        goto fail;                                                                     \
-    } while (0)
-    if (err) err->message[0] = 0;
-    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
-    *out = NULL;
-    p = (rlhf_ppo *)rlhf__alloc(sizeof *p);
-    if (!p) return RLHF_ERR_OUT_OF_MEMORY;
-    memset(p, 0, sizeof *p);
-    if (!policy || !ref || !critic || (!rm && !score_fn) || !t || !prompts || !cfg)
-        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "need a policy, a reference, a critic, a reward model or score function, a tokenizer, prompts and a config");
-    if (c->batch_size < 1 || c->batch_size > 1024 || c->mini_batch < 1 || c->mini_batch > c->batch_size || c->ppo_epochs < 1 || c->max_new_tokens < 1 ||
-        c->max_prompt_tokens < 0 || !(c->sampling.temperature > 0.0f) || !(c->kl_coef >= 0.0f) || !(c->cliprange > 0.0f) ||
-        !(c->cliprange_value > 0.0f) || !(c->vf_coef >= 0.0f) || !(c->gamma >= 0.0f && c->gamma <= 1.0f) || !(c->lam >= 0.0f && c->lam <= 1.0f) ||
-        !(c->ema_decay >= 0.0f && c->ema_decay < 1.0f) || !(c->ptx_coef >= 0.0f) || c->ptx_batch < 0 || c->ptx_batch > 1024 ||
-        !(c->ratio_threshold > 1.0f) || !(c->entropy_coef >= 0.0f) || !isfinite(c->entropy_coef) || !isfinite(c->missing_eos_penalty) ||
-        !(c->policy_opt.lr >= 0.0f) || !(c->critic_opt.lr >= 0.0f) || !isfinite(c->kl_coef) || c->total_iterations < 0 ||
-        (c->adaptive_kl && !(c->kl_target > 0.0f && c->kl_horizon > 0.0f)))
-        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT,
-                       "bad config: need 1 <= mini_batch <= batch_size <= 1024, ppo_epochs >= 1, max_new_tokens >= 1, temperature > 0 (log-probs "
-                       "divide by it), kl_coef >= 0, cliprange(s) > 0, gamma and lam in [0,1], ema_decay in [0,1), ptx_batch <= 1024, "
-                       "ratio_threshold > 1, entropy_coef >= 0, finite missing_eos_penalty, learning rates >= 0");
-    if (memcmp(&policy->cfg, &ref->cfg, sizeof policy->cfg) != 0) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the reference model's config differs from the policy's");
-    if (!critic->has_score) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the critic has no scalar head (initialise it from the reward model)");
-    if (rm && !rm->has_score) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the reward model has no scalar head");
+/* "ppo: message" into err; returns r */
+static rlhf_result rlhf__ppo_fail(rlhf_error *err, rlhf_result r, const char *fmt, ...) {
+    va_list ap;
+    if (!err) return r;
+    snprintf(err->message, sizeof err->message, "ppo: ");
+    va_start(ap, fmt);
+    vsnprintf(err->message + 5, sizeof err->message - 5, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* The config and the models checked before anything is allocated. */
+static rlhf_result rlhf__ppo_check(const rlhf_ppo_config *c, rlhf_error *err) {
+    const rlhf_model *policy = c->policy, *critic = c->critic, *rm = c->reward_model;
+    const rlhf_tokenizer *t = c->tokenizer;
+    const rlhf_result bad = RLHF_ERR_INVALID_ARGUMENT;
+    int pad;
+    if (!policy || !c->ref || !critic || (!rm && !c->score_fn) || !t || !c->prompts)
+        return rlhf__ppo_fail(err, bad, "need a policy, a reference, a critic, a reward model or score function, a tokenizer, prompts and a config");
+    if (c->batch_size < 1 || c->batch_size > 1024 || c->mini_batch < 1 || c->mini_batch > c->batch_size || c->ppo_epochs < 1 ||
+        c->max_new_tokens < 1 || c->max_prompt_tokens < 0 || !(c->sampling.temperature > 0.0f) || !(c->kl_coef >= 0.0f) ||
+        !(c->cliprange > 0.0f) || !(c->cliprange_value > 0.0f) || !(c->vf_coef >= 0.0f) || !(c->gamma >= 0.0f && c->gamma <= 1.0f) ||
+        !(c->lam >= 0.0f && c->lam <= 1.0f) || !(c->ema_decay >= 0.0f && c->ema_decay < 1.0f) || !(c->ptx_coef >= 0.0f) ||
+        c->ptx_batch < 0 || c->ptx_batch > 1024 || !(c->ratio_threshold > 1.0f) || !(c->entropy_coef >= 0.0f) ||
+        !isfinite(c->entropy_coef) || !isfinite(c->missing_eos_penalty) || !(c->policy_opt.lr >= 0.0f) || !(c->critic_opt.lr >= 0.0f) ||
+        !isfinite(c->kl_coef) || c->total_iterations < 0 || (c->adaptive_kl && !(c->kl_target > 0.0f && c->kl_horizon > 0.0f)))
+        return rlhf__ppo_fail(err, bad,
+                              "bad config: need 1 <= mini_batch <= batch_size <= 1024, ppo_epochs >= 1, max_new_tokens >= 1, temperature > 0 "
+                              "(log-probs divide by it), kl_coef >= 0, cliprange(s) > 0, gamma and lam in [0,1], ema_decay in [0,1), "
+                              "ptx_batch <= 1024, ratio_threshold > 1, entropy_coef >= 0, finite missing_eos_penalty, learning rates >= 0");
+    if (memcmp(&policy->cfg, &c->ref->cfg, sizeof policy->cfg) != 0)
+        return rlhf__ppo_fail(err, bad, "the reference model's config differs from the policy's");
+    if (!critic->has_score) return rlhf__ppo_fail(err, bad, "the critic has no scalar head (initialise it from the reward model)");
+    if (rm && !rm->has_score) return rlhf__ppo_fail(err, bad, "the reward model has no scalar head");
     if (rlhf_tokenizer_vocab_size(t) > policy->cfg.vocab_size)
-        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the tokenizer's %d tokens do not fit the policy's vocabulary (%d)", rlhf_tokenizer_vocab_size(t),
-                       policy->cfg.vocab_size);
+        return rlhf__ppo_fail(err, bad, "the tokenizer's %d tokens do not fit the policy's vocabulary (%d)", rlhf_tokenizer_vocab_size(t),
+                              policy->cfg.vocab_size);
+
     /* the policy may sample any id below its vocabulary size: the critic and the reward model must read them all */
     if (critic->cfg.vocab_size < policy->cfg.vocab_size || (rm && rm->cfg.vocab_size < policy->cfg.vocab_size))
-        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the critic's (%d) and reward model's vocabularies must hold the policy's %d ids",
-                       critic->cfg.vocab_size, policy->cfg.vocab_size);
-    p->stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
-    p->pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+        return rlhf__ppo_fail(err, bad, "the critic's (%d) and reward model's vocabularies must hold the policy's %d ids",
+                              critic->cfg.vocab_size, policy->cfg.vocab_size);
+
     /* "N implementation details", item 2; users' reports (trl#734): with pad == EOS the policy never learns to stop */
-    if (p->pad == p->stop || p->pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
-        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the pad token (%d) equals the stop or EOS token: refusing to start", p->pad);
-    if (rlhf_dataset_size(prompts) == 0) RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the prompt dataset is empty");
-    if (c->ptx_coef > 0.0f && (!ptx || rlhf_dataset_size(ptx) == 0 || rlhf_dataset_record(ptx, 0)->kind != RLHF_RECORD_TEXT))
-        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "ptx_coef > 0 needs a TEXT dataset of pretraining data");
-    ctx = policy->cfg.n_ctx;
-    if (critic->cfg.n_ctx < ctx) ctx = critic->cfg.n_ctx;
-    if (rm && rm->cfg.n_ctx < ctx) ctx = rm->cfg.n_ctx;
+    pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+    if (pad == rlhf_tokenizer_special(t, RLHF_TOKEN_END) || pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
+        return rlhf__ppo_fail(err, bad, "the pad token (%d) equals the stop or EOS token: refusing to start", pad);
+    if (rlhf_dataset_size(c->prompts) == 0) return rlhf__ppo_fail(err, bad, "the prompt dataset is empty");
+    if (c->ptx_coef > 0.0f && (!c->ptx || rlhf_dataset_size(c->ptx) == 0 || rlhf_dataset_record(c->ptx, 0)->kind != RLHF_RECORD_TEXT))
+        return rlhf__ppo_fail(err, bad, "ptx_coef > 0 needs a TEXT dataset of pretraining data");
+    return RLHF_OK;
+}
+
+/* The rollout's arrays and the minibatch scratch, each group in one block. */
+static int rlhf__ppo_buffers(rlhf_ppo *p, int ctx) {
+    rlhf__rollout *ro = &p->ro;
+    size_t BN = (size_t)p->B * (size_t)p->max_new, MT = (size_t)p->MB * (size_t)(p->max_prompt + p->max_new);
+    size_t MN = (size_t)p->MB * (size_t)p->max_new;
+    float **tok_arrays[10];
+    int i;
+    p->order = (size_t *)rlhf__alloc((rlhf_dataset_size(p->prompts) + 1) * sizeof(size_t));
+    ro->seq = (int *)rlhf__alloc((size_t)p->B * (size_t)(p->max_prompt + p->max_new) * sizeof(int));
+    ro->n_pad = (int *)rlhf__alloc((size_t)p->B * sizeof(int) * 4 + (size_t)p->B * (size_t)ctx * sizeof(int));
+    ro->logp = rlhf__alloc_floats(BN * 9 + (size_t)p->B);
+    ro->clipped = (unsigned char *)rlhf__alloc(BN);
+    p->mb_in = (int *)rlhf__alloc(MT * 3 * sizeof(int));
+    p->mb_out = rlhf__alloc_floats(MT * 4 + MN * 8);
+    p->step_logits = rlhf__alloc_floats((size_t)p->B * (size_t)p->policy->cfg.vocab_size);
+    if (!p->order || !ro->seq || !ro->n_pad || !ro->logp || !ro->clipped || !p->mb_in || !p->mb_out || !p->step_logits) return 0;
+
+    /* carve the blocks: (B) ints; (B, max_new) floats; (MB, T) rows; (MB * max_new) tokens */
+    ro->plen = ro->n_pad + p->B; ro->rlen = ro->plen + p->B; ro->has_eos = ro->rlen + p->B;
+    tok_arrays[0] = &ro->ref_logp; tok_arrays[1] = &ro->values; tok_arrays[2] = &ro->rewards; tok_arrays[3] = &ro->kl;
+    tok_arrays[4] = &ro->adv; tok_arrays[5] = &ro->ret; tok_arrays[6] = &ro->ratio; tok_arrays[7] = &ro->adv_white;
+    tok_arrays[8] = &ro->score;
+    for (i = 0; i < 9; i++) *tok_arrays[i] = (i ? *tok_arrays[i - 1] : ro->logp) + BN;
+    p->mb_tg = p->mb_in + MT; p->mb_doc = p->mb_tg + MT;
+    p->mb_ent = p->mb_out + MT; p->mb_d = p->mb_ent + MT; p->mb_d2 = p->mb_d + MT;
+    p->tk.logp = p->mb_d2 + MT; p->tk.old_logp = p->tk.logp + MN; p->tk.adv = p->tk.old_logp + MN; p->tk.dlogp = p->tk.adv + MN;
+    p->tk.v = p->tk.dlogp + MN; p->tk.v_old = p->tk.v + MN; p->tk.ret = p->tk.v_old + MN; p->tk.dv = p->tk.ret + MN;
+    memset(ro->clipped, 0, BN);
+    for (i = 0; i < (int)BN; i++) ro->ratio[i] = 1.0f;
+    return 1;
+}
+
+/* PPO-ptx: the pretraining rows, their order, their buffers. */
+static rlhf_result rlhf__ppo_ptx_setup(rlhf_ppo *p, int ctx, rlhf_error *err) {
+    long trunc = 0, drop = 0;
+    rlhf_result r;
+    p->ptxT = ctx < 64 ? ctx : 64;
+    p->ptx_rows = p->cfg.ptx_batch ? p->cfg.ptx_batch : p->MB;
+    if ((r = rlhf__sft_examples(&p->run, p->tok, p->cfg.ptx, p->ptxT, &p->ptx, &trunc, &drop)) != RLHF_OK) return r;
+    p->ptx_order = (size_t *)rlhf__alloc((p->ptx.n + 1) * sizeof(size_t));
+    p->ptx_in = (int *)rlhf__alloc((size_t)p->ptx_rows * (size_t)p->ptxT * 3 * sizeof(int));
+    if (!p->ptx_order || !p->ptx_in || p->ptx.n == 0)
+        return rlhf__ppo_fail(err, p->ptx.n ? RLHF_ERR_OUT_OF_MEMORY : RLHF_ERR_INVALID_ARGUMENT, "no pretraining rows for PPO-ptx");
+    p->ptx_tg = p->ptx_in + (size_t)p->ptx_rows * (size_t)p->ptxT;
+    rlhf__ppo_ptx_order(p);
+    return RLHF_OK;
+}
+
+/* The trainer's fields from the config, the shared run helpers' options. */
+static void rlhf__ppo_init(rlhf_ppo *p, const rlhf_ppo_config *c, int ctx, rlhf_error *err) {
     p->cfg = *c;
-    p->R = c->max_new_tokens;
-    p->P = c->max_prompt_tokens ? c->max_prompt_tokens : ctx / 2;
-    if (p->P < 2 || p->P + p->R > ctx)
-        RLHF__PPO_FAIL(RLHF_ERR_INVALID_ARGUMENT, "max_prompt_tokens (%d) + max_new_tokens (%d) must fit the smallest model context (%d)", p->P, p->R, ctx);
-    p->policy = policy; p->ref = ref; p->critic = critic; p->rm = rm; p->score_fn = score_fn; p->score_user = score_user;
-    p->tok = t; p->prompts = prompts;
+    p->policy = c->policy; p->ref = c->ref; p->critic = c->critic; p->rm = c->reward_model;
+    p->tok = c->tokenizer; p->prompts = c->prompts;
+    p->stop = rlhf_tokenizer_special(c->tokenizer, RLHF_TOKEN_END);
+    p->pad = rlhf_tokenizer_special(c->tokenizer, RLHF_TOKEN_PAD);
+    p->max_new = c->max_new_tokens;
+    p->max_prompt = c->max_prompt_tokens ? c->max_prompt_tokens : ctx / 2;
     p->B = c->batch_size; p->MB = c->mini_batch;
     p->kl_coef = c->kl_coef;
-    p->ref_hash = rlhf__model_hash(ref);
+    p->ref_hash = rlhf__model_hash(c->ref);
     rlhf_rng_seed(&p->rng, c->seed);
     p->topt = rlhf_train_options_sft();
     p->topt.log = c->log; p->topt.log_user = c->log_user; p->topt.metrics = c->metrics; p->topt.metrics_user = c->metrics_user;
-    p->run.o = &p->topt; p->run.err = err; p->run.m = policy; p->run.stage = "ppo"; p->run.t0 = rlhf__seconds();
+    p->run.o = &p->topt; p->run.err = err; p->run.m = c->policy; p->run.stage = "ppo"; p->run.t0 = rlhf__seconds();
     p->run.best = NAN;
-    BR = (size_t)p->B * (size_t)p->R;
-    MT = (size_t)p->MB * (size_t)(p->P + p->R);
-    p->order = (size_t *)rlhf__alloc((rlhf_dataset_size(prompts) + 1) * sizeof(size_t));
-    p->seq = (int *)rlhf__alloc((size_t)p->B * (size_t)(p->P + p->R) * sizeof(int));
-    p->prompt_buf = (int *)rlhf__alloc((size_t)p->B * (size_t)ctx * sizeof(int));
-    p->n_pad = (int *)rlhf__alloc((size_t)p->B * sizeof(int) * 4);
-    p->logp = rlhf__alloc_floats(BR * 8 + (size_t)p->B);
-    p->clipped = (unsigned char *)rlhf__alloc(BR);
-    p->mb_in = (int *)rlhf__alloc(MT * 3 * sizeof(int));
-    p->mb_out = rlhf__alloc_floats(MT * 4 + (size_t)p->MB * (size_t)p->R * 8);
-    p->step_logits = rlhf__alloc_floats((size_t)p->B * (size_t)policy->cfg.vocab_size);
-    if (!p->order || !p->seq || !p->prompt_buf || !p->n_pad || !p->logp || !p->clipped || !p->mb_in || !p->mb_out || !p->step_logits)
-        RLHF__PPO_FAIL(RLHF_ERR_OUT_OF_MEMORY, "out of memory for the rollout buffers (%d episodes of %d tokens)", p->B, p->P + p->R);
-    p->plen = p->n_pad + p->B; p->rlen = p->plen + p->B; p->has_eos = p->rlen + p->B;
-    p->ref_logp = p->logp + BR; p->values = p->ref_logp + BR; p->rewards = p->values + BR; p->kl = p->rewards + BR;
-    p->adv = p->kl + BR; p->ret = p->adv + BR; p->ratio = p->ret + BR; p->score = p->ratio + BR;
-    p->mb_tg = p->mb_in + MT; p->mb_doc = p->mb_tg + MT;
-    p->mb_ent = p->mb_out + MT; p->mb_d = p->mb_ent + MT; p->mb_d2 = p->mb_d + MT; p->tk = p->mb_d2 + MT;
-    memset(p->clipped, 0, BR);
-    if ((r = rlhf_kv_cache_create(&p->cache, policy, p->B, p->P + p->R)) != RLHF_OK ||
-        (r = rlhf_sampler_create(&p->sampler, policy->cfg.vocab_size, &c->sampling)) != RLHF_OK)
-        RLHF__PPO_FAIL(r, "cannot create the KV cache and sampler: %s", rlhf_result_string(r));
+}
+
+RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rlhf_error *err) {
+    rlhf_ppo *p;
+    rlhf_result r;
+    int ctx, rows;
+    if (err) err->message[0] = 0;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!c) return rlhf__ppo_fail(err, RLHF_ERR_INVALID_ARGUMENT, "need a config");
+    if ((r = rlhf__ppo_check(c, err)) != RLHF_OK) return r;
+    p = (rlhf_ppo *)rlhf__alloc(sizeof *p);
+    if (!p) return RLHF_ERR_OUT_OF_MEMORY;
+    memset(p, 0, sizeof *p);
+
+    /* the context every model can read: prompt + response must fit it */
+    ctx = c->policy->cfg.n_ctx;
+    if (c->critic->cfg.n_ctx < ctx) ctx = c->critic->cfg.n_ctx;
+    if (c->reward_model && c->reward_model->cfg.n_ctx < ctx) ctx = c->reward_model->cfg.n_ctx;
+    rlhf__ppo_init(p, c, ctx, err);
+    if (p->max_prompt < 2 || p->max_prompt + p->max_new > ctx) {
+        r = rlhf__ppo_fail(err, RLHF_ERR_INVALID_ARGUMENT, "max_prompt_tokens (%d) + max_new_tokens (%d) must fit the smallest model context (%d)",
+                           p->max_prompt, p->max_new, ctx);
+        goto fail;
+    }
+
+    /* buffers, the KV cache and sampler, the data orders, PPO-ptx, the EMA */
+    if (!rlhf__ppo_buffers(p, ctx)) {
+        r = rlhf__ppo_fail(err, RLHF_ERR_OUT_OF_MEMORY, "out of memory for the rollout buffers (%d episodes of %d tokens)", p->B,
+                           p->max_prompt + p->max_new);
+        goto fail;
+    }
+    if ((r = rlhf_kv_cache_create(&p->cache, p->policy, p->B, p->max_prompt + p->max_new)) != RLHF_OK ||
+        (r = rlhf_sampler_create(&p->sampler, p->policy->cfg.vocab_size, &c->sampling)) != RLHF_OK) {
+        r = rlhf__ppo_fail(err, r, "cannot create the KV cache and sampler: %s", rlhf_result_string(r));
+        goto fail;
+    }
     rlhf__ppo_order(p);
-    if (c->ptx_coef > 0.0f) {
-        long trunc = 0, drop = 0;
-        p->ptxT = ctx < 64 ? ctx : 64;
-        p->ptx_rows = c->ptx_batch ? c->ptx_batch : p->MB;
-        if ((r = rlhf__sft_examples(&p->run, t, ptx, p->ptxT, &p->ptx, &trunc, &drop)) != RLHF_OK) goto fail;
-        p->ptx_order = (size_t *)rlhf__alloc((p->ptx.n + 1) * sizeof(size_t));
-        p->ptx_in = (int *)rlhf__alloc((size_t)p->ptx_rows * (size_t)p->ptxT * 3 * sizeof(int));
-        if (!p->ptx_order || !p->ptx_in || p->ptx.n == 0) RLHF__PPO_FAIL(p->ptx.n ? RLHF_ERR_OUT_OF_MEMORY : RLHF_ERR_INVALID_ARGUMENT, "no pretraining rows for PPO-ptx");
-        p->ptx_tg = p->ptx_in + (size_t)p->ptx_rows * (size_t)p->ptxT;
-        rlhf__ppo_ptx_order(p);
-    }
+    if (c->ptx_coef > 0.0f && (r = rlhf__ppo_ptx_setup(p, ctx, err)) != RLHF_OK) goto fail;
     if (c->ema_decay > 0.0f) {
-        if ((r = rlhf_model_create(&p->ema, &policy->cfg, 0)) != RLHF_OK) RLHF__PPO_FAIL(r, "cannot create the EMA model");
-        memcpy(p->ema->param_mem, policy->param_mem, policy->num_params * sizeof(float));
+        if ((r = rlhf_model_create(&p->ema, &p->policy->cfg, 0)) != RLHF_OK) {
+            r = rlhf__ppo_fail(err, r, "cannot create the EMA model");
+            goto fail;
+        }
+        memcpy(p->ema->param_mem, p->policy->param_mem, p->policy->num_params * sizeof(float));
     }
-    /* memory now, not in the middle of an iteration */
-    {
-        int rows = p->MB > p->ptx_rows ? p->MB : p->ptx_rows;
-        if ((r = rlhf_model_reserve(policy, rows, p->P + p->R, 1)) != RLHF_OK ||
-            (p->ptx_rows && (r = rlhf_model_reserve(policy, p->ptx_rows, p->ptxT, 1)) != RLHF_OK) ||
-            (r = rlhf_model_reserve(critic, p->MB, p->P + p->R, 1)) != RLHF_OK ||
-            (r = rlhf__ensure(ref, p->MB, p->P + p->R, 0)) != RLHF_OK) /* the log-prob pass keeps its logits there */
-            RLHF__PPO_FAIL(r, "cannot reserve training memory for minibatches of %d x %d tokens", rows, p->P + p->R);
+
+    /* memory now, not in the middle of an iteration; the reference's log-prob pass keeps its logits in its buffers */
+    rows = p->MB > p->ptx_rows ? p->MB : p->ptx_rows;
+    if ((r = rlhf_model_reserve(p->policy, rows, p->max_prompt + p->max_new, 1)) != RLHF_OK ||
+        (p->ptx_rows && (r = rlhf_model_reserve(p->policy, p->ptx_rows, p->ptxT, 1)) != RLHF_OK) ||
+        (r = rlhf_model_reserve(p->critic, p->MB, p->max_prompt + p->max_new, 1)) != RLHF_OK ||
+        (r = rlhf__ensure(p->ref, p->MB, p->max_prompt + p->max_new, 0)) != RLHF_OK) {
+        r = rlhf__ppo_fail(err, r, "cannot reserve training memory for minibatches of %d x %d tokens", rows, p->max_prompt + p->max_new);
+        goto fail;
     }
-    rlhf__fresh_optimizer(policy);
-    rlhf__fresh_optimizer(critic);
-    for (i = 0; i < BR; i++) p->ratio[i] = 1.0f;
+    rlhf__fresh_optimizer(p->policy);
+    rlhf__fresh_optimizer(p->critic);
     p->run.err = NULL;
     *out = p;
     return RLHF_OK;
@@ -7764,39 +7907,40 @@ fail:
     p->run.err = NULL;
     rlhf_ppo_free(p);
     return r;
-#undef RLHF__PPO_FAIL
 }
 
 RLHFDEF const rlhf_model *rlhf_ppo_ema(const rlhf_ppo *p) { return p ? p->ema : NULL; }
 RLHFDEF float rlhf_ppo_kl_coef(const rlhf_ppo *p) { return p ? p->kl_coef : 0.0f; }
 
-/* rows [b0, b0 + n) of the rollout into the minibatch scratch: inputs,
-   document starts (left padding), and targets: the response token at
-   position Pmax + i is predicted at position Pmax - 1 + i */
+/* ---- one iteration, phase by phase -------------------------------------------- */
+
+/* Episodes rows[0..n) of the rollout into the minibatch scratch: inputs,
+   document starts (the left padding), and targets: response token t at
+   position Pmax + t, predicted at Pmax - 1 + t. */
 static void rlhf__ppo_fill(rlhf_ppo *p, const size_t *rows, int n) {
-    int j, i, T = p->T;
+    const rlhf__rollout *ro = &p->ro;
+    int j, t, T = ro->T;
     for (j = 0; j < n; j++) {
         int b = (int)rows[j];
         int *tg = p->mb_tg + (size_t)j * T;
-        memcpy(p->mb_in + (size_t)j * T, p->seq + (size_t)b * T, (size_t)T * sizeof(int));
-        for (i = 0; i < T; i++) tg[i] = -1;
-        for (i = 0; i < p->rlen[b]; i++) tg[p->Pmax - 1 + i] = p->seq[(size_t)b * T + p->Pmax + i];
+        memcpy(p->mb_in + (size_t)j * T, ro->seq + (size_t)b * T, (size_t)T * sizeof(int));
+        for (t = 0; t < T; t++) tg[t] = -1;
+        for (t = 0; t < ro->rlen[b]; t++) p->mb_tg[rlhf__pred_at(p, j, t)] = ro->seq[rlhf__pred_at(p, b, t) + 1];
     }
-    for (j = 0; j < n; j++) {
-        int b = (int)rows[j];
-        rlhf_doc_left_pad(p->mb_doc + (size_t)j * T, &p->n_pad[b], 1, T);
-    }
+    for (j = 0; j < n; j++) rlhf_doc_left_pad(p->mb_doc + (size_t)j * T, &ro->n_pad[(int)rows[j]], 1, T);
 }
 
-/* 1. rollouts: prompts left-padded, responses sampled with the KV cache */
-static rlhf_result rlhf__ppo_rollout(rlhf_ppo *p, double *tokens) {
-    int B = p->B, V = p->policy->cfg.vocab_size, b, i, all_done, ctx = p->P + p->R;
-    rlhf_result r;
+/* The prompts of this iteration, in the data order, into prompt_buf (rows
+   of ctx); P_b and Pmax. A prompt longer than max_prompt keeps its last
+   max_prompt tokens (the end holds <|assistant|>, where the reply begins). */
+static rlhf_result rlhf__ppo_prompts(rlhf_ppo *p, int *prompt_buf, int ctx) {
+    rlhf__rollout *ro = &p->ro;
     size_t n;
-    /* the prompts of this iteration, in the data order */
-    for (b = 0, p->Pmax = 1; b < B; b++) {
+    int b;
+    rlhf_result r;
+    for (b = 0, ro->Pmax = 1; b < p->B; b++) {
         const rlhf_record *rec;
-        int *dst = p->prompt_buf + (size_t)b * (size_t)ctx;
+        int *dst = prompt_buf + (size_t)b * (size_t)ctx;
         if (p->data_pos >= rlhf_dataset_size(p->prompts)) {
             p->data_epoch++;
             p->data_pos = 0;
@@ -7804,154 +7948,392 @@ static rlhf_result rlhf__ppo_rollout(rlhf_ppo *p, double *tokens) {
         }
         rec = rlhf_dataset_record(p->prompts, p->order[p->data_pos++]);
         r = rlhf_prompt_encode(p->tok, rec, dst, (size_t)ctx, &n);
-        if (r == RLHF_ERR_TOO_LARGE || (r == RLHF_OK && n > (size_t)p->P)) {
-            /* too long: keep the last P tokens (the end holds <|assistant|>) */
+        if (r == RLHF_ERR_TOO_LARGE || (r == RLHF_OK && n > (size_t)p->max_prompt)) {
             int *tmp = (int *)rlhf__alloc((n + 1) * sizeof(int));
             size_t n2;
             if (!tmp) return rlhf__run_fail(&p->run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
             r = rlhf_prompt_encode(p->tok, rec, tmp, n + 1, &n2);
-            if (r == RLHF_OK) memcpy(dst, tmp + (n2 - (size_t)p->P), (size_t)p->P * sizeof(int));
+            if (r == RLHF_OK) memcpy(dst, tmp + (n2 - (size_t)p->max_prompt), (size_t)p->max_prompt * sizeof(int));
             rlhf__free(tmp);
-            n = (size_t)p->P;
+            n = (size_t)p->max_prompt;
         }
         if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "prompt at line %zu: %s", rec->line, rlhf_result_string(r));
-        p->plen[b] = (int)n;
-        if ((int)n > p->Pmax) p->Pmax = (int)n;
-    }
-    /* left-pad to Pmax: every prompt ends at position Pmax - 1 */
-    for (b = 0; b < B; b++) {
-        int *dst = p->seq + (size_t)b * (size_t)(p->Pmax + p->R), k;
-        p->n_pad[b] = p->Pmax - p->plen[b];
-        for (k = 0; k < p->n_pad[b]; k++) dst[k] = p->pad;
-        memcpy(dst + p->n_pad[b], p->prompt_buf + (size_t)b * (size_t)ctx, (size_t)p->plen[b] * sizeof(int));
-        p->rlen[b] = 0;
-        p->has_eos[b] = 0;
-    }
-    /* prefill reads rows of stride Pmax: compact them into prompt_buf */
-    for (b = 0; b < B; b++)
-        memcpy(p->prompt_buf + (size_t)b * p->Pmax, p->seq + (size_t)b * (size_t)(p->Pmax + p->R), (size_t)p->Pmax * sizeof(int));
-    rlhf_kv_cache_reset(p->cache);
-    if ((r = rlhf_model_prefill_padded(p->policy, p->cache, p->prompt_buf, p->n_pad, p->Pmax, p->step_logits)) != RLHF_OK)
-        return rlhf__run_fail(&p->run, r, "prefill: %s", rlhf_model_last_error(p->policy));
-    for (i = 0; i < p->R; i++) {
-        int *step_tok = p->prompt_buf; /* B tokens to feed (the prompts are in the cache by now) */
-        for (b = 0, all_done = 1; b < B; b++) {
-            int tok = p->pad;
-            if (!p->has_eos[b] && p->rlen[b] == i) {
-                tok = rlhf_sampler_sample(p->sampler, p->step_logits + (size_t)b * V, &p->rng);
-                if (tok < 0) return rlhf__run_fail(&p->run, RLHF_ERR_NON_FINITE, "episode %d step %d: the policy's logits are all NaN or -inf", b, i);
-                p->seq[(size_t)b * (size_t)(p->Pmax + p->R) + p->Pmax + i] = tok;
-                p->rlen[b]++;
-                *tokens += 1.0;
-                if (tok == p->stop) p->has_eos[b] = 1;
-                else all_done = 0;
-            }
-            step_tok[b] = p->has_eos[b] ? p->pad : tok;
-        }
-        if (all_done || i + 1 == p->R) break;
-        if ((r = rlhf_model_decode(p->policy, p->cache, step_tok, p->step_logits)) != RLHF_OK)
-            return rlhf__run_fail(&p->run, r, "decode: %s", rlhf_model_last_error(p->policy));
-    }
-    /* the batch as (B, T): T = Pmax + Rmax, right-padded */
-    for (b = 0, p->Rmax = 1; b < B; b++) p->Rmax = p->rlen[b] > p->Rmax ? p->rlen[b] : p->Rmax;
-    p->T = p->Pmax + p->Rmax;
-    for (b = 0; b < B; b++) { /* rows of stride Pmax + R -> stride T, in place (T <= Pmax + R) */
-        int k;
-        memmove(p->seq + (size_t)b * p->T, p->seq + (size_t)b * (size_t)(p->Pmax + p->R), (size_t)(p->Pmax + p->rlen[b]) * sizeof(int));
-        for (k = p->Pmax + p->rlen[b]; k < p->T; k++) p->seq[(size_t)b * p->T + k] = p->pad;
+        ro->plen[b] = (int)n;
+        if ((int)n > ro->Pmax) ro->Pmax = (int)n;
     }
     return RLHF_OK;
 }
 
-/* 2. scores, log-probs (policy and reference), values */
+/* Sample the responses token by token with the KV cache, all B at once;
+   an episode stops at <|end|> or after max_new tokens. seq has rows of
+   stride S = Pmax + max_new here; step_tok holds B tokens. */
+static rlhf_result rlhf__ppo_sample(rlhf_ppo *p, int *step_tok, double *tokens) {
+    rlhf__rollout *ro = &p->ro;
+    int V = p->policy->cfg.vocab_size, S = ro->Pmax + p->max_new, b, t, all_done;
+    rlhf_result r;
+    for (t = 0; t < p->max_new; t++) {
+        for (b = 0, all_done = 1; b < p->B; b++) {
+            int tok = p->pad;
+            if (!ro->has_eos[b] && ro->rlen[b] == t) {
+                tok = rlhf_sampler_sample(p->sampler, p->step_logits + (size_t)b * V, &p->rng);
+                if (tok < 0)
+                    return rlhf__run_fail(&p->run, RLHF_ERR_NON_FINITE, "episode %d step %d: the policy's logits are all NaN or -inf", b, t);
+                ro->seq[(size_t)b * (size_t)S + ro->Pmax + t] = tok;
+                ro->rlen[b]++;
+                *tokens += 1.0;
+                if (tok == p->stop) ro->has_eos[b] = 1;
+                else all_done = 0;
+            }
+            step_tok[b] = ro->has_eos[b] ? p->pad : tok;
+        }
+        if (all_done || t + 1 == p->max_new) break;
+        if ((r = rlhf_model_decode(p->policy, p->cache, step_tok, p->step_logits)) != RLHF_OK)
+            return rlhf__run_fail(&p->run, r, "decode: %s", rlhf_model_last_error(p->policy));
+    }
+    return RLHF_OK;
+}
+
+/* 1. rollout: y ~ pi_RL(. | x) for B prompts x; the rows end as (B, T) */
+static rlhf_result rlhf__ppo_rollout(rlhf_ppo *p, double *tokens) {
+    rlhf__rollout *ro = &p->ro;
+    int ctx = p->max_prompt + p->max_new, *prompt_buf = ro->has_eos + p->B, b, k, S;
+    rlhf_result r;
+    if ((r = rlhf__ppo_prompts(p, prompt_buf, ctx)) != RLHF_OK) return r;
+
+    /* left-pad to Pmax (rows of stride S = Pmax + max_new): every prompt ends at Pmax - 1 */
+    S = ro->Pmax + p->max_new;
+    for (b = 0; b < p->B; b++) {
+        int *dst = ro->seq + (size_t)b * (size_t)S;
+        ro->n_pad[b] = ro->Pmax - ro->plen[b];
+        for (k = 0; k < ro->n_pad[b]; k++) dst[k] = p->pad;
+        memcpy(dst + ro->n_pad[b], prompt_buf + (size_t)b * (size_t)ctx, (size_t)ro->plen[b] * sizeof(int));
+        ro->rlen[b] = 0;
+        ro->has_eos[b] = 0;
+    }
+
+    /* prefill reads rows of stride Pmax: compact them into prompt_buf; then sample */
+    for (b = 0; b < p->B; b++) memcpy(prompt_buf + (size_t)b * ro->Pmax, ro->seq + (size_t)b * (size_t)S, (size_t)ro->Pmax * sizeof(int));
+    rlhf_kv_cache_reset(p->cache);
+    if ((r = rlhf_model_prefill_padded(p->policy, p->cache, prompt_buf, ro->n_pad, ro->Pmax, p->step_logits)) != RLHF_OK)
+        return rlhf__run_fail(&p->run, r, "prefill: %s", rlhf_model_last_error(p->policy));
+    if ((r = rlhf__ppo_sample(p, prompt_buf, tokens)) != RLHF_OK) return r;
+
+    /* the batch as (B, T), T = Pmax + Nmax: rows of stride S -> stride T, in place (T <= S), right-padded */
+    for (b = 0, ro->Nmax = 1; b < p->B; b++) ro->Nmax = ro->rlen[b] > ro->Nmax ? ro->rlen[b] : ro->Nmax;
+    ro->T = ro->Pmax + ro->Nmax;
+    for (b = 0; b < p->B; b++) {
+        memmove(ro->seq + (size_t)b * ro->T, ro->seq + (size_t)b * (size_t)S, (size_t)(ro->Pmax + ro->rlen[b]) * sizeof(int));
+        for (k = ro->Pmax + ro->rlen[b]; k < ro->T; k++) ro->seq[(size_t)b * ro->T + k] = p->pad;
+    }
+    return RLHF_OK;
+}
+
+/* out[(B, max_new)] of episodes b0.. from a minibatch's per-position values */
+static void rlhf__ppo_gather(rlhf_ppo *p, int b0, int n, const float *mb, float *out) {
+    int j, t;
+    for (j = 0; j < n; j++)
+        for (t = 0; t < p->ro.rlen[b0 + j]; t++) out[rlhf__tok(p, b0 + j, t)] = mb[rlhf__pred_at(p, j, t)];
+}
+
+/* r_theta(x, y) of episodes b0..b0+n (in the minibatch scratch): the reward
+   model at the response's last token, or the score function */
+static rlhf_result rlhf__ppo_score(rlhf_ppo *p, int b0, int n) {
+    rlhf__rollout *ro = &p->ro;
+    int len[1024], j, T = ro->T;
+    rlhf_result r;
+    if (!p->rm) {
+        for (j = 0; j < n; j++) {
+            const int *row = ro->seq + (size_t)(b0 + j) * T;
+            ro->score[b0 + j] = p->cfg.score_fn(p->cfg.score_user, row + ro->n_pad[b0 + j], ro->plen[b0 + j], row + ro->Pmax, ro->rlen[b0 + j]);
+        }
+        return RLHF_OK;
+    }
+    for (j = 0; j < n; j++) {
+        int *row = p->mb_in + (size_t)j * T;
+        len[j] = ro->plen[b0 + j] + ro->rlen[b0 + j];
+        /* a reply cut by the limit is scored at an <|end|>, as the reward
+           model was trained and normalised (appended, or over its last token) */
+        if (!ro->has_eos[b0 + j]) {
+            if (ro->Pmax + ro->rlen[b0 + j] < T) len[j]++;
+            row[ro->n_pad[b0 + j] + len[j] - 1] = p->stop;
+        }
+    }
+    if ((r = rlhf_reward_score_ids(p->rm, p->mb_in, ro->n_pad + b0, len, n, T, ro->score + b0)) != RLHF_OK)
+        return rlhf__run_fail(&p->run, r, "reward model: %s", rlhf_model_last_error(p->rm));
+    return RLHF_OK;
+}
+
+/* 2. evaluate: log pi_old and log pi_ref of every response token, V_t, and
+   the score r_theta(x, y); minibatch by minibatch */
 static rlhf_result rlhf__ppo_evaluate(rlhf_ppo *p) {
-    int B = p->B, T = p->T, j, b, i;
+    rlhf__rollout *ro = &p->ro;
+    int B = p->B, T = ro->T, j, b;
+    float temp = p->cfg.sampling.temperature;
     size_t rows[1024];
     rlhf_result r;
     for (b = 0; b < B; b += p->MB) {
         int n = B - b < p->MB ? B - b : p->MB;
-        float *lp = p->mb_out, *vals = p->mb_ent;
         for (j = 0; j < n; j++) rows[j] = (size_t)(b + j);
         rlhf__ppo_fill(p, rows, n);
-        if ((r = rlhf_model_forward_logprobs(p->policy, p->mb_in, p->mb_doc, p->mb_tg, n, T, p->cfg.sampling.temperature, lp, NULL, 0)) != RLHF_OK)
-            return rlhf__run_fail(&p->run, r, "policy log-probs: %s", rlhf_model_last_error(p->policy));
-        for (j = 0; j < n; j++)
-            for (i = 0; i < p->rlen[b + j]; i++) p->logp[(size_t)(b + j) * p->R + i] = lp[(size_t)j * T + p->Pmax - 1 + i];
-        if ((r = rlhf_model_forward_logprobs(p->ref, p->mb_in, p->mb_doc, p->mb_tg, n, T, p->cfg.sampling.temperature, lp, NULL, 0)) != RLHF_OK)
-            return rlhf__run_fail(&p->run, r, "reference log-probs: %s", rlhf_model_last_error(p->ref));
-        for (j = 0; j < n; j++)
-            for (i = 0; i < p->rlen[b + j]; i++) p->ref_logp[(size_t)(b + j) * p->R + i] = lp[(size_t)j * T + p->Pmax - 1 + i];
+        r = rlhf_model_logprobs(p->policy, p->mb_in, p->mb_tg, p->mb_doc, n, T, temp, p->mb_out, NULL, 0);
+        if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "policy log-probs: %s", rlhf_model_last_error(p->policy));
+        rlhf__ppo_gather(p, b, n, p->mb_out, ro->logp);
+        r = rlhf_model_logprobs(p->ref, p->mb_in, p->mb_tg, p->mb_doc, n, T, temp, p->mb_out, NULL, 0);
+        if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "reference log-probs: %s", rlhf_model_last_error(p->ref));
+        rlhf__ppo_gather(p, b, n, p->mb_out, ro->ref_logp);
+
         /* V(s_t): the critic's value at the position that emits token t */
-        if ((r = rlhf_model_forward_values(p->critic, p->mb_in, p->mb_doc, n, T, vals, 0)) != RLHF_OK)
+        if ((r = rlhf_model_forward_values(p->critic, p->mb_in, p->mb_doc, n, T, p->mb_ent, 0)) != RLHF_OK)
             return rlhf__run_fail(&p->run, r, "critic values: %s", rlhf_model_last_error(p->critic));
+        rlhf__ppo_gather(p, b, n, p->mb_ent, ro->values);
+
+        /* the score; "N implementation details", item 10: no stop token, a fixed penalty instead */
+        if ((r = rlhf__ppo_score(p, b, n)) != RLHF_OK) return r;
         for (j = 0; j < n; j++)
-            for (i = 0; i < p->rlen[b + j]; i++) p->values[(size_t)(b + j) * p->R + i] = vals[(size_t)j * T + p->Pmax - 1 + i];
-        /* the score: the reward model at the response's last token (normalised) */
-        if (p->rm) {
-            int len[1024];
-            for (j = 0; j < n; j++) {
-                int *row = p->mb_in + (size_t)j * T;
-                len[j] = p->plen[b + j] + p->rlen[b + j];
-                /* a reply cut by the limit is scored at an <|end|>, as the reward
-                   model was trained and normalised (appended, or over its last token) */
-                if (!p->has_eos[b + j]) {
-                    if (p->Pmax + p->rlen[b + j] < T) len[j]++;
-                    row[p->n_pad[b + j] + len[j] - 1] = p->stop;
-                }
-            }
-            if ((r = rlhf_reward_score_ids(p->rm, p->mb_in, p->n_pad + b, len, n, T, p->score + b)) != RLHF_OK)
-                return rlhf__run_fail(&p->run, r, "reward model: %s", rlhf_model_last_error(p->rm));
-        } else
-            for (j = 0; j < n; j++) {
-                const int *row = p->seq + (size_t)(b + j) * T;
-                p->score[b + j] = p->score_fn(p->score_user, row + p->n_pad[b + j], p->plen[b + j], row + p->Pmax, p->rlen[b + j]);
-            }
-        /* "N implementation details", item 10: no stop token, a fixed penalty score */
-        for (j = 0; j < n; j++)
-            if (p->cfg.penalize_missing_eos && !p->has_eos[b + j]) p->score[b + j] = p->cfg.missing_eos_penalty;
+            if (p->cfg.penalize_missing_eos && !ro->has_eos[b + j]) ro->score[b + j] = p->cfg.missing_eos_penalty;
     }
     return RLHF_OK;
 }
 
-/* 3. rewards, GAE, whitening; returns the number of response tokens */
+/* mean and std (unbiased, as torch.var; + 1e-8 under the root) of x over
+   every response token of the rollout, n of them */
+static void rlhf__ppo_moments(const rlhf_ppo *p, const float *x, size_t n, double *mean, double *sd) {
+    double sum = 0.0, sumsq = 0.0;
+    int b, t;
+    for (b = 0; b < p->B; b++)
+        for (t = 0; t < p->ro.rlen[b]; t++) sum += x[rlhf__tok(p, b, t)];
+    *mean = sum / (double)n;
+    for (b = 0; b < p->B; b++)
+        for (t = 0; t < p->ro.rlen[b]; t++) sumsq += (x[rlhf__tok(p, b, t)] - *mean) * (x[rlhf__tok(p, b, t)] - *mean);
+    *sd = sqrt((n > 1 ? sumsq / (double)(n - 1) : 0.0) + 1e-8);
+}
+
+/* 3. advantages: r_t from KL_t and the score, optionally whitened; A_t and
+   R_t by GAE; A_t whitened over the rollout for the policy's loss.
+   Returns the number of response tokens. */
 static size_t rlhf__ppo_advantages(rlhf_ppo *p) {
-    int b, i;
-    size_t n = 0;
-    double sum = 0.0, sumsq = 0.0, mean, sd;
+    rlhf__rollout *ro = &p->ro;
+    size_t n = 0, o;
+    double mean, sd;
+    int b, t;
     for (b = 0; b < p->B; b++) {
-        size_t o = (size_t)b * p->R;
-        rlhf_ppo_rewards(p->logp + o, p->ref_logp + o, p->rlen[b], p->score[b], p->kl_coef, p->cfg.kl_estimator, p->rewards + o, p->kl + o);
-        n += (size_t)p->rlen[b];
+        o = rlhf__tok(p, b, 0);
+        rlhf_ppo_rewards(ro->logp + o, ro->ref_logp + o, ro->rlen[b], ro->score[b], p->kl_coef, p->cfg.kl_estimator, ro->rewards + o,
+                         ro->kl + o);
+        n += (size_t)ro->rlen[b];
     }
+
+    /* whitened rewards keep their mean ("N details", item 14; TRL's masked_whiten(shift_mean=False)):
+         r_t <- (r_t - mean) / sqrt(var + 1e-8) + mean */
     if (p->cfg.whiten_rewards) {
-        /* whitened without a mean shift ("N details", item 14; TRL's
-           masked_whiten(shift_mean=False)): r <- (r - mean) / sqrt(var + 1e-8) + mean */
-        double var;
+        rlhf__ppo_moments(p, ro->rewards, n, &mean, &sd);
         for (b = 0; b < p->B; b++)
-            for (i = 0; i < p->rlen[b]; i++) sum += p->rewards[(size_t)b * p->R + i];
-        mean = sum / (double)n;
-        for (b = 0; b < p->B; b++)
-            for (i = 0; i < p->rlen[b]; i++) sumsq += (p->rewards[(size_t)b * p->R + i] - mean) * (p->rewards[(size_t)b * p->R + i] - mean);
-        var = n > 1 ? sumsq / (double)(n - 1) : 0.0; /* unbiased, as torch.var */
-        sd = sqrt(var + 1e-8);
-        for (b = 0; b < p->B; b++)
-            for (i = 0; i < p->rlen[b]; i++) {
-                float *x = &p->rewards[(size_t)b * p->R + i];
+            for (t = 0; t < ro->rlen[b]; t++) {
+                float *x = &ro->rewards[rlhf__tok(p, b, t)];
                 *x = (float)((*x - mean) / sd + mean);
             }
     }
+
+    /* GAE per episode, then A_t whitened over the rollout (TRL's masked_whiten): (A_t - mean) / sqrt(var + 1e-8) */
     for (b = 0; b < p->B; b++) {
-        size_t o = (size_t)b * p->R;
-        rlhf_gae(p->rewards + o, p->values + o, p->rlen[b], p->cfg.gamma, p->cfg.lam, p->adv + o, p->ret + o);
+        o = rlhf__tok(p, b, 0);
+        rlhf_gae(ro->rewards + o, ro->values + o, ro->rlen[b], p->cfg.gamma, p->cfg.lam, ro->adv + o, ro->ret + o);
     }
+    rlhf__ppo_moments(p, ro->adv, n, &mean, &sd);
+    for (b = 0; b < p->B; b++)
+        for (t = 0; t < ro->rlen[b]; t++) {
+            o = rlhf__tok(p, b, t);
+            ro->adv_white[o] = (float)((ro->adv[o] - mean) / sd);
+        }
     return n;
 }
 
-/* 4. PPO epochs over shuffled minibatches */
-static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats *st) {
-    int B = p->B, T = p->T, e, j, i;
-    size_t perm[1024], n_mb = 0, n_kept = 0;
+/* What the learn phase sums over its minibatches. */
+typedef struct rlhf__learn_sums {
+    double policy_loss, value_loss, approxkl, clipfrac, value_clipfrac; /* over the minibatches learned from */
+    double entropy, ratio;                                              /* over all minibatches */
+    double ptx_loss;
+    long n_ptx;
+    size_t n_mb, n_kept;
+} rlhf__learn_sums;
+
+/* 4a. The policy's log-probs and entropy on a minibatch, its response
+   tokens compacted into p->tk; returns the number of tokens, *mean_ratio
+   the mean of pi / pi_old over them. */
+static rlhf_result rlhf__ppo_policy_forward(rlhf_ppo *p, const size_t *rows, int n, rlhf__learn_sums *sums, size_t *nt,
+                                            double *mean_ratio) {
+    const rlhf__rollout *ro = &p->ro;
+    double ratio_sum = 0.0, ent_sum = 0.0;
+    size_t k = 0;
+    int j, t;
+    rlhf_result r = rlhf_model_logprobs(p->policy, p->mb_in, p->mb_tg, p->mb_doc, n, ro->T, p->cfg.sampling.temperature, p->mb_out,
+                                        p->mb_ent, 1);
+    if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "minibatch log-probs: %s", rlhf_model_last_error(p->policy));
+    for (j = 0; j < n; j++)
+        for (t = 0; t < ro->rlen[rows[j]]; t++, k++) {
+            size_t at = rlhf__pred_at(p, j, t), o = rlhf__tok(p, (int)rows[j], t);
+            p->tk.logp[k] = p->mb_out[at];
+            p->tk.old_logp[k] = ro->logp[o];
+            p->tk.adv[k] = ro->adv_white[o];
+            ratio_sum += exp((double)p->tk.logp[k] - p->tk.old_logp[k]);
+            ent_sum += p->mb_ent[at];
+        }
+    *nt = k;
+    sums->entropy += ent_sum / (double)k;
+    sums->ratio += ratio_sum / (double)k;
+    sums->n_mb++;
+    *mean_ratio = ratio_sum / (double)k;
+    return RLHF_OK;
+}
+
+/* 4b. PPO-ptx, eq. 2's gamma term: + ptx_coef x the LM loss of ptx_rows
+   pretraining rows, its gradient added to the policy's. *finite = 0 when
+   the loss is not finite. */
+static rlhf_result rlhf__ppo_ptx(rlhf_ppo *p, int *finite, rlhf__learn_sums *sums) {
+    size_t prow[1024], cnt;
+    rlhf__rows rw;
+    int pT, q;
+    float lptx;
+    rlhf_result r;
+
+    /* the next rows in the pretraining order, one row each */
+    memset(&rw, 0, sizeof rw);
+    for (q = 0; q < p->ptx_rows; q++) {
+        if (p->ptx_pos >= p->ptx.n) {
+            p->ptx_epoch++;
+            p->ptx_pos = 0;
+            rlhf__ppo_ptx_order(p);
+        }
+        prow[q] = p->ptx_order[p->ptx_pos++];
+    }
+    if (!rlhf__rows_build(&rw, &p->ptx, prow, (size_t)p->ptx_rows, p->ptxT, 0)) {
+        rlhf__rows_free(&rw);
+        return rlhf__run_fail(&p->run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    for (q = 0; q < p->ptx_rows; q++) prow[q] = (size_t)q;
+    cnt = rlhf__rows_fill(&rw, &p->ptx, prow, p->ptx_rows, p->pad, p->ptx_in, p->ptx_tg, p->ptx_tg + (size_t)p->ptx_rows * p->ptxT, &pT);
+    rlhf__rows_free(&rw);
+
+    /* forward, then backward with the loss scaled by ptx_coef */
+    r = rlhf__forward_entry(p->policy, p->ptx_in, p->ptx_tg, NULL, p->ptx_rows, pT, NULL, &lptx, NULL, 1, 0, "ppo-ptx");
+    if (r != RLHF_OK && r != RLHF_ERR_NO_TARGETS) return rlhf__run_fail(&p->run, r, "PPO-ptx: %s", rlhf_model_last_error(p->policy));
+    if (r != RLHF_OK || cnt == 0) return RLHF_OK;
+    if (!isfinite(lptx)) {
+        *finite = 0;
+        return RLHF_OK;
+    }
+    p->policy->dloss *= p->cfg.ptx_coef;
+    if ((r = rlhf_model_backward(p->policy)) != RLHF_OK)
+        return rlhf__run_fail(&p->run, r, "PPO-ptx backward: %s", rlhf_model_last_error(p->policy));
+    sums->ptx_loss += lptx;
+    sums->n_ptx++;
+    return RLHF_OK;
+}
+
+/* 4c. The policy's update on a minibatch: the clipped surrogate (minus the
+   entropy bonus), PPO-ptx, AdamW, the EMA. *skipped = 1 when a non-finite
+   loss or gradient skipped the update. */
+static rlhf_result rlhf__ppo_policy(rlhf_ppo *p, const size_t *rows, int n, size_t nt, const rlhf_adamw_config *opt,
+                                    rlhf__learn_sums *sums, float *mb_loss, float *clipfrac, float *approxkl, int *skipped) {
+    rlhf__rollout *ro = &p->ro;
+    float lo = 1.0f - p->cfg.cliprange, hi = 1.0f + p->cfg.cliprange;
+    int j, t, finite = 1;
+    size_t k = 0;
+    rlhf_result r;
+    *mb_loss = rlhf_ppo_policy_loss(p->tk.logp, p->tk.old_logp, p->tk.adv, (int)nt, p->cfg.cliprange, p->tk.dlogp, clipfrac, approxkl);
+
+    /* scatter dL/dlog pi (and the entropy bonus: L -= c * mean H) to the positions; keep ratio and clip for the trace */
+    memset(p->mb_d, 0, (size_t)n * ro->T * sizeof(float));
+    memset(p->mb_d2, 0, (size_t)n * ro->T * sizeof(float));
+    for (j = 0; j < n; j++)
+        for (t = 0; t < ro->rlen[rows[j]]; t++, k++) {
+            size_t at = rlhf__pred_at(p, j, t), o = rlhf__tok(p, (int)rows[j], t);
+            float a = p->tk.adv[k], rr, rc;
+            p->mb_d[at] = p->tk.dlogp[k];
+            p->mb_d2[at] = -p->cfg.entropy_coef / (float)nt;
+            rr = ro->ratio[o] = expf(p->tk.logp[k] - p->tk.old_logp[k]);
+            rc = rr < lo ? lo : rr > hi ? hi : rr;
+            ro->clipped[o] = -a * rc > -a * rr; /* the clipped term is the larger one (as in rlhf_ppo_policy_loss) */
+        }
+
+    /* backward, PPO-ptx, the update */
+    rlhf_model_zero_grad(p->policy);
+    if (!isfinite(*mb_loss)) finite = 0;
+    else if ((r = rlhf_model_backward_logprobs(p->policy, p->mb_d, p->cfg.entropy_coef > 0.0f ? p->mb_d2 : NULL)) != RLHF_OK) {
+        if (r != RLHF_ERR_NON_FINITE) return rlhf__run_fail(&p->run, r, "policy backward: %s", rlhf_model_last_error(p->policy));
+        finite = 0;
+    }
+    if (finite && p->cfg.ptx_coef > 0.0f && (r = rlhf__ppo_ptx(p, &finite, sums)) != RLHF_OK) return r;
+    if (finite) {
+        r = rlhf_model_adamw_update(p->policy, opt, NULL);
+        if (r == RLHF_ERR_NON_FINITE) finite = 0;
+        else if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "policy update: %s", rlhf_model_last_error(p->policy));
+    }
+
+    /* skipped, or the EMA of the weights (InstructGPT): ema = d ema + (1 - d) theta */
+    *skipped = !finite;
+    if (!finite) {
+        p->skipped_updates++;
+        rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite policy loss or gradient: update skipped (%ld so far)",
+                      p->iteration + 1, p->skipped_updates);
+    } else if (p->ema) {
+        size_t q, np = p->policy->num_params;
+        float d = p->cfg.ema_decay;
+        for (q = 0; q < np; q++) p->ema->param_mem[q] = d * p->ema->param_mem[q] + (1.0f - d) * p->policy->param_mem[q];
+    }
+    return RLHF_OK;
+}
+
+/* 4d. The critic's update on a minibatch: vf_coef x the clipped value loss
+   against the returns R_t. */
+static rlhf_result rlhf__ppo_critic(rlhf_ppo *p, const size_t *rows, int n, size_t nt, const rlhf_adamw_config *opt,
+                                    int policy_skipped, float *mb_loss, float *clipfrac) {
+    const rlhf__rollout *ro = &p->ro;
+    size_t k = 0;
+    int j, t, finite;
+    rlhf_result r = rlhf_model_forward_values(p->critic, p->mb_in, p->mb_doc, n, ro->T, p->mb_out, 1);
+    if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "critic forward: %s", rlhf_model_last_error(p->critic));
+    for (j = 0; j < n; j++)
+        for (t = 0; t < ro->rlen[rows[j]]; t++, k++) {
+            size_t o = rlhf__tok(p, (int)rows[j], t);
+            p->tk.v[k] = p->mb_out[rlhf__pred_at(p, j, t)];
+            p->tk.v_old[k] = ro->values[o];
+            p->tk.ret[k] = ro->ret[o];
+        }
+    *mb_loss = rlhf_ppo_value_loss(p->tk.v, p->tk.v_old, p->tk.ret, (int)nt, p->cfg.cliprange_value, p->tk.dv, clipfrac);
+
+    /* scatter vf_coef * dL/dV to the positions; backward; the update */
+    memset(p->mb_d, 0, (size_t)n * ro->T * sizeof(float));
+    for (j = 0, k = 0; j < n; j++)
+        for (t = 0; t < ro->rlen[rows[j]]; t++, k++) p->mb_d[rlhf__pred_at(p, j, t)] = p->cfg.vf_coef * p->tk.dv[k];
+    rlhf_model_zero_grad(p->critic);
+    finite = isfinite(*mb_loss);
+    if (finite && (r = rlhf_model_backward_values(p->critic, p->mb_d)) != RLHF_OK) {
+        if (r != RLHF_ERR_NON_FINITE) return rlhf__run_fail(&p->run, r, "critic backward: %s", rlhf_model_last_error(p->critic));
+        finite = 0;
+    }
+    if (finite) {
+        r = rlhf_model_adamw_update(p->critic, opt, NULL);
+        if (r == RLHF_ERR_NON_FINITE) finite = 0;
+        else if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "critic update: %s", rlhf_model_last_error(p->critic));
+    }
+    if (!finite) {
+        p->skipped_updates += !policy_skipped; /* a minibatch counts once */
+        rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite value loss or gradient: critic update skipped", p->iteration + 1);
+    }
+    return RLHF_OK;
+}
+
+/* 4. learn: ppo_epochs passes over the rollout in shuffled minibatches; on
+   each, the policy (4a-4c) and the critic (4d). TRL's guard: a minibatch
+   whose mean ratio pi / pi_old exceeds ratio_threshold is skipped. */
+static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
     rlhf_adamw_config popt = p->cfg.policy_opt, copt = p->cfg.critic_opt;
+    rlhf__learn_sums s;
+    size_t perm[1024], nt = 0;
+    int e, b0, j;
+    rlhf_result r;
+    memset(&s, 0, sizeof s);
     if (p->cfg.total_iterations > 0) { /* lr * (1 - iteration / total), iteration counted from 0 */
         double f = 1.0 - (double)p->iteration / (double)p->cfg.total_iterations;
         f = f < 0.0 ? 0.0 : f;
@@ -7959,291 +8341,154 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, size_t n_tok_all, rlhf_ppo_stats
         copt.lr = (float)(copt.lr * f);
     }
     st->lr = popt.lr;
-    double mean = 0.0, sumsq = 0.0, sd, pl = 0.0, vl = 0.0, akl = 0.0, cf = 0.0, vcf = 0.0, ent = 0.0, rat = 0.0, ptxl = 0.0;
-    long n_ptx = 0;
-    rlhf_result r;
-    /* advantages whitened over the whole batch: (A - mean) / std */
-    for (j = 0; j < B; j++)
-        for (i = 0; i < p->rlen[j]; i++) mean += p->adv[(size_t)j * p->R + i];
-    mean /= (double)n_tok_all;
-    for (j = 0; j < B; j++)
-        for (i = 0; i < p->rlen[j]; i++) sumsq += (p->adv[(size_t)j * p->R + i] - mean) * (p->adv[(size_t)j * p->R + i] - mean);
-    /* (A - mean) / sqrt(var + 1e-8), var unbiased (TRL's masked_whiten) */
-    sd = sqrt((n_tok_all > 1 ? sumsq / (double)(n_tok_all - 1) : 0.0) + 1e-8);
-    for (j = 0; j < B; j++) perm[j] = (size_t)j;
+    for (j = 0; j < p->B; j++) perm[j] = (size_t)j;
     for (e = 0; e < p->cfg.ppo_epochs; e++) {
-        int b0;
-        rlhf__shuffle(perm, (size_t)B, &p->rng);
-        for (b0 = 0; b0 < B; b0 += p->MB) {
-            int n = B - b0 < p->MB ? B - b0 : p->MB, finite = 1, policy_skipped = 0;
-            size_t k = 0, nt = 0;
-            float *lp = p->tk, *old = lp + (size_t)p->MB * p->R, *a = old + (size_t)p->MB * p->R, *dl = a + (size_t)p->MB * p->R;
-            float *v = dl + (size_t)p->MB * p->R, *vold = v + (size_t)p->MB * p->R, *rt = vold + (size_t)p->MB * p->R, *dv = rt + (size_t)p->MB * p->R;
-            float mb_pl, mb_vl, mb_cf, mb_akl, mb_vcf;
-            double ratio_sum = 0.0, ent_sum = 0.0;
+        rlhf__shuffle(perm, (size_t)p->B, &p->rng);
+        for (b0 = 0; b0 < p->B; b0 += p->MB) {
+            int n = p->B - b0 < p->MB ? p->B - b0 : p->MB, skipped = 0;
+            float pl = 0.0f, vl = 0.0f, cf = 0.0f, akl = 0.0f, vcf = 0.0f;
+            double mean_ratio = 0.0;
             rlhf__ppo_fill(p, perm + b0, n);
-            /* the policy: log pi_new of the sampled tokens, with entropy */
-            r = rlhf_model_forward_logprobs(p->policy, p->mb_in, p->mb_doc, p->mb_tg, n, T, p->cfg.sampling.temperature, p->mb_out, p->mb_ent, 1);
-            if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "minibatch log-probs: %s", rlhf_model_last_error(p->policy));
-            for (j = 0; j < n; j++) {
-                int b = (int)perm[b0 + j];
-                for (i = 0; i < p->rlen[b]; i++, k++) {
-                    size_t at = (size_t)j * T + p->Pmax - 1 + i, o = (size_t)b * p->R + i;
-                    lp[k] = p->mb_out[at];
-                    old[k] = p->logp[o];
-                    a[k] = (float)((p->adv[o] - mean) / sd);
-                    ratio_sum += exp((double)lp[k] - old[k]);
-                    ent_sum += p->mb_ent[at];
-                }
-            }
-            nt = k;
-            ent += ent_sum / (double)nt;
-            rat += ratio_sum / (double)nt;
-            n_mb++;
-            /* TRL's guard: a minibatch whose mean ratio is far from 1 is skipped */
-            if (!(ratio_sum / (double)nt <= p->cfg.ratio_threshold)) {
+            if ((r = rlhf__ppo_policy_forward(p, perm + b0, n, &s, &nt, &mean_ratio)) != RLHF_OK) return r;
+            if (!(mean_ratio <= p->cfg.ratio_threshold)) {
                 p->skipped_minibatches++;
                 rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: minibatch mean ratio %.3g > %g: skipped (%ld so far)", p->iteration + 1,
-                              ratio_sum / (double)nt, (double)p->cfg.ratio_threshold, p->skipped_minibatches);
+                              mean_ratio, (double)p->cfg.ratio_threshold, p->skipped_minibatches);
                 p->policy->backward_ready = 0;
                 continue;
             }
-            mb_pl = rlhf_ppo_policy_loss(lp, old, a, (int)nt, p->cfg.cliprange, dl, &mb_cf, &mb_akl);
-            /* scatter d loss / d logp (and the entropy bonus: loss -= c * mean H) */
-            memset(p->mb_d, 0, (size_t)n * T * sizeof(float));
-            memset(p->mb_d2, 0, (size_t)n * T * sizeof(float));
-            for (j = 0, k = 0; j < n; j++) {
-                int b = (int)perm[b0 + j];
-                for (i = 0; i < p->rlen[b]; i++, k++) {
-                    size_t at = (size_t)j * T + p->Pmax - 1 + i, o = (size_t)b * p->R + i;
-                    p->mb_d[at] = dl[k];
-                    p->mb_d2[at] = -p->cfg.entropy_coef / (float)nt;
-                    p->ratio[o] = expf(lp[k] - old[k]);
-                    { /* the clipped term is the larger one (as in rlhf_ppo_policy_loss) */
-                        float rr = p->ratio[o], lo = 1.0f - p->cfg.cliprange, hi = 1.0f + p->cfg.cliprange;
-                        float rc = rr < lo ? lo : rr > hi ? hi : rr;
-                        p->clipped[o] = -a[k] * rc > -a[k] * rr;
-                    }
-                }
-            }
-            rlhf_model_zero_grad(p->policy);
-            if (!isfinite(mb_pl)) finite = 0;
-            else if ((r = rlhf_model_backward_logprobs(p->policy, p->mb_d, p->cfg.entropy_coef > 0.0f ? p->mb_d2 : NULL)) != RLHF_OK) {
-                if (r != RLHF_ERR_NON_FINITE) return rlhf__run_fail(&p->run, r, "policy backward: %s", rlhf_model_last_error(p->policy));
-                finite = 0;
-            }
-            /* PPO-ptx (InstructGPT eq. 2): + ptx_coef * LM loss on pretraining rows */
-            if (finite && p->cfg.ptx_coef > 0.0f) {
-                size_t prow[1024];
-                rlhf__rows rw;
-                int pT, q;
-                float lptx;
-                size_t cnt;
-                memset(&rw, 0, sizeof rw);
-                for (q = 0; q < p->ptx_rows; q++) {
-                    if (p->ptx_pos >= p->ptx.n) {
-                        p->ptx_epoch++;
-                        p->ptx_pos = 0;
-                        rlhf__ppo_ptx_order(p);
-                    }
-                    prow[q] = p->ptx_order[p->ptx_pos++];
-                }
-                if (!rlhf__rows_build(&rw, &p->ptx, prow, (size_t)p->ptx_rows, p->ptxT, 0)) {
-                    rlhf__rows_free(&rw);
-                    return rlhf__run_fail(&p->run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
-                }
-                for (q = 0; q < p->ptx_rows; q++) prow[q] = (size_t)q;
-                cnt = rlhf__rows_fill(&rw, &p->ptx, prow, p->ptx_rows, p->pad, p->ptx_in, p->ptx_tg,
-                                      p->ptx_tg + (size_t)p->ptx_rows * p->ptxT, &pT);
-                rlhf__rows_free(&rw);
-                r = rlhf__forward_entry(p->policy, p->ptx_in, p->ptx_tg, NULL, p->ptx_rows, pT, NULL, &lptx, NULL, 1, 0, "ppo-ptx");
-                if (r != RLHF_OK && r != RLHF_ERR_NO_TARGETS) return rlhf__run_fail(&p->run, r, "PPO-ptx: %s", rlhf_model_last_error(p->policy));
-                if (r == RLHF_OK && cnt > 0) {
-                    if (!isfinite(lptx)) finite = 0;
-                    else {
-                        p->policy->dloss *= p->cfg.ptx_coef;
-                        if ((r = rlhf_model_backward(p->policy)) != RLHF_OK) return rlhf__run_fail(&p->run, r, "PPO-ptx backward: %s", rlhf_model_last_error(p->policy));
-                        ptxl += lptx;
-                        n_ptx++;
-                    }
-                }
-            }
-            if (finite) {
-                r = rlhf_model_adamw_update(p->policy, &popt, NULL);
-                if (r == RLHF_ERR_NON_FINITE) finite = 0;
-                else if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "policy update: %s", rlhf_model_last_error(p->policy));
-            }
-            if (!finite) {
-                p->skipped_updates++;
-                policy_skipped = 1;
-                rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite policy loss or gradient: update skipped (%ld so far)",
-                              p->iteration + 1, p->skipped_updates);
-            } else if (p->ema) { /* InstructGPT: EMA of the policy weights, ema = d ema + (1 - d) theta */
-                size_t q, np = p->policy->num_params;
-                float d = p->cfg.ema_decay;
-                for (q = 0; q < np; q++) p->ema->param_mem[q] = d * p->ema->param_mem[q] + (1.0f - d) * p->policy->param_mem[q];
-            }
-            /* the critic: clipped value loss * vf_coef */
-            r = rlhf_model_forward_values(p->critic, p->mb_in, p->mb_doc, n, T, p->mb_out, 1);
-            if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "critic forward: %s", rlhf_model_last_error(p->critic));
-            for (j = 0, k = 0; j < n; j++) {
-                int b = (int)perm[b0 + j];
-                for (i = 0; i < p->rlen[b]; i++, k++) {
-                    size_t o = (size_t)b * p->R + i;
-                    v[k] = p->mb_out[(size_t)j * T + p->Pmax - 1 + i];
-                    vold[k] = p->values[o];
-                    rt[k] = p->ret[o];
-                }
-            }
-            mb_vl = rlhf_ppo_value_loss(v, vold, rt, (int)nt, p->cfg.cliprange_value, dv, &mb_vcf);
-            memset(p->mb_d, 0, (size_t)n * T * sizeof(float));
-            for (j = 0, k = 0; j < n; j++) {
-                int b = (int)perm[b0 + j];
-                for (i = 0; i < p->rlen[b]; i++, k++) p->mb_d[(size_t)j * T + p->Pmax - 1 + i] = p->cfg.vf_coef * dv[k];
-            }
-            rlhf_model_zero_grad(p->critic);
-            finite = isfinite(mb_vl);
-            if (finite && (r = rlhf_model_backward_values(p->critic, p->mb_d)) != RLHF_OK) {
-                if (r != RLHF_ERR_NON_FINITE) return rlhf__run_fail(&p->run, r, "critic backward: %s", rlhf_model_last_error(p->critic));
-                finite = 0;
-            }
-            if (finite) {
-                r = rlhf_model_adamw_update(p->critic, &copt, NULL);
-                if (r == RLHF_ERR_NON_FINITE) finite = 0;
-                else if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "critic update: %s", rlhf_model_last_error(p->critic));
-            }
-            if (!finite) {
-                p->skipped_updates += !policy_skipped; /* a minibatch counts once */
-                rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite value loss or gradient: critic update skipped",
-                              p->iteration + 1);
-            }
-            pl += mb_pl; vl += mb_vl; akl += mb_akl; cf += mb_cf; vcf += mb_vcf;
-            n_kept++;
+            if ((r = rlhf__ppo_policy(p, perm + b0, n, nt, &popt, &s, &pl, &cf, &akl, &skipped)) != RLHF_OK) return r;
+            if ((r = rlhf__ppo_critic(p, perm + b0, n, nt, &copt, skipped, &vl, &vcf)) != RLHF_OK) return r;
+            s.policy_loss += pl; s.value_loss += vl; s.approxkl += akl; s.clipfrac += cf; s.value_clipfrac += vcf;
+            s.n_kept++;
         }
     }
+
     /* losses over the minibatches that were learned from; entropy and ratio over all */
     st->policy_loss = st->value_loss = st->approxkl = st->clipfrac = st->value_clipfrac = NAN;
-    if (n_kept) {
-        st->policy_loss = (float)(pl / (double)n_kept); st->value_loss = (float)(vl / (double)n_kept);
-        st->approxkl = (float)(akl / (double)n_kept); st->clipfrac = (float)(cf / (double)n_kept);
-        st->value_clipfrac = (float)(vcf / (double)n_kept);
+    if (s.n_kept) {
+        st->policy_loss = (float)(s.policy_loss / (double)s.n_kept); st->value_loss = (float)(s.value_loss / (double)s.n_kept);
+        st->approxkl = (float)(s.approxkl / (double)s.n_kept); st->clipfrac = (float)(s.clipfrac / (double)s.n_kept);
+        st->value_clipfrac = (float)(s.value_clipfrac / (double)s.n_kept);
     }
-    if (n_mb) {
-        st->policy_entropy = (float)(ent / (double)n_mb);
-        st->ratio = (float)(rat / (double)n_mb);
+    if (s.n_mb) {
+        st->policy_entropy = (float)(s.entropy / (double)s.n_mb);
+        st->ratio = (float)(s.ratio / (double)s.n_mb);
     }
-    st->ptx_loss = n_ptx ? (float)(ptxl / (double)n_ptx) : NAN;
+    st->ptx_loss = s.n_ptx ? (float)(s.ptx_loss / (double)s.n_ptx) : NAN;
     return RLHF_OK;
+}
+
+/* 5. statistics of the rollout (TRL's objective/... and val/... metrics), n_tok response tokens */
+static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) {
+    const rlhf__rollout *ro = &p->ro;
+    double sum_kl = 0.0, sumsq_kl = 0.0, kl_se, sum_score = 0.0, sum_nlp = 0.0, n_len = 0.0, vr = 0.0, vm = 0.0, er = 0.0, em = 0.0;
+    double nt = (double)n_tok, var_r, var_e;
+    int b, t;
+    for (b = 0; b < p->B; b++) {
+        double skl = 0.0, snlp = 0.0;
+        for (t = 0; t < ro->rlen[b]; t++) {
+            size_t o = rlhf__tok(p, b, t);
+            skl += ro->kl[o];
+            snlp -= ro->logp[o];
+            vr += (double)ro->ret[o];
+            vm += (double)ro->ret[o] * ro->ret[o];
+            er += (double)ro->ret[o] - ro->values[o];
+            em += ((double)ro->ret[o] - ro->values[o]) * ((double)ro->ret[o] - ro->values[o]);
+        }
+        sum_kl += skl;
+        sumsq_kl += skl * skl;
+        sum_nlp += snlp;
+        sum_score += ro->score[b];
+        n_len += ro->rlen[b];
+        st->num_eos += ro->has_eos[b];
+    }
+    st->iteration = p->iteration;
+    st->score = (float)(sum_score / p->B);
+    st->kl = (float)(sum_kl / p->B);
+    st->rlhf_reward = (float)((sum_score - (double)p->kl_coef * sum_kl) / p->B);
+    st->entropy = (float)(sum_nlp / p->B);
+    st->response_length = (float)(n_len / p->B);
+
+    /* explained variance, 1 - Var(R - V) / Var(R), over the rollout's tokens */
+    var_r = vm / nt - (vr / nt) * (vr / nt);
+    var_e = em / nt - (er / nt) * (er / nt);
+    st->var_explained = var_r > 0.0 ? (float)(1.0 - var_e / var_r) : NAN;
+    st->skipped_updates = p->skipped_updates;
+    st->skipped_minibatches = p->skipped_minibatches;
+
+    /* the standard error of the mean KL: a negative mean within noise is no alarm */
+    kl_se = p->B > 1 ? sqrt(fmax(sumsq_kl / p->B - (sum_kl / p->B) * (sum_kl / p->B), 0.0) / (p->B - 1)) : 0.0;
+    if (st->kl < 0.0f && -st->kl > 2.0 * kl_se)
+        rlhf__run_log(&p->run, RLHF_LOG_WARN,
+                      "iteration %ld: mean KL is negative (%.4g): the sampler and the log-prob pass disagree (top-k/top-p at rollout, "
+                      "or a bad reward model drives the policy off the reference)", p->iteration, (double)st->kl);
+}
+
+/* 7. metrics: one JSON line under TRL's names, a log line, a few samples */
+static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
+    static const char *const key[] = {"objective/kl", "objective/entropy", "objective/non_score_reward", "objective/rlhf_reward",
+                                      "objective/scores", "objective/kl_coef", "lr", "policy/approxkl_avg", "policy/clipfrac_avg",
+                                      "policy/entropy_avg", "loss/policy_avg", "loss/value_avg", "loss/ptx", "val/clipfrac_avg",
+                                      "val/ratio", "val/num_eos_tokens", "val/var_explained", "val/response_length",
+                                      "ppo/skipped_updates", "ppo/skipped_minibatches", "time/generate_s", "time/score_s",
+                                      "time/learn_s", "tokens_per_s/generate"};
+    const double value[] = {st->kl, st->entropy, -(double)st->kl_coef * st->kl, st->rlhf_reward, st->score, st->kl_coef, st->lr,
+                            st->approxkl, st->clipfrac, st->policy_entropy, st->policy_loss, st->value_loss, st->ptx_loss,
+                            st->value_clipfrac, st->ratio, st->num_eos, st->var_explained, st->response_length,
+                            (double)st->skipped_updates, (double)st->skipped_minibatches, st->seconds_generate, st->seconds_score,
+                            st->seconds_learn, st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN};
+    const rlhf__rollout *ro = &p->ro;
+    size_t i;
+    int b, t;
+    rlhf__metric_begin(&p->run, p->iteration);
+    rlhf__metric(&p->run, "episode", (double)p->iteration * p->B);
+    for (i = 0; i < sizeof key / sizeof key[0]; i++) rlhf__metric(&p->run, key[i], value[i]);
+    rlhf__metric_end(&p->run);
+    rlhf__run_log(&p->run, RLHF_LOG_INFO, "iteration %ld: score %.3f kl %.3f beta %.4g rlhf_reward %.3f eos %d/%d policy_loss %.4f value_loss %.4f",
+                  p->iteration, (double)st->score, (double)st->kl, (double)st->kl_coef, (double)st->rlhf_reward, st->num_eos, p->B,
+                  (double)st->policy_loss, (double)st->value_loss);
+    for (b = 0; b < p->cfg.log_samples && b < p->B && p->topt.log; b++) { /* a few samples with their score and KL */
+        char text[512];
+        size_t nb = 0;
+        double skl = 0.0;
+        for (t = 0; t < ro->rlen[b]; t++) skl += ro->kl[rlhf__tok(p, b, t)];
+        if (rlhf_tokenizer_decode(p->tok, ro->seq + rlhf__pred_at(p, b, 0) + 1, (size_t)ro->rlen[b], text, sizeof text - 1, &nb) != RLHF_OK)
+            nb = nb < sizeof text - 1 ? nb : sizeof text - 1;
+        text[nb < sizeof text - 1 ? nb : sizeof text - 1] = 0;
+        rlhf__run_log(&p->run, RLHF_LOG_INFO, "sample %d: score %.3f kl %.3f: %s", b, (double)ro->score[b], skl, text);
+    }
 }
 
 RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error *err) {
     rlhf_ppo_stats st;
     rlhf_result r;
-    double t0, t1, t2, t3, sum_kl = 0.0, sumsq_kl = 0.0, kl_se, sum_score = 0.0, sum_nlp = 0.0, n_len = 0.0, vr = 0.0, vm = 0.0, er = 0.0, em = 0.0;
+    double t0, t1, t2, t3;
     size_t n_tok;
-    int b, i;
     if (!p) return RLHF_ERR_INVALID_ARGUMENT;
     memset(&st, 0, sizeof st);
     p->run.err = err;
     if (err) err->message[0] = 0;
     st.kl_coef = p->kl_coef;
+
+    /* 1-4: rollout, evaluate, advantages, learn */
     t0 = rlhf__seconds();
     if ((r = rlhf__ppo_rollout(p, &st.tokens_generated)) != RLHF_OK) goto done;
     t1 = rlhf__seconds();
     if ((r = rlhf__ppo_evaluate(p)) != RLHF_OK) goto done;
     n_tok = rlhf__ppo_advantages(p);
     t2 = rlhf__seconds();
-    if ((r = rlhf__ppo_learn(p, n_tok, &st)) != RLHF_OK) goto done;
+    if ((r = rlhf__ppo_learn(p, &st)) != RLHF_OK) goto done;
     t3 = rlhf__seconds();
-    /* the rollout's statistics */
-    for (b = 0; b < p->B; b++) {
-        double skl = 0.0, snlp = 0.0;
-        for (i = 0; i < p->rlen[b]; i++) {
-            size_t o = (size_t)b * p->R + i;
-            skl += p->kl[o];
-            snlp -= p->logp[o];
-            vr += (double)p->ret[o];
-            vm += (double)p->ret[o] * p->ret[o];
-            er += (double)p->ret[o] - p->values[o];
-            em += ((double)p->ret[o] - p->values[o]) * ((double)p->ret[o] - p->values[o]);
-        }
-        sum_kl += skl;
-        sumsq_kl += skl * skl;
-        sum_nlp += snlp;
-        sum_score += p->score[b];
-        n_len += p->rlen[b];
-        st.num_eos += p->has_eos[b];
-    }
+
+    /* 5-7: statistics, KL control for the next iteration, metrics */
     p->iteration++;
-    st.iteration = p->iteration;
-    st.score = (float)(sum_score / p->B);
-    st.kl = (float)(sum_kl / p->B);
-    st.rlhf_reward = (float)((sum_score - (double)p->kl_coef * sum_kl) / p->B);
-    st.entropy = (float)(sum_nlp / p->B);
-    st.response_length = (float)(n_len / p->B);
-    /* the standard error of the mean KL: a negative mean within noise is no alarm */
-    kl_se = p->B > 1 ? sqrt(fmax(sumsq_kl / p->B - (sum_kl / p->B) * (sum_kl / p->B), 0.0) / (p->B - 1)) : 0.0;
-    { /* 1 - Var(R - V) / Var(R) over the batch's tokens */
-        double nt = (double)n_tok, var_r = vm / nt - (vr / nt) * (vr / nt), var_e = em / nt - (er / nt) * (er / nt);
-        st.var_explained = var_r > 0.0 ? (float)(1.0 - var_e / var_r) : NAN;
-    }
-    st.skipped_updates = p->skipped_updates;
-    st.skipped_minibatches = p->skipped_minibatches;
+    rlhf__ppo_statistics(p, n_tok, &st);
     st.seconds_generate = t1 - t0;
     st.seconds_score = t2 - t1;
     st.seconds_learn = t3 - t2;
-    if (st.kl < 0.0f && -st.kl > 2.0 * kl_se)
-        rlhf__run_log(&p->run, RLHF_LOG_WARN,
-                      "iteration %ld: mean KL is negative (%.4g): the sampler and the log-prob pass disagree (top-k/top-p at rollout, "
-                      "or a bad reward model drives the policy off the reference)", p->iteration, (double)st.kl);
-    /* 5. KL control (Ziegler et al. 2019): error = clip(KL / target - 1, -0.2, 0.2);
-          beta <- beta * (1 + error * n_episodes / horizon) */
-    if (p->cfg.adaptive_kl) {
-        double e = st.kl / p->cfg.kl_target - 1.0;
-        e = e < -0.2 ? -0.2 : e > 0.2 ? 0.2 : e;
-        p->kl_coef = (float)(p->kl_coef * (1.0 + e * (double)p->B / p->cfg.kl_horizon));
-    }
-    /* metrics under TRL's names */
-    rlhf__metric_begin(&p->run, p->iteration);
-    rlhf__metric(&p->run, "episode", (double)p->iteration * p->B);
-    rlhf__metric(&p->run, "objective/kl", st.kl);
-    rlhf__metric(&p->run, "objective/entropy", st.entropy);
-    rlhf__metric(&p->run, "objective/non_score_reward", -(double)st.kl_coef * st.kl);
-    rlhf__metric(&p->run, "objective/rlhf_reward", st.rlhf_reward);
-    rlhf__metric(&p->run, "objective/scores", st.score);
-    rlhf__metric(&p->run, "objective/kl_coef", st.kl_coef);
-    rlhf__metric(&p->run, "lr", st.lr);
-    rlhf__metric(&p->run, "policy/approxkl_avg", st.approxkl);
-    rlhf__metric(&p->run, "policy/clipfrac_avg", st.clipfrac);
-    rlhf__metric(&p->run, "policy/entropy_avg", st.policy_entropy);
-    rlhf__metric(&p->run, "loss/policy_avg", st.policy_loss);
-    rlhf__metric(&p->run, "loss/value_avg", st.value_loss);
-    rlhf__metric(&p->run, "loss/ptx", st.ptx_loss);
-    rlhf__metric(&p->run, "val/clipfrac_avg", st.value_clipfrac);
-    rlhf__metric(&p->run, "val/ratio", st.ratio);
-    rlhf__metric(&p->run, "val/num_eos_tokens", st.num_eos);
-    rlhf__metric(&p->run, "val/var_explained", st.var_explained);
-    rlhf__metric(&p->run, "val/response_length", st.response_length);
-    rlhf__metric(&p->run, "ppo/skipped_updates", (double)st.skipped_updates);
-    rlhf__metric(&p->run, "ppo/skipped_minibatches", (double)st.skipped_minibatches);
-    rlhf__metric(&p->run, "time/generate_s", st.seconds_generate);
-    rlhf__metric(&p->run, "time/score_s", st.seconds_score);
-    rlhf__metric(&p->run, "time/learn_s", st.seconds_learn);
-    rlhf__metric(&p->run, "tokens_per_s/generate", st.seconds_generate > 0 ? st.tokens_generated / st.seconds_generate : NAN);
-    rlhf__metric_end(&p->run);
-    rlhf__run_log(&p->run, RLHF_LOG_INFO, "iteration %ld: score %.3f kl %.3f beta %.4g rlhf_reward %.3f eos %d/%d policy_loss %.4f value_loss %.4f",
-                  p->iteration, (double)st.score, (double)st.kl, (double)st.kl_coef, (double)st.rlhf_reward, st.num_eos, p->B,
-                  (double)st.policy_loss, (double)st.value_loss);
-    for (b = 0; b < p->cfg.log_samples && b < p->B && p->topt.log; b++) { /* a few samples with their score and KL */
-        char text[512];
-        size_t nb = 0;
-        double skl = 0.0;
-        for (i = 0; i < p->rlen[b]; i++) skl += p->kl[(size_t)b * p->R + i];
-        if (rlhf_tokenizer_decode(p->tok, p->seq + (size_t)b * p->T + p->Pmax, (size_t)p->rlen[b], text, sizeof text - 1, &nb) != RLHF_OK)
-            nb = nb < sizeof text - 1 ? nb : sizeof text - 1;
-        text[nb < sizeof text - 1 ? nb : sizeof text - 1] = 0;
-        rlhf__run_log(&p->run, RLHF_LOG_INFO, "sample %d: score %.3f kl %.3f: %s", b, (double)p->score[b], skl, text);
-    }
+    if (p->cfg.adaptive_kl) p->kl_coef = rlhf_kl_control(p->kl_coef, st.kl, p->cfg.kl_target, p->cfg.kl_horizon, p->B);
+    rlhf__ppo_metrics(p, &st);
 done:
     if (stats) *stats = st;
     p->run.err = NULL;
@@ -8330,8 +8575,7 @@ static rlhf_result rlhf__ppo_commit(const char *dir, long iteration, rlhf_error 
     return RLHF_OK;
 }
 
-RLHFDEF rlhf_result rlhf_ppo_save(const rlhf_ppo *pc, const char *dir, rlhf_error *err) {
-    rlhf_ppo *p = (rlhf_ppo *)pc; /* the models' metadata is written; the trainer's state is not */
+RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err) {
     rlhf_model *model[3];
     char path[1024], state[1024];
     const char *bad;
@@ -8494,24 +8738,24 @@ done:
 RLHFDEF rlhf_result rlhf_ppo_trace(const rlhf_ppo *p, int b, rlhf_ppo_trace_row *rows, int cap, int *n_rows) {
     int i, n;
     if (!p || !rows || !n_rows || b < 0 || b >= p->B || p->iteration == 0) return RLHF_ERR_INVALID_ARGUMENT;
-    n = p->rlen[b];
+    n = p->ro.rlen[b];
     *n_rows = n;
     if (n > cap) return RLHF_ERR_TOO_LARGE;
     for (i = 0; i < n; i++) {
-        size_t o = (size_t)b * p->R + i;
+        size_t o = rlhf__tok(p, b, i);
         rlhf_ppo_trace_row *w = &rows[i];
-        float next_v = i + 1 < n ? p->values[o + 1] : 0.0f;
-        w->token = p->seq[(size_t)b * p->T + p->Pmax + i];
-        w->logp = p->logp[o];
-        w->ref_logp = p->ref_logp[o];
-        w->kl = p->kl[o];
-        w->reward = p->rewards[o];
-        w->value = p->values[o];
+        float next_v = i + 1 < n ? p->ro.values[o + 1] : 0.0f;
+        w->token = p->ro.seq[rlhf__pred_at(p, b, i) + 1];
+        w->logp = p->ro.logp[o];
+        w->ref_logp = p->ro.ref_logp[o];
+        w->kl = p->ro.kl[o];
+        w->reward = p->ro.rewards[o];
+        w->value = p->ro.values[o];
         w->delta = w->reward + p->cfg.gamma * next_v - w->value;
-        w->advantage = p->adv[o];
-        w->ret = p->ret[o];
-        w->ratio = p->ratio[o];
-        w->clipped = p->clipped[o];
+        w->advantage = p->ro.adv[o];
+        w->ret = p->ro.ret[o];
+        w->ratio = p->ro.ratio[o];
+        w->clipped = p->ro.clipped[o];
     }
     return RLHF_OK;
 }
@@ -8522,14 +8766,14 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
     int n, i;
     rlhf_result r;
     if (!p || !n_bytes || b < 0 || b >= p->B) return RLHF_ERR_INVALID_ARGUMENT;
-    rows = (rlhf_ppo_trace_row *)rlhf__alloc((size_t)(p->R + 1) * sizeof *rows);
+    rows = (rlhf_ppo_trace_row *)rlhf__alloc((size_t)(p->max_new + 1) * sizeof *rows);
     if (!rows) return RLHF_ERR_OUT_OF_MEMORY;
-    if ((r = rlhf_ppo_trace(p, b, rows, p->R, &n)) != RLHF_OK) {
+    if ((r = rlhf_ppo_trace(p, b, rows, p->max_new, &n)) != RLHF_OK) {
         rlhf__free(rows);
         return r;
     }
-    rlhf__sb_fmt(&sb, "episode %d of iteration %ld: score %.4f, beta %.4g, %s\n", b, p->iteration, (double)p->score[b], (double)p->kl_coef,
-                 p->has_eos[b] ? "ends with <|end|>" : p->cfg.penalize_missing_eos ? "no <|end|> (penalty score)" : "no <|end|>");
+    rlhf__sb_fmt(&sb, "episode %d of iteration %ld: score %.4f, beta %.4g, %s\n", b, p->iteration, (double)p->ro.score[b], (double)p->kl_coef,
+                 p->ro.has_eos[b] ? "ends with <|end|>" : p->cfg.penalize_missing_eos ? "no <|end|> (penalty score)" : "no <|end|>");
     rlhf__sb_fmt(&sb, "%3s %-14s %9s %9s %9s %9s %9s %9s %9s %9s %7s %s\n", "t", "token", "logp", "ref_logp", "KL_t", "r_t", "V(s_t)",
                  "delta_t", "A_t", "R_t", "ratio", "clip");
     rlhf__sb_fmt(&sb, "    (logp = log pi_old(a_t|s_t) at temperature; KL_t = %s; r_t = -beta KL_t (+ score at the end);\n",

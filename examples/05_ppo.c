@@ -70,7 +70,9 @@ int main(int argc, char **argv) {
     c.policy_opt.lr = 1e-2f;     /* tiny models take large steps */
     c.critic_opt.lr = 1e-2f;
     c.log_samples = 0;
-    if (rlhf_ppo_create(&ppo, policy, ref, critic, NULL, count_yes, &yes, t, prompts, NULL, &c, &err) != RLHF_OK) {
+    c.policy = policy, c.ref = ref, c.critic = critic; /* no reward model: count_yes scores */
+    c.score_fn = count_yes, c.score_user = &yes, c.tokenizer = t, c.prompts = prompts;
+    if (rlhf_ppo_create(&ppo, &c, &err) != RLHF_OK) {
         fprintf(stderr, "%s\n", err.message);
         return 1;
     }

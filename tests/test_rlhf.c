@@ -25,6 +25,17 @@ static void *count_malloc(size_t n) {
 #define RLHF_IMPLEMENTATION
 #include "../rlhf.h"
 
+/* rlhf_ppo_create with the models and data as arguments: the tests name
+   them at each call, the library takes them in the config. */
+static rlhf_result ppo_create_with(rlhf_ppo **out, rlhf_model *policy, rlhf_model *ref, rlhf_model *critic, rlhf_model *rm,
+                                   rlhf_score_fn fn, void *user, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
+                                   const rlhf_dataset *ptx, const rlhf_ppo_config *cfg, rlhf_error *err) {
+    rlhf_ppo_config c = *cfg;
+    c.policy = policy; c.ref = ref; c.critic = critic; c.reward_model = rm; c.score_fn = fn; c.score_user = user;
+    c.tokenizer = t; c.prompts = prompts; c.ptx = ptx;
+    return rlhf_ppo_create(out, &c, err);
+}
+
 #ifndef RLHF_FIXTURE_DIR
 #define RLHF_FIXTURE_DIR "tests/fixtures"
 #endif
@@ -2266,6 +2277,28 @@ static void test_gae(void) {
     CHECK(fabsf(adv[0] - 0.5f) < 1e-6f && fabsf(ret[0] - 1.0f) < 1e-6f && fabsf(ret[1] - 1.0f) < 1e-6f);
 }
 
+
+static void test_kl_control(void) {
+    /* Ziegler et al. 2019's controller, worked by hand with beta 0.05,
+       target 6, horizon 10000 and 16 episodes (K_beta = 16/10000 = 0.0016):
+         KL 6.6: e = 6.6/6 - 1 = 0.1             beta = 0.05 (1 + 0.1 x 0.0016)  = 0.050008
+         KL 9:   e = 0.5, clipped to 0.2          beta = 0.05 (1 + 0.2 x 0.0016)  = 0.050016
+         KL 3:   e = -0.5, clipped to -0.2        beta = 0.05 (1 - 0.2 x 0.0016)  = 0.049984
+         KL 6:   e = 0                            beta unchanged
+       and a short horizon, 100 episodes of horizon 50 (K_beta = 2), KL 7.2:
+         e = 0.2                                  beta = 0.05 (1 + 0.4) = 0.07 */
+    const float kl[5] = {6.6f, 9.0f, 3.0f, 6.0f, 7.2f}, horizon[5] = {1e4f, 1e4f, 1e4f, 1e4f, 50.0f};
+    const int n[5] = {16, 16, 16, 16, 100};
+    const float want[5] = {0.050008f, 0.050016f, 0.049984f, 0.05f, 0.07f};
+    float got[5];
+    int i;
+    for (i = 0; i < 5; i++) got[i] = rlhf_kl_control(0.05f, kl[i], 6.0f, horizon[i], n[i]);
+    close_enough("adaptive KL coefficient", got, want, 5, 1e-7, 1e-6);
+    /* a run of iterations at KL above target raises beta geometrically: 0.05 x 1.00032^10 */
+    for (i = 0, got[0] = 0.05f; i < 10; i++) got[0] = rlhf_kl_control(got[0], 12.0f, 6.0f, 1e4f, 16);
+    CHECK(fabs((double)got[0] - 0.05 * pow(1.00032, 10)) < 1e-7);
+}
+
 /* ---- runner -------------------------------------------------------------------- */
 /* slow: a training run to convergence (seconds natively, many minutes under
    qemu); `--no-slow` skips them (the emulated runs check kernels and byte
@@ -2936,7 +2969,7 @@ static void test_ppo_padded_generation(void) {
     for (s = 0; s < N; s++)
         for (i = 0; i < T; i++) tg[s * T + i] = i >= P - 1 && i < T - 1 ? seqs[s * T + i + 1] : -1;
     rlhf_doc_left_pad(doc, npad, N, T);
-    CHECK_OK(rlhf_model_forward_logprobs(m, seqs, doc, tg, N, T, temp, lp, NULL, 0));
+    CHECK_OK(rlhf_model_logprobs(m, seqs, tg, doc, N, T, temp, lp, NULL, 0));
     for (s = 0; s < N; s++) {
         float got[R];
         for (i = 0; i < R; i++) got[i] = lp[s * T + P - 1 + i];
@@ -2966,7 +2999,7 @@ static void test_fd_logprobs(void) {
     tg[0] = tg[7] = -1;
     fill_uniform(wl, B * T, &rng, -1, 1);
     fill_uniform(we, B * T, &rng, -1, 1);
-    CHECK_OK(rlhf_model_forward_logprobs(m, x, NULL, tg, B, T, temp, lp, ent, 1));
+    CHECK_OK(rlhf_model_logprobs(m, x, tg, NULL, B, T, temp, lp, ent, 1));
     CHECK_OK(rlhf_model_zero_grad(m));
     CHECK_OK(rlhf_model_backward_logprobs(m, wl, we));
     for (i = 0; i < rlhf_model_num_tensors(m); i++) {
@@ -2980,10 +3013,10 @@ static void test_fd_logprobs(void) {
             int j;
             const float h = 1e-2f;
             t.data[picks[k]] = keep + h;
-            rlhf_model_forward_logprobs(m, x, NULL, tg, B, T, temp, lp, ent, 0);
+            rlhf_model_logprobs(m, x, tg, NULL, B, T, temp, lp, ent, 0);
             for (j = 0; j < B * T; j++) sp += wl[j] * lp[j] + we[j] * ent[j];
             t.data[picks[k]] = keep - h;
-            rlhf_model_forward_logprobs(m, x, NULL, tg, B, T, temp, lp, ent, 0);
+            rlhf_model_logprobs(m, x, tg, NULL, B, T, temp, lp, ent, 0);
             for (j = 0; j < B * T; j++) sm += wl[j] * lp[j] + we[j] * ent[j];
             t.data[picks[k]] = keep;
             num[probes] = (float)((sp - sm) / (2 * h));
@@ -3029,7 +3062,7 @@ static int ppo_world_make(ppo_world *w, const rlhf_ppo_config *cfg) {
     }
     CHECK_OK(rlhf_dataset_load(&w->prompts, "build/test_ppo_prompts.jsonl", RLHF_DATA_PROMPTS, NULL, &e));
     if (!w->prompts) return 0;
-    CHECK_OK(rlhf_ppo_create(&w->ppo, w->policy, w->ref, w->critic, NULL, count_good, &w->task, w->t, w->prompts, NULL, cfg, &e));
+    CHECK_OK(ppo_create_with(&w->ppo, w->policy, w->ref, w->critic, NULL, count_good, &w->task, w->t, w->prompts, NULL, cfg, &e));
     if (!w->ppo) fprintf(stderr, "  %s\n", e.message);
     return w->ppo != NULL;
 }
@@ -3138,7 +3171,7 @@ static void test_ppo_resume(void) {
     ppo_world_free(&b);
     {
         rlhf_ppo *q = NULL;
-        CHECK_OK(rlhf_ppo_create(&q, a.policy, a.ref, a.critic, NULL, count_good, &a.task, a.t, a.prompts, NULL, &c, &e));
+        CHECK_OK(ppo_create_with(&q, a.policy, a.ref, a.critic, NULL, count_good, &a.task, a.t, a.prompts, NULL, &c, &e));
         if (q) CHECK(rlhf_ppo_load(q, "build", &e) == RLHF_ERR_INVALID_ARGUMENT && strstr(e.message, "reference") != NULL);
         rlhf_ppo_free(q);
     }
@@ -3233,9 +3266,9 @@ static void test_ppo_ptx_and_guards(void) {
     c.ptx_coef = 1.0f;
     c.ptx_batch = 2;
     /* without the text dataset, ptx_coef is refused */
-    CHECK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+    CHECK(ppo_create_with(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT &&
           strstr(e.message, "TEXT") != NULL);
-    CHECK_OK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, text, &c, &e));
+    CHECK_OK(ppo_create_with(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, text, &c, &e));
     for (it = 0; q && it < 10; it++) {
         CHECK_OK(rlhf_ppo_step(q, &st, &e));
         if (it == 0) first = st.ptx_loss;
@@ -3249,7 +3282,7 @@ static void test_ppo_ptx_and_guards(void) {
     c.ratio_threshold = 1.01f;
     c.policy_opt.lr = 0.05f;
     c.ppo_epochs = 4;
-    CHECK_OK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e));
+    CHECK_OK(ppo_create_with(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e));
     for (it = 0; q && it < 3; it++) CHECK_OK(rlhf_ppo_step(q, &st, &e));
     printf("    ratio guard: %ld minibatches skipped of %d\n", st.skipped_minibatches, 3 * 4 * 2);
     CHECK(st.skipped_minibatches > 0 && st.skipped_minibatches < 24);
@@ -3259,7 +3292,7 @@ static void test_ppo_ptx_and_guards(void) {
         c = ppo_test_config();
         if (rm) CHECK_OK(rlhf_model_add_score_head(rm, -1.0f, 4));
         q = NULL;
-        if (rm) CHECK_OK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, rm, NULL, NULL, w.t, w.prompts, NULL, &c, &e));
+        if (rm) CHECK_OK(ppo_create_with(&q, w.policy, w.ref, w.critic, rm, NULL, NULL, w.t, w.prompts, NULL, &c, &e));
         for (it = 0; q && it < 2; it++) CHECK_OK(rlhf_ppo_step(q, &st, &e));
         CHECK(q && isfinite(st.score) && isfinite(st.value_loss));
         rlhf_ppo_free(q);
@@ -3268,13 +3301,13 @@ static void test_ppo_ptx_and_guards(void) {
     /* bad configurations say what is wrong */
     c = ppo_test_config();
     c.mini_batch = 32;
-    CHECK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+    CHECK(ppo_create_with(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT &&
           q == NULL && strstr(e.message, "mini_batch") != NULL);
     c = ppo_test_config();
     c.max_new_tokens = 100;
-    CHECK(rlhf_ppo_create(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+    CHECK(ppo_create_with(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT &&
           strstr(e.message, "context") != NULL);
-    CHECK(rlhf_ppo_create(&q, w.policy, w.ref, w.policy, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT);
+    CHECK(ppo_create_with(&q, w.policy, w.ref, w.policy, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e) == RLHF_ERR_INVALID_ARGUMENT);
     rlhf_dataset_free(text);
     ppo_world_free(&w);
 }
@@ -3545,6 +3578,7 @@ static const test_case TESTS[] = {
     {"tokenizer_malformed", test_tokenizer_malformed, 0},
     {"ranking_loss", test_ranking_loss, 0},
     {"gae", test_gae, 0},
+    {"kl_control", test_kl_control, 0},
 };
 
 int main(int argc, char **argv) {

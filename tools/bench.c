@@ -377,7 +377,13 @@ static void bench_ppo(const bench_config *bc, int iters) {
     pc.max_new_tokens = 64;
     pc.max_prompt_tokens = 64;
     pc.log_samples = 0;
-    if ((r = rlhf_ppo_create(&ppo, policy, ref, critic, rm, NULL, NULL, t, prompts, NULL, &pc, &e)) != RLHF_OK) {
+    pc.policy = policy;
+    pc.ref = ref;
+    pc.critic = critic;
+    pc.reward_model = rm;
+    pc.tokenizer = t;
+    pc.prompts = prompts;
+    if ((r = rlhf_ppo_create(&ppo, &pc, &e)) != RLHF_OK) {
         fprintf(stderr, "%s\n", e.message);
         die("rlhf_ppo_create", r);
     }

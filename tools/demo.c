@@ -400,7 +400,9 @@ static int demo_ppo(demo *d) {
     pc.log = log_cb;
     pc.metrics = run_metrics;
     ro.metrics = d->metrics, ro.t0 = now_s(), pc.metrics_user = &ro;
-    if ((r = rlhf_ppo_create(&ppo, d->policy, ref, critic, d->rm, NULL, NULL, d->tok, d->prompts, ptx, &pc, &err)) != RLHF_OK) {
+    pc.policy = d->policy, pc.ref = ref, pc.critic = critic, pc.reward_model = d->rm;
+    pc.tokenizer = d->tok, pc.prompts = d->prompts, pc.ptx = ptx;
+    if ((r = rlhf_ppo_create(&ppo, &pc, &err)) != RLHF_OK) {
         rc = demo_fail(r, err.message);
         goto done;
     }
