@@ -4356,35 +4356,76 @@ static void rlhf__encoder_backward(float *dwte, float *dwpe, const float *dout, 
     }
 }
 
+/* ---- the GPT-2 block, written once -----------------------------------------
+   Training, inference and KV-cache decoding run the same block; they differ
+   only in attention (which keeps its probabilities for the backward, reads a
+   document mask, or reads the cache). Hugging Face's GPT2Block:
+     x2  = x  + attn.c_proj(attention(ln_1(x)))
+     out = x2 + mlp.c_proj(gelu(mlp.c_fc(ln_2(x2)))) */
+typedef struct rlhf__block_io {
+    const float *x;                          /* (BT, C) the residual stream in */
+    float *ln1, *ln1_mean, *ln1_rstd;        /* (BT, C), (BT), (BT) */
+    float *qkv, *atty, *x2;                  /* (BT, 3C), (BT, C), (BT, C) */
+    float *ln2, *ln2_mean, *ln2_rstd;        /* (BT, C), (BT), (BT) */
+    float *fch, *fch_gelu;                   /* (BT, 4C) each */
+    float *out;                              /* (BT, C) the residual stream out (may be x) */
+} rlhf__block_io;
+
+/* How a caller attends: atty (BT, C) from qkv (BT, 3C) at layer l. */
+typedef struct rlhf__attn {
+    void (*fn)(const struct rlhf__attn *a, int l, const float *qkv, float *atty);
+    rlhf_model *m;
+    const int *doc;          /* document starts (B, T), or NULL */
+    int B, T;
+    float *att;              /* training: the probabilities of every layer, kept for the backward */
+    float *rows;             /* inference: one row of scratch per thread */
+    rlhf_kv_cache *cache;    /* inference with a cache (prefill) or decoding */
+} rlhf__attn;
+
+static void rlhf__block_forward(rlhf_model *m, int l, int BT, const rlhf__block_io *io, const rlhf__attn *attn) {
+    const rlhf__params *p = &m->params;
+    int C = m->cfg.n_embd;
+    size_t lC = (size_t)l * C;
+
+    /* x2 = x + c_proj(attn(ln_1(x))) */
+    rlhf__layernorm_forward(io->ln1, io->ln1_mean, io->ln1_rstd, io->x, p->ln1w + lC, p->ln1b + lC, BT, C);
+    rlhf__linear_forward(io->qkv, io->ln1, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, BT, C, 3 * C, m->work);
+    attn->fn(attn, l, io->qkv, io->atty);
+    rlhf__linear_forward(io->x2, io->atty, p->attprojw + lC * C, p->attprojb + lC, io->x, BT, C, C, m->work);
+
+    /* out = x2 + mlp.c_proj(gelu(mlp.c_fc(ln_2(x2)))) */
+    rlhf__layernorm_forward(io->ln2, io->ln2_mean, io->ln2_rstd, io->x2, p->ln2w + lC, p->ln2b + lC, BT, C);
+    rlhf__linear_forward(io->fch, io->ln2, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, BT, C, 4 * C, m->work);
+    rlhf__gelu_forward(io->fch_gelu, io->fch, (size_t)BT * 4 * C);
+    rlhf__linear_forward(io->out, io->fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, io->x2, BT, 4 * C, C, m->work);
+}
+
+/* training: causal attention over the batch, the probabilities kept */
+static void rlhf__attend_train(const rlhf__attn *a, int l, const float *qkv, float *atty) {
+    int B = a->B, T = a->T, NH = a->m->cfg.n_head;
+    rlhf__attention_forward(atty, a->att + (size_t)l * B * NH * T * T, NULL, qkv, a->doc, B, T, a->m->cfg.n_embd, NH);
+}
+
 /* The forward pass over m->tok_mem (B,T) into m->acts, up to the final
    LayerNorm; the LM head's logits too when lm != 0. */
 static void rlhf__forward(rlhf_model *m, int B, int T, int lm) {
-    int C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
+    int C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
     size_t BT = (size_t)B * T, BTC = BT * C;
     rlhf__params *p = &m->params;
     rlhf__acts *a = &m->acts;
     const int *doc = m->has_doc ? m->tok_mem + 2 * m->cap_bt : NULL;
+    rlhf__attn attn;
+    memset(&attn, 0, sizeof attn);
+    attn.fn = rlhf__attend_train, attn.m = m, attn.doc = doc, attn.B = B, attn.T = T, attn.att = a->att;
     rlhf__encoder_forward(a->encoded, m->tok_mem, doc, p->wte, p->wpe, B, T, C);
-    for (l = 0; l < L; l++) {
-        /* seek to layer l of every stacked tensor */
-        const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
-        float *ln1 = a->ln1 + l * BTC, *ln1_mean = a->ln1_mean + l * BT, *ln1_rstd = a->ln1_rstd + l * BT;
-        float *qkv = a->qkv + l * BTC * 3, *atty = a->atty + l * BTC;
-        float *att = a->att + (size_t)l * B * NH * T * T, *residual2 = a->residual2 + l * BTC;
-        float *ln2 = a->ln2 + l * BTC, *ln2_mean = a->ln2_mean + l * BT, *ln2_rstd = a->ln2_rstd + l * BT;
-        float *fch = a->fch + l * BTC * 4, *fch_gelu = a->fch_gelu + l * BTC * 4;
-        float *residual3 = a->residual3 + l * BTC;
-        size_t lC = (size_t)l * C;
-        /* x = x + c_proj(attn(ln_1(x))) */
-        rlhf__layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p->ln1w + lC, p->ln1b + lC, (int)BT, C);
-        rlhf__linear_forward(qkv, ln1, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, (int)BT, C, 3 * C, m->work);
-        rlhf__attention_forward(atty, att, NULL, qkv, doc, B, T, C, NH);
-        rlhf__linear_forward(residual2, atty, p->attprojw + lC * C, p->attprojb + lC, residual, (int)BT, C, C, m->work);
-        /* x = x + mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))) */
-        rlhf__layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p->ln2w + lC, p->ln2b + lC, (int)BT, C);
-        rlhf__linear_forward(fch, ln2, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, (int)BT, C, 4 * C, m->work);
-        rlhf__gelu_forward(fch_gelu, fch, BTC * 4);
-        rlhf__linear_forward(residual3, fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, residual2, (int)BT, 4 * C, C, m->work);
+    for (l = 0; l < L; l++) { /* every layer keeps its activations for the backward */
+        rlhf__block_io io;
+        io.x = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
+        io.ln1 = a->ln1 + l * BTC, io.ln1_mean = a->ln1_mean + l * BT, io.ln1_rstd = a->ln1_rstd + l * BT;
+        io.qkv = a->qkv + l * BTC * 3, io.atty = a->atty + l * BTC, io.x2 = a->residual2 + l * BTC;
+        io.ln2 = a->ln2 + l * BTC, io.ln2_mean = a->ln2_mean + l * BT, io.ln2_rstd = a->ln2_rstd + l * BT;
+        io.fch = a->fch + l * BTC * 4, io.fch_gelu = a->fch_gelu + l * BTC * 4, io.out = a->residual3 + l * BTC;
+        rlhf__block_forward(m, l, (int)BT, &io, &attn);
     }
     rlhf__layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * BTC, p->lnfw, p->lnfb, (int)BT, C);
     /* logits (BT,V) = lnf (BT,C) * wte^T: the LM head is tied to the token embedding */
@@ -4849,33 +4890,39 @@ static void rlhf__cache_store(rlhf_kv_cache *c, int l, const float *qkv, int N, 
 }
 
 /* The forward pass without caches (no backward will follow): the same
-   kernels in the same order as rlhf__forward, so the logits are identical,
-   through one layer's scratch. logits (B,T,V) may be NULL; values (B,T),
-   if not NULL, receive the scalar head's output. doc (B,T) or NULL: the
-   document starts (rlhf__attention_forward). With a KV cache (prefill: B =
-   its n_seq, empty), each layer's keys and values are copied into it, and
-   logits (B,V) are those of the last position only. */
+   block as rlhf__forward, so the logits are identical, through one layer's
+   scratch. logits (B,T,V) may be NULL; values (B,T), if not NULL, receive
+   the scalar head's output. doc (B,T) or NULL: the document starts
+   (rlhf__attention_forward). With a KV cache (prefill: B = its n_seq,
+   empty), each layer's keys and values are copied into it, and logits (B,V)
+   are those of the last position only. */
+
+/* inference: attention through a row of scratch; a prefill's keys and values into the cache */
+static void rlhf__attend_infer(const rlhf__attn *a, int l, const float *qkv, float *atty) {
+    if (a->cache) rlhf__cache_store(a->cache, l, qkv, a->B, a->T);
+    rlhf__attention_forward(atty, NULL, a->rows, qkv, a->doc, a->B, a->T, a->m->cfg.n_embd, a->m->cfg.n_head);
+}
+
 static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc, int B, int T, float *logits, float *values,
                                 rlhf_kv_cache *cache) {
-    int C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
+    int C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
     size_t BT = (size_t)B * T, BTC = BT * C;
     rlhf__params *p = &m->params;
     float *x = m->inf_mem, *x2 = x + BTC, *ln = x2 + BTC, *atty = ln + BTC, *mean = atty + BTC, *rstd = mean + BT;
     float *qkv = rstd + BT, *fch = qkv + 3 * BTC, *fch_gelu = fch + 4 * BTC, *rows = fch_gelu + 4 * BTC;
+    rlhf__block_io io;
+    rlhf__attn attn;
+
+    /* one layer's scratch, reused by every layer: the block reads x and writes x */
+    io.x = x, io.out = x, io.x2 = x2, io.qkv = qkv, io.atty = atty, io.fch = fch, io.fch_gelu = fch_gelu;
+    io.ln1 = io.ln2 = ln, io.ln1_mean = io.ln2_mean = mean, io.ln1_rstd = io.ln2_rstd = rstd;
+    memset(&attn, 0, sizeof attn);
+    attn.fn = rlhf__attend_infer, attn.m = m, attn.doc = doc, attn.B = B, attn.T = T, attn.rows = rows, attn.cache = cache;
     rlhf__encoder_forward(x, inputs, doc, p->wte, p->wpe, B, T, C);
-    for (l = 0; l < L; l++) {
-        size_t lC = (size_t)l * C;
-        rlhf__layernorm_forward(ln, mean, rstd, x, p->ln1w + lC, p->ln1b + lC, (int)BT, C);
-        rlhf__linear_forward(qkv, ln, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, (int)BT, C, 3 * C, m->work);
-        if (cache) rlhf__cache_store(cache, l, qkv, B, T);
-        rlhf__attention_forward(atty, NULL, rows, qkv, doc, B, T, C, NH);
-        rlhf__linear_forward(x2, atty, p->attprojw + lC * C, p->attprojb + lC, x, (int)BT, C, C, m->work);
-        rlhf__layernorm_forward(ln, mean, rstd, x2, p->ln2w + lC, p->ln2b + lC, (int)BT, C);
-        rlhf__linear_forward(fch, ln, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, (int)BT, C, 4 * C, m->work);
-        rlhf__gelu_forward(fch_gelu, fch, BTC * 4);
-        rlhf__linear_forward(x, fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, x2, (int)BT, 4 * C, C, m->work);
-    }
-    if (cache) { /* only each sequence's last position: gather those rows of x */
+    for (l = 0; l < L; l++) rlhf__block_forward(m, l, (int)BT, &io, &attn);
+
+    /* the final LayerNorm and the heads; with a cache only each sequence's last position */
+    if (cache) {
         int b;
         for (b = 0; b < B; b++) memcpy(x2 + (size_t)b * C, x + ((size_t)b * T + T - 1) * C, (size_t)C * sizeof(float));
         rlhf__layernorm_forward(ln, mean, rstd, x2, p->lnfw, p->lnfb, B, C);
@@ -4912,10 +4959,31 @@ RLHFDEF rlhf_result rlhf_model_prefill_padded(rlhf_model *m, rlhf_kv_cache *c, c
     return RLHF_OK;
 }
 
+/* decoding: the new position's key and value appended to the cache, then
+   its attention over positions n_pad..pos (the training kernel's row) */
+static void rlhf__attend_decode(const rlhf__attn *a, int l, const float *qkv, float *atty) {
+    rlhf_kv_cache *c = a->cache;
+    int C = c->cfg.n_embd, NH = c->cfg.n_head, hs = C / NH, N = c->n_seq, pos = c->len, s, sh;
+    float *kl = c->k + (size_t)l * N * c->max_len * C, *vl = c->v + (size_t)l * N * c->max_len * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (s = 0; s < N; s++) {
+        memcpy(kl + ((size_t)s * c->max_len + pos) * C, qkv + (size_t)s * 3 * C + C, (size_t)C * sizeof(float));
+        memcpy(vl + ((size_t)s * c->max_len + pos) * C, qkv + (size_t)s * 3 * C + 2 * C, (size_t)C * sizeof(float));
+    }
+    RLHF__OMP(omp parallel for schedule(static))
+    for (sh = 0; sh < N * NH; sh++) {
+        int sq = sh / NH, h = sh % NH, s0 = c->n_pad[sq];
+        rlhf__attend_row(atty + (size_t)sq * C + h * hs, c->att + (size_t)sh * c->max_len, qkv + (size_t)sq * 3 * C + h * hs,
+                         kl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs, vl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs,
+                         (size_t)C, pos + 1 - s0, hs, scale);
+    }
+}
+
 RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, float *logits) {
-    int C, NH, hs, L, V, N, pos, l, s;
-    float scale;
+    int C, L, V, N, pos, l, s;
     rlhf__params *p;
+    rlhf__block_io io;
+    rlhf__attn attn;
     rlhf_result r;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (!c || !tokens) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_decode: cache and tokens are required");
@@ -4924,38 +4992,24 @@ RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int
     if (c->len >= c->max_len)
         return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_decode: the cache is full (%d positions)", c->max_len);
     if ((r = rlhf__check_ids(m, tokens, 1, c->n_seq, 0, "tokens")) != RLHF_OK) return r;
-    C = m->cfg.n_embd; NH = m->cfg.n_head; hs = C / NH; L = m->cfg.n_layer; V = m->cfg.vocab_size;
+    C = m->cfg.n_embd; L = m->cfg.n_layer; V = m->cfg.vocab_size;
     N = c->n_seq; pos = c->len; p = &m->params;
-    scale = 1.0f / sqrtf((float)hs);
-    for (s = 0; s < N; s++) { /* position ids count from the end of the left padding */
+
+    /* the new token of each sequence; position ids count from the end of its left padding */
+    for (s = 0; s < N; s++) {
         const float *te = p->wte + (size_t)tokens[s] * C, *pe = p->wpe + (size_t)(pos - c->n_pad[s]) * C;
         int i;
         for (i = 0; i < C; i++) c->x[(size_t)s * C + i] = te[i] + pe[i];
     }
-    for (l = 0; l < L; l++) {
-        size_t lC = (size_t)l * C;
-        float *kl = c->k + (size_t)l * N * c->max_len * C, *vl = c->v + (size_t)l * N * c->max_len * C;
-        int sh;
-        rlhf__layernorm_forward(c->ln, c->mean, c->rstd, c->x, p->ln1w + lC, p->ln1b + lC, N, C);
-        rlhf__linear_forward(c->qkv, c->ln, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, N, C, 3 * C, m->work);
-        for (s = 0; s < N; s++) { /* append this position's key and value */
-            memcpy(kl + ((size_t)s * c->max_len + pos) * C, c->qkv + (size_t)s * 3 * C + C, (size_t)C * sizeof(float));
-            memcpy(vl + ((size_t)s * c->max_len + pos) * C, c->qkv + (size_t)s * 3 * C + 2 * C, (size_t)C * sizeof(float));
-        }
-        /* attention of the new position over positions n_pad..pos (the training kernel's row) */
-        RLHF__OMP(omp parallel for schedule(static))
-        for (sh = 0; sh < N * NH; sh++) {
-            int sq = sh / NH, h = sh % NH, s0 = c->n_pad[sq];
-            rlhf__attend_row(c->atty + (size_t)sq * C + h * hs, c->att + (size_t)sh * c->max_len, c->qkv + (size_t)sq * 3 * C + h * hs,
-                             kl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs,
-                             vl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs, (size_t)C, pos + 1 - s0, hs, scale);
-        }
-        rlhf__linear_forward(c->x2, c->atty, p->attprojw + lC * C, p->attprojb + lC, c->x, N, C, C, m->work);
-        rlhf__layernorm_forward(c->ln, c->mean, c->rstd, c->x2, p->ln2w + lC, p->ln2b + lC, N, C);
-        rlhf__linear_forward(c->fch, c->ln, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, N, C, 4 * C, m->work);
-        rlhf__gelu_forward(c->fch_gelu, c->fch, (size_t)N * 4 * C);
-        rlhf__linear_forward(c->x, c->fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, c->x2, N, 4 * C, C, m->work);
-    }
+
+    /* the blocks, one row per sequence, through the cache's scratch */
+    io.x = c->x, io.out = c->x, io.x2 = c->x2, io.qkv = c->qkv, io.atty = c->atty, io.fch = c->fch, io.fch_gelu = c->fch_gelu;
+    io.ln1 = io.ln2 = c->ln, io.ln1_mean = io.ln2_mean = c->mean, io.ln1_rstd = io.ln2_rstd = c->rstd;
+    memset(&attn, 0, sizeof attn);
+    attn.fn = rlhf__attend_decode, attn.m = m, attn.cache = c;
+    for (l = 0; l < L; l++) rlhf__block_forward(m, l, N, &io, &attn);
+
+    /* the final LayerNorm and the LM head */
     rlhf__layernorm_forward(c->ln, c->mean, c->rstd, c->x, p->lnfw, p->lnfb, N, C);
     rlhf__gemm(N, V, C, c->ln, C, 1, p->wte, 1, C, logits ? logits : c->logits, V, 0, m->work);
     if (logits) memcpy(c->logits, logits, (size_t)N * V * sizeof(float));
