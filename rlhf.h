@@ -357,8 +357,8 @@ RLHFDEF rlhf_result rlhf_model_backward_values(rlhf_model *m, const float *dvalu
    (0.5 called this rlhf_model_forward_logprobs with doc_start before
    targets; the name is gone so that an old call fails to compile instead of
    swapping the two silently.) */
-RLHFDEF rlhf_result rlhf_model_logprobs(rlhf_model *m, const int *inputs, const int *targets, const int *doc_start, int B, int T,
-                                        float temperature, float *logp, float *entropy, int for_backward);
+RLHFDEF rlhf_result rlhf_model_logprobs(rlhf_model *m, const int *inputs, const int *targets, const int *doc_start,
+                                        int B, int T, float temperature, float *logp, float *entropy, int for_backward);
 RLHFDEF rlhf_result rlhf_model_backward_logprobs(rlhf_model *m, const float *dlogp, const float *dentropy);
 
 /* ---------------------------------------------------------------------------
@@ -382,8 +382,8 @@ RLHFDEF rlhf_result rlhf_model_prefill(rlhf_model *m, rlhf_kv_cache *c, const in
    with n_pad[s] padding tokens (0 <= n_pad[s] < T), which are masked and do
    not count as positions, now and in every later decode step. So each
    sequence decodes exactly as it would alone, and all advance together. */
-RLHFDEF rlhf_result rlhf_model_prefill_padded(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, const int *n_pad, int T,
-                                              float *logits);
+RLHFDEF rlhf_result rlhf_model_prefill_padded(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, const int *n_pad,
+                                              int T, float *logits);
 
 /* ---------------------------------------------------------------------------
    Sampling. temperature 0 is greedy (argmax, lowest id on ties). top_k 0 is
@@ -442,7 +442,8 @@ typedef struct rlhf_json_doc rlhf_json_doc;
    max_depth nested arrays/objects (<= 0: RLHF_JSON_DEFAULT_MAX_DEPTH). *out
    receives the document, or NULL on failure; err (may be NULL) the place and
    reason of a failure. The text is not referenced after the call. */
-RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_t len, int max_depth, rlhf_json_error *err);
+RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_t len, int max_depth,
+                                    rlhf_json_error *err);
 RLHFDEF const rlhf_json *rlhf_json_root(const rlhf_json_doc *doc);
 RLHFDEF void        rlhf_json_free(rlhf_json_doc *doc);
 /* The first member of an object named key (NUL-terminated), or NULL. */
@@ -525,9 +526,19 @@ RLHFDEF const char *rlhf_model_meta(const rlhf_model *m, const char *key);
                            user turn
    A bad record stops the load with "path:line:column: reason", unless
    skip_bad is set: then it is skipped, counted and passed to the log. */
-typedef enum rlhf_data_format { RLHF_DATA_TEXT, RLHF_DATA_SFT, RLHF_DATA_PREFERENCE, RLHF_DATA_PROMPTS } rlhf_data_format;
+typedef enum rlhf_data_format {
+    RLHF_DATA_TEXT,
+    RLHF_DATA_SFT,
+    RLHF_DATA_PREFERENCE,
+    RLHF_DATA_PROMPTS
+} rlhf_data_format;
 typedef enum rlhf_record_kind {
-    RLHF_RECORD_TEXT, RLHF_RECORD_COMPLETION, RLHF_RECORD_MESSAGES, RLHF_RECORD_PAIR, RLHF_RECORD_RANKING, RLHF_RECORD_PROMPT
+    RLHF_RECORD_TEXT,
+    RLHF_RECORD_COMPLETION,
+    RLHF_RECORD_MESSAGES,
+    RLHF_RECORD_PAIR,
+    RLHF_RECORD_RANKING,
+    RLHF_RECORD_PROMPT
 } rlhf_record_kind;
 typedef enum rlhf_role { RLHF_ROLE_SYSTEM, RLHF_ROLE_USER, RLHF_ROLE_ASSISTANT } rlhf_role;
 /* A string with its length (it may contain NUL bytes); str is NUL-terminated too. */
@@ -585,9 +596,10 @@ typedef enum rlhf_special_token {
 } rlhf_special_token;
 /* GPT-2's files (encoder.json, vocab.bpe): OpenAI's ids exactly; <|endoftext|>
    is 50256, and <|pad|> and the chat markers follow as 50257..50261. */
-RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2(rlhf_tokenizer **out, const char *encoder_json_path, const char *vocab_bpe_path);
-RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char *encoder_json_path, const char *vocab_bpe_path,
-                                                rlhf_error *err);
+RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2(rlhf_tokenizer **out, const char *encoder_json_path,
+                                             const char *vocab_bpe_path);
+RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char *encoder_json_path,
+                                                const char *vocab_bpe_path, rlhf_error *err);
 /* Train on len bytes of UTF-8 text to vocab_size tokens in all: 256 bytes,
    then merges, then the 6 special tokens (the last 6 ids). If the text runs
    out of pairs first, the vocabulary is smaller (rlhf_tokenizer_vocab_size
@@ -595,26 +607,30 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char
    Pieces longer than 256 bytes are learned from in 256-byte chunks (this
    keeps training linear; such runs are rare in text). No text (len 0) is
    refused: RLHF_ERR_INVALID_ARGUMENT. */
-RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text, size_t len, int vocab_size, rlhf_error *err);
+RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text, size_t len, int vocab_size,
+                                         rlhf_error *err);
 RLHFDEF void        rlhf_tokenizer_free(rlhf_tokenizer *t);
 /* Encode len bytes of text as ordinary text (special-token strings such as
    "<|endoftext|>" are NOT turned into special ids here). Writes up to cap ids;
    *n_ids receives the count needed; RLHF_ERR_TOO_LARGE when cap was too small. */
-RLHFDEF rlhf_result rlhf_tokenizer_encode(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap, size_t *n_ids);
+RLHFDEF rlhf_result rlhf_tokenizer_encode(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap,
+                                          size_t *n_ids);
 /* The same, but the strings of the special tokens become their ids. */
-RLHFDEF rlhf_result rlhf_tokenizer_encode_special(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap,
-                                                  size_t *n_ids);
+RLHFDEF rlhf_result rlhf_tokenizer_encode_special(const rlhf_tokenizer *t, const char *text, size_t len, int *ids,
+                                                  size_t cap, size_t *n_ids);
 /* Bytes of ids (special tokens as their strings) into out[cap]; *n_bytes
    receives the count needed. No NUL is appended. */
-RLHFDEF rlhf_result rlhf_tokenizer_decode(const rlhf_tokenizer *t, const int *ids, size_t n, char *out, size_t cap, size_t *n_bytes);
+RLHFDEF rlhf_result rlhf_tokenizer_decode(const rlhf_tokenizer *t, const int *ids, size_t n, char *out, size_t cap,
+                                          size_t *n_bytes);
 RLHFDEF int         rlhf_tokenizer_vocab_size(const rlhf_tokenizer *t);
 RLHFDEF int         rlhf_tokenizer_special(const rlhf_tokenizer *t, rlhf_special_token which);
 /* Chat template over n messages: ids and (if mask is not NULL) mask[i] = 1
    on the tokens SFT learns (assistant content and its <|end|>), 0 elsewhere.
    add_generation_prompt != 0 appends <|assistant|>, where a reply begins.
    Same cap / *n_ids contract as rlhf_tokenizer_encode. */
-RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_message *messages, int n, int add_generation_prompt,
-                                        int *ids, unsigned char *mask, size_t cap, size_t *n_ids);
+RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_message *messages, int n,
+                                        int add_generation_prompt, int *ids, unsigned char *mask, size_t cap,
+                                        size_t *n_ids);
 /* Storage: the tokenizer as JSON (a file of its own, or the "tokenizer"
    metadata of a checkpoint, so one file is a whole model). The file is
    written as checkpoints are (a temporary file beside it, fsync'ed, renamed
@@ -638,7 +654,7 @@ RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad);
    of T tokens, rewards (T), values (T) -> adv (T), ret (T):
    delta_t = rewards[t] + gamma * values[t+1] - values[t] (values[T] = 0),
    adv[t] = delta_t + gamma * lam * adv[t+1], ret[t] = adv[t] + values[t]. */
-RLHFDEF void  rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv, float *ret);
+RLHFDEF void rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv, float *ret);
 
 /* PPO (InstructGPT step 3): the KL estimators of the per-token penalty:
    k1 = logp - ref_logp; k3 = exp(d) - 1 - d, d = ref_logp - logp. */
@@ -648,14 +664,14 @@ typedef enum rlhf_kl_estimator { RLHF_KL_K1, RLHF_KL_K3 } rlhf_kl_estimator;
    value:   v_clip = v_old + clip(v - v_old, -eps, eps);  0.5 mean max((v - R)^2, (v_clip - R)^2)
    *clipfrac: fraction of tokens where the clipped term was larger;
    *approxkl: 0.5 mean (logp - old_logp)^2. */
-RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, const float *adv, int n, float cliprange, float *dlogp,
-                                   float *clipfrac, float *approxkl);
-RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const float *ret, int n, float cliprange_value, float *dv,
-                                  float *clipfrac);
+RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, const float *adv, int n, float cliprange,
+                                   float *dlogp, float *clipfrac, float *approxkl);
+RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const float *ret, int n, float cliprange_value,
+                                  float *dv, float *clipfrac);
 /* Per-token rewards of one response (n tokens): kl[t] by the estimator,
    rewards[t] = -beta kl[t], plus score on the last token. */
-RLHFDEF void  rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, float score, float beta, rlhf_kl_estimator est,
-                               float *rewards, float *kl);
+RLHFDEF void rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, float score, float beta,
+                              rlhf_kl_estimator est, float *rewards, float *kl);
 
 /* The adaptive KL controller (Ziegler et al. 2019): the KL coefficient
    after an iteration whose mean KL (over its n_episodes episodes, of
@@ -745,8 +761,8 @@ typedef struct rlhf_train_report {
    learned). COMPLETION: user prompt, assistant completion (learned);
    MESSAGES: the assistant turns learned; TEXT: the text and EOS, all
    learned. *n receives the count needed (RLHF_ERR_TOO_LARGE when > cap). */
-RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, unsigned char *mask, size_t cap,
-                                    size_t *n);
+RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, unsigned char *mask,
+                                    size_t cap, size_t *n);
 /* The prompt of a record, ending with <|assistant|> where a reply begins:
    prompt strings (COMPLETION, PAIR, RANKING, PROMPT) as one user turn;
    messages up to (without) the last assistant turn. */
@@ -759,8 +775,9 @@ RLHFDEF rlhf_result rlhf_prompt_encode(const rlhf_tokenizer *t, const rlhf_recor
    seq_len are cut (counted). val may be NULL (then val_fraction is held
    out). rep and err may be NULL. Sets the checkpoint metadata rlhf.kind
    ("policy" after SFT, "base" after pretraining) and the tokenizer. */
-RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
-                                   const rlhf_train_options *o, rlhf_train_report *rep, rlhf_error *err);
+RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train,
+                                   const rlhf_dataset *val, const rlhf_train_options *o, rlhf_train_report *rep,
+                                   rlhf_error *err);
 
 /* The reward model (InstructGPT eq. 1) on PREFERENCE datasets (pairs and
    K-way rankings; a batch mixes any K): per prompt, one forward per
@@ -772,8 +789,9 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
    longer than seq_len is dropped (counted). Refuses a tokenizer whose pad
    token is its stop or EOS token. Sets rlhf.kind = "reward" and clears any
    old normalisation: call rlhf_reward_normalize, then save the model. */
-RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
-                                      const rlhf_train_options *o, rlhf_train_report *rep, rlhf_error *err);
+RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train,
+                                      const rlhf_dataset *val, const rlhf_train_options *o, rlhf_train_report *rep,
+                                      rlhf_error *err);
 
 /* Scores of B sequences (B,T): row b holds n_pad[b] padding tokens (n_pad
    NULL: none), then lengths[b] tokens of prompt and response; the reward is
@@ -781,8 +799,8 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
    never moves it: right padding is never attended, left padding is masked
    and positions start after it. scores (B) = gain * value + bias, the
    model's normalisation (1 and 0 until set). */
-RLHFDEF rlhf_result rlhf_reward_score_ids(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths, int B, int T,
-                                          float *scores);
+RLHFDEF rlhf_result rlhf_reward_score_ids(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths,
+                                          int B, int T, float *scores);
 /* Scores of n (prompt, response) texts through the chat template. */
 RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, const char *const *prompts,
                                       const char *const *responses, int n, float *scores);
@@ -796,8 +814,9 @@ RLHFDEF void        rlhf_reward_normalization(const rlhf_model *rm, float *gain,
    max_new_tokens gets <|end|> appended (or over its last token when the
    context is full), so it is scored where training comparisons are. *raw_mean and
    *raw_std (may be NULL) receive the raw statistics. */
-RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
-                                          int n_samples, const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
+RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t,
+                                          const rlhf_dataset *prompts, int n_samples,
+                                          const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
                                           float *raw_mean, float *raw_std);
 
 /* ---------------------------------------------------------------------------
@@ -1334,8 +1353,10 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
                     float *dst = Bp + (size_t)jp * kc * RLHF__NR;
                     int j0 = jc + jp * RLHF__NR, k, c;
                     if (j0 + RLHF__NR <= N && csb == 1) { /* full panel, rows contiguous: copy 16-float rows */
-                        for (k = 0; k < kc; k++) memcpy(dst + k * RLHF__NR, B + (pc + k) * rsb + j0, RLHF__NR * sizeof(float));
-                    } else if (j0 + RLHF__NR <= N && rsb == 1) { /* full panel, columns contiguous: read down each column */
+                        for (k = 0; k < kc; k++)
+                            memcpy(dst + k * RLHF__NR, B + (pc + k) * rsb + j0, RLHF__NR * sizeof(float));
+                    } else if (j0 + RLHF__NR <= N && rsb == 1) {
+                        /* full panel, columns contiguous: read down each column */
                         for (c = 0; c < RLHF__NR; c++) {
                             const float *src = B + (j0 + c) * csb + pc;
                             for (k = 0; k < kc; k++) dst[k * RLHF__NR + c] = src[k];
@@ -1541,8 +1562,8 @@ static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
    both compute the same numbers: row (n) = softmax(q . k_j / sqrt(hs)) over
    keys j < n, then o (hs) = sum_j row[j] * v_j. q (hs); key j at k + j*stride,
    value j at v + j*stride. */
-static void rlhf__attend_row(float *o, float *row, const float *q, const float *k, const float *v, size_t stride, int n, int hs,
-                             float scale) {
+static void rlhf__attend_row(float *o, float *row, const float *q, const float *k, const float *v, size_t stride, int n,
+                             int hs, float scale) {
     float maxv = -INFINITY, sum = 0.0f, inv;
     int j;
     for (j = 0; j < n; j++) {
@@ -1561,8 +1582,8 @@ static void rlhf__attend_row(float *o, float *row, const float *q, const float *
     }
 }
 
-static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, const int *doc, int B, int T, int C,
-                                    int NH) {
+static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, const int *doc, int B, int T,
+                                    int C, int NH) {
     int hs = C / NH, bh;
     float scale = 1.0f / sqrtf((float)hs);
     RLHF__OMP(omp parallel for schedule(static))
@@ -1573,8 +1594,8 @@ static void rlhf__attention_forward(float *out, float *att, float *rows, const f
             int s0 = doc ? doc[(size_t)b * T + t] : 0; /* first key this token may see */
             float *row = att ? att + ((size_t)bh * T + t) * T : rows + (size_t)bh * T; /* seek to att[b, h, t, :] */
             const float *k0 = base + (size_t)s0 * 3 * C;
-            rlhf__attend_row(out + ((size_t)b * T + t) * C + h * hs, row + s0, base + (size_t)t * 3 * C + h * hs, k0 + C + h * hs,
-                             k0 + 2 * C + h * hs, (size_t)3 * C, t + 1 - s0, hs, scale);
+            rlhf__attend_row(out + ((size_t)b * T + t) * C + h * hs, row + s0, base + (size_t)t * 3 * C + h * hs,
+                             k0 + C + h * hs, k0 + 2 * C + h * hs, (size_t)3 * C, t + 1 - s0, hs, scale);
         }
     }
 }
@@ -1688,7 +1709,8 @@ static void rlhf__adamw(float *p, float *m, float *v, const float *g, size_t n, 
             __m256 gi = _mm256_loadu_ps(g + i);
             __m256 pi = _mm256_mul_ps(_mm256_loadu_ps(p + i), vdec);
             __m256 mi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + i), vb1), _mm256_mul_ps(v1b1, gi));
-            __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), vb2), _mm256_mul_ps(v1b2, _mm256_mul_ps(gi, gi)));
+            __m256 vi =
+                _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), vb2), _mm256_mul_ps(v1b2, _mm256_mul_ps(gi, gi)));
             __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), vbc), veps);
             pi = _mm256_sub_ps(pi, _mm256_mul_ps(vss, _mm256_div_ps(mi, den)));
             _mm256_storeu_ps(p + i, pi); _mm256_storeu_ps(m + i, mi); _mm256_storeu_ps(v + i, vi);
@@ -3901,7 +3923,8 @@ static rlhf_result rlhf__fail(rlhf_model *m, rlhf_result r, const char *fmt, ...
 
 static int rlhf__config_ok(const rlhf_config *c) {
     double C = c->n_embd, params;
-    if (!(c->vocab_size > 0 && c->n_ctx > 0 && c->n_layer > 0 && c->n_head > 0 && c->n_embd > 0 && c->n_embd % c->n_head == 0))
+    if (!(c->vocab_size > 0 && c->n_ctx > 0 && c->n_layer > 0 && c->n_head > 0 && c->n_embd > 0 &&
+          c->n_embd % c->n_head == 0))
         return 0;
     /* the parameter count, in double: every size_t product of the layout
        below is smaller, so none can wrap (on 32-bit hosts too) */
@@ -3981,7 +4004,8 @@ static rlhf_result rlhf__ensure_infer(rlhf_model *m, size_t BT) {
     float *mem;
     if (BT <= m->inf_cap_bt) return RLHF_OK;
     mem = rlhf__alloc_floats(rlhf__infer_floats(&m->cfg, BT));
-    if (!mem) return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model: cannot allocate inference scratch for B*T=%zu", BT);
+    if (!mem)
+        return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model: cannot allocate inference scratch for B*T=%zu", BT);
     rlhf__free(m->inf_mem);
     m->inf_mem = mem;
     m->inf_cap_bt = BT;
@@ -4017,7 +4041,8 @@ RLHFDEF rlhf_result rlhf_model_memory(const rlhf_model *m, int B, int T, int tra
 static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
     size_t BT = (size_t)B * (size_t)T, BTT = BT * (size_t)T;
     if (!rlhf__shape_fits(&m->cfg, (double)BT, (double)BTT))
-        return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "rlhf_model: activations for B=%d T=%d do not fit in memory", B, T);
+        return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "rlhf_model: activations for B=%d T=%d do not fit in memory", B,
+                          T);
     if (BT > m->cap_bt || BTT > m->cap_btt) {
         size_t s[RLHF__NUM_ACTS], ncap = BT > m->cap_bt ? BT : m->cap_bt, ncapt = BTT > m->cap_btt ? BTT : m->cap_btt;
         float *mem, *p;
@@ -4057,7 +4082,8 @@ static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
         if (!m->grad_mem || !m->m_mem || !m->v_mem) {
             rlhf__free(m->grad_mem); rlhf__free(m->m_mem); rlhf__free(m->v_mem);
             m->grad_mem = m->m_mem = m->v_mem = NULL;
-            return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model: cannot allocate gradients and AdamW state (%zu parameters)", m->num_params);
+            return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY,
+                              "rlhf_model: cannot allocate gradients and AdamW state (%zu parameters)", m->num_params);
         }
         memset(m->grad_mem, 0, m->num_params * sizeof(float));
         memset(m->m_mem, 0, m->num_params * sizeof(float));
@@ -4070,10 +4096,17 @@ static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
         rlhf__bwd *b = &m->bwd;
         float **ptr[RLHF__NUM_BWD];
         int i;
-        ptr[0] = &b->dresidual; ptr[1] = &b->dln; ptr[2] = &b->datty; ptr[3] = &b->dqkv; ptr[4] = &b->dfch; ptr[5] = &b->datt;
+        ptr[0] = &b->dresidual;
+        ptr[1] = &b->dln;
+        ptr[2] = &b->datty;
+        ptr[3] = &b->dqkv;
+        ptr[4] = &b->dfch;
+        ptr[5] = &b->datt;
         rlhf__bwd_sizes(&m->cfg, m->cap_bt, m->cap_btt, s);
         mem = rlhf__alloc_floats(rlhf__sum_sizes(s, RLHF__NUM_BWD));
-        if (!mem) return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model: cannot allocate backward scratch for B*T=%zu", m->cap_bt);
+        if (!mem)
+            return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model: cannot allocate backward scratch for B*T=%zu",
+                              m->cap_bt);
         rlhf__free(m->bwd_mem);
         m->bwd_mem = mem;
         for (p = mem, i = 0; i < RLHF__NUM_BWD; i++) {
@@ -4089,7 +4122,9 @@ static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
 RLHFDEF rlhf_result rlhf_model_reserve(rlhf_model *m, int B, int T, int training) {
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (B < 1 || T < 1 || T > m->cfg.n_ctx)
-        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_reserve: need B >= 1 and 1 <= T <= n_ctx (%d), got B=%d T=%d", m->cfg.n_ctx, B, T);
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_model_reserve: need B >= 1 and 1 <= T <= n_ctx (%d), got B=%d T=%d", m->cfg.n_ctx, B,
+                          T);
     if (!training) { /* inference: also check the shape as a forward would */
         if (!rlhf__shape_fits(&m->cfg, (double)B * T, (double)B * T * T))
             return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "rlhf_model_reserve: B=%d T=%d is too large", B, T);
@@ -4250,9 +4285,12 @@ RLHFDEF rlhf_result rlhf_model_add_score_head(rlhf_model *m, float init_std, uin
     int old_nt, i;
     rlhf_rng rng;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
-    if (m->has_score) return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_add_score_head: the model already has a scalar head");
+    if (m->has_score)
+        return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_add_score_head: the model already has a scalar head");
     if (init_std != init_std || init_std > 1e6f)
-        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_add_score_head: init_std %g is not a usable standard deviation", (double)init_std);
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_model_add_score_head: init_std %g is not a usable standard deviation",
+                          (double)init_std);
     C = (size_t)m->cfg.n_embd;
     if (init_std < 0.0f) init_std = 1.0f / sqrtf((float)C + 1.0f);
     old_n = m->num_params;
@@ -4332,7 +4370,8 @@ static rlhf_result rlhf__check_ids(rlhf_model *m, const int *ids, int B, int T, 
 /* encoded (B,T,C) = wte[inputs[b,t]] + wpe[t - doc[b,t]]: positions count
    from the start of each token's document (doc NULL: from 0), so a left-padded
    or packed sequence sees the same positions as it would alone */
-static void rlhf__encoder_forward(float *out, const int *inputs, const int *doc, const float *wte, const float *wpe, int B, int T, int C) {
+static void rlhf__encoder_forward(float *out, const int *inputs, const int *doc, const float *wte, const float *wpe,
+                                  int B, int T, int C) {
     int bt;
     RLHF__OMP(omp parallel for schedule(static))
     for (bt = 0; bt < B * T; bt++) {
@@ -4344,7 +4383,8 @@ static void rlhf__encoder_forward(float *out, const int *inputs, const int *doc,
 }
 /* dwte[inputs[b,t]] += dout[b,t]; dwpe[t - doc[b,t]] += dout[b,t]. Serial
    over rows: the scatter into dwte would race, and it is O(BT*C), cheap. */
-static void rlhf__encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inputs, const int *doc, int B, int T, int C) {
+static void rlhf__encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inputs, const int *doc,
+                                   int B, int T, int C) {
     int bt, c;
     for (bt = 0; bt < B * T; bt++) {
         const float *d = dout + (size_t)bt * C;
@@ -4397,7 +4437,8 @@ static void rlhf__block_forward(rlhf_model *m, int l, int BT, const rlhf__block_
     rlhf__layernorm_forward(io->ln2, io->ln2_mean, io->ln2_rstd, io->x2, p->ln2w + lC, p->ln2b + lC, BT, C);
     rlhf__linear_forward(io->fch, io->ln2, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, BT, C, 4 * C, m->work);
     rlhf__gelu_forward(io->fch_gelu, io->fch, (size_t)BT * 4 * C);
-    rlhf__linear_forward(io->out, io->fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, io->x2, BT, 4 * C, C, m->work);
+    rlhf__linear_forward(io->out, io->fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, io->x2, BT, 4 * C, C,
+                         m->work);
 }
 
 /* training: causal attention over the batch, the probabilities kept */
@@ -4427,7 +4468,8 @@ static void rlhf__forward(rlhf_model *m, int B, int T, int lm) {
         io.fch = a->fch + l * BTC * 4, io.fch_gelu = a->fch_gelu + l * BTC * 4, io.out = a->residual3 + l * BTC;
         rlhf__block_forward(m, l, (int)BT, &io, &attn);
     }
-    rlhf__layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * BTC, p->lnfw, p->lnfb, (int)BT, C);
+    rlhf__layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * BTC, p->lnfw, p->lnfb, (int)BT,
+                            C);
     /* logits (BT,V) = lnf (BT,C) * wte^T: the LM head is tied to the token embedding */
     if (lm) rlhf__gemm((int)BT, V, C, a->lnf, C, 1, p->wte, 1, C, a->logits, V, 0, m->work);
 }
@@ -4439,8 +4481,8 @@ static void rlhf__score_forward(float *values, const float *lnf, const float *w,
 }
 
 /* rlhf__forward_infer is defined with the KV cache, below */
-static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc, int B, int T, float *logits, float *values,
-                                rlhf_kv_cache *cache);
+static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc, int B, int T, float *logits,
+                                float *values, rlhf_kv_cache *cache);
 
 static void rlhf__backward_lm_head(rlhf_model *m, size_t BT, int C, int V);
 
@@ -4451,7 +4493,8 @@ static rlhf_result rlhf__check_doc(rlhf_model *m, const int *doc, int B, int T, 
         for (t = 0; t < T; t++) {
             int d = doc[(size_t)b * T + t];
             if (d < 0 || d > t)
-                return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "%s: doc_start[%d][%d] = %d is outside [0, %d]", fn, b, t, d, t);
+                return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "%s: doc_start[%d][%d] = %d is outside [0, %d]", fn, b,
+                                  t, d, t);
         }
     return RLHF_OK;
 }
@@ -4459,8 +4502,9 @@ static rlhf_result rlhf__check_doc(rlhf_model *m, const int *doc, int B, int T, 
 /* Everything a forward entry point checks, then the pass. mode 1: LM
    (logits, optional loss); mode 2: scalar head (values), with caches for a
    backward when keep != 0. */
-static rlhf_result rlhf__forward_entry(rlhf_model *m, const int *inputs, const int *targets, const int *doc, int B, int T,
-                                       float *logits, float *loss, float *values, int mode, int keep, const char *fn) {
+static rlhf_result rlhf__forward_entry(rlhf_model *m, const int *inputs, const int *targets, const int *doc, int B,
+                                       int T, float *logits, float *loss, float *values, int mode, int keep,
+                                       const char *fn) {
     rlhf_result r;
     size_t BT;
     m->backward_ready = 0;
@@ -4525,15 +4569,17 @@ RLHFDEF rlhf_result rlhf_model_forward(rlhf_model *m, const int *inputs, const i
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     return rlhf__forward_entry(m, inputs, targets, NULL, B, T, logits, loss, NULL, 1, 0, "rlhf_model_forward");
 }
-RLHFDEF rlhf_result rlhf_model_forward_docs(rlhf_model *m, const int *inputs, const int *targets, const int *doc_start, int B,
-                                            int T, float *logits, float *loss) {
+RLHFDEF rlhf_result rlhf_model_forward_docs(rlhf_model *m, const int *inputs, const int *targets, const int *doc_start,
+                                            int B, int T, float *logits, float *loss) {
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
-    return rlhf__forward_entry(m, inputs, targets, doc_start, B, T, logits, loss, NULL, 1, 0, "rlhf_model_forward_docs");
+    return rlhf__forward_entry(m, inputs, targets, doc_start, B, T, logits, loss, NULL, 1, 0,
+                               "rlhf_model_forward_docs");
 }
 RLHFDEF rlhf_result rlhf_model_forward_values(rlhf_model *m, const int *inputs, const int *doc_start, int B, int T,
                                               float *values, int for_backward) {
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
-    return rlhf__forward_entry(m, inputs, NULL, doc_start, B, T, NULL, NULL, values, 2, for_backward, "rlhf_model_forward_values");
+    return rlhf__forward_entry(m, inputs, NULL, doc_start, B, T, NULL, NULL, values, 2, for_backward,
+                               "rlhf_model_forward_values");
 }
 
 /* Log-probabilities of chosen tokens under the sampling distribution, the
@@ -4542,8 +4588,9 @@ RLHFDEF rlhf_result rlhf_model_forward_values(rlhf_model *m, const int *inputs, 
    ("The N implementation details", item 8: the temperature used for sampling
    divides the logits here too). Always the caching forward (a backward may
    follow, and the logits are kept there). */
-RLHFDEF rlhf_result rlhf_model_logprobs(rlhf_model *m, const int *inputs, const int *targets, const int *doc_start, int B, int T,
-                                        float temperature, float *logp, float *entropy, int for_backward) {
+RLHFDEF rlhf_result rlhf_model_logprobs(rlhf_model *m, const int *inputs, const int *targets, const int *doc_start,
+                                        int B, int T, float temperature, float *logp, float *entropy,
+                                        int for_backward) {
     rlhf_result r;
     size_t BT;
     int V, bt;
@@ -4551,10 +4598,13 @@ RLHFDEF rlhf_result rlhf_model_logprobs(rlhf_model *m, const int *inputs, const 
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     m->backward_ready = 0;
     if (!inputs || !targets || !logp || B < 1 || T < 1 || !(temperature > 0.0f) || !isfinite(temperature))
-        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "%s: need inputs, targets, logp, B >= 1, T >= 1 and temperature > 0 (got %g)", fn,
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                          "%s: need inputs, targets, logp, B >= 1, T >= 1 and temperature > 0 (got %g)", fn,
                           (double)temperature);
-    if (T > m->cfg.n_ctx) return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "%s: T=%d is longer than n_ctx=%d", fn, T, m->cfg.n_ctx);
-    if (!rlhf__shape_fits(&m->cfg, (double)B * T, (double)B * T * T)) return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "%s: B=%d T=%d is too large", fn, B, T);
+    if (T > m->cfg.n_ctx)
+        return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "%s: T=%d is longer than n_ctx=%d", fn, T, m->cfg.n_ctx);
+    if (!rlhf__shape_fits(&m->cfg, (double)B * T, (double)B * T * T))
+        return rlhf__fail(m, RLHF_ERR_SIZE_OVERFLOW, "%s: B=%d T=%d is too large", fn, B, T);
     if ((r = rlhf__check_ids(m, inputs, B, T, 0, "inputs")) != RLHF_OK) return r;
     if ((r = rlhf__check_ids(m, targets, B, T, 1, "targets")) != RLHF_OK) return r;
     if (doc_start && (r = rlhf__check_doc(m, doc_start, B, T, fn)) != RLHF_OK) return r;
@@ -4604,7 +4654,9 @@ RLHFDEF rlhf_result rlhf_model_backward_logprobs(rlhf_model *m, const float *dlo
     const int *targets;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (m->backward_ready != 3)
-        return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_backward_logprobs: no rlhf_model_forward_logprobs(..., for_backward=1) to backpropagate");
+        return rlhf__fail(
+            m, RLHF_ERR_STATE,
+            "rlhf_model_backward_logprobs: no rlhf_model_forward_logprobs(..., for_backward=1) to backpropagate");
     if (!dlogp) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_backward_logprobs: dlogp is NULL");
     if ((r = rlhf__ensure(m, m->B, m->T, 1)) != RLHF_OK) return r;
     BT = (size_t)m->B * m->T;
@@ -4613,7 +4665,8 @@ RLHFDEF rlhf_result rlhf_model_backward_logprobs(rlhf_model *m, const float *dlo
     targets = m->tok_mem + m->cap_bt;
     for (bt = 0; bt < (int)BT; bt++)
         if (!isfinite(dlogp[bt]) || (dentropy && !isfinite(dentropy[bt])))
-            return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_backward_logprobs: gradient at [%d][%d] is not finite", bt / m->T, bt % m->T);
+            return rlhf__fail(m, RLHF_ERR_NON_FINITE,
+                              "rlhf_model_backward_logprobs: gradient at [%d][%d] is not finite", bt / m->T, bt % m->T);
     m->backward_ready = 0;
     RLHF__OMP(omp parallel for schedule(static))
     for (bt = 0; bt < (int)BT; bt++) {
@@ -4675,13 +4728,13 @@ static void rlhf__backward_trunk(rlhf_model *m) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
         size_t lC = (size_t)l * C;
         /* residual3 = residual2 + fch_gelu * fcprojw + fcprojb  (dresidual passes through unchanged) */
-        rlhf__linear_backward(d->dfch, g->fcprojw + lC * 4 * C, g->fcprojb + lC, d->dresidual, a->fch_gelu + l * BTC * 4,
-                              p->fcprojw + lC * 4 * C, (int)BT, 4 * C, C, m->work);
+        rlhf__linear_backward(d->dfch, g->fcprojw + lC * 4 * C, g->fcprojb + lC, d->dresidual,
+                              a->fch_gelu + l * BTC * 4, p->fcprojw + lC * 4 * C, (int)BT, 4 * C, C, m->work);
         /* fch_gelu = gelu(fch) */
         rlhf__gelu_backward(d->dfch, a->fch + l * BTC * 4, BTC * 4);
         /* fch = ln2 * fcw + fcb */
-        rlhf__linear_backward(d->dln, g->fcw + lC * 4 * C, g->fcb + lC * 4, d->dfch, a->ln2 + l * BTC, p->fcw + lC * 4 * C,
-                              (int)BT, C, 4 * C, m->work);
+        rlhf__linear_backward(d->dln, g->fcw + lC * 4 * C, g->fcb + lC * 4, d->dfch, a->ln2 + l * BTC,
+                              p->fcw + lC * 4 * C, (int)BT, C, 4 * C, m->work);
         /* ln2 = layernorm(residual2): adds into dresidual, which now is d residual2 */
         rlhf__layernorm_backward(d->dresidual, g->ln2w + lC, g->ln2b + lC, d->dln, a->residual2 + l * BTC, p->ln2w + lC,
                                  a->ln2_mean + l * BT, a->ln2_rstd + l * BT, (int)BT, C);
@@ -4690,11 +4743,11 @@ static void rlhf__backward_trunk(rlhf_model *m) {
                               p->attprojw + lC * C, (int)BT, C, C, m->work);
         /* atty = attention(qkv) */
         memset(d->dqkv, 0, BTC * 3 * sizeof(float));
-        rlhf__attention_backward(d->dqkv, d->datt, d->datty, a->qkv + l * BTC * 3, a->att + (size_t)l * B * NH * T * T, doc, B,
-                                 T, C, NH);
+        rlhf__attention_backward(d->dqkv, d->datt, d->datty, a->qkv + l * BTC * 3, a->att + (size_t)l * B * NH * T * T,
+                                 doc, B, T, C, NH);
         /* qkv = ln1 * qkvw + qkvb */
-        rlhf__linear_backward(d->dln, g->qkvw + lC * 3 * C, g->qkvb + lC * 3, d->dqkv, a->ln1 + l * BTC, p->qkvw + lC * 3 * C,
-                              (int)BT, C, 3 * C, m->work);
+        rlhf__linear_backward(d->dln, g->qkvw + lC * 3 * C, g->qkvb + lC * 3, d->dqkv, a->ln1 + l * BTC,
+                              p->qkvw + lC * 3 * C, (int)BT, C, 3 * C, m->work);
         /* ln1 = layernorm(residual): dresidual becomes d of this layer's input */
         rlhf__layernorm_backward(d->dresidual, g->ln1w + lC, g->ln1b + lC, d->dln, residual, p->ln1w + lC,
                                  a->ln1_mean + l * BT, a->ln1_rstd + l * BT, (int)BT, C);
@@ -4726,7 +4779,9 @@ RLHFDEF rlhf_result rlhf_model_backward_values(rlhf_model *m, const float *dvalu
     rlhf_result r;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (m->backward_ready != 2)
-        return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_backward_values: no rlhf_model_forward_values(..., for_backward=1) to backpropagate");
+        return rlhf__fail(
+            m, RLHF_ERR_STATE,
+            "rlhf_model_backward_values: no rlhf_model_forward_values(..., for_backward=1) to backpropagate");
     if (!dvalues) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_backward_values: dvalues is NULL");
     if ((r = rlhf__ensure(m, m->B, m->T, 1)) != RLHF_OK) return r;
     m->backward_ready = 0;
@@ -4734,8 +4789,8 @@ RLHFDEF rlhf_result rlhf_model_backward_values(rlhf_model *m, const float *dvalu
     BT = (size_t)m->B * m->T;
     for (i = 0; i < BT; i++)
         if (!isfinite(dvalues[i]))
-            return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_backward_values: dvalues[%zu][%zu] is %g", i / (size_t)m->T,
-                              i % (size_t)m->T, (double)dvalues[i]);
+            return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_backward_values: dvalues[%zu][%zu] is %g",
+                              i / (size_t)m->T, i % (size_t)m->T, (double)dvalues[i]);
     /* value = lnf . w + b:  dlnf = dvalue * w;  dw += sum dvalue * lnf;  db += sum dvalue */
     for (i = 0; i < BT; i++) {
         float *dl = m->bwd.dln + i * (size_t)C;
@@ -4754,17 +4809,21 @@ RLHFDEF rlhf_result rlhf_model_adamw_update(rlhf_model *m, const rlhf_adamw_conf
     long t;
     int i;
     if (!m || !opt) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!m->grad_mem) return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_adamw_update: no gradients (run a backward first)");
-    if (!(opt->lr >= 0.0f) || !(opt->beta1 >= 0.0f && opt->beta1 < 1.0f) || !(opt->beta2 >= 0.0f && opt->beta2 < 1.0f) ||
-        !(opt->eps >= 0.0f) || !(opt->weight_decay >= 0.0f))
+    if (!m->grad_mem)
+        return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_adamw_update: no gradients (run a backward first)");
+    if (!(opt->lr >= 0.0f) || !(opt->beta1 >= 0.0f && opt->beta1 < 1.0f) ||
+        !(opt->beta2 >= 0.0f && opt->beta2 < 1.0f) || !(opt->eps >= 0.0f) || !(opt->weight_decay >= 0.0f))
         return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
-                          "rlhf_model_adamw_update: need lr, eps, weight_decay >= 0 and betas in [0, 1) (lr=%g beta1=%g beta2=%g eps=%g wd=%g)",
-                          (double)opt->lr, (double)opt->beta1, (double)opt->beta2, (double)opt->eps, (double)opt->weight_decay);
+                          "rlhf_model_adamw_update: need lr, eps, weight_decay >= 0 and betas in [0, 1) (lr=%g "
+                          "beta1=%g beta2=%g eps=%g wd=%g)",
+                          (double)opt->lr, (double)opt->beta1, (double)opt->beta2, (double)opt->eps,
+                          (double)opt->weight_decay);
     /* global 2-norm of all gradients, as torch.nn.utils.clip_grad_norm_ */
     norm = sqrt(rlhf__sumsq(m->grad_mem, m->num_params));
     if (grad_norm) *grad_norm = (float)norm;
     if (!isfinite(norm))
-        return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_adamw_update: gradient norm is %g; update %ld skipped", norm, m->adam_steps + 1);
+        return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_adamw_update: gradient norm is %g; update %ld skipped",
+                          norm, m->adam_steps + 1);
     if (opt->grad_clip > 0.0f) {
         /* clip_coef = max_norm / (norm + 1e-6), applied only when below 1 (torch's epsilon) */
         double coef = (double)opt->grad_clip / (norm + 1e-6);
@@ -4783,8 +4842,8 @@ RLHFDEF rlhf_result rlhf_model_adamw_update(rlhf_model *m, const rlhf_adamw_conf
     for (i = 0; i < m->n_tensors; i++) {
         const rlhf__tensor *x = &m->tensors[i];
         float decay = x->decay ? (float)(1.0 - (double)opt->lr * (double)opt->weight_decay) : 1.0f;
-        rlhf__adamw(m->param_mem + x->offset, m->m_mem + x->offset, m->v_mem + x->offset, m->grad_mem + x->offset, x->numel,
-                    opt->beta1, opt->beta2, opt->eps, decay, step_size, bc2_sqrt);
+        rlhf__adamw(m->param_mem + x->offset, m->m_mem + x->offset, m->v_mem + x->offset, m->grad_mem + x->offset,
+                    x->numel, opt->beta1, opt->beta2, opt->eps, decay, step_size, bc2_sqrt);
     }
     return RLHF_OK;
 }
@@ -4794,12 +4853,14 @@ RLHFDEF rlhf_result rlhf_model_train_step(rlhf_model *m, const int *inputs, cons
     rlhf_result r;
     float l = 0.0f;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!targets || !opt) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_train_step: targets and opt are required");
+    if (!targets || !opt)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_train_step: targets and opt are required");
     if (B >= 1 && T >= 1 && T <= m->cfg.n_ctx && (r = rlhf__ensure(m, B, T, 1)) != RLHF_OK) return r;
     if ((r = rlhf_model_forward(m, inputs, targets, B, T, NULL, &l)) != RLHF_OK) return r;
     if (loss) *loss = l;
     if (!isfinite(l))
-        return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_train_step: loss is %g; update %ld skipped", (double)l, m->adam_steps + 1);
+        return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_train_step: loss is %g; update %ld skipped", (double)l,
+                          m->adam_steps + 1);
     rlhf_model_zero_grad(m);
     if ((r = rlhf_model_backward(m)) != RLHF_OK) return r;
     return rlhf_model_adamw_update(m, opt, NULL);
@@ -4832,11 +4893,14 @@ RLHFDEF rlhf_result rlhf_kv_cache_create(rlhf_kv_cache **out, const rlhf_model *
     if (!m || n_seq < 1 || max_len < 1 || max_len > m->cfg.n_ctx) return RLHF_ERR_INVALID_ARGUMENT;
     C = (size_t)m->cfg.n_embd; L = (size_t)m->cfg.n_layer; N = (size_t)n_seq; P = (size_t)max_len;
     { /* refuse before multiplying in size_t (32-bit hosts included) */
-        double floats = (double)L * N * P * C * 2 + (double)N * ((double)C * 12 + 2 + (double)m->cfg.n_head * P + m->cfg.vocab_size);
-        if (floats * 4.0 > (double)(size_t)-1 / 2 || floats > 1e13 || (double)N * m->cfg.n_head > 2147483647.0) return RLHF_ERR_SIZE_OVERFLOW;
+        double floats = (double)L * N * P * C * 2 +
+                        (double)N * ((double)C * 12 + 2 + (double)m->cfg.n_head * P + m->cfg.vocab_size);
+        if (floats * 4.0 > (double)(size_t)-1 / 2 || floats > 1e13 || (double)N * m->cfg.n_head > 2147483647.0)
+            return RLHF_ERR_SIZE_OVERFLOW;
     }
     kv = L * N * P * C;
-    total = 2 * kv + N * (C * 2 + C + 2 + 3 * C + C + 8 * C) + N * (size_t)m->cfg.n_head * P + N * (size_t)m->cfg.vocab_size;
+    total = 2 * kv + N * (C * 2 + C + 2 + 3 * C + C + 8 * C) + N * (size_t)m->cfg.n_head * P +
+            N * (size_t)m->cfg.vocab_size;
     c = (rlhf_kv_cache *)rlhf__alloc(sizeof *c);
     if (!c) return RLHF_ERR_OUT_OF_MEMORY;
     memset(c, 0, sizeof *c);
@@ -4903,8 +4967,8 @@ static void rlhf__attend_infer(const rlhf__attn *a, int l, const float *qkv, flo
     rlhf__attention_forward(atty, NULL, a->rows, qkv, a->doc, a->B, a->T, a->m->cfg.n_embd, a->m->cfg.n_head);
 }
 
-static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc, int B, int T, float *logits, float *values,
-                                rlhf_kv_cache *cache) {
+static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc, int B, int T, float *logits,
+                                float *values, rlhf_kv_cache *cache) {
     int C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
     size_t BT = (size_t)B * T, BTC = BT * C;
     rlhf__params *p = &m->params;
@@ -4917,7 +4981,8 @@ static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc
     io.x = x, io.out = x, io.x2 = x2, io.qkv = qkv, io.atty = atty, io.fch = fch, io.fch_gelu = fch_gelu;
     io.ln1 = io.ln2 = ln, io.ln1_mean = io.ln2_mean = mean, io.ln1_rstd = io.ln2_rstd = rstd;
     memset(&attn, 0, sizeof attn);
-    attn.fn = rlhf__attend_infer, attn.m = m, attn.doc = doc, attn.B = B, attn.T = T, attn.rows = rows, attn.cache = cache;
+    attn.fn = rlhf__attend_infer, attn.m = m, attn.doc = doc, attn.B = B, attn.T = T, attn.rows = rows,
+    attn.cache = cache;
     rlhf__encoder_forward(x, inputs, doc, p->wte, p->wpe, B, T, C);
     for (l = 0; l < L; l++) rlhf__block_forward(m, l, (int)BT, &io, &attn);
 
@@ -4937,19 +5002,27 @@ static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc
 RLHFDEF rlhf_result rlhf_model_prefill(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, int T, float *logits) {
     return rlhf_model_prefill_padded(m, c, tokens, NULL, T, logits);
 }
-RLHFDEF rlhf_result rlhf_model_prefill_padded(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, const int *n_pad, int T, float *logits) {
+RLHFDEF rlhf_result rlhf_model_prefill_padded(rlhf_model *m, rlhf_kv_cache *c, const int *tokens, const int *n_pad,
+                                              int T, float *logits) {
     rlhf_result r;
     int s;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!c || !tokens || T < 1) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_prefill: need a cache, tokens and T >= 1");
+    if (!c || !tokens || T < 1)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_prefill: need a cache, tokens and T >= 1");
     if (memcmp(&c->cfg, &m->cfg, sizeof m->cfg) != 0)
-        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_prefill: the cache was made for a model of another shape");
-    if (c->len != 0) return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_prefill: the cache is not empty (reset it first)");
-    if (T > c->max_len) return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_prefill: %d tokens do not fit the cache (%d)", T, c->max_len);
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_model_prefill: the cache was made for a model of another shape");
+    if (c->len != 0)
+        return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_prefill: the cache is not empty (reset it first)");
+    if (T > c->max_len)
+        return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_prefill: %d tokens do not fit the cache (%d)", T,
+                          c->max_len);
     if ((r = rlhf__check_ids(m, tokens, c->n_seq, T, 0, "tokens")) != RLHF_OK) return r;
     for (s = 0; n_pad && s < c->n_seq; s++)
         if (n_pad[s] < 0 || n_pad[s] >= T)
-            return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_prefill_padded: sequence %d: n_pad %d must be in [0, T-1=%d]", s, n_pad[s], T - 1);
+            return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                              "rlhf_model_prefill_padded: sequence %d: n_pad %d must be in [0, T-1=%d]", s, n_pad[s],
+                              T - 1);
     if ((r = rlhf__ensure_infer(m, (size_t)c->n_seq * (size_t)T)) != RLHF_OK) return r;
     for (s = 0; s < c->n_seq; s++) c->n_pad[s] = n_pad ? n_pad[s] : 0;
     if (n_pad) rlhf_doc_left_pad(c->doc, n_pad, c->n_seq, T);
@@ -4973,9 +5046,9 @@ static void rlhf__attend_decode(const rlhf__attn *a, int l, const float *qkv, fl
     RLHF__OMP(omp parallel for schedule(static))
     for (sh = 0; sh < N * NH; sh++) {
         int sq = sh / NH, h = sh % NH, s0 = c->n_pad[sq];
-        rlhf__attend_row(atty + (size_t)sq * C + h * hs, c->att + (size_t)sh * c->max_len, qkv + (size_t)sq * 3 * C + h * hs,
-                         kl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs, vl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs,
-                         (size_t)C, pos + 1 - s0, hs, scale);
+        rlhf__attend_row(atty + (size_t)sq * C + h * hs, c->att + (size_t)sh * c->max_len,
+                         qkv + (size_t)sq * 3 * C + h * hs, kl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs,
+                         vl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs, (size_t)C, pos + 1 - s0, hs, scale);
     }
 }
 
@@ -4986,9 +5059,11 @@ RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int
     rlhf__attn attn;
     rlhf_result r;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!c || !tokens) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_decode: cache and tokens are required");
+    if (!c || !tokens)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_decode: cache and tokens are required");
     if (memcmp(&c->cfg, &m->cfg, sizeof m->cfg) != 0)
-        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_decode: the cache was made for a model of another shape");
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_model_decode: the cache was made for a model of another shape");
     if (c->len >= c->max_len)
         return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_decode: the cache is full (%d positions)", c->max_len);
     if ((r = rlhf__check_ids(m, tokens, 1, c->n_seq, 0, "tokens")) != RLHF_OK) return r;
@@ -5003,7 +5078,8 @@ RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int
     }
 
     /* the blocks, one row per sequence, through the cache's scratch */
-    io.x = c->x, io.out = c->x, io.x2 = c->x2, io.qkv = c->qkv, io.atty = c->atty, io.fch = c->fch, io.fch_gelu = c->fch_gelu;
+    io.x = c->x, io.out = c->x, io.x2 = c->x2, io.qkv = c->qkv, io.atty = c->atty, io.fch = c->fch,
+    io.fch_gelu = c->fch_gelu;
     io.ln1 = io.ln2 = c->ln, io.ln1_mean = io.ln2_mean = c->mean, io.ln1_rstd = io.ln2_rstd = c->rstd;
     memset(&attn, 0, sizeof attn);
     attn.fn = rlhf__attend_decode, attn.m = m, attn.cache = c;
@@ -5036,7 +5112,8 @@ RLHFDEF rlhf_result rlhf_sampler_create(rlhf_sampler **out, int vocab_size, cons
     rlhf_sampler *s;
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
-    if (vocab_size < 1 || !cfg || !(cfg->temperature >= 0.0f) || cfg->top_k < 0 || !(cfg->top_p > 0.0f && cfg->top_p <= 1.0f))
+    if (vocab_size < 1 || !cfg || !(cfg->temperature >= 0.0f) || cfg->top_k < 0 ||
+        !(cfg->top_p > 0.0f && cfg->top_p <= 1.0f))
         return RLHF_ERR_INVALID_ARGUMENT;
     s = (rlhf_sampler *)rlhf__alloc(sizeof *s);
     if (!s) return RLHF_ERR_OUT_OF_MEMORY;
@@ -5150,18 +5227,21 @@ RLHFDEF rlhf_result rlhf_model_generate(rlhf_model *m, rlhf_kv_cache *c, rlhf_sa
     rlhf_result r;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (n_out) *n_out = 0;
-    if (!c || !s || !rng || !prompt || n_prompt < 1 || max_new < 0 || (max_new > 0 && !out) || !n_out || c->n_seq != 1 ||
-        s->V != m->cfg.vocab_size)
-        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
-                          "rlhf_model_generate: need a one-sequence cache, a sampler for V=%d, an rng, a non-empty prompt and out",
-                          m->cfg.vocab_size);
+    if (!c || !s || !rng || !prompt || n_prompt < 1 || max_new < 0 || (max_new > 0 && !out) || !n_out ||
+        c->n_seq != 1 || s->V != m->cfg.vocab_size)
+        return rlhf__fail(
+            m, RLHF_ERR_INVALID_ARGUMENT,
+            "rlhf_model_generate: need a one-sequence cache, a sampler for V=%d, an rng, a non-empty prompt and out",
+            m->cfg.vocab_size);
     if (n_prompt > c->max_len)
-        return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL, "rlhf_model_generate: prompt of %d tokens does not fit the cache (%d)", n_prompt, c->max_len);
+        return rlhf__fail(m, RLHF_ERR_CONTEXT_FULL,
+                          "rlhf_model_generate: prompt of %d tokens does not fit the cache (%d)", n_prompt, c->max_len);
     rlhf_kv_cache_reset(c);
     if ((r = rlhf_model_prefill(m, c, prompt, n_prompt, NULL)) != RLHF_OK) return r;
     for (i = 0; i < max_new; i++) {
         tok = rlhf_sampler_sample(s, c->logits, rng);
-        if (tok < 0) return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_generate: logits are all NaN or -inf at step %d", i);
+        if (tok < 0)
+            return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_generate: logits are all NaN or -inf at step %d", i);
         out[(*n_out)++] = tok;
         if (tok == eos || c->len >= c->max_len) break; /* stop after EOS, or when the cache is full */
         if ((r = rlhf_model_decode(m, c, &tok, NULL)) != RLHF_OK) return r;
@@ -6229,7 +6309,8 @@ typedef struct rlhf__trainrun {
 } rlhf__trainrun;
 
 /* the run ends with result r: "stage: message" into err and the log */
-static rlhf_result rlhf__run_vend(rlhf__trainrun *run, rlhf_log_level level, rlhf_result r, const char *fmt, va_list ap) {
+static rlhf_result rlhf__run_vend(rlhf__trainrun *run, rlhf_log_level level, rlhf_result r, const char *fmt,
+                                  va_list ap) {
     char msg[480], full[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     snprintf(full, sizeof full, "%s: %s", run->stage, msg);
@@ -6280,16 +6361,19 @@ static void rlhf__metric_end(rlhf__trainrun *run) {
 
 /* A checkpoint of the run: its kind and tokenizer go into the metadata so
    the file is a whole model; AdamW state included (for resuming). */
-static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long step, const char *kind, const rlhf_tokenizer *t) {
+static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long step, const char *kind,
+                                  const rlhf_tokenizer *t) {
     char path[1024], num[32];
     const char *bad = rlhf__non_finite_tensor(run->m);
     rlhf_result r;
 
     /* a diverged model is never a checkpoint: the previous one stays */
     if (bad)
-        return rlhf__run_fail(run, RLHF_ERR_NON_FINITE, "the weights are not finite after step %ld (%s; learning rate too high?)%s",
-                              step, bad, run->o->out_dir ? "; checkpoint not written" : "");
-    if ((r = rlhf__set_meta(run->m, "rlhf.kind", kind)) != RLHF_OK) return rlhf__run_fail(run, r, "out of memory for the metadata");
+        return rlhf__run_fail(run, RLHF_ERR_NON_FINITE,
+                              "the weights are not finite after step %ld (%s; learning rate too high?)%s", step, bad,
+                              run->o->out_dir ? "; checkpoint not written" : "");
+    if ((r = rlhf__set_meta(run->m, "rlhf.kind", kind)) != RLHF_OK)
+        return rlhf__run_fail(run, r, "out of memory for the metadata");
     if ((r = rlhf_model_set_tokenizer(run->m, t)) != RLHF_OK)
         return rlhf__run_fail(run, r, "cannot store the tokenizer in the model: %s", rlhf_model_last_error(run->m));
     if (!run->o->out_dir) return RLHF_OK;
@@ -6317,8 +6401,9 @@ static rlhf_result rlhf__run_stop(rlhf__trainrun *run, long step, long total_ste
     if (!saved && (r = rlhf__run_save(run, "last.safetensors", step, kind, t)) != RLHF_OK) return r;
     if (!run->o->out_dir)
         return rlhf__run_end(run, RLHF_LOG_WARN, RLHF_ERR_INTERRUPTED, "stopped at step %ld of %ld", step, total_steps);
-    return rlhf__run_end(run, RLHF_LOG_WARN, RLHF_ERR_INTERRUPTED, "stopped at step %ld of %ld; %s/last.safetensors holds it",
-                         step, total_steps, run->o->out_dir);
+    return rlhf__run_end(run, RLHF_LOG_WARN, RLHF_ERR_INTERRUPTED,
+                         "stopped at step %ld of %ld; %s/last.safetensors holds it", step, total_steps,
+                         run->o->out_dir);
 }
 
 /* A stage starts with a fresh AdamW (moments 0, step 0): a checkpoint of the
@@ -6336,12 +6421,14 @@ static int rlhf__opts_ok(rlhf__trainrun *run, const rlhf_train_options *o, const
     int i;
     for (i = 0; i < 3; i++)
         if (!isfinite(knob[i])) {
-            rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "bad options: %s is %g; it must be finite", knob_name[i], (double)knob[i]);
+            rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "bad options: %s is %g; it must be finite", knob_name[i],
+                           (double)knob[i]);
             return 0;
         }
     if (o->batch_size < 1 || o->micro_batch < 0 || o->seq_len < 0 || o->seq_len > m->cfg.n_ctx || o->epochs < 1 ||
         o->warmup_steps < 0 || !(o->min_lr_ratio >= 0.0f && o->min_lr_ratio <= 1.0f) ||
-        !(o->val_fraction >= 0.0f && o->val_fraction < 1.0f) || o->eval_every < 0 || o->log_every < 0 || !(o->opt.lr > 0.0f)) {
+        !(o->val_fraction >= 0.0f && o->val_fraction < 1.0f) || o->eval_every < 0 || o->log_every < 0 ||
+        !(o->opt.lr > 0.0f)) {
         rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT,
                        "bad options: need batch_size >= 1, micro_batch >= 0, 0 <= seq_len <= n_ctx (%d), epochs >= 1, "
                        "warmup_steps >= 0, min_lr_ratio in [0,1], val_fraction in [0,1), lr > 0",
@@ -6354,8 +6441,8 @@ static int rlhf__opts_ok(rlhf__trainrun *run, const rlhf_train_options *o, const
 /* The start every offline stage shares: the run, its report, the arguments
    and options checked, the best validation loss of a resumed run, and a
    fresh optimizer for a new one. 0 when the run cannot start (err says why). */
-static int rlhf__run_begin(rlhf__trainrun *run, const char *stage, rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train,
-                           const rlhf_train_options *o, rlhf_error *err, rlhf_result *r) {
+static int rlhf__run_begin(rlhf__trainrun *run, const char *stage, rlhf_model *m, const rlhf_tokenizer *t,
+                           const rlhf_dataset *train, const rlhf_train_options *o, rlhf_error *err, rlhf_result *r) {
     rlhf_train_report *rep = &run->rep;
     memset(run, 0, sizeof *run);
     memset(rep, 0, sizeof *rep);
@@ -6364,7 +6451,9 @@ static int rlhf__run_begin(rlhf__trainrun *run, const char *stage, rlhf_model *m
     rep->best_step = -1;
     if (err) err->message[0] = 0;
     if (!m || !t || !train || !o) {
-        if (err) snprintf(err->message, sizeof err->message, "%s: model, tokenizer, dataset and options are required", stage);
+        if (err)
+            snprintf(err->message, sizeof err->message, "%s: model, tokenizer, dataset and options are required",
+                     stage);
         *r = RLHF_ERR_INVALID_ARGUMENT;
         return 0;
     }
@@ -6379,7 +6468,8 @@ static int rlhf__run_begin(rlhf__trainrun *run, const char *stage, rlhf_model *m
     *r = RLHF_ERR_INVALID_ARGUMENT;
     if (!rlhf__opts_ok(run, o, m)) return 0;
     if (rlhf_tokenizer_vocab_size(t) > m->cfg.vocab_size) {
-        rlhf__run_fail(run, *r, "the tokenizer has %d tokens but the model only %d", rlhf_tokenizer_vocab_size(t), m->cfg.vocab_size);
+        rlhf__run_fail(run, *r, "the tokenizer has %d tokens but the model only %d", rlhf_tokenizer_vocab_size(t),
+                       m->cfg.vocab_size);
         return 0;
     }
     *r = RLHF_OK;
@@ -6400,7 +6490,8 @@ static void rlhf__shuffle(size_t *a, size_t n, rlhf_rng *rng) {
 
 /* Split units 0..n into train and validation index lists: val_fraction of
    them, chosen by the seed, at least one when n >= 2. */
-static int rlhf__split(size_t n, float frac, uint64_t seed, size_t **train, size_t *n_train, size_t **val, size_t *n_val) {
+static int rlhf__split(size_t n, float frac, uint64_t seed, size_t **train, size_t *n_train, size_t **val,
+                       size_t *n_val) {
     size_t i, nv = (size_t)((double)frac * (double)n);
     size_t *all = (size_t *)rlhf__alloc((n + 1) * sizeof(size_t));
     rlhf_rng rng;
@@ -6462,7 +6553,8 @@ typedef struct rlhf__stage {
     int preference;       /* metric lines carry accuracy and margin (else the tokens seen) */
     /* The gradient of the mean loss over units[0..n), accumulated into the
        model's (zeroed) gradients; out->loss is that mean. */
-    rlhf_result (*grads)(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step, rlhf__step_out *out);
+    rlhf_result (*grads)(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step,
+                         rlhf__step_out *out);
     /* The validation loss into run->rep.val_loss (and what else the stage
        measures), with its metric line and log line. */
     rlhf_result (*validate)(void *self, rlhf__trainrun *run, long step);
@@ -6476,8 +6568,8 @@ static long rlhf__run_steps(const rlhf_train_options *o, size_t n) {
 }
 
 /* The metric line and the log line of one step. */
-static void rlhf__step_report(rlhf__trainrun *run, const rlhf__stage *st, const rlhf__step_out *s, long step, long total,
-                              double epoch, float lr, float gn) {
+static void rlhf__step_report(rlhf__trainrun *run, const rlhf__stage *st, const rlhf__step_out *s, long step,
+                              long total, double epoch, float lr, float gn) {
     const rlhf_train_options *o = run->o;
     double acc = s->pairs > 0 ? s->correct / s->pairs : NAN;
     rlhf__metric_begin(run, step);
@@ -6494,19 +6586,19 @@ static void rlhf__step_report(rlhf__trainrun *run, const rlhf__stage *st, const 
     rlhf__metric_end(run);
     if (!o->log_every || (step % o->log_every != 0 && step != total)) return;
     if (st->preference) {
-        rlhf__run_log(run, RLHF_LOG_INFO, "step %ld/%ld loss %.4f accuracy %.3f lr %.3g grad_norm %.3g", step, total, s->loss,
-                      s->pairs > 0 ? acc : 0.0, (double)lr, (double)gn);
+        rlhf__run_log(run, RLHF_LOG_INFO, "step %ld/%ld loss %.4f accuracy %.3f lr %.3g grad_norm %.3g", step, total,
+                      s->loss, s->pairs > 0 ? acc : 0.0, (double)lr, (double)gn);
     } else {
         double el = rlhf__seconds() - run->t0;
-        rlhf__run_log(run, RLHF_LOG_INFO, "step %ld/%ld loss %.4f lr %.3g grad_norm %.3g %.0f tok/s", step, total, s->loss,
-                      (double)lr, (double)gn, el > 0 ? run->rep.tokens / el : 0.0);
+        rlhf__run_log(run, RLHF_LOG_INFO, "step %ld/%ld loss %.4f lr %.3g grad_norm %.3g %.0f tok/s", step, total,
+                      s->loss, (double)lr, (double)gn, el > 0 ? run->rep.tokens / el : 0.0);
     }
 }
 
 /* One optimisation step (0-based `step`) on units[0..n): the stage's
    gradients, then AdamW at lr unless they are not finite. */
-static rlhf_result rlhf__train_step(rlhf__trainrun *run, rlhf__stage *st, const size_t *units, size_t n, long step, float lr,
-                                    rlhf__step_out *s, float *gn) {
+static rlhf_result rlhf__train_step(rlhf__trainrun *run, rlhf__stage *st, const size_t *units, size_t n, long step,
+                                    float lr, rlhf__step_out *s, float *gn) {
     rlhf_adamw_config opt = run->o->opt;
     rlhf_result r;
     const char *bad;
@@ -6530,11 +6622,11 @@ static rlhf_result rlhf__train_step(rlhf__trainrun *run, rlhf__stage *st, const 
 
     /* skipped: fatal when the weights themselves are not finite (skipping the rest cannot help) */
     if ((bad = rlhf__non_finite_tensor(run->m)) != NULL)
-        return rlhf__run_fail(run, RLHF_ERR_NON_FINITE, "the weights are not finite after step %ld (%s; learning rate too high?)",
-                              step, bad);
+        return rlhf__run_fail(run, RLHF_ERR_NON_FINITE,
+                              "the weights are not finite after step %ld (%s; learning rate too high?)", step, bad);
     run->rep.skipped_steps++;
-    rlhf__run_log(run, RLHF_LOG_WARN, "step %ld: loss or gradient norm is not finite; update skipped (%ld so far)", step + 1,
-                  run->rep.skipped_steps);
+    rlhf__run_log(run, RLHF_LOG_WARN, "step %ld: loss or gradient norm is not finite; update skipped (%ld so far)",
+                  step + 1, run->rep.skipped_steps);
     return RLHF_OK;
 }
 
@@ -6631,7 +6723,12 @@ typedef struct rlhf__examples {
 } rlhf__examples;
 
 static void rlhf__ex_free(rlhf__examples *e) {
-    rlhf__free(e->ids); rlhf__free(e->mask); rlhf__free(e->off); rlhf__free(e->len); rlhf__free(e->gfirst); rlhf__free(e->gk);
+    rlhf__free(e->ids);
+    rlhf__free(e->mask);
+    rlhf__free(e->off);
+    rlhf__free(e->len);
+    rlhf__free(e->gfirst);
+    rlhf__free(e->gk);
     memset(e, 0, sizeof *e);
 }
 /* grow *p (elements of size sz) to hold at least need; 0 when out of memory */
@@ -6696,15 +6793,16 @@ static rlhf_result rlhf__tokbuf_grow(rlhf__tokbuf *b, size_t need) {
     b->cap = 0;
     return RLHF_ERR_OUT_OF_MEMORY;
 }
-static rlhf_result rlhf__chat_grow(const rlhf_tokenizer *t, const rlhf_message *msg, int n, int gen, rlhf__tokbuf *b, size_t *n_ids) {
+static rlhf_result rlhf__chat_grow(const rlhf_tokenizer *t, const rlhf_message *msg, int n, int gen, rlhf__tokbuf *b,
+                                   size_t *n_ids) {
     for (;;) {
         rlhf_result r = rlhf_tokenizer_chat(t, msg, n, gen, b->ids, b->mask, b->cap, n_ids);
         if (r != RLHF_ERR_TOO_LARGE) return r;
         if ((r = rlhf__tokbuf_grow(b, *n_ids)) != RLHF_OK) return r;
     }
 }
-RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, unsigned char *mask, size_t cap,
-                                    size_t *n) {
+RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, unsigned char *mask,
+                                    size_t cap, size_t *n) {
     rlhf_message two[2];
     rlhf_result res;
     if (!t || !r || !n) return RLHF_ERR_INVALID_ARGUMENT;
@@ -6773,8 +6871,8 @@ RLHFDEF rlhf_result rlhf_prompt_encode(const rlhf_tokenizer *t, const rlhf_recor
 /* SFT or text examples of a dataset. Text: one token stream cut into
    windows of seq_len + 1 tokens (inputs are the first seq_len, targets the
    last seq_len). SFT: one example per record, cut to seq_len + 1. */
-static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, int seq_len, rlhf__examples *ex,
-                                      long *truncated, long *dropped) {
+static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, int seq_len,
+                                      rlhf__examples *ex, long *truncated, long *dropped) {
     rlhf__tokbuf b = {NULL, NULL, 0};
     size_t i, n, j;
     rlhf_result r = RLHF_OK;
@@ -6784,7 +6882,8 @@ static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer 
     for (i = 0; i < rlhf_dataset_size(d) && r == RLHF_OK; i++) {
         const rlhf_record *rec = rlhf_dataset_record(d, i);
         if ((rec->kind == RLHF_RECORD_TEXT) != text) {
-            r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "line %zu: a dataset mixes text and SFT records", rec->line);
+            r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "line %zu: a dataset mixes text and SFT records",
+                               rec->line);
             break;
         }
         while ((r = rlhf_sft_encode(t, rec, b.ids, b.mask, b.cap, &n)) == RLHF_ERR_TOO_LARGE)
@@ -6823,13 +6922,18 @@ static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer 
 /* Rows: each a run of examples placed back to back (one example per row
    without packing). An example of n tokens takes n - 1 positions: inputs
    ids[0..n-2], targets ids[1..n-1] where learned. */
-typedef struct rlhf__rows { size_t *seg, *first; int *nseg, *len, *ntg; size_t n; } rlhf__rows; /* ntg: targets per row */
+typedef struct rlhf__rows {
+    size_t *seg, *first;
+    int *nseg, *len, *ntg;
+    size_t n;
+} rlhf__rows; /* ntg: targets per row */
 static void rlhf__rows_free(rlhf__rows *r) {
     rlhf__free(r->seg); rlhf__free(r->first); rlhf__free(r->nseg); rlhf__free(r->len); rlhf__free(r->ntg);
     memset(r, 0, sizeof *r);
 }
 /* examples idx[0..n) into rows of at most seq_len positions, in that order */
-static int rlhf__rows_build(rlhf__rows *rows, const rlhf__examples *ex, const size_t *idx, size_t n, int seq_len, int pack) {
+static int rlhf__rows_build(rlhf__rows *rows, const rlhf__examples *ex, const size_t *idx, size_t n, int seq_len,
+                            int pack) {
     size_t i;
     memset(rows, 0, sizeof *rows);
     rows->seg = (size_t *)rlhf__alloc((n + 1) * sizeof(size_t));
@@ -6840,7 +6944,8 @@ static int rlhf__rows_build(rlhf__rows *rows, const rlhf__examples *ex, const si
     if (!rows->seg || !rows->first || !rows->nseg || !rows->len || !rows->ntg) return 0;
     for (i = 0; i < n; i++) {
         int need = ex->len[idx[i]] - 1, tg = 0, k;
-        for (k = 1; k <= need; k++) tg += ex->mask[ex->off[idx[i]] + (size_t)k] != 0; /* targets: learned tokens after the first */
+        for (k = 1; k <= need; k++)
+            tg += ex->mask[ex->off[idx[i]] + (size_t)k] != 0; /* targets: learned tokens after the first */
         rows->seg[i] = idx[i];
         if (pack && rows->n > 0 && rows->len[rows->n - 1] + need <= seq_len) {
             rows->nseg[rows->n - 1]++;
@@ -6858,8 +6963,8 @@ static int rlhf__rows_build(rlhf__rows *rows, const rlhf__examples *ex, const si
 }
 /* Fill (B,T) inputs, targets and document starts with rows order[0..B);
    T is the longest of them. Returns the number of targets. */
-static size_t rlhf__rows_fill(const rlhf__rows *rows, const rlhf__examples *ex, const size_t *order, int B, int pad, int *inputs,
-                              int *targets, int *doc, int *T_out) {
+static size_t rlhf__rows_fill(const rlhf__rows *rows, const rlhf__examples *ex, const size_t *order, int B, int pad,
+                              int *inputs, int *targets, int *doc, int *T_out) {
     int b, T = 1, t, s;
     size_t count = 0;
     for (b = 0; b < B; b++)
@@ -6903,7 +7008,8 @@ typedef struct rlhf__lm_stage {
    targets (N of them, across micro-batches):
      L = (1/N) sum_rows sum_t -log p(target_t | tokens < t)
    Each micro-batch adds its own part: its summed token losses / N. */
-static rlhf_result rlhf__lm_grads(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step, rlhf__step_out *s) {
+static rlhf_result rlhf__lm_grads(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step,
+                                  rlhf__step_out *s) {
     rlhf__lm_stage *lm = (rlhf__lm_stage *)self;
     rlhf_model *m = run->m;
     size_t mb, total = 0;
@@ -6911,12 +7017,14 @@ static rlhf_result rlhf__lm_grads(void *self, rlhf__trainrun *run, const size_t 
     for (mb = 0; mb < n; mb++) total += (size_t)lm->rows.ntg[units[mb]];
     for (mb = 0; mb < n; mb += (size_t)lm->micro) {
         int B = (int)(n - mb < (size_t)lm->micro ? n - mb : (size_t)lm->micro), T;
-        size_t count = rlhf__rows_fill(&lm->rows, &lm->ex, units + mb, B, lm->pad, lm->inputs, lm->targets, lm->doc, &T);
+        size_t count =
+            rlhf__rows_fill(&lm->rows, &lm->ex, units + mb, B, lm->pad, lm->inputs, lm->targets, lm->doc, &T);
         float loss;
         if (count == 0) continue;
 
         /* forward: the mean loss over this micro-batch's count targets */
-        r = rlhf__forward_entry(m, lm->inputs, lm->targets, lm->pack ? lm->doc : NULL, B, T, NULL, &loss, NULL, 1, 0, "sft");
+        r = rlhf__forward_entry(m, lm->inputs, lm->targets, lm->pack ? lm->doc : NULL, B, T, NULL, &loss, NULL, 1, 0,
+                                "sft");
         if (r != RLHF_OK) return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
         run->rep.tokens += (double)B * T;
         if (!isfinite(loss)) {
@@ -6927,7 +7035,8 @@ static rlhf_result rlhf__lm_grads(void *self, rlhf__trainrun *run, const size_t 
         /* backward with dL/d(each token's loss) = 1/N */
         s->loss += (double)loss * (double)count / (double)total;
         m->dloss = 1.0f / (float)total;
-        if ((r = rlhf_model_backward(m)) != RLHF_OK) return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
+        if ((r = rlhf_model_backward(m)) != RLHF_OK)
+            return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
     }
     return RLHF_OK;
 }
@@ -6943,12 +7052,15 @@ static rlhf_result rlhf__lm_validate(void *self, rlhf__trainrun *run, long step)
     for (i = 0; i < lm->vrows.n; i++) lm->vorder[i] = i;
     for (i = 0; i < lm->vrows.n; i += (size_t)lm->micro) {
         int B = (int)(lm->vrows.n - i < (size_t)lm->micro ? lm->vrows.n - i : (size_t)lm->micro), T;
-        size_t count = rlhf__rows_fill(&lm->vrows, ex, lm->vorder + i, B, lm->pad, lm->inputs, lm->targets, lm->doc, &T);
+        size_t count =
+            rlhf__rows_fill(&lm->vrows, ex, lm->vorder + i, B, lm->pad, lm->inputs, lm->targets, lm->doc, &T);
         float loss;
         if (count == 0) continue;
-        r = rlhf__forward_entry(run->m, lm->inputs, lm->targets, lm->pack ? lm->doc : NULL, B, T, NULL, &loss, NULL, 1, 0, "validation");
+        r = rlhf__forward_entry(run->m, lm->inputs, lm->targets, lm->pack ? lm->doc : NULL, B, T, NULL, &loss, NULL, 1,
+                                0, "validation");
         if (r != RLHF_OK)
-            return rlhf__run_fail(run, r, "validation rows %zu..%zu: %s", i, i + (size_t)B - 1, rlhf_model_last_error(run->m));
+            return rlhf__run_fail(run, r, "validation rows %zu..%zu: %s", i, i + (size_t)B - 1,
+                                  rlhf_model_last_error(run->m));
         sum += (double)loss * (double)count;
         total += count;
     }
@@ -6977,7 +7089,8 @@ static rlhf_result rlhf__lm_setup(rlhf__trainrun *run, rlhf__lm_stage *lm, rlhf_
     lm->pack = o->pack;
     lm->has_val = val != NULL;
     if ((r = rlhf__sft_examples(run, t, train, seq_len, &lm->ex, &rep->truncated, &rep->dropped)) != RLHF_OK) return r;
-    if (val && (r = rlhf__sft_examples(run, t, val, seq_len, &lm->vex, &rep->truncated, &rep->dropped)) != RLHF_OK) return r;
+    if (val && (r = rlhf__sft_examples(run, t, val, seq_len, &lm->vex, &rep->truncated, &rep->dropped)) != RLHF_OK)
+        return r;
     if ((r = rlhf__train_val(run, lm->ex.n, val != NULL, lm->vex.n, &tidx, &n_t, &vidx, &n_v)) != RLHF_OK) goto done;
     if (n_t == 0) {
         r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "no training example left (%ld dropped)", rep->dropped);
@@ -6985,8 +7098,11 @@ static rlhf_result rlhf__lm_setup(rlhf__trainrun *run, rlhf__lm_stage *lm, rlhf_
     }
     rep->train_examples = (long)n_t;
     rep->val_examples = (long)n_v;
-    if (rep->truncated) rlhf__run_log(run, RLHF_LOG_WARN, "%ld examples longer than seq_len %d were cut", rep->truncated, seq_len);
-    if (rep->dropped) rlhf__run_log(run, RLHF_LOG_WARN, "%ld examples had no completion token to learn and were dropped", rep->dropped);
+    if (rep->truncated)
+        rlhf__run_log(run, RLHF_LOG_WARN, "%ld examples longer than seq_len %d were cut", rep->truncated, seq_len);
+    if (rep->dropped)
+        rlhf__run_log(run, RLHF_LOG_WARN, "%ld examples had no completion token to learn and were dropped",
+                      rep->dropped);
 
     /* rows, and the buffers of one micro-batch */
     if (o->pack) rlhf__shuffle(tidx, n_t, rng);
@@ -7003,21 +7119,24 @@ static rlhf_result rlhf__lm_setup(rlhf__trainrun *run, rlhf__lm_stage *lm, rlhf_
         goto done;
     }
     if ((r = rlhf_model_reserve(run->m, lm->micro, seq_len, 1)) != RLHF_OK) {
-        r = rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", lm->micro, seq_len, rlhf_model_last_error(run->m));
+        r = rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", lm->micro, seq_len,
+                           rlhf_model_last_error(run->m));
         goto done;
     }
     st->n_train = lm->rows.n;
     st->n_val = lm->vrows.n;
-    rlhf__run_log(run, RLHF_LOG_INFO, "%zu examples in %zu rows (%zu held out), %ld steps of %d rows, seq_len %d%s", n_t, lm->rows.n,
-                  n_v, rlhf__run_steps(o, lm->rows.n), o->batch_size, seq_len, o->pack ? ", packed" : "");
+    rlhf__run_log(run, RLHF_LOG_INFO, "%zu examples in %zu rows (%zu held out), %ld steps of %d rows, seq_len %d%s",
+                  n_t, lm->rows.n, n_v, rlhf__run_steps(o, lm->rows.n), o->batch_size, seq_len,
+                  o->pack ? ", packed" : "");
 done:
     rlhf__free(tidx);
     rlhf__free(vidx);
     return r;
 }
 
-RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
-                                   const rlhf_train_options *o, rlhf_train_report *rep_out, rlhf_error *err) {
+RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train,
+                                   const rlhf_dataset *val, const rlhf_train_options *o, rlhf_train_report *rep_out,
+                                   rlhf_error *err) {
     rlhf__trainrun run;
     rlhf__lm_stage lm;
     rlhf__stage st;
@@ -7088,8 +7207,8 @@ RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad) {
 /* Comparisons of a preference dataset: each record a group of K examples,
    best first (prompt + completion through the chat template). A record with
    a sequence longer than seq_len is dropped whole. */
-static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, int seq_len, rlhf__examples *ex,
-                                     long *dropped) {
+static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, int seq_len,
+                                     rlhf__examples *ex, long *dropped) {
     rlhf__tokbuf b = {NULL, NULL, 0};
     rlhf_message two[2];
     size_t i, n;
@@ -7107,13 +7226,16 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
         two[0].content = rec->prompt;
         two[1].role = RLHF_ROLE_ASSISTANT;
         for (k = 0; k < K && r == RLHF_OK; k++) {
-            two[1].content = rec->kind == RLHF_RECORD_PAIR ? (k == 0 ? rec->chosen : rec->rejected) : rec->completions[k];
+            two[1].content =
+                rec->kind == RLHF_RECORD_PAIR ? (k == 0 ? rec->chosen : rec->rejected) : rec->completions[k];
             if ((r = rlhf__chat_grow(t, two, 2, 0, &b, &n)) != RLHF_OK) {
-                r = rlhf__run_fail(run, r, "line %zu: cannot encode completion %d: %s", rec->line, k, rlhf_result_string(r));
+                r = rlhf__run_fail(run, r, "line %zu: cannot encode completion %d: %s", rec->line, k,
+                                   rlhf_result_string(r));
                 break;
             }
             if (n > (size_t)seq_len) break;
-            if (!rlhf__ex_add(ex, b.ids, NULL, (int)n)) r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+            if (!rlhf__ex_add(ex, b.ids, NULL, (int)n))
+                r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
         }
         if (r != RLHF_OK) break;
         if (k < K) { /* too long: drop the whole comparison */
@@ -7130,7 +7252,8 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
 }
 
 /* Groups order[0..n) into a (B,T) right-padded batch; B and T out. */
-static void rlhf__rm_fill(const rlhf__examples *ex, const size_t *groups, size_t n, int pad, int *inputs, int *B_out, int *T_out) {
+static void rlhf__rm_fill(const rlhf__examples *ex, const size_t *groups, size_t n, int pad, int *inputs, int *B_out,
+                          int *T_out) {
     size_t g;
     int B = 0, T = 1, k, t;
     for (g = 0; g < n; g++)
@@ -7156,8 +7279,9 @@ static size_t rlhf__rm_take(const rlhf__examples *ex, const size_t *order, size_
 /* The rewards of one forward's groups: per group the ranking loss (InstructGPT
    eq. 1) and, if dvalues, scale * d loss / d value at each last token. Adds
    the summed loss, correct pairs and pairs, and the summed reward margins. */
-static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size_t n, const float *values, float *dvalues, int T,
-                            float scale, float *scratch, double *loss, double *correct, double *pairs, double *margin) {
+static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size_t n, const float *values,
+                            float *dvalues, int T, float scale, float *scratch, double *loss, double *correct,
+                            double *pairs, double *margin) {
     size_t grp;
     int row = 0, k, j;
     for (grp = 0; grp < n; grp++) {
@@ -7173,7 +7297,8 @@ static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size
                 *pairs += 1.0;
             }
         if (dvalues)
-            for (k = 0; k < K; k++) dvalues[(size_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1] = gv[k] * scale;
+            for (k = 0; k < K; k++)
+                dvalues[(size_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1] = gv[k] * scale;
         row += K;
     }
 }
@@ -7192,7 +7317,8 @@ typedef struct rlhf__rm_stage {
 /* The gradient of the step's loss, the mean of eq. 1 over its n prompts:
      L = (1/n) sum_prompts loss(prompt)
    Prompts go through the model whole, as many as fit micro sequences. */
-static rlhf_result rlhf__rm_grads(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step, rlhf__step_out *s) {
+static rlhf_result rlhf__rm_grads(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step,
+                                  rlhf__step_out *s) {
     rlhf__rm_stage *rm = (rlhf__rm_stage *)self;
     rlhf_model *m = run->m;
     size_t g, take;
@@ -7210,8 +7336,8 @@ static rlhf_result rlhf__rm_grads(void *self, rlhf__trainrun *run, const size_t 
 
         /* eq. 1 per prompt at the completions' last tokens; each prompt's gradient / n */
         memset(rm->dvalues, 0, (size_t)B * T * sizeof(float));
-        rlhf__rm_losses(&rm->ex, units + g, take, rm->values, rm->dvalues, T, 1.0f / (float)n, rm->kbuf, &s->loss, &s->correct,
-                        &s->pairs, &s->margin);
+        rlhf__rm_losses(&rm->ex, units + g, take, rm->values, rm->dvalues, T, 1.0f / (float)n, rm->kbuf, &s->loss,
+                        &s->correct, &s->pairs, &s->margin);
         if (!isfinite(s->loss - l0)) {
             s->finite = 0;
             break;
@@ -7219,7 +7345,8 @@ static rlhf_result rlhf__rm_grads(void *self, rlhf__trainrun *run, const size_t 
 
         /* backward from the values' gradients */
         if ((r = rlhf_model_backward_values(m, rm->dvalues)) != RLHF_OK) {
-            if (r != RLHF_ERR_NON_FINITE) return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
+            if (r != RLHF_ERR_NON_FINITE)
+                return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(m));
             s->finite = 0;
             break;
         }
@@ -7242,7 +7369,8 @@ static rlhf_result rlhf__rm_validate(void *self, rlhf__trainrun *run, long step)
         take = rlhf__rm_take(vx, rm->vidx, g, rm->n_v, rm->micro);
         rlhf__rm_fill(vx, rm->vidx + g, take, rm->pad, rm->inputs, &B, &T);
         r = rlhf__forward_entry(run->m, rm->inputs, NULL, NULL, B, T, NULL, NULL, rm->values, 2, 0, "rm validation");
-        if (r != RLHF_OK) return rlhf__run_fail(run, r, "validation at step %ld: %s", step, rlhf_model_last_error(run->m));
+        if (r != RLHF_OK)
+            return rlhf__run_fail(run, r, "validation at step %ld: %s", step, rlhf_model_last_error(run->m));
         rlhf__rm_losses(vx, rm->vidx + g, take, rm->values, NULL, T, 0.0f, rm->kbuf, &vl, &vc, &vp, &vm);
     }
     rep->val_loss = (float)(vl / (double)rm->n_v);
@@ -7252,8 +7380,8 @@ static rlhf_result rlhf__rm_validate(void *self, rlhf__trainrun *run, long step)
     rlhf__metric(run, "val/accuracy", rep->val_accuracy);
     rlhf__metric(run, "val/margin", vp > 0 ? vm / vp : NAN);
     rlhf__metric_end(run);
-    rlhf__run_log(run, RLHF_LOG_INFO, "step %ld validation loss %.4f accuracy %.3f (%zu prompts)", step, (double)rep->val_loss,
-                  (double)rep->val_accuracy, rm->n_v);
+    rlhf__run_log(run, RLHF_LOG_INFO, "step %ld validation loss %.4f accuracy %.3f (%zu prompts)", step,
+                  (double)rep->val_loss, (double)rep->val_accuracy, rm->n_v);
     return RLHF_OK;
 }
 
@@ -7273,15 +7401,18 @@ static rlhf_result rlhf__rm_setup(rlhf__trainrun *run, rlhf__rm_stage *rm, rlhf_
     rm->has_val = val != NULL;
     if ((r = rlhf__rm_examples(run, t, train, seq_len, &rm->ex, &rep->dropped)) != RLHF_OK) return r;
     if (val && (r = rlhf__rm_examples(run, t, val, seq_len, &rm->vex, &rep->dropped)) != RLHF_OK) return r;
-    if ((r = rlhf__train_val(run, rm->ex.ng, val != NULL, rm->vex.ng, &st->order, &st->n_train, &rm->vidx, &rm->n_v)) != RLHF_OK)
+    if ((r = rlhf__train_val(run, rm->ex.ng, val != NULL, rm->vex.ng, &st->order, &st->n_train, &rm->vidx, &rm->n_v)) !=
+        RLHF_OK)
         return r;
     if (st->n_train == 0)
-        return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "no comparison left to train on (%ld dropped as longer than %d tokens)",
-                              rep->dropped, seq_len);
+        return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT,
+                              "no comparison left to train on (%ld dropped as longer than %d tokens)", rep->dropped,
+                              seq_len);
     st->n_val = rm->n_v;
     rep->train_examples = (long)st->n_train;
     rep->val_examples = (long)rm->n_v;
-    if (rep->dropped) rlhf__run_log(run, RLHF_LOG_WARN, "%ld comparisons longer than seq_len %d were dropped", rep->dropped, seq_len);
+    if (rep->dropped)
+        rlhf__run_log(run, RLHF_LOG_WARN, "%ld comparisons longer than seq_len %d were dropped", rep->dropped, seq_len);
 
     /* the widest forward: micro sequences, or one prompt with more */
     for (i = 0; i < rm->ex.ng; i++) maxk = rm->ex.gk[i] > maxk ? rm->ex.gk[i] : maxk;
@@ -7293,16 +7424,19 @@ static rlhf_result rlhf__rm_setup(rlhf__trainrun *run, rlhf__rm_stage *rm, rlhf_
     rm->dvalues = rlhf__alloc_floats((size_t)rows * (size_t)seq_len);
     rm->kbuf = rlhf__alloc_floats(2 * (size_t)maxk);
     if (!rm->inputs || !rm->values || !rm->dvalues || !rm->kbuf)
-        return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for batches of %d sequences of %d tokens", rows, seq_len);
+        return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for batches of %d sequences of %d tokens",
+                              rows, seq_len);
     if ((r = rlhf_model_reserve(run->m, rows, seq_len, 1)) != RLHF_OK)
-        return rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", rows, seq_len, rlhf_model_last_error(run->m));
-    rlhf__run_log(run, RLHF_LOG_INFO, "%zu comparisons (%zu held out), K up to %d, %ld steps of %d prompts", st->n_train, rm->n_v,
-                  maxk, rlhf__run_steps(o, st->n_train), o->batch_size);
+        return rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", rows, seq_len,
+                              rlhf_model_last_error(run->m));
+    rlhf__run_log(run, RLHF_LOG_INFO, "%zu comparisons (%zu held out), K up to %d, %ld steps of %d prompts",
+                  st->n_train, rm->n_v, maxk, rlhf__run_steps(o, st->n_train), o->batch_size);
     return RLHF_OK;
 }
 
-RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train, const rlhf_dataset *val,
-                                      const rlhf_train_options *o, rlhf_train_report *rep_out, rlhf_error *err) {
+RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train,
+                                      const rlhf_dataset *val, const rlhf_train_options *o, rlhf_train_report *rep_out,
+                                      rlhf_error *err) {
     rlhf__trainrun run;
     rlhf__rm_stage rm;
     rlhf__stage st;
@@ -7310,13 +7444,15 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
     int pad;
     rlhf_result r;
     if (!rlhf__run_begin(&run, "rm", m, t, train, o, err, &r)) return r;
-    if (!m->has_score) return rlhf__run_fail(&run, RLHF_ERR_STATE, "the model has no scalar head (rlhf_model_add_score_head)");
+    if (!m->has_score)
+        return rlhf__run_fail(&run, RLHF_ERR_STATE, "the model has no scalar head (rlhf_model_add_score_head)");
 
     /* "The N implementation details", item 2: a pad equal to the stop token
        would make the last real token indistinguishable from padding */
     pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
     if (pad == rlhf_tokenizer_special(t, RLHF_TOKEN_END) || pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
-        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the tokenizer's pad token (%d) is its stop or EOS token: refused", pad);
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT,
+                              "the tokenizer's pad token (%d) is its stop or EOS token: refused", pad);
 
     /* a new run: a fresh optimizer, and a new head, so any normalisation of an earlier one does not apply */
     if (o->resume_step <= 0) {
@@ -7356,7 +7492,8 @@ RLHFDEF rlhf_result rlhf_reward_set_normalization(rlhf_model *rm, float gain, fl
     rlhf_result r;
     if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
     if (!isfinite(gain) || !isfinite(bias) || gain == 0.0f)
-        return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_set_normalization: gain %g and bias %g must be finite, gain non-zero",
+        return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_reward_set_normalization: gain %g and bias %g must be finite, gain non-zero",
                           (double)gain, (double)bias);
     snprintf(buf, sizeof buf, "%.9g", (double)gain);
     if ((r = rlhf__set_meta(rm, "rlhf.reward.gain", buf)) != RLHF_OK) return r;
@@ -7365,20 +7502,24 @@ RLHFDEF rlhf_result rlhf_reward_set_normalization(rlhf_model *rm, float gain, fl
 }
 
 /* raw (normalise == 0) or normalised scores of B padded sequences */
-static rlhf_result rlhf__reward_scores(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths, int B, int T,
-                                       float *scores, int normalise) {
+static rlhf_result rlhf__reward_scores(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths, int B,
+                                       int T, float *scores, int normalise) {
     float *values, gain = 1.0f, bias = 0.0f;
     int *doc = NULL, b;
     rlhf_result r;
     if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
     if (!tokens || !lengths || !scores || B < 1 || T < 1)
-        return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score_ids: need tokens, lengths, scores, B >= 1 and T >= 1");
-    if (!rm->has_score) return rlhf__fail(rm, RLHF_ERR_STATE, "rlhf_reward_score_ids: the model has no scalar head (not a reward model)");
+        return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_reward_score_ids: need tokens, lengths, scores, B >= 1 and T >= 1");
+    if (!rm->has_score)
+        return rlhf__fail(rm, RLHF_ERR_STATE,
+                          "rlhf_reward_score_ids: the model has no scalar head (not a reward model)");
     for (b = 0; b < B; b++) {
         int p = n_pad ? n_pad[b] : 0;
         if (lengths[b] < 1 || p < 0 || p > T - lengths[b])
-            return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score_ids: row %d: %d padding + %d tokens do not fit T=%d", b, p,
-                              lengths[b], T);
+            return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT,
+                              "rlhf_reward_score_ids: row %d: %d padding + %d tokens do not fit T=%d", b, p, lengths[b],
+                              T);
     }
     values = rlhf__alloc_floats((size_t)B * (size_t)T);
     if (n_pad) doc = (int *)rlhf__alloc((size_t)B * (size_t)T * sizeof(int));
@@ -7392,18 +7533,19 @@ static rlhf_result rlhf__reward_scores(rlhf_model *rm, const int *tokens, const 
     if (normalise) rlhf_reward_normalization(rm, &gain, &bias);
     /* the reward: the value at the last real token, after any left padding */
     if (r == RLHF_OK)
-        for (b = 0; b < B; b++) scores[b] = gain * values[(size_t)b * T + (n_pad ? n_pad[b] : 0) + lengths[b] - 1] + bias;
+        for (b = 0; b < B; b++)
+            scores[b] = gain * values[(size_t)b * T + (n_pad ? n_pad[b] : 0) + lengths[b] - 1] + bias;
     rlhf__free(values);
     rlhf__free(doc);
     return r;
 }
-RLHFDEF rlhf_result rlhf_reward_score_ids(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths, int B, int T,
-                                          float *scores) {
+RLHFDEF rlhf_result rlhf_reward_score_ids(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths,
+                                          int B, int T, float *scores) {
     return rlhf__reward_scores(rm, tokens, n_pad, lengths, B, T, scores, 1);
 }
 
-RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, const char *const *prompts, const char *const *responses,
-                                      int n, float *scores) {
+RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, const char *const *prompts,
+                                      const char *const *responses, int n, float *scores) {
     enum { CHUNK = 16 };
     rlhf__tokbuf b = {NULL, NULL, 0};
     rlhf_message two[2];
@@ -7411,7 +7553,8 @@ RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, c
     size_t len;
     rlhf_result r = RLHF_OK;
     if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!t || !prompts || !responses || !scores || n < 0) return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score: missing argument");
+    if (!t || !prompts || !responses || !scores || n < 0)
+        return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score: missing argument");
     batch = (int *)rlhf__alloc((size_t)CHUNK * (size_t)rm->cfg.n_ctx * sizeof(int));
     if (!batch) return rlhf__fail(rm, RLHF_ERR_OUT_OF_MEMORY, "rlhf_reward_score: out of memory");
     two[0].role = RLHF_ROLE_USER;
@@ -7424,7 +7567,8 @@ RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, c
             two[1].content.str = responses[i + j];
             two[1].content.len = responses[i + j] ? strlen(responses[i + j]) : 0;
             if (!two[0].content.str || !two[1].content.str) {
-                r = rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score: prompt or response %d is NULL", i + j);
+                r = rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score: prompt or response %d is NULL",
+                               i + j);
                 break;
             }
             if ((r = rlhf__chat_grow(t, two, 2, 0, &b, &len)) != RLHF_OK) {
@@ -7432,7 +7576,9 @@ RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, c
                 break;
             }
             if (len > (size_t)rm->cfg.n_ctx) {
-                r = rlhf__fail(rm, RLHF_ERR_CONTEXT_FULL, "rlhf_reward_score: pair %d is %zu tokens, longer than n_ctx %d", i + j, len, rm->cfg.n_ctx);
+                r = rlhf__fail(rm, RLHF_ERR_CONTEXT_FULL,
+                               "rlhf_reward_score: pair %d is %zu tokens, longer than n_ctx %d", i + j, len,
+                               rm->cfg.n_ctx);
                 break;
             }
             lens[j] = (int)len;
@@ -7454,8 +7600,9 @@ RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, c
     return r;
 }
 
-RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
-                                          int n_samples, const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
+RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t,
+                                          const rlhf_dataset *prompts, int n_samples,
+                                          const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
                                           float *raw_mean, float *raw_std) {
     rlhf_kv_cache *cache = NULL;
     rlhf_sampler *s = NULL;
@@ -7464,14 +7611,18 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
     double sum = 0.0, sumsq = 0.0, mean, sd;
     rlhf_result r = RLHF_OK;
     if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!policy || !t || !prompts || !sampling || n_samples < 2 || max_new_tokens < 1 || rlhf_dataset_size(prompts) == 0)
-        return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_normalize: need a policy, a tokenizer, prompts, n_samples >= 2 and max_new_tokens >= 1");
+    if (!policy || !t || !prompts || !sampling || n_samples < 2 || max_new_tokens < 1 ||
+        rlhf_dataset_size(prompts) == 0)
+        return rlhf__fail(
+            rm, RLHF_ERR_INVALID_ARGUMENT,
+            "rlhf_reward_normalize: need a policy, a tokenizer, prompts, n_samples >= 2 and max_new_tokens >= 1");
     ctx = policy->cfg.n_ctx < rm->cfg.n_ctx ? policy->cfg.n_ctx : rm->cfg.n_ctx;
     stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
     if ((r = rlhf_kv_cache_create(&cache, policy, 1, policy->cfg.n_ctx)) != RLHF_OK ||
         (r = rlhf_sampler_create(&s, policy->cfg.vocab_size, sampling)) != RLHF_OK ||
         !(seq = (int *)rlhf__alloc((size_t)policy->cfg.n_ctx * sizeof(int)))) {
-        r = rlhf__fail(rm, r == RLHF_OK ? RLHF_ERR_OUT_OF_MEMORY : r, "rlhf_reward_normalize: cannot create the sampler and cache");
+        r = rlhf__fail(rm, r == RLHF_OK ? RLHF_ERR_OUT_OF_MEMORY : r,
+                       "rlhf_reward_normalize: cannot create the sampler and cache");
         goto done;
     }
     rlhf_rng_seed(&rng, seed);
@@ -7482,8 +7633,9 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
         float raw;
         r = rlhf_prompt_encode(t, rec, seq, (size_t)ctx, &np);
         if (r != RLHF_OK || np + 1 >= (size_t)ctx) {
-            r = rlhf__fail(rm, r == RLHF_OK ? RLHF_ERR_CONTEXT_FULL : r, "rlhf_reward_normalize: prompt of record %d (line %zu) does not fit %d tokens",
-                           i, rec->line, ctx);
+            r = rlhf__fail(rm, r == RLHF_OK ? RLHF_ERR_CONTEXT_FULL : r,
+                           "rlhf_reward_normalize: prompt of record %d (line %zu) does not fit %d tokens", i, rec->line,
+                           ctx);
             goto done;
         }
         room = ctx - (int)np < max_new_tokens ? ctx - (int)np : max_new_tokens;
@@ -7507,7 +7659,8 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
     if (raw_mean) *raw_mean = (float)mean;
     if (raw_std) *raw_std = (float)sd;
     if (!(sd > 1e-12)) {
-        r = rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_normalize: the %d raw rewards have std %g: cannot normalise", n_samples, sd);
+        r = rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT,
+                       "rlhf_reward_normalize: the %d raw rewards have std %g: cannot normalise", n_samples, sd);
         goto done;
     }
     /* score = (raw - mean) / std = raw * (1/std) + (-mean/std) */
@@ -7518,7 +7671,6 @@ done:
     rlhf__free(seq);
     return r;
 }
-
 
 // ----------------------------------------------------------------------------
 // >>ppo  PPO with a KL penalty against the SFT policy (InstructGPT step 3,
@@ -7561,7 +7713,8 @@ done:
 
 /* ---- the equations ------------------------------------------------------------ */
 
-RLHFDEF void rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv, float *ret) {
+RLHFDEF void rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv,
+                      float *ret) {
     /* Schulman et al. 2016 (GAE), backwards from the last token:
          delta_t = r_t + gamma * V_{t+1} - V_t,  V_T = 0 (the episode ends)
          A_t     = delta_t + gamma * lambda * A_{t+1}
@@ -7578,8 +7731,8 @@ RLHFDEF void rlhf_gae(const float *rewards, const float *values, int T, float ga
     }
 }
 
-RLHFDEF void rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, float score, float beta, rlhf_kl_estimator est,
-                              float *rewards, float *kl) {
+RLHFDEF void rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, float score, float beta,
+                              rlhf_kl_estimator est, float *rewards, float *kl) {
     /* Ziegler et al. 2019; InstructGPT eq. 2: the per-token KL penalty
          k1:  KL_t = log pi(a_t|s_t) - log pi_ref(a_t|s_t)
          k3:  KL_t = exp(d) - 1 - d,  d = log pi_ref - log pi   (non-negative, unbiased)
@@ -7604,8 +7757,8 @@ RLHFDEF float rlhf_kl_control(float beta, float kl, float kl_target, float horiz
     return (float)(beta * (1.0 + e * (double)n_episodes / horizon));
 }
 
-RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, const float *adv, int n, float cliprange, float *dlogp,
-                                   float *clipfrac, float *approxkl) {
+RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, const float *adv, int n, float cliprange,
+                                   float *dlogp, float *clipfrac, float *approxkl) {
     /* Schulman et al. 2017, the clipped surrogate, as a loss (minimised):
          ratio_t = exp(logp_t - old_logp_t)
          L = mean_t max(-A_t ratio_t, -A_t clip(ratio_t, 1 - eps, 1 + eps))
@@ -7629,8 +7782,8 @@ RLHFDEF float rlhf_ppo_policy_loss(const float *logp, const float *old_logp, con
     return (float)(loss / n);
 }
 
-RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const float *ret, int n, float cliprange_value, float *dv,
-                                  float *clipfrac) {
+RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const float *ret, int n, float cliprange_value,
+                                  float *dv, float *clipfrac) {
     /* the clipped value loss (OpenAI baselines; "N implementation details", item 15):
          v_clip = v_old + clip(v - v_old, -eps, eps)
          L = 0.5 mean_t max((v_t - R_t)^2, (v_clip_t - R_t)^2) */
@@ -7639,13 +7792,17 @@ RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const floa
     if (n <= 0) return 0.0f;
     for (t = 0; t < n; t++) {
         float dlt = v[t] - v_old[t];
-        float vc = v_old[t] + (dlt < -cliprange_value ? -cliprange_value : dlt > cliprange_value ? cliprange_value : dlt);
+        float vc = v_old[t] + (dlt < -cliprange_value  ? -cliprange_value
+                               : dlt > cliprange_value ? cliprange_value
+                                                       : dlt);
         float e1 = (v[t] - ret[t]) * (v[t] - ret[t]), e2 = (vc - ret[t]) * (vc - ret[t]);
         int clipped = e2 > e1;
         loss += 0.5 * (clipped ? e2 : e1);
         cf += clipped;
         /* d/dv: (v - R)/n unclipped; (v_clip - R)/n * [v - v_old inside the clip range] clipped */
-        if (dv) dv[t] = clipped ? (fabsf(dlt) < cliprange_value ? (vc - ret[t]) / (float)n : 0.0f) : (v[t] - ret[t]) / (float)n;
+        if (dv)
+            dv[t] =
+                clipped ? (fabsf(dlt) < cliprange_value ? (vc - ret[t]) / (float)n : 0.0f) : (v[t] - ret[t]) / (float)n;
     }
     if (clipfrac) *clipfrac = (float)(cf / n);
     return (float)(loss / n);
@@ -7735,7 +7892,9 @@ struct rlhf_ppo {
    and in row `row` of a (., T) minibatch, at the position that predicts it
    (the one before it: Pmax - 1 + t). Every offset of >>ppo comes from here. */
 static size_t rlhf__tok(const rlhf_ppo *p, int b, int t) { return (size_t)b * (size_t)p->max_new + (size_t)t; }
-static size_t rlhf__pred_at(const rlhf_ppo *p, int row, int t) { return (size_t)row * (size_t)p->ro.T + (size_t)(p->ro.Pmax - 1 + t); }
+static size_t rlhf__pred_at(const rlhf_ppo *p, int row, int t) {
+    return (size_t)row * (size_t)p->ro.T + (size_t)(p->ro.Pmax - 1 + t);
+}
 
 /* FNV-1a over the reference's weights: its identity in a resumed run */
 static uint64_t rlhf__model_hash(const rlhf_model *m) {
@@ -7796,29 +7955,38 @@ static rlhf_result rlhf__ppo_check(const rlhf_ppo_config *c, rlhf_error *err) {
     const rlhf_result bad = RLHF_ERR_INVALID_ARGUMENT;
     int pad;
     if (!policy || !c->ref || !critic || (!rm && !c->score_fn) || !t || !c->prompts)
-        return rlhf__ppo_fail(err, bad, "need a policy, a reference, a critic, a reward model or score function, a tokenizer, prompts and a config");
-    if (c->batch_size < 1 || c->batch_size > 1024 || c->mini_batch < 1 || c->mini_batch > c->batch_size || c->ppo_epochs < 1 ||
-        c->max_new_tokens < 1 || c->max_prompt_tokens < 0 || !(c->sampling.temperature > 0.0f) || !(c->kl_coef >= 0.0f) ||
-        !(c->cliprange > 0.0f) || !(c->cliprange_value > 0.0f) || !(c->vf_coef >= 0.0f) || !(c->gamma >= 0.0f && c->gamma <= 1.0f) ||
-        !(c->lam >= 0.0f && c->lam <= 1.0f) || !(c->ema_decay >= 0.0f && c->ema_decay < 1.0f) || !(c->ptx_coef >= 0.0f) ||
-        c->ptx_batch < 0 || c->ptx_batch > 1024 || !(c->ratio_threshold > 1.0f) || !(c->entropy_coef >= 0.0f) ||
-        !isfinite(c->entropy_coef) || !isfinite(c->missing_eos_penalty) || !(c->policy_opt.lr >= 0.0f) || !(c->critic_opt.lr >= 0.0f) ||
-        !isfinite(c->kl_coef) || c->total_iterations < 0 || (c->adaptive_kl && !(c->kl_target > 0.0f && c->kl_horizon > 0.0f)))
         return rlhf__ppo_fail(err, bad,
-                              "bad config: need 1 <= mini_batch <= batch_size <= 1024, ppo_epochs >= 1, max_new_tokens >= 1, temperature > 0 "
-                              "(log-probs divide by it), kl_coef >= 0, cliprange(s) > 0, gamma and lam in [0,1], ema_decay in [0,1), "
-                              "ptx_batch <= 1024, ratio_threshold > 1, entropy_coef >= 0, finite missing_eos_penalty, learning rates >= 0");
+                              "need a policy, a reference, a critic, a reward model or score function, a tokenizer, "
+                              "prompts and a config");
+    if (c->batch_size < 1 || c->batch_size > 1024 || c->mini_batch < 1 || c->mini_batch > c->batch_size ||
+        c->ppo_epochs < 1 || c->max_new_tokens < 1 || c->max_prompt_tokens < 0 || !(c->sampling.temperature > 0.0f) ||
+        !(c->kl_coef >= 0.0f) || !(c->cliprange > 0.0f) || !(c->cliprange_value > 0.0f) || !(c->vf_coef >= 0.0f) ||
+        !(c->gamma >= 0.0f && c->gamma <= 1.0f) || !(c->lam >= 0.0f && c->lam <= 1.0f) ||
+        !(c->ema_decay >= 0.0f && c->ema_decay < 1.0f) || !(c->ptx_coef >= 0.0f) || c->ptx_batch < 0 ||
+        c->ptx_batch > 1024 || !(c->ratio_threshold > 1.0f) || !(c->entropy_coef >= 0.0f) ||
+        !isfinite(c->entropy_coef) || !isfinite(c->missing_eos_penalty) || !(c->policy_opt.lr >= 0.0f) ||
+        !(c->critic_opt.lr >= 0.0f) || !isfinite(c->kl_coef) || c->total_iterations < 0 ||
+        (c->adaptive_kl && !(c->kl_target > 0.0f && c->kl_horizon > 0.0f)))
+        return rlhf__ppo_fail(
+            err, bad,
+            "bad config: need 1 <= mini_batch <= batch_size <= 1024, ppo_epochs >= 1, max_new_tokens >= 1, temperature "
+            "> 0 "
+            "(log-probs divide by it), kl_coef >= 0, cliprange(s) > 0, gamma and lam in [0,1], ema_decay in [0,1), "
+            "ptx_batch <= 1024, ratio_threshold > 1, entropy_coef >= 0, finite missing_eos_penalty, learning rates >= "
+            "0");
     if (memcmp(&policy->cfg, &c->ref->cfg, sizeof policy->cfg) != 0)
         return rlhf__ppo_fail(err, bad, "the reference model's config differs from the policy's");
-    if (!critic->has_score) return rlhf__ppo_fail(err, bad, "the critic has no scalar head (initialise it from the reward model)");
+    if (!critic->has_score)
+        return rlhf__ppo_fail(err, bad, "the critic has no scalar head (initialise it from the reward model)");
     if (rm && !rm->has_score) return rlhf__ppo_fail(err, bad, "the reward model has no scalar head");
     if (rlhf_tokenizer_vocab_size(t) > policy->cfg.vocab_size)
-        return rlhf__ppo_fail(err, bad, "the tokenizer's %d tokens do not fit the policy's vocabulary (%d)", rlhf_tokenizer_vocab_size(t),
-                              policy->cfg.vocab_size);
+        return rlhf__ppo_fail(err, bad, "the tokenizer's %d tokens do not fit the policy's vocabulary (%d)",
+                              rlhf_tokenizer_vocab_size(t), policy->cfg.vocab_size);
 
     /* the policy may sample any id below its vocabulary size: the critic and the reward model must read them all */
     if (critic->cfg.vocab_size < policy->cfg.vocab_size || (rm && rm->cfg.vocab_size < policy->cfg.vocab_size))
-        return rlhf__ppo_fail(err, bad, "the critic's (%d) and reward model's vocabularies must hold the policy's %d ids",
+        return rlhf__ppo_fail(err, bad,
+                              "the critic's (%d) and reward model's vocabularies must hold the policy's %d ids",
                               critic->cfg.vocab_size, policy->cfg.vocab_size);
 
     /* "N implementation details", item 2; users' reports (trl#734): with pad == EOS the policy never learns to stop */
@@ -7826,7 +7994,8 @@ static rlhf_result rlhf__ppo_check(const rlhf_ppo_config *c, rlhf_error *err) {
     if (pad == rlhf_tokenizer_special(t, RLHF_TOKEN_END) || pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
         return rlhf__ppo_fail(err, bad, "the pad token (%d) equals the stop or EOS token: refusing to start", pad);
     if (rlhf_dataset_size(c->prompts) == 0) return rlhf__ppo_fail(err, bad, "the prompt dataset is empty");
-    if (c->ptx_coef > 0.0f && (!c->ptx || rlhf_dataset_size(c->ptx) == 0 || rlhf_dataset_record(c->ptx, 0)->kind != RLHF_RECORD_TEXT))
+    if (c->ptx_coef > 0.0f &&
+        (!c->ptx || rlhf_dataset_size(c->ptx) == 0 || rlhf_dataset_record(c->ptx, 0)->kind != RLHF_RECORD_TEXT))
         return rlhf__ppo_fail(err, bad, "ptx_coef > 0 needs a TEXT dataset of pretraining data");
     return RLHF_OK;
 }
@@ -7846,7 +8015,8 @@ static int rlhf__ppo_buffers(rlhf_ppo *p, int ctx) {
     p->mb_in = (int *)rlhf__alloc(MT * 3 * sizeof(int));
     p->mb_out = rlhf__alloc_floats(MT * 4 + MN * 8);
     p->step_logits = rlhf__alloc_floats((size_t)p->B * (size_t)p->policy->cfg.vocab_size);
-    if (!p->order || !ro->seq || !ro->n_pad || !ro->logp || !ro->clipped || !p->mb_in || !p->mb_out || !p->step_logits) return 0;
+    if (!p->order || !ro->seq || !ro->n_pad || !ro->logp || !ro->clipped || !p->mb_in || !p->mb_out || !p->step_logits)
+        return 0;
 
     /* carve the blocks: (B) ints; (B, max_new) floats; (MB, T) rows; (MB * max_new) tokens */
     ro->plen = ro->n_pad + p->B; ro->rlen = ro->plen + p->B; ro->has_eos = ro->rlen + p->B;
@@ -7856,7 +8026,10 @@ static int rlhf__ppo_buffers(rlhf_ppo *p, int ctx) {
     for (i = 0; i < 9; i++) *tok_arrays[i] = (i ? *tok_arrays[i - 1] : ro->logp) + BN;
     p->mb_tg = p->mb_in + MT; p->mb_doc = p->mb_tg + MT;
     p->mb_ent = p->mb_out + MT; p->mb_d = p->mb_ent + MT; p->mb_d2 = p->mb_d + MT;
-    p->tk.logp = p->mb_d2 + MT; p->tk.old_logp = p->tk.logp + MN; p->tk.adv = p->tk.old_logp + MN; p->tk.dlogp = p->tk.adv + MN;
+    p->tk.logp = p->mb_d2 + MT;
+    p->tk.old_logp = p->tk.logp + MN;
+    p->tk.adv = p->tk.old_logp + MN;
+    p->tk.dlogp = p->tk.adv + MN;
     p->tk.v = p->tk.dlogp + MN; p->tk.v_old = p->tk.v + MN; p->tk.ret = p->tk.v_old + MN; p->tk.dv = p->tk.ret + MN;
     memset(ro->clipped, 0, BN);
     for (i = 0; i < (int)BN; i++) ro->ratio[i] = 1.0f;
@@ -7873,7 +8046,8 @@ static rlhf_result rlhf__ppo_ptx_setup(rlhf_ppo *p, int ctx, rlhf_error *err) {
     p->ptx_order = (size_t *)rlhf__alloc((p->ptx.n + 1) * sizeof(size_t));
     p->ptx_in = (int *)rlhf__alloc((size_t)p->ptx_rows * (size_t)p->ptxT * 3 * sizeof(int));
     if (!p->ptx_order || !p->ptx_in || p->ptx.n == 0)
-        return rlhf__ppo_fail(err, p->ptx.n ? RLHF_ERR_OUT_OF_MEMORY : RLHF_ERR_INVALID_ARGUMENT, "no pretraining rows for PPO-ptx");
+        return rlhf__ppo_fail(err, p->ptx.n ? RLHF_ERR_OUT_OF_MEMORY : RLHF_ERR_INVALID_ARGUMENT,
+                              "no pretraining rows for PPO-ptx");
     p->ptx_tg = p->ptx_in + (size_t)p->ptx_rows * (size_t)p->ptxT;
     rlhf__ppo_ptx_order(p);
     return RLHF_OK;
@@ -7893,7 +8067,10 @@ static void rlhf__ppo_init(rlhf_ppo *p, const rlhf_ppo_config *c, int ctx, rlhf_
     p->ref_hash = rlhf__model_hash(c->ref);
     rlhf_rng_seed(&p->rng, c->seed);
     p->topt = rlhf_train_options_sft();
-    p->topt.log = c->log; p->topt.log_user = c->log_user; p->topt.metrics = c->metrics; p->topt.metrics_user = c->metrics_user;
+    p->topt.log = c->log;
+    p->topt.log_user = c->log_user;
+    p->topt.metrics = c->metrics;
+    p->topt.metrics_user = c->metrics_user;
     p->run.o = &p->topt; p->run.err = err; p->run.m = c->policy; p->run.stage = "ppo"; p->run.t0 = rlhf__seconds();
     p->run.best = NAN;
 }
@@ -7917,14 +8094,16 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rl
     if (c->reward_model && c->reward_model->cfg.n_ctx < ctx) ctx = c->reward_model->cfg.n_ctx;
     rlhf__ppo_init(p, c, ctx, err);
     if (p->max_prompt < 2 || p->max_prompt + p->max_new > ctx) {
-        r = rlhf__ppo_fail(err, RLHF_ERR_INVALID_ARGUMENT, "max_prompt_tokens (%d) + max_new_tokens (%d) must fit the smallest model context (%d)",
+        r = rlhf__ppo_fail(err, RLHF_ERR_INVALID_ARGUMENT,
+                           "max_prompt_tokens (%d) + max_new_tokens (%d) must fit the smallest model context (%d)",
                            p->max_prompt, p->max_new, ctx);
         goto fail;
     }
 
     /* buffers, the KV cache and sampler, the data orders, PPO-ptx, the EMA */
     if (!rlhf__ppo_buffers(p, ctx)) {
-        r = rlhf__ppo_fail(err, RLHF_ERR_OUT_OF_MEMORY, "out of memory for the rollout buffers (%d episodes of %d tokens)", p->B,
+        r = rlhf__ppo_fail(err, RLHF_ERR_OUT_OF_MEMORY,
+                           "out of memory for the rollout buffers (%d episodes of %d tokens)", p->B,
                            p->max_prompt + p->max_new);
         goto fail;
     }
@@ -7949,7 +8128,8 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rl
         (p->ptx_rows && (r = rlhf_model_reserve(p->policy, p->ptx_rows, p->ptxT, 1)) != RLHF_OK) ||
         (r = rlhf_model_reserve(p->critic, p->MB, p->max_prompt + p->max_new, 1)) != RLHF_OK ||
         (r = rlhf__ensure(p->ref, p->MB, p->max_prompt + p->max_new, 0)) != RLHF_OK) {
-        r = rlhf__ppo_fail(err, r, "cannot reserve training memory for minibatches of %d x %d tokens", rows, p->max_prompt + p->max_new);
+        r = rlhf__ppo_fail(err, r, "cannot reserve training memory for minibatches of %d x %d tokens", rows,
+                           p->max_prompt + p->max_new);
         goto fail;
     }
     rlhf__fresh_optimizer(p->policy);
@@ -8031,7 +8211,8 @@ static rlhf_result rlhf__ppo_sample(rlhf_ppo *p, int *step_tok, double *tokens) 
             if (!ro->has_eos[b] && ro->rlen[b] == t) {
                 tok = rlhf_sampler_sample(p->sampler, p->step_logits + (size_t)b * V, &p->rng);
                 if (tok < 0)
-                    return rlhf__run_fail(&p->run, RLHF_ERR_NON_FINITE, "episode %d step %d: the policy's logits are all NaN or -inf", b, t);
+                    return rlhf__run_fail(&p->run, RLHF_ERR_NON_FINITE,
+                                          "episode %d step %d: the policy's logits are all NaN or -inf", b, t);
                 ro->seq[(size_t)b * (size_t)S + ro->Pmax + t] = tok;
                 ro->rlen[b]++;
                 *tokens += 1.0;
@@ -8066,9 +8247,11 @@ static rlhf_result rlhf__ppo_rollout(rlhf_ppo *p, double *tokens) {
     }
 
     /* prefill reads rows of stride Pmax: compact them into prompt_buf; then sample */
-    for (b = 0; b < p->B; b++) memcpy(prompt_buf + (size_t)b * ro->Pmax, ro->seq + (size_t)b * (size_t)S, (size_t)ro->Pmax * sizeof(int));
+    for (b = 0; b < p->B; b++)
+        memcpy(prompt_buf + (size_t)b * ro->Pmax, ro->seq + (size_t)b * (size_t)S, (size_t)ro->Pmax * sizeof(int));
     rlhf_kv_cache_reset(p->cache);
-    if ((r = rlhf_model_prefill_padded(p->policy, p->cache, prompt_buf, ro->n_pad, ro->Pmax, p->step_logits)) != RLHF_OK)
+    if ((r = rlhf_model_prefill_padded(p->policy, p->cache, prompt_buf, ro->n_pad, ro->Pmax, p->step_logits)) !=
+        RLHF_OK)
         return rlhf__run_fail(&p->run, r, "prefill: %s", rlhf_model_last_error(p->policy));
     if ((r = rlhf__ppo_sample(p, prompt_buf, tokens)) != RLHF_OK) return r;
 
@@ -8076,7 +8259,8 @@ static rlhf_result rlhf__ppo_rollout(rlhf_ppo *p, double *tokens) {
     for (b = 0, ro->Nmax = 1; b < p->B; b++) ro->Nmax = ro->rlen[b] > ro->Nmax ? ro->rlen[b] : ro->Nmax;
     ro->T = ro->Pmax + ro->Nmax;
     for (b = 0; b < p->B; b++) {
-        memmove(ro->seq + (size_t)b * ro->T, ro->seq + (size_t)b * (size_t)S, (size_t)(ro->Pmax + ro->rlen[b]) * sizeof(int));
+        memmove(ro->seq + (size_t)b * ro->T, ro->seq + (size_t)b * (size_t)S,
+                (size_t)(ro->Pmax + ro->rlen[b]) * sizeof(int));
         for (k = ro->Pmax + ro->rlen[b]; k < ro->T; k++) ro->seq[(size_t)b * ro->T + k] = p->pad;
     }
     return RLHF_OK;
@@ -8098,7 +8282,8 @@ static rlhf_result rlhf__ppo_score(rlhf_ppo *p, int b0, int n) {
     if (!p->rm) {
         for (j = 0; j < n; j++) {
             const int *row = ro->seq + (size_t)(b0 + j) * T;
-            ro->score[b0 + j] = p->cfg.score_fn(p->cfg.score_user, row + ro->n_pad[b0 + j], ro->plen[b0 + j], row + ro->Pmax, ro->rlen[b0 + j]);
+            ro->score[b0 + j] = p->cfg.score_fn(p->cfg.score_user, row + ro->n_pad[b0 + j], ro->plen[b0 + j],
+                                                row + ro->Pmax, ro->rlen[b0 + j]);
         }
         return RLHF_OK;
     }
@@ -8172,8 +8357,8 @@ static size_t rlhf__ppo_advantages(rlhf_ppo *p) {
     int b, t;
     for (b = 0; b < p->B; b++) {
         o = rlhf__tok(p, b, 0);
-        rlhf_ppo_rewards(ro->logp + o, ro->ref_logp + o, ro->rlen[b], ro->score[b], p->kl_coef, p->cfg.kl_estimator, ro->rewards + o,
-                         ro->kl + o);
+        rlhf_ppo_rewards(ro->logp + o, ro->ref_logp + o, ro->rlen[b], ro->score[b], p->kl_coef, p->cfg.kl_estimator,
+                         ro->rewards + o, ro->kl + o);
         n += (size_t)ro->rlen[b];
     }
 
@@ -8220,8 +8405,8 @@ static rlhf_result rlhf__ppo_policy_forward(rlhf_ppo *p, const size_t *rows, int
     double ratio_sum = 0.0, ent_sum = 0.0;
     size_t k = 0;
     int j, t;
-    rlhf_result r = rlhf_model_logprobs(p->policy, p->mb_in, p->mb_tg, p->mb_doc, n, ro->T, p->cfg.sampling.temperature, p->mb_out,
-                                        p->mb_ent, 1);
+    rlhf_result r = rlhf_model_logprobs(p->policy, p->mb_in, p->mb_tg, p->mb_doc, n, ro->T, p->cfg.sampling.temperature,
+                                        p->mb_out, p->mb_ent, 1);
     if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "minibatch log-probs: %s", rlhf_model_last_error(p->policy));
     for (j = 0; j < n; j++)
         for (t = 0; t < ro->rlen[rows[j]]; t++, k++) {
@@ -8265,12 +8450,14 @@ static rlhf_result rlhf__ppo_ptx(rlhf_ppo *p, int *finite, rlhf__learn_sums *sum
         return rlhf__run_fail(&p->run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
     }
     for (q = 0; q < p->ptx_rows; q++) prow[q] = (size_t)q;
-    cnt = rlhf__rows_fill(&rw, &p->ptx, prow, p->ptx_rows, p->pad, p->ptx_in, p->ptx_tg, p->ptx_tg + (size_t)p->ptx_rows * p->ptxT, &pT);
+    cnt = rlhf__rows_fill(&rw, &p->ptx, prow, p->ptx_rows, p->pad, p->ptx_in, p->ptx_tg,
+                          p->ptx_tg + (size_t)p->ptx_rows * p->ptxT, &pT);
     rlhf__rows_free(&rw);
 
     /* forward, then backward with the loss scaled by ptx_coef */
     r = rlhf__forward_entry(p->policy, p->ptx_in, p->ptx_tg, NULL, p->ptx_rows, pT, NULL, &lptx, NULL, 1, 0, "ppo-ptx");
-    if (r != RLHF_OK && r != RLHF_ERR_NO_TARGETS) return rlhf__run_fail(&p->run, r, "PPO-ptx: %s", rlhf_model_last_error(p->policy));
+    if (r != RLHF_OK && r != RLHF_ERR_NO_TARGETS)
+        return rlhf__run_fail(&p->run, r, "PPO-ptx: %s", rlhf_model_last_error(p->policy));
     if (r != RLHF_OK || cnt == 0) return RLHF_OK;
     if (!isfinite(lptx)) {
         *finite = 0;
@@ -8288,15 +8475,18 @@ static rlhf_result rlhf__ppo_ptx(rlhf_ppo *p, int *finite, rlhf__learn_sums *sum
    entropy bonus), PPO-ptx, AdamW, the EMA. *skipped = 1 when a non-finite
    loss or gradient skipped the update. */
 static rlhf_result rlhf__ppo_policy(rlhf_ppo *p, const size_t *rows, int n, size_t nt, const rlhf_adamw_config *opt,
-                                    rlhf__learn_sums *sums, float *mb_loss, float *clipfrac, float *approxkl, int *skipped) {
+                                    rlhf__learn_sums *sums, float *mb_loss, float *clipfrac, float *approxkl,
+                                    int *skipped) {
     rlhf__rollout *ro = &p->ro;
     float lo = 1.0f - p->cfg.cliprange, hi = 1.0f + p->cfg.cliprange;
     int j, t, finite = 1;
     size_t k = 0;
     rlhf_result r;
-    *mb_loss = rlhf_ppo_policy_loss(p->tk.logp, p->tk.old_logp, p->tk.adv, (int)nt, p->cfg.cliprange, p->tk.dlogp, clipfrac, approxkl);
+    *mb_loss = rlhf_ppo_policy_loss(p->tk.logp, p->tk.old_logp, p->tk.adv, (int)nt, p->cfg.cliprange, p->tk.dlogp,
+                                    clipfrac, approxkl);
 
-    /* scatter dL/dlog pi (and the entropy bonus: L -= c * mean H) to the positions; keep ratio and clip for the trace */
+    /* scatter dL/dlog pi (and the entropy bonus: L -= c * mean H) to the positions; keep ratio and clip for the trace
+     */
     memset(p->mb_d, 0, (size_t)n * ro->T * sizeof(float));
     memset(p->mb_d2, 0, (size_t)n * ro->T * sizeof(float));
     for (j = 0; j < n; j++)
@@ -8313,8 +8503,10 @@ static rlhf_result rlhf__ppo_policy(rlhf_ppo *p, const size_t *rows, int n, size
     /* backward, PPO-ptx, the update */
     rlhf_model_zero_grad(p->policy);
     if (!isfinite(*mb_loss)) finite = 0;
-    else if ((r = rlhf_model_backward_logprobs(p->policy, p->mb_d, p->cfg.entropy_coef > 0.0f ? p->mb_d2 : NULL)) != RLHF_OK) {
-        if (r != RLHF_ERR_NON_FINITE) return rlhf__run_fail(&p->run, r, "policy backward: %s", rlhf_model_last_error(p->policy));
+    else if ((r = rlhf_model_backward_logprobs(p->policy, p->mb_d, p->cfg.entropy_coef > 0.0f ? p->mb_d2 : NULL)) !=
+             RLHF_OK) {
+        if (r != RLHF_ERR_NON_FINITE)
+            return rlhf__run_fail(&p->run, r, "policy backward: %s", rlhf_model_last_error(p->policy));
         finite = 0;
     }
     if (finite && p->cfg.ptx_coef > 0.0f && (r = rlhf__ppo_ptx(p, &finite, sums)) != RLHF_OK) return r;
@@ -8328,7 +8520,8 @@ static rlhf_result rlhf__ppo_policy(rlhf_ppo *p, const size_t *rows, int n, size
     *skipped = !finite;
     if (!finite) {
         p->skipped_updates++;
-        rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite policy loss or gradient: update skipped (%ld so far)",
+        rlhf__run_log(&p->run, RLHF_LOG_WARN,
+                      "iteration %ld: non-finite policy loss or gradient: update skipped (%ld so far)",
                       p->iteration + 1, p->skipped_updates);
     } else if (p->ema) {
         size_t q, np = p->policy->num_params;
@@ -8354,7 +8547,8 @@ static rlhf_result rlhf__ppo_critic(rlhf_ppo *p, const size_t *rows, int n, size
             p->tk.v_old[k] = ro->values[o];
             p->tk.ret[k] = ro->ret[o];
         }
-    *mb_loss = rlhf_ppo_value_loss(p->tk.v, p->tk.v_old, p->tk.ret, (int)nt, p->cfg.cliprange_value, p->tk.dv, clipfrac);
+    *mb_loss =
+        rlhf_ppo_value_loss(p->tk.v, p->tk.v_old, p->tk.ret, (int)nt, p->cfg.cliprange_value, p->tk.dv, clipfrac);
 
     /* scatter vf_coef * dL/dV to the positions; backward; the update */
     memset(p->mb_d, 0, (size_t)n * ro->T * sizeof(float));
@@ -8363,7 +8557,8 @@ static rlhf_result rlhf__ppo_critic(rlhf_ppo *p, const size_t *rows, int n, size
     rlhf_model_zero_grad(p->critic);
     finite = isfinite(*mb_loss);
     if (finite && (r = rlhf_model_backward_values(p->critic, p->mb_d)) != RLHF_OK) {
-        if (r != RLHF_ERR_NON_FINITE) return rlhf__run_fail(&p->run, r, "critic backward: %s", rlhf_model_last_error(p->critic));
+        if (r != RLHF_ERR_NON_FINITE)
+            return rlhf__run_fail(&p->run, r, "critic backward: %s", rlhf_model_last_error(p->critic));
         finite = 0;
     }
     if (finite) {
@@ -8373,7 +8568,8 @@ static rlhf_result rlhf__ppo_critic(rlhf_ppo *p, const size_t *rows, int n, size
     }
     if (!finite) {
         p->skipped_updates += !policy_skipped; /* a minibatch counts once */
-        rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite value loss or gradient: critic update skipped", p->iteration + 1);
+        rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: non-finite value loss or gradient: critic update skipped",
+                      p->iteration + 1);
     }
     return RLHF_OK;
 }
@@ -8406,7 +8602,8 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
             if ((r = rlhf__ppo_policy_forward(p, perm + b0, n, &s, &nt, &mean_ratio)) != RLHF_OK) return r;
             if (!(mean_ratio <= p->cfg.ratio_threshold)) {
                 p->skipped_minibatches++;
-                rlhf__run_log(&p->run, RLHF_LOG_WARN, "iteration %ld: minibatch mean ratio %.3g > %g: skipped (%ld so far)", p->iteration + 1,
+                rlhf__run_log(&p->run, RLHF_LOG_WARN,
+                              "iteration %ld: minibatch mean ratio %.3g > %g: skipped (%ld so far)", p->iteration + 1,
                               mean_ratio, (double)p->cfg.ratio_threshold, p->skipped_minibatches);
                 p->policy->backward_ready = 0;
                 continue;
@@ -8421,7 +8618,8 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
     /* losses over the minibatches that were learned from; entropy and ratio over all */
     st->policy_loss = st->value_loss = st->approxkl = st->clipfrac = st->value_clipfrac = NAN;
     if (s.n_kept) {
-        st->policy_loss = (float)(s.policy_loss / (double)s.n_kept); st->value_loss = (float)(s.value_loss / (double)s.n_kept);
+        st->policy_loss = (float)(s.policy_loss / (double)s.n_kept);
+        st->value_loss = (float)(s.value_loss / (double)s.n_kept);
         st->approxkl = (float)(s.approxkl / (double)s.n_kept); st->clipfrac = (float)(s.clipfrac / (double)s.n_kept);
         st->value_clipfrac = (float)(s.value_clipfrac / (double)s.n_kept);
     }
@@ -8436,7 +8634,8 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
 /* 5. statistics of the rollout (TRL's objective/... and val/... metrics), n_tok response tokens */
 static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) {
     const rlhf__rollout *ro = &p->ro;
-    double sum_kl = 0.0, sumsq_kl = 0.0, kl_se, sum_score = 0.0, sum_nlp = 0.0, n_len = 0.0, vr = 0.0, vm = 0.0, er = 0.0, em = 0.0;
+    double sum_kl = 0.0, sumsq_kl = 0.0, kl_se, sum_score = 0.0, sum_nlp = 0.0, n_len = 0.0, vr = 0.0, vm = 0.0,
+           er = 0.0, em = 0.0;
     double nt = (double)n_tok, var_r, var_e;
     int b, t;
     for (b = 0; b < p->B; b++) {
@@ -8475,23 +8674,62 @@ static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) 
     kl_se = p->B > 1 ? sqrt(fmax(sumsq_kl / p->B - (sum_kl / p->B) * (sum_kl / p->B), 0.0) / (p->B - 1)) : 0.0;
     if (st->kl < 0.0f && -st->kl > 2.0 * kl_se)
         rlhf__run_log(&p->run, RLHF_LOG_WARN,
-                      "iteration %ld: mean KL is negative (%.4g): the sampler and the log-prob pass disagree (top-k/top-p at rollout, "
-                      "or a bad reward model drives the policy off the reference)", p->iteration, (double)st->kl);
+                      "iteration %ld: mean KL is negative (%.4g): the sampler and the log-prob pass disagree "
+                      "(top-k/top-p at rollout, "
+                      "or a bad reward model drives the policy off the reference)",
+                      p->iteration, (double)st->kl);
 }
 
 /* 7. metrics: one JSON line under TRL's names, a log line, a few samples */
 static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
-    static const char *const key[] = {"objective/kl", "objective/entropy", "objective/non_score_reward", "objective/rlhf_reward",
-                                      "objective/scores", "objective/kl_coef", "lr", "policy/approxkl_avg", "policy/clipfrac_avg",
-                                      "policy/entropy_avg", "loss/policy_avg", "loss/value_avg", "loss/ptx", "val/clipfrac_avg",
-                                      "val/ratio", "val/num_eos_tokens", "val/var_explained", "val/response_length",
-                                      "ppo/skipped_updates", "ppo/skipped_minibatches", "time/generate_s", "time/score_s",
-                                      "time/learn_s", "tokens_per_s/generate"};
-    const double value[] = {st->kl, st->entropy, -(double)st->kl_coef * st->kl, st->rlhf_reward, st->score, st->kl_coef, st->lr,
-                            st->approxkl, st->clipfrac, st->policy_entropy, st->policy_loss, st->value_loss, st->ptx_loss,
-                            st->value_clipfrac, st->ratio, st->num_eos, st->var_explained, st->response_length,
-                            (double)st->skipped_updates, (double)st->skipped_minibatches, st->seconds_generate, st->seconds_score,
-                            st->seconds_learn, st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN};
+    static const char *const key[] = {"objective/kl",
+                                      "objective/entropy",
+                                      "objective/non_score_reward",
+                                      "objective/rlhf_reward",
+                                      "objective/scores",
+                                      "objective/kl_coef",
+                                      "lr",
+                                      "policy/approxkl_avg",
+                                      "policy/clipfrac_avg",
+                                      "policy/entropy_avg",
+                                      "loss/policy_avg",
+                                      "loss/value_avg",
+                                      "loss/ptx",
+                                      "val/clipfrac_avg",
+                                      "val/ratio",
+                                      "val/num_eos_tokens",
+                                      "val/var_explained",
+                                      "val/response_length",
+                                      "ppo/skipped_updates",
+                                      "ppo/skipped_minibatches",
+                                      "time/generate_s",
+                                      "time/score_s",
+                                      "time/learn_s",
+                                      "tokens_per_s/generate"};
+    const double value[] = {st->kl,
+                            st->entropy,
+                            -(double)st->kl_coef * st->kl,
+                            st->rlhf_reward,
+                            st->score,
+                            st->kl_coef,
+                            st->lr,
+                            st->approxkl,
+                            st->clipfrac,
+                            st->policy_entropy,
+                            st->policy_loss,
+                            st->value_loss,
+                            st->ptx_loss,
+                            st->value_clipfrac,
+                            st->ratio,
+                            st->num_eos,
+                            st->var_explained,
+                            st->response_length,
+                            (double)st->skipped_updates,
+                            (double)st->skipped_minibatches,
+                            st->seconds_generate,
+                            st->seconds_score,
+                            st->seconds_learn,
+                            st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN};
     const rlhf__rollout *ro = &p->ro;
     size_t i;
     int b, t;
@@ -8499,15 +8737,18 @@ static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
     rlhf__metric(&p->run, "episode", (double)p->iteration * p->B);
     for (i = 0; i < sizeof key / sizeof key[0]; i++) rlhf__metric(&p->run, key[i], value[i]);
     rlhf__metric_end(&p->run);
-    rlhf__run_log(&p->run, RLHF_LOG_INFO, "iteration %ld: score %.3f kl %.3f beta %.4g rlhf_reward %.3f eos %d/%d policy_loss %.4f value_loss %.4f",
-                  p->iteration, (double)st->score, (double)st->kl, (double)st->kl_coef, (double)st->rlhf_reward, st->num_eos, p->B,
-                  (double)st->policy_loss, (double)st->value_loss);
+    rlhf__run_log(
+        &p->run, RLHF_LOG_INFO,
+        "iteration %ld: score %.3f kl %.3f beta %.4g rlhf_reward %.3f eos %d/%d policy_loss %.4f value_loss %.4f",
+        p->iteration, (double)st->score, (double)st->kl, (double)st->kl_coef, (double)st->rlhf_reward, st->num_eos,
+        p->B, (double)st->policy_loss, (double)st->value_loss);
     for (b = 0; b < p->cfg.log_samples && b < p->B && p->topt.log; b++) { /* a few samples with their score and KL */
         char text[512];
         size_t nb = 0;
         double skl = 0.0;
         for (t = 0; t < ro->rlen[b]; t++) skl += ro->kl[rlhf__tok(p, b, t)];
-        if (rlhf_tokenizer_decode(p->tok, ro->seq + rlhf__pred_at(p, b, 0) + 1, (size_t)ro->rlen[b], text, sizeof text - 1, &nb) != RLHF_OK)
+        if (rlhf_tokenizer_decode(p->tok, ro->seq + rlhf__pred_at(p, b, 0) + 1, (size_t)ro->rlen[b], text,
+                                  sizeof text - 1, &nb) != RLHF_OK)
             nb = nb < sizeof text - 1 ? nb : sizeof text - 1;
         text[nb < sizeof text - 1 ? nb : sizeof text - 1] = 0;
         rlhf__run_log(&p->run, RLHF_LOG_INFO, "sample %d: score %.3f kl %.3f: %s", b, (double)ro->score[b], skl, text);
@@ -8599,8 +8840,9 @@ static rlhf_result rlhf__ppo_recover(const char *dir, rlhf_error *err) {
         if (!rlhf__file_exists(next)) continue;
         if (!committed) remove(next);
         else if (rlhf__replace(next, path) != 0)
-            return rlhf__ppo_err(err, RLHF_ERR_IO, dir, "cannot finish the interrupted save: renaming %s.next to %s failed",
-                                RLHF__PPO_FILES[i], RLHF__PPO_FILES[i]);
+            return rlhf__ppo_err(err, RLHF_ERR_IO, dir,
+                                 "cannot finish the interrupted save: renaming %s.next to %s failed",
+                                 RLHF__PPO_FILES[i], RLHF__PPO_FILES[i]);
     }
     rlhf__fsync_dir(commit); /* the renames are durable before the commit record goes */
     remove(tmp);
@@ -8644,20 +8886,30 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
     /* a diverged run is never saved: the previous state stays */
     for (i = 0; i < 3; i++)
         if (model[i] && (bad = rlhf__non_finite_tensor(model[i])) != NULL)
-            return rlhf__ppo_err(err, RLHF_ERR_NON_FINITE, dir,
-                                 "the weights of the %s are not finite after iteration %ld (%s; learning rate too high?); "
-                                 "checkpoint not written", i == 0 ? "policy" : i == 1 ? "critic" : "EMA", p->iteration, bad);
+            return rlhf__ppo_err(
+                err, RLHF_ERR_NON_FINITE, dir,
+                "the weights of the %s are not finite after iteration %ld (%s; learning rate too high?); "
+                "checkpoint not written",
+                i == 0   ? "policy"
+                : i == 1 ? "critic"
+                         : "EMA",
+                p->iteration, bad);
 
     /* every number that steers the rest of the run; floats as %.9g round-trip exactly */
-    snprintf(state, sizeof state,
-             "{\"iteration\":%ld,\"kl_coef\":%.9g,\"rng\":[\"%llu\",\"%llu\",\"%llu\",\"%llu\"],\"data_epoch\":%ld,\"data_pos\":%lu,"
-             "\"ptx_epoch\":%ld,\"ptx_pos\":%lu,\"skipped_updates\":%ld,\"skipped_minibatches\":%ld,\"ref\":\"%016llx\"}",
-             p->iteration, (double)p->kl_coef, (unsigned long long)p->rng.s[0], (unsigned long long)p->rng.s[1],
-             (unsigned long long)p->rng.s[2], (unsigned long long)p->rng.s[3], p->data_epoch, (unsigned long)p->data_pos, p->ptx_epoch,
-             (unsigned long)p->ptx_pos, p->skipped_updates, p->skipped_minibatches, (unsigned long long)p->ref_hash);
+    snprintf(
+        state, sizeof state,
+        "{\"iteration\":%ld,\"kl_coef\":%.9g,\"rng\":[\"%llu\",\"%llu\",\"%llu\",\"%llu\"],\"data_epoch\":%ld,\"data_"
+        "pos\":%lu,"
+        "\"ptx_epoch\":%ld,\"ptx_pos\":%lu,\"skipped_updates\":%ld,\"skipped_minibatches\":%ld,\"ref\":\"%016llx\"}",
+        p->iteration, (double)p->kl_coef, (unsigned long long)p->rng.s[0], (unsigned long long)p->rng.s[1],
+        (unsigned long long)p->rng.s[2], (unsigned long long)p->rng.s[3], p->data_epoch, (unsigned long)p->data_pos,
+        p->ptx_epoch, (unsigned long)p->ptx_pos, p->skipped_updates, p->skipped_minibatches,
+        (unsigned long long)p->ref_hash);
     snprintf(path, sizeof path, "%ld", p->iteration); /* ties the three files of one save together */
-    if ((r = rlhf__set_meta(p->policy, "rlhf.ppo.state", state)) != RLHF_OK || (r = rlhf__set_meta(p->policy, "rlhf.kind", "policy")) != RLHF_OK ||
-        (r = rlhf__set_meta(p->critic, "rlhf.kind", "value")) != RLHF_OK || (r = rlhf__set_meta(p->critic, "rlhf.ppo.iteration", path)) != RLHF_OK ||
+    if ((r = rlhf__set_meta(p->policy, "rlhf.ppo.state", state)) != RLHF_OK ||
+        (r = rlhf__set_meta(p->policy, "rlhf.kind", "policy")) != RLHF_OK ||
+        (r = rlhf__set_meta(p->critic, "rlhf.kind", "value")) != RLHF_OK ||
+        (r = rlhf__set_meta(p->critic, "rlhf.ppo.iteration", path)) != RLHF_OK ||
         (p->ema && (r = rlhf__set_meta(p->ema, "rlhf.ppo.iteration", path)) != RLHF_OK)) {
         if (err) snprintf(err->message, sizeof err->message, "ppo: out of memory for the metadata");
         return r;
@@ -8672,8 +8924,11 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
             rlhf__ppo_recover(dir, NULL);
             return rlhf__ppo_err(err, RLHF_ERR_TOO_LARGE, dir, "the directory name is too long");
         }
-        if ((r = rlhf_model_save_ex(model[i], path, RLHF__SAVE_IN_PLACE | (i == 2 ? RLHF_SAVE_WEIGHTS_ONLY : 0))) != RLHF_OK) {
-            if (err) snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path, rlhf_model_last_error(model[i]));
+        if ((r = rlhf_model_save_ex(model[i], path, RLHF__SAVE_IN_PLACE | (i == 2 ? RLHF_SAVE_WEIGHTS_ONLY : 0))) !=
+            RLHF_OK) {
+            if (err)
+                snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path,
+                         rlhf_model_last_error(model[i]));
             rlhf__ppo_recover(dir, NULL); /* no commit yet: removes the *.next written so far */
             return r;
         }
@@ -8688,7 +8943,8 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
 
 /* weights, AdamW moments and step of src into dst (same shape) */
 static rlhf_result rlhf__copy_state(rlhf_model *dst, const rlhf_model *src, int with_optim) {
-    if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0 || dst->num_params != src->num_params) return RLHF_ERR_INVALID_ARGUMENT;
+    if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0 || dst->num_params != src->num_params)
+        return RLHF_ERR_INVALID_ARGUMENT;
     memcpy(dst->param_mem, src->param_mem, dst->num_params * sizeof(float));
     if (!with_optim) return RLHF_OK;
     if (!src->m_mem) return RLHF_ERR_PARSE;
@@ -8718,7 +8974,8 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
     int i;
     if (err) err->message[0] = 0;
     if (!p || !dir) return RLHF_ERR_INVALID_ARGUMENT;
-    if ((r = rlhf__ppo_recover(dir, err)) != RLHF_OK) return r; /* a save that was killed: its new state, or the one before */
+    if ((r = rlhf__ppo_recover(dir, err)) != RLHF_OK)
+        return r; /* a save that was killed: its new state, or the one before */
 #define RLHF__LOAD_FAIL(code, ...)                                                   \
     do {                                                                             \
         if (err) {                                                                   \
@@ -8729,42 +8986,63 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
         r = code;                                                                    \
         goto done;                                                                   \
     } while (0)
-    if (rlhf__ppo_path(path, sizeof path, dir, "policy.safetensors") != RLHF_OK || (r = rlhf_model_load_ex(&pol, path, err)) != RLHF_OK) goto done;
-    if (rlhf__ppo_path(path, sizeof path, dir, "critic.safetensors") != RLHF_OK || (r = rlhf_model_load_ex(&cri, path, err)) != RLHF_OK) goto done;
-    if (p->ema && (rlhf__ppo_path(path, sizeof path, dir, "ema.safetensors") != RLHF_OK || (r = rlhf_model_load_ex(&ema, path, err)) != RLHF_OK)) goto done;
+    if (rlhf__ppo_path(path, sizeof path, dir, "policy.safetensors") != RLHF_OK ||
+        (r = rlhf_model_load_ex(&pol, path, err)) != RLHF_OK)
+        goto done;
+    if (rlhf__ppo_path(path, sizeof path, dir, "critic.safetensors") != RLHF_OK ||
+        (r = rlhf_model_load_ex(&cri, path, err)) != RLHF_OK)
+        goto done;
+    if (p->ema && (rlhf__ppo_path(path, sizeof path, dir, "ema.safetensors") != RLHF_OK ||
+                   (r = rlhf_model_load_ex(&ema, path, err)) != RLHF_OK))
+        goto done;
     state = rlhf_model_meta(pol, "rlhf.ppo.state");
-    if (!state) RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "policy.safetensors has no rlhf.ppo.state metadata (not a PPO checkpoint)");
-    if ((r = rlhf_json_parse(&doc, state, strlen(state), 4, &je)) != RLHF_OK) RLHF__LOAD_FAIL(r, "rlhf.ppo.state: %s", je.message);
+    if (!state)
+        RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "policy.safetensors has no rlhf.ppo.state metadata (not a PPO checkpoint)");
+    if ((r = rlhf_json_parse(&doc, state, strlen(state), 4, &je)) != RLHF_OK)
+        RLHF__LOAD_FAIL(r, "rlhf.ppo.state: %s", je.message);
     root = rlhf_json_root(doc);
     rng = rlhf_json_get(root, "rng");
-    if (!rlhf__json_long(root, "iteration", &it) || !rlhf__json_long(root, "data_epoch", &de) || !rlhf__json_long(root, "data_pos", &dp) ||
-        !rlhf__json_long(root, "ptx_epoch", &pe) || !rlhf__json_long(root, "ptx_pos", &pp) || !rlhf__json_long(root, "skipped_updates", &su) ||
-        !rlhf__json_long(root, "skipped_minibatches", &sm) || !rlhf_json_get(root, "kl_coef") || !rng || rng->type != RLHF_JSON_ARRAY ||
-        rng->len != 4 || !rlhf_json_get(root, "ref") || dp < 0 || (size_t)dp > rlhf_dataset_size(p->prompts) || de < 0 || pe < 0 || pp < 0 ||
-        (size_t)pp > p->ptx.n)
+    if (!rlhf__json_long(root, "iteration", &it) || !rlhf__json_long(root, "data_epoch", &de) ||
+        !rlhf__json_long(root, "data_pos", &dp) || !rlhf__json_long(root, "ptx_epoch", &pe) ||
+        !rlhf__json_long(root, "ptx_pos", &pp) || !rlhf__json_long(root, "skipped_updates", &su) ||
+        !rlhf__json_long(root, "skipped_minibatches", &sm) || !rlhf_json_get(root, "kl_coef") || !rng ||
+        rng->type != RLHF_JSON_ARRAY || rng->len != 4 || !rlhf_json_get(root, "ref") || dp < 0 ||
+        (size_t)dp > rlhf_dataset_size(p->prompts) || de < 0 || pe < 0 || pp < 0 || (size_t)pp > p->ptx.n)
         RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "rlhf.ppo.state is incomplete or does not fit this trainer's data");
     {
         char want[32];
         snprintf(want, sizeof want, "%016llx", (unsigned long long)p->ref_hash);
         if (strcmp(rlhf_json_get(root, "ref")->str, want) != 0)
-            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "the run used another reference model (fingerprint %s, this one is %s)", rlhf_json_get(root, "ref")->str, want);
+            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT,
+                            "the run used another reference model (fingerprint %s, this one is %s)",
+                            rlhf_json_get(root, "ref")->str, want);
     }
     {   /* everything checked before anything is copied: a failed load leaves the trainer as it was */
         char itbuf[32];
         snprintf(itbuf, sizeof itbuf, "%ld", it);
-        if (!rlhf_model_meta(cri, "rlhf.ppo.iteration") || strcmp(rlhf_model_meta(cri, "rlhf.ppo.iteration"), itbuf) != 0 ||
-            (ema && (!rlhf_model_meta(ema, "rlhf.ppo.iteration") || strcmp(rlhf_model_meta(ema, "rlhf.ppo.iteration"), itbuf) != 0)))
-            RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "the files are from different saves (policy at iteration %ld; critic or EMA not)", it);
-        if (memcmp(&p->policy->cfg, &pol->cfg, sizeof pol->cfg) != 0 || p->policy->num_params != pol->num_params || !pol->m_mem)
-            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "policy.safetensors does not match the policy (shape or AdamW state)");
-        if (memcmp(&p->critic->cfg, &cri->cfg, sizeof cri->cfg) != 0 || p->critic->num_params != cri->num_params || !cri->m_mem)
-            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "critic.safetensors does not match the critic (shape, head or AdamW state)");
+        if (!rlhf_model_meta(cri, "rlhf.ppo.iteration") ||
+            strcmp(rlhf_model_meta(cri, "rlhf.ppo.iteration"), itbuf) != 0 ||
+            (ema && (!rlhf_model_meta(ema, "rlhf.ppo.iteration") ||
+                     strcmp(rlhf_model_meta(ema, "rlhf.ppo.iteration"), itbuf) != 0)))
+            RLHF__LOAD_FAIL(RLHF_ERR_PARSE,
+                            "the files are from different saves (policy at iteration %ld; critic or EMA not)", it);
+        if (memcmp(&p->policy->cfg, &pol->cfg, sizeof pol->cfg) != 0 || p->policy->num_params != pol->num_params ||
+            !pol->m_mem)
+            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT,
+                            "policy.safetensors does not match the policy (shape or AdamW state)");
+        if (memcmp(&p->critic->cfg, &cri->cfg, sizeof cri->cfg) != 0 || p->critic->num_params != cri->num_params ||
+            !cri->m_mem)
+            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT,
+                            "critic.safetensors does not match the critic (shape, head or AdamW state)");
         if (ema && (memcmp(&p->ema->cfg, &ema->cfg, sizeof ema->cfg) != 0 || p->ema->num_params != ema->num_params))
             RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "ema.safetensors does not match the policy's shape");
     }
-    if ((r = rlhf__copy_state(p->policy, pol, 1)) != RLHF_OK) RLHF__LOAD_FAIL(r, "policy.safetensors does not match the policy (shape or AdamW state)");
-    if ((r = rlhf__copy_state(p->critic, cri, 1)) != RLHF_OK) RLHF__LOAD_FAIL(r, "critic.safetensors does not match the critic (shape or AdamW state)");
-    if (ema && (r = rlhf__copy_state(p->ema, ema, 0)) != RLHF_OK) RLHF__LOAD_FAIL(r, "ema.safetensors does not match the policy's shape");
+    if ((r = rlhf__copy_state(p->policy, pol, 1)) != RLHF_OK)
+        RLHF__LOAD_FAIL(r, "policy.safetensors does not match the policy (shape or AdamW state)");
+    if ((r = rlhf__copy_state(p->critic, cri, 1)) != RLHF_OK)
+        RLHF__LOAD_FAIL(r, "critic.safetensors does not match the critic (shape or AdamW state)");
+    if (ema && (r = rlhf__copy_state(p->ema, ema, 0)) != RLHF_OK)
+        RLHF__LOAD_FAIL(r, "ema.safetensors does not match the policy's shape");
     for (i = 0; i < 4; i++) {
         const rlhf_json *x = rlhf_json_at(rng, (size_t)i);
         p->rng.s[i] = x && x->type == RLHF_JSON_STRING ? (uint64_t)strtoull(x->str, NULL, 10) : 0;
@@ -8826,14 +9104,20 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
         rlhf__free(rows);
         return r;
     }
-    rlhf__sb_fmt(&sb, "episode %d of iteration %ld: score %.4f, beta %.4g, %s\n", b, p->iteration, (double)p->ro.score[b], (double)p->kl_coef,
-                 p->ro.has_eos[b] ? "ends with <|end|>" : p->cfg.penalize_missing_eos ? "no <|end|> (penalty score)" : "no <|end|>");
-    rlhf__sb_fmt(&sb, "%3s %-14s %9s %9s %9s %9s %9s %9s %9s %9s %7s %s\n", "t", "token", "logp", "ref_logp", "KL_t", "r_t", "V(s_t)",
-                 "delta_t", "A_t", "R_t", "ratio", "clip");
-    rlhf__sb_fmt(&sb, "    (logp = log pi_old(a_t|s_t) at temperature; KL_t = %s; r_t = -beta KL_t (+ score at the end);\n",
-                 p->cfg.kl_estimator == RLHF_KL_K3 ? "exp(d) - 1 - d, d = ref_logp - logp (k3)" : "logp - ref_logp (k1)");
-    rlhf__sb_str(&sb, "     delta_t = r_t + gamma V(s_t+1) - V(s_t); A_t = delta_t + gamma lambda A_t+1; R_t = A_t + V(s_t);\n"
-                      "     ratio = pi_new / pi_old in the last minibatch that held the token; clip = the clipped surrogate term was used)\n");
+    rlhf__sb_fmt(&sb, "episode %d of iteration %ld: score %.4f, beta %.4g, %s\n", b, p->iteration,
+                 (double)p->ro.score[b], (double)p->kl_coef,
+                 p->ro.has_eos[b]              ? "ends with <|end|>"
+                 : p->cfg.penalize_missing_eos ? "no <|end|> (penalty score)"
+                                               : "no <|end|>");
+    rlhf__sb_fmt(&sb, "%3s %-14s %9s %9s %9s %9s %9s %9s %9s %9s %7s %s\n", "t", "token", "logp", "ref_logp", "KL_t",
+                 "r_t", "V(s_t)", "delta_t", "A_t", "R_t", "ratio", "clip");
+    rlhf__sb_fmt(
+        &sb, "    (logp = log pi_old(a_t|s_t) at temperature; KL_t = %s; r_t = -beta KL_t (+ score at the end);\n",
+        p->cfg.kl_estimator == RLHF_KL_K3 ? "exp(d) - 1 - d, d = ref_logp - logp (k3)" : "logp - ref_logp (k1)");
+    rlhf__sb_str(
+        &sb, "     delta_t = r_t + gamma V(s_t+1) - V(s_t); A_t = delta_t + gamma lambda A_t+1; R_t = A_t + V(s_t);\n"
+             "     ratio = pi_new / pi_old in the last minibatch that held the token; clip = the clipped surrogate "
+             "term was used)\n");
     for (i = 0; i < n; i++) {
         char tok[64];
         size_t nb = 0, k;
@@ -8842,9 +9126,10 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
         for (k = 0; k < nb; k++) /* one column per token: control bytes and partial UTF-8 as '?' */
             if ((unsigned char)tok[k] < 32 || (unsigned char)tok[k] >= 0x80) tok[k] = '?';
         tok[nb] = 0;
-        rlhf__sb_fmt(&sb, "%3d %-14s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %7.4f %s\n", i, tok, (double)rows[i].logp,
-                     (double)rows[i].ref_logp, (double)rows[i].kl, (double)rows[i].reward, (double)rows[i].value, (double)rows[i].delta,
-                     (double)rows[i].advantage, (double)rows[i].ret, (double)rows[i].ratio, rows[i].clipped ? "yes" : "");
+        rlhf__sb_fmt(&sb, "%3d %-14s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %7.4f %s\n", i, tok,
+                     (double)rows[i].logp, (double)rows[i].ref_logp, (double)rows[i].kl, (double)rows[i].reward,
+                     (double)rows[i].value, (double)rows[i].delta, (double)rows[i].advantage, (double)rows[i].ret,
+                     (double)rows[i].ratio, rows[i].clipped ? "yes" : "");
     }
     rlhf__free(rows);
     if (sb.oom) {
