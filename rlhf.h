@@ -799,6 +799,7 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
    never moves it: right padding is never attended, left padding is masked
    and positions start after it. scores (B) = gain * value + bias, the
    model's normalisation (1 and 0 until set). */
+/* the public form: always normalised */
 RLHFDEF rlhf_result rlhf_reward_score_ids(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths,
                                           int B, int T, float *scores);
 /* Scores of n (prompt, response) texts through the chat template. */
@@ -6706,22 +6707,44 @@ static rlhf_result rlhf__train_loop(rlhf__trainrun *run, rlhf__stage *st, rlhf_r
 // >>sft  supervised fine-tuning (InstructGPT step 1) and pretraining: the
 //        examples, packing, batches, and the stage the loop of >>train runs
 // ----------------------------------------------------------------------------
+//
+// InstructGPT step 1 fine-tunes GPT-2 on labelers' demonstrations with the
+// language-modelling loss, learned on the demonstration only:
+//
+//   L_SFT = -(1/N) sum_examples sum_{t learned} log pi(x_t | x_<t)
+//
+// N is the number of learned tokens in the step. Which tokens are learned
+// is a mask from the chat template: the assistant turns with their <|end|>
+// (a COMPLETION record: the completion; MESSAGES: every assistant turn).
+// Pretraining is the same loss with every token learned, over a text
+// stream cut into windows. From a record to a gradient:
+//
+//   record   --rlhf_sft_encode-->     ids and mask (the chat template)
+//            --rlhf__sft_examples-->  examples: cut to seq_len + 1 tokens,
+//                                     or windows of the text stream
+//            --rlhf__rows_build-->    rows: one example each, or packed
+//                                     back to back (o->pack)
+//            --rlhf__rows_fill-->     a (B,T) batch: inputs, targets (-1 where
+//                                     not learned), document starts
+//            --rlhf__lm_grads-->      the loss and its gradient, for the
+//                                     loop of >>train
 
 /* ---- examples: token sequences in one buffer ------------------------------
    Example i is ids[off[i] .. off[i] + len[i]) with mask (1: learned). Groups
    (the reward model's prompts) are runs of K consecutive examples. */
 typedef struct rlhf__examples {
-    int *ids;
-    unsigned char *mask;
-    size_t n_tok, cap_tok;
-    size_t *off;
-    int *len;
-    size_t n, cap;
-    size_t *gfirst;
-    int *gk;
-    size_t ng, capg;
+    int *ids;              /* every example's tokens, back to back */
+    unsigned char *mask;   /* 1 per learned token, parallel to ids */
+    size_t n_tok, cap_tok; /* tokens stored, room for */
+    size_t *off;           /* example i starts at ids[off[i]] */
+    int *len;              /* and has len[i] tokens */
+    size_t n, cap;         /* examples stored, room for */
+    size_t *gfirst;        /* group g: examples gfirst[g] .. gfirst[g] + gk[g] - 1, */
+    int *gk;               /*   the K completions of one prompt, best first */
+    size_t ng, capg;       /* groups stored, room for */
 } rlhf__examples;
 
+/* every array freed, the struct empty again */
 static void rlhf__ex_free(rlhf__examples *e) {
     rlhf__free(e->ids);
     rlhf__free(e->mask);
@@ -6746,9 +6769,13 @@ static int rlhf__grow(void **p, size_t *cap, size_t need, size_t sz) {
     *cap = nc;
     return 1;
 }
+/* Append one example of n tokens (mask NULL: every token learned); 0 when
+   out of memory. The token arrays grow together, then the index arrays. */
 static int rlhf__ex_add(rlhf__examples *e, const int *ids, const unsigned char *mask, int n) {
     size_t ct = e->cap_tok, c = e->cap;
     void *p;
+
+    /* room: ids and mask share cap_tok, off and len share cap */
     if (!rlhf__grow((void **)&e->ids, &ct, e->n_tok + (size_t)n, sizeof(int))) return 0;
     p = e->mask;
     ct = e->cap_tok;
@@ -6759,6 +6786,8 @@ static int rlhf__ex_add(rlhf__examples *e, const int *ids, const unsigned char *
     c = e->cap;
     if (!rlhf__grow((void **)&e->len, &c, e->n + 1, sizeof(int))) return 0;
     e->cap = c;
+
+    /* the tokens, their mask, and where they are */
     memcpy(e->ids + e->n_tok, ids, (size_t)n * sizeof(int));
     if (mask) memcpy(e->mask + e->n_tok, mask, (size_t)n);
     else memset(e->mask + e->n_tok, 1, (size_t)n);
@@ -6768,6 +6797,8 @@ static int rlhf__ex_add(rlhf__examples *e, const int *ids, const unsigned char *
     e->n++;
     return 1;
 }
+/* Mark examples first .. first + k - 1 as one group (one prompt's K
+   completions); 0 when out of memory. */
 static int rlhf__ex_group(rlhf__examples *e, size_t first, int k) {
     size_t c = e->capg;
     if (!rlhf__grow((void **)&e->gfirst, &c, e->ng + 1, sizeof(size_t))) return 0;
@@ -6780,7 +6811,9 @@ static int rlhf__ex_group(rlhf__examples *e, size_t first, int k) {
     return 1;
 }
 
-/* the chat-template call with a buffer that grows until the sequence fits */
+/* A buffer for one encoded record: ids and mask, room for cap tokens. It
+   grows until the record fits (records have no length limit before they
+   are cut to seq_len). */
 typedef struct rlhf__tokbuf { int *ids; unsigned char *mask; size_t cap; } rlhf__tokbuf;
 /* room for at least need tokens (contents not kept) */
 static rlhf_result rlhf__tokbuf_grow(rlhf__tokbuf *b, size_t need) {
@@ -6793,6 +6826,8 @@ static rlhf_result rlhf__tokbuf_grow(rlhf__tokbuf *b, size_t need) {
     b->cap = 0;
     return RLHF_ERR_OUT_OF_MEMORY;
 }
+/* the chat template of n messages into b, grown until they fit; gen != 0
+   appends <|assistant|> (a prompt awaiting its reply) */
 static rlhf_result rlhf__chat_grow(const rlhf_tokenizer *t, const rlhf_message *msg, int n, int gen, rlhf__tokbuf *b,
                                    size_t *n_ids) {
     for (;;) {
@@ -6808,13 +6843,13 @@ RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *
     if (!t || !r || !n) return RLHF_ERR_INVALID_ARGUMENT;
     *n = 0;
     switch (r->kind) {
-    case RLHF_RECORD_COMPLETION:
+    case RLHF_RECORD_COMPLETION: /* a user turn and an assistant turn: the completion is learned */
         two[0].role = RLHF_ROLE_USER;
         two[0].content = r->prompt;
         two[1].role = RLHF_ROLE_ASSISTANT;
         two[1].content = r->completion;
         return rlhf_tokenizer_chat(t, two, 2, 0, ids, mask, cap, n);
-    case RLHF_RECORD_MESSAGES:
+    case RLHF_RECORD_MESSAGES: /* the conversation as it is: every assistant turn is learned */
         return rlhf_tokenizer_chat(t, r->messages, r->n_messages, 0, ids, mask, cap, n);
     case RLHF_RECORD_TEXT:
         /* the text, then EOS: every token learned */
@@ -6832,7 +6867,9 @@ RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *
     }
 }
 
-/* the messages of a record's prompt (into two[] or pointing into the record) */
+/* The messages of a record's prompt: the prompt string as one user turn
+   (in two[0]), or the record's own messages up to the last assistant turn.
+   Returns how many, or -1 for a record with no prompt. */
 static int rlhf__prompt_messages(const rlhf_record *r, rlhf_message two[1], const rlhf_message **msg) {
     int n;
     switch (r->kind) {
@@ -6879,6 +6916,8 @@ static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer 
     int text = rlhf_dataset_size(d) > 0 && rlhf_dataset_record(d, 0)->kind == RLHF_RECORD_TEXT;
     rlhf__examples stream;
     memset(&stream, 0, sizeof stream);
+
+    /* each record encoded whole (the buffer grows to fit it), then kept, cut or dropped */
     for (i = 0; i < rlhf_dataset_size(d) && r == RLHF_OK; i++) {
         const rlhf_record *rec = rlhf_dataset_record(d, i);
         if ((rec->kind == RLHF_RECORD_TEXT) != text) {
@@ -6896,6 +6935,7 @@ static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer 
             if (!rlhf__ex_add(&stream, b.ids, NULL, (int)n)) r = RLHF_ERR_OUT_OF_MEMORY;
             continue;
         }
+        /* SFT: seq_len + 1 tokens at most (seq_len inputs, seq_len targets), cut from the right */
         if (n > (size_t)seq_len + 1) {
             n = (size_t)seq_len + 1;
             (*truncated)++;
@@ -6907,6 +6947,9 @@ static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer 
         }
         if (!rlhf__ex_add(ex, b.ids, b.mask, (int)n)) r = RLHF_ERR_OUT_OF_MEMORY;
     }
+
+    /* text: windows of seq_len + 1 tokens that overlap by one, so every
+       token but the first is a target exactly once */
     if (r == RLHF_OK && text)
         for (j = 0; j + 1 < stream.n_tok && r == RLHF_OK; j += (size_t)seq_len) {
             size_t len = stream.n_tok - j < (size_t)seq_len + 1 ? stream.n_tok - j : (size_t)seq_len + 1;
@@ -6923,15 +6966,21 @@ static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer 
    without packing). An example of n tokens takes n - 1 positions: inputs
    ids[0..n-2], targets ids[1..n-1] where learned. */
 typedef struct rlhf__rows {
-    size_t *seg, *first;
-    int *nseg, *len, *ntg;
-    size_t n;
-} rlhf__rows; /* ntg: targets per row */
+    size_t *seg;   /* the examples of every row, row after row */
+    size_t *first; /* row r's examples are seg[first[r] .. first[r] + nseg[r] - 1] */
+    int *nseg;     /* examples in row r */
+    int *len;      /* positions row r uses (at most seq_len) */
+    int *ntg;      /* targets in row r: its learned tokens after each example's first */
+    size_t n;      /* rows */
+} rlhf__rows;
 static void rlhf__rows_free(rlhf__rows *r) {
     rlhf__free(r->seg); rlhf__free(r->first); rlhf__free(r->nseg); rlhf__free(r->len); rlhf__free(r->ntg);
     memset(r, 0, sizeof *r);
 }
-/* examples idx[0..n) into rows of at most seq_len positions, in that order */
+/* Examples idx[0..n) into rows of at most seq_len positions, in that
+   order: without packing one example per row; with packing an example joins
+   the previous row when it fits (greedy, no reordering), and the document
+   starts keep it from attending across (rlhf__rows_fill). 0: out of memory. */
 static int rlhf__rows_build(rlhf__rows *rows, const rlhf__examples *ex, const size_t *idx, size_t n, int seq_len,
                             int pack) {
     size_t i;
@@ -6942,6 +6991,8 @@ static int rlhf__rows_build(rlhf__rows *rows, const rlhf__examples *ex, const si
     rows->len = (int *)rlhf__alloc((n + 1) * sizeof(int));
     rows->ntg = (int *)rlhf__alloc((n + 1) * sizeof(int));
     if (!rows->seg || !rows->first || !rows->nseg || !rows->len || !rows->ntg) return 0;
+
+    /* each example: its positions (n - 1) and targets, into the last row or a new one */
     for (i = 0; i < n; i++) {
         int need = ex->len[idx[i]] - 1, tg = 0, k;
         for (k = 1; k <= need; k++)
@@ -6962,14 +7013,18 @@ static int rlhf__rows_build(rlhf__rows *rows, const rlhf__examples *ex, const si
     return 1;
 }
 /* Fill (B,T) inputs, targets and document starts with rows order[0..B);
-   T is the longest of them. Returns the number of targets. */
+   T is the longest of them. For an example of tokens x_0 .. x_{n-1} placed
+   at position p: inputs x_0 .. x_{n-2}, targets x_1 .. x_{n-1} (or -1 where
+   not learned), and every position's document start p (so attention and
+   position ids restart with each packed example). Returns the number of
+   targets. */
 static size_t rlhf__rows_fill(const rlhf__rows *rows, const rlhf__examples *ex, const size_t *order, int B, int pad,
                               int *inputs, int *targets, int *doc, int *T_out) {
     int b, T = 1, t, s;
     size_t count = 0;
-    for (b = 0; b < B; b++)
+    for (b = 0; b < B; b++) /* T: the longest row of the batch */
         if (rows->len[order[b]] > T) T = rows->len[order[b]];
-    for (b = 0; b < B; b++) {
+    for (b = 0; b < B; b++) { /* row b: its examples back to back, then padding */
         const size_t r = order[b];
         int *in = inputs + (size_t)b * T, *tg = targets + (size_t)b * T, *dc = doc + (size_t)b * T, pos = 0;
         for (s = 0; s < rows->nseg[r]; s++) {
@@ -6994,7 +7049,10 @@ static size_t rlhf__rows_fill(const rlhf__rows *rows, const rlhf__examples *ex, 
     return count;
 }
 
-/* ---- the SFT stage: a language model's loss over rows ------------------------ */
+/* ---- the SFT stage: a language model's loss over rows ------------------------
+   What the loop of >>train calls: rlhf__lm_grads for a step, and
+   rlhf__lm_validate at each checkpoint. The units the loop shuffles are
+   rows. */
 
 typedef struct rlhf__lm_stage {
     rlhf__examples ex, vex;  /* training examples; validation examples when a validation set is given */
@@ -7014,7 +7072,11 @@ static rlhf_result rlhf__lm_grads(void *self, rlhf__trainrun *run, const size_t 
     rlhf_model *m = run->m;
     size_t mb, total = 0;
     rlhf_result r;
+
+    /* N: the targets of every row of the step, known before the first micro-batch */
     for (mb = 0; mb < n; mb++) total += (size_t)lm->rows.ntg[units[mb]];
+
+    /* micro-batches of at most micro rows; a row with no target adds nothing */
     for (mb = 0; mb < n; mb += (size_t)lm->micro) {
         int B = (int)(n - mb < (size_t)lm->micro ? n - mb : (size_t)lm->micro), T;
         size_t count =
@@ -7049,6 +7111,8 @@ static rlhf_result rlhf__lm_validate(void *self, rlhf__trainrun *run, long step)
     double sum = 0.0;
     size_t i, total = 0;
     rlhf_result r;
+
+    /* the rows in their order, micro at a time, forward only: each batch's mean loss x its targets */
     for (i = 0; i < lm->vrows.n; i++) lm->vorder[i] = i;
     for (i = 0; i < lm->vrows.n; i += (size_t)lm->micro) {
         int B = (int)(lm->vrows.n - i < (size_t)lm->micro ? lm->vrows.n - i : (size_t)lm->micro), T;
@@ -7064,6 +7128,8 @@ static rlhf_result rlhf__lm_validate(void *self, rlhf__trainrun *run, long step)
         sum += (double)loss * (double)count;
         total += count;
     }
+
+    /* no backward may follow a validation forward; the loss, its metric line and its log line */
     run->m->backward_ready = 0;
     run->rep.val_loss = total ? (float)(sum / (double)total) : NAN;
     rlhf__metric_begin(run, step);
@@ -7134,6 +7200,8 @@ done:
     return r;
 }
 
+/* SFT and pretraining: the run checked and begun (>>train), the stage set
+   up, the loop run, and everything freed whatever happened. */
 RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train,
                                    const rlhf_dataset *val, const rlhf_train_options *o, rlhf_train_report *rep_out,
                                    rlhf_error *err) {
@@ -7172,6 +7240,26 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
 // >>reward  the reward model (InstructGPT step 2): eq. 1, the training loop,
 //           scoring, normalisation
 // ----------------------------------------------------------------------------
+//
+// The reward model r_theta(x, y) is GPT-2 with a scalar head in place of
+// the LM head (score.weight, score.bias on the final LayerNorm's output);
+// the reward of a prompt x and completion y, rendered through the chat
+// template, is the head's value at the last token, y's <|end|>. Labelers
+// ranked K completions of a prompt; InstructGPT eq. 1 takes all C(K,2)
+// pairs of one ranking as one batch element:
+//
+//   loss(theta) = -1/C(K,2) E_{(x, y_w, y_l) ~ D} [ log sigmoid(r_theta(x, y_w) - r_theta(x, y_l)) ]
+//
+// y_w the completion ranked higher of a pair, y_l the lower. The training
+// loop is >>train's; this stage supplies eq. 1 over groups of K sequences.
+// After training, the reward is normalised so that the SFT policy's
+// replies score mean 0 and std 1 ("so that the labeler demonstrations
+// achieve a mean score of 0 before doing RL"): score = gain * raw + bias.
+
+/* ---- eq. 1 ------------------------------------------------------------------
+   The two halves of the pairwise loss, each in the form that neither
+   overflows nor loses the small side: a reward gap of 100 must still give
+   a finite loss and a gradient near 0 or 1, not NaN. */
 
 /* log sigmoid(x), without overflow for any x: -log(1 + e^-x) for x >= 0,
    x - log(1 + e^x) below (the exp never sees a positive argument) */
@@ -7188,6 +7276,8 @@ RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad) {
     if (grad)
         for (i = 0; i < K; i++) grad[i] = 0.0f;
     if (!rewards || K < 2) return 0.0f;
+
+    /* every pair i < j of the ranking, i the better; the sums in double, the result in float */
     pairs = 0.5 * (double)K * (double)(K - 1);
     for (i = 0; i < K; i++)
         for (j = i + 1; j < K; j++) {
@@ -7202,7 +7292,7 @@ RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad) {
     return (float)(sum / pairs);
 }
 
-/* ---- the reward model's training loop ---------------------------------------- */
+/* ---- the reward model's training data: one group of K sequences per prompt -- */
 
 /* Comparisons of a preference dataset: each record a group of K examples,
    best first (prompt + completion through the chat template). A record with
@@ -7215,6 +7305,7 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
     int k, K;
     rlhf_result r = RLHF_OK;
     for (i = 0; i < rlhf_dataset_size(d) && r == RLHF_OK; i++) {
+        /* a pair is a ranking of K = 2: chosen first */
         const rlhf_record *rec = rlhf_dataset_record(d, i);
         size_t first = ex->n, tok0 = ex->n_tok;
         if (rec->kind != RLHF_RECORD_PAIR && rec->kind != RLHF_RECORD_RANKING) {
@@ -7222,6 +7313,8 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
             break;
         }
         K = rec->kind == RLHF_RECORD_PAIR ? 2 : rec->n_completions;
+
+        /* each completion after the same user turn, best first; all learned (the mask is unused here) */
         two[0].role = RLHF_ROLE_USER;
         two[0].content = rec->prompt;
         two[1].role = RLHF_ROLE_ASSISTANT;
@@ -7238,7 +7331,9 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
                 r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
         }
         if (r != RLHF_OK) break;
-        if (k < K) { /* too long: drop the whole comparison */
+
+        /* a ranking is learned whole or not at all: one sequence too long drops it */
+        if (k < K) {
             ex->n = first;
             ex->n_tok = tok0;
             (*dropped)++;
@@ -7251,7 +7346,10 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
     return r;
 }
 
-/* Groups order[0..n) into a (B,T) right-padded batch; B and T out. */
+/* Groups order[0..n) into a (B,T) batch, each group's K sequences in
+   consecutive rows, right-padded to the longest (T): the reward is read at
+   each sequence's own last token, so padding after it is never seen
+   (attention is causal). B (the rows) and T out. */
 static void rlhf__rm_fill(const rlhf__examples *ex, const size_t *groups, size_t n, int pad, int *inputs, int *B_out,
                           int *T_out) {
     size_t g;
@@ -7269,7 +7367,9 @@ static void rlhf__rm_fill(const rlhf__examples *ex, const size_t *groups, size_t
     *B_out = B;
     *T_out = T;
 }
-/* How many groups from order[at] fit one forward of at most micro sequences (at least one). */
+/* How many groups from order[at] fit one forward of at most micro
+   sequences: at least one, even a group with more (a ranking is never
+   split across forwards, since eq. 1 couples its K rewards). */
 static size_t rlhf__rm_take(const rlhf__examples *ex, const size_t *order, size_t at, size_t end, int micro) {
     size_t n = 0;
     int seqs = 0;
@@ -7284,18 +7384,22 @@ static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size
                             double *pairs, double *margin) {
     size_t grp;
     int row = 0, k, j;
-    for (grp = 0; grp < n; grp++) {
+    for (grp = 0; grp < n; grp++) { /* group grp fills rows row .. row + K - 1 */
         int K = ex->gk[groups[grp]];
         float *rv = scratch, *gv = scratch + K; /* (2, K): rewards, gradients */
         for (k = 0; k < K; k++) /* the reward: the value at the completion's last token, its <|end|> */
             rv[k] = values[(size_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1];
         *loss += rlhf_ranking_loss(rv, K, gv);
+
+        /* accuracy and margin over the C(K,2) pairs: k is ranked above j */
         for (k = 0; k < K; k++)
             for (j = k + 1; j < K; j++) {
                 *correct += rv[k] > rv[j] ? 1.0 : 0.0;
                 *margin += (double)rv[k] - (double)rv[j];
                 *pairs += 1.0;
             }
+
+        /* the gradient reaches the model only through the K last tokens */
         if (dvalues)
             for (k = 0; k < K; k++)
                 dvalues[(size_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1] = gv[k] * scale;
@@ -7303,7 +7407,10 @@ static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size
     }
 }
 
-/* ---- the reward model's stage: eq. 1 over prompts with K ranked completions --- */
+/* ---- the reward model's stage: eq. 1 over prompts with K ranked completions ---
+   What the loop of >>train calls: rlhf__rm_grads for a step and
+   rlhf__rm_validate at each checkpoint. The units the loop shuffles are
+   prompts (groups); a step's batch_size counts prompts, not sequences. */
 
 typedef struct rlhf__rm_stage {
     rlhf__examples ex, vex;  /* training groups; validation groups when a validation set is given */
@@ -7359,11 +7466,13 @@ static rlhf_result rlhf__rm_grads(void *self, rlhf__trainrun *run, const size_t 
    pairs ranked right and the mean margin. */
 static rlhf_result rlhf__rm_validate(void *self, rlhf__trainrun *run, long step) {
     rlhf__rm_stage *rm = (rlhf__rm_stage *)self;
-    const rlhf__examples *vx = rm->has_val ? &rm->vex : &rm->ex;
+    const rlhf__examples *vx = rm->has_val ? &rm->vex : &rm->ex; /* held out of the training set, or given */
     rlhf_train_report *rep = &run->rep;
-    double vl = 0.0, vc = 0.0, vp = 0.0, vm = 0.0;
+    double vl = 0.0, vc = 0.0, vp = 0.0, vm = 0.0; /* loss, correct pairs, pairs, margins: sums */
     size_t g, take;
     rlhf_result r;
+
+    /* the validation prompts in their order, as many per forward as the training step takes */
     for (g = 0; g < rm->n_v; g += take) {
         int B, T;
         take = rlhf__rm_take(vx, rm->vidx, g, rm->n_v, rm->micro);
@@ -7373,6 +7482,8 @@ static rlhf_result rlhf__rm_validate(void *self, rlhf__trainrun *run, long step)
             return rlhf__run_fail(run, r, "validation at step %ld: %s", step, rlhf_model_last_error(run->m));
         rlhf__rm_losses(vx, rm->vidx + g, take, rm->values, NULL, T, 0.0f, rm->kbuf, &vl, &vc, &vp, &vm);
     }
+
+    /* eq. 1's mean over prompts; accuracy and margin over pairs (a ranking of K counts C(K,2) times) */
     rep->val_loss = (float)(vl / (double)rm->n_v);
     rep->val_accuracy = vp > 0 ? (float)(vc / vp) : NAN;
     rlhf__metric_begin(run, step);
@@ -7391,6 +7502,7 @@ static rlhf_result rlhf__rm_setup(rlhf__trainrun *run, rlhf__rm_stage *rm, rlhf_
                                   const rlhf_dataset *train, const rlhf_dataset *val) {
     const rlhf_train_options *o = run->o;
     rlhf_train_report *rep = &run->rep;
+    /* maxk: the largest K of either set; rows: the sequences of the widest forward */
     int seq_len = o->seq_len ? o->seq_len : run->m->cfg.n_ctx, maxk = 2, rows;
     size_t i;
     rlhf_result r;
@@ -7480,13 +7592,18 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
     return r;
 }
 
-/* ---- scoring and normalisation ------------------------------------------------ */
+/* ---- scoring and normalisation ------------------------------------------------
+   A reward model's score is gain * (value at the last token) + bias; the
+   gain and bias live in its metadata (rlhf.reward.gain, .bias), 1 and 0
+   until rlhf_reward_normalize sets them. */
 
+/* the gain and bias in the model's metadata; 1 and 0 when it has none */
 RLHFDEF void rlhf_reward_normalization(const rlhf_model *rm, float *gain, float *bias) {
     const char *g = rlhf_model_meta(rm, "rlhf.reward.gain"), *b = rlhf_model_meta(rm, "rlhf.reward.bias");
     if (gain) *gain = g ? (float)strtod(g, NULL) : 1.0f;
     if (bias) *bias = b ? (float)strtod(b, NULL) : 0.0f;
 }
+/* gain and bias into the metadata as %.9g, which reads back as the same float */
 RLHFDEF rlhf_result rlhf_reward_set_normalization(rlhf_model *rm, float gain, float bias) {
     char buf[64];
     rlhf_result r;
@@ -7501,12 +7618,17 @@ RLHFDEF rlhf_result rlhf_reward_set_normalization(rlhf_model *rm, float gain, fl
     return rlhf__set_meta(rm, "rlhf.reward.bias", buf);
 }
 
-/* raw (normalise == 0) or normalised scores of B padded sequences */
+/* Raw (normalise == 0) or normalised scores of B sequences (B,T): row b
+   holds n_pad[b] pad tokens (left padding; n_pad NULL: none), then
+   lengths[b] real tokens, then right padding. The document starts of the
+   left padding give each sequence the positions it would have alone. */
 static rlhf_result rlhf__reward_scores(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths, int B,
                                        int T, float *scores, int normalise) {
     float *values, gain = 1.0f, bias = 0.0f;
     int *doc = NULL, b;
     rlhf_result r;
+
+    /* the arguments, the head, and every row's padding and length against T */
     if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
     if (!tokens || !lengths || !scores || B < 1 || T < 1)
         return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT,
@@ -7521,6 +7643,8 @@ static rlhf_result rlhf__reward_scores(rlhf_model *rm, const int *tokens, const 
                               "rlhf_reward_score_ids: row %d: %d padding + %d tokens do not fit T=%d", b, p, lengths[b],
                               T);
     }
+
+    /* one forward of the value head over the batch, inference memory only */
     values = rlhf__alloc_floats((size_t)B * (size_t)T);
     if (n_pad) doc = (int *)rlhf__alloc((size_t)B * (size_t)T * sizeof(int));
     if (!values || (n_pad && !doc)) {
@@ -7548,11 +7672,13 @@ RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, c
                                       const char *const *responses, int n, float *scores) {
     enum { CHUNK = 16 };
     rlhf__tokbuf b = {NULL, NULL, 0};
-    rlhf_message two[2];
-    int *batch = NULL, lens[CHUNK], i, j, T;
+    rlhf_message two[2];           /* the user turn and the assistant turn of one pair */
+    int *batch = NULL, lens[CHUNK], i, j, T; /* batch: CHUNK rows of n_ctx */
     size_t len;
     rlhf_result r = RLHF_OK;
     if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
+
+    /* pairs in chunks of 16: each encoded through the chat template, checked against n_ctx */
     if (!t || !prompts || !responses || !scores || n < 0)
         return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT, "rlhf_reward_score: missing argument");
     batch = (int *)rlhf__alloc((size_t)CHUNK * (size_t)rm->cfg.n_ctx * sizeof(int));
@@ -7560,6 +7686,7 @@ RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, c
     two[0].role = RLHF_ROLE_USER;
     two[1].role = RLHF_ROLE_ASSISTANT;
     for (i = 0; i < n && r == RLHF_OK; i += CHUNK) {
+        /* the chunk's pairs encoded into rows of stride n_ctx; T: the longest */
         int B = n - i < CHUNK ? n - i : CHUNK;
         for (j = 0, T = 1; j < B && r == RLHF_OK; j++) {
             two[0].content.str = prompts[i + j];
@@ -7592,6 +7719,7 @@ RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, c
             memmove(batch + (size_t)j * T, batch + (size_t)j * rm->cfg.n_ctx, (size_t)lens[j] * sizeof(int));
             for (k = lens[j]; k < T; k++) batch[(size_t)j * T + k] = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
         }
+        /* scored at each pair's last token, normalised */
         r = rlhf__reward_scores(rm, batch, NULL, lens, B, T, scores + i, 1);
     }
     rlhf__free(batch);
@@ -7616,6 +7744,8 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
         return rlhf__fail(
             rm, RLHF_ERR_INVALID_ARGUMENT,
             "rlhf_reward_normalize: need a policy, a tokenizer, prompts, n_samples >= 2 and max_new_tokens >= 1");
+
+    /* a prompt and its reply must fit both models; one sequence at a time through the KV cache */
     ctx = policy->cfg.n_ctx < rm->cfg.n_ctx ? policy->cfg.n_ctx : rm->cfg.n_ctx;
     stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
     if ((r = rlhf_kv_cache_create(&cache, policy, 1, policy->cfg.n_ctx)) != RLHF_OK ||
@@ -7625,6 +7755,8 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
                        "rlhf_reward_normalize: cannot create the sampler and cache");
         goto done;
     }
+
+    /* n_samples replies of the policy to the prompts in turn, each scored raw: sum and sum of squares */
     rlhf_rng_seed(&rng, seed);
     for (i = 0; i < n_samples; i++) {
         const rlhf_record *rec = rlhf_dataset_record(prompts, (size_t)i % rlhf_dataset_size(prompts));
@@ -7654,6 +7786,8 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
         sum += raw;
         sumsq += (double)raw * raw;
     }
+
+    /* the raw scores' mean and (population) std, from which gain and bias follow */
     mean = sum / n_samples;
     sd = sqrt(fmax(sumsq / n_samples - mean * mean, 0.0));
     if (raw_mean) *raw_mean = (float)mean;
@@ -7866,25 +8000,30 @@ struct rlhf_ppo {
     const rlhf_tokenizer *tok;
     const rlhf_dataset *prompts;
     rlhf__examples ptx;         /* pretraining windows (PPO-ptx) */
-    size_t *ptx_order, ptx_pos, *order, data_pos;
-    long ptx_epoch, data_epoch;
+    size_t *order, data_pos;    /* the prompts' order in this data epoch, and the next one to use */
+    size_t *ptx_order, ptx_pos; /* the same for the pretraining rows */
+    long ptx_epoch, data_epoch; /* epochs so far: with the seed they rebuild the orders on resume */
     rlhf_train_options topt;    /* the log and metric callbacks, for the shared run helpers */
     rlhf__trainrun run;
-    rlhf_rng rng;
+    rlhf_rng rng;               /* sampling and minibatch shuffles: saved and restored with the run */
     float kl_coef;              /* beta now */
-    long iteration, skipped_updates, skipped_minibatches;
-    uint64_t ref_hash;
+    long iteration;             /* iterations done */
+    long skipped_updates;       /* minibatches whose loss or gradient was not finite */
+    long skipped_minibatches;   /* minibatches skipped by the ratio guard */
+    uint64_t ref_hash;          /* the reference's fingerprint: a resumed run must use the same one */
     int stop, pad;              /* <|end|> and the pad token */
     int max_prompt, max_new;    /* prompt tokens kept, response tokens at most */
     int B, MB;                  /* episodes per iteration, per minibatch */
     int ptxT, ptx_rows;         /* PPO-ptx rows: length and count per minibatch */
     rlhf__rollout ro;
     /* minibatch scratch: (MB, T) rows in, (MB, T) outputs and their gradients, compacted tokens */
-    int *mb_in, *mb_tg, *mb_doc, *ptx_in, *ptx_tg;
-    float *mb_out, *mb_ent, *mb_d, *mb_d2;
+    int *mb_in, *mb_tg, *mb_doc;  /* (MB, T): a minibatch's tokens, targets, document starts */
+    int *ptx_in, *ptx_tg;         /* (ptx_rows, ptxT): pretraining inputs and targets (then document starts) */
+    float *mb_out, *mb_ent;       /* (MB, T): log-probs or values; entropies */
+    float *mb_d, *mb_d2;          /* (MB, T): the gradients the backward reads (log-probs or values; entropies) */
     rlhf__mb_tokens tk;
-    rlhf_kv_cache *cache;
-    rlhf_sampler *sampler;
+    rlhf_kv_cache *cache;       /* B sequences of max_prompt + max_new positions: the rollout's keys and values */
+    rlhf_sampler *sampler;      /* temperature, top-k, top-p as configured */
     float *step_logits;         /* (B, V): the logits of the next token while sampling */
 };
 
@@ -7927,7 +8066,7 @@ RLHFDEF void rlhf_ppo_free(rlhf_ppo *p) {
     rlhf_model_free(p->ema);
     rlhf__ex_free(&p->ptx);
     rlhf__free(p->ptx_order); rlhf__free(p->order);
-    /* n_pad, logp, mb_in, mb_out and ptx_in each hold the arrays after them */
+    /* n_pad, logp, mb_in, mb_out and ptx_in each hold the arrays after them (rlhf__ppo_buffers) */
     rlhf__free(p->ro.seq); rlhf__free(p->ro.n_pad); rlhf__free(p->ro.logp); rlhf__free(p->ro.clipped);
     rlhf__free(p->mb_in); rlhf__free(p->ptx_in); rlhf__free(p->mb_out);
     rlhf_kv_cache_free(p->cache);
@@ -7954,6 +8093,9 @@ static rlhf_result rlhf__ppo_check(const rlhf_ppo_config *c, rlhf_error *err) {
     const rlhf_tokenizer *t = c->tokenizer;
     const rlhf_result bad = RLHF_ERR_INVALID_ARGUMENT;
     int pad;
+
+    /* the models and data, then every number in its range: sizes the buffers can hold (perm[1024]),
+       temperatures and clip ranges that divide or bound, coefficients that are finite and >= 0 */
     if (!policy || !c->ref || !critic || (!rm && !c->score_fn) || !t || !c->prompts)
         return rlhf__ppo_fail(err, bad,
                               "need a policy, a reference, a critic, a reward model or score function, a tokenizer, "
@@ -7974,6 +8116,8 @@ static rlhf_result rlhf__ppo_check(const rlhf_ppo_config *c, rlhf_error *err) {
             "(log-probs divide by it), kl_coef >= 0, cliprange(s) > 0, gamma and lam in [0,1], ema_decay in [0,1), "
             "ptx_batch <= 1024, ratio_threshold > 1, entropy_coef >= 0, finite missing_eos_penalty, learning rates >= "
             "0");
+
+    /* the models fit together: KL_t compares two distributions over the same vocabulary and positions */
     if (memcmp(&policy->cfg, &c->ref->cfg, sizeof policy->cfg) != 0)
         return rlhf__ppo_fail(err, bad, "the reference model's config differs from the policy's");
     if (!critic->has_score)
@@ -7993,6 +8137,8 @@ static rlhf_result rlhf__ppo_check(const rlhf_ppo_config *c, rlhf_error *err) {
     pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
     if (pad == rlhf_tokenizer_special(t, RLHF_TOKEN_END) || pad == rlhf_tokenizer_special(t, RLHF_TOKEN_EOS))
         return rlhf__ppo_fail(err, bad, "the pad token (%d) equals the stop or EOS token: refusing to start", pad);
+
+    /* the data: prompts to sample from, and pretraining text when PPO-ptx is on */
     if (rlhf_dataset_size(c->prompts) == 0) return rlhf__ppo_fail(err, bad, "the prompt dataset is empty");
     if (c->ptx_coef > 0.0f &&
         (!c->ptx || rlhf_dataset_size(c->ptx) == 0 || rlhf_dataset_record(c->ptx, 0)->kind != RLHF_RECORD_TEXT))
@@ -8007,6 +8153,10 @@ static int rlhf__ppo_buffers(rlhf_ppo *p, int ctx) {
     size_t MN = (size_t)p->MB * (size_t)p->max_new;
     float **tok_arrays[10];
     int i;
+
+    /* six allocations in all: the prompt order; the rollout's tokens; its (B) ints and the prompt
+       buffer (B, ctx); its (B, max_new) floats and the scores; the clip flags; the minibatch rows,
+       outputs and compacted tokens; the logits of one sampling step */
     p->order = (size_t *)rlhf__alloc((rlhf_dataset_size(p->prompts) + 1) * sizeof(size_t));
     ro->seq = (int *)rlhf__alloc((size_t)p->B * (size_t)(p->max_prompt + p->max_new) * sizeof(int));
     ro->n_pad = (int *)rlhf__alloc((size_t)p->B * sizeof(int) * 4 + (size_t)p->B * (size_t)ctx * sizeof(int));
@@ -8031,6 +8181,8 @@ static int rlhf__ppo_buffers(rlhf_ppo *p, int ctx) {
     p->tk.adv = p->tk.old_logp + MN;
     p->tk.dlogp = p->tk.adv + MN;
     p->tk.v = p->tk.dlogp + MN; p->tk.v_old = p->tk.v + MN; p->tk.ret = p->tk.v_old + MN; p->tk.dv = p->tk.ret + MN;
+
+    /* before the first update the ratio is 1 and nothing is clipped (what a trace shows at iteration 0) */
     memset(ro->clipped, 0, BN);
     for (i = 0; i < (int)BN; i++) ro->ratio[i] = 1.0f;
     return 1;
@@ -8040,6 +8192,7 @@ static int rlhf__ppo_buffers(rlhf_ppo *p, int ctx) {
 static rlhf_result rlhf__ppo_ptx_setup(rlhf_ppo *p, int ctx, rlhf_error *err) {
     long trunc = 0, drop = 0;
     rlhf_result r;
+    /* windows of 64 tokens (or the context), ptx_batch of them per minibatch, in a seeded order */
     p->ptxT = ctx < 64 ? ctx : 64;
     p->ptx_rows = p->cfg.ptx_batch ? p->cfg.ptx_batch : p->MB;
     if ((r = rlhf__sft_examples(&p->run, p->tok, p->cfg.ptx, p->ptxT, &p->ptx, &trunc, &drop)) != RLHF_OK) return r;
@@ -8055,6 +8208,7 @@ static rlhf_result rlhf__ppo_ptx_setup(rlhf_ppo *p, int ctx, rlhf_error *err) {
 
 /* The trainer's fields from the config, the shared run helpers' options. */
 static void rlhf__ppo_init(rlhf_ppo *p, const rlhf_ppo_config *c, int ctx, rlhf_error *err) {
+    /* the config and the models it names; prompts get half the context unless told */
     p->cfg = *c;
     p->policy = c->policy; p->ref = c->ref; p->critic = c->critic; p->rm = c->reward_model;
     p->tok = c->tokenizer; p->prompts = c->prompts;
@@ -8066,6 +8220,8 @@ static void rlhf__ppo_init(rlhf_ppo *p, const rlhf_ppo_config *c, int ctx, rlhf_
     p->kl_coef = c->kl_coef;
     p->ref_hash = rlhf__model_hash(c->ref);
     rlhf_rng_seed(&p->rng, c->seed);
+
+    /* the run helpers of >>train (errors, log lines, metric lines) read their callbacks from topt */
     p->topt = rlhf_train_options_sft();
     p->topt.log = c->log;
     p->topt.log_user = c->log_user;
@@ -8079,6 +8235,7 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rl
     rlhf_ppo *p;
     rlhf_result r;
     int ctx, rows;
+    /* everything checked before anything is allocated; on any failure below, all is freed and *out stays NULL */
     if (err) err->message[0] = 0;
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
@@ -8122,7 +8279,8 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rl
         memcpy(p->ema->param_mem, p->policy->param_mem, p->policy->num_params * sizeof(float));
     }
 
-    /* memory now, not in the middle of an iteration; the reference's log-prob pass keeps its logits in its buffers */
+    /* memory now, not in the middle of an iteration: the policy for minibatches and PPO-ptx rows, the
+       critic for minibatches; the reference's log-prob pass keeps its logits in its training buffers */
     rows = p->MB > p->ptx_rows ? p->MB : p->ptx_rows;
     if ((r = rlhf_model_reserve(p->policy, rows, p->max_prompt + p->max_new, 1)) != RLHF_OK ||
         (p->ptx_rows && (r = rlhf_model_reserve(p->policy, p->ptx_rows, p->ptxT, 1)) != RLHF_OK) ||
@@ -8132,6 +8290,7 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rl
                            p->max_prompt + p->max_new);
         goto fail;
     }
+    /* PPO is a new stage: AdamW starts afresh for both (rlhf_ppo_load restores a run's state) */
     rlhf__fresh_optimizer(p->policy);
     rlhf__fresh_optimizer(p->critic);
     p->run.err = NULL;
@@ -8154,6 +8313,8 @@ RLHFDEF float rlhf_ppo_kl_coef(const rlhf_ppo *p) { return p ? p->kl_coef : 0.0f
 static void rlhf__ppo_fill(rlhf_ppo *p, const size_t *rows, int n) {
     const rlhf__rollout *ro = &p->ro;
     int j, t, T = ro->T;
+
+    /* the rows as sampled; targets only at the response (the prompt and padding are not learned) */
     for (j = 0; j < n; j++) {
         int b = (int)rows[j];
         int *tg = p->mb_tg + (size_t)j * T;
@@ -8161,6 +8322,8 @@ static void rlhf__ppo_fill(rlhf_ppo *p, const size_t *rows, int n) {
         for (t = 0; t < T; t++) tg[t] = -1;
         for (t = 0; t < ro->rlen[b]; t++) p->mb_tg[rlhf__pred_at(p, j, t)] = ro->seq[rlhf__pred_at(p, b, t) + 1];
     }
+
+    /* position ids and attention start after each row's left padding, as at sampling */
     for (j = 0; j < n; j++) rlhf_doc_left_pad(p->mb_doc + (size_t)j * T, &ro->n_pad[(int)rows[j]], 1, T);
 }
 
@@ -8175,12 +8338,14 @@ static rlhf_result rlhf__ppo_prompts(rlhf_ppo *p, int *prompt_buf, int ctx) {
     for (b = 0, ro->Pmax = 1; b < p->B; b++) {
         const rlhf_record *rec;
         int *dst = prompt_buf + (size_t)b * (size_t)ctx;
-        if (p->data_pos >= rlhf_dataset_size(p->prompts)) {
+        if (p->data_pos >= rlhf_dataset_size(p->prompts)) { /* the prompts used up: a new epoch, a new order */
             p->data_epoch++;
             p->data_pos = 0;
             rlhf__ppo_order(p);
         }
         rec = rlhf_dataset_record(p->prompts, p->order[p->data_pos++]);
+
+        /* the chat template up to <|assistant|>; too long: encoded again whole, its end kept */
         r = rlhf_prompt_encode(p->tok, rec, dst, (size_t)ctx, &n);
         if (r == RLHF_ERR_TOO_LARGE || (r == RLHF_OK && n > (size_t)p->max_prompt)) {
             int *tmp = (int *)rlhf__alloc((n + 1) * sizeof(int));
@@ -8206,6 +8371,7 @@ static rlhf_result rlhf__ppo_sample(rlhf_ppo *p, int *step_tok, double *tokens) 
     int V = p->policy->cfg.vocab_size, S = ro->Pmax + p->max_new, b, t, all_done;
     rlhf_result r;
     for (t = 0; t < p->max_new; t++) {
+        /* token t of every live episode from the logits of the last step; a finished one is fed padding */
         for (b = 0, all_done = 1; b < p->B; b++) {
             int tok = p->pad;
             if (!ro->has_eos[b] && ro->rlen[b] == t) {
@@ -8221,6 +8387,8 @@ static rlhf_result rlhf__ppo_sample(rlhf_ppo *p, int *step_tok, double *tokens) 
             }
             step_tok[b] = ro->has_eos[b] ? p->pad : tok;
         }
+
+        /* every episode finished, or the limit: no logits are needed for a next token */
         if (all_done || t + 1 == p->max_new) break;
         if ((r = rlhf_model_decode(p->policy, p->cache, step_tok, p->step_logits)) != RLHF_OK)
             return rlhf__run_fail(&p->run, r, "decode: %s", rlhf_model_last_error(p->policy));
@@ -8268,6 +8436,7 @@ static rlhf_result rlhf__ppo_rollout(rlhf_ppo *p, double *tokens) {
 
 /* out[(B, max_new)] of episodes b0.. from a minibatch's per-position values */
 static void rlhf__ppo_gather(rlhf_ppo *p, int b0, int n, const float *mb, float *out) {
+    /* mb is (n, T) with one value per position; out keeps only the positions that predict response tokens */
     int j, t;
     for (j = 0; j < n; j++)
         for (t = 0; t < p->ro.rlen[b0 + j]; t++) out[rlhf__tok(p, b0 + j, t)] = mb[rlhf__pred_at(p, j, t)];
@@ -8279,6 +8448,8 @@ static rlhf_result rlhf__ppo_score(rlhf_ppo *p, int b0, int n) {
     rlhf__rollout *ro = &p->ro;
     int len[1024], j, T = ro->T;
     rlhf_result r;
+
+    /* a score function sees the prompt and the response as token ids, without padding */
     if (!p->rm) {
         for (j = 0; j < n; j++) {
             const int *row = ro->seq + (size_t)(b0 + j) * T;
@@ -8287,6 +8458,8 @@ static rlhf_result rlhf__ppo_score(rlhf_ppo *p, int b0, int n) {
         }
         return RLHF_OK;
     }
+
+    /* the reward model reads the minibatch rows as they are (left padding and all), its length per row */
     for (j = 0; j < n; j++) {
         int *row = p->mb_in + (size_t)j * T;
         len[j] = ro->plen[b0 + j] + ro->rlen[b0 + j];
@@ -8312,6 +8485,9 @@ static rlhf_result rlhf__ppo_evaluate(rlhf_ppo *p) {
     rlhf_result r;
     for (b = 0; b < B; b += p->MB) {
         int n = B - b < p->MB ? B - b : p->MB;
+
+        /* log pi_old and log pi_ref of the sampled tokens, at the sampling temperature
+           ("N implementation details", item 8); pi_old is the policy before this iteration's updates */
         for (j = 0; j < n; j++) rows[j] = (size_t)(b + j);
         rlhf__ppo_fill(p, rows, n);
         r = rlhf_model_logprobs(p->policy, p->mb_in, p->mb_tg, p->mb_doc, n, T, temp, p->mb_out, NULL, 0);
@@ -8339,6 +8515,8 @@ static rlhf_result rlhf__ppo_evaluate(rlhf_ppo *p) {
 static void rlhf__ppo_moments(const rlhf_ppo *p, const float *x, size_t n, double *mean, double *sd) {
     double sum = 0.0, sumsq = 0.0;
     int b, t;
+    /* two passes (the mean first), in double: the tokens of a rollout are few, and this is exact enough
+       to give the same whitening on every build */
     for (b = 0; b < p->B; b++)
         for (t = 0; t < p->ro.rlen[b]; t++) sum += x[rlhf__tok(p, b, t)];
     *mean = sum / (double)n;
@@ -8355,6 +8533,8 @@ static size_t rlhf__ppo_advantages(rlhf_ppo *p) {
     size_t n = 0, o;
     double mean, sd;
     int b, t;
+
+    /* r_t per episode: -beta KL_t on every token, the score added on the last */
     for (b = 0; b < p->B; b++) {
         o = rlhf__tok(p, b, 0);
         rlhf_ppo_rewards(ro->logp + o, ro->ref_logp + o, ro->rlen[b], ro->score[b], p->kl_coef, p->cfg.kl_estimator,
@@ -8408,6 +8588,8 @@ static rlhf_result rlhf__ppo_policy_forward(rlhf_ppo *p, const size_t *rows, int
     rlhf_result r = rlhf_model_logprobs(p->policy, p->mb_in, p->mb_tg, p->mb_doc, n, ro->T, p->cfg.sampling.temperature,
                                         p->mb_out, p->mb_ent, 1);
     if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "minibatch log-probs: %s", rlhf_model_last_error(p->policy));
+
+    /* the response tokens in episode order: log pi, log pi_old, whitened A_t; the ratio and entropy summed */
     for (j = 0; j < n; j++)
         for (t = 0; t < ro->rlen[rows[j]]; t++, k++) {
             size_t at = rlhf__pred_at(p, j, t), o = rlhf__tok(p, (int)rows[j], t);
@@ -8417,6 +8599,8 @@ static rlhf_result rlhf__ppo_policy_forward(rlhf_ppo *p, const size_t *rows, int
             ratio_sum += exp((double)p->tk.logp[k] - p->tk.old_logp[k]);
             ent_sum += p->mb_ent[at];
         }
+
+    /* this minibatch's means enter the iteration's policy/entropy_avg and val/ratio */
     *nt = k;
     sums->entropy += ent_sum / (double)k;
     sums->ratio += ratio_sum / (double)k;
@@ -8463,7 +8647,7 @@ static rlhf_result rlhf__ppo_ptx(rlhf_ppo *p, int *finite, rlhf__learn_sums *sum
         *finite = 0;
         return RLHF_OK;
     }
-    p->policy->dloss *= p->cfg.ptx_coef;
+    p->policy->dloss *= p->cfg.ptx_coef; /* d(ptx_coef * L_ptx): the LM loss's upstream gradient, scaled */
     if ((r = rlhf_model_backward(p->policy)) != RLHF_OK)
         return rlhf__run_fail(&p->run, r, "PPO-ptx backward: %s", rlhf_model_last_error(p->policy));
     sums->ptx_loss += lptx;
@@ -8540,6 +8724,8 @@ static rlhf_result rlhf__ppo_critic(rlhf_ppo *p, const size_t *rows, int n, size
     int j, t, finite;
     rlhf_result r = rlhf_model_forward_values(p->critic, p->mb_in, p->mb_doc, n, ro->T, p->mb_out, 1);
     if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "critic forward: %s", rlhf_model_last_error(p->critic));
+
+    /* the response tokens in episode order: V now, V_old from the rollout, and the return R_t */
     for (j = 0; j < n; j++)
         for (t = 0; t < ro->rlen[rows[j]]; t++, k++) {
             size_t o = rlhf__tok(p, (int)rows[j], t);
@@ -8578,12 +8764,14 @@ static rlhf_result rlhf__ppo_critic(rlhf_ppo *p, const size_t *rows, int n, size
    each, the policy (4a-4c) and the critic (4d). TRL's guard: a minibatch
    whose mean ratio pi / pi_old exceeds ratio_threshold is skipped. */
 static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
-    rlhf_adamw_config popt = p->cfg.policy_opt, copt = p->cfg.critic_opt;
+    rlhf_adamw_config popt = p->cfg.policy_opt, copt = p->cfg.critic_opt; /* the policy's and critic's AdamW */
     rlhf__learn_sums s;
     size_t perm[1024], nt = 0;
     int e, b0, j;
     rlhf_result r;
     memset(&s, 0, sizeof s);
+
+    /* the learning rates of this iteration */
     if (p->cfg.total_iterations > 0) { /* lr * (1 - iteration / total), iteration counted from 0 */
         double f = 1.0 - (double)p->iteration / (double)p->cfg.total_iterations;
         f = f < 0.0 ? 0.0 : f;
@@ -8591,6 +8779,8 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
         copt.lr = (float)(copt.lr * f);
     }
     st->lr = popt.lr;
+
+    /* each epoch a new permutation of the episodes from the run's generator, cut into minibatches */
     for (j = 0; j < p->B; j++) perm[j] = (size_t)j;
     for (e = 0; e < p->cfg.ppo_epochs; e++) {
         rlhf__shuffle(perm, (size_t)p->B, &p->rng);
@@ -8598,6 +8788,7 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
             int n = p->B - b0 < p->MB ? p->B - b0 : p->MB, skipped = 0;
             float pl = 0.0f, vl = 0.0f, cf = 0.0f, akl = 0.0f, vcf = 0.0f;
             double mean_ratio = 0.0;
+            /* 4a: pi on this minibatch; the guard; 4b-4c: the policy's update; 4d: the critic's */
             rlhf__ppo_fill(p, perm + b0, n);
             if ((r = rlhf__ppo_policy_forward(p, perm + b0, n, &s, &nt, &mean_ratio)) != RLHF_OK) return r;
             if (!(mean_ratio <= p->cfg.ratio_threshold)) {
@@ -8638,6 +8829,9 @@ static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) 
            er = 0.0, em = 0.0;
     double nt = (double)n_tok, var_r, var_e;
     int b, t;
+
+    /* per episode: sum_t KL_t, -sum_t log pi_old (the sampled sequence's entropy estimate), its
+       score and length; per token: sums for the variance of R_t and of R_t - V_t */
     for (b = 0; b < p->B; b++) {
         double skl = 0.0, snlp = 0.0;
         for (t = 0; t < ro->rlen[b]; t++) {
@@ -8656,6 +8850,8 @@ static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) 
         n_len += ro->rlen[b];
         st->num_eos += ro->has_eos[b];
     }
+
+    /* the means over episodes, as TRL reports them */
     st->iteration = p->iteration;
     st->score = (float)(sum_score / p->B);
     st->kl = (float)(sum_kl / p->B);
@@ -8733,6 +8929,8 @@ static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
     const rlhf__rollout *ro = &p->ro;
     size_t i;
     int b, t;
+
+    /* the metric line: episodes seen so far, then each key of the table with its value */
     rlhf__metric_begin(&p->run, p->iteration);
     rlhf__metric(&p->run, "episode", (double)p->iteration * p->B);
     for (i = 0; i < sizeof key / sizeof key[0]; i++) rlhf__metric(&p->run, key[i], value[i]);
@@ -8762,9 +8960,9 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
     size_t n_tok;
     if (!p) return RLHF_ERR_INVALID_ARGUMENT;
     memset(&st, 0, sizeof st);
-    p->run.err = err;
+    p->run.err = err; /* the run helpers write this call's error here */
     if (err) err->message[0] = 0;
-    st.kl_coef = p->kl_coef;
+    st.kl_coef = p->kl_coef; /* the beta this iteration's rewards use */
 
     /* 1-4: rollout, evaluate, advantages, learn */
     t0 = rlhf__seconds();
@@ -8813,9 +9011,11 @@ static rlhf_result rlhf__ppo_err(rlhf_error *err, rlhf_result r, const char *dir
     va_end(ap);
     return r;
 }
+/* dir/name into buf, or RLHF_ERR_TOO_LARGE when it does not fit */
 static rlhf_result rlhf__ppo_path(char *buf, size_t cap, const char *dir, const char *name) {
     return (size_t)snprintf(buf, cap, "%s/%s", dir, name) < cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
 }
+/* whether path can be opened for reading (all a recovery needs to know) */
 static int rlhf__file_exists(const char *path) {
     FILE *f = fopen(path, "rb");
     if (f) fclose(f);
@@ -8833,6 +9033,8 @@ static rlhf_result rlhf__ppo_recover(const char *dir, rlhf_error *err) {
         rlhf__ppo_path(tmp, sizeof tmp, dir, "ppo.commit.tmp") != RLHF_OK)
         return rlhf__ppo_err(err, RLHF_ERR_TOO_LARGE, dir, "the directory name is too long");
     committed = rlhf__file_exists(commit);
+
+    /* each of the three files: its X.next renamed into place (committed) or removed (not) */
     for (i = 0; i < 3; i++) {
         if (rlhf__ppo_path(path, sizeof path, dir, RLHF__PPO_FILES[i]) != RLHF_OK ||
             (size_t)snprintf(next, sizeof next, "%s.next", path) >= sizeof next)
@@ -8844,7 +9046,9 @@ static rlhf_result rlhf__ppo_recover(const char *dir, rlhf_error *err) {
                                  "cannot finish the interrupted save: renaming %s.next to %s failed",
                                  RLHF__PPO_FILES[i], RLHF__PPO_FILES[i]);
     }
-    rlhf__fsync_dir(commit); /* the renames are durable before the commit record goes */
+
+    /* then the commit record and any half-written one go; the renames are durable before */
+    rlhf__fsync_dir(commit);
     remove(tmp);
     if (committed && remove(commit) != 0)
         return rlhf__ppo_err(err, RLHF_ERR_IO, dir, "cannot remove ppo.commit after finishing the interrupted save");
@@ -8856,10 +9060,12 @@ static rlhf_result rlhf__ppo_commit(const char *dir, long iteration, rlhf_error 
     char commit[1024], tmp[1024], text[64];
     rlhf__out o;
     rlhf_result r;
-    int n = snprintf(text, sizeof text, "{\"iteration\":%ld}\n", iteration);
+    int n = snprintf(text, sizeof text, "{\"iteration\":%ld}\n", iteration); /* for a person who finds it */
     if (rlhf__ppo_path(commit, sizeof commit, dir, "ppo.commit") != RLHF_OK ||
         rlhf__ppo_path(tmp, sizeof tmp, dir, "ppo.commit.tmp") != RLHF_OK)
         return rlhf__ppo_err(err, RLHF_ERR_TOO_LARGE, dir, "the directory name is too long");
+
+    /* written whole and fsync'ed under the temporary name, then renamed: the rename is the commit */
     if ((r = rlhf__out_open(&o, tmp, 1)) != RLHF_OK) return rlhf__ppo_err(err, r, dir, "%s", o.why);
     rlhf__out_write(&o, text, (size_t)n);
     if ((r = rlhf__out_commit(&o)) != RLHF_OK) return rlhf__ppo_err(err, r, dir, "%s", o.why);
@@ -8882,6 +9088,8 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
     model[0] = p->policy;
     model[1] = p->critic;
     model[2] = p->ema; /* NULL when EMA is off */
+
+    /* what an earlier save left half done is finished or undone first */
     if ((r = rlhf__ppo_recover(dir, err)) != RLHF_OK) return r;
     /* a diverged run is never saved: the previous state stays */
     for (i = 0; i < 3; i++)
@@ -8914,6 +9122,7 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
         if (err) snprintf(err->message, sizeof err->message, "ppo: out of memory for the metadata");
         return r;
     }
+    /* the tokenizer rides along, so each file is a whole model for rlhf generate and rlhf chat */
     rlhf_model_set_tokenizer(p->policy, p->tok);
     rlhf_model_set_tokenizer(p->critic, p->tok);
 
@@ -8943,10 +9152,13 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
 
 /* weights, AdamW moments and step of src into dst (same shape) */
 static rlhf_result rlhf__copy_state(rlhf_model *dst, const rlhf_model *src, int with_optim) {
+    /* the trainer keeps its own model objects (the caller's pointers): the loaded state goes into them */
     if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0 || dst->num_params != src->num_params)
         return RLHF_ERR_INVALID_ARGUMENT;
     memcpy(dst->param_mem, src->param_mem, dst->num_params * sizeof(float));
     if (!with_optim) return RLHF_OK;
+
+    /* AdamW's moments and step count: without them a resumed run would not continue bit for bit */
     if (!src->m_mem) return RLHF_ERR_PARSE;
     if (!dst->m_mem && rlhf__ensure(dst, 1, 1, 1) != RLHF_OK) return RLHF_ERR_OUT_OF_MEMORY;
     memcpy(dst->m_mem, src->m_mem, dst->num_params * sizeof(float));
@@ -8986,6 +9198,8 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
         r = code;                                                                    \
         goto done;                                                                   \
     } while (0)
+
+    /* 1. the files of the last complete save, each through the strict loader */
     if (rlhf__ppo_path(path, sizeof path, dir, "policy.safetensors") != RLHF_OK ||
         (r = rlhf_model_load_ex(&pol, path, err)) != RLHF_OK)
         goto done;
@@ -8995,6 +9209,8 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
     if (p->ema && (rlhf__ppo_path(path, sizeof path, dir, "ema.safetensors") != RLHF_OK ||
                    (r = rlhf_model_load_ex(&ema, path, err)) != RLHF_OK))
         goto done;
+
+    /* 2. the trainer's state, a JSON object in the policy's metadata, complete and in range */
     state = rlhf_model_meta(pol, "rlhf.ppo.state");
     if (!state)
         RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "policy.safetensors has no rlhf.ppo.state metadata (not a PPO checkpoint)");
@@ -9009,6 +9225,8 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
         rng->type != RLHF_JSON_ARRAY || rng->len != 4 || !rlhf_json_get(root, "ref") || dp < 0 ||
         (size_t)dp > rlhf_dataset_size(p->prompts) || de < 0 || pe < 0 || pp < 0 || (size_t)pp > p->ptx.n)
         RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "rlhf.ppo.state is incomplete or does not fit this trainer's data");
+
+    /* 3. the same reference (its fingerprint), the three files of one save, the same shapes */
     {
         char want[32];
         snprintf(want, sizeof want, "%016llx", (unsigned long long)p->ref_hash);
@@ -9037,6 +9255,9 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
         if (ema && (memcmp(&p->ema->cfg, &ema->cfg, sizeof ema->cfg) != 0 || p->ema->num_params != ema->num_params))
             RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "ema.safetensors does not match the policy's shape");
     }
+
+    /* 4. only now into the trainer: weights and AdamW state, then the counters, the generator
+          and the data orders (rebuilt from the seed and the epochs) */
     if ((r = rlhf__copy_state(p->policy, pol, 1)) != RLHF_OK)
         RLHF__LOAD_FAIL(r, "policy.safetensors does not match the policy (shape or AdamW state)");
     if ((r = rlhf__copy_state(p->critic, cri, 1)) != RLHF_OK)
@@ -9067,6 +9288,10 @@ done:
 }
 
 /* ---- trace: one episode, token by token ---------------------------------------- */
+/* ---- trace: one episode's every quantity, token by token ---------------------
+   What a reader checks against the equations at the top of this section:
+   the rows come from the last rollout as it was learned from (ratio and
+   clip from the last minibatch that held each token). */
 RLHFDEF rlhf_result rlhf_ppo_trace(const rlhf_ppo *p, int b, rlhf_ppo_trace_row *rows, int cap, int *n_rows) {
     int i, n;
     if (!p || !rows || !n_rows || b < 0 || b >= p->B || p->iteration == 0) return RLHF_ERR_INVALID_ARGUMENT;
@@ -9076,14 +9301,14 @@ RLHFDEF rlhf_result rlhf_ppo_trace(const rlhf_ppo *p, int b, rlhf_ppo_trace_row 
     for (i = 0; i < n; i++) {
         size_t o = rlhf__tok(p, b, i);
         rlhf_ppo_trace_row *w = &rows[i];
-        float next_v = i + 1 < n ? p->ro.values[o + 1] : 0.0f;
+        float next_v = i + 1 < n ? p->ro.values[o + 1] : 0.0f; /* V(s_n) = 0: the episode ends */
         w->token = p->ro.seq[rlhf__pred_at(p, b, i) + 1];
         w->logp = p->ro.logp[o];
         w->ref_logp = p->ro.ref_logp[o];
         w->kl = p->ro.kl[o];
         w->reward = p->ro.rewards[o];
         w->value = p->ro.values[o];
-        w->delta = w->reward + p->cfg.gamma * next_v - w->value;
+        w->delta = w->reward + p->cfg.gamma * next_v - w->value; /* GAE's delta_t, recomputed for the reader */
         w->advantage = p->ro.adv[o];
         w->ret = p->ro.ret[o];
         w->ratio = p->ro.ratio[o];
@@ -9098,6 +9323,8 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
     int n, i;
     rlhf_result r;
     if (!p || !n_bytes || b < 0 || b >= p->B) return RLHF_ERR_INVALID_ARGUMENT;
+
+    /* the rows, then the table: a header line, a legend naming each column's equation, one line per token */
     rows = (rlhf_ppo_trace_row *)rlhf__alloc((size_t)(p->max_new + 1) * sizeof *rows);
     if (!rows) return RLHF_ERR_OUT_OF_MEMORY;
     if ((r = rlhf_ppo_trace(p, b, rows, p->max_new, &n)) != RLHF_OK) {
@@ -9131,6 +9358,8 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
                      (double)rows[i].value, (double)rows[i].delta, (double)rows[i].advantage, (double)rows[i].ret,
                      (double)rows[i].ratio, rows[i].clipped ? "yes" : "");
     }
+
+    /* the whole table or RLHF_ERR_TOO_LARGE with the size needed, as snprintf */
     rlhf__free(rows);
     if (sb.oom) {
         rlhf__free(sb.p);
