@@ -1,4 +1,4 @@
-/* rlhf.h - v0.5.1 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
+/* rlhf.h - v0.6.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
    A single-header C99 library: libc, libm, optional OpenMP. No other dependency.
 
    Do this:
@@ -18,12 +18,15 @@
        >>io         safetensors checkpoints: atomic save, strict load,
                     Hugging Face files, AdamW state for resuming
        >>data       datasets: text, SFT, preference pairs, K-way rankings, prompts
-       >>sft        supervised fine-tuning and pretraining: schedule, packing,
-                    validation, checkpoints (InstructGPT step 1)
-       >>reward     the reward model: ranking loss (eq. 1), training loop,
-                    scoring, normalisation (InstructGPT step 2)
+       >>train      the loop every offline stage shares: schedule, micro-batches,
+                    non-finite guard, validation, best/last checkpoints, resume
+       >>sft        supervised fine-tuning and pretraining: the loss, examples,
+                    packing (InstructGPT step 1)
+       >>reward     the reward model: ranking loss (eq. 1), its stage of the
+                    loop, scoring, normalisation (InstructGPT step 2)
        >>ppo        PPO with the KL penalty (InstructGPT step 3, eq. 2, PPO-ptx):
-                    rollouts, GAE, clipped losses, KL control, resume, trace
+                    rollout, evaluate, advantages (GAE), learn (clipped losses),
+                    KL control, resume, trace
 
    QUICK START (compiles as is)
 
@@ -70,6 +73,24 @@
        stored [in, out]), so a tensor moves 1:1 between rlhf.h and PyTorch.
        Token ids are int; a target of -1 is ignored by the loss.
 
+       RL notation (>>ppo): an episode b is a prompt of P_b tokens and a
+       response of n_b tokens, at most max_new; Pmax and Nmax are the longest
+       of a rollout, whose rows are (B, T = Pmax + Nmax). Per response token
+       t: KL_t (the penalty's estimate), r_t (reward), V_t (the critic's
+       value), A_t (advantage), R_t = A_t + V_t (return). beta is the KL
+       coefficient, gamma and lambda GAE's, eps the clip range.
+
+       Calls follow one convention:
+         - the object first (the model, cache, trainer), then the inputs in
+           the order (inputs, targets, doc_start), then the shape (B, T),
+           then options, then outputs;
+         - a creator takes a config struct: rlhf_X_create(&out, &config, ...),
+           the config from rlhf_X_config_default() with your changes;
+         - a name ending in _ex is the full form of the call without it:
+           every option, and rlhf_error *err as the last argument;
+         - an argument declared const is never written, not even an error
+           buffer inside it.
+
        Ownership: every object made by rlhf_X_create is freed by rlhf_X_free.
        Pointers you pass in stay yours; the library never keeps them after
        the call returns. rlhf_model_tensor() hands out pointers into the
@@ -101,10 +122,13 @@
 
    ERRORS
        Functions return rlhf_result: RLHF_OK (0) or a negative code;
-       rlhf_result_string(r) names it. A function working on a model also
-       writes a one-line message saying what and where into the model
-       (rlhf_model_last_error) and, if you installed one with
-       rlhf_model_set_log, passes it to your log callback. The library never
+       rlhf_result_string(r) names it. The one-line message saying what and
+       where goes to the rlhf_error *err of a call that takes one (the _ex
+       forms, loaders, the training stages, PPO); a call that takes a model
+       it may write (not const) also leaves the message in the model
+       (rlhf_model_last_error) and passes it to the log callback installed
+       with rlhf_model_set_log. The training stages and PPO report progress
+       and warnings through their options' log callback. The library never
        prints, never calls exit() and never asserts on data you pass in.
 
    WHAT rlhf.h DOES NOT DO
@@ -117,6 +141,17 @@
        the rename. Files over 2 GiB need a 64-bit `long` (ftell).
 
    VERSION HISTORY
+       0.6.0  one training loop (>>train) under SFT, pretraining and the
+              reward model; PPO in the paper's order, eq. 2 written out, the
+              KL controller public (rlhf_kl_control); the GPT-2 block written
+              once. API: rlhf_ppo_create takes its models and data in
+              rlhf_ppo_config; rlhf_model_forward_logprobs is now
+              rlhf_model_logprobs(m, inputs, targets, doc_start, ...) (the
+              old name is gone so that an old call fails to compile rather
+              than swap two arguments); rlhf_model_save_ex gains
+              rlhf_error *err and no longer writes into its const model;
+              rlhf_ppo_save takes a non-const trainer (it writes metadata
+              into the models). Numbers are unchanged bit for bit.
        0.5.1  training loops stop between steps on request (should_stop,
               RLHF_ERR_INTERRUPTED) with a resumable checkpoint; non-finite
               weights are never checkpointed; PPO's files saved as one unit
@@ -137,9 +172,9 @@
 #define RLHF_H
 
 #define RLHF_VERSION_MAJOR 0
-#define RLHF_VERSION_MINOR 5
-#define RLHF_VERSION_PATCH 1
-#define RLHF_VERSION_STRING "0.5.1"
+#define RLHF_VERSION_MINOR 6
+#define RLHF_VERSION_PATCH 0
+#define RLHF_VERSION_STRING "0.6.0"
 
 #include <stddef.h>
 #include <stdint.h>
