@@ -6285,6 +6285,9 @@ static double rlhf__seconds(void) {
 }
 #endif
 
+/* The defaults of the SFT and pretraining stages; the reward model's differ
+   where "The N implementation details" (and InstructGPT) differ: one epoch,
+   a linear decay to 0, no weight decay, micro-batches of 32 sequences. */
 RLHFDEF rlhf_train_options rlhf_train_options_sft(void) {
     rlhf_train_options o;
     memset(&o, 0, sizeof o);
@@ -6344,7 +6347,9 @@ typedef struct rlhf__trainrun {
     rlhf_train_report rep;  /* what the caller gets back (offline stages) */
 } rlhf__trainrun;
 
-/* the run ends with result r: "stage: message" into err and the log */
+/* The run's messages. Each begins with the stage ("sft: ", "rm: ", ...):
+   a command-line tool prints the error as is. The run ends with result r:
+   "stage: message" into err and the log */
 static rlhf_result rlhf__run_vend(rlhf__trainrun *run, rlhf_log_level level, rlhf_result r, const char *fmt,
                                   va_list ap) {
     char msg[480], full[512];
@@ -6450,6 +6455,7 @@ static void rlhf__fresh_optimizer(rlhf_model *m) {
     m->adam_steps = 0;
 }
 
+/* the options in range, or a message naming the first one that is not */
 static int rlhf__opts_ok(rlhf__trainrun *run, const rlhf_train_options *o, const rlhf_model *m) {
     /* an infinite lr or decay would pass "> 0" and wreck the weights on the first step */
     const float knob[3] = {o->opt.lr, o->opt.grad_clip, o->opt.weight_decay};
@@ -7463,11 +7469,11 @@ static rlhf_result rlhf__rm_grads(void *self, rlhf__trainrun *run, const size_t 
                                   rlhf__step_out *s) {
     rlhf__rm_stage *rm = (rlhf__rm_stage *)self;
     rlhf_model *m = run->m;
-    size_t g, take;
+    size_t g, take; /* the next prompt of the step, and how many go in this forward */
     rlhf_result r;
     for (g = 0; g < n; g += take) {
         int B, T;
-        double l0 = s->loss;
+        double l0 = s->loss; /* the loss so far: this forward's part is s->loss - l0 */
 
         /* forward: the value at every position of every completion */
         take = rlhf__rm_take(&rm->ex, units, g, n, rm->micro);
@@ -7537,7 +7543,8 @@ static rlhf_result rlhf__rm_setup(rlhf__trainrun *run, rlhf__rm_stage *rm, rlhf_
                                   const rlhf_dataset *train, const rlhf_dataset *val) {
     const rlhf_train_options *o = run->o;
     rlhf_train_report *rep = &run->rep;
-    /* maxk: the largest K of either set; rows: the sequences of the widest forward */
+    /* maxk: the largest K of either set; rows: the sequences of the widest forward. The buffers and
+       the model's memory are sized once, here, for that forward: no step allocates */
     int seq_len = o->seq_len ? o->seq_len : run->m->cfg.n_ctx, maxk = 2, rows;
     size_t i;
     rlhf_result r;
@@ -7590,6 +7597,7 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
     rlhf_rng rng;
     int pad;
     rlhf_result r;
+    /* the run, and a model that can score: a scalar head (rlhf_model_add_score_head) */
     if (!rlhf__run_begin(&run, "rm", m, t, train, o, err, &r)) return r;
     if (!m->has_score)
         return rlhf__run_fail(&run, RLHF_ERR_STATE, "the model has no scalar head (rlhf_model_add_score_head)");
@@ -7601,7 +7609,8 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT,
                               "the tokenizer's pad token (%d) is its stop or EOS token: refused", pad);
 
-    /* a new run: a fresh optimizer, and a new head, so any normalisation of an earlier one does not apply */
+    /* a new run: a fresh optimizer, and a new head, so any normalisation of an earlier one does not apply;
+       a resumed run keeps both (its checkpoint holds the AdamW state of this very run) */
     if (o->resume_step <= 0) {
         rlhf__fresh_optimizer(m);
         rlhf__set_meta(m, "rlhf.reward.gain", NULL);
@@ -7619,6 +7628,7 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
     rlhf_rng_seed(&rng, o->seed);
     if ((r = rlhf__rm_setup(&run, &rm, &st, t, train, val)) == RLHF_OK) r = rlhf__train_loop(&run, &st, &rng, t);
 
+    /* the report, whatever happened, and every buffer freed */
     run.rep.seconds = rlhf__seconds() - run.t0;
     if (rep_out) *rep_out = run.rep;
     rlhf__free(st.order); rlhf__free(rm.vidx); rlhf__free(rm.inputs); rlhf__free(rm.values); rlhf__free(rm.dvalues);
@@ -8065,7 +8075,9 @@ struct rlhf_ppo {
 /* Where response token t of an episode lives: in the (B, max_new) arrays,
    and in row `row` of a (., T) minibatch, at the position that predicts it
    (the one before it: Pmax - 1 + t). Every offset of >>ppo comes from here. */
+/* token t of episode b in the (B, max_new) arrays */
 static size_t rlhf__tok(const rlhf_ppo *p, int b, int t) { return (size_t)b * (size_t)p->max_new + (size_t)t; }
+/* the position of row `row` (of T) whose output is about response token t */
 static size_t rlhf__pred_at(const rlhf_ppo *p, int row, int t) {
     return (size_t)row * (size_t)p->ro.T + (size_t)(p->ro.Pmax - 1 + t);
 }
@@ -8082,12 +8094,14 @@ static uint64_t rlhf__model_hash(const rlhf_model *m) {
 /* the prompt order of data epoch e: a permutation from (seed, e) alone, so a
    resumed run rebuilds it */
 static void rlhf__ppo_order(rlhf_ppo *p) {
+    /* a generator of its own, so that the order does not depend on how much sampling came before */
     size_t i, n = rlhf_dataset_size(p->prompts);
     rlhf_rng r;
     for (i = 0; i < n; i++) p->order[i] = i;
     rlhf_rng_seed(&r, p->cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)p->data_epoch + 1);
     rlhf__shuffle(p->order, n, &r);
 }
+/* the same for the pretraining rows of PPO-ptx, from (seed, ptx epoch) */
 static void rlhf__ppo_ptx_order(rlhf_ppo *p) {
     size_t i;
     rlhf_rng r;
@@ -8111,7 +8125,8 @@ RLHFDEF void rlhf_ppo_free(rlhf_ppo *p) {
     rlhf__free(p);
 }
 
-/* "ppo: message" into err; returns r */
+/* "ppo: message" into err; returns r. The trainer's creation reports this
+   way; once it runs, the run helpers of >>train report (rlhf__run_fail). */
 static rlhf_result rlhf__ppo_fail(rlhf_error *err, rlhf_result r, const char *fmt, ...) {
     va_list ap;
     if (!err) return r;
@@ -8337,6 +8352,7 @@ fail:
     return r;
 }
 
+/* the EMA of the policy (what InstructGPT evaluates), and beta as the controller has set it */
 RLHFDEF const rlhf_model *rlhf_ppo_ema(const rlhf_ppo *p) { return p ? p->ema : NULL; }
 RLHFDEF float rlhf_ppo_kl_coef(const rlhf_ppo *p) { return p ? p->kl_coef : 0.0f; }
 
@@ -8617,9 +8633,11 @@ typedef struct rlhf__learn_sums {
 static rlhf_result rlhf__ppo_policy_forward(rlhf_ppo *p, const size_t *rows, int n, rlhf__learn_sums *sums, size_t *nt,
                                             double *mean_ratio) {
     const rlhf__rollout *ro = &p->ro;
-    double ratio_sum = 0.0, ent_sum = 0.0;
+    double ratio_sum = 0.0, ent_sum = 0.0; /* summed in double: the guard compares their mean with a threshold */
     size_t k = 0;
     int j, t;
+
+    /* log pi (at the sampling temperature) and its entropy at every position, kept for the backward */
     rlhf_result r = rlhf_model_logprobs(p->policy, p->mb_in, p->mb_tg, p->mb_doc, n, ro->T, p->cfg.sampling.temperature,
                                         p->mb_out, p->mb_ent, 1);
     if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "minibatch log-probs: %s", rlhf_model_last_error(p->policy));
@@ -8649,9 +8667,9 @@ static rlhf_result rlhf__ppo_policy_forward(rlhf_ppo *p, const size_t *rows, int
    the loss is not finite. */
 static rlhf_result rlhf__ppo_ptx(rlhf_ppo *p, int *finite, rlhf__learn_sums *sums) {
     size_t prow[1024], cnt;
-    rlhf__rows rw;
-    int pT, q;
-    float lptx;
+    rlhf__rows rw;       /* the rows: one pretraining window each, never packed */
+    int pT, q;           /* the batch's length; a row */
+    float lptx;          /* the mean LM loss over the rows' targets */
     rlhf_result r;
 
     /* the next rows in the pretraining order, one row each */
@@ -8697,10 +8715,12 @@ static rlhf_result rlhf__ppo_policy(rlhf_ppo *p, const size_t *rows, int n, size
                                     rlhf__learn_sums *sums, float *mb_loss, float *clipfrac, float *approxkl,
                                     int *skipped) {
     rlhf__rollout *ro = &p->ro;
-    float lo = 1.0f - p->cfg.cliprange, hi = 1.0f + p->cfg.cliprange;
+    float lo = 1.0f - p->cfg.cliprange, hi = 1.0f + p->cfg.cliprange; /* the clip range [1 - eps, 1 + eps] */
     int j, t, finite = 1;
     size_t k = 0;
     rlhf_result r;
+
+    /* the surrogate over the minibatch's nt tokens (mean), its gradient per token, clipfrac, approxkl */
     *mb_loss = rlhf_ppo_policy_loss(p->tk.logp, p->tk.old_logp, p->tk.adv, (int)nt, p->cfg.cliprange, p->tk.dlogp,
                                     clipfrac, approxkl);
 
@@ -8841,7 +8861,8 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
         }
     }
 
-    /* losses over the minibatches that were learned from; entropy and ratio over all */
+    /* losses over the minibatches that were learned from; entropy and ratio over all; NaN when
+       the guard skipped every minibatch (nothing was learned this iteration) */
     st->policy_loss = st->value_loss = st->approxkl = st->clipfrac = st->value_clipfrac = NAN;
     if (s.n_kept) {
         st->policy_loss = (float)(s.policy_loss / (double)s.n_kept);
@@ -8859,6 +8880,7 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
 
 /* 5. statistics of the rollout (TRL's objective/... and val/... metrics), n_tok response tokens */
 static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) {
+    /* all of them from the rollout as sampled and evaluated (before this iteration's updates) */
     const rlhf__rollout *ro = &p->ro;
     double sum_kl = 0.0, sumsq_kl = 0.0, kl_se, sum_score = 0.0, sum_nlp = 0.0, n_len = 0.0, vr = 0.0, vm = 0.0,
            er = 0.0, em = 0.0;
@@ -8970,6 +8992,8 @@ static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
     rlhf__metric(&p->run, "episode", (double)p->iteration * p->B);
     for (i = 0; i < sizeof key / sizeof key[0]; i++) rlhf__metric(&p->run, key[i], value[i]);
     rlhf__metric_end(&p->run);
+
+    /* the log: one line of the iteration's main numbers, then log_samples responses decoded */
     rlhf__run_log(
         &p->run, RLHF_LOG_INFO,
         "iteration %ld: score %.3f kl %.3f beta %.4g rlhf_reward %.3f eos %d/%d policy_loss %.4f value_loss %.4f",
@@ -9000,7 +9024,7 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
     st.kl_coef = p->kl_coef; /* the beta this iteration's rewards use */
 
     /* 1-4: rollout, evaluate, advantages, learn */
-    t0 = rlhf__seconds();
+    t0 = rlhf__seconds(); /* t0..t1 sampling, t1..t2 scoring and advantages, t2..t3 learning */
     if ((r = rlhf__ppo_rollout(p, &st.tokens_generated)) != RLHF_OK) goto done;
     t1 = rlhf__seconds();
     if ((r = rlhf__ppo_evaluate(p)) != RLHF_OK) goto done;
@@ -9018,6 +9042,7 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
     if (p->cfg.adaptive_kl) p->kl_coef = rlhf_kl_control(p->kl_coef, st.kl, p->cfg.kl_target, p->cfg.kl_horizon, p->B);
     rlhf__ppo_metrics(p, &st);
 done:
+    /* the caller's err is this call's only: the trainer keeps no pointer to it */
     if (stats) *stats = st;
     p->run.err = NULL;
     return r;
@@ -9038,6 +9063,7 @@ static const char *const RLHF__PPO_FILES[3] = {"policy.safetensors", "critic.saf
 static rlhf_result rlhf__ppo_err(rlhf_error *err, rlhf_result r, const char *dir, const char *fmt, ...) {
     va_list ap;
     int n;
+    /* a save or load names its directory first: the user may run several */
     if (!err) return r;
     n = snprintf(err->message, sizeof err->message, "ppo: %s: ", dir);
     if (n < 0 || (size_t)n >= sizeof err->message) return r;
@@ -9138,7 +9164,8 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
                          : "EMA",
                 p->iteration, bad);
 
-    /* every number that steers the rest of the run; floats as %.9g round-trip exactly */
+    /* every number that steers the rest of the run; floats as %.9g round-trip exactly. The RNG's
+       four words go as decimal strings: JSON numbers are doubles and would lose bits of a uint64 */
     snprintf(
         state, sizeof state,
         "{\"iteration\":%ld,\"kl_coef\":%.9g,\"rng\":[\"%llu\",\"%llu\",\"%llu\",\"%llu\"],\"data_epoch\":%ld,\"data_"
@@ -9148,7 +9175,8 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
         (unsigned long long)p->rng.s[2], (unsigned long long)p->rng.s[3], p->data_epoch, (unsigned long)p->data_pos,
         p->ptx_epoch, (unsigned long)p->ptx_pos, p->skipped_updates, p->skipped_minibatches,
         (unsigned long long)p->ref_hash);
-    snprintf(path, sizeof path, "%ld", p->iteration); /* ties the three files of one save together */
+    /* the iteration in every file ties the files of one save together: rlhf_ppo_load refuses a mix */
+    snprintf(path, sizeof path, "%ld", p->iteration);
     if ((r = rlhf__set_meta(p->policy, "rlhf.ppo.state", state)) != RLHF_OK ||
         (r = rlhf__set_meta(p->policy, "rlhf.kind", "policy")) != RLHF_OK ||
         (r = rlhf__set_meta(p->critic, "rlhf.kind", "value")) != RLHF_OK ||
