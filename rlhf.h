@@ -8935,54 +8935,19 @@ static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) 
 
 /* 7. metrics: one JSON line under TRL's names, a log line, a few samples */
 static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
-    static const char *const key[] = {"objective/kl",
-                                      "objective/entropy",
-                                      "objective/non_score_reward",
-                                      "objective/rlhf_reward",
-                                      "objective/scores",
-                                      "objective/kl_coef",
-                                      "lr",
-                                      "policy/approxkl_avg",
-                                      "policy/clipfrac_avg",
-                                      "policy/entropy_avg",
-                                      "loss/policy_avg",
-                                      "loss/value_avg",
-                                      "loss/ptx",
-                                      "val/clipfrac_avg",
-                                      "val/ratio",
-                                      "val/num_eos_tokens",
-                                      "val/var_explained",
-                                      "val/response_length",
-                                      "ppo/skipped_updates",
-                                      "ppo/skipped_minibatches",
-                                      "time/generate_s",
-                                      "time/score_s",
-                                      "time/learn_s",
-                                      "tokens_per_s/generate"};
-    const double value[] = {st->kl,
-                            st->entropy,
-                            -(double)st->kl_coef * st->kl,
-                            st->rlhf_reward,
-                            st->score,
-                            st->kl_coef,
-                            st->lr,
-                            st->approxkl,
-                            st->clipfrac,
-                            st->policy_entropy,
-                            st->policy_loss,
-                            st->value_loss,
-                            st->ptx_loss,
-                            st->value_clipfrac,
-                            st->ratio,
-                            st->num_eos,
-                            st->var_explained,
-                            st->response_length,
-                            (double)st->skipped_updates,
-                            (double)st->skipped_minibatches,
-                            st->seconds_generate,
-                            st->seconds_score,
-                            st->seconds_learn,
-                            st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN};
+    static const char *const key[] = {
+        "objective/kl", "objective/entropy", "objective/non_score_reward", "objective/rlhf_reward", "objective/scores",
+        "objective/kl_coef", "lr", "policy/approxkl_avg", "policy/clipfrac_avg", "policy/entropy_avg",
+        "loss/policy_avg", "loss/value_avg", "loss/ptx", "val/clipfrac_avg", "val/ratio", "val/num_eos_tokens", "val/var_explained",
+        "val/response_length", "ppo/skipped_updates", "ppo/skipped_minibatches", "time/generate_s", "time/score_s",
+        "time/learn_s", "tokens_per_s/generate"};
+    const double value[] = {
+        st->kl, st->entropy, -(double)st->kl_coef * st->kl, st->rlhf_reward, st->score,
+        st->kl_coef, st->lr, st->approxkl, st->clipfrac, st->policy_entropy, st->policy_loss,
+        st->value_loss, st->ptx_loss, st->value_clipfrac, st->ratio, (double)st->num_eos, st->var_explained,
+        st->response_length, (double)st->skipped_updates, (double)st->skipped_minibatches, st->seconds_generate,
+        st->seconds_score, st->seconds_learn,
+        st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN};
     const rlhf__rollout *ro = &p->ro;
     size_t i;
     int b, t;
