@@ -1929,10 +1929,14 @@ static size_t rlhf__utf8_put(unsigned char *o, unsigned cp) {
 static rlhf_result rlhf__json_string(rlhf__jp *p, const char **out, size_t *out_len) {
     size_t start = p->i + 1, end = start, k;
     unsigned char *o, *w;
+    /* the raw span, to the closing quote (an escape's second byte is stepped over) */
     while (end < p->n && p->s[end] != '"') end += p->s[end] == '\\' ? 2 : 1;
-    if (end >= p->n) return rlhf__json_fail(p, RLHF_ERR_PARSE, p->n, "unterminated string (it starts at byte %zu)", p->i);
+    if (end >= p->n)
+        return rlhf__json_fail(p, RLHF_ERR_PARSE, p->n, "unterminated string (it starts at byte %zu)", p->i);
     o = w = (unsigned char *)rlhf__arena_alloc(p->doc, end - start + 1);
     if (!o) return rlhf__json_fail(p, RLHF_ERR_OUT_OF_MEMORY, p->i, "out of memory decoding a string");
+
+    /* decode: escapes (\uXXXX and its surrogate pairs to UTF-8), other bytes checked as UTF-8 and copied */
     for (k = start; k < end;) {
         unsigned c = p->s[k];
         if (c == '\\') {
@@ -1948,15 +1952,17 @@ static rlhf_result rlhf__json_string(rlhf__jp *p, const char **out, size_t *out_
             case 'r': *w++ = '\r'; k += 2; continue;
             case 't': *w++ = '\t'; k += 2; continue;
             case 'u': break;
-            default: return rlhf__json_fail(p, RLHF_ERR_PARSE, k + 1, "expected an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
+            default: return rlhf__json_fail(p, RLHF_ERR_PARSE, k + 1,
+                                            "expected an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
             }
             if (end - k < 6 || !rlhf__hex4(p->s + k + 2, &cp))
                 return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "expected 4 hex digits after \\u");
             k += 6;
             if (cp >= 0xD800 && cp <= 0xDBFF) { /* a high surrogate needs its low half: \uDC00..\uDFFF */
-                if (end - k < 6 || p->s[k] != '\\' || p->s[k + 1] != 'u' || !rlhf__hex4(p->s + k + 2, &lo) || lo < 0xDC00 ||
-                    lo > 0xDFFF)
-                    return rlhf__json_fail(p, RLHF_ERR_PARSE, k - 6, "expected a low surrogate \\uDC00-\\uDFFF after \\u%04X", cp);
+                if (end - k < 6 || p->s[k] != '\\' || p->s[k + 1] != 'u' || !rlhf__hex4(p->s + k + 2, &lo) ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return rlhf__json_fail(p, RLHF_ERR_PARSE, k - 6,
+                                           "expected a low surrogate \\uDC00-\\uDFFF after \\u%04X", cp);
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 k += 6;
             } else if (cp >= 0xDC00 && cp <= 0xDFFF)
@@ -1989,20 +1995,26 @@ static rlhf_result rlhf__json_number(rlhf__jp *p, rlhf_json *v) {
     uint64_t mant = 0;
     double x;
     char *text;
+
+    /* the integer part */
     if (k < p->n && p->s[k] == '-') { neg = 1; k++; }
     if (k >= p->n || p->s[k] < '0' || p->s[k] > '9') return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "expected a digit");
     if (p->s[k] == '0') {
         k++;
-        if (k < p->n && p->s[k] >= '0' && p->s[k] <= '9') return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "leading zero in a number");
+        if (k < p->n && p->s[k] >= '0' && p->s[k] <= '9')
+            return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "leading zero in a number");
     } else
         for (; k < p->n && p->s[k] >= '0' && p->s[k] <= '9'; k++) {
             /* keep 19 significant digits; count the dropped ones in the exponent */
             if (digits < 19) { mant = mant * 10 + (uint64_t)(p->s[k] - '0'); digits += mant != 0; }
             else e10++;
         }
+
+    /* the fraction, then the exponent */
     if (k < p->n && p->s[k] == '.') {
         k++;
-        if (k >= p->n || p->s[k] < '0' || p->s[k] > '9') return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "expected a digit after '.'");
+        if (k >= p->n || p->s[k] < '0' || p->s[k] > '9')
+            return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "expected a digit after '.'");
         for (; k < p->n && p->s[k] >= '0' && p->s[k] <= '9'; k++)
             if (digits < 19) {
                 mant = mant * 10 + (uint64_t)(p->s[k] - '0');
@@ -2014,11 +2026,14 @@ static rlhf_result rlhf__json_number(rlhf__jp *p, rlhf_json *v) {
         int eneg = 0;
         k++;
         if (k < p->n && (p->s[k] == '+' || p->s[k] == '-')) eneg = p->s[k++] == '-';
-        if (k >= p->n || p->s[k] < '0' || p->s[k] > '9') return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "expected a digit in the exponent");
+        if (k >= p->n || p->s[k] < '0' || p->s[k] > '9')
+            return rlhf__json_fail(p, RLHF_ERR_PARSE, k, "expected a digit in the exponent");
+        /* past an exponent of 10^6 only 0 or inf are possible: stop counting */
         for (; k < p->n && p->s[k] >= '0' && p->s[k] <= '9'; k++)
-            if (exp_val < 1000000) exp_val = exp_val * 10 + (p->s[k] - '0'); /* beyond this only 0 or inf are possible */
+            if (exp_val < 1000000) exp_val = exp_val * 10 + (p->s[k] - '0');
         e10 += eneg ? -exp_val : exp_val;
     }
+
     /* value = mant * 10^e10: exact (hence correctly rounded) when mant < 2^53
        and |e10| <= 22; otherwise via pow(), off by at most a few ulp */
     if (mant == 0) x = 0.0;
@@ -2028,6 +2043,8 @@ static rlhf_result rlhf__json_number(rlhf__jp *p, rlhf_json *v) {
     else /* two half powers, so 10^e10 itself never underflows or overflows */
         x = (double)mant * pow(10.0, (double)(e10 / 2)) * pow(10.0, (double)(e10 - e10 / 2));
     if (isinf(x)) return rlhf__json_fail(p, RLHF_ERR_PARSE, start, "number too large for a double");
+
+    /* the node keeps the value and the text as written */
     v->type = RLHF_JSON_NUMBER;
     v->number = neg ? -x : x;
     v->len = k - start;
@@ -2040,131 +2057,183 @@ static rlhf_result rlhf__json_number(rlhf__jp *p, rlhf_json *v) {
     return RLHF_OK;
 }
 
-/* max_values bounds the tree (each value costs ~100 bytes of memory, so a
-   hostile input cannot inflate 50x before it is judged) */
+/* The tree under construction: the open arrays and objects (an explicit
+   stack: a deep document cannot overflow the C stack), the count of values
+   against max_values (each value costs ~100 bytes of memory, so a hostile
+   input cannot inflate 50x before it is judged) and the member name that the
+   next value of an object takes. */
+typedef struct rlhf__jframe { rlhf_json *node, *last; } rlhf__jframe; /* an open array/object and its last element */
+typedef struct rlhf__jtree {
+    rlhf__jframe *stack;
+    size_t depth, n_values, max_values;
+    int max_depth;
+    const char *key;
+    size_t key_len;
+} rlhf__jtree;
+
+/* A value is expected at p->i: a new node, linked as the last element of
+   the innermost open container (or as the root). */
+static rlhf_result rlhf__json_node(rlhf__jp *p, rlhf__jtree *tr, rlhf_json **out) {
+    rlhf_json *v;
+    *out = NULL;
+    rlhf__json_ws(p);
+    if (p->i >= p->n) return rlhf__json_fail(p, RLHF_ERR_PARSE, p->i, "expected a value");
+    if (++tr->n_values > tr->max_values)
+        return rlhf__json_fail(p, RLHF_ERR_TOO_LARGE, p->i, "more than %zu values", tr->max_values);
+    v = (rlhf_json *)rlhf__arena_alloc(p->doc, sizeof *v);
+    if (!v) return rlhf__json_fail(p, RLHF_ERR_OUT_OF_MEMORY, p->i, "out of memory");
+    memset(v, 0, sizeof *v);
+    v->offset = p->i;
+
+    if (tr->depth == 0) p->doc->root = v;
+    else {
+        rlhf__jframe *f = &tr->stack[tr->depth - 1];
+        if (f->last) f->last->next = v;
+        else f->node->child = v;
+        f->last = v;
+        f->node->len++;
+        if (f->node->type == RLHF_JSON_OBJECT) { /* array elements have no name */
+            v->key = tr->key;
+            v->key_len = tr->key_len;
+        }
+    }
+    *out = v;
+    return RLHF_OK;
+}
+
+/* A member name and its ':' at p->i (whitespace already skipped), into
+   tr->key; `expected` says what else could have stood there. */
+static rlhf_result rlhf__json_member_name(rlhf__jp *p, rlhf__jtree *tr, const char *expected) {
+    rlhf_result r;
+    if (p->i >= p->n || p->s[p->i] != '"') return rlhf__json_fail(p, RLHF_ERR_PARSE, p->i, "%s", expected);
+    if ((r = rlhf__json_string(p, &tr->key, &tr->key_len)) != RLHF_OK) return r;
+    rlhf__json_ws(p);
+    if (p->i >= p->n || p->s[p->i] != ':')
+        return rlhf__json_fail(p, RLHF_ERR_PARSE, p->i, "expected ':' after a member name");
+    p->i++;
+    return RLHF_OK;
+}
+
+/* '{' or '[' at p->i opens v. *empty is 1 when it closes at once (v is then
+   a complete value), 0 when its first element's value is expected. */
+static rlhf_result rlhf__json_open(rlhf__jp *p, rlhf__jtree *tr, rlhf_json *v, int *empty) {
+    unsigned c = p->s[p->i];
+    *empty = 0;
+    if (tr->depth >= (size_t)tr->max_depth)
+        return rlhf__json_fail(p, RLHF_ERR_TOO_LARGE, p->i, "nesting deeper than %d levels", tr->max_depth);
+    v->type = c == '{' ? RLHF_JSON_OBJECT : RLHF_JSON_ARRAY;
+    tr->stack[tr->depth].node = v;
+    tr->stack[tr->depth].last = NULL;
+    tr->depth++;
+    p->i++;
+    rlhf__json_ws(p);
+
+    if (p->i < p->n && p->s[p->i] == (c == '{' ? '}' : ']')) {
+        *empty = 1;
+        p->i++;
+        tr->depth--; /* the container is complete */
+        return RLHF_OK;
+    }
+    return c == '{' ? rlhf__json_member_name(p, tr, "expected '\"' (a member name) or '}'") : RLHF_OK;
+}
+
+/* A string, a number, true, false or null at p->i, into v. */
+static rlhf_result rlhf__json_scalar(rlhf__jp *p, rlhf_json *v) {
+    unsigned c = p->s[p->i];
+    if (c == '"') {
+        v->type = RLHF_JSON_STRING;
+        return rlhf__json_string(p, &v->str, &v->len);
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) return rlhf__json_number(p, v);
+    if (p->n - p->i >= 4 && memcmp(p->s + p->i, "true", 4) == 0) {
+        v->type = RLHF_JSON_TRUE;
+        p->i += 4;
+    } else if (p->n - p->i >= 5 && memcmp(p->s + p->i, "false", 5) == 0) {
+        v->type = RLHF_JSON_FALSE;
+        p->i += 5;
+    } else if (p->n - p->i >= 4 && memcmp(p->s + p->i, "null", 4) == 0) {
+        v->type = RLHF_JSON_NULL;
+        p->i += 4;
+    } else
+        return rlhf__json_fail(p, RLHF_ERR_PARSE, p->i,
+                               "expected a value (object, array, string, number, true, false or null)");
+    return RLHF_OK;
+}
+
+/* A value is complete: close the containers it completes, then step over the
+   ',' (and an object's next member name) before the next element's value.
+   tr->depth is 0 when the root is complete. */
+static rlhf_result rlhf__json_after_value(rlhf__jp *p, rlhf__jtree *tr) {
+    while (tr->depth > 0) {
+        rlhf__jframe *f = &tr->stack[tr->depth - 1];
+        char close = f->node->type == RLHF_JSON_OBJECT ? '}' : ']';
+        rlhf__json_ws(p);
+        if (p->i < p->n && p->s[p->i] == (unsigned char)close) {
+            p->i++;
+            tr->depth--;
+            continue;
+        }
+        if (p->i < p->n && p->s[p->i] == ',') {
+            p->i++;
+            if (close != '}') return RLHF_OK;
+            rlhf__json_ws(p);
+            return rlhf__json_member_name(p, tr, "expected '\"' (a member name) after ','");
+        }
+        return rlhf__json_fail(p, RLHF_ERR_PARSE, p->i, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+    return RLHF_OK;
+}
+
+/* The whole of text[0..len) as one JSON value. max_values bounds the tree
+   (see rlhf__jtree). */
 static rlhf_result rlhf__json_parse(rlhf_json_doc **out, const char *text, size_t len, int max_depth, size_t max_values,
                                     rlhf_json_error *err) {
-    typedef struct { rlhf_json *node, *last; } frame; /* an open array/object and its last element */
-    size_t n_values = 0;
     rlhf__jp p;
+    rlhf__jtree tr;
     rlhf_json_doc *d;
-    frame *stack;
-    size_t depth = 0, cap;
-    const char *key = NULL;
-    size_t key_len = 0;
+    size_t cap;
     rlhf_result r = RLHF_OK;
     if (err) memset(err, 0, sizeof *err);
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
     if (!text && len) return RLHF_ERR_INVALID_ARGUMENT;
+
+    /* the document and the stack of open containers */
     if (max_depth <= 0) max_depth = RLHF_JSON_DEFAULT_MAX_DEPTH;
     cap = (size_t)max_depth < len ? (size_t)max_depth : len; /* each level needs a byte */
     d = (rlhf_json_doc *)rlhf__alloc(sizeof *d);
-    stack = (frame *)rlhf__alloc((cap + 1) * sizeof(frame));
-    if (!d || !stack) {
+    memset(&tr, 0, sizeof tr);
+    tr.stack = (rlhf__jframe *)rlhf__alloc((cap + 1) * sizeof(rlhf__jframe));
+    if (!d || !tr.stack) {
         rlhf__free(d);
-        rlhf__free(stack);
+        rlhf__free(tr.stack);
         return RLHF_ERR_OUT_OF_MEMORY;
     }
     memset(d, 0, sizeof *d);
+    tr.max_depth = max_depth;
+    tr.max_values = max_values;
     p.s = (const unsigned char *)text;
     p.n = len;
     p.i = 0;
     p.doc = d;
     p.err = err;
+
+    /* one value per turn: a container opens (its elements follow), or a
+       scalar completes and closes what it completes */
     for (;;) {
-        /* a value is expected here */
         rlhf_json *v;
-        unsigned c;
-        rlhf__json_ws(&p);
-        if (p.i >= p.n) { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected a value"); break; }
-        if (++n_values > max_values) { r = rlhf__json_fail(&p, RLHF_ERR_TOO_LARGE, p.i, "more than %zu values", max_values); break; }
-        v = (rlhf_json *)rlhf__arena_alloc(d, sizeof *v);
-        if (!v) { r = rlhf__json_fail(&p, RLHF_ERR_OUT_OF_MEMORY, p.i, "out of memory"); break; }
-        memset(v, 0, sizeof *v);
-        v->offset = p.i;
-        if (depth == 0) d->root = v;
-        else {
-            frame *f = &stack[depth - 1];
-            if (f->last) f->last->next = v;
-            else f->node->child = v;
-            f->last = v;
-            f->node->len++;
-            if (f->node->type == RLHF_JSON_OBJECT) { /* array elements have no name */
-                v->key = key;
-                v->key_len = key_len;
-            }
-        }
-        c = p.s[p.i];
-        if (c == '{' || c == '[') {
-            if (depth >= (size_t)max_depth) { r = rlhf__json_fail(&p, RLHF_ERR_TOO_LARGE, p.i, "nesting deeper than %d levels", max_depth); break; }
-            v->type = c == '{' ? RLHF_JSON_OBJECT : RLHF_JSON_ARRAY;
-            stack[depth].node = v;
-            stack[depth].last = NULL;
-            depth++;
-            p.i++;
-            rlhf__json_ws(&p);
-            if (p.i < p.n && p.s[p.i] == (c == '{' ? '}' : ']')) {
-                p.i++;
-                depth--; /* empty: the container is complete */
-            } else if (c == '{') {
-                if (p.i >= p.n || p.s[p.i] != '"') { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected '\"' (a member name) or '}'"); break; }
-                if ((r = rlhf__json_string(&p, &key, &key_len)) != RLHF_OK) break;
-                rlhf__json_ws(&p);
-                if (p.i >= p.n || p.s[p.i] != ':') { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected ':' after a member name"); break; }
-                p.i++;
-                continue;
-            } else
-                continue;
-        } else if (c == '"') {
-            v->type = RLHF_JSON_STRING;
-            if ((r = rlhf__json_string(&p, &v->str, &v->len)) != RLHF_OK) break;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            if ((r = rlhf__json_number(&p, v)) != RLHF_OK) break;
-        } else if (p.n - p.i >= 4 && memcmp(p.s + p.i, "true", 4) == 0) {
-            v->type = RLHF_JSON_TRUE;
-            p.i += 4;
-        } else if (p.n - p.i >= 5 && memcmp(p.s + p.i, "false", 5) == 0) {
-            v->type = RLHF_JSON_FALSE;
-            p.i += 5;
-        } else if (p.n - p.i >= 4 && memcmp(p.s + p.i, "null", 4) == 0) {
-            v->type = RLHF_JSON_NULL;
-            p.i += 4;
-        } else {
-            r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected a value (object, array, string, number, true, false or null)");
+        if ((r = rlhf__json_node(&p, &tr, &v)) != RLHF_OK) break;
+        if (p.s[p.i] == '{' || p.s[p.i] == '[') {
+            int empty;
+            if ((r = rlhf__json_open(&p, &tr, v, &empty)) != RLHF_OK) break;
+            if (!empty) continue; /* its first element's value */
+        } else if ((r = rlhf__json_scalar(&p, v)) != RLHF_OK)
             break;
-        }
-        /* a value is complete: close containers or move to the next element */
-        for (;;) {
-            frame *f;
-            char close;
-            if (depth == 0) break;
-            f = &stack[depth - 1];
-            close = f->node->type == RLHF_JSON_OBJECT ? '}' : ']';
-            rlhf__json_ws(&p);
-            if (p.i < p.n && p.s[p.i] == (unsigned char)close) {
-                p.i++;
-                depth--;
-                continue;
-            }
-            if (p.i < p.n && p.s[p.i] == ',') {
-                p.i++;
-                if (close == '}') {
-                    rlhf__json_ws(&p);
-                    if (p.i >= p.n || p.s[p.i] != '"') { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected '\"' (a member name) after ','"); break; }
-                    if ((r = rlhf__json_string(&p, &key, &key_len)) != RLHF_OK) break;
-                    rlhf__json_ws(&p);
-                    if (p.i >= p.n || p.s[p.i] != ':') { r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected ':' after a member name"); break; }
-                    p.i++;
-                }
-                break; /* the next element's value */
-            }
-            r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
-            break;
-        }
-        if (r != RLHF_OK || depth == 0) break;
+        if ((r = rlhf__json_after_value(&p, &tr)) != RLHF_OK || tr.depth == 0) break;
     }
-    rlhf__free(stack);
+    rlhf__free(tr.stack);
+
+    /* nothing but whitespace after the root */
     if (r == RLHF_OK) {
         rlhf__json_ws(&p);
         if (p.i < p.n) r = rlhf__json_fail(&p, RLHF_ERR_PARSE, p.i, "expected the end of the input after the value");
@@ -2177,7 +2246,8 @@ static rlhf_result rlhf__json_parse(rlhf_json_doc **out, const char *text, size_
     return RLHF_OK;
 }
 
-RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_t len, int max_depth, rlhf_json_error *err) {
+RLHFDEF rlhf_result rlhf_json_parse(rlhf_json_doc **out, const char *text, size_t len, int max_depth,
+                                    rlhf_json_error *err) {
     return rlhf__json_parse(out, text, len, max_depth, (size_t)-1, err);
 }
 
@@ -2250,7 +2320,8 @@ struct rlhf_jsonl {
 };
 #define RLHF__JSONL_CHUNK 65536
 
-static void rlhf__jsonl_error(rlhf_json_error *err, const char *path, size_t line, size_t column, size_t offset, const char *what) {
+static void rlhf__jsonl_error(rlhf_json_error *err, const char *path, size_t line, size_t column, size_t offset,
+                              const char *what) {
     int n;
     if (!err) return;
     err->line = line;
@@ -2312,6 +2383,7 @@ static int rlhf__jsonl_getline(rlhf_jsonl *r, size_t *len) {
     for (;;) {
         unsigned char *nl;
         size_t take, avail;
+        /* refill the read buffer */
         if (r->buf_pos == r->buf_len) {
             if (r->eof) break;
             r->buf_len = fread(r->buf, 1, RLHF__JSONL_CHUNK, r->f);
@@ -2322,6 +2394,8 @@ static int rlhf__jsonl_getline(rlhf_jsonl *r, size_t *len) {
                 break;
             }
         }
+
+        /* the bytes up to the LF (or the buffer's end) join the line, unless it is already over the limit */
         got = 1;
         avail = r->buf_len - r->buf_pos;
         nl = (unsigned char *)memchr(r->buf + r->buf_pos, '\n', avail);
@@ -2368,6 +2442,8 @@ RLHFDEF rlhf_result rlhf_jsonl_next(rlhf_jsonl *r, rlhf_json_doc **doc, rlhf_jso
         rlhf_json_error e;
         rlhf_result res;
         int g = rlhf__jsonl_getline(r, &len);
+
+        /* the next line, or why there is none */
         if (g == 0) return RLHF_OK; /* end of file */
         if (g == -1) {
             char what[96];
@@ -2383,12 +2459,15 @@ RLHFDEF rlhf_result rlhf_jsonl_next(rlhf_jsonl *r, rlhf_json_doc **doc, rlhf_jso
             rlhf__jsonl_error(err, r->path, r->line_no + 1, 1, 0, "out of memory for a line");
             return RLHF_ERR_OUT_OF_MEMORY;
         }
+
+        /* the line's text: a CRLF's CR and the file's BOM dropped; a blank line skipped */
         if (len && r->line[len - 1] == '\r') len--; /* CRLF */
         /* a UTF-8 byte-order mark (Windows editors write one) starts the file, not the record */
         text = r->line;
         if (r->line_no == 1 && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) text += 3, len -= 3;
         for (k = 0; k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r'); k++) {}
         if (k == len) continue; /* blank line */
+
         /* a record of more than 1,000,000 values is refused before its tree
            (~100 bytes a value) grows past ~100 MB */
         res = rlhf__json_parse(doc, (const char *)text, len, 0, 1000000, &e);
@@ -2465,7 +2544,8 @@ static char *rlhf__read_small_file(const char *path, size_t limit, size_t *len) 
     size_t n;
     if (!f) return NULL;
     /* allocate what the file holds, not the limit */
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || (unsigned long)size > limit || fseek(f, 0, SEEK_SET) != 0) {
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || (unsigned long)size > limit ||
+        fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
         return NULL;
     }
@@ -2557,7 +2637,8 @@ static rlhf_result rlhf__out_open(rlhf__out *o, const char *path, int in_place) 
     {   /* a rename would put a plain file where a device, a pipe or a directory was (/dev/null, as root) */
         struct stat st;
         if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-            snprintf(o->why, sizeof o->why, "%s exists and is not a regular file (a directory, a device or a pipe): not replaced", path);
+            snprintf(o->why, sizeof o->why,
+                     "%s exists and is not a regular file (a directory, a device or a pipe): not replaced", path);
             return RLHF_ERR_IO;
         }
     }
@@ -2800,11 +2881,14 @@ static int rlhf__cp_class(uint32_t cp) {
     if (cp < 128) { /* ASCII fast path */
         if ((cp | 32) >= 'a' && (cp | 32) <= 'z') return RLHF__CL_LETTER;
         if (cp >= '0' && cp <= '9') return RLHF__CL_NUMBER;
-        if (cp == ' ' || (cp >= 9 && cp <= 13)) return RLHF__CL_SPACE; /* not U+001C..1F: regex's \s differs from isspace() there */
+        /* not U+001C..1F: regex's \s differs from isspace() there */
+        if (cp == ' ' || (cp >= 9 && cp <= 13)) return RLHF__CL_SPACE;
         return RLHF__CL_OTHER;
     }
-    if (rlhf__in_ranges(rlhf__uni_letter, sizeof rlhf__uni_letter / sizeof rlhf__uni_letter[0], cp)) return RLHF__CL_LETTER;
-    if (rlhf__in_ranges(rlhf__uni_number, sizeof rlhf__uni_number / sizeof rlhf__uni_number[0], cp)) return RLHF__CL_NUMBER;
+    if (rlhf__in_ranges(rlhf__uni_letter, sizeof rlhf__uni_letter / sizeof rlhf__uni_letter[0], cp))
+        return RLHF__CL_LETTER;
+    if (rlhf__in_ranges(rlhf__uni_number, sizeof rlhf__uni_number / sizeof rlhf__uni_number[0], cp))
+        return RLHF__CL_NUMBER;
     if (rlhf__in_ranges(rlhf__uni_space, sizeof rlhf__uni_space / sizeof rlhf__uni_space[0], cp)) return RLHF__CL_SPACE;
     return RLHF__CL_OTHER;
 }
@@ -2978,10 +3062,11 @@ static uint64_t rlhf__heap64_pop(uint64_t *h, size_t *n) {
     if (*n) h[i] = last;
     return top;
 }
-static size_t rlhf__bpe_heap(const rlhf_tokenizer *t, const unsigned char *p, size_t n, int *sym, int *next, int *prev, uint64_t *heap,
-                             uint64_t *pending) {
+static size_t rlhf__bpe_heap(const rlhf_tokenizer *t, const unsigned char *p, size_t n, int *sym, int *next, int *prev,
+                             uint64_t *heap, uint64_t *pending) {
     size_t nh = 0, np = 0, i, k, out;
     int cur = -1, r;
+    /* the bytes as a linked list, and their pairs that have a rank on the heap */
     for (i = 0; i < n; i++) {
         sym[i] = t->byte_id[p[i]];
         next[i] = (int)i + 1;
@@ -2989,6 +3074,8 @@ static size_t rlhf__bpe_heap(const rlhf_tokenizer *t, const unsigned char *p, si
     }
     for (i = 0; i + 1 < n; i++)
         if ((r = rlhf__pair_rank(t, sym[i], sym[i + 1])) >= 0) rlhf__heap64_push(heap, &nh, (uint64_t)r << 32 | i);
+
+    /* merge in rank order, left to right within a rank */
     while (nh > 0 || np > 0) {
         uint64_t e;
         int j, h;
@@ -3009,16 +3096,21 @@ static size_t rlhf__bpe_heap(const rlhf_tokenizer *t, const unsigned char *p, si
         next[i] = next[j];
         if (next[j] < (int)n) prev[next[j]] = (int)i;
         h = prev[i];
-        if (h >= 0 && (k = (size_t)rlhf__pair_rank(t, sym[h], sym[i])) != (size_t)-1) pending[np++] = (uint64_t)k << 32 | (uint32_t)h;
-        if (next[i] < (int)n && (k = (size_t)rlhf__pair_rank(t, sym[i], sym[next[i]])) != (size_t)-1) pending[np++] = (uint64_t)k << 32 | i;
+        if (h >= 0 && (k = (size_t)rlhf__pair_rank(t, sym[h], sym[i])) != (size_t)-1)
+            pending[np++] = (uint64_t)k << 32 | (uint32_t)h;
+        if (next[i] < (int)n && (k = (size_t)rlhf__pair_rank(t, sym[i], sym[next[i]])) != (size_t)-1)
+            pending[np++] = (uint64_t)k << 32 | i;
     }
+
+    /* the list's symbols, in order */
     for (i = 0, out = 0; i < n; i = (size_t)next[i]) sym[out++] = sym[i];
     return out;
 }
 #define RLHF__BPE_LONG 64 /* pieces longer than this take the heap path */
 
 /* encode ordinary text into ids (up to cap), counting into *count */
-static rlhf_result rlhf__encode_plain(const rlhf_tokenizer *t, const unsigned char *s, size_t n, int *ids, size_t cap, size_t *count) {
+static rlhf_result rlhf__encode_plain(const rlhf_tokenizer *t, const unsigned char *s, size_t n, int *ids, size_t cap,
+                                      size_t *count) {
     int stack_sym[RLHF__BPE_LONG], *heap_mem = NULL;
     size_t heap_cap = 0, i = 0;
     while (i < n) {
@@ -3044,7 +3136,8 @@ static rlhf_result rlhf__encode_plain(const rlhf_tokenizer *t, const unsigned ch
     rlhf__free(heap_mem);
     return RLHF_OK;
 }
-RLHFDEF rlhf_result rlhf_tokenizer_encode(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap, size_t *n_ids) {
+RLHFDEF rlhf_result rlhf_tokenizer_encode(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap,
+                                          size_t *n_ids) {
     size_t count = 0;
     rlhf_result r;
     if (n_ids) *n_ids = 0;
@@ -3053,8 +3146,8 @@ RLHFDEF rlhf_result rlhf_tokenizer_encode(const rlhf_tokenizer *t, const char *t
     *n_ids = count;
     return count <= cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
 }
-RLHFDEF rlhf_result rlhf_tokenizer_encode_special(const rlhf_tokenizer *t, const char *text, size_t len, int *ids, size_t cap,
-                                                  size_t *n_ids) {
+RLHFDEF rlhf_result rlhf_tokenizer_encode_special(const rlhf_tokenizer *t, const char *text, size_t len, int *ids,
+                                                  size_t cap, size_t *n_ids) {
     const unsigned char *s = (const unsigned char *)text;
     size_t count = 0, i = 0, start = 0;
     rlhf_result r;
@@ -3079,7 +3172,8 @@ RLHFDEF rlhf_result rlhf_tokenizer_encode_special(const rlhf_tokenizer *t, const
     *n_ids = count;
     return count <= cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
 }
-RLHFDEF rlhf_result rlhf_tokenizer_decode(const rlhf_tokenizer *t, const int *ids, size_t n, char *out, size_t cap, size_t *n_bytes) {
+RLHFDEF rlhf_result rlhf_tokenizer_decode(const rlhf_tokenizer *t, const int *ids, size_t n, char *out, size_t cap,
+                                          size_t *n_bytes) {
     size_t i, w = 0;
     if (n_bytes) *n_bytes = 0;
     if (!t || (!ids && n) || (!out && cap) || !n_bytes) return RLHF_ERR_INVALID_ARGUMENT;
@@ -3096,8 +3190,9 @@ RLHFDEF rlhf_result rlhf_tokenizer_decode(const rlhf_tokenizer *t, const int *id
     return w <= cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
 }
 
-RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_message *msg, int n, int add_generation_prompt, int *ids,
-                                        unsigned char *mask, size_t cap, size_t *n_ids) {
+RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_message *msg, int n,
+                                        int add_generation_prompt, int *ids, unsigned char *mask, size_t cap,
+                                        size_t *n_ids) {
     static const rlhf_special_token role_tok[3] = {RLHF_TOKEN_SYSTEM, RLHF_TOKEN_USER, RLHF_TOKEN_ASSISTANT};
     size_t count = 0, k;
     int i;
@@ -3112,7 +3207,9 @@ RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_mess
         if (count < cap) { ids[count] = t->special[role_tok[msg[i].role]]; if (mask) mask[count] = 0; }
         count++;
         before = count;
-        if ((r = rlhf__encode_plain(t, (const unsigned char *)msg[i].content.str, msg[i].content.len, ids, cap, &count)) != RLHF_OK) return r;
+        if ((r = rlhf__encode_plain(t, (const unsigned char *)msg[i].content.str, msg[i].content.len, ids, cap,
+                                    &count)) != RLHF_OK)
+            return r;
         if (mask)
             for (k = before; k < count && k < cap; k++) mask[k] = (unsigned char)learn;
         if (count < cap) { ids[count] = t->special[RLHF_TOKEN_END]; if (mask) mask[count] = (unsigned char)learn; }
@@ -3191,6 +3288,7 @@ static int rlhf__tokmap_build(rlhf__tokmap *m, const rlhf_tokenizer *t, int n, i
    what names the source for messages. */
 static rlhf_result rlhf__tokenizer_finish(rlhf_tokenizer *t, const char *what, rlhf_error *err) {
     int b, r, k;
+    /* every byte has a token of its own (not a special one) */
     for (b = 0; b < 256; b++) t->byte_id[b] = -1;
     for (r = 0; r < t->n_vocab; r++)
         if (t->tok_off[r + 1] - t->tok_off[r] == 1) {
@@ -3199,7 +3297,10 @@ static rlhf_result rlhf__tokenizer_finish(rlhf_tokenizer *t, const char *what, r
             if (!special && t->byte_id[byte] < 0) t->byte_id[byte] = r;
         }
     for (b = 0; b < 256; b++)
-        if (t->byte_id[b] < 0) return rlhf__st_err(err, RLHF_ERR_PARSE, what, "no token for byte 0x%02X: byte-level BPE needs all 256", b);
+        if (t->byte_id[b] < 0)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "no token for byte 0x%02X: byte-level BPE needs all 256", b);
+
+    /* every merge a + b -> c: c's bytes are a's followed by b's */
     for (r = 0; r < t->n_merges; r++) {
         const rlhf__merge *mg = &t->merges[r];
         size_t la, lb, lc;
@@ -3210,17 +3311,24 @@ static rlhf_result rlhf__tokenizer_finish(rlhf_tokenizer *t, const char *what, r
         lc = t->tok_off[mg->c + 1] - t->tok_off[mg->c];
         if (lc != la + lb || memcmp(t->pool + t->tok_off[mg->c], t->pool + t->tok_off[mg->a], la) != 0 ||
             memcmp(t->pool + t->tok_off[mg->c] + la, t->pool + t->tok_off[mg->b], lb) != 0)
-            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "merge %d: token %d is not token %d followed by token %d", r, mg->c, mg->a, mg->b);
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "merge %d: token %d is not token %d followed by token %d", r,
+                                mg->c, mg->a, mg->b);
     }
+
+    /* the special tokens: in range, and distinct */
     for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) {
         int j;
         if (t->special[k] < 0 || t->special[k] >= t->n_vocab)
-            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "special token %s has id %d, outside [0, %d)", RLHF__SPECIAL_STR[k], t->special[k], t->n_vocab);
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "special token %s has id %d, outside [0, %d)",
+                                RLHF__SPECIAL_STR[k], t->special[k], t->n_vocab);
         for (j = 0; j < k; j++)
             if (t->special[j] == t->special[k])
-                return rlhf__st_err(err, RLHF_ERR_PARSE, what, "%s and %s share id %d (the pad must differ from the EOS)",
+                return rlhf__st_err(err, RLHF_ERR_PARSE, what,
+                                    "%s and %s share id %d (the pad must differ from the EOS)",
                                     RLHF__SPECIAL_STR[j], RLHF__SPECIAL_STR[k], t->special[k]);
     }
+
+    /* the merges indexed by pair, for encoding */
     r = rlhf__index_merges(t);
     if (r < 0) return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, what, "out of memory");
     if (r == 0) return rlhf__st_err(err, RLHF_ERR_PARSE, what, "a pair of tokens is merged twice");
@@ -3239,28 +3347,175 @@ static rlhf_tokenizer *rlhf__tokenizer_alloc(int n_vocab, size_t pool_bytes, int
     return t;
 }
 
-RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2(rlhf_tokenizer **out, const char *encoder_json_path, const char *vocab_bpe_path) {
+RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2(rlhf_tokenizer **out, const char *encoder_json_path,
+                                             const char *vocab_bpe_path) {
     return rlhf_tokenizer_load_gpt2_ex(out, encoder_json_path, vocab_bpe_path, NULL);
 }
 
-RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char *enc_path, const char *bpe_path, rlhf_error *err) {
+/* The tokens of encoder.json (root: {token string: id}) into t's pool, in id
+   order: the ids must be a permutation of 0..n-1 and every string must be in
+   GPT-2's byte alphabet. *off receives the pool's length. */
+static rlhf_result rlhf__gpt2_token_bytes(rlhf_tokenizer *t, const rlhf_json *root, const int byte_of_cp[324],
+                                          size_t *off, int *have_eos, const char *enc_path, rlhf_error *err) {
+    int n = (int)root->len, id;
+    const rlhf_json **by_id = (const rlhf_json **)rlhf__alloc((size_t)n * sizeof *by_id), *v;
+    rlhf_result r = RLHF_OK;
+    if (!by_id) return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, enc_path, "out of memory");
+    memset((void *)by_id, 0, (size_t)n * sizeof *by_id);
+
+    /* each id given once */
+    for (v = root->child; v; v = v->next) {
+        int64_t x;
+        if (!rlhf_json_int64(v, &x) || x < 0 || x >= n) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "token \"%s\": id must be an integer in [0, %d)",
+                             v->key, n);
+            break;
+        }
+        if (by_id[x]) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "id %lld is given to \"%s\" and to \"%s\"", (long long)x,
+                             by_id[x]->key, v->key);
+            break;
+        }
+        by_id[x] = v;
+    }
+
+    /* the tokens' bytes, by id */
+    for (id = 0; r == RLHF_OK && id < n; id++) {
+        long len = rlhf__from_alphabet(by_id[id]->key, by_id[id]->key_len, byte_of_cp, t->pool + *off);
+        if (len < 0) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path,
+                             "token \"%s\" has a character outside GPT-2's byte alphabet", by_id[id]->key);
+            break;
+        }
+        if (strcmp(by_id[id]->key, RLHF__SPECIAL_STR[RLHF_TOKEN_EOS]) == 0) {
+            t->special[RLHF_TOKEN_EOS] = id;
+            *have_eos = 1;
+        }
+        *off += (size_t)len;
+        t->tok_off[id + 1] = (uint32_t)*off;
+    }
+    rlhf__free((void *)by_id);
+    return r;
+}
+
+/* A tokenizer from encoder.json's object: GPT-2's n tokens (<|endoftext|>
+   among them), then pad and the chat markers after GPT-2's ids. */
+static rlhf_result rlhf__gpt2_vocab(rlhf_tokenizer **out, const rlhf_json *root, const int byte_of_cp[324],
+                                    const char *enc_path, rlhf_error *err) {
+    int n = (int)root->len, k, have_eos = 0;
+    size_t pool = 0, off = 0;
+    const rlhf_json *v;
+    rlhf_tokenizer *t;
+    rlhf_result r;
+    for (v = root->child; v; v = v->next) pool += v->key_len;
+    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) pool += strlen(RLHF__SPECIAL_STR[k]);
+    if (!(t = rlhf__tokenizer_alloc(n + RLHF_NUM_SPECIAL_TOKENS, pool, 0)))
+        return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, enc_path, "out of memory");
+
+    if ((r = rlhf__gpt2_token_bytes(t, root, byte_of_cp, &off, &have_eos, enc_path, err)) == RLHF_OK && !have_eos)
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "no <|endoftext|> token");
+    if (r != RLHF_OK) {
+        rlhf_tokenizer_free(t);
+        return r;
+    }
+
+    /* pad and the chat markers follow GPT-2's ids */
+    for (k = 1; k < RLHF_NUM_SPECIAL_TOKENS; k++) {
+        size_t sl = strlen(RLHF__SPECIAL_STR[k]);
+        memcpy(t->pool + off, RLHF__SPECIAL_STR[k], sl);
+        off += sl;
+        t->special[k] = n + k - 1;
+        t->tok_off[n + k] = (uint32_t)off;
+    }
+    t->n_vocab = n + RLHF_NUM_SPECIAL_TOKENS - 1;
+    *out = t;
+    return RLHF_OK;
+}
+
+/* vocab.bpe: a "#version" line, then one merge "A B" per line, by rank, into
+   t's merges; map finds the tokens A, B and AB. */
+static rlhf_result rlhf__gpt2_merges(rlhf_tokenizer *t, const rlhf__tokmap *map, const char *bbuf, size_t blen,
+                                     const int byte_of_cp[324], const char *enc_path, const char *bpe_path,
+                                     rlhf_error *err) {
+    unsigned char *scratch;
+    size_t i, line;
+    int k;
+    rlhf_result r = RLHF_OK;
+
+    /* room for a merge a line, and for one line's bytes */
+    for (i = 0, k = 0; i < blen; i++) k += bbuf[i] == '\n';
+    rlhf__free(t->merges);
+    t->merges = (rlhf__merge *)rlhf__alloc(((size_t)k + 2) * sizeof(rlhf__merge));
+    scratch = (unsigned char *)rlhf__alloc(blen + 1);
+    if (!t->merges || !scratch) {
+        rlhf__free(scratch);
+        return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, bpe_path, "out of memory");
+    }
+
+    for (i = 0, line = 1; i < blen; line++) {
+        size_t e = i, sp, w;
+        long la, lb;
+        int a, b, c;
+        while (e < blen && bbuf[e] != '\n') e++;
+        if (e > i && bbuf[e - 1] == '\r') e--;
+        if (e == i || (line == 1 && e - i >= 8 && memcmp(bbuf + i, "#version", 8) == 0)) { /* blank or header */
+            i = e + (e < blen && bbuf[e] == '\r') + 1;
+            continue;
+        }
+
+        /* "A B": two tokens in the byte alphabet, one space between */
+        for (sp = i; sp < e && bbuf[sp] != ' '; sp++) {}
+        if (sp == e || sp == i || sp + 1 == e || memchr(bbuf + sp + 1, ' ', e - sp - 1)) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, bpe_path, "%zu: expected two tokens separated by one space", line);
+            break;
+        }
+        la = rlhf__from_alphabet(bbuf + i, sp - i, byte_of_cp, scratch);
+        lb = la < 0 ? -1 : rlhf__from_alphabet(bbuf + sp + 1, e - sp - 1, byte_of_cp, scratch + la);
+        if (la < 0 || lb < 0) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, bpe_path, "%zu: a character outside GPT-2's byte alphabet", line);
+            break;
+        }
+
+        /* A, B and AB must all be tokens */
+        a = rlhf__tokmap_find(map, scratch, (size_t)la, &w);
+        b = rlhf__tokmap_find(map, scratch + la, (size_t)lb, &w);
+        c = rlhf__tokmap_find(map, scratch, (size_t)(la + lb), &w);
+        if (a < 0 || b < 0 || c < 0) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, bpe_path, "%zu: merge \"%.*s\" names a token not in %s", line,
+                             (int)(e - i), bbuf + i, enc_path);
+            break;
+        }
+        t->merges[t->n_merges].a = a;
+        t->merges[t->n_merges].b = b;
+        t->merges[t->n_merges].c = c;
+        t->n_merges++;
+        i = e + (e < blen && bbuf[e] == '\r') + 1;
+    }
+    rlhf__free(scratch);
+    return r;
+}
+
+RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char *enc_path, const char *bpe_path,
+                                                rlhf_error *err) {
     uint32_t cp_of_byte[256];
-    int byte_of_cp[324], n, id, k, dup = -1, have_eos = 0;
+    int byte_of_cp[324], k, dup = -1;
     char *ebuf = NULL, *bbuf = NULL;
-    size_t elen = 0, blen = 0, pool = 0, i, line;
+    size_t elen = 0, blen = 0;
     rlhf_json_doc *doc = NULL;
     rlhf_json_error je;
-    const rlhf_json *root, *v;
+    const rlhf_json *root;
     rlhf_tokenizer *t = NULL;
     rlhf__tokmap map = {NULL, 0, NULL};
-    unsigned char *scratch = NULL;
     rlhf_result r = RLHF_OK;
     if (err) err->message[0] = 0;
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
     if (!enc_path || !bpe_path) return RLHF_ERR_INVALID_ARGUMENT;
     rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
-    if (!(ebuf = rlhf__read_small_file(enc_path, (size_t)256 << 20, &elen))) return rlhf__st_err(err, RLHF_ERR_IO, enc_path, "cannot read the file (or over 256 MiB)");
+
+    /* encoder.json: an object mapping token strings to ids */
+    if (!(ebuf = rlhf__read_small_file(enc_path, (size_t)256 << 20, &elen)))
+        return rlhf__st_err(err, RLHF_ERR_IO, enc_path, "cannot read the file (or over 256 MiB)");
     if ((r = rlhf_json_parse(&doc, ebuf, elen, 4, &je)) != RLHF_OK) {
         r = rlhf__st_err(err, r, enc_path, "%zu:%zu: %s", je.line, je.column, je.message);
         goto done;
@@ -3270,93 +3525,25 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char
         r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "expected an object mapping token strings to ids");
         goto done;
     }
-    n = (int)root->len;
-    for (v = root->child; v; v = v->next) pool += v->key_len;
-    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) pool += strlen(RLHF__SPECIAL_STR[k]);
-    if (!(t = rlhf__tokenizer_alloc(n + RLHF_NUM_SPECIAL_TOKENS, pool, 0))) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, enc_path, "out of memory"); goto done; }
-    {   /* ids must be a permutation of 0..n-1; the tokens' bytes go to the pool in id order */
-        const rlhf_json **by_id = (const rlhf_json **)rlhf__alloc((size_t)n * sizeof *by_id);
-        size_t off = 0;
-        if (!by_id) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, enc_path, "out of memory"); goto done; }
-        memset((void *)by_id, 0, (size_t)n * sizeof *by_id);
-        for (v = root->child; v; v = v->next) {
-            int64_t x;
-            if (!rlhf_json_int64(v, &x) || x < 0 || x >= n) {
-                r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "token \"%s\": id must be an integer in [0, %d)", v->key, n);
-                break;
-            }
-            if (by_id[x]) { r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "id %lld is given to \"%s\" and to \"%s\"", (long long)x, by_id[x]->key, v->key); break; }
-            by_id[x] = v;
-        }
-        for (id = 0; r == RLHF_OK && id < n; id++) {
-            long len = rlhf__from_alphabet(by_id[id]->key, by_id[id]->key_len, byte_of_cp, t->pool + off);
-            if (len < 0) { r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "token \"%s\" has a character outside GPT-2's byte alphabet", by_id[id]->key); break; }
-            if (strcmp(by_id[id]->key, RLHF__SPECIAL_STR[RLHF_TOKEN_EOS]) == 0) { t->special[RLHF_TOKEN_EOS] = id; have_eos = 1; }
-            off += (size_t)len;
-            t->tok_off[id + 1] = (uint32_t)off;
-        }
-        rlhf__free((void *)by_id);
-        if (r != RLHF_OK) goto done;
-        if (!have_eos) { r = rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "no <|endoftext|> token"); goto done; }
-        /* pad and the chat markers follow GPT-2's ids */
-        for (k = 1; k < RLHF_NUM_SPECIAL_TOKENS; k++) {
-            size_t sl = strlen(RLHF__SPECIAL_STR[k]);
-            memcpy(t->pool + off, RLHF__SPECIAL_STR[k], sl);
-            off += sl;
-            t->special[k] = n + k - 1;
-            t->tok_off[n + k] = (uint32_t)off;
-        }
-        t->n_vocab = n + RLHF_NUM_SPECIAL_TOKENS - 1;
-    }
+    if ((r = rlhf__gpt2_vocab(&t, root, byte_of_cp, enc_path, err)) != RLHF_OK) goto done;
+
+    /* no two tokens with the same bytes (the map then finds the merges' tokens) */
     if ((k = rlhf__tokmap_build(&map, t, t->n_vocab, &dup)) != -1) {
         r = k == -2 ? rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, enc_path, "out of memory")
                     : rlhf__st_err(err, RLHF_ERR_PARSE, enc_path, "token %d has the same bytes as token %d", k, dup);
         goto done;
     }
-    /* vocab.bpe: "#version" line, then one merge "A B" per line, by rank */
-    if (!(bbuf = rlhf__read_small_file(bpe_path, (size_t)256 << 20, &blen))) { r = rlhf__st_err(err, RLHF_ERR_IO, bpe_path, "cannot read the file (or over 256 MiB)"); goto done; }
-    for (i = 0, k = 0; i < blen; i++) k += bbuf[i] == '\n';
-    rlhf__free(t->merges);
-    t->merges = (rlhf__merge *)rlhf__alloc(((size_t)k + 2) * sizeof(rlhf__merge));
-    scratch = (unsigned char *)rlhf__alloc(blen + 1);
-    if (!t->merges || !scratch) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, bpe_path, "out of memory"); goto done; }
-    for (i = 0, line = 1; i < blen; line++) {
-        size_t e = i, sp;
-        long la, lb;
-        size_t w;
-        int a, b, c;
-        while (e < blen && bbuf[e] != '\n') e++;
-        if (e > i && bbuf[e - 1] == '\r') e--;
-        if (e == i || (line == 1 && e - i >= 8 && memcmp(bbuf + i, "#version", 8) == 0)) { /* blank or header */
-            i = e + (e < blen && bbuf[e] == '\r') + 1;
-            continue;
-        }
-        for (sp = i; sp < e && bbuf[sp] != ' '; sp++) {}
-        if (sp == e || sp == i || sp + 1 == e || memchr(bbuf + sp + 1, ' ', e - sp - 1)) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, bpe_path, "%zu: expected two tokens separated by one space", line);
-            goto done;
-        }
-        la = rlhf__from_alphabet(bbuf + i, sp - i, byte_of_cp, scratch);
-        lb = la < 0 ? -1 : rlhf__from_alphabet(bbuf + sp + 1, e - sp - 1, byte_of_cp, scratch + la);
-        if (la < 0 || lb < 0) { r = rlhf__st_err(err, RLHF_ERR_PARSE, bpe_path, "%zu: a character outside GPT-2's byte alphabet", line); goto done; }
-        a = rlhf__tokmap_find(&map, scratch, (size_t)la, &w);
-        b = rlhf__tokmap_find(&map, scratch + la, (size_t)lb, &w);
-        c = rlhf__tokmap_find(&map, scratch, (size_t)(la + lb), &w);
-        if (a < 0 || b < 0 || c < 0) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, bpe_path, "%zu: merge \"%.*s\" names a token not in %s", line, (int)(e - i), bbuf + i, enc_path);
-            goto done;
-        }
-        t->merges[t->n_merges].a = a;
-        t->merges[t->n_merges].b = b;
-        t->merges[t->n_merges].c = c;
-        t->n_merges++;
-        i = e + (e < blen && bbuf[e] == '\r') + 1;
+
+    /* vocab.bpe: the merges, then the whole table checked */
+    if (!(bbuf = rlhf__read_small_file(bpe_path, (size_t)256 << 20, &blen))) {
+        r = rlhf__st_err(err, RLHF_ERR_IO, bpe_path, "cannot read the file (or over 256 MiB)");
+        goto done;
     }
-    r = rlhf__tokenizer_finish(t, bpe_path, err);
+    if ((r = rlhf__gpt2_merges(t, &map, bbuf, blen, byte_of_cp, enc_path, bpe_path, err)) == RLHF_OK)
+        r = rlhf__tokenizer_finish(t, bpe_path, err);
 done:
     rlhf__free(ebuf);
     rlhf__free(bbuf);
-    rlhf__free(scratch);
     rlhf__free(map.slot);
     rlhf_json_free(doc);
     if (r != RLHF_OK) {
@@ -3377,10 +3564,12 @@ typedef struct rlhf__tw { int *sym; int len; int64_t count; } rlhf__tw;
 typedef struct rlhf__tp { int a, b; int64_t count; int *where; int n_where, cap_where, stamp; } rlhf__tp;
 typedef struct rlhf__he { int64_t count; int a, b; } rlhf__he;
 typedef struct rlhf__trainer {
-    rlhf__tw *w; size_t n_w;
+    rlhf__tw *w; size_t n_w, cap_w;
+    int *wslot; size_t cap_wslot;     /* word map: index into w, -1 empty */
     rlhf__tp *p; size_t n_p, cap_p;
     int *slot; size_t cap_slot;       /* pair map: index into p, -1 empty */
     rlhf__he *heap; size_t n_heap, cap_heap;
+    int *touched, n_touched, cap_touched; /* the pairs one merge created (touched keeps its size across merges) */
     int oom;
 } rlhf__trainer;
 
@@ -3468,94 +3657,265 @@ static void rlhf__pair_add_word(rlhf__trainer *T, rlhf__tp *p, int w) {
     p->where[p->n_where++] = w;
 }
 
-RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text, size_t len, int vocab_size, rlhf_error *err) {
-    const unsigned char *s = (const unsigned char *)text;
+static void rlhf__trainer_free(rlhf__trainer *T) {
+    size_t i;
+    for (i = 0; i < T->n_w; i++) rlhf__free(T->w[i].sym);
+    for (i = 0; i < T->n_p; i++) rlhf__free(T->p[i].where);
+    rlhf__free(T->w);
+    rlhf__free(T->p);
+    rlhf__free(T->slot);
+    rlhf__free(T->heap);
+    rlhf__free(T->wslot);
+    rlhf__free(T->touched);
+}
+
+/* The slot of the word with bytes p[0..n) in the word map: the word's, or the
+   free slot where it goes. */
+static size_t rlhf__word_slot(const rlhf__trainer *T, const unsigned char *p, size_t n) {
+    size_t j;
+    for (j = (size_t)rlhf__fnv(p, n) & (T->cap_wslot - 1); T->wslot[j] >= 0; j = (j + 1) & (T->cap_wslot - 1)) {
+        const rlhf__tw *w = &T->w[T->wslot[j]];
+        if ((size_t)w->len == n) {
+            int q;
+            for (q = 0; q < w->len && w->sym[q] == p[q]; q++) {}
+            if (q == w->len) break;
+        }
+    }
+    return j;
+}
+
+/* the word map at twice its size; 0 when out of memory */
+static int rlhf__word_rehash(rlhf__trainer *T) {
+    size_t cap = T->cap_wslot * 2, q;
+    int *ns = (int *)rlhf__alloc(cap * sizeof(int));
+    if (!ns) { T->oom = 1; return 0; }
+    memset(ns, 0xFF, cap * sizeof(int));
+    for (q = 0; q < T->n_w; q++) {
+        const rlhf__tw *w = &T->w[q];
+        uint64_t hh = 0xcbf29ce484222325ull; /* rlhf__fnv over the piece's bytes */
+        size_t z;
+        int k;
+        for (k = 0; k < w->len; k++) hh = (hh ^ (unsigned char)w->sym[k]) * 0x100000001b3ull;
+        for (z = (size_t)hh & (cap - 1); ns[z] >= 0; z = (z + 1) & (cap - 1)) {}
+        ns[z] = (int)q;
+    }
+    rlhf__free(T->wslot);
+    T->wslot = ns;
+    T->cap_wslot = cap;
+    return 1;
+}
+
+/* A new word of count 1 with bytes p[0..n) (byte b is token b), at free
+   slot j of the word map; 0 when out of memory. */
+static int rlhf__word_add(rlhf__trainer *T, const unsigned char *p, size_t n, size_t j) {
+    rlhf__tw *w;
+    int k;
+    if (T->n_w == T->cap_w) {
+        size_t cap = T->cap_w ? 2 * T->cap_w : 1024;
+        rlhf__tw *nw = (rlhf__tw *)rlhf__alloc(cap * sizeof *nw);
+        if (!nw) { T->oom = 1; return 0; }
+        if (T->n_w) memcpy(nw, T->w, T->n_w * sizeof *nw);
+        rlhf__free(T->w);
+        T->w = nw;
+        T->cap_w = cap;
+    }
+    w = &T->w[T->n_w];
+    w->sym = (int *)rlhf__alloc(n * sizeof(int));
+    if (!w->sym) { T->oom = 1; return 0; }
+    for (k = 0; k < (int)n; k++) w->sym[k] = p[k];
+    w->len = (int)n;
+    w->count = 1;
+    T->wslot[j] = (int)T->n_w++;
+    return T->n_w * 2 >= T->cap_wslot ? rlhf__word_rehash(T) : 1; /* the map stays under half full */
+}
+
+/* 1. the distinct pieces of the text and their counts */
+static void rlhf__train_words(rlhf__trainer *T, const unsigned char *s, size_t len) {
+    size_t i;
+    T->cap_wslot = 1024;
+    T->wslot = (int *)rlhf__alloc(T->cap_wslot * sizeof(int));
+    if (!T->wslot) { T->oom = 1; return; }
+    memset(T->wslot, 0xFF, T->cap_wslot * sizeof(int));
+    for (i = 0; i < len;) {
+        size_t end = rlhf__pretoken_end(s, len, i), j;
+        /* a piece over 256 bytes (a run of letters or symbols with no break)
+           is learned from in 256-byte chunks: each merge recounts the words
+           holding its pair, so one huge word would make training quadratic */
+        if (end - i > 256) end = i + 256;
+        j = rlhf__word_slot(T, s + i, end - i);
+        if (T->wslot[j] >= 0) T->w[T->wslot[j]].count++;
+        else if (!rlhf__word_add(T, s + i, end - i, j)) return;
+        i = end;
+    }
+}
+
+/* 2. every adjacent pair: its count and its words, and a heap entry */
+static void rlhf__train_pairs(rlhf__trainer *T) {
+    size_t i;
+    int k;
+    for (i = 0; i < T->n_w; i++)
+        for (k = 0; k + 1 < T->w[i].len; k++) {
+            rlhf__tp *p = rlhf__pair(T, T->w[i].sym[k], T->w[i].sym[k + 1]);
+            if (!p) return;
+            p->count += T->w[i].count;
+            rlhf__pair_add_word(T, p, (int)i);
+        }
+    for (i = 0; i < T->n_p; i++) rlhf__heap_push(T, T->p[i].count, T->p[i].a, T->p[i].b);
+}
+
+/* 3a. the most frequent pair whose heap entry is current; NULL when the heap
+   runs dry (or out of memory: T->oom) */
+static rlhf__tp *rlhf__train_best(rlhf__trainer *T) {
+    for (;;) {
+        rlhf__he top;
+        rlhf__tp *p;
+        if (T->n_heap == 0) return NULL;
+        top = rlhf__heap_pop(T);
+        p = rlhf__pair(T, top.a, top.b);
+        if (!p) return NULL;
+        if (p->count == top.count && p->count > 0) return p;
+        if (p->count > 0 && p->count < top.count) rlhf__heap_push(T, p->count, p->a, p->b); /* stale: re-queue */
+    }
+}
+
+/* 3b. token 256 + r, the bytes of a followed by those of b, by merge r; 0
+   when out of memory */
+static int rlhf__train_add_token(rlhf_tokenizer *t, int a, int b, int r, size_t *pool_bytes, size_t *pool_cap) {
+    int c = 256 + r;
+    size_t la = t->tok_off[a + 1] - t->tok_off[a], lb = t->tok_off[b + 1] - t->tok_off[b];
+    if (*pool_bytes + la + lb + 64 > *pool_cap) { /* grow the byte pool geometrically */
+        size_t cap = 2 * (*pool_bytes + la + lb + 64);
+        unsigned char *np = (unsigned char *)rlhf__alloc(cap);
+        if (!np) return 0;
+        memcpy(np, t->pool, *pool_bytes);
+        rlhf__free(t->pool);
+        t->pool = np;
+        *pool_cap = cap;
+    }
+    memcpy(t->pool + *pool_bytes, t->pool + t->tok_off[a], la);
+    memcpy(t->pool + *pool_bytes + la, t->pool + t->tok_off[b], lb);
+    *pool_bytes += la + lb;
+    t->tok_off[c + 1] = (uint32_t)*pool_bytes;
+    t->merges[r].a = a;
+    t->merges[r].b = b;
+    t->merges[r].c = c;
+    t->n_merges = r + 1;
+    t->n_vocab = c + 1;
+    return 1;
+}
+
+/* 3c for word wi: if it holds (a, b), its pairs' counts out, the merge into
+   c (merge r), its new pairs' counts in. A pair that holds c lists the word,
+   and is touched once per merge. 0 when out of memory. */
+static int rlhf__train_merge_word(rlhf__trainer *T, int wi, int a, int b, int c, int r) {
+    rlhf__tw *w = &T->w[wi];
+    int x, y, has = 0;
+    for (x = 0; x + 1 < w->len && !has; x++) has = w->sym[x] == a && w->sym[x + 1] == b;
+    if (!has) return 1;
+
+    /* the word's pairs before the merge lose its count */
+    for (x = 0; x + 1 < w->len; x++) {
+        rlhf__tp *op = rlhf__pair(T, w->sym[x], w->sym[x + 1]);
+        if (!op) return 0;
+        op->count -= w->count;
+    }
+
+    /* merge left to right */
+    for (x = 0, y = 0; x < w->len; y++) {
+        if (x + 1 < w->len && w->sym[x] == a && w->sym[x + 1] == b) { w->sym[y] = c; x += 2; }
+        else w->sym[y] = w->sym[x++];
+    }
+    w->len = y;
+
+    /* its pairs after the merge gain it; those with c list the word */
+    for (x = 0; x + 1 < w->len; x++) {
+        rlhf__tp *np = rlhf__pair(T, w->sym[x], w->sym[x + 1]);
+        if (!np) return 0;
+        np->count += w->count;
+        if (np->a != c && np->b != c) continue;
+        rlhf__pair_add_word(T, np, wi);
+        if (np->stamp == r) continue;
+        np->stamp = r; /* push each new pair once, after all words */
+        if (T->n_touched == T->cap_touched) {
+            int *nt = (int *)rlhf__alloc(sizeof(int) * (size_t)T->cap_touched * 2);
+            if (!nt) { T->oom = 1; return 0; }
+            memcpy(nt, T->touched, sizeof(int) * (size_t)T->n_touched);
+            rlhf__free(T->touched);
+            T->touched = nt;
+            T->cap_touched *= 2;
+        }
+        T->touched[T->n_touched++] = (int)(np - T->p);
+    }
+    return 1;
+}
+
+/* 3c. rewrite the words that hold p = (a, b) (its word list, taken over) and
+   recount their pairs; then queue the pairs merge r created */
+static void rlhf__train_rewrite(rlhf__trainer *T, rlhf__tp *p, int r) {
+    int a = p->a, b = p->b, *where = p->where, n_where = p->n_where, q;
+    p->where = NULL; /* p may move: rlhf__pair grows the pair array */
+    p->n_where = p->cap_where = 0;
+    T->n_touched = 0;
+    for (q = 0; q < n_where; q++)
+        if (!rlhf__train_merge_word(T, where[q], a, b, 256 + r, r)) {
+            rlhf__free(where);
+            return;
+        }
+    rlhf__free(where);
+    for (q = 0; q < T->n_touched; q++)
+        rlhf__heap_push(T, T->p[T->touched[q]].count, T->p[T->touched[q]].a, T->p[T->touched[q]].b);
+}
+
+/* 4. the special tokens after the merges; 0 when out of memory */
+static int rlhf__train_specials(rlhf_tokenizer *t, size_t pool_bytes, size_t pool_cap) {
+    size_t extra = 0;
+    int k;
+    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) extra += strlen(RLHF__SPECIAL_STR[k]);
+    if (pool_bytes + extra + 1 > pool_cap) {
+        unsigned char *np = (unsigned char *)rlhf__alloc(pool_bytes + extra + 1);
+        if (!np) return 0;
+        memcpy(np, t->pool, pool_bytes);
+        rlhf__free(t->pool);
+        t->pool = np;
+    }
+    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) {
+        size_t sl = strlen(RLHF__SPECIAL_STR[k]);
+        memcpy(t->pool + pool_bytes, RLHF__SPECIAL_STR[k], sl);
+        pool_bytes += sl;
+        t->special[k] = t->n_vocab;
+        t->tok_off[t->n_vocab + 1] = (uint32_t)pool_bytes;
+        t->n_vocab++;
+    }
+    return 1;
+}
+
+RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text, size_t len, int vocab_size,
+                                         rlhf_error *err) {
+    static const char *const who = "rlhf_tokenizer_train";
     rlhf__trainer T;
     rlhf_tokenizer *t = NULL;
-    int *wslot = NULL, n_merges, r, k, *touched = NULL, cap_touched = 1024; /* touched keeps its size across merges */
-    size_t cap_w = 0, wcap_slot = 1024, i, pool_bytes, pool_cap = 256 + 64;
+    int n_merges, r, k;
+    size_t pool_bytes = 256, pool_cap = 256 + 64;
     rlhf_result res = RLHF_OK;
     if (err) err->message[0] = 0;
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
     /* an empty file given as the corpus is a mistake worth naming, not a tokenizer of bytes only */
-    if (len == 0) return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, "rlhf_tokenizer_train", "no text to learn from (0 bytes)");
-    if (!text) return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, "rlhf_tokenizer_train", "text is NULL");
+    if (len == 0) return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, who, "no text to learn from (0 bytes)");
+    if (!text) return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, who, "text is NULL");
     if (vocab_size < 256 + RLHF_NUM_SPECIAL_TOKENS || vocab_size > (1 << 24))
-        return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, "rlhf_tokenizer_train", "vocab_size must be from %d (bytes and special tokens) to 2^24, got %d",
+        return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, who,
+                            "vocab_size must be from %d (bytes and special tokens) to 2^24, got %d",
                             256 + RLHF_NUM_SPECIAL_TOKENS, vocab_size);
     n_merges = vocab_size - 256 - RLHF_NUM_SPECIAL_TOKENS;
     memset(&T, 0, sizeof T);
-    /* 1. the distinct pieces and their counts (a map over text offsets) */
-    wslot = (int *)rlhf__alloc(wcap_slot * sizeof(int));
-    if (!wslot) { T.oom = 1; goto done; }
-    memset(wslot, 0xFF, wcap_slot * sizeof(int));
-    for (i = 0; i < len;) {
-        size_t end = rlhf__pretoken_end(s, len, i), n, j;
-        uint64_t h;
-        /* a piece over 256 bytes (a run of letters or symbols with no break)
-           is learned from in 256-byte chunks: each merge recounts the words
-           holding its pair, so one huge word would make training quadratic */
-        if (end - i > 256) end = i + 256;
-        n = end - i;
-        h = rlhf__fnv(s + i, n);
-        for (j = (size_t)h & (wcap_slot - 1); wslot[j] >= 0; j = (j + 1) & (wcap_slot - 1)) {
-            rlhf__tw *w = &T.w[wslot[j]];
-            if ((size_t)w->len == n) {
-                int q;
-                for (q = 0; q < w->len && w->sym[q] == s[i + (size_t)q]; q++) {}
-                if (q == w->len) break;
-            }
-        }
-        if (wslot[j] >= 0) T.w[wslot[j]].count++;
-        else {
-            if (T.n_w == cap_w) {
-                size_t cap = cap_w ? 2 * cap_w : 1024;
-                rlhf__tw *nw = (rlhf__tw *)rlhf__alloc(cap * sizeof *nw);
-                if (!nw) { T.oom = 1; goto done; }
-                if (T.n_w) memcpy(nw, T.w, T.n_w * sizeof *nw);
-                rlhf__free(T.w);
-                T.w = nw;
-                cap_w = cap;
-            }
-            T.w[T.n_w].sym = (int *)rlhf__alloc(n * sizeof(int));
-            if (!T.w[T.n_w].sym) { T.oom = 1; goto done; }
-            for (k = 0; k < (int)n; k++) T.w[T.n_w].sym[k] = s[i + (size_t)k]; /* byte b is token b */
-            T.w[T.n_w].len = (int)n;
-            T.w[T.n_w].count = 1;
-            wslot[j] = (int)T.n_w++;
-            if (T.n_w * 2 >= wcap_slot) { /* rehash the piece map */
-                size_t cap = wcap_slot * 2, q;
-                int *ns = (int *)rlhf__alloc(cap * sizeof(int));
-                if (!ns) { T.oom = 1; goto done; }
-                memset(ns, 0xFF, cap * sizeof(int));
-                for (q = 0; q < T.n_w; q++) {
-                    const rlhf__tw *w = &T.w[q];
-                    uint64_t hh = 0xcbf29ce484222325ull; /* rlhf__fnv over the piece's bytes */
-                    size_t z;
-                    for (k = 0; k < w->len; k++) hh = (hh ^ (unsigned char)w->sym[k]) * 0x100000001b3ull;
-                    for (z = (size_t)hh & (cap - 1); ns[z] >= 0; z = (z + 1) & (cap - 1)) {}
-                    ns[z] = (int)q;
-                }
-                rlhf__free(wslot);
-                wslot = ns;
-                wcap_slot = cap;
-            }
-        }
-        i = end;
-    }
-    /* 2. every adjacent pair: its count and its words */
-    for (i = 0; i < T.n_w; i++)
-        for (k = 0; k + 1 < T.w[i].len; k++) {
-            rlhf__tp *p = rlhf__pair(&T, T.w[i].sym[k], T.w[i].sym[k + 1]);
-            if (!p) goto done;
-            p->count += T.w[i].count;
-            rlhf__pair_add_word(&T, p, (int)i);
-        }
-    for (i = 0; i < T.n_p; i++) rlhf__heap_push(&T, T.p[i].count, T.p[i].a, T.p[i].b);
+
+    /* 1. and 2. the words, and their pairs */
+    rlhf__train_words(&T, (const unsigned char *)text, len);
+    if (!T.oom) rlhf__train_pairs(&T);
     if (T.oom) goto done;
+
     /* 3. the tokenizer: bytes 0..255, merges 256.., specials last */
-    pool_bytes = 256;
     t = rlhf__tokenizer_alloc(vocab_size, (size_t)256 + 64, n_merges);
     if (!t) { T.oom = 1; goto done; }
     for (k = 0; k < 256; k++) {
@@ -3563,122 +3923,23 @@ RLHFDEF rlhf_result rlhf_tokenizer_train(rlhf_tokenizer **out, const char *text,
         t->tok_off[k + 1] = (uint32_t)(k + 1);
     }
     t->n_vocab = 256;
-    touched = (int *)rlhf__alloc(sizeof(int) * 1024);
-    if (!touched) { T.oom = 1; goto done; }
+    T.cap_touched = 1024;
+    T.touched = (int *)rlhf__alloc(sizeof(int) * 1024);
+    if (!T.touched) { T.oom = 1; goto done; }
     for (r = 0; r < n_merges && T.n_heap > 0 && !T.oom; r++) {
-        rlhf__he top;
-        rlhf__tp *p;
-        int a, b, c = 256 + r, *where, n_where, q, n_touched = 0;
-        size_t la, lb;
-        /* 3a. the most frequent pair whose heap entry is current */
-        for (;;) {
-            if (T.n_heap == 0) { p = NULL; break; }
-            top = rlhf__heap_pop(&T);
-            p = rlhf__pair(&T, top.a, top.b);
-            if (!p) goto done;
-            if (p->count == top.count && p->count > 0) break;
-            if (p->count > 0 && p->count < top.count) rlhf__heap_push(&T, p->count, p->a, p->b); /* stale: re-queue */
-        }
+        rlhf__tp *p = rlhf__train_best(&T);
         if (!p) break;
-        a = p->a;
-        b = p->b;
-        /* 3b. the new token's bytes */
-        la = t->tok_off[a + 1] - t->tok_off[a];
-        lb = t->tok_off[b + 1] - t->tok_off[b];
-        if (pool_bytes + la + lb + 64 > pool_cap) { /* grow the byte pool geometrically */
-            size_t cap = 2 * (pool_bytes + la + lb + 64);
-            unsigned char *np = (unsigned char *)rlhf__alloc(cap);
-            if (!np) { T.oom = 1; goto done; }
-            memcpy(np, t->pool, pool_bytes);
-            rlhf__free(t->pool);
-            t->pool = np;
-            pool_cap = cap;
-        }
-        memcpy(t->pool + pool_bytes, t->pool + t->tok_off[a], la);
-        memcpy(t->pool + pool_bytes + la, t->pool + t->tok_off[b], lb);
-        pool_bytes += la + lb;
-        t->tok_off[c + 1] = (uint32_t)pool_bytes;
-        t->merges[r].a = a;
-        t->merges[r].b = b;
-        t->merges[r].c = c;
-        t->n_merges = r + 1;
-        t->n_vocab = c + 1;
-        /* 3c. rewrite the words that hold (a, b); recount their pairs */
-        where = p->where;
-        n_where = p->n_where;
-        p->where = NULL;
-        p->n_where = p->cap_where = 0;
-        for (q = 0; q < n_where; q++) {
-            rlhf__tw *w = &T.w[where[q]];
-            int x, y, has = 0;
-            for (x = 0; x + 1 < w->len && !has; x++) has = w->sym[x] == a && w->sym[x + 1] == b;
-            if (!has) continue;
-            for (x = 0; x + 1 < w->len; x++) {
-                rlhf__tp *op = rlhf__pair(&T, w->sym[x], w->sym[x + 1]);
-                if (!op) { rlhf__free(where); goto done; }
-                op->count -= w->count;
-            }
-            for (x = 0, y = 0; x < w->len; y++) { /* merge left to right */
-                if (x + 1 < w->len && w->sym[x] == a && w->sym[x + 1] == b) { w->sym[y] = c; x += 2; }
-                else w->sym[y] = w->sym[x++];
-            }
-            w->len = y;
-            for (x = 0; x + 1 < w->len; x++) {
-                rlhf__tp *np = rlhf__pair(&T, w->sym[x], w->sym[x + 1]);
-                if (!np) { rlhf__free(where); goto done; }
-                np->count += w->count;
-                if (np->a == c || np->b == c) {
-                    rlhf__pair_add_word(&T, np, where[q]);
-                    if (np->stamp != r) { /* push each new pair once, after all words */
-                        np->stamp = r;
-                        if (n_touched == cap_touched) {
-                            int *nt = (int *)rlhf__alloc(sizeof(int) * (size_t)cap_touched * 2);
-                            if (!nt) { T.oom = 1; rlhf__free(where); goto done; }
-                            memcpy(nt, touched, sizeof(int) * (size_t)n_touched);
-                            rlhf__free(touched);
-                            touched = nt;
-                            cap_touched *= 2;
-                        }
-                        touched[n_touched++] = (int)(np - T.p);
-                    }
-                }
-            }
-        }
-        rlhf__free(where);
-        for (q = 0; q < n_touched; q++) rlhf__heap_push(&T, T.p[touched[q]].count, T.p[touched[q]].a, T.p[touched[q]].b);
+        if (!rlhf__train_add_token(t, p->a, p->b, r, &pool_bytes, &pool_cap)) { T.oom = 1; break; }
+        rlhf__train_rewrite(&T, p, r);
     }
     if (T.oom) goto done;
-    {   /* 4. the special tokens after the merges */
-        size_t extra = 0;
-        unsigned char *np;
-        for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) extra += strlen(RLHF__SPECIAL_STR[k]);
-        if (pool_bytes + extra + 1 > pool_cap) {
-            np = (unsigned char *)rlhf__alloc(pool_bytes + extra + 1);
-            if (!np) { T.oom = 1; goto done; }
-            memcpy(np, t->pool, pool_bytes);
-            rlhf__free(t->pool);
-            t->pool = np;
-        }
-        for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) {
-            size_t sl = strlen(RLHF__SPECIAL_STR[k]);
-            memcpy(t->pool + pool_bytes, RLHF__SPECIAL_STR[k], sl);
-            pool_bytes += sl;
-            t->special[k] = t->n_vocab;
-            t->tok_off[t->n_vocab + 1] = (uint32_t)pool_bytes;
-            t->n_vocab++;
-        }
-    }
-    res = rlhf__tokenizer_finish(t, "rlhf_tokenizer_train", err);
+
+    /* 4. the special tokens, then the whole table checked */
+    if (!rlhf__train_specials(t, pool_bytes, pool_cap)) { T.oom = 1; goto done; }
+    res = rlhf__tokenizer_finish(t, who, err);
 done:
-    if (T.oom && res == RLHF_OK) res = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, "rlhf_tokenizer_train", "out of memory");
-    for (i = 0; i < T.n_w; i++) rlhf__free(T.w[i].sym);
-    for (i = 0; i < T.n_p; i++) rlhf__free(T.p[i].where);
-    rlhf__free(T.w);
-    rlhf__free(T.p);
-    rlhf__free(T.slot);
-    rlhf__free(T.heap);
-    rlhf__free(wslot);
-    rlhf__free(touched);
+    if (T.oom && res == RLHF_OK) res = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, who, "out of memory");
+    rlhf__trainer_free(&T);
     if (res != RLHF_OK) {
         rlhf_tokenizer_free(t);
         return res;
@@ -3710,7 +3971,8 @@ static char *rlhf__tokenizer_json(const rlhf_tokenizer *t, size_t *len) {
         rlhf__sb_str(&b, "\"");
     }
     rlhf__sb_str(&b, "],\"merges\":[");
-    for (i = 0; i < t->n_merges; i++) rlhf__sb_fmt(&b, i ? ",[%d,%d,%d]" : "[%d,%d,%d]", t->merges[i].a, t->merges[i].b, t->merges[i].c);
+    for (i = 0; i < t->n_merges; i++)
+        rlhf__sb_fmt(&b, i ? ",[%d,%d,%d]" : "[%d,%d,%d]", t->merges[i].a, t->merges[i].b, t->merges[i].c);
     rlhf__sb_str(&b, "],\"special\":[");
     for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) rlhf__sb_fmt(&b, k ? ",%d" : "%d", t->special[k]);
     rlhf__sb_str(&b, "]}");
@@ -3718,64 +3980,99 @@ static char *rlhf__tokenizer_json(const rlhf_tokenizer *t, size_t *len) {
     *len = b.len;
     return b.p;
 }
-static rlhf_result rlhf__tokenizer_from_json(rlhf_tokenizer **out, const char *text, size_t len, const char *what, rlhf_error *err) {
+/* The "vocab" strings into t's table and "merges" ([a, b, c] each) into its
+   merge list; map then indexes the tokens (no two may share their bytes). */
+static rlhf_result rlhf__tokenizer_json_table(rlhf_tokenizer *t, rlhf__tokmap *map, const rlhf_json *vocab,
+                                              const rlhf_json *merges, const char *what, rlhf_error *err) {
     uint32_t cp_of_byte[256];
-    int byte_of_cp[324], n, m, i, k, dup = -1;
-    rlhf_json_doc *doc = NULL;
-    rlhf_json_error je;
-    const rlhf_json *root, *vocab, *merges, *special, *v;
-    rlhf_tokenizer *t = NULL;
-    rlhf__tokmap map = {NULL, 0, NULL};
-    size_t pool = 0, off = 0;
-    rlhf_result r;
-    int64_t x;
+    int byte_of_cp[324], n = (int)vocab->len, i, k, dup = -1;
+    size_t off = 0;
+    const rlhf_json *v;
     rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
-    if ((r = rlhf_json_parse(&doc, text, len, 4, &je)) != RLHF_OK) return rlhf__st_err(err, r, what, "%zu:%zu: %s", je.line, je.column, je.message);
-    root = rlhf_json_root(doc);
-    v = rlhf_json_get(root, "type");
-    vocab = rlhf_json_get(root, "vocab");
-    merges = rlhf_json_get(root, "merges");
-    special = rlhf_json_get(root, "special");
-    if (!v || v->type != RLHF_JSON_STRING || strcmp(v->str, "rlhf-bpe") != 0 || !rlhf_json_int64(rlhf_json_get(root, "version"), &x) || x != 1) {
-        r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "not an rlhf.h tokenizer (expected \"type\": \"rlhf-bpe\", \"version\": 1)");
-        goto done;
-    }
-    if (!vocab || vocab->type != RLHF_JSON_ARRAY || vocab->len < 256 || vocab->len > (1u << 24) || !merges || merges->type != RLHF_JSON_ARRAY ||
-        !special || special->type != RLHF_JSON_ARRAY || special->len != RLHF_NUM_SPECIAL_TOKENS) {
-        r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "expected \"vocab\" (at least 256 strings), \"merges\" and \"special\" (%d ids)", RLHF_NUM_SPECIAL_TOKENS);
-        goto done;
-    }
-    n = (int)vocab->len;
-    m = (int)merges->len;
-    for (v = vocab->child; v; v = v->next) {
-        if (v->type != RLHF_JSON_STRING) { r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "vocab entries must be strings"); goto done; }
-        pool += v->len;
-    }
-    if (!(t = rlhf__tokenizer_alloc(n, pool, m))) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, what, "out of memory"); goto done; }
+
+    /* the tokens' bytes, by id */
     for (i = 0, v = vocab->child; v; v = v->next, i++) {
         long l = rlhf__from_alphabet(v->str, v->len, byte_of_cp, t->pool + off);
-        if (l < 0) { r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "vocab[%d] has a character outside the byte alphabet", i); goto done; }
+        if (l < 0)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "vocab[%d] has a character outside the byte alphabet", i);
         off += (size_t)l;
         t->tok_off[i + 1] = (uint32_t)off;
     }
     t->n_vocab = n;
-    if ((k = rlhf__tokmap_build(&map, t, n, &dup)) != -1) {
-        r = k == -2 ? rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, what, "out of memory")
-                    : rlhf__st_err(err, RLHF_ERR_PARSE, what, "vocab[%d] duplicates vocab[%d]", k, dup);
-        goto done;
-    }
+    if ((k = rlhf__tokmap_build(map, t, n, &dup)) != -1)
+        return k == -2 ? rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, what, "out of memory")
+                       : rlhf__st_err(err, RLHF_ERR_PARSE, what, "vocab[%d] duplicates vocab[%d]", k, dup);
+
+    /* the merges, by rank */
     for (i = 0, v = merges->child; v; v = v->next, i++) {
         int64_t a, b, c;
-        if (v->type != RLHF_JSON_ARRAY || v->len != 3 || !rlhf_json_int64(v->child, &a) || !rlhf_json_int64(v->child->next, &b) ||
-            !rlhf_json_int64(v->child->next->next, &c) || a < 0 || b < 0 || c < 0 || a >= n || b >= n || c >= n) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "merges[%d] must be three token ids in [0, %d)", i, n);
+        if (v->type != RLHF_JSON_ARRAY || v->len != 3 || !rlhf_json_int64(v->child, &a) ||
+            !rlhf_json_int64(v->child->next, &b) || !rlhf_json_int64(v->child->next->next, &c) || a < 0 || b < 0 ||
+            c < 0 || a >= n || b >= n || c >= n)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "merges[%d] must be three token ids in [0, %d)", i, n);
+        t->merges[i].a = (int)a;
+        t->merges[i].b = (int)b;
+        t->merges[i].c = (int)c;
+    }
+    t->n_merges = (int)merges->len;
+    return RLHF_OK;
+}
+
+/* The document's type and version, and its "vocab", "merges" and "special" arrays. */
+static rlhf_result rlhf__tokenizer_json_fields(const rlhf_json *root, const rlhf_json **vocab, const rlhf_json **merges,
+                                               const rlhf_json **special, const char *what, rlhf_error *err) {
+    const rlhf_json *v = rlhf_json_get(root, "type");
+    int64_t x;
+    *vocab = rlhf_json_get(root, "vocab");
+    *merges = rlhf_json_get(root, "merges");
+    *special = rlhf_json_get(root, "special");
+    if (!v || v->type != RLHF_JSON_STRING || strcmp(v->str, "rlhf-bpe") != 0 ||
+        !rlhf_json_int64(rlhf_json_get(root, "version"), &x) || x != 1)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what,
+                            "not an rlhf.h tokenizer (expected \"type\": \"rlhf-bpe\", \"version\": 1)");
+    if (!*vocab || (*vocab)->type != RLHF_JSON_ARRAY || (*vocab)->len < 256 || (*vocab)->len > (1u << 24) || !*merges ||
+        (*merges)->type != RLHF_JSON_ARRAY || !*special || (*special)->type != RLHF_JSON_ARRAY ||
+        (*special)->len != RLHF_NUM_SPECIAL_TOKENS)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what,
+                            "expected \"vocab\" (at least 256 strings), \"merges\" and \"special\" (%d ids)",
+                            RLHF_NUM_SPECIAL_TOKENS);
+    for (v = (*vocab)->child; v; v = v->next)
+        if (v->type != RLHF_JSON_STRING)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "vocab entries must be strings");
+    return RLHF_OK;
+}
+
+/* A tokenizer from its JSON (rlhf__tokenizer_json's format); what names the
+   source in messages. */
+static rlhf_result rlhf__tokenizer_from_json(rlhf_tokenizer **out, const char *text, size_t len, const char *what,
+                                             rlhf_error *err) {
+    int n, k;
+    rlhf_json_doc *doc = NULL;
+    rlhf_json_error je;
+    const rlhf_json *vocab, *merges, *special, *v;
+    rlhf_tokenizer *t = NULL;
+    rlhf__tokmap map = {NULL, 0, NULL};
+    size_t pool = 0;
+    rlhf_result r;
+    int64_t x;
+    if ((r = rlhf_json_parse(&doc, text, len, 4, &je)) != RLHF_OK)
+        return rlhf__st_err(err, r, what, "%zu:%zu: %s", je.line, je.column, je.message);
+    if ((r = rlhf__tokenizer_json_fields(rlhf_json_root(doc), &vocab, &merges, &special, what, err)) != RLHF_OK)
+        goto done;
+
+    /* the table: room for the vocab's bytes, then vocab, merges and specials */
+    n = (int)vocab->len;
+    for (v = vocab->child; v; v = v->next) pool += v->len;
+    if (!(t = rlhf__tokenizer_alloc(n, pool, (int)merges->len))) {
+        r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, what, "out of memory");
+        goto done;
+    }
+    if ((r = rlhf__tokenizer_json_table(t, &map, vocab, merges, what, err)) != RLHF_OK) goto done;
+    for (k = 0, v = special->child; v; v = v->next, k++) {
+        if (!rlhf_json_int64(v, &x) || x < 0 || x >= n) {
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "special[%d] must be a token id in [0, %d)", k, n);
             goto done;
         }
-        t->merges[i].a = (int)a; t->merges[i].b = (int)b; t->merges[i].c = (int)c;
-    }
-    t->n_merges = m;
-    for (k = 0, v = special->child; v; v = v->next, k++) {
-        if (!rlhf_json_int64(v, &x) || x < 0 || x >= n) { r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "special[%d] must be a token id in [0, %d)", k, n); goto done; }
         t->special[k] = (int)x;
     }
     r = rlhf__tokenizer_finish(t, what, err);
@@ -3809,7 +4106,8 @@ RLHFDEF rlhf_result rlhf_tokenizer_load(rlhf_tokenizer **out, const char *path, 
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
     if (!path) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!(buf = rlhf__read_small_file(path, (size_t)256 << 20, &len))) return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot read the file (or over 256 MiB)");
+    if (!(buf = rlhf__read_small_file(path, (size_t)256 << 20, &len)))
+        return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot read the file (or over 256 MiB)");
     r = rlhf__tokenizer_from_json(out, buf, len, path, err);
     rlhf__free(buf);
     return r;
@@ -5310,6 +5608,8 @@ static rlhf_result rlhf__set_meta(rlhf_model *m, const char *key, const char *va
         m->meta[2 * i + 1] = m->meta[2 * m->n_meta + 1];
         return RLHF_OK;
     }
+
+    /* replace the value of key i, or append the pair (growing the table) */
     if (!(v = rlhf__strdup(value))) return RLHF_ERR_OUT_OF_MEMORY;
     if (i < m->n_meta) {
         rlhf__free(m->meta[2 * i + 1]);
@@ -5337,7 +5637,8 @@ static int rlhf__reserved_meta(const char *key) {
 RLHFDEF rlhf_result rlhf_model_set_meta(rlhf_model *m, const char *key, const char *value) {
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (!key || !*key || !rlhf__valid_utf8(key, strlen(key)) || (value && !rlhf__valid_utf8(value, strlen(value))))
-        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_set_meta: key and value must be non-empty UTF-8 strings");
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_model_set_meta: key and value must be non-empty UTF-8 strings");
     if (rlhf__reserved_meta(key))
         return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_set_meta: \"%s\" is reserved for the library", key);
     return rlhf__set_meta(m, key, value);
@@ -5350,9 +5651,11 @@ RLHFDEF rlhf_result rlhf_model_set_tokenizer(rlhf_model *m, const rlhf_tokenizer
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (!t) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_set_tokenizer: no tokenizer");
     if (t->n_vocab > m->cfg.vocab_size)
-        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_set_tokenizer: the tokenizer has %d tokens but the model's vocabulary only %d",
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_model_set_tokenizer: the tokenizer has %d tokens but the model's vocabulary only %d",
                           t->n_vocab, m->cfg.vocab_size);
-    if (!(json = rlhf__tokenizer_json(t, &len))) return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_set_tokenizer: out of memory");
+    if (!(json = rlhf__tokenizer_json(t, &len)))
+        return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_set_tokenizer: out of memory");
     r = rlhf__set_meta(m, "tokenizer", json);
     rlhf__free(json);
     return r;
@@ -5362,7 +5665,9 @@ RLHFDEF rlhf_result rlhf_tokenizer_from_model(rlhf_tokenizer **out, const rlhf_m
     if (err) err->message[0] = 0;
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
-    if (!json) return rlhf__st_err(err, RLHF_ERR_STATE, "rlhf_tokenizer_from_model", "the model has no tokenizer in its metadata");
+    if (!json)
+        return rlhf__st_err(err, RLHF_ERR_STATE, "rlhf_tokenizer_from_model",
+                            "the model has no tokenizer in its metadata");
     return rlhf__tokenizer_from_json(out, json, strlen(json), "the model's tokenizer metadata", err);
 }
 
@@ -5439,6 +5744,7 @@ RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, i
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
     if (!path || !*path) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_save: no path");
     with_optim = m->m_mem && !(flags & RLHF_SAVE_WEIGHTS_ONLY);
+
     /* header: metadata, then every tensor in table order (then the moments) */
     rlhf__sb_str(&h, "{\"__metadata__\":{\"format\":\"pt\",\"rlhf.version\":\"" RLHF_VERSION_STRING "\",\"config\":");
     {
@@ -5459,10 +5765,11 @@ RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, i
         for (i = 0; i < m->n_tensors; i++) {
             const rlhf__tensor *t = &m->tensors[i];
             uint64_t bytes = (uint64_t)t->numel * 4;
-            rlhf__sb_fmt(&h, ",\"%s%s\":{\"dtype\":\"F32\",\"shape\":[%d", pass == 0 ? "" : pass == 1 ? "optim.m." : "optim.v.",
-                         t->name, t->shape[0]);
+            rlhf__sb_fmt(&h, ",\"%s%s\":{\"dtype\":\"F32\",\"shape\":[%d",
+                         pass == 0 ? "" : pass == 1 ? "optim.m." : "optim.v.", t->name, t->shape[0]);
             if (t->ndim == 2) rlhf__sb_fmt(&h, ",%d", t->shape[1]);
-            rlhf__sb_fmt(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off, (unsigned long long)(off + bytes));
+            rlhf__sb_fmt(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                         (unsigned long long)(off + bytes));
             off += bytes;
         }
     rlhf__sb_str(&h, "}");
@@ -5471,6 +5778,7 @@ RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, i
         rlhf__free(h.p);
         return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_save: out of memory building the header for %s", path);
     }
+
     /* whole or not at all: a temporary file renamed over path (or path itself, journaled by the caller) */
     if ((r = rlhf__out_open(&o, path, (flags & RLHF__SAVE_IN_PLACE) != 0)) != RLHF_OK) {
         rlhf__free(h.p);
@@ -5507,8 +5815,8 @@ static int rlhf__cmp_entry_offset(const void *a, const void *b) {
 }
 
 /* An integer field of a config object, in [1, 2^30]. */
-static rlhf_result rlhf__cfg_int(const rlhf_json *o, const char *key, const char *alt, int *out, const char *src, const char *path,
-                                 rlhf_error *err) {
+static rlhf_result rlhf__cfg_int(const rlhf_json *o, const char *key, const char *alt, int *out, const char *src,
+                                 const char *path, rlhf_error *err) {
     const rlhf_json *v = rlhf_json_get(o, key);
     int64_t x;
     if (!v && alt) v = rlhf_json_get(o, alt);
@@ -5522,10 +5830,12 @@ static rlhf_result rlhf__cfg_int(const rlhf_json *o, const char *key, const char
 /* A GPT-2 config from {"vocab_size", "n_positions" (or "n_ctx"), "n_layer",
    "n_head", "n_embd"} plus Hugging Face's options, which must describe the
    architecture rlhf.h implements. */
-static rlhf_result rlhf__parse_config(const rlhf_json *o, rlhf_config *c, const char *src, const char *path, rlhf_error *err) {
+static rlhf_result rlhf__parse_config(const rlhf_json *o, rlhf_config *c, const char *src, const char *path,
+                                      rlhf_error *err) {
     rlhf_result r;
     const rlhf_json *v;
-    if (!o || o->type != RLHF_JSON_OBJECT) return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s is not a JSON object", src);
+    if (!o || o->type != RLHF_JSON_OBJECT)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s is not a JSON object", src);
     if ((r = rlhf__cfg_int(o, "vocab_size", NULL, &c->vocab_size, src, path, err)) != RLHF_OK ||
         (r = rlhf__cfg_int(o, "n_positions", "n_ctx", &c->n_ctx, src, path, err)) != RLHF_OK ||
         (r = rlhf__cfg_int(o, "n_layer", NULL, &c->n_layer, src, path, err)) != RLHF_OK ||
@@ -5533,18 +5843,21 @@ static rlhf_result rlhf__parse_config(const rlhf_json *o, rlhf_config *c, const 
         (r = rlhf__cfg_int(o, "n_embd", NULL, &c->n_embd, src, path, err)) != RLHF_OK)
         return r;
     if (c->n_embd % c->n_head != 0)
-        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: n_head %d does not divide n_embd %d", src, c->n_head, c->n_embd);
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: n_head %d does not divide n_embd %d", src, c->n_head,
+                            c->n_embd);
     if (!rlhf__config_ok(c)) return rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "%s: the model is too large", src);
     if ((v = rlhf_json_get(o, "activation_function")) &&
         !(v->type == RLHF_JSON_STRING && (strcmp(v->str, "gelu_new") == 0 || strcmp(v->str, "gelu_pytorch_tanh") == 0)))
         return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: activation_function must be \"gelu_new\" (tanh GELU)", src);
-    if ((v = rlhf_json_get(o, "layer_norm_epsilon")) && !(v->type == RLHF_JSON_NUMBER && fabs(v->number - 1e-5) < 1e-12))
+    if ((v = rlhf_json_get(o, "layer_norm_epsilon")) &&
+        !(v->type == RLHF_JSON_NUMBER && fabs(v->number - 1e-5) < 1e-12))
         return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: layer_norm_epsilon must be 1e-05", src);
     if ((v = rlhf_json_get(o, "tie_word_embeddings")) && v->type == RLHF_JSON_FALSE)
         return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: untied word embeddings are not supported", src);
     if ((v = rlhf_json_get(o, "model_type")) && !(v->type == RLHF_JSON_STRING && strcmp(v->str, "gpt2") == 0))
         return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: model_type must be \"gpt2\"", src);
-    if ((v = rlhf_json_get(o, "n_inner")) && v->type != RLHF_JSON_NULL && !(v->type == RLHF_JSON_NUMBER && v->number == 4.0 * c->n_embd))
+    if ((v = rlhf_json_get(o, "n_inner")) && v->type != RLHF_JSON_NULL &&
+        !(v->type == RLHF_JSON_NUMBER && v->number == 4.0 * c->n_embd))
         return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%s: n_inner must be null or 4 * n_embd", src);
     if (((v = rlhf_json_get(o, "scale_attn_weights")) && v->type == RLHF_JSON_FALSE) ||
         ((v = rlhf_json_get(o, "scale_attn_by_inverse_layer_idx")) && v->type == RLHF_JSON_TRUE) ||
@@ -5579,338 +5892,481 @@ static int rlhf__read_floats(FILE *f, uint64_t data_start, const rlhf__st_entry 
 
 RLHFDEF rlhf_result rlhf_model_load(rlhf_model **out, const char *path) { return rlhf_model_load_ex(out, path, NULL); }
 
-RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_error *err) {
-    FILE *f = NULL;
+/* The reader's state: the file, where its data begins and how long it is,
+   the header's tensor entries and its __metadata__ (which point into hdoc),
+   and which of the model's tensors the file held. */
+typedef struct rlhf__st_reader {
+    const char *path;
+    rlhf_error *err;
+    FILE *f;
+    char *hbuf;
+    rlhf_json_doc *hdoc;
+    uint64_t data_start, data_size;
+    rlhf__st_entry *ents;
+    size_t n_ent;
+    const rlhf_json *meta;
+    int *found;  /* 3 per model tensor: its weights, optim.m.*, optim.v.* */
+    int n_optim; /* AdamW moments read */
+} rlhf__st_reader;
+
+/* The file's header bytes into R->hbuf: the file opened, its length rules
+   checked, and where the data after the header begins. */
+static rlhf_result rlhf__st_read_header(rlhf__st_reader *R, uint64_t *hlen_out) {
+    const char *path = R->path;
+    rlhf_error *err = R->err;
     long fsize;
     unsigned char len8[8];
-    uint64_t hlen, data_start, data_size, expect;
-    char *hbuf = NULL, *cfgbuf = NULL;
-    rlhf_json_doc *hdoc = NULL, *cdoc = NULL;
-    rlhf_json_error je;
-    const rlhf_json *root, *meta = NULL, *v;
-    rlhf__st_entry *ents = NULL;
-    size_t n_ent = 0, k;
-    rlhf_config cfg;
-    rlhf_model *m = NULL;
-    int *found = NULL, n_optim = 0, i, looks_json;
-    rlhf_result r = RLHF_OK;
-    if (err) err->message[0] = 0;
-    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
-    *out = NULL;
-    if (!path) return RLHF_ERR_INVALID_ARGUMENT;
-#ifdef RLHF__POSIX_IO
-    {   /* a directory opens as a file on POSIX and reads as one of LONG_MAX bytes: name the mistake */
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-            size_t n = strlen(path);
-            while (n > 1 && path[n - 1] == '/') n--;
-            if (err)
-                snprintf(err->message, sizeof err->message,
-                         "%s is a directory, not a checkpoint file (for a Hugging Face folder, give %.*s/model.safetensors)", path, (int)n, path);
-            return RLHF_ERR_IO;
-        }
-    }
-#endif
-    f = fopen(path, "rb");
-    if (!f) return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot open the file");
-    if (fseek(f, 0, SEEK_END) != 0 || (fsize = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        r = rlhf__st_err(err, RLHF_ERR_IO, path, "cannot determine the file size");
-        goto done;
-    }
+    uint64_t hlen;
+    size_t k;
+    int i, looks_json;
+    R->f = fopen(path, "rb");
+    if (!R->f) return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot open the file");
+    if (fseek(R->f, 0, SEEK_END) != 0 || (fsize = ftell(R->f)) < 0 || fseek(R->f, 0, SEEK_SET) != 0)
+        return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot determine the file size");
+
     /* rule: 8-byte little-endian header length N, N <= 100,000,000, 8 + N <= size */
     memset(len8, 0, sizeof len8);
-    k = fread(len8, 1, 8, f);
+    k = fread(len8, 1, 8, R->f);
     for (i = 0; i < (int)k && (len8[i] == ' ' || len8[i] == '\t' || len8[i] == '\r' || len8[i] == '\n'); i++) {}
     /* JSON where the length should be (a config.json, a tokenizer): its
        text read as a length is absurd, so say what the file is instead */
     looks_json = i < (int)k && (len8[i] == '{' || len8[i] == '[');
     hlen = rlhf__get_u64le(len8);
-    if (looks_json && (k < 8 || hlen > (uint64_t)fsize - 8)) {
-        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "looks like a JSON file, not a safetensors checkpoint");
-        goto done;
+    if (looks_json && (k < 8 || hlen > (uint64_t)fsize - 8))
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "looks like a JSON file, not a safetensors checkpoint");
+    if (k < 8)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "file of %ld bytes is shorter than the 8-byte header length",
+                            fsize);
+    if (hlen > (uint64_t)fsize - 8)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path,
+                            "header length %llu is larger than the file (%ld bytes): "
+                            "not a safetensors file, or truncated",
+                            (unsigned long long)hlen, fsize);
+    if (hlen > 100000000u)
+        return rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "header length %llu exceeds the limit of 100000000 bytes",
+                            (unsigned long long)hlen);
+    if (hlen == 0)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "header length is 0 (the header must be a JSON object)");
+
+    /* the header, and where the data begins */
+    R->hbuf = (char *)rlhf__alloc((size_t)hlen);
+    if (!R->hbuf)
+        return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory for a %llu-byte header",
+                            (unsigned long long)hlen);
+    if (fread(R->hbuf, 1, (size_t)hlen, R->f) != (size_t)hlen)
+        return rlhf__st_err(err, RLHF_ERR_IO, path, "read error in the header");
+    R->data_start = 8 + hlen;
+    R->data_size = (uint64_t)fsize - R->data_start;
+    *hlen_out = hlen;
+    return RLHF_OK;
+}
+
+/* __metadata__ (v): an object of distinct string keys with string values,
+   none holding a NUL byte */
+static rlhf_result rlhf__st_check_meta(const rlhf__st_reader *R, const rlhf_json *v) {
+    const rlhf_json *w;
+    rlhf_result r;
+    if (v->type != RLHF_JSON_OBJECT)
+        return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "__metadata__ is not an object");
+    if ((r = rlhf__json_dup_key(v, &w)) != RLHF_OK) return rlhf__st_err(R->err, r, R->path, "out of memory");
+    if (w) return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "duplicate __metadata__ key \"%s\"", w->key);
+    for (w = v->child; w; w = w->next)
+        if (w->type != RLHF_JSON_STRING || strlen(w->str) != w->len || strlen(w->key) != w->key_len)
+            return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
+                                "__metadata__ \"%s\" is not a string (or holds a NUL byte)",
+                                w->key);
+    return RLHF_OK;
+}
+
+/* A tensor entry's fields (only dtype, shape and data_offsets, each once),
+   its dtype and its shape; *numel receives its element count. */
+static rlhf_result rlhf__st_entry_shape(const rlhf__st_reader *R, const rlhf_json *v, rlhf__st_entry *e,
+                                        uint64_t *numel) {
+    const char *path = R->path;
+    rlhf_error *err = R->err;
+    const rlhf_json *w, *x;
+    int i;
+    for (w = v->child; w; w = w->next) {
+        if (strcmp(w->key, "dtype") != 0 && strcmp(w->key, "shape") != 0 && strcmp(w->key, "data_offsets") != 0)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": unknown field \"%s\"", v->key, w->key);
+        if (rlhf_json_get(v, w->key) != w)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": field \"%s\" appears twice", v->key, w->key);
     }
-    if (k < 8) {
-        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "file of %ld bytes is shorter than the 8-byte header length", fsize);
-        goto done;
+
+    /* dtype: one of RLHF__DTYPES */
+    w = rlhf_json_get(v, "dtype");
+    if (!w || w->type != RLHF_JSON_STRING)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": no \"dtype\" string", v->key);
+    for (e->dtype = 0; e->dtype < RLHF__NUM_DTYPES && strcmp(w->str, RLHF__DTYPES[e->dtype].name) != 0; e->dtype++) {}
+    if (e->dtype == RLHF__NUM_DTYPES)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": unknown dtype \"%s\"", v->key, w->str);
+
+    /* shape: up to 8 sizes whose element count does not overflow */
+    w = rlhf_json_get(v, "shape");
+    if (!w || w->type != RLHF_JSON_ARRAY || w->len > 8)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path,
+                            "tensor \"%s\": \"shape\" must be an array of at most 8 integers", v->key);
+    e->ndim = (int)w->len;
+    for (i = 0, x = w->child; x; x = x->next, i++) {
+        if (!rlhf_json_int64(x, &e->shape[i]) || e->shape[i] < 0)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": shape[%d] is not a non-negative integer",
+                                v->key, i);
+        if (e->shape[i] != 0 && *numel > UINT64_MAX / (uint64_t)e->shape[i])
+            return rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": the shape's element count overflows",
+                                v->key);
+        *numel *= (uint64_t)e->shape[i];
     }
-    if (hlen > (uint64_t)fsize - 8) {
-        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "header length %llu is larger than the file (%ld bytes): not a safetensors file, or truncated",
-                         (unsigned long long)hlen, fsize);
-        goto done;
-    }
-    if (hlen > 100000000u) {
-        r = rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "header length %llu exceeds the limit of 100000000 bytes", (unsigned long long)hlen);
-        goto done;
-    }
-    if (hlen == 0) {
-        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "header length is 0 (the header must be a JSON object)");
-        goto done;
-    }
-    hbuf = (char *)rlhf__alloc((size_t)hlen);
-    if (!hbuf) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory for a %llu-byte header", (unsigned long long)hlen); goto done; }
-    if (fread(hbuf, 1, (size_t)hlen, f) != (size_t)hlen) { r = rlhf__st_err(err, RLHF_ERR_IO, path, "read error in the header"); goto done; }
-    data_start = 8 + hlen;
-    data_size = (uint64_t)fsize - data_start;
+    return RLHF_OK;
+}
+
+/* A tensor entry v into e: an object whose dtype and shape hold exactly the
+   bytes its data_offsets span. */
+static rlhf_result rlhf__st_parse_entry(const rlhf__st_reader *R, const rlhf_json *v, rlhf__st_entry *e) {
+    const char *path = R->path;
+    rlhf_error *err = R->err;
+    const rlhf_json *w;
+    int64_t b, en;
+    uint64_t numel = 1, bytes;
+    rlhf_result r;
+    memset(e, 0, sizeof *e);
+    e->json = v;
+    e->name = v->key;
+    if (v->type != RLHF_JSON_OBJECT)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": entry is not an object", v->key);
+    if ((r = rlhf__st_entry_shape(R, v, e, &numel)) != RLHF_OK) return r;
+
+    /* data_offsets: [begin, end) within the data */
+    w = rlhf_json_get(v, "data_offsets");
+    if (!w || w->type != RLHF_JSON_ARRAY || w->len != 2 || !rlhf_json_int64(w->child, &b) ||
+        !rlhf_json_int64(w->child->next, &en) || b < 0 || en < 0)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path,
+                            "tensor \"%s\": \"data_offsets\" must be two non-negative integers", v->key);
+    if (en < b)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": data_offsets [%lld, %lld] end before they begin",
+                            v->key, (long long)b, (long long)en);
+    e->begin = (uint64_t)b;
+    e->end = (uint64_t)en;
+
+    /* the span is the shape's bytes */
+    if (numel > UINT64_MAX / (uint64_t)RLHF__DTYPES[e->dtype].size)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": the byte size overflows", v->key);
+    bytes = numel * (uint64_t)RLHF__DTYPES[e->dtype].size;
+    if (bytes != e->end - e->begin)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path,
+                            "tensor \"%s\": %s shape holds %llu bytes but data_offsets span %llu",
+                            v->key, RLHF__DTYPES[e->dtype].name, (unsigned long long)bytes,
+                            (unsigned long long)(e->end - e->begin));
+    return RLHF_OK;
+}
+
+/* The header (hlen bytes in R->hbuf) as JSON: an object of distinct names,
+   each a tensor entry (into R->ents) or __metadata__ (R->meta). */
+static rlhf_result rlhf__st_parse_header(rlhf__st_reader *R, uint64_t hlen) {
+    const char *path = R->path;
+    rlhf_error *err = R->err;
+    rlhf_json_error je;
+    const rlhf_json *root, *v;
+    rlhf_result r;
     /* rule: the header is UTF-8 JSON (an object); nesting beyond a few levels is hostile */
     /* at most 2,000,000 values: ~200,000 tensors of ~10 values each, and at
        most ~200 MB of tree, whatever the header's 100 MB hold */
-    if ((r = rlhf__json_parse(&hdoc, hbuf, (size_t)hlen, 8, 2000000, &je)) != RLHF_OK) {
-        r = rlhf__st_err(err, r, path, "header byte %llu (file offset %llu): %s", (unsigned long long)je.offset,
-                         (unsigned long long)(je.offset + 8), je.message);
-        goto done;
-    }
-    root = rlhf_json_root(hdoc);
-    if (root->type != RLHF_JSON_OBJECT || hbuf[0] != '{') { /* as the current reference reader: '{' at byte 0 */
-        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "the header is not a JSON object starting at its first byte");
-        goto done;
-    }
+    if ((r = rlhf__json_parse(&R->hdoc, R->hbuf, (size_t)hlen, 8, 2000000, &je)) != RLHF_OK)
+        return rlhf__st_err(err, r, path, "header byte %llu (file offset %llu): %s", (unsigned long long)je.offset,
+                            (unsigned long long)(je.offset + 8), je.message);
+    root = rlhf_json_root(R->hdoc);
+    if (root->type != RLHF_JSON_OBJECT || R->hbuf[0] != '{') /* as the current reference reader: '{' at byte 0 */
+        return rlhf__st_err(err, RLHF_ERR_PARSE, path, "the header is not a JSON object starting at its first byte");
     /* duplicate names: the reference reader lets them through; we do not
        (found by sorting, so a header of many entries stays O(n log n)) */
-    if ((r = rlhf__json_dup_key(root, &v)) != RLHF_OK) { r = rlhf__st_err(err, r, path, "out of memory"); goto done; }
-    if (v) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "duplicate name \"%s\" in the header", v->key); goto done; }
-    ents = (rlhf__st_entry *)rlhf__alloc((root->len + 1) * sizeof *ents);
-    if (!ents) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
+    if ((r = rlhf__json_dup_key(root, &v)) != RLHF_OK) return rlhf__st_err(err, r, path, "out of memory");
+    if (v) return rlhf__st_err(err, RLHF_ERR_PARSE, path, "duplicate name \"%s\" in the header", v->key);
+
+    /* every entry: __metadata__, or a tensor */
+    R->ents = (rlhf__st_entry *)rlhf__alloc((root->len + 1) * sizeof *R->ents);
+    if (!R->ents) return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory");
     for (v = root->child; v; v = v->next) {
-        const rlhf_json *w, *x;
-        rlhf__st_entry *e;
-        int64_t b, en;
-        uint64_t numel = 1, bytes;
-        if (strlen(v->key) != v->key_len) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "a tensor name contains a NUL byte"); goto done; }
+        if (strlen(v->key) != v->key_len)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, path, "a tensor name contains a NUL byte");
         if (strcmp(v->key, "__metadata__") == 0) {
-            if (v->type != RLHF_JSON_OBJECT) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "__metadata__ is not an object"); goto done; }
-            if ((r = rlhf__json_dup_key(v, &w)) != RLHF_OK) { r = rlhf__st_err(err, r, path, "out of memory"); goto done; }
-            if (w) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "duplicate __metadata__ key \"%s\"", w->key); goto done; }
-            for (w = v->child; w; w = w->next)
-                if (w->type != RLHF_JSON_STRING || strlen(w->str) != w->len || strlen(w->key) != w->key_len) {
-                    r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "__metadata__ \"%s\" is not a string (or holds a NUL byte)", w->key);
-                    goto done;
-                }
-            meta = v;
+            if ((r = rlhf__st_check_meta(R, v)) != RLHF_OK) return r;
+            R->meta = v;
             continue;
         }
-        e = &ents[n_ent];
-        memset(e, 0, sizeof *e);
-        e->json = v;
-        e->name = v->key;
-        if (v->type != RLHF_JSON_OBJECT) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": entry is not an object", v->key); goto done; }
-        for (w = v->child; w; w = w->next) {
-            if (strcmp(w->key, "dtype") != 0 && strcmp(w->key, "shape") != 0 && strcmp(w->key, "data_offsets") != 0) {
-                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": unknown field \"%s\"", v->key, w->key);
-                goto done;
-            }
-            if (rlhf_json_get(v, w->key) != w) {
-                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": field \"%s\" appears twice", v->key, w->key);
-                goto done;
-            }
-        }
-        w = rlhf_json_get(v, "dtype");
-        if (!w || w->type != RLHF_JSON_STRING) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": no \"dtype\" string", v->key); goto done; }
-        for (e->dtype = 0; e->dtype < RLHF__NUM_DTYPES && strcmp(w->str, RLHF__DTYPES[e->dtype].name) != 0; e->dtype++) {}
-        if (e->dtype == RLHF__NUM_DTYPES) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": unknown dtype \"%s\"", v->key, w->str); goto done; }
-        w = rlhf_json_get(v, "shape");
-        if (!w || w->type != RLHF_JSON_ARRAY || w->len > 8) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": \"shape\" must be an array of at most 8 integers", v->key); goto done; }
-        e->ndim = (int)w->len;
-        for (i = 0, x = w->child; x; x = x->next, i++) {
-            if (!rlhf_json_int64(x, &e->shape[i]) || e->shape[i] < 0) {
-                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": shape[%d] is not a non-negative integer", v->key, i);
-                goto done;
-            }
-            /* the element count may not overflow */
-            if (e->shape[i] != 0 && numel > UINT64_MAX / (uint64_t)e->shape[i]) {
-                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": the shape's element count overflows", v->key);
-                goto done;
-            }
-            numel *= (uint64_t)e->shape[i];
-        }
-        w = rlhf_json_get(v, "data_offsets");
-        if (!w || w->type != RLHF_JSON_ARRAY || w->len != 2 || !rlhf_json_int64(w->child, &b) || !rlhf_json_int64(w->child->next, &en) ||
-            b < 0 || en < 0) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": \"data_offsets\" must be two non-negative integers", v->key);
-            goto done;
-        }
-        if (en < b) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": data_offsets [%lld, %lld] end before they begin", v->key, (long long)b, (long long)en); goto done; }
-        e->begin = (uint64_t)b;
-        e->end = (uint64_t)en;
-        if (numel > UINT64_MAX / (uint64_t)RLHF__DTYPES[e->dtype].size) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": the byte size overflows", v->key);
-            goto done;
-        }
-        bytes = numel * (uint64_t)RLHF__DTYPES[e->dtype].size;
-        if (bytes != e->end - e->begin) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\": %s shape holds %llu bytes but data_offsets span %llu", v->key,
-                             RLHF__DTYPES[e->dtype].name, (unsigned long long)bytes, (unsigned long long)(e->end - e->begin));
-            goto done;
-        }
-        n_ent++;
+        if ((r = rlhf__st_parse_entry(R, v, &R->ents[R->n_ent])) != RLHF_OK) return r;
+        R->n_ent++;
     }
-    /* rule: sorted by offset, the tensors start at 0, touch, and cover the data exactly */
-    qsort(ents, n_ent, sizeof *ents, rlhf__cmp_entry_offset);
-    for (expect = 0, k = 0; k < n_ent; k++) {
-        if (ents[k].begin != expect) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\" starts at data offset %llu, expected %llu (%s)", ents[k].name,
-                             (unsigned long long)ents[k].begin, (unsigned long long)expect,
-                             ents[k].begin < expect ? "it overlaps the previous tensor" : "a gap before it");
-            goto done;
-        }
-        expect = ents[k].end;
+    return RLHF_OK;
+}
+
+/* rule: sorted by offset, the tensors start at 0, touch, and cover the data exactly */
+static rlhf_result rlhf__st_check_layout(rlhf__st_reader *R) {
+    uint64_t expect = 0;
+    size_t k;
+    qsort(R->ents, R->n_ent, sizeof *R->ents, rlhf__cmp_entry_offset);
+    for (k = 0; k < R->n_ent; k++) {
+        const rlhf__st_entry *e = &R->ents[k];
+        if (e->begin != expect)
+            return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
+                                "tensor \"%s\" starts at data offset %llu, expected %llu (%s)",
+                                e->name, (unsigned long long)e->begin, (unsigned long long)expect,
+                                e->begin < expect ? "it overlaps the previous tensor" : "a gap before it");
+        expect = e->end;
     }
-    if (expect != data_size) {
-        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "the tensors cover %llu bytes of data but the file holds %llu after the header",
-                         (unsigned long long)expect, (unsigned long long)data_size);
+    if (expect != R->data_size)
+        return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
+                            "the tensors cover %llu bytes of data but the file holds %llu after the header",
+                            (unsigned long long)expect, (unsigned long long)R->data_size);
+    return RLHF_OK;
+}
+
+/* The config from config.json beside the checkpoint (a file of at most 1 MiB). */
+static rlhf_result rlhf__st_config_beside(const rlhf__st_reader *R, rlhf_config *cfg) {
+    const char *path = R->path;
+    size_t plen = strlen(path), clen = 0;
+    char *cpath = (char *)rlhf__alloc(plen + 16), *slash, *cfgbuf;
+    rlhf_json_doc *cdoc = NULL;
+    rlhf_json_error je;
+    rlhf_result r;
+    if (!cpath) return rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory");
+    memcpy(cpath, path, plen + 1);
+    slash = strrchr(cpath, '/');
+#ifdef _WIN32
+    if (!slash || strrchr(cpath, '\\') > slash) slash = strrchr(cpath, '\\');
+#endif
+    strcpy(slash ? slash + 1 : cpath, "config.json");
+
+    cfgbuf = rlhf__read_small_file(cpath, 1 << 20, &clen);
+    if (!cfgbuf)
+        r = rlhf__st_err(R->err, RLHF_ERR_PARSE, path, "no config: the metadata has none and %s cannot be read", cpath);
+    else if ((r = rlhf_json_parse(&cdoc, cfgbuf, clen, 16, &je)) != RLHF_OK)
+        r = rlhf__st_err(R->err, r, path, "%s:%zu:%zu: %s", cpath, je.line, je.column, je.message);
+    else
+        r = rlhf__parse_config(rlhf_json_root(cdoc), cfg, cpath, path, R->err);
+    rlhf__free(cpath);
+    rlhf__free(cfgbuf);
+    rlhf_json_free(cdoc);
+    return r;
+}
+
+/* The config: our metadata's, else config.json beside the file. */
+static rlhf_result rlhf__st_config(const rlhf__st_reader *R, rlhf_config *cfg) {
+    const rlhf_json *v;
+    rlhf_json_doc *cdoc = NULL;
+    rlhf_json_error je;
+    rlhf_result r;
+    if (!R->meta || (v = rlhf_json_get(R->meta, "config")) == NULL) return rlhf__st_config_beside(R, cfg);
+    if ((r = rlhf_json_parse(&cdoc, v->str, v->len, 4, &je)) != RLHF_OK)
+        r = rlhf__st_err(R->err, r, R->path, "__metadata__ config: %s", je.message);
+    else
+        r = rlhf__parse_config(rlhf_json_root(cdoc), cfg, "__metadata__ config", R->path, R->err);
+    rlhf_json_free(cdoc);
+    return r;
+}
+
+/* e's name without the "transformer." prefix Hugging Face's wrappers add */
+static const char *rlhf__st_bare_name(const rlhf__st_entry *e) {
+    return strncmp(e->name, "transformer.", 12) == 0 ? e->name + 12 : e->name;
+}
+
+/* "tensor has shape [...], expected [...]" for entry e and tensor mt */
+static rlhf_result rlhf__st_shape_error(const rlhf__st_reader *R, const rlhf__st_entry *e, const rlhf__tensor *mt) {
+    char got[128];
+    int pos = 0, d;
+    got[0] = 0;
+    for (d = 0; d < e->ndim && pos < 100; d++)
+        pos += snprintf(got + pos, sizeof got - (size_t)pos, d ? ", %lld" : "%lld", (long long)e->shape[d]);
+    if (mt->ndim == 2)
+        return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "tensor \"%s\" has shape [%s], expected [%d, %d]%s",
+                            e->name, got, mt->shape[0], mt->shape[1],
+                            strstr(mt->name, "weight") && mt->name[0] == 'h' ? " (Conv1D layout [in, out])" : "");
+    return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "tensor \"%s\" has shape [%s], expected [%d]", e->name, got,
+                        mt->shape[0]);
+}
+
+/* Entry e into the model's tensor of its name: the weights, optim.m.* or
+   optim.v.* (the AdamW moments), or a known extra that is skipped. */
+static rlhf_result rlhf__st_load_entry(rlhf__st_reader *R, rlhf_model *m, const rlhf__st_entry *e) {
+    const char *name = rlhf__st_bare_name(e);
+    const rlhf__tensor *mt;
+    float *base;
+    int slot = 0, t;
+    rlhf_result r;
+    if (strncmp(name, "optim.m.", 8) == 0) { slot = 1; name += 8; }
+    else if (strncmp(name, "optim.v.", 8) == 0) { slot = 2; name += 8; }
+    if (strcmp(name, "lm_head.weight") == 0) return RLHF_OK; /* tied to wte: checked later */
+    if (strncmp(name, "h.", 2) == 0) { /* h.N.attn.bias / masked_bias: old causal-mask buffers */
+        const char *dot = strchr(name + 2, '.');
+        if (dot && (strcmp(dot, ".attn.bias") == 0 || strcmp(dot, ".attn.masked_bias") == 0)) return RLHF_OK;
+    }
+
+    /* the tensor of that name, of the same shape, in a float dtype */
+    for (t = 0; t < m->n_tensors && strcmp(m->tensors[t].name, name) != 0; t++) {}
+    if (t == m->n_tensors)
+        return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
+                            "unexpected tensor \"%s\" (not part of a GPT-2 with %d layers)",
+                            e->name, m->cfg.n_layer);
+    mt = &m->tensors[t];
+    if (!(e->ndim == mt->ndim && e->shape[0] == mt->shape[0] && (mt->ndim == 1 || e->shape[1] == mt->shape[1])))
+        return rlhf__st_shape_error(R, e, mt);
+    if (e->dtype > 2)
+        return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "tensor \"%s\" is %s; weights must be F32, F16 or BF16",
+                            e->name, RLHF__DTYPES[e->dtype].name);
+
+    /* read it (the moments live in the AdamW state, made on the first) */
+    if (slot > 0 && !m->m_mem) {
+        r = rlhf__ensure(m, 1, 1, 1);
+        if (r != RLHF_OK) return rlhf__st_err(R->err, r, R->path, "out of memory for the AdamW state");
+    }
+    base = slot == 0 ? m->param_mem : slot == 1 ? m->m_mem : m->v_mem;
+    if (!rlhf__read_floats(R->f, R->data_start, e, base + mt->offset, mt->numel))
+        return rlhf__st_err(R->err, RLHF_ERR_IO, R->path, "read error in tensor \"%s\"", e->name);
+    if (R->found[3 * t + slot]++)
+        return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
+                            "tensor \"%s\" appears twice (as \"%s\" and under another name)",
+                            mt->name, e->name);
+    R->n_optim += slot > 0;
+    return RLHF_OK;
+}
+
+/* Every entry into m; then every tensor of m must have been found (and with
+   moments, both of its moments). */
+static rlhf_result rlhf__st_load_tensors(rlhf__st_reader *R, rlhf_model *m) {
+    size_t k;
+    int i;
+    rlhf_result r;
+    R->found = (int *)rlhf__alloc((size_t)m->n_tensors * 3 * sizeof(int));
+    if (!R->found) return rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, R->path, "out of memory");
+    memset(R->found, 0, (size_t)m->n_tensors * 3 * sizeof(int));
+    for (k = 0; k < R->n_ent; k++)
+        if ((r = rlhf__st_load_entry(R, m, &R->ents[k])) != RLHF_OK) return r;
+
+    for (i = 0; i < m->n_tensors; i++) {
+        const int *found = R->found + 3 * i;
+        if (!found[0] && strcmp(m->tensors[i].name, "score.bias") == 0 && !R->n_optim)
+            continue; /* Hugging Face's score Linear has no bias: it stays 0 */
+        if (!found[0])
+            return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "missing tensor \"%s\"", m->tensors[i].name);
+        if (R->n_optim && (!found[1] || !found[2]))
+            return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "incomplete AdamW state: optim.%s.%s is missing",
+                                found[1] ? "v" : "m", m->tensors[i].name);
+    }
+    return RLHF_OK;
+}
+
+/* A stored lm_head must be the tied copy of wte. */
+static rlhf_result rlhf__st_check_lm_head(const rlhf__st_reader *R, const rlhf_model *m) {
+    size_t k;
+    for (k = 0; k < R->n_ent; k++) {
+        const rlhf__st_entry *e = &R->ents[k];
+        size_t numel = (size_t)m->cfg.vocab_size * (size_t)m->cfg.n_embd, j;
+        float *tmpw;
+        if (strcmp(rlhf__st_bare_name(e), "lm_head.weight") != 0) continue;
+        if (e->ndim != 2 || e->shape[0] != m->cfg.vocab_size || e->shape[1] != m->cfg.n_embd || e->dtype > 2)
+            return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
+                                "lm_head.weight must be [%d, %d] F32/F16/BF16 like wte",
+                                m->cfg.vocab_size, m->cfg.n_embd);
+        tmpw = rlhf__alloc_floats(numel);
+        if (!tmpw) return rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, R->path, "out of memory");
+        if (!rlhf__read_floats(R->f, R->data_start, e, tmpw, numel)) {
+            rlhf__free(tmpw);
+            return rlhf__st_err(R->err, RLHF_ERR_IO, R->path, "read error in lm_head.weight");
+        }
+        for (j = 0; j < numel && memcmp(&tmpw[j], &m->params.wte[j], 4) == 0; j++) {}
+        rlhf__free(tmpw);
+        if (j < numel)
+            return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
+                                "lm_head.weight differs from wte.weight at element %zu: untied heads are not supported",
+                                j);
+    }
+    return RLHF_OK;
+}
+
+/* Metadata: ours (the AdamW step count) back into the model, the rest kept
+   for the caller. Moments need their step count. */
+static rlhf_result rlhf__st_restore_meta(const rlhf__st_reader *R, rlhf_model *m) {
+    const rlhf_json *v;
+    for (v = R->meta ? R->meta->child : NULL; v; v = v->next) {
+        if (strcmp(v->key, "config") == 0 || strcmp(v->key, "format") == 0 || strcmp(v->key, "rlhf.version") == 0)
+            continue;
+        if (strcmp(v->key, "optim.step") == 0) {
+            char *endp;
+            long step = strtol(v->str, &endp, 10);
+            if (*v->str == 0 || *endp != 0 || step < 0)
+                return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
+                                    "__metadata__ optim.step \"%s\" is not a step count", v->str);
+            m->adam_steps = step;
+            continue;
+        }
+        if (rlhf__set_meta(m, v->key, v->str) != RLHF_OK)
+            return rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, R->path, "out of memory");
+    }
+    if (R->n_optim && (!R->meta || !rlhf_json_get(R->meta, "optim.step")))
+        return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "AdamW moments without __metadata__ optim.step");
+    return RLHF_OK;
+}
+
+#ifdef RLHF__POSIX_IO
+/* A directory opens as a file on POSIX and reads as one of LONG_MAX bytes:
+   name the mistake. */
+static rlhf_result rlhf__st_not_a_directory(const char *path, rlhf_error *err) {
+    struct stat st;
+    size_t n = strlen(path);
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return RLHF_OK;
+    while (n > 1 && path[n - 1] == '/') n--;
+    if (err)
+        snprintf(err->message, sizeof err->message,
+                 "%s is a directory, not a checkpoint file (for a Hugging Face folder, give %.*s/model.safetensors)",
+                 path, (int)n, path);
+    return RLHF_ERR_IO;
+}
+#endif
+
+RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_error *err) {
+    rlhf__st_reader R;
+    uint64_t hlen = 0;
+    rlhf_config cfg;
+    rlhf_model *m = NULL;
+    size_t k;
+    rlhf_result r;
+    if (err) err->message[0] = 0;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!path) return RLHF_ERR_INVALID_ARGUMENT;
+#ifdef RLHF__POSIX_IO
+    if ((r = rlhf__st_not_a_directory(path, err)) != RLHF_OK) return r;
+#endif
+    memset(&R, 0, sizeof R);
+    R.path = path;
+    R.err = err;
+
+    /* the header: its length, its JSON, its entries, their layout in the data */
+    if ((r = rlhf__st_read_header(&R, &hlen)) != RLHF_OK || (r = rlhf__st_parse_header(&R, hlen)) != RLHF_OK ||
+        (r = rlhf__st_check_layout(&R)) != RLHF_OK)
+        goto done;
+
+    /* the model its config describes, with a scalar head (reward or value
+       model) when the file has score.weight */
+    if ((r = rlhf__st_config(&R, &cfg)) != RLHF_OK) goto done;
+    if ((r = rlhf_model_create(&m, &cfg, 0)) != RLHF_OK) {
+        r = rlhf__st_err(err, r, path, "cannot create the model: %s", rlhf_result_string(r));
         goto done;
     }
-    /* the config: our metadata, else config.json beside the file */
-    if (meta && (v = rlhf_json_get(meta, "config")) != NULL) {
-        if ((r = rlhf_json_parse(&cdoc, v->str, v->len, 4, &je)) != RLHF_OK) {
-            r = rlhf__st_err(err, r, path, "__metadata__ config: %s", je.message);
-            goto done;
-        }
-        if ((r = rlhf__parse_config(rlhf_json_root(cdoc), &cfg, "__metadata__ config", path, err)) != RLHF_OK) goto done;
-    } else {
-        size_t plen = strlen(path), clen = 0;
-        char *cpath = (char *)rlhf__alloc(plen + 16), *slash;
-        if (!cpath) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
-        memcpy(cpath, path, plen + 1);
-        slash = strrchr(cpath, '/');
-#ifdef _WIN32
-        if (!slash || strrchr(cpath, '\\') > slash) slash = strrchr(cpath, '\\');
-#endif
-        strcpy(slash ? slash + 1 : cpath, "config.json");
-        cfgbuf = rlhf__read_small_file(cpath, 1 << 20, &clen);
-        if (!cfgbuf) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "no config: the metadata has none and %s cannot be read", cpath);
-            rlhf__free(cpath);
-            goto done;
-        }
-        if ((r = rlhf_json_parse(&cdoc, cfgbuf, clen, 16, &je)) != RLHF_OK) {
-            r = rlhf__st_err(err, r, path, "%s:%zu:%zu: %s", cpath, je.line, je.column, je.message);
-            rlhf__free(cpath);
-            goto done;
-        }
-        r = rlhf__parse_config(rlhf_json_root(cdoc), &cfg, cpath, path, err);
-        rlhf__free(cpath);
-        if (r != RLHF_OK) goto done;
-    }
-    if ((r = rlhf_model_create(&m, &cfg, 0)) != RLHF_OK) { r = rlhf__st_err(err, r, path, "cannot create the model: %s", rlhf_result_string(r)); goto done; }
-    /* a scalar head (reward or value model) when the file has score.weight */
-    for (k = 0; k < n_ent; k++) {
-        const char *name = strncmp(ents[k].name, "transformer.", 12) == 0 ? ents[k].name + 12 : ents[k].name;
-        if (strcmp(name, "score.weight") == 0) {
-            if ((r = rlhf_model_add_score_head(m, 0.0f, 0)) != RLHF_OK) { r = rlhf__st_err(err, r, path, "out of memory"); goto done; }
+    for (k = 0; k < R.n_ent; k++)
+        if (strcmp(rlhf__st_bare_name(&R.ents[k]), "score.weight") == 0) {
+            if ((r = rlhf_model_add_score_head(m, 0.0f, 0)) != RLHF_OK) r = rlhf__st_err(err, r, path, "out of memory");
             break;
         }
-    }
-    found = (int *)rlhf__alloc((size_t)m->n_tensors * 3 * sizeof(int));
-    if (!found) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
-    memset(found, 0, (size_t)m->n_tensors * 3 * sizeof(int));
-    /* match every entry to a tensor: weights, optim.m.*, optim.v.*, or a known extra */
-    for (k = 0; k < n_ent; k++) {
-        rlhf__st_entry *e = &ents[k];
-        const char *name = e->name;
-        int slot = 0, t;
-        if (strncmp(name, "transformer.", 12) == 0) name += 12;
-        if (strncmp(name, "optim.m.", 8) == 0) { slot = 1; name += 8; }
-        else if (strncmp(name, "optim.v.", 8) == 0) { slot = 2; name += 8; }
-        if (strcmp(name, "lm_head.weight") == 0) continue; /* tied to wte: checked below */
-        if (strncmp(name, "h.", 2) == 0) { /* h.N.attn.bias / masked_bias: old causal-mask buffers */
-            const char *dot = strchr(name + 2, '.');
-            if (dot && (strcmp(dot, ".attn.bias") == 0 || strcmp(dot, ".attn.masked_bias") == 0)) continue;
-        }
-        for (t = 0; t < m->n_tensors && strcmp(m->tensors[t].name, name) != 0; t++) {}
-        if (t == m->n_tensors) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "unexpected tensor \"%s\" (not part of a GPT-2 with %d layers)", e->name, cfg.n_layer);
-            goto done;
-        }
-        {
-            const rlhf__tensor *mt = &m->tensors[t];
-            int ok = e->ndim == mt->ndim && e->shape[0] == mt->shape[0] && (mt->ndim == 1 || e->shape[1] == mt->shape[1]);
-            if (!ok) {
-                char got[128];
-                int pos = 0, d;
-                got[0] = 0;
-                for (d = 0; d < e->ndim && pos < 100; d++) pos += snprintf(got + pos, sizeof got - (size_t)pos, d ? ", %lld" : "%lld", (long long)e->shape[d]);
-                if (mt->ndim == 2)
-                    r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\" has shape [%s], expected [%d, %d]%s", e->name, got, mt->shape[0],
-                                     mt->shape[1], strstr(mt->name, "weight") && mt->name[0] == 'h' ? " (Conv1D layout [in, out])" : "");
-                else
-                    r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\" has shape [%s], expected [%d]", e->name, got, mt->shape[0]);
-                goto done;
-            }
-            if (e->dtype > 2) {
-                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\" is %s; weights must be F32, F16 or BF16", e->name, RLHF__DTYPES[e->dtype].name);
-                goto done;
-            }
-            if (slot > 0 && !m->m_mem) {
-                r = rlhf__ensure(m, 1, 1, 1); /* AdamW state: the moments live there */
-                if (r != RLHF_OK) { r = rlhf__st_err(err, r, path, "out of memory for the AdamW state"); goto done; }
-            }
-            if (!rlhf__read_floats(f, data_start, e, (slot == 0 ? m->param_mem : slot == 1 ? m->m_mem : m->v_mem) + mt->offset, mt->numel)) {
-                r = rlhf__st_err(err, RLHF_ERR_IO, path, "read error in tensor \"%s\"", e->name);
-                goto done;
-            }
-            if (found[3 * t + slot]++) {
-                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "tensor \"%s\" appears twice (as \"%s\" and under another name)", mt->name, e->name);
-                goto done;
-            }
-            n_optim += slot > 0;
-        }
-    }
-    for (i = 0; i < m->n_tensors; i++)
-        if (!found[3 * i] && strcmp(m->tensors[i].name, "score.bias") == 0 && !n_optim) {
-            continue; /* Hugging Face's score Linear has no bias: it stays 0 */
-        } else if (!found[3 * i]) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "missing tensor \"%s\"", m->tensors[i].name);
-            goto done;
-        } else if (n_optim && (!found[3 * i + 1] || !found[3 * i + 2])) {
-            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "incomplete AdamW state: optim.%s.%s is missing", found[3 * i + 1] ? "v" : "m", m->tensors[i].name);
-            goto done;
-        }
-    /* a stored lm_head must be the tied copy of wte */
-    for (k = 0; k < n_ent; k++) {
-        const char *name = strncmp(ents[k].name, "transformer.", 12) == 0 ? ents[k].name + 12 : ents[k].name;
-        if (strcmp(name, "lm_head.weight") == 0) {
-            size_t numel = (size_t)m->cfg.vocab_size * (size_t)m->cfg.n_embd, j;
-            float *tmpw;
-            if (ents[k].ndim != 2 || ents[k].shape[0] != m->cfg.vocab_size || ents[k].shape[1] != m->cfg.n_embd || ents[k].dtype > 2) {
-                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "lm_head.weight must be [%d, %d] F32/F16/BF16 like wte", m->cfg.vocab_size, m->cfg.n_embd);
-                goto done;
-            }
-            tmpw = rlhf__alloc_floats(numel);
-            if (!tmpw) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
-            if (!rlhf__read_floats(f, data_start, &ents[k], tmpw, numel)) { rlhf__free(tmpw); r = rlhf__st_err(err, RLHF_ERR_IO, path, "read error in lm_head.weight"); goto done; }
-            for (j = 0; j < numel && memcmp(&tmpw[j], &m->params.wte[j], 4) == 0; j++) {}
-            rlhf__free(tmpw);
-            if (j < numel) {
-                r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "lm_head.weight differs from wte.weight at element %zu: untied heads are not supported", j);
-                goto done;
-            }
-        }
-    }
-    /* metadata: ours back into the model, the rest kept for the caller */
-    if (meta)
-        for (v = meta->child; v; v = v->next) {
-            if (strcmp(v->key, "config") == 0 || strcmp(v->key, "format") == 0 || strcmp(v->key, "rlhf.version") == 0) continue;
-            if (strcmp(v->key, "optim.step") == 0) {
-                char *endp;
-                long step = strtol(v->str, &endp, 10);
-                if (*v->str == 0 || *endp != 0 || step < 0) { r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "__metadata__ optim.step \"%s\" is not a step count", v->str); goto done; }
-                m->adam_steps = step;
-                continue;
-            }
-            if (rlhf__set_meta(m, v->key, v->str) != RLHF_OK) { r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); goto done; }
-        }
-    if (n_optim && (!meta || !rlhf_json_get(meta, "optim.step"))) {
-        r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "AdamW moments without __metadata__ optim.step");
-        goto done;
-    }
+    if (r != RLHF_OK) goto done;
+
+    /* the tensors, the tied head, the metadata */
+    if ((r = rlhf__st_load_tensors(&R, m)) == RLHF_OK && (r = rlhf__st_check_lm_head(&R, m)) == RLHF_OK)
+        r = rlhf__st_restore_meta(&R, m);
 done:
-    if (f) fclose(f);
-    rlhf__free(hbuf);
-    rlhf__free(cfgbuf);
-    rlhf__free(ents);
-    rlhf__free(found);
-    rlhf_json_free(hdoc);
-    rlhf_json_free(cdoc);
+    if (R.f) fclose(R.f);
+    rlhf__free(R.hbuf);
+    rlhf__free(R.ents);
+    rlhf__free(R.found);
+    rlhf_json_free(R.hdoc);
     if (r != RLHF_OK) {
         rlhf_model_free(m);
         return r;
@@ -5951,7 +6407,9 @@ RLHFDEF void rlhf_dataset_free(rlhf_dataset *d) {
     rlhf__free(d);
 }
 RLHFDEF size_t rlhf_dataset_size(const rlhf_dataset *d) { return d ? d->n : 0; }
-RLHFDEF const rlhf_record *rlhf_dataset_record(const rlhf_dataset *d, size_t i) { return d && i < d->n ? &d->rec[i] : NULL; }
+RLHFDEF const rlhf_record *rlhf_dataset_record(const rlhf_dataset *d, size_t i) {
+    return d && i < d->n ? &d->rec[i] : NULL;
+}
 RLHFDEF size_t rlhf_dataset_skipped(const rlhf_dataset *d) { return d ? d->skipped : 0; }
 RLHFDEF const char *rlhf_dataset_first_skip(const rlhf_dataset *d) { return d ? d->first_skip : ""; }
 RLHFDEF size_t rlhf_dataset_unshared_prompts(const rlhf_dataset *d) { return d ? d->unshared : 0; }
@@ -5987,7 +6445,8 @@ static int rlhf__parse_messages(rlhf_dataset *d, const rlhf_json *arr, rlhf_reco
     rlhf_message *msg;
     const rlhf_json *v;
     int i = 0;
-    if (arr->type != RLHF_JSON_ARRAY || arr->len == 0) return rlhf__bad(e, arr, "\"messages\" must be a non-empty array");
+    if (arr->type != RLHF_JSON_ARRAY || arr->len == 0)
+        return rlhf__bad(e, arr, "\"messages\" must be a non-empty array");
     if (arr->len > 1000000) return rlhf__bad(e, arr, "\"messages\" has more than 1000000 turns");
     msg = (rlhf_message *)rlhf__arena_alloc(&d->arena, arr->len * sizeof *msg);
     if (!msg) { e->oom = 1; return rlhf__bad(e, NULL, "out of memory"); }
@@ -5995,7 +6454,8 @@ static int rlhf__parse_messages(rlhf_dataset *d, const rlhf_json *arr, rlhf_reco
         const rlhf_json *role = rlhf_json_get(v, "role");
         int k;
         if (v->type != RLHF_JSON_OBJECT) return rlhf__bad(e, v, "messages[%d] must be an object", i);
-        if (!role || role->type != RLHF_JSON_STRING) return rlhf__bad(e, role ? role : v, "messages[%d] needs a \"role\" string", i);
+        if (!role || role->type != RLHF_JSON_STRING)
+            return rlhf__bad(e, role ? role : v, "messages[%d] needs a \"role\" string", i);
         for (k = 0; k < 3 && !(role->len == strlen(roles[k]) && strcmp(role->str, roles[k]) == 0); k++) {}
         if (k == 3) return rlhf__bad(e, role, "messages[%d] role must be \"system\", \"user\" or \"assistant\"", i);
         msg[i].role = (rlhf_role)k;
@@ -6019,16 +6479,78 @@ static size_t rlhf__hh_prompt_len(const char *a, size_t al, const char *b, size_
     return 0;
 }
 
-static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_json *o, rlhf_record *r, rlhf__rec_err *e) {
+/* InstructGPT's K-way ranking {"prompt", "completions", "ranking"}: the
+   completions (v) reordered best first. */
+static int rlhf__parse_ranking(rlhf_dataset *d, const rlhf_json *o, const rlhf_json *v, rlhf_record *r,
+                               rlhf__rec_err *e) {
+    const rlhf_json *rk = rlhf_json_get(o, "ranking"), *x, **items;
+    rlhf_str *comp;
+    unsigned char *seen;
+    int K, i;
+    r->kind = RLHF_RECORD_RANKING;
+    if (!rlhf__field_str(d, o, "prompt", &r->prompt, e)) return 0;
+    if (v->type != RLHF_JSON_ARRAY || v->len < 2)
+        return rlhf__bad(e, v, "\"completions\" must be an array of at least 2 strings");
+    if (v->len > 4096) return rlhf__bad(e, v, "\"completions\" has more than 4096 entries");
+    if (!rk) return rlhf__bad(e, o, "missing \"ranking\"");
+    if (rk->type != RLHF_JSON_ARRAY || rk->len != v->len)
+        return rlhf__bad(e, rk, "\"ranking\" must be an array of %zu indices (one per completion)", v->len);
+
+    K = (int)v->len;
+    comp = (rlhf_str *)rlhf__arena_alloc(&d->arena, (size_t)K * sizeof *comp);
+    seen = (unsigned char *)rlhf__arena_alloc(&d->arena, (size_t)K);
+    items = (const rlhf_json **)rlhf__arena_alloc(&d->arena, (size_t)K * sizeof *items);
+    if (!comp || !seen || !items) { e->oom = 1; return rlhf__bad(e, NULL, "out of memory"); }
+    for (i = 0, x = v->child; x; x = x->next) items[i++] = x; /* O(1) access by index */
+    memset(seen, 0, (size_t)K);
+
+    /* ranking[i] is the index of the i-th best completion: each index once */
+    for (i = 0, x = rk->child; x; x = x->next, i++) {
+        int64_t idx;
+        const rlhf_json *c;
+        if (!rlhf_json_int64(x, &idx) || idx < 0 || idx >= K)
+            return rlhf__bad(e, x, "ranking[%d] must be an index from 0 to %d", i, K - 1);
+        if (seen[idx]) return rlhf__bad(e, x, "ranking[%d] repeats index %lld", i, (long long)idx);
+        seen[idx] = 1;
+        c = items[idx];
+        if (c->type != RLHF_JSON_STRING) return rlhf__bad(e, c, "completions[%lld] must be a string", (long long)idx);
+        if (!rlhf__copy_str(d, c->str, c->len, &comp[i], e)) return 0;
+    }
+    r->completions = comp;
+    r->n_completions = K;
+    return 1;
+}
+
+/* A pair {"chosen", "rejected"} with its "prompt", or without one (HH-RLHF):
+   the shared prompt split off both transcripts. */
+static int rlhf__parse_pair(rlhf_dataset *d, const rlhf_json *o, rlhf_record *r, rlhf__rec_err *e) {
+    size_t pl;
+    r->kind = RLHF_RECORD_PAIR;
+    if (!rlhf__field_str(d, o, "chosen", &r->chosen, e) || !rlhf__field_str(d, o, "rejected", &r->rejected, e))
+        return 0;
+    if (rlhf_json_get(o, "prompt")) return rlhf__field_str(d, o, "prompt", &r->prompt, e);
+    pl = rlhf__hh_prompt_len(r->chosen.str, r->chosen.len, r->rejected.str, r->rejected.len);
+    if (!rlhf__copy_str(d, r->chosen.str, pl, &r->prompt, e)) return 0;
+    r->chosen.str += pl;
+    r->chosen.len -= pl;
+    r->rejected.str += pl;
+    r->rejected.len -= pl;
+    if (pl == 0) d->unshared++;
+    return 1;
+}
+
+static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_json *o, rlhf_record *r,
+                              rlhf__rec_err *e) {
     const rlhf_json *v;
+    int i, assistant = 0;
     if (o->type != RLHF_JSON_OBJECT) return rlhf__bad(e, o, "a record must be a JSON object");
     switch (fmt) {
     case RLHF_DATA_TEXT:
         r->kind = RLHF_RECORD_TEXT;
         return rlhf__field_str(d, o, "text", &r->text, e);
-    case RLHF_DATA_SFT:
+
+    case RLHF_DATA_SFT: /* a conversation with an assistant turn, or a prompt and its completion */
         if ((v = rlhf_json_get(o, "messages")) != NULL) {
-            int i, assistant = 0;
             r->kind = RLHF_RECORD_MESSAGES;
             if (!rlhf__parse_messages(d, v, r, e)) return 0;
             for (i = 0; i < r->n_messages; i++) assistant += r->messages[i].role == RLHF_ROLE_ASSISTANT;
@@ -6039,59 +6561,17 @@ static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_
             return rlhf__bad(e, o, "expected {\"prompt\", \"completion\"} or {\"messages\"}");
         r->kind = RLHF_RECORD_COMPLETION;
         return rlhf__field_str(d, o, "prompt", &r->prompt, e) && rlhf__field_str(d, o, "completion", &r->completion, e);
+
     case RLHF_DATA_PREFERENCE:
-        if ((v = rlhf_json_get(o, "completions")) != NULL) {
-            /* InstructGPT's K-way ranking: completions reordered best first */
-            const rlhf_json *rk = rlhf_json_get(o, "ranking"), *x, **items;
-            rlhf_str *comp;
-            unsigned char *seen;
-            int K, i;
-            r->kind = RLHF_RECORD_RANKING;
-            if (!rlhf__field_str(d, o, "prompt", &r->prompt, e)) return 0;
-            if (v->type != RLHF_JSON_ARRAY || v->len < 2) return rlhf__bad(e, v, "\"completions\" must be an array of at least 2 strings");
-            if (v->len > 4096) return rlhf__bad(e, v, "\"completions\" has more than 4096 entries");
-            if (!rk) return rlhf__bad(e, o, "missing \"ranking\"");
-            if (rk->type != RLHF_JSON_ARRAY || rk->len != v->len)
-                return rlhf__bad(e, rk, "\"ranking\" must be an array of %zu indices (one per completion)", v->len);
-            K = (int)v->len;
-            comp = (rlhf_str *)rlhf__arena_alloc(&d->arena, (size_t)K * sizeof *comp);
-            seen = (unsigned char *)rlhf__arena_alloc(&d->arena, (size_t)K);
-            items = (const rlhf_json **)rlhf__arena_alloc(&d->arena, (size_t)K * sizeof *items);
-            if (!comp || !seen || !items) { e->oom = 1; return rlhf__bad(e, NULL, "out of memory"); }
-            for (i = 0, x = v->child; x; x = x->next) items[i++] = x; /* O(1) access by index */
-            memset(seen, 0, (size_t)K);
-            for (i = 0, x = rk->child; x; x = x->next, i++) {
-                int64_t idx;
-                const rlhf_json *c;
-                if (!rlhf_json_int64(x, &idx) || idx < 0 || idx >= K) return rlhf__bad(e, x, "ranking[%d] must be an index from 0 to %d", i, K - 1);
-                if (seen[idx]) return rlhf__bad(e, x, "ranking[%d] repeats index %lld", i, (long long)idx);
-                seen[idx] = 1;
-                c = items[idx];
-                if (c->type != RLHF_JSON_STRING) return rlhf__bad(e, c, "completions[%lld] must be a string", (long long)idx);
-                if (!rlhf__copy_str(d, c->str, c->len, &comp[i], e)) return 0;
-            }
-            r->completions = comp;
-            r->n_completions = K;
-            return 1;
-        }
-        r->kind = RLHF_RECORD_PAIR;
-        if (!rlhf__field_str(d, o, "chosen", &r->chosen, e) || !rlhf__field_str(d, o, "rejected", &r->rejected, e)) return 0;
-        if (rlhf_json_get(o, "prompt")) return rlhf__field_str(d, o, "prompt", &r->prompt, e);
-        {   /* HH-RLHF: split the shared prompt off both transcripts */
-            size_t pl = rlhf__hh_prompt_len(r->chosen.str, r->chosen.len, r->rejected.str, r->rejected.len);
-            if (!rlhf__copy_str(d, r->chosen.str, pl, &r->prompt, e)) return 0;
-            r->chosen.str += pl;
-            r->chosen.len -= pl;
-            r->rejected.str += pl;
-            r->rejected.len -= pl;
-            if (pl == 0) d->unshared++;
-            return 1;
-        }
-    case RLHF_DATA_PROMPTS:
+        if ((v = rlhf_json_get(o, "completions")) != NULL) return rlhf__parse_ranking(d, o, v, r, e);
+        return rlhf__parse_pair(d, o, r, e);
+
+    case RLHF_DATA_PROMPTS: /* a conversation that ends with a user turn, or a prompt */
         r->kind = RLHF_RECORD_PROMPT;
         if ((v = rlhf_json_get(o, "messages")) != NULL) {
             if (!rlhf__parse_messages(d, v, r, e)) return 0;
-            if (r->messages[r->n_messages - 1].role != RLHF_ROLE_USER) return rlhf__bad(e, v, "\"messages\" must end with a user turn");
+            if (r->messages[r->n_messages - 1].role != RLHF_ROLE_USER)
+                return rlhf__bad(e, v, "\"messages\" must end with a user turn");
             return 1;
         }
         return rlhf__field_str(d, o, "prompt", &r->prompt, e);
@@ -6100,7 +6580,8 @@ static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_
 }
 
 /* A bad record: stop (returns the error) or skip and count (returns OK). */
-static rlhf_result rlhf__data_bad(rlhf_dataset *d, const rlhf_data_options *opt, const char *msg, rlhf_result code, rlhf_error *err) {
+static rlhf_result rlhf__data_bad(rlhf_dataset *d, const rlhf_data_options *opt, const char *msg, rlhf_result code,
+                                  rlhf_error *err) {
     if (!opt->skip_bad || code == RLHF_ERR_OUT_OF_MEMORY || code == RLHF_ERR_IO) {
         if (err) snprintf(err->message, sizeof err->message, "%s", msg);
         return code;
@@ -6124,11 +6605,117 @@ static rlhf_result rlhf__data_push(rlhf_dataset *d, const rlhf_record *r) {
     return RLHF_OK;
 }
 
+/* The whole of open file f (at most limit bytes, or stop just past it) into
+   one string of d's arena; NULL when out of memory. The string has room for
+   a NUL after its *len bytes. */
+static char *rlhf__read_text(rlhf_dataset *d, FILE *f, size_t limit, size_t *len) {
+    char *buf = (char *)rlhf__arena_alloc(&d->arena, 1 << 16);
+    size_t cap = 1 << 16, got;
+    *len = 0;
+    while ((got = fread(buf + *len, 1, cap - *len, f)) > 0) { /* grow by reading in chunks */
+        *len += got;
+        if (*len > limit) break;
+        if (*len == cap) {
+            char *nb = (char *)rlhf__arena_alloc(&d->arena, cap * 2);
+            if (!nb) return NULL;
+            memcpy(nb, buf, *len);
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    return buf;
+}
+
+/* A plain text file as one record of UTF-8 text. */
+static rlhf_result rlhf__load_text(rlhf_dataset *d, const char *path, const rlhf_data_options *opt, rlhf_error *err) {
+    size_t limit = opt->max_text_bytes > 0 ? (size_t)opt->max_text_bytes : (size_t)1 << 30;
+    size_t len = 0, i = 0, line = 1, col = 1;
+    FILE *f = fopen(path, "rb");
+    rlhf_record rec;
+    char *buf;
+    rlhf_result r;
+    if (!f) return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot open the file");
+    buf = rlhf__read_text(d, f, limit, &len);
+    fclose(f);
+    if (!buf) return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory");
+    if (len > limit) return rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "larger than the limit of %zu bytes", limit);
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) { /* a byte-order mark is not text to learn */
+        buf += 3;
+        len -= 3;
+    }
+    if (len == 0) return rlhf__st_err(err, RLHF_ERR_PARSE, path, "the file is empty");
+
+    /* valid UTF-8 throughout; an error names its line and column */
+    while (i < len) {
+        size_t k = rlhf__utf8_len((const unsigned char *)buf + i, len - i);
+        if (!k)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%zu:%zu: invalid UTF-8 (byte 0x%02X)", line, col,
+                                (unsigned)(unsigned char)buf[i]);
+        if (buf[i] == '\n') { line++; col = 1; }
+        else col++;
+        i += k;
+    }
+
+    memset(&rec, 0, sizeof rec);
+    rec.kind = RLHF_RECORD_TEXT;
+    rec.line = 1;
+    rec.text.str = buf;
+    rec.text.len = len;
+    buf[len] = 0; /* room: rlhf__read_text grows before the buffer is full */
+    if ((r = rlhf__data_push(d, &rec)) != RLHF_OK) return rlhf__st_err(err, r, path, "out of memory");
+    return RLHF_OK;
+}
+
+/* One JSONL record (doc, which this frees) into d; a bad one stops the load
+   or is skipped (rlhf__data_bad). */
+static rlhf_result rlhf__load_record(rlhf_dataset *d, rlhf_jsonl *jl, rlhf_json_doc *doc, rlhf_data_format format,
+                                     const char *path, const rlhf_data_options *opt, rlhf_error *err) {
+    rlhf_record rec;
+    rlhf__rec_err e;
+    rlhf_result r;
+    memset(&rec, 0, sizeof rec);
+    e.oom = 0;
+    rec.line = rlhf_jsonl_line(jl);
+    if (!rlhf__parse_record(d, format, rlhf_json_root(doc), &rec, &e)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s:%zu:%zu: %s", path, rec.line, e.column, e.what);
+        rlhf_json_free(doc);
+        return rlhf__data_bad(d, opt, msg, e.oom ? RLHF_ERR_OUT_OF_MEMORY : RLHF_ERR_PARSE, err);
+    }
+    rlhf_json_free(doc);
+    if ((r = rlhf__data_push(d, &rec)) != RLHF_OK) rlhf__st_err(err, r, path, "out of memory");
+    return r;
+}
+
+/* A JSONL file, record by record, into d. */
+static rlhf_result rlhf__load_jsonl(rlhf_dataset *d, const char *path, rlhf_data_format format,
+                                    const rlhf_data_options *opt, rlhf_error *err) {
+    rlhf_jsonl *jl;
+    rlhf_json_error je;
+    rlhf_result r = RLHF_OK;
+    if ((r = rlhf_jsonl_open(&jl, path, opt->max_line_bytes, &je)) != RLHF_OK) {
+        if (err) snprintf(err->message, sizeof err->message, "%s", je.message);
+        return r;
+    }
+    for (;;) {
+        rlhf_json_doc *doc = NULL;
+        rlhf_result pr = rlhf_jsonl_next(jl, &doc, &je);
+        if (pr != RLHF_OK) { /* a line that is not JSON */
+            if ((r = rlhf__data_bad(d, opt, je.message, pr, err)) != RLHF_OK) break;
+            continue;
+        }
+        if (!doc) break; /* end of file */
+        if ((r = rlhf__load_record(d, jl, doc, format, path, opt, err)) != RLHF_OK) break;
+    }
+    rlhf_jsonl_close(jl);
+    return r;
+}
+
 RLHFDEF rlhf_result rlhf_dataset_load(rlhf_dataset **out, const char *path, rlhf_data_format format,
                                       const rlhf_data_options *options, rlhf_error *err) {
     rlhf_data_options opt = options ? *options : rlhf_data_options_default();
     rlhf_dataset *d;
-    rlhf_result r = RLHF_OK;
+    rlhf_result r;
     size_t plen;
     if (err) err->message[0] = 0;
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
@@ -6137,98 +6724,19 @@ RLHFDEF rlhf_result rlhf_dataset_load(rlhf_dataset **out, const char *path, rlhf
     d = (rlhf_dataset *)rlhf__alloc(sizeof *d);
     if (!d) return RLHF_ERR_OUT_OF_MEMORY;
     memset(d, 0, sizeof *d);
+
+    /* text that is not JSONL is one record; anything else is JSONL */
     plen = strlen(path);
-    if (format == RLHF_DATA_TEXT && !(plen >= 6 && strcmp(path + plen - 6, ".jsonl") == 0)) {
-        /* a plain text file: one record, UTF-8 checked */
-        size_t limit = opt.max_text_bytes > 0 ? (size_t)opt.max_text_bytes : (size_t)1 << 30, len = 0, i = 0, line = 1, col = 1;
-        FILE *f = fopen(path, "rb");
-        rlhf_record rec;
-        char *buf;
-        if (!f) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot open the file"); }
-        buf = (char *)rlhf__arena_alloc(&d->arena, 1 << 16);
-        { /* grow by reading in chunks into one arena string */
-            size_t cap = 1 << 16, got;
-            while ((got = fread(buf + len, 1, cap - len, f)) > 0) {
-                len += got;
-                if (len > limit) break;
-                if (len == cap) {
-                    char *nb = (char *)rlhf__arena_alloc(&d->arena, cap * 2);
-                    if (!nb) { buf = NULL; break; }
-                    memcpy(nb, buf, len);
-                    buf = nb;
-                    cap *= 2;
-                }
-            }
-        }
-        fclose(f);
-        if (!buf) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory"); }
-        if (len > limit) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_TOO_LARGE, path, "larger than the limit of %zu bytes", limit); }
-        if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) { /* a byte-order mark is not text to learn */
-            buf += 3;
-            len -= 3;
-        }
-        if (len == 0) { rlhf_dataset_free(d); return rlhf__st_err(err, RLHF_ERR_PARSE, path, "the file is empty"); }
-        while (i < len) {
-            size_t k = rlhf__utf8_len((const unsigned char *)buf + i, len - i);
-            if (!k) {
-                unsigned bad = (unsigned char)buf[i]; /* read before the arena goes */
-                rlhf_dataset_free(d);
-                return rlhf__st_err(err, RLHF_ERR_PARSE, path, "%zu:%zu: invalid UTF-8 (byte 0x%02X)", line, col, bad);
-            }
-            if (buf[i] == '\n') { line++; col = 1; }
-            else col++;
-            i += k;
-        }
-        memset(&rec, 0, sizeof rec);
-        rec.kind = RLHF_RECORD_TEXT;
-        rec.line = 1;
-        rec.text.str = buf;
-        rec.text.len = len;
-        buf[len] = 0; /* room: the loop above grows before the buffer is full */
-        if ((r = rlhf__data_push(d, &rec)) != RLHF_OK) { rlhf_dataset_free(d); return rlhf__st_err(err, r, path, "out of memory"); }
-        *out = d;
-        return RLHF_OK;
-    }
-    {
-        rlhf_jsonl *jl;
-        rlhf_json_error je;
-        if ((r = rlhf_jsonl_open(&jl, path, opt.max_line_bytes, &je)) != RLHF_OK) {
-            if (err) snprintf(err->message, sizeof err->message, "%s", je.message);
-            rlhf_dataset_free(d);
-            return r;
-        }
-        for (;;) {
-            rlhf_json_doc *doc = NULL;
-            rlhf_result pr = rlhf_jsonl_next(jl, &doc, &je);
-            if (pr != RLHF_OK) {
-                if ((r = rlhf__data_bad(d, &opt, je.message, pr, err)) != RLHF_OK) break;
-                continue;
-            }
-            if (!doc) break; /* end of file */
-            {
-                rlhf_record rec;
-                rlhf__rec_err e;
-                memset(&rec, 0, sizeof rec);
-                e.oom = 0;
-                rec.line = rlhf_jsonl_line(jl);
-                if (!rlhf__parse_record(d, format, rlhf_json_root(doc), &rec, &e)) {
-                    char msg[512];
-                    snprintf(msg, sizeof msg, "%s:%zu:%zu: %s", path, rec.line, e.column, e.what);
-                    rlhf_json_free(doc);
-                    if ((r = rlhf__data_bad(d, &opt, msg, e.oom ? RLHF_ERR_OUT_OF_MEMORY : RLHF_ERR_PARSE, err)) != RLHF_OK) break;
-                    continue;
-                }
-                rlhf_json_free(doc);
-                if ((r = rlhf__data_push(d, &rec)) != RLHF_OK) {
-                    rlhf__st_err(err, r, path, "out of memory");
-                    break;
-                }
-            }
-        }
-        rlhf_jsonl_close(jl);
-    }
+    if (format == RLHF_DATA_TEXT && !(plen >= 6 && strcmp(path + plen - 6, ".jsonl") == 0))
+        r = rlhf__load_text(d, path, &opt, err);
+    else
+        r = rlhf__load_jsonl(d, path, format, &opt, err);
+
+    /* a load that kept nothing is an error */
     if (r == RLHF_OK && d->n == 0) {
-        if (d->skipped) r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "all %zu records are bad; the first: %s", d->skipped, d->first_skip);
+        if (d->skipped)
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "all %zu records are bad; the first: %s", d->skipped,
+                             d->first_skip);
         else r = rlhf__st_err(err, RLHF_ERR_PARSE, path, "no records");
     }
     if (r != RLHF_OK) {
