@@ -531,10 +531,13 @@ RLHFDEF rlhf_result rlhf_model_load(rlhf_model **out, const char *path);
    the tensor or field, and what was expected. */
 RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_error *err);
 /* Save (stable entry point): weights, config, metadata, and the AdamW state
-   when the model has one. A failure's message is in rlhf_model_last_error. */
+   when the model has one. The model is const and is not written: the
+   reason of a failure comes back through rlhf_model_save_ex's err. */
 RLHFDEF rlhf_result rlhf_model_save(const rlhf_model *m, const char *path);
 #define RLHF_SAVE_WEIGHTS_ONLY 1 /* flag: leave the AdamW state out */
-RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *m, const char *path, int flags);
+/* The same with flags (0 or RLHF_SAVE_WEIGHTS_ONLY) and the reason of a
+   failure in err (may be NULL): the path and what went wrong. */
+RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *m, const char *path, int flags, rlhf_error *err);
 /* Set (or, with value NULL, remove) a metadata string saved with the model.
    Keys and values are UTF-8; "format", "config", "optim.step" and keys
    starting with "rlhf." are the library's. */
@@ -5731,18 +5734,20 @@ static void rlhf__out_floats(rlhf__out *o, const float *x, size_t n) {
     }
 }
 
-RLHFDEF rlhf_result rlhf_model_save(const rlhf_model *m, const char *path) { return rlhf_model_save_ex(m, path, 0); }
+RLHFDEF rlhf_result rlhf_model_save(const rlhf_model *m, const char *path) {
+    return rlhf_model_save_ex(m, path, 0, NULL);
+}
 
-RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, int flags) {
-    rlhf_model *m = (rlhf_model *)cm; /* only the error buffer is written */
+RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *m, const char *path, int flags, rlhf_error *err) {
     int with_optim, pass, i;
     rlhf__sb h = {NULL, 0, 0, 0};
     uint64_t off = 0;
     unsigned char len8[8];
     rlhf__out o;
     rlhf_result r;
+    if (err) err->message[0] = 0;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!path || !*path) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_save: no path");
+    if (!path || !*path) return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_save", "no path");
     with_optim = m->m_mem && !(flags & RLHF_SAVE_WEIGHTS_ONLY);
 
     /* header: metadata, then every tensor in table order (then the moments) */
@@ -5776,13 +5781,14 @@ RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, i
     while ((h.len + 8) % 8) rlhf__sb_add(&h, " ", 1); /* writers pad the header to a multiple of 8 */
     if (h.oom) {
         rlhf__free(h.p);
-        return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_save: out of memory building the header for %s", path);
+        return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_save", "out of memory building the header for %s",
+                            path);
     }
 
     /* whole or not at all: a temporary file renamed over path (or path itself, journaled by the caller) */
     if ((r = rlhf__out_open(&o, path, (flags & RLHF__SAVE_IN_PLACE) != 0)) != RLHF_OK) {
         rlhf__free(h.p);
-        return rlhf__fail(m, r, "rlhf_model_save: %s", o.why);
+        return rlhf__st_err(err, r, "rlhf_model_save", "%s", o.why);
     }
     rlhf__put_u64le(len8, (uint64_t)h.len);
     rlhf__out_write(&o, len8, 8);
@@ -5792,7 +5798,7 @@ RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *cm, const char *path, i
         for (i = 0; i < m->n_tensors; i++) rlhf__out_floats(&o, base + m->tensors[i].offset, m->tensors[i].numel);
     }
     rlhf__free(h.p);
-    if ((r = rlhf__out_commit(&o)) != RLHF_OK) return rlhf__fail(m, r, "rlhf_model_save: %s", o.why);
+    if ((r = rlhf__out_commit(&o)) != RLHF_OK) return rlhf__st_err(err, r, "rlhf_model_save", "%s", o.why);
     return RLHF_OK;
 }
 
@@ -6612,6 +6618,7 @@ static char *rlhf__read_text(rlhf_dataset *d, FILE *f, size_t limit, size_t *len
     char *buf = (char *)rlhf__arena_alloc(&d->arena, 1 << 16);
     size_t cap = 1 << 16, got;
     *len = 0;
+    if (!buf) return NULL;
     while ((got = fread(buf + *len, 1, cap - *len, f)) > 0) { /* grow by reading in chunks */
         *len += got;
         if (*len > limit) break;
@@ -6914,6 +6921,7 @@ static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long st
                                   const rlhf_tokenizer *t) {
     char path[1024], num[32];
     const char *bad = rlhf__non_finite_tensor(run->m);
+    rlhf_error e;
     rlhf_result r;
 
     /* a diverged model is never a checkpoint: the previous one stays */
@@ -6936,8 +6944,8 @@ static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long st
         snprintf(num, sizeof num, "%.9g", (double)run->best);
         rlhf__set_meta(run->m, "rlhf.train.best_val_loss", num);
     }
-    if ((r = rlhf_model_save(run->m, path)) != RLHF_OK)
-        return rlhf__run_fail(run, r, "cannot write checkpoint %s: %s", path, rlhf_model_last_error(run->m));
+    if ((r = rlhf_model_save_ex(run->m, path, 0, &e)) != RLHF_OK)
+        return rlhf__run_fail(run, r, "cannot write checkpoint %s: %s", path, e.message);
     return RLHF_OK;
 }
 
@@ -9446,9 +9454,9 @@ static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
     static const char *const key[] = {
         "objective/kl", "objective/entropy", "objective/non_score_reward", "objective/rlhf_reward", "objective/scores",
         "objective/kl_coef", "lr", "policy/approxkl_avg", "policy/clipfrac_avg", "policy/entropy_avg",
-        "loss/policy_avg", "loss/value_avg", "loss/ptx", "val/clipfrac_avg", "val/ratio", "val/num_eos_tokens", "val/var_explained",
-        "val/response_length", "ppo/skipped_updates", "ppo/skipped_minibatches", "time/generate_s", "time/score_s",
-        "time/learn_s", "tokens_per_s/generate"};
+        "loss/policy_avg", "loss/value_avg", "loss/ptx", "val/clipfrac_avg", "val/ratio", "val/num_eos_tokens",
+        "val/var_explained", "val/response_length", "ppo/skipped_updates", "ppo/skipped_minibatches",
+        "time/generate_s", "time/score_s", "time/learn_s", "tokens_per_s/generate"};
     const double value[] = {
         st->kl, st->entropy, -(double)st->kl_coef * st->kl, st->rlhf_reward, st->score,
         st->kl_coef, st->lr, st->approxkl, st->clipfrac, st->policy_entropy, st->policy_loss,
@@ -9615,6 +9623,7 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
     rlhf_model *model[3];
     char path[1024], state[1024];
     const char *bad;
+    rlhf_error e;
     rlhf_result r;
     int i;
     if (err) err->message[0] = 0;
@@ -9669,11 +9678,9 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
             rlhf__ppo_recover(dir, NULL);
             return rlhf__ppo_err(err, RLHF_ERR_TOO_LARGE, dir, "the directory name is too long");
         }
-        if ((r = rlhf_model_save_ex(model[i], path, RLHF__SAVE_IN_PLACE | (i == 2 ? RLHF_SAVE_WEIGHTS_ONLY : 0))) !=
-            RLHF_OK) {
-            if (err)
-                snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path,
-                         rlhf_model_last_error(model[i]));
+        r = rlhf_model_save_ex(model[i], path, RLHF__SAVE_IN_PLACE | (i == 2 ? RLHF_SAVE_WEIGHTS_ONLY : 0), &e);
+        if (r != RLHF_OK) {
+            if (err) snprintf(err->message, sizeof err->message, "ppo: cannot save %.240s: %.240s", path, e.message);
             rlhf__ppo_recover(dir, NULL); /* no commit yet: removes the *.next written so far */
             return r;
         }
@@ -9710,30 +9717,99 @@ static int rlhf__json_long(const rlhf_json *o, const char *key, long *out) {
     return 1;
 }
 
+/* The trainer's counters as a save wrote them (rlhf.ppo.state). */
+typedef struct rlhf__ppo_state {
+    long iteration, data_epoch, data_pos, ptx_epoch, ptx_pos, skipped_updates, skipped_minibatches;
+    uint64_t rng[4];
+    float kl_coef;
+} rlhf__ppo_state;
+
+/* rlhf.ppo.state of a loaded policy: complete, in range for this trainer's
+   data, and written with this trainer's reference (its fingerprint). */
+static rlhf_result rlhf__ppo_read_state(const rlhf_ppo *p, const rlhf_model *pol, const char *dir, rlhf__ppo_state *s,
+                                        rlhf_error *err) {
+    const char *state = rlhf_model_meta(pol, "rlhf.ppo.state");
+    rlhf_json_doc *doc = NULL;
+    rlhf_json_error je;
+    const rlhf_json *root, *rng, *ref;
+    rlhf_result r = RLHF_OK;
+    char want[32];
+    int i;
+
+    /* the JSON object, every field present */
+    if (!state)
+        return rlhf__ppo_err(err, RLHF_ERR_PARSE, dir,
+                             "policy.safetensors has no rlhf.ppo.state metadata (not a PPO checkpoint)");
+    if ((r = rlhf_json_parse(&doc, state, strlen(state), 4, &je)) != RLHF_OK)
+        return rlhf__ppo_err(err, r, dir, "rlhf.ppo.state: %s", je.message);
+    root = rlhf_json_root(doc);
+    rng = rlhf_json_get(root, "rng");
+    ref = rlhf_json_get(root, "ref");
+    if (!rlhf__json_long(root, "iteration", &s->iteration) || !rlhf__json_long(root, "data_epoch", &s->data_epoch) ||
+        !rlhf__json_long(root, "data_pos", &s->data_pos) || !rlhf__json_long(root, "ptx_epoch", &s->ptx_epoch) ||
+        !rlhf__json_long(root, "ptx_pos", &s->ptx_pos) ||
+        !rlhf__json_long(root, "skipped_updates", &s->skipped_updates) ||
+        !rlhf__json_long(root, "skipped_minibatches", &s->skipped_minibatches) || !rlhf_json_get(root, "kl_coef") ||
+        !rng || rng->type != RLHF_JSON_ARRAY || rng->len != 4 || !ref || s->data_pos < 0 ||
+        (size_t)s->data_pos > rlhf_dataset_size(p->prompts) || s->data_epoch < 0 || s->ptx_epoch < 0 ||
+        s->ptx_pos < 0 || (size_t)s->ptx_pos > p->ptx.n) {
+        r = rlhf__ppo_err(err, RLHF_ERR_PARSE, dir, "rlhf.ppo.state is incomplete or does not fit this trainer's data");
+        goto done;
+    }
+
+    /* the same reference as the one this trainer holds */
+    snprintf(want, sizeof want, "%016llx", (unsigned long long)p->ref_hash);
+    if (!ref->str || strcmp(ref->str, want) != 0) {
+        r = rlhf__ppo_err(err, RLHF_ERR_INVALID_ARGUMENT, dir,
+                          "the run used another reference model (fingerprint %s, this one is %s)",
+                          ref->str ? ref->str : "?", want);
+        goto done;
+    }
+
+    /* the generator's four words (decimal strings) and beta */
+    for (i = 0; i < 4; i++) {
+        const rlhf_json *x = rlhf_json_at(rng, (size_t)i);
+        s->rng[i] = x && x->type == RLHF_JSON_STRING ? (uint64_t)strtoull(x->str, NULL, 10) : 0;
+    }
+    s->kl_coef = (float)rlhf_json_get(root, "kl_coef")->number;
+done:
+    rlhf_json_free(doc);
+    return r;
+}
+
+/* The files belong to one save (the iteration in each) and to this
+   trainer's models (shapes, and the AdamW state a resume needs). */
+static rlhf_result rlhf__ppo_check_files(const rlhf_ppo *p, const rlhf_model *pol, const rlhf_model *cri,
+                                         const rlhf_model *ema, long it, const char *dir, rlhf_error *err) {
+    char itbuf[32];
+    const rlhf_result bad = RLHF_ERR_INVALID_ARGUMENT;
+    snprintf(itbuf, sizeof itbuf, "%ld", it);
+    if (!rlhf_model_meta(cri, "rlhf.ppo.iteration") || strcmp(rlhf_model_meta(cri, "rlhf.ppo.iteration"), itbuf) != 0 ||
+        (ema && (!rlhf_model_meta(ema, "rlhf.ppo.iteration") ||
+                 strcmp(rlhf_model_meta(ema, "rlhf.ppo.iteration"), itbuf) != 0)))
+        return rlhf__ppo_err(err, RLHF_ERR_PARSE, dir,
+                             "the files are from different saves (policy at iteration %ld; critic or EMA not)", it);
+    if (memcmp(&p->policy->cfg, &pol->cfg, sizeof pol->cfg) != 0 || p->policy->num_params != pol->num_params ||
+        !pol->m_mem)
+        return rlhf__ppo_err(err, bad, dir, "policy.safetensors does not match the policy (shape or AdamW state)");
+    if (memcmp(&p->critic->cfg, &cri->cfg, sizeof cri->cfg) != 0 || p->critic->num_params != cri->num_params ||
+        !cri->m_mem)
+        return rlhf__ppo_err(err, bad, dir,
+                             "critic.safetensors does not match the critic (shape, head or AdamW state)");
+    if (ema && (memcmp(&p->ema->cfg, &ema->cfg, sizeof ema->cfg) != 0 || p->ema->num_params != ema->num_params))
+        return rlhf__ppo_err(err, bad, dir, "ema.safetensors does not match the policy's shape");
+    return RLHF_OK;
+}
+
 RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err) {
     char path[1024];
     rlhf_model *pol = NULL, *cri = NULL, *ema = NULL;
-    rlhf_json_doc *doc = NULL;
-    rlhf_json_error je;
-    const char *state;
-    const rlhf_json *root, *rng;
+    rlhf__ppo_state s = {0, 0, 0, 0, 0, 0, 0, {0, 0, 0, 0}, 0.0f};
     rlhf_result r = RLHF_OK;
-    long it, de, dp, pe, pp, su, sm;
-    int i;
     if (err) err->message[0] = 0;
     if (!p || !dir) return RLHF_ERR_INVALID_ARGUMENT;
     if ((r = rlhf__ppo_recover(dir, err)) != RLHF_OK)
         return r; /* a save that was killed: its new state, or the one before */
-#define RLHF__LOAD_FAIL(code, ...)                                                   \
-    do {                                                                             \
-        if (err) {                                                                   \
-            int n_ = snprintf(err->message, sizeof err->message, "ppo: %s: ", dir);  \
-            if (n_ > 0 && (size_t)n_ < sizeof err->message)                          \
-                snprintf(err->message + n_, sizeof err->message - (size_t)n_, __VA_ARGS__); \
-        }                                                                            \
-        r = code;                                                                    \
-        goto done;                                                                   \
-    } while (0)
 
     /* 1. the files of the last complete save, each through the strict loader */
     if (rlhf__ppo_path(path, sizeof path, dir, "policy.safetensors") != RLHF_OK ||
@@ -9746,77 +9822,31 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
                    (r = rlhf_model_load_ex(&ema, path, err)) != RLHF_OK))
         goto done;
 
-    /* 2. the trainer's state, a JSON object in the policy's metadata, complete and in range */
-    state = rlhf_model_meta(pol, "rlhf.ppo.state");
-    if (!state)
-        RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "policy.safetensors has no rlhf.ppo.state metadata (not a PPO checkpoint)");
-    if ((r = rlhf_json_parse(&doc, state, strlen(state), 4, &je)) != RLHF_OK)
-        RLHF__LOAD_FAIL(r, "rlhf.ppo.state: %s", je.message);
-    root = rlhf_json_root(doc);
-    rng = rlhf_json_get(root, "rng");
-    if (!rlhf__json_long(root, "iteration", &it) || !rlhf__json_long(root, "data_epoch", &de) ||
-        !rlhf__json_long(root, "data_pos", &dp) || !rlhf__json_long(root, "ptx_epoch", &pe) ||
-        !rlhf__json_long(root, "ptx_pos", &pp) || !rlhf__json_long(root, "skipped_updates", &su) ||
-        !rlhf__json_long(root, "skipped_minibatches", &sm) || !rlhf_json_get(root, "kl_coef") || !rng ||
-        rng->type != RLHF_JSON_ARRAY || rng->len != 4 || !rlhf_json_get(root, "ref") || dp < 0 ||
-        (size_t)dp > rlhf_dataset_size(p->prompts) || de < 0 || pe < 0 || pp < 0 || (size_t)pp > p->ptx.n)
-        RLHF__LOAD_FAIL(RLHF_ERR_PARSE, "rlhf.ppo.state is incomplete or does not fit this trainer's data");
-
-    /* 3. the same reference (its fingerprint), the three files of one save, the same shapes */
-    {
-        char want[32];
-        snprintf(want, sizeof want, "%016llx", (unsigned long long)p->ref_hash);
-        if (strcmp(rlhf_json_get(root, "ref")->str, want) != 0)
-            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT,
-                            "the run used another reference model (fingerprint %s, this one is %s)",
-                            rlhf_json_get(root, "ref")->str, want);
-    }
-    {   /* everything checked before anything is copied: a failed load leaves the trainer as it was */
-        char itbuf[32];
-        snprintf(itbuf, sizeof itbuf, "%ld", it);
-        if (!rlhf_model_meta(cri, "rlhf.ppo.iteration") ||
-            strcmp(rlhf_model_meta(cri, "rlhf.ppo.iteration"), itbuf) != 0 ||
-            (ema && (!rlhf_model_meta(ema, "rlhf.ppo.iteration") ||
-                     strcmp(rlhf_model_meta(ema, "rlhf.ppo.iteration"), itbuf) != 0)))
-            RLHF__LOAD_FAIL(RLHF_ERR_PARSE,
-                            "the files are from different saves (policy at iteration %ld; critic or EMA not)", it);
-        if (memcmp(&p->policy->cfg, &pol->cfg, sizeof pol->cfg) != 0 || p->policy->num_params != pol->num_params ||
-            !pol->m_mem)
-            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT,
-                            "policy.safetensors does not match the policy (shape or AdamW state)");
-        if (memcmp(&p->critic->cfg, &cri->cfg, sizeof cri->cfg) != 0 || p->critic->num_params != cri->num_params ||
-            !cri->m_mem)
-            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT,
-                            "critic.safetensors does not match the critic (shape, head or AdamW state)");
-        if (ema && (memcmp(&p->ema->cfg, &ema->cfg, sizeof ema->cfg) != 0 || p->ema->num_params != ema->num_params))
-            RLHF__LOAD_FAIL(RLHF_ERR_INVALID_ARGUMENT, "ema.safetensors does not match the policy's shape");
-    }
+    /* 2. the trainer's state; 3. the files of one save, fitting this trainer. Everything is
+          checked before anything is copied: a failed load leaves the trainer as it was */
+    if ((r = rlhf__ppo_read_state(p, pol, dir, &s, err)) != RLHF_OK) goto done;
+    if ((r = rlhf__ppo_check_files(p, pol, cri, ema, s.iteration, dir, err)) != RLHF_OK) goto done;
 
     /* 4. only now into the trainer: weights and AdamW state, then the counters, the generator
           and the data orders (rebuilt from the seed and the epochs) */
-    if ((r = rlhf__copy_state(p->policy, pol, 1)) != RLHF_OK)
-        RLHF__LOAD_FAIL(r, "policy.safetensors does not match the policy (shape or AdamW state)");
-    if ((r = rlhf__copy_state(p->critic, cri, 1)) != RLHF_OK)
-        RLHF__LOAD_FAIL(r, "critic.safetensors does not match the critic (shape or AdamW state)");
-    if (ema && (r = rlhf__copy_state(p->ema, ema, 0)) != RLHF_OK)
-        RLHF__LOAD_FAIL(r, "ema.safetensors does not match the policy's shape");
-    for (i = 0; i < 4; i++) {
-        const rlhf_json *x = rlhf_json_at(rng, (size_t)i);
-        p->rng.s[i] = x && x->type == RLHF_JSON_STRING ? (uint64_t)strtoull(x->str, NULL, 10) : 0;
+    if ((r = rlhf__copy_state(p->policy, pol, 1)) != RLHF_OK ||
+        (r = rlhf__copy_state(p->critic, cri, 1)) != RLHF_OK ||
+        (ema && (r = rlhf__copy_state(p->ema, ema, 0)) != RLHF_OK)) {
+        r = rlhf__ppo_err(err, r, dir, "out of memory for the AdamW state");
+        goto done;
     }
-    p->kl_coef = (float)rlhf_json_get(root, "kl_coef")->number;
-    p->iteration = it;
-    p->data_epoch = de;
-    p->data_pos = (size_t)dp;
-    p->ptx_epoch = pe;
-    p->ptx_pos = (size_t)pp;
-    p->skipped_updates = su;
-    p->skipped_minibatches = sm;
+    memcpy(p->rng.s, s.rng, sizeof s.rng);
+    p->kl_coef = s.kl_coef;
+    p->iteration = s.iteration;
+    p->data_epoch = s.data_epoch;
+    p->data_pos = (size_t)s.data_pos;
+    p->ptx_epoch = s.ptx_epoch;
+    p->ptx_pos = (size_t)s.ptx_pos;
+    p->skipped_updates = s.skipped_updates;
+    p->skipped_minibatches = s.skipped_minibatches;
     rlhf__ppo_order(p);
     if (p->ptx.n) rlhf__ppo_ptx_order(p);
 done:
-#undef RLHF__LOAD_FAIL
-    rlhf_json_free(doc);
     rlhf_model_free(pol);
     rlhf_model_free(cri);
     rlhf_model_free(ema);

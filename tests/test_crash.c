@@ -41,12 +41,13 @@ static int crash_model(int iterations, const char *dir, rlhf_rng *rng) {
     char path[512];
     rlhf_config cfg;
     rlhf_model *m[2];
+    rlhf_error e;
     /* ~2.4 MB per checkpoint: a write takes long enough to be caught midway */
     cfg.vocab_size = 1024; cfg.n_ctx = 64; cfg.n_layer = 2; cfg.n_head = 4; cfg.n_embd = 128;
     snprintf(path, sizeof path, "%s/crash_target.safetensors", dir);
     if (rlhf_model_create(&m[0], &cfg, 1) != RLHF_OK || rlhf_model_create(&m[1], &cfg, 2) != RLHF_OK) return 1;
-    if (rlhf_model_save(m[0], path) != RLHF_OK) {
-        fprintf(stderr, "test_crash: cannot save %s: %s\n", path, rlhf_model_last_error(m[0]));
+    if (rlhf_model_save_ex(m[0], path, 0, &e) != RLHF_OK) {
+        fprintf(stderr, "test_crash: cannot save %s: %s\n", path, e.message);
         return 1;
     }
     for (it = 0; it < iterations; it++) {

@@ -1380,6 +1380,15 @@ static void test_safetensors_roundtrip(void) {
     CHECK_OK(rlhf_model_logits(b, x, 2, 8, lb));
     CHECK(memcmp(la, lb, 16 * (size_t)cfg.vocab_size * sizeof(float)) == 0);
     free(la); free(lb);
+    {   /* a failed save says why through err and writes nothing into its const model */
+        rlhf_error e;
+        char before[256];
+        snprintf(before, sizeof before, "%s", rlhf_model_last_error(a));
+        CHECK(rlhf_model_save_ex(a, "build/no-such-dir/x.safetensors", 0, &e) == RLHF_ERR_IO);
+        CHECK(strncmp(e.message, "rlhf_model_save: ", 17) == 0 && strstr(e.message, "no-such-dir") != NULL);
+        CHECK(strcmp(rlhf_model_last_error(a), before) == 0);
+        CHECK(rlhf_model_save(a, "build/no-such-dir/x.safetensors") == RLHF_ERR_IO);
+    }
     rlhf_model_free(a);
     rlhf_model_free(b);
     CHECK(rlhf_model_save(NULL, "x") == RLHF_ERR_INVALID_ARGUMENT);
@@ -1417,7 +1426,7 @@ static void test_safetensors_resume(void) {
     CHECK(memcmp(a->m_mem, c->m_mem, a->num_params * sizeof(float)) == 0);
     CHECK(memcmp(a->v_mem, c->v_mem, a->num_params * sizeof(float)) == 0);
     /* weights only: no moments in the file */
-    CHECK_OK(rlhf_model_save_ex(a, "build/resume_w.safetensors", RLHF_SAVE_WEIGHTS_ONLY));
+    CHECK_OK(rlhf_model_save_ex(a, "build/resume_w.safetensors", RLHF_SAVE_WEIGHTS_ONLY, NULL));
     rlhf_model_free(c);
     CHECK_OK(rlhf_model_load(&c, "build/resume_w.safetensors"));
     CHECK(c && c->m_mem == NULL && rlhf_model_adamw_steps(c) == 0);

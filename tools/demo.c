@@ -154,7 +154,7 @@ static int demo_pretrain(demo *d) {
     status_done();
     if (r != RLHF_OK) return demo_fail(r, err.message);
     say("  pretraining: %ld steps, validation loss %.3f", rep.steps, (double)rep.val_loss);
-    if (rlhf_model_save(d->base, demo_path(d, "base.safetensors")) != RLHF_OK) return fail("demo", "%s", rlhf_model_last_error(d->base));
+    if (rlhf_model_save_ex(d->base, demo_path(d, "base.safetensors"), 0, &err) != RLHF_OK) return fail("demo", "%s", err.message);
     return 0;
 }
 
@@ -203,8 +203,8 @@ static int demo_sft(demo *d) {
     status_done();
     if (r != RLHF_OK) return demo_fail(r, err.message);
     say("  SFT: %ld steps, validation loss on completions %.3f", rep.steps, (double)rep.val_loss);
-    if (rlhf_model_save_ex(d->sft, demo_path(d, "sft.safetensors"), RLHF_SAVE_WEIGHTS_ONLY) != RLHF_OK)
-        return fail("demo", "%s", rlhf_model_last_error(d->sft));
+    if (rlhf_model_save_ex(d->sft, demo_path(d, "sft.safetensors"), RLHF_SAVE_WEIGHTS_ONLY, &err) != RLHF_OK)
+        return fail("demo", "%s", err.message);
     return 0;
 }
 
@@ -363,7 +363,7 @@ static int demo_reward(demo *d) {
     status_done();
     if (r != RLHF_OK) return demo_fail(r, rlhf_model_last_error(d->rm));
     say("  normalised: raw rewards of SFT samples had mean %.3f, std %.3f", (double)mean, (double)sd);
-    if (rlhf_model_save_ex(d->rm, demo_path(d, "rm.safetensors"), RLHF_SAVE_WEIGHTS_ONLY) != RLHF_OK) return fail("demo", "%s", rlhf_model_last_error(d->rm));
+    if (rlhf_model_save_ex(d->rm, demo_path(d, "rm.safetensors"), RLHF_SAVE_WEIGHTS_ONLY, &err) != RLHF_OK) return fail("demo", "%s", err.message);
     return 0;
 }
 

@@ -1206,21 +1206,23 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
     rlhf_model *sft, *best = NULL;
     rlhf_sampler_config sc = rlhf_sampler_config_default();
     float mean, sd;
+    rlhf_error err;
     int rc = 0;
     if (!(sft = load_model(a->cmd, "--model", a->model, ROLE_POLICY, NULL))) return 1;
     status_set("[rm] normalising: sampling %d SFT replies", a->norm_samples);
     if (rlhf_reward_normalize(m, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, &mean, &sd) != RLHF_OK)
         rc = fail(a->cmd, "normalisation failed: %s (the checkpoints are left unnormalised)", rlhf_model_last_error(m));
-    else if (rlhf_model_save(m, join(path, sizeof path, a->out, "last.safetensors")) != RLHF_OK)
-        rc = fail(a->cmd, "%s", rlhf_model_last_error(m));
+    else if (rlhf_model_save_ex(m, join(path, sizeof path, a->out, "last.safetensors"), 0, &err) != RLHF_OK)
+        rc = fail(a->cmd, "%s", err.message);
     else
         say("rm: last.safetensors normalised on %d SFT samples (raw mean %.4f, std %.4f)", a->norm_samples, (double)mean, (double)sd);
     /* best: the same samples (same seed), its own scores */
     if (rc == 0 && exists(join(path, sizeof path, a->out, "best.safetensors"))) {
         if (!(best = load_model(a->cmd, "best", path, ROLE_SCORER, NULL))) rc = 1;
-        else if (rlhf_reward_normalize(best, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, &mean, &sd) != RLHF_OK ||
-                 rlhf_model_save(best, path) != RLHF_OK)
+        else if (rlhf_reward_normalize(best, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, &mean, &sd) != RLHF_OK)
             rc = fail(a->cmd, "best.safetensors: %s", rlhf_model_last_error(best));
+        else if (rlhf_model_save_ex(best, path, 0, &err) != RLHF_OK)
+            rc = fail(a->cmd, "best.safetensors: %s", err.message);
         else
             say("rm: best.safetensors normalised (raw mean %.4f, std %.4f)", (double)mean, (double)sd);
     }
