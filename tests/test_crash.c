@@ -24,16 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* rlhf_ppo_create with the models and data as arguments: the tests name
-   them at each call, the library takes them in the config. */
-static rlhf_result ppo_create_with(rlhf_ppo **out, rlhf_model *policy, rlhf_model *ref, rlhf_model *critic, rlhf_model *rm,
-                                   rlhf_score_fn fn, void *user, const rlhf_tokenizer *t, const rlhf_dataset *prompts,
-                                   const rlhf_dataset *ptx, const rlhf_ppo_config *cfg, rlhf_error *err) {
-    rlhf_ppo_config c = *cfg;
-    c.policy = policy; c.ref = ref; c.critic = critic; c.reward_model = rm; c.score_fn = fn; c.score_user = user;
-    c.tokenizer = t; c.prompts = prompts; c.ptx = ptx;
-    return rlhf_ppo_create(out, &c, err);
-}
 
 /* ---- 1. one model file: rounds of saving A, B, A, ... killed at random */
 static int crash_model(int iterations, const char *dir, rlhf_rng *rng) {
@@ -149,6 +139,8 @@ static int ppo_world_make(ppo_world *w, const char *dir) {
     w->cfg.ema_decay = 0.9f;
     w->cfg.log_samples = 0;
     w->cfg.seed = 5;
+    w->cfg.policy = w->policy, w->cfg.ref = w->ref, w->cfg.critic = w->critic;
+    w->cfg.score_fn = count_good, w->cfg.score_user = &w->task, w->cfg.tokenizer = w->t, w->cfg.prompts = w->prompts;
     return 1;
 }
 static void ppo_world_free(ppo_world *w) {
@@ -158,7 +150,7 @@ static void ppo_world_free(ppo_world *w) {
 }
 static rlhf_ppo *ppo_trainer(ppo_world *w, rlhf_error *e) {
     rlhf_ppo *p = NULL;
-    ppo_create_with(&p, w->policy, w->ref, w->critic, NULL, count_good, &w->task, w->t, w->prompts, NULL, &w->cfg, e);
+    rlhf_ppo_create(&p, &w->cfg, e);
     return p;
 }
 /* Files of dir that a save leaves only while it runs (or after a kill):
