@@ -689,10 +689,10 @@ RLHFDEF rlhf_result rlhf_tokenizer_from_model(rlhf_tokenizer **out, const rlhf_m
 RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad);
 
 /* Generalised advantage estimation (Schulman et al. 2016) over one response
-   of T tokens, rewards (T), values (T) -> adv (T), ret (T):
-   delta_t = rewards[t] + gamma * values[t+1] - values[t] (values[T] = 0),
+   of n tokens, rewards (n), values (n) -> adv (n), ret (n):
+   delta_t = rewards[t] + gamma * values[t+1] - values[t] (values[n] = 0),
    adv[t] = delta_t + gamma * lam * adv[t+1], ret[t] = adv[t] + values[t]. */
-RLHFDEF void rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv, float *ret);
+RLHFDEF void rlhf_gae(const float *rewards, const float *values, int n, float gamma, float lam, float *adv, float *ret);
 
 /* PPO (InstructGPT step 3): the KL estimators of the per-token penalty:
    k1 = logp - ref_logp; k3 = exp(d) - 1 - d, d = ref_logp - logp. */
@@ -8408,16 +8408,16 @@ done:
 
 /* ---- the equations ------------------------------------------------------------ */
 
-RLHFDEF void rlhf_gae(const float *rewards, const float *values, int T, float gamma, float lam, float *adv,
+RLHFDEF void rlhf_gae(const float *rewards, const float *values, int n, float gamma, float lam, float *adv,
                       float *ret) {
-    /* Schulman et al. 2016 (GAE), backwards from the last token:
-         delta_t = r_t + gamma * V_{t+1} - V_t,  V_T = 0 (the episode ends)
+    /* Schulman et al. 2016 (GAE), backwards from the last of the response's n tokens:
+         delta_t = r_t + gamma * V_{t+1} - V_t,  V_n = 0 (the episode ends)
          A_t     = delta_t + gamma * lambda * A_{t+1}
          R_t     = A_t + V_t   (the value function's target) */
     float next_value = 0.0f, next_adv = 0.0f;
     int t;
     if (!rewards || !values || !adv || !ret) return;
-    for (t = T - 1; t >= 0; t--) {
+    for (t = n - 1; t >= 0; t--) {
         float delta = rewards[t] + gamma * next_value - values[t];
         adv[t] = delta + gamma * lam * next_adv;
         ret[t] = adv[t] + values[t];
