@@ -1486,13 +1486,8 @@ static int ppo_run(ppo_cli *a, const opt *o, int n_opt) {
     if (!(prompts = load_data("ppo", a->prompts, RLHF_DATA_PROMPTS, a->skip_bad)) ||
         (a->ptx && !(ptx = load_data("ppo", a->ptx, RLHF_DATA_TEXT, a->skip_bad))))
         goto done;
-    a->c.policy = policy;
-    a->c.ref = ref;
-    a->c.critic = critic;
-    a->c.reward_model = rm;
-    a->c.tokenizer = t;
-    a->c.prompts = prompts;
-    a->c.ptx = ptx;
+    a->c.policy = policy, a->c.ref = ref, a->c.critic = critic, a->c.reward_model = rm; /* the models and data */
+    a->c.tokenizer = t, a->c.prompts = prompts, a->c.ptx = ptx;
     a->c.log = log_cb;
     a->c.metrics = run_metrics;
     a->c.metrics_user = &ro;
