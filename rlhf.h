@@ -151,7 +151,9 @@
               than swap two arguments); rlhf_model_save_ex gains
               rlhf_error *err and no longer writes into its const model;
               rlhf_ppo_save takes a non-const trainer (it writes metadata
-              into the models). Numbers are unchanged bit for bit.
+              into the models). Numbers are unchanged bit for bit. PPO warns
+              when most replies of an iteration end without <|end|>
+              (val/missing_eos_frac).
        0.5.1  training loops stop between steps on request (should_stop,
               RLHF_ERR_INTERRUPTED) with a resumable checkpoint; non-finite
               weights are never checkpointed; PPO's files saved as one unit
@@ -876,7 +878,8 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
      5. the KL coefficient: fixed, or the adaptive controller.
    Guards: pad == stop token refuses to start; a non-finite loss or gradient
    norm skips the update (counted); a minibatch whose mean ratio exceeds
-   ratio_threshold is skipped (counted); a negative mean KL is warned about.
+   ratio_threshold is skipped (counted); a negative mean KL is warned about,
+   and so is an iteration where most replies end without <|end|>.
    Metrics (one JSON line per iteration) use TRL's names. */
 /* A programmatic reward instead of a reward model (tests, known objectives):
    the score of response (n_response tokens, its <|end|> included if it has
@@ -948,6 +951,8 @@ typedef struct rlhf_ppo_stats {
     long skipped_updates, skipped_minibatches; /* non-finite, ratio above the threshold (totals) */
     double seconds_generate, seconds_score, seconds_learn;
     double tokens_generated;
+    float missing_eos;       /* val/missing_eos_frac: the share of replies without <|end|>; above one half
+                                the log warns (their scores are the penalty: little can be learned) */
 } rlhf_ppo_stats;
 
 typedef struct rlhf_ppo rlhf_ppo;
@@ -9439,6 +9444,15 @@ static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) 
     st->skipped_updates = p->skipped_updates;
     st->skipped_minibatches = p->skipped_minibatches;
 
+    /* most replies cut by the length limit: they all score the same, and PPO learns next to nothing */
+    st->missing_eos = (float)(p->B - st->num_eos) / (float)p->B;
+    if (2 * st->num_eos < p->B)
+        rlhf__run_log(&p->run, RLHF_LOG_WARN,
+                      "iteration %ld: %d of %d replies ended without <|end|>%s: raise max_new_tokens (--max-new), or "
+                      "check that the SFT model learned to end its replies",
+                      p->iteration, p->B - st->num_eos, p->B,
+                      p->cfg.penalize_missing_eos ? " and all scored the missing-EOS penalty" : "");
+
     /* the standard error of the mean KL: a negative mean within noise is no alarm */
     kl_se = p->B > 1 ? sqrt(fmax(sumsq_kl / p->B - (sum_kl / p->B) * (sum_kl / p->B), 0.0) / (p->B - 1)) : 0.0;
     if (st->kl < 0.0f && -st->kl > 2.0 * kl_se)
@@ -9451,19 +9465,19 @@ static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) 
 
 /* 7. metrics: one JSON line under TRL's names, a log line, a few samples */
 static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
-    static const char *const key[] = {
-        "objective/kl", "objective/entropy", "objective/non_score_reward", "objective/rlhf_reward", "objective/scores",
-        "objective/kl_coef", "lr", "policy/approxkl_avg", "policy/clipfrac_avg", "policy/entropy_avg",
-        "loss/policy_avg", "loss/value_avg", "loss/ptx", "val/clipfrac_avg", "val/ratio", "val/num_eos_tokens",
-        "val/var_explained", "val/response_length", "ppo/skipped_updates", "ppo/skipped_minibatches",
-        "time/generate_s", "time/score_s", "time/learn_s", "tokens_per_s/generate"};
-    const double value[] = {
-        st->kl, st->entropy, -(double)st->kl_coef * st->kl, st->rlhf_reward, st->score,
-        st->kl_coef, st->lr, st->approxkl, st->clipfrac, st->policy_entropy, st->policy_loss,
-        st->value_loss, st->ptx_loss, st->value_clipfrac, st->ratio, (double)st->num_eos, st->var_explained,
-        st->response_length, (double)st->skipped_updates, (double)st->skipped_minibatches, st->seconds_generate,
-        st->seconds_score, st->seconds_learn,
-        st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN};
+    const struct { const char *key; double value; } m[] = {
+        {"objective/kl", st->kl}, {"objective/entropy", st->entropy},
+        {"objective/non_score_reward", -(double)st->kl_coef * st->kl}, {"objective/rlhf_reward", st->rlhf_reward},
+        {"objective/scores", st->score}, {"objective/kl_coef", st->kl_coef}, {"lr", st->lr},
+        {"policy/approxkl_avg", st->approxkl}, {"policy/clipfrac_avg", st->clipfrac},
+        {"policy/entropy_avg", st->policy_entropy}, {"loss/policy_avg", st->policy_loss},
+        {"loss/value_avg", st->value_loss}, {"loss/ptx", st->ptx_loss}, {"val/clipfrac_avg", st->value_clipfrac},
+        {"val/ratio", st->ratio}, {"val/num_eos_tokens", (double)st->num_eos},
+        {"val/missing_eos_frac", st->missing_eos}, {"val/var_explained", st->var_explained},
+        {"val/response_length", st->response_length}, {"ppo/skipped_updates", (double)st->skipped_updates},
+        {"ppo/skipped_minibatches", (double)st->skipped_minibatches}, {"time/generate_s", st->seconds_generate},
+        {"time/score_s", st->seconds_score}, {"time/learn_s", st->seconds_learn},
+        {"tokens_per_s/generate", st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN}};
     const rlhf__rollout *ro = &p->ro;
     size_t i;
     int b, t;
@@ -9471,7 +9485,7 @@ static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
     /* the metric line: episodes seen so far, then each key of the table with its value */
     rlhf__metric_begin(&p->run, p->iteration);
     rlhf__metric(&p->run, "episode", (double)p->iteration * p->B);
-    for (i = 0; i < sizeof key / sizeof key[0]; i++) rlhf__metric(&p->run, key[i], value[i]);
+    for (i = 0; i < sizeof m / sizeof m[0]; i++) rlhf__metric(&p->run, m[i].key, m[i].value);
     rlhf__metric_end(&p->run);
 
     /* the log: one line of the iteration's main numbers, then log_samples responses decoded */

@@ -3258,6 +3258,44 @@ done:
 
 /* PPO-ptx learns the pretraining text alongside; the ratio guard skips and
    counts minibatches. */
+/* log lines that contain a needle, counted */
+typedef struct { const char *needle; int hits; char metric[64]; } log_watch;
+static void watch_log(void *user, rlhf_log_level level, const char *msg) {
+    log_watch *w = (log_watch *)user;
+    if (level == RLHF_LOG_WARN && strstr(msg, w->needle)) w->hits++;
+}
+static void watch_metrics(void *user, const char *json) {
+    log_watch *w = (log_watch *)user;
+    static const char key[] = "\"val/missing_eos_frac\":";
+    const char *at = strstr(json, key);
+    if (at) snprintf(w->metric, sizeof w->metric, "%.20s", at + strlen(key));
+}
+
+/* Replies cut by the length limit: with max_new_tokens 1 the untrained
+   policy's replies almost never end with <|end|>; every iteration warns and
+   reports the share in val/missing_eos_frac. */
+static void test_ppo_missing_eos(void) {
+    ppo_world w;
+    rlhf_ppo_config c = ppo_test_config();
+    rlhf_ppo_stats st;
+    rlhf_ppo *q = NULL;
+    rlhf_error e;
+    log_watch lw = {"replies ended without <|end|>", 0, ""};
+    int it;
+    memset(&st, 0, sizeof st);
+    if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+    c.max_new_tokens = 1;
+    c.log = watch_log, c.log_user = &lw, c.metrics = watch_metrics, c.metrics_user = &lw;
+    CHECK_OK(ppo_create_with(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e));
+    for (it = 0; q && it < 2; it++) CHECK_OK(rlhf_ppo_step(q, &st, &e));
+    printf("    replies without <|end|>: %.2f of them; %d warnings in 2 iterations; metric %s\n", (double)st.missing_eos,
+           lw.hits, lw.metric);
+    CHECK(st.missing_eos > 0.5f && fabsf(st.missing_eos - (float)(c.batch_size - st.num_eos) / (float)c.batch_size) < 1e-6f);
+    CHECK(lw.hits == 2 && fabs(atof(lw.metric) - (double)st.missing_eos) < 1e-6);
+    rlhf_ppo_free(q);
+    ppo_world_free(&w);
+}
+
 static void test_ppo_ptx_and_guards(void) {
     ppo_world w;
     rlhf_ppo_config c = ppo_test_config();
@@ -3588,6 +3626,7 @@ static const test_case TESTS[] = {
     {"ranking_loss", test_ranking_loss, 0},
     {"gae", test_gae, 0},
     {"kl_control", test_kl_control, 0},
+    {"ppo_missing_eos", test_ppo_missing_eos, 0},
 };
 
 int main(int argc, char **argv) {
