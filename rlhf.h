@@ -153,7 +153,8 @@
               rlhf_ppo_save takes a non-const trainer (it writes metadata
               into the models). Numbers are unchanged bit for bit. PPO warns
               when most replies of an iteration end without <|end|>
-              (val/missing_eos_frac).
+              (val/missing_eos_frac). rlhf_model_resize_vocab grows a trained
+              model's vocabulary (new rows at the mean of the old ones).
        0.5.1  training loops stop between steps on request (should_stop,
               RLHF_ERR_INTERRUPTED) with a resumable checkpoint; non-finite
               weights are never checkpointed; PPO's files saved as one unit
@@ -376,6 +377,14 @@ RLHFDEF void        rlhf_doc_left_pad(int *doc_start, const int *n_pad, int B, i
    A checkpoint with score.* loads with its head; the LM head stays usable. */
 RLHFDEF rlhf_result rlhf_model_add_score_head(rlhf_model *m, float init_std, uint64_t seed);
 RLHFDEF int         rlhf_model_has_score_head(const rlhf_model *m);
+/* Grow the vocabulary to vocab_size tokens (special tokens added to a
+   trained model: chat markers, a pad token). wte gains rows V .. vocab_size-1,
+   each the mean of the existing rows (Hugging Face's resize with mean
+   initialisation); the LM head is tied to wte, so every old token's logit
+   stays as it was. The new rows' AdamW moments start at 0 and the step count
+   is kept; activations are dropped (reserve again), and a KV cache made for
+   the old size is refused by decode. Shrinking is refused. */
+RLHFDEF rlhf_result rlhf_model_resize_vocab(rlhf_model *m, int vocab_size);
 /* values (B,T) for inputs (B,T); doc_start as rlhf_model_forward_docs (may be
    NULL). for_backward != 0 keeps every layer's caches (training memory) so
    rlhf_model_backward_values can follow; 0 uses the small inference scratch. */
@@ -4676,6 +4685,73 @@ RLHFDEF rlhf_result rlhf_model_add_score_head(rlhf_model *m, float init_std, uin
     return RLHF_OK;
 }
 RLHFDEF int rlhf_model_has_score_head(const rlhf_model *m) { return m ? m->has_score : 0; }
+
+/* The new model's contents from the old one, tensor by tensor (the tables
+   list the same names in the same order): weights and, when the old model
+   has them, AdamW moments. wte's old rows are its first V * C floats; its new
+   rows get the mean of the old ones (the moments of the new rows stay 0). */
+static void rlhf__copy_grown(rlhf_model *n, const rlhf_model *m) {
+    size_t V = (size_t)m->cfg.vocab_size, V2 = (size_t)n->cfg.vocab_size, C = (size_t)m->cfg.n_embd, v, c;
+    int i, k, blocks = m->m_mem && n->m_mem ? 3 : 1;
+    for (i = 0; i < m->n_tensors; i++) {
+        const rlhf__tensor *a = &m->tensors[i], *b = &n->tensors[i];
+        for (k = 0; k < blocks; k++) {
+            const float *src = (k == 0 ? m->param_mem : k == 1 ? m->m_mem : m->v_mem) + a->offset;
+            float *dst = (k == 0 ? n->param_mem : k == 1 ? n->m_mem : n->v_mem) + b->offset;
+            memcpy(dst, src, a->numel * sizeof(float));
+        }
+    }
+    for (c = 0; c < C; c++) { /* the mean row, in double, over the V old rows */
+        double sum = 0.0;
+        for (v = 0; v < V; v++) sum += m->params.wte[v * C + c];
+        for (v = V; v < V2; v++) n->params.wte[v * C + c] = (float)(sum / (double)V);
+    }
+    n->adam_steps = m->adam_steps;
+}
+
+RLHFDEF rlhf_result rlhf_model_resize_vocab(rlhf_model *m, int vocab_size) {
+    rlhf_config cfg;
+    rlhf_model *n = NULL, tmp;
+    char **meta;
+    int i, n_meta, cap_meta;
+    rlhf_result r;
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    if (vocab_size < m->cfg.vocab_size)
+        return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_model_resize_vocab: %d tokens is fewer than the model's %d", vocab_size,
+                          m->cfg.vocab_size);
+    if (vocab_size == m->cfg.vocab_size) return RLHF_OK;
+
+    /* a model of the new size with the same parts: the scalar head, training memory when m has it */
+    cfg = m->cfg;
+    cfg.vocab_size = vocab_size;
+    if ((r = rlhf_model_create(&n, &cfg, 0)) != RLHF_OK ||
+        (m->has_score && (r = rlhf_model_add_score_head(n, 0.0f, 0)) != RLHF_OK) ||
+        (m->m_mem && (r = rlhf__ensure(n, 1, 1, 1)) != RLHF_OK)) {
+        rlhf_model_free(n);
+        return rlhf__fail(m, r, "rlhf_model_resize_vocab: cannot make a model of %d tokens: %s", vocab_size,
+                          rlhf_result_string(r));
+    }
+    for (i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, n->tensors[i].name) != 0) {
+            rlhf_model_free(n);
+            return rlhf__fail(m, RLHF_ERR_STATE, "rlhf_model_resize_vocab: tensor %d differs (%s)", i,
+                              m->tensors[i].name);
+        }
+    rlhf__copy_grown(n, m);
+
+    /* m takes the new internals and keeps its own metadata and log; n leaves with the old ones */
+    tmp = *m;
+    *m = *n;
+    *n = tmp;
+    meta = m->meta, n_meta = m->n_meta, cap_meta = m->cap_meta;
+    m->meta = n->meta, m->n_meta = n->n_meta, m->cap_meta = n->cap_meta;
+    n->meta = meta, n->n_meta = n_meta, n->cap_meta = cap_meta;
+    m->log = n->log;
+    m->log_user = n->log_user;
+    rlhf_model_free(n);
+    return RLHF_OK;
+}
 
 RLHFDEF rlhf_result rlhf_model_tensor(rlhf_model *m, int i, rlhf_tensor_info *out) {
     const rlhf__tensor *t;

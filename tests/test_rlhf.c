@@ -2308,6 +2308,73 @@ static void test_kl_control(void) {
     CHECK(fabs((double)got[0] - 0.05 * pow(1.00032, 10)) < 1e-7);
 }
 
+/* Growing the vocabulary (chat markers added to a trained model): every old
+   logit unchanged, the new rows at the mean of the old ones, AdamW's state
+   and the metadata kept, training and saving go on at the new size. */
+static void test_resize_vocab(void) {
+    rlhf_config cfg = tiny_config();
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    rlhf_model *m = NULL, *b = NULL;
+    rlhf_tensor_info wte;
+    rlhf_rng rng;
+    int x[2 * 8], y[2 * 8], V = cfg.vocab_size, V2 = cfg.vocab_size + 5, C = cfg.n_embd, bt, v, c, same = 1;
+    float *la = floats((size_t)16 * V), *lb = floats((size_t)16 * V2), loss;
+    double worst = 0.0;
+    long steps;
+    CHECK_OK(rlhf_model_create(&m, &cfg, 3));
+    if (!m || !la || !lb) { free(la); free(lb); rlhf_model_free(m); return; }
+    rlhf_rng_seed(&rng, 3);
+    random_tokens(x, 16, V, &rng);
+    random_tokens(y, 16, V, &rng);
+    CHECK_OK(rlhf_model_train_step(m, x, y, 2, 8, &opt, &loss));
+    CHECK_OK(rlhf_model_set_meta(m, "note", "kept"));
+    CHECK_OK(rlhf_model_logits(m, x, 2, 8, la));
+    steps = rlhf_model_adamw_steps(m);
+
+    /* shrinking is refused; growing keeps every old logit and puts the new rows at the mean */
+    CHECK(rlhf_model_resize_vocab(m, V - 1) == RLHF_ERR_INVALID_ARGUMENT);
+    CHECK_OK(rlhf_model_resize_vocab(m, V2));
+    CHECK(rlhf_model_config(m)->vocab_size == V2 && rlhf_model_adamw_steps(m) == steps);
+    CHECK(rlhf_model_meta(m, "note") && strcmp(rlhf_model_meta(m, "note"), "kept") == 0);
+    CHECK_OK(rlhf_model_logits(m, x, 2, 8, lb));
+    for (bt = 0; bt < 16; bt++)
+        for (v = 0; v < V; v++) {
+            double d = fabs((double)la[bt * V + v] - (double)lb[bt * V2 + v]);
+            same &= la[bt * V + v] == lb[bt * V2 + v];
+            worst = d > worst ? d : worst;
+        }
+    printf("    old logits after growing %d -> %d tokens: %s (worst |difference| %.3g)\n", V, V2,
+           same ? "bit for bit" : "within rounding", worst);
+    CHECK(worst <= 1e-6);
+    CHECK_OK(rlhf_model_find_tensor(m, "wte.weight", &wte));
+    for (c = 0; c < C; c++) {
+        double mean = 0.0;
+        for (v = 0; v < V; v++) mean += wte.data[v * C + c];
+        mean /= V;
+        for (v = V; v < V2; v++) CHECK(fabs(wte.data[v * C + c] - mean) < 1e-6);
+    }
+
+    /* the new tokens train and the model saves and loads at its new size */
+    x[3] = V2 - 1, y[4] = V2 - 2;
+    CHECK_OK(rlhf_model_train_step(m, x, y, 2, 8, &opt, &loss));
+    CHECK(isfinite(loss) && rlhf_model_adamw_steps(m) == steps + 1);
+    CHECK_OK(rlhf_model_save(m, "build/resize.safetensors"));
+    CHECK_OK(rlhf_model_load(&b, "build/resize.safetensors"));
+    CHECK(b && rlhf_model_config(b)->vocab_size == V2);
+    rlhf_model_free(b);
+    b = NULL;
+
+    /* a reward model keeps its scalar head and its values */
+    CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 4));
+    CHECK_OK(rlhf_model_forward_values(m, x, NULL, 2, 8, la, 0));
+    CHECK_OK(rlhf_model_resize_vocab(m, V2 + 3));
+    CHECK(rlhf_model_has_score_head(m));
+    CHECK_OK(rlhf_model_forward_values(m, x, NULL, 2, 8, lb, 0));
+    CHECK(memcmp(la, lb, 16 * sizeof(float)) == 0);
+    free(la); free(lb);
+    rlhf_model_free(m);
+}
+
 /* ---- runner -------------------------------------------------------------------- */
 /* slow: a training run to convergence (seconds natively, many minutes under
    qemu); `--no-slow` skips them (the emulated runs check kernels and byte
@@ -3626,6 +3693,7 @@ static const test_case TESTS[] = {
     {"ranking_loss", test_ranking_loss, 0},
     {"gae", test_gae, 0},
     {"kl_control", test_kl_control, 0},
+    {"resize_vocab", test_resize_vocab, 0},
     {"ppo_missing_eos", test_ppo_missing_eos, 0},
 };
 
