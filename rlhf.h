@@ -5074,7 +5074,7 @@ RLHFDEF rlhf_result rlhf_model_backward_logprobs(rlhf_model *m, const float *dlo
     if (m->backward_ready != 3)
         return rlhf__fail(
             m, RLHF_ERR_STATE,
-            "rlhf_model_backward_logprobs: no rlhf_model_forward_logprobs(..., for_backward=1) to backpropagate");
+            "rlhf_model_backward_logprobs: no rlhf_model_logprobs(..., for_backward=1) to backpropagate");
     if (!dlogp) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_backward_logprobs: dlogp is NULL");
     if ((r = rlhf__ensure(m, m->B, m->T, 1)) != RLHF_OK) return r;
     BT = (size_t)m->B * m->T;
