@@ -637,7 +637,9 @@ RLHFDEF size_t      rlhf_dataset_unshared_prompts(const rlhf_dataset *d);
    <|end|>. Ordinary encoding never produces them; rlhf_tokenizer_encode_special
    turns their strings into their ids.
    Chat template: each message is <|role|> content <|end|>; the generation
-   prompt ends with <|assistant|>, and the model's reply ends with <|end|>. */
+   prompt ends with <|assistant|>, and the model's reply ends with <|end|>.
+   A second template, for base models, adds no marker to the text: HH-RLHF's
+   plain transcript (RLHF_TEMPLATE_HH, rlhf_tokenizer_set_template below). */
 typedef struct rlhf_tokenizer rlhf_tokenizer;
 typedef enum rlhf_special_token {
     RLHF_TOKEN_EOS, RLHF_TOKEN_PAD, RLHF_TOKEN_SYSTEM, RLHF_TOKEN_USER, RLHF_TOKEN_ASSISTANT, RLHF_TOKEN_END,
@@ -680,6 +682,22 @@ RLHFDEF int         rlhf_tokenizer_special(const rlhf_tokenizer *t, rlhf_special
 RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_message *messages, int n,
                                         int add_generation_prompt, int *ids, unsigned char *mask, size_t cap,
                                         size_t *n_ids);
+/* The template rlhf_tokenizer_chat renders (a property of the tokenizer, saved with it):
+     RLHF_TEMPLATE_CHAT  <|system|> s <|end|><|user|> u <|end|><|assistant|> a <|end|>; generation prompt
+                         <|assistant|>; a reply ends with <|end|> (the default)
+     RLHF_TEMPLATE_HH    HH-RLHF's plain text (Bai et al. 2022), which a base GPT-2 already reads: s, then
+                         "\n\nHuman: " u, "\n\nAssistant: " a <|endoftext|>; generation prompt "\n\nAssistant:";
+                         a reply (" a", with its space) ends with <|endoftext|>. The text between two
+                         <|endoftext|> is encoded as one string, as Hugging Face's tokenizer encodes the
+                         rendered template, so the ids are the same. No marker token is used, but the
+                         tokenizer still holds <|pad|> for batches, so a model needs its vocabulary.
+   rlhf_tokenizer_reply_end gives the token a reply ends with under the tokenizer's template: the stop token
+   of generation, PPO and the reward model (where this header says a reply ends with <|end|>, under HH it
+   ends with <|endoftext|>). */
+typedef enum rlhf_chat_template { RLHF_TEMPLATE_CHAT, RLHF_TEMPLATE_HH } rlhf_chat_template;
+RLHFDEF rlhf_result rlhf_tokenizer_set_template(rlhf_tokenizer *t, rlhf_chat_template which);
+RLHFDEF rlhf_chat_template rlhf_tokenizer_template(const rlhf_tokenizer *t);
+RLHFDEF int         rlhf_tokenizer_reply_end(const rlhf_tokenizer *t);
 /* Storage: the tokenizer as JSON (a file of its own, or the "tokenizer"
    metadata of a checkpoint, so one file is a whole model). The file is
    written as checkpoints are (a temporary file beside it, fsync'ed, renamed
@@ -2978,6 +2996,7 @@ struct rlhf_tokenizer {
     int *pair_rank;
     size_t pair_cap;
     int special[RLHF_NUM_SPECIAL_TOKENS];
+    rlhf_chat_template chat_template;
 };
 
 RLHFDEF void rlhf_tokenizer_free(rlhf_tokenizer *t) {
@@ -2992,6 +3011,19 @@ RLHFDEF void rlhf_tokenizer_free(rlhf_tokenizer *t) {
 RLHFDEF int rlhf_tokenizer_vocab_size(const rlhf_tokenizer *t) { return t ? t->n_vocab : 0; }
 RLHFDEF int rlhf_tokenizer_special(const rlhf_tokenizer *t, rlhf_special_token w) {
     return t && (int)w >= 0 && w < RLHF_NUM_SPECIAL_TOKENS ? t->special[w] : -1;
+}
+
+RLHFDEF rlhf_result rlhf_tokenizer_set_template(rlhf_tokenizer *t, rlhf_chat_template which) {
+    if (!t || (which != RLHF_TEMPLATE_CHAT && which != RLHF_TEMPLATE_HH)) return RLHF_ERR_INVALID_ARGUMENT;
+    t->chat_template = which;
+    return RLHF_OK;
+}
+RLHFDEF rlhf_chat_template rlhf_tokenizer_template(const rlhf_tokenizer *t) {
+    return t ? t->chat_template : RLHF_TEMPLATE_CHAT;
+}
+RLHFDEF int rlhf_tokenizer_reply_end(const rlhf_tokenizer *t) {
+    if (!t) return -1;
+    return t->special[t->chat_template == RLHF_TEMPLATE_HH ? RLHF_TOKEN_EOS : RLHF_TOKEN_END];
 }
 
 static uint64_t rlhf__hash64(uint64_t x) { /* splitmix64's finaliser */
@@ -3207,6 +3239,55 @@ RLHFDEF rlhf_result rlhf_tokenizer_decode(const rlhf_tokenizer *t, const int *id
     return w <= cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
 }
 
+/* HH-RLHF's plain template (see RLHF_TEMPLATE_HH). One chunk of text (the text up to an <|endoftext|>, or
+   the rest) encoded as a whole; a token is learned when its first byte lies in [lo, hi), the reply. */
+static rlhf_result rlhf__hh_chunk(const rlhf_tokenizer *t, const unsigned char *text, size_t len, size_t lo,
+                                  size_t hi, int *ids, unsigned char *mask, size_t cap, size_t *count) {
+    size_t first = *count, k, pos = 0;
+    rlhf_result r = rlhf__encode_plain(t, text, len, ids, cap, count);
+    if (r == RLHF_OK && mask)
+        for (k = first; k < *count && k < cap; k++) {
+            mask[k] = (unsigned char)(pos >= lo && pos < hi);
+            pos += t->tok_off[ids[k] + 1] - t->tok_off[ids[k]];
+        }
+    return r;
+}
+static rlhf_result rlhf__chat_hh(const rlhf_tokenizer *t, const rlhf_message *msg, int n, int gen, int *ids,
+                                 unsigned char *mask, size_t cap, size_t *n_ids) {
+    static const char *const head[3] = {"", "\n\nHuman: ", "\n\nAssistant:"};
+    size_t room = 16, len = 0, count = 0, lo = 0;
+    unsigned char *text;
+    rlhf_result r = RLHF_OK;
+    int i;
+    for (i = 0; i < n; i++) room += msg[i].content.len + 16;
+    if (!(text = (unsigned char *)rlhf__alloc(room))) return RLHF_ERR_OUT_OF_MEMORY;
+
+    /* system text as it is, "\n\nHuman: " u, "\n\nAssistant:" " a" <|endoftext|>: SFT learns " a" and the EOS */
+    for (i = 0; i < n && r == RLHF_OK; i++) {
+        int reply = msg[i].role == RLHF_ROLE_ASSISTANT;
+        memcpy(text + len, head[msg[i].role], strlen(head[msg[i].role]));
+        len += strlen(head[msg[i].role]);
+        lo = len;
+        if (reply) text[len++] = ' ';
+        if (msg[i].content.len) memcpy(text + len, msg[i].content.str, msg[i].content.len);
+        len += msg[i].content.len;
+        if (!reply) continue;
+        r = rlhf__hh_chunk(t, text, len, lo, len, ids, mask, cap, &count);
+        if (count < cap) { ids[count] = t->special[RLHF_TOKEN_EOS]; if (mask) mask[count] = 1; }
+        count++;
+        len = 0;
+    }
+
+    /* the rest of the text, then the generation prompt: nothing learned */
+    if (gen) {
+        memcpy(text + len, head[RLHF_ROLE_ASSISTANT], strlen(head[RLHF_ROLE_ASSISTANT]));
+        len += strlen(head[RLHF_ROLE_ASSISTANT]);
+    }
+    if (r == RLHF_OK && len) r = rlhf__hh_chunk(t, text, len, 0, 0, ids, mask, cap, &count);
+    rlhf__free(text);
+    *n_ids = count;
+    return r != RLHF_OK ? r : count <= cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
+}
 RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_message *msg, int n,
                                         int add_generation_prompt, int *ids, unsigned char *mask, size_t cap,
                                         size_t *n_ids) {
@@ -3216,10 +3297,13 @@ RLHFDEF rlhf_result rlhf_tokenizer_chat(const rlhf_tokenizer *t, const rlhf_mess
     rlhf_result r;
     if (n_ids) *n_ids = 0;
     if (!t || (!msg && n) || n < 0 || (!ids && cap) || !n_ids) return RLHF_ERR_INVALID_ARGUMENT;
+    for (i = 0; i < n; i++)
+        if ((int)msg[i].role < 0 || msg[i].role > RLHF_ROLE_ASSISTANT) return RLHF_ERR_INVALID_ARGUMENT;
+    if (t->chat_template == RLHF_TEMPLATE_HH)
+        return rlhf__chat_hh(t, msg, n, add_generation_prompt, ids, mask, cap, n_ids);
     for (i = 0; i < n; i++) {
         size_t before;
         int learn = msg[i].role == RLHF_ROLE_ASSISTANT;
-        if ((int)msg[i].role < 0 || msg[i].role > RLHF_ROLE_ASSISTANT) return RLHF_ERR_INVALID_ARGUMENT;
         /* <|role|> content <|end|>; SFT learns an assistant's content and its <|end|> */
         if (count < cap) { ids[count] = t->special[role_tok[msg[i].role]]; if (mask) mask[count] = 0; }
         count++;
@@ -3969,7 +4053,8 @@ done:
    {"type": "rlhf-bpe", "version": 1,
     "vocab": [token bytes in GPT-2's printable byte alphabet, by id],
     "merges": [[a, b, c], ...] by rank (a followed by b is token c),
-    "special": [eos, pad, system, user, assistant, end]} */
+    "special": [eos, pad, system, user, assistant, end],
+    "template": "hh" only when rlhf_tokenizer_chat renders HH-RLHF's text (absent: the chat template)} */
 static char *rlhf__tokenizer_json(const rlhf_tokenizer *t, size_t *len) {
     uint32_t cp_of_byte[256];
     int byte_of_cp[324], i, k;
@@ -3992,7 +4077,7 @@ static char *rlhf__tokenizer_json(const rlhf_tokenizer *t, size_t *len) {
         rlhf__sb_fmt(&b, i ? ",[%d,%d,%d]" : "[%d,%d,%d]", t->merges[i].a, t->merges[i].b, t->merges[i].c);
     rlhf__sb_str(&b, "],\"special\":[");
     for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) rlhf__sb_fmt(&b, k ? ",%d" : "%d", t->special[k]);
-    rlhf__sb_str(&b, "]}");
+    rlhf__sb_str(&b, t->chat_template == RLHF_TEMPLATE_HH ? "],\"template\":\"hh\"}" : "]}");
     if (b.oom) { rlhf__free(b.p); return NULL; }
     *len = b.len;
     return b.p;
@@ -4092,6 +4177,12 @@ static rlhf_result rlhf__tokenizer_from_json(rlhf_tokenizer **out, const char *t
         }
         t->special[k] = (int)x;
     }
+    v = rlhf_json_get(rlhf_json_root(doc), "template");
+    if (v && (v->type != RLHF_JSON_STRING || (strcmp(v->str, "hh") != 0 && strcmp(v->str, "chat") != 0))) {
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, what, "\"template\" must be \"chat\" or \"hh\"");
+        goto done;
+    }
+    if (v && strcmp(v->str, "hh") == 0) t->chat_template = RLHF_TEMPLATE_HH;
     r = rlhf__tokenizer_finish(t, what, err);
 done:
     rlhf__free(map.slot);
@@ -8389,7 +8480,7 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
 
     /* a prompt and its reply must fit both models; one sequence at a time through the KV cache */
     ctx = policy->cfg.n_ctx < rm->cfg.n_ctx ? policy->cfg.n_ctx : rm->cfg.n_ctx;
-    stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END);
+    stop = rlhf_tokenizer_reply_end(t);
     if ((r = rlhf_kv_cache_create(&cache, policy, 1, policy->cfg.n_ctx)) != RLHF_OK ||
         (r = rlhf_sampler_create(&s, policy->cfg.vocab_size, sampling)) != RLHF_OK ||
         !(seq = (int *)rlhf__alloc((size_t)policy->cfg.n_ctx * sizeof(int)))) {
@@ -8859,7 +8950,7 @@ static void rlhf__ppo_init(rlhf_ppo *p, const rlhf_ppo_config *c, int ctx, rlhf_
     p->cfg = *c;
     p->policy = c->policy; p->ref = c->ref; p->critic = c->critic; p->rm = c->reward_model;
     p->tok = c->tokenizer; p->prompts = c->prompts;
-    p->stop = rlhf_tokenizer_special(c->tokenizer, RLHF_TOKEN_END);
+    p->stop = rlhf_tokenizer_reply_end(c->tokenizer);
     p->pad = rlhf_tokenizer_special(c->tokenizer, RLHF_TOKEN_PAD);
     p->max_new = c->max_new_tokens;
     p->max_prompt = c->max_prompt_tokens ? c->max_prompt_tokens : ctx / 2;

@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
           one pass over the weights, not a re-forward of the whole sequence */
     sc.temperature = 0.7f;
     rlhf_rng_seed(&rng, 1);
-    end = rlhf_tokenizer_special(t, RLHF_TOKEN_END); /* a reply stops at <|end|> */
+    end = rlhf_tokenizer_reply_end(t); /* a reply stops at <|end|> (the chat template's stop token) */
     if (rlhf_kv_cache_create(&cache, m, 1, rlhf_model_config(m)->n_ctx) != RLHF_OK ||
         rlhf_sampler_create(&sampler, rlhf_model_config(m)->vocab_size, &sc) != RLHF_OK)
         return 1;

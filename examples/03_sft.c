@@ -83,7 +83,7 @@ int main(int argc, char **argv) {
             msg.content.str = q;
             msg.content.len = strlen(q);
             rlhf_tokenizer_chat(t, &msg, 1, 1, ids, NULL, 64, &n);
-            rlhf_model_generate(m, c, s, &rng, ids, (int)n, 8, rlhf_tokenizer_special(t, RLHF_TOKEN_END), ids + n, &n_out);
+            rlhf_model_generate(m, c, s, &rng, ids, (int)n, 8, rlhf_tokenizer_reply_end(t), ids + n, &n_out);
             rlhf_tokenizer_decode(t, ids + n, (size_t)n_out, out, sizeof out - 1, &nb);
             out[nb] = 0;
             printf("%s -> %s\n", q, out);

@@ -16,6 +16,14 @@ run sft --model "$R/pre/last.safetensors" --data "$Q/sft.jsonl" --out "$R/sft" -
 run sft --resume --data "$Q/sft.jsonl" --out "$R/sft" --epochs 2 --batch 32
 grep -q '"step":12' "$R/sft/metrics.jsonl" || { echo "FAIL: sft --resume did not continue"; exit 1; }
 run rm --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/rm" --normalize-samples 8
+# HH-RLHF's plain template: kept in the checkpoint, followed by rm, ppo and generate (replies end with EOS)
+run sft --model "$R/pre/last.safetensors" --data "$Q/sft.jsonl" --out "$R/sft_hh" --steps 4 --batch 8 --template hh
+run info "$R/sft_hh/last.safetensors"
+grep -q "template hh" "$R/out.txt" || { echo "FAIL: sft --template hh is not in the checkpoint"; cat "$R/out.txt"; exit 1; }
+for i in 1 2 3 4 5 6 7 8; do echo '{"prompt": "add 1 and 2", "chosen": "3", "rejected": "4"}'; done > "$R/pairs_short.jsonl"
+run rm --model "$R/sft_hh/last.safetensors" --data "$R/pairs_short.jsonl" --out "$R/rm_hh" --steps 2 --normalize-samples 4
+run ppo --policy "$R/sft_hh/last.safetensors" --reward "$R/rm_hh/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo_hh" --iters 1 --batch 4 --mini-batch 2 --max-new 4
+run generate "$R/ppo_hh/policy.safetensors" --prompt "add 1 and 2" --max-new 4
 run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 1 --batch 4 --mini-batch 2 --max-new 4
 run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 2 --batch 4 --mini-batch 2 --max-new 4 --resume
 grep -q "PPO: 2 iterations" "$R/out.txt" || { echo "FAIL: ppo --resume did not continue"; cat "$R/out.txt"; exit 1; }

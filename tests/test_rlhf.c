@@ -2144,6 +2144,102 @@ static void test_tokenizer_chat(void) {
     rlhf_tokenizer_free(t);
 }
 
+/* HH-RLHF's plain template against tools/gen_hh_template.py: its Jinja string rendered by jinja2 and
+   tokenized as Hugging Face does (split at <|endoftext|>, each piece GPT-2 BPE) gives rlhf.h's ids; the
+   mask learns the replies (" a", with the space) and their <|endoftext|>, nothing else */
+static void hh_check_mask(const rlhf_tokenizer *t, const int *ids, const unsigned char *mask, size_t n,
+                          const fixture_rec *tx) {
+    /* in the rendered text, a reply runs from the end of "\n\nAssistant:" to the next "<|endoftext|>" */
+    const int *text = (const int *)tx->data;
+    unsigned char *in_reply = (unsigned char *)calloc(tx->n + 1, 1);
+    size_t k, j, pos = 0;
+    for (k = 0; k + 12 <= tx->n; k++) {
+        int hit = 1;
+        for (j = 0; j < 12; j++) hit &= text[k + j] == "\n\nAssistant:"[j];
+        for (j = k + 12; hit && j + 13 <= tx->n; j++) {
+            int eos = 1, q;
+            for (q = 0; q < 13; q++) eos &= text[j + (size_t)q] == "<|endoftext|>"[q];
+            if (eos) { memset(in_reply + k + 12, 1, j - k - 12); break; }
+        }
+    }
+    for (k = 0; k < n; k++) {
+        char piece[64];
+        size_t nb = 0;
+        if (ids[k] == 50256) { /* "<|endoftext|>" in the text: learned */
+            nb = 13;
+            CHECK(mask[k] == 1);
+        } else {
+            CHECK_OK(rlhf_tokenizer_decode(t, ids + k, 1, piece, sizeof piece, &nb));
+            if (mask[k] != in_reply[pos]) { fprintf(stderr, "  FAIL hh mask: token %zu at byte %zu\n", k, pos); g_fail++; }
+        }
+        pos += nb;
+    }
+    CHECK(pos == tx->n);
+    free(in_reply);
+}
+static void test_tokenizer_hh(void) {
+    rlhf_tokenizer *t = load_gpt2_tokenizer(), *back = NULL;
+    fixture fx;
+    fixture_rec *cnt;
+    rlhf_error e;
+    int i, n, exact = 0;
+    if (!t) return;
+    CHECK(rlhf_tokenizer_template(t) == RLHF_TEMPLATE_CHAT && rlhf_tokenizer_reply_end(t) == 50261);
+    CHECK(rlhf_tokenizer_set_template(t, (rlhf_chat_template)7) == RLHF_ERR_INVALID_ARGUMENT);
+    CHECK_OK(rlhf_tokenizer_set_template(t, RLHF_TEMPLATE_HH));
+    CHECK(rlhf_tokenizer_reply_end(t) == 50256); /* a reply ends with <|endoftext|> */
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/hh_template.bin")) { g_fail++; rlhf_tokenizer_free(t); return; }
+    cnt = fixture_get(&fx, "count");
+    n = cnt ? ((const int *)cnt->data)[0] : 0;
+    for (i = 0; i < n; i++) {
+        char name[48];
+        fixture_rec *roles, *gen, *want, *tx;
+        rlhf_message msg[8];
+        char *content[8];
+        int ids[512], nm, j;
+        unsigned char mask[512];
+        size_t ng = 0, k;
+        snprintf(name, sizeof name, "roles.%d", i); roles = fixture_get(&fx, name);
+        snprintf(name, sizeof name, "gen.%d", i); gen = fixture_get(&fx, name);
+        snprintf(name, sizeof name, "ids.%d", i); want = fixture_get(&fx, name);
+        snprintf(name, sizeof name, "text.%d", i); tx = fixture_get(&fx, name);
+        if (!roles || !gen || !want || !tx || roles->n > 8) { g_fail++; break; }
+        nm = (int)roles->n;
+        for (j = 0; j < nm; j++) {
+            fixture_rec *c;
+            snprintf(name, sizeof name, "msg.%d.%d", i, j);
+            c = fixture_get(&fx, name);
+            content[j] = (char *)malloc(c ? c->n + 1 : 1);
+            for (k = 0; c && k < c->n; k++) content[j][k] = (char)((const int *)c->data)[k];
+            content[j][c ? c->n : 0] = 0;
+            msg[j].role = (rlhf_role)((const int *)roles->data)[j];
+            msg[j].content.str = content[j];
+            msg[j].content.len = c ? c->n : 0;
+        }
+        CHECK_OK(rlhf_tokenizer_chat(t, msg, nm, ((const int *)gen->data)[0], ids, mask, 512, &ng));
+        if (ng == want->n && memcmp(ids, want->data, ng * sizeof(int)) == 0) {
+            exact++;
+            hh_check_mask(t, ids, mask, ng, tx);
+        } else {
+            for (k = 0; k < ng && k < want->n && ids[k] == ((const int *)want->data)[k]; k++) {}
+            fprintf(stderr, "  FAIL hh conversation %d: %zu ids, want %zu; first difference at %zu\n", i, ng, want->n, k);
+            g_fail++;
+        }
+        for (j = 0; j < nm; j++) free(content[j]);
+    }
+    printf("  HH template: %d of %d conversations give the Jinja template's ids exactly\n", exact, n);
+    CHECK(n >= 8 && exact == n);
+    fixture_free(&fx);
+    {   /* the template is saved with the tokenizer (and only then: a chat tokenizer's file is unchanged) */
+        CHECK_OK(rlhf_tokenizer_save(t, "build/hh_tok.json"));
+        CHECK_OK(rlhf_tokenizer_load(&back, "build/hh_tok.json", &e));
+        CHECK(back && rlhf_tokenizer_template(back) == RLHF_TEMPLATE_HH && rlhf_tokenizer_reply_end(back) == 50256);
+        rlhf_tokenizer_free(back);
+        remove("build/hh_tok.json");
+    }
+    rlhf_tokenizer_free(t);
+}
+
 /* malformed tokenizer files: each a clear error */
 static void tok_reject(const char *json, const char *what) {
     rlhf_tokenizer *t = NULL;
@@ -2189,6 +2285,9 @@ static void test_tokenizer_malformed(void) {
             char *q = strstr(p, "\xC4\x81");
             if (q) { q[1] = '\x80'; tok_reject(m, "duplicates vocab[0]"); }
         }
+        /* a template the library does not know */
+        strcpy(m, json);
+        if (len > 1 && m[len - 1] == '}') { strcpy(m + len - 1, ",\"template\":\"llama\"}"); tok_reject(m, "\"template\" must be"); }
         /* a character outside the byte alphabet */
         strcpy(m, json);
         p = strstr(m, "\"vocab\":[\"");
@@ -3688,6 +3787,7 @@ static const test_case TESTS[] = {
     {"tokenizer_gpt2_parity", test_tokenizer_gpt2_parity, 0},
     {"tokenizer_train", test_tokenizer_train, 0},
     {"tokenizer_chat", test_tokenizer_chat, 0},
+    {"tokenizer_hh", test_tokenizer_hh, 0},
     {"tokenizer_save", test_tokenizer_save, 0},
     {"tokenizer_malformed", test_tokenizer_malformed, 0},
     {"ranking_loss", test_ranking_loss, 0},

@@ -665,7 +665,7 @@ enum { REPLY_OK, REPLY_CUT, REPLY_TOO_LONG, REPLY_FAILED };
    One position is always kept free, so a cut reply can still take the
    <|end|> a reward model reads it at. */
 static int reply_to(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const rlhf_message *msg, int n_msg, int max_new, char *out, size_t cap) {
-    int n_ctx = rlhf_model_config(m)->n_ctx, n_out = 0, stop = rlhf_tokenizer_special(t, RLHF_TOKEN_END), cut;
+    int n_ctx = rlhf_model_config(m)->n_ctx, n_out = 0, stop = rlhf_tokenizer_reply_end(t), cut;
     size_t np = 0, nb = 0;
     out[0] = 0;
     if (rlhf_tokenizer_chat(t, msg, n_msg, 1, sc->ids, NULL, (size_t)n_ctx, &np) != RLHF_OK || (int)np + 2 > n_ctx) return REPLY_TOO_LONG;
@@ -751,8 +751,9 @@ static int cmd_info(int argc, char **argv) {
     printf("  kind: %s%s\n  parameters: %zu\n", rlhf_model_meta(m, "rlhf.kind") ? rlhf_model_meta(m, "rlhf.kind") : "(not set)",
            rlhf_model_has_score_head(m) ? " (scalar head)" : "", rlhf_model_num_params(m));
     if (rlhf_tokenizer_from_model(&t, m, &err) == RLHF_OK) {
-        printf("  tokenizer: %d tokens (EOS %d, pad %d, <|end|> %d)\n", rlhf_tokenizer_vocab_size(t), rlhf_tokenizer_special(t, RLHF_TOKEN_EOS),
-               rlhf_tokenizer_special(t, RLHF_TOKEN_PAD), rlhf_tokenizer_special(t, RLHF_TOKEN_END));
+        printf("  tokenizer: %d tokens (EOS %d, pad %d, <|end|> %d); template %s, replies end with token %d\n", rlhf_tokenizer_vocab_size(t),
+               rlhf_tokenizer_special(t, RLHF_TOKEN_EOS), rlhf_tokenizer_special(t, RLHF_TOKEN_PAD), rlhf_tokenizer_special(t, RLHF_TOKEN_END),
+               rlhf_tokenizer_template(t) == RLHF_TEMPLATE_HH ? "hh (HH-RLHF plain text)" : "chat", rlhf_tokenizer_reply_end(t));
         rlhf_tokenizer_free(t);
     } else
         printf("  tokenizer: none stored\n");
@@ -800,7 +801,7 @@ static int gen_setup(const char *cmd, rlhf_model *m, gen_opts *g, int max_new_gi
 static void print_reply(const char *prefix, const char *text, int status) {
     char clean[3 * 4096 + 1];
     utf8_clean(text, clean, sizeof clean);
-    printf("%s%s%s\n", prefix, clean, status == REPLY_CUT ? "  [cut: no <|end|> within --max-new or the context]" : "");
+    printf("%s%s%s\n", prefix, clean, status == REPLY_CUT ? "  [cut: no end of reply within --max-new or the context]" : "");
 }
 static int cmd_generate(int argc, char **argv) {
     const char *pos[1];
@@ -1136,7 +1137,7 @@ static int cmd_tokenizer(int argc, char **argv) {
 typedef struct train_cli {
     const char *cmd, *data, *val, *model, *tokfile, *out;
     int is_pre, is_rm, resume, overwrite, skip_bad, seed;
-    int layers, heads, embd, ctx, norm_samples, pack, decay;
+    int layers, heads, embd, ctx, norm_samples, pack, decay, tmpl;
     int shape_given;  /* bits: --layers, --heads, --embd, --ctx on the command line */
     rlhf_train_options to;
     int steps;
@@ -1262,6 +1263,10 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
     rc = 1;
     if (!(m = train_model(a, &t))) goto done;
     if (a->resume && (rc = resume_matches(a, m)) != 0) goto done;
+    if (given(o, n_opt, "template") && rlhf_tokenizer_template(t) != (rlhf_chat_template)a->tmpl) {
+        rlhf_tokenizer_set_template(t, (rlhf_chat_template)a->tmpl); /* saved with the checkpoints: later stages follow it */
+        say("%s: conversations rendered with the %s template", a->cmd, a->tmpl ? "HH-RLHF plain-text" : "chat");
+    }
     rc = 1;
     if (a->resume && a->to.max_steps > 0 && a->to.resume_step >= a->to.max_steps) {
         if (!a->is_rm) {
@@ -1378,6 +1383,10 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             OPT_I("ctx", "new model: context length", &a.ctx, 2, 1 << 16),
             /* pretrain and sft */
             OPT_B("pack", "pack several examples into each row (they never attend to each other)", &a.pack),
+            /* sft only */
+            OPT_C("template", "how conversations become text (kept in the checkpoint for the later stages): chat markers "
+                              "<|user|> ... <|end|>, or HH-RLHF's plain \\n\\nHuman: ... \\n\\nAssistant: for a base model "
+                              "(default: the --model's)", &a.tmpl, "chat|hh"),
             /* rm only */
             OPT_I("normalize-samples", "SFT samples for the reward normalisation (0: leave the scores raw)", &a.norm_samples, 0, 1 << 20),
         };
@@ -1387,7 +1396,9 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
         for (k = 0; k < N_OPTS(all); k++) {
             const char *nm = all[k].name;
             int pre_only = !strcmp(nm, "tokenizer") || !strcmp(nm, "layers") || !strcmp(nm, "heads") || !strcmp(nm, "embd") || !strcmp(nm, "ctx");
-            if ((pre_only && !is_pre) || (!strcmp(nm, "pack") && is_rm) || (!strcmp(nm, "normalize-samples") && !is_rm)) continue;
+            if ((pre_only && !is_pre) || (!strcmp(nm, "pack") && is_rm) || (!strcmp(nm, "normalize-samples") && !is_rm) ||
+                (!strcmp(nm, "template") && (is_rm || is_pre)))
+                continue;
             o[n++] = all[k];
         }
         np = parse_opts(cmd, argc, argv, 2, o, n, pos, 0);
@@ -1593,7 +1604,7 @@ static int cmd_ppo(int argc, char **argv) {
             OPT_F("entropy-coef", "entropy bonus", &a.c.entropy_coef, 0, BIG),
             OPT_F("ptx-coef", "PPO-ptx gamma (InstructGPT 27.8)", &a.c.ptx_coef, 0, BIG),
             OPT_F("ema", "EMA decay of the policy (InstructGPT 0.992; 0: off)", &a.c.ema_decay, 0, 0.9999),
-            OPT_F("missing-eos-penalty", "score of a reply without <|end|>", &a.c.missing_eos_penalty, -BIG, BIG),
+            OPT_F("missing-eos-penalty", "score of a reply without its end token (<|end|>, or <|endoftext|> under --template hh)", &a.c.missing_eos_penalty, -BIG, BIG),
             OPT_I("seed", "sampling and shuffling", &a.seed, 0, BIG),
         };
         int rc;
