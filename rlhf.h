@@ -4260,8 +4260,8 @@ static void rlhf__hf_special_roles(rlhf__sb *b) {
     for (k = RLHF_TOKEN_SYSTEM; k <= RLHF_TOKEN_END; k++) rlhf__sb_fmt(b, "%s\"%s\"", k > RLHF_TOKEN_SYSTEM ? "," : "",
                                                                           RLHF__SPECIAL_STR[k]);
     rlhf__sb_fmt(b, "],\n\"bos_token\":\"%s\",\n\"eos_token\":\"%s\",\n\"pad_token\":\"%s\",\n\"unk_token\":\"%s\"",
-                 RLHF__SPECIAL_STR[RLHF_TOKEN_EOS], RLHF__SPECIAL_STR[RLHF_TOKEN_EOS], RLHF__SPECIAL_STR[RLHF_TOKEN_PAD],
-                 RLHF__SPECIAL_STR[RLHF_TOKEN_EOS]);
+                 RLHF__SPECIAL_STR[RLHF_TOKEN_EOS], RLHF__SPECIAL_STR[RLHF_TOKEN_EOS],
+                 RLHF__SPECIAL_STR[RLHF_TOKEN_PAD], RLHF__SPECIAL_STR[RLHF_TOKEN_EOS]);
 }
 static void rlhf__hf_special_tokens_map(rlhf__sb *b) {
     rlhf__sb_str(b, "{\n");
@@ -6572,7 +6572,8 @@ static rlhf_result rlhf__st_hf_score(const rlhf__st_reader *R, rlhf_model *m) {
     if (!m->has_score || (R->meta && rlhf_json_get(R->meta, "config"))) return RLHF_OK;
     for (t = 0; t < m->n_tensors && strcmp(m->tensors[t].name, "score.bias") != 0; t++) {}
     if (t == m->n_tensors || R->found[3 * t]) return RLHF_OK;
-    if (!(cpath = (char *)rlhf__alloc(plen + 16))) return rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, R->path, "out of memory");
+    if (!(cpath = (char *)rlhf__alloc(plen + 16)))
+        return rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, R->path, "out of memory");
     memcpy(cpath, R->path, plen + 1);
     slash = strrchr(cpath, '/');
     strcpy(slash ? slash + 1 : cpath, "config.json");
@@ -6582,7 +6583,8 @@ static rlhf_result rlhf__st_hf_score(const rlhf__st_reader *R, rlhf_model *m) {
 
     if ((v = rlhf_json_get(root, "rlhf_score_offset")) != NULL) {
         if (v->type != RLHF_JSON_NUMBER || !isfinite((float)v->number))
-            r = rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "%s: \"rlhf_score_offset\" must be a finite number", cpath);
+            r = rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "%s: \"rlhf_score_offset\" must be a finite number",
+                             cpath);
         else
             m->param_mem[m->tensors[t].offset] = (float)v->number;
     }
@@ -6842,7 +6844,8 @@ static void rlhf__export_config(const rlhf_model *m, const rlhf_tokenizer *t, rl
     rlhf__sb_fmt(b, "\"bos_token_id\":%d,\n\"embd_pdrop\":0.0,\n\"eos_token_id\":%d,\n", eos, eos);
     if (s) rlhf__sb_str(b, "\"id2label\":{\"0\":\"LABEL_0\"},\n\"label2id\":{\"LABEL_0\":0},\n");
     rlhf__sb_fmt(b, "\"initializer_range\":0.02,\n\"layer_norm_epsilon\":1e-05,\n\"model_type\":\"gpt2\",\n"
-                    "\"n_ctx\":%d,\n\"n_embd\":%d,\n\"n_head\":%d,\n\"n_inner\":null,\n\"n_layer\":%d,\n\"n_positions\":%d,\n",
+                    "\"n_ctx\":%d,\n\"n_embd\":%d,\n\"n_head\":%d,\n\"n_inner\":null,\n"
+                    "\"n_layer\":%d,\n\"n_positions\":%d,\n",
                  c->n_ctx, c->n_embd, c->n_head, c->n_layer, c->n_ctx);
     if (s) rlhf__sb_str(b, "\"num_labels\":1,\n");
     rlhf__sb_fmt(b, "\"pad_token_id\":%d,\n\"reorder_and_upcast_attn\":false,\n\"resid_pdrop\":0.0,\n",
@@ -6854,8 +6857,8 @@ static void rlhf__export_config(const rlhf_model *m, const rlhf_tokenizer *t, rl
         rlhf__sb_fmt(b, "\"rlhf_reward_normalized\":%s,\n\"rlhf_score_offset\":%.9g,\n",
                      rlhf_model_meta(m, "rlhf.reward.gain") ? "true" : "false", offset);
     }
-    rlhf__sb_fmt(b, "\"rlhf_version\":\"%s\",\n\"scale_attn_by_inverse_layer_idx\":false,\n\"scale_attn_weights\":true,\n",
-                 RLHF_VERSION_STRING);
+    rlhf__sb_fmt(b, "\"rlhf_version\":\"%s\",\n\"scale_attn_by_inverse_layer_idx\":false,\n"
+                    "\"scale_attn_weights\":true,\n", RLHF_VERSION_STRING);
     rlhf__sb_fmt(b, "\"summary_first_dropout\":0.0,\n\"tie_word_embeddings\":true,\n\"torch_dtype\":\"%s\",\n"
                     "\"use_cache\":true,\n\"vocab_size\":%d\n}\n", torch_dt[dt], c->vocab_size);
 }
@@ -6984,7 +6987,8 @@ static rlhf_result rlhf__export_dir(const rlhf_model *m, const rlhf_tokenizer *t
         else if ((holds = rlhf__export_dir_holds(dir, other, sizeof other)) < 0)
             r = rlhf__st_err(err, RLHF_ERR_IO, dir, "cannot list the directory: %s", strerror(errno));
         else if (holds == 2 && o->overwrite)
-            r = rlhf__st_err(err, RLHF_ERR_IO, dir, "holds \"%s\", which an export does not write: not replaced", other);
+            r = rlhf__st_err(err, RLHF_ERR_IO, dir, "holds \"%s\", which an export does not write: not replaced",
+                             other);
         else if (holds > 0 && !o->overwrite)
             r = rlhf__st_err(err, RLHF_ERR_IO, dir, "exists and is not empty (overwrite replaces an earlier export)");
     }

@@ -3668,7 +3668,8 @@ static rlhf_model *export_model(int V, int n_ctx, int L, int C, uint64_t seed, i
     rlhf_rng rng;
     int i;
     cfg.vocab_size = V; cfg.n_ctx = n_ctx; cfg.n_layer = L; cfg.n_embd = C;
-    if (rlhf_model_create(&m, &cfg, seed) != RLHF_OK || (score && rlhf_model_add_score_head(m, 0.5f, seed) != RLHF_OK)) {
+    if (rlhf_model_create(&m, &cfg, seed) != RLHF_OK ||
+        (score && rlhf_model_add_score_head(m, 0.5f, seed) != RLHF_OK)) {
         g_fail++;
         rlhf_model_free(m);
         return NULL;
@@ -3680,7 +3681,8 @@ static rlhf_model *export_model(int V, int n_ctx, int L, int C, uint64_t seed, i
         int is_ln = strstr(mt->name, "ln_") != NULL, is_bias = strstr(mt->name, ".bias") != NULL;
         size_t j;
         for (j = 0; j < mt->numel; j++)
-            x[j] = is_ln && !is_bias ? 1.0f + 0.2f * rlhf_rng_normal(&rng) : (is_bias ? 0.1f : 0.3f) * rlhf_rng_normal(&rng);
+            x[j] = is_ln && !is_bias ? 1.0f + 0.2f * rlhf_rng_normal(&rng)
+                                     : (is_bias ? 0.1f : 0.3f) * rlhf_rng_normal(&rng);
     }
     return m;
 }
@@ -3786,7 +3788,8 @@ static void export_check_logits(fixture *fx, const char *dir, const char *ids_na
         float *logits = floats((size_t)T * V), *sel = floats(want->n);
         CHECK_OK(rlhf_model_logits(m, (const int *)ids->data, 1, T, logits));
         for (t = 0; cols && t < T; t++) /* only some columns of a large vocabulary are in the fixture */
-            for (k = 0; k < (int)cols->n; k++) sel[(size_t)t * cols->n + k] = logits[(size_t)t * V + ((const int *)cols->data)[k]];
+            for (k = 0; k < (int)cols->n; k++)
+                sel[(size_t)t * cols->n + k] = logits[(size_t)t * V + ((const int *)cols->data)[k]];
         close_enough(want_name, cols ? sel : logits, (const float *)want->data, want->n, atol, rtol);
         free(logits);
         free(sel);
@@ -3819,7 +3822,8 @@ static void test_export_hf(void) {
     CHECK_OK(export_to(m, t, "trained_bf16", RLHF_EXPORT_BF16, &e));
     CHECK_OK(export_to(m, t, "trained_f16", RLHF_EXPORT_F16, &e));
     /* GPT-2's own tokenizer: OpenAI's 50,257 tokens in vocab.json, the 5 added ones after them */
-    if ((g2 = load_gpt2_tokenizer()) != NULL && (g = export_model(rlhf_tokenizer_vocab_size(g2), 32, 1, 8, 12, 0)) != NULL)
+    if ((g2 = load_gpt2_tokenizer()) != NULL &&
+        (g = export_model(rlhf_tokenizer_vocab_size(g2), 32, 1, 8, 12, 0)) != NULL)
         CHECK_OK(export_to(g, g2, "gpt2", RLHF_EXPORT_F32, &e));
     if (!(loaded = fixture_load(&fx, RLHF_FIXTURE_DIR "/hf_export.bin"))) { g_fail++; goto done; }
 
@@ -3830,26 +3834,32 @@ static void test_export_hf(void) {
         rlhf_json_doc *doc = NULL;
         const rlhf_json *v = NULL;
         tmpl = fx_bytes(fixture_get(&fx, "template"));
-        if (cfg && rlhf_json_parse(&doc, cfg, len, 0, NULL) == RLHF_OK) v = rlhf_json_get(rlhf_json_root(doc), "chat_template");
+        if (cfg && rlhf_json_parse(&doc, cfg, len, 0, NULL) == RLHF_OK)
+            v = rlhf_json_get(rlhf_json_root(doc), "chat_template");
         CHECK(v && v->type == RLHF_JSON_STRING && strcmp(v->str, tmpl) == 0);
         rlhf_json_free(doc);
         free(cfg);
         free(tmpl);
     }
     /* vocab.json + merges.txt read back by rlhf.h's GPT-2 loader: the same table, the reference's ids */
-    if (rlhf_tokenizer_load_gpt2_ex(&back, EXPORT_DIR "/trained/vocab.json", EXPORT_DIR "/trained/merges.txt", &e) != RLHF_OK) {
+    if (rlhf_tokenizer_load_gpt2_ex(&back, EXPORT_DIR "/trained/vocab.json", EXPORT_DIR "/trained/merges.txt", &e) !=
+        RLHF_OK) {
         fprintf(stderr, "  FAIL reading back vocab.json + merges.txt: %s\n", e.message);
         g_fail++;
     } else
-        for (i = 0; i < RLHF_NUM_SPECIAL_TOKENS; i++) CHECK(rlhf_tokenizer_special(back, (rlhf_special_token)i) == rlhf_tokenizer_special(t, (rlhf_special_token)i));
+        for (i = 0; i < RLHF_NUM_SPECIAL_TOKENS; i++)
+            CHECK(rlhf_tokenizer_special(back, (rlhf_special_token)i) ==
+                  rlhf_tokenizer_special(t, (rlhf_special_token)i));
     export_check_tokens(&fx, "trained", t, back);
 
     /* logits: PyTorch's float64 forward of the exported weights (float32 error only), and the
        F32 export read back gives the model's logits bit for bit */
     export_check_logits(&fx, EXPORT_DIR "/trained", "trained.lids.0", "trained.logits.0", NULL, 1e-5, 1e-4, &mb);
     export_check_logits(&fx, EXPORT_DIR "/trained", "trained.lids.1", "trained.logits.1", NULL, 1e-5, 1e-4, NULL);
-    export_check_logits(&fx, EXPORT_DIR "/trained_bf16", "trained.lids.0", "trained_bf16.logits.0", NULL, 1e-5, 1e-4, NULL);
-    export_check_logits(&fx, EXPORT_DIR "/trained_f16", "trained.lids.0", "trained_f16.logits.0", NULL, 1e-5, 1e-4, NULL);
+    export_check_logits(&fx, EXPORT_DIR "/trained_bf16", "trained.lids.0", "trained_bf16.logits.0", NULL, 1e-5, 1e-4,
+                        NULL);
+    export_check_logits(&fx, EXPORT_DIR "/trained_f16", "trained.lids.0", "trained_f16.logits.0", NULL, 1e-5, 1e-4,
+                        NULL);
     if (mb) {
         fixture_rec *ids = fixture_get(&fx, "trained.lids.1");
         size_t n = ids ? ids->n * (size_t)m->cfg.vocab_size : 1;
@@ -3867,7 +3877,8 @@ static void test_export_hf(void) {
     if (g2 && g) { /* GPT-2's tokenizer read back from the export */
         rlhf_tokenizer *gback = NULL;
         CHECK_OK(rlhf_tokenizer_load_gpt2_ex(&gback, EXPORT_DIR "/gpt2/vocab.json", EXPORT_DIR "/gpt2/merges.txt", &e));
-        CHECK(gback && rlhf_tokenizer_vocab_size(gback) == 50262 && rlhf_tokenizer_special(gback, RLHF_TOKEN_END) == 50261);
+        CHECK(gback && rlhf_tokenizer_vocab_size(gback) == 50262 &&
+              rlhf_tokenizer_special(gback, RLHF_TOKEN_END) == 50261);
         export_check_tokens(&fx, "gpt2", g2, gback);
         export_check_logits(&fx, EXPORT_DIR "/gpt2", "gpt2.lids.0", "gpt2.logits.0", "gpt2.cols", 1e-5, 1e-4, NULL);
         rlhf_tokenizer_free(gback);
@@ -3916,7 +3927,8 @@ static void test_export_hf_reward(void) {
         } else {
             CHECK(rlhf_model_has_score_head(back));
             CHECK(rlhf_model_meta(back, "rlhf.kind") && strcmp(rlhf_model_meta(back, "rlhf.kind"), "reward") == 0);
-            CHECK(rlhf_model_meta(back, "rlhf.reward.gain") && strcmp(rlhf_model_meta(back, "rlhf.reward.gain"), "1") == 0);
+            CHECK(rlhf_model_meta(back, "rlhf.reward.gain") &&
+                  strcmp(rlhf_model_meta(back, "rlhf.reward.gain"), "1") == 0);
             CHECK_OK(rlhf_reward_score_ids(back, (const int *)in->data, NULL, (const int *)len->data, B, T, again));
             close_enough("reward scores read back", again, (const float *)want->data, (size_t)B, 1e-5, 1e-4);
             close_enough("reward scores read back vs the model", again, got, (size_t)B, 1e-5, 1e-5);
@@ -3958,8 +3970,9 @@ static void test_export_hf_rounding(void) {
         if (memcmp(back->params.wte, want[k]->data, vals->n * sizeof(float)) != 0) {
             size_t j;
             for (j = 0; j < vals->n && memcmp(&back->params.wte[j], (const float *)want[k]->data + j, 4) == 0; j++) {}
-            fprintf(stderr, "  FAIL %s: %.9g became %.9g, torch says %.9g\n", names[k], (double)((const float *)vals->data)[j],
-                    (double)back->params.wte[j], (double)((const float *)want[k]->data)[j]);
+            fprintf(stderr, "  FAIL %s: %.9g became %.9g, torch says %.9g\n", names[k],
+                    (double)((const float *)vals->data)[j], (double)back->params.wte[j],
+                    (double)((const float *)want[k]->data)[j]);
             g_fail++;
         }
         rlhf_model_free(back);
@@ -4007,7 +4020,8 @@ static void test_export_hf_atomic(void) {
     CHECK(rlhf_model_export_hf(m, t, dir, &o, &e) == RLHF_ERR_NON_FINITE && strstr(e.message, "wte.weight[5] is nan"));
     m->params.wte[5] = 70000.0f;
     o.dtype = RLHF_EXPORT_F16;
-    CHECK(rlhf_model_export_hf(m, t, dir, &o, &e) == RLHF_ERR_TOO_LARGE && strstr(e.message, "wte.weight[5] is 70000, beyond F16"));
+    CHECK(rlhf_model_export_hf(m, t, dir, &o, &e) == RLHF_ERR_TOO_LARGE &&
+          strstr(e.message, "wte.weight[5] is 70000, beyond F16"));
     o.dtype = RLHF_EXPORT_BF16; /* BF16 holds it */
     CHECK_OK(rlhf_model_export_hf(m, t, EXPORT_DIR "/atomic_bf16", &o, &e));
     rlhf__export_remove(EXPORT_DIR "/atomic_bf16");
@@ -4015,7 +4029,8 @@ static void test_export_hf_atomic(void) {
     /* a failure while writing: the temporary directory cannot be made (a file is in its place) */
     snprintf(blocker, sizeof blocker, "%s.tmp-%ld", dir, (long)getpid());
     write_file(blocker, "x", 1);
-    CHECK(rlhf_model_export_hf(m, t, dir, &o, &e) == RLHF_ERR_IO && strstr(e.message, "cannot create the temporary directory"));
+    CHECK(rlhf_model_export_hf(m, t, dir, &o, &e) == RLHF_ERR_IO &&
+          strstr(e.message, "cannot create the temporary directory"));
     remove(blocker);
     CHECK(same_file(EXPORT_DIR "/atomic/config.json", cfg0, n0));
     /* a model whose tokenizer does not fit its vocabulary */
@@ -4033,7 +4048,8 @@ static void test_export_hf_atomic(void) {
     m->params.wte[5] = 0.5f;
     CHECK_OK(rlhf_model_add_score_head(m, 0.5f, 3));
     CHECK_OK(rlhf_model_export_hf(m, t, dir, &o, &e));
-    CHECK(!same_file(EXPORT_DIR "/atomic/config.json", cfg0, n0) && !file_exists(EXPORT_DIR "/atomic/generation_config.json"));
+    CHECK(!same_file(EXPORT_DIR "/atomic/config.json", cfg0, n0) &&
+          !file_exists(EXPORT_DIR "/atomic/generation_config.json"));
     snprintf(blocker, sizeof blocker, "%s.old-%ld", dir, (long)getpid());
     CHECK(!file_exists(blocker));
     snprintf(blocker, sizeof blocker, "%s.tmp-%ld", dir, (long)getpid());

@@ -93,7 +93,8 @@ def read_safetensors(path):
 
 # ---- tokenizer: vocab.json + merges.txt + added tokens ---------------------------------------------
 def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    bs += list(range(ord("®"), ord("ÿ") + 1))
     cs, n = bs[:], 0
     for b in range(256):
         if b not in bs:
@@ -213,7 +214,8 @@ class Model:
         """GPT2ForSequenceClassification: the logit at the last token that is not pad_token_id, plus rlhf's offset."""
         idx = torch.tensor(inputs)
         logits = (self.hidden(idx) @ self.P["score.weight"].T)[..., 0]
-        last = [max(t for t in range(idx.shape[1]) if idx[b, t] != self.config["pad_token_id"]) for b in range(idx.shape[0])]
+        pad = self.config["pad_token_id"]
+        last = [max(t for t in range(idx.shape[1]) if idx[b, t] != pad) for b in range(idx.shape[0])]
         return torch.stack([logits[b, last[b]] for b in range(len(last))]) + self.config["rlhf_score_offset"]
 
 
@@ -275,7 +277,8 @@ def main():
         text = tok.render([{"role": ROLES[r], "content": c} for r, c in msgs], bool(gen))
         assert text == g2.render([{"role": ROLES[r], "content": c} for r, c in msgs], bool(gen))
         print(f"conv {i}: {text!r}")
-        rec += [(f"conv.{i}.roles", np.array([r for r, _ in msgs], np.int32)), (f"conv.{i}.gen", np.array([gen], np.int32))]
+        rec += [(f"conv.{i}.roles", np.array([r for r, _ in msgs], np.int32)),
+                (f"conv.{i}.gen", np.array([gen], np.int32))]
         rec += [(f"conv.{i}.msg.{k}", as_bytes(c)) for k, (_, c) in enumerate(msgs)]
         rec.append((f"conv.{i}.text", as_bytes(text)))
     rec.append(("template", as_bytes(tok.config["chat_template"])))

@@ -1655,7 +1655,8 @@ static int export_check_out(const char *out, int overwrite) {
         while ((en = readdir(d)) != NULL) holds |= strcmp(en->d_name, ".") != 0 && strcmp(en->d_name, "..") != 0;
         closedir(d);
         if (holds && !overwrite)
-            return usage_error("export", "--out %s exists and is not empty: add --overwrite to replace an earlier export", out);
+            return usage_error("export", "--out %s exists and is not empty: add --overwrite to replace an earlier "
+                               "export", out);
     }
     if (!mkdir_p(parent)) return fail("export", "cannot create %s: %s", parent, strerror(errno));
     if ((e = probe_writable(parent)) != 0) return fail("export", "cannot write in %s: %s", parent, strerror(e));
@@ -1667,9 +1668,9 @@ static int cmd_export(int argc, char **argv) {
     int dtype = 0, overwrite = 0, np, rc;
     opt o[] = {
         OPT_S("out", "the directory to write (its parent is created if needed)", &out),
-        OPT_C("dtype", "the weights' type; bf16 and f16 round to nearest even, f16 refuses a weight beyond its range (65504)",
+        OPT_C("dtype", "the weights' type; bf16 and f16 round to nearest even, f16 refuses a weight over 65504",
               &dtype, "f32|bf16|f16"),
-        OPT_B("overwrite", "replace an earlier export in --out (a directory holding any other file is refused)", &overwrite),
+        OPT_B("overwrite", "replace an earlier export in --out (refused if it holds any other file)", &overwrite),
     };
     rlhf_export_options eo = rlhf_export_options_default();
     rlhf_model *m;
@@ -1679,10 +1680,11 @@ static int cmd_export(int argc, char **argv) {
     struct stat st;
     np = parse_opts("export", argc, argv, 2, o, N_OPTS(o), pos, 1);
     if (np < 0) return help_or_usage(np, "rlhf export CHECKPOINT --out DIR [options]",
-                   "A Hugging Face directory that transformers' GPT2LMHeadModel (GPT2ForSequenceClassification for a reward or\n"
-                   "value model) and AutoTokenizer load as is: config.json, model.safetensors, generation_config.json, vocab.json,\n"
-                   "merges.txt, tokenizer_config.json (with the chat template in Jinja) and special_tokens_map.json, written as a\n"
-                   "unit. A reward model's score is the Hugging Face logit plus config.json's rlhf_score_offset.",
+                   "A Hugging Face directory that transformers' GPT2LMHeadModel (GPT2ForSequenceClassification\n"
+                   "for a reward or value model) and AutoTokenizer load as is: config.json, model.safetensors,\n"
+                   "generation_config.json, vocab.json, merges.txt, tokenizer_config.json (with the chat template\n"
+                   "in Jinja) and special_tokens_map.json, written as a unit. A reward model's score is the\n"
+                   "Hugging Face logit plus config.json's rlhf_score_offset.",
                    o, N_OPTS(o));
     if (np != 1) return usage_error("export", "needs one CHECKPOINT");
     if (!out) return usage_error("export", "needs --out DIR");
@@ -1690,18 +1692,20 @@ static int cmd_export(int argc, char **argv) {
     if (!(m = load_model("export", "CHECKPOINT", pos[0], ROLE_ANY, NULL))) return 1;
     if (rlhf_tokenizer_from_model(&t, m, &err) != RLHF_OK) {
         rlhf_model_free(m);
-        return fail("export", "CHECKPOINT %s has no tokenizer stored: vocab.json and merges.txt would be missing (a checkpoint of "
-                    "rlhf pretrain, sft, rm or ppo holds its tokenizer)", pos[0]);
+        return fail("export", "CHECKPOINT %s has no tokenizer stored: vocab.json and merges.txt would be missing "
+                    "(a checkpoint of rlhf pretrain, sft, rm or ppo holds its tokenizer)", pos[0]);
     }
     eo.dtype = (rlhf_export_dtype)dtype;
     eo.overwrite = overwrite;
     if (rlhf_model_export_hf(m, t, out, &eo, &err) != RLHF_OK) rc = fail("export", "%s", lib_msg(err.message));
-    else
-        printf("exported %s to %s as %s, %s: config.json, model.safetensors (%.1f MB, %zu parameters), %svocab.json + merges.txt "
-               "(%d tokens), tokenizer_config.json (chat template), special_tokens_map.json\n",
-               pos[0], out, rlhf_model_has_score_head(m) ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel", dt_name[dtype],
-               stat(join(path, sizeof path, out, "model.safetensors"), &st) == 0 ? st.st_size / 1048576.0 : 0.0, rlhf_model_num_params(m),
-               rlhf_model_has_score_head(m) ? "" : "generation_config.json, ", rlhf_tokenizer_vocab_size(t));
+    else {
+        int score = rlhf_model_has_score_head(m);
+        double mb = stat(join(path, sizeof path, out, "model.safetensors"), &st) == 0 ? st.st_size / 1048576.0 : 0.0;
+        printf("exported %s to %s as %s, %s: config.json, model.safetensors (%.1f MB, %zu parameters), %s"
+               "vocab.json + merges.txt (%d tokens), tokenizer_config.json (chat template), special_tokens_map.json\n",
+               pos[0], out, score ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel", dt_name[dtype], mb,
+               rlhf_model_num_params(m), score ? "" : "generation_config.json, ", rlhf_tokenizer_vocab_size(t));
+    }
     rlhf_tokenizer_free(t);
     rlhf_model_free(m);
     return rc;
