@@ -13,6 +13,8 @@
 #   make fuzz          libFuzzer harnesses (clang) for the JSON, safetensors, JSONL and dataset readers
 #   make conformance   JSONTestSuite (../shared/testdata) through the JSON reader, under ASan + UBSan
 #   make bench         tools/bench on configs S and M (with OpenBLAS as a yardstick when installed)
+#   make hf-export-fixture  export the test models (build/test_rlhf export_hf) and rewrite tests/fixtures/hf_export.bin
+#                      with tools/hf_reference.py (Debian's python3-torch, python3-regex, python3-jinja2)
 #   make clean
 # Options: NO_OMP=1 builds without OpenMP; CC=clang picks the compiler.
 
@@ -36,7 +38,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: test-demo-seeds test-charts examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
+.PHONY: hf-export-fixture test-demo-seeds test-charts examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/engine_demo $(BUILD)/rlhf
 
@@ -121,6 +123,12 @@ test-demo-seeds: $(BUILD)/rlhf
 
 test-charts: $(BUILD)/rlhf
 	sh tests/check_charts.sh $(BUILD)
+
+# The independent reader of exported directories (tools/hf_reference.py) writes the fixture of the
+# export tests; the test run writes the exports first (its comparisons may fail until the fixture exists).
+hf-export-fixture: $(BUILD)/test_rlhf
+	-./$(BUILD)/test_rlhf export_hf > $(BUILD)/hf_export_run.txt 2>&1
+	/usr/bin/python3 tools/hf_reference.py $(BUILD)/hf_export tests/fixtures/hf_export.bin
 
 # JSON conformance against nst/JSONTestSuite, when the shared test data is
 # beside this checkout (it is never copied into the repository).

@@ -708,6 +708,59 @@ RLHFDEF rlhf_result rlhf_model_set_tokenizer(rlhf_model *m, const rlhf_tokenizer
 RLHFDEF rlhf_result rlhf_tokenizer_from_model(rlhf_tokenizer **out, const rlhf_model *m, rlhf_error *err);
 
 /* ---------------------------------------------------------------------------
+   Export to a Hugging Face directory: what GPT2LMHeadModel.from_pretrained
+   (or, for a model with a scalar head, GPT2ForSequenceClassification) and
+   AutoTokenizer.from_pretrained load as is, for PyTorch, transformers and TRL.
+   The directory holds
+     config.json              model_type gpt2, every size, gelu_new, LayerNorm
+                              eps 1e-5, tied embeddings, no dropout, bos/eos
+                              <|endoftext|>, pad_token_id <|pad|>, torch_dtype
+     model.safetensors        the weights only, under "transformer." as
+                              save_pretrained writes them (the tied lm_head left
+                              out), __metadata__ {"format": "pt"}; in F32, BF16 or
+                              F16 (rounded to nearest, ties to even)
+     generation_config.json   eos_token_id [<|end|>, <|endoftext|>]: generation
+                              stops where rlhf.h's does (not for a scalar head)
+     vocab.json, merges.txt   the tokens (GPT-2's byte-to-unicode alphabet) up to
+                              the last one that is not pad or a chat marker, and
+                              the merges by rank ("#version: 0.2" first)
+     tokenizer_config.json    the special tokens (added_tokens_decoder), pad,
+                              eos, bos, model_max_length n_ctx, GPT2Tokenizer,
+                              and chat_template: the Jinja string whose text,
+                              encoded with its special tokens, is
+                              rlhf_tokenizer_chat's ids
+     special_tokens_map.json
+   A model with a scalar head (reward or value) exports as
+   GPT2ForSequenceClassification (num_labels 1): score.weight [1, C] is
+   gain * score.weight, the normalisation's gain folded in; Hugging Face's
+   score layer has no bias, so rlhf.h's score = the Hugging Face logit +
+   config.json's "rlhf_score_offset" (= gain * score.bias + bias). It pools
+   the last token that is not pad_token_id, the token rlhf.h scores (the
+   reply's <|end|>) when a batch is right-padded with <|pad|>.
+   rlhf_model_load_ex reads DIR/model.safetensors back (config.json beside,
+   the offset as score.bias) with the same logits and scores. */
+typedef enum rlhf_export_dtype { RLHF_EXPORT_F32, RLHF_EXPORT_BF16, RLHF_EXPORT_F16 } rlhf_export_dtype;
+typedef struct rlhf_export_options {
+    rlhf_export_dtype dtype; /* F32. F16 refuses a weight beyond its range (|x| >= 65520 rounds to
+                                infinity): the error names the tensor; use BF16 or F32 then */
+    int overwrite;           /* 0: a DIR that holds files is refused. 1: it is replaced, provided it
+                                holds nothing but an earlier export's files (nothing else is deleted) */
+} rlhf_export_options;
+/* dtype F32, overwrite 0 */
+RLHFDEF rlhf_export_options rlhf_export_options_default(void);
+/* Export m with tokenizer t (NULL: the tokenizer stored in m) into the
+   directory dir. opt may be NULL (defaults). The directory is written as a
+   unit: every file into dir.tmp-PID beside it, each fsync'ed, then renamed
+   to dir (an empty dir is replaced; with overwrite an earlier export is
+   moved aside, the new one renamed in, the old one deleted), so dir holds
+   the old export or the new one, never a mix; on failure dir is untouched.
+   Refused: non-finite weights (RLHF_ERR_NON_FINITE), a weight beyond the
+   dtype's range (RLHF_ERR_TOO_LARGE), a tokenizer larger than the model's
+   vocabulary. POSIX only (elsewhere RLHF_ERR_IO). err (may be NULL) says why. */
+RLHFDEF rlhf_result rlhf_model_export_hf(const rlhf_model *m, const rlhf_tokenizer *t, const char *dir,
+                                         const rlhf_export_options *opt, rlhf_error *err);
+
+/* ---------------------------------------------------------------------------
    Losses of the RLHF stages (stable entry points). */
 
 /* InstructGPT eq. 1 for one prompt: rewards (K) of K completions listed best
@@ -4221,6 +4274,117 @@ RLHFDEF rlhf_result rlhf_tokenizer_load(rlhf_tokenizer **out, const char *path, 
     return r;
 }
 
+/* ---- Hugging Face's tokenizer files (rlhf_model_export_hf) ----------------------- */
+
+/* The chat template as the Jinja string of tokenizer_config.json's
+   "chat_template", rendered by transformers with messages and
+   add_generation_prompt: <|role|> content <|end|> per message, then
+   <|assistant|> where a reply begins. Encoded with the markers as special
+   tokens, its text is rlhf_tokenizer_chat's ids. Another role is an error
+   (raise_exception is transformers' helper). */
+static void rlhf__hf_chat_template(rlhf__sb *b) {
+    static const char *const roles[3] = {"system", "user", "assistant"};
+    int k;
+    rlhf__sb_str(b, "{% for message in messages %}");
+    for (k = 0; k < 3; k++)
+        rlhf__sb_fmt(b, "{%% %s message['role'] == '%s' %%}{{ '%s' }}", k ? "elif" : "if", roles[k],
+                     RLHF__SPECIAL_STR[RLHF_TOKEN_SYSTEM + k]);
+    rlhf__sb_str(b, "{% else %}{{ raise_exception('rlhf.h chat template: the role must be system, user or assistant, "
+                    "not ' + message['role']) }}{% endif %}");
+    rlhf__sb_fmt(b, "{{ message['content'] + '%s' }}{%% endfor %%}", RLHF__SPECIAL_STR[RLHF_TOKEN_END]);
+    rlhf__sb_fmt(b, "{%% if add_generation_prompt %%}{{ '%s' }}{%% endif %%}", RLHF__SPECIAL_STR[RLHF_TOKEN_ASSISTANT]);
+}
+
+/* vocab.json holds ids [0, n) and the added tokens follow as n, n+1, ...
+   (transformers numbers added tokens after the vocabulary): n is past the
+   last token that is not pad or a chat marker, so GPT-2's <|endoftext|>
+   stays in vocab.json as in GPT-2's own files. */
+static int rlhf__hf_base_vocab(const rlhf_tokenizer *t) {
+    int n = t->n_vocab, k, added = 1;
+    while (added && n > 0) {
+        added = 0;
+        for (k = 1; k < RLHF_NUM_SPECIAL_TOKENS; k++) added |= t->special[k] == n - 1;
+        n -= added;
+    }
+    return n;
+}
+/* token id's bytes in GPT-2's byte-to-unicode alphabet, '"' and '\' escaped for JSON when json != 0 */
+static void rlhf__sb_token(rlhf__sb *b, const rlhf_tokenizer *t, int id, const uint32_t cp_of_byte[256], int json) {
+    size_t j;
+    for (j = t->tok_off[id]; j < t->tok_off[id + 1]; j++) {
+        unsigned char u[4];
+        uint32_t cp = cp_of_byte[t->pool[j]];
+        if (json && (cp == '"' || cp == '\\')) rlhf__sb_add(b, "\\", 1);
+        rlhf__sb_add(b, (const char *)u, rlhf__utf8_put(u, cp));
+    }
+}
+/* vocab.json: {token: id} for ids [0, rlhf__hf_base_vocab) */
+static void rlhf__hf_vocab_json(const rlhf_tokenizer *t, rlhf__sb *b) {
+    uint32_t cp_of_byte[256];
+    int byte_of_cp[324], i, n = rlhf__hf_base_vocab(t);
+    rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
+    rlhf__sb_str(b, "{");
+    for (i = 0; i < n && !b->oom; i++) {
+        rlhf__sb_str(b, i ? ",\n\"" : "\"");
+        rlhf__sb_token(b, t, i, cp_of_byte, 1);
+        rlhf__sb_fmt(b, "\":%d", i);
+    }
+    rlhf__sb_str(b, "}\n");
+}
+/* merges.txt: "#version: 0.2", then "A B" per merge, by rank */
+static void rlhf__hf_merges_txt(const rlhf_tokenizer *t, rlhf__sb *b) {
+    uint32_t cp_of_byte[256];
+    int byte_of_cp[324], r;
+    rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
+    rlhf__sb_str(b, "#version: 0.2\n");
+    for (r = 0; r < t->n_merges && !b->oom; r++) {
+        rlhf__sb_token(b, t, t->merges[r].a, cp_of_byte, 0);
+        rlhf__sb_str(b, " ");
+        rlhf__sb_token(b, t, t->merges[r].b, cp_of_byte, 0);
+        rlhf__sb_str(b, "\n");
+    }
+}
+/* The special tokens' roles, shared by tokenizer_config.json and special_tokens_map.json. */
+static void rlhf__hf_special_roles(rlhf__sb *b) {
+    int k;
+    rlhf__sb_str(b, "\"additional_special_tokens\":[");
+    for (k = RLHF_TOKEN_SYSTEM; k <= RLHF_TOKEN_END; k++) rlhf__sb_fmt(b, "%s\"%s\"", k > RLHF_TOKEN_SYSTEM ? "," : "",
+                                                                          RLHF__SPECIAL_STR[k]);
+    rlhf__sb_fmt(b, "],\n\"bos_token\":\"%s\",\n\"eos_token\":\"%s\",\n\"pad_token\":\"%s\",\n\"unk_token\":\"%s\"",
+                 RLHF__SPECIAL_STR[RLHF_TOKEN_EOS], RLHF__SPECIAL_STR[RLHF_TOKEN_EOS],
+                 RLHF__SPECIAL_STR[RLHF_TOKEN_PAD], RLHF__SPECIAL_STR[RLHF_TOKEN_EOS]);
+}
+static void rlhf__hf_special_tokens_map(rlhf__sb *b) {
+    rlhf__sb_str(b, "{\n");
+    rlhf__hf_special_roles(b);
+    rlhf__sb_str(b, "\n}\n");
+}
+/* tokenizer_config.json: GPT2Tokenizer with the special tokens as added
+   tokens (by id), no BOS added, no clean-up of spaces on decoding (so
+   decoding gives the bytes back), and the chat template. */
+static void rlhf__hf_tokenizer_config(const rlhf_tokenizer *t, int n_ctx, rlhf__sb *b) {
+    int k, done, last = -1;
+    rlhf__sb tmpl = {NULL, 0, 0, 0};
+    rlhf__sb_str(b, "{\n\"add_bos_token\":false,\n\"add_prefix_space\":false,\n\"added_tokens_decoder\":{");
+    for (done = 0; done < RLHF_NUM_SPECIAL_TOKENS; done++) { /* in id order */
+        int w = -1;
+        for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++)
+            if (t->special[k] > last && (w < 0 || t->special[k] < t->special[w])) w = k;
+        last = t->special[w];
+        rlhf__sb_fmt(b, "%s\n  \"%d\":{\"content\":\"%s\",\"lstrip\":false,\"normalized\":false,\"rstrip\":false,"
+                        "\"single_word\":false,\"special\":true}", done ? "," : "", last, RLHF__SPECIAL_STR[w]);
+    }
+    rlhf__sb_str(b, "\n},\n");
+    rlhf__hf_special_roles(b);
+    rlhf__hf_chat_template(&tmpl);
+    rlhf__sb_str(b, ",\n\"chat_template\":");
+    if (tmpl.oom) b->oom = 1;
+    else rlhf__sb_json(b, tmpl.p);
+    rlhf__free(tmpl.p);
+    rlhf__sb_fmt(b, ",\n\"clean_up_tokenization_spaces\":false,\n\"errors\":\"replace\",\n\"model_max_length\":%d,\n"
+                    "\"tokenizer_class\":\"GPT2Tokenizer\"\n}\n", n_ctx);
+}
+
 // ----------------------------------------------------------------------------
 // >>model  GPT-2 as Hugging Face's GPT2LMHeadModel computes it: learned token
 //          and position embeddings, L pre-LN blocks (attention, MLP 4C with
@@ -6483,6 +6647,52 @@ static rlhf_result rlhf__st_restore_meta(const rlhf__st_reader *R, rlhf_model *m
     return RLHF_OK;
 }
 
+/* A scalar head exported by rlhf_model_export_hf: Hugging Face's score layer
+   has no bias, so config.json beside the file carries rlhf.h's offset
+   ("rlhf_score_offset"), which becomes score.bias, and "rlhf_kind" and
+   "rlhf_reward_normalized" give back the metadata the model had (its gain is
+   already in score.weight: normalisation 1 and 0). Only for a file with no
+   config and no score.bias of its own. */
+static rlhf_result rlhf__st_hf_score(const rlhf__st_reader *R, rlhf_model *m) {
+    size_t plen = strlen(R->path), clen = 0;
+    char *cpath, *slash, *cfgbuf;
+    rlhf_json_doc *cdoc = NULL;
+    const rlhf_json *root, *v;
+    rlhf_result r = RLHF_OK;
+    int t;
+    if (!m->has_score || (R->meta && rlhf_json_get(R->meta, "config"))) return RLHF_OK;
+    for (t = 0; t < m->n_tensors && strcmp(m->tensors[t].name, "score.bias") != 0; t++) {}
+    if (t == m->n_tensors || R->found[3 * t]) return RLHF_OK;
+    if (!(cpath = (char *)rlhf__alloc(plen + 16)))
+        return rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, R->path, "out of memory");
+    memcpy(cpath, R->path, plen + 1);
+    slash = strrchr(cpath, '/');
+    strcpy(slash ? slash + 1 : cpath, "config.json");
+    cfgbuf = rlhf__read_small_file(cpath, 1 << 20, &clen); /* read once already by rlhf__st_config_beside */
+    if (!cfgbuf || rlhf_json_parse(&cdoc, cfgbuf, clen, 16, NULL) != RLHF_OK) goto done;
+    root = rlhf_json_root(cdoc);
+
+    if ((v = rlhf_json_get(root, "rlhf_score_offset")) != NULL) {
+        if (v->type != RLHF_JSON_NUMBER || !isfinite((float)v->number))
+            r = rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "%s: \"rlhf_score_offset\" must be a finite number",
+                             cpath);
+        else
+            m->param_mem[m->tensors[t].offset] = (float)v->number;
+    }
+    if (r == RLHF_OK && (v = rlhf_json_get(root, "rlhf_kind")) != NULL && v->type == RLHF_JSON_STRING &&
+        (strcmp(v->str, "reward") == 0 || strcmp(v->str, "value") == 0) && !rlhf_model_meta(m, "rlhf.kind"))
+        r = rlhf__set_meta(m, "rlhf.kind", v->str);
+    if (r == RLHF_OK && (v = rlhf_json_get(root, "rlhf_reward_normalized")) != NULL && v->type == RLHF_JSON_TRUE &&
+        !rlhf_model_meta(m, "rlhf.reward.gain") && (r = rlhf__set_meta(m, "rlhf.reward.gain", "1")) == RLHF_OK)
+        r = rlhf__set_meta(m, "rlhf.reward.bias", "0");
+    if (r == RLHF_ERR_OUT_OF_MEMORY) r = rlhf__st_err(R->err, r, R->path, "out of memory");
+done:
+    rlhf__free(cpath);
+    rlhf__free(cfgbuf);
+    rlhf_json_free(cdoc);
+    return r;
+}
+
 #ifdef RLHF__POSIX_IO
 /* A directory opens as a file on POSIX and reads as one of LONG_MAX bytes:
    name the mistake. */
@@ -6537,8 +6747,9 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
     if (r != RLHF_OK) goto done;
 
     /* the tensors, the tied head, the metadata */
-    if ((r = rlhf__st_load_tensors(&R, m)) == RLHF_OK && (r = rlhf__st_check_lm_head(&R, m)) == RLHF_OK)
-        r = rlhf__st_restore_meta(&R, m);
+    if ((r = rlhf__st_load_tensors(&R, m)) == RLHF_OK && (r = rlhf__st_check_lm_head(&R, m)) == RLHF_OK &&
+        (r = rlhf__st_restore_meta(&R, m)) == RLHF_OK)
+        r = rlhf__st_hf_score(&R, m);
 done:
     if (R.f) fclose(R.f);
     rlhf__free(R.hbuf);
@@ -6551,6 +6762,398 @@ done:
     }
     *out = m;
     return RLHF_OK;
+}
+
+/* ---- export: a Hugging Face directory (rlhf_model_export_hf) ---------------------- */
+#ifdef RLHF__POSIX_IO
+#include <dirent.h>
+#endif
+/* the files of an export: nothing else is ever deleted by an overwrite */
+static const char *const RLHF__HF_FILES[] = {"config.json", "model.safetensors", "generation_config.json", "vocab.json",
+                                            "merges.txt", "tokenizer_config.json", "special_tokens_map.json"};
+#define RLHF__HF_NFILES (sizeof RLHF__HF_FILES / sizeof RLHF__HF_FILES[0])
+
+RLHFDEF rlhf_export_options rlhf_export_options_default(void) {
+    rlhf_export_options o;
+    o.dtype = RLHF_EXPORT_F32;
+    o.overwrite = 0;
+    return o;
+}
+
+/* float to IEEE half, rounded to nearest, ties to even, subnormals included;
+   |x| >= 65520 becomes infinity (rlhf__export_check refuses it before) */
+static uint16_t rlhf__f32_to_f16(float f) {
+    uint32_t x, ax, sign, h, rem, mant, shift;
+    memcpy(&x, &f, 4);
+    sign = (x >> 16) & 0x8000u;
+    ax = x & 0x7FFFFFFFu;
+    if (ax > 0x7F800000u) return (uint16_t)(sign | 0x7E00u); /* NaN */
+    if (ax >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u); /* 65520 and up: infinity */
+    if (ax >= 0x38800000u) { /* a normal half (>= 2^-14): exponent rebiased 127 -> 15, 13 bits rounded off */
+        h = (ax - 0x38000000u) >> 13;
+        rem = ax & 0x1FFFu;
+        if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
+        return (uint16_t)(sign | h);
+    }
+    if (ax <= 0x33000000u) return (uint16_t)sign; /* at most 2^-25, half the smallest subnormal: ties to 0 */
+    /* a subnormal half: the value in units of 2^-24 */
+    mant = (ax & 0x7FFFFFu) | 0x800000u;
+    shift = 126u - (ax >> 23); /* 14 .. 24 */
+    h = mant >> shift;
+    rem = mant & ((1u << shift) - 1u);
+    if (rem > (1u << (shift - 1u)) || (rem == (1u << (shift - 1u)) && (h & 1u))) h++;
+    return (uint16_t)(sign | h);
+}
+/* float to bfloat16, rounded to nearest, ties to even (|x| >= 0x7F7F8000's value overflows: refused before) */
+static uint16_t rlhf__f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x40u); /* NaN stays a (quiet) NaN */
+    return (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+}
+
+/* A tensor's name in the export (0: not exported). The backbone under
+   "transformer." as save_pretrained writes it; score.weight as is;
+   score.bias has no place in Hugging Face's score layer (it is in the offset). */
+static int rlhf__export_name(const rlhf__tensor *mt, char *name, size_t cap) {
+    if (strcmp(mt->name, "score.bias") == 0) return 0;
+    snprintf(name, cap, "%s%s", strncmp(mt->name, "score.", 6) == 0 ? "" : "transformer.", mt->name);
+    return 1;
+}
+/* The scale of tensor mt in the export: the normalisation's gain for score.weight, else 1 */
+static float rlhf__export_scale(const rlhf__tensor *mt, float gain) {
+    return strcmp(mt->name, "score.weight") == 0 ? gain : 1.0f;
+}
+
+/* Every weight as exported finite and inside the dtype's range (a value
+   that would round to infinity is refused, never written). */
+static rlhf_result rlhf__export_check(const rlhf_model *m, float gain, rlhf_export_dtype dt, rlhf_error *err) {
+    static const char *const dt_name[3] = {"F32", "BF16", "F16"};
+    /* the smallest magnitude (as float bits) that the dtype rounds to infinity */
+    uint32_t limit = dt == RLHF_EXPORT_F16 ? 0x477FF000u : dt == RLHF_EXPORT_BF16 ? 0x7F7F8000u : 0x7F800000u;
+    int i;
+    for (i = 0; i < m->n_tensors; i++) {
+        const rlhf__tensor *mt = &m->tensors[i];
+        const float *x = m->param_mem + mt->offset, g = rlhf__export_scale(mt, gain);
+        size_t j;
+        for (j = 0; j < mt->numel; j++) {
+            float v = x[j] * g;
+            uint32_t bits;
+            memcpy(&bits, &v, 4);
+            if (!isfinite(v))
+                return rlhf__st_err(err, RLHF_ERR_NON_FINITE, "rlhf_model_export_hf",
+                                    "%s[%zu] is %g: a model with non-finite weights is not exported", mt->name, j,
+                                    (double)v);
+            if ((bits & 0x7FFFFFFFu) >= limit)
+                return rlhf__st_err(err, RLHF_ERR_TOO_LARGE, "rlhf_model_export_hf",
+                                    "%s[%zu] is %g, beyond %s's range (it would round to infinity): export as %s",
+                                    mt->name, j, (double)v, dt_name[dt], dt == RLHF_EXPORT_F16 ? "BF16 or F32" : "F32");
+        }
+    }
+    return RLHF_OK;
+}
+
+/* n floats times g as dt, little-endian, through a staging buffer */
+static void rlhf__export_floats(rlhf__out *o, const float *x, size_t n, float g, rlhf_export_dtype dt) {
+    unsigned char buf[4096];
+    while (n > 0) {
+        size_t k, w = 0, chunk = n < 1024 ? n : 1024;
+        for (k = 0; k < chunk; k++) {
+            float v = x[k] * g;
+            uint32_t u;
+            if (dt == RLHF_EXPORT_F32) memcpy(&u, &v, 4);
+            else u = dt == RLHF_EXPORT_F16 ? rlhf__f32_to_f16(v) : rlhf__f32_to_bf16(v);
+            buf[w++] = (unsigned char)u;
+            buf[w++] = (unsigned char)(u >> 8);
+            if (dt == RLHF_EXPORT_F32) {
+                buf[w++] = (unsigned char)(u >> 16);
+                buf[w++] = (unsigned char)(u >> 24);
+            }
+        }
+        rlhf__out_write(o, buf, w);
+        x += chunk;
+        n -= chunk;
+    }
+}
+
+/* model.safetensors at path: the weights under Hugging Face's names, in dt,
+   metadata {"format": "pt"} only (no AdamW state, no rlhf.h metadata) */
+static rlhf_result rlhf__export_weights(const rlhf_model *m, float gain, rlhf_export_dtype dt, const char *path,
+                                        rlhf_error *err) {
+    static const char *const dt_name[3] = {"F32", "BF16", "F16"};
+    uint64_t off = 0, esz = dt == RLHF_EXPORT_F32 ? 4 : 2;
+    rlhf__sb h = {NULL, 0, 0, 0};
+    unsigned char len8[8];
+    char name[64];
+    rlhf__out o;
+    rlhf_result r;
+    int i;
+    rlhf__sb_str(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    for (i = 0; i < m->n_tensors; i++) {
+        const rlhf__tensor *mt = &m->tensors[i];
+        uint64_t bytes = (uint64_t)mt->numel * esz;
+        if (!rlhf__export_name(mt, name, sizeof name)) continue;
+        rlhf__sb_fmt(&h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%d", name, dt_name[dt], mt->shape[0]);
+        if (mt->ndim == 2) rlhf__sb_fmt(&h, ",%d", mt->shape[1]);
+        rlhf__sb_fmt(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off, (unsigned long long)(off + bytes));
+        off += bytes;
+    }
+    rlhf__sb_str(&h, "}");
+    while ((h.len + 8) % 8) rlhf__sb_add(&h, " ", 1);
+    if (h.oom) {
+        rlhf__free(h.p);
+        return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory");
+    }
+    if ((r = rlhf__out_open(&o, path, 1)) != RLHF_OK) {
+        rlhf__free(h.p);
+        return rlhf__st_err(err, r, "rlhf_model_export_hf", "%s", o.why);
+    }
+    rlhf__put_u64le(len8, (uint64_t)h.len);
+    rlhf__out_write(&o, len8, 8);
+    rlhf__out_write(&o, h.p, h.len);
+    rlhf__free(h.p);
+    for (i = 0; i < m->n_tensors; i++) {
+        const rlhf__tensor *mt = &m->tensors[i];
+        if (rlhf__export_name(mt, name, sizeof name))
+            rlhf__export_floats(&o, m->param_mem + mt->offset, mt->numel, rlhf__export_scale(mt, gain), dt);
+    }
+    if ((r = rlhf__out_commit(&o)) != RLHF_OK) return rlhf__st_err(err, r, "rlhf_model_export_hf", "%s", o.why);
+    return RLHF_OK;
+}
+
+/* config.json: GPT2Config's fields under transformers' names (no dropout,
+   tied embeddings); for a scalar head GPT2ForSequenceClassification's
+   num_labels 1 and rlhf.h's offset, with a note saying what it means */
+static void rlhf__export_config(const rlhf_model *m, const rlhf_tokenizer *t, rlhf_export_dtype dt, double offset,
+                                rlhf__sb *b) {
+    static const char *const torch_dt[3] = {"float32", "bfloat16", "float16"};
+    const rlhf_config *c = &m->cfg;
+    const char *kind = rlhf_model_meta(m, "rlhf.kind");
+    int eos = t->special[RLHF_TOKEN_EOS], s = m->has_score;
+    rlhf__sb_fmt(b, "{\n\"activation_function\":\"gelu_new\",\n\"architectures\":[\"%s\"],\n\"attn_pdrop\":0.0,\n",
+                 s ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel");
+    rlhf__sb_fmt(b, "\"bos_token_id\":%d,\n\"embd_pdrop\":0.0,\n\"eos_token_id\":%d,\n", eos, eos);
+    if (s) rlhf__sb_str(b, "\"id2label\":{\"0\":\"LABEL_0\"},\n\"label2id\":{\"LABEL_0\":0},\n");
+    rlhf__sb_fmt(b, "\"initializer_range\":0.02,\n\"layer_norm_epsilon\":1e-05,\n\"model_type\":\"gpt2\",\n"
+                    "\"n_ctx\":%d,\n\"n_embd\":%d,\n\"n_head\":%d,\n\"n_inner\":null,\n"
+                    "\"n_layer\":%d,\n\"n_positions\":%d,\n",
+                 c->n_ctx, c->n_embd, c->n_head, c->n_layer, c->n_ctx);
+    if (s) rlhf__sb_str(b, "\"num_labels\":1,\n");
+    rlhf__sb_fmt(b, "\"pad_token_id\":%d,\n\"reorder_and_upcast_attn\":false,\n\"resid_pdrop\":0.0,\n",
+                 t->special[RLHF_TOKEN_PAD]);
+    if (s) {
+        rlhf__sb_fmt(b, "\"rlhf_kind\":\"%s\",\n", kind && strcmp(kind, "value") == 0 ? "value" : "reward");
+        rlhf__sb_str(b, "\"rlhf_note\":\"rlhf.h's score = this model's logit + rlhf_score_offset (the score layer of "
+                        "Hugging Face has no bias); the normalisation's gain is folded into score.weight\",\n");
+        rlhf__sb_fmt(b, "\"rlhf_reward_normalized\":%s,\n\"rlhf_score_offset\":%.9g,\n",
+                     rlhf_model_meta(m, "rlhf.reward.gain") ? "true" : "false", offset);
+    }
+    rlhf__sb_fmt(b, "\"rlhf_version\":\"%s\",\n\"scale_attn_by_inverse_layer_idx\":false,\n"
+                    "\"scale_attn_weights\":true,\n", RLHF_VERSION_STRING);
+    rlhf__sb_fmt(b, "\"summary_first_dropout\":0.0,\n\"tie_word_embeddings\":true,\n\"torch_dtype\":\"%s\",\n"
+                    "\"use_cache\":true,\n\"vocab_size\":%d\n}\n", torch_dt[dt], c->vocab_size);
+}
+
+/* b's text as dir/name, fsync'ed (the directory is renamed into place as a whole); b is emptied */
+static rlhf_result rlhf__export_file(const char *dir, const char *name, rlhf__sb *b, rlhf_error *err) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *path = (char *)rlhf__alloc(n);
+    rlhf__out o;
+    rlhf_result r;
+    if (!path || b->oom) r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_export_hf", "out of memory");
+    else {
+        snprintf(path, n, "%s/%s", dir, name);
+        if ((r = rlhf__out_open(&o, path, 1)) == RLHF_OK) {
+            rlhf__out_write(&o, b->p, b->len);
+            r = rlhf__out_commit(&o);
+        }
+        if (r != RLHF_OK) rlhf__st_err(err, r, "rlhf_model_export_hf", "%s", o.why);
+    }
+    rlhf__free(path);
+    rlhf__free(b->p);
+    memset(b, 0, sizeof *b);
+    return r;
+}
+
+/* Every file of the export into the (new, empty) directory dir. */
+static rlhf_result rlhf__export_files(const rlhf_model *m, const rlhf_tokenizer *t, const char *dir,
+                                      rlhf_export_dtype dt, float gain, double offset, rlhf_error *err) {
+    size_t n = strlen(dir) + 32;
+    char *path = (char *)rlhf__alloc(n);
+    rlhf__sb b = {NULL, 0, 0, 0};
+    rlhf_result r;
+    if (!path) return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_export_hf", "out of memory");
+    snprintf(path, n, "%s/model.safetensors", dir);
+    r = rlhf__export_weights(m, gain, dt, path, err);
+    if (r == RLHF_OK) {
+        rlhf__export_config(m, t, dt, offset, &b);
+        r = rlhf__export_file(dir, "config.json", &b, err);
+    }
+    if (r == RLHF_OK && !m->has_score) { /* generation stops at <|end|> (a reply's end) or <|endoftext|> */
+        rlhf__sb_fmt(&b, "{\n\"_from_model_config\":false,\n\"bos_token_id\":%d,\n\"eos_token_id\":[%d,%d],\n"
+                         "\"pad_token_id\":%d\n}\n", t->special[RLHF_TOKEN_EOS], t->special[RLHF_TOKEN_END],
+                     t->special[RLHF_TOKEN_EOS], t->special[RLHF_TOKEN_PAD]);
+        r = rlhf__export_file(dir, "generation_config.json", &b, err);
+    }
+    if (r == RLHF_OK) {
+        rlhf__hf_vocab_json(t, &b);
+        r = rlhf__export_file(dir, "vocab.json", &b, err);
+    }
+    if (r == RLHF_OK) {
+        rlhf__hf_merges_txt(t, &b);
+        r = rlhf__export_file(dir, "merges.txt", &b, err);
+    }
+    if (r == RLHF_OK) {
+        rlhf__hf_tokenizer_config(t, m->cfg.n_ctx, &b);
+        r = rlhf__export_file(dir, "tokenizer_config.json", &b, err);
+    }
+    if (r == RLHF_OK) {
+        rlhf__hf_special_tokens_map(&b);
+        r = rlhf__export_file(dir, "special_tokens_map.json", &b, err);
+    }
+    if (r == RLHF_OK) rlhf__fsync_dir(path); /* the directory's entries, before it is renamed into place */
+    rlhf__free(path);
+    return r;
+}
+
+#ifdef RLHF__POSIX_IO
+/* What dir holds: 0 nothing, 1 only an export's files, 2 something else
+   (*other receives its name), -1 it cannot be listed. */
+static int rlhf__export_dir_holds(const char *dir, char *other, size_t cap) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int holds = 0;
+    if (!d) return -1;
+    while (holds < 2 && (e = readdir(d)) != NULL) {
+        size_t k;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        for (k = 0; k < RLHF__HF_NFILES && strcmp(e->d_name, RLHF__HF_FILES[k]) != 0; k++) {}
+        holds = k < RLHF__HF_NFILES ? 1 : 2;
+        if (holds == 2) snprintf(other, cap, "%s", e->d_name);
+    }
+    closedir(d);
+    return holds;
+}
+/* Remove an export: its files (an export's names only), then the directory
+   (which fails, leaving it, if anything else is in it). 0 on success. */
+static int rlhf__export_remove(const char *dir) {
+    size_t k, n = strlen(dir) + 32;
+    char *p = (char *)rlhf__alloc(n);
+    if (!p) return -1;
+    for (k = 0; k < RLHF__HF_NFILES; k++) {
+        snprintf(p, n, "%s/%s", dir, RLHF__HF_FILES[k]);
+        unlink(p);
+    }
+    rlhf__free(p);
+    return rmdir(dir);
+}
+/* The finished tmp directory into dir's place. replace: dir holds an earlier
+   export, moved aside to old first and deleted after (if the second rename
+   fails, it is moved back). rename(2) replaces an empty directory itself. */
+static rlhf_result rlhf__export_commit(const char *tmp, const char *dir, const char *old, int replace,
+                                       rlhf_error *err) {
+    if (replace && rename(dir, old) != 0)
+        return rlhf__st_err(err, RLHF_ERR_IO, dir, "cannot move the earlier export aside to %s: %s", old,
+                            strerror(errno));
+    if (rename(tmp, dir) != 0) {
+        int e = errno;
+        if (replace) rename(old, dir);
+        return rlhf__st_err(err, RLHF_ERR_IO, dir, "cannot rename %s to it: %s", tmp, strerror(e));
+    }
+    rlhf__fsync_dir(dir);
+    if (replace) rlhf__export_remove(old);
+    return RLHF_OK;
+}
+/* dir as a unit: checked, written as tmp beside it, renamed into place */
+static rlhf_result rlhf__export_dir(const rlhf_model *m, const rlhf_tokenizer *t, const char *dir,
+                                    const rlhf_export_options *o, float gain, double offset, rlhf_error *err) {
+    size_t n = strlen(dir) + 32;
+    char *tmp = (char *)rlhf__alloc(n), *old = (char *)rlhf__alloc(n), other[256];
+    struct stat st;
+    int holds = 0;
+    rlhf_result r = RLHF_OK;
+    if (!tmp || !old) r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, dir, "out of memory");
+    else if (stat(dir, &st) == 0) { /* an existing dir: empty, or (with overwrite) an earlier export */
+        if (!S_ISDIR(st.st_mode)) r = rlhf__st_err(err, RLHF_ERR_IO, dir, "exists and is not a directory");
+        else if ((holds = rlhf__export_dir_holds(dir, other, sizeof other)) < 0)
+            r = rlhf__st_err(err, RLHF_ERR_IO, dir, "cannot list the directory: %s", strerror(errno));
+        else if (holds == 2 && o->overwrite)
+            r = rlhf__st_err(err, RLHF_ERR_IO, dir, "holds \"%s\", which an export does not write: not replaced",
+                             other);
+        else if (holds > 0 && !o->overwrite)
+            r = rlhf__st_err(err, RLHF_ERR_IO, dir, "exists and is not empty (overwrite replaces an earlier export)");
+    }
+    if (r == RLHF_OK) {
+        snprintf(tmp, n, "%s.tmp-%ld", dir, (long)getpid());
+        snprintf(old, n, "%s.old-%ld", dir, (long)getpid());
+        /* a temporary directory of this PID left by a killed export is cleared first */
+        if (mkdir(tmp, 0755) != 0 && (errno != EEXIST || rlhf__export_remove(tmp) != 0 || mkdir(tmp, 0755) != 0))
+            r = rlhf__st_err(err, RLHF_ERR_IO, dir, "cannot create the temporary directory %s: %s", tmp,
+                             strerror(errno));
+        else if ((r = rlhf__export_files(m, t, tmp, o->dtype, gain, offset, err)) != RLHF_OK ||
+                 (r = rlhf__export_commit(tmp, dir, old, holds > 0, err)) != RLHF_OK)
+            rlhf__export_remove(tmp);
+    }
+    rlhf__free(tmp);
+    rlhf__free(old);
+    return r;
+}
+#endif
+
+RLHFDEF rlhf_result rlhf_model_export_hf(const rlhf_model *m, const rlhf_tokenizer *t, const char *dir,
+                                         const rlhf_export_options *opt, rlhf_error *err) {
+    static const char *const who = "rlhf_model_export_hf";
+    rlhf_export_options o = opt ? *opt : rlhf_export_options_default();
+    rlhf_tokenizer *own = NULL;
+    float gain = 1.0f, bias = 0.0f;
+    double offset = 0.0;
+    char *path = NULL;
+    size_t n;
+    rlhf_result r;
+    int i, dup = -1;
+    rlhf__tokmap map = {NULL, 0, NULL};
+    if (err) err->message[0] = 0;
+    if (!m || !dir || !*dir) return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, who, "needs a model and a directory");
+    if ((int)o.dtype < RLHF_EXPORT_F32 || (int)o.dtype > RLHF_EXPORT_F16)
+        return rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, who, "dtype must be F32, BF16 or F16");
+    if (!t && (r = rlhf_tokenizer_from_model(&own, m, err)) != RLHF_OK) return r;
+    if (!t) t = own;
+
+    /* what goes out: a tokenizer the model covers, with tokens vocab.json can hold, and weights that fit dtype */
+    if (t->n_vocab > m->cfg.vocab_size)
+        r = rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, who, "the tokenizer has %d tokens but the model only %d",
+                         t->n_vocab, m->cfg.vocab_size);
+    else if ((i = rlhf__tokmap_build(&map, t, t->n_vocab, &dup)) != -1)
+        r = i == -2 ? rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, who, "out of memory")
+                    : rlhf__st_err(err, RLHF_ERR_INVALID_ARGUMENT, who,
+                                   "tokens %d and %d have the same bytes: a vocab.json cannot hold both", dup, i);
+    else {
+        if (m->has_score) { /* rlhf.h's score = gain * (logit + score.bias) + bias = gain * logit + offset */
+            for (i = 0; i < m->n_tensors && strcmp(m->tensors[i].name, "score.bias") != 0; i++) {}
+            rlhf_reward_normalization(m, &gain, &bias);
+            offset = (double)gain * m->param_mem[m->tensors[i].offset] + bias;
+        }
+        r = rlhf__export_check(m, gain, o.dtype, err);
+    }
+    rlhf__free(map.slot);
+    if (r == RLHF_OK) {
+#ifdef RLHF__POSIX_IO
+        n = strlen(dir); /* "out/" and "out" are one directory */
+        while (n > 1 && dir[n - 1] == '/') n--;
+        if (!(path = (char *)rlhf__alloc(n + 1))) r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, who, "out of memory");
+        else {
+            memcpy(path, dir, n);
+            path[n] = 0;
+            r = rlhf__export_dir(m, t, path, &o, gain, offset, err);
+        }
+#else
+        (void)n;
+        r = rlhf__st_err(err, RLHF_ERR_IO, dir, "exporting a directory needs POSIX (mkdir, directory renames)");
+#endif
+    }
+    rlhf__free(path);
+    rlhf_tokenizer_free(own);
+    return r;
 }
 
 // ----------------------------------------------------------------------------

@@ -192,6 +192,26 @@ grep -q "your message does not fit the context" "$OUT" || bad "chat: a too-long 
 grep -q "older turns dropped" "$OUT" && bad "chat: a refused message dropped the conversation"
 expect 0 "" generate "$SFT" --prompt "add 1 and 2"
 
+# --- export: usage, a missing checkpoint, no tokenizer, an --out that exists, is a file or cannot be made ---
+expect 2 "needs --out DIR" export "$SFT"
+expect 2 "--dtype is one of f32\|bf16\|f16" export "$SFT" --out "$W/hf" --dtype f64
+expect 1 "cannot open the file" export "$W/none.safetensors" --out "$W/hf"
+expect 1 "has no tokenizer stored" export tests/fixtures/hf/pretrained/model.safetensors --out "$W/hf"
+once "no tokenizer stored"
+[ -e "$W/hf" ] && bad "export without a tokenizer created --out"
+expect 0 "as GPT2LMHeadModel, F32" export "$SFT" --out "$W/hf"
+cp "$W/hf/config.json" "$W/hf.config"
+expect 2 "exists and is not empty: add --overwrite" export "$SFT" --out "$W/hf" --dtype f16
+echo mine > "$W/hf/notes.txt"
+expect 1 "holds \"notes.txt\", which an export does not write" export "$SFT" --out "$W/hf" --overwrite
+cmp -s "$W/hf/config.json" "$W/hf.config" || bad "a refused export changed the earlier one"
+rm -f "$W/hf/notes.txt"
+expect 0 "as GPT2ForSequenceClassification, BF16" export "$RM" --out "$W/hf/" --overwrite --dtype bf16
+cmp -s "$W/hf/config.json" "$W/hf.config" && bad "export --overwrite did not replace the earlier export"
+ls "$W" | grep -qE "hf\.(tmp|old)-" && bad "export left a temporary directory"
+expect 1 "exists and is not a directory" export "$SFT" --out "$P"
+expect 1 "cannot create /proc/no-such-dir" export "$SFT" --out /proc/no-such-dir/hf
+
 if [ $fails -ne 0 ]; then
     echo "cli_errors: $fails of $cases cases FAILED"
     exit 1

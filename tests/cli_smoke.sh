@@ -30,6 +30,15 @@ grep -q "PPO: 2 iterations" "$R/out.txt" || { echo "FAIL: ppo --resume did not c
 run generate "$R/ppo/policy.safetensors" --prompt "add 1 and 2" --n 2 --max-new 4
 run score "$R/rm/last.safetensors" --prompt "add 1 and 2" --response "3"
 run eval "$R/sft/last.safetensors" --data "$Q/sft.jsonl"
+run export "$R/sft/last.safetensors" --out "$R/hf_sft"
+grep -q "as GPT2LMHeadModel, F32" "$R/out.txt" || { echo "FAIL: export"; cat "$R/out.txt"; exit 1; }
+for f in config.json model.safetensors generation_config.json vocab.json merges.txt tokenizer_config.json special_tokens_map.json; do
+    test -s "$R/hf_sft/$f" || { echo "FAIL: export wrote no $f"; exit 1; }
+done
+run export "$R/rm/last.safetensors" --out "$R/hf_sft" --overwrite --dtype bf16
+grep -q "as GPT2ForSequenceClassification, BF16" "$R/out.txt" || { echo "FAIL: export of a reward model"; cat "$R/out.txt"; exit 1; }
+run info "$R/hf_sft/model.safetensors"
+grep -q "kind: reward (scalar head)" "$R/out.txt" || { echo "FAIL: the exported reward model did not read back"; cat "$R/out.txt"; exit 1; }
 run info "$R/rm/last.safetensors"
 grep -q "scalar head" "$R/out.txt" || { echo "FAIL: info"; exit 1; }
 run plot "$R/ppo"
@@ -40,4 +49,4 @@ set +e
 [ $? -eq 2 ] || { echo "FAIL: a usage error must exit 2"; exit 1; }
 "$B/rlhf" info "$R/no-such-file.safetensors" > /dev/null 2>&1
 [ $? -eq 1 ] || { echo "FAIL: a runtime failure must exit 1"; exit 1; }
-echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, generate, chat, score, eval, info, plot)"
+echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, generate, chat, score, eval, export, info, plot)"

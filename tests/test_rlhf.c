@@ -3736,6 +3736,433 @@ done:
     rlhf_tokenizer_free(t);
 }
 
+/* ---- export to a Hugging Face directory --------------------------------------------
+   The models below are deterministic (a tokenizer trained on fixed text,
+   weights drawn from fixed seeds), rebuilt at every run and exported to
+   build/hf_export/: tools/hf_reference.py reads those directories with its
+   own safetensors parser, byte-level BPE and GPT-2 forward (PyTorch) and
+   wrote tests/fixtures/hf_export.bin (`make hf-export-fixture` regenerates
+   it). The tests read the exports back with rlhf.h and compare with it. */
+static const char EXPORT_TEXT[] =
+    "The quick brown fox jumps over the lazy dog. It's 12:30, isn't it? The dog's bowl holds 3 apples.\n"
+    "Naïve café owners serve crème brûlée; the fox doesn't care.  Tabs\tand   spaces stay.\n"
+    "Hello world! Hello there, general. We'll see what they've done, and you'd agree.\n";
+#define EXPORT_DIR "build/hf_export"
+
+static rlhf_tokenizer *export_tokenizer(void) {
+    rlhf_tokenizer *t = NULL;
+    rlhf_error e;
+    if (rlhf_tokenizer_train(&t, EXPORT_TEXT, sizeof EXPORT_TEXT - 1, 330, &e) != RLHF_OK) {
+        fprintf(stderr, "  FAIL training the export tokenizer: %s\n", e.message);
+        g_fail++;
+    }
+    return t;
+}
+/* A GPT-2 whose every weight comes from seed: matrices and embeddings
+   N(0, 0.3), biases N(0, 0.1), LayerNorm weights 1 + N(0, 0.2), so each
+   tensor's place in the export matters to the logits. */
+static rlhf_model *export_model(int V, int n_ctx, int L, int C, uint64_t seed, int score) {
+    rlhf_config cfg = {0, 0, 0, 2, 0};
+    rlhf_model *m = NULL;
+    rlhf_rng rng;
+    int i;
+    cfg.vocab_size = V; cfg.n_ctx = n_ctx; cfg.n_layer = L; cfg.n_embd = C;
+    if (rlhf_model_create(&m, &cfg, seed) != RLHF_OK ||
+        (score && rlhf_model_add_score_head(m, 0.5f, seed) != RLHF_OK)) {
+        g_fail++;
+        rlhf_model_free(m);
+        return NULL;
+    }
+    rlhf_rng_seed(&rng, seed);
+    for (i = 0; i < m->n_tensors; i++) {
+        const rlhf__tensor *mt = &m->tensors[i];
+        float *x = m->param_mem + mt->offset;
+        int is_ln = strstr(mt->name, "ln_") != NULL, is_bias = strstr(mt->name, ".bias") != NULL;
+        size_t j;
+        for (j = 0; j < mt->numel; j++)
+            x[j] = is_ln && !is_bias ? 1.0f + 0.2f * rlhf_rng_normal(&rng)
+                                     : (is_bias ? 0.1f : 0.3f) * rlhf_rng_normal(&rng);
+    }
+    return m;
+}
+static rlhf_result export_to(const rlhf_model *m, const rlhf_tokenizer *t, const char *name, rlhf_export_dtype dt,
+                             rlhf_error *e) {
+    char dir[256];
+    rlhf_export_options o = rlhf_export_options_default();
+    o.dtype = dt;
+    o.overwrite = 1;
+    snprintf(dir, sizeof dir, EXPORT_DIR "/%s", name);
+    return rlhf_model_export_hf(m, t, dir, &o, e);
+}
+/* a fixture record of bytes (stored one per int32) as a NUL-terminated string */
+static char *fx_bytes(fixture_rec *r) {
+    char *s = (char *)malloc(r ? r->n + 1 : 1);
+    size_t k;
+    for (k = 0; r && k < r->n; k++) s[k] = (char)((const int *)r->data)[k];
+    s[r ? r->n : 0] = 0;
+    return s;
+}
+static int ids_equal(const char *what, const int *got, size_t n, fixture_rec *want) {
+    size_t k;
+    if (want && n == want->n && memcmp(got, want->data, n * sizeof(int)) == 0) return 1;
+    for (k = 0; want && k < n && k < want->n && got[k] == ((const int *)want->data)[k]; k++) {}
+    fprintf(stderr, "  FAIL %s: %zu ids, want %zu; first difference at %zu\n", what, n, want ? want->n : 0, k);
+    g_fail++;
+    return 0;
+}
+/* The tokenizer side against the reference: plain texts and the chat
+   template (its text exactly, and its ids with the markers as added tokens),
+   through t and through back (the tokenizer read back from vocab.json and
+   merges.txt; may be NULL). */
+static void export_check_tokens(fixture *fx, const char *tag, const rlhf_tokenizer *t, const rlhf_tokenizer *back) {
+    fixture_rec *cnt = fixture_get(fx, "texts"), *cc = fixture_get(fx, "convs");
+    int i, n = cnt ? ((const int *)cnt->data)[0] : 0, nc = cc ? ((const int *)cc->data)[0] : 0, ids[4096];
+    char name[96];
+    for (i = 0; i < n; i++) {
+        size_t ng = 0;
+        char *text;
+        snprintf(name, sizeof name, "text.%d", i);
+        text = fx_bytes(fixture_get(fx, name));
+        snprintf(name, sizeof name, "%s.ids.%d", tag, i);
+        CHECK_OK(rlhf_tokenizer_encode(t, text, strlen(text), ids, 4096, &ng));
+        ids_equal(name, ids, ng, fixture_get(fx, name));
+        if (back) {
+            CHECK_OK(rlhf_tokenizer_encode(back, text, strlen(text), ids, 4096, &ng));
+            ids_equal(name, ids, ng, fixture_get(fx, name));
+        }
+        free(text);
+    }
+    for (i = 0; i < nc; i++) {
+        rlhf_message msg[8];
+        char *texts[8], *want, got[8192];
+        fixture_rec *roles, *gen;
+        int k, nm;
+        size_t ng = 0, nb = 0;
+        snprintf(name, sizeof name, "conv.%d.roles", i);
+        roles = fixture_get(fx, name);
+        snprintf(name, sizeof name, "conv.%d.gen", i);
+        gen = fixture_get(fx, name);
+        if (!roles || !gen) return;
+        nm = (int)roles->n;
+        for (k = 0; k < nm && k < 8; k++) {
+            snprintf(name, sizeof name, "conv.%d.msg.%d", i, k);
+            texts[k] = fx_bytes(fixture_get(fx, name));
+            msg[k].role = (rlhf_role)((const int *)roles->data)[k];
+            msg[k].content.str = texts[k];
+            msg[k].content.len = strlen(texts[k]);
+        }
+        CHECK_OK(rlhf_tokenizer_chat(t, msg, nm, ((const int *)gen->data)[0], ids, NULL, 4096, &ng));
+        snprintf(name, sizeof name, "%s.conv.%d.ids", tag, i);
+        ids_equal(name, ids, ng, fixture_get(fx, name));
+        /* the Jinja template's text is the template's, byte for byte */
+        CHECK_OK(rlhf_tokenizer_decode(t, ids, ng, got, sizeof got - 1, &nb));
+        got[nb] = 0;
+        snprintf(name, sizeof name, "conv.%d.text", i);
+        want = fx_bytes(fixture_get(fx, name));
+        if (strcmp(got, want) != 0) {
+            fprintf(stderr, "  FAIL %s: rlhf.h's template gives \"%s\", Jinja \"%s\"\n", name, got, want);
+            g_fail++;
+        }
+        free(want);
+        for (k = 0; k < nm && k < 8; k++) free(texts[k]);
+    }
+}
+/* logits (T,V) of the fixture's ids through the model read back from dir;
+   keep (may be NULL) receives the model */
+static void export_check_logits(fixture *fx, const char *dir, const char *ids_name, const char *want_name,
+                                const char *cols_name, double atol, double rtol, rlhf_model **keep) {
+    char path[256];
+    rlhf_model *m = NULL;
+    rlhf_error e;
+    fixture_rec *ids = fixture_get(fx, ids_name), *want = fixture_get(fx, want_name);
+    fixture_rec *cols = cols_name ? fixture_get(fx, cols_name) : NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (rlhf_model_load_ex(&m, path, &e) != RLHF_OK) {
+        fprintf(stderr, "  FAIL reading back %s: %s\n", path, e.message);
+        g_fail++;
+        return;
+    }
+    if (ids && want) {
+        int T = (int)ids->n, V = m->cfg.vocab_size, t, k;
+        float *logits = floats((size_t)T * V), *sel = floats(want->n);
+        CHECK_OK(rlhf_model_logits(m, (const int *)ids->data, 1, T, logits));
+        for (t = 0; cols && t < T; t++) /* only some columns of a large vocabulary are in the fixture */
+            for (k = 0; k < (int)cols->n; k++)
+                sel[(size_t)t * cols->n + k] = logits[(size_t)t * V + ((const int *)cols->data)[k]];
+        close_enough(want_name, cols ? sel : logits, (const float *)want->data, want->n, atol, rtol);
+        free(logits);
+        free(sel);
+    }
+    if (keep) *keep = m;
+    else rlhf_model_free(m);
+}
+
+/* A trained tokenizer's model and GPT-2's tokenizer with a model of its 50,262 tokens, exported and read
+   back: ids, the chat template and logits against tools/hf_reference.py; logits read back bit for bit. */
+static void test_export_hf(void) {
+    rlhf_tokenizer *t = export_tokenizer(), *back = NULL, *g2 = NULL;
+    rlhf_model *m = NULL, *mb = NULL, *g = NULL;
+    rlhf_error e;
+    fixture fx;
+    int i, loaded = 0;
+    if (!t) return;
+#ifdef RLHF__POSIX_IO
+    mkdir("build", 0755);
+    mkdir(EXPORT_DIR, 0755);
+#endif
+    if (!(m = export_model(rlhf_tokenizer_vocab_size(t), 24, 2, 16, 11, 0))) goto done;
+    CHECK_OK(rlhf_model_set_tokenizer(m, t));
+    /* the tokenizer stored in the model (t NULL), and the model in BF16 and F16 */
+    if (export_to(m, NULL, "trained", RLHF_EXPORT_F32, &e) != RLHF_OK) {
+        fprintf(stderr, "  FAIL export: %s\n", e.message);
+        g_fail++;
+        goto done;
+    }
+    CHECK_OK(export_to(m, t, "trained_bf16", RLHF_EXPORT_BF16, &e));
+    CHECK_OK(export_to(m, t, "trained_f16", RLHF_EXPORT_F16, &e));
+    /* GPT-2's own tokenizer: OpenAI's 50,257 tokens in vocab.json, the 5 added ones after them */
+    if ((g2 = load_gpt2_tokenizer()) != NULL &&
+        (g = export_model(rlhf_tokenizer_vocab_size(g2), 32, 1, 8, 12, 0)) != NULL)
+        CHECK_OK(export_to(g, g2, "gpt2", RLHF_EXPORT_F32, &e));
+    if (!(loaded = fixture_load(&fx, RLHF_FIXTURE_DIR "/hf_export.bin"))) { g_fail++; goto done; }
+
+    /* the chat template as written, and the texts and ids it gives */
+    {
+        size_t len = 0;
+        char *cfg = (char *)read_all(EXPORT_DIR "/trained/tokenizer_config.json", &len), *tmpl;
+        rlhf_json_doc *doc = NULL;
+        const rlhf_json *v = NULL;
+        tmpl = fx_bytes(fixture_get(&fx, "template"));
+        if (cfg && rlhf_json_parse(&doc, cfg, len, 0, NULL) == RLHF_OK)
+            v = rlhf_json_get(rlhf_json_root(doc), "chat_template");
+        CHECK(v && v->type == RLHF_JSON_STRING && strcmp(v->str, tmpl) == 0);
+        rlhf_json_free(doc);
+        free(cfg);
+        free(tmpl);
+    }
+    /* vocab.json + merges.txt read back by rlhf.h's GPT-2 loader: the same table, the reference's ids */
+    if (rlhf_tokenizer_load_gpt2_ex(&back, EXPORT_DIR "/trained/vocab.json", EXPORT_DIR "/trained/merges.txt", &e) !=
+        RLHF_OK) {
+        fprintf(stderr, "  FAIL reading back vocab.json + merges.txt: %s\n", e.message);
+        g_fail++;
+    } else
+        for (i = 0; i < RLHF_NUM_SPECIAL_TOKENS; i++)
+            CHECK(rlhf_tokenizer_special(back, (rlhf_special_token)i) ==
+                  rlhf_tokenizer_special(t, (rlhf_special_token)i));
+    export_check_tokens(&fx, "trained", t, back);
+
+    /* logits: PyTorch's float64 forward of the exported weights (float32 error only), and the
+       F32 export read back gives the model's logits bit for bit */
+    export_check_logits(&fx, EXPORT_DIR "/trained", "trained.lids.0", "trained.logits.0", NULL, 1e-5, 1e-4, &mb);
+    export_check_logits(&fx, EXPORT_DIR "/trained", "trained.lids.1", "trained.logits.1", NULL, 1e-5, 1e-4, NULL);
+    export_check_logits(&fx, EXPORT_DIR "/trained_bf16", "trained.lids.0", "trained_bf16.logits.0", NULL, 1e-5, 1e-4,
+                        NULL);
+    export_check_logits(&fx, EXPORT_DIR "/trained_f16", "trained.lids.0", "trained_f16.logits.0", NULL, 1e-5, 1e-4,
+                        NULL);
+    if (mb) {
+        fixture_rec *ids = fixture_get(&fx, "trained.lids.1");
+        size_t n = ids ? ids->n * (size_t)m->cfg.vocab_size : 1;
+        float *a = floats(n), *b = floats(n);
+        CHECK(ids && mb->cfg.vocab_size == m->cfg.vocab_size && mb->num_params == m->num_params);
+        if (ids) {
+            CHECK_OK(rlhf_model_logits(m, (const int *)ids->data, 1, (int)ids->n, a));
+            CHECK_OK(rlhf_model_logits(mb, (const int *)ids->data, 1, (int)ids->n, b));
+            CHECK(memcmp(a, b, n * sizeof(float)) == 0);
+        }
+        free(a);
+        free(b);
+    }
+
+    if (g2 && g) { /* GPT-2's tokenizer read back from the export */
+        rlhf_tokenizer *gback = NULL;
+        CHECK_OK(rlhf_tokenizer_load_gpt2_ex(&gback, EXPORT_DIR "/gpt2/vocab.json", EXPORT_DIR "/gpt2/merges.txt", &e));
+        CHECK(gback && rlhf_tokenizer_vocab_size(gback) == 50262 &&
+              rlhf_tokenizer_special(gback, RLHF_TOKEN_END) == 50261);
+        export_check_tokens(&fx, "gpt2", g2, gback);
+        export_check_logits(&fx, EXPORT_DIR "/gpt2", "gpt2.lids.0", "gpt2.logits.0", "gpt2.cols", 1e-5, 1e-4, NULL);
+        rlhf_tokenizer_free(gback);
+    }
+done:
+    if (loaded) fixture_free(&fx);
+    rlhf_model_free(m);
+    rlhf_model_free(mb);
+    rlhf_model_free(g);
+    rlhf_tokenizer_free(t);
+    rlhf_tokenizer_free(back);
+    rlhf_tokenizer_free(g2);
+}
+
+/* A normalised reward model as GPT2ForSequenceClassification: the reference's
+   score (the logit at the last token that is not pad, plus rlhf_score_offset)
+   is rlhf.h's; read back, the model scores the same and is a normalised reward model. */
+static void test_export_hf_reward(void) {
+    rlhf_tokenizer *t = export_tokenizer();
+    rlhf_model *rm = NULL, *back = NULL;
+    rlhf_error e;
+    fixture fx;
+    fixture_rec *in, *len, *want;
+    float got[8], again[8];
+    if (!t) return;
+#ifdef RLHF__POSIX_IO
+    mkdir("build", 0755);
+    mkdir(EXPORT_DIR, 0755);
+#endif
+    if (!(rm = export_model(rlhf_tokenizer_vocab_size(t), 24, 2, 16, 13, 1))) goto done;
+    CHECK_OK(rlhf__set_meta(rm, "rlhf.kind", "reward"));
+    CHECK_OK(rlhf_reward_set_normalization(rm, 1.7f, -0.3f));
+    CHECK_OK(export_to(rm, t, "reward", RLHF_EXPORT_F32, &e));
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/hf_export.bin")) { g_fail++; goto done; }
+    in = fixture_get(&fx, "reward.inputs");
+    len = fixture_get(&fx, "reward.lengths");
+    want = fixture_get(&fx, "reward.scores");
+    if (in && len && want && in->dims[0] <= 8) {
+        int B = in->dims[0], T = in->dims[1];
+        /* float64 reference on float32 weights; the gain folded into score.weight rounds once more */
+        CHECK_OK(rlhf_reward_score_ids(rm, (const int *)in->data, NULL, (const int *)len->data, B, T, got));
+        close_enough("reward scores", got, (const float *)want->data, (size_t)B, 1e-5, 1e-4);
+        if (rlhf_model_load_ex(&back, EXPORT_DIR "/reward/model.safetensors", &e) != RLHF_OK) {
+            fprintf(stderr, "  FAIL reading back the reward model: %s\n", e.message);
+            g_fail++;
+        } else {
+            CHECK(rlhf_model_has_score_head(back));
+            CHECK(rlhf_model_meta(back, "rlhf.kind") && strcmp(rlhf_model_meta(back, "rlhf.kind"), "reward") == 0);
+            CHECK(rlhf_model_meta(back, "rlhf.reward.gain") &&
+                  strcmp(rlhf_model_meta(back, "rlhf.reward.gain"), "1") == 0);
+            CHECK_OK(rlhf_reward_score_ids(back, (const int *)in->data, NULL, (const int *)len->data, B, T, again));
+            close_enough("reward scores read back", again, (const float *)want->data, (size_t)B, 1e-5, 1e-4);
+            close_enough("reward scores read back vs the model", again, got, (size_t)B, 1e-5, 1e-5);
+        }
+    }
+    fixture_free(&fx);
+done:
+    rlhf_model_free(rm);
+    rlhf_model_free(back);
+    rlhf_tokenizer_free(t);
+}
+
+/* BF16 and F16 exports round as torch's .to(bfloat16 / float16) does (nearest, ties to even,
+   subnormals): values put into wte, exported, read back (the reader widens exactly) */
+static void test_export_hf_rounding(void) {
+    rlhf_tokenizer *t = export_tokenizer();
+    rlhf_model *m = NULL, *back = NULL;
+    rlhf_error e;
+    fixture fx;
+    fixture_rec *vals, *want[2];
+    static const char *const names[2] = {"round_bf16", "round_f16"};
+    int k;
+    if (!t) return;
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/hf_export.bin")) { g_fail++; rlhf_tokenizer_free(t); return; }
+    vals = fixture_get(&fx, "round.values");
+    want[0] = fixture_get(&fx, "round.bf16");
+    want[1] = fixture_get(&fx, "round.f16");
+    m = export_model(rlhf_tokenizer_vocab_size(t), 8, 1, 8, 5, 0);
+    for (k = 0; m && vals && want[0] && want[1] && k < 2; k++) {
+        char path[256];
+        memcpy(m->params.wte, vals->data, vals->n * sizeof(float));
+        CHECK_OK(export_to(m, t, names[k], k ? RLHF_EXPORT_F16 : RLHF_EXPORT_BF16, &e));
+        snprintf(path, sizeof path, EXPORT_DIR "/%s/model.safetensors", names[k]);
+        if (rlhf_model_load_ex(&back, path, &e) != RLHF_OK) {
+            fprintf(stderr, "  FAIL reading back %s: %s\n", path, e.message);
+            g_fail++;
+            continue;
+        }
+        if (memcmp(back->params.wte, want[k]->data, vals->n * sizeof(float)) != 0) {
+            size_t j;
+            for (j = 0; j < vals->n && memcmp(&back->params.wte[j], (const float *)want[k]->data + j, 4) == 0; j++) {}
+            fprintf(stderr, "  FAIL %s: %.9g became %.9g, torch says %.9g\n", names[k],
+                    (double)((const float *)vals->data)[j], (double)back->params.wte[j],
+                    (double)((const float *)want[k]->data)[j]);
+            g_fail++;
+        }
+        rlhf_model_free(back);
+        back = NULL;
+    }
+    fixture_free(&fx);
+    rlhf_model_free(m);
+    rlhf_tokenizer_free(t);
+}
+
+/* The directory is written as a unit: a refused or failed export leaves DIR as it was (and no temporary
+   directory behind); an overwrite replaces an earlier export whole, and nothing else. */
+static int same_file(const char *path, const unsigned char *bytes, size_t n) {
+    size_t len = 0;
+    unsigned char *b = read_all(path, &len);
+    int same = b && len == n && memcmp(b, bytes, n) == 0;
+    free(b);
+    return same;
+}
+static void test_export_hf_atomic(void) {
+#ifdef RLHF__POSIX_IO
+    const char *dir = EXPORT_DIR "/atomic";
+    rlhf_tokenizer *t = export_tokenizer();
+    rlhf_model *m = NULL, *small = NULL;
+    rlhf_export_options o = rlhf_export_options_default();
+    rlhf_error e;
+    unsigned char *cfg0 = NULL;
+    size_t n0 = 0;
+    char blocker[256];
+    if (!t) return;
+    mkdir("build", 0755);
+    mkdir(EXPORT_DIR, 0755);
+    if (!(m = export_model(rlhf_tokenizer_vocab_size(t), 16, 1, 8, 21, 0))) goto done;
+    rlhf__export_remove(dir);
+    mkdir(dir, 0755); /* an empty directory is replaced */
+    CHECK_OK(rlhf_model_export_hf(m, t, dir, NULL, &e));
+    cfg0 = read_all(EXPORT_DIR "/atomic/config.json", &n0);
+    CHECK(cfg0 && file_exists(EXPORT_DIR "/atomic/generation_config.json"));
+
+    /* an existing export: refused without overwrite */
+    CHECK(rlhf_model_export_hf(m, t, dir, NULL, &e) == RLHF_ERR_IO && strstr(e.message, "exists and is not empty"));
+    /* non-finite weights, or F16's range exceeded: refused before anything is written */
+    o.overwrite = 1;
+    m->params.wte[5] = NAN;
+    CHECK(rlhf_model_export_hf(m, t, dir, &o, &e) == RLHF_ERR_NON_FINITE && strstr(e.message, "wte.weight[5] is nan"));
+    m->params.wte[5] = 70000.0f;
+    o.dtype = RLHF_EXPORT_F16;
+    CHECK(rlhf_model_export_hf(m, t, dir, &o, &e) == RLHF_ERR_TOO_LARGE &&
+          strstr(e.message, "wte.weight[5] is 70000, beyond F16"));
+    o.dtype = RLHF_EXPORT_BF16; /* BF16 holds it */
+    CHECK_OK(rlhf_model_export_hf(m, t, EXPORT_DIR "/atomic_bf16", &o, &e));
+    rlhf__export_remove(EXPORT_DIR "/atomic_bf16");
+    o.dtype = RLHF_EXPORT_F32;
+    /* a failure while writing: the temporary directory cannot be made (a file is in its place) */
+    snprintf(blocker, sizeof blocker, "%s.tmp-%ld", dir, (long)getpid());
+    write_file(blocker, "x", 1);
+    CHECK(rlhf_model_export_hf(m, t, dir, &o, &e) == RLHF_ERR_IO &&
+          strstr(e.message, "cannot create the temporary directory"));
+    remove(blocker);
+    CHECK(same_file(EXPORT_DIR "/atomic/config.json", cfg0, n0));
+    /* a model whose tokenizer does not fit its vocabulary */
+    small = export_model(100, 16, 1, 8, 21, 0);
+    CHECK(small && rlhf_model_export_hf(small, t, EXPORT_DIR "/atomic_small", NULL, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+          strstr(e.message, "but the model only 100"));
+    CHECK(!file_exists(EXPORT_DIR "/atomic_small"));
+
+    /* overwrite: a file the export does not write is never deleted: refused */
+    write_file(EXPORT_DIR "/atomic/notes.txt", "mine", 4);
+    CHECK(rlhf_model_export_hf(m, t, dir, &o, &e) == RLHF_ERR_IO && strstr(e.message, "holds \"notes.txt\""));
+    CHECK(file_exists(EXPORT_DIR "/atomic/notes.txt") && same_file(EXPORT_DIR "/atomic/config.json", cfg0, n0));
+    remove(EXPORT_DIR "/atomic/notes.txt");
+    /* overwrite of an earlier export: the new one whole (a reward model: no generation_config.json) */
+    m->params.wte[5] = 0.5f;
+    CHECK_OK(rlhf_model_add_score_head(m, 0.5f, 3));
+    CHECK_OK(rlhf_model_export_hf(m, t, dir, &o, &e));
+    CHECK(!same_file(EXPORT_DIR "/atomic/config.json", cfg0, n0) &&
+          !file_exists(EXPORT_DIR "/atomic/generation_config.json"));
+    snprintf(blocker, sizeof blocker, "%s.old-%ld", dir, (long)getpid());
+    CHECK(!file_exists(blocker));
+    snprintf(blocker, sizeof blocker, "%s.tmp-%ld", dir, (long)getpid());
+    CHECK(!file_exists(blocker));
+done:
+    free(cfg0);
+    rlhf_model_free(m);
+    rlhf_model_free(small);
+    rlhf_tokenizer_free(t);
+#else
+    g_skip = "exporting a directory needs POSIX";
+#endif
+}
+
 static const test_case TESTS[] = {
     {"result_strings", test_result_strings, 0},
     {"rng", test_rng, 0},
@@ -3795,6 +4222,10 @@ static const test_case TESTS[] = {
     {"kl_control", test_kl_control, 0},
     {"resize_vocab", test_resize_vocab, 0},
     {"ppo_missing_eos", test_ppo_missing_eos, 0},
+    {"export_hf", test_export_hf, 0},
+    {"export_hf_reward", test_export_hf_reward, 0},
+    {"export_hf_rounding", test_export_hf_rounding, 0},
+    {"export_hf_atomic", test_export_hf_atomic, 0},
 };
 
 int main(int argc, char **argv) {

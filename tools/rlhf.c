@@ -2,6 +2,7 @@
 
      rlhf tokenizer | pretrain | sft | rm | ppo     the stages, each into a run directory
      rlhf generate | chat | score | eval | info     using and inspecting checkpoints
+     rlhf export CKPT --out DIR                     a Hugging Face directory (transformers, TRL)
      rlhf plot RUN_DIR                              SVG charts of metrics.jsonl
      rlhf demo                                      the whole pipeline on a built-in world
    `rlhf COMMAND --help` lists that command's options with their defaults.
@@ -1646,6 +1647,81 @@ static int cmd_plot(int argc, char **argv) {
     return 0;
 }
 
+/* ---- export: a Hugging Face directory ----------------------------------------------- */
+/* --out's parent exists (made if needed) and is writable; an --out holding files needs --overwrite.
+   0 ready, else the exit status (the message printed). */
+static int export_check_out(const char *out, int overwrite) {
+    char parent[1024];
+    size_t n = strlen(out), k;
+    int e;
+    DIR *d;
+    while (n > 1 && out[n - 1] == '/') n--; /* "a/b/" is the directory b in a */
+    for (k = n; k > 0 && out[k - 1] != '/'; k--) {}
+    if (k == 0) snprintf(parent, sizeof parent, ".");
+    else snprintf(parent, sizeof parent, "%.*s", k == 1 ? 1 : (int)(k - 1), out);
+    if (exists(out) && !is_dir(out)) return fail("export", "--out %s exists and is not a directory", out);
+    if ((d = opendir(out)) != NULL) {
+        struct dirent *en;
+        int holds = 0;
+        while ((en = readdir(d)) != NULL) holds |= strcmp(en->d_name, ".") != 0 && strcmp(en->d_name, "..") != 0;
+        closedir(d);
+        if (holds && !overwrite)
+            return usage_error("export", "--out %s exists and is not empty: add --overwrite to replace an earlier "
+                               "export", out);
+    }
+    if (!mkdir_p(parent)) return fail("export", "cannot create %s: %s", parent, strerror(errno));
+    if ((e = probe_writable(parent)) != 0) return fail("export", "cannot write in %s: %s", parent, strerror(e));
+    return 0;
+}
+static int cmd_export(int argc, char **argv) {
+    static const char *const dt_name[3] = {"F32", "BF16", "F16"};
+    const char *pos[1], *out = NULL;
+    int dtype = 0, overwrite = 0, np, rc;
+    opt o[] = {
+        OPT_S("out", "the directory to write (its parent is created if needed)", &out),
+        OPT_C("dtype", "the weights' type; bf16 and f16 round to nearest even, f16 refuses a weight over 65504",
+              &dtype, "f32|bf16|f16"),
+        OPT_B("overwrite", "replace an earlier export in --out (refused if it holds any other file)", &overwrite),
+    };
+    rlhf_export_options eo = rlhf_export_options_default();
+    rlhf_model *m;
+    rlhf_tokenizer *t = NULL;
+    rlhf_error err;
+    char path[1100];
+    struct stat st;
+    np = parse_opts("export", argc, argv, 2, o, N_OPTS(o), pos, 1);
+    if (np < 0) return help_or_usage(np, "rlhf export CHECKPOINT --out DIR [options]",
+                   "A Hugging Face directory that transformers' GPT2LMHeadModel (GPT2ForSequenceClassification\n"
+                   "for a reward or value model) and AutoTokenizer load as is: config.json, model.safetensors,\n"
+                   "generation_config.json, vocab.json, merges.txt, tokenizer_config.json (with the chat template\n"
+                   "in Jinja) and special_tokens_map.json, written as a unit. A reward model's score is the\n"
+                   "Hugging Face logit plus config.json's rlhf_score_offset.",
+                   o, N_OPTS(o));
+    if (np != 1) return usage_error("export", "needs one CHECKPOINT");
+    if (!out) return usage_error("export", "needs --out DIR");
+    if ((rc = export_check_out(out, overwrite)) != 0) return rc;
+    if (!(m = load_model("export", "CHECKPOINT", pos[0], ROLE_ANY, NULL))) return 1;
+    if (rlhf_tokenizer_from_model(&t, m, &err) != RLHF_OK) {
+        rlhf_model_free(m);
+        return fail("export", "CHECKPOINT %s has no tokenizer stored: vocab.json and merges.txt would be missing "
+                    "(a checkpoint of rlhf pretrain, sft, rm or ppo holds its tokenizer)", pos[0]);
+    }
+    eo.dtype = (rlhf_export_dtype)dtype;
+    eo.overwrite = overwrite;
+    if (rlhf_model_export_hf(m, t, out, &eo, &err) != RLHF_OK) rc = fail("export", "%s", lib_msg(err.message));
+    else {
+        int score = rlhf_model_has_score_head(m);
+        double mb = stat(join(path, sizeof path, out, "model.safetensors"), &st) == 0 ? st.st_size / 1048576.0 : 0.0;
+        printf("exported %s to %s as %s, %s: config.json, model.safetensors (%.1f MB, %zu parameters), %s"
+               "vocab.json + merges.txt (%d tokens), tokenizer_config.json (chat template), special_tokens_map.json\n",
+               pos[0], out, score ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel", dt_name[dtype], mb,
+               rlhf_model_num_params(m), score ? "" : "generation_config.json, ", rlhf_tokenizer_vocab_size(t));
+    }
+    rlhf_tokenizer_free(t);
+    rlhf_model_free(m);
+    return rc;
+}
+
 /* ---- the demo: `rlhf demo`, in tools/demo.c (one function per stage) ---------------------------- */
 #include "demo.c"
 
@@ -1662,6 +1738,7 @@ static int usage(FILE *f) {
                "  score     the reward of (prompt, response) pairs\n"
                "  eval      a policy's completion loss or a reward model's accuracy on a file\n"
                "  info      a checkpoint's config, kind, tokenizer, size and memory\n"
+               "  export    a checkpoint as a Hugging Face directory (transformers, TRL)\n"
                "  plot      SVG charts of a run directory's metrics.jsonl\n"
                "  demo      the whole InstructGPT pipeline on a built-in world with a gold judge\n\n"
                "exit status: 0 success, 1 runtime failure, 2 usage error, 130/143 stopped by Ctrl-C/SIGTERM (state saved)\n");
@@ -1678,6 +1755,7 @@ int main(int argc, char **argv) {
     if (strcmp(c, "demo") == 0) return cmd_demo(argc, argv);
     if (strcmp(c, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(c, "info") == 0) return cmd_info(argc, argv);
+    if (strcmp(c, "export") == 0) return cmd_export(argc, argv);
     if (strcmp(c, "generate") == 0) return cmd_generate(argc, argv);
     if (strcmp(c, "chat") == 0) return cmd_chat(argc, argv);
     if (strcmp(c, "score") == 0) return cmd_score(argc, argv);
