@@ -4281,10 +4281,22 @@ RLHFDEF rlhf_result rlhf_tokenizer_load(rlhf_tokenizer **out, const char *path, 
    add_generation_prompt: <|role|> content <|end|> per message, then
    <|assistant|> where a reply begins. Encoded with the markers as special
    tokens, its text is rlhf_tokenizer_chat's ids. Another role is an error
-   (raise_exception is transformers' helper). */
-static void rlhf__hf_chat_template(rlhf__sb *b) {
+   (raise_exception is transformers' helper). Under RLHF_TEMPLATE_HH, HH-RLHF's
+   plain text instead (the string tools/gen_hh_template.py renders with jinja2;
+   test tokenizer_hh checks both). */
+static void rlhf__hf_chat_template(rlhf__sb *b, const rlhf_tokenizer *t) {
     static const char *const roles[3] = {"system", "user", "assistant"};
     int k;
+    if (t->chat_template == RLHF_TEMPLATE_HH) {
+        rlhf__sb_str(b, "{% for message in messages %}{% if message['role'] == 'user' %}"
+                        "{{ '\\n\\nHuman: ' + message['content'] }}{% elif message['role'] == 'assistant' %}"
+                        "{{ '\\n\\nAssistant: ' + message['content'] + '<|endoftext|>' }}"
+                        "{% elif message['role'] == 'system' %}{{ message['content'] }}"
+                        "{% else %}{{ raise_exception('HH-RLHF template: the role must be system, user or assistant, "
+                        "not ' + message['role']) }}{% endif %}{% endfor %}"
+                        "{% if add_generation_prompt %}{{ '\\n\\nAssistant:' }}{% endif %}");
+        return;
+    }
     rlhf__sb_str(b, "{% for message in messages %}");
     for (k = 0; k < 3; k++)
         rlhf__sb_fmt(b, "{%% %s message['role'] == '%s' %%}{{ '%s' }}", k ? "elif" : "if", roles[k],
@@ -4376,7 +4388,7 @@ static void rlhf__hf_tokenizer_config(const rlhf_tokenizer *t, int n_ctx, rlhf__
     }
     rlhf__sb_str(b, "\n},\n");
     rlhf__hf_special_roles(b);
-    rlhf__hf_chat_template(&tmpl);
+    rlhf__hf_chat_template(&tmpl, t);
     rlhf__sb_str(b, ",\n\"chat_template\":");
     if (tmpl.oom) b->oom = 1;
     else rlhf__sb_json(b, tmpl.p);

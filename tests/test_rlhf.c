@@ -2229,6 +2229,29 @@ static void test_tokenizer_hh(void) {
     }
     printf("  HH template: %d of %d conversations give the Jinja template's ids exactly\n", exact, n);
     CHECK(n >= 8 && exact == n);
+    {   /* an export writes that very Jinja string as its chat_template */
+        rlhf_config cfg = rlhf_config_default();
+        rlhf_model *m = NULL;
+        fixture_rec *jinja = fixture_get(&fx, "jinja");
+        rlhf_json_doc *doc = NULL;
+        const rlhf_json *ct;
+        char *json;
+        size_t len = 0, k;
+        cfg.vocab_size = rlhf_tokenizer_vocab_size(t), cfg.n_ctx = 16, cfg.n_layer = 1, cfg.n_head = 1, cfg.n_embd = 8;
+        CHECK_OK(rlhf_model_create(&m, &cfg, 1));
+        rlhf_export_options xo = rlhf_export_options_default();
+        xo.overwrite = 1; /* an earlier run's export is replaced */
+        CHECK_OK(rlhf_model_export_hf(m, t, "build/hh_export", &xo, &e));
+        json = (char *)read_all("build/hh_export/tokenizer_config.json", &len);
+        CHECK(json && jinja && rlhf_json_parse(&doc, json, len, 16, NULL) == RLHF_OK);
+        ct = doc ? rlhf_json_get(rlhf_json_root(doc), "chat_template") : NULL;
+        CHECK(ct && ct->type == RLHF_JSON_STRING && jinja && ct->len == jinja->n);
+        for (k = 0; ct && jinja && k < ct->len && k < jinja->n; k++)
+            if ((unsigned char)ct->str[k] != ((const int *)jinja->data)[k]) { CHECK(!"chat_template differs"); break; }
+        rlhf_json_free(doc);
+        free(json);
+        rlhf_model_free(m);
+    }
     fixture_free(&fx);
     {   /* the template is saved with the tokenizer (and only then: a chat tokenizer's file is unchanged) */
         CHECK_OK(rlhf_tokenizer_save(t, "build/hh_tok.json"));

@@ -13,7 +13,9 @@ It reads ../shared/testdata/gpt2 (never copied into the repo).
 Fixture format: gen_gpt2_parity.py's RLHFFIX1. Records: "count" i32[1] = N conversations; for each i,
 "roles.<i>" i32[n] (0 system, 1 user, 2 assistant), "gen.<i>" i32[1] (add_generation_prompt),
 "msg.<i>.<j>" i32[len] (the content's UTF-8 bytes, one per element), "text.<i>" i32[len] (the
-rendered text's bytes) and "ids.<i>" i32[n] (its ids).
+rendered text's bytes) and "ids.<i>" i32[n] (its ids); "jinja" i32[len] is the template's bytes, which
+an exported tokenizer_config.json must hold as its chat_template. Contents hold no special-token string:
+rlhf.h keeps those as text where Hugging Face's tokenizer would make them special ids.
 """
 import os
 import struct
@@ -25,12 +27,13 @@ sys.dont_write_bytecode = True  # importing gen_gpt2_parity must not leave tools
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_gpt2_parity as gp  # noqa: E402
 
-HH_JINJA = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}{{ '\\n\\nHuman: ' + message['content'] }}"
-    "{% elif message['role'] == 'assistant' %}{{ '\\n\\nAssistant: ' + message['content'] + eos_token }}"
-    "{% else %}{{ message['content'] }}{% endif %}"
-    "{% endfor %}"
+HH_JINJA = (  # byte for byte what rlhf.h's rlhf__hf_chat_template writes for RLHF_TEMPLATE_HH
+    "{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ '\\n\\nHuman: ' + message['content'] }}{% elif message['role'] == 'assistant' %}"
+    "{{ '\\n\\nAssistant: ' + message['content'] + '<|endoftext|>' }}"
+    "{% elif message['role'] == 'system' %}{{ message['content'] }}"
+    "{% else %}{{ raise_exception('HH-RLHF template: the role must be system, user or assistant, "
+    "not ' + message['role']) }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '\\n\\nAssistant:' }}{% endif %}"
 )
 EOS = "<|endoftext|>"
@@ -51,6 +54,10 @@ CONVERSATIONS = [
 ]
 
 
+def raise_exception(message):
+    raise jinja2.exceptions.TemplateError(message)
+
+
 def tokenize(enc, text):
     ids = []
     for k, piece in enumerate(text.split(EOS)):
@@ -69,11 +76,13 @@ def rec(name, dtype, arr):
 def main():
     out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(gp.ROOT, "tests", "fixtures", "hh_template.bin")
     enc = gp.Encoder()
-    tmpl = jinja2.Environment(keep_trailing_newline=True).from_string(HH_JINJA)
-    recs = [rec("count", 1, [len(CONVERSATIONS)])]
+    env = jinja2.Environment(keep_trailing_newline=True)
+    env.globals["raise_exception"] = raise_exception  # as transformers' apply_chat_template provides it
+    tmpl = env.from_string(HH_JINJA)
+    recs = [rec("count", 1, [len(CONVERSATIONS)]), rec("jinja", 1, list(HH_JINJA.encode()))]
     for i, (conv, gen) in enumerate(CONVERSATIONS):
         messages = [{"role": r, "content": c} for r, c in conv]
-        text = tmpl.render(messages=messages, add_generation_prompt=gen, eos_token=EOS)
+        text = tmpl.render(messages=messages, add_generation_prompt=gen)
         ids = tokenize(enc, text)
         # self-checks: the ids decode to the text (EOS as its string), and the text is what the template says
         assert enc.decode_bytes([x for x in ids if x != 50256]) == text.replace(EOS, "").encode()
