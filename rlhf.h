@@ -7682,12 +7682,13 @@ RLHFDEF char *rlhf_fit_describe(const rlhf_fit_report *f, char *out, size_t cap)
     }
     if (f->mid_turn) snprintf(mid, sizeof mid, ", %s mid-turn", rlhf__commas(f->mid_turn, c));
     if (f->prompts_only)
-        snprintf(out, cap, "%s prompts kept (%s cut from the left to %d tokens%s)", rlhf__commas(f->kept, a),
-                 rlhf__commas(f->prompts_cut, b), f->max_len, mid);
+        snprintf(out, cap, "%s prompt%s kept (%s cut from the left to %d tokens%s)", rlhf__commas(f->kept, a),
+                 f->kept == 1 ? "" : "s", rlhf__commas(f->prompts_cut, b), f->max_len, mid);
     else
-        snprintf(out, cap, "%s records kept (%s prompts cut from the left%s), %s skipped (completion longer than %d tokens)",
-                 rlhf__commas(f->kept, a), rlhf__commas(f->prompts_cut, b), mid, rlhf__commas(f->skipped, c),
-                 f->max_len - 1);
+        snprintf(out, cap, "%s record%s kept (%s prompt%s cut from the left%s), %s skipped (completion longer than %d "
+                 "tokens)",
+                 rlhf__commas(f->kept, a), f->kept == 1 ? "" : "s", rlhf__commas(f->prompts_cut, b),
+                 f->prompts_cut == 1 ? "" : "s", mid, rlhf__commas(f->skipped, c), f->max_len - 1);
     return out;
 }
 
@@ -7852,7 +7853,8 @@ static rlhf_result rlhf__pref_fit(const rlhf_tokenizer *t, const rlhf_record *re
         if ((r = rlhf__fit_response_ids(t, rlhf__pref_completion(rec, k), fb, &nr)) != RLHF_OK) return r;
         if (nr > longest) longest = nr;
     }
-    if ((cut = rlhf__fit_apply(t, fb, np, longest, max_len, fit, &r)) < 0) return r != RLHF_OK ? r : RLHF_ERR_CONTEXT_FULL;
+    if ((cut = rlhf__fit_apply(t, fb, np, longest, max_len, fit, &r)) < 0)
+        return r != RLHF_OK ? r : RLHF_ERR_CONTEXT_FULL;
     np -= (size_t)cut;
     for (k = 0; k < K; k++) {
         int *row = ids + (size_t)k * max_len;
@@ -7869,7 +7871,8 @@ static void rlhf__fit_log(rlhf__trainrun *run, rlhf_fit_report *fit) {
     char line[256];
     run->rep.truncated = fit->prompts_cut;
     run->rep.dropped = fit->skipped;
-    if (fit->kept + fit->skipped > 0) rlhf__run_log(run, RLHF_LOG_INFO, "%s", rlhf_fit_describe(fit, line, sizeof line));
+    if (fit->kept + fit->skipped > 0)
+        rlhf__run_log(run, RLHF_LOG_INFO, "%s", rlhf_fit_describe(fit, line, sizeof line));
 }
 
 /* SFT or text examples of a dataset. Text: one token stream cut into
@@ -8298,7 +8301,8 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
         for (k = 0; k < K && r == RLHF_OK; k++)
             if (!rlhf__ex_add(ex, rows + (size_t)k * (size_t)seq_len, NULL, lens[k]))
                 r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
-        if (r == RLHF_OK && !rlhf__ex_group(ex, first, K)) r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        if (r == RLHF_OK && !rlhf__ex_group(ex, first, K))
+            r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
     }
     rlhf__fitbuf_free(&fb);
     rlhf__free(rows);
@@ -8765,8 +8769,8 @@ RLHFDEF rlhf_result rlhf_reward_normalize_ex(rlhf_model *rm, rlhf_model *policy,
     if (!policy || !t || !prompts || !sampling || n_samples < 2 || max_new_tokens < 1 ||
         rlhf_dataset_size(prompts) == 0 || max_len < 0 || max_len == 1 || max_len > ctx) {
         r = rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT,
-                       "rlhf_reward_normalize: need a policy, a tokenizer, prompts, n_samples >= 2, max_new_tokens >= 1 "
-                       "and max_len 0 or in [2, %d] (got %d)", ctx, max_len);
+                       "rlhf_reward_normalize: need a policy, a tokenizer, prompts, n_samples >= 2, "
+                       "max_new_tokens >= 1 and max_len 0 or in [2, %d] (got %d)", ctx, max_len);
         goto done;
     }
     if (max_len > 0) ctx = max_len;

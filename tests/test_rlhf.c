@@ -3659,6 +3659,9 @@ static void long_records_cut_rule(void) {
                                                           "311 skipped (completion longer than 255 tokens)") == 0);
     f.prompts_only = 1, f.mid_turn = 0;
     CHECK(strcmp(rlhf_fit_describe(&f, line, sizeof line), "9,120 prompts kept (1,204 cut from the left to 256 tokens)") == 0);
+    f.prompts_only = 0, f.kept = 1, f.prompts_cut = 1, f.skipped = 0, f.max_len = 48;
+    CHECK(strcmp(rlhf_fit_describe(&f, line, sizeof line), "1 record kept (1 prompt cut from the left), 0 skipped "
+                                                          "(completion longer than 47 tokens)") == 0);
 }
 
 /* The chat template's ids of a record, whole (the test's own reading of the

@@ -1031,7 +1031,9 @@ static int score_pair(rlhf_model *m, const rlhf_tokenizer *t, const char *prompt
     if ((r = rlhf_reward_score_record(m, t, &rec, max_len, &s, &fit)) == RLHF_ERR_CONTEXT_FULL)
         return fail("score", "the response alone is longer than %d tokens (--max-len): it cannot be scored", max_len - 1);
     if (r != RLHF_OK) return fail("score", "%s", lib_msg(rlhf_model_last_error(m)));
-    if (fit.prompts_cut) print_fit("score", &fit);
+    if (fit.prompts_cut)
+        say("score: the prompt was cut from the left%s to fit %d tokens with the response", fit.mid_turn ? " (inside its last turn)" : "",
+            max_len);
     printf("%.6f\n", (double)s);
     return 0;
 }
