@@ -1412,8 +1412,10 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             OPT_I("batch", is_rm ? "prompts per step" : "sequences per step", &a.to.batch_size, 1, 1 << 20),
             OPT_I("micro-batch", "sequences per forward (0: all of the step)", &a.to.micro_batch, 0, 1 << 20),
             OPT_I("seq-len", "length of the rows the text is cut into (0: the model's context)", &a.to.seq_len, 0, 1 << 20),
-            OPT_MAXLEN("longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose completion "
-                       "alone does not fit is skipped; the counts are printed (also the normalisation's limit)", &a.to.seq_len),
+            OPT_MAXLEN(is_rm ? "longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
+                               "completion alone does not fit is skipped; the counts are printed (also the normalisation's limit)"
+                             : "longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
+                               "completion alone does not fit is skipped; the counts are printed", &a.to.seq_len),
             OPT_I("epochs", "passes over the data", &a.to.epochs, 1, 1 << 20),
             OPT_I("steps", "stop after this many steps (0: the epochs decide)", &a.steps, 0, BIG),
             OPT_I("warmup", "warm-up steps", &a.to.warmup_steps, 0, BIG),
