@@ -89,5 +89,16 @@ has "--max-len 100 is longer than the model's context (48)"
 run 0 rm --model "$Q/sft.safetensors" --data "$R/prefs.jsonl" --out "$R/rm3" --steps 1 --batch 4 --val-fraction 0 --no-normalize
 has "warning: --no-normalize: the reward model's scores are raw"
 
+# a normalisation that cannot run fails the command (exit 1, the checkpoint kept but unnormalised) unless --no-normalize:
+# a policy taught to end every reply at once, and one prompt, give identical samples whose scores have no spread
+for i in 1 2 3 4 5 6 7 8; do printf '{"prompt": "add %d and 2", "completion": ""}\n' "$i"; done > "$R/empty.jsonl"
+for i in 1 2 3; do printf '{"prompt": "add 1 and 2", "chosen": "3", "rejected": "hello"}\n'; done > "$R/same.jsonl"
+run 0 sft --model "$Q/sft.safetensors" --data "$R/empty.jsonl" --out "$R/esft" --steps 30 --batch 8 --lr 1e-2 --warmup 0 --val-fraction 0
+run 1 rm --model "$R/esft/last.safetensors" --data "$R/same.jsonl" --out "$R/erm" --steps 1 --batch 2 --val-fraction 0 --normalize-samples 4
+has "normalisation failed: the 4 raw rewards have std 0: cannot normalise; the checkpoints in $R/erm are left UNNORMALISED"
+run 0 info "$R/erm/last.safetensors"
+has "reward normalisation: none (raw scores)"
+run 0 rm --model "$R/esft/last.safetensors" --data "$R/same.jsonl" --out "$R/erm" --overwrite --steps 1 --batch 2 --val-fraction 0 --no-normalize
+
 [ "$fails" -eq 0 ] || { echo "cli_long: $fails failures"; exit 1; }
-echo "rlhf long records ok (sft, rm + normalisation, eval, score --data, ppo: one rule, the counts printed)"
+echo "rlhf long records ok (sft, rm + normalisation, eval, score --data, ppo: one rule, the counts printed; a failed normalisation fails rm)"

@@ -1257,8 +1257,8 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
     status_set("[rm] normalising: sampling %d SFT replies", a->norm_samples);
     if (rlhf_reward_normalize_ex(m, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, a->to.seq_len, &mean, &sd, &fit, &err) !=
         RLHF_OK)
-        rc = fail(a->cmd, "normalisation failed: %s; last.safetensors and best.safetensors are left UNNORMALISED (raw scores). "
-                  "Fix the cause, or pass --no-normalize to keep raw scores on purpose", lib_msg(err.message));
+        rc = fail(a->cmd, "normalisation failed: %s; the checkpoints in %s are left UNNORMALISED (raw scores). "
+                  "Fix the cause, or pass --no-normalize to keep raw scores on purpose", lib_msg(err.message), a->out);
     else if (rlhf_model_save_ex(m, join(path, sizeof path, a->out, "last.safetensors"), 0, &err) != RLHF_OK)
         rc = fail(a->cmd, "%s", err.message);
     else {
