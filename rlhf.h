@@ -803,7 +803,8 @@ RLHFDEF float rlhf_lr_at(const rlhf_train_options *o, long step, long total_step
        survive. The cut falls at the start of a turn (a role marker) when
        one leaves a prompt that fits and still holds a whole turn before
        <|assistant|>: the earliest such start, so as much as fits is kept
-       and the model reads a well-formed conversation. When even the last
+       and the model reads a well-formed conversation (a system message
+       at the start goes like any other turn). When even the last
        turn alone does not fit, the prompt keeps its last tokens (the tail
        of that turn, its <|end|>, <|assistant|>): a mid-turn cut, counted
        apart;
@@ -825,12 +826,15 @@ typedef struct rlhf_fit_report {
    n_turns is 0), then a response of n_response tokens, in max_len tokens.
    Returns how many prompt tokens to drop from the left (0: it fits whole),
    or -1 when the record cannot fit. *mid_turn (may be NULL) is set to 1
-   when the cut falls inside a turn, else 0. */
+   when the cut falls inside a turn, else 0. The stages pass the positions
+   of the chat template's role markers (<|system|>, <|user|>, <|assistant|>)
+   as the turn starts; a prompt without any is cut by its last tokens. */
 RLHFDEF long rlhf_fit_cut(size_t n_prompt, const size_t *turn_start, int n_turns, size_t n_response, size_t max_len,
                           int *mid_turn);
 /* One line for a report, e.g. "9,120 records kept (1,204 prompts cut from
    the left, 3 mid-turn), 311 skipped (completion longer than 255 tokens)";
-   prompts-only reports read "200 prompts kept (12 cut from the left)".
+   prompts-only reports read "200 prompts kept (12 cut from the left to 128
+   tokens)".
    Writes at most cap bytes (NUL-terminated); returns out. */
 RLHFDEF char *rlhf_fit_describe(const rlhf_fit_report *f, char *out, size_t cap);
 
