@@ -78,6 +78,7 @@ test: $(BUILD)/test_rlhf $(BUILD)/engine_demo $(BUILD)/rlhf $(BUILD)/test_crash 
 	  ./$(BUILD)/ex_04_reward_model 1 $(BUILD)/examples >> $(BUILD)/ex.txt && ./$(BUILD)/ex_05_ppo 4 $(BUILD)/examples >> $(BUILD)/ex.txt && \
 	  grep -q "round trip" $(BUILD)/ex.txt && grep -q "held-out pairwise accuracy" $(BUILD)/ex.txt && grep -q "delta_t" $(BUILD)/ex.txt && echo "examples 00-05 ok"
 	sh tests/cli_smoke.sh $(BUILD)
+	sh tests/cli_long.sh $(BUILD)
 	sh tests/cli_errors.sh $(BUILD)/rlhf $(BUILD)/cli_errors $(BUILD)/demo_quick
 
 # POSIX only (fork, kill): a checkpoint write killed at random moments.

@@ -819,7 +819,8 @@ typedef struct rlhf_train_options {
     int batch_size;         /* SFT: sequences per step; reward model: prompts per step */
     int micro_batch;        /* sequences per forward/backward (gradients accumulate, so
                                memory follows micro_batch, the update batch_size); 0: all */
-    int seq_len;            /* longest sequence, in tokens (0: the model's n_ctx) */
+    int seq_len;            /* longest sequence, in positions (0: the model's n_ctx); longer
+                               records follow the long-record rule (rlhf_fit_report) */
     int epochs;             /* passes over the training set */
     long max_steps;         /* > 0: stop after this many updates (the schedule spans them) */
     int warmup_steps;       /* lr rises linearly from lr/warmup to lr over these steps */
@@ -863,18 +864,65 @@ RLHFDEF rlhf_train_options rlhf_train_options_reward(void);
    the last step, so every step learns). */
 RLHFDEF float rlhf_lr_at(const rlhf_train_options *o, long step, long total_steps);
 
+/* Long records: one rule in every stage and command (SFT, the reward model,
+   scoring, normalisation, PPO prompts). A sequence is a prompt (the chat
+   template up to the <|assistant|> where a reply begins) and a response (an
+   SFT completion, a chosen, rejected or ranked completion, each with its
+   <|end|>). When the two are longer than max_len tokens:
+     - the response is never cut;
+     - the prompt is cut from the LEFT: its last turns and <|assistant|>
+       survive. The cut falls at the start of a turn (a role marker) when
+       one leaves a prompt that fits and still holds a whole turn before
+       <|assistant|>: the earliest such start, so as much as fits is kept
+       and the model reads a well-formed conversation (a system message
+       at the start goes like any other turn). When even the last
+       turn alone does not fit, the prompt keeps its last tokens (the tail
+       of that turn, its <|end|>, <|assistant|>): a mid-turn cut, counted
+       apart;
+     - a record whose response with the minimum prompt (1 token: the
+       <|assistant|> the reply follows) is longer than max_len is skipped
+       and counted. A ranking is kept or skipped whole, its K completions
+       after one prompt, cut for the longest of them.
+   The counts of one pass over a dataset: */
+typedef struct rlhf_fit_report {
+    long kept;         /* records used, whole or with their prompt cut */
+    long prompts_cut;  /* of the kept, those whose prompt was cut from the left */
+    long mid_turn;     /* of those, cut inside a turn (the last turn alone did not fit) */
+    long skipped;      /* records skipped: the completion with the minimum prompt is longer than max_len */
+    int max_len;       /* the limit, in tokens of a sequence (the last report's) */
+    int prompts_only;  /* 1: the records were prompts (PPO, normalisation): nothing is skipped */
+} rlhf_fit_report;
+/* The rule on lengths: a prompt of n_prompt tokens whose turns start at
+   turn_start[0..n_turns) (offsets into the prompt, any order; NULL when
+   n_turns is 0), then a response of n_response tokens, in max_len tokens.
+   Returns how many prompt tokens to drop from the left (0: it fits whole),
+   or -1 when the record cannot fit. *mid_turn (may be NULL) is set to 1
+   when the cut falls inside a turn, else 0. The stages pass the positions
+   of the chat template's role markers (<|system|>, <|user|>, <|assistant|>)
+   as the turn starts; a prompt without any is cut by its last tokens. */
+RLHFDEF long rlhf_fit_cut(size_t n_prompt, const size_t *turn_start, int n_turns, size_t n_response, size_t max_len,
+                          int *mid_turn);
+/* One line for a report, e.g. "9,120 records kept (1,204 prompts cut from
+   the left, 3 mid-turn), 311 skipped (completion longer than 255 tokens)";
+   prompts-only reports read "200 prompts kept (12 cut from the left to 128
+   tokens)".
+   Writes at most cap bytes (NUL-terminated); returns out. */
+RLHFDEF char *rlhf_fit_describe(const rlhf_fit_report *f, char *out, size_t cap);
+
 typedef struct rlhf_train_report {
     long steps;             /* updates applied */
     long skipped_steps;     /* non-finite loss or gradient norm: no update */
     double seconds;
     long train_examples, val_examples;
-    long truncated;         /* SFT: examples cut to seq_len */
-    long dropped;           /* examples with nothing to learn (SFT) or too long (reward model) */
+    long truncated;         /* examples whose prompt was cut from the left to fit seq_len */
+    long dropped;           /* examples skipped: their completion alone does not fit seq_len */
     float train_loss;       /* mean loss of the steps since the last 100-step boundary */
     float val_loss, best_val_loss;   /* last and best validation (NaN if none) */
     long best_step;
     float train_accuracy, val_accuracy; /* reward model: pairs ranked right */
     double tokens;          /* tokens processed in training forwards */
+    rlhf_fit_report fit;    /* SFT and reward model: the long-record rule over train and val
+                               (truncated = fit.prompts_cut, dropped = fit.skipped) */
 } rlhf_train_report;
 
 /* A record as SFT sees it: ids (up to cap) and mask (1 where a token is
@@ -888,11 +936,28 @@ RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *
    messages up to (without) the last assistant turn. */
 RLHFDEF rlhf_result rlhf_prompt_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, size_t cap, size_t *n);
 
+/* rlhf_sft_encode under the rule: a COMPLETION or MESSAGES record in at
+   most max_len tokens (an example of n tokens trains on n - 1 positions, so
+   a stage of seq_len positions passes seq_len + 1). The response is the
+   last assistant turn; turns after it (nothing to learn there) are left
+   out. ids and mask need room for max_len (cap >= max_len). Returns
+   RLHF_ERR_CONTEXT_FULL when the record is skipped; fit (may be NULL)
+   counts it either way. TEXT records have no prompt: INVALID_ARGUMENT. */
+RLHFDEF rlhf_result rlhf_sft_encode_fit(const rlhf_tokenizer *t, const rlhf_record *r, int max_len, int *ids,
+                                        unsigned char *mask, size_t cap, size_t *n, rlhf_fit_report *fit);
+/* rlhf_prompt_encode under the rule, in at most max_len tokens (the reply's
+   room is the caller's: PPO's max_new_tokens). Never skips (max_len >= 1);
+   ids need room for max_len (cap >= max_len). fit may be NULL. */
+RLHFDEF rlhf_result rlhf_prompt_encode_fit(const rlhf_tokenizer *t, const rlhf_record *r, int max_len, int *ids,
+                                           size_t cap, size_t *n, rlhf_fit_report *fit);
+
 /* Supervised fine-tuning, or pretraining when train holds TEXT records.
    SFT: mean cross-entropy over completion (assistant) tokens only; prompt
    tokens have target -1. Text: the token stream (each record's text, then
-   EOS) cut into rows of seq_len, every token a target. Examples longer than
-   seq_len are cut (counted). val may be NULL (then val_fraction is held
+   EOS) cut into rows of seq_len, every token a target. An example longer
+   than seq_len follows the long-record rule (rlhf_fit_report: its prompt
+   cut from the left, or skipped when its completion alone does not fit;
+   counted in rep->fit and logged in one line). val may be NULL (then val_fraction is held
    out). rep and err may be NULL. Sets the checkpoint metadata rlhf.kind
    ("policy" after SFT, "base" after pretraining) and the tokenizer. */
 RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train,
@@ -906,7 +971,9 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
    m must have a scalar head (rlhf_model_add_score_head). Each record is one
    batch element (a pair record weighs as much as a ranking); a prompt with
    more than micro_batch completions still goes in one forward. A comparison
-   longer than seq_len is dropped (counted). Refuses a tokenizer whose pad
+   longer than seq_len follows the long-record rule (rlhf_fit_report: the
+   prompt cut from the left for the longest completion, or the record
+   skipped; counted in rep->fit and logged in one line). Refuses a tokenizer whose pad
    token is its stop or EOS token. Sets rlhf.kind = "reward" and clears any
    old normalisation: call rlhf_reward_normalize, then save the model. */
 RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train,
@@ -922,9 +989,19 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
 /* the public form: always normalised */
 RLHFDEF rlhf_result rlhf_reward_score_ids(rlhf_model *rm, const int *tokens, const int *n_pad, const int *lengths,
                                           int B, int T, float *scores);
-/* Scores of n (prompt, response) texts through the chat template. */
+/* Scores of n (prompt, response) texts through the chat template. A pair
+   longer than n_ctx is refused (RLHF_ERR_CONTEXT_FULL); rlhf_reward_score_record
+   applies the long-record rule instead. */
 RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, const char *const *prompts,
                                       const char *const *responses, int n, float *scores);
+/* The rewards of a record's completions under the long-record rule in
+   max_len tokens (0: n_ctx; at most n_ctx): a PAIR's chosen and rejected, a
+   RANKING's K best first, a COMPLETION's one completion, all after the same
+   prompt (cut from the left for the longest). scores (K), normalised.
+   Returns RLHF_ERR_CONTEXT_FULL when the record is skipped (a completion
+   does not fit even after a 1-token prompt); fit (may be NULL) counts. */
+RLHFDEF rlhf_result rlhf_reward_score_record(rlhf_model *rm, const rlhf_tokenizer *t, const rlhf_record *r,
+                                             int max_len, float *scores, rlhf_fit_report *fit);
 /* Normalisation ("The N implementation details", item 7): score = gain *
    raw + bias, stored in the checkpoint (rlhf.reward.gain, rlhf.reward.bias). */
 RLHFDEF rlhf_result rlhf_reward_set_normalization(rlhf_model *rm, float gain, float bias);
@@ -939,6 +1016,17 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
                                           const rlhf_dataset *prompts, int n_samples,
                                           const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
                                           float *raw_mean, float *raw_std);
+/* The same in sequences of at most max_len tokens (0: the smaller n_ctx of
+   the two models; larger is refused): each prompt follows the long-record
+   rule in max_len - R tokens, R = min(max_new_tokens, max_len / 2) kept
+   for the reply, so every prompt is used (cut from the left when long) and
+   counted in fit (may be NULL). Fails (never skips) when the samples cannot
+   be drawn or their raw scores have no spread: err (may be NULL) says why. */
+RLHFDEF rlhf_result rlhf_reward_normalize_ex(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t,
+                                             const rlhf_dataset *prompts, int n_samples,
+                                             const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
+                                             int max_len, float *raw_mean, float *raw_std, rlhf_fit_report *fit,
+                                             rlhf_error *err);
 
 /* ---------------------------------------------------------------------------
    PPO (InstructGPT step 3, eq. 2; Ziegler et al. 2019; "The N implementation
@@ -980,7 +1068,8 @@ typedef struct rlhf_ppo_config {
     int batch_size;          /* episodes (prompts) per iteration: 16 */
     int mini_batch;          /* episodes per PPO minibatch (and per forward): 4 */
     int ppo_epochs;          /* passes over each batch: 4 */
-    int max_prompt_tokens;   /* longer prompts keep their last tokens: 0 = n_ctx / 2 */
+    int max_prompt_tokens;   /* longer prompts are cut from the left by the long-record rule
+                                (rlhf_fit_report): 0 = n_ctx / 2 */
     int max_new_tokens;      /* response length limit: 32 */
     rlhf_sampler_config sampling; /* temperature 0.7, top_k 0, top_p 1 */
     int penalize_missing_eos; /* 1: a response without <|end|> scores missing_eos_penalty */
@@ -1063,6 +1152,10 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
 /* The EMA of the policy's weights (ema_decay > 0), or NULL. */
 RLHFDEF const rlhf_model *rlhf_ppo_ema(const rlhf_ppo *p);
 RLHFDEF float       rlhf_ppo_kl_coef(const rlhf_ppo *p);
+/* The long-record rule over the whole prompt set, counted once when the
+   trainer is created (and logged in one line): prompts kept, cut from the
+   left to max_prompt_tokens. */
+RLHFDEF rlhf_fit_report rlhf_ppo_prompt_fit(const rlhf_ppo *p);
 
 /* Trace of episode b of the last iteration, one row per response token. */
 typedef struct rlhf_ppo_trace_row {
@@ -8249,19 +8342,268 @@ RLHFDEF rlhf_result rlhf_prompt_encode(const rlhf_tokenizer *t, const rlhf_recor
     return rlhf_tokenizer_chat(t, msg, k, 1, ids, NULL, cap, n);
 }
 
+/* ---- long records: one rule for every stage and command ------------------------
+   A record is a prompt and a response; when they do not fit, the prompt
+   loses its oldest tokens (at a turn's start where one fits), the response
+   never loses any, and a record that cannot fit at all is skipped. Each
+   stage encodes the two halves, asks rlhf_fit_cut where to cut, and counts
+   the outcome in an rlhf_fit_report (see the API part for the rule). */
+
+RLHFDEF long rlhf_fit_cut(size_t n_prompt, const size_t *turn_start, int n_turns, size_t n_response, size_t max_len,
+                          int *mid_turn) {
+    /* the minimum prompt: the <|assistant|> the reply follows (none when there is no prompt at all) */
+    size_t min_prompt = n_prompt < 1 ? n_prompt : 1, room, best = n_prompt;
+    int k;
+    if (mid_turn) *mid_turn = 0;
+    if (n_prompt + n_response <= max_len) return 0;
+    if (n_response > max_len || min_prompt > max_len - n_response) return -1;
+    room = max_len - n_response;
+
+    /* the earliest turn start that leaves a prompt that fits and a whole turn before the prompt's last token */
+    for (k = 0; k < n_turns; k++)
+        if (turn_start[k] > 0 && turn_start[k] + 1 < n_prompt && n_prompt - turn_start[k] <= room &&
+            turn_start[k] < best)
+            best = turn_start[k];
+    if (best < n_prompt) return (long)best;
+
+    /* the last turn alone is too long: its tail, <|end|> and <|assistant|> */
+    if (mid_turn) *mid_turn = 1;
+    return (long)(n_prompt - room);
+}
+
+/* n with thousands separators ("9,120") into out[32] */
+static const char *rlhf__commas(long n, char out[32]) {
+    char digits[24];
+    int len = snprintf(digits, sizeof digits, "%ld", n < 0 ? -n : n), i, o = 0;
+    if (n < 0) out[o++] = '-';
+    for (i = 0; i < len; i++) {
+        out[o++] = digits[i];
+        if ((len - i - 1) % 3 == 0 && i + 1 < len) out[o++] = ',';
+    }
+    out[o] = 0;
+    return out;
+}
+RLHFDEF char *rlhf_fit_describe(const rlhf_fit_report *f, char *out, size_t cap) {
+    char a[32], b[32], c[32], mid[64] = "";
+    if (!out || cap == 0) return out;
+    if (!f) {
+        out[0] = 0;
+        return out;
+    }
+    if (f->mid_turn) snprintf(mid, sizeof mid, ", %s mid-turn", rlhf__commas(f->mid_turn, c));
+    if (f->prompts_only)
+        snprintf(out, cap, "%s prompt%s kept (%s cut from the left to %d tokens%s)", rlhf__commas(f->kept, a),
+                 f->kept == 1 ? "" : "s", rlhf__commas(f->prompts_cut, b), f->max_len, mid);
+    else
+        snprintf(out, cap, "%s record%s kept (%s prompt%s cut from the left%s), %s skipped (completion longer than %d "
+                 "tokens)",
+                 rlhf__commas(f->kept, a), f->kept == 1 ? "" : "s", rlhf__commas(f->prompts_cut, b),
+                 f->prompts_cut == 1 ? "" : "s", mid, rlhf__commas(f->skipped, c), f->max_len - 1);
+    return out;
+}
+
+/* The buffers of one record under the rule: its prompt (ids, mask), one
+   response, and the prompt's turn starts. They grow and are reused. */
+typedef struct rlhf__fitbuf {
+    rlhf__tokbuf p, r;
+    size_t *turns;
+    size_t cap_turns;
+} rlhf__fitbuf;
+static void rlhf__fitbuf_free(rlhf__fitbuf *fb) {
+    rlhf__free(fb->p.ids); rlhf__free(fb->p.mask); rlhf__free(fb->r.ids); rlhf__free(fb->r.mask);
+    rlhf__free(fb->turns);
+    memset(fb, 0, sizeof *fb);
+}
+/* The prompt of a record into fb->p (the chat template up to <|assistant|>,
+   with the mask of any earlier assistant turn): *n tokens. */
+static rlhf_result rlhf__fit_prompt_ids(const rlhf_tokenizer *t, const rlhf_record *rec, rlhf__fitbuf *fb, size_t *n) {
+    rlhf_message one[1];
+    const rlhf_message *msg;
+    int k = rlhf__prompt_messages(rec, one, &msg);
+    if (k < 0) return RLHF_ERR_INVALID_ARGUMENT;
+    return rlhf__chat_grow(t, msg, k, 1, &fb->p, n);
+}
+/* A response into fb->r: the assistant turn's content and its <|end|>
+   (the template's turn without its leading role marker), all learned. */
+static rlhf_result rlhf__fit_response_ids(const rlhf_tokenizer *t, rlhf_str content, rlhf__fitbuf *fb, size_t *n) {
+    rlhf_message a;
+    rlhf_result r;
+    a.role = RLHF_ROLE_ASSISTANT;
+    a.content = content;
+    if ((r = rlhf__chat_grow(t, &a, 1, 0, &fb->r, n)) != RLHF_OK) return r;
+    memmove(fb->r.ids, fb->r.ids + 1, (*n - 1) * sizeof(int));
+    memmove(fb->r.mask, fb->r.mask + 1, *n - 1);
+    (*n)--;
+    return RLHF_OK;
+}
+/* Where to cut the prompt in fb->p (np tokens) for a response of nr tokens
+   in max_len: the turn starts are its role markers (ordinary text never
+   encodes to them). Counts the record in fit (may be NULL); -1: skipped. */
+static long rlhf__fit_apply(const rlhf_tokenizer *t, rlhf__fitbuf *fb, size_t np, size_t nr, size_t max_len,
+                            rlhf_fit_report *fit, rlhf_result *r) {
+    int sys = rlhf_tokenizer_special(t, RLHF_TOKEN_SYSTEM), usr = rlhf_tokenizer_special(t, RLHF_TOKEN_USER);
+    int ast = rlhf_tokenizer_special(t, RLHF_TOKEN_ASSISTANT), mid = 0;
+    size_t i, nt = 0;
+    long cut;
+    *r = RLHF_OK;
+    for (i = 0; i < np; i++) {
+        int id = fb->p.ids[i];
+        if (id != sys && id != usr && id != ast) continue;
+        if (!rlhf__grow((void **)&fb->turns, &fb->cap_turns, nt + 1, sizeof(size_t))) {
+            *r = RLHF_ERR_OUT_OF_MEMORY;
+            return -1;
+        }
+        fb->turns[nt++] = i;
+    }
+    cut = rlhf_fit_cut(np, fb->turns, (int)(nt < 1u << 30 ? nt : 1u << 30), nr, max_len, &mid);
+    if (fit) {
+        fit->max_len = (int)max_len;
+        if (cut < 0) fit->skipped++;
+        else fit->kept++;
+        fit->prompts_cut += cut > 0;
+        fit->mid_turn += cut > 0 && mid;
+    }
+    return cut;
+}
+
+/* The SFT example of a record under the rule into out (ids, mask; room for
+   max_len): the prompt's kept part, then the last assistant turn. */
+static rlhf_result rlhf__sft_fit(const rlhf_tokenizer *t, const rlhf_record *rec, size_t max_len, rlhf__fitbuf *fb,
+                                 int *ids, unsigned char *mask, size_t *n, rlhf_fit_report *fit) {
+    rlhf_message one[1];
+    const rlhf_message *msg;
+    rlhf_str completion;
+    size_t np, nr;
+    long cut;
+    int k;
+    rlhf_result r;
+
+    /* the response: the completion, or the last assistant turn (the prompt's messages end before it) */
+    *n = 0;
+    if (rec->kind == RLHF_RECORD_COMPLETION) completion = rec->completion;
+    else if (rec->kind == RLHF_RECORD_MESSAGES && (k = rlhf__prompt_messages(rec, one, &msg)) >= 0 &&
+             k < rec->n_messages && rec->messages[k].role == RLHF_ROLE_ASSISTANT)
+        completion = rec->messages[k].content;
+    else
+        return RLHF_ERR_INVALID_ARGUMENT;
+
+    /* both halves, the cut, and the example: the prompt's kept part, then the response */
+    if ((r = rlhf__fit_prompt_ids(t, rec, fb, &np)) != RLHF_OK) return r;
+    if ((r = rlhf__fit_response_ids(t, completion, fb, &nr)) != RLHF_OK) return r;
+    if ((cut = rlhf__fit_apply(t, fb, np, nr, max_len, fit, &r)) < 0) return r != RLHF_OK ? r : RLHF_ERR_CONTEXT_FULL;
+    np -= (size_t)cut;
+    memcpy(ids, fb->p.ids + cut, np * sizeof(int));
+    memcpy(mask, fb->p.mask + cut, np);
+    memcpy(ids + np, fb->r.ids, nr * sizeof(int));
+    memcpy(mask + np, fb->r.mask, nr);
+    *n = np + nr;
+    return RLHF_OK;
+}
+RLHFDEF rlhf_result rlhf_sft_encode_fit(const rlhf_tokenizer *t, const rlhf_record *r, int max_len, int *ids,
+                                        unsigned char *mask, size_t cap, size_t *n, rlhf_fit_report *fit) {
+    rlhf__fitbuf fb;
+    rlhf_result res;
+    if (n) *n = 0;
+    if (!t || !r || !ids || !mask || !n || max_len < 2 || cap < (size_t)max_len) return RLHF_ERR_INVALID_ARGUMENT;
+    memset(&fb, 0, sizeof fb);
+    res = rlhf__sft_fit(t, r, (size_t)max_len, &fb, ids, mask, n, fit);
+    rlhf__fitbuf_free(&fb);
+    return res;
+}
+
+/* The prompt of a record cut by the rule to max_len tokens, into out. */
+static rlhf_result rlhf__prompt_fit(const rlhf_tokenizer *t, const rlhf_record *rec, size_t max_len, rlhf__fitbuf *fb,
+                                    int *ids, size_t *n, rlhf_fit_report *fit) {
+    size_t np;
+    long cut;
+    rlhf_result r;
+    *n = 0;
+    if ((r = rlhf__fit_prompt_ids(t, rec, fb, &np)) != RLHF_OK) return r;
+    if ((cut = rlhf__fit_apply(t, fb, np, 0, max_len, fit, &r)) < 0) return r != RLHF_OK ? r : RLHF_ERR_CONTEXT_FULL;
+    if (fit) fit->prompts_only = 1;
+    *n = np - (size_t)cut;
+    memcpy(ids, fb->p.ids + cut, *n * sizeof(int));
+    return RLHF_OK;
+}
+RLHFDEF rlhf_result rlhf_prompt_encode_fit(const rlhf_tokenizer *t, const rlhf_record *r, int max_len, int *ids,
+                                           size_t cap, size_t *n, rlhf_fit_report *fit) {
+    rlhf__fitbuf fb;
+    rlhf_result res;
+    if (n) *n = 0;
+    if (!t || !r || !ids || !n || max_len < 1 || cap < (size_t)max_len) return RLHF_ERR_INVALID_ARGUMENT;
+    memset(&fb, 0, sizeof fb);
+    res = rlhf__prompt_fit(t, r, (size_t)max_len, &fb, ids, n, fit);
+    rlhf__fitbuf_free(&fb);
+    return res;
+}
+
+/* The K completions of a preference record (PAIR: chosen, rejected;
+   RANKING: best first; COMPLETION: its one completion) */
+static int rlhf__pref_count(const rlhf_record *rec) {
+    return rec->kind == RLHF_RECORD_PAIR ? 2 : rec->kind == RLHF_RECORD_RANKING ? rec->n_completions
+                                           : rec->kind == RLHF_RECORD_COMPLETION ? 1 : 0;
+}
+static rlhf_str rlhf__pref_completion(const rlhf_record *rec, int k) {
+    if (rec->kind == RLHF_RECORD_PAIR) return k == 0 ? rec->chosen : rec->rejected;
+    return rec->kind == RLHF_RECORD_RANKING ? rec->completions[k] : rec->completion;
+}
+/* A preference record's K sequences under the rule, one prompt cut for the
+   longest completion: row k of ids (stride max_len) holds lens[k] tokens.
+   Each completion is encoded twice (its length, then its row), so only one
+   response buffer is needed. RLHF_ERR_CONTEXT_FULL: skipped (counted). */
+static rlhf_result rlhf__pref_fit(const rlhf_tokenizer *t, const rlhf_record *rec, size_t max_len, rlhf__fitbuf *fb,
+                                  int *ids, int *lens, rlhf_fit_report *fit) {
+    size_t np, nr, longest = 0;
+    int k, K = rlhf__pref_count(rec);
+    long cut;
+    rlhf_result r;
+    if (K < 1) return RLHF_ERR_INVALID_ARGUMENT;
+    if ((r = rlhf__fit_prompt_ids(t, rec, fb, &np)) != RLHF_OK) return r;
+    for (k = 0; k < K; k++) {
+        if ((r = rlhf__fit_response_ids(t, rlhf__pref_completion(rec, k), fb, &nr)) != RLHF_OK) return r;
+        if (nr > longest) longest = nr;
+    }
+    if ((cut = rlhf__fit_apply(t, fb, np, longest, max_len, fit, &r)) < 0)
+        return r != RLHF_OK ? r : RLHF_ERR_CONTEXT_FULL;
+    np -= (size_t)cut;
+    for (k = 0; k < K; k++) {
+        int *row = ids + (size_t)k * max_len;
+        if ((r = rlhf__fit_response_ids(t, rlhf__pref_completion(rec, k), fb, &nr)) != RLHF_OK) return r;
+        memcpy(row, fb->p.ids + cut, np * sizeof(int));
+        memcpy(row + np, fb->r.ids, nr * sizeof(int));
+        lens[k] = (int)(np + nr);
+    }
+    return RLHF_OK;
+}
+/* A training stage's counts: into the report's truncated and dropped, and
+   one line to the log ("sft: 9,120 records kept (...), 311 skipped (...)") */
+static void rlhf__fit_log(rlhf__trainrun *run, rlhf_fit_report *fit) {
+    char line[256];
+    run->rep.truncated = fit->prompts_cut;
+    run->rep.dropped = fit->skipped;
+    if (fit->kept + fit->skipped > 0)
+        rlhf__run_log(run, RLHF_LOG_INFO, "%s", rlhf_fit_describe(fit, line, sizeof line));
+}
+
 /* SFT or text examples of a dataset. Text: one token stream cut into
    windows of seq_len + 1 tokens (inputs are the first seq_len, targets the
-   last seq_len). SFT: one example per record, cut to seq_len + 1. */
+   last seq_len). SFT: one example per record of at most seq_len + 1 tokens
+   by the long-record rule (prompt cut from the left, or skipped), counted
+   in fit. */
 static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, int seq_len,
-                                      rlhf__examples *ex, long *truncated, long *dropped) {
+                                      rlhf__examples *ex, rlhf_fit_report *fit) {
     rlhf__tokbuf b = {NULL, NULL, 0};
+    rlhf__fitbuf fb;
     size_t i, n, j;
     rlhf_result r = RLHF_OK;
     int text = rlhf_dataset_size(d) > 0 && rlhf_dataset_record(d, 0)->kind == RLHF_RECORD_TEXT;
     rlhf__examples stream;
     memset(&stream, 0, sizeof stream);
+    memset(&fb, 0, sizeof fb);
+    if (!text && (r = rlhf__tokbuf_grow(&b, (size_t)seq_len + 1)) != RLHF_OK)
+        return rlhf__run_fail(run, r, "out of memory while encoding the dataset");
 
-    /* each record encoded whole (the buffer grows to fit it), then kept, cut or dropped */
+    /* each record: text encoded whole (the buffer grows to fit it); SFT by the rule into seq_len + 1 tokens */
     for (i = 0; i < rlhf_dataset_size(d) && r == RLHF_OK; i++) {
         const rlhf_record *rec = rlhf_dataset_record(d, i);
         if ((rec->kind == RLHF_RECORD_TEXT) != text) {
@@ -8269,27 +8611,22 @@ static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer 
                                rec->line);
             break;
         }
-        while ((r = rlhf_sft_encode(t, rec, b.ids, b.mask, b.cap, &n)) == RLHF_ERR_TOO_LARGE)
-            if ((r = rlhf__tokbuf_grow(&b, n)) != RLHF_OK) break;
+        if (text) {
+            while ((r = rlhf_sft_encode(t, rec, b.ids, b.mask, b.cap, &n)) == RLHF_ERR_TOO_LARGE)
+                if ((r = rlhf__tokbuf_grow(&b, n)) != RLHF_OK) break;
+        } else {
+            r = rlhf__sft_fit(t, rec, (size_t)seq_len + 1, &fb, b.ids, b.mask, &n, fit);
+            if (r == RLHF_ERR_CONTEXT_FULL) { /* skipped and counted: the completion alone does not fit */
+                r = RLHF_OK;
+                continue;
+            }
+        }
         if (r != RLHF_OK) {
             r = rlhf__run_fail(run, r, "line %zu: cannot encode the record: %s", rec->line, rlhf_result_string(r));
             break;
         }
-        if (text) { /* append to the stream; cut below */
-            if (!rlhf__ex_add(&stream, b.ids, NULL, (int)n)) r = RLHF_ERR_OUT_OF_MEMORY;
-            continue;
-        }
-        /* SFT: seq_len + 1 tokens at most (seq_len inputs, seq_len targets), cut from the right */
-        if (n > (size_t)seq_len + 1) {
-            n = (size_t)seq_len + 1;
-            (*truncated)++;
-        }
-        for (j = 1; j < n && !b.mask[j]; j++) {}
-        if (j >= n) { /* no learned token after the first: nothing to learn */
-            (*dropped)++;
-            continue;
-        }
-        if (!rlhf__ex_add(ex, b.ids, b.mask, (int)n)) r = RLHF_ERR_OUT_OF_MEMORY;
+        /* text: append to the stream, cut below; SFT: one example (its completion always learns) */
+        if (!rlhf__ex_add(text ? &stream : ex, b.ids, text ? NULL : b.mask, (int)n)) r = RLHF_ERR_OUT_OF_MEMORY;
     }
 
     /* text: windows of seq_len + 1 tokens that overlap by one, so every
@@ -8301,6 +8638,7 @@ static rlhf_result rlhf__sft_examples(rlhf__trainrun *run, const rlhf_tokenizer 
         }
     if (r == RLHF_ERR_OUT_OF_MEMORY) r = rlhf__run_fail(run, r, "out of memory while encoding the dataset");
     rlhf__ex_free(&stream);
+    rlhf__fitbuf_free(&fb);
     rlhf__free(b.ids);
     rlhf__free(b.mask);
     return r;
@@ -8498,21 +8836,17 @@ static rlhf_result rlhf__lm_setup(rlhf__trainrun *run, rlhf__lm_stage *lm, rlhf_
     lm->pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
     lm->pack = o->pack;
     lm->has_val = val != NULL;
-    if ((r = rlhf__sft_examples(run, t, train, seq_len, &lm->ex, &rep->truncated, &rep->dropped)) != RLHF_OK) return r;
-    if (val && (r = rlhf__sft_examples(run, t, val, seq_len, &lm->vex, &rep->truncated, &rep->dropped)) != RLHF_OK)
-        return r;
+    if ((r = rlhf__sft_examples(run, t, train, seq_len, &lm->ex, &rep->fit)) != RLHF_OK) return r;
+    if (val && (r = rlhf__sft_examples(run, t, val, seq_len, &lm->vex, &rep->fit)) != RLHF_OK) return r;
+    rlhf__fit_log(run, &rep->fit);
     if ((r = rlhf__train_val(run, lm->ex.n, val != NULL, lm->vex.n, &tidx, &n_t, &vidx, &n_v)) != RLHF_OK) goto done;
     if (n_t == 0) {
-        r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "no training example left (%ld dropped)", rep->dropped);
+        r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "no training example left (%ld skipped: completion longer "
+                           "than %d tokens)", rep->dropped, seq_len);
         goto done;
     }
     rep->train_examples = (long)n_t;
     rep->val_examples = (long)n_v;
-    if (rep->truncated)
-        rlhf__run_log(run, RLHF_LOG_WARN, "%ld examples longer than seq_len %d were cut", rep->truncated, seq_len);
-    if (rep->dropped)
-        rlhf__run_log(run, RLHF_LOG_WARN, "%ld examples had no completion token to learn and were dropped",
-                      rep->dropped);
 
     /* rows, and the buffers of one micro-batch */
     if (o->pack) rlhf__shuffle(tidx, n_t, rng);
@@ -8639,54 +8973,50 @@ RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad) {
 /* ---- the reward model's training data: one group of K sequences per prompt -- */
 
 /* Comparisons of a preference dataset: each record a group of K examples,
-   best first (prompt + completion through the chat template). A record with
-   a sequence longer than seq_len is dropped whole. */
+   best first (prompt + completion through the chat template), in at most
+   seq_len tokens by the long-record rule: the prompt cut from the left for
+   the longest completion, or the record skipped (counted in fit). */
 static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, int seq_len,
-                                     rlhf__examples *ex, long *dropped) {
-    rlhf__tokbuf b = {NULL, NULL, 0};
-    rlhf_message two[2];
-    size_t i, n;
-    int k, K;
+                                     rlhf__examples *ex, rlhf_fit_report *fit) {
+    rlhf__fitbuf fb;
+    int *rows = NULL, *lens = NULL, k, K; /* one record's K sequences (stride seq_len), their lengths */
+    size_t i, cap_rows = 0, cap_lens = 0;
     rlhf_result r = RLHF_OK;
+    memset(&fb, 0, sizeof fb);
     for (i = 0; i < rlhf_dataset_size(d) && r == RLHF_OK; i++) {
         /* a pair is a ranking of K = 2: chosen first */
         const rlhf_record *rec = rlhf_dataset_record(d, i);
-        size_t first = ex->n, tok0 = ex->n_tok;
+        size_t first = ex->n;
         if (rec->kind != RLHF_RECORD_PAIR && rec->kind != RLHF_RECORD_RANKING) {
             r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "line %zu: not a preference pair or ranking", rec->line);
             break;
         }
-        K = rec->kind == RLHF_RECORD_PAIR ? 2 : rec->n_completions;
-
-        /* each completion after the same user turn, best first; all learned (the mask is unused here) */
-        two[0].role = RLHF_ROLE_USER;
-        two[0].content = rec->prompt;
-        two[1].role = RLHF_ROLE_ASSISTANT;
-        for (k = 0; k < K && r == RLHF_OK; k++) {
-            two[1].content =
-                rec->kind == RLHF_RECORD_PAIR ? (k == 0 ? rec->chosen : rec->rejected) : rec->completions[k];
-            if ((r = rlhf__chat_grow(t, two, 2, 0, &b, &n)) != RLHF_OK) {
-                r = rlhf__run_fail(run, r, "line %zu: cannot encode completion %d: %s", rec->line, k,
-                                   rlhf_result_string(r));
-                break;
-            }
-            if (n > (size_t)seq_len) break;
-            if (!rlhf__ex_add(ex, b.ids, NULL, (int)n))
-                r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        K = rlhf__pref_count(rec);
+        if (!rlhf__grow((void **)&rows, &cap_rows, (size_t)K * (size_t)seq_len, sizeof(int)) ||
+            !rlhf__grow((void **)&lens, &cap_lens, (size_t)K, sizeof(int))) {
+            r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+            break;
         }
-        if (r != RLHF_OK) break;
 
-        /* a ranking is learned whole or not at all: one sequence too long drops it */
-        if (k < K) {
-            ex->n = first;
-            ex->n_tok = tok0;
-            (*dropped)++;
+        /* each completion after the same prompt, best first; a ranking is learned whole or not at all */
+        r = rlhf__pref_fit(t, rec, (size_t)seq_len, &fb, rows, lens, fit);
+        if (r == RLHF_ERR_CONTEXT_FULL) { /* skipped and counted */
+            r = RLHF_OK;
             continue;
         }
-        if (!rlhf__ex_group(ex, first, K)) r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        if (r != RLHF_OK) {
+            r = rlhf__run_fail(run, r, "line %zu: cannot encode the record: %s", rec->line, rlhf_result_string(r));
+            break;
+        }
+        for (k = 0; k < K && r == RLHF_OK; k++)
+            if (!rlhf__ex_add(ex, rows + (size_t)k * (size_t)seq_len, NULL, lens[k]))
+                r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        if (r == RLHF_OK && !rlhf__ex_group(ex, first, K))
+            r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    rlhf__free(b.ids);
-    rlhf__free(b.mask);
+    rlhf__fitbuf_free(&fb);
+    rlhf__free(rows);
+    rlhf__free(lens);
     return r;
 }
 
@@ -8856,20 +9186,19 @@ static rlhf_result rlhf__rm_setup(rlhf__trainrun *run, rlhf__rm_stage *rm, rlhf_
     rm->micro = o->micro_batch > 0 ? o->micro_batch : 1 << 30;
     rm->pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
     rm->has_val = val != NULL;
-    if ((r = rlhf__rm_examples(run, t, train, seq_len, &rm->ex, &rep->dropped)) != RLHF_OK) return r;
-    if (val && (r = rlhf__rm_examples(run, t, val, seq_len, &rm->vex, &rep->dropped)) != RLHF_OK) return r;
+    if ((r = rlhf__rm_examples(run, t, train, seq_len, &rm->ex, &rep->fit)) != RLHF_OK) return r;
+    if (val && (r = rlhf__rm_examples(run, t, val, seq_len, &rm->vex, &rep->fit)) != RLHF_OK) return r;
+    rlhf__fit_log(run, &rep->fit);
     if ((r = rlhf__train_val(run, rm->ex.ng, val != NULL, rm->vex.ng, &st->order, &st->n_train, &rm->vidx, &rm->n_v)) !=
         RLHF_OK)
         return r;
     if (st->n_train == 0)
         return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT,
-                              "no comparison left to train on (%ld dropped as longer than %d tokens)", rep->dropped,
-                              seq_len);
+                              "no comparison left to train on (%ld skipped: a completion longer than %d tokens)",
+                              rep->dropped, seq_len - 1);
     st->n_val = rm->n_v;
     rep->train_examples = (long)st->n_train;
     rep->val_examples = (long)rm->n_v;
-    if (rep->dropped)
-        rlhf__run_log(run, RLHF_LOG_WARN, "%ld comparisons longer than seq_len %d were dropped", rep->dropped, seq_len);
 
     /* the widest forward: micro sequences, or one prompt with more */
     for (i = 0; i < rm->ex.ng; i++) maxk = rm->ex.gk[i] > maxk ? rm->ex.gk[i] : maxk;
@@ -9076,29 +9405,92 @@ RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, c
     return r;
 }
 
-RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t,
-                                          const rlhf_dataset *prompts, int n_samples,
-                                          const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
-                                          float *raw_mean, float *raw_std) {
+RLHFDEF rlhf_result rlhf_reward_score_record(rlhf_model *rm, const rlhf_tokenizer *t, const rlhf_record *r,
+                                             int max_len, float *scores, rlhf_fit_report *fit) {
+    rlhf__fitbuf fb;
+    int *rows = NULL, *lens = NULL, K, k, T = 1;
+    rlhf_result res;
+    if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!t || !r || !scores || max_len < 0 || max_len > rm->cfg.n_ctx || (K = rlhf__pref_count(r)) < 1)
+        return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT,
+                          "rlhf_reward_score_record: need a tokenizer, a pair, ranking or completion record, scores, "
+                          "and 0 <= max_len <= n_ctx %d", rm->cfg.n_ctx);
+    if (max_len == 0) max_len = rm->cfg.n_ctx;
+
+    /* the K sequences after one prompt, cut by the rule; skipped records are the caller's to count */
+    memset(&fb, 0, sizeof fb);
+    rows = (int *)rlhf__alloc((size_t)K * (size_t)max_len * sizeof(int));
+    lens = (int *)rlhf__alloc((size_t)K * sizeof(int));
+    if (!rows || !lens) res = rlhf__fail(rm, RLHF_ERR_OUT_OF_MEMORY, "rlhf_reward_score_record: out of memory");
+    else if ((res = rlhf__pref_fit(t, r, (size_t)max_len, &fb, rows, lens, fit)) == RLHF_OK) {
+        /* rows of stride max_len -> stride T (the longest), right-padded; scored at each last token */
+        for (k = 0; k < K; k++) T = lens[k] > T ? lens[k] : T;
+        for (k = 0; k < K; k++) {
+            int j;
+            memmove(rows + (size_t)k * T, rows + (size_t)k * max_len, (size_t)lens[k] * sizeof(int));
+            for (j = lens[k]; j < T; j++) rows[(size_t)k * T + j] = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+        }
+        res = rlhf__reward_scores(rm, rows, NULL, lens, K, T, scores, 1);
+    } else if (res != RLHF_ERR_CONTEXT_FULL)
+        res = rlhf__fail(rm, res, "rlhf_reward_score_record: line %zu: cannot encode the record: %s", r->line,
+                         rlhf_result_string(res));
+    rlhf__fitbuf_free(&fb);
+    rlhf__free(rows);
+    rlhf__free(lens);
+    return res;
+}
+
+/* One reply of policy to the prompt in seq[0..np) (room for ctx tokens),
+   scored raw at its last token: a reply cut by the length limit is scored
+   at an <|end|> as every training comparison is (appended, or over its
+   last token). */
+static rlhf_result rlhf__normalize_sample(rlhf_model *rm, rlhf_model *policy, rlhf_kv_cache *cache, rlhf_sampler *s,
+                                         rlhf_rng *rng, int *seq, int np, int room, int ctx, int stop, float *raw) {
+    int nr = 0;
+    rlhf_result r;
+    if ((r = rlhf_model_generate(policy, cache, s, rng, seq, np, room, stop, seq + np, &nr)) != RLHF_OK)
+        return rlhf__fail(rm, r, "rlhf_reward_normalize: generation failed: %s", rlhf_model_last_error(policy));
+    if (nr == 0 || seq[np + nr - 1] != stop) {
+        if (np + nr < ctx) nr++;
+        seq[np + nr - 1] = stop;
+    }
+    nr += np;
+    return rlhf__reward_scores(rm, seq, NULL, &nr, 1, nr, raw, 0);
+}
+
+RLHFDEF rlhf_result rlhf_reward_normalize_ex(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t,
+                                             const rlhf_dataset *prompts, int n_samples,
+                                             const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
+                                             int max_len, float *raw_mean, float *raw_std, rlhf_fit_report *fit,
+                                             rlhf_error *err) {
     rlhf_kv_cache *cache = NULL;
     rlhf_sampler *s = NULL;
+    rlhf__fitbuf fb;
     rlhf_rng rng;
-    int *seq = NULL, i, ctx, stop;
+    int *seq = NULL, i, ctx, room, reply, stop;
     double sum = 0.0, sumsq = 0.0, mean, sd;
     rlhf_result r = RLHF_OK;
+    if (err) err->message[0] = 0;
     if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!policy || !t || !prompts || !sampling || n_samples < 2 || max_new_tokens < 1 ||
-        rlhf_dataset_size(prompts) == 0)
-        return rlhf__fail(
-            rm, RLHF_ERR_INVALID_ARGUMENT,
-            "rlhf_reward_normalize: need a policy, a tokenizer, prompts, n_samples >= 2 and max_new_tokens >= 1");
+    memset(&fb, 0, sizeof fb);
 
-    /* a prompt and its reply must fit both models; one sequence at a time through the KV cache */
-    ctx = policy->cfg.n_ctx < rm->cfg.n_ctx ? policy->cfg.n_ctx : rm->cfg.n_ctx;
+    /* a prompt and its reply must fit both models (and max_len); one sequence at a time through the KV cache */
+    ctx = policy && policy->cfg.n_ctx < rm->cfg.n_ctx ? policy->cfg.n_ctx : rm->cfg.n_ctx;
+    if (!policy || !t || !prompts || !sampling || n_samples < 2 || max_new_tokens < 1 ||
+        rlhf_dataset_size(prompts) == 0 || max_len < 0 || max_len == 1 || max_len > ctx) {
+        r = rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT,
+                       "rlhf_reward_normalize: need a policy, a tokenizer, prompts, n_samples >= 2, "
+                       "max_new_tokens >= 1 and max_len 0 or in [2, %d] (got %d)", ctx, max_len);
+        goto done;
+    }
+    if (max_len > 0) ctx = max_len;
+    /* room kept for the reply (at most half the sequence): a prompt keeps the rest (the long-record rule), and
+       the reply may use what its prompt leaves, up to max_new_tokens */
+    room = max_new_tokens < ctx / 2 ? max_new_tokens : ctx / 2;
     stop = rlhf_tokenizer_reply_end(t);
     if ((r = rlhf_kv_cache_create(&cache, policy, 1, policy->cfg.n_ctx)) != RLHF_OK ||
         (r = rlhf_sampler_create(&s, policy->cfg.vocab_size, sampling)) != RLHF_OK ||
-        !(seq = (int *)rlhf__alloc((size_t)policy->cfg.n_ctx * sizeof(int)))) {
+        !(seq = (int *)rlhf__alloc((size_t)ctx * sizeof(int)))) {
         r = rlhf__fail(rm, r == RLHF_OK ? RLHF_ERR_OUT_OF_MEMORY : r,
                        "rlhf_reward_normalize: cannot create the sampler and cache");
         goto done;
@@ -9109,28 +9501,15 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
     for (i = 0; i < n_samples; i++) {
         const rlhf_record *rec = rlhf_dataset_record(prompts, (size_t)i % rlhf_dataset_size(prompts));
         size_t np;
-        int nr = 0, room;
         float raw;
-        r = rlhf_prompt_encode(t, rec, seq, (size_t)ctx, &np);
-        if (r != RLHF_OK || np + 1 >= (size_t)ctx) {
-            r = rlhf__fail(rm, r == RLHF_OK ? RLHF_ERR_CONTEXT_FULL : r,
-                           "rlhf_reward_normalize: prompt of record %d (line %zu) does not fit %d tokens", i, rec->line,
-                           ctx);
+        if ((r = rlhf__prompt_fit(t, rec, (size_t)(ctx - room), &fb, seq, &np, fit)) != RLHF_OK) {
+            r = rlhf__fail(rm, r, "rlhf_reward_normalize: record %d (line %zu): cannot encode its prompt: %s", i,
+                           rec->line, rlhf_result_string(r));
             goto done;
         }
-        room = ctx - (int)np < max_new_tokens ? ctx - (int)np : max_new_tokens;
-        if ((r = rlhf_model_generate(policy, cache, s, &rng, seq, (int)np, room, stop, seq + np, &nr)) != RLHF_OK) {
-            r = rlhf__fail(rm, r, "rlhf_reward_normalize: generation failed: %s", rlhf_model_last_error(policy));
+        reply = ctx - (int)np < max_new_tokens ? ctx - (int)np : max_new_tokens; /* at least room */
+        if ((r = rlhf__normalize_sample(rm, policy, cache, s, &rng, seq, (int)np, reply, ctx, stop, &raw)) != RLHF_OK)
             goto done;
-        }
-        /* a reply cut by the length limit is scored at an <|end|> as every
-           training comparison is (appended, or over its last token) */
-        if (nr == 0 || seq[np + (size_t)nr - 1] != stop) {
-            if ((int)np + nr < ctx) nr++;
-            seq[np + (size_t)nr - 1] = stop;
-        }
-        nr += (int)np;
-        if ((r = rlhf__reward_scores(rm, seq, NULL, &nr, 1, nr, &raw, 0)) != RLHF_OK) goto done;
         sum += raw;
         sumsq += (double)raw * raw;
     }
@@ -9148,10 +9527,19 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
     /* score = (raw - mean) / std = raw * (1/std) + (-mean/std) */
     r = rlhf_reward_set_normalization(rm, (float)(1.0 / sd), (float)(-mean / sd));
 done:
+    if (r != RLHF_OK && err) snprintf(err->message, sizeof err->message, "%s", rlhf_model_last_error(rm));
+    rlhf__fitbuf_free(&fb);
     rlhf_kv_cache_free(cache);
     rlhf_sampler_free(s);
     rlhf__free(seq);
     return r;
+}
+RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, const rlhf_tokenizer *t,
+                                          const rlhf_dataset *prompts, int n_samples,
+                                          const rlhf_sampler_config *sampling, int max_new_tokens, uint64_t seed,
+                                          float *raw_mean, float *raw_std) {
+    return rlhf_reward_normalize_ex(rm, policy, t, prompts, n_samples, sampling, max_new_tokens, seed, 0, raw_mean,
+                                    raw_std, NULL, NULL);
 }
 
 // ----------------------------------------------------------------------------
@@ -9373,6 +9761,8 @@ struct rlhf_ppo {
     rlhf_kv_cache *cache;       /* B sequences of max_prompt + max_new positions: the rollout's keys and values */
     rlhf_sampler *sampler;      /* temperature, top-k, top-p as configured */
     float *step_logits;         /* (B, V): the logits of the next token while sampling */
+    rlhf__fitbuf fitb;          /* one prompt before the long-record rule cuts it (grows once, then reused) */
+    rlhf_fit_report prompt_fit; /* the rule over the whole prompt set, counted at creation */
 };
 
 /* Where response token t of an episode lives: in the (B, max_new) arrays,
@@ -9424,6 +9814,7 @@ RLHFDEF void rlhf_ppo_free(rlhf_ppo *p) {
     rlhf_kv_cache_free(p->cache);
     rlhf_sampler_free(p->sampler);
     rlhf__free(p->step_logits);
+    rlhf__fitbuf_free(&p->fitb);
     rlhf__free(p->run.line.p);
     rlhf__free(p);
 }
@@ -9543,12 +9934,13 @@ static int rlhf__ppo_buffers(rlhf_ppo *p, int ctx) {
 
 /* PPO-ptx: the pretraining rows, their order, their buffers. */
 static rlhf_result rlhf__ppo_ptx_setup(rlhf_ppo *p, int ctx, rlhf_error *err) {
-    long trunc = 0, drop = 0;
+    rlhf_fit_report fit;
     rlhf_result r;
+    memset(&fit, 0, sizeof fit);
     /* windows of 64 tokens (or the context), ptx_batch of them per minibatch, in a seeded order */
     p->ptxT = ctx < 64 ? ctx : 64;
     p->ptx_rows = p->cfg.ptx_batch ? p->cfg.ptx_batch : p->MB;
-    if ((r = rlhf__sft_examples(&p->run, p->tok, p->cfg.ptx, p->ptxT, &p->ptx, &trunc, &drop)) != RLHF_OK) return r;
+    if ((r = rlhf__sft_examples(&p->run, p->tok, p->cfg.ptx, p->ptxT, &p->ptx, &fit)) != RLHF_OK) return r;
     p->ptx_order = (size_t *)rlhf__alloc((p->ptx.n + 1) * sizeof(size_t));
     p->ptx_in = (int *)rlhf__alloc((size_t)p->ptx_rows * (size_t)p->ptxT * 3 * sizeof(int));
     if (!p->ptx_order || !p->ptx_in || p->ptx.n == 0)
@@ -9582,6 +9974,30 @@ static void rlhf__ppo_init(rlhf_ppo *p, const rlhf_ppo_config *c, int ctx, rlhf_
     p->topt.metrics_user = c->metrics_user;
     p->run.o = &p->topt; p->run.err = err; p->run.m = c->policy; p->run.stage = "ppo"; p->run.t0 = rlhf__seconds();
     p->run.best = NAN;
+}
+
+/* The long-record rule over every prompt once (into max_prompt tokens),
+   counted and logged in one line; the rollouts cut the same way. */
+static rlhf_result rlhf__ppo_prompt_scan(rlhf_ppo *p, rlhf_error *err) {
+    char line[256];
+    size_t i, n;
+    rlhf_result r = RLHF_OK;
+    int *ids = (int *)rlhf__alloc((size_t)p->max_prompt * sizeof(int));
+    if (!ids) return rlhf__ppo_fail(err, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+    memset(&p->prompt_fit, 0, sizeof p->prompt_fit);
+    for (i = 0; i < rlhf_dataset_size(p->prompts) && r == RLHF_OK; i++) {
+        const rlhf_record *rec = rlhf_dataset_record(p->prompts, i);
+        if ((r = rlhf__prompt_fit(p->tok, rec, (size_t)p->max_prompt, &p->fitb, ids, &n, &p->prompt_fit)) != RLHF_OK)
+            r = rlhf__ppo_fail(err, r, "prompt at line %zu: %s", rec->line, rlhf_result_string(r));
+    }
+    rlhf__free(ids);
+    if (r == RLHF_OK) rlhf__run_log(&p->run, RLHF_LOG_INFO, "%s", rlhf_fit_describe(&p->prompt_fit, line, sizeof line));
+    return r;
+}
+RLHFDEF rlhf_fit_report rlhf_ppo_prompt_fit(const rlhf_ppo *p) {
+    rlhf_fit_report none;
+    memset(&none, 0, sizeof none);
+    return p ? p->prompt_fit : none;
 }
 
 RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rlhf_error *err) {
@@ -9623,6 +10039,7 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rl
         goto fail;
     }
     rlhf__ppo_order(p);
+    if ((r = rlhf__ppo_prompt_scan(p, err)) != RLHF_OK) goto fail;
     if (c->ptx_coef > 0.0f && (r = rlhf__ppo_ptx_setup(p, ctx, err)) != RLHF_OK) goto fail;
     if (c->ema_decay > 0.0f) {
         if ((r = rlhf_model_create(&p->ema, &p->policy->cfg, 0)) != RLHF_OK) {
@@ -9682,8 +10099,9 @@ static void rlhf__ppo_fill(rlhf_ppo *p, const size_t *rows, int n) {
 }
 
 /* The prompts of this iteration, in the data order, into prompt_buf (rows
-   of ctx); P_b and Pmax. A prompt longer than max_prompt keeps its last
-   max_prompt tokens (the end holds <|assistant|>, where the reply begins). */
+   of ctx); P_b and Pmax. A prompt longer than max_prompt is cut from the
+   left by the long-record rule (its last turns and <|assistant|>, where the
+   reply begins, survive; counted once at creation). */
 static rlhf_result rlhf__ppo_prompts(rlhf_ppo *p, int *prompt_buf, int ctx) {
     rlhf__rollout *ro = &p->ro;
     size_t n;
@@ -9699,17 +10117,8 @@ static rlhf_result rlhf__ppo_prompts(rlhf_ppo *p, int *prompt_buf, int ctx) {
         }
         rec = rlhf_dataset_record(p->prompts, p->order[p->data_pos++]);
 
-        /* the chat template up to <|assistant|>; too long: encoded again whole, its end kept */
-        r = rlhf_prompt_encode(p->tok, rec, dst, (size_t)ctx, &n);
-        if (r == RLHF_ERR_TOO_LARGE || (r == RLHF_OK && n > (size_t)p->max_prompt)) {
-            int *tmp = (int *)rlhf__alloc((n + 1) * sizeof(int));
-            size_t n2;
-            if (!tmp) return rlhf__run_fail(&p->run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
-            r = rlhf_prompt_encode(p->tok, rec, tmp, n + 1, &n2);
-            if (r == RLHF_OK) memcpy(dst, tmp + (n2 - (size_t)p->max_prompt), (size_t)p->max_prompt * sizeof(int));
-            rlhf__free(tmp);
-            n = (size_t)p->max_prompt;
-        }
+        /* the chat template up to <|assistant|>, cut from the left to max_prompt */
+        r = rlhf__prompt_fit(p->tok, rec, (size_t)p->max_prompt, &p->fitb, dst, &n, NULL);
         if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "prompt at line %zu: %s", rec->line, rlhf_result_string(r));
         ro->plen[b] = (int)n;
         if ((int)n > ro->Pmax) ro->Pmax = (int)n;

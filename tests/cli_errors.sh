@@ -97,7 +97,7 @@ cmp -s "$D/last.safetensors" "$W/last.before" && cmp -s "$D/metrics.jsonl" "$W/m
 expect 0 "checkpoints in" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$D" --steps 2 --batch 8 --overwrite --pack=0
 grep -q '"step":3' "$D/metrics.jsonl" && bad "--overwrite kept the old run's metrics"
 cp "$D/last.safetensors" "$W/last.before"
-expect 2 "--seq-len 1000 is longer than the model's context" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$D" --overwrite --seq-len 1000
+expect 2 "--max-len 1000 is longer than the model's context" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$D" --overwrite --max-len 1000
 cmp -s "$D/last.safetensors" "$W/last.before" || bad "--overwrite deleted the old run before the new one could start"
 expect 2 "already at step 2: raise --steps" sft --resume --data "$Q/sft.jsonl" --out "$D" --batch 8 --steps 2
 expect 0 "--batch is 4 here but 8 in the run" sft --resume --data "$Q/sft.jsonl" --out "$D" --batch 4 --steps 3

@@ -4186,6 +4186,227 @@ done:
 #endif
 }
 
+/* ---- issue 13, item 5: long records, one rule ------------------------------------- */
+
+/* the rule on lengths alone, and its report line */
+static void long_records_cut_rule(void) {
+    static const size_t turns[4] = {0, 10, 20, 29}; /* a 30-token prompt: three turns, then <|assistant|> at 29 */
+    rlhf_fit_report f;
+    char line[256];
+    int mid = -1;
+    CHECK(rlhf_fit_cut(30, turns, 4, 10, 40, &mid) == 0 && mid == 0);    /* fits whole */
+    CHECK(rlhf_fit_cut(30, turns, 4, 10, 25, &mid) == 20 && mid == 0);   /* room 15: the last turn (10) fits, not two */
+    CHECK(rlhf_fit_cut(30, turns, 4, 10, 39, &mid) == 10 && mid == 0);   /* room 29: the earliest start that fits */
+    CHECK(rlhf_fit_cut(30, turns, 4, 20, 25, &mid) == 25 && mid == 1);   /* room 5 < the last turn: its tail, mid-turn */
+    CHECK(rlhf_fit_cut(30, turns, 4, 24, 25, &mid) == 29 && mid == 1);   /* room 1: <|assistant|> alone, the minimum */
+    CHECK(rlhf_fit_cut(30, turns, 4, 25, 25, &mid) == -1);               /* the completion leaves no room: skipped */
+    CHECK(rlhf_fit_cut(30, NULL, 0, 10, 25, &mid) == 15 && mid == 1);    /* no turn starts known: its last tokens */
+    CHECK(rlhf_fit_cut(0, NULL, 0, 4, 4, NULL) == 0 && rlhf_fit_cut(0, NULL, 0, 5, 4, NULL) == -1);
+    memset(&f, 0, sizeof f);
+    f.kept = 9120, f.prompts_cut = 1204, f.mid_turn = 3, f.skipped = 311, f.max_len = 256;
+    CHECK(strcmp(rlhf_fit_describe(&f, line, sizeof line), "9,120 records kept (1,204 prompts cut from the left, 3 mid-turn), "
+                                                          "311 skipped (completion longer than 255 tokens)") == 0);
+    f.prompts_only = 1, f.mid_turn = 0;
+    CHECK(strcmp(rlhf_fit_describe(&f, line, sizeof line), "9,120 prompts kept (1,204 cut from the left to 256 tokens)") == 0);
+    f.prompts_only = 0, f.kept = 1, f.prompts_cut = 1, f.skipped = 0, f.max_len = 48;
+    CHECK(strcmp(rlhf_fit_describe(&f, line, sizeof line), "1 record kept (1 prompt cut from the left), 0 skipped "
+                                                          "(completion longer than 47 tokens)") == 0);
+}
+
+/* The chat template's ids of a record, whole (the test's own reading of the
+   template): the prompt up to <|assistant|>, and the response after it. */
+static size_t whole_prompt(const rlhf_tokenizer *t, const rlhf_record *r, int *ids) {
+    size_t n = 0;
+    CHECK_OK(rlhf_prompt_encode(t, r, ids, 1024, &n));
+    return n;
+}
+/* Kept ids == the rightmost kp tokens of the whole prompt, then the whole response. */
+static int kept_is_right_part(const int *kept, size_t n_kept, const int *prompt, size_t np, const int *resp, size_t nr) {
+    size_t kp;
+    if (n_kept < nr + 1 || n_kept - nr > np) return 0;
+    kp = n_kept - nr;
+    return memcmp(kept, prompt + (np - kp), kp * sizeof(int)) == 0 && memcmp(kept + kp, resp, nr * sizeof(int)) == 0;
+}
+
+static const char LONG_TEXT[] = "one two three four five six seven eight nine ten. one two three four five six seven eight nine "
+                                "ten. the quick brown fox jumps over the lazy dog. the quick brown fox jumps over the lazy dog.";
+/* SFT under the rule, record by record and through the stage (n_ctx 48: 49 tokens, 48 positions) */
+static void long_records_sft(const rlhf_tokenizer *t) {
+    FILE *f = fopen("build/test_long_sft.jsonl", "wb");
+    rlhf_dataset *d = NULL;
+    rlhf_fit_report fit;
+    rlhf_train_options o = rlhf_train_options_sft();
+    rlhf_train_report rep;
+    rlhf_error e;
+    rlhf_model *m = NULL;
+    int ids[1024], prompt[1024], full[1024];
+    unsigned char mask[1024];
+    size_t i, n, np, nf;
+    if (!f) return;
+    fprintf(f, "{\"prompt\": \"rate this:\", \"completion\": \"good\"}\n");                            /* 1: fits */
+    fprintf(f, "{\"prompt\": \"%s\", \"completion\": \"yes\"}\n", LONG_TEXT);                         /* 2: mid-turn cut */
+    fprintf(f, "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}, {\"role\": \"assistant\", \"content\": \"okay\"}, "
+               "{\"role\": \"user\", \"content\": \"rate this:\"}, {\"role\": \"assistant\", \"content\": \"good\"}]}\n",
+            LONG_TEXT);                                                                                 /* 3: cut at a turn */
+    fprintf(f, "{\"prompt\": \"rate this:\", \"completion\": \"%s\"}\n", LONG_TEXT);                  /* 4: skipped */
+    fclose(f);
+    CHECK_OK(rlhf_dataset_load(&d, "build/test_long_sft.jsonl", RLHF_DATA_SFT, NULL, &e));
+    if (!d) return;
+    memset(&fit, 0, sizeof fit);
+    for (i = 0; i < rlhf_dataset_size(d); i++) {
+        const rlhf_record *r = rlhf_dataset_record(d, i);
+        rlhf_result res = rlhf_sft_encode_fit(t, r, 49, ids, mask, 1024, &n, &fit);
+        np = whole_prompt(t, r, prompt);
+        CHECK_OK(rlhf_sft_encode(t, r, full, NULL, 1024, &nf)); /* whole: the prompt, then the response */
+        printf("    sft record %zu: prompt %zu + response %zu tokens -> %zu kept\n", i + 1, np, nf - np, n);
+        if (i == 3) {
+            CHECK(res == RLHF_ERR_CONTEXT_FULL && n == 0 && nf - np > 48);
+            continue;
+        }
+        CHECK(res == RLHF_OK && n <= 49 && kept_is_right_part(ids, n, prompt, np, full + np, nf - np));
+        CHECK(mask[n - 1] == 1 && mask[n - (nf - np)] == 1 && mask[n - (nf - np) - 1] == 0); /* the response learned */
+        if (i == 0) CHECK(n == nf);
+        if (i == 1) CHECK(n == 49);                                               /* mid-turn: every position used */
+        if (i == 2) CHECK(n < 49 && ids[0] == rlhf_tokenizer_special(t, RLHF_TOKEN_ASSISTANT)); /* whole turns */
+    }
+    CHECK(fit.kept == 3 && fit.prompts_cut == 2 && fit.mid_turn == 1 && fit.skipped == 1 && fit.max_len == 49);
+
+    /* the stage: the same counts in its report, and it trains on what it kept */
+    m = world_model(t, 5);
+    o.max_steps = 1, o.batch_size = 2, o.val_fraction = 0, o.log_every = 0;
+    if (m) CHECK_OK(rlhf_sft_train(m, t, d, NULL, &o, &rep, &e));
+    if (m) CHECK(rep.fit.kept == 3 && rep.fit.prompts_cut == 2 && rep.fit.mid_turn == 1 && rep.fit.skipped == 1 &&
+                 rep.truncated == 2 && rep.dropped == 1 && rep.train_examples == 3);
+    rlhf_model_free(m);
+    rlhf_dataset_free(d);
+}
+
+/* Reward model, scoring and normalisation under the rule (n_ctx 48) */
+static void long_records_reward(const rlhf_tokenizer *t) {
+    FILE *f = fopen("build/test_long_prefs.jsonl", "wb");
+    rlhf_dataset *d = NULL;
+    rlhf_fit_report fit, nfit;
+    rlhf_train_options o = rlhf_train_options_reward();
+    rlhf_train_report rep;
+    rlhf_sampler_config sc = rlhf_sampler_config_default();
+    rlhf_error e;
+    rlhf_model *m = NULL, *policy = NULL;
+    int prompt[1024], resp[2][1024], row[2][64], lens[2];
+    size_t i, np, nr[2];
+    float s[2], want[2], mean, sd;
+    if (!f) return;
+    fprintf(f, "{\"prompt\": \"rate this:\", \"chosen\": \"good good\", \"rejected\": \"bad\"}\n");         /* fits */
+    fprintf(f, "{\"prompt\": \"%s\", \"chosen\": \"good\", \"rejected\": \"bad meh\"}\n", LONG_TEXT);      /* cut */
+    fprintf(f, "{\"prompt\": \"rate this:\", \"chosen\": \"%s\", \"rejected\": \"bad\"}\n", LONG_TEXT);    /* skipped */
+    fprintf(f, "{\"prompt\": \"answer: yes no maybe. one two three four\", \"chosen\": \"good\", "
+               "\"rejected\": \"the quick brown fox jumps over the lazy dog\"}\n"); /* cut for the longer rejected */
+    fclose(f);
+    CHECK_OK(rlhf_dataset_load(&d, "build/test_long_prefs.jsonl", RLHF_DATA_PREFERENCE, NULL, &e));
+    m = world_model(t, 6);
+    policy = world_model(t, 7);
+    if (!d || !m || !policy) goto done;
+    CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 6));
+
+    /* scoring: each completion after the same kept prompt, scored as those ids alone */
+    memset(&fit, 0, sizeof fit);
+    for (i = 0; i < rlhf_dataset_size(d); i++) {
+        const rlhf_record *r = rlhf_dataset_record(d, i);
+        rlhf_result res = rlhf_reward_score_record(m, t, r, 0, s, &fit);
+        size_t k, kp, longest;
+        np = whole_prompt(t, r, prompt);
+        for (k = 0; k < 2; k++) { /* the response: the assistant turn's ids after its role marker */
+            rlhf_message a;
+            int tmp[1024];
+            a.role = RLHF_ROLE_ASSISTANT, a.content = k == 0 ? r->chosen : r->rejected;
+            CHECK_OK(rlhf_tokenizer_chat(t, &a, 1, 0, tmp, NULL, 1024, &nr[k]));
+            memcpy(resp[k], tmp + 1, --nr[k] * sizeof(int));
+        }
+        longest = nr[0] > nr[1] ? nr[0] : nr[1];
+        printf("    pair %zu: prompt %zu + responses %zu, %zu tokens\n", i + 1, np, nr[0], nr[1]);
+        if (i == 2) {
+            CHECK(res == RLHF_ERR_CONTEXT_FULL && longest >= 48);
+            continue;
+        }
+        CHECK_OK(res);
+        kp = np + longest <= 48 ? np : 48 - longest; /* a single user turn: no turn start but its own fits */
+        for (k = 0; k < 2; k++) {
+            memcpy(row[k], prompt + (np - kp), kp * sizeof(int));
+            memcpy(row[k] + kp, resp[k], nr[k] * sizeof(int));
+            lens[k] = (int)(kp + nr[k]);
+            CHECK_OK(rlhf_reward_score_ids(m, row[k], NULL, &lens[k], 1, lens[k], &want[k]));
+        }
+        close_enough("score of the kept ids", s, want, 2, 1e-6, 1e-5);
+    }
+    CHECK(fit.kept == 3 && fit.prompts_cut == 2 && fit.mid_turn == 2 && fit.skipped == 1 && fit.max_len == 48);
+
+    /* training: the same counts */
+    o.max_steps = 1, o.batch_size = 2, o.val_fraction = 0, o.log_every = 0;
+    CHECK_OK(rlhf_reward_train(m, t, d, NULL, &o, &rep, &e));
+    CHECK(rep.fit.kept == 3 && rep.fit.prompts_cut == 2 && rep.fit.skipped == 1 && rep.dropped == 1 && rep.train_examples == 3);
+
+    /* normalisation: every prompt used, the long one cut to 48 - 8 tokens; 8 samples go round the 4 records twice */
+    memset(&nfit, 0, sizeof nfit);
+    CHECK_OK(rlhf_reward_normalize_ex(m, policy, t, d, 8, &sc, 8, 3, 0, &mean, &sd, &nfit, &e));
+    CHECK(nfit.kept == 8 && nfit.prompts_cut == 2 && nfit.mid_turn == 2 && nfit.skipped == 0 && nfit.max_len == 40 &&
+          nfit.prompts_only == 1);
+    CHECK(rlhf_reward_normalize_ex(m, policy, t, d, 8, &sc, 8, 3, 49, &mean, &sd, &nfit, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+          strstr(e.message, "max_len") != NULL);
+done:
+    rlhf_model_free(m);
+    rlhf_model_free(policy);
+    rlhf_dataset_free(d);
+}
+
+/* PPO prompts under the rule: counted once at creation, cut from the left in the rollouts */
+static void long_records_ppo(void) {
+    ppo_world w;
+    rlhf_ppo_config c = ppo_test_config();
+    rlhf_ppo *q = NULL;
+    rlhf_dataset *long_prompts = NULL;
+    rlhf_fit_report pf;
+    rlhf_error e;
+    int ids[1024], whole[1024];
+    size_t n, nw;
+    FILE *f;
+    if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+    f = fopen("build/test_long_prompts.jsonl", "wb");
+    if (!f) { ppo_world_free(&w); return; }
+    fprintf(f, "{\"prompt\": \"rate this:\"}\n{\"prompt\": \"%s\"}\n", LONG_TEXT);
+    fprintf(f, "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}, {\"role\": \"assistant\", \"content\": \"okay\"}, "
+               "{\"role\": \"user\", \"content\": \"rate this:\"}]}\n", LONG_TEXT);
+    fclose(f);
+    CHECK_OK(rlhf_dataset_load(&long_prompts, "build/test_long_prompts.jsonl", RLHF_DATA_PROMPTS, NULL, &e));
+    c.max_prompt_tokens = 20;
+    if (long_prompts) CHECK_OK(ppo_create_with(&q, w.policy, w.ref, w.critic, NULL, count_good, &w.task, w.t, long_prompts, NULL, &c, &e));
+    pf = rlhf_ppo_prompt_fit(q);
+    CHECK(q && pf.kept == 3 && pf.prompts_cut == 2 && pf.mid_turn == 1 && pf.skipped == 0 && pf.max_len == 20);
+    if (q) CHECK_OK(rlhf_ppo_step(q, NULL, &e)); /* the rollouts take the cut prompts */
+    if (long_prompts) { /* the turn cut keeps the last exchange, from its <|assistant|> on */
+        nw = whole_prompt(w.t, rlhf_dataset_record(long_prompts, 2), whole);
+        CHECK_OK(rlhf_prompt_encode_fit(w.t, rlhf_dataset_record(long_prompts, 2), 20, ids, 1024, &n, NULL));
+        CHECK(n < 20 && kept_is_right_part(ids, n, whole, nw, NULL, 0) && ids[0] == rlhf_tokenizer_special(w.t, RLHF_TOKEN_ASSISTANT));
+        nw = whole_prompt(w.t, rlhf_dataset_record(long_prompts, 1), whole);
+        CHECK_OK(rlhf_prompt_encode_fit(w.t, rlhf_dataset_record(long_prompts, 1), 20, ids, 1024, &n, NULL));
+        CHECK(n == 20 && kept_is_right_part(ids, n, whole, nw, NULL, 0));
+    }
+    rlhf_ppo_free(q);
+    rlhf_dataset_free(long_prompts);
+    ppo_world_free(&w);
+}
+
+/* Records longer than n_ctx through SFT, the reward model, scoring,
+   normalisation and PPO prompts: one rule, exact counts, and the kept ids
+   are the rightmost part of the prompt plus the whole completion. */
+static void test_long_records(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    long_records_cut_rule();
+    if (!t) return;
+    long_records_sft(t);
+    long_records_reward(t);
+    long_records_ppo();
+    rlhf_tokenizer_free(t);
+}
+
 static const test_case TESTS[] = {
     {"result_strings", test_result_strings, 0},
     {"rng", test_rng, 0},
@@ -4249,6 +4470,7 @@ static const test_case TESTS[] = {
     {"export_hf_reward", test_export_hf_reward, 0},
     {"export_hf_rounding", test_export_hf_rounding, 0},
     {"export_hf_atomic", test_export_hf_atomic, 0},
+    {"long_records", test_long_records, 0},
 };
 
 int main(int argc, char **argv) {

@@ -171,7 +171,7 @@ static int stopped_status(void) { return 128 + (int)g_stop; }
 
 /* ---- options: --name value, --name=value, --flag, --no-flag, --flag=yes|no ---- */
 enum { O_INT, O_FLOAT, O_STR, O_BOOL, O_CHOICE };
-enum { O_ABOVE = 1 /* the lower bound is excluded */ };
+enum { O_ABOVE = 1 /* the lower bound is excluded */, O_CTX = 2 /* an int whose 0 (not given) means the model's context */ };
 typedef struct opt {
     const char *name, *help;
     int kind;
@@ -187,6 +187,8 @@ typedef struct opt {
 #define OPT_S(n, h, p) {n, h, O_STR, p, 0, 0, 0, NULL, 0}
 #define OPT_B(n, h, p) {n, h, O_BOOL, p, 0, 0, 0, NULL, 0}
 #define OPT_C(n, h, p, c) {n, h, O_CHOICE, p, 0, 0, 0, c, 0}
+/* --max-len: the long-record rule's limit (rlhf_fit_report), from 2 tokens to the model's context (checked once it is loaded) */
+#define OPT_MAXLEN(h, p) {"max-len", h, O_INT, p, 2, 1 << 20, O_CTX, NULL, 0}
 #define N_OPTS(o) ((int)(sizeof o / sizeof o[0]))
 #define BIG 1e9
 
@@ -212,7 +214,8 @@ static void print_help(const char *usage, const char *about, const opt *o, int n
     printf("usage: %s\n\n%s\n\noptions:\n", usage, about);
     for (i = 0; i < n; i++) {
         char def[64], name[48];
-        if (o[i].kind == O_INT) snprintf(def, sizeof def, "%d", *(int *)o[i].value);
+        if (o[i].kind == O_INT && (o[i].flags & O_CTX) && *(int *)o[i].value == 0) snprintf(def, sizeof def, "the model's context");
+        else if (o[i].kind == O_INT) snprintf(def, sizeof def, "%d", *(int *)o[i].value);
         else if (o[i].kind == O_FLOAT) snprintf(def, sizeof def, "%g", (double)*(float *)o[i].value);
         else if (o[i].kind == O_STR) snprintf(def, sizeof def, "%s", *(const char **)o[i].value ? *(const char **)o[i].value : "none");
         else if (o[i].kind == O_CHOICE) choice_at(o[i].choices, *(int *)o[i].value, def, sizeof def);
@@ -963,30 +966,45 @@ done:
 }
 
 /* ---- score and eval ----------------------------------------------------------------- */
+/* --max-len against the model's context (0: not given, the context); 0 ok, else the usage error printed (2) */
+static int max_len_check(const char *cmd, const rlhf_model *m, int *max_len) {
+    int n_ctx = rlhf_model_config(m)->n_ctx;
+    if (*max_len > n_ctx) return usage_error(cmd, "--max-len %d is longer than the model's context (%d)", *max_len, n_ctx);
+    if (*max_len == 0) *max_len = n_ctx;
+    return 0;
+}
+/* the long-record rule's counts: "CMD: N records kept (...), S skipped (...)" */
+static void print_fit(const char *cmd, const rlhf_fit_report *f) {
+    char line[256];
+    say("%s: %s", cmd, rlhf_fit_describe(f, line, sizeof line));
+}
 /* every completion's reward in a preference file, and the pairwise accuracy.
-   A record that does not fit the context is skipped and counted. */
-static int score_file(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, const char *data, int skip_bad) {
+   Long records follow the long-record rule in max_len tokens (prompt cut
+   from the left, or the record skipped), and the counts are printed. */
+static int score_file(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, const char *data, int skip_bad, int max_len) {
     rlhf_dataset *d = load_data(cmd, data, RLHF_DATA_PREFERENCE, skip_bad);
+    rlhf_fit_report fit;
     size_t i;
-    long right = 0, pairs = 0, too_long = 0;
+    long right = 0, pairs = 0;
+    float *s = NULL;
     if (!d) return 1;
+    memset(&fit, 0, sizeof fit);
     for (i = 0; i < rlhf_dataset_size(d); i++) {
         const rlhf_record *r = rlhf_dataset_record(d, i);
         int K = r->kind == RLHF_RECORD_PAIR ? 2 : r->n_completions, k, j;
-        const char *p[64], *c[64];
-        float s[64];
-        if (K > 64) K = 64;
-        for (k = 0; k < K; k++) {
-            p[k] = r->prompt.str;
-            c[k] = r->kind == RLHF_RECORD_PAIR ? (k == 0 ? r->chosen.str : r->rejected.str) : r->completions[k].str;
-        }
-        if (rlhf_reward_score(m, t, p, c, K, s) != RLHF_OK) {
-            if (strstr(rlhf_model_last_error(m), "longer than n_ctx")) {
-                too_long++;
-                continue;
-            }
+        rlhf_result res;
+        float *grown = (float *)realloc(s, (size_t)K * sizeof(float));
+        if (!grown) {
+            free(s);
             rlhf_dataset_free(d);
-            return fail(cmd, "%s:%zu: %s", data, r->line, rlhf_model_last_error(m));
+            return fail(cmd, "out of memory");
+        }
+        s = grown;
+        if ((res = rlhf_reward_score_record(m, t, r, max_len, s, &fit)) == RLHF_ERR_CONTEXT_FULL) continue; /* skipped, counted */
+        if (res != RLHF_OK) {
+            free(s);
+            rlhf_dataset_free(d);
+            return fail(cmd, "%s:%zu: %s", data, r->line, lib_msg(rlhf_model_last_error(m)));
         }
         printf("line %zu:", r->line);
         for (k = 0; k < K; k++) printf(" %.4f", (double)s[k]);
@@ -994,21 +1012,43 @@ static int score_file(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, c
         for (k = 0; k < K; k++)
             for (j = k + 1; j < K; j++) right += s[k] > s[j], pairs++;
     }
-    if (too_long) say("warning: %ld of %zu records are longer than the context (%d tokens) and were not scored", too_long, rlhf_dataset_size(d),
-                      rlhf_model_config(m)->n_ctx);
+    free(s);
     rlhf_dataset_free(d);
+    print_fit(cmd, &fit);
     if (pairs == 0) return fail(cmd, "no record of %s could be scored", data);
     printf("pairwise accuracy (best-first order respected): %.4f over %ld pairs\n", (double)right / (double)pairs, pairs);
     return 0;
 }
+/* one (prompt, response) pair by the same rule: a prompt cut from the left is said, a response that cannot fit fails */
+static int score_pair(rlhf_model *m, const rlhf_tokenizer *t, const char *prompt, const char *response, int max_len) {
+    rlhf_record rec;
+    rlhf_fit_report fit;
+    rlhf_result r;
+    float s;
+    memset(&rec, 0, sizeof rec);
+    memset(&fit, 0, sizeof fit);
+    rec.kind = RLHF_RECORD_COMPLETION;
+    rec.prompt.str = prompt, rec.prompt.len = strlen(prompt);
+    rec.completion.str = response, rec.completion.len = strlen(response);
+    if ((r = rlhf_reward_score_record(m, t, &rec, max_len, &s, &fit)) == RLHF_ERR_CONTEXT_FULL)
+        return fail("score", "the response alone is longer than %d tokens (--max-len): it cannot be scored", max_len - 1);
+    if (r != RLHF_OK) return fail("score", "%s", lib_msg(rlhf_model_last_error(m)));
+    if (fit.prompts_cut)
+        say("score: the prompt was cut from the left%s to fit %d tokens with the response", fit.mid_turn ? " (inside its last turn)" : "",
+            max_len);
+    printf("%.6f\n", (double)s);
+    return 0;
+}
 static int cmd_score(int argc, char **argv) {
     const char *pos[1], *prompt = NULL, *response = NULL, *data = NULL;
-    int skip_bad = 0;
+    int skip_bad = 0, max_len = 0;
     opt o[] = {
         OPT_S("prompt", "the prompt (with --response)", &prompt),
         OPT_S("response", "the response to score", &response),
         OPT_S("data", "a preference JSONL file: score every completion, report pairwise accuracy", &data),
         OPT_B("skip-bad", "skip malformed records of --data (counted) instead of stopping", &skip_bad),
+        OPT_MAXLEN("longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
+                   "completion alone does not fit is skipped; the counts are printed", &max_len),
     };
     int np = parse_opts("score", argc, argv, 2, o, N_OPTS(o), pos, 1), rc = 0;
     rlhf_model *m;
@@ -1019,34 +1059,34 @@ static int cmd_score(int argc, char **argv) {
     if (np != 1 || (!data && (!prompt || !response)) || (data && (prompt || response)))
         return usage_error("score", "needs REWARD_MODEL and either --prompt and --response, or --data");
     if (!(m = load_model("score", "REWARD_MODEL", pos[0], ROLE_SCORER, &t))) return 1;
-    if (!data) {
-        float s;
-        if (rlhf_reward_score(m, t, &prompt, &response, 1, &s) != RLHF_OK) rc = fail("score", "%s", rlhf_model_last_error(m));
-        else printf("%.6f\n", (double)s);
-    } else
-        rc = score_file("score", m, t, data, skip_bad);
+    if ((rc = max_len_check("score", m, &max_len)) == 0)
+        rc = data ? score_file("score", m, t, data, skip_bad, max_len) : score_pair(m, t, prompt, response, max_len);
     rlhf_tokenizer_free(t);
     rlhf_model_free(m);
     return rc;
 }
-/* a policy's mean completion loss over an SFT file (records longer than the context are cut, as SFT cuts them) */
-static int completion_loss(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *d) {
-    size_t i, n, cap = 1 << 16;
+/* a policy's mean completion loss over an SFT file; long records follow the rule in max_len positions (as SFT's) */
+static int completion_loss(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *d, int max_len) {
+    size_t i, n, cap = (size_t)max_len + 1;
     double sum = 0;
-    long count = 0, cut = 0;
-    int n_ctx = rlhf_model_config(m)->n_ctx, rc = 0;
+    long count = 0;
+    int rc = 0;
+    rlhf_fit_report fit;
     int *ids = (int *)malloc(cap * sizeof(int)), *tg = (int *)malloc(cap * sizeof(int));
     unsigned char *mask = (unsigned char *)malloc(cap);
+    memset(&fit, 0, sizeof fit);
     if (!ids || !tg || !mask) rc = fail(cmd, "out of memory");
     for (i = 0; rc == 0 && i < rlhf_dataset_size(d); i++) {
         size_t k;
         long c = 0;
         float loss;
-        if (rlhf_sft_encode(t, rlhf_dataset_record(d, i), ids, mask, cap, &n) != RLHF_OK) n = cap, cut++;
-        if (n < 2) continue;
-        if (n > (size_t)n_ctx + 1) n = (size_t)n_ctx + 1, cut++;
+        rlhf_result r = rlhf_sft_encode_fit(t, rlhf_dataset_record(d, i), max_len + 1, ids, mask, cap, &n, &fit);
+        if (r == RLHF_ERR_CONTEXT_FULL) continue; /* skipped, counted */
+        if (r != RLHF_OK) {
+            rc = fail(cmd, "line %zu: cannot encode the record: %s", rlhf_dataset_record(d, i)->line, rlhf_result_string(r));
+            break;
+        }
         for (k = 0; k + 1 < n; k++) c += (tg[k] = mask[k + 1] ? ids[k + 1] : -1) >= 0;
-        if (c == 0) continue;
         if (rlhf_model_forward(m, ids, tg, 1, (int)n - 1, NULL, &loss) != RLHF_OK) rc = fail(cmd, "%s", rlhf_model_last_error(m));
         sum += (double)loss * (double)c;
         count += c;
@@ -1055,19 +1095,21 @@ static int completion_loss(const char *cmd, rlhf_model *m, const rlhf_tokenizer 
     free(tg);
     free(mask);
     if (rc) return rc;
-    if (count == 0) return fail(cmd, "no record has a completion token within the context");
+    print_fit(cmd, &fit);
+    if (count == 0) return fail(cmd, "no record has a completion that fits %d tokens", max_len);
     if (!isfinite(sum)) return fail(cmd, "the completion loss is not finite: the checkpoint's weights are broken");
-    if (cut) say("warning: %ld records longer than the context (%d tokens) were cut", cut, n_ctx);
-    printf("completion loss %.4f over %ld tokens of %zu records (perplexity %.3f)\n", sum / (double)count, count, rlhf_dataset_size(d),
+    printf("completion loss %.4f over %ld tokens of %ld records (perplexity %.3f)\n", sum / (double)count, count, fit.kept,
            exp(sum / (double)count));
     return 0;
 }
 static int cmd_eval(int argc, char **argv) {
     const char *pos[1], *data = NULL;
-    int skip_bad = 0;
+    int skip_bad = 0, max_len = 0;
     opt o[] = {
         OPT_S("data", "SFT JSONL (policy: completion loss) or preference JSONL (reward model: accuracy)", &data),
         OPT_B("skip-bad", "skip malformed records (counted) instead of stopping", &skip_bad),
+        OPT_MAXLEN("longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
+                   "completion alone does not fit is skipped; the counts are printed", &max_len),
     };
     int np = parse_opts("eval", argc, argv, 2, o, N_OPTS(o), pos, 1), rc;
     rlhf_model *m;
@@ -1077,10 +1119,11 @@ static int cmd_eval(int argc, char **argv) {
                    N_OPTS(o));
     if (np != 1 || !data) return usage_error("eval", "needs CHECKPOINT and --data");
     if (!(m = load_model("eval", "CHECKPOINT", pos[0], ROLE_ANY, &t))) return 1;
-    if (rlhf_model_has_score_head(m)) rc = score_file("eval", m, t, data, skip_bad);
-    else if (!(d = load_data("eval", data, RLHF_DATA_SFT, skip_bad))) rc = 1;
-    else {
-        rc = completion_loss("eval", m, t, d);
+    rc = max_len_check("eval", m, &max_len);
+    if (rc == 0 && rlhf_model_has_score_head(m)) rc = score_file("eval", m, t, data, skip_bad, max_len);
+    else if (rc == 0 && !(d = load_data("eval", data, RLHF_DATA_SFT, skip_bad))) rc = 1;
+    else if (rc == 0) {
+        rc = completion_loss("eval", m, t, d, max_len);
         rlhf_dataset_free(d);
     }
     rlhf_tokenizer_free(t);
@@ -1138,7 +1181,7 @@ static int cmd_tokenizer(int argc, char **argv) {
 typedef struct train_cli {
     const char *cmd, *data, *val, *model, *tokfile, *out;
     int is_pre, is_rm, resume, overwrite, skip_bad, seed;
-    int layers, heads, embd, ctx, norm_samples, pack, decay, tmpl;
+    int layers, heads, embd, ctx, norm_samples, normalize, pack, decay, tmpl;
     int shape_given;  /* bits: --layers, --heads, --embd, --ctx on the command line */
     rlhf_train_options to;
     int steps;
@@ -1207,22 +1250,30 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
     char path[1100];
     rlhf_model *sft, *best = NULL;
     rlhf_sampler_config sc = rlhf_sampler_config_default();
+    rlhf_fit_report fit;
     float mean, sd;
     rlhf_error err;
     int rc = 0;
+    memset(&fit, 0, sizeof fit);
     if (!(sft = load_model(a->cmd, "--model", a->model, ROLE_POLICY, NULL))) return 1;
     status_set("[rm] normalising: sampling %d SFT replies", a->norm_samples);
-    if (rlhf_reward_normalize(m, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, &mean, &sd) != RLHF_OK)
-        rc = fail(a->cmd, "normalisation failed: %s (the checkpoints are left unnormalised)", rlhf_model_last_error(m));
+    if (rlhf_reward_normalize_ex(m, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, a->to.seq_len, &mean, &sd, &fit, &err) !=
+        RLHF_OK)
+        rc = fail(a->cmd, "normalisation failed: %s; the checkpoints in %s are left UNNORMALISED (raw scores). "
+                  "Fix the cause, or pass --no-normalize to keep raw scores on purpose", lib_msg(err.message), a->out);
     else if (rlhf_model_save_ex(m, join(path, sizeof path, a->out, "last.safetensors"), 0, &err) != RLHF_OK)
         rc = fail(a->cmd, "%s", err.message);
-    else
+    else {
+        print_fit("rm normalisation", &fit);
         say("rm: last.safetensors normalised on %d SFT samples (raw mean %.4f, std %.4f)", a->norm_samples, (double)mean, (double)sd);
+    }
     /* best: the same samples (same seed), its own scores */
     if (rc == 0 && exists(join(path, sizeof path, a->out, "best.safetensors"))) {
         if (!(best = load_model(a->cmd, "best", path, ROLE_SCORER, NULL))) rc = 1;
-        else if (rlhf_reward_normalize(best, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, &mean, &sd) != RLHF_OK)
-            rc = fail(a->cmd, "best.safetensors: %s", rlhf_model_last_error(best));
+        else if (rlhf_reward_normalize_ex(best, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, a->to.seq_len, &mean, &sd, NULL, &err) !=
+                 RLHF_OK)
+            rc = fail(a->cmd, "best.safetensors: normalisation failed: %s; it is left UNNORMALISED (last.safetensors is normalised)",
+                      lib_msg(err.message));
         else if (rlhf_model_save_ex(best, path, 0, &err) != RLHF_OK)
             rc = fail(a->cmd, "best.safetensors: %s", err.message);
         else
@@ -1242,9 +1293,8 @@ static int train_check(const train_cli *a) {
     if (a->is_pre && a->model && a->tokfile) return usage_error(c, "--tokenizer is for a new model; --model %s carries its own tokenizer", a->model);
     if (a->is_pre && a->model && a->shape_given) return usage_error(c, "--layers, --heads, --embd and --ctx shape a new model; --model %s has its own", a->model);
     if (a->is_pre && a->embd % a->heads != 0) return usage_error(c, "--embd %d must be a multiple of --heads %d", a->embd, a->heads);
-    if (a->is_rm && a->norm_samples == 1) return usage_error(c, "--normalize-samples must be 0 (off) or at least 2");
-    if (a->is_rm && a->resume && !a->model && a->norm_samples > 0)
-        return usage_error(c, "--resume needs --model too (the SFT checkpoint the reward model is normalised on), or --normalize-samples 0");
+    if (a->is_rm && a->resume && !a->model && a->normalize)
+        return usage_error(c, "--resume needs --model too (the SFT checkpoint the reward model is normalised on), or --no-normalize");
     if (!a->is_rm && a->to.micro_batch > a->to.batch_size)
         return usage_error(c, "--micro-batch %d is larger than --batch %d", a->to.micro_batch, a->to.batch_size);
     return 0;
@@ -1277,7 +1327,8 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
         a->to.max_steps = a->to.resume_step; /* rm: nothing to train; the normalisation is redone below */
     }
     if (a->to.seq_len > rlhf_model_config(m)->n_ctx) {
-        rc = usage_error(a->cmd, "--seq-len %d is longer than the model's context (%d)", a->to.seq_len, rlhf_model_config(m)->n_ctx);
+        rc = usage_error(a->cmd, "--%s %d is longer than the model's context (%d)", a->is_pre ? "seq-len" : "max-len", a->to.seq_len,
+                         rlhf_model_config(m)->n_ctx);
         goto done;
     }
     if (!(d = load_data(a->cmd, a->data, fmt, a->skip_bad)) || (a->val && !(v = load_data(a->cmd, a->val, fmt, a->skip_bad)))) goto done;
@@ -1323,8 +1374,8 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
         goto done;
     }
     if (rep.skipped_steps) say("warning: %ld steps were skipped (loss or gradient not finite)", rep.skipped_steps);
-    if (a->is_rm && a->norm_samples > 0 && normalize_rm(a, m, t, d) != 0) goto done;
-    if (a->is_rm && a->norm_samples == 0) say("warning: --normalize-samples 0: the reward model's scores are raw (PPO will warn)");
+    if (a->is_rm && a->normalize && normalize_rm(a, m, t, d) != 0) goto done;
+    if (a->is_rm && !a->normalize) say("warning: --no-normalize: the reward model's scores are raw (PPO will warn)");
     {
         char path[1100];
         printf("checkpoints in %s: last.safetensors%s; metrics in %s/metrics.jsonl\n", a->out,
@@ -1345,7 +1396,7 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
     const char *pos[1];
     memset(&a, 0, sizeof a);
     a.cmd = cmd, a.is_pre = is_pre, a.is_rm = is_rm, a.seed = 1;
-    a.layers = 4, a.heads = 4, a.embd = 128, a.ctx = 128, a.norm_samples = 200;
+    a.layers = 4, a.heads = 4, a.embd = 128, a.ctx = 128, a.norm_samples = 200, a.normalize = 1;
     a.to = is_rm ? rlhf_train_options_reward() : rlhf_train_options_sft();
     a.decay = is_rm ? 1 : 0;
     a.steps = 0;
@@ -1366,7 +1417,11 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             OPT_F("grad-clip", "clip the gradient norm (0: off)", &a.to.opt.grad_clip, 0, BIG),
             OPT_I("batch", is_rm ? "prompts per step" : "sequences per step", &a.to.batch_size, 1, 1 << 20),
             OPT_I("micro-batch", "sequences per forward (0: all of the step)", &a.to.micro_batch, 0, 1 << 20),
-            OPT_I("seq-len", "longest sequence (0: the model's context)", &a.to.seq_len, 0, 1 << 20),
+            OPT_I("seq-len", "length of the rows the text is cut into (0: the model's context)", &a.to.seq_len, 0, 1 << 20),
+            OPT_MAXLEN(is_rm ? "longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
+                               "completion alone does not fit is skipped; the counts are printed (also the normalisation's limit)"
+                             : "longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
+                               "completion alone does not fit is skipped; the counts are printed", &a.to.seq_len),
             OPT_I("epochs", "passes over the data", &a.to.epochs, 1, 1 << 20),
             OPT_I("steps", "stop after this many steps (0: the epochs decide)", &a.steps, 0, BIG),
             OPT_I("warmup", "warm-up steps", &a.to.warmup_steps, 0, BIG),
@@ -1389,15 +1444,19 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
                               "<|user|> ... <|end|>, or HH-RLHF's plain \\n\\nHuman: ... \\n\\nAssistant: for a base model "
                               "(default: the --model's)", &a.tmpl, "chat|hh"),
             /* rm only */
-            OPT_I("normalize-samples", "SFT samples for the reward normalisation (0: leave the scores raw)", &a.norm_samples, 0, 1 << 20),
+            OPT_B("normalize", "normalise the reward on SFT samples (mean 0, std 1); when it cannot, the command fails (exit 1) "
+                               "unless --no-normalize", &a.normalize),
+            OPT_I("normalize-samples", "SFT samples for the reward normalisation", &a.norm_samples, 2, 1 << 20),
         };
         opt o[N_OPTS(all)];
         int k;
         n = 0;
         for (k = 0; k < N_OPTS(all); k++) {
             const char *nm = all[k].name;
-            int pre_only = !strcmp(nm, "tokenizer") || !strcmp(nm, "layers") || !strcmp(nm, "heads") || !strcmp(nm, "embd") || !strcmp(nm, "ctx");
-            if ((pre_only && !is_pre) || (!strcmp(nm, "pack") && is_rm) || (!strcmp(nm, "normalize-samples") && !is_rm) ||
+            int pre_only = !strcmp(nm, "tokenizer") || !strcmp(nm, "layers") || !strcmp(nm, "heads") || !strcmp(nm, "embd") || !strcmp(nm, "ctx") ||
+                           !strcmp(nm, "seq-len");
+            int rm_only = !strcmp(nm, "normalize-samples") || !strcmp(nm, "normalize");
+            if ((pre_only && !is_pre) || (!strcmp(nm, "max-len") && is_pre) || (!strcmp(nm, "pack") && is_rm) || (rm_only && !is_rm) ||
                 (!strcmp(nm, "template") && (is_rm || is_pre)))
                 continue;
             o[n++] = all[k];
@@ -1424,7 +1483,8 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
 /* ---- ppo --------------------------------------------------------------------------------- */
 typedef struct ppo_cli {
     const char *policy, *reward, *critic, *prompts, *ptx, *out;
-    int iters, resume, overwrite, skip_bad, seed, adaptive, k3, save_every;
+    int iters, resume, overwrite, skip_bad, seed, adaptive, k3, save_every, max_len;
+    int prompt_len;   /* the prompt limit the trainer gets: --max-prompt, or what --max-len leaves (options.json keeps the options as given) */
     rlhf_ppo_config c;
 } ppo_cli;
 /* the saved iteration of a PPO run directory (its policy's rlhf.ppo.state), or -1 */
@@ -1467,10 +1527,22 @@ static int ppo_models(ppo_cli *a, rlhf_model **policy, rlhf_model **ref, rlhf_mo
     n_ctx = rlhf_model_config(*policy)->n_ctx;
     if (rlhf_model_config(*rm)->n_ctx < n_ctx) n_ctx = rlhf_model_config(*rm)->n_ctx;
     if (rlhf_model_config(*critic)->n_ctx < n_ctx) n_ctx = rlhf_model_config(*critic)->n_ctx;
+    int given_prompt = a->c.max_prompt_tokens;
     prompt = a->c.max_prompt_tokens ? a->c.max_prompt_tokens : n_ctx / 2;
+    if (a->max_len > n_ctx) return usage_error("ppo", "--max-len %d is longer than the models' context (%d tokens)", a->max_len, n_ctx);
+    if (a->max_len && a->max_len - a->c.max_new_tokens < 2)
+        return usage_error("ppo", "--max-len %d leaves no room for a prompt after --max-new %d (2 tokens at least)", a->max_len,
+                           a->c.max_new_tokens);
+    if (a->max_len && prompt > a->max_len - a->c.max_new_tokens) { /* prompts are cut to what the sequence leaves them */
+        if (given_prompt)
+            say("ppo: --max-prompt %d lowered to %d: --max-len %d minus --max-new %d", prompt, a->max_len - a->c.max_new_tokens, a->max_len,
+                a->c.max_new_tokens);
+        prompt = a->max_len - a->c.max_new_tokens;
+    }
+    a->prompt_len = prompt;
     if (prompt + a->c.max_new_tokens > n_ctx)
         return usage_error("ppo", "--max-prompt %d plus --max-new %d is more than the models' context (%d tokens)%s", prompt, a->c.max_new_tokens,
-                           n_ctx, a->c.max_prompt_tokens ? "" : " (--max-prompt 0 means half the context)");
+                           n_ctx, given_prompt ? "" : " (--max-prompt 0 means half the context)");
     return 0;
 }
 static int ppo_run(ppo_cli *a, const opt *o, int n_opt) {
@@ -1482,6 +1554,7 @@ static int ppo_run(ppo_cli *a, const opt *o, int n_opt) {
     rlhf_error err;
     run_out ro = {NULL, 0, 0, "ppo"};
     long start = 0;
+    rlhf_result r;
     int i, rc;
     memset(&st, 0, sizeof st);
     if ((rc = prepare_run_dir("ppo", a->out, a->resume, a->overwrite, PPO_CKPTS, TRAIN_CKPTS)) != 0) return rc;
@@ -1503,9 +1576,15 @@ static int ppo_run(ppo_cli *a, const opt *o, int n_opt) {
     a->c.log = log_cb;
     a->c.metrics = run_metrics;
     a->c.metrics_user = &ro;
-    if (rlhf_ppo_create(&ppo, &a->c, &err) != RLHF_OK) {
-        fail("ppo", "%s", lib_msg(err.message));
-        goto done;
+    {
+        int given_prompt = a->c.max_prompt_tokens;
+        a->c.max_prompt_tokens = a->prompt_len;
+        r = rlhf_ppo_create(&ppo, &a->c, &err);
+        a->c.max_prompt_tokens = given_prompt;
+        if (r != RLHF_OK) {
+            fail("ppo", "%s", lib_msg(err.message));
+            goto done;
+        }
     }
     if (a->resume) {
         if (rlhf_ppo_load(ppo, a->out, &err) != RLHF_OK) {
@@ -1588,7 +1667,10 @@ static int cmd_ppo(int argc, char **argv) {
             OPT_I("mini-batch", "episodes per minibatch", &a.c.mini_batch, 1, 1024),
             OPT_I("epochs", "PPO epochs per batch", &a.c.ppo_epochs, 1, 1000),
             OPT_I("max-new", "longest response in tokens", &a.c.max_new_tokens, 1, 1 << 20),
-            OPT_I("max-prompt", "longer prompts keep their last tokens (0: half the context)", &a.c.max_prompt_tokens, 0, 1 << 20),
+            OPT_I("max-prompt", "longer prompts are cut from the left, whole turns where they can (0: half the context)",
+                  &a.c.max_prompt_tokens, 0, 1 << 20),
+            OPT_MAXLEN("longest prompt + reply: prompts are cut from the left to --max-len minus --max-new tokens when that is "
+                       "below --max-prompt; the counts are printed", &a.max_len),
             OPT_FA("temperature", "sampling temperature (also divides the logits of the log-probs)", &a.c.sampling.temperature, 0, 100),
             OPT_I("top-k", "sampling top-k (0: off)", &a.c.sampling.top_k, 0, BIG),
             OPT_FA("top-p", "sampling top-p (1: off)", &a.c.sampling.top_p, 0, 1),
