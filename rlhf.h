@@ -6788,18 +6788,22 @@ static rlhf_result rlhf__st_load_entry(rlhf__st_reader *R, rlhf_model *m, const 
     return RLHF_OK;
 }
 
+static rlhf_result rlhf__st_check_found(const rlhf__st_reader *R, const rlhf_model *m);
 /* Every entry into m; then every tensor of m must have been found (and with
    moments, both of its moments). */
 static rlhf_result rlhf__st_load_tensors(rlhf__st_reader *R, rlhf_model *m) {
     size_t k;
-    int i;
     rlhf_result r;
     R->found = (int *)rlhf__alloc((size_t)m->n_tensors * 3 * sizeof(int));
     if (!R->found) return rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, R->path, "out of memory");
     memset(R->found, 0, (size_t)m->n_tensors * 3 * sizeof(int));
     for (k = 0; k < R->n_ent; k++)
         if ((r = rlhf__st_load_entry(R, m, &R->ents[k])) != RLHF_OK) return r;
-
+    return rlhf__st_check_found(R, m);
+}
+/* Every tensor of m was found (and with moments, both of its moments). */
+static rlhf_result rlhf__st_check_found(const rlhf__st_reader *R, const rlhf_model *m) {
+    int i;
     for (i = 0; i < m->n_tensors; i++) {
         const int *found = R->found + 3 * i;
         if (!found[0] && strcmp(m->tensors[i].name, "score.bias") == 0 && !R->n_optim)
@@ -6865,21 +6869,196 @@ static rlhf_result rlhf__st_restore_meta(const rlhf__st_reader *R, rlhf_model *m
     return RLHF_OK;
 }
 
+/* ---- Hugging Face model directories -------------------------------------------------
+   config.json plus model.safetensors, or plus model.safetensors.index.json
+   ({"weight_map": {tensor name: shard file}}) and its shards, each read by the
+   strict reader above. Every tensor of a shard must be mapped to that shard,
+   every mapped tensor must be in its shard, and the model's tensors must all
+   be there once. */
+
+/* A directory (POSIX: stat; elsewhere: a config.json opens inside it). A
+   directory opens as a file on POSIX and would read as one of LONG_MAX bytes. */
+static int rlhf__is_dir(const char *path) {
 #ifdef RLHF__POSIX_IO
-/* A directory opens as a file on POSIX and reads as one of LONG_MAX bytes:
-   name the mistake. */
-static rlhf_result rlhf__st_not_a_directory(const char *path, rlhf_error *err) {
     struct stat st;
-    size_t n = strlen(path);
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return RLHF_OK;
-    while (n > 1 && path[n - 1] == '/') n--;
-    if (err)
-        snprintf(err->message, sizeof err->message,
-                 "%s is a directory, not a checkpoint file (for a Hugging Face folder, give %.*s/model.safetensors)",
-                 path, (int)n, path);
-    return RLHF_ERR_IO;
-}
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+#else
+    char *c = rlhf__path_join(path, "config.json", 0);
+    int yes = c && rlhf__can_open(c);
+    rlhf__free(c);
+    return yes;
 #endif
+}
+
+/* What one shard's reader holds, released (the found table is the caller's). */
+static void rlhf__st_close(rlhf__st_reader *R) {
+    if (R->f) fclose(R->f);
+    rlhf__free(R->hbuf);
+    rlhf__free(R->ents);
+    rlhf_json_free(R->hdoc);
+    R->f = NULL, R->hbuf = NULL, R->ents = NULL, R->hdoc = NULL, R->n_ent = 0, R->meta = NULL;
+}
+/* A shard opened: its header read, parsed, and its layout checked. */
+static rlhf_result rlhf__st_open(rlhf__st_reader *R, const char *path, rlhf_error *err) {
+    uint64_t hlen = 0;
+    rlhf_result r;
+    R->path = path;
+    R->err = err;
+    if ((r = rlhf__st_read_header(R, &hlen)) != RLHF_OK || (r = rlhf__st_parse_header(R, hlen)) != RLHF_OK) return r;
+    return rlhf__st_check_layout(R);
+}
+
+/* The index's weight_map: an object of distinct tensor names whose values
+   are plain file names in the directory; *shards receives each file once, in
+   the order of first mention (an array of n_shards pointers into the index). */
+static rlhf_result rlhf__shard_list(const rlhf_json *wm, const char ***shards, int *n_shards, const char *ipath,
+                                    rlhf_error *err) {
+    const rlhf_json *v, *dup;
+    int k;
+    if (!wm || wm->type != RLHF_JSON_OBJECT || wm->len == 0)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, ipath, "no \"weight_map\" object naming the shard of each tensor");
+    if (rlhf__json_dup_key(wm, &dup) != RLHF_OK) return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, ipath, "out of memory");
+    if (dup) return rlhf__st_err(err, RLHF_ERR_PARSE, ipath, "tensor \"%s\" is given twice in the weight_map", dup->key);
+    if (!(*shards = (const char **)rlhf__alloc(wm->len * sizeof **shards)))
+        return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, ipath, "out of memory");
+    *n_shards = 0;
+    for (v = wm->child; v; v = v->next) {
+        if (v->type != RLHF_JSON_STRING || v->len == 0 || strlen(v->str) != v->len || strchr(v->str, '/') ||
+            strchr(v->str, '\\') || strcmp(v->str, "..") == 0 || strcmp(v->str, ".") == 0)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, ipath, "weight_map: tensor \"%s\" must name a file in the "
+                                "directory (no path)", v->key);
+        for (k = 0; k < *n_shards && strcmp((*shards)[k], v->str) != 0; k++) {}
+        if (k == *n_shards) (*shards)[(*n_shards)++] = v->str;
+    }
+    return RLHF_OK;
+}
+
+/* One shard's tensors into m, each checked against the index's map. */
+static rlhf_result rlhf__shard_load(rlhf__st_reader *R, rlhf_model *m, const rlhf_json *wm, const char *shard,
+                                    const char *ipath) {
+    const rlhf_json *v;
+    size_t k, mapped = 0;
+    rlhf_result r;
+    for (k = 0; k < R->n_ent; k++) {
+        const rlhf__st_entry *e = &R->ents[k];
+        if (!(v = rlhf_json_get(wm, e->name)))
+            return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "tensor \"%s\" is not in the weight_map of %s",
+                                e->name, ipath);
+        if (strcmp(v->str, shard) != 0)
+            return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "tensor \"%s\" is here, but %s maps it to %s",
+                                e->name, ipath, v->str);
+        if ((r = rlhf__st_load_entry(R, m, e)) != RLHF_OK) return r;
+    }
+    for (v = wm->child; v; v = v->next) mapped += strcmp(v->str, shard) == 0;
+    if (mapped != R->n_ent) /* the index maps more tensors here than the shard holds: name one */
+        for (v = wm->child; v; v = v->next) {
+            if (strcmp(v->str, shard) != 0) continue;
+            for (k = 0; k < R->n_ent && strcmp(R->ents[k].name, v->key) != 0; k++) {}
+            if (k == R->n_ent)
+                return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "%s maps tensor \"%s\" to this shard, which "
+                                    "does not hold it", ipath, v->key);
+        }
+    return rlhf__st_restore_meta(R, m);
+}
+
+/* The model of a sharded checkpoint: the config from the first shard's
+   metadata or config.json, then every shard, then the tied lm_head (wte may
+   come from another shard than lm_head, so that check comes last). */
+static rlhf_result rlhf__load_sharded(rlhf_model **out, const char *ipath, rlhf_error *err) {
+    rlhf_json_doc *doc = NULL;
+    const rlhf_json *wm = NULL, *v;
+    const char **shards = NULL;
+    char *spath = NULL;
+    int n_shards = 0, s, n_optim = 0, *found = NULL, pass;
+    rlhf__st_reader R;
+    rlhf_model *m = NULL;
+    rlhf_config cfg;
+    rlhf_result r;
+    memset(&R, 0, sizeof R);
+    if ((r = rlhf__json_file(&doc, ipath, 0, err)) != RLHF_OK) return r;
+    if ((r = rlhf__shard_list((wm = rlhf_json_get(rlhf_json_root(doc), "weight_map")), &shards, &n_shards, ipath,
+                              err)) != RLHF_OK)
+        goto done;
+    for (s = 0; s < n_shards; s++) { /* every shard there before anything is read */
+        rlhf__free(spath);
+        if (!(spath = rlhf__path_join(ipath, shards[s], 1))) { r = RLHF_ERR_OUT_OF_MEMORY; goto done; }
+        if (!rlhf__can_open(spath)) {
+            r = rlhf__st_err(err, RLHF_ERR_IO, ipath, "shard %s is missing (cannot open %s)", shards[s], spath);
+            goto done;
+        }
+    }
+
+    /* pass 0 loads every shard (the first one also gives the config); then every tensor must have come,
+       and pass 1 checks lm_head against wte */
+    for (pass = 0; pass < 2; pass++) {
+        if (pass == 1) { /* all of the model's tensors, named from the index */
+            R.path = ipath, R.err = err, R.found = found, R.n_optim = n_optim;
+            if ((r = rlhf__st_check_found(&R, m)) != RLHF_OK) goto done;
+        }
+        for (s = 0; s < n_shards; s++) {
+            rlhf__free(spath);
+            if (!(spath = rlhf__path_join(ipath, shards[s], 1))) { r = RLHF_ERR_OUT_OF_MEMORY; goto done; }
+            if ((r = rlhf__st_open(&R, spath, err)) != RLHF_OK) goto done;
+            if (!m) {
+                if ((r = rlhf__st_config(&R, &cfg)) != RLHF_OK) goto done;
+                if ((r = rlhf_model_create(&m, &cfg, 0)) != RLHF_OK) {
+                    r = rlhf__st_err(err, r, ipath, "cannot create the model: %s", rlhf_result_string(r));
+                    goto done;
+                }
+                for (v = wm->child; v && strcmp(strncmp(v->key, "transformer.", 12) ? v->key : v->key + 12,
+                                                "score.weight") != 0; v = v->next) {}
+                if ((v && (r = rlhf_model_add_score_head(m, 0.0f, 0)) != RLHF_OK) ||
+                    !(found = (int *)rlhf__alloc((size_t)m->n_tensors * 3 * sizeof(int)))) {
+                    r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, ipath, "out of memory");
+                    goto done;
+                }
+                memset(found, 0, (size_t)m->n_tensors * 3 * sizeof(int));
+            }
+            R.found = found;
+            R.n_optim = 0;
+            r = pass == 0 ? rlhf__shard_load(&R, m, wm, shards[s], ipath) : rlhf__st_check_lm_head(&R, m);
+            n_optim += R.n_optim;
+            rlhf__st_close(&R);
+            if (r != RLHF_OK) goto done;
+        }
+    }
+done:
+    rlhf__st_close(&R);
+    rlhf__free(found);
+    rlhf__free(spath);
+    rlhf__free((void *)shards);
+    rlhf_json_free(doc);
+    if (r == RLHF_ERR_OUT_OF_MEMORY && err && !err->message[0]) rlhf__st_err(err, r, ipath, "out of memory");
+    if (r != RLHF_OK) { rlhf_model_free(m); return r; }
+    *out = m;
+    return RLHF_OK;
+}
+
+/* A directory: config.json, then model.safetensors or the sharded index. */
+static rlhf_result rlhf__load_hf_dir(rlhf_model **out, const char *dir, rlhf_error *err) {
+    static const char *const names[4] = {"config.json", "model.safetensors", "model.safetensors.index.json",
+                                         "pytorch_model.bin"};
+    char *p[5];
+    int k;
+    rlhf_result r;
+    for (k = 0; k < 4; k++) p[k] = rlhf__path_join(dir, names[k], 0);
+    p[4] = rlhf__path_join(dir, "pytorch_model.bin.index.json", 0);
+    if (!p[0] || !p[1] || !p[2] || !p[3] || !p[4]) r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, dir, "out of memory");
+    else if (!rlhf__can_open(p[0]))
+        r = rlhf__st_err(err, RLHF_ERR_IO, dir, "is a directory without config.json, so not a Hugging Face model "
+                         "directory (give a .safetensors checkpoint, or a directory with config.json and weights)");
+    else if (rlhf__can_open(p[1])) r = rlhf_model_load_ex(out, p[1], err);
+    else if (rlhf__can_open(p[2])) r = rlhf__load_sharded(out, p[2], err);
+    else if (rlhf__can_open(p[3]) || rlhf__can_open(p[4]))
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, dir, "the weights are in PyTorch's pickle format (pytorch_model.bin), "
+                         "which rlhf.h does not read: convert them to safetensors first, e.g. in Python: "
+                         "GPT2LMHeadModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)");
+    else
+        r = rlhf__st_err(err, RLHF_ERR_IO, dir, "no weights: neither model.safetensors nor "
+                         "model.safetensors.index.json is here");
+    for (k = 0; k < 5; k++) rlhf__free(p[k]);
+    return r;
+}
 
 RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_error *err) {
     rlhf__st_reader R;
@@ -6892,9 +7071,7 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
     if (!path) return RLHF_ERR_INVALID_ARGUMENT;
-#ifdef RLHF__POSIX_IO
-    if ((r = rlhf__st_not_a_directory(path, err)) != RLHF_OK) return r;
-#endif
+    if (rlhf__is_dir(path)) return rlhf__load_hf_dir(out, path, err);
     memset(&R, 0, sizeof R);
     R.path = path;
     R.err = err;

@@ -1538,9 +1538,8 @@ static void test_safetensors_hostile(void) {
         HOSTILE("header length 123 ('{')", AUTO, h123, two, 16, RLHF_ERR_PARSE, "no config: the metadata has none");
     }
 #if defined(__unix__) || defined(__APPLE__) /* elsewhere a directory does not open as a file */
-    st_reject("a directory", "build", RLHF_ERR_IO,
-              "build is a directory, not a checkpoint file (for a Hugging Face folder, give build/model.safetensors)"); count++;
-    st_reject("a directory with a slash", "build/", RLHF_ERR_IO, "(for a Hugging Face folder, give build/model.safetensors)"); count++;
+    st_reject("a directory", "build", RLHF_ERR_IO, "build: is a directory without config.json, so not a Hugging Face model"); count++;
+    st_reject("a directory with a slash", "build/", RLHF_ERR_IO, "build/: is a directory without config.json"); count++;
 #endif
     HOSTILE("header cut in the middle", strlen(AB) - 10, AB, NULL, 0, RLHF_ERR_PARSE, "header byte");
     HOSTILE("header not JSON", AUTO, "hello", NULL, 0, RLHF_ERR_PARSE, "expected a value");
@@ -1707,6 +1706,182 @@ static void data_reject(rlhf_data_format fmt, const char *text, const char *msg)
         g_fail++;
     }
     rlhf_dataset_free(d);
+}
+
+/* ---- Hugging Face model directories ------------------------------------------------ */
+#if defined(__unix__) || defined(__APPLE__)
+/* s with its first `from` replaced by `to` (a new string; the test fails if from is absent) */
+static char *str_edit(const char *s, const char *from, const char *to) {
+    const char *pos = strstr(s, from);
+    char *o = (char *)malloc(strlen(s) + strlen(to) + 1);
+    if (!pos) { fprintf(stderr, "  test bug: \"%s\" not found\n", from); g_fail++; strcpy(o, s); return o; }
+    memcpy(o, s, (size_t)(pos - s));
+    strcpy(o + (pos - s), to);
+    strcat(o, pos + strlen(from));
+    return o;
+}
+static void copy_file(const char *src, const char *dst) {
+    size_t n = 0;
+    unsigned char *b = read_all(src, &n);
+    if (!b) { fprintf(stderr, "  cannot read %s\n", src); g_fail++; return; }
+    write_file(dst, (const char *)b, n);
+    free(b);
+}
+/* build/hfdir_NAME: the sharded fixture's config.json, index (edited: index_from -> index_to
+   when given) and the shards in `shards` (bit 1: shard 1, bit 2: shard 2) */
+static const char *hf_dir_variant(const char *name, const char *index_from, const char *index_to, int shards) {
+    static char dir[128];
+    char src[256], dst[256];
+    size_t n = 0;
+    char *idx, *ed;
+    const char *shard[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    int k;
+    snprintf(dir, sizeof dir, "build/hfdir_%s", name);
+    mkdir(dir, 0755);
+    snprintf(dst, sizeof dst, "%s/model.safetensors.index.json", dir);
+    remove(dst);
+    for (k = 0; k < 2; k++) {
+        snprintf(dst, sizeof dst, "%s/%s", dir, shard[k]);
+        remove(dst);
+        snprintf(src, sizeof src, RLHF_FIXTURE_DIR "/hf/sharded/%s", shard[k]);
+        if (shards & (1 << k)) copy_file(src, dst);
+    }
+    snprintf(dst, sizeof dst, "%s/config.json", dir);
+    copy_file(RLHF_FIXTURE_DIR "/hf/sharded/config.json", dst);
+    idx = (char *)read_all(RLHF_FIXTURE_DIR "/hf/sharded/model.safetensors.index.json", &n);
+    if (!idx) { g_fail++; return dir; }
+    idx[n] = 0;
+    ed = index_from ? str_edit(idx, index_from, index_to) : idx;
+    snprintf(dst, sizeof dst, "%s/model.safetensors.index.json", dir);
+    write_file(dst, ed, strlen(ed));
+    if (ed != idx) free(ed);
+    free(idx);
+    return dir;
+}
+#endif
+
+/* A directory loads as its model.safetensors, or as its shards through the
+   index, with the logits of the float64 reference; each broken directory is
+   refused naming the file, the tensor or the shard. */
+static void test_hf_directory(void) {
+    static const char *dirs[3] = {"pretrained", "hub", "sharded"};
+    fixture fx;
+    fixture_rec *in, *lg;
+    int i;
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/hf/expected.bin")) { g_fail++; return; }
+    in = fixture_get(&fx, "inputs");
+    lg = fixture_get(&fx, "logits.f32");
+    for (i = 0; in && lg && i < 3; i++) {
+        char path[256];
+        rlhf_model *m = NULL;
+        rlhf_error e;
+        float *logits;
+        snprintf(path, sizeof path, "%s/hf/%s%s", RLHF_FIXTURE_DIR, dirs[i], i == 2 ? "/" : "");
+        if (rlhf_model_load_ex(&m, path, &e) != RLHF_OK) {
+            fprintf(stderr, "  FAIL loading %s: %s\n", path, e.message);
+            g_fail++;
+            continue;
+        }
+        logits = floats(lg->n);
+        CHECK_OK(rlhf_model_logits(m, (const int *)in->data, in->dims[0], in->dims[1], logits));
+        close_enough(path, logits, (const float *)lg->data, lg->n, 1e-5, 1e-4); /* float32 error only */
+        free(logits);
+        rlhf_model_free(m);
+    }
+    fixture_free(&fx);
+#if defined(__unix__) || defined(__APPLE__)
+    {
+        const char *S1 = "model-00001-of-00002.safetensors", *S2 = "model-00002-of-00002.safetensors";
+        char buf[512];
+        mkdir("build/hfdir_empty", 0755);
+        remove("build/hfdir_empty/config.json"); /* from an earlier run */
+        st_reject("no config.json", "build/hfdir_empty", RLHF_ERR_IO, "build/hfdir_empty: is a directory without config.json");
+        copy_file(RLHF_FIXTURE_DIR "/hf/sharded/config.json", "build/hfdir_empty/config.json");
+        st_reject("no weights", "build/hfdir_empty", RLHF_ERR_IO,
+                  "build/hfdir_empty: no weights: neither model.safetensors nor model.safetensors.index.json");
+        write_file("build/hfdir_empty/pytorch_model.bin", "PK", 2);
+        st_reject("pickle only", "build/hfdir_empty", RLHF_ERR_PARSE, "PyTorch's pickle format (pytorch_model.bin)");
+        remove("build/hfdir_empty/pytorch_model.bin");
+        st_reject("a shard missing", hf_dir_variant("missing", NULL, NULL, 1), RLHF_ERR_IO,
+                  "build/hfdir_missing/model.safetensors.index.json: shard model-00002-of-00002.safetensors is missing");
+        st_reject("no weight_map", hf_dir_variant("nomap", "\"weight_map\"", "\"weights\"", 3), RLHF_ERR_PARSE,
+                  "no \"weight_map\" object");
+        st_reject("index not JSON", hf_dir_variant("notjson", "{", "", 3), RLHF_ERR_PARSE,
+                  "build/hfdir_notjson/model.safetensors.index.json: 2:13: expected the end of the input");
+        snprintf(buf, sizeof buf, "\"transformer.ln_f.bias\": \"%s\",\n", S1);
+        st_reject("a tensor the index does not map", hf_dir_variant("unmapped", buf, "", 3), RLHF_ERR_PARSE,
+                  "model-00001-of-00002.safetensors: tensor \"transformer.ln_f.bias\" is not in the weight_map");
+        snprintf(buf, sizeof buf, "\"transformer.ln_f.bias\": \"%s\"", S1);
+        {
+            char to[1024];
+            snprintf(to, sizeof to, "\"transformer.ln_f.bias\": \"%s\"", S2);
+            st_reject("a tensor mapped to the other shard", hf_dir_variant("moved", buf, to, 3), RLHF_ERR_PARSE,
+                      "tensor \"transformer.ln_f.bias\" is here, but build/hfdir_moved/model.safetensors.index.json maps it "
+                      "to model-00002-of-00002.safetensors");
+            snprintf(buf, sizeof buf, "\"transformer.wpe.weight\": \"%s\"", S2);
+            snprintf(to, sizeof to, "\"transformer.extra\": \"%s\",\n  %s", S2, buf);
+            st_reject("the index names a tensor the shard lacks", hf_dir_variant("extra", buf, to, 3), RLHF_ERR_PARSE,
+                      "maps tensor \"transformer.extra\" to this shard, which does not hold it");
+        }
+        snprintf(buf, sizeof buf, "\"lm_head.weight\": \"%s\",\n", S1);
+        {
+            char to[1024];
+            snprintf(to, sizeof to, "%s    \"lm_head.weight\": \"%s\",\n", buf, S1);
+            st_reject("a name given twice in the index", hf_dir_variant("twice", buf, to, 3), RLHF_ERR_PARSE,
+                      "tensor \"lm_head.weight\" is given twice in the weight_map");
+        }
+        snprintf(buf, sizeof buf, "\"transformer.wte.weight\": \"%s\"", S2);
+        st_reject("a shard outside the directory", hf_dir_variant("escape", buf, "\"transformer.wte.weight\": \"../x\"", 3),
+                  RLHF_ERR_PARSE, "weight_map: tensor \"transformer.wte.weight\" must name a file in the directory");
+        /* shard 2 without its tensors in the index and on disk: a tensor of the model missing, named from the index */
+        {
+            size_t n = 0;
+            char *idx = (char *)read_all(RLHF_FIXTURE_DIR "/hf/sharded/model.safetensors.index.json", &n), *p, *q;
+            const char *dir = hf_dir_variant("half", NULL, NULL, 1);
+            char path[256];
+            idx[n] = 0;
+            while ((p = strstr(idx, S2)) != NULL) { /* drop each line that maps to shard 2 */
+                while (p > idx && p[-1] != '\n') p--;
+                q = strchr(p, '\n');
+                memmove(p, q + 1, strlen(q + 1) + 1);
+            }
+            p = strstr(idx, "\",\n  }");
+            if (p) memmove(p + 1, p + 2, strlen(p + 2) + 1); /* the last entry's comma */
+            snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+            write_file(path, idx, strlen(idx));
+            free(idx);
+            st_reject("a tensor missing from every shard", dir, RLHF_ERR_PARSE,
+                      "build/hfdir_half/model.safetensors.index.json: missing tensor \"wte.weight\"");
+        }
+        /* the same tensor in both shards, once with the prefix and once without */
+        {
+            const char *dir = hf_dir_variant("dup", "\"transformer.h.0.ln_1.weight\"", "\"h.1.ln_1.weight\"", 1);
+            char src[256], dst[256];
+            snprintf(src, sizeof src, RLHF_FIXTURE_DIR "/hf/sharded/%s", S2);
+            snprintf(dst, sizeof dst, "%s/%s", dir, S2);
+            st_mutate(src, dst, "\"transformer.h.0.ln_1.weight\"", "\"h.1.ln_1.weight\"");
+            st_reject("a tensor in two shards", dir, RLHF_ERR_PARSE, "tensor \"h.1.ln_1.weight\" appears twice");
+        }
+        /* lm_head (shard 1) must equal wte (shard 2): checked once both are read */
+        {
+            const char *dir = hf_dir_variant("untied", NULL, NULL, 2);
+            char src[256], dst[256];
+            size_t n = 0;
+            unsigned char *b;
+            snprintf(src, sizeof src, RLHF_FIXTURE_DIR "/hf/sharded/%s", S1);
+            snprintf(dst, sizeof dst, "%s/%s", dir, S1);
+            b = read_all(src, &n);
+            b[8 + ((size_t)b[0] | (size_t)b[1] << 8)] ^= 0x40; /* the first data byte: lm_head.weight[0] (names sort first) */
+            write_file(dst, (const char *)b, n);
+            free(b);
+            snprintf(src, sizeof src, RLHF_FIXTURE_DIR "/hf/sharded/%s", S2);
+            snprintf(dst, sizeof dst, "%s/%s", dir, S2);
+            copy_file(src, dst);
+            st_reject("an untied lm_head in another shard than wte", dir, RLHF_ERR_PARSE,
+                      "model-00001-of-00002.safetensors: lm_head.weight differs from wte.weight at element 0");
+        }
+    }
+#endif
 }
 
 static void test_datasets(void) {
@@ -3683,6 +3858,7 @@ static const test_case TESTS[] = {
     {"safetensors_hf", test_safetensors_hf, 0},
     {"safetensors_hostile", test_safetensors_hostile, 0},
     {"safetensors_endian", test_safetensors_endian, 0},
+    {"hf_directory", test_hf_directory, 0},
     {"datasets", test_datasets, 0},
     {"bom", test_bom, 0},
     {"tokenizer_gpt2_parity", test_tokenizer_gpt2_parity, 0},
