@@ -2393,6 +2393,235 @@ static void test_tokenizer_malformed(void) {
 
 /* ---- RLHF losses ------------------------------------------------------------------ */
 static float rank_loss_at(const float *r, int K) { return rlhf_ranking_loss(r, K, NULL); }
+/* ---- Hugging Face tokenizer files --------------------------------------------------- */
+#if defined(__unix__) || defined(__APPLE__)
+/* GPT-2's tokenizer.json, written from encoder.json and vocab.bpe: merges as
+   "a b" strings (pairs = 0) or as [a, b] pairs (pairs = 1, newer tokenizers) */
+static int write_gpt2_tokenizer_json(const char *path, int pairs) {
+    size_t ne = 0, nb = 0, i;
+    char *enc = (char *)read_all(RLHF_SHARED_DIR "/gpt2/encoder.json", &ne);
+    char *bpe = (char *)read_all(RLHF_SHARED_DIR "/gpt2/vocab.bpe", &nb);
+    FILE *f = fopen(path, "wb");
+    int first = 1;
+    if (!enc || !bpe || !f) { free(enc); free(bpe); if (f) fclose(f); return 0; }
+    fputs("{\"version\": \"1.0\", \"truncation\": null, \"padding\": null, \"added_tokens\": [{\"id\": 50256, \"content\": "
+          "\"<|endoftext|>\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": true, "
+          "\"special\": true}], \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": "
+          "false, \"trim_offsets\": true, \"use_regex\": true}, \"post_processor\": null, \"decoder\": {\"type\": "
+          "\"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, "
+          "\"continuing_subword_prefix\": \"\", \"end_of_word_suffix\": \"\", \"fuse_unk\": false, \"byte_fallback\": "
+          "false, \"vocab\": ", f);
+    fwrite(enc, 1, ne, f);
+    fputs(", \"merges\": [", f);
+    for (i = 0; i < nb;) { /* each line after "#version": one merge, its two tokens JSON-escaped */
+        size_t e = i, k;
+        while (e < nb && bpe[e] != '\n') e++;
+        if (e > i && !(i == 0 && strncmp(bpe, "#version", 8) == 0)) { /* "# #" is a merge: only line 1 is the header */
+            fputs(first ? "" : ",", f);
+            fputs(pairs ? "[\"" : "\"", f);
+            for (k = i; k < e; k++) {
+                if (bpe[k] == ' ' && pairs) { fputs("\", \"", f); continue; }
+                if (bpe[k] == '"' || bpe[k] == '\\') fputc('\\', f);
+                fputc(bpe[k], f);
+            }
+            fputs(pairs ? "\"]" : "\"", f);
+            first = 0;
+        }
+        i = e + 1;
+    }
+    fputs("]}}", f);
+    fclose(f);
+    free(enc);
+    free(bpe);
+    return 1;
+}
+/* a and b are the same tokenizer: every token's bytes, every merge, every special id */
+static int same_tokenizer(const rlhf_tokenizer *a, const rlhf_tokenizer *b) {
+    int k;
+    if (a->n_vocab != b->n_vocab || a->n_merges != b->n_merges || memcmp(a->tok_off, b->tok_off, ((size_t)a->n_vocab + 1) * 4) != 0 ||
+        memcmp(a->pool, b->pool, a->tok_off[a->n_vocab]) != 0 || memcmp(a->merges, b->merges, (size_t)a->n_merges * sizeof *a->merges) != 0)
+        return 0;
+    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++)
+        if (a->special[k] != b->special[k]) return 0;
+    return 1;
+}
+/* OpenAI's ids (gpt2_parity.bin) for every text of the fixture */
+static int parity_texts_ok(const rlhf_tokenizer *t) {
+    fixture fx;
+    fixture_rec *cnt;
+    int i, n, exact = 0;
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/gpt2_parity.bin")) return 0;
+    cnt = fixture_get(&fx, "count");
+    n = cnt ? ((const int *)cnt->data)[0] : 0;
+    for (i = 0; i < n; i++) {
+        char name[32], *text;
+        fixture_rec *tx, *want;
+        int *got;
+        size_t k, ng = 0;
+        snprintf(name, sizeof name, "text.%d", i);
+        tx = fixture_get(&fx, name);
+        snprintf(name, sizeof name, "ids.%d", i);
+        want = fixture_get(&fx, name);
+        if (!tx || !want) break;
+        text = (char *)malloc(tx->n + 1);
+        got = (int *)malloc((tx->n + 1) * sizeof(int));
+        for (k = 0; k < tx->n; k++) text[k] = (char)((const int *)tx->data)[k];
+        if (rlhf_tokenizer_encode(t, text, tx->n, got, tx->n + 1, &ng) == RLHF_OK && ng == want->n &&
+            memcmp(got, want->data, ng * sizeof(int)) == 0)
+            exact++;
+        free(text);
+        free(got);
+    }
+    fixture_free(&fx);
+    return n > 50 && exact == n;
+}
+static void write_str(const char *path, const char *s) { write_file(path, s, strlen(s)); }
+/* a small byte-level vocabulary (the 256 bytes, "<|endoftext|>" at 256) as a JSON object */
+static void byte_vocab_json(char *out, size_t cap) {
+    uint32_t cp_of_byte[256];
+    int byte_of_cp[324], b;
+    size_t o = 0;
+    rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
+    o += (size_t)snprintf(out + o, cap - o, "{");
+    for (b = 0; b < 256; b++) {
+        uint32_t cp = cp_of_byte[b];
+        const char *esc = cp == '"' ? "\\\"" : cp == '\\' ? "\\\\" : "";
+        if (*esc) o += (size_t)snprintf(out + o, cap - o, "\"%s\": %d, ", esc, b);
+        else if (cp < 128) o += (size_t)snprintf(out + o, cap - o, "\"%c\": %d, ", (char)cp, b);
+        else o += (size_t)snprintf(out + o, cap - o, "\"%c%c\": %d, ", (char)(0xC0 | cp >> 6), (char)(0x80 | (cp & 63)), b);
+    }
+    snprintf(out + o, cap - o, "\"<|endoftext|>\": 256}");
+}
+/* build/hftok/tokenizer.json from a template with %s where the byte vocabulary goes */
+static const char *small_tokenizer_json(const char *tmpl) {
+    static char vocab[8192], text[16384];
+    byte_vocab_json(vocab, sizeof vocab);
+    snprintf(text, sizeof text, tmpl, vocab);
+    mkdir("build/hftok", 0755);
+    write_file("build/hftok/tokenizer.json", text, strlen(text));
+    return "build/hftok/tokenizer.json";
+}
+static void hftok_reject(const char *name, const char *path, rlhf_result code, const char *what) {
+    rlhf_tokenizer *t = (rlhf_tokenizer *)1;
+    rlhf_error e;
+    rlhf_result r = rlhf_tokenizer_load_hf(&t, path, &e);
+    if (r != code || t != NULL || !strstr(e.message, what)) {
+        fprintf(stderr, "  FAIL tokenizer \"%s\": got %s \"%s\", want %s \"%s\"\n", name, rlhf_result_string(r), e.message,
+                rlhf_result_string(code), what);
+        g_fail++;
+    }
+    if (t != (rlhf_tokenizer *)1) rlhf_tokenizer_free(t);
+}
+#define BPE_MODEL(pre) "{\"added_tokens\": [], \"normalizer\": null, \"pre_tokenizer\": " pre ", \"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": []}}"
+#define BYTE_LEVEL "{\"type\": \"ByteLevel\", \"add_prefix_space\": false}"
+#endif
+
+/* GPT-2's tokenizer from each Hugging Face form is rlhf_tokenizer_load_gpt2's,
+   token for token, and gives OpenAI's ids; rlhf's markers keep the ids the
+   files give them; other tokenizers are refused with what was found. */
+static void test_tokenizer_hf(void) {
+#if defined(__unix__) || defined(__APPLE__)
+    static const char *forms[] = {"build/hftok_vm", "build/hftok_vm/vocab.json", "build/hftok_vm/merges.txt", "build/hftok_str",
+                                  "build/hftok_str/tokenizer.json", "build/hftok_pair", RLHF_SHARED_DIR "/gpt2",
+                                  RLHF_SHARED_DIR "/gpt2/vocab.bpe"};
+    rlhf_tokenizer *ref = load_gpt2_tokenizer(), *t;
+    rlhf_error e;
+    size_t k;
+    if (ref) {
+        mkdir("build/hftok_vm", 0755), mkdir("build/hftok_str", 0755), mkdir("build/hftok_pair", 0755);
+        remove("build/hftok_vm/tokenizer_config.json");
+        copy_file(RLHF_SHARED_DIR "/gpt2/encoder.json", "build/hftok_vm/vocab.json");
+        copy_file(RLHF_SHARED_DIR "/gpt2/vocab.bpe", "build/hftok_vm/merges.txt");
+        CHECK(write_gpt2_tokenizer_json("build/hftok_str/tokenizer.json", 0));
+        CHECK(write_gpt2_tokenizer_json("build/hftok_pair/tokenizer.json", 1));
+        for (k = 0; k < sizeof forms / sizeof forms[0]; k++) {
+            t = NULL;
+            if (rlhf_tokenizer_load_hf(&t, forms[k], &e) != RLHF_OK) {
+                fprintf(stderr, "  FAIL %s: %s\n", forms[k], e.message);
+                g_fail++;
+                continue;
+            }
+            if (!same_tokenizer(t, ref) || !parity_texts_ok(t)) {
+                fprintf(stderr, "  FAIL %s is not GPT-2's tokenizer\n", forms[k]);
+                g_fail++;
+            }
+            rlhf_tokenizer_free(t);
+        }
+
+        /* markers given as added tokens (as an rlhf export writes them) keep their ids; the rest follow */
+        write_str("build/hftok_vm/tokenizer_config.json",
+                   "{\"added_tokens_decoder\": {\"50256\": {\"content\": \"<|endoftext|>\", \"special\": true}, "
+                   "\"50257\": {\"content\": \"<|user|>\", \"special\": true}, \"50258\": {\"content\": \"<|pad|>\"}}}");
+        t = NULL;
+        CHECK_OK(rlhf_tokenizer_load_hf(&t, "build/hftok_vm", &e));
+        if (t) {
+            CHECK(rlhf_tokenizer_vocab_size(t) == 50262 && rlhf_tokenizer_special(t, RLHF_TOKEN_EOS) == 50256);
+            CHECK(rlhf_tokenizer_special(t, RLHF_TOKEN_USER) == 50257 && rlhf_tokenizer_special(t, RLHF_TOKEN_PAD) == 50258);
+            CHECK(rlhf_tokenizer_special(t, RLHF_TOKEN_SYSTEM) == 50259 && rlhf_tokenizer_special(t, RLHF_TOKEN_END) == 50261);
+            CHECK(parity_texts_ok(t));
+            rlhf_tokenizer_free(t);
+        }
+        write_str("build/hftok_vm/tokenizer_config.json", "{\"added_tokens_decoder\": {\"50259\": {\"content\": \"<|user|>\"}}}");
+        hftok_reject("an added id past a gap", "build/hftok_vm", RLHF_ERR_PARSE,
+                   "added token \"<|user|>\" has id 50259, expected 50257 (ids must follow the vocabulary without a gap)");
+        write_str("build/hftok_vm/tokenizer_config.json", "{\"added_tokens_decoder\": {\"50000\": {\"content\": \"<|user|>\"}}}");
+        hftok_reject("an added id the vocabulary holds", "build/hftok_vm", RLHF_ERR_PARSE,
+                   "added token \"<|user|>\" has id 50000, which the vocabulary gives to another token");
+        remove("build/hftok_vm/tokenizer_config.json");
+        rlhf_tokenizer_free(ref);
+    }
+
+    /* a small byte-level BPE: added markers in tokenizer.json keep their ids */
+    t = NULL;
+    CHECK_OK(rlhf_tokenizer_load_hf(&t, small_tokenizer_json("{\"added_tokens\": [{\"id\": 257, \"content\": \"<|end|>\"}], "
+                                                              "\"pre_tokenizer\": " BYTE_LEVEL ", \"model\": {\"vocab\": %s, \"merges\": []}}"), &e));
+    CHECK(t && rlhf_tokenizer_vocab_size(t) == 262 && rlhf_tokenizer_special(t, RLHF_TOKEN_END) == 257 &&
+          rlhf_tokenizer_special(t, RLHF_TOKEN_PAD) == 258 && rlhf_tokenizer_special(t, RLHF_TOKEN_ASSISTANT) == 261);
+    rlhf_tokenizer_free(t);
+
+    /* not GPT-2's byte-level BPE: refused, saying what was found */
+    hftok_reject("WordPiece", small_tokenizer_json("{\"model\": {\"type\": \"WordPiece\", \"vocab\": %s}}"), RLHF_ERR_PARSE,
+               "build/hftok/tokenizer.json: the model is WordPiece, not BPE");
+    hftok_reject("Metaspace", small_tokenizer_json(BPE_MODEL("{\"type\": \"Metaspace\"}")), RLHF_ERR_PARSE,
+               "the pre-tokenizer is Metaspace, not ByteLevel");
+    hftok_reject("no pre-tokenizer", small_tokenizer_json(BPE_MODEL("null")), RLHF_ERR_PARSE, "the pre-tokenizer is none, not ByteLevel");
+    hftok_reject("prefix space", small_tokenizer_json(BPE_MODEL("{\"type\": \"ByteLevel\"}")), RLHF_ERR_PARSE,
+               "adds a prefix space (the default when the field is absent)");
+    hftok_reject("normalizer", small_tokenizer_json("{\"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": " BYTE_LEVEL
+                                                  ", \"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": []}}"),
+               RLHF_ERR_PARSE, "a normalizer (NFC) is set");
+    hftok_reject("dropout", small_tokenizer_json("{\"pre_tokenizer\": " BYTE_LEVEL ", \"model\": {\"type\": \"BPE\", \"dropout\": 0.1, "
+                                               "\"vocab\": %s, \"merges\": []}}"), RLHF_ERR_PARSE, "sets \"dropout\"");
+    hftok_reject("a merge of unknown tokens", small_tokenizer_json("{\"pre_tokenizer\": " BYTE_LEVEL ", \"model\": {\"vocab\": %s, "
+                                                                 "\"merges\": [\"a b\"]}}"), RLHF_ERR_PARSE,
+               "merges[0] (\"a\" + \"b\") names a token not in the vocabulary");
+    {   /* <|end|> made by merges from its bytes: ordinary text would encode into the marker */
+        char vocab[8192], text[16384], *v2;
+        byte_vocab_json(vocab, sizeof vocab);
+        v2 = str_edit(vocab, "256}", "256, \"<|\": 257, \"en\": 258, \"end\": 259, \"<|end\": 260, \"|>\": 261, \"<|end|>\": 262}");
+        snprintf(text, sizeof text, "{\"pre_tokenizer\": " BYTE_LEVEL ", \"model\": {\"vocab\": %s, \"merges\": [\"< |\", "
+                 "\"e n\", \"en d\", \"<| end\", \"| >\", \"<|end |>\"]}}", v2);
+        free(v2);
+        write_str("build/hftok/tokenizer.json", text);
+        hftok_reject("a marker made by a merge", "build/hftok/tokenizer.json", RLHF_ERR_PARSE,
+                     "merge 5 makes the special token <|end|> (id 262)");
+    }
+    write_str("build/hftok/tokenizer.json", "{\"merges\": []}");
+    hftok_reject("not a tokenizer", "build/hftok", RLHF_ERR_PARSE,
+                 "build/hftok/tokenizer.json: not a Hugging Face tokenizer.json (no \"model\" object)");
+    write_str("build/hftok/tokenizer.json", "{\"type\": \"rlhf-bpe\"}");
+    hftok_reject("an rlhf tokenizer", "build/hftok/tokenizer.json", RLHF_ERR_PARSE, "an rlhf tokenizer loads with rlhf_tokenizer_load");
+    remove("build/hftok/tokenizer.json");
+    hftok_reject("an empty directory", "build/hftok", RLHF_ERR_IO, "no tokenizer here");
+    copy_file(RLHF_SHARED_DIR "/gpt2/LICENSE", "build/hftok/vocab.json");
+    hftok_reject("vocab.json alone", "build/hftok", RLHF_ERR_IO, "its partner build/hftok/merges.txt cannot be read");
+    remove("build/hftok/vocab.json");
+    hftok_reject("no such path", "build/no/such/dir", RLHF_ERR_IO, "build/no/such/dir: cannot be read");
+#else
+    g_skip = "POSIX only (mkdir)";
+#endif
+}
+
 static void test_ranking_loss(void) {
     float r2[2] = {1.0f, 0.0f}, r3[3] = {2.0f, 1.0f, 0.0f}, g[9], want, r[9], gsum[9], pg[2], pr[2];
     int K, i, j;
@@ -3866,6 +4095,7 @@ static const test_case TESTS[] = {
     {"tokenizer_chat", test_tokenizer_chat, 0},
     {"tokenizer_save", test_tokenizer_save, 0},
     {"tokenizer_malformed", test_tokenizer_malformed, 0},
+    {"tokenizer_hf", test_tokenizer_hf, 0},
     {"ranking_loss", test_ranking_loss, 0},
     {"gae", test_gae, 0},
     {"kl_control", test_kl_control, 0},
