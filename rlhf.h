@@ -12,11 +12,13 @@
                     fused causal attention, softmax + cross-entropy, AdamW
        >>json       strict JSON (RFC 8259) reader, streaming JSONL reader
        >>tokenizer  byte-level BPE: GPT-2's pre-tokenizer, encode, decode,
-                    training, special tokens, chat template, storage
+                    training, special tokens, chat template, storage,
+                    Hugging Face's tokenizer files (tokenizer.json, vocab.json)
        >>model      GPT-2: parameters, init, forward, backward, training step,
                     KV-cache decode, sampling (temperature, top-k, top-p)
        >>io         safetensors checkpoints: atomic save, strict load,
-                    Hugging Face files, AdamW state for resuming
+                    Hugging Face files and directories (sharded too), AdamW
+                    state for resuming
        >>data       datasets: text, SFT, preference pairs, K-way rankings, prompts
        >>train      the loop every offline stage shares: schedule, micro-batches,
                     non-finite guard, validation, best/last checkpoints, resume
@@ -539,7 +541,16 @@ typedef struct rlhf_error { char message[512]; } rlhf_error;
 /* Load a model (stable entry point; on failure *out is NULL). */
 RLHFDEF rlhf_result rlhf_model_load(rlhf_model **out, const char *path);
 /* The same, with the reason of a failure in err (may be NULL): the file,
-   the tensor or field, and what was expected. */
+   the tensor or field, and what was expected. path may also be a Hugging
+   Face model directory: config.json with model.safetensors, or with a
+   sharded model.safetensors.index.json whose "weight_map" names the shard
+   (a file in the directory) of each tensor. Each shard is read as strictly
+   as one file; a tensor of a shard that the map puts elsewhere or leaves
+   out, a mapped tensor its shard lacks, a tensor of the model in no shard or
+   in two, and a missing shard are errors that name it. A directory with
+   only pytorch_model.bin is refused (pickles are not read: convert with
+   transformers' save_pretrained(DIR, safe_serialization=True)). The
+   directory's tokenizer is not loaded here: rlhf_tokenizer_load_hf(DIR). */
 RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_error *err);
 /* Save (stable entry point): weights, config, metadata, and the AdamW state
    when the model has one. The model is const and is not written: the
@@ -4209,8 +4220,9 @@ static rlhf_result rlhf__hf_add(rlhf__hf_tok *h, int64_t id, const char *content
         int same_text = a->len == len && memcmp(a->content, content, len) == 0;
         if (a->id == id && same_text) return RLHF_OK;
         if (a->id == id || same_text)
-            return rlhf__st_err(h->err, RLHF_ERR_PARSE, src, "added token \"%s\" (id %lld) clashes with \"%s\" (id %lld)",
-                                content, (long long)id, a->content, (long long)a->id);
+            return rlhf__st_err(h->err, RLHF_ERR_PARSE, src,
+                                "added token \"%s\" (id %lld) clashes with \"%s\" (id %lld)", content,
+                                (long long)id, a->content, (long long)a->id);
     }
     if (id < 0 || id >= (1 << 24))
         return rlhf__st_err(h->err, RLHF_ERR_PARSE, src, "added token \"%s\": id %lld is outside [0, 2^24)", content,
@@ -4304,8 +4316,9 @@ static rlhf_result rlhf__hf_vocab(rlhf_tokenizer **out, rlhf__hf_tok *h, const r
         int id = (int)h->add[i].id;
         size_t len = t->tok_off[id + 1] - t->tok_off[id];
         if (len != h->add[i].len || memcmp(t->pool + t->tok_off[id], h->add[i].content, len) != 0) {
-            r = rlhf__st_err(h->err, RLHF_ERR_PARSE, h->what, "added token \"%s\" has id %d, which the vocabulary gives "
-                             "to another token", h->add[i].content, id);
+            r = rlhf__st_err(h->err, RLHF_ERR_PARSE, h->what,
+                             "added token \"%s\" has id %d, which the vocabulary gives to another token",
+                             h->add[i].content, id);
             goto fail;
         }
     }
@@ -4591,7 +4604,7 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_hf(rlhf_tokenizer **out, const char *pat
     else if (rlhf__can_open(p[0])) r = rlhf__hf_load_tokenizer_json(out, p[0], err);
     else if (rlhf__can_open(p[1])) r = rlhf__hf_load_pair(out, p[1], names[0], names[1], 1, 0, err);
     else if (rlhf__can_open(p[2])) r = rlhf__hf_load_pair(out, p[2], names[2], names[3], 1, 1, err);
-    else if ((probe = rlhf__read_small_file(path, (size_t)256 << 20, &len)) != NULL) { /* one tokenizer.json by another name */
+    else if ((probe = rlhf__read_small_file(path, (size_t)256 << 20, &len)) != NULL) { /* a tokenizer.json renamed */
         rlhf__free(probe);
         r = rlhf__hf_load_tokenizer_json(out, path, err);
     } else
@@ -6917,8 +6930,10 @@ static rlhf_result rlhf__shard_list(const rlhf_json *wm, const char ***shards, i
     int k;
     if (!wm || wm->type != RLHF_JSON_OBJECT || wm->len == 0)
         return rlhf__st_err(err, RLHF_ERR_PARSE, ipath, "no \"weight_map\" object naming the shard of each tensor");
-    if (rlhf__json_dup_key(wm, &dup) != RLHF_OK) return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, ipath, "out of memory");
-    if (dup) return rlhf__st_err(err, RLHF_ERR_PARSE, ipath, "tensor \"%s\" is given twice in the weight_map", dup->key);
+    if (rlhf__json_dup_key(wm, &dup) != RLHF_OK)
+        return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, ipath, "out of memory");
+    if (dup)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, ipath, "tensor \"%s\" is given twice in the weight_map", dup->key);
     if (!(*shards = (const char **)rlhf__alloc(wm->len * sizeof **shards)))
         return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, ipath, "out of memory");
     *n_shards = 0;

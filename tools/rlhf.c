@@ -586,10 +586,11 @@ static int load_tokenizer_any(const char *cmd, const char *what, const char *pat
    (--tokenizer), else the files of a Hugging Face directory. */
 static int model_tokenizer(const char *cmd, const char *what, const char *path, const char *tokfile, rlhf_model *m,
                            rlhf_tokenizer **tok) {
-    int has_tok = !strcmp(cmd, "sft") || !strcmp(cmd, "rm") || !strcmp(cmd, "pretrain"); /* the commands with --tokenizer */
+    int has_tok = !strcmp(cmd, "sft") || !strcmp(cmd, "rm") || !strcmp(cmd, "pretrain"); /* commands with --tokenizer */
     rlhf_error err;
     if (rlhf_model_meta(m, "tokenizer")) {
-        if (tokfile) return fail(cmd, "%s %s carries its own tokenizer: --tokenizer is for a model without one", what, path);
+        if (tokfile)
+            return fail(cmd, "%s %s carries its own tokenizer: --tokenizer is for a model without one", what, path);
         if (rlhf_tokenizer_from_model(tok, m, &err) == RLHF_OK) return 0;
         return fail(cmd, "%s %s: %s", what, path, err.message);
     }
@@ -614,8 +615,10 @@ static int grow_vocab(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, i
         len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", id > V ? " " : "", tok);
     }
     if (id < V2) snprintf(names + len, sizeof names - len, " ...");
-    if (rlhf_model_resize_vocab(m, V2) != RLHF_OK) return fail(cmd, "cannot grow the vocabulary to %d tokens: %s", V2, lib_msg(rlhf_model_last_error(m)));
-    if (!quiet) say("%s: vocabulary grown from %d to %d tokens for %s (new rows at the mean of the old ones)", cmd, V, V2, names);
+    if (rlhf_model_resize_vocab(m, V2) != RLHF_OK)
+        return fail(cmd, "cannot grow the vocabulary to %d tokens: %s", V2, lib_msg(rlhf_model_last_error(m)));
+    if (!quiet)
+        say("%s: vocabulary grown from %d to %d tokens for %s (new rows at the mean of the old ones)", cmd, V, V2, names);
     return 0;
 }
 enum { ROLE_ANY, ROLE_POLICY, ROLE_SCORER };
@@ -657,10 +660,12 @@ static rlhf_model *load_model_tok(const char *cmd, const char *what, const char 
         return NULL;
     }
     rlhf_model_set_log(m, log_cb, NULL);
-    if (tok && (grow ? grow_vocab(cmd, m, *tok, 0) != 0 : rlhf_tokenizer_vocab_size(*tok) > rlhf_model_config(m)->vocab_size &&
-                                                          fail(cmd, "%s %s: the tokenizer has %d tokens but the model only %d (rlhf's chat markers "
-                                                               "after GPT-2's?): fine-tune it with rlhf sft first, which grows the vocabulary",
-                                                               what, path, rlhf_tokenizer_vocab_size(*tok), rlhf_model_config(m)->vocab_size))) {
+    if (!tok) return m;
+    if (grow ? grow_vocab(cmd, m, *tok, 0) != 0
+             : rlhf_tokenizer_vocab_size(*tok) > rlhf_model_config(m)->vocab_size &&
+                   fail(cmd, "%s %s: the tokenizer has %d tokens but the model only %d (rlhf's chat markers after GPT-2's?): "
+                        "fine-tune it with rlhf sft first, which grows the vocabulary",
+                        what, path, rlhf_tokenizer_vocab_size(*tok), rlhf_model_config(m)->vocab_size)) {
         rlhf_tokenizer_free(*tok);
         *tok = NULL;
         rlhf_model_free(m);
@@ -821,8 +826,8 @@ static int cmd_info(int argc, char **argv) {
                rlhf_tokenizer_special(t, RLHF_TOKEN_PAD), rlhf_tokenizer_special(t, RLHF_TOKEN_END));
         rlhf_tokenizer_free(t);
     } else if (is_dir(pos[0]) && rlhf_tokenizer_load_hf(&t, pos[0], &err) == RLHF_OK) {
-        printf("  tokenizer: none stored; the directory's files give %d tokens (EOS %d, <|end|> %d)\n", rlhf_tokenizer_vocab_size(t),
-               rlhf_tokenizer_special(t, RLHF_TOKEN_EOS), rlhf_tokenizer_special(t, RLHF_TOKEN_END));
+        printf("  tokenizer: none stored; the directory's files give %d tokens (EOS %d, <|end|> %d)\n",
+               rlhf_tokenizer_vocab_size(t), rlhf_tokenizer_special(t, RLHF_TOKEN_EOS), rlhf_tokenizer_special(t, RLHF_TOKEN_END));
         rlhf_tokenizer_free(t);
     } else
         printf("  tokenizer: none stored\n");
@@ -1441,8 +1446,9 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             OPT_I("log-every", "steps between progress lines when not on a terminal", &a.to.log_every, 0, BIG),
             OPT_I("seed", "shuffling, split, init", &a.seed, 0, BIG),
             /* pretrain only (--tokenizer: every stage) */
-            OPT_S("tokenizer", "for a new model, or a --model without one: an rlhf tokenizer, a Hugging Face directory, tokenizer.json, "
-                               "or vocab.json/encoder.json with merges.txt/vocab.bpe beside it", &a.tokfile),
+            OPT_S("tokenizer", "for a new model, or a --model without one: an rlhf tokenizer, a Hugging Face "
+                               "directory, tokenizer.json, or vocab.json/encoder.json with merges.txt/vocab.bpe beside it",
+                  &a.tokfile),
             OPT_I("layers", "new model: layers", &a.layers, 1, 1024),
             OPT_I("heads", "new model: attention heads", &a.heads, 1, 1024),
             OPT_I("embd", "new model: channels (a multiple of heads)", &a.embd, 1, 1 << 16),
