@@ -70,6 +70,9 @@ has "vocabulary grown from 50257 to 50262"
 run rm --model "$R/gpt2" --data "$R/prefs.jsonl" --out "$R/rm2" --steps 2 --batch 2 --val-fraction 0 --normalize-samples 2
 has "rm: vocabulary grown from 50257 to 50262"
 run score "$R/rm2/last.safetensors" --prompt "Add 2 and 3." --response "5"
+printf 'The capital of France is Paris. Two and three make five.\n' > "$R/text.txt"
+run pretrain --model "$R/gpt2" --data "$R/text.txt" --out "$R/pre" --steps 2 --batch 2 --val-fraction 0
+has "pretrain: vocabulary grown from 50257 to 50262"
 expect 1 "carries its own tokenizer" sft --model "$R/sft/last.safetensors" --tokenizer "$G" --data "$R/sft.jsonl" --out "$R/sft3" --steps 1
 # --tokenizer in each file form, and a tokenizer of another kind
 run sft --model "$R/gpt2" --tokenizer "$G/encoder.json" --data "$R/sft.jsonl" --out "$R/sft4" --steps 1 --batch 4 --val-fraction 0
