@@ -84,7 +84,7 @@ expect 2 "unknown option --pack" rm --pack
 expect 2 "--ptx-coef needs --ptx" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/p7" --ptx-coef 1
 "$X" sft --help > "$OUT" 2>&1
 cases=$((cases + 1))
-if grep -qE -- "--(layers|normalize-samples|tokenizer) " "$OUT" || ! grep -q -- "--\[no-\]pack" "$OUT"; then bad "sft --help lists options of other commands"; fi
+if grep -qE -- "--(layers|normalize-samples) " "$OUT" || ! grep -q -- "--\[no-\]pack" "$OUT" || ! grep -q -- "--tokenizer S" "$OUT"; then bad "sft --help lists options of other commands (or lacks --tokenizer)"; fi
 
 # --- a run directory is a unit: refused twice, --resume=no is not a resume, --overwrite starts again ---
 D=$W/sft

@@ -1424,8 +1424,9 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             OPT_S("data", is_pre ? "text file (or {\"text\"} JSONL) to pretrain on" : is_rm ? "preference JSONL (pairs, HH-RLHF, rankings)"
                                                                                              : "SFT JSONL (prompt/completion or messages)", &a.data),
             OPT_S("val", "held-out file of the same kind (none: --val-fraction of --data is held out)", &a.val),
-            OPT_S("model", is_pre ? "start from this checkpoint instead of a new model" : is_rm ? "the SFT checkpoint to start from (and to normalise on)"
-                                                                                              : "the base checkpoint to start from", &a.model),
+            OPT_S("model", is_pre ? "start from this checkpoint (or Hugging Face directory) instead of a new model"
+                           : is_rm ? "the SFT checkpoint (or Hugging Face directory) to start from (and to normalise on)"
+                                   : "the base checkpoint (a .safetensors file or a Hugging Face directory) to start from", &a.model),
             OPT_S("out", "run directory: checkpoints and metrics.jsonl", &a.out),
             OPT_B("resume", "continue the run in --out from its last.safetensors", &a.resume),
             OPT_B("overwrite", "start again in an --out that holds a run (its checkpoints and metrics are replaced)", &a.overwrite),
