@@ -4296,7 +4296,7 @@ static rlhf_result rlhf__hf_vocab(rlhf_tokenizer **out, rlhf__hf_tok *h, const r
     if (!vocab || vocab->type != RLHF_JSON_OBJECT || vocab->len < 256 || vocab->len > (1u << 24))
         return rlhf__st_err(h->err, RLHF_ERR_PARSE, h->what, "the vocabulary must be an object of 256 to 2^24 tokens");
     n = (int)vocab->len;
-    qsort(h->add, (size_t)h->n_add, sizeof *h->add, rlhf__cmp_added);
+    if (h->n_add > 1) qsort(h->add, (size_t)h->n_add, sizeof *h->add, rlhf__cmp_added);
     for (i = 0; i < h->n_add; i++) {
         if (h->add[i].id >= n && h->add[i].id != n + n_extra++)
             return rlhf__st_err(h->err, RLHF_ERR_PARSE, h->what, "added token \"%s\" has id %lld, expected %d (ids "
