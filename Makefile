@@ -67,7 +67,7 @@ $(BUILD):
 $(BUILD)/test_rlhf: $(TESTS) $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) $(TESTS) -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_rlhf $(BUILD)/engine_demo $(BUILD)/rlhf $(BUILD)/test_crash examples
+test: $(BUILD)/test_rlhf $(BUILD)/engine_demo $(BUILD)/rlhf $(BUILD)/test_crash $(BUILD)/hf_gpt2_dir examples
 	sh tests/check_header.sh "$(CC)" "$(CXX)" "$(NATIVE) $(OMP)"
 	./$(BUILD)/test_rlhf
 	./$(BUILD)/test_crash 120 $(BUILD)
@@ -80,6 +80,11 @@ test: $(BUILD)/test_rlhf $(BUILD)/engine_demo $(BUILD)/rlhf $(BUILD)/test_crash 
 	sh tests/cli_smoke.sh $(BUILD)
 	sh tests/cli_long.sh $(BUILD)
 	sh tests/cli_errors.sh $(BUILD)/rlhf $(BUILD)/cli_errors $(BUILD)/demo_quick
+	sh tests/cli_hf.sh $(BUILD)
+
+# a GPT-2-shaped Hugging Face model directory (V 50257, tiny widths) for tests/cli_hf.sh
+$(BUILD)/hf_gpt2_dir: tests/hf_gpt2_dir.c $(HEADER) | $(BUILD)
+	$(CC) $(CFLAGS) tests/hf_gpt2_dir.c -o $@ $(LDLIBS)
 
 # POSIX only (fork, kill): a checkpoint write killed at random moments.
 $(BUILD)/test_crash: tests/test_crash.c $(HEADER) | $(BUILD)

@@ -12,11 +12,13 @@
                     fused causal attention, softmax + cross-entropy, AdamW
        >>json       strict JSON (RFC 8259) reader, streaming JSONL reader
        >>tokenizer  byte-level BPE: GPT-2's pre-tokenizer, encode, decode,
-                    training, special tokens, chat template, storage
+                    training, special tokens, chat template, storage,
+                    Hugging Face's tokenizer files (tokenizer.json, vocab.json)
        >>model      GPT-2: parameters, init, forward, backward, training step,
                     KV-cache decode, sampling (temperature, top-k, top-p)
        >>io         safetensors checkpoints: atomic save, strict load,
-                    Hugging Face files, AdamW state for resuming
+                    Hugging Face files and directories (sharded too), AdamW
+                    state for resuming
        >>data       datasets: text, SFT, preference pairs, K-way rankings, prompts
        >>train      the loop every offline stage shares: schedule, micro-batches,
                     non-finite guard, validation, best/last checkpoints, resume
@@ -539,7 +541,16 @@ typedef struct rlhf_error { char message[512]; } rlhf_error;
 /* Load a model (stable entry point; on failure *out is NULL). */
 RLHFDEF rlhf_result rlhf_model_load(rlhf_model **out, const char *path);
 /* The same, with the reason of a failure in err (may be NULL): the file,
-   the tensor or field, and what was expected. */
+   the tensor or field, and what was expected. path may also be a Hugging
+   Face model directory: config.json with model.safetensors, or with a
+   sharded model.safetensors.index.json whose "weight_map" names the shard
+   (a file in the directory) of each tensor. Each shard is read as strictly
+   as one file; a tensor of a shard that the map puts elsewhere or leaves
+   out, a mapped tensor its shard lacks, a tensor of the model in no shard or
+   in two, and a missing shard are errors that name it. A directory with
+   only pytorch_model.bin is refused (pickles are not read: convert with
+   transformers' save_pretrained(DIR, safe_serialization=True)). The
+   directory's tokenizer is not loaded here: rlhf_tokenizer_load_hf(DIR). */
 RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_error *err);
 /* Save (stable entry point): weights, config, metadata, and the AdamW state
    when the model has one. The model is const and is not written: the
@@ -651,6 +662,26 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2(rlhf_tokenizer **out, const char *e
                                              const char *vocab_bpe_path);
 RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char *encoder_json_path,
                                                 const char *vocab_bpe_path, rlhf_error *err);
+/* GPT-2's tokenizer as Hugging Face (or OpenAI) saves it; path is a model
+   directory or one of these files:
+     tokenizer.json            model BPE, pre-tokenizer ByteLevel (no prefix
+                               space), no normalizer; merges as "a b" strings or
+                               [a, b] pairs; "added_tokens" with their ids
+     vocab.json + merges.txt   either file names both (the other beside it);
+                               added tokens from tokenizer_config.json
+                               ("added_tokens_decoder") and added_tokens.json
+                               beside them, when present
+     encoder.json + vocab.bpe  OpenAI's names (rlhf_tokenizer_load_gpt2)
+   A directory is searched in that order; a file of another name is read as a
+   tokenizer.json. The files' ids are kept exactly. <|endoftext|> is the EOS;
+   rlhf's markers (<|pad|>, <|system|>, <|user|>, <|assistant|>, <|end|>) keep
+   the ids the files give them (as added tokens, as an rlhf export writes them)
+   and the ones missing follow the files' last id, in that order (GPT-2's files
+   alone: 50257..50261). Anything else (a WordPiece, Unigram or other model, a
+   pre-tokenizer other than ByteLevel, a normalizer, BPE dropout) is refused
+   with what was found. On failure *out is NULL and err (may be NULL) names
+   the file and the reason. */
+RLHFDEF rlhf_result rlhf_tokenizer_load_hf(rlhf_tokenizer **out, const char *path, rlhf_error *err);
 /* Train on len bytes of UTF-8 text to vocab_size tokens in all: 256 bytes,
    then merges, then the 6 special tokens (the last 6 ids). If the text runs
    out of pairs first, the vocabulary is smaller (rlhf_tokenizer_vocab_size
@@ -2740,6 +2771,41 @@ static char *rlhf__read_small_file(const char *path, size_t limit, size_t *len) 
     return buf;
 }
 
+/* name inside the directory dir, or (beside != 0) beside the file path names,
+   as a new string (NULL when out of memory) */
+static char *rlhf__path_join(const char *path, const char *name, int beside) {
+    size_t plen = strlen(path), nlen = strlen(name);
+    char *s;
+    if (beside) /* keep the directory part, its separator included */
+        while (plen > 0 && path[plen - 1] != '/'
+#ifdef _WIN32
+               && path[plen - 1] != '\\'
+#endif
+        )
+            plen--;
+    else
+        while (plen > 1 && path[plen - 1] == '/') plen--; /* "dir/" and "dir" name the same place */
+    if (!(s = (char *)rlhf__alloc(plen + nlen + 2))) return NULL;
+    memcpy(s, path, plen);
+    if (!beside && plen > 0 && s[plen - 1] != '/') s[plen++] = '/';
+    memcpy(s + plen, name, nlen + 1);
+    return s;
+}
+/* 1 if path opens for reading (a directory may, on POSIX: callers read it as a file to tell) */
+static int rlhf__can_open(const char *path) {
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (f) fclose(f);
+    return f != NULL;
+}
+/* the file name part of path */
+static const char *rlhf__base_name(const char *path) {
+    const char *b = strrchr(path, '/');
+#ifdef _WIN32
+    if (strrchr(path, '\\') > b) b = strrchr(path, '\\');
+#endif
+    return b ? b + 1 : path;
+}
+
 /* "path: reason" into err (may be NULL); returns r */
 static rlhf_result rlhf__st_err(rlhf_error *err, rlhf_result r, const char *path, const char *fmt, ...) {
     va_list ap;
@@ -4488,6 +4554,426 @@ static void rlhf__hf_tokenizer_config(const rlhf_tokenizer *t, int n_ctx, rlhf__
     rlhf__free(tmpl.p);
     rlhf__sb_fmt(b, ",\n\"clean_up_tokenization_spaces\":false,\n\"errors\":\"replace\",\n\"model_max_length\":%d,\n"
                     "\"tokenizer_class\":\"GPT2Tokenizer\"\n}\n", n_ctx);
+}
+
+/* ---- Hugging Face's tokenizer files ----------------------------------------------
+   GPT-2's tokenizer as Hugging Face saves it: vocab.json (OpenAI's
+   encoder.json under another name) + merges.txt (vocab.bpe), with added
+   tokens in tokenizer_config.json ("added_tokens_decoder") or
+   added_tokens.json; or one tokenizer.json (the tokenizers library: model
+   BPE, pre-tokenizer ByteLevel, merges as "a b" strings or [a, b] pairs,
+   "added_tokens" with their ids). Ids stay the files' ids; rlhf's markers the
+   files lack are appended after them, as rlhf_tokenizer_load_gpt2 does. */
+typedef struct rlhf__hf_added { int64_t id; const char *content; size_t len; } rlhf__hf_added;
+typedef struct rlhf__hf_tok {
+    rlhf__hf_added *add; /* the added tokens, from any of the files (deduplicated) */
+    int n_add, cap_add;
+    const char *what;    /* the file named in messages */
+    rlhf_error *err;
+} rlhf__hf_tok;
+
+/* One added token (id, content); the same pair twice is one token, a clash is an error. */
+static rlhf_result rlhf__hf_add(rlhf__hf_tok *h, int64_t id, const char *content, size_t len, const char *src) {
+    int i;
+    for (i = 0; i < h->n_add; i++) {
+        const rlhf__hf_added *a = &h->add[i];
+        int same_text = a->len == len && memcmp(a->content, content, len) == 0;
+        if (a->id == id && same_text) return RLHF_OK;
+        if (a->id == id || same_text)
+            return rlhf__st_err(h->err, RLHF_ERR_PARSE, src,
+                                "added token \"%s\" (id %lld) clashes with \"%s\" (id %lld)", content,
+                                (long long)id, a->content, (long long)a->id);
+    }
+    if (id < 0 || id >= (1 << 24))
+        return rlhf__st_err(h->err, RLHF_ERR_PARSE, src, "added token \"%s\": id %lld is outside [0, 2^24)", content,
+                            (long long)id);
+    if (h->n_add == h->cap_add) {
+        int cap = h->cap_add ? 2 * h->cap_add : 16;
+        rlhf__hf_added *na = (rlhf__hf_added *)rlhf__alloc((size_t)cap * sizeof *na);
+        if (!na) return rlhf__st_err(h->err, RLHF_ERR_OUT_OF_MEMORY, src, "out of memory");
+        if (h->n_add) memcpy(na, h->add, (size_t)h->n_add * sizeof *na);
+        rlhf__free(h->add);
+        h->add = na;
+        h->cap_add = cap;
+    }
+    h->add[h->n_add].id = id;
+    h->add[h->n_add].content = content;
+    h->add[h->n_add].len = len;
+    h->n_add++;
+    return RLHF_OK;
+}
+/* Added tokens from a JSON value: tokenizer.json's "added_tokens" ([{"id", "content"}]),
+   tokenizer_config.json's "added_tokens_decoder" ({"id": {"content"}}) or added_tokens.json ({"content": id}). */
+static rlhf_result rlhf__hf_added_from(rlhf__hf_tok *h, const rlhf_json *v, const char *src) {
+    const rlhf_json *e;
+    rlhf_result r;
+    for (e = v ? v->child : NULL; e; e = e->next) {
+        const rlhf_json *c = NULL;
+        int64_t id = -1;
+        if (v->type == RLHF_JSON_ARRAY) { /* [{"id": n, "content": s}] */
+            c = rlhf_json_get(e, "content");
+            if (!rlhf_json_int64(rlhf_json_get(e, "id"), &id)) id = -1;
+        } else if (e->type == RLHF_JSON_OBJECT) { /* {"n": {"content": s}} */
+            char *endp;
+            long x = strtol(e->key, &endp, 10);
+            c = rlhf_json_get(e, "content");
+            id = *e->key && !*endp ? x : -1;
+        } else if (!rlhf_json_int64(e, &id)) /* {"s": n} */
+            id = -1;
+        if ((v->type == RLHF_JSON_ARRAY || e->type == RLHF_JSON_OBJECT) && (!c || c->type != RLHF_JSON_STRING)) id = -1;
+        if (id < 0 || (c ? c->len : e->key_len) == 0)
+            return rlhf__st_err(h->err, RLHF_ERR_PARSE, src, "added token at byte %zu needs an integer id and a "
+                                "non-empty content string", e->offset);
+        if ((r = rlhf__hf_add(h, id, c ? c->str : e->key, c ? c->len : e->key_len, src)) != RLHF_OK) return r;
+    }
+    return RLHF_OK;
+}
+static int rlhf__cmp_added(const void *a, const void *b) {
+    int64_t x = ((const rlhf__hf_added *)a)->id, y = ((const rlhf__hf_added *)b)->id;
+    return x < y ? -1 : x > y;
+}
+/* the id of the added token whose content is s, else of the vocabulary's
+   token s (s is printable ASCII: its own byte-alphabet string), or -1 */
+static int rlhf__hf_added_id(const rlhf__hf_tok *h, const rlhf_json *vocab, const char *s) {
+    int64_t id;
+    int i;
+    for (i = 0; i < h->n_add; i++)
+        if (h->add[i].len == strlen(s) && memcmp(h->add[i].content, s, h->add[i].len) == 0) return (int)h->add[i].id;
+    return rlhf_json_int64(rlhf_json_get(vocab, s), &id) && id >= 0 && id < (int64_t)vocab->len ? (int)id : -1;
+}
+
+/* The table: vocab (token string in GPT-2's byte alphabet -> id, ids 0..n-1),
+   then the added tokens past n (their ids must follow n without a gap; one
+   below n must be the vocabulary's token of the same bytes), then rlhf's
+   markers the files lack. <|endoftext|> is the EOS. */
+static rlhf_result rlhf__hf_vocab(rlhf_tokenizer **out, rlhf__hf_tok *h, const rlhf_json *vocab,
+                                  const int byte_of_cp[324]) {
+    int n, k, i, n_extra = 0, missing = 0, have_eos = 0, next;
+    size_t pool = 0, off = 0;
+    const rlhf_json *v;
+    rlhf_tokenizer *t;
+    rlhf_result r;
+    if (!vocab || vocab->type != RLHF_JSON_OBJECT || vocab->len < 256 || vocab->len > (1u << 24))
+        return rlhf__st_err(h->err, RLHF_ERR_PARSE, h->what, "the vocabulary must be an object of 256 to 2^24 tokens");
+    n = (int)vocab->len;
+    if (h->n_add > 1) qsort(h->add, (size_t)h->n_add, sizeof *h->add, rlhf__cmp_added);
+    for (i = 0; i < h->n_add; i++) {
+        if (h->add[i].id >= n && h->add[i].id != n + n_extra++)
+            return rlhf__st_err(h->err, RLHF_ERR_PARSE, h->what, "added token \"%s\" has id %lld, expected %d (ids "
+                                "must follow the vocabulary without a gap)", h->add[i].content,
+                                (long long)h->add[i].id, n + n_extra - 1);
+        pool += h->add[i].len;
+    }
+    for (k = 1; k < RLHF_NUM_SPECIAL_TOKENS; k++) missing += rlhf__hf_added_id(h, vocab, RLHF__SPECIAL_STR[k]) < 0;
+    for (v = vocab->child; v; v = v->next) pool += v->key_len;
+    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) pool += strlen(RLHF__SPECIAL_STR[k]);
+    if (!(t = rlhf__tokenizer_alloc(n + n_extra + missing, pool, 0)))
+        return rlhf__st_err(h->err, RLHF_ERR_OUT_OF_MEMORY, h->what, "out of memory");
+
+    /* the vocabulary; added tokens below n must agree with it */
+    if ((r = rlhf__gpt2_token_bytes(t, vocab, byte_of_cp, &off, &have_eos, h->what, h->err)) != RLHF_OK) goto fail;
+    for (i = 0; i < h->n_add && h->add[i].id < n; i++) {
+        int id = (int)h->add[i].id;
+        size_t len = t->tok_off[id + 1] - t->tok_off[id];
+        if (len != h->add[i].len || memcmp(t->pool + t->tok_off[id], h->add[i].content, len) != 0) {
+            r = rlhf__st_err(h->err, RLHF_ERR_PARSE, h->what,
+                             "added token \"%s\" has id %d, which the vocabulary gives to another token",
+                             h->add[i].content, id);
+            goto fail;
+        }
+    }
+
+    /* the added tokens past n (their text is their bytes), then the missing markers */
+    for (next = n; i < h->n_add; i++, next++) {
+        memcpy(t->pool + off, h->add[i].content, h->add[i].len);
+        off += h->add[i].len;
+        t->tok_off[next + 1] = (uint32_t)off;
+    }
+    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++) {
+        int id = rlhf__hf_added_id(h, vocab, RLHF__SPECIAL_STR[k]);
+        if (k == RLHF_TOKEN_EOS) {
+            if (id >= 0) t->special[k] = id;
+            else if (!have_eos) {
+                r = rlhf__st_err(h->err, RLHF_ERR_PARSE, h->what, "no <|endoftext|> token (GPT-2's EOS)");
+                goto fail;
+            }
+            continue;
+        }
+        if (id < 0) {
+            size_t sl = strlen(RLHF__SPECIAL_STR[k]);
+            memcpy(t->pool + off, RLHF__SPECIAL_STR[k], sl);
+            off += sl;
+            id = next++;
+            t->tok_off[id + 1] = (uint32_t)off;
+        }
+        t->special[k] = id;
+    }
+    t->n_vocab = next;
+    *out = t;
+    return RLHF_OK;
+fail:
+    rlhf_tokenizer_free(t);
+    return r;
+}
+
+/* tokenizer.json's merges, by rank: "a b" strings or [a, b] pairs, each a, b
+   and ab a token of map */
+static rlhf_result rlhf__hf_json_merges(rlhf_tokenizer *t, const rlhf__tokmap *map, const rlhf_json *merges,
+                                        const int byte_of_cp[324], const char *what, rlhf_error *err) {
+    const rlhf_json *v;
+    size_t most = 0, w;
+    unsigned char *buf;
+    int i;
+    for (v = merges->child; v; v = v->next) /* room for the longest merge's bytes */
+        if (v->type == RLHF_JSON_STRING) most = v->len > most ? v->len : most;
+        else if (v->type == RLHF_JSON_ARRAY && v->len == 2 && v->child->type == RLHF_JSON_STRING &&
+                 v->child->next->type == RLHF_JSON_STRING)
+            most = v->child->len + v->child->next->len > most ? v->child->len + v->child->next->len : most;
+    rlhf__free(t->merges);
+    t->merges = (rlhf__merge *)rlhf__alloc((merges->len + 1) * sizeof(rlhf__merge));
+    buf = (unsigned char *)rlhf__alloc(most + 1);
+    if (!t->merges || !buf) {
+        rlhf__free(buf);
+        return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, what, "out of memory");
+    }
+    for (i = 0, v = merges->child; v; v = v->next, i++) {
+        const char *a, *b;
+        size_t la, lb;
+        long ba, bb = -1;
+        int ia, ib, ic;
+        if (v->type == RLHF_JSON_STRING && (b = (const char *)memchr(v->str, ' ', v->len)) != NULL &&
+            !memchr(b + 1, ' ', v->len - (size_t)(b + 1 - v->str))) {
+            a = v->str, la = (size_t)(b - v->str), b++, lb = v->len - la - 1;
+        } else if (v->type == RLHF_JSON_ARRAY && v->len == 2 && v->child->type == RLHF_JSON_STRING &&
+                   v->child->next->type == RLHF_JSON_STRING) {
+            a = v->child->str, la = v->child->len, b = v->child->next->str, lb = v->child->next->len;
+        } else {
+            rlhf__free(buf);
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "merges[%d] must be \"a b\" or [\"a\", \"b\"]", i);
+        }
+        ba = la && lb ? rlhf__from_alphabet(a, la, byte_of_cp, buf) : -1;
+        if (ba >= 0) bb = rlhf__from_alphabet(b, lb, byte_of_cp, buf + ba);
+        ia = ba > 0 ? rlhf__tokmap_find(map, buf, (size_t)ba, &w) : -1;
+        ib = bb > 0 ? rlhf__tokmap_find(map, buf + ba, (size_t)bb, &w) : -1;
+        ic = ia >= 0 && ib >= 0 ? rlhf__tokmap_find(map, buf, (size_t)(ba + bb), &w) : -1;
+        if (ic < 0) {
+            rlhf__free(buf);
+            return rlhf__st_err(err, RLHF_ERR_PARSE, what, "merges[%d] (\"%.*s\" + \"%.*s\") %s", i, (int)la, a,
+                                (int)lb, b, bb < 0 ? "is empty or has a character outside GPT-2's byte alphabet"
+                                                    : "names a token not in the vocabulary");
+        }
+        t->merges[i].a = ia, t->merges[i].b = ib, t->merges[i].c = ic;
+    }
+    t->n_merges = (int)merges->len;
+    rlhf__free(buf);
+    return RLHF_OK;
+}
+
+/* The table (bytes, ids, specials) indexed, its merges read (merges.txt text,
+   or tokenizer.json's list), all checked. A special token must never be what
+   a merge makes: ordinary text would then encode into it. */
+static rlhf_result rlhf__hf_merges_finish(rlhf_tokenizer *t, const char *txt, size_t txt_len, const rlhf_json *list,
+                                          const int byte_of_cp[324], const char *vocab_what, const char *merges_what,
+                                          rlhf_error *err) {
+    rlhf__tokmap map = {NULL, 0, NULL};
+    int k, dup = -1, i;
+    rlhf_result r;
+    if ((k = rlhf__tokmap_build(&map, t, t->n_vocab, &dup)) != -1) {
+        rlhf__free(map.slot);
+        return k == -2 ? rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, vocab_what, "out of memory")
+                       : rlhf__st_err(err, RLHF_ERR_PARSE, vocab_what, "token %d has the same bytes as token %d", k,
+                                      dup);
+    }
+    r = list ? rlhf__hf_json_merges(t, &map, list, byte_of_cp, merges_what, err)
+             : rlhf__gpt2_merges(t, &map, txt, txt_len, byte_of_cp, vocab_what, merges_what, err);
+    rlhf__free(map.slot);
+    if (r != RLHF_OK || (r = rlhf__tokenizer_finish(t, merges_what, err)) != RLHF_OK) return r;
+    for (i = 0; i < t->n_merges; i++)
+        for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++)
+            if (t->merges[i].c == t->special[k])
+                return rlhf__st_err(err, RLHF_ERR_PARSE, merges_what, "merge %d makes the special token %s (id %d)",
+                                    i, RLHF__SPECIAL_STR[k], t->special[k]);
+    return RLHF_OK;
+}
+
+/* A JSON file into *doc (at most 256 MiB). optional: a file that cannot be
+   opened leaves *doc NULL and is no error. */
+static rlhf_result rlhf__json_file(rlhf_json_doc **doc, const char *path, int optional, rlhf_error *err) {
+    size_t len = 0;
+    char *buf;
+    rlhf_json_error je;
+    rlhf_result r;
+    *doc = NULL;
+    if (optional && !rlhf__can_open(path)) return RLHF_OK;
+    if (!(buf = rlhf__read_small_file(path, (size_t)256 << 20, &len)))
+        return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot read the file (or over 256 MiB)");
+    if ((r = rlhf_json_parse(doc, buf, len, 16, &je)) != RLHF_OK)
+        r = rlhf__st_err(err, r, path, "%zu:%zu: %s", je.line, je.column, je.message);
+    rlhf__free(buf);
+    return r;
+}
+
+/* vocab.json + merges.txt, with the added tokens of tokenizer_config.json and
+   added_tokens.json beside vocab.json when they are there */
+static rlhf_result rlhf__hf_load_vocab_merges(rlhf_tokenizer **out, const char *vocab_path, const char *merges_path,
+                                              rlhf_error *err) {
+    int byte_of_cp[324];
+    uint32_t cp_of_byte[256];
+    char *cfg_path = rlhf__path_join(vocab_path, "tokenizer_config.json", 1);
+    char *add_path = rlhf__path_join(vocab_path, "added_tokens.json", 1), *mbuf = NULL;
+    rlhf_json_doc *vdoc = NULL, *cdoc = NULL, *adoc = NULL;
+    rlhf__hf_tok h;
+    rlhf_tokenizer *t = NULL;
+    size_t mlen = 0;
+    rlhf_result r;
+    memset(&h, 0, sizeof h);
+    h.what = vocab_path, h.err = err;
+    rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
+    if (!cfg_path || !add_path) r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, vocab_path, "out of memory");
+    else if ((r = rlhf__json_file(&vdoc, vocab_path, 0, err)) == RLHF_OK &&
+             (r = rlhf__json_file(&cdoc, cfg_path, 1, err)) == RLHF_OK &&
+             (r = rlhf__json_file(&adoc, add_path, 1, err)) == RLHF_OK) {
+        const rlhf_json *dec = cdoc ? rlhf_json_get(rlhf_json_root(cdoc), "added_tokens_decoder") : NULL;
+        if (dec && dec->type != RLHF_JSON_OBJECT)
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, cfg_path, "\"added_tokens_decoder\" must be an object");
+        else if (adoc && rlhf_json_root(adoc)->type != RLHF_JSON_OBJECT)
+            r = rlhf__st_err(err, RLHF_ERR_PARSE, add_path, "expected an object mapping token strings to ids");
+        else if ((r = rlhf__hf_added_from(&h, dec, cfg_path)) == RLHF_OK &&
+                 (r = rlhf__hf_added_from(&h, adoc ? rlhf_json_root(adoc) : NULL, add_path)) == RLHF_OK &&
+                 (r = rlhf__hf_vocab(&t, &h, rlhf_json_root(vdoc), byte_of_cp)) == RLHF_OK) {
+            if (!(mbuf = rlhf__read_small_file(merges_path, (size_t)256 << 20, &mlen)))
+                r = rlhf__st_err(err, RLHF_ERR_IO, merges_path, "cannot read the file (or over 256 MiB)");
+            else
+                r = rlhf__hf_merges_finish(t, mbuf, mlen, NULL, byte_of_cp, vocab_path, merges_path, err);
+        }
+    }
+    rlhf__free(cfg_path), rlhf__free(add_path), rlhf__free(mbuf), rlhf__free(h.add);
+    rlhf_json_free(vdoc), rlhf_json_free(cdoc), rlhf_json_free(adoc);
+    if (r != RLHF_OK) { rlhf_tokenizer_free(t); return r; }
+    *out = t;
+    return RLHF_OK;
+}
+
+/* tokenizer.json's parts, refused with what was found when they are not
+   GPT-2's byte-level BPE: no normalizer, the ByteLevel pre-tokenizer (no
+   prefix space, GPT-2's split pattern), a BPE model without dropout,
+   subword affixes, byte fallback or ignore_merges. */
+static rlhf_result rlhf__hf_check_tokenizer_json(const rlhf_json *root, const char *what, rlhf_error *err) {
+    const rlhf_json *model = rlhf_json_get(root, "model"), *pre = rlhf_json_get(root, "pre_tokenizer"), *v;
+    const rlhf_json *norm = rlhf_json_get(root, "normalizer");
+    const char *found;
+    if (root->type != RLHF_JSON_OBJECT || !model || model->type != RLHF_JSON_OBJECT)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what, "not a Hugging Face tokenizer.json (no \"model\" object)%s",
+                            rlhf_json_get(root, "type") ? "; an rlhf tokenizer loads with rlhf_tokenizer_load" : "");
+    if ((v = rlhf_json_get(model, "type")) && !(v->type == RLHF_JSON_STRING && strcmp(v->str, "BPE") == 0))
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what, "the model is %s, not BPE: rlhf.h reads GPT-2-style byte-level "
+                            "BPE only", v->type == RLHF_JSON_STRING ? v->str : "of no named type");
+    if (norm && norm->type != RLHF_JSON_NULL)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what, "a normalizer (%s) is set; GPT-2's byte-level BPE has none",
+                            (v = rlhf_json_get(norm, "type")) && v->type == RLHF_JSON_STRING ? v->str : "?");
+    found = !pre || pre->type != RLHF_JSON_OBJECT ? "none"
+            : (v = rlhf_json_get(pre, "type")) && v->type == RLHF_JSON_STRING ? v->str : "?";
+    if (strcmp(found, "ByteLevel") != 0)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what, "the pre-tokenizer is %s, not ByteLevel: rlhf.h reads "
+                            "GPT-2-style byte-level BPE only", found);
+    if (!((v = rlhf_json_get(pre, "add_prefix_space")) && v->type == RLHF_JSON_FALSE))
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what, "the ByteLevel pre-tokenizer adds a prefix space (%s); "
+                            "GPT-2's does not", v ? "add_prefix_space true" : "the default when the field is absent");
+    if ((v = rlhf_json_get(pre, "use_regex")) && v->type == RLHF_JSON_FALSE)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what, "the ByteLevel pre-tokenizer does not split (use_regex false)");
+    if (((v = rlhf_json_get(model, "dropout")) && v->type != RLHF_JSON_NULL && !(v->type == RLHF_JSON_NUMBER &&
+                                                                                   v->number == 0)) ||
+        ((v = rlhf_json_get(model, "continuing_subword_prefix")) && v->type != RLHF_JSON_NULL && v->len) ||
+        ((v = rlhf_json_get(model, "end_of_word_suffix")) && v->type != RLHF_JSON_NULL && v->len) ||
+        ((v = rlhf_json_get(model, "byte_fallback")) && v->type == RLHF_JSON_TRUE) ||
+        ((v = rlhf_json_get(model, "ignore_merges")) && v->type == RLHF_JSON_TRUE))
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what, "the BPE model sets \"%s\", which GPT-2's does not", v->key);
+    v = rlhf_json_get(model, "merges");
+    if (!v || v->type != RLHF_JSON_ARRAY)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what, "the BPE model has no \"merges\" list");
+    if ((v = rlhf_json_get(root, "added_tokens")) && v->type != RLHF_JSON_ARRAY)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, what, "\"added_tokens\" must be a list");
+    return RLHF_OK;
+}
+/* one tokenizer.json */
+static rlhf_result rlhf__hf_load_tokenizer_json(rlhf_tokenizer **out, const char *path, rlhf_error *err) {
+    int byte_of_cp[324];
+    uint32_t cp_of_byte[256];
+    rlhf_json_doc *doc = NULL;
+    rlhf__hf_tok h;
+    rlhf_tokenizer *t = NULL;
+    const rlhf_json *root, *model;
+    rlhf_result r;
+    memset(&h, 0, sizeof h);
+    h.what = path, h.err = err;
+    rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
+    if ((r = rlhf__json_file(&doc, path, 0, err)) == RLHF_OK &&
+        (r = rlhf__hf_check_tokenizer_json((root = rlhf_json_root(doc)), path, err)) == RLHF_OK) {
+        model = rlhf_json_get(root, "model");
+        if ((r = rlhf__hf_added_from(&h, rlhf_json_get(root, "added_tokens"), path)) == RLHF_OK &&
+            (r = rlhf__hf_vocab(&t, &h, rlhf_json_get(model, "vocab"), byte_of_cp)) == RLHF_OK)
+            r = rlhf__hf_merges_finish(t, NULL, 0, rlhf_json_get(model, "merges"), byte_of_cp, path, path, err);
+    }
+    rlhf__free(h.add);
+    rlhf_json_free(doc);
+    if (r != RLHF_OK) { rlhf_tokenizer_free(t); return r; }
+    *out = t;
+    return RLHF_OK;
+}
+
+/* The pair of files of one form (vocab and merges), either one given: the other is beside it. */
+static rlhf_result rlhf__hf_load_pair(rlhf_tokenizer **out, const char *path, const char *vocab_name,
+                                      const char *merges_name, int given_is_vocab, int openai, rlhf_error *err) {
+    char *other = rlhf__path_join(path, given_is_vocab ? merges_name : vocab_name, 1);
+    const char *vp = given_is_vocab ? path : other, *mp = given_is_vocab ? other : path;
+    rlhf_result r;
+    if (!other) return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory");
+    if (!rlhf__can_open(other))
+        r = rlhf__st_err(err, RLHF_ERR_IO, path, "its partner %s cannot be read (%s and %s belong together)", other,
+                         vocab_name, merges_name);
+    else
+        r = openai ? rlhf_tokenizer_load_gpt2_ex(out, vp, mp, err) : rlhf__hf_load_vocab_merges(out, vp, mp, err);
+    rlhf__free(other);
+    return r;
+}
+
+RLHFDEF rlhf_result rlhf_tokenizer_load_hf(rlhf_tokenizer **out, const char *path, rlhf_error *err) {
+    static const char *const names[4] = {"vocab.json", "merges.txt", "encoder.json", "vocab.bpe"};
+    const char *base;
+    char *p[3] = {NULL, NULL, NULL};
+    size_t len = 0;
+    char *probe;
+    int k;
+    rlhf_result r;
+    if (err) err->message[0] = 0;
+    if (!out) return RLHF_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!path || !*path) return RLHF_ERR_INVALID_ARGUMENT;
+
+    /* a file of a pair, by its name */
+    base = rlhf__base_name(path);
+    for (k = 0; k < 4; k++)
+        if (strcmp(base, names[k]) == 0)
+            return rlhf__hf_load_pair(out, path, names[k & 2], names[(k & 2) + 1], (k & 1) == 0, k >= 2, err);
+
+    /* a directory: tokenizer.json first (what Hugging Face's fast tokenizer reads), then the pairs */
+    p[0] = rlhf__path_join(path, "tokenizer.json", 0);
+    p[1] = rlhf__path_join(path, "vocab.json", 0);
+    p[2] = rlhf__path_join(path, "encoder.json", 0);
+    if (!p[0] || !p[1] || !p[2]) r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory");
+    else if (rlhf__can_open(p[0])) r = rlhf__hf_load_tokenizer_json(out, p[0], err);
+    else if (rlhf__can_open(p[1])) r = rlhf__hf_load_pair(out, p[1], names[0], names[1], 1, 0, err);
+    else if (rlhf__can_open(p[2])) r = rlhf__hf_load_pair(out, p[2], names[2], names[3], 1, 1, err);
+    else if ((probe = rlhf__read_small_file(path, (size_t)256 << 20, &len)) != NULL) { /* a tokenizer.json renamed */
+        rlhf__free(probe);
+        r = rlhf__hf_load_tokenizer_json(out, path, err);
+    } else
+        r = rlhf__st_err(err, RLHF_ERR_IO, path, rlhf__can_open(path)
+                         ? "no tokenizer here (expected tokenizer.json, vocab.json + merges.txt or encoder.json + "
+                           "vocab.bpe in the directory)"
+                         : "cannot be read");
+    for (k = 0; k < 3; k++) rlhf__free(p[k]);
+    return r;
 }
 
 // ----------------------------------------------------------------------------
@@ -6675,18 +7161,22 @@ static rlhf_result rlhf__st_load_entry(rlhf__st_reader *R, rlhf_model *m, const 
     return RLHF_OK;
 }
 
+static rlhf_result rlhf__st_check_found(const rlhf__st_reader *R, const rlhf_model *m);
 /* Every entry into m; then every tensor of m must have been found (and with
    moments, both of its moments). */
 static rlhf_result rlhf__st_load_tensors(rlhf__st_reader *R, rlhf_model *m) {
     size_t k;
-    int i;
     rlhf_result r;
     R->found = (int *)rlhf__alloc((size_t)m->n_tensors * 3 * sizeof(int));
     if (!R->found) return rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, R->path, "out of memory");
     memset(R->found, 0, (size_t)m->n_tensors * 3 * sizeof(int));
     for (k = 0; k < R->n_ent; k++)
         if ((r = rlhf__st_load_entry(R, m, &R->ents[k])) != RLHF_OK) return r;
-
+    return rlhf__st_check_found(R, m);
+}
+/* Every tensor of m was found (and with moments, both of its moments). */
+static rlhf_result rlhf__st_check_found(const rlhf__st_reader *R, const rlhf_model *m) {
+    int i;
     for (i = 0; i < m->n_tensors; i++) {
         const int *found = R->found + 3 * i;
         if (!found[0] && strcmp(m->tensors[i].name, "score.bias") == 0 && !R->n_optim)
@@ -6798,21 +7288,198 @@ done:
     return r;
 }
 
+/* ---- Hugging Face model directories -------------------------------------------------
+   config.json plus model.safetensors, or plus model.safetensors.index.json
+   ({"weight_map": {tensor name: shard file}}) and its shards, each read by the
+   strict reader above. Every tensor of a shard must be mapped to that shard,
+   every mapped tensor must be in its shard, and the model's tensors must all
+   be there once. */
+
+/* A directory (POSIX: stat; elsewhere: a config.json opens inside it). A
+   directory opens as a file on POSIX and would read as one of LONG_MAX bytes. */
+static int rlhf__is_dir(const char *path) {
 #ifdef RLHF__POSIX_IO
-/* A directory opens as a file on POSIX and reads as one of LONG_MAX bytes:
-   name the mistake. */
-static rlhf_result rlhf__st_not_a_directory(const char *path, rlhf_error *err) {
     struct stat st;
-    size_t n = strlen(path);
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return RLHF_OK;
-    while (n > 1 && path[n - 1] == '/') n--;
-    if (err)
-        snprintf(err->message, sizeof err->message,
-                 "%s is a directory, not a checkpoint file (for a Hugging Face folder, give %.*s/model.safetensors)",
-                 path, (int)n, path);
-    return RLHF_ERR_IO;
-}
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+#else
+    char *c = rlhf__path_join(path, "config.json", 0);
+    int yes = c && rlhf__can_open(c);
+    rlhf__free(c);
+    return yes;
 #endif
+}
+
+/* What one shard's reader holds, released (the found table is the caller's). */
+static void rlhf__st_close(rlhf__st_reader *R) {
+    if (R->f) fclose(R->f);
+    rlhf__free(R->hbuf);
+    rlhf__free(R->ents);
+    rlhf_json_free(R->hdoc);
+    R->f = NULL, R->hbuf = NULL, R->ents = NULL, R->hdoc = NULL, R->n_ent = 0, R->meta = NULL;
+}
+/* A shard opened: its header read, parsed, and its layout checked. */
+static rlhf_result rlhf__st_open(rlhf__st_reader *R, const char *path, rlhf_error *err) {
+    uint64_t hlen = 0;
+    rlhf_result r;
+    R->path = path;
+    R->err = err;
+    if ((r = rlhf__st_read_header(R, &hlen)) != RLHF_OK || (r = rlhf__st_parse_header(R, hlen)) != RLHF_OK) return r;
+    return rlhf__st_check_layout(R);
+}
+
+/* The index's weight_map: an object of distinct tensor names whose values
+   are plain file names in the directory; *shards receives each file once, in
+   the order of first mention (an array of n_shards pointers into the index). */
+static rlhf_result rlhf__shard_list(const rlhf_json *wm, const char ***shards, int *n_shards, const char *ipath,
+                                    rlhf_error *err) {
+    const rlhf_json *v, *dup;
+    int k;
+    if (!wm || wm->type != RLHF_JSON_OBJECT || wm->len == 0)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, ipath, "no \"weight_map\" object naming the shard of each tensor");
+    if (rlhf__json_dup_key(wm, &dup) != RLHF_OK)
+        return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, ipath, "out of memory");
+    if (dup)
+        return rlhf__st_err(err, RLHF_ERR_PARSE, ipath, "tensor \"%s\" is given twice in the weight_map", dup->key);
+    if (!(*shards = (const char **)rlhf__alloc(wm->len * sizeof **shards)))
+        return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, ipath, "out of memory");
+    *n_shards = 0;
+    for (v = wm->child; v; v = v->next) {
+        if (v->type != RLHF_JSON_STRING || v->len == 0 || strlen(v->str) != v->len || strchr(v->str, '/') ||
+            strchr(v->str, '\\') || strcmp(v->str, "..") == 0 || strcmp(v->str, ".") == 0)
+            return rlhf__st_err(err, RLHF_ERR_PARSE, ipath, "weight_map: tensor \"%s\" must name a file in the "
+                                "directory (no path)", v->key);
+        for (k = 0; k < *n_shards && strcmp((*shards)[k], v->str) != 0; k++) {}
+        if (k == *n_shards) (*shards)[(*n_shards)++] = v->str;
+    }
+    return RLHF_OK;
+}
+
+/* One shard's tensors into m, each checked against the index's map. */
+static rlhf_result rlhf__shard_load(rlhf__st_reader *R, rlhf_model *m, const rlhf_json *wm, const char *shard,
+                                    const char *ipath) {
+    const rlhf_json *v;
+    size_t k, mapped = 0;
+    rlhf_result r;
+    for (k = 0; k < R->n_ent; k++) {
+        const rlhf__st_entry *e = &R->ents[k];
+        if (!(v = rlhf_json_get(wm, e->name)))
+            return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "tensor \"%s\" is not in the weight_map of %s",
+                                e->name, ipath);
+        if (strcmp(v->str, shard) != 0)
+            return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "tensor \"%s\" is here, but %s maps it to %s",
+                                e->name, ipath, v->str);
+        if ((r = rlhf__st_load_entry(R, m, e)) != RLHF_OK) return r;
+    }
+    for (v = wm->child; v; v = v->next) mapped += strcmp(v->str, shard) == 0;
+    if (mapped != R->n_ent) /* the index maps more tensors here than the shard holds: name one */
+        for (v = wm->child; v; v = v->next) {
+            if (strcmp(v->str, shard) != 0) continue;
+            for (k = 0; k < R->n_ent && strcmp(R->ents[k].name, v->key) != 0; k++) {}
+            if (k == R->n_ent)
+                return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path, "%s maps tensor \"%s\" to this shard, which "
+                                    "does not hold it", ipath, v->key);
+        }
+    return rlhf__st_restore_meta(R, m);
+}
+
+/* The model of a sharded checkpoint: the config from the first shard's
+   metadata or config.json, then every shard, then the tied lm_head (wte may
+   come from another shard than lm_head, so that check comes last). */
+static rlhf_result rlhf__load_sharded(rlhf_model **out, const char *ipath, rlhf_error *err) {
+    rlhf_json_doc *doc = NULL;
+    const rlhf_json *wm = NULL, *v;
+    const char **shards = NULL;
+    char *spath = NULL;
+    int n_shards = 0, s, n_optim = 0, *found = NULL, pass;
+    rlhf__st_reader R;
+    rlhf_model *m = NULL;
+    rlhf_config cfg;
+    rlhf_result r;
+    memset(&R, 0, sizeof R);
+    if ((r = rlhf__json_file(&doc, ipath, 0, err)) != RLHF_OK) return r;
+    if ((r = rlhf__shard_list((wm = rlhf_json_get(rlhf_json_root(doc), "weight_map")), &shards, &n_shards, ipath,
+                              err)) != RLHF_OK)
+        goto done;
+    for (s = 0; s < n_shards; s++) { /* every shard there before anything is read */
+        rlhf__free(spath);
+        if (!(spath = rlhf__path_join(ipath, shards[s], 1))) { r = RLHF_ERR_OUT_OF_MEMORY; goto done; }
+        if (!rlhf__can_open(spath)) {
+            r = rlhf__st_err(err, RLHF_ERR_IO, ipath, "shard %s is missing (cannot open %s)", shards[s], spath);
+            goto done;
+        }
+    }
+
+    /* pass 0 loads every shard (the first one also gives the config); then every tensor must have come,
+       and pass 1 checks lm_head against wte */
+    for (pass = 0; pass < 2; pass++) {
+        if (pass == 1) { /* all of the model's tensors, named from the index */
+            R.path = ipath, R.err = err, R.found = found, R.n_optim = n_optim;
+            if ((r = rlhf__st_check_found(&R, m)) != RLHF_OK) goto done;
+        }
+        for (s = 0; s < n_shards; s++) {
+            rlhf__free(spath);
+            if (!(spath = rlhf__path_join(ipath, shards[s], 1))) { r = RLHF_ERR_OUT_OF_MEMORY; goto done; }
+            if ((r = rlhf__st_open(&R, spath, err)) != RLHF_OK) goto done;
+            if (!m) {
+                if ((r = rlhf__st_config(&R, &cfg)) != RLHF_OK) goto done;
+                if ((r = rlhf_model_create(&m, &cfg, 0)) != RLHF_OK) {
+                    r = rlhf__st_err(err, r, ipath, "cannot create the model: %s", rlhf_result_string(r));
+                    goto done;
+                }
+                for (v = wm->child; v && strcmp(strncmp(v->key, "transformer.", 12) ? v->key : v->key + 12,
+                                                "score.weight") != 0; v = v->next) {}
+                if ((v && (r = rlhf_model_add_score_head(m, 0.0f, 0)) != RLHF_OK) ||
+                    !(found = (int *)rlhf__alloc((size_t)m->n_tensors * 3 * sizeof(int)))) {
+                    r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, ipath, "out of memory");
+                    goto done;
+                }
+                memset(found, 0, (size_t)m->n_tensors * 3 * sizeof(int));
+            }
+            R.found = found;
+            R.n_optim = 0;
+            r = pass == 0 ? rlhf__shard_load(&R, m, wm, shards[s], ipath) : rlhf__st_check_lm_head(&R, m);
+            n_optim += R.n_optim;
+            rlhf__st_close(&R);
+            if (r != RLHF_OK) goto done;
+        }
+    }
+done:
+    rlhf__st_close(&R);
+    rlhf__free(found);
+    rlhf__free(spath);
+    rlhf__free((void *)shards);
+    rlhf_json_free(doc);
+    if (r == RLHF_ERR_OUT_OF_MEMORY && err && !err->message[0]) rlhf__st_err(err, r, ipath, "out of memory");
+    if (r != RLHF_OK) { rlhf_model_free(m); return r; }
+    *out = m;
+    return RLHF_OK;
+}
+
+/* A directory: config.json, then model.safetensors or the sharded index. */
+static rlhf_result rlhf__load_hf_dir(rlhf_model **out, const char *dir, rlhf_error *err) {
+    static const char *const names[4] = {"config.json", "model.safetensors", "model.safetensors.index.json",
+                                         "pytorch_model.bin"};
+    char *p[5];
+    int k;
+    rlhf_result r;
+    for (k = 0; k < 4; k++) p[k] = rlhf__path_join(dir, names[k], 0);
+    p[4] = rlhf__path_join(dir, "pytorch_model.bin.index.json", 0);
+    if (!p[0] || !p[1] || !p[2] || !p[3] || !p[4]) r = rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, dir, "out of memory");
+    else if (!rlhf__can_open(p[0]))
+        r = rlhf__st_err(err, RLHF_ERR_IO, dir, "is a directory without config.json, so not a Hugging Face model "
+                         "directory (give a .safetensors checkpoint, or a directory with config.json and weights)");
+    else if (rlhf__can_open(p[1])) r = rlhf_model_load_ex(out, p[1], err);
+    else if (rlhf__can_open(p[2])) r = rlhf__load_sharded(out, p[2], err);
+    else if (rlhf__can_open(p[3]) || rlhf__can_open(p[4]))
+        r = rlhf__st_err(err, RLHF_ERR_PARSE, dir, "the weights are in PyTorch's pickle format (pytorch_model.bin), "
+                         "which rlhf.h does not read: convert them to safetensors first, e.g. in Python: "
+                         "GPT2LMHeadModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)");
+    else
+        r = rlhf__st_err(err, RLHF_ERR_IO, dir, "no weights: neither model.safetensors nor "
+                         "model.safetensors.index.json is here");
+    for (k = 0; k < 5; k++) rlhf__free(p[k]);
+    return r;
+}
 
 RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_error *err) {
     rlhf__st_reader R;
@@ -6825,9 +7492,7 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
     if (!path) return RLHF_ERR_INVALID_ARGUMENT;
-#ifdef RLHF__POSIX_IO
-    if ((r = rlhf__st_not_a_directory(path, err)) != RLHF_OK) return r;
-#endif
+    if (rlhf__is_dir(path)) return rlhf__load_hf_dir(out, path, err);
     memset(&R, 0, sizeof R);
     R.path = path;
     R.err = err;

@@ -77,14 +77,14 @@ expect 2 "--max-new 100 leaves no room" generate "$SFT" --prompt hi --max-new 10
 expect 2 "--resume takes yes or no" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --resume=maybe
 expect 2 "--decay is one of cosine\|linear\|constant" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --decay cosin
 expect 2 "--embd 100 must be a multiple of --heads 3" pretrain --data "$Q/pretrain.txt" --tokenizer x --out "$W/s0" --embd 100 --heads 3
-expect 2 "--tokenizer is for a new model" pretrain --data "$Q/pretrain.txt" --model "$Q/base.safetensors" --tokenizer x --out "$W/s0"
+expect 1 "carries its own tokenizer: --tokenizer is for a model without one" pretrain --data "$Q/pretrain.txt" --model "$Q/base.safetensors" --tokenizer x --out "$W/s0"
 expect 2 "needs --model too" rm --resume --data "$Q/rankings.jsonl" --out "$W/s0"
 expect 2 "unknown option --layers" sft --layers 3
 expect 2 "unknown option --pack" rm --pack
 expect 2 "--ptx-coef needs --ptx" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/p7" --ptx-coef 1
 "$X" sft --help > "$OUT" 2>&1
 cases=$((cases + 1))
-if grep -qE -- "--(layers|normalize-samples|tokenizer) " "$OUT" || ! grep -q -- "--\[no-\]pack" "$OUT"; then bad "sft --help lists options of other commands"; fi
+if grep -qE -- "--(layers|normalize-samples) " "$OUT" || ! grep -q -- "--\[no-\]pack" "$OUT" || ! grep -q -- "--tokenizer S" "$OUT"; then bad "sft --help lists options of other commands (or lacks --tokenizer)"; fi
 
 # --- a run directory is a unit: refused twice, --resume=no is not a resume, --overwrite starts again ---
 D=$W/sft

@@ -1538,9 +1538,8 @@ static void test_safetensors_hostile(void) {
         HOSTILE("header length 123 ('{')", AUTO, h123, two, 16, RLHF_ERR_PARSE, "no config: the metadata has none");
     }
 #if defined(__unix__) || defined(__APPLE__) /* elsewhere a directory does not open as a file */
-    st_reject("a directory", "build", RLHF_ERR_IO,
-              "build is a directory, not a checkpoint file (for a Hugging Face folder, give build/model.safetensors)"); count++;
-    st_reject("a directory with a slash", "build/", RLHF_ERR_IO, "(for a Hugging Face folder, give build/model.safetensors)"); count++;
+    st_reject("a directory", "build", RLHF_ERR_IO, "build: is a directory without config.json, so not a Hugging Face model"); count++;
+    st_reject("a directory with a slash", "build/", RLHF_ERR_IO, "build/: is a directory without config.json"); count++;
 #endif
     HOSTILE("header cut in the middle", strlen(AB) - 10, AB, NULL, 0, RLHF_ERR_PARSE, "header byte");
     HOSTILE("header not JSON", AUTO, "hello", NULL, 0, RLHF_ERR_PARSE, "expected a value");
@@ -1707,6 +1706,182 @@ static void data_reject(rlhf_data_format fmt, const char *text, const char *msg)
         g_fail++;
     }
     rlhf_dataset_free(d);
+}
+
+/* ---- Hugging Face model directories ------------------------------------------------ */
+#if defined(__unix__) || defined(__APPLE__)
+/* s with its first `from` replaced by `to` (a new string; the test fails if from is absent) */
+static char *str_edit(const char *s, const char *from, const char *to) {
+    const char *pos = strstr(s, from);
+    char *o = (char *)malloc(strlen(s) + strlen(to) + 1);
+    if (!pos) { fprintf(stderr, "  test bug: \"%s\" not found\n", from); g_fail++; strcpy(o, s); return o; }
+    memcpy(o, s, (size_t)(pos - s));
+    strcpy(o + (pos - s), to);
+    strcat(o, pos + strlen(from));
+    return o;
+}
+static void copy_file(const char *src, const char *dst) {
+    size_t n = 0;
+    unsigned char *b = read_all(src, &n);
+    if (!b) { fprintf(stderr, "  cannot read %s\n", src); g_fail++; return; }
+    write_file(dst, (const char *)b, n);
+    free(b);
+}
+/* build/hfdir_NAME: the sharded fixture's config.json, index (edited: index_from -> index_to
+   when given) and the shards in `shards` (bit 1: shard 1, bit 2: shard 2) */
+static const char *hf_dir_variant(const char *name, const char *index_from, const char *index_to, int shards) {
+    static char dir[128];
+    char src[256], dst[256];
+    size_t n = 0;
+    char *idx, *ed;
+    const char *shard[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    int k;
+    snprintf(dir, sizeof dir, "build/hfdir_%s", name);
+    mkdir(dir, 0755);
+    snprintf(dst, sizeof dst, "%s/model.safetensors.index.json", dir);
+    remove(dst);
+    for (k = 0; k < 2; k++) {
+        snprintf(dst, sizeof dst, "%s/%s", dir, shard[k]);
+        remove(dst);
+        snprintf(src, sizeof src, RLHF_FIXTURE_DIR "/hf/sharded/%s", shard[k]);
+        if (shards & (1 << k)) copy_file(src, dst);
+    }
+    snprintf(dst, sizeof dst, "%s/config.json", dir);
+    copy_file(RLHF_FIXTURE_DIR "/hf/sharded/config.json", dst);
+    idx = (char *)read_all(RLHF_FIXTURE_DIR "/hf/sharded/model.safetensors.index.json", &n);
+    if (!idx) { g_fail++; return dir; }
+    idx[n] = 0;
+    ed = index_from ? str_edit(idx, index_from, index_to) : idx;
+    snprintf(dst, sizeof dst, "%s/model.safetensors.index.json", dir);
+    write_file(dst, ed, strlen(ed));
+    if (ed != idx) free(ed);
+    free(idx);
+    return dir;
+}
+#endif
+
+/* A directory loads as its model.safetensors, or as its shards through the
+   index, with the logits of the float64 reference; each broken directory is
+   refused naming the file, the tensor or the shard. */
+static void test_hf_directory(void) {
+    static const char *dirs[3] = {"pretrained", "hub", "sharded"};
+    fixture fx;
+    fixture_rec *in, *lg;
+    int i;
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/hf/expected.bin")) { g_fail++; return; }
+    in = fixture_get(&fx, "inputs");
+    lg = fixture_get(&fx, "logits.f32");
+    for (i = 0; in && lg && i < 3; i++) {
+        char path[256];
+        rlhf_model *m = NULL;
+        rlhf_error e;
+        float *logits;
+        snprintf(path, sizeof path, "%s/hf/%s%s", RLHF_FIXTURE_DIR, dirs[i], i == 2 ? "/" : "");
+        if (rlhf_model_load_ex(&m, path, &e) != RLHF_OK) {
+            fprintf(stderr, "  FAIL loading %s: %s\n", path, e.message);
+            g_fail++;
+            continue;
+        }
+        logits = floats(lg->n);
+        CHECK_OK(rlhf_model_logits(m, (const int *)in->data, in->dims[0], in->dims[1], logits));
+        close_enough(path, logits, (const float *)lg->data, lg->n, 1e-5, 1e-4); /* float32 error only */
+        free(logits);
+        rlhf_model_free(m);
+    }
+    fixture_free(&fx);
+#if defined(__unix__) || defined(__APPLE__)
+    {
+        const char *S1 = "model-00001-of-00002.safetensors", *S2 = "model-00002-of-00002.safetensors";
+        char buf[512];
+        mkdir("build/hfdir_empty", 0755);
+        remove("build/hfdir_empty/config.json"); /* from an earlier run */
+        st_reject("no config.json", "build/hfdir_empty", RLHF_ERR_IO, "build/hfdir_empty: is a directory without config.json");
+        copy_file(RLHF_FIXTURE_DIR "/hf/sharded/config.json", "build/hfdir_empty/config.json");
+        st_reject("no weights", "build/hfdir_empty", RLHF_ERR_IO,
+                  "build/hfdir_empty: no weights: neither model.safetensors nor model.safetensors.index.json");
+        write_file("build/hfdir_empty/pytorch_model.bin", "PK", 2);
+        st_reject("pickle only", "build/hfdir_empty", RLHF_ERR_PARSE, "PyTorch's pickle format (pytorch_model.bin)");
+        remove("build/hfdir_empty/pytorch_model.bin");
+        st_reject("a shard missing", hf_dir_variant("missing", NULL, NULL, 1), RLHF_ERR_IO,
+                  "build/hfdir_missing/model.safetensors.index.json: shard model-00002-of-00002.safetensors is missing");
+        st_reject("no weight_map", hf_dir_variant("nomap", "\"weight_map\"", "\"weights\"", 3), RLHF_ERR_PARSE,
+                  "no \"weight_map\" object");
+        st_reject("index not JSON", hf_dir_variant("notjson", "{", "", 3), RLHF_ERR_PARSE,
+                  "build/hfdir_notjson/model.safetensors.index.json: 2:13: expected the end of the input");
+        snprintf(buf, sizeof buf, "\"transformer.ln_f.bias\": \"%s\",\n", S1);
+        st_reject("a tensor the index does not map", hf_dir_variant("unmapped", buf, "", 3), RLHF_ERR_PARSE,
+                  "model-00001-of-00002.safetensors: tensor \"transformer.ln_f.bias\" is not in the weight_map");
+        snprintf(buf, sizeof buf, "\"transformer.ln_f.bias\": \"%s\"", S1);
+        {
+            char to[1024];
+            snprintf(to, sizeof to, "\"transformer.ln_f.bias\": \"%s\"", S2);
+            st_reject("a tensor mapped to the other shard", hf_dir_variant("moved", buf, to, 3), RLHF_ERR_PARSE,
+                      "tensor \"transformer.ln_f.bias\" is here, but build/hfdir_moved/model.safetensors.index.json maps it "
+                      "to model-00002-of-00002.safetensors");
+            snprintf(buf, sizeof buf, "\"transformer.wpe.weight\": \"%s\"", S2);
+            snprintf(to, sizeof to, "\"transformer.extra\": \"%s\",\n  %s", S2, buf);
+            st_reject("the index names a tensor the shard lacks", hf_dir_variant("extra", buf, to, 3), RLHF_ERR_PARSE,
+                      "maps tensor \"transformer.extra\" to this shard, which does not hold it");
+        }
+        snprintf(buf, sizeof buf, "\"lm_head.weight\": \"%s\",\n", S1);
+        {
+            char to[1024];
+            snprintf(to, sizeof to, "%s    \"lm_head.weight\": \"%s\",\n", buf, S1);
+            st_reject("a name given twice in the index", hf_dir_variant("twice", buf, to, 3), RLHF_ERR_PARSE,
+                      "tensor \"lm_head.weight\" is given twice in the weight_map");
+        }
+        snprintf(buf, sizeof buf, "\"transformer.wte.weight\": \"%s\"", S2);
+        st_reject("a shard outside the directory", hf_dir_variant("escape", buf, "\"transformer.wte.weight\": \"../x\"", 3),
+                  RLHF_ERR_PARSE, "weight_map: tensor \"transformer.wte.weight\" must name a file in the directory");
+        /* shard 2 without its tensors in the index and on disk: a tensor of the model missing, named from the index */
+        {
+            size_t n = 0;
+            char *idx = (char *)read_all(RLHF_FIXTURE_DIR "/hf/sharded/model.safetensors.index.json", &n), *p, *q;
+            const char *dir = hf_dir_variant("half", NULL, NULL, 1);
+            char path[256];
+            idx[n] = 0;
+            while ((p = strstr(idx, S2)) != NULL) { /* drop each line that maps to shard 2 */
+                while (p > idx && p[-1] != '\n') p--;
+                q = strchr(p, '\n');
+                memmove(p, q + 1, strlen(q + 1) + 1);
+            }
+            p = strstr(idx, "\",\n  }");
+            if (p) memmove(p + 1, p + 2, strlen(p + 2) + 1); /* the last entry's comma */
+            snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+            write_file(path, idx, strlen(idx));
+            free(idx);
+            st_reject("a tensor missing from every shard", dir, RLHF_ERR_PARSE,
+                      "build/hfdir_half/model.safetensors.index.json: missing tensor \"wte.weight\"");
+        }
+        /* the same tensor in both shards, once with the prefix and once without */
+        {
+            const char *dir = hf_dir_variant("dup", "\"transformer.h.0.ln_1.weight\"", "\"h.1.ln_1.weight\"", 1);
+            char src[256], dst[256];
+            snprintf(src, sizeof src, RLHF_FIXTURE_DIR "/hf/sharded/%s", S2);
+            snprintf(dst, sizeof dst, "%s/%s", dir, S2);
+            st_mutate(src, dst, "\"transformer.h.0.ln_1.weight\"", "\"h.1.ln_1.weight\"");
+            st_reject("a tensor in two shards", dir, RLHF_ERR_PARSE, "tensor \"h.1.ln_1.weight\" appears twice");
+        }
+        /* lm_head (shard 1) must equal wte (shard 2): checked once both are read */
+        {
+            const char *dir = hf_dir_variant("untied", NULL, NULL, 2);
+            char src[256], dst[256];
+            size_t n = 0;
+            unsigned char *b;
+            snprintf(src, sizeof src, RLHF_FIXTURE_DIR "/hf/sharded/%s", S1);
+            snprintf(dst, sizeof dst, "%s/%s", dir, S1);
+            b = read_all(src, &n);
+            b[8 + ((size_t)b[0] | (size_t)b[1] << 8)] ^= 0x40; /* the first data byte: lm_head.weight[0] (names sort first) */
+            write_file(dst, (const char *)b, n);
+            free(b);
+            snprintf(src, sizeof src, RLHF_FIXTURE_DIR "/hf/sharded/%s", S2);
+            snprintf(dst, sizeof dst, "%s/%s", dir, S2);
+            copy_file(src, dst);
+            st_reject("an untied lm_head in another shard than wte", dir, RLHF_ERR_PARSE,
+                      "model-00001-of-00002.safetensors: lm_head.weight differs from wte.weight at element 0");
+        }
+    }
+#endif
 }
 
 static void test_datasets(void) {
@@ -2340,6 +2515,235 @@ static void test_tokenizer_malformed(void) {
 
 /* ---- RLHF losses ------------------------------------------------------------------ */
 static float rank_loss_at(const float *r, int K) { return rlhf_ranking_loss(r, K, NULL); }
+/* ---- Hugging Face tokenizer files --------------------------------------------------- */
+#if defined(__unix__) || defined(__APPLE__)
+/* GPT-2's tokenizer.json, written from encoder.json and vocab.bpe: merges as
+   "a b" strings (pairs = 0) or as [a, b] pairs (pairs = 1, newer tokenizers) */
+static int write_gpt2_tokenizer_json(const char *path, int pairs) {
+    size_t ne = 0, nb = 0, i;
+    char *enc = (char *)read_all(RLHF_SHARED_DIR "/gpt2/encoder.json", &ne);
+    char *bpe = (char *)read_all(RLHF_SHARED_DIR "/gpt2/vocab.bpe", &nb);
+    FILE *f = fopen(path, "wb");
+    int first = 1;
+    if (!enc || !bpe || !f) { free(enc); free(bpe); if (f) fclose(f); return 0; }
+    fputs("{\"version\": \"1.0\", \"truncation\": null, \"padding\": null, \"added_tokens\": [{\"id\": 50256, \"content\": "
+          "\"<|endoftext|>\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": true, "
+          "\"special\": true}], \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": "
+          "false, \"trim_offsets\": true, \"use_regex\": true}, \"post_processor\": null, \"decoder\": {\"type\": "
+          "\"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, "
+          "\"continuing_subword_prefix\": \"\", \"end_of_word_suffix\": \"\", \"fuse_unk\": false, \"byte_fallback\": "
+          "false, \"vocab\": ", f);
+    fwrite(enc, 1, ne, f);
+    fputs(", \"merges\": [", f);
+    for (i = 0; i < nb;) { /* each line after "#version": one merge, its two tokens JSON-escaped */
+        size_t e = i, k;
+        while (e < nb && bpe[e] != '\n') e++;
+        if (e > i && !(i == 0 && strncmp(bpe, "#version", 8) == 0)) { /* "# #" is a merge: only line 1 is the header */
+            fputs(first ? "" : ",", f);
+            fputs(pairs ? "[\"" : "\"", f);
+            for (k = i; k < e; k++) {
+                if (bpe[k] == ' ' && pairs) { fputs("\", \"", f); continue; }
+                if (bpe[k] == '"' || bpe[k] == '\\') fputc('\\', f);
+                fputc(bpe[k], f);
+            }
+            fputs(pairs ? "\"]" : "\"", f);
+            first = 0;
+        }
+        i = e + 1;
+    }
+    fputs("]}}", f);
+    fclose(f);
+    free(enc);
+    free(bpe);
+    return 1;
+}
+/* a and b are the same tokenizer: every token's bytes, every merge, every special id */
+static int same_tokenizer(const rlhf_tokenizer *a, const rlhf_tokenizer *b) {
+    int k;
+    if (a->n_vocab != b->n_vocab || a->n_merges != b->n_merges || memcmp(a->tok_off, b->tok_off, ((size_t)a->n_vocab + 1) * 4) != 0 ||
+        memcmp(a->pool, b->pool, a->tok_off[a->n_vocab]) != 0 || memcmp(a->merges, b->merges, (size_t)a->n_merges * sizeof *a->merges) != 0)
+        return 0;
+    for (k = 0; k < RLHF_NUM_SPECIAL_TOKENS; k++)
+        if (a->special[k] != b->special[k]) return 0;
+    return 1;
+}
+/* OpenAI's ids (gpt2_parity.bin) for every text of the fixture */
+static int parity_texts_ok(const rlhf_tokenizer *t) {
+    fixture fx;
+    fixture_rec *cnt;
+    int i, n, exact = 0;
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/gpt2_parity.bin")) return 0;
+    cnt = fixture_get(&fx, "count");
+    n = cnt ? ((const int *)cnt->data)[0] : 0;
+    for (i = 0; i < n; i++) {
+        char name[32], *text;
+        fixture_rec *tx, *want;
+        int *got;
+        size_t k, ng = 0;
+        snprintf(name, sizeof name, "text.%d", i);
+        tx = fixture_get(&fx, name);
+        snprintf(name, sizeof name, "ids.%d", i);
+        want = fixture_get(&fx, name);
+        if (!tx || !want) break;
+        text = (char *)malloc(tx->n + 1);
+        got = (int *)malloc((tx->n + 1) * sizeof(int));
+        for (k = 0; k < tx->n; k++) text[k] = (char)((const int *)tx->data)[k];
+        if (rlhf_tokenizer_encode(t, text, tx->n, got, tx->n + 1, &ng) == RLHF_OK && ng == want->n &&
+            memcmp(got, want->data, ng * sizeof(int)) == 0)
+            exact++;
+        free(text);
+        free(got);
+    }
+    fixture_free(&fx);
+    return n > 50 && exact == n;
+}
+static void write_str(const char *path, const char *s) { write_file(path, s, strlen(s)); }
+/* a small byte-level vocabulary (the 256 bytes, "<|endoftext|>" at 256) as a JSON object */
+static void byte_vocab_json(char *out, size_t cap) {
+    uint32_t cp_of_byte[256];
+    int byte_of_cp[324], b;
+    size_t o = 0;
+    rlhf__gpt2_alphabet(cp_of_byte, byte_of_cp);
+    o += (size_t)snprintf(out + o, cap - o, "{");
+    for (b = 0; b < 256; b++) {
+        uint32_t cp = cp_of_byte[b];
+        const char *esc = cp == '"' ? "\\\"" : cp == '\\' ? "\\\\" : "";
+        if (*esc) o += (size_t)snprintf(out + o, cap - o, "\"%s\": %d, ", esc, b);
+        else if (cp < 128) o += (size_t)snprintf(out + o, cap - o, "\"%c\": %d, ", (char)cp, b);
+        else o += (size_t)snprintf(out + o, cap - o, "\"%c%c\": %d, ", (char)(0xC0 | cp >> 6), (char)(0x80 | (cp & 63)), b);
+    }
+    snprintf(out + o, cap - o, "\"<|endoftext|>\": 256}");
+}
+/* build/hftok/tokenizer.json from a template with %s where the byte vocabulary goes */
+static const char *small_tokenizer_json(const char *tmpl) {
+    static char vocab[8192], text[16384];
+    byte_vocab_json(vocab, sizeof vocab);
+    snprintf(text, sizeof text, tmpl, vocab);
+    mkdir("build/hftok", 0755);
+    write_file("build/hftok/tokenizer.json", text, strlen(text));
+    return "build/hftok/tokenizer.json";
+}
+static void hftok_reject(const char *name, const char *path, rlhf_result code, const char *what) {
+    rlhf_tokenizer *t = (rlhf_tokenizer *)1;
+    rlhf_error e;
+    rlhf_result r = rlhf_tokenizer_load_hf(&t, path, &e);
+    if (r != code || t != NULL || !strstr(e.message, what)) {
+        fprintf(stderr, "  FAIL tokenizer \"%s\": got %s \"%s\", want %s \"%s\"\n", name, rlhf_result_string(r), e.message,
+                rlhf_result_string(code), what);
+        g_fail++;
+    }
+    if (t != (rlhf_tokenizer *)1) rlhf_tokenizer_free(t);
+}
+#define BPE_MODEL(pre) "{\"added_tokens\": [], \"normalizer\": null, \"pre_tokenizer\": " pre ", \"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": []}}"
+#define BYTE_LEVEL "{\"type\": \"ByteLevel\", \"add_prefix_space\": false}"
+#endif
+
+/* GPT-2's tokenizer from each Hugging Face form is rlhf_tokenizer_load_gpt2's,
+   token for token, and gives OpenAI's ids; rlhf's markers keep the ids the
+   files give them; other tokenizers are refused with what was found. */
+static void test_tokenizer_hf(void) {
+#if defined(__unix__) || defined(__APPLE__)
+    static const char *forms[] = {"build/hftok_vm", "build/hftok_vm/vocab.json", "build/hftok_vm/merges.txt", "build/hftok_str",
+                                  "build/hftok_str/tokenizer.json", "build/hftok_pair", RLHF_SHARED_DIR "/gpt2",
+                                  RLHF_SHARED_DIR "/gpt2/vocab.bpe"};
+    rlhf_tokenizer *ref = load_gpt2_tokenizer(), *t;
+    rlhf_error e;
+    size_t k;
+    if (ref) {
+        mkdir("build/hftok_vm", 0755), mkdir("build/hftok_str", 0755), mkdir("build/hftok_pair", 0755);
+        remove("build/hftok_vm/tokenizer_config.json");
+        copy_file(RLHF_SHARED_DIR "/gpt2/encoder.json", "build/hftok_vm/vocab.json");
+        copy_file(RLHF_SHARED_DIR "/gpt2/vocab.bpe", "build/hftok_vm/merges.txt");
+        CHECK(write_gpt2_tokenizer_json("build/hftok_str/tokenizer.json", 0));
+        CHECK(write_gpt2_tokenizer_json("build/hftok_pair/tokenizer.json", 1));
+        for (k = 0; k < sizeof forms / sizeof forms[0]; k++) {
+            t = NULL;
+            if (rlhf_tokenizer_load_hf(&t, forms[k], &e) != RLHF_OK) {
+                fprintf(stderr, "  FAIL %s: %s\n", forms[k], e.message);
+                g_fail++;
+                continue;
+            }
+            if (!same_tokenizer(t, ref) || !parity_texts_ok(t)) {
+                fprintf(stderr, "  FAIL %s is not GPT-2's tokenizer\n", forms[k]);
+                g_fail++;
+            }
+            rlhf_tokenizer_free(t);
+        }
+
+        /* markers given as added tokens (as an rlhf export writes them) keep their ids; the rest follow */
+        write_str("build/hftok_vm/tokenizer_config.json",
+                   "{\"added_tokens_decoder\": {\"50256\": {\"content\": \"<|endoftext|>\", \"special\": true}, "
+                   "\"50257\": {\"content\": \"<|user|>\", \"special\": true}, \"50258\": {\"content\": \"<|pad|>\"}}}");
+        t = NULL;
+        CHECK_OK(rlhf_tokenizer_load_hf(&t, "build/hftok_vm", &e));
+        if (t) {
+            CHECK(rlhf_tokenizer_vocab_size(t) == 50262 && rlhf_tokenizer_special(t, RLHF_TOKEN_EOS) == 50256);
+            CHECK(rlhf_tokenizer_special(t, RLHF_TOKEN_USER) == 50257 && rlhf_tokenizer_special(t, RLHF_TOKEN_PAD) == 50258);
+            CHECK(rlhf_tokenizer_special(t, RLHF_TOKEN_SYSTEM) == 50259 && rlhf_tokenizer_special(t, RLHF_TOKEN_END) == 50261);
+            CHECK(parity_texts_ok(t));
+            rlhf_tokenizer_free(t);
+        }
+        write_str("build/hftok_vm/tokenizer_config.json", "{\"added_tokens_decoder\": {\"50259\": {\"content\": \"<|user|>\"}}}");
+        hftok_reject("an added id past a gap", "build/hftok_vm", RLHF_ERR_PARSE,
+                   "added token \"<|user|>\" has id 50259, expected 50257 (ids must follow the vocabulary without a gap)");
+        write_str("build/hftok_vm/tokenizer_config.json", "{\"added_tokens_decoder\": {\"50000\": {\"content\": \"<|user|>\"}}}");
+        hftok_reject("an added id the vocabulary holds", "build/hftok_vm", RLHF_ERR_PARSE,
+                   "added token \"<|user|>\" has id 50000, which the vocabulary gives to another token");
+        remove("build/hftok_vm/tokenizer_config.json");
+        rlhf_tokenizer_free(ref);
+    }
+
+    /* a small byte-level BPE: added markers in tokenizer.json keep their ids */
+    t = NULL;
+    CHECK_OK(rlhf_tokenizer_load_hf(&t, small_tokenizer_json("{\"added_tokens\": [{\"id\": 257, \"content\": \"<|end|>\"}], "
+                                                              "\"pre_tokenizer\": " BYTE_LEVEL ", \"model\": {\"vocab\": %s, \"merges\": []}}"), &e));
+    CHECK(t && rlhf_tokenizer_vocab_size(t) == 262 && rlhf_tokenizer_special(t, RLHF_TOKEN_END) == 257 &&
+          rlhf_tokenizer_special(t, RLHF_TOKEN_PAD) == 258 && rlhf_tokenizer_special(t, RLHF_TOKEN_ASSISTANT) == 261);
+    rlhf_tokenizer_free(t);
+
+    /* not GPT-2's byte-level BPE: refused, saying what was found */
+    hftok_reject("WordPiece", small_tokenizer_json("{\"model\": {\"type\": \"WordPiece\", \"vocab\": %s}}"), RLHF_ERR_PARSE,
+               "build/hftok/tokenizer.json: the model is WordPiece, not BPE");
+    hftok_reject("Metaspace", small_tokenizer_json(BPE_MODEL("{\"type\": \"Metaspace\"}")), RLHF_ERR_PARSE,
+               "the pre-tokenizer is Metaspace, not ByteLevel");
+    hftok_reject("no pre-tokenizer", small_tokenizer_json(BPE_MODEL("null")), RLHF_ERR_PARSE, "the pre-tokenizer is none, not ByteLevel");
+    hftok_reject("prefix space", small_tokenizer_json(BPE_MODEL("{\"type\": \"ByteLevel\"}")), RLHF_ERR_PARSE,
+               "adds a prefix space (the default when the field is absent)");
+    hftok_reject("normalizer", small_tokenizer_json("{\"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": " BYTE_LEVEL
+                                                  ", \"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": []}}"),
+               RLHF_ERR_PARSE, "a normalizer (NFC) is set");
+    hftok_reject("dropout", small_tokenizer_json("{\"pre_tokenizer\": " BYTE_LEVEL ", \"model\": {\"type\": \"BPE\", \"dropout\": 0.1, "
+                                               "\"vocab\": %s, \"merges\": []}}"), RLHF_ERR_PARSE, "sets \"dropout\"");
+    hftok_reject("a merge of unknown tokens", small_tokenizer_json("{\"pre_tokenizer\": " BYTE_LEVEL ", \"model\": {\"vocab\": %s, "
+                                                                 "\"merges\": [\"a b\"]}}"), RLHF_ERR_PARSE,
+               "merges[0] (\"a\" + \"b\") names a token not in the vocabulary");
+    {   /* <|end|> made by merges from its bytes: ordinary text would encode into the marker */
+        char vocab[8192], text[16384], *v2;
+        byte_vocab_json(vocab, sizeof vocab);
+        v2 = str_edit(vocab, "256}", "256, \"<|\": 257, \"en\": 258, \"end\": 259, \"<|end\": 260, \"|>\": 261, \"<|end|>\": 262}");
+        snprintf(text, sizeof text, "{\"pre_tokenizer\": " BYTE_LEVEL ", \"model\": {\"vocab\": %s, \"merges\": [\"< |\", "
+                 "\"e n\", \"en d\", \"<| end\", \"| >\", \"<|end |>\"]}}", v2);
+        free(v2);
+        write_str("build/hftok/tokenizer.json", text);
+        hftok_reject("a marker made by a merge", "build/hftok/tokenizer.json", RLHF_ERR_PARSE,
+                     "merge 5 makes the special token <|end|> (id 262)");
+    }
+    write_str("build/hftok/tokenizer.json", "{\"merges\": []}");
+    hftok_reject("not a tokenizer", "build/hftok", RLHF_ERR_PARSE,
+                 "build/hftok/tokenizer.json: not a Hugging Face tokenizer.json (no \"model\" object)");
+    write_str("build/hftok/tokenizer.json", "{\"type\": \"rlhf-bpe\"}");
+    hftok_reject("an rlhf tokenizer", "build/hftok/tokenizer.json", RLHF_ERR_PARSE, "an rlhf tokenizer loads with rlhf_tokenizer_load");
+    remove("build/hftok/tokenizer.json");
+    hftok_reject("an empty directory", "build/hftok", RLHF_ERR_IO, "no tokenizer here");
+    copy_file(RLHF_SHARED_DIR "/gpt2/LICENSE", "build/hftok/vocab.json");
+    hftok_reject("vocab.json alone", "build/hftok", RLHF_ERR_IO, "its partner build/hftok/merges.txt cannot be read");
+    remove("build/hftok/vocab.json");
+    hftok_reject("no such path", "build/no/such/dir", RLHF_ERR_IO, "build/no/such/dir: cannot be read");
+#else
+    g_skip = "POSIX only (mkdir)";
+#endif
+}
+
 static void test_ranking_loss(void) {
     float r2[2] = {1.0f, 0.0f}, r3[3] = {2.0f, 1.0f, 0.0f}, g[9], want, r[9], gsum[9], pg[2], pr[2];
     int K, i, j;
@@ -4453,6 +4857,7 @@ static const test_case TESTS[] = {
     {"safetensors_hf", test_safetensors_hf, 0},
     {"safetensors_hostile", test_safetensors_hostile, 0},
     {"safetensors_endian", test_safetensors_endian, 0},
+    {"hf_directory", test_hf_directory, 0},
     {"datasets", test_datasets, 0},
     {"bom", test_bom, 0},
     {"tokenizer_gpt2_parity", test_tokenizer_gpt2_parity, 0},
@@ -4461,6 +4866,7 @@ static const test_case TESTS[] = {
     {"tokenizer_hh", test_tokenizer_hh, 0},
     {"tokenizer_save", test_tokenizer_save, 0},
     {"tokenizer_malformed", test_tokenizer_malformed, 0},
+    {"tokenizer_hf", test_tokenizer_hf, 0},
     {"ranking_loss", test_ranking_loss, 0},
     {"gae", test_gae, 0},
     {"kl_control", test_kl_control, 0},

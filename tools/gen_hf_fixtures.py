@@ -14,6 +14,12 @@ is written under tests/fixtures/hf/ as:
       old buffers h.{i}.attn.bias F32 [1,1,12,12] (lower-triangular ones) and
       h.{i}.attn.masked_bias F32 scalar (shape []) = -10000; no __metadata__; data section in
       reversed order, header keys in alphabetical order (a reader must sort by offset)
+  sharded/config.json, sharded/model.safetensors.index.json, sharded/model-0000{1,2}-of-00002.safetensors
+      a checkpoint in two shards, as save_pretrained(max_shard_size=...) writes one: F32,
+      "transformer."-prefixed, __metadata__ {"format": "pt"}, an index {"metadata": {"total_size"},
+      "weight_map": {name: shard}}. Shard 1 holds h.1.*, ln_f.* and lm_head.weight, shard 2 wte,
+      wpe and h.0.*: the tied head comes before the wte it must equal, so a reader cannot check
+      it shard by shard.
   expected.bin  RLHFFIX1 records (format of tools/gen_golden.py): config i32[5] =
       [V,n_positions,L,NH,C]; inputs i32[2,12]; logits.f32, logits.f16, logits.bf16 f32[2,12,V]
       (float64 forward of the F32 / F16-rounded / BF16-rounded weights, rounded to float32).
@@ -172,6 +178,21 @@ def main():
     write_safetensors(path, ht, None, data_order=names[::-1], key_order=sorted(names))
     expect[path] = (dict(ht), None)
 
+    shd = os.path.join(OUT, "sharded")
+    os.makedirs(shd, exist_ok=True); write_config(shd, PRETRAINED_CONFIG)
+    full = [("transformer." + k, v) for k, v in params] + [("lm_head.weight", P32["wte.weight"].clone())]
+    in_first = lambda k: k.startswith(("transformer.h.1.", "transformer.ln_f.")) or k == "lm_head.weight"
+    weight_map, total = {}, 0
+    for i, part in enumerate([sorted(t for t in full if in_first(t[0])), sorted(t for t in full if not in_first(t[0]))]):
+        fname = f"model-{i + 1:05d}-of-00002.safetensors"
+        write_safetensors(os.path.join(shd, fname), part, meta)
+        expect[os.path.join(shd, fname)] = (dict(part), meta)
+        weight_map.update((k, fname) for k, _ in part)
+        total += sum(len(tensor_bytes(v)) for _, v in part)
+    with open(os.path.join(shd, "model.safetensors.index.json"), "w") as f:
+        f.write(json.dumps({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
+                           indent=2) + "\n")
+
     logits = {"f32": logits_of(P32)}
     for tag, dt in [("f16", torch.float16), ("bf16", torch.bfloat16)]:
         logits[tag] = logits_of({k: v.to(dt) for k, v in P32.items()})
@@ -180,11 +201,20 @@ def main():
     gg.write_fixture(os.path.join(OUT, "expected.bin"), rec)
 
     # Self-check: read every file back with the strict reader, compare bits, recompute logits.
+    union = {}  # the shards' tensors, through the index
     for path, (tens, md) in expect.items():
         header, arrs = read_safetensors(path)
         assert header.get("__metadata__") == md and set(arrs) == set(tens), path
         for k, t in tens.items():
             assert list(arrs[k].shape) == list(t.shape) and arrs[k].tobytes() == tensor_bytes(t), (path, k)
+        if os.path.dirname(path) == shd:
+            index = json.load(open(os.path.join(shd, "model.safetensors.index.json")))["weight_map"]
+            assert all(index[k] == os.path.basename(path) for k in arrs) and not set(arrs) & set(union), path
+            union.update(arrs)
+            print(f"{os.path.relpath(path, ROOT)}: {len(arrs)} tensors, {os.path.getsize(path)} bytes, read-back OK")
+            if len(union) < len(index):
+                continue
+            header, arrs = {k: {"dtype": "F32"} for k in union}, union
         strip = {k.replace("transformer.", "", 1): to_f64(a, header[k]["dtype"]) for k, a in arrs.items()}
         if "lm_head.weight" in strip:
             assert torch.equal(strip.pop("lm_head.weight"), strip["wte.weight"])
@@ -194,7 +224,10 @@ def main():
                 assert strip.pop(f"h.{i}.attn.masked_bias").item() == -10000.0
         tag = "bf16" if "bf16" in path else "f16" if "f16" in path else "f32"
         assert np.array_equal(logits_of(strip), logits[tag]), path
-        print(f"{os.path.relpath(path, ROOT)}: {len(arrs)} tensors, {os.path.getsize(path)} bytes, read-back OK")
+        if arrs is union:
+            print(f"{os.path.relpath(shd, ROOT)}: the {len(arrs)} tensors of both shards give the expected logits")
+        else:
+            print(f"{os.path.relpath(path, ROOT)}: {len(arrs)} tensors, {os.path.getsize(path)} bytes, read-back OK")
     back = gg.read_fixture(os.path.join(OUT, "expected.bin"))
     assert [n for n, _ in back] == [n for n, _ in rec] and all(np.array_equal(a, b) for (_, a), (_, b) in zip(back, rec))
     d16, db16 = (np.abs(logits[t] - logits["f32"]).max() for t in ("f16", "bf16"))

@@ -572,9 +572,70 @@ static char *read_text(const char *cmd, const char *path, size_t *len) {
 }
 
 /* ---- models and data, with messages that name the option ------------------------ */
+/* A tokenizer given as --what: a Hugging Face directory or its files (tokenizer.json; vocab.json or
+   encoder.json with merges.txt or vocab.bpe beside it), else an rlhf tokenizer file. */
+static int load_tokenizer_any(const char *cmd, const char *what, const char *path, rlhf_tokenizer **t) {
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    rlhf_error err, hf;
+    *t = NULL;
+    if (!is_dir(path) && strcmp(base, "vocab.json") && strcmp(base, "merges.txt") && strcmp(base, "encoder.json") &&
+        strcmp(base, "vocab.bpe")) {
+        if (rlhf_tokenizer_load(t, path, &err) == RLHF_OK) return 0;
+        if (!strstr(err.message, "not an rlhf.h tokenizer")) return fail(cmd, "%s %s", what, err.message);
+    }
+    if (rlhf_tokenizer_load_hf(t, path, &hf) != RLHF_OK) return fail(cmd, "%s %s", what, hf.message);
+    return 0;
+}
+/* The tokenizer of a model loaded from path: its own (the checkpoint's metadata), else tokfile
+   (--tokenizer), else the files of a Hugging Face directory. */
+static int model_tokenizer(const char *cmd, const char *what, const char *path, const char *tokfile, rlhf_model *m,
+                           rlhf_tokenizer **tok) {
+    int has_tok = !strcmp(cmd, "sft") || !strcmp(cmd, "rm") || !strcmp(cmd, "pretrain"); /* commands with --tokenizer */
+    rlhf_error err;
+    if (rlhf_model_meta(m, "tokenizer")) {
+        if (tokfile)
+            return fail(cmd, "%s %s carries its own tokenizer: --tokenizer is for a model without one", what, path);
+        if (rlhf_tokenizer_from_model(tok, m, &err) == RLHF_OK) return 0;
+        return fail(cmd, "%s %s: %s", what, path, err.message);
+    }
+    if (tokfile) return load_tokenizer_any(cmd, "--tokenizer", tokfile, tok);
+    if (is_dir(path) && rlhf_tokenizer_load_hf(tok, path, &err) == RLHF_OK) return 0;
+    if (is_dir(path))
+        return fail(cmd, "%s %s%s", what, err.message, has_tok ? "; or give --tokenizer" : "");
+    return fail(cmd, "%s %s has no tokenizer in its metadata%s", what, path, has_tok ? ": give --tokenizer" : "");
+}
+/* A model with fewer tokens than its tokenizer (GPT-2's 50,257 and rlhf's 5 chat markers) grows:
+   new embedding rows at the mean of the old ones, every old logit unchanged. One line says so. */
+static int grow_vocab(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, int quiet) {
+    int V = rlhf_model_config(m)->vocab_size, V2 = rlhf_tokenizer_vocab_size(t), id;
+    char names[256] = "";
+    size_t len = 0;
+    if (V2 <= V) return 0;
+    for (id = V; id < V2 && len + 40 < sizeof names; id++) { /* the new tokens, as text */
+        char tok[32];
+        size_t nb = 0;
+        if (rlhf_tokenizer_decode(t, &id, 1, tok, sizeof tok - 1, &nb) != RLHF_OK) nb = 0;
+        tok[nb < sizeof tok ? nb : sizeof tok - 1] = 0;
+        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", id > V ? " " : "", tok);
+    }
+    if (id < V2) snprintf(names + len, sizeof names - len, " ...");
+    if (rlhf_model_resize_vocab(m, V2) != RLHF_OK)
+        return fail(cmd, "cannot grow the vocabulary to %d tokens: %s", V2, lib_msg(rlhf_model_last_error(m)));
+    if (!quiet)
+        say("%s: vocabulary grown from %d to %d tokens for %s (new rows at the mean of the old ones)", cmd, V, V2, names);
+    return 0;
+}
 enum { ROLE_ANY, ROLE_POLICY, ROLE_SCORER };
+static rlhf_model *load_model_tok(const char *cmd, const char *what, const char *path, int role, rlhf_tokenizer **tok,
+                                  const char *tokfile, int grow);
 /* load the checkpoint given as --what (role: a policy has no scalar head, a scorer has one) */
 static rlhf_model *load_model(const char *cmd, const char *what, const char *path, int role, rlhf_tokenizer **tok) {
+    return load_model_tok(cmd, what, path, role, tok, NULL, 0);
+}
+/* The same, with its tokenizer from tokfile when the checkpoint has none (see model_tokenizer);
+   grow: a vocabulary smaller than the tokenizer's grows (training), else it is refused. */
+static rlhf_model *load_model_tok(const char *cmd, const char *what, const char *path, int role, rlhf_tokenizer **tok,
+                                  const char *tokfile, int grow) {
     rlhf_model *m = NULL;
     rlhf_error err;
     if (rlhf_model_load_ex(&m, path, &err) != RLHF_OK) {
@@ -598,12 +659,22 @@ static rlhf_model *load_model(const char *cmd, const char *what, const char *pat
         rlhf_model_free(m);
         return NULL;
     }
-    if (tok && rlhf_tokenizer_from_model(tok, m, &err) != RLHF_OK) {
-        fail(cmd, "%s %s: %s", what, path, err.message);
+    if (tok && model_tokenizer(cmd, what, path, tokfile, m, tok) != 0) {
         rlhf_model_free(m);
         return NULL;
     }
     rlhf_model_set_log(m, log_cb, NULL);
+    if (!tok) return m;
+    if (grow ? grow_vocab(cmd, m, *tok, 0) != 0
+             : rlhf_tokenizer_vocab_size(*tok) > rlhf_model_config(m)->vocab_size &&
+                   fail(cmd, "%s %s: the tokenizer has %d tokens but the model only %d (rlhf's chat markers after GPT-2's?): "
+                        "fine-tune it with rlhf sft first, which grows the vocabulary",
+                        what, path, rlhf_tokenizer_vocab_size(*tok), rlhf_model_config(m)->vocab_size)) {
+        rlhf_tokenizer_free(*tok);
+        *tok = NULL;
+        rlhf_model_free(m);
+        return NULL;
+    }
     return m;
 }
 /* skipped bad records are counted and reported, never silent */
@@ -758,6 +829,10 @@ static int cmd_info(int argc, char **argv) {
         printf("  tokenizer: %d tokens (EOS %d, pad %d, <|end|> %d); template %s, replies end with token %d\n", rlhf_tokenizer_vocab_size(t),
                rlhf_tokenizer_special(t, RLHF_TOKEN_EOS), rlhf_tokenizer_special(t, RLHF_TOKEN_PAD), rlhf_tokenizer_special(t, RLHF_TOKEN_END),
                rlhf_tokenizer_template(t) == RLHF_TEMPLATE_HH ? "hh (HH-RLHF plain text)" : "chat", rlhf_tokenizer_reply_end(t));
+        rlhf_tokenizer_free(t);
+    } else if (is_dir(pos[0]) && rlhf_tokenizer_load_hf(&t, pos[0], &err) == RLHF_OK) {
+        printf("  tokenizer: none stored; the directory's files give %d tokens (EOS %d, <|end|> %d)\n",
+               rlhf_tokenizer_vocab_size(t), rlhf_tokenizer_special(t, RLHF_TOKEN_EOS), rlhf_tokenizer_special(t, RLHF_TOKEN_END));
         rlhf_tokenizer_free(t);
     } else
         printf("  tokenizer: none stored\n");
@@ -1191,7 +1266,6 @@ typedef struct train_cli {
 static rlhf_model *train_model(train_cli *a, rlhf_tokenizer **t) {
     char path[1100];
     rlhf_model *m;
-    rlhf_error err;
     if (a->resume) {
         if (!(m = load_model(a->cmd, "--resume", join(path, sizeof path, a->out, "last.safetensors"), a->is_rm ? ROLE_SCORER : ROLE_POLICY, t)))
             return NULL;
@@ -1200,7 +1274,7 @@ static rlhf_model *train_model(train_cli *a, rlhf_tokenizer **t) {
         return m;
     }
     if (a->model) {
-        if (!(m = load_model(a->cmd, "--model", a->model, ROLE_POLICY, t))) return NULL;
+        if (!(m = load_model_tok(a->cmd, "--model", a->model, ROLE_POLICY, t, a->tokfile, 1))) return NULL;
         if (a->is_rm && rlhf_model_add_score_head(m, -1.0f, (uint64_t)a->seed) != RLHF_OK) {
             fail(a->cmd, "cannot add the scalar head: %s", rlhf_model_last_error(m));
             rlhf_model_free(m);
@@ -1212,9 +1286,7 @@ static rlhf_model *train_model(train_cli *a, rlhf_tokenizer **t) {
         rlhf_config cfg;
         rlhf_memory mem;
         rlhf_result r;
-        if (is_dir(a->tokfile)) return fail(a->cmd, "--tokenizer %s is a directory, not a tokenizer file", a->tokfile), (rlhf_model *)NULL;
-        if (rlhf_tokenizer_load(t, a->tokfile, &err) != RLHF_OK)
-            return fail(a->cmd, "--tokenizer %s is not a tokenizer written by rlhf tokenizer: %s", a->tokfile, err.message), (rlhf_model *)NULL;
+        if (load_tokenizer_any(a->cmd, "--tokenizer", a->tokfile, t) != 0) return NULL;
         cfg.vocab_size = rlhf_tokenizer_vocab_size(*t);
         cfg.n_ctx = a->ctx;
         cfg.n_layer = a->layers;
@@ -1256,6 +1328,10 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
     int rc = 0;
     memset(&fit, 0, sizeof fit);
     if (!(sft = load_model(a->cmd, "--model", a->model, ROLE_POLICY, NULL))) return 1;
+    if (grow_vocab(a->cmd, sft, t, 1) != 0) { /* a base model's vocabulary grows as the reward model's did */
+        rlhf_model_free(sft);
+        return 1;
+    }
     status_set("[rm] normalising: sampling %d SFT replies", a->norm_samples);
     if (rlhf_reward_normalize_ex(m, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, a->to.seq_len, &mean, &sd, &fit, &err) !=
         RLHF_OK)
@@ -1290,7 +1366,6 @@ static int train_check(const train_cli *a) {
     if (!a->data || !a->out) return usage_error(c, "needs --data and --out");
     if (!a->is_pre && !a->model && !a->resume) return usage_error(c, "needs --model (the checkpoint to start from)");
     if (a->is_pre && !a->model && !a->tokfile && !a->resume) return usage_error(c, "needs --tokenizer for a new model, or --model");
-    if (a->is_pre && a->model && a->tokfile) return usage_error(c, "--tokenizer is for a new model; --model %s carries its own tokenizer", a->model);
     if (a->is_pre && a->model && a->shape_given) return usage_error(c, "--layers, --heads, --embd and --ctx shape a new model; --model %s has its own", a->model);
     if (a->is_pre && a->embd % a->heads != 0) return usage_error(c, "--embd %d must be a multiple of --heads %d", a->embd, a->heads);
     if (a->is_rm && a->resume && !a->model && a->normalize)
@@ -1406,8 +1481,9 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             OPT_S("data", is_pre ? "text file (or {\"text\"} JSONL) to pretrain on" : is_rm ? "preference JSONL (pairs, HH-RLHF, rankings)"
                                                                                              : "SFT JSONL (prompt/completion or messages)", &a.data),
             OPT_S("val", "held-out file of the same kind (none: --val-fraction of --data is held out)", &a.val),
-            OPT_S("model", is_pre ? "start from this checkpoint instead of a new model" : is_rm ? "the SFT checkpoint to start from (and to normalise on)"
-                                                                                              : "the base checkpoint to start from", &a.model),
+            OPT_S("model", is_pre ? "start from this checkpoint (or Hugging Face directory) instead of a new model"
+                           : is_rm ? "the SFT checkpoint (or Hugging Face directory) to start from (and to normalise on)"
+                                   : "the base checkpoint (a .safetensors file or a Hugging Face directory) to start from", &a.model),
             OPT_S("out", "run directory: checkpoints and metrics.jsonl", &a.out),
             OPT_B("resume", "continue the run in --out from its last.safetensors", &a.resume),
             OPT_B("overwrite", "start again in an --out that holds a run (its checkpoints and metrics are replaced)", &a.overwrite),
@@ -1431,8 +1507,10 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             OPT_F("val-fraction", "held out when --val is not given (below 1)", &a.to.val_fraction, 0, 0.99),
             OPT_I("log-every", "steps between progress lines when not on a terminal", &a.to.log_every, 0, BIG),
             OPT_I("seed", "shuffling, split, init", &a.seed, 0, BIG),
-            /* pretrain only */
-            OPT_S("tokenizer", "tokenizer JSON (rlhf tokenizer) for a new model", &a.tokfile),
+            /* pretrain only (--tokenizer: every stage) */
+            OPT_S("tokenizer", "for a new model, or a --model without one: an rlhf tokenizer, a Hugging Face "
+                               "directory, tokenizer.json, or vocab.json/encoder.json with merges.txt/vocab.bpe beside it",
+                  &a.tokfile),
             OPT_I("layers", "new model: layers", &a.layers, 1, 1024),
             OPT_I("heads", "new model: attention heads", &a.heads, 1, 1024),
             OPT_I("embd", "new model: channels (a multiple of heads)", &a.embd, 1, 1 << 16),
@@ -1453,7 +1531,7 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
         n = 0;
         for (k = 0; k < N_OPTS(all); k++) {
             const char *nm = all[k].name;
-            int pre_only = !strcmp(nm, "tokenizer") || !strcmp(nm, "layers") || !strcmp(nm, "heads") || !strcmp(nm, "embd") || !strcmp(nm, "ctx") ||
+            int pre_only = !strcmp(nm, "layers") || !strcmp(nm, "heads") || !strcmp(nm, "embd") || !strcmp(nm, "ctx") ||
                            !strcmp(nm, "seq-len");
             int rm_only = !strcmp(nm, "normalize-samples") || !strcmp(nm, "normalize");
             if ((pre_only && !is_pre) || (!strcmp(nm, "max-len") && is_pre) || (!strcmp(nm, "pack") && is_rm) || (rm_only && !is_rm) ||
