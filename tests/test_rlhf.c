@@ -4467,6 +4467,95 @@ done:
     rlhf_tokenizer_free(t);
 }
 
+/* Export, then import through the directory: rlhf_model_load_ex(DIR) and rlhf_tokenizer_load_hf(DIR) give
+   back the same tokenizer (token for token, merge for merge, the same special ids and template), the same
+   logits bit for bit (F32), and a reward model's scores (its gain is folded into score.weight: one more
+   rounding) */
+static void export_import_tokenizer(const char *dir, const rlhf_tokenizer *t) {
+    rlhf_tokenizer *back = NULL;
+    rlhf_error e;
+    char *a, *b;
+    size_t na = 0, nb = 0;
+    if (rlhf_tokenizer_load_hf(&back, dir, &e) != RLHF_OK) {
+        fprintf(stderr, "  FAIL rlhf_tokenizer_load_hf(%s): %s\n", dir, e.message);
+        g_fail++;
+        return;
+    }
+    a = rlhf__tokenizer_json(t, &na);
+    b = rlhf__tokenizer_json(back, &nb);
+    if (!a || !b || na != nb || memcmp(a, b, na) != 0) {
+        fprintf(stderr, "  FAIL %s: the tokenizer read back differs from the one exported\n", dir);
+        g_fail++;
+    }
+    rlhf__free(a);
+    rlhf__free(b);
+    rlhf_tokenizer_free(back);
+}
+static void export_import_logits(const char *dir, rlhf_model *m) {
+    rlhf_model *back = NULL;
+    rlhf_error e;
+    int ids[20], k, V = m->cfg.vocab_size;
+    float *a = floats((size_t)20 * V), *b = floats((size_t)20 * V);
+    for (k = 0; k < 20; k++) ids[k] = (k * 7919 + 3) % V;
+    if (rlhf_model_load_ex(&back, dir, &e) != RLHF_OK) {
+        fprintf(stderr, "  FAIL rlhf_model_load_ex(%s): %s\n", dir, e.message);
+        g_fail++;
+    } else {
+        CHECK_OK(rlhf_model_logits(m, ids, 2, 10, a));
+        CHECK_OK(rlhf_model_logits(back, ids, 2, 10, b));
+        CHECK(memcmp(a, b, (size_t)20 * V * sizeof(float)) == 0);
+    }
+    rlhf_model_free(back);
+    free(a);
+    free(b);
+}
+static void test_export_import(void) {
+    rlhf_tokenizer *t = export_tokenizer(), *g2 = NULL;
+    rlhf_model *m = NULL, *g = NULL, *rm = NULL, *back = NULL;
+    rlhf_error e;
+    if (!t) return;
+#ifdef RLHF__POSIX_IO
+    mkdir("build", 0755);
+    mkdir(EXPORT_DIR, 0755);
+#endif
+    /* a trained tokenizer (with HH-RLHF's template, which travels as the Jinja string only) */
+    if (!(m = export_model(rlhf_tokenizer_vocab_size(t), 24, 2, 16, 21, 0))) goto done;
+    CHECK_OK(export_to(m, t, "roundtrip", RLHF_EXPORT_F32, &e));
+    export_import_tokenizer(EXPORT_DIR "/roundtrip", t);
+    export_import_logits(EXPORT_DIR "/roundtrip", m);
+    /* GPT-2's tokenizer: vocab.json holds OpenAI's 50,257, the markers come back from the added tokens */
+    if ((g2 = load_gpt2_tokenizer()) != NULL && (g = export_model(rlhf_tokenizer_vocab_size(g2), 16, 1, 8, 22, 0))) {
+        CHECK_OK(export_to(g, g2, "roundtrip_gpt2", RLHF_EXPORT_F32, &e));
+        export_import_tokenizer(EXPORT_DIR "/roundtrip_gpt2", g2);
+        export_import_logits(EXPORT_DIR "/roundtrip_gpt2", g);
+    }
+    /* a normalised reward model: the directory loads as a reward model with the same scores */
+    if ((rm = export_model(rlhf_tokenizer_vocab_size(t), 24, 2, 16, 23, 1)) != NULL) {
+        int ids[2 * 12], lens[2] = {12, 9}, k;
+        float want[2], got[2];
+        for (k = 0; k < 24; k++) ids[k] = (k * 31 + 5) % rlhf_tokenizer_vocab_size(t);
+        CHECK_OK(rlhf__set_meta(rm, "rlhf.kind", "reward"));
+        CHECK_OK(rlhf_reward_set_normalization(rm, 2.5f, 0.75f));
+        CHECK_OK(export_to(rm, t, "roundtrip_reward", RLHF_EXPORT_F32, &e));
+        CHECK_OK(rlhf_reward_score_ids(rm, ids, NULL, lens, 2, 12, want));
+        if (rlhf_model_load_ex(&back, EXPORT_DIR "/roundtrip_reward", &e) != RLHF_OK) {
+            fprintf(stderr, "  FAIL rlhf_model_load_ex(roundtrip_reward): %s\n", e.message);
+            g_fail++;
+        } else {
+            CHECK(rlhf_model_has_score_head(back));
+            CHECK_OK(rlhf_reward_score_ids(back, ids, NULL, lens, 2, 12, got));
+            close_enough("reward scores through the directory", got, want, 2, 1e-5, 1e-5);
+        }
+    }
+done:
+    rlhf_model_free(m);
+    rlhf_model_free(g);
+    rlhf_model_free(rm);
+    rlhf_model_free(back);
+    rlhf_tokenizer_free(t);
+    rlhf_tokenizer_free(g2);
+}
+
 /* BF16 and F16 exports round as torch's .to(bfloat16 / float16) does (nearest, ties to even,
    subnormals): values put into wte, exported, read back (the reader widens exactly) */
 static void test_export_hf_rounding(void) {
@@ -4876,6 +4965,7 @@ static const test_case TESTS[] = {
     {"export_hf_reward", test_export_hf_reward, 0},
     {"export_hf_rounding", test_export_hf_rounding, 0},
     {"export_hf_atomic", test_export_hf_atomic, 0},
+    {"export_import", test_export_import, 0},
     {"long_records", test_long_records, 0},
 };
 
