@@ -971,14 +971,9 @@ static int score_file(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, c
     for (i = 0; i < rlhf_dataset_size(d); i++) {
         const rlhf_record *r = rlhf_dataset_record(d, i);
         int K = r->kind == RLHF_RECORD_PAIR ? 2 : r->n_completions, k, j;
-        const char *p[64], *c[64];
-        float s[64];
-        if (K > 64) K = 64;
-        for (k = 0; k < K; k++) {
-            p[k] = r->prompt.str;
-            c[k] = r->kind == RLHF_RECORD_PAIR ? (k == 0 ? r->chosen.str : r->rejected.str) : r->completions[k].str;
-        }
-        if (rlhf_reward_score(m, t, p, c, K, s) != RLHF_OK) {
+        static float s[4096]; /* a ranking has at most 4096 completions */
+        /* each response after its prompt through the chat template: strings, messages or HH-RLHF turns */
+        if (rlhf_reward_score_record(m, t, r, s) != RLHF_OK) {
             if (strstr(rlhf_model_last_error(m), "longer than n_ctx")) {
                 too_long++;
                 continue;
