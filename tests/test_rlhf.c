@@ -1952,7 +1952,8 @@ static void test_datasets_hh_turns(void) {
                   "\"rejected\": \"\\n\\nHuman: What does 'Human: hi' mean?\\nHuman: a tag?\\n\\nAssistant: A speaker tag. Assistant: too."
                   "\\n\\nHuman:ok\\n\\nAssistant: Bad.\\n\\nHuman: why?\\n\\nAssistant: Just so.\"}\n"
                   "{\"chosen\": \"Human: a\\n\\nAssistant: x\", \"rejected\": \"Human: a\\n\\nAssistant: y\"}\n"
-                  "{\"chosen\": \"\\n\\nHuman: a\\n\\nHuman: b\\n\\nAssistant: x\", \"rejected\": \"\\n\\nHuman: a\\n\\nHuman: b\\n\\nAssistant: y\"}\n"
+                  "{\"chosen\": \"\\n\\nHuman: a\\n\\nHuman: b\\n\\nHuman: c\\n\\nAssistant: x\", "
+                  "\"rejected\": \"\\n\\nHuman: a\\n\\nHuman: b\\n\\nHuman: c\\n\\nAssistant: y\"}\n"
                   "{\"chosen\": \"\\n\\nHuman: a\\n\\nAssistant: x\\n\\nHuman: more\", \"rejected\": \"\\n\\nHuman: a\\n\\nAssistant: y\"}\n"
                   "{\"chosen\": \"\\n\\nHuman: a\\n\\nAssistant: x\", \"rejected\": \"\\n\\nHuman: b\\n\\nAssistant: x\"}\n",
                   RLHF_DATA_PREFERENCE, 0, &e);
@@ -1976,8 +1977,8 @@ static void test_datasets_hh_turns(void) {
           r->n_rejected_messages == 3 && turn_is(&r->rejected_messages[2], RLHF_ROLE_ASSISTANT, "Just so."));
     r = rlhf_dataset_record(d, 3); /* a transcript may start at "Human:" without the blank line */
     CHECK(r->n_prompt_messages == 1 && turn_is(&r->prompt_messages[0], RLHF_ROLE_USER, "a"));
-    r = rlhf_dataset_record(d, 4); /* two Human turns in a row: not the pattern, strings only */
-    CHECK(!r->prompt_messages && !r->chosen_messages && str_is(r->prompt, "\n\nHuman: a\n\nHuman: b\n\nAssistant:"));
+    r = rlhf_dataset_record(d, 4); /* Human turns in a row: not the pattern, strings only */
+    CHECK(!r->prompt_messages && !r->chosen_messages && str_is(r->prompt, "\n\nHuman: a\n\nHuman: b\n\nHuman: c\n\nAssistant:"));
     r = rlhf_dataset_record(d, 5); /* a reply that ends with a Human turn: strings only */
     CHECK(!r->prompt_messages && str_is(r->chosen, " x\n\nHuman: more"));
     CHECK(rlhf_dataset_unsplit_transcripts(d) == 2);
