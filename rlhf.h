@@ -6638,6 +6638,8 @@ static size_t rlhf__hh_prompt_len(const char *a, size_t al, const char *b, size_
     return 0;
 }
 
+/* ---- HH-RLHF transcripts in turns, for the chat template ------------------- */
+
 /* HH-RLHF: where the next turn marker "\n\nHuman:" or "\n\nAssistant:" in
    s[from..len) begins (len: none), its role and its length. A "Human:"
    without the blank line before it is text of the turn. */
@@ -6783,7 +6785,7 @@ static int rlhf__parse_pair(rlhf_dataset *d, const rlhf_json *o, rlhf_record *r,
     return pl == 0 || rlhf__hh_in_turns(d, r, pl, e);
 }
 
-/* ---- TRL's conversational forms, and HH-RLHF transcripts in turns ---------- */
+/* ---- TRL's conversational forms: parts given as lists of messages ---------- */
 
 /* obj[key] is a list: the record is in TRL's conversational form */
 static int rlhf__is_list(const rlhf_json *o, const char *key) {
@@ -7858,25 +7860,32 @@ static int rlhf__response_messages(const rlhf_record *r, int k, rlhf_message one
 }
 /* A record's prompt, then its k-th response, as one conversation through
    the chat template: ids and (if mask) 1 on the response's assistant turns
-   only (a prompt's own assistant turns are context, not learned). The two
-   parts are encoded one after the other: the template encodes each message
-   on its own, so this is the template of the whole conversation. */
+   only (a prompt's own assistant turns are context, not learned). */
 static rlhf_result rlhf__record_chat(const rlhf_tokenizer *t, const rlhf_record *r, int k, int *ids,
                                      unsigned char *mask, size_t cap, size_t *n) {
-    rlhf_message one_p[1], one_r[1];
+    rlhf_message one_p[1], one_r[1], few[16], *all;
     const rlhf_message *pm, *rm;
-    int np = rlhf__prompt_messages(r, one_p, &pm), nr = rlhf__response_messages(r, k, one_r, &rm);
-    size_t n1 = 0, n2 = 0, room;
+    int np = rlhf__prompt_messages(r, one_p, &pm), nr = rlhf__response_messages(r, k, one_r, &rm), i, context = 0;
+    size_t n1 = 0;
     rlhf_result res;
     if (np < 0 || nr < 0) return RLHF_ERR_INVALID_ARGUMENT;
-    res = rlhf_tokenizer_chat(t, pm, np, 0, ids, mask, cap, &n1);
-    if (res != RLHF_OK && res != RLHF_ERR_TOO_LARGE) return res;
-    if (mask) memset(mask, 0, n1 < cap ? n1 : cap);
-    room = n1 < cap ? cap - n1 : 0;
-    res = rlhf_tokenizer_chat(t, rm, nr, 0, room ? ids + n1 : NULL, room && mask ? mask + n1 : NULL, room, &n2);
-    if (res != RLHF_OK && res != RLHF_ERR_TOO_LARGE) return res;
-    *n = n1 + n2;
-    return *n <= cap ? RLHF_OK : RLHF_ERR_TOO_LARGE;
+
+    /* the whole conversation in one array, so the template sees it as a messages record would */
+    all = np + nr <= 16 ? few : (rlhf_message *)rlhf__alloc((size_t)(np + nr) * sizeof *all);
+    if (!all) return RLHF_ERR_OUT_OF_MEMORY;
+    if (np) memcpy(all, pm, (size_t)np * sizeof *all);
+    memcpy(all + np, rm, (size_t)nr * sizeof *all);
+    res = rlhf_tokenizer_chat(t, all, np + nr, 0, ids, mask, cap, n);
+    if (all != few) rlhf__free(all);
+
+    /* the prompt's own assistant turns: not learned (its length from the template of the prompt alone) */
+    for (i = 0; i < np; i++) context += pm[i].role == RLHF_ROLE_ASSISTANT;
+    if (res == RLHF_OK && mask && context) {
+        rlhf_result rp = rlhf_tokenizer_chat(t, pm, np, 0, NULL, NULL, 0, &n1);
+        if (rp != RLHF_OK && rp != RLHF_ERR_TOO_LARGE) return rp;
+        memset(mask, 0, n1 < *n ? n1 : *n);
+    }
+    return res;
 }
 RLHFDEF rlhf_result rlhf_response_encode(const rlhf_tokenizer *t, const rlhf_record *r, int k, int *ids, size_t cap,
                                          size_t *n) {

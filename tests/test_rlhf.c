@@ -2379,6 +2379,30 @@ static void test_datasets_chat_ids(void) {
     for (i = 0; i < na; i++) CHECK(ma[i] == (i < np ? 0 : mb[i]));
     CHECK(memchr(mb, 1, np) != NULL); /* the messages record learns that turn: the two masks do differ there */
 
+    {   /* a long conversation (more turns than the encoder keeps on its stack) */
+        char conv[2048] = "{\"prompt\": [", whole[2048] = "{\"messages\": [";
+        rlhf_dataset *c2, *m2;
+        int k;
+        for (k = 0; k < 9; k++) {
+            strcat(conv, U("more?") ", " A("yes") ", ");
+            strcat(whole, U("more?") ", " A("yes") ", ");
+        }
+        strcat(conv, U("last") "], \"completion\": [" A("done") "]}\n");
+        strcat(whole, U("last") ", " A("done") "]}\n");
+        c2 = load_text("build/c_long.jsonl", conv, RLHF_DATA_SFT, 0, &e);
+        m2 = load_text("build/c_long_msgs.jsonl", whole, RLHF_DATA_SFT, 0, &e);
+        CHECK(c2 && m2 && rlhf_dataset_record(c2, 0)->n_prompt_messages == 19);
+        if (c2 && m2) {
+            same_ids(t, rlhf_dataset_record(c2, 0), 0, rlhf_dataset_record(m2, 0), "19 prompt turns");
+            na = record_ids(t, rlhf_dataset_record(c2, 0), -1, a, ma);
+            for (i = 0, np = 0; i < na; i++) np += ma[i];
+            CHECK_OK(rlhf_tokenizer_encode(t, "done", 4, b, 512, &nb));
+            CHECK(np == nb + 1); /* "done" and its <|end|>: the prompt's nine "yes" are context */
+        }
+        rlhf_dataset_free(c2);
+        rlhf_dataset_free(m2);
+    }
+
     /* preferences: each response after its prompt is the template of the whole conversation */
     same_ids(t, rlhf_dataset_record(pref, 0), 0, rlhf_dataset_record(msgs, 2), "explicit prompt, chosen");
     same_ids(t, rlhf_dataset_record(pref, 0), 1, rlhf_dataset_record(msgs, 3), "explicit prompt, rejected");
