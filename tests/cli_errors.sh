@@ -81,10 +81,10 @@ cp "$OUT" "$W/eval_str.txt"
 expect 0 "completion loss" eval "$SFT" --data "$W/sft_conv.jsonl"
 cmp -s "$OUT" "$W/eval_str.txt" || bad "eval: a conversational SFT record's loss differs from its string form's"
 printf '%s\n' "{\"prompt\": [{\"role\": \"system\", \"content\": \"be brief\"}, $u]}" > "$W/prompts_conv.jsonl"
-expect 0 "PPO: 1 iterations" ppo --policy "$SFT" --reward "$RM" --prompts "$W/prompts_conv.jsonl" --out "$W/p7" $PPO
+expect 0 "PPO: 1 iterations" ppo --policy "$SFT" --reward "$RM" --prompts "$W/prompts_conv.jsonl" --out "$W/p_conv" $PPO
 printf '%s\n' '{"prompt": "add 1 and 2", "completion": " 4", "label": false}' > "$W/kto.jsonl"
 expect 1 "kto.jsonl:1:1: an unpaired preference record .*, not a pair" score "$RM" --data "$W/kto.jsonl"
-expect 1 "kto.jsonl:1:1: an unpaired preference record .*SFT learns every completion" sft --model "$SFT" --data "$W/kto.jsonl" --out "$W/s7"
+expect 1 "kto.jsonl:1:1: an unpaired preference record .*SFT learns every completion" sft --model "$SFT" --data "$W/kto.jsonl" --out "$W/s_kto"
 
 # --- nonsense values: exit 2, naming the option ---
 expect 2 "--lr must be" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --lr inf
