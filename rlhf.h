@@ -8213,6 +8213,9 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
     int text = train && rlhf_dataset_size(train) > 0 && rlhf_dataset_record(train, 0)->kind == RLHF_RECORD_TEXT;
     rlhf_result r;
     if (!rlhf__run_begin(&run, text ? "pretrain" : "sft", m, t, train, o, err, &r)) return r;
+    if (rlhf_dataset_size(train) > 0 && rlhf_dataset_record(train, 0)->kind == RLHF_RECORD_UNPAIRED)
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the training set holds unpaired preference records "
+                              "(prompt, completion, label): SFT needs {\"prompt\", \"completion\"} or {\"messages\"}");
     if (val && rlhf_dataset_size(val) > 0 && (rlhf_dataset_record(val, 0)->kind == RLHF_RECORD_TEXT) != text)
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the training set is %s but the validation set is not",
                               text ? "text" : "SFT");

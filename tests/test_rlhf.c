@@ -2422,11 +2422,19 @@ static void test_datasets_chat_ids(void) {
     nb = record_ids(t, rlhf_dataset_record(pr, 1), -2, b, NULL);
     CHECK(na == nb && memcmp(a, b, na * sizeof(int)) == 0 && a[na - 1] == rlhf_tokenizer_special(t, RLHF_TOKEN_ASSISTANT));
 
-    /* the reward of each response is the reward of the messages record's ids */
+    /* unpaired records are stored, and the stages that learn from pairs or completions refuse them */
     cfg.vocab_size = rlhf_tokenizer_vocab_size(t); cfg.n_ctx = 48; cfg.n_layer = 1; cfg.n_head = 2; cfg.n_embd = 16;
     CHECK_OK(rlhf_model_create(&m, &cfg, 5));
     if (!m) goto done;
-    CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 5));
+    {
+        rlhf_train_options o = rlhf_train_options_sft();
+        CHECK(rlhf_sft_train(m, t, kto, NULL, &o, NULL, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+              strstr(e.message, "unpaired preference records"));
+        CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 5));
+        CHECK(rlhf_reward_train(m, t, kto, NULL, &o, NULL, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+              strstr(e.message, "line 1: an unpaired preference record"));
+    }
+    /* the reward of each response is the reward of the messages record's ids */
     {
         float got[2], want[2];
         int len;
