@@ -569,28 +569,61 @@ RLHFDEF const char *rlhf_model_meta(const rlhf_model *m, const char *key);
 
 /* ---------------------------------------------------------------------------
    Datasets: JSONL records with TRL's field names, parsed into typed records.
+   Standard forms hold strings (s); TRL's conversational forms hold lists of
+   messages (m: [{"role": "system"|"user"|"assistant", "content": s}, ...]).
      RLHF_DATA_TEXT        plain UTF-8 text (any path not ending in .jsonl:
                            the whole file, without a byte-order mark, is one
                            record) or {"text": s}
-     RLHF_DATA_SFT         {"prompt": s, "completion": s} or
-                           {"messages": [{"role": "system"|"user"|"assistant",
-                           "content": s}, ...]} with at least one assistant turn
-     RLHF_DATA_PREFERENCE  {"prompt": s, "chosen": s, "rejected": s};
-                           {"chosen": s, "rejected": s} as HH-RLHF transcripts
-                           (the prompt is the shared text up to the last shared
-                           "\n\nAssistant:"; with none shared, the prompt is
-                           empty and the whole transcripts are compared);
-                           {"prompt": s, "completions": [s, ...], "ranking":
-                           [i, ...]} with K >= 2 indices best first
-     RLHF_DATA_PROMPTS     {"prompt": s} or {"messages": [...]} ending in a
-                           user turn
+                             {"text": "The cat sat."}
+     RLHF_DATA_SFT         prompt-completion, standard or conversational (the
+                           completion's assistant turns are learned), or a
+                           conversation with at least one assistant turn
+                             {"prompt": "2+3?", "completion": " 5"}
+                             {"prompt": [{"role": "user", "content": "2+3?"}],
+                              "completion": [{"role": "assistant", "content": "5"}]}
+                             {"messages": [{"role": "user", "content": "2+3?"},
+                                           {"role": "assistant", "content": "5"}]}
+     RLHF_DATA_PREFERENCE  pairs with an explicit prompt, standard or
+                           conversational (chosen and rejected: the reply turns)
+                             {"prompt": "2+3?", "chosen": " 5", "rejected": " 6"}
+                             {"prompt": [m], "chosen": [m], "rejected": [m]}
+                           pairs with an implicit prompt: conversational (the
+                           prompt is the leading messages both share, up to
+                           the last assistant turn both have at the same place)
+                             {"chosen": [m], "rejected": [m]}
+                           or HH-RLHF transcripts (the prompt is the shared
+                           text up to the last shared "\n\nAssistant:"; with
+                           none shared, the prompt is empty and the whole
+                           transcripts are compared, counted). Text that
+                           follows the pattern (a "\n\nHuman:" turn first,
+                           then alternating "\n\nAssistant:" and "\n\nHuman:"
+                           turns, replies ending with an assistant turn) is
+                           also split into turns (one space after a marker
+                           dropped); other text stays strings (counted)
+                             {"chosen": "\n\nHuman: 2+3?\n\nAssistant: 5",
+                              "rejected": "\n\nHuman: 2+3?\n\nAssistant: 6"}
+                           and InstructGPT's rankings, K >= 2 indices best first
+                             {"prompt": "2+3?", "completions": [" 6", " 5"], "ranking": [1, 0]}
+                           Conversational replies must end with an assistant
+                           turn, and chosen must differ from rejected.
+     RLHF_DATA_PROMPTS     a prompt, standard or conversational, or a
+                           conversation; messages end with a user turn
+                             {"prompt": "2+3?"}
+                             {"prompt": [{"role": "user", "content": "2+3?"}]}
+                             {"messages": [{"role": "user", "content": "2+3?"}]}
+     RLHF_DATA_UNPAIRED    unpaired preference (KTO), standard or
+                           conversational: stored for a trainer of its own;
+                           SFT and the reward model refuse these records
+                             {"prompt": "2+3?", "completion": " 6", "label": false}
+                             {"prompt": [m], "completion": [m], "label": true}
    A bad record stops the load with "path:line:column: reason", unless
    skip_bad is set: then it is skipped, counted and passed to the log. */
 typedef enum rlhf_data_format {
     RLHF_DATA_TEXT,
     RLHF_DATA_SFT,
     RLHF_DATA_PREFERENCE,
-    RLHF_DATA_PROMPTS
+    RLHF_DATA_PROMPTS,
+    RLHF_DATA_UNPAIRED
 } rlhf_data_format;
 typedef enum rlhf_record_kind {
     RLHF_RECORD_TEXT,
@@ -598,7 +631,8 @@ typedef enum rlhf_record_kind {
     RLHF_RECORD_MESSAGES,
     RLHF_RECORD_PAIR,
     RLHF_RECORD_RANKING,
-    RLHF_RECORD_PROMPT
+    RLHF_RECORD_PROMPT,
+    RLHF_RECORD_UNPAIRED
 } rlhf_record_kind;
 typedef enum rlhf_role { RLHF_ROLE_SYSTEM, RLHF_ROLE_USER, RLHF_ROLE_ASSISTANT } rlhf_role;
 /* A string with its length (it may contain NUL bytes); str is NUL-terminated too. */
@@ -608,13 +642,25 @@ typedef struct rlhf_record {
     rlhf_record_kind kind;
     size_t line;                   /* line of the source file (1 for a plain text file) */
     rlhf_str text;                 /* TEXT */
-    rlhf_str prompt;               /* COMPLETION, PAIR, RANKING, PROMPT with a string prompt */
-    rlhf_str completion;           /* COMPLETION */
+    rlhf_str prompt;               /* COMPLETION, PAIR, RANKING, PROMPT, UNPAIRED with a string prompt */
+    rlhf_str completion;           /* COMPLETION, UNPAIRED */
     rlhf_str chosen, rejected;     /* PAIR: the responses, without the prompt */
     const rlhf_message *messages;  /* MESSAGES, PROMPT given as messages */
     int n_messages;
     const rlhf_str *completions;   /* RANKING: reordered best first (completions[0] is the best) */
     int n_completions;             /* K */
+    /* The parts as messages: TRL's conversational forms, and HH-RLHF
+       transcripts split into turns (their strings above are kept too). NULL:
+       the part is its string only (a prompt string is one user turn, a
+       response one assistant turn). A prompt may have 0 messages (a pair
+       whose conversations share none). */
+    const rlhf_message *prompt_messages;     /* COMPLETION, PAIR, PROMPT, UNPAIRED */
+    int n_prompt_messages;
+    const rlhf_message *completion_messages; /* COMPLETION, UNPAIRED */
+    int n_completion_messages;
+    const rlhf_message *chosen_messages, *rejected_messages; /* PAIR: the replies, without the prompt */
+    int n_chosen_messages, n_rejected_messages;
+    int label;                     /* UNPAIRED: 1 the completion is desirable ("label": true), 0 not */
 } rlhf_record;
 typedef struct rlhf_data_options {
     int skip_bad;          /* 0: a bad record stops the load; 1: skip and count it */
@@ -635,8 +681,13 @@ RLHFDEF const rlhf_record *rlhf_dataset_record(const rlhf_dataset *d, size_t i);
 /* Records skipped as bad (skip_bad), and the first one's message ("" if none). */
 RLHFDEF size_t      rlhf_dataset_skipped(const rlhf_dataset *d);
 RLHFDEF const char *rlhf_dataset_first_skip(const rlhf_dataset *d);
-/* HH-RLHF pairs that shared no "\n\nAssistant:" turn (empty prompt). */
+/* Pairs with an implicit prompt that share none (empty prompt): HH-RLHF
+   transcripts that share no "\n\nAssistant:" turn, conversations that share
+   no messages before an assistant turn. */
 RLHFDEF size_t      rlhf_dataset_unshared_prompts(const rlhf_dataset *d);
+/* HH-RLHF pairs kept as strings because their text does not follow the
+   Human/Assistant pattern (see RLHF_DATA_PREFERENCE), not split into turns. */
+RLHFDEF size_t      rlhf_dataset_unsplit_transcripts(const rlhf_dataset *d);
 
 /* ---------------------------------------------------------------------------
    Tokenizer: byte-level BPE (Radford et al. 2019). Text is split with GPT-2's
@@ -957,15 +1008,25 @@ typedef struct rlhf_train_report {
 } rlhf_train_report;
 
 /* A record as SFT sees it: ids (up to cap) and mask (1 where a token is
-   learned). COMPLETION: user prompt, assistant completion (learned);
-   MESSAGES: the assistant turns learned; TEXT: the text and EOS, all
-   learned. *n receives the count needed (RLHF_ERR_TOO_LARGE when > cap). */
+   learned). COMPLETION: the prompt (a string as a user turn, or its
+   messages), then the completion (a string as an assistant turn, or its
+   messages), whose assistant turns alone are learned; MESSAGES: the
+   assistant turns learned; TEXT: the text and EOS, all learned. *n
+   receives the count needed (RLHF_ERR_TOO_LARGE when > cap). */
 RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, unsigned char *mask,
                                     size_t cap, size_t *n);
 /* The prompt of a record, ending with <|assistant|> where a reply begins:
-   prompt strings (COMPLETION, PAIR, RANKING, PROMPT) as one user turn;
-   messages up to (without) the last assistant turn. */
+   prompt strings (COMPLETION, PAIR, RANKING, PROMPT, UNPAIRED) as one user
+   turn, prompt messages as they are; MESSAGES up to (without) the last
+   assistant turn. */
 RLHFDEF rlhf_result rlhf_prompt_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, size_t cap, size_t *n);
+/* A record's prompt and its k-th response through the chat template, as
+   the reward model reads them: PAIR k = 0 chosen, 1 rejected; RANKING
+   completions[k] (best first); COMPLETION and UNPAIRED k = 0. The prompt
+   as in rlhf_prompt_encode (without <|assistant|>), the response a string
+   as one assistant turn or its messages. Same cap / *n contract. */
+RLHFDEF rlhf_result rlhf_response_encode(const rlhf_tokenizer *t, const rlhf_record *r, int k, int *ids, size_t cap,
+                                         size_t *n);
 
 /* rlhf_sft_encode under the rule: a COMPLETION or MESSAGES record in at
    most max_len tokens (an example of n tokens trains on n - 1 positions, so
@@ -7935,6 +7996,7 @@ struct rlhf_dataset {
     rlhf_record *rec;
     size_t n, cap, skipped, unshared;
     char first_skip[512];
+    size_t unsplit; /* HH-RLHF pairs whose text is not in turns */
 };
 
 RLHFDEF rlhf_data_options rlhf_data_options_default(void) {
@@ -7964,6 +8026,7 @@ RLHFDEF const rlhf_record *rlhf_dataset_record(const rlhf_dataset *d, size_t i) 
 RLHFDEF size_t rlhf_dataset_skipped(const rlhf_dataset *d) { return d ? d->skipped : 0; }
 RLHFDEF const char *rlhf_dataset_first_skip(const rlhf_dataset *d) { return d ? d->first_skip : ""; }
 RLHFDEF size_t rlhf_dataset_unshared_prompts(const rlhf_dataset *d) { return d ? d->unshared : 0; }
+RLHFDEF size_t rlhf_dataset_unsplit_transcripts(const rlhf_dataset *d) { return d ? d->unsplit : 0; }
 
 /* why a record is bad, and at which value (column = its offset in the line + 1) */
 typedef struct rlhf__rec_err { size_t column; char what[256]; int oom; } rlhf__rec_err;
@@ -7991,30 +8054,35 @@ static int rlhf__field_str(rlhf_dataset *d, const rlhf_json *obj, const char *ke
     if (v->type != RLHF_JSON_STRING) return rlhf__bad(e, v, "\"%s\" must be a string", key);
     return rlhf__copy_str(d, v->str, v->len, out, e);
 }
-static int rlhf__parse_messages(rlhf_dataset *d, const rlhf_json *arr, rlhf_record *r, rlhf__rec_err *e) {
+/* A list of messages (arr, the record's field `field`) into d's arena: *out, *n. */
+static int rlhf__parse_turns(rlhf_dataset *d, const rlhf_json *arr, const char *field, const rlhf_message **out,
+                             int *n, rlhf__rec_err *e) {
     static const char *const roles[3] = {"system", "user", "assistant"};
     rlhf_message *msg;
     const rlhf_json *v;
     int i = 0;
     if (arr->type != RLHF_JSON_ARRAY || arr->len == 0)
-        return rlhf__bad(e, arr, "\"messages\" must be a non-empty array");
-    if (arr->len > 1000000) return rlhf__bad(e, arr, "\"messages\" has more than 1000000 turns");
+        return rlhf__bad(e, arr, "\"%s\" must be a non-empty array", field);
+    if (arr->len > 1000000) return rlhf__bad(e, arr, "\"%s\" has more than 1000000 turns", field);
     msg = (rlhf_message *)rlhf__arena_alloc(&d->arena, arr->len * sizeof *msg);
     if (!msg) { e->oom = 1; return rlhf__bad(e, NULL, "out of memory"); }
     for (v = arr->child; v; v = v->next, i++) {
         const rlhf_json *role = rlhf_json_get(v, "role");
         int k;
-        if (v->type != RLHF_JSON_OBJECT) return rlhf__bad(e, v, "messages[%d] must be an object", i);
+        if (v->type != RLHF_JSON_OBJECT) return rlhf__bad(e, v, "%s[%d] must be an object", field, i);
         if (!role || role->type != RLHF_JSON_STRING)
-            return rlhf__bad(e, role ? role : v, "messages[%d] needs a \"role\" string", i);
+            return rlhf__bad(e, role ? role : v, "%s[%d] needs a \"role\" string", field, i);
         for (k = 0; k < 3 && !(role->len == strlen(roles[k]) && strcmp(role->str, roles[k]) == 0); k++) {}
-        if (k == 3) return rlhf__bad(e, role, "messages[%d] role must be \"system\", \"user\" or \"assistant\"", i);
+        if (k == 3) return rlhf__bad(e, role, "%s[%d] role must be \"system\", \"user\" or \"assistant\"", field, i);
         msg[i].role = (rlhf_role)k;
         if (!rlhf__field_str(d, v, "content", &msg[i].content, e)) return 0;
     }
-    r->messages = msg;
-    r->n_messages = i;
+    *out = msg;
+    *n = i;
     return 1;
+}
+static int rlhf__parse_messages(rlhf_dataset *d, const rlhf_json *arr, rlhf_record *r, rlhf__rec_err *e) {
+    return rlhf__parse_turns(d, arr, "messages", &r->messages, &r->n_messages, e);
 }
 
 /* HH-RLHF: both transcripts hold the prompt; it is the shared text up to and
@@ -8028,6 +8096,93 @@ static size_t rlhf__hh_prompt_len(const char *a, size_t al, const char *b, size_
     for (i = common >= ml ? common - ml + 1 : 0; i-- > 0;)
         if (memcmp(a + i, marker, ml) == 0) return i + ml;
     return 0;
+}
+
+/* ---- HH-RLHF transcripts in turns, for the chat template ------------------- */
+
+/* HH-RLHF: where the next turn marker "\n\nHuman:" or "\n\nAssistant:" in
+   s[from..len) begins (len: none), its role and its length. A "Human:"
+   without the blank line before it is text of the turn. */
+static size_t rlhf__hh_marker(const char *s, size_t len, size_t from, rlhf_role *role, size_t *mlen) {
+    size_t i;
+    for (i = from; i + 8 <= len; i++) {
+        if (s[i] != '\n' || s[i + 1] != '\n') continue;
+        if (memcmp(s + i, "\n\nHuman:", 8) == 0) { *role = RLHF_ROLE_USER; *mlen = 8; return i; }
+        if (i + 12 <= len && memcmp(s + i, "\n\nAssistant:", 12) == 0) {
+            *role = RLHF_ROLE_ASSISTANT;
+            *mlen = 12;
+            return i;
+        }
+    }
+    return len;
+}
+/* Text s[0..len) as turns: the first turn's content starts at 0 and is
+   `first`'s; each marker starts the next. msg NULL: only counts. Returns
+   the number of turns, 0 when two turns in a row have the same role, -1
+   when out of memory. One space after a marker belongs to the marker. */
+static int rlhf__hh_turns(rlhf_dataset *d, const char *s, size_t len, rlhf_role first, rlhf_message *msg,
+                          rlhf__rec_err *e) {
+    size_t pos = 0, mlen = 0;
+    rlhf_role role = first, next = first;
+    int n = 0;
+    for (;;) {
+        size_t end = rlhf__hh_marker(s, len, pos, &next, &mlen);
+        size_t skip = pos < end && s[pos] == ' ';
+        if (msg) {
+            msg[n].role = role;
+            if (!rlhf__copy_str(d, s + pos + skip, end - pos - skip, &msg[n].content, e)) return -1;
+        }
+        n++;
+        if (end == len) return n;
+        if (next == role) return 0;
+        role = next;
+        pos = end + mlen;
+    }
+}
+/* Text as turns from `first`, which must end with a turn of `last`: 1 and
+   the turns in d's arena, 0 when the text does not follow the pattern, -1
+   when out of memory. */
+static int rlhf__hh_split(rlhf_dataset *d, const char *s, size_t len, rlhf_role first, rlhf_role last,
+                          const rlhf_message **out, int *n, rlhf__rec_err *e) {
+    rlhf_message *msg;
+    int k = rlhf__hh_turns(d, s, len, first, NULL, e);
+    rlhf_role other = first == RLHF_ROLE_USER ? RLHF_ROLE_ASSISTANT : RLHF_ROLE_USER;
+    if (k <= 0 || (k % 2 ? first : other) != last) return 0; /* turns alternate: the parity gives the last */
+    msg = (rlhf_message *)rlhf__arena_alloc(&d->arena, (size_t)k * sizeof *msg);
+    if (!msg) {
+        e->oom = 1;
+        rlhf__bad(e, NULL, "out of memory");
+        return -1;
+    }
+    if (rlhf__hh_turns(d, s, len, first, msg, e) < 0) return -1;
+    *out = msg;
+    *n = k;
+    return 1;
+}
+/* An HH-RLHF pair (its prompt of pl bytes split off as strings) also in
+   turns: the prompt from its first "\n\nHuman:" (or "Human:" at the very
+   start) to the last shared "\n\nAssistant:", ending with a user turn; each
+   reply from the assistant's turn on, ending with one. Text that does not
+   follow this stays strings only, counted. Returns 0 only when out of memory. */
+static int rlhf__hh_in_turns(rlhf_dataset *d, rlhf_record *r, size_t pl, rlhf__rec_err *e) {
+    const char *s = r->prompt.str;
+    size_t start = pl >= 8 && memcmp(s, "\n\nHuman:", 8) == 0 ? 8 : pl >= 6 && memcmp(s, "Human:", 6) == 0 ? 6 : 0;
+    int ok = start > 0 && pl >= start + 12;
+    if (ok) ok = rlhf__hh_split(d, s + start, pl - 12 - start, RLHF_ROLE_USER, RLHF_ROLE_USER, &r->prompt_messages,
+                                &r->n_prompt_messages, e);
+    if (ok > 0)
+        ok = rlhf__hh_split(d, r->chosen.str, r->chosen.len, RLHF_ROLE_ASSISTANT, RLHF_ROLE_ASSISTANT,
+                            &r->chosen_messages, &r->n_chosen_messages, e);
+    if (ok > 0)
+        ok = rlhf__hh_split(d, r->rejected.str, r->rejected.len, RLHF_ROLE_ASSISTANT, RLHF_ROLE_ASSISTANT,
+                            &r->rejected_messages, &r->n_rejected_messages, e);
+    if (ok < 0) return 0;
+    if (ok == 0) { /* the strings alone, as before the split */
+        r->prompt_messages = r->chosen_messages = r->rejected_messages = NULL;
+        r->n_prompt_messages = r->n_chosen_messages = r->n_rejected_messages = 0;
+        d->unsplit++;
+    }
+    return 1;
 }
 
 /* InstructGPT's K-way ranking {"prompt", "completions", "ranking"}: the
@@ -8087,6 +8242,101 @@ static int rlhf__parse_pair(rlhf_dataset *d, const rlhf_json *o, rlhf_record *r,
     r->rejected.str += pl;
     r->rejected.len -= pl;
     if (pl == 0) d->unshared++;
+    return pl == 0 || rlhf__hh_in_turns(d, r, pl, e);
+}
+
+/* ---- TRL's conversational forms: parts given as lists of messages ---------- */
+
+/* obj[key] is a list: the record is in TRL's conversational form */
+static int rlhf__is_list(const rlhf_json *o, const char *key) {
+    const rlhf_json *v = rlhf_json_get(o, key);
+    return v && v->type == RLHF_JSON_ARRAY;
+}
+/* obj[key] as a non-empty list of messages; `as` names the field whose list
+   made the record conversational (every part then is one) */
+static int rlhf__field_turns(rlhf_dataset *d, const rlhf_json *o, const char *key, const char *as,
+                             const rlhf_message **out, int *n, rlhf__rec_err *e) {
+    const rlhf_json *v = rlhf_json_get(o, key);
+    if (!v) return rlhf__bad(e, o, "missing \"%s\"", key);
+    if (v->type != RLHF_JSON_ARRAY) return rlhf__bad(e, v, "\"%s\" must be a list of messages, as \"%s\" is", key, as);
+    return rlhf__parse_turns(d, v, key, out, n, e);
+}
+static int rlhf__same_turn(const rlhf_message *a, const rlhf_message *b) {
+    return a->role == b->role && a->content.len == b->content.len &&
+           memcmp(a->content.str, b->content.str, a->content.len) == 0;
+}
+
+/* {"prompt": [m], "completion": [m]}: the completion needs an assistant
+   turn (what SFT learns, what an unpaired label judges) */
+static int rlhf__parse_conv_completion(rlhf_dataset *d, const rlhf_json *o, rlhf_record *r, rlhf__rec_err *e) {
+    const char *as = rlhf__is_list(o, "prompt") ? "prompt" : "completion";
+    int i, assistant = 0;
+    if (!rlhf__field_turns(d, o, "prompt", as, &r->prompt_messages, &r->n_prompt_messages, e) ||
+        !rlhf__field_turns(d, o, "completion", as, &r->completion_messages, &r->n_completion_messages, e))
+        return 0;
+    for (i = 0; i < r->n_completion_messages; i++) assistant += r->completion_messages[i].role == RLHF_ROLE_ASSISTANT;
+    if (!assistant) return rlhf__bad(e, rlhf_json_get(o, "completion"), "\"completion\" has no assistant turn");
+    return 1;
+}
+
+/* KTO's unpaired preference {"prompt", "completion", "label": true|false},
+   standard or conversational */
+static int rlhf__parse_unpaired(rlhf_dataset *d, const rlhf_json *o, rlhf_record *r, rlhf__rec_err *e) {
+    const rlhf_json *label = rlhf_json_get(o, "label");
+    r->kind = RLHF_RECORD_UNPAIRED;
+    if (rlhf__is_list(o, "prompt") || rlhf__is_list(o, "completion")) {
+        if (!rlhf__parse_conv_completion(d, o, r, e)) return 0;
+    } else if (!rlhf__field_str(d, o, "prompt", &r->prompt, e) ||
+               !rlhf__field_str(d, o, "completion", &r->completion, e))
+        return 0;
+    if (!label) return rlhf__bad(e, o, "missing \"label\"");
+    if (label->type != RLHF_JSON_TRUE && label->type != RLHF_JSON_FALSE)
+        return rlhf__bad(e, label, "\"label\" must be true or false");
+    r->label = label->type == RLHF_JSON_TRUE;
+    return 1;
+}
+
+/* The prompt two conversations share: their common leading messages, up to
+   the last place where both have an assistant turn, so each reply begins
+   with the assistant (as an HH-RLHF prompt ends at the last shared
+   "\n\nAssistant:"). 0: they share none. */
+static int rlhf__shared_turns(const rlhf_message *a, int na, const rlhf_message *b, int nb) {
+    int s = 0, j;
+    while (s < na && s < nb && rlhf__same_turn(&a[s], &b[s])) s++;
+    for (j = s; j > 0; j--)
+        if (j < na && j < nb && a[j].role == RLHF_ROLE_ASSISTANT && b[j].role == RLHF_ROLE_ASSISTANT) return j;
+    return 0;
+}
+/* TRL's conversational preference: replies that end with an assistant turn
+   and differ; the prompt given, or the messages both share (implicit). */
+static int rlhf__parse_conv_pair(rlhf_dataset *d, const rlhf_json *o, rlhf_record *r, rlhf__rec_err *e) {
+    const char *as = rlhf__is_list(o, "prompt") ? "prompt" : "chosen";
+    int k, same;
+    r->kind = RLHF_RECORD_PAIR;
+    if (!rlhf__field_turns(d, o, "chosen", as, &r->chosen_messages, &r->n_chosen_messages, e) ||
+        !rlhf__field_turns(d, o, "rejected", as, &r->rejected_messages, &r->n_rejected_messages, e))
+        return 0;
+    if (r->chosen_messages[r->n_chosen_messages - 1].role != RLHF_ROLE_ASSISTANT)
+        return rlhf__bad(e, rlhf_json_get(o, "chosen"), "\"chosen\" must end with an assistant turn");
+    if (r->rejected_messages[r->n_rejected_messages - 1].role != RLHF_ROLE_ASSISTANT)
+        return rlhf__bad(e, rlhf_json_get(o, "rejected"), "\"rejected\" must end with an assistant turn");
+    same = r->n_chosen_messages == r->n_rejected_messages;
+    for (k = 0; same && k < r->n_chosen_messages; k++)
+        same = rlhf__same_turn(&r->chosen_messages[k], &r->rejected_messages[k]);
+    if (same)
+        return rlhf__bad(e, rlhf_json_get(o, "rejected"), "\"rejected\" is the same as \"chosen\": nothing to compare");
+    if (rlhf_json_get(o, "prompt"))
+        return rlhf__field_turns(d, o, "prompt", as, &r->prompt_messages, &r->n_prompt_messages, e);
+
+    /* implicit prompt: split off the shared messages (views into chosen's list) */
+    k = rlhf__shared_turns(r->chosen_messages, r->n_chosen_messages, r->rejected_messages, r->n_rejected_messages);
+    r->prompt_messages = r->chosen_messages;
+    r->n_prompt_messages = k;
+    r->chosen_messages += k;
+    r->n_chosen_messages -= k;
+    r->rejected_messages += k;
+    r->n_rejected_messages -= k;
+    if (k == 0) d->unshared++;
     return 1;
 }
 
@@ -8101,6 +8351,9 @@ static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_
         return rlhf__field_str(d, o, "text", &r->text, e);
 
     case RLHF_DATA_SFT: /* a conversation with an assistant turn, or a prompt and its completion */
+        if (rlhf_json_get(o, "label") && rlhf_json_get(o, "completion"))
+            return rlhf__bad(e, o, "an unpaired preference record (\"label\"): SFT learns every completion it is "
+                                   "given; give it {\"prompt\", \"completion\"} or {\"messages\"}");
         if ((v = rlhf_json_get(o, "messages")) != NULL) {
             r->kind = RLHF_RECORD_MESSAGES;
             if (!rlhf__parse_messages(d, v, r, e)) return 0;
@@ -8111,10 +8364,16 @@ static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_
         if (!rlhf_json_get(o, "prompt") && !rlhf_json_get(o, "completion"))
             return rlhf__bad(e, o, "expected {\"prompt\", \"completion\"} or {\"messages\"}");
         r->kind = RLHF_RECORD_COMPLETION;
+        if (rlhf__is_list(o, "prompt") || rlhf__is_list(o, "completion"))
+            return rlhf__parse_conv_completion(d, o, r, e);
         return rlhf__field_str(d, o, "prompt", &r->prompt, e) && rlhf__field_str(d, o, "completion", &r->completion, e);
 
     case RLHF_DATA_PREFERENCE:
         if ((v = rlhf_json_get(o, "completions")) != NULL) return rlhf__parse_ranking(d, o, v, r, e);
+        if (!rlhf_json_get(o, "chosen") && rlhf_json_get(o, "label") && rlhf_json_get(o, "completion"))
+            return rlhf__bad(e, o, "an unpaired preference record ({\"prompt\", \"completion\", \"label\"}), not a "
+                                   "pair: this needs {\"chosen\", \"rejected\"} or {\"completions\", \"ranking\"}");
+        if (rlhf__is_list(o, "prompt") || rlhf__is_list(o, "chosen")) return rlhf__parse_conv_pair(d, o, r, e);
         return rlhf__parse_pair(d, o, r, e);
 
     case RLHF_DATA_PROMPTS: /* a conversation that ends with a user turn, or a prompt */
@@ -8123,9 +8382,23 @@ static int rlhf__parse_record(rlhf_dataset *d, rlhf_data_format fmt, const rlhf_
             if (!rlhf__parse_messages(d, v, r, e)) return 0;
             if (r->messages[r->n_messages - 1].role != RLHF_ROLE_USER)
                 return rlhf__bad(e, v, "\"messages\" must end with a user turn");
+            r->prompt_messages = r->messages;
+            r->n_prompt_messages = r->n_messages;
+            return 1;
+        }
+        if (rlhf__is_list(o, "prompt")) { /* TRL's conversational prompt-only form */
+            v = rlhf_json_get(o, "prompt");
+            if (!rlhf__parse_turns(d, v, "prompt", &r->messages, &r->n_messages, e)) return 0;
+            if (r->messages[r->n_messages - 1].role != RLHF_ROLE_USER)
+                return rlhf__bad(e, v, "\"prompt\" must end with a user turn");
+            r->prompt_messages = r->messages;
+            r->n_prompt_messages = r->n_messages;
             return 1;
         }
         return rlhf__field_str(d, o, "prompt", &r->prompt, e);
+
+    case RLHF_DATA_UNPAIRED:
+        return rlhf__parse_unpaired(d, o, r, e);
     }
     return rlhf__bad(e, o, "unknown data format");
 }
@@ -8272,7 +8545,7 @@ RLHFDEF rlhf_result rlhf_dataset_load(rlhf_dataset **out, const char *path, rlhf
     if (err) err->message[0] = 0;
     if (!out) return RLHF_ERR_INVALID_ARGUMENT;
     *out = NULL;
-    if (!path || (int)format < 0 || format > RLHF_DATA_PROMPTS) return RLHF_ERR_INVALID_ARGUMENT;
+    if (!path || (int)format < 0 || format > RLHF_DATA_UNPAIRED) return RLHF_ERR_INVALID_ARGUMENT;
     d = (rlhf_dataset *)rlhf__alloc(sizeof *d);
     if (!d) return RLHF_ERR_OUT_OF_MEMORY;
     memset(d, 0, sizeof *d);
@@ -8938,19 +9211,17 @@ static rlhf_result rlhf__chat_grow(const rlhf_tokenizer *t, const rlhf_message *
         if ((r = rlhf__tokbuf_grow(b, *n_ids)) != RLHF_OK) return r;
     }
 }
+/* a record's prompt and its k-th response (defined below, beside the prompt's messages) */
+static rlhf_result rlhf__record_chat(const rlhf_tokenizer *t, const rlhf_record *r, int k, int *ids,
+                                     unsigned char *mask, size_t cap, size_t *n);
 RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *r, int *ids, unsigned char *mask,
                                     size_t cap, size_t *n) {
-    rlhf_message two[2];
     rlhf_result res;
     if (!t || !r || !n) return RLHF_ERR_INVALID_ARGUMENT;
     *n = 0;
     switch (r->kind) {
-    case RLHF_RECORD_COMPLETION: /* a user turn and an assistant turn: the completion is learned */
-        two[0].role = RLHF_ROLE_USER;
-        two[0].content = r->prompt;
-        two[1].role = RLHF_ROLE_ASSISTANT;
-        two[1].content = r->completion;
-        return rlhf_tokenizer_chat(t, two, 2, 0, ids, mask, cap, n);
+    case RLHF_RECORD_COMPLETION: /* the prompt, then the completion: the completion's assistant turns are learned */
+        return rlhf__record_chat(t, r, 0, ids, mask, cap, n);
     case RLHF_RECORD_MESSAGES: /* the conversation as it is: every assistant turn is learned */
         return rlhf_tokenizer_chat(t, r->messages, r->n_messages, 0, ids, mask, cap, n);
     case RLHF_RECORD_TEXT:
@@ -8969,13 +9240,18 @@ RLHFDEF rlhf_result rlhf_sft_encode(const rlhf_tokenizer *t, const rlhf_record *
     }
 }
 
-/* The messages of a record's prompt: the prompt string as one user turn
-   (in two[0]), or the record's own messages up to the last assistant turn.
+/* The messages of a record's prompt: its prompt messages, the prompt string
+   as one user turn (in two[0]), or the record's own messages up to the last
+   assistant turn.
    Returns how many, or -1 for a record with no prompt. */
 static int rlhf__prompt_messages(const rlhf_record *r, rlhf_message two[1], const rlhf_message **msg) {
     int n;
+    if (r->prompt_messages && r->kind != RLHF_RECORD_MESSAGES) { /* conversational, or HH-RLHF in turns */
+        *msg = r->prompt_messages;
+        return r->n_prompt_messages;
+    }
     switch (r->kind) {
-    case RLHF_RECORD_COMPLETION: case RLHF_RECORD_PAIR: case RLHF_RECORD_RANKING:
+    case RLHF_RECORD_COMPLETION: case RLHF_RECORD_PAIR: case RLHF_RECORD_RANKING: case RLHF_RECORD_UNPAIRED:
         two[0].role = RLHF_ROLE_USER;
         two[0].content = r->prompt;
         *msg = two;
@@ -9005,6 +9281,89 @@ RLHFDEF rlhf_result rlhf_prompt_encode(const rlhf_tokenizer *t, const rlhf_recor
     *n = 0;
     if ((k = rlhf__prompt_messages(r, one, &msg)) < 0) return RLHF_ERR_INVALID_ARGUMENT;
     return rlhf_tokenizer_chat(t, msg, k, 1, ids, NULL, cap, n);
+}
+
+/* The messages of a record's k-th response (see rlhf_response_encode): its
+   own, or its string as one assistant turn (in one[0]). Returns how many,
+   or -1 when the record has no k-th response. */
+static int rlhf__response_messages(const rlhf_record *r, int k, rlhf_message one[1], const rlhf_message **msg) {
+    const rlhf_message *m = NULL;
+    int n = 0;
+    rlhf_str s;
+    if (k < 0) return -1;
+    switch (r->kind) {
+    case RLHF_RECORD_COMPLETION: case RLHF_RECORD_UNPAIRED:
+        if (k > 0) return -1;
+        m = r->completion_messages, n = r->n_completion_messages, s = r->completion;
+        break;
+    case RLHF_RECORD_PAIR:
+        if (k > 1) return -1;
+        m = k ? r->rejected_messages : r->chosen_messages;
+        n = k ? r->n_rejected_messages : r->n_chosen_messages;
+        s = k ? r->rejected : r->chosen;
+        break;
+    case RLHF_RECORD_RANKING:
+        if (k >= r->n_completions) return -1;
+        s = r->completions[k];
+        break;
+    default:
+        return -1;
+    }
+    if (m) {
+        *msg = m;
+        return n;
+    }
+    one[0].role = RLHF_ROLE_ASSISTANT;
+    one[0].content = s;
+    *msg = one;
+    return 1;
+}
+/* A record's prompt, then its k-th response, as one conversation through
+   the chat template: ids and (if mask) 1 on the response's assistant turns
+   only (a prompt's own assistant turns are context, not learned). */
+static rlhf_result rlhf__record_chat(const rlhf_tokenizer *t, const rlhf_record *r, int k, int *ids,
+                                     unsigned char *mask, size_t cap, size_t *n) {
+    rlhf_message one_p[1], one_r[1], few[16], *all;
+    const rlhf_message *pm, *rm;
+    int np = rlhf__prompt_messages(r, one_p, &pm), nr = rlhf__response_messages(r, k, one_r, &rm), i, context = 0;
+    size_t n1 = 0;
+    rlhf_result res;
+    if (np < 0 || nr < 0) return RLHF_ERR_INVALID_ARGUMENT;
+
+    /* the whole conversation in one array, so the template sees it as a messages record would */
+    all = np + nr <= 16 ? few : (rlhf_message *)rlhf__alloc((size_t)(np + nr) * sizeof *all);
+    if (!all) return RLHF_ERR_OUT_OF_MEMORY;
+    if (np) memcpy(all, pm, (size_t)np * sizeof *all);
+    memcpy(all + np, rm, (size_t)nr * sizeof *all);
+    res = rlhf_tokenizer_chat(t, all, np + nr, 0, ids, mask, cap, n);
+    if (all != few) rlhf__free(all);
+
+    /* the prompt's own assistant turns: not learned (its length from the template of the prompt alone) */
+    for (i = 0; i < np; i++) context += pm[i].role == RLHF_ROLE_ASSISTANT;
+    if (res == RLHF_OK && mask && context) {
+        rlhf_result rp = rlhf_tokenizer_chat(t, pm, np, 0, NULL, NULL, 0, &n1);
+        if (rp != RLHF_OK && rp != RLHF_ERR_TOO_LARGE) return rp;
+        memset(mask, 0, n1 < *n ? n1 : *n);
+    }
+    return res;
+}
+RLHFDEF rlhf_result rlhf_response_encode(const rlhf_tokenizer *t, const rlhf_record *r, int k, int *ids, size_t cap,
+                                         size_t *n) {
+    if (!t || !r || !n) return RLHF_ERR_INVALID_ARGUMENT;
+    *n = 0;
+    if (r->kind == RLHF_RECORD_COMPLETION || r->kind == RLHF_RECORD_UNPAIRED || r->kind == RLHF_RECORD_PAIR ||
+        r->kind == RLHF_RECORD_RANKING)
+        return rlhf__record_chat(t, r, k, ids, NULL, cap, n);
+    return RLHF_ERR_INVALID_ARGUMENT;
+}
+/* the number of responses of a record (0: none) */
+static int rlhf__n_responses(const rlhf_record *r) {
+    switch (r->kind) {
+    case RLHF_RECORD_COMPLETION: case RLHF_RECORD_UNPAIRED: return 1;
+    case RLHF_RECORD_PAIR: return 2;
+    case RLHF_RECORD_RANKING: return r->n_completions;
+    default: return 0;
+    }
 }
 
 /* ---- long records: one rule for every stage and command ------------------------
@@ -9072,55 +9431,86 @@ RLHFDEF char *rlhf_fit_describe(const rlhf_fit_report *f, char *out, size_t cap)
 typedef struct rlhf__fitbuf {
     rlhf__tokbuf p, r;
     size_t *turns;
-    size_t cap_turns;
+    size_t cap_turns, n_turns;
 } rlhf__fitbuf;
 static void rlhf__fitbuf_free(rlhf__fitbuf *fb) {
     rlhf__free(fb->p.ids); rlhf__free(fb->p.mask); rlhf__free(fb->r.ids); rlhf__free(fb->r.mask);
     rlhf__free(fb->turns);
     memset(fb, 0, sizeof *fb);
 }
-/* The prompt of a record into fb->p (the chat template up to <|assistant|>,
-   with the mask of any earlier assistant turn): *n tokens. */
+static int rlhf__fit_turn(rlhf__fitbuf *fb, size_t at) {
+    if (!rlhf__grow((void **)&fb->turns, &fb->cap_turns, fb->n_turns + 1, sizeof(size_t))) return 0;
+    fb->turns[fb->n_turns++] = at;
+    return 1;
+}
+/* The prompt's turn starts. Chat template: its role markers (ordinary text
+   never encodes to them). HH-RLHF's template has none: a turn starts where
+   the first k messages alone end, when their ids are a prefix of the
+   prompt's (a message ending in a space shares a token with the next
+   "\n\nHuman:": no clean cut there). fb->r is the scratch. */
+static rlhf_result rlhf__fit_turns(const rlhf_tokenizer *t, const rlhf_message *msg, int n_msg, rlhf__fitbuf *fb,
+                                   size_t np) {
+    int sys = rlhf_tokenizer_special(t, RLHF_TOKEN_SYSTEM), usr = rlhf_tokenizer_special(t, RLHF_TOKEN_USER);
+    int ast = rlhf_tokenizer_special(t, RLHF_TOKEN_ASSISTANT), k;
+    size_t i, n;
+    rlhf_result r;
+    fb->n_turns = 0;
+    if (rlhf_tokenizer_template(t) != RLHF_TEMPLATE_HH) {
+        for (i = 0; i < np; i++)
+            if ((fb->p.ids[i] == sys || fb->p.ids[i] == usr || fb->p.ids[i] == ast) && !rlhf__fit_turn(fb, i))
+                return RLHF_ERR_OUT_OF_MEMORY;
+        return RLHF_OK;
+    }
+    for (k = 1; k < n_msg; k++) {
+        if ((r = rlhf__chat_grow(t, msg, k, 0, &fb->r, &n)) != RLHF_OK) return r;
+        if (n < np && memcmp(fb->r.ids, fb->p.ids, n * sizeof(int)) == 0 && !rlhf__fit_turn(fb, n))
+            return RLHF_ERR_OUT_OF_MEMORY;
+    }
+    return RLHF_OK;
+}
+/* The prompt of a record into fb->p (the template up to where a reply
+   begins, with the mask of any earlier assistant turn) and its turn
+   starts: *n tokens. */
 static rlhf_result rlhf__fit_prompt_ids(const rlhf_tokenizer *t, const rlhf_record *rec, rlhf__fitbuf *fb, size_t *n) {
     rlhf_message one[1];
     const rlhf_message *msg;
     int k = rlhf__prompt_messages(rec, one, &msg);
-    if (k < 0) return RLHF_ERR_INVALID_ARGUMENT;
-    return rlhf__chat_grow(t, msg, k, 1, &fb->p, n);
-}
-/* A response into fb->r: the assistant turn's content and its <|end|>
-   (the template's turn without its leading role marker), all learned. */
-static rlhf_result rlhf__fit_response_ids(const rlhf_tokenizer *t, rlhf_str content, rlhf__fitbuf *fb, size_t *n) {
-    rlhf_message a;
     rlhf_result r;
-    a.role = RLHF_ROLE_ASSISTANT;
-    a.content = content;
-    if ((r = rlhf__chat_grow(t, &a, 1, 0, &fb->r, n)) != RLHF_OK) return r;
-    memmove(fb->r.ids, fb->r.ids + 1, (*n - 1) * sizeof(int));
-    memmove(fb->r.mask, fb->r.mask + 1, *n - 1);
-    (*n)--;
+    if (k < 0) return RLHF_ERR_INVALID_ARGUMENT;
+    if ((r = rlhf__chat_grow(t, msg, k, 1, &fb->p, n)) != RLHF_OK) return r;
+    return rlhf__fit_turns(t, msg, k, fb, *n);
+}
+/* Response k of a record into fb->r (MESSAGES: its last assistant turn):
+   the record's prompt and that response through the template, less the
+   prompt's np tokens in fb->p, with the mask of what SFT learns. Both
+   templates render a reply after its prompt's ids unchanged (a role marker,
+   or the ":" of "\n\nAssistant:" before " reply", ends a piece); checked. */
+static rlhf_result rlhf__fit_response_ids(const rlhf_tokenizer *t, const rlhf_record *rec, int k, rlhf__fitbuf *fb,
+                                          size_t np, size_t *n) {
+    rlhf_message one[1];
+    const rlhf_message *msg;
+    rlhf_result r;
+    if (rec->kind == RLHF_RECORD_MESSAGES) { /* the prompt's messages, then the last assistant turn */
+        int kp = rlhf__prompt_messages(rec, one, &msg);
+        if (kp < 0 || kp >= rec->n_messages || rec->messages[kp].role != RLHF_ROLE_ASSISTANT)
+            return RLHF_ERR_INVALID_ARGUMENT;
+        r = rlhf__chat_grow(t, rec->messages, kp + 1, 0, &fb->r, n);
+    } else
+        while ((r = rlhf__record_chat(t, rec, k, fb->r.ids, fb->r.mask, fb->r.cap, n)) == RLHF_ERR_TOO_LARGE &&
+               (r = rlhf__tokbuf_grow(&fb->r, *n)) == RLHF_OK) {}
+    if (r != RLHF_OK) return r;
+    if (*n < np || memcmp(fb->r.ids, fb->p.ids, np * sizeof(int)) != 0) return RLHF_ERR_INVALID_ARGUMENT;
+    *n -= np;
+    memmove(fb->r.ids, fb->r.ids + np, *n * sizeof(int));
+    memmove(fb->r.mask, fb->r.mask + np, *n);
     return RLHF_OK;
 }
-/* Where to cut the prompt in fb->p (np tokens) for a response of nr tokens
-   in max_len: the turn starts are its role markers (ordinary text never
-   encodes to them). Counts the record in fit (may be NULL); -1: skipped. */
-static long rlhf__fit_apply(const rlhf_tokenizer *t, rlhf__fitbuf *fb, size_t np, size_t nr, size_t max_len,
-                            rlhf_fit_report *fit, rlhf_result *r) {
-    int sys = rlhf_tokenizer_special(t, RLHF_TOKEN_SYSTEM), usr = rlhf_tokenizer_special(t, RLHF_TOKEN_USER);
-    int ast = rlhf_tokenizer_special(t, RLHF_TOKEN_ASSISTANT), mid = 0;
-    size_t i, nt = 0;
-    long cut;
-    *r = RLHF_OK;
-    for (i = 0; i < np; i++) {
-        int id = fb->p.ids[i];
-        if (id != sys && id != usr && id != ast) continue;
-        if (!rlhf__grow((void **)&fb->turns, &fb->cap_turns, nt + 1, sizeof(size_t))) {
-            *r = RLHF_ERR_OUT_OF_MEMORY;
-            return -1;
-        }
-        fb->turns[nt++] = i;
-    }
-    cut = rlhf_fit_cut(np, fb->turns, (int)(nt < 1u << 30 ? nt : 1u << 30), nr, max_len, &mid);
+/* Where to cut the prompt in fb->p (np tokens, its turn starts in
+   fb->turns) for a response of nr tokens in max_len. Counts the record in
+   fit (may be NULL); -1: skipped. */
+static long rlhf__fit_apply(rlhf__fitbuf *fb, size_t np, size_t nr, size_t max_len, rlhf_fit_report *fit) {
+    int mid = 0, nt = (int)(fb->n_turns < 1u << 30 ? fb->n_turns : 1u << 30);
+    long cut = rlhf_fit_cut(np, fb->turns, nt, nr, max_len, &mid);
     if (fit) {
         fit->max_len = (int)max_len;
         if (cut < 0) fit->skipped++;
@@ -9135,30 +9525,23 @@ static long rlhf__fit_apply(const rlhf_tokenizer *t, rlhf__fitbuf *fb, size_t np
    max_len): the prompt's kept part, then the last assistant turn. */
 static rlhf_result rlhf__sft_fit(const rlhf_tokenizer *t, const rlhf_record *rec, size_t max_len, rlhf__fitbuf *fb,
                                  int *ids, unsigned char *mask, size_t *n, rlhf_fit_report *fit) {
-    rlhf_message one[1];
-    const rlhf_message *msg;
-    rlhf_str completion;
     size_t np, nr;
     long cut;
-    int k;
     rlhf_result r;
 
-    /* the response: the completion, or the last assistant turn (the prompt's messages end before it) */
+    /* both halves (the response: the completion, or a conversation's last assistant turn), and the cut */
     *n = 0;
-    if (rec->kind == RLHF_RECORD_COMPLETION) completion = rec->completion;
-    else if (rec->kind == RLHF_RECORD_MESSAGES && (k = rlhf__prompt_messages(rec, one, &msg)) >= 0 &&
-             k < rec->n_messages && rec->messages[k].role == RLHF_ROLE_ASSISTANT)
-        completion = rec->messages[k].content;
-    else
-        return RLHF_ERR_INVALID_ARGUMENT;
-
-    /* both halves, the cut, and the example: the prompt's kept part, then the response */
+    if (rec->kind != RLHF_RECORD_COMPLETION && rec->kind != RLHF_RECORD_MESSAGES) return RLHF_ERR_INVALID_ARGUMENT;
     if ((r = rlhf__fit_prompt_ids(t, rec, fb, &np)) != RLHF_OK) return r;
-    if ((r = rlhf__fit_response_ids(t, completion, fb, &nr)) != RLHF_OK) return r;
-    if ((cut = rlhf__fit_apply(t, fb, np, nr, max_len, fit, &r)) < 0) return r != RLHF_OK ? r : RLHF_ERR_CONTEXT_FULL;
+    if ((r = rlhf__fit_response_ids(t, rec, 0, fb, np, &nr)) != RLHF_OK) return r;
+    if ((cut = rlhf__fit_apply(fb, np, nr, max_len, fit)) < 0) return RLHF_ERR_CONTEXT_FULL;
+
+    /* the example: the prompt's kept part (a conversation's earlier assistant turns are learned, a
+       prompt's own are context), then the response */
     np -= (size_t)cut;
     memcpy(ids, fb->p.ids + cut, np * sizeof(int));
-    memcpy(mask, fb->p.mask + cut, np);
+    if (rec->kind == RLHF_RECORD_MESSAGES) memcpy(mask, fb->p.mask + cut, np);
+    else memset(mask, 0, np);
     memcpy(ids + np, fb->r.ids, nr * sizeof(int));
     memcpy(mask + np, fb->r.mask, nr);
     *n = np + nr;
@@ -9184,7 +9567,7 @@ static rlhf_result rlhf__prompt_fit(const rlhf_tokenizer *t, const rlhf_record *
     rlhf_result r;
     *n = 0;
     if ((r = rlhf__fit_prompt_ids(t, rec, fb, &np)) != RLHF_OK) return r;
-    if ((cut = rlhf__fit_apply(t, fb, np, 0, max_len, fit, &r)) < 0) return r != RLHF_OK ? r : RLHF_ERR_CONTEXT_FULL;
+    if ((cut = rlhf__fit_apply(fb, np, 0, max_len, fit)) < 0) return RLHF_ERR_CONTEXT_FULL;
     if (fit) fit->prompts_only = 1;
     *n = np - (size_t)cut;
     memcpy(ids, fb->p.ids + cut, *n * sizeof(int));
@@ -9202,38 +9585,28 @@ RLHFDEF rlhf_result rlhf_prompt_encode_fit(const rlhf_tokenizer *t, const rlhf_r
     return res;
 }
 
-/* The K completions of a preference record (PAIR: chosen, rejected;
-   RANKING: best first; COMPLETION: its one completion) */
-static int rlhf__pref_count(const rlhf_record *rec) {
-    return rec->kind == RLHF_RECORD_PAIR ? 2 : rec->kind == RLHF_RECORD_RANKING ? rec->n_completions
-                                           : rec->kind == RLHF_RECORD_COMPLETION ? 1 : 0;
-}
-static rlhf_str rlhf__pref_completion(const rlhf_record *rec, int k) {
-    if (rec->kind == RLHF_RECORD_PAIR) return k == 0 ? rec->chosen : rec->rejected;
-    return rec->kind == RLHF_RECORD_RANKING ? rec->completions[k] : rec->completion;
-}
-/* A preference record's K sequences under the rule, one prompt cut for the
-   longest completion: row k of ids (stride max_len) holds lens[k] tokens.
-   Each completion is encoded twice (its length, then its row), so only one
+/* A preference record's K responses (PAIR: chosen, rejected; RANKING: best
+   first; COMPLETION, UNPAIRED: one) under the rule, one prompt cut for the
+   longest response: row k of ids (stride max_len) holds lens[k] tokens.
+   Each response is encoded twice (its length, then its row), so only one
    response buffer is needed. RLHF_ERR_CONTEXT_FULL: skipped (counted). */
 static rlhf_result rlhf__pref_fit(const rlhf_tokenizer *t, const rlhf_record *rec, size_t max_len, rlhf__fitbuf *fb,
                                   int *ids, int *lens, rlhf_fit_report *fit) {
     size_t np, nr, longest = 0;
-    int k, K = rlhf__pref_count(rec);
+    int k, K = rlhf__n_responses(rec);
     long cut;
     rlhf_result r;
     if (K < 1) return RLHF_ERR_INVALID_ARGUMENT;
     if ((r = rlhf__fit_prompt_ids(t, rec, fb, &np)) != RLHF_OK) return r;
     for (k = 0; k < K; k++) {
-        if ((r = rlhf__fit_response_ids(t, rlhf__pref_completion(rec, k), fb, &nr)) != RLHF_OK) return r;
+        if ((r = rlhf__fit_response_ids(t, rec, k, fb, np, &nr)) != RLHF_OK) return r;
         if (nr > longest) longest = nr;
     }
-    if ((cut = rlhf__fit_apply(t, fb, np, longest, max_len, fit, &r)) < 0)
-        return r != RLHF_OK ? r : RLHF_ERR_CONTEXT_FULL;
+    if ((cut = rlhf__fit_apply(fb, np, longest, max_len, fit)) < 0) return RLHF_ERR_CONTEXT_FULL;
     np -= (size_t)cut;
     for (k = 0; k < K; k++) {
         int *row = ids + (size_t)k * max_len;
-        if ((r = rlhf__fit_response_ids(t, rlhf__pref_completion(rec, k), fb, &nr)) != RLHF_OK) return r;
+        if ((r = rlhf__fit_response_ids(t, rec, k, fb, np + (size_t)cut, &nr)) != RLHF_OK) return r;
         memcpy(row, fb->p.ids + cut, np * sizeof(int));
         memcpy(row + np, fb->r.ids, nr * sizeof(int));
         lens[k] = (int)(np + nr);
@@ -9555,6 +9928,9 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
     int text = train && rlhf_dataset_size(train) > 0 && rlhf_dataset_record(train, 0)->kind == RLHF_RECORD_TEXT;
     rlhf_result r;
     if (!rlhf__run_begin(&run, text ? "pretrain" : "sft", m, t, train, o, err, &r)) return r;
+    if (rlhf_dataset_size(train) > 0 && rlhf_dataset_record(train, 0)->kind == RLHF_RECORD_UNPAIRED)
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the training set holds unpaired preference records "
+                              "(prompt, completion, label): SFT needs {\"prompt\", \"completion\"} or {\"messages\"}");
     if (val && rlhf_dataset_size(val) > 0 && (rlhf_dataset_record(val, 0)->kind == RLHF_RECORD_TEXT) != text)
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the training set is %s but the validation set is not",
                               text ? "text" : "SFT");
@@ -9653,10 +10029,13 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
         const rlhf_record *rec = rlhf_dataset_record(d, i);
         size_t first = ex->n;
         if (rec->kind != RLHF_RECORD_PAIR && rec->kind != RLHF_RECORD_RANKING) {
-            r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "line %zu: not a preference pair or ranking", rec->line);
+            r = rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "line %zu: %s", rec->line,
+                               rec->kind == RLHF_RECORD_UNPAIRED
+                                   ? "an unpaired preference record (prompt, completion, label), not a pair or ranking"
+                                   : "not a preference pair or ranking");
             break;
         }
-        K = rlhf__pref_count(rec);
+        K = rlhf__n_responses(rec);
         if (!rlhf__grow((void **)&rows, &cap_rows, (size_t)K * (size_t)seq_len, sizeof(int)) ||
             !rlhf__grow((void **)&lens, &cap_lens, (size_t)K, sizeof(int))) {
             r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
@@ -10076,7 +10455,7 @@ RLHFDEF rlhf_result rlhf_reward_score_record(rlhf_model *rm, const rlhf_tokenize
     int *rows = NULL, *lens = NULL, K, k, T = 1;
     rlhf_result res;
     if (!rm) return RLHF_ERR_INVALID_ARGUMENT;
-    if (!t || !r || !scores || max_len < 0 || max_len > rm->cfg.n_ctx || (K = rlhf__pref_count(r)) < 1)
+    if (!t || !r || !scores || max_len < 0 || max_len > rm->cfg.n_ctx || (K = rlhf__n_responses(r)) < 1)
         return rlhf__fail(rm, RLHF_ERR_INVALID_ARGUMENT,
                           "rlhf_reward_score_record: need a tokenizer, a pair, ranking or completion record, scores, "
                           "and 0 <= max_len <= n_ctx %d", rm->cfg.n_ctx);

@@ -65,6 +65,27 @@ expect 1 "is a directory" eval "$SFT" --data "$Q"
 printf '\357\273\277{"prompt": "add 1 and 2"}\n' > "$W/bom.jsonl"
 expect 0 "PPO: 1 iterations" ppo --policy "$SFT" --reward "$RM" --prompts "$W/bom.jsonl" --out "$W/p6" $PPO
 
+# --- TRL's conversational forms and HH-RLHF turns: the same conversation, the same numbers, in every form ---
+u='{"role": "user", "content": "add 1 and 2"}'
+printf '%s\n' '{"prompt": "add 1 and 2", "chosen": " 3", "rejected": " 4"}' \
+    "{\"prompt\": [$u], \"chosen\": [{\"role\": \"assistant\", \"content\": \" 3\"}], \"rejected\": [{\"role\": \"assistant\", \"content\": \" 4\"}]}" \
+    "{\"chosen\": [$u, {\"role\": \"assistant\", \"content\": \" 3\"}], \"rejected\": [$u, {\"role\": \"assistant\", \"content\": \" 4\"}]}" \
+    '{"chosen": "\n\nHuman: add 1 and 2\n\nAssistant:  3", "rejected": "\n\nHuman: add 1 and 2\n\nAssistant:  4"}' > "$W/forms.jsonl"
+expect 0 "pairwise accuracy .* over 4 pairs" score "$RM" --data "$W/forms.jsonl"
+[ "$(grep '^line' "$OUT" | cut -d: -f2 | sort -u | wc -l)" -eq 1 ] || bad "score --data: the four forms of one pair score differently"
+expect 0 "pairwise accuracy .* over 4 pairs" eval "$RM" --data "$W/forms.jsonl"
+printf '%s\n' '{"prompt": "add 1 and 2", "completion": " 3"}' > "$W/sft_str.jsonl"
+printf '%s\n' "{\"prompt\": [$u], \"completion\": [{\"role\": \"assistant\", \"content\": \" 3\"}]}" > "$W/sft_conv.jsonl"
+expect 0 "completion loss" eval "$SFT" --data "$W/sft_str.jsonl"
+cp "$OUT" "$W/eval_str.txt"
+expect 0 "completion loss" eval "$SFT" --data "$W/sft_conv.jsonl"
+cmp -s "$OUT" "$W/eval_str.txt" || bad "eval: a conversational SFT record's loss differs from its string form's"
+printf '%s\n' "{\"prompt\": [{\"role\": \"system\", \"content\": \"be brief\"}, $u]}" > "$W/prompts_conv.jsonl"
+expect 0 "PPO: 1 iterations" ppo --policy "$SFT" --reward "$RM" --prompts "$W/prompts_conv.jsonl" --out "$W/p_conv" $PPO
+printf '%s\n' '{"prompt": "add 1 and 2", "completion": " 4", "label": false}' > "$W/kto.jsonl"
+expect 1 "kto.jsonl:1:1: an unpaired preference record .*, not a pair" score "$RM" --data "$W/kto.jsonl"
+expect 1 "kto.jsonl:1:1: an unpaired preference record .*SFT learns every completion" sft --model "$SFT" --data "$W/kto.jsonl" --out "$W/s_kto"
+
 # --- nonsense values: exit 2, naming the option ---
 expect 2 "--lr must be" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --lr inf
 expect 2 "--steps must be" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$W/s0" --steps -5

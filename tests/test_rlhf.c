@@ -1991,6 +1991,177 @@ static void test_datasets(void) {
     CHECK(rlhf_dataset_load(&d, "build/none.jsonl", RLHF_DATA_SFT, NULL, &e) == RLHF_ERR_IO && strstr(e.message, "cannot open"));
 }
 
+/* a message has this role and content */
+static int turn_is(const rlhf_message *m, rlhf_role role, const char *content) {
+    return m->role == role && str_is(m->content, content);
+}
+#define U(s) "{\"role\": \"user\", \"content\": \"" s "\"}"
+#define A(s) "{\"role\": \"assistant\", \"content\": \"" s "\"}"
+#define S(s) "{\"role\": \"system\", \"content\": \"" s "\"}"
+/* TRL's conversational forms and unpaired preference, each into its record */
+static void test_datasets_trl(void) {
+    rlhf_error e;
+    rlhf_dataset *d;
+    const rlhf_record *r;
+    /* SFT: conversational prompt-completion, one prompt with an assistant turn of its own */
+    d = load_text("build/sft.jsonl",
+                  "{\"prompt\": [" S("be brief") ", " U("hi") "], \"completion\": [" A("hello") "]}\n"
+                  "{\"prompt\": [" U("a") ", " A("b") ", " U("c") "], \"completion\": [" A("d") "]}\n",
+                  RLHF_DATA_SFT, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 2);
+    if (!d) { fprintf(stderr, "  %s\n", e.message); return; }
+    r = rlhf_dataset_record(d, 0);
+    CHECK(r->kind == RLHF_RECORD_COMPLETION && r->n_prompt_messages == 2 && r->n_completion_messages == 1 && !r->prompt.str);
+    CHECK(turn_is(&r->prompt_messages[0], RLHF_ROLE_SYSTEM, "be brief") && turn_is(&r->prompt_messages[1], RLHF_ROLE_USER, "hi") &&
+          turn_is(&r->completion_messages[0], RLHF_ROLE_ASSISTANT, "hello"));
+    r = rlhf_dataset_record(d, 1);
+    CHECK(r->n_prompt_messages == 3 && turn_is(&r->prompt_messages[1], RLHF_ROLE_ASSISTANT, "b") && r->line == 2);
+    rlhf_dataset_free(d);
+    /* preference: explicit prompt; implicit prompt (shared messages up to the last assistant turn both have) */
+    d = load_text("build/pref.jsonl",
+                  "{\"prompt\": [" U("q") "], \"chosen\": [" A("good") "], \"rejected\": [" A("bad") "]}\n"
+                  "{\"chosen\": [" U("hi") ", " A("hello") "], \"rejected\": [" U("hi") ", " A("go away") "]}\n"
+                  "{\"chosen\": [" U("a") ", " A("b") ", " U("c") ", " A("d") "], \"rejected\": [" U("a") ", " A("x") ", " U("c") ", " A("d") "]}\n"
+                  "{\"chosen\": [" U("a") ", " A("b") ", " U("c") ", " A("d") "], \"rejected\": [" U("a") ", " A("b") ", " U("e") ", " A("f") "]}\n"
+                  "{\"chosen\": [" U("a") ", " A("b") "], \"rejected\": [" U("a") ", " A("b") ", " U("c") ", " A("d") "]}\n"
+                  "{\"chosen\": [" U("p") ", " A("q") "], \"rejected\": [" U("r") ", " A("s") "]}\n",
+                  RLHF_DATA_PREFERENCE, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 6);
+    if (!d) { fprintf(stderr, "  %s\n", e.message); return; }
+    r = rlhf_dataset_record(d, 0);
+    CHECK(r->kind == RLHF_RECORD_PAIR && r->n_prompt_messages == 1 && turn_is(&r->prompt_messages[0], RLHF_ROLE_USER, "q") &&
+          r->n_chosen_messages == 1 && turn_is(&r->chosen_messages[0], RLHF_ROLE_ASSISTANT, "good") &&
+          r->n_rejected_messages == 1 && turn_is(&r->rejected_messages[0], RLHF_ROLE_ASSISTANT, "bad"));
+    r = rlhf_dataset_record(d, 1);
+    CHECK(r->n_prompt_messages == 1 && turn_is(&r->prompt_messages[0], RLHF_ROLE_USER, "hi") && r->n_chosen_messages == 1 &&
+          turn_is(&r->chosen_messages[0], RLHF_ROLE_ASSISTANT, "hello") && turn_is(&r->rejected_messages[0], RLHF_ROLE_ASSISTANT, "go away"));
+    r = rlhf_dataset_record(d, 2); /* they differ at an earlier assistant turn: the prompt ends before it */
+    CHECK(r->n_prompt_messages == 1 && r->n_chosen_messages == 3 && r->n_rejected_messages == 3 &&
+          turn_is(&r->chosen_messages[0], RLHF_ROLE_ASSISTANT, "b") && turn_is(&r->rejected_messages[0], RLHF_ROLE_ASSISTANT, "x") &&
+          turn_is(&r->chosen_messages[2], RLHF_ROLE_ASSISTANT, "d"));
+    r = rlhf_dataset_record(d, 3); /* they differ at a user turn: the prompt ends before the assistant turn before it */
+    CHECK(r->n_prompt_messages == 1 && r->n_chosen_messages == 3 && turn_is(&r->rejected_messages[1], RLHF_ROLE_USER, "e"));
+    r = rlhf_dataset_record(d, 4); /* one conversation goes on after the other: both replies keep the last assistant turn */
+    CHECK(r->n_prompt_messages == 1 && r->n_chosen_messages == 1 && r->n_rejected_messages == 3);
+    r = rlhf_dataset_record(d, 5); /* nothing shared: no prompt, whole conversations, counted */
+    CHECK(r->prompt_messages && r->n_prompt_messages == 0 && r->n_chosen_messages == 2 && rlhf_dataset_unshared_prompts(d) == 1);
+    rlhf_dataset_free(d);
+    /* prompt-only conversational */
+    d = load_text("build/prompts.jsonl", "{\"prompt\": [" S("be brief") ", " U("hi") "]}\n", RLHF_DATA_PROMPTS, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 1);
+    r = rlhf_dataset_record(d, 0);
+    CHECK(r && r->kind == RLHF_RECORD_PROMPT && r->n_messages == 2 && r->n_prompt_messages == 2 &&
+          turn_is(&r->messages[1], RLHF_ROLE_USER, "hi"));
+    rlhf_dataset_free(d);
+    /* unpaired preference, standard and conversational */
+    d = load_text("build/kto.jsonl",
+                  "{\"prompt\": \"2+3?\", \"completion\": \" 5\", \"label\": true}\n"
+                  "{\"prompt\": [" U("2+3?") "], \"completion\": [" A("6") "], \"label\": false}\n",
+                  RLHF_DATA_UNPAIRED, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 2);
+    if (!d) { fprintf(stderr, "  %s\n", e.message); return; }
+    r = rlhf_dataset_record(d, 0);
+    CHECK(r->kind == RLHF_RECORD_UNPAIRED && r->label == 1 && str_is(r->prompt, "2+3?") && str_is(r->completion, " 5") &&
+          !r->prompt_messages);
+    r = rlhf_dataset_record(d, 1);
+    CHECK(r->kind == RLHF_RECORD_UNPAIRED && r->label == 0 && turn_is(&r->completion_messages[0], RLHF_ROLE_ASSISTANT, "6") &&
+          r->n_prompt_messages == 1);
+    rlhf_dataset_free(d);
+}
+/* every way a conversational or unpaired record can be malformed, with its place */
+static void test_datasets_trl_malformed(void) {
+    data_reject(RLHF_DATA_SFT, "{\"prompt\": [" U("a") "], \"completion\": \"b\"}",
+                "build/bad.jsonl:1:62: \"completion\" must be a list of messages, as \"prompt\" is");
+    data_reject(RLHF_DATA_SFT, "{\"prompt\": \"a\", \"completion\": [" A("b") "]}",
+                "build/bad.jsonl:1:12: \"prompt\" must be a list of messages, as \"completion\" is");
+    data_reject(RLHF_DATA_SFT, "{\"prompt\": [" U("a") "], \"completion\": [" U("b") "]}",
+                "build/bad.jsonl:1:62: \"completion\" has no assistant turn");
+    data_reject(RLHF_DATA_SFT, "{\"prompt\": [], \"completion\": [" A("b") "]}", "build/bad.jsonl:1:12: \"prompt\" must be a non-empty array");
+    data_reject(RLHF_DATA_SFT, "{\"prompt\": [{\"role\": \"bot\", \"content\": \"x\"}], \"completion\": [" A("b") "]}",
+                "build/bad.jsonl:1:22: prompt[0] role must be \"system\", \"user\" or \"assistant\"");
+    data_reject(RLHF_DATA_SFT, "{\"prompt\": \"a\", \"completion\": \"b\", \"label\": true}",
+                "build/bad.jsonl:1:1: an unpaired preference record (\"label\"): SFT learns every completion it is given; "
+                "give it {\"prompt\", \"completion\"} or {\"messages\"}");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"chosen\": [" U("a") ", " A("b") "], \"rejected\": \"x\"}",
+                "build/bad.jsonl:1:99: \"rejected\" must be a list of messages, as \"chosen\" is");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": [" U("q") "], \"chosen\": \"a\", \"rejected\": \"b\"}",
+                "build/bad.jsonl:1:58: \"chosen\" must be a list of messages, as \"prompt\" is");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"q\", \"chosen\": [" A("a") "], \"rejected\": [" A("b") "]}",
+                "build/bad.jsonl:1:12: \"prompt\" must be a list of messages, as \"chosen\" is");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"chosen\": [" U("a") "], \"rejected\": [" U("a") ", " A("b") "]}",
+                "build/bad.jsonl:1:12: \"chosen\" must end with an assistant turn");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"chosen\": [" U("a") ", " A("b") "], \"rejected\": [" U("a") "]}",
+                "build/bad.jsonl:1:99: \"rejected\" must end with an assistant turn");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"chosen\": [" U("a") ", " A("b") "], \"rejected\": [" U("a") ", " A("b") "]}",
+                "build/bad.jsonl:1:99: \"rejected\" is the same as \"chosen\": nothing to compare");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": [" U("q") "], \"chosen\": [" A("b") "], \"rejected\": [" A("b") "]}",
+                "build/bad.jsonl:1:111: \"rejected\" is the same as \"chosen\": nothing to compare");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"chosen\": [{\"role\": \"assistant\"}], \"rejected\": [" A("b") "]}",
+                "build/bad.jsonl:1:13: missing \"content\"");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"chosen\": [" A("a") ", 3], \"rejected\": [" A("b") "]}",
+                "build/bad.jsonl:1:52: chosen[1] must be an object");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"p\", \"completion\": \"c\", \"label\": false}",
+                "build/bad.jsonl:1:1: an unpaired preference record ({\"prompt\", \"completion\", \"label\"}), not a pair: "
+                "this needs {\"chosen\", \"rejected\"} or {\"completions\", \"ranking\"}");
+    data_reject(RLHF_DATA_PROMPTS, "{\"prompt\": [" U("a") ", " A("b") "]}", "build/bad.jsonl:1:12: \"prompt\" must end with a user turn");
+    data_reject(RLHF_DATA_PROMPTS, "{\"prompt\": [7]}", "build/bad.jsonl:1:13: prompt[0] must be an object");
+    data_reject(RLHF_DATA_UNPAIRED, "{\"prompt\": \"p\", \"completion\": \"c\"}", "build/bad.jsonl:1:1: missing \"label\"");
+    data_reject(RLHF_DATA_UNPAIRED, "{\"prompt\": \"p\", \"completion\": \"c\", \"label\": 1}",
+                "build/bad.jsonl:1:45: \"label\" must be true or false");
+    data_reject(RLHF_DATA_UNPAIRED, "{\"prompt\": [" U("p") "], \"completion\": [" U("c") "], \"label\": true}",
+                "build/bad.jsonl:1:62: \"completion\" has no assistant turn");
+    data_reject(RLHF_DATA_UNPAIRED, "{\"prompt\": \"p\", \"completion\": [" A("c") "], \"label\": true}",
+                "build/bad.jsonl:1:12: \"prompt\" must be a list of messages, as \"completion\" is");
+}
+/* HH-RLHF transcripts in turns: only "\n\nHuman:" and "\n\nAssistant:" start a turn */
+static void test_datasets_hh_turns(void) {
+    rlhf_error e;
+    rlhf_dataset *d;
+    const rlhf_record *r;
+    d = load_text("build/hh.jsonl",
+                  "{\"chosen\": \"\\n\\nHuman: hi\\n\\nAssistant: hello there\", \"rejected\": \"\\n\\nHuman: hi\\n\\nAssistant: go away\"}\n"
+                  "{\"chosen\": \"\\n\\nHuman: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\nAssistant: d\", "
+                  "\"rejected\": \"\\n\\nHuman: a\\n\\nAssistant: x\\n\\nHuman: c\\n\\nAssistant: d\"}\n"
+                  "{\"chosen\": \"\\n\\nHuman: What does 'Human: hi' mean?\\nHuman: a tag?\\n\\nAssistant: A speaker tag. Assistant: too."
+                  "\\n\\nHuman:ok\\n\\nAssistant: Good.\", "
+                  "\"rejected\": \"\\n\\nHuman: What does 'Human: hi' mean?\\nHuman: a tag?\\n\\nAssistant: A speaker tag. Assistant: too."
+                  "\\n\\nHuman:ok\\n\\nAssistant: Bad.\\n\\nHuman: why?\\n\\nAssistant: Just so.\"}\n"
+                  "{\"chosen\": \"Human: a\\n\\nAssistant: x\", \"rejected\": \"Human: a\\n\\nAssistant: y\"}\n"
+                  "{\"chosen\": \"\\n\\nHuman: a\\n\\nHuman: b\\n\\nHuman: c\\n\\nAssistant: x\", "
+                  "\"rejected\": \"\\n\\nHuman: a\\n\\nHuman: b\\n\\nHuman: c\\n\\nAssistant: y\"}\n"
+                  "{\"chosen\": \"\\n\\nHuman: a\\n\\nAssistant: x\\n\\nHuman: more\", \"rejected\": \"\\n\\nHuman: a\\n\\nAssistant: y\"}\n"
+                  "{\"chosen\": \"\\n\\nHuman: a\\n\\nAssistant: x\", \"rejected\": \"\\n\\nHuman: b\\n\\nAssistant: x\"}\n",
+                  RLHF_DATA_PREFERENCE, 0, &e);
+    CHECK(d && rlhf_dataset_size(d) == 7);
+    if (!d) { fprintf(stderr, "  %s\n", e.message); return; }
+    r = rlhf_dataset_record(d, 0); /* the strings keep their meaning; the turns come beside them */
+    CHECK(str_is(r->prompt, "\n\nHuman: hi\n\nAssistant:") && str_is(r->chosen, " hello there"));
+    CHECK(r->n_prompt_messages == 1 && turn_is(&r->prompt_messages[0], RLHF_ROLE_USER, "hi") && r->n_chosen_messages == 1 &&
+          turn_is(&r->chosen_messages[0], RLHF_ROLE_ASSISTANT, "hello there") &&
+          turn_is(&r->rejected_messages[0], RLHF_ROLE_ASSISTANT, "go away"));
+    r = rlhf_dataset_record(d, 1); /* differing at an earlier turn: the replies hold the later turns */
+    CHECK(r->n_prompt_messages == 1 && r->n_chosen_messages == 3 && r->n_rejected_messages == 3 &&
+          turn_is(&r->chosen_messages[0], RLHF_ROLE_ASSISTANT, "b") && turn_is(&r->chosen_messages[1], RLHF_ROLE_USER, "c") &&
+          turn_is(&r->chosen_messages[2], RLHF_ROLE_ASSISTANT, "d") && turn_is(&r->rejected_messages[0], RLHF_ROLE_ASSISTANT, "x"));
+    r = rlhf_dataset_record(d, 2); /* "Human:" and "Assistant:" inside a turn are its text */
+    CHECK(r->n_prompt_messages == 3 &&
+          turn_is(&r->prompt_messages[0], RLHF_ROLE_USER, "What does 'Human: hi' mean?\nHuman: a tag?") &&
+          turn_is(&r->prompt_messages[1], RLHF_ROLE_ASSISTANT, "A speaker tag. Assistant: too.") &&
+          turn_is(&r->prompt_messages[2], RLHF_ROLE_USER, "ok"));
+    CHECK(r->n_chosen_messages == 1 && turn_is(&r->chosen_messages[0], RLHF_ROLE_ASSISTANT, "Good.") &&
+          r->n_rejected_messages == 3 && turn_is(&r->rejected_messages[2], RLHF_ROLE_ASSISTANT, "Just so."));
+    r = rlhf_dataset_record(d, 3); /* a transcript may start at "Human:" without the blank line */
+    CHECK(r->n_prompt_messages == 1 && turn_is(&r->prompt_messages[0], RLHF_ROLE_USER, "a"));
+    r = rlhf_dataset_record(d, 4); /* Human turns in a row: not the pattern, strings only */
+    CHECK(!r->prompt_messages && !r->chosen_messages && str_is(r->prompt, "\n\nHuman: a\n\nHuman: b\n\nHuman: c\n\nAssistant:"));
+    r = rlhf_dataset_record(d, 5); /* a reply that ends with a Human turn: strings only */
+    CHECK(!r->prompt_messages && str_is(r->chosen, " x\n\nHuman: more"));
+    CHECK(rlhf_dataset_unsplit_transcripts(d) == 2);
+    r = rlhf_dataset_record(d, 6); /* no shared Assistant turn: empty prompt string, whole transcripts, counted */
+    CHECK(!r->prompt_messages && r->prompt.len == 0 && rlhf_dataset_unshared_prompts(d) == 1);
+    rlhf_dataset_free(d);
+}
+
 /* ---- tokenizer -------------------------------------------------------------------- */
 #ifndef RLHF_SHARED_DIR
 #define RLHF_SHARED_DIR "../shared/testdata"
@@ -2435,6 +2606,159 @@ static void test_tokenizer_hh(void) {
         rlhf_tokenizer_free(back);
         remove("build/hh_tok.json");
     }
+    rlhf_tokenizer_free(t);
+}
+
+/* ids of a record's k-th response (k < 0: its SFT encoding; k == -2: its prompt) */
+static size_t record_ids(const rlhf_tokenizer *t, const rlhf_record *r, int k, int *ids, unsigned char *mask) {
+    size_t n = 0;
+    rlhf_result res = k == -1 ? rlhf_sft_encode(t, r, ids, mask, 512, &n) : k == -2 ? rlhf_prompt_encode(t, r, ids, 512, &n)
+                                                                                    : rlhf_response_encode(t, r, k, ids, 512, &n);
+    CHECK_OK(res);
+    return n;
+}
+/* a record's encoding is the chat template of the conversation a messages record spells out */
+static void same_ids(const rlhf_tokenizer *t, const rlhf_record *r, int k, const rlhf_record *conv, const char *what) {
+    int a[512], b[512];
+    size_t na = record_ids(t, r, k, a, NULL), nb = record_ids(t, conv, -1, b, NULL);
+    if (na != nb || memcmp(a, b, na * sizeof(int)) != 0) {
+        fprintf(stderr, "  FAIL %s: %zu ids, the messages record's template %zu, or they differ\n", what, na, nb);
+        g_fail++;
+    }
+}
+static void test_datasets_chat_ids(void) {
+    rlhf_tokenizer *t = NULL;
+    rlhf_dataset *sft = NULL, *pref = NULL, *msgs = NULL, *pr = NULL, *kto = NULL;
+    rlhf_model *m = NULL;
+    rlhf_config cfg;
+    rlhf_error e;
+    int a[512], b[512];
+    unsigned char ma[512], mb[512];
+    size_t na, nb, np, i;
+    CHECK_OK(rlhf_tokenizer_train(&t, TOK_CORPUS, strlen(TOK_CORPUS), 300, &e));
+    sft = load_text("build/c_sft.jsonl",
+                    "{\"prompt\": [" S("be brief") ", " U("add 2 and 3") "], \"completion\": [" A("5") "]}\n"
+                    "{\"prompt\": [" U("a cat") ", " A("sat") ", " U("then?") "], \"completion\": [" A("it slept") "]}\n",
+                    RLHF_DATA_SFT, 0, &e);
+    pref = load_text("build/c_pref.jsonl",
+                     "{\"prompt\": [" U("the quick") "], \"chosen\": [" A("fox") "], \"rejected\": [" A("dog") "]}\n"
+                     "{\"chosen\": [" U("a cat") ", " A("sat") ", " U("then?") ", " A("it slept") "], "
+                     "\"rejected\": [" U("a cat") ", " A("ran") ", " U("then?") ", " A("it slept") "]}\n"
+                     "{\"chosen\": \"\\n\\nHuman: a cat\\n\\nAssistant: sat\\n\\nHuman: then?\\n\\nAssistant: it slept\", "
+                     "\"rejected\": \"\\n\\nHuman: a cat\\n\\nAssistant: ran\\n\\nHuman: then?\\n\\nAssistant: it slept\"}\n",
+                     RLHF_DATA_PREFERENCE, 0, &e);
+    /* the same conversations as messages records */
+    msgs = load_text("build/c_msgs.jsonl",
+                     "{\"messages\": [" S("be brief") ", " U("add 2 and 3") ", " A("5") "]}\n"
+                     "{\"messages\": [" U("a cat") ", " A("sat") ", " U("then?") ", " A("it slept") "]}\n"
+                     "{\"messages\": [" U("the quick") ", " A("fox") "]}\n"
+                     "{\"messages\": [" U("the quick") ", " A("dog") "]}\n"
+                     "{\"messages\": [" U("a cat") ", " A("ran") ", " U("then?") ", " A("it slept") "]}\n",
+                     RLHF_DATA_SFT, 0, &e);
+    pr = load_text("build/c_prompts.jsonl", "{\"prompt\": [" S("be brief") ", " U("a cat") "]}\n"
+                   "{\"messages\": [" S("be brief") ", " U("a cat") "]}\n", RLHF_DATA_PROMPTS, 0, &e);
+    kto = load_text("build/c_kto.jsonl", "{\"prompt\": [" U("the quick") "], \"completion\": [" A("dog") "], \"label\": false}\n",
+                    RLHF_DATA_UNPAIRED, 0, &e);
+    CHECK(t && sft && pref && msgs && pr && kto);
+    if (!t || !sft || !pref || !msgs || !pr || !kto) goto done;
+
+    /* SFT: the template of prompt + completion, the completion's assistant turns learned */
+    na = record_ids(t, rlhf_dataset_record(sft, 0), -1, a, ma);
+    nb = record_ids(t, rlhf_dataset_record(msgs, 0), -1, b, mb);
+    CHECK(na == nb && memcmp(a, b, na * sizeof(int)) == 0 && memcmp(ma, mb, na) == 0);
+    na = record_ids(t, rlhf_dataset_record(sft, 1), -1, a, ma); /* the prompt's own assistant turn is not learned */
+    nb = record_ids(t, rlhf_dataset_record(msgs, 1), -1, b, mb);
+    CHECK(rlhf_tokenizer_chat(t, rlhf_dataset_record(sft, 1)->prompt_messages, 3, 0, NULL, NULL, 0, &np) == RLHF_ERR_TOO_LARGE);
+    CHECK(na == nb && memcmp(a, b, na * sizeof(int)) == 0 && np < na);
+    for (i = 0; i < na; i++) CHECK(ma[i] == (i < np ? 0 : mb[i]));
+    CHECK(memchr(mb, 1, np) != NULL); /* the messages record learns that turn: the two masks do differ there */
+
+    {   /* a long conversation (more turns than the encoder keeps on its stack) */
+        char conv[2048] = "{\"prompt\": [", whole[2048] = "{\"messages\": [";
+        rlhf_dataset *c2, *m2;
+        int k;
+        for (k = 0; k < 9; k++) {
+            strcat(conv, U("more?") ", " A("yes") ", ");
+            strcat(whole, U("more?") ", " A("yes") ", ");
+        }
+        strcat(conv, U("last") "], \"completion\": [" A("done") "]}\n");
+        strcat(whole, U("last") ", " A("done") "]}\n");
+        c2 = load_text("build/c_long.jsonl", conv, RLHF_DATA_SFT, 0, &e);
+        m2 = load_text("build/c_long_msgs.jsonl", whole, RLHF_DATA_SFT, 0, &e);
+        CHECK(c2 && m2 && rlhf_dataset_record(c2, 0)->n_prompt_messages == 19);
+        if (c2 && m2) {
+            same_ids(t, rlhf_dataset_record(c2, 0), 0, rlhf_dataset_record(m2, 0), "19 prompt turns");
+            na = record_ids(t, rlhf_dataset_record(c2, 0), -1, a, ma);
+            for (i = 0, np = 0; i < na; i++) np += ma[i];
+            CHECK_OK(rlhf_tokenizer_encode(t, "done", 4, b, 512, &nb));
+            CHECK(np == nb + 1); /* "done" and its <|end|>: the prompt's nine "yes" are context */
+        }
+        rlhf_dataset_free(c2);
+        rlhf_dataset_free(m2);
+    }
+
+    /* preferences: each response after its prompt is the template of the whole conversation */
+    same_ids(t, rlhf_dataset_record(pref, 0), 0, rlhf_dataset_record(msgs, 2), "explicit prompt, chosen");
+    same_ids(t, rlhf_dataset_record(pref, 0), 1, rlhf_dataset_record(msgs, 3), "explicit prompt, rejected");
+    same_ids(t, rlhf_dataset_record(pref, 1), 0, rlhf_dataset_record(msgs, 1), "implicit prompt, chosen");
+    same_ids(t, rlhf_dataset_record(pref, 1), 1, rlhf_dataset_record(msgs, 4), "implicit prompt, rejected");
+    same_ids(t, rlhf_dataset_record(pref, 2), 0, rlhf_dataset_record(msgs, 1), "HH-RLHF turns, chosen");
+    same_ids(t, rlhf_dataset_record(pref, 2), 1, rlhf_dataset_record(msgs, 4), "HH-RLHF turns, rejected");
+    same_ids(t, rlhf_dataset_record(kto, 0), 0, rlhf_dataset_record(msgs, 3), "unpaired, conversational");
+    CHECK(rlhf_response_encode(t, rlhf_dataset_record(pref, 0), 2, a, 512, &na) == RLHF_ERR_INVALID_ARGUMENT);
+    /* prompts end with <|assistant|>: the implicit and HH prompts are the shared user turn */
+    na = record_ids(t, rlhf_dataset_record(pref, 1), -2, a, NULL);
+    nb = record_ids(t, rlhf_dataset_record(pref, 2), -2, b, NULL);
+    CHECK(na == nb && memcmp(a, b, na * sizeof(int)) == 0);
+    CHECK_OK(rlhf_tokenizer_chat(t, rlhf_dataset_record(msgs, 1)->messages, 1, 1, b, NULL, 512, &nb));
+    CHECK(na == nb && memcmp(a, b, na * sizeof(int)) == 0);
+    na = record_ids(t, rlhf_dataset_record(pr, 0), -2, a, NULL);
+    nb = record_ids(t, rlhf_dataset_record(pr, 1), -2, b, NULL);
+    CHECK(na == nb && memcmp(a, b, na * sizeof(int)) == 0 && a[na - 1] == rlhf_tokenizer_special(t, RLHF_TOKEN_ASSISTANT));
+
+    /* unpaired records are stored, and the stages that learn from pairs or completions refuse them */
+    cfg.vocab_size = rlhf_tokenizer_vocab_size(t); cfg.n_ctx = 48; cfg.n_layer = 1; cfg.n_head = 2; cfg.n_embd = 16;
+    CHECK_OK(rlhf_model_create(&m, &cfg, 5));
+    if (!m) goto done;
+    {
+        rlhf_train_options o = rlhf_train_options_sft();
+        CHECK(rlhf_sft_train(m, t, kto, NULL, &o, NULL, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+              strstr(e.message, "unpaired preference records"));
+        CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 5));
+        CHECK(rlhf_reward_train(m, t, kto, NULL, &o, NULL, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+              strstr(e.message, "line 1: an unpaired preference record"));
+    }
+    /* the reward of each response is the reward of the messages record's ids */
+    {
+        float got[2], want[2];
+        int len;
+        rlhf_rng rng;
+        rlhf_rng_seed(&rng, 5);
+        spread_params(m, &rng);
+        CHECK_OK(rlhf_reward_score_record(m, t, rlhf_dataset_record(pref, 1), 0, got, NULL));
+        len = (int)record_ids(t, rlhf_dataset_record(msgs, 1), -1, a, NULL);
+        CHECK_OK(rlhf_reward_score_ids(m, a, NULL, &len, 1, len, &want[0]));
+        len = (int)record_ids(t, rlhf_dataset_record(msgs, 4), -1, a, NULL);
+        CHECK_OK(rlhf_reward_score_ids(m, a, NULL, &len, 1, len, &want[1]));
+        close_enough("rlhf_reward_score_record", got, want, 2, 1e-6, 1e-5);
+        CHECK(fabsf(got[0] - got[1]) > 1e-4f); /* the two responses are told apart */
+        CHECK_OK(rlhf_reward_score_record(m, t, rlhf_dataset_record(sft, 1), 0, got, NULL)); /* a completion: one response */
+        /* a response longer than the context: skipped and counted (the long-record rule) */
+        cfg.n_ctx = 8;
+        rlhf_model_free(m);
+        m = NULL;
+        CHECK_OK(rlhf_model_create(&m, &cfg, 5));
+        if (m) CHECK_OK(rlhf_model_add_score_head(m, -1.0f, 5));
+        if (m) {
+            rlhf_fit_report fit;
+            memset(&fit, 0, sizeof fit);
+            CHECK(rlhf_reward_score_record(m, t, rlhf_dataset_record(pref, 1), 0, got, &fit) == RLHF_ERR_CONTEXT_FULL);
+            CHECK(fit.skipped == 1 && fit.kept == 0);
+        }
+    }
+done:
+    rlhf_model_free(m);
+    rlhf_dataset_free(sft); rlhf_dataset_free(pref); rlhf_dataset_free(msgs); rlhf_dataset_free(pr); rlhf_dataset_free(kto);
     rlhf_tokenizer_free(t);
 }
 
@@ -4948,11 +5272,15 @@ static const test_case TESTS[] = {
     {"safetensors_endian", test_safetensors_endian, 0},
     {"hf_directory", test_hf_directory, 0},
     {"datasets", test_datasets, 0},
+    {"datasets_trl", test_datasets_trl, 0},
+    {"datasets_trl_malformed", test_datasets_trl_malformed, 0},
+    {"datasets_hh_turns", test_datasets_hh_turns, 0},
     {"bom", test_bom, 0},
     {"tokenizer_gpt2_parity", test_tokenizer_gpt2_parity, 0},
     {"tokenizer_train", test_tokenizer_train, 0},
     {"tokenizer_chat", test_tokenizer_chat, 0},
     {"tokenizer_hh", test_tokenizer_hh, 0},
+    {"datasets_chat_ids", test_datasets_chat_ids, 0},
     {"tokenizer_save", test_tokenizer_save, 0},
     {"tokenizer_malformed", test_tokenizer_malformed, 0},
     {"tokenizer_hf", test_tokenizer_hf, 0},

@@ -1,6 +1,6 @@
 /* libFuzzer harness: rlhf_dataset_load on an arbitrary JSONL file in each of
-   the four formats, stopping at the first bad record and skipping bad
-   records; every loaded record's strings are read. `make fuzz`. */
+   the five formats, stopping at the first bad record and skipping bad
+   records; every loaded record's strings and messages are read. `make fuzz`. */
 #define _POSIX_C_SOURCE 200809L
 #define RLHF_IMPLEMENTATION
 #include "../../rlhf.h"
@@ -8,6 +8,12 @@
 #include <unistd.h>
 
 static size_t touch(rlhf_str s) { return s.len ? (unsigned char)s.str[s.len - 1] + (unsigned char)s.str[0] : 0; }
+static size_t touch_turns(const rlhf_message *m, int n) {
+    size_t sum = 0;
+    int k;
+    for (k = 0; k < n; k++) sum += touch(m[k].content) + (size_t)m[k].role;
+    return sum;
+}
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
@@ -20,7 +26,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     if (!f) return 0;
     fwrite(data, 1, size, f);
     fclose(f);
-    for (fmt = RLHF_DATA_TEXT; fmt <= RLHF_DATA_PROMPTS; fmt++)
+    for (fmt = RLHF_DATA_TEXT; fmt <= RLHF_DATA_UNPAIRED; fmt++)
         for (skip = 0; skip < 2; skip++) {
             rlhf_dataset *d = NULL;
             rlhf_data_options o = rlhf_data_options_default();
@@ -35,6 +41,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
                 sink += touch(r->text) + touch(r->prompt) + touch(r->completion) + touch(r->chosen) + touch(r->rejected);
                 for (k = 0; k < r->n_messages; k++) sink += touch(r->messages[k].content);
                 for (k = 0; k < r->n_completions; k++) sink += touch(r->completions[k]);
+                sink += touch_turns(r->prompt_messages, r->n_prompt_messages) +
+                        touch_turns(r->completion_messages, r->n_completion_messages) +
+                        touch_turns(r->chosen_messages, r->n_chosen_messages) +
+                        touch_turns(r->rejected_messages, r->n_rejected_messages);
             }
             rlhf_dataset_free(d);
         }
