@@ -5214,9 +5214,50 @@ static void long_records_ppo(void) {
 /* Records longer than n_ctx through SFT, the reward model, scoring,
    normalisation and PPO prompts: one rule, exact counts, and the kept ids
    are the rightmost part of the prompt plus the whole completion. */
+/* Under HH-RLHF's template (no role markers) a prompt is cut at a turn start too: the kept part of a
+   six-turn conversation is the template of its last turns alone, ids and mask */
+static void long_records_hh(void) {
+    rlhf_tokenizer *t = NULL;
+    rlhf_error e;
+    rlhf_message msg[6];
+    rlhf_record rec;
+    rlhf_fit_report fit;
+    static const char *const text[6] = {"how do I add 2 and 3", "you add them: 5", "and 10 and 20",
+                                        "that is 30", "and 7 and 8 please", "15"};
+    int ids[512], tail[512], j, found = -1;
+    unsigned char mask[512], tmask[512];
+    size_t n = 0, nt = 0, full = 0;
+    CHECK_OK(rlhf_tokenizer_train(&t, TOK_CORPUS, strlen(TOK_CORPUS), 300, &e));
+    if (!t) return;
+    CHECK_OK(rlhf_tokenizer_set_template(t, RLHF_TEMPLATE_HH));
+    for (j = 0; j < 6; j++) {
+        msg[j].role = j % 2 ? RLHF_ROLE_ASSISTANT : RLHF_ROLE_USER;
+        msg[j].content.str = text[j];
+        msg[j].content.len = strlen(text[j]);
+    }
+    memset(&rec, 0, sizeof rec);
+    rec.kind = RLHF_RECORD_MESSAGES;
+    rec.messages = msg;
+    rec.n_messages = 6;
+    CHECK_OK(rlhf_tokenizer_chat(t, msg, 6, 0, ids, mask, 512, &full));
+    memset(&fit, 0, sizeof fit);
+    CHECK_OK(rlhf_sft_encode_fit(t, &rec, (int)full - 8, ids, mask, 512, &n, &fit));
+    CHECK(fit.kept == 1 && fit.prompts_cut == 1 && fit.mid_turn == 0);
+    for (j = 1; j < 6; j++) { /* which turn the kept part starts with */
+        CHECK_OK(rlhf_tokenizer_chat(t, msg + j, 6 - j, 0, tail, tmask, 512, &nt));
+        if (nt == n && memcmp(tail, ids, n * sizeof(int)) == 0 && memcmp(tmask, mask, n) == 0) found = j;
+    }
+    CHECK(found >= 1);
+    if (found > 1) { /* the longest tail that fits: one more turn would not */
+        CHECK_OK(rlhf_tokenizer_chat(t, msg + found - 1, 7 - found, 0, tail, NULL, 512, &nt));
+        CHECK(nt > full - 8);
+    }
+    rlhf_tokenizer_free(t);
+}
 static void test_long_records(void) {
     rlhf_tokenizer *t = world_tokenizer();
     long_records_cut_rule();
+    long_records_hh();
     if (!t) return;
     long_records_sft(t);
     long_records_reward(t);
