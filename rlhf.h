@@ -1,4 +1,4 @@
-/* rlhf.h - v0.6.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
+/* rlhf.h - v0.7.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
    A single-header C99 library: libc, libm, optional OpenMP. No other dependency.
 
    Do this:
@@ -143,6 +143,24 @@
        the rename. Files over 2 GiB need a 64-bit `long` (ftell).
 
    VERSION HISTORY
+       0.7.0  real checkpoints and real data. Hugging Face GPT-2 directories
+              load (rlhf_model_load_ex on a directory, sharded or not;
+              rlhf_tokenizer_load_hf: tokenizer.json, vocab.json + merges.txt,
+              encoder.json + vocab.bpe) and export (rlhf_model_export_hf: a
+              GPT2LMHeadModel, or a GPT2ForSequenceClassification with
+              rlhf_score_offset, F32/BF16/F16, the chat template as Jinja).
+              HH-RLHF's plain template for base models
+              (rlhf_tokenizer_set_template; rlhf_tokenizer_reply_end is the
+              stop token of either template). TRL's conversational formats,
+              unpaired preference (RLHF_DATA_UNPAIRED), HH-RLHF transcripts
+              split into turns (rlhf_response_encode). Long records, one rule
+              (rlhf_fit_cut and the _fit encoders, rlhf_reward_score_record,
+              rlhf_reward_normalize_ex, rlhf_train_report.fit): prompts cut
+              from the left at a turn start, responses never cut, records
+              that cannot fit skipped and counted. CLI: rlhf export,
+              --tokenizer forms, --template, --max-len, --no-normalize (sft
+              and rm lose --seq-len, which pretrain keeps; --normalize-samples
+              0 no longer turns normalisation off).
        0.6.0  one training loop (>>train) under SFT, pretraining and the
               reward model; PPO in the paper's order, eq. 2 written out, the
               KL controller public (rlhf_kl_control); the GPT-2 block written
@@ -177,9 +195,9 @@
 #define RLHF_H
 
 #define RLHF_VERSION_MAJOR 0
-#define RLHF_VERSION_MINOR 6
+#define RLHF_VERSION_MINOR 7
 #define RLHF_VERSION_PATCH 0
-#define RLHF_VERSION_STRING "0.6.0"
+#define RLHF_VERSION_STRING "0.7.0"
 
 #include <stddef.h>
 #include <stdint.h>
