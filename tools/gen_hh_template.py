@@ -1,7 +1,8 @@
 """Generate tests/fixtures/hh_template.bin: HH-RLHF's plain template, rendered and tokenized.
 
 The reference is the Jinja string below (what `rlhf export` writes as the chat_template of a tokenizer
-using RLHF_TEMPLATE_HH), rendered by Python's jinja2 the way Hugging Face's apply_chat_template does, then
+using RLHF_TEMPLATE_HH), rendered by Python's jinja2 the way Hugging Face's apply_chat_template does (a sandbox with
+trim_blocks and lstrip_blocks), then
 tokenized as Hugging Face's GPT-2 tokenizer does: the text is split at the special token <|endoftext|>
 first, each piece encoded with GPT-2's byte-level BPE (gen_gpt2_parity.py's independent encoder), and
 <|endoftext|> itself is id 50256. rlhf.h's rlhf_tokenizer_chat must give these ids exactly.
@@ -22,6 +23,7 @@ import struct
 import sys
 
 import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 sys.dont_write_bytecode = True  # importing gen_gpt2_parity must not leave tools/__pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -76,8 +78,9 @@ def rec(name, dtype, arr):
 def main():
     out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(gp.ROOT, "tests", "fixtures", "hh_template.bin")
     enc = gp.Encoder()
-    env = jinja2.Environment(keep_trailing_newline=True)
-    env.globals["raise_exception"] = raise_exception  # as transformers' apply_chat_template provides it
+    # as transformers' apply_chat_template renders: a sandbox, trim_blocks, lstrip_blocks, raise_exception
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
     tmpl = env.from_string(HH_JINJA)
     recs = [rec("count", 1, [len(CONVERSATIONS)]), rec("jinja", 1, list(HH_JINJA.encode()))]
     for i, (conv, gen) in enumerate(CONVERSATIONS):
