@@ -1,11 +1,11 @@
 """Generate tests/fixtures/hh_template.bin: HH-RLHF's plain template, rendered and tokenized.
 
 The reference is the Jinja string below (what `rlhf export` writes as the chat_template of a tokenizer
-using RLHF_TEMPLATE_HH), rendered by Python's jinja2 the way Hugging Face's apply_chat_template does (a sandbox with
-trim_blocks and lstrip_blocks), then
-tokenized as Hugging Face's GPT-2 tokenizer does: the text is split at the special token <|endoftext|>
-first, each piece encoded with GPT-2's byte-level BPE (gen_gpt2_parity.py's independent encoder), and
-<|endoftext|> itself is id 50256. rlhf.h's rlhf_tokenizer_chat must give these ids exactly.
+using RLHF_TEMPLATE_HH), rendered by Python's jinja2 the way Hugging Face's apply_chat_template does (a
+sandbox with trim_blocks and lstrip_blocks), then tokenized as Hugging Face's GPT-2 tokenizer does: the
+text is split at the special token <|endoftext|> first, each piece encoded with GPT-2's byte-level BPE
+(gen_gpt2_parity.py's independent encoder), and <|endoftext|> itself is id 50256. rlhf.h's
+rlhf_tokenizer_chat must give these ids exactly.
 
 Run from the repo root (Debian's python3-regex and python3-jinja2):
     /usr/bin/python3 tools/gen_hh_template.py [output_path]
