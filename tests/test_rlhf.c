@@ -857,6 +857,15 @@ static void test_recompute(void) {
     CHECK_OK(rlhf_model_forward(b, x, y, B, T, NULL, &lb));
     CHECK_OK(rlhf_model_backward(b));
     CHECK(rlhf_model_set_recompute(NULL, 1) == RLHF_ERR_INVALID_ARGUMENT && rlhf_model_recompute(NULL) == 0);
+    /* a grown vocabulary keeps the setting (the model is rebuilt inside) */
+    CHECK_OK(rlhf_model_set_recompute(b, 1));
+    CHECK_OK(rlhf_model_resize_vocab(a, cfg.vocab_size + 3));
+    CHECK_OK(rlhf_model_resize_vocab(b, cfg.vocab_size + 3));
+    CHECK(rlhf_model_recompute(b) == 1 && rlhf_model_recompute(a) == 0);
+    CHECK_OK(rlhf_model_train_step(a, x, y, B, T, &opt, &la));
+    CHECK_OK(rlhf_model_train_step(b, x, y, B, T, &opt, &lb));
+    CHECK(same_bytes("weights after a step with a grown vocabulary", a->param_mem, b->param_mem,
+                     rlhf_model_num_params(a) * 4));
     {   /* GPT-2 124M at B 4, T 1024: the attention probabilities of 12 layers go, the logits stay */
         rlhf_config g = rlhf_config_gpt2_124m();
         CHECK_OK(rlhf_config_memory(&g, 4, 1024, 1, &mem));
