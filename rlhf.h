@@ -363,9 +363,9 @@ RLHFDEF rlhf_result rlhf_model_reserve(rlhf_model *m, int B, int T, int training
    backward runs every layer's forward again, from its input, just before the
    layer's backward (the last layer's caches are still there). The attention
    probabilities, (B,NH,T,T) per layer, were most of the caches at long T: on
-   GPT-2 124M at B 4, T 1024 the activations drop from ~5.5 GB to ~1.3 GB
+   GPT-2 124M at B 4, T 1024 the activations drop from 5.3 GiB to 1.3 GiB
    (the logits, B*T*V, are most of what is left). The cost: one more forward
-   of L-1 layers per backward, ~25-30% more time per training step. Gradients
+   of L-1 layers per backward, 22% more FLOPs per training step there. Gradients
    are identical, bit for bit (the same kernels on the same inputs, in the same
    order). Changing the setting drops the activation buffers (reserve again);
    a forward waiting for its backward must be run again. */
