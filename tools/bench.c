@@ -700,7 +700,8 @@ static void bench_recompute(const bench_config *bc, int steps, int measure) {
                "\"activations_recompute\":%zu}\n", bc->name, bc->T, mem.activations, mem.activations_recompute);
     if (!measure) return;
     fflush(stdout);
-    recompute_time(bc, steps, (double)mem.total + (double)mem.total_recompute < 1024.0 * MiB); /* together if small */
+    /* both models at once when they are small */
+    recompute_time(bc, steps, (double)mem.total + (double)mem.total_recompute < 1024.0 * MiB);
 }
 
 static void usage(void) {
