@@ -105,8 +105,11 @@
        larger shape); forward passes without targets (logits only) use one
        layer's scratch instead, sized by rlhf_model_reserve(m, B, T, 0). A
        call whose shape fits what is reserved never allocates.
-       rlhf_config_memory() reports the budget in bytes before anything is
-       allocated.
+       rlhf_model_set_recompute(m, 1) keeps only each layer's input instead
+       and runs the layers' forwards again in the backward: several times
+       less activation memory for about one more forward per step.
+       rlhf_config_memory() reports the budget in bytes, with and without
+       recompute, before anything is allocated.
 
    THREAD SAFETY
        No global mutable state. Distinct objects may be used from distinct
@@ -310,6 +313,11 @@ typedef struct rlhf_memory {
     size_t backward;     /* backward scratch for (B,T) (training only) */
     size_t workspace;    /* matmul packing buffers */
     size_t total;
+    /* the same training with activation recompute on (rlhf_model_set_recompute): the forward keeps
+       each layer's input and one layer's caches, so activations_recompute replaces activations
+       (forward passes only: equal to activations and total) */
+    size_t activations_recompute;
+    size_t total_recompute;
 } rlhf_memory;
 
 /* Create a GPT-2 with GPT-2's init: N(0, 0.02) weights, residual output
@@ -331,20 +339,38 @@ RLHFDEF rlhf_result rlhf_model_tensor(rlhf_model *m, int i, rlhf_tensor_info *ou
 RLHFDEF rlhf_result rlhf_model_find_tensor(rlhf_model *m, const char *name, rlhf_tensor_info *out);
 
 /* The memory budget of a model of config cfg for training on (B,T) batches
-   (training != 0) or for forward passes only (training == 0). Allocates
-   nothing, so it can be printed before anything is built. */
+   (training != 0) or for forward passes only (training == 0), with and
+   without activation recompute (activations and total, activations_recompute
+   and total_recompute). Allocates nothing, so it can be printed before
+   anything is built. */
 RLHFDEF rlhf_result rlhf_config_memory(const rlhf_config *cfg, int B, int T, int training, rlhf_memory *out);
 /* Parameters of a model of config cfg (0 if the config is invalid). */
 RLHFDEF size_t      rlhf_config_num_params(const rlhf_config *cfg);
 /* rlhf_config_memory for m's config. */
 RLHFDEF rlhf_result rlhf_model_memory(const rlhf_model *m, int B, int T, int training, rlhf_memory *out);
-/* training != 0: allocate the forward caches for batches up to (B,T),
+/* training != 0: allocate the forward caches for batches up to (B,T)
+   (rlhf_memory.activations, or activations_recompute when m recomputes),
    gradients, AdamW moments and backward scratch; a later training call whose
    B*T and B*T*T are no larger never allocates. training == 0: allocate the
    (much smaller) scratch of forward passes without targets (logits only),
    which keep no per-layer caches; a later one with B*T no larger never
    allocates. */
 RLHFDEF rlhf_result rlhf_model_reserve(rlhf_model *m, int B, int T, int training);
+/* Activation recompute (activation checkpointing; Chen et al. 2016, "Training
+   Deep Nets with Sublinear Memory Cost"), off by default. on != 0: the caching
+   forward passes (with targets, forward_values and logprobs for a backward)
+   keep only each layer's input, (L+1) x (B,T,C), and one layer's caches; each
+   backward runs every layer's forward again, from its input, just before the
+   layer's backward (the last layer's caches are still there). The attention
+   probabilities, (B,NH,T,T) per layer, were most of the caches at long T: on
+   GPT-2 124M at B 4, T 1024 the activations drop from 5.3 GiB to 1.3 GiB
+   (the logits, B*T*V, are most of what is left). The cost: one more forward
+   of L-1 layers per backward, 22% more FLOPs per training step there. Gradients
+   are identical, bit for bit (the same kernels on the same inputs, in the same
+   order). Changing the setting drops the activation buffers (reserve again);
+   a forward waiting for its backward must be run again. */
+RLHFDEF rlhf_result rlhf_model_set_recompute(rlhf_model *m, int on);
+RLHFDEF int         rlhf_model_recompute(const rlhf_model *m);
 
 /* Forward pass on inputs (B,T). With targets (B,T) (entries in [0,V) or -1),
    *loss receives the mean cross-entropy over targets != -1 and the pass is
@@ -406,8 +432,9 @@ RLHFDEF int         rlhf_model_has_score_head(const rlhf_model *m);
    the old size is refused by decode. Shrinking is refused. */
 RLHFDEF rlhf_result rlhf_model_resize_vocab(rlhf_model *m, int vocab_size);
 /* values (B,T) for inputs (B,T); doc_start as rlhf_model_forward_docs (may be
-   NULL). for_backward != 0 keeps every layer's caches (training memory) so
-   rlhf_model_backward_values can follow; 0 uses the small inference scratch. */
+   NULL). for_backward != 0 keeps every layer's caches (training memory; with
+   recompute, every layer's input) so rlhf_model_backward_values can follow;
+   0 uses the small inference scratch. */
 RLHFDEF rlhf_result rlhf_model_forward_values(rlhf_model *m, const int *inputs, const int *doc_start, int B, int T,
                                               float *values, int for_backward);
 /* Backpropagate d loss / d values (B,T) of the last forward_values, ADDING
@@ -949,6 +976,10 @@ typedef struct rlhf_train_options {
                                out_dir is set) so resume_step continues from it, and the call
                                returns RLHF_ERR_INTERRUPTED. Ctrl-C handlers set a flag it reads */
     void *stop_user;
+    int recompute;          /* 1: activation recompute on the trained model (rlhf_model_set_recompute,
+                               left on after the call): several times less activation memory for
+                               about one more forward per step, the same results to the bit; 0:
+                               the model's own setting (off unless set) */
 } rlhf_train_options;
 /* SFT: lr 3e-4 peak, warm-up 10 steps, cosine to 10%, clip 1, batch 16,
    1 epoch, validation every 100 steps on 5% held out, seq_len n_ctx. */
@@ -1211,6 +1242,10 @@ typedef struct rlhf_ppo_config {
     void *log_user;
     rlhf_metrics_fn metrics; /* one JSON line per iteration (may be NULL) */
     void *metrics_user;
+    int recompute;           /* 1: activation recompute (rlhf_model_set_recompute) on the policy, the
+                                critic and the reference, left on after the trainer is freed: several
+                                times less activation memory for about one more forward per
+                                backward, the same results to the bit; 0: the models' own settings */
 } rlhf_ppo_config;
 RLHFDEF rlhf_ppo_config rlhf_ppo_config_default(void);
 
@@ -5171,6 +5206,7 @@ struct rlhf_model {
     size_t cap_bt, cap_btt, bwd_cap_bt, bwd_cap_btt;
     rlhf__acts acts;
     rlhf__bwd bwd;
+    int recompute; /* activation recompute: acts hold one layer's caches (slot 0) and every residual3 */
     int *tok_mem; /* inputs, targets, document starts of the last forward: (3, cap_bt) */
     int has_score; /* a scalar head (score.weight, score.bias) follows ln_f */
     int has_doc;   /* the last training forward had document starts */
@@ -5234,13 +5270,16 @@ static void rlhf__point_params(rlhf__params *p, float *base, const size_t s[RLHF
     }
 }
 
-/* Floats of each forward cache (training == 0) or backward buffer for (B,T). */
-static void rlhf__act_sizes(const rlhf_config *c, size_t BT, size_t BTT, size_t s[RLHF__NUM_ACTS]) {
+/* Floats of each forward cache (training == 0) or backward buffer for (B,T).
+   With recompute, the per-layer caches hold one layer (LC = 1): only
+   residual3, each layer's output and so the next one's input, keeps all L. */
+static void rlhf__act_sizes(const rlhf_config *c, size_t BT, size_t BTT, int recompute, size_t s[RLHF__NUM_ACTS]) {
     size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, NH = (size_t)c->n_head, V = (size_t)c->vocab_size;
-    s[0] = BT * C;      s[1] = L * BT * C;      s[2] = L * BT;       s[3] = L * BT;
-    s[4] = L * BT * 3 * C; s[5] = L * BT * C;   s[6] = L * NH * BTT; s[7] = L * BT * C;
-    s[8] = L * BT * C;  s[9] = L * BT;          s[10] = L * BT;      s[11] = L * BT * 4 * C;
-    s[12] = L * BT * 4 * C; s[13] = L * BT * C; s[14] = BT * C;      s[15] = BT;
+    size_t LC = recompute ? 1 : L;
+    s[0] = BT * C;      s[1] = LC * BT * C;     s[2] = LC * BT;      s[3] = LC * BT;
+    s[4] = LC * BT * 3 * C; s[5] = LC * BT * C; s[6] = LC * NH * BTT; s[7] = LC * BT * C;
+    s[8] = LC * BT * C; s[9] = LC * BT;         s[10] = LC * BT;     s[11] = LC * BT * 4 * C;
+    s[12] = LC * BT * 4 * C; s[13] = L * BT * C; s[14] = BT * C;     s[15] = BT;
     s[16] = BT;         s[17] = BT * V;         s[18] = BT;          s[19] = BT;
 }
 static void rlhf__bwd_sizes(const rlhf_config *c, size_t BT, size_t BTT, size_t s[RLHF__NUM_BWD]) {
@@ -5289,12 +5328,13 @@ static rlhf_result rlhf__ensure_infer(rlhf_model *m, size_t BT) {
 }
 
 RLHFDEF rlhf_result rlhf_config_memory(const rlhf_config *cfg, int B, int T, int training, rlhf_memory *out) {
-    size_t s[RLHF__NUM_ACTS], bs[RLHF__NUM_BWD], BT, BTT;
+    size_t s[RLHF__NUM_ACTS], sr[RLHF__NUM_ACTS], bs[RLHF__NUM_BWD], BT, BTT;
     if (!cfg || !rlhf__config_ok(cfg) || !out || B < 1 || T < 1 || T > cfg->n_ctx) return RLHF_ERR_INVALID_ARGUMENT;
     if (!rlhf__shape_fits(cfg, (double)B * T, (double)B * T * T)) return RLHF_ERR_SIZE_OVERFLOW;
     BT = (size_t)B * (size_t)T;
     BTT = BT * (size_t)T;
-    rlhf__act_sizes(cfg, BT, BTT, s);
+    rlhf__act_sizes(cfg, BT, BTT, 0, s);
+    rlhf__act_sizes(cfg, BT, BTT, 1, sr);
     rlhf__bwd_sizes(cfg, BT, BTT, bs);
     out->params = rlhf_config_num_params(cfg) * sizeof(float);
     out->grads = training ? out->params : 0;
@@ -5305,6 +5345,9 @@ RLHFDEF rlhf_result rlhf_config_memory(const rlhf_config *cfg, int B, int T, int
     out->backward = training ? rlhf__sum_sizes(bs, RLHF__NUM_BWD) * sizeof(float) : 0;
     out->workspace = RLHF__GEMM_WORK_FLOATS * sizeof(float);
     out->total = out->params + out->grads + out->optimizer + out->activations + out->backward + out->workspace;
+    out->activations_recompute = training ? rlhf__sum_sizes(sr, RLHF__NUM_ACTS) * sizeof(float) + 3 * BT * sizeof(int)
+                                          : out->activations;
+    out->total_recompute = out->total - out->activations + out->activations_recompute;
     return RLHF_OK;
 }
 RLHFDEF rlhf_result rlhf_model_memory(const rlhf_model *m, int B, int T, int training, rlhf_memory *out) {
@@ -5330,7 +5373,7 @@ static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
         ptr[5] = &a->atty; ptr[6] = &a->att; ptr[7] = &a->residual2; ptr[8] = &a->ln2; ptr[9] = &a->ln2_mean;
         ptr[10] = &a->ln2_rstd; ptr[11] = &a->fch; ptr[12] = &a->fch_gelu; ptr[13] = &a->residual3; ptr[14] = &a->lnf;
         ptr[15] = &a->lnf_mean; ptr[16] = &a->lnf_rstd; ptr[17] = &a->logits; ptr[18] = &a->lse; ptr[19] = &a->losses;
-        rlhf__act_sizes(&m->cfg, ncap, ncapt, s);
+        rlhf__act_sizes(&m->cfg, ncap, ncapt, m->recompute, s);
         mem = rlhf__alloc_floats(rlhf__sum_sizes(s, RLHF__NUM_ACTS));
         tok = (int *)rlhf__alloc(3 * ncap * sizeof(int));
         if (!mem || !tok) {
@@ -5408,6 +5451,22 @@ RLHFDEF rlhf_result rlhf_model_reserve(rlhf_model *m, int B, int T, int training
     }
     return rlhf__ensure(m, B, T, training);
 }
+
+RLHFDEF rlhf_result rlhf_model_set_recompute(rlhf_model *m, int on) {
+    if (!m) return RLHF_ERR_INVALID_ARGUMENT;
+    on = on != 0;
+    if (on == m->recompute) return RLHF_OK;
+    /* the caches change layout (one layer's or every layer's): the next training call allocates them */
+    rlhf__free(m->act_mem);
+    rlhf__free(m->tok_mem);
+    m->act_mem = NULL;
+    m->tok_mem = NULL;
+    m->cap_bt = m->cap_btt = 0;
+    m->backward_ready = 0;
+    m->recompute = on;
+    return RLHF_OK;
+}
+RLHFDEF int rlhf_model_recompute(const rlhf_model *m) { return m ? m->recompute : 0; }
 
 /* Build the table of Hugging Face tensor names over the parameter block. */
 static rlhf_result rlhf__build_tensors(rlhf_model *m) {
@@ -5650,8 +5709,8 @@ RLHFDEF rlhf_result rlhf_model_resize_vocab(rlhf_model *m, int vocab_size) {
     /* a model of the new size with the same parts: the scalar head, training memory when m has it */
     cfg = m->cfg;
     cfg.vocab_size = vocab_size;
-    if ((r = rlhf_model_create(&n, &cfg, 0)) != RLHF_OK ||
-        (m->has_score && (r = rlhf_model_add_score_head(n, 0.0f, 0)) != RLHF_OK) ||
+    if ((r = rlhf_model_create(&n, &cfg, 0)) == RLHF_OK) n->recompute = m->recompute; /* and its cache layout */
+    if (r != RLHF_OK || (m->has_score && (r = rlhf_model_add_score_head(n, 0.0f, 0)) != RLHF_OK) ||
         (m->m_mem && (r = rlhf__ensure(n, 1, 1, 1)) != RLHF_OK)) {
         rlhf_model_free(n);
         return rlhf__fail(m, r, "rlhf_model_resize_vocab: cannot make a model of %d tokens: %s", vocab_size,
@@ -5784,31 +5843,46 @@ static void rlhf__block_forward(rlhf_model *m, int l, int BT, const rlhf__block_
                          m->work);
 }
 
+/* The cache slot of layer l in m->acts: l, or 0 under activation recompute
+   (one layer's caches, refilled before each layer's backward). */
+static size_t rlhf__slot(const rlhf_model *m, int l) { return m->recompute ? 0 : (size_t)l; }
+
 /* training: causal attention over the batch, the probabilities kept */
 static void rlhf__attend_train(const rlhf__attn *a, int l, const float *qkv, float *atty) {
     int B = a->B, T = a->T, NH = a->m->cfg.n_head;
-    rlhf__attention_forward(atty, a->att + (size_t)l * B * NH * T * T, NULL, qkv, a->doc, B, T, a->m->cfg.n_embd, NH);
+    rlhf__attention_forward(atty, a->att + rlhf__slot(a->m, l) * B * NH * T * T, NULL, qkv, a->doc, B, T,
+                            a->m->cfg.n_embd, NH);
+}
+static void rlhf__attn_train(rlhf_model *m, rlhf__attn *attn) {
+    memset(attn, 0, sizeof *attn);
+    attn->fn = rlhf__attend_train, attn->m = m, attn->B = m->B, attn->T = m->T, attn->att = m->acts.att;
+    attn->doc = m->has_doc ? m->tok_mem + 2 * m->cap_bt : NULL;
+}
+/* Layer l of the training forward of m's last (B,T): its input (encoded, or
+   the layer before's residual3), its caches (slot k) and its output. */
+static void rlhf__train_io(const rlhf_model *m, int l, rlhf__block_io *io) {
+    const rlhf__acts *a = &m->acts;
+    size_t BT = (size_t)m->B * m->T, BTC = BT * m->cfg.n_embd, k = rlhf__slot(m, l);
+    io->x = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
+    io->ln1 = a->ln1 + k * BTC, io->ln1_mean = a->ln1_mean + k * BT, io->ln1_rstd = a->ln1_rstd + k * BT;
+    io->qkv = a->qkv + k * BTC * 3, io->atty = a->atty + k * BTC, io->x2 = a->residual2 + k * BTC;
+    io->ln2 = a->ln2 + k * BTC, io->ln2_mean = a->ln2_mean + k * BT, io->ln2_rstd = a->ln2_rstd + k * BT;
+    io->fch = a->fch + k * BTC * 4, io->fch_gelu = a->fch_gelu + k * BTC * 4, io->out = a->residual3 + l * BTC;
 }
 
-/* The forward pass over m->tok_mem (B,T) into m->acts, up to the final
-   LayerNorm; the LM head's logits too when lm != 0. */
+/* The forward pass over m->tok_mem (m->B, m->T) into m->acts, up to the
+   final LayerNorm; the LM head's logits too when lm != 0. */
 static void rlhf__forward(rlhf_model *m, int B, int T, int lm) {
     int C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
     size_t BT = (size_t)B * T, BTC = BT * C;
     rlhf__params *p = &m->params;
     rlhf__acts *a = &m->acts;
-    const int *doc = m->has_doc ? m->tok_mem + 2 * m->cap_bt : NULL;
     rlhf__attn attn;
-    memset(&attn, 0, sizeof attn);
-    attn.fn = rlhf__attend_train, attn.m = m, attn.doc = doc, attn.B = B, attn.T = T, attn.att = a->att;
-    rlhf__encoder_forward(a->encoded, m->tok_mem, doc, p->wte, p->wpe, B, T, C);
-    for (l = 0; l < L; l++) { /* every layer keeps its activations for the backward */
+    rlhf__attn_train(m, &attn);
+    rlhf__encoder_forward(a->encoded, m->tok_mem, attn.doc, p->wte, p->wpe, B, T, C);
+    for (l = 0; l < L; l++) { /* every layer keeps its activations (or, recomputing, its input) for the backward */
         rlhf__block_io io;
-        io.x = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
-        io.ln1 = a->ln1 + l * BTC, io.ln1_mean = a->ln1_mean + l * BT, io.ln1_rstd = a->ln1_rstd + l * BT;
-        io.qkv = a->qkv + l * BTC * 3, io.atty = a->atty + l * BTC, io.x2 = a->residual2 + l * BTC;
-        io.ln2 = a->ln2 + l * BTC, io.ln2_mean = a->ln2_mean + l * BT, io.ln2_rstd = a->ln2_rstd + l * BT;
-        io.fch = a->fch + l * BTC * 4, io.fch_gelu = a->fch_gelu + l * BTC * 4, io.out = a->residual3 + l * BTC;
+        rlhf__train_io(m, l, &io);
         rlhf__block_forward(m, l, (int)BT, &io, &attn);
     }
     rlhf__layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * BTC, p->lnfw, p->lnfb, (int)BT,
@@ -6057,6 +6131,21 @@ static void rlhf__backward_lm_head(rlhf_model *m, size_t BT, int C, int V) {
     rlhf__gemm(V, C, (int)BT, m->acts.logits, 1, V, m->acts.lnf, C, 1, m->grads.wte, C, 1, m->work);
     rlhf__backward_trunk(m);
 }
+/* Activation recompute: the forward kept each layer's input (residual3 of
+   the layer before, or encoded) and, in slot 0, the last layer's caches.
+   Before the backward of layer l < L-1, its forward runs again from that
+   input into slot 0: the same kernels on the same bytes in the same order,
+   so the caches, and the gradients, are the forward's to the bit. The
+   layer's output is kept already (the next layer's input): it goes to
+   bwd.datty, scratch that the layer's backward fills only later. */
+static void rlhf__recompute_layer(rlhf_model *m, int l) {
+    rlhf__block_io io;
+    rlhf__attn attn;
+    rlhf__attn_train(m, &attn);
+    rlhf__train_io(m, l, &io);
+    io.out = m->bwd.datty;
+    rlhf__block_forward(m, l, m->B * m->T, &io, &attn);
+}
 static void rlhf__backward_trunk(rlhf_model *m) {
     int B = m->B, T = m->T, C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer, l;
     size_t BT = (size_t)B * T, BTC = BT * C;
@@ -6069,31 +6158,32 @@ static void rlhf__backward_trunk(rlhf_model *m) {
                              a->lnf_mean, a->lnf_rstd, (int)BT, C);
     for (l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
-        size_t lC = (size_t)l * C;
+        size_t lC = (size_t)l * C, k = rlhf__slot(m, l); /* k: the layer's cache slot */
+        if (m->recompute && l < L - 1) rlhf__recompute_layer(m, l);
         /* residual3 = residual2 + fch_gelu * fcprojw + fcprojb  (dresidual passes through unchanged) */
         rlhf__linear_backward(d->dfch, g->fcprojw + lC * 4 * C, g->fcprojb + lC, d->dresidual,
-                              a->fch_gelu + l * BTC * 4, p->fcprojw + lC * 4 * C, (int)BT, 4 * C, C, m->work);
+                              a->fch_gelu + k * BTC * 4, p->fcprojw + lC * 4 * C, (int)BT, 4 * C, C, m->work);
         /* fch_gelu = gelu(fch) */
-        rlhf__gelu_backward(d->dfch, a->fch + l * BTC * 4, BTC * 4);
+        rlhf__gelu_backward(d->dfch, a->fch + k * BTC * 4, BTC * 4);
         /* fch = ln2 * fcw + fcb */
-        rlhf__linear_backward(d->dln, g->fcw + lC * 4 * C, g->fcb + lC * 4, d->dfch, a->ln2 + l * BTC,
+        rlhf__linear_backward(d->dln, g->fcw + lC * 4 * C, g->fcb + lC * 4, d->dfch, a->ln2 + k * BTC,
                               p->fcw + lC * 4 * C, (int)BT, C, 4 * C, m->work);
         /* ln2 = layernorm(residual2): adds into dresidual, which now is d residual2 */
-        rlhf__layernorm_backward(d->dresidual, g->ln2w + lC, g->ln2b + lC, d->dln, a->residual2 + l * BTC, p->ln2w + lC,
-                                 a->ln2_mean + l * BT, a->ln2_rstd + l * BT, (int)BT, C);
+        rlhf__layernorm_backward(d->dresidual, g->ln2w + lC, g->ln2b + lC, d->dln, a->residual2 + k * BTC, p->ln2w + lC,
+                                 a->ln2_mean + k * BT, a->ln2_rstd + k * BT, (int)BT, C);
         /* residual2 = residual + atty * attprojw + attprojb */
-        rlhf__linear_backward(d->datty, g->attprojw + lC * C, g->attprojb + lC, d->dresidual, a->atty + l * BTC,
+        rlhf__linear_backward(d->datty, g->attprojw + lC * C, g->attprojb + lC, d->dresidual, a->atty + k * BTC,
                               p->attprojw + lC * C, (int)BT, C, C, m->work);
         /* atty = attention(qkv) */
         memset(d->dqkv, 0, BTC * 3 * sizeof(float));
-        rlhf__attention_backward(d->dqkv, d->datt, d->datty, a->qkv + l * BTC * 3, a->att + (size_t)l * B * NH * T * T,
+        rlhf__attention_backward(d->dqkv, d->datt, d->datty, a->qkv + k * BTC * 3, a->att + k * B * NH * T * T,
                                  doc, B, T, C, NH);
         /* qkv = ln1 * qkvw + qkvb */
-        rlhf__linear_backward(d->dln, g->qkvw + lC * 3 * C, g->qkvb + lC * 3, d->dqkv, a->ln1 + l * BTC,
+        rlhf__linear_backward(d->dln, g->qkvw + lC * 3 * C, g->qkvb + lC * 3, d->dqkv, a->ln1 + k * BTC,
                               p->qkvw + lC * 3 * C, (int)BT, C, 3 * C, m->work);
         /* ln1 = layernorm(residual): dresidual becomes d of this layer's input */
         rlhf__layernorm_backward(d->dresidual, g->ln1w + lC, g->ln1b + lC, d->dln, residual, p->ln1w + lC,
-                                 a->ln1_mean + l * BT, a->ln1_rstd + l * BT, (int)BT, C);
+                                 a->ln1_mean + k * BT, a->ln1_rstd + k * BT, (int)BT, C);
     }
     rlhf__encoder_backward(g->wte, g->wpe, d->dresidual, m->tok_mem, doc, B, T, C);
 }
@@ -9918,6 +10008,7 @@ static rlhf_result rlhf__lm_setup(rlhf__trainrun *run, rlhf__lm_stage *lm, rlhf_
         r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
+    if (o->recompute) rlhf_model_set_recompute(run->m, 1);
     if ((r = rlhf_model_reserve(run->m, lm->micro, seq_len, 1)) != RLHF_OK) {
         r = rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", lm->micro, seq_len,
                            rlhf_model_last_error(run->m));
@@ -10274,6 +10365,7 @@ static rlhf_result rlhf__rm_setup(rlhf__trainrun *run, rlhf__rm_stage *rm, rlhf_
     if (!rm->inputs || !rm->values || !rm->dvalues || !rm->kbuf)
         return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for batches of %d sequences of %d tokens",
                               rows, seq_len);
+    if (o->recompute) rlhf_model_set_recompute(run->m, 1);
     if ((r = rlhf_model_reserve(run->m, rows, seq_len, 1)) != RLHF_OK)
         return rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", rows, seq_len,
                               rlhf_model_last_error(run->m));
@@ -11114,6 +11206,11 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rl
     /* memory now, not in the middle of an iteration: the policy for minibatches and PPO-ptx rows, the
        critic for minibatches; the reference's log-prob pass keeps its logits in its training buffers */
     rows = p->MB > p->ptx_rows ? p->MB : p->ptx_rows;
+    if (c->recompute) {
+        rlhf_model_set_recompute(p->policy, 1);
+        rlhf_model_set_recompute(p->critic, 1);
+        rlhf_model_set_recompute(p->ref, 1);
+    }
     if ((r = rlhf_model_reserve(p->policy, rows, p->max_prompt + p->max_new, 1)) != RLHF_OK ||
         (p->ptx_rows && (r = rlhf_model_reserve(p->policy, p->ptx_rows, p->ptxT, 1)) != RLHF_OK) ||
         (r = rlhf_model_reserve(p->critic, p->MB, p->max_prompt + p->max_new, 1)) != RLHF_OK ||

@@ -24,6 +24,17 @@ for i in 1 2 3 4 5 6 7 8; do echo '{"prompt": "add 1 and 2", "chosen": "3", "rej
 run rm --model "$R/sft_hh/last.safetensors" --data "$R/pairs_short.jsonl" --out "$R/rm_hh" --steps 2 --normalize-samples 4
 run ppo --policy "$R/sft_hh/last.safetensors" --reward "$R/rm_hh/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo_hh" --iters 1 --batch 4 --mini-batch 2 --max-new 4
 run generate "$R/ppo_hh/policy.safetensors" --prompt "add 1 and 2" --max-new 4
+# --recompute: the same checkpoints, byte for byte, from sft, rm and ppo (pretrain is sft's loop on text)
+run sft --model "$R/pre/last.safetensors" --data "$Q/sft.jsonl" --out "$R/sft_hh_rc" --steps 4 --batch 8 --template hh --recompute
+run rm --model "$R/sft_hh/last.safetensors" --data "$R/pairs_short.jsonl" --out "$R/rm_hh_rc" --steps 2 --normalize-samples 4 --recompute
+run ppo --policy "$R/sft_hh/last.safetensors" --reward "$R/rm_hh/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo_hh_rc" --iters 1 --batch 4 --mini-batch 2 --max-new 4 --recompute
+for f in sft_hh/last sft_hh_rc/last rm_hh/last rm_hh_rc/last ppo_hh/policy ppo_hh_rc/policy ppo_hh/critic ppo_hh_rc/critic; do
+    test -s "$R/$f.safetensors" || { echo "FAIL: no $f.safetensors"; exit 1; }
+done
+cmp -s "$R/sft_hh/last.safetensors" "$R/sft_hh_rc/last.safetensors" || { echo "FAIL: sft --recompute changed the checkpoint"; exit 1; }
+cmp -s "$R/rm_hh/last.safetensors" "$R/rm_hh_rc/last.safetensors" || { echo "FAIL: rm --recompute changed the checkpoint"; exit 1; }
+cmp -s "$R/ppo_hh/policy.safetensors" "$R/ppo_hh_rc/policy.safetensors" || { echo "FAIL: ppo --recompute changed the policy"; exit 1; }
+cmp -s "$R/ppo_hh/critic.safetensors" "$R/ppo_hh_rc/critic.safetensors" || { echo "FAIL: ppo --recompute changed the critic"; exit 1; }
 run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 1 --batch 4 --mini-batch 2 --max-new 4
 run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 2 --batch 4 --mini-batch 2 --max-new 4 --resume
 grep -q "PPO: 2 iterations" "$R/out.txt" || { echo "FAIL: ppo --resume did not continue"; cat "$R/out.txt"; exit 1; }
@@ -49,4 +60,4 @@ set +e
 [ $? -eq 2 ] || { echo "FAIL: a usage error must exit 2"; exit 1; }
 "$B/rlhf" info "$R/no-such-file.safetensors" > /dev/null 2>&1
 [ $? -eq 1 ] || { echo "FAIL: a runtime failure must exit 1"; exit 1; }
-echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, generate, chat, score, eval, export, info, plot)"
+echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, --recompute, generate, chat, score, eval, export, info, plot)"

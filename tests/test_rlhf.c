@@ -769,6 +769,115 @@ static void test_determinism(void) {
     rlhf_model_free(a);
 }
 
+/* ---- activation recompute ------------------------------------------------------- */
+/* Two copies of one model, b recomputing: every loss, value, log-prob and
+   gradient of a's caching forward and backward, byte for byte, through the
+   three backwards (the LM loss with documents, the scalar head, log-probs
+   with entropy), then AdamW steps; and b's caches are what the budget says. */
+static int same_bytes(const char *what, const void *a, const void *b, size_t n) {
+    if (memcmp(a, b, n) == 0) return 1;
+    fprintf(stderr, "  FAIL %s: not the same bytes with and without recompute\n", what);
+    return 0;
+}
+static void test_recompute(void) {
+    rlhf_config cfg = tiny_config();
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    rlhf_model *a = NULL, *b = NULL;
+    rlhf_rng ra, rb, rng;
+    rlhf_memory mem;
+    enum { B = 3, T = 11, BT = B * T };
+    int x[BT], y[BT], doc[BT], pad[B] = {0, 4, 9}, i;
+    float la, lb, va[BT], vb[BT], pa[BT], pb[BT], ea[BT], eb[BT], dv[BT], dl[BT], de[BT];
+    size_t n;
+    long allocs;
+    cfg.n_layer = 3; /* layers 0 and 1 are recomputed; the last keeps the forward's caches */
+    CHECK_OK(rlhf_model_create(&a, &cfg, 21));
+    CHECK_OK(rlhf_model_create(&b, &cfg, 21));
+    if (!a || !b) { rlhf_model_free(a); rlhf_model_free(b); return; }
+    CHECK(rlhf_model_recompute(b) == 0);
+    CHECK_OK(rlhf_model_set_recompute(b, 1));
+    CHECK(rlhf_model_recompute(b) == 1 && rlhf_model_recompute(a) == 0);
+    rlhf_rng_seed(&ra, 22), rlhf_rng_seed(&rb, 22);
+    spread_params(a, &ra), spread_params(b, &rb);
+    CHECK_OK(rlhf_model_add_score_head(a, 0.5f, 23));
+    CHECK_OK(rlhf_model_add_score_head(b, 0.5f, 23));
+    n = rlhf_model_num_params(a);
+    rlhf_rng_seed(&rng, 24);
+    random_tokens(x, BT, cfg.vocab_size, &rng);
+    random_tokens(y, BT, cfg.vocab_size, &rng);
+    y[0] = y[15] = -1;
+    rlhf_doc_left_pad(doc, pad, B, T);
+    fill_uniform(dv, BT, &rng, -1, 1);
+    fill_uniform(dl, BT, &rng, -1, 1);
+    fill_uniform(de, BT, &rng, -1, 1);
+    CHECK_OK(rlhf_model_reserve(a, B, T, 1));
+    CHECK_OK(rlhf_model_reserve(b, B, T, 1));
+    allocs = g_allocs;
+
+    /* the LM loss, packed documents */
+    CHECK_OK(rlhf_model_forward_docs(a, x, y, doc, B, T, NULL, &la));
+    CHECK_OK(rlhf_model_forward_docs(b, x, y, doc, B, T, NULL, &lb));
+    CHECK_OK(rlhf_model_zero_grad(a)); CHECK_OK(rlhf_model_zero_grad(b));
+    CHECK_OK(rlhf_model_backward(a)); CHECK_OK(rlhf_model_backward(b));
+    CHECK(same_bytes("LM loss", &la, &lb, sizeof la) && same_bytes("LM gradients", a->grad_mem, b->grad_mem, n * 4));
+
+    /* the scalar head (reward model, critic), added to the gradients above */
+    CHECK_OK(rlhf_model_forward_values(a, x, doc, B, T, va, 1));
+    CHECK_OK(rlhf_model_forward_values(b, x, doc, B, T, vb, 1));
+    CHECK_OK(rlhf_model_backward_values(a, dv)); CHECK_OK(rlhf_model_backward_values(b, dv));
+    CHECK(same_bytes("values", va, vb, sizeof va) && same_bytes("value gradients", a->grad_mem, b->grad_mem, n * 4));
+
+    /* PPO's log-probs and entropy at a temperature */
+    CHECK_OK(rlhf_model_logprobs(a, x, y, NULL, B, T, 0.7f, pa, ea, 1));
+    CHECK_OK(rlhf_model_logprobs(b, x, y, NULL, B, T, 0.7f, pb, eb, 1));
+    CHECK_OK(rlhf_model_backward_logprobs(a, dl, de)); CHECK_OK(rlhf_model_backward_logprobs(b, dl, de));
+    CHECK(same_bytes("log-probs", pa, pb, sizeof pa) && same_bytes("entropies", ea, eb, sizeof ea));
+    CHECK(same_bytes("log-prob gradients", a->grad_mem, b->grad_mem, n * 4));
+
+    /* training steps: the same weights after AdamW, and no allocation in a reserved shape */
+    for (i = 0; i < 3; i++) {
+        CHECK_OK(rlhf_model_train_step(a, x, y, B, T, &opt, &la));
+        CHECK_OK(rlhf_model_train_step(b, x, y, B, T, &opt, &lb));
+    }
+    CHECK(same_bytes("weights after 3 steps", a->param_mem, b->param_mem, n * 4));
+    CHECK(g_allocs == allocs);
+
+    /* the budget: L layers of caches against one, what b allocated; a setting change drops a pending backward */
+    CHECK_OK(rlhf_model_memory(b, B, T, 1, &mem));
+    CHECK(mem.activations_recompute < mem.activations && mem.total_recompute < mem.total);
+    CHECK(mem.total_recompute - mem.activations_recompute == mem.total - mem.activations);
+    {
+        size_t s[RLHF__NUM_ACTS];
+        rlhf__act_sizes(&b->cfg, b->cap_bt, b->cap_btt, 1, s);
+        CHECK(rlhf__sum_sizes(s, RLHF__NUM_ACTS) * 4 + 3 * b->cap_bt * sizeof(int) == mem.activations_recompute);
+    }
+    CHECK_OK(rlhf_model_forward(b, x, y, B, T, NULL, &lb));
+    CHECK_OK(rlhf_model_set_recompute(b, 0));
+    CHECK(rlhf_model_backward(b) == RLHF_ERR_STATE);
+    CHECK_OK(rlhf_model_forward(b, x, y, B, T, NULL, &lb));
+    CHECK_OK(rlhf_model_backward(b));
+    CHECK(rlhf_model_set_recompute(NULL, 1) == RLHF_ERR_INVALID_ARGUMENT && rlhf_model_recompute(NULL) == 0);
+    /* a grown vocabulary keeps the setting (the model is rebuilt inside) */
+    CHECK_OK(rlhf_model_set_recompute(b, 1));
+    CHECK_OK(rlhf_model_resize_vocab(a, cfg.vocab_size + 3));
+    CHECK_OK(rlhf_model_resize_vocab(b, cfg.vocab_size + 3));
+    CHECK(rlhf_model_recompute(b) == 1 && rlhf_model_recompute(a) == 0);
+    CHECK_OK(rlhf_model_train_step(a, x, y, B, T, &opt, &la));
+    CHECK_OK(rlhf_model_train_step(b, x, y, B, T, &opt, &lb));
+    CHECK(same_bytes("weights after a step with a grown vocabulary", a->param_mem, b->param_mem,
+                     rlhf_model_num_params(a) * 4));
+    {   /* GPT-2 124M at B 4, T 1024: the attention probabilities of 12 layers go, the logits stay */
+        rlhf_config g = rlhf_config_gpt2_124m();
+        CHECK_OK(rlhf_config_memory(&g, 4, 1024, 1, &mem));
+        CHECK(mem.activations_recompute * 4 < mem.activations);
+        CHECK(mem.activations_recompute > (size_t)4 * 1024 * 50257 * 4);
+        CHECK_OK(rlhf_config_memory(&g, 4, 1024, 0, &mem));
+        CHECK(mem.activations_recompute == mem.activations && mem.total_recompute == mem.total);
+    }
+    rlhf_model_free(a);
+    rlhf_model_free(b);
+}
+
 /* ---- training ------------------------------------------------------------------- */
 static void test_train_memorises(void) {
     rlhf_config cfg = tiny_config();
@@ -5296,6 +5405,7 @@ static const test_case TESTS[] = {
     {"ppo_ptx_and_guards", test_ppo_ptx_and_guards, 1},
     {"kv_decode_matches_forward", test_kv_decode_matches_forward, 0},
     {"determinism", test_determinism, 0},
+    {"recompute", test_recompute, 0},
     {"train_memorises", test_train_memorises, 0},
     {"grad_accumulation", test_grad_accumulation, 0},
     {"memory_budget", test_memory_budget, 0},

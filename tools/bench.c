@@ -9,6 +9,8 @@
             beside the LM training step of the same shape
      ppo    one PPO iteration on config S: time split (generation, scoring, learning)
             and tokens generated per second
+     recompute  activation recompute (rlhf_model_set_recompute): memory budgets, peak RSS
+            and step time with and without, on S and (with --only recompute) on M at T = 1024
 
    Build (the Makefile passes its flags in RLHF_BENCH_CFLAGS so the output records them):
      gcc -std=c99 -O2 -march=native -fopenmp -I. tools/bench.c -o build/bench -lm
@@ -605,11 +607,110 @@ static void bench_tokenizer(size_t corpus_bytes, int vocab) {
     rlhf__free(text);
 }
 
+/* ---- 8. activation recompute --------------------------------------------------
+   rlhf_model_set_recompute: the forward keeps each layer's input and one layer's
+   caches, and the backward runs the forward of layers 0..L-2 again. Its FLOPs, on
+   top of a step's: (L-1)/L * (2*Nb*B*T + 2*L*B*T*T*C), Nb the parameters of the L
+   blocks (the LM head is not recomputed). Peak RSS is the kernel's VmHWM
+   (/proc/self/status), reset before each measure through /proc/self/clear_refs
+   (Linux 4.0 and later; where it cannot be reset, the recomputing run goes first,
+   the smaller). */
+static double peak_rss_mib(int reset) {
+    char line[256];
+    double kib = -1.0;
+    FILE *f;
+    if (reset && (f = fopen("/proc/self/clear_refs", "w")) != NULL) {
+        fputs("5", f);
+        fclose(f);
+    }
+    if (reset || !(f = fopen("/proc/self/status", "r"))) return -1.0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kib = atof(line + 6);
+    fclose(f);
+    return kib / 1024.0;
+}
+static double recompute_flop_ratio(const rlhf_config *c, int B, int T) {
+    double C = c->n_embd, L = c->n_layer, BT = (double)B * T;
+    double N = (double)rlhf_config_num_params(c) - (double)c->n_ctx * C, Nb = L * (12.0 * C * C + 13.0 * C);
+    double step = 6.0 * N * BT + 6.0 * L * BT * T * C, extra = (L - 1) / L * (2.0 * Nb * BT + 2.0 * L * BT * T * C);
+    return (step + extra) / step;
+}
+/* one model per setting, stepped in turn (interleaved: a busy machine slows both alike) or one after
+   the other (M at T = 1024: one model at a time, for its peak RSS); best and mean ms of each */
+static void recompute_time(const bench_config *bc, int steps, int together) {
+    const rlhf_config *c = &bc->cfg;
+    int B = bc->B, T = bc->T, BT = B * T, i, k, first;
+    int *x = (int *)xmalloc((size_t)BT * sizeof(int)), *y = (int *)xmalloc((size_t)BT * sizeof(int));
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    rlhf_model *m[2] = {NULL, NULL};
+    rlhf_rng rng;
+    rlhf_result r;
+    double best[2] = {1e30, 1e30}, mean[2] = {0, 0}, rss[2] = {-1, -1}, t0;
+    float loss[2] = {0, 0};
+    rlhf_rng_seed(&rng, 7);
+    for (i = 0; i < BT; i++) x[i] = random_token(&rng, c->vocab_size), y[i] = random_token(&rng, c->vocab_size);
+    for (first = 0; first < 2; first += together ? 2 : 1) { /* m[0] recomputes, m[1] keeps the caches */
+        int last = together ? 2 : first + 1;
+        peak_rss_mib(1);
+        for (k = first; k < last; k++) {
+            if ((r = rlhf_model_create(&m[k], c, 1)) != RLHF_OK) die("rlhf_model_create", r);
+            rlhf_model_set_recompute(m[k], k == 0);
+            if ((r = rlhf_model_reserve(m[k], B, T, 1)) != RLHF_OK) die("rlhf_model_reserve", r);
+            if ((r = rlhf_model_train_step(m[k], x, y, B, T, &opt, &loss[k])) != RLHF_OK) die("train_step", r);
+        }
+        for (i = 0; i < steps; i++)
+            for (k = first; k < last; k++) {
+                t0 = now_s();
+                if ((r = rlhf_model_train_step(m[k], x, y, B, T, &opt, &loss[k])) != RLHF_OK) die("train_step", r);
+                t0 = now_s() - t0;
+                best[k] = t0 < best[k] ? t0 : best[k];
+                mean[k] += t0 / steps;
+            }
+        for (k = first; k < last; k++) {
+            rss[k] = together ? -1.0 : peak_rss_mib(0); /* two models at once: no RSS of one */
+            rlhf_model_free(m[k]);
+        }
+    }
+    printf("%-18s %12s %12s %14s %14s\n", "", "best ms", "mean ms", "peak RSS MiB", "loss");
+    for (k = 0; k < 2; k++)
+        printf("%-18s %12.1f %12.1f %14.0f %14.9g\n", k == 0 ? "recompute" : "caches (default)", 1e3 * best[k],
+               1e3 * mean[k], rss[k], (double)loss[k]);
+    printf("time with recompute / without: best %.3f, mean %.3f (FLOPs: %.3f); the same loss bytes: %s\n",
+           best[0] / best[1], mean[0] / mean[1], recompute_flop_ratio(c, B, T),
+           memcmp(&loss[0], &loss[1], sizeof loss[0]) == 0 ? "yes" : "NO");
+    if (g_json)
+        printf("{\"bench\":\"recompute\",\"config\":\"%s\",\"T\":%d,\"threads\":%d,\"ms_recompute\":%.1f,"
+               "\"ms_caches\":%.1f,\"rss_mib_recompute\":%.0f,\"rss_mib_caches\":%.0f}\n", bc->name, T,
+               rlhf_num_threads(), 1e3 * best[0], 1e3 * best[1], rss[0], rss[1]);
+    rlhf__free(x);
+    rlhf__free(y);
+}
+static void bench_recompute(const bench_config *bc, int steps, int measure) {
+    const double MiB = 1024.0 * 1024.0;
+    rlhf_memory mem;
+    rlhf_result r;
+    printf("\n== activation recompute, config %s: B %d, T %d ==\n", bc->name, bc->B, bc->T);
+    if ((r = rlhf_config_memory(&bc->cfg, bc->B, bc->T, 1, &mem)) != RLHF_OK) die("rlhf_config_memory", r);
+    printf("rlhf_config_memory, MiB: activations %.1f -> %.1f with recompute (%.2fx less; logits %.1f of it); "
+           "total %.1f -> %.1f\n", mem.activations / MiB, mem.activations_recompute / MiB,
+           (double)mem.activations / (double)mem.activations_recompute,
+           (double)bc->B * bc->T * bc->cfg.vocab_size * 4 / MiB, mem.total / MiB, mem.total_recompute / MiB);
+    if (g_json)
+        printf("{\"bench\":\"recompute_budget\",\"config\":\"%s\",\"T\":%d,\"activations\":%zu,"
+               "\"activations_recompute\":%zu}\n", bc->name, bc->T, mem.activations, mem.activations_recompute);
+    if (!measure) return;
+    fflush(stdout);
+    /* both models at once when they are small */
+    recompute_time(bc, steps, (double)mem.total + (double)mem.total_recompute < 1024.0 * MiB);
+}
+
 static void usage(void) {
-    printf("usage: bench [--only S|M|gemm|gen|rm|ppo|tok] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
+    printf("usage: bench [--only S|M|gemm|gen|rm|ppo|tok|recompute] [--quick] [--steps-s N] [--steps-m N] [--json]"
+           " [--help]\n"
            "  --only S     training step of config S only (M: of config M; gemm: matmuls; gen: generation;\n"
            "               rm: a reward-model step; ppo: a PPO iteration; tok: tokenizer training on 10 MB\n"
-           "               to 4096 tokens, and encoding)\n"
+           "               to 4096 tokens, and encoding; recompute: activation recompute on S, and on M at\n"
+           "               T = 1024 its memory and time, ~8 GB and minutes, which the full run only budgets)\n"
            "  --quick      a smoke run of a few seconds: config S only (unless --only M), few steps\n"
            "  --steps-s N  timed training steps on S (default 10); --steps-m N on M (default 3)\n"
            "  --json       also print one JSON line per result\n"
@@ -632,7 +733,8 @@ int main(int argc, char **argv) {
         }
     }
     all = !strcmp(only, "all");
-    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo")) {
+    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo") &&
+        strcmp(only, "recompute")) {
         usage();
         return 2;
     }
@@ -670,6 +772,13 @@ int main(int argc, char **argv) {
     if (all || !strcmp(only, "rm")) u = usage_now(), bench_rm(&CONFIG_S, quick ? 2 : 10), report_others(u);
     if (all || !strcmp(only, "ppo")) u = usage_now(), bench_ppo(&CONFIG_S, quick ? 1 : 3), report_others(u);
     if (all || !strcmp(only, "tok")) u = usage_now(), bench_tokenizer(quick ? 1000000 : 10000000, 4096), report_others(u);
+    if (all || !strcmp(only, "recompute")) {
+        bench_config m1024 = CONFIG_M;
+        m1024.T = 1024;
+        u = usage_now(), bench_recompute(&CONFIG_S, quick ? 1 : steps_s, 1), report_others(u);
+        u = usage_now(), bench_recompute(&m1024, steps_m < 2 ? steps_m : 2, !strcmp(only, "recompute") && !quick);
+        report_others(u);
+    }
     printf("\nFP32 FMA peak at the end: %.1f GFLOP/s\n", fma_peak());
     return 0;
 }

@@ -186,6 +186,10 @@ typedef struct opt {
 #define OPT_FA(n, h, p, lo, hi) {n, h, O_FLOAT, p, lo, hi, O_ABOVE, NULL, 0}
 #define OPT_S(n, h, p) {n, h, O_STR, p, 0, 0, 0, NULL, 0}
 #define OPT_B(n, h, p) {n, h, O_BOOL, p, 0, 0, 0, NULL, 0}
+/* --recompute (sft, rm, pretrain, ppo): activation recompute on the trained models (rlhf_model_set_recompute) */
+#define RECOMPUTE_HELP                                                                                                 \
+    "recompute each layer's activations in the backward: several times less activation memory (rlhf info shows "   \
+    "both budgets) for about one more forward per step; the same results, bit for bit"
 #define OPT_C(n, h, p, c) {n, h, O_CHOICE, p, 0, 0, 0, c, 0}
 /* --max-len: the long-record rule's limit (rlhf_fit_report), from 2 tokens to the model's context (checked once it is loaded) */
 #define OPT_MAXLEN(h, p) {"max-len", h, O_INT, p, 2, 1 << 20, O_CTX, NULL, 0}
@@ -428,9 +432,11 @@ static void clear_run(const char *dir, const char *const *own) {
 }
 /* The options of a run, in options.json: a --resume with other values is
    told so (it continues, but is no longer the run it resumes, bit for bit).
-   Options that only steer the command (where, how long, how often) are left out. */
+   Options that only steer the command (where, how long, how often; --recompute, which gives
+   the same bytes) are left out. */
 static int opt_steers_only(const char *name) {
-    static const char *const names[] = {"out", "resume", "overwrite", "skip-bad", "steps", "epochs", "iters", "save-every", "log-every", "eval-every"};
+    static const char *const names[] = {"out", "resume", "overwrite", "skip-bad", "steps", "epochs", "iters", "save-every", "log-every", "eval-every",
+                                        "recompute"};
     size_t k;
     for (k = 0; k < sizeof names / sizeof names[0]; k++)
         if (strcmp(name, names[k]) == 0) return 1;
@@ -844,10 +850,13 @@ static int cmd_info(int argc, char **argv) {
     if (rlhf_model_meta(m, "rlhf.train.step"))
         printf("  training step: %s, AdamW steps %ld\n", rlhf_model_meta(m, "rlhf.train.step"), rlhf_model_adamw_steps(m));
     if (rlhf_model_meta(m, "rlhf.ppo.state")) printf("  PPO state: %s\n", rlhf_model_meta(m, "rlhf.ppo.state"));
-    if (rlhf_model_memory(m, 8, c->n_ctx, 1, &mem) == RLHF_OK)
+    if (rlhf_model_memory(m, 8, c->n_ctx, 1, &mem) == RLHF_OK) {
         printf("  memory to train on 8 x %d tokens: %.1f MB (weights %.1f, grads %.1f, AdamW %.1f, activations %.1f)\n", c->n_ctx,
                mem.total / 1048576.0, mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0,
                (mem.activations + mem.backward) / 1048576.0);
+        printf("    with --recompute: %.1f MB (activations %.1f)\n", mem.total_recompute / 1048576.0,
+               (mem.activations_recompute + mem.backward) / 1048576.0);
+    }
     rlhf_model_free(m);
     return 0;
 }
@@ -1493,6 +1502,7 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             OPT_F("grad-clip", "clip the gradient norm (0: off)", &a.to.opt.grad_clip, 0, BIG),
             OPT_I("batch", is_rm ? "prompts per step" : "sequences per step", &a.to.batch_size, 1, 1 << 20),
             OPT_I("micro-batch", "sequences per forward (0: all of the step)", &a.to.micro_batch, 0, 1 << 20),
+            OPT_B("recompute", RECOMPUTE_HELP, &a.to.recompute),
             OPT_I("seq-len", "length of the rows the text is cut into (0: the model's context)", &a.to.seq_len, 0, 1 << 20),
             OPT_MAXLEN(is_rm ? "longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
                                "completion alone does not fit is skipped; the counts are printed (also the normalisation's limit)"
@@ -1743,6 +1753,7 @@ static int cmd_ppo(int argc, char **argv) {
             OPT_I("save-every", "iterations between saves", &a.save_every, 1, BIG),
             OPT_I("batch", "episodes per iteration", &a.c.batch_size, 1, 1024),
             OPT_I("mini-batch", "episodes per minibatch", &a.c.mini_batch, 1, 1024),
+            OPT_B("recompute", RECOMPUTE_HELP, &a.c.recompute),
             OPT_I("epochs", "PPO epochs per batch", &a.c.ppo_epochs, 1, 1000),
             OPT_I("max-new", "longest response in tokens", &a.c.max_new_tokens, 1, 1 << 20),
             OPT_I("max-prompt", "longer prompts are cut from the left, whole turns where they can (0: half the context)",
