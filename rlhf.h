@@ -2039,7 +2039,8 @@ static __m256 rlhf__dgelu256(__m256 x) {
                               _mm256_fmadd_ps(_mm256_set1_ps(RLHF__GELU_C), x2, one));
     __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, rlhf__exp256(u2)));
     __m256 slope = _mm256_fmadd_ps(_mm256_set1_ps(3.0f * RLHF__GELU_C), x2, one); /* 1 + 3 * 0.044715 x^2 */
-    __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f * RLHF__GELU_K), x), _mm256_mul_ps(s, _mm256_sub_ps(one, s)));
+    __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f * RLHF__GELU_K), x),
+                             _mm256_mul_ps(s, _mm256_sub_ps(one, s))); /* 2 x s (1 - s) sqrt(2/pi) */
     return _mm256_fmadd_ps(t, slope, s);
 }
 #endif
@@ -2050,7 +2051,10 @@ static void rlhf__gelu_forward(float *out, const float *inp, size_t n) {
         size_t i = (size_t)chunk * RLHF__ELEM_CHUNK, end = i + RLHF__ELEM_CHUNK < n ? i + RLHF__ELEM_CHUNK : n;
 #if defined(RLHF__AVX2)
         for (; i + 8 <= end; i += 8) _mm256_storeu_ps(out + i, rlhf__gelu256(_mm256_loadu_ps(inp + i)));
-        if (i < end) rlhf__store_part(out + i, rlhf__gelu256(rlhf__load_part(inp + i, (int)(end - i), 0.0f)), (int)(end - i));
+        if (i < end) {
+            int r = (int)(end - i);
+            rlhf__store_part(out + i, rlhf__gelu256(rlhf__load_part(inp + i, r, 0.0f)), r);
+        }
 #else
         rlhf__gelu_forward_ref(out + i, inp + i, end - i);
 #endif
@@ -2075,7 +2079,8 @@ static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
         size_t i = (size_t)chunk * RLHF__ELEM_CHUNK, end = i + RLHF__ELEM_CHUNK < n ? i + RLHF__ELEM_CHUNK : n;
 #if defined(RLHF__AVX2)
         for (; i + 8 <= end; i += 8)
-            _mm256_storeu_ps(dinout + i, _mm256_mul_ps(_mm256_loadu_ps(dinout + i), rlhf__dgelu256(_mm256_loadu_ps(inp + i))));
+            _mm256_storeu_ps(dinout + i,
+                             _mm256_mul_ps(_mm256_loadu_ps(dinout + i), rlhf__dgelu256(_mm256_loadu_ps(inp + i))));
         if (i < end) {
             int r = (int)(end - i);
             __m256 d = rlhf__dgelu256(rlhf__load_part(inp + i, r, 0.0f));
@@ -2147,10 +2152,14 @@ static void rlhf__wsum(float *o, const float *w, const float *v, size_t stride, 
         for (j = 0; j < n; j++) {
             const float *vj = v + (size_t)j * stride + c;
             __m256 wj = _mm256_broadcast_ss(w + j);
-            a0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), a0); a1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8), a1);
-            a2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 16), a2); a3 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 24), a3);
-            a4 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 32), a4); a5 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 40), a5);
-            a6 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 48), a6); a7 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 56), a7);
+            a0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), a0);
+            a1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8), a1);
+            a2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 16), a2);
+            a3 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 24), a3);
+            a4 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 32), a4);
+            a5 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 40), a5);
+            a6 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 48), a6);
+            a7 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 56), a7);
         }
         _mm256_storeu_ps(o + c, a0); _mm256_storeu_ps(o + c + 8, a1); _mm256_storeu_ps(o + c + 16, a2);
         _mm256_storeu_ps(o + c + 24, a3); _mm256_storeu_ps(o + c + 32, a4); _mm256_storeu_ps(o + c + 40, a5);
@@ -2349,9 +2358,10 @@ static void rlhf__crossentropy_backward(float *logits_to_dlogits, const float *l
             __m256 vl = _mm256_set1_ps(lse[bt]), vd = _mm256_set1_ps(dloss);
             for (; v + 8 <= V; v += 8)
                 _mm256_storeu_ps(d + v, _mm256_mul_ps(rlhf__exp256(_mm256_sub_ps(_mm256_loadu_ps(d + v), vl)), vd));
-            if (v < V)
-                rlhf__store_part(d + v, _mm256_mul_ps(rlhf__exp256(_mm256_sub_ps(rlhf__load_part(d + v, V - v, 0.0f), vl)), vd),
-                                 V - v);
+            if (v < V) {
+                __m256 e = rlhf__exp256(_mm256_sub_ps(rlhf__load_part(d + v, V - v, 0.0f), vl));
+                rlhf__store_part(d + v, _mm256_mul_ps(e, vd), V - v);
+            }
             v = V;
         }
 #endif

@@ -344,7 +344,8 @@ static void test_kernel_layernorm(void) {
         size_t n = (size_t)BT * C;
         float *x = floats(n), *w = floats(C), *b = floats(C), *y1 = floats(n), *y2 = floats(n), *dy = floats(n);
         float *m1 = floats(BT), *r1 = floats(BT), *m2 = floats(BT), *r2 = floats(BT);
-        float *dx1 = floats(n), *dx2 = floats(n), *dw1 = floats(C), *dw2 = floats(C), *db1 = floats(C), *db2 = floats(C);
+        float *dx1 = floats(n), *dx2 = floats(n), *dw1 = floats(C), *dw2 = floats(C);
+        float *db1 = floats(C), *db2 = floats(C);
         char what[64];
         fill_uniform(x, n, &rng, -2, 3);
         fill_uniform(w, C, &rng, 0.5f, 1.5f);

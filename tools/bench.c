@@ -622,21 +622,31 @@ typedef struct {
     int *tg;
 } kernel_bufs;
 typedef void (*kernel_fn)(kernel_bufs *k);
-static void k_ln_fwd(kernel_bufs *k) { rlhf__layernorm_forward(k->y, k->mean, k->rstd, k->x, k->w, k->bias, k->B * k->T, k->C); }
+static void k_ln_fwd(kernel_bufs *k) {
+    rlhf__layernorm_forward(k->y, k->mean, k->rstd, k->x, k->w, k->bias, k->B * k->T, k->C);
+}
 static void k_ln_bwd(kernel_bufs *k) {
     rlhf__layernorm_backward(k->dx, k->dw, k->db, k->y, k->x, k->w, k->mean, k->rstd, k->B * k->T, k->C);
 }
 static void k_gelu_fwd(kernel_bufs *k) { rlhf__gelu_forward(k->dh, k->h, (size_t)k->B * k->T * 4 * k->C); }
 static void k_gelu_bwd_prep(kernel_bufs *k) { memcpy(k->dh, k->dh0, (size_t)k->B * k->T * 4 * k->C * sizeof(float)); }
 static void k_gelu_bwd(kernel_bufs *k) { rlhf__gelu_backward(k->dh, k->h, (size_t)k->B * k->T * 4 * k->C); }
-static void k_att_fwd(kernel_bufs *k) { rlhf__attention_forward(k->atty, k->att, NULL, k->qkv, NULL, k->B, k->T, k->C, k->NH); }
+static void k_att_fwd(kernel_bufs *k) {
+    rlhf__attention_forward(k->atty, k->att, NULL, k->qkv, NULL, k->B, k->T, k->C, k->NH);
+}
 static void k_att_bwd(kernel_bufs *k) {
     rlhf__attention_backward(k->dqkv, k->scratch, k->datty, k->qkv, k->att, NULL, k->B, k->T, k->C, k->NH);
 }
-static void k_ce_fwd(kernel_bufs *k) { rlhf__crossentropy_forward(k->losses, k->lse, k->logits, k->tg, k->B * k->T, k->V); }
+static void k_ce_fwd(kernel_bufs *k) {
+    rlhf__crossentropy_forward(k->losses, k->lse, k->logits, k->tg, k->B * k->T, k->V);
+}
 static void k_ce_bwd_prep(kernel_bufs *k) { memcpy(k->logits, k->logits0, (size_t)k->B * k->T * k->V * sizeof(float)); }
-static void k_ce_bwd(kernel_bufs *k) { rlhf__crossentropy_backward(k->logits, k->lse, k->tg, 1e-3f, k->B * k->T, k->V); }
-static void k_adamw(kernel_bufs *k) { rlhf__adamw(k->p, k->m, k->v, k->g, k->np, 0.9f, 0.95f, 1e-8f, 0.999f, 1e-4f, 0.3f); }
+static void k_ce_bwd(kernel_bufs *k) {
+    rlhf__crossentropy_backward(k->logits, k->lse, k->tg, 1e-3f, k->B * k->T, k->V);
+}
+static void k_adamw(kernel_bufs *k) {
+    rlhf__adamw(k->p, k->m, k->v, k->g, k->np, 0.9f, 0.95f, 1e-8f, 0.999f, 1e-4f, 0.3f);
+}
 
 /* the best of reps calls of fn, each after an untimed prep (may be NULL) */
 static double best_of(kernel_fn fn, kernel_fn prep, kernel_bufs *k, int reps) {
@@ -662,14 +672,16 @@ static void kbufs_alloc(kernel_bufs *k, int B, int T, int C, int NH, int V, size
     k->B = B, k->T = T, k->C = C, k->NH = NH, k->V = V, k->np = np;
     k->x = kbuf(BT * C, rng, -2, 2), k->y = kbuf(BT * C, rng, -1, 1), k->dx = kbuf(BT * C, rng, 0, 0);
     k->mean = kbuf(BT, rng, 0, 0), k->rstd = kbuf(BT, rng, 0, 0);
-    k->w = kbuf(C, rng, 0.5f, 1.5f), k->bias = kbuf(C, rng, -0.1f, 0.1f), k->dw = kbuf(C, rng, 0, 0), k->db = kbuf(C, rng, 0, 0);
+    k->w = kbuf(C, rng, 0.5f, 1.5f), k->bias = kbuf(C, rng, -0.1f, 0.1f);
+    k->dw = kbuf(C, rng, 0, 0), k->db = kbuf(C, rng, 0, 0);
     k->h = kbuf(BT * 4 * C, rng, -4, 4), k->dh = kbuf(BT * 4 * C, rng, -1, 1), k->dh0 = kbuf(BT * 4 * C, rng, -1, 1);
     k->qkv = kbuf(BT * 3 * C, rng, -1, 1), k->dqkv = kbuf(BT * 3 * C, rng, 0, 0);
     k->att = kbuf((size_t)B * NH * T * T, rng, 0, 0), k->scratch = kbuf((size_t)B * NH * T, rng, 0, 0);
     k->atty = kbuf(BT * C, rng, 0, 0), k->datty = kbuf(BT * C, rng, -1, 1);
     k->logits = kbuf(BT * V, rng, -5, 5), k->logits0 = kbuf(BT * V, rng, -5, 5);
     k->lse = kbuf(BT, rng, 0, 0), k->losses = kbuf(BT, rng, 0, 0);
-    k->p = kbuf(np, rng, -1, 1), k->m = kbuf(np, rng, -0.1f, 0.1f), k->v = kbuf(np, rng, 0, 0.01f), k->g = kbuf(np, rng, -1, 1);
+    k->p = kbuf(np, rng, -1, 1), k->m = kbuf(np, rng, -0.1f, 0.1f);
+    k->v = kbuf(np, rng, 0, 0.01f), k->g = kbuf(np, rng, -1, 1);
     k->tg = (int *)xmalloc(BT * sizeof(int));
     for (i = 0; i < BT; i++) k->tg[i] = (int)(rlhf_rng_u64(rng) % (uint64_t)V);
     k_ln_fwd(k); /* mean, rstd for the backward */
@@ -681,7 +693,8 @@ static void kbufs_free(kernel_bufs *k) {
     float *all[26];
     int i;
     all[0] = k->x, all[1] = k->y, all[2] = k->dx, all[3] = k->mean, all[4] = k->rstd, all[5] = k->w, all[6] = k->bias;
-    all[7] = k->dw, all[8] = k->db, all[9] = k->h, all[10] = k->dh, all[11] = k->dh0, all[12] = k->qkv, all[13] = k->dqkv;
+    all[7] = k->dw, all[8] = k->db, all[9] = k->h, all[10] = k->dh, all[11] = k->dh0, all[12] = k->qkv;
+    all[13] = k->dqkv;
     all[14] = k->att, all[15] = k->scratch, all[16] = k->atty, all[17] = k->datty, all[18] = k->logits;
     all[19] = k->logits0, all[20] = k->lse, all[21] = k->losses, all[22] = k->p, all[23] = k->m, all[24] = k->v;
     all[25] = k->g;
@@ -726,7 +739,8 @@ static double step_seconds(const bench_config *bc, int steps) {
     double best = 1e30, t0, t;
     if ((r = rlhf_model_create(&m, &bc->cfg, 1)) != RLHF_OK) die("rlhf_model_create", r);
     rlhf_rng_seed(&rng, 7);
-    for (i = 0; i < BT; i++) x[i] = random_token(&rng, bc->cfg.vocab_size), y[i] = random_token(&rng, bc->cfg.vocab_size);
+    for (i = 0; i < BT; i++) x[i] = random_token(&rng, bc->cfg.vocab_size);
+    for (i = 0; i < BT; i++) y[i] = random_token(&rng, bc->cfg.vocab_size);
     for (i = -2; i < steps; i++) { /* two warm-up steps */
         t0 = now_s();
         if ((r = rlhf_model_train_step(m, x, y, bc->B, bc->T, &opt, NULL)) != RLHF_OK) die("rlhf_model_train_step", r);
