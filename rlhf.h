@@ -2136,40 +2136,75 @@ static float rlhf__exp_shift_sum(float *x, int n, float maxv) {
     }
     return sum;
 }
-/* o (hs) = sum_j w[j] * v_j over j < n, value j at v + j*stride, summed in
+/* o (hs) [+]= sum_j w[j] * v_j over j < n, value j at v + j*stride, summed in
    order j = 0, 1, ... as rlhf__axpy would; the SIMD path keeps 64 channels of
    o in 8 registers through all n rows instead of loading and storing o n times */
-RLHF__REF void rlhf__wsum_ref(float *o, const float *w, const float *v, size_t stride, int n, int hs) {
+RLHF__REF void rlhf__wsum_ref(float *o, const float *w, const float *v, size_t stride, int n, int hs,
+                              int accumulate) {
     int j;
-    memset(o, 0, (size_t)hs * sizeof(float));
+    if (!accumulate) memset(o, 0, (size_t)hs * sizeof(float));
     for (j = 0; j < n; j++) rlhf__axpy_ref(o, w[j], v + (size_t)j * stride, hs);
 }
-static void rlhf__wsum(float *o, const float *w, const float *v, size_t stride, int n, int hs) {
+static void rlhf__wsum(float *o, const float *w, const float *v, size_t stride, int n, int hs, int accumulate) {
     int c = 0, j;
 #if defined(RLHF__AVX2)
     for (; c + 64 <= hs; c += 64) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        __m256 a[8];
+        int r;
+        for (r = 0; r < 8; r++) a[r] = accumulate ? _mm256_loadu_ps(o + c + 8 * r) : _mm256_setzero_ps();
         for (j = 0; j < n; j++) {
             const float *vj = v + (size_t)j * stride + c;
             __m256 wj = _mm256_broadcast_ss(w + j);
-            a0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), a0);
-            a1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8), a1);
-            a2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 16), a2);
-            a3 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 24), a3);
-            a4 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 32), a4);
-            a5 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 40), a5);
-            a6 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 48), a6);
-            a7 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 56), a7);
+            a[0] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), a[0]);
+            a[1] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8), a[1]);
+            a[2] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 16), a[2]);
+            a[3] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 24), a[3]);
+            a[4] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 32), a[4]);
+            a[5] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 40), a[5]);
+            a[6] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 48), a[6]);
+            a[7] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 56), a[7]);
         }
-        _mm256_storeu_ps(o + c, a0); _mm256_storeu_ps(o + c + 8, a1); _mm256_storeu_ps(o + c + 16, a2);
-        _mm256_storeu_ps(o + c + 24, a3); _mm256_storeu_ps(o + c + 32, a4); _mm256_storeu_ps(o + c + 40, a5);
-        _mm256_storeu_ps(o + c + 48, a6); _mm256_storeu_ps(o + c + 56, a7);
+        for (r = 0; r < 8; r++) _mm256_storeu_ps(o + c + 8 * r, a[r]);
     }
 #endif
     if (c < hs) { /* the channels left (all of them in a scalar build) */
-        memset(o + c, 0, (size_t)(hs - c) * sizeof(float));
+        if (!accumulate) memset(o + c, 0, (size_t)(hs - c) * sizeof(float));
         for (j = 0; j < n; j++) rlhf__axpy(o + c, w[j], v + (size_t)j * stride + c, hs - c);
     }
+}
+
+/* out[j] = q . k_j for j < n, key j at k + j*stride; q (hs). The SIMD path
+   takes 8 keys at a time: 8 accumulators of 8 lanes, whose lanes a transpose
+   (two rounds of horizontal adds and a swap of 128-bit halves) sums into the
+   8 dot products at once, instead of a horizontal sum per key. */
+RLHF__REF void rlhf__dots_ref(float *out, const float *q, const float *k, size_t stride, int n, int hs) {
+    int j;
+    for (j = 0; j < n; j++) out[j] = rlhf__dot_ref(q, k + (size_t)j * stride, hs);
+}
+#if defined(RLHF__AVX2)
+static __m256 rlhf__dot8(const float *q, const float *k, size_t stride, int hs) {
+    __m256 a[8], t0, t1, t2, t3;
+    int c, r;
+    for (r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+    for (c = 0; c < hs; c += 8) {
+        __m256 qc = _mm256_loadu_ps(q + c);
+        for (r = 0; r < 8; r++) a[r] = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k + (size_t)r * stride + c), a[r]);
+    }
+    /* hadd(x, y) = [x0+x1, x2+x3, y0+y1, y2+y3 | x4+x5, x6+x7, y4+y5, y6+y7]: after two rounds the low
+       half of t0 holds lanes 0-3 of keys 0..3 summed, its high half lanes 4-7 */
+    t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    t0 = _mm256_hadd_ps(t0, t1), t2 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t2, 0x20), _mm256_permute2f128_ps(t0, t2, 0x31));
+}
+#endif
+static void rlhf__dots(float *out, const float *q, const float *k, size_t stride, int n, int hs) {
+    int j = 0;
+#if defined(RLHF__AVX2)
+    if (hs % 8 == 0)
+        for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, rlhf__dot8(q, k + (size_t)j * stride, stride, hs));
+#endif
+    for (; j < n; j++) out[j] = rlhf__dot(q, k + (size_t)j * stride, hs);
 }
 
 /* ---- fused causal self-attention ---------------------------------------------
@@ -2192,11 +2227,12 @@ static void rlhf__attend_row(float *o, float *row, const float *q, const float *
                              int hs, float scale) {
     float maxv, inv;
     int j;
-    for (j = 0; j < n; j++) row[j] = rlhf__dot(q, k + (size_t)j * stride, hs) * scale;
+    rlhf__dots(row, q, k, stride, n, hs);
+    for (j = 0; j < n; j++) row[j] *= scale;
     maxv = rlhf__row_max(row, n);
     inv = 1.0f / rlhf__exp_shift_sum(row, n, maxv); /* stable: the maximum is subtracted; sum >= 1 (exp(0)) */
     for (j = 0; j < n; j++) row[j] *= inv;
-    rlhf__wsum(o, row, v, stride, n, hs);
+    rlhf__wsum(o, row, v, stride, n, hs, 0);
 }
 /* the scalar twin: the definition, with expf and the scalar dot and axpy */
 RLHF__REF void rlhf__attend_row_ref(float *o, float *row, const float *q, const float *k, const float *v,
@@ -2213,7 +2249,7 @@ RLHF__REF void rlhf__attend_row_ref(float *o, float *row, const float *q, const 
     }
     inv = 1.0f / sum; /* sum >= 1: the maximum contributes exp(0) */
     for (j = 0; j < n; j++) row[j] *= inv;
-    rlhf__wsum_ref(o, row, v, stride, n, hs);
+    rlhf__wsum_ref(o, row, v, stride, n, hs, 0);
 }
 
 static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, const int *doc, int B, int T,
@@ -2256,16 +2292,17 @@ static void rlhf__attention_backward(float *dqkv, float *scratch, const float *d
             float *dq = dbase + (size_t)t * 3 * C + h * hs;
             float dot = 0.0f;
             int s0 = doc ? doc[(size_t)b * T + t] : 0;
+            const float *k0 = base + (size_t)s0 * 3 * C + C + h * hs; /* seek to k_s0, then v_s0 */
+            rlhf__dots(da + s0, g, k0 + C, (size_t)3 * C, t + 1 - s0, hs); /* da[t2] = g . v_t2 */
             for (t2 = s0; t2 <= t; t2++) {
-                da[t2] = rlhf__dot(g, base + (size_t)t2 * 3 * C + 2 * C + h * hs, hs);
                 rlhf__axpy(dbase + (size_t)t2 * 3 * C + 2 * C + h * hs, a[t2], g, hs);
                 dot += a[t2] * da[t2];
             }
-            for (t2 = s0; t2 <= t; t2++) {
-                float ds = a[t2] * (da[t2] - dot) * scale;
-                rlhf__axpy(dq, ds, base + (size_t)t2 * 3 * C + C + h * hs, hs);
-                rlhf__axpy(dbase + (size_t)t2 * 3 * C + C + h * hs, ds, q, hs);
+            for (t2 = s0; t2 <= t; t2++) { /* da becomes ds */
+                da[t2] = a[t2] * (da[t2] - dot) * scale;
+                rlhf__axpy(dbase + (size_t)t2 * 3 * C + C + h * hs, da[t2], q, hs);
             }
+            rlhf__wsum(dq, da + s0, k0, (size_t)3 * C, t + 1 - s0, hs, 1); /* dq += sum_t2 ds[t2] k_t2 */
         }
     }
 }

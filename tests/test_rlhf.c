@@ -377,7 +377,11 @@ static void test_kernel_layernorm(void) {
 /* One attention row (scores, softmax, weighted sum of values) against the
    twin, for key counts n and head sizes hs of odd widths; keys and values
    strided as in qkv. Probabilities 1e-6 + 1e-5 relative (a few ulp of exp
-   and a sum in another order), outputs the same. */
+   and a sum in another order), outputs the same; the raw dot products (hs
+   terms of size up to 4, summed in another order) 1e-5 + 1e-5 relative, and
+   the weighted sum of up to 1023 rows with those dot products as weights
+   (sums in the hundreds; the twin rounds each product, the SIMD path fuses
+   it into the add) 1e-4 + 1e-5 relative. */
 static void test_kernel_softmax(void) {
     static const int HS[] = {1, 7, 8, 9, 64, 65, 130};
     rlhf_rng rng;
@@ -398,6 +402,17 @@ static void test_kernel_softmax(void) {
             close_enough(what, row1, row2, n, 1e-6, 1e-5);
             snprintf(what, sizeof what, "attention out n=%d hs=%d", n, hs);
             close_enough(what, o1, o2, hs, 1e-5, 1e-5);
+            /* the backward's pieces: dot products with n keys, and o += sum_j w[j] v_j */
+            rlhf__dots(row1, q, kv, stride, n, hs);
+            rlhf__dots_ref(row2, q, kv, stride, n, hs);
+            snprintf(what, sizeof what, "dots n=%d hs=%d", n, hs);
+            close_enough(what, row1, row2, n, 1e-5, 1e-5);
+            fill_uniform(o1, hs, &rng, -1, 1);
+            memcpy(o2, o1, hs * sizeof(float));
+            rlhf__wsum(o1, row2, kv + 2 * hs, stride, n, hs, 1);
+            rlhf__wsum_ref(o2, row2, kv + 2 * hs, stride, n, hs, 1);
+            snprintf(what, sizeof what, "weighted sum n=%d hs=%d", n, hs);
+            close_enough(what, o1, o2, hs, 1e-4, 1e-5);
             free(kv); free(q); free(o1); free(o2); free(row1); free(row2);
         }
 }
