@@ -2149,22 +2149,27 @@ static void rlhf__wsum(float *o, const float *w, const float *v, size_t stride, 
     int c = 0, j;
 #if defined(RLHF__AVX2)
     for (; c + 64 <= hs; c += 64) {
-        __m256 a[8];
-        int r;
-        for (r = 0; r < 8; r++) a[r] = accumulate ? _mm256_loadu_ps(o + c + 8 * r) : _mm256_setzero_ps();
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        if (accumulate) {
+            a0 = _mm256_loadu_ps(o + c), a1 = _mm256_loadu_ps(o + c + 8), a2 = _mm256_loadu_ps(o + c + 16);
+            a3 = _mm256_loadu_ps(o + c + 24), a4 = _mm256_loadu_ps(o + c + 32), a5 = _mm256_loadu_ps(o + c + 40);
+            a6 = _mm256_loadu_ps(o + c + 48), a7 = _mm256_loadu_ps(o + c + 56);
+        }
         for (j = 0; j < n; j++) {
             const float *vj = v + (size_t)j * stride + c;
             __m256 wj = _mm256_broadcast_ss(w + j);
-            a[0] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), a[0]);
-            a[1] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8), a[1]);
-            a[2] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 16), a[2]);
-            a[3] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 24), a[3]);
-            a[4] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 32), a[4]);
-            a[5] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 40), a[5]);
-            a[6] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 48), a[6]);
-            a[7] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 56), a[7]);
+            a0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), a0);
+            a1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8), a1);
+            a2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 16), a2);
+            a3 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 24), a3);
+            a4 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 32), a4);
+            a5 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 40), a5);
+            a6 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 48), a6);
+            a7 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 56), a7);
         }
-        for (r = 0; r < 8; r++) _mm256_storeu_ps(o + c + 8 * r, a[r]);
+        _mm256_storeu_ps(o + c, a0), _mm256_storeu_ps(o + c + 8, a1), _mm256_storeu_ps(o + c + 16, a2);
+        _mm256_storeu_ps(o + c + 24, a3), _mm256_storeu_ps(o + c + 32, a4), _mm256_storeu_ps(o + c + 40, a5);
+        _mm256_storeu_ps(o + c + 48, a6), _mm256_storeu_ps(o + c + 56, a7);
     }
 #endif
     if (c < hs) { /* the channels left (all of them in a scalar build) */
@@ -2183,17 +2188,25 @@ RLHF__REF void rlhf__dots_ref(float *out, const float *q, const float *k, size_t
 }
 #if defined(RLHF__AVX2)
 static __m256 rlhf__dot8(const float *q, const float *k, size_t stride, int hs) {
-    __m256 a[8], t0, t1, t2, t3;
-    int c, r;
-    for (r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
-    for (c = 0; c < hs; c += 8) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, t0, t1, t2, t3;
+    const float *k1 = k + stride, *k2 = k1 + stride, *k3 = k2 + stride, *k4 = k3 + stride, *k5 = k4 + stride;
+    const float *k6 = k5 + stride, *k7 = k6 + stride;
+    int c;
+    for (c = 0; c < hs; c += 8) { /* written out: 8 accumulators that must stay in registers */
         __m256 qc = _mm256_loadu_ps(q + c);
-        for (r = 0; r < 8; r++) a[r] = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k + (size_t)r * stride + c), a[r]);
+        a0 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k + c), a0);
+        a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k1 + c), a1);
+        a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k2 + c), a2);
+        a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k3 + c), a3);
+        a4 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k4 + c), a4);
+        a5 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k5 + c), a5);
+        a6 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k6 + c), a6);
+        a7 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k7 + c), a7);
     }
     /* hadd(x, y) = [x0+x1, x2+x3, y0+y1, y2+y3 | x4+x5, x6+x7, y4+y5, y6+y7]: after two rounds the low
        half of t0 holds lanes 0-3 of keys 0..3 summed, its high half lanes 4-7 */
-    t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-    t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
+    t2 = _mm256_hadd_ps(a4, a5), t3 = _mm256_hadd_ps(a6, a7);
     t0 = _mm256_hadd_ps(t0, t1), t2 = _mm256_hadd_ps(t2, t3);
     return _mm256_add_ps(_mm256_permute2f128_ps(t0, t2, 0x20), _mm256_permute2f128_ps(t0, t2, 0x31));
 }
