@@ -1815,14 +1815,40 @@ static void rlhf__linear_forward(float *out, const float *inp, const float *w, c
 }
 
 /* dbias (OC) += sum over rows of dout (BT,OC). Threads split the channels;
-   each channel sums its rows in order, so any thread count gives the same bits. */
+   each channel sums its rows in order, so any thread count gives the same bits.
+   The SIMD path keeps a 64-channel chunk of dbias in 8 registers through all
+   the rows: the twin's very additions in the twin's order, the same bits. */
+RLHF__REF void rlhf__bias_backward_ref(float *dbias, const float *dout, int BT, int OC) {
+    int bt, c;
+    for (bt = 0; bt < BT; bt++)
+        for (c = 0; c < OC; c++) dbias[c] += dout[(size_t)bt * OC + c];
+}
 static void rlhf__bias_backward(float *dbias, const float *dout, int BT, int OC) {
     const int CH = 64;
     int nchunks = (OC + CH - 1) / CH, chunk;
     RLHF__OMP(omp parallel for schedule(static))
     for (chunk = 0; chunk < nchunks; chunk++) {
         int c0 = chunk * CH, c1 = c0 + CH < OC ? c0 + CH : OC, bt, c;
-        for (bt = 0; bt < BT; bt++)
+#if defined(RLHF__AVX2)
+        if (c1 - c0 == 64) {
+            float *o = dbias + c0;
+            __m256 a0 = _mm256_loadu_ps(o), a1 = _mm256_loadu_ps(o + 8), a2 = _mm256_loadu_ps(o + 16);
+            __m256 a3 = _mm256_loadu_ps(o + 24), a4 = _mm256_loadu_ps(o + 32), a5 = _mm256_loadu_ps(o + 40);
+            __m256 a6 = _mm256_loadu_ps(o + 48), a7 = _mm256_loadu_ps(o + 56);
+            for (bt = 0; bt < BT; bt++) {
+                const float *d = dout + (size_t)bt * OC + c0; /* seek to dout[bt, c0] */
+                a0 = _mm256_add_ps(a0, _mm256_loadu_ps(d)), a1 = _mm256_add_ps(a1, _mm256_loadu_ps(d + 8));
+                a2 = _mm256_add_ps(a2, _mm256_loadu_ps(d + 16)), a3 = _mm256_add_ps(a3, _mm256_loadu_ps(d + 24));
+                a4 = _mm256_add_ps(a4, _mm256_loadu_ps(d + 32)), a5 = _mm256_add_ps(a5, _mm256_loadu_ps(d + 40));
+                a6 = _mm256_add_ps(a6, _mm256_loadu_ps(d + 48)), a7 = _mm256_add_ps(a7, _mm256_loadu_ps(d + 56));
+            }
+            _mm256_storeu_ps(o, a0), _mm256_storeu_ps(o + 8, a1), _mm256_storeu_ps(o + 16, a2);
+            _mm256_storeu_ps(o + 24, a3), _mm256_storeu_ps(o + 32, a4), _mm256_storeu_ps(o + 40, a5);
+            _mm256_storeu_ps(o + 48, a6), _mm256_storeu_ps(o + 56, a7);
+            continue;
+        }
+#endif
+        for (bt = 0; bt < BT; bt++) /* a partial chunk, or every chunk in a scalar build */
             for (c = c0; c < c1; c++) dbias[c] += dout[(size_t)bt * OC + c];
     }
 }

@@ -452,6 +452,29 @@ static void test_kernel_crossentropy(void) {
     }
 }
 
+/* the bias gradient (column sums of dout, added to dbias) against its twin on
+   odd widths, full 64-channel chunks and partial ones: the same additions in
+   the same order, so the same bits */
+static void test_kernel_bias_backward(void) {
+    static const int OCS[] = {1, 7, 9, 63, 64, 65, 130, 257};
+    rlhf_rng rng;
+    int s;
+    rlhf_rng_seed(&rng, 10);
+    for (s = 0; s < (int)(sizeof OCS / sizeof OCS[0]); s++) {
+        int OC = OCS[s], BT = 37;
+        float *d = floats((size_t)BT * OC), *b1 = floats(OC), *b2 = floats(OC);
+        char what[64];
+        fill_uniform(d, (size_t)BT * OC, &rng, -1, 1);
+        fill_uniform(b1, OC, &rng, -1, 1);
+        memcpy(b2, b1, OC * sizeof(float));
+        rlhf__bias_backward(b1, d, BT, OC);
+        rlhf__bias_backward_ref(b2, d, BT, OC);
+        snprintf(what, sizeof what, "bias backward OC=%d", OC);
+        close_enough(what, b1, b2, OC, 0.0, 0.0);
+        free(d); free(b1); free(b2);
+    }
+}
+
 /* ---- finite differences ------------------------------------------------------
    Each backward is checked against central differences of the scalar
    S = sum_i w_i * out_i (w random, so dout = w), computed in double. */
@@ -5478,6 +5501,7 @@ static const test_case TESTS[] = {
     {"kernel_dot_axpy", test_kernel_dot_axpy, 0},
     {"kernel_gemm", test_kernel_gemm, 0},
     {"kernel_adamw", test_kernel_adamw, 0},
+    {"kernel_bias_backward", test_kernel_bias_backward, 0},
     {"exp_accuracy", test_exp_accuracy, 0},
     {"kernel_gelu", test_kernel_gelu, 0},
     {"kernel_layernorm", test_kernel_layernorm, 0},
