@@ -1562,6 +1562,67 @@ static void rlhf__axpy(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* ---- vector exp ------------------------------------------------------------
+   exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2]
+   (Cody & Waite: ln 2 split into a part exact in a few bits and a correction,
+   so n ln 2 is subtracted without rounding), exp(r) by Cephes' expf polynomial
+   (degree 7, ~1 ulp), then scaled by 2^n through the exponent bits. 2^n is
+   applied as two factors 2^(n/2) 2^(n - n/2), each a normal float, so results
+   below FLT_MIN underflow gradually with one rounding, as libm's expf does,
+   and x > 88.72 overflows to inf. x is first clamped to [-104, 89] (beyond it
+   the result is 0 or inf anyway) so n fits in an int; NaN passes through.
+   Measured against libm by the test exp_accuracy. */
+#if defined(RLHF__AVX2)
+static __m256 rlhf__exp256(__m256 x) {
+    const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 ln2_hi = _mm256_set1_ps(0.693359375f), ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(89.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, ln2_lo, _mm256_fnmadd_ps(n, ln2_hi, xc));
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    /* exp(r) ~ 1 + r + r^2 (1/2 + r (1/6 + r (1/24 + ...))) */
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    return _mm256_blendv_ps(p, _mm256_add_ps(x, x), _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN in, NaN out */
+}
+/* n < 8 floats through an 8-wide function: the tail of an array takes the same
+   path as its body, so an element's result never depends on where it lies. */
+static __m256 rlhf__load_part(const float *x, int n, float fill) {
+    float buf[8];
+    int i;
+    for (i = 0; i < 8; i++) buf[i] = i < n ? x[i] : fill;
+    return _mm256_loadu_ps(buf);
+}
+static void rlhf__store_part(float *y, __m256 v, int n) {
+    float buf[8];
+    _mm256_storeu_ps(buf, v);
+    memcpy(y, buf, (size_t)n * sizeof(float));
+}
+#endif
+
+/* out[i] = exp(x[i]); out, x (n), may be the same array */
+RLHF__REF void rlhf__exp_ref(float *out, const float *x, int n) {
+    int i;
+    for (i = 0; i < n; i++) out[i] = expf(x[i]);
+}
+RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp over an array: for the tests */
+#if defined(RLHF__AVX2)
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, rlhf__exp256(_mm256_loadu_ps(x + i)));
+    if (i < n) rlhf__store_part(out + i, rlhf__exp256(rlhf__load_part(x + i, n - i, 0.0f)), n - i);
+#else
+    rlhf__exp_ref(out, x, n);
+#endif
+}
+
 /* ---- matmul ----------------------------------------------------------------
    C (M,N) = [C +] A (M,K) * B (K,N), where element (i,k) of A is at
    A[i*rsa + k*csa] and (k,j) of B at B[k*rsb + j*csb]: the strides express
@@ -1789,14 +1850,40 @@ static void rlhf__linear_forward(float *out, const float *inp, const float *w, c
 }
 
 /* dbias (OC) += sum over rows of dout (BT,OC). Threads split the channels;
-   each channel sums its rows in order, so any thread count gives the same bits. */
+   each channel sums its rows in order, so any thread count gives the same bits.
+   The SIMD path keeps a 64-channel chunk of dbias in 8 registers through all
+   the rows: the twin's very additions in the twin's order, the same bits. */
+RLHF__REF void rlhf__bias_backward_ref(float *dbias, const float *dout, int BT, int OC) {
+    int bt, c;
+    for (bt = 0; bt < BT; bt++)
+        for (c = 0; c < OC; c++) dbias[c] += dout[(size_t)bt * OC + c];
+}
 static void rlhf__bias_backward(float *dbias, const float *dout, int BT, int OC) {
     const int CH = 64;
     int nchunks = (OC + CH - 1) / CH, chunk;
     RLHF__OMP(omp parallel for schedule(static))
     for (chunk = 0; chunk < nchunks; chunk++) {
         int c0 = chunk * CH, c1 = c0 + CH < OC ? c0 + CH : OC, bt, c;
-        for (bt = 0; bt < BT; bt++)
+#if defined(RLHF__AVX2)
+        if (c1 - c0 == 64) {
+            float *o = dbias + c0;
+            __m256 a0 = _mm256_loadu_ps(o), a1 = _mm256_loadu_ps(o + 8), a2 = _mm256_loadu_ps(o + 16);
+            __m256 a3 = _mm256_loadu_ps(o + 24), a4 = _mm256_loadu_ps(o + 32), a5 = _mm256_loadu_ps(o + 40);
+            __m256 a6 = _mm256_loadu_ps(o + 48), a7 = _mm256_loadu_ps(o + 56);
+            for (bt = 0; bt < BT; bt++) {
+                const float *d = dout + (size_t)bt * OC + c0; /* seek to dout[bt, c0] */
+                a0 = _mm256_add_ps(a0, _mm256_loadu_ps(d)), a1 = _mm256_add_ps(a1, _mm256_loadu_ps(d + 8));
+                a2 = _mm256_add_ps(a2, _mm256_loadu_ps(d + 16)), a3 = _mm256_add_ps(a3, _mm256_loadu_ps(d + 24));
+                a4 = _mm256_add_ps(a4, _mm256_loadu_ps(d + 32)), a5 = _mm256_add_ps(a5, _mm256_loadu_ps(d + 40));
+                a6 = _mm256_add_ps(a6, _mm256_loadu_ps(d + 48)), a7 = _mm256_add_ps(a7, _mm256_loadu_ps(d + 56));
+            }
+            _mm256_storeu_ps(o, a0), _mm256_storeu_ps(o + 8, a1), _mm256_storeu_ps(o + 16, a2);
+            _mm256_storeu_ps(o + 24, a3), _mm256_storeu_ps(o + 32, a4), _mm256_storeu_ps(o + 40, a5);
+            _mm256_storeu_ps(o + 48, a6), _mm256_storeu_ps(o + 56, a7);
+            continue;
+        }
+#endif
+        for (bt = 0; bt < BT; bt++) /* a partial chunk, or every chunk in a scalar build */
             for (c = c0; c < c1; c++) dbias[c] += dout[(size_t)bt * OC + c];
     }
 }
@@ -1816,11 +1903,12 @@ static void rlhf__linear_backward(float *dinp, float *dw, float *dbias, const fl
    torch.nn.LayerNorm(C, eps=1e-5), biased variance:
      out = (x - mean) * rstd * weight + bias,  rstd = 1 / sqrt(var + 1e-5)
    out (BT,C), mean (BT), rstd (BT) <- inp (BT,C), weight (C), bias (C).
-   Caches mean and rstd for the backward. */
-static void rlhf__layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                                    const float *weight, const float *bias, int BT, int C) {
+   Caches mean and rstd for the backward. The scalar twin is the definition;
+   the fast kernel sums each row in 8 lanes, then the lanes (an order fixed by
+   C alone, so any thread count gives the same bits). */
+RLHF__REF void rlhf__layernorm_forward_ref(float *out, float *mean, float *rstd, const float *inp,
+                                        const float *weight, const float *bias, int BT, int C) {
     int bt;
-    RLHF__OMP(omp parallel for schedule(static))
     for (bt = 0; bt < BT; bt++) {
         const float *x = inp + (size_t)bt * C; /* seek to inp[bt, :] */
         float *o = out + (size_t)bt * C;
@@ -1836,22 +1924,63 @@ static void rlhf__layernorm_forward(float *out, float *mean, float *rstd, const 
         rstd[bt] = s;
     }
 }
+/* one row: o, x, w, b (C); the SIMD loops first, the scalar loops finish the
+   row (they are the whole row in a scalar build) */
+static void rlhf__layernorm_row(float *o, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                                int C) {
+    float m = 0.0f, v = 0.0f, s;
+    int c = 0;
+#if defined(RLHF__AVX2)
+    __m256 acc = _mm256_setzero_ps(), vm, vs;
+    for (; c + 8 <= C; c += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + c));
+    m = rlhf__hsum256(acc);
+#endif
+    for (; c < C; c++) m += x[c];
+    m /= (float)C;
+    c = 0;
+#if defined(RLHF__AVX2)
+    vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    for (; c + 8 <= C; c += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + c), vm);
+        acc = _mm256_fmadd_ps(d, d, acc);
+    }
+    v = rlhf__hsum256(acc);
+#endif
+    for (; c < C; c++) v += (x[c] - m) * (x[c] - m);
+    v /= (float)C;
+    s = 1.0f / sqrtf(v + 1e-5f); /* eps 1e-5: GPT-2's layer_norm_epsilon */
+    c = 0;
+#if defined(RLHF__AVX2)
+    vs = _mm256_set1_ps(s);
+    for (; c + 8 <= C; c += 8) {
+        __m256 n = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + c), vm), vs);
+        _mm256_storeu_ps(o + c, _mm256_fmadd_ps(n, _mm256_loadu_ps(w + c), _mm256_loadu_ps(b + c)));
+    }
+#endif
+    for (; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
+    *mean = m;
+    *rstd = s;
+}
+static void rlhf__layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                    const float *weight, const float *bias, int BT, int C) {
+    int bt;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < BT; bt++) /* seek to inp[bt, :] */
+        rlhf__layernorm_row(out + (size_t)bt * C, mean + bt, rstd + bt, inp + (size_t)bt * C, weight, bias, C);
+}
 
 /* backward, with n = (x - mean) * rstd the normalised input:
      dweight += sum_bt dout * n;   dbias += sum_bt dout
      dinp    += rstd * (g - mean_c(g) - n * mean_c(g * n)),  g = dout * weight
    dinp, dout, inp (BT,C); dweight, dbias, weight (C); mean, rstd (BT). */
-static void rlhf__layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                                     const float *inp, const float *weight, const float *mean,
-                                     const float *rstd, int BT, int C) {
-    const int CH = 64;
-    int nchunks = (C + CH - 1) / CH, chunk, bt;
-    RLHF__OMP(omp parallel for schedule(static))
+RLHF__REF void rlhf__layernorm_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
+                                         const float *inp, const float *weight, const float *mean,
+                                         const float *rstd, int BT, int C) {
+    int bt, c;
     for (bt = 0; bt < BT; bt++) {
         const float *x = inp + (size_t)bt * C, *dy = dout + (size_t)bt * C;
         float *dx = dinp + (size_t)bt * C;
         float gmean = 0.0f, gnmean = 0.0f;
-        int c;
         for (c = 0; c < C; c++) {
             float n = (x[c] - mean[bt]) * rstd[bt], g = dy[c] * weight[c];
             gmean += g;
@@ -1862,15 +1991,74 @@ static void rlhf__layernorm_backward(float *dinp, float *dweight, float *dbias, 
         for (c = 0; c < C; c++) {
             float n = (x[c] - mean[bt]) * rstd[bt], g = dy[c] * weight[c];
             dx[c] += rstd[bt] * (g - gmean - n * gnmean);
+            dweight[c] += dy[c] * (x[c] - mean[bt]) * rstd[bt];
+            dbias[c] += dy[c];
         }
     }
-    /* parameter gradients: threads split channels (fixed order per channel) */
+}
+/* dinp's row: dx, dy, x, w (C) */
+static void rlhf__layernorm_dx_row(float *dx, const float *dy, const float *x, const float *w, float m, float s,
+                                   int C) {
+    float gmean = 0.0f, gnmean = 0.0f;
+    int c = 0;
+#if defined(RLHF__AVX2)
+    __m256 vm = _mm256_set1_ps(m), vs = _mm256_set1_ps(s), ag = _mm256_setzero_ps(), agn = ag, vgm, vgnm;
+    for (; c + 8 <= C; c += 8) {
+        __m256 n = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + c), vm), vs);
+        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dy + c), _mm256_loadu_ps(w + c));
+        ag = _mm256_add_ps(ag, g);
+        agn = _mm256_fmadd_ps(g, n, agn);
+    }
+    gmean = rlhf__hsum256(ag), gnmean = rlhf__hsum256(agn);
+#endif
+    for (; c < C; c++) {
+        float n = (x[c] - m) * s, g = dy[c] * w[c];
+        gmean += g;
+        gnmean += g * n;
+    }
+    gmean /= (float)C;
+    gnmean /= (float)C;
+    c = 0;
+#if defined(RLHF__AVX2)
+    vgm = _mm256_set1_ps(gmean), vgnm = _mm256_set1_ps(gnmean);
+    for (; c + 8 <= C; c += 8) {
+        __m256 n = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + c), vm), vs);
+        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dy + c), _mm256_loadu_ps(w + c));
+        __m256 t = _mm256_fnmadd_ps(n, vgnm, _mm256_sub_ps(g, vgm)); /* g - gmean - n * gnmean */
+        _mm256_storeu_ps(dx + c, _mm256_fmadd_ps(vs, t, _mm256_loadu_ps(dx + c)));
+    }
+#endif
+    for (; c < C; c++) {
+        float n = (x[c] - m) * s, g = dy[c] * w[c];
+        dx[c] += s * (g - gmean - n * gnmean);
+    }
+}
+static void rlhf__layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                                     const float *inp, const float *weight, const float *mean,
+                                     const float *rstd, int BT, int C) {
+    const int CH = 64;
+    int nchunks = (C + CH - 1) / CH, chunk, bt;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < BT; bt++) /* seek to row bt */
+        rlhf__layernorm_dx_row(dinp + (size_t)bt * C, dout + (size_t)bt * C, inp + (size_t)bt * C, weight, mean[bt],
+                               rstd[bt], C);
+    /* parameter gradients: threads split channels; each channel sums its rows
+       in order with the twin's very operations (same bits in every build) */
     RLHF__OMP(omp parallel for schedule(static))
     for (chunk = 0; chunk < nchunks; chunk++) {
         int c0 = chunk * CH, c1 = c0 + CH < C ? c0 + CH : C, b, c;
         for (b = 0; b < BT; b++) {
             const float *x = inp + (size_t)b * C, *dy = dout + (size_t)b * C;
-            for (c = c0; c < c1; c++) {
+            c = c0;
+#if defined(RLHF__AVX2)
+            for (; c + 8 <= c1; c += 8) {
+                __m256 d = _mm256_loadu_ps(dy + c), xm = _mm256_sub_ps(_mm256_loadu_ps(x + c), _mm256_set1_ps(mean[b]));
+                __m256 dw = _mm256_mul_ps(_mm256_mul_ps(d, xm), _mm256_set1_ps(rstd[b]));
+                _mm256_storeu_ps(dweight + c, _mm256_add_ps(_mm256_loadu_ps(dweight + c), dw));
+                _mm256_storeu_ps(dbias + c, _mm256_add_ps(_mm256_loadu_ps(dbias + c), d));
+            }
+#endif
+            for (; c < c1; c++) {
                 dweight[c] += dy[c] * (x[c] - mean[b]) * rstd[b];
                 dbias[c] += dy[c];
             }
@@ -1881,31 +2069,216 @@ static void rlhf__layernorm_backward(float *dinp, float *dweight, float *dbias, 
 /* ---- GELU, tanh approximation (GPT-2's "gelu_new") -------------------------
    gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
    computed as x * sigmoid(2u), the same function (1 + tanh(u) = 2 sigmoid(2u)):
-   one expf instead of tanhf (about twice as fast in glibc), and no
-   cancellation in 1 + tanh(u) where tanh(u) is near -1.
+   one expf instead of tanhf (about twice as fast in glibc; in the SIMD path
+   the vector exp above is the only transcendental, so no vector tanh is
+   needed), and no cancellation in 1 + tanh(u) where tanh(u) is near -1.
    out, inp (n). The backward needs only inp (the forward's input). */
 #define RLHF__GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define RLHF__GELU_C 0.044715f
-static void rlhf__gelu_forward(float *out, const float *inp, size_t n) {
-    ptrdiff_t i, N = (ptrdiff_t)n;
-    RLHF__OMP(omp parallel for schedule(static))
-    for (i = 0; i < N; i++) {
+#define RLHF__ELEM_CHUNK 4096 /* elements per task of an elementwise kernel: a multiple of 8, fixed, so the
+                                  vector/tail split of the array never depends on the thread count */
+RLHF__REF void rlhf__gelu_forward_ref(float *out, const float *inp, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
         float x = inp[i], u = RLHF__GELU_K * (x + RLHF__GELU_C * x * x * x);
         out[i] = x / (1.0f + expf(-2.0f * u)); /* exp overflow -> inf -> x/inf = 0: the right limit */
+    }
+}
+#if defined(RLHF__AVX2)
+/* 8 lanes of the forward: x / (1 + exp(-2u)), 2u = 2 sqrt(2/pi) x (1 + 0.044715 x^2) */
+static __m256 rlhf__gelu256(__m256 x) {
+    __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 u2 = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f * RLHF__GELU_K), x),
+                              _mm256_fmadd_ps(_mm256_set1_ps(RLHF__GELU_C), x2, _mm256_set1_ps(1.0f)));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), rlhf__exp256(u2)));
+}
+/* 8 lanes of the backward's local derivative (see rlhf__gelu_backward_ref) */
+static __m256 rlhf__dgelu256(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 u2 = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f * RLHF__GELU_K), x),
+                              _mm256_fmadd_ps(_mm256_set1_ps(RLHF__GELU_C), x2, one));
+    __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, rlhf__exp256(u2)));
+    __m256 slope = _mm256_fmadd_ps(_mm256_set1_ps(3.0f * RLHF__GELU_C), x2, one); /* 1 + 3 * 0.044715 x^2 */
+    __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f * RLHF__GELU_K), x),
+                             _mm256_mul_ps(s, _mm256_sub_ps(one, s))); /* 2 x s (1 - s) sqrt(2/pi) */
+    return _mm256_fmadd_ps(t, slope, s);
+}
+#endif
+static void rlhf__gelu_forward(float *out, const float *inp, size_t n) {
+    ptrdiff_t chunk, nchunks = (ptrdiff_t)((n + RLHF__ELEM_CHUNK - 1) / RLHF__ELEM_CHUNK);
+    RLHF__OMP(omp parallel for schedule(static))
+    for (chunk = 0; chunk < nchunks; chunk++) {
+        size_t i = (size_t)chunk * RLHF__ELEM_CHUNK, end = i + RLHF__ELEM_CHUNK < n ? i + RLHF__ELEM_CHUNK : n;
+#if defined(RLHF__AVX2)
+        for (; i + 8 <= end; i += 8) _mm256_storeu_ps(out + i, rlhf__gelu256(_mm256_loadu_ps(inp + i)));
+        if (i < end) {
+            int r = (int)(end - i);
+            rlhf__store_part(out + i, rlhf__gelu256(rlhf__load_part(inp + i, r, 0.0f)), r);
+        }
+#else
+        rlhf__gelu_forward_ref(out + i, inp + i, end - i);
+#endif
     }
 }
 /* d gelu/dx = s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2),  s = sigmoid(2u)
    (from 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u', with 1 - tanh^2 u = 4 s (1 - s)).
    dinout (n): dout on entry, dinp on return (in place). */
-static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
-    ptrdiff_t i, N = (ptrdiff_t)n;
-    RLHF__OMP(omp parallel for schedule(static))
-    for (i = 0; i < N; i++) {
+RLHF__REF void rlhf__gelu_backward_ref(float *dinout, const float *inp, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
         float x = inp[i], u = RLHF__GELU_K * (x + RLHF__GELU_C * x * x * x);
         float s = 1.0f / (1.0f + expf(-2.0f * u));
         float local = s + 2.0f * x * s * (1.0f - s) * RLHF__GELU_K * (1.0f + 3.0f * RLHF__GELU_C * x * x);
         dinout[i] *= local;
     }
+}
+static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
+    ptrdiff_t chunk, nchunks = (ptrdiff_t)((n + RLHF__ELEM_CHUNK - 1) / RLHF__ELEM_CHUNK);
+    RLHF__OMP(omp parallel for schedule(static))
+    for (chunk = 0; chunk < nchunks; chunk++) {
+        size_t i = (size_t)chunk * RLHF__ELEM_CHUNK, end = i + RLHF__ELEM_CHUNK < n ? i + RLHF__ELEM_CHUNK : n;
+#if defined(RLHF__AVX2)
+        for (; i + 8 <= end; i += 8)
+            _mm256_storeu_ps(dinout + i,
+                             _mm256_mul_ps(_mm256_loadu_ps(dinout + i), rlhf__dgelu256(_mm256_loadu_ps(inp + i))));
+        if (i < end) {
+            int r = (int)(end - i);
+            __m256 d = rlhf__dgelu256(rlhf__load_part(inp + i, r, 0.0f));
+            rlhf__store_part(dinout + i, _mm256_mul_ps(rlhf__load_part(dinout + i, r, 0.0f), d), r);
+        }
+#else
+        rlhf__gelu_backward_ref(dinout + i, inp + i, end - i);
+#endif
+    }
+}
+
+/* ---- softmax pieces: the row maximum, sum of exponentials, weighted sum ---- */
+/* max over x (n >= 1); NaN entries are skipped, as the scalar "x > maxv" test does */
+static float rlhf__row_max(const float *x, int n) {
+    float maxv = -INFINITY;
+    int i = 0;
+#if defined(RLHF__AVX2)
+    __m256 acc = _mm256_set1_ps(-INFINITY);
+    __m128 h;
+    for (; i + 8 <= n; i += 8) acc = _mm256_max_ps(_mm256_loadu_ps(x + i), acc); /* NaN in x: keeps acc */
+    h = _mm_max_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    maxv = _mm_cvtss_f32(h);
+#endif
+    for (; i < n; i++)
+        if (x[i] > maxv) maxv = x[i];
+    return maxv;
+}
+/* x[i] <- exp(x[i] - maxv) for x (n); returns their sum (float, in 8 lanes
+   then across them) */
+static float rlhf__exp_shift_sum(float *x, int n, float maxv) {
+    float sum = 0.0f;
+    int i = 0;
+#if defined(RLHF__AVX2)
+    __m256 vm = _mm256_set1_ps(maxv), acc = _mm256_setzero_ps(), e;
+    for (; i + 8 <= n; i += 8) {
+        e = rlhf__exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    if (i < n) { /* padding exp(-inf) = 0 adds nothing */
+        e = rlhf__exp256(_mm256_sub_ps(rlhf__load_part(x + i, n - i, -INFINITY), vm));
+        rlhf__store_part(x + i, e, n - i);
+        acc = _mm256_add_ps(acc, e);
+        i = n;
+    }
+    sum = rlhf__hsum256(acc);
+#endif
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - maxv);
+        sum += x[i];
+    }
+    return sum;
+}
+/* o (hs) [+]= sum_j w[j] * v_j over j < n, value j at v + j*stride, summed in
+   order j = 0, 1, ... as rlhf__axpy would; the SIMD path keeps 64 channels of
+   o in 8 registers through all n rows instead of loading and storing o n times */
+RLHF__REF void rlhf__wsum_ref(float *o, const float *w, const float *v, size_t stride, int n, int hs,
+                              int accumulate) {
+    int j;
+    if (!accumulate) memset(o, 0, (size_t)hs * sizeof(float));
+    for (j = 0; j < n; j++) rlhf__axpy_ref(o, w[j], v + (size_t)j * stride, hs);
+}
+static void rlhf__wsum(float *o, const float *w, const float *v, size_t stride, int n, int hs, int accumulate) {
+    int c = 0, j;
+#if defined(RLHF__AVX2)
+    for (; c + 64 <= hs; c += 64) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        if (accumulate) {
+            a0 = _mm256_loadu_ps(o + c), a1 = _mm256_loadu_ps(o + c + 8), a2 = _mm256_loadu_ps(o + c + 16);
+            a3 = _mm256_loadu_ps(o + c + 24), a4 = _mm256_loadu_ps(o + c + 32), a5 = _mm256_loadu_ps(o + c + 40);
+            a6 = _mm256_loadu_ps(o + c + 48), a7 = _mm256_loadu_ps(o + c + 56);
+        }
+        for (j = 0; j < n; j++) {
+            const float *vj = v + (size_t)j * stride + c;
+            __m256 wj = _mm256_broadcast_ss(w + j);
+            a0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), a0);
+            a1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8), a1);
+            a2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 16), a2);
+            a3 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 24), a3);
+            a4 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 32), a4);
+            a5 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 40), a5);
+            a6 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 48), a6);
+            a7 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 56), a7);
+        }
+        _mm256_storeu_ps(o + c, a0), _mm256_storeu_ps(o + c + 8, a1), _mm256_storeu_ps(o + c + 16, a2);
+        _mm256_storeu_ps(o + c + 24, a3), _mm256_storeu_ps(o + c + 32, a4), _mm256_storeu_ps(o + c + 40, a5);
+        _mm256_storeu_ps(o + c + 48, a6), _mm256_storeu_ps(o + c + 56, a7);
+    }
+#endif
+    if (c < hs) { /* the channels left (all of them in a scalar build) */
+        if (!accumulate) memset(o + c, 0, (size_t)(hs - c) * sizeof(float));
+        for (j = 0; j < n; j++) rlhf__axpy(o + c, w[j], v + (size_t)j * stride + c, hs - c);
+    }
+}
+
+/* out[j] = q . k_j for j < n, key j at k + j*stride; q (hs). The SIMD path
+   takes 8 keys at a time: 8 accumulators of 8 lanes, whose lanes a transpose
+   (two rounds of horizontal adds and a swap of 128-bit halves) sums into the
+   8 dot products at once, instead of a horizontal sum per key. */
+RLHF__REF void rlhf__dots_ref(float *out, const float *q, const float *k, size_t stride, int n, int hs) {
+    int j;
+    for (j = 0; j < n; j++) out[j] = rlhf__dot_ref(q, k + (size_t)j * stride, hs);
+}
+#if defined(RLHF__AVX2)
+static __m256 rlhf__dot8(const float *q, const float *k, size_t stride, int hs) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, t0, t1, t2, t3;
+    const float *k1 = k + stride, *k2 = k1 + stride, *k3 = k2 + stride, *k4 = k3 + stride, *k5 = k4 + stride;
+    const float *k6 = k5 + stride, *k7 = k6 + stride;
+    int c;
+    for (c = 0; c < hs; c += 8) { /* written out: 8 accumulators that must stay in registers */
+        __m256 qc = _mm256_loadu_ps(q + c);
+        a0 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k + c), a0);
+        a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k1 + c), a1);
+        a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k2 + c), a2);
+        a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k3 + c), a3);
+        a4 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k4 + c), a4);
+        a5 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k5 + c), a5);
+        a6 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k6 + c), a6);
+        a7 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k7 + c), a7);
+    }
+    /* hadd(x, y) = [x0+x1, x2+x3, y0+y1, y2+y3 | x4+x5, x6+x7, y4+y5, y6+y7]: after two rounds the low
+       half of t0 holds lanes 0-3 of keys 0..3 summed, its high half lanes 4-7 */
+    t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
+    t2 = _mm256_hadd_ps(a4, a5), t3 = _mm256_hadd_ps(a6, a7);
+    t0 = _mm256_hadd_ps(t0, t1), t2 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t2, 0x20), _mm256_permute2f128_ps(t0, t2, 0x31));
+}
+#endif
+static void rlhf__dots(float *out, const float *q, const float *k, size_t stride, int n, int hs) {
+    int j = 0;
+#if defined(RLHF__AVX2)
+    if (hs % 8 == 0)
+        for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, rlhf__dot8(q, k + (size_t)j * stride, stride, hs));
+#endif
+    for (; j < n; j++) out[j] = rlhf__dot(q, k + (size_t)j * stride, hs);
 }
 
 /* ---- fused causal self-attention ---------------------------------------------
@@ -1926,10 +2299,22 @@ static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
    value j at v + j*stride. */
 static void rlhf__attend_row(float *o, float *row, const float *q, const float *k, const float *v, size_t stride, int n,
                              int hs, float scale) {
+    float maxv, inv;
+    int j;
+    rlhf__dots(row, q, k, stride, n, hs);
+    for (j = 0; j < n; j++) row[j] *= scale;
+    maxv = rlhf__row_max(row, n);
+    inv = 1.0f / rlhf__exp_shift_sum(row, n, maxv); /* stable: the maximum is subtracted; sum >= 1 (exp(0)) */
+    for (j = 0; j < n; j++) row[j] *= inv;
+    rlhf__wsum(o, row, v, stride, n, hs, 0);
+}
+/* the scalar twin: the definition, with expf and the scalar dot and axpy */
+RLHF__REF void rlhf__attend_row_ref(float *o, float *row, const float *q, const float *k, const float *v,
+                                    size_t stride, int n, int hs, float scale) {
     float maxv = -INFINITY, sum = 0.0f, inv;
     int j;
     for (j = 0; j < n; j++) {
-        row[j] = rlhf__dot(q, k + (size_t)j * stride, hs) * scale;
+        row[j] = rlhf__dot_ref(q, k + (size_t)j * stride, hs) * scale;
         if (row[j] > maxv) maxv = row[j];
     }
     for (j = 0; j < n; j++) {
@@ -1937,11 +2322,8 @@ static void rlhf__attend_row(float *o, float *row, const float *q, const float *
         sum += row[j];
     }
     inv = 1.0f / sum; /* sum >= 1: the maximum contributes exp(0) */
-    memset(o, 0, (size_t)hs * sizeof(float));
-    for (j = 0; j < n; j++) {
-        row[j] *= inv;
-        rlhf__axpy(o, row[j], v + (size_t)j * stride, hs);
-    }
+    for (j = 0; j < n; j++) row[j] *= inv;
+    rlhf__wsum_ref(o, row, v, stride, n, hs, 0);
 }
 
 static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, const int *doc, int B, int T,
@@ -1984,16 +2366,17 @@ static void rlhf__attention_backward(float *dqkv, float *scratch, const float *d
             float *dq = dbase + (size_t)t * 3 * C + h * hs;
             float dot = 0.0f;
             int s0 = doc ? doc[(size_t)b * T + t] : 0;
+            const float *k0 = base + (size_t)s0 * 3 * C + C + h * hs; /* seek to k_s0, then v_s0 */
+            rlhf__dots(da + s0, g, k0 + C, (size_t)3 * C, t + 1 - s0, hs); /* da[t2] = g . v_t2 */
             for (t2 = s0; t2 <= t; t2++) {
-                da[t2] = rlhf__dot(g, base + (size_t)t2 * 3 * C + 2 * C + h * hs, hs);
                 rlhf__axpy(dbase + (size_t)t2 * 3 * C + 2 * C + h * hs, a[t2], g, hs);
                 dot += a[t2] * da[t2];
             }
-            for (t2 = s0; t2 <= t; t2++) {
-                float ds = a[t2] * (da[t2] - dot) * scale;
-                rlhf__axpy(dq, ds, base + (size_t)t2 * 3 * C + C + h * hs, hs);
-                rlhf__axpy(dbase + (size_t)t2 * 3 * C + C + h * hs, ds, q, hs);
+            for (t2 = s0; t2 <= t; t2++) { /* da becomes ds */
+                da[t2] = a[t2] * (da[t2] - dot) * scale;
+                rlhf__axpy(dbase + (size_t)t2 * 3 * C + C + h * hs, da[t2], q, hs);
             }
+            rlhf__wsum(dq, da + s0, k0, (size_t)3 * C, t + 1 - s0, hs, 1); /* dq += sum_t2 ds[t2] k_t2 */
         }
     }
 }
@@ -2002,10 +2385,9 @@ static void rlhf__attention_backward(float *dqkv, float *scratch, const float *d
    torch.nn.functional.cross_entropy(logits, targets, ignore_index=-1), per row:
      loss_bt = logsumexp(logits_bt) - logits_bt[target_bt]   (0 where target is -1)
    losses (BT), lse (BT) <- logits (BT,V), targets (BT). lse is kept for the backward. */
-static void rlhf__crossentropy_forward(float *losses, float *lse, const float *logits, const int *targets,
-                                       int BT, int V) {
+RLHF__REF void rlhf__crossentropy_forward_ref(float *losses, float *lse, const float *logits, const int *targets,
+                                           int BT, int V) {
     int bt;
-    RLHF__OMP(omp parallel for schedule(static))
     for (bt = 0; bt < BT; bt++) {
         const float *l = logits + (size_t)bt * V; /* seek to logits[bt, :] */
         float maxv = -INFINITY;
@@ -2018,20 +2400,83 @@ static void rlhf__crossentropy_forward(float *losses, float *lse, const float *l
         losses[bt] = targets[bt] >= 0 ? lse[bt] - l[targets[bt]] : 0.0f;
     }
 }
+/* sum_v exp(l[v] - maxv) over l (V), in double (8 float exponentials at a
+   time, added into 2 x 4 double lanes, then across them) */
+static double rlhf__sum_exp_shift(const float *l, int V, float maxv) {
+    double sum = 0.0;
+    int v = 0;
+#if defined(RLHF__AVX2)
+    __m256 vm = _mm256_set1_ps(maxv), e;
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    __m128d h;
+    for (; v + 8 <= V; v += 8) {
+        e = rlhf__exp256(_mm256_sub_ps(_mm256_loadu_ps(l + v), vm));
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    if (v < V) { /* padding exp(-inf) = 0 adds nothing */
+        e = rlhf__exp256(_mm256_sub_ps(rlhf__load_part(l + v, V - v, -INFINITY), vm));
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        v = V;
+    }
+    s0 = _mm256_add_pd(s0, s1);
+    h = _mm_add_pd(_mm256_castpd256_pd128(s0), _mm256_extractf128_pd(s0, 1));
+    sum = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+#endif
+    for (; v < V; v++) sum += (double)expf(l[v] - maxv);
+    return sum;
+}
+static void rlhf__crossentropy_forward(float *losses, float *lse, const float *logits, const int *targets,
+                                       int BT, int V) {
+    int bt;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (bt = 0; bt < BT; bt++) {
+        const float *l = logits + (size_t)bt * V; /* seek to logits[bt, :] */
+        float maxv = rlhf__row_max(l, V);
+        lse[bt] = maxv + (float)log(rlhf__sum_exp_shift(l, V, maxv));
+        losses[bt] = targets[bt] >= 0 ? lse[bt] - l[targets[bt]] : 0.0f;
+    }
+}
 /* d loss / d logits = (softmax(logits) - onehot(target)) * dloss, rows with
    target -1 get 0. dlogits (BT,V) overwrites logits in place. */
+RLHF__REF void rlhf__crossentropy_backward_ref(float *logits_to_dlogits, const float *lse, const int *targets,
+                                            float dloss, int BT, int V) {
+    int bt, v;
+    for (bt = 0; bt < BT; bt++) {
+        float *d = logits_to_dlogits + (size_t)bt * V;
+        if (targets[bt] < 0) {
+            memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        for (v = 0; v < V; v++) d[v] = expf(d[v] - lse[bt]) * dloss;
+        d[targets[bt]] -= dloss;
+    }
+}
 static void rlhf__crossentropy_backward(float *logits_to_dlogits, const float *lse, const int *targets,
                                         float dloss, int BT, int V) {
     int bt;
     RLHF__OMP(omp parallel for schedule(static))
     for (bt = 0; bt < BT; bt++) {
         float *d = logits_to_dlogits + (size_t)bt * V;
-        int v;
+        int v = 0;
         if (targets[bt] < 0) {
             memset(d, 0, (size_t)V * sizeof(float));
             continue;
         }
-        for (v = 0; v < V; v++) d[v] = expf(d[v] - lse[bt]) * dloss;
+#if defined(RLHF__AVX2)
+        {
+            __m256 vl = _mm256_set1_ps(lse[bt]), vd = _mm256_set1_ps(dloss);
+            for (; v + 8 <= V; v += 8)
+                _mm256_storeu_ps(d + v, _mm256_mul_ps(rlhf__exp256(_mm256_sub_ps(_mm256_loadu_ps(d + v), vl)), vd));
+            if (v < V) {
+                __m256 e = rlhf__exp256(_mm256_sub_ps(rlhf__load_part(d + v, V - v, 0.0f), vl));
+                rlhf__store_part(d + v, _mm256_mul_ps(e, vd), V - v);
+            }
+            v = V;
+        }
+#endif
+        for (; v < V; v++) d[v] = expf(d[v] - lse[bt]) * dloss;
         d[targets[bt]] -= dloss;
     }
 }

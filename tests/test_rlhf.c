@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <float.h>
 #if defined(__unix__) || defined(__APPLE__) /* mkdir, getpid: the file-writing tests look at temporary files */
 #include <sys/stat.h>
 #include <unistd.h>
@@ -242,6 +243,235 @@ static void test_kernel_adamw(void) {
         snprintf(what, sizeof what, "adamw v n=%d", n);
         close_enough(what, v1, v2, n, 1e-9, 1e-6);
         free(p1); free(m1); free(v1); free(g); free(p2); free(m2); free(v2);
+    }
+}
+
+/* The vector exp (the SIMD path's only transcendental: GELU, softmax and the
+   cross-entropy use it) against libm's exp in double, rounded: the error in
+   units in the last place of the float result (for results below FLT_MIN, in
+   units of the smallest subnormal, 2^-149, as libm's gradual underflow).
+   Glibc's expf is within 1 ulp; the Cephes polynomial with Cody-Waite
+   reduction reaches ~1 ulp over its whole range, so 2 ulp is the bound. */
+static double ulp_error(float got, double want) {
+    float w = (float)want;
+    double ulp;
+    if (isinf(w)) return isinf(got) && (got > 0) == (w > 0) ? 0.0 : 1e30;
+    ulp = fabs(w) < FLT_MIN ? ldexp(1.0, -149) : (double)nextafterf(fabsf(w), INFINITY) - fabs((double)w);
+    return fabs((double)got - want) / ulp;
+}
+static void test_exp_accuracy(void) {
+    enum { N = 1 << 20 };
+    float *x = floats(N), *y = floats(N);
+    static const float special[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-8f, 88.7f, 88.72f, 88.8f, 89.0f, 100.0f, 1e30f,
+                                    -87.3f, -100.0f, -103.9f, -104.0f, -110.0f, -1e30f, 1.0f, -1.0f, 0.5f};
+    const int ns = (int)(sizeof special / sizeof special[0]);
+    double worst = 0.0;
+    float worst_x = 0.0f, sv[4];
+    int i;
+    /* a sweep of 2^20 evenly spaced points over [-104, 89] (every exponent
+       range the result takes: 0, subnormal, normal, up to overflow), then the
+       special values */
+    for (i = 0; i < N; i++) x[i] = -104.0f + 193.0f * (float)i / (float)N;
+    for (i = 0; i < ns; i++) x[i] = special[i];
+    rlhf__exp(y, x, N);
+    for (i = 0; i < N; i++) {
+        double e = ulp_error(y[i], exp((double)x[i]));
+        if (e > worst) worst = e, worst_x = x[i];
+    }
+    printf("  vector exp (%s) against libm over [-104, 89]: max error %.2f ulp at x = %.9g\n", rlhf_simd_name(), worst,
+           (double)worst_x);
+    CHECK(worst <= 2.0);
+    /* as libm: exp(+-0) = 1, exp(-inf) = +0, exp(+inf) = +inf, NaN in NaN out, overflow to inf, underflow to 0 */
+    sv[0] = -INFINITY, sv[1] = INFINITY, sv[2] = NAN, sv[3] = -0.0f;
+    rlhf__exp(sv, sv, 4);
+    CHECK(sv[0] == 0.0f && !signbit(sv[0]));
+    CHECK(isinf(sv[1]) && sv[1] > 0);
+    CHECK(isnan(sv[2]));
+    CHECK(sv[3] == 1.0f);
+    for (i = 0; i < ns; i++) CHECK(y[i] == expf(special[i]) || ulp_error(y[i], exp((double)special[i])) <= 2.0);
+    free(x);
+    free(y);
+}
+
+/* sizes for the row kernels: 1, around one and two registers, and long odd rows */
+static const int ROW_SIZES[] = {1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 130, 257, 1023};
+#define N_ROW (int)(sizeof ROW_SIZES / sizeof ROW_SIZES[0])
+
+/* GELU: the kernel against its twin, and both against the tanh form computed
+   in double with libm (an independent definition of gelu_new). */
+static void test_kernel_gelu(void) {
+    rlhf_rng rng;
+    int s, i;
+    rlhf_rng_seed(&rng, 4);
+    for (s = 0; s < N_ROW + 1; s++) {
+        int n = s < N_ROW ? ROW_SIZES[s] : 4096 * 2 + 3; /* the last spans several tasks, with a tail */
+        float *x = floats(n), *y1 = floats(n), *y2 = floats(n), *d1 = floats(n), *d2 = floats(n), *want = floats(n);
+        char what[64];
+        fill_uniform(x, n, &rng, -9, 9);
+        if (n > 4) x[0] = -30.0f, x[1] = 30.0f, x[2] = 0.0f, x[3] = -0.0f; /* saturated both ways, and zero */
+        fill_uniform(d1, n, &rng, -1, 1);
+        memcpy(d2, d1, n * sizeof(float));
+        rlhf__gelu_forward(y1, x, n);
+        rlhf__gelu_forward_ref(y2, x, n);
+        for (i = 0; i < n; i++) {
+            double xd = x[i], u = 0.7978845608028654 * (xd + 0.044715 * xd * xd * xd);
+            want[i] = (float)(0.5 * xd * (1.0 + tanh(u)));
+        }
+        /* a few ulp of exp, the division's rounding, and the cubic's: 2e-6
+           relative; 1e-7 absolute near gelu's zero at x = 0 */
+        snprintf(what, sizeof what, "gelu fwd vs twin n=%d", n);
+        close_enough(what, y1, y2, n, 1e-7, 2e-6);
+        snprintf(what, sizeof what, "gelu fwd vs tanh form n=%d", n);
+        close_enough(what, y1, want, n, 1e-7, 2e-6);
+        rlhf__gelu_backward(d1, x, n);
+        rlhf__gelu_backward_ref(d2, x, n);
+        /* the local derivative crosses 0 near x = -0.75 (cancellation in
+           s + 2xs(1-s)...): 1e-6 absolute there, 4e-6 relative elsewhere */
+        snprintf(what, sizeof what, "gelu bwd n=%d", n);
+        close_enough(what, d1, d2, n, 1e-6, 4e-6);
+        free(x); free(y1); free(y2); free(d1); free(d2); free(want);
+    }
+}
+
+/* LayerNorm forward and backward against the twin, rows of odd widths. Sums
+   of C terms in another order: 1e-5 relative, 1e-6 absolute (values ~1). */
+static void test_kernel_layernorm(void) {
+    rlhf_rng rng;
+    int s;
+    rlhf_rng_seed(&rng, 6);
+    for (s = 0; s < N_ROW; s++) {
+        int C = ROW_SIZES[s], BT = 3;
+        size_t n = (size_t)BT * C;
+        float *x = floats(n), *w = floats(C), *b = floats(C), *y1 = floats(n), *y2 = floats(n), *dy = floats(n);
+        float *m1 = floats(BT), *r1 = floats(BT), *m2 = floats(BT), *r2 = floats(BT);
+        float *dx1 = floats(n), *dx2 = floats(n), *dw1 = floats(C), *dw2 = floats(C);
+        float *db1 = floats(C), *db2 = floats(C);
+        char what[64];
+        fill_uniform(x, n, &rng, -2, 3);
+        fill_uniform(w, C, &rng, 0.5f, 1.5f);
+        fill_uniform(b, C, &rng, -0.5f, 0.5f);
+        fill_uniform(dy, n, &rng, -1, 1);
+        fill_uniform(dx1, n, &rng, -1, 1); /* the backward accumulates */
+        memcpy(dx2, dx1, n * sizeof(float));
+        rlhf__layernorm_forward(y1, m1, r1, x, w, b, BT, C);
+        rlhf__layernorm_forward_ref(y2, m2, r2, x, w, b, BT, C);
+        snprintf(what, sizeof what, "layernorm out C=%d", C);
+        close_enough(what, y1, y2, n, 1e-5, 1e-5);
+        snprintf(what, sizeof what, "layernorm mean C=%d", C);
+        close_enough(what, m1, m2, BT, 1e-6, 1e-5);
+        snprintf(what, sizeof what, "layernorm rstd C=%d", C);
+        close_enough(what, r1, r2, BT, 1e-6, 1e-5);
+        rlhf__layernorm_backward(dx1, dw1, db1, dy, x, w, m2, r2, BT, C);
+        rlhf__layernorm_backward_ref(dx2, dw2, db2, dy, x, w, m2, r2, BT, C);
+        snprintf(what, sizeof what, "layernorm dinp C=%d", C);
+        close_enough(what, dx1, dx2, n, 1e-5, 1e-5);
+        snprintf(what, sizeof what, "layernorm dweight C=%d", C);
+        close_enough(what, dw1, dw2, C, 1e-6, 1e-6);
+        snprintf(what, sizeof what, "layernorm dbias C=%d", C);
+        close_enough(what, db1, db2, C, 1e-6, 1e-6);
+        free(x); free(w); free(b); free(y1); free(y2); free(dy); free(m1); free(r1); free(m2); free(r2);
+        free(dx1); free(dx2); free(dw1); free(dw2); free(db1); free(db2);
+    }
+}
+
+/* One attention row (scores, softmax, weighted sum of values) against the
+   twin, for key counts n and head sizes hs of odd widths; keys and values
+   strided as in qkv. Probabilities 1e-6 + 1e-5 relative (a few ulp of exp
+   and a sum in another order), outputs the same; the raw dot products (hs
+   terms of size up to 4, summed in another order) 1e-5 + 1e-5 relative, and
+   the weighted sum of up to 1023 rows with those dot products as weights
+   (sums in the hundreds; the twin rounds each product, the SIMD path fuses
+   it into the add) 1e-4 + 1e-5 relative. */
+static void test_kernel_softmax(void) {
+    static const int HS[] = {1, 7, 8, 9, 64, 65, 130};
+    rlhf_rng rng;
+    int s, h;
+    rlhf_rng_seed(&rng, 8);
+    for (h = 0; h < (int)(sizeof HS / sizeof HS[0]); h++)
+        for (s = 0; s < N_ROW; s++) {
+            int n = ROW_SIZES[s], hs = HS[h];
+            size_t stride = (size_t)3 * hs + 5;
+            float *kv = floats((size_t)n * stride + 2 * hs), *q = floats(hs), *o1 = floats(hs), *o2 = floats(hs);
+            float *row1 = floats(n), *row2 = floats(n);
+            char what[64];
+            fill_uniform(kv, (size_t)n * stride + 2 * hs, &rng, -2, 2);
+            fill_uniform(q, hs, &rng, -2, 2);
+            rlhf__attend_row(o1, row1, q, kv, kv + hs, stride, n, hs, 0.5f);
+            rlhf__attend_row_ref(o2, row2, q, kv, kv + hs, stride, n, hs, 0.5f);
+            snprintf(what, sizeof what, "softmax n=%d hs=%d", n, hs);
+            close_enough(what, row1, row2, n, 1e-6, 1e-5);
+            snprintf(what, sizeof what, "attention out n=%d hs=%d", n, hs);
+            close_enough(what, o1, o2, hs, 1e-5, 1e-5);
+            /* the backward's pieces: dot products with n keys, and o += sum_j w[j] v_j */
+            rlhf__dots(row1, q, kv, stride, n, hs);
+            rlhf__dots_ref(row2, q, kv, stride, n, hs);
+            snprintf(what, sizeof what, "dots n=%d hs=%d", n, hs);
+            close_enough(what, row1, row2, n, 1e-5, 1e-5);
+            fill_uniform(o1, hs, &rng, -1, 1);
+            memcpy(o2, o1, hs * sizeof(float));
+            rlhf__wsum(o1, row2, kv + 2 * hs, stride, n, hs, 1);
+            rlhf__wsum_ref(o2, row2, kv + 2 * hs, stride, n, hs, 1);
+            snprintf(what, sizeof what, "weighted sum n=%d hs=%d", n, hs);
+            close_enough(what, o1, o2, hs, 1e-4, 1e-5);
+            free(kv); free(q); free(o1); free(o2); free(row1); free(row2);
+        }
+}
+
+/* cross-entropy forward (loss, logsumexp) and backward against the twin on
+   vocabularies of odd sizes, an ignored row (target -1) and a row with -inf
+   logits. lse to 1e-6 + 1e-6 relative (exp's ulp, sums in another order),
+   gradients 1e-9 + 1e-5 relative. */
+static void test_kernel_crossentropy(void) {
+    rlhf_rng rng;
+    int s, i;
+    rlhf_rng_seed(&rng, 9);
+    for (s = 0; s < N_ROW + 1; s++) {
+        int V = s < N_ROW ? ROW_SIZES[s] : 50257, BT = 3;
+        size_t n = (size_t)BT * V;
+        float *l = floats(n), *d1 = floats(n), *d2 = floats(n), *loss1 = floats(BT), *loss2 = floats(BT);
+        float *lse1 = floats(BT), *lse2 = floats(BT);
+        int tg[3];
+        char what[64];
+        fill_uniform(l, n, &rng, -8, 8);
+        for (i = 0; i < BT; i++) tg[i] = (int)(rlhf_rng_u64(&rng) % (uint64_t)V);
+        tg[1] = -1;
+        if (V > 2) l[2 * V + (tg[2] + 1) % V] = -INFINITY; /* a masked-out logit: probability 0 */
+        rlhf__crossentropy_forward(loss1, lse1, l, tg, BT, V);
+        rlhf__crossentropy_forward_ref(loss2, lse2, l, tg, BT, V);
+        snprintf(what, sizeof what, "crossentropy lse V=%d", V);
+        close_enough(what, lse1, lse2, BT, 1e-6, 1e-6);
+        snprintf(what, sizeof what, "crossentropy loss V=%d", V);
+        close_enough(what, loss1, loss2, BT, 1e-5, 1e-6);
+        memcpy(d1, l, n * sizeof(float));
+        memcpy(d2, l, n * sizeof(float));
+        rlhf__crossentropy_backward(d1, lse2, tg, 0.25f, BT, V);
+        rlhf__crossentropy_backward_ref(d2, lse2, tg, 0.25f, BT, V);
+        snprintf(what, sizeof what, "crossentropy dlogits V=%d", V);
+        close_enough(what, d1, d2, n, 1e-9, 1e-5);
+        free(l); free(d1); free(d2); free(loss1); free(loss2); free(lse1); free(lse2);
+    }
+}
+
+/* the bias gradient (column sums of dout, added to dbias) against its twin on
+   odd widths, full 64-channel chunks and partial ones: the same additions in
+   the same order, so the same bits */
+static void test_kernel_bias_backward(void) {
+    static const int OCS[] = {1, 7, 9, 63, 64, 65, 130, 257};
+    rlhf_rng rng;
+    int s;
+    rlhf_rng_seed(&rng, 10);
+    for (s = 0; s < (int)(sizeof OCS / sizeof OCS[0]); s++) {
+        int OC = OCS[s], BT = 37;
+        float *d = floats((size_t)BT * OC), *b1 = floats(OC), *b2 = floats(OC);
+        char what[64];
+        fill_uniform(d, (size_t)BT * OC, &rng, -1, 1);
+        fill_uniform(b1, OC, &rng, -1, 1);
+        memcpy(b2, b1, OC * sizeof(float));
+        rlhf__bias_backward(b1, d, BT, OC);
+        rlhf__bias_backward_ref(b2, d, BT, OC);
+        snprintf(what, sizeof what, "bias backward OC=%d", OC);
+        close_enough(what, b1, b2, OC, 0.0, 0.0);
+        free(d); free(b1); free(b2);
     }
 }
 
@@ -5380,6 +5610,12 @@ static const test_case TESTS[] = {
     {"kernel_dot_axpy", test_kernel_dot_axpy, 0},
     {"kernel_gemm", test_kernel_gemm, 0},
     {"kernel_adamw", test_kernel_adamw, 0},
+    {"kernel_bias_backward", test_kernel_bias_backward, 0},
+    {"exp_accuracy", test_exp_accuracy, 0},
+    {"kernel_gelu", test_kernel_gelu, 0},
+    {"kernel_layernorm", test_kernel_layernorm, 0},
+    {"kernel_softmax", test_kernel_softmax, 0},
+    {"kernel_crossentropy", test_kernel_crossentropy, 0},
     {"fd_layernorm", test_fd_layernorm, 0},
     {"fd_gelu", test_fd_gelu, 0},
     {"fd_attention", test_fd_attention, 0},

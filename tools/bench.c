@@ -4,6 +4,8 @@
      train  ms/step, tokens/s and GFLOP/s of rlhf_model_train_step on configs S and M
      gemm   GFLOP/s of the matmul kernel rlhf__gemm on every matmul shape of a training
             step, side by side with OpenBLAS's cblas_sgemm if built with -DRLHF_BENCH_OPENBLAS
+     kernels  where a config-S step's time goes: matmuls, attention, GELU, LayerNorm,
+            cross-entropy, AdamW, other; and attention's share of a layer at T = 128..1024
      gen    tokens/s of KV-cache decoding, one sequence and a batch of sequences
      rm     ms per reward-model step (values, ranking loss, backward, AdamW) on config S,
             beside the LM training step of the same shape
@@ -17,7 +19,7 @@
      ... -DRLHF_BENCH_OPENBLAS tools/bench.c -o build/bench -lopenblas -lm
    Run with the same thread count for both libraries, on an otherwise idle machine
    (an OpenMP thread that has to share its CPU makes every barrier wait for it):
-     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 ./build/bench [--quick] [--only S|M|gemm|gen]
+     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 ./build/bench [--quick] [--only S|M|gemm|kernels|gen]
 
    FLOP counts (one multiply-add = 2 FLOPs):
      matmul (M,K)x(K,N):  2*M*N*K
@@ -704,13 +706,213 @@ static void bench_recompute(const bench_config *bc, int steps, int measure) {
     recompute_time(bc, steps, (double)mem.total + (double)mem.total_recompute < 1024.0 * MiB);
 }
 
+/* ---- per-kernel split of a training step ------------------------------------------
+   Each kernel of rlhf_model_train_step on config bc's shapes, timed alone (best of
+   a few calls, its inputs refreshed untimed before each) and weighted by how often
+   a step calls it; "other" is the whole step minus their sum (the embedding, bias
+   gradients, the residual copies, the gradient norm, zeroing the gradients). Then
+   the attention share of one layer at T = 128, 512 and 1024 (B*T kept at config
+   S's 1024 tokens), against that layer's 12 matmuls, in GFLOP/s. */
+typedef struct {
+    int B, T, C, NH, V;
+    size_t np; /* AdamW: parameters */
+    float *x, *y, *mean, *rstd, *w, *bias, *dw, *db, *dx, *h, *dh, *dh0, *qkv, *dqkv, *att, *scratch, *atty, *datty;
+    float *logits, *logits0, *lse, *losses, *p, *m, *v, *g;
+    int *tg;
+} kernel_bufs;
+typedef void (*kernel_fn)(kernel_bufs *k);
+static void k_ln_fwd(kernel_bufs *k) {
+    rlhf__layernorm_forward(k->y, k->mean, k->rstd, k->x, k->w, k->bias, k->B * k->T, k->C);
+}
+static void k_ln_bwd(kernel_bufs *k) {
+    rlhf__layernorm_backward(k->dx, k->dw, k->db, k->y, k->x, k->w, k->mean, k->rstd, k->B * k->T, k->C);
+}
+static void k_gelu_fwd(kernel_bufs *k) { rlhf__gelu_forward(k->dh, k->h, (size_t)k->B * k->T * 4 * k->C); }
+static void k_gelu_bwd_prep(kernel_bufs *k) { memcpy(k->dh, k->dh0, (size_t)k->B * k->T * 4 * k->C * sizeof(float)); }
+static void k_gelu_bwd(kernel_bufs *k) { rlhf__gelu_backward(k->dh, k->h, (size_t)k->B * k->T * 4 * k->C); }
+static void k_att_fwd(kernel_bufs *k) {
+    rlhf__attention_forward(k->atty, k->att, NULL, k->qkv, NULL, k->B, k->T, k->C, k->NH);
+}
+static void k_att_bwd(kernel_bufs *k) {
+    rlhf__attention_backward(k->dqkv, k->scratch, k->datty, k->qkv, k->att, NULL, k->B, k->T, k->C, k->NH);
+}
+static void k_ce_fwd(kernel_bufs *k) {
+    rlhf__crossentropy_forward(k->losses, k->lse, k->logits, k->tg, k->B * k->T, k->V);
+}
+static void k_ce_bwd_prep(kernel_bufs *k) { memcpy(k->logits, k->logits0, (size_t)k->B * k->T * k->V * sizeof(float)); }
+static void k_ce_bwd(kernel_bufs *k) {
+    rlhf__crossentropy_backward(k->logits, k->lse, k->tg, 1e-3f, k->B * k->T, k->V);
+}
+static void k_adamw(kernel_bufs *k) {
+    rlhf__adamw(k->p, k->m, k->v, k->g, k->np, 0.9f, 0.95f, 1e-8f, 0.999f, 1e-4f, 0.3f);
+}
+
+/* the best of reps calls of fn, each after an untimed prep (may be NULL) */
+static double best_of(kernel_fn fn, kernel_fn prep, kernel_bufs *k, int reps) {
+    double best = 1e30, t0, t;
+    int r;
+    for (r = 0; r <= reps; r++) { /* call 0 warms up */
+        if (prep) prep(k);
+        t0 = now_s();
+        fn(k);
+        t = now_s() - t0;
+        if (r > 0) best = t < best ? t : best;
+    }
+    return best;
+}
+static float *kbuf(size_t n, rlhf_rng *rng, float lo, float hi) {
+    float *p = (float *)xmalloc((n ? n : 1) * sizeof(float));
+    size_t i;
+    for (i = 0; i < n; i++) p[i] = lo + (hi - lo) * rlhf_rng_float(rng);
+    return p;
+}
+static void kbufs_alloc(kernel_bufs *k, int B, int T, int C, int NH, int V, size_t np, rlhf_rng *rng) {
+    size_t BT = (size_t)B * T, i;
+    k->B = B, k->T = T, k->C = C, k->NH = NH, k->V = V, k->np = np;
+    k->x = kbuf(BT * C, rng, -2, 2), k->y = kbuf(BT * C, rng, -1, 1), k->dx = kbuf(BT * C, rng, 0, 0);
+    k->mean = kbuf(BT, rng, 0, 0), k->rstd = kbuf(BT, rng, 0, 0);
+    k->w = kbuf(C, rng, 0.5f, 1.5f), k->bias = kbuf(C, rng, -0.1f, 0.1f);
+    k->dw = kbuf(C, rng, 0, 0), k->db = kbuf(C, rng, 0, 0);
+    k->h = kbuf(BT * 4 * C, rng, -4, 4), k->dh = kbuf(BT * 4 * C, rng, -1, 1), k->dh0 = kbuf(BT * 4 * C, rng, -1, 1);
+    k->qkv = kbuf(BT * 3 * C, rng, -1, 1), k->dqkv = kbuf(BT * 3 * C, rng, 0, 0);
+    k->att = kbuf((size_t)B * NH * T * T, rng, 0, 0), k->scratch = kbuf((size_t)B * NH * T, rng, 0, 0);
+    k->atty = kbuf(BT * C, rng, 0, 0), k->datty = kbuf(BT * C, rng, -1, 1);
+    k->logits = kbuf(BT * V, rng, -5, 5), k->logits0 = kbuf(BT * V, rng, -5, 5);
+    k->lse = kbuf(BT, rng, 0, 0), k->losses = kbuf(BT, rng, 0, 0);
+    k->p = kbuf(np, rng, -1, 1), k->m = kbuf(np, rng, -0.1f, 0.1f);
+    k->v = kbuf(np, rng, 0, 0.01f), k->g = kbuf(np, rng, -1, 1);
+    k->tg = (int *)xmalloc(BT * sizeof(int));
+    for (i = 0; i < BT; i++) k->tg[i] = (int)(rlhf_rng_u64(rng) % (uint64_t)V);
+    k_ln_fwd(k); /* mean, rstd for the backward */
+    memcpy(k->logits, k->logits0, BT * V * sizeof(float));
+    k_ce_fwd(k); /* lse for the backward */
+    k_att_fwd(k);
+}
+static void kbufs_free(kernel_bufs *k) {
+    float *all[26];
+    int i;
+    all[0] = k->x, all[1] = k->y, all[2] = k->dx, all[3] = k->mean, all[4] = k->rstd, all[5] = k->w, all[6] = k->bias;
+    all[7] = k->dw, all[8] = k->db, all[9] = k->h, all[10] = k->dh, all[11] = k->dh0, all[12] = k->qkv;
+    all[13] = k->dqkv;
+    all[14] = k->att, all[15] = k->scratch, all[16] = k->atty, all[17] = k->datty, all[18] = k->logits;
+    all[19] = k->logits0, all[20] = k->lse, all[21] = k->losses, all[22] = k->p, all[23] = k->m, all[24] = k->v;
+    all[25] = k->g;
+    for (i = 0; i < 26; i++) rlhf__free(all[i]);
+    rlhf__free(k->tg);
+}
+/* seconds of the matmuls of shapes s[first..last) with their step counts (count 1 when per_layer) */
+static double matmul_seconds(const gemm_shape *s, int first, int last, int per_layer, rlhf_rng *rng, int reps) {
+    double total = 0.0;
+    gemm_call g;
+    int i;
+    g.work = (float *)xmalloc(RLHF__GEMM_WORK_FLOATS * sizeof(float));
+    for (i = first; i < last; i++) {
+        const gemm_shape *sh = &s[i];
+        size_t na = (size_t)(sh->M - 1) * sh->rsa + (size_t)(sh->K - 1) * sh->csa + 1;
+        size_t nb = (size_t)(sh->K - 1) * sh->rsb + (size_t)(sh->N - 1) * sh->csb + 1;
+        double best = 1e30, t0, t;
+        int r;
+        float *A = kbuf(na, rng, -1, 1), *B = kbuf(nb, rng, -1, 1);
+        g.s = sh, g.A = A, g.B = B, g.C[0] = kbuf((size_t)sh->M * sh->N, rng, 0, 0), g.acc = sh->acc;
+        for (r = 0; r <= reps; r++) { /* call 0 warms up */
+            t0 = now_s();
+            call_ours(&g);
+            t = now_s() - t0;
+            if (r > 0) best = t < best ? t : best;
+        }
+        total += best * (per_layer ? 1 : sh->count);
+        rlhf__free(A), rlhf__free(B), rlhf__free(g.C[0]);
+    }
+    rlhf__free(g.work);
+    return total;
+}
+
+/* best ms of a whole training step on config bc */
+static double step_seconds(const bench_config *bc, int steps) {
+    int BT = bc->B * bc->T, i;
+    int *x = (int *)xmalloc((size_t)BT * sizeof(int)), *y = (int *)xmalloc((size_t)BT * sizeof(int));
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    rlhf_model *m;
+    rlhf_rng rng;
+    rlhf_result r;
+    double best = 1e30, t0, t;
+    if ((r = rlhf_model_create(&m, &bc->cfg, 1)) != RLHF_OK) die("rlhf_model_create", r);
+    rlhf_rng_seed(&rng, 7);
+    for (i = 0; i < BT; i++) x[i] = random_token(&rng, bc->cfg.vocab_size);
+    for (i = 0; i < BT; i++) y[i] = random_token(&rng, bc->cfg.vocab_size);
+    for (i = -2; i < steps; i++) { /* two warm-up steps */
+        t0 = now_s();
+        if ((r = rlhf_model_train_step(m, x, y, bc->B, bc->T, &opt, NULL)) != RLHF_OK) die("rlhf_model_train_step", r);
+        t = now_s() - t0;
+        if (i >= 0) best = t < best ? t : best;
+    }
+    rlhf_model_free(m);
+    rlhf__free(x), rlhf__free(y);
+    return best;
+}
+
+static void bench_kernels(const bench_config *bc, int reps) {
+    const rlhf_config *c = &bc->cfg;
+    int L = c->n_layer, C = c->n_embd, BT = bc->B * bc->T, i, nshape;
+    size_t np = (size_t)C * (c->vocab_size + c->n_ctx) + (size_t)L * (12 * C * C + 13 * C) + 2 * C;
+    static const char *const names[8] = {"matmuls", "attention", "GELU", "LayerNorm", "cross-entropy", "AdamW",
+                                         "other", "step"};
+    static const char *const keys[8] = {"matmuls", "attention", "gelu", "layernorm", "crossentropy", "adamw", "other",
+                                        "step"};
+    double ms[8], kflops[2];
+    gemm_shape s[15];
+    kernel_bufs k;
+    rlhf_rng rng;
+    rlhf_rng_seed(&rng, 5);
+    printf("\n== per-kernel split of a training step, config %s: ms per step (best of %d calls each) ==\n",
+           bc->name, reps);
+    nshape = step_shapes(s, bc);
+    kbufs_alloc(&k, bc->B, bc->T, C, c->n_head, c->vocab_size, np, &rng);
+    ms[7] = step_seconds(bc, reps);
+    ms[0] = matmul_seconds(s, 0, nshape, 0, &rng, reps);
+    ms[1] = L * (best_of(k_att_fwd, NULL, &k, reps) + best_of(k_att_bwd, NULL, &k, reps));
+    ms[2] = L * (best_of(k_gelu_fwd, NULL, &k, reps) + best_of(k_gelu_bwd, k_gelu_bwd_prep, &k, reps));
+    ms[3] = (2 * L + 1) * (best_of(k_ln_fwd, NULL, &k, reps) + best_of(k_ln_bwd, NULL, &k, reps));
+    ms[4] = best_of(k_ce_fwd, NULL, &k, reps) + best_of(k_ce_bwd, k_ce_bwd_prep, &k, reps);
+    ms[5] = best_of(k_adamw, NULL, &k, reps);
+    for (ms[6] = ms[7], i = 0; i < 6; i++) ms[6] -= ms[i];
+    kbufs_free(&k);
+    for (i = 0; i < 8; i++) printf("%-14s %8.2f ms %5.1f%%\n", names[i], 1e3 * ms[i], 100.0 * ms[i] / ms[7]);
+    printf("(attention includes its softmax; LayerNorm: %d forward + backward; other = step - the rest)\n", 2 * L + 1);
+    if (g_json) {
+        printf("{\"bench\":\"kernels\",\"config\":\"%s\",\"threads\":%d", bc->name, rlhf_num_threads());
+        for (i = 0; i < 8; i++) printf(",\"ms_%s\":%.3f", keys[i], 1e3 * ms[i]);
+        printf("}\n");
+    }
+
+    /* one layer's attention (forward + backward) at T = 128, 512, 1024, B*T = 1024 tokens */
+    printf("attention of one layer (fwd+bwd) against the layer's 12 matmuls, B*T = %d, C %d, NH %d:\n", BT, C,
+           c->n_head);
+    printf("%6s %4s %10s %10s %8s %12s %12s\n", "T", "B", "att ms", "matmul ms", "att %", "att GFLOP/s",
+           "mm GFLOP/s");
+    kflops[1] = 2.0 * BT * 12.0 * C * C * 3.0; /* 12 C^2 weights per layer, 3 passes */
+    for (i = 0; i < 3; i++) {
+        int T = i == 0 ? 128 : i == 1 ? 512 : 1024, B = BT / T;
+        double att, mm;
+        kbufs_alloc(&k, B, T, C, c->n_head, 1, 1, &rng);
+        att = best_of(k_att_fwd, NULL, &k, reps) + best_of(k_att_bwd, NULL, &k, reps);
+        mm = matmul_seconds(s, 0, 12, 1, &rng, reps);
+        kflops[0] = 6.0 * B * (double)T * T * C;
+        printf("%6d %4d %10.2f %10.2f %7.1f%% %12.1f %12.1f\n", T, B, 1e3 * att, 1e3 * mm, 100.0 * att / (att + mm),
+               kflops[0] / att * 1e-9, kflops[1] / mm * 1e-9);
+        kbufs_free(&k);
+    }
+}
+
 static void usage(void) {
-    printf("usage: bench [--only S|M|gemm|gen|rm|ppo|tok|recompute] [--quick] [--steps-s N] [--steps-m N] [--json]"
-           " [--help]\n"
+    printf("usage: bench [--only S|M|gemm|kernels|gen|rm|ppo|tok|recompute] [--quick] [--steps-s N] [--steps-m N]"
+           " [--json] [--help]\n"
            "  --only S     training step of config S only (M: of config M; gemm: matmuls; gen: generation;\n"
            "               rm: a reward-model step; ppo: a PPO iteration; tok: tokenizer training on 10 MB\n"
-           "               to 4096 tokens, and encoding; recompute: activation recompute on S, and on M at\n"
-           "               T = 1024 its memory and time, ~8 GB and minutes, which the full run only budgets)\n"
+           "               to 4096 tokens, and encoding; kernels: the per-kernel split of a config-S step and\n"
+           "               the attention share of a layer at T = 128, 512, 1024; recompute: activation recompute\n"
+           "               on S, and on M at T = 1024 its memory and time, ~8 GB and minutes, which the full run\n"
+           "               only budgets)\n"
            "  --quick      a smoke run of a few seconds: config S only (unless --only M), few steps\n"
            "  --steps-s N  timed training steps on S (default 10); --steps-m N on M (default 3)\n"
            "  --json       also print one JSON line per result\n"
@@ -733,8 +935,8 @@ int main(int argc, char **argv) {
         }
     }
     all = !strcmp(only, "all");
-    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo") &&
-        strcmp(only, "recompute")) {
+    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "kernels") &&
+        strcmp(only, "gen") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo") && strcmp(only, "recompute")) {
         usage();
         return 2;
     }
@@ -765,6 +967,7 @@ int main(int argc, char **argv) {
         u = usage_now(), bench_gemm(&CONFIG_S, quick ? 0.02 : 0.3), report_others(u);
         if (run_m) u = usage_now(), bench_gemm(&CONFIG_M, quick ? 0.02 : 0.3), report_others(u);
     }
+    if (all || !strcmp(only, "kernels")) u = usage_now(), bench_kernels(&CONFIG_S, quick ? 2 : 10), report_others(u);
     if (all || !strcmp(only, "gen")) {
         u = usage_now(), bench_gen(&CONFIG_S, quick ? 32 : 256, 8), report_others(u);
         if (run_m) u = usage_now(), bench_gen(&CONFIG_M, quick ? 8 : 128, 4), report_others(u);
