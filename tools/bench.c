@@ -120,7 +120,46 @@ static double fma_peak(void) {
     return best;
 }
 
+/* The streaming read bandwidth of the threads, now, GB/s: a sum over 256 MiB (eight
+   times this machine's L3), each thread its contiguous part, read as four runs side
+   by side (one core reads several runs faster than one: the prefetchers keep more
+   lines in flight). Best of 6 passes, after one that touches the pages. Integer
+   adds: no SIMD needed, and far faster than the memory on any core. */
+static volatile uint64_t g_bw_sink;
+static double mem_bandwidth(void) {
+    const size_t n = (size_t)32 << 20; /* 64-bit words: 256 MiB */
+    uint64_t *a = (uint64_t *)rlhf__alloc(n * sizeof(uint64_t)), sum = 0;
+    double best = 0.0;
+    int pass;
+    ptrdiff_t i;
+    if (!a) return 0.0;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (i = 0; i < (ptrdiff_t)n; i++) a[i] = (uint64_t)i;
+    for (pass = 0; pass < 6; pass++) {
+        double t0 = now_s(), gbs;
+        RLHF__OMP(omp parallel reduction(+ : sum))
+        {
+            int nt = rlhf_num_threads(), t = 0;
+            size_t part, q, j;
+            const uint64_t *p;
+            uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#ifdef _OPENMP
+            nt = omp_get_num_threads(), t = omp_get_thread_num();
+#endif
+            part = n / (size_t)nt, q = part / 4, p = a + (size_t)t * part;
+            for (j = 0; j < q; j++) s0 += p[j], s1 += p[q + j], s2 += p[2 * q + j], s3 += p[3 * q + j];
+            sum += s0 + s1 + s2 + s3;
+        }
+        gbs = (double)n * sizeof(uint64_t) / (now_s() - t0) * 1e-9;
+        best = gbs > best ? gbs : best;
+    }
+    g_bw_sink = sum;
+    rlhf__free(a);
+    return best;
+}
+
 static double g_peak0; /* the FMA peak at the start */
+static double g_bw0;   /* the read bandwidth at the start, GB/s */
 /* After a section: warn if other processes used CPU time while it ran, or if the FMA
    peak has dropped (the hypervisor gave our vCPUs less: a busy sibling hyperthread,
    a shared physical core), both invisible to the timings themselves. */
@@ -483,12 +522,21 @@ static void bench_gemm(const bench_config *bc, double budget) {
 }
 
 /* ---- 3. generation with the KV cache ---------------------------------------------
-   n_seq sequences, each a random prompt, then n_new greedy tokens (the library's
-   sampler at temperature 0: argmax over V). Only the n_new decode steps are timed,
-   the argmax included. Returns tokens/s over all sequences. */
+   n_seq sequences, each a random prompt (one prefill), then n_new greedy tokens (the
+   library's sampler at temperature 0: argmax over V). Only the n_new decode steps
+   are timed, the argmax included. Returns their seconds.
+   Bounds of one decode step (one new token for each of the n_seq sequences):
+     memory:  every weight read once (all parameters but wpe, plus one wpe row), and
+              each sequence's keys and values of every layer, 2*L*C floats a
+              position: 4 * (N - n_ctx*C + C + n_seq*2*L*C*P) bytes, P = the positions
+              attended, on average n_prompt + (n_new + 1) / 2; at the read bandwidth
+     compute: n_seq * (2*N' + 4*L*C*P) FLOPs, N' = N - n_ctx*C (each weight one
+              multiply-add per token; attention a dot and an axpy of C per layer and
+              position); at the FMA peak
+   "of bound" is the bound's time over the measured time: 100% is the machine's limit. */
 static double gen_run(rlhf_model *m, int n_seq, int n_prompt, int n_new) {
     int V = rlhf_model_config(m)->vocab_size, i, s;
-    int *tok = (int *)xmalloc((size_t)n_seq * sizeof(int));
+    int *tok = (int *)xmalloc((size_t)n_seq * n_prompt * sizeof(int));
     float *logits = (float *)xmalloc((size_t)n_seq * V * sizeof(float));
     rlhf_sampler_config greedy = {0.0f, 0, 1.0f}; /* temperature, top_k, top_p */
     rlhf_sampler *smp;
@@ -499,10 +547,8 @@ static double gen_run(rlhf_model *m, int n_seq, int n_prompt, int n_new) {
     if ((r = rlhf_sampler_create(&smp, V, &greedy)) != RLHF_OK) die("rlhf_sampler_create", r);
     if ((r = rlhf_kv_cache_create(&kv, m, n_seq, n_prompt + n_new)) != RLHF_OK) die("rlhf_kv_cache_create", r);
     rlhf_rng_seed(&rng, 11);
-    for (i = 0; i < n_prompt; i++) { /* the prompt, one position at a time (untimed) */
-        for (s = 0; s < n_seq; s++) tok[s] = random_token(&rng, V);
-        if ((r = rlhf_model_decode(m, kv, tok, logits)) != RLHF_OK) die("rlhf_model_decode", r);
-    }
+    for (i = 0; i < n_seq * n_prompt; i++) tok[i] = random_token(&rng, V);
+    if ((r = rlhf_model_prefill(m, kv, tok, n_prompt, logits)) != RLHF_OK) die("rlhf_model_prefill", r); /* untimed */
     t0 = now_s();
     for (i = 0; i < n_new; i++) {
         for (s = 0; s < n_seq; s++) tok[s] = rlhf_sampler_sample(smp, logits + (size_t)s * V, &rng);
@@ -513,32 +559,48 @@ static double gen_run(rlhf_model *m, int n_seq, int n_prompt, int n_new) {
     rlhf_sampler_free(smp);
     rlhf__free(tok);
     rlhf__free(logits);
-    return (double)n_seq * n_new / sec;
+    return sec;
 }
 
-static void bench_gen(const bench_config *bc, int n_new, int batch) {
+/* Tokens/s for 1, 4, 16 and 64 sequences decoded together, each against both bounds.
+   Batches of 16 and more decode n_new / 4 tokens (at least 8): the weights are then
+   read once per 16+ tokens and a step costs what it costs either way. */
+static void bench_gen(const bench_config *bc, int n_new) {
+    static const int n_seqs[4] = {1, 4, 16, 64};
     const int n_prompt = 16;
     rlhf_config c = bc->cfg;
     rlhf_model *m;
     rlhf_result r;
-    int n_seqs[2], k;
-    n_seqs[0] = 1, n_seqs[1] = batch;
+    int k;
+    double n_w, per_pos;
     /* S's n_ctx (128) cannot hold 256 new tokens: widen the context. That only grows
        the wpe table; each token still costs what it costs in config S. */
     if (c.n_ctx < n_prompt + n_new) c.n_ctx = n_prompt + n_new;
     if ((r = rlhf_model_create(&m, &c, 1)) != RLHF_OK) die("rlhf_model_create", r);
-    printf("\n== generation with the KV cache, config %s (n_ctx %d): %d-token prompt, %d new tokens ==\n",
-           bc->name, c.n_ctx, n_prompt, n_new);
-    printf("%-8s %8s %10s %10s\n", "config", "n_seq", "tokens/s", "ms/decode");
-    for (k = 0; k < 2; k++) {
-        int n_seq = n_seqs[k];
-        double tps = gen_run(m, n_seq, n_prompt, n_new);
-        printf("%-8s %8d %10.1f %10.2f\n", bc->name, n_seq, tps, 1e3 * n_seq / tps);
+    n_w = (double)rlhf_model_num_params(m) - (double)c.n_ctx * c.n_embd; /* all but wpe */
+    per_pos = 2.0 * c.n_layer * c.n_embd;                                  /* cached floats a position */
+    printf("\n== generation with the KV cache, config %s (n_ctx %d): %d-token prompt (prefilled), then greedy "
+           "decoding ==\n", bc->name, c.n_ctx, n_prompt);
+    printf("bounds: %.1f MB of weights a step at %.1f GB/s; %.2f GFLOP a token at %.1f GFLOP/s\n",
+           4.0 * (n_w + c.n_embd) * 1e-6, g_bw0, (2.0 * n_w + 2.0 * per_pos * (n_prompt + n_new / 2)) * 1e-9, g_peak0);
+    printf("%-6s %6s %6s %10s %10s %8s %10s %9s %10s %9s\n", "config", "n_seq", "n_new", "tokens/s", "ms/step",
+           "GB/s", "of bw", "GFLOP/s", "of peak", "of bound");
+    for (k = 0; k < 4; k++) {
+        int n_seq = n_seqs[k], nn = n_seq >= 16 ? (n_new / 4 < 8 ? 8 : n_new / 4) : n_new;
+        double sec = gen_run(m, n_seq, n_prompt, nn), step = sec / nn, P = n_prompt + (nn + 1) / 2.0;
+        double bytes = 4.0 * (n_w + c.n_embd + n_seq * per_pos * P), flops = n_seq * (2.0 * n_w + 2.0 * per_pos * P);
+        double t_bw = g_bw0 > 0.0 ? bytes / (g_bw0 * 1e9) : 0.0, t_fma = g_peak0 > 0.0 ? flops / (g_peak0 * 1e9) : 0.0;
+        printf("%-6s %6d %6d %10.1f %10.2f %8.1f %9.0f%% %9.1f %9.0f%% %8.0f%%\n", bc->name, n_seq, nn, n_seq / step,
+               1e3 * step, bytes / step * 1e-9, 100.0 * t_bw / step, flops / step * 1e-9, 100.0 * t_fma / step,
+               100.0 * (t_bw > t_fma ? t_bw : t_fma) / step);
         if (g_json)
-            printf("{\"bench\":\"gen\",\"config\":\"%s\",\"n_seq\":%d,\"threads\":%d,\"tokens_per_s\":%.2f}\n",
-                   bc->name, n_seq, rlhf_num_threads(), tps);
+            printf("{\"bench\":\"gen\",\"config\":\"%s\",\"n_seq\":%d,\"threads\":%d,\"tokens_per_s\":%.2f,"
+                   "\"of_bandwidth_bound\":%.3f,\"of_fma_peak\":%.3f}\n", bc->name, n_seq, rlhf_num_threads(),
+                   n_seq / step, t_bw / step, t_fma / step);
         fflush(stdout);
     }
+    printf("(of bw: the memory bound's time / the step's; of peak: the FMA bound's; of bound: the larger.\n"
+           " Weights that fit the last-level cache, as S's, are read faster than memory: above 100%% of bw.)\n");
     rlhf_model_free(m);
 }
 
@@ -655,6 +717,9 @@ int main(int argc, char **argv) {
 #endif
     g_peak0 = fma_peak();
     printf("FP32 FMA peak now: %.1f GFLOP/s on %d thread(s) (0: no AVX2)\n", g_peak0, rlhf_num_threads());
+    g_bw0 = mem_bandwidth();
+    printf("read bandwidth now: %.1f GB/s on %d thread(s) (a sum over 256 MiB, four runs a thread)\n", g_bw0,
+           rlhf_num_threads());
     /* each section: run it, then say whether other processes disturbed it */
     if (all || !strcmp(only, "S")) u = usage_now(), bench_train(&CONFIG_S, quick ? 1 : 2, steps_s), report_others(u);
     if ((all || !strcmp(only, "M")) && run_m)
@@ -664,8 +729,8 @@ int main(int argc, char **argv) {
         if (run_m) u = usage_now(), bench_gemm(&CONFIG_M, quick ? 0.02 : 0.3), report_others(u);
     }
     if (all || !strcmp(only, "gen")) {
-        u = usage_now(), bench_gen(&CONFIG_S, quick ? 32 : 256, 8), report_others(u);
-        if (run_m) u = usage_now(), bench_gen(&CONFIG_M, quick ? 8 : 128, 4), report_others(u);
+        u = usage_now(), bench_gen(&CONFIG_S, quick ? 32 : 256), report_others(u);
+        if (run_m) u = usage_now(), bench_gen(&CONFIG_M, quick ? 8 : 128), report_others(u);
     }
     if (all || !strcmp(only, "rm")) u = usage_now(), bench_rm(&CONFIG_S, quick ? 2 : 10), report_others(u);
     if (all || !strcmp(only, "ppo")) u = usage_now(), bench_ppo(&CONFIG_S, quick ? 1 : 3), report_others(u);
