@@ -36,7 +36,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #ifdef RLHF_BENCH_OPENBLAS
 #include <cblas.h>
 #endif
@@ -604,6 +608,155 @@ static void bench_gen(const bench_config *bc, int n_new) {
     rlhf_model_free(m);
 }
 
+/* ---- 4. PyTorch beside us ---------------------------------------------------------
+   The training step of section 1 in PyTorch (tools/bench_torch.py, run by
+   /usr/bin/python3 with the same thread count and OMP_WAIT_POLICY=PASSIVE), on the
+   same weights and batch: the bench writes them to build/bench_torch_<config>.bin,
+   then takes turns with the script, a few steps each, several rounds. A yardstick:
+   without python3 or torch the section says so and is skipped. */
+typedef struct { FILE *to, *from; pid_t pid; } torch_proc;
+
+/* one record of the file format of tools/bench_torch.py (host byte order) */
+static void put_record(FILE *f, const char *name, int is_int, int ndim, const int *dims, const void *data) {
+    uint32_t u[3], d[2];
+    size_t n = 1;
+    int i;
+    u[0] = (uint32_t)strlen(name);
+    fwrite(u, 4, 1, f);
+    fwrite(name, 1, u[0], f);
+    u[0] = (uint32_t)is_int, u[1] = (uint32_t)ndim;
+    fwrite(u, 4, 2, f);
+    for (i = 0; i < ndim; i++) d[i] = (uint32_t)dims[i], n *= (size_t)dims[i];
+    fwrite(d, 4, (size_t)ndim, f);
+    fwrite(data, 4, n, f);
+}
+static int write_torch_file(const char *path, rlhf_model *m, const int *x, const int *y, int B, int T,
+                            const rlhf_adamw_config *o) {
+    const rlhf_config *c = rlhf_model_config(m);
+    int nt = rlhf_model_num_tensors(m), cfg[7], dims[2], i, ok;
+    int *decay = (int *)xmalloc((size_t)nt * sizeof(int));
+    float adamw[6];
+    rlhf_tensor_info t;
+    uint32_t count = (uint32_t)(5 + nt);
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    cfg[0] = c->vocab_size, cfg[1] = c->n_ctx, cfg[2] = c->n_layer, cfg[3] = c->n_head, cfg[4] = c->n_embd;
+    cfg[5] = B, cfg[6] = T;
+    adamw[0] = o->lr, adamw[1] = o->beta1, adamw[2] = o->beta2, adamw[3] = o->eps, adamw[4] = o->weight_decay;
+    adamw[5] = o->grad_clip;
+    fwrite("RLHFFIX1", 1, 8, f);
+    fwrite(&count, 4, 1, f);
+    dims[0] = 7, put_record(f, "config", 1, 1, dims, cfg);
+    dims[0] = 6, put_record(f, "adamw", 0, 1, dims, adamw);
+    dims[0] = B, dims[1] = T, put_record(f, "inputs", 1, 2, dims, x), put_record(f, "targets", 1, 2, dims, y);
+    for (i = 0; i < nt; i++) rlhf_model_tensor(m, i, &t), decay[i] = t.weight_decay;
+    dims[0] = nt, put_record(f, "decay", 1, 1, dims, decay);
+    for (i = 0; i < nt; i++) rlhf_model_tensor(m, i, &t), put_record(f, t.name, 0, t.ndim, t.shape, t.data);
+    ok = !ferror(f);
+    ok = fclose(f) == 0 && ok;
+    rlhf__free(decay);
+    return ok;
+}
+
+/* starts the script on file; *desc receives its "ready" line; 0 if it cannot run */
+static int torch_start(torch_proc *tp, const char *file, char *desc, size_t cap) {
+    static const char *const py = "/usr/bin/python3";
+    int in[2], out[2];
+    char threads[16];
+    snprintf(threads, sizeof threads, "%d", rlhf_num_threads());
+    snprintf(desc, cap, "%s not found", py);
+    if (access(py, X_OK) != 0 || pipe(in) != 0) return 0;
+    if (pipe(out) != 0) return close(in[0]), close(in[1]), 0;
+    fflush(stdout);
+    if ((tp->pid = fork()) == 0) { /* the child: stdin from in, stdout to out */
+        dup2(in[0], 0), dup2(out[1], 1);
+        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+        execl(py, py, "tools/bench_torch.py", file, threads, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]), close(out[1]);
+    tp->to = fdopen(in[1], "w"), tp->from = fdopen(out[0], "r");
+    snprintf(desc, cap, "tools/bench_torch.py did not start");
+    if (tp->pid < 0 || !tp->to || !tp->from || !fgets(desc, (int)cap, tp->from) || strncmp(desc, "ready ", 6) != 0) {
+        desc[strcspn(desc, "\n")] = 0;
+        if (!strncmp(desc, "skip ", 5)) memmove(desc, desc + 5, strlen(desc + 5) + 1);
+        return 0;
+    }
+    desc[strcspn(desc, "\n")] = 0;
+    memmove(desc, desc + 6, strlen(desc + 6) + 1);
+    return 1;
+}
+static void torch_stop(torch_proc *tp) {
+    if (tp->to) fprintf(tp->to, "quit\n"), fclose(tp->to);
+    if (tp->from) fclose(tp->from);
+    if (tp->pid > 0) waitpid(tp->pid, NULL, 0);
+}
+/* n PyTorch steps: best and mean seconds, the first step's loss; 0 on failure */
+static int torch_steps(torch_proc *tp, int n, double *best, double *mean, double *loss0) {
+    char line[256];
+    double loss1;
+    fprintf(tp->to, "step %d\n", n);
+    fflush(tp->to);
+    return fgets(line, sizeof line, tp->from) && sscanf(line, "%lf %lf %lf %lf", best, mean, loss0, &loss1) == 4;
+}
+
+static void bench_torch(const bench_config *bc, int rounds, int steps) {
+    const rlhf_config *c = &bc->cfg;
+    char file[64], desc[256];
+    int B = bc->B, T = bc->T, BT = B * T, i, k, ok, started;
+    int *x = (int *)xmalloc((size_t)BT * sizeof(int)), *y = (int *)xmalloc((size_t)BT * sizeof(int));
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    torch_proc tp = {NULL, NULL, 0};
+    rlhf_model *m;
+    rlhf_rng rng;
+    rlhf_result r;
+    double ours_best = 1e30, ours_sum = 0.0, pt_best = 1e30, pt_sum = 0.0, b, mn, pt_loss0 = 0.0, l0;
+    float loss0 = 0.0f, loss;
+    printf("\n== PyTorch beside us: the training step of config %s (B %d, T %d), %d rounds of %d steps each ==\n",
+           bc->name, B, T, rounds, steps);
+    if ((r = rlhf_model_create(&m, c, 1)) != RLHF_OK) die("rlhf_model_create", r);
+    if ((r = rlhf_model_reserve(m, B, T, 1)) != RLHF_OK) die("rlhf_model_reserve", r);
+    rlhf_rng_seed(&rng, 7);
+    for (i = 0; i < BT; i++) x[i] = random_token(&rng, c->vocab_size), y[i] = random_token(&rng, c->vocab_size);
+    snprintf(file, sizeof file, "build/bench_torch_%s.bin", bc->name);
+    signal(SIGPIPE, SIG_IGN); /* a script that died: its pipe's writes fail instead of killing the bench */
+    snprintf(desc, sizeof desc, "cannot write %s", file);
+    started = write_torch_file(file, m, x, y, B, T, &opt) && torch_start(&tp, file, desc, sizeof desc);
+    if (!started) printf("PyTorch: skipped (%s)\n", desc);
+    /* a warm-up step each (the first loss: same weights and batch, so it must agree) */
+    ok = started && rlhf_model_train_step(m, x, y, B, T, &opt, &loss0) == RLHF_OK &&
+         torch_steps(&tp, 1, &b, &mn, &pt_loss0);
+    for (k = 0; ok && k < rounds; k++) { /* ours, then PyTorch, in turns */
+        for (i = 0; i < steps; i++) {
+            double t0 = now_s(), t;
+            if ((r = rlhf_model_train_step(m, x, y, B, T, &opt, &loss)) != RLHF_OK) die("rlhf_model_train_step", r);
+            t = now_s() - t0;
+            ours_sum += t, ours_best = t < ours_best ? t : ours_best;
+        }
+        ok = torch_steps(&tp, steps, &b, &mn, &l0);
+        pt_sum += mn * steps, pt_best = b < pt_best ? b : pt_best;
+    }
+    if (ok) {
+        double n = (double)rounds * steps;
+        printf("PyTorch: %s (OpenBLAS threads sleep between calls: OMP_WAIT_POLICY=PASSIVE)\n", desc);
+        printf("first step's loss: ours %.5f, PyTorch %.5f (same weights and batch)\n", loss0, pt_loss0);
+        printf("%-8s %14s %14s %14s %14s %10s\n", "config", "ours ms/step", "best", "PyTorch ms", "best",
+               "PT/ours");
+        printf("%-8s %14.1f %14.1f %14.1f %14.1f %9.2fx\n", bc->name, 1e3 * ours_sum / n, 1e3 * ours_best,
+               1e3 * pt_sum / n, 1e3 * pt_best, pt_sum / ours_sum);
+        printf("(PT/ours > 1: we are faster; the means of %d interleaved steps each)\n", rounds * steps);
+        if (g_json)
+            printf("{\"bench\":\"torch\",\"config\":\"%s\",\"threads\":%d,\"ms_per_step\":%.3f,"
+                   "\"torch_ms_per_step\":%.3f}\n", bc->name, rlhf_num_threads(), 1e3 * ours_sum / n, 1e3 * pt_sum / n);
+    } else if (started)
+        printf("PyTorch: the script stopped answering (see its messages above)\n");
+    torch_stop(&tp);
+    remove(file);
+    rlhf_model_free(m);
+    rlhf__free(x);
+    rlhf__free(y);
+}
+
 /* ---- tokenizer: BPE training and encoding speed ----------------------------------
    A deterministic synthetic corpus: made-up words (syllables from a table),
    drawn with Zipf's law so frequent words repeat as in real text (10 MB give
@@ -668,8 +821,9 @@ static void bench_tokenizer(size_t corpus_bytes, int vocab) {
 }
 
 static void usage(void) {
-    printf("usage: bench [--only S|M|gemm|gen|rm|ppo|tok] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
+    printf("usage: bench [--only S|M|gemm|gen|torch|rm|ppo|tok] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
            "  --only S     training step of config S only (M: of config M; gemm: matmuls; gen: generation;\n"
+           "               torch: the S and M training steps beside PyTorch's, when /usr/bin/python3 has torch;\n"
            "               rm: a reward-model step; ppo: a PPO iteration; tok: tokenizer training on 10 MB\n"
            "               to 4096 tokens, and encoding)\n"
            "  --quick      a smoke run of a few seconds: config S only (unless --only M), few steps\n"
@@ -694,7 +848,7 @@ int main(int argc, char **argv) {
         }
     }
     all = !strcmp(only, "all");
-    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo")) {
+    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "torch") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo")) {
         usage();
         return 2;
     }
@@ -731,6 +885,10 @@ int main(int argc, char **argv) {
     if (all || !strcmp(only, "gen")) {
         u = usage_now(), bench_gen(&CONFIG_S, quick ? 32 : 256), report_others(u);
         if (run_m) u = usage_now(), bench_gen(&CONFIG_M, quick ? 8 : 128), report_others(u);
+    }
+    if (all || !strcmp(only, "torch")) {
+        u = usage_now(), bench_torch(&CONFIG_S, quick ? 1 : 3, quick ? 2 : 5), report_others(u);
+        if (run_m) u = usage_now(), bench_torch(&CONFIG_M, 2, quick ? 1 : 2), report_others(u);
     }
     if (all || !strcmp(only, "rm")) u = usage_now(), bench_rm(&CONFIG_S, quick ? 2 : 10), report_others(u);
     if (all || !strcmp(only, "ppo")) u = usage_now(), bench_ppo(&CONFIG_S, quick ? 1 : 3), report_others(u);
