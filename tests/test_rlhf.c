@@ -220,12 +220,13 @@ static void test_kernel_gemm(void) {
 /* The decode's matrix-vector kernels on odd shapes: rlhf__gemv (four B rows a pass)
    against its scalar twin, and bit for bit against one rlhf__axpy per k (the
    roundings it claims); rlhf__dot4 bit for bit against rlhf__dot; and the whole
-   few-rows path of rlhf__gemm (M <= 8, both layouts, N of every residue mod 4,
+   few-rows path of rlhf__gemm (M <= RLHF__SMALL_M, both layouts, N of every residue mod 4,
    fewer columns than four) against rlhf__gemm_ref, with a guard column past
    the end of each C row that must stay untouched. */
 static void test_kernel_gemv(void) {
     static const int shapes[][3] = {{1, 1, 1}, {1, 2, 3}, {2, 3, 4}, {1, 9, 5}, {3, 17, 7}, {8, 33, 13},
-                                    {5, 64, 100}, {4, 101, 257}, {7, 6, 9}, {1, 250, 66}};
+                                    {5, 64, 100}, {4, 101, 257}, {7, 6, 9}, {1, 250, 66}, {16, 45, 11},
+                                    {11, 3, 6}};
     rlhf_rng rng;
     size_t si;
     rlhf_rng_seed(&rng, 14);

@@ -738,7 +738,7 @@ static void bench_torch(const bench_config *bc, int rounds, int steps) {
     }
     if (ok) {
         double n = (double)rounds * steps;
-        printf("PyTorch: %s (OpenBLAS threads sleep between calls: OMP_WAIT_POLICY=PASSIVE)\n", desc);
+        printf("PyTorch: %s (its BLAS threads sleep between calls: OMP_WAIT_POLICY=PASSIVE)\n", desc);
         printf("first step's loss: ours %.5f, PyTorch %.5f (same weights and batch)\n", loss0, pt_loss0);
         printf("%-8s %14s %14s %14s %14s %10s\n", "config", "ours ms/step", "best", "PyTorch ms", "best",
                "PT/ours");
