@@ -821,7 +821,8 @@ static void bench_tokenizer(size_t corpus_bytes, int vocab) {
 }
 
 static void usage(void) {
-    printf("usage: bench [--only S|M|gemm|gen|torch|rm|ppo|tok] [--quick] [--steps-s N] [--steps-m N] [--json] [--help]\n"
+    printf("usage: bench [--only S|M|gemm|gen|torch|rm|ppo|tok] [--quick] [--steps-s N] [--steps-m N] [--json]\n"
+           "             [--help]\n"
            "  --only S     training step of config S only (M: of config M; gemm: matmuls; gen: generation;\n"
            "               torch: the S and M training steps beside PyTorch's, when /usr/bin/python3 has torch;\n"
            "               rm: a reward-model step; ppo: a PPO iteration; tok: tokenizer training on 10 MB\n"
@@ -848,7 +849,8 @@ int main(int argc, char **argv) {
         }
     }
     all = !strcmp(only, "all");
-    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") && strcmp(only, "torch") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo")) {
+    if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "gen") &&
+        strcmp(only, "torch") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo")) {
         usage();
         return 2;
     }
