@@ -218,6 +218,62 @@ static void test_kernel_gemm(void) {
     rlhf__free(work);
 }
 
+/* The decode's matrix-vector kernels on odd shapes: rlhf__gemv (four B rows a pass)
+   against its scalar twin, and bit for bit against one rlhf__axpy per k (the
+   roundings it claims); rlhf__dot4 bit for bit against rlhf__dot; and the whole
+   few-rows path of rlhf__gemm (M <= RLHF__SMALL_M, both layouts, N of every residue mod 4,
+   fewer columns than four) against rlhf__gemm_ref, with a guard column past
+   the end of each C row that must stay untouched. */
+static void test_kernel_gemv(void) {
+    static const int shapes[][3] = {{1, 1, 1}, {1, 2, 3}, {2, 3, 4}, {1, 9, 5}, {3, 17, 7}, {8, 33, 13},
+                                    {5, 64, 100}, {4, 101, 257}, {7, 6, 9}, {1, 250, 66}, {16, 45, 11},
+                                    {11, 3, 6}};
+    rlhf_rng rng;
+    size_t si;
+    rlhf_rng_seed(&rng, 14);
+    for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ld = N + 1, i, k, j, layout;
+        float *A = floats((size_t)M * K), *B = floats((size_t)K * N), *C0 = floats((size_t)M * ld);
+        float *C1 = floats((size_t)M * ld), *C2 = floats((size_t)M * ld), *C3 = floats((size_t)M * ld);
+        char what[96];
+        fill_uniform(A, (size_t)M * K, &rng, -1, 1);
+        fill_uniform(B, (size_t)K * N, &rng, -1, 1);
+        fill_uniform(C0, (size_t)M * ld, &rng, -1, 1);
+        memcpy(C1, C0, (size_t)M * ld * sizeof(float));
+        memcpy(C2, C0, (size_t)M * ld * sizeof(float));
+        memcpy(C3, C0, (size_t)M * ld * sizeof(float));
+        rlhf__gemv(M, K, N, A, K, 1, B, N, C1, ld);
+        rlhf__gemv_ref(M, K, N, A, K, 1, B, N, C2, ld);
+        for (k = 0; k < K; k++)
+            for (i = 0; i < M; i++) rlhf__axpy(C3 + i * ld, A[i * K + k], B + (size_t)k * N, N);
+        snprintf(what, sizeof what, "gemv M=%d N=%d K=%d", M, N, K);
+        close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
+        CHECK(memcmp(C1, C3, (size_t)M * ld * sizeof(float)) == 0);
+        for (j = 0; j + 4 <= N; j += N - 4 > 0 ? N - 4 : 1) { /* dot4 of A's row 0 with B as (N,K): columns j..j+3 */
+            float d[4], want;
+            int q;
+            rlhf__dot4(A, B + (size_t)j * K, B + (size_t)(j + 1) * K, B + (size_t)(j + 2) * K, B + (size_t)(j + 3) * K,
+                       K, d);
+            for (q = 0; q < 4; q++) {
+                want = rlhf__dot(A, B + (size_t)(j + q) * K, K);
+                CHECK(memcmp(&d[q], &want, sizeof want) == 0);
+            }
+        }
+        for (layout = 0; layout < 2; layout++) { /* B (K,N) rows contiguous; B stored (N,K): dot products */
+            ptrdiff_t rsb = layout ? 1 : N, csb = layout ? K : 1;
+            int acc = (int)(si % 2);
+            memcpy(C1, C0, (size_t)M * ld * sizeof(float));
+            memcpy(C2, C0, (size_t)M * ld * sizeof(float));
+            rlhf__gemm(M, N, K, A, K, 1, B, rsb, csb, C1, ld, acc, NULL);
+            rlhf__gemm_ref(M, N, K, A, K, 1, B, rsb, csb, C2, ld, acc);
+            snprintf(what, sizeof what, "gemm few rows M=%d N=%d K=%d layout=%d acc=%d", M, N, K, layout, acc);
+            close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
+            for (i = 0; i < M; i++) CHECK(C1[i * ld + N] == C0[i * ld + N]); /* the guard column */
+        }
+        free(A); free(B); free(C0); free(C1); free(C2); free(C3);
+    }
+}
+
 static void test_kernel_adamw(void) {
     rlhf_rng rng;
     int s;
@@ -5609,6 +5665,7 @@ static const test_case TESTS[] = {
     {"rng", test_rng, 0},
     {"kernel_dot_axpy", test_kernel_dot_axpy, 0},
     {"kernel_gemm", test_kernel_gemm, 0},
+    {"kernel_gemv", test_kernel_gemv, 0},
     {"kernel_adamw", test_kernel_adamw, 0},
     {"kernel_bias_backward", test_kernel_bias_backward, 0},
     {"exp_accuracy", test_exp_accuracy, 0},

@@ -40,7 +40,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #ifdef RLHF_BENCH_OPENBLAS
 #include <cblas.h>
 #endif
@@ -124,7 +128,46 @@ static double fma_peak(void) {
     return best;
 }
 
+/* The streaming read bandwidth of the threads, now, GB/s: a sum over 256 MiB (eight
+   times this machine's L3), each thread its contiguous part, read as four runs side
+   by side (one core reads several runs faster than one: the prefetchers keep more
+   lines in flight). Best of 6 passes, after one that touches the pages. Integer
+   adds: no SIMD needed, and far faster than the memory on any core. */
+static volatile uint64_t g_bw_sink;
+static double mem_bandwidth(void) {
+    const size_t n = (size_t)32 << 20; /* 64-bit words: 256 MiB */
+    uint64_t *a = (uint64_t *)rlhf__alloc(n * sizeof(uint64_t)), sum = 0;
+    double best = 0.0;
+    int pass;
+    ptrdiff_t i;
+    if (!a) return 0.0;
+    RLHF__OMP(omp parallel for schedule(static))
+    for (i = 0; i < (ptrdiff_t)n; i++) a[i] = (uint64_t)i;
+    for (pass = 0; pass < 6; pass++) {
+        double t0 = now_s(), gbs;
+        RLHF__OMP(omp parallel reduction(+ : sum))
+        {
+            int nt = rlhf_num_threads(), t = 0;
+            size_t part, q, j;
+            const uint64_t *p;
+            uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#ifdef _OPENMP
+            nt = omp_get_num_threads(), t = omp_get_thread_num();
+#endif
+            part = n / (size_t)nt, q = part / 4, p = a + (size_t)t * part;
+            for (j = 0; j < q; j++) s0 += p[j], s1 += p[q + j], s2 += p[2 * q + j], s3 += p[3 * q + j];
+            sum += s0 + s1 + s2 + s3;
+        }
+        gbs = (double)n * sizeof(uint64_t) / (now_s() - t0) * 1e-9;
+        best = gbs > best ? gbs : best;
+    }
+    g_bw_sink = sum;
+    rlhf__free(a);
+    return best;
+}
+
 static double g_peak0; /* the FMA peak at the start */
+static double g_bw0;   /* the read bandwidth at the start, GB/s */
 /* After a section: warn if other processes used CPU time while it ran, or if the FMA
    peak has dropped (the hypervisor gave our vCPUs less: a busy sibling hyperthread,
    a shared physical core), both invisible to the timings themselves. */
@@ -487,12 +530,21 @@ static void bench_gemm(const bench_config *bc, double budget) {
 }
 
 /* ---- 3. generation with the KV cache ---------------------------------------------
-   n_seq sequences, each a random prompt, then n_new greedy tokens (the library's
-   sampler at temperature 0: argmax over V). Only the n_new decode steps are timed,
-   the argmax included. Returns tokens/s over all sequences. */
+   n_seq sequences, each a random prompt (one prefill), then n_new greedy tokens (the
+   library's sampler at temperature 0: argmax over V). Only the n_new decode steps
+   are timed, the argmax included. Returns their seconds.
+   Bounds of one decode step (one new token for each of the n_seq sequences):
+     memory:  every weight read once (all parameters but wpe, plus one wpe row), and
+              each sequence's keys and values of every layer, 2*L*C floats a
+              position: 4 * (N - n_ctx*C + C + n_seq*2*L*C*P) bytes, P = the positions
+              attended, on average n_prompt + (n_new + 1) / 2; at the read bandwidth
+     compute: n_seq * (2*N' + 4*L*C*P) FLOPs, N' = N - n_ctx*C (each weight one
+              multiply-add per token; attention a dot and an axpy of C per layer and
+              position); at the FMA peak
+   "of bound" is the bound's time over the measured time: 100% is the machine's limit. */
 static double gen_run(rlhf_model *m, int n_seq, int n_prompt, int n_new) {
     int V = rlhf_model_config(m)->vocab_size, i, s;
-    int *tok = (int *)xmalloc((size_t)n_seq * sizeof(int));
+    int *tok = (int *)xmalloc((size_t)n_seq * n_prompt * sizeof(int));
     float *logits = (float *)xmalloc((size_t)n_seq * V * sizeof(float));
     rlhf_sampler_config greedy = {0.0f, 0, 1.0f}; /* temperature, top_k, top_p */
     rlhf_sampler *smp;
@@ -503,10 +555,8 @@ static double gen_run(rlhf_model *m, int n_seq, int n_prompt, int n_new) {
     if ((r = rlhf_sampler_create(&smp, V, &greedy)) != RLHF_OK) die("rlhf_sampler_create", r);
     if ((r = rlhf_kv_cache_create(&kv, m, n_seq, n_prompt + n_new)) != RLHF_OK) die("rlhf_kv_cache_create", r);
     rlhf_rng_seed(&rng, 11);
-    for (i = 0; i < n_prompt; i++) { /* the prompt, one position at a time (untimed) */
-        for (s = 0; s < n_seq; s++) tok[s] = random_token(&rng, V);
-        if ((r = rlhf_model_decode(m, kv, tok, logits)) != RLHF_OK) die("rlhf_model_decode", r);
-    }
+    for (i = 0; i < n_seq * n_prompt; i++) tok[i] = random_token(&rng, V);
+    if ((r = rlhf_model_prefill(m, kv, tok, n_prompt, logits)) != RLHF_OK) die("rlhf_model_prefill", r); /* untimed */
     t0 = now_s();
     for (i = 0; i < n_new; i++) {
         for (s = 0; s < n_seq; s++) tok[s] = rlhf_sampler_sample(smp, logits + (size_t)s * V, &rng);
@@ -517,33 +567,198 @@ static double gen_run(rlhf_model *m, int n_seq, int n_prompt, int n_new) {
     rlhf_sampler_free(smp);
     rlhf__free(tok);
     rlhf__free(logits);
-    return (double)n_seq * n_new / sec;
+    return sec;
 }
 
-static void bench_gen(const bench_config *bc, int n_new, int batch) {
+/* Tokens/s for 1, 4, 16 and 64 sequences decoded together, each against both bounds.
+   Batches of 16 and more decode n_new / 4 tokens (at least 8): the weights are then
+   read once per 16+ tokens and a step costs what it costs either way. */
+static void bench_gen(const bench_config *bc, int n_new) {
+    static const int n_seqs[4] = {1, 4, 16, 64};
     const int n_prompt = 16;
     rlhf_config c = bc->cfg;
     rlhf_model *m;
     rlhf_result r;
-    int n_seqs[2], k;
-    n_seqs[0] = 1, n_seqs[1] = batch;
+    int k;
+    double n_w, per_pos;
     /* S's n_ctx (128) cannot hold 256 new tokens: widen the context. That only grows
        the wpe table; each token still costs what it costs in config S. */
     if (c.n_ctx < n_prompt + n_new) c.n_ctx = n_prompt + n_new;
     if ((r = rlhf_model_create(&m, &c, 1)) != RLHF_OK) die("rlhf_model_create", r);
-    printf("\n== generation with the KV cache, config %s (n_ctx %d): %d-token prompt, %d new tokens ==\n",
-           bc->name, c.n_ctx, n_prompt, n_new);
-    printf("%-8s %8s %10s %10s\n", "config", "n_seq", "tokens/s", "ms/decode");
-    for (k = 0; k < 2; k++) {
-        int n_seq = n_seqs[k];
-        double tps = gen_run(m, n_seq, n_prompt, n_new);
-        printf("%-8s %8d %10.1f %10.2f\n", bc->name, n_seq, tps, 1e3 * n_seq / tps);
+    n_w = (double)rlhf_model_num_params(m) - (double)c.n_ctx * c.n_embd; /* all but wpe */
+    per_pos = 2.0 * c.n_layer * c.n_embd;                                  /* cached floats a position */
+    printf("\n== generation with the KV cache, config %s (n_ctx %d): %d-token prompt (prefilled), then greedy "
+           "decoding ==\n", bc->name, c.n_ctx, n_prompt);
+    printf("bounds: %.1f MB of weights a step at %.1f GB/s; %.2f GFLOP a token at %.1f GFLOP/s\n",
+           4.0 * (n_w + c.n_embd) * 1e-6, g_bw0, (2.0 * n_w + 2.0 * per_pos * (n_prompt + n_new / 2)) * 1e-9, g_peak0);
+    printf("%-6s %6s %6s %10s %10s %8s %10s %9s %10s %9s\n", "config", "n_seq", "n_new", "tokens/s", "ms/step",
+           "GB/s", "of bw", "GFLOP/s", "of peak", "of bound");
+    for (k = 0; k < 4; k++) {
+        int n_seq = n_seqs[k], nn = n_seq >= 16 ? (n_new / 4 < 8 ? 8 : n_new / 4) : n_new;
+        double sec = gen_run(m, n_seq, n_prompt, nn), step = sec / nn, P = n_prompt + (nn + 1) / 2.0;
+        double bytes = 4.0 * (n_w + c.n_embd + n_seq * per_pos * P), flops = n_seq * (2.0 * n_w + 2.0 * per_pos * P);
+        double t_bw = g_bw0 > 0.0 ? bytes / (g_bw0 * 1e9) : 0.0, t_fma = g_peak0 > 0.0 ? flops / (g_peak0 * 1e9) : 0.0;
+        printf("%-6s %6d %6d %10.1f %10.2f %8.1f %9.0f%% %9.1f %9.0f%% %8.0f%%\n", bc->name, n_seq, nn, n_seq / step,
+               1e3 * step, bytes / step * 1e-9, 100.0 * t_bw / step, flops / step * 1e-9, 100.0 * t_fma / step,
+               100.0 * (t_bw > t_fma ? t_bw : t_fma) / step);
         if (g_json)
-            printf("{\"bench\":\"gen\",\"config\":\"%s\",\"n_seq\":%d,\"threads\":%d,\"tokens_per_s\":%.2f}\n",
-                   bc->name, n_seq, rlhf_num_threads(), tps);
+            printf("{\"bench\":\"gen\",\"config\":\"%s\",\"n_seq\":%d,\"threads\":%d,\"tokens_per_s\":%.2f,"
+                   "\"of_bandwidth_bound\":%.3f,\"of_fma_peak\":%.3f}\n", bc->name, n_seq, rlhf_num_threads(),
+                   n_seq / step, t_bw / step, t_fma / step);
         fflush(stdout);
     }
+    printf("(of bw: the memory bound's time / the step's; of peak: the FMA bound's; of bound: the larger.\n"
+           " Weights that fit the last-level cache, as S's, are read faster than memory: above 100%% of bw.)\n");
     rlhf_model_free(m);
+}
+
+/* ---- 4. PyTorch beside us ---------------------------------------------------------
+   The training step of section 1 in PyTorch (tools/bench_torch.py, run by
+   /usr/bin/python3 with the same thread count and OMP_WAIT_POLICY=PASSIVE), on the
+   same weights and batch: the bench writes them to build/bench_torch_<config>.bin,
+   then takes turns with the script, a few steps each, several rounds. A yardstick:
+   without python3 or torch the section says so and is skipped. */
+typedef struct { FILE *to, *from; pid_t pid; } torch_proc;
+
+/* one record of the file format of tools/bench_torch.py (host byte order) */
+static void put_record(FILE *f, const char *name, int is_int, int ndim, const int *dims, const void *data) {
+    uint32_t u[3], d[2];
+    size_t n = 1;
+    int i;
+    u[0] = (uint32_t)strlen(name);
+    fwrite(u, 4, 1, f);
+    fwrite(name, 1, u[0], f);
+    u[0] = (uint32_t)is_int, u[1] = (uint32_t)ndim;
+    fwrite(u, 4, 2, f);
+    for (i = 0; i < ndim; i++) d[i] = (uint32_t)dims[i], n *= (size_t)dims[i];
+    fwrite(d, 4, (size_t)ndim, f);
+    fwrite(data, 4, n, f);
+}
+static int write_torch_file(const char *path, rlhf_model *m, const int *x, const int *y, int B, int T,
+                            const rlhf_adamw_config *o) {
+    const rlhf_config *c = rlhf_model_config(m);
+    int nt = rlhf_model_num_tensors(m), cfg[7], dims[2], i, ok;
+    int *decay = (int *)xmalloc((size_t)nt * sizeof(int));
+    float adamw[6];
+    rlhf_tensor_info t;
+    uint32_t count = (uint32_t)(5 + nt);
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    cfg[0] = c->vocab_size, cfg[1] = c->n_ctx, cfg[2] = c->n_layer, cfg[3] = c->n_head, cfg[4] = c->n_embd;
+    cfg[5] = B, cfg[6] = T;
+    adamw[0] = o->lr, adamw[1] = o->beta1, adamw[2] = o->beta2, adamw[3] = o->eps, adamw[4] = o->weight_decay;
+    adamw[5] = o->grad_clip;
+    fwrite("RLHFFIX1", 1, 8, f);
+    fwrite(&count, 4, 1, f);
+    dims[0] = 7, put_record(f, "config", 1, 1, dims, cfg);
+    dims[0] = 6, put_record(f, "adamw", 0, 1, dims, adamw);
+    dims[0] = B, dims[1] = T, put_record(f, "inputs", 1, 2, dims, x), put_record(f, "targets", 1, 2, dims, y);
+    for (i = 0; i < nt; i++) rlhf_model_tensor(m, i, &t), decay[i] = t.weight_decay;
+    dims[0] = nt, put_record(f, "decay", 1, 1, dims, decay);
+    for (i = 0; i < nt; i++) rlhf_model_tensor(m, i, &t), put_record(f, t.name, 0, t.ndim, t.shape, t.data);
+    ok = !ferror(f);
+    ok = fclose(f) == 0 && ok;
+    rlhf__free(decay);
+    return ok;
+}
+
+/* starts the script on file; *desc receives its "ready" line; 0 if it cannot run */
+static int torch_start(torch_proc *tp, const char *file, char *desc, size_t cap) {
+    static const char *const py = "/usr/bin/python3";
+    int in[2], out[2];
+    char threads[16];
+    snprintf(threads, sizeof threads, "%d", rlhf_num_threads());
+    snprintf(desc, cap, "%s not found", py);
+    if (access(py, X_OK) != 0 || pipe(in) != 0) return 0;
+    if (pipe(out) != 0) return close(in[0]), close(in[1]), 0;
+    fflush(stdout);
+    if ((tp->pid = fork()) == 0) { /* the child: stdin from in, stdout to out */
+        dup2(in[0], 0), dup2(out[1], 1);
+        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+        execl(py, py, "tools/bench_torch.py", file, threads, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]), close(out[1]);
+    tp->to = fdopen(in[1], "w"), tp->from = fdopen(out[0], "r");
+    snprintf(desc, cap, "tools/bench_torch.py did not start");
+    if (tp->pid < 0 || !tp->to || !tp->from || !fgets(desc, (int)cap, tp->from) || strncmp(desc, "ready ", 6) != 0) {
+        desc[strcspn(desc, "\n")] = 0;
+        if (!strncmp(desc, "skip ", 5)) memmove(desc, desc + 5, strlen(desc + 5) + 1);
+        return 0;
+    }
+    desc[strcspn(desc, "\n")] = 0;
+    memmove(desc, desc + 6, strlen(desc + 6) + 1);
+    return 1;
+}
+static void torch_stop(torch_proc *tp) {
+    if (tp->to) fprintf(tp->to, "quit\n"), fclose(tp->to);
+    if (tp->from) fclose(tp->from);
+    if (tp->pid > 0) waitpid(tp->pid, NULL, 0);
+}
+/* n PyTorch steps: best and mean seconds, the first step's loss; 0 on failure */
+static int torch_steps(torch_proc *tp, int n, double *best, double *mean, double *loss0) {
+    char line[256];
+    double loss1;
+    fprintf(tp->to, "step %d\n", n);
+    fflush(tp->to);
+    return fgets(line, sizeof line, tp->from) && sscanf(line, "%lf %lf %lf %lf", best, mean, loss0, &loss1) == 4;
+}
+
+static void bench_torch(const bench_config *bc, int rounds, int steps) {
+    const rlhf_config *c = &bc->cfg;
+    char file[64], desc[256];
+    int B = bc->B, T = bc->T, BT = B * T, i, k, ok, started;
+    int *x = (int *)xmalloc((size_t)BT * sizeof(int)), *y = (int *)xmalloc((size_t)BT * sizeof(int));
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    torch_proc tp = {NULL, NULL, 0};
+    rlhf_model *m;
+    rlhf_rng rng;
+    rlhf_result r;
+    double ours_best = 1e30, ours_sum = 0.0, pt_best = 1e30, pt_sum = 0.0, b, mn, pt_loss0 = 0.0, l0;
+    float loss0 = 0.0f, loss;
+    printf("\n== PyTorch beside us: the training step of config %s (B %d, T %d), %d rounds of %d steps each ==\n",
+           bc->name, B, T, rounds, steps);
+    if ((r = rlhf_model_create(&m, c, 1)) != RLHF_OK) die("rlhf_model_create", r);
+    if ((r = rlhf_model_reserve(m, B, T, 1)) != RLHF_OK) die("rlhf_model_reserve", r);
+    rlhf_rng_seed(&rng, 7);
+    for (i = 0; i < BT; i++) x[i] = random_token(&rng, c->vocab_size), y[i] = random_token(&rng, c->vocab_size);
+    snprintf(file, sizeof file, "build/bench_torch_%s.bin", bc->name);
+    signal(SIGPIPE, SIG_IGN); /* a script that died: its pipe's writes fail instead of killing the bench */
+    snprintf(desc, sizeof desc, "cannot write %s", file);
+    started = write_torch_file(file, m, x, y, B, T, &opt) && torch_start(&tp, file, desc, sizeof desc);
+    if (!started) printf("PyTorch: skipped (%s)\n", desc);
+    /* a warm-up step each (the first loss: same weights and batch, so it must agree) */
+    ok = started && rlhf_model_train_step(m, x, y, B, T, &opt, &loss0) == RLHF_OK &&
+         torch_steps(&tp, 1, &b, &mn, &pt_loss0);
+    for (k = 0; ok && k < rounds; k++) { /* ours, then PyTorch, in turns */
+        for (i = 0; i < steps; i++) {
+            double t0 = now_s(), t;
+            if ((r = rlhf_model_train_step(m, x, y, B, T, &opt, &loss)) != RLHF_OK) die("rlhf_model_train_step", r);
+            t = now_s() - t0;
+            ours_sum += t, ours_best = t < ours_best ? t : ours_best;
+        }
+        ok = torch_steps(&tp, steps, &b, &mn, &l0);
+        pt_sum += mn * steps, pt_best = b < pt_best ? b : pt_best;
+    }
+    if (ok) {
+        double n = (double)rounds * steps;
+        printf("PyTorch: %s (its BLAS threads sleep between calls: OMP_WAIT_POLICY=PASSIVE)\n", desc);
+        printf("first step's loss: ours %.5f, PyTorch %.5f (same weights and batch)\n", loss0, pt_loss0);
+        printf("%-8s %14s %14s %14s %14s %10s\n", "config", "ours ms/step", "best", "PyTorch ms", "best",
+               "PT/ours");
+        printf("%-8s %14.1f %14.1f %14.1f %14.1f %9.2fx\n", bc->name, 1e3 * ours_sum / n, 1e3 * ours_best,
+               1e3 * pt_sum / n, 1e3 * pt_best, pt_sum / ours_sum);
+        printf("(PT/ours > 1: we are faster; the means of %d interleaved steps each)\n", rounds * steps);
+        if (g_json)
+            printf("{\"bench\":\"torch\",\"config\":\"%s\",\"threads\":%d,\"ms_per_step\":%.3f,"
+                   "\"torch_ms_per_step\":%.3f}\n", bc->name, rlhf_num_threads(), 1e3 * ours_sum / n, 1e3 * pt_sum / n);
+    } else if (started)
+        printf("PyTorch: the script stopped answering (see its messages above)\n");
+    torch_stop(&tp);
+    remove(file);
+    rlhf_model_free(m);
+    rlhf__free(x);
+    rlhf__free(y);
 }
 
 /* ---- tokenizer: BPE training and encoding speed ----------------------------------
@@ -905,9 +1120,10 @@ static void bench_kernels(const bench_config *bc, int reps) {
 }
 
 static void usage(void) {
-    printf("usage: bench [--only S|M|gemm|kernels|gen|rm|ppo|tok|recompute] [--quick] [--steps-s N] [--steps-m N]"
-           " [--json] [--help]\n"
+    printf("usage: bench [--only S|M|gemm|kernels|gen|torch|rm|ppo|tok|recompute] [--quick] [--steps-s N]"
+           " [--steps-m N] [--json] [--help]\n"
            "  --only S     training step of config S only (M: of config M; gemm: matmuls; gen: generation;\n"
+           "               torch: the S and M training steps beside PyTorch's, when /usr/bin/python3 has torch;\n"
            "               rm: a reward-model step; ppo: a PPO iteration; tok: tokenizer training on 10 MB\n"
            "               to 4096 tokens, and encoding; kernels: the per-kernel split of a config-S step and\n"
            "               the attention share of a layer at T = 128, 512, 1024; recompute: activation recompute\n"
@@ -936,7 +1152,8 @@ int main(int argc, char **argv) {
     }
     all = !strcmp(only, "all");
     if (!all && strcmp(only, "S") && strcmp(only, "M") && strcmp(only, "gemm") && strcmp(only, "kernels") &&
-        strcmp(only, "gen") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo") && strcmp(only, "recompute")) {
+        strcmp(only, "gen") && strcmp(only, "torch") && strcmp(only, "tok") && strcmp(only, "rm") && strcmp(only, "ppo") &&
+        strcmp(only, "recompute")) {
         usage();
         return 2;
     }
@@ -959,6 +1176,9 @@ int main(int argc, char **argv) {
 #endif
     g_peak0 = fma_peak();
     printf("FP32 FMA peak now: %.1f GFLOP/s on %d thread(s) (0: no AVX2)\n", g_peak0, rlhf_num_threads());
+    g_bw0 = mem_bandwidth();
+    printf("read bandwidth now: %.1f GB/s on %d thread(s) (a sum over 256 MiB, four runs a thread)\n", g_bw0,
+           rlhf_num_threads());
     /* each section: run it, then say whether other processes disturbed it */
     if (all || !strcmp(only, "S")) u = usage_now(), bench_train(&CONFIG_S, quick ? 1 : 2, steps_s), report_others(u);
     if ((all || !strcmp(only, "M")) && run_m)
@@ -969,8 +1189,12 @@ int main(int argc, char **argv) {
     }
     if (all || !strcmp(only, "kernels")) u = usage_now(), bench_kernels(&CONFIG_S, quick ? 2 : 10), report_others(u);
     if (all || !strcmp(only, "gen")) {
-        u = usage_now(), bench_gen(&CONFIG_S, quick ? 32 : 256, 8), report_others(u);
-        if (run_m) u = usage_now(), bench_gen(&CONFIG_M, quick ? 8 : 128, 4), report_others(u);
+        u = usage_now(), bench_gen(&CONFIG_S, quick ? 32 : 256), report_others(u);
+        if (run_m) u = usage_now(), bench_gen(&CONFIG_M, quick ? 8 : 128), report_others(u);
+    }
+    if (all || !strcmp(only, "torch")) {
+        u = usage_now(), bench_torch(&CONFIG_S, quick ? 1 : 3, quick ? 2 : 5), report_others(u);
+        if (run_m) u = usage_now(), bench_torch(&CONFIG_M, 2, quick ? 1 : 2), report_others(u);
     }
     if (all || !strcmp(only, "rm")) u = usage_now(), bench_rm(&CONFIG_S, quick ? 2 : 10), report_others(u);
     if (all || !strcmp(only, "ppo")) u = usage_now(), bench_ppo(&CONFIG_S, quick ? 1 : 3), report_others(u);
