@@ -1390,8 +1390,8 @@ RLHFDEF int rlhf_num_threads(void) {
      single rate = max over threads of its work / the time it worked
    (its time waiting at barriers left out: what one thread alone would do),
    and a team that is not 10% faster than one thread alone drops a thread.
-   A smaller team tries all threads again after 0.5 s, then 1, 2, 4 s while
-   the tries keep failing. Every loop gives the same bits on any thread count
+   A smaller team tries all threads again (a window of 20 ms) after 0.5 s,
+   then 1, 2, 4, 8 s while the tries keep failing. Every loop gives the same bits on any thread count
    (each output is computed whole by one thread, in a fixed order), so the
    team never changes a result. The state is shared by all models. */
 #define RLHF__TEAM_MAX 64 /* threads the matmul measures (more: no adapting) */
@@ -1431,7 +1431,7 @@ static void rlhf__team_judge(double now) {
             single = rlhf__team.unit[i] / rlhf__team.busy[i];
     }
     if (total / rlhf__team.wall < 1.1 * single) {
-        rlhf__team.backoff = rlhf__team.probing && rlhf__team.backoff < 4.0 ? 2.0 * rlhf__team.backoff : 0.5;
+        rlhf__team.backoff = rlhf__team.probing && rlhf__team.backoff < 8.0 ? 2.0 * rlhf__team.backoff : 0.5;
         rlhf__team.t_shrunk = now;
         rlhf__team_set(n - 1);
     } else {
@@ -1460,7 +1460,7 @@ static void rlhf__team_note(int n, const double *unit, const double *busy, doubl
             }
             for (i = 0; i < n; i++) rlhf__team.unit[i] += unit[i], rlhf__team.busy[i] += busy[i];
             rlhf__team.wall += wall;
-            if (rlhf__team.wall >= 0.05) rlhf__team_judge(now);
+            if (rlhf__team.wall >= (rlhf__team.probing ? 0.02 : 0.05)) rlhf__team_judge(now);
         }
     }
 }
