@@ -63,7 +63,9 @@
        RLHF_ASSERT(x)         checks of programmer errors only (never of input
                               data). Default assert().
        OpenMP                 compile with -fopenmp to run the kernels' outer loops
-                              on several threads (OMP_NUM_THREADS). Without it the
+                              on several threads (OMP_NUM_THREADS, or
+                              rlhf_set_num_threads); fewer while another program
+                              keeps a CPU busy (rlhf_threads_in_use). Without it the
                               library is single-threaded and warning-free.
 
    CONCEPTS

@@ -9,6 +9,8 @@
             beside the LM training step of the same shape
      ppo    one PPO iteration on config S: time split (generation, scoring, learning)
             and tokens generated per second
+     busy   (--busy) with a process spinning on one CPU for the whole run: the S step on
+            1 thread and on all threads, the ratio (issue 14's goal: <= 1.15x)
 
    Build (the Makefile passes its flags in RLHF_BENCH_CFLAGS so the output records them):
      gcc -std=c99 -O2 -march=native -fopenmp -I. tools/bench.c -o build/bench -lm
