@@ -1814,7 +1814,8 @@ static void rlhf__gemm_pack_a(float *Ap, int mp, int kc, int ic, int pc, int M, 
         float *dst = Ap + (size_t)ip * kc * RLHF__MR;
         int i0 = ic + ip * RLHF__MR, k, r;
         for (k = 0; k < kc; k++)
-            for (r = 0; r < RLHF__MR; r++) dst[k * RLHF__MR + r] = i0 + r < M ? A[(i0 + r) * rsa + (pc + k) * csa] : 0.0f;
+            for (r = 0; r < RLHF__MR; r++)
+                dst[k * RLHF__MR + r] = i0 + r < M ? A[(i0 + r) * rsa + (pc + k) * csa] : 0.0f;
     }
 }
 /* The np x mp tiles of C at (ic, jc), in B-panel-major order (a run of tiles
@@ -1887,7 +1888,8 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
                     worked += RLHF__WTIME() - t0;
                     RLHF__OMP(omp barrier)
                     t0 = RLHF__WTIME();
-                    tiles += (double)kc * rlhf__gemm_tiles(Ap, Bp, np, mp, kc, ic, jc, M, N, C, ldc, pc == 0 && !accumulate);
+                    tiles += (double)kc * rlhf__gemm_tiles(Ap, Bp, np, mp, kc, ic, jc, M, N, C, ldc,
+                                                           pc == 0 && !accumulate);
                     worked += RLHF__WTIME() - t0;
                     RLHF__OMP(omp barrier)
                     t0 = RLHF__WTIME();

@@ -597,7 +597,8 @@ static double busy_step_ms(const bench_config *bc, int threads, int adapt, int s
     rlhf_set_num_threads(threads, adapt);
     if ((r = rlhf_model_create(&m, &bc->cfg, 1)) != RLHF_OK) die("rlhf_model_create", r);
     rlhf_rng_seed(&rng, 7);
-    for (i = 0; i < BT; i++) x[i] = random_token(&rng, bc->cfg.vocab_size), y[i] = random_token(&rng, bc->cfg.vocab_size);
+    for (i = 0; i < BT; i++)
+        x[i] = random_token(&rng, bc->cfg.vocab_size), y[i] = random_token(&rng, bc->cfg.vocab_size);
     for (i = 0; i <= steps; i++) { /* the first step is a warm-up */
         t0 = now_s();
         if ((r = rlhf_model_train_step(m, x, y, bc->B, bc->T, &opt, &loss)) != RLHF_OK) die("rlhf_model_train_step", r);
@@ -625,7 +626,8 @@ static void bench_busy(const bench_config *bc, int n, int rounds, int steps) {
     printf("best ms/step of %d rounds x %d steps: 1 thread %.1f | %d threads %.1f (%.2fx; %d in use at the end) | "
            "%d threads fixed %.1f (%.2fx)\n", rounds, steps, one, n, team, team / one, in_use, n, fixed, fixed / one);
     if (g_json)
-        printf("{\"bench\":\"busy\",\"config\":\"%s\",\"threads\":%d,\"ms_1\":%.3f,\"ms_n\":%.3f,\"ms_n_fixed\":%.3f}\n",
+        printf("{\"bench\":\"busy\",\"config\":\"%s\",\"threads\":%d,\"ms_1\":%.3f,\"ms_n\":%.3f,"
+               "\"ms_n_fixed\":%.3f}\n",
                bc->name, n, one, team, fixed);
 }
 
@@ -743,7 +745,8 @@ int main(int argc, char **argv) {
     printf("OpenBLAS: core %s, threads %d%s\n", openblas_get_corename(), openblas_get_num_threads(),
            openblas_get_num_threads() != rlhf_num_threads() ? " (WARNING: not rlhf.h's thread count)" : "");
 #endif
-    if (busy) busy_start(), printf("--busy: a process spins on the last CPU (warnings about other processes expected)\n");
+    if (busy) /* before the first parallel region: the child is forked from one thread */
+        busy_start(), printf("--busy: a process spins on the last CPU (warnings about other processes expected)\n");
     g_peak0 = fma_peak();
     printf("FP32 FMA peak now: %.1f GFLOP/s on %d thread(s) (0: no AVX2)\n", g_peak0, rlhf_num_threads());
     if (busy) bench_busy(&CONFIG_S, rlhf_num_threads() < 2 ? 2 : rlhf_num_threads(), 3, quick ? 1 : 3);

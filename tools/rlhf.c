@@ -1900,8 +1900,8 @@ static double busy_cpus(double seconds) {
     for (k = 0; k < 2; k++) {
         unsigned long long v[8] = {0};
         FILE *f = fopen("/proc/stat", "r");
-        if (!f || fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
-                         &v[7]) != 8) {
+        if (!f || fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                         &v[6], &v[7]) != 8) {
             if (f) fclose(f);
             return -1.0;
         }
@@ -1929,7 +1929,8 @@ static int threads_setup(int *argc, char **argv, char *why, size_t cap) {
         else if (strncmp(argv[i], "--threads=", 10) == 0) v = argv[i] + 10;
         else continue;
         x = strtol(v, &end, 10);
-        if (!*v || *end || x < 1 || x > 1024) return usage_error(argv[1], "--threads must be an integer in [1, 1024], got \"%s\"", v);
+        if (!*v || *end || x < 1 || x > 1024)
+            return usage_error(argv[1], "--threads must be an integer in [1, 1024], got \"%s\"", v);
         n = (int)x;
         drop = argv[i][9] == '=' ? 1 : 2; /* --threads=N is one word, --threads N two */
         for (j = i + drop; j <= *argc; j++) argv[j - drop] = argv[j]; /* with argv[argc], NULL */
