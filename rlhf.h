@@ -1899,7 +1899,7 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
         if (tid < RLHF__TEAM_MAX) unit[tid] = tiles * (RLHF__MR * RLHF__NR), busy[tid] = worked;
         if (tid == 0) threads = RLHF__NTHREADS();
     }
-    if (threads >= 2) rlhf__team_note(threads, unit, busy, RLHF__WTIME() - t_start);
+    if (rlhf_num_threads() >= 2) rlhf__team_note(threads, unit, busy, RLHF__WTIME() - t_start); /* n 1: retry all? */
 }
 
 /* ---- Conv1D (Hugging Face's linear layer, weight stored [in, out]) ---------
