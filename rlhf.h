@@ -63,7 +63,9 @@
        RLHF_ASSERT(x)         checks of programmer errors only (never of input
                               data). Default assert().
        OpenMP                 compile with -fopenmp to run the kernels' outer loops
-                              on several threads (OMP_NUM_THREADS). Without it the
+                              on several threads (OMP_NUM_THREADS, or
+                              rlhf_set_num_threads); fewer while another program
+                              keeps a CPU busy (rlhf_threads_in_use). Without it the
                               library is single-threaded and warning-free.
 
    CONCEPTS
@@ -1326,6 +1328,14 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
 RLHFDEF const char *rlhf_simd_name(void);
 /* Threads the kernels run on (1 without OpenMP). */
 RLHFDEF int         rlhf_num_threads(void);
+/* Set the threads to n (n >= 1; as omp_set_num_threads; 0 keeps the count)
+   and whether the kernels may use fewer while some of them do not get a CPU
+   of their own (adapt 1, the default; see "threads on a busy machine" in the
+   implementation). Without OpenMP it does nothing. */
+RLHFDEF void        rlhf_set_num_threads(int n, int adapt);
+/* Threads the kernels use now: rlhf_num_threads(), or fewer while another
+   program holds a CPU (adapt 1). */
+RLHFDEF int         rlhf_threads_in_use(void);
 
 #ifdef __cplusplus
 }
@@ -1400,6 +1410,126 @@ RLHFDEF const char *rlhf_simd_name(void) {
 RLHFDEF int rlhf_num_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* ---- threads on a busy machine ---------------------------------------------
+   Every parallel loop takes its thread count from rlhf__nt(ops): 1 below two
+   grains of rlhf__par_grain operations (starting threads costs more than they
+   save), else one thread per grain, at most the team. The team is all threads
+   unless another program holds a CPU: an OpenMP thread without a CPU of its
+   own holds every barrier, and on 2 cores with one busy a 2-thread step took
+   twice as long as a 1-thread one. The matmul measures it (rlhf__team_note):
+   over a window of >= 50 ms of matmul time on n >= 2 threads,
+     team rate   = work of all threads / wall time
+     single rate = max over threads of its work / the time it worked
+   (its time waiting at barriers left out: what one thread alone would do),
+   and a team that is not 10% faster than one thread alone drops a thread.
+   A smaller team tries all threads again (a window of 20 ms) after 0.5 s,
+   then 1, 2, 4, 8 s while the tries keep failing. Every loop gives the same bits on any thread count
+   (each output is computed whole by one thread, in a fixed order), so the
+   team never changes a result. The state is shared by all models. */
+#define RLHF__TEAM_MAX 64 /* threads the matmul measures (more: no adapting) */
+#ifdef _OPENMP
+/* ops: about a nanosecond of one thread's work each (a matmul does ~32
+   multiply-adds a nanosecond, a LayerNorm a few elements, an expf ~4 ns) */
+static double rlhf__par_grain = 20000.0; /* ops (~20 us) per thread, at least; the tests set 1 */
+static struct {
+    int size, adapt, n, probing;           /* size 0: all threads */
+    double t_shrunk, backoff, wall, unit[RLHF__TEAM_MAX], busy[RLHF__TEAM_MAX];
+} rlhf__team = {0, 1, 0, 0, 0.0, 0.5, 0.0, {0.0}, {0.0}};
+
+static int rlhf__team_now(void) {
+    int size, all = omp_get_max_threads();
+    RLHF__OMP(omp atomic read)
+    size = rlhf__team.size;
+    return size >= 1 && size < all ? size : all;
+}
+static int rlhf__nt(double ops) {
+    int team = rlhf__team_now();
+    double grains = ops / rlhf__par_grain;
+    return grains < 2.0 ? 1 : grains < (double)team ? (int)grains : team;
+}
+static void rlhf__team_set(const int size) {
+    RLHF__OMP(omp atomic write)
+    rlhf__team.size = size + 0; /* "+ 0": GCC 12 would warn "set but not used" of a bare parameter */
+    rlhf__team.n = 0; /* a new window */
+    rlhf__team.wall = 0.0;
+}
+/* the window's verdict: shrink the team, or keep it and reset the back-off */
+static void rlhf__team_judge(double now) {
+    double total = 0.0, single = 0.0;
+    int i, n = rlhf__team.n;
+    for (i = 0; i < n; i++) {
+        total += rlhf__team.unit[i];
+        if (rlhf__team.busy[i] > 0.0 && rlhf__team.unit[i] / rlhf__team.busy[i] > single)
+            single = rlhf__team.unit[i] / rlhf__team.busy[i];
+    }
+    if (total / rlhf__team.wall < 1.1 * single) {
+        rlhf__team.backoff = rlhf__team.probing && rlhf__team.backoff < 8.0 ? 2.0 * rlhf__team.backoff : 0.5;
+        rlhf__team.t_shrunk = now;
+        rlhf__team_set(n - 1);
+    } else {
+        rlhf__team.backoff = 0.5;
+        rlhf__team_set(rlhf__team.size);
+    }
+    rlhf__team.probing = 0;
+}
+/* After a matmul on n threads: thread i did unit[i] operations in busy[i]
+   seconds of work, wall seconds in all. */
+static void rlhf__team_note(int n, const double *unit, const double *busy, double wall) {
+    RLHF__OMP(omp critical(rlhf__team))
+    {
+        double now = omp_get_wtime();
+        int i, all = omp_get_max_threads();
+        if (!rlhf__team.adapt || all > RLHF__TEAM_MAX) {
+            rlhf__team_set(0);
+        } else if (rlhf__team.size >= 1 && rlhf__team.size < all && now - rlhf__team.t_shrunk >= rlhf__team.backoff) {
+            rlhf__team_set(0); /* try all threads again */
+            rlhf__team.probing = 1;
+        } else if (n >= 2 && n <= RLHF__TEAM_MAX) {
+            if (n != rlhf__team.n) { /* the first matmul of a window */
+                rlhf__team.n = n;
+                rlhf__team.wall = 0.0;
+                for (i = 0; i < n; i++) rlhf__team.unit[i] = rlhf__team.busy[i] = 0.0;
+            }
+            for (i = 0; i < n; i++) rlhf__team.unit[i] += unit[i], rlhf__team.busy[i] += busy[i];
+            rlhf__team.wall += wall;
+            if (rlhf__team.wall >= (rlhf__team.probing ? 0.02 : 0.05)) rlhf__team_judge(now);
+        }
+    }
+}
+#define RLHF__WTIME() omp_get_wtime()
+#define RLHF__TID() omp_get_thread_num()
+#define RLHF__NTHREADS() omp_get_num_threads()
+#else
+static void rlhf__team_note(int n, const double *unit, const double *busy, double wall) {
+    (void)n, (void)unit, (void)busy, (void)wall;
+}
+#define RLHF__WTIME() 0.0
+#define RLHF__TID() 0
+#define RLHF__NTHREADS() 1
+#endif
+
+RLHFDEF void rlhf_set_num_threads(int n, int adapt) {
+#ifdef _OPENMP
+    if (n >= 1) omp_set_num_threads(n);
+    RLHF__OMP(omp critical(rlhf__team))
+    {
+        rlhf__team.adapt = adapt != 0;
+        rlhf__team.backoff = 0.5;
+        rlhf__team.probing = 0;
+        rlhf__team_set(0);
+    }
+#else
+    (void)n, (void)adapt;
+#endif
+}
+RLHFDEF int rlhf_threads_in_use(void) {
+#ifdef _OPENMP
+    return rlhf__team_now();
 #else
     return 1;
 #endif
@@ -1809,7 +1939,7 @@ static void rlhf__gemm_small(int M, int N, int K, const float *A, ptrdiff_t rsa,
         int threads = rlhf_num_threads(), per = threads * ((N + 8192 * threads - 1) / (8192 * threads));
         int CH = ((N + per - 1) / per + 15) / 16 * 16;
         int nchunks = (N + CH - 1) / CH;
-        RLHF__OMP(omp parallel for schedule(static))
+        RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)M * N * K / 8.0)))
         for (chunk = 0; chunk < nchunks; chunk++) {
             int j0 = chunk * CH, len = N - j0 < CH ? N - j0 : CH, i;
             if (!accumulate)
@@ -1821,7 +1951,7 @@ static void rlhf__gemm_small(int M, int N, int K, const float *A, ptrdiff_t rsa,
            g+2Q and g+3Q with Q = ceil(N/4), so a thread's run of groups reads four
            distant runs of B side by side; the last groups may have fewer (n). */
         int Q = (N + 3) / 4, g;
-        RLHF__OMP(omp parallel for schedule(static))
+        RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt((double)M * N * K / 8.0)))
         for (g = 0; g < Q; g++) {
             int n = 1, i, q;
             while (n < 4 && g + n * Q < N) n++;
@@ -1841,11 +1971,87 @@ static void rlhf__gemm_small(int M, int N, int K, const float *A, ptrdiff_t rsa,
     }
 }
 
-/* The fast path. work holds RLHF__GEMM_WORK_FLOATS floats, 64-byte aligned. */
+/* Inside the matmul's parallel region (orphaned "omp for"s): pack B (kc, nc)
+   at (pc, jc) into np panels (kc, NR), zero-padded past N. Panels are handed
+   out as threads ask (dynamic), so a thread that lost its CPU holds none back;
+   nowait: packing A (next) does not read Bp, and its barrier covers both. */
+static void rlhf__gemm_pack_b(float *Bp, int np, int kc, int pc, int jc, int N, const float *B, ptrdiff_t rsb,
+                              ptrdiff_t csb) {
+    int jp;
+    RLHF__OMP(omp for schedule(dynamic) nowait)
+    for (jp = 0; jp < np; jp++) {
+        float *dst = Bp + (size_t)jp * kc * RLHF__NR;
+        int j0 = jc + jp * RLHF__NR, k, c;
+        if (j0 + RLHF__NR <= N && csb == 1) { /* full panel, rows contiguous: copy 16-float rows */
+            for (k = 0; k < kc; k++)
+                memcpy(dst + k * RLHF__NR, B + (pc + k) * rsb + j0, RLHF__NR * sizeof(float));
+        } else if (j0 + RLHF__NR <= N && rsb == 1) {
+            /* full panel, columns contiguous: read down each column */
+            for (c = 0; c < RLHF__NR; c++) {
+                const float *src = B + (j0 + c) * csb + pc;
+                for (k = 0; k < kc; k++) dst[k * RLHF__NR + c] = src[k];
+            }
+        } else {
+            for (k = 0; k < kc; k++)
+                for (c = 0; c < RLHF__NR; c++)
+                    dst[k * RLHF__NR + c] = j0 + c < N ? B[(pc + k) * rsb + (j0 + c) * csb] : 0.0f;
+        }
+    }
+}
+/* pack A (mc, kc) at (ic, pc) into mp panels (kc, MR), zero-padded past M */
+static void rlhf__gemm_pack_a(float *Ap, int mp, int kc, int ic, int pc, int M, const float *A, ptrdiff_t rsa,
+                              ptrdiff_t csa) {
+    int ip;
+    RLHF__OMP(omp for schedule(dynamic) nowait)
+    for (ip = 0; ip < mp; ip++) {
+        float *dst = Ap + (size_t)ip * kc * RLHF__MR;
+        int i0 = ic + ip * RLHF__MR, k, r;
+        for (k = 0; k < kc; k++)
+            for (r = 0; r < RLHF__MR; r++)
+                dst[k * RLHF__MR + r] = i0 + r < M ? A[(i0 + r) * rsa + (pc + k) * csa] : 0.0f;
+    }
+}
+/* The np x mp tiles of C at (ic, jc), in B-panel-major order (a run of tiles
+   reuses one B panel), handed out 4 at a time as threads ask: a slow thread
+   takes fewer. Each tile is computed whole by one thread, in the same order
+   on any thread, so C has the same bits whoever computed it. Returns the
+   tiles this thread computed. */
+static int rlhf__gemm_tiles(const float *Ap, const float *Bp, int np, int mp, int kc, int ic, int jc, int M, int N,
+                            float *C, ptrdiff_t ldc, int overwrite) {
+    int t, done = 0;
+    RLHF__OMP(omp for schedule(dynamic, 4) nowait)
+    for (t = 0; t < np * mp; t++) {
+        float tile[RLHF__MR * RLHF__NR];
+        int tj = t / mp, ti = t % mp, r, c;
+        int i0 = ic + ti * RLHF__MR, j0 = jc + tj * RLHF__NR;
+        int rows = M - i0 < RLHF__MR ? M - i0 : RLHF__MR;
+        int cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR;
+        rlhf__gemm_tile(kc, Ap + (size_t)ti * kc * RLHF__MR, Bp + (size_t)tj * kc * RLHF__NR, tile);
+        for (r = 0; r < rows; r++) {
+            float *crow = C + (i0 + r) * ldc + j0; /* seek to C[i0+r, j0] */
+            const float *trow = tile + r * RLHF__NR;
+            if (overwrite)
+                memcpy(crow, trow, (size_t)cols * sizeof(float));
+            else if (cols == RLHF__NR) /* constant trip count: the compiler vectorises it */
+                for (c = 0; c < RLHF__NR; c++) crow[c] += trow[c];
+            else
+                for (c = 0; c < cols; c++) crow[c] += trow[c];
+        }
+        done++;
+    }
+    return done;
+}
+
+/* The fast path. work holds RLHF__GEMM_WORK_FLOATS floats, 64-byte aligned.
+   One parallel region, two barriers per (jc, pc, ic) block: after packing,
+   after the tiles. Each thread times its work (between barriers) for
+   rlhf__team_note, which shrinks the team while a thread has no CPU. */
 static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                        const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
                        int accumulate, float *work) {
     float *Ap = work, *Bp = work + (size_t)RLHF__MC * RLHF__KC;
+    double unit[RLHF__TEAM_MAX] = {0.0}, busy[RLHF__TEAM_MAX] = {0.0}, t_start = RLHF__WTIME();
+    int threads = 1;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         int i;
@@ -1857,73 +2063,36 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
         rlhf__gemm_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
         return;
     }
-    RLHF__OMP(omp parallel)
+    RLHF__OMP(omp parallel num_threads(rlhf__nt((double)M * N * K / 32.0)))
     {
-        int jc, pc, ic;
+        int jc, pc, ic, tid = RLHF__TID();
+        double tiles = 0.0, worked = 0.0, t0;
         for (jc = 0; jc < N; jc += RLHF__NC) {
             int nc = N - jc < RLHF__NC ? N - jc : RLHF__NC;
             int np = (nc + RLHF__NR - 1) / RLHF__NR; /* B panels */
             for (pc = 0; pc < K; pc += RLHF__KC) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
-                int overwrite = pc == 0 && !accumulate;
-                int jp;
-                /* pack B (kc, nc) into np panels (kc, NR), zero-padded past N */
-                RLHF__OMP(omp for schedule(static))
-                for (jp = 0; jp < np; jp++) {
-                    float *dst = Bp + (size_t)jp * kc * RLHF__NR;
-                    int j0 = jc + jp * RLHF__NR, k, c;
-                    if (j0 + RLHF__NR <= N && csb == 1) { /* full panel, rows contiguous: copy 16-float rows */
-                        for (k = 0; k < kc; k++)
-                            memcpy(dst + k * RLHF__NR, B + (pc + k) * rsb + j0, RLHF__NR * sizeof(float));
-                    } else if (j0 + RLHF__NR <= N && rsb == 1) {
-                        /* full panel, columns contiguous: read down each column */
-                        for (c = 0; c < RLHF__NR; c++) {
-                            const float *src = B + (j0 + c) * csb + pc;
-                            for (k = 0; k < kc; k++) dst[k * RLHF__NR + c] = src[k];
-                        }
-                    } else {
-                        for (k = 0; k < kc; k++)
-                            for (c = 0; c < RLHF__NR; c++)
-                                dst[k * RLHF__NR + c] = j0 + c < N ? B[(pc + k) * rsb + (j0 + c) * csb] : 0.0f;
-                    }
-                }
+                t0 = RLHF__WTIME();
+                rlhf__gemm_pack_b(Bp, np, kc, pc, jc, N, B, rsb, csb);
                 for (ic = 0; ic < M; ic += RLHF__MC) {
                     int mc = M - ic < RLHF__MC ? M - ic : RLHF__MC;
                     int mp = (mc + RLHF__MR - 1) / RLHF__MR; /* A panels */
-                    int ip, t;
-                    /* pack A (mc, kc) into mp panels (kc, MR), zero-padded past M */
-                    RLHF__OMP(omp for schedule(static))
-                    for (ip = 0; ip < mp; ip++) {
-                        float *dst = Ap + (size_t)ip * kc * RLHF__MR;
-                        int i0 = ic + ip * RLHF__MR, k, r;
-                        for (k = 0; k < kc; k++)
-                            for (r = 0; r < RLHF__MR; r++)
-                                dst[k * RLHF__MR + r] = i0 + r < M ? A[(i0 + r) * rsa + (pc + k) * csa] : 0.0f;
-                    }
-                    /* tiles in B-panel-major order: a thread's run of tiles reuses one B panel */
-                    RLHF__OMP(omp for schedule(static))
-                    for (t = 0; t < np * mp; t++) {
-                        float tile[RLHF__MR * RLHF__NR];
-                        int tj = t / mp, ti = t % mp, r, c;
-                        int i0 = ic + ti * RLHF__MR, j0 = jc + tj * RLHF__NR;
-                        int rows = M - i0 < RLHF__MR ? M - i0 : RLHF__MR;
-                        int cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR;
-                        rlhf__gemm_tile(kc, Ap + (size_t)ti * kc * RLHF__MR, Bp + (size_t)tj * kc * RLHF__NR, tile);
-                        for (r = 0; r < rows; r++) {
-                            float *crow = C + (i0 + r) * ldc + j0; /* seek to C[i0+r, j0] */
-                            const float *trow = tile + r * RLHF__NR;
-                            if (overwrite)
-                                memcpy(crow, trow, (size_t)cols * sizeof(float));
-                            else if (cols == RLHF__NR) /* constant trip count: the compiler vectorises it */
-                                for (c = 0; c < RLHF__NR; c++) crow[c] += trow[c];
-                            else
-                                for (c = 0; c < cols; c++) crow[c] += trow[c];
-                        }
-                    }
+                    rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa);
+                    worked += RLHF__WTIME() - t0;
+                    RLHF__OMP(omp barrier)
+                    t0 = RLHF__WTIME();
+                    tiles += (double)kc * rlhf__gemm_tiles(Ap, Bp, np, mp, kc, ic, jc, M, N, C, ldc,
+                                                           pc == 0 && !accumulate);
+                    worked += RLHF__WTIME() - t0;
+                    RLHF__OMP(omp barrier)
+                    t0 = RLHF__WTIME();
                 }
             }
         }
+        if (tid < RLHF__TEAM_MAX) unit[tid] = tiles * (RLHF__MR * RLHF__NR), busy[tid] = worked;
+        if (tid == 0) threads = RLHF__NTHREADS();
     }
+    if (rlhf_num_threads() >= 2) rlhf__team_note(threads, unit, busy, RLHF__WTIME() - t_start); /* n 1: retry all? */
 }
 
 /* ---- Conv1D (Hugging Face's linear layer, weight stored [in, out]) ---------
@@ -1934,7 +2103,7 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
 static void rlhf__linear_forward(float *out, const float *inp, const float *w, const float *bias,
                                  const float *residual, int BT, int IC, int OC, float *work) {
     int bt;
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic, 8) num_threads(rlhf__nt((double)BT * OC / 4.0)))
     for (bt = 0; bt < BT; bt++) {
         float *o = out + (size_t)bt * OC; /* seek to out[bt, :] */
         int c;
@@ -1958,7 +2127,7 @@ RLHF__REF void rlhf__bias_backward_ref(float *dbias, const float *dout, int BT, 
 static void rlhf__bias_backward(float *dbias, const float *dout, int BT, int OC) {
     const int CH = 64;
     int nchunks = (OC + CH - 1) / CH, chunk;
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)BT * OC / 4.0)))
     for (chunk = 0; chunk < nchunks; chunk++) {
         int c0 = chunk * CH, c1 = c0 + CH < OC ? c0 + CH : OC, bt, c;
 #if defined(RLHF__AVX2)
@@ -2061,7 +2230,7 @@ static void rlhf__layernorm_row(float *o, float *mean, float *rstd, const float 
 static void rlhf__layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                                     const float *weight, const float *bias, int BT, int C) {
     int bt;
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic, 8) num_threads(rlhf__nt((double)BT * C)))
     for (bt = 0; bt < BT; bt++) /* seek to inp[bt, :] */
         rlhf__layernorm_row(out + (size_t)bt * C, mean + bt, rstd + bt, inp + (size_t)bt * C, weight, bias, C);
 }
@@ -2135,13 +2304,13 @@ static void rlhf__layernorm_backward(float *dinp, float *dweight, float *dbias, 
                                      const float *rstd, int BT, int C) {
     const int CH = 64;
     int nchunks = (C + CH - 1) / CH, chunk, bt;
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic, 8) num_threads(rlhf__nt(2.0 * BT * C)))
     for (bt = 0; bt < BT; bt++) /* seek to row bt */
         rlhf__layernorm_dx_row(dinp + (size_t)bt * C, dout + (size_t)bt * C, inp + (size_t)bt * C, weight, mean[bt],
                                rstd[bt], C);
     /* parameter gradients: threads split channels; each channel sums its rows
        in order with the twin's very operations (same bits in every build) */
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)BT * C)))
     for (chunk = 0; chunk < nchunks; chunk++) {
         int c0 = chunk * CH, c1 = c0 + CH < C ? c0 + CH : C, b, c;
         for (b = 0; b < BT; b++) {
@@ -2204,7 +2373,7 @@ static __m256 rlhf__dgelu256(__m256 x) {
 #endif
 static void rlhf__gelu_forward(float *out, const float *inp, size_t n) {
     ptrdiff_t chunk, nchunks = (ptrdiff_t)((n + RLHF__ELEM_CHUNK - 1) / RLHF__ELEM_CHUNK);
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt(4.0 * (double)n)))
     for (chunk = 0; chunk < nchunks; chunk++) {
         size_t i = (size_t)chunk * RLHF__ELEM_CHUNK, end = i + RLHF__ELEM_CHUNK < n ? i + RLHF__ELEM_CHUNK : n;
 #if defined(RLHF__AVX2)
@@ -2232,7 +2401,7 @@ RLHF__REF void rlhf__gelu_backward_ref(float *dinout, const float *inp, size_t n
 }
 static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
     ptrdiff_t chunk, nchunks = (ptrdiff_t)((n + RLHF__ELEM_CHUNK - 1) / RLHF__ELEM_CHUNK);
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt(4.0 * (double)n)))
     for (chunk = 0; chunk < nchunks; chunk++) {
         size_t i = (size_t)chunk * RLHF__ELEM_CHUNK, end = i + RLHF__ELEM_CHUNK < n ? i + RLHF__ELEM_CHUNK : n;
 #if defined(RLHF__AVX2)
@@ -2427,7 +2596,7 @@ static void rlhf__attention_forward(float *out, float *att, float *rows, const f
                                     int C, int NH) {
     int hs = C / NH, bh;
     float scale = 1.0f / sqrtf((float)hs);
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)B * T * T * C / 8.0)))
     for (bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH, t;
         const float *base = qkv + (size_t)b * T * 3 * C; /* seek to qkv[b, 0, :] */
@@ -2450,7 +2619,7 @@ static void rlhf__attention_backward(float *dqkv, float *scratch, const float *d
                                      const float *att, const int *doc, int B, int T, int C, int NH) {
     int hs = C / NH, bh;
     float scale = 1.0f / sqrtf((float)hs);
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)B * T * T * C / 4.0)))
     for (bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH, t, t2;
         const float *base = qkv + (size_t)b * T * 3 * C;
@@ -2527,7 +2696,7 @@ static double rlhf__sum_exp_shift(const float *l, int V, float maxv) {
 static void rlhf__crossentropy_forward(float *losses, float *lse, const float *logits, const int *targets,
                                        int BT, int V) {
     int bt;
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt(4.0 * BT * V)))
     for (bt = 0; bt < BT; bt++) {
         const float *l = logits + (size_t)bt * V; /* seek to logits[bt, :] */
         float maxv = rlhf__row_max(l, V);
@@ -2553,7 +2722,7 @@ RLHF__REF void rlhf__crossentropy_backward_ref(float *logits_to_dlogits, const f
 static void rlhf__crossentropy_backward(float *logits_to_dlogits, const float *lse, const int *targets,
                                         float dloss, int BT, int V) {
     int bt;
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt(4.0 * BT * V)))
     for (bt = 0; bt < BT; bt++) {
         float *d = logits_to_dlogits + (size_t)bt * V;
         int v = 0;
@@ -2602,7 +2771,7 @@ static void rlhf__adamw(float *p, float *m, float *v, const float *g, size_t n, 
                         float eps, float decay, float step_size, float bc2_sqrt) {
     const ptrdiff_t CH = 4096; /* elements per task */
     ptrdiff_t nchunks = ((ptrdiff_t)n + CH - 1) / CH, chunk;
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)n)))
     for (chunk = 0; chunk < nchunks; chunk++) {
         size_t i = (size_t)(chunk * CH), end = i + (size_t)CH < n ? i + (size_t)CH : n;
 #if defined(RLHF__AVX2)
@@ -2644,7 +2813,7 @@ static double rlhf__sumsq(const float *x, size_t n) {
     double part[NCHUNK], total = 0.0;
     size_t per = (n + NCHUNK - 1) / NCHUNK;
     int chunk;
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)n / 2.0)))
     for (chunk = 0; chunk < NCHUNK; chunk++) {
         size_t i = (size_t)chunk * per, end = i + per < n ? i + per : n;
         double s = 0.0;
@@ -6317,7 +6486,7 @@ static rlhf_result rlhf__check_ids(rlhf_model *m, const int *ids, int B, int T, 
 static void rlhf__encoder_forward(float *out, const int *inputs, const int *doc, const float *wte, const float *wpe,
                                   int B, int T, int C) {
     int bt;
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic, 8) num_threads(rlhf__nt((double)B * T * C / 4.0)))
     for (bt = 0; bt < B * T; bt++) {
         const float *te = wte + (size_t)inputs[bt] * C, *pe = wpe + (size_t)(bt % T - (doc ? doc[bt] : 0)) * C;
         float *o = out + (size_t)bt * C;
@@ -6578,7 +6747,7 @@ RLHFDEF rlhf_result rlhf_model_logprobs(rlhf_model *m, const int *inputs, const 
     m->T = T;
     m->temperature = temperature;
     rlhf__forward(m, B, T, 1);
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt(8.0 * BT * V)))
     for (bt = 0; bt < (int)BT; bt++) {
         const float *l = m->acts.logits + (size_t)bt * V;
         int a = targets[bt], v;
@@ -6627,7 +6796,7 @@ RLHFDEF rlhf_result rlhf_model_backward_logprobs(rlhf_model *m, const float *dlo
             return rlhf__fail(m, RLHF_ERR_NON_FINITE,
                               "rlhf_model_backward_logprobs: gradient at [%d][%d] is not finite", bt / m->T, bt % m->T);
     m->backward_ready = 0;
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt(8.0 * BT * V)))
     for (bt = 0; bt < (int)BT; bt++) {
         float *l = m->acts.logits + (size_t)bt * V, lse = m->acts.lse[bt];
         int a = targets[bt], v;
@@ -6806,7 +6975,7 @@ RLHFDEF rlhf_result rlhf_model_adamw_update(rlhf_model *m, const rlhf_adamw_conf
     }
     if (clip_coef < 1.0f) {
         ptrdiff_t j, n = (ptrdiff_t)m->num_params;
-        RLHF__OMP(omp parallel for schedule(static))
+        RLHF__OMP(omp parallel for schedule(dynamic, 4096) num_threads(rlhf__nt((double)n / 4.0)))
         for (j = 0; j < n; j++) m->grad_mem[j] *= clip_coef;
     }
     t = ++m->adam_steps;
@@ -7018,7 +7187,7 @@ static void rlhf__attend_decode(const rlhf__attn *a, int l, const float *qkv, fl
         memcpy(kl + ((size_t)s * c->max_len + pos) * C, qkv + (size_t)s * 3 * C + C, (size_t)C * sizeof(float));
         memcpy(vl + ((size_t)s * c->max_len + pos) * C, qkv + (size_t)s * 3 * C + 2 * C, (size_t)C * sizeof(float));
     }
-    RLHF__OMP(omp parallel for schedule(static))
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)N * (pos + 1) * C / 8.0)))
     for (sh = 0; sh < N * NH; sh++) {
         int sq = sh / NH, h = sh % NH, s0 = c->n_pad[sq];
         rlhf__attend_row(atty + (size_t)sq * C + h * hs, c->att + (size_t)sh * c->max_len,

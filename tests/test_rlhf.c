@@ -1164,6 +1164,104 @@ static void test_recompute(void) {
     rlhf_model_free(b);
 }
 
+/* ---- threads: dynamic split and size threshold ------------------------------------
+   With the grain at 1 operation every loop (matmul tiles and packing, LayerNorm,
+   GELU, attention, cross-entropy, log-probs, AdamW, clipping, decoding) runs on
+   all threads with its dynamic split, and must give the bytes of one thread. */
+#ifdef _OPENMP
+/* a model of odd shape (C 18, 3 heads of 6, V 37, T 13, targets with -1): two
+   train steps, log-probs with entropy and their backward, AdamW with clipping,
+   then 3 decoded positions after a 5-token prefill; params and logits out */
+static void threads_odd_run(float *params, float *logits) {
+    rlhf_config cfg;
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    rlhf_model *m = NULL;
+    rlhf_kv_cache *kv = NULL;
+    rlhf_rng rng;
+    int x[3 * 13], y[3 * 13], i;
+    float loss, logp[3 * 13], ent[3 * 13], dlogp[3 * 13], dent[3 * 13];
+    cfg.vocab_size = 37; cfg.n_ctx = 13; cfg.n_layer = 2; cfg.n_head = 3; cfg.n_embd = 18;
+    CHECK_OK(rlhf_model_create(&m, &cfg, 5));
+    if (!m) return;
+    rlhf_rng_seed(&rng, 5);
+    random_tokens(x, 39, 37, &rng);
+    random_tokens(y, 39, 37, &rng);
+    for (i = 0; i < 39; i += 7) y[i] = -1;
+    for (i = 0; i < 39; i++) dlogp[i] = 0.1f * (float)(i % 5) - 0.2f, dent[i] = 0.01f * (float)(i % 3);
+    opt.grad_clip = 0.01f; /* the clipping loop runs */
+    for (i = 0; i < 2; i++) CHECK_OK(rlhf_model_train_step(m, x, y, 3, 13, &opt, &loss));
+    CHECK_OK(rlhf_model_zero_grad(m));
+    CHECK_OK(rlhf_model_logprobs(m, x, y, NULL, 3, 13, 0.7f, logp, ent, 1));
+    CHECK_OK(rlhf_model_backward_logprobs(m, dlogp, dent));
+    CHECK_OK(rlhf_model_adamw_update(m, &opt, NULL));
+    memcpy(params, m->param_mem, m->num_params * sizeof(float));
+    CHECK_OK(rlhf_kv_cache_create(&kv, m, 3, 8));
+    if (kv) {
+        int prompt[3 * 5];
+        for (i = 0; i < 15; i++) prompt[i] = x[i];
+        CHECK_OK(rlhf_model_prefill(m, kv, prompt, 5, logits));
+        for (i = 0; i < 3; i++) CHECK_OK(rlhf_model_decode(m, kv, x + 3 * i, logits + (size_t)(i + 1) * 3 * 37));
+    }
+    rlhf_kv_cache_free(kv);
+    rlhf_model_free(m);
+}
+/* every gemm layout on shapes with partial tiles, K > KC, M > MC, N > NC */
+static void threads_gemm_bytes(float *out, int threads) {
+    static const int shapes[][3] = {{9, 13, 7}, {13, 17, 300}, {101, 37, 300}, {20, 2100, 9}, {130, 129, 257}};
+    float *work = rlhf__alloc_floats(RLHF__GEMM_WORK_FLOATS);
+    rlhf_rng rng;
+    size_t si, at = 0;
+    int layout;
+    rlhf_set_num_threads(threads, 0);
+    rlhf_rng_seed(&rng, 9);
+    for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (layout = 0; layout < 3; layout++) {
+            int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+            ptrdiff_t rsa = layout == 2 ? 1 : K, csa = layout == 2 ? M : 1;
+            ptrdiff_t rsb = layout == 1 ? 1 : N, csb = layout == 1 ? K : 1;
+            float *A = floats((size_t)M * K), *B = floats((size_t)K * N);
+            fill_uniform(A, (size_t)M * K, &rng, -1, 1);
+            fill_uniform(B, (size_t)K * N, &rng, -1, 1);
+            fill_uniform(out + at, (size_t)M * N, &rng, -1, 1);
+            rlhf__gemm(M, N, K, A, rsa, csa, B, rsb, csb, out + at, N, layout != 1, work);
+            at += (size_t)M * N;
+            free(A); free(B);
+        }
+    rlhf__free(work);
+}
+#endif
+static void test_threads_same_bytes(void) {
+#ifdef _OPENMP
+    enum { NP = 20000, NL = 4 * 3 * 37, NG = 3 * (9 * 13 + 13 * 17 + 101 * 37 + 20 * 2100 + 130 * 129) };
+    float *p1 = floats(NP), *p2 = floats(NP), *l1 = floats(NL), *l2 = floats(NL);
+    float *g1 = floats(NG), *g2 = floats(NG);
+    int keep = omp_get_max_threads(), two = keep < 2 ? 2 : keep;
+    double grain = rlhf__par_grain;
+    memset(p1, 0, NP * sizeof(float)); memset(p2, 0, NP * sizeof(float));
+    rlhf__par_grain = 1.0; /* every loop on every thread */
+    rlhf_set_num_threads(1, 0);
+    threads_odd_run(p1, l1);
+    threads_gemm_bytes(g1, 1);
+    rlhf_set_num_threads(two, 0);
+    CHECK(rlhf_threads_in_use() == two);
+    threads_odd_run(p2, l2);
+    CHECK(memcmp(p1, p2, NP * sizeof(float)) == 0);
+    CHECK(memcmp(l1, l2, NL * sizeof(float)) == 0);
+    threads_gemm_bytes(g2, two);
+    CHECK(memcmp(g1, g2, NG * sizeof(float)) == 0);
+    rlhf__par_grain = grain; /* and with the threshold: small loops on one thread, the rest on all */
+    threads_odd_run(p2, l2);
+    CHECK(memcmp(p1, p2, NP * sizeof(float)) == 0);
+    CHECK(memcmp(l1, l2, NL * sizeof(float)) == 0);
+    threads_gemm_bytes(g2, two);
+    CHECK(memcmp(g1, g2, NG * sizeof(float)) == 0);
+    rlhf_set_num_threads(keep, 1);
+    free(p1); free(p2); free(l1); free(l2); free(g1); free(g2);
+#else
+    g_skip = "built without OpenMP: one thread only";
+#endif
+}
+
 /* ---- training ------------------------------------------------------------------- */
 static void test_train_memorises(void) {
     rlhf_config cfg = tiny_config();
@@ -5699,6 +5797,7 @@ static const test_case TESTS[] = {
     {"kv_decode_matches_forward", test_kv_decode_matches_forward, 0},
     {"determinism", test_determinism, 0},
     {"recompute", test_recompute, 0},
+    {"threads_same_bytes", test_threads_same_bytes, 0},
     {"train_memorises", test_train_memorises, 0},
     {"grad_accumulation", test_grad_accumulation, 0},
     {"memory_budget", test_memory_budget, 0},

@@ -13,6 +13,8 @@
             and tokens generated per second
      recompute  activation recompute (rlhf_model_set_recompute): memory budgets, peak RSS
             and step time with and without, on S and (with --only recompute) on M at T = 1024
+     busy   (--busy) with a process spinning on one CPU for the whole run: the S step on
+            1 thread and on all threads, the ratio (issue 14's goal: <= 1.15x)
 
    Build (the Makefile passes its flags in RLHF_BENCH_CFLAGS so the output records them):
      gcc -std=c99 -O2 -march=native -fopenmp -I. tools/bench.c -o build/bench -lm
@@ -33,6 +35,9 @@
        FLOPs, so 2*B*T*T*C; the backward does twice that (4 dots/axpys per pair).
      GELU, LayerNorm, softmax, cross-entropy and AdamW are not counted, so a step's
      GFLOP/s understates the work done. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_setaffinity, for --busy */
+#endif
 #define _POSIX_C_SOURCE 199309L
 #define RLHF_IMPLEMENTATION
 #include "rlhf.h"
@@ -43,8 +48,11 @@
 #include <signal.h>
 #include <time.h>
 #include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <sys/wait.h> /* waitpid */
+#include <unistd.h>   /* fork, getppid */
+#if defined(__linux__)
+#include <sched.h>
+#endif
 #ifdef RLHF_BENCH_OPENBLAS
 #include <cblas.h>
 #endif
@@ -399,7 +407,7 @@ static void bench_ppo(const bench_config *bc, int iters) {
     const char *path = "build/bench_prompts.jsonl";
     rlhf_config c = bc->cfg;
     rlhf_tokenizer *t;
-    rlhf_model *policy, *ref, *critic, *rm;
+    rlhf_model *policy = NULL, *ref = NULL, *critic = NULL, *rm = NULL; /* die() exits on the first failure */
     rlhf_dataset *prompts;
     rlhf_ppo *ppo;
     rlhf_ppo_config pc = rlhf_ppo_config_default();
@@ -759,6 +767,84 @@ static void bench_torch(const bench_config *bc, int rounds, int steps) {
     rlhf_model_free(m);
     rlhf__free(x);
     rlhf__free(y);
+}
+
+/* ---- --busy: another program holds one CPU ---------------------------------------
+   A child process spins on the last CPU for the whole run (pinned there on Linux,
+   like a program pinned to one core, the worst case: one of our threads must share
+   that CPU), and exits when killed or when this process is gone. */
+static pid_t g_spinner = -1;
+static void busy_stop(void) {
+    if (g_spinner > 0) kill(g_spinner, SIGKILL), waitpid(g_spinner, NULL, 0);
+    g_spinner = -1;
+}
+static void busy_start(void) {
+    pid_t parent = getpid();
+    fflush(stdout);
+    if ((g_spinner = fork()) == 0) {
+        volatile double x = 1.0;
+        long i;
+#if defined(__linux__)
+        cpu_set_t set;
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        CPU_ZERO(&set);
+        CPU_SET(ncpu > 1 ? (int)ncpu - 1 : 0, &set);
+        sched_setaffinity(0, sizeof set, &set);
+#endif
+        for (;;) {
+            for (i = 0; i < 10000000; i++) x = x * 0.999999 + 1e-9;
+            if (getppid() != parent) _exit(0);
+        }
+    }
+    if (g_spinner < 0) die("fork (--busy)", RLHF_ERR_IO);
+    atexit(busy_stop);
+}
+
+/* best ms of `steps` training steps of config bc on `threads` threads (adapt:
+   the library may use fewer while one has no CPU) */
+static double busy_step_ms(const bench_config *bc, int threads, int adapt, int steps, int *in_use) {
+    int BT = bc->B * bc->T, i, *x = (int *)xmalloc((size_t)BT * 2 * sizeof(int)), *y = x + BT;
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    rlhf_model *m;
+    rlhf_rng rng;
+    rlhf_result r;
+    double best = 1e30, t0;
+    float loss;
+    rlhf_set_num_threads(threads, adapt);
+    if ((r = rlhf_model_create(&m, &bc->cfg, 1)) != RLHF_OK) die("rlhf_model_create", r);
+    rlhf_rng_seed(&rng, 7);
+    for (i = 0; i < BT; i++)
+        x[i] = random_token(&rng, bc->cfg.vocab_size), y[i] = random_token(&rng, bc->cfg.vocab_size);
+    for (i = 0; i <= steps; i++) { /* the first step is a warm-up */
+        t0 = now_s();
+        if ((r = rlhf_model_train_step(m, x, y, bc->B, bc->T, &opt, &loss)) != RLHF_OK) die("rlhf_model_train_step", r);
+        if (i > 0 && now_s() - t0 < best) best = now_s() - t0;
+    }
+    *in_use = rlhf_threads_in_use();
+    rlhf_model_free(m);
+    rlhf__free(x);
+    return 1e3 * best;
+}
+/* The step on 1 thread and on n (>= 2) threads while the spinner runs, rounds
+   taken in turn, best of each: the goal (issue 14) is n threads no slower than
+   1.15x one thread. "fixed" keeps all n threads (no adapting), to show what the
+   dynamic split alone does. */
+static void bench_busy(const bench_config *bc, int n, int rounds, int steps) {
+    double one = 1e30, team = 1e30, fixed = 1e30, t;
+    int r, in_use = 0, dummy, keep = rlhf_num_threads();
+    printf("\n== --busy: training step, config %s, while another process spins on one CPU ==\n", bc->name);
+    for (r = 0; r < rounds; r++) {
+        t = busy_step_ms(bc, 1, 1, steps, &dummy), one = t < one ? t : one;
+        t = busy_step_ms(bc, n, 1, steps, &in_use), team = t < team ? t : team;
+        t = busy_step_ms(bc, n, 0, steps, &dummy), fixed = t < fixed ? t : fixed;
+    }
+    rlhf_set_num_threads(keep, 1);
+    printf("best ms/step of %d rounds x %d steps: 1 thread %.1f | %d threads %.1f (%.2fx; %d in use at the end) | "
+           "%d threads fixed %.1f (%.2fx)\n", rounds, steps, one, n, team, team / one, in_use, n, fixed, fixed / one);
+    if (g_json)
+        printf("{\"bench\":\"busy\",\"config\":\"%s\",\"threads\":%d,\"ms_1\":%.3f,\"ms_n\":%.3f,"
+               "\"ms_n_fixed\":%.3f}\n",
+               bc->name, n, one, team, fixed);
 }
 
 /* ---- tokenizer: BPE training and encoding speed ----------------------------------
@@ -1132,17 +1218,20 @@ static void usage(void) {
            "  --quick      a smoke run of a few seconds: config S only (unless --only M), few steps\n"
            "  --steps-s N  timed training steps on S (default 10); --steps-m N on M (default 3)\n"
            "  --json       also print one JSON line per result\n"
+           "  --busy       a process spins on the last CPU for the whole run (another program holding a core);\n"
+           "               first the S step on 1 thread and on all threads (at least 2), best of 3 rounds\n"
            "Threads: OMP_NUM_THREADS (and OPENBLAS_NUM_THREADS: set it to the same value).\n");
 }
 
 int main(int argc, char **argv) {
     const char *only = "all";
-    int quick = 0, steps_s = 10, steps_m = 3, i, all, run_m;
+    int quick = 0, steps_s = 10, steps_m = 3, i, all, run_m, busy = 0;
     usage_mark u;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--json")) g_json = 1;
+        else if (!strcmp(argv[i], "--busy")) busy = 1;
         else if (!strcmp(argv[i], "--steps-s") && i + 1 < argc) steps_s = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps-m") && i + 1 < argc) steps_m = atoi(argv[++i]);
         else {
@@ -1174,11 +1263,14 @@ int main(int argc, char **argv) {
     printf("OpenBLAS: core %s, threads %d%s\n", openblas_get_corename(), openblas_get_num_threads(),
            openblas_get_num_threads() != rlhf_num_threads() ? " (WARNING: not rlhf.h's thread count)" : "");
 #endif
+    if (busy) /* before the first parallel region: the child is forked from one thread */
+        busy_start(), printf("--busy: a process spins on the last CPU (warnings about other processes expected)\n");
     g_peak0 = fma_peak();
     printf("FP32 FMA peak now: %.1f GFLOP/s on %d thread(s) (0: no AVX2)\n", g_peak0, rlhf_num_threads());
     g_bw0 = mem_bandwidth();
     printf("read bandwidth now: %.1f GB/s on %d thread(s) (a sum over 256 MiB, four runs a thread)\n", g_bw0,
            rlhf_num_threads());
+    if (busy) bench_busy(&CONFIG_S, rlhf_num_threads() < 2 ? 2 : rlhf_num_threads(), 3, quick ? 1 : 3);
     /* each section: run it, then say whether other processes disturbed it */
     if (all || !strcmp(only, "S")) u = usage_now(), bench_train(&CONFIG_S, quick ? 1 : 2, steps_s), report_others(u);
     if ((all || !strcmp(only, "M")) && run_m)

@@ -229,6 +229,8 @@ static void print_help(const char *usage, const char *about, const opt *o, int n
         else snprintf(name, sizeof name, "--%s %s", o[i].name, o[i].kind == O_STR ? "S" : o[i].kind == O_INT ? "N" : "X");
         printf("  %-32s %s (default: %s)\n", name, o[i].help, def);
     }
+    printf("  %-32s threads, any command (default: the CPUs that other programs leave free; OMP_NUM_THREADS if set)\n",
+           "--threads N");
     printf("  %-32s this help\n", "--help");
 }
 /* the accepted range of a number option, in words */
@@ -1896,6 +1898,69 @@ static int cmd_export(int argc, char **argv) {
 /* ---- the demo: `rlhf demo`, in tools/demo.c (one function per stage) ---------------------------- */
 #include "demo.c"
 
+/* ---- threads ------------------------------------------------------------------
+   --threads N (any command, taken out of argv before the command parses it), else
+   OMP_NUM_THREADS, else the CPUs that other programs leave free: a CPU kept busy
+   by another program makes each of our threads that lands on it hold the others
+   at every barrier. Busy CPUs = the machine's busy time over 50 ms (/proc/stat:
+   all but idle and iowait, in CPUs), rounded; at least 1 thread. The library
+   still drops a thread if a CPU gets busy later (rlhf_threads_in_use). */
+static double busy_cpus(double seconds) {
+    double t[2] = {0, 0}, idle[2] = {0, 0};
+    int k;
+    for (k = 0; k < 2; k++) {
+        unsigned long long v[8] = {0};
+        FILE *f = fopen("/proc/stat", "r");
+        if (!f || fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                         &v[6], &v[7]) != 8) {
+            if (f) fclose(f);
+            return -1.0;
+        }
+        fclose(f);
+        t[k] = (double)(v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]);
+        idle[k] = (double)(v[3] + v[4]);
+        if (k == 0) {
+            struct timespec ts;
+            ts.tv_sec = 0, ts.tv_nsec = (long)(seconds * 1e9);
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (t[1] <= t[0]) return 0.0;
+    return (double)sysconf(_SC_NPROCESSORS_ONLN) * (1.0 - (idle[1] - idle[0]) / (t[1] - t[0]));
+}
+/* Removes --threads N / --threads=N from argv and sets the thread count; describes
+   the choice in why. 0, or 2 after a usage error (printed). */
+static int threads_setup(int *argc, char **argv, char *why, size_t cap) {
+    int i, j, drop, n = 0, all = rlhf_num_threads();
+    for (i = 2; i < *argc; i++) {
+        const char *v = NULL;
+        char *end;
+        long x;
+        if (strcmp(argv[i], "--threads") == 0) v = i + 1 < *argc ? argv[i + 1] : "";
+        else if (strncmp(argv[i], "--threads=", 10) == 0) v = argv[i] + 10;
+        else continue;
+        x = strtol(v, &end, 10);
+        if (!*v || *end || x < 1 || x > 1024)
+            return usage_error(argv[1], "--threads must be an integer in [1, 1024], got \"%s\"", v);
+        n = (int)x;
+        drop = argv[i][9] == '=' ? 1 : 2; /* --threads=N is one word, --threads N two */
+        for (j = i + drop; j <= *argc; j++) argv[j - drop] = argv[j]; /* with argv[argc], NULL */
+        *argc -= drop;
+        i--;
+    }
+    if (n > 0) snprintf(why, cap, "%d (--threads)", n);
+    else if (getenv("OMP_NUM_THREADS")) snprintf(why, cap, "%d (OMP_NUM_THREADS)", n = all);
+    else if (all > 1) {
+        double busy = busy_cpus(0.05);
+        int b = busy < 0.0 ? 0 : (int)(busy + 0.5);
+        n = all - b < 1 ? 1 : all - b;
+        if (busy < 0.0) snprintf(why, cap, "%d (all CPUs; their load is unknown)", n);
+        else snprintf(why, cap, "%d (%d CPUs, %.1f kept busy by other programs; --threads N to choose)", n, all, busy);
+    } else snprintf(why, cap, "%d (one CPU, or built without OpenMP)", n = 1);
+    if (n > 0) rlhf_set_num_threads(n, 1);
+    return 0;
+}
+
 static int usage(FILE *f) {
     fprintf(f, "usage: rlhf COMMAND [options]   (rlhf COMMAND --help for its options)\n\n"
                "commands:\n"
@@ -1912,17 +1977,24 @@ static int usage(FILE *f) {
                "  export    a checkpoint as a Hugging Face directory (transformers, TRL)\n"
                "  plot      SVG charts of a run directory's metrics.jsonl\n"
                "  demo      the whole InstructGPT pipeline on a built-in world with a gold judge\n\n"
+               "threads: --threads N with any command; by default OMP_NUM_THREADS if set, else the CPUs that other\n"
+               "programs leave free (training commands and the demo print the choice)\n\n"
                "exit status: 0 success, 1 runtime failure, 2 usage error, 130/143 stopped by Ctrl-C/SIGTERM (state saved)\n");
     return f == stderr ? 2 : 0;
 }
 
 int main(int argc, char **argv) {
     const char *c;
+    char why[128];
+    int i;
     g_tty = isatty(2);
     g_t0 = now_s();
     if (argc < 2) return usage(stderr);
     c = argv[1];
     if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) return usage(stdout);
+    if (threads_setup(&argc, argv, why, sizeof why)) return 2;
+    for (i = 2; i < argc && strcmp(argv[i], "--help") && strcmp(argv[i], "-h"); i++) {}
+    if (i == argc && choice_find("pretrain|sft|rm|ppo|demo", c) >= 0) say("threads: %s", why);
     if (strcmp(c, "demo") == 0) return cmd_demo(argc, argv);
     if (strcmp(c, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(c, "info") == 0) return cmd_info(argc, argv);
