@@ -5535,7 +5535,8 @@ static int kept_is_right_part(const int *kept, size_t n_kept, const int *prompt,
     size_t kp;
     if (n_kept < nr + 1 || n_kept - nr > np) return 0;
     kp = n_kept - nr;
-    return memcmp(kept, prompt + (np - kp), kp * sizeof(int)) == 0 && memcmp(kept + kp, resp, nr * sizeof(int)) == 0;
+    return memcmp(kept, prompt + (np - kp), kp * sizeof(int)) == 0 &&
+           (nr == 0 || memcmp(kept + kp, resp, nr * sizeof(int)) == 0); /* resp may be NULL when nr is 0 */
 }
 
 static const char LONG_TEXT[] = "one two three four five six seven eight nine ten. one two three four five six seven eight nine "
