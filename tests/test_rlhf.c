@@ -5003,8 +5003,12 @@ static rlhf_tokenizer *export_tokenizer(void) {
     return t;
 }
 /* A GPT-2 whose every weight comes from seed: matrices and embeddings
-   N(0, 0.3), biases N(0, 0.1), LayerNorm weights 1 + N(0, 0.2), so each
-   tensor's place in the export matters to the logits. */
+   uniform with std 0.3, biases std 0.1, LayerNorm weights 1 + std 0.2, so
+   each tensor's place in the export matters to the logits. Uniform draws
+   (rlhf_rng_float, then basic arithmetic rounded at each assignment) give
+   the same bits on every platform; a normal draw goes through libm, whose
+   last bit differs between hosts, and a weight 1 ulp away can round to
+   another F16. */
 static rlhf_model *export_model(int V, int n_ctx, int L, int C, uint64_t seed, int score) {
     rlhf_config cfg = {0, 0, 0, 2, 0};
     rlhf_model *m = NULL;
@@ -5023,9 +5027,13 @@ static rlhf_model *export_model(int V, int n_ctx, int L, int C, uint64_t seed, i
         float *x = m->param_mem + mt->offset;
         int is_ln = strstr(mt->name, "ln_") != NULL, is_bias = strstr(mt->name, ".bias") != NULL;
         size_t j;
-        for (j = 0; j < mt->numel; j++)
-            x[j] = is_ln && !is_bias ? 1.0f + 0.2f * rlhf_rng_normal(&rng)
-                                     : (is_bias ? 0.1f : 0.3f) * rlhf_rng_normal(&rng);
+        for (j = 0; j < mt->numel; j++) {
+            /* each product rounded to float through a volatile: s390x's gcc keeps float
+               expressions in double (FLT_EVAL_METHOD 1), even across plain assignments */
+            volatile float u = 2.0f * rlhf_rng_float(&rng) - 1.0f; /* exact: uniform in [-1, 1) */
+            volatile float t = (is_ln && !is_bias ? 0.34641016f : is_bias ? 0.17320508f : 0.51961524f) * u;
+            x[j] = is_ln && !is_bias ? 1.0f + t : t; /* std 0.2, 0.1, 0.3 (sqrt(3) x std x u) */
+        }
     }
     return m;
 }
