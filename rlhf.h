@@ -2498,6 +2498,23 @@ static void rlhf__wsum(float *o, const float *w, const float *v, size_t stride, 
         _mm256_storeu_ps(o + c + 24, a3), _mm256_storeu_ps(o + c + 32, a4), _mm256_storeu_ps(o + c + 40, a5);
         _mm256_storeu_ps(o + c + 48, a6), _mm256_storeu_ps(o + c + 56, a7);
     }
+    for (; c + 8 <= hs; c += 24) {
+        /* 1 to 3 groups of 8 channels at once (small heads: hs 24, 32, 48); a group
+           past hs repeats the first (the same sums, stored to the same place) */
+        int o1 = c + 16 <= hs ? 8 : 0, o2 = c + 24 <= hs ? 16 : 0;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0;
+        if (accumulate)
+            a0 = _mm256_loadu_ps(o + c), a1 = _mm256_loadu_ps(o + c + o1), a2 = _mm256_loadu_ps(o + c + o2);
+        for (j = 0; j < n; j++) {
+            const float *vj = v + (size_t)j * stride + c;
+            __m256 wj = _mm256_broadcast_ss(w + j);
+            a0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), a0);
+            a1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + o1), a1);
+            a2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + o2), a2);
+        }
+        _mm256_storeu_ps(o + c + o2, a2), _mm256_storeu_ps(o + c + o1, a1), _mm256_storeu_ps(o + c, a0);
+        if (!o2) c -= o1 ? 8 : 16; /* fewer than 3 groups: c + 24 -> c + 16 or c + 8 */
+    }
 #endif
     if (c < hs) { /* the channels left (all of them in a scalar build) */
         if (!accumulate) memset(o + c, 0, (size_t)(hs - c) * sizeof(float));
@@ -2611,38 +2628,70 @@ static void rlhf__attention_forward(float *out, float *att, float *rows, const f
 }
 
 /* backward of the above. dqkv (B,T,3C) += gradients; dout (B,T,C);
-   scratch (B*NH, T). With a = att[t,:], g = dout_t:
-     dv_t2 += a[t2] g;  da[t2] = g . v_t2
+   scratch (B*NH, RLHF__ATT_QB, T). With a = att[t,:], g = dout_t:
+     da[t2] = g . v_t2
      ds[t2] = a[t2] (da[t2] - sum_j a[j] da[j])          (softmax backward)
-     dq_t  += ds[t2] k_t2 / sqrt(hs);  dk_t2 += ds[t2] q_t / sqrt(hs) */
+     dq_t  += sum_t2 ds[t2] k_t2 / sqrt(hs)
+     dv_t2 += sum_t a[t2] g_t;  dk_t2 += sum_t ds[t2] q_t / sqrt(hs)
+   Queries go in blocks of RLHF__ATT_QB: first each query's row of ds (and its
+   dq), then each key's dk and dv from the block's rows at once (rlhf__wsum:
+   the key's slice stays in registers while the block's queries are added in
+   order of t), so a key's gradient is loaded and stored once per block instead
+   of once per query, and two threads (heads side by side in one row of dqkv)
+   seldom write the same cache lines. Every sum runs over t or t2 in increasing
+   order: the bits do not depend on the block size or the threads. Threads take
+   (b, h) with b varying fastest, so two threads work on different rows. */
+#define RLHF__ATT_QB 16
+/* dk, dv of the keys that the queries t0 .. t0+nq-1 (ds rows in ds) see */
+static void rlhf__attention_backward_keys(float *dbase, const float *base, const float *g0, const float *ds,
+                                          const float *att, const int *s0, int t0, int nq, int T, int C, int hs) {
+    float wa[RLHF__ATT_QB], ws[RLHF__ATT_QB];
+    int t2, lo = t0 + nq, i, j, n;
+    for (i = 0; i < nq; i++) lo = s0[i] < lo ? s0[i] : lo; /* the first key any query of the block sees */
+    for (t2 = lo; t2 < t0 + nq; t2++) {
+        float *dk = dbase + (size_t)t2 * 3 * C + C;
+        /* runs of consecutive queries t >= t2 that see t2 (s0 <= t2): one rlhf__wsum per run */
+        for (i = t2 > t0 ? t2 - t0 : 0; i < nq; i = j) {
+            for (j = i, n = 0; j < nq && s0[j] <= t2; j++, n++) {
+                wa[n] = att[(size_t)j * T + t2];
+                ws[n] = ds[(size_t)j * T + t2];
+            }
+            if (n == 0) {
+                j = i + 1;
+                continue;
+            }
+            rlhf__wsum(dk + C, wa, g0 + (size_t)i * C, (size_t)C, n, hs, 1);                   /* dv_t2 */
+            rlhf__wsum(dk, ws, base + (size_t)(t0 + i) * 3 * C, (size_t)3 * C, n, hs, 1); /* dk_t2 */
+        }
+    }
+}
 static void rlhf__attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                                      const float *att, const int *doc, int B, int T, int C, int NH) {
-    int hs = C / NH, bh;
+    int hs = C / NH, u;
     float scale = 1.0f / sqrtf((float)hs);
     RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)B * T * T * C / 4.0)))
-    for (bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH, t, t2;
-        const float *base = qkv + (size_t)b * T * 3 * C;
-        float *dbase = dqkv + (size_t)b * T * 3 * C;
-        float *da = scratch + (size_t)bh * T;
-        for (t = 0; t < T; t++) {
-            const float *a = att + ((size_t)bh * T + t) * T;
-            const float *g = dout + ((size_t)b * T + t) * C + h * hs;
-            const float *q = base + (size_t)t * 3 * C + h * hs;
-            float *dq = dbase + (size_t)t * 3 * C + h * hs;
-            float dot = 0.0f;
-            int s0 = doc ? doc[(size_t)b * T + t] : 0;
-            const float *k0 = base + (size_t)s0 * 3 * C + C + h * hs; /* seek to k_s0, then v_s0 */
-            rlhf__dots(da + s0, g, k0 + C, (size_t)3 * C, t + 1 - s0, hs); /* da[t2] = g . v_t2 */
-            for (t2 = s0; t2 <= t; t2++) {
-                rlhf__axpy(dbase + (size_t)t2 * 3 * C + 2 * C + h * hs, a[t2], g, hs);
-                dot += a[t2] * da[t2];
+    for (u = 0; u < B * NH; u++) {
+        int b = u % B, h = u / B, bh = b * NH + h, t0, i, t2, s0[RLHF__ATT_QB];
+        const float *base = qkv + (size_t)b * T * 3 * C + h * hs; /* seek to q[b, 0, head h] */
+        float *dbase = dqkv + (size_t)b * T * 3 * C + h * hs;
+        float *ds = scratch + (size_t)bh * RLHF__ATT_QB * T;
+        for (t0 = 0; t0 < T; t0 += RLHF__ATT_QB) {
+            int nq = T - t0 < RLHF__ATT_QB ? T - t0 : RLHF__ATT_QB;
+            const float *g0 = dout + ((size_t)b * T + t0) * C + h * hs;
+            for (i = 0; i < nq; i++) { /* each query's row: da, then ds in its place; dq */
+                int t = t0 + i;
+                const float *a = att + ((size_t)bh * T + t) * T, *g = g0 + (size_t)i * C;
+                float *da = ds + (size_t)i * T, dot = 0.0f;
+                const float *k0;
+                s0[i] = doc ? doc[(size_t)b * T + t] : 0;
+                k0 = base + (size_t)s0[i] * 3 * C + C; /* seek to k_s0, then v_s0 */
+                rlhf__dots(da + s0[i], g, k0 + C, (size_t)3 * C, t + 1 - s0[i], hs); /* da[t2] = g . v_t2 */
+                for (t2 = s0[i]; t2 <= t; t2++) dot += a[t2] * da[t2];
+                for (t2 = s0[i]; t2 <= t; t2++) da[t2] = a[t2] * (da[t2] - dot) * scale;
+                rlhf__wsum(dbase + (size_t)t * 3 * C, da + s0[i], k0, (size_t)3 * C, t + 1 - s0[i], hs, 1);
             }
-            for (t2 = s0; t2 <= t; t2++) { /* da becomes ds */
-                da[t2] = a[t2] * (da[t2] - dot) * scale;
-                rlhf__axpy(dbase + (size_t)t2 * 3 * C + C + h * hs, da[t2], q, hs);
-            }
-            rlhf__wsum(dq, da + s0, k0, (size_t)3 * C, t + 1 - s0, hs, 1); /* dq += sum_t2 ds[t2] k_t2 */
+            rlhf__attention_backward_keys(dbase, base, g0, ds, att + ((size_t)bh * T + t0) * T, s0, t0, nq, T, C,
+                                          hs);
         }
     }
 }
@@ -5894,7 +5943,7 @@ typedef struct rlhf__bwd {
     float *datty;     /* (B,T,C) */
     float *dqkv;      /* (B,T,3C) */
     float *dfch;      /* (B,T,4C) */
-    float *datt;      /* (B,NH,T) one row of attention-probability gradients */
+    float *datt;      /* (B,NH,RLHF__ATT_QB,T) a block of rows of attention-probability gradients */
 } rlhf__bwd;
 
 typedef struct rlhf__tensor {
@@ -5997,7 +6046,7 @@ static void rlhf__bwd_sizes(const rlhf_config *c, size_t BT, size_t BTT, size_t 
     size_t C = (size_t)c->n_embd, NH = (size_t)c->n_head;
     (void)BTT;
     s[0] = BT * C; s[1] = BT * C; s[2] = BT * C; s[3] = BT * 3 * C; s[4] = BT * 4 * C;
-    s[5] = NH * BT; /* (B, NH, T) */
+    s[5] = NH * BT * RLHF__ATT_QB; /* (B, NH, RLHF__ATT_QB, T) */
 }
 static size_t rlhf__sum_sizes(const size_t *s, int n) {
     size_t t = 0;

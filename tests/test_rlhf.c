@@ -439,7 +439,7 @@ static void test_kernel_layernorm(void) {
    (sums in the hundreds; the twin rounds each product, the SIMD path fuses
    it into the add) 1e-4 + 1e-5 relative. */
 static void test_kernel_softmax(void) {
-    static const int HS[] = {1, 7, 8, 9, 64, 65, 130};
+    static const int HS[] = {1, 7, 8, 9, 16, 17, 24, 40, 64, 65, 100, 130};
     rlhf_rng rng;
     int s, h;
     rlhf_rng_seed(&rng, 8);
@@ -633,7 +633,7 @@ static void test_fd_attention(void) {
     enum { B = 2, T = 5, C = 12, NH = 3 };
     rlhf_rng rng;
     float qkv[B * T * 3 * C], out[B * T * C], dout[B * T * C], dqkv[B * T * 3 * C] = {0};
-    float att[B * NH * T * T], scratch[B * NH * T];
+    float att[B * NH * T * T], scratch[B * NH * RLHF__ATT_QB * T];
     attn_ctx k;
     rlhf_rng_seed(&rng, 5);
     fill_uniform(qkv, B * T * 3 * C, &rng, -1.5f, 1.5f);

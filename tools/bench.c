@@ -1076,7 +1076,7 @@ static void kbufs_alloc(kernel_bufs *k, int B, int T, int C, int NH, int V, size
     k->dw = kbuf(C, rng, 0, 0), k->db = kbuf(C, rng, 0, 0);
     k->h = kbuf(BT * 4 * C, rng, -4, 4), k->dh = kbuf(BT * 4 * C, rng, -1, 1), k->dh0 = kbuf(BT * 4 * C, rng, -1, 1);
     k->qkv = kbuf(BT * 3 * C, rng, -1, 1), k->dqkv = kbuf(BT * 3 * C, rng, 0, 0);
-    k->att = kbuf((size_t)B * NH * T * T, rng, 0, 0), k->scratch = kbuf((size_t)B * NH * T, rng, 0, 0);
+    k->att = kbuf((size_t)B * NH * T * T, rng, 0, 0), k->scratch = kbuf((size_t)B * NH * RLHF__ATT_QB * T, rng, 0, 0);
     k->atty = kbuf(BT * C, rng, 0, 0), k->datty = kbuf(BT * C, rng, -1, 1);
     k->logits = kbuf(BT * V, rng, -5, 5), k->logits0 = kbuf(BT * V, rng, -5, 5);
     k->lse = kbuf(BT, rng, 0, 0), k->losses = kbuf(BT, rng, 0, 0);
