@@ -1770,7 +1770,14 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
 #define RLHF__KC 256   /* depth of a packed slice: an A panel (6 KB) and a B panel (16 KB) fit L1 */
 #define RLHF__MC 96    /* rows of A packed at once (96 KB, stays in L2) */
 #define RLHF__NC 2048  /* columns of B packed at once (2 MB, stays in L3) */
-#define RLHF__GEMM_WORK_FLOATS ((size_t)RLHF__MC * RLHF__KC + (size_t)RLHF__KC * RLHF__NC)
+/* The matmul's workspace (rlhf__gemm_work_alloc): 16 floats of header (work[0]
+   holds the threads it has room for; 16 keep the panels 64-byte aligned), the
+   packed B slice (KC, NC) shared by all threads, then one packed A block
+   (MC, KC) per thread, so each thread packs the rows it computes into its own
+   cache. A matmul runs on at most work[0] threads. */
+#define RLHF__GEMM_HEADER 16
+#define RLHF__GEMM_WORK_FLOATS(threads) \
+    ((size_t)RLHF__GEMM_HEADER + (size_t)RLHF__KC * RLHF__NC + (size_t)(threads) * RLHF__MC * RLHF__KC)
 /* At most this many rows: the matrix-vector path, no packing (decode of up to 16
    sequences). Packing copies all of B for a few rows' work; at 16 rows the
    unpacked path is still ~1.2x faster on a GPT-2-124M decode (bench, gen). */
@@ -1998,60 +2005,76 @@ static void rlhf__gemm_pack_b(float *Bp, int np, int kc, int pc, int jc, int N, 
         }
     }
 }
-/* pack A (mc, kc) at (ic, pc) into mp panels (kc, MR), zero-padded past M */
+/* pack A (mc, kc) at (ic, pc) into mp panels (kc, MR), zero-padded past M:
+   by one thread, into its own block */
 static void rlhf__gemm_pack_a(float *Ap, int mp, int kc, int ic, int pc, int M, const float *A, ptrdiff_t rsa,
                               ptrdiff_t csa) {
-    int ip;
-    RLHF__OMP(omp for schedule(dynamic) nowait)
+    int ip, k, r;
     for (ip = 0; ip < mp; ip++) {
         float *dst = Ap + (size_t)ip * kc * RLHF__MR;
-        int i0 = ic + ip * RLHF__MR, k, r;
-        for (k = 0; k < kc; k++)
-            for (r = 0; r < RLHF__MR; r++)
-                dst[k * RLHF__MR + r] = i0 + r < M ? A[(i0 + r) * rsa + (pc + k) * csa] : 0.0f;
+        int i0 = ic + ip * RLHF__MR;
+        if (i0 + RLHF__MR <= M && csa == 1) { /* full panel, rows contiguous: along each row */
+            for (r = 0; r < RLHF__MR; r++) {
+                const float *src = A + (i0 + r) * rsa + pc;
+                for (k = 0; k < kc; k++) dst[k * RLHF__MR + r] = src[k];
+            }
+        } else if (i0 + RLHF__MR <= M && rsa == 1) { /* full panel, columns contiguous: MR floats a step */
+            for (k = 0; k < kc; k++) memcpy(dst + k * RLHF__MR, A + i0 + (pc + k) * csa, RLHF__MR * sizeof(float));
+        } else {
+            for (k = 0; k < kc; k++)
+                for (r = 0; r < RLHF__MR; r++)
+                    dst[k * RLHF__MR + r] = i0 + r < M ? A[(i0 + r) * rsa + (pc + k) * csa] : 0.0f;
+        }
     }
 }
-/* The np x mp tiles of C at (ic, jc), in B-panel-major order (a run of tiles
-   reuses one B panel), handed out 4 at a time as threads ask: a slow thread
-   takes fewer. Each tile is computed whole by one thread, in the same order
-   on any thread, so C has the same bits whoever computed it. Returns the
-   tiles this thread computed. */
-static int rlhf__gemm_tiles(const float *Ap, const float *Bp, int np, int mp, int kc, int ic, int jc, int M, int N,
-                            float *C, ptrdiff_t ldc, int overwrite) {
-    int t, done = 0;
-    RLHF__OMP(omp for schedule(dynamic, 4) nowait)
-    for (t = 0; t < np * mp; t++) {
-        float tile[RLHF__MR * RLHF__NR];
-        int tj = t / mp, ti = t % mp, r, c;
-        int i0 = ic + ti * RLHF__MR, j0 = jc + tj * RLHF__NR;
-        int rows = M - i0 < RLHF__MR ? M - i0 : RLHF__MR;
-        int cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR;
-        rlhf__gemm_tile(kc, Ap + (size_t)ti * kc * RLHF__MR, Bp + (size_t)tj * kc * RLHF__NR, tile);
-        for (r = 0; r < rows; r++) {
-            float *crow = C + (i0 + r) * ldc + j0; /* seek to C[i0+r, j0] */
-            const float *trow = tile + r * RLHF__NR;
-            if (overwrite)
-                memcpy(crow, trow, (size_t)cols * sizeof(float));
-            else if (cols == RLHF__NR) /* constant trip count: the compiler vectorises it */
-                for (c = 0; c < RLHF__NR; c++) crow[c] += trow[c];
-            else
-                for (c = 0; c < cols; c++) crow[c] += trow[c];
+/* The tiles of C in rows [ic, ic + mp*MR) and B panels [jp0, jp1) at jc, B-panel-major (a run of
+   tiles reuses one B panel from L1, the A block stays in L2). Each tile is computed whole, in the
+   same order whoever computes it, so C has the same bits on any thread count. */
+static void rlhf__gemm_block(const float *Ap, const float *Bp, int jp0, int jp1, int mp, int kc, int ic, int jc,
+                             int M, int N, float *C, ptrdiff_t ldc, int overwrite) {
+    int tj, ti, r, c;
+    for (tj = jp0; tj < jp1; tj++)
+        for (ti = 0; ti < mp; ti++) {
+            float tile[RLHF__MR * RLHF__NR];
+            int i0 = ic + ti * RLHF__MR, j0 = jc + tj * RLHF__NR;
+            int rows = M - i0 < RLHF__MR ? M - i0 : RLHF__MR;
+            int cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR;
+            rlhf__gemm_tile(kc, Ap + (size_t)ti * kc * RLHF__MR, Bp + (size_t)tj * kc * RLHF__NR, tile);
+            for (r = 0; r < rows; r++) {
+                float *crow = C + (i0 + r) * ldc + j0; /* seek to C[i0+r, j0] */
+                const float *trow = tile + r * RLHF__NR;
+                if (overwrite)
+                    memcpy(crow, trow, (size_t)cols * sizeof(float));
+                else if (cols == RLHF__NR) /* constant trip count: the compiler vectorises it */
+                    for (c = 0; c < RLHF__NR; c++) crow[c] += trow[c];
+                else
+                    for (c = 0; c < cols; c++) crow[c] += trow[c];
+            }
         }
-        done++;
-    }
-    return done;
 }
 
-/* The fast path. work holds RLHF__GEMM_WORK_FLOATS floats, 64-byte aligned.
-   One parallel region, two barriers per (jc, pc, ic) block: after packing,
-   after the tiles. Each thread times its work (between barriers) for
+/* The workspace of rlhf__gemm for the threads of now (at least 1), or NULL */
+static float *rlhf__gemm_work_alloc(void) {
+    int threads = rlhf_num_threads() < 1 ? 1 : rlhf_num_threads();
+    float *w = rlhf__alloc_floats(RLHF__GEMM_WORK_FLOATS(threads));
+    if (w) w[0] = (float)threads;
+    return w;
+}
+
+/* The fast path. work from rlhf__gemm_work_alloc. One parallel region; per
+   (jc, pc) slice the threads pack B together, then take work items as they
+   ask (dynamic: a thread without a CPU takes fewer): an item is a block of MC
+   rows (or, when there are too few blocks to keep every thread busy, a part
+   of its B panels), whose A rows the thread packs into its own block and
+   multiplies by the shared B panels. Two barriers a slice: after packing B,
+   and before B is packed again. Each thread times its work for
    rlhf__team_note, which shrinks the team while a thread has no CPU. */
 static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                        const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
                        int accumulate, float *work) {
-    float *Ap = work, *Bp = work + (size_t)RLHF__MC * RLHF__KC;
+    float *Bp = work + RLHF__GEMM_HEADER, *Ablocks = Bp + (size_t)RLHF__KC * RLHF__NC;
     double unit[RLHF__TEAM_MAX] = {0.0}, busy[RLHF__TEAM_MAX] = {0.0}, t_start = RLHF__WTIME();
-    int threads = 1;
+    int threads = 1, nt;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         int i;
@@ -2063,30 +2086,36 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
         rlhf__gemm_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
         return;
     }
-    RLHF__OMP(omp parallel num_threads(rlhf__nt((double)M * N * K / 32.0)))
+    nt = rlhf__nt((double)M * N * K / 32.0);
+    if (nt > (int)work[0]) nt = (int)work[0]; /* the A blocks there is room for */
+    RLHF__OMP(omp parallel num_threads(nt))
     {
-        int jc, pc, ic, tid = RLHF__TID();
+        int jc, pc, it, tid = RLHF__TID(), team = RLHF__NTHREADS();
+        float *Ap = Ablocks + (size_t)tid * RLHF__MC * RLHF__KC; /* this thread's A block */
         double tiles = 0.0, worked = 0.0, t0;
         for (jc = 0; jc < N; jc += RLHF__NC) {
             int nc = N - jc < RLHF__NC ? N - jc : RLHF__NC;
-            int np = (nc + RLHF__NR - 1) / RLHF__NR; /* B panels */
+            int np = (nc + RLHF__NR - 1) / RLHF__NR, nm = (M + RLHF__MC - 1) / RLHF__MC; /* B panels, row blocks */
+            int ns = 1; /* parts of the B panels an item takes: 4 items a thread at least, when it can */
+            while (team > 1 && nm * ns < 4 * team && 2 * ns <= np) ns *= 2;
             for (pc = 0; pc < K; pc += RLHF__KC) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
                 t0 = RLHF__WTIME();
                 rlhf__gemm_pack_b(Bp, np, kc, pc, jc, N, B, rsb, csb);
-                for (ic = 0; ic < M; ic += RLHF__MC) {
-                    int mc = M - ic < RLHF__MC ? M - ic : RLHF__MC;
-                    int mp = (mc + RLHF__MR - 1) / RLHF__MR; /* A panels */
+                worked += RLHF__WTIME() - t0;
+                RLHF__OMP(omp barrier)
+                t0 = RLHF__WTIME();
+                RLHF__OMP(omp for schedule(dynamic) nowait)
+                for (it = 0; it < nm * ns; it++) {
+                    int ic = it / ns * RLHF__MC, part = it % ns;
+                    int mp = ((M - ic < RLHF__MC ? M - ic : RLHF__MC) + RLHF__MR - 1) / RLHF__MR; /* A panels */
+                    int jp0 = (int)((long)np * part / ns), jp1 = (int)((long)np * (part + 1) / ns);
                     rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa);
-                    worked += RLHF__WTIME() - t0;
-                    RLHF__OMP(omp barrier)
-                    t0 = RLHF__WTIME();
-                    tiles += (double)kc * rlhf__gemm_tiles(Ap, Bp, np, mp, kc, ic, jc, M, N, C, ldc,
-                                                           pc == 0 && !accumulate);
-                    worked += RLHF__WTIME() - t0;
-                    RLHF__OMP(omp barrier)
-                    t0 = RLHF__WTIME();
+                    rlhf__gemm_block(Ap, Bp, jp0, jp1, mp, kc, ic, jc, M, N, C, ldc, pc == 0 && !accumulate);
+                    tiles += (double)kc * mp * (jp1 - jp0);
                 }
+                worked += RLHF__WTIME() - t0;
+                RLHF__OMP(omp barrier)
             }
         }
         if (tid < RLHF__TEAM_MAX) unit[tid] = tiles * (RLHF__MR * RLHF__NR), busy[tid] = worked;
@@ -5975,7 +6004,7 @@ struct rlhf_model {
     int B, T, backward_ready; /* backward_ready: 0 none, 1 LM loss, 2 scalar values */
     float dloss;  /* 1 / number of targets != -1 */
     float temperature; /* of the last rlhf_model_logprobs */
-    float *work;  /* matmul packing, RLHF__GEMM_WORK_FLOATS */
+    float *work;  /* matmul packing, rlhf__gemm_work_alloc */
     rlhf_log_fn log;
     void *log_user;
     char err[256];
@@ -6103,7 +6132,7 @@ RLHFDEF rlhf_result rlhf_config_memory(const rlhf_config *cfg, int B, int T, int
     out->activations = training ? rlhf__sum_sizes(s, RLHF__NUM_ACTS) * sizeof(float) + 3 * BT * sizeof(int)
                                 : rlhf__infer_floats(cfg, BT) * sizeof(float);
     out->backward = training ? rlhf__sum_sizes(bs, RLHF__NUM_BWD) * sizeof(float) : 0;
-    out->workspace = RLHF__GEMM_WORK_FLOATS * sizeof(float);
+    out->workspace = RLHF__GEMM_WORK_FLOATS(rlhf_num_threads() < 1 ? 1 : rlhf_num_threads()) * sizeof(float);
     out->total = out->params + out->grads + out->optimizer + out->activations + out->backward + out->workspace;
     out->activations_recompute = training ? rlhf__sum_sizes(sr, RLHF__NUM_ACTS) * sizeof(float) + 3 * BT * sizeof(int)
                                           : out->activations;
@@ -6293,7 +6322,7 @@ RLHFDEF rlhf_result rlhf_model_create(rlhf_model **out, const rlhf_config *cfg, 
     rlhf__kind_sizes(cfg, 0, m->kind_size);
     m->num_params = rlhf__sum_sizes(m->kind_size, RLHF__NUM_KINDS);
     m->param_mem = rlhf__alloc_floats(m->num_params);
-    m->work = rlhf__alloc_floats(RLHF__GEMM_WORK_FLOATS);
+    m->work = rlhf__gemm_work_alloc();
     if (!m->param_mem || !m->work || rlhf__build_tensors(m) != RLHF_OK) {
         rlhf_model_free(m);
         return RLHF_ERR_OUT_OF_MEMORY;

@@ -187,7 +187,7 @@ static void test_kernel_gemm(void) {
                                     {6, 16, 8},  {7, 33, 1},   {13, 17, 300}, {33, 64, 64},  {64, 48, 96},
                                     {97, 31, 513}, {200, 40, 70}, {5, 2100, 9}, {20, 2100, 9}, {130, 129, 257}};
     rlhf_rng rng;
-    float *work = rlhf__alloc_floats(RLHF__GEMM_WORK_FLOATS);
+    float *work = rlhf__gemm_work_alloc();
     size_t si;
     int layout, acc;
     rlhf_rng_seed(&rng, 2);
@@ -711,7 +711,7 @@ static void test_fd_linear(void) {
     enum { BT = 7, IC = 13, OC = 19 };
     rlhf_rng rng;
     float x[BT * IC], w[IC * OC], b[OC], out[BT * OC], dout[BT * OC], dx[BT * IC], dw[IC * OC] = {0}, db[OC] = {0};
-    float *work = rlhf__alloc_floats(RLHF__GEMM_WORK_FLOATS);
+    float *work = rlhf__gemm_work_alloc();
     lin_ctx k;
     linw_ctx kw;
     rlhf_rng_seed(&rng, 7);
@@ -1208,7 +1208,7 @@ static void threads_odd_run(float *params, float *logits) {
 /* every gemm layout on shapes with partial tiles, K > KC, M > MC, N > NC */
 static void threads_gemm_bytes(float *out, int threads) {
     static const int shapes[][3] = {{9, 13, 7}, {13, 17, 300}, {101, 37, 300}, {20, 2100, 9}, {130, 129, 257}};
-    float *work = rlhf__alloc_floats(RLHF__GEMM_WORK_FLOATS);
+    float *work = rlhf__gemm_work_alloc();
     rlhf_rng rng;
     size_t si, at = 0;
     int layout;

@@ -481,7 +481,8 @@ static void bench_gemm(const bench_config *bc, double budget) {
     gemm_call g;
     rlhf_rng rng;
     rlhf_rng_seed(&rng, 3);
-    g.work = (float *)xmalloc(RLHF__GEMM_WORK_FLOATS * sizeof(float));
+    g.work = rlhf__gemm_work_alloc();
+    if (!g.work) die("allocation", RLHF_ERR_OUT_OF_MEMORY);
     printf("\n== matmul, config %s (BT=%d, C=%d, V=%d): GFLOP/s, best of 3-30 calls ==\n", bc->name,
            bc->B * bc->T, bc->cfg.n_embd, bc->cfg.vocab_size);
     printf("%-14s %6s %6s %6s %3s %3s %8s", "shape", "M", "N", "K", "op", "x", "ours");
@@ -1106,7 +1107,8 @@ static double matmul_seconds(const gemm_shape *s, int first, int last, int per_l
     double total = 0.0;
     gemm_call g;
     int i;
-    g.work = (float *)xmalloc(RLHF__GEMM_WORK_FLOATS * sizeof(float));
+    g.work = rlhf__gemm_work_alloc();
+    if (!g.work) die("allocation", RLHF_ERR_OUT_OF_MEMORY);
     for (i = first; i < last; i++) {
         const gemm_shape *sh = &s[i];
         size_t na = (size_t)(sh->M - 1) * sh->rsa + (size_t)(sh->K - 1) * sh->csa + 1;
