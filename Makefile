@@ -190,7 +190,7 @@ $(BUILD)/bench: tools/bench.c $(HEADER) | $(BUILD)
 BENCH_THREADS ?= 1 2
 bench: $(BUILD)/bench
 	@for t in $(BENCH_THREADS); do \
-	  OMP_NUM_THREADS=$$t OPENBLAS_NUM_THREADS=$$t ./$(BUILD)/bench $(BENCH_ARGS) || exit 1; \
+	  OMP_NUM_THREADS=$$t OPENBLAS_NUM_THREADS=$$t OPENBLAS_THREAD_TIMEOUT=4 ./$(BUILD)/bench $(BENCH_ARGS) || exit 1; \
 	done
 
 clean:

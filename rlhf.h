@@ -1798,27 +1798,32 @@ RLHF__REF void rlhf__gemm_ref(int M, int N, int K, const float *A, ptrdiff_t rsa
 
 /* Micro-kernel. tile (MR,NR) = sum over k < kc of Ap[k][r] * Bp[k][c], where
    Ap is a packed A panel (kc,MR) and Bp a packed B panel (kc,NR). */
-RLHF__REF void rlhf__gemm_tile_ref(int kc, const float *Ap, const float *Bp, float *tile) {
+/* A's element (r, k) of the tile is Ap[r*ars + k*aks]: a packed panel (ars 1,
+   aks MR), or A's own rows when they are contiguous along k (ars = the row
+   stride, aks 1: no copy needed) */
+RLHF__REF void rlhf__gemm_tile_ref(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp,
+                                   float *tile) {
     int k, r, c;
     for (r = 0; r < RLHF__MR * RLHF__NR; r++) tile[r] = 0.0f;
     for (k = 0; k < kc; k++)
         for (r = 0; r < RLHF__MR; r++)
-            for (c = 0; c < RLHF__NR; c++) tile[r * RLHF__NR + c] += Ap[k * RLHF__MR + r] * Bp[k * RLHF__NR + c];
+            for (c = 0; c < RLHF__NR; c++) tile[r * RLHF__NR + c] += Ap[r * ars + k * aks] * Bp[k * RLHF__NR + c];
 }
-static void rlhf__gemm_tile(int kc, const float *Ap, const float *Bp, float *tile) {
+static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, float *tile) {
 #if defined(RLHF__AVX2)
     /* 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers */
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    int k;
-    for (k = 0; k < kc; k++, Ap += RLHF__MR, Bp += RLHF__NR) {
+    const float *a0 = Ap, *a1 = a0 + ars, *a2 = a1 + ars, *a3 = a2 + ars, *a4 = a3 + ars, *a5 = a4 + ars;
+    ptrdiff_t k, ka;
+    for (k = 0, ka = 0; k < kc; k++, ka += aks, Bp += RLHF__NR) {
         __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8), a;
-        a = _mm256_broadcast_ss(Ap + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(Ap + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(Ap + 2); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(Ap + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
-        a = _mm256_broadcast_ss(Ap + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
-        a = _mm256_broadcast_ss(Ap + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+        a = _mm256_broadcast_ss(a0 + ka); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(a1 + ka); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(a2 + ka); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(a3 + ka); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(a4 + ka); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(a5 + ka); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
     }
     _mm256_storeu_ps(tile + 0, c00);  _mm256_storeu_ps(tile + 8, c01);
     _mm256_storeu_ps(tile + 16, c10); _mm256_storeu_ps(tile + 24, c11);
@@ -1832,10 +1837,10 @@ static void rlhf__gemm_tile(int kc, const float *Ap, const float *Bp, float *til
     int k, r, q;
     for (r = 0; r < RLHF__MR; r++)
         for (q = 0; q < 4; q++) acc[r][q] = vdupq_n_f32(0.0f);
-    for (k = 0; k < kc; k++, Ap += RLHF__MR, Bp += RLHF__NR) {
+    for (k = 0; k < kc; k++, Ap += aks, Bp += RLHF__NR) {
         float32x4_t b0 = vld1q_f32(Bp), b1 = vld1q_f32(Bp + 4), b2 = vld1q_f32(Bp + 8), b3 = vld1q_f32(Bp + 12);
         for (r = 0; r < RLHF__MR; r++) {
-            float a = Ap[r];
+            float a = Ap[r * ars];
             acc[r][0] = vfmaq_n_f32(acc[r][0], b0, a);
             acc[r][1] = vfmaq_n_f32(acc[r][1], b1, a);
             acc[r][2] = vfmaq_n_f32(acc[r][2], b2, a);
@@ -1845,7 +1850,7 @@ static void rlhf__gemm_tile(int kc, const float *Ap, const float *Bp, float *til
     for (r = 0; r < RLHF__MR; r++)
         for (q = 0; q < 4; q++) vst1q_f32(tile + r * RLHF__NR + 4 * q, acc[r][q]);
 #else
-    rlhf__gemm_tile_ref(kc, Ap, Bp, tile);
+    rlhf__gemm_tile_ref(kc, Ap, ars, aks, Bp, tile);
 #endif
 }
 
@@ -1978,6 +1983,31 @@ static void rlhf__gemm_small(int M, int N, int K, const float *A, ptrdiff_t rsa,
     }
 }
 
+/* Half a B panel from 8 columns of B that are contiguous along k (B stored
+   transposed: the backward-data): dst[k*NR + c] = src[c][k] for c < 8, k < kc.
+   The SIMD path transposes 8 x 8 blocks in registers (two rounds of unpacks
+   and shuffles, then a swap of 128-bit halves). */
+static void rlhf__pack_cols8(float *dst, const float *const *src, int kc) {
+    int k = 0, c;
+#if defined(RLHF__AVX2)
+    for (; k + 8 <= kc; k += 8) {
+        __m256 x[8], t[8], u[8];
+        for (c = 0; c < 8; c++) x[c] = _mm256_loadu_ps(src[c] + k);
+        for (c = 0; c < 8; c += 2) t[c] = _mm256_unpacklo_ps(x[c], x[c + 1]), t[c + 1] = _mm256_unpackhi_ps(x[c], x[c + 1]);
+        for (c = 0; c < 8; c += 4) {
+            u[c] = _mm256_shuffle_ps(t[c], t[c + 2], 0x44), u[c + 1] = _mm256_shuffle_ps(t[c], t[c + 2], 0xEE);
+            u[c + 2] = _mm256_shuffle_ps(t[c + 1], t[c + 3], 0x44), u[c + 3] = _mm256_shuffle_ps(t[c + 1], t[c + 3], 0xEE);
+        }
+        for (c = 0; c < 4; c++) { /* x[i] becomes element k+i of columns 0..7 */
+            _mm256_storeu_ps(dst + (size_t)(k + c) * RLHF__NR, _mm256_permute2f128_ps(u[c], u[c + 4], 0x20));
+            _mm256_storeu_ps(dst + (size_t)(k + c + 4) * RLHF__NR, _mm256_permute2f128_ps(u[c], u[c + 4], 0x31));
+        }
+    }
+#endif
+    for (; k < kc; k++)
+        for (c = 0; c < 8; c++) dst[(size_t)k * RLHF__NR + c] = src[c][k];
+}
+
 /* Inside the matmul's parallel region (orphaned "omp for"s): pack B (kc, nc)
    at (pc, jc) into np panels (kc, NR), zero-padded past N. Panels are handed
    out as threads ask (dynamic), so a thread that lost its CPU holds none back;
@@ -1992,12 +2022,11 @@ static void rlhf__gemm_pack_b(float *Bp, int np, int kc, int pc, int jc, int N, 
         if (j0 + RLHF__NR <= N && csb == 1) { /* full panel, rows contiguous: copy 16-float rows */
             for (k = 0; k < kc; k++)
                 memcpy(dst + k * RLHF__NR, B + (pc + k) * rsb + j0, RLHF__NR * sizeof(float));
-        } else if (j0 + RLHF__NR <= N && rsb == 1) {
-            /* full panel, columns contiguous: read down each column */
-            for (c = 0; c < RLHF__NR; c++) {
-                const float *src = B + (j0 + c) * csb + pc;
-                for (k = 0; k < kc; k++) dst[k * RLHF__NR + c] = src[k];
-            }
+        } else if (j0 + RLHF__NR <= N && rsb == 1) { /* full panel, columns contiguous: transposed */
+            const float *src[RLHF__NR];
+            for (c = 0; c < RLHF__NR; c++) src[c] = B + (j0 + c) * csb + pc;
+            rlhf__pack_cols8(dst, src, kc);
+            rlhf__pack_cols8(dst + 8, src + 8, kc);
         } else {
             for (k = 0; k < kc; k++)
                 for (c = 0; c < RLHF__NR; c++)
@@ -2006,19 +2035,17 @@ static void rlhf__gemm_pack_b(float *Bp, int np, int kc, int pc, int jc, int N, 
     }
 }
 /* pack A (mc, kc) at (ic, pc) into mp panels (kc, MR), zero-padded past M:
-   by one thread, into its own block */
+   by one thread, into its own block. A full panel of rows contiguous along k
+   (csa 1: the forward and the backward-data) is not copied: the micro-kernel
+   reads it in place (panel ip's slot is left unused). */
 static void rlhf__gemm_pack_a(float *Ap, int mp, int kc, int ic, int pc, int M, const float *A, ptrdiff_t rsa,
                               ptrdiff_t csa) {
     int ip, k, r;
     for (ip = 0; ip < mp; ip++) {
         float *dst = Ap + (size_t)ip * kc * RLHF__MR;
         int i0 = ic + ip * RLHF__MR;
-        if (i0 + RLHF__MR <= M && csa == 1) { /* full panel, rows contiguous: along each row */
-            for (r = 0; r < RLHF__MR; r++) {
-                const float *src = A + (i0 + r) * rsa + pc;
-                for (k = 0; k < kc; k++) dst[k * RLHF__MR + r] = src[k];
-            }
-        } else if (i0 + RLHF__MR <= M && rsa == 1) { /* full panel, columns contiguous: MR floats a step */
+        if (i0 + RLHF__MR <= M && csa == 1) continue;
+        if (i0 + RLHF__MR <= M && rsa == 1) { /* full panel, columns contiguous: MR floats a step */
             for (k = 0; k < kc; k++) memcpy(dst + k * RLHF__MR, A + i0 + (pc + k) * csa, RLHF__MR * sizeof(float));
         } else {
             for (k = 0; k < kc; k++)
@@ -2030,8 +2057,9 @@ static void rlhf__gemm_pack_a(float *Ap, int mp, int kc, int ic, int pc, int M, 
 /* The tiles of C in rows [ic, ic + mp*MR) and B panels [jp0, jp1) at jc, B-panel-major (a run of
    tiles reuses one B panel from L1, the A block stays in L2). Each tile is computed whole, in the
    same order whoever computes it, so C has the same bits on any thread count. */
-static void rlhf__gemm_block(const float *Ap, const float *Bp, int jp0, int jp1, int mp, int kc, int ic, int jc,
-                             int M, int N, float *C, ptrdiff_t ldc, int overwrite) {
+static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp, int jp0,
+                             int jp1, int mp, int kc, int ic, int pc, int jc, int M, int N, float *C, ptrdiff_t ldc,
+                             int overwrite) {
     int tj, ti, r, c;
     for (tj = jp0; tj < jp1; tj++)
         for (ti = 0; ti < mp; ti++) {
@@ -2039,7 +2067,11 @@ static void rlhf__gemm_block(const float *Ap, const float *Bp, int jp0, int jp1,
             int i0 = ic + ti * RLHF__MR, j0 = jc + tj * RLHF__NR;
             int rows = M - i0 < RLHF__MR ? M - i0 : RLHF__MR;
             int cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR;
-            rlhf__gemm_tile(kc, Ap + (size_t)ti * kc * RLHF__MR, Bp + (size_t)tj * kc * RLHF__NR, tile);
+            if (i0 + RLHF__MR <= M && csa == 1) /* a full panel of rows contiguous along k: in place */
+                rlhf__gemm_tile(kc, A + i0 * rsa + pc, rsa, 1, Bp + (size_t)tj * kc * RLHF__NR, tile);
+            else
+                rlhf__gemm_tile(kc, Ap + (size_t)ti * kc * RLHF__MR, 1, RLHF__MR, Bp + (size_t)tj * kc * RLHF__NR,
+                                tile);
             for (r = 0; r < rows; r++) {
                 float *crow = C + (i0 + r) * ldc + j0; /* seek to C[i0+r, j0] */
                 const float *trow = tile + r * RLHF__NR;
@@ -2111,7 +2143,8 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
                     int mp = ((M - ic < RLHF__MC ? M - ic : RLHF__MC) + RLHF__MR - 1) / RLHF__MR; /* A panels */
                     int jp0 = (int)((long)np * part / ns), jp1 = (int)((long)np * (part + 1) / ns);
                     rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa);
-                    rlhf__gemm_block(Ap, Bp, jp0, jp1, mp, kc, ic, jc, M, N, C, ldc, pc == 0 && !accumulate);
+                    rlhf__gemm_block(A, rsa, csa, Ap, Bp, jp0, jp1, mp, kc, ic, pc, jc, M, N, C, ldc,
+                                     pc == 0 && !accumulate);
                     tiles += (double)kc * mp * (jp1 - jp0);
                 }
                 worked += RLHF__WTIME() - t0;

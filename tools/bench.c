@@ -21,7 +21,9 @@
      ... -DRLHF_BENCH_OPENBLAS tools/bench.c -o build/bench -lopenblas -lm
    Run with the same thread count for both libraries, on an otherwise idle machine
    (an OpenMP thread that has to share its CPU makes every barrier wait for it):
-     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 ./build/bench [--quick] [--only S|M|gemm|kernels|gen]
+     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OPENBLAS_THREAD_TIMEOUT=4 ./build/bench [--quick] [--only ...]
+   (OPENBLAS_THREAD_TIMEOUT=4: OpenBLAS's threads stop spinning soon after each call,
+   instead of holding the CPUs that our threads are timed on next)
 
    FLOP counts (one multiply-add = 2 FLOPs):
      matmul (M,K)x(K,N):  2*M*N*K
@@ -1256,14 +1258,20 @@ int main(int argc, char **argv) {
     printf("rlhf.h %s | kernels %s | threads %d\n", RLHF_VERSION_STRING, rlhf_simd_name(), rlhf_num_threads());
     printf("compiler: %s\nflags: %s\n", BENCH_COMPILER, RLHF_BENCH_CFLAGS);
     printf("env:");
-    for (i = 0; i < 3; i++) { /* OMP_WAIT_POLICY=PASSIVE: each parallel region first wakes its sleeping threads */
-        static const char *const vars[3] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY"};
+    for (i = 0; i < 4; i++) { /* OMP_WAIT_POLICY=PASSIVE: each parallel region first wakes its sleeping threads */
+        static const char *const vars[4] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT",
+                                            "OMP_WAIT_POLICY"};
         printf(" %s=%s", vars[i], getenv(vars[i]) ? getenv(vars[i]) : "(unset)");
     }
     printf("\n");
 #ifdef RLHF_BENCH_OPENBLAS
     printf("OpenBLAS: core %s, threads %d%s\n", openblas_get_corename(), openblas_get_num_threads(),
            openblas_get_num_threads() != rlhf_num_threads() ? " (WARNING: not rlhf.h's thread count)" : "");
+    /* OpenBLAS's idle threads spin for a while after each call (2^28 cycles by default): our
+       threads, timed next, would find their CPUs taken, and the team would drop a thread */
+    if (openblas_get_num_threads() > 1 && !getenv("OPENBLAS_THREAD_TIMEOUT"))
+        printf("WARNING: OPENBLAS_THREAD_TIMEOUT unset: OpenBLAS's threads spin after each call and take our "
+               "threads' CPUs (make bench sets it to 4)\n");
 #endif
     if (busy) /* before the first parallel region: the child is forked from one thread */
         busy_start(), printf("--busy: a process spins on the last CPU (warnings about other processes expected)\n");
