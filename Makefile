@@ -15,6 +15,7 @@
 #   make bench         tools/bench on configs S and M (with OpenBLAS as a yardstick when installed)
 #   make hf-export-fixture  export the test models (build/test_rlhf export_hf) and rewrite tests/fixtures/hf_export.bin
 #                      with tools/hf_reference.py (Debian's python3-torch, python3-regex, python3-jinja2)
+#   make dpo-fixture   rewrite tests/fixtures/dpo_golden.bin (DPO losses, group advantages) with tools/gen_dpo_golden.py
 #   make clean
 # Options: NO_OMP=1 builds without OpenMP; CC=clang picks the compiler.
 
@@ -38,7 +39,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: hf-export-fixture test-demo-seeds test-charts examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
+.PHONY: hf-export-fixture dpo-fixture test-demo-seeds test-charts examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/engine_demo $(BUILD)/rlhf
 
@@ -192,6 +193,9 @@ bench: $(BUILD)/bench
 	@for t in $(BENCH_THREADS); do \
 	  OMP_NUM_THREADS=$$t OPENBLAS_NUM_THREADS=$$t OPENBLAS_THREAD_TIMEOUT=4 ./$(BUILD)/bench $(BENCH_ARGS) || exit 1; \
 	done
+
+dpo-fixture:
+	/usr/bin/python3 tools/gen_dpo_golden.py tests/fixtures/dpo_golden.bin
 
 clean:
 	rm -rf $(BUILD)

@@ -922,6 +922,36 @@ RLHFDEF float rlhf_ppo_value_loss(const float *v, const float *v_old, const floa
 RLHFDEF void rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, float score, float beta,
                               rlhf_kl_estimator est, float *rewards, float *kl);
 
+/* DPO (Rafailov et al. 2023) and its variants, mean over n preference pairs.
+   Inputs are log-probs of the chosen and rejected responses under the policy
+   and the frozen reference (sums over response tokens; for IPO the caller
+   passes per-token means, as TRL does). With
+     h_i = (policy_chosen_i - ref_chosen_i) - (policy_rejected_i - ref_rejected_i):
+     SIGMOID: l_i = -(1 - eps) log sigmoid(beta h_i) - eps log sigmoid(-beta h_i)
+              (eps = label_smoothing: cDPO's belief that a label is flipped)
+     IPO:     l_i = (h_i - 1/(2 beta))^2            (Azar et al. 2023)
+     HINGE:   l_i = max(0, 1 - beta h_i)            (SLiC, Zhao et al. 2023)
+   d_chosen[i] = d(mean loss)/d policy_chosen_i and d_rejected[i] =
+   d(mean loss)/d policy_rejected_i (either may be NULL). Stable for any |h|
+   (no overflow at h = +-1e30). n <= 0: returns 0. Returns the mean loss. */
+typedef enum rlhf_dpo_loss_type { RLHF_DPO_SIGMOID = 0, RLHF_DPO_IPO = 1, RLHF_DPO_HINGE = 2 } rlhf_dpo_loss_type;
+RLHFDEF float rlhf_dpo_loss(const float *policy_chosen, const float *policy_rejected,
+                            const float *ref_chosen, const float *ref_rejected, int n, float beta,
+                            rlhf_dpo_loss_type type, float label_smoothing,
+                            float *d_chosen, float *d_rejected);
+
+/* Group advantages (GRPO, Dr. GRPO, RLOO): rewards and adv are n_groups x G,
+   row-major (the G samples of one prompt side by side).
+     GRPO:    adv = (r - mean_g) / (std_g + 1e-4), std_g with Bessel's
+              correction (Shao et al. 2024, as TRL); G = 1: adv = 0
+     DR_GRPO: adv = r - mean_g                            (Liu et al. 2025)
+     RLOO:    adv = r - (sum_g - r) / (G - 1)             (Ahmadian et al. 2024;
+              G >= 2, G = 1: adv = 0)
+   adv may be rewards (in place). */
+typedef enum rlhf_advantage_type { RLHF_ADV_GRPO = 0, RLHF_ADV_DR_GRPO = 1, RLHF_ADV_RLOO = 2 } rlhf_advantage_type;
+RLHFDEF void rlhf_group_advantages(const float *rewards, int n_groups, int G,
+                                   rlhf_advantage_type type, float *adv);
+
 /* The adaptive KL controller (Ziegler et al. 2019): the KL coefficient
    after an iteration whose mean KL (over its n_episodes episodes, of
    sum_t KL_t) was kl:
@@ -1122,6 +1152,37 @@ RLHFDEF rlhf_result rlhf_sft_train(rlhf_model *m, const rlhf_tokenizer *t, const
 RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *train,
                                       const rlhf_dataset *val, const rlhf_train_options *o, rlhf_train_report *rep,
                                       rlhf_error *err);
+
+/* DPO (Rafailov et al. 2023) on preference pairs and rankings (a ranking of
+   K is its C(K,2) pairs, better first): the policy m learns from the pairs
+   directly, against the frozen reference ref (the SFT model it starts from),
+   with the loss of rlhf_dpo_loss on the sequence log-probs of the replies
+   (sums over the reply's tokens; IPO: their per-token means). Units of a
+   step are prompts, as for the reward model (batch_size prompts, every pair
+   of each); the step's loss is the mean over its pairs. The reference's
+   log-prob of every reply is computed one prompt a forward, the same numbers
+   whether precompute_ref is set (one pass over the data before the first
+   step; ref is not used afterwards and may be freed when the call returns)
+   or not (the reference runs beside the policy in every step): a run gives
+   the same bits either way. Metric lines carry TRL's names: rewards/chosen,
+   rewards/rejected (beta (log pi - log pi_ref), means over the pairs),
+   rewards/accuracies, rewards/margins, logps/chosen, logps/rejected;
+   validation val/loss and val/rewards/accuracies. Checkpoints as SFT's
+   (kind "policy"); resume_step continues bit for bit. */
+typedef struct rlhf_dpo_config {
+    float beta;               /* 0.1: the strength of the pull toward the reference */
+    rlhf_dpo_loss_type loss;  /* RLHF_DPO_SIGMOID (DPO, cDPO with label_smoothing), IPO, HINGE */
+    float label_smoothing;    /* cDPO's eps in [0, 0.5): 0 */
+    int precompute_ref;       /* 1: the reference's log-probs in one pass before training */
+} rlhf_dpo_config;
+/* beta 0.1, sigmoid, no label smoothing, precompute_ref 0 (TRL's defaults) */
+RLHFDEF rlhf_dpo_config rlhf_dpo_config_default(void);
+/* TRL's DPOConfig: lr 1e-6 with a linear decay to 0, no warm-up, no weight
+   decay, batch 8 prompts, one epoch; validation every 50 steps on 5%. */
+RLHFDEF rlhf_train_options rlhf_train_options_dpo(void);
+RLHFDEF rlhf_result rlhf_dpo_train(rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *train,
+                                   const rlhf_dataset *val, const rlhf_dpo_config *dc, const rlhf_train_options *o,
+                                   rlhf_train_report *rep, rlhf_error *err);
 
 /* Scores of B sequences (B,T): row b holds n_pad[b] padding tokens (n_pad
    NULL: none), then lengths[b] tokens of prompt and response; the reward is
@@ -1505,6 +1566,10 @@ static void rlhf__team_note(int n, const double *unit, const double *busy, doubl
 #define RLHF__TID() omp_get_thread_num()
 #define RLHF__NTHREADS() omp_get_num_threads()
 #else
+static int rlhf__nt(double ops) {
+    (void)ops;
+    return 1;
+}
 static void rlhf__team_note(int n, const double *unit, const double *busy, double wall) {
     (void)n, (void)unit, (void)busy, (void)wall;
 }
@@ -9864,6 +9929,8 @@ typedef struct rlhf__stage {
     /* The validation loss into run->rep.val_loss (and what else the stage
        measures), with its metric line and log line. */
     rlhf_result (*validate)(void *self, rlhf__trainrun *run, long step);
+    /* more metrics of the step just taken, into its metric line (may be NULL) */
+    void (*metrics)(void *self, rlhf__trainrun *run);
     void *self;
 } rlhf__stage;
 
@@ -9886,6 +9953,7 @@ static void rlhf__step_report(rlhf__trainrun *run, const rlhf__stage *st, const 
         rlhf__metric(run, "accuracy", acc);
         rlhf__metric(run, "margin", s->pairs > 0 ? s->margin / s->pairs : NAN);
     }
+    if (st->metrics) st->metrics(st->self, run);
     rlhf__metric(run, "lr", lr);
     rlhf__metric(run, "grad_norm", gn);
     if (!st->preference) rlhf__metric(run, "tokens", run->rep.tokens);
@@ -10521,7 +10589,7 @@ RLHFDEF rlhf_result rlhf_prompt_encode_fit(const rlhf_tokenizer *t, const rlhf_r
    Each response is encoded twice (its length, then its row), so only one
    response buffer is needed. RLHF_ERR_CONTEXT_FULL: skipped (counted). */
 static rlhf_result rlhf__pref_fit(const rlhf_tokenizer *t, const rlhf_record *rec, size_t max_len, rlhf__fitbuf *fb,
-                                  int *ids, int *lens, rlhf_fit_report *fit) {
+                                  int *ids, int *lens, int *prompt_len, rlhf_fit_report *fit) {
     size_t np, nr, longest = 0;
     int k, K = rlhf__n_responses(rec);
     long cut;
@@ -10541,6 +10609,7 @@ static rlhf_result rlhf__pref_fit(const rlhf_tokenizer *t, const rlhf_record *re
         memcpy(row + np, fb->r.ids, nr * sizeof(int));
         lens[k] = (int)(np + nr);
     }
+    if (prompt_len) *prompt_len = (int)np;
     return RLHF_OK;
 }
 /* A training stage's counts: into the report's truncated and dropped, and
@@ -10947,14 +11016,17 @@ RLHFDEF float rlhf_ranking_loss(const float *rewards, int K, float *grad) {
 /* Comparisons of a preference dataset: each record a group of K examples,
    best first (prompt + completion through the chat template), in at most
    seq_len tokens by the long-record rule: the prompt cut from the left for
-   the longest completion, or the record skipped (counted in fit). */
+   the longest completion, or the record skipped (counted in fit). The mask
+   is 0 on the prompt and 1 on the completion (DPO sums the reply's log-probs). */
 static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, int seq_len,
                                      rlhf__examples *ex, rlhf_fit_report *fit) {
     rlhf__fitbuf fb;
-    int *rows = NULL, *lens = NULL, k, K; /* one record's K sequences (stride seq_len), their lengths */
+    int *rows = NULL, *lens = NULL, k, K, np; /* one record's K sequences (stride seq_len), their lengths */
+    unsigned char *mask = (unsigned char *)rlhf__alloc((size_t)seq_len); /* 0 on the prompt, 1 on the reply */
     size_t i, cap_rows = 0, cap_lens = 0;
     rlhf_result r = RLHF_OK;
     memset(&fb, 0, sizeof fb);
+    if (!mask) r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
     for (i = 0; i < rlhf_dataset_size(d) && r == RLHF_OK; i++) {
         /* a pair is a ranking of K = 2: chosen first */
         const rlhf_record *rec = rlhf_dataset_record(d, i);
@@ -10974,7 +11046,7 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
         }
 
         /* each completion after the same prompt, best first; a ranking is learned whole or not at all */
-        r = rlhf__pref_fit(t, rec, (size_t)seq_len, &fb, rows, lens, fit);
+        r = rlhf__pref_fit(t, rec, (size_t)seq_len, &fb, rows, lens, &np, fit);
         if (r == RLHF_ERR_CONTEXT_FULL) { /* skipped and counted */
             r = RLHF_OK;
             continue;
@@ -10983,8 +11055,10 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
             r = rlhf__run_fail(run, r, "line %zu: cannot encode the record: %s", rec->line, rlhf_result_string(r));
             break;
         }
+        memset(mask, 0, (size_t)np);
+        memset(mask + np, 1, (size_t)(seq_len - np));
         for (k = 0; k < K && r == RLHF_OK; k++)
-            if (!rlhf__ex_add(ex, rows + (size_t)k * (size_t)seq_len, NULL, lens[k]))
+            if (!rlhf__ex_add(ex, rows + (size_t)k * (size_t)seq_len, mask, lens[k]))
                 r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
         if (r == RLHF_OK && !rlhf__ex_group(ex, first, K))
             r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
@@ -10992,6 +11066,7 @@ static rlhf_result rlhf__rm_examples(rlhf__trainrun *run, const rlhf_tokenizer *
     rlhf__fitbuf_free(&fb);
     rlhf__free(rows);
     rlhf__free(lens);
+    rlhf__free(mask);
     return r;
 }
 
@@ -11398,7 +11473,7 @@ RLHFDEF rlhf_result rlhf_reward_score_record(rlhf_model *rm, const rlhf_tokenize
     rows = (int *)rlhf__alloc((size_t)K * (size_t)max_len * sizeof(int));
     lens = (int *)rlhf__alloc((size_t)K * sizeof(int));
     if (!rows || !lens) res = rlhf__fail(rm, RLHF_ERR_OUT_OF_MEMORY, "rlhf_reward_score_record: out of memory");
-    else if ((res = rlhf__pref_fit(t, r, (size_t)max_len, &fb, rows, lens, fit)) == RLHF_OK) {
+    else if ((res = rlhf__pref_fit(t, r, (size_t)max_len, &fb, rows, lens, NULL, fit)) == RLHF_OK) {
         /* rows of stride max_len -> stride T (the longest), right-padded; scored at each last token */
         for (k = 0; k < K; k++) T = lens[k] > T ? lens[k] : T;
         for (k = 0; k < K; k++) {
@@ -13122,6 +13197,436 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
     r = out && cap > sb.len ? RLHF_OK : RLHF_ERR_TOO_LARGE;
     rlhf__free(sb.p);
     return r;
+}
+
+// ----------------------------------------------------------------------------
+// >>dpo  Direct Preference Optimisation and its variants: the losses
+// ----------------------------------------------------------------------------
+//
+// DPO (Rafailov et al. 2023) trains the policy on preference pairs directly,
+// with no reward model and no sampling: its eq. 7, for a prompt x with a
+// chosen reply y_w and a rejected one y_l, pi_ref the frozen SFT model,
+//
+//   L_DPO = -E [ log sigmoid( beta log pi(y_w|x)/pi_ref(y_w|x) - beta log pi(y_l|x)/pi_ref(y_l|x) ) ]
+//
+// The log-ratios are sums over the reply's tokens. Written with
+//   h = (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x)),
+// the implicit rewards beta (log pi - log pi_ref) of y_w and y_l (TRL's
+// rewards/chosen and rewards/rejected) and the variants TRL names:
+//
+//   sigmoid  l = -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)
+//            eps = 0: DPO; eps > 0: cDPO (Mitchell 2023), labels flipped
+//            with probability eps
+//   ipo      l = (h - 1/(2 beta))^2, h from per-token mean log-probs (Azar
+//            et al. 2023: regresses the gap to 1/(2 beta) instead of pushing
+//            it to infinity)
+//   hinge    l = max(0, 1 - beta h) (SLiC, Zhao et al. 2023)
+//
+// and their derivatives in h, from d log sigmoid(x)/dx = sigmoid(-x):
+//
+//   sigmoid  dl/dh = -beta ((1 - eps) sigmoid(-beta h) - eps sigmoid(beta h))
+//   ipo      dl/dh = 2 (h - 1/(2 beta))
+//   hinge    dl/dh = -beta where 1 - beta h > 0, else 0
+//
+// with dh/d log pi(y_w|x) = 1 and dh/d log pi(y_l|x) = -1.
+//
+// Example (sigmoid, beta 0.1, eps 0): log pi(y_w) = -10, log pi(y_l) = -12,
+// the reference gives both -11: h = 1 - (-1) = 2, beta h = 0.2, the loss
+// -log sigmoid(0.2) = 0.5981, dl/d log pi(y_w) = -0.1 sigmoid(-0.2) = -0.0450
+// and +0.0450 for y_l: the step raises y_w and lowers y_l.
+
+RLHFDEF float rlhf_dpo_loss(const float *policy_chosen, const float *policy_rejected,
+                            const float *ref_chosen, const float *ref_rejected, int n, float beta,
+                            rlhf_dpo_loss_type type, float label_smoothing,
+                            float *d_chosen, float *d_rejected) {
+    double sum = 0.0, b = beta, eps = label_smoothing;
+    int i;
+    if (!policy_chosen || !policy_rejected || !ref_chosen || !ref_rejected || n <= 0) return 0.0f;
+    for (i = 0; i < n; i++) {
+        /* h in double: log-probs of long replies are large and close together */
+        double h = ((double)policy_chosen[i] - ref_chosen[i]) - ((double)policy_rejected[i] - ref_rejected[i]);
+        double l, dh;
+        if (type == RLHF_DPO_IPO) {
+            double gap = h - 1.0 / (2.0 * b);
+            l = gap * gap;
+            dh = 2.0 * gap;
+        } else if (type == RLHF_DPO_HINGE) {
+            l = 1.0 - b * h > 0.0 ? 1.0 - b * h : 0.0;
+            dh = 1.0 - b * h > 0.0 ? -b : 0.0;
+        } else { /* sigmoid, with cDPO's label smoothing */
+            l = -(1.0 - eps) * rlhf__log_sigmoid(b * h) - eps * rlhf__log_sigmoid(-b * h);
+            dh = -b * ((1.0 - eps) * rlhf__sigmoid_neg(b * h) - eps * rlhf__sigmoid_neg(-b * h));
+        }
+        sum += l;
+        if (d_chosen) d_chosen[i] = (float)(dh / n);
+        if (d_rejected) d_rejected[i] = (float)(-dh / n);
+    }
+    return (float)(sum / n);
+}
+
+/* ---- the DPO stage: the loss over pairs of a prompt's ranked replies -------
+   What the loop of >>train calls, as for the reward model: units are
+   prompts with their K replies (a pair: K = 2), as many per forward as fit
+   micro sequences. Per reply the sequence log-prob under the policy,
+     logp(y|x) = sum over the reply's tokens t of log pi(y_t | x, y_<t)
+   (IPO: divided by the reply's token count), and under the reference the
+   same, computed one prompt a forward (rlhf__dpo_ref_group) so that a
+   precomputed reference and a live one give the same bits. */
+
+typedef struct rlhf__dpo_stage {
+    rlhf__examples ex, vex;  /* training groups; validation groups when given */
+    size_t *vidx, n_v;
+    rlhf_model *ref;         /* NULL once the reference log-probs are precomputed */
+    float *ref_ex, *ref_vex; /* precomputed: the reference's log-prob of every example (NULL: live) */
+    int *inputs, *targets;   /* one forward: (rows, seq_len) */
+    float *logp, *dlogp;     /* per position, and their gradients */
+    float *seq, *rseq, *dseq; /* per row: the policy's and the reference's log-prob, d loss / d policy's */
+    rlhf_dpo_config cfg;
+    int micro, pad, has_val, seq_len;
+    double m[6];             /* a step's sums over pairs: pairs, r_chosen, r_rejected, correct, logp_c, logp_r */
+} rlhf__dpo_stage;
+
+/* Targets of group rows: the next token where it is part of the reply, else -1 */
+static void rlhf__dpo_targets(const rlhf__examples *ex, const size_t *groups, size_t n, const int *inputs,
+                              int *targets, int T) {
+    size_t g;
+    int row = 0, k, t;
+    for (g = 0; g < n; g++)
+        for (k = 0; k < ex->gk[groups[g]]; k++, row++) {
+            size_t e = ex->gfirst[groups[g]] + (size_t)k;
+            const unsigned char *mask = ex->mask + ex->off[e];
+            for (t = 0; t < T; t++)
+                targets[(size_t)row * T + t] = t + 1 < ex->len[e] && mask[t + 1] ? inputs[(size_t)row * T + t + 1] : -1;
+        }
+}
+/* Per row the sum of logp over the reply (rows B of T), IPO: the mean */
+static void rlhf__dpo_rowsums(const float *logp, const int *targets, int B, int T, int mean, float *seq) {
+    int b, t, n;
+    for (b = 0; b < B; b++) {
+        double sum = 0.0;
+        for (t = 0, n = 0; t < T; t++)
+            if (targets[(size_t)b * T + t] >= 0) sum += logp[(size_t)b * T + t], n++;
+        seq[b] = (float)(mean && n > 0 ? sum / n : sum);
+    }
+}
+/* The reference's log-probs of group g's K replies into out (K), one forward */
+static rlhf_result rlhf__dpo_ref_group(rlhf__dpo_stage *d, const rlhf__examples *ex, size_t g, float *out) {
+    int B, T;
+    rlhf_result r;
+    rlhf__rm_fill(ex, &g, 1, d->pad, d->inputs, &B, &T);
+    rlhf__dpo_targets(ex, &g, 1, d->inputs, d->targets, T);
+    r = rlhf_model_logprobs(d->ref, d->inputs, d->targets, NULL, B, T, 1.0f, d->logp, NULL, 0);
+    if (r == RLHF_OK) rlhf__dpo_rowsums(d->logp, d->targets, B, T, d->cfg.loss == RLHF_DPO_IPO, out);
+    return r;
+}
+/* The reference's log-probs of every example of ex into out (ex->n) */
+static rlhf_result rlhf__dpo_ref_all(rlhf__trainrun *run, rlhf__dpo_stage *d, const rlhf__examples *ex, float *out) {
+    size_t g;
+    rlhf_result r;
+    for (g = 0; g < ex->ng; g++)
+        if ((r = rlhf__dpo_ref_group(d, ex, g, out + ex->gfirst[g])) != RLHF_OK)
+            return rlhf__run_fail(run, r, "reference model: %s", rlhf_model_last_error(d->ref));
+    return RLHF_OK;
+}
+
+/* The loss of the pairs of groups[0..n) (rows in order, policy log-probs in
+   seq, the reference's in rseq), each pair's gradient times scale into dseq
+   (may be NULL); adds the loss sum and the metric sums into m. */
+static double rlhf__dpo_pairs(const rlhf__dpo_stage *d, const rlhf__examples *ex, const size_t *groups, size_t n,
+                              const float *seq, const float *rseq, float *dseq, float scale, double *m) {
+    double loss = 0.0, b = d->cfg.beta;
+    size_t g;
+    int row = 0, i, j, K;
+    for (g = 0; g < n && dseq; g++) /* zero the rows' gradients */
+        for (i = 0; i < ex->gk[groups[g]]; i++) dseq[row++] = 0.0f;
+    for (g = 0, row = 0; g < n; g++, row += K) {
+        K = ex->gk[groups[g]];
+        for (i = 0; i < K; i++)
+            for (j = i + 1; j < K; j++) { /* reply i is ranked above reply j */
+                float dc, dr;
+                double rc = b * ((double)seq[row + i] - rseq[row + i]), rr = b * ((double)seq[row + j] - rseq[row + j]);
+                loss += rlhf_dpo_loss(seq + row + i, seq + row + j, rseq + row + i, rseq + row + j, 1, d->cfg.beta,
+                                      d->cfg.loss, d->cfg.label_smoothing, &dc, &dr);
+                if (dseq) dseq[row + i] += dc * scale, dseq[row + j] += dr * scale;
+                m[0] += 1.0, m[1] += rc, m[2] += rr, m[3] += rc > rr ? 1.0 : 0.0;
+                m[4] += seq[row + i], m[5] += seq[row + j];
+            }
+    }
+    return loss;
+}
+
+/* pairs in groups[0..n) */
+static double rlhf__dpo_count(const rlhf__examples *ex, const size_t *groups, size_t n) {
+    double p = 0.0;
+    size_t g;
+    for (g = 0; g < n; g++) p += 0.5 * ex->gk[groups[g]] * (ex->gk[groups[g]] - 1);
+    return p;
+}
+
+/* One forward of groups[0..n): the policy's log-probs (with the backward
+   cache when for_backward) and the reference's, per row into d->seq, d->rseq */
+static rlhf_result rlhf__dpo_forward(rlhf__trainrun *run, rlhf__dpo_stage *d, const rlhf__examples *ex,
+                                     const float *ref_pre, const size_t *groups, size_t n, int for_backward, int *B,
+                                     int *T) {
+    size_t g;
+    int row = 0, k;
+    rlhf_result r;
+    for (g = 0; g < n; g++, row += k) { /* the reference first: it shares the input buffers */
+        k = ex->gk[groups[g]];
+        if (ref_pre) memcpy(d->rseq + row, ref_pre + ex->gfirst[groups[g]], (size_t)k * sizeof(float));
+        else if ((r = rlhf__dpo_ref_group(d, ex, groups[g], d->rseq + row)) != RLHF_OK)
+            return rlhf__run_fail(run, r, "reference model: %s", rlhf_model_last_error(d->ref));
+    }
+    rlhf__rm_fill(ex, groups, n, d->pad, d->inputs, B, T);
+    rlhf__dpo_targets(ex, groups, n, d->inputs, d->targets, *T);
+    r = rlhf_model_logprobs(run->m, d->inputs, d->targets, NULL, *B, *T, 1.0f, d->logp, NULL, for_backward);
+    if (r != RLHF_OK) return rlhf__run_fail(run, r, "%s", rlhf_model_last_error(run->m));
+    rlhf__dpo_rowsums(d->logp, d->targets, *B, *T, d->cfg.loss == RLHF_DPO_IPO, d->seq);
+    return RLHF_OK;
+}
+
+/* The gradient of the step's loss, the mean of the DPO loss over its pairs */
+static rlhf_result rlhf__dpo_grads(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step,
+                                   rlhf__step_out *s) {
+    rlhf__dpo_stage *d = (rlhf__dpo_stage *)self;
+    double pairs = rlhf__dpo_count(&d->ex, units, n);
+    size_t g, take;
+    int B, T, b, t;
+    rlhf_result r;
+    memset(d->m, 0, sizeof d->m);
+    for (g = 0; g < n; g += take) {
+        take = rlhf__rm_take(&d->ex, units, g, n, d->micro);
+        if ((r = rlhf__dpo_forward(run, d, &d->ex, d->ref_ex, units + g, take, 1, &B, &T)) != RLHF_OK) return r;
+        run->rep.tokens += (double)B * T;
+        s->loss += rlhf__dpo_pairs(d, &d->ex, units + g, take, d->seq, d->rseq, d->dseq, (float)(1.0 / pairs), d->m);
+        /* d loss / d logp at every reply token: its row's gradient (IPO: / the reply's tokens) */
+        for (b = 0; b < B; b++) {
+            int nt = 0;
+            for (t = 0; t < T; t++) nt += d->targets[(size_t)b * T + t] >= 0;
+            for (t = 0; t < T; t++)
+                d->dlogp[(size_t)b * T + t] =
+                    d->targets[(size_t)b * T + t] < 0 ? 0.0f
+                    : d->cfg.loss == RLHF_DPO_IPO     ? d->dseq[b] / (float)nt
+                                                      : d->dseq[b];
+        }
+        if (!isfinite(s->loss)) {
+            s->finite = 0;
+            break;
+        }
+        if ((r = rlhf_model_backward_logprobs(run->m, d->dlogp, NULL)) != RLHF_OK) {
+            if (r != RLHF_ERR_NON_FINITE)
+                return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(run->m));
+            s->finite = 0;
+            break;
+        }
+    }
+    s->loss /= pairs;
+    s->pairs = d->m[0];
+    s->correct = d->m[3];
+    s->margin = d->m[1] - d->m[2];
+    return RLHF_OK;
+}
+
+/* TRL's names for the step's means over its pairs */
+static void rlhf__dpo_metrics(void *self, rlhf__trainrun *run) {
+    const double *m = ((const rlhf__dpo_stage *)self)->m;
+    double p = m[0] > 0 ? m[0] : NAN;
+    rlhf__metric(run, "rewards/chosen", m[1] / p);
+    rlhf__metric(run, "rewards/rejected", m[2] / p);
+    rlhf__metric(run, "rewards/accuracies", m[3] / p);
+    rlhf__metric(run, "rewards/margins", (m[1] - m[2]) / p);
+    rlhf__metric(run, "logps/chosen", m[4] / p);
+    rlhf__metric(run, "logps/rejected", m[5] / p);
+}
+
+/* Validation: the mean loss over the validation pairs, and the accuracy */
+static rlhf_result rlhf__dpo_validate(void *self, rlhf__trainrun *run, long step) {
+    rlhf__dpo_stage *d = (rlhf__dpo_stage *)self;
+    const rlhf__examples *vx = d->has_val ? &d->vex : &d->ex;
+    const float *pre = d->has_val ? d->ref_vex : d->ref_ex;
+    double loss = 0.0, m[6] = {0};
+    size_t g, take;
+    int B, T;
+    rlhf_result r;
+    for (g = 0; g < d->n_v; g += take) {
+        take = rlhf__rm_take(vx, d->vidx, g, d->n_v, d->micro);
+        if ((r = rlhf__dpo_forward(run, d, vx, pre, d->vidx + g, take, 0, &B, &T)) != RLHF_OK) return r;
+        loss += rlhf__dpo_pairs(d, vx, d->vidx + g, take, d->seq, d->rseq, NULL, 0.0f, m);
+    }
+    run->rep.val_loss = m[0] > 0 ? (float)(loss / m[0]) : NAN;
+    run->rep.val_accuracy = m[0] > 0 ? (float)(m[3] / m[0]) : NAN;
+    rlhf__metric_begin(run, step);
+    rlhf__metric(run, "val/loss", run->rep.val_loss);
+    rlhf__metric(run, "val/rewards/accuracies", run->rep.val_accuracy);
+    rlhf__metric(run, "val/rewards/margins", m[0] > 0 ? (m[1] - m[2]) / m[0] : NAN);
+    rlhf__metric_end(run);
+    rlhf__run_log(run, RLHF_LOG_INFO, "step %ld validation loss %.4f accuracy %.3f (%zu prompts)", step,
+                  (double)run->rep.val_loss, (double)run->rep.val_accuracy, d->n_v);
+    return RLHF_OK;
+}
+
+/* The data, the split, the buffers, and the reference pass when precomputed */
+static rlhf_result rlhf__dpo_setup(rlhf__trainrun *run, rlhf__dpo_stage *d, rlhf__stage *st, const rlhf_tokenizer *t,
+                                   const rlhf_dataset *train, const rlhf_dataset *val) {
+    const rlhf_train_options *o = run->o;
+    int maxk = 2, rows;
+    size_t i;
+    rlhf_result r;
+    d->seq_len = o->seq_len ? o->seq_len : run->m->cfg.n_ctx;
+    d->micro = o->micro_batch > 0 ? o->micro_batch : 1 << 30;
+    d->pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+    d->has_val = val != NULL;
+    if ((r = rlhf__rm_examples(run, t, train, d->seq_len, &d->ex, &run->rep.fit)) != RLHF_OK) return r;
+    if (val && (r = rlhf__rm_examples(run, t, val, d->seq_len, &d->vex, &run->rep.fit)) != RLHF_OK) return r;
+    rlhf__fit_log(run, &run->rep.fit);
+    r = rlhf__train_val(run, d->ex.ng, val != NULL, d->vex.ng, &st->order, &st->n_train, &d->vidx, &d->n_v);
+    if (r != RLHF_OK) return r;
+    if (st->n_train == 0)
+        return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "no pair left to train on (%ld skipped: a reply longer "
+                              "than %d tokens)", run->rep.dropped, d->seq_len - 1);
+    st->n_val = d->n_v;
+    run->rep.train_examples = (long)st->n_train;
+    run->rep.val_examples = (long)d->n_v;
+
+    /* buffers for the widest forward: micro sequences, or one prompt with more */
+    for (i = 0; i < d->ex.ng; i++) maxk = d->ex.gk[i] > maxk ? d->ex.gk[i] : maxk;
+    for (i = 0; i < d->vex.ng; i++) maxk = d->vex.gk[i] > maxk ? d->vex.gk[i] : maxk;
+    if ((long)d->micro > (long)o->batch_size * maxk) d->micro = o->batch_size * maxk;
+    rows = d->micro > maxk ? d->micro : maxk;
+    d->inputs = (int *)rlhf__alloc((size_t)rows * (size_t)d->seq_len * sizeof(int));
+    d->targets = (int *)rlhf__alloc((size_t)rows * (size_t)d->seq_len * sizeof(int));
+    d->logp = rlhf__alloc_floats((size_t)rows * (size_t)d->seq_len);
+    d->dlogp = rlhf__alloc_floats((size_t)rows * (size_t)d->seq_len);
+    d->seq = rlhf__alloc_floats(3 * (size_t)rows);
+    if (!d->inputs || !d->targets || !d->logp || !d->dlogp || !d->seq)
+        return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for batches of %d sequences of %d tokens",
+                              rows, d->seq_len);
+    d->rseq = d->seq + rows, d->dseq = d->seq + 2 * (size_t)rows;
+    if (o->recompute) rlhf_model_set_recompute(run->m, 1);
+    if ((r = rlhf_model_reserve(run->m, rows, d->seq_len, 1)) != RLHF_OK)
+        return rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", rows, d->seq_len,
+                              rlhf_model_last_error(run->m));
+
+    /* the reference: precomputed for every reply now, or run beside the policy in each step */
+    if (d->cfg.precompute_ref) {
+        d->ref_ex = rlhf__alloc_floats(d->ex.n + 1);
+        d->ref_vex = rlhf__alloc_floats(d->vex.n + 1);
+        if (!d->ref_ex || !d->ref_vex) return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        if ((r = rlhf__dpo_ref_all(run, d, &d->ex, d->ref_ex)) != RLHF_OK) return r;
+        if ((r = rlhf__dpo_ref_all(run, d, &d->vex, d->ref_vex)) != RLHF_OK) return r;
+        rlhf__run_log(run, RLHF_LOG_INFO, "reference log-probs precomputed for %zu replies", d->ex.n + d->vex.n);
+    }
+    rlhf__run_log(run, RLHF_LOG_INFO, "%zu prompts of pairs (%zu held out), K up to %d, %ld steps of %d prompts, "
+                  "beta %g, loss %s", st->n_train, d->n_v, maxk, rlhf__run_steps(o, st->n_train), o->batch_size,
+                  (double)d->cfg.beta, d->cfg.loss == RLHF_DPO_IPO ? "ipo" : d->cfg.loss == RLHF_DPO_HINGE ? "hinge"
+                  : d->cfg.label_smoothing > 0 ? "sigmoid (cDPO)" : "sigmoid");
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_dpo_config rlhf_dpo_config_default(void) {
+    rlhf_dpo_config c;
+    c.beta = 0.1f;
+    c.loss = RLHF_DPO_SIGMOID;
+    c.label_smoothing = 0.0f;
+    c.precompute_ref = 0;
+    return c;
+}
+RLHFDEF rlhf_train_options rlhf_train_options_dpo(void) {
+    rlhf_train_options o = rlhf_train_options_sft();
+    o.opt.lr = 1e-6f;
+    o.opt.weight_decay = 0.0f;
+    o.batch_size = 8;
+    o.warmup_steps = 0;
+    o.decay = RLHF_LR_LINEAR;
+    o.min_lr_ratio = 0.0f;
+    o.eval_every = 50;
+    return o;
+}
+
+RLHFDEF rlhf_result rlhf_dpo_train(rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *train,
+                                   const rlhf_dataset *val, const rlhf_dpo_config *dc, const rlhf_train_options *o,
+                                   rlhf_train_report *rep_out, rlhf_error *err) {
+    rlhf__trainrun run;
+    rlhf__dpo_stage d;
+    rlhf__stage st;
+    rlhf_rng rng;
+    rlhf_result r;
+    if (!rlhf__run_begin(&run, "dpo", m, t, train, o, err, &r)) return r;
+    memset(&d, 0, sizeof d);
+    d.cfg = dc ? *dc : rlhf_dpo_config_default();
+    if (!ref || ref == m)
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "a reference model other than the policy is required");
+    if (memcmp(&ref->cfg, &m->cfg, sizeof m->cfg) != 0)
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the reference's config differs from the policy's");
+    if (!(d.cfg.beta > 0.0f) || !isfinite(d.cfg.beta) || (int)d.cfg.loss < 0 || (int)d.cfg.loss > 2 ||
+        !(d.cfg.label_smoothing >= 0.0f && d.cfg.label_smoothing < 0.5f))
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "beta %g must be > 0, label_smoothing %g in [0, 0.5), "
+                              "loss 0, 1 or 2", (double)d.cfg.beta, (double)d.cfg.label_smoothing);
+    if (o->resume_step <= 0) rlhf__fresh_optimizer(m);
+    d.ref = ref;
+    memset(&st, 0, sizeof st);
+    st.kind = "policy";
+    st.preference = 1;
+    st.grads = rlhf__dpo_grads;
+    st.validate = rlhf__dpo_validate;
+    st.metrics = rlhf__dpo_metrics;
+    st.self = &d;
+    rlhf_rng_seed(&rng, o->seed);
+    if ((r = rlhf__dpo_setup(&run, &d, &st, t, train, val)) == RLHF_OK) r = rlhf__train_loop(&run, &st, &rng, t);
+
+    run.rep.seconds = rlhf__seconds() - run.t0;
+    if (rep_out) *rep_out = run.rep;
+    rlhf__free(st.order); rlhf__free(d.vidx); rlhf__free(d.inputs); rlhf__free(d.targets); rlhf__free(d.logp);
+    rlhf__free(d.dlogp); rlhf__free(d.seq); rlhf__free(d.ref_ex); rlhf__free(d.ref_vex);
+    rlhf__ex_free(&d.ex); rlhf__ex_free(&d.vex);
+    rlhf__free(run.line.p);
+    return r;
+}
+
+// ----------------------------------------------------------------------------
+// >>grpo  group-relative advantages: GRPO, Dr. GRPO, RLOO
+// ----------------------------------------------------------------------------
+//
+// GRPO (Shao et al. 2024, DeepSeekMath, eq. 3 and section 4.1.2) and RLOO
+// (Ahmadian et al. 2024) drop PPO's value model: each prompt gets G sampled
+// replies with rewards r_1 .. r_G, and each reply's advantage is its reward
+// against the others of its group (the baseline), the same for every token
+// of the reply:
+//
+//   GRPO     A_i = (r_i - mean(r)) / (std(r) + 1e-4)   std with Bessel's
+//                                                     correction, as TRL
+//   Dr. GRPO A_i = r_i - mean(r)                       (Liu et al. 2025: the
+//            division by std favours groups that are almost all right or
+//            all wrong; they drop it)
+//   RLOO     A_i = r_i - 1/(G-1) sum_{j != i} r_j      leave-one-out: the
+//            baseline does not contain the reply's own reward
+//
+// Example, one group of G = 4 with rewards 1, 0, 0, 1: mean 0.5, std
+// sqrt((4 x 0.25) / 3) = 0.5774, so GRPO gives +-0.5/0.5775 = +-0.8658,
+// Dr. GRPO +-0.5 and RLOO 1 - 1/3 = 0.6667 and 0 - 2/3 = -0.6667. A group
+// whose rewards are all equal teaches nothing (every A_i = 0): TRL counts
+// those groups as frac_reward_zero_std.
+
+RLHFDEF void rlhf_group_advantages(const float *rewards, int n_groups, int G,
+                                   rlhf_advantage_type type, float *adv) {
+    int g, i;
+    if (!rewards || !adv || n_groups <= 0 || G <= 0) return;
+    for (g = 0; g < n_groups; g++) {
+        const float *r = rewards + (size_t)g * G;
+        float *a = adv + (size_t)g * G;
+        double sum = 0.0, mean, ss = 0.0, std;
+        for (i = 0; i < G; i++) sum += r[i];
+        mean = sum / G;
+        for (i = 0; i < G; i++) ss += ((double)r[i] - mean) * ((double)r[i] - mean);
+        std = G > 1 ? sqrt(ss / (G - 1)) : 0.0;
+        for (i = 0; i < G; i++) { /* a may be r: each r[i] is read before a[i] is written */
+            double ri = r[i], v;
+            if (type == RLHF_ADV_RLOO) v = G > 1 ? ri - (sum - ri) / (G - 1) : 0.0;
+            else if (type == RLHF_ADV_DR_GRPO) v = ri - mean;
+            else v = G > 1 ? (ri - mean) / (std + 1e-4) : 0.0;
+            a[i] = (float)v;
+        }
+    }
 }
 
 #endif /* RLHF_IMPLEMENTATION */

@@ -3724,6 +3724,78 @@ static void test_resize_vocab(void) {
    order, which the other tests cover). */
 typedef struct { const char *name; void (*fn)(void); int slow; } test_case;
 
+/* DPO's losses (sigmoid, cDPO, IPO, hinge) and their gradients, and the group
+   advantages of GRPO, Dr. GRPO and RLOO, against PyTorch in float64
+   (tools/gen_dpo_golden.py): extreme gaps, label smoothing, groups of equal
+   rewards, G = 1, 2, 4, 7. rlhf.h computes in double and rounds once, so the
+   results agree to a few float ulps. */
+static void test_golden_dpo(void) {
+    fixture fx;
+    fixture_rec *r;
+    char name[64];
+    int k, count;
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/dpo_golden.bin")) { g_fail++; return; }
+    if (!(r = fixture_get(&fx, "dpo.count"))) goto done;
+    count = *(const int *)r->data;
+    for (k = 0; k < count; k++) {
+        fixture_rec *ty, *be, *ep, *pc, *pr, *rc, *rr, *lo, *dc, *dr;
+        float d_c[64], d_r[64], loss;
+#define DPO_REC(var, field) snprintf(name, sizeof name, "dpo.%d.%s", k, field); if (!(var = fixture_get(&fx, name))) goto done
+        DPO_REC(ty, "type"); DPO_REC(be, "beta"); DPO_REC(ep, "eps"); DPO_REC(pc, "pc"); DPO_REC(pr, "pr");
+        DPO_REC(rc, "rc"); DPO_REC(rr, "rr"); DPO_REC(lo, "loss"); DPO_REC(dc, "dc"); DPO_REC(dr, "dr");
+#undef DPO_REC
+        if (pc->n > 64) goto done;
+        loss = rlhf_dpo_loss((const float *)pc->data, (const float *)pr->data, (const float *)rc->data,
+                             (const float *)rr->data, (int)pc->n, *(const float *)be->data,
+                             (rlhf_dpo_loss_type) * (const int *)ty->data, *(const float *)ep->data, d_c, d_r);
+        snprintf(name, sizeof name, "dpo case %d loss", k);
+        close_enough(name, &loss, (const float *)lo->data, 1, 1e-7, 2e-6);
+        snprintf(name, sizeof name, "dpo case %d d_chosen", k);
+        close_enough(name, d_c, (const float *)dc->data, pc->n, 1e-9, 2e-6);
+        snprintf(name, sizeof name, "dpo case %d d_rejected", k);
+        close_enough(name, d_r, (const float *)dr->data, pc->n, 1e-9, 2e-6);
+        /* the gradients are optional; the loss is the same without them */
+        CHECK(rlhf_dpo_loss((const float *)pc->data, (const float *)pr->data, (const float *)rc->data,
+                            (const float *)rr->data, (int)pc->n, *(const float *)be->data,
+                            (rlhf_dpo_loss_type) * (const int *)ty->data, *(const float *)ep->data, NULL,
+                            NULL) == loss);
+    }
+    if (!(r = fixture_get(&fx, "adv.count"))) goto done;
+    count = *(const int *)r->data;
+    for (k = 0; k < count; k++) {
+        fixture_rec *ty, *rw, *ad;
+        float adv[64], inplace[64];
+        snprintf(name, sizeof name, "adv.%d.type", k);
+        if (!(ty = fixture_get(&fx, name))) goto done;
+        snprintf(name, sizeof name, "adv.%d.r", k);
+        if (!(rw = fixture_get(&fx, name))) goto done;
+        snprintf(name, sizeof name, "adv.%d.adv", k);
+        if (!(ad = fixture_get(&fx, name)) || rw->n > 64 || rw->ndim != 2) goto done;
+        rlhf_group_advantages((const float *)rw->data, rw->dims[0], rw->dims[1],
+                              (rlhf_advantage_type) * (const int *)ty->data, adv);
+        snprintf(name, sizeof name, "advantages case %d (type %d, G %d)", k, *(const int *)ty->data, rw->dims[1]);
+        close_enough(name, adv, (const float *)ad->data, rw->n, 1e-6, 2e-6);
+        memcpy(inplace, rw->data, rw->n * sizeof(float)); /* in place: the same numbers */
+        rlhf_group_advantages(inplace, rw->dims[0], rw->dims[1], (rlhf_advantage_type) * (const int *)ty->data,
+                              inplace);
+        CHECK(memcmp(inplace, adv, rw->n * sizeof(float)) == 0);
+    }
+    {   /* gaps far beyond any log-prob: the sigmoid and hinge losses and all
+           gradients stay finite (IPO's square of 1e30 is not a float); n = 0 */
+        static const float big[2] = {1e30f, -1e30f}, zero[2] = {0.0f, 0.0f};
+        float d_c[2], d_r[2], l;
+        l = rlhf_dpo_loss(big, zero, zero, zero, 2, 0.1f, RLHF_DPO_SIGMOID, 0.2f, d_c, d_r);
+        CHECK(isfinite(l) && isfinite(d_c[0]) && isfinite(d_c[1]) && isfinite(d_r[0]) && isfinite(d_r[1]));
+        l = rlhf_dpo_loss(big, zero, zero, zero, 2, 0.1f, RLHF_DPO_HINGE, 0.0f, d_c, d_r);
+        CHECK(isfinite(l) && isfinite(d_c[0]) && isfinite(d_r[1]));
+        l = rlhf_dpo_loss(big, zero, zero, zero, 2, 0.1f, RLHF_DPO_IPO, 0.0f, d_c, d_r);
+        CHECK(isfinite(d_c[0]) && isfinite(d_r[1]));
+        CHECK(rlhf_dpo_loss(big, zero, zero, zero, 0, 0.1f, RLHF_DPO_SIGMOID, 0.0f, d_c, d_r) == 0.0f);
+    }
+done:
+    fixture_free(&fx);
+}
+
 /* The scalar head and document starts against PyTorch (tools/gen_reward_golden.py):
    left padding, packing and right padding in one batch; the reward model's
    values, InstructGPT's ranking loss on the last tokens, every gradient; and
@@ -4814,6 +4886,8 @@ done:
     rlhf_tokenizer_free(t);
 }
 
+/* ---- DPO ------------------------------------------------------------------------ */
+
 /* Cancellation: a should_stop that says stop after step `at` (it is polled
    once after every update, so the calls count the steps). */
 typedef struct { int calls, at; } stop_after;
@@ -4821,6 +4895,205 @@ static int stop_at_step(void *user) {
     stop_after *s = (stop_after *)user;
     return ++s->calls == s->at;
 }
+
+/* A DPO stage over the whole of d (no validation), as rlhf_dpo_train sets it up */
+typedef struct { rlhf__trainrun run; rlhf__dpo_stage d; rlhf__stage st; rlhf_train_options o; rlhf_error e; } dpo_rig;
+static int dpo_rig_open(dpo_rig *g, rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *d,
+                        rlhf_dpo_loss_type loss, float beta, float eps) {
+    rlhf_result r;
+    memset(g, 0, sizeof *g);
+    g->o = rlhf_train_options_dpo();
+    g->o.val_fraction = 0.0f;
+    g->o.log_every = 0;
+    if (!rlhf__run_begin(&g->run, "dpo", m, t, d, &g->o, &g->e, &r)) return 0;
+    g->d.cfg = rlhf_dpo_config_default();
+    g->d.cfg.loss = loss, g->d.cfg.beta = beta, g->d.cfg.label_smoothing = eps;
+    g->d.ref = ref;
+    return rlhf__dpo_setup(&g->run, &g->d, &g->st, t, d, NULL) == RLHF_OK;
+}
+static void dpo_rig_close(dpo_rig *g) {
+    rlhf__free(g->st.order); rlhf__free(g->d.vidx); rlhf__free(g->d.inputs); rlhf__free(g->d.targets);
+    rlhf__free(g->d.logp); rlhf__free(g->d.dlogp); rlhf__free(g->d.seq); rlhf__free(g->d.ref_ex); rlhf__free(g->d.ref_vex);
+    rlhf__ex_free(&g->d.ex); rlhf__ex_free(&g->d.vex); rlhf__free(g->run.line.p);
+}
+/* the stage's loss over every unit, its gradient into the model's */
+static double dpo_rig_loss(dpo_rig *g) {
+    rlhf__step_out s;
+    memset(&s, 0, sizeof s);
+    s.finite = 1;
+    rlhf_model_zero_grad(g->run.m);
+    CHECK_OK(rlhf__dpo_grads(&g->d, &g->run, g->st.order, g->st.n_train, 0, &s));
+    return s.loss;
+}
+
+/* The DPO stage's whole gradient (log-probs of the replies through the model,
+   the loss over every pair of pairs and rankings, back into every tensor)
+   against central differences of its loss, for the three losses (the hinge
+   with a beta that keeps every pair on its slope: differences across the
+   kink are not derivatives; tests golden_dpo covers the flat side). */
+static void test_fd_dpo(void) {
+    static const struct { rlhf_dpo_loss_type loss; float beta, eps; } CASES[3] = {
+        {RLHF_DPO_SIGMOID, 0.5f, 0.1f}, {RLHF_DPO_IPO, 0.5f, 0.0f}, {RLHF_DPO_HINGE, 0.1f, 0.0f}};
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *m = NULL, *ref = NULL;
+    rlhf_dataset *d = NULL;
+    rlhf_rng rng;
+    rlhf_error e;
+    int c;
+    if (!t) return;
+    write_preference_world("build/test_dpo_fd.jsonl", 5, 3);
+    CHECK_OK(rlhf_dataset_load(&d, "build/test_dpo_fd.jsonl", RLHF_DATA_PREFERENCE, NULL, &e));
+    m = world_model(t, 21);
+    ref = world_model(t, 22);
+    if (!m || !ref || !d) goto done;
+    rlhf_rng_seed(&rng, 23);
+    spread_params(m, &rng);
+    spread_params(ref, &rng);
+    for (c = 0; c < 3; c++) {
+        dpo_rig g;
+        float ana[256], num[256];
+        int i, probes = 0;
+        char what[80];
+        if (!dpo_rig_open(&g, m, ref, t, d, CASES[c].loss, CASES[c].beta, CASES[c].eps)) {
+            fprintf(stderr, "  %s\n", g.e.message);
+            g_fail++;
+            dpo_rig_close(&g);
+            continue;
+        }
+        dpo_rig_loss(&g);
+        for (i = 0; i < rlhf_model_num_tensors(m) && probes + 4 <= 256; i++) {
+            rlhf_tensor_info ti;
+            size_t picks[4], p;
+            rlhf_model_tensor(m, i, &ti);
+            picks[0] = 0; picks[1] = ti.numel - 1; picks[2] = ti.numel / 3; picks[3] = (ti.numel * 7) / 11;
+            for (p = 0; p < 4; p++) ana[probes + (int)p] = ti.grad[picks[p]];
+            for (p = 0; p < 4; p++) {
+                float keep = ti.data[picks[p]];
+                double lp, lm;
+                const float h = 1e-2f;
+                ti.data[picks[p]] = keep + h;
+                lp = dpo_rig_loss(&g);
+                ti.data[picks[p]] = keep - h;
+                lm = dpo_rig_loss(&g);
+                ti.data[picks[p]] = keep;
+                num[probes++] = (float)((lp - lm) / (2 * h));
+            }
+        }
+        snprintf(what, sizeof what, "DPO loss %d dloss/dparam (finite differences)", (int)CASES[c].loss);
+        close_enough(what, ana, num, (size_t)probes, 2e-3, 3e-2);
+        dpo_rig_close(&g);
+    }
+done:
+    rlhf_model_free(m); rlhf_model_free(ref);
+    rlhf_dataset_free(d);
+    rlhf_tokenizer_free(t);
+}
+
+/* DPO learns the preference world's rule (more "good" words is better) from
+   pairs and rankings: held-out accuracy of the implicit reward and a loss
+   below log 2; the reference's log-probs precomputed give the very same run
+   as the reference run beside the policy; a large beta keeps the policy
+   nearer the reference than a small one; a run stopped at step 3 and resumed
+   gives the uninterrupted run's weights. */
+typedef struct { long lines; double last_acc; } dpo_watch;
+static void dpo_metrics(void *user, const char *json) {
+    dpo_watch *w = (dpo_watch *)user;
+    const char *a = strstr(json, "\"rewards/accuracies\":");
+    w->lines++;
+    if (a) w->last_acc = strtod(a + strlen("\"rewards/accuracies\":"), NULL);
+}
+static double dpo_drift(rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *d) {
+    /* mean |log pi - log pi_ref| over the replies of d */
+    dpo_rig g;
+    double sum = 0.0;
+    size_t i;
+    if (!dpo_rig_open(&g, m, ref, t, d, RLHF_DPO_SIGMOID, 0.1f, 0.0f)) { g_fail++; dpo_rig_close(&g); return 0.0; }
+    for (i = 0; i < g.d.ex.ng; i++) {
+        int B, T, k;
+        CHECK_OK(rlhf__dpo_forward(&g.run, &g.d, &g.d.ex, NULL, &i, 1, 0, &B, &T));
+        for (k = 0; k < B; k++) sum += fabs((double)g.d.seq[k] - g.d.rseq[k]);
+    }
+    sum /= (double)g.d.ex.n;
+    dpo_rig_close(&g);
+    return sum;
+}
+static void test_dpo_learns(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *m = NULL, *ref = NULL, *m2 = NULL, *m3 = NULL, *r2 = NULL;
+    rlhf_dataset *train = NULL, *val = NULL;
+    rlhf_train_options o = rlhf_train_options_dpo();
+    rlhf_dpo_config dc = rlhf_dpo_config_default();
+    rlhf_train_report rep, rep2;
+    rlhf_error e;
+    dpo_watch w = {0, 0.0};
+    stop_after s = {0, 3};
+    double drift_small, drift_large;
+    if (!t) return;
+    write_preference_world("build/test_dpo_train.jsonl", 300, 1);
+    write_preference_world("build/test_dpo_val.jsonl", 60, 2);
+    CHECK_OK(rlhf_dataset_load(&train, "build/test_dpo_train.jsonl", RLHF_DATA_PREFERENCE, NULL, &e));
+    CHECK_OK(rlhf_dataset_load(&val, "build/test_dpo_val.jsonl", RLHF_DATA_PREFERENCE, NULL, &e));
+    m = world_model(t, 31); ref = world_model(t, 31); m2 = world_model(t, 31);
+    if (!m || !ref || !m2 || !train || !val) goto done;
+    /* refusals: no reference, the policy as its own reference, a nonsense beta */
+    CHECK(rlhf_dpo_train(m, NULL, t, train, val, &dc, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+          strstr(e.message, "reference") != NULL);
+    CHECK(rlhf_dpo_train(m, m, t, train, val, &dc, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT);
+    dc.beta = -1.0f;
+    CHECK(rlhf_dpo_train(m, ref, t, train, val, &dc, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+          strstr(e.message, "beta") != NULL);
+    dc.beta = 0.1f;
+
+    /* learning, live reference */
+    o.opt.lr = 2e-3f; o.batch_size = 8; o.epochs = 2; o.eval_every = 0; o.log_every = 0;
+    o.metrics = dpo_metrics; o.metrics_user = &w;
+    CHECK_OK(rlhf_dpo_train(m, ref, t, train, val, &dc, &o, &rep, &e));
+    if (e.message[0]) fprintf(stderr, "  %s\n", e.message);
+    printf("    dpo: %ld steps in %.2f s, held-out accuracy %.3f, loss %.3f\n", rep.steps, rep.seconds,
+           (double)rep.val_accuracy, (double)rep.val_loss);
+    CHECK(rep.steps == 76 && rep.skipped_steps == 0 && w.lines == rep.steps + 1);
+    CHECK(rep.val_accuracy >= 0.85f && rep.val_loss < 0.6f && w.last_acc > 0.5);
+    CHECK(strcmp(rlhf_model_meta(m, "rlhf.kind"), "policy") == 0);
+
+    /* the same run with the reference precomputed: the same weights, bit for bit */
+    o.metrics = NULL;
+    dc.precompute_ref = 1;
+    CHECK_OK(rlhf_dpo_train(m2, ref, t, train, val, &dc, &o, &rep2, &e));
+    CHECK(memcmp(m->param_mem, m2->param_mem, m->num_params * sizeof(float)) == 0);
+    CHECK(rep2.val_loss == rep.val_loss);
+
+    /* a large beta pulls the policy toward the reference */
+    drift_small = dpo_drift(m, ref, t, val);
+    m3 = world_model(t, 31);
+    dc.beta = 5.0f;
+    if (m3) CHECK_OK(rlhf_dpo_train(m3, ref, t, train, val, &dc, &o, &rep2, &e));
+    drift_large = m3 ? dpo_drift(m3, ref, t, val) : 0.0;
+    printf("    dpo: mean |log pi - log pi_ref| of a reply: beta 0.1 %.3f, beta 5 %.3f\n", drift_small, drift_large);
+    CHECK(drift_large < 0.5 * drift_small);
+
+    /* stopped after step 3 of 8, resumed from last.safetensors: the uninterrupted weights */
+    rlhf_model_free(m2);
+    m2 = world_model(t, 31);
+    rlhf_model_free(m3);
+    m3 = world_model(t, 31);
+    dc.beta = 0.1f;
+    o.epochs = 1; o.max_steps = 8; o.eval_every = 5; o.out_dir = "build";
+    if (!m2 || !m3) goto done;
+    CHECK_OK(rlhf_dpo_train(m2, ref, t, train, val, &dc, &o, &rep, &e));
+    o.should_stop = stop_at_step; o.stop_user = &s;
+    CHECK(rlhf_dpo_train(m3, ref, t, train, val, &dc, &o, &rep, &e) == RLHF_ERR_INTERRUPTED);
+    CHECK_OK(rlhf_model_load_ex(&r2, "build/last.safetensors", &e));
+    if (!r2) goto done;
+    o.should_stop = NULL;
+    o.resume_step = 3;
+    CHECK_OK(rlhf_dpo_train(r2, ref, t, train, val, &dc, &o, &rep, &e));
+    CHECK(rep.steps == 5 && memcmp(r2->param_mem, m2->param_mem, m2->num_params * sizeof(float)) == 0);
+done:
+    rlhf_model_free(m); rlhf_model_free(ref); rlhf_model_free(m2); rlhf_model_free(m3); rlhf_model_free(r2);
+    rlhf_dataset_free(train); rlhf_dataset_free(val);
+    rlhf_tokenizer_free(t);
+}
+
 /* SFT stopped by the caller at step 3 of 8: RLHF_ERR_INTERRUPTED, the step's
    last.safetensors (step 3, AdamW state), and resuming it to the end gives
    the uninterrupted run's weights bit for bit. Then the same, shorter, for
@@ -5788,6 +6061,9 @@ static const test_case TESTS[] = {
     {"fd_model", test_fd_model, 0},
     {"golden_pytorch", test_golden_pytorch, 0},
     {"golden_reward", test_golden_reward, 0},
+    {"golden_dpo", test_golden_dpo, 0},
+    {"fd_dpo", test_fd_dpo, 0},
+    {"dpo_learns", test_dpo_learns, 1},
     {"fd_reward_model", test_fd_reward_model, 0},
     {"reward_padding", test_reward_padding, 0},
     {"reward_learnable", test_reward_learnable, 1},

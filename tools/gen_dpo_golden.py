@@ -1,0 +1,135 @@
+"""Golden numbers for rlhf.h's DPO losses and group advantages, from PyTorch.
+
+Independent of rlhf.h: the losses are written as TRL's DPOTrainer writes them
+(F.logsigmoid, relu, the IPO square), evaluated in float64, with gradients by
+autograd; the advantages as TRL's GRPOTrainer and OpenRLHF compute them
+(torch.std with Bessel's correction, the leave-one-out mean). Inputs are
+stored as float32, the values rlhf.h reads; results are rounded to float32.
+
+Run from the repo root:
+    /usr/bin/python3 tools/gen_dpo_golden.py [output_path]
+output_path defaults to tests/fixtures/dpo_golden.bin.
+
+Fixture format: RLHFFIX1, as tools/gen_reward_golden.py. Records:
+    dpo.count i32: cases; per case k:
+      dpo.k.type i32 (0 sigmoid, 1 ipo, 2 hinge), dpo.k.beta f32, dpo.k.eps f32,
+      dpo.k.pc, dpo.k.pr, dpo.k.rc, dpo.k.rr f32[n]: log-probs of chosen and
+        rejected under the policy and the reference;
+      dpo.k.loss f32: the mean loss; dpo.k.dc, dpo.k.dr f32[n]: its gradient in
+        pc and pr.
+    adv.count i32: cases; per case k:
+      adv.k.type i32 (0 GRPO, 1 Dr. GRPO, 2 RLOO), adv.k.r f32[groups, G],
+      adv.k.adv f32[groups, G].
+"""
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DT = torch.float64
+
+
+def write_fixture(path, records):
+    with open(path, "wb") as f:
+        f.write(b"RLHFFIX1" + struct.pack("<I", len(records)))
+        for name, arr in records:
+            arr = np.asarray(arr)
+            code = 1 if arr.dtype == np.int32 else 0
+            assert arr.dtype in (np.int32, np.float32)
+            nb = name.encode("ascii")
+            f.write(struct.pack("<I", len(nb)) + nb + struct.pack("<II", code, arr.ndim))
+            f.write(struct.pack(f"<{arr.ndim}I", *arr.shape))
+            f.write(arr.astype(arr.dtype.newbyteorder("<")).tobytes(order="C"))
+
+
+def dpo_case(kind, beta, eps, pc, pr, rc, rr):
+    """TRL's DPO loss (mean over pairs) and its gradient in the policy log-probs."""
+    pc_t = torch.tensor(pc, dtype=DT, requires_grad=True)
+    pr_t = torch.tensor(pr, dtype=DT, requires_grad=True)
+    logits = (pc_t - torch.tensor(rc, dtype=DT)) - (pr_t - torch.tensor(rr, dtype=DT))
+    if kind == 0:
+        losses = -F.logsigmoid(beta * logits) * (1 - eps) - F.logsigmoid(-beta * logits) * eps
+    elif kind == 1:
+        losses = (logits - 1 / (2 * beta)) ** 2
+    else:
+        losses = torch.relu(1 - beta * logits)
+    loss = losses.mean()
+    loss.backward()
+    return loss.item(), pc_t.grad.numpy(), pr_t.grad.numpy()
+
+
+def advantages(kind, r):
+    """GRPO / Dr. GRPO / RLOO advantages of rewards r (groups, G), in float64."""
+    r = torch.tensor(r, dtype=DT)
+    G = r.shape[1]
+    mean = r.mean(dim=1, keepdim=True)
+    if kind == 0:
+        if G == 1:  # torch.std of one sample is NaN; rlhf.h defines the advantage as 0
+            return torch.zeros_like(r).numpy()
+        std = r.std(dim=1, keepdim=True)  # unbiased (Bessel), as TRL
+        return ((r - mean) / (std + 1e-4)).numpy()
+    if kind == 1:
+        return (r - mean).numpy()
+    if G == 1:
+        return torch.zeros_like(r).numpy()
+    return (r - (r.sum(dim=1, keepdim=True) - r) / (G - 1)).numpy()
+
+
+def f32(x):
+    return np.asarray(x, dtype=np.float32)
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests", "fixtures", "dpo_golden.bin")
+    rng = np.random.default_rng(15)
+    recs = []
+
+    # log-probs of replies: sums of tens of tokens, then extreme gaps (h = +-1e4,
+    # +-200, 0) and large magnitudes whose difference is small
+    n = 12
+    pc = f32(rng.normal(-40, 15, n)); pr = f32(rng.normal(-45, 15, n))
+    rc = f32(pc + rng.normal(0, 2, n)); rr = f32(pr + rng.normal(0, 2, n))
+    pc[0], pr[0], rc[0], rr[0] = 0.0, -1e4, 0.0, 0.0        # h = +1e4
+    pc[1], pr[1], rc[1], rr[1] = -1e4, 0.0, 0.0, 0.0        # h = -1e4
+    pc[2], pr[2], rc[2], rr[2] = -5.0, -5.0, -5.0, -5.0     # h = 0
+    pc[3], pr[3], rc[3], rr[3] = -3000.5, -3001.0, -3000.0, -3001.25  # large, close
+    pc[4], pr[4], rc[4], rr[4] = -10.0, -210.0, -10.0, -10.0  # h = +200
+    pc[5], pr[5], rc[5], rr[5] = -210.0, -10.0, -10.0, -10.0  # h = -200
+    cases = [(0, 0.1, 0.0), (0, 0.5, 0.1), (0, 0.1, 0.3), (1, 0.1, 0.0), (1, 1.0, 0.0), (2, 0.1, 0.0), (2, 2.0, 0.0)]
+    recs.append(("dpo.count", np.int32(len(cases))))
+    for k, (kind, beta, eps) in enumerate(cases):
+        a, b, c, d = pc, pr, rc, rr
+        if kind == 1:  # IPO takes per-token means: log-probs of replies of 20 tokens
+            a, b, c, d = f32(pc / 20), f32(pr / 20), f32(rc / 20), f32(rr / 20)
+        loss, dc, dr = dpo_case(kind, beta, eps, a.astype(np.float64), b.astype(np.float64),
+                                c.astype(np.float64), d.astype(np.float64))
+        p = f"dpo.{k}."
+        recs += [(p + "type", np.int32(kind)), (p + "beta", np.float32(beta)), (p + "eps", np.float32(eps)),
+                 (p + "pc", a), (p + "pr", b), (p + "rc", c), (p + "rr", d),
+                 (p + "loss", np.float32(loss)), (p + "dc", f32(dc)), (p + "dr", f32(dr))]
+
+    # groups: random rewards, a group with zero variance, binary rewards, G = 1, 2, 4, 7
+    groups = []
+    for G in (1, 2, 4, 7):
+        r = rng.normal(0.3, 1.2, (5, G))
+        r[1, :] = 0.75                        # zero variance
+        r[2, :] = (np.arange(G) % 2).astype(float)  # 0/1 rewards
+        if G > 1:
+            r[3, 0] = 1e3                     # one outlier
+        groups.append(f32(r))
+    adv_cases = [(kind, r) for r in groups for kind in (0, 1, 2)]
+    recs.append(("adv.count", np.int32(len(adv_cases))))
+    for k, (kind, r) in enumerate(adv_cases):
+        p = f"adv.{k}."
+        recs += [(p + "type", np.int32(kind)), (p + "r", r), (p + "adv", f32(advantages(kind, r.astype(np.float64))))]
+
+    write_fixture(out, recs)
+    print(f"wrote {out}: {len(cases)} DPO cases, {len(adv_cases)} advantage cases")
+
+
+if __name__ == "__main__":
+    main()
