@@ -1948,7 +1948,14 @@ static void rlhf__gemv(int M, int K, int len, const float *A, ptrdiff_t rsa, ptr
             __m256 a0 = _mm256_set1_ps(s0), a1 = _mm256_set1_ps(s1), a2 = _mm256_set1_ps(s2);
             __m256 a3 = _mm256_set1_ps(s3);
             for (j = 0; j < n8; j += 8) {
-                __m256 acc = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b0 + j), _mm256_loadu_ps(c + j));
+                __m256 acc;
+                if (!(j & 15) && k + 8 <= K) { /* the next four rows, a cache line each while these are read: */
+                    _mm_prefetch((const char *)(b0 + 4 * rsb + j), _MM_HINT_T0); /* rows of a few KB end */
+                    _mm_prefetch((const char *)(b1 + 4 * rsb + j), _MM_HINT_T0); /* before the hardware's */
+                    _mm_prefetch((const char *)(b2 + 4 * rsb + j), _MM_HINT_T0); /* prefetcher has ramped */
+                    _mm_prefetch((const char *)(b3 + 4 * rsb + j), _MM_HINT_T0); /* up */
+                }
+                acc = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b0 + j), _mm256_loadu_ps(c + j));
                 acc = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b1 + j), acc);
                 acc = _mm256_fmadd_ps(a2, _mm256_loadu_ps(b2 + j), acc);
                 _mm256_storeu_ps(c + j, _mm256_fmadd_ps(a3, _mm256_loadu_ps(b3 + j), acc));
