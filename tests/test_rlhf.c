@@ -5094,6 +5094,78 @@ done:
     rlhf_tokenizer_free(t);
 }
 
+/* ---- best-of-N ---------------------------------------------------------------- */
+
+/* a verifiable reward: the number of "good" tokens a reply holds (the id is in user) */
+static float count_token(void *user, const int *prompt, int n_prompt, const int *resp, int n) {
+    int i, c = 0;
+    (void)prompt, (void)n_prompt;
+    for (i = 0; i < n; i++) c += resp[i] == *(const int *)user;
+    return (float)c;
+}
+/* Best-of-N keeps the reply with the highest score: with a score function, the
+   winner's score is the maximum and its tokens are those of that reply (the
+   same seed replays the same N replies); with a reward model, the scores are
+   rlhf_reward_score_ids of each reply; n = 1 is plain sampling; bad arguments
+   are refused. */
+static void test_best_of_n(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *m = NULL, *rm = NULL;
+    rlhf_sampler_config sc = rlhf_sampler_config_default();
+    rlhf_rng rng;
+    enum { N = 6, NEW = 10 };
+    int prompt[48], best[NEW], best2[NEW], nb = 0, nb2 = 0, win = -1, i, good, np1;
+    float sc1[N], sc2[N], top = -1e30f;
+    size_t np;
+    rlhf_record rec;
+    if (!t) return;
+    m = world_model(t, 41);
+    rm = world_model(t, 42);
+    if (!m || !rm) goto done;
+    CHECK_OK(rlhf_model_add_score_head(rm, -1.0f, 42));
+    sc.temperature = 1.0f;
+    memset(&rec, 0, sizeof rec);
+    rec.kind = RLHF_RECORD_PROMPT;
+    rec.prompt.str = "rate this:";
+    rec.prompt.len = strlen(rec.prompt.str);
+    CHECK_OK(rlhf_prompt_encode(t, &rec, prompt, 48, &np));
+    np1 = (int)np;
+    {   /* the token of " good" */
+        int ids[4];
+        size_t n = 0;
+        CHECK_OK(rlhf_tokenizer_encode(t, " good", 5, ids, 4, &n));
+        good = ids[0];
+    }
+    rlhf_rng_seed(&rng, 7);
+    CHECK_OK(rlhf_best_of_n(m, NULL, count_token, &good, t, prompt, np1, N, NEW, &sc, &rng, best, &nb, sc1, &win));
+    for (i = 0; i < N; i++) top = sc1[i] > top ? sc1[i] : top;
+    CHECK(win >= 0 && win < N && sc1[win] == top && count_token(&good, prompt, np1, best, nb) == top);
+    for (i = 0; i < win; i++) CHECK(sc1[i] < top); /* the first of the best */
+    /* the same seed: the same replies, so the same scores and winner */
+    rlhf_rng_seed(&rng, 7);
+    CHECK_OK(rlhf_best_of_n(m, NULL, count_token, &good, t, prompt, np1, N, NEW, &sc, &rng, best2, &nb2, sc2, NULL));
+    CHECK(nb2 == nb && memcmp(best, best2, (size_t)nb * sizeof(int)) == 0 && memcmp(sc1, sc2, sizeof sc1) == 0);
+    /* a reward model: each score is the model's score of that reply */
+    rlhf_rng_seed(&rng, 8);
+    CHECK_OK(rlhf_best_of_n(m, rm, NULL, NULL, t, prompt, np1, N, NEW, &sc, &rng, best, &nb, sc1, &win));
+    {
+        int seq[48 + NEW], len = np1 + nb;
+        float s;
+        memcpy(seq, prompt, (size_t)np1 * sizeof(int));
+        memcpy(seq + np1, best, (size_t)nb * sizeof(int));
+        CHECK_OK(rlhf_reward_score_ids(rm, seq, NULL, &len, 1, len, &s));
+        CHECK(s == sc1[win]);
+        for (i = 0; i < N; i++) CHECK(sc1[i] <= s);
+    }
+    /* refusals: no reward at all, n 0, a prompt and reply beyond n_ctx */
+    CHECK(rlhf_best_of_n(m, NULL, NULL, NULL, t, prompt, np1, N, NEW, &sc, &rng, best, &nb, NULL, NULL) == RLHF_ERR_INVALID_ARGUMENT);
+    CHECK(rlhf_best_of_n(m, rm, NULL, NULL, t, prompt, np1, 0, NEW, &sc, &rng, best, &nb, NULL, NULL) == RLHF_ERR_INVALID_ARGUMENT);
+    CHECK(rlhf_best_of_n(m, rm, NULL, NULL, t, prompt, np1, N, 48, &sc, &rng, best, &nb, NULL, NULL) == RLHF_ERR_INVALID_ARGUMENT);
+done:
+    rlhf_model_free(m); rlhf_model_free(rm);
+    rlhf_tokenizer_free(t);
+}
+
 /* SFT stopped by the caller at step 3 of 8: RLHF_ERR_INTERRUPTED, the step's
    last.safetensors (step 3, AdamW state), and resuming it to the end gives
    the uninterrupted run's weights bit for bit. Then the same, shorter, for
@@ -6064,6 +6136,7 @@ static const test_case TESTS[] = {
     {"golden_dpo", test_golden_dpo, 0},
     {"fd_dpo", test_fd_dpo, 0},
     {"dpo_learns", test_dpo_learns, 1},
+    {"best_of_n", test_best_of_n, 0},
     {"fd_reward_model", test_fd_reward_model, 0},
     {"reward_padding", test_reward_padding, 0},
     {"reward_learnable", test_reward_learnable, 1},
