@@ -1882,16 +1882,29 @@ RLHF__REF void rlhf__gemm_ref(int M, int N, int K, const float *A, ptrdiff_t rsa
    Ap is a packed A panel (kc,MR) and Bp a packed B panel (kc,NR). */
 /* A's element (r, k) of the tile is Ap[r*ars + k*aks]: a packed panel (ars 1,
    aks MR), or A's own rows when they are contiguous along k (ars = the row
-   stride, aks 1: no copy needed) */
+   stride, aks 1: no copy needed). The MR x NR tile goes to C (rows ldc
+   apart), added to what C holds when acc: the sum over k first, then C + it. */
 RLHF__REF void rlhf__gemm_tile_ref(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp,
-                                   float *tile) {
+                                   float *C, ptrdiff_t ldc, int acc) {
+    float tile[RLHF__MR * RLHF__NR];
     int k, r, c;
     for (r = 0; r < RLHF__MR * RLHF__NR; r++) tile[r] = 0.0f;
     for (k = 0; k < kc; k++)
         for (r = 0; r < RLHF__MR; r++)
             for (c = 0; c < RLHF__NR; c++) tile[r * RLHF__NR + c] += Ap[r * ars + k * aks] * Bp[k * RLHF__NR + c];
+    for (r = 0; r < RLHF__MR; r++)
+        for (c = 0; c < RLHF__NR; c++) C[r * ldc + c] = acc ? C[r * ldc + c] + tile[r * RLHF__NR + c] : tile[r * RLHF__NR + c];
 }
-static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, float *tile) {
+#if defined(RLHF__AVX2)
+/* one row of a tile, 16 floats, into c: stored, or added to c's */
+static void rlhf__tile_row(float *c, __m256 x0, __m256 x1, int acc) {
+    if (acc) x0 = _mm256_add_ps(_mm256_loadu_ps(c), x0), x1 = _mm256_add_ps(_mm256_loadu_ps(c + 8), x1);
+    _mm256_storeu_ps(c, x0);
+    _mm256_storeu_ps(c + 8, x1);
+}
+#endif
+static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, float *C,
+                            ptrdiff_t ldc, int acc) {
 #if defined(RLHF__AVX2)
     /* 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers */
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
@@ -1907,32 +1920,35 @@ static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t ak
         a = _mm256_broadcast_ss(a4 + ka); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
         a = _mm256_broadcast_ss(a5 + ka); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
     }
-    _mm256_storeu_ps(tile + 0, c00);  _mm256_storeu_ps(tile + 8, c01);
-    _mm256_storeu_ps(tile + 16, c10); _mm256_storeu_ps(tile + 24, c11);
-    _mm256_storeu_ps(tile + 32, c20); _mm256_storeu_ps(tile + 40, c21);
-    _mm256_storeu_ps(tile + 48, c30); _mm256_storeu_ps(tile + 56, c31);
-    _mm256_storeu_ps(tile + 64, c40); _mm256_storeu_ps(tile + 72, c41);
-    _mm256_storeu_ps(tile + 80, c50); _mm256_storeu_ps(tile + 88, c51);
+    rlhf__tile_row(C, c00, c01, acc);
+    rlhf__tile_row(C + ldc, c10, c11, acc);
+    rlhf__tile_row(C + 2 * ldc, c20, c21, acc);
+    rlhf__tile_row(C + 3 * ldc, c30, c31, acc);
+    rlhf__tile_row(C + 4 * ldc, c40, c41, acc);
+    rlhf__tile_row(C + 5 * ldc, c50, c51, acc);
 #elif defined(RLHF__NEON)
     /* 24 accumulators + 4 B vectors of the 32 NEON registers */
-    float32x4_t acc[RLHF__MR][4];
+    float32x4_t acc4[RLHF__MR][4];
     int k, r, q;
     for (r = 0; r < RLHF__MR; r++)
-        for (q = 0; q < 4; q++) acc[r][q] = vdupq_n_f32(0.0f);
+        for (q = 0; q < 4; q++) acc4[r][q] = vdupq_n_f32(0.0f);
     for (k = 0; k < kc; k++, Ap += aks, Bp += RLHF__NR) {
         float32x4_t b0 = vld1q_f32(Bp), b1 = vld1q_f32(Bp + 4), b2 = vld1q_f32(Bp + 8), b3 = vld1q_f32(Bp + 12);
         for (r = 0; r < RLHF__MR; r++) {
             float a = Ap[r * ars];
-            acc[r][0] = vfmaq_n_f32(acc[r][0], b0, a);
-            acc[r][1] = vfmaq_n_f32(acc[r][1], b1, a);
-            acc[r][2] = vfmaq_n_f32(acc[r][2], b2, a);
-            acc[r][3] = vfmaq_n_f32(acc[r][3], b3, a);
+            acc4[r][0] = vfmaq_n_f32(acc4[r][0], b0, a);
+            acc4[r][1] = vfmaq_n_f32(acc4[r][1], b1, a);
+            acc4[r][2] = vfmaq_n_f32(acc4[r][2], b2, a);
+            acc4[r][3] = vfmaq_n_f32(acc4[r][3], b3, a);
         }
     }
     for (r = 0; r < RLHF__MR; r++)
-        for (q = 0; q < 4; q++) vst1q_f32(tile + r * RLHF__NR + 4 * q, acc[r][q]);
+        for (q = 0; q < 4; q++) {
+            float *c = C + r * ldc + 4 * q;
+            vst1q_f32(c, acc ? vaddq_f32(vld1q_f32(c), acc4[r][q]) : acc4[r][q]);
+        }
 #else
-    rlhf__gemm_tile_ref(kc, Ap, ars, aks, Bp, tile);
+    rlhf__gemm_tile_ref(kc, Ap, ars, aks, Bp, C, ldc, acc);
 #endif
 }
 
@@ -2149,27 +2165,27 @@ static void rlhf__gemm_pack_a(float *Ap, int mp, int kc, int ic, int pc, int M, 
 static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp, int jp0,
                              int jp1, int mp, int kc, int ic, int pc, int jc, int M, int N, float *C, ptrdiff_t ldc,
                              int overwrite) {
-    int tj, ti, r, c;
+    int tj, ti, r;
     for (tj = jp0; tj < jp1; tj++)
         for (ti = 0; ti < mp; ti++) {
             float tile[RLHF__MR * RLHF__NR];
             int i0 = ic + ti * RLHF__MR, j0 = jc + tj * RLHF__NR;
             int rows = M - i0 < RLHF__MR ? M - i0 : RLHF__MR;
-            int cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR;
-            if (i0 + RLHF__MR <= M && csa == 1) /* a full panel of rows contiguous along k: in place */
-                rlhf__gemm_tile(kc, A + i0 * rsa + pc, rsa, 1, Bp + (size_t)tj * kc * RLHF__NR, tile);
+            int cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR, full = rows == RLHF__MR && cols == RLHF__NR;
+            const float *bp = Bp + (size_t)tj * kc * RLHF__NR;
+            float *out = full ? C + i0 * ldc + j0 : tile; /* a tile at the edge goes through a buffer */
+            ptrdiff_t ld = full ? ldc : RLHF__NR;
+            int acc = full && !overwrite;
+            if (rows == RLHF__MR && csa == 1) /* a full panel of rows contiguous along k: in place */
+                rlhf__gemm_tile(kc, A + i0 * rsa + pc, rsa, 1, bp, out, ld, acc);
             else
-                rlhf__gemm_tile(kc, Ap + (size_t)ti * kc * RLHF__MR, 1, RLHF__MR, Bp + (size_t)tj * kc * RLHF__NR,
-                                tile);
-            for (r = 0; r < rows; r++) {
-                float *crow = C + (i0 + r) * ldc + j0; /* seek to C[i0+r, j0] */
+                rlhf__gemm_tile(kc, Ap + (size_t)ti * kc * RLHF__MR, 1, RLHF__MR, bp, out, ld, acc);
+            if (full) continue;
+            for (r = 0; r < rows; r++) { /* the edge tile's rows and columns inside C */
+                float *crow = C + (i0 + r) * ldc + j0;
                 const float *trow = tile + r * RLHF__NR;
-                if (overwrite)
-                    memcpy(crow, trow, (size_t)cols * sizeof(float));
-                else if (cols == RLHF__NR) /* constant trip count: the compiler vectorises it */
-                    for (c = 0; c < RLHF__NR; c++) crow[c] += trow[c];
-                else
-                    for (c = 0; c < cols; c++) crow[c] += trow[c];
+                int c;
+                for (c = 0; c < cols; c++) crow[c] = overwrite ? trow[c] : crow[c] + trow[c];
             }
         }
 }
@@ -2217,8 +2233,8 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
         for (jc = 0; jc < N; jc += RLHF__NC) {
             int nc = N - jc < RLHF__NC ? N - jc : RLHF__NC;
             int np = (nc + RLHF__NR - 1) / RLHF__NR, nm = (M + RLHF__MC - 1) / RLHF__MC; /* B panels, row blocks */
-            int ns = 1; /* parts of the B panels an item takes: 4 items a thread at least, when it can */
-            while (team > 1 && nm * ns < 4 * team && 2 * ns <= np) ns *= 2;
+            int ns = 1; /* parts of the B panels an item takes: 8 items a thread at least, when it can */
+            while (team > 1 && nm * ns < 8 * team && 2 * ns <= np) ns *= 2;
             for (pc = 0; pc < K; pc += RLHF__KC) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
                 t0 = RLHF__WTIME();
