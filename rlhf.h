@@ -1178,7 +1178,8 @@ typedef struct rlhf_dpo_config {
 /* beta 0.1, sigmoid, no label smoothing, precompute_ref 0 (TRL's defaults) */
 RLHFDEF rlhf_dpo_config rlhf_dpo_config_default(void);
 /* TRL's DPOConfig: lr 1e-6 with a linear decay to 0, no warm-up, no weight
-   decay, batch 8 prompts, one epoch; validation every 50 steps on 5%. */
+   decay, batch 8 prompts, one epoch; validation every 50 steps on 5%; 32
+   sequences a forward (the reward model's options with TRL's lr). */
 RLHFDEF rlhf_train_options rlhf_train_options_dpo(void);
 RLHFDEF rlhf_result rlhf_dpo_train(rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *train,
                                    const rlhf_dataset *val, const rlhf_dpo_config *dc, const rlhf_train_options *o,
@@ -13572,14 +13573,8 @@ RLHFDEF rlhf_dpo_config rlhf_dpo_config_default(void) {
     return c;
 }
 RLHFDEF rlhf_train_options rlhf_train_options_dpo(void) {
-    rlhf_train_options o = rlhf_train_options_sft();
+    rlhf_train_options o = rlhf_train_options_reward(); /* the same schedule and batches */
     o.opt.lr = 1e-6f;
-    o.opt.weight_decay = 0.0f;
-    o.batch_size = 8;
-    o.warmup_steps = 0;
-    o.decay = RLHF_LR_LINEAR;
-    o.min_lr_ratio = 0.0f;
-    o.eval_every = 50;
     return o;
 }
 

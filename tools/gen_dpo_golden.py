@@ -22,27 +22,15 @@ Fixture format: RLHFFIX1, as tools/gen_reward_golden.py. Records:
       adv.k.adv f32[groups, G].
 """
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gen_golden import write_fixture  # the RLHFFIX1 writer the other fixtures use
+
 DT = torch.float64
-
-
-def write_fixture(path, records):
-    with open(path, "wb") as f:
-        f.write(b"RLHFFIX1" + struct.pack("<I", len(records)))
-        for name, arr in records:
-            arr = np.asarray(arr)
-            code = 1 if arr.dtype == np.int32 else 0
-            assert arr.dtype in (np.int32, np.float32)
-            nb = name.encode("ascii")
-            f.write(struct.pack("<I", len(nb)) + nb + struct.pack("<II", code, arr.ndim))
-            f.write(struct.pack(f"<{arr.ndim}I", *arr.shape))
-            f.write(arr.astype(arr.dtype.newbyteorder("<")).tobytes(order="C"))
 
 
 def dpo_case(kind, beta, eps, pc, pr, rc, rr):
