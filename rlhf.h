@@ -932,8 +932,10 @@ RLHFDEF void rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, f
      IPO:     l_i = (h_i - 1/(2 beta))^2            (Azar et al. 2023)
      HINGE:   l_i = max(0, 1 - beta h_i)            (SLiC, Zhao et al. 2023)
    d_chosen[i] = d(mean loss)/d policy_chosen_i and d_rejected[i] =
-   d(mean loss)/d policy_rejected_i (either may be NULL). Stable for any |h|
-   (no overflow at h = +-1e30). n <= 0: returns 0. Returns the mean loss. */
+   d(mean loss)/d policy_rejected_i (either may be NULL). The sigmoid and
+   hinge losses and every gradient stay finite for any finite |h| (IPO's
+   square of a huge gap is not a float). A NaN input gives NaN. n <= 0:
+   returns 0. Returns the mean loss. */
 typedef enum rlhf_dpo_loss_type { RLHF_DPO_SIGMOID = 0, RLHF_DPO_IPO = 1, RLHF_DPO_HINGE = 2 } rlhf_dpo_loss_type;
 RLHFDEF float rlhf_dpo_loss(const float *policy_chosen, const float *policy_rejected,
                             const float *ref_chosen, const float *ref_rejected, int n, float beta,
@@ -1154,7 +1156,9 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
                                       rlhf_error *err);
 
 /* DPO (Rafailov et al. 2023) on preference pairs and rankings (a ranking of
-   K is its C(K,2) pairs, better first): the policy m learns from the pairs
+   K is its C(K,2) pairs, better first, each weighing as much as a pair of
+   a pair record: a ranking of 4 counts 6 times; the reward model instead
+   weighs each prompt once): the policy m learns from the pairs
    directly, against the frozen reference ref (the SFT model it starts from),
    with the loss of rlhf_dpo_loss on the sequence log-probs of the replies
    (sums over the reply's tokens; IPO: their per-token means). Units of a
@@ -1172,14 +1176,16 @@ RLHFDEF rlhf_result rlhf_reward_train(rlhf_model *m, const rlhf_tokenizer *t, co
 typedef struct rlhf_dpo_config {
     float beta;               /* 0.1: the strength of the pull toward the reference */
     rlhf_dpo_loss_type loss;  /* RLHF_DPO_SIGMOID (DPO, cDPO with label_smoothing), IPO, HINGE */
-    float label_smoothing;    /* cDPO's eps in [0, 0.5): 0 */
+    float label_smoothing;    /* cDPO's eps in [0, 0.5): 0 (sigmoid only: refused with ipo, hinge) */
     int precompute_ref;       /* 1: the reference's log-probs in one pass before training */
 } rlhf_dpo_config;
 /* beta 0.1, sigmoid, no label smoothing, precompute_ref 0 (TRL's defaults) */
 RLHFDEF rlhf_dpo_config rlhf_dpo_config_default(void);
-/* TRL's DPOConfig: lr 1e-6 with a linear decay to 0, no warm-up, no weight
-   decay, batch 8 prompts, one epoch; validation every 50 steps on 5%; 32
-   sequences a forward (the reward model's options with TRL's lr). */
+/* The reward model's options with TRL's DPO learning rate: lr 1e-6 decaying
+   linearly to 0 (as TRL's), no warm-up or weight decay (as TRL's), batch 8
+   prompts, 32 sequences a forward; one epoch and validation every 50 steps on
+   5% held out, AdamW betas (0.9, 0.95) (the library's choices: TRL runs 3
+   epochs without validation, betas (0.9, 0.999)). */
 RLHFDEF rlhf_train_options rlhf_train_options_dpo(void);
 RLHFDEF rlhf_result rlhf_dpo_train(rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *train,
                                    const rlhf_dataset *val, const rlhf_dpo_config *dc, const rlhf_train_options *o,
@@ -1264,8 +1270,9 @@ typedef float (*rlhf_score_fn)(void *user, const int *prompt, int n_prompt, cons
    (prompt: n_prompt ids through the template, ending where a reply begins),
    each sampled by policy with sc, up to max_new tokens, stopping after the
    tokenizer's reply end; each scored by the reward model rm (its normalised
-   score at the reply's last token: a reply cut at max_new is scored where it
-   was cut) or, when rm is NULL, by score_fn(score_user, ...); the best kept
+   score at the reply's <|end|>: a reply cut at max_new is scored with one
+   appended, as PPO scores it and as rlhf_reward_normalize calibrated it) or,
+   when rm is NULL, by score_fn(score_user, ...) on the reply as sampled; the best kept
    (the first of equal scores). best (room for max_new ids) receives it and
    *n_best its length; scores (n, may be NULL) every reply's score, *best_index
    (may be NULL) which one won. The replies come from rng in order, so a seed
@@ -13291,9 +13298,9 @@ RLHFDEF float rlhf_dpo_loss(const float *policy_chosen, const float *policy_reje
             double gap = h - 1.0 / (2.0 * b);
             l = gap * gap;
             dh = 2.0 * gap;
-        } else if (type == RLHF_DPO_HINGE) {
-            l = 1.0 - b * h > 0.0 ? 1.0 - b * h : 0.0;
-            dh = 1.0 - b * h > 0.0 ? -b : 0.0;
+        } else if (type == RLHF_DPO_HINGE) { /* NaN stays NaN, as torch.relu's */
+            l = isnan(h) ? h : 1.0 - b * h > 0.0 ? 1.0 - b * h : 0.0;
+            dh = isnan(h) ? h : 1.0 - b * h > 0.0 ? -b : 0.0;
         } else { /* sigmoid, with cDPO's label smoothing */
             l = -(1.0 - eps) * rlhf__log_sigmoid(b * h) - eps * rlhf__log_sigmoid(-b * h);
             dh = -b * ((1.0 - eps) * rlhf__sigmoid_neg(b * h) - eps * rlhf__sigmoid_neg(-b * h));
@@ -13597,11 +13604,16 @@ RLHFDEF rlhf_result rlhf_dpo_train(rlhf_model *m, rlhf_model *ref, const rlhf_to
         !(d.cfg.label_smoothing >= 0.0f && d.cfg.label_smoothing < 0.5f))
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "beta %g must be > 0, label_smoothing %g in [0, 0.5), "
                               "loss 0, 1 or 2", (double)d.cfg.beta, (double)d.cfg.label_smoothing);
+    if (d.cfg.label_smoothing > 0.0f && d.cfg.loss != RLHF_DPO_SIGMOID)
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT,
+                              "label_smoothing %g applies to the sigmoid loss only (cDPO), not to %s",
+                              (double)d.cfg.label_smoothing, d.cfg.loss == RLHF_DPO_IPO ? "ipo" : "hinge");
     if (o->resume_step <= 0) rlhf__fresh_optimizer(m);
     d.ref = ref;
     memset(&st, 0, sizeof st);
     st.kind = "policy";
     st.preference = 1;
+    st.order_restarts = 1;
     st.grads = rlhf__dpo_grads;
     st.validate = rlhf__dpo_validate;
     st.metrics = rlhf__dpo_metrics;
@@ -13651,7 +13663,7 @@ RLHFDEF rlhf_result rlhf_best_of_n(rlhf_model *policy, rlhf_model *rm, rlhf_scor
                           "reply, a reward model or score function, and n_prompt + max_new (%d) within n_ctx",
                           n_prompt + max_new);
     stop = rlhf_tokenizer_reply_end(t);
-    seq = (int *)rlhf__alloc((size_t)(n_prompt + max_new) * sizeof(int));
+    seq = (int *)rlhf__alloc((size_t)(n_prompt + max_new + 1) * sizeof(int));
     if (!seq) return rlhf__fail(policy, RLHF_ERR_OUT_OF_MEMORY, "rlhf_best_of_n: out of memory");
     memcpy(seq, prompt, (size_t)n_prompt * sizeof(int));
     if ((r = rlhf_kv_cache_create(&c, policy, 1, n_prompt + max_new)) != RLHF_OK ||
@@ -13664,7 +13676,16 @@ RLHFDEF rlhf_result rlhf_best_of_n(rlhf_model *policy, rlhf_model *rm, rlhf_scor
             goto done;
         len = n_prompt + nr;
         if (rm) {
-            if ((r = rlhf_reward_score_ids(rm, seq, NULL, &len, 1, len, &score)) != RLHF_OK) {
+            /* a reply cut at max_new is scored at an <|end|>, as PPO scores it and as the reward
+               model was normalised: appended, or over its last token when the context is full */
+            int scored = len, kept = seq[len - 1];
+            if (nr == 0 || seq[len - 1] != stop) {
+                if (scored < rm->cfg.n_ctx) scored++;
+                seq[scored - 1] = stop;
+            }
+            r = rlhf_reward_score_ids(rm, seq, NULL, &scored, 1, scored, &score);
+            seq[len - 1] = kept; /* the reply as sampled again */
+            if (r != RLHF_OK) {
                 rlhf__fail(policy, r, "rlhf_best_of_n: reward model: %s", rlhf_model_last_error(rm));
                 goto done;
             }
@@ -13674,7 +13695,7 @@ RLHFDEF rlhf_result rlhf_best_of_n(rlhf_model *policy, rlhf_model *rm, rlhf_scor
         if (scores) scores[i] = score;
         if (win < 0 || score > top || (isnan(top) && !isnan(score))) { /* NaN never wins over a number */
             win = i, top = score;
-            memcpy(best, seq + n_prompt, (size_t)nr * sizeof(int));
+            memcpy(best, seq + n_prompt, (size_t)nr * sizeof(int)); /* the reply as sampled, without that <|end|> */
             *n_best = nr;
         }
     }
@@ -13705,7 +13726,7 @@ done:
 //            baseline does not contain the reply's own reward
 //
 // Example, one group of G = 4 with rewards 1, 0, 0, 1: mean 0.5, std
-// sqrt((4 x 0.25) / 3) = 0.5774, so GRPO gives +-0.5/0.5775 = +-0.8658,
+// sqrt((4 x 0.25) / 3) = 0.5774, so GRPO gives +-0.5/0.5775 = +-0.8659,
 // Dr. GRPO +-0.5 and RLOO 1 - 1/3 = 0.6667 and 0 - 2/3 = -0.6667. A group
 // whose rewards are all equal teaches nothing (every A_i = 0): TRL counts
 // those groups as frac_reward_zero_std.

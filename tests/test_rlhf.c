@@ -3792,6 +3792,15 @@ static void test_golden_dpo(void) {
         CHECK(isfinite(d_c[0]) && isfinite(d_r[1]));
         CHECK(rlhf_dpo_loss(big, zero, zero, zero, 0, 0.1f, RLHF_DPO_SIGMOID, 0.0f, d_c, d_r) == 0.0f);
     }
+    {   /* a NaN log-prob gives a NaN loss and gradient under every loss (as torch), so a trainer sees it */
+        const float nan1[1] = {NAN}, zero1[1] = {0.0f};
+        float d_c[1], d_r[1];
+        int ty;
+        for (ty = 0; ty < 3; ty++) {
+            float l = rlhf_dpo_loss(nan1, zero1, zero1, zero1, 1, 2.0f, (rlhf_dpo_loss_type)ty, 0.0f, d_c, d_r);
+            CHECK(isnan(l) && isnan(d_c[0]) && isnan(d_r[0]));
+        }
+    }
 done:
     fixture_free(&fx);
 }
@@ -4899,12 +4908,13 @@ static int stop_at_step(void *user) {
 /* A DPO stage over the whole of d (no validation), as rlhf_dpo_train sets it up */
 typedef struct { rlhf__trainrun run; rlhf__dpo_stage d; rlhf__stage st; rlhf_train_options o; rlhf_error e; } dpo_rig;
 static int dpo_rig_open(dpo_rig *g, rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *d,
-                        rlhf_dpo_loss_type loss, float beta, float eps) {
+                        rlhf_dpo_loss_type loss, float beta, float eps, int micro) {
     rlhf_result r;
     memset(g, 0, sizeof *g);
     g->o = rlhf_train_options_dpo();
     g->o.val_fraction = 0.0f;
     g->o.log_every = 0;
+    g->o.micro_batch = micro;
     if (!rlhf__run_begin(&g->run, "dpo", m, t, d, &g->o, &g->e, &r)) return 0;
     g->d.cfg = rlhf_dpo_config_default();
     g->d.cfg.loss = loss, g->d.cfg.beta = beta, g->d.cfg.label_smoothing = eps;
@@ -4926,14 +4936,43 @@ static double dpo_rig_loss(dpo_rig *g) {
     return s.loss;
 }
 
+/* The sequence log-prob the stage uses is the sum (IPO: the mean) of
+   log pi over exactly the reply's tokens, its <|end|> included: checked one
+   group at a time against the log-probs of the whole rows, summed here over
+   the positions past the prompt's own length (rlhf_prompt_encode of the
+   record; the world's prompts are never cut). */
+static void dpo_reply_sums(dpo_rig *g, const rlhf_tokenizer *t, const rlhf_dataset *d) {
+    size_t gi;
+    for (gi = 0; gi < g->d.ex.ng && gi < rlhf_dataset_size(d); gi++) {
+        int B, T, k, pos, ids[64];
+        size_t np;
+        float *lp;
+        CHECK_OK(rlhf__dpo_forward(&g->run, &g->d, &g->d.ex, NULL, &gi, 1, 0, &B, &T));
+        CHECK_OK(rlhf_prompt_encode(t, rlhf_dataset_record(d, gi), ids, 64, &np));
+        lp = floats((size_t)B * T);
+        for (k = 0; k < B; k++) { /* row k: targets at positions np-1 .. len-2 (predicting tokens np .. len-1) */
+            int len = g->d.ex.len[g->d.ex.gfirst[gi] + (size_t)k], n = 0;
+            double sum = 0.0;
+            for (pos = 0; pos < T; pos++) g->d.targets[(size_t)k * T + pos] = pos >= (int)np - 1 && pos < len - 1
+                                                                                ? g->d.inputs[(size_t)k * T + pos + 1] : -1;
+            CHECK_OK(rlhf_model_logprobs(g->run.m, g->d.inputs + (size_t)k * T, g->d.targets + (size_t)k * T, NULL, 1, T,
+                                         1.0f, lp, NULL, 0));
+            for (pos = (int)np - 1; pos < len - 1; pos++) sum += lp[pos], n++;
+            if (g->d.cfg.loss == RLHF_DPO_IPO) sum /= n;
+            CHECK(n == len - (int)np && fabs(sum - g->d.seq[k]) <= 1e-4 * (1.0 + fabs(sum)));
+        }
+        free(lp);
+    }
+}
+
 /* The DPO stage's whole gradient (log-probs of the replies through the model,
    the loss over every pair of pairs and rankings, back into every tensor)
    against central differences of its loss, for the three losses (the hinge
    with a beta that keeps every pair on its slope: differences across the
    kink are not derivatives; tests golden_dpo covers the flat side). */
 static void test_fd_dpo(void) {
-    static const struct { rlhf_dpo_loss_type loss; float beta, eps; } CASES[3] = {
-        {RLHF_DPO_SIGMOID, 0.5f, 0.1f}, {RLHF_DPO_IPO, 0.5f, 0.0f}, {RLHF_DPO_HINGE, 0.1f, 0.0f}};
+    static const struct { rlhf_dpo_loss_type loss; float beta, eps; int micro; } CASES[3] = {
+        {RLHF_DPO_SIGMOID, 0.5f, 0.1f, 3}, {RLHF_DPO_IPO, 0.5f, 0.0f, 32}, {RLHF_DPO_HINGE, 0.1f, 0.0f, 32}};
     rlhf_tokenizer *t = world_tokenizer();
     rlhf_model *m = NULL, *ref = NULL;
     rlhf_dataset *d = NULL;
@@ -4954,7 +4993,7 @@ static void test_fd_dpo(void) {
         float ana[256], num[256];
         int i, probes = 0;
         char what[80];
-        if (!dpo_rig_open(&g, m, ref, t, d, CASES[c].loss, CASES[c].beta, CASES[c].eps)) {
+        if (!dpo_rig_open(&g, m, ref, t, d, CASES[c].loss, CASES[c].beta, CASES[c].eps, CASES[c].micro)) {
             fprintf(stderr, "  %s\n", g.e.message);
             g_fail++;
             dpo_rig_close(&g);
@@ -4981,6 +5020,7 @@ static void test_fd_dpo(void) {
         }
         snprintf(what, sizeof what, "DPO loss %d dloss/dparam (finite differences)", (int)CASES[c].loss);
         close_enough(what, ana, num, (size_t)probes, 2e-3, 3e-2);
+        dpo_reply_sums(&g, t, d);
         dpo_rig_close(&g);
     }
 done:
@@ -5007,7 +5047,7 @@ static double dpo_drift(rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t,
     dpo_rig g;
     double sum = 0.0;
     size_t i;
-    if (!dpo_rig_open(&g, m, ref, t, d, RLHF_DPO_SIGMOID, 0.1f, 0.0f)) { g_fail++; dpo_rig_close(&g); return 0.0; }
+    if (!dpo_rig_open(&g, m, ref, t, d, RLHF_DPO_SIGMOID, 0.1f, 0.0f, 32)) { g_fail++; dpo_rig_close(&g); return 0.0; }
     for (i = 0; i < g.d.ex.ng; i++) {
         int B, T, k;
         CHECK_OK(rlhf__dpo_forward(&g.run, &g.d, &g.d.ex, NULL, &i, 1, 0, &B, &T));
@@ -5043,6 +5083,10 @@ static void test_dpo_learns(void) {
     CHECK(rlhf_dpo_train(m, ref, t, train, val, &dc, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT &&
           strstr(e.message, "beta") != NULL);
     dc.beta = 0.1f;
+    dc.loss = RLHF_DPO_IPO, dc.label_smoothing = 0.1f;
+    CHECK(rlhf_dpo_train(m, ref, t, train, val, &dc, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+          strstr(e.message, "sigmoid loss only") != NULL);
+    dc.loss = RLHF_DPO_SIGMOID, dc.label_smoothing = 0.0f;
 
     /* learning, live reference */
     o.opt.lr = 2e-3f; o.batch_size = 8; o.epochs = 2; o.eval_every = 0; o.log_every = 0;
@@ -5103,6 +5147,12 @@ static float count_token(void *user, const int *prompt, int n_prompt, const int 
     for (i = 0; i < n; i++) c += resp[i] == *(const int *)user;
     return (float)c;
 }
+/* NaN for the first reply, then 1, 1, ...: counts its calls */
+static float nan_first(void *user, const int *prompt, int n_prompt, const int *resp, int n) {
+    int *calls = (int *)user;
+    (void)prompt, (void)n_prompt, (void)resp, (void)n;
+    return (*calls)++ == 0 ? NAN : 1.0f;
+}
 /* Best-of-N keeps the reply with the highest score: with a score function, the
    winner's score is the maximum and its tokens are those of that reply (the
    same seed replays the same N replies); with a reward model, the scores are
@@ -5148,14 +5198,21 @@ static void test_best_of_n(void) {
     /* a reward model: each score is the model's score of that reply */
     rlhf_rng_seed(&rng, 8);
     CHECK_OK(rlhf_best_of_n(m, rm, NULL, NULL, t, prompt, np1, N, NEW, &sc, &rng, best, &nb, sc1, &win));
-    {
-        int seq[48 + NEW], len = np1 + nb;
+    {   /* scored at an <|end|>: the reply's own, or one appended to a reply cut at NEW (as PPO scores) */
+        int seq[48 + NEW + 1], len = np1 + nb, stop = rlhf_tokenizer_reply_end(t);
         float s;
         memcpy(seq, prompt, (size_t)np1 * sizeof(int));
         memcpy(seq + np1, best, (size_t)nb * sizeof(int));
+        if (nb == 0 || best[nb - 1] != stop) seq[len++] = stop;
         CHECK_OK(rlhf_reward_score_ids(rm, seq, NULL, &len, 1, len, &s));
         CHECK(s == sc1[win]);
         for (i = 0; i < N; i++) CHECK(sc1[i] <= s);
+    }
+    {   /* a NaN score never wins over a number, even as the first */
+        int calls = 0;
+        rlhf_rng_seed(&rng, 9);
+        CHECK_OK(rlhf_best_of_n(m, NULL, nan_first, &calls, t, prompt, np1, 3, NEW, &sc, &rng, best, &nb, sc1, &win));
+        CHECK(calls == 3 && isnan(sc1[0]) && win == 1 && sc1[1] == 1.0f);
     }
     /* refusals: no reward at all, n 0, a prompt and reply beyond n_ctx */
     CHECK(rlhf_best_of_n(m, NULL, NULL, NULL, t, prompt, np1, N, NEW, &sc, &rng, best, &nb, NULL, NULL) == RLHF_ERR_INVALID_ARGUMENT);

@@ -87,14 +87,16 @@ def main():
     pc[3], pr[3], rc[3], rr[3] = -3000.5, -3001.0, -3000.0, -3001.25  # large, close
     pc[4], pr[4], rc[4], rr[4] = -10.0, -210.0, -10.0, -10.0  # h = +200
     pc[5], pr[5], rc[5], rr[5] = -210.0, -10.0, -10.0, -10.0  # h = -200
+    pc[6], pr[6], rc[6], rr[6] = -4.5, -5.0, -5.0, -5.0      # h = 0.5: the hinge's kink at beta 2 (relu'(0) = 0)
     cases = [(0, 0.1, 0.0), (0, 0.5, 0.1), (0, 0.1, 0.3), (1, 0.1, 0.0), (1, 1.0, 0.0), (2, 0.1, 0.0), (2, 2.0, 0.0)]
     recs.append(("dpo.count", np.int32(len(cases))))
     for k, (kind, beta, eps) in enumerate(cases):
         a, b, c, d = pc, pr, rc, rr
         if kind == 1:  # IPO takes per-token means: log-probs of replies of 20 tokens
             a, b, c, d = f32(pc / 20), f32(pr / 20), f32(rc / 20), f32(rr / 20)
-        loss, dc, dr = dpo_case(kind, beta, eps, a.astype(np.float64), b.astype(np.float64),
-                                c.astype(np.float64), d.astype(np.float64))
+        # beta and eps as rlhf.h reads them: the float32 values, widened
+        loss, dc, dr = dpo_case(kind, float(np.float32(beta)), float(np.float32(eps)), a.astype(np.float64),
+                                b.astype(np.float64), c.astype(np.float64), d.astype(np.float64))
         p = f"dpo.{k}."
         recs += [(p + "type", np.int32(kind)), (p + "beta", np.float32(beta)), (p + "eps", np.float32(eps)),
                  (p + "pc", a), (p + "pr", b), (p + "rc", c), (p + "rr", d),
