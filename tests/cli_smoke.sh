@@ -40,7 +40,8 @@ run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --p
 grep -q "PPO: 2 iterations" "$R/out.txt" || { echo "FAIL: ppo --resume did not continue"; cat "$R/out.txt"; exit 1; }
 run generate "$R/ppo/policy.safetensors" --prompt "add 1 and 2" --n 2 --max-new 4
 # dpo: every pair of the rankings against the SFT model (loaded twice: policy and frozen reference), TRL's metric
-# names, a held-out accuracy; --precompute-ref gives the same bytes; the checkpoint is a policy; plot draws dpo.svg
+# names, a held-out accuracy; --precompute-ref and --recompute give the same bytes; the checkpoint is a policy; plot
+# draws dpo.svg
 run dpo --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/dpo" --steps 4 --batch 4 --lr 1e-3 --eval-every 2
 grep -q "dpo: held-out rewards/accuracies 0\.[0-9]" "$R/out.txt" || { echo "FAIL: dpo: no held-out accuracy"; cat "$R/out.txt"; exit 1; }
 for k in rewards/chosen rewards/rejected rewards/accuracies rewards/margins logps/chosen logps/rejected; do
@@ -53,6 +54,8 @@ grep -q '"stage":"dpo","step":1,.*"rewards/chosen":0,"rewards/rejected":0,' "$R/
 run dpo --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/dpo_pre" --steps 4 --batch 4 --lr 1e-3 --eval-every 2 --precompute-ref
 grep -q "reference log-probs precomputed" "$R/out.txt" || { echo "FAIL: dpo --precompute-ref did not precompute"; cat "$R/out.txt"; exit 1; }
 cmp -s "$R/dpo/last.safetensors" "$R/dpo_pre/last.safetensors" || { echo "FAIL: dpo --precompute-ref changed the checkpoint"; exit 1; }
+run dpo --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/dpo_rc" --steps 4 --batch 4 --lr 1e-3 --eval-every 2 --recompute
+cmp -s "$R/dpo/last.safetensors" "$R/dpo_rc/last.safetensors" || { echo "FAIL: dpo --recompute changed the checkpoint"; exit 1; }
 cmp -s "$R/sft/last.safetensors" "$R/dpo/last.safetensors" && { echo "FAIL: dpo did not change the policy"; exit 1; }
 run info "$R/dpo/last.safetensors"
 grep -q "kind: policy$" "$R/out.txt" || { echo "FAIL: dpo's checkpoint is not a policy"; cat "$R/out.txt"; exit 1; }
