@@ -198,6 +198,78 @@ echo "cli_errors: PPO killed 8 times (reached iteration $it), resumed every time
 expect 2 "saved without an EMA of the policy: resume it without --ema" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$K" --iters $((it + 2)) --batch 4 --mini-batch 2 --max-new 4 --resume --ema 0.9
 expect 1 "is a value model \(a PPO critic\), not a reward model" score "$K/critic.safetensors" --prompt hi --response there
 
+# --- dpo: nonsense values (exit 2), wrong files (exit 1, the library's message naming the line) ---
+RK=$Q/rankings.jsonl
+expect 2 "--beta must be a finite number > 0, got \"0\"" dpo --model "$SFT" --data "$RK" --out "$W/d0" --beta 0
+expect 2 "--beta must be a finite number > 0, got \"-0.1\"" dpo --model "$SFT" --data "$RK" --out "$W/d0" --beta -0.1
+expect 2 "--beta must be .*\(0 in single precision\)" dpo --model "$SFT" --data "$RK" --out "$W/d0" --beta 1e-50
+expect 2 "--label-smoothing must be a finite number in \[0, 0.5\), got \"0.5\"" dpo --model "$SFT" --data "$RK" --out "$W/d0" --label-smoothing 0.5
+expect 2 "--label-smoothing must be .*got \"0.49999999\" \(0.5 in single precision\)" dpo --model "$SFT" --data "$RK" --out "$W/d0" --label-smoothing 0.49999999
+expect 2 "--label-smoothing must be .*got \"-0.1\"" dpo --model "$SFT" --data "$RK" --out "$W/d0" --label-smoothing -0.1
+expect 2 "--label-smoothing is cDPO's, for --loss sigmoid only: --loss ipo" dpo --model "$SFT" --data "$RK" --out "$W/d0" --loss ipo --label-smoothing 0.1
+expect 2 "--loss hinge has no label to smooth" dpo --model "$SFT" --data "$RK" --out "$W/d0" --label-smoothing 0.2 --loss hinge
+expect 2 "--loss is one of sigmoid\|ipo\|hinge, got \"kto\"" dpo --model "$SFT" --data "$RK" --out "$W/d0" --loss kto
+expect 2 "--resume needs --model too .*frozen reference" dpo --resume --data "$RK" --out "$W/d0"
+expect 2 "unknown option --normalize-samples" dpo --model "$SFT" --data "$RK" --out "$W/d0" --normalize-samples 4
+expect 2 "needs --data and --out" dpo --model "$SFT" --out "$W/d0"
+[ -e "$W/d0" ] && bad "a dpo refused for its options created its --out"
+expect 1 "rlhf dpo: --model: .*typo.safetensors: cannot open" dpo --model "$W/typo.safetensors" --data "$RK" --out "$W/d1"
+once "rlhf dpo:"
+expect 1 "rlhf dpo: .*/sft.jsonl:1:1: missing \"chosen\"" dpo --model "$SFT" --data "$Q/sft.jsonl" --out "$W/d1"
+once "sft.jsonl:1:1"
+expect 1 "kto.jsonl:1:1: an unpaired preference record" dpo --model "$SFT" --data "$W/kto.jsonl" --out "$W/d1"
+printf '{"prompt": "add 1 and 2", "chosen": " 3", "rejected": " 4"}\n{"prompt": \n' > "$W/broken_prefs.jsonl"
+expect 1 "broken_prefs.jsonl:2:.*--skip-bad skips" dpo --model "$SFT" --data "$RK" --val "$W/broken_prefs.jsonl" --out "$W/d1"
+expect 1 "cannot read .*no-such-prefs.jsonl" dpo --model "$SFT" --data "$W/no-such-prefs.jsonl" --out "$W/d1"
+expect 1 "--model .*rm.safetensors is a reward model \(it has a scalar head\)" dpo --model "$RM" --data "$RK" --out "$W/d1"
+expect 1 "--ref .*rm.safetensors is a reward model \(it has a scalar head\)" dpo --model "$SFT" --ref "$RM" --data "$RK" --out "$W/d1"
+expect 1 "--ref .*model.safetensors \(vocab 320, context 12, 2 layers.* is not shaped as the policy" \
+    dpo --model "$SFT" --ref tests/fixtures/hf/pretrained/model.safetensors --data "$RK" --out "$W/d1"
+expect 2 "holds the checkpoints of another stage" dpo --model "$SFT" --data "$RK" --out "$K"
+expect 2 "holds a sft run, not a dpo run" dpo --resume --model "$SFT" --data "$RK" --out "$D"
+
+# --- dpo stopped (SIGINT) or killed (kill -9) mid-run, then resumed: the bytes of the uninterrupted run ---
+# The first leg runs "forever" (--steps 100000) under a constant learning rate, so where it stops
+# changes nothing; the resumed leg and the uninterrupted run stop at the same step S.
+DPO="--data $RK --batch 2 --lr 1e-4 --decay constant --log-every 0"
+# wait_step FILE N: until metrics FILE holds a dpo line of step N (30 s at most)
+wait_step() {
+    i=0
+    while [ $i -lt 300 ] && ! grep -q "\"stage\":\"dpo\",\"step\":$2," "$1" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+}
+# the metric lines without what differs between runs by design (time; total_steps of a leg of 100000)
+strip_metrics() { sed 's/"total_steps":[0-9]*,//; s/,"elapsed_s":[^}]*//' "$1"; }
+dpo_resume_case() { # NAME HOW EXTRA...: HOW is INT (stop at a step boundary) or 9 (kill -9 between saves)
+    name=$1 how=$2
+    shift 2
+    cases=$((cases + 1))
+    "$X" dpo --model "$SFT" $DPO --out "$W/$name" --steps 100000 "$@" > "$OUT" 2>&1 &
+    pid=$!
+    wait_step "$W/$name/metrics.jsonl" 3
+    [ "$how" = 9 ] && sleep 0.$((1 + $$ % 3)) # somewhere in a later step or save (which one varies with the PID)
+    kill -"$how" $pid
+    wait $pid 2>/dev/null
+    st=$?
+    if [ "$how" = INT ]; then
+        [ $st -eq 130 ] || { bad "dpo stopped by SIGINT: exit $st, want 130"; return; }
+        grep -q "continue with the same command and --resume" "$OUT" || bad "dpo stopped by SIGINT: no resume hint"
+    fi
+    k=$("$X" info "$W/$name/last.safetensors" 2>/dev/null | sed -n 's/.*training step: \([0-9]*\),.*/\1/p')
+    [ -n "$k" ] || { bad "dpo stopped by SIG$how: no resumable checkpoint"; return; }
+    S=$((k + 3))
+    expect 0 "resuming .* at step $k" dpo --resume --model "$SFT" $DPO --out "$W/$name" --steps $S "$@"
+    grep -q "options differ" "$OUT" && bad "dpo --resume with the run's options warned that they differ"
+    expect 0 "dpo: $S steps in" dpo --model "$SFT" $DPO --out "$W/${name}_whole" --steps $S "$@"
+    cmp -s "$W/$name/last.safetensors" "$W/${name}_whole/last.safetensors" ||
+        bad "dpo stopped by SIG$how at step $k and resumed to step $S: last.safetensors differs from the uninterrupted run's"
+    strip_metrics "$W/$name/metrics.jsonl" > "$W/$name.m1"
+    strip_metrics "$W/${name}_whole/metrics.jsonl" > "$W/$name.m2"
+    cmp -s "$W/$name.m1" "$W/$name.m2" || { bad "dpo stopped by SIG$how at step $k and resumed: metrics.jsonl differs from the uninterrupted run's"; diff "$W/$name.m1" "$W/$name.m2" | head -5; }
+    echo "cli_errors: dpo stopped by SIG$how at step $k, resumed to step $S: the uninterrupted run's bytes"
+}
+dpo_resume_case dpo_int INT --eval-every 0
+dpo_resume_case dpo_kill 9 --eval-every 1 --precompute-ref
+
 # --- chat: a long conversation keeps the latest turns that fit and says so ---
 cases=$((cases + 1))
 i=0

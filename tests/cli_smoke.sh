@@ -39,6 +39,53 @@ run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --p
 run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 2 --batch 4 --mini-batch 2 --max-new 4 --resume
 grep -q "PPO: 2 iterations" "$R/out.txt" || { echo "FAIL: ppo --resume did not continue"; cat "$R/out.txt"; exit 1; }
 run generate "$R/ppo/policy.safetensors" --prompt "add 1 and 2" --n 2 --max-new 4
+# dpo: every pair of the rankings against the SFT model (loaded twice: policy and frozen reference), TRL's metric
+# names, a held-out accuracy; --precompute-ref and --recompute give the same bytes; the checkpoint is a policy; plot
+# draws dpo.svg
+run dpo --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/dpo" --steps 4 --batch 4 --lr 1e-3 --eval-every 2
+grep -q "dpo: held-out rewards/accuracies 0\.[0-9]" "$R/out.txt" || { echo "FAIL: dpo: no held-out accuracy"; cat "$R/out.txt"; exit 1; }
+for k in rewards/chosen rewards/rejected rewards/accuracies rewards/margins logps/chosen logps/rejected; do
+    grep -q "\"stage\":\"dpo\",\"step\":4,.*\"$k\":-\{0,1\}[0-9]" "$R/dpo/metrics.jsonl" || { echo "FAIL: dpo: no $k at step 4"; exit 1; }
+done
+grep -q '"stage":"dpo","step":4,"val/loss":[0-9].*"val/rewards/accuracies":[0-9].*"val/rewards/margins":' "$R/dpo/metrics.jsonl" ||
+    { echo "FAIL: dpo: no validation line at step 4"; cat "$R/dpo/metrics.jsonl"; exit 1; }
+grep -q '"stage":"dpo","step":1,.*"rewards/chosen":0,"rewards/rejected":0,' "$R/dpo/metrics.jsonl" ||
+    { echo "FAIL: dpo: at step 1 the policy is not its reference (implicit rewards not 0)"; exit 1; }
+run dpo --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/dpo_pre" --steps 4 --batch 4 --lr 1e-3 --eval-every 2 --precompute-ref
+grep -q "reference log-probs precomputed" "$R/out.txt" || { echo "FAIL: dpo --precompute-ref did not precompute"; cat "$R/out.txt"; exit 1; }
+cmp -s "$R/dpo/last.safetensors" "$R/dpo_pre/last.safetensors" || { echo "FAIL: dpo --precompute-ref changed the checkpoint"; exit 1; }
+run dpo --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/dpo_rc" --steps 4 --batch 4 --lr 1e-3 --eval-every 2 --recompute
+cmp -s "$R/dpo/last.safetensors" "$R/dpo_rc/last.safetensors" || { echo "FAIL: dpo --recompute changed the checkpoint"; exit 1; }
+cmp -s "$R/sft/last.safetensors" "$R/dpo/last.safetensors" && { echo "FAIL: dpo did not change the policy"; exit 1; }
+run info "$R/dpo/last.safetensors"
+grep -q "kind: policy$" "$R/out.txt" || { echo "FAIL: dpo's checkpoint is not a policy"; cat "$R/out.txt"; exit 1; }
+run dpo --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/dpo_ipo" --steps 2 --batch 4 --lr 1e-3 --loss ipo --beta 0.5
+grep -q "beta 0.5, loss ipo" "$R/out.txt" || { echo "FAIL: dpo --loss ipo --beta 0.5 not used"; cat "$R/out.txt"; exit 1; }
+run dpo --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/dpo_cdpo" --steps 2 --batch 4 --label-smoothing 0.1 --ref "$R/sft/last.safetensors"
+grep -q "loss sigmoid (cDPO)" "$R/out.txt" || { echo "FAIL: dpo --label-smoothing is not cDPO"; cat "$R/out.txt"; exit 1; }
+run plot "$R/dpo"
+for l in "training batches" "held out" "chosen replies (training batches)" "rejected replies (training batches)"; do
+    grep -q ">$l</text>" "$R/dpo/dpo.svg" || { echo "FAIL: dpo.svg has no legend entry \"$l\""; exit 1; }
+done
+run generate "$R/dpo/last.safetensors" --prompt "add 1 and 2" --max-new 4
+# dpo from a Hugging Face GPT-2 directory (V 50,257, tiny widths) with GPT-2's tokenizer: policy and reference grow
+# to 50,262 alike (the implicit rewards are 0 at step 1), also when --resume loads the reference again (a constant
+# learning rate: a first leg of 2 steps has the schedule of a run of 3)
+G=../shared/testdata/gpt2
+if [ -f "$G/encoder.json" ] && [ -x "$B/hf_gpt2_dir" ]; then
+    "$B/hf_gpt2_dir" "$R/gpt2" > /dev/null
+    printf '{"prompt": "Add 2 and 3.", "chosen": "5", "rejected": "7"}\n{"prompt": "Say hello.", "chosen": "Hello!", "rejected": "No."}\n' > "$R/hf_prefs.jsonl"
+    HFD="--model $R/gpt2 --tokenizer $G --data $R/hf_prefs.jsonl --batch 2 --val-fraction 0 --lr 1e-3 --decay constant"
+    run dpo $HFD --out "$R/dpo_hf" --steps 2
+    grep -q "dpo: vocabulary grown from 50257 to 50262 tokens" "$R/out.txt" || { echo "FAIL: dpo on GPT-2: no growth"; cat "$R/out.txt"; exit 1; }
+    grep -q '"step":1,.*"rewards/chosen":0,"rewards/rejected":0,' "$R/dpo_hf/metrics.jsonl" ||
+        { echo "FAIL: dpo on GPT-2: the grown reference differs from the grown policy"; exit 1; }
+    run dpo $HFD --out "$R/dpo_hf" --steps 3 --resume
+    run dpo $HFD --out "$R/dpo_hf3" --steps 3
+    cmp -s "$R/dpo_hf/last.safetensors" "$R/dpo_hf3/last.safetensors" || { echo "FAIL: dpo on GPT-2: 2 + resume 1 is not 3 steps"; exit 1; }
+else
+    echo "cli_smoke: dpo on a GPT-2 directory skipped ($G/encoder.json or $B/hf_gpt2_dir missing)"
+fi
 run score "$R/rm/last.safetensors" --prompt "add 1 and 2" --response "3"
 run eval "$R/sft/last.safetensors" --data "$Q/sft.jsonl"
 run export "$R/sft/last.safetensors" --out "$R/hf_sft"
@@ -60,4 +107,4 @@ set +e
 [ $? -eq 2 ] || { echo "FAIL: a usage error must exit 2"; exit 1; }
 "$B/rlhf" info "$R/no-such-file.safetensors" > /dev/null 2>&1
 [ $? -eq 1 ] || { echo "FAIL: a runtime failure must exit 1"; exit 1; }
-echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, --recompute, generate, chat, score, eval, export, info, plot)"
+echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, dpo, --recompute, generate, chat, score, eval, export, info, plot)"

@@ -8,6 +8,9 @@
      gold_vs_proxy.svg          gold judge and reward model (proxy) against KL to SFT: the
                                 over-optimisation curve of Gao et al. 2022
      gold_vs_proxy_sqrt_kl.svg  the same against sqrt(KL), the x axis of their figures
+     dpo.svg                    DPO: loss, pairs ranked right and reward margin (training
+                                batches and held out), the implicit rewards of chosen and
+                                rejected replies
    Ticks fall on 1, 2 or 5 x 10^k; legends sit in a band below the panels; noisy
    curves get a moving average drawn over the faint raw values. */
 #ifndef RLHF_PLOT_H
@@ -29,7 +32,8 @@ static plot_options plot_options_default(void) {
 
 /* Every series the charts can draw; index 0 is "none" so a zeroed slot is empty. */
 enum { PS_NONE, PS_PRE, PS_PRE_VAL, PS_SFT, PS_SFT_VAL, PS_RM, PS_RM_VAL, PS_ACC, PS_ACC_VAL, PS_SCORE, PS_KL,
-       PS_GOLD_IT, PS_PROXY_KL, PS_GOLD_KL, PS_PROXY_SQ, PS_GOLD_SQ, PS_N };
+       PS_GOLD_IT, PS_PROXY_KL, PS_GOLD_KL, PS_PROXY_SQ, PS_GOLD_SQ, PS_DPO, PS_DPO_VAL, PS_DPO_ACC, PS_DPO_ACC_VAL,
+       PS_DPO_MARGIN, PS_DPO_MARGIN_VAL, PS_DPO_CHOSEN, PS_DPO_REJECTED, PS_N };
 /* a line; a line with a dot per point (sparse evaluations); dots with a fitted trend through them */
 enum { PLOT_LINE, PLOT_MARKS, PLOT_SCATTER };
 static const struct plot_look { const char *label, *color; int style; } plot_looks[PS_N] = {
@@ -41,7 +45,11 @@ static const struct plot_look { const char *label, *color; int style; } plot_loo
     {"reward model (proxy), PPO batches", "#1f77b4", PLOT_LINE}, {"KL to SFT", "#2ca02c", PLOT_LINE},
     {"gold judge, held-out prompts", "#e6550d", PLOT_MARKS},
     {"reward model (proxy), PPO batches", "#1f77b4", PLOT_SCATTER}, {"gold judge, held-out prompts", "#e6550d", PLOT_SCATTER},
-    {"reward model (proxy), PPO batches", "#1f77b4", PLOT_SCATTER}, {"gold judge, held-out prompts", "#e6550d", PLOT_SCATTER}};
+    {"reward model (proxy), PPO batches", "#1f77b4", PLOT_SCATTER}, {"gold judge, held-out prompts", "#e6550d", PLOT_SCATTER},
+    {"training batches", "#1f77b4", PLOT_LINE}, {"held out", "#ff7f0e", PLOT_MARKS},
+    {"training batches", "#1f77b4", PLOT_LINE}, {"held out", "#ff7f0e", PLOT_MARKS},
+    {"training batches", "#1f77b4", PLOT_LINE}, {"held out", "#ff7f0e", PLOT_MARKS},
+    {"chosen replies (training batches)", "#2ca02c", PLOT_LINE}, {"rejected replies (training batches)", "#d62728", PLOT_LINE}};
 /* where each series comes from: lines of `stage`, x and y read from two keys */
 static const struct plot_src { const char *stage, *xkey, *ykey; int s, sqrt_x; } plot_srcs[] = {
     {"pretrain", "step", "loss", PS_PRE, 0}, {"pretrain", "step", "val/loss", PS_PRE_VAL, 0},
@@ -51,11 +59,16 @@ static const struct plot_src { const char *stage, *xkey, *ykey; int s, sqrt_x; }
     {"ppo", "step", "objective/scores", PS_SCORE, 0}, {"ppo", "step", "objective/kl", PS_KL, 0},
     {"ppo_gold", "step", "gold/heldout", PS_GOLD_IT, 0},
     {"ppo_gold", "objective/kl", "objective/scores", PS_PROXY_KL, 0}, {"ppo_gold", "objective/kl", "gold/heldout", PS_GOLD_KL, 0},
-    {"ppo_gold", "objective/kl", "objective/scores", PS_PROXY_SQ, 1}, {"ppo_gold", "objective/kl", "gold/heldout", PS_GOLD_SQ, 1}};
+    {"ppo_gold", "objective/kl", "objective/scores", PS_PROXY_SQ, 1}, {"ppo_gold", "objective/kl", "gold/heldout", PS_GOLD_SQ, 1},
+    {"dpo", "step", "loss", PS_DPO, 0}, {"dpo", "step", "val/loss", PS_DPO_VAL, 0},
+    {"dpo", "step", "rewards/accuracies", PS_DPO_ACC, 0}, {"dpo", "step", "val/rewards/accuracies", PS_DPO_ACC_VAL, 0},
+    {"dpo", "step", "rewards/margins", PS_DPO_MARGIN, 0}, {"dpo", "step", "val/rewards/margins", PS_DPO_MARGIN_VAL, 0},
+    {"dpo", "step", "rewards/chosen", PS_DPO_CHOSEN, 0}, {"dpo", "step", "rewards/rejected", PS_DPO_REJECTED, 0}};
 
 typedef struct plot_panel { const char *title, *xlabel, *ylabel; int s[3]; } plot_panel;
-/* a file: panels on a grid of `cols` columns, each cell_h high; a panel without data is left out */
-typedef struct plot_fig { const char *file, *title; int width, cols, cell_h; plot_panel p[3]; } plot_fig;
+/* a file: up to PLOT_PANELS panels on a grid of `cols` columns, each cell_h high; a panel without data is left out */
+enum { PLOT_PANELS = 4 };
+typedef struct plot_fig { const char *file, *title; int width, cols, cell_h; plot_panel p[PLOT_PANELS]; } plot_fig;
 static const plot_fig plot_figs[] = {
     {"loss.svg", "Training loss per stage", 960, 3, 320,
      {{"Pretraining", "step", "loss (nats per token)", {PS_PRE, PS_PRE_VAL}},
@@ -69,7 +82,12 @@ static const plot_fig plot_figs[] = {
     {"gold_vs_proxy.svg", "Reward over-optimisation: gold judge vs reward model", 720, 1, 420,
      {{"", "KL to the SFT policy (nats per reply)", "mean score", {PS_PROXY_KL, PS_GOLD_KL}}}},
     {"gold_vs_proxy_sqrt_kl.svg", "Reward over-optimisation: gold judge vs reward model", 720, 1, 420,
-     {{"", "d = \xe2\x88\x9a" "KL to the SFT policy (as in Gao et al. 2022)", "mean score", {PS_PROXY_SQ, PS_GOLD_SQ}}}}};
+     {{"", "d = \xe2\x88\x9a" "KL to the SFT policy (as in Gao et al. 2022)", "mean score", {PS_PROXY_SQ, PS_GOLD_SQ}}}},
+    {"dpo.svg", "DPO: the policy against its frozen reference", 960, 2, 300,
+     {{"Loss", "step", "DPO loss (mean over pairs)", {PS_DPO, PS_DPO_VAL}},
+      {"Pairs ranked as labelled", "step", "rewards/accuracies", {PS_DPO_ACC, PS_DPO_ACC_VAL}},
+      {"Reward margin, chosen - rejected", "step", "rewards/margins", {PS_DPO_MARGIN, PS_DPO_MARGIN_VAL}},
+      {"Implicit rewards", "step", "\xce\xb2 log(\xcf\x80 / \xcf\x80_ref), mean over pairs", {PS_DPO_CHOSEN, PS_DPO_REJECTED}}}}};
 
 typedef struct plot_pt { double x, y; } plot_pt;
 typedef struct plot_series { plot_pt *p; int n, cap; } plot_series;
@@ -273,7 +291,7 @@ static int plot_panel_draw(FILE *f, const plot_panel *pn, const plot_series *S, 
    the width. Measures only when f is NULL; returns its height. */
 static double plot_legend(FILE *f, const plot_panel *const *pn, int np, const plot_series *S, const plot_options *po, double W,
                           double y0) {
-    const char *seen[3 * 3 + 1];
+    const char *seen[PLOT_PANELS * 3 + 1];
     double x = 64, y = y0 + 18;
     int k, j, i, ns = 0, faint = 0;
     for (k = 0; k < np; k++)
@@ -305,13 +323,13 @@ static double plot_legend(FILE *f, const plot_panel *const *pn, int np, const pl
 }
 /* one file, written atomically; 1 written, 0 nothing to draw, -1 error (on stderr) */
 static int plot_fig_write(const char *dir, const plot_fig *fg, const plot_series *S, const plot_options *po) {
-    const plot_panel *pn[3];
+    const plot_panel *pn[PLOT_PANELS];
     char path[1024];
     atomic_file af;
     FILE *f;
     int np = 0, k, j, cols, rows, rc = 0;
     double cw, top = 44, legend_h, H;
-    for (k = 0; k < 3; k++) {
+    for (k = 0; k < PLOT_PANELS; k++) {
         int any = 0;
         for (j = 0; j < 3; j++) any |= fg->p[k].s[j] && S[fg->p[k].s[j]].n > 0;
         if (fg->p[k].title && any) pn[np++] = &fg->p[k];

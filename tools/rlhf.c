@@ -1,6 +1,7 @@
 /* rlhf.c - the command-line face of rlhf.h.
 
      rlhf tokenizer | pretrain | sft | rm | ppo     the stages, each into a run directory
+     rlhf dpo                                       DPO on preferences: no reward model, no sampling
      rlhf generate | chat | score | eval | info     using and inspecting checkpoints
      rlhf export CKPT --out DIR                     a Hugging Face directory (transformers, TRL)
      rlhf plot RUN_DIR                              SVG charts of metrics.jsonl
@@ -108,7 +109,7 @@ static int fail(const char *cmd, const char *fmt, ...) {
 /* A library message without its stage prefix ("sft: ..."), which the
    command's own prefix ("rlhf sft: ") already says. */
 static const char *lib_msg(const char *msg) {
-    static const char *const stages[] = {"pretrain: ", "sft: ", "rm: ", "ppo: "};
+    static const char *const stages[] = {"pretrain: ", "sft: ", "rm: ", "dpo: ", "ppo: "};
     size_t k;
     const char *colon = strstr(msg, ": ");
     for (k = 0; k < sizeof stages / sizeof stages[0]; k++)
@@ -171,7 +172,11 @@ static int stopped_status(void) { return 128 + (int)g_stop; }
 
 /* ---- options: --name value, --name=value, --flag, --no-flag, --flag=yes|no ---- */
 enum { O_INT, O_FLOAT, O_STR, O_BOOL, O_CHOICE };
-enum { O_ABOVE = 1 /* the lower bound is excluded */, O_CTX = 2 /* an int whose 0 (not given) means the model's context */ };
+enum {
+    O_ABOVE = 1, /* the lower bound is excluded */
+    O_CTX = 2,   /* an int whose 0 (not given) means the model's context */
+    O_BELOW = 4  /* the upper bound is excluded */
+};
 typedef struct opt {
     const char *name, *help;
     int kind;
@@ -184,12 +189,25 @@ typedef struct opt {
 #define OPT_I(n, h, p, lo, hi) {n, h, O_INT, p, lo, hi, 0, NULL, 0}
 #define OPT_F(n, h, p, lo, hi) {n, h, O_FLOAT, p, lo, hi, 0, NULL, 0}
 #define OPT_FA(n, h, p, lo, hi) {n, h, O_FLOAT, p, lo, hi, O_ABOVE, NULL, 0}
+#define OPT_FB(n, h, p, lo, hi) {n, h, O_FLOAT, p, lo, hi, O_BELOW, NULL, 0}
 #define OPT_S(n, h, p) {n, h, O_STR, p, 0, 0, 0, NULL, 0}
 #define OPT_B(n, h, p) {n, h, O_BOOL, p, 0, 0, 0, NULL, 0}
-/* --recompute (sft, rm, pretrain, ppo): activation recompute on the trained models (rlhf_model_set_recompute) */
+/* --recompute (sft, rm, dpo, pretrain, ppo): activation recompute on the trained models (rlhf_model_set_recompute) */
 #define RECOMPUTE_HELP                                                                                                 \
     "recompute each layer's activations in the backward: several times less activation memory (rlhf info shows "   \
     "both budgets) for about one more forward per step; the same results, bit for bit"
+/* --precompute-ref (dpo): the reference's log-probs once, before the first step (rlhf_dpo_config.precompute_ref) */
+#define PRECOMPUTE_HELP                                                                                                \
+    "the reference's log-prob of every reply in one pass before the first step, so a step runs the policy's forward " \
+    "and backward alone (about a quarter less time per step); the pass costs about what one epoch of steps saves, so " \
+    "it pays from the second epoch on. The same results, bit for bit"
+#define DPO_ABOUT                                                                                                      \
+    "Direct Preference Optimisation (Rafailov et al. 2023): the policy learns from preference pairs and rankings\n"    \
+    "(a ranking of K replies is its K(K-1)/2 pairs) against a frozen reference, the SFT model, with no reward model\n" \
+    "and no sampling. The step's loss is the mean over its pairs; metrics.jsonl carries TRL's names (rewards/chosen,\n" \
+    "rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected; val/loss,\n"                \
+    "val/rewards/accuracies, val/rewards/margins). Checkpoints are policies, for generate, chat, eval, export or ppo.\n" \
+    "--resume needs the run's --model (and --ref) again: the reference is loaded anew."
 #define OPT_C(n, h, p, c) {n, h, O_CHOICE, p, 0, 0, 0, c, 0}
 /* --max-len: the long-record rule's limit (rlhf_fit_report), from 2 tokens to the model's context (checked once it is loaded) */
 #define OPT_MAXLEN(h, p) {"max-len", h, O_INT, p, 2, 1 << 20, O_CTX, NULL, 0}
@@ -238,7 +256,8 @@ static void range_text(const opt *o, char *buf, size_t cap) {
     const char *num = o->kind == O_INT ? "an integer" : "a finite number";
     if (o->hi >= BIG) snprintf(buf, cap, "%s %s %.10g", num, o->flags & O_ABOVE ? ">" : ">=", o->lo);
     else if (o->lo <= -BIG) snprintf(buf, cap, "%s <= %.10g", num, o->hi);
-    else snprintf(buf, cap, "%s in %s%.10g, %.10g]", num, o->flags & O_ABOVE ? "(" : "[", o->lo, o->hi);
+    else snprintf(buf, cap, "%s in %s%.10g, %.10g%s", num, o->flags & O_ABOVE ? "(" : "[", o->lo, o->hi,
+                  o->flags & O_BELOW ? ")" : "]");
 }
 /* one option's value; 0 on success, else the usage error has been printed */
 static int set_opt(const char *cmd, opt *o, const char *val, int negated) {
@@ -264,7 +283,7 @@ static int set_opt(const char *cmd, opt *o, const char *val, int negated) {
     errno = 0;
     d = strtod(val, &end);
     if (!*val || *end || errno == ERANGE || !isfinite(d) || d < o->lo || d > o->hi || ((o->flags & O_ABOVE) && d <= o->lo) ||
-        (o->kind == O_INT && d != floor(d))) {
+        ((o->flags & O_BELOW) && d >= o->hi) || (o->kind == O_INT && d != floor(d))) {
         char want[96];
         range_text(o, want, sizeof want);
         return usage_error(cmd, "--%s must be %s, got \"%s\"", o->name, want, val);
@@ -273,6 +292,12 @@ static int set_opt(const char *cmd, opt *o, const char *val, int negated) {
         char want[96];
         range_text(o, want, sizeof want);
         return usage_error(cmd, "--%s must be %s, got \"%s\" (0 in single precision)", o->name, want, val);
+    }
+    if (o->kind == O_FLOAT && (o->flags & O_BELOW) && !((float)d < (float)o->hi)) { /* 0.49999999 < 0.5, but 0.5 as a float */
+        char want[96];
+        range_text(o, want, sizeof want);
+        return usage_error(cmd, "--%s must be %s, got \"%s\" (%.10g in single precision)", o->name, want, val,
+                           (double)(float)o->hi);
     }
     if (o->kind == O_INT) *(int *)o->value = (int)d;
     else *(float *)o->value = (float)d;
@@ -434,11 +459,11 @@ static void clear_run(const char *dir, const char *const *own) {
 }
 /* The options of a run, in options.json: a --resume with other values is
    told so (it continues, but is no longer the run it resumes, bit for bit).
-   Options that only steer the command (where, how long, how often; --recompute, which gives
-   the same bytes) are left out. */
+   Options that only steer the command (where, how long, how often; --recompute and
+   --precompute-ref, which give the same bytes) are left out. */
 static int opt_steers_only(const char *name) {
     static const char *const names[] = {"out", "resume", "overwrite", "skip-bad", "steps", "epochs", "iters", "save-every", "log-every", "eval-every",
-                                        "recompute"};
+                                        "recompute", "precompute-ref"};
     size_t k;
     for (k = 0; k < sizeof names / sizeof names[0]; k++)
         if (strcmp(name, names[k]) == 0) return 1;
@@ -598,7 +623,7 @@ static int load_tokenizer_any(const char *cmd, const char *what, const char *pat
    (--tokenizer), else the files of a Hugging Face directory. */
 static int model_tokenizer(const char *cmd, const char *what, const char *path, const char *tokfile, rlhf_model *m,
                            rlhf_tokenizer **tok) {
-    int has_tok = !strcmp(cmd, "sft") || !strcmp(cmd, "rm") || !strcmp(cmd, "pretrain"); /* commands with --tokenizer */
+    int has_tok = choice_find("sft|rm|dpo|pretrain", cmd) >= 0; /* commands with --tokenizer */
     rlhf_error err;
     if (rlhf_model_meta(m, "tokenizer")) {
         if (tokfile)
@@ -1263,14 +1288,19 @@ static int cmd_tokenizer(int argc, char **argv) {
     return 0;
 }
 
-/* ---- pretrain, sft, rm: one command shape ----------------------------------------------- */
+/* ---- pretrain, sft, rm, dpo: one command shape ------------------------------------------- */
 typedef struct train_cli {
     const char *cmd, *data, *val, *model, *tokfile, *out;
-    int is_pre, is_rm, resume, overwrite, skip_bad, seed;
+    int is_pre, is_rm, is_dpo, resume, overwrite, skip_bad, seed;
     int layers, heads, embd, ctx, norm_samples, normalize, pack, decay, tmpl;
     int shape_given;  /* bits: --layers, --heads, --embd, --ctx on the command line */
     rlhf_train_options to;
     int steps;
+    /* dpo: --ref (NULL: --model again), --loss as an index of "sigmoid|ipo|hinge" (the order of
+       rlhf_dpo_loss_type), --precompute-ref; dc gets them and --beta, --label-smoothing */
+    const char *ref;
+    int dpo_loss, precompute;
+    rlhf_dpo_config dc;
 } train_cli;
 
 /* the model to train: resumed, loaded or new */
@@ -1371,6 +1401,41 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
     rlhf_model_free(sft);
     return rc;
 }
+/* DPO's frozen reference: --ref, else --model loaded a second time (the SFT model the policy
+   starts from; on --resume too, where the policy is the run's last.safetensors). Its
+   vocabulary grows to the tokenizer's as the policy's did (the same mean rows), and then it
+   must have the policy's shape. The library reads it during training, or only in its setup
+   under --precompute-ref; either way it stays loaded until rlhf_dpo_train returns. */
+static rlhf_model *dpo_reference(const train_cli *a, const rlhf_model *policy, const rlhf_tokenizer *t) {
+    const char *what = a->ref ? "--ref" : "--model", *path = a->ref ? a->ref : a->model;
+    const char *tp = rlhf_model_meta(policy, "tokenizer"), *tr;
+    const rlhf_config *p = rlhf_model_config(policy), *c;
+    rlhf_model *ref = load_model(a->cmd, what, path, ROLE_POLICY, NULL);
+    if (!ref) return NULL;
+    tr = rlhf_model_meta(ref, "tokenizer");
+    /* ids mean text only through one tokenizer (a resumed policy's was rewritten by the run: not compared) */
+    if (a->ref && !a->resume && tp && tr && strcmp(tp, tr) != 0) {
+        fail(a->cmd, "--ref %s stores another tokenizer (or chat template) than --model %s: the reference would read "
+             "other text than the policy", a->ref, a->model);
+        rlhf_model_free(ref);
+        return NULL;
+    }
+    if (grow_vocab(a->cmd, ref, t, 1) != 0) {
+        rlhf_model_free(ref);
+        return NULL;
+    }
+    c = rlhf_model_config(ref);
+    if (c->vocab_size != p->vocab_size || c->n_ctx != p->n_ctx || c->n_layer != p->n_layer || c->n_head != p->n_head ||
+        c->n_embd != p->n_embd) {
+        fail(a->cmd, "%s %s (vocab %d, context %d, %d layers, %d heads, %d channels) is not shaped as the policy "
+             "(vocab %d, context %d, %d layers, %d heads, %d channels): the reference is the SFT model the policy "
+             "starts from", what, path, c->vocab_size, c->n_ctx, c->n_layer, c->n_head, c->n_embd, p->vocab_size,
+             p->n_ctx, p->n_layer, p->n_head, p->n_embd);
+        rlhf_model_free(ref);
+        return NULL;
+    }
+    return ref;
+}
 /* checks of the options against each other, before anything is loaded */
 static int train_check(const train_cli *a) {
     const char *c = a->cmd;
@@ -1381,7 +1446,13 @@ static int train_check(const train_cli *a) {
     if (a->is_pre && a->embd % a->heads != 0) return usage_error(c, "--embd %d must be a multiple of --heads %d", a->embd, a->heads);
     if (a->is_rm && a->resume && !a->model && a->normalize)
         return usage_error(c, "--resume needs --model too (the SFT checkpoint the reward model is normalised on), or --no-normalize");
-    if (!a->is_rm && a->to.micro_batch > a->to.batch_size)
+    if (a->is_dpo && a->resume && !a->model)
+        return usage_error(c, "--resume needs --model too (the SFT checkpoint the run started from%s): give the run's "
+                           "command again with --resume", a->ref ? "" : ", which is also the frozen reference, loaded again");
+    if (a->is_dpo && a->dpo_loss != RLHF_DPO_SIGMOID && a->dc.label_smoothing > 0.0f)
+        return usage_error(c, "--label-smoothing is cDPO's, for --loss sigmoid only: --loss %s has no label to smooth",
+                           a->dpo_loss == RLHF_DPO_IPO ? "ipo" : "hinge");
+    if (!a->is_rm && !a->is_dpo && a->to.micro_batch > a->to.batch_size)
         return usage_error(c, "--micro-batch %d is larger than --batch %d", a->to.micro_batch, a->to.batch_size);
     return 0;
 }
@@ -1391,7 +1462,8 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
     rlhf_dataset *d = NULL, *v = NULL;
     rlhf_error err;
     rlhf_train_report rep;
-    rlhf_data_format fmt = a->is_pre ? RLHF_DATA_TEXT : a->is_rm ? RLHF_DATA_PREFERENCE : RLHF_DATA_SFT;
+    rlhf_model *ref = NULL;
+    rlhf_data_format fmt = a->is_pre ? RLHF_DATA_TEXT : a->is_rm || a->is_dpo ? RLHF_DATA_PREFERENCE : RLHF_DATA_SFT;
     run_out ro = {NULL, 0, 0, NULL};
     rlhf_result r;
     int rc;
@@ -1418,7 +1490,8 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
         goto done;
     }
     if (!(d = load_data(a->cmd, a->data, fmt, a->skip_bad)) || (a->val && !(v = load_data(a->cmd, a->val, fmt, a->skip_bad)))) goto done;
-    if (a->resume && truncate_metrics(a->cmd, a->out, a->is_pre ? "pretrain" : a->is_rm ? "rm" : "sft", a->to.resume_step)) goto done;
+    if (a->is_dpo && !(ref = dpo_reference(a, m, t))) goto done;
+    if (a->resume && truncate_metrics(a->cmd, a->out, a->cmd, a->to.resume_step)) goto done; /* stage name = command */
     if (!a->resume) {
         clear_run(a->out, TRAIN_CKPTS);
         if (save_options(a->cmd, a->out, o, n_opt)) goto done;
@@ -1433,7 +1506,9 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
     a->to.log = log_cb;
     a->to.should_stop = should_stop;
     catch_signals();
-    r = a->is_rm ? rlhf_reward_train(m, t, d, v, &a->to, &rep, &err) : rlhf_sft_train(m, t, d, v, &a->to, &rep, &err);
+    r = a->is_dpo ? rlhf_dpo_train(m, ref, t, d, v, &a->dc, &a->to, &rep, &err)
+        : a->is_rm ? rlhf_reward_train(m, t, d, v, &a->to, &rep, &err)
+                   : rlhf_sft_train(m, t, d, v, &a->to, &rep, &err);
     status_done();
     if (r == RLHF_ERR_INTERRUPTED) {
         fail(a->cmd, "%s; continue with the same command and --resume", lib_msg(err.message));
@@ -1453,6 +1528,9 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
         else
             say("%s: %ld steps in %.1f s; no validation set (--val, or --val-fraction above 0)", a->cmd, rep.steps, rep.seconds);
         if (a->is_rm) say("rm: held-out pairwise accuracy %.4f", (double)rep.val_accuracy);
+        if (a->is_dpo && isfinite(rep.val_accuracy))
+            say("dpo: held-out rewards/accuracies %.4f (pairs whose chosen reply has the larger implicit reward "
+                "beta log(pi/pi_ref))", (double)rep.val_accuracy);
     }
     if (rep.skipped_steps > rep.steps) {
         rc = fail(a->cmd, "training diverged: %ld of %ld steps were skipped (loss or gradient not finite); lower --lr", rep.skipped_steps,
@@ -1473,28 +1551,46 @@ done:
     rlhf_dataset_free(d);
     rlhf_dataset_free(v);
     rlhf_tokenizer_free(t);
+    rlhf_model_free(ref);
     rlhf_model_free(m);
     return rc;
 }
 static int cmd_train(int argc, char **argv, const char *cmd) {
     train_cli a;
-    int is_pre = strcmp(cmd, "pretrain") == 0, is_rm = strcmp(cmd, "rm") == 0, np, n;
+    int is_pre = strcmp(cmd, "pretrain") == 0, is_rm = strcmp(cmd, "rm") == 0, is_dpo = strcmp(cmd, "dpo") == 0;
+    int np, n;
     const char *pos[1];
     memset(&a, 0, sizeof a);
-    a.cmd = cmd, a.is_pre = is_pre, a.is_rm = is_rm, a.seed = 1;
+    a.cmd = cmd, a.is_pre = is_pre, a.is_rm = is_rm, a.is_dpo = is_dpo, a.seed = 1;
     a.layers = 4, a.heads = 4, a.embd = 128, a.ctx = 128, a.norm_samples = 200, a.normalize = 1;
-    a.to = is_rm ? rlhf_train_options_reward() : rlhf_train_options_sft();
-    a.decay = is_rm ? 1 : 0;
+    a.to = is_rm ? rlhf_train_options_reward() : is_dpo ? rlhf_train_options_dpo() : rlhf_train_options_sft();
+    a.decay = a.to.decay == RLHF_LR_LINEAR ? 1 : a.to.decay == RLHF_LR_CONSTANT ? 2 : 0; /* --decay's choices */
     a.steps = 0;
+    a.dc = rlhf_dpo_config_default();
+    a.dpo_loss = (int)a.dc.loss, a.precompute = a.dc.precompute_ref;
     {
-        /* the options of this stage only: a new model's shape for pretrain, packing for pretrain and sft, normalisation for rm */
+        /* the options of this stage only: a new model's shape for pretrain, packing for pretrain and sft, normalisation
+           for rm, the reference and the loss for dpo */
         opt all[] = {
-            OPT_S("data", is_pre ? "text file (or {\"text\"} JSONL) to pretrain on" : is_rm ? "preference JSONL (pairs, HH-RLHF, rankings)"
-                                                                                             : "SFT JSONL (prompt/completion or messages)", &a.data),
+            OPT_S("data", is_pre              ? "text file (or {\"text\"} JSONL) to pretrain on"
+                          : is_rm || is_dpo ? "preference JSONL (pairs, HH-RLHF, rankings; strings or TRL's "
+                                              "conversational form)"
+                                            : "SFT JSONL (prompt/completion or messages)", &a.data),
             OPT_S("val", "held-out file of the same kind (none: --val-fraction of --data is held out)", &a.val),
             OPT_S("model", is_pre ? "start from this checkpoint (or Hugging Face directory) instead of a new model"
                            : is_rm ? "the SFT checkpoint (or Hugging Face directory) to start from (and to normalise on)"
-                                   : "the base checkpoint (a .safetensors file or a Hugging Face directory) to start from", &a.model),
+                           : is_dpo ? "the SFT checkpoint (or Hugging Face directory): the policy starts here, and "
+                                      "without --ref it is also the frozen reference (needed again with --resume)"
+                                    : "the base checkpoint (a .safetensors file or a Hugging Face directory) to start from", &a.model),
+            /* dpo only */
+            OPT_S("ref", "the frozen reference pi_ref, if not --model (the policy's shape and tokenizer)", &a.ref),
+            OPT_FA("beta", "the strength of the pull toward the reference: implicit reward beta log(pi/pi_ref)",
+                   &a.dc.beta, 0, BIG),
+            OPT_C("loss", "sigmoid: DPO (Rafailov et al. eq. 7); ipo: the gap regressed to 1/(2 beta) on per-token mean "
+                          "log-probs (Azar et al.); hinge: max(0, 1 - beta h) (SLiC)", &a.dpo_loss, "sigmoid|ipo|hinge"),
+            OPT_FB("label-smoothing", "cDPO's eps in [0, 0.5): the chance a label is wrong (--loss sigmoid only)",
+                   &a.dc.label_smoothing, 0, 0.5),
+            OPT_B("precompute-ref", PRECOMPUTE_HELP, &a.precompute),
             OPT_S("out", "run directory: checkpoints and metrics.jsonl", &a.out),
             OPT_B("resume", "continue the run in --out from its last.safetensors", &a.resume),
             OPT_B("overwrite", "start again in an --out that holds a run (its checkpoints and metrics are replaced)", &a.overwrite),
@@ -1502,7 +1598,8 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             OPT_FA("lr", "peak learning rate", &a.to.opt.lr, 0, 10),
             OPT_F("weight-decay", "AdamW weight decay (matrices and embeddings)", &a.to.opt.weight_decay, 0, 10),
             OPT_F("grad-clip", "clip the gradient norm (0: off)", &a.to.opt.grad_clip, 0, BIG),
-            OPT_I("batch", is_rm ? "prompts per step" : "sequences per step", &a.to.batch_size, 1, 1 << 20),
+            OPT_I("batch", is_rm || is_dpo ? "prompts per step (each with all its pairs)" : "sequences per step",
+                  &a.to.batch_size, 1, 1 << 20),
             OPT_I("micro-batch", "sequences per forward (0: all of the step)", &a.to.micro_batch, 0, 1 << 20),
             OPT_B("recompute", RECOMPUTE_HELP, &a.to.recompute),
             OPT_I("seq-len", "length of the rows the text is cut into (0: the model's context)", &a.to.seq_len, 0, 1 << 20),
@@ -1518,7 +1615,7 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             OPT_I("eval-every", "steps between validations and checkpoints (0: at the end only)", &a.to.eval_every, 0, BIG),
             OPT_F("val-fraction", "held out when --val is not given (below 1)", &a.to.val_fraction, 0, 0.99),
             OPT_I("log-every", "steps between progress lines when not on a terminal", &a.to.log_every, 0, BIG),
-            OPT_I("seed", "shuffling, split, init", &a.seed, 0, BIG),
+            OPT_I("seed", is_dpo ? "shuffling and the held-out split" : "shuffling, split, init", &a.seed, 0, BIG),
             /* pretrain only (--tokenizer: every stage) */
             OPT_S("tokenizer", "for a new model, or a --model without one: an rlhf tokenizer, a Hugging Face "
                                "directory, tokenizer.json, or vocab.json/encoder.json with merges.txt/vocab.bpe beside it",
@@ -1546,19 +1643,24 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
             int pre_only = !strcmp(nm, "layers") || !strcmp(nm, "heads") || !strcmp(nm, "embd") || !strcmp(nm, "ctx") ||
                            !strcmp(nm, "seq-len");
             int rm_only = !strcmp(nm, "normalize-samples") || !strcmp(nm, "normalize");
-            if ((pre_only && !is_pre) || (!strcmp(nm, "max-len") && is_pre) || (!strcmp(nm, "pack") && is_rm) || (rm_only && !is_rm) ||
-                (!strcmp(nm, "template") && (is_rm || is_pre)))
+            int dpo_only = choice_find("ref|beta|loss|label-smoothing|precompute-ref", nm) >= 0;
+            if ((pre_only && !is_pre) || (!strcmp(nm, "max-len") && is_pre) || (!strcmp(nm, "pack") && (is_rm || is_dpo)) ||
+                (rm_only && !is_rm) || (dpo_only && !is_dpo) || (!strcmp(nm, "template") && strcmp(cmd, "sft") != 0))
                 continue;
             o[n++] = all[k];
         }
         np = parse_opts(cmd, argc, argv, 2, o, n, pos, 0);
         if (np < 0) return help_or_usage(np, is_pre ? "rlhf pretrain --data FILE (--tokenizer TOK.json | --model CKPT) --out DIR [options]"
                               : is_rm ? "rlhf rm --model SFT.safetensors --data PREFS.jsonl --out DIR [options]"
+                              : is_dpo ? "rlhf dpo --model SFT.safetensors --data PREFS.jsonl --out DIR [options]"
                                       : "rlhf sft --model BASE.safetensors --data SFT.jsonl --out DIR [options]",
                        is_pre ? "Pretrain a GPT-2 on text (every token a target)."
                               : is_rm ? "Train a reward model (InstructGPT eq. 1) on pairs or K-way rankings, then normalise it on SFT samples."
+                              : is_dpo ? DPO_ABOUT
                                       : "Supervised fine-tuning: the loss on the completions only.",
                        o, n);
+        a.dc.loss = (rlhf_dpo_loss_type)a.dpo_loss; /* "sigmoid|ipo|hinge" in the enum's order */
+        a.dc.precompute_ref = a.precompute;
         a.to.max_steps = a.steps;
         a.to.pack = a.pack;
         a.to.seed = (uint64_t)a.seed;
@@ -1805,7 +1907,8 @@ static int cmd_plot(int argc, char **argv) {
     if (np < 0) return help_or_usage(np, "rlhf plot RUN_DIR [options]",
                    "SVG charts of a run's metrics.jsonl, written into RUN_DIR: loss.svg (losses per stage), reward_model.svg,\n"
                    "ppo.svg (reward and KL during PPO), gold_vs_proxy.svg and gold_vs_proxy_sqrt_kl.svg (demo: gold judge vs\n"
-                   "reward model against KL, as Gao et al. 2022 plot reward over-optimisation).",
+                   "reward model against KL, as Gao et al. 2022 plot reward over-optimisation), dpo.svg (DPO's loss, pairs\n"
+                   "ranked as labelled, reward margin, implicit rewards of chosen and rejected replies).",
                    o, N_OPTS(o));
     if (np != 1) return usage_error("plot", "needs RUN_DIR");
     if (!is_dir(pos[0])) return fail("plot", "%s is not a directory", pos[0]);
@@ -1968,6 +2071,7 @@ static int usage(FILE *f) {
                "  pretrain  pretrain a GPT-2 on text\n"
                "  sft       supervised fine-tuning on demonstrations (loss on completions only)\n"
                "  rm        train a reward model on pairs or K-way rankings, and normalise it\n"
+               "  dpo       DPO on pairs or rankings against the frozen SFT model (no reward model, no sampling)\n"
                "  ppo       PPO with a KL penalty against the SFT policy (PPO-ptx optional)\n"
                "  generate  sample replies to a prompt\n"
                "  chat      talk to a policy\n"
@@ -1994,7 +2098,7 @@ int main(int argc, char **argv) {
     if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) return usage(stdout);
     if (threads_setup(&argc, argv, why, sizeof why)) return 2;
     for (i = 2; i < argc && strcmp(argv[i], "--help") && strcmp(argv[i], "-h"); i++) {}
-    if (i == argc && choice_find("pretrain|sft|rm|ppo|demo", c) >= 0) say("threads: %s", why);
+    if (i == argc && choice_find("pretrain|sft|rm|dpo|ppo|demo", c) >= 0) say("threads: %s", why);
     if (strcmp(c, "demo") == 0) return cmd_demo(argc, argv);
     if (strcmp(c, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(c, "info") == 0) return cmd_info(argc, argv);
@@ -2004,7 +2108,8 @@ int main(int argc, char **argv) {
     if (strcmp(c, "score") == 0) return cmd_score(argc, argv);
     if (strcmp(c, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(c, "tokenizer") == 0) return cmd_tokenizer(argc, argv);
-    if (strcmp(c, "pretrain") == 0 || strcmp(c, "sft") == 0 || strcmp(c, "rm") == 0) return cmd_train(argc, argv, c);
+    if (strcmp(c, "pretrain") == 0 || strcmp(c, "sft") == 0 || strcmp(c, "rm") == 0 || strcmp(c, "dpo") == 0)
+        return cmd_train(argc, argv, c);
     if (strcmp(c, "ppo") == 0) return cmd_ppo(argc, argv);
     fprintf(stderr, "rlhf: unknown command \"%s\"\n", c);
     return usage(stderr);
