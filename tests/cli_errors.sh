@@ -305,8 +305,112 @@ ls "$W" | grep -qE "hf\.(tmp|old)-" && bad "export left a temporary directory"
 expect 1 "exists and is not a directory" export "$SFT" --out "$P"
 expect 1 "cannot create /proc/no-such-dir" export "$SFT" --out /proc/no-such-dir/hf
 
+# --- best-of-N: generate --best-of and bon: usage, the wrong models and files, --out, a full disk, signals ---
+expect 2 "--best-of needs --reward" generate "$SFT" --prompt hi --best-of 4
+expect 2 "--reward is for --best-of N" generate "$SFT" --prompt hi --reward "$RM"
+expect 2 "--only-best is for --best-of N" generate "$SFT" --prompt hi --only-best
+for v in 0 -2 1025 2.5 abc; do
+    expect 2 "--best-of must be an integer in \[1, 1024\], got \"$v\"" generate "$SFT" --prompt hi --best-of "$v" --reward "$RM"
+done
+expect 2 "--temperature 0 \(greedy\) makes the 4 replies of --best-of 4 the same" generate "$SFT" --prompt hi --best-of 4 --reward "$RM" --temperature 0
+expect 1 "--reward .* has no scalar head: it is a policy" generate "$SFT" --prompt hi --best-of 2 --reward "$SFT"
+expect 1 "--reward .* is a value model \(a PPO critic\)" generate "$SFT" --prompt hi --best-of 2 --reward "$K/critic.safetensors"
+expect 1 "--reward: .*typo.safetensors: cannot open" generate "$SFT" --prompt hi --best-of 2 --reward "$W/typo.safetensors"
+once "rlhf generate:"
+expect 1 "CHECKPOINT .* is a reward model" generate "$RM" --prompt hi --best-of 2 --reward "$RM"
+# reward models the policy's ids would mislead: another tokenizer size, the same size with other tokens, another template
+mk_rm() { # OUT TOKENIZER_TEXT VOCAB [--template hh]: a one-step reward model
+    if [ $# -gt 3 ]; then
+        "$X" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$1.base" --steps 1 --batch 2 --eval-every 0 --template hh > "$OUT" 2>&1
+    else
+        "$X" tokenizer --data "$2" --vocab "$3" --out "$1.tok.json" > "$OUT" 2>&1 &&
+            "$X" pretrain --data "$Q/pretrain.txt" --tokenizer "$1.tok.json" --out "$1.base" --layers 1 --heads 1 --embd 8 --ctx 48 \
+                --steps 1 --batch 2 --eval-every 0 > "$OUT" 2>&1
+    fi && "$X" rm --model "$1.base/last.safetensors" --data "$Q/rankings.jsonl" --out "$1" --steps 1 --batch 2 --no-normalize > "$OUT" 2>&1 ||
+        bad "could not make the reward model $1"
+}
+mk_rm "$W/rm300" "$Q/pretrain.txt" 300
+mk_rm "$W/rm320" "$Q/sft.jsonl" 320
+mk_rm "$W/rm_hh" "" 0 hh
+expect 1 "--reward .*rm300/last.safetensors has a tokenizer of 300 tokens, the policy .* one of 320: .* share one vocabulary" \
+    generate "$SFT" --prompt hi --best-of 2 --reward "$W/rm300/last.safetensors"
+expect 1 "--reward .*rm320/last.safetensors has another vocabulary than the policy .*: token [0-9]+ is \".*\" to the policy but" \
+    bon --model "$SFT" --reward "$W/rm320/last.safetensors" --prompts "$P" --out "$W/b0.jsonl"
+expect 1 "--reward .*rm_hh/last.safetensors reads conversations in the hh template, the policy .* writes them in the chat one" \
+    bon --model "$SFT" --reward "$W/rm_hh/last.safetensors" --prompts "$P" --out "$W/b0.jsonl"
+[ -e "$W/b0.jsonl" ] && bad "bon with a refused reward model wrote --out"
+BON_M="--model $SFT --reward $RM"
+expect 2 "needs --model, --reward, --prompts and --out" bon $BON_M --prompts "$P"
+for v in 0 -1 1025 1.5 abc; do
+    expect 2 "--n must be an integer in \[1, 1024\], got \"$v\"" bon $BON_M --prompts "$P" --out "$W/b0.jsonl" --n "$v"
+done
+expect 2 "--temperature 0 \(greedy\) makes the 4 replies of --n 4 the same" bon $BON_M --prompts "$P" --out "$W/b0.jsonl" --temperature 0
+expect 2 "--max-len 1000 is longer than the models' context \(48 tokens" bon $BON_M --prompts "$P" --out "$W/b0.jsonl" --max-len 1000
+expect 2 "--max-new 47 leaves no room for a prompt in --max-len 48" bon $BON_M --prompts "$P" --out "$W/b0.jsonl" --max-new 47
+expect 1 "--model .* is a reward model" bon --model "$RM" --reward "$RM" --prompts "$P" --out "$W/b0.jsonl"
+expect 1 "--reward .* has no scalar head" bon --model "$SFT" --reward "$SFT" --prompts "$P" --out "$W/b0.jsonl"
+expect 1 "--prompts .*pretrain.txt is not a JSONL file of records .*: give a prompts, SFT or preference file" bon $BON_M --prompts "$Q/pretrain.txt" --out "$W/b0.jsonl"
+expect 1 "--prompts .*sft.safetensors is not a JSONL file of records" bon $BON_M --prompts "$SFT" --out "$W/b0.jsonl"
+echo '{"text": "add 1 and 2"}' > "$W/text.jsonl"
+expect 1 "--prompts .*text.jsonl holds text records" bon $BON_M --prompts "$W/text.jsonl" --out "$W/b0.jsonl"
+expect 1 "is a directory, not a data file" bon $BON_M --prompts "$Q" --out "$W/b0.jsonl"
+expect 1 "cannot read .*no-such-prompts.jsonl: No such file" bon $BON_M --prompts "$W/no-such-prompts.jsonl" --out "$W/b0.jsonl"
+once "no-such-prompts"
+expect 1 "broken.jsonl:2:.*--skip-bad" bon $BON_M --prompts "$W/broken.jsonl" --out "$W/b0.jsonl"
+[ -e "$W/b0.jsonl" ] && bad "a refused bon wrote --out"
+expect 0 "1 bad records skipped" bon $BON_M --prompts "$W/broken.jsonl" --out "$W/b0.jsonl" --skip-bad --keep-cut
+printf '%s\n' '{"chosen": "\n\nHuman: a\n\nAssistant: 3", "rejected": "\n\nHuman: b\n\nAssistant: 4"}' \
+    '{"prompt": "add 1 and 2", "chosen": " 3", "rejected": " 4"}' > "$W/pairs_unshared.jsonl"
+expect 0 "1 record without a prompt skipped" bon $BON_M --prompts "$W/pairs_unshared.jsonl" --out "$W/b1.jsonl" --keep-cut
+[ "$(wc -l < "$W/b1.jsonl")" -eq 1 ] || bad "bon: a pair without a prompt was written"
+expect 1 "--out .* is a directory: give the path of a JSONL file" bon $BON_M --prompts "$P" --out "$W"
+expect 1 "cannot create the directory /proc/no-such-dir" bon $BON_M --prompts "$P" --out /proc/no-such-dir/b.jsonl
+cp "$P" "$W/prompts.before"
+expect 2 "--out .*prompts.jsonl is the --prompts file itself" bon $BON_M --prompts "$P" --out "$P" --overwrite
+expect 2 "--out .*sft.safetensors is the --model file itself" bon $BON_M --prompts "$P" --out "$SFT" --overwrite
+cmp -s "$P" "$W/prompts.before" || bad "bon changed its --prompts file"
+head -3 "$P" > "$W/p3.jsonl"
+expect 0 "bon: 3 prompts, best of 4: mean best score" bon $BON_M --prompts "$W/p3.jsonl" --out "$W/b.jsonl" --keep-cut
+cp "$W/b.jsonl" "$W/b.before"
+expect 2 "--out .*b.jsonl exists: add --overwrite" bon $BON_M --prompts "$W/p3.jsonl" --out "$W/b.jsonl" --seed 2
+cmp -s "$W/b.jsonl" "$W/b.before" || bad "a refused bon changed its --out"
+if [ "$(id -u)" -ne 0 ]; then
+    mkdir -p "$W/ro_bon" && chmod 555 "$W/ro_bon"
+    expect 1 "cannot write .*ro_bon/b.jsonl" bon $BON_M --prompts "$W/p3.jsonl" --out "$W/ro_bon/b.jsonl"
+    chmod 755 "$W/ro_bon"
+fi
+head -300 "$P" > "$W/p300.jsonl"
+cases=$((cases + 1))
+(trap '' XFSZ; ulimit -f 2; "$X" bon $BON_M --prompts "$W/p300.jsonl" --out "$W/b.jsonl" --overwrite --keep-cut) > "$OUT" 2>&1
+st=$?
+[ $st -eq 1 ] && grep -q "cannot write .*b.jsonl.*(the old file is unchanged)" "$OUT" || bad "bon on a full disk: exit $st, want 1 and the message"
+cmp -s "$W/b.jsonl" "$W/b.before" || bad "bon on a full disk damaged the old file"
+ls "$W" | grep -q "b.jsonl.tmp" && bad "bon on a full disk left a temporary file"
+# Ctrl-C and SIGTERM: exit 130 / 143, --out as it was, no temporary file; kill -9: the next run removes the dead one's
+bon_signal() { # SIGNAL STATUS
+    cases=$((cases + 1))
+    "$X" bon $BON_M --prompts "$P" --out "$W/b.jsonl" --overwrite --n 16 --log-every 1 > "$OUT" 2>&1 &
+    pid=$!
+    i=0
+    while [ $i -lt 300 ] && ! grep -q "bon: 2/" "$OUT"; do sleep 0.1; i=$((i + 1)); done
+    kill -"$1" $pid
+    wait $pid 2>/dev/null
+    st=$?
+    [ $st -eq "$2" ] || { bad "bon stopped by SIG$1: exit $st, want $2"; return; }
+    [ "$1" = KILL ] || grep -q "stopped after [0-9]* of 1000 prompts: nothing written, .*b.jsonl is as it was" "$OUT" || bad "bon, SIG$1: no message"
+    cmp -s "$W/b.jsonl" "$W/b.before" || bad "bon stopped by SIG$1 changed --out"
+    [ "$1" = KILL ] || ! ls "$W" | grep -q "b.jsonl.tmp-" || bad "bon stopped by SIG$1 left a temporary file"
+}
+bon_signal INT 130
+bon_signal TERM 143
+bon_signal KILL 137
+ls "$W" | grep -q "b.jsonl.tmp-" || bad "bon killed by SIGKILL left no temporary file (the test did not kill it mid-write)"
+expect 0 "records in .*b.jsonl" bon $BON_M --prompts "$W/p3.jsonl" --out "$W/b.jsonl" --overwrite --keep-cut
+ls "$W" | grep -q "b.jsonl.tmp-" && bad "bon did not remove the temporary file of a killed run"
+cmp -s "$W/b.jsonl" "$W/b.before" || bad "bon --overwrite with the same seed wrote another file"
+
 if [ $fails -ne 0 ]; then
     echo "cli_errors: $fails of $cases cases FAILED"
     exit 1
 fi
-echo "cli_errors: all $cases cases ok (exit statuses, messages, no crash, run directories, signals, kill -9 during PPO saves)"
+echo "cli_errors: all $cases cases ok (exit statuses, messages, no crash, run directories, signals, kill -9 during PPO saves, best-of-N)"

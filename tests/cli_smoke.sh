@@ -102,9 +102,82 @@ grep -q "scalar head" "$R/out.txt" || { echo "FAIL: info"; exit 1; }
 run plot "$R/ppo"
 test -s "$R/ppo/ppo.svg"
 echo "add 1 and 2" | "$B/rlhf" chat "$R/sft/last.safetensors" --max-new 4 > "$R/out.txt" 2>&1 || { echo "FAIL: chat"; exit 1; }
+
+# best-of-N at inference: N scores, the highest one marked; --only-best prints the marked reply alone. bon on the
+# same prompt and seed samples the same replies: its mean best score is the marked one, its mean the scores' mean,
+# and it leaves the reply out (without --keep-cut) when generate marked it cut. Seeds 1 and 3: one kept reply
+# that ends, one cut at --max-new (with this build's numbers).
+S=$Q/sft.safetensors
+RW=$Q/rm.safetensors
+echo '{"prompt": "reverse: red blue green"}' > "$R/bon_one.jsonl"
+for seed in 1 3; do
+    gen_bon() { run generate "$S" --prompt "reverse: red blue green" --best-of 5 --reward "$RW" --temperature 1 --max-new 24 --seed $seed "$@"; }
+    gen_bon
+    # "* 2  +1.2345  reply" (kept) and "  1  -0.5000  reply": K or - and the score
+    sed -n 's/^\* *[0-9][0-9]*  *\([-+][0-9.]*\)  .*/K \1/p; s/^  *[0-9][0-9]*  *\([-+][0-9.]*\)  .*/- \1/p' "$R/out.txt" > "$R/bon_scores.txt"
+    [ "$(wc -l < "$R/bon_scores.txt")" -eq 5 ] && [ "$(grep -c '^K' "$R/bon_scores.txt")" -eq 1 ] ||
+        { echo "FAIL: generate --best-of 5 did not print 5 scores with one kept"; cat "$R/out.txt"; exit 1; }
+    awk '{ if (NR == 1 || $2 + 0 > max) max = $2 + 0; if ($1 == "K") kept = $2 + 0 } END { exit !(kept == max) }' "$R/bon_scores.txt" ||
+        { echo "FAIL: generate --best-of marked a reply whose score is not the highest"; cat "$R/out.txt"; exit 1; }
+    sed -n 's/^\* *[0-9][0-9]*  *[-+][0-9.]*  //p' "$R/out.txt" > "$R/bon_kept.txt"
+    gen_bon --only-best
+    cmp -s "$R/out.txt" "$R/bon_kept.txt" || { echo "FAIL: generate --only-best did not print the marked reply alone"; cat "$R/out.txt" "$R/bon_kept.txt"; exit 1; }
+    run bon --model "$S" --reward "$RW" --prompts "$R/bon_one.jsonl" --out "$R/bon_one_out.jsonl" --n 5 --max-new 24 --seed $seed --keep-cut --overwrite
+    sed -n 's/^bon: 1 prompts, best of 5: mean best score \([-0-9.]*\) vs \([-0-9.]*\) over all 5 samples.*/\1 \2/p' "$R/out.txt" > "$R/bon_means.txt"
+    awk 'NR == FNR { best = $1; all = $2; next } { if ($1 == "K") kept = $2; sum += $2 }
+         END { d1 = best - kept; d2 = all - sum / 5; exit !(NR == 6 && d1 * d1 < 1e-8 && d2 * d2 < 2.25e-8) }' "$R/bon_means.txt" "$R/bon_scores.txt" ||
+        { echo "FAIL: bon and generate --best-of with seed $seed disagree"; cat "$R/out.txt" "$R/bon_scores.txt"; exit 1; }
+    rm -f "$R/bon_one_nc.jsonl"
+    st=0
+    "$B/rlhf" bon --model "$S" --reward "$RW" --prompts "$R/bon_one.jsonl" --out "$R/bon_one_nc.jsonl" --n 5 --max-new 24 --seed $seed > "$R/out.txt" 2>&1 || st=$?
+    if grep -q '\[cut: ' "$R/bon_kept.txt"; then
+        [ $st -eq 1 ] && grep -q "every kept reply stopped at --max-new 24 before its end: nothing to write" "$R/out.txt"
+    else
+        [ $st -eq 0 ] && [ "$(wc -l < "$R/bon_one_nc.jsonl")" -eq 1 ]
+    fi || { echo "FAIL: bon (seed $seed) and generate --best-of disagree on whether the kept reply was cut"; cat "$R/out.txt" "$R/bon_kept.txt"; exit 1; }
+done
+
+# bon as data: a prompt string, a conversation, a conversation with an assistant turn; the SFT file reads back
+u='{"role": "user", "content": "add 1 and 2"}'
+printf '%s\n' '{"prompt": "reverse: red blue green"}' "{\"prompt\": [{\"role\": \"system\", \"content\": \"be brief\"}, $u]}" \
+    "{\"messages\": [$u, {\"role\": \"assistant\", \"content\": \"3\"}, {\"role\": \"user\", \"content\": \"say moon twice\"}]}" > "$R/bon_prompts.jsonl"
+run bon --model "$S" --reward "$RW" --prompts "$R/bon_prompts.jsonl" --out "$R/bon.jsonl" --n 4 --keep-cut
+grep -q "^bon: 3 prompts, best of 4: mean best score" "$R/out.txt" && [ "$(wc -l < "$R/bon.jsonl")" -eq 3 ] ||
+    { echo "FAIL: bon did not write 3 records"; cat "$R/out.txt" "$R/bon.jsonl"; exit 1; }
+sed -n 's/^bon: 3 prompts.*mean best score \([-0-9.]*\) vs \([-0-9.]*\) over all 12 samples.*/\1 \2/p' "$R/out.txt" |
+    awk '{ exit !(NF == 2 && $1 + 0 >= $2 + 0) }' || { echo "FAIL: bon's mean best score is below its mean score"; cat "$R/out.txt"; exit 1; }
+sed -n 1p "$R/bon.jsonl" | grep -q '^{"prompt": "reverse: red blue green", "completion": "' &&
+    sed -n 2p "$R/bon.jsonl" | grep -q '^{"messages": \[{"role": "system", "content": "be brief"}, {"role": "user", "content": "add 1 and 2"}, {"role": "assistant", "content": "' &&
+    sed -n 3p "$R/bon.jsonl" | grep -q '^{"prompt": \[{"role": "user", "content": "add 1 and 2"}, {"role": "assistant", "content": "3"}, {"role": "user", "content": "say moon twice"}\], "completion": \[{"role": "assistant", "content": "' ||
+    { echo "FAIL: bon's records are not in TRL's forms"; cat "$R/bon.jsonl"; exit 1; }
+run eval "$S" --data "$R/bon.jsonl"
+grep -q "of 3 records" "$R/out.txt" || { echo "FAIL: eval does not read bon's file"; cat "$R/out.txt"; exit 1; }
+run sft --model "$S" --data "$R/bon.jsonl" --val "$R/bon.jsonl" --out "$R/sft_bon" --steps 2 --batch 3
+cp "$R/bon.jsonl" "$R/bon.first"
+run bon --model "$S" --reward "$RW" --prompts "$R/bon_prompts.jsonl" --out "$R/bon.jsonl" --n 4 --keep-cut --overwrite
+cmp -s "$R/bon.jsonl" "$R/bon.first" || { echo "FAIL: bon with the same seed wrote another file"; exit 1; }
+# a kept reply cut at --max-new is written with --keep-cut (and counted); without it, left out and counted:
+# the second file is the first without its C cut records
+head -200 "$Q/prompts.jsonl" > "$R/bon_200.jsonl"
+run bon --model "$S" --reward "$RW" --prompts "$R/bon_200.jsonl" --out "$R/bon_all.jsonl" --n 2 --max-new 3 --keep-cut
+C=$(sed -n 's/.* \([0-9][0-9]*\) of 200 kept replies stopped at --max-new 3 before their end (written: --keep-cut).*/\1/p' "$R/out.txt")
+[ -n "$C" ] && [ "$C" -ge 1 ] && [ "$(wc -l < "$R/bon_all.jsonl")" -eq 200 ] ||
+    { echo "FAIL: bon --keep-cut --max-new 3 did not write and count its cut replies"; cat "$R/out.txt"; exit 1; }
+st=0
+"$B/rlhf" bon --model "$S" --reward "$RW" --prompts "$R/bon_200.jsonl" --out "$R/bon_cut.jsonl" --n 2 --max-new 3 > "$R/out.txt" 2>&1 || st=$?
+if [ "$C" -eq 200 ]; then
+    [ $st -eq 1 ] && grep -q "every kept reply stopped" "$R/out.txt"
+else
+    [ $st -eq 0 ] && [ "$(wc -l < "$R/bon_cut.jsonl")" -eq $((200 - C)) ] && ! grep -vxFf "$R/bon_all.jsonl" "$R/bon_cut.jsonl" > /dev/null &&
+        grep -q "$C of 200 kept replies stopped at --max-new 3 before their end, left out" "$R/out.txt"
+fi || { echo "FAIL: bon without --keep-cut did not leave out exactly the $C cut replies"; cat "$R/out.txt"; exit 1; }
+# HH-RLHF's template: the policy and reward model of --template hh
+run generate "$R/sft_hh/last.safetensors" --prompt "add 1 and 2" --best-of 2 --reward "$R/rm_hh/last.safetensors" --max-new 4
+run bon --model "$R/sft_hh/last.safetensors" --reward "$R/rm_hh/last.safetensors" --prompts "$R/bon_prompts.jsonl" --out "$R/bon_hh.jsonl" --max-new 4 --keep-cut
+run eval "$R/sft_hh/last.safetensors" --data "$R/bon_hh.jsonl"
 set +e
 "$B/rlhf" sft --no-such-option > /dev/null 2>&1
 [ $? -eq 2 ] || { echo "FAIL: a usage error must exit 2"; exit 1; }
 "$B/rlhf" info "$R/no-such-file.safetensors" > /dev/null 2>&1
 [ $? -eq 1 ] || { echo "FAIL: a runtime failure must exit 1"; exit 1; }
-echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, dpo, --recompute, generate, chat, score, eval, export, info, plot)"
+echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, dpo, --recompute, generate, generate --best-of, bon, chat, score, eval, export, info, plot)"

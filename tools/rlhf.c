@@ -2,6 +2,7 @@
 
      rlhf tokenizer | pretrain | sft | rm | ppo     the stages, each into a run directory
      rlhf dpo                                       DPO on preferences: no reward model, no sampling
+     rlhf bon                                       best-of-N replies to a prompt file, as SFT data
      rlhf generate | chat | score | eval | info     using and inspecting checkpoints
      rlhf export CKPT --out DIR                     a Hugging Face directory (transformers, TRL)
      rlhf plot RUN_DIR                              SVG charts of metrics.jsonl
@@ -918,13 +919,264 @@ static void print_reply(const char *prefix, const char *text, int status) {
     utf8_clean(text, clean, sizeof clean);
     printf("%s%s%s\n", prefix, clean, status == REPLY_CUT ? "  [cut: no end of reply within --max-new or the context]" : "");
 }
+/* ---- best-of-N: the reward model, the sampling, generate --best-of ------------------------------
+   rlhf_best_of_n samples N replies with the policy, scores each with the reward model at its
+   <|end|> (one appended to a reply cut at --max-new) and keeps the first highest. The reward model reads the policy's token ids, so the two must
+   share one vocabulary (every id the same bytes) and one chat template (the same reply end); a
+   reward model trained from the policy's SFT checkpoint (rlhf rm --model SFT) does. */
+
+/* s with '"' and '\\' escaped, into out (room for 2 * strlen(s) + 1) */
+static const char *bon_quote(const char *s, char *out) {
+    char *o = out;
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') *o++ = '\\';
+        *o++ = *s;
+    }
+    *o = 0;
+    return out;
+}
+/* --reward's tokenizer against the policy's: 0, or 1 with the message printed */
+static int bon_same_vocab(const char *cmd, const char *rm_path, const char *policy_path, const rlhf_tokenizer *tp,
+                          const rlhf_tokenizer *tr) {
+    static const char hint[] = "train the reward model from this policy's SFT checkpoint (rlhf rm --model SFT)";
+    int V = rlhf_tokenizer_vocab_size(tp), id;
+    if (rlhf_tokenizer_vocab_size(tr) != V)
+        return fail(cmd, "--reward %s has a tokenizer of %d tokens, the policy %s one of %d: the reward model reads the policy's "
+                    "token ids, so the two must share one vocabulary; %s", rm_path, rlhf_tokenizer_vocab_size(tr), policy_path, V, hint);
+    for (id = 0; id < V; id++) {
+        char a[1024], b[1024], ca[3 * 48 + 1], cb[3 * 48 + 1], qa[2 * sizeof ca], qb[2 * sizeof cb];
+        size_t na = 0, nb = 0;
+        if (rlhf_tokenizer_decode(tp, &id, 1, a, sizeof a, &na) != RLHF_OK && na <= sizeof a) na = 0;
+        if (rlhf_tokenizer_decode(tr, &id, 1, b, sizeof b, &nb) != RLHF_OK && nb <= sizeof b) nb = 0;
+        if (na == nb && memcmp(a, b, na < sizeof a ? na : sizeof a) == 0) continue;
+        a[na < 40 ? na : 40] = 0, b[nb < 40 ? nb : 40] = 0; /* shown cleaned (a token may split a character), quoted */
+        utf8_clean(a, ca, sizeof ca);
+        utf8_clean(b, cb, sizeof cb);
+        return fail(cmd, "--reward %s has another vocabulary than the policy %s: token %d is \"%s\" to the policy but \"%s\" to the "
+                    "reward model, which would score other text than the policy wrote; %s", rm_path, policy_path, id,
+                    bon_quote(ca, qa), bon_quote(cb, qb), hint);
+    }
+    if (rlhf_tokenizer_template(tp) != rlhf_tokenizer_template(tr))
+        return fail(cmd, "--reward %s reads conversations in the %s template, the policy %s writes them in the %s one: its "
+                    "scores would be read at another place than a reply's end; %s", rm_path,
+                    rlhf_tokenizer_template(tr) == RLHF_TEMPLATE_HH ? "hh" : "chat", policy_path,
+                    rlhf_tokenizer_template(tp) == RLHF_TEMPLATE_HH ? "hh" : "chat", hint);
+    return 0;
+}
+/* --reward: a reward model (a scalar head; a PPO critic is refused) that shares the policy's vocabulary */
+static rlhf_model *bon_load_reward(const char *cmd, const char *rm_path, const char *policy_path, const rlhf_tokenizer *tp) {
+    rlhf_tokenizer *tr = NULL;
+    rlhf_model *rm = load_model(cmd, "--reward", rm_path, ROLE_SCORER, &tr);
+    int bad;
+    if (!rm) return NULL;
+    bad = bon_same_vocab(cmd, rm_path, policy_path, tp, tr);
+    rlhf_tokenizer_free(tr);
+    if (bad) {
+        rlhf_model_free(rm);
+        return NULL;
+    }
+    if (!rlhf_model_meta(rm, "rlhf.reward.gain")) { /* on stderr: generate's stdout is the replies */
+        status_erase();
+        fprintf(stderr, "rlhf %s: warning: --reward %s is not normalised (no rlhf.reward.gain): the scores are raw (the same "
+                "reply wins, the numbers are on the model's own scale)\n", cmd, rm_path);
+        status_draw();
+    }
+    return rm;
+}
+/* the options of best-of-N against each other, before anything is loaded: 0, or 2 (printed) */
+static int bon_check_sampling(const char *cmd, int n, const char *n_opt, float temperature) {
+    if (n > 1 && temperature == 0.0f)
+        return usage_error(cmd, "--temperature 0 (greedy) makes the %d replies of %s %d the same: best-of-N needs a temperature "
+                           "above 0", n, n_opt, n);
+    return 0;
+}
+
+/* One prompt's best of N replies: the state of a command's whole run. */
+typedef struct bon_state {
+    rlhf_model *policy, *rm;
+    const rlhf_tokenizer *t;
+    rlhf_sampler_config sc;
+    rlhf_rng *rng;       /* the replies come from it in order: a seed gives the same replies */
+    int n, max_new;
+    int *best;           /* max_new ids: the kept reply, with its end token when it has one */
+    float *scores;       /* n: every reply's score */
+    char *text;          /* the kept reply decoded, without its end token (NUL-terminated; may hold NUL bytes) */
+    size_t text_len, text_cap;
+    int n_best, best_index;
+    int cut;             /* the kept reply stopped at max_new, before its end token */
+} bon_state;
+static void bon_close(bon_state *b) {
+    free(b->best);
+    free(b->scores);
+    free(b->text);
+    b->best = NULL, b->scores = NULL, b->text = NULL;
+}
+static int bon_open(bon_state *b, rlhf_model *policy, rlhf_model *rm, const rlhf_tokenizer *t, const gen_opts *g, int n,
+                    int max_new, rlhf_rng *rng) {
+    memset(b, 0, sizeof *b);
+    b->policy = policy, b->rm = rm, b->t = t, b->rng = rng, b->n = n, b->max_new = max_new;
+    b->sc = rlhf_sampler_config_default();
+    b->sc.temperature = g->temperature, b->sc.top_k = g->top_k, b->sc.top_p = g->top_p;
+    b->text_cap = 256;
+    b->best = (int *)malloc((size_t)max_new * sizeof(int));
+    b->scores = (float *)malloc((size_t)n * sizeof(float));
+    b->text = (char *)malloc(b->text_cap);
+    if (b->best && b->scores && b->text) return 1;
+    bon_close(b);
+    return 0;
+}
+/* ids (without a trailing end token) decoded into *text, grown as needed; 0 when out of memory */
+static int bon_decode(const rlhf_tokenizer *t, const int *ids, int n, char **text, size_t *cap, size_t *len) {
+    size_t nb = 0;
+    rlhf_result r = rlhf_tokenizer_decode(t, ids, (size_t)n, *text, *cap - 1, &nb);
+    if (r != RLHF_OK && nb >= *cap) { /* too long for the buffer: nb is the size it needs */
+        char *grown = (char *)realloc(*text, nb + 1);
+        if (!grown) return 0;
+        *text = grown, *cap = nb + 1;
+        r = rlhf_tokenizer_decode(t, ids, (size_t)n, *text, *cap - 1, &nb);
+    }
+    if (r != RLHF_OK) nb = 0;
+    (*text)[nb] = 0;
+    *len = nb;
+    return 1;
+}
+/* The best of b->n replies to prompt (n_prompt ids through the chat template, ending where a reply
+   begins), decoded into b->text. RLHF_OK, or the library's result (the message in the policy's last
+   error); RLHF_ERR_NON_FINITE when a score is not finite. */
+static rlhf_result bon_sample(bon_state *b, const int *prompt, int n_prompt) {
+    int stop = rlhf_tokenizer_reply_end(b->t), i;
+    rlhf_result r = rlhf_best_of_n(b->policy, b->rm, NULL, NULL, b->t, prompt, n_prompt, b->n, b->max_new, &b->sc, b->rng,
+                                   b->best, &b->n_best, b->scores, &b->best_index);
+    if (r != RLHF_OK) return r;
+    for (i = 0; i < b->n; i++)
+        if (!isfinite(b->scores[i])) return RLHF_ERR_NON_FINITE;
+    b->cut = !(b->n_best > 0 && b->best[b->n_best - 1] == stop);
+    if (!bon_decode(b->t, b->best, b->cut ? b->n_best : b->n_best - 1, &b->text, &b->text_cap, &b->text_len))
+        return RLHF_ERR_OUT_OF_MEMORY;
+    return RLHF_OK;
+}
+
+/* generate --best-of: to show every reply beside its score, the reward model scores them through
+   rlhf_best_of_n's score function (the call it makes itself with a reward model:
+   rlhf_reward_score_ids at the reply's <|end|>, one appended to a cut reply), which also keeps
+   each reply's text. */
+typedef struct bon_seen {
+    rlhf_model *rm;
+    const rlhf_tokenizer *t;
+    int *seq;             /* prompt + reply: room for the context */
+    int k;                /* replies seen */
+    char **text;          /* each reply, decoded without its end token */
+    size_t *cap, *len;
+    int *cut;
+    int failed;           /* the reward model failed: its message is its last error */
+} bon_seen;
+static float bon_score_seen(void *user, const int *prompt, int n_prompt, const int *response, int n_response) {
+    bon_seen *s = (bon_seen *)user;
+    int len = n_prompt + n_response, k = s->k++;
+    float score = NAN;
+    memcpy(s->seq, prompt, (size_t)n_prompt * sizeof(int));
+    memcpy(s->seq + n_prompt, response, (size_t)n_response * sizeof(int));
+    s->cut[k] = !(n_response > 0 && response[n_response - 1] == rlhf_tokenizer_reply_end(s->t));
+    if (s->cut[k]) { /* scored at an <|end|>, appended or over the last token, as rlhf_best_of_n scores */
+        if (len < rlhf_model_config(s->rm)->n_ctx) len++;
+        s->seq[len - 1] = rlhf_tokenizer_reply_end(s->t);
+    }
+    if (rlhf_reward_score_ids(s->rm, s->seq, NULL, &len, 1, len, &score) != RLHF_OK) s->failed = 1;
+    if (!bon_decode(s->t, response, s->cut[k] ? n_response : n_response - 1, &s->text[k], &s->cap[k], &s->len[k])) s->failed = 2;
+    return score;
+}
+/* --n rounds of the best of best_of replies to msg: every reply with its score, the kept one marked
+   with *, or (only_best) the kept reply alone, as plain generate prints one */
+static int generate_best_of(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const gen_opts *g, const char *reward,
+                            const char *policy_path, int best_of, int only_best, const rlhf_message *msg, int nm) {
+    rlhf_model *rm = bon_load_reward("generate", reward, policy_path, t);
+    bon_state b;
+    bon_seen s;
+    int *prompt = NULL, n_ctx, max_new, round, i, rc = 0;
+    size_t np = 0;
+    memset(&b, 0, sizeof b);
+    memset(&s, 0, sizeof s);
+    if (!rm) return 1;
+
+    /* the prompt through the template, in the smaller context of the two models, with room for a reply */
+    n_ctx = rlhf_model_config(m)->n_ctx < rlhf_model_config(rm)->n_ctx ? rlhf_model_config(m)->n_ctx : rlhf_model_config(rm)->n_ctx;
+    if (!(prompt = (int *)malloc((size_t)n_ctx * sizeof(int)))) {
+        rc = fail("generate", "out of memory");
+        goto done;
+    }
+    if (rlhf_tokenizer_chat(t, msg, nm, 1, prompt, NULL, (size_t)n_ctx, &np) != RLHF_OK || (int)np + 1 > n_ctx) {
+        rc = fail("generate", "the prompt does not fit the context (%d tokens, the smaller of the policy's and the reward "
+                  "model's) with room for a reply", n_ctx);
+        goto done;
+    }
+    max_new = g->max_new < n_ctx - (int)np ? g->max_new : n_ctx - (int)np;
+
+    /* each reply's text and cut, kept by the score function */
+    s.rm = rm, s.t = t;
+    s.seq = (int *)malloc(((size_t)n_ctx + 1) * sizeof(int));
+    s.text = (char **)calloc((size_t)best_of, sizeof(char *));
+    s.cap = (size_t *)calloc((size_t)best_of, sizeof(size_t));
+    s.len = (size_t *)calloc((size_t)best_of, sizeof(size_t));
+    s.cut = (int *)calloc((size_t)best_of, sizeof(int));
+    rc = !bon_open(&b, m, NULL, t, g, best_of, max_new, &sc->rng) || !s.seq || !s.text || !s.cap || !s.len || !s.cut;
+    for (i = 0; rc == 0 && i < best_of; i++) rc = !(s.text[i] = (char *)malloc(s.cap[i] = 64));
+    if (rc) {
+        rc = fail("generate", "out of memory");
+        goto done;
+    }
+
+    for (round = 0; round < g->n; round++) {
+        rlhf_result r;
+        s.k = 0;
+        r = rlhf_best_of_n(m, NULL, bon_score_seen, &s, t, prompt, (int)np, best_of, max_new, &b.sc, b.rng, b.best, &b.n_best,
+                           b.scores, &b.best_index);
+        if (r != RLHF_OK) rc = fail("generate", "%s", lib_msg(rlhf_model_last_error(m)));
+        else if (s.failed == 2) rc = fail("generate", "out of memory");
+        else if (s.failed) rc = fail("generate", "--reward %s: %s", reward, lib_msg(rlhf_model_last_error(rm)));
+        for (i = 0; rc == 0 && i < best_of; i++)
+            if (!isfinite(b.scores[i]))
+                rc = fail("generate", "--reward %s gave reply %d a score that is not finite: its weights are broken", reward, i + 1);
+        if (rc) break;
+        if (only_best) {
+            print_reply("", s.text[b.best_index], s.cut[b.best_index] ? REPLY_CUT : REPLY_OK);
+            continue;
+        }
+        if (round) printf("\n");
+        if (g->n > 1) printf("round %d of %d: ", round + 1, g->n);
+        printf("best of %d, scored by %s (* the kept reply: the first highest score)\n", best_of, reward);
+        for (i = 0; i < best_of; i++) {
+            char prefix[64];
+            snprintf(prefix, sizeof prefix, "%s %3d  %+8.4f  ", i == b.best_index ? "*" : " ", i + 1, (double)b.scores[i]);
+            print_reply(prefix, s.text[i], s.cut[i] ? REPLY_CUT : REPLY_OK);
+        }
+    }
+done:
+    if (s.text)
+        for (i = 0; i < best_of; i++) free(s.text[i]);
+    free(s.text);
+    free(s.cap);
+    free(s.len);
+    free(s.cut);
+    free(s.seq);
+    free(prompt);
+    bon_close(&b);
+    rlhf_model_free(rm);
+    return rc;
+}
+
 static int cmd_generate(int argc, char **argv) {
     const char *pos[1];
     gen_opts g = {1, 0, 64, 1, 0.7f, 1.0f, NULL, NULL};
+    int best_of = 0, only_best = 0;
+    const char *reward = NULL;
     opt o[] = {
         OPT_S("prompt", "the user's message", &g.prompt),
         OPT_S("system", "a system message before it", &g.system),
         OPT_I("n", "replies to sample", &g.n, 1, 100000),
+        OPT_I("best-of", "each reply the best of N, scored by --reward: every score printed, the kept reply marked "
+                         "(off when not given)", &best_of, 1, 1024),
+        OPT_S("reward", "the reward model of --best-of (it must share the policy's vocabulary)", &reward),
+        OPT_B("only-best", "with --best-of: print the kept reply alone, as a plain reply", &only_best),
         SAMPLING_OPTS(g)
     };
     rlhf_model *m;
@@ -936,10 +1188,17 @@ static int cmd_generate(int argc, char **argv) {
     if (np < 0) return help_or_usage(np, "rlhf generate CHECKPOINT --prompt TEXT [options]", "Sample replies to a prompt through the chat template with the KV cache.", o,
                    N_OPTS(o));
     if (np != 1 || !g.prompt) return usage_error("generate", "needs one CHECKPOINT and --prompt");
+    if (best_of && !reward) return usage_error("generate", "--best-of needs --reward (the reward model that scores the replies)");
+    if (!best_of && (reward || only_best)) return usage_error("generate", "--%s is for --best-of N: add it", reward ? "reward" : "only-best");
+    if ((rc = bon_check_sampling("generate", best_of, "--best-of", g.temperature)) != 0) return rc;
     if (!(m = load_model("generate", "CHECKPOINT", pos[0], ROLE_POLICY, &t))) return 1;
     if ((rc = gen_setup("generate", m, &g, given(o, N_OPTS(o), "max-new"), &sc)) != 0) goto done;
     if (g.system) msg[nm].role = RLHF_ROLE_SYSTEM, msg[nm].content.str = g.system, msg[nm++].content.len = strlen(g.system);
     msg[nm].role = RLHF_ROLE_USER, msg[nm].content.str = g.prompt, msg[nm++].content.len = strlen(g.prompt);
+    if (best_of) {
+        rc = generate_best_of(m, t, &sc, &g, reward, pos[0], best_of, only_best, msg, nm);
+        goto done;
+    }
     for (i = 0; i < g.n && rc == 0; i++) {
         int s = reply_to(m, t, &sc, msg, nm, g.max_new, out, sizeof out);
         if (s == REPLY_TOO_LONG) rc = fail("generate", "the prompt does not fit the model's context (%d tokens) with room for a reply", rlhf_model_config(m)->n_ctx);
@@ -1239,6 +1498,391 @@ static int cmd_eval(int argc, char **argv) {
     }
     rlhf_tokenizer_free(t);
     rlhf_model_free(m);
+    return rc;
+}
+
+/* ---- bon: the best of N replies to every prompt of a file, as SFT data ---------------------------
+   Rejection sampling (Nakano et al. 2021; Touvron et al. 2023's Llama 2) and expert iteration: the
+   kept replies become an SFT file, and rlhf sft on it moves the policy toward its own best-of-N.
+   The output is written to OUT.tmp-PID and renamed over OUT when every prompt is done: a kill or a
+   Ctrl-C leaves no partial OUT (an older OUT stays as it was). */
+
+/* The kind of a prompt-bearing file, from its first record that is a JSON object (of the first 100
+   lines): preference ({"chosen"}, {"completions"}), SFT ({"completion"}, or {"messages"} ending with an
+   assistant turn), KTO's unpaired ({"completion", "label"}), else prompts ({"prompt"}, {"messages"}
+   ending with a user turn). Bad records are left to the reader, whose message says where. 0, or 1
+   (printed) for a file that is not records at all (text, a checkpoint) or holds pretraining text. */
+static int bon_format(const char *cmd, const char *path, rlhf_data_format *fmt, const char **what) {
+    rlhf_jsonl *in = NULL;
+    rlhf_json_doc *doc = NULL;
+    rlhf_json_error e;
+    const rlhf_json *o = NULL, *msgs, *last, *role;
+    char head[512], why[300] = "";
+    size_t n = 0, k;
+    int line, text;
+    FILE *f;
+    *fmt = RLHF_DATA_PROMPTS, *what = "prompt";
+    if (is_dir(path) || rlhf_jsonl_open(&in, path, 0, &e) != RLHF_OK) return 0; /* the reader's message */
+    for (line = 0; line < 100 && !o; line++) {
+        if (rlhf_jsonl_next(in, &doc, &e) != RLHF_OK) {
+            if (!why[0]) snprintf(why, sizeof why, "%s", e.message);
+            continue;
+        }
+        if (!doc) break;
+        if ((o = rlhf_json_root(doc))->type != RLHF_JSON_OBJECT) {
+            if (!why[0]) snprintf(why, sizeof why, "line %zu is not a JSON object", rlhf_jsonl_line(in));
+            rlhf_json_free(doc);
+            doc = NULL, o = NULL;
+        }
+    }
+    rlhf_jsonl_close(in);
+
+    /* a file whose first byte (after a byte-order mark and blanks) does not open an object holds no records */
+    if ((f = fopen(path, "rb")) != NULL) {
+        n = fread(head, 1, sizeof head, f);
+        fclose(f);
+    }
+    k = n >= 3 && memcmp(head, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    while (k < n && (head[k] == ' ' || head[k] == '\t' || head[k] == '\r' || head[k] == '\n')) k++;
+    if (k < n && head[k] != '{') {
+        rlhf_json_free(doc);
+        return fail(cmd, "--prompts %s is not a JSONL file of records (%s): give a prompts, SFT or preference file", path,
+                    why[0] ? why : "its first line is not a JSON object");
+    }
+    if (!o) return 0;
+
+    msgs = rlhf_json_get(o, "messages");
+    last = msgs && msgs->type == RLHF_JSON_ARRAY && msgs->len ? rlhf_json_at(msgs, msgs->len - 1) : NULL;
+    role = last && last->type == RLHF_JSON_OBJECT ? rlhf_json_get(last, "role") : NULL;
+    text = rlhf_json_get(o, "text") && !rlhf_json_get(o, "prompt") && !msgs;
+    if (rlhf_json_get(o, "chosen") || rlhf_json_get(o, "completions")) *fmt = RLHF_DATA_PREFERENCE, *what = "preference";
+    else if (rlhf_json_get(o, "completion") && rlhf_json_get(o, "label")) *fmt = RLHF_DATA_UNPAIRED, *what = "unpaired preference";
+    else if (rlhf_json_get(o, "completion")) *fmt = RLHF_DATA_SFT, *what = "SFT";
+    else if (role && role->type == RLHF_JSON_STRING && strcmp(role->str, "assistant") == 0) *fmt = RLHF_DATA_SFT, *what = "SFT";
+    rlhf_json_free(doc);
+    if (text) return fail(cmd, "--prompts %s holds text records ({\"text\"}): pretraining text has no prompts; give a prompts, SFT or "
+                          "preference file", path);
+    return 0;
+}
+/* The prompt of a record as rlhf_prompt_encode renders it (rlhf.h's choice, mirrored): its prompt
+   messages (conversational data, HH-RLHF transcripts split into turns), its prompt string, or a
+   conversation up to its last assistant turn. Returns the count of messages in *msg, or -1 for a
+   prompt string (*str). */
+static int bon_prompt_of(const rlhf_record *r, const rlhf_message **msg, const rlhf_str **str) {
+    int n;
+    if (r->prompt_messages && r->kind != RLHF_RECORD_MESSAGES) {
+        *msg = r->prompt_messages;
+        return r->n_prompt_messages;
+    }
+    if (r->kind == RLHF_RECORD_MESSAGES) {
+        for (n = r->n_messages; n > 0 && r->messages[n - 1].role != RLHF_ROLE_ASSISTANT; n--) {}
+        *msg = r->messages;
+        return n > 0 ? n - 1 : 0;
+    }
+    if (r->kind == RLHF_RECORD_PROMPT && r->messages) {
+        *msg = r->messages;
+        return r->n_messages;
+    }
+    *str = &r->prompt;
+    return -1;
+}
+/* s[0..len) as a JSON string: '"', '\\' and control bytes escaped (a NUL of the data is \u0000);
+   bytes that are not UTF-8 (a byte-level token can split a character) become U+FFFD, as JSON text
+   must be UTF-8. Returns how many bytes were replaced. */
+static long json_put_str(FILE *f, const char *str, size_t len) {
+    const unsigned char *s = (const unsigned char *)str, *end = s + len;
+    long replaced = 0;
+    fputc('"', f);
+    while (s < end) {
+        size_t left = (size_t)(end - s);
+        int n = *s < 0x80 ? 1 : (*s & 0xE0) == 0xC0 && *s >= 0xC2 ? 2 : (*s & 0xF0) == 0xE0 ? 3 : (*s & 0xF8) == 0xF0 && *s <= 0xF4 ? 4 : 0, k;
+        if ((size_t)n > left) n = 0;
+        for (k = 1; k < n; k++)
+            if ((s[k] & 0xC0) != 0x80) n = 0;
+        if (n == 3 && ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0))) n = 0; /* overlong, surrogate */
+        if (n == 4 && ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))) n = 0;  /* overlong, > U+10FFFF */
+        if (n == 0) {
+            fputs("\xEF\xBF\xBD", f);
+            replaced++;
+            s++;
+        } else if (n == 1 && (*s == '"' || *s == '\\')) {
+            fputc('\\', f), fputc(*s++, f);
+        } else if (n == 1 && *s < 0x20) {
+            fprintf(f, *s == '\n' ? "\\n" : *s == '\t' ? "\\t" : *s == '\r' ? "\\r" : "\\u%04x", (unsigned)*s);
+            s++;
+        } else {
+            fwrite(s, 1, (size_t)n, f);
+            s += n;
+        }
+    }
+    fputc('"', f);
+    return replaced;
+}
+static void json_put_messages(FILE *f, const rlhf_message *m, int n) {
+    static const char *const role[3] = {"system", "user", "assistant"};
+    int i;
+    for (i = 0; i < n; i++) {
+        fprintf(f, "%s{\"role\": \"%s\", \"content\": ", i ? ", " : "", role[m[i].role]);
+        json_put_str(f, m[i].content.str, m[i].content.len);
+        fputc('}', f);
+    }
+}
+/* One SFT record: the prompt as the input gave it, the kept reply as the completion. A prompt string
+   gives TRL's standard {"prompt", "completion"}; a conversation gives {"messages"} with the reply as
+   its last assistant turn, or, when the prompt already holds assistant turns, TRL's conversational
+   {"prompt": [...], "completion": [...]}, so that SFT learns the kept reply only (a messages record
+   would also teach the prompt's own assistant turns). Returns the reply's bytes replaced (not UTF-8). */
+static long bon_put_record(FILE *f, const rlhf_record *r, const char *reply, size_t len) {
+    const rlhf_message *msg = NULL;
+    const rlhf_str *str = NULL;
+    int n = bon_prompt_of(r, &msg, &str), i, earlier = 0;
+    long replaced;
+    if (n < 0) {
+        fputs("{\"prompt\": ", f);
+        json_put_str(f, str->str, str->len);
+        fputs(", \"completion\": ", f);
+        replaced = json_put_str(f, reply, len);
+        fputs("}\n", f);
+        return replaced;
+    }
+    for (i = 0; i < n; i++) earlier += msg[i].role == RLHF_ROLE_ASSISTANT;
+    fputs(earlier ? "{\"prompt\": [" : "{\"messages\": [", f);
+    json_put_messages(f, msg, n);
+    fputs(earlier ? "], \"completion\": [{\"role\": \"assistant\", \"content\": " : ", {\"role\": \"assistant\", \"content\": ", f);
+    replaced = json_put_str(f, reply, len);
+    fputs("}]}\n", f);
+    return replaced;
+}
+/* "OUT.tmp-PID" files of a bon killed mid-write (PID gone) are removed; a live writer's stay */
+static void bon_remove_stale(const char *out) {
+    char dir[1024], path[1100];
+    const char *slash = strrchr(out, '/'), *base = slash ? slash + 1 : out;
+    size_t nb = strlen(base);
+    DIR *d;
+    struct dirent *e;
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - out) + (slash == out) : 1, slash ? out : ".");
+    if (!(d = opendir(dir))) return;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid;
+        if (strncmp(e->d_name, base, nb) != 0 || strncmp(e->d_name + nb, ".tmp-", 5) != 0) continue;
+        pid = strtol(e->d_name + nb + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno == EPERM) continue; /* its writer is alive */
+        remove(join(path, sizeof path, dir, e->d_name));
+    }
+    closedir(d);
+}
+/* --out before anything is loaded: a JSONL file path, replaced only with --overwrite, never one of the
+   inputs; its directory is made if missing. 0, else the exit status (printed). */
+static int bon_check_out(const char *out, int overwrite, const char *const *inputs, const char *const *names) {
+    struct stat so, si;
+    int k;
+    size_t n = strlen(out);
+    if (is_dir(out) || out[n - 1] == '/') return fail("bon", "--out %s is a directory: give the path of a JSONL file to write", out);
+    if (stat(out, &so) == 0) {
+        for (k = 0; inputs[k]; k++)
+            if (stat(inputs[k], &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino)
+                return usage_error("bon", "--out %s is the %s file itself", out, names[k]);
+        if (!S_ISREG(so.st_mode)) return fail("bon", "--out %s exists and is not a regular file", out);
+        if (!overwrite)
+            return usage_error("bon", "--out %s exists: add --overwrite to replace it (it is replaced only once the new file is "
+                               "complete)", out);
+    }
+    if (strrchr(out, '/')) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(out, '/') - out), out);
+        if (dir[0] && !mkdir_p(dir)) return fail("bon", "cannot create the directory %s: %s", dir, strerror(errno));
+    }
+    return 0;
+}
+/* progress on stderr: the status line on a terminal, else a line every log_every prompts */
+static void bon_progress(size_t done, size_t total, double best_sum, double all_sum, long samples, double t0, int line) {
+    char eta[32];
+    double el = now_s() - t0;
+    fmt_duration(eta, sizeof eta, done ? el / (double)done * (double)(total - done) : -1);
+    if (g_tty)
+        status_set("[bon] prompt %zu/%zu  mean best %.4f  mean of all %.4f  ETA %s", done, total, best_sum / (double)done,
+                   all_sum / (double)samples, eta);
+    else if (line)
+        fprintf(stderr, "[%6.1fs] bon: %zu/%zu prompts, mean best score %.4f, mean score of all samples %.4f, ETA %s\n", now_s() - g_t0,
+                done, total, best_sum / (double)done, all_sum / (double)samples, eta);
+}
+static int cmd_bon(int argc, char **argv) {
+    const char *pos[1], *model = NULL, *reward = NULL, *prompts = NULL, *out = NULL, *what;
+    gen_opts g = {4, 0, 64, 1, 1.0f, 1.0f, NULL, NULL};
+    int max_len = 0, overwrite = 0, skip_bad = 0, keep_cut = 0, log_every = 0, np, rc, n_ctx, limit, logged = 0;
+    opt o[] = {
+        OPT_S("model", "the policy (an SFT checkpoint or Hugging Face directory) that samples the replies", &model),
+        OPT_S("reward", "the reward model that scores them (rlhf rm; it must share the policy's vocabulary)", &reward),
+        OPT_S("prompts", "the prompts: a PROMPTS, SFT or preference JSONL file (standard or conversational); each record's "
+                         "prompt is used", &prompts),
+        OPT_S("out", "the SFT JSONL file to write: {\"prompt\", \"completion\"} for a prompt string, {\"messages\"} for a "
+                     "conversation (TRL's conversational {\"prompt\": [...], \"completion\": [...]} when the prompt holds "
+                     "assistant turns, so that SFT learns the kept reply only); written whole or not at all", &out),
+        OPT_I("n", "replies sampled per prompt, the best kept", &g.n, 1, 1024),
+        OPT_F("temperature", "sampling temperature (1: the policy's own distribution)", &g.temperature, 0, 100),
+        OPT_I("top-k", "keep the k most likely tokens (0: off)", &g.top_k, 0, BIG),
+        OPT_FA("top-p", "nucleus: keep the smallest set reaching p (1: off)", &g.top_p, 0, 1),
+        OPT_I("max-new", "longest reply in tokens; if not given, at most half of --max-len", &g.max_new, 1, BIG),
+        OPT_MAXLEN("longest prompt + reply: prompts are cut from the left (whole turns where they can) to --max-len minus "
+                   "--max-new tokens; the counts are printed", &max_len),
+        OPT_I("seed", "sampling seed: the same seed, the same file", &g.seed, 0, BIG),
+        OPT_B("keep-cut", "also write a kept reply that stopped at --max-new before its end (SFT would teach replies that "
+                          "stop there); they are left out and counted otherwise", &keep_cut),
+        OPT_B("overwrite", "replace an existing --out", &overwrite),
+        OPT_B("skip-bad", "skip malformed records (counted and reported) instead of stopping", &skip_bad),
+        OPT_I("log-every", "prompts between progress lines on stderr when it is not a terminal (0: every tenth of the file)",
+              &log_every, 0, BIG),
+    };
+    const char *inputs[4], *names[4] = {"--prompts", "--model", "--reward", NULL};
+    rlhf_model *policy = NULL, *rm = NULL;
+    rlhf_tokenizer *t = NULL;
+    rlhf_dataset *d = NULL;
+    rlhf_data_format fmt;
+    rlhf_fit_report fit;
+    rlhf_rng rng;
+    bon_state b;
+    atomic_file af;
+    FILE *f = NULL;
+    int *ids = NULL;
+    size_t i, total, done = 0;
+    long samples = 0, no_prompt = 0, cut = 0, written = 0, replaced = 0;
+    double best_sum = 0, all_sum = 0, t0;
+    memset(&b, 0, sizeof b);
+    memset(&fit, 0, sizeof fit);
+    np = parse_opts("bon", argc, argv, 2, o, N_OPTS(o), pos, 0);
+    if (np < 0) return help_or_usage(np, "rlhf bon --model POLICY --reward RM --prompts FILE --out OUT.jsonl [options]",
+                   "Best-of-N as data (rejection sampling, expert iteration): for every prompt of FILE, --n replies sampled by\n"
+                   "the policy and scored by the reward model; the best (the first highest score) is written to OUT as an SFT\n"
+                   "record that rlhf sft --data reads. Prints the mean best score against the mean score of all samples (the\n"
+                   "gain of best-of-N). OUT is written whole once every prompt is done: a stop (Ctrl-C: exit 130) or a kill\n"
+                   "leaves no partial file, and an existing OUT is replaced only with --overwrite.",
+                   o, N_OPTS(o));
+    if (!model || !reward || !prompts || !out) return usage_error("bon", "needs --model, --reward, --prompts and --out");
+    if ((rc = bon_check_sampling("bon", g.n, "--n", g.temperature)) != 0) return rc;
+    inputs[0] = prompts, inputs[1] = model, inputs[2] = reward, inputs[3] = NULL;
+    if ((rc = bon_check_out(out, overwrite, inputs, names)) != 0) return rc;
+    if (bon_format("bon", prompts, &fmt, &what) != 0) return 1;
+
+    /* the models, the lengths, the prompts */
+    rc = 1;
+    if (!(policy = load_model("bon", "--model", model, ROLE_POLICY, &t)) || !(rm = bon_load_reward("bon", reward, model, t))) goto done;
+    n_ctx = rlhf_model_config(policy)->n_ctx < rlhf_model_config(rm)->n_ctx ? rlhf_model_config(policy)->n_ctx : rlhf_model_config(rm)->n_ctx;
+    if (max_len > n_ctx) {
+        rc = usage_error("bon", "--max-len %d is longer than the models' context (%d tokens, the smaller of the two)", max_len, n_ctx);
+        goto done;
+    }
+    if (max_len == 0) max_len = n_ctx;
+    if (!given(o, N_OPTS(o), "max-new") && g.max_new > max_len / 2) g.max_new = max_len / 2; /* the default suits the context */
+    if ((limit = max_len - g.max_new) < 2) {
+        rc = usage_error("bon", "--max-new %d leaves no room for a prompt in --max-len %d (2 tokens at least)", g.max_new, max_len);
+        goto done;
+    }
+    if (!(d = load_data("bon", prompts, fmt, skip_bad))) goto done;
+    total = rlhf_dataset_size(d);
+    say("bon: %zu %s records of %s; best of %d replies of at most %d tokens after prompts of at most %d", total, what, prompts, g.n,
+        g.max_new, limit);
+    rlhf_rng_seed(&rng, (uint64_t)g.seed);
+    if (!bon_open(&b, policy, rm, t, &g, g.n, g.max_new, &rng) || !(ids = (int *)malloc((size_t)limit * sizeof(int)))) {
+        rc = fail("bon", "out of memory");
+        goto done;
+    }
+    if (log_every == 0) log_every = total >= 10 ? (int)(total / 10) : 1;
+
+    /* every prompt's best of N, into the temporary file */
+    bon_remove_stale(out);
+    if (!(f = atomic_open(&af, out))) {
+        rc = fail("bon", "cannot write %s (its temporary file %s): %s", out, af.tmp, strerror(errno));
+        goto done;
+    }
+    catch_signals();
+    t0 = now_s();
+    for (i = 0; i < total && !g_stop; i++) {
+        const rlhf_record *r = rlhf_dataset_record(d, i);
+        const rlhf_message *msg = NULL;
+        const rlhf_str *str = NULL;
+        size_t n_ids = 0;
+        const char *reply;
+        size_t len;
+        rlhf_result res;
+        int k, nm = bon_prompt_of(r, &msg, &str);
+        if (nm == 0 || (nm < 0 && str->len == 0)) { /* e.g. an HH-RLHF pair whose transcripts share no turn */
+            no_prompt++;
+            continue;
+        }
+        if ((res = rlhf_prompt_encode_fit(t, r, limit, ids, (size_t)limit, &n_ids, &fit)) != RLHF_OK) {
+            rc = fail("bon", "%s:%zu: cannot encode the prompt: %s", prompts, r->line, rlhf_result_string(res));
+            goto done;
+        }
+        if ((res = bon_sample(&b, ids, (int)n_ids)) != RLHF_OK) {
+            rc = res == RLHF_ERR_NON_FINITE
+                     ? fail("bon", "%s:%zu: --reward %s gave a score that is not finite: its weights are broken", prompts, r->line, reward)
+                     : fail("bon", "%s:%zu: %s", prompts, r->line, lib_msg(rlhf_model_last_error(policy)));
+            goto done;
+        }
+        done++;
+        best_sum += b.scores[b.best_index];
+        for (k = 0; k < g.n; k++) all_sum += b.scores[k];
+        samples += g.n;
+
+        /* the kept reply, as the template reads a reply: under HH-RLHF's the template puts the space after
+           "Assistant:" that the sampled reply starts with */
+        reply = b.text, len = b.text_len;
+        if (rlhf_tokenizer_template(t) == RLHF_TEMPLATE_HH && len && reply[0] == ' ') reply++, len--;
+        cut += b.cut;
+        if (!b.cut || keep_cut) replaced += bon_put_record(f, r, reply, len), written++;
+        if (ferror(f)) { /* a full disk: say so now, not after the last prompt */
+            rc = fail("bon", "cannot write %s (its temporary file %s): %s%s", out, af.tmp, strerror(errno),
+                      exists(out) ? " (the old file is unchanged)" : "");
+            goto done;
+        }
+        if ((logged = done % (size_t)log_every == 0 || i + 1 == total) != 0 || g_tty)
+            bon_progress(done, total, best_sum, all_sum, samples, t0, logged);
+    }
+    if (!logged && done && !g_stop) bon_progress(done, total, best_sum, all_sum, samples, t0, 1); /* the last records had no prompt */
+    status_done();
+    if (g_stop) {
+        atomic_abort(&af);
+        f = NULL;
+        fail("bon", "stopped after %zu of %zu prompts: nothing written, %s is as it was", done, total, out);
+        rc = stopped_status();
+        goto done;
+    }
+
+    /* the file in place, then the counts */
+    if (done == 0) {
+        rc = fail("bon", "no record of %s has a prompt (%ld without one)", prompts, no_prompt);
+        goto done;
+    }
+    if (written == 0) {
+        rc = fail("bon", "every kept reply stopped at --max-new %d before its end: nothing to write (raise --max-new, or "
+                  "--keep-cut)", g.max_new);
+        goto done;
+    }
+    f = NULL;
+    if (atomic_commit(&af) != 0) {
+        rc = fail("bon", "cannot write %s: %s%s", out, strerror(errno), exists(out) ? " (the old file is unchanged)" : "");
+        goto done;
+    }
+    print_fit("bon", &fit);
+    if (no_prompt) say("bon: %ld record%s without a prompt skipped", no_prompt, no_prompt == 1 ? "" : "s");
+    if (cut)
+        say("bon: %ld of %zu kept replies stopped at --max-new %d before their end%s", cut, done, g.max_new,
+            keep_cut ? " (written: --keep-cut)" : ", left out (--keep-cut writes them)");
+    if (replaced) say("bon: %ld bytes of kept replies were not UTF-8 (a token split a character): written as U+FFFD", replaced);
+    printf("bon: %zu prompts, best of %d: mean best score %.4f vs %.4f over all %ld samples (gain %+.4f); %ld records in %s\n",
+           done, g.n, best_sum / (double)done, all_sum / (double)samples, samples, best_sum / (double)done - all_sum / (double)samples,
+           written, out);
+    rc = 0;
+done:
+    if (f) atomic_abort(&af);
+    free(ids);
+    bon_close(&b);
+    rlhf_dataset_free(d);
+    rlhf_tokenizer_free(t);
+    rlhf_model_free(rm);
+    rlhf_model_free(policy);
     return rc;
 }
 
@@ -2073,6 +2717,7 @@ static int usage(FILE *f) {
                "  rm        train a reward model on pairs or K-way rankings, and normalise it\n"
                "  dpo       DPO on pairs or rankings against the frozen SFT model (no reward model, no sampling)\n"
                "  ppo       PPO with a KL penalty against the SFT policy (PPO-ptx optional)\n"
+               "  bon       best-of-N as data: the best of N replies to every prompt, as an SFT file\n"
                "  generate  sample replies to a prompt\n"
                "  chat      talk to a policy\n"
                "  score     the reward of (prompt, response) pairs\n"
@@ -2098,7 +2743,7 @@ int main(int argc, char **argv) {
     if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) return usage(stdout);
     if (threads_setup(&argc, argv, why, sizeof why)) return 2;
     for (i = 2; i < argc && strcmp(argv[i], "--help") && strcmp(argv[i], "-h"); i++) {}
-    if (i == argc && choice_find("pretrain|sft|rm|dpo|ppo|demo", c) >= 0) say("threads: %s", why);
+    if (i == argc && choice_find("pretrain|sft|rm|dpo|ppo|demo|bon", c) >= 0) say("threads: %s", why);
     if (strcmp(c, "demo") == 0) return cmd_demo(argc, argv);
     if (strcmp(c, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(c, "info") == 0) return cmd_info(argc, argv);
@@ -2111,6 +2756,7 @@ int main(int argc, char **argv) {
     if (strcmp(c, "pretrain") == 0 || strcmp(c, "sft") == 0 || strcmp(c, "rm") == 0 || strcmp(c, "dpo") == 0)
         return cmd_train(argc, argv, c);
     if (strcmp(c, "ppo") == 0) return cmd_ppo(argc, argv);
+    if (strcmp(c, "bon") == 0) return cmd_bon(argc, argv);
     fprintf(stderr, "rlhf: unknown command \"%s\"\n", c);
     return usage(stderr);
 }
