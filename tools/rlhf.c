@@ -2650,7 +2650,9 @@ static int cmd_export(int argc, char **argv) {
    OMP_NUM_THREADS, else the CPUs that other programs leave free: a CPU kept busy
    by another program makes each of our threads that lands on it hold the others
    at every barrier. Busy CPUs = the machine's busy time over 50 ms (/proc/stat:
-   all but idle and iowait, in CPUs), rounded; at least 1 thread. The library
+   all but idle and iowait, in CPUs), the smaller of two such looks (a run
+   started just after a build once saw a CPU busy for a moment and ran on one
+   thread), rounded; at least 1 thread. The library
    still drops a thread if a CPU gets busy later (rlhf_threads_in_use). */
 static double busy_cpus(double seconds) {
     double t[2] = {0, 0}, idle[2] = {0, 0};
@@ -2698,8 +2700,10 @@ static int threads_setup(int *argc, char **argv, char *why, size_t cap) {
     if (n > 0) snprintf(why, cap, "%d (--threads)", n);
     else if (getenv("OMP_NUM_THREADS")) snprintf(why, cap, "%d (OMP_NUM_THREADS)", n = all);
     else if (all > 1) {
-        double busy = busy_cpus(0.05);
-        int b = busy < 0.0 ? 0 : (int)(busy + 0.5);
+        double busy = busy_cpus(0.05), again = busy < 0.0 ? busy : busy_cpus(0.05);
+        int b;
+        if (again < busy) busy = again; /* the smaller of two looks: a program that ran for a moment is not busy */
+        b = busy < 0.0 ? 0 : (int)(busy + 0.5);
         n = all - b < 1 ? 1 : all - b;
         if (busy < 0.0) snprintf(why, cap, "%d (all CPUs; their load is unknown)", n);
         else snprintf(why, cap, "%d (%d CPUs, %.1f kept busy by other programs; --threads N to choose)", n, all, busy);
