@@ -1708,10 +1708,63 @@ static void bon_progress(size_t done, size_t total, double best_sum, double all_
         fprintf(stderr, "[%6.1fs] bon: %zu/%zu prompts, mean best score %.4f, mean score of all samples %.4f, ETA %s\n", now_s() - g_t0,
                 done, total, best_sum / (double)done, all_sum / (double)samples, eta);
 }
+/* What `rlhf bon` counts over its prompts. */
+typedef struct bon_counts {
+    size_t done;                          /* prompts whose best reply was chosen */
+    long samples, no_prompt, cut, written, replaced;
+    double best_sum, all_sum;             /* scores: the kept ones, all of them */
+} bon_counts;
+/* Every record's best of N into f (the temporary file), counted in c; stops at g_stop. 0, or the
+   exit status of a failure (said). */
+static int bon_loop(bon_state *b, const rlhf_dataset *d, const rlhf_tokenizer *t, const gen_opts *g, int limit, int keep_cut,
+                    int log_every, const char *prompts, const char *reward, const char *out, atomic_file *af, FILE *f,
+                    int *ids, rlhf_fit_report *fit, bon_counts *c) {
+    size_t i, total = rlhf_dataset_size(d);
+    double t0 = now_s();
+    int logged = 0;
+    for (i = 0; i < total && !g_stop; i++) {
+        const rlhf_record *r = rlhf_dataset_record(d, i);
+        const rlhf_message *msg = NULL;
+        const rlhf_str *str = NULL;
+        size_t n_ids = 0, len;
+        const char *reply;
+        rlhf_result res;
+        int k, nm = bon_prompt_of(r, &msg, &str);
+        if (nm == 0 || (nm < 0 && str->len == 0)) { /* e.g. an HH-RLHF pair whose transcripts share no turn */
+            c->no_prompt++;
+            continue;
+        }
+        if ((res = rlhf_prompt_encode_fit(t, r, limit, ids, (size_t)limit, &n_ids, fit)) != RLHF_OK)
+            return fail("bon", "%s:%zu: cannot encode the prompt: %s", prompts, r->line, rlhf_result_string(res));
+        if ((res = bon_sample(b, ids, (int)n_ids)) != RLHF_OK)
+            return res == RLHF_ERR_NON_FINITE
+                       ? fail("bon", "%s:%zu: --reward %s gave a score that is not finite: its weights are broken", prompts, r->line, reward)
+                       : fail("bon", "%s:%zu: %s", prompts, r->line, lib_msg(rlhf_model_last_error(b->policy)));
+        c->done++;
+        c->best_sum += b->scores[b->best_index];
+        for (k = 0; k < g->n; k++) c->all_sum += b->scores[k];
+        c->samples += g->n;
+
+        /* the kept reply, as the template reads a reply: under HH-RLHF's the template puts the space after
+           "Assistant:" that the sampled reply starts with */
+        reply = b->text, len = b->text_len;
+        if (rlhf_tokenizer_template(t) == RLHF_TEMPLATE_HH && len && reply[0] == ' ') reply++, len--;
+        c->cut += b->cut;
+        if (!b->cut || keep_cut) c->replaced += bon_put_record(f, r, reply, len), c->written++;
+        if (ferror(f)) /* a full disk: say so now, not after the last prompt */
+            return fail("bon", "cannot write %s (its temporary file %s): %s%s", out, af->tmp, strerror(errno),
+                        exists(out) ? " (the old file is unchanged)" : "");
+        if ((logged = c->done % (size_t)log_every == 0 || i + 1 == total) != 0 || g_tty)
+            bon_progress(c->done, total, c->best_sum, c->all_sum, c->samples, t0, logged);
+    }
+    if (!logged && c->done && !g_stop) /* the last records had no prompt */
+        bon_progress(c->done, total, c->best_sum, c->all_sum, c->samples, t0, 1);
+    return 0;
+}
 static int cmd_bon(int argc, char **argv) {
     const char *pos[1], *model = NULL, *reward = NULL, *prompts = NULL, *out = NULL, *what;
     gen_opts g = {4, 0, 64, 1, 1.0f, 1.0f, NULL, NULL};
-    int max_len = 0, overwrite = 0, skip_bad = 0, keep_cut = 0, log_every = 0, np, rc, n_ctx, limit, logged = 0;
+    int max_len = 0, overwrite = 0, skip_bad = 0, keep_cut = 0, log_every = 0, np, rc, n_ctx, limit;
     opt o[] = {
         OPT_S("model", "the policy (an SFT checkpoint or Hugging Face directory) that samples the replies", &model),
         OPT_S("reward", "the reward model that scores them (rlhf rm; it must share the policy's vocabulary)", &reward),
@@ -1746,9 +1799,8 @@ static int cmd_bon(int argc, char **argv) {
     atomic_file af;
     FILE *f = NULL;
     int *ids = NULL;
-    size_t i, total, done = 0;
-    long samples = 0, no_prompt = 0, cut = 0, written = 0, replaced = 0;
-    double best_sum = 0, all_sum = 0, t0;
+    size_t total;
+    bon_counts cnt;
     memset(&b, 0, sizeof b);
     memset(&fit, 0, sizeof fit);
     np = parse_opts("bon", argc, argv, 2, o, N_OPTS(o), pos, 0);
@@ -1797,65 +1849,23 @@ static int cmd_bon(int argc, char **argv) {
         goto done;
     }
     catch_signals();
-    t0 = now_s();
-    for (i = 0; i < total && !g_stop; i++) {
-        const rlhf_record *r = rlhf_dataset_record(d, i);
-        const rlhf_message *msg = NULL;
-        const rlhf_str *str = NULL;
-        size_t n_ids = 0;
-        const char *reply;
-        size_t len;
-        rlhf_result res;
-        int k, nm = bon_prompt_of(r, &msg, &str);
-        if (nm == 0 || (nm < 0 && str->len == 0)) { /* e.g. an HH-RLHF pair whose transcripts share no turn */
-            no_prompt++;
-            continue;
-        }
-        if ((res = rlhf_prompt_encode_fit(t, r, limit, ids, (size_t)limit, &n_ids, &fit)) != RLHF_OK) {
-            rc = fail("bon", "%s:%zu: cannot encode the prompt: %s", prompts, r->line, rlhf_result_string(res));
-            goto done;
-        }
-        if ((res = bon_sample(&b, ids, (int)n_ids)) != RLHF_OK) {
-            rc = res == RLHF_ERR_NON_FINITE
-                     ? fail("bon", "%s:%zu: --reward %s gave a score that is not finite: its weights are broken", prompts, r->line, reward)
-                     : fail("bon", "%s:%zu: %s", prompts, r->line, lib_msg(rlhf_model_last_error(policy)));
-            goto done;
-        }
-        done++;
-        best_sum += b.scores[b.best_index];
-        for (k = 0; k < g.n; k++) all_sum += b.scores[k];
-        samples += g.n;
-
-        /* the kept reply, as the template reads a reply: under HH-RLHF's the template puts the space after
-           "Assistant:" that the sampled reply starts with */
-        reply = b.text, len = b.text_len;
-        if (rlhf_tokenizer_template(t) == RLHF_TEMPLATE_HH && len && reply[0] == ' ') reply++, len--;
-        cut += b.cut;
-        if (!b.cut || keep_cut) replaced += bon_put_record(f, r, reply, len), written++;
-        if (ferror(f)) { /* a full disk: say so now, not after the last prompt */
-            rc = fail("bon", "cannot write %s (its temporary file %s): %s%s", out, af.tmp, strerror(errno),
-                      exists(out) ? " (the old file is unchanged)" : "");
-            goto done;
-        }
-        if ((logged = done % (size_t)log_every == 0 || i + 1 == total) != 0 || g_tty)
-            bon_progress(done, total, best_sum, all_sum, samples, t0, logged);
-    }
-    if (!logged && done && !g_stop) bon_progress(done, total, best_sum, all_sum, samples, t0, 1); /* the last records had no prompt */
+    memset(&cnt, 0, sizeof cnt);
+    if ((rc = bon_loop(&b, d, t, &g, limit, keep_cut, log_every, prompts, reward, out, &af, f, ids, &fit, &cnt)) != 0) goto done;
     status_done();
     if (g_stop) {
         atomic_abort(&af);
         f = NULL;
-        fail("bon", "stopped after %zu of %zu prompts: nothing written, %s is as it was", done, total, out);
+        fail("bon", "stopped after %zu of %zu prompts: nothing written, %s is as it was", cnt.done, total, out);
         rc = stopped_status();
         goto done;
     }
 
     /* the file in place, then the counts */
-    if (done == 0) {
-        rc = fail("bon", "no record of %s has a prompt (%ld without one)", prompts, no_prompt);
+    if (cnt.done == 0) {
+        rc = fail("bon", "no record of %s has a prompt (%ld without one)", prompts, cnt.no_prompt);
         goto done;
     }
-    if (written == 0) {
+    if (cnt.written == 0) {
         rc = fail("bon", "every kept reply stopped at --max-new %d before its end: nothing to write (raise --max-new, or "
                   "--keep-cut)", g.max_new);
         goto done;
@@ -1866,14 +1876,15 @@ static int cmd_bon(int argc, char **argv) {
         goto done;
     }
     print_fit("bon", &fit);
-    if (no_prompt) say("bon: %ld record%s without a prompt skipped", no_prompt, no_prompt == 1 ? "" : "s");
-    if (cut)
-        say("bon: %ld of %zu kept replies stopped at --max-new %d before their end%s", cut, done, g.max_new,
+    if (cnt.no_prompt) say("bon: %ld record%s without a prompt skipped", cnt.no_prompt, cnt.no_prompt == 1 ? "" : "s");
+    if (cnt.cut)
+        say("bon: %ld of %zu kept replies stopped at --max-new %d before their end%s", cnt.cut, cnt.done, g.max_new,
             keep_cut ? " (written: --keep-cut)" : ", left out (--keep-cut writes them)");
-    if (replaced) say("bon: %ld bytes of kept replies were not UTF-8 (a token split a character): written as U+FFFD", replaced);
+    if (cnt.replaced)
+        say("bon: %ld bytes of kept replies were not UTF-8 (a token split a character): written as U+FFFD", cnt.replaced);
     printf("bon: %zu prompts, best of %d: mean best score %.4f vs %.4f over all %ld samples (gain %+.4f); %ld records in %s\n",
-           done, g.n, best_sum / (double)done, all_sum / (double)samples, samples, best_sum / (double)done - all_sum / (double)samples,
-           written, out);
+           cnt.done, g.n, cnt.best_sum / (double)cnt.done, cnt.all_sum / (double)cnt.samples, cnt.samples,
+           cnt.best_sum / (double)cnt.done - cnt.all_sum / (double)cnt.samples, cnt.written, out);
     rc = 0;
 done:
     if (f) atomic_abort(&af);
