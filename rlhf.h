@@ -954,6 +954,33 @@ typedef enum rlhf_advantage_type { RLHF_ADV_GRPO = 0, RLHF_ADV_DR_GRPO = 1, RLHF
 RLHFDEF void rlhf_group_advantages(const float *rewards, int n_groups, int G,
                                    rlhf_advantage_type type, float *adv);
 
+/* The policy losses of the critic-free trainers over n_seq sampled replies,
+   packed one after another (reply i has lens[i] tokens, its per-sequence
+   advantage adv[i]); logp, old_logp, ref_logp and dlogp are per token.
+   GRPO (Shao et al. 2024, eq. 3, as TRL's GRPOTrainer): per token
+     r_t = exp(logp_t - old_logp_t),
+     l_t = max(-A_i r_t, -A_i clip(r_t, 1 - eps_low, 1 + eps_high)) + beta k3_t,
+     k3_t = exp(ref_logp_t - logp_t) - (ref_logp_t - logp_t) - 1
+   (eps_high > eps_low is DAPO's clip-higher; beta 0 reads no ref_logp, which
+   may then be NULL), aggregated by agg:
+     RLHF_AGG_SEQUENCE  (TRL "grpo"):    mean_i (1/|y_i|) sum_t l_t
+     RLHF_AGG_TOKEN     (TRL "dapo"):    sum_i sum_t l_t / sum_i |y_i|
+     RLHF_AGG_CONSTANT  (TRL "dr_grpo"): sum_i sum_t l_t / (n_seq max_len)
+   RLOO (Ahmadian et al. 2024): REINFORCE on the sequence, its ratio
+   R_i = exp(sum_t (logp_t - old_logp_t)) clipped to [1 - eps_low, 1 + eps_high]:
+     L = mean_i max(-A_i R_i, -A_i clip(R_i, 1 - eps_low, 1 + eps_high))
+   (at R_i = 1, the first pass over a batch, its gradient is REINFORCE's
+   -A_i d/dtheta log pi(y_i)). dlogp (may be NULL) receives dL/dlogp_t,
+   *clipfrac (may be NULL) the share of tokens (GRPO) or replies (RLOO)
+   whose clipped term was the one used, *mean_kl (may be NULL) the mean of
+   k3_t over the tokens (0 when beta is 0). Returns L. */
+typedef enum rlhf_loss_agg { RLHF_AGG_SEQUENCE = 0, RLHF_AGG_TOKEN = 1, RLHF_AGG_CONSTANT = 2 } rlhf_loss_agg;
+RLHFDEF float rlhf_grpo_loss(const float *logp, const float *old_logp, const float *ref_logp, const float *adv,
+                             const int *lens, int n_seq, int max_len, float eps_low, float eps_high, float beta,
+                             rlhf_loss_agg agg, float *dlogp, float *clipfrac, float *mean_kl);
+RLHFDEF float rlhf_rloo_loss(const float *logp, const float *old_logp, const float *adv, const int *lens, int n_seq,
+                             float eps_low, float eps_high, float *dlogp, float *clipfrac);
+
 /* The adaptive KL controller (Ziegler et al. 2019): the KL coefficient
    after an iteration whose mean KL (over its n_episodes episodes, of
    sum_t KL_t) was kl:
@@ -1282,6 +1309,13 @@ RLHFDEF rlhf_result rlhf_best_of_n(rlhf_model *policy, rlhf_model *rm, rlhf_scor
                                    const rlhf_sampler_config *sc, rlhf_rng *rng, int *best, int *n_best,
                                    float *scores, int *best_index);
 
+/* The PPO trainer's advantage estimators and GRPO's reward scaling. With
+   GRPO the KL to the reference is a term of the loss (beta x k3 per token, as
+   TRL's GRPOTrainer); with RLOO it is taken from each reply's reward
+   (score - beta x sum_t KL_t, by kl_estimator); with GAE from each token's. */
+typedef enum rlhf_estimator { RLHF_EST_GAE = 0, RLHF_EST_GRPO = 1, RLHF_EST_RLOO = 2 } rlhf_estimator;
+typedef enum rlhf_scale_rewards { RLHF_SCALE_GROUP = 0, RLHF_SCALE_BATCH = 1, RLHF_SCALE_NONE = 2 } rlhf_scale_rewards;
+
 typedef struct rlhf_ppo_config {
     /* the models and data: yours; they must outlive the trainer */
     rlhf_model *policy;       /* trained */
@@ -1334,6 +1368,16 @@ typedef struct rlhf_ppo_config {
                                 critic and the reference, left on after the trainer is freed: several
                                 times less activation memory for about one more forward per
                                 backward, the same results to the bit; 0: the models' own settings */
+    /* The advantage estimator: PPO's GAE with the critic, or a group baseline without one (GRPO,
+       RLOO: see >>grpo). Each prompt is then sampled group_size times (batch_size counts replies and
+       is a multiple of it); the critic is neither needed (may be NULL) nor trained; the reference
+       may be NULL when kl_coef is 0 (and no adaptive KL). */
+    rlhf_estimator estimator; /* RLHF_EST_GAE (PPO, the default), RLHF_EST_GRPO, RLHF_EST_RLOO */
+    int group_size;           /* G replies per prompt: 1 for GAE; >= 2 for GRPO and RLOO */
+    rlhf_scale_rewards scale_rewards; /* GRPO: divide r - mean_g by the std of the group (GROUP, the
+                                paper), of the whole batch (BATCH), or not (NONE: Dr. GRPO) */
+    rlhf_loss_agg loss_agg;   /* GRPO: RLHF_AGG_SEQUENCE ("grpo"), TOKEN ("dapo"), CONSTANT ("dr_grpo") */
+    float cliprange_high;     /* the upper clip eps_high (DAPO: 0.28); 0 = cliprange. GRPO and RLOO */
 } rlhf_ppo_config;
 RLHFDEF rlhf_ppo_config rlhf_ppo_config_default(void);
 
@@ -1355,6 +1399,10 @@ typedef struct rlhf_ppo_stats {
     double tokens_generated;
     float missing_eos;       /* val/missing_eos_frac: the share of replies without <|end|>; above one half
                                 the log warns (their scores are the penalty: little can be learned) */
+    float reward_std;        /* GRPO, RLOO: the mean over groups of the std of the replies' rewards (TRL's
+                                reward_std); NaN for PPO */
+    float frac_reward_zero_std; /* GRPO, RLOO: the share of groups whose replies all had the same reward
+                                (every advantage 0: they teach nothing); NaN for PPO */
 } rlhf_ppo_stats;
 
 typedef struct rlhf_ppo rlhf_ppo;
@@ -11806,6 +11854,10 @@ RLHFDEF rlhf_ppo_config rlhf_ppo_config_default(void) {
     c.critic_opt = c.policy_opt;
     c.log_samples = 2;
     c.seed = 1;
+    c.estimator = RLHF_EST_GAE;
+    c.group_size = 1;
+    c.scale_rewards = RLHF_SCALE_GROUP;
+    c.loss_agg = RLHF_AGG_SEQUENCE;
     return c;
 }
 
@@ -11827,6 +11879,7 @@ typedef struct rlhf__rollout {
 typedef struct rlhf__mb_tokens {
     float *logp, *old_logp, *adv, *dlogp; /* the policy: log pi, log pi_old, whitened A_t, dL/dlog pi */
     float *v, *v_old, *ret, *dv;          /* the critic: V, V_old, R_t, dL/dV */
+    float *ref;                           /* log pi_ref (GRPO's KL term) */
 } rlhf__mb_tokens;
 
 struct rlhf_ppo {
@@ -11849,6 +11902,8 @@ struct rlhf_ppo {
     int stop, pad;              /* <|end|> and the pad token */
     int max_prompt, max_new;    /* prompt tokens kept, response tokens at most */
     int B, MB;                  /* episodes per iteration, per minibatch */
+    int G;                      /* replies per prompt (GRPO, RLOO); 1 for GAE */
+    int use_critic;             /* GAE: the critic is evaluated and trained */
     int ptxT, ptx_rows;         /* PPO-ptx rows: length and count per minibatch */
     rlhf__rollout ro;
     /* minibatch scratch: (MB, T) rows in, (MB, T) outputs and their gradients, compacted tokens */
@@ -11862,6 +11917,7 @@ struct rlhf_ppo {
     float *step_logits;         /* (B, V): the logits of the next token while sampling */
     rlhf__fitbuf fitb;          /* one prompt before the long-record rule cuts it (grows once, then reused) */
     rlhf_fit_report prompt_fit; /* the rule over the whole prompt set, counted at creation */
+    float reward_std, frac_zero_std; /* GRPO, RLOO: the last rollout's (TRL's metrics) */
 };
 
 /* Where response token t of an episode lives: in the (B, max_new) arrays,
@@ -11930,19 +11986,46 @@ static rlhf_result rlhf__ppo_fail(rlhf_error *err, rlhf_result r, const char *fm
     return r;
 }
 
+/* the algorithm's name in logs and metrics: "ppo", "grpo" or "rloo" */
+static const char *rlhf__estimator_name(rlhf_estimator e) {
+    return e == RLHF_EST_GRPO ? "grpo" : e == RLHF_EST_RLOO ? "rloo" : "ppo";
+}
+
+/* GRPO and RLOO: the group, the reward scaling and the loss's aggregation
+   in range; which models they can do without. */
+static rlhf_result rlhf__ppo_check_group(const rlhf_ppo_config *c, rlhf_error *err) {
+    const rlhf_result bad = RLHF_ERR_INVALID_ARGUMENT;
+    if ((int)c->estimator < 0 || (int)c->estimator > 2 || (int)c->scale_rewards < 0 || (int)c->scale_rewards > 2 ||
+        (int)c->loss_agg < 0 || (int)c->loss_agg > 2 || !(c->cliprange_high >= 0.0f && c->cliprange_high < 100.0f))
+        return rlhf__ppo_fail(err, bad, "bad config: unknown estimator, scale_rewards or loss_agg, or cliprange_high "
+                                        "not in [0, 100)");
+    if (c->estimator == RLHF_EST_GAE && c->group_size != 1 && c->group_size != 0)
+        return rlhf__ppo_fail(err, bad, "group_size %d needs a group estimator (GRPO or RLOO); PPO's GAE samples "
+                                        "each prompt once", c->group_size);
+    if (c->estimator != RLHF_EST_GAE && (c->group_size < 2 || c->batch_size % c->group_size != 0))
+        return rlhf__ppo_fail(err, bad, "%s needs group_size >= 2 replies per prompt, and batch_size (%d) a multiple "
+                              "of it (got %d)", rlhf__estimator_name(c->estimator), c->batch_size, c->group_size);
+    if (!c->ref && (c->kl_coef != 0.0f || c->adaptive_kl))
+        return rlhf__ppo_fail(err, bad, "no reference model: only kl_coef 0 (without adaptive KL) can do without one");
+    if (!c->critic && c->estimator == RLHF_EST_GAE)
+        return rlhf__ppo_fail(err, bad, "PPO's GAE needs a critic (initialise it from the reward model)");
+    return RLHF_OK;
+}
+
 /* The config and the models checked before anything is allocated. */
 static rlhf_result rlhf__ppo_check(const rlhf_ppo_config *c, rlhf_error *err) {
     const rlhf_model *policy = c->policy, *critic = c->critic, *rm = c->reward_model;
     const rlhf_tokenizer *t = c->tokenizer;
     const rlhf_result bad = RLHF_ERR_INVALID_ARGUMENT;
     int pad;
+    rlhf_result r;
 
     /* the models and data, then every number in its range: sizes the buffers can hold (perm[1024]),
        temperatures and clip ranges that divide or bound, coefficients that are finite and >= 0 */
-    if (!policy || !c->ref || !critic || (!rm && !c->score_fn) || !t || !c->prompts)
+    if (!policy || (!rm && !c->score_fn) || !t || !c->prompts)
         return rlhf__ppo_fail(err, bad,
-                              "need a policy, a reference, a critic, a reward model or score function, a tokenizer, "
-                              "prompts and a config");
+                              "need a policy, a reward model or score function, a tokenizer, prompts and a config");
+    if ((r = rlhf__ppo_check_group(c, err)) != RLHF_OK) return r;
     if (c->batch_size < 1 || c->batch_size > 1024 || c->mini_batch < 1 || c->mini_batch > c->batch_size ||
         c->ppo_epochs < 1 || c->max_new_tokens < 1 || c->max_prompt_tokens < 0 || !(c->sampling.temperature > 0.0f) ||
         !(c->kl_coef >= 0.0f) || !(c->cliprange > 0.0f) || !(c->cliprange_value > 0.0f) || !(c->vf_coef >= 0.0f) ||
@@ -11961,9 +12044,9 @@ static rlhf_result rlhf__ppo_check(const rlhf_ppo_config *c, rlhf_error *err) {
             "0");
 
     /* the models fit together: KL_t compares two distributions over the same vocabulary and positions */
-    if (memcmp(&policy->cfg, &c->ref->cfg, sizeof policy->cfg) != 0)
+    if (c->ref && memcmp(&policy->cfg, &c->ref->cfg, sizeof policy->cfg) != 0)
         return rlhf__ppo_fail(err, bad, "the reference model's config differs from the policy's");
-    if (!critic->has_score)
+    if (critic && !critic->has_score)
         return rlhf__ppo_fail(err, bad, "the critic has no scalar head (initialise it from the reward model)");
     if (rm && !rm->has_score) return rlhf__ppo_fail(err, bad, "the reward model has no scalar head");
     if (rlhf_tokenizer_vocab_size(t) > policy->cfg.vocab_size)
@@ -11971,10 +12054,10 @@ static rlhf_result rlhf__ppo_check(const rlhf_ppo_config *c, rlhf_error *err) {
                               rlhf_tokenizer_vocab_size(t), policy->cfg.vocab_size);
 
     /* the policy may sample any id below its vocabulary size: the critic and the reward model must read them all */
-    if (critic->cfg.vocab_size < policy->cfg.vocab_size || (rm && rm->cfg.vocab_size < policy->cfg.vocab_size))
-        return rlhf__ppo_fail(err, bad,
-                              "the critic's (%d) and reward model's vocabularies must hold the policy's %d ids",
-                              critic->cfg.vocab_size, policy->cfg.vocab_size);
+    if ((critic && critic->cfg.vocab_size < policy->cfg.vocab_size) ||
+        (rm && rm->cfg.vocab_size < policy->cfg.vocab_size))
+        return rlhf__ppo_fail(err, bad, "the critic's and reward model's vocabularies must hold the policy's %d ids",
+                              policy->cfg.vocab_size);
 
     /* "N implementation details", item 2; users' reports (trl#734): with pad == EOS the policy never learns to stop */
     pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
@@ -12006,7 +12089,7 @@ static int rlhf__ppo_buffers(rlhf_ppo *p, int ctx) {
     ro->logp = rlhf__alloc_floats(BN * 9 + (size_t)p->B);
     ro->clipped = (unsigned char *)rlhf__alloc(BN);
     p->mb_in = (int *)rlhf__alloc(MT * 3 * sizeof(int));
-    p->mb_out = rlhf__alloc_floats(MT * 4 + MN * 8);
+    p->mb_out = rlhf__alloc_floats(MT * 4 + MN * 9);
     p->step_logits = rlhf__alloc_floats((size_t)p->B * (size_t)p->policy->cfg.vocab_size);
     if (!p->order || !ro->seq || !ro->n_pad || !ro->logp || !ro->clipped || !p->mb_in || !p->mb_out || !p->step_logits)
         return 0;
@@ -12024,6 +12107,7 @@ static int rlhf__ppo_buffers(rlhf_ppo *p, int ctx) {
     p->tk.adv = p->tk.old_logp + MN;
     p->tk.dlogp = p->tk.adv + MN;
     p->tk.v = p->tk.dlogp + MN; p->tk.v_old = p->tk.v + MN; p->tk.ret = p->tk.v_old + MN; p->tk.dv = p->tk.ret + MN;
+    p->tk.ref = p->tk.dv + MN;
 
     /* before the first update the ratio is 1 and nothing is clipped (what a trace shows at iteration 0) */
     memset(ro->clipped, 0, BN);
@@ -12061,8 +12145,10 @@ static void rlhf__ppo_init(rlhf_ppo *p, const rlhf_ppo_config *c, int ctx, rlhf_
     p->max_new = c->max_new_tokens;
     p->max_prompt = c->max_prompt_tokens ? c->max_prompt_tokens : ctx / 2;
     p->B = c->batch_size; p->MB = c->mini_batch;
+    p->G = c->estimator == RLHF_EST_GAE ? 1 : c->group_size;
+    p->use_critic = c->estimator == RLHF_EST_GAE;
     p->kl_coef = c->kl_coef;
-    p->ref_hash = rlhf__model_hash(c->ref);
+    p->ref_hash = c->ref ? rlhf__model_hash(c->ref) : 0; /* no reference (beta 0): fingerprint 0 */
     rlhf_rng_seed(&p->rng, c->seed);
 
     /* the run helpers of >>train (errors, log lines, metric lines) read their callbacks from topt */
@@ -12071,7 +12157,7 @@ static void rlhf__ppo_init(rlhf_ppo *p, const rlhf_ppo_config *c, int ctx, rlhf_
     p->topt.log_user = c->log_user;
     p->topt.metrics = c->metrics;
     p->topt.metrics_user = c->metrics_user;
-    p->run.o = &p->topt; p->run.err = err; p->run.m = c->policy; p->run.stage = "ppo"; p->run.t0 = rlhf__seconds();
+    p->run.o = &p->topt; p->run.err = err; p->run.m = c->policy; p->run.stage = rlhf__estimator_name(c->estimator); p->run.t0 = rlhf__seconds();
     p->run.best = NAN;
 }
 
@@ -12115,7 +12201,7 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rl
 
     /* the context every model can read: prompt + response must fit it */
     ctx = c->policy->cfg.n_ctx;
-    if (c->critic->cfg.n_ctx < ctx) ctx = c->critic->cfg.n_ctx;
+    if (c->critic && c->estimator == RLHF_EST_GAE && c->critic->cfg.n_ctx < ctx) ctx = c->critic->cfg.n_ctx;
     if (c->reward_model && c->reward_model->cfg.n_ctx < ctx) ctx = c->reward_model->cfg.n_ctx;
     rlhf__ppo_init(p, c, ctx, err);
     if (p->max_prompt < 2 || p->max_prompt + p->max_new > ctx) {
@@ -12151,22 +12237,23 @@ RLHFDEF rlhf_result rlhf_ppo_create(rlhf_ppo **out, const rlhf_ppo_config *c, rl
     /* memory now, not in the middle of an iteration: the policy for minibatches and PPO-ptx rows, the
        critic for minibatches; the reference's log-prob pass keeps its logits in its training buffers */
     rows = p->MB > p->ptx_rows ? p->MB : p->ptx_rows;
+    if (!p->use_critic) p->critic = NULL; /* GRPO and RLOO neither read nor train one */
     if (c->recompute) {
         rlhf_model_set_recompute(p->policy, 1);
-        rlhf_model_set_recompute(p->critic, 1);
-        rlhf_model_set_recompute(p->ref, 1);
+        if (p->critic) rlhf_model_set_recompute(p->critic, 1);
+        if (p->ref) rlhf_model_set_recompute(p->ref, 1);
     }
     if ((r = rlhf_model_reserve(p->policy, rows, p->max_prompt + p->max_new, 1)) != RLHF_OK ||
         (p->ptx_rows && (r = rlhf_model_reserve(p->policy, p->ptx_rows, p->ptxT, 1)) != RLHF_OK) ||
-        (r = rlhf_model_reserve(p->critic, p->MB, p->max_prompt + p->max_new, 1)) != RLHF_OK ||
-        (r = rlhf__ensure(p->ref, p->MB, p->max_prompt + p->max_new, 0)) != RLHF_OK) {
+        (p->critic && (r = rlhf_model_reserve(p->critic, p->MB, p->max_prompt + p->max_new, 1)) != RLHF_OK) ||
+        (p->ref && (r = rlhf__ensure(p->ref, p->MB, p->max_prompt + p->max_new, 0)) != RLHF_OK)) {
         r = rlhf__ppo_fail(err, r, "cannot reserve training memory for minibatches of %d x %d tokens", rows,
                            p->max_prompt + p->max_new);
         goto fail;
     }
     /* PPO is a new stage: AdamW starts afresh for both (rlhf_ppo_load restores a run's state) */
     rlhf__fresh_optimizer(p->policy);
-    rlhf__fresh_optimizer(p->critic);
+    if (p->critic) rlhf__fresh_optimizer(p->critic);
     p->run.err = NULL;
     *out = p;
     return RLHF_OK;
@@ -12205,7 +12292,8 @@ static void rlhf__ppo_fill(rlhf_ppo *p, const size_t *rows, int n) {
 /* The prompts of this iteration, in the data order, into prompt_buf (rows
    of ctx); P_b and Pmax. A prompt longer than max_prompt is cut from the
    left by the long-record rule (its last turns and <|assistant|>, where the
-   reply begins, survive; counted once at creation). */
+   reply begins, survive; counted once at creation). GRPO and RLOO: each
+   prompt G times in a row (a group). */
 static rlhf_result rlhf__ppo_prompts(rlhf_ppo *p, int *prompt_buf, int ctx) {
     rlhf__rollout *ro = &p->ro;
     size_t n;
@@ -12214,6 +12302,11 @@ static rlhf_result rlhf__ppo_prompts(rlhf_ppo *p, int *prompt_buf, int ctx) {
     for (b = 0, ro->Pmax = 1; b < p->B; b++) {
         const rlhf_record *rec;
         int *dst = prompt_buf + (size_t)b * (size_t)ctx;
+        if (b % p->G != 0) { /* the group's prompt again */
+            memcpy(dst, dst - ctx, (size_t)ro->plen[b - 1] * sizeof(int));
+            ro->plen[b] = ro->plen[b - 1];
+            continue;
+        }
         if (p->data_pos >= rlhf_dataset_size(p->prompts)) { /* the prompts used up: a new epoch, a new order */
             p->data_epoch++;
             p->data_pos = 0;
@@ -12360,13 +12453,18 @@ static rlhf_result rlhf__ppo_evaluate(rlhf_ppo *p) {
         r = rlhf_model_logprobs(p->policy, p->mb_in, p->mb_tg, p->mb_doc, n, T, temp, p->mb_out, NULL, 0);
         if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "policy log-probs: %s", rlhf_model_last_error(p->policy));
         rlhf__ppo_gather(p, b, n, p->mb_out, ro->logp);
-        r = rlhf_model_logprobs(p->ref, p->mb_in, p->mb_tg, p->mb_doc, n, T, temp, p->mb_out, NULL, 0);
-        if (r != RLHF_OK) return rlhf__run_fail(&p->run, r, "reference log-probs: %s", rlhf_model_last_error(p->ref));
+        if (p->ref) { /* without one (beta 0) log pi_ref = log pi_old: every KL_t is 0 */
+            r = rlhf_model_logprobs(p->ref, p->mb_in, p->mb_tg, p->mb_doc, n, T, temp, p->mb_out, NULL, 0);
+            if (r != RLHF_OK)
+                return rlhf__run_fail(&p->run, r, "reference log-probs: %s", rlhf_model_last_error(p->ref));
+        }
         rlhf__ppo_gather(p, b, n, p->mb_out, ro->ref_logp);
 
-        /* V(s_t): the critic's value at the position that emits token t */
-        if ((r = rlhf_model_forward_values(p->critic, p->mb_in, p->mb_doc, n, T, p->mb_ent, 0)) != RLHF_OK)
+        /* V(s_t): the critic's value at the position that emits token t (0 without a critic) */
+        if (p->critic &&
+            (r = rlhf_model_forward_values(p->critic, p->mb_in, p->mb_doc, n, T, p->mb_ent, 0)) != RLHF_OK)
             return rlhf__run_fail(&p->run, r, "critic values: %s", rlhf_model_last_error(p->critic));
+        if (!p->critic) memset(p->mb_ent, 0, (size_t)n * T * sizeof(float));
         rlhf__ppo_gather(p, b, n, p->mb_ent, ro->values);
 
         /* the score; "N implementation details", item 10: no stop token, a fixed penalty instead */
@@ -12392,6 +12490,63 @@ static void rlhf__ppo_moments(const rlhf_ppo *p, const float *x, size_t n, doubl
     *sd = sqrt((n > 1 ? sumsq / (double)(n - 1) : 0.0) + 1e-8);
 }
 
+/* 3 (GRPO, RLOO). One reward per reply, r_i, and its advantage against
+   the others of its group (rlhf_group_advantages), the same for each of its
+   tokens (>>grpo):
+     GRPO  r_i = score_i              (beta x k3_t is a term of the loss)
+     RLOO  r_i = score_i - beta sum_t KL_t
+   scale_rewards BATCH divides r_i - mean_g by the std of the whole batch
+   instead of the group's. Returns the number of response tokens. */
+static size_t rlhf__ppo_group_advantages(rlhf_ppo *p) {
+    rlhf__rollout *ro = &p->ro;
+    float seq_r[1024], adv[1024];
+    double sum = 0.0, ss = 0.0, std_sum = 0.0;
+    size_t n = 0, o;
+    int b, t, g, G = p->G, rloo = p->cfg.estimator == RLHF_EST_RLOO, zero = 0;
+
+    /* r_i: rlhf_ppo_rewards puts -beta KL_t on each token and the score on the last; summed */
+    memset(seq_r, 0, sizeof seq_r);
+    for (b = 0; b < p->B; b++) {
+        double r = 0.0;
+        o = rlhf__tok(p, b, 0);
+        rlhf_ppo_rewards(ro->logp + o, ro->ref_logp + o, ro->rlen[b], ro->score[b], rloo ? p->kl_coef : 0.0f,
+                         rloo ? p->cfg.kl_estimator : RLHF_KL_K3, ro->rewards + o, ro->kl + o);
+        for (t = 0; t < ro->rlen[b]; t++) r += ro->rewards[o + (size_t)t];
+        seq_r[b] = (float)r;
+        n += (size_t)ro->rlen[b];
+    }
+
+    /* A_i; GROUP is the paper's, NONE Dr. GRPO's r - mean_g, which BATCH then divides */
+    rlhf_group_advantages(seq_r, p->B / G, G,
+                          rloo                                       ? RLHF_ADV_RLOO
+                          : p->cfg.scale_rewards == RLHF_SCALE_GROUP ? RLHF_ADV_GRPO
+                                                                     : RLHF_ADV_DR_GRPO,
+                          adv);
+    for (b = 0; b < p->B; b++) sum += seq_r[b];
+    for (b = 0; b < p->B; b++) ss += (seq_r[b] - sum / p->B) * (seq_r[b] - sum / p->B);
+    if (!rloo && p->cfg.scale_rewards == RLHF_SCALE_BATCH)
+        for (b = 0; b < p->B; b++) adv[b] = (float)(adv[b] / (sqrt(ss / (p->B - 1)) + 1e-4));
+
+    /* TRL's reward_std (the mean of the groups' stds) and frac_reward_zero_std (groups that teach nothing) */
+    for (g = 0; g < p->B / G; g++) {
+        double m = 0.0, v = 0.0;
+        for (b = g * G; b < (g + 1) * G; b++) m += seq_r[b] / G;
+        for (b = g * G; b < (g + 1) * G; b++) v += (seq_r[b] - m) * (seq_r[b] - m);
+        std_sum += sqrt(v / (G - 1));
+        zero += v == 0.0;
+    }
+    p->reward_std = (float)(std_sum / (p->B / G));
+    p->frac_zero_std = (float)zero / (float)(p->B / G);
+
+    /* every token of reply i gets A_i (no critic: R_t = A_t, V_t = 0) */
+    for (b = 0; b < p->B; b++)
+        for (t = 0; t < ro->rlen[b]; t++) {
+            o = rlhf__tok(p, b, t);
+            ro->adv[o] = ro->adv_white[o] = ro->ret[o] = adv[b];
+        }
+    return n;
+}
+
 /* 3. advantages: r_t from KL_t and the score, optionally whitened; A_t and
    R_t by GAE; A_t whitened over the rollout for the policy's loss.
    Returns the number of response tokens. */
@@ -12400,6 +12555,7 @@ static size_t rlhf__ppo_advantages(rlhf_ppo *p) {
     size_t n = 0, o;
     double mean, sd;
     int b, t;
+    if (!p->use_critic) return rlhf__ppo_group_advantages(p);
 
     /* r_t per episode: -beta KL_t on every token, the score added on the last */
     for (b = 0; b < p->B; b++) {
@@ -12464,6 +12620,7 @@ static rlhf_result rlhf__ppo_policy_forward(rlhf_ppo *p, const size_t *rows, int
             size_t at = rlhf__pred_at(p, j, t), o = rlhf__tok(p, (int)rows[j], t);
             p->tk.logp[k] = p->mb_out[at];
             p->tk.old_logp[k] = ro->logp[o];
+            p->tk.ref[k] = ro->ref_logp[o];
             p->tk.adv[k] = ro->adv_white[o];
             ratio_sum += exp((double)p->tk.logp[k] - p->tk.old_logp[k]);
             ent_sum += p->mb_ent[at];
@@ -12524,6 +12681,31 @@ static rlhf_result rlhf__ppo_ptx(rlhf_ppo *p, int *finite, rlhf__learn_sums *sum
     return RLHF_OK;
 }
 
+/* The policy's loss on a minibatch's nt tokens (in p->tk) and dL/dlog pi
+   per token: PPO's clipped surrogate (token mean), or GRPO's or RLOO's
+   (rlhf_grpo_loss, rlhf_rloo_loss: per reply, its advantage read at its
+   first token). *approxkl = 0.5 mean (log pi - log pi_old)^2. */
+static float rlhf__ppo_surrogate(rlhf_ppo *p, const size_t *rows, int n, size_t nt, float *clipfrac,
+                                 float *approxkl) {
+    float eps = p->cfg.cliprange, eps_hi = p->cfg.cliprange_high > 0.0f ? p->cfg.cliprange_high : eps, adv[1024], kl;
+    double sq = 0.0;
+    int lens[1024], j;
+    size_t k;
+    if (p->use_critic)
+        return rlhf_ppo_policy_loss(p->tk.logp, p->tk.old_logp, p->tk.adv, (int)nt, eps, p->tk.dlogp, clipfrac,
+                                    approxkl);
+    for (j = 0, k = 0; j < n; k += (size_t)lens[j], j++) {
+        lens[j] = p->ro.rlen[rows[j]];
+        adv[j] = p->tk.adv[k];
+    }
+    for (k = 0; k < nt; k++) sq += ((double)p->tk.logp[k] - p->tk.old_logp[k]) * (p->tk.logp[k] - p->tk.old_logp[k]);
+    *approxkl = (float)(0.5 * sq / (double)nt);
+    if (p->cfg.estimator == RLHF_EST_RLOO)
+        return rlhf_rloo_loss(p->tk.logp, p->tk.old_logp, adv, lens, n, eps, eps_hi, p->tk.dlogp, clipfrac);
+    return rlhf_grpo_loss(p->tk.logp, p->tk.old_logp, p->tk.ref, adv, lens, n, p->max_new, eps, eps_hi,
+                          p->kl_coef, p->cfg.loss_agg, p->tk.dlogp, clipfrac, &kl);
+}
+
 /* 4c. The policy's update on a minibatch: the clipped surrogate (minus the
    entropy bonus), PPO-ptx, AdamW, the EMA. *skipped = 1 when a non-finite
    loss or gradient skipped the update. */
@@ -12531,14 +12713,14 @@ static rlhf_result rlhf__ppo_policy(rlhf_ppo *p, const size_t *rows, int n, size
                                     rlhf__learn_sums *sums, float *mb_loss, float *clipfrac, float *approxkl,
                                     int *skipped) {
     rlhf__rollout *ro = &p->ro;
-    float lo = 1.0f - p->cfg.cliprange, hi = 1.0f + p->cfg.cliprange; /* the clip range [1 - eps, 1 + eps] */
+    float eps_hi = p->cfg.cliprange_high > 0.0f && !p->use_critic ? p->cfg.cliprange_high : p->cfg.cliprange;
+    float lo = 1.0f - p->cfg.cliprange, hi = 1.0f + eps_hi; /* the clip range [1 - eps, 1 + eps_high] */
     int j, t, finite = 1;
     size_t k = 0;
     rlhf_result r;
 
-    /* the surrogate over the minibatch's nt tokens (mean), its gradient per token, clipfrac, approxkl */
-    *mb_loss = rlhf_ppo_policy_loss(p->tk.logp, p->tk.old_logp, p->tk.adv, (int)nt, p->cfg.cliprange, p->tk.dlogp,
-                                    clipfrac, approxkl);
+    /* the surrogate over the minibatch's nt tokens, its gradient per token, clipfrac, approxkl */
+    *mb_loss = rlhf__ppo_surrogate(p, rows, n, nt, clipfrac, approxkl);
 
     /* scatter dL/dlog pi (and the entropy bonus: L -= c * mean H) to the positions; keep ratio and clip for the trace
      */
@@ -12553,6 +12735,7 @@ static rlhf_result rlhf__ppo_policy(rlhf_ppo *p, const size_t *rows, int n, size
             rr = ro->ratio[o] = expf(p->tk.logp[k] - p->tk.old_logp[k]);
             rc = rr < lo ? lo : rr > hi ? hi : rr;
             ro->clipped[o] = -a * rc > -a * rr; /* the clipped term is the larger one (as in rlhf_ppo_policy_loss) */
+            if (p->cfg.estimator == RLHF_EST_RLOO) ro->clipped[o] = p->tk.dlogp[k] == 0.0f && a != 0.0f; /* the reply's */
         }
 
     /* backward, PPO-ptx, the update */
@@ -12671,7 +12854,8 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
                 continue;
             }
             if ((r = rlhf__ppo_policy(p, perm + b0, n, nt, &popt, &s, &pl, &cf, &akl, &skipped)) != RLHF_OK) return r;
-            if ((r = rlhf__ppo_critic(p, perm + b0, n, nt, &copt, skipped, &vl, &vcf)) != RLHF_OK) return r;
+            if (p->critic && (r = rlhf__ppo_critic(p, perm + b0, n, nt, &copt, skipped, &vl, &vcf)) != RLHF_OK)
+                return r;
             s.policy_loss += pl; s.value_loss += vl; s.approxkl += akl; s.clipfrac += cf; s.value_clipfrac += vcf;
             s.n_kept++;
         }
@@ -12691,6 +12875,7 @@ static rlhf_result rlhf__ppo_learn(rlhf_ppo *p, rlhf_ppo_stats *st) {
         st->ratio = (float)(s.ratio / (double)s.n_mb);
     }
     st->ptx_loss = s.n_ptx ? (float)(s.ptx_loss / (double)s.n_ptx) : NAN;
+    if (!p->critic) st->value_loss = st->value_clipfrac = NAN; /* GRPO, RLOO: no critic */
     return RLHF_OK;
 }
 
@@ -12735,7 +12920,9 @@ static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) 
     /* explained variance, 1 - Var(R - V) / Var(R), over the rollout's tokens */
     var_r = vm / nt - (vr / nt) * (vr / nt);
     var_e = em / nt - (er / nt) * (er / nt);
-    st->var_explained = var_r > 0.0 ? (float)(1.0 - var_e / var_r) : NAN;
+    st->var_explained = var_r > 0.0 && p->critic ? (float)(1.0 - var_e / var_r) : NAN;
+    st->reward_std = p->critic ? NAN : p->reward_std;
+    st->frac_reward_zero_std = p->critic ? NAN : p->frac_zero_std;
     st->skipped_updates = p->skipped_updates;
     st->skipped_minibatches = p->skipped_minibatches;
 
@@ -12772,7 +12959,8 @@ static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
         {"val/response_length", st->response_length}, {"ppo/skipped_updates", (double)st->skipped_updates},
         {"ppo/skipped_minibatches", (double)st->skipped_minibatches}, {"time/generate_s", st->seconds_generate},
         {"time/score_s", st->seconds_score}, {"time/learn_s", st->seconds_learn},
-        {"tokens_per_s/generate", st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN}};
+        {"tokens_per_s/generate", st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN},
+        {"reward_std", st->reward_std}, {"frac_reward_zero_std", st->frac_reward_zero_std}};
     const rlhf__rollout *ro = &p->ro;
     size_t i;
     int b, t;
@@ -12961,24 +13149,24 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
         state, sizeof state,
         "{\"iteration\":%ld,\"kl_coef\":%.9g,\"rng\":[\"%llu\",\"%llu\",\"%llu\",\"%llu\"],\"data_epoch\":%ld,\"data_"
         "pos\":%lu,"
-        "\"ptx_epoch\":%ld,\"ptx_pos\":%lu,\"skipped_updates\":%ld,\"skipped_minibatches\":%ld,\"ref\":\"%016llx\"}",
+        "\"ptx_epoch\":%ld,\"ptx_pos\":%lu,\"skipped_updates\":%ld,\"skipped_minibatches\":%ld,\"ref\":\"%016llx\",\"algo\":\"%s\"}",
         p->iteration, (double)p->kl_coef, (unsigned long long)p->rng.s[0], (unsigned long long)p->rng.s[1],
         (unsigned long long)p->rng.s[2], (unsigned long long)p->rng.s[3], p->data_epoch, (unsigned long)p->data_pos,
         p->ptx_epoch, (unsigned long)p->ptx_pos, p->skipped_updates, p->skipped_minibatches,
-        (unsigned long long)p->ref_hash);
+        (unsigned long long)p->ref_hash, rlhf__estimator_name(p->cfg.estimator));
     /* the iteration in every file ties the files of one save together: rlhf_ppo_load refuses a mix */
     snprintf(path, sizeof path, "%ld", p->iteration);
     if ((r = rlhf__set_meta(p->policy, "rlhf.ppo.state", state)) != RLHF_OK ||
         (r = rlhf__set_meta(p->policy, "rlhf.kind", "policy")) != RLHF_OK ||
-        (r = rlhf__set_meta(p->critic, "rlhf.kind", "value")) != RLHF_OK ||
-        (r = rlhf__set_meta(p->critic, "rlhf.ppo.iteration", path)) != RLHF_OK ||
+        (p->critic && (r = rlhf__set_meta(p->critic, "rlhf.kind", "value")) != RLHF_OK) ||
+        (p->critic && (r = rlhf__set_meta(p->critic, "rlhf.ppo.iteration", path)) != RLHF_OK) ||
         (p->ema && (r = rlhf__set_meta(p->ema, "rlhf.ppo.iteration", path)) != RLHF_OK)) {
         if (err) snprintf(err->message, sizeof err->message, "ppo: out of memory for the metadata");
         return r;
     }
     /* the tokenizer rides along, so each file is a whole model for rlhf generate and rlhf chat */
     rlhf_model_set_tokenizer(p->policy, p->tok);
-    rlhf_model_set_tokenizer(p->critic, p->tok);
+    if (p->critic) rlhf_model_set_tokenizer(p->critic, p->tok);
 
     /* 1. the new files, whole, beside the old ones (the EMA needs no AdamW state) */
     for (i = 0; i < 3; i++) {
@@ -13040,7 +13228,7 @@ static rlhf_result rlhf__ppo_read_state(const rlhf_ppo *p, const rlhf_model *pol
     const char *state = rlhf_model_meta(pol, "rlhf.ppo.state");
     rlhf_json_doc *doc = NULL;
     rlhf_json_error je;
-    const rlhf_json *root, *rng, *ref;
+    const rlhf_json *root, *rng, *ref, *algo;
     rlhf_result r = RLHF_OK;
     char want[32];
     int i;
@@ -13066,7 +13254,14 @@ static rlhf_result rlhf__ppo_read_state(const rlhf_ppo *p, const rlhf_model *pol
         goto done;
     }
 
-    /* the same reference as the one this trainer holds */
+    /* the same algorithm (a state without "algo" is from a PPO run of 0.7) and the same reference */
+    algo = rlhf_json_get(root, "algo");
+    if (algo && algo->type != RLHF_JSON_STRING) algo = NULL;
+    if (strcmp(algo ? algo->str : "ppo", rlhf__estimator_name(p->cfg.estimator)) != 0) {
+        r = rlhf__ppo_err(err, RLHF_ERR_INVALID_ARGUMENT, dir, "the run was a %s run; this trainer runs %s",
+                          algo ? algo->str : "ppo", rlhf__estimator_name(p->cfg.estimator));
+        goto done;
+    }
     snprintf(want, sizeof want, "%016llx", (unsigned long long)p->ref_hash);
     if (!ref->str || strcmp(ref->str, want) != 0) {
         r = rlhf__ppo_err(err, RLHF_ERR_INVALID_ARGUMENT, dir,
@@ -13093,7 +13288,8 @@ static rlhf_result rlhf__ppo_check_files(const rlhf_ppo *p, const rlhf_model *po
     char itbuf[32];
     const rlhf_result bad = RLHF_ERR_INVALID_ARGUMENT;
     snprintf(itbuf, sizeof itbuf, "%ld", it);
-    if (!rlhf_model_meta(cri, "rlhf.ppo.iteration") || strcmp(rlhf_model_meta(cri, "rlhf.ppo.iteration"), itbuf) != 0 ||
+    if ((cri && (!rlhf_model_meta(cri, "rlhf.ppo.iteration") ||
+                 strcmp(rlhf_model_meta(cri, "rlhf.ppo.iteration"), itbuf) != 0)) ||
         (ema && (!rlhf_model_meta(ema, "rlhf.ppo.iteration") ||
                  strcmp(rlhf_model_meta(ema, "rlhf.ppo.iteration"), itbuf) != 0)))
         return rlhf__ppo_err(err, RLHF_ERR_PARSE, dir,
@@ -13101,8 +13297,8 @@ static rlhf_result rlhf__ppo_check_files(const rlhf_ppo *p, const rlhf_model *po
     if (memcmp(&p->policy->cfg, &pol->cfg, sizeof pol->cfg) != 0 || p->policy->num_params != pol->num_params ||
         !pol->m_mem)
         return rlhf__ppo_err(err, bad, dir, "policy.safetensors does not match the policy (shape or AdamW state)");
-    if (memcmp(&p->critic->cfg, &cri->cfg, sizeof cri->cfg) != 0 || p->critic->num_params != cri->num_params ||
-        !cri->m_mem)
+    if (cri && (memcmp(&p->critic->cfg, &cri->cfg, sizeof cri->cfg) != 0 || p->critic->num_params != cri->num_params ||
+                !cri->m_mem))
         return rlhf__ppo_err(err, bad, dir,
                              "critic.safetensors does not match the critic (shape, head or AdamW state)");
     if (ema && (memcmp(&p->ema->cfg, &ema->cfg, sizeof ema->cfg) != 0 || p->ema->num_params != ema->num_params))
@@ -13124,8 +13320,8 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
     if (rlhf__ppo_path(path, sizeof path, dir, "policy.safetensors") != RLHF_OK ||
         (r = rlhf_model_load_ex(&pol, path, err)) != RLHF_OK)
         goto done;
-    if (rlhf__ppo_path(path, sizeof path, dir, "critic.safetensors") != RLHF_OK ||
-        (r = rlhf_model_load_ex(&cri, path, err)) != RLHF_OK)
+    if (p->critic && (rlhf__ppo_path(path, sizeof path, dir, "critic.safetensors") != RLHF_OK ||
+                      (r = rlhf_model_load_ex(&cri, path, err)) != RLHF_OK))
         goto done;
     if (p->ema && (rlhf__ppo_path(path, sizeof path, dir, "ema.safetensors") != RLHF_OK ||
                    (r = rlhf_model_load_ex(&ema, path, err)) != RLHF_OK))
@@ -13139,7 +13335,7 @@ RLHFDEF rlhf_result rlhf_ppo_load(rlhf_ppo *p, const char *dir, rlhf_error *err)
     /* 4. only now into the trainer: weights and AdamW state, then the counters, the generator
           and the data orders (rebuilt from the seed and the epochs) */
     if ((r = rlhf__copy_state(p->policy, pol, 1)) != RLHF_OK ||
-        (r = rlhf__copy_state(p->critic, cri, 1)) != RLHF_OK ||
+        (cri && (r = rlhf__copy_state(p->critic, cri, 1)) != RLHF_OK) ||
         (ema && (r = rlhf__copy_state(p->ema, ema, 0)) != RLHF_OK)) {
         r = rlhf__ppo_err(err, r, dir, "out of memory for the AdamW state");
         goto done;
@@ -13751,6 +13947,94 @@ RLHFDEF void rlhf_group_advantages(const float *rewards, int n_groups, int G,
             a[i] = (float)v;
         }
     }
+}
+
+
+/* The clipped surrogate of one token or reply: l = max(-A r, -A clip(r, lo, hi)).
+   Returns dl/dlog r (the clipped term, when it is the one used, is flat in
+   r); *clipped = 1 then. */
+static float rlhf__surrogate(float A, float r, float lo, float hi, float *l, int *clipped) {
+    float rc = r < lo ? lo : r > hi ? hi : r;
+    float u = -A * r, c = -A * rc;
+    *clipped = c > u;
+    *l = *clipped ? c : u;
+    return *clipped ? 0.0f : -A * r;
+}
+
+/* GRPO's loss (Shao et al. 2024, eq. 3, in TRL's per-token form):
+     L = agg_{i,t} [ max(-A_i r_t, -A_i clip(r_t, 1 - eps_low, 1 + eps_high)) + beta k3_t ]
+   with the weight w_t of each token by the aggregation (|y_i| = lens[i]):
+     SEQUENCE  w_t = 1 / (n_seq |y_i|)    every reply counts the same
+     TOKEN     w_t = 1 / sum_i |y_i|      every token counts the same (DAPO)
+     CONSTANT  w_t = 1 / (n_seq max_len)  no length bias at all (Dr. GRPO)
+   and dL/dlogp_t = w_t (dl_t/dlogp_t + beta (1 - exp(ref_logp_t - logp_t))).
+   Example: one reply of 2 tokens, A = 1, eps 0.2, beta 0, logp - old_logp
+   = 0 and log 1.5: r = 1, 1.5; l = -1, -1.2 (the second clipped at 1.2);
+   SEQUENCE L = -1.1, dL/dlogp = -0.5, 0. */
+RLHFDEF float rlhf_grpo_loss(const float *logp, const float *old_logp, const float *ref_logp, const float *adv,
+                             const int *lens, int n_seq, int max_len, float eps_low, float eps_high, float beta,
+                             rlhf_loss_agg agg, float *dlogp, float *clipfrac, float *mean_kl) {
+    double loss = 0.0, kl_sum = 0.0, n_tok = 0.0;
+    long n_clip = 0;
+    size_t k = 0;
+    int i, t;
+    if (!logp || !old_logp || !adv || !lens || n_seq <= 0 || (beta != 0.0f && !ref_logp)) return NAN;
+    for (i = 0; i < n_seq; i++) n_tok += lens[i];
+
+    for (i = 0; i < n_seq; i++) {
+        /* the weight of each of this reply's tokens */
+        double w = agg == RLHF_AGG_TOKEN      ? 1.0 / (n_tok > 0 ? n_tok : 1.0)
+                 : agg == RLHF_AGG_CONSTANT   ? 1.0 / ((double)n_seq * (max_len > 0 ? max_len : 1))
+                 : lens[i] > 0                ? 1.0 / ((double)n_seq * lens[i])
+                                              : 0.0;
+        for (t = 0; t < lens[i]; t++, k++) {
+            /* the surrogate, then k3 and its gradient 1 - exp(ref - logp) */
+            float r = expf(logp[k] - old_logp[k]), l, g;
+            int clipped;
+            g = rlhf__surrogate(adv[i], r, 1.0f - eps_low, 1.0f + eps_high, &l, &clipped);
+            n_clip += clipped;
+            if (beta != 0.0f) {
+                float d = ref_logp[k] - logp[k], e = expf(d), k3 = e - d - 1.0f;
+                l += beta * k3;
+                g += beta * (1.0f - e);
+                kl_sum += k3;
+            }
+            loss += w * l;
+            if (dlogp) dlogp[k] = (float)(w * g);
+        }
+    }
+    if (clipfrac) *clipfrac = n_tok > 0 ? (float)(n_clip / n_tok) : 0.0f;
+    if (mean_kl) *mean_kl = n_tok > 0 ? (float)(kl_sum / n_tok) : 0.0f;
+    return (float)loss;
+}
+
+/* RLOO's loss (Ahmadian et al. 2024): REINFORCE with the leave-one-out
+   baseline in A_i, on the whole reply's ratio R_i = pi(y_i) / pi_old(y_i):
+     L = (1/n) sum_i max(-A_i R_i, -A_i clip(R_i, 1 - eps_low, 1 + eps_high))
+     dL/dlogp_t = -A_i R_i / n for each token of y_i (0 when clipped)
+   Example: A = (0.5, -0.5), replies of 3 and 1 tokens at R = 1: L = 0,
+   dL/dlogp = -0.25, -0.25, -0.25, +0.25. */
+RLHFDEF float rlhf_rloo_loss(const float *logp, const float *old_logp, const float *adv, const int *lens, int n_seq,
+                             float eps_low, float eps_high, float *dlogp, float *clipfrac) {
+    double loss = 0.0;
+    long n_clip = 0;
+    size_t k = 0, k0;
+    int i, t;
+    if (!logp || !old_logp || !adv || !lens || n_seq <= 0) return NAN;
+    for (i = 0; i < n_seq; i++) {
+        /* log R_i: the sum of the reply's log-ratios, in double */
+        double lr = 0.0;
+        float l, g;
+        int clipped;
+        for (k0 = k, t = 0; t < lens[i]; t++, k++) lr += (double)logp[k] - old_logp[k];
+        g = rlhf__surrogate(adv[i], (float)exp(lr), 1.0f - eps_low, 1.0f + eps_high, &l, &clipped);
+        n_clip += clipped;
+        loss += l;
+        if (dlogp)
+            for (t = 0; t < lens[i]; t++) dlogp[k0 + (size_t)t] = g / (float)n_seq;
+    }
+    if (clipfrac) *clipfrac = (float)n_clip / (float)n_seq;
+    return (float)(loss / n_seq);
 }
 
 #endif /* RLHF_IMPLEMENTATION */

@@ -3729,6 +3729,51 @@ typedef struct { const char *name; void (*fn)(void); int slow; } test_case;
    (tools/gen_dpo_golden.py): extreme gaps, label smoothing, groups of equal
    rewards, G = 1, 2, 4, 7. rlhf.h computes in double and rounds once, so the
    results agree to a few float ulps. */
+/* GRPO's and RLOO's losses and gradients against tools/gen_dpo_golden.py
+   (PyTorch, float64, TRL's formulas), in the same fixture as DPO's. */
+static void golden_group_losses(fixture *fx) {
+    char name[64];
+    fixture_rec *r;
+    int k, count, kind;
+    for (kind = 0; kind < 2; kind++) {
+        const char *pre = kind ? "rloo" : "grpo";
+        snprintf(name, sizeof name, "%s.count", pre);
+        if (!(r = fixture_get(fx, name))) { g_fail++; return; }
+        count = *(const int *)r->data;
+        for (k = 0; k < count; k++) {
+            fixture_rec *f[13] = {NULL};
+            static const char *const FIELDS[13] = {"eps", "lens", "adv", "logp", "old", "loss", "d",
+                                                   "ref", "agg", "beta", "max_len", "clipfrac", "kl"};
+            float d[256], loss, cf, kl = 0.0f;
+            const float *eps;
+            int i, nf = kind ? 7 : 13;
+            for (i = 0; i < nf; i++) {
+                snprintf(name, sizeof name, "%s.%d.%s", pre, k, FIELDS[i]);
+                if (!(f[i] = fixture_get(fx, name))) { g_fail++; return; }
+            }
+            if (f[3]->n > 256) { g_fail++; return; }
+            eps = (const float *)f[0]->data;
+            if (kind)
+                loss = rlhf_rloo_loss((const float *)f[3]->data, (const float *)f[4]->data, (const float *)f[2]->data,
+                                      (const int *)f[1]->data, (int)f[1]->n, eps[0], eps[1], d, &cf);
+            else
+                loss = rlhf_grpo_loss((const float *)f[3]->data, (const float *)f[4]->data, (const float *)f[7]->data,
+                                      (const float *)f[2]->data, (const int *)f[1]->data, (int)f[1]->n,
+                                      *(const int *)f[10]->data, eps[0], eps[1], *(const float *)f[9]->data,
+                                      (rlhf_loss_agg) * (const int *)f[8]->data, d, &cf, &kl);
+            snprintf(name, sizeof name, "%s case %d loss", pre, k);
+            close_enough(name, &loss, (const float *)f[5]->data, 1, 1e-6, 1e-5);
+            snprintf(name, sizeof name, "%s case %d dloss/dlogp", pre, k);
+            close_enough(name, d, (const float *)f[6]->data, f[3]->n, 1e-7, 1e-5);
+            if (!kind) {
+                snprintf(name, sizeof name, "grpo case %d clipfrac, mean k3", k);
+                close_enough(name, &cf, (const float *)f[11]->data, 1, 1e-6, 1e-6);
+                close_enough(name, &kl, (const float *)f[12]->data, 1, 1e-6, 1e-5);
+            }
+        }
+    }
+}
+
 static void test_golden_dpo(void) {
     fixture fx;
     fixture_rec *r;
@@ -3760,6 +3805,7 @@ static void test_golden_dpo(void) {
                             (rlhf_dpo_loss_type) * (const int *)ty->data, *(const float *)ep->data, NULL,
                             NULL) == loss);
     }
+    golden_group_losses(&fx);
     if (!(r = fixture_get(&fx, "adv.count"))) goto done;
     count = *(const int *)r->data;
     for (k = 0; k < count; k++) {
@@ -4635,6 +4681,70 @@ static void test_ppo_learns(void) {
     printf("    ppo (beta 5): count %.2f, KL %.3f after 15 iterations\n", (double)st.score, (double)st.kl);
     CHECK(fabsf(st.kl) < 0.5f);
     ppo_world_free(&w);
+}
+
+/* GRPO (with the DAPO and Dr. GRPO variants) and RLOO on the same task as
+   ppo_learns: no critic, G replies per prompt. Each moves the count of
+   "good" well up; a very large beta keeps the policy at the reference. */
+static rlhf_ppo_config group_test_config(rlhf_estimator est, int variant) {
+    rlhf_ppo_config c = ppo_test_config();
+    c.estimator = est;
+    c.group_size = 4;
+    c.batch_size = 32;
+    c.mini_batch = 16;
+    c.ppo_epochs = 1;
+    c.kl_coef = 0.2f;
+    c.policy_opt.lr = 1e-2f;
+    if (variant == 1) { c.loss_agg = RLHF_AGG_TOKEN; c.cliprange_high = 0.28f; c.ppo_epochs = 2; }
+    if (variant == 2) { c.loss_agg = RLHF_AGG_CONSTANT; c.scale_rewards = RLHF_SCALE_NONE; c.kl_coef = 0.0f; }
+    if (variant == 3) c.scale_rewards = RLHF_SCALE_BATCH;
+    return c;
+}
+static void test_group_learns(void) {
+    static const struct { rlhf_estimator est; int variant; const char *name; } RUNS[5] = {
+        {RLHF_EST_GRPO, 0, "grpo"}, {RLHF_EST_GRPO, 1, "grpo dapo-loss clip-higher"},
+        {RLHF_EST_GRPO, 2, "dr-grpo beta 0, no reference"}, {RLHF_EST_GRPO, 3, "grpo scale batch"},
+        {RLHF_EST_RLOO, 0, "rloo"}};
+    enum { NIT = 30 };
+    int k, it;
+    for (k = 0; k < 5; k++) {
+        ppo_world w;
+        rlhf_ppo_config c = group_test_config(RUNS[k].est, RUNS[k].variant);
+        rlhf_ppo_stats st;
+        rlhf_error e;
+        float first = 0, last = 0, kl_last = 0;
+        if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+        if (c.kl_coef == 0.0f) { /* beta 0 needs no reference: a trainer without one learns the same */
+            rlhf_ppo_free(w.ppo);
+            w.ppo = NULL;
+            CHECK_OK(ppo_create_with(&w.ppo, w.policy, NULL, NULL, NULL, count_good, &w.task, w.t, w.prompts, NULL, &c, &e));
+            if (!w.ppo) { ppo_world_free(&w); return; }
+        }
+        for (it = 0; it < NIT; it++) {
+            CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
+            if (it < 3) first += st.score / 3;
+            if (it >= NIT - 3) last += st.score / 3, kl_last += st.kl / 3;
+        }
+        printf("    %-30s count of \"good\" %.2f -> %.2f in %d iterations, KL %.2f, zero-std groups %.2f, %.3f s/iteration\n",
+               RUNS[k].name, (double)first, (double)last, NIT, (double)kl_last, (double)st.frac_reward_zero_std,
+               st.seconds_generate + st.seconds_score + st.seconds_learn);
+        CHECK(last > first + 1.0f && last > 3.0f * (first + 0.05f));
+        CHECK(st.skipped_updates == 0 && isnan(st.value_loss) && st.reward_std >= 0.0f);
+        CHECK(st.frac_reward_zero_std >= 0.0f && st.frac_reward_zero_std <= 1.0f);
+        ppo_world_free(&w);
+    }
+    for (k = 0; k < 2; k++) { /* a very large beta keeps either at the reference */
+        ppo_world w;
+        rlhf_ppo_config c = group_test_config(k ? RLHF_EST_RLOO : RLHF_EST_GRPO, 0);
+        rlhf_ppo_stats st;
+        rlhf_error e;
+        c.kl_coef = 5.0f;
+        if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+        for (it = 0; it < 15; it++) CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
+        printf("    %s (beta 5): count %.2f, KL %.3f after 15 iterations\n", k ? "rloo" : "grpo", (double)st.score, (double)st.kl);
+        CHECK(fabsf(st.kl) < 0.5f);
+        ppo_world_free(&w);
+    }
 }
 
 /* Resume: N iterations straight equal N/2, save, load into a fresh trainer,
@@ -6209,6 +6319,7 @@ static const test_case TESTS[] = {
     {"ppo_padded_generation", test_ppo_padded_generation, 0},
     {"fd_logprobs", test_fd_logprobs, 0},
     {"ppo_learns", test_ppo_learns, 1},
+    {"group_learns", test_group_learns, 1},
     {"ppo_resume", test_ppo_resume, 0},
     {"ppo_save_journal", test_ppo_save_journal, 0},
     {"ppo_ptx_and_guards", test_ppo_ptx_and_guards, 1},

@@ -1,4 +1,5 @@
-"""Golden numbers for rlhf.h's DPO losses and group advantages, from PyTorch.
+"""Golden numbers for rlhf.h's DPO losses, group advantages and the GRPO and
+RLOO policy losses, from PyTorch.
 
 Independent of rlhf.h: the losses are written as TRL's DPOTrainer writes them
 (F.logsigmoid, relu, the IPO square), evaluated in float64, with gradients by
@@ -20,6 +21,15 @@ Fixture format: RLHFFIX1, as tools/gen_reward_golden.py. Records:
     adv.count i32: cases; per case k:
       adv.k.type i32 (0 GRPO, 1 Dr. GRPO, 2 RLOO), adv.k.r f32[groups, G],
       adv.k.adv f32[groups, G].
+    grpo.count i32: cases; per case k (TRL's GRPOTrainer loss, per token):
+      grpo.k.agg i32 (0 "grpo", 1 "dapo", 2 "dr_grpo"), grpo.k.eps f32[2] (low,
+      high), grpo.k.beta f32, grpo.k.max_len i32, grpo.k.lens i32[n],
+      grpo.k.adv f32[n], grpo.k.logp, grpo.k.old, grpo.k.ref f32[tokens] (the
+      replies packed), grpo.k.loss f32, grpo.k.d f32[tokens]: dloss/dlogp,
+      grpo.k.clipfrac f32, grpo.k.kl f32: the mean k3 over tokens.
+    rloo.count i32: cases; per case k (the sequence-level clipped REINFORCE):
+      rloo.k.eps f32[2], rloo.k.lens i32[n], rloo.k.adv f32[n], rloo.k.logp,
+      rloo.k.old f32[tokens], rloo.k.loss f32, rloo.k.d f32[tokens].
 """
 import os
 import sys
@@ -64,6 +74,101 @@ def advantages(kind, r):
     if G == 1:
         return torch.zeros_like(r).numpy()
     return (r - (r.sum(dim=1, keepdim=True) - r) / (G - 1)).numpy()
+
+
+def pad(x, lens):
+    """Packed per-token values into (n, max(lens)) rows and their mask."""
+    L = max(lens)
+    out = torch.zeros((len(lens), L), dtype=DT)
+    mask = torch.zeros((len(lens), L), dtype=DT)
+    k = 0
+    for i, n in enumerate(lens):
+        out[i, :n] = torch.tensor(x[k:k + n], dtype=DT)
+        mask[i, :n] = 1
+        k += n
+    return out, mask
+
+
+def unpad(x, lens):
+    return np.concatenate([x[i, :n] for i, n in enumerate(lens)])
+
+
+def grpo_case(agg, eps_low, eps_high, beta, max_len, lens, adv, logp, old, ref):
+    """TRL's GRPO loss: -min(r A, clip(r) A) + beta k3 per token, aggregated."""
+    lp, mask = pad(logp, lens)
+    lp.requires_grad_(True)
+    od, _ = pad(old, lens)
+    rf, _ = pad(ref, lens)
+    A = torch.tensor(adv, dtype=DT)[:, None]
+    c1 = torch.exp(lp - od)
+    c2 = torch.clamp(c1, 1 - eps_low, 1 + eps_high)
+    per_tok = -torch.min(c1 * A, c2 * A)
+    kl = torch.exp(rf - lp) - (rf - lp) - 1
+    if beta != 0:
+        per_tok = per_tok + beta * kl
+    if agg == 0:
+        loss = ((per_tok * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    elif agg == 1:
+        loss = (per_tok * mask).sum() / mask.sum()
+    else:
+        loss = (per_tok * mask).sum() / (len(lens) * max_len)
+    loss.backward()
+    clipped = ((c2 * A) < (c1 * A)).to(DT)  # the clipped term is the smaller of -loss's two: it was used
+    clipfrac = (clipped * mask).sum() / mask.sum()
+    mean_kl = (kl * mask).sum() / mask.sum() if beta != 0 else torch.tensor(0.0)
+    return loss.item(), unpad(lp.grad.numpy(), lens), clipfrac.item(), mean_kl.item()
+
+
+def rloo_case(eps_low, eps_high, lens, adv, logp, old):
+    """The clipped REINFORCE of TRL's RLOOTrainer: the ratio of whole replies."""
+    lp, mask = pad(logp, lens)
+    lp.requires_grad_(True)
+    od, _ = pad(old, lens)
+    A = torch.tensor(adv, dtype=DT)
+    ratio = torch.exp(((lp - od) * mask).sum(-1))
+    loss = torch.max(-A * ratio, -A * torch.clamp(ratio, 1 - eps_low, 1 + eps_high)).mean()
+    loss.backward()
+    return loss.item(), unpad(lp.grad.numpy(), lens)
+
+
+def group_loss_records(rng):
+    """GRPO and RLOO loss cases: ratios near 1 and far from it (clipped on
+    both sides), zero advantages, replies of 1 token, beta 0 and > 0."""
+    recs = []
+    cases = [(0, 0.2, 0.2, 0.0), (0, 0.2, 0.28, 0.04), (1, 0.2, 0.28, 0.04), (2, 0.2, 0.2, 0.0), (2, 0.1, 0.3, 0.5),
+             (1, 0.2, 0.2, 0.0), (0, 0.2, 0.2, 1.0)]
+    recs.append(("grpo.count", np.int32(len(cases))))
+    for k, (agg, lo, hi, beta) in enumerate(cases):
+        lens = [int(x) for x in rng.integers(1, 9, 6)]
+        lens[1] = 1
+        N = sum(lens)
+        adv = f32(rng.normal(0, 1, 6)); adv[2] = 0.0
+        old = f32(rng.normal(-3, 1.5, N))
+        logp = f32(old + rng.normal(0, 0.25 if k % 2 else 0.08, N))  # ratios spread across the clip range
+        ref = f32(old + rng.normal(0, 0.5, N))
+        max_len = 10
+        flo, fhi, fb = (float(np.float32(v)) for v in (lo, hi, beta))
+        loss, d, cf, kl = grpo_case(agg, flo, fhi, fb, max_len, lens, adv.astype(np.float64),
+                                    logp.astype(np.float64), old.astype(np.float64), ref.astype(np.float64))
+        p = f"grpo.{k}."
+        recs += [(p + "agg", np.int32(agg)), (p + "eps", f32([lo, hi])), (p + "beta", np.float32(beta)),
+                 (p + "max_len", np.int32(max_len)), (p + "lens", np.asarray(lens, dtype=np.int32)), (p + "adv", adv),
+                 (p + "logp", logp), (p + "old", old), (p + "ref", ref), (p + "loss", np.float32(loss)),
+                 (p + "d", f32(d)), (p + "clipfrac", np.float32(cf)), (p + "kl", np.float32(kl))]
+    rcases = [(0.2, 0.2, 0.0), (0.2, 0.28, 0.05), (0.2, 0.2, 0.3)]
+    recs.append(("rloo.count", np.int32(len(rcases))))
+    for k, (lo, hi, spread) in enumerate(rcases):
+        lens = [int(x) for x in rng.integers(1, 7, 5)]
+        N = sum(lens)
+        adv = f32(rng.normal(0, 1, 5)); adv[3] = 0.0
+        old = f32(rng.normal(-3, 1.5, N))
+        logp = f32(old + rng.normal(0, spread, N)) if spread > 0 else old.copy()
+        loss, d = rloo_case(float(np.float32(lo)), float(np.float32(hi)), lens, adv.astype(np.float64),
+                            logp.astype(np.float64), old.astype(np.float64))
+        p = f"rloo.{k}."
+        recs += [(p + "eps", f32([lo, hi])), (p + "lens", np.asarray(lens, dtype=np.int32)), (p + "adv", adv),
+                 (p + "logp", logp), (p + "old", old), (p + "loss", np.float32(loss)), (p + "d", f32(d))]
+    return recs
 
 
 def f32(x):
@@ -117,8 +222,9 @@ def main():
         p = f"adv.{k}."
         recs += [(p + "type", np.int32(kind)), (p + "r", r), (p + "adv", f32(advantages(kind, r.astype(np.float64))))]
 
+    recs += group_loss_records(rng)
     write_fixture(out, recs)
-    print(f"wrote {out}: {len(cases)} DPO cases, {len(adv_cases)} advantage cases")
+    print(f"wrote {out}: {len(cases)} DPO cases, {len(adv_cases)} advantage cases, GRPO and RLOO loss cases")
 
 
 if __name__ == "__main__":
