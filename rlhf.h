@@ -1292,6 +1292,27 @@ RLHFDEF rlhf_result rlhf_reward_normalize_ex(rlhf_model *rm, rlhf_model *policy,
    one) to prompt (n_prompt tokens, the chat template's ids). */
 typedef float (*rlhf_score_fn)(void *user, const int *prompt, int n_prompt, const int *response, int n_response);
 
+/* Several rewards as one score function (TRL's reward_funcs with
+   reward_weights): score = sum_k weight[k] x score_k, where term k is the
+   reward model model[k] (normalised, scalar head; the reply scored at its
+   <|end|>, appended when the reply was cut, as PPO scores it) or, when
+   model[k] is NULL, fn[k](user[k], ...), a programmatic ("verifiable")
+   reward. Pass rlhf_reward_mix_score as the score_fn of PPO, GRPO, RLOO or
+   best-of-N with the mix as its user pointer (and no reward_model). A
+   reward model that fails (out of memory) gives NaN: the trainer skips that
+   update. last[k] holds each term's score of the latest call. */
+#define RLHF_MAX_REWARDS 8
+typedef struct rlhf_reward_mix {
+    const rlhf_tokenizer *tokenizer; /* the reply-end token the reward models score at */
+    int n;                           /* terms, 1..RLHF_MAX_REWARDS */
+    rlhf_model *model[RLHF_MAX_REWARDS];
+    rlhf_score_fn fn[RLHF_MAX_REWARDS];
+    void *user[RLHF_MAX_REWARDS];
+    float weight[RLHF_MAX_REWARDS];
+    float last[RLHF_MAX_REWARDS];
+} rlhf_reward_mix;
+RLHFDEF float rlhf_reward_mix_score(void *mix, const int *prompt, int n_prompt, const int *response, int n_response);
+
 /* Best-of-N, or rejection sampling (Nakano et al. 2021; Touvron et al. 2023
    fine-tune on such samples: expert iteration): n replies to one prompt
    (prompt: n_prompt ids through the template, ending where a reply begins),
@@ -13901,6 +13922,41 @@ done:
     rlhf_sampler_free(smp);
     rlhf__free(seq);
     return r;
+}
+
+/* ---- several rewards as one ---------------------------------------------------
+
+   score(x, y) = sum_k w_k score_k(x, y). Example: a reward model that gives
+   0.8 at weight 1 and a length penalty of -0.5 at weight 0.2: 0.8 - 0.1 = 0.7. */
+RLHFDEF float rlhf_reward_mix_score(void *mix, const int *prompt, int n_prompt, const int *response, int n_response) {
+    rlhf_reward_mix *m = (rlhf_reward_mix *)mix;
+    double total = 0.0;
+    int *ids = NULL, k, len, stop;
+    if (!m || m->n < 1 || m->n > RLHF_MAX_REWARDS || n_prompt < 0 || n_response < 0) return NAN;
+    for (k = 0; k < m->n; k++) {
+        float s = NAN;
+        if (!m->model[k] && m->fn[k]) s = m->fn[k](m->user[k], prompt, n_prompt, response, n_response);
+        else if (m->model[k] && m->tokenizer) {
+            /* prompt + reply, ending at <|end|>: appended, or over the last token when the context is full */
+            if (!ids) ids = (int *)rlhf__alloc(((size_t)n_prompt + (size_t)n_response + 1) * sizeof(int));
+            if (!ids) return NAN;
+            stop = rlhf_tokenizer_reply_end(m->tokenizer);
+            memcpy(ids, prompt, (size_t)n_prompt * sizeof(int));
+            memcpy(ids + n_prompt, response, (size_t)n_response * sizeof(int));
+            len = n_prompt + n_response;
+            if (n_response == 0 || response[n_response - 1] != stop) {
+                if (len < m->model[k]->cfg.n_ctx) len++;
+                ids[len - 1] = stop;
+            }
+            if (len > m->model[k]->cfg.n_ctx ||
+                rlhf_reward_score_ids(m->model[k], ids, NULL, &len, 1, len, &s) != RLHF_OK)
+                s = NAN;
+        }
+        m->last[k] = s;
+        total += (double)m->weight[k] * s;
+    }
+    rlhf__free(ids);
+    return (float)total;
 }
 
 // ----------------------------------------------------------------------------

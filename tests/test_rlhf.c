@@ -5320,6 +5320,26 @@ static void test_best_of_n(void) {
         CHECK_OK(rlhf_reward_score_ids(rm, seq, NULL, &len, 1, len, &s));
         CHECK(s == sc1[win]);
         for (i = 0; i < N; i++) CHECK(sc1[i] <= s);
+        {   /* a mix of the reward model (weight 0.5) and the count of " good" (weight 2): the weighted sum */
+            rlhf_reward_mix mix;
+            float want, got;
+            memset(&mix, 0, sizeof mix);
+            mix.tokenizer = t;
+            mix.n = 2;
+            mix.model[0] = rm; mix.weight[0] = 0.5f;
+            mix.fn[1] = count_token; mix.user[1] = &good; mix.weight[1] = 2.0f;
+            got = rlhf_reward_mix_score(&mix, prompt, np1, best, nb);
+            want = (float)(0.5 * (double)s + 2.0 * (double)count_token(&good, prompt, np1, best, nb));
+            CHECK(got == want && mix.last[0] == s);
+            /* as best-of-N's score function: the same winner as the reward model alone when the count is off */
+            mix.weight[1] = 0.0f;
+            rlhf_rng_seed(&rng, 8);
+            CHECK_OK(rlhf_best_of_n(m, NULL, rlhf_reward_mix_score, &mix, t, prompt, np1, N, NEW, &sc, &rng, best2, &nb2, sc2, NULL));
+            for (i = 0; i < N; i++) CHECK(sc2[i] == 0.5f * sc1[i]);
+            CHECK(nb2 == nb && memcmp(best, best2, (size_t)nb * sizeof(int)) == 0);
+            mix.n = 0;
+            CHECK(isnan(rlhf_reward_mix_score(&mix, prompt, np1, best, nb)));
+        }
     }
     {   /* a NaN score never wins over a number, even as the first */
         int calls = 0;
