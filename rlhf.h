@@ -12727,16 +12727,15 @@ static float rlhf__ppo_surrogate(rlhf_ppo *p, const size_t *rows, int n, size_t 
                           p->kl_coef, p->cfg.loss_agg, p->tk.dlogp, clipfrac, &kl);
 }
 
-/* 4c. The policy's update on a minibatch: the clipped surrogate (minus the
-   entropy bonus), PPO-ptx, AdamW, the EMA. *skipped = 1 when a non-finite
-   loss or gradient skipped the update. */
-static rlhf_result rlhf__ppo_policy(rlhf_ppo *p, const size_t *rows, int n, size_t nt, const rlhf_adamw_config *opt,
-                                    rlhf__learn_sums *sums, float *mb_loss, float *clipfrac, float *approxkl,
-                                    int *skipped) {
+/* 4c. The policy's gradient on a minibatch (after 4a): the clipped
+   surrogate (minus the entropy bonus), PPO-ptx, into the policy's
+   gradients. *finite = 0 when the loss or the gradient is not finite. */
+static rlhf_result rlhf__ppo_policy_grad(rlhf_ppo *p, const size_t *rows, int n, size_t nt, rlhf__learn_sums *sums,
+                                         float *mb_loss, float *clipfrac, float *approxkl, int *finite) {
     rlhf__rollout *ro = &p->ro;
     float eps_hi = p->cfg.cliprange_high > 0.0f && !p->use_critic ? p->cfg.cliprange_high : p->cfg.cliprange;
     float lo = 1.0f - p->cfg.cliprange, hi = 1.0f + eps_hi; /* the clip range [1 - eps, 1 + eps_high] */
-    int j, t, finite = 1;
+    int j, t;
     size_t k = 0;
     rlhf_result r;
 
@@ -12759,16 +12758,28 @@ static rlhf_result rlhf__ppo_policy(rlhf_ppo *p, const size_t *rows, int n, size
             if (p->cfg.estimator == RLHF_EST_RLOO) ro->clipped[o] = p->tk.dlogp[k] == 0.0f && a != 0.0f; /* the reply's */
         }
 
-    /* backward, PPO-ptx, the update */
+    /* backward, PPO-ptx */
     rlhf_model_zero_grad(p->policy);
-    if (!isfinite(*mb_loss)) finite = 0;
+    *finite = 1;
+    if (!isfinite(*mb_loss)) *finite = 0;
     else if ((r = rlhf_model_backward_logprobs(p->policy, p->mb_d, p->cfg.entropy_coef > 0.0f ? p->mb_d2 : NULL)) !=
              RLHF_OK) {
         if (r != RLHF_ERR_NON_FINITE)
             return rlhf__run_fail(&p->run, r, "policy backward: %s", rlhf_model_last_error(p->policy));
-        finite = 0;
+        *finite = 0;
     }
-    if (finite && p->cfg.ptx_coef > 0.0f && (r = rlhf__ppo_ptx(p, &finite, sums)) != RLHF_OK) return r;
+    if (*finite && p->cfg.ptx_coef > 0.0f && (r = rlhf__ppo_ptx(p, finite, sums)) != RLHF_OK) return r;
+    return RLHF_OK;
+}
+
+/* 4c'. The policy's update on a minibatch: its gradient (4c), AdamW, the
+   EMA. *skipped = 1 when a non-finite loss or gradient skipped the update. */
+static rlhf_result rlhf__ppo_policy(rlhf_ppo *p, const size_t *rows, int n, size_t nt, const rlhf_adamw_config *opt,
+                                    rlhf__learn_sums *sums, float *mb_loss, float *clipfrac, float *approxkl,
+                                    int *skipped) {
+    int finite;
+    rlhf_result r = rlhf__ppo_policy_grad(p, rows, n, nt, sums, mb_loss, clipfrac, approxkl, &finite);
+    if (r != RLHF_OK) return r;
     if (finite) {
         r = rlhf_model_adamw_update(p->policy, opt, NULL);
         if (r == RLHF_ERR_NON_FINITE) finite = 0;

@@ -4747,6 +4747,95 @@ static void test_group_learns(void) {
     }
 }
 
+/* Each trainer's policy gradient (PPO's clipped surrogate, GRPO's with
+   k3 and each aggregation, RLOO's sequence ratio) by finite differences
+   on the world model: one rollout, evaluated; then the policy moved off
+   pi_old so that ratios spread and some are clipped; the loss over the
+   whole rollout as one minibatch, its gradient from the trainer's own
+   4a + 4c, against central differences of the same loss. */
+static float varied_score(void *user, const int *prompt, int n_prompt, const int *response, int n_response) {
+    (void)user; (void)prompt; (void)n_prompt;
+    return (float)(response[0] % 7) * 0.3f + 0.1f * (float)n_response;
+}
+static double group_fd_loss(rlhf_ppo *p, const size_t *rows, int do_grad) {
+    rlhf__learn_sums sums;
+    size_t nt = 0;
+    double mr;
+    float loss = NAN, cf, akl;
+    int finite;
+    memset(&sums, 0, sizeof sums);
+    rlhf__ppo_fill(p, rows, p->B);
+    CHECK_OK(rlhf__ppo_policy_forward(p, rows, p->B, &sums, &nt, &mr));
+    if (do_grad) CHECK_OK(rlhf__ppo_policy_grad(p, rows, p->B, nt, &sums, &loss, &cf, &akl, &finite));
+    else loss = rlhf__ppo_surrogate(p, rows, p->B, nt, &cf, &akl);
+    return loss;
+}
+static void test_fd_group(void) {
+    static const struct { rlhf_estimator est; rlhf_loss_agg agg; float beta, eps_hi; const char *name; } CASES[5] = {
+        {RLHF_EST_GAE, RLHF_AGG_SEQUENCE, 0.1f, 0.0f, "ppo"}, {RLHF_EST_GRPO, RLHF_AGG_SEQUENCE, 0.3f, 0.3f, "grpo"},
+        {RLHF_EST_GRPO, RLHF_AGG_TOKEN, 0.3f, 0.0f, "grpo dapo-loss"},
+        {RLHF_EST_GRPO, RLHF_AGG_CONSTANT, 0.0f, 0.0f, "dr-grpo"}, {RLHF_EST_RLOO, RLHF_AGG_SEQUENCE, 0.3f, 0.3f, "rloo"}};
+    int c;
+    for (c = 0; c < 5; c++) {
+        ppo_world w;
+        rlhf_ppo_config cfg = group_test_config(CASES[c].est, 0);
+        size_t rows[8];
+        double tokens = 0.0;
+        float ana[128], num[128];
+        int i, probes = 0, clipped = 0;
+        rlhf_rng rng;
+        char what[96];
+        if (CASES[c].est == RLHF_EST_GAE) cfg.group_size = 1;
+        cfg.batch_size = cfg.mini_batch = 8;
+        cfg.kl_coef = CASES[c].beta;
+        cfg.loss_agg = CASES[c].agg;
+        cfg.cliprange_high = CASES[c].eps_hi;
+        if (!ppo_world_make(&w, &cfg)) { ppo_world_free(&w); return; }
+        w.ppo->cfg.score_fn = varied_score; /* rewards that differ within every group */
+        /* the rollout, as rlhf_ppo_step begins it; then theta moves away from pi_old */
+        CHECK_OK(rlhf__ppo_rollout(w.ppo, &tokens));
+        CHECK_OK(rlhf__ppo_evaluate(w.ppo));
+        rlhf__ppo_advantages(w.ppo);
+        rlhf_rng_seed(&rng, 31 + (uint64_t)c);
+        for (i = 0; i < rlhf_model_num_tensors(w.policy); i++) {
+            rlhf_tensor_info ti;
+            size_t j;
+            rlhf_model_tensor(w.policy, i, &ti);
+            for (j = 0; j < ti.numel; j++) ti.data[j] += 0.05f * rlhf_rng_normal(&rng);
+        }
+        for (i = 0; i < 8; i++) rows[i] = (size_t)i;
+        group_fd_loss(w.ppo, rows, 1);
+        for (i = 0; i < 8; i++) {
+            int t;
+            for (t = 0; t < w.ppo->ro.rlen[i]; t++) clipped += w.ppo->ro.clipped[rlhf__tok(w.ppo, i, t)];
+        }
+        for (i = 0; i < rlhf_model_num_tensors(w.policy) && probes + 2 <= 128; i++) {
+            rlhf_tensor_info ti;
+            size_t picks[2], q;
+            rlhf_model_tensor(w.policy, i, &ti);
+            if ((i + c) % 2 != 0 && i != rlhf_model_num_tensors(w.policy) - 1) continue;
+            picks[0] = ti.numel - 1; picks[1] = (ti.numel * 5) / 9;
+            for (q = 0; q < 2; q++) ana[probes + (int)q] = ti.grad[picks[q]];
+            for (q = 0; q < 2; q++) {
+                float keep = ti.data[picks[q]];
+                double lp, lm;
+                const float h = 1e-2f;
+                ti.data[picks[q]] = keep + h;
+                lp = group_fd_loss(w.ppo, rows, 0);
+                ti.data[picks[q]] = keep - h;
+                lm = group_fd_loss(w.ppo, rows, 0);
+                ti.data[picks[q]] = keep;
+                num[probes++] = (float)((lp - lm) / (2 * h));
+            }
+        }
+        snprintf(what, sizeof what, "%s policy loss d/dparam (finite differences; %d tokens clipped)", CASES[c].name, clipped);
+        close_enough(what, ana, num, (size_t)probes, 2e-3, 3e-2);
+        printf("    %-15s %d probes, %d of the rollout's tokens clipped\n", CASES[c].name, probes, clipped);
+        CHECK(clipped > 0 && probes >= 20);
+        ppo_world_free(&w);
+    }
+}
+
 /* Resume: N iterations straight equal N/2, save, load into a fresh trainer,
    N/2 more, bit for bit (policy, critic, EMA, KL coefficient). */
 static void test_ppo_resume(void) {
@@ -4788,6 +4877,64 @@ static void test_ppo_resume(void) {
     ppo_world_free(&a);
 }
 
+
+/* GRPO and RLOO resume bit for bit too (no critic file: none is saved);
+   a run is refused by a trainer of the other algorithm. */
+static void test_group_resume(void) {
+    int k, it;
+    for (k = 0; k < 2; k++) {
+        ppo_world a, b;
+        rlhf_ppo_config c = group_test_config(k ? RLHF_EST_RLOO : RLHF_EST_GRPO, k ? 0 : 1);
+        rlhf_ppo_stats st;
+        rlhf_error e;
+        const char *dir = k ? "build/rloo_resume" : "build/grpo_resume";
+        c.ema_decay = 0.9f;
+        c.total_iterations = 10;
+        c.ppo_epochs = 2;
+        c.adaptive_kl = 1;
+        mkdir(dir, 0755);
+        if (!ppo_world_make(&a, &c)) { ppo_world_free(&a); return; }
+        for (it = 0; it < 4; it++) CHECK_OK(rlhf_ppo_step(a.ppo, &st, &e));
+        if (!ppo_world_make(&b, &c)) { ppo_world_free(&a); ppo_world_free(&b); return; }
+        for (it = 0; it < 2; it++) CHECK_OK(rlhf_ppo_step(b.ppo, &st, &e));
+        CHECK_OK(rlhf_ppo_save(b.ppo, dir, &e));
+        ppo_world_free(&b);
+        if (!ppo_world_make(&b, &c)) { ppo_world_free(&a); ppo_world_free(&b); return; }
+        CHECK_OK(rlhf_ppo_load(b.ppo, dir, &e));
+        if (e.message[0]) fprintf(stderr, "  %s\n", e.message);
+        for (it = 0; it < 2; it++) CHECK_OK(rlhf_ppo_step(b.ppo, &st, &e));
+        CHECK(memcmp(a.policy->param_mem, b.policy->param_mem, a.policy->num_params * sizeof(float)) == 0);
+        CHECK(memcmp(rlhf_ppo_ema(a.ppo)->param_mem, rlhf_ppo_ema(b.ppo)->param_mem, a.policy->num_params * sizeof(float)) == 0);
+        CHECK(rlhf_ppo_kl_coef(a.ppo) == rlhf_ppo_kl_coef(b.ppo));
+        ppo_world_free(&b);
+        {   /* the other algorithm, or PPO, refuses this run */
+            rlhf_ppo *q = NULL;
+            rlhf_ppo_config o = group_test_config(k ? RLHF_EST_GRPO : RLHF_EST_RLOO, 0);
+            o.ema_decay = 0.9f;
+            CHECK_OK(ppo_create_with(&q, a.policy, a.ref, a.critic, NULL, count_good, &a.task, a.t, a.prompts, NULL, &o, &e));
+            if (q) CHECK(rlhf_ppo_load(q, dir, &e) == RLHF_ERR_INVALID_ARGUMENT && strstr(e.message, k ? "rloo run" : "grpo run"));
+            rlhf_ppo_free(q);
+        }
+        if (k == 1) { /* refusals, each with its reason */
+            static const struct { int est, G, batch, no_ref, no_critic; float beta; const char *why; } BAD[6] = {
+                {RLHF_EST_GRPO, 1, 32, 0, 1, 0.1f, "group_size >= 2"}, {RLHF_EST_RLOO, 3, 32, 0, 1, 0.1f, "multiple"},
+                {RLHF_EST_GRPO, 4, 32, 1, 1, 0.1f, "no reference"}, {RLHF_EST_GAE, 1, 32, 0, 1, 0.1f, "needs a critic"},
+                {RLHF_EST_GAE, 4, 32, 0, 0, 0.1f, "group estimator"}, {7, 4, 32, 0, 1, 0.1f, "unknown estimator"}};
+            int q;
+            for (q = 0; q < 6; q++) {
+                rlhf_ppo *bad = NULL;
+                rlhf_ppo_config o = group_test_config(RLHF_EST_GRPO, 0);
+                o.estimator = (rlhf_estimator)BAD[q].est, o.group_size = BAD[q].G, o.batch_size = BAD[q].batch;
+                o.kl_coef = BAD[q].beta;
+                CHECK(ppo_create_with(&bad, a.policy, BAD[q].no_ref ? NULL : a.ref, BAD[q].no_critic ? NULL : a.critic, NULL,
+                                      count_good, &a.task, a.t, a.prompts, NULL, &o, &e) == RLHF_ERR_INVALID_ARGUMENT);
+                CHECK(bad == NULL && strstr(e.message, BAD[q].why) != NULL);
+                if (!strstr(e.message, BAD[q].why)) fprintf(stderr, "  case %d: %s\n", q, e.message);
+            }
+        }
+        ppo_world_free(&a);
+    }
+}
 
 /* rlhf_ppo_save is journaled: what a save killed before its commit point
    left is removed, one killed after it is finished, by the next load (or
@@ -6340,6 +6487,8 @@ static const test_case TESTS[] = {
     {"fd_logprobs", test_fd_logprobs, 0},
     {"ppo_learns", test_ppo_learns, 1},
     {"group_learns", test_group_learns, 1},
+    {"fd_group", test_fd_group, 0},
+    {"group_resume", test_group_resume, 0},
     {"ppo_resume", test_ppo_resume, 0},
     {"ppo_save_journal", test_ppo_save_journal, 0},
     {"ppo_ptx_and_guards", test_ppo_ptx_and_guards, 1},
