@@ -11742,6 +11742,12 @@ RLHFDEF rlhf_result rlhf_reward_normalize(rlhf_model *rm, rlhf_model *policy, co
 // advantages, learn (ppo_epochs passes over shuffled minibatches: policy,
 // ptx, critic), statistics, KL control, metrics.
 //
+// GRPO and RLOO (estimator, see >>grpo for their equations) run the same
+// iteration with three changes: the rollout samples each prompt G times
+// (rlhf__ppo_prompts); the advantages come from each reply's reward
+// against its group, with no critic (rlhf__ppo_group_advantages); the
+// policy's loss is rlhf_grpo_loss or rlhf_rloo_loss (rlhf__ppo_surrogate).
+//
 // Notation (see CONCEPTS): episode b is a prompt of P_b tokens and a response
 // of n_b tokens (at most max_new). A rollout's rows are (B, T) with
 // T = Pmax + Nmax, its longest prompt and response: a prompt is left-padded
@@ -13987,6 +13993,12 @@ RLHFDEF float rlhf_reward_mix_score(void *mix, const int *prompt, int n_prompt, 
 //            all wrong; they drop it)
 //   RLOO     A_i = r_i - 1/(G-1) sum_{j != i} r_j      leave-one-out: the
 //            baseline does not contain the reply's own reward
+//
+// The trainer is >>ppo's with estimator RLHF_EST_GRPO or RLHF_EST_RLOO
+// (rlhf_ppo_config): G replies per prompt, these advantages, no critic, and
+// the losses below (rlhf_grpo_loss, rlhf_rloo_loss). The KL to the
+// reference enters GRPO's loss per token (beta k3_t, Shao et al. eq. 3) and
+// RLOO's reward per reply (r_i = score_i - beta sum_t KL_t).
 //
 // Example, one group of G = 4 with rewards 1, 0, 0, 1: mean 0.5, std
 // sqrt((4 x 0.25) / 3) = 0.5774, so GRPO gives +-0.5/0.5775 = +-0.8659,
