@@ -13010,11 +13010,11 @@ static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
     rlhf__metric_end(&p->run);
 
     /* the log: one line of the iteration's main numbers, then log_samples responses decoded */
-    rlhf__run_log(
-        &p->run, RLHF_LOG_INFO,
-        "iteration %ld: score %.3f kl %.3f beta %.4g rlhf_reward %.3f eos %d/%d policy_loss %.4f value_loss %.4f",
-        p->iteration, (double)st->score, (double)st->kl, (double)st->kl_coef, (double)st->rlhf_reward, st->num_eos,
-        p->B, (double)st->policy_loss, (double)st->value_loss);
+    rlhf__run_log(&p->run, RLHF_LOG_INFO,
+                  "iteration %ld: score %.3f kl %.3f beta %.4g rlhf_reward %.3f eos %d/%d policy_loss %.4f %s %.4f",
+                  p->iteration, (double)st->score, (double)st->kl, (double)st->kl_coef, (double)st->rlhf_reward,
+                  st->num_eos, p->B, (double)st->policy_loss, p->critic ? "value_loss" : "zero_std_groups",
+                  (double)(p->critic ? st->value_loss : st->frac_reward_zero_std));
     for (b = 0; b < p->cfg.log_samples && b < p->B && p->topt.log; b++) { /* a few samples with their score and KL */
         char text[512];
         size_t nb = 0;
