@@ -936,7 +936,13 @@ RLHFDEF void rlhf_ppo_rewards(const float *logp, const float *ref_logp, int n, f
    hinge losses and every gradient stay finite for any finite |h| (IPO's
    square of a huge gap is not a float). A NaN input gives NaN. n <= 0:
    returns 0. Returns the mean loss. */
-typedef enum rlhf_dpo_loss_type { RLHF_DPO_SIGMOID = 0, RLHF_DPO_IPO = 1, RLHF_DPO_HINGE = 2 } rlhf_dpo_loss_type;
+/* SIMPO (Meng et al. 2024, reference-free) is the sigmoid loss of its h: the
+   caller passes per-token mean log-probs of the policy, ref_chosen[i] =
+   gamma / beta (the target margin) and ref_rejected[i] = 0, so that
+   h = mean log pi(y_w) - mean log pi(y_l) - gamma / beta. */
+typedef enum rlhf_dpo_loss_type {
+    RLHF_DPO_SIGMOID = 0, RLHF_DPO_IPO = 1, RLHF_DPO_HINGE = 2, RLHF_DPO_SIMPO = 3
+} rlhf_dpo_loss_type;
 RLHFDEF float rlhf_dpo_loss(const float *policy_chosen, const float *policy_rejected,
                             const float *ref_chosen, const float *ref_rejected, int n, float beta,
                             rlhf_dpo_loss_type type, float label_smoothing,
@@ -1205,8 +1211,10 @@ typedef struct rlhf_dpo_config {
     rlhf_dpo_loss_type loss;  /* RLHF_DPO_SIGMOID (DPO, cDPO with label_smoothing), IPO, HINGE */
     float label_smoothing;    /* cDPO's eps in [0, 0.5): 0 (sigmoid only: refused with ipo, hinge) */
     int precompute_ref;       /* 1: the reference's log-probs in one pass before training */
+    float simpo_gamma;        /* SIMPO's target margin gamma: 0.5 (TRL's CPOConfig). With loss SIMPO
+                                 there is no reference (pass NULL) and log-probs are per-token means */
 } rlhf_dpo_config;
-/* beta 0.1, sigmoid, no label smoothing, precompute_ref 0 (TRL's defaults) */
+/* beta 0.1, sigmoid, no label smoothing, precompute_ref 0, simpo_gamma 0.5 (TRL's defaults) */
 RLHFDEF rlhf_dpo_config rlhf_dpo_config_default(void);
 /* The reward model's options with TRL's DPO learning rate: lr 1e-6 decaying
    linearly to 0 (as TRL's), no warm-up or weight decay (as TRL's), batch 8
@@ -1214,6 +1222,9 @@ RLHFDEF rlhf_dpo_config rlhf_dpo_config_default(void);
    5% held out, AdamW betas (0.9, 0.95) (the library's choices: TRL runs 3
    epochs without validation, betas (0.9, 0.999)). */
 RLHFDEF rlhf_train_options rlhf_train_options_dpo(void);
+/* DPO (or IPO, hinge, cDPO, SimPO as dc->loss says) of m on the preference
+   data train (pairs or rankings; val held out, or NULL and o->val_fraction),
+   ref the frozen reference (the same config as m; NULL with SIMPO). */
 RLHFDEF rlhf_result rlhf_dpo_train(rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *train,
                                    const rlhf_dataset *val, const rlhf_dpo_config *dc, const rlhf_train_options *o,
                                    rlhf_train_report *rep, rlhf_error *err);
@@ -13503,6 +13514,9 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
 //            et al. 2023: regresses the gap to 1/(2 beta) instead of pushing
 //            it to infinity)
 //   hinge    l = max(0, 1 - beta h) (SLiC, Zhao et al. 2023)
+//   simpo    the sigmoid loss with no reference, h = mean log pi(y_w|x) -
+//            mean log pi(y_l|x) - gamma/beta (Meng et al. 2024: per-token
+//            means, a target margin gamma; TRL's CPOTrainer, loss "simpo")
 //
 // and their derivatives in h, from d log sigmoid(x)/dx = sigmoid(-x):
 //
@@ -13558,7 +13572,7 @@ RLHFDEF float rlhf_dpo_loss(const float *policy_chosen, const float *policy_reje
 typedef struct rlhf__dpo_stage {
     rlhf__examples ex, vex;  /* training groups; validation groups when given */
     size_t *vidx, n_v;
-    rlhf_model *ref;         /* NULL once the reference log-probs are precomputed */
+    rlhf_model *ref;         /* the frozen reference (NULL for SimPO) */
     float *ref_ex, *ref_vex; /* precomputed: the reference's log-prob of every example (NULL: live) */
     int *inputs, *targets;   /* one forward: (rows, seq_len) */
     float *logp, *dlogp;     /* per position, and their gradients */
@@ -13567,6 +13581,11 @@ typedef struct rlhf__dpo_stage {
     int micro, pad, has_val, seq_len;
     double m[6];             /* a step's sums over pairs: pairs, r_chosen, r_rejected, correct, logp_c, logp_r */
 } rlhf__dpo_stage;
+
+/* IPO and SimPO compare per-token mean log-probs, the others sums */
+static int rlhf__dpo_mean(const rlhf__dpo_stage *d) {
+    return d->cfg.loss == RLHF_DPO_IPO || d->cfg.loss == RLHF_DPO_SIMPO;
+}
 
 /* Targets of group rows: the next token where it is part of the reply, else -1 */
 static void rlhf__dpo_targets(const rlhf__examples *ex, const size_t *groups, size_t n, const int *inputs,
@@ -13598,7 +13617,7 @@ static rlhf_result rlhf__dpo_ref_group(rlhf__dpo_stage *d, const rlhf__examples 
     rlhf__rm_fill(ex, &g, 1, d->pad, d->inputs, &B, &T);
     rlhf__dpo_targets(ex, &g, 1, d->inputs, d->targets, T);
     r = rlhf_model_logprobs(d->ref, d->inputs, d->targets, NULL, B, T, 1.0f, d->logp, NULL, 0);
-    if (r == RLHF_OK) rlhf__dpo_rowsums(d->logp, d->targets, B, T, d->cfg.loss == RLHF_DPO_IPO, out);
+    if (r == RLHF_OK) rlhf__dpo_rowsums(d->logp, d->targets, B, T, rlhf__dpo_mean(d), out);
     return r;
 }
 /* The reference's log-probs of every example of ex into out (ex->n) */
@@ -13625,10 +13644,12 @@ static double rlhf__dpo_pairs(const rlhf__dpo_stage *d, const rlhf__examples *ex
         K = ex->gk[groups[g]];
         for (i = 0; i < K; i++)
             for (j = i + 1; j < K; j++) { /* reply i is ranked above reply j */
-                float dc, dr;
+                float dc, dr, margin = d->cfg.simpo_gamma / d->cfg.beta, zero = 0.0f; /* SimPO's "reference" */
+                const float *ri = rseq + row + i, *rj = rseq + row + j;
                 double rc = b * ((double)seq[row + i] - rseq[row + i]), rr = b * ((double)seq[row + j] - rseq[row + j]);
-                loss += rlhf_dpo_loss(seq + row + i, seq + row + j, rseq + row + i, rseq + row + j, 1, d->cfg.beta,
-                                      d->cfg.loss, d->cfg.label_smoothing, &dc, &dr);
+                if (d->cfg.loss == RLHF_DPO_SIMPO) ri = &margin, rj = &zero;
+                loss += rlhf_dpo_loss(seq + row + i, seq + row + j, ri, rj, 1, d->cfg.beta, d->cfg.loss,
+                                      d->cfg.label_smoothing, &dc, &dr);
                 if (dseq) dseq[row + i] += dc * scale, dseq[row + j] += dr * scale;
                 m[0] += 1.0, m[1] += rc, m[2] += rr, m[3] += rc > rr ? 1.0 : 0.0;
                 m[4] += seq[row + i], m[5] += seq[row + j];
@@ -13655,7 +13676,8 @@ static rlhf_result rlhf__dpo_forward(rlhf__trainrun *run, rlhf__dpo_stage *d, co
     rlhf_result r;
     for (g = 0; g < n; g++, row += k) { /* the reference first: it shares the input buffers */
         k = ex->gk[groups[g]];
-        if (ref_pre) memcpy(d->rseq + row, ref_pre + ex->gfirst[groups[g]], (size_t)k * sizeof(float));
+        if (d->cfg.loss == RLHF_DPO_SIMPO) memset(d->rseq + row, 0, (size_t)k * sizeof(float)); /* no reference */
+        else if (ref_pre) memcpy(d->rseq + row, ref_pre + ex->gfirst[groups[g]], (size_t)k * sizeof(float));
         else if ((r = rlhf__dpo_ref_group(d, ex, groups[g], d->rseq + row)) != RLHF_OK)
             return rlhf__run_fail(run, r, "reference model: %s", rlhf_model_last_error(d->ref));
     }
@@ -13663,7 +13685,7 @@ static rlhf_result rlhf__dpo_forward(rlhf__trainrun *run, rlhf__dpo_stage *d, co
     rlhf__dpo_targets(ex, groups, n, d->inputs, d->targets, *T);
     r = rlhf_model_logprobs(run->m, d->inputs, d->targets, NULL, *B, *T, 1.0f, d->logp, NULL, for_backward);
     if (r != RLHF_OK) return rlhf__run_fail(run, r, "%s", rlhf_model_last_error(run->m));
-    rlhf__dpo_rowsums(d->logp, d->targets, *B, *T, d->cfg.loss == RLHF_DPO_IPO, d->seq);
+    rlhf__dpo_rowsums(d->logp, d->targets, *B, *T, rlhf__dpo_mean(d), d->seq);
     return RLHF_OK;
 }
 
@@ -13688,7 +13710,7 @@ static rlhf_result rlhf__dpo_grads(void *self, rlhf__trainrun *run, const size_t
             for (t = 0; t < T; t++)
                 d->dlogp[(size_t)b * T + t] =
                     d->targets[(size_t)b * T + t] < 0 ? 0.0f
-                    : d->cfg.loss == RLHF_DPO_IPO     ? d->dseq[b] / (float)nt
+                    : rlhf__dpo_mean(d)               ? d->dseq[b] / (float)nt
                                                       : d->dseq[b];
         }
         if (!isfinite(s->loss)) {
@@ -13790,7 +13812,7 @@ static rlhf_result rlhf__dpo_setup(rlhf__trainrun *run, rlhf__dpo_stage *d, rlhf
                               rlhf_model_last_error(run->m));
 
     /* the reference: precomputed for every reply now, or run beside the policy in each step */
-    if (d->cfg.precompute_ref) {
+    if (d->cfg.precompute_ref && d->ref) {
         d->ref_ex = rlhf__alloc_floats(d->ex.n + 1);
         d->ref_vex = rlhf__alloc_floats(d->vex.n + 1);
         if (!d->ref_ex || !d->ref_vex) return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
@@ -13801,6 +13823,7 @@ static rlhf_result rlhf__dpo_setup(rlhf__trainrun *run, rlhf__dpo_stage *d, rlhf
     rlhf__run_log(run, RLHF_LOG_INFO, "%zu prompts of pairs (%zu held out), K up to %d, %ld steps of %d prompts, "
                   "beta %g, loss %s", st->n_train, d->n_v, maxk, rlhf__run_steps(o, st->n_train), o->batch_size,
                   (double)d->cfg.beta, d->cfg.loss == RLHF_DPO_IPO ? "ipo" : d->cfg.loss == RLHF_DPO_HINGE ? "hinge"
+                  : d->cfg.loss == RLHF_DPO_SIMPO ? "simpo (no reference)"
                   : d->cfg.label_smoothing > 0 ? "sigmoid (cDPO)" : "sigmoid");
     return RLHF_OK;
 }
@@ -13811,6 +13834,7 @@ RLHFDEF rlhf_dpo_config rlhf_dpo_config_default(void) {
     c.loss = RLHF_DPO_SIGMOID;
     c.label_smoothing = 0.0f;
     c.precompute_ref = 0;
+    c.simpo_gamma = 0.5f;
     return c;
 }
 RLHFDEF rlhf_train_options rlhf_train_options_dpo(void) {
@@ -13830,17 +13854,20 @@ RLHFDEF rlhf_result rlhf_dpo_train(rlhf_model *m, rlhf_model *ref, const rlhf_to
     if (!rlhf__run_begin(&run, "dpo", m, t, train, o, err, &r)) return r;
     memset(&d, 0, sizeof d);
     d.cfg = dc ? *dc : rlhf_dpo_config_default();
-    if (!ref || ref == m)
+    if (d.cfg.loss == RLHF_DPO_SIMPO) ref = NULL; /* reference-free */
+    else if (!ref || ref == m)
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "a reference model other than the policy is required");
-    if (memcmp(&ref->cfg, &m->cfg, sizeof m->cfg) != 0)
+    if (ref && memcmp(&ref->cfg, &m->cfg, sizeof m->cfg) != 0)
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "the reference's config differs from the policy's");
-    if (!(d.cfg.beta > 0.0f) || !isfinite(d.cfg.beta) || (int)d.cfg.loss < 0 || (int)d.cfg.loss > 2 ||
-        !(d.cfg.label_smoothing >= 0.0f && d.cfg.label_smoothing < 0.5f))
+    if (!(d.cfg.beta > 0.0f) || !isfinite(d.cfg.beta) || (int)d.cfg.loss < 0 || (int)d.cfg.loss > 3 ||
+        !(d.cfg.label_smoothing >= 0.0f && d.cfg.label_smoothing < 0.5f) ||
+        !(d.cfg.simpo_gamma >= 0.0f && d.cfg.simpo_gamma < 1e6f))
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "beta %g must be > 0, label_smoothing %g in [0, 0.5), "
-                              "loss 0, 1 or 2", (double)d.cfg.beta, (double)d.cfg.label_smoothing);
-    if (d.cfg.label_smoothing > 0.0f && d.cfg.loss != RLHF_DPO_SIGMOID)
+                              "simpo_gamma %g finite and >= 0, loss 0 to 3", (double)d.cfg.beta,
+                              (double)d.cfg.label_smoothing, (double)d.cfg.simpo_gamma);
+    if (d.cfg.label_smoothing > 0.0f && d.cfg.loss != RLHF_DPO_SIGMOID && d.cfg.loss != RLHF_DPO_SIMPO)
         return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT,
-                              "label_smoothing %g applies to the sigmoid loss only (cDPO), not to %s",
+                              "label_smoothing %g applies to the sigmoid and simpo losses only (cDPO), not to %s",
                               (double)d.cfg.label_smoothing, d.cfg.loss == RLHF_DPO_IPO ? "ipo" : "hinge");
     if (o->resume_step <= 0) rlhf__fresh_optimizer(m);
     d.ref = ref;

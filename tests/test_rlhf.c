@@ -5176,7 +5176,7 @@ static int dpo_rig_open(dpo_rig *g, rlhf_model *m, rlhf_model *ref, const rlhf_t
     g->d.cfg = rlhf_dpo_config_default();
     g->d.cfg.loss = loss, g->d.cfg.beta = beta, g->d.cfg.label_smoothing = eps;
     g->d.cfg.precompute_ref = 1; /* the reference once, not at every evaluation of the loss */
-    g->d.ref = ref;
+    g->d.ref = loss == RLHF_DPO_SIMPO ? NULL : ref; /* SimPO has none */
     return rlhf__dpo_setup(&g->run, &g->d, &g->st, t, d, NULL) == RLHF_OK;
 }
 static void dpo_rig_close(dpo_rig *g) {
@@ -5216,7 +5216,7 @@ static void dpo_reply_sums(dpo_rig *g, const rlhf_tokenizer *t, const rlhf_datas
             CHECK_OK(rlhf_model_logprobs(g->run.m, g->d.inputs + (size_t)k * T, g->d.targets + (size_t)k * T, NULL, 1, T,
                                          1.0f, lp, NULL, 0));
             for (pos = (int)np - 1; pos < len - 1; pos++) sum += lp[pos], n++;
-            if (g->d.cfg.loss == RLHF_DPO_IPO) sum /= n;
+            if (g->d.cfg.loss == RLHF_DPO_IPO || g->d.cfg.loss == RLHF_DPO_SIMPO) sum /= n;
             CHECK(n == len - (int)np && fabs(sum - g->d.seq[k]) <= 1e-4 * (1.0 + fabs(sum)));
         }
         free(lp);
@@ -5229,8 +5229,9 @@ static void dpo_reply_sums(dpo_rig *g, const rlhf_tokenizer *t, const rlhf_datas
    with a beta that keeps every pair on its slope: differences across the
    kink are not derivatives; tests golden_dpo covers the flat side). */
 static void test_fd_dpo(void) {
-    static const struct { rlhf_dpo_loss_type loss; float beta, eps; int micro; } CASES[3] = {
-        {RLHF_DPO_SIGMOID, 0.5f, 0.1f, 3}, {RLHF_DPO_IPO, 0.5f, 0.0f, 32}, {RLHF_DPO_HINGE, 0.1f, 0.0f, 32}};
+    static const struct { rlhf_dpo_loss_type loss; float beta, eps; int micro; } CASES[4] = {
+        {RLHF_DPO_SIGMOID, 0.5f, 0.1f, 3}, {RLHF_DPO_IPO, 0.5f, 0.0f, 32}, {RLHF_DPO_HINGE, 0.1f, 0.0f, 32},
+        {RLHF_DPO_SIMPO, 2.0f, 0.1f, 3}};
     rlhf_tokenizer *t = world_tokenizer();
     rlhf_model *m = NULL, *ref = NULL;
     rlhf_dataset *d = NULL;
@@ -5246,7 +5247,7 @@ static void test_fd_dpo(void) {
     rlhf_rng_seed(&rng, 23);
     spread_params(m, &rng);
     spread_params(ref, &rng);
-    for (c = 0; c < 3; c++) {
+    for (c = 0; c < 4; c++) {
         dpo_rig g;
         float ana[256], num[256];
         int i, probes = 0;
@@ -5345,7 +5346,7 @@ static void test_dpo_learns(void) {
     dc.beta = 0.1f;
     dc.loss = RLHF_DPO_IPO, dc.label_smoothing = 0.1f;
     CHECK(rlhf_dpo_train(m, ref, t, train, val, &dc, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT &&
-          strstr(e.message, "sigmoid loss only") != NULL);
+          strstr(e.message, "sigmoid and simpo losses only") != NULL);
     dc.loss = RLHF_DPO_SIGMOID, dc.label_smoothing = 0.0f;
 
     /* learning, live reference */
@@ -5374,6 +5375,18 @@ static void test_dpo_learns(void) {
     drift_large = m3 ? dpo_drift(m3, ref, t, val) : 0.0;
     printf("    dpo: mean |log pi - log pi_ref| of a reply: beta 0.1 %.3f, beta 5 %.3f\n", drift_small, drift_large);
     CHECK(drift_large < 0.5 * drift_small);
+
+    /* SimPO: no reference at all (NULL), per-token means and a margin; learns the same preference */
+    rlhf_model_free(m3);
+    m3 = world_model(t, 31);
+    dc.beta = 2.0f; dc.loss = RLHF_DPO_SIMPO; dc.simpo_gamma = 0.5f;
+    if (m3) {
+        CHECK_OK(rlhf_dpo_train(m3, NULL, t, train, val, &dc, &o, &rep2, &e));
+        printf("    simpo: %ld steps, held-out accuracy %.3f, loss %.3f\n", rep2.steps, (double)rep2.val_accuracy,
+               (double)rep2.val_loss);
+        CHECK(rep2.val_accuracy >= 0.85f && rep2.skipped_steps == 0);
+    }
+    dc.loss = RLHF_DPO_SIGMOID;
 
     /* stopped after step 3 of 8, resumed from last.safetensors: the uninterrupted weights */
     rlhf_model_free(m2);

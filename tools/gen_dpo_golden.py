@@ -13,9 +13,10 @@ output_path defaults to tests/fixtures/dpo_golden.bin.
 
 Fixture format: RLHFFIX1, as tools/gen_reward_golden.py. Records:
     dpo.count i32: cases; per case k:
-      dpo.k.type i32 (0 sigmoid, 1 ipo, 2 hinge), dpo.k.beta f32, dpo.k.eps f32,
+      dpo.k.type i32 (0 sigmoid, 1 ipo, 2 hinge, 3 simpo), dpo.k.beta f32, dpo.k.eps f32,
       dpo.k.pc, dpo.k.pr, dpo.k.rc, dpo.k.rr f32[n]: log-probs of chosen and
-        rejected under the policy and the reference;
+        rejected under the policy and the reference (simpo: per-token means of
+        the policy, rc = gamma / beta and rr = 0, rlhf.h's convention);
       dpo.k.loss f32: the mean loss; dpo.k.dc, dpo.k.dr f32[n]: its gradient in
         pc and pr.
     adv.count i32: cases; per case k:
@@ -54,6 +55,17 @@ def dpo_case(kind, beta, eps, pc, pr, rc, rr):
         losses = (logits - 1 / (2 * beta)) ** 2
     else:
         losses = torch.relu(1 - beta * logits)
+    loss = losses.mean()
+    loss.backward()
+    return loss.item(), pc_t.grad.numpy(), pr_t.grad.numpy()
+
+
+def simpo_case(beta, gamma, eps, pc, pr):
+    """TRL's CPOTrainer with loss_type "simpo": no reference, per-token mean log-probs."""
+    pc_t = torch.tensor(pc, dtype=DT, requires_grad=True)
+    pr_t = torch.tensor(pr, dtype=DT, requires_grad=True)
+    logits = (pc_t - pr_t) - gamma / beta
+    losses = -F.logsigmoid(beta * logits) * (1 - eps) - F.logsigmoid(-beta * logits) * eps
     loss = losses.mean()
     loss.backward()
     return loss.item(), pc_t.grad.numpy(), pr_t.grad.numpy()
@@ -171,6 +183,22 @@ def group_loss_records(rng):
     return recs
 
 
+def simpo_records(pc, pr):
+    """SimPO cases appended to the DPO ones (dpo.count rewritten): per-token
+    means of replies of 20 tokens, gamma 0.5 at beta 0.1 and 2.0, eps 0 and 0.2."""
+    recs = []
+    a, b = f32(pc / 20), f32(pr / 20)
+    for k, (beta, gamma, eps) in enumerate([(0.1, 0.5, 0.0), (2.0, 0.5, 0.0), (2.0, 1.0, 0.2)]):
+        fb, fg, fe = (float(np.float32(v)) for v in (beta, gamma, eps))
+        loss, dc, dr = simpo_case(fb, fg, fe, a.astype(np.float64), b.astype(np.float64))
+        p = f"dpo.{7 + k}."
+        recs += [(p + "type", np.int32(3)), (p + "beta", np.float32(beta)), (p + "eps", np.float32(eps)),
+                 (p + "pc", a), (p + "pr", b), (p + "rc", f32(np.full(len(a), np.float32(gamma) / np.float32(beta)))),
+                 (p + "rr", f32(np.zeros(len(a)))), (p + "loss", np.float32(loss)), (p + "dc", f32(dc)),
+                 (p + "dr", f32(dr))]
+    return recs
+
+
 def f32(x):
     return np.asarray(x, dtype=np.float32)
 
@@ -194,7 +222,7 @@ def main():
     pc[5], pr[5], rc[5], rr[5] = -210.0, -10.0, -10.0, -10.0  # h = -200
     pc[6], pr[6], rc[6], rr[6] = -4.5, -5.0, -5.0, -5.0      # h = 0.5: the hinge's kink at beta 2 (relu'(0) = 0)
     cases = [(0, 0.1, 0.0), (0, 0.5, 0.1), (0, 0.1, 0.3), (1, 0.1, 0.0), (1, 1.0, 0.0), (2, 0.1, 0.0), (2, 2.0, 0.0)]
-    recs.append(("dpo.count", np.int32(len(cases))))
+    recs.append(("dpo.count", np.int32(len(cases) + 3)))  # + the SimPO cases, appended last
     for k, (kind, beta, eps) in enumerate(cases):
         a, b, c, d = pc, pr, rc, rr
         if kind == 1:  # IPO takes per-token means: log-probs of replies of 20 tokens
@@ -223,6 +251,7 @@ def main():
         recs += [(p + "type", np.int32(kind)), (p + "r", r), (p + "adv", f32(advantages(kind, r.astype(np.float64))))]
 
     recs += group_loss_records(rng)
+    recs += simpo_records(pc, pr)
     write_fixture(out, recs)
     print(f"wrote {out}: {len(cases)} DPO cases, {len(adv_cases)} advantage cases, GRPO and RLOO loss cases")
 
