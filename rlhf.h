@@ -968,10 +968,14 @@ RLHFDEF void rlhf_group_advantages(const float *rewards, int n_groups, int G,
      l_t = max(-A_i r_t, -A_i clip(r_t, 1 - eps_low, 1 + eps_high)) + beta k3_t,
      k3_t = exp(ref_logp_t - logp_t) - (ref_logp_t - logp_t) - 1
    (eps_high > eps_low is DAPO's clip-higher; beta 0 reads no ref_logp, which
-   may then be NULL), aggregated by agg:
+   may then be NULL; A_i = 0 gives no surrogate term whatever r_t), aggregated
+   by agg, with norm as it says:
      RLHF_AGG_SEQUENCE  (TRL "grpo"):    mean_i (1/|y_i|) sum_t l_t
-     RLHF_AGG_TOKEN     (TRL "dapo"):    sum_i sum_t l_t / sum_i |y_i|
-     RLHF_AGG_CONSTANT  (TRL "dr_grpo"): sum_i sum_t l_t / (n_seq max_len)
+     RLHF_AGG_TOKEN     (TRL "bnpo"):    sum_i sum_t l_t / sum_i |y_i|
+     RLHF_AGG_CONSTANT  (TRL "dr_grpo"): sum_i sum_t l_t / (n_seq norm), norm = max_new_tokens
+     RLHF_AGG_DAPO      (TRL "dapo"):    sum_i sum_t l_t / norm, norm = the tokens of the whole
+                        rollout x n_seq / its replies (every token of a rollout weighs the same,
+                        whichever minibatch holds it)
    RLOO (Ahmadian et al. 2024): REINFORCE on the sequence, its ratio
    R_i = exp(sum_t (logp_t - old_logp_t)) clipped to [1 - eps_low, 1 + eps_high]:
      L = mean_i max(-A_i R_i, -A_i clip(R_i, 1 - eps_low, 1 + eps_high))
@@ -980,10 +984,12 @@ RLHFDEF void rlhf_group_advantages(const float *rewards, int n_groups, int G,
    *clipfrac (may be NULL) the share of tokens (GRPO) or replies (RLOO)
    whose clipped term was the one used, *mean_kl (may be NULL) the mean of
    k3_t over the tokens (0 when beta is 0). Returns L. */
-typedef enum rlhf_loss_agg { RLHF_AGG_SEQUENCE = 0, RLHF_AGG_TOKEN = 1, RLHF_AGG_CONSTANT = 2 } rlhf_loss_agg;
+typedef enum rlhf_loss_agg {
+    RLHF_AGG_SEQUENCE = 0, RLHF_AGG_TOKEN = 1, RLHF_AGG_CONSTANT = 2, RLHF_AGG_DAPO = 3
+} rlhf_loss_agg;
 RLHFDEF float rlhf_grpo_loss(const float *logp, const float *old_logp, const float *ref_logp, const float *adv,
-                             const int *lens, int n_seq, int max_len, float eps_low, float eps_high, float beta,
-                             rlhf_loss_agg agg, float *dlogp, float *clipfrac, float *mean_kl);
+                             const int *lens, int n_seq, float eps_low, float eps_high, float beta, rlhf_loss_agg agg,
+                             float norm, float *dlogp, float *clipfrac, float *mean_kl);
 RLHFDEF float rlhf_rloo_loss(const float *logp, const float *old_logp, const float *adv, const int *lens, int n_seq,
                              float eps_low, float eps_high, float *dlogp, float *clipfrac);
 
@@ -1309,9 +1315,11 @@ typedef float (*rlhf_score_fn)(void *user, const int *prompt, int n_prompt, cons
    <|end|>, appended when the reply was cut, as PPO scores it) or, when
    model[k] is NULL, fn[k](user[k], ...), a programmatic ("verifiable")
    reward. Pass rlhf_reward_mix_score as the score_fn of PPO, GRPO, RLOO or
-   best-of-N with the mix as its user pointer (and no reward_model). A
-   reward model that fails (out of memory) gives NaN: the trainer skips that
-   update. last[k] holds each term's score of the latest call. */
+   best-of-N with the mix as its user pointer (and no reward_model). A term
+   that fails (out of memory; a prompt and reply longer than a reward model's
+   n_ctx; a reward model without a tokenizer in the mix) makes the score NaN:
+   the trainers leave that reply out (advantage 0, with a warning), best-of-N
+   never picks it. last[k] holds each term's score of the latest call. */
 #define RLHF_MAX_REWARDS 8
 typedef struct rlhf_reward_mix {
     const rlhf_tokenizer *tokenizer; /* the reply-end token the reward models score at */
@@ -1408,8 +1416,10 @@ typedef struct rlhf_ppo_config {
     int group_size;           /* G replies per prompt: 1 for GAE; >= 2 for GRPO and RLOO */
     rlhf_scale_rewards scale_rewards; /* GRPO: divide r - mean_g by the std of the group (GROUP, the
                                 paper), of the whole batch (BATCH), or not (NONE: Dr. GRPO) */
-    rlhf_loss_agg loss_agg;   /* GRPO: RLHF_AGG_SEQUENCE ("grpo"), TOKEN ("dapo"), CONSTANT ("dr_grpo") */
-    float cliprange_high;     /* the upper clip eps_high (DAPO: 0.28); 0 = cliprange. GRPO and RLOO */
+    rlhf_loss_agg loss_agg;   /* GRPO: RLHF_AGG_SEQUENCE ("grpo"), TOKEN ("bnpo"), CONSTANT ("dr_grpo"),
+                                 DAPO ("dapo"); see rlhf_grpo_loss */
+    float cliprange_high;     /* the upper clip eps_high (DAPO: 0.28); 0 = cliprange. GRPO and RLOO only.
+                                 (penalize_missing_eos applies to GRPO and RLOO too, unlike TRL's GRPO) */
 } rlhf_ppo_config;
 RLHFDEF rlhf_ppo_config rlhf_ppo_config_default(void);
 
@@ -1475,10 +1485,10 @@ typedef struct rlhf_ppo_trace_row {
     int token;
     float logp;      /* log pi_old(a_t|s_t), logits / temperature */
     float ref_logp;  /* log pi_ref(a_t|s_t) */
-    float kl;        /* KL_t (k1: logp - ref_logp) */
+    float kl;        /* KL_t by kl_estimator (k1: logp - ref_logp); GRPO: k3 */
     float reward;    /* r_t = -beta KL_t (+ score on the last token) */
     float value;     /* V(s_t), the critic */
-    float delta;     /* delta_t = r_t + gamma V(s_{t+1}) - V(s_t) */
+    float delta;     /* delta_t = r_t + gamma V(s_{t+1}) - V(s_t); NaN for GRPO and RLOO (no critic) */
     float advantage; /* A_t = delta_t + gamma lambda A_{t+1} (before whitening) */
     float ret;       /* R_t = A_t + V(s_t) */
     float ratio;     /* pi_new / pi_old in the last minibatch that held it */
@@ -11956,6 +11966,7 @@ struct rlhf_ppo {
     rlhf__fitbuf fitb;          /* one prompt before the long-record rule cuts it (grows once, then reused) */
     rlhf_fit_report prompt_fit; /* the rule over the whole prompt set, counted at creation */
     float reward_std, frac_zero_std; /* GRPO, RLOO: the last rollout's (TRL's metrics) */
+    size_t ro_tokens;           /* the last rollout's response tokens (DAPO's normaliser) */
 };
 
 /* Where response token t of an episode lives: in the (B, max_new) arrays,
@@ -12034,7 +12045,7 @@ static const char *rlhf__estimator_name(rlhf_estimator e) {
 static rlhf_result rlhf__ppo_check_group(const rlhf_ppo_config *c, rlhf_error *err) {
     const rlhf_result bad = RLHF_ERR_INVALID_ARGUMENT;
     if ((int)c->estimator < 0 || (int)c->estimator > 2 || (int)c->scale_rewards < 0 || (int)c->scale_rewards > 2 ||
-        (int)c->loss_agg < 0 || (int)c->loss_agg > 2 || !(c->cliprange_high >= 0.0f && c->cliprange_high < 100.0f))
+        (int)c->loss_agg < 0 || (int)c->loss_agg > 3 || !(c->cliprange_high >= 0.0f && c->cliprange_high < 100.0f))
         return rlhf__ppo_fail(err, bad, "bad config: unknown estimator, scale_rewards or loss_agg, or cliprange_high "
                                         "not in [0, 100)");
     if (c->estimator == RLHF_EST_GAE && c->group_size != 1 && c->group_size != 0)
@@ -12043,6 +12054,10 @@ static rlhf_result rlhf__ppo_check_group(const rlhf_ppo_config *c, rlhf_error *e
     if (c->estimator != RLHF_EST_GAE && (c->group_size < 2 || c->batch_size % c->group_size != 0))
         return rlhf__ppo_fail(err, bad, "%s needs group_size >= 2 replies per prompt, and batch_size (%d) a multiple "
                               "of it (got %d)", rlhf__estimator_name(c->estimator), c->batch_size, c->group_size);
+    if (c->estimator == RLHF_EST_GAE && c->cliprange_high != 0.0f)
+        return rlhf__ppo_fail(err, bad, "cliprange_high applies to GRPO and RLOO; PPO's clip is symmetric (cliprange)");
+    if (c->adaptive_kl && c->kl_coef == 0.0f)
+        return rlhf__ppo_fail(err, bad, "adaptive KL from kl_coef 0 would stay at 0: start it above 0");
     if (!c->ref && (c->kl_coef != 0.0f || c->adaptive_kl))
         return rlhf__ppo_fail(err, bad, "no reference model: only kl_coef 0 (without adaptive KL) can do without one");
     if (!c->critic && c->estimator == RLHF_EST_GAE)
@@ -12510,6 +12525,12 @@ static rlhf_result rlhf__ppo_evaluate(rlhf_ppo *p) {
         for (j = 0; j < n; j++)
             if (p->cfg.penalize_missing_eos && !ro->has_eos[b + j]) ro->score[b + j] = p->cfg.missing_eos_penalty;
     }
+    for (b = 0, j = 0; b < B; b++) j += !isfinite(ro->score[b]);
+    if (j)
+        rlhf__run_log(&p->run, RLHF_LOG_WARN,
+                      "iteration %ld: %d of %d replies scored NaN or inf (a reward model or score function failed): "
+                      "they are left out (advantage 0)",
+                      p->iteration + 1, j, B);
     return RLHF_OK;
 }
 
@@ -12528,6 +12549,36 @@ static void rlhf__ppo_moments(const rlhf_ppo *p, const float *x, size_t n, doubl
     *sd = sqrt((n > 1 ? sumsq / (double)(n - 1) : 0.0) + 1e-8);
 }
 
+/* A_i of one group's G rewards r (its first at b0), over its finite ones:
+   a reply whose score is not finite (a failed reward model or score
+   function) gets A_i = 0 and does not count in the others' baseline. Adds
+   the group's std (Bessel) to *std_sum (and 1 to *n_groups_std), and 1 to
+   *zero when every finite reward is the same or fewer than two are finite. */
+static void rlhf__group_adv(const rlhf_ppo *p, const float *r, int G, float *adv, double *std_sum, int *zero,
+                            int *n_groups_std) {
+    float fin[1024], a[1024];
+    double sum = 0.0, v = 0.0, m;
+    int i, k = 0;
+    rlhf_advantage_type type = p->cfg.estimator == RLHF_EST_RLOO             ? RLHF_ADV_RLOO
+                               : p->cfg.scale_rewards == RLHF_SCALE_GROUP ? RLHF_ADV_GRPO
+                                                                            : RLHF_ADV_DR_GRPO;
+    for (i = 0; i < G; i++)
+        if (isfinite(r[i])) fin[k++] = r[i], sum += r[i];
+    for (i = 0; i < G; i++) adv[i] = 0.0f;
+    if (k < 2) { /* nothing to compare with: no advantage */
+        (*zero)++;
+        return;
+    }
+    rlhf_group_advantages(fin, 1, k, type, a);
+    m = sum / k; /* exact for equal rewards, so their deviations are exactly 0 */
+    for (i = 0; i < k; i++) v += (fin[i] - m) * (fin[i] - m);
+    *std_sum += sqrt(v / (k - 1));
+    (*n_groups_std)++;
+    *zero += v == 0.0;
+    for (i = 0, k = 0; i < G; i++)
+        if (isfinite(r[i])) adv[i] = a[k++];
+}
+
 /* 3 (GRPO, RLOO). One reward per reply, r_i, and its advantage against
    the others of its group (rlhf_group_advantages), the same for each of its
    tokens (>>grpo):
@@ -12540,9 +12591,9 @@ static size_t rlhf__ppo_group_advantages(rlhf_ppo *p) {
     float seq_r[1024], adv[1024];
     double sum = 0.0, ss = 0.0, std_sum = 0.0;
     size_t n = 0, o;
-    int b, t, g, G = p->G, rloo = p->cfg.estimator == RLHF_EST_RLOO, zero = 0;
+    int b, t, g, G = p->G, rloo = p->cfg.estimator == RLHF_EST_RLOO, zero = 0, n_std = 0, n_fin = 0;
 
-    /* r_i: rlhf_ppo_rewards puts -beta KL_t on each token and the score on the last; summed */
+    /* r_i; KL_t by RLOO's estimator, GRPO's k3 (rlhf_ppo_rewards: -beta KL_t on each token, the score on the last) */
     memset(seq_r, 0, sizeof seq_r);
     for (b = 0; b < p->B; b++) {
         double r = 0.0;
@@ -12550,30 +12601,21 @@ static size_t rlhf__ppo_group_advantages(rlhf_ppo *p) {
         rlhf_ppo_rewards(ro->logp + o, ro->ref_logp + o, ro->rlen[b], ro->score[b], rloo ? p->kl_coef : 0.0f,
                          rloo ? p->cfg.kl_estimator : RLHF_KL_K3, ro->rewards + o, ro->kl + o);
         for (t = 0; t < ro->rlen[b]; t++) r += ro->rewards[o + (size_t)t];
-        seq_r[b] = (float)r;
+        seq_r[b] = rloo ? (float)r : ro->score[b];
         n += (size_t)ro->rlen[b];
     }
 
-    /* A_i; GROUP is the paper's, NONE Dr. GRPO's r - mean_g, which BATCH then divides */
-    rlhf_group_advantages(seq_r, p->B / G, G,
-                          rloo                                       ? RLHF_ADV_RLOO
-                          : p->cfg.scale_rewards == RLHF_SCALE_GROUP ? RLHF_ADV_GRPO
-                                                                     : RLHF_ADV_DR_GRPO,
-                          adv);
-    for (b = 0; b < p->B; b++) sum += seq_r[b];
-    for (b = 0; b < p->B; b++) ss += (seq_r[b] - sum / p->B) * (seq_r[b] - sum / p->B);
-    if (!rloo && p->cfg.scale_rewards == RLHF_SCALE_BATCH)
-        for (b = 0; b < p->B; b++) adv[b] = (float)(adv[b] / (sqrt(ss / (p->B - 1)) + 1e-4));
+    /* A_i group by group; GROUP is the paper's, NONE Dr. GRPO's r - mean_g, which BATCH then divides */
+    for (g = 0; g < p->B / G; g++) rlhf__group_adv(p, seq_r + g * G, G, adv + g * G, &std_sum, &zero, &n_std);
+    for (b = 0; b < p->B; b++)
+        if (isfinite(seq_r[b])) sum += seq_r[b], n_fin++;
+    for (b = 0; b < p->B; b++)
+        if (isfinite(seq_r[b])) ss += (seq_r[b] - sum / n_fin) * (seq_r[b] - sum / n_fin);
+    if (!rloo && p->cfg.scale_rewards == RLHF_SCALE_BATCH && n_fin > 1)
+        for (b = 0; b < p->B; b++) adv[b] = (float)(adv[b] / (sqrt(ss / (n_fin - 1)) + 1e-4));
 
     /* TRL's reward_std (the mean of the groups' stds) and frac_reward_zero_std (groups that teach nothing) */
-    for (g = 0; g < p->B / G; g++) {
-        double m = 0.0, v = 0.0;
-        for (b = g * G; b < (g + 1) * G; b++) m += seq_r[b] / G;
-        for (b = g * G; b < (g + 1) * G; b++) v += (seq_r[b] - m) * (seq_r[b] - m);
-        std_sum += sqrt(v / (G - 1));
-        zero += v == 0.0;
-    }
-    p->reward_std = (float)(std_sum / (p->B / G));
+    p->reward_std = n_std ? (float)(std_sum / n_std) : NAN;
     p->frac_zero_std = (float)zero / (float)(p->B / G);
 
     /* every token of reply i gets A_i (no critic: R_t = A_t, V_t = 0) */
@@ -12595,11 +12637,12 @@ static size_t rlhf__ppo_advantages(rlhf_ppo *p) {
     int b, t;
     if (!p->use_critic) return rlhf__ppo_group_advantages(p);
 
-    /* r_t per episode: -beta KL_t on every token, the score added on the last */
+    /* r_t per episode: -beta KL_t on every token, the score added on the last (0 when it is not finite:
+       that episode's advantages are set to 0 below, and its returns to V_t: it teaches nothing) */
     for (b = 0; b < p->B; b++) {
         o = rlhf__tok(p, b, 0);
-        rlhf_ppo_rewards(ro->logp + o, ro->ref_logp + o, ro->rlen[b], ro->score[b], p->kl_coef, p->cfg.kl_estimator,
-                         ro->rewards + o, ro->kl + o);
+        rlhf_ppo_rewards(ro->logp + o, ro->ref_logp + o, ro->rlen[b], isfinite(ro->score[b]) ? ro->score[b] : 0.0f,
+                         p->kl_coef, p->cfg.kl_estimator, ro->rewards + o, ro->kl + o);
         n += (size_t)ro->rlen[b];
     }
 
@@ -12618,12 +12661,14 @@ static size_t rlhf__ppo_advantages(rlhf_ppo *p) {
     for (b = 0; b < p->B; b++) {
         o = rlhf__tok(p, b, 0);
         rlhf_gae(ro->rewards + o, ro->values + o, ro->rlen[b], p->cfg.gamma, p->cfg.lam, ro->adv + o, ro->ret + o);
+        for (t = 0; t < ro->rlen[b] && !isfinite(ro->score[b]); t++) ro->adv[o + (size_t)t] = 0.0f,
+            ro->ret[o + (size_t)t] = ro->values[o + (size_t)t];
     }
     rlhf__ppo_moments(p, ro->adv, n, &mean, &sd);
     for (b = 0; b < p->B; b++)
         for (t = 0; t < ro->rlen[b]; t++) {
             o = rlhf__tok(p, b, t);
-            ro->adv_white[o] = (float)((ro->adv[o] - mean) / sd);
+            ro->adv_white[o] = isfinite(ro->score[b]) ? (float)((ro->adv[o] - mean) / sd) : 0.0f;
         }
     return n;
 }
@@ -12726,6 +12771,7 @@ static rlhf_result rlhf__ppo_ptx(rlhf_ppo *p, int *finite, rlhf__learn_sums *sum
 static float rlhf__ppo_surrogate(rlhf_ppo *p, const size_t *rows, int n, size_t nt, float *clipfrac,
                                  float *approxkl) {
     float eps = p->cfg.cliprange, eps_hi = p->cfg.cliprange_high > 0.0f ? p->cfg.cliprange_high : eps, adv[1024], kl;
+    float norm;
     double sq = 0.0;
     int lens[1024], j;
     size_t k;
@@ -12740,8 +12786,9 @@ static float rlhf__ppo_surrogate(rlhf_ppo *p, const size_t *rows, int n, size_t 
     *approxkl = (float)(0.5 * sq / (double)nt);
     if (p->cfg.estimator == RLHF_EST_RLOO)
         return rlhf_rloo_loss(p->tk.logp, p->tk.old_logp, adv, lens, n, eps, eps_hi, p->tk.dlogp, clipfrac);
-    return rlhf_grpo_loss(p->tk.logp, p->tk.old_logp, p->tk.ref, adv, lens, n, p->max_new, eps, eps_hi,
-                          p->kl_coef, p->cfg.loss_agg, p->tk.dlogp, clipfrac, &kl);
+    norm = p->cfg.loss_agg == RLHF_AGG_DAPO ? (float)((double)p->ro_tokens * n / p->B) : (float)p->max_new;
+    return rlhf_grpo_loss(p->tk.logp, p->tk.old_logp, p->tk.ref, adv, lens, n, eps, eps_hi, p->kl_coef,
+                          p->cfg.loss_agg, norm, p->tk.dlogp, clipfrac, &kl);
 }
 
 /* 4c. The policy's gradient on a minibatch (after 4a): the clipped
@@ -12763,7 +12810,9 @@ static rlhf_result rlhf__ppo_policy_grad(rlhf_ppo *p, const size_t *rows, int n,
      */
     memset(p->mb_d, 0, (size_t)n * ro->T * sizeof(float));
     memset(p->mb_d2, 0, (size_t)n * ro->T * sizeof(float));
-    for (j = 0; j < n; j++)
+    for (j = 0; j < n; j++) {
+        double lr = 0.0; /* RLOO clips the reply's ratio: its log, sum_t (log pi - log pi_old) */
+        for (t = 0; t < ro->rlen[rows[j]]; t++) lr += (double)p->tk.logp[k + (size_t)t] - p->tk.old_logp[k + (size_t)t];
         for (t = 0; t < ro->rlen[rows[j]]; t++, k++) {
             size_t at = rlhf__pred_at(p, j, t), o = rlhf__tok(p, (int)rows[j], t);
             float a = p->tk.adv[k], rr, rc;
@@ -12772,8 +12821,9 @@ static rlhf_result rlhf__ppo_policy_grad(rlhf_ppo *p, const size_t *rows, int n,
             rr = ro->ratio[o] = expf(p->tk.logp[k] - p->tk.old_logp[k]);
             rc = rr < lo ? lo : rr > hi ? hi : rr;
             ro->clipped[o] = -a * rc > -a * rr; /* the clipped term is the larger one (as in rlhf_ppo_policy_loss) */
-            if (p->cfg.estimator == RLHF_EST_RLOO) ro->clipped[o] = p->tk.dlogp[k] == 0.0f && a != 0.0f; /* the reply's */
+            if (p->cfg.estimator == RLHF_EST_RLOO) ro->clipped[o] = (a > 0.0f && lr > log(hi)) || (a < 0.0f && lr < log(lo));
         }
+    }
 
     /* backward, PPO-ptx */
     rlhf_model_zero_grad(p->policy);
@@ -12935,7 +12985,7 @@ static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) 
     double sum_kl = 0.0, sumsq_kl = 0.0, kl_se, sum_score = 0.0, sum_nlp = 0.0, n_len = 0.0, vr = 0.0, vm = 0.0,
            er = 0.0, em = 0.0;
     double nt = (double)n_tok, var_r, var_e;
-    int b, t;
+    int b, t, n_score = 0;
 
     /* per episode: sum_t KL_t, -sum_t log pi_old (the sampled sequence's entropy estimate), its
        score and length; per token: sums for the variance of R_t and of R_t - V_t */
@@ -12953,16 +13003,16 @@ static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) 
         sum_kl += skl;
         sumsq_kl += skl * skl;
         sum_nlp += snlp;
-        sum_score += ro->score[b];
+        if (isfinite(ro->score[b])) sum_score += ro->score[b], n_score++;
         n_len += ro->rlen[b];
         st->num_eos += ro->has_eos[b];
     }
 
     /* the means over episodes, as TRL reports them */
     st->iteration = p->iteration;
-    st->score = (float)(sum_score / p->B);
+    st->score = n_score ? (float)(sum_score / n_score) : NAN; /* over the replies with a finite score */
     st->kl = (float)(sum_kl / p->B);
-    st->rlhf_reward = (float)((sum_score - (double)p->kl_coef * sum_kl) / p->B);
+    st->rlhf_reward = n_score ? (float)(sum_score / n_score - (double)p->kl_coef * sum_kl / p->B) : NAN;
     st->entropy = (float)(sum_nlp / p->B);
     st->response_length = (float)(n_len / p->B);
 
@@ -13055,7 +13105,7 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
     if ((r = rlhf__ppo_rollout(p, &st.tokens_generated)) != RLHF_OK) goto done;
     t1 = rlhf__seconds();
     if ((r = rlhf__ppo_evaluate(p)) != RLHF_OK) goto done;
-    n_tok = rlhf__ppo_advantages(p);
+    n_tok = p->ro_tokens = rlhf__ppo_advantages(p);
     t2 = rlhf__seconds();
     if ((r = rlhf__ppo_learn(p, &st)) != RLHF_OK) goto done;
     t3 = rlhf__seconds();
@@ -13429,12 +13479,35 @@ RLHFDEF rlhf_result rlhf_ppo_trace(const rlhf_ppo *p, int b, rlhf_ppo_trace_row 
         w->reward = p->ro.rewards[o];
         w->value = p->ro.values[o];
         w->delta = w->reward + p->cfg.gamma * next_v - w->value; /* GAE's delta_t, recomputed for the reader */
+        if (!p->critic) w->delta = NAN; /* GRPO, RLOO: no critic, no delta_t */
         w->advantage = p->ro.adv[o];
         w->ret = p->ro.ret[o];
         w->ratio = p->ro.ratio[o];
         w->clipped = p->ro.clipped[o];
     }
     return RLHF_OK;
+}
+
+/* the legend under the trace's header: each column's equation, as the estimator computes it */
+static void rlhf__trace_legend(const rlhf_ppo *p, rlhf__sb *sb) {
+    const char *k3 = "exp(d) - 1 - d, d = ref_logp - logp (k3)", *kl;
+    kl = p->cfg.estimator == RLHF_EST_GRPO || p->cfg.kl_estimator == RLHF_KL_K3 ? k3 : "logp - ref_logp (k1)";
+    rlhf__sb_fmt(sb, "    (logp = log pi_old(a_t|s_t) at temperature; KL_t = %s;\n", kl);
+    if (p->cfg.estimator == RLHF_EST_GRPO)
+        rlhf__sb_str(sb, "     r_t = the score at the end (beta KL_t is a term of GRPO's loss, not of the reward);\n"
+                         "     no critic: V(s_t) = 0, delta_t none; A_t = the reply's group advantage, R_t = A_t;\n"
+                         "     ratio = pi_new / pi_old of the token in the last minibatch that held it; clip = its "
+                         "clipped term was used)\n");
+    else if (p->cfg.estimator == RLHF_EST_RLOO)
+        rlhf__sb_str(sb, "     r_t = -beta KL_t (+ score at the end), summed: the reply's reward;\n"
+                         "     no critic: V(s_t) = 0, delta_t none; A_t = the reply's leave-one-out advantage, R_t = A_t;"
+                         "\n     ratio = pi_new / pi_old of the token; clip = the reply's clipped term was used (RLOO "
+                         "clips the reply's ratio))\n");
+    else
+        rlhf__sb_str(sb, "     r_t = -beta KL_t (+ score at the end);\n"
+                         "     delta_t = r_t + gamma V(s_t+1) - V(s_t); A_t = delta_t + gamma lambda A_t+1; R_t = A_t + "
+                         "V(s_t);\n     ratio = pi_new / pi_old in the last minibatch that held the token; clip = the "
+                         "clipped surrogate term was used)\n");
 }
 
 RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, size_t cap, size_t *n_bytes) {
@@ -13458,13 +13531,7 @@ RLHFDEF rlhf_result rlhf_ppo_trace_text(const rlhf_ppo *p, int b, char *out, siz
                                                : "no <|end|>");
     rlhf__sb_fmt(&sb, "%3s %-14s %9s %9s %9s %9s %9s %9s %9s %9s %7s %s\n", "t", "token", "logp", "ref_logp", "KL_t",
                  "r_t", "V(s_t)", "delta_t", "A_t", "R_t", "ratio", "clip");
-    rlhf__sb_fmt(
-        &sb, "    (logp = log pi_old(a_t|s_t) at temperature; KL_t = %s; r_t = -beta KL_t (+ score at the end);\n",
-        p->cfg.kl_estimator == RLHF_KL_K3 ? "exp(d) - 1 - d, d = ref_logp - logp (k3)" : "logp - ref_logp (k1)");
-    rlhf__sb_str(
-        &sb, "     delta_t = r_t + gamma V(s_t+1) - V(s_t); A_t = delta_t + gamma lambda A_t+1; R_t = A_t + V(s_t);\n"
-             "     ratio = pi_new / pi_old in the last minibatch that held the token; clip = the clipped surrogate "
-             "term was used)\n");
+    rlhf__trace_legend(p, &sb);
     for (i = 0; i < n; i++) {
         char tok[64];
         size_t nb = 0, k;
@@ -14062,6 +14129,10 @@ RLHFDEF void rlhf_group_advantages(const float *rewards, int n_groups, int G,
 static float rlhf__surrogate(float A, float r, float lo, float hi, float *l, int *clipped) {
     float rc = r < lo ? lo : r > hi ? hi : r;
     float u = -A * r, c = -A * rc;
+    if (A == 0.0f) { /* nothing to learn, and no 0 x inf when r overflowed */
+        *l = 0.0f, *clipped = 0;
+        return 0.0f;
+    }
     *clipped = c > u;
     *l = *clipped ? c : u;
     return *clipped ? 0.0f : -A * r;
@@ -14071,15 +14142,16 @@ static float rlhf__surrogate(float A, float r, float lo, float hi, float *l, int
      L = agg_{i,t} [ max(-A_i r_t, -A_i clip(r_t, 1 - eps_low, 1 + eps_high)) + beta k3_t ]
    with the weight w_t of each token by the aggregation (|y_i| = lens[i]):
      SEQUENCE  w_t = 1 / (n_seq |y_i|)    every reply counts the same
-     TOKEN     w_t = 1 / sum_i |y_i|      every token counts the same (DAPO)
-     CONSTANT  w_t = 1 / (n_seq max_len)  no length bias at all (Dr. GRPO)
+     TOKEN     w_t = 1 / sum_i |y_i|      every token of the minibatch the same
+     CONSTANT  w_t = 1 / (n_seq norm)     no length bias at all (Dr. GRPO)
+     DAPO      w_t = 1 / norm             every token of the rollout the same
    and dL/dlogp_t = w_t (dl_t/dlogp_t + beta (1 - exp(ref_logp_t - logp_t))).
    Example: one reply of 2 tokens, A = 1, eps 0.2, beta 0, logp - old_logp
    = 0 and log 1.5: r = 1, 1.5; l = -1, -1.2 (the second clipped at 1.2);
    SEQUENCE L = -1.1, dL/dlogp = -0.5, 0. */
 RLHFDEF float rlhf_grpo_loss(const float *logp, const float *old_logp, const float *ref_logp, const float *adv,
-                             const int *lens, int n_seq, int max_len, float eps_low, float eps_high, float beta,
-                             rlhf_loss_agg agg, float *dlogp, float *clipfrac, float *mean_kl) {
+                             const int *lens, int n_seq, float eps_low, float eps_high, float beta, rlhf_loss_agg agg,
+                             float norm, float *dlogp, float *clipfrac, float *mean_kl) {
     double loss = 0.0, kl_sum = 0.0, n_tok = 0.0;
     long n_clip = 0;
     size_t k = 0;
@@ -14090,7 +14162,8 @@ RLHFDEF float rlhf_grpo_loss(const float *logp, const float *old_logp, const flo
     for (i = 0; i < n_seq; i++) {
         /* the weight of each of this reply's tokens */
         double w = agg == RLHF_AGG_TOKEN      ? 1.0 / (n_tok > 0 ? n_tok : 1.0)
-                 : agg == RLHF_AGG_CONSTANT   ? 1.0 / ((double)n_seq * (max_len > 0 ? max_len : 1))
+                 : agg == RLHF_AGG_CONSTANT   ? 1.0 / ((double)n_seq * (norm > 0.0f ? norm : 1.0f))
+                 : agg == RLHF_AGG_DAPO       ? 1.0 / (norm > 0.0f ? norm : 1.0f)
                  : lens[i] > 0                ? 1.0 / ((double)n_seq * lens[i])
                                               : 0.0;
         for (t = 0; t < lens[i]; t++, k++) {

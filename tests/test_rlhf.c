@@ -3743,7 +3743,7 @@ static void golden_group_losses(fixture *fx) {
         for (k = 0; k < count; k++) {
             fixture_rec *f[13] = {NULL};
             static const char *const FIELDS[13] = {"eps", "lens", "adv", "logp", "old", "loss", "d",
-                                                   "ref", "agg", "beta", "max_len", "clipfrac", "kl"};
+                                                   "ref", "agg", "beta", "norm", "clipfrac", "kl"};
             float d[256], loss, cf, kl = 0.0f;
             const float *eps;
             int i, nf = kind ? 7 : 13;
@@ -3758,9 +3758,9 @@ static void golden_group_losses(fixture *fx) {
                                       (const int *)f[1]->data, (int)f[1]->n, eps[0], eps[1], d, &cf);
             else
                 loss = rlhf_grpo_loss((const float *)f[3]->data, (const float *)f[4]->data, (const float *)f[7]->data,
-                                      (const float *)f[2]->data, (const int *)f[1]->data, (int)f[1]->n,
-                                      *(const int *)f[10]->data, eps[0], eps[1], *(const float *)f[9]->data,
-                                      (rlhf_loss_agg) * (const int *)f[8]->data, d, &cf, &kl);
+                                      (const float *)f[2]->data, (const int *)f[1]->data, (int)f[1]->n, eps[0], eps[1],
+                                      *(const float *)f[9]->data, (rlhf_loss_agg) * (const int *)f[8]->data,
+                                      *(const float *)f[10]->data, d, &cf, &kl);
             snprintf(name, sizeof name, "%s case %d loss", pre, k);
             close_enough(name, &loss, (const float *)f[5]->data, 1, 1e-6, 1e-5);
             snprintf(name, sizeof name, "%s case %d dloss/dlogp", pre, k);
@@ -4695,7 +4695,7 @@ static rlhf_ppo_config group_test_config(rlhf_estimator est, int variant) {
     c.ppo_epochs = 1;
     c.kl_coef = 0.2f;
     c.policy_opt.lr = 1e-2f;
-    if (variant == 1) { c.loss_agg = RLHF_AGG_TOKEN; c.cliprange_high = 0.28f; c.ppo_epochs = 2; }
+    if (variant == 1) { c.loss_agg = RLHF_AGG_DAPO; c.cliprange_high = 0.28f; c.ppo_epochs = 2; }
     if (variant == 2) { c.loss_agg = RLHF_AGG_CONSTANT; c.scale_rewards = RLHF_SCALE_NONE; c.kl_coef = 0.0f; }
     if (variant == 3) c.scale_rewards = RLHF_SCALE_BATCH;
     return c;
@@ -4771,12 +4771,13 @@ static double group_fd_loss(rlhf_ppo *p, const size_t *rows, int do_grad) {
     return loss;
 }
 static void test_fd_group(void) {
-    static const struct { rlhf_estimator est; rlhf_loss_agg agg; float beta, eps_hi; const char *name; } CASES[5] = {
+    static const struct { rlhf_estimator est; rlhf_loss_agg agg; float beta, eps_hi; const char *name; } CASES[6] = {
         {RLHF_EST_GAE, RLHF_AGG_SEQUENCE, 0.1f, 0.0f, "ppo"}, {RLHF_EST_GRPO, RLHF_AGG_SEQUENCE, 0.3f, 0.3f, "grpo"},
-        {RLHF_EST_GRPO, RLHF_AGG_TOKEN, 0.3f, 0.0f, "grpo dapo-loss"},
-        {RLHF_EST_GRPO, RLHF_AGG_CONSTANT, 0.0f, 0.0f, "dr-grpo"}, {RLHF_EST_RLOO, RLHF_AGG_SEQUENCE, 0.3f, 0.3f, "rloo"}};
+        {RLHF_EST_GRPO, RLHF_AGG_TOKEN, 0.3f, 0.0f, "grpo bnpo-loss"},
+        {RLHF_EST_GRPO, RLHF_AGG_CONSTANT, 0.0f, 0.0f, "dr-grpo"}, {RLHF_EST_RLOO, RLHF_AGG_SEQUENCE, 0.3f, 0.3f, "rloo"},
+        {RLHF_EST_GRPO, RLHF_AGG_DAPO, 0.3f, 0.28f, "grpo dapo-loss"}};
     int c;
-    for (c = 0; c < 5; c++) {
+    for (c = 0; c < 6; c++) {
         ppo_world w;
         rlhf_ppo_config cfg = group_test_config(CASES[c].est, 0);
         size_t rows[8];
@@ -4795,7 +4796,7 @@ static void test_fd_group(void) {
         /* the rollout, as rlhf_ppo_step begins it; then theta moves away from pi_old */
         CHECK_OK(rlhf__ppo_rollout(w.ppo, &tokens));
         CHECK_OK(rlhf__ppo_evaluate(w.ppo));
-        rlhf__ppo_advantages(w.ppo);
+        w.ppo->ro_tokens = rlhf__ppo_advantages(w.ppo); /* as rlhf_ppo_step keeps it (DAPO's normaliser) */
         rlhf_rng_seed(&rng, 31 + (uint64_t)c);
         for (i = 0; i < rlhf_model_num_tensors(w.policy); i++) {
             rlhf_tensor_info ti;
@@ -4906,6 +4907,12 @@ static void test_group_resume(void) {
         CHECK(memcmp(a.policy->param_mem, b.policy->param_mem, a.policy->num_params * sizeof(float)) == 0);
         CHECK(memcmp(rlhf_ppo_ema(a.ppo)->param_mem, rlhf_ppo_ema(b.ppo)->param_mem, a.policy->num_params * sizeof(float)) == 0);
         CHECK(rlhf_ppo_kl_coef(a.ppo) == rlhf_ppo_kl_coef(b.ppo));
+        {   /* the trace names the estimator's equations: no critic, the group's advantage */
+            char buf[8192];
+            size_t nb;
+            CHECK_OK(rlhf_ppo_trace_text(b.ppo, 0, buf, sizeof buf, &nb));
+            CHECK(strstr(buf, k ? "leave-one-out" : "group advantage") != NULL && strstr(buf, "no critic") != NULL);
+        }
         ppo_world_free(&b);
         {   /* the other algorithm, or PPO, refuses this run */
             rlhf_ppo *q = NULL;
@@ -5042,6 +5049,34 @@ static void test_ppo_missing_eos(void) {
     CHECK(lw.hits == 2 && fabs(atof(lw.metric) - (double)st.missing_eos) < 1e-6);
     rlhf_ppo_free(q);
     ppo_world_free(&w);
+}
+
+/* A reward that fails for some replies (NaN, as a reward model in a mix
+   that ran out of memory): PPO, GRPO and RLOO leave those replies out
+   (advantage 0) with a warning, and go on learning from the others. */
+static float nan_some(void *user, const int *prompt, int n_prompt, const int *response, int n_response) {
+    (void)user; (void)prompt; (void)n_prompt;
+    return response[0] % 3 == 0 ? NAN : (float)(response[0] % 5) + 0.1f * (float)n_response;
+}
+static void test_nan_rewards(void) {
+    static const rlhf_estimator EST[3] = {RLHF_EST_GAE, RLHF_EST_GRPO, RLHF_EST_RLOO};
+    int k, it;
+    for (k = 0; k < 3; k++) {
+        ppo_world w;
+        rlhf_ppo_config c = group_test_config(EST[k], 0);
+        rlhf_ppo_stats st;
+        rlhf_error e;
+        log_watch lw = {"scored NaN or inf", 0, {0}};
+        if (EST[k] == RLHF_EST_GAE) c.group_size = 1;
+        c.log = watch_log, c.log_user = &lw;
+        if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+        w.ppo->cfg.score_fn = nan_some;
+        for (it = 0; it < 4; it++) CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
+        CHECK(lw.hits == 4 && st.skipped_updates == 0 && isfinite(st.score) && isfinite(st.policy_loss));
+        CHECK(rlhf__non_finite_tensor(w.policy) == NULL);
+        if (k) CHECK(isfinite(st.reward_std));
+        ppo_world_free(&w);
+    }
 }
 
 static void test_ppo_ptx_and_guards(void) {
@@ -6502,6 +6537,7 @@ static const test_case TESTS[] = {
     {"group_learns", test_group_learns, 1},
     {"fd_group", test_fd_group, 0},
     {"group_resume", test_group_resume, 0},
+    {"nan_rewards", test_nan_rewards, 0},
     {"ppo_resume", test_ppo_resume, 0},
     {"ppo_save_journal", test_ppo_save_journal, 0},
     {"ppo_ptx_and_guards", test_ppo_ptx_and_guards, 1},

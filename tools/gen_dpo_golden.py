@@ -23,8 +23,9 @@ Fixture format: RLHFFIX1, as tools/gen_reward_golden.py. Records:
       adv.k.type i32 (0 GRPO, 1 Dr. GRPO, 2 RLOO), adv.k.r f32[groups, G],
       adv.k.adv f32[groups, G].
     grpo.count i32: cases; per case k (TRL's GRPOTrainer loss, per token):
-      grpo.k.agg i32 (0 "grpo", 1 "dapo", 2 "dr_grpo"), grpo.k.eps f32[2] (low,
-      high), grpo.k.beta f32, grpo.k.max_len i32, grpo.k.lens i32[n],
+      grpo.k.agg i32 (0 "grpo", 1 "bnpo", 2 "dr_grpo", 3 "dapo"), grpo.k.eps f32[2]
+      (low, high), grpo.k.beta f32, grpo.k.norm f32 (dr_grpo: max_len; dapo: the
+      normaliser, TRL's num_items_in_batch), grpo.k.lens i32[n],
       grpo.k.adv f32[n], grpo.k.logp, grpo.k.old, grpo.k.ref f32[tokens] (the
       replies packed), grpo.k.loss f32, grpo.k.d f32[tokens]: dloss/dlogp,
       grpo.k.clipfrac f32, grpo.k.kl f32: the mean k3 over tokens.
@@ -105,7 +106,7 @@ def unpad(x, lens):
     return np.concatenate([x[i, :n] for i, n in enumerate(lens)])
 
 
-def grpo_case(agg, eps_low, eps_high, beta, max_len, lens, adv, logp, old, ref):
+def grpo_case(agg, eps_low, eps_high, beta, norm, lens, adv, logp, old, ref):
     """TRL's GRPO loss: -min(r A, clip(r) A) + beta k3 per token, aggregated."""
     lp, mask = pad(logp, lens)
     lp.requires_grad_(True)
@@ -120,10 +121,12 @@ def grpo_case(agg, eps_low, eps_high, beta, max_len, lens, adv, logp, old, ref):
         per_tok = per_tok + beta * kl
     if agg == 0:
         loss = ((per_tok * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
-    elif agg == 1:
+    elif agg == 1:  # bnpo: the batch's tokens
         loss = (per_tok * mask).sum() / mask.sum()
-    else:
-        loss = (per_tok * mask).sum() / (len(lens) * max_len)
+    elif agg == 2:  # dr_grpo: a constant, size(0) x max_completion_length
+        loss = (per_tok * mask).sum() / (len(lens) * norm)
+    else:  # dapo: the tokens of the whole generation batch (num_items_in_batch)
+        loss = (per_tok * mask).sum() / norm
     loss.backward()
     clipped = ((c2 * A) < (c1 * A)).to(DT)  # the clipped term is the smaller of -loss's two: it was used
     clipfrac = (clipped * mask).sum() / mask.sum()
@@ -148,7 +151,7 @@ def group_loss_records(rng):
     both sides), zero advantages, replies of 1 token, beta 0 and > 0."""
     recs = []
     cases = [(0, 0.2, 0.2, 0.0), (0, 0.2, 0.28, 0.04), (1, 0.2, 0.28, 0.04), (2, 0.2, 0.2, 0.0), (2, 0.1, 0.3, 0.5),
-             (1, 0.2, 0.2, 0.0), (0, 0.2, 0.2, 1.0)]
+             (1, 0.2, 0.2, 0.0), (0, 0.2, 0.2, 1.0), (3, 0.2, 0.28, 0.04)]
     recs.append(("grpo.count", np.int32(len(cases))))
     for k, (agg, lo, hi, beta) in enumerate(cases):
         lens = [int(x) for x in rng.integers(1, 9, 6)]
@@ -158,13 +161,13 @@ def group_loss_records(rng):
         old = f32(rng.normal(-3, 1.5, N))
         logp = f32(old + rng.normal(0, 0.25 if k % 2 else 0.08, N))  # ratios spread across the clip range
         ref = f32(old + rng.normal(0, 0.5, N))
-        max_len = 10
-        flo, fhi, fb = (float(np.float32(v)) for v in (lo, hi, beta))
-        loss, d, cf, kl = grpo_case(agg, flo, fhi, fb, max_len, lens, adv.astype(np.float64),
+        norm = 10.0 if agg != 3 else 1.7 * N  # dapo: as if this minibatch were 1/1.7 of the rollout
+        flo, fhi, fb, fn = (float(np.float32(v)) for v in (lo, hi, beta, norm))
+        loss, d, cf, kl = grpo_case(agg, flo, fhi, fb, fn, lens, adv.astype(np.float64),
                                     logp.astype(np.float64), old.astype(np.float64), ref.astype(np.float64))
         p = f"grpo.{k}."
         recs += [(p + "agg", np.int32(agg)), (p + "eps", f32([lo, hi])), (p + "beta", np.float32(beta)),
-                 (p + "max_len", np.int32(max_len)), (p + "lens", np.asarray(lens, dtype=np.int32)), (p + "adv", adv),
+                 (p + "norm", np.float32(norm)), (p + "lens", np.asarray(lens, dtype=np.int32)), (p + "adv", adv),
                  (p + "logp", logp), (p + "old", old), (p + "ref", ref), (p + "loss", np.float32(loss)),
                  (p + "d", f32(d)), (p + "clipfrac", np.float32(cf)), (p + "kl", np.float32(kl))]
     rcases = [(0.2, 0.2, 0.0), (0.2, 0.28, 0.05), (0.2, 0.2, 0.3)]
