@@ -948,6 +948,18 @@ RLHFDEF float rlhf_dpo_loss(const float *policy_chosen, const float *policy_reje
                             rlhf_dpo_loss_type type, float label_smoothing,
                             float *d_chosen, float *d_rejected);
 
+/* KTO (Ethayarajh et al. 2024) on unpaired labels, the mean over n
+   completions. policy[i] and ref[i] are the completion's log-probs (sums
+   over its tokens) under the policy and the frozen reference, label[i] 1
+   (desirable) or 0; kl is the reference point z (the batch's KL estimate,
+   clamped >= 0, a constant: no gradient flows through it). With
+   h_i = policy[i] - ref[i]:
+     desirable:    l_i = w_d (1 - sigmoid(beta (h_i - z)))
+     undesirable:  l_i = w_u (1 - sigmoid(beta (z - h_i)))
+   d_policy[i] = d(mean loss)/d policy[i] (may be NULL). Returns the mean. */
+RLHFDEF float rlhf_kto_loss(const float *policy, const float *ref, const int *label, int n, float kl, float beta,
+                            float desirable_weight, float undesirable_weight, float *d_policy);
+
 /* Group advantages (GRPO, Dr. GRPO, RLOO): rewards and adv are n_groups x G,
    row-major (the G samples of one prompt side by side).
      GRPO:    adv = (r - mean_g) / (std_g + 1e-4), std_g with Bessel's
@@ -1233,6 +1245,24 @@ RLHFDEF rlhf_train_options rlhf_train_options_dpo(void);
    ref the frozen reference (the same config as m; NULL with SIMPO). */
 RLHFDEF rlhf_result rlhf_dpo_train(rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *train,
                                    const rlhf_dataset *val, const rlhf_dpo_config *dc, const rlhf_train_options *o,
+                                   rlhf_train_report *rep, rlhf_error *err);
+
+/* KTO on an unpaired preference set (RLHF_DATA_UNPAIRED: {"prompt",
+   "completion", "label"}, TRL's format), TRL's KTOTrainer: each record's
+   completion log-prob against the reference, and the reference point z
+   from mismatched pairs (each prompt with the next record's completion,
+   policy minus reference, averaged over the step, clamped at 0). Options:
+   rlhf_train_options_dpo() (lr 1e-6 as TRL's KTOConfig). */
+typedef struct rlhf_kto_config {
+    float beta;               /* 0.1 */
+    float desirable_weight;   /* 1: raise it when desirable examples are rarer (the paper's advice:
+                                 w_d n_d / (w_u n_u) in [1, 4/3]) */
+    float undesirable_weight; /* 1 */
+    int precompute_ref;       /* 1: the reference's log-probs in one pass before training */
+} rlhf_kto_config;
+RLHFDEF rlhf_kto_config rlhf_kto_config_default(void);
+RLHFDEF rlhf_result rlhf_kto_train(rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *train,
+                                   const rlhf_dataset *val, const rlhf_kto_config *kc, const rlhf_train_options *o,
                                    rlhf_train_report *rep, rlhf_error *err);
 
 /* Scores of B sequences (B,T): row b holds n_pad[b] padding tokens (n_pad
@@ -13954,6 +13984,343 @@ RLHFDEF rlhf_result rlhf_dpo_train(rlhf_model *m, rlhf_model *ref, const rlhf_to
     rlhf__free(st.order); rlhf__free(d.vidx); rlhf__free(d.inputs); rlhf__free(d.targets); rlhf__free(d.logp);
     rlhf__free(d.dlogp); rlhf__free(d.seq); rlhf__free(d.ref_ex); rlhf__free(d.ref_vex);
     rlhf__ex_free(&d.ex); rlhf__ex_free(&d.vex);
+    rlhf__free(run.line.p);
+    return r;
+}
+
+// ----------------------------------------------------------------------------
+// >>kto  KTO: preference from unpaired labels
+// ----------------------------------------------------------------------------
+//
+// KTO (Ethayarajh et al. 2024, eq. 8; TRL's KTOTrainer) learns from single
+// completions labelled desirable or not, no pairs needed. With the implied
+// reward h = log pi(y|x) - log pi_ref(y|x) and a reference point z, the KL
+// of the policy to the reference estimated on mismatched pairs (x with the
+// completion y' of another record), clamped at 0 and held constant:
+//
+//   desirable     l = w_d (1 - sigmoid(beta (h - z)))
+//   undesirable   l = w_u (1 - sigmoid(beta (z - h)))
+//
+// and, from d sigmoid(x)/dx = sigmoid(x) sigmoid(-x),
+//
+//   desirable     dl/dh = -w_d beta sigmoid(beta (h - z)) sigmoid(-beta (h - z))
+//   undesirable   dl/dh = +w_u beta sigmoid(beta (z - h)) sigmoid(-beta (z - h))
+//
+// Example: beta 0.1, z 0.5, a desirable completion with h = 2.5: beta
+// (h - z) = 0.2, l = 1 - sigmoid(0.2) = 0.4502, dl/dh = -0.1 x 0.5498 x
+// 0.4502 = -0.0248: the step raises log pi(y|x).
+
+RLHFDEF float rlhf_kto_loss(const float *policy, const float *ref, const int *label, int n, float kl, float beta,
+                            float desirable_weight, float undesirable_weight, float *d_policy) {
+    double sum = 0.0, b = beta;
+    int i;
+    if (!policy || !ref || !label || n <= 0) return 0.0f;
+    for (i = 0; i < n; i++) {
+        /* x = beta (h - z) for a desirable completion, beta (z - h) for an undesirable one */
+        double h = (double)policy[i] - ref[i], x = label[i] ? b * (h - kl) : b * (kl - h);
+        double w = label[i] ? desirable_weight : undesirable_weight;
+        double sp = rlhf__sigmoid_neg(-x), sn = rlhf__sigmoid_neg(x); /* sigmoid(x), sigmoid(-x) */
+        sum += w * sn;                                               /* 1 - sigmoid(x) = sigmoid(-x) */
+        if (d_policy) d_policy[i] = (float)((label[i] ? -1.0 : 1.0) * w * b * sp * sn / n);
+    }
+    return (float)(sum / n);
+}
+
+/* ---- the KTO stage: the DPO stage's machinery on groups of one -------------- */
+
+typedef struct rlhf__kto_stage {
+    rlhf__dpo_stage d;        /* buffers, reference, forwards; d.ex, d.vex: each record's completion (K = 1) */
+    rlhf__examples kl, vkl;   /* the same records' prompts with the next record's completion (z's pairs) */
+    float *ref_kl, *ref_vkl;  /* their reference log-probs, when precomputed */
+    int *lab, *vlab;          /* per record: 1 desirable, 0 undesirable */
+    rlhf_kto_config cfg;
+    double m[7];              /* a step's sums: desirable, undesirable, their rewards beta h, their log-probs, z */
+} rlhf__kto_stage;
+
+/* Record i of d and its mismatched twin (its prompt, record (i + 1) mod n's
+   completion), one example group each in ex and kl, or neither when either
+   does not fit (counted as skipped). */
+static rlhf_result rlhf__kto_add(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, size_t i,
+                                 int seq_len, rlhf__fitbuf *fb, int *row, unsigned char *mask, rlhf__examples *ex,
+                                 rlhf__examples *kl, rlhf_fit_report *fit, int *added) {
+    const rlhf_record *rec = rlhf_dataset_record(d, i), *next = rlhf_dataset_record(d, (i + 1) % rlhf_dataset_size(d));
+    rlhf_record twin = *rec;
+    int len[2], np[2], k;
+    rlhf_result r;
+    *added = 0;
+    if (rec->kind != RLHF_RECORD_UNPAIRED)
+        return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "line %zu: not an unpaired preference record "
+                              "({\"prompt\", \"completion\", \"label\"})", rec->line);
+    twin.completion = next->completion;
+    twin.completion_messages = next->completion_messages;
+    twin.n_completion_messages = next->n_completion_messages;
+
+    /* the twin first (its fit is not the record's count); then the record itself */
+    r = rlhf__pref_fit(t, &twin, (size_t)seq_len, fb, row + seq_len, &len[1], &np[1], NULL);
+    if (r == RLHF_OK) r = rlhf__pref_fit(t, rec, (size_t)seq_len, fb, row, &len[0], &np[0], fit);
+    else if (r == RLHF_ERR_CONTEXT_FULL) fit->skipped++;
+    if (r == RLHF_ERR_CONTEXT_FULL) return RLHF_OK;
+    if (r != RLHF_OK) return rlhf__run_fail(run, r, "line %zu: cannot encode the record: %s", rec->line,
+                                            rlhf_result_string(r));
+    for (k = 0; k < 2; k++) {
+        rlhf__examples *e = k ? kl : ex;
+        memset(mask, 0, (size_t)np[k]);
+        memset(mask + np[k], 1, (size_t)(seq_len - np[k]));
+        if (!rlhf__ex_add(e, row + (size_t)k * (size_t)seq_len, mask, len[k]) || !rlhf__ex_group(e, e->n - 1, 1))
+            return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    *added = 1;
+    return RLHF_OK;
+}
+
+/* Every record of d into ex and kl (aligned: group g of each is record
+   g's), its label into *lab. */
+static rlhf_result rlhf__kto_examples(rlhf__trainrun *run, const rlhf_tokenizer *t, const rlhf_dataset *d, int seq_len,
+                                      rlhf__examples *ex, rlhf__examples *kl, int **lab, rlhf_fit_report *fit) {
+    rlhf__fitbuf fb;
+    int *row = (int *)rlhf__alloc(2 * (size_t)seq_len * sizeof(int)), added;
+    unsigned char *mask = (unsigned char *)rlhf__alloc((size_t)seq_len);
+    size_t i;
+    rlhf_result r = RLHF_OK;
+    memset(&fb, 0, sizeof fb);
+    *lab = (int *)rlhf__alloc((rlhf_dataset_size(d) + 1) * sizeof(int));
+    if (!row || !mask || !*lab) r = rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+    for (i = 0; i < rlhf_dataset_size(d) && r == RLHF_OK; i++) {
+        r = rlhf__kto_add(run, t, d, i, seq_len, &fb, row, mask, ex, kl, fit, &added);
+        if (r == RLHF_OK && added) (*lab)[ex->ng - 1] = rlhf_dataset_record(d, i)->label != 0;
+    }
+    rlhf__fitbuf_free(&fb);
+    rlhf__free(row);
+    rlhf__free(mask);
+    return r;
+}
+
+/* z, the reference point: mean over groups[0..n) of log pi - log pi_ref of
+   their mismatched twins (no backward), clamped at 0 */
+static rlhf_result rlhf__kto_z(rlhf__trainrun *run, rlhf__kto_stage *k, const rlhf__examples *kl, const float *ref_pre,
+                               const size_t *groups, size_t n, double *z) {
+    size_t g, take;
+    double sum = 0.0;
+    int B, T, b;
+    rlhf_result r;
+    for (g = 0; g < n; g += take) {
+        take = rlhf__rm_take(kl, groups, g, n, k->d.micro);
+        if ((r = rlhf__dpo_forward(run, &k->d, kl, ref_pre, groups + g, take, 0, &B, &T)) != RLHF_OK) return r;
+        for (b = 0; b < B; b++) sum += (double)k->d.seq[b] - k->d.rseq[b];
+    }
+    *z = n ? sum / (double)n : 0.0;
+    if (*z < 0.0) *z = 0.0;
+    return RLHF_OK;
+}
+
+/* The loss of groups[0..n) (one forward's worth, log-probs in d.seq and
+   d.rseq) at z, its gradient times scale into d.dseq (grad) and the
+   metric sums into m; returns the loss summed over the records. */
+static double rlhf__kto_losses(rlhf__kto_stage *k, const int *lab, const size_t *groups, size_t n, double z, int grad,
+                               double scale, double *m) {
+    int labels[1024], b;
+    double loss;
+    labels[0] = 0;
+    for (b = 0; b < (int)n && b < 1024; b++) labels[b] = lab[groups[b]];
+    loss = rlhf_kto_loss(k->d.seq, k->d.rseq, labels, (int)n, (float)z, k->cfg.beta, k->cfg.desirable_weight,
+                         k->cfg.undesirable_weight, grad ? k->d.dseq : NULL) * (double)n;
+    for (b = 0; b < (int)n; b++) {
+        int u = !labels[b]; /* m: count, reward beta h, log-prob; desirable at 0, 2, 4, undesirable at 1, 3, 5 */
+        if (grad) k->d.dseq[b] = (float)(k->d.dseq[b] * (double)n * scale);
+        m[u] += 1.0;
+        m[2 + u] += k->cfg.beta * ((double)k->d.seq[b] - k->d.rseq[b]);
+        m[4 + u] += k->d.seq[b];
+    }
+    return loss;
+}
+
+/* The gradient of the step's loss, the mean of the KTO loss over its records */
+static rlhf_result rlhf__kto_grads(void *self, rlhf__trainrun *run, const size_t *units, size_t n, long step,
+                                   rlhf__step_out *s) {
+    rlhf__kto_stage *k = (rlhf__kto_stage *)self;
+    size_t g, take;
+    double z;
+    int B, T, b, t;
+    rlhf_result r;
+    memset(k->m, 0, sizeof k->m);
+    if ((r = rlhf__kto_z(run, k, &k->kl, k->ref_kl, units, n, &z)) != RLHF_OK) return r;
+    k->m[6] = z;
+    for (g = 0; g < n; g += take) {
+        /* forward, the loss at z, d loss / d logp at every completion token (the row's: a sum), backward */
+        take = rlhf__rm_take(&k->d.ex, units, g, n, k->d.micro);
+        if ((r = rlhf__dpo_forward(run, &k->d, &k->d.ex, k->d.ref_ex, units + g, take, 1, &B, &T)) != RLHF_OK)
+            return r;
+        run->rep.tokens += (double)B * T;
+        s->loss += rlhf__kto_losses(k, k->lab, units + g, take, z, 1, 1.0 / (double)n, k->m);
+        for (b = 0; b < B; b++)
+            for (t = 0; t < T; t++)
+                k->d.dlogp[(size_t)b * T + t] = k->d.targets[(size_t)b * T + t] < 0 ? 0.0f : k->d.dseq[b];
+        if (!isfinite(s->loss)) {
+            s->finite = 0;
+            break;
+        }
+        if ((r = rlhf_model_backward_logprobs(run->m, k->d.dlogp, NULL)) != RLHF_OK) {
+            if (r != RLHF_ERR_NON_FINITE)
+                return rlhf__run_fail(run, r, "step %ld: %s", step + 1, rlhf_model_last_error(run->m));
+            s->finite = 0;
+            break;
+        }
+    }
+    s->loss /= (double)n;
+    return RLHF_OK;
+}
+
+/* TRL's names for the step's KTO metrics (means where TRL logs sums) */
+static void rlhf__kto_metrics(void *self, rlhf__trainrun *run) {
+    const double *m = ((const rlhf__kto_stage *)self)->m;
+    rlhf__metric(run, "count/chosen", m[0]);
+    rlhf__metric(run, "count/rejected", m[1]);
+    rlhf__metric(run, "rewards/chosen", m[0] > 0 ? m[2] / m[0] : NAN);
+    rlhf__metric(run, "rewards/rejected", m[1] > 0 ? m[3] / m[1] : NAN);
+    rlhf__metric(run, "logps/chosen", m[0] > 0 ? m[4] / m[0] : NAN);
+    rlhf__metric(run, "logps/rejected", m[1] > 0 ? m[5] / m[1] : NAN);
+    rlhf__metric(run, "kl", m[6]);
+}
+
+/* Validation: z over the validation records, the mean loss, and the share
+   of records on their label's side of it (beta h > beta z when desirable) */
+static rlhf_result rlhf__kto_validate(void *self, rlhf__trainrun *run, long step) {
+    rlhf__kto_stage *k = (rlhf__kto_stage *)self;
+    const rlhf__examples *vx = k->d.has_val ? &k->d.vex : &k->d.ex, *vk = k->d.has_val ? &k->vkl : &k->kl;
+    const float *pre = k->d.has_val ? k->d.ref_vex : k->d.ref_ex, *pre_kl = k->d.has_val ? k->ref_vkl : k->ref_kl;
+    const int *lab = k->d.has_val ? k->vlab : k->lab;
+    double loss = 0.0, m[7] = {0}, z, right = 0.0;
+    size_t g, take;
+    int B, T, b;
+    rlhf_result r;
+    if ((r = rlhf__kto_z(run, k, vk, pre_kl, k->d.vidx, k->d.n_v, &z)) != RLHF_OK) return r;
+    for (g = 0; g < k->d.n_v; g += take) {
+        take = rlhf__rm_take(vx, k->d.vidx, g, k->d.n_v, k->d.micro);
+        if ((r = rlhf__dpo_forward(run, &k->d, vx, pre, k->d.vidx + g, take, 0, &B, &T)) != RLHF_OK) return r;
+        loss += rlhf__kto_losses(k, lab, k->d.vidx + g, take, z, 0, 0.0, m);
+        for (b = 0; b < B; b++) right += (k->d.seq[b] - k->d.rseq[b] > z) == (lab[k->d.vidx[g + (size_t)b]] != 0);
+    }
+    run->rep.val_loss = k->d.n_v ? (float)(loss / (double)k->d.n_v) : NAN;
+    run->rep.val_accuracy = k->d.n_v ? (float)(right / (double)k->d.n_v) : NAN;
+    rlhf__metric_begin(run, step);
+    rlhf__metric(run, "val/loss", run->rep.val_loss);
+    rlhf__metric(run, "val/accuracy", run->rep.val_accuracy);
+    rlhf__metric(run, "val/kl", z);
+    rlhf__metric_end(run);
+    rlhf__run_log(run, RLHF_LOG_INFO, "step %ld validation loss %.4f, %.3f of the records on their label's side, "
+                  "kl %.4f (%zu records)", step, (double)run->rep.val_loss, (double)run->rep.val_accuracy, z, k->d.n_v);
+    return RLHF_OK;
+}
+
+
+/* The records (each with its mismatched twin), the split, the buffers, and
+   the reference's pass when precomputed */
+static rlhf_result rlhf__kto_setup(rlhf__trainrun *run, rlhf__kto_stage *k, rlhf__stage *st, const rlhf_tokenizer *t,
+                                   const rlhf_dataset *train, const rlhf_dataset *val) {
+    rlhf__dpo_stage *d = &k->d;
+    const rlhf_train_options *o = run->o;
+    rlhf_result r;
+    d->seq_len = o->seq_len ? o->seq_len : run->m->cfg.n_ctx;
+    d->micro = o->micro_batch > 0 ? o->micro_batch : o->batch_size;
+    d->micro = d->micro > o->batch_size ? o->batch_size : d->micro > 1024 ? 1024 : d->micro;
+    d->pad = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+    d->has_val = val != NULL;
+    if ((r = rlhf__kto_examples(run, t, train, d->seq_len, &d->ex, &k->kl, &k->lab, &run->rep.fit)) != RLHF_OK ||
+        (val && (r = rlhf__kto_examples(run, t, val, d->seq_len, &d->vex, &k->vkl, &k->vlab, &run->rep.fit)) != RLHF_OK))
+        return r;
+    rlhf__fit_log(run, &run->rep.fit);
+    r = rlhf__train_val(run, d->ex.ng, val != NULL, d->vex.ng, &st->order, &st->n_train, &d->vidx, &d->n_v);
+    if (r != RLHF_OK) return r;
+    if (st->n_train == 0)
+        return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "no record left to train on");
+    st->n_val = d->n_v;
+    run->rep.train_examples = (long)st->n_train;
+    run->rep.val_examples = (long)d->n_v;
+
+    /* buffers for micro sequences a forward */
+    d->inputs = (int *)rlhf__alloc((size_t)d->micro * (size_t)d->seq_len * sizeof(int));
+    d->targets = (int *)rlhf__alloc((size_t)d->micro * (size_t)d->seq_len * sizeof(int));
+    d->logp = rlhf__alloc_floats((size_t)d->micro * (size_t)d->seq_len);
+    d->dlogp = rlhf__alloc_floats((size_t)d->micro * (size_t)d->seq_len);
+    d->seq = rlhf__alloc_floats(3 * (size_t)d->micro);
+    if (!d->inputs || !d->targets || !d->logp || !d->dlogp || !d->seq)
+        return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for batches of %d sequences of %d tokens",
+                              d->micro, d->seq_len);
+    d->rseq = d->seq + d->micro, d->dseq = d->seq + 2 * (size_t)d->micro;
+    if (o->recompute) rlhf_model_set_recompute(run->m, 1);
+    if ((r = rlhf_model_reserve(run->m, d->micro, d->seq_len, 1)) != RLHF_OK)
+        return rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", d->micro, d->seq_len,
+                              rlhf_model_last_error(run->m));
+
+    /* the reference: every completion and twin now, or beside the policy in each step */
+    if (k->cfg.precompute_ref) {
+        d->ref_ex = rlhf__alloc_floats(d->ex.n + 1), d->ref_vex = rlhf__alloc_floats(d->vex.n + 1);
+        k->ref_kl = rlhf__alloc_floats(k->kl.n + 1), k->ref_vkl = rlhf__alloc_floats(k->vkl.n + 1);
+        if (!d->ref_ex || !d->ref_vex || !k->ref_kl || !k->ref_vkl)
+            return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory");
+        if ((r = rlhf__dpo_ref_all(run, d, &d->ex, d->ref_ex)) != RLHF_OK ||
+            (r = rlhf__dpo_ref_all(run, d, &d->vex, d->ref_vex)) != RLHF_OK ||
+            (r = rlhf__dpo_ref_all(run, d, &k->kl, k->ref_kl)) != RLHF_OK ||
+            (r = rlhf__dpo_ref_all(run, d, &k->vkl, k->ref_vkl)) != RLHF_OK)
+            return r;
+    }
+    rlhf__run_log(run, RLHF_LOG_INFO, "%zu records (%zu held out), %ld steps of %d records, beta %g, weights %g / %g",
+                  st->n_train, d->n_v, rlhf__run_steps(o, st->n_train), o->batch_size, (double)k->cfg.beta,
+                  (double)k->cfg.desirable_weight, (double)k->cfg.undesirable_weight);
+    return RLHF_OK;
+}
+
+RLHFDEF rlhf_kto_config rlhf_kto_config_default(void) {
+    rlhf_kto_config c;
+    c.beta = 0.1f;
+    c.desirable_weight = c.undesirable_weight = 1.0f;
+    c.precompute_ref = 0;
+    return c;
+}
+
+/* the KTO run's allocations */
+static void rlhf__kto_free(rlhf__kto_stage *k, rlhf__stage *st) {
+    rlhf__dpo_stage *d = &k->d;
+    rlhf__free(st->order); rlhf__free(d->vidx); rlhf__free(d->inputs); rlhf__free(d->targets); rlhf__free(d->logp);
+    rlhf__free(d->dlogp); rlhf__free(d->seq); rlhf__free(d->ref_ex); rlhf__free(d->ref_vex);
+    rlhf__free(k->ref_kl); rlhf__free(k->ref_vkl); rlhf__free(k->lab); rlhf__free(k->vlab);
+    rlhf__ex_free(&d->ex); rlhf__ex_free(&d->vex); rlhf__ex_free(&k->kl); rlhf__ex_free(&k->vkl);
+}
+
+RLHFDEF rlhf_result rlhf_kto_train(rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *train,
+                                   const rlhf_dataset *val, const rlhf_kto_config *kc, const rlhf_train_options *o,
+                                   rlhf_train_report *rep_out, rlhf_error *err) {
+    rlhf__trainrun run;
+    rlhf__kto_stage k;
+    rlhf__stage st;
+    rlhf_rng rng;
+    rlhf_result r;
+    if (!rlhf__run_begin(&run, "kto", m, t, train, o, err, &r)) return r;
+    memset(&k, 0, sizeof k);
+    memset(&st, 0, sizeof st);
+    k.cfg = kc ? *kc : rlhf_kto_config_default();
+    k.d.cfg = rlhf_dpo_config_default(); /* the DPO stage's forwards: sums over the completion's tokens */
+    if (!ref || ref == m || memcmp(&ref->cfg, &m->cfg, sizeof m->cfg) != 0)
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT,
+                              "a reference model other than the policy, with the policy's config, is required");
+    if (!(k.cfg.beta > 0.0f) || !isfinite(k.cfg.beta) || !(k.cfg.desirable_weight >= 0.0f) ||
+        !(k.cfg.undesirable_weight >= 0.0f) || !isfinite(k.cfg.desirable_weight) || !isfinite(k.cfg.undesirable_weight))
+        return rlhf__run_fail(&run, RLHF_ERR_INVALID_ARGUMENT, "beta %g must be > 0 and the weights finite and >= 0",
+                              (double)k.cfg.beta);
+    if (o->resume_step <= 0) rlhf__fresh_optimizer(m);
+    k.d.ref = ref;
+    st.kind = "policy";
+    st.order_restarts = 1;
+    st.grads = rlhf__kto_grads;
+    st.validate = rlhf__kto_validate;
+    st.metrics = rlhf__kto_metrics;
+    st.self = &k;
+    rlhf_rng_seed(&rng, o->seed);
+    if ((r = rlhf__kto_setup(&run, &k, &st, t, train, val)) == RLHF_OK) r = rlhf__train_loop(&run, &st, &rng, t);
+
+    run.rep.seconds = rlhf__seconds() - run.t0;
+    if (rep_out) *rep_out = run.rep;
+    rlhf__kto_free(&k, &st);
     rlhf__free(run.line.p);
     return r;
 }

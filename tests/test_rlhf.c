@@ -3774,6 +3774,33 @@ static void golden_group_losses(fixture *fx) {
     }
 }
 
+/* KTO's loss and gradient against TRL's kto_loss in PyTorch (same fixture) */
+static void golden_kto(fixture *fx) {
+    char name[64];
+    fixture_rec *r;
+    int k, count;
+    if (!(r = fixture_get(fx, "kto.count"))) { g_fail++; return; }
+    count = *(const int *)r->data;
+    for (k = 0; k < count; k++) {
+        static const char *const FIELDS[6] = {"cfg", "label", "policy", "ref", "loss", "d"};
+        fixture_rec *f[6];
+        const float *c;
+        float d[64], loss;
+        int i;
+        for (i = 0; i < 6; i++) {
+            snprintf(name, sizeof name, "kto.%d.%s", k, FIELDS[i]);
+            if (!(f[i] = fixture_get(fx, name)) || f[i]->n > 64) { g_fail++; return; }
+        }
+        c = (const float *)f[0]->data;
+        loss = rlhf_kto_loss((const float *)f[2]->data, (const float *)f[3]->data, (const int *)f[1]->data,
+                             (int)f[2]->n, c[1], c[0], c[2], c[3], d);
+        snprintf(name, sizeof name, "kto case %d loss", k);
+        close_enough(name, &loss, (const float *)f[4]->data, 1, 1e-7, 2e-6);
+        snprintf(name, sizeof name, "kto case %d dloss/dpolicy", k);
+        close_enough(name, d, (const float *)f[5]->data, f[2]->n, 1e-9, 2e-6);
+    }
+}
+
 static void test_golden_dpo(void) {
     fixture fx;
     fixture_rec *r;
@@ -3806,6 +3833,7 @@ static void test_golden_dpo(void) {
                             NULL) == loss);
     }
     golden_group_losses(&fx);
+    golden_kto(&fx);
     if (!(r = fixture_get(&fx, "adv.count"))) goto done;
     count = *(const int *)r->data;
     for (k = 0; k < count; k++) {
@@ -5197,6 +5225,158 @@ static int stop_at_step(void *user) {
     return ++s->calls == s->at;
 }
 
+/* KTO's world: single replies of 4 words, desirable when 3 or 4 of them
+   are "good", undesirable when 0 or 1 are, in TRL's unpaired format */
+static void write_unpaired_world(const char *path, int n, uint64_t seed) {
+    FILE *f = fopen(path, "wb");
+    rlhf_rng rng;
+    int i;
+    if (!f) { fprintf(stderr, "cannot write %s\n", path); exit(2); }
+    rlhf_rng_seed(&rng, seed);
+    for (i = 0; i < n; i++) {
+        int good = (int)(rlhf_rng_u64(&rng) % 4), g = good < 2 ? good : good + 1; /* 0, 1, 3 or 4 */
+        fprintf(f, "{\"prompt\": \"rate this:\", \"completion\": \"");
+        good_words(f, g, &rng);
+        fprintf(f, "\", \"label\": %s}\n", g >= 3 ? "true" : "false");
+    }
+    fclose(f);
+}
+
+/* A KTO stage over the whole of d, as rlhf_kto_train sets it up; its loss
+   at a fixed reference point z (the gradient holds z constant, as TRL) */
+typedef struct { rlhf__trainrun run; rlhf__kto_stage k; rlhf__stage st; rlhf_train_options o; rlhf_error e; } kto_rig;
+static int kto_rig_open(kto_rig *g, rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *d,
+                        float beta, int micro) {
+    rlhf_result r;
+    memset(g, 0, sizeof *g);
+    g->o = rlhf_train_options_dpo();
+    g->o.val_fraction = 0.0f;
+    g->o.log_every = 0;
+    g->o.micro_batch = micro;
+    if (!rlhf__run_begin(&g->run, "kto", m, t, d, &g->o, &g->e, &r)) return 0;
+    g->k.cfg = rlhf_kto_config_default();
+    g->k.cfg.beta = beta, g->k.cfg.desirable_weight = 1.3f, g->k.cfg.precompute_ref = 1;
+    g->k.d.cfg = rlhf_dpo_config_default();
+    g->k.d.ref = ref;
+    return rlhf__kto_setup(&g->run, &g->k, &g->st, t, d, NULL) == RLHF_OK;
+}
+static void kto_rig_close(kto_rig *g) {
+    rlhf__kto_free(&g->k, &g->st);
+    rlhf__free(g->run.line.p);
+}
+static double kto_rig_loss(kto_rig *g, double z) {
+    double sum = 0.0, m[7] = {0};
+    size_t i, take;
+    int B, T;
+    for (i = 0; i < g->st.n_train; i += take) {
+        take = rlhf__rm_take(&g->k.d.ex, g->st.order, i, g->st.n_train, g->k.d.micro);
+        CHECK_OK(rlhf__dpo_forward(&g->run, &g->k.d, &g->k.d.ex, g->k.d.ref_ex, g->st.order + i, take, 0, &B, &T));
+        sum += rlhf__kto_losses(&g->k, g->k.lab, g->st.order + i, take, z, 0, 0.0, m);
+    }
+    return sum / (double)g->st.n_train;
+}
+static void test_fd_kto(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *m = NULL, *ref = NULL;
+    rlhf_dataset *d = NULL;
+    rlhf_rng rng;
+    rlhf_error e;
+    kto_rig g;
+    rlhf__step_out so;
+    float ana[128], num[128];
+    double z, loss0;
+    int i, probes = 0;
+    if (!t) return;
+    write_unpaired_world("build/test_kto_fd.jsonl", 6, 5);
+    CHECK_OK(rlhf_dataset_load(&d, "build/test_kto_fd.jsonl", RLHF_DATA_UNPAIRED, NULL, &e));
+    m = world_model(t, 51);
+    ref = world_model(t, 52);
+    if (!m || !ref || !d) goto done;
+    rlhf_rng_seed(&rng, 53);
+    spread_params(m, &rng);
+    for (i = 0; i < 3; i++) spread_params(ref, &rng); /* a reference further from the data: z > 0, not clamped */
+    if (!kto_rig_open(&g, m, ref, t, d, 0.05f, 4)) {
+        fprintf(stderr, "  %s\n", g.e.message);
+        g_fail++;
+        kto_rig_close(&g);
+        goto done;
+    }
+    /* the trainer's gradient (and its z), then central differences of the loss at that z */
+    memset(&so, 0, sizeof so);
+    so.finite = 1;
+    rlhf_model_zero_grad(m);
+    CHECK_OK(rlhf__kto_grads(&g.k, &g.run, g.st.order, g.st.n_train, 0, &so));
+    z = g.k.m[6];
+    loss0 = kto_rig_loss(&g, z);
+    CHECK(fabs(loss0 - so.loss) < 1e-6 * (1.0 + fabs(loss0)) && g.k.m[0] > 0 && g.k.m[1] > 0);
+    for (i = 0; i < rlhf_model_num_tensors(m) && probes + 2 <= 128; i++) {
+        rlhf_tensor_info ti;
+        size_t picks[2], p;
+        rlhf_model_tensor(m, i, &ti);
+        if (i % 2 != 0 && i != rlhf_model_num_tensors(m) - 1) continue;
+        picks[0] = ti.numel - 1; picks[1] = (ti.numel * 3) / 7;
+        for (p = 0; p < 2; p++) ana[probes + (int)p] = ti.grad[picks[p]];
+        for (p = 0; p < 2; p++) {
+            float keep = ti.data[picks[p]];
+            double lp, lm;
+            const float h = 1e-2f;
+            ti.data[picks[p]] = keep + h;
+            lp = kto_rig_loss(&g, z);
+            ti.data[picks[p]] = keep - h;
+            lm = kto_rig_loss(&g, z);
+            ti.data[picks[p]] = keep;
+            num[probes++] = (float)((lp - lm) / (2 * h));
+        }
+    }
+    close_enough("KTO loss dloss/dparam at fixed z (finite differences)", ana, num, (size_t)probes, 2e-4, 3e-2);
+    CHECK(z > 0.0);
+    printf("    kto: %d probes, z = %.3f, %g desirable and %g undesirable records\n", probes, z, g.k.m[0], g.k.m[1]);
+    kto_rig_close(&g);
+done:
+    rlhf_model_free(m); rlhf_model_free(ref);
+    rlhf_dataset_free(d);
+    rlhf_tokenizer_free(t);
+}
+
+/* KTO learns the world's labels from unpaired replies: afterwards desirable
+   replies gain log-probability against the reference and undesirable ones
+   lose it (the held-out share on their label's side of z), a precomputed
+   reference gives the live run's bits, and pairs are refused by name. */
+static void test_kto_learns(void) {
+    rlhf_tokenizer *t = world_tokenizer();
+    rlhf_model *m = NULL, *m2 = NULL, *ref = NULL;
+    rlhf_dataset *train = NULL, *val = NULL, *pairs = NULL;
+    rlhf_train_options o = rlhf_train_options_dpo();
+    rlhf_kto_config kc = rlhf_kto_config_default();
+    rlhf_train_report rep, rep2;
+    rlhf_error e;
+    if (!t) return;
+    write_unpaired_world("build/test_kto_train.jsonl", 300, 1);
+    write_unpaired_world("build/test_kto_val.jsonl", 60, 2);
+    write_preference_world("build/test_kto_pairs.jsonl", 10, 3);
+    CHECK_OK(rlhf_dataset_load(&train, "build/test_kto_train.jsonl", RLHF_DATA_UNPAIRED, NULL, &e));
+    CHECK_OK(rlhf_dataset_load(&val, "build/test_kto_val.jsonl", RLHF_DATA_UNPAIRED, NULL, &e));
+    CHECK_OK(rlhf_dataset_load(&pairs, "build/test_kto_pairs.jsonl", RLHF_DATA_PREFERENCE, NULL, &e));
+    m = world_model(t, 31); m2 = world_model(t, 31); ref = world_model(t, 31);
+    if (!m || !m2 || !ref || !train || !val || !pairs) goto done;
+    CHECK(rlhf_kto_train(m, NULL, t, train, val, &kc, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT);
+    CHECK(rlhf_kto_train(m, ref, t, pairs, NULL, &kc, &o, &rep, &e) == RLHF_ERR_INVALID_ARGUMENT &&
+          strstr(e.message, "unpaired") != NULL);
+    o.opt.lr = 2e-3f; o.batch_size = 8; o.epochs = 2; o.eval_every = 0; o.log_every = 0;
+    CHECK_OK(rlhf_kto_train(m, ref, t, train, val, &kc, &o, &rep, &e));
+    if (e.message[0]) fprintf(stderr, "  %s\n", e.message);
+    printf("    kto: %ld steps in %.2f s, held-out loss %.3f, %.3f of the records on their label's side\n", rep.steps,
+           rep.seconds, (double)rep.val_loss, (double)rep.val_accuracy);
+    CHECK(rep.val_accuracy >= 0.85f && rep.val_loss < 0.45f && rep.skipped_steps == 0);
+    kc.precompute_ref = 1;
+    CHECK_OK(rlhf_kto_train(m2, ref, t, train, val, &kc, &o, &rep2, &e));
+    CHECK(memcmp(m->param_mem, m2->param_mem, m->num_params * sizeof(float)) == 0 && rep2.val_loss == rep.val_loss);
+done:
+    rlhf_model_free(m); rlhf_model_free(m2); rlhf_model_free(ref);
+    rlhf_dataset_free(train); rlhf_dataset_free(val); rlhf_dataset_free(pairs);
+    rlhf_tokenizer_free(t);
+}
+
 /* A DPO stage over the whole of d (no validation), as rlhf_dpo_train sets it up */
 typedef struct { rlhf__trainrun run; rlhf__dpo_stage d; rlhf__stage st; rlhf_train_options o; rlhf_error e; } dpo_rig;
 static int dpo_rig_open(dpo_rig *g, rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *d,
@@ -6521,6 +6701,8 @@ static const test_case TESTS[] = {
     {"golden_dpo", test_golden_dpo, 0},
     {"fd_dpo", test_fd_dpo, 0},
     {"dpo_learns", test_dpo_learns, 1},
+    {"fd_kto", test_fd_kto, 0},
+    {"kto_learns", test_kto_learns, 1},
     {"best_of_n", test_best_of_n, 0},
     {"fd_reward_model", test_fd_reward_model, 0},
     {"reward_padding", test_reward_padding, 0},

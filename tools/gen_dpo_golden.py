@@ -32,6 +32,10 @@ Fixture format: RLHFFIX1, as tools/gen_reward_golden.py. Records:
     rloo.count i32: cases; per case k (the sequence-level clipped REINFORCE):
       rloo.k.eps f32[2], rloo.k.lens i32[n], rloo.k.adv f32[n], rloo.k.logp,
       rloo.k.old f32[tokens], rloo.k.loss f32, rloo.k.d f32[tokens].
+    kto.count i32: cases; per case k (TRL's KTOTrainer kto_loss):
+      kto.k.cfg f32[4] (beta, kl, desirable weight, undesirable weight),
+      kto.k.label i32[n], kto.k.policy, kto.k.ref f32[n], kto.k.loss f32,
+      kto.k.d f32[n]: dloss/dpolicy.
 """
 import os
 import sys
@@ -186,6 +190,38 @@ def group_loss_records(rng):
     return recs
 
 
+def kto_case(beta, kl, wd, wu, label, policy, ref):
+    """TRL's kto_loss: 1 - sigmoid(beta (h - z)) for desirable, 1 - sigmoid(beta (z - h)) for
+    undesirable completions, weighted, concatenated and averaged; z a constant."""
+    p = torch.tensor(policy, dtype=DT, requires_grad=True)
+    h = p - torch.tensor(ref, dtype=DT)
+    lab = torch.tensor(label, dtype=torch.bool)
+    chosen = 1 - torch.sigmoid(beta * (h[lab] - kl))
+    rejected = 1 - torch.sigmoid(beta * (kl - h[~lab]))
+    loss = torch.cat((wd * chosen, wu * rejected), 0).mean()
+    loss.backward()
+    return loss.item(), p.grad.numpy()
+
+
+def kto_records(rng):
+    """KTO cases: sequence log-probs of tens of tokens, z 0 and > 0, weights 1 and unequal, a gap of 1e4."""
+    recs = []
+    cases = [(0.1, 0.0, 1.0, 1.0), (0.1, 2.5, 1.0, 1.0), (0.5, 0.7, 1.33, 1.0), (2.0, 0.1, 1.0, 0.5)]
+    recs.append(("kto.count", np.int32(len(cases))))
+    for k, (beta, kl, wd, wu) in enumerate(cases):
+        n = 10
+        label = (rng.random(n) < 0.6).astype(np.int32)
+        ref = f32(rng.normal(-40, 12, n))
+        policy = f32(ref + rng.normal(0, 4, n))
+        policy[0], ref[0] = -1e4, 0.0  # an extreme gap
+        fb, fk, fd, fu = (float(np.float32(v)) for v in (beta, kl, wd, wu))
+        loss, d = kto_case(fb, fk, fd, fu, label.astype(bool), policy.astype(np.float64), ref.astype(np.float64))
+        p = f"kto.{k}."
+        recs += [(p + "cfg", f32([beta, kl, wd, wu])), (p + "label", label), (p + "policy", policy), (p + "ref", ref),
+                 (p + "loss", np.float32(loss)), (p + "d", f32(d))]
+    return recs
+
+
 def simpo_records(pc, pr):
     """SimPO cases appended to the DPO ones (dpo.count rewritten): per-token
     means of replies of 20 tokens, gamma 0.5 at beta 0.1 and 2.0, eps 0 and 0.2."""
@@ -255,6 +291,7 @@ def main():
 
     recs += group_loss_records(rng)
     recs += simpo_records(pc, pr)
+    recs += kto_records(rng)
     write_fixture(out, recs)
     print(f"wrote {out}: {len(cases)} DPO cases, {len(adv_cases)} advantage cases, GRPO and RLOO loss cases")
 
