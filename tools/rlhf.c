@@ -1,6 +1,7 @@
 /* rlhf.c - the command-line face of rlhf.h.
 
      rlhf tokenizer | pretrain | sft | rm | ppo     the stages, each into a run directory
+     rlhf grpo | rloo                               PPO's trainer with group baselines instead of a critic
      rlhf dpo                                       DPO on preferences: no reward model, no sampling
      rlhf bon                                       best-of-N replies to a prompt file, as SFT data
      rlhf generate | chat | score | eval | info     using and inspecting checkpoints
@@ -1215,7 +1216,7 @@ static int generate_best_of(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx 
     char reward[1024];
     memset(&b, 0, sizeof b);
     memset(&s, 0, sizeof s);
-    if (rewards_load("generate", rw, policy_path, t, 0, &s.rm, &s.fn, &s.user)) return 1;
+    if (rewards_load("generate", rw, policy_path, t, 0, &s.rm, &s.fn, &s.user)) return rewards_free(rw), 1;
     rewards_name(rw, reward, sizeof reward);
 
     /* the prompt through the template, in the smallest context of the models, with room for a reply */
