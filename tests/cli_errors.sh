@@ -409,8 +409,64 @@ expect 0 "records in .*b.jsonl" bon $BON_M --prompts "$W/p3.jsonl" --out "$W/b.j
 ls "$W" | grep -q "b.jsonl.tmp-" && bad "bon did not remove the temporary file of a killed run"
 cmp -s "$W/b.jsonl" "$W/b.before" || bad "bon --overwrite with the same seed wrote another file"
 
+
+# --- grpo and rloo: the group options, the rewards, a run of another algorithm, Ctrl-C and --resume ---
+GO="--batch 8 --mini-batch 4 --max-new 4"
+GP="--policy $SFT --prompts $P --iters 1 $GO"
+expect 2 "--group-size must be an integer in \[2, 1024\], got \"1\"" grpo $GP --reward "$RM" --out "$W/g0" --group-size 1
+expect 2 "--batch 10 is not a multiple of --group-size 4: --batch counts replies" grpo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/g0" --batch 10
+expect 2 "--batch 6 is not a multiple of --group-size 4" rloo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/g0" --batch 6
+expect 2 "--loss-type is one of grpo\|dapo\|dr_grpo, got \"ppo\"" grpo $GP --reward "$RM" --out "$W/g0" --loss-type ppo
+expect 2 "--scale-rewards is one of group\|batch\|none, got \"std\"" grpo $GP --reward "$RM" --out "$W/g0" --scale-rewards std
+expect 2 "unknown option --loss-type" rloo $GP --reward "$RM" --out "$W/g0" --loss-type dapo
+expect 2 "unknown option --critic" grpo $GP --reward "$RM" --out "$W/g0" --critic "$RM"
+expect 2 "unknown option --group-size" ppo $GP --reward "$RM" --out "$W/g0" --group-size 4
+expect 2 "--cliprange-high must be a finite number in \[0, 100\), got \"-0.1\"" grpo $GP --reward "$RM" --out "$W/g0" --cliprange-high -0.1
+expect 2 "--beta is --kl-coef under TRL's name: give one of them" rloo $GP --reward "$RM" --out "$W/g0" --beta 0.1 --kl-coef 0.1
+expect 2 "needs --policy, --reward, --prompts and --out" grpo --policy "$SFT" --prompts "$P" --out "$W/g0"
+expect 2 "--reward-weights has 1 weight but --reward is given 2 times: one weight per --reward" \
+    grpo $GP --reward "$RM" --reward "$RM" --reward-weights 1 --out "$W/g0"
+expect 2 "--reward-weights has 3 weights but --reward is given 2 times" ppo $GP --reward "$RM" --reward "$RM" --reward-weights 1,2,3 --out "$W/g0"
+expect 2 "--reward-weights takes finite numbers separated by commas \(e.g. 1,0.5\), got \"1,inf\"" \
+    rloo $GP --reward "$RM" --reward "$RM" --reward-weights 1,inf --out "$W/g0"
+expect 2 "--reward-weights takes finite numbers .*got \"0.5;1\"" bon $BON_M --reward "$RM" --reward-weights "0.5;1" --prompts "$P" --out "$W/g0.jsonl"
+expect 2 "--reward-weights is for --best-of N" generate "$SFT" --prompt hi --reward-weights 1
+expect 2 "--reward is given more than 8 times" grpo $GP --out "$W/g0" --reward "$RM" --reward "$RM" --reward "$RM" --reward "$RM" \
+    --reward "$RM" --reward "$RM" --reward "$RM" --reward "$RM" --reward "$RM"
+[ -e "$W/g0" ] && bad "a grpo refused for its options created its --out"
+expect 1 "rlhf grpo: --reward: .*typo.safetensors: cannot open" grpo $GP --reward "$RM" --reward "$W/typo.safetensors" --out "$W/g1"
+once "rlhf grpo:"
+expect 1 "--reward .*sft.safetensors has no scalar head: it is a policy, not a reward model" rloo $GP --reward "$SFT" --out "$W/g1"
+expect 1 "--reward .*critic.safetensors is a value model \(a PPO critic\)" grpo $GP --reward "$K/critic.safetensors" --out "$W/g1"
+expect 1 "--reward .*rm300/last.safetensors has a tokenizer of 300 tokens" grpo $GP --reward "$RM" --reward "$W/rm300/last.safetensors" --out "$W/g1"
+expect 1 "--policy .*rm.safetensors is a reward model \(it has a scalar head\)" grpo --policy "$RM" --prompts "$P" $GO --reward "$RM" --out "$W/g1"
+expect 1 "no-such-prompts.jsonl" rloo --policy "$SFT" $GO --reward "$RM" --prompts "$W/no-such-prompts.jsonl" --out "$W/g1"
+expect 2 "holds a ppo run, not a grpo run" grpo --policy "$SFT" --prompts "$P" $GO --reward "$RM" --out "$K" --resume --iters 100000
+expect 2 "holds the checkpoints of another stage" rloo $GP --reward "$RM" --out "$D"
+expect 0 "RLOO: 1 iterations; .*\(policy.safetensors\)" rloo $GP --reward "$RM" --out "$W/g2"
+expect 2 "already holds a run: add --resume" rloo $GP --reward "$RM" --out "$W/g2"
+expect 2 "holds a rloo run, not a grpo run" grpo --policy "$SFT" --prompts "$P" $GO --reward "$RM" --out "$W/g2" --resume --iters 2
+expect 1 "--kl-coef 0 runs without a reference: resume with the run's --kl-coef" rloo --policy "$SFT" --prompts "$P" $GO --reward "$RM" --out "$W/g2" --resume --iters 2 --kl-coef 0
+expect 0 "GRPO: 1 iterations" grpo $GP --reward "$RM" --out "$W/g2" --overwrite
+[ -e "$W/g2/critic.safetensors" ] && bad "grpo --overwrite of a rloo run kept or wrote a critic"
+# Ctrl-C mid-run: exit 130, the state saved, --resume continues to the iteration asked for
+cases=$((cases + 1))
+"$X" grpo --policy "$SFT" --prompts "$P" $GO --reward "$RM" --out "$W/g_int" --iters 100000 --save-every 100000 > "$OUT" 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 300 ] && ! grep -q '"stage":"grpo","step":3,' "$W/g_int/metrics.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+kill -INT $pid
+wait $pid
+st=$?
+[ $st -eq 130 ] && grep -q "rlhf grpo: stopped at iteration [0-9]* of 100000; the state is saved in .*--resume" "$OUT" ||
+    bad "grpo stopped by SIGINT: exit $st, want 130 and the resume hint"
+it=$("$X" info "$W/g_int/policy.safetensors" | sed -n 's/.*"iteration":\([0-9]*\).*/\1/p')
+[ -n "$it" ] || it=0
+expect 0 "GRPO: $((it + 2)) iterations" grpo --policy "$SFT" --prompts "$P" $GO --reward "$RM" --out "$W/g_int" --iters $((it + 2)) --save-every 100000 --resume
+grep -q "resuming .* at iteration $it" "$OUT" || bad "grpo --resume after SIGINT did not resume at iteration $it"
+
 if [ $fails -ne 0 ]; then
     echo "cli_errors: $fails of $cases cases FAILED"
     exit 1
 fi
-echo "cli_errors: all $cases cases ok (exit statuses, messages, no crash, run directories, signals, kill -9 during PPO saves, best-of-N)"
+echo "cli_errors: all $cases cases ok (exit statuses, messages, no crash, run directories, signals, kill -9 during PPO saves, grpo and rloo, best-of-N)"

@@ -39,6 +39,31 @@ run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --p
 run ppo --policy "$R/sft/last.safetensors" --reward "$R/rm/last.safetensors" --prompts "$Q/prompts.jsonl" --out "$R/ppo" --iters 2 --batch 4 --mini-batch 2 --max-new 4 --resume
 grep -q "PPO: 2 iterations" "$R/out.txt" || { echo "FAIL: ppo --resume did not continue"; cat "$R/out.txt"; exit 1; }
 run generate "$R/ppo/policy.safetensors" --prompt "add 1 and 2" --n 2 --max-new 4
+# grpo and rloo (no critic): 2 iterations, then --resume to 4 gives the bytes of 4 in one go; TRL's group metrics;
+# --kl-coef 0 loads no reference; a two-reward mix; plot draws grpo.svg / rloo.svg. The demo's reward model and SFT
+# policy (it ends some replies at --max-new 24, so groups differ and the policy learns)
+GR="--policy $Q/sft.safetensors --reward $Q/rm.safetensors --prompts $Q/prompts.jsonl --batch 8 --mini-batch 4 --max-new 24 --lr 1e-3"
+for alg in grpo rloo; do
+    run $alg $GR --out "$R/$alg" --iters 4
+    run $alg $GR --out "$R/${alg}_2" --iters 2
+    run $alg $GR --out "$R/${alg}_2" --iters 4 --resume
+    grep -q "resuming .* at iteration 2" "$R/out.txt" && grep -q "iterations; last score" "$R/out.txt" ||
+        { echo "FAIL: $alg --resume did not continue"; cat "$R/out.txt"; exit 1; }
+    cmp -s "$R/$alg/policy.safetensors" "$R/${alg}_2/policy.safetensors" || { echo "FAIL: $alg: 2 + resume 2 is not 4 iterations"; exit 1; }
+    cmp -s "$R/$alg/policy.safetensors" "$Q/sft.safetensors" && { echo "FAIL: $alg did not change the policy"; exit 1; }
+    test -e "$R/$alg/critic.safetensors" && { echo "FAIL: $alg saved a critic"; exit 1; }
+    grep -q "\"stage\":\"$alg\",\"step\":4,.*\"reward_std\":[0-9].*\"frac_reward_zero_std\":[0-9]" "$R/$alg/metrics.jsonl" ||
+        { echo "FAIL: $alg: no reward_std / frac_reward_zero_std at iteration 4"; exit 1; }
+    run plot "$R/$alg"
+    grep -q "wrote $R/$alg/$alg.svg" "$R/out.txt" && grep -q ">Groups that teach nothing</text>" "$R/$alg/$alg.svg" ||
+        { echo "FAIL: plot drew no $alg.svg"; cat "$R/out.txt"; exit 1; }
+done
+run grpo $GR --out "$R/grpo_dapo" --iters 1 --loss-type dapo --scale-rewards none --cliprange-high 0.28 --kl-coef 0
+grep -q "no reference model loaded" "$R/out.txt" || { echo "FAIL: grpo --kl-coef 0 loaded a reference"; cat "$R/out.txt"; exit 1; }
+run rloo $GR --out "$R/rloo_mix" --iters 1 --reward "$Q/rm.safetensors" --reward-weights 0.5,0.25 --k3
+grep -q "the reward is 0.5 x .*rm.safetensors + 0.25 x .*rm.safetensors, scored reply by reply" "$R/out.txt" ||
+    { echo "FAIL: rloo with two rewards did not mix them"; cat "$R/out.txt"; exit 1; }
+run generate "$R/grpo/policy.safetensors" --prompt "add 1 and 2" --max-new 4
 # dpo: every pair of the rankings against the SFT model (loaded twice: policy and frozen reference), TRL's metric
 # names, a held-out accuracy; --precompute-ref and --recompute give the same bytes; the checkpoint is a policy; plot
 # draws dpo.svg
@@ -137,6 +162,16 @@ for seed in 1 3; do
     fi || { echo "FAIL: bon (seed $seed) and generate --best-of disagree on whether the kept reply was cut"; cat "$R/out.txt" "$R/bon_kept.txt"; exit 1; }
 done
 
+# several rewards: the same reward model twice, weighted 2 and 1, scores three times as high, and keeps the same replies
+run bon --model "$S" --reward "$RW" --prompts "$R/bon_one.jsonl" --out "$R/bon_single.jsonl" --n 5 --max-new 24 --keep-cut
+sed -n 's/^bon: 1 prompts, best of 5: mean best score \([-0-9.]*\) vs \([-0-9.]*\) over.*/\1 \2/p' "$R/out.txt" > "$R/bon_means1.txt"
+run bon --model "$S" --reward "$RW" --reward "$RW" --reward-weights 2,1 --prompts "$R/bon_one.jsonl" --out "$R/bon_mix.jsonl" --n 5 --max-new 24 --keep-cut
+sed -n 's/^bon: 1 prompts, best of 5: mean best score \([-0-9.]*\) vs \([-0-9.]*\) over.*/\1 \2/p' "$R/out.txt" > "$R/bon_means3.txt"
+paste "$R/bon_means1.txt" "$R/bon_means3.txt" | awk '{ d1 = $3 - 3 * $1; d2 = $4 - 3 * $2; exit !(NF == 4 && d1 * d1 < 1e-7 && d2 * d2 < 1e-7) }' &&
+    cmp -s "$R/bon_single.jsonl" "$R/bon_mix.jsonl" || { echo "FAIL: bon with --reward-weights 2,1 of one model is not 3 x its score"; cat "$R/out.txt"; exit 1; }
+run generate "$S" --prompt "reverse: red blue green" --best-of 3 --reward "$RW" --reward "$RW" --reward-weights 1,-2 --max-new 8
+grep -q "scored by 1 x .*rm.safetensors - 2 x .*rm.safetensors" "$R/out.txt" || { echo "FAIL: generate --best-of with two rewards"; cat "$R/out.txt"; exit 1; }
+
 # bon as data: a prompt string, a conversation, a conversation with an assistant turn; the SFT file reads back
 u='{"role": "user", "content": "add 1 and 2"}'
 printf '%s\n' '{"prompt": "reverse: red blue green"}' "{\"prompt\": [{\"role\": \"system\", \"content\": \"be brief\"}, $u]}" \
@@ -180,4 +215,4 @@ set +e
 [ $? -eq 2 ] || { echo "FAIL: a usage error must exit 2"; exit 1; }
 "$B/rlhf" info "$R/no-such-file.safetensors" > /dev/null 2>&1
 [ $? -eq 1 ] || { echo "FAIL: a runtime failure must exit 1"; exit 1; }
-echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, dpo, --recompute, generate, generate --best-of, bon, chat, score, eval, export, info, plot)"
+echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, grpo and rloo + resume, dpo, --recompute, generate, generate --best-of, bon, chat, score, eval, export, info, plot)"

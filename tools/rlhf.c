@@ -1,6 +1,7 @@
 /* rlhf.c - the command-line face of rlhf.h.
 
      rlhf tokenizer | pretrain | sft | rm | ppo     the stages, each into a run directory
+     rlhf grpo | rloo                               PPO's trainer with group baselines instead of a critic
      rlhf dpo                                       DPO on preferences: no reward model, no sampling
      rlhf bon                                       best-of-N replies to a prompt file, as SFT data
      rlhf generate | chat | score | eval | info     using and inspecting checkpoints
@@ -172,16 +173,17 @@ static int should_stop(void *user) {
 static int stopped_status(void) { return 128 + (int)g_stop; }
 
 /* ---- options: --name value, --name=value, --flag, --no-flag, --flag=yes|no ---- */
-enum { O_INT, O_FLOAT, O_STR, O_BOOL, O_CHOICE };
+enum { O_INT, O_FLOAT, O_STR, O_BOOL, O_CHOICE, O_LIST };
 enum {
     O_ABOVE = 1, /* the lower bound is excluded */
     O_CTX = 2,   /* an int whose 0 (not given) means the model's context */
-    O_BELOW = 4  /* the upper bound is excluded */
+    O_BELOW = 4, /* the upper bound is excluded */
+    O_ALIAS = 8  /* another name of the option before it (same value): left out of options.json */
 };
 typedef struct opt {
     const char *name, *help;
     int kind;
-    void *value;         /* int*, float*, const char**, int* (bool, choice index) */
+    void *value;         /* int*, float*, const char**, int* (bool, choice index), str_list* */
     double lo, hi;       /* numbers: the accepted range */
     int flags;
     const char *choices; /* O_CHOICE: "a|b|c" */
@@ -192,6 +194,9 @@ typedef struct opt {
 #define OPT_FA(n, h, p, lo, hi) {n, h, O_FLOAT, p, lo, hi, O_ABOVE, NULL, 0}
 #define OPT_FB(n, h, p, lo, hi) {n, h, O_FLOAT, p, lo, hi, O_BELOW, NULL, 0}
 #define OPT_S(n, h, p) {n, h, O_STR, p, 0, 0, 0, NULL, 0}
+/* a string option that may be given several times (--reward A --reward B), in order */
+typedef struct str_list { const char *v[RLHF_MAX_REWARDS]; int n; } str_list;
+#define OPT_L(n, h, p) {n, h, O_LIST, p, 0, 0, 0, NULL, 0}
 #define OPT_B(n, h, p) {n, h, O_BOOL, p, 0, 0, 0, NULL, 0}
 /* --recompute (sft, rm, dpo, pretrain, ppo): activation recompute on the trained models (rlhf_model_set_recompute) */
 #define RECOMPUTE_HELP                                                                                                 \
@@ -232,6 +237,13 @@ static int choice_find(const char *choices, const char *v) {
     }
     return -1;
 }
+/* a list option's values joined by commas (how help and options.json show it) */
+static void list_text(const str_list *l, char *buf, size_t cap) {
+    int k;
+    size_t len = 0;
+    buf[0] = 0;
+    for (k = 0; k < l->n && len < cap; k++) len += (size_t)snprintf(buf + len, cap - len, "%s%s", k ? "," : "", l->v[k]);
+}
 static void print_help(const char *usage, const char *about, const opt *o, int n) {
     int i;
     printf("usage: %s\n\n%s\n\noptions:\n", usage, about);
@@ -242,10 +254,12 @@ static void print_help(const char *usage, const char *about, const opt *o, int n
         else if (o[i].kind == O_FLOAT) snprintf(def, sizeof def, "%g", (double)*(float *)o[i].value);
         else if (o[i].kind == O_STR) snprintf(def, sizeof def, "%s", *(const char **)o[i].value ? *(const char **)o[i].value : "none");
         else if (o[i].kind == O_CHOICE) choice_at(o[i].choices, *(int *)o[i].value, def, sizeof def);
+        else if (o[i].kind == O_LIST) ((const str_list *)o[i].value)->n ? list_text((const str_list *)o[i].value, def, sizeof def)
+                                                                       : (void)snprintf(def, sizeof def, "none");
         else snprintf(def, sizeof def, "%s", *(int *)o[i].value ? "on" : "off");
         if (o[i].kind == O_BOOL) snprintf(name, sizeof name, "--[no-]%s", o[i].name);
         else if (o[i].kind == O_CHOICE) snprintf(name, sizeof name, "--%s %s", o[i].name, o[i].choices);
-        else snprintf(name, sizeof name, "--%s %s", o[i].name, o[i].kind == O_STR ? "S" : o[i].kind == O_INT ? "N" : "X");
+        else snprintf(name, sizeof name, "--%s %s", o[i].name, o[i].kind == O_STR || o[i].kind == O_LIST ? "S" : o[i].kind == O_INT ? "N" : "X");
         printf("  %-32s %s (default: %s)\n", name, o[i].help, def);
     }
     printf("  %-32s threads, any command (default: the CPUs that other programs leave free; OMP_NUM_THREADS if set)\n",
@@ -273,6 +287,13 @@ static int set_opt(const char *cmd, opt *o, const char *val, int negated) {
     if (o->kind == O_STR) {
         if (!*val) return usage_error(cmd, "--%s needs a non-empty value", o->name);
         *(const char **)o->value = val;
+        return 0;
+    }
+    if (o->kind == O_LIST) {
+        str_list *l = (str_list *)o->value;
+        if (!*val) return usage_error(cmd, "--%s needs a non-empty value", o->name);
+        if (l->n == RLHF_MAX_REWARDS) return usage_error(cmd, "--%s is given more than %d times", o->name, RLHF_MAX_REWARDS);
+        l->v[l->n++] = val;
         return 0;
     }
     if (o->kind == O_CHOICE) {
@@ -327,7 +348,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, int first, opt *o,
             if (k < n && eq) return usage_error(cmd, "--%s takes no value", name), -2;
         }
         if (k == n) return usage_error(cmd, "unknown option --%s", name), -2;
-        if (o[k].given) return usage_error(cmd, "--%s is given twice", o[k].name), -2;
+        if (o[k].given && o[k].kind != O_LIST) return usage_error(cmd, "--%s is given twice", o[k].name), -2;
         o[k].given = 1;
         if (o[k].kind == O_BOOL) val = eq ? eq + 1 : NULL;
         else if (!(val = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL)) return usage_error(cmd, "--%s needs a value", name), -2;
@@ -475,6 +496,7 @@ static void opt_text(const opt *o, char *buf, size_t cap) {
     else if (o->kind == O_FLOAT) snprintf(buf, cap, "%.9g", (double)*(float *)o->value);
     else if (o->kind == O_STR) snprintf(buf, cap, "%s", *(const char **)o->value ? *(const char **)o->value : "");
     else if (o->kind == O_CHOICE) choice_at(o->choices, *(int *)o->value, buf, cap);
+    else if (o->kind == O_LIST) list_text((const str_list *)o->value, buf, cap);
     else snprintf(buf, cap, "%s", *(int *)o->value ? "yes" : "no");
 }
 static int save_options(const char *cmd, const char *dir, const opt *o, int n) {
@@ -486,7 +508,7 @@ static int save_options(const char *cmd, const char *dir, const opt *o, int n) {
     fprintf(f, "{\"command\": \"%s\"", cmd);
     for (k = 0; k < n; k++) {
         const char *c;
-        if (opt_steers_only(o[k].name)) continue;
+        if (opt_steers_only(o[k].name) || (o[k].flags & O_ALIAS)) continue;
         opt_text(&o[k], v, sizeof v);
         fprintf(f, ", \"%s\": \"", o[k].name);
         for (c = v; *c; c++) {
@@ -521,7 +543,9 @@ static int compare_options(const char *cmd, const char *dir, const opt *o, int n
         return rc;
     }
     for (k = 0; k < n; k++) {
-        if (opt_steers_only(o[k].name) || !(x = rlhf_json_get(root, o[k].name)) || x->type != RLHF_JSON_STRING) continue;
+        if (opt_steers_only(o[k].name) || (o[k].flags & O_ALIAS) || !(x = rlhf_json_get(root, o[k].name)) ||
+            x->type != RLHF_JSON_STRING)
+            continue;
         opt_text(&o[k], v, sizeof v);
         if (strcmp(v, x->str) != 0)
             say("warning: --%s is %s here but %s in the run being resumed", o[k].name, v[0] ? v : "(none)", x->str[0] ? x->str : "(none)"), differ++;
@@ -963,8 +987,10 @@ static int bon_same_vocab(const char *cmd, const char *rm_path, const char *poli
                     rlhf_tokenizer_template(tp) == RLHF_TEMPLATE_HH ? "hh" : "chat", hint);
     return 0;
 }
-/* --reward: a reward model (a scalar head; a PPO critic is refused) that shares the policy's vocabulary */
-static rlhf_model *bon_load_reward(const char *cmd, const char *rm_path, const char *policy_path, const rlhf_tokenizer *tp) {
+/* --reward: a reward model (a scalar head; a PPO critic is refused) that shares the policy's vocabulary.
+   trains: for ppo, grpo and rloo, whose KL coefficient is on the scale of a normalised reward */
+static rlhf_model *bon_load_reward(const char *cmd, const char *rm_path, const char *policy_path, const rlhf_tokenizer *tp,
+                                   int trains) {
     rlhf_tokenizer *tr = NULL;
     rlhf_model *rm = load_model(cmd, "--reward", rm_path, ROLE_SCORER, &tr);
     int bad;
@@ -975,7 +1001,10 @@ static rlhf_model *bon_load_reward(const char *cmd, const char *rm_path, const c
         rlhf_model_free(rm);
         return NULL;
     }
-    if (!rlhf_model_meta(rm, "rlhf.reward.gain")) { /* on stderr: generate's stdout is the replies */
+    if (!rlhf_model_meta(rm, "rlhf.reward.gain") && trains)
+        say("warning: --reward %s is not normalised (no rlhf.reward.gain): its raw scores set the scale of the reward against "
+            "the KL penalty; normalise it with rlhf rm (--normalize-samples) for the usual beta to mean what it says", rm_path);
+    else if (!rlhf_model_meta(rm, "rlhf.reward.gain")) { /* on stderr: generate's stdout is the replies */
         status_erase();
         fprintf(stderr, "rlhf %s: warning: --reward %s is not normalised (no rlhf.reward.gain): the scores are raw (the same "
                 "reply wins, the numbers are on the model's own scale)\n", cmd, rm_path);
@@ -991,9 +1020,95 @@ static int bon_check_sampling(const char *cmd, int n, const char *n_opt, float t
     return 0;
 }
 
+
+/* ---- several rewards: --reward given once or more, and --reward-weights -------------------------
+   ppo, grpo, rloo, bon and generate --best-of score a reply with sum_k w_k score_k over the --reward
+   models (TRL's reward_funcs with reward_weights; the weights default to 1). One model at weight 1 goes
+   to the library as the reward model itself (PPO then scores a batch in one pass); anything else as an
+   rlhf_reward_mix, scored reply by reply. */
+typedef struct reward_set {
+    str_list path;                 /* --reward, in order */
+    const char *weights;           /* --reward-weights as given, or NULL: all 1 */
+    float w[RLHF_MAX_REWARDS];
+    rlhf_model *m[RLHF_MAX_REWARDS];
+    rlhf_reward_mix mix;
+} reward_set;
+/* --reward-weights against --reward, before anything is loaded: 0, or 2 (printed) */
+static int rewards_check(const char *cmd, reward_set *rs) {
+    const char *s = rs->weights;
+    int k;
+    for (k = 0; k < RLHF_MAX_REWARDS; k++) rs->w[k] = 1.0f;
+    if (!s) return 0;
+    if (rs->path.n == 0) return usage_error(cmd, "--reward-weights weighs the --reward models: give --reward too");
+    for (k = 0;; k++, s++) {
+        char *end;
+        double d;
+        errno = 0;
+        d = strtod(s, &end);
+        if (end == s || (*end && *end != ',') || errno == ERANGE || !isfinite(d))
+            return usage_error(cmd, "--reward-weights takes finite numbers separated by commas (e.g. 1,0.5), got \"%s\"",
+                               rs->weights);
+        if (k < RLHF_MAX_REWARDS) rs->w[k] = (float)d;
+        if (!*(s = end)) break;
+    }
+    if (k + 1 != rs->path.n)
+        return usage_error(cmd, "--reward-weights has %d weight%s but --reward is given %d time%s: one weight per --reward, "
+                           "in their order", k + 1, k ? "s" : "", rs->path.n, rs->path.n > 1 ? "s" : "");
+    return 0;
+}
+/* the rewards as the library takes them: *rm, or *fn with *user (the mix) */
+static void rewards_scorer(reward_set *rs, const rlhf_tokenizer *t, rlhf_model **rm, rlhf_score_fn *fn, void **user) {
+    int k;
+    *rm = NULL, *fn = NULL, *user = NULL;
+    if (rs->path.n == 1 && rs->w[0] == 1.0f) {
+        *rm = rs->m[0];
+        return;
+    }
+    memset(&rs->mix, 0, sizeof rs->mix);
+    rs->mix.tokenizer = t, rs->mix.n = rs->path.n;
+    for (k = 0; k < rs->path.n; k++) rs->mix.model[k] = rs->m[k], rs->mix.weight[k] = rs->w[k];
+    *fn = rlhf_reward_mix_score, *user = &rs->mix;
+}
+/* the rewards in words: "RM", or "1 x A + 0.5 x B" for a mix */
+static const char *rewards_name(const reward_set *rs, char *buf, size_t cap) {
+    size_t len = 0;
+    int k;
+    if (rs->path.n == 1 && rs->w[0] == 1.0f) snprintf(buf, cap, "%s", rs->path.v[0]);
+    for (k = 0; (rs->path.n > 1 || rs->w[0] != 1.0f) && k < rs->path.n && len < cap; k++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%g x %s", !k ? "" : rs->w[k] < 0 ? " - " : " + ",
+                                (double)(k && rs->w[k] < 0 ? -rs->w[k] : rs->w[k]), rs->path.v[k]);
+    return buf;
+}
+/* every --reward, checked against the policy's vocabulary (bon_load_reward), then as the library takes them */
+static int rewards_load(const char *cmd, reward_set *rs, const char *policy_path, const rlhf_tokenizer *tp, int trains,
+                        rlhf_model **rm, rlhf_score_fn *fn, void **user) {
+    int k;
+    for (k = 0; k < rs->path.n; k++)
+        if (!(rs->m[k] = bon_load_reward(cmd, rs->path.v[k], policy_path, tp, trains))) return 1;
+    rewards_scorer(rs, tp, rm, fn, user);
+    if (*fn && trains) {
+        char what[1024];
+        say("%s: the reward is %s, scored reply by reply", cmd, rewards_name(rs, what, sizeof what));
+    }
+    return 0;
+}
+/* the smallest context of the reward models, or n_ctx when smaller */
+static int rewards_ctx(const reward_set *rs, int n_ctx) {
+    int k;
+    for (k = 0; k < rs->path.n; k++)
+        if (rs->m[k] && rlhf_model_config(rs->m[k])->n_ctx < n_ctx) n_ctx = rlhf_model_config(rs->m[k])->n_ctx;
+    return n_ctx;
+}
+static void rewards_free(reward_set *rs) {
+    int k;
+    for (k = 0; k < rs->path.n; k++) rlhf_model_free(rs->m[k]), rs->m[k] = NULL;
+}
+
 /* One prompt's best of N replies: the state of a command's whole run. */
 typedef struct bon_state {
     rlhf_model *policy, *rm;
+    rlhf_score_fn fn;    /* when rm is NULL: several rewards (rlhf_reward_mix_score) */
+    void *user;
     const rlhf_tokenizer *t;
     rlhf_sampler_config sc;
     rlhf_rng *rng;       /* the replies come from it in order: a seed gives the same replies */
@@ -1045,7 +1160,7 @@ static int bon_decode(const rlhf_tokenizer *t, const int *ids, int n, char **tex
    error); RLHF_ERR_NON_FINITE when a score is not finite. */
 static rlhf_result bon_sample(bon_state *b, const int *prompt, int n_prompt) {
     int stop = rlhf_tokenizer_reply_end(b->t), i;
-    rlhf_result r = rlhf_best_of_n(b->policy, b->rm, NULL, NULL, b->t, prompt, n_prompt, b->n, b->max_new, &b->sc, b->rng,
+    rlhf_result r = rlhf_best_of_n(b->policy, b->rm, b->fn, b->user, b->t, prompt, n_prompt, b->n, b->max_new, &b->sc, b->rng,
                                    b->best, &b->n_best, b->scores, &b->best_index);
     if (r != RLHF_OK) return r;
     for (i = 0; i < b->n; i++)
@@ -1062,6 +1177,8 @@ static rlhf_result bon_sample(bon_state *b, const int *prompt, int n_prompt) {
    each reply's text. */
 typedef struct bon_seen {
     rlhf_model *rm;
+    rlhf_score_fn fn;     /* when rm is NULL: several rewards (rlhf_reward_mix_score) */
+    void *user;
     const rlhf_tokenizer *t;
     int *seq;             /* prompt + reply: room for the context */
     int k;                /* replies seen */
@@ -1074,45 +1191,49 @@ static float bon_score_seen(void *user, const int *prompt, int n_prompt, const i
     bon_seen *s = (bon_seen *)user;
     int len = n_prompt + n_response, k = s->k++;
     float score = NAN;
-    memcpy(s->seq, prompt, (size_t)n_prompt * sizeof(int));
-    memcpy(s->seq + n_prompt, response, (size_t)n_response * sizeof(int));
     s->cut[k] = !(n_response > 0 && response[n_response - 1] == rlhf_tokenizer_reply_end(s->t));
-    if (s->cut[k]) { /* scored at an <|end|>, appended or over the last token, as rlhf_best_of_n scores */
-        if (len < rlhf_model_config(s->rm)->n_ctx) len++;
-        s->seq[len - 1] = rlhf_tokenizer_reply_end(s->t);
+    if (!s->rm) score = s->fn(s->user, prompt, n_prompt, response, n_response); /* a mix scores as below, term by term */
+    else {
+        memcpy(s->seq, prompt, (size_t)n_prompt * sizeof(int));
+        memcpy(s->seq + n_prompt, response, (size_t)n_response * sizeof(int));
+        if (s->cut[k]) { /* scored at an <|end|>, appended or over the last token, as rlhf_best_of_n scores */
+            if (len < rlhf_model_config(s->rm)->n_ctx) len++;
+            s->seq[len - 1] = rlhf_tokenizer_reply_end(s->t);
+        }
+        if (rlhf_reward_score_ids(s->rm, s->seq, NULL, &len, 1, len, &score) != RLHF_OK) s->failed = 1;
     }
-    if (rlhf_reward_score_ids(s->rm, s->seq, NULL, &len, 1, len, &score) != RLHF_OK) s->failed = 1;
     if (!bon_decode(s->t, response, s->cut[k] ? n_response : n_response - 1, &s->text[k], &s->cap[k], &s->len[k])) s->failed = 2;
     return score;
 }
 /* --n rounds of the best of best_of replies to msg: every reply with its score, the kept one marked
    with *, or (only_best) the kept reply alone, as plain generate prints one */
-static int generate_best_of(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const gen_opts *g, const char *reward,
+static int generate_best_of(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx *sc, const gen_opts *g, reward_set *rw,
                             const char *policy_path, int best_of, int only_best, const rlhf_message *msg, int nm) {
-    rlhf_model *rm = bon_load_reward("generate", reward, policy_path, t);
     bon_state b;
     bon_seen s;
     int *prompt = NULL, n_ctx, max_new, round, i, rc = 0;
     size_t np = 0;
+    char reward[1024];
     memset(&b, 0, sizeof b);
     memset(&s, 0, sizeof s);
-    if (!rm) return 1;
+    if (rewards_load("generate", rw, policy_path, t, 0, &s.rm, &s.fn, &s.user)) return rewards_free(rw), 1;
+    rewards_name(rw, reward, sizeof reward);
 
-    /* the prompt through the template, in the smaller context of the two models, with room for a reply */
-    n_ctx = rlhf_model_config(m)->n_ctx < rlhf_model_config(rm)->n_ctx ? rlhf_model_config(m)->n_ctx : rlhf_model_config(rm)->n_ctx;
+    /* the prompt through the template, in the smallest context of the models, with room for a reply */
+    n_ctx = rewards_ctx(rw, rlhf_model_config(m)->n_ctx);
     if (!(prompt = (int *)malloc((size_t)n_ctx * sizeof(int)))) {
         rc = fail("generate", "out of memory");
         goto done;
     }
     if (rlhf_tokenizer_chat(t, msg, nm, 1, prompt, NULL, (size_t)n_ctx, &np) != RLHF_OK || (int)np + 1 > n_ctx) {
-        rc = fail("generate", "the prompt does not fit the context (%d tokens, the smaller of the policy's and the reward "
-                  "model's) with room for a reply", n_ctx);
+        rc = fail("generate", "the prompt does not fit the context (%d tokens, the smallest of the policy's and the reward "
+                  "models') with room for a reply", n_ctx);
         goto done;
     }
     max_new = g->max_new < n_ctx - (int)np ? g->max_new : n_ctx - (int)np;
 
     /* each reply's text and cut, kept by the score function */
-    s.rm = rm, s.t = t;
+    s.t = t;
     s.seq = (int *)malloc(((size_t)n_ctx + 1) * sizeof(int));
     s.text = (char **)calloc((size_t)best_of, sizeof(char *));
     s.cap = (size_t *)calloc((size_t)best_of, sizeof(size_t));
@@ -1132,7 +1253,7 @@ static int generate_best_of(rlhf_model *m, const rlhf_tokenizer *t, sampler_ctx 
                            b.scores, &b.best_index);
         if (r != RLHF_OK) rc = fail("generate", "%s", lib_msg(rlhf_model_last_error(m)));
         else if (s.failed == 2) rc = fail("generate", "out of memory");
-        else if (s.failed) rc = fail("generate", "--reward %s: %s", reward, lib_msg(rlhf_model_last_error(rm)));
+        else if (s.failed) rc = fail("generate", "--reward %s: %s", reward, lib_msg(rlhf_model_last_error(s.rm)));
         for (i = 0; rc == 0 && i < best_of; i++)
             if (!isfinite(b.scores[i]))
                 rc = fail("generate", "--reward %s gave reply %d a score that is not finite: its weights are broken", reward, i + 1);
@@ -1160,7 +1281,7 @@ done:
     free(s.seq);
     free(prompt);
     bon_close(&b);
-    rlhf_model_free(rm);
+    rewards_free(rw);
     return rc;
 }
 
@@ -1168,14 +1289,17 @@ static int cmd_generate(int argc, char **argv) {
     const char *pos[1];
     gen_opts g = {1, 0, 64, 1, 0.7f, 1.0f, NULL, NULL};
     int best_of = 0, only_best = 0;
-    const char *reward = NULL;
+    reward_set rw;
     opt o[] = {
         OPT_S("prompt", "the user's message", &g.prompt),
         OPT_S("system", "a system message before it", &g.system),
         OPT_I("n", "replies to sample", &g.n, 1, 100000),
         OPT_I("best-of", "each reply the best of N, scored by --reward: every score printed, the kept reply marked "
                          "(off when not given)", &best_of, 1, 1024),
-        OPT_S("reward", "the reward model of --best-of (it must share the policy's vocabulary)", &reward),
+        OPT_L("reward", "the reward model of --best-of (it must share the policy's vocabulary); give --reward again for "
+                        "several, summed with --reward-weights", &rw.path),
+        OPT_S("reward-weights", "one weight per --reward, in their order, e.g. 1,0.5: the score is sum_k w_k score_k (none: "
+                                "all 1)", &rw.weights),
         OPT_B("only-best", "with --best-of: print the kept reply alone, as a plain reply", &only_best),
         SAMPLING_OPTS(g)
     };
@@ -1184,19 +1308,23 @@ static int cmd_generate(int argc, char **argv) {
     sampler_ctx sc = {NULL, NULL, {{0}}, NULL};
     rlhf_message msg[2];
     char out[4096];
-    int np = parse_opts("generate", argc, argv, 2, o, N_OPTS(o), pos, 1), i, rc, nm = 0;
+    int np, i, rc, nm = 0;
+    memset(&rw, 0, sizeof rw);
+    np = parse_opts("generate", argc, argv, 2, o, N_OPTS(o), pos, 1);
     if (np < 0) return help_or_usage(np, "rlhf generate CHECKPOINT --prompt TEXT [options]", "Sample replies to a prompt through the chat template with the KV cache.", o,
                    N_OPTS(o));
     if (np != 1 || !g.prompt) return usage_error("generate", "needs one CHECKPOINT and --prompt");
-    if (best_of && !reward) return usage_error("generate", "--best-of needs --reward (the reward model that scores the replies)");
-    if (!best_of && (reward || only_best)) return usage_error("generate", "--%s is for --best-of N: add it", reward ? "reward" : "only-best");
+    if (best_of && !rw.path.n) return usage_error("generate", "--best-of needs --reward (the reward model that scores the replies)");
+    if (!best_of && (rw.path.n || rw.weights || only_best))
+        return usage_error("generate", "--%s is for --best-of N: add it", rw.path.n ? "reward" : rw.weights ? "reward-weights" : "only-best");
+    if ((rc = rewards_check("generate", &rw)) != 0) return rc;
     if ((rc = bon_check_sampling("generate", best_of, "--best-of", g.temperature)) != 0) return rc;
     if (!(m = load_model("generate", "CHECKPOINT", pos[0], ROLE_POLICY, &t))) return 1;
     if ((rc = gen_setup("generate", m, &g, given(o, N_OPTS(o), "max-new"), &sc)) != 0) goto done;
     if (g.system) msg[nm].role = RLHF_ROLE_SYSTEM, msg[nm].content.str = g.system, msg[nm++].content.len = strlen(g.system);
     msg[nm].role = RLHF_ROLE_USER, msg[nm].content.str = g.prompt, msg[nm++].content.len = strlen(g.prompt);
     if (best_of) {
-        rc = generate_best_of(m, t, &sc, &g, reward, pos[0], best_of, only_best, msg, nm);
+        rc = generate_best_of(m, t, &sc, &g, &rw, pos[0], best_of, only_best, msg, nm);
         goto done;
     }
     for (i = 0; i < g.n && rc == 0; i++) {
@@ -1675,15 +1803,17 @@ static void bon_remove_stale(const char *out) {
 }
 /* --out before anything is loaded: a JSONL file path, replaced only with --overwrite, never one of the
    inputs; its directory is made if missing. 0, else the exit status (printed). */
-static int bon_check_out(const char *out, int overwrite, const char *const *inputs, const char *const *names) {
+static int bon_check_out(const char *out, int overwrite, const char *prompts, const char *model, const reward_set *rw) {
     struct stat so, si;
     int k;
     size_t n = strlen(out);
     if (is_dir(out) || out[n - 1] == '/') return fail("bon", "--out %s is a directory: give the path of a JSONL file to write", out);
     if (stat(out, &so) == 0) {
-        for (k = 0; inputs[k]; k++)
-            if (stat(inputs[k], &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino)
-                return usage_error("bon", "--out %s is the %s file itself", out, names[k]);
+        for (k = -2; k < rw->path.n; k++) { /* the input files: --prompts, --model, every --reward */
+            const char *in = k == -2 ? prompts : k == -1 ? model : rw->path.v[k];
+            if (stat(in, &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino)
+                return usage_error("bon", "--out %s is the %s file itself", out, k == -2 ? "--prompts" : k == -1 ? "--model" : "--reward");
+        }
         if (!S_ISREG(so.st_mode)) return fail("bon", "--out %s exists and is not a regular file", out);
         if (!overwrite)
             return usage_error("bon", "--out %s exists: add --overwrite to replace it (it is replaced only once the new file is "
@@ -1762,12 +1892,16 @@ static int bon_loop(bon_state *b, const rlhf_dataset *d, const rlhf_tokenizer *t
     return 0;
 }
 static int cmd_bon(int argc, char **argv) {
-    const char *pos[1], *model = NULL, *reward = NULL, *prompts = NULL, *out = NULL, *what;
+    const char *pos[1], *model = NULL, *prompts = NULL, *out = NULL, *what;
     gen_opts g = {4, 0, 64, 1, 1.0f, 1.0f, NULL, NULL};
+    reward_set rw;
     int max_len = 0, overwrite = 0, skip_bad = 0, keep_cut = 0, log_every = 0, np, rc, n_ctx, limit;
     opt o[] = {
         OPT_S("model", "the policy (an SFT checkpoint or Hugging Face directory) that samples the replies", &model),
-        OPT_S("reward", "the reward model that scores them (rlhf rm; it must share the policy's vocabulary)", &reward),
+        OPT_L("reward", "the reward model that scores them (rlhf rm; it must share the policy's vocabulary); give --reward "
+                        "again for several, summed with --reward-weights", &rw.path),
+        OPT_S("reward-weights", "one weight per --reward, in their order, e.g. 1,0.5: the score is sum_k w_k score_k (none: "
+                                "all 1)", &rw.weights),
         OPT_S("prompts", "the prompts: a PROMPTS, SFT or preference JSONL file (standard or conversational); each record's "
                          "prompt is used", &prompts),
         OPT_S("out", "the SFT JSONL file to write: {\"prompt\", \"completion\"} for a prompt string, {\"messages\"} for a "
@@ -1788,8 +1922,10 @@ static int cmd_bon(int argc, char **argv) {
         OPT_I("log-every", "prompts between progress lines on stderr when it is not a terminal (0: every tenth of the file)",
               &log_every, 0, BIG),
     };
-    const char *inputs[4], *names[4] = {"--prompts", "--model", "--reward", NULL};
+    char reward[1024];
     rlhf_model *policy = NULL, *rm = NULL;
+    rlhf_score_fn fn = NULL; /* several rewards: their mix, with user */
+    void *user = NULL;
     rlhf_tokenizer *t = NULL;
     rlhf_dataset *d = NULL;
     rlhf_data_format fmt;
@@ -1803,6 +1939,7 @@ static int cmd_bon(int argc, char **argv) {
     bon_counts cnt;
     memset(&b, 0, sizeof b);
     memset(&fit, 0, sizeof fit);
+    memset(&rw, 0, sizeof rw);
     np = parse_opts("bon", argc, argv, 2, o, N_OPTS(o), pos, 0);
     if (np < 0) return help_or_usage(np, "rlhf bon --model POLICY --reward RM --prompts FILE --out OUT.jsonl [options]",
                    "Best-of-N as data (rejection sampling, expert iteration): for every prompt of FILE, --n replies sampled by\n"
@@ -1811,18 +1948,19 @@ static int cmd_bon(int argc, char **argv) {
                    "gain of best-of-N). OUT is written whole once every prompt is done: a stop (Ctrl-C: exit 130) or a kill\n"
                    "leaves no partial file, and an existing OUT is replaced only with --overwrite.",
                    o, N_OPTS(o));
-    if (!model || !reward || !prompts || !out) return usage_error("bon", "needs --model, --reward, --prompts and --out");
-    if ((rc = bon_check_sampling("bon", g.n, "--n", g.temperature)) != 0) return rc;
-    inputs[0] = prompts, inputs[1] = model, inputs[2] = reward, inputs[3] = NULL;
-    if ((rc = bon_check_out(out, overwrite, inputs, names)) != 0) return rc;
+    if (!model || !rw.path.n || !prompts || !out) return usage_error("bon", "needs --model, --reward, --prompts and --out");
+    if ((rc = rewards_check("bon", &rw)) != 0 || (rc = bon_check_sampling("bon", g.n, "--n", g.temperature)) != 0) return rc;
+    if ((rc = bon_check_out(out, overwrite, prompts, model, &rw)) != 0) return rc;
     if (bon_format("bon", prompts, &fmt, &what) != 0) return 1;
 
     /* the models, the lengths, the prompts */
     rc = 1;
-    if (!(policy = load_model("bon", "--model", model, ROLE_POLICY, &t)) || !(rm = bon_load_reward("bon", reward, model, t))) goto done;
-    n_ctx = rlhf_model_config(policy)->n_ctx < rlhf_model_config(rm)->n_ctx ? rlhf_model_config(policy)->n_ctx : rlhf_model_config(rm)->n_ctx;
+    if (!(policy = load_model("bon", "--model", model, ROLE_POLICY, &t)) || rewards_load("bon", &rw, model, t, 0, &rm, &fn, &user))
+        goto done;
+    rewards_name(&rw, reward, sizeof reward);
+    n_ctx = rewards_ctx(&rw, rlhf_model_config(policy)->n_ctx);
     if (max_len > n_ctx) {
-        rc = usage_error("bon", "--max-len %d is longer than the models' context (%d tokens, the smaller of the two)", max_len, n_ctx);
+        rc = usage_error("bon", "--max-len %d is longer than the models' context (%d tokens, the smallest of them)", max_len, n_ctx);
         goto done;
     }
     if (max_len == 0) max_len = n_ctx;
@@ -1840,6 +1978,7 @@ static int cmd_bon(int argc, char **argv) {
         rc = fail("bon", "out of memory");
         goto done;
     }
+    b.fn = fn, b.user = user;
     if (log_every == 0) log_every = total >= 10 ? (int)(total / 10) : 1;
 
     /* every prompt's best of N, into the temporary file */
@@ -1892,7 +2031,7 @@ done:
     bon_close(&b);
     rlhf_dataset_free(d);
     rlhf_tokenizer_free(t);
-    rlhf_model_free(rm);
+    rewards_free(&rw);
     rlhf_model_free(policy);
     return rc;
 }
@@ -2327,10 +2466,18 @@ static int cmd_train(int argc, char **argv, const char *cmd) {
     }
 }
 
-/* ---- ppo --------------------------------------------------------------------------------- */
+/* ---- ppo, grpo, rloo: one trainer (rlhf_ppo), one command ---------------------------------------
+   The three differ in the advantage estimator (rlhf_ppo_config.estimator) and so in their options:
+   ppo has a critic, PPO-ptx, the adaptive KL controller and an EMA; grpo and rloo sample --group-size
+   replies per prompt and have no critic; grpo has --scale-rewards and --loss-type. The command's
+   name is the stage of its metric lines, the "command" of options.json and the "algo" of the saved
+   state (a run is resumed by the command that made it). */
 typedef struct ppo_cli {
-    const char *policy, *reward, *critic, *prompts, *ptx, *out;
+    const char *cmd;  /* "ppo", "grpo" or "rloo" */
+    const char *policy, *critic, *prompts, *ptx, *out;
+    reward_set rw;    /* --reward (once or more), --reward-weights */
     int iters, resume, overwrite, skip_bad, seed, adaptive, k3, save_every, max_len;
+    int loss_type, scale; /* grpo: --loss-type, --scale-rewards as indices of their choices (the enums' order) */
     int prompt_len;   /* the prompt limit the trainer gets: --max-prompt, or what --max-len leaves (options.json keeps the options as given) */
     rlhf_ppo_config c;
 } ppo_cli;
@@ -2345,138 +2492,155 @@ static long ppo_saved_iteration(const char *dir) {
     rlhf_model_free(m);
     return it;
 }
-static int ppo_check(const ppo_cli *a) {
-    if (!a->policy || !a->reward || !a->prompts || !a->out) return usage_error("ppo", "needs --policy, --reward, --prompts and --out");
-    if (a->c.ptx_coef > 0 && !a->ptx) return usage_error("ppo", "--ptx-coef needs --ptx (the pretraining text to mix in)");
-    if (a->ptx && !(a->c.ptx_coef > 0)) return usage_error("ppo", "--ptx needs --ptx-coef > 0 (InstructGPT used 27.8)");
-    if (a->c.mini_batch > a->c.batch_size) return usage_error("ppo", "--mini-batch %d is larger than --batch %d", a->c.mini_batch, a->c.batch_size);
-    if (a->c.max_prompt_tokens == 1) return usage_error("ppo", "--max-prompt must be 0 (half the context) or at least 2 (the chat template's markers)");
+/* the options against each other, before anything is loaded: 0, or 2 (printed) */
+static int ppo_check(ppo_cli *a, const opt *o, int n) {
+    const char *cmd = a->cmd;
+    int rc;
+    if (!a->policy || !a->rw.path.n || !a->prompts || !a->out) return usage_error(cmd, "needs --policy, --reward, --prompts and --out");
+    if ((rc = rewards_check(cmd, &a->rw)) != 0) return rc;
+    if (given(o, n, "kl-coef") && given(o, n, "beta")) return usage_error(cmd, "--beta is --kl-coef under TRL's name: give one of them");
+    if (a->c.ptx_coef > 0 && !a->ptx) return usage_error(cmd, "--ptx-coef needs --ptx (the pretraining text to mix in)");
+    if (a->ptx && !(a->c.ptx_coef > 0)) return usage_error(cmd, "--ptx needs --ptx-coef > 0 (InstructGPT used 27.8)");
+    if (a->c.estimator != RLHF_EST_GAE && a->c.batch_size % a->c.group_size != 0)
+        return usage_error(cmd, "--batch %d is not a multiple of --group-size %d: --batch counts replies, --group-size of them to "
+                           "each prompt", a->c.batch_size, a->c.group_size);
+    if (a->c.mini_batch > a->c.batch_size) return usage_error(cmd, "--mini-batch %d is larger than --batch %d", a->c.mini_batch, a->c.batch_size);
+    if (a->c.max_prompt_tokens == 1) return usage_error(cmd, "--max-prompt must be 0 (half the context) or at least 2 (the chat template's markers)");
     if (!a->adaptive && (a->c.kl_target != rlhf_ppo_config_default().kl_target || a->c.kl_horizon != rlhf_ppo_config_default().kl_horizon))
-        return usage_error("ppo", "--kl-target and --kl-horizon steer the adaptive controller: add --adaptive-kl");
+        return usage_error(cmd, "--kl-target and --kl-horizon steer the adaptive controller: add --adaptive-kl");
     return 0;
 }
-/* the four models, checked for their roles and against the context */
-static int ppo_models(ppo_cli *a, rlhf_model **policy, rlhf_model **ref, rlhf_model **critic, rlhf_model **rm, rlhf_tokenizer **t) {
-    int n_ctx, prompt;
-    if (!(*policy = load_model("ppo", "--policy", a->policy, ROLE_POLICY, t)) || !(*ref = load_model("ppo", "--policy", a->policy, ROLE_POLICY, NULL)) ||
-        !(*rm = load_model("ppo", "--reward", a->reward, ROLE_SCORER, NULL)) ||
-        !(*critic = load_model("ppo", a->critic ? "--critic" : "--reward", a->critic ? a->critic : a->reward, ROLE_SCORER, NULL)))
-        return 1;
-    {   /* ids mean text only through one tokenizer: the models must share it */
-        const char *tp = rlhf_model_meta(*policy, "tokenizer"), *tr = rlhf_model_meta(*rm, "tokenizer"), *tc = rlhf_model_meta(*critic, "tokenizer");
-        if (tp && tr && strcmp(tp, tr) != 0)
-            return fail("ppo", "--reward %s was trained with another tokenizer than --policy %s: its ids would mean other text", a->reward, a->policy);
-        if (tp && tc && strcmp(tp, tc) != 0) return fail("ppo", "--critic %s has another tokenizer than --policy %s", a->critic, a->policy);
-    }
-    if (!rlhf_model_meta(*rm, "rlhf.reward.gain"))
-        say("warning: --reward %s is not normalised (no rlhf.reward.gain): its raw scores set the scale of the reward against the KL "
-            "penalty; normalise it with rlhf rm (--normalize-samples) for the usual beta to mean what it says", a->reward);
-    n_ctx = rlhf_model_config(*policy)->n_ctx;
-    if (rlhf_model_config(*rm)->n_ctx < n_ctx) n_ctx = rlhf_model_config(*rm)->n_ctx;
-    if (rlhf_model_config(*critic)->n_ctx < n_ctx) n_ctx = rlhf_model_config(*critic)->n_ctx;
-    int given_prompt = a->c.max_prompt_tokens;
-    prompt = a->c.max_prompt_tokens ? a->c.max_prompt_tokens : n_ctx / 2;
-    if (a->max_len > n_ctx) return usage_error("ppo", "--max-len %d is longer than the models' context (%d tokens)", a->max_len, n_ctx);
+/* --max-prompt, --max-new and --max-len against the context of every model (n_ctx, the smallest) */
+static int ppo_lengths(ppo_cli *a, int n_ctx) {
+    const char *cmd = a->cmd;
+    int given_prompt = a->c.max_prompt_tokens, prompt = given_prompt ? given_prompt : n_ctx / 2;
+    if (a->max_len > n_ctx) return usage_error(cmd, "--max-len %d is longer than the models' context (%d tokens)", a->max_len, n_ctx);
     if (a->max_len && a->max_len - a->c.max_new_tokens < 2)
-        return usage_error("ppo", "--max-len %d leaves no room for a prompt after --max-new %d (2 tokens at least)", a->max_len,
+        return usage_error(cmd, "--max-len %d leaves no room for a prompt after --max-new %d (2 tokens at least)", a->max_len,
                            a->c.max_new_tokens);
     if (a->max_len && prompt > a->max_len - a->c.max_new_tokens) { /* prompts are cut to what the sequence leaves them */
         if (given_prompt)
-            say("ppo: --max-prompt %d lowered to %d: --max-len %d minus --max-new %d", prompt, a->max_len - a->c.max_new_tokens, a->max_len,
-                a->c.max_new_tokens);
+            say("%s: --max-prompt %d lowered to %d: --max-len %d minus --max-new %d", cmd, prompt, a->max_len - a->c.max_new_tokens,
+                a->max_len, a->c.max_new_tokens);
         prompt = a->max_len - a->c.max_new_tokens;
     }
     a->prompt_len = prompt;
     if (prompt + a->c.max_new_tokens > n_ctx)
-        return usage_error("ppo", "--max-prompt %d plus --max-new %d is more than the models' context (%d tokens)%s", prompt, a->c.max_new_tokens,
-                           n_ctx, given_prompt ? "" : " (--max-prompt 0 means half the context)");
+        return usage_error(cmd, "--max-prompt %d plus --max-new %d is more than the models' context (%d tokens)%s", prompt,
+                           a->c.max_new_tokens, n_ctx, given_prompt ? "" : " (--max-prompt 0 means half the context)");
+    return 0;
+}
+/* The models, checked for their roles and against the context: the policy; the frozen reference (a
+   second copy of --policy; none at --kl-coef 0 without --adaptive-kl); the rewards; ppo's critic. */
+static int ppo_models(ppo_cli *a, rlhf_model **policy, rlhf_model **ref, rlhf_model **critic, rlhf_tokenizer **t) {
+    const char *cmd = a->cmd;
+    int n_ctx;
+    if (!(*policy = load_model(cmd, "--policy", a->policy, ROLE_POLICY, t))) return 1;
+    if (a->c.kl_coef > 0 || a->c.adaptive_kl) {
+        if (!(*ref = load_model(cmd, "--policy", a->policy, ROLE_POLICY, NULL))) return 1;
+    } else
+        say("%s: --kl-coef 0: no reference model loaded (nothing pulls the policy back toward --policy; objective/kl is "
+            "not measured)", cmd);
+    if (rewards_load(cmd, &a->rw, a->policy, *t, 1, &a->c.reward_model, &a->c.score_fn, &a->c.score_user)) return 1;
+    if (a->c.estimator == RLHF_EST_GAE) {
+        const char *what = a->critic ? "--critic" : "--reward", *path = a->critic ? a->critic : a->rw.path.v[0], *tp, *tc;
+        if (!(*critic = load_model(cmd, what, path, ROLE_SCORER, NULL))) return 1;
+        tp = rlhf_model_meta(*policy, "tokenizer"), tc = rlhf_model_meta(*critic, "tokenizer");
+        if (tp && tc && strcmp(tp, tc) != 0) return fail(cmd, "%s %s has another tokenizer than --policy %s", what, path, a->policy);
+    }
+    n_ctx = rewards_ctx(&a->rw, rlhf_model_config(*policy)->n_ctx);
+    if (*critic && rlhf_model_config(*critic)->n_ctx < n_ctx) n_ctx = rlhf_model_config(*critic)->n_ctx;
+    return ppo_lengths(a, n_ctx);
+}
+/* The trainer, and with --resume the run's state in it (metrics.jsonl cut back to it): 0, or the exit status */
+static int ppo_start(ppo_cli *a, rlhf_ppo **ppo, long *start, const opt *o, int n_opt) {
+    const char *cmd = a->cmd;
+    int given_prompt = a->c.max_prompt_tokens;
+    rlhf_error err;
+    rlhf_result r;
+    a->c.max_prompt_tokens = a->prompt_len;
+    r = rlhf_ppo_create(ppo, &a->c, &err);
+    a->c.max_prompt_tokens = given_prompt;
+    if (r != RLHF_OK) return fail(cmd, "%s", lib_msg(err.message));
+    *start = 0;
+    if (!a->resume) {
+        clear_run(a->out, PPO_CKPTS);
+        return save_options(cmd, a->out, o, n_opt);
+    }
+    if (rlhf_ppo_load(*ppo, a->out, &err) != RLHF_OK)
+        return fail(cmd, "--resume: %s%s", lib_msg(err.message),
+                    strstr(err.message, "another reference model (fingerprint") && strstr(err.message, "0000000000000000")
+                        ? " (--kl-coef 0 runs without a reference: resume with the run's --kl-coef)" : "");
+    *start = ppo_saved_iteration(a->out);
+    say("resuming %s at iteration %ld", a->out, *start);
+    if (*start >= a->iters) return usage_error(cmd, "the run in %s is already at iteration %ld: raise --iters to continue it", a->out, *start);
+    return truncate_metrics(cmd, a->out, cmd, *start);
+}
+/* iterations start..--iters, saved every --save-every, at the end and when stopped: 0, or the exit status */
+static int ppo_iterate(ppo_cli *a, rlhf_ppo *ppo, long start, rlhf_ppo_stats *st, double t0) {
+    const char *cmd = a->cmd;
+    rlhf_error err;
+    long i;
+    for (i = start; i < a->iters; i++) {
+        char eta[32];
+        if (rlhf_ppo_step(ppo, st, &err) != RLHF_OK) return fail(cmd, "iteration %ld: %s", i + 1, lib_msg(err.message));
+        fmt_duration(eta, sizeof eta, (now_s() - t0) / (double)(i + 1 - start) * (double)(a->iters - i - 1));
+        if (isfinite(st->reward_std))
+            status_set("[%s] iteration %ld/%d  score %.3f  KL %.3f  reward std %.3f  ETA %s", cmd, st->iteration, a->iters,
+                       (double)st->score, (double)st->kl, (double)st->reward_std, eta);
+        else
+            status_set("[%s] iteration %ld/%d  score %.3f  KL %.3f  ETA %s", cmd, st->iteration, a->iters, (double)st->score,
+                       (double)st->kl, eta);
+        if (((i + 1) % a->save_every == 0 || i + 1 == a->iters || g_stop) && rlhf_ppo_save(ppo, a->out, &err) != RLHF_OK)
+            return fail(cmd, "%s", lib_msg(err.message));
+        if (g_stop) {
+            fail(cmd, "stopped at iteration %ld of %d; the state is saved in %s: continue with the same command and --resume",
+                 st->iteration, a->iters, a->out);
+            return stopped_status();
+        }
+    }
     return 0;
 }
 static int ppo_run(ppo_cli *a, const opt *o, int n_opt) {
-    rlhf_model *policy = NULL, *ref = NULL, *critic = NULL, *rm = NULL;
+    const char *cmd = a->cmd;
+    rlhf_model *policy = NULL, *ref = NULL, *critic = NULL;
     rlhf_tokenizer *t = NULL;
     rlhf_dataset *prompts = NULL, *ptx = NULL;
     rlhf_ppo *ppo = NULL;
     rlhf_ppo_stats st;
-    rlhf_error err;
-    run_out ro = {NULL, 0, 0, "ppo"};
+    run_out ro = {NULL, 0, 0, NULL};
     long start = 0;
-    rlhf_result r;
-    int i, rc;
+    int rc;
     memset(&st, 0, sizeof st);
-    if ((rc = prepare_run_dir("ppo", a->out, a->resume, a->overwrite, PPO_CKPTS, TRAIN_CKPTS)) != 0) return rc;
+    ro.stage = cmd;
+    if ((rc = prepare_run_dir(cmd, a->out, a->resume, a->overwrite, PPO_CKPTS, TRAIN_CKPTS)) != 0) return rc;
     if (a->resume) {
         char path[1100];
         int has_ema = exists(join(path, sizeof path, a->out, "ema.safetensors"));
-        if ((rc = compare_options("ppo", a->out, o, n_opt)) != 0) return rc;
+        if ((rc = compare_options(cmd, a->out, o, n_opt)) != 0) return rc;
         if (has_ema != (a->c.ema_decay > 0))
-            return usage_error("ppo", "the run in %s was saved %s an EMA of the policy: resume it %s --ema", a->out, has_ema ? "with" : "without",
+            return usage_error(cmd, "the run in %s was saved %s an EMA of the policy: resume it %s --ema", a->out, has_ema ? "with" : "without",
                                has_ema ? "with the same" : "without");
     }
-    if ((rc = ppo_models(a, &policy, &ref, &critic, &rm, &t)) != 0) goto done;
+    if ((rc = ppo_models(a, &policy, &ref, &critic, &t)) != 0) goto done;
     rc = 1;
-    if (!(prompts = load_data("ppo", a->prompts, RLHF_DATA_PROMPTS, a->skip_bad)) ||
-        (a->ptx && !(ptx = load_data("ppo", a->ptx, RLHF_DATA_TEXT, a->skip_bad))))
+    if (!(prompts = load_data(cmd, a->prompts, RLHF_DATA_PROMPTS, a->skip_bad)) ||
+        (a->ptx && !(ptx = load_data(cmd, a->ptx, RLHF_DATA_TEXT, a->skip_bad))))
         goto done;
-    a->c.policy = policy, a->c.ref = ref, a->c.critic = critic, a->c.reward_model = rm; /* the models and data */
+    a->c.policy = policy, a->c.ref = ref, a->c.critic = critic; /* the models and data (the rewards: ppo_models) */
     a->c.tokenizer = t, a->c.prompts = prompts, a->c.ptx = ptx;
     a->c.log = log_cb;
     a->c.metrics = run_metrics;
     a->c.metrics_user = &ro;
-    {
-        int given_prompt = a->c.max_prompt_tokens;
-        a->c.max_prompt_tokens = a->prompt_len;
-        r = rlhf_ppo_create(&ppo, &a->c, &err);
-        a->c.max_prompt_tokens = given_prompt;
-        if (r != RLHF_OK) {
-            fail("ppo", "%s", lib_msg(err.message));
-            goto done;
-        }
-    }
-    if (a->resume) {
-        if (rlhf_ppo_load(ppo, a->out, &err) != RLHF_OK) {
-            fail("ppo", "--resume: %s", lib_msg(err.message));
-            goto done;
-        }
-        start = ppo_saved_iteration(a->out);
-        say("resuming %s at iteration %ld", a->out, start);
-        if (start >= a->iters) {
-            rc = usage_error("ppo", "the run in %s is already at iteration %ld: raise --iters to continue it", a->out, start);
-            goto done;
-        }
-        if (truncate_metrics("ppo", a->out, "ppo", start)) goto done;
-    }
-    if (!a->resume) {
-        clear_run(a->out, PPO_CKPTS);
-        if (save_options("ppo", a->out, o, n_opt)) goto done;
-    }
-    if (!(ro.metrics = open_metrics("ppo", a->out))) goto done;
+    if ((rc = ppo_start(a, &ppo, &start, o, n_opt)) != 0 || !(ro.metrics = open_metrics(cmd, a->out))) goto done;
     ro.t0 = now_s();
     catch_signals();
-    for (i = (int)start; i < a->iters; i++) {
-        char eta[32];
-        if (rlhf_ppo_step(ppo, &st, &err) != RLHF_OK) {
-            fail("ppo", "iteration %d: %s", i + 1, lib_msg(err.message));
-            goto done;
-        }
-        fmt_duration(eta, sizeof eta, (now_s() - ro.t0) / (i + 1 - start) * (a->iters - i - 1));
-        status_set("[ppo] iteration %ld/%d  score %.3f  KL %.3f  ETA %s", st.iteration, a->iters, (double)st.score, (double)st.kl, eta);
-        if ((i + 1) % a->save_every == 0 || i + 1 == a->iters || g_stop) {
-            if (rlhf_ppo_save(ppo, a->out, &err) != RLHF_OK) {
-                fail("ppo", "%s", lib_msg(err.message));
-                goto done;
-            }
-        }
-        if (g_stop) {
-            fail("ppo", "stopped at iteration %ld of %d; the state is saved in %s: continue with the same command and --resume", st.iteration,
-                 a->iters, a->out);
-            rc = stopped_status();
-            goto done;
-        }
-    }
+    if ((rc = ppo_iterate(a, ppo, start, &st, ro.t0)) != 0) goto done;
     status_done();
-    printf("PPO: %ld iterations; last score %.4f, KL %.4f; state in %s (policy.safetensors, critic.safetensors%s), metrics in %s/metrics.jsonl\n",
-           st.iteration, (double)st.score, (double)st.kl, a->out, a->c.ema_decay > 0 ? ", ema.safetensors" : "", a->out);
+    printf("%s: %ld iterations; last score %.4f, KL %.4f; state in %s (policy.safetensors%s%s), metrics in %s/metrics.jsonl\n",
+           choice_find("ppo|grpo", cmd) == 0 ? "PPO" : choice_find("ppo|grpo", cmd) == 1 ? "GRPO" : "RLOO", st.iteration,
+           (double)st.score, (double)st.kl, a->out, critic ? ", critic.safetensors" : "", a->c.ema_decay > 0 ? ", ema.safetensors" : "",
+           a->out);
     rc = 0;
 done:
     if (ro.metrics) fclose(ro.metrics);
@@ -2484,36 +2648,70 @@ done:
     rlhf_model_free(policy);
     rlhf_model_free(ref);
     rlhf_model_free(critic);
-    rlhf_model_free(rm);
+    rewards_free(&a->rw);
     rlhf_dataset_free(prompts);
     rlhf_dataset_free(ptx);
     rlhf_tokenizer_free(t);
     return rc;
 }
-static int cmd_ppo(int argc, char **argv) {
+#define PPO_ABOUT                                                                                                      \
+    "PPO with a KL penalty against the SFT policy (InstructGPT step 3, eq. 2; PPO-ptx with --ptx and --ptx-coef). A critic\n" \
+    "(a copy of the first --reward unless --critic) learns the values of GAE."
+#define GRPO_ABOUT                                                                                                     \
+    "GRPO (Shao et al. 2024, DeepSeekMath): every prompt gets --group-size replies; a reply's advantage is its reward\n"  \
+    "minus its group's mean, divided by the group's std (--scale-rewards); no critic. The loss is PPO's clipped\n"       \
+    "surrogate per token (--cliprange, DAPO's --cliprange-high), aggregated by --loss-type, plus beta x k3 to the frozen\n" \
+    "SFT policy (--kl-coef; 0 loads no reference). metrics.jsonl adds reward_std and frac_reward_zero_std (groups whose\n" \
+    "replies all scored the same: they teach nothing)."
+#define RLOO_ABOUT                                                                                                     \
+    "RLOO (Ahmadian et al. 2024, REINFORCE Leave-One-Out): every prompt gets --group-size replies; a reply's reward is\n" \
+    "its score minus beta x its KL to the frozen SFT policy (--kl-coef; 0 loads no reference), and its advantage that\n" \
+    "reward minus the mean of the other replies of its group; no critic. The loss is REINFORCE on the whole reply, its\n" \
+    "ratio clipped as PPO's (--cliprange, --cliprange-high). metrics.jsonl adds reward_std and frac_reward_zero_std."
+/* the defaults of grpo and rloo, where they are not PPO's */
+static void group_defaults(ppo_cli *a, int grpo) {
+    a->c.estimator = grpo ? RLHF_EST_GRPO : RLHF_EST_RLOO;
+    a->c.group_size = 4;                 /* small for a CPU: --batch 16 is 4 prompts of 4 replies */
+    a->c.ppo_epochs = 1;                 /* one pass over each batch (TRL's num_iterations) */
+    a->c.kl_coef = grpo ? 0.04f : 0.05f; /* DeepSeekMath's beta (TRL's default is 0); RLOO: PPO's */
+    a->c.sampling.temperature = 1.0f;    /* TRL's: a group's replies must differ for its baseline to teach */
+}
+static int cmd_ppo(int argc, char **argv, const char *cmd) {
+    const int algo = choice_find("ppo|grpo|rloo", cmd), group = algo > 0, grpo = algo == 1;
     ppo_cli a;
     const char *pos[1];
-    int np;
+    int np, n, k, rc;
     memset(&a, 0, sizeof a);
+    a.cmd = cmd;
     a.c = rlhf_ppo_config_default();
     a.iters = 100, a.seed = 1, a.save_every = 10;
+    if (group) group_defaults(&a, grpo);
+    a.loss_type = (int)a.c.loss_agg, a.scale = (int)a.c.scale_rewards;
     {
-        opt o[] = {
-            OPT_S("policy", "SFT checkpoint: the policy starts here, and it is the frozen reference", &a.policy),
-            OPT_S("reward", "reward-model checkpoint (normalised by rlhf rm)", &a.reward),
-            OPT_S("critic", "critic checkpoint (default: a copy of --reward)", &a.critic),
+        opt all[] = {
+            OPT_S("policy", group ? "SFT checkpoint: the policy starts here, and (at --kl-coef > 0) it is the frozen reference"
+                                  : "SFT checkpoint: the policy starts here, and it is the frozen reference", &a.policy),
+            OPT_L("reward", "reward-model checkpoint (normalised by rlhf rm); give --reward again for several, summed with "
+                            "--reward-weights (each must share the policy's vocabulary)", &a.rw.path),
+            OPT_S("reward-weights", "one weight per --reward, in their order, e.g. 1,0.5: the reward is sum_k w_k score_k "
+                                    "(none: all 1)", &a.rw.weights),
+            OPT_S("critic", "critic checkpoint (default: a copy of the first --reward)", &a.critic),
             OPT_S("prompts", "PROMPTS JSONL ({\"prompt\"} or {\"messages\"})", &a.prompts),
             OPT_S("ptx", "pretraining text for PPO-ptx (with --ptx-coef)", &a.ptx),
-            OPT_S("out", "run directory: policy, critic, metrics.jsonl", &a.out),
+            OPT_S("out", group ? "run directory: policy.safetensors, options.json, metrics.jsonl"
+                               : "run directory: policy, critic, metrics.jsonl", &a.out),
             OPT_B("resume", "continue the run in --out", &a.resume),
             OPT_B("overwrite", "start again in an --out that holds a run", &a.overwrite),
             OPT_B("skip-bad", "skip malformed records (counted and reported) instead of stopping", &a.skip_bad),
-            OPT_I("iters", "PPO iterations (in all, when resuming)", &a.iters, 1, BIG),
+            OPT_I("iters", "iterations (in all, when resuming)", &a.iters, 1, BIG),
             OPT_I("save-every", "iterations between saves", &a.save_every, 1, BIG),
-            OPT_I("batch", "episodes per iteration", &a.c.batch_size, 1, 1024),
-            OPT_I("mini-batch", "episodes per minibatch", &a.c.mini_batch, 1, 1024),
+            OPT_I("group-size", "replies sampled per prompt: a group, each reply judged against the rewards of its group", &a.c.group_size, 2, 1024),
+            OPT_I("batch", group ? "replies per iteration (a multiple of --group-size: --batch / --group-size prompts)"
+                                 : "episodes per iteration", &a.c.batch_size, 1, 1024),
+            OPT_I("mini-batch", group ? "replies per minibatch (one optimizer step each)" : "episodes per minibatch",
+                  &a.c.mini_batch, 1, 1024),
             OPT_B("recompute", RECOMPUTE_HELP, &a.c.recompute),
-            OPT_I("epochs", "PPO epochs per batch", &a.c.ppo_epochs, 1, 1000),
+            OPT_I("epochs", group ? "passes over each batch (TRL's num_iterations)" : "PPO epochs per batch", &a.c.ppo_epochs, 1, 1000),
             OPT_I("max-new", "longest response in tokens", &a.c.max_new_tokens, 1, 1 << 20),
             OPT_I("max-prompt", "longer prompts are cut from the left, whole turns where they can (0: half the context)",
                   &a.c.max_prompt_tokens, 0, 1 << 20),
@@ -2522,14 +2720,22 @@ static int cmd_ppo(int argc, char **argv) {
             OPT_FA("temperature", "sampling temperature (also divides the logits of the log-probs)", &a.c.sampling.temperature, 0, 100),
             OPT_I("top-k", "sampling top-k (0: off)", &a.c.sampling.top_k, 0, BIG),
             OPT_FA("top-p", "sampling top-p (1: off)", &a.c.sampling.top_p, 0, 1),
-            OPT_F("kl-coef", "beta, the KL penalty's coefficient", &a.c.kl_coef, 0, 1000),
+            OPT_F("kl-coef", grpo    ? "beta: beta x k3 per token in the loss (DeepSeekMath 0.04; TRL's default is 0); 0 loads no reference"
+                             : group ? "beta: each reply's reward is its score minus beta x its summed KL; 0 loads no reference"
+                                     : "beta, the KL penalty's coefficient", &a.c.kl_coef, 0, 1000),
+            {"beta", "--kl-coef under TRL's name", O_FLOAT, &a.c.kl_coef, 0, 1000, O_ALIAS, NULL, 0},
             OPT_B("adaptive-kl", "Ziegler et al.'s controller (--kl-target, --kl-horizon)", &a.adaptive),
             OPT_FA("kl-target", "adaptive KL target", &a.c.kl_target, 0, BIG),
             OPT_FA("kl-horizon", "adaptive KL horizon", &a.c.kl_horizon, 0, BIG),
             OPT_B("k3", "the k3 KL estimator instead of k1", &a.k3),
+            OPT_C("scale-rewards", "divide r - mean by the std of the group (the paper), of the whole batch, or not at all "
+                                   "(Dr. GRPO)", &a.scale, "group|batch|none"),
+            OPT_C("loss-type", "TRL's names: grpo, each reply's token mean, averaged; dapo, the mean over all tokens of the "
+                               "batch; dr_grpo, the sum over tokens / (replies x --max-new)", &a.loss_type, "grpo|dapo|dr_grpo"),
             OPT_FA("lr", "policy learning rate", &a.c.policy_opt.lr, 0, 10),
             OPT_FA("critic-lr", "critic learning rate", &a.c.critic_opt.lr, 0, 10),
-            OPT_FA("cliprange", "PPO clip", &a.c.cliprange, 0, 10),
+            OPT_FA("cliprange", group ? "eps_low: the ratio is clipped to [1 - eps_low, 1 + eps_high]" : "PPO clip", &a.c.cliprange, 0, 10),
+            OPT_FB("cliprange-high", "eps_high, DAPO's clip-higher (0.28 in the paper); 0: --cliprange", &a.c.cliprange_high, 0, 100),
             OPT_FA("cliprange-value", "value clip", &a.c.cliprange_value, 0, BIG),
             OPT_F("vf-coef", "value loss coefficient", &a.c.vf_coef, 0, BIG),
             OPT_F("entropy-coef", "entropy bonus", &a.c.entropy_coef, 0, BIG),
@@ -2538,16 +2744,29 @@ static int cmd_ppo(int argc, char **argv) {
             OPT_F("missing-eos-penalty", "score of a reply without its end token (<|end|>, or <|endoftext|> under --template hh)", &a.c.missing_eos_penalty, -BIG, BIG),
             OPT_I("seed", "sampling and shuffling", &a.seed, 0, BIG),
         };
-        int rc;
-        np = parse_opts("ppo", argc, argv, 2, o, N_OPTS(o), pos, 0);
-        if (np < 0) return help_or_usage(np, "rlhf ppo --policy SFT --reward RM --prompts FILE --out DIR [options]",
-                       "PPO with a KL penalty against the SFT policy (InstructGPT step 3, eq. 2; PPO-ptx with --ptx and --ptx-coef).", o,
-                       N_OPTS(o));
+        opt o[N_OPTS(all)];
+        /* the options of this algorithm only */
+        for (n = 0, k = 0; k < N_OPTS(all); k++) {
+            const char *nm = all[k].name;
+            if ((group && choice_find("critic|ptx|adaptive-kl|kl-target|kl-horizon|critic-lr|cliprange-value|vf-coef|"
+                                      "entropy-coef|ptx-coef|ema", nm) >= 0) ||
+                (!group && choice_find("group-size|cliprange-high", nm) >= 0) ||
+                (!grpo && choice_find("scale-rewards|loss-type", nm) >= 0) || (grpo && strcmp(nm, "k3") == 0))
+                continue;
+            o[n++] = all[k];
+        }
+        np = parse_opts(cmd, argc, argv, 2, o, n, pos, 0);
+        if (np < 0) {
+            char usage[128];
+            snprintf(usage, sizeof usage, "rlhf %s --policy SFT --reward RM --prompts FILE --out DIR [options]", cmd);
+            return help_or_usage(np, usage, grpo ? GRPO_ABOUT : group ? RLOO_ABOUT : PPO_ABOUT, o, n);
+        }
         a.c.adaptive_kl = a.adaptive;
         a.c.kl_estimator = a.k3 ? RLHF_KL_K3 : RLHF_KL_K1;
+        a.c.loss_agg = (rlhf_loss_agg)a.loss_type, a.c.scale_rewards = (rlhf_scale_rewards)a.scale; /* the enums' order */
         a.c.seed = (uint64_t)a.seed;
-        if ((rc = ppo_check(&a)) != 0) return rc;
-        return ppo_run(&a, o, N_OPTS(o));
+        if ((rc = ppo_check(&a, o, n)) != 0) return rc;
+        return ppo_run(&a, o, n);
     }
 }
 
@@ -2563,7 +2782,8 @@ static int cmd_plot(int argc, char **argv) {
                    "SVG charts of a run's metrics.jsonl, written into RUN_DIR: loss.svg (losses per stage), reward_model.svg,\n"
                    "ppo.svg (reward and KL during PPO), gold_vs_proxy.svg and gold_vs_proxy_sqrt_kl.svg (demo: gold judge vs\n"
                    "reward model against KL, as Gao et al. 2022 plot reward over-optimisation), dpo.svg (DPO's loss, pairs\n"
-                   "ranked as labelled, reward margin, implicit rewards of chosen and rejected replies).",
+                   "ranked as labelled, reward margin, implicit rewards of chosen and rejected replies), grpo.svg and rloo.svg\n"
+                   "(score, KL, the spread of the rewards within groups, the share of groups without any).",
                    o, N_OPTS(o));
     if (np != 1) return usage_error("plot", "needs RUN_DIR");
     if (!is_dir(pos[0])) return fail("plot", "%s is not a directory", pos[0]);
@@ -2732,6 +2952,8 @@ static int usage(FILE *f) {
                "  rm        train a reward model on pairs or K-way rankings, and normalise it\n"
                "  dpo       DPO on pairs or rankings against the frozen SFT model (no reward model, no sampling)\n"
                "  ppo       PPO with a KL penalty against the SFT policy (PPO-ptx optional)\n"
+               "  grpo      GRPO: groups of replies per prompt, each reply's reward against its group's (no critic)\n"
+               "  rloo      RLOO: REINFORCE with the other replies of its group as a reply's baseline (no critic)\n"
                "  bon       best-of-N as data: the best of N replies to every prompt, as an SFT file\n"
                "  generate  sample replies to a prompt\n"
                "  chat      talk to a policy\n"
@@ -2758,7 +2980,7 @@ int main(int argc, char **argv) {
     if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) return usage(stdout);
     if (threads_setup(&argc, argv, why, sizeof why)) return 2;
     for (i = 2; i < argc && strcmp(argv[i], "--help") && strcmp(argv[i], "-h"); i++) {}
-    if (i == argc && choice_find("pretrain|sft|rm|dpo|ppo|demo|bon", c) >= 0) say("threads: %s", why);
+    if (i == argc && choice_find("pretrain|sft|rm|dpo|ppo|grpo|rloo|demo|bon", c) >= 0) say("threads: %s", why);
     if (strcmp(c, "demo") == 0) return cmd_demo(argc, argv);
     if (strcmp(c, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(c, "info") == 0) return cmd_info(argc, argv);
@@ -2770,7 +2992,7 @@ int main(int argc, char **argv) {
     if (strcmp(c, "tokenizer") == 0) return cmd_tokenizer(argc, argv);
     if (strcmp(c, "pretrain") == 0 || strcmp(c, "sft") == 0 || strcmp(c, "rm") == 0 || strcmp(c, "dpo") == 0)
         return cmd_train(argc, argv, c);
-    if (strcmp(c, "ppo") == 0) return cmd_ppo(argc, argv);
+    if (choice_find("ppo|grpo|rloo", c) >= 0) return cmd_ppo(argc, argv, c);
     if (strcmp(c, "bon") == 0) return cmd_bon(argc, argv);
     fprintf(stderr, "rlhf: unknown command \"%s\"\n", c);
     return usage(stderr);
