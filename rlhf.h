@@ -28,7 +28,13 @@
                     loop, scoring, normalisation (InstructGPT step 2)
        >>ppo        PPO with the KL penalty (InstructGPT step 3, eq. 2, PPO-ptx):
                     rollout, evaluate, advantages (GAE), learn (clipped losses),
-                    KL control, resume, trace
+                    KL control, resume, trace; the same trainer runs GRPO and RLOO
+       >>dpo        DPO and its variants (cDPO, IPO, hinge, SimPO): the losses
+                    and their stage of the loop
+       >>kto        KTO on unpaired labels: the loss and its stage
+       >>bon        best-of-N and rejection sampling; several rewards as one
+       >>grpo       group advantages (GRPO, Dr. GRPO, RLOO) and the losses of
+                    GRPO (DAPO, Dr. GRPO aggregations, clip-higher) and RLOO
 
    QUICK START (compiles as is)
 
