@@ -4781,6 +4781,35 @@ static void test_group_learns(void) {
    pi_old so that ratios spread and some are clipped; the loss over the
    whole rollout as one minibatch, its gradient from the trainer's own
    4a + 4c, against central differences of the same loss. */
+/* Central differences (h = 1e-2) of loss(ctx) in two entries (the last, and
+   the one at frac of the way) of every every-th tensor of m (counted from
+   offset; the last tensor always), beside the gradient already in m's
+   grads: ana and num (room for cap) get the pairs; returns how many. */
+static int fd_probes(rlhf_model *m, int every, int offset, double frac, double (*loss)(void *), void *ctx, float *ana,
+                     float *num, int cap) {
+    int i, probes = 0;
+    for (i = 0; i < rlhf_model_num_tensors(m) && probes + 2 <= cap; i++) {
+        rlhf_tensor_info ti;
+        size_t picks[2], q;
+        rlhf_model_tensor(m, i, &ti);
+        if ((i + offset) % every != 0 && i != rlhf_model_num_tensors(m) - 1) continue;
+        picks[0] = ti.numel - 1; picks[1] = (size_t)((double)ti.numel * frac);
+        for (q = 0; q < 2; q++) ana[probes + (int)q] = ti.grad[picks[q]];
+        for (q = 0; q < 2; q++) {
+            float keep = ti.data[picks[q]];
+            double lp, lm;
+            const float h = 1e-2f;
+            ti.data[picks[q]] = keep + h;
+            lp = loss(ctx);
+            ti.data[picks[q]] = keep - h;
+            lm = loss(ctx);
+            ti.data[picks[q]] = keep;
+            num[probes++] = (float)((lp - lm) / (2 * h));
+        }
+    }
+    return probes;
+}
+
 static float varied_score(void *user, const int *prompt, int n_prompt, const int *response, int n_response) {
     (void)user; (void)prompt; (void)n_prompt;
     return (float)(response[0] % 7) * 0.3f + 0.1f * (float)n_response;
@@ -4797,6 +4826,10 @@ static double group_fd_loss(rlhf_ppo *p, const size_t *rows, int do_grad) {
     if (do_grad) CHECK_OK(rlhf__ppo_policy_grad(p, rows, p->B, nt, &sums, &loss, &cf, &akl, &finite));
     else loss = rlhf__ppo_surrogate(p, rows, p->B, nt, &cf, &akl);
     return loss;
+}
+static double group_fd_eval(void *ppo) {
+    static const size_t rows[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    return group_fd_loss((rlhf_ppo *)ppo, rows, 0);
 }
 static void test_fd_group(void) {
     static const struct { rlhf_estimator est; rlhf_loss_agg agg; float beta, eps_hi; const char *name; } CASES[6] = {
@@ -4838,25 +4871,7 @@ static void test_fd_group(void) {
             int t;
             for (t = 0; t < w.ppo->ro.rlen[i]; t++) clipped += w.ppo->ro.clipped[rlhf__tok(w.ppo, i, t)];
         }
-        for (i = 0; i < rlhf_model_num_tensors(w.policy) && probes + 2 <= 128; i++) {
-            rlhf_tensor_info ti;
-            size_t picks[2], q;
-            rlhf_model_tensor(w.policy, i, &ti);
-            if ((i + c) % 2 != 0 && i != rlhf_model_num_tensors(w.policy) - 1) continue;
-            picks[0] = ti.numel - 1; picks[1] = (ti.numel * 5) / 9;
-            for (q = 0; q < 2; q++) ana[probes + (int)q] = ti.grad[picks[q]];
-            for (q = 0; q < 2; q++) {
-                float keep = ti.data[picks[q]];
-                double lp, lm;
-                const float h = 1e-2f;
-                ti.data[picks[q]] = keep + h;
-                lp = group_fd_loss(w.ppo, rows, 0);
-                ti.data[picks[q]] = keep - h;
-                lm = group_fd_loss(w.ppo, rows, 0);
-                ti.data[picks[q]] = keep;
-                num[probes++] = (float)((lp - lm) / (2 * h));
-            }
-        }
+        probes = fd_probes(w.policy, 2, c, 5.0 / 9.0, group_fd_eval, w.ppo, ana, num, 128);
         snprintf(what, sizeof what, "%s policy loss d/dparam (finite differences; %d tokens clipped)", CASES[c].name, clipped);
         close_enough(what, ana, num, (size_t)probes, 2e-3, 3e-2);
         printf("    %-15s %d probes, %d of the rollout's tokens clipped\n", CASES[c].name, probes, clipped);
@@ -5225,6 +5240,17 @@ static int stop_at_step(void *user) {
     return ++s->calls == s->at;
 }
 
+/* a preference stage's run over the whole of d (DPO's options, no validation, micro sequences a forward) */
+static int rig_begin(rlhf__trainrun *run, rlhf_train_options *o, rlhf_error *e, const char *stage, rlhf_model *m,
+                     const rlhf_tokenizer *t, const rlhf_dataset *d, int micro) {
+    rlhf_result r;
+    *o = rlhf_train_options_dpo();
+    o->val_fraction = 0.0f;
+    o->log_every = 0;
+    o->micro_batch = micro;
+    return rlhf__run_begin(run, stage, m, t, d, o, e, &r);
+}
+
 /* KTO's world: single replies of 4 words, desirable when 3 or 4 of them
    are "good", undesirable when 0 or 1 are, in TRL's unpaired format */
 static void write_unpaired_world(const char *path, int n, uint64_t seed) {
@@ -5244,16 +5270,11 @@ static void write_unpaired_world(const char *path, int n, uint64_t seed) {
 
 /* A KTO stage over the whole of d, as rlhf_kto_train sets it up; its loss
    at a fixed reference point z (the gradient holds z constant, as TRL) */
-typedef struct { rlhf__trainrun run; rlhf__kto_stage k; rlhf__stage st; rlhf_train_options o; rlhf_error e; } kto_rig;
+typedef struct { rlhf__trainrun run; rlhf__kto_stage k; rlhf__stage st; rlhf_train_options o; rlhf_error e; double z; } kto_rig;
 static int kto_rig_open(kto_rig *g, rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *d,
                         float beta, int micro) {
-    rlhf_result r;
     memset(g, 0, sizeof *g);
-    g->o = rlhf_train_options_dpo();
-    g->o.val_fraction = 0.0f;
-    g->o.log_every = 0;
-    g->o.micro_batch = micro;
-    if (!rlhf__run_begin(&g->run, "kto", m, t, d, &g->o, &g->e, &r)) return 0;
+    if (!rig_begin(&g->run, &g->o, &g->e, "kto", m, t, d, micro)) return 0;
     g->k.cfg = rlhf_kto_config_default();
     g->k.cfg.beta = beta, g->k.cfg.desirable_weight = 1.3f, g->k.cfg.precompute_ref = 1;
     g->k.d.cfg = rlhf_dpo_config_default();
@@ -5275,6 +5296,7 @@ static double kto_rig_loss(kto_rig *g, double z) {
     }
     return sum / (double)g->st.n_train;
 }
+static double kto_rig_eval(void *g) { return kto_rig_loss((kto_rig *)g, ((kto_rig *)g)->z); }
 static void test_fd_kto(void) {
     rlhf_tokenizer *t = world_tokenizer();
     rlhf_model *m = NULL, *ref = NULL;
@@ -5309,25 +5331,8 @@ static void test_fd_kto(void) {
     z = g.k.m[6];
     loss0 = kto_rig_loss(&g, z);
     CHECK(fabs(loss0 - so.loss) < 1e-6 * (1.0 + fabs(loss0)) && g.k.m[0] > 0 && g.k.m[1] > 0);
-    for (i = 0; i < rlhf_model_num_tensors(m) && probes + 2 <= 128; i++) {
-        rlhf_tensor_info ti;
-        size_t picks[2], p;
-        rlhf_model_tensor(m, i, &ti);
-        if (i % 2 != 0 && i != rlhf_model_num_tensors(m) - 1) continue;
-        picks[0] = ti.numel - 1; picks[1] = (ti.numel * 3) / 7;
-        for (p = 0; p < 2; p++) ana[probes + (int)p] = ti.grad[picks[p]];
-        for (p = 0; p < 2; p++) {
-            float keep = ti.data[picks[p]];
-            double lp, lm;
-            const float h = 1e-2f;
-            ti.data[picks[p]] = keep + h;
-            lp = kto_rig_loss(&g, z);
-            ti.data[picks[p]] = keep - h;
-            lm = kto_rig_loss(&g, z);
-            ti.data[picks[p]] = keep;
-            num[probes++] = (float)((lp - lm) / (2 * h));
-        }
-    }
+    g.z = z;
+    probes = fd_probes(m, 2, 0, 3.0 / 7.0, kto_rig_eval, &g, ana, num, 128);
     close_enough("KTO loss dloss/dparam at fixed z (finite differences)", ana, num, (size_t)probes, 2e-4, 3e-2);
     CHECK(z > 0.0);
     printf("    kto: %d probes, z = %.3f, %g desirable and %g undesirable records\n", probes, z, g.k.m[0], g.k.m[1]);
@@ -5381,13 +5386,8 @@ done:
 typedef struct { rlhf__trainrun run; rlhf__dpo_stage d; rlhf__stage st; rlhf_train_options o; rlhf_error e; } dpo_rig;
 static int dpo_rig_open(dpo_rig *g, rlhf_model *m, rlhf_model *ref, const rlhf_tokenizer *t, const rlhf_dataset *d,
                         rlhf_dpo_loss_type loss, float beta, float eps, int micro) {
-    rlhf_result r;
     memset(g, 0, sizeof *g);
-    g->o = rlhf_train_options_dpo();
-    g->o.val_fraction = 0.0f;
-    g->o.log_every = 0;
-    g->o.micro_batch = micro;
-    if (!rlhf__run_begin(&g->run, "dpo", m, t, d, &g->o, &g->e, &r)) return 0;
+    if (!rig_begin(&g->run, &g->o, &g->e, "dpo", m, t, d, micro)) return 0;
     g->d.cfg = rlhf_dpo_config_default();
     g->d.cfg.loss = loss, g->d.cfg.beta = beta, g->d.cfg.label_smoothing = eps;
     g->d.cfg.precompute_ref = 1; /* the reference once, not at every evaluation of the loss */
@@ -5400,6 +5400,8 @@ static void dpo_rig_close(dpo_rig *g) {
     rlhf__ex_free(&g->d.ex); rlhf__ex_free(&g->d.vex); rlhf__free(g->run.line.p);
 }
 /* the stage's loss over every unit, its gradient into the model's */
+static double dpo_rig_loss(dpo_rig *g);
+static double dpo_rig_eval(void *g) { return dpo_rig_loss((dpo_rig *)g); }
 static double dpo_rig_loss(dpo_rig *g) {
     rlhf__step_out s;
     memset(&s, 0, sizeof s);
@@ -5465,7 +5467,7 @@ static void test_fd_dpo(void) {
     for (c = 0; c < 4; c++) {
         dpo_rig g;
         float ana[256], num[256];
-        int i, probes = 0;
+        int probes;
         char what[80];
         if (!dpo_rig_open(&g, m, ref, t, d, CASES[c].loss, CASES[c].beta, CASES[c].eps, CASES[c].micro)) {
             fprintf(stderr, "  %s\n", g.e.message);
@@ -5474,26 +5476,8 @@ static void test_fd_dpo(void) {
             continue;
         }
         dpo_rig_loss(&g);
-        for (i = 0; i < rlhf_model_num_tensors(m) && probes + 4 <= 256; i++) {
-            rlhf_tensor_info ti;
-            size_t picks[4], p;
-            rlhf_model_tensor(m, i, &ti);
-            /* two entries of each tensor (its last, and one inside), a third of them per case: quick under qemu */
-            if ((i + c) % 3 != 0 && i != rlhf_model_num_tensors(m) - 1) continue;
-            picks[0] = ti.numel - 1; picks[1] = (ti.numel * 7) / 11;
-            for (p = 0; p < 2; p++) ana[probes + (int)p] = ti.grad[picks[p]];
-            for (p = 0; p < 2; p++) {
-                float keep = ti.data[picks[p]];
-                double lp, lm;
-                const float h = 1e-2f;
-                ti.data[picks[p]] = keep + h;
-                lp = dpo_rig_loss(&g);
-                ti.data[picks[p]] = keep - h;
-                lm = dpo_rig_loss(&g);
-                ti.data[picks[p]] = keep;
-                num[probes++] = (float)((lp - lm) / (2 * h));
-            }
-        }
+        /* two entries of a third of the tensors per case: quick under qemu */
+        probes = fd_probes(m, 3, c, 7.0 / 11.0, dpo_rig_eval, &g, ana, num, 256);
         snprintf(what, sizeof what, "DPO loss %d dloss/dparam (finite differences)", (int)CASES[c].loss);
         close_enough(what, ana, num, (size_t)probes, 2e-3, 3e-2);
         dpo_reply_sums(&g, t, d);
