@@ -1,4 +1,4 @@
-/* rlhf.h - v0.7.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
+/* rlhf.h - v0.8.0 - InstructGPT's RLHF pipeline for tiny GPT-2 models on a CPU.
    A single-header C99 library: libc, libm, optional OpenMP. No other dependency.
 
    Do this:
@@ -154,6 +154,20 @@
        the rename. Files over 2 GiB need a 64-bit `long` (ftell).
 
    VERSION HISTORY
+       0.8.0  beyond PPO, and speed. DPO (rlhf_dpo_loss, rlhf_dpo_train:
+              sigmoid, cDPO, IPO, hinge, SimPO without a reference), KTO on
+              unpaired labels (rlhf_kto_loss, rlhf_kto_train), best-of-N
+              (rlhf_best_of_n), GRPO (Dr. GRPO, DAPO's and bnpo's losses,
+              clip-higher, batch scaling) and RLOO in the PPO trainer
+              (rlhf_ppo_config.estimator, group_size, scale_rewards,
+              loss_agg, cliprange_high; no critic; no reference at beta 0;
+              rlhf_group_advantages, rlhf_grpo_loss, rlhf_rloo_loss), several
+              rewards as one (rlhf_reward_mix); a reply whose score is not
+              finite is left out (advantage 0) with a warning, in PPO too.
+              Speed: a matmul team that adapts to a busy CPU, packed panels
+              per thread, attention's backward in blocks of queries, decode
+              prefetching. rlhf_ppo_save's state names the algorithm (a
+              0.7 state reads as PPO's).
        0.7.0  real checkpoints and real data. Hugging Face GPT-2 directories
               load (rlhf_model_load_ex on a directory, sharded or not;
               rlhf_tokenizer_load_hf: tokenizer.json, vocab.json + merges.txt,
@@ -206,9 +220,9 @@
 #define RLHF_H
 
 #define RLHF_VERSION_MAJOR 0
-#define RLHF_VERSION_MINOR 7
+#define RLHF_VERSION_MINOR 8
 #define RLHF_VERSION_PATCH 0
-#define RLHF_VERSION_STRING "0.7.0"
+#define RLHF_VERSION_STRING "0.8.0"
 
 #include <stddef.h>
 #include <stdint.h>
