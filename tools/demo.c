@@ -60,7 +60,7 @@ typedef struct demo {
    Their KL coefficients are their papers': PPO's --kl-coef 0.1 on each token's reward (InstructGPT's
    form; the demo's value), GRPO's 0.04 on k3 in the loss (DeepSeekMath), RLOO's 0.1 on each reply's reward
    (Ahmadian et al. 2024 use 0.05-0.1). DPO learns from the labelers' rankings the reward model learned
-   from (the same held-out 5%, the same 2 epochs and 8 prompts a step), at beta 0.1 (TRL's default) and
+   from (5% held out with the reward model's seed, its 2 epochs and 8 prompts a step), at beta 0.1 (TRL's default) and
    a learning rate tuned for the tiny model on seed 1: gold 0.654, 0.672, 0.642, 0.565 at 5e-6, 1e-5,
    2e-5, 1e-4 (KL to SFT 0.2, 0.5, 1.3, 4.4); TRL's 1e-6 is for models 1000x larger.
    Best-of-N picks the reward model's favourite of N = 8 SFT replies to each held-out prompt: 8 x 300 =
