@@ -5,7 +5,8 @@
 # rsvg-convert renders it to a non-empty PNG, its tick labels are round
 # numbers evenly spaced by 1, 2 or 5 x 10^k, and the legends hold one entry
 # per series. Then the failures: nothing to plot and a missing directory exit
-# 1 with a message; a malformed line is skipped.
+# 1 with a message; a malformed line is skipped. Last, `rlhf demo --quick
+# --algos all`: its compare.svg the same way, its table, and bad --algos lists.
 # Usage: tests/check_charts.sh BUILD_DIR   (needs BUILD_DIR/rlhf and rsvg-convert)
 set -u
 B=${1:?usage: tests/check_charts.sh BUILD_DIR}
@@ -88,8 +89,40 @@ grep -q "rlhf plot: " "$R/out.txt" || fail "a missing directory: no message"
 grep -q "line skipped" "$R/out.txt" || fail "a truncated last line: not reported as skipped"
 [ -s "$R/bad/gold_vs_proxy.svg" ] || fail "a truncated last line: the charts were not written"
 
+# rlhf demo --algos: compare.svg (gold score and win rate over SFT, a bar and a whisker per algorithm) from a
+# quick run of every algorithm, the table in report.json; a name --algos does not know is a usage error (2)
+A=$R/algos
+if "$B/rlhf" demo --quick --algos all --threads 1 --out "$A" > "$R/algos.txt" 2>&1; then
+    svg=$A/compare.svg
+    if [ -s "$svg" ]; then
+        rsvg-convert "$svg" -o "$R/compare.png" 2> "$R/rsvg.txt" && [ -s "$R/compare.png" ] || fail "rsvg-convert compare.svg: $(cat "$R/rsvg.txt")"
+        check_ticks "$svg" || fails=$((fails + 1))
+        # a bar per algorithm and SFT in the gold panel, per algorithm in the win-rate panel, and the background
+        [ "$(grep -c '<rect' "$svg")" -eq 14 ] || fail "compare.svg: $(grep -c '<rect' "$svg") rects, want 7 + 6 bars and the background"
+        for l in SFT PPO DPO GRPO "GRPO (gold)" RLOO best-of-8; do
+            [ "$(grep -c ">$l</text>" "$svg")" -eq 2 ] || fail "compare.svg: label \"$l\" not under both panels"
+        done
+    else
+        fail "rlhf demo --quick --algos all wrote no compare.svg"
+    fi
+    for a in ppo dpo grpo grpo-gold rloo bon; do
+        grep -q "\"name\": \"$a\"" "$A/report.json" || fail "report.json of --algos all has no row for $a"
+    done
+    grep -q "^best-of-8 .*(bound)" "$R/algos.txt" || fail "the table does not label best-of-N's KL as a bound"
+else
+    fail "rlhf demo --quick --algos all exited $?"
+    tail -5 "$R/algos.txt"
+fi
+for bad in nonsense ppo,,dpo dpo,dpo ""; do
+    "$B/rlhf" demo --quick --algos "$bad" --out "$R/algos_bad" > "$R/out.txt" 2>&1
+    rc=$?
+    [ $rc -eq 2 ] || fail "--algos \"$bad\": exit $rc, want 2"
+    grep -q "rlhf demo: --algos" "$R/out.txt" || fail "--algos \"$bad\": no message naming --algos"
+done
+[ -e "$R/algos_bad" ] && fail "a refused --algos created its run directory"
+
 if [ $fails -gt 0 ]; then
     echo "check_charts: $fails failure(s); files in $R"
     exit 1
 fi
-echo "charts ok ($CHARTS: rendered by rsvg-convert, round ticks; failures exit 1)"
+echo "charts ok ($CHARTS and demo --algos's compare.svg: rendered by rsvg-convert, round ticks; failures exit 1)"

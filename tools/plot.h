@@ -344,6 +344,35 @@ static double plot_legend(FILE *f, const plot_panel *const *pn, int np, const pl
     }
     return y - y0 + 14;
 }
+/* an SVG file W x H with its title, opened atomically; NULL on error (on stderr) */
+static FILE *plot_svg_open(atomic_file *af, const char *path, double W, double H, const char *title) {
+    FILE *f = atomic_open(af, path);
+    if (!f) {
+        fprintf(stderr, "rlhf plot: cannot write %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+               "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\" fill=\"#222\">\n",
+            W, H, W, H);
+    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    fprintf(f, "<text x=\"%.1f\" y=\"27\" font-size=\"16\" text-anchor=\"middle\">%s</text>\n", W / 2.0, title);
+    return f;
+}
+/* the file closed and committed, or dropped when drawing failed (rc != 0: out of memory); 1 written, -1 error */
+static int plot_svg_close(atomic_file *af, const char *path, int rc, const plot_options *po) {
+    fprintf(af->f, "</svg>\n");
+    if (rc != 0) {
+        atomic_abort(af);
+        fprintf(stderr, "rlhf plot: out of memory drawing %s\n", path);
+        return -1;
+    }
+    if (atomic_commit(af) != 0) {
+        fprintf(stderr, "rlhf plot: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (po->verbose) printf("wrote %s\n", path);
+    return 1;
+}
 /* one file, written atomically; 1 written, 0 nothing to draw, -1 error (on stderr) */
 static int plot_fig_write(const char *dir, const plot_fig *fg, const plot_series *S, const plot_options *po) {
     const plot_panel *pn[PLOT_PANELS];
@@ -367,29 +396,10 @@ static int plot_fig_write(const char *dir, const plot_fig *fg, const plot_series
         fprintf(stderr, "rlhf plot: the path %s/%s is too long\n", dir, fg->file);
         return -1;
     }
-    if (!(f = atomic_open(&af, path))) {
-        fprintf(stderr, "rlhf plot: cannot write %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%.0f\" viewBox=\"0 0 %d %.0f\" "
-               "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\" fill=\"#222\">\n",
-            fg->width, H, fg->width, H);
-    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    fprintf(f, "<text x=\"%.1f\" y=\"27\" font-size=\"16\" text-anchor=\"middle\">%s</text>\n", fg->width / 2.0, fg->title);
+    if (!(f = plot_svg_open(&af, path, fg->width, H, fg->title))) return -1;
     for (k = 0; k < np && rc == 0; k++) rc = plot_panel_draw(f, pn[k], S, po, (k % cols) * cw, top + (k / cols) * fg->cell_h, cw, fg->cell_h);
     plot_legend(f, pn, np, S, po, fg->width, top + rows * fg->cell_h);
-    fprintf(f, "</svg>\n");
-    if (rc != 0) {
-        atomic_abort(&af);
-        fprintf(stderr, "rlhf plot: out of memory drawing %s\n", path);
-        return -1;
-    }
-    if (atomic_commit(&af) != 0) {
-        fprintf(stderr, "rlhf plot: cannot write %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    if (po->verbose) printf("wrote %s\n", path);
-    return 1;
+    return plot_svg_close(&af, path, rc, po);
 }
 static double plot_num(const rlhf_json *o, const char *key) {
     const rlhf_json *v = rlhf_json_get(o, key);
@@ -447,5 +457,59 @@ static int plot_run(const char *dir, const plot_options *po) {
         written = (w = plot_fig_write(dir, &plot_figs[k], S, po)) < 0 ? -1 : written + w;
     for (k = 0; k < PS_N; k++) free(S[k].p);
     return written;
+}
+
+/* ---- bars: one value per category with its 95% interval (rlhf demo --algos: compare.svg) ------------- */
+/* a category: its bar in the top panel (v, lo, hi) and in the bottom one (v2, lo2, hi2; NaN: none) */
+typedef struct plot_bar { const char *label, *color; double v, lo, hi, v2, lo2, hi2; } plot_bar;
+/* a panel of bars, each with its interval as a whisker and its value above, and a dashed line at ref (named
+   at the panel's top right) */
+static void plot_bars_panel(FILE *f, const char *title, const char *ylabel, const plot_bar *b, int n, int second, double ref,
+                            const char *ref_label, double cy, double W, double ch) {
+    plot_axis ax, ay;
+    double mn = fmin(0, ref), mx = ref, slot;
+    int i;
+    for (i = 0; i < n; i++) {
+        double lo = second ? b[i].lo2 : b[i].lo, hi = second ? b[i].hi2 : b[i].hi;
+        if (isfinite(lo) && isfinite(hi)) mn = fmin(mn, lo), mx = fmax(mx, hi);
+    }
+    ax.lo = 0, ax.hi = n, ax.step = 1, ax.p0 = 64, ax.len = W - 84;
+    plot_axis_fit(&ay, mn, mx, 5, cy + ch - 40, -(ch - 76));
+    plot_ticks(f, &ay, &ax, 0);
+    fprintf(f, "<path d=\"M%.1f %.1fV%.1fH%.1f\" fill=\"none\" stroke=\"#555\"/>\n", ax.p0, ay.p0 + ay.len, ay.p0, ax.p0 + ax.len);
+    fprintf(f, "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n", ay.p0 + ay.len / 2, ylabel);
+    fprintf(f, "<text x=\"16\" y=\"%.1f\" font-size=\"13\" font-weight=\"bold\">%s</text>\n", cy + 18, title);
+    slot = ax.len / n;
+    for (i = 0; i < n; i++) {
+        double v = second ? b[i].v2 : b[i].v, lo = second ? b[i].lo2 : b[i].lo, hi = second ? b[i].hi2 : b[i].hi;
+        double x = ax.p0 + (i + 0.5) * slot, w = 0.55 * slot, y0 = plot_px(&ay, fmax(ay.lo, 0)), y = plot_px(&ay, v);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", x, ay.p0 + 18, b[i].label);
+        if (!isfinite(v)) continue;
+        fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" fill-opacity=\"0.8\"/>\n", x - w / 2, fmin(y, y0), w,
+                fabs(y0 - y), b[i].color);
+        fprintf(f, "<path d=\"M%.1f %.1fV%.1fM%.1f %.1fH%.1fM%.1f %.1fH%.1f\" stroke=\"#222\" stroke-width=\"1.4\"/>\n", x, plot_px(&ay, lo),
+                plot_px(&ay, hi), x - 6, plot_px(&ay, lo), x + 6, x - 6, plot_px(&ay, hi), x + 6);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">%.3f</text>\n", x, plot_px(&ay, hi) - 5, v);
+    }
+    fprintf(f, "<path d=\"M%.1f %.1fH%.1f\" stroke=\"#d62728\" stroke-width=\"1.4\" stroke-dasharray=\"6 4\"/>\n", ax.p0, plot_px(&ay, ref),
+            ax.p0 + ax.len);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#d62728\">dashed: %s</text>\n", ax.p0 + ax.len, cy + 18, ref_label);
+}
+/* compare.svg: gold score per category above (a line at the first category's, SFT), win rate below (a line
+   at 0.5, no better than SFT); 1 written, -1 error (on stderr) */
+static int plot_bars_write(const char *path, const plot_bar *b, int n, const plot_options *po) {
+    const double W = 760, top = 44, ch = 320, note = 28;
+    char ref[64];
+    atomic_file af;
+    FILE *f = plot_svg_open(&af, path, W, top + 2 * ch + note, "The same SFT model and reward model, each algorithm judged by the gold judge");
+    if (!f) return -1;
+    snprintf(ref, sizeof ref, "%s %.3f", b[0].label, b[0].v);
+    plot_bars_panel(f, "Gold score on held-out prompts", "mean gold score", b, n, 0, b[0].v, ref, top, W, ch);
+    plot_bars_panel(f, "Win rate over SFT, prompt by prompt (ties half)", "win rate", b, n, 1, 0.5, "0.5: no better than SFT", top + ch,
+                    W, ch);
+    fprintf(f, "<text x=\"64\" y=\"%.1f\" fill=\"#777\">whiskers: 95%% intervals (mean \xc2\xb1 1.96 standard errors over the prompts); "
+               "orange: rewarded by the gold judge itself</text>\n",
+            top + 2 * ch + 14);
+    return plot_svg_close(&af, path, 0, po);
 }
 #endif

@@ -92,6 +92,40 @@ static void world_demonstration(const world_task *t, world_rng *r, double mistak
     }
 }
 
+/* The task a prompt states, found anywhere in text (inside a chat template's
+   markers, say): the inverse of world_prompt, so a verifiable reward can
+   judge a reply from the prompt's text alone. Returns 1 and sets *t, or 0
+   when text states no task. A candidate counts only if world_prompt renders
+   it back to the same characters ("add 07 and 3" is no task). */
+static int world_lookup(const char *const *list, const char *w) {
+    int i;
+    for (i = 0; i < 8; i++)
+        if (strcmp(list[i], w) == 0) return i;
+    return -1;
+}
+static int world_parse(const char *text, world_task *t) {
+    const char *p;
+    for (p = text; *p; p++) {
+        char w[3][16], back[128];
+        memset(t, 0, sizeof *t);
+        if (sscanf(p, "add %d and %d", &t->a, &t->b) == 2 && t->a >= 0 && t->a < 20 && t->b >= 0 && t->b < 20)
+            t->kind = WORLD_ADD;
+        else if (sscanf(p, "reverse: %15[a-z] %15[a-z] %15[a-z]", w[0], w[1], w[2]) == 3 &&
+                 (t->w[0] = world_lookup(WORLD_COLORS, w[0])) >= 0 && (t->w[1] = world_lookup(WORLD_COLORS, w[1])) >= 0 &&
+                 (t->w[2] = world_lookup(WORLD_COLORS, w[2])) >= 0)
+            t->kind = WORLD_REVERSE;
+        else if (sscanf(p, "greet %15[A-Za-z] politel%1[y]", w[0], w[1]) == 2 && (t->a = world_lookup(WORLD_NAMES, w[0])) >= 0)
+            t->kind = WORLD_GREET;
+        else if (sscanf(p, "say %15[a-z] twic%1[e]", w[0], w[1]) == 2 && (t->a = world_lookup(WORLD_WORDS, w[0])) >= 0)
+            t->kind = WORLD_TWICE;
+        else
+            continue;
+        world_prompt(t, back, sizeof back);
+        if (strncmp(p, back, strlen(back)) == 0) return 1;
+    }
+    return 0;
+}
+
 /* Pretraining text: the world's facts in plain prose (no chat template), so
    a base model knows sums, colours and names but not how to follow an
    instruction. */
