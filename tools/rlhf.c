@@ -2320,8 +2320,8 @@ static void kto_balance(const train_cli *a, const rlhf_dataset *d) {
     double wd = a->kc.desirable_weight, wu = a->kc.undesirable_weight, ratio;
     for (i = 0; i < n; i++) nd += rlhf_dataset_record(d, i)->label != 0;
     if (nd == 0 || nd == n) {
-        say("warning: kto: all %zu records of %s are %s: KTO only pushes their implicit rewards %s the reference point", n,
-            a->data, nd ? "desirable" : "undesirable", nd ? "above" : "below");
+        say("warning: kto: every record of %s (%zu) is %s: KTO only pushes their implicit rewards %s the reference point",
+            a->data, n, nd ? "desirable" : "undesirable", nd ? "above" : "below");
         return;
     }
     ratio = wd * (double)nd / (wu * (double)(n - nd));
@@ -2907,8 +2907,10 @@ static int cmd_plot(int argc, char **argv) {
                    "SVG charts of a run's metrics.jsonl, written into RUN_DIR: loss.svg (losses per stage), reward_model.svg,\n"
                    "ppo.svg (reward and KL during PPO), gold_vs_proxy.svg and gold_vs_proxy_sqrt_kl.svg (demo: gold judge vs\n"
                    "reward model against KL, as Gao et al. 2022 plot reward over-optimisation), dpo.svg (DPO's loss, pairs\n"
-                   "ranked as labelled, reward margin, implicit rewards of chosen and rejected replies), grpo.svg and rloo.svg\n"
-                   "(score, KL, the spread of the rewards within groups, the share of groups without any).",
+                   "ranked as labelled, reward margin, implicit rewards of chosen and rejected replies), kto.svg (KTO's loss,\n"
+                   "held-out records on their label's side of the reference point z, z, implicit rewards of desirable and\n"
+                   "undesirable completions), grpo.svg and rloo.svg (score, KL, the spread of the rewards within groups, the\n"
+                   "share of groups without any).",
                    o, N_OPTS(o));
     if (np != 1) return usage_error("plot", "needs RUN_DIR");
     if (!is_dir(pos[0])) return fail("plot", "%s is not a directory", pos[0]);
@@ -3075,7 +3077,7 @@ static int usage(FILE *f) {
                "  pretrain  pretrain a GPT-2 on text\n"
                "  sft       supervised fine-tuning on demonstrations (loss on completions only)\n"
                "  rm        train a reward model on pairs or K-way rankings, and normalise it\n"
-               "  dpo       DPO on pairs or rankings against the frozen SFT model (no reward model, no sampling); SimPO\n"
+               "  dpo       DPO on pairs or rankings against the frozen SFT model (no reward model, no sampling; SimPO: no reference)\n"
                "  kto       KTO on unpaired labels (a completion marked desirable or not) against the frozen SFT model\n"
                "  ppo       PPO with a KL penalty against the SFT policy (PPO-ptx optional)\n"
                "  grpo      GRPO: groups of replies per prompt, each reply's reward against its group's (no critic)\n"
