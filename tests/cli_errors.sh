@@ -206,16 +206,20 @@ expect 2 "--beta must be .*\(0 in single precision\)" dpo --model "$SFT" --data 
 expect 2 "--label-smoothing must be a finite number in \[0, 0.5\), got \"0.5\"" dpo --model "$SFT" --data "$RK" --out "$W/d0" --label-smoothing 0.5
 expect 2 "--label-smoothing must be .*got \"0.49999999\" \(0.5 in single precision\)" dpo --model "$SFT" --data "$RK" --out "$W/d0" --label-smoothing 0.49999999
 expect 2 "--label-smoothing must be .*got \"-0.1\"" dpo --model "$SFT" --data "$RK" --out "$W/d0" --label-smoothing -0.1
-expect 2 "--label-smoothing is cDPO's, for --loss sigmoid only: --loss ipo" dpo --model "$SFT" --data "$RK" --out "$W/d0" --loss ipo --label-smoothing 0.1
+expect 2 "--label-smoothing is for --loss sigmoid \(cDPO\) and simpo only: --loss ipo" dpo --model "$SFT" --data "$RK" --out "$W/d0" --loss ipo --label-smoothing 0.1
 expect 2 "--loss hinge has no label to smooth" dpo --model "$SFT" --data "$RK" --out "$W/d0" --label-smoothing 0.2 --loss hinge
-expect 2 "--loss is one of sigmoid\|ipo\|hinge, got \"kto\"" dpo --model "$SFT" --data "$RK" --out "$W/d0" --loss kto
+expect 2 "--loss is one of sigmoid\|ipo\|hinge\|simpo, got \"kto\"" dpo --model "$SFT" --data "$RK" --out "$W/d0" --loss kto
+expect 2 "--simpo-gamma is SimPO's target margin, for --loss simpo only" dpo --model "$SFT" --data "$RK" --out "$W/d0" --simpo-gamma 0.3
+expect 2 "--simpo-gamma must be a finite number in \[0, 1000000\), got \"-1\"" dpo --model "$SFT" --data "$RK" --out "$W/d0" --loss simpo --simpo-gamma -1
+expect 2 "--loss simpo has no reference model: --ref is not used" dpo --model "$SFT" --data "$RK" --out "$W/d0" --loss simpo --ref "$SFT"
+expect 2 "--loss simpo has no reference model: --precompute-ref has nothing to precompute" dpo --model "$SFT" --data "$RK" --out "$W/d0" --loss simpo --precompute-ref
 expect 2 "--resume needs --model too .*frozen reference" dpo --resume --data "$RK" --out "$W/d0"
 expect 2 "unknown option --normalize-samples" dpo --model "$SFT" --data "$RK" --out "$W/d0" --normalize-samples 4
 expect 2 "needs --data and --out" dpo --model "$SFT" --out "$W/d0"
 [ -e "$W/d0" ] && bad "a dpo refused for its options created its --out"
 expect 1 "rlhf dpo: --model: .*typo.safetensors: cannot open" dpo --model "$W/typo.safetensors" --data "$RK" --out "$W/d1"
 once "rlhf dpo:"
-expect 1 "rlhf dpo: .*/sft.jsonl:1:1: missing \"chosen\"" dpo --model "$SFT" --data "$Q/sft.jsonl" --out "$W/d1"
+expect 1 "rlhf dpo: .*/sft.jsonl:1:1: missing \"chosen\"\. .*sft.jsonl holds SFT records, which rlhf sft reads; rlhf dpo needs preference pairs" dpo --model "$SFT" --data "$Q/sft.jsonl" --out "$W/d1"
 once "sft.jsonl:1:1"
 expect 1 "kto.jsonl:1:1: an unpaired preference record" dpo --model "$SFT" --data "$W/kto.jsonl" --out "$W/d1"
 printf '{"prompt": "add 1 and 2", "chosen": " 3", "rejected": " 4"}\n{"prompt": \n' > "$W/broken_prefs.jsonl"
@@ -228,47 +232,85 @@ expect 1 "--ref .*model.safetensors \(vocab 320, context 12, 2 layers.* is not s
 expect 2 "holds the checkpoints of another stage" dpo --model "$SFT" --data "$RK" --out "$K"
 expect 2 "holds a sft run, not a dpo run" dpo --resume --model "$SFT" --data "$RK" --out "$D"
 
-# --- dpo stopped (SIGINT) or killed (kill -9) mid-run, then resumed: the bytes of the uninterrupted run ---
+# --- kto: the unpaired format (a pairs or SFT file is named as such), nonsense weights, options of dpo, run directories ---
+KO="--model $SFT --data $W/kto.jsonl"
+expect 1 "rlhf kto: .*rankings.jsonl:1:1: missing \"completion\"\. .*rankings.jsonl holds preference records, which rlhf dpo and rlhf rm read; rlhf kto needs unpaired labels \(\{\"prompt\", \"completion\", \"label\": true\|false\}\)$" \
+    kto --model "$SFT" --data "$RK" --out "$W/k1"
+once "rankings.jsonl:1:1"
+expect 1 "rlhf kto: .*sft.jsonl:1:1: missing \"label\"\. .*holds SFT records, which rlhf sft reads; rlhf kto needs unpaired labels" kto --model "$SFT" --data "$Q/sft.jsonl" --out "$W/k1"
+expect 1 "rlhf kto: .*rankings.jsonl holds preference records" kto $KO --val "$RK" --out "$W/k1"
+expect 1 "rankings.jsonl: all .* records are bad; .*holds preference records" kto --model "$SFT" --data "$RK" --out "$W/k1" --skip-bad
+printf '%s\n' '{"prompt": "add 1 and 2", "completion": " 3", "label": "yes"}' > "$W/kto_badlabel.jsonl"
+expect 1 "kto_badlabel.jsonl:1:.*\"label\" must be true or false" kto --model "$SFT" --data "$W/kto_badlabel.jsonl" --out "$W/k1"
+expect 2 "--desirable-weight must be a finite number in \[0, 1000000\], got \"-1\"" kto $KO --out "$W/k0" --desirable-weight -1
+expect 2 "--undesirable-weight must be a finite number .*got \"nan\"" kto $KO --out "$W/k0" --undesirable-weight nan
+expect 2 "--desirable-weight and --undesirable-weight are both 0" kto $KO --out "$W/k0" --desirable-weight 0 --undesirable-weight 0
+expect 2 "--beta must be a finite number > 0, got \"0\"" kto $KO --out "$W/k0" --beta 0
+expect 2 "unknown option --loss" kto $KO --out "$W/k0" --loss sigmoid
+expect 2 "unknown option --label-smoothing" kto $KO --out "$W/k0" --label-smoothing 0.1
+expect 2 "unknown option --desirable-weight" dpo --model "$SFT" --data "$RK" --out "$W/d0" --desirable-weight 2
+expect 2 "--resume needs --model too .*frozen reference" kto --resume --data "$W/kto.jsonl" --out "$W/k0"
+expect 2 "needs --data and --out" kto --model "$SFT" --out "$W/k0"
+[ -e "$W/k0" ] && bad "a kto refused for its options created its --out"
+expect 1 "rlhf kto: --model: .*typo.safetensors: cannot open" kto --model "$W/typo.safetensors" --data "$W/kto.jsonl" --out "$W/k1"
+expect 1 "--ref .*rm.safetensors is a reward model \(it has a scalar head\)" kto $KO --ref "$RM" --out "$W/k1"
+expect 0 "kto: 1 steps in" kto $KO --out "$W/k2" --steps 1 --val-fraction 0
+grep -q "warning: kto: every record of .*kto.jsonl (1) is undesirable" "$OUT" || bad "kto on undesirable records only: no warning"
+expect 2 "holds a kto run, not a dpo run" dpo --resume --model "$SFT" --data "$RK" --out "$W/k2"
+expect 2 "holds a sft run, not a kto run" kto --resume $KO --out "$D"
+# TRL's conversational form, and a record of each label
+printf '%s\n' "{\"prompt\": [$u], \"completion\": [{\"role\": \"assistant\", \"content\": \" 3\"}], \"label\": true}" \
+    '{"prompt": "add 1 and 2", "completion": " 4", "label": false}' > "$W/kto_conv.jsonl"
+expect 0 "kto: 1 steps in" kto --model "$SFT" --data "$W/kto_conv.jsonl" --out "$W/k3" --steps 1 --val-fraction 0
+grep -q "warning: kto" "$OUT" && bad "kto on one record of each label warned about the balance"
+
+# --- dpo and kto stopped (SIGINT) or killed (kill -9) mid-run, then resumed: the bytes of the uninterrupted run ---
 # The first leg runs "forever" (--steps 100000) under a constant learning rate, so where it stops
 # changes nothing; the resumed leg and the uninterrupted run stop at the same step S.
 DPO="--data $RK --batch 2 --lr 1e-4 --decay constant --log-every 0"
-# wait_step FILE N: until metrics FILE holds a dpo line of step N (30 s at most)
+head -60 "$Q/sft.jsonl" | sed 's/}$/, "label": true}/' > "$W/kto_run.jsonl"
+sed -n 61,120p "$Q/sft.jsonl" | sed 's/"completion": ".*"}$/"completion": "no.", "label": false}/' >> "$W/kto_run.jsonl"
+KTO="--data $W/kto_run.jsonl --batch 2 --lr 1e-4 --decay constant --log-every 0"
+# wait_step FILE N STAGE: until metrics FILE holds a STAGE line of step N (30 s at most)
 wait_step() {
     i=0
-    while [ $i -lt 300 ] && ! grep -q "\"stage\":\"dpo\",\"step\":$2," "$1" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    while [ $i -lt 300 ] && ! grep -q "\"stage\":\"$3\",\"step\":$2," "$1" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
 }
-# the metric lines without what differs between runs by design (time; total_steps of a leg of 100000)
-strip_metrics() { sed 's/"total_steps":[0-9]*,//; s/,"elapsed_s":[^}]*//' "$1"; }
-dpo_resume_case() { # NAME HOW EXTRA...: HOW is INT (stop at a step boundary) or 9 (kill -9 between saves)
-    name=$1 how=$2
-    shift 2
+# the metric lines without what differs between runs by design (time; total_steps of a leg of 100000; kto's
+# tokens, counted from the start of each leg)
+strip_metrics() { sed 's/"total_steps":[0-9]*,//; s/,"elapsed_s":[^}]*//; s/,"tokens":[0-9.e+]*//' "$1"; }
+resume_case() { # CMD NAME HOW EXTRA...: CMD dpo or kto; HOW is INT (stop at a step boundary) or 9 (kill -9 between saves)
+    cmd=$1 name=$2 how=$3
+    shift 3
+    if [ "$cmd" = kto ]; then data=$KTO; else data=$DPO; fi
     cases=$((cases + 1))
-    "$X" dpo --model "$SFT" $DPO --out "$W/$name" --steps 100000 "$@" > "$OUT" 2>&1 &
+    "$X" $cmd --model "$SFT" $data --out "$W/$name" --steps 100000 "$@" > "$OUT" 2>&1 &
     pid=$!
-    wait_step "$W/$name/metrics.jsonl" 3
+    wait_step "$W/$name/metrics.jsonl" 3 $cmd
     [ "$how" = 9 ] && sleep 0.$((1 + $$ % 3)) # somewhere in a later step or save (which one varies with the PID)
     kill -"$how" $pid
     wait $pid 2>/dev/null
     st=$?
     if [ "$how" = INT ]; then
-        [ $st -eq 130 ] || { bad "dpo stopped by SIGINT: exit $st, want 130"; return; }
-        grep -q "continue with the same command and --resume" "$OUT" || bad "dpo stopped by SIGINT: no resume hint"
+        [ $st -eq 130 ] || { bad "$cmd stopped by SIGINT: exit $st, want 130"; return; }
+        grep -q "continue with the same command and --resume" "$OUT" || bad "$cmd stopped by SIGINT: no resume hint"
     fi
     k=$("$X" info "$W/$name/last.safetensors" 2>/dev/null | sed -n 's/.*training step: \([0-9]*\),.*/\1/p')
-    [ -n "$k" ] || { bad "dpo stopped by SIG$how: no resumable checkpoint"; return; }
+    [ -n "$k" ] || { bad "$cmd stopped by SIG$how: no resumable checkpoint"; return; }
     S=$((k + 3))
-    expect 0 "resuming .* at step $k" dpo --resume --model "$SFT" $DPO --out "$W/$name" --steps $S "$@"
-    grep -q "options differ" "$OUT" && bad "dpo --resume with the run's options warned that they differ"
-    expect 0 "dpo: $S steps in" dpo --model "$SFT" $DPO --out "$W/${name}_whole" --steps $S "$@"
+    expect 0 "resuming .* at step $k" $cmd --resume --model "$SFT" $data --out "$W/$name" --steps $S "$@"
+    grep -q "options differ" "$OUT" && bad "$cmd --resume with the run's options warned that they differ"
+    expect 0 "$cmd: $S steps in" $cmd --model "$SFT" $data --out "$W/${name}_whole" --steps $S "$@"
     cmp -s "$W/$name/last.safetensors" "$W/${name}_whole/last.safetensors" ||
-        bad "dpo stopped by SIG$how at step $k and resumed to step $S: last.safetensors differs from the uninterrupted run's"
+        bad "$cmd stopped by SIG$how at step $k and resumed to step $S: last.safetensors differs from the uninterrupted run's"
     strip_metrics "$W/$name/metrics.jsonl" > "$W/$name.m1"
     strip_metrics "$W/${name}_whole/metrics.jsonl" > "$W/$name.m2"
-    cmp -s "$W/$name.m1" "$W/$name.m2" || { bad "dpo stopped by SIG$how at step $k and resumed: metrics.jsonl differs from the uninterrupted run's"; diff "$W/$name.m1" "$W/$name.m2" | head -5; }
-    echo "cli_errors: dpo stopped by SIG$how at step $k, resumed to step $S: the uninterrupted run's bytes"
+    cmp -s "$W/$name.m1" "$W/$name.m2" || { bad "$cmd stopped by SIG$how at step $k and resumed: metrics.jsonl differs from the uninterrupted run's"; diff "$W/$name.m1" "$W/$name.m2" | head -5; }
+    echo "cli_errors: $cmd stopped by SIG$how at step $k, resumed to step $S: the uninterrupted run's bytes"
 }
-dpo_resume_case dpo_int INT --eval-every 0
-dpo_resume_case dpo_kill 9 --eval-every 1 --precompute-ref
+resume_case dpo dpo_int INT --eval-every 0
+resume_case dpo dpo_kill 9 --eval-every 1 --precompute-ref
+resume_case kto kto_int INT --eval-every 2
 
 # --- chat: a long conversation keeps the latest turns that fit and says so ---
 cases=$((cases + 1))
@@ -416,7 +458,7 @@ GP="--policy $SFT --prompts $P --iters 1 $GO"
 expect 2 "--group-size must be an integer in \[2, 1024\], got \"1\"" grpo $GP --reward "$RM" --out "$W/g0" --group-size 1
 expect 2 "--batch 10 is not a multiple of --group-size 4: --batch counts replies" grpo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/g0" --batch 10
 expect 2 "--batch 6 is not a multiple of --group-size 4" rloo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/g0" --batch 6
-expect 2 "--loss-type is one of grpo\|dapo\|dr_grpo, got \"ppo\"" grpo $GP --reward "$RM" --out "$W/g0" --loss-type ppo
+expect 2 "--loss-type is one of grpo\|bnpo\|dr_grpo\|dapo, got \"ppo\"" grpo $GP --reward "$RM" --out "$W/g0" --loss-type ppo
 expect 2 "--scale-rewards is one of group\|batch\|none, got \"std\"" grpo $GP --reward "$RM" --out "$W/g0" --scale-rewards std
 expect 2 "unknown option --loss-type" rloo $GP --reward "$RM" --out "$W/g0" --loss-type dapo
 expect 2 "unknown option --critic" grpo $GP --reward "$RM" --out "$W/g0" --critic "$RM"

@@ -60,6 +60,16 @@ for alg in grpo rloo; do
 done
 run grpo $GR --out "$R/grpo_dapo" --iters 1 --loss-type dapo --scale-rewards none --cliprange-high 0.28 --kl-coef 0
 grep -q "no reference model loaded" "$R/out.txt" || { echo "FAIL: grpo --kl-coef 0 loaded a reference"; cat "$R/out.txt"; exit 1; }
+# --loss-type: bnpo divides the token losses by the minibatch's tokens, dapo by the whole batch's (per reply): the
+# same bytes when one minibatch holds the batch, other bytes when two do
+GL="--policy $Q/sft.safetensors --reward $Q/rm.safetensors --prompts $Q/prompts.jsonl --batch 8 --max-new 24 --lr 1e-3 --iters 1"
+for mb in 8 4; do
+    for lt in bnpo dapo; do run grpo $GL --mini-batch $mb --loss-type $lt --out "$R/grpo_${lt}_$mb"; done
+done
+cmp -s "$R/grpo_bnpo_8/policy.safetensors" "$R/grpo_dapo_8/policy.safetensors" ||
+    { echo "FAIL: grpo --loss-type bnpo and dapo differ on a single minibatch"; exit 1; }
+cmp -s "$R/grpo_bnpo_4/policy.safetensors" "$R/grpo_dapo_4/policy.safetensors" &&
+    { echo "FAIL: grpo --loss-type bnpo and dapo are the same over two minibatches (is dapo bnpo?)"; exit 1; }
 run rloo $GR --out "$R/rloo_mix" --iters 1 --reward "$Q/rm.safetensors" --reward-weights 0.5,0.25 --k3
 grep -q "the reward is 0.5 x .*rm.safetensors + 0.25 x .*rm.safetensors, scored reply by reply" "$R/out.txt" ||
     { echo "FAIL: rloo with two rewards did not mix them"; cat "$R/out.txt"; exit 1; }
@@ -88,11 +98,47 @@ run dpo --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/d
 grep -q "beta 0.5, loss ipo" "$R/out.txt" || { echo "FAIL: dpo --loss ipo --beta 0.5 not used"; cat "$R/out.txt"; exit 1; }
 run dpo --model "$R/sft/last.safetensors" --data "$Q/rankings.jsonl" --out "$R/dpo_cdpo" --steps 2 --batch 4 --label-smoothing 0.1 --ref "$R/sft/last.safetensors"
 grep -q "loss sigmoid (cDPO)" "$R/out.txt" || { echo "FAIL: dpo --label-smoothing is not cDPO"; cat "$R/out.txt"; exit 1; }
+# SimPO: no reference loaded (--model once); --resume needs no --model, and 2 + resume 1 is 3 steps (constant lr)
+SP="--data $Q/rankings.jsonl --batch 4 --lr 1e-3 --decay constant --loss simpo --simpo-gamma 0.3 --label-smoothing 0.1"
+run dpo --model "$R/sft/last.safetensors" $SP --out "$R/dpo_simpo" --steps 3
+grep -q "loss simpo (no reference)" "$R/out.txt" || { echo "FAIL: dpo --loss simpo is not reference-free"; cat "$R/out.txt"; exit 1; }
+run dpo --model "$R/sft/last.safetensors" $SP --out "$R/dpo_simpo2" --steps 2
+run dpo $SP --out "$R/dpo_simpo2" --steps 3 --resume
+grep -q "options differ" "$R/out.txt" && { echo "FAIL: dpo --loss simpo --resume without --model warned"; cat "$R/out.txt"; exit 1; }
+cmp -s "$R/dpo_simpo/last.safetensors" "$R/dpo_simpo2/last.safetensors" || { echo "FAIL: dpo simpo: 2 + resume 1 is not 3 steps"; exit 1; }
 run plot "$R/dpo"
 for l in "training batches" "held out" "chosen replies (training batches)" "rejected replies (training batches)"; do
     grep -q ">$l</text>" "$R/dpo/dpo.svg" || { echo "FAIL: dpo.svg has no legend entry \"$l\""; exit 1; }
 done
 run generate "$R/dpo/last.safetensors" --prompt "add 1 and 2" --max-new 4
+# kto on unpaired labels (60 SFT replies desirable, 40 replies "no." not: a warning on the balance), TRL's metric
+# names and a held-out accuracy; 2 steps + --resume 2 are the bytes of 4 in one go (constant lr), and so are
+# --precompute-ref and --recompute; the checkpoint is a policy; plot draws kto.svg
+head -60 "$Q/sft.jsonl" | sed 's/}$/, "label": true}/' > "$R/kto.jsonl"
+sed -n 61,100p "$Q/sft.jsonl" | sed 's/"completion": ".*"}$/"completion": "no.", "label": false}/' >> "$R/kto.jsonl"
+KT="--model $R/sft/last.safetensors --data $R/kto.jsonl --batch 4 --lr 1e-3 --eval-every 2 --decay constant"
+run kto $KT --out "$R/kto" --steps 4
+grep -q "kto: held-out accuracy [01]\.[0-9]" "$R/out.txt" && grep -q "warning: kto: 60 desirable x --desirable-weight 1 / (40 undesirable" "$R/out.txt" ||
+    { echo "FAIL: kto: no held-out accuracy or balance warning"; cat "$R/out.txt"; exit 1; }
+for k in count/chosen count/rejected rewards/chosen rewards/rejected logps/chosen logps/rejected kl; do
+    grep -q "\"stage\":\"kto\",\"step\":4,.*\"$k\":" "$R/kto/metrics.jsonl" || { echo "FAIL: kto: no $k at step 4"; exit 1; }
+done
+grep -q '"stage":"kto","step":4,"val/loss":[0-9].*"val/accuracy":[0-9].*"val/kl":[0-9]' "$R/kto/metrics.jsonl" ||
+    { echo "FAIL: kto: no validation line at step 4"; cat "$R/kto/metrics.jsonl"; exit 1; }
+run kto $KT --out "$R/kto_2" --steps 2
+run kto $KT --out "$R/kto_2" --steps 4 --resume
+grep -q "resuming .* at step 2" "$R/out.txt" || { echo "FAIL: kto --resume did not resume"; cat "$R/out.txt"; exit 1; }
+run kto $KT --out "$R/kto_pre" --steps 4 --precompute-ref --recompute
+for d in kto_2 kto_pre; do
+    cmp -s "$R/kto/last.safetensors" "$R/$d/last.safetensors" || { echo "FAIL: kto: $d is not the bytes of the run of 4 steps"; exit 1; }
+done
+cmp -s "$R/sft/last.safetensors" "$R/kto/last.safetensors" && { echo "FAIL: kto did not change the policy"; exit 1; }
+run info "$R/kto/last.safetensors"
+grep -q "kind: policy$" "$R/out.txt" || { echo "FAIL: kto's checkpoint is not a policy"; cat "$R/out.txt"; exit 1; }
+run plot "$R/kto"
+for l in "held out" "desirable completions (training batches)" "undesirable completions (training batches)"; do
+    grep -q ">$l</text>" "$R/kto/kto.svg" || { echo "FAIL: kto.svg has no legend entry \"$l\""; exit 1; }
+done
 # dpo from a Hugging Face GPT-2 directory (V 50,257, tiny widths) with GPT-2's tokenizer: policy and reference grow
 # to 50,262 alike (the implicit rewards are 0 at step 1), also when --resume loads the reference again (a constant
 # learning rate: a first leg of 2 steps has the schedule of a run of 3)
@@ -215,4 +261,4 @@ set +e
 [ $? -eq 2 ] || { echo "FAIL: a usage error must exit 2"; exit 1; }
 "$B/rlhf" info "$R/no-such-file.safetensors" > /dev/null 2>&1
 [ $? -eq 1 ] || { echo "FAIL: a runtime failure must exit 1"; exit 1; }
-echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, grpo and rloo + resume, dpo, --recompute, generate, generate --best-of, bon, chat, score, eval, export, info, plot)"
+echo "rlhf command smoke run ok (tokenizer, pretrain, sft + resume, rm, ppo + resume, grpo and rloo + resume, grpo loss types, dpo, simpo + resume, kto + resume, --recompute, generate, generate --best-of, bon, chat, score, eval, export, info, plot)"

@@ -11,6 +11,10 @@
      dpo.svg                    DPO: loss, pairs ranked right and reward margin (training
                                 batches and held out), the implicit rewards of chosen and
                                 rejected replies
+     kto.svg                    KTO: loss (training batches and held out), held-out records on
+                                their label's side of the reference point z, z itself (the KL
+                                estimate), the implicit rewards of desirable and undesirable
+                                completions
      grpo.svg, rloo.svg         GRPO, RLOO per iteration: score, KL to SFT, the spread of the
                                 rewards within groups and the groups without any
    Ticks fall on 1, 2 or 5 x 10^k; legends sit in a band below the panels; noisy
@@ -36,7 +40,8 @@ static plot_options plot_options_default(void) {
 enum { PS_NONE, PS_PRE, PS_PRE_VAL, PS_SFT, PS_SFT_VAL, PS_RM, PS_RM_VAL, PS_ACC, PS_ACC_VAL, PS_SCORE, PS_KL,
        PS_GOLD_IT, PS_PROXY_KL, PS_GOLD_KL, PS_PROXY_SQ, PS_GOLD_SQ, PS_DPO, PS_DPO_VAL, PS_DPO_ACC, PS_DPO_ACC_VAL,
        PS_DPO_MARGIN, PS_DPO_MARGIN_VAL, PS_DPO_CHOSEN, PS_DPO_REJECTED,
-       PS_GRPO_SCORE, PS_GRPO_KL, PS_GRPO_STD, PS_GRPO_ZERO, PS_RLOO_SCORE, PS_RLOO_KL, PS_RLOO_STD, PS_RLOO_ZERO, PS_N };
+       PS_GRPO_SCORE, PS_GRPO_KL, PS_GRPO_STD, PS_GRPO_ZERO, PS_RLOO_SCORE, PS_RLOO_KL, PS_RLOO_STD, PS_RLOO_ZERO,
+       PS_KTO, PS_KTO_VAL, PS_KTO_ACC_VAL, PS_KTO_KL, PS_KTO_KL_VAL, PS_KTO_CHOSEN, PS_KTO_REJECTED, PS_N };
 /* a line; a line with a dot per point (sparse evaluations); dots with a fitted trend through them */
 enum { PLOT_LINE, PLOT_MARKS, PLOT_SCATTER };
 static const struct plot_look { const char *label, *color; int style; } plot_looks[PS_N] = {
@@ -58,7 +63,11 @@ static const struct plot_look { const char *label, *color; int style; } plot_loo
     {"groups whose replies all scored the same", "#d62728", PLOT_LINE},
     {"reward model, sampled replies", "#1f77b4", PLOT_LINE}, {"KL to SFT", "#2ca02c", PLOT_LINE},
     {"std of the rewards within a group, mean over groups", "#9467bd", PLOT_LINE},
-    {"groups whose replies all scored the same", "#d62728", PLOT_LINE}};
+    {"groups whose replies all scored the same", "#d62728", PLOT_LINE},
+    {"training batches", "#1f77b4", PLOT_LINE}, {"held out", "#ff7f0e", PLOT_MARKS}, {"held out", "#ff7f0e", PLOT_MARKS},
+    {"training batches", "#1f77b4", PLOT_LINE}, {"held out", "#ff7f0e", PLOT_MARKS},
+    {"desirable completions (training batches)", "#2ca02c", PLOT_LINE},
+    {"undesirable completions (training batches)", "#d62728", PLOT_LINE}};
 /* where each series comes from: lines of `stage`, x and y read from two keys */
 static const struct plot_src { const char *stage, *xkey, *ykey; int s, sqrt_x; } plot_srcs[] = {
     {"pretrain", "step", "loss", PS_PRE, 0}, {"pretrain", "step", "val/loss", PS_PRE_VAL, 0},
@@ -76,7 +85,11 @@ static const struct plot_src { const char *stage, *xkey, *ykey; int s, sqrt_x; }
     {"grpo", "step", "objective/scores", PS_GRPO_SCORE, 0}, {"grpo", "step", "objective/kl", PS_GRPO_KL, 0},
     {"grpo", "step", "reward_std", PS_GRPO_STD, 0}, {"grpo", "step", "frac_reward_zero_std", PS_GRPO_ZERO, 0},
     {"rloo", "step", "objective/scores", PS_RLOO_SCORE, 0}, {"rloo", "step", "objective/kl", PS_RLOO_KL, 0},
-    {"rloo", "step", "reward_std", PS_RLOO_STD, 0}, {"rloo", "step", "frac_reward_zero_std", PS_RLOO_ZERO, 0}};
+    {"rloo", "step", "reward_std", PS_RLOO_STD, 0}, {"rloo", "step", "frac_reward_zero_std", PS_RLOO_ZERO, 0},
+    {"kto", "step", "loss", PS_KTO, 0}, {"kto", "step", "val/loss", PS_KTO_VAL, 0},
+    {"kto", "step", "val/accuracy", PS_KTO_ACC_VAL, 0}, {"kto", "step", "kl", PS_KTO_KL, 0},
+    {"kto", "step", "val/kl", PS_KTO_KL_VAL, 0}, {"kto", "step", "rewards/chosen", PS_KTO_CHOSEN, 0},
+    {"kto", "step", "rewards/rejected", PS_KTO_REJECTED, 0}};
 
 typedef struct plot_panel { const char *title, *xlabel, *ylabel; int s[3]; } plot_panel;
 /* a file: up to PLOT_PANELS panels on a grid of `cols` columns, each cell_h high; a panel without data is left out */
@@ -101,6 +114,11 @@ static const plot_fig plot_figs[] = {
       {"Pairs ranked as labelled", "step", "rewards/accuracies", {PS_DPO_ACC, PS_DPO_ACC_VAL}},
       {"Reward margin, chosen - rejected", "step", "rewards/margins", {PS_DPO_MARGIN, PS_DPO_MARGIN_VAL}},
       {"Implicit rewards", "step", "\xce\xb2 log(\xcf\x80 / \xcf\x80_ref), mean over pairs", {PS_DPO_CHOSEN, PS_DPO_REJECTED}}}},
+    {"kto.svg", "KTO: the policy against its frozen reference, on unpaired labels", 960, 2, 300,
+     {{"Loss", "step", "KTO loss (mean over records)", {PS_KTO, PS_KTO_VAL}},
+      {"Records on their label's side of z", "step", "val/accuracy", {PS_KTO_ACC_VAL}},
+      {"Reference point z (KL to the reference)", "step", "kl (nats per completion)", {PS_KTO_KL, PS_KTO_KL_VAL}},
+      {"Implicit rewards", "step", "\xce\xb2 log(\xcf\x80 / \xcf\x80_ref), mean over records", {PS_KTO_CHOSEN, PS_KTO_REJECTED}}}},
     {"grpo.svg", "GRPO: groups of replies against the reward model", 960, 2, 300,
      {{"Score", "iteration", "mean score", {PS_GRPO_SCORE}},
       {"KL to the SFT policy", "iteration", "KL (nats per reply)", {PS_GRPO_KL}},

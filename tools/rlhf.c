@@ -2,7 +2,8 @@
 
      rlhf tokenizer | pretrain | sft | rm | ppo     the stages, each into a run directory
      rlhf grpo | rloo                               PPO's trainer with group baselines instead of a critic
-     rlhf dpo                                       DPO on preferences: no reward model, no sampling
+     rlhf dpo | kto                                 DPO (and SimPO) on preferences, KTO on unpaired labels:
+                                                    no reward model, no sampling
      rlhf bon                                       best-of-N replies to a prompt file, as SFT data
      rlhf generate | chat | score | eval | info     using and inspecting checkpoints
      rlhf export CKPT --out DIR                     a Hugging Face directory (transformers, TRL)
@@ -111,7 +112,7 @@ static int fail(const char *cmd, const char *fmt, ...) {
 /* A library message without its stage prefix ("sft: ..."), which the
    command's own prefix ("rlhf sft: ") already says. */
 static const char *lib_msg(const char *msg) {
-    static const char *const stages[] = {"pretrain: ", "sft: ", "rm: ", "dpo: ", "ppo: "};
+    static const char *const stages[] = {"pretrain: ", "sft: ", "rm: ", "dpo: ", "kto: ", "ppo: "};
     size_t k;
     const char *colon = strstr(msg, ": ");
     for (k = 0; k < sizeof stages / sizeof stages[0]; k++)
@@ -198,11 +199,12 @@ typedef struct opt {
 typedef struct str_list { const char *v[RLHF_MAX_REWARDS]; int n; } str_list;
 #define OPT_L(n, h, p) {n, h, O_LIST, p, 0, 0, 0, NULL, 0}
 #define OPT_B(n, h, p) {n, h, O_BOOL, p, 0, 0, 0, NULL, 0}
-/* --recompute (sft, rm, dpo, pretrain, ppo): activation recompute on the trained models (rlhf_model_set_recompute) */
+/* --recompute (sft, rm, dpo, kto, pretrain, ppo): activation recompute on the trained models (rlhf_model_set_recompute) */
 #define RECOMPUTE_HELP                                                                                                 \
     "recompute each layer's activations in the backward: several times less activation memory (rlhf info shows "   \
     "both budgets) for about one more forward per step; the same results, bit for bit"
-/* --precompute-ref (dpo): the reference's log-probs once, before the first step (rlhf_dpo_config.precompute_ref) */
+/* --precompute-ref (dpo, kto): the reference's log-probs once, before the first step (rlhf_dpo_config.precompute_ref,
+   rlhf_kto_config.precompute_ref) */
 #define PRECOMPUTE_HELP                                                                                                \
     "the reference's log-prob of every reply in one pass before the first step, so a step runs the policy's forward " \
     "and backward alone (about a quarter less time per step); the pass costs about what one epoch of steps saves, so " \
@@ -213,7 +215,16 @@ typedef struct str_list { const char *v[RLHF_MAX_REWARDS]; int n; } str_list;
     "and no sampling. The step's loss is the mean over its pairs; metrics.jsonl carries TRL's names (rewards/chosen,\n" \
     "rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected; val/loss,\n"                \
     "val/rewards/accuracies, val/rewards/margins). Checkpoints are policies, for generate, chat, eval, export or ppo.\n" \
-    "--resume needs the run's --model (and --ref) again: the reference is loaded anew."
+    "--loss simpo (SimPO, Meng et al. 2024) has no reference: per-token mean log-probs and a target margin\n"         \
+    "(--simpo-gamma). --resume needs the run's --model (and --ref) again: the reference is loaded anew (simpo: not)."
+#define KTO_ABOUT                                                                                                      \
+    "KTO (Ethayarajh et al. 2024, TRL's KTOTrainer): the policy learns from unpaired labels, one completion a record\n" \
+    "marked desirable or not ({\"prompt\", \"completion\", \"label\": true|false}), against a frozen reference, the SFT\n" \
+    "model; no reward model, no sampling. A completion's implicit reward beta log(pi/pi_ref) is pushed above the\n"   \
+    "reference point z if desirable, below it if not; z is the policy's KL to the reference, estimated on each prompt\n" \
+    "with another record's completion. metrics.jsonl carries TRL's names (count/chosen, count/rejected,\n"            \
+    "rewards/chosen, rewards/rejected, logps/chosen, logps/rejected, kl; val/loss, val/accuracy, val/kl).\n"         \
+    "Checkpoints are policies. --resume needs the run's --model (and --ref) again: the reference is loaded anew."
 #define OPT_C(n, h, p, c) {n, h, O_CHOICE, p, 0, 0, 0, c, 0}
 /* --max-len: the long-record rule's limit (rlhf_fit_report), from 2 tokens to the model's context (checked once it is loaded) */
 #define OPT_MAXLEN(h, p) {"max-len", h, O_INT, p, 2, 1 << 20, O_CTX, NULL, 0}
@@ -236,6 +247,13 @@ static int choice_find(const char *choices, const char *v) {
         k++;
     }
     return -1;
+}
+/* An O_CHOICE option holds the index of its choice; the enum value it names comes from a table beside
+   the choices ("a|b|c" and {A, B, C}), never from the enum's numbering. choice_of: a value's index. */
+static int choice_of(const int *values, int n, int value) {
+    int k;
+    for (k = 0; k < n && values[k] != value; k++) {}
+    return k < n ? k : 0;
 }
 /* a list option's values joined by commas (how help and options.json show it) */
 static void list_text(const str_list *l, char *buf, size_t cap) {
@@ -543,7 +561,9 @@ static int compare_options(const char *cmd, const char *dir, const opt *o, int n
         return rc;
     }
     for (k = 0; k < n; k++) {
-        if (opt_steers_only(o[k].name) || (o[k].flags & O_ALIAS) || !(x = rlhf_json_get(root, o[k].name)) ||
+        /* a resumed run starts from its last.safetensors: --model, left out, only named where the run began */
+        if (opt_steers_only(o[k].name) || (o[k].flags & O_ALIAS) || (!strcmp(o[k].name, "model") && !o[k].given) ||
+            !(x = rlhf_json_get(root, o[k].name)) ||
             x->type != RLHF_JSON_STRING)
             continue;
         opt_text(&o[k], v, sizeof v);
@@ -648,7 +668,7 @@ static int load_tokenizer_any(const char *cmd, const char *what, const char *pat
    (--tokenizer), else the files of a Hugging Face directory. */
 static int model_tokenizer(const char *cmd, const char *what, const char *path, const char *tokfile, rlhf_model *m,
                            rlhf_tokenizer **tok) {
-    int has_tok = choice_find("sft|rm|dpo|pretrain", cmd) >= 0; /* commands with --tokenizer */
+    int has_tok = choice_find("sft|rm|dpo|kto|pretrain", cmd) >= 0; /* commands with --tokenizer */
     rlhf_error err;
     if (rlhf_model_meta(m, "tokenizer")) {
         if (tokfile)
@@ -741,6 +761,42 @@ static void skip_log(void *user, rlhf_log_level level, const char *msg) {
     (void)level;
     say("warning: skipped: %s", msg);
 }
+/* The format a record's keys say it is in, into *fmt and *what ("preference", "SFT", ...), and returned; unchanged
+   (a prompt, for bon) when none fits. TEXT: {"text"} without a prompt, which no *fmt names. */
+static rlhf_data_format record_format(const rlhf_json *o, rlhf_data_format *fmt, const char **what) {
+    const rlhf_json *msgs = rlhf_json_get(o, "messages");
+    const rlhf_json *last = msgs && msgs->type == RLHF_JSON_ARRAY && msgs->len ? rlhf_json_at(msgs, msgs->len - 1) : NULL;
+    const rlhf_json *role = last && last->type == RLHF_JSON_OBJECT ? rlhf_json_get(last, "role") : NULL;
+    if (rlhf_json_get(o, "text") && !rlhf_json_get(o, "prompt") && !msgs) return RLHF_DATA_TEXT;
+    if (rlhf_json_get(o, "chosen") || rlhf_json_get(o, "completions")) *fmt = RLHF_DATA_PREFERENCE, *what = "preference";
+    else if (rlhf_json_get(o, "completion") && rlhf_json_get(o, "label")) *fmt = RLHF_DATA_UNPAIRED, *what = "unpaired preference";
+    else if (rlhf_json_get(o, "completion")) *fmt = RLHF_DATA_SFT, *what = "SFT";
+    else if (role && role->type == RLHF_JSON_STRING && strcmp(role->str, "assistant") == 0) *fmt = RLHF_DATA_SFT, *what = "SFT";
+    return *fmt;
+}
+/* A file that fails to load as fmt because it holds records of another kind (pairs given to kto, SFT records to
+   dpo): what it holds and what cmd needs, from its first record, else "". */
+static const char *other_format(const char *cmd, const char *path, rlhf_data_format fmt, char *buf, size_t cap) {
+    static const char *const needs[] = {"text", "SFT records ({\"prompt\", \"completion\"} or {\"messages\"})",
+                                        "preference pairs or rankings ({\"chosen\", \"rejected\"} or {\"completions\", \"ranking\"})",
+                                        "prompts", "unpaired labels ({\"prompt\", \"completion\", \"label\": true|false})"};
+    static const char *const readers[] = {"", "rlhf sft", "rlhf dpo and rlhf rm", "", "rlhf kto"};
+    rlhf_jsonl *in = NULL;
+    rlhf_json_doc *doc = NULL;
+    rlhf_json_error e;
+    rlhf_data_format got = RLHF_DATA_PROMPTS;
+    const char *what = NULL;
+    buf[0] = 0;
+    if (rlhf_jsonl_open(&in, path, 0, &e) != RLHF_OK) return buf;
+    if (rlhf_jsonl_next(in, &doc, &e) == RLHF_OK && doc && rlhf_json_root(doc)->type == RLHF_JSON_OBJECT)
+        record_format(rlhf_json_root(doc), &got, &what);
+    rlhf_json_free(doc);
+    rlhf_jsonl_close(in);
+    if (what && got != fmt && (int)fmt < 5)
+        snprintf(buf, cap, ". %s holds %s records, which %s read%s; rlhf %s needs %s", path, what, readers[got],
+                 got == RLHF_DATA_PREFERENCE ? "" : "s", cmd, needs[fmt]);
+    return buf;
+}
 static rlhf_dataset *load_data(const char *cmd, const char *path, rlhf_data_format fmt, int skip_bad) {
     rlhf_dataset *d = NULL;
     rlhf_data_options o = rlhf_data_options_default();
@@ -750,8 +806,11 @@ static rlhf_dataset *load_data(const char *cmd, const char *path, rlhf_data_form
     if (is_dir(path)) return fail(cmd, "%s is a directory, not a data file", path), (rlhf_dataset *)NULL;
     if (!exists(path)) return fail(cmd, "cannot read %s: %s", path, strerror(errno)), (rlhf_dataset *)NULL;
     if (rlhf_dataset_load(&d, path, fmt, &o, &err) != RLHF_OK) {
+        char other[512];
         int record = !strstr(err.message, ":0:0:") && strstr(err.message, "no records") == NULL; /* a bad record, not the file */
-        fail(cmd, "%s%s", err.message, skip_bad || !record ? "" : " (--skip-bad skips and counts bad records)");
+        other[0] = 0;
+        if (strstr(err.message, ": missing \"")) other_format(cmd, path, fmt, other, sizeof other); /* a key of another format? */
+        fail(cmd, "%s%s%s", err.message, other, skip_bad || !record || other[0] ? "" : " (--skip-bad skips and counts bad records)");
         return NULL;
     }
     if (rlhf_dataset_skipped(d)) say("%s: %zu bad records skipped, %zu kept", path, rlhf_dataset_skipped(d), rlhf_dataset_size(d));
@@ -1644,7 +1703,7 @@ static int bon_format(const char *cmd, const char *path, rlhf_data_format *fmt, 
     rlhf_jsonl *in = NULL;
     rlhf_json_doc *doc = NULL;
     rlhf_json_error e;
-    const rlhf_json *o = NULL, *msgs, *last, *role;
+    const rlhf_json *o = NULL;
     char head[512], why[300] = "";
     size_t n = 0, k;
     int line, text;
@@ -1679,14 +1738,7 @@ static int bon_format(const char *cmd, const char *path, rlhf_data_format *fmt, 
     }
     if (!o) return 0;
 
-    msgs = rlhf_json_get(o, "messages");
-    last = msgs && msgs->type == RLHF_JSON_ARRAY && msgs->len ? rlhf_json_at(msgs, msgs->len - 1) : NULL;
-    role = last && last->type == RLHF_JSON_OBJECT ? rlhf_json_get(last, "role") : NULL;
-    text = rlhf_json_get(o, "text") && !rlhf_json_get(o, "prompt") && !msgs;
-    if (rlhf_json_get(o, "chosen") || rlhf_json_get(o, "completions")) *fmt = RLHF_DATA_PREFERENCE, *what = "preference";
-    else if (rlhf_json_get(o, "completion") && rlhf_json_get(o, "label")) *fmt = RLHF_DATA_UNPAIRED, *what = "unpaired preference";
-    else if (rlhf_json_get(o, "completion")) *fmt = RLHF_DATA_SFT, *what = "SFT";
-    else if (role && role->type == RLHF_JSON_STRING && strcmp(role->str, "assistant") == 0) *fmt = RLHF_DATA_SFT, *what = "SFT";
+    text = record_format(o, fmt, what) == RLHF_DATA_TEXT;
     rlhf_json_free(doc);
     if (text) return fail(cmd, "--prompts %s holds text records ({\"text\"}): pretraining text has no prompts; give a prompts, SFT or "
                           "preference file", path);
@@ -2082,20 +2134,25 @@ static int cmd_tokenizer(int argc, char **argv) {
     return 0;
 }
 
-/* ---- pretrain, sft, rm, dpo: one command shape ------------------------------------------- */
+/* ---- pretrain, sft, rm, dpo, kto: one command shape ------------------------------------------- */
 typedef struct train_cli {
     const char *cmd, *data, *val, *model, *tokfile, *out;
-    int is_pre, is_rm, is_dpo, resume, overwrite, skip_bad, seed;
+    int is_pre, is_rm, is_dpo, is_kto, resume, overwrite, skip_bad, seed;
     int layers, heads, embd, ctx, norm_samples, normalize, pack, decay, tmpl;
     int shape_given;  /* bits: --layers, --heads, --embd, --ctx on the command line */
     rlhf_train_options to;
     int steps;
-    /* dpo: --ref (NULL: --model again), --loss as an index of "sigmoid|ipo|hinge" (the order of
-       rlhf_dpo_loss_type), --precompute-ref; dc gets them and --beta, --label-smoothing */
+    /* dpo and kto: --ref (NULL: --model again), --precompute-ref, --beta; dpo: --loss (an index of
+       DPO_LOSSES), --label-smoothing, --simpo-gamma, all into dc; kto: the weights, into kc */
     const char *ref;
     int dpo_loss, precompute;
     rlhf_dpo_config dc;
+    rlhf_kto_config kc;
 } train_cli;
+#define DPO_LOSSES "sigmoid|ipo|hinge|simpo"
+static const int DPO_LOSS_VALUES[] = {RLHF_DPO_SIGMOID, RLHF_DPO_IPO, RLHF_DPO_HINGE, RLHF_DPO_SIMPO};
+/* a stage that trains against a frozen reference: dpo (but SimPO) and kto */
+static int has_reference(const train_cli *a) { return a->is_kto || (a->is_dpo && a->dc.loss != RLHF_DPO_SIMPO); }
 
 /* the model to train: resumed, loaded or new */
 static rlhf_model *train_model(train_cli *a, rlhf_tokenizer **t) {
@@ -2195,11 +2252,11 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
     rlhf_model_free(sft);
     return rc;
 }
-/* DPO's frozen reference: --ref, else --model loaded a second time (the SFT model the policy
+/* DPO's and KTO's frozen reference: --ref, else --model loaded a second time (the SFT model the policy
    starts from; on --resume too, where the policy is the run's last.safetensors). Its
    vocabulary grows to the tokenizer's as the policy's did (the same mean rows), and then it
    must have the policy's shape. The library reads it during training, or only in its setup
-   under --precompute-ref; either way it stays loaded until rlhf_dpo_train returns. */
+   under --precompute-ref; either way it stays loaded until rlhf_dpo_train (rlhf_kto_train) returns. */
 static rlhf_model *dpo_reference(const train_cli *a, const rlhf_model *policy, const rlhf_tokenizer *t) {
     const char *what = a->ref ? "--ref" : "--model", *path = a->ref ? a->ref : a->model;
     const char *tp = rlhf_model_meta(policy, "tokenizer"), *tr;
@@ -2231,7 +2288,7 @@ static rlhf_model *dpo_reference(const train_cli *a, const rlhf_model *policy, c
     return ref;
 }
 /* checks of the options against each other, before anything is loaded */
-static int train_check(const train_cli *a) {
+static int train_check(const train_cli *a, const opt *o, int n) {
     const char *c = a->cmd;
     if (!a->data || !a->out) return usage_error(c, "needs --data and --out");
     if (!a->is_pre && !a->model && !a->resume) return usage_error(c, "needs --model (the checkpoint to start from)");
@@ -2240,14 +2297,65 @@ static int train_check(const train_cli *a) {
     if (a->is_pre && a->embd % a->heads != 0) return usage_error(c, "--embd %d must be a multiple of --heads %d", a->embd, a->heads);
     if (a->is_rm && a->resume && !a->model && a->normalize)
         return usage_error(c, "--resume needs --model too (the SFT checkpoint the reward model is normalised on), or --no-normalize");
-    if (a->is_dpo && a->resume && !a->model)
+    if (has_reference(a) && a->resume && !a->model)
         return usage_error(c, "--resume needs --model too (the SFT checkpoint the run started from%s): give the run's "
                            "command again with --resume", a->ref ? "" : ", which is also the frozen reference, loaded again");
-    if (a->is_dpo && a->dpo_loss != RLHF_DPO_SIGMOID && a->dc.label_smoothing > 0.0f)
-        return usage_error(c, "--label-smoothing is cDPO's, for --loss sigmoid only: --loss %s has no label to smooth",
-                           a->dpo_loss == RLHF_DPO_IPO ? "ipo" : "hinge");
-    if (!a->is_rm && !a->is_dpo && a->to.micro_batch > a->to.batch_size)
+    if (a->is_dpo && a->dc.loss == RLHF_DPO_SIMPO && (a->ref || a->precompute))
+        return usage_error(c, "--loss simpo has no reference model: %s", a->ref ? "--ref is not used (drop it)"
+                                                                              : "--precompute-ref has nothing to precompute");
+    if (a->is_dpo && given(o, n, "simpo-gamma") && a->dc.loss != RLHF_DPO_SIMPO)
+        return usage_error(c, "--simpo-gamma is SimPO's target margin, for --loss simpo only");
+    if (a->is_dpo && a->dc.loss != RLHF_DPO_SIGMOID && a->dc.loss != RLHF_DPO_SIMPO && a->dc.label_smoothing > 0.0f)
+        return usage_error(c, "--label-smoothing is for --loss sigmoid (cDPO) and simpo only: --loss %s has no label to "
+                           "smooth", a->dc.loss == RLHF_DPO_IPO ? "ipo" : "hinge");
+    if (a->is_kto && a->kc.desirable_weight == 0.0f && a->kc.undesirable_weight == 0.0f)
+        return usage_error(c, "--desirable-weight and --undesirable-weight are both 0: every record's loss would be 0");
+    if (!a->is_rm && !a->is_dpo && !a->is_kto && a->to.micro_batch > a->to.batch_size) /* dpo, kto: up to the step's */
         return usage_error(c, "--micro-batch %d is larger than --batch %d", a->to.micro_batch, a->to.batch_size);
+    return 0;
+}
+/* KTO's label balance: the paper advises w_d n_d / (w_u n_u) in [1, 4/3] (TRL's KTOTrainer warns outside it) */
+static void kto_balance(const train_cli *a, const rlhf_dataset *d) {
+    size_t i, n = rlhf_dataset_size(d), nd = 0;
+    double wd = a->kc.desirable_weight, wu = a->kc.undesirable_weight, ratio;
+    for (i = 0; i < n; i++) nd += rlhf_dataset_record(d, i)->label != 0;
+    if (nd == 0 || nd == n) {
+        say("warning: kto: every record of %s (%zu) is %s: KTO only pushes their implicit rewards %s the reference point",
+            a->data, n, nd ? "desirable" : "undesirable", nd ? "above" : "below");
+        return;
+    }
+    ratio = wd * (double)nd / (wu * (double)(n - nd));
+    if (ratio >= 1.0 && ratio <= 4.0 / 3.0) return;
+    say("warning: kto: %zu desirable x --desirable-weight %g / (%zu undesirable x --undesirable-weight %g) = %.3g; the "
+        "KTO paper advises 1 to 4/3: --desirable-weight from %.3g to %.3g, or --undesirable-weight from %.3g to %.3g",
+        nd, wd, n - nd, wu, ratio, wu * (double)(n - nd) / (double)nd, wu * (double)(n - nd) / (double)nd * 4.0 / 3.0,
+        wd * (double)nd / (double)(n - nd) * 0.75, wd * (double)nd / (double)(n - nd));
+}
+/* What a finished run says: its steps and validation, the stage's held-out measure. 0, or 1 when it diverged. */
+static int train_summary(const train_cli *a, const rlhf_train_report *rep) {
+    if (rep->steps == 0 && rep->skipped_steps == 0 && a->resume) {
+        say("%s: the run in %s had already finished at step %ld: nothing left to train", a->cmd, a->out, a->to.resume_step);
+        return 0;
+    }
+    if (isfinite(rep->val_loss) && rep->best_step < 0) /* the best is the resumed run's, from before this leg */
+        say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f, before --resume)", a->cmd, rep->steps, rep->seconds,
+            (double)rep->val_loss, (double)rep->best_val_loss);
+    else if (isfinite(rep->val_loss))
+        say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f at step %ld)", a->cmd, rep->steps, rep->seconds,
+            (double)rep->val_loss, (double)rep->best_val_loss, rep->best_step);
+    else
+        say("%s: %ld steps in %.1f s; no validation set (--val, or --val-fraction above 0)", a->cmd, rep->steps, rep->seconds);
+    if (a->is_rm) say("rm: held-out pairwise accuracy %.4f", (double)rep->val_accuracy);
+    if (a->is_dpo && isfinite(rep->val_accuracy))
+        say("dpo: held-out rewards/accuracies %.4f (pairs whose chosen reply has the larger implicit reward %s)",
+            (double)rep->val_accuracy, a->dc.loss == RLHF_DPO_SIMPO ? "beta x its mean log-prob" : "beta log(pi/pi_ref)");
+    if (a->is_kto && isfinite(rep->val_accuracy))
+        say("kto: held-out accuracy %.4f (records whose implicit reward beta log(pi/pi_ref) lies on their label's side of "
+            "the reference point)", (double)rep->val_accuracy);
+    if (rep->skipped_steps > rep->steps)
+        return fail(a->cmd, "training diverged: %ld of %ld steps were skipped (loss or gradient not finite); lower --lr",
+                    rep->skipped_steps, rep->skipped_steps + rep->steps);
+    if (rep->skipped_steps) say("warning: %ld steps were skipped (loss or gradient not finite)", rep->skipped_steps);
     return 0;
 }
 static int train_run(train_cli *a, const opt *o, int n_opt) {
@@ -2257,7 +2365,8 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
     rlhf_error err;
     rlhf_train_report rep;
     rlhf_model *ref = NULL;
-    rlhf_data_format fmt = a->is_pre ? RLHF_DATA_TEXT : a->is_rm || a->is_dpo ? RLHF_DATA_PREFERENCE : RLHF_DATA_SFT;
+    rlhf_data_format fmt = a->is_pre ? RLHF_DATA_TEXT : a->is_kto ? RLHF_DATA_UNPAIRED
+                         : a->is_rm || a->is_dpo ? RLHF_DATA_PREFERENCE : RLHF_DATA_SFT;
     run_out ro = {NULL, 0, 0, NULL};
     rlhf_result r;
     int rc;
@@ -2284,7 +2393,8 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
         goto done;
     }
     if (!(d = load_data(a->cmd, a->data, fmt, a->skip_bad)) || (a->val && !(v = load_data(a->cmd, a->val, fmt, a->skip_bad)))) goto done;
-    if (a->is_dpo && !(ref = dpo_reference(a, m, t))) goto done;
+    if (a->is_kto) kto_balance(a, d);
+    if (has_reference(a) && !(ref = dpo_reference(a, m, t))) goto done;
     if (a->resume && truncate_metrics(a->cmd, a->out, a->cmd, a->to.resume_step)) goto done; /* stage name = command */
     if (!a->resume) {
         clear_run(a->out, TRAIN_CKPTS);
@@ -2300,7 +2410,8 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
     a->to.log = log_cb;
     a->to.should_stop = should_stop;
     catch_signals();
-    r = a->is_dpo ? rlhf_dpo_train(m, ref, t, d, v, &a->dc, &a->to, &rep, &err)
+    r = a->is_kto ? rlhf_kto_train(m, ref, t, d, v, &a->kc, &a->to, &rep, &err)
+        : a->is_dpo ? rlhf_dpo_train(m, ref, t, d, v, &a->dc, &a->to, &rep, &err)
         : a->is_rm ? rlhf_reward_train(m, t, d, v, &a->to, &rep, &err)
                    : rlhf_sft_train(m, t, d, v, &a->to, &rep, &err);
     status_done();
@@ -2313,25 +2424,8 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
         rc = fail(a->cmd, "%s", lib_msg(err.message));
         goto done;
     }
-    if (rep.steps == 0 && rep.skipped_steps == 0 && a->resume) {
-        say("%s: the run in %s had already finished at step %ld: nothing left to train", a->cmd, a->out, a->to.resume_step);
-    } else {
-        if (isfinite(rep.val_loss))
-            say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f at step %ld)", a->cmd, rep.steps, rep.seconds, (double)rep.val_loss,
-                (double)rep.best_val_loss, rep.best_step);
-        else
-            say("%s: %ld steps in %.1f s; no validation set (--val, or --val-fraction above 0)", a->cmd, rep.steps, rep.seconds);
-        if (a->is_rm) say("rm: held-out pairwise accuracy %.4f", (double)rep.val_accuracy);
-        if (a->is_dpo && isfinite(rep.val_accuracy))
-            say("dpo: held-out rewards/accuracies %.4f (pairs whose chosen reply has the larger implicit reward "
-                "beta log(pi/pi_ref))", (double)rep.val_accuracy);
-    }
-    if (rep.skipped_steps > rep.steps) {
-        rc = fail(a->cmd, "training diverged: %ld of %ld steps were skipped (loss or gradient not finite); lower --lr", rep.skipped_steps,
-                  rep.skipped_steps + rep.steps);
-        goto done;
-    }
-    if (rep.skipped_steps) say("warning: %ld steps were skipped (loss or gradient not finite)", rep.skipped_steps);
+    if ((rc = train_summary(a, &rep)) != 0) goto done;
+    rc = 1;
     if (a->is_rm && a->normalize && normalize_rm(a, m, t, d) != 0) goto done;
     if (a->is_rm && !a->normalize) say("warning: --no-normalize: the reward model's scores are raw (PPO will warn)");
     {
@@ -2349,121 +2443,143 @@ done:
     rlhf_model_free(m);
     return rc;
 }
+/* The options of a's stage into o (room for cap): a new model's shape for pretrain, packing for pretrain and sft,
+   normalisation for rm, the reference and the loss for dpo and kto. Returns their count (-1: more than cap). */
+static int train_options(train_cli *a, opt *o, int cap) {
+    const int is_pre = a->is_pre, is_rm = a->is_rm, is_dpo = a->is_dpo, is_kto = a->is_kto, pref = is_dpo || is_kto;
+    opt all[] = {
+        OPT_S("data", is_pre   ? "text file (or {\"text\"} JSONL) to pretrain on"
+                      : is_kto ? "unpaired preference JSONL ({\"prompt\", \"completion\", \"label\": true|false}; strings or "
+                                 "TRL's conversational form)"
+                      : is_rm || is_dpo ? "preference JSONL (pairs, HH-RLHF, rankings; strings or TRL's conversational form)"
+                                        : "SFT JSONL (prompt/completion or messages)", &a->data),
+        OPT_S("val", "held-out file of the same kind (none: --val-fraction of --data is held out)", &a->val),
+        OPT_S("model", is_pre ? "start from this checkpoint (or Hugging Face directory) instead of a new model"
+                       : is_rm ? "the SFT checkpoint (or Hugging Face directory) to start from (and to normalise on)"
+                       : is_dpo ? "the SFT checkpoint (or Hugging Face directory): the policy starts here, and without --ref "
+                                  "it is also the frozen reference (needed again with --resume; simpo has none)"
+                       : is_kto ? "the SFT checkpoint (or Hugging Face directory): the policy starts here, and without --ref "
+                                  "it is also the frozen reference (needed again with --resume)"
+                              : "the base checkpoint (a .safetensors file or a Hugging Face directory) to start from", &a->model),
+        /* dpo and kto */
+        OPT_S("ref", "the frozen reference pi_ref, if not --model (the policy's shape and tokenizer)", &a->ref),
+        OPT_FA("beta", is_kto ? "the strength of the pull toward the reference: implicit reward beta log(pi/pi_ref)"
+                              : "the strength of the pull toward the reference: implicit reward beta log(pi/pi_ref) (simpo: "
+                                "beta x the per-token mean log-prob)", is_kto ? &a->kc.beta : &a->dc.beta, 0, BIG),
+        OPT_C("loss", "sigmoid: DPO (Rafailov et al. eq. 7); ipo: the gap regressed to 1/(2 beta) on per-token mean "
+                      "log-probs (Azar et al.); hinge: max(0, 1 - beta h) (SLiC); simpo: SimPO (Meng et al.), the sigmoid "
+                      "loss on per-token mean log-probs less a margin, with no reference model", &a->dpo_loss, DPO_LOSSES),
+        OPT_FB("label-smoothing", "cDPO's eps in [0, 0.5): the chance a label is wrong (--loss sigmoid and simpo)",
+               &a->dc.label_smoothing, 0, 0.5),
+        OPT_FB("simpo-gamma", "SimPO's target margin gamma: h = the gap of the per-token mean log-probs minus gamma/beta "
+                              "(--loss simpo only)", &a->dc.simpo_gamma, 0, 1e6),
+        OPT_F("desirable-weight", "w_d, the weight of a desirable record's loss: raise it when they are rarer (the KTO "
+                                  "paper advises w_d n_d / (w_u n_u) from 1 to 4/3)", &a->kc.desirable_weight, 0, 1e6),
+        OPT_F("undesirable-weight", "w_u, the weight of an undesirable record's loss", &a->kc.undesirable_weight, 0, 1e6),
+        OPT_B("precompute-ref", PRECOMPUTE_HELP, &a->precompute),
+        OPT_S("out", "run directory: checkpoints and metrics.jsonl", &a->out),
+        OPT_B("resume", "continue the run in --out from its last.safetensors", &a->resume),
+        OPT_B("overwrite", "start again in an --out that holds a run (its checkpoints and metrics are replaced)", &a->overwrite),
+        OPT_B("skip-bad", "skip malformed records (counted and reported) instead of stopping", &a->skip_bad),
+        OPT_FA("lr", "peak learning rate", &a->to.opt.lr, 0, 10),
+        OPT_F("weight-decay", "AdamW weight decay (matrices and embeddings)", &a->to.opt.weight_decay, 0, 10),
+        OPT_F("grad-clip", "clip the gradient norm (0: off)", &a->to.opt.grad_clip, 0, BIG),
+        OPT_I("batch", is_rm || is_dpo ? "prompts per step (each with all its pairs)" : is_kto ? "records per step"
+                                                                                     : "sequences per step",
+              &a->to.batch_size, 1, 1 << 20),
+        OPT_I("micro-batch", "sequences per forward (0: all of the step)", &a->to.micro_batch, 0, 1 << 20),
+        OPT_B("recompute", RECOMPUTE_HELP, &a->to.recompute),
+        OPT_I("seq-len", "length of the rows the text is cut into (0: the model's context)", &a->to.seq_len, 0, 1 << 20),
+        OPT_MAXLEN(is_rm ? "longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
+                           "completion alone does not fit is skipped; the counts are printed (also the normalisation's limit)"
+                         : "longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
+                           "completion alone does not fit is skipped; the counts are printed", &a->to.seq_len),
+        OPT_I("epochs", "passes over the data", &a->to.epochs, 1, 1 << 20),
+        OPT_I("steps", "stop after this many steps (0: the epochs decide)", &a->steps, 0, BIG),
+        OPT_I("warmup", "warm-up steps", &a->to.warmup_steps, 0, BIG),
+        OPT_C("decay", "learning-rate decay after the warm-up", &a->decay, "cosine|linear|constant"),
+        OPT_F("min-lr", "floor of the decay, as a fraction of lr", &a->to.min_lr_ratio, 0, 1),
+        OPT_I("eval-every", "steps between validations and checkpoints (0: at the end only)", &a->to.eval_every, 0, BIG),
+        OPT_F("val-fraction", "held out when --val is not given (below 1)", &a->to.val_fraction, 0, 0.99),
+        OPT_I("log-every", "steps between progress lines when not on a terminal", &a->to.log_every, 0, BIG),
+        OPT_I("seed", pref ? "shuffling and the held-out split" : "shuffling, split, init", &a->seed, 0, BIG),
+        /* pretrain only (--tokenizer: every stage) */
+        OPT_S("tokenizer", "for a new model, or a --model without one: an rlhf tokenizer, a Hugging Face "
+                           "directory, tokenizer.json, or vocab.json/encoder.json with merges.txt/vocab.bpe beside it",
+              &a->tokfile),
+        OPT_I("layers", "new model: layers", &a->layers, 1, 1024),
+        OPT_I("heads", "new model: attention heads", &a->heads, 1, 1024),
+        OPT_I("embd", "new model: channels (a multiple of heads)", &a->embd, 1, 1 << 16),
+        OPT_I("ctx", "new model: context length", &a->ctx, 2, 1 << 16),
+        /* pretrain and sft */
+        OPT_B("pack", "pack several examples into each row (they never attend to each other)", &a->pack),
+        /* sft only */
+        OPT_C("template", "how conversations become text (kept in the checkpoint for the later stages): chat markers "
+                          "<|user|> ... <|end|>, or HH-RLHF's plain \\n\\nHuman: ... \\n\\nAssistant: for a base model "
+                          "(default: the --model's)", &a->tmpl, "chat|hh"),
+        /* rm only */
+        OPT_B("normalize", "normalise the reward on SFT samples (mean 0, std 1); when it cannot, the command fails (exit 1) "
+                           "unless --no-normalize", &a->normalize),
+        OPT_I("normalize-samples", "SFT samples for the reward normalisation", &a->norm_samples, 2, 1 << 20),
+    };
+    int k, n = 0;
+    for (k = 0; k < N_OPTS(all); k++) {
+        const char *nm = all[k].name;
+        if ((choice_find("layers|heads|embd|ctx|seq-len", nm) >= 0 && !is_pre) || (!strcmp(nm, "max-len") && is_pre) ||
+            (!strcmp(nm, "pack") && (is_rm || pref)) || (choice_find("normalize|normalize-samples", nm) >= 0 && !is_rm) ||
+            (choice_find("ref|beta|precompute-ref", nm) >= 0 && !pref) ||
+            (choice_find("loss|label-smoothing|simpo-gamma", nm) >= 0 && !is_dpo) ||
+            (choice_find("desirable-weight|undesirable-weight", nm) >= 0 && !is_kto) ||
+            (!strcmp(nm, "template") && strcmp(a->cmd, "sft") != 0))
+            continue;
+        if (n == cap) return -1;
+        o[n++] = all[k];
+    }
+    return n;
+}
+/* rlhf pretrain | sft | rm | dpo | kto */
 static int cmd_train(int argc, char **argv, const char *cmd) {
+    const int is_pre = strcmp(cmd, "pretrain") == 0, is_rm = strcmp(cmd, "rm") == 0, is_dpo = strcmp(cmd, "dpo") == 0,
+              is_kto = strcmp(cmd, "kto") == 0;
     train_cli a;
-    int is_pre = strcmp(cmd, "pretrain") == 0, is_rm = strcmp(cmd, "rm") == 0, is_dpo = strcmp(cmd, "dpo") == 0;
-    int np, n;
+    opt o[64];
+    int np, n, k;
     const char *pos[1];
     memset(&a, 0, sizeof a);
-    a.cmd = cmd, a.is_pre = is_pre, a.is_rm = is_rm, a.is_dpo = is_dpo, a.seed = 1;
+    a.cmd = cmd, a.is_pre = is_pre, a.is_rm = is_rm, a.is_dpo = is_dpo, a.is_kto = is_kto, a.seed = 1;
     a.layers = 4, a.heads = 4, a.embd = 128, a.ctx = 128, a.norm_samples = 200, a.normalize = 1;
-    a.to = is_rm ? rlhf_train_options_reward() : is_dpo ? rlhf_train_options_dpo() : rlhf_train_options_sft();
+    a.to = is_rm ? rlhf_train_options_reward() : is_dpo || is_kto ? rlhf_train_options_dpo() : rlhf_train_options_sft();
     a.decay = a.to.decay == RLHF_LR_LINEAR ? 1 : a.to.decay == RLHF_LR_CONSTANT ? 2 : 0; /* --decay's choices */
     a.steps = 0;
     a.dc = rlhf_dpo_config_default();
-    a.dpo_loss = (int)a.dc.loss, a.precompute = a.dc.precompute_ref;
-    {
-        /* the options of this stage only: a new model's shape for pretrain, packing for pretrain and sft, normalisation
-           for rm, the reference and the loss for dpo */
-        opt all[] = {
-            OPT_S("data", is_pre              ? "text file (or {\"text\"} JSONL) to pretrain on"
-                          : is_rm || is_dpo ? "preference JSONL (pairs, HH-RLHF, rankings; strings or TRL's "
-                                              "conversational form)"
-                                            : "SFT JSONL (prompt/completion or messages)", &a.data),
-            OPT_S("val", "held-out file of the same kind (none: --val-fraction of --data is held out)", &a.val),
-            OPT_S("model", is_pre ? "start from this checkpoint (or Hugging Face directory) instead of a new model"
-                           : is_rm ? "the SFT checkpoint (or Hugging Face directory) to start from (and to normalise on)"
-                           : is_dpo ? "the SFT checkpoint (or Hugging Face directory): the policy starts here, and "
-                                      "without --ref it is also the frozen reference (needed again with --resume)"
-                                    : "the base checkpoint (a .safetensors file or a Hugging Face directory) to start from", &a.model),
-            /* dpo only */
-            OPT_S("ref", "the frozen reference pi_ref, if not --model (the policy's shape and tokenizer)", &a.ref),
-            OPT_FA("beta", "the strength of the pull toward the reference: implicit reward beta log(pi/pi_ref)",
-                   &a.dc.beta, 0, BIG),
-            OPT_C("loss", "sigmoid: DPO (Rafailov et al. eq. 7); ipo: the gap regressed to 1/(2 beta) on per-token mean "
-                          "log-probs (Azar et al.); hinge: max(0, 1 - beta h) (SLiC)", &a.dpo_loss, "sigmoid|ipo|hinge"),
-            OPT_FB("label-smoothing", "cDPO's eps in [0, 0.5): the chance a label is wrong (--loss sigmoid only)",
-                   &a.dc.label_smoothing, 0, 0.5),
-            OPT_B("precompute-ref", PRECOMPUTE_HELP, &a.precompute),
-            OPT_S("out", "run directory: checkpoints and metrics.jsonl", &a.out),
-            OPT_B("resume", "continue the run in --out from its last.safetensors", &a.resume),
-            OPT_B("overwrite", "start again in an --out that holds a run (its checkpoints and metrics are replaced)", &a.overwrite),
-            OPT_B("skip-bad", "skip malformed records (counted and reported) instead of stopping", &a.skip_bad),
-            OPT_FA("lr", "peak learning rate", &a.to.opt.lr, 0, 10),
-            OPT_F("weight-decay", "AdamW weight decay (matrices and embeddings)", &a.to.opt.weight_decay, 0, 10),
-            OPT_F("grad-clip", "clip the gradient norm (0: off)", &a.to.opt.grad_clip, 0, BIG),
-            OPT_I("batch", is_rm || is_dpo ? "prompts per step (each with all its pairs)" : "sequences per step",
-                  &a.to.batch_size, 1, 1 << 20),
-            OPT_I("micro-batch", "sequences per forward (0: all of the step)", &a.to.micro_batch, 0, 1 << 20),
-            OPT_B("recompute", RECOMPUTE_HELP, &a.to.recompute),
-            OPT_I("seq-len", "length of the rows the text is cut into (0: the model's context)", &a.to.seq_len, 0, 1 << 20),
-            OPT_MAXLEN(is_rm ? "longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
-                               "completion alone does not fit is skipped; the counts are printed (also the normalisation's limit)"
-                             : "longest sequence: a longer prompt is cut from the left (whole turns where it can), a record whose "
-                               "completion alone does not fit is skipped; the counts are printed", &a.to.seq_len),
-            OPT_I("epochs", "passes over the data", &a.to.epochs, 1, 1 << 20),
-            OPT_I("steps", "stop after this many steps (0: the epochs decide)", &a.steps, 0, BIG),
-            OPT_I("warmup", "warm-up steps", &a.to.warmup_steps, 0, BIG),
-            OPT_C("decay", "learning-rate decay after the warm-up", &a.decay, "cosine|linear|constant"),
-            OPT_F("min-lr", "floor of the decay, as a fraction of lr", &a.to.min_lr_ratio, 0, 1),
-            OPT_I("eval-every", "steps between validations and checkpoints (0: at the end only)", &a.to.eval_every, 0, BIG),
-            OPT_F("val-fraction", "held out when --val is not given (below 1)", &a.to.val_fraction, 0, 0.99),
-            OPT_I("log-every", "steps between progress lines when not on a terminal", &a.to.log_every, 0, BIG),
-            OPT_I("seed", is_dpo ? "shuffling and the held-out split" : "shuffling, split, init", &a.seed, 0, BIG),
-            /* pretrain only (--tokenizer: every stage) */
-            OPT_S("tokenizer", "for a new model, or a --model without one: an rlhf tokenizer, a Hugging Face "
-                               "directory, tokenizer.json, or vocab.json/encoder.json with merges.txt/vocab.bpe beside it",
-                  &a.tokfile),
-            OPT_I("layers", "new model: layers", &a.layers, 1, 1024),
-            OPT_I("heads", "new model: attention heads", &a.heads, 1, 1024),
-            OPT_I("embd", "new model: channels (a multiple of heads)", &a.embd, 1, 1 << 16),
-            OPT_I("ctx", "new model: context length", &a.ctx, 2, 1 << 16),
-            /* pretrain and sft */
-            OPT_B("pack", "pack several examples into each row (they never attend to each other)", &a.pack),
-            /* sft only */
-            OPT_C("template", "how conversations become text (kept in the checkpoint for the later stages): chat markers "
-                              "<|user|> ... <|end|>, or HH-RLHF's plain \\n\\nHuman: ... \\n\\nAssistant: for a base model "
-                              "(default: the --model's)", &a.tmpl, "chat|hh"),
-            /* rm only */
-            OPT_B("normalize", "normalise the reward on SFT samples (mean 0, std 1); when it cannot, the command fails (exit 1) "
-                               "unless --no-normalize", &a.normalize),
-            OPT_I("normalize-samples", "SFT samples for the reward normalisation", &a.norm_samples, 2, 1 << 20),
-        };
-        opt o[N_OPTS(all)];
-        int k;
-        n = 0;
-        for (k = 0; k < N_OPTS(all); k++) {
-            const char *nm = all[k].name;
-            int pre_only = !strcmp(nm, "layers") || !strcmp(nm, "heads") || !strcmp(nm, "embd") || !strcmp(nm, "ctx") ||
-                           !strcmp(nm, "seq-len");
-            int rm_only = !strcmp(nm, "normalize-samples") || !strcmp(nm, "normalize");
-            int dpo_only = choice_find("ref|beta|loss|label-smoothing|precompute-ref", nm) >= 0;
-            if ((pre_only && !is_pre) || (!strcmp(nm, "max-len") && is_pre) || (!strcmp(nm, "pack") && (is_rm || is_dpo)) ||
-                (rm_only && !is_rm) || (dpo_only && !is_dpo) || (!strcmp(nm, "template") && strcmp(cmd, "sft") != 0))
-                continue;
-            o[n++] = all[k];
-        }
-        np = parse_opts(cmd, argc, argv, 2, o, n, pos, 0);
-        if (np < 0) return help_or_usage(np, is_pre ? "rlhf pretrain --data FILE (--tokenizer TOK.json | --model CKPT) --out DIR [options]"
-                              : is_rm ? "rlhf rm --model SFT.safetensors --data PREFS.jsonl --out DIR [options]"
-                              : is_dpo ? "rlhf dpo --model SFT.safetensors --data PREFS.jsonl --out DIR [options]"
-                                      : "rlhf sft --model BASE.safetensors --data SFT.jsonl --out DIR [options]",
-                       is_pre ? "Pretrain a GPT-2 on text (every token a target)."
-                              : is_rm ? "Train a reward model (InstructGPT eq. 1) on pairs or K-way rankings, then normalise it on SFT samples."
-                              : is_dpo ? DPO_ABOUT
-                                      : "Supervised fine-tuning: the loss on the completions only.",
-                       o, n);
-        a.dc.loss = (rlhf_dpo_loss_type)a.dpo_loss; /* "sigmoid|ipo|hinge" in the enum's order */
-        a.dc.precompute_ref = a.precompute;
-        a.to.max_steps = a.steps;
-        a.to.pack = a.pack;
-        a.to.seed = (uint64_t)a.seed;
-        a.to.decay = a.decay == 1 ? RLHF_LR_LINEAR : a.decay == 2 ? RLHF_LR_CONSTANT : RLHF_LR_COSINE;
-        if (g_tty && !given(o, n, "log-every")) a.to.log_every = 0; /* the status line shows progress */
-        a.shape_given = given(o, n, "layers") | given(o, n, "heads") << 1 | given(o, n, "embd") << 2 | given(o, n, "ctx") << 3;
-        if ((k = train_check(&a)) != 0) return k;
-        return train_run(&a, o, n);
-    }
+    a.kc = rlhf_kto_config_default();
+    a.dpo_loss = choice_of(DPO_LOSS_VALUES, N_OPTS(DPO_LOSS_VALUES), (int)a.dc.loss);
+    a.precompute = is_kto ? a.kc.precompute_ref : a.dc.precompute_ref;
+    if ((n = train_options(&a, o, N_OPTS(o))) < 0) return fail(cmd, "more options than the table holds (a bug)");
+    np = parse_opts(cmd, argc, argv, 2, o, n, pos, 0);
+    if (np < 0)
+        return help_or_usage(np, is_pre ? "rlhf pretrain --data FILE (--tokenizer TOK.json | --model CKPT) --out DIR [options]"
+                                 : is_rm ? "rlhf rm --model SFT.safetensors --data PREFS.jsonl --out DIR [options]"
+                                 : is_dpo ? "rlhf dpo --model SFT.safetensors --data PREFS.jsonl --out DIR [options]"
+                                 : is_kto ? "rlhf kto --model SFT.safetensors --data UNPAIRED.jsonl --out DIR [options]"
+                                          : "rlhf sft --model BASE.safetensors --data SFT.jsonl --out DIR [options]",
+                             is_pre ? "Pretrain a GPT-2 on text (every token a target)."
+                                 : is_rm ? "Train a reward model (InstructGPT eq. 1) on pairs or K-way rankings, then normalise "
+                                           "it on SFT samples."
+                                 : is_dpo ? DPO_ABOUT
+                                 : is_kto ? KTO_ABOUT
+                                          : "Supervised fine-tuning: the loss on the completions only.",
+                             o, n);
+    a.dc.loss = (rlhf_dpo_loss_type)DPO_LOSS_VALUES[a.dpo_loss];
+    a.dc.precompute_ref = a.kc.precompute_ref = a.precompute;
+    a.to.max_steps = a.steps;
+    a.to.pack = a.pack;
+    a.to.seed = (uint64_t)a.seed;
+    a.to.decay = a.decay == 1 ? RLHF_LR_LINEAR : a.decay == 2 ? RLHF_LR_CONSTANT : RLHF_LR_COSINE;
+    if (g_tty && !given(o, n, "log-every")) a.to.log_every = 0; /* the status line shows progress */
+    a.shape_given = given(o, n, "layers") | given(o, n, "heads") << 1 | given(o, n, "embd") << 2 | given(o, n, "ctx") << 3;
+    if ((k = train_check(&a, o, n)) != 0) return k;
+    return train_run(&a, o, n);
 }
 
 /* ---- ppo, grpo, rloo: one trainer (rlhf_ppo), one command ---------------------------------------
@@ -2477,10 +2593,15 @@ typedef struct ppo_cli {
     const char *policy, *critic, *prompts, *ptx, *out;
     reward_set rw;    /* --reward (once or more), --reward-weights */
     int iters, resume, overwrite, skip_bad, seed, adaptive, k3, save_every, max_len;
-    int loss_type, scale; /* grpo: --loss-type, --scale-rewards as indices of their choices (the enums' order) */
+    int loss_type, scale; /* grpo: --loss-type, --scale-rewards: indices of LOSS_TYPES, SCALES */
     int prompt_len;   /* the prompt limit the trainer gets: --max-prompt, or what --max-len leaves (options.json keeps the options as given) */
     rlhf_ppo_config c;
 } ppo_cli;
+/* grpo --loss-type, TRL's names, and what each divides the summed token losses by (rlhf_grpo_loss) */
+#define LOSS_TYPES "grpo|bnpo|dr_grpo|dapo"
+static const int LOSS_TYPE_AGG[] = {RLHF_AGG_SEQUENCE, RLHF_AGG_TOKEN, RLHF_AGG_CONSTANT, RLHF_AGG_DAPO};
+#define SCALES "group|batch|none"
+static const int SCALE_VALUES[] = {RLHF_SCALE_GROUP, RLHF_SCALE_BATCH, RLHF_SCALE_NONE};
 /* the saved iteration of a PPO run directory (its policy's rlhf.ppo.state), or -1 */
 static long ppo_saved_iteration(const char *dir) {
     char path[1100];
@@ -2686,7 +2807,8 @@ static int cmd_ppo(int argc, char **argv, const char *cmd) {
     a.c = rlhf_ppo_config_default();
     a.iters = 100, a.seed = 1, a.save_every = 10;
     if (group) group_defaults(&a, grpo);
-    a.loss_type = (int)a.c.loss_agg, a.scale = (int)a.c.scale_rewards;
+    a.loss_type = choice_of(LOSS_TYPE_AGG, N_OPTS(LOSS_TYPE_AGG), (int)a.c.loss_agg);
+    a.scale = choice_of(SCALE_VALUES, N_OPTS(SCALE_VALUES), (int)a.c.scale_rewards);
     {
         opt all[] = {
             OPT_S("policy", group ? "SFT checkpoint: the policy starts here, and (at --kl-coef > 0) it is the frozen reference"
@@ -2729,9 +2851,11 @@ static int cmd_ppo(int argc, char **argv, const char *cmd) {
             OPT_FA("kl-horizon", "adaptive KL horizon", &a.c.kl_horizon, 0, BIG),
             OPT_B("k3", "the k3 KL estimator instead of k1", &a.k3),
             OPT_C("scale-rewards", "divide r - mean by the std of the group (the paper), of the whole batch, or not at all "
-                                   "(Dr. GRPO)", &a.scale, "group|batch|none"),
-            OPT_C("loss-type", "TRL's names: grpo, each reply's token mean, averaged; dapo, the mean over all tokens of the "
-                               "batch; dr_grpo, the sum over tokens / (replies x --max-new)", &a.loss_type, "grpo|dapo|dr_grpo"),
+                                   "(Dr. GRPO)", &a.scale, SCALES),
+            OPT_C("loss-type", "how the token losses are averaged, TRL's names: grpo, each reply's token mean, averaged over "
+                               "the replies; bnpo, the sum over the minibatch's tokens / its token count; dr_grpo, the sum / "
+                               "(replies x --max-new); dapo, the sum / (replies x the mean reply length of the whole batch "
+                               "sampled): every token of the batch weighs the same, whichever minibatch holds it", &a.loss_type, LOSS_TYPES),
             OPT_FA("lr", "policy learning rate", &a.c.policy_opt.lr, 0, 10),
             OPT_FA("critic-lr", "critic learning rate", &a.c.critic_opt.lr, 0, 10),
             OPT_FA("cliprange", group ? "eps_low: the ratio is clipped to [1 - eps_low, 1 + eps_high]" : "PPO clip", &a.c.cliprange, 0, 10),
@@ -2763,7 +2887,8 @@ static int cmd_ppo(int argc, char **argv, const char *cmd) {
         }
         a.c.adaptive_kl = a.adaptive;
         a.c.kl_estimator = a.k3 ? RLHF_KL_K3 : RLHF_KL_K1;
-        a.c.loss_agg = (rlhf_loss_agg)a.loss_type, a.c.scale_rewards = (rlhf_scale_rewards)a.scale; /* the enums' order */
+        a.c.loss_agg = (rlhf_loss_agg)LOSS_TYPE_AGG[a.loss_type];
+        a.c.scale_rewards = (rlhf_scale_rewards)SCALE_VALUES[a.scale];
         a.c.seed = (uint64_t)a.seed;
         if ((rc = ppo_check(&a, o, n)) != 0) return rc;
         return ppo_run(&a, o, n);
@@ -2782,8 +2907,10 @@ static int cmd_plot(int argc, char **argv) {
                    "SVG charts of a run's metrics.jsonl, written into RUN_DIR: loss.svg (losses per stage), reward_model.svg,\n"
                    "ppo.svg (reward and KL during PPO), gold_vs_proxy.svg and gold_vs_proxy_sqrt_kl.svg (demo: gold judge vs\n"
                    "reward model against KL, as Gao et al. 2022 plot reward over-optimisation), dpo.svg (DPO's loss, pairs\n"
-                   "ranked as labelled, reward margin, implicit rewards of chosen and rejected replies), grpo.svg and rloo.svg\n"
-                   "(score, KL, the spread of the rewards within groups, the share of groups without any).",
+                   "ranked as labelled, reward margin, implicit rewards of chosen and rejected replies), kto.svg (KTO's loss,\n"
+                   "held-out records on their label's side of the reference point z, z, implicit rewards of desirable and\n"
+                   "undesirable completions), grpo.svg and rloo.svg (score, KL, the spread of the rewards within groups, the\n"
+                   "share of groups without any).",
                    o, N_OPTS(o));
     if (np != 1) return usage_error("plot", "needs RUN_DIR");
     if (!is_dir(pos[0])) return fail("plot", "%s is not a directory", pos[0]);
@@ -2950,7 +3077,8 @@ static int usage(FILE *f) {
                "  pretrain  pretrain a GPT-2 on text\n"
                "  sft       supervised fine-tuning on demonstrations (loss on completions only)\n"
                "  rm        train a reward model on pairs or K-way rankings, and normalise it\n"
-               "  dpo       DPO on pairs or rankings against the frozen SFT model (no reward model, no sampling)\n"
+               "  dpo       DPO on pairs or rankings against the frozen SFT model (no reward model, no sampling; SimPO: no reference)\n"
+               "  kto       KTO on unpaired labels (a completion marked desirable or not) against the frozen SFT model\n"
                "  ppo       PPO with a KL penalty against the SFT policy (PPO-ptx optional)\n"
                "  grpo      GRPO: groups of replies per prompt, each reply's reward against its group's (no critic)\n"
                "  rloo      RLOO: REINFORCE with the other replies of its group as a reply's baseline (no critic)\n"
@@ -2980,7 +3108,7 @@ int main(int argc, char **argv) {
     if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) return usage(stdout);
     if (threads_setup(&argc, argv, why, sizeof why)) return 2;
     for (i = 2; i < argc && strcmp(argv[i], "--help") && strcmp(argv[i], "-h"); i++) {}
-    if (i == argc && choice_find("pretrain|sft|rm|dpo|ppo|grpo|rloo|demo|bon", c) >= 0) say("threads: %s", why);
+    if (i == argc && choice_find("pretrain|sft|rm|dpo|kto|ppo|grpo|rloo|demo|bon", c) >= 0) say("threads: %s", why);
     if (strcmp(c, "demo") == 0) return cmd_demo(argc, argv);
     if (strcmp(c, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(c, "info") == 0) return cmd_info(argc, argv);
@@ -2990,8 +3118,7 @@ int main(int argc, char **argv) {
     if (strcmp(c, "score") == 0) return cmd_score(argc, argv);
     if (strcmp(c, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(c, "tokenizer") == 0) return cmd_tokenizer(argc, argv);
-    if (strcmp(c, "pretrain") == 0 || strcmp(c, "sft") == 0 || strcmp(c, "rm") == 0 || strcmp(c, "dpo") == 0)
-        return cmd_train(argc, argv, c);
+    if (choice_find("pretrain|sft|rm|dpo|kto", c) >= 0) return cmd_train(argc, argv, c);
     if (choice_find("ppo|grpo|rloo", c) >= 0) return cmd_ppo(argc, argv, c);
     if (strcmp(c, "bon") == 0) return cmd_bon(argc, argv);
     fprintf(stderr, "rlhf: unknown command \"%s\"\n", c);
