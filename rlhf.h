@@ -13108,16 +13108,22 @@ static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
         {"val/response_length", st->response_length}, {"ppo/skipped_updates", (double)st->skipped_updates},
         {"ppo/skipped_minibatches", (double)st->skipped_minibatches}, {"time/generate_s", st->seconds_generate},
         {"time/score_s", st->seconds_score}, {"time/learn_s", st->seconds_learn},
-        {"tokens_per_s/generate", st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN},
-        {"reward_std", st->reward_std}, {"frac_reward_zero_std", st->frac_reward_zero_std}};
+        {"tokens_per_s/generate", st->seconds_generate > 0 ? st->tokens_generated / st->seconds_generate : NAN}};
+    /* GRPO and RLOO add TRL's GRPOTrainer names (kl: the mean per token at the rollout) */
+    const struct { const char *key; double value; } g[] = {
+        {"reward", st->score}, {"reward_std", st->reward_std}, {"frac_reward_zero_std", st->frac_reward_zero_std},
+        {"kl", st->response_length > 0 ? st->kl / st->response_length : NAN}, {"entropy", st->policy_entropy},
+        {"clip_ratio/region_mean", st->clipfrac}, {"completions/mean_length", st->response_length},
+        {"completions/clipped_ratio", st->missing_eos}};
     const rlhf__rollout *ro = &p->ro;
     size_t i;
     int b, t;
 
-    /* the metric line: episodes seen so far, then each key of the table with its value */
+    /* the metric line: episodes seen so far, then each key of the tables with its value */
     rlhf__metric_begin(&p->run, p->iteration);
     rlhf__metric(&p->run, "episode", (double)p->iteration * p->B);
     for (i = 0; i < sizeof m / sizeof m[0]; i++) rlhf__metric(&p->run, m[i].key, m[i].value);
+    for (i = 0; i < sizeof g / sizeof g[0] && !p->critic; i++) rlhf__metric(&p->run, g[i].key, g[i].value);
     rlhf__metric_end(&p->run);
 
     /* the log: one line of the iteration's main numbers, then log_samples responses decoded */
