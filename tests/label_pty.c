@@ -119,16 +119,33 @@ static void check_restored(const char *what, const child *c, const struct termio
     if (have) CHECK((t->c_lflag & ECHO) && (t->c_lflag & ICANON), "%s: the terminal is still in raw mode after exit", what);
 }
 
-/* demos: typing with a multi-byte character, Backspace over it, Up, Enter, Ctrl-D; skip, undo, quit */
-static void test_demos(char **argv_base, const char *dir) {
-    char out[1100], *argv[12];
-    child c;
+/* rlhf label MODE --prompts PROMPTS --out DIR/FILE --labeller pty [--policy POLICY] EXTRA... in a terminal of rows x cols */
+static void start(child *c, char **base, const char *dir, const char *mode, const char *file, const char *extra, int rows, int cols) {
+    static char out[1100], words[256];
+    char *argv[24], *w;
+    int n = 0;
+    snprintf(out, sizeof out, "%s/%s", dir, file);
+    snprintf(words, sizeof words, "%s", extra);
+    argv[n++] = base[0], argv[n++] = "label", argv[n++] = (char *)mode, argv[n++] = "--prompts", argv[n++] = base[1];
+    argv[n++] = "--out", argv[n++] = out, argv[n++] = "--labeller", argv[n++] = "pty";
+    if (strcmp(mode, "demos") != 0) argv[n++] = "--policy", argv[n++] = base[2];
+    for (w = strtok(words, " "); w && n < 23; w = strtok(NULL, " ")) argv[n++] = w;
+    argv[n] = NULL;
+    spawn(c, argv, rows, cols);
+}
+/* the run's end: its exit status as expected, the terminal given back */
+static void stop(child *c, const char *what, int want) {
     struct termios t;
-    int have, st;
-    snprintf(out, sizeof out, "%s/pty_demos.jsonl", dir);
-    argv[0] = argv_base[0], argv[1] = "label", argv[2] = "demos", argv[3] = "--prompts", argv[4] = argv_base[1];
-    argv[5] = "--out", argv[6] = out, argv[7] = "--labeller", argv[8] = "pty", argv[9] = NULL;
-    spawn(&c, argv, 24, 80);
+    int have, st = finish(c, &t, &have);
+    CHECK(st == want, "%s: exit status %d (expected %d)", what, st, want);
+    check_restored(what, c, &t, have);
+    free(c->out);
+}
+
+/* demos: typing with a multi-byte character, Backspace over it, Up, Enter, Ctrl-D; skip, undo, quit */
+static void test_demos(char **base, const char *dir) {
+    child c;
+    start(&c, base, dir, "demos", "pty_demos.jsonl", "", 24, 80);
     CHECK(wait_for(&c, "prompt 1 of"), "demos: no first prompt");
     keys(&c, "ab\xC3\xA7"); /* "abç": Backspace must take both bytes of the ç */
     keys(&c, "\x7f" "c\rsecond");
@@ -148,22 +165,12 @@ static void test_demos(char **argv_base, const char *dir) {
     keys(&c, "\x15"); /* Ctrl-U: the skip undone, prompt 2 again */
     CHECK(wait_for(&c, "prompt 2 of"), "demos: undo did not bring back prompt 2");
     keys(&c, "\x11"); /* Ctrl-Q */
-    st = finish(&c, &t, &have);
-    CHECK(st == 0, "demos: exit status %d after Ctrl-Q", st);
-    check_restored("demos", &c, &t, have);
-    free(c.out);
+    stop(&c, "demos", 0);
 }
 /* rank: select, move up, score, flag, Enter (twice: the order was touched, once is enough); then a typed order */
-static void test_rank(char **argv_base, const char *dir) {
-    char out[1100], *argv[20];
+static void test_rank(char **base, const char *dir) {
     child c;
-    struct termios t;
-    int have, st;
-    snprintf(out, sizeof out, "%s/pty_rank.jsonl", dir);
-    argv[0] = argv_base[0], argv[1] = "label", argv[2] = "rank", argv[3] = "--prompts", argv[4] = argv_base[1];
-    argv[5] = "--out", argv[6] = out, argv[7] = "--policy", argv[8] = argv_base[2], argv[9] = "--k", argv[10] = "3";
-    argv[11] = "--max-new", argv[12] = "8", argv[13] = "--labeller", argv[14] = "pty", argv[15] = NULL;
-    spawn(&c, argv, 40, 100);
+    start(&c, base, dir, "rank", "pty_rank.jsonl", "--k 3 --max-new 8", 40, 100);
     CHECK(wait_for(&c, "Order, best first"), "rank: no first item");
     keys(&c, "\033[B+>>h\r"); /* reply 2 selected, moved to first place, scored 2, flagged hallucination; submitted */
     CHECK(wait_for(&c, "prompt 2 of"), "rank: prompt 2 did not follow");
@@ -173,22 +180,12 @@ static void test_rank(char **argv_base, const char *dir) {
     keys(&c, "\r");
     CHECK(wait_for(&c, "prompt 3 of"), "rank: prompt 3 did not follow the typed order");
     keys(&c, "q");
-    st = finish(&c, &t, &have);
-    CHECK(st == 0, "rank: exit status %d after q", st);
-    check_restored("rank", &c, &t, have);
-    free(c.out);
+    stop(&c, "rank", 0);
 }
 /* compare: 2 is the better reply; then SIGTERM with an item on screen: 143, the terminal restored */
-static void test_compare(char **argv_base, const char *dir) {
-    char out[1100], *argv[20];
+static void test_compare(char **base, const char *dir) {
     child c;
-    struct termios t;
-    int have, st;
-    snprintf(out, sizeof out, "%s/pty_compare.jsonl", dir);
-    argv[0] = argv_base[0], argv[1] = "label", argv[2] = "compare", argv[3] = "--prompts", argv[4] = argv_base[1];
-    argv[5] = "--out", argv[6] = out, argv[7] = "--policy", argv[8] = argv_base[2], argv[9] = "--max-new", argv[10] = "8";
-    argv[11] = "--labeller", argv[12] = "pty", argv[13] = NULL;
-    spawn(&c, argv, 24, 80);
+    start(&c, base, dir, "compare", "pty_compare.jsonl", "--max-new 8", 24, 80);
     CHECK(wait_for(&c, "[2]"), "compare: no first item");
     keys(&c, "?");
     CHECK(wait_for(&c, "Tie-breaking"), "compare: ? did not show the guidelines");
@@ -197,10 +194,7 @@ static void test_compare(char **argv_base, const char *dir) {
     keys(&c, "2");
     CHECK(wait_for(&c, "prompt 2 of"), "compare: prompt 2 did not follow");
     kill(c.pid, SIGTERM);
-    st = finish(&c, &t, &have);
-    CHECK(st == 143, "compare: exit status %d after SIGTERM (expected 143)", st);
-    check_restored("compare", &c, &t, have);
-    free(c.out);
+    stop(&c, "compare after SIGTERM", 143);
 }
 
 int main(int argc, char **argv) {
