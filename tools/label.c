@@ -554,6 +554,13 @@ static size_t lb_count(const lb_session *s, int state) {
     for (i = 0; i < s->n; i++) c += s->state[i] == state;
     return c;
 }
+/* the first reply before reply k with the same text (1-based), or 0: a labeller cannot order the two */
+static int lb_same_as(const lb_item *it, int k) {
+    int j;
+    for (j = 0; j < k; j++)
+        if (strcmp(it->reply[j], it->reply[k]) == 0) return j + 1;
+    return 0;
+}
 static void lb_item_free(lb_item *it) {
     int k;
     for (k = 0; k < LB_MAX_K; k++) free(it->reply[k]);
@@ -600,8 +607,11 @@ static int lb_getline(lb_session *s, char **line, size_t *cap) {
 static void lb_line_show(const lb_session *s, const lb_item *it) {
     int k;
     printf("== prompt %d of %zu (%s) ==\n%s\n", it->index + 1, s->n, LB_MODE[s->mode], s->ptext[it->index]);
-    for (k = 0; s->mode != LB_DEMOS && k < it->K; k++)
-        printf("-- reply %d%s --\n%s\n", k + 1, it->cut[k] ? " [cut at --max-new]" : "", it->reply[k]);
+    for (k = 0; s->mode != LB_DEMOS && k < it->K; k++) {
+        printf("-- reply %d%s", k + 1, it->cut[k] ? " [cut at --max-new]" : "");
+        if (lb_same_as(it, k)) printf(" [the same as reply %d]", lb_same_as(it, k));
+        printf(" --\n%s\n", it->reply[k]);
+    }
     if (s->mode == LB_DEMOS) printf("> write the reply, then a line holding a single \".\" (s skip, u undo, q quit)\n");
     else if (s->mode == LB_COMPARE) printf("> the better reply: 1 or 2 (s skip, u undo, q quit)\n");
     else printf("> the %d replies best first, e.g. %s (s skip, u undo, q quit)\n", it->K, it->K > 9 ? "\"2 1 3 ...\"" : "2143");
@@ -714,6 +724,29 @@ static void lb_wrap(lb_lines *L, const char *prefix, const char *text, size_t le
         lb_add(&b, c == '\t' ? " " : (const char *)&text[i], 1);
     }
     lb_lines_push(L, &b);
+}
+
+static int lb_col_of(const char *s, size_t start, size_t i);
+/* a line of lb_wrap_items: as it is, or (one item wider than the screen) wrapped by characters */
+static void lb_push_fit(lb_lines *L, lb_buf *b, int col, int width) {
+    if (col <= width) lb_lines_push(L, b);
+    else lb_wrap(L, "", b->p, b->n, width, -1), free(b->p), memset(b, 0, sizeof *b);
+}
+/* the keys' help, broken into lines between its items (two spaces apart) */
+static void lb_wrap_items(lb_lines *L, const char *text, int width) {
+    lb_buf b = {NULL, 0, 0, 0};
+    int col = 0;
+    while (*text) {
+        const char *end = strstr(text, "  ");
+        size_t n = end ? (size_t)(end - text) : strlen(text);
+        int w = lb_col_of(text, 0, n);
+        if (col > 0 && col + 2 + w > width) lb_push_fit(L, &b, col, width), col = 0;
+        if (col > 0) lb_add(&b, "  ", 2), col += 2;
+        lb_add(&b, text, n), col += w;
+        text += n;
+        while (*text == ' ') text++;
+    }
+    if (b.n > 0) lb_push_fit(L, &b, col, width);
 }
 
 static struct termios g_lb_saved;
@@ -907,6 +940,7 @@ static void lb_rank_body(const lb_item *it, const lb_ui *u, int cols, lb_lines *
         for (j = 0; j < LB_N_FLAGS; j++)
             if (it->flags[k] >> j & 1u) lb_addf(&h, "  [%s]", LB_FLAGS[j].name);
         if (it->cut[k]) lb_adds(&h, "  (cut at --max-new)");
+        if (lb_same_as(it, k)) lb_addf(&h, "  (the same as reply %d)", lb_same_as(it, k));
         lb_add(&h, "", 0);
         if (p == u->sel) L->mark = L->n, L->mark_col = 0;
         lb_wrap(L, "", h.p ? h.p : "", h.n, cols, -1);
@@ -953,7 +987,7 @@ static void lb_frame(lb_session *s, const lb_item *it, lb_ui *u) {
     const char *k = u->guide ? "any key: back to the item" : keys[s->mode];
     lb_tty_size(&rows, &cols);
     lb_body(s, it, u, cols, &L);
-    lb_wrap(&F, "", k, strlen(k), cols, -1);
+    lb_wrap_items(&F, k, cols);
     body = rows - 2 - F.n > 1 ? rows - 2 - F.n : 1;
 
     /* the cursor (or the selected reply) stays in view, unless PgUp/PgDn moved the view */
