@@ -116,14 +116,16 @@ $(BUILD)/test_rlhf_debug: $(TESTS) $(HEADER) | $(BUILD)
 
 # ASan + UBSan; leak detection on. (OpenMP is left out: libgomp's thread pool
 # is reported as leaked by LSan. The threaded paths are covered by `make test`.)
-# The rlhf tool under the same sanitizers: the demo's happy path, then every error path of tests/cli_errors.sh.
+# The rlhf tool under the same sanitizers: the demo's happy path, then every error path of tests/cli_errors.sh,
+# then rlhf label's tests (tests/cli_label.sh).
 $(BUILD)/rlhf_debug: $(RLHF_TOOL_SRC) | $(BUILD)
 	$(CC) $(CFLAGS) -O1 -g $(NATIVE) -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer tools/rlhf.c -o $@ $(LDLIBS)
 
-debug: $(BUILD)/test_rlhf_debug $(BUILD)/rlhf_debug
+debug: $(BUILD)/test_rlhf_debug $(BUILD)/rlhf_debug $(BUILD)/label_pty
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/test_rlhf_debug
 	ASAN_OPTIONS=detect_leaks=1 ./$(BUILD)/rlhf_debug demo --quick --out $(BUILD)/debug_demo > $(BUILD)/debug_demo.txt
 	UBSAN_OPTIONS=print_stacktrace=1 sh tests/cli_errors.sh $(BUILD)/rlhf_debug $(BUILD)/debug_cli $(BUILD)/debug_demo
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/cli_label.sh $(BUILD) $(BUILD)/rlhf_debug $(BUILD)/debug_demo
 
 # Every seed from 1 to 30 of the quick demo must run to its report (a sampled
 # reply that no longer fits the context once scored stopped seeds 3, 7 and 17).

@@ -4,16 +4,17 @@
 # labelling run killed with kill -9 and resumed (no duplicate, no torn line); the files read by rlhf sft,
 # rm and dpo unchanged; agreement against hand-worked figures; the terminal mode through a pseudo-terminal
 # (tests/label_pty.c) with its files checked here.
-# Usage: tests/cli_label.sh BUILD_DIR
+# Usage: tests/cli_label.sh BUILD_DIR [RLHF [DEMO_DIR]]   (make debug passes its ASan build and its demo run)
 set -eu
 B=$1
-R=$B/cli_label
-Q=$B/demo_quick
+RLHF=${2:-$B/rlhf}
+Q=${3:-$B/demo_quick}
+R=$B/cli_label_$(basename "$RLHF")
 S=$Q/sft.safetensors
 rm -rf "$R"
 mkdir -p "$R"
 die() { echo "FAIL: $*"; exit 1; }
-run() { "$B/rlhf" "$@" > "$R/out.txt" 2>&1 || { echo "FAIL: rlhf $*"; cat "$R/out.txt"; exit 1; }; }
+run() { "$RLHF" "$@" > "$R/out.txt" 2>&1 || { echo "FAIL: rlhf $*"; cat "$R/out.txt"; exit 1; }; }
 # a record without the fields that change from run to run (when, how long)
 strip() { sed 's/, "time": "[^"]*", "seconds": [0-9.]*}$/}/' "$1"; }
 expect() { # FILE, then the expected lines (time and seconds stripped)
@@ -24,7 +25,7 @@ expect() { # FILE, then the expected lines (time and seconds stripped)
 }
 label() { # MODE INPUT OPTIONS...: the line mode with INPUT on stdin; its stdout in out.txt
     m=$1; in=$2; shift 2
-    printf "$in" | "$B/rlhf" label "$m" --labeller tester "$@" > "$R/out.txt" 2> "$R/err.txt" ||
+    printf "$in" | "$RLHF" label "$m" --labeller tester "$@" > "$R/out.txt" 2> "$R/err.txt" ||
         { echo "FAIL: rlhf label $m $*"; cat "$R/out.txt" "$R/err.txt"; exit 1; }
 }
 printf '%s\n' '{"prompt": "say hi"}' '{"prompt": "add 1 and 2"}' '{"prompt": "name a colour"}' '{"prompt": "greet Ann politely"}' > "$R/p.jsonl"
@@ -77,27 +78,27 @@ run dpo --model "$S" --data "$R/c.jsonl" --out "$R/dpo" --steps 1 --batch 2 --va
 
 # --- a malformed answer stops the run (exit 1), names the stdin line, and loses nothing before it
 st=0
-printf '2143\n21x3\n' | "$B/rlhf" label rank $RK --out "$R/bad.jsonl" > /dev/null 2> "$R/err.txt" || st=$?
+printf '2143\n21x3\n' | "$RLHF" label rank $RK --out "$R/bad.jsonl" > /dev/null 2> "$R/err.txt" || st=$?
 [ $st -eq 1 ] && grep -q 'stdin line 2: "21x3" is not an answer to prompt 2: expected the 4 replies best first' "$R/err.txt" &&
     [ "$(wc -l < "$R/bad.jsonl")" -eq 1 ] || { echo "FAIL: a malformed ranking (exit $st)"; cat "$R/err.txt"; exit 1; }
 st=0
-printf 'unfinished\n' | "$B/rlhf" label demos --prompts "$R/p.jsonl" --out "$R/bad_d.jsonl" > /dev/null 2> "$R/err.txt" || st=$?
+printf 'unfinished\n' | "$RLHF" label demos --prompts "$R/p.jsonl" --out "$R/bad_d.jsonl" > /dev/null 2> "$R/err.txt" || st=$?
 [ $st -eq 1 ] && grep -q 'stdin ended inside the reply begun on line 1' "$R/err.txt" && [ ! -s "$R/bad_d.jsonl" ] ||
     { echo "FAIL: a demonstration cut by the end of input (exit $st)"; cat "$R/err.txt"; exit 1; }
 st=0
-printf '3\n' | "$B/rlhf" label compare --prompts "$R/p.jsonl" --policy "$S" --out "$R/bad_c.jsonl" > /dev/null 2> "$R/err.txt" || st=$?
+printf '3\n' | "$RLHF" label compare --prompts "$R/p.jsonl" --policy "$S" --out "$R/bad_c.jsonl" > /dev/null 2> "$R/err.txt" || st=$?
 [ $st -eq 1 ] && grep -q 'expected 1 or 2' "$R/err.txt" || die "compare: the answer 3 was not refused"
 # usage errors (exit 2): no mode, no policy, an --out of another mode's records; a conversation to rank (exit 1)
 for args in "" "rank --prompts $R/p.jsonl --out $R/x.jsonl" "compare --prompts $R/p.jsonl --policy $S --out $R/x.jsonl --temperature 0" \
     "sort --out x" "rank --prompts $R/p.jsonl --policy $S --out $R/d.jsonl"; do
     st=0
-    "$B/rlhf" label $args < /dev/null > "$R/out.txt" 2>&1 || st=$?
+    "$RLHF" label $args < /dev/null > "$R/out.txt" 2>&1 || st=$?
     [ $st -eq 2 ] || { echo "FAIL: rlhf label $args: exit $st, not 2"; cat "$R/out.txt"; exit 1; }
 done
 grep -q -- "--out $R/d.jsonl holds other records than rankings (line 1): give this mode its own --out" "$R/out.txt" ||
     { echo "FAIL: rank on a file of demonstrations"; cat "$R/out.txt"; exit 1; }
 st=0
-"$B/rlhf" label rank --prompts "$R/pc.jsonl" --policy "$S" --out "$R/x.jsonl" < /dev/null > "$R/out.txt" 2>&1 || st=$?
+"$RLHF" label rank --prompts "$R/pc.jsonl" --policy "$S" --out "$R/x.jsonl" < /dev/null > "$R/out.txt" 2>&1 || st=$?
 [ $st -eq 1 ] && grep -q 'is a conversation of 2 turns, but a ranking holds a prompt string' "$R/out.txt" ||
     { echo "FAIL: rank accepted a conversation prompt (exit $st)"; cat "$R/out.txt"; exit 1; }
 
@@ -105,7 +106,7 @@ st=0
 head -12 "$Q/prompts.jsonl" > "$R/p12.jsonl"
 KC="--prompts $R/p12.jsonl --policy $S --max-new 12 --out $R/k.jsonl"
 mkfifo "$R/fifo"
-"$B/rlhf" label compare $KC < "$R/fifo" > "$R/kill.txt" 2>&1 &
+"$RLHF" label compare $KC < "$R/fifo" > "$R/kill.txt" 2>&1 &
 pid=$!
 exec 3> "$R/fifo"
 printf '1\n2\n1\n2\n1\n' >&3
@@ -158,7 +159,7 @@ grep -q "^all: 2 prompts, 12 pairs of replies: agreement 33.3%, mean Kendall's t
 
 # --- the terminal mode through a pseudo-terminal: keys in, files out, the screen restored
 if [ -x "$B/label_pty" ]; then
-    "$B/label_pty" "$B/rlhf" "$S" "$R/p.jsonl" "$R" > "$R/pty.txt" 2>&1 || { cat "$R/pty.txt"; die "label_pty"; }
+    "$B/label_pty" "$RLHF" "$S" "$R/p.jsonl" "$R" > "$R/pty.txt" 2>&1 || { cat "$R/pty.txt"; die "label_pty"; }
     if grep -q "skipped" "$R/pty.txt"; then cat "$R/pty.txt"; else
         expect "$R/pty_demos.jsonl" '{"prompt": "say hi", "completion": "abc!\nsecond", "labeller": "pty", "prompt_index": 0, "prompt_hash": "3a203a9b7cb5643d"}'
         strip "$R/pty_rank.jsonl" | sed 's/"completions": \[.*\], "ranking"/"ranking"/; s/, "policy": .*, "scores"/, "scores"/' > "$R/got.txt"
@@ -166,7 +167,7 @@ if [ -x "$B/label_pty" ]; then
             '{"prompt": "add 1 and 2", "ranking": [2, 1, 0], "labeller": "pty", "prompt_index": 1, "prompt_hash": "56f7b2ffeadb86e2", "scores": [null, null, null], "flags": [[], [], []]}' > "$R/expected.txt"
         cmp -s "$R/expected.txt" "$R/got.txt" || { echo "FAIL: the terminal's rankings"; diff "$R/expected.txt" "$R/got.txt"; exit 1; }
         # the terminal and the line mode show the same replies: answer 2 in both, the same record
-        printf '2\nq\n' | "$B/rlhf" label compare --prompts "$R/p.jsonl" --policy "$S" --max-new 8 --out "$R/line_compare.jsonl" \
+        printf '2\nq\n' | "$RLHF" label compare --prompts "$R/p.jsonl" --policy "$S" --max-new 8 --out "$R/line_compare.jsonl" \
             --labeller pty > "$R/out.txt" 2>&1 || { cat "$R/out.txt"; die "compare in the line mode"; }
         strip "$R/pty_compare.jsonl" > "$R/a.txt" && strip "$R/line_compare.jsonl" > "$R/b.txt"
         cmp -s "$R/a.txt" "$R/b.txt" || { echo "FAIL: the terminal and the line mode disagree"; cat "$R/a.txt" "$R/b.txt"; exit 1; }

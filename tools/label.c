@@ -359,11 +359,11 @@ static int lb_scan(lb_session *s, const char *path, int skips) {
         if (!doc) break;
         o = rlhf_json_root(doc);
         if (o->type != RLHF_JSON_OBJECT || (!skips && !lb_shape_ok(s->mode, o))) {
+            size_t line = rlhf_jsonl_line(in);
             rlhf_json_free(doc);
             rlhf_jsonl_close(in);
             return usage_error("label", "--out %s holds other records than %s (line %zu): give this mode its own --out", path,
-                               s->mode == LB_RANK ? "rankings" : s->mode == LB_COMPARE ? "preference pairs" : "demonstrations",
-                               rlhf_jsonl_line(in));
+                               s->mode == LB_RANK ? "rankings" : s->mode == LB_COMPARE ? "preference pairs" : "demonstrations", line);
         }
         if ((i = lb_line_prompt(s, o)) < 0) other++;
         else if (skips && s->state[i] == LB_OPEN) s->state[i] = s->revisit ? LB_OPEN : LB_SKIPPED;
