@@ -1144,6 +1144,8 @@ static int lb_prepare(lb_session *s, lb_item *it, int i) {
         else
             snprintf(s->msg, sizeof s->msg, "prompt %d does not fit the context with room for a reply: left out", i + 1);
     }
+    if (r == 0 && s->mode == LB_COMPARE && it->same)
+        snprintf(s->msg, sizeof s->msg, "the two replies are the same: 1 or 2 records a skip");
     return r;
 }
 /* what the person did with the item, carried out; 0 to go on, 1 failed (printed) */
@@ -1275,7 +1277,7 @@ static int cmd_label(int argc, char **argv) {
         opt all[] = {
             OPT_S("prompts", "the prompts: a prompts file ({\"prompt\"} or {\"messages\"}), or an SFT or preference file", &s.prompts_path),
             OPT_S("out", "the JSONL file the judgements are appended to (created if needed; a run resumes it)", &s.out),
-            OPT_S("labeller", "your name in every record (default: $USER)", &s.labeller),
+            OPT_S("labeller", "your name in every record (by default $USER, when it is set)", &s.labeller),
             OPT_S("policy", "the policy whose replies you judge (an SFT, PPO or DPO checkpoint)", &s.policy),
             OPT_I("k", "replies to rank per prompt (InstructGPT: 4 to 9)", &s.K, 2, LB_MAX_K),
             OPT_F("temperature", "sampling temperature of the replies (0: greedy, every reply the same)", &s.temperature, 0, 100),
