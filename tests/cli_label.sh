@@ -88,6 +88,13 @@ printf 'unfinished\n' | "$RLHF" label demos --prompts "$R/p.jsonl" --out "$R/bad
 st=0
 printf '3\n' | "$RLHF" label compare --prompts "$R/p.jsonl" --policy "$S" --out "$R/bad_c.jsonl" > /dev/null 2> "$R/err.txt" || st=$?
 [ $st -eq 1 ] && grep -q 'expected 1 or 2' "$R/err.txt" || die "compare: the answer 3 was not refused"
+# a write that fails part way (a file-size limit) is cut off again: the file keeps whole lines only
+long=$(printf 'x%.0s' $(seq 1 1500))
+st=0
+( ulimit -f 1; printf "short\n.\n$long\n.\n" | "$RLHF" label demos --prompts "$R/p.jsonl" --out "$R/big.jsonl" > /dev/null 2> "$R/err.txt" ) || st=$?
+[ $st -eq 1 ] && grep -q "cannot write $R/big.jsonl: File too large (this item is not saved; the earlier ones are)" "$R/err.txt" &&
+    [ "$(wc -l < "$R/big.jsonl")" -eq 1 ] && [ "$(tail -c 1 "$R/big.jsonl" | od -An -c | tr -d ' ')" = '\n' ] ||
+    { echo "FAIL: a write over the file-size limit (exit $st)"; cat "$R/err.txt"; exit 1; }
 # usage errors (exit 2): no mode, no policy, an --out of another mode's records; a conversation to rank (exit 1)
 for args in "" "rank --prompts $R/p.jsonl --out $R/x.jsonl" "compare --prompts $R/p.jsonl --policy $S --out $R/x.jsonl --temperature 0" \
     "sort --out x" "rank --prompts $R/p.jsonl --policy $S --out $R/d.jsonl"; do

@@ -241,16 +241,20 @@ static int lb_rank_prompts_ok(const lb_session *s) {
 }
 
 /* ---- the files: append a line, drop the last line, read what is there ------------------------- */
-/* one whole line appended with one write(), then fsync: a kill loses at most this line */
+/* one whole line appended with one write(), then fsync: a kill loses at most this line. A write that
+   fails part way (a full disk, a size limit) is cut off again, so the file stays whole lines. */
 static int lb_append(const char *path, const char *line, size_t n) {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0666), e = 0;
     size_t done = 0;
+    struct stat st;
     if (fd < 0) return errno ? errno : EIO;
+    if (fstat(fd, &st) != 0) st.st_size = -1;
     while (done < n && !e) {
         ssize_t w = write(fd, line + done, n - done);
         if (w < 0 && errno != EINTR) e = errno ? errno : EIO;
         else if (w > 0) done += (size_t)w;
     }
+    if (e && done > 0 && st.st_size >= 0 && ftruncate(fd, st.st_size) != 0) { /* the next run's repair removes it */ }
     if (!e && fsync(fd) != 0) e = errno ? errno : EIO;
     if (close(fd) != 0 && !e) e = errno ? errno : EIO;
     return e;
@@ -1217,7 +1221,8 @@ static int lb_check_out(const char *out) {
     char dir[1024];
     const char *slash = strrchr(out, '/');
     int e;
-    if (is_dir(out)) return usage_error("label", "--out %s is a directory: give a file (JSONL)", out);
+    struct stat st;
+    if (stat(out, &st) == 0 && !S_ISREG(st.st_mode)) return usage_error("label", "--out %s is not a regular file: give a file (JSONL)", out);
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - out) + (slash == out) : 1, slash ? out : ".");
     if (!is_dir(dir)) return fail("label", "--out %s: the directory %s does not exist", out, dir);
     if ((e = probe_writable(dir)) != 0) return fail("label", "cannot write in %s: %s", dir, strerror(e));
@@ -1245,13 +1250,28 @@ static int lb_setup(lb_session *s, int max_new_given) {
     return lb_sampler_open(s);
 }
 static int lb_label(lb_session *s) {
-    int rc;
+    FILE *errs = NULL;
+    int rc, saved = -1;
     printf("label %s: %zu prompts in %s; %zu labelled and %zu skipped in %s; labeller %s\n", LB_MODE[s->mode], s->n, s->prompts_path,
            lb_count(s, LB_DONE), lb_count(s, LB_SKIPPED), s->out, s->labeller);
     fflush(stdout);
-    if (!s->line_mode && lb_tty_enter() != 0) return 1;
+    if (!s->line_mode && lb_tty_enter() != 0) return lb_tty_restore(), 1;
+    if (!s->line_mode && (errs = tmpfile()) != NULL && (saved = dup(2)) >= 0) {
+        fflush(stderr); /* a message printed on the alternate screen would vanish with it: it waits in a file */
+        dup2(fileno(errs), 2);
+    }
     rc = lb_run(s);
     lb_tty_restore();
+    if (saved >= 0) {
+        char buf[4096];
+        size_t n;
+        fflush(stderr);
+        dup2(saved, 2);
+        close(saved);
+        rewind(errs);
+        while ((n = fread(buf, 1, sizeof buf, errs)) > 0) fwrite(buf, 1, n, stderr);
+    }
+    if (errs) fclose(errs);
     printf("label %s: %d judged and %d skipped in this run; %zu of %zu prompts labelled, %zu skipped%s (%s)\n", LB_MODE[s->mode],
            s->judged, s->skipped, lb_count(s, LB_DONE), s->n, lb_count(s, LB_SKIPPED),
            lb_next(s) < 0 ? ": none left" : "", s->out);
@@ -1300,6 +1320,7 @@ static int cmd_label(int argc, char **argv) {
         if (mode != LB_DEMOS && s.temperature == 0.0f)
             return usage_error("label", "--temperature 0 (greedy) makes every reply the same: nothing to %s", LB_MODE[mode]);
         s.line_mode = line || !isatty(0) || !isatty(1);
+        signal(SIGXFSZ, SIG_IGN); /* a file-size limit: the write fails and says so, the terminal is given back */
         rc = lb_setup(&s, given(o, n, "max-new"));
         if (rc == 0) rc = lb_label(&s);
     }
