@@ -47,8 +47,8 @@ all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/engine_demo $(BUILD)/rlhf
 $(BUILD)/engine_demo: tools/engine_demo.c $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) tools/engine_demo.c -o $@ $(LDLIBS)
 
-# the command-line tool (POSIX): one compile of tools/rlhf.c, which includes tools/demo.c (`rlhf demo`)
-RLHF_TOOL_SRC = tools/rlhf.c tools/demo.c tools/world.h tools/plot.h tools/atomic_file.h $(HEADER)
+# the command-line tool (POSIX): one compile of tools/rlhf.c, which includes tools/demo.c (`rlhf demo`) and tools/label.c (`rlhf label`)
+RLHF_TOOL_SRC = tools/rlhf.c tools/demo.c tools/label.c tools/world.h tools/plot.h tools/atomic_file.h $(HEADER)
 $(BUILD)/rlhf: $(RLHF_TOOL_SRC) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) tools/rlhf.c -o $@ $(LDLIBS)
 
@@ -68,7 +68,7 @@ $(BUILD):
 $(BUILD)/test_rlhf: $(TESTS) $(HEADER) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) $(TESTS) -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_rlhf $(BUILD)/engine_demo $(BUILD)/rlhf $(BUILD)/test_crash $(BUILD)/hf_gpt2_dir examples
+test: $(BUILD)/test_rlhf $(BUILD)/engine_demo $(BUILD)/rlhf $(BUILD)/test_crash $(BUILD)/hf_gpt2_dir $(BUILD)/label_pty examples
 	sh tests/check_header.sh "$(CC)" "$(CXX)" "$(NATIVE) $(OMP)"
 	./$(BUILD)/test_rlhf
 	./$(BUILD)/test_crash 120 $(BUILD)
@@ -79,6 +79,7 @@ test: $(BUILD)/test_rlhf $(BUILD)/engine_demo $(BUILD)/rlhf $(BUILD)/test_crash 
 	  ./$(BUILD)/ex_04_reward_model 1 $(BUILD)/examples >> $(BUILD)/ex.txt && ./$(BUILD)/ex_05_ppo 4 $(BUILD)/examples >> $(BUILD)/ex.txt && \
 	  grep -q "round trip" $(BUILD)/ex.txt && grep -q "held-out pairwise accuracy" $(BUILD)/ex.txt && grep -q "delta_t" $(BUILD)/ex.txt && echo "examples 00-05 ok"
 	sh tests/cli_smoke.sh $(BUILD)
+	sh tests/cli_label.sh $(BUILD)
 	sh tests/cli_long.sh $(BUILD)
 	sh tests/cli_errors.sh $(BUILD)/rlhf $(BUILD)/cli_errors $(BUILD)/demo_quick
 	sh tests/cli_hf.sh $(BUILD)
@@ -86,6 +87,10 @@ test: $(BUILD)/test_rlhf $(BUILD)/engine_demo $(BUILD)/rlhf $(BUILD)/test_crash 
 # a GPT-2-shaped Hugging Face model directory (V 50257, tiny widths) for tests/cli_hf.sh
 $(BUILD)/hf_gpt2_dir: tests/hf_gpt2_dir.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) tests/hf_gpt2_dir.c -o $@ $(LDLIBS)
+
+# rlhf label's terminal mode driven through a pseudo-terminal (forkpty: -lutil; without forkpty it says it skipped)
+$(BUILD)/label_pty: tests/label_pty.c | $(BUILD)
+	$(CC) $(CFLAGS) tests/label_pty.c -o $@ -lutil
 
 # POSIX only (fork, kill): a checkpoint write killed at random moments.
 $(BUILD)/test_crash: tests/test_crash.c $(HEADER) | $(BUILD)
@@ -111,14 +116,16 @@ $(BUILD)/test_rlhf_debug: $(TESTS) $(HEADER) | $(BUILD)
 
 # ASan + UBSan; leak detection on. (OpenMP is left out: libgomp's thread pool
 # is reported as leaked by LSan. The threaded paths are covered by `make test`.)
-# The rlhf tool under the same sanitizers: the demo's happy path, then every error path of tests/cli_errors.sh.
+# The rlhf tool under the same sanitizers: the demo's happy path, then every error path of tests/cli_errors.sh,
+# then rlhf label's tests (tests/cli_label.sh).
 $(BUILD)/rlhf_debug: $(RLHF_TOOL_SRC) | $(BUILD)
 	$(CC) $(CFLAGS) -O1 -g $(NATIVE) -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer tools/rlhf.c -o $@ $(LDLIBS)
 
-debug: $(BUILD)/test_rlhf_debug $(BUILD)/rlhf_debug
+debug: $(BUILD)/test_rlhf_debug $(BUILD)/rlhf_debug $(BUILD)/label_pty
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/test_rlhf_debug
 	ASAN_OPTIONS=detect_leaks=1 ./$(BUILD)/rlhf_debug demo --quick --out $(BUILD)/debug_demo > $(BUILD)/debug_demo.txt
 	UBSAN_OPTIONS=print_stacktrace=1 sh tests/cli_errors.sh $(BUILD)/rlhf_debug $(BUILD)/debug_cli $(BUILD)/debug_demo
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/cli_label.sh $(BUILD) $(BUILD)/rlhf_debug $(BUILD)/debug_demo
 
 # Every seed from 1 to 30 of the quick demo must run to its report (a sampled
 # reply that no longer fits the context once scored stopped seeds 3, 7 and 17).

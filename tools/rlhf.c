@@ -3002,6 +3002,8 @@ static int cmd_export(int argc, char **argv) {
 
 /* ---- the demo: `rlhf demo`, in tools/demo.c (one function per stage) ---------------------------- */
 #include "demo.c"
+/* ---- labelling: `rlhf label`, in tools/label.c (a person writes, ranks and compares) ---------------- */
+#include "label.c"
 
 /* ---- threads ------------------------------------------------------------------
    --threads N (any command, taken out of argv before the command parses it), else
@@ -3090,7 +3092,8 @@ static int usage(FILE *f) {
                "  info      a checkpoint's config, kind, tokenizer, size and memory\n"
                "  export    a checkpoint as a Hugging Face directory (transformers, TRL)\n"
                "  plot      SVG charts of a run directory's metrics.jsonl\n"
-               "  demo      the whole InstructGPT pipeline on a built-in world with a gold judge\n\n"
+               "  demo      the whole InstructGPT pipeline on a built-in world with a gold judge\n"
+               "  label     write demonstrations, rank or compare a policy's replies (a person's feedback, as data)\n\n"
                "threads: --threads N with any command; by default OMP_NUM_THREADS if set, else the CPUs that other\n"
                "programs leave free (training commands and the demo print the choice)\n\n"
                "exit status: 0 success, 1 runtime failure, 2 usage error, 130/143 stopped by Ctrl-C/SIGTERM (state saved)\n");
@@ -3110,6 +3113,7 @@ int main(int argc, char **argv) {
     for (i = 2; i < argc && strcmp(argv[i], "--help") && strcmp(argv[i], "-h"); i++) {}
     if (i == argc && choice_find("pretrain|sft|rm|dpo|kto|ppo|grpo|rloo|demo|bon", c) >= 0) say("threads: %s", why);
     if (strcmp(c, "demo") == 0) return cmd_demo(argc, argv);
+    if (strcmp(c, "label") == 0) return cmd_label(argc, argv);
     if (strcmp(c, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(c, "info") == 0) return cmd_info(argc, argv);
     if (strcmp(c, "export") == 0) return cmd_export(argc, argv);
