@@ -1495,6 +1495,8 @@ typedef struct rlhf_ppo_stats {
                                 reward_std); NaN for PPO */
     float frac_reward_zero_std; /* GRPO, RLOO: the share of groups whose replies all had the same reward
                                 (every advantage 0: they teach nothing); NaN for PPO */
+    int nonfinite_scores;    /* val/nonfinite_scores: replies whose score was NaN or inf (a reward model or
+                                score function failed): left out of learning (advantage 0), warned about */
 } rlhf_ppo_stats;
 
 typedef struct rlhf_ppo rlhf_ppo;
@@ -13054,6 +13056,7 @@ static void rlhf__ppo_statistics(rlhf_ppo *p, size_t n_tok, rlhf_ppo_stats *st) 
         sumsq_kl += skl * skl;
         sum_nlp += snlp;
         if (isfinite(ro->score[b])) sum_score += ro->score[b], n_score++;
+        else st->nonfinite_scores++;
         n_len += ro->rlen[b];
         st->num_eos += ro->has_eos[b];
     }
@@ -13105,6 +13108,7 @@ static void rlhf__ppo_metrics(rlhf_ppo *p, const rlhf_ppo_stats *st) {
         {"loss/value_avg", st->value_loss}, {"loss/ptx", st->ptx_loss}, {"val/clipfrac_avg", st->value_clipfrac},
         {"val/ratio", st->ratio}, {"val/num_eos_tokens", (double)st->num_eos},
         {"val/missing_eos_frac", st->missing_eos}, {"val/var_explained", st->var_explained},
+        {"val/nonfinite_scores", (double)st->nonfinite_scores},
         {"val/response_length", st->response_length}, {"ppo/skipped_updates", (double)st->skipped_updates},
         {"ppo/skipped_minibatches", (double)st->skipped_minibatches}, {"time/generate_s", st->seconds_generate},
         {"time/score_s", st->seconds_score}, {"time/learn_s", st->seconds_learn},

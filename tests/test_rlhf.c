@@ -5094,6 +5094,142 @@ static void test_ppo_missing_eos(void) {
     ppo_world_free(&w);
 }
 
+/* The guards and the small equations of PPO's iteration, each against a
+   value computed here: the missing-EOS penalty as the score; whitened
+   rewards (the mean kept) and advantages; the negative-KL warning; the
+   adaptive controller's beta after known iterations; the EMA's weights
+   after one update; and PPO's bytes on 1 and 2 threads. */
+static void ppo_guard_whitening(ppo_world *w) {
+    rlhf__rollout *ro = &w->ppo->ro;
+    double sum = 0.0, sq = 0.0, mean, sd, worst = 0.0, n = 0.0;
+    float *raw = floats((size_t)w->ppo->B * w->ppo->max_new);
+    double tokens = 0.0;
+    int b, t;
+    /* the rewards before whitening, from rlhf_ppo_rewards as the trainer calls it */
+    CHECK_OK(rlhf__ppo_rollout(w->ppo, &tokens));
+    CHECK_OK(rlhf__ppo_evaluate(w->ppo));
+    for (b = 0; b < w->ppo->B; b++) {
+        size_t o = rlhf__tok(w->ppo, b, 0);
+        float kl[64];
+        rlhf_ppo_rewards(ro->logp + o, ro->ref_logp + o, ro->rlen[b], ro->score[b], w->ppo->kl_coef,
+                         w->ppo->cfg.kl_estimator, raw + o, kl);
+        for (t = 0; t < ro->rlen[b]; t++) sum += raw[o + (size_t)t], n += 1.0;
+    }
+    mean = sum / n;
+    for (b = 0; b < w->ppo->B; b++)
+        for (t = 0; t < ro->rlen[b]; t++) sq += (raw[rlhf__tok(w->ppo, b, t)] - mean) * (raw[rlhf__tok(w->ppo, b, t)] - mean);
+    sd = sqrt(sq / (n - 1.0) + 1e-8);
+    rlhf__ppo_advantages(w->ppo);
+    /* r_t <- (r_t - mean) / sd + mean ("N implementation details", item 14) */
+    for (b = 0; b < w->ppo->B; b++)
+        for (t = 0; t < ro->rlen[b]; t++) {
+            size_t o = rlhf__tok(w->ppo, b, t);
+            double want = (raw[o] - mean) / sd + mean;
+            worst = fmax(worst, fabs(ro->rewards[o] - want));
+        }
+    CHECK(worst < 1e-5);
+    /* A_t whitened: mean 0, std 1 over the rollout's tokens */
+    sum = sq = 0.0;
+    for (b = 0; b < w->ppo->B; b++)
+        for (t = 0; t < ro->rlen[b]; t++) sum += ro->adv_white[rlhf__tok(w->ppo, b, t)];
+    for (b = 0; b < w->ppo->B; b++)
+        for (t = 0; t < ro->rlen[b]; t++) sq += pow(ro->adv_white[rlhf__tok(w->ppo, b, t)] - sum / n, 2.0);
+    CHECK(fabs(sum / n) < 1e-5 && fabs(sqrt(sq / (n - 1.0)) - 1.0) < 1e-3);
+    free(raw);
+}
+static void ppo_guard_negative_kl(ppo_world *w, log_watch *lw) {
+    rlhf__rollout *ro = &w->ppo->ro;
+    rlhf_ppo_stats st;
+    double tokens = 0.0;
+    size_t n;
+    int b, t;
+    /* a reference that gives every sampled token 1 nat more than the policy: KL_t = -1 */
+    memset(&st, 0, sizeof st);
+    CHECK_OK(rlhf__ppo_rollout(w->ppo, &tokens));
+    CHECK_OK(rlhf__ppo_evaluate(w->ppo));
+    for (b = 0; b < w->ppo->B; b++)
+        for (t = 0; t < ro->rlen[b]; t++) ro->ref_logp[rlhf__tok(w->ppo, b, t)] = ro->logp[rlhf__tok(w->ppo, b, t)] + 1.0f;
+    n = rlhf__ppo_advantages(w->ppo);
+    lw->hits = 0;
+    rlhf__ppo_statistics(w->ppo, n, &st);
+    CHECK(st.kl < 0.0f && fabsf(st.kl + st.response_length) < 1e-4f && lw->hits == 1);
+}
+static void test_ppo_guards(void) {
+    ppo_world w;
+    rlhf_ppo_config c = ppo_test_config();
+    rlhf_ppo_stats st;
+    rlhf_error e;
+    log_watch lw = {"mean KL is negative", 0, ""};
+    float beta, kl;
+    int it, b;
+    /* 1. the missing-EOS penalty is the score of a reply cut at max_new; the others keep the task's */
+    c.penalize_missing_eos = 1, c.missing_eos_penalty = -3.0f, c.max_new_tokens = 2;
+    c.whiten_rewards = 1, c.log = watch_log, c.log_user = &lw;
+    if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+    CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
+    for (b = 0; b < w.ppo->B; b++)
+        CHECK(w.ppo->ro.has_eos[b] ? w.ppo->ro.score[b] >= 0.0f : w.ppo->ro.score[b] == -3.0f);
+    CHECK(st.num_eos < w.ppo->B);
+    /* 2. whitening; 3. the negative-KL warning */
+    ppo_guard_whitening(&w);
+    ppo_guard_negative_kl(&w, &lw);
+    ppo_world_free(&w);
+
+    /* 4. the adaptive controller: beta' = beta (1 + clip(KL / target - 1, -0.2, 0.2) B / horizon), by hand */
+    c = ppo_test_config();
+    c.adaptive_kl = 1, c.kl_target = 0.5f, c.kl_horizon = 40.0f, c.kl_coef = 0.1f;
+    c.ema_decay = 0.75f, c.batch_size = c.mini_batch = 8, c.ppo_epochs = 1; /* one update an iteration (5.) */
+    if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
+    w.ppo->cfg.score_fn = varied_score; /* rewards that move the policy from the first iteration */
+    for (it = 0; it < 3; it++) {
+        double err;
+        beta = rlhf_ppo_kl_coef(w.ppo);
+        CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
+        kl = st.kl;
+        err = (double)kl / 0.5 - 1.0;
+        err = err < -0.2 ? -0.2 : err > 0.2 ? 0.2 : err;
+        CHECK(st.kl_coef == beta && fabs(rlhf_ppo_kl_coef(w.ppo) - beta * (1.0 + err * 8.0 / 40.0)) < 1e-6 * beta);
+    }
+    {   /* 5. the EMA after one more update: ema' = d ema + (1 - d) theta', every weight */
+        size_t np = w.policy->num_params, q;
+        float *ema0 = floats(np);
+        double worst = 0.0, gap = 0.0;
+        memcpy(ema0, rlhf_ppo_ema(w.ppo)->param_mem, np * sizeof(float));
+        CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
+        for (q = 0; q < np; q++)
+            worst = fmax(worst, fabs(rlhf_ppo_ema(w.ppo)->param_mem[q] - (0.75 * ema0[q] + 0.25 * w.policy->param_mem[q])));
+        for (q = 0; q < np; q++) gap = fmax(gap, fabs(ema0[q] - w.policy->param_mem[q]));
+        printf("    ema: %.3g from d ema + (1 - d) theta at most, where ema and theta differ by up to %.3g\n", worst, gap);
+        CHECK(worst < 1e-6 && gap > 1e-3 && st.skipped_updates == 0);
+        free(ema0);
+    }
+    ppo_world_free(&w);
+}
+
+/* PPO's bytes are the same on 1 thread and on 2 (every sum in a fixed order) */
+static void test_ppo_threads(void) {
+#ifdef _OPENMP
+    ppo_world a, b;
+    rlhf_ppo_config c = ppo_test_config();
+    rlhf_ppo_stats st;
+    rlhf_error e;
+    int keep = rlhf_num_threads(), it;
+    rlhf_set_num_threads(1, 0);
+    if (!ppo_world_make(&a, &c)) { ppo_world_free(&a); rlhf_set_num_threads(keep, 1); return; }
+    for (it = 0; it < 3; it++) CHECK_OK(rlhf_ppo_step(a.ppo, &st, &e));
+    rlhf_set_num_threads(2, 0);
+    if (!ppo_world_make(&b, &c)) { ppo_world_free(&a); ppo_world_free(&b); rlhf_set_num_threads(keep, 1); return; }
+    for (it = 0; it < 3; it++) CHECK_OK(rlhf_ppo_step(b.ppo, &st, &e));
+    CHECK(memcmp(a.policy->param_mem, b.policy->param_mem, a.policy->num_params * sizeof(float)) == 0);
+    CHECK(memcmp(a.critic->param_mem, b.critic->param_mem, a.critic->num_params * sizeof(float)) == 0);
+    ppo_world_free(&a);
+    ppo_world_free(&b);
+    rlhf_set_num_threads(keep, 1);
+#else
+    g_skip = "built without OpenMP: one thread only";
+#endif
+}
+
 /* A reward that fails for some replies (NaN, as a reward model in a mix
    that ran out of memory): PPO, GRPO and RLOO leave those replies out
    (advantage 0) with a warning, and go on learning from the others. */
@@ -5116,6 +5252,16 @@ static void test_nan_rewards(void) {
         w.ppo->cfg.score_fn = nan_some;
         for (it = 0; it < 4; it++) CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
         CHECK(lw.hits == 4 && st.skipped_updates == 0 && isfinite(st.score) && isfinite(st.policy_loss));
+        {   /* counted, and never trained on: the failed replies' advantages are all 0 */
+            const rlhf__rollout *ro = &w.ppo->ro;
+            int b, t, failed = 0, zero = 1;
+            for (b = 0; b < w.ppo->B; b++) {
+                if (isfinite(ro->score[b])) continue;
+                failed++;
+                for (t = 0; t < ro->rlen[b]; t++) zero &= ro->adv_white[rlhf__tok(w.ppo, b, t)] == 0.0f;
+            }
+            CHECK(failed > 0 && st.nonfinite_scores == failed && zero);
+        }
         CHECK(rlhf__non_finite_tensor(w.policy) == NULL);
         if (k) CHECK(isfinite(st.reward_std));
         ppo_world_free(&w);
@@ -6704,6 +6850,8 @@ static const test_case TESTS[] = {
     {"fd_group", test_fd_group, 0},
     {"group_resume", test_group_resume, 0},
     {"nan_rewards", test_nan_rewards, 0},
+    {"ppo_guards", test_ppo_guards, 0},
+    {"ppo_threads", test_ppo_threads, 0},
     {"ppo_resume", test_ppo_resume, 0},
     {"ppo_save_journal", test_ppo_save_journal, 0},
     {"ppo_ptx_and_guards", test_ppo_ptx_and_guards, 1},
