@@ -1943,11 +1943,58 @@ static int bon_loop(bon_state *b, const rlhf_dataset *d, const rlhf_tokenizer *t
         bon_progress(c->done, total, c->best_sum, c->all_sum, c->samples, t0, 1);
     return 0;
 }
+#define BON_ABOUT                                                                                                             \
+    "Best-of-N as data (rejection sampling, expert iteration): for every prompt of FILE, --n replies sampled by\n"             \
+    "the policy and scored by the reward model; the best (the first highest score) is written to OUT as an SFT\n"              \
+    "record that rlhf sft --data reads. Prints the mean best score against the mean score of all samples (the\n"               \
+    "gain of best-of-N). OUT is written whole once every prompt is done: a stop (Ctrl-C: exit 130) or a kill\n"               \
+    "leaves no partial file, and an existing OUT is replaced only with --overwrite."
+
+/* rlhf bon's lengths: --max-len within the models' context (0: all of it), --max-new by default at most half of it,
+   and the room left for a prompt (*limit, 2 tokens at least) */
+static int bon_lengths(const reward_set *rw, const rlhf_model *policy, int max_new_given, int *max_len, gen_opts *g,
+                       int *limit) {
+    int n_ctx = rewards_ctx(rw, rlhf_model_config(policy)->n_ctx);
+    if (*max_len > n_ctx)
+        return usage_error("bon", "--max-len %d is longer than the models' context (%d tokens, the smallest of them)", *max_len,
+                           n_ctx);
+    if (*max_len == 0) *max_len = n_ctx;
+    if (!max_new_given && g->max_new > *max_len / 2) g->max_new = *max_len / 2; /* the default suits the context */
+    if ((*limit = *max_len - g->max_new) < 2)
+        return usage_error("bon", "--max-new %d leaves no room for a prompt in --max-len %d (2 tokens at least)", g->max_new,
+                           *max_len);
+    return 0;
+}
+
+/* rlhf bon's end: the file in place (or nothing, and why), then the counts and the gain of best-of-N.
+   *f is NULL once the temporary file is committed or given up. */
+static int bon_finish(atomic_file *af, FILE **f, const char *out, const char *prompts, const gen_opts *g, int keep_cut,
+                      const rlhf_fit_report *fit, const bon_counts *cnt) {
+    if (cnt->done == 0) return fail("bon", "no record of %s has a prompt (%ld without one)", prompts, cnt->no_prompt);
+    if (cnt->written == 0)
+        return fail("bon", "every kept reply stopped at --max-new %d before its end: nothing to write (raise --max-new, "
+                    "or --keep-cut)", g->max_new);
+    *f = NULL;
+    if (atomic_commit(af) != 0)
+        return fail("bon", "cannot write %s: %s%s", out, strerror(errno), exists(out) ? " (the old file is unchanged)" : "");
+    print_fit("bon", fit);
+    if (cnt->no_prompt) say("bon: %ld record%s without a prompt skipped", cnt->no_prompt, cnt->no_prompt == 1 ? "" : "s");
+    if (cnt->cut)
+        say("bon: %ld of %zu kept replies stopped at --max-new %d before their end%s", cnt->cut, cnt->done, g->max_new,
+            keep_cut ? " (written: --keep-cut)" : ", left out (--keep-cut writes them)");
+    if (cnt->replaced)
+        say("bon: %ld bytes of kept replies were not UTF-8 (a token split a character): written as U+FFFD", cnt->replaced);
+    printf("bon: %zu prompts, best of %d: mean best score %.4f vs %.4f over all %ld samples (gain %+.4f); %ld records in %s\n",
+           cnt->done, g->n, cnt->best_sum / (double)cnt->done, cnt->all_sum / (double)cnt->samples, cnt->samples,
+           cnt->best_sum / (double)cnt->done - cnt->all_sum / (double)cnt->samples, cnt->written, out);
+    return 0;
+}
+
 static int cmd_bon(int argc, char **argv) {
     const char *pos[1], *model = NULL, *prompts = NULL, *out = NULL, *what;
     gen_opts g = {4, 0, 64, 1, 1.0f, 1.0f, NULL, NULL};
     reward_set rw;
-    int max_len = 0, overwrite = 0, skip_bad = 0, keep_cut = 0, log_every = 0, np, rc, n_ctx, limit;
+    int max_len = 0, overwrite = 0, skip_bad = 0, keep_cut = 0, log_every = 0, np, rc, limit = 0;
     opt o[] = {
         OPT_S("model", "the policy (an SFT checkpoint or Hugging Face directory) that samples the replies", &model),
         OPT_L("reward", "the reward model that scores them (rlhf rm; it must share the policy's vocabulary); give --reward "
@@ -1993,13 +2040,9 @@ static int cmd_bon(int argc, char **argv) {
     memset(&fit, 0, sizeof fit);
     memset(&rw, 0, sizeof rw);
     np = parse_opts("bon", argc, argv, 2, o, N_OPTS(o), pos, 0);
-    if (np < 0) return help_or_usage(np, "rlhf bon --model POLICY --reward RM --prompts FILE --out OUT.jsonl [options]",
-                   "Best-of-N as data (rejection sampling, expert iteration): for every prompt of FILE, --n replies sampled by\n"
-                   "the policy and scored by the reward model; the best (the first highest score) is written to OUT as an SFT\n"
-                   "record that rlhf sft --data reads. Prints the mean best score against the mean score of all samples (the\n"
-                   "gain of best-of-N). OUT is written whole once every prompt is done: a stop (Ctrl-C: exit 130) or a kill\n"
-                   "leaves no partial file, and an existing OUT is replaced only with --overwrite.",
-                   o, N_OPTS(o));
+    if (np < 0)
+        return help_or_usage(np, "rlhf bon --model POLICY --reward RM --prompts FILE --out OUT.jsonl [options]", BON_ABOUT, o,
+                             N_OPTS(o));
     if (!model || !rw.path.n || !prompts || !out) return usage_error("bon", "needs --model, --reward, --prompts and --out");
     if ((rc = rewards_check("bon", &rw)) != 0 || (rc = bon_check_sampling("bon", g.n, "--n", g.temperature)) != 0) return rc;
     if ((rc = bon_check_out(out, overwrite, prompts, model, &rw)) != 0) return rc;
@@ -2010,17 +2053,8 @@ static int cmd_bon(int argc, char **argv) {
     if (!(policy = load_model("bon", "--model", model, ROLE_POLICY, &t)) || rewards_load("bon", &rw, model, t, 0, &rm, &fn, &user))
         goto done;
     rewards_name(&rw, reward, sizeof reward);
-    n_ctx = rewards_ctx(&rw, rlhf_model_config(policy)->n_ctx);
-    if (max_len > n_ctx) {
-        rc = usage_error("bon", "--max-len %d is longer than the models' context (%d tokens, the smallest of them)", max_len, n_ctx);
-        goto done;
-    }
-    if (max_len == 0) max_len = n_ctx;
-    if (!given(o, N_OPTS(o), "max-new") && g.max_new > max_len / 2) g.max_new = max_len / 2; /* the default suits the context */
-    if ((limit = max_len - g.max_new) < 2) {
-        rc = usage_error("bon", "--max-new %d leaves no room for a prompt in --max-len %d (2 tokens at least)", g.max_new, max_len);
-        goto done;
-    }
+    if ((rc = bon_lengths(&rw, policy, given(o, N_OPTS(o), "max-new"), &max_len, &g, &limit)) != 0) goto done;
+    rc = 1;
     if (!(d = load_data("bon", prompts, fmt, skip_bad))) goto done;
     total = rlhf_dataset_size(d);
     say("bon: %zu %s records of %s; best of %d replies of at most %d tokens after prompts of at most %d", total, what, prompts, g.n,
@@ -2052,31 +2086,7 @@ static int cmd_bon(int argc, char **argv) {
     }
 
     /* the file in place, then the counts */
-    if (cnt.done == 0) {
-        rc = fail("bon", "no record of %s has a prompt (%ld without one)", prompts, cnt.no_prompt);
-        goto done;
-    }
-    if (cnt.written == 0) {
-        rc = fail("bon", "every kept reply stopped at --max-new %d before its end: nothing to write (raise --max-new, or "
-                  "--keep-cut)", g.max_new);
-        goto done;
-    }
-    f = NULL;
-    if (atomic_commit(&af) != 0) {
-        rc = fail("bon", "cannot write %s: %s%s", out, strerror(errno), exists(out) ? " (the old file is unchanged)" : "");
-        goto done;
-    }
-    print_fit("bon", &fit);
-    if (cnt.no_prompt) say("bon: %ld record%s without a prompt skipped", cnt.no_prompt, cnt.no_prompt == 1 ? "" : "s");
-    if (cnt.cut)
-        say("bon: %ld of %zu kept replies stopped at --max-new %d before their end%s", cnt.cut, cnt.done, g.max_new,
-            keep_cut ? " (written: --keep-cut)" : ", left out (--keep-cut writes them)");
-    if (cnt.replaced)
-        say("bon: %ld bytes of kept replies were not UTF-8 (a token split a character): written as U+FFFD", cnt.replaced);
-    printf("bon: %zu prompts, best of %d: mean best score %.4f vs %.4f over all %ld samples (gain %+.4f); %ld records in %s\n",
-           cnt.done, g.n, cnt.best_sum / (double)cnt.done, cnt.all_sum / (double)cnt.samples, cnt.samples,
-           cnt.best_sum / (double)cnt.done - cnt.all_sum / (double)cnt.samples, cnt.written, out);
-    rc = 0;
+    rc = bon_finish(&af, &f, out, prompts, &g, keep_cut, &fit, &cnt);
 done:
     if (f) atomic_abort(&af);
     free(ids);
