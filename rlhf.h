@@ -2260,7 +2260,7 @@ static void rlhf__pack_cols8(float *dst, const float *const *src, int kc) {
     }
 #endif
     for (; k < kc; k++)
-        for (c = 0; c < 8; c++) dst[(size_t)k * RLHF__NR + c] = src[c][k];
+        for (c = 0; c < 8; c++) dst[(ptrdiff_t)k * RLHF__NR + c] = src[c][k];
 }
 
 /* Inside the matmul's parallel region (orphaned "omp for"s): pack B (kc, nc)
@@ -2272,7 +2272,7 @@ static void rlhf__gemm_pack_b(float *Bp, int np, int kc, int pc, int jc, int N, 
     int jp;
     RLHF__OMP(omp for schedule(dynamic) nowait)
     for (jp = 0; jp < np; jp++) {
-        float *dst = Bp + (size_t)jp * kc * RLHF__NR;
+        float *dst = Bp + (ptrdiff_t)jp * kc * RLHF__NR;
         int j0 = jc + jp * RLHF__NR, k, c;
         if (j0 + RLHF__NR <= N && csb == 1) { /* full panel, rows contiguous: copy 16-float rows */
             for (k = 0; k < kc; k++)
@@ -2297,7 +2297,7 @@ static void rlhf__gemm_pack_a(float *Ap, int mp, int kc, int ic, int pc, int M, 
                               ptrdiff_t csa) {
     int ip, k, r;
     for (ip = 0; ip < mp; ip++) {
-        float *dst = Ap + (size_t)ip * kc * RLHF__MR;
+        float *dst = Ap + (ptrdiff_t)ip * kc * RLHF__MR;
         int i0 = ic + ip * RLHF__MR;
         if (i0 + RLHF__MR <= M && csa == 1) continue;
         if (i0 + RLHF__MR <= M && rsa == 1) { /* full panel, columns contiguous: MR floats a step */
@@ -2322,14 +2322,14 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
             int i0 = ic + ti * RLHF__MR, j0 = jc + tj * RLHF__NR;
             int rows = M - i0 < RLHF__MR ? M - i0 : RLHF__MR;
             int cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR, full = rows == RLHF__MR && cols == RLHF__NR;
-            const float *bp = Bp + (size_t)tj * kc * RLHF__NR;
+            const float *bp = Bp + (ptrdiff_t)tj * kc * RLHF__NR;
             float *out = full ? C + i0 * ldc + j0 : tile; /* a tile at the edge goes through a buffer */
             ptrdiff_t ld = full ? ldc : RLHF__NR;
             int acc = full && !overwrite;
             if (rows == RLHF__MR && csa == 1) /* a full panel of rows contiguous along k: in place */
                 rlhf__gemm_tile(kc, A + i0 * rsa + pc, rsa, 1, bp, out, ld, acc);
             else
-                rlhf__gemm_tile(kc, Ap + (size_t)ti * kc * RLHF__MR, 1, RLHF__MR, bp, out, ld, acc);
+                rlhf__gemm_tile(kc, Ap + (ptrdiff_t)ti * kc * RLHF__MR, 1, RLHF__MR, bp, out, ld, acc);
             if (full) continue;
             for (r = 0; r < rows; r++) { /* the edge tile's rows and columns inside C */
                 float *crow = C + (i0 + r) * ldc + j0;
@@ -2422,9 +2422,9 @@ static void rlhf__linear_forward(float *out, const float *inp, const float *w, c
     int bt;
     RLHF__OMP(omp parallel for schedule(dynamic, 8) num_threads(rlhf__nt((double)BT * OC / 4.0)))
     for (bt = 0; bt < BT; bt++) {
-        float *o = out + (size_t)bt * OC; /* seek to out[bt, :] */
+        float *o = out + (ptrdiff_t)bt * OC; /* seek to out[bt, :] */
         int c;
-        if (residual) memcpy(o, residual + (size_t)bt * OC, (size_t)OC * sizeof(float));
+        if (residual) memcpy(o, residual + (ptrdiff_t)bt * OC, (size_t)OC * sizeof(float));
         else memset(o, 0, (size_t)OC * sizeof(float));
         if (bias)
             for (c = 0; c < OC; c++) o[c] += bias[c];
@@ -2439,7 +2439,7 @@ static void rlhf__linear_forward(float *out, const float *inp, const float *w, c
 RLHF__REF void rlhf__bias_backward_ref(float *dbias, const float *dout, int BT, int OC) {
     int bt, c;
     for (bt = 0; bt < BT; bt++)
-        for (c = 0; c < OC; c++) dbias[c] += dout[(size_t)bt * OC + c];
+        for (c = 0; c < OC; c++) dbias[c] += dout[(ptrdiff_t)bt * OC + c];
 }
 static void rlhf__bias_backward(float *dbias, const float *dout, int BT, int OC) {
     const int CH = 64;
@@ -2454,7 +2454,7 @@ static void rlhf__bias_backward(float *dbias, const float *dout, int BT, int OC)
             __m256 a3 = _mm256_loadu_ps(o + 24), a4 = _mm256_loadu_ps(o + 32), a5 = _mm256_loadu_ps(o + 40);
             __m256 a6 = _mm256_loadu_ps(o + 48), a7 = _mm256_loadu_ps(o + 56);
             for (bt = 0; bt < BT; bt++) {
-                const float *d = dout + (size_t)bt * OC + c0; /* seek to dout[bt, c0] */
+                const float *d = dout + (ptrdiff_t)bt * OC + c0; /* seek to dout[bt, c0] */
                 a0 = _mm256_add_ps(a0, _mm256_loadu_ps(d)), a1 = _mm256_add_ps(a1, _mm256_loadu_ps(d + 8));
                 a2 = _mm256_add_ps(a2, _mm256_loadu_ps(d + 16)), a3 = _mm256_add_ps(a3, _mm256_loadu_ps(d + 24));
                 a4 = _mm256_add_ps(a4, _mm256_loadu_ps(d + 32)), a5 = _mm256_add_ps(a5, _mm256_loadu_ps(d + 40));
@@ -2467,7 +2467,7 @@ static void rlhf__bias_backward(float *dbias, const float *dout, int BT, int OC)
         }
 #endif
         for (bt = 0; bt < BT; bt++) /* a partial chunk, or every chunk in a scalar build */
-            for (c = c0; c < c1; c++) dbias[c] += dout[(size_t)bt * OC + c];
+            for (c = c0; c < c1; c++) dbias[c] += dout[(ptrdiff_t)bt * OC + c];
     }
 }
 
@@ -2493,8 +2493,8 @@ RLHF__REF void rlhf__layernorm_forward_ref(float *out, float *mean, float *rstd,
                                         const float *weight, const float *bias, int BT, int C) {
     int bt;
     for (bt = 0; bt < BT; bt++) {
-        const float *x = inp + (size_t)bt * C; /* seek to inp[bt, :] */
-        float *o = out + (size_t)bt * C;
+        const float *x = inp + (ptrdiff_t)bt * C; /* seek to inp[bt, :] */
+        float *o = out + (ptrdiff_t)bt * C;
         float m = 0.0f, v = 0.0f, s;
         int c;
         for (c = 0; c < C; c++) m += x[c];
@@ -2549,7 +2549,7 @@ static void rlhf__layernorm_forward(float *out, float *mean, float *rstd, const 
     int bt;
     RLHF__OMP(omp parallel for schedule(dynamic, 8) num_threads(rlhf__nt((double)BT * C)))
     for (bt = 0; bt < BT; bt++) /* seek to inp[bt, :] */
-        rlhf__layernorm_row(out + (size_t)bt * C, mean + bt, rstd + bt, inp + (size_t)bt * C, weight, bias, C);
+        rlhf__layernorm_row(out + (ptrdiff_t)bt * C, mean + bt, rstd + bt, inp + (ptrdiff_t)bt * C, weight, bias, C);
 }
 
 /* backward, with n = (x - mean) * rstd the normalised input:
@@ -2561,8 +2561,8 @@ RLHF__REF void rlhf__layernorm_backward_ref(float *dinp, float *dweight, float *
                                          const float *rstd, int BT, int C) {
     int bt, c;
     for (bt = 0; bt < BT; bt++) {
-        const float *x = inp + (size_t)bt * C, *dy = dout + (size_t)bt * C;
-        float *dx = dinp + (size_t)bt * C;
+        const float *x = inp + (ptrdiff_t)bt * C, *dy = dout + (ptrdiff_t)bt * C;
+        float *dx = dinp + (ptrdiff_t)bt * C;
         float gmean = 0.0f, gnmean = 0.0f;
         for (c = 0; c < C; c++) {
             float n = (x[c] - mean[bt]) * rstd[bt], g = dy[c] * weight[c];
@@ -2623,15 +2623,15 @@ static void rlhf__layernorm_backward(float *dinp, float *dweight, float *dbias, 
     int nchunks = (C + CH - 1) / CH, chunk, bt;
     RLHF__OMP(omp parallel for schedule(dynamic, 8) num_threads(rlhf__nt(2.0 * BT * C)))
     for (bt = 0; bt < BT; bt++) /* seek to row bt */
-        rlhf__layernorm_dx_row(dinp + (size_t)bt * C, dout + (size_t)bt * C, inp + (size_t)bt * C, weight, mean[bt],
-                               rstd[bt], C);
+        rlhf__layernorm_dx_row(dinp + (ptrdiff_t)bt * C, dout + (ptrdiff_t)bt * C, inp + (ptrdiff_t)bt * C, weight,
+                               mean[bt], rstd[bt], C);
     /* parameter gradients: threads split channels; each channel sums its rows
        in order with the twin's very operations (same bits in every build) */
     RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)BT * C)))
     for (chunk = 0; chunk < nchunks; chunk++) {
         int c0 = chunk * CH, c1 = c0 + CH < C ? c0 + CH : C, b, c;
         for (b = 0; b < BT; b++) {
-            const float *x = inp + (size_t)b * C, *dy = dout + (size_t)b * C;
+            const float *x = inp + (ptrdiff_t)b * C, *dy = dout + (ptrdiff_t)b * C;
             c = c0;
 #if defined(RLHF__AVX2)
             for (; c + 8 <= c1; c += 8) {
@@ -2933,13 +2933,14 @@ static void rlhf__attention_forward(float *out, float *att, float *rows, const f
     RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)B * T * T * C / 8.0)))
     for (bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH, t;
-        const float *base = qkv + (size_t)b * T * 3 * C; /* seek to qkv[b, 0, :] */
+        const float *base = qkv + (ptrdiff_t)b * T * 3 * C; /* seek to qkv[b, 0, :] */
         for (t = 0; t < T; t++) {
-            int s0 = doc ? doc[(size_t)b * T + t] : 0; /* first key this token may see */
-            float *row = att ? att + ((size_t)bh * T + t) * T : rows + (size_t)bh * T; /* seek to att[b, h, t, :] */
-            const float *k0 = base + (size_t)s0 * 3 * C;
-            rlhf__attend_row(out + ((size_t)b * T + t) * C + h * hs, row + s0, base + (size_t)t * 3 * C + h * hs,
-                             k0 + C + h * hs, k0 + 2 * C + h * hs, (size_t)3 * C, t + 1 - s0, hs, scale);
+            int s0 = doc ? doc[(ptrdiff_t)b * T + t] : 0; /* first key this token may see */
+            /* seek to att[b, h, t, :] */
+            float *row = att ? att + ((ptrdiff_t)bh * T + t) * T : rows + (ptrdiff_t)bh * T;
+            const float *k0 = base + (ptrdiff_t)s0 * 3 * C;
+            rlhf__attend_row(out + ((ptrdiff_t)b * T + t) * C + h * hs, row + s0, base + (ptrdiff_t)t * 3 * C + h * hs,
+                             k0 + C + h * hs, k0 + 2 * C + h * hs, 3 * (size_t)C, t + 1 - s0, hs, scale);
         }
     }
 }
@@ -2966,19 +2967,19 @@ static void rlhf__attention_backward_keys(float *dbase, const float *base, const
     int t2, lo = t0 + nq, i, j, n;
     for (i = 0; i < nq; i++) lo = s0[i] < lo ? s0[i] : lo; /* the first key any query of the block sees */
     for (t2 = lo; t2 < t0 + nq; t2++) {
-        float *dk = dbase + (size_t)t2 * 3 * C + C;
+        float *dk = dbase + (ptrdiff_t)t2 * 3 * C + C;
         /* runs of consecutive queries t >= t2 that see t2 (s0 <= t2): one rlhf__wsum per run */
         for (i = t2 > t0 ? t2 - t0 : 0; i < nq; i = j) {
             for (j = i, n = 0; j < nq && s0[j] <= t2; j++, n++) {
-                wa[n] = att[(size_t)j * T + t2];
-                ws[n] = ds[(size_t)j * T + t2];
+                wa[n] = att[(ptrdiff_t)j * T + t2];
+                ws[n] = ds[(ptrdiff_t)j * T + t2];
             }
             if (n == 0) {
                 j = i + 1;
                 continue;
             }
-            rlhf__wsum(dk + C, wa, g0 + (size_t)i * C, (size_t)C, n, hs, 1);                   /* dv_t2 */
-            rlhf__wsum(dk, ws, base + (size_t)(t0 + i) * 3 * C, (size_t)3 * C, n, hs, 1); /* dk_t2 */
+            rlhf__wsum(dk + C, wa, g0 + (ptrdiff_t)i * C, (size_t)C, n, hs, 1);                   /* dv_t2 */
+            rlhf__wsum(dk, ws, base + (ptrdiff_t)(t0 + i) * 3 * C, 3 * (size_t)C, n, hs, 1); /* dk_t2 */
         }
     }
 }
@@ -2989,25 +2990,25 @@ static void rlhf__attention_backward(float *dqkv, float *scratch, const float *d
     RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)B * T * T * C / 4.0)))
     for (u = 0; u < B * NH; u++) {
         int b = u % B, h = u / B, bh = b * NH + h, t0, i, t2, s0[RLHF__ATT_QB];
-        const float *base = qkv + (size_t)b * T * 3 * C + h * hs; /* seek to q[b, 0, head h] */
-        float *dbase = dqkv + (size_t)b * T * 3 * C + h * hs;
-        float *ds = scratch + (size_t)bh * RLHF__ATT_QB * T;
+        const float *base = qkv + (ptrdiff_t)b * T * 3 * C + h * hs; /* seek to q[b, 0, head h] */
+        float *dbase = dqkv + (ptrdiff_t)b * T * 3 * C + h * hs;
+        float *ds = scratch + (ptrdiff_t)bh * RLHF__ATT_QB * T;
         for (t0 = 0; t0 < T; t0 += RLHF__ATT_QB) {
             int nq = T - t0 < RLHF__ATT_QB ? T - t0 : RLHF__ATT_QB;
-            const float *g0 = dout + ((size_t)b * T + t0) * C + h * hs;
+            const float *g0 = dout + ((ptrdiff_t)b * T + t0) * C + h * hs;
             for (i = 0; i < nq; i++) { /* each query's row: da, then ds in its place; dq */
                 int t = t0 + i;
-                const float *a = att + ((size_t)bh * T + t) * T, *g = g0 + (size_t)i * C;
-                float *da = ds + (size_t)i * T, dot = 0.0f;
+                const float *a = att + ((ptrdiff_t)bh * T + t) * T, *g = g0 + (ptrdiff_t)i * C;
+                float *da = ds + (ptrdiff_t)i * T, dot = 0.0f;
                 const float *k0;
-                s0[i] = doc ? doc[(size_t)b * T + t] : 0;
-                k0 = base + (size_t)s0[i] * 3 * C + C; /* seek to k_s0, then v_s0 */
-                rlhf__dots(da + s0[i], g, k0 + C, (size_t)3 * C, t + 1 - s0[i], hs); /* da[t2] = g . v_t2 */
+                s0[i] = doc ? doc[(ptrdiff_t)b * T + t] : 0;
+                k0 = base + (ptrdiff_t)s0[i] * 3 * C + C; /* seek to k_s0, then v_s0 */
+                rlhf__dots(da + s0[i], g, k0 + C, 3 * (size_t)C, t + 1 - s0[i], hs); /* da[t2] = g . v_t2 */
                 for (t2 = s0[i]; t2 <= t; t2++) dot += a[t2] * da[t2];
                 for (t2 = s0[i]; t2 <= t; t2++) da[t2] = a[t2] * (da[t2] - dot) * scale;
-                rlhf__wsum(dbase + (size_t)t * 3 * C, da + s0[i], k0, (size_t)3 * C, t + 1 - s0[i], hs, 1);
+                rlhf__wsum(dbase + (ptrdiff_t)t * 3 * C, da + s0[i], k0, 3 * (size_t)C, t + 1 - s0[i], hs, 1);
             }
-            rlhf__attention_backward_keys(dbase, base, g0, ds, att + ((size_t)bh * T + t0) * T, s0, t0, nq, T, C,
+            rlhf__attention_backward_keys(dbase, base, g0, ds, att + ((ptrdiff_t)bh * T + t0) * T, s0, t0, nq, T, C,
                                           hs);
         }
     }
@@ -3021,7 +3022,7 @@ RLHF__REF void rlhf__crossentropy_forward_ref(float *losses, float *lse, const f
                                            int BT, int V) {
     int bt;
     for (bt = 0; bt < BT; bt++) {
-        const float *l = logits + (size_t)bt * V; /* seek to logits[bt, :] */
+        const float *l = logits + (ptrdiff_t)bt * V; /* seek to logits[bt, :] */
         float maxv = -INFINITY;
         double sum = 0.0; /* V terms in [0, 1]: double keeps the sum exact enough for any V */
         int v;
@@ -3064,7 +3065,7 @@ static void rlhf__crossentropy_forward(float *losses, float *lse, const float *l
     int bt;
     RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt(4.0 * BT * V)))
     for (bt = 0; bt < BT; bt++) {
-        const float *l = logits + (size_t)bt * V; /* seek to logits[bt, :] */
+        const float *l = logits + (ptrdiff_t)bt * V; /* seek to logits[bt, :] */
         float maxv = rlhf__row_max(l, V);
         lse[bt] = maxv + (float)log(rlhf__sum_exp_shift(l, V, maxv));
         losses[bt] = targets[bt] >= 0 ? lse[bt] - l[targets[bt]] : 0.0f;
@@ -3076,7 +3077,7 @@ RLHF__REF void rlhf__crossentropy_backward_ref(float *logits_to_dlogits, const f
                                             float dloss, int BT, int V) {
     int bt, v;
     for (bt = 0; bt < BT; bt++) {
-        float *d = logits_to_dlogits + (size_t)bt * V;
+        float *d = logits_to_dlogits + (ptrdiff_t)bt * V;
         if (targets[bt] < 0) {
             memset(d, 0, (size_t)V * sizeof(float));
             continue;
@@ -3090,7 +3091,7 @@ static void rlhf__crossentropy_backward(float *logits_to_dlogits, const float *l
     int bt;
     RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt(4.0 * BT * V)))
     for (bt = 0; bt < BT; bt++) {
-        float *d = logits_to_dlogits + (size_t)bt * V;
+        float *d = logits_to_dlogits + (ptrdiff_t)bt * V;
         int v = 0;
         if (targets[bt] < 0) {
             memset(d, 0, (size_t)V * sizeof(float));
@@ -6854,8 +6855,8 @@ static void rlhf__encoder_forward(float *out, const int *inputs, const int *doc,
     int bt;
     RLHF__OMP(omp parallel for schedule(dynamic, 8) num_threads(rlhf__nt((double)B * T * C / 4.0)))
     for (bt = 0; bt < B * T; bt++) {
-        const float *te = wte + (size_t)inputs[bt] * C, *pe = wpe + (size_t)(bt % T - (doc ? doc[bt] : 0)) * C;
-        float *o = out + (size_t)bt * C;
+        const float *te = wte + (ptrdiff_t)inputs[bt] * C, *pe = wpe + (ptrdiff_t)(bt % T - (doc ? doc[bt] : 0)) * C;
+        float *o = out + (ptrdiff_t)bt * C;
         int c;
         for (c = 0; c < C; c++) o[c] = te[c] + pe[c];
     }
@@ -6866,8 +6867,8 @@ static void rlhf__encoder_backward(float *dwte, float *dwpe, const float *dout, 
                                    int B, int T, int C) {
     int bt, c;
     for (bt = 0; bt < B * T; bt++) {
-        const float *d = dout + (size_t)bt * C;
-        float *te = dwte + (size_t)inputs[bt] * C, *pe = dwpe + (size_t)(bt % T - (doc ? doc[bt] : 0)) * C;
+        const float *d = dout + (ptrdiff_t)bt * C;
+        float *te = dwte + (ptrdiff_t)inputs[bt] * C, *pe = dwpe + (ptrdiff_t)(bt % T - (doc ? doc[bt] : 0)) * C;
         for (c = 0; c < C; c++) {
             te[c] += d[c];
             pe[c] += d[c];
@@ -6904,19 +6905,19 @@ typedef struct rlhf__attn {
 static void rlhf__block_forward(rlhf_model *m, int l, int BT, const rlhf__block_io *io, const rlhf__attn *attn) {
     const rlhf__params *p = &m->params;
     int C = m->cfg.n_embd;
-    size_t lC = (size_t)l * C;
+    size_t lC = (size_t)l * (size_t)C;
 
     /* x2 = x + c_proj(attn(ln_1(x))) */
     rlhf__layernorm_forward(io->ln1, io->ln1_mean, io->ln1_rstd, io->x, p->ln1w + lC, p->ln1b + lC, BT, C);
-    rlhf__linear_forward(io->qkv, io->ln1, p->qkvw + lC * 3 * C, p->qkvb + lC * 3, NULL, BT, C, 3 * C, m->work);
+    rlhf__linear_forward(io->qkv, io->ln1, p->qkvw + lC * 3 * (size_t)C, p->qkvb + lC * 3, NULL, BT, C, 3 * C, m->work);
     attn->fn(attn, l, io->qkv, io->atty);
-    rlhf__linear_forward(io->x2, io->atty, p->attprojw + lC * C, p->attprojb + lC, io->x, BT, C, C, m->work);
+    rlhf__linear_forward(io->x2, io->atty, p->attprojw + lC * (size_t)C, p->attprojb + lC, io->x, BT, C, C, m->work);
 
     /* out = x2 + mlp.c_proj(gelu(mlp.c_fc(ln_2(x2)))) */
     rlhf__layernorm_forward(io->ln2, io->ln2_mean, io->ln2_rstd, io->x2, p->ln2w + lC, p->ln2b + lC, BT, C);
-    rlhf__linear_forward(io->fch, io->ln2, p->fcw + lC * 4 * C, p->fcb + lC * 4, NULL, BT, C, 4 * C, m->work);
-    rlhf__gelu_forward(io->fch_gelu, io->fch, (size_t)BT * 4 * C);
-    rlhf__linear_forward(io->out, io->fch_gelu, p->fcprojw + lC * 4 * C, p->fcprojb + lC, io->x2, BT, 4 * C, C,
+    rlhf__linear_forward(io->fch, io->ln2, p->fcw + lC * 4 * (size_t)C, p->fcb + lC * 4, NULL, BT, C, 4 * C, m->work);
+    rlhf__gelu_forward(io->fch_gelu, io->fch, (size_t)BT * 4 * (size_t)C);
+    rlhf__linear_forward(io->out, io->fch_gelu, p->fcprojw + lC * 4 * (size_t)C, p->fcprojb + lC, io->x2, BT, 4 * C, C,
                          m->work);
 }
 
@@ -6927,8 +6928,8 @@ static size_t rlhf__slot(const rlhf_model *m, int l) { return m->recompute ? 0 :
 /* training: causal attention over the batch, the probabilities kept */
 static void rlhf__attend_train(const rlhf__attn *a, int l, const float *qkv, float *atty) {
     int B = a->B, T = a->T, NH = a->m->cfg.n_head;
-    rlhf__attention_forward(atty, a->att + rlhf__slot(a->m, l) * B * NH * T * T, NULL, qkv, a->doc, B, T,
-                            a->m->cfg.n_embd, NH);
+    rlhf__attention_forward(atty, a->att + rlhf__slot(a->m, l) * (size_t)B * (size_t)NH * (size_t)T * (size_t)T,
+                            NULL, qkv, a->doc, B, T, a->m->cfg.n_embd, NH);
 }
 static void rlhf__attn_train(rlhf_model *m, rlhf__attn *attn) {
     memset(attn, 0, sizeof *attn);
@@ -6939,19 +6940,19 @@ static void rlhf__attn_train(rlhf_model *m, rlhf__attn *attn) {
    the layer before's residual3), its caches (slot k) and its output. */
 static void rlhf__train_io(const rlhf_model *m, int l, rlhf__block_io *io) {
     const rlhf__acts *a = &m->acts;
-    size_t BT = (size_t)m->B * m->T, BTC = BT * m->cfg.n_embd, k = rlhf__slot(m, l);
-    io->x = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
+    size_t BT = (size_t)m->B * (size_t)m->T, BTC = BT * (size_t)m->cfg.n_embd, k = rlhf__slot(m, l);
+    io->x = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * BTC;
     io->ln1 = a->ln1 + k * BTC, io->ln1_mean = a->ln1_mean + k * BT, io->ln1_rstd = a->ln1_rstd + k * BT;
     io->qkv = a->qkv + k * BTC * 3, io->atty = a->atty + k * BTC, io->x2 = a->residual2 + k * BTC;
     io->ln2 = a->ln2 + k * BTC, io->ln2_mean = a->ln2_mean + k * BT, io->ln2_rstd = a->ln2_rstd + k * BT;
-    io->fch = a->fch + k * BTC * 4, io->fch_gelu = a->fch_gelu + k * BTC * 4, io->out = a->residual3 + l * BTC;
+    io->fch = a->fch + k * BTC * 4, io->fch_gelu = a->fch_gelu + k * BTC * 4, io->out = a->residual3 + (size_t)l * BTC;
 }
 
 /* The forward pass over m->tok_mem (m->B, m->T) into m->acts, up to the
    final LayerNorm; the LM head's logits too when lm != 0. */
 static void rlhf__forward(rlhf_model *m, int B, int T, int lm) {
     int C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
-    size_t BT = (size_t)B * T, BTC = BT * C;
+    size_t BT = (size_t)B * (size_t)T, BTC = BT * (size_t)C;
     rlhf__params *p = &m->params;
     rlhf__acts *a = &m->acts;
     rlhf__attn attn;
@@ -6962,8 +6963,8 @@ static void rlhf__forward(rlhf_model *m, int B, int T, int lm) {
         rlhf__train_io(m, l, &io);
         rlhf__block_forward(m, l, (int)BT, &io, &attn);
     }
-    rlhf__layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * BTC, p->lnfw, p->lnfb, (int)BT,
-                            C);
+    rlhf__layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (size_t)(L - 1) * BTC, p->lnfw, p->lnfb,
+                            (int)BT, C);
     /* logits (BT,V) = lnf (BT,C) * wte^T: the LM head is tied to the token embedding */
     if (lm) rlhf__gemm((int)BT, V, C, a->lnf, C, 1, p->wte, 1, C, a->logits, V, 0, m->work);
 }
@@ -6985,7 +6986,7 @@ static rlhf_result rlhf__check_doc(rlhf_model *m, const int *doc, int B, int T, 
     int b, t;
     for (b = 0; b < B; b++)
         for (t = 0; t < T; t++) {
-            int d = doc[(size_t)b * T + t];
+            int d = doc[(ptrdiff_t)b * T + t];
             if (d < 0 || d > t)
                 return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "%s: doc_start[%d][%d] = %d is outside [0, %d]", fn, b,
                                   t, d, t);
@@ -7016,7 +7017,7 @@ static rlhf_result rlhf__forward_entry(rlhf_model *m, const int *inputs, const i
     if ((r = rlhf__check_ids(m, inputs, B, T, 0, "inputs")) != RLHF_OK) return r;
     if (targets && (r = rlhf__check_ids(m, targets, B, T, 1, "targets")) != RLHF_OK) return r;
     if (doc && (r = rlhf__check_doc(m, doc, B, T, fn)) != RLHF_OK) return r;
-    BT = (size_t)B * T;
+    BT = (size_t)B * (size_t)T;
     if (mode == 1 ? !targets : !keep) { /* nothing to backpropagate: no caches */
         if ((r = rlhf__ensure_infer(m, BT)) != RLHF_OK) return r;
         rlhf__forward_infer(m, inputs, doc, B, T, logits, values, NULL);
@@ -7103,7 +7104,7 @@ RLHFDEF rlhf_result rlhf_model_logprobs(rlhf_model *m, const int *inputs, const 
     if ((r = rlhf__check_ids(m, targets, B, T, 1, "targets")) != RLHF_OK) return r;
     if (doc_start && (r = rlhf__check_doc(m, doc_start, B, T, fn)) != RLHF_OK) return r;
     if ((r = rlhf__ensure(m, B, T, 0)) != RLHF_OK) return r;
-    BT = (size_t)B * T;
+    BT = (size_t)B * (size_t)T;
     V = m->cfg.vocab_size;
     memcpy(m->tok_mem, inputs, BT * sizeof(int));
     memcpy(m->tok_mem + m->cap_bt, targets, BT * sizeof(int));
@@ -7113,9 +7114,9 @@ RLHFDEF rlhf_result rlhf_model_logprobs(rlhf_model *m, const int *inputs, const 
     m->T = T;
     m->temperature = temperature;
     rlhf__forward(m, B, T, 1);
-    RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt(8.0 * BT * V)))
+    RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt(8.0 * (double)BT * V)))
     for (bt = 0; bt < (int)BT; bt++) {
-        const float *l = m->acts.logits + (size_t)bt * V;
+        const float *l = m->acts.logits + (ptrdiff_t)bt * V;
         int a = targets[bt], v;
         float maxv = -INFINITY, lse;
         double sum = 0.0, pz = 0.0;
@@ -7153,7 +7154,7 @@ RLHFDEF rlhf_result rlhf_model_backward_logprobs(rlhf_model *m, const float *dlo
             "rlhf_model_backward_logprobs: no rlhf_model_logprobs(..., for_backward=1) to backpropagate");
     if (!dlogp) return rlhf__fail(m, RLHF_ERR_INVALID_ARGUMENT, "rlhf_model_backward_logprobs: dlogp is NULL");
     if ((r = rlhf__ensure(m, m->B, m->T, 1)) != RLHF_OK) return r;
-    BT = (size_t)m->B * m->T;
+    BT = (size_t)m->B * (size_t)m->T;
     V = m->cfg.vocab_size;
     temp = m->temperature;
     targets = m->tok_mem + m->cap_bt;
@@ -7162,9 +7163,9 @@ RLHFDEF rlhf_result rlhf_model_backward_logprobs(rlhf_model *m, const float *dlo
             return rlhf__fail(m, RLHF_ERR_NON_FINITE,
                               "rlhf_model_backward_logprobs: gradient at [%d][%d] is not finite", bt / m->T, bt % m->T);
     m->backward_ready = 0;
-    RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt(8.0 * BT * V)))
+    RLHF__OMP(omp parallel for schedule(dynamic, 4) num_threads(rlhf__nt(8.0 * (double)BT * V)))
     for (bt = 0; bt < (int)BT; bt++) {
-        float *l = m->acts.logits + (size_t)bt * V, lse = m->acts.lse[bt];
+        float *l = m->acts.logits + (ptrdiff_t)bt * V, lse = m->acts.lse[bt];
         int a = targets[bt], v;
         float g = dlogp[bt], ge = dentropy ? dentropy[bt] : 0.0f, H = 0.0f;
         if (a < 0) {
@@ -7190,7 +7191,7 @@ RLHFDEF void rlhf_doc_left_pad(int *doc_start, const int *n_pad, int B, int T) {
     int b, t;
     if (!doc_start || !n_pad) return;
     for (b = 0; b < B; b++)
-        for (t = 0; t < T; t++) doc_start[(size_t)b * T + t] = t < n_pad[b] ? t : n_pad[b];
+        for (t = 0; t < T; t++) doc_start[(ptrdiff_t)b * T + t] = t < n_pad[b] ? t : n_pad[b];
 }
 
 RLHFDEF rlhf_result rlhf_model_zero_grad(rlhf_model *m) {
@@ -7225,39 +7226,39 @@ static void rlhf__recompute_layer(rlhf_model *m, int l) {
 }
 static void rlhf__backward_trunk(rlhf_model *m) {
     int B = m->B, T = m->T, C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer, l;
-    size_t BT = (size_t)B * T, BTC = BT * C;
+    size_t BT = (size_t)B * (size_t)T, BTC = BT * (size_t)C;
     rlhf__params *p = &m->params, *g = &m->grads;
     rlhf__acts *a = &m->acts;
     rlhf__bwd *d = &m->bwd;
     const int *doc = m->has_doc ? m->tok_mem + 2 * m->cap_bt : NULL;
     memset(d->dresidual, 0, BTC * sizeof(float));
-    rlhf__layernorm_backward(d->dresidual, g->lnfw, g->lnfb, d->dln, a->residual3 + (L - 1) * BTC, p->lnfw,
+    rlhf__layernorm_backward(d->dresidual, g->lnfw, g->lnfb, d->dln, a->residual3 + (size_t)(L - 1) * BTC, p->lnfw,
                              a->lnf_mean, a->lnf_rstd, (int)BT, C);
     for (l = L - 1; l >= 0; l--) {
-        const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * BTC;
-        size_t lC = (size_t)l * C, k = rlhf__slot(m, l); /* k: the layer's cache slot */
+        const float *residual = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * BTC;
+        size_t lC = (size_t)l * (size_t)C, k = rlhf__slot(m, l); /* k: the layer's cache slot */
         if (m->recompute && l < L - 1) rlhf__recompute_layer(m, l);
         /* residual3 = residual2 + fch_gelu * fcprojw + fcprojb  (dresidual passes through unchanged) */
-        rlhf__linear_backward(d->dfch, g->fcprojw + lC * 4 * C, g->fcprojb + lC, d->dresidual,
-                              a->fch_gelu + k * BTC * 4, p->fcprojw + lC * 4 * C, (int)BT, 4 * C, C, m->work);
+        rlhf__linear_backward(d->dfch, g->fcprojw + lC * 4 * (size_t)C, g->fcprojb + lC, d->dresidual,
+                              a->fch_gelu + k * BTC * 4, p->fcprojw + lC * 4 * (size_t)C, (int)BT, 4 * C, C, m->work);
         /* fch_gelu = gelu(fch) */
         rlhf__gelu_backward(d->dfch, a->fch + k * BTC * 4, BTC * 4);
         /* fch = ln2 * fcw + fcb */
-        rlhf__linear_backward(d->dln, g->fcw + lC * 4 * C, g->fcb + lC * 4, d->dfch, a->ln2 + k * BTC,
-                              p->fcw + lC * 4 * C, (int)BT, C, 4 * C, m->work);
+        rlhf__linear_backward(d->dln, g->fcw + lC * 4 * (size_t)C, g->fcb + lC * 4, d->dfch, a->ln2 + k * BTC,
+                              p->fcw + lC * 4 * (size_t)C, (int)BT, C, 4 * C, m->work);
         /* ln2 = layernorm(residual2): adds into dresidual, which now is d residual2 */
         rlhf__layernorm_backward(d->dresidual, g->ln2w + lC, g->ln2b + lC, d->dln, a->residual2 + k * BTC, p->ln2w + lC,
                                  a->ln2_mean + k * BT, a->ln2_rstd + k * BT, (int)BT, C);
         /* residual2 = residual + atty * attprojw + attprojb */
-        rlhf__linear_backward(d->datty, g->attprojw + lC * C, g->attprojb + lC, d->dresidual, a->atty + k * BTC,
-                              p->attprojw + lC * C, (int)BT, C, C, m->work);
+        rlhf__linear_backward(d->datty, g->attprojw + lC * (size_t)C, g->attprojb + lC, d->dresidual, a->atty + k * BTC,
+                              p->attprojw + lC * (size_t)C, (int)BT, C, C, m->work);
         /* atty = attention(qkv) */
         memset(d->dqkv, 0, BTC * 3 * sizeof(float));
-        rlhf__attention_backward(d->dqkv, d->datt, d->datty, a->qkv + k * BTC * 3, a->att + k * B * NH * T * T,
-                                 doc, B, T, C, NH);
+        rlhf__attention_backward(d->dqkv, d->datt, d->datty, a->qkv + k * BTC * 3,
+                                 a->att + k * BT * (size_t)NH * (size_t)T, doc, B, T, C, NH);
         /* qkv = ln1 * qkvw + qkvb */
-        rlhf__linear_backward(d->dln, g->qkvw + lC * 3 * C, g->qkvb + lC * 3, d->dqkv, a->ln1 + k * BTC,
-                              p->qkvw + lC * 3 * C, (int)BT, C, 3 * C, m->work);
+        rlhf__linear_backward(d->dln, g->qkvw + lC * 3 * (size_t)C, g->qkvb + lC * 3, d->dqkv, a->ln1 + k * BTC,
+                              p->qkvw + lC * 3 * (size_t)C, (int)BT, C, 3 * C, m->work);
         /* ln1 = layernorm(residual): dresidual becomes d of this layer's input */
         rlhf__layernorm_backward(d->dresidual, g->ln1w + lC, g->ln1b + lC, d->dln, residual, p->ln1w + lC,
                                  a->ln1_mean + k * BT, a->ln1_rstd + k * BT, (int)BT, C);
@@ -7275,7 +7276,7 @@ RLHFDEF rlhf_result rlhf_model_backward(rlhf_model *m) {
     if ((r = rlhf__ensure(m, m->B, m->T, 1)) != RLHF_OK) return r; /* fits the forward's shape: no reallocation */
     m->backward_ready = 0; /* the logits become dlogits below */
     C = m->cfg.n_embd; V = m->cfg.vocab_size;
-    BT = (size_t)m->B * m->T;
+    BT = (size_t)m->B * (size_t)m->T;
     /* loss = (1/count) sum losses: dloss = 1/count per counted row */
     rlhf__crossentropy_backward(m->acts.logits, m->acts.lse, m->tok_mem + m->cap_bt, m->dloss, (int)BT, V);
     rlhf__backward_lm_head(m, BT, C, V);
@@ -7296,7 +7297,7 @@ RLHFDEF rlhf_result rlhf_model_backward_values(rlhf_model *m, const float *dvalu
     if ((r = rlhf__ensure(m, m->B, m->T, 1)) != RLHF_OK) return r;
     m->backward_ready = 0;
     C = m->cfg.n_embd;
-    BT = (size_t)m->B * m->T;
+    BT = (size_t)m->B * (size_t)m->T;
     for (i = 0; i < BT; i++)
         if (!isfinite(dvalues[i]))
             return rlhf__fail(m, RLHF_ERR_NON_FINITE, "rlhf_model_backward_values: dvalues[%zu][%zu] is %g",
@@ -7403,8 +7404,8 @@ RLHFDEF rlhf_result rlhf_kv_cache_create(rlhf_kv_cache **out, const rlhf_model *
     if (!m || n_seq < 1 || max_len < 1 || max_len > m->cfg.n_ctx) return RLHF_ERR_INVALID_ARGUMENT;
     C = (size_t)m->cfg.n_embd; L = (size_t)m->cfg.n_layer; N = (size_t)n_seq; P = (size_t)max_len;
     { /* refuse before multiplying in size_t (32-bit hosts included) */
-        double floats = (double)L * N * P * C * 2 +
-                        (double)N * ((double)C * 12 + 2 + (double)m->cfg.n_head * P + m->cfg.vocab_size);
+        double floats = (double)L * (double)N * (double)P * (double)C * 2 +
+                        (double)N * ((double)C * 12 + 2 + (double)m->cfg.n_head * (double)P + m->cfg.vocab_size);
         if (floats * 4.0 > (double)(size_t)-1 / 2 || floats > 1e13 || (double)N * m->cfg.n_head > 2147483647.0)
             return RLHF_ERR_SIZE_OVERFLOW;
     }
@@ -7454,12 +7455,12 @@ RLHFDEF int rlhf_kv_cache_length(const rlhf_kv_cache *c) { return c ? c->len : 0
    qkv (N,T,3C), into the cache */
 static void rlhf__cache_store(rlhf_kv_cache *c, int l, const float *qkv, int N, int T) {
     int C = c->cfg.n_embd, sq, t;
-    float *kl = c->k + (size_t)l * N * c->max_len * C, *vl = c->v + (size_t)l * N * c->max_len * C;
+    float *kl = c->k + (ptrdiff_t)l * N * c->max_len * C, *vl = c->v + (ptrdiff_t)l * N * c->max_len * C;
     for (sq = 0; sq < N; sq++)
         for (t = 0; t < T; t++) {
-            const float *row = qkv + ((size_t)sq * T + t) * 3 * C;
-            memcpy(kl + ((size_t)sq * c->max_len + t) * C, row + C, (size_t)C * sizeof(float));
-            memcpy(vl + ((size_t)sq * c->max_len + t) * C, row + 2 * C, (size_t)C * sizeof(float));
+            const float *row = qkv + ((ptrdiff_t)sq * T + t) * 3 * C;
+            memcpy(kl + ((ptrdiff_t)sq * c->max_len + t) * C, row + C, (size_t)C * sizeof(float));
+            memcpy(vl + ((ptrdiff_t)sq * c->max_len + t) * C, row + 2 * C, (size_t)C * sizeof(float));
         }
 }
 
@@ -7480,7 +7481,7 @@ static void rlhf__attend_infer(const rlhf__attn *a, int l, const float *qkv, flo
 static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc, int B, int T, float *logits,
                                 float *values, rlhf_kv_cache *cache) {
     int C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer, l;
-    size_t BT = (size_t)B * T, BTC = BT * C;
+    size_t BT = (size_t)B * (size_t)T, BTC = BT * (size_t)C;
     rlhf__params *p = &m->params;
     float *x = m->inf_mem, *x2 = x + BTC, *ln = x2 + BTC, *atty = ln + BTC, *mean = atty + BTC, *rstd = mean + BT;
     float *qkv = rstd + BT, *fch = qkv + 3 * BTC, *fch_gelu = fch + 4 * BTC, *rows = fch_gelu + 4 * BTC;
@@ -7499,7 +7500,8 @@ static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc
     /* the final LayerNorm and the heads; with a cache only each sequence's last position */
     if (cache) {
         int b;
-        for (b = 0; b < B; b++) memcpy(x2 + (size_t)b * C, x + ((size_t)b * T + T - 1) * C, (size_t)C * sizeof(float));
+        for (b = 0; b < B; b++)
+            memcpy(x2 + (ptrdiff_t)b * C, x + ((ptrdiff_t)b * T + T - 1) * C, (size_t)C * sizeof(float));
         rlhf__layernorm_forward(ln, mean, rstd, x2, p->lnfw, p->lnfb, B, C);
         if (logits) rlhf__gemm(B, V, C, ln, C, 1, p->wte, 1, C, logits, V, 0, m->work);
         return;
@@ -7537,7 +7539,7 @@ RLHFDEF rlhf_result rlhf_model_prefill_padded(rlhf_model *m, rlhf_kv_cache *c, c
     for (s = 0; s < c->n_seq; s++) c->n_pad[s] = n_pad ? n_pad[s] : 0;
     if (n_pad) rlhf_doc_left_pad(c->doc, n_pad, c->n_seq, T);
     rlhf__forward_infer(m, tokens, n_pad ? c->doc : NULL, c->n_seq, T, c->logits, NULL, c);
-    if (logits) memcpy(logits, c->logits, (size_t)c->n_seq * m->cfg.vocab_size * sizeof(float));
+    if (logits) memcpy(logits, c->logits, (size_t)c->n_seq * (size_t)m->cfg.vocab_size * sizeof(float));
     c->len = T;
     return RLHF_OK;
 }
@@ -7547,18 +7549,19 @@ RLHFDEF rlhf_result rlhf_model_prefill_padded(rlhf_model *m, rlhf_kv_cache *c, c
 static void rlhf__attend_decode(const rlhf__attn *a, int l, const float *qkv, float *atty) {
     rlhf_kv_cache *c = a->cache;
     int C = c->cfg.n_embd, NH = c->cfg.n_head, hs = C / NH, N = c->n_seq, pos = c->len, s, sh;
-    float *kl = c->k + (size_t)l * N * c->max_len * C, *vl = c->v + (size_t)l * N * c->max_len * C;
+    float *kl = c->k + (ptrdiff_t)l * N * c->max_len * C, *vl = c->v + (ptrdiff_t)l * N * c->max_len * C;
     float scale = 1.0f / sqrtf((float)hs);
     for (s = 0; s < N; s++) {
-        memcpy(kl + ((size_t)s * c->max_len + pos) * C, qkv + (size_t)s * 3 * C + C, (size_t)C * sizeof(float));
-        memcpy(vl + ((size_t)s * c->max_len + pos) * C, qkv + (size_t)s * 3 * C + 2 * C, (size_t)C * sizeof(float));
+        memcpy(kl + ((ptrdiff_t)s * c->max_len + pos) * C, qkv + (ptrdiff_t)s * 3 * C + C, (size_t)C * sizeof(float));
+        memcpy(vl + ((ptrdiff_t)s * c->max_len + pos) * C, qkv + (ptrdiff_t)s * 3 * C + 2 * C,
+               (size_t)C * sizeof(float));
     }
     RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)N * (pos + 1) * C / 8.0)))
     for (sh = 0; sh < N * NH; sh++) {
         int sq = sh / NH, h = sh % NH, s0 = c->n_pad[sq];
-        rlhf__attend_row(atty + (size_t)sq * C + h * hs, c->att + (size_t)sh * c->max_len,
-                         qkv + (size_t)sq * 3 * C + h * hs, kl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs,
-                         vl + ((size_t)sq * c->max_len + (size_t)s0) * C + h * hs, (size_t)C, pos + 1 - s0, hs, scale);
+        rlhf__attend_row(atty + (ptrdiff_t)sq * C + h * hs, c->att + (ptrdiff_t)sh * c->max_len,
+                         qkv + (ptrdiff_t)sq * 3 * C + h * hs, kl + ((ptrdiff_t)sq * c->max_len + s0) * C + h * hs,
+                         vl + ((ptrdiff_t)sq * c->max_len + s0) * C + h * hs, (size_t)C, pos + 1 - s0, hs, scale);
     }
 }
 
@@ -7582,9 +7585,9 @@ RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int
 
     /* the new token of each sequence; position ids count from the end of its left padding */
     for (s = 0; s < N; s++) {
-        const float *te = p->wte + (size_t)tokens[s] * C, *pe = p->wpe + (size_t)(pos - c->n_pad[s]) * C;
+        const float *te = p->wte + (ptrdiff_t)tokens[s] * C, *pe = p->wpe + (ptrdiff_t)(pos - c->n_pad[s]) * C;
         int i;
-        for (i = 0; i < C; i++) c->x[(size_t)s * C + i] = te[i] + pe[i];
+        for (i = 0; i < C; i++) c->x[(ptrdiff_t)s * C + i] = te[i] + pe[i];
     }
 
     /* the blocks, one row per sequence, through the cache's scratch */
@@ -7598,7 +7601,7 @@ RLHFDEF rlhf_result rlhf_model_decode(rlhf_model *m, rlhf_kv_cache *c, const int
     /* the final LayerNorm and the LM head */
     rlhf__layernorm_forward(c->ln, c->mean, c->rstd, c->x, p->lnfw, p->lnfb, N, C);
     rlhf__gemm(N, V, C, c->ln, C, 1, p->wte, 1, C, logits ? logits : c->logits, V, 0, m->work);
-    if (logits) memcpy(c->logits, logits, (size_t)N * V * sizeof(float));
+    if (logits) memcpy(c->logits, logits, (size_t)N * (size_t)V * sizeof(float));
     c->len++;
     return RLHF_OK;
 }
@@ -10935,7 +10938,7 @@ static size_t rlhf__rows_fill(const rlhf__rows *rows, const rlhf__examples *ex, 
         if (rows->len[order[b]] > T) T = rows->len[order[b]];
     for (b = 0; b < B; b++) { /* row b: its examples back to back, then padding */
         const size_t r = order[b];
-        int *in = inputs + (size_t)b * T, *tg = targets + (size_t)b * T, *dc = doc + (size_t)b * T, pos = 0;
+        int *in = inputs + (ptrdiff_t)b * T, *tg = targets + (ptrdiff_t)b * T, *dc = doc + (ptrdiff_t)b * T, pos = 0;
         for (s = 0; s < rows->nseg[r]; s++) {
             size_t e = rows->seg[rows->first[r] + (size_t)s];
             const int *ids = ex->ids + ex->off[e];
@@ -11274,7 +11277,7 @@ static void rlhf__rm_fill(const rlhf__examples *ex, const size_t *groups, size_t
     for (g = 0; g < n; g++)
         for (k = 0; k < ex->gk[groups[g]]; k++, B++) {
             size_t e = ex->gfirst[groups[g]] + (size_t)k;
-            int *row = inputs + (size_t)B * T;
+            int *row = inputs + (ptrdiff_t)B * T;
             memcpy(row, ex->ids + ex->off[e], (size_t)ex->len[e] * sizeof(int));
             for (t = ex->len[e]; t < T; t++) row[t] = pad;
         }
@@ -11302,7 +11305,7 @@ static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size
         int K = ex->gk[groups[grp]];
         float *rv = scratch, *gv = scratch + K; /* (2, K): rewards, gradients */
         for (k = 0; k < K; k++) /* the reward: the value at the completion's last token, its <|end|> */
-            rv[k] = values[(size_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1];
+            rv[k] = values[(ptrdiff_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1];
         *loss += rlhf_ranking_loss(rv, K, gv);
 
         /* accuracy and margin over the C(K,2) pairs: k is ranked above j */
@@ -11316,7 +11319,7 @@ static void rlhf__rm_losses(const rlhf__examples *ex, const size_t *groups, size
         /* the gradient reaches the model only through the K last tokens */
         if (dvalues)
             for (k = 0; k < K; k++)
-                dvalues[(size_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1] = gv[k] * scale;
+                dvalues[(ptrdiff_t)(row + k) * T + ex->len[ex->gfirst[groups[grp]] + (size_t)k] - 1] = gv[k] * scale;
         row += K;
     }
 }
@@ -11356,7 +11359,7 @@ static rlhf_result rlhf__rm_grads(void *self, rlhf__trainrun *run, const size_t 
         run->rep.tokens += (double)B * T;
 
         /* eq. 1 per prompt at the completions' last tokens; each prompt's gradient / n */
-        memset(rm->dvalues, 0, (size_t)B * T * sizeof(float));
+        memset(rm->dvalues, 0, (size_t)B * (size_t)T * sizeof(float));
         rlhf__rm_losses(&rm->ex, units + g, take, rm->values, rm->dvalues, T, 1.0f / (float)n, rm->kbuf, &s->loss,
                         &s->correct, &s->pairs, &s->margin);
         if (!isfinite(s->loss - l0)) {
@@ -11576,7 +11579,7 @@ static rlhf_result rlhf__reward_scores(rlhf_model *rm, const int *tokens, const 
     /* the reward: the value at the last real token, after any left padding */
     if (r == RLHF_OK)
         for (b = 0; b < B; b++)
-            scores[b] = gain * values[(size_t)b * T + (n_pad ? n_pad[b] : 0) + lengths[b] - 1] + bias;
+            scores[b] = gain * values[(ptrdiff_t)b * T + (n_pad ? n_pad[b] : 0) + lengths[b] - 1] + bias;
     rlhf__free(values);
     rlhf__free(doc);
     return r;
@@ -11628,14 +11631,14 @@ RLHFDEF rlhf_result rlhf_reward_score(rlhf_model *rm, const rlhf_tokenizer *t, c
             }
             lens[j] = (int)len;
             if (lens[j] > T) T = lens[j];
-            memcpy(batch + (size_t)j * rm->cfg.n_ctx, b.ids, len * sizeof(int));
+            memcpy(batch + (ptrdiff_t)j * rm->cfg.n_ctx, b.ids, len * sizeof(int));
         }
         if (r != RLHF_OK) break;
         /* rows of stride n_ctx -> rows of stride T, right-padded */
         for (j = 0; j < B; j++) {
             int k;
-            memmove(batch + (size_t)j * T, batch + (size_t)j * rm->cfg.n_ctx, (size_t)lens[j] * sizeof(int));
-            for (k = lens[j]; k < T; k++) batch[(size_t)j * T + k] = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+            memmove(batch + (ptrdiff_t)j * T, batch + (ptrdiff_t)j * rm->cfg.n_ctx, (size_t)lens[j] * sizeof(int));
+            for (k = lens[j]; k < T; k++) batch[(ptrdiff_t)j * T + k] = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
         }
         /* scored at each pair's last token, normalised */
         r = rlhf__reward_scores(rm, batch, NULL, lens, B, T, scores + i, 1);
@@ -11668,8 +11671,8 @@ RLHFDEF rlhf_result rlhf_reward_score_record(rlhf_model *rm, const rlhf_tokenize
         for (k = 0; k < K; k++) T = lens[k] > T ? lens[k] : T;
         for (k = 0; k < K; k++) {
             int j;
-            memmove(rows + (size_t)k * T, rows + (size_t)k * max_len, (size_t)lens[k] * sizeof(int));
-            for (j = lens[k]; j < T; j++) rows[(size_t)k * T + j] = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
+            memmove(rows + (ptrdiff_t)k * T, rows + (ptrdiff_t)k * max_len, (size_t)lens[k] * sizeof(int));
+            for (j = lens[k]; j < T; j++) rows[(ptrdiff_t)k * T + j] = rlhf_tokenizer_special(t, RLHF_TOKEN_PAD);
         }
         res = rlhf__reward_scores(rm, rows, NULL, lens, K, T, scores, 1);
     } else if (res != RLHF_ERR_CONTEXT_FULL)
@@ -12384,14 +12387,14 @@ static void rlhf__ppo_fill(rlhf_ppo *p, const size_t *rows, int n) {
     /* the rows as sampled; targets only at the response (the prompt and padding are not learned) */
     for (j = 0; j < n; j++) {
         int b = (int)rows[j];
-        int *tg = p->mb_tg + (size_t)j * T;
-        memcpy(p->mb_in + (size_t)j * T, ro->seq + (size_t)b * T, (size_t)T * sizeof(int));
+        int *tg = p->mb_tg + (ptrdiff_t)j * T;
+        memcpy(p->mb_in + (ptrdiff_t)j * T, ro->seq + (ptrdiff_t)b * T, (size_t)T * sizeof(int));
         for (t = 0; t < T; t++) tg[t] = -1;
         for (t = 0; t < ro->rlen[b]; t++) p->mb_tg[rlhf__pred_at(p, j, t)] = ro->seq[rlhf__pred_at(p, b, t) + 1];
     }
 
     /* position ids and attention start after each row's left padding, as at sampling */
-    for (j = 0; j < n; j++) rlhf_doc_left_pad(p->mb_doc + (size_t)j * T, &ro->n_pad[(int)rows[j]], 1, T);
+    for (j = 0; j < n; j++) rlhf_doc_left_pad(p->mb_doc + (ptrdiff_t)j * T, &ro->n_pad[(int)rows[j]], 1, T);
 }
 
 /* The prompts of this iteration, in the data order, into prompt_buf (rows
@@ -12440,11 +12443,11 @@ static rlhf_result rlhf__ppo_sample(rlhf_ppo *p, int *step_tok, double *tokens) 
         for (b = 0, all_done = 1; b < p->B; b++) {
             int tok = p->pad;
             if (!ro->has_eos[b] && ro->rlen[b] == t) {
-                tok = rlhf_sampler_sample(p->sampler, p->step_logits + (size_t)b * V, &p->rng);
+                tok = rlhf_sampler_sample(p->sampler, p->step_logits + (ptrdiff_t)b * V, &p->rng);
                 if (tok < 0)
                     return rlhf__run_fail(&p->run, RLHF_ERR_NON_FINITE,
                                           "episode %d step %d: the policy's logits are all NaN or -inf", b, t);
-                ro->seq[(size_t)b * (size_t)S + ro->Pmax + t] = tok;
+                ro->seq[(ptrdiff_t)b * S + ro->Pmax + t] = tok;
                 ro->rlen[b]++;
                 *tokens += 1.0;
                 if (tok == p->stop) ro->has_eos[b] = 1;
@@ -12481,7 +12484,7 @@ static rlhf_result rlhf__ppo_rollout(rlhf_ppo *p, double *tokens) {
 
     /* prefill reads rows of stride Pmax: compact them into prompt_buf; then sample */
     for (b = 0; b < p->B; b++)
-        memcpy(prompt_buf + (size_t)b * ro->Pmax, ro->seq + (size_t)b * (size_t)S, (size_t)ro->Pmax * sizeof(int));
+        memcpy(prompt_buf + (ptrdiff_t)b * ro->Pmax, ro->seq + (ptrdiff_t)b * S, (size_t)ro->Pmax * sizeof(int));
     rlhf_kv_cache_reset(p->cache);
     if ((r = rlhf_model_prefill_padded(p->policy, p->cache, prompt_buf, ro->n_pad, ro->Pmax, p->step_logits)) !=
         RLHF_OK)
@@ -12492,9 +12495,9 @@ static rlhf_result rlhf__ppo_rollout(rlhf_ppo *p, double *tokens) {
     for (b = 0, ro->Nmax = 1; b < p->B; b++) ro->Nmax = ro->rlen[b] > ro->Nmax ? ro->rlen[b] : ro->Nmax;
     ro->T = ro->Pmax + ro->Nmax;
     for (b = 0; b < p->B; b++) {
-        memmove(ro->seq + (size_t)b * ro->T, ro->seq + (size_t)b * (size_t)S,
+        memmove(ro->seq + (ptrdiff_t)b * ro->T, ro->seq + (ptrdiff_t)b * S,
                 (size_t)(ro->Pmax + ro->rlen[b]) * sizeof(int));
-        for (k = ro->Pmax + ro->rlen[b]; k < ro->T; k++) ro->seq[(size_t)b * ro->T + k] = p->pad;
+        for (k = ro->Pmax + ro->rlen[b]; k < ro->T; k++) ro->seq[(ptrdiff_t)b * ro->T + k] = p->pad;
     }
     return RLHF_OK;
 }
@@ -12517,7 +12520,7 @@ static rlhf_result rlhf__ppo_score(rlhf_ppo *p, int b0, int n) {
     /* a score function sees the prompt and the response as token ids, without padding */
     if (!p->rm) {
         for (j = 0; j < n; j++) {
-            const int *row = ro->seq + (size_t)(b0 + j) * T;
+            const int *row = ro->seq + (ptrdiff_t)(b0 + j) * T;
             ro->score[b0 + j] = p->cfg.score_fn(p->cfg.score_user, row + ro->n_pad[b0 + j], ro->plen[b0 + j],
                                                 row + ro->Pmax, ro->rlen[b0 + j]);
         }
@@ -12526,7 +12529,7 @@ static rlhf_result rlhf__ppo_score(rlhf_ppo *p, int b0, int n) {
 
     /* the reward model reads the minibatch rows as they are (left padding and all), its length per row */
     for (j = 0; j < n; j++) {
-        int *row = p->mb_in + (size_t)j * T;
+        int *row = p->mb_in + (ptrdiff_t)j * T;
         len[j] = ro->plen[b0 + j] + ro->rlen[b0 + j];
         /* a reply cut by the limit is scored at an <|end|>, as the reward
            model was trained and normalised (appended, or over its last token) */
@@ -12569,7 +12572,7 @@ static rlhf_result rlhf__ppo_evaluate(rlhf_ppo *p) {
         if (p->critic &&
             (r = rlhf_model_forward_values(p->critic, p->mb_in, p->mb_doc, n, T, p->mb_ent, 0)) != RLHF_OK)
             return rlhf__run_fail(&p->run, r, "critic values: %s", rlhf_model_last_error(p->critic));
-        if (!p->critic) memset(p->mb_ent, 0, (size_t)n * T * sizeof(float));
+        if (!p->critic) memset(p->mb_ent, 0, (size_t)n * (size_t)T * sizeof(float));
         rlhf__ppo_gather(p, b, n, p->mb_ent, ro->values);
 
         /* the score; "N implementation details", item 10: no stop token, a fixed penalty instead */
@@ -12796,7 +12799,7 @@ static rlhf_result rlhf__ppo_ptx(rlhf_ppo *p, int *finite, rlhf__learn_sums *sum
     }
     for (q = 0; q < p->ptx_rows; q++) prow[q] = (size_t)q;
     cnt = rlhf__rows_fill(&rw, &p->ptx, prow, p->ptx_rows, p->pad, p->ptx_in, p->ptx_tg,
-                          p->ptx_tg + (size_t)p->ptx_rows * p->ptxT, &pT);
+                          p->ptx_tg + (ptrdiff_t)p->ptx_rows * p->ptxT, &pT);
     rlhf__rows_free(&rw);
 
     /* forward, then backward with the loss scaled by ptx_coef */
@@ -12860,8 +12863,8 @@ static rlhf_result rlhf__ppo_policy_grad(rlhf_ppo *p, const size_t *rows, int n,
 
     /* scatter dL/dlog pi (and the entropy bonus: L -= c * mean H) to the positions; keep ratio and clip for the trace
      */
-    memset(p->mb_d, 0, (size_t)n * ro->T * sizeof(float));
-    memset(p->mb_d2, 0, (size_t)n * ro->T * sizeof(float));
+    memset(p->mb_d, 0, (size_t)n * (size_t)ro->T * sizeof(float));
+    memset(p->mb_d2, 0, (size_t)n * (size_t)ro->T * sizeof(float));
     for (j = 0; j < n; j++) {
         double lr = 0.0; /* RLOO clips the reply's ratio: its log, sum_t (log pi - log pi_old) */
         for (t = 0; t < ro->rlen[rows[j]]; t++) lr += (double)p->tk.logp[k + (size_t)t] - p->tk.old_logp[k + (size_t)t];
@@ -12942,7 +12945,7 @@ static rlhf_result rlhf__ppo_critic(rlhf_ppo *p, const size_t *rows, int n, size
         rlhf_ppo_value_loss(p->tk.v, p->tk.v_old, p->tk.ret, (int)nt, p->cfg.cliprange_value, p->tk.dv, clipfrac);
 
     /* scatter vf_coef * dL/dV to the positions; backward; the update */
-    memset(p->mb_d, 0, (size_t)n * ro->T * sizeof(float));
+    memset(p->mb_d, 0, (size_t)n * (size_t)ro->T * sizeof(float));
     for (j = 0, k = 0; j < n; j++)
         for (t = 0; t < ro->rlen[rows[j]]; t++, k++) p->mb_d[rlhf__pred_at(p, j, t)] = p->cfg.vf_coef * p->tk.dv[k];
     rlhf_model_zero_grad(p->critic);
@@ -13724,7 +13727,8 @@ static void rlhf__dpo_targets(const rlhf__examples *ex, const size_t *groups, si
             size_t e = ex->gfirst[groups[g]] + (size_t)k;
             const unsigned char *mask = ex->mask + ex->off[e];
             for (t = 0; t < T; t++)
-                targets[(size_t)row * T + t] = t + 1 < ex->len[e] && mask[t + 1] ? inputs[(size_t)row * T + t + 1] : -1;
+                targets[(ptrdiff_t)row * T + t] =
+                    t + 1 < ex->len[e] && mask[t + 1] ? inputs[(ptrdiff_t)row * T + t + 1] : -1;
         }
 }
 /* Per row the sum of logp over the reply (rows B of T), IPO: the mean */
@@ -13733,7 +13737,7 @@ static void rlhf__dpo_rowsums(const float *logp, const int *targets, int B, int 
     for (b = 0; b < B; b++) {
         double sum = 0.0;
         for (t = 0, n = 0; t < T; t++)
-            if (targets[(size_t)b * T + t] >= 0) sum += logp[(size_t)b * T + t], n++;
+            if (targets[(ptrdiff_t)b * T + t] >= 0) sum += logp[(ptrdiff_t)b * T + t], n++;
         seq[b] = (float)(mean && n > 0 ? sum / n : sum);
     }
 }
@@ -13833,10 +13837,10 @@ static rlhf_result rlhf__dpo_grads(void *self, rlhf__trainrun *run, const size_t
         /* d loss / d logp at every reply token: its row's gradient (IPO: / the reply's tokens) */
         for (b = 0; b < B; b++) {
             int nt = 0;
-            for (t = 0; t < T; t++) nt += d->targets[(size_t)b * T + t] >= 0;
+            for (t = 0; t < T; t++) nt += d->targets[(ptrdiff_t)b * T + t] >= 0;
             for (t = 0; t < T; t++)
-                d->dlogp[(size_t)b * T + t] =
-                    d->targets[(size_t)b * T + t] < 0 ? 0.0f
+                d->dlogp[(ptrdiff_t)b * T + t] =
+                    d->targets[(ptrdiff_t)b * T + t] < 0 ? 0.0f
                     : rlhf__dpo_mean(d)               ? d->dseq[b] / (float)nt
                                                       : d->dseq[b];
         }
@@ -14184,7 +14188,7 @@ static rlhf_result rlhf__kto_grads(void *self, rlhf__trainrun *run, const size_t
         s->loss += rlhf__kto_losses(k, k->lab, units + g, take, z, 1, 1.0 / (double)n, k->m);
         for (b = 0; b < B; b++)
             for (t = 0; t < T; t++)
-                k->d.dlogp[(size_t)b * T + t] = k->d.targets[(size_t)b * T + t] < 0 ? 0.0f : k->d.dseq[b];
+                k->d.dlogp[(ptrdiff_t)b * T + t] = k->d.targets[(ptrdiff_t)b * T + t] < 0 ? 0.0f : k->d.dseq[b];
         if (!isfinite(s->loss)) {
             s->finite = 0;
             break;
@@ -14502,8 +14506,8 @@ RLHFDEF void rlhf_group_advantages(const float *rewards, int n_groups, int G,
     int g, i;
     if (!rewards || !adv || n_groups <= 0 || G <= 0) return;
     for (g = 0; g < n_groups; g++) {
-        const float *r = rewards + (size_t)g * G;
-        float *a = adv + (size_t)g * G;
+        const float *r = rewards + (ptrdiff_t)g * G;
+        float *a = adv + (ptrdiff_t)g * G;
         double sum = 0.0, mean, ss = 0.0, std;
         for (i = 0; i < G; i++) sum += r[i];
         mean = sum / G;
@@ -14579,7 +14583,7 @@ RLHFDEF float rlhf_grpo_loss(const float *logp, const float *old_logp, const flo
             if (dlogp) dlogp[k] = (float)(w * g);
         }
     }
-    if (clipfrac) *clipfrac = n_tok > 0 ? (float)(n_clip / n_tok) : 0.0f;
+    if (clipfrac) *clipfrac = n_tok > 0 ? (float)((double)n_clip / n_tok) : 0.0f;
     if (mean_kl) *mean_kl = n_tok > 0 ? (float)(kl_sum / n_tok) : 0.0f;
     return (float)loss;
 }

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Compile tests of rlhf.h (run by `make test`): the header must build
-# warning-free (-Werror) as C99, as C++11, under RLHF_STATIC and RLHF_NO_SIMD;
+# Compile tests of rlhf.h (run by `make test` and `make test-clang`): the header
+# must build warning-free (-Werror, with -Wconversion and -Wshadow on top of
+# -Wall -Wextra -Wpedantic) as C99, as C++11, under RLHF_STATIC and RLHF_NO_SIMD,
+# with and without OpenMP;
 # link into a program of two translation units; refuse half an allocator; and
 # the quick-start program in its top comment must compile and run.
 # Usage: tests/check_header.sh [CC] [CXX] [extra flags]
@@ -8,7 +10,11 @@ set -u
 CC=${1:-cc}
 CXX=${2:-c++}
 EXTRA=${3:-}
-W="-Wall -Wextra -Wpedantic -Werror"
+W="-Wall -Wextra -Wpedantic -Wconversion -Wshadow -Werror"
+# g++ leaves -Wsign-conversion out of -Wconversion for C++ (gcc in C and clang keep it in)
+W="$W -Wsign-conversion"
+# the extra flags without -fopenmp: RLHF__OMP expands to nothing there
+NOOMP=$(printf ' %s ' "$EXTRA" | sed 's/ -fopenmp / /g')
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
@@ -26,7 +32,10 @@ printf '#define RLHF_MALLOC(n) malloc(n)\n#define RLHF_IMPLEMENTATION\n#include 
 
 try "C99 -Werror"                 $CC -std=c99 $W $EXTRA -I"$top" -c "$tmp/impl.c" -o "$tmp/a.o"
 try "C99 -Werror -DRLHF_NO_SIMD"  $CC -std=c99 $W $EXTRA -DRLHF_NO_SIMD -I"$top" -c "$tmp/impl.c" -o "$tmp/a.o"
+try "C99 -Werror, no OpenMP"      $CC -std=c99 $W $NOOMP -I"$top" -c "$tmp/impl.c" -o "$tmp/a.o"
 try "C++11 -Werror"               $CXX -std=c++11 $W $EXTRA -x c++ -I"$top" -c "$tmp/impl.c" -o "$tmp/a.o"
+try "C++11 -Werror -DRLHF_NO_SIMD" $CXX -std=c++11 $W $EXTRA -DRLHF_NO_SIMD -x c++ -I"$top" -c "$tmp/impl.c" -o "$tmp/a.o"
+try "C++11 -Werror, no OpenMP"    $CXX -std=c++11 $W $NOOMP -x c++ -I"$top" -c "$tmp/impl.c" -o "$tmp/a.o"
 try "two translation units link"  sh -c "$CC -std=c99 $W $EXTRA -I'$top' '$tmp/impl.c' '$tmp/decl.c' -o '$tmp/two' -lm && '$tmp/two'"
 try "RLHF_STATIC in two units"    sh -c "$CC -std=c99 $W $EXTRA -I'$top' '$tmp/static1.c' '$tmp/static2.c' -o '$tmp/st' -lm && '$tmp/st'"
 if $CC -std=c99 -I"$top" -c "$tmp/half.c" -o "$tmp/h.o" >"$tmp/log" 2>&1; then
