@@ -285,6 +285,12 @@ static rlhf_result run_model_create(void) {
 static rlhf_result run_model_load(void) { return rlhf_model_load_ex(&s_out, ROOT "/model.safetensors", &s_err); }
 static rlhf_result run_rm_load(void) { return rlhf_model_load_ex(&s_out, ROOT "/rm.safetensors", &s_err); }
 static rlhf_result run_hf_load(void) { return rlhf_model_load_ex(&s_out, ROOT "/hf", &s_err); }
+/* Hugging Face's own files (tests/fixtures/hf: the test runs from the repository's root) */
+static rlhf_result run_hf_sharded_load(void) { return rlhf_model_load_ex(&s_out, "tests/fixtures/hf/sharded", &s_err); }
+static rlhf_result run_hf_hub_load(void) { return rlhf_model_load_ex(&s_out, "tests/fixtures/hf/hub/model.safetensors", &s_err); }
+static rlhf_result run_hf_f16_load(void) {
+    return rlhf_model_load_ex(&s_out, "tests/fixtures/hf/pretrained/model_f16.safetensors", &s_err);
+}
 static rlhf_result run_hf_rm_load(void) { return rlhf_model_load_ex(&s_out, ROOT "/hf_rm", &s_err); }
 static rlhf_result run_tok_train(void) { return rlhf_tokenizer_train(&s_tok_out, TOK_TEXT, strlen(TOK_TEXT), 300, &s_err); }
 static rlhf_result run_tok_load(void) { return rlhf_tokenizer_load(&s_tok_out, ROOT "/tok.json", &s_err); }
@@ -503,6 +509,9 @@ static const scenario SCENARIOS[] = {
     {"model_load_score_head", NULL, setup_none, run_rm_load, NULL, teardown_all},
     {"model_load_hf_dir", NULL, setup_none, run_hf_load, NULL, teardown_all},
     {"model_load_hf_reward", NULL, setup_none, run_hf_rm_load, NULL, teardown_all},
+    {"model_load_hf_sharded", NULL, setup_none, run_hf_sharded_load, NULL, teardown_all},
+    {"model_load_hf_hub_file", NULL, setup_none, run_hf_hub_load, NULL, teardown_all},
+    {"model_load_hf_f16", NULL, setup_none, run_hf_f16_load, NULL, teardown_all},
     {"tokenizer_train", NULL, setup_none, run_tok_train, NULL, teardown_all},
     {"tokenizer_load", NULL, setup_none, run_tok_load, NULL, teardown_all},
     {"tokenizer_load_hf", NULL, setup_none, run_tok_load_hf, NULL, teardown_all},
