@@ -3,9 +3,11 @@
 #   make demo          the whole InstructGPT pipeline on a built-in world with a gold judge (build/rlhf demo)
 #   make test          run the test suite (the README's test command)
 #   make test-scalar   the suite with -DRLHF_NO_SIMD (scalar kernels only)
+#   make test-oom      allocation failure at every point and a full disk at every save (tests/test_oom.c)
 #   make test-cpp      the suite compiled as C++
 #   make test-clang    the suite built with clang
-#   make debug         the suite, and the rlhf tool's error paths, under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make debug         the suite, the allocation-failure and full-disk sweeps (tests/test_oom.c), and the rlhf
+#                      tool's error paths, under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-demo-seeds  `rlhf demo --quick` for every seed from 1 to 30 (each must finish)
 #   make test-charts   the charts of `rlhf plot`, rendered to PNG by rsvg-convert (librsvg2-bin)
 #   make test-arm64    the suite cross-compiled for AArch64 and run under qemu-aarch64 (NEON path)
@@ -39,7 +41,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: hf-export-fixture dpo-fixture test-demo-seeds test-charts examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
+.PHONY: test-oom hf-export-fixture dpo-fixture test-demo-seeds test-charts examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/engine_demo $(BUILD)/rlhf
 
@@ -92,6 +94,16 @@ $(BUILD)/hf_gpt2_dir: tests/hf_gpt2_dir.c $(HEADER) | $(BUILD)
 $(BUILD)/label_pty: tests/label_pty.c | $(BUILD)
 	$(CC) $(CFLAGS) tests/label_pty.c -o $@ -lutil
 
+# POSIX only (setrlimit): every allocation failed in turn, and a full disk at byte counts across every save.
+# Run by `make debug` (under LeakSanitizer); `make test-oom` runs the plain build (about 10 s of CPU, but each
+# save fsyncs, so a minute or more of wall time on a busy disk: too slow for `make test`).
+test-oom: $(BUILD)/test_oom
+	./$(BUILD)/test_oom
+$(BUILD)/test_oom: tests/test_oom.c $(HEADER) | $(BUILD)
+	$(CC) $(CFLAGS) $(NATIVE) tests/test_oom.c -o $@ $(LDLIBS)
+$(BUILD)/test_oom_debug: tests/test_oom.c $(HEADER) | $(BUILD)
+	$(CC) $(CFLAGS) -O1 -g $(NATIVE) -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer tests/test_oom.c -o $@ $(LDLIBS)
+
 # POSIX only (fork, kill): a checkpoint write killed at random moments.
 $(BUILD)/test_crash: tests/test_crash.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) tests/test_crash.c -o $@ $(LDLIBS)
@@ -121,8 +133,9 @@ $(BUILD)/test_rlhf_debug: $(TESTS) $(HEADER) | $(BUILD)
 $(BUILD)/rlhf_debug: $(RLHF_TOOL_SRC) | $(BUILD)
 	$(CC) $(CFLAGS) -O1 -g $(NATIVE) -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer tools/rlhf.c -o $@ $(LDLIBS)
 
-debug: $(BUILD)/test_rlhf_debug $(BUILD)/rlhf_debug $(BUILD)/label_pty
+debug: $(BUILD)/test_rlhf_debug $(BUILD)/rlhf_debug $(BUILD)/label_pty $(BUILD)/test_oom_debug
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/test_rlhf_debug
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/test_oom_debug
 	ASAN_OPTIONS=detect_leaks=1 ./$(BUILD)/rlhf_debug demo --quick --out $(BUILD)/debug_demo > $(BUILD)/debug_demo.txt
 	UBSAN_OPTIONS=print_stacktrace=1 sh tests/cli_errors.sh $(BUILD)/rlhf_debug $(BUILD)/debug_cli $(BUILD)/debug_demo
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/cli_label.sh $(BUILD) $(BUILD)/rlhf_debug $(BUILD)/debug_demo

@@ -3940,12 +3940,13 @@ static void rlhf__sb_json(rlhf__sb *b, const char *s) {
 }
 
 /* Read the whole of a file of at most limit bytes into a new buffer (NULL if
-   it cannot be read or is larger). */
+   it cannot be read or is larger: *len 0; out of memory: *len (size_t)-1). */
 static char *rlhf__read_small_file(const char *path, size_t limit, size_t *len) {
     FILE *f = fopen(path, "rb");
     char *buf;
     long size;
     size_t n;
+    *len = 0;
     if (!f) return NULL;
     /* allocate what the file holds, not the limit */
     if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || (unsigned long)size > limit ||
@@ -3954,7 +3955,7 @@ static char *rlhf__read_small_file(const char *path, size_t limit, size_t *len) 
         return NULL;
     }
     buf = (char *)rlhf__alloc((size_t)size + 1);
-    if (!buf) { fclose(f); return NULL; }
+    if (!buf) { fclose(f); *len = (size_t)-1; return NULL; }
     n = fread(buf, 1, (size_t)size + 1, f);
     fclose(f);
     if (n != (size_t)size) { rlhf__free(buf); return NULL; } /* changed under us */
@@ -4010,6 +4011,11 @@ static rlhf_result rlhf__st_err(rlhf_error *err, rlhf_result r, const char *path
     va_end(ap);
     return r;
 }
+/* the error of a failed rlhf__read_small_file (len: what it left in *len) */
+static rlhf_result rlhf__read_err(rlhf_error *err, const char *path, size_t len) {
+    if (len == (size_t)-1) return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory reading the file");
+    return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot read the file (or over 256 MiB)");
+}
 
 /* ---- writing: a file appears whole or not at all --------------------------------
    rlhf__out_open creates a temporary file beside path (the same directory, so
@@ -4042,9 +4048,9 @@ typedef struct rlhf__out {
    directory; elsewhere nothing to do). */
 static void rlhf__fsync_dir(const char *path) {
 #ifdef RLHF__POSIX_IO
-    char *dir = rlhf__strdup(path), *slash;
+    char buf[1024], *dir = strlen(path) < sizeof buf ? strcpy(buf, path) : rlhf__strdup(path), *slash;
     int fd;
-    if (!dir) return;
+    if (!dir) return; /* out of memory for a very long path: the file is in place, only this fsync is skipped */
     slash = strrchr(dir, '/');
     if (slash) *(slash == dir ? slash + 1 : slash) = 0;
     fd = open(slash ? dir : ".", O_RDONLY);
@@ -4052,7 +4058,7 @@ static void rlhf__fsync_dir(const char *path) {
         if (fsync(fd) != 0) { /* some file systems refuse fsync on directories: the file is still safe */ }
         close(fd);
     }
-    rlhf__free(dir);
+    if (dir != buf) rlhf__free(dir);
 #else
     (void)path;
 #endif
@@ -5020,7 +5026,7 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char
 
     /* encoder.json: an object mapping token strings to ids */
     if (!(ebuf = rlhf__read_small_file(enc_path, (size_t)256 << 20, &elen)))
-        return rlhf__st_err(err, RLHF_ERR_IO, enc_path, "cannot read the file (or over 256 MiB)");
+        return rlhf__read_err(err, enc_path, elen);
     if ((r = rlhf_json_parse(&doc, ebuf, elen, 4, &je)) != RLHF_OK) {
         r = rlhf__st_err(err, r, enc_path, "%zu:%zu: %s", je.line, je.column, je.message);
         goto done;
@@ -5041,7 +5047,7 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_gpt2_ex(rlhf_tokenizer **out, const char
 
     /* vocab.bpe: the merges, then the whole table checked */
     if (!(bbuf = rlhf__read_small_file(bpe_path, (size_t)256 << 20, &blen))) {
-        r = rlhf__st_err(err, RLHF_ERR_IO, bpe_path, "cannot read the file (or over 256 MiB)");
+        r = rlhf__read_err(err, bpe_path, blen);
         goto done;
     }
     if ((r = rlhf__gpt2_merges(t, &map, bbuf, blen, byte_of_cp, enc_path, bpe_path, err)) == RLHF_OK)
@@ -5619,7 +5625,7 @@ RLHFDEF rlhf_result rlhf_tokenizer_load(rlhf_tokenizer **out, const char *path, 
     *out = NULL;
     if (!path) return RLHF_ERR_INVALID_ARGUMENT;
     if (!(buf = rlhf__read_small_file(path, (size_t)256 << 20, &len)))
-        return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot read the file (or over 256 MiB)");
+        return rlhf__read_err(err, path, len);
     r = rlhf__tokenizer_from_json(out, buf, len, path, err);
     rlhf__free(buf);
     return r;
@@ -5998,7 +6004,7 @@ static rlhf_result rlhf__json_file(rlhf_json_doc **doc, const char *path, int op
     *doc = NULL;
     if (optional && !rlhf__can_open(path)) return RLHF_OK;
     if (!(buf = rlhf__read_small_file(path, (size_t)256 << 20, &len)))
-        return rlhf__st_err(err, RLHF_ERR_IO, path, "cannot read the file (or over 256 MiB)");
+        return rlhf__read_err(err, path, len);
     if ((r = rlhf_json_parse(doc, buf, len, 16, &je)) != RLHF_OK)
         r = rlhf__st_err(err, r, path, "%zu:%zu: %s", je.line, je.column, je.message);
     rlhf__free(buf);
@@ -6034,7 +6040,7 @@ static rlhf_result rlhf__hf_load_vocab_merges(rlhf_tokenizer **out, const char *
                  (r = rlhf__hf_added_from(&h, adoc ? rlhf_json_root(adoc) : NULL, add_path)) == RLHF_OK &&
                  (r = rlhf__hf_vocab(&t, &h, rlhf_json_root(vdoc), byte_of_cp)) == RLHF_OK) {
             if (!(mbuf = rlhf__read_small_file(merges_path, (size_t)256 << 20, &mlen)))
-                r = rlhf__st_err(err, RLHF_ERR_IO, merges_path, "cannot read the file (or over 256 MiB)");
+                r = rlhf__read_err(err, merges_path, mlen);
             else
                 r = rlhf__hf_merges_finish(t, mbuf, mlen, NULL, byte_of_cp, vocab_path, merges_path, err);
         }
@@ -6159,7 +6165,9 @@ RLHFDEF rlhf_result rlhf_tokenizer_load_hf(rlhf_tokenizer **out, const char *pat
     else if ((probe = rlhf__read_small_file(path, (size_t)256 << 20, &len)) != NULL) { /* a tokenizer.json renamed */
         rlhf__free(probe);
         r = rlhf__hf_load_tokenizer_json(out, path, err);
-    } else
+    } else if (len == (size_t)-1)
+        r = rlhf__read_err(err, path, len);
+    else
         r = rlhf__st_err(err, RLHF_ERR_IO, path, rlhf__can_open(path)
                          ? "no tokenizer here (expected tokenizer.json, vocab.json + merges.txt or encoder.json + "
                            "vocab.bpe in the directory)"
@@ -7954,7 +7962,7 @@ RLHFDEF rlhf_result rlhf_model_save_ex(const rlhf_model *m, const char *path, in
             off += bytes;
         }
     rlhf__sb_str(&h, "}");
-    while ((h.len + 8) % 8) rlhf__sb_add(&h, " ", 1); /* writers pad the header to a multiple of 8 */
+    while (!h.oom && (h.len + 8) % 8) rlhf__sb_add(&h, " ", 1); /* writers pad the header to a multiple of 8 */
     if (h.oom) {
         rlhf__free(h.p);
         return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_save", "out of memory building the header for %s",
@@ -8318,7 +8326,9 @@ static rlhf_result rlhf__st_config_beside(const rlhf__st_reader *R, rlhf_config 
     strcpy(slash ? slash + 1 : cpath, "config.json");
 
     cfgbuf = rlhf__read_small_file(cpath, 1 << 20, &clen);
-    if (!cfgbuf)
+    if (!cfgbuf && clen == (size_t)-1)
+        r = rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory reading %s", cpath);
+    else if (!cfgbuf)
         r = rlhf__st_err(R->err, RLHF_ERR_PARSE, path, "no config: the metadata has none and %s cannot be read", cpath);
     else if ((r = rlhf_json_parse(&cdoc, cfgbuf, clen, 16, &je)) != RLHF_OK)
         r = rlhf__st_err(R->err, r, path, "%s:%zu:%zu: %s", cpath, je.line, je.column, je.message);
@@ -8513,7 +8523,12 @@ static rlhf_result rlhf__st_hf_score(const rlhf__st_reader *R, rlhf_model *m) {
     slash = strrchr(cpath, '/');
     strcpy(slash ? slash + 1 : cpath, "config.json");
     cfgbuf = rlhf__read_small_file(cpath, 1 << 20, &clen); /* read once already by rlhf__st_config_beside */
-    if (!cfgbuf || rlhf_json_parse(&cdoc, cfgbuf, clen, 16, NULL) != RLHF_OK) goto done;
+    if (!cfgbuf || (r = rlhf_json_parse(&cdoc, cfgbuf, clen, 16, NULL)) != RLHF_OK) {
+        /* it read and parsed before: only memory can fail now, and the offset must not be lost */
+        r = (!cfgbuf && clen == (size_t)-1) || r == RLHF_ERR_OUT_OF_MEMORY
+                ? rlhf__st_err(R->err, RLHF_ERR_OUT_OF_MEMORY, R->path, "out of memory reading %s", cpath) : RLHF_OK;
+        goto done;
+    }
     root = rlhf_json_root(cdoc);
 
     if ((v = rlhf_json_get(root, "rlhf_score_offset")) != NULL) {
@@ -8918,7 +8933,7 @@ static rlhf_result rlhf__export_weights(const rlhf_model *m, float gain, rlhf_ex
         off += bytes;
     }
     rlhf__sb_str(&h, "}");
-    while ((h.len + 8) % 8) rlhf__sb_add(&h, " ", 1);
+    while (!h.oom && (h.len + 8) % 8) rlhf__sb_add(&h, " ", 1);
     if (h.oom) {
         rlhf__free(h.p);
         return rlhf__st_err(err, RLHF_ERR_OUT_OF_MEMORY, path, "out of memory");
@@ -9057,13 +9072,13 @@ static int rlhf__export_dir_holds(const char *dir, char *other, size_t cap) {
    (which fails, leaving it, if anything else is in it). 0 on success. */
 static int rlhf__export_remove(const char *dir) {
     size_t k, n = strlen(dir) + 32;
-    char *p = (char *)rlhf__alloc(n);
+    char buf[1024], *p = n <= sizeof buf ? buf : (char *)rlhf__alloc(n); /* cleaning up needs no memory */
     if (!p) return -1;
     for (k = 0; k < RLHF__HF_NFILES; k++) {
         snprintf(p, n, "%s/%s", dir, RLHF__HF_FILES[k]);
         unlink(p);
     }
-    rlhf__free(p);
+    if (p != buf) rlhf__free(p);
     return rmdir(dir);
 }
 /* The finished tmp directory into dir's place. replace: dir holds an earlier
@@ -9909,6 +9924,7 @@ static void rlhf__run_log(rlhf__trainrun *run, rlhf_log_level level, const char 
 /* metric lines: begin, add "key":value pairs (non-finite as null), emit */
 static void rlhf__metric_begin(rlhf__trainrun *run, long step) {
     run->line.len = 0;
+    run->line.oom = 0; /* a line that ran out of memory before does not stop this one */
     rlhf__sb_fmt(&run->line, "{\"stage\":\"%s\",\"step\":%ld", run->stage, step);
 }
 static void rlhf__metric(rlhf__trainrun *run, const char *key, double v) {
@@ -9945,11 +9961,12 @@ static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long st
     if ((size_t)snprintf(path, sizeof path, "%s/%s", run->o->out_dir, name) >= sizeof path)
         return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "out_dir \"%s\" is too long", run->o->out_dir);
     snprintf(num, sizeof num, "%ld", step);
-    rlhf__set_meta(run->m, "rlhf.train.step", num);
-    if (isfinite(run->best)) {
+    r = rlhf__set_meta(run->m, "rlhf.train.step", num);
+    if (r == RLHF_OK && isfinite(run->best)) {
         snprintf(num, sizeof num, "%.9g", (double)run->best);
-        rlhf__set_meta(run->m, "rlhf.train.best_val_loss", num);
+        r = rlhf__set_meta(run->m, "rlhf.train.best_val_loss", num);
     }
+    if (r != RLHF_OK) return rlhf__run_fail(run, r, "out of memory for the metadata");
     if ((r = rlhf_model_save_ex(run->m, path, 0, &e)) != RLHF_OK)
         return rlhf__run_fail(run, r, "cannot write checkpoint %s: %s", path, e.message);
     return RLHF_OK;
@@ -10204,6 +10221,8 @@ static rlhf_result rlhf__train_checkpoint(rlhf__trainrun *run, rlhf__stage *st, 
     rlhf_result r;
     if (st->n_val > 0) {
         if ((r = st->validate(st->self, run, step)) != RLHF_OK) return r;
+        if (run->line.oom && run->o->metrics)
+            return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for a metric line");
         if (isfinite(rep->val_loss) && !(rep->val_loss >= rep->best_val_loss)) {
             rep->best_val_loss = run->best = rep->val_loss;
             rep->best_step = step;
@@ -10248,6 +10267,8 @@ static rlhf_result rlhf__train_loop(rlhf__trainrun *run, rlhf__stage *st, rlhf_r
                 win_pairs += s.pairs;
             }
             rlhf__step_report(run, st, &s, step, total, (double)epoch + (double)(at + n) / (double)st->n_train, lr, gn);
+            if (run->line.oom && run->o->metrics)
+            return rlhf__run_fail(run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for a metric line");
             if (win_n >= 100 || step == total) {
                 rep->train_loss = win_n ? (float)(win_loss / (double)win_n) : NAN;
                 rep->train_accuracy = win_pairs > 0 ? (float)(win_correct / win_pairs) : NAN;
@@ -10389,6 +10410,10 @@ static rlhf_result rlhf__tokbuf_grow(rlhf__tokbuf *b, size_t need) {
     b->ids = (int *)rlhf__alloc(b->cap * sizeof(int));
     b->mask = (unsigned char *)rlhf__alloc(b->cap);
     if (b->ids && b->mask) return RLHF_OK;
+    rlhf__free(b->ids);
+    rlhf__free(b->mask);
+    b->ids = NULL;
+    b->mask = NULL;
     b->cap = 0;
     return RLHF_ERR_OUT_OF_MEMORY;
 }
@@ -13181,6 +13206,8 @@ RLHFDEF rlhf_result rlhf_ppo_step(rlhf_ppo *p, rlhf_ppo_stats *stats, rlhf_error
     st.seconds_learn = t3 - t2;
     if (p->cfg.adaptive_kl) p->kl_coef = rlhf_kl_control(p->kl_coef, st.kl, p->cfg.kl_target, p->cfg.kl_horizon, p->B);
     rlhf__ppo_metrics(p, &st);
+    if (p->run.line.oom && p->cfg.metrics)
+        r = rlhf__run_fail(&p->run, RLHF_ERR_OUT_OF_MEMORY, "out of memory for the metric line (the step is done)");
 done:
     /* the caller's err is this call's only: the trainer keeps no pointer to it */
     if (stats) *stats = st;
@@ -13327,8 +13354,11 @@ RLHFDEF rlhf_result rlhf_ppo_save(rlhf_ppo *p, const char *dir, rlhf_error *err)
         return r;
     }
     /* the tokenizer rides along, so each file is a whole model for rlhf generate and rlhf chat */
-    rlhf_model_set_tokenizer(p->policy, p->tok);
-    if (p->critic) rlhf_model_set_tokenizer(p->critic, p->tok);
+    if ((r = rlhf_model_set_tokenizer(p->policy, p->tok)) != RLHF_OK ||
+        (p->critic && (r = rlhf_model_set_tokenizer(p->critic, p->tok)) != RLHF_OK)) {
+        if (err) snprintf(err->message, sizeof err->message, "ppo: out of memory for the tokenizer's metadata");
+        return r;
+    }
 
     /* 1. the new files, whole, beside the old ones (the EMA needs no AdamW state) */
     for (i = 0; i < 3; i++) {
