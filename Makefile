@@ -1,6 +1,7 @@
 # rlhf.h build. Targets:
 #   make / make all    build the tests and tools
 #   make demo          the whole InstructGPT pipeline on a built-in world with a gold judge (build/rlhf demo)
+#                      (build/rlhf demo --tiny: the same for a small board, peak memory under 64 MB)
 #   make test          run the test suite (the README's test command)
 #   make test-scalar   the suite with -DRLHF_NO_SIMD (scalar kernels only)
 #   make test-oom      allocation failure at every point and a full disk at every save (tests/test_oom.c)
@@ -81,6 +82,7 @@ test: $(BUILD)/test_rlhf $(BUILD)/engine_demo $(BUILD)/rlhf $(BUILD)/test_crash 
 	  ./$(BUILD)/ex_04_reward_model 1 $(BUILD)/examples >> $(BUILD)/ex.txt && ./$(BUILD)/ex_05_ppo 4 $(BUILD)/examples >> $(BUILD)/ex.txt && \
 	  grep -q "round trip" $(BUILD)/ex.txt && grep -q "held-out pairwise accuracy" $(BUILD)/ex.txt && grep -q "delta_t" $(BUILD)/ex.txt && echo "examples 00-05 ok"
 	sh tests/cli_smoke.sh $(BUILD)
+	sh tests/cli_tiny.sh $(BUILD)
 	sh tests/cli_label.sh $(BUILD)
 	sh tests/cli_long.sh $(BUILD)
 	sh tests/cli_errors.sh $(BUILD)/rlhf $(BUILD)/cli_errors $(BUILD)/demo_quick

@@ -19,6 +19,12 @@
    score, KL to SFT, time, memory), report.json and compare.svg. The default
    run is the pipeline above, unchanged.
 
+   --tiny (demo_tiny) is the pipeline at a size for a small board: peak resident
+   memory under 64 MB, minutes under qemu-arm. Every stage prints its memory
+   budget first (demo_budget), and a trained model is loaded again from its
+   checkpoint once its stage is done (demo_reload), so the later stages do not
+   carry its gradients, AdamW moments and training activations.
+
    A unity build: this file is not compiled on its own. tools/rlhf.c includes
    it after its other commands, so the demo shares that file's static helpers
    (status line, fail, option table, load/sample helpers, run directories,
@@ -34,6 +40,10 @@ enum {
 /* ---- the demo: the whole pipeline on a built-in world, one function per stage ------------------ */
 typedef struct demo {
     int seed, quick, pretrain_steps, sft_epochs, rm_prompts, ppo_iters, eval_prompts;
+    int tiny;               /* --tiny: the sizes below for a small board (64 MB) */
+    int n_layer, n_embd, n_head, sft_demos; /* the model's shape; SFT's demonstrations */
+    int pre_batch, sft_batch, rm_batch, ppo_batch, ppo_mini; /* rows a step of each stage */
+    int watch_n, rm_gold_n, norm_n; /* held-out prompts watched during PPO; fresh prompts of 3b; normalisation samples */
     float kl_coef, ppo_lr, mistake_rate;
     const char *out;
     world_rng wr;           /* the world: tasks, demonstrations, labelers' noise */
@@ -152,6 +162,40 @@ static double gold_eval(rlhf_model *m, const rlhf_tokenizer *t, const world_task
     return sum / n;
 }
 
+/* A stage's memory budget, before it starts (budget_line of rlhf.c): the model it trains on rows x T tokens;
+   PPO's critic (trained), reference (log-probs) and reward model (forwards, unless the gold judge rewards);
+   then the models kept from earlier stages, which sample and score one sequence at a time */
+static void demo_budget(demo *d, const char *stage, const rlhf_model *m, int rows, int T, int kind, const rlhf_model *critic, int rl) {
+    rlhf_model *kept[3];
+    const char *names[3] = {"base model (kept)", "SFT model (kept)", "reward model (kept)"};
+    char what[64];
+    size_t sum = 0;
+    int k, n = 1;
+    kept[0] = d->base, kept[1] = d->sft, kept[2] = d->rm;
+    snprintf(what, sizeof what, "demo %s", stage);
+    budget_line(what, rl ? "policy" : "model", rlhf_model_config(m), rows, T, kind, 0, &sum);
+    if (critic) budget_line(what, "critic", rlhf_model_config(critic), rows, T, BUDGET_TRAINED, 0, &sum), n++;
+    if (rl) budget_line(what, "reference", rlhf_model_config(m), rows, T, BUDGET_LOGPROBS, 0, &sum), n++;
+    if (rl > 1 && d->rm) {
+        budget_line(what, "reward model", rlhf_model_config(d->rm), rows, T, BUDGET_FORWARD, 0, &sum), n++;
+        kept[2] = NULL;
+    }
+    for (k = 0; k < 3; k++)
+        if (kept[k] && kept[k] != m) budget_line(what, names[k], rlhf_model_config(kept[k]), 1, DEMO_CTX, BUDGET_FORWARD, 0, &sum), n++;
+    budget_total(what, sum, n);
+}
+/* A trained model freed and loaded again from the checkpoint just saved (the same weights): its gradients,
+   AdamW moments and training activations go, so later stages do not carry them */
+static int demo_reload(demo *d, rlhf_model **m) {
+    rlhf_error err;
+    rlhf_result r;
+    rlhf_model_free(*m);
+    *m = NULL;
+    if ((r = rlhf_model_load_ex(m, d->path, &err)) != RLHF_OK) return demo_fail(r, err.message);
+    rlhf_model_set_log(*m, log_cb, NULL);
+    return 0;
+}
+
 /* 1. the world's text; a byte-level BPE tokenizer; pretraining */
 static int demo_pretrain(demo *d) {
     size_t cap = 1 << 20, len, k;
@@ -188,9 +232,9 @@ static int demo_pretrain(demo *d) {
     if ((r = rlhf_dataset_load(&ds, d->path, RLHF_DATA_TEXT, NULL, &err)) != RLHF_OK) return demo_fail(r, err.message);
     cfg.vocab_size = rlhf_tokenizer_vocab_size(d->tok);
     cfg.n_ctx = DEMO_CTX;
-    cfg.n_layer = 3;
-    cfg.n_head = 4;
-    cfg.n_embd = 96;
+    cfg.n_layer = d->n_layer;
+    cfg.n_head = d->n_head;
+    cfg.n_embd = d->n_embd;
     if ((r = rlhf_model_create(&d->base, &cfg, (uint64_t)d->seed)) != RLHF_OK) {
         rlhf_dataset_free(ds);
         return demo_fail(r, "out of memory for the model");
@@ -200,13 +244,14 @@ static int demo_pretrain(demo *d) {
         cfg.n_layer, cfg.n_head, cfg.n_embd, rlhf_model_num_params(d->base));
     demo_train_options(&to);
     to.opt.lr = 2e-3f;
-    to.batch_size = 16;
-    to.seq_len = 48;
+    to.batch_size = d->pre_batch;
+    to.seq_len = DEMO_CTX;
     to.max_steps = d->pretrain_steps;
     to.warmup_steps = 20;
     to.log_every = d->quick || g_tty ? 0 : 100;
     to.val_fraction = 0.02f;
     to.seed = (uint64_t)d->seed;
+    demo_budget(d, "pretraining", d->base, to.batch_size, DEMO_CTX, BUDGET_TRAINED, NULL, 0);
     ro.metrics = d->metrics, ro.t0 = now_s(), to.metrics_user = &ro;
     r = rlhf_sft_train(d->base, d->tok, ds, NULL, &to, &rep, &err);
     rlhf_dataset_free(ds);
@@ -214,7 +259,7 @@ static int demo_pretrain(demo *d) {
     if (r != RLHF_OK) return demo_fail(r, err.message);
     say("  pretraining: %ld steps, validation loss %.3f", rep.steps, (double)rep.val_loss);
     if (rlhf_model_save_ex(d->base, demo_path(d, "base.safetensors"), 0, &err) != RLHF_OK) return fail("demo", "%s", err.message);
-    return 0;
+    return demo_reload(d, &d->base);
 }
 
 /* 2. SFT on labelers' demonstrations */
@@ -230,7 +275,7 @@ static int demo_sft(demo *d) {
     int i;
     say("2/4 SFT: demonstrations written by simulated labelers (%.0f%% with mistakes)", 100.0 * d->mistake_rate);
     if (!(f = atomic_open(&a, demo_path(d, "sft.jsonl")))) return fail("demo", "cannot write %s: %s", d->path, strerror(errno));
-    for (i = 0; i < (d->quick ? 200 : 2000); i++) {
+    for (i = 0; i < d->sft_demos; i++) {
         world_task t = world_sample_task(&d->wr);
         char p[128], ans[160];
         world_prompt(&t, p, sizeof p);
@@ -250,12 +295,13 @@ static int demo_sft(demo *d) {
     rlhf_model_set_log(d->sft, log_cb, NULL);
     demo_train_options(&to);
     to.opt.lr = 1e-3f;
-    to.batch_size = 32;
+    to.batch_size = d->sft_batch;
     to.epochs = d->sft_epochs;
     to.warmup_steps = 10;
     to.log_every = d->quick || g_tty ? 0 : 50;
     to.pack = 1;
     to.seed = (uint64_t)d->seed + 1;
+    demo_budget(d, "SFT", d->sft, to.batch_size, DEMO_CTX, BUDGET_TRAINED, NULL, 0);
     ro.metrics = d->metrics, ro.t0 = now_s(), to.metrics_user = &ro;
     r = rlhf_sft_train(d->sft, d->tok, ds, NULL, &to, &rep, &err);
     rlhf_dataset_free(ds);
@@ -264,7 +310,7 @@ static int demo_sft(demo *d) {
     say("  SFT: %ld steps, validation loss on completions %.3f", rep.steps, (double)rep.val_loss);
     if (rlhf_model_save_ex(d->sft, demo_path(d, "sft.safetensors"), RLHF_SAVE_WEIGHTS_ONLY, &err) != RLHF_OK)
         return fail("demo", "%s", err.message);
-    return 0;
+    return demo_reload(d, &d->sft);
 }
 
 /* 3a. labelers rank 4 to 9 distinct SFT samples per prompt (gold judge + noise) */
@@ -330,7 +376,7 @@ static int demo_rankings(demo *d) {
 static int demo_rm_gold(demo *d) {
     sampler_ctx sc;
     long right = 0, pairs = 0, too_long = 0;
-    int i, n = d->quick ? 20 : 150;
+    int i, n = d->rm_gold_n;
     if (!sampler_open_t(&sc, d->sft, 1.0f, (uint64_t)d->seed + 5)) return fail("demo", "out of memory");
     for (i = 0; i < n; i++) {
         world_task t = world_sample_task(&d->wr);
@@ -394,9 +440,10 @@ static int demo_reward(demo *d) {
     demo_train_options(&to);
     to.opt.lr = 5e-4f;
     to.epochs = 2;
-    to.batch_size = 8;
+    to.batch_size = d->rm_batch;
     to.log_every = d->quick || g_tty ? 0 : 50;
     to.seed = (uint64_t)d->seed + 4;
+    demo_budget(d, "reward model", d->rm, to.batch_size * 9, DEMO_CTX, BUDGET_TRAINED, NULL, 0); /* K up to 9 replies a prompt */
     ro.metrics = d->metrics, ro.t0 = now_s(), to.metrics_user = &ro;
     r = rlhf_reward_train(d->rm, d->tok, prefs, NULL, &to, &rep, &err);
     rlhf_dataset_free(prefs);
@@ -418,12 +465,12 @@ static int demo_reward(demo *d) {
     if (demo_commit(&a)) return 1;
     if ((r = rlhf_dataset_load(&d->prompts, d->path, RLHF_DATA_PROMPTS, NULL, &err)) != RLHF_OK) return demo_fail(r, err.message);
     status_set("[demo] normalising the reward model on SFT samples");
-    r = rlhf_reward_normalize(d->rm, d->sft, d->tok, d->prompts, d->quick ? 16 : 200, &scfg, DEMO_NEW, (uint64_t)d->seed + 6, &mean, &sd);
+    r = rlhf_reward_normalize(d->rm, d->sft, d->tok, d->prompts, d->norm_n, &scfg, DEMO_NEW, (uint64_t)d->seed + 6, &mean, &sd);
     status_done();
     if (r != RLHF_OK) return demo_fail(r, rlhf_model_last_error(d->rm));
     say("  normalised: raw rewards of SFT samples had mean %.3f, std %.3f", (double)mean, (double)sd);
     if (rlhf_model_save_ex(d->rm, demo_path(d, "rm.safetensors"), RLHF_SAVE_WEIGHTS_ONLY, &err) != RLHF_OK) return fail("demo", "%s", err.message);
-    return 0;
+    return demo_reload(d, &d->rm);
 }
 
 /* ids as text without a last <|end|>, stray bytes as '?' (as reply() leaves a reply) */
@@ -472,7 +519,7 @@ static int demo_rl(demo *d, const demo_algo *a) {
     memset(&st, 0, sizeof st); /* --ppo-iters is at least 1, which the compiler cannot see */
     pc.kl_coef = isnan(a->kl_coef) ? d->kl_coef : a->kl_coef;
     if (gae) say("4/4 %s: %d iterations against the reward model (beta %g)", a->label, d->ppo_iters, (double)pc.kl_coef);
-    else say("4/4 %s: %d iterations of %d prompts x %d replies against %s (beta %g)", a->label, d->ppo_iters, 32 / a->group, a->group,
+    else say("4/4 %s: %d iterations of %d prompts x %d replies against %s (beta %g)", a->label, d->ppo_iters, d->ppo_batch / a->group, a->group,
              a->gold ? "the gold judge" : "the reward model", (double)pc.kl_coef);
     if ((r = rlhf_model_load_ex(&d->policy, demo_path(d, "sft.safetensors"), &err)) != RLHF_OK ||
         (r = rlhf_model_load_ex(&ref, d->path, &err)) != RLHF_OK ||
@@ -481,8 +528,8 @@ static int demo_rl(demo *d, const demo_algo *a) {
         rc = demo_fail(r, err.message);
         goto done;
     }
-    pc.batch_size = 32;
-    pc.mini_batch = 8;
+    pc.batch_size = d->ppo_batch;
+    pc.mini_batch = d->ppo_mini;
     pc.ppo_epochs = 2;
     pc.max_new_tokens = DEMO_NEW;
     pc.max_prompt_tokens = 24;
@@ -498,6 +545,7 @@ static int demo_rl(demo *d, const demo_algo *a) {
     pc.score_fn = a->gold ? demo_gold_score : NULL, pc.score_user = d;
     pc.estimator = a->est, pc.group_size = a->group;
     pc.tokenizer = d->tok, pc.prompts = d->prompts, pc.ptx = ptx;
+    demo_budget(d, a->label, d->policy, pc.mini_batch, pc.max_prompt_tokens + DEMO_NEW, BUDGET_TRAINED, critic, a->gold ? 1 : 2);
     if ((r = rlhf_ppo_create(&ppo, &pc, &err)) != RLHF_OK) {
         rc = demo_fail(r, err.message);
         goto done;
@@ -511,7 +559,7 @@ static int demo_rl(demo *d, const demo_algo *a) {
         fmt_duration(eta, sizeof eta, (now_s() - ro.t0) / (i + 1) * (d->ppo_iters - i - 1));
         status_set("[demo] %s iteration %d/%d  score %.3f  KL %.3f  ETA %s", a->label, i + 1, d->ppo_iters, (double)st.score, (double)st.kl, eta);
         if (i % 5 == 4 || i == d->ppo_iters - 1) { /* the trainer's score beside the gold judge's, on held-out prompts */
-            double g = gold_eval(d->policy, d->tok, d->watch, d->quick ? 10 : DEMO_WATCH, (uint64_t)d->seed + 8, NULL, NULL);
+            double g = gold_eval(d->policy, d->tok, d->watch, d->watch_n, (uint64_t)d->seed + 8, NULL, NULL);
             fprintf(d->metrics, "{\"stage\":\"%s_gold\",\"step\":%ld,\"gold/heldout\":%.5f,\"objective/scores\":%.5f,\"objective/kl\":%.5f}\n",
                     a->name, st.iteration, g, (double)st.score, (double)st.kl);
             fflush(d->metrics);
@@ -653,6 +701,7 @@ static int demo_dpo(demo *d, const demo_algo *a) {
     ro.metrics = d->metrics, ro.t0 = now_s(), to.metrics_user = &ro;
     dc.beta = a->kl_coef;
     dc.precompute_ref = 1; /* SFT's log-probs once: it pays from the second epoch on */
+    demo_budget(d, a->label, d->policy, to.batch_size * 9, DEMO_CTX, BUDGET_TRAINED, NULL, 0); /* K up to 9 replies a prompt */
     r = rlhf_dpo_train(d->policy, d->sft, d->tok, prefs, NULL, &dc, &to, &rep, &err);
     rlhf_dataset_free(prefs);
     status_done();
@@ -923,6 +972,19 @@ static int demo_parse_algos(demo *d, const char *list) {
     }
 }
 
+/* --tiny: a run whose peak resident memory stays under 64 MB (measured: see the README) and that finishes in
+   minutes under qemu-arm: a model of L 2, C 48 (about a tenth of the default's work a token), smaller
+   batches, shorter stages; the later stages see models without training memory (demo_reload) */
+static void demo_tiny(demo *d, const opt *o, int n) {
+    d->n_layer = 2, d->n_head = 4, d->n_embd = 48;
+    d->sft_demos = 1000, d->pre_batch = 8, d->sft_batch = 16, d->rm_batch = 2, d->ppo_batch = 16, d->ppo_mini = 4;
+    d->watch_n = 10, d->rm_gold_n = 40, d->norm_n = 50;
+    if (!given(o, n, "pretrain-steps")) d->pretrain_steps = 250;
+    if (!given(o, n, "sft-epochs")) d->sft_epochs = 2;
+    if (!given(o, n, "rm-prompts")) d->rm_prompts = 120;
+    if (!given(o, n, "ppo-iters")) d->ppo_iters = 20;
+    if (!given(o, n, "eval-prompts")) d->eval_prompts = 100;
+}
 static int cmd_demo(int argc, char **argv) {
     demo d;
     const char *pos[1], *algos = NULL;
@@ -930,11 +992,15 @@ static int cmd_demo(int argc, char **argv) {
     memset(&d, 0, sizeof d);
     d.out = "runs/demo", d.seed = 1, d.pretrain_steps = 800, d.sft_epochs = 4, d.rm_prompts = 800, d.ppo_iters = 80, d.eval_prompts = 300;
     d.kl_coef = 0.1f, d.ppo_lr = 3e-5f, d.mistake_rate = 0.3f;
+    d.n_layer = 3, d.n_head = 4, d.n_embd = 96, d.sft_demos = 2000, d.pre_batch = 16, d.sft_batch = 32, d.rm_batch = 8;
+    d.ppo_batch = 32, d.ppo_mini = 8, d.watch_n = DEMO_WATCH, d.rm_gold_n = 150, d.norm_n = 200;
     {
         opt o[] = {
             OPT_S("out", "run directory (rebuilt from the seed on every run): checkpoints, data, metrics.jsonl, report.json, charts", &d.out),
             OPT_I("seed", "seed of the world and of every stage", &d.seed, 0, BIG),
             OPT_B("quick", "a short smoke run (tests use it); the stage options below override it", &d.quick),
+            OPT_B("tiny", "a run for a small board: peak memory under 64 MB, minutes under emulation (a smaller model, "
+                          "batches and stages: see the README); the stage options below override it", &d.tiny),
             OPT_I("pretrain-steps", "pretraining steps", &d.pretrain_steps, 1, BIG),
             OPT_I("sft-epochs", "SFT epochs over the demonstrations", &d.sft_epochs, 1, 1000),
             OPT_I("rm-prompts", "prompts whose sampled replies labelers rank", &d.rm_prompts, 10, 1000000),
@@ -955,12 +1021,15 @@ static int cmd_demo(int argc, char **argv) {
                        "(never PPO's reward). Writes checkpoints, metrics.jsonl, report.json and charts into the run directory.",
                        o, N_OPTS(o));
         if (algos && demo_parse_algos(&d, algos)) return 2;
+        if (d.quick && d.tiny) return usage_error("demo", "--quick and --tiny are two sizes: give one of them");
+        if (d.tiny) demo_tiny(&d, o, N_OPTS(o));
         if (d.quick) { /* small stages, unless an option sets one */
             if (!given(o, N_OPTS(o), "pretrain-steps")) d.pretrain_steps = 30;
             if (!given(o, N_OPTS(o), "sft-epochs")) d.sft_epochs = 1;
             if (!given(o, N_OPTS(o), "rm-prompts")) d.rm_prompts = 40;
             if (!given(o, N_OPTS(o), "ppo-iters")) d.ppo_iters = 2;
             if (!given(o, N_OPTS(o), "eval-prompts")) d.eval_prompts = 20;
+            d.sft_demos = 200, d.watch_n = 10, d.rm_gold_n = 20, d.norm_n = 16;
         }
     }
     if (exists(d.out) && !is_dir(d.out)) return fail("demo", "--out %s exists and is not a directory", d.out);

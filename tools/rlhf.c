@@ -145,6 +145,36 @@ static long peak_rss_bytes(void) {
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss * 1024L; /* Linux: kilobytes */
 }
+/* ---- the memory budget of a run, printed before it starts ----------------------------------------
+   One line per model from rlhf_config_memory (fp32, rows x T tokens a forward): BUDGET_TRAINED, its weights,
+   gradients, AdamW moments and activations (forward caches, backward scratch, matmul workspace);
+   BUDGET_LOGPROBS, a frozen model whose log-probs keep the forward caches (a reference); BUDGET_FORWARD,
+   a frozen model's weights and the scratch of its forwards (a reward model). The sum is the models' part
+   of the peak; the process adds its program, the data sets and the sampling buffers. */
+enum { BUDGET_FORWARD, BUDGET_LOGPROBS, BUDGET_TRAINED };
+static double mb(size_t bytes) { return (double)bytes / 1048576.0; }
+static void budget_line(const char *cmd, const char *role, const rlhf_config *c, int rows, int T, int kind, int recompute, size_t *sum) {
+    rlhf_memory mem;
+    size_t total;
+    if (T > c->n_ctx) T = c->n_ctx;
+    if (rows < 1 || T < 1 || rlhf_config_memory(c, rows, T, kind != BUDGET_FORWARD, &mem) != RLHF_OK) return;
+    if (recompute) mem.activations = mem.activations_recompute;
+    total = mem.params + mem.activations + mem.workspace;
+    if (kind == BUDGET_TRAINED) {
+        total += mem.grads + mem.optimizer + mem.backward;
+        say("%s: memory: %s, trained on %d x %d tokens: %.1f MB (weights %.1f, gradients %.1f, AdamW %.1f, activations %.1f%s)", cmd,
+            role, rows, T, mb(total), mb(mem.params), mb(mem.grads), mb(mem.optimizer), mb(total - mem.params - mem.grads - mem.optimizer),
+            recompute ? ", recomputed" : "");
+    } else
+        say("%s: memory: %s, frozen, %s of %d x %d tokens: %.1f MB (weights %.1f, activations %.1f)", cmd, role,
+            kind == BUDGET_LOGPROBS ? "log-probs" : "forwards", rows, T, mb(total), mb(mem.params), mb(total - mem.params));
+    *sum += total;
+}
+static void budget_total(const char *cmd, size_t sum, int models) {
+    say("%s: memory: %.1f MB for the %d model%s; the peak resident memory is about this plus the program, the data and "
+        "the sampling buffers", cmd, mb(sum), models, models == 1 ? "" : "s");
+}
+
 static void fmt_duration(char *out, size_t cap, double s) {
     if (!(s >= 0) || s > 1e7) snprintf(out, cap, "?");
     else if (s < 60) snprintf(out, cap, "%.0fs", s);
@@ -931,7 +961,7 @@ static int cmd_info(int argc, char **argv) {
     rlhf_model *m;
     rlhf_tokenizer *t = NULL;
     rlhf_error err;
-    rlhf_memory mem;
+    rlhf_memory mem, inf;
     const rlhf_config *c;
     int np = parse_opts("info", argc, argv, 2, NULL, 0, pos, 1);
     if (np < 0) return help_or_usage(np, "rlhf info CHECKPOINT", "A checkpoint's config, kind, tokenizer, parameter count and memory budget.", NULL, 0);
@@ -968,6 +998,11 @@ static int cmd_info(int argc, char **argv) {
         printf("    with --recompute: %.1f MB (activations %.1f)\n", mem.total_recompute / 1048576.0,
                (mem.activations_recompute + mem.backward) / 1048576.0);
     }
+    if (rlhf_model_memory(m, 8, c->n_ctx, 1, &mem) == RLHF_OK && rlhf_model_memory(m, 8, c->n_ctx, 0, &inf) == RLHF_OK)
+        printf("  memory for PPO, minibatches of 8 x %d tokens, four models of this size: %.1f MB (policy and critic trained,\n"
+               "    %.1f each; reference's log-probs %.1f; reward model's forwards %.1f)\n", c->n_ctx,
+               mb(2 * mem.total + mem.params + mem.activations + mem.workspace + inf.total), mb(mem.total),
+               mb(mem.params + mem.activations + mem.workspace), mb(inf.total));
     rlhf_model_free(m);
     return 0;
 }
@@ -2325,6 +2360,28 @@ static int train_check(const train_cli *a, const opt *o, int n) {
     return 0;
 }
 /* KTO's label balance: the paper advises w_d n_d / (w_u n_u) in [1, 4/3] (TRL's KTOTrainer warns outside it) */
+/* The run's memory budget (budget_line): the trained model's rows a forward are the library's (the micro-batch;
+   rm and dpo: every completion of batch-size prompts, K of a ranking, 2 of a pair), its T the sequence length;
+   dpo and kto add the frozen reference's log-probs */
+static void train_budget(const train_cli *a, const rlhf_model *m, const rlhf_model *ref, const rlhf_dataset *d) {
+    const rlhf_config *c = rlhf_model_config(m);
+    int T = a->to.seq_len ? a->to.seq_len : c->n_ctx, rows = a->to.batch_size, maxk = 2, rc = a->to.recompute;
+    size_t i, sum = 0;
+    if (a->to.micro_batch > 0 && a->to.micro_batch < rows) rows = a->to.micro_batch;
+    if (a->is_rm || a->is_dpo) {
+        for (i = 0; i < rlhf_dataset_size(d); i++) {
+            const rlhf_record *r = rlhf_dataset_record(d, i);
+            if (r->kind == RLHF_RECORD_RANKING && r->n_completions > maxk) maxk = r->n_completions;
+        }
+        rows = a->to.micro_batch > 0 && a->to.micro_batch < a->to.batch_size * maxk ? a->to.micro_batch : a->to.batch_size * maxk;
+        if (rows < maxk) rows = maxk;
+    }
+    budget_line(a->cmd, a->is_rm ? "reward model" : "model", c, rows, T, BUDGET_TRAINED, rc, &sum);
+    if (ref) budget_line(a->cmd, "reference", rlhf_model_config(ref), rows, T, BUDGET_LOGPROBS, 0, &sum);
+    if (a->is_rm && a->normalize) /* the normalisation's SFT model (--model, the shape of m), sampling after the training */
+        budget_line(a->cmd, "SFT model sampling for the normalisation", c, 1, c->n_ctx, BUDGET_FORWARD, 0, &sum);
+    budget_total(a->cmd, sum, ref || (a->is_rm && a->normalize) ? 2 : 1);
+}
 static void kto_balance(const train_cli *a, const rlhf_dataset *d) {
     size_t i, n = rlhf_dataset_size(d), nd = 0;
     double wd = a->kc.desirable_weight, wu = a->kc.undesirable_weight, ratio;
@@ -2405,6 +2462,7 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
     if (!(d = load_data(a->cmd, a->data, fmt, a->skip_bad)) || (a->val && !(v = load_data(a->cmd, a->val, fmt, a->skip_bad)))) goto done;
     if (a->is_kto) kto_balance(a, d);
     if (has_reference(a) && !(ref = dpo_reference(a, m, t))) goto done;
+    train_budget(a, m, ref, d);
     if (a->resume && truncate_metrics(a->cmd, a->out, a->cmd, a->to.resume_step)) goto done; /* stage name = command */
     if (!a->resume) {
         clear_run(a->out, TRAIN_CKPTS);
@@ -2683,6 +2741,23 @@ static int ppo_models(ppo_cli *a, rlhf_model **policy, rlhf_model **ref, rlhf_mo
     if (*critic && rlhf_model_config(*critic)->n_ctx < n_ctx) n_ctx = rlhf_model_config(*critic)->n_ctx;
     return ppo_lengths(a, n_ctx);
 }
+/* The run's memory budget (budget_line): the policy and ppo's critic trained on minibatches of --mini-batch
+   replies of up to the prompt limit plus --max-new tokens; the frozen reference's log-probs and each reward
+   model's forwards on as many */
+static void ppo_budget(const ppo_cli *a, const rlhf_model *policy, const rlhf_model *ref, const rlhf_model *critic) {
+    int T = a->prompt_len + a->c.max_new_tokens, MB = a->c.mini_batch, rc = a->c.recompute, k, n = 1;
+    size_t sum = 0;
+    char role[64];
+    budget_line(a->cmd, "policy", rlhf_model_config(policy), MB, T, BUDGET_TRAINED, rc, &sum);
+    if (critic) budget_line(a->cmd, "critic", rlhf_model_config(critic), MB, T, BUDGET_TRAINED, rc, &sum), n++;
+    if (ref) budget_line(a->cmd, "reference", rlhf_model_config(ref), MB, T, BUDGET_LOGPROBS, rc, &sum), n++;
+    for (k = 0; k < a->rw.path.n && k < RLHF_MAX_REWARDS; k++)
+        if (a->rw.m[k]) {
+            snprintf(role, sizeof role, a->rw.path.n > 1 ? "reward model %d" : "reward model", k + 1);
+            budget_line(a->cmd, role, rlhf_model_config(a->rw.m[k]), MB, T, BUDGET_FORWARD, 0, &sum), n++;
+        }
+    budget_total(a->cmd, sum, n);
+}
 /* The trainer, and with --resume the run's state in it (metrics.jsonl cut back to it): 0, or the exit status */
 static int ppo_start(ppo_cli *a, rlhf_ppo **ppo, long *start, const opt *o, int n_opt) {
     const char *cmd = a->cmd;
@@ -2758,6 +2833,7 @@ static int ppo_run(ppo_cli *a, const opt *o, int n_opt) {
     if (!(prompts = load_data(cmd, a->prompts, RLHF_DATA_PROMPTS, a->skip_bad)) ||
         (a->ptx && !(ptx = load_data(cmd, a->ptx, RLHF_DATA_TEXT, a->skip_bad))))
         goto done;
+    ppo_budget(a, policy, ref, critic);
     a->c.policy = policy, a->c.ref = ref, a->c.critic = critic; /* the models and data (the rewards: ppo_models) */
     a->c.tokenizer = t, a->c.prompts = prompts, a->c.ptx = ptx;
     a->c.log = log_cb;
