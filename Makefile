@@ -212,14 +212,14 @@ fuzz-long: $(addprefix $(BUILD)/fuzz_,$(FUZZERS))
 
 # The inputs of build/fuzz-long-corpus-NAME that add coverage, at most FUZZ_SEED_MAX_LEN bytes
 # each, merged into tests/fuzz/corpus_NAME (only inputs the seeds do not already cover are added).
-FUZZ_SEED_MAX_LEN ?= 4096
+FUZZ_SEED_MAX_LEN ?= 1024
 fuzz-corpus-update: $(addprefix $(BUILD)/fuzz_,$(FUZZERS))
 	@for f in $(FUZZERS); do \
 	  [ -d $(BUILD)/fuzz-long-corpus-$$f ] || continue; \
 	  before=$$(ls tests/fuzz/corpus_$$f | wc -l); \
 	  ./$(BUILD)/fuzz_$$f -merge=1 -max_len=$(FUZZ_SEED_MAX_LEN) tests/fuzz/corpus_$$f $(BUILD)/fuzz-long-corpus-$$f \
 	    > $(BUILD)/fuzz-corpus-update-$$f.log 2>&1 || { echo "fuzz_$$f: merge failed: see $(BUILD)/fuzz-corpus-update-$$f.log"; exit 1; }; \
-	  echo "corpus_$$f: $$before -> $$(ls tests/fuzz/corpus_$$f | wc -l) inputs, $$(du -sk tests/fuzz/corpus_$$f | cut -f1) KB"; \
+	  echo "corpus_$$f: $$before -> $$(ls tests/fuzz/corpus_$$f | wc -l) inputs, $$(du -sk --apparent-size tests/fuzz/corpus_$$f | cut -f1) KB"; \
 	done
 
 # Bench: OpenBLAS's cblas_sgemm is timed beside our matmul when installed
