@@ -13,7 +13,10 @@
 #   make test-charts   the charts of `rlhf plot`, rendered to PNG by rsvg-convert (librsvg2-bin)
 #   make test-arm64    the suite cross-compiled for AArch64 and run under qemu-aarch64 (NEON path)
 #   make test-s390x    the suite cross-compiled for s390x and run under qemu-s390x (big-endian)
-#   make fuzz          libFuzzer harnesses (clang) for the JSON, safetensors, JSONL and dataset readers
+#   make fuzz          libFuzzer harnesses (clang) for the JSON, safetensors, JSONL, dataset, tokenizer and
+#                      model-directory readers, FUZZ_SECONDS (60) each
+#   make fuzz-long     the same harnesses FUZZ_LONG_SECONDS (3600) each on corpora kept in build/ (not in CI);
+#                      make fuzz-corpus-update merges their new small inputs into tests/fuzz/corpus_*
 #   make conformance   JSONTestSuite (../shared/testdata) through the JSON reader, under ASan + UBSan
 #   make bench         tools/bench on configs S and M (with OpenBLAS as a yardstick when installed)
 #   make hf-export-fixture  export the test models (build/test_rlhf export_hf) and rewrite tests/fixtures/hf_export.bin
@@ -42,7 +45,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: test-oom hf-export-fixture dpo-fixture test-demo-seeds test-charts examples all demo conformance fuzz test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
+.PHONY: test-oom hf-export-fixture dpo-fixture test-demo-seeds test-charts examples all demo conformance fuzz fuzz-long fuzz-corpus-update test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/engine_demo $(BUILD)/rlhf
 
@@ -188,7 +191,7 @@ test-s390x: $(BUILD)/test_rlhf_s390x
 # libFuzzer (clang): each harness runs FUZZ_SECONDS, seeded from tests/fuzz/corpus_*.
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZERS = json safetensors jsonl datasets
+FUZZERS = json safetensors jsonl datasets tokenizer model_dir
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(HEADER) | $(BUILD)
 	clang $(FUZZ_FLAGS) $< -o $@ -lm
 
@@ -200,6 +203,38 @@ fuzz: $(addprefix $(BUILD)/fuzz_,$(FUZZERS))
 	    $(BUILD)/fuzz-corpus-$$f tests/fuzz/corpus_$$f > $(BUILD)/fuzz-$$f.log 2>&1; status=$$?; \
 	  grep -E "stat::number_of_executed_units|ERROR|SUMMARY" $(BUILD)/fuzz-$$f.log; \
 	  if [ $$status -ne 0 ]; then echo "fuzz_$$f failed (exit $$status): see $(BUILD)/fuzz-$$f.log"; ls $(BUILD)/fuzz-$$f-* 2>/dev/null; exit 1; fi; \
+	done
+
+# Longer fuzzing (not in CI): FUZZ_LONG_SECONDS per harness, one after the other, each
+# growing its corpus in build/fuzz-long-corpus-NAME (kept between runs, first merged from
+# the seeds). Prints per harness the inputs run and libFuzzer's last coverage line
+# (cov: edges, ft: features); a crash stops here, its input in build/fuzz-long-NAME-*.
+FUZZ_LONG_SECONDS ?= 3600
+fuzz-long: $(addprefix $(BUILD)/fuzz_,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	  c=$(BUILD)/fuzz-long-corpus-$$f; mkdir -p $$c; \
+	  ./$(BUILD)/fuzz_$$f -merge=1 $$c tests/fuzz/corpus_$$f > $(BUILD)/fuzz-long-$$f-merge.log 2>&1 || \
+	    { echo "fuzz_$$f: merging the seeds failed: see $(BUILD)/fuzz-long-$$f-merge.log"; exit 1; }; \
+	  echo "fuzz_$$f: $(FUZZ_LONG_SECONDS) s from $$(ls $$c | wc -l) inputs"; \
+	  ./$(BUILD)/fuzz_$$f -max_total_time=$(FUZZ_LONG_SECONDS) -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz-long-$$f- \
+	    $$c > $(BUILD)/fuzz-long-$$f.log 2>&1; status=$$?; \
+	  grep -E "ERROR|SUMMARY" $(BUILD)/fuzz-long-$$f.log; \
+	  echo "fuzz_$$f: $$(grep -o 'number_of_executed_units: *[0-9]*' $(BUILD)/fuzz-long-$$f.log | grep -o '[0-9]*$$') executions," \
+	    "$$(grep -E '^#[0-9]+.*cov: ' $(BUILD)/fuzz-long-$$f.log | tail -n 1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')," \
+	    "corpus $$(ls $$c | wc -l) inputs"; \
+	  if [ $$status -ne 0 ]; then echo "fuzz_$$f failed (exit $$status): see $(BUILD)/fuzz-long-$$f.log"; ls $(BUILD)/fuzz-long-$$f-* 2>/dev/null; exit 1; fi; \
+	done
+
+# The inputs of build/fuzz-long-corpus-NAME that add coverage, at most FUZZ_SEED_MAX_LEN bytes
+# each, merged into tests/fuzz/corpus_NAME (only inputs the seeds do not already cover are added).
+FUZZ_SEED_MAX_LEN ?= 1024
+fuzz-corpus-update: $(addprefix $(BUILD)/fuzz_,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	  [ -d $(BUILD)/fuzz-long-corpus-$$f ] || continue; \
+	  before=$$(ls tests/fuzz/corpus_$$f | wc -l); \
+	  ./$(BUILD)/fuzz_$$f -merge=1 -max_len=$(FUZZ_SEED_MAX_LEN) tests/fuzz/corpus_$$f $(BUILD)/fuzz-long-corpus-$$f \
+	    > $(BUILD)/fuzz-corpus-update-$$f.log 2>&1 || { echo "fuzz_$$f: merge failed: see $(BUILD)/fuzz-corpus-update-$$f.log"; exit 1; }; \
+	  echo "corpus_$$f: $$before -> $$(ls tests/fuzz/corpus_$$f | wc -l) inputs, $$(du -sk --apparent-size tests/fuzz/corpus_$$f | cut -f1) KB"; \
 	done
 
 # Bench: OpenBLAS's cblas_sgemm is timed beside our matmul when installed
