@@ -13,6 +13,12 @@
 #   make test-charts   the charts of `rlhf plot`, rendered to PNG by rsvg-convert (librsvg2-bin)
 #   make test-arm64    the suite cross-compiled for AArch64 and run under qemu-aarch64 (NEON path)
 #   make test-s390x    the suite cross-compiled for s390x and run under qemu-s390x (big-endian)
+#   make test-armhf    the suite for 32-bit ARM (ARMv7, hard float) under qemu-arm (scalar path)
+#   make test-riscv64  the suite for RISC-V 64 under qemu-riscv64 (scalar path)
+#   make test-i386     the suite for 32-bit x86 under qemu-i386 (32-bit size_t and long)
+#   make test-mingw    the suite built for Windows by MinGW-w64 and run under wine
+#   make test-tcc      the suite built by tcc (no intrinsics, no OpenMP: scalar path)
+#   make test-musl     the suite built with musl-gcc (musl libc; no OpenMP)
 #   make fuzz          libFuzzer harnesses (clang) for the JSON, safetensors, JSONL, dataset, tokenizer and
 #                      model-directory readers, FUZZ_SECONDS (60) each
 #   make fuzz-long     the same harnesses FUZZ_LONG_SECONDS (3600) each on corpora kept in build/ (not in CI);
@@ -45,7 +51,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: test-oom hf-export-fixture dpo-fixture test-demo-seeds test-charts examples all demo conformance fuzz fuzz-long fuzz-corpus-update test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean
+.PHONY: test-oom hf-export-fixture dpo-fixture test-demo-seeds test-charts examples all demo conformance fuzz fuzz-long fuzz-corpus-update test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean test-armhf test-riscv64 test-i386 test-mingw test-tcc test-musl
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/engine_demo $(BUILD)/rlhf
 
@@ -187,6 +193,58 @@ $(BUILD)/test_rlhf_s390x: $(TESTS) $(HEADER) | $(BUILD)
 
 test-s390x: $(BUILD)/test_rlhf_s390x
 	qemu-s390x ./$(BUILD)/test_rlhf_s390x --no-slow
+
+# The 32-bit builds take 64-bit file offsets (-D_FILE_OFFSET_BITS=64, as Debian builds its packages):
+# without them glibc's readdir fails (EOVERFLOW) on file systems with 64-bit inode numbers or offsets.
+LFS32 = -D_FILE_OFFSET_BITS=64
+
+# 32-bit ARM: ARMv7 with NEON enabled in the compiler; rlhf.h still takes its scalar path there
+# (its NEON kernels are AArch64's: ARMv7's NEON has no vector divide or square root and flushes subnormals).
+ARMHF_CC ?= arm-linux-gnueabihf-gcc
+$(BUILD)/test_rlhf_armhf: $(TESTS) $(HEADER) | $(BUILD)
+	$(ARMHF_CC) $(CFLAGS) -march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard $(LFS32) -static $(TESTS) -o $@ $(LDLIBS)
+
+test-armhf: $(BUILD)/test_rlhf_armhf
+	qemu-arm ./$(BUILD)/test_rlhf_armhf --no-slow
+
+RISCV64_CC ?= riscv64-linux-gnu-gcc
+$(BUILD)/test_rlhf_riscv64: $(TESTS) $(HEADER) | $(BUILD)
+	$(RISCV64_CC) $(CFLAGS) -static $(TESTS) -o $@ $(LDLIBS)
+
+test-riscv64: $(BUILD)/test_rlhf_riscv64
+	qemu-riscv64 ./$(BUILD)/test_rlhf_riscv64 --no-slow
+
+# i386: SSE2 arithmetic (-mfpmath=sse), as x86-64 does; qemu runs x87 code four times slower.
+I386_CC ?= i686-linux-gnu-gcc
+$(BUILD)/test_rlhf_i386: $(TESTS) $(HEADER) | $(BUILD)
+	$(I386_CC) $(CFLAGS) -msse2 -mfpmath=sse $(LFS32) -static $(TESTS) -o $@ $(LDLIBS)
+
+test-i386: $(BUILD)/test_rlhf_i386
+	qemu-i386 ./$(BUILD)/test_rlhf_i386 --no-slow
+
+# Windows: MinGW-w64 (the AVX2 path when this machine has it), run under wine in a throwaway prefix.
+MINGW_CC ?= x86_64-w64-mingw32-gcc
+$(BUILD)/test_rlhf_mingw.exe: $(TESTS) $(HEADER) | $(BUILD)
+	$(MINGW_CC) $(CFLAGS) $(NATIVE) $(TESTS) -o $@ $(LDLIBS)
+
+test-mingw: $(BUILD)/test_rlhf_mingw.exe
+	@command -v wine >/dev/null || { echo "test-mingw: wine is not installed: built, not run"; exit 1; }
+	mkdir -p $(BUILD)/wineprefix
+	WINEPREFIX=$(abspath $(BUILD))/wineprefix WINEDEBUG=-all wine ./$(BUILD)/test_rlhf_mingw.exe --no-slow
+
+# tcc has no x86 intrinsics headers and no OpenMP: the scalar path, one thread.
+$(BUILD)/test_rlhf_tcc: $(TESTS) $(HEADER) | $(BUILD)
+	tcc -std=c99 -Wall $(TESTS) -o $@ $(LDLIBS)
+
+test-tcc: $(BUILD)/test_rlhf_tcc
+	./$(BUILD)/test_rlhf_tcc --no-slow
+
+# musl libc (Debian's musl-tools); libgomp is glibc's, so no OpenMP.
+$(BUILD)/test_rlhf_musl: $(TESTS) $(HEADER) | $(BUILD)
+	musl-gcc $(CFLAGS) $(NATIVE) $(TESTS) -o $@ $(LDLIBS)
+
+test-musl: $(BUILD)/test_rlhf_musl
+	./$(BUILD)/test_rlhf_musl
 
 # libFuzzer (clang): each harness runs FUZZ_SECONDS, seeded from tests/fuzz/corpus_*.
 FUZZ_SECONDS ?= 60

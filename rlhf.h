@@ -150,8 +150,12 @@
        training, no models other than GPT-2's architecture. The KV cache
        advances all of its sequences by one position per call (prompts of
        different lengths are left-padded: rlhf_model_prefill_padded). Checkpoint
-       writes are atomic on POSIX; on Windows the target is removed before
-       the rename. Files over 2 GiB need a 64-bit `long` (ftell).
+       writes are atomic on POSIX and on Windows (MoveFileExA replaces the
+       target in one step); rlhf_model_export_hf needs POSIX. Files over
+       2 GiB need a 64-bit `long` (ftell): not on Windows, not on 32-bit
+       systems (where the reader says it cannot determine the size). On
+       32-bit glibc build with -D_FILE_OFFSET_BITS=64: without it, listing
+       a directory fails on file systems with 64-bit inode numbers.
 
    VERSION HISTORY
        0.8.0  beyond PPO, and speed. DPO (rlhf_dpo_loss, rlhf_dpo_train:
@@ -1616,7 +1620,9 @@ RLHFDEF int         rlhf_threads_in_use(void);
 #define RLHF__REF static
 #endif
 
-/* SIMD is chosen at compile time; RLHF_NO_SIMD forces the scalar kernels. */
+/* SIMD is chosen at compile time; RLHF_NO_SIMD forces the scalar kernels.
+   32-bit ARM takes the scalar ones: ARMv7's NEON has no vdivq_f32, vsqrtq_f32
+   or vaddvq_f32 and flushes subnormals to zero. */
 #if !defined(RLHF_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
 #define RLHF__AVX2 1
 #include <immintrin.h>
@@ -3439,13 +3445,16 @@ static rlhf_result rlhf__json_number(rlhf__jp *p, rlhf_json *v) {
     }
 
     /* value = mant * 10^e10: exact (hence correctly rounded) when mant < 2^53
-       and |e10| <= 22; otherwise via pow(), off by at most a few ulp */
-    if (mant == 0) x = 0.0;
-    else if (mant < (1ull << 53) && e10 >= 0 && e10 <= 22) x = (double)mant * pow10[e10];
-    else if (mant < (1ull << 53) && e10 < 0 && e10 >= -22) x = (double)mant / pow10[-e10];
-    else if (e10 < -400) x = 0.0; /* below the smallest subnormal */
-    else /* two half powers, so 10^e10 itself never underflows or overflows */
-        x = (double)mant * pow(10.0, (double)(e10 / 2)) * pow(10.0, (double)(e10 - e10 / 2));
+       and |e10| <= 22; otherwise one rounding per step of at most 10^22 (each
+       power exact in a double), a few ulp at worst, and the same bits on every
+       libm (pow() is not: Wine's is off by 90 ulp at 10^-162) */
+    if (mant == 0 || e10 < -400) x = 0.0; /* below the smallest subnormal */
+    else {
+        x = (double)mant;
+        for (; e10 > 22 && !isinf(x); e10 -= 22) x *= pow10[22];
+        for (; e10 < -22 && x != 0.0; e10 += 22) x /= pow10[22];
+        x = e10 >= 0 ? x * pow10[e10] : x / pow10[-e10];
+    }
     if (isinf(x)) return rlhf__json_fail(p, RLHF_ERR_PARSE, start, "number too large for a double");
 
     /* the node keeps the value and the text as written */
@@ -4031,6 +4040,12 @@ static rlhf_result rlhf__read_err(rlhf_error *err, const char *path, size_t len)
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#elif defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <io.h>      /* _commit: fsync's counterpart */
+#include <windows.h> /* MoveFileExA */
 #endif
 typedef struct rlhf__out {
 #ifdef RLHF__POSIX_IO
@@ -4063,12 +4078,15 @@ static void rlhf__fsync_dir(const char *path) {
     (void)path;
 #endif
 }
-/* rename from over to (which may exist); 0 on success */
+/* rename from over to (which may exist); 0 on success. Windows' rename()
+   does not replace: MoveFileExA does, in one step, and WRITE_THROUGH returns
+   only once the move is on disk (the fsync of the directory elsewhere). */
 static int rlhf__replace(const char *from, const char *to) {
 #if defined(_WIN32)
-    remove(to); /* Windows' rename() does not replace: the one non-atomic moment */
-#endif
+    return MoveFileExA(from, to, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH) ? 0 : -1;
+#else
     return rename(from, to);
+#endif
 }
 
 static rlhf_result rlhf__out_open(rlhf__out *o, const char *path, int in_place) {
@@ -4132,6 +4150,9 @@ static rlhf_result rlhf__out_commit(rlhf__out *o) {
     if (close(o->fd) != 0) o->failed = 1;
 #else
     if (fflush(o->f) != 0) o->failed = 1;
+#if defined(_WIN32)
+    if (!o->failed && _commit(_fileno(o->f)) != 0) o->failed = 1; /* the data is on disk before the rename */
+#endif
     if (fclose(o->f) != 0) o->failed = 1;
 #endif
     if (o->failed) {
@@ -9056,17 +9077,21 @@ static rlhf_result rlhf__export_files(const rlhf_model *m, const rlhf_tokenizer 
 static int rlhf__export_dir_holds(const char *dir, char *other, size_t cap) {
     DIR *d = opendir(dir);
     struct dirent *e;
-    int holds = 0;
+    int holds = 0, fail;
     if (!d) return -1;
-    while (holds < 2 && (e = readdir(d)) != NULL) {
+    /* readdir's NULL is the end, or (errno set) a failure: EOVERFLOW on 32-bit
+       builds without -D_FILE_OFFSET_BITS=64, where an entry does not fit */
+    while (holds < 2 && (errno = 0, e = readdir(d)) != NULL) {
         size_t k;
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         for (k = 0; k < RLHF__HF_NFILES && strcmp(e->d_name, RLHF__HF_FILES[k]) != 0; k++) {}
         holds = k < RLHF__HF_NFILES ? 1 : 2;
         if (holds == 2) snprintf(other, cap, "%s", e->d_name);
     }
+    fail = e ? 0 : errno;
     closedir(d);
-    return holds;
+    errno = fail; /* for the caller's message */
+    return fail ? -1 : holds;
 }
 /* Remove an export: its files (an export's names only), then the directory
    (which fails, leaving it, if anything else is in it). 0 on success. */
@@ -9181,7 +9206,7 @@ RLHFDEF rlhf_result rlhf_model_export_hf(const rlhf_model *m, const rlhf_tokeniz
             r = rlhf__export_dir(m, t, path, &o, gain, offset, err);
         }
 #else
-        (void)n;
+        (void)n, (void)offset, (void)rlhf__export_files; /* written by rlhf__export_dir, POSIX only */
         r = rlhf__st_err(err, RLHF_ERR_IO, dir, "exporting a directory needs POSIX (mkdir, directory renames)");
 #endif
     }
