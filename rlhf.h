@@ -3453,7 +3453,7 @@ static rlhf_result rlhf__json_number(rlhf__jp *p, rlhf_json *v) {
         x = (double)mant;
         for (; e10 > 22 && !isinf(x); e10 -= 22) x *= pow10[22];
         for (; e10 < -22 && x != 0.0; e10 += 22) x /= pow10[22];
-        x = e10 >= 0 ? x * pow10[e10] : x / pow10[-e10];
+        if (e10 >= -22 && e10 <= 22) x = e10 >= 0 ? x * pow10[e10] : x / pow10[-e10]; /* else inf or 0 already */
     }
     if (isinf(x)) return rlhf__json_fail(p, RLHF_ERR_PARSE, start, "number too large for a double");
 

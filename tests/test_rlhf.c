@@ -1652,6 +1652,17 @@ static void test_json_values(void) {
     v = rlhf_json_at(root, 2);
     CHECK(v->len == 4 && memcmp(v->str, "\xC3\xA9/\n", 4) == 0);
     rlhf_json_free(d);
+    /* exponents far past 10^22: scaled in steps (a few ulp), underflow to 0 */
+    d = jparse("[1e-390, 4e-320, 1e300, 12345e-320, 1.5e-300]", &e);
+    CHECK(d != NULL);
+    if (!d) return;
+    root = rlhf_json_root(d);
+    CHECK(rlhf_json_at(root, 0)->number == 0.0);
+    CHECK(fabs(rlhf_json_at(root, 1)->number / 4e-320 - 1.0) < 1e-3); /* subnormal: few bits */
+    CHECK(fabs(rlhf_json_at(root, 2)->number / 1e300 - 1.0) < 1e-14);
+    CHECK(fabs(rlhf_json_at(root, 3)->number / 12345e-320 - 1.0) < 1e-6);
+    CHECK(fabs(rlhf_json_at(root, 4)->number / 1.5e-300 - 1.0) < 1e-14);
+    rlhf_json_free(d);
     /* int64 edges */
     d = jparse("[9223372036854775807, -9223372036854775808, 9223372036854775808, 1e2, -0]", &e);
     CHECK(d != NULL);
