@@ -18,6 +18,10 @@ export ASAN_OPTIONS
 fails=0
 cases=0
 OUT=$W/out.txt
+# LLVM's OpenMP runtime (clang builds) registers each process in /dev/shm and removes the entry at exit; a process
+# killed with kill -9 leaves it behind, and once /dev/shm is full every program started with that runtime dies of
+# SIGBUS. forget_killed PID tidies up after a process this script killed.
+forget_killed() { rm -f "/dev/shm/__KMP_REGISTERED_LIB_$1_"* 2>/dev/null; }
 
 bad() {
     echo "FAIL: $1"
@@ -186,6 +190,7 @@ while [ $n -lt 8 ]; do
     sleep "0.$((3 + n % 7))"
     kill -9 $pid
     wait $pid 2>/dev/null
+    forget_killed $pid
     n=$((n + 1))
 done
 it=$("$X" info "$K/policy.safetensors" | sed -n 's/.*"iteration":\([0-9]*\).*/\1/p')
@@ -291,6 +296,7 @@ resume_case() { # CMD NAME HOW EXTRA...: CMD dpo or kto; HOW is INT (stop at a s
     kill -"$how" $pid
     wait $pid 2>/dev/null
     st=$?
+    forget_killed $pid
     if [ "$how" = INT ]; then
         [ $st -eq 130 ] || { bad "$cmd stopped by SIGINT: exit $st, want 130"; return; }
         grep -q "continue with the same command and --resume" "$OUT" || bad "$cmd stopped by SIGINT: no resume hint"
@@ -438,6 +444,7 @@ bon_signal() { # SIGNAL STATUS
     kill -"$1" $pid
     wait $pid 2>/dev/null
     st=$?
+    forget_killed $pid
     [ $st -eq "$2" ] || { bad "bon stopped by SIG$1: exit $st, want $2"; return; }
     [ "$1" = KILL ] || grep -q "stopped after [0-9]* of 1000 prompts: nothing written, .*b.jsonl is as it was" "$OUT" || bad "bon, SIG$1: no message"
     cmp -s "$W/b.jsonl" "$W/b.before" || bad "bon stopped by SIG$1 changed --out"

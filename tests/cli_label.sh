@@ -14,6 +14,10 @@ S=$Q/sft.safetensors
 rm -rf "$R"
 mkdir -p "$R"
 die() { echo "FAIL: $*"; exit 1; }
+# LLVM's OpenMP runtime (clang builds) registers each process in /dev/shm and removes the entry at exit; a process
+# killed with kill -9 leaves it behind, and once /dev/shm is full every program started with that runtime dies of
+# SIGBUS. forget_killed PID tidies up after a process this script killed.
+forget_killed() { rm -f "/dev/shm/__KMP_REGISTERED_LIB_$1_"* 2>/dev/null; }
 run() { "$RLHF" "$@" > "$R/out.txt" 2>&1 || { echo "FAIL: rlhf $*"; cat "$R/out.txt"; exit 1; }; }
 # a record without the fields that change from run to run (when, how long)
 strip() { sed 's/, "time": "[^"]*", "seconds": [0-9.]*}$/}/' "$1"; }
@@ -123,6 +127,7 @@ n=0
 while [ "$(cat "$R/k.jsonl" 2>/dev/null | wc -l)" -lt 5 ] && [ $n -lt 120 ]; do sleep 1; n=$((n + 1)); done
 kill -9 $pid
 wait $pid 2>/dev/null || true
+forget_killed $pid
 exec 3>&-
 [ "$(wc -l < "$R/k.jsonl")" -eq 5 ] || die "kill -9: not 5 records before the kill"
 printf '{"prompt": "reverse: torn' >> "$R/k.jsonl" # a write cut by a crash

@@ -99,6 +99,14 @@ static void keys(child *c, const char *k) {
     size_t n = strlen(k);
     if (write(c->fd, k, n) != (ssize_t)n) perror("label_pty: write");
 }
+/* LLVM's OpenMP runtime (clang builds) registers each process in /dev/shm and removes the entry in exit(); a
+ * program stopped by a signal leaves through _exit, the entry stays, and once /dev/shm is full every program
+ * started with that runtime dies of SIGBUS. Tidy up after each child (nothing to do after a plain exit). */
+static void forget_exited(pid_t pid) {
+    char name[96];
+    snprintf(name, sizeof name, "/dev/shm/__KMP_REGISTERED_LIB_%ld_%ld", (long)pid, (long)getuid());
+    unlink(name);
+}
 /* the exit status (128 + signal for a signal), after reading the program's last output */
 static int finish(child *c, struct termios *after, int *have_after) {
     int status = 0;
@@ -107,6 +115,7 @@ static int finish(child *c, struct termios *after, int *have_after) {
     *have_after = tcgetattr(c->fd, after) == 0;
     waitpid(c->pid, &status, 0);
     close(c->fd);
+    forget_exited(c->pid);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 /* the alternate screen was left after it was last entered, and the terminal is cooked again */

@@ -26,6 +26,15 @@
 
 
 /* ---- 1. one model file: rounds of saving A, B, A, ... killed at random */
+/* LLVM's OpenMP runtime (clang builds) registers each process in /dev/shm and removes the entry when the process
+ * exits; a child killed with SIGKILL leaves its entry behind, and once /dev/shm is full every program started with
+ * that runtime dies of SIGBUS. Tidy up after the children this test kills. */
+static void forget_killed(pid_t child) {
+    char name[96];
+    snprintf(name, sizeof name, "/dev/shm/__KMP_REGISTERED_LIB_%ld_%ld", (long)child, (long)getuid());
+    unlink(name);
+}
+
 static int crash_model(int iterations, const char *dir, rlhf_rng *rng) {
     int it, fails = 0, saw[2] = {0, 0};
     char path[512];
@@ -57,6 +66,7 @@ static int crash_model(int iterations, const char *dir, rlhf_rng *rng) {
         nanosleep(&ts, NULL);
         kill(child, SIGKILL);
         waitpid(child, NULL, 0);
+        forget_killed(child);
         /* the target is complete: it loads, and it is exactly A or B */
         if (rlhf_model_load_ex(&got, path, &err) != RLHF_OK) {
             fprintf(stderr, "FAIL iteration %d: %s\n", it, err.message);
@@ -235,6 +245,7 @@ static int crash_ppo(int rounds, const char *base, rlhf_rng *rng) {
         nanosleep(&ts, NULL);
         kill(child, SIGKILL);
         waitpid(child, &status, 0);
+        forget_killed(child);
         if (!WIFSIGNALED(status)) {
             fprintf(stderr, "FAIL round %d: the child stopped by itself (status %d)\n", round, WEXITSTATUS(status));
             fails++;
