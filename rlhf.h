@@ -2015,7 +2015,7 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
    cache. A matmul runs on at most work[0] threads. */
 #define RLHF__GEMM_HEADER 16
 #define RLHF__GEMM_WORK_FLOATS(threads) \
-    ((size_t)RLHF__GEMM_HEADER + (size_t)RLHF__KC * RLHF__NC + (size_t)(threads) * RLHF__MC * RLHF__KC)
+    ((size_t)RLHF__GEMM_HEADER + 2 * (size_t)RLHF__KC * RLHF__NC + (size_t)(threads) * RLHF__MC * RLHF__KC)
 /* At most this many rows: the matrix-vector path, no packing (decode of up to 16
    sequences). Packing copies all of B for a few rows' work; at 16 rows the
    unpacked path is still ~1.2x faster on a GPT-2-124M decode (bench, gen). */
@@ -2363,14 +2363,18 @@ static float *rlhf__gemm_work_alloc(void) {
    (jc, pc) slice the threads pack B together, then take work items as they
    ask (dynamic: a thread without a CPU takes fewer): an item is a block of MC
    rows (or, when there are too few blocks to keep every thread busy, a part
-   of its B panels), whose A rows the thread packs into its own block and
-   multiplies by the shared B panels. Two barriers a slice: after packing B,
-   and before B is packed again. Each thread times its work for
-   rlhf__team_note, which shrinks the team while a thread has no CPU. */
+   of its B panels), whose A rows the thread packs into its own block (once
+   for parts of one block it takes in a row) and multiplies by the shared B
+   panels. One barrier a slice, after packing B: slices alternate between two
+   B buffers, so a thread done with its items goes on to pack the next slice's
+   B while the others finish (the buffer it packs into was last read in the
+   slice before, which every thread left before that barrier). Each thread
+   times its work for rlhf__team_note, which shrinks the team while a thread
+   has no CPU. */
 static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                        const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
                        int accumulate, float *work) {
-    float *Bp = work + RLHF__GEMM_HEADER, *Ablocks = Bp + (size_t)RLHF__KC * RLHF__NC;
+    float *Bbufs = work + RLHF__GEMM_HEADER, *Ablocks = Bbufs + 2 * (size_t)RLHF__KC * RLHF__NC;
     double unit[RLHF__TEAM_MAX] = {0.0}, busy[RLHF__TEAM_MAX] = {0.0}, t_start = RLHF__WTIME();
     int threads = 1, nt;
     if (M <= 0 || N <= 0) return;
@@ -2388,7 +2392,7 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
     if (nt > (int)work[0]) nt = (int)work[0]; /* the A blocks there is room for */
     RLHF__OMP(omp parallel num_threads(nt))
     {
-        int jc, pc, it, tid = RLHF__TID(), team = RLHF__NTHREADS();
+        int jc, pc, it, tid = RLHF__TID(), team = RLHF__NTHREADS(), packed_ic = -1, packed_pc = -1, slice = 0;
         float *Ap = Ablocks + (size_t)tid * RLHF__MC * RLHF__KC; /* this thread's A block */
         double tiles = 0.0, worked = 0.0, t0;
         for (jc = 0; jc < N; jc += RLHF__NC) {
@@ -2396,8 +2400,9 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
             int np = (nc + RLHF__NR - 1) / RLHF__NR, nm = (M + RLHF__MC - 1) / RLHF__MC; /* B panels, row blocks */
             int ns = 1; /* parts of the B panels an item takes: 8 items a thread at least, when it can */
             while (team > 1 && nm * ns < 8 * team && 2 * ns <= np) ns *= 2;
-            for (pc = 0; pc < K; pc += RLHF__KC) {
+            for (pc = 0; pc < K; pc += RLHF__KC, slice++) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
+                float *Bp = Bbufs + (size_t)(slice & 1) * RLHF__KC * RLHF__NC;
                 t0 = RLHF__WTIME();
                 rlhf__gemm_pack_b(Bp, np, kc, pc, jc, N, B, rsb, csb);
                 worked += RLHF__WTIME() - t0;
@@ -2408,13 +2413,13 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
                     int ic = it / ns * RLHF__MC, part = it % ns;
                     int mp = ((M - ic < RLHF__MC ? M - ic : RLHF__MC) + RLHF__MR - 1) / RLHF__MR; /* A panels */
                     int jp0 = (int)((long)np * part / ns), jp1 = (int)((long)np * (part + 1) / ns);
-                    rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa);
+                    if (ic != packed_ic || pc != packed_pc) /* the parts of one block share its A pack */
+                        rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa), packed_ic = ic, packed_pc = pc;
                     rlhf__gemm_block(A, rsa, csa, Ap, Bp, jp0, jp1, mp, kc, ic, pc, jc, M, N, C, ldc,
                                      pc == 0 && !accumulate);
                     tiles += (double)kc * mp * (jp1 - jp0);
                 }
                 worked += RLHF__WTIME() - t0;
-                RLHF__OMP(omp barrier)
             }
         }
         if (tid < RLHF__TEAM_MAX) unit[tid] = tiles * (RLHF__MR * RLHF__NR), busy[tid] = worked;
