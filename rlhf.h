@@ -2007,10 +2007,10 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
 #define RLHF__NR 16    /* micro-tile columns */
 #define RLHF__KC 256   /* depth of a packed slice: an A panel (6 KB) and a B panel (16 KB) fit L1 */
 #define RLHF__MC 96    /* rows of A packed at once (96 KB, stays in L2) */
-#define RLHF__NC 2048  /* columns of B packed at once (2 MB, stays in L3) */
+#define RLHF__NC 1024  /* columns of B packed at once (1 MB; two such packs alternate) */
 /* The matmul's workspace (rlhf__gemm_work_alloc): 16 floats of header (work[0]
    holds the threads it has room for; 16 keep the panels 64-byte aligned), the
-   packed B slice (KC, NC) shared by all threads, then one packed A block
+   two packed B slices (KC, NC) shared by all threads, then one packed A block
    (MC, KC) per thread, so each thread packs the rows it computes into its own
    cache. A matmul runs on at most work[0] threads. */
 #define RLHF__GEMM_HEADER 16
