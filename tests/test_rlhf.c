@@ -280,30 +280,61 @@ static void test_kernel_gemv(void) {
 
 static void test_kernel_adamw(void) {
     rlhf_rng rng;
-    int s;
+    int s, c;
     rlhf_rng_seed(&rng, 3);
-    for (s = 0; s < N_ODD + 1; s++) {
-        int n = s < N_ODD ? ODD_SIZES[s] : 4096 * 2 + 3; /* the last spans several tasks */
-        float *p1 = floats(n), *m1 = floats(n), *v1 = floats(n), *g = floats(n);
-        float *p2 = floats(n), *m2 = floats(n), *v2 = floats(n);
-        char what[64];
-        fill_uniform(p1, n, &rng, -1, 1);
-        fill_uniform(m1, n, &rng, -0.1f, 0.1f);
-        fill_uniform(v1, n, &rng, 0, 0.01f);
-        fill_uniform(g, n, &rng, -1, 1);
-        memcpy(p2, p1, n * sizeof(float)); memcpy(m2, m1, n * sizeof(float)); memcpy(v2, v1, n * sizeof(float));
-        rlhf__adamw(p1, m1, v1, g, n, 0.9f, 0.95f, 1e-8f, 0.999f, 0.0123f, 0.31f);
-        rlhf__adamw_ref(p2, m2, v2, g, n, 0.9f, 0.95f, 1e-8f, 0.999f, 0.0123f, 0.31f);
-        /* the same IEEE operations in the same order; 1e-6 relative allows a
-           compiler that contracts the scalar twin's a*b+c into an FMA */
-        snprintf(what, sizeof what, "adamw p n=%d", n);
-        close_enough(what, p1, p2, n, 1e-7, 1e-6);
-        snprintf(what, sizeof what, "adamw m n=%d", n);
-        close_enough(what, m1, m2, n, 1e-8, 1e-6);
-        snprintf(what, sizeof what, "adamw v n=%d", n);
-        close_enough(what, v1, v2, n, 1e-9, 1e-6);
-        free(p1); free(m1); free(v1); free(g); free(p2); free(m2); free(v2);
+    for (c = 0; c < 2; c++) /* without and with the gradient clip folded in */
+        for (s = 0; s < N_ODD + 1; s++) {
+            int n = s < N_ODD ? ODD_SIZES[s] : 4096 * 2 + 3; /* the last spans several tasks */
+            float *p1 = floats(n), *m1 = floats(n), *v1 = floats(n), *g1 = floats(n);
+            float *p2 = floats(n), *m2 = floats(n), *v2 = floats(n), *g2 = floats(n), clip = c ? 0.37f : 1.0f;
+            char what[64];
+            fill_uniform(p1, n, &rng, -1, 1);
+            fill_uniform(m1, n, &rng, -0.1f, 0.1f);
+            fill_uniform(v1, n, &rng, 0, 0.01f);
+            fill_uniform(g1, n, &rng, -1, 1);
+            memcpy(p2, p1, n * sizeof(float)); memcpy(m2, m1, n * sizeof(float)); memcpy(v2, v1, n * sizeof(float));
+            memcpy(g2, g1, n * sizeof(float));
+            rlhf__adamw(p1, m1, v1, g1, n, 0.9f, 0.95f, 1e-8f, 0.999f, 0.0123f, 0.31f, clip);
+            rlhf__adamw_ref(p2, m2, v2, g2, n, 0.9f, 0.95f, 1e-8f, 0.999f, 0.0123f, 0.31f, clip);
+            /* the same IEEE operations in the same order; 1e-6 relative allows a
+               compiler that contracts the scalar twin's a*b+c into an FMA */
+            snprintf(what, sizeof what, "adamw p n=%d clip %g", n, (double)clip);
+            close_enough(what, p1, p2, n, 1e-7, 1e-6);
+            snprintf(what, sizeof what, "adamw m n=%d clip %g", n, (double)clip);
+            close_enough(what, m1, m2, n, 1e-8, 1e-6);
+            snprintf(what, sizeof what, "adamw v n=%d clip %g", n, (double)clip);
+            close_enough(what, v1, v2, n, 1e-9, 1e-6);
+            snprintf(what, sizeof what, "adamw clipped g n=%d clip %g", n, (double)clip);
+            close_enough(what, g1, g2, n, 0.0, 0.0);
+            free(p1); free(m1); free(v1); free(g1); free(p2); free(m2); free(v2); free(g2);
+        }
+}
+
+/* The gradient norm's sum of squares: the SIMD path against its twin (the
+   same bits), and both against a sum in long double; the whole sum (64
+   chunks, threads) against the twin's chunks added in order. */
+static void test_kernel_sumsq(void) {
+    static const int NS[] = {1, 15, 16, 17, 31, 33, 100, 1000, 4099};
+    rlhf_rng rng;
+    float *x = floats(70000);
+    int s;
+    size_t i, n = 70000, per = (n + 63) / 64;
+    double want = 0.0;
+    rlhf_rng_seed(&rng, 12);
+    fill_uniform(x, n, &rng, -3, 3);
+    for (s = 0; s < (int)(sizeof NS / sizeof NS[0]); s++) {
+        long double exact = 0.0L;
+        double got = rlhf__sumsq16(x, (size_t)NS[s]), twin = rlhf__sumsq16_ref(x, (size_t)NS[s]);
+        for (i = 0; i < (size_t)NS[s]; i++) exact += (long double)x[i] * x[i];
+        if (got != twin || fabs(got - (double)exact) > 1e-14 * (double)exact) {
+            fprintf(stderr, "  FAIL sum of squares n=%d: %.17g, twin %.17g, long double %.17Lg\n", NS[s], got, twin,
+                    exact);
+            g_fail++;
+        }
     }
+    for (i = 0; i < n; i += per) want += rlhf__sumsq16_ref(x + i, n - i < per ? n - i : per);
+    CHECK(rlhf__sumsq(x, n) == want);
+    free(x);
 }
 
 /* The vector exp (the SIMD path's only transcendental: GELU, softmax and the
@@ -6854,6 +6885,7 @@ static const test_case TESTS[] = {
     {"kernel_gemm", test_kernel_gemm, 0},
     {"kernel_gemv", test_kernel_gemv, 0},
     {"kernel_adamw", test_kernel_adamw, 0},
+    {"kernel_sumsq", test_kernel_sumsq, 0},
     {"kernel_bias_backward", test_kernel_bias_backward, 0},
     {"exp_accuracy", test_exp_accuracy, 0},
     {"kernel_gelu", test_kernel_gelu, 0},

@@ -1048,7 +1048,7 @@ static void k_ce_bwd(kernel_bufs *k) {
     rlhf__crossentropy_backward(k->logits, k->lse, k->tg, 1e-3f, k->B * k->T, k->V);
 }
 static void k_adamw(kernel_bufs *k) {
-    rlhf__adamw(k->p, k->m, k->v, k->g, k->np, 0.9f, 0.95f, 1e-8f, 0.999f, 1e-4f, 0.3f);
+    rlhf__adamw(k->p, k->m, k->v, k->g, k->np, 0.9f, 0.95f, 1e-8f, 0.999f, 1e-4f, 0.3f, 1.0f);
 }
 
 /* the best of reps calls of fn, each after an untimed prep (may be NULL) */
