@@ -2275,31 +2275,33 @@ static void rlhf__pack_cols8(float *dst, const float *const *src, int kc) {
         for (c = 0; c < 8; c++) dst[(ptrdiff_t)k * RLHF__NR + c] = src[c][k];
 }
 
+/* One B panel (kc, NR) at (pc, j0) into dst, zero-padded past N. */
+static void rlhf__gemm_pack_b_panel(float *dst, int kc, int pc, int j0, int N, const float *B, ptrdiff_t rsb,
+                                    ptrdiff_t csb) {
+    int k, c;
+    if (j0 + RLHF__NR <= N && csb == 1) { /* full panel, rows contiguous: copy 16-float rows */
+        for (k = 0; k < kc; k++) memcpy(dst + k * RLHF__NR, B + (pc + k) * rsb + j0, RLHF__NR * sizeof(float));
+    } else if (j0 + RLHF__NR <= N && rsb == 1) { /* full panel, columns contiguous: transposed */
+        const float *src[RLHF__NR];
+        for (c = 0; c < RLHF__NR; c++) src[c] = B + (j0 + c) * csb + pc;
+        rlhf__pack_cols8(dst, src, kc);
+        rlhf__pack_cols8(dst + 8, src + 8, kc);
+    } else {
+        for (k = 0; k < kc; k++)
+            for (c = 0; c < RLHF__NR; c++)
+                dst[k * RLHF__NR + c] = j0 + c < N ? B[(pc + k) * rsb + (j0 + c) * csb] : 0.0f;
+    }
+}
 /* Inside the matmul's parallel region (orphaned "omp for"s): pack B (kc, nc)
-   at (pc, jc) into np panels (kc, NR), zero-padded past N. Panels are handed
-   out as threads ask (dynamic), so a thread that lost its CPU holds none back;
-   nowait: packing A (next) does not read Bp, and its barrier covers both. */
+   at (pc, jc) into np panels (kc, NR). Panels are handed out as threads ask
+   (dynamic), so a thread that lost its CPU holds none back; nowait: packing A
+   (next) does not read Bp, and its barrier covers both. */
 static void rlhf__gemm_pack_b(float *Bp, int np, int kc, int pc, int jc, int N, const float *B, ptrdiff_t rsb,
                               ptrdiff_t csb) {
     int jp;
     RLHF__OMP(omp for schedule(dynamic) nowait)
-    for (jp = 0; jp < np; jp++) {
-        float *dst = Bp + (ptrdiff_t)jp * kc * RLHF__NR;
-        int j0 = jc + jp * RLHF__NR, k, c;
-        if (j0 + RLHF__NR <= N && csb == 1) { /* full panel, rows contiguous: copy 16-float rows */
-            for (k = 0; k < kc; k++)
-                memcpy(dst + k * RLHF__NR, B + (pc + k) * rsb + j0, RLHF__NR * sizeof(float));
-        } else if (j0 + RLHF__NR <= N && rsb == 1) { /* full panel, columns contiguous: transposed */
-            const float *src[RLHF__NR];
-            for (c = 0; c < RLHF__NR; c++) src[c] = B + (j0 + c) * csb + pc;
-            rlhf__pack_cols8(dst, src, kc);
-            rlhf__pack_cols8(dst + 8, src + 8, kc);
-        } else {
-            for (k = 0; k < kc; k++)
-                for (c = 0; c < RLHF__NR; c++)
-                    dst[k * RLHF__NR + c] = j0 + c < N ? B[(pc + k) * rsb + (j0 + c) * csb] : 0.0f;
-        }
-    }
+    for (jp = 0; jp < np; jp++)
+        rlhf__gemm_pack_b_panel(Bp + (ptrdiff_t)jp * kc * RLHF__NR, kc, pc, jc + jp * RLHF__NR, N, B, rsb, csb);
 }
 /* pack A (mc, kc) at (ic, pc) into mp panels (kc, MR), zero-padded past M:
    by one thread, into its own block. A full panel of rows contiguous along k
@@ -2352,6 +2354,51 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
         }
 }
 
+/* Few rows (M <= RLHF__COLS_M: GPT-2's M shape has 256) whose A rows are
+   contiguous along k (csa 1, read in place): the threads take runs of
+   RLHF__COLS_P B panels (64 columns) as they ask and compute each run whole.
+   For each K slice in order, a thread packs its run's B panels into its own
+   block and multiplies all M rows by them. No barrier at all (no packed panel
+   and no tile of C is shared), and each panel is packed by the thread that
+   reads it, from its own cache; each tile sums its K slices in rlhf__gemm's
+   order, so C has the same bits as on the other path. With the shared B packs
+   these shapes lost ~10% on two threads against ~3% on one. */
+#define RLHF__COLS_M 384
+#define RLHF__COLS_P 4
+static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, const float *B, ptrdiff_t rsb,
+                            ptrdiff_t csb, float *C, ptrdiff_t ldc, int accumulate, float *Ablocks, int nt,
+                            double *unit, double *busy, int *threads) {
+    int nruns = (N + RLHF__COLS_P * RLHF__NR - 1) / (RLHF__COLS_P * RLHF__NR);
+    int full = M / RLHF__MR, edge = M % RLHF__MR != 0; /* row panels read in place; one packed at the end */
+    (void)nt; /* unused without OpenMP */
+    RLHF__OMP(omp parallel num_threads(nt))
+    {
+        int run, pc, jp, tid = RLHF__TID();
+        float *Bp = Ablocks + (size_t)tid * RLHF__MC * RLHF__KC; /* this thread's block: the run's B panels, */
+        float *Ae = Bp + (size_t)RLHF__COLS_P * RLHF__KC * RLHF__NR; /* then the last rows' A panel */
+        double tiles = 0.0, t0 = RLHF__WTIME();
+        RLHF__OMP(omp for schedule(dynamic) nowait)
+        for (run = 0; run < nruns; run++) {
+            int jc = run * RLHF__COLS_P * RLHF__NR, np = (N - jc + RLHF__NR - 1) / RLHF__NR;
+            if (np > RLHF__COLS_P) np = RLHF__COLS_P;
+            for (pc = 0; pc < K; pc += RLHF__KC) {
+                int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC, over = pc == 0 && !accumulate;
+                for (jp = 0; jp < np; jp++)
+                    rlhf__gemm_pack_b_panel(Bp + (ptrdiff_t)jp * kc * RLHF__NR, kc, pc, jc + jp * RLHF__NR, N, B,
+                                            rsb, csb);
+                if (full) rlhf__gemm_block(A, rsa, 1, Ae, Bp, 0, np, full, kc, 0, pc, jc, M, N, C, ldc, over);
+                if (edge) {
+                    rlhf__gemm_pack_a(Ae, 1, kc, full * RLHF__MR, pc, M, A, rsa, 1);
+                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, 0, np, 1, kc, full * RLHF__MR, pc, jc, M, N, C, ldc, over);
+                }
+                tiles += (double)kc * (full + edge) * np;
+            }
+        }
+        if (tid < RLHF__TEAM_MAX) unit[tid] = tiles * (RLHF__MR * RLHF__NR), busy[tid] = RLHF__WTIME() - t0;
+        if (tid == 0) *threads = RLHF__NTHREADS();
+    }
+}
+
 /* The workspace of rlhf__gemm for the threads of now (at least 1), or NULL */
 static float *rlhf__gemm_work_alloc(void) {
     int threads = rlhf_num_threads() < 1 ? 1 : rlhf_num_threads();
@@ -2391,6 +2438,11 @@ static void rlhf__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdi
     }
     nt = rlhf__nt((double)M * N * K / 32.0);
     if (nt > (int)work[0]) nt = (int)work[0]; /* the A blocks there is room for */
+    if (nt >= 2 && csa == 1 && M <= RLHF__COLS_M && N >= 4 * nt * RLHF__COLS_P * RLHF__NR) {
+        rlhf__gemm_cols(M, N, K, A, rsa, B, rsb, csb, C, ldc, accumulate, Ablocks, nt, unit, busy, &threads);
+        rlhf__team_note(threads, unit, busy, RLHF__WTIME() - t_start);
+        return;
+    }
     RLHF__OMP(omp parallel num_threads(nt))
     {
         int jc, pc, it, tid = RLHF__TID(), team = RLHF__NTHREADS(), packed_ic = -1, packed_pc = -1, slice = 0;

@@ -189,7 +189,8 @@ static void test_kernel_dot_axpy(void) {
 static void test_kernel_gemm(void) {
     static const int shapes[][3] = {{1, 1, 1},   {1, 5, 7},    {3, 13, 33},   {4, 100, 17},  {5, 7, 13},
                                     {6, 16, 8},  {7, 33, 1},   {13, 17, 300}, {33, 64, 64},  {64, 48, 96},
-                                    {97, 31, 513}, {200, 40, 70}, {5, 2100, 9}, {20, 2100, 9}, {130, 129, 257}};
+                                    {97, 31, 513}, {200, 40, 70}, {5, 2100, 9}, {20, 2100, 9}, {130, 129, 257},
+                                    {50, 1100, 600}};
     rlhf_rng rng;
     float *work = rlhf__gemm_work_alloc();
     size_t si;
@@ -199,6 +200,7 @@ static void test_kernel_gemm(void) {
         int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
         float *A = floats((size_t)M * K), *B = floats((size_t)K * N);
         float *C1 = floats((size_t)M * N), *C2 = floats((size_t)M * N), *C0 = floats((size_t)M * N);
+        float *C3 = floats((size_t)M * N);
         fill_uniform(A, (size_t)M * K, &rng, -1, 1);
         fill_uniform(B, (size_t)K * N, &rng, -1, 1);
         fill_uniform(C0, (size_t)M * N, &rng, -1, 1);
@@ -216,8 +218,21 @@ static void test_kernel_gemm(void) {
                 /* K products of terms in [-1,1] summed in another order: the
                    error grows like K * 2^-24; 2e-7*K + 1e-6 covers it with margin */
                 close_enough(what, C1, C2, (size_t)M * N, 2e-7 * K + 1e-6, 1e-5);
+#ifdef _OPENMP
+                { /* one thread takes the other paths (shared B packs; no column runs): the same bits */
+                    int threads = omp_get_max_threads();
+                    memcpy(C3, C0, (size_t)M * N * sizeof(float));
+                    omp_set_num_threads(1);
+                    rlhf__gemm(M, N, K, A, rsa, csa, B, rsb, csb, C3, N, acc, work);
+                    omp_set_num_threads(threads);
+                    if (memcmp(C1, C3, (size_t)M * N * sizeof(float)) != 0) {
+                        fprintf(stderr, "  FAIL %s: %d threads and 1 thread give different bits\n", what, threads);
+                        g_fail++;
+                    }
+                }
+#endif
             }
-        free(A); free(B); free(C0); free(C1); free(C2);
+        free(A); free(B); free(C0); free(C1); free(C2); free(C3);
     }
     rlhf__free(work);
 }
