@@ -341,7 +341,9 @@ static void test_kernel_sumsq(void) {
         long double exact = 0.0L;
         double got = rlhf__sumsq16(x, (size_t)NS[s]), twin = rlhf__sumsq16_ref(x, (size_t)NS[s]);
         for (i = 0; i < (size_t)NS[s]; i++) exact += (long double)x[i] * x[i];
-        if (got != twin || fabs(got - (double)exact) > 1e-14 * (double)exact) {
+        /* where long double is double (ARM's EABI) the "exact" sum is itself a
+           chain of n double adds: allow n units of 2^-52 */
+        if (got != twin || fabs(got - (double)exact) > 2.3e-16 * NS[s] * (double)exact) {
             fprintf(stderr, "  FAIL sum of squares n=%d: %.17g, twin %.17g, long double %.17Lg\n", NS[s], got, twin,
                     exact);
             g_fail++;
