@@ -121,6 +121,26 @@ static void test_result_strings(void) {
     CHECK(strcmp(rlhf_result_string((rlhf_result)12345), "unknown result") == 0);
 }
 
+/* rlhf__alloc: 64-byte alignment, 2 MiB from RLHF__HUGE_MIN up (huge pages);
+   every byte of the block is writable (ASan in make debug sees an overrun), and
+   a size whose rounding up would wrap is refused, not truncated. */
+static void test_alloc_alignment(void) {
+    static const size_t sizes[] = {1, 63, 4096, ((size_t)4 << 20) - 1, (size_t)4 << 20, ((size_t)5 << 20) + 3};
+    size_t i;
+    for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        unsigned char *p = (unsigned char *)rlhf__alloc(sizes[i]);
+        size_t align = sizes[i] >= RLHF__HUGE_MIN ? RLHF__HUGE_PAGE : 64;
+        CHECK(p != NULL);
+        if (!p) continue;
+        CHECK(((uintptr_t)p & (align - 1)) == 0);
+        memset(p, 0xA5, sizes[i]);
+        CHECK(p[0] == 0xA5 && p[sizes[i] - 1] == 0xA5);
+        rlhf__free(p);
+    }
+    CHECK(rlhf__alloc((size_t)-1 - 100) == NULL);
+    CHECK(rlhf__alloc((size_t)-1 - RLHF__HUGE_PAGE * 2) == NULL);
+}
+
 static void test_rng(void) {
     rlhf_rng a, b;
     int i;
@@ -183,6 +203,35 @@ static void test_kernel_dot_axpy(void) {
     }
 }
 
+/* rlhf__gemm_init (C's start set tile by tile: residual + bias, either one,
+   or none) against the pass it replaces, C = residual + bias then an
+   accumulating rlhf__gemm: the same bits, on every path (few rows, packed,
+   column runs, edge tiles, several K slices). */
+static void check_gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *B,
+                            ptrdiff_t rsb, ptrdiff_t csb, const float *res, int layout, float *work, rlhf_rng *rng) {
+    float *bias = floats((size_t)N), *C1 = floats((size_t)M * N), *C2 = floats((size_t)M * N);
+    int which, i, j;
+    fill_uniform(bias, (size_t)N, rng, -1, 1);
+    for (which = 0; which < 4; which++) { /* residual and bias, bias alone, residual alone, neither */
+        rlhf__cinit init;
+        init.res = which == 0 || which == 2 ? res : NULL, init.bias = which < 2 ? bias : NULL;
+        for (i = 0; i < M * N; i++) C1[i] = 1e30f; /* garbage: the start must overwrite it */
+        for (i = 0; i < M; i++)
+            for (j = 0; j < N; j++) {
+                float v = init.res ? init.res[i * N + j] : 0.0f;
+                C2[i * N + j] = init.bias ? v + init.bias[j] : v;
+            }
+        rlhf__gemm_init(M, N, K, A, rsa, csa, B, rsb, csb, C1, N, 0, &init, work);
+        rlhf__gemm(M, N, K, A, rsa, csa, B, rsb, csb, C2, N, 1, work);
+        if (memcmp(C1, C2, (size_t)M * N * sizeof(float)) != 0) {
+            fprintf(stderr, "  FAIL gemm_init M=%d N=%d K=%d layout=%d start %d: not the bits of the pass\n", M, N,
+                    K, layout, which);
+            g_fail++;
+        }
+    }
+    free(bias); free(C1); free(C2);
+}
+
 /* Every layout the model uses (NN, NT, TN) on odd and aligned shapes, with
    and without accumulation, through the packed path, the matrix-vector path,
    several K slices (K > KC), several row blocks (M > MC) and column blocks. */
@@ -231,6 +280,8 @@ static void test_kernel_gemm(void) {
                     }
                 }
 #endif
+                if (acc == 0)
+                    check_gemm_init(M, N, K, A, rsa, csa, B, rsb, csb, C0, layout, work, &rng);
             }
         free(A); free(B); free(C0); free(C1); free(C2); free(C3);
     }
@@ -6897,6 +6948,7 @@ static void test_long_records(void) {
 
 static const test_case TESTS[] = {
     {"result_strings", test_result_strings, 0},
+    {"alloc_alignment", test_alloc_alignment, 0},
     {"rng", test_rng, 0},
     {"kernel_dot_axpy", test_kernel_dot_axpy, 0},
     {"kernel_gemm", test_kernel_gemm, 0},

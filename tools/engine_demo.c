@@ -7,6 +7,7 @@
 
    Every byte is a token (V = 256): no tokenizer is needed yet.
    Usage: engine_demo [steps] [seed]   (defaults 400 and 1337) */
+#define _DEFAULT_SOURCE /* madvise: huge pages for rlhf.h's large blocks */
 #define RLHF_IMPLEMENTATION
 #include "../rlhf.h"
 #include <stdio.h>

@@ -33,6 +33,7 @@
    it builds), which this file includes after its other commands so that the
    demo shares the helpers below; compile this file alone. */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* with it, madvise: huge pages for rlhf.h's large blocks */
 #define RLHF_IMPLEMENTATION
 #include "../rlhf.h"
 
