@@ -7431,9 +7431,19 @@ RLHFDEF void rlhf_doc_left_pad(int *doc_start, const int *n_pad, int B, int T) {
         for (t = 0; t < T; t++) doc_start[(ptrdiff_t)b * T + t] = t < n_pad[b] ? t : n_pad[b];
 }
 
+/* Gradients to zero in runs of 1 Mi floats (4 MiB), handed out as threads ask:
+   GPT-2-124M's 500 MB took 15-18 ms on one thread, a step's ~1.3% on two. */
 RLHFDEF rlhf_result rlhf_model_zero_grad(rlhf_model *m) {
+    const size_t RUN = (size_t)1 << 20;
+    ptrdiff_t run, nruns;
     if (!m) return RLHF_ERR_INVALID_ARGUMENT;
-    if (m->grad_mem) memset(m->grad_mem, 0, m->num_params * sizeof(float));
+    if (!m->grad_mem) return RLHF_OK;
+    nruns = (ptrdiff_t)((m->num_params + RUN - 1) / RUN);
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)m->num_params / 8.0)))
+    for (run = 0; run < nruns; run++) {
+        size_t i0 = (size_t)run * RUN, n = m->num_params - i0 < RUN ? m->num_params - i0 : RUN;
+        memset(m->grad_mem + i0, 0, n * sizeof(float));
+    }
     return RLHF_OK;
 }
 
