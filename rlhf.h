@@ -65,7 +65,14 @@
                               path on AArch64 (__aarch64__ && __ARM_NEON), else scalar.
        RLHF_MALLOC(size) / RLHF_FREE(ptr)
                               your allocator; define both or neither (an #error
-                              says so). Default malloc/free.
+                              says so). Default malloc/free, and on Linux the
+                              parameter blocks (weights, gradients, AdamW
+                              moments) of 4 MiB and more ask for transparent
+                              huge pages
+                              (madvise; declared by the C library with
+                              _DEFAULT_SOURCE or _GNU_SOURCE defined before any
+                              #include, as in gcc's default gnu modes and C++;
+                              without them the advice is skipped).
        RLHF_ASSERT(x)         checks of programmer errors only (never of input
                               data). Default assert().
        OpenMP                 compile with -fopenmp to run the kernels' outer loops
@@ -1796,18 +1803,23 @@ static int rlhf__add_size(size_t a, size_t b, size_t *out) {
     return 1;
 }
 
-/* Huge pages for large blocks. Weights, gradients, optimizer moments and the
-   KV cache are read in long streams, a 4 KiB page every ~150 ns at memory
-   speed, and with small pages each one costs a TLB miss. Blocks of 4 MiB or
-   more therefore start on a 2 MiB boundary and, with malloc on Linux, ask for
+/* Huge pages for the parameter blocks. Weights, gradients and the AdamW
+   moments are read whole, in long streams, every step (the decode reads every
+   weight once a token): a 4 KiB page every ~150 ns at memory speed, and with
+   small pages each one costs a TLB miss. Those blocks (rlhf__alloc_params), of
+   4 MiB or more, start on a 2 MiB boundary and, with malloc on Linux, ask for
    transparent huge pages (madvise: most distributions leave the choice to the
-   program, /sys/kernel/mm/transparent_hugepage/enabled says "madvise"). Single
-   -sequence decoding of GPT-2-124M went from ~73% to ~83% of the read
-   bandwidth (bench, gen; the bandwidth probe gets the same pages). madvise is
-   a Linux extension the C library declares only when asked (_DEFAULT_SOURCE
-   or _GNU_SOURCE before any #include, the default in gcc's gnu modes and in
-   C++): a strict -std=c99 build without them still aligns, only without the
-   advice. With your RLHF_MALLOC there is no advice either. */
+   program, /sys/kernel/mm/transparent_hugepage/enabled says "madvise"). M
+   decoding on one thread went from ~19 to ~15.5 ms a token, on two from ~10.8
+   to ~10.0 (alternating runs; the bench's bandwidth probe reads the same kind
+   of block). Other blocks keep small pages: a huge page is resident whole
+   once touched, and activations and KV caches sized for the longest batch are
+   often touched in part (huge pages everywhere took make demo's peak RSS from
+   74 to 276 MB). madvise is a Linux extension the C library declares only
+   when asked (_DEFAULT_SOURCE or _GNU_SOURCE before any #include, the default
+   in gcc's gnu modes and in C++): a strict -std=c99 build without them still
+   aligns, only without the advice. With your RLHF_MALLOC there is no advice
+   either. */
 #define RLHF__HUGE_MIN ((size_t)4 << 20)
 #define RLHF__HUGE_PAGE ((size_t)2 << 20)
 #if defined(RLHF__OWN_MALLOC) && defined(__linux__)
@@ -1821,12 +1833,12 @@ static void rlhf__advise_huge(void *p, size_t bytes) {
 static void rlhf__advise_huge(void *p, size_t bytes) { (void)p, (void)bytes; }
 #endif
 
-/* 64-byte aligned blocks (a cache line; AVX2 wants 32), 2 MiB aligned from
-   RLHF__HUGE_MIN up, with room to the next 2 MiB past the end (so the advice
-   covers the last page too, never memory outside the block). The pointer
-   returned by RLHF_MALLOC is stored just before the aligned block. */
-static void *rlhf__alloc(size_t bytes) {
-    size_t total, align = bytes >= RLHF__HUGE_MIN ? RLHF__HUGE_PAGE : 64, span = bytes;
+/* 64-byte aligned blocks (a cache line; AVX2 wants 32); with huge, 2 MiB
+   aligned from RLHF__HUGE_MIN up, with room to the next 2 MiB past the end (so
+   the advice covers the last page too, never memory outside the block). The
+   pointer returned by RLHF_MALLOC is stored just before the aligned block. */
+static void *rlhf__alloc_aligned(size_t bytes, int huge) {
+    size_t total, align = huge && bytes >= RLHF__HUGE_MIN ? RLHF__HUGE_PAGE : 64, span = bytes;
     unsigned char *raw, *p;
     if (align > 64) span = (bytes + RLHF__HUGE_PAGE - 1) / RLHF__HUGE_PAGE * RLHF__HUGE_PAGE;
     if (span < bytes || !rlhf__add_size(span, align + sizeof(void *), &total)) return NULL;
@@ -1838,6 +1850,7 @@ static void *rlhf__alloc(size_t bytes) {
     if (align > 64) rlhf__advise_huge(p, span);
     return p;
 }
+static void *rlhf__alloc(size_t bytes) { return rlhf__alloc_aligned(bytes, 0); }
 static void rlhf__free(void *p) {
     void *raw;
     if (!p) return;
@@ -1849,6 +1862,12 @@ static float *rlhf__alloc_floats(size_t n) {
     size_t bytes;
     if (!rlhf__mul_size(n, sizeof(float), &bytes)) return NULL;
     return (float *)rlhf__alloc(bytes);
+}
+/* a parameter block: weights, gradients or an AdamW moment (huge pages) */
+static float *rlhf__alloc_params(size_t n) {
+    size_t bytes;
+    if (!rlhf__mul_size(n, sizeof(float), &bytes)) return NULL;
+    return (float *)rlhf__alloc_aligned(bytes, 1);
 }
 
 /* xoshiro256** (Blackman & Vigna 2018), seeded through splitmix64 so that any
@@ -6710,9 +6729,9 @@ static rlhf_result rlhf__ensure(rlhf_model *m, int B, int T, int training) {
     }
     if (!training) return RLHF_OK;
     if (!m->grad_mem) {
-        m->grad_mem = rlhf__alloc_floats(m->num_params);
-        m->m_mem = rlhf__alloc_floats(m->num_params);
-        m->v_mem = rlhf__alloc_floats(m->num_params);
+        m->grad_mem = rlhf__alloc_params(m->num_params);
+        m->m_mem = rlhf__alloc_params(m->num_params);
+        m->v_mem = rlhf__alloc_params(m->num_params);
         if (!m->grad_mem || !m->m_mem || !m->v_mem) {
             rlhf__free(m->grad_mem); rlhf__free(m->m_mem); rlhf__free(m->v_mem);
             m->grad_mem = m->m_mem = m->v_mem = NULL;
@@ -6847,7 +6866,7 @@ RLHFDEF rlhf_result rlhf_model_create(rlhf_model **out, const rlhf_config *cfg, 
     m->cfg = *cfg;
     rlhf__kind_sizes(cfg, 0, m->kind_size);
     m->num_params = rlhf__sum_sizes(m->kind_size, RLHF__NUM_KINDS);
-    m->param_mem = rlhf__alloc_floats(m->num_params);
+    m->param_mem = rlhf__alloc_params(m->num_params);
     m->work = rlhf__gemm_work_alloc();
     if (!m->param_mem || !m->work || rlhf__build_tensors(m) != RLHF_OK) {
         rlhf_model_free(m);
@@ -6948,7 +6967,7 @@ RLHFDEF rlhf_result rlhf_model_add_score_head(rlhf_model *m, float init_std, uin
     old[0] = &m->param_mem; old[1] = &m->grad_mem; old[2] = &m->m_mem; old[3] = &m->v_mem;
     for (i = 0; i < 4; i++) {
         if (!*old[i]) continue;
-        blk[i] = rlhf__alloc_floats(new_n);
+        blk[i] = rlhf__alloc_params(new_n);
         if (!blk[i]) {
             while (i > 0) rlhf__free(blk[--i]);
             return rlhf__fail(m, RLHF_ERR_OUT_OF_MEMORY, "rlhf_model_add_score_head: out of memory");

@@ -121,24 +121,28 @@ static void test_result_strings(void) {
     CHECK(strcmp(rlhf_result_string((rlhf_result)12345), "unknown result") == 0);
 }
 
-/* rlhf__alloc: 64-byte alignment, 2 MiB from RLHF__HUGE_MIN up (huge pages);
-   every byte of the block is writable (ASan in make debug sees an overrun), and
-   a size whose rounding up would wrap is refused, not truncated. */
+/* rlhf__alloc_aligned: 64-byte alignment, 2 MiB for parameter blocks from
+   RLHF__HUGE_MIN up (huge pages), never for others; every byte of the block is
+   writable (ASan in make debug sees an overrun), and a size whose rounding up
+   would wrap is refused, not truncated. */
 static void test_alloc_alignment(void) {
     static const size_t sizes[] = {1, 63, 4096, ((size_t)4 << 20) - 1, (size_t)4 << 20, ((size_t)5 << 20) + 3};
     size_t i;
-    for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        unsigned char *p = (unsigned char *)rlhf__alloc(sizes[i]);
-        size_t align = sizes[i] >= RLHF__HUGE_MIN ? RLHF__HUGE_PAGE : 64;
-        CHECK(p != NULL);
-        if (!p) continue;
-        CHECK(((uintptr_t)p & (align - 1)) == 0);
-        memset(p, 0xA5, sizes[i]);
-        CHECK(p[0] == 0xA5 && p[sizes[i] - 1] == 0xA5);
-        rlhf__free(p);
-    }
-    CHECK(rlhf__alloc((size_t)-1 - 100) == NULL);
-    CHECK(rlhf__alloc((size_t)-1 - RLHF__HUGE_PAGE * 2) == NULL);
+    int huge;
+    for (huge = 0; huge < 2; huge++)
+        for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            unsigned char *p = (unsigned char *)rlhf__alloc_aligned(sizes[i], huge);
+            size_t align = huge && sizes[i] >= RLHF__HUGE_MIN ? RLHF__HUGE_PAGE : 64;
+            CHECK(p != NULL);
+            if (!p) continue;
+            CHECK(((uintptr_t)p & (align - 1)) == 0);
+            memset(p, 0xA5, sizes[i]);
+            CHECK(p[0] == 0xA5 && p[sizes[i] - 1] == 0xA5);
+            rlhf__free(p);
+        }
+    CHECK(rlhf__alloc_aligned((size_t)-1 - 100, 1) == NULL);
+    CHECK(rlhf__alloc_aligned((size_t)-1 - RLHF__HUGE_PAGE * 2, 1) == NULL);
+    CHECK(rlhf__alloc((size_t)-1 - 10) == NULL);
 }
 
 static void test_rng(void) {
