@@ -67,7 +67,7 @@
                               your allocator; define both or neither (an #error
                               says so). Default malloc/free, and on Linux the
                               parameter blocks (weights, gradients, AdamW
-                              moments) of 4 MiB and more ask for transparent
+                              moments) of 32 MiB and more ask for transparent
                               huge pages
                               (madvise; declared by the C library with
                               _DEFAULT_SOURCE or _GNU_SOURCE defined before any
@@ -1807,7 +1807,7 @@ static int rlhf__add_size(size_t a, size_t b, size_t *out) {
    moments are read whole, in long streams, every step (the decode reads every
    weight once a token): a 4 KiB page every ~150 ns at memory speed, and with
    small pages each one costs a TLB miss. Those blocks (rlhf__alloc_params), of
-   4 MiB or more, start on a 2 MiB boundary and, with malloc on Linux, ask for
+   32 MiB or more, start on a 2 MiB boundary and, with malloc on Linux, ask for
    transparent huge pages (madvise: most distributions leave the choice to the
    program, /sys/kernel/mm/transparent_hugepage/enabled says "madvise"). M
    decoding on one thread went from ~19 to ~15.5 ms a token, on two from ~10.8
@@ -1815,17 +1815,25 @@ static int rlhf__add_size(size_t a, size_t b, size_t *out) {
    of block). Other blocks keep small pages: a huge page is resident whole
    once touched, and activations and KV caches sized for the longest batch are
    often touched in part (huge pages everywhere took make demo's peak RSS from
-   74 to 276 MB). madvise is a Linux extension the C library declares only
-   when asked (_DEFAULT_SOURCE or _GNU_SOURCE before any #include, the default
-   in gcc's gnu modes and in C++): a strict -std=c99 build without them still
-   aligns, only without the advice. With your RLHF_MALLOC there is no advice
-   either. */
-#define RLHF__HUGE_MIN ((size_t)4 << 20)
+   74 to 276 MB). From 32 MiB up only: glibc serves smaller blocks from its
+   heap once a large block has been freed (its mmap threshold rises up to 32
+   MiB), where the advice would outlive the block; and smaller ones fit the
+   last-level cache of many CPUs anyway. madvise is a Linux extension the C
+   library declares only when asked (_DEFAULT_SOURCE, _GNU_SOURCE or
+   _BSD_SOURCE before any #include; glibc assumes _DEFAULT_SOURCE in gcc's gnu
+   modes, g++ defines _GNU_SOURCE): a strict -std=c99 build without them, your
+   RLHF_MALLOC, or another system aligns the blocks all the same, without the
+   advice. */
+#define RLHF__HUGE_MIN ((size_t)32 << 20)
 #define RLHF__HUGE_PAGE ((size_t)2 << 20)
-#if defined(RLHF__OWN_MALLOC) && defined(__linux__)
+#if defined(RLHF__OWN_MALLOC) && defined(__linux__) && \
+    (defined(_DEFAULT_SOURCE) || defined(_GNU_SOURCE) || defined(_BSD_SOURCE))
 #include <sys/mman.h>
+#if defined(MADV_HUGEPAGE)
+#define RLHF__HUGE_PAGES 1
 #endif
-#if defined(RLHF__OWN_MALLOC) && defined(__linux__) && defined(MADV_HUGEPAGE)
+#endif
+#if defined(RLHF__HUGE_PAGES)
 static void rlhf__advise_huge(void *p, size_t bytes) {
     (void)madvise(p, bytes, MADV_HUGEPAGE); /* only advice: refused, the pages stay small */
 }
@@ -1836,6 +1844,7 @@ static void rlhf__advise_huge(void *p, size_t bytes) { (void)p, (void)bytes; }
 /* 64-byte aligned blocks (a cache line; AVX2 wants 32); with huge, 2 MiB
    aligned from RLHF__HUGE_MIN up, with room to the next 2 MiB past the end (so
    the advice covers the last page too, never memory outside the block). The
+   padding, at most 4 MiB of a block of 32 MiB or more, is never touched. The
    pointer returned by RLHF_MALLOC is stored just before the aligned block. */
 static void *rlhf__alloc_aligned(size_t bytes, int huge) {
     size_t total, align = huge && bytes >= RLHF__HUGE_MIN ? RLHF__HUGE_PAGE : 64, span = bytes;
