@@ -298,13 +298,68 @@ static void test_kernel_gemm(void) {
    few-rows path of rlhf__gemm (M <= RLHF__SMALL_M, both layouts, N of every residue mod 4,
    fewer columns than four) against rlhf__gemm_ref, with a guard column past
    the end of each C row that must stay untouched. */
+/* The few-rows path on a B of a megabyte or more sums k in two halves (RLHF__HALVES):
+   its bits must be those of the definition written out with rlhf__gemv, on one
+   thread and on three, and close to rlhf__gemm_ref. */
+static void check_gemv_halves(float *work, rlhf_rng *rng) {
+    static const int shapes[][3] = {{1, 1030, 300}, {3, 515, 1001}, {16, 258, 1100}, {2, 2311, 119}};
+    size_t si;
+    for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ld = N + 1, h = K / 2 / 4 * 4, i, j, acc;
+        float *A = floats((size_t)M * K), *B = floats((size_t)K * N), *C0 = floats((size_t)M * ld);
+        float *C1 = floats((size_t)M * ld), *C2 = floats((size_t)M * ld), *S = floats((size_t)M * N);
+        char what[96];
+        CHECK(RLHF__HALVES(M, N, K));
+        fill_uniform(A, (size_t)M * K, rng, -1, 1);
+        fill_uniform(B, (size_t)K * N, rng, -1, 1);
+        fill_uniform(C0, (size_t)M * ld, rng, -1, 1);
+        for (acc = 0; acc < 2; acc++) {
+            memcpy(C1, C0, (size_t)M * ld * sizeof(float));
+            memcpy(C2, C0, (size_t)M * ld * sizeof(float));
+            for (i = 0; !acc && i < M; i++) memset(C2 + i * ld, 0, (size_t)N * sizeof(float));
+            memset(S, 0, (size_t)M * N * sizeof(float));
+            rlhf__gemv(M, h, N, A, K, 1, B, N, C2, ld);
+            rlhf__gemv(M, K - h, N, A + h, K, 1, B + (size_t)h * N, N, S, N);
+            for (i = 0; i < M; i++)
+                for (j = 0; j < N; j++) C2[i * ld + j] += S[(size_t)i * N + j];
+            rlhf__gemm(M, N, K, A, K, 1, B, N, 1, C1, ld, acc, work);
+            snprintf(what, sizeof what, "gemm halves M=%d N=%d K=%d acc=%d", M, N, K, acc);
+            if (memcmp(C1, C2, (size_t)M * ld * sizeof(float)) != 0) {
+                fprintf(stderr, "  FAIL %s: not the bits of the halves' definition\n", what);
+                g_fail++;
+            }
+#ifdef _OPENMP
+            {
+                int threads = omp_get_max_threads();
+                memcpy(C2, C0, (size_t)M * ld * sizeof(float));
+                omp_set_num_threads(threads > 1 ? 1 : 3);
+                rlhf__gemm(M, N, K, A, K, 1, B, N, 1, C2, ld, acc, work);
+                omp_set_num_threads(threads);
+                if (memcmp(C1, C2, (size_t)M * ld * sizeof(float)) != 0) {
+                    fprintf(stderr, "  FAIL %s: another thread count gives other bits\n", what);
+                    g_fail++;
+                }
+            }
+#endif
+            memcpy(C2, C0, (size_t)M * ld * sizeof(float));
+            rlhf__gemm_ref(M, N, K, A, K, 1, B, N, 1, C2, ld, acc);
+            close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
+            for (i = 0; i < M; i++) CHECK(C1[i * ld + N] == C0[i * ld + N]); /* the guard column */
+        }
+        free(A); free(B); free(C0); free(C1); free(C2); free(S);
+    }
+}
+
 static void test_kernel_gemv(void) {
     static const int shapes[][3] = {{1, 1, 1}, {1, 2, 3}, {2, 3, 4}, {1, 9, 5}, {3, 17, 7}, {8, 33, 13},
                                     {5, 64, 100}, {4, 101, 257}, {7, 6, 9}, {1, 250, 66}, {16, 45, 11},
                                     {11, 3, 6}};
     rlhf_rng rng;
     size_t si;
+    float *work = rlhf__gemm_work_alloc();
     rlhf_rng_seed(&rng, 14);
+    CHECK(work != NULL);
+    if (!work) return;
     for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ld = N + 1, i, k, j, layout;
         float *A = floats((size_t)M * K), *B = floats((size_t)K * N), *C0 = floats((size_t)M * ld);
@@ -338,7 +393,7 @@ static void test_kernel_gemv(void) {
             int acc = (int)(si % 2);
             memcpy(C1, C0, (size_t)M * ld * sizeof(float));
             memcpy(C2, C0, (size_t)M * ld * sizeof(float));
-            rlhf__gemm(M, N, K, A, K, 1, B, rsb, csb, C1, ld, acc, NULL);
+            rlhf__gemm(M, N, K, A, K, 1, B, rsb, csb, C1, ld, acc, work);
             rlhf__gemm_ref(M, N, K, A, K, 1, B, rsb, csb, C2, ld, acc);
             snprintf(what, sizeof what, "gemm few rows M=%d N=%d K=%d layout=%d acc=%d", M, N, K, layout, acc);
             close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
@@ -346,6 +401,8 @@ static void test_kernel_gemv(void) {
         }
         free(A); free(B); free(C0); free(C1); free(C2); free(C3);
     }
+    check_gemv_halves(work, &rng);
+    rlhf__free(work);
 }
 
 static void test_kernel_adamw(void) {
