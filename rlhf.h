@@ -2170,44 +2170,59 @@ static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t ak
 /* The matrix-vector kernel of the decode: C (M,len) [+]= A (M,K) * B (K,len) for few
    rows M, B with contiguous rows (row k at B + k*rsb), C's rows ldc apart.
    Generation is bound by reading the weights once per token, so B must stream
-   from memory in long runs: each call reads its len columns of every row in
-   k order. Four rows of B per pass: C[i,j] takes four chained FMAs in k order,
+   from memory in long runs: each call reads its len columns of every row.
+   Four rows of B per pass: C[i,j] takes four chained FMAs,
    c = fma(a3, b3, fma(a2, b2, fma(a1, b1, fma(a0, b0, c)))), the very roundings
    of four axpy's one after the other, with a quarter of the loads and stores of
-   C. The scalar twin (and the columns past the last full vector) is one axpy
-   per k: the same sum in the same order. */
+   C. The rows of a pass:
+     spread 0: k = 4p .. 4p+3, adjacent (one stream from memory);
+     spread 1: k = p, p+q, p+2q, p+3q with q = K/4, one from each quarter of B
+               (four far-apart streams, which one core reads faster: GPT-2-124M's
+               decode on two threads, 8.9-9.6 -> 7.9-8.8 ms a token);
+   passes p = 0 .. K/4-1 in turn, then the K%4 last rows one by one.
+   rlhf__gemv_k gives that order. The scalar twin (and the columns past the last
+   full vector) is one axpy per k in the same order: the same sum, bit for bit. */
+static int rlhf__gemv_k(int t, int K, int spread) { /* the t-th row of B the sum takes */
+    int np = K / 4;
+    if (t >= 4 * np) return t;
+    return spread ? t / 4 + t % 4 * np : t;
+}
 RLHF__REF void rlhf__gemv_ref(int M, int K, int len, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *B,
-                             ptrdiff_t rsb, float *C, ptrdiff_t ldc) {
-    int i, k, j;
-    for (k = 0; k < K; k++)
+                             ptrdiff_t rsb, float *C, ptrdiff_t ldc, int spread) {
+    int i, t, j;
+    for (t = 0; t < K; t++) {
+        int k = rlhf__gemv_k(t, K, spread);
         for (i = 0; i < M; i++)
             for (j = 0; j < len; j++) C[i * ldc + j] += A[i * rsa + k * csa] * B[k * rsb + j];
+    }
 }
 static void rlhf__gemv(int M, int K, int len, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *B,
-                       ptrdiff_t rsb, float *C, ptrdiff_t ldc) {
-    int k = 0, i;
-#if defined(RLHF__AVX2)
-    int n8 = len / 8 * 8, j;
-    for (; k + 4 <= K; k += 4) {
-        const float *b0 = B + k * rsb, *b1 = b0 + rsb, *b2 = b1 + rsb, *b3 = b2 + rsb;
+                       ptrdiff_t rsb, float *C, ptrdiff_t ldc, int spread) {
+    int np = K / 4, q = spread ? np : 1, adv = spread ? 1 : 4, p, k, i; /* q: between a pass's rows */
+    for (p = 0; p < np; p++) {
+        const float *b0 = B + (ptrdiff_t)p * adv * rsb, *b1 = b0 + q * rsb, *b2 = b1 + q * rsb, *b3 = b2 + q * rsb;
         for (i = 0; i < M; i++) {
-            const float *a = A + i * rsa + k * csa; /* seek to A[i, k] */
-            float *c = C + i * ldc, s0 = a[0], s1 = a[csa], s2 = a[2 * csa], s3 = a[3 * csa];
+            const float *a = A + i * rsa + (ptrdiff_t)p * adv * csa; /* seek to A[i, k of b0] */
+            float *c = C + i * ldc, s0 = a[0], s1 = a[q * csa], s2 = a[2 * q * csa], s3 = a[3 * q * csa];
+            int j = 0;
+#if defined(RLHF__AVX2)
             __m256 a0 = _mm256_set1_ps(s0), a1 = _mm256_set1_ps(s1), a2 = _mm256_set1_ps(s2);
             __m256 a3 = _mm256_set1_ps(s3);
-            for (j = 0; j < n8; j += 8) {
+            ptrdiff_t next = adv * rsb; /* from a row of this pass to its row in the next */
+            for (; j + 8 <= len; j += 8) {
                 __m256 acc;
-                if (!(j & 15) && k + 8 <= K) { /* the next four rows, a cache line each while these are read: */
-                    _mm_prefetch((const char *)(b0 + 4 * rsb + j), _MM_HINT_T0); /* rows of a few KB end */
-                    _mm_prefetch((const char *)(b1 + 4 * rsb + j), _MM_HINT_T0); /* before the hardware's */
-                    _mm_prefetch((const char *)(b2 + 4 * rsb + j), _MM_HINT_T0); /* prefetcher has ramped */
-                    _mm_prefetch((const char *)(b3 + 4 * rsb + j), _MM_HINT_T0); /* up */
+                if (!(j & 15) && p + 1 < np) { /* the next pass's rows, a cache line each while these are */
+                    _mm_prefetch((const char *)(b0 + next + j), _MM_HINT_T0); /* read: runs of a few KB end */
+                    _mm_prefetch((const char *)(b1 + next + j), _MM_HINT_T0); /* before the hardware's */
+                    _mm_prefetch((const char *)(b2 + next + j), _MM_HINT_T0); /* prefetcher has ramped */
+                    _mm_prefetch((const char *)(b3 + next + j), _MM_HINT_T0); /* up */
                 }
                 acc = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b0 + j), _mm256_loadu_ps(c + j));
                 acc = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b1 + j), acc);
                 acc = _mm256_fmadd_ps(a2, _mm256_loadu_ps(b2 + j), acc);
                 _mm256_storeu_ps(c + j, _mm256_fmadd_ps(a3, _mm256_loadu_ps(b3 + j), acc));
             }
+#endif
             for (; j < len; j++) { /* as rlhf__axpy's tail: multiply, then add */
                 c[j] += s0 * b0[j];
                 c[j] += s1 * b1[j];
@@ -2216,8 +2231,7 @@ static void rlhf__gemv(int M, int K, int len, const float *A, ptrdiff_t rsa, ptr
             }
         }
     }
-#endif
-    for (; k < K; k++)
+    for (k = 4 * np; k < K; k++)
         for (i = 0; i < M; i++) rlhf__axpy(C + i * ldc, A[i * rsa + k * csa], B + k * rsb, len);
 }
 
@@ -2267,7 +2281,9 @@ static void rlhf__dot4(const float *a, const float *b0, const float *b1, const f
    split depends on the shape alone, never on the number of threads, so the
    bits do not either. Two threads then each stream one contiguous half of B:
    the layer matmuls of a GPT-2-124M decode read 61-65 GB/s on two threads,
-   against 50-52 GB/s when each thread read its half of every B row. */
+   against 50-52 GB/s when each thread read its half of every B row. Each half
+   is summed with rlhf__gemv's spread order (four far-apart streams a thread);
+   smaller B's keep the adjacent order, and a tiny model's bits with it. */
 #define RLHF__HALVES(M, N, K) \
     ((K) >= 64 && (size_t)(K) * (size_t)(N) >= ((size_t)1 << 18) && \
      (size_t)(M) * (size_t)(N) <= 2 * (size_t)RLHF__KC * RLHF__NC)
@@ -2281,7 +2297,7 @@ static void rlhf__gemm_small(int M, int N, int K, const float *A, ptrdiff_t rsa,
            up to 12 KB): the hardware prefetchers follow long runs best. C's slice
            (M rows, 8K columns at most) is read and written once per four B rows,
            from cache: a GPT-2-124M layer with 16 rows, 200 KB, stays in L2. The
-           split never changes the sum's order. */
+           column slices never change the sum's order. */
         int halves = RLHF__HALVES(M, N, K) ? 2 : 1, h = halves == 2 ? K / 2 / 4 * 4 : K;
         int threads = rlhf_num_threads(), cols = (threads + halves - 1) / halves;
         int per = cols * ((N + 8192 * cols - 1) / (8192 * cols));
@@ -2298,7 +2314,7 @@ static void rlhf__gemm_small(int M, int N, int K, const float *A, ptrdiff_t rsa,
                 ptrdiff_t ld = half ? N : ldc;
                 if (half || !accumulate)
                     for (i = 0; i < M; i++) memset(c + i * ld, 0, (size_t)len * sizeof(float));
-                rlhf__gemv(M, kn, len, A + k0 * csa, rsa, csa, B + k0 * rsb + j0, rsb, c, ld);
+                rlhf__gemv(M, kn, len, A + k0 * csa, rsa, csa, B + k0 * rsb + j0, rsb, c, ld, halves == 2);
             }
             /* C += the second half, once every item is done (the barrier above),
                in runs of 256 columns shared among the threads */

@@ -292,13 +292,14 @@ static void test_kernel_gemm(void) {
     rlhf__free(work);
 }
 
-/* The decode's matrix-vector kernels on odd shapes: rlhf__gemv (four B rows a pass)
-   against its scalar twin, and bit for bit against one rlhf__axpy per k (the
-   roundings it claims); rlhf__dot4 bit for bit against rlhf__dot; and the whole
+/* The decode's matrix-vector kernels on odd shapes: rlhf__gemv (four B rows a pass,
+   adjacent or spread over B's quarters) against its scalar twin, and bit for bit
+   against one rlhf__axpy per k in the order it claims; rlhf__dot4 bit for bit against rlhf__dot; and the whole
    few-rows path of rlhf__gemm (M <= RLHF__SMALL_M, both layouts, N of every residue mod 4,
    fewer columns than four) against rlhf__gemm_ref, with a guard column past
    the end of each C row that must stay untouched. */
-/* The few-rows path on a B of a megabyte or more sums k in two halves (RLHF__HALVES):
+/* The few-rows path on a B of a megabyte or more sums k in two halves (RLHF__HALVES),
+   each in rlhf__gemv's spread order:
    its bits must be those of the definition written out with rlhf__gemv, on one
    thread and on three, and close to rlhf__gemm_ref. */
 static void check_gemv_halves(float *work, rlhf_rng *rng) {
@@ -318,8 +319,8 @@ static void check_gemv_halves(float *work, rlhf_rng *rng) {
             memcpy(C2, C0, (size_t)M * ld * sizeof(float));
             for (i = 0; !acc && i < M; i++) memset(C2 + i * ld, 0, (size_t)N * sizeof(float));
             memset(S, 0, (size_t)M * N * sizeof(float));
-            rlhf__gemv(M, h, N, A, K, 1, B, N, C2, ld);
-            rlhf__gemv(M, K - h, N, A + h, K, 1, B + (size_t)h * N, N, S, N);
+            rlhf__gemv(M, h, N, A, K, 1, B, N, C2, ld, 1);
+            rlhf__gemv(M, K - h, N, A + h, K, 1, B + (size_t)h * N, N, S, N, 1);
             for (i = 0; i < M; i++)
                 for (j = 0; j < N; j++) C2[i * ld + j] += S[(size_t)i * N + j];
             rlhf__gemm(M, N, K, A, K, 1, B, N, 1, C1, ld, acc, work);
@@ -361,23 +362,31 @@ static void test_kernel_gemv(void) {
     CHECK(work != NULL);
     if (!work) return;
     for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ld = N + 1, i, k, j, layout;
+        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ld = N + 1, i, k, j, t, layout, spread;
         float *A = floats((size_t)M * K), *B = floats((size_t)K * N), *C0 = floats((size_t)M * ld);
         float *C1 = floats((size_t)M * ld), *C2 = floats((size_t)M * ld), *C3 = floats((size_t)M * ld);
         char what[96];
         fill_uniform(A, (size_t)M * K, &rng, -1, 1);
         fill_uniform(B, (size_t)K * N, &rng, -1, 1);
         fill_uniform(C0, (size_t)M * ld, &rng, -1, 1);
-        memcpy(C1, C0, (size_t)M * ld * sizeof(float));
-        memcpy(C2, C0, (size_t)M * ld * sizeof(float));
-        memcpy(C3, C0, (size_t)M * ld * sizeof(float));
-        rlhf__gemv(M, K, N, A, K, 1, B, N, C1, ld);
-        rlhf__gemv_ref(M, K, N, A, K, 1, B, N, C2, ld);
-        for (k = 0; k < K; k++)
-            for (i = 0; i < M; i++) rlhf__axpy(C3 + i * ld, A[i * K + k], B + (size_t)k * N, N);
-        snprintf(what, sizeof what, "gemv M=%d N=%d K=%d", M, N, K);
-        close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
-        CHECK(memcmp(C1, C3, (size_t)M * ld * sizeof(float)) == 0);
+        for (spread = 0; spread < 2; spread++) { /* adjacent rows a pass; one from each quarter */
+            memcpy(C1, C0, (size_t)M * ld * sizeof(float));
+            memcpy(C2, C0, (size_t)M * ld * sizeof(float));
+            memcpy(C3, C0, (size_t)M * ld * sizeof(float));
+            rlhf__gemv(M, K, N, A, K, 1, B, N, C1, ld, spread);
+            rlhf__gemv_ref(M, K, N, A, K, 1, B, N, C2, ld, spread);
+            for (t = 0; t < K; t++) { /* one axpy per k, in the order the kernel claims */
+                k = spread ? (t < K / 4 * 4 ? t / 4 + t % 4 * (K / 4) : t) : t;
+                for (i = 0; i < M; i++) rlhf__axpy(C3 + i * ld, A[i * K + k], B + (size_t)k * N, N);
+            }
+            snprintf(what, sizeof what, "gemv M=%d N=%d K=%d spread=%d", M, N, K, spread);
+            close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
+            if (memcmp(C1, C3, (size_t)M * ld * sizeof(float)) != 0) {
+                fprintf(stderr, "  FAIL %s: not the bits of one axpy per k in its order\n", what);
+                g_fail++;
+            }
+            for (i = 0; i < M; i++) CHECK(C1[i * ld + N] == C0[i * ld + N]); /* the guard column */
+        }
         for (j = 0; j + 4 <= N; j += N - 4 > 0 ? N - 4 : 1) { /* dot4 of A's row 0 with B as (N,K): columns j..j+3 */
             float d[4], want;
             int q;
