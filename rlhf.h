@@ -2204,8 +2204,8 @@ static void rlhf__gemv(int M, int K, int len, const float *A, ptrdiff_t rsa, ptr
         for (i = 0; i < M; i++) {
             const float *a = A + i * rsa + (ptrdiff_t)p * adv * csa; /* seek to A[i, k of b0] */
             float *c = C + i * ldc, s0 = a[0], s1 = a[q * csa], s2 = a[2 * q * csa], s3 = a[3 * q * csa];
-            int j = 0;
 #if defined(RLHF__AVX2)
+            int j = 0;
             __m256 a0 = _mm256_set1_ps(s0), a1 = _mm256_set1_ps(s1), a2 = _mm256_set1_ps(s2);
             __m256 a3 = _mm256_set1_ps(s3);
             ptrdiff_t next = adv * rsb; /* from a row of this pass to its row in the next */
@@ -2222,13 +2222,18 @@ static void rlhf__gemv(int M, int K, int len, const float *A, ptrdiff_t rsa, ptr
                 acc = _mm256_fmadd_ps(a2, _mm256_loadu_ps(b2 + j), acc);
                 _mm256_storeu_ps(c + j, _mm256_fmadd_ps(a3, _mm256_loadu_ps(b3 + j), acc));
             }
-#endif
             for (; j < len; j++) { /* as rlhf__axpy's tail: multiply, then add */
                 c[j] += s0 * b0[j];
                 c[j] += s1 * b1[j];
                 c[j] += s2 * b2[j];
                 c[j] += s3 * b3[j];
             }
+#else /* NEON and scalar builds: four axpy's, whatever rounding rlhf__axpy has there */
+            rlhf__axpy(c, s0, b0, len);
+            rlhf__axpy(c, s1, b1, len);
+            rlhf__axpy(c, s2, b2, len);
+            rlhf__axpy(c, s3, b3, len);
+#endif
         }
     }
     for (k = 4 * np; k < K; k++)
