@@ -45,6 +45,14 @@ once() {
     n=$(grep -cE -- "$1" "$OUT")
     [ "$n" -eq 1 ] || bad "\"$1\" printed $n times"
 }
+# stop_when FILE REGEX: once FILE holds REGEX (or after 60 s), SIGINT to the background $pid; its exit status in st
+stop_when() {
+    i=0
+    while [ $i -lt 600 ] && ! grep -q "$2" "$1" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    kill -INT $pid
+    wait $pid
+    st=$?
+}
 
 SFT=$Q/sft.safetensors
 RM=$Q/rm.safetensors
@@ -502,17 +510,59 @@ expect 0 "GRPO: 1 iterations" grpo $GP --reward "$RM" --out "$W/g2" --overwrite
 cases=$((cases + 1))
 "$X" grpo --policy "$SFT" --prompts "$P" $GO --reward "$RM" --out "$W/g_int" --iters 100000 --save-every 100000 > "$OUT" 2>&1 &
 pid=$!
-i=0
-while [ $i -lt 300 ] && ! grep -q '"stage":"grpo","step":3,' "$W/g_int/metrics.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-kill -INT $pid
-wait $pid
-st=$?
+stop_when "$W/g_int/metrics.jsonl" '"stage":"grpo","step":3,'
 [ $st -eq 130 ] && grep -q "rlhf grpo: stopped at iteration [0-9]* of 100000; the state is saved in .*--resume" "$OUT" ||
     bad "grpo stopped by SIGINT: exit $st, want 130 and the resume hint"
 it=$("$X" info "$W/g_int/policy.safetensors" | sed -n 's/.*"iteration":\([0-9]*\).*/\1/p')
 [ -n "$it" ] || it=0
 expect 0 "GRPO: $((it + 2)) iterations" grpo --policy "$SFT" --prompts "$P" $GO --reward "$RM" --out "$W/g_int" --iters $((it + 2)) --save-every 100000 --resume
 grep -q "resuming .* at iteration $it" "$OUT" || bad "grpo --resume after SIGINT did not resume at iteration $it"
+
+# --- what a stranger's trial found: a pipe as the tokenizer's --out, a device as --data, a checkpoint holding NaN,
+#     a damaged options.json under --resume, the run directory of a failed command, Ctrl-C during rm's normalisation ---
+cases=$((cases + 1))
+rm -f "$W/fifo"
+if mkfifo "$W/fifo" 2>/dev/null; then
+    timeout 60 "$X" tokenizer --data "$Q/pretrain.txt" --vocab 300 --out "$W/fifo" > "$OUT" 2>&1 < /dev/null
+    st=$?
+    [ $st -eq 1 ] && grep -q -- "--out .*fifo exists and is not a regular file" "$OUT" ||
+        bad "tokenizer --out FIFO: exit $st (124: it hung opening the pipe), want 1 and 'not a regular file'"
+fi
+# (under timeout: read as a file, /dev/zero never ends)
+cases=$((cases + 1))
+timeout 60 "$X" sft --model "$SFT" --data /dev/zero --out "$W/z1" > "$OUT" 2>&1 < /dev/null
+st=$?
+[ $st -eq 1 ] && grep -q "/dev/zero is a device, not a data file" "$OUT" || bad "sft --data /dev/zero: exit $st (124: it read forever), want 1"
+[ -e "$W/z1" ] && bad "an sft refused for its --data left its --out directory"
+cases=$((cases + 1))
+timeout 10 "$X" tokenizer --data /dev/zero --vocab 300 --out "$W/z1.json" > "$OUT" 2>&1 < /dev/null # (it grew ~0.3 GB a second)
+st=$?
+[ $st -eq 1 ] && grep -q "/dev/zero is a device, not a text file" "$OUT" || bad "tokenizer --data /dev/zero: exit $st, want 1"
+expect 1 "cannot read .*no-such-sft.jsonl" sft --model "$SFT" --data "$W/no-such-sft.jsonl" --out "$W/z2"
+[ -e "$W/z2" ] && bad "an sft that failed before its first checkpoint left its --out directory"
+expect 2 "leaves no room for a prompt" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/z3" --max-len 5 --max-new 4
+[ -e "$W/z3" ] && bad "a ppo refused for its options left its --out directory"
+# a NaN (bytes 00 00 c0 7f) over the first float of the first tensor: the data starts after the 8-byte length and the header
+cp "$SFT" "$W/nan.safetensors"
+hl=$(od -An -tu8 -N8 "$W/nan.safetensors" | tr -d ' ')
+printf '\000\000\300\177' | dd of="$W/nan.safetensors" bs=1 seek=$((8 + hl)) conv=notrunc 2>/dev/null
+expect 1 "nan.safetensors: .*\[0\] is nan: the checkpoint's weights are broken" info "$W/nan.safetensors"
+expect 1 "nan.safetensors: .*is nan: the checkpoint's weights are broken" sft --model "$W/nan.safetensors" --data "$Q/sft.jsonl" --out "$W/z4"
+[ -e "$W/z4" ] && bad "an sft refused for a broken --model left its --out directory"
+rm -rf "$W/dmg"
+cp -r "$D" "$W/dmg"
+echo 'garbage{' > "$W/dmg/options.json"
+cp "$W/dmg/last.safetensors" "$W/dmg.before"
+expect 1 "options.json is not readable JSON: cannot check that .*dmg holds a dpo run" dpo --resume --model "$SFT" --data "$RK" --out "$W/dmg"
+cmp -s "$W/dmg/last.safetensors" "$W/dmg.before" || bad "dpo --resume over a damaged options.json changed the run's checkpoint"
+# Ctrl-C once the training is over: the normalisation cannot stop midway, but the command must not end with 0
+cases=$((cases + 1))
+rm -rf "$W/rm_int"
+"$X" rm --model "$SFT" --data "$RK" --out "$W/rm_int" --steps 2 --batch 4 --eval-every 0 --normalize-samples 300 > "$OUT" 2>&1 &
+pid=$!
+stop_when "$W/rm_int/metrics.jsonl" '"step":2,'
+[ $st -eq 130 ] && grep -qE "stopped|continue with the same command and --resume" "$OUT" ||
+    bad "rm stopped by SIGINT after its training: exit $st, want 130 and what was left normalised"
 
 if [ $fails -ne 0 ]; then
     echo "cli_errors: $fails of $cases cases FAILED"

@@ -425,6 +425,11 @@ static int is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
+/* a character or block device (/dev/zero, /dev/urandom, a terminal): read as a file, it never ends */
+static int is_device(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode));
+}
 static int exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -502,9 +507,10 @@ static int holds_any(const char *dir, const char *const *files) {
 /* The run directory of a training command, checked before anything is
    loaded or written: own (this stage's checkpoints), other (another stage's).
    Returns 0 (ready), 1 (runtime failure) or 2 (usage), the message printed. */
+static char g_new_run[1100]; /* the run directory this command made, or "" */
 static int prepare_run_dir(const char *cmd, const char *dir, int resume, int overwrite, const char *const *own, const char *const *other) {
     char path[1100];
-    int e;
+    int e, made;
     if (resume && overwrite) return usage_error(cmd, "--resume and --overwrite exclude each other");
     if (exists(dir) && !is_dir(dir)) return fail(cmd, "--out %s exists and is not a directory", dir);
     if (holds_any(dir, other))
@@ -514,10 +520,23 @@ static int prepare_run_dir(const char *cmd, const char *dir, int resume, int ove
     if (resume && !exists(join(path, sizeof path, dir, own[0]))) return fail(cmd, "--resume: nothing to resume in %s (no %s)", dir, own[0]);
     if (holds_any(dir, own) && !resume && !overwrite)
         return usage_error(cmd, "%s already holds a run: add --resume to continue it, or --overwrite to start again", dir);
+    made = !exists(dir);
     if (!mkdir_p(dir)) return fail(cmd, "cannot create the run directory %s: %s", dir, strerror(errno));
+    if (made) snprintf(g_new_run, sizeof g_new_run, "%s", dir);
     if ((e = probe_writable(dir)) != 0) return fail(cmd, "cannot write in %s: %s", dir, strerror(e));
     remove_stale_tmp(dir);
     return 0;
+}
+/* A training command that failed or stopped before its first checkpoint leaves no
+   directory behind when it made it: its options.json and metrics.jsonl go, then the
+   directory if nothing else is in it (rmdir refuses otherwise). */
+static int drop_new_run_dir(int rc) {
+    char path[1100];
+    if (rc == 0 || !g_new_run[0] || holds_any(g_new_run, TRAIN_CKPTS) || holds_any(g_new_run, PPO_CKPTS)) return rc;
+    remove(join(path, sizeof path, g_new_run, "options.json"));
+    remove(join(path, sizeof path, g_new_run, "metrics.jsonl"));
+    rmdir(g_new_run);
+    return rc;
 }
 /* A fresh run, once everything it needs has loaded: the old run's files go
    (--overwrite), and so does the metrics.jsonl of a run that never saved. */
@@ -576,13 +595,17 @@ static int compare_options(const char *cmd, const char *dir, const opt *o, int n
     rlhf_json_doc *doc = NULL;
     const rlhf_json *root, *x;
     int k, differ = 0;
-    if (!f) return 0; /* a run from before options.json */
+    if (!f) { /* a run from before options.json, or one whose file was removed */
+        say("warning: %s has no options.json: cannot check that it holds a %s run, nor which options it used", dir, cmd);
+        return 0;
+    }
     text = (char *)malloc(1 << 16);
     len = text ? fread(text, 1, 1 << 16, f) : 0;
     fclose(f);
     if (!text || rlhf_json_parse(&doc, text, len, 4, NULL) != RLHF_OK) {
         free(text);
-        return 0;
+        return fail(cmd, "%s/options.json is not readable JSON: cannot check that %s holds a %s run; restore the file, or "
+                    "remove it to resume without the check", dir, dir, cmd);
     }
     free(text);
     root = rlhf_json_root(doc);
@@ -652,6 +675,7 @@ static char *read_text(const char *cmd, const char *path, size_t *len) {
     char *text = NULL;
     size_t cap = 1 << 20, n = 0;
     if (is_dir(path)) return fail(cmd, "%s is a directory, not a text file", path), (char *)NULL;
+    if (is_device(path)) return fail(cmd, "%s is a device, not a text file (a file or a pipe is read to its end)", path), (char *)NULL;
     if (!(f = fopen(path, "rb"))) return fail(cmd, "cannot read %s: %s", path, strerror(errno)), (char *)NULL;
     for (;;) {
         char *grown = (char *)realloc(text, cap);
@@ -735,6 +759,21 @@ static int grow_vocab(const char *cmd, rlhf_model *m, const rlhf_tokenizer *t, i
     return 0;
 }
 enum { ROLE_ANY, ROLE_POLICY, ROLE_SCORER };
+/* A checkpoint whose weights hold a NaN or an infinity (a diverged run saved, a corrupted file): named at load,
+   before it becomes a training run's "step 0 diverged" or a generator's garbage. 1 (said) or 0. */
+static int broken_weights(const char *cmd, const char *what, const char *path, rlhf_model *m) {
+    int i, n = rlhf_model_num_tensors(m);
+    for (i = 0; i < n; i++) {
+        rlhf_tensor_info ti;
+        size_t j;
+        if (rlhf_model_tensor(m, i, &ti) != RLHF_OK) continue;
+        for (j = 0; j < ti.numel; j++)
+            if (!isfinite(ti.data[j]))
+                return fail(cmd, "%s %s: %s[%zu] is %g: the checkpoint's weights are broken (a diverged run, or a damaged "
+                            "file); use an earlier checkpoint", what, path, ti.name, j, (double)ti.data[j]) != 0;
+    }
+    return 0;
+}
 static rlhf_model *load_model_tok(const char *cmd, const char *what, const char *path, int role, rlhf_tokenizer **tok,
                                   const char *tokfile, int grow);
 /* load the checkpoint given as --what (role: a policy has no scalar head, a scorer has one) */
@@ -749,6 +788,10 @@ static rlhf_model *load_model_tok(const char *cmd, const char *what, const char 
     rlhf_error err;
     if (rlhf_model_load_ex(&m, path, &err) != RLHF_OK) {
         fail(cmd, "%s: %s", what, err.message);
+        return NULL;
+    }
+    if (broken_weights(cmd, what, path, m)) {
+        rlhf_model_free(m);
         return NULL;
     }
     if (role == ROLE_POLICY && rlhf_model_has_score_head(m)) {
@@ -835,6 +878,8 @@ static rlhf_dataset *load_data(const char *cmd, const char *path, rlhf_data_form
     o.skip_bad = skip_bad;
     o.log = skip_log;
     if (is_dir(path)) return fail(cmd, "%s is a directory, not a data file", path), (rlhf_dataset *)NULL;
+    if (is_device(path))
+        return fail(cmd, "%s is a device, not a data file (a file or a pipe is read to its end)", path), (rlhf_dataset *)NULL;
     if (!exists(path)) return fail(cmd, "cannot read %s: %s", path, strerror(errno)), (rlhf_dataset *)NULL;
     if (rlhf_dataset_load(&d, path, fmt, &o, &err) != RLHF_OK) {
         char other[512];
@@ -2156,6 +2201,8 @@ static int cmd_tokenizer(int argc, char **argv) {
         rlhf_tokenizer *old = NULL;
         if (stat(out, &so) == 0 && stat(data, &sd) == 0 && so.st_dev == sd.st_dev && so.st_ino == sd.st_ino)
             return usage_error("tokenizer", "--out %s is the --data file itself", out);
+        if (stat(out, &so) == 0 && !S_ISREG(so.st_mode)) /* a pipe or a device: opening it to check would block */
+            return fail("tokenizer", "--out %s exists and is not a regular file: give the path of a JSON file to write", out);
         if (exists(out) && rlhf_tokenizer_load(&old, out, &err) != RLHF_OK)
             return fail("tokenizer", "--out %s exists and is not a tokenizer: refusing to replace it (remove it or pick another path)", out);
         rlhf_tokenizer_free(old);
@@ -2265,12 +2312,16 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
     rlhf_error err;
     int rc = 0;
     memset(&fit, 0, sizeof fit);
+    if (g_stop) /* the stop came as the training ended */
+        return fail(a->cmd, "stopped before the normalisation: the checkpoints in %s are UNNORMALISED (raw scores); continue "
+                    "with the same command and --resume to normalise them", a->out), stopped_status();
     if (!(sft = load_model(a->cmd, "--model", a->model, ROLE_POLICY, NULL))) return 1;
     if (grow_vocab(a->cmd, sft, t, 1) != 0) { /* a base model's vocabulary grows as the reward model's did */
         rlhf_model_free(sft);
         return 1;
     }
-    status_set("[rm] normalising: sampling %d SFT replies", a->norm_samples);
+    status_set("[rm] normalising: sampling %d SFT replies (Ctrl-C stops after this, Ctrl-C twice at once: unnormalised)",
+               a->norm_samples);
     if (rlhf_reward_normalize_ex(m, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, a->to.seq_len, &mean, &sd, &fit, &err) !=
         RLHF_OK)
         rc = fail(a->cmd, "normalisation failed: %s; the checkpoints in %s are left UNNORMALISED (raw scores). "
@@ -2282,7 +2333,10 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
         say("rm: last.safetensors normalised on %d SFT samples (raw mean %.4f, std %.4f)", a->norm_samples, (double)mean, (double)sd);
     }
     /* best: the same samples (same seed), its own scores */
-    if (rc == 0 && exists(join(path, sizeof path, a->out, "best.safetensors"))) {
+    if (rc == 0 && g_stop && exists(join(path, sizeof path, a->out, "best.safetensors")))
+        rc = (fail(a->cmd, "stopped after normalising last.safetensors: best.safetensors is left UNNORMALISED; continue with "
+                   "the same command and --resume to normalise both"), stopped_status());
+    else if (rc == 0 && exists(join(path, sizeof path, a->out, "best.safetensors"))) {
         if (!(best = load_model(a->cmd, "best", path, ROLE_SCORER, NULL))) rc = 1;
         else if (rlhf_reward_normalize_ex(best, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, a->to.seq_len, &mean, &sd, NULL, &err) !=
                  RLHF_OK)
@@ -2294,6 +2348,10 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
             say("rm: best.safetensors normalised (raw mean %.4f, std %.4f)", (double)mean, (double)sd);
     }
     status_done();
+    if (rc == 0 && g_stop) { /* the stop came during the last normalisation, which finished */
+        say("rm: stopped (the signal came during the normalisation, which finished: the checkpoints are normalised)");
+        rc = stopped_status();
+    }
     rlhf_model_free(best);
     rlhf_model_free(sft);
     return rc;
@@ -2495,7 +2553,8 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
     }
     if ((rc = train_summary(a, &rep)) != 0) goto done;
     rc = 1;
-    if (a->is_rm && a->normalize && normalize_rm(a, m, t, d) != 0) goto done;
+    if (a->is_rm && a->normalize && (rc = normalize_rm(a, m, t, d)) != 0) goto done;
+    rc = 1;
     if (a->is_rm && !a->normalize) say("warning: --no-normalize: the reward model's scores are raw (PPO will warn)");
     {
         char path[1100];
@@ -3209,8 +3268,8 @@ int main(int argc, char **argv) {
     if (strcmp(c, "score") == 0) return cmd_score(argc, argv);
     if (strcmp(c, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(c, "tokenizer") == 0) return cmd_tokenizer(argc, argv);
-    if (choice_find("pretrain|sft|rm|dpo|kto", c) >= 0) return cmd_train(argc, argv, c);
-    if (choice_find("ppo|grpo|rloo", c) >= 0) return cmd_ppo(argc, argv, c);
+    if (choice_find("pretrain|sft|rm|dpo|kto", c) >= 0) return drop_new_run_dir(cmd_train(argc, argv, c));
+    if (choice_find("ppo|grpo|rloo", c) >= 0) return drop_new_run_dir(cmd_ppo(argc, argv, c));
     if (strcmp(c, "bon") == 0) return cmd_bon(argc, argv);
     fprintf(stderr, "rlhf: unknown command \"%s\"\n", c);
     return usage(stderr);
