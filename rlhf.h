@@ -2097,16 +2097,18 @@ RLHF__REF void rlhf__gemm_ref(int M, int N, int K, const float *A, ptrdiff_t rsa
    Ap is a packed A panel (kc,MR) and Bp a packed B panel (kc,NR). */
 /* A's element (r, k) of the tile is Ap[r*ars + k*aks]: a packed panel (ars 1,
    aks MR), or A's own rows when they are contiguous along k (ars = the row
-   stride, aks 1: no copy needed). The MR x NR tile goes to C (rows ldc
-   apart), added to what C holds when acc: the sum over k first, then C + it. */
+   stride, aks 1: no copy needed). B's row k is the NR floats at Bp + k*rsb: a
+   packed panel (rsb NR), or 16 columns of a B whose rows are contiguous
+   (attention's values). The MR x NR tile goes to C (rows ldc apart), added to
+   what C holds when acc: the sum over k first, then C + it. */
 RLHF__REF void rlhf__gemm_tile_ref(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp,
-                                   float *C, ptrdiff_t ldc, int acc) {
+                                   ptrdiff_t rsb, float *C, ptrdiff_t ldc, int acc) {
     float tile[RLHF__MR * RLHF__NR];
     int k, r, c;
     for (r = 0; r < RLHF__MR * RLHF__NR; r++) tile[r] = 0.0f;
     for (k = 0; k < kc; k++)
         for (r = 0; r < RLHF__MR; r++)
-            for (c = 0; c < RLHF__NR; c++) tile[r * RLHF__NR + c] += Ap[r * ars + k * aks] * Bp[k * RLHF__NR + c];
+            for (c = 0; c < RLHF__NR; c++) tile[r * RLHF__NR + c] += Ap[r * ars + k * aks] * Bp[k * rsb + c];
     for (r = 0; r < RLHF__MR; r++)
         for (c = 0; c < RLHF__NR; c++) C[r * ldc + c] = acc ? C[r * ldc + c] + tile[r * RLHF__NR + c] : tile[r * RLHF__NR + c];
 }
@@ -2118,16 +2120,16 @@ static void rlhf__tile_row(float *c, __m256 x0, __m256 x1, int acc) {
     _mm256_storeu_ps(c + 8, x1);
 }
 #endif
-static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, float *C,
-                            ptrdiff_t ldc, int acc) {
+static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, ptrdiff_t rsb,
+                            float *C, ptrdiff_t ldc, int acc) {
 #if defined(RLHF__AVX2)
     /* 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers */
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const float *a0 = Ap, *a1 = a0 + ars, *a2 = a1 + ars, *a3 = a2 + ars, *a4 = a3 + ars, *a5 = a4 + ars;
     ptrdiff_t k, ka;
-    for (k = 0, ka = 0; k < kc; k++, ka += aks, Bp += RLHF__NR) {
-        __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8), a;
+    for (k = 0, ka = 0; k < kc; k++, ka += aks, Bp += rsb) {
+        __m256 b0 = _mm256_loadu_ps(Bp), b1 = _mm256_loadu_ps(Bp + 8), a;
         a = _mm256_broadcast_ss(a0 + ka); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
         a = _mm256_broadcast_ss(a1 + ka); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
         a = _mm256_broadcast_ss(a2 + ka); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
@@ -2147,7 +2149,7 @@ static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t ak
     int k, r, q;
     for (r = 0; r < RLHF__MR; r++)
         for (q = 0; q < 4; q++) acc4[r][q] = vdupq_n_f32(0.0f);
-    for (k = 0; k < kc; k++, Ap += aks, Bp += RLHF__NR) {
+    for (k = 0; k < kc; k++, Ap += aks, Bp += rsb) {
         float32x4_t b0 = vld1q_f32(Bp), b1 = vld1q_f32(Bp + 4), b2 = vld1q_f32(Bp + 8), b3 = vld1q_f32(Bp + 12);
         for (r = 0; r < RLHF__MR; r++) {
             float a = Ap[r * ars];
@@ -2163,7 +2165,7 @@ static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t ak
             vst1q_f32(c, acc ? vaddq_f32(vld1q_f32(c), acc4[r][q]) : acc4[r][q]);
         }
 #else
-    rlhf__gemm_tile_ref(kc, Ap, ars, aks, Bp, C, ldc, acc);
+    rlhf__gemm_tile_ref(kc, Ap, ars, aks, Bp, rsb, C, ldc, acc);
 #endif
 }
 
@@ -2500,9 +2502,9 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
             int acc = full && !overwrite;
             if (init && pc == 0) rlhf__cinit_tile(init, C, ldc, i0, rows, j0, cols);
             if (rows == RLHF__MR && csa == 1) /* a full panel of rows contiguous along k: in place */
-                rlhf__gemm_tile(kc, A + i0 * rsa + pc, rsa, 1, bp, out, ld, acc);
+                rlhf__gemm_tile(kc, A + i0 * rsa + pc, rsa, 1, bp, RLHF__NR, out, ld, acc);
             else
-                rlhf__gemm_tile(kc, Ap + (ptrdiff_t)ti * kc * RLHF__MR, 1, RLHF__MR, bp, out, ld, acc);
+                rlhf__gemm_tile(kc, Ap + (ptrdiff_t)ti * kc * RLHF__MR, 1, RLHF__MR, bp, RLHF__NR, out, ld, acc);
             if (full) continue;
             for (r = 0; r < rows; r++) { /* the edge tile's rows and columns inside C */
                 float *crow = C + (i0 + r) * ldc + j0;
@@ -2971,6 +2973,15 @@ static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
 
 /* ---- softmax pieces: the row maximum, sum of exponentials, weighted sum ---- */
 /* max over x (n >= 1); NaN entries are skipped, as the scalar "x > maxv" test does */
+/* x (n) *= s: one rounding an element on any path */
+static void rlhf__scale(float *x, int n, float s) {
+    int i = 0;
+#if defined(RLHF__AVX2)
+    __m256 vs = _mm256_set1_ps(s);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+#endif
+    for (; i < n; i++) x[i] *= s;
+}
 static float rlhf__row_max(const float *x, int n) {
     float maxv = -INFINITY;
     int i = 0;
@@ -3119,26 +3130,32 @@ static void rlhf__dots(float *out, const float *q, const float *k, size_t stride
    For each (b, h, t):  att[t2] = softmax over t2 <= t of (q_t . k_t2) / sqrt(hs)
                         out_t   = sum over t2 <= t of att[t2] * v_t2
    out (B,T,C); att (B,NH,T,T) caches the probabilities for the backward
-   (entries t2 > t are not written); with att NULL (inference) each row lives
-   in rows (B*NH, T) instead. Scores, softmax and the weighted sum run in one
-   pass per row: no (B,NH,T,T) score buffer. Threads split (b, h).
+   (entries t2 > t are not read: the tiled path below writes 0 in some); with
+   att NULL (inference) the rows live in rows (B*NH, RLHF__ATT_QB, T) instead,
+   with the same bits. Scores, softmax and the weighted sum run in one pass per
+   row, or per block of rows in tiles: no (B,NH,T,T) score buffer. Threads
+   split (b, h).
    Documents: with doc (B,T) not NULL, token t of row b sees only the keys
    t2 in [doc[b,t], t], the start of its own document, so one row can hold
    left padding (each pad token its own document) or several packed examples
    that never attend to each other. doc NULL: every row is one document. */
-/* One query row, shared by the training forward and the KV-cache decode so
-   both compute the same numbers: row (n) = softmax(q . k_j / sqrt(hs)) over
-   keys j < n, then o (hs) = sum_j row[j] * v_j. q (hs); key j at k + j*stride,
-   value j at v + j*stride. */
+/* x (n) <- softmax(x * scale), in place */
+static void rlhf__softmax_scaled(float *x, int n, float scale) {
+    float maxv, inv;
+    rlhf__scale(x, n, scale);
+    maxv = rlhf__row_max(x, n);
+    inv = 1.0f / rlhf__exp_shift_sum(x, n, maxv); /* stable: the maximum is subtracted; sum >= 1 (exp(0)) */
+    rlhf__scale(x, n, inv);
+}
+/* One query row: the KV-cache decode's, and the training forward's when a
+   head's size is not a multiple of 16 (else it goes in tiles, below: the
+   same math, summed in another order). row (n) = softmax(q . k_j / sqrt(hs))
+   over keys j < n, then o (hs) = sum_j row[j] * v_j. q (hs); key j at
+   k + j*stride, value j at v + j*stride. */
 static void rlhf__attend_row(float *o, float *row, const float *q, const float *k, const float *v, size_t stride, int n,
                              int hs, float scale) {
-    float maxv, inv;
-    int j;
     rlhf__dots(row, q, k, stride, n, hs);
-    for (j = 0; j < n; j++) row[j] *= scale;
-    maxv = rlhf__row_max(row, n);
-    inv = 1.0f / rlhf__exp_shift_sum(row, n, maxv); /* stable: the maximum is subtracted; sum >= 1 (exp(0)) */
-    for (j = 0; j < n; j++) row[j] *= inv;
+    rlhf__softmax_scaled(row, n, scale);
     rlhf__wsum(o, row, v, stride, n, hs, 0);
 }
 /* the scalar twin: the definition, with expf and the scalar dot and axpy */
@@ -3159,6 +3176,110 @@ RLHF__REF void rlhf__attend_row_ref(float *o, float *row, const float *q, const 
     rlhf__wsum_ref(o, row, v, stride, n, hs, 0);
 }
 
+/* ---- attention in tiles (heads of 16, 32, .. 256 channels) --------------------
+   A query row at a time reads all its keys and values, 256 bytes each, 3C
+   floats apart: for a long context that is L2's bandwidth, not the FMA units
+   (~30 GFLOP/s on one core, a third of the matmuls). With hs a multiple of 16,
+   queries go in blocks of RLHF__ATT_QB rows and every product is the
+   matmul's micro-kernel on a tile of 6 rows x 16 columns, each key and value
+   loaded once for 6 rows:
+     scores (rows t, keys j) = Q K^T: 16 keys at a time packed as a B panel
+                               (K^T, hs x 16), shared by the block's 4 tiles;
+     out (rows t, 16 channels) = P V: V's rows read in place (rlhf__att_tile);
+   the softmax in between runs row by row as before. A block's rows see keys
+   [lo, hi): the first document start among them to the last row; a row's
+   probabilities outside its own [s0, t] are set to 0 there, so every row of a
+   tile sums over the same keys (a 0 adds nothing). */
+#define RLHF__ATT_QB 24 /* query rows a block: 4 micro-tiles */
+#define RLHF__ATT_TILED(hs) ((hs) % RLHF__NR == 0 && (hs) <= RLHF__KC)
+/* C (rows, cols) [+]= A (rows, kc) B (kc, NR), rows <= MR, cols <= NR: A's
+   element (r, k) at A[r*ars + k*aks], B's row k at B + k*rsb. k goes in slices
+   of at most RLHF__KC, each slice's sum added to C (the first one stored unless
+   acc), so a tile of fewer than MR rows packs its A rows (zero-padded) in a
+   buffer on the stack; one of fewer than NR columns goes through a buffer. */
+static void rlhf__att_tile(int rows, int cols, int kc, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B,
+                           ptrdiff_t rsb, float *C, ptrdiff_t ldc, int acc) {
+    float Ap[RLHF__MR * RLHF__KC], tile[RLHF__MR * RLHF__NR];
+    int pc, r, c, full = rows == RLHF__MR && cols == RLHF__NR;
+    for (pc = 0; pc < kc; pc += RLHF__KC) {
+        int n = kc - pc < RLHF__KC ? kc - pc : RLHF__KC, add = acc || pc > 0;
+        const float *b = B + pc * rsb;
+        if (full) {
+            rlhf__gemm_tile(n, A + pc * aks, ars, aks, b, rsb, C, ldc, add);
+            continue;
+        }
+        if (rows < RLHF__MR) {
+            rlhf__gemm_pack_a(Ap, 1, n, 0, pc, rows, A, ars, aks);
+            rlhf__gemm_tile(n, Ap, 1, RLHF__MR, b, rsb, tile, RLHF__NR, 0);
+        } else {
+            rlhf__gemm_tile(n, A + pc * aks, ars, aks, b, rsb, tile, RLHF__NR, 0);
+        }
+        for (r = 0; r < rows; r++)
+            for (c = 0; c < cols; c++) {
+                float *o = C + r * ldc + c;
+                *o = add ? *o + tile[r * RLHF__NR + c] : tile[r * RLHF__NR + c];
+            }
+    }
+}
+/* The keys the rows t0 .. t0+nq-1 see: [lo, hi); s0[i] the first of row i's */
+static void rlhf__att_block_keys(const int *d, int t0, int nq, int *s0, int *lo, int *hi) {
+    int i;
+    *lo = t0 + nq, *hi = t0 + nq;
+    for (i = 0; i < nq; i++) {
+        s0[i] = d ? d[t0 + i] : 0;
+        *lo = s0[i] < *lo ? s0[i] : *lo;
+    }
+}
+/* S (nq rows ld apart, columns = keys) = X Y^T for keys [lo, hi): X's row i at
+   x + i*xs (hs), key j's row at y + j*ys; only tiles some row of which sees
+   the keys (row t0 + i sees keys <= t0 + i) */
+static void rlhf__att_scores(float *S, ptrdiff_t ld, const float *x, ptrdiff_t xs, const float *y, ptrdiff_t ys,
+                             int t0, int nq, int lo, int hi, int hs) {
+    float Bp[RLHF__KC * RLHF__NR];
+    int j0, ti;
+    for (j0 = lo; j0 < hi; j0 += RLHF__NR) {
+        int nk = hi - j0 < RLHF__NR ? hi - j0 : RLHF__NR;
+        rlhf__gemm_pack_b_panel(Bp, hs, 0, 0, nk, y + j0 * ys, 1, ys); /* Bp[c][j] = y_{j0+j}[c] */
+        for (ti = 0; ti < nq; ti += RLHF__MR) {
+            int rows = nq - ti < RLHF__MR ? nq - ti : RLHF__MR;
+            if (t0 + ti + rows - 1 < j0) continue; /* none of these rows sees key j0 or later */
+            rlhf__att_tile(rows, nk, hs, x + ti * xs, xs, 1, Bp, RLHF__NR, S + ti * ld + j0, ld, 0);
+        }
+    }
+}
+/* O (rows ldo apart) [+]= W Z for each tile of rows: W's row i at w + i*ld
+   (keys lo .. the tile's last row), key j's row of Z at z + j*zs (hs) */
+static void rlhf__att_apply(float *o, ptrdiff_t ldo, const float *w, ptrdiff_t ld, const float *z, ptrdiff_t zs,
+                            int t0, int nq, int lo, int hs, int acc) {
+    int ti, c;
+    for (ti = 0; ti < nq; ti += RLHF__MR) {
+        int rows = nq - ti < RLHF__MR ? nq - ti : RLHF__MR, n = t0 + ti + rows - lo;
+        for (c = 0; c < hs; c += RLHF__NR)
+            rlhf__att_tile(rows, RLHF__NR, n, w + ti * ld + lo, ld, 1, z + lo * zs + c, zs, o + ti * ldo + c, ldo, acc);
+    }
+}
+/* one (b, h) in blocks: q, k, v at row 0 of the head (3C apart); P (T rows)
+   the probabilities (training), or NULL and rows (RLHF__ATT_QB rows) */
+static void rlhf__attention_forward_tiled(float *out, float *P, float *rows, const float *q, const int *d, int T,
+                                          int C, int hs, float scale) {
+    const float *k = q + C, *v = q + 2 * C;
+    ptrdiff_t C3 = 3 * (ptrdiff_t)C;
+    int t0, s0[RLHF__ATT_QB], lo, hi, i, j;
+    for (t0 = 0; t0 < T; t0 += RLHF__ATT_QB) {
+        int nq = T - t0 < RLHF__ATT_QB ? T - t0 : RLHF__ATT_QB;
+        float *S = P ? P + (ptrdiff_t)t0 * T : rows; /* row i of the block at S + i*T */
+        rlhf__att_block_keys(d, t0, nq, s0, &lo, &hi);
+        rlhf__att_scores(S, T, q + t0 * C3, C3, k, C3, t0, nq, lo, hi, hs);
+        for (i = 0; i < nq; i++) { /* softmax over [s0, t]; 0 for the block's other keys */
+            float *x = S + (ptrdiff_t)i * T;
+            rlhf__softmax_scaled(x + s0[i], t0 + i + 1 - s0[i], scale);
+            for (j = lo; j < s0[i]; j++) x[j] = 0.0f;
+            for (j = t0 + i + 1; j < hi; j++) x[j] = 0.0f;
+        }
+        rlhf__att_apply(out + (ptrdiff_t)t0 * C, C, S, T, v, C3, t0, nq, lo, hs, 0);
+    }
+}
+
 static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, const int *doc, int B, int T,
                                     int C, int NH) {
     int hs = C / NH, bh;
@@ -3167,10 +3288,16 @@ static void rlhf__attention_forward(float *out, float *att, float *rows, const f
     for (bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH, t;
         const float *base = qkv + (ptrdiff_t)b * T * 3 * C; /* seek to qkv[b, 0, :] */
+        if (RLHF__ATT_TILED(hs)) {
+            rlhf__attention_forward_tiled(out + (ptrdiff_t)b * T * C + h * hs, att ? att + (ptrdiff_t)bh * T * T : NULL,
+                                          att ? NULL : rows + (ptrdiff_t)bh * RLHF__ATT_QB * T, base + h * hs,
+                                          doc ? doc + (ptrdiff_t)b * T : NULL, T, C, hs, scale);
+            continue;
+        }
         for (t = 0; t < T; t++) {
             int s0 = doc ? doc[(ptrdiff_t)b * T + t] : 0; /* first key this token may see */
             /* seek to att[b, h, t, :] */
-            float *row = att ? att + ((ptrdiff_t)bh * T + t) * T : rows + (ptrdiff_t)bh * T;
+            float *row = att ? att + ((ptrdiff_t)bh * T + t) * T : rows + (ptrdiff_t)bh * RLHF__ATT_QB * T;
             const float *k0 = base + (ptrdiff_t)s0 * 3 * C;
             rlhf__attend_row(out + ((ptrdiff_t)b * T + t) * C + h * hs, row + s0, base + (ptrdiff_t)t * 3 * C + h * hs,
                              k0 + C + h * hs, k0 + 2 * C + h * hs, 3 * (size_t)C, t + 1 - s0, hs, scale);
@@ -3192,7 +3319,6 @@ static void rlhf__attention_forward(float *out, float *att, float *rows, const f
    seldom write the same cache lines. Every sum runs over t or t2 in increasing
    order: the bits do not depend on the block size or the threads. Threads take
    (b, h) with b varying fastest, so two threads work on different rows. */
-#define RLHF__ATT_QB 16
 /* dk, dv of the keys that the queries t0 .. t0+nq-1 (ds rows in ds) see */
 static void rlhf__attention_backward_keys(float *dbase, const float *base, const float *g0, const float *ds,
                                           const float *att, const int *s0, int t0, int nq, int T, int C, int hs) {
@@ -3216,6 +3342,42 @@ static void rlhf__attention_backward_keys(float *dbase, const float *base, const
         }
     }
 }
+/* The backward of rlhf__attention_forward_tiled for one (b, h), in its blocks:
+     dP = dO V^T                      (scores: V^T packed in panels, as K^T)
+     dS = P (dP - sum_j P dP) / sqrt(hs), row by row; 0 outside [s0, t]
+     dq += dS K;   dk += dS^T Q;   dv += P^T dO   (tiles of 6 queries, 6 keys)
+   P's zeros outside each row's keys in [lo, hi) are the forward's (the same
+   blocks), so P^T's tiles sum over the same keys for every row. dq (the head's
+   row 0 of dqkv; dk, dv at + C, + 2C), ds: RLHF__ATT_QB rows of scratch. */
+static void rlhf__attention_backward_tiled(float *dq, float *ds, const float *dout, const float *q, const float *P,
+                                           const int *d, int T, int C, int hs, float scale) {
+    const float *k = q + C, *v = q + 2 * C;
+    float *dk = dq + C, *dv = dq + 2 * C;
+    ptrdiff_t C3 = 3 * (ptrdiff_t)C;
+    int t0, s0[RLHF__ATT_QB], lo, hi, i, j, c;
+    for (t0 = 0; t0 < T; t0 += RLHF__ATT_QB) {
+        int nq = T - t0 < RLHF__ATT_QB ? T - t0 : RLHF__ATT_QB;
+        const float *a0 = P + (ptrdiff_t)t0 * T, *g = dout + t0 * (ptrdiff_t)C; /* the block's rows of P, dO */
+        rlhf__att_block_keys(d, t0, nq, s0, &lo, &hi);
+        rlhf__att_scores(ds, T, g, C, v, C3, t0, nq, lo, hi, hs);
+        for (i = 0; i < nq; i++) {
+            const float *a = a0 + (ptrdiff_t)i * T;
+            float *x = ds + (ptrdiff_t)i * T, dot = 0.0f;
+            for (j = s0[i]; j <= t0 + i; j++) dot += a[j] * x[j];
+            for (j = s0[i]; j <= t0 + i; j++) x[j] = a[j] * (x[j] - dot) * scale;
+            for (j = lo; j < s0[i]; j++) x[j] = 0.0f;
+            for (j = t0 + i + 1; j < hi; j++) x[j] = 0.0f;
+        }
+        rlhf__att_apply(dq + t0 * C3, C3, ds, T, k, C3, t0, nq, lo, hs, 1);
+        for (j = lo; j < hi; j += RLHF__MR) { /* A^T's rows: 6 keys; k: the block's queries */
+            int rows = hi - j < RLHF__MR ? hi - j : RLHF__MR;
+            for (c = 0; c < hs; c += RLHF__NR) {
+                rlhf__att_tile(rows, RLHF__NR, nq, ds + j, 1, T, q + t0 * C3 + c, C3, dk + j * C3 + c, C3, 1);
+                rlhf__att_tile(rows, RLHF__NR, nq, a0 + j, 1, T, g + c, C, dv + j * C3 + c, C3, 1);
+            }
+        }
+    }
+}
 static void rlhf__attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                                      const float *att, const int *doc, int B, int T, int C, int NH) {
     int hs = C / NH, u;
@@ -3226,6 +3388,12 @@ static void rlhf__attention_backward(float *dqkv, float *scratch, const float *d
         const float *base = qkv + (ptrdiff_t)b * T * 3 * C + h * hs; /* seek to q[b, 0, head h] */
         float *dbase = dqkv + (ptrdiff_t)b * T * 3 * C + h * hs;
         float *ds = scratch + (ptrdiff_t)bh * RLHF__ATT_QB * T;
+        if (RLHF__ATT_TILED(hs)) {
+            rlhf__attention_backward_tiled(dbase, ds, dout + (ptrdiff_t)b * T * C + h * hs, base,
+                                           att + (ptrdiff_t)bh * T * T, doc ? doc + (ptrdiff_t)b * T : NULL, T, C, hs,
+                                           scale);
+            continue;
+        }
         for (t0 = 0; t0 < T; t0 += RLHF__ATT_QB) {
             int nq = T - t0 < RLHF__ATT_QB ? T - t0 : RLHF__ATT_QB;
             const float *g0 = dout + ((ptrdiff_t)b * T + t0) * C + h * hs;
@@ -6695,7 +6863,7 @@ static size_t rlhf__sum_sizes(const size_t *s, int n) {
 static int rlhf__shape_fits(const rlhf_config *c, double BT, double BTT) {
     double C = c->n_embd, L = c->n_layer, NH = c->n_head, V = c->vocab_size;
     /* rlhf__act_sizes + rlhf__bwd_sizes per row, then the attention caches */
-    double floats = BT * (2 * C + L * (16 * C + 4) + V + 4) + BT * (12 * C + NH) + L * NH * BTT;
+    double floats = BT * (2 * C + L * (16 * C + 4) + V + 4) + BT * (12 * C + NH * RLHF__ATT_QB) + L * NH * BTT;
     return floats * 4.0 < 140737488355328.0 && floats * 4.0 < (double)(size_t)-1 && BT * NH < 2147483647.0;
 }
 
@@ -6707,9 +6875,10 @@ RLHFDEF size_t rlhf_config_num_params(const rlhf_config *cfg) {
 }
 
 /* Floats of the inference scratch for BT rows: x, x2, ln, atty (BT,C); mean,
-   rstd (BT); qkv (BT,3C); fch, fch_gelu (BT,4C); attention rows (BT*NH). */
+   rstd (BT); qkv (BT,3C); fch, fch_gelu (BT,4C); attention rows (BT*NH*RLHF__ATT_QB:
+   a block of query rows for each (b, h)). */
 static size_t rlhf__infer_floats(const rlhf_config *c, size_t BT) {
-    return BT * (15 * (size_t)c->n_embd + 2 + (size_t)c->n_head);
+    return BT * (15 * (size_t)c->n_embd + 2 + RLHF__ATT_QB * (size_t)c->n_head);
 }
 static rlhf_result rlhf__ensure_infer(rlhf_model *m, size_t BT) {
     float *mem;

@@ -519,7 +519,8 @@ expect 0 "GRPO: $((it + 2)) iterations" grpo --policy "$SFT" --prompts "$P" $GO 
 grep -q "resuming .* at iteration $it" "$OUT" || bad "grpo --resume after SIGINT did not resume at iteration $it"
 
 # --- what a stranger's trial found: a pipe as the tokenizer's --out, a device as --data, a checkpoint holding NaN,
-#     a damaged options.json under --resume, the run directory of a failed command, Ctrl-C during rm's normalisation ---
+#     a damaged or missing options.json under --resume, the run directory of a failed command, Ctrl-C during rm's
+#     normalisation ---
 cases=$((cases + 1))
 rm -f "$W/fifo"
 if mkfifo "$W/fifo" 2>/dev/null; then
@@ -555,14 +556,37 @@ echo 'garbage{' > "$W/dmg/options.json"
 cp "$W/dmg/last.safetensors" "$W/dmg.before"
 expect 1 "options.json is not readable JSON: cannot check that .*dmg holds a dpo run" dpo --resume --model "$SFT" --data "$RK" --out "$W/dmg"
 cmp -s "$W/dmg/last.safetensors" "$W/dmg.before" || bad "dpo --resume over a damaged options.json changed the run's checkpoint"
-# Ctrl-C once the training is over: the normalisation cannot stop midway, but the command must not end with 0
+# a run without options.json (from before the file, or one whose file was removed): --resume warns that it cannot
+# check the run, and continues it
+rm -rf "$W/noopt"
+cp -r "$D" "$W/noopt"
+rm "$W/noopt/options.json"
+expect 0 "warning: .*noopt has no options.json: cannot check that it holds a sft run, nor which options it used" \
+    sft --resume --data "$Q/sft.jsonl" --out "$W/noopt" --batch 4 --steps 4
+once "has no options.json"
+grep -q "resuming .*noopt.* at step 3" "$OUT" || bad "sft --resume of a run without options.json did not continue it at step 3"
+# Ctrl-C once the training is over (its summary printed, so the signal cannot land in a training step): the normalisation
+# cannot stop midway, but the command must not end with 0, and it names what is left unnormalised. Where in the
+# normalisation the signal lands is the scheduler's choice: before it (both checkpoints raw), during last.safetensors'
+# (best.safetensors raw: the usual case, 600 samples take seconds), or during best.safetensors' (both normalised).
+# Each message is checked against the checkpoints themselves.
 cases=$((cases + 1))
 rm -rf "$W/rm_int"
-"$X" rm --model "$SFT" --data "$RK" --out "$W/rm_int" --steps 2 --batch 4 --eval-every 0 --normalize-samples 300 > "$OUT" 2>&1 &
+"$X" rm --model "$SFT" --data "$RK" --out "$W/rm_int" --steps 2 --batch 4 --eval-every 0 --normalize-samples 600 > "$OUT" 2>&1 &
 pid=$!
-stop_when "$W/rm_int/metrics.jsonl" '"step":2,'
-[ $st -eq 130 ] && grep -qE "stopped|continue with the same command and --resume" "$OUT" ||
-    bad "rm stopped by SIGINT after its training: exit $st, want 130 and what was left normalised"
+stop_when "$OUT" "rm: held-out pairwise accuracy"
+gain() { "$X" info "$W/rm_int/$1.safetensors" 2>/dev/null | grep -q "reward normalisation: gain"; }
+if [ $st -ne 130 ] || grep -q "stopped at step" "$OUT"; then
+    bad "rm stopped by SIGINT after its training: exit $st, want 130 (stopped in the normalisation, not in training)"
+elif grep -q "stopped before the normalisation: the checkpoints in .*rm_int are UNNORMALISED (raw scores); continue with the same command and --resume" "$OUT"; then
+    ! gain last && ! gain best || bad "rm stopped before the normalisation: a checkpoint said UNNORMALISED is normalised"
+elif grep -q "stopped after normalising last.safetensors: best.safetensors is left UNNORMALISED; continue with the same command and --resume" "$OUT"; then
+    gain last && ! gain best || bad "rm stopped after normalising last.safetensors: the checkpoints are not as the message says"
+elif grep -q "rm: stopped (the signal came during the normalisation, which finished: the checkpoints are normalised)" "$OUT"; then
+    gain last && gain best || bad "rm stopped as its normalisation finished: a checkpoint said normalised is not"
+else
+    bad "rm stopped by SIGINT during its normalisation: no message naming what is left unnormalised"
+fi
 
 if [ $fails -ne 0 ]; then
     echo "cli_errors: $fails of $cases cases FAILED"

@@ -833,6 +833,21 @@ static void test_fd_attention(void) {
         /* a document's first token sees only itself: out = its own v */
         CHECK(out[(size_t)1 * C] == qkv[(size_t)1 * 3 * C + 2 * C] && out[(size_t)(T + 2) * C] == qkv[(size_t)(T + 2) * 3 * C + 2 * C]);
     }
+    {   /* heads of 16 channels: the tiled path (rlhf__attention_forward_tiled), 9 rows (a block of 6 and one of
+           3), row 0 left-padded by 2, row 1 two documents [0,4) [4,9) */
+        enum { T2 = 9, C2 = 32, NH2 = 2 };
+        static const int doc2[B * T2] = {0, 1, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 4, 4, 4, 4, 4};
+        float qkv2[B * T2 * 3 * C2], out3[B * T2 * C2], dout2[B * T2 * C2], dqkv2[B * T2 * 3 * C2] = {0};
+        float att2[B * NH2 * T2 * T2], scratch2[B * NH2 * RLHF__ATT_QB * T2];
+        fill_uniform(qkv2, B * T2 * 3 * C2, &rng, -1.5f, 1.5f);
+        fill_uniform(dout2, B * T2 * C2, &rng, -1, 1);
+        rlhf__attention_forward(out3, att2, NULL, qkv2, doc2, B, T2, C2, NH2);
+        rlhf__attention_backward(dqkv2, scratch2, dout2, qkv2, att2, doc2, B, T2, C2, NH2);
+        k.B = B; k.T = T2; k.C = C2; k.NH = NH2; k.att = att2; k.doc = doc2;
+        fd_check("attention dqkv, heads of 16", attn_fwd, &k, qkv2, B * T2 * 3 * C2, B * T2 * C2, dout2, dqkv2,
+                 B * T2 * 3 * C2, 1e-2f, 5e-4, 1e-2);
+        CHECK(out3[0] == qkv2[2 * C2] && out3[(size_t)(T2 + 4) * C2] == qkv2[(size_t)(T2 + 4) * 3 * C2 + 2 * C2]);
+    }
 }
 
 typedef struct { int BT, V; const int *tg; float *lse; } ce_ctx;
@@ -1030,6 +1045,68 @@ static fixture_rec *fixture_get(fixture *fx, const char *name) {
     fprintf(stderr, "  FAIL fixture has no record \"%s\"\n", name);
     g_fail++;
     return NULL;
+}
+
+/* Attention in tiles (heads of 16 and 64 channels) against PyTorch in float64
+   (tools/gen_attention_golden.py, which says how the inputs are made): the
+   output and dqkv; the inference rows give the training output bit for bit,
+   and so do 1 and 3 threads. */
+static float golden_val(size_t i, uint32_t salt) {
+    uint32_t h = (uint32_t)i * 2654435761u + salt * 40503u;
+    return (float)((int)(h % 1001u) - 500) / 256.0f;
+}
+/* forward with the cache, then backward into dqkv (zeroed first) */
+static void attention_both(float *out, float *dqkv, float *att, float *scratch, const float *qkv, const float *dout,
+                           const int *doc, int B, int T, int C, int NH) {
+    memset(dqkv, 0, (size_t)B * T * 3 * C * sizeof(float));
+    rlhf__attention_forward(out, att, NULL, qkv, doc, B, T, C, NH);
+    rlhf__attention_backward(dqkv, scratch, dout, qkv, att, doc, B, T, C, NH);
+}
+static void test_golden_attention(void) {
+    fixture fx;
+    int n;
+    if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/attention_golden.bin")) { g_fail++; return; }
+    for (n = 0; n < 3; n++) {
+        char name[64];
+        fixture_rec *cf, *dc, *ow, *gw;
+        const int *ci, *doc;
+        int B, T, C, NH;
+        size_t i, nq, no;
+        float *qkv, *dout, *out, *out2, *dqkv, *dqkv2, *att, *rows;
+        snprintf(name, sizeof name, "case%d.config", n); cf = fixture_get(&fx, name);
+        snprintf(name, sizeof name, "case%d.doc", n); dc = fixture_get(&fx, name);
+        snprintf(name, sizeof name, "case%d.out", n); ow = fixture_get(&fx, name);
+        snprintf(name, sizeof name, "case%d.dqkv", n); gw = fixture_get(&fx, name);
+        if (!cf || !dc || !ow || !gw) break;
+        ci = (const int *)cf->data, doc = (const int *)dc->data;
+        B = ci[0], T = ci[1], C = ci[2], NH = ci[3];
+        CHECK(RLHF__ATT_TILED(C / NH));
+        nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
+        qkv = floats(nq), dout = floats(no), out = floats(no), out2 = floats(no), dqkv = floats(nq);
+        dqkv2 = floats(nq), att = floats((size_t)B * NH * T * T), rows = floats((size_t)B * NH * RLHF__ATT_QB * T);
+        for (i = 0; i < nq; i++) qkv[i] = golden_val(i, 1);
+        for (i = 0; i < no; i++) dout[i] = golden_val(i, 2);
+        attention_both(out, dqkv, att, rows, qkv, dout, doc, B, T, C, NH);
+        snprintf(name, sizeof name, "attention out, case %d", n);
+        close_enough(name, out, (const float *)ow->data, no, 1e-5, 1e-4);
+        snprintf(name, sizeof name, "attention dqkv, case %d", n);
+        close_enough(name, dqkv, (const float *)gw->data, nq, 1e-5, 1e-4);
+        rlhf__attention_forward(out2, NULL, rows, qkv, doc, B, T, C, NH);
+        CHECK(memcmp(out, out2, no * sizeof(float)) == 0); /* the inference rows: the same bits */
+#ifdef _OPENMP
+        {   /* 1 and 3 threads: the same bits */
+            int keep = omp_get_max_threads(), t;
+            for (t = 1; t <= 3; t += 2) {
+                omp_set_num_threads(t);
+                attention_both(out2, dqkv2, att, rows, qkv, dout, doc, B, T, C, NH);
+                CHECK(memcmp(out, out2, no * sizeof(float)) == 0 && memcmp(dqkv, dqkv2, nq * sizeof(float)) == 0);
+            }
+            omp_set_num_threads(keep);
+        }
+#endif
+        free(qkv); free(dout); free(out); free(out2); free(dqkv); free(dqkv2); free(att); free(rows);
+    }
+    fixture_free(&fx);
 }
 
 static void test_golden_pytorch(void) {
@@ -7038,6 +7115,7 @@ static const test_case TESTS[] = {
     {"fd_linear", test_fd_linear, 0},
     {"fd_model", test_fd_model, 0},
     {"golden_pytorch", test_golden_pytorch, 0},
+    {"golden_attention", test_golden_attention, 0},
     {"golden_reward", test_golden_reward, 0},
     {"golden_dpo", test_golden_dpo, 0},
     {"fd_dpo", test_fd_dpo, 0},

@@ -527,17 +527,6 @@ static int prepare_run_dir(const char *cmd, const char *dir, int resume, int ove
     remove_stale_tmp(dir);
     return 0;
 }
-/* A training command that failed or stopped before its first checkpoint leaves no
-   directory behind when it made it: its options.json and metrics.jsonl go, then the
-   directory if nothing else is in it (rmdir refuses otherwise). */
-static int drop_new_run_dir(int rc) {
-    char path[1100];
-    if (rc == 0 || !g_new_run[0] || holds_any(g_new_run, TRAIN_CKPTS) || holds_any(g_new_run, PPO_CKPTS)) return rc;
-    remove(join(path, sizeof path, g_new_run, "options.json"));
-    remove(join(path, sizeof path, g_new_run, "metrics.jsonl"));
-    rmdir(g_new_run);
-    return rc;
-}
 /* A fresh run, once everything it needs has loaded: the old run's files go
    (--overwrite), and so does the metrics.jsonl of a run that never saved. */
 static void clear_run(const char *dir, const char *const *own) {
@@ -546,6 +535,16 @@ static void clear_run(const char *dir, const char *const *own) {
     for (k = 0; own[k]; k++) remove(join(path, sizeof path, dir, own[k]));
     remove(join(path, sizeof path, dir, "metrics.jsonl"));
     remove(join(path, sizeof path, dir, "options.json"));
+}
+/* A training command that failed or stopped before its first checkpoint leaves no
+   directory behind when it made it: its options.json and metrics.jsonl go (clear_run;
+   there is no checkpoint to remove), then the directory if nothing else is in it
+   (rmdir refuses otherwise). */
+static int drop_new_run_dir(int rc) {
+    if (rc == 0 || !g_new_run[0] || holds_any(g_new_run, TRAIN_CKPTS) || holds_any(g_new_run, PPO_CKPTS)) return rc;
+    clear_run(g_new_run, TRAIN_CKPTS);
+    rmdir(g_new_run);
+    return rc;
 }
 /* The options of a run, in options.json: a --resume with other values is
    told so (it continues, but is no longer the run it resumes, bit for bit).
