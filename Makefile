@@ -28,6 +28,7 @@
 #   make hf-export-fixture  export the test models (build/test_rlhf export_hf) and rewrite tests/fixtures/hf_export.bin
 #                      with tools/hf_reference.py (Debian's python3-torch, python3-regex, python3-jinja2)
 #   make dpo-fixture   rewrite tests/fixtures/dpo_golden.bin (DPO losses, group advantages) with tools/gen_dpo_golden.py
+#   make attention-fixture  rewrite tests/fixtures/attention_golden.bin (tiled attention) with tools/gen_attention_golden.py
 #   make clean
 # Options: NO_OMP=1 builds without OpenMP; CC=clang picks the compiler.
 
@@ -51,7 +52,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: test-oom hf-export-fixture dpo-fixture test-demo-seeds test-charts examples all demo conformance fuzz fuzz-long fuzz-corpus-update test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean test-armhf test-riscv64 test-i386 test-mingw test-tcc test-musl
+.PHONY: test-oom hf-export-fixture dpo-fixture attention-fixture test-demo-seeds test-charts examples all demo conformance fuzz fuzz-long fuzz-corpus-update test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean test-armhf test-riscv64 test-i386 test-mingw test-tcc test-musl
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/engine_demo $(BUILD)/rlhf
 
@@ -311,6 +312,9 @@ bench: $(BUILD)/bench
 
 dpo-fixture:
 	/usr/bin/python3 tools/gen_dpo_golden.py tests/fixtures/dpo_golden.bin
+
+attention-fixture:
+	/usr/bin/python3 tools/gen_attention_golden.py tests/fixtures/attention_golden.bin
 
 clean:
 	rm -rf $(BUILD)
