@@ -3264,7 +3264,7 @@ static void rlhf__attention_forward_tiled(float *out, float *P, float *rows, con
                                           int C, int hs, float scale) {
     const float *k = q + C, *v = q + 2 * C;
     ptrdiff_t C3 = 3 * (ptrdiff_t)C;
-    int t0, s0[RLHF__ATT_QB], lo, hi, i, j;
+    int t0, s0[RLHF__ATT_QB], lo, hi, i;
     for (t0 = 0; t0 < T; t0 += RLHF__ATT_QB) {
         int nq = T - t0 < RLHF__ATT_QB ? T - t0 : RLHF__ATT_QB;
         float *S = P ? P + (ptrdiff_t)t0 * T : rows; /* row i of the block at S + i*T */
@@ -3273,8 +3273,8 @@ static void rlhf__attention_forward_tiled(float *out, float *P, float *rows, con
         for (i = 0; i < nq; i++) { /* softmax over [s0, t]; 0 for the block's other keys */
             float *x = S + (ptrdiff_t)i * T;
             rlhf__softmax_scaled(x + s0[i], t0 + i + 1 - s0[i], scale);
-            for (j = lo; j < s0[i]; j++) x[j] = 0.0f;
-            for (j = t0 + i + 1; j < hi; j++) x[j] = 0.0f;
+            memset(x + lo, 0, (size_t)(s0[i] - lo) * sizeof(float));
+            memset(x + t0 + i + 1, 0, (size_t)(hi - t0 - i - 1) * sizeof(float));
         }
         rlhf__att_apply(out + (ptrdiff_t)t0 * C, C, S, T, v, C3, t0, nq, lo, hs, 0);
     }
@@ -3361,12 +3361,21 @@ static void rlhf__attention_backward_tiled(float *dq, float *ds, const float *do
         rlhf__att_block_keys(d, t0, nq, s0, &lo, &hi);
         rlhf__att_scores(ds, T, g, C, v, C3, t0, nq, lo, hi, hs);
         for (i = 0; i < nq; i++) {
-            const float *a = a0 + (ptrdiff_t)i * T;
-            float *x = ds + (ptrdiff_t)i * T, dot = 0.0f;
-            for (j = s0[i]; j <= t0 + i; j++) dot += a[j] * x[j];
-            for (j = s0[i]; j <= t0 + i; j++) x[j] = a[j] * (x[j] - dot) * scale;
-            for (j = lo; j < s0[i]; j++) x[j] = 0.0f;
-            for (j = t0 + i + 1; j < hi; j++) x[j] = 0.0f;
+            const float *a = a0 + (ptrdiff_t)i * T + s0[i];
+            float *x = ds + (ptrdiff_t)i * T, *xs = x + s0[i];
+            int n = t0 + i + 1 - s0[i];
+            float dot = rlhf__dot(a, xs, n);
+#if defined(RLHF__AVX2)
+            __m256 vd = _mm256_set1_ps(dot), vs = _mm256_set1_ps(scale);
+            for (j = 0; j + 8 <= n; j += 8) /* (a (x - dot)) scale, as the tail's */
+                _mm256_storeu_ps(xs + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(a + j),
+                                                                     _mm256_sub_ps(_mm256_loadu_ps(xs + j), vd)), vs));
+#else
+            j = 0;
+#endif
+            for (; j < n; j++) xs[j] = a[j] * (xs[j] - dot) * scale;
+            memset(x + lo, 0, (size_t)(s0[i] - lo) * sizeof(float));
+            memset(x + t0 + i + 1, 0, (size_t)(hi - t0 - i - 1) * sizeof(float));
         }
         rlhf__att_apply(dq + t0 * C3, C3, ds, T, k, C3, t0, nq, lo, hs, 1);
         for (j = lo; j < hi; j += RLHF__MR) { /* A^T's rows: 6 keys; k: the block's queries */
