@@ -3189,7 +3189,9 @@ RLHF__REF void rlhf__attend_row_ref(float *o, float *row, const float *q, const 
    the softmax in between runs row by row as before. A block's rows see keys
    [lo, hi): the first document start among them to the last row; a row's
    probabilities outside its own [s0, t] are set to 0 there, so every row of a
-   tile sums over the same keys (a 0 adds nothing). */
+   tile sums over the same keys (a 0 adds nothing to a finite sum; an inf or
+   NaN in a key or value the row may not see still gives NaN, 0 x inf, as
+   PyTorch's masked attention does, where the row path never reads it). */
 #define RLHF__ATT_QB 24 /* query rows a block: 4 micro-tiles */
 #define RLHF__ATT_TILED(hs) ((hs) % RLHF__NR == 0 && (hs) <= RLHF__KC)
 /* C (rows, cols) [+]= A (rows, kc) B (kc, NR), rows <= MR, cols <= NR: A's

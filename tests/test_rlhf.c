@@ -833,8 +833,8 @@ static void test_fd_attention(void) {
         /* a document's first token sees only itself: out = its own v */
         CHECK(out[(size_t)1 * C] == qkv[(size_t)1 * 3 * C + 2 * C] && out[(size_t)(T + 2) * C] == qkv[(size_t)(T + 2) * 3 * C + 2 * C]);
     }
-    {   /* heads of 16 channels: the tiled path (rlhf__attention_forward_tiled), 9 rows (a block of 6 and one of
-           3), row 0 left-padded by 2, row 1 two documents [0,4) [4,9) */
+    {   /* heads of 16 channels: the tiled path (rlhf__attention_forward_tiled), 9 rows (one block: a tile of 6
+           rows and one of 3), row 0 left-padded by 2, row 1 two documents [0,4) [4,9) */
         enum { T2 = 9, C2 = 32, NH2 = 2 };
         static const int doc2[B * T2] = {0, 1, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 4, 4, 4, 4, 4};
         float qkv2[B * T2 * 3 * C2], out3[B * T2 * C2], dout2[B * T2 * C2], dqkv2[B * T2 * 3 * C2] = {0};
@@ -1066,7 +1066,7 @@ static void test_golden_attention(void) {
     fixture fx;
     int n;
     if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/attention_golden.bin")) { g_fail++; return; }
-    for (n = 0; n < 3; n++) {
+    for (n = 0; n < 5; n++) {
         char name[64];
         fixture_rec *cf, *dc, *ow, *gw;
         const int *ci, *doc;

@@ -6,7 +6,8 @@ float64: for row b, head h and query t, the keys j with doc[b,t] <= j <= t,
 and the gradient of sum(out * dout) with respect to qkv. The cases have heads
 of 16 and 64 channels (rlhf.h computes those in tiles: rlhf__attention_forward
 _tiled), blocks of query rows that end inside the context, rows whose keys
-start at different documents, and a context longer than 256 keys.
+start at different documents (in order, and in none), a context longer than
+256 keys, and heads of 48 and 256 channels.
 
 The inputs are not stored: both sides make them from the element index i and
 a salt with integer arithmetic, so they are exact in float32:
@@ -44,6 +45,9 @@ def docs(B, T, kind):
         for t in range(T):
             d[0, t] = t if t < 3 else 3
             d[1, t] = 0 if t < 11 else 11
+    if kind == "any":  # starts in no order: even tokens see only themselves, odd ones every key before them
+        for t in range(T):
+            d[0, t] = t if t % 2 == 0 else 0
     return d
 
 
@@ -76,7 +80,9 @@ def main():
     path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests", "fixtures", "attention_golden.bin")
     cases = [(2, 31, 32, 2, "packed"),  # hs 16: a block of 7 rows at the end, rows with their own documents
              (1, 271, 16, 1, "none"),   # hs 16: 271 keys, more than one 256-key slice of a tile
-             (1, 30, 64, 1, "none")]    # hs 64 (GPT-2's)
+             (1, 30, 64, 1, "none"),    # hs 64 (GPT-2's)
+             (1, 25, 96, 2, "any"),     # hs 48: a last block of one row; document starts in no order
+             (1, 7, 256, 1, "none")]    # hs 256: the largest tiled head (a packed panel of K^T fills its buffer)
     records = []
     for n, (B, T, C, NH, kind) in enumerate(cases):
         doc, out, dqkv = case(B, T, C, NH, kind)
