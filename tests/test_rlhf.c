@@ -4971,12 +4971,21 @@ static void test_ppo_learns(void) {
         CHECK(strstr(buf, "delta_t") && strstr(buf, "A_t") && strlen(buf) == nb);
     }
     ppo_world_free(&w);
-    /* a very large beta keeps the policy at the reference */
+    /* a very large beta keeps the policy at the reference: the mean KL of the
+       last 5 of 15 iterations at most a tenth of beta 0.2's ~14 above (each
+       iteration's KL is a sampled estimate from 32 replies that wanders between
+       0.2 and 1.0 under clang and between -0.04 and 0.6 under the other builds
+       of CI: a single iteration under 0.5 failed by chance) */
     c.kl_coef = 5.0f;
     if (!ppo_world_make(&w, &c)) { ppo_world_free(&w); return; }
-    for (it = 0; it < 15; it++) CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
-    printf("    ppo (beta 5): count %.2f, KL %.3f after 15 iterations\n", (double)st.score, (double)st.kl);
-    CHECK(fabsf(st.kl) < 0.5f);
+    kl_last = 0;
+    for (it = 0; it < 15; it++) {
+        CHECK_OK(rlhf_ppo_step(w.ppo, &st, &e));
+        if (it >= 10) kl_last += st.kl / 5;
+    }
+    printf("    ppo (beta 5): count %.2f, KL %.3f after 15 iterations (%.3f over the last 5)\n", (double)st.score,
+           (double)st.kl, (double)kl_last);
+    CHECK(fabsf(kl_last) < 1.5f);
     ppo_world_free(&w);
 }
 
