@@ -585,7 +585,7 @@ static double gen_run(rlhf_model *m, int n_seq, int n_prompt, int n_new) {
 /* Tokens/s for 1, 4, 16 and 64 sequences decoded together, each against both bounds.
    Batches of 16 and more decode n_new / 4 tokens (at least 8): the weights are then
    read once per 16+ tokens and a step costs what it costs either way.
-   This machine's read bandwidth moves by a third within minutes (a VM: 51 to 76 GB/s
+   This machine's read bandwidth moves by a third within minutes (a VM: 48 to 84 GB/s
    on two threads in one hour), so each row takes turns, three rounds: the bandwidth
    probe, then the decoding; the row compares the best of each (the probe is a best
    of six passes, the decoding a mean over its n_new steps). */
