@@ -8859,6 +8859,29 @@ static rlhf_result rlhf__st_config(const rlhf__st_reader *R, rlhf_config *cfg) {
     return r;
 }
 
+/* The values (elements) of R's tensors: each is bounded by its bytes in the file. */
+static uint64_t rlhf__st_values(const rlhf__st_reader *R) {
+    uint64_t sum = 0, n;
+    size_t k;
+    int d;
+    for (k = 0; k < R->n_ent; k++) {
+        for (n = 1, d = 0; d < R->ents[k].ndim; d++) n *= (uint64_t)R->ents[k].shape[d];
+        sum += n;
+    }
+    return sum;
+}
+/* A config that asks for more parameters than the weights hold values is
+   not theirs: refused before the model is allocated (a config.json that says
+   250,000 layers beside a 2-layer file must not allocate gigabytes first). */
+static rlhf_result rlhf__st_config_fits(const rlhf_config *cfg, uint64_t values, const char *path, rlhf_error *err) {
+    size_t n = rlhf_config_num_params(cfg);
+    if ((uint64_t)n <= values) return RLHF_OK;
+    return rlhf__st_err(err, RLHF_ERR_PARSE, path, "the config (n_layer %d, n_embd %d, n_head %d, vocab_size %d, "
+                        "n_ctx %d) describes %zu parameters but the weights hold only %llu values: the config does not "
+                        "belong to these weights", cfg->n_layer, cfg->n_embd, cfg->n_head, cfg->vocab_size,
+                        cfg->n_ctx, n, (unsigned long long)values);
+}
+
 /* e's name without the "transformer." prefix Hugging Face's wrappers add */
 static const char *rlhf__st_bare_name(const rlhf__st_entry *e) {
     return strncmp(e->name, "transformer.", 12) == 0 ? e->name + 12 : e->name;
@@ -9159,6 +9182,7 @@ static rlhf_result rlhf__load_sharded(rlhf_model **out, const char *ipath, rlhf_
     const char **shards = NULL;
     char *spath = NULL;
     int n_shards = 0, s, n_optim = 0, *found = NULL, pass;
+    uint64_t values = 0;
     rlhf__st_reader R;
     rlhf_model *m = NULL;
     rlhf_config cfg;
@@ -9175,6 +9199,9 @@ static rlhf_result rlhf__load_sharded(rlhf_model **out, const char *ipath, rlhf_
             r = rlhf__st_err(err, RLHF_ERR_IO, ipath, "shard %s is missing (cannot open %s)", shards[s], spath);
             goto done;
         }
+        if ((r = rlhf__st_open(&R, spath, err)) != RLHF_OK) goto done;
+        values += rlhf__st_values(&R); /* for rlhf__st_config_fits */
+        rlhf__st_close(&R);
     }
 
     /* pass 0 loads every shard (the first one also gives the config); then every tensor must have come,
@@ -9189,7 +9216,9 @@ static rlhf_result rlhf__load_sharded(rlhf_model **out, const char *ipath, rlhf_
             if (!(spath = rlhf__path_join(ipath, shards[s], 1))) { r = RLHF_ERR_OUT_OF_MEMORY; goto done; }
             if ((r = rlhf__st_open(&R, spath, err)) != RLHF_OK) goto done;
             if (!m) {
-                if ((r = rlhf__st_config(&R, &cfg)) != RLHF_OK) goto done;
+                if ((r = rlhf__st_config(&R, &cfg)) != RLHF_OK ||
+                    (r = rlhf__st_config_fits(&cfg, values, ipath, err)) != RLHF_OK)
+                    goto done;
                 if ((r = rlhf_model_create(&m, &cfg, 0)) != RLHF_OK) {
                     r = rlhf__st_err(err, r, ipath, "cannot create the model: %s", rlhf_result_string(r));
                     goto done;
@@ -9272,7 +9301,9 @@ RLHFDEF rlhf_result rlhf_model_load_ex(rlhf_model **out, const char *path, rlhf_
 
     /* the model its config describes, with a scalar head (reward or value
        model) when the file has score.weight */
-    if ((r = rlhf__st_config(&R, &cfg)) != RLHF_OK) goto done;
+    if ((r = rlhf__st_config(&R, &cfg)) != RLHF_OK ||
+        (r = rlhf__st_config_fits(&cfg, rlhf__st_values(&R), path, err)) != RLHF_OK)
+        goto done;
     if ((r = rlhf_model_create(&m, &cfg, 0)) != RLHF_OK) {
         r = rlhf__st_err(err, r, path, "cannot create the model: %s", rlhf_result_string(r));
         goto done;

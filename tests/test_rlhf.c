@@ -2367,9 +2367,20 @@ static void test_safetensors_hostile(void) {
 #define MUTATE(name, from, to, code, what) do { st_mutate(base, p, (from), (to)); st_reject((name), p, (code), (what)); count++; } while (0)
     MUTATE("config n_head 0", "\\\"n_head\\\":2", "\\\"n_head\\\":0", RLHF_ERR_PARSE, "\"n_head\" must be an integer from 1 to 2^30, got 0");
     MUTATE("config n_head not dividing C", "\\\"n_head\\\":2", "\\\"n_head\\\":3", RLHF_ERR_PARSE, "n_head 3 does not divide n_embd 4");
-    MUTATE("config with more layers", "\\\"n_layer\\\":1", "\\\"n_layer\\\":2", RLHF_ERR_PARSE, "missing tensor \"h.1.ln_1.weight\"");
-    MUTATE("config with fewer layers", "\\\"n_layer\\\":1,\\\"n_head\\\":2,\\\"n_embd\\\":4", "\\\"n_layer\\\":1,\\\"n_head\\\":2,\\\"n_embd\\\":8",
-           RLHF_ERR_PARSE, "tensor \"wte.weight\" has shape [5, 4], expected [5, 8]");
+    /* a config bigger than the weights is refused before the model is allocated (the fuzzer's
+       config.json of 250,256 layers beside a 2-layer file once allocated 3.3 GB first) */
+    MUTATE("config with more layers", "\\\"n_layer\\\":1", "\\\"n_layer\\\":2", RLHF_ERR_PARSE,
+           "the config (n_layer 2, n_embd 4, n_head 2, vocab_size 5, n_ctx 4) describes 532 parameters but the weights "
+           "hold only 288 values");
+    MUTATE("config of 250,000 layers", "\\\"n_layer\\\":1", "\\\"n_layer\\\":250256", RLHF_ERR_PARSE,
+           "describes 61062508 parameters but the weights hold only 288 values");
+    MUTATE("config wider than the weights", "\\\"n_layer\\\":1,\\\"n_head\\\":2,\\\"n_embd\\\":4", "\\\"n_layer\\\":1,\\\"n_head\\\":2,\\\"n_embd\\\":8",
+           RLHF_ERR_PARSE, "describes 960 parameters but the weights hold only 288 values");
+    /* smaller, or as big with a tensor missing: named by the tensor */
+    MUTATE("config narrower than the weights", "\\\"n_layer\\\":1,\\\"n_head\\\":2,\\\"n_embd\\\":4", "\\\"n_layer\\\":1,\\\"n_head\\\":2,\\\"n_embd\\\":2",
+           RLHF_ERR_PARSE, "tensor \"wte.weight\" has shape [5, 4], expected [5, 2]");
+    MUTATE("missing tensor (renamed to a skipped buffer)", "\"ln_f.bias\"", "\"h.0.attn.bias\"", RLHF_ERR_PARSE,
+           "missing tensor \"ln_f.bias\"");
     MUTATE("config not JSON", "{\\\"vocab_size\\\"", "{vocab_size", RLHF_ERR_PARSE, "__metadata__ config:");
     MUTATE("config field missing", "\\\"vocab_size\\\":5,", "", RLHF_ERR_PARSE, "has no \"vocab_size\"");
     MUTATE("extra tensor", "\"ln_f.bias\"", "\"h.7.attn.c_attn.weight\"", RLHF_ERR_PARSE, "unexpected tensor \"h.7.attn.c_attn.weight\"");
@@ -2559,6 +2570,22 @@ static void test_hf_directory(void) {
         write_file("build/hfdir_empty/pytorch_model.bin", "PK", 2);
         st_reject("pickle only", "build/hfdir_empty", RLHF_ERR_PARSE, "PyTorch's pickle format (pytorch_model.bin)");
         remove("build/hfdir_empty/pytorch_model.bin");
+        {   /* the fuzzer's find: GPT-2's config.json with 250,256 layers beside hub's 2-layer weights */
+            size_t n = 0;
+            char *c = (char *)read_all(RLHF_FIXTURE_DIR "/hf/hub/config.json", &n), *ed;
+            mkdir("build/hfdir_huge", 0755);
+            copy_file(RLHF_FIXTURE_DIR "/hf/hub/model.safetensors", "build/hfdir_huge/model.safetensors");
+            if (c) {
+                c[n] = 0;
+                ed = str_edit(c, "\"n_layer\": 2", "\"n_layer\": 250256");
+                write_file("build/hfdir_huge/config.json", ed, strlen(ed));
+                if (ed != c) free(ed);
+                free(c);
+            } else g_fail++;
+            st_reject("config.json of 250,256 layers", "build/hfdir_huge", RLHF_ERR_PARSE,
+                      "build/hfdir_huge/model.safetensors: the config (n_layer 250256, n_embd 16, n_head 2, vocab_size "
+                      "61, n_ctx 12) describes");
+        }
         st_reject("a shard missing", hf_dir_variant("missing", NULL, NULL, 1), RLHF_ERR_IO,
                   "build/hfdir_missing/model.safetensors.index.json: shard model-00002-of-00002.safetensors is missing");
         st_reject("no weight_map", hf_dir_variant("nomap", "\"weight_map\"", "\"weights\"", 3), RLHF_ERR_PARSE,
@@ -2607,8 +2634,9 @@ static void test_hf_directory(void) {
             snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
             write_file(path, idx, strlen(idx));
             free(idx);
-            st_reject("a tensor missing from every shard", dir, RLHF_ERR_PARSE,
-                      "build/hfdir_half/model.safetensors.index.json: missing tensor \"wte.weight\"");
+            st_reject("half the tensors missing from every shard", dir, RLHF_ERR_PARSE,
+                      "build/hfdir_half/model.safetensors.index.json: the config (n_layer 2, n_embd 16, n_head 2, "
+                      "vocab_size 61, n_ctx 12) describes 7760 parameters but the weights hold only 4288 values");
         }
         /* the same tensor in both shards, once with the prefix and once without */
         {
