@@ -4,6 +4,7 @@
 #                      (build/rlhf demo --tiny: the same for a small board, peak memory under 64 MB)
 #   make test          run the test suite (the README's test command)
 #   make test-scalar   the suite with -DRLHF_NO_SIMD (scalar kernels only)
+#   make test-avx2     on an AVX-512 host, the suite built without AVX-512 (-mno-avx512f): the AVX2 micro-kernel
 #   make test-oom      allocation failure at every point and a full disk at every save (tests/test_oom.c)
 #   make test-cpp      the suite compiled as C++
 #   make test-clang    the suite built with clang
@@ -52,7 +53,7 @@ ALL_CFLAGS = $(CFLAGS) $(NATIVE) $(OMP)
 HEADER = rlhf.h
 TESTS  = tests/test_rlhf.c
 
-.PHONY: test-oom hf-export-fixture dpo-fixture attention-fixture test-demo-seeds test-charts examples all demo conformance fuzz fuzz-long fuzz-corpus-update test-s390x test test-scalar test-cpp test-clang debug test-arm64 bench clean test-armhf test-riscv64 test-i386 test-mingw test-tcc test-musl
+.PHONY: test-oom hf-export-fixture dpo-fixture attention-fixture test-demo-seeds test-charts examples all demo conformance fuzz fuzz-long fuzz-corpus-update test-s390x test test-scalar test-avx2 test-cpp test-clang debug test-arm64 bench clean test-armhf test-riscv64 test-i386 test-mingw test-tcc test-musl
 
 all: $(BUILD)/test_rlhf $(BUILD)/bench $(BUILD)/engine_demo $(BUILD)/rlhf
 
@@ -125,6 +126,15 @@ $(BUILD)/test_rlhf_scalar: $(TESTS) $(HEADER) | $(BUILD)
 
 test-scalar: $(BUILD)/test_rlhf_scalar
 	./$(BUILD)/test_rlhf_scalar
+
+# -march=native on an AVX-512 host selects the AVX-512 micro-kernel; this build keeps the AVX2 one tested there.
+$(BUILD)/test_rlhf_avx2: $(TESTS) $(HEADER) | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -mno-avx512f $(TESTS) -o $@ $(LDLIBS)
+
+test-avx2:
+	@if grep -qw avx512f /proc/cpuinfo 2>/dev/null && [ -n "$(NATIVE)" ]; then \
+	  $(MAKE) --no-print-directory $(BUILD)/test_rlhf_avx2 && ./$(BUILD)/test_rlhf_avx2 --no-slow; \
+	else echo "test-avx2: skipped (no AVX-512 here: make test already runs the AVX2 micro-kernel)"; fi
 
 $(BUILD)/test_rlhf_cpp: $(TESTS) $(HEADER) | $(BUILD)
 	$(CXX) $(CXXFLAGS) $(NATIVE) $(OMP) -x c++ $(TESTS) -o $@ $(LDLIBS)

@@ -61,7 +61,9 @@
        RLHF_STATIC            make every function static (file-private library).
        RLHF_NO_SIMD           use only the scalar reference kernels. Default: the
                               AVX2+FMA path when the compiler targets it
-                              (__AVX2__ && __FMA__, e.g. -march=native), the NEON
+                              (__AVX2__ && __FMA__, e.g. -march=native; with
+                              __AVX512F__ too, the matmul's micro-kernel takes
+                              16-lane AVX-512 registers), the NEON
                               path on AArch64 (__aarch64__ && __ARM_NEON), else scalar.
        RLHF_MALLOC(size) / RLHF_FREE(ptr)
                               your allocator; define both or neither (an #error
@@ -1635,13 +1637,18 @@ RLHFDEF int         rlhf_threads_in_use(void);
 #if !defined(RLHF_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
 #define RLHF__AVX2 1
 #include <immintrin.h>
+#if defined(__AVX512F__) /* AVX-512 adds only the matmul's micro-kernel; the rest stays AVX2 */
+#define RLHF__AVX512 1
+#endif
 #elif !defined(RLHF_NO_SIMD) && defined(__aarch64__) && defined(__ARM_NEON)
 #define RLHF__NEON 1
 #include <arm_neon.h>
 #endif
 
 RLHFDEF const char *rlhf_simd_name(void) {
-#if defined(RLHF__AVX2)
+#if defined(RLHF__AVX512)
+    return "avx512f+avx2+fma";
+#elif defined(RLHF__AVX2)
     return "avx2+fma";
 #elif defined(RLHF__NEON)
     return "neon";
@@ -2062,10 +2069,14 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
    register-tiled micro-kernel computes each MR x NR tile of C with all its
    accumulators in registers. Threads split the output tiles, never the K sum,
    so each C element is summed in the same order on any thread count. */
+#if defined(RLHF__AVX512)
+#define RLHF__MR 12    /* micro-tile rows: 12 AVX-512 registers of accumulators */
+#else
 #define RLHF__MR 6     /* micro-tile rows: 6 x 2 AVX2 registers (or 6 x 4 NEON) of accumulators */
+#endif
 #define RLHF__NR 16    /* micro-tile columns */
 #define RLHF__KC 256   /* depth of a packed slice: an A panel (6 KB) and a B panel (16 KB) fit L1 */
-#define RLHF__MC 96    /* rows of A packed at once (96 KB, stays in L2) */
+#define RLHF__MC 96    /* rows of A packed at once (96 KB, stays in L2); a multiple of MR */
 #define RLHF__NC 1024  /* columns of B packed at once (1 MB; two such packs alternate) */
 /* The matmul's workspace (rlhf__gemm_work_alloc): 16 floats of header (work[0]
    holds the threads it has room for; 16 keep the panels 64-byte aligned), the
@@ -2112,7 +2123,7 @@ RLHF__REF void rlhf__gemm_tile_ref(int kc, const float *Ap, ptrdiff_t ars, ptrdi
     for (r = 0; r < RLHF__MR; r++)
         for (c = 0; c < RLHF__NR; c++) C[r * ldc + c] = acc ? C[r * ldc + c] + tile[r * RLHF__NR + c] : tile[r * RLHF__NR + c];
 }
-#if defined(RLHF__AVX2)
+#if defined(RLHF__AVX2) && !defined(RLHF__AVX512)
 /* one row of a tile, 16 floats, into c: stored, or added to c's */
 static void rlhf__tile_row(float *c, __m256 x0, __m256 x1, int acc) {
     if (acc) x0 = _mm256_add_ps(_mm256_loadu_ps(c), x0), x1 = _mm256_add_ps(_mm256_loadu_ps(c + 8), x1);
@@ -2120,6 +2131,72 @@ static void rlhf__tile_row(float *c, __m256 x0, __m256 x1, int acc) {
     _mm256_storeu_ps(c + 8, x1);
 }
 #endif
+#if defined(RLHF__AVX512)
+/* AVX-512: a row of the tile is one 16-lane register. Per k, one load of B's
+   row and 12 FMAs, each taking its A element as a broadcast from memory: 12
+   accumulators hide the FMA latency on both FMA ports, and the loads (13 per
+   12 FMAs) stay within two a cycle. */
+#define RLHF__TILE_FMA(c, p, r) c = _mm512_fmadd_ps(_mm512_set1_ps(p[(r) * ars]), b, c)
+#define RLHF__TILE_OUT(r) \
+    _mm512_storeu_ps(C + r * ldc, acc ? _mm512_add_ps(_mm512_loadu_ps(C + r * ldc), c##r) : c##r)
+static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, ptrdiff_t rsb,
+                            float *C, ptrdiff_t ldc, int acc) {
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+    /* rows r, r+1, r+2 at p, p + ars, p + 2*ars: four pointers address the 12 rows
+       (twelve would not fit the general registers with the loop's) */
+    const float *p0 = Ap, *p3 = Ap + 3 * ars, *p6 = Ap + 6 * ars, *p9 = Ap + 9 * ars;
+    int k;
+    for (k = 0; k < kc; k++, p0 += aks, p3 += aks, p6 += aks, p9 += aks, Bp += rsb) {
+        __m512 b = _mm512_loadu_ps(Bp);
+        RLHF__TILE_FMA(c0, p0, 0); RLHF__TILE_FMA(c1, p0, 1); RLHF__TILE_FMA(c2, p0, 2);
+        RLHF__TILE_FMA(c3, p3, 0); RLHF__TILE_FMA(c4, p3, 1); RLHF__TILE_FMA(c5, p3, 2);
+        RLHF__TILE_FMA(c6, p6, 0); RLHF__TILE_FMA(c7, p6, 1); RLHF__TILE_FMA(c8, p6, 2);
+        RLHF__TILE_FMA(c9, p9, 0); RLHF__TILE_FMA(c10, p9, 1); RLHF__TILE_FMA(c11, p9, 2);
+    }
+    RLHF__TILE_OUT(0); RLHF__TILE_OUT(1); RLHF__TILE_OUT(2); RLHF__TILE_OUT(3);
+    RLHF__TILE_OUT(4); RLHF__TILE_OUT(5); RLHF__TILE_OUT(6); RLHF__TILE_OUT(7);
+    RLHF__TILE_OUT(8); RLHF__TILE_OUT(9); RLHF__TILE_OUT(10); RLHF__TILE_OUT(11);
+}
+/* Two tiles side by side, 12 x 32: B panels Bp and Bp + bps, each row of the
+   pair in two registers (24 accumulators, 2 B vectors, 1 broadcast: 27 of the
+   32 zmm). Each A element, broadcast once, feeds two FMAs: 14 loads per 24
+   FMAs, against 13 per 12 above (in L1: ~180 against ~155 GFLOP/s on an
+   AVX-512 Xeon whose FMA peak is ~215). The same FMAs on each element as two
+   calls of rlhf__gemm_tile: the same bits. */
+#define RLHF__TILE_FMA2(r, p, o) do { \
+        __m512 a_ = _mm512_set1_ps(p[(o) * ars]); \
+        c##r##a = _mm512_fmadd_ps(a_, b0, c##r##a), c##r##b = _mm512_fmadd_ps(a_, b1, c##r##b); \
+    } while (0)
+#define RLHF__TILE_OUT2(r) do { \
+        float *o_ = C + r * ldc; \
+        _mm512_storeu_ps(o_, acc ? _mm512_add_ps(_mm512_loadu_ps(o_), c##r##a) : c##r##a); \
+        _mm512_storeu_ps(o_ + 16, acc ? _mm512_add_ps(_mm512_loadu_ps(o_ + 16), c##r##b) : c##r##b); \
+    } while (0)
+static void rlhf__gemm_tile2(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, ptrdiff_t bps,
+                             ptrdiff_t rsb, float *C, ptrdiff_t ldc, int acc) {
+    __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a, c3b = c0a;
+    __m512 c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a;
+    __m512 c8a = c0a, c8b = c0a, c9a = c0a, c9b = c0a, c10a = c0a, c10b = c0a, c11a = c0a, c11b = c0a;
+    const float *p0 = Ap, *p3 = Ap + 3 * ars, *p6 = Ap + 6 * ars, *p9 = Ap + 9 * ars, *B1 = Bp + bps;
+    int k;
+    for (k = 0; k < kc; k++, p0 += aks, p3 += aks, p6 += aks, p9 += aks, Bp += rsb, B1 += rsb) {
+        __m512 b0 = _mm512_loadu_ps(Bp), b1 = _mm512_loadu_ps(B1);
+        RLHF__TILE_FMA2(0, p0, 0); RLHF__TILE_FMA2(1, p0, 1); RLHF__TILE_FMA2(2, p0, 2);
+        RLHF__TILE_FMA2(3, p3, 0); RLHF__TILE_FMA2(4, p3, 1); RLHF__TILE_FMA2(5, p3, 2);
+        RLHF__TILE_FMA2(6, p6, 0); RLHF__TILE_FMA2(7, p6, 1); RLHF__TILE_FMA2(8, p6, 2);
+        RLHF__TILE_FMA2(9, p9, 0); RLHF__TILE_FMA2(10, p9, 1); RLHF__TILE_FMA2(11, p9, 2);
+    }
+    RLHF__TILE_OUT2(0); RLHF__TILE_OUT2(1); RLHF__TILE_OUT2(2); RLHF__TILE_OUT2(3);
+    RLHF__TILE_OUT2(4); RLHF__TILE_OUT2(5); RLHF__TILE_OUT2(6); RLHF__TILE_OUT2(7);
+    RLHF__TILE_OUT2(8); RLHF__TILE_OUT2(9); RLHF__TILE_OUT2(10); RLHF__TILE_OUT2(11);
+}
+#undef RLHF__TILE_FMA
+#undef RLHF__TILE_OUT
+#undef RLHF__TILE_FMA2
+#undef RLHF__TILE_OUT2
+#define RLHF__PAIRS 1
+#else
 static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, ptrdiff_t rsb,
                             float *C, ptrdiff_t ldc, int acc) {
 #if defined(RLHF__AVX2)
@@ -2168,6 +2245,17 @@ static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t ak
     rlhf__gemm_tile_ref(kc, Ap, ars, aks, Bp, rsb, C, ldc, acc);
 #endif
 }
+/* Two tiles side by side (B panels Bp and Bp + bps): the AVX2 and NEON kernels
+   have no registers to spare for a wider tile, so it would be two calls, and
+   two B panels would crowd a 32 KB L1: rlhf__gemm_block pairs tiles only
+   with AVX-512 (RLHF__PAIRS). */
+#define RLHF__PAIRS 0
+static void rlhf__gemm_tile2(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, ptrdiff_t bps,
+                             ptrdiff_t rsb, float *C, ptrdiff_t ldc, int acc) {
+    rlhf__gemm_tile(kc, Ap, ars, aks, Bp, rsb, C, ldc, acc);
+    rlhf__gemm_tile(kc, Ap, ars, aks, Bp + bps, rsb, C + RLHF__NR, ldc, acc);
+}
+#endif
 
 /* The matrix-vector kernel of the decode: C (M,len) [+]= A (M,K) * B (K,len) for few
    rows M, B with contiguous rows (row k at B + k*rsb), C's rows ldc apart.
@@ -2483,36 +2571,48 @@ static void rlhf__cinit_tile(const rlhf__cinit *in, float *C, ptrdiff_t ldc, int
 }
 
 /* The tiles of C in rows [ic, ic + mp*MR) and B panels [jp0, jp1) at jc, B-panel-major (a run of
-   tiles reuses one B panel from L1, the A block stays in L2). Each tile is computed whole, in the
+   tiles reuses one B panel, or a pair of them with RLHF__PAIRS, from L1; the A block stays in L2). Each tile is computed whole, in the
    same order whoever computes it, so C has the same bits on any thread count. On the first K
    slice, a tile starts from init when there is one (then overwrite is 0). */
 static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp, int jp0,
                              int jp1, int mp, int kc, int ic, int pc, int jc, int M, int N, float *C, ptrdiff_t ldc,
                              int overwrite, const rlhf__cinit *init) {
-    int tj, ti, r;
-    for (tj = jp0; tj < jp1; tj++)
+    int tj, ti, r, q, step;
+    for (tj = jp0; tj < jp1; tj += step) {
+        step = RLHF__PAIRS && tj + 1 < jp1 && jc + (tj + 2) * RLHF__NR <= N ? 2 : 1; /* tiles in pairs */
         for (ti = 0; ti < mp; ti++) {
-            float tile[RLHF__MR * RLHF__NR];
-            int i0 = ic + ti * RLHF__MR, j0 = jc + tj * RLHF__NR;
-            int rows = M - i0 < RLHF__MR ? M - i0 : RLHF__MR;
-            int cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR, full = rows == RLHF__MR && cols == RLHF__NR;
-            const float *bp = Bp + (ptrdiff_t)tj * kc * RLHF__NR;
-            float *out = full ? C + i0 * ldc + j0 : tile; /* a tile at the edge goes through a buffer */
-            ptrdiff_t ld = full ? ldc : RLHF__NR;
-            int acc = full && !overwrite;
-            if (init && pc == 0) rlhf__cinit_tile(init, C, ldc, i0, rows, j0, cols);
-            if (rows == RLHF__MR && csa == 1) /* a full panel of rows contiguous along k: in place */
-                rlhf__gemm_tile(kc, A + i0 * rsa + pc, rsa, 1, bp, RLHF__NR, out, ld, acc);
-            else
-                rlhf__gemm_tile(kc, Ap + (ptrdiff_t)ti * kc * RLHF__MR, 1, RLHF__MR, bp, RLHF__NR, out, ld, acc);
-            if (full) continue;
-            for (r = 0; r < rows; r++) { /* the edge tile's rows and columns inside C */
-                float *crow = C + (i0 + r) * ldc + j0;
-                const float *trow = tile + r * RLHF__NR;
-                int c;
-                for (c = 0; c < cols; c++) crow[c] = overwrite ? trow[c] : crow[c] + trow[c];
+            int i0 = ic + ti * RLHF__MR, rows = M - i0 < RLHF__MR ? M - i0 : RLHF__MR;
+            int inplace = rows == RLHF__MR && csa == 1; /* a full panel of rows contiguous along k: read in place */
+            const float *a = inplace ? A + i0 * rsa + pc : Ap + (ptrdiff_t)ti * kc * RLHF__MR;
+            ptrdiff_t ars = inplace ? rsa : 1, aks = inplace ? 1 : RLHF__MR;
+            if (step == 2 && rows == RLHF__MR) { /* a whole pair: straight into C */
+                int j0 = jc + tj * RLHF__NR;
+                if (init && pc == 0) {
+                    rlhf__cinit_tile(init, C, ldc, i0, rows, j0, RLHF__NR);
+                    rlhf__cinit_tile(init, C, ldc, i0, rows, j0 + RLHF__NR, RLHF__NR);
+                }
+                rlhf__gemm_tile2(kc, a, ars, aks, Bp + (ptrdiff_t)tj * kc * RLHF__NR, (ptrdiff_t)kc * RLHF__NR,
+                                 RLHF__NR, C + i0 * ldc + j0, ldc, !overwrite);
+                continue;
+            }
+            for (q = tj; q < tj + step; q++) {
+                float tile[RLHF__MR * RLHF__NR];
+                int j0 = jc + q * RLHF__NR, cols = N - j0 < RLHF__NR ? N - j0 : RLHF__NR;
+                int full = rows == RLHF__MR && cols == RLHF__NR;
+                float *out = full ? C + i0 * ldc + j0 : tile; /* a tile at the edge goes through a buffer */
+                if (init && pc == 0) rlhf__cinit_tile(init, C, ldc, i0, rows, j0, cols);
+                rlhf__gemm_tile(kc, a, ars, aks, Bp + (ptrdiff_t)q * kc * RLHF__NR, RLHF__NR, out,
+                                full ? ldc : RLHF__NR, full && !overwrite);
+                if (full) continue;
+                for (r = 0; r < rows; r++) { /* the edge tile's rows and columns inside C */
+                    float *crow = C + (i0 + r) * ldc + j0;
+                    const float *trow = tile + r * RLHF__NR;
+                    int c;
+                    for (c = 0; c < cols; c++) crow[c] = overwrite ? trow[c] : crow[c] + trow[c];
+                }
             }
         }
+    }
 }
 
 /* Few rows (M <= RLHF__COLS_M: GPT-2's M shape has 256) whose A rows are

@@ -236,6 +236,51 @@ static void check_gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
     free(bias); free(C1); free(C2);
 }
 
+/* The micro-kernels against their scalar twin rlhf__gemm_tile_ref on odd depths:
+   rlhf__gemm_tile (an MR x NR tile) and rlhf__gemm_tile2 (two side by side, B
+   panels apart), A packed (ars 1, aks MR) or read in place (rows kc + 3 apart),
+   C stored or added to, with a guard column past the pair that must stay as it
+   was. rlhf__gemm_tile2 must give the bits of two rlhf__gemm_tile calls: the
+   matmul pairs tiles or not depending on how the threads split the panels. */
+static void test_kernel_gemm_tile(void) {
+    static const int depths[] = {1, 2, 3, 7, 16, 61, 255, 256};
+    enum { MR = RLHF__MR, NR = RLHF__NR, LDC = 2 * RLHF__NR + 1 };
+    rlhf_rng rng;
+    size_t di;
+    int paired = strncmp(rlhf_simd_name(), "avx512", 6) == 0, inplace, acc, r;
+    rlhf_rng_seed(&rng, 41);
+    for (di = 0; di < sizeof depths / sizeof depths[0]; di++) {
+        int kc = depths[di];
+        float *A = floats((size_t)MR * (kc + 3)), *B = floats((size_t)kc * 2 * NR), C0[MR * LDC], C1[MR * LDC];
+        float C2[MR * LDC], C3[MR * LDC];
+        fill_uniform(A, (size_t)MR * (kc + 3), &rng, -1, 1);
+        fill_uniform(B, (size_t)kc * 2 * NR, &rng, -1, 1);
+        fill_uniform(C0, MR * LDC, &rng, -1, 1);
+        for (inplace = 0; inplace < 2; inplace++)
+            for (acc = 0; acc < 2; acc++) {
+                ptrdiff_t ars = inplace ? kc + 3 : 1, aks = inplace ? 1 : MR;
+                char what[96];
+                memcpy(C1, C0, sizeof C1), memcpy(C2, C0, sizeof C2), memcpy(C3, C0, sizeof C3);
+                rlhf__gemm_tile2(kc, A, ars, aks, B, (ptrdiff_t)kc * NR, NR, C1, LDC, acc);
+                rlhf__gemm_tile(kc, A, ars, aks, B, NR, C2, LDC, acc);
+                rlhf__gemm_tile(kc, A, ars, aks, B + (size_t)kc * NR, NR, C2 + NR, LDC, acc);
+                rlhf__gemm_tile_ref(kc, A, ars, aks, B, NR, C3, LDC, acc);
+                rlhf__gemm_tile_ref(kc, A, ars, aks, B + (size_t)kc * NR, NR, C3 + NR, LDC, acc);
+                snprintf(what, sizeof what, "gemm_tile kc=%d in_place=%d acc=%d", kc, inplace, acc);
+                close_enough(what, C2, C3, MR * LDC, 2e-7 * kc + 1e-6, 1e-5);
+                snprintf(what, sizeof what, "gemm_tile2 kc=%d in_place=%d acc=%d", kc, inplace, acc);
+                close_enough(what, C1, C3, MR * LDC, 2e-7 * kc + 1e-6, 1e-5);
+                if (paired && memcmp(C1, C2, sizeof C1) != 0) {
+                    fprintf(stderr, "  FAIL %s: not the bits of two single tiles\n", what);
+                    g_fail++;
+                }
+                for (r = 0; r < MR; r++) CHECK(C1[r * LDC + 2 * NR] == C0[r * LDC + 2 * NR]); /* the guard column */
+            }
+        free(A); free(B);
+    }
+    if (!paired) printf("  skipped: gemm_tile2 against two gemm_tile calls (without AVX-512 it is those two calls)\n");
+}
+
 /* Every layout the model uses (NN, NT, TN) on odd and aligned shapes, with
    and without accumulation, through the packed path, the matrix-vector path,
    several K slices (K > KC), several row blocks (M > MC) and column blocks. */
@@ -7136,6 +7181,7 @@ static const test_case TESTS[] = {
     {"alloc_alignment", test_alloc_alignment, 0},
     {"rng", test_rng, 0},
     {"kernel_dot_axpy", test_kernel_dot_axpy, 0},
+    {"kernel_gemm_tile", test_kernel_gemm_tile, 0},
     {"kernel_gemm", test_kernel_gemm, 0},
     {"kernel_gemv", test_kernel_gemv, 0},
     {"kernel_adamw", test_kernel_adamw, 0},

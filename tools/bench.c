@@ -96,10 +96,32 @@ static usage_mark usage_now(void) {
     u.wall = now_s();
     return u;
 }
-/* The FP32 FMA peak of the threads, now: 12 independent chains of AVX2 FMAs each
-   (enough to hide the FMA latency on both FMA ports). Best of 20 tries, GFLOP/s, or
-   0 without AVX2. Compare it with REFERENCES.md ("Hardware here"): two vCPUs that
-   share a physical core give ~1x, not ~2x, the one-thread figure. */
+/* The FP32 FMA peak of the threads, now: 12 independent chains of FMAs each
+   (enough to hide the FMA latency on both FMA ports), of the widest vectors the
+   build has: AVX-512 when rlhf.h's matmul uses it (RLHF__AVX512), else AVX2. On
+   an AVX-512 host, a build without it (-mno-avx512f) reports the AVX2 peak, the
+   bound of what that build can reach. Best of 20 tries, GFLOP/s, or 0 without
+   AVX2. Compare it with REFERENCES.md ("Hardware here"): two vCPUs that share a
+   physical core give ~1x, not ~2x, the one-thread figure. */
+#if defined(RLHF__AVX512)
+#define PEAK_LANES 16
+typedef __m512 peak_vec;
+#define PEAK_SET1 _mm512_set1_ps
+#define PEAK_FMA _mm512_fmadd_ps
+#define PEAK_ADD _mm512_add_ps
+#define PEAK_SUM _mm512_reduce_add_ps
+#define PEAK_NAME "AVX-512"
+#elif defined(RLHF__AVX2)
+#define PEAK_LANES 8
+typedef __m256 peak_vec;
+#define PEAK_SET1 _mm256_set1_ps
+#define PEAK_FMA _mm256_fmadd_ps
+#define PEAK_ADD _mm256_add_ps
+#define PEAK_SUM rlhf__hsum256
+#define PEAK_NAME "AVX2"
+#else
+#define PEAK_NAME "no"
+#endif
 #if defined(RLHF__AVX2)
 static volatile float g_sink; /* the peak loops' result goes here, so they cannot be optimised away */
 #endif
@@ -114,23 +136,22 @@ static double fma_peak(void) {
         RLHF__OMP(omp parallel reduction(+ : sink))
         {
             /* distinct start values, or the compiler merges the 12 identical chains into one */
-            __m256 a0 = _mm256_set1_ps(sink), d = _mm256_set1_ps(1.0f), a1 = _mm256_add_ps(a0, d);
-            __m256 a2 = _mm256_add_ps(a1, d), a3 = _mm256_add_ps(a2, d), a4 = _mm256_add_ps(a3, d);
-            __m256 a5 = _mm256_add_ps(a4, d), a6 = _mm256_add_ps(a5, d), a7 = _mm256_add_ps(a6, d);
-            __m256 a8 = _mm256_add_ps(a7, d), a9 = _mm256_add_ps(a8, d), a10 = _mm256_add_ps(a9, d);
-            __m256 a11 = _mm256_add_ps(a10, d), x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-3f);
+            peak_vec a0 = PEAK_SET1(sink), d = PEAK_SET1(1.0f), a1 = PEAK_ADD(a0, d);
+            peak_vec a2 = PEAK_ADD(a1, d), a3 = PEAK_ADD(a2, d), a4 = PEAK_ADD(a3, d);
+            peak_vec a5 = PEAK_ADD(a4, d), a6 = PEAK_ADD(a5, d), a7 = PEAK_ADD(a6, d);
+            peak_vec a8 = PEAK_ADD(a7, d), a9 = PEAK_ADD(a8, d), a10 = PEAK_ADD(a9, d);
+            peak_vec a11 = PEAK_ADD(a10, d), x = PEAK_SET1(0.999f), y = PEAK_SET1(1e-3f);
             long i;
             for (i = 0; i < iters; i++) {
-                a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y); a2 = _mm256_fmadd_ps(a2, x, y);
-                a3 = _mm256_fmadd_ps(a3, x, y); a4 = _mm256_fmadd_ps(a4, x, y); a5 = _mm256_fmadd_ps(a5, x, y);
-                a6 = _mm256_fmadd_ps(a6, x, y); a7 = _mm256_fmadd_ps(a7, x, y); a8 = _mm256_fmadd_ps(a8, x, y);
-                a9 = _mm256_fmadd_ps(a9, x, y); a10 = _mm256_fmadd_ps(a10, x, y); a11 = _mm256_fmadd_ps(a11, x, y);
+                a0 = PEAK_FMA(a0, x, y); a1 = PEAK_FMA(a1, x, y); a2 = PEAK_FMA(a2, x, y);
+                a3 = PEAK_FMA(a3, x, y); a4 = PEAK_FMA(a4, x, y); a5 = PEAK_FMA(a5, x, y);
+                a6 = PEAK_FMA(a6, x, y); a7 = PEAK_FMA(a7, x, y); a8 = PEAK_FMA(a8, x, y);
+                a9 = PEAK_FMA(a9, x, y); a10 = PEAK_FMA(a10, x, y); a11 = PEAK_FMA(a11, x, y);
             }
-            a0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                               _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-            sink += rlhf__hsum256(_mm256_add_ps(a0, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11))));
+            a0 = PEAK_ADD(PEAK_ADD(PEAK_ADD(a0, a1), PEAK_ADD(a2, a3)), PEAK_ADD(PEAK_ADD(a4, a5), PEAK_ADD(a6, a7)));
+            sink += PEAK_SUM(PEAK_ADD(a0, PEAK_ADD(PEAK_ADD(a8, a9), PEAK_ADD(a10, a11))));
         }
-        gflops = 2.0 * 8 * 12 * iters * rlhf_num_threads() / (now_s() - t0) * 1e-9;
+        gflops = 2.0 * PEAK_LANES * 12 * iters * rlhf_num_threads() / (now_s() - t0) * 1e-9;
         best = gflops > best ? gflops : best;
     }
     g_sink = sink;
@@ -1288,7 +1309,8 @@ int main(int argc, char **argv) {
     if (busy) /* before the first parallel region: the child is forked from one thread */
         busy_start(), printf("--busy: a process spins on the last CPU (warnings about other processes expected)\n");
     g_peak0 = fma_peak();
-    printf("FP32 FMA peak now: %.1f GFLOP/s on %d thread(s) (0: no AVX2)\n", g_peak0, rlhf_num_threads());
+    printf("FP32 FMA peak now: %.1f GFLOP/s on %d thread(s), %s FMAs (0: no AVX2)\n", g_peak0, rlhf_num_threads(),
+           PEAK_NAME);
     printf("read bandwidth now: %.1f GB/s on %d thread(s) (a sum over 256 MiB, four runs a thread)\n", mem_bandwidth(),
            rlhf_num_threads());
     if (busy) bench_busy(&CONFIG_S, rlhf_num_threads() < 2 ? 2 : rlhf_num_threads(), 3, quick ? 1 : 3);
