@@ -2070,7 +2070,7 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
    accumulators in registers. Threads split the output tiles, never the K sum,
    so each C element is summed in the same order on any thread count. */
 #if defined(RLHF__AVX512)
-#define RLHF__MR 12    /* micro-tile rows: 12 AVX-512 registers of accumulators */
+#define RLHF__MR 8     /* micro-tile rows: 8 AVX-512 registers of accumulators (16 for a pair of tiles) */
 #else
 #define RLHF__MR 6     /* micro-tile rows: 6 x 2 AVX2 registers (or 6 x 4 NEON) of accumulators */
 #endif
@@ -2133,37 +2133,35 @@ static void rlhf__tile_row(float *c, __m256 x0, __m256 x1, int acc) {
 #endif
 #if defined(RLHF__AVX512)
 /* AVX-512: a row of the tile is one 16-lane register. Per k, one load of B's
-   row and 12 FMAs, each taking its A element as a broadcast from memory: 12
-   accumulators hide the FMA latency on both FMA ports, and the loads (13 per
-   12 FMAs) stay within two a cycle. */
+   row and 8 FMAs, each taking its A element as a broadcast from memory. Tiles
+   go in pairs where they can (rlhf__gemm_tile2, below); this one takes the
+   last panel of an odd count, and the edges. */
 #define RLHF__TILE_FMA(c, p, r) c = _mm512_fmadd_ps(_mm512_set1_ps(p[(r) * ars]), b, c)
 #define RLHF__TILE_OUT(r) \
     _mm512_storeu_ps(C + r * ldc, acc ? _mm512_add_ps(_mm512_loadu_ps(C + r * ldc), c##r) : c##r)
 static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, ptrdiff_t rsb,
                             float *C, ptrdiff_t ldc, int acc) {
-    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
-    __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
-    /* rows r, r+1, r+2 at p, p + ars, p + 2*ars: four pointers address the 12 rows
-       (twelve would not fit the general registers with the loop's) */
-    const float *p0 = Ap, *p3 = Ap + 3 * ars, *p6 = Ap + 6 * ars, *p9 = Ap + 9 * ars;
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    /* rows r, r+1, r+2 at p, p + ars, p + 2*ars: three pointers address the 8 rows
+       (eight would crowd the general registers with the loop's) */
+    const float *p0 = Ap, *p3 = Ap + 3 * ars, *p6 = Ap + 6 * ars;
     int k;
-    for (k = 0; k < kc; k++, p0 += aks, p3 += aks, p6 += aks, p9 += aks, Bp += rsb) {
+    for (k = 0; k < kc; k++, p0 += aks, p3 += aks, p6 += aks, Bp += rsb) {
         __m512 b = _mm512_loadu_ps(Bp);
         RLHF__TILE_FMA(c0, p0, 0); RLHF__TILE_FMA(c1, p0, 1); RLHF__TILE_FMA(c2, p0, 2);
         RLHF__TILE_FMA(c3, p3, 0); RLHF__TILE_FMA(c4, p3, 1); RLHF__TILE_FMA(c5, p3, 2);
-        RLHF__TILE_FMA(c6, p6, 0); RLHF__TILE_FMA(c7, p6, 1); RLHF__TILE_FMA(c8, p6, 2);
-        RLHF__TILE_FMA(c9, p9, 0); RLHF__TILE_FMA(c10, p9, 1); RLHF__TILE_FMA(c11, p9, 2);
+        RLHF__TILE_FMA(c6, p6, 0); RLHF__TILE_FMA(c7, p6, 1);
     }
     RLHF__TILE_OUT(0); RLHF__TILE_OUT(1); RLHF__TILE_OUT(2); RLHF__TILE_OUT(3);
     RLHF__TILE_OUT(4); RLHF__TILE_OUT(5); RLHF__TILE_OUT(6); RLHF__TILE_OUT(7);
-    RLHF__TILE_OUT(8); RLHF__TILE_OUT(9); RLHF__TILE_OUT(10); RLHF__TILE_OUT(11);
 }
-/* Two tiles side by side, 12 x 32: B panels Bp and Bp + bps, each row of the
-   pair in two registers (24 accumulators, 2 B vectors, 1 broadcast: 27 of the
-   32 zmm). Each A element, broadcast once, feeds two FMAs: 14 loads per 24
-   FMAs, against 13 per 12 above (in L1: ~180 against ~155 GFLOP/s on an
-   AVX-512 Xeon whose FMA peak is ~215). The same FMAs on each element as two
-   calls of rlhf__gemm_tile: the same bits. */
+/* Two tiles side by side, 8 x 32: B panels Bp and Bp + bps, each row of the
+   pair in two registers (16 accumulators, 2 B vectors, 1 broadcast). Each A
+   element, broadcast once, feeds two FMAs: 10 loads per 16 FMAs, against 9 per
+   8 above (in L1: ~178 against ~155 GFLOP/s on an AVX-512 Xeon whose FMA peak
+   is ~215-238). 8 rows, not 12 (as fast in L1): the row counts of a batch
+   (B*T, C) are multiples of 8 more often. The same FMAs on each element as
+   two calls of rlhf__gemm_tile: the same bits. */
 #define RLHF__TILE_FMA2(r, p, o) do { \
         __m512 a_ = _mm512_set1_ps(p[(o) * ars]); \
         c##r##a = _mm512_fmadd_ps(a_, b0, c##r##a), c##r##b = _mm512_fmadd_ps(a_, b1, c##r##b); \
@@ -2177,19 +2175,20 @@ static void rlhf__gemm_tile2(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t a
                              ptrdiff_t rsb, float *C, ptrdiff_t ldc, int acc) {
     __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a, c3b = c0a;
     __m512 c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a;
-    __m512 c8a = c0a, c8b = c0a, c9a = c0a, c9b = c0a, c10a = c0a, c10b = c0a, c11a = c0a, c11b = c0a;
-    const float *p0 = Ap, *p3 = Ap + 3 * ars, *p6 = Ap + 6 * ars, *p9 = Ap + 9 * ars, *B1 = Bp + bps;
+    const float *p0 = Ap, *p3 = Ap + 3 * ars, *p6 = Ap + 6 * ars, *B1 = Bp + bps;
     int k;
-    for (k = 0; k < kc; k++, p0 += aks, p3 += aks, p6 += aks, p9 += aks, Bp += rsb, B1 += rsb) {
+    for (k = 0; k < RLHF__MR; k++) { /* C's 16 lines, on their way while the tile is summed */
+        _mm_prefetch((const char *)(C + k * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + k * ldc + 16), _MM_HINT_T0);
+    }
+    for (k = 0; k < kc; k++, p0 += aks, p3 += aks, p6 += aks, Bp += rsb, B1 += rsb) {
         __m512 b0 = _mm512_loadu_ps(Bp), b1 = _mm512_loadu_ps(B1);
         RLHF__TILE_FMA2(0, p0, 0); RLHF__TILE_FMA2(1, p0, 1); RLHF__TILE_FMA2(2, p0, 2);
         RLHF__TILE_FMA2(3, p3, 0); RLHF__TILE_FMA2(4, p3, 1); RLHF__TILE_FMA2(5, p3, 2);
-        RLHF__TILE_FMA2(6, p6, 0); RLHF__TILE_FMA2(7, p6, 1); RLHF__TILE_FMA2(8, p6, 2);
-        RLHF__TILE_FMA2(9, p9, 0); RLHF__TILE_FMA2(10, p9, 1); RLHF__TILE_FMA2(11, p9, 2);
+        RLHF__TILE_FMA2(6, p6, 0); RLHF__TILE_FMA2(7, p6, 1);
     }
     RLHF__TILE_OUT2(0); RLHF__TILE_OUT2(1); RLHF__TILE_OUT2(2); RLHF__TILE_OUT2(3);
     RLHF__TILE_OUT2(4); RLHF__TILE_OUT2(5); RLHF__TILE_OUT2(6); RLHF__TILE_OUT2(7);
-    RLHF__TILE_OUT2(8); RLHF__TILE_OUT2(9); RLHF__TILE_OUT2(10); RLHF__TILE_OUT2(11);
 }
 #undef RLHF__TILE_FMA
 #undef RLHF__TILE_OUT
