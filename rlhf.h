@@ -2570,9 +2570,10 @@ static void rlhf__cinit_tile(const rlhf__cinit *in, float *C, ptrdiff_t ldc, int
 }
 
 /* The tiles of C in rows [ic, ic + mp*MR) and B panels [jp0, jp1) at jc, B-panel-major (a run of
-   tiles reuses one B panel, or a pair of them with RLHF__PAIRS, from L1; the A block stays in L2). Each tile is computed whole, in the
-   same order whoever computes it, so C has the same bits on any thread count. On the first K
-   slice, a tile starts from init when there is one (then overwrite is 0). */
+   tiles reuses one B panel, or a pair of them with RLHF__PAIRS, from L1; the A block stays in L2).
+   Each tile is computed whole, in the same order whoever computes it, so C has the same bits on
+   any thread count. On the first K slice, a tile starts from init when there is one (then
+   overwrite is 0). */
 static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp, int jp0,
                              int jp1, int mp, int kc, int ic, int pc, int jc, int M, int N, float *C, ptrdiff_t ldc,
                              int overwrite, const rlhf__cinit *init) {
@@ -3291,17 +3292,29 @@ RLHF__REF void rlhf__attend_row_ref(float *o, float *row, const float *q, const 
    tile sums over the same keys (a 0 adds nothing to a finite sum; an inf or
    NaN in a key or value the row may not see still gives NaN, 0 x inf, as
    PyTorch's masked attention does, where the row path never reads it). */
-#define RLHF__ATT_QB 24 /* query rows a block: 4 micro-tiles */
+#define RLHF__ATT_QB 24 /* query rows a block: 4 micro-tiles (3 of AVX-512's 8 rows) */
 #define RLHF__ATT_TILED(hs) ((hs) % RLHF__NR == 0 && (hs) <= RLHF__KC)
-/* C (rows, cols) [+]= A (rows, kc) B (kc, NR), rows <= MR, cols <= NR: A's
-   element (r, k) at A[r*ars + k*aks], B's row k at B + k*rsb. k goes in slices
-   of at most RLHF__KC, each slice's sum added to C (the first one stored unless
-   acc), so a tile of fewer than MR rows packs its A rows (zero-padded) in a
-   buffer on the stack; one of fewer than NR columns goes through a buffer. */
+/* the columns of the next tile (or pair of tiles) of a head's hs columns, from c */
+#define RLHF__ATT_COLS(hs, c) (RLHF__PAIRS && (hs) - (c) >= 2 * RLHF__NR ? 2 * RLHF__NR : RLHF__NR)
+/* C (rows, cols) [+]= A (rows, kc) B (kc, cols), rows <= MR, cols <= NR or
+   2*NR: A's element (r, k) at A[r*ars + k*aks], B's row k at B + k*rsb. k goes
+   in slices of at most RLHF__KC, each slice's sum added to C (the first one
+   stored unless acc), so a tile of fewer than MR rows packs its A rows
+   (zero-padded) in a buffer on the stack; one of fewer than NR columns goes
+   through a buffer. 2*NR columns with full rows: the pair kernel. */
 static void rlhf__att_tile(int rows, int cols, int kc, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B,
                            ptrdiff_t rsb, float *C, ptrdiff_t ldc, int acc) {
     float Ap[RLHF__MR * RLHF__KC], tile[RLHF__MR * RLHF__NR];
     int pc, r, c, full = rows == RLHF__MR && cols == RLHF__NR;
+    if (cols > RLHF__NR) { /* two tiles side by side: the same bits either way */
+        for (pc = 0; rows == RLHF__MR && pc < kc; pc += RLHF__KC)
+            rlhf__gemm_tile2(kc - pc < RLHF__KC ? kc - pc : RLHF__KC, A + pc * aks, ars, aks, B + pc * rsb, RLHF__NR,
+                             rsb, C, ldc, acc || pc > 0);
+        if (rows == RLHF__MR) return;
+        rlhf__att_tile(rows, RLHF__NR, kc, A, ars, aks, B, rsb, C, ldc, acc);
+        rlhf__att_tile(rows, cols - RLHF__NR, kc, A, ars, aks, B + RLHF__NR, rsb, C + RLHF__NR, ldc, acc);
+        return;
+    }
     for (pc = 0; pc < kc; pc += RLHF__KC) {
         int n = kc - pc < RLHF__KC ? kc - pc : RLHF__KC, add = acc || pc > 0;
         const float *b = B + pc * rsb;
@@ -3352,11 +3365,12 @@ static void rlhf__att_scores(float *S, ptrdiff_t ld, const float *x, ptrdiff_t x
    (keys lo .. the tile's last row), key j's row of Z at z + j*zs (hs) */
 static void rlhf__att_apply(float *o, ptrdiff_t ldo, const float *w, ptrdiff_t ld, const float *z, ptrdiff_t zs,
                             int t0, int nq, int lo, int hs, int acc) {
-    int ti, c;
+    int ti, c, w2;
     for (ti = 0; ti < nq; ti += RLHF__MR) {
         int rows = nq - ti < RLHF__MR ? nq - ti : RLHF__MR, n = t0 + ti + rows - lo;
-        for (c = 0; c < hs; c += RLHF__NR)
-            rlhf__att_tile(rows, RLHF__NR, n, w + ti * ld + lo, ld, 1, z + lo * zs + c, zs, o + ti * ldo + c, ldo, acc);
+        for (c = 0; c < hs; c += w2)
+            w2 = RLHF__ATT_COLS(hs, c),
+            rlhf__att_tile(rows, w2, n, w + ti * ld + lo, ld, 1, z + lo * zs + c, zs, o + ti * ldo + c, ldo, acc);
     }
 }
 /* one (b, h) in blocks: q, k, v at row 0 of the head (3C apart); P (T rows)
@@ -3479,11 +3493,12 @@ static void rlhf__attention_backward_tiled(float *dq, float *ds, const float *do
             memset(x + t0 + i + 1, 0, (size_t)(hi - t0 - i - 1) * sizeof(float));
         }
         rlhf__att_apply(dq + t0 * C3, C3, ds, T, k, C3, t0, nq, lo, hs, 1);
-        for (j = lo; j < hi; j += RLHF__MR) { /* A^T's rows: 6 keys; k: the block's queries */
-            int rows = hi - j < RLHF__MR ? hi - j : RLHF__MR;
-            for (c = 0; c < hs; c += RLHF__NR) {
-                rlhf__att_tile(rows, RLHF__NR, nq, ds + j, 1, T, q + t0 * C3 + c, C3, dk + j * C3 + c, C3, 1);
-                rlhf__att_tile(rows, RLHF__NR, nq, a0 + j, 1, T, g + c, C, dv + j * C3 + c, C3, 1);
+        for (j = lo; j < hi; j += RLHF__MR) { /* A^T's rows: MR keys; k: the block's queries */
+            int rows = hi - j < RLHF__MR ? hi - j : RLHF__MR, w2;
+            for (c = 0; c < hs; c += w2) {
+                w2 = RLHF__ATT_COLS(hs, c);
+                rlhf__att_tile(rows, w2, nq, ds + j, 1, T, q + t0 * C3 + c, C3, dk + j * C3 + c, C3, 1);
+                rlhf__att_tile(rows, w2, nq, a0 + j, 1, T, g + c, C, dv + j * C3 + c, C3, 1);
             }
         }
     }
