@@ -2075,7 +2075,7 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
 #define RLHF__MR 6     /* micro-tile rows: 6 x 2 AVX2 registers (or 6 x 4 NEON) of accumulators */
 #endif
 #define RLHF__NR 16    /* micro-tile columns */
-#define RLHF__KC 256   /* depth of a packed slice: an A panel (6 KB) and a B panel (16 KB) fit L1 */
+#define RLHF__KC 256   /* depth of a packed slice: an A panel (6-8 KB) and a B panel (16 KB) fit L1 */
 #define RLHF__MC 96    /* rows of A packed at once (96 KB, stays in L2); a multiple of MR */
 #define RLHF__NC 1024  /* columns of B packed at once (1 MB; two such packs alternate) */
 /* The matmul's workspace (rlhf__gemm_work_alloc): 16 floats of header (work[0]
@@ -2136,17 +2136,17 @@ static void rlhf__tile_row(float *c, __m256 x0, __m256 x1, int acc) {
    row and 8 FMAs, each taking its A element as a broadcast from memory. Tiles
    go in pairs where they can (rlhf__gemm_tile2, below); this one takes the
    last panel of an odd count, and the edges. */
-#define RLHF__TILE_FMA(c, p, r) c = _mm512_fmadd_ps(_mm512_set1_ps(p[(r) * ars]), b, c)
+#define RLHF__TILE_FMA(c, p, r) c = _mm512_fmadd_ps(_mm512_set1_ps(p[ka + (r) * ars]), b, c)
 #define RLHF__TILE_OUT(r) \
     _mm512_storeu_ps(C + r * ldc, acc ? _mm512_add_ps(_mm512_loadu_ps(C + r * ldc), c##r) : c##r)
 static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t aks, const float *Bp, ptrdiff_t rsb,
                             float *C, ptrdiff_t ldc, int acc) {
     __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-    /* rows r, r+1, r+2 at p, p + ars, p + 2*ars: three pointers address the 8 rows
-       (eight would crowd the general registers with the loop's) */
+    /* rows r, r+1, r+2 at p + ka, p + ka + ars, p + ka + 2*ars: three bases address
+       the 8 rows (eight would crowd the general registers with the loop's) */
     const float *p0 = Ap, *p3 = Ap + 3 * ars, *p6 = Ap + 6 * ars;
-    int k;
-    for (k = 0; k < kc; k++, p0 += aks, p3 += aks, p6 += aks, Bp += rsb) {
+    ptrdiff_t k, ka;
+    for (k = 0, ka = 0; k < kc; k++, ka += aks, Bp += rsb) {
         __m512 b = _mm512_loadu_ps(Bp);
         RLHF__TILE_FMA(c0, p0, 0); RLHF__TILE_FMA(c1, p0, 1); RLHF__TILE_FMA(c2, p0, 2);
         RLHF__TILE_FMA(c3, p3, 0); RLHF__TILE_FMA(c4, p3, 1); RLHF__TILE_FMA(c5, p3, 2);
@@ -2163,7 +2163,7 @@ static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t ak
    (B*T, C) are multiples of 8 more often. The same FMAs on each element as
    two calls of rlhf__gemm_tile: the same bits. */
 #define RLHF__TILE_FMA2(r, p, o) do { \
-        __m512 a_ = _mm512_set1_ps(p[(o) * ars]); \
+        __m512 a_ = _mm512_set1_ps(p[ka + (o) * ars]); \
         c##r##a = _mm512_fmadd_ps(a_, b0, c##r##a), c##r##b = _mm512_fmadd_ps(a_, b1, c##r##b); \
     } while (0)
 #define RLHF__TILE_OUT2(r) do { \
@@ -2176,12 +2176,12 @@ static void rlhf__gemm_tile2(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t a
     __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a, c3b = c0a;
     __m512 c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a;
     const float *p0 = Ap, *p3 = Ap + 3 * ars, *p6 = Ap + 6 * ars, *B1 = Bp + bps;
-    int k;
+    ptrdiff_t k, ka;
     for (k = 0; k < RLHF__MR; k++) { /* C's 16 lines, on their way while the tile is summed */
         _mm_prefetch((const char *)(C + k * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(C + k * ldc + 16), _MM_HINT_T0);
     }
-    for (k = 0; k < kc; k++, p0 += aks, p3 += aks, p6 += aks, Bp += rsb, B1 += rsb) {
+    for (k = 0, ka = 0; k < kc; k++, ka += aks, Bp += rsb, B1 += rsb) {
         __m512 b0 = _mm512_loadu_ps(Bp), b1 = _mm512_loadu_ps(B1);
         RLHF__TILE_FMA2(0, p0, 0); RLHF__TILE_FMA2(1, p0, 1); RLHF__TILE_FMA2(2, p0, 2);
         RLHF__TILE_FMA2(3, p3, 0); RLHF__TILE_FMA2(4, p3, 1); RLHF__TILE_FMA2(5, p3, 2);
@@ -3281,10 +3281,10 @@ RLHF__REF void rlhf__attend_row_ref(float *o, float *row, const float *q, const 
    floats apart: for a long context that is L2's bandwidth, not the FMA units
    (~30 GFLOP/s on one core, a third of the matmuls). With hs a multiple of 16,
    queries go in blocks of RLHF__ATT_QB rows and every product is the
-   matmul's micro-kernel on a tile of 6 rows x 16 columns, each key and value
-   loaded once for 6 rows:
+   matmul's micro-kernel on a tile of MR rows (6; 8 with AVX-512) x 16 columns,
+   each key and value loaded once for MR rows:
      scores (rows t, keys j) = Q K^T: 16 keys at a time packed as a B panel
-                               (K^T, hs x 16), shared by the block's 4 tiles;
+                               (K^T, hs x 16), shared by the block's tiles;
      out (rows t, 16 channels) = P V: V's rows read in place (rlhf__att_tile);
    the softmax in between runs row by row as before. A block's rows see keys
    [lo, hi): the first document start among them to the last row; a row's
@@ -3460,7 +3460,7 @@ static void rlhf__attention_backward_keys(float *dbase, const float *base, const
 /* The backward of rlhf__attention_forward_tiled for one (b, h), in its blocks:
      dP = dO V^T                      (scores: V^T packed in panels, as K^T)
      dS = P (dP - sum_j P dP) / sqrt(hs), row by row; 0 outside [s0, t]
-     dq += dS K;   dk += dS^T Q;   dv += P^T dO   (tiles of 6 queries, 6 keys)
+     dq += dS K;   dk += dS^T Q;   dv += P^T dO   (tiles of MR queries, MR keys)
    P's zeros outside each row's keys in [lo, hi) are the forward's (the same
    blocks), so P^T's tiles sum over the same keys for every row. dq (the head's
    row 0 of dqkv; dk, dv at + C, + 2C), ds: RLHF__ATT_QB rows of scratch. */

@@ -237,48 +237,54 @@ static void check_gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
 }
 
 /* The micro-kernels against their scalar twin rlhf__gemm_tile_ref on odd depths:
-   rlhf__gemm_tile (an MR x NR tile) and rlhf__gemm_tile2 (two side by side, B
-   panels apart), A packed (ars 1, aks MR) or read in place (rows kc + 3 apart),
-   C stored or added to, with a guard column past the pair that must stay as it
-   was. rlhf__gemm_tile2 must give the bits of two rlhf__gemm_tile calls: the
-   matmul pairs tiles or not depending on how the threads split the panels. */
+   rlhf__gemm_tile (an MR x NR tile) and rlhf__gemm_tile2 (two side by side),
+   A packed (ars 1, aks MR) or read in place (rows kc + 3 apart), B as the
+   matmul packs it (panels kc*NR apart) or as attention reads it (rows of a
+   wider matrix, the second tile's columns NR further), C stored or added to,
+   with a guard column past the pair that must stay as it was. rlhf__gemm_tile2
+   must give the bits of two rlhf__gemm_tile calls: the matmul pairs tiles or
+   not depending on how the threads split the panels. */
 static void test_kernel_gemm_tile(void) {
     static const int depths[] = {1, 2, 3, 7, 16, 61, 255, 256};
-    enum { MR = RLHF__MR, NR = RLHF__NR, LDC = 2 * RLHF__NR + 1 };
+    enum { MR = RLHF__MR, NR = RLHF__NR, LDC = 2 * RLHF__NR + 1, WIDE = 2 * RLHF__NR + 5 };
     rlhf_rng rng;
     size_t di;
-    int paired = strncmp(rlhf_simd_name(), "avx512", 6) == 0, inplace, acc, r;
+    int inplace, acc, battn, r;
     rlhf_rng_seed(&rng, 41);
     for (di = 0; di < sizeof depths / sizeof depths[0]; di++) {
         int kc = depths[di];
-        float *A = floats((size_t)MR * (kc + 3)), *B = floats((size_t)kc * 2 * NR), C0[MR * LDC], C1[MR * LDC];
+        float *A = floats((size_t)MR * (kc + 3)), *B = floats((size_t)kc * WIDE), C0[MR * LDC], C1[MR * LDC];
         float C2[MR * LDC], C3[MR * LDC];
         fill_uniform(A, (size_t)MR * (kc + 3), &rng, -1, 1);
-        fill_uniform(B, (size_t)kc * 2 * NR, &rng, -1, 1);
+        fill_uniform(B, (size_t)kc * WIDE, &rng, -1, 1);
         fill_uniform(C0, MR * LDC, &rng, -1, 1);
-        for (inplace = 0; inplace < 2; inplace++)
-            for (acc = 0; acc < 2; acc++) {
-                ptrdiff_t ars = inplace ? kc + 3 : 1, aks = inplace ? 1 : MR;
-                char what[96];
-                memcpy(C1, C0, sizeof C1), memcpy(C2, C0, sizeof C2), memcpy(C3, C0, sizeof C3);
-                rlhf__gemm_tile2(kc, A, ars, aks, B, (ptrdiff_t)kc * NR, NR, C1, LDC, acc);
-                rlhf__gemm_tile(kc, A, ars, aks, B, NR, C2, LDC, acc);
-                rlhf__gemm_tile(kc, A, ars, aks, B + (size_t)kc * NR, NR, C2 + NR, LDC, acc);
-                rlhf__gemm_tile_ref(kc, A, ars, aks, B, NR, C3, LDC, acc);
-                rlhf__gemm_tile_ref(kc, A, ars, aks, B + (size_t)kc * NR, NR, C3 + NR, LDC, acc);
-                snprintf(what, sizeof what, "gemm_tile kc=%d in_place=%d acc=%d", kc, inplace, acc);
-                close_enough(what, C2, C3, MR * LDC, 2e-7 * kc + 1e-6, 1e-5);
-                snprintf(what, sizeof what, "gemm_tile2 kc=%d in_place=%d acc=%d", kc, inplace, acc);
-                close_enough(what, C1, C3, MR * LDC, 2e-7 * kc + 1e-6, 1e-5);
-                if (paired && memcmp(C1, C2, sizeof C1) != 0) {
-                    fprintf(stderr, "  FAIL %s: not the bits of two single tiles\n", what);
-                    g_fail++;
+        for (battn = 0; battn < 2; battn++)
+            for (inplace = 0; inplace < 2; inplace++)
+                for (acc = 0; acc < 2; acc++) {
+                    ptrdiff_t ars = inplace ? kc + 3 : 1, aks = inplace ? 1 : MR;
+                    ptrdiff_t rsb = battn ? WIDE : NR, bps = battn ? NR : (ptrdiff_t)kc * NR;
+                    char what[96];
+                    memcpy(C1, C0, sizeof C1), memcpy(C2, C0, sizeof C2), memcpy(C3, C0, sizeof C3);
+                    rlhf__gemm_tile2(kc, A, ars, aks, B, bps, rsb, C1, LDC, acc);
+                    rlhf__gemm_tile(kc, A, ars, aks, B, rsb, C2, LDC, acc);
+                    rlhf__gemm_tile(kc, A, ars, aks, B + bps, rsb, C2 + NR, LDC, acc);
+                    rlhf__gemm_tile_ref(kc, A, ars, aks, B, rsb, C3, LDC, acc);
+                    rlhf__gemm_tile_ref(kc, A, ars, aks, B + bps, rsb, C3 + NR, LDC, acc);
+                    snprintf(what, sizeof what, "gemm_tile kc=%d in_place=%d attention's B=%d acc=%d", kc, inplace,
+                             battn, acc);
+                    close_enough(what, C2, C3, MR * LDC, 2e-7 * kc + 1e-6, 1e-5);
+                    snprintf(what, sizeof what, "gemm_tile2 kc=%d in_place=%d attention's B=%d acc=%d", kc, inplace,
+                             battn, acc);
+                    close_enough(what, C1, C3, MR * LDC, 2e-7 * kc + 1e-6, 1e-5);
+                    if (RLHF__PAIRS && memcmp(C1, C2, sizeof C1) != 0) {
+                        fprintf(stderr, "  FAIL %s: not the bits of two single tiles\n", what);
+                        g_fail++;
+                    }
+                    for (r = 0; r < MR; r++) CHECK(C1[r * LDC + 2 * NR] == C0[r * LDC + 2 * NR]); /* guard column */
                 }
-                for (r = 0; r < MR; r++) CHECK(C1[r * LDC + 2 * NR] == C0[r * LDC + 2 * NR]); /* the guard column */
-            }
         free(A); free(B);
     }
-    if (!paired) printf("  skipped: gemm_tile2 against two gemm_tile calls (without AVX-512 it is those two calls)\n");
+    if (!RLHF__PAIRS) printf("  skipped: gemm_tile2 against two gemm_tile calls (without AVX-512 it is those two calls)\n");
 }
 
 /* Every layout the model uses (NN, NT, TN) on odd and aligned shapes, with
@@ -878,8 +884,8 @@ static void test_fd_attention(void) {
         /* a document's first token sees only itself: out = its own v */
         CHECK(out[(size_t)1 * C] == qkv[(size_t)1 * 3 * C + 2 * C] && out[(size_t)(T + 2) * C] == qkv[(size_t)(T + 2) * 3 * C + 2 * C]);
     }
-    {   /* heads of 16 channels: the tiled path (rlhf__attention_forward_tiled), 9 rows (one block: a tile of 6
-           rows and one of 3), row 0 left-padded by 2, row 1 two documents [0,4) [4,9) */
+    {   /* heads of 16 channels: the tiled path (rlhf__attention_forward_tiled), 9 rows (one block: a tile of MR
+           rows and one of 9 - MR), row 0 left-padded by 2, row 1 two documents [0,4) [4,9) */
         enum { T2 = 9, C2 = 32, NH2 = 2 };
         static const int doc2[B * T2] = {0, 1, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 4, 4, 4, 4, 4};
         float qkv2[B * T2 * 3 * C2], out3[B * T2 * C2], dout2[B * T2 * C2], dqkv2[B * T2 * 3 * C2] = {0};
@@ -1111,7 +1117,7 @@ static void test_golden_attention(void) {
     fixture fx;
     int n;
     if (!fixture_load(&fx, RLHF_FIXTURE_DIR "/attention_golden.bin")) { g_fail++; return; }
-    for (n = 0; n < 5; n++) {
+    for (n = 0; n < 6; n++) {
         char name[64];
         fixture_rec *cf, *dc, *ow, *gw;
         const int *ci, *doc;
@@ -1122,7 +1128,11 @@ static void test_golden_attention(void) {
         snprintf(name, sizeof name, "case%d.doc", n); dc = fixture_get(&fx, name);
         snprintf(name, sizeof name, "case%d.out", n); ow = fixture_get(&fx, name);
         snprintf(name, sizeof name, "case%d.dqkv", n); gw = fixture_get(&fx, name);
-        if (!cf || !dc || !ow || !gw) break;
+        if (!cf || !dc || !ow || !gw) {
+            fprintf(stderr, "  FAIL attention_golden.bin has no case %d (make attention-fixture)\n", n);
+            g_fail++;
+            break;
+        }
         ci = (const int *)cf->data, doc = (const int *)dc->data;
         B = ci[0], T = ci[1], C = ci[2], NH = ci[3];
         CHECK(RLHF__ATT_TILED(C / NH));

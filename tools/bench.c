@@ -109,7 +109,10 @@ typedef __m512 peak_vec;
 #define PEAK_SET1 _mm512_set1_ps
 #define PEAK_FMA _mm512_fmadd_ps
 #define PEAK_ADD _mm512_add_ps
-#define PEAK_SUM _mm512_reduce_add_ps
+/* the sum of the 16 lanes as two halves (_mm512_reduce_add_ps needs GCC 7) */
+#define PEAK_SUM(v) \
+    rlhf__hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), \
+                                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))))
 #define PEAK_NAME "AVX-512"
 #elif defined(RLHF__AVX2)
 #define PEAK_LANES 8

@@ -7,7 +7,9 @@ and the gradient of sum(out * dout) with respect to qkv. The cases have heads
 of 16 and 64 channels (rlhf.h computes those in tiles: rlhf__attention_forward
 _tiled), blocks of query rows that end inside the context, rows whose keys
 start at different documents (in order, and in none), a context longer than
-256 keys, and heads of 48 and 256 channels.
+256 keys, heads of 48 and 256 channels, and a head of 32 channels over more
+than 256 keys (with AVX-512, two 16-channel tiles at once across two slices of
+keys).
 
 The inputs are not stored: both sides make them from the element index i and
 a salt with integer arithmetic, so they are exact in float32:
@@ -82,7 +84,8 @@ def main():
              (1, 271, 16, 1, "none"),   # hs 16: 271 keys, more than one 256-key slice of a tile
              (1, 30, 64, 1, "none"),    # hs 64 (GPT-2's)
              (1, 25, 96, 2, "any"),     # hs 48: a last block of one row; document starts in no order
-             (1, 7, 256, 1, "none")]    # hs 256: the largest tiled head (a packed panel of K^T fills its buffer)
+             (1, 7, 256, 1, "none"),    # hs 256: the largest tiled head (a packed panel of K^T fills its buffer)
+             (1, 283, 32, 1, "any")]    # hs 32 over 283 keys: pairs of tiles (full rows) across two 256-key slices
     records = []
     for n, (B, T, C, NH, kind) in enumerate(cases):
         doc, out, dqkv = case(B, T, C, NH, kind)
