@@ -2158,9 +2158,10 @@ static void rlhf__gemm_tile(int kc, const float *Ap, ptrdiff_t ars, ptrdiff_t ak
 /* Two tiles side by side, 8 x 32: B panels Bp and Bp + bps, each row of the
    pair in two registers (16 accumulators, 2 B vectors, 1 broadcast). Each A
    element, broadcast once, feeds two FMAs: 10 loads per 16 FMAs, against 9 per
-   8 above (in L1: ~178 against ~155 GFLOP/s on an AVX-512 Xeon whose FMA peak
-   is ~215-238). 8 rows, not 12 (as fast in L1): the row counts of a batch
-   (B*T, C) are multiples of 8 more often. The same FMAs on each element as
+   8 above (in L1 on an AVX-512 Xeon whose FMA peak is ~215-238 GFLOP/s: ~178
+   against ~130 for the 8 x 16 tile above and ~155 for a 12 x 16 one). 8 rows,
+   not 12 (12 x 32 is as fast): the row counts of a batch (B*T, C) are
+   multiples of 8 more often. The same FMAs on each element as
    two calls of rlhf__gemm_tile: the same bits. */
 #define RLHF__TILE_FMA2(r, p, o) do { \
         __m512 a_ = _mm512_set1_ps(p[ka + (o) * ars]); \
