@@ -2086,9 +2086,9 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
 #define RLHF__GEMM_HEADER 16
 #define RLHF__GEMM_WORK_FLOATS(threads) \
     ((size_t)RLHF__GEMM_HEADER + 2 * (size_t)RLHF__KC * RLHF__NC + (size_t)(threads) * RLHF__MC * RLHF__KC)
-/* At most this many rows: the matrix-vector path, no packing (decode of up to 16
-   sequences). Packing copies all of B for a few rows' work; at 16 rows the
-   unpacked path is still ~1.2x faster on a GPT-2-124M decode (bench, gen). */
+/* At most this many rows: the matrix-vector path, no packing, when
+   rlhf__gemm_few does not take them (below RLHF__FEW_MIN rows, or A's rows not
+   contiguous along k). */
 #define RLHF__SMALL_M 16
 
 /* The definition: a plain triple loop, summing k in order. */
@@ -2574,10 +2574,12 @@ static void rlhf__cinit_tile(const rlhf__cinit *in, float *C, ptrdiff_t ldc, int
    tiles reuses one B panel, or a pair of them with RLHF__PAIRS, from L1; the A block stays in L2).
    Each tile is computed whole, in the same order whoever computes it, so C has the same bits on
    any thread count. On the first K slice, a tile starts from init when there is one (then
-   overwrite is 0). */
-static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp, int jp0,
-                             int jp1, int mp, int kc, int ic, int pc, int jc, int M, int N, float *C, ptrdiff_t ldc,
-                             int overwrite, const rlhf__cinit *init) {
+   overwrite is 0). B panel q starts at Bp + q*bps, its row k bks floats after row k-1: packed
+   panels (bps kc*NR, bks NR), or full panels of a B read in place (bps NR, bks B's row
+   stride: rlhf__gemm_few). */
+static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp,
+                             ptrdiff_t bps, ptrdiff_t bks, int jp0, int jp1, int mp, int kc, int ic, int pc, int jc,
+                             int M, int N, float *C, ptrdiff_t ldc, int overwrite, const rlhf__cinit *init) {
     int tj, ti, r, q, step;
     for (tj = jp0; tj < jp1; tj += step) {
         step = RLHF__PAIRS && tj + 1 < jp1 && jc + (tj + 2) * RLHF__NR <= N ? 2 : 1; /* tiles in pairs */
@@ -2592,8 +2594,7 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
                     rlhf__cinit_tile(init, C, ldc, i0, rows, j0, RLHF__NR);
                     rlhf__cinit_tile(init, C, ldc, i0, rows, j0 + RLHF__NR, RLHF__NR);
                 }
-                rlhf__gemm_tile2(kc, a, ars, aks, Bp + (ptrdiff_t)tj * kc * RLHF__NR, (ptrdiff_t)kc * RLHF__NR,
-                                 RLHF__NR, C + i0 * ldc + j0, ldc, !overwrite);
+                rlhf__gemm_tile2(kc, a, ars, aks, Bp + tj * bps, bps, bks, C + i0 * ldc + j0, ldc, !overwrite);
                 continue;
             }
             for (q = tj; q < tj + step; q++) {
@@ -2602,7 +2603,7 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
                 int full = rows == RLHF__MR && cols == RLHF__NR;
                 float *out = full ? C + i0 * ldc + j0 : tile; /* a tile at the edge goes through a buffer */
                 if (init && pc == 0) rlhf__cinit_tile(init, C, ldc, i0, rows, j0, cols);
-                rlhf__gemm_tile(kc, a, ars, aks, Bp + (ptrdiff_t)q * kc * RLHF__NR, RLHF__NR, out,
+                rlhf__gemm_tile(kc, a, ars, aks, Bp + q * bps, bks, out,
                                 full ? ldc : RLHF__NR, full && !overwrite);
                 if (full) continue;
                 for (r = 0; r < rows; r++) { /* the edge tile's rows and columns inside C */
@@ -2645,20 +2646,143 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
             if (np > RLHF__COLS_P) np = RLHF__COLS_P;
             for (pc = 0; pc < K; pc += RLHF__KC) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC, over = pc == 0 && !accumulate;
+                ptrdiff_t bps = (ptrdiff_t)kc * RLHF__NR;
                 for (jp = 0; jp < np; jp++)
                     rlhf__gemm_pack_b_panel(Bp + (ptrdiff_t)jp * kc * RLHF__NR, kc, pc, jc + jp * RLHF__NR, N, B,
                                             rsb, csb);
-                if (full) rlhf__gemm_block(A, rsa, 1, Ae, Bp, 0, np, full, kc, 0, pc, jc, M, N, C, ldc, over, init);
+                if (full)
+                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, bps, RLHF__NR, 0, np, full, kc, 0, pc, jc, M, N, C, ldc,
+                                     over, init);
                 if (edge) {
                     rlhf__gemm_pack_a(Ae, 1, kc, full * RLHF__MR, pc, M, A, rsa, 1);
-                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, 0, np, 1, kc, full * RLHF__MR, pc, jc, M, N, C, ldc, over,
-                                     init);
+                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, bps, RLHF__NR, 0, np, 1, kc, full * RLHF__MR, pc, jc, M, N,
+                                     C, ldc, over, init);
                 }
                 tiles += (double)kc * (full + edge) * np;
             }
         }
         if (tid < RLHF__TEAM_MAX) unit[tid] = tiles * (RLHF__MR * RLHF__NR), busy[tid] = RLHF__WTIME() - t0;
         if (tid == 0) *threads = RLHF__NTHREADS();
+    }
+}
+
+/* Few rows (RLHF__FEW_MIN to RLHF__FEW_MAX: the decode of 4 to 64 sequences,
+   a row each) whose A rows are contiguous along k (csa 1). Packing B would
+   copy all of it (the weights) for a few rows' work, and the matrix-vector
+   path reads and writes C once per four rows of B, so the micro-kernel reads
+   B once, each part of it just before it is used:
+   - B's rows contiguous (csb 1: the layers' weights), rlhf__gemm_few_rows:
+     the threads take runs of RLHF__FEW_RUN panels of 16 columns as they ask;
+     for each K slice in order, a thread packs the run's slice of B into its
+     own block row by row (a 1 KB run of each row, front to back: read in
+     place a panel at a time, 128 bytes of each of 256 rows, B came from
+     memory at half the speed), then every row panel of A passes over it.
+   - B's columns contiguous (rsb 1: the LM head, wte (V,C) read as B = wte^T),
+     rlhf__gemm_few_cols: the product is taken transposed,
+         C^T (N,M) = B^T (N,K) A^T (K,M),
+     B^T's rows are contiguous, so they are the micro-kernel's A, read in place
+     8 rows (vocabulary entries) at a time, and A^T (K, M <= 64) is packed once
+     before the threads start; a tile of C^T is summed in a buffer and stored
+     into C transposed.
+   Either way each C element is the sum of its K slices in rlhf__gemm's order,
+   each slice summed over k by the same micro-kernel, and a*b is b*a: the bits
+   of the packed path, on any thread count. GPT-2-124M's decode (ms a step,
+   best of 12, against the matrix-vector path and the packed one before):
+   16 sequences 151 -> 88 on one thread, 79 -> 57 on two; 64 sequences 249 ->
+   170 and 130 -> 111. Below 12 rows the matrix-vector path is as fast or
+   faster (8 rows: 86 -> 76 on one thread but 44 -> 50 on two). */
+#define RLHF__FEW_MIN 12
+#define RLHF__FEW_MAX 64 /* at most RLHF__MC: all row panels fit one thread's A block */
+#define RLHF__FEW_RUN 16 /* B panels a thread takes at once (256 columns; its pack: 256 KB), or 16 x 8 rows of B^T */
+/* B (kc, np panels of NR columns) at (pc, j0) packed as rlhf__gemm_pack_b_panel
+   packs it (rows contiguous, zero past N), but row by row: each row's run of
+   np*NR columns is read front to back, one stream from memory a row. */
+static void rlhf__gemm_pack_b_rows(float *Bp, int kc, int np, int pc, int j0, int N, const float *B,
+                                   ptrdiff_t rsb) {
+    int k, jp, c;
+    for (k = 0; k < kc; k++) {
+        const float *row = B + (ptrdiff_t)(pc + k) * rsb;
+        for (jp = 0; jp < np; jp++) {
+            float *dst = Bp + ((ptrdiff_t)jp * kc + k) * RLHF__NR;
+            int j = j0 + jp * RLHF__NR;
+            if (j + RLHF__NR <= N) memcpy(dst, row + j, RLHF__NR * sizeof(float));
+            else
+                for (c = 0; c < RLHF__NR; c++) dst[c] = j + c < N ? row[j + c] : 0.0f;
+        }
+    }
+}
+static void rlhf__gemm_few_rows(int M, int N, int K, const float *A, ptrdiff_t rsa, const float *B, ptrdiff_t rsb,
+                                float *C, ptrdiff_t ldc, int accumulate, float *Bbufs, float *Ablocks, int nt) {
+    int np = (N + RLHF__NR - 1) / RLHF__NR, mp = (M + RLHF__MR - 1) / RLHF__MR;
+    int nruns = (np + RLHF__FEW_RUN - 1) / RLHF__FEW_RUN, room = 2 * RLHF__NC / (RLHF__FEW_RUN * RLHF__NR);
+    if (nt > room) nt = room; /* the runs' packs the B buffers hold */
+    (void)nt; /* unused without OpenMP */
+    RLHF__OMP(omp parallel num_threads(nt))
+    {
+        int run, pc, tid = RLHF__TID();
+        float *Ap = Ablocks + (size_t)tid * RLHF__MC * RLHF__KC; /* A's ragged row panel, packed */
+        float *Bp = Bbufs + (size_t)tid * RLHF__KC * RLHF__FEW_RUN * RLHF__NR; /* the run's B panels */
+        RLHF__OMP(omp for schedule(dynamic))
+        for (run = 0; run < nruns; run++) {
+            int jp0 = run * RLHF__FEW_RUN, n = np - jp0 < RLHF__FEW_RUN ? np - jp0 : RLHF__FEW_RUN;
+            for (pc = 0; pc < K; pc += RLHF__KC) {
+                int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
+                rlhf__gemm_pack_a(Ap, mp, kc, 0, pc, M, A, rsa, 1); /* the ragged row panel, if any */
+                rlhf__gemm_pack_b_rows(Bp, kc, n, pc, jp0 * RLHF__NR, N, B, rsb);
+                rlhf__gemm_block(A, rsa, 1, Ap, Bp, (ptrdiff_t)kc * RLHF__NR, RLHF__NR, 0, n, mp, kc, 0, pc,
+                                 jp0 * RLHF__NR, M, N, C, ldc, pc == 0 && !accumulate, NULL);
+            }
+        }
+    }
+}
+/* (the layout of rlhf__gemm_few_cols' packed A^T: the panel of columns [16 jp,
+   16 jp + 16) of the K slice at pc starts at pc*npan*NR + jp*kc*NR) */
+static void rlhf__gemm_few_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, const float *B, ptrdiff_t csb,
+                                float *C, ptrdiff_t ldc, int accumulate, float *At, float *Ablocks, int nt) {
+    int npan = (M + RLHF__NR - 1) / RLHF__NR, nslice = (K + RLHF__KC - 1) / RLHF__KC;
+    int nrp = (N + RLHF__MR - 1) / RLHF__MR, nruns = (nrp + RLHF__FEW_RUN - 1) / RLHF__FEW_RUN;
+    (void)nt; /* unused without OpenMP */
+    RLHF__OMP(omp parallel num_threads(nt))
+    {
+        int item, run;
+        float *Ae = Ablocks + (size_t)RLHF__TID() * RLHF__MC * RLHF__KC; /* B^T's ragged last rows, packed */
+        RLHF__OMP(omp for schedule(static)) /* A^T, then the barrier */
+        for (item = 0; item < nslice * npan; item++) {
+            int pc = item / npan * RLHF__KC, jp = item % npan, kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
+            rlhf__gemm_pack_b_panel(At + (ptrdiff_t)pc * npan * RLHF__NR + (ptrdiff_t)jp * kc * RLHF__NR, kc, pc,
+                                    jp * RLHF__NR, M, A, 1, rsa);
+        }
+        RLHF__OMP(omp for schedule(dynamic))
+        for (run = 0; run < nruns; run++) {
+            int rp, rp1 = (run + 1) * RLHF__FEW_RUN < nrp ? (run + 1) * RLHF__FEW_RUN : nrp;
+            for (rp = run * RLHF__FEW_RUN; rp < rp1; rp++) {
+                int n0 = rp * RLHF__MR, rows = N - n0 < RLHF__MR ? N - n0 : RLHF__MR, jq, pc, r, c;
+                if (rows < RLHF__MR) /* every K slice of the ragged rows: slice pc at Ae + pc*MR */
+                    for (pc = 0; pc < K; pc += RLHF__KC)
+                        rlhf__gemm_pack_a(Ae + (ptrdiff_t)pc * RLHF__MR, 1, K - pc < RLHF__KC ? K - pc : RLHF__KC,
+                                          n0, pc, N, B, csb, 1);
+                for (jq = 0; jq < npan; jq += 2) {
+                    float buf[RLHF__MR * 2 * RLHF__NR]; /* rows n0.., columns 16 jq.. of C^T */
+                    int cols = M - jq * RLHF__NR < 2 * RLHF__NR ? M - jq * RLHF__NR : 2 * RLHF__NR;
+                    if (accumulate)
+                        for (r = 0; r < rows; r++)
+                            for (c = 0; c < cols; c++) buf[r * 2 * RLHF__NR + c] = C[(jq * RLHF__NR + c) * ldc + n0 + r];
+                    for (pc = 0; pc < K; pc += RLHF__KC) {
+                        int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC, acc = accumulate || pc > 0;
+                        const float *a = rows == RLHF__MR ? B + n0 * csb + pc : Ae + (ptrdiff_t)pc * RLHF__MR;
+                        ptrdiff_t ars = rows == RLHF__MR ? csb : 1, aks = rows == RLHF__MR ? 1 : RLHF__MR;
+                        const float *b = At + (ptrdiff_t)pc * npan * RLHF__NR + (ptrdiff_t)jq * kc * RLHF__NR;
+                        if (jq + 1 < npan)
+                            rlhf__gemm_tile2(kc, a, ars, aks, b, (ptrdiff_t)kc * RLHF__NR, RLHF__NR, buf,
+                                             2 * RLHF__NR, acc);
+                        else
+                            rlhf__gemm_tile(kc, a, ars, aks, b, RLHF__NR, buf, 2 * RLHF__NR, acc);
+                    }
+                    for (c = 0; c < cols; c++) /* C (i, n) = C^T (n, i) */
+                        for (r = 0; r < rows; r++) C[(jq * RLHF__NR + c) * ldc + n0 + r] = buf[r * 2 * RLHF__NR + c];
+                }
+            }
+        }
     }
 }
 
@@ -2690,7 +2814,7 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
     double unit[RLHF__TEAM_MAX] = {0.0}, busy[RLHF__TEAM_MAX] = {0.0}, t_start = RLHF__WTIME();
     int threads = 1, nt;
     if (M <= 0 || N <= 0) return;
-    if (init && (K <= 0 || M <= RLHF__SMALL_M)) { /* no tiles (or no packed ones): C's start in one pass */
+    if (init && (K <= 0 || M <= RLHF__FEW_MAX)) { /* no tiles (or few): C's start in one pass */
         int i;
         for (i = 0; i < M; i++) rlhf__cinit_tile(init, C, ldc, i, 1, 0, N);
         init = NULL, accumulate = 1;
@@ -2702,12 +2826,20 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
             for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
         return;
     }
+    nt = rlhf__nt((double)M * N * K / 32.0);
+    if (nt > (int)work[0]) nt = (int)work[0]; /* the A blocks there is room for */
+    if (M >= RLHF__FEW_MIN && M <= RLHF__FEW_MAX && csa == 1 && csb == 1) {
+        rlhf__gemm_few_rows(M, N, K, A, rsa, B, rsb, C, ldc, accumulate, Bbufs, Ablocks, nt);
+        return;
+    }
+    if (M >= RLHF__FEW_MIN && M <= RLHF__FEW_MAX && csa == 1 && rsb == 1 && K <= RLHF__MC * RLHF__KC / RLHF__MR) {
+        rlhf__gemm_few_cols(M, N, K, A, rsa, B, csb, C, ldc, accumulate, Bbufs, Ablocks, nt);
+        return;
+    }
     if (M <= RLHF__SMALL_M && (csb == 1 || (rsb == 1 && csa == 1))) {
         rlhf__gemm_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, Bbufs);
         return;
     }
-    nt = rlhf__nt((double)M * N * K / 32.0);
-    if (nt > (int)work[0]) nt = (int)work[0]; /* the A blocks there is room for */
     if (nt >= 2 && csa == 1 && M <= RLHF__COLS_M && N >= 4 * nt * RLHF__COLS_P * RLHF__NR) {
         rlhf__gemm_cols(M, N, K, A, rsa, B, rsb, csb, C, ldc, accumulate, init, Ablocks, nt, unit, busy, &threads);
         rlhf__team_note(threads, unit, busy, RLHF__WTIME() - t_start);
@@ -2738,8 +2870,8 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
                     int jp0 = (int)((long)np * part / ns), jp1 = (int)((long)np * (part + 1) / ns);
                     if (ic != packed_ic || pc != packed_pc) /* the parts of one block share its A pack */
                         rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa), packed_ic = ic, packed_pc = pc;
-                    rlhf__gemm_block(A, rsa, csa, Ap, Bp, jp0, jp1, mp, kc, ic, pc, jc, M, N, C, ldc,
-                                     pc == 0 && !accumulate, init);
+                    rlhf__gemm_block(A, rsa, csa, Ap, Bp, (ptrdiff_t)kc * RLHF__NR, RLHF__NR, jp0, jp1, mp, kc, ic,
+                                     pc, jc, M, N, C, ldc, pc == 0 && !accumulate, init);
                     tiles += (double)kc * mp * (jp1 - jp0);
                 }
                 worked += RLHF__WTIME() - t0;

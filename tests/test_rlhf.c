@@ -343,10 +343,74 @@ static void test_kernel_gemm(void) {
     rlhf__free(work);
 }
 
+/* The few-rows paths (RLHF__FEW_MIN <= M <= RLHF__FEW_MAX, A's rows contiguous):
+   B's rows contiguous (rlhf__gemm_few_rows: B packed row by row, a run at a
+   time) and B's columns contiguous (rlhf__gemm_few_cols: the product taken
+   transposed, B^T read in place as the micro-kernel's A). Each must give the
+   bits of the packed path: the same rows computed inside a matmul of
+   RLHF__FEW_MAX + 37 rows (rows past the first M random) give the same C rows,
+   on one thread and on three; and close to rlhf__gemm_ref, with a guard
+   column past each C row that must stay untouched. Shapes: M at both ends and
+   ragged (not a multiple of MR or NR), N with a ragged last panel and fewer
+   columns than one, K across several K slices with a short last one. */
+static void test_kernel_gemm_few(void) {
+    static const int shapes[][3] = {{RLHF__FEW_MIN, 1, 1}, {RLHF__FEW_MIN, 37, 300}, {13, 300, 7}, {16, 16, 256},
+                                    {21, 531, 513}, {33, 5, 40}, {40, 129, 1}, {RLHF__FEW_MAX, 280, 530},
+                                    {RLHF__FEW_MAX - 1, 17, 257}};
+    enum { BIG = RLHF__FEW_MAX + 37 };
+    rlhf_rng rng;
+    size_t si;
+    float *work = rlhf__gemm_work_alloc();
+    rlhf_rng_seed(&rng, 23);
+    CHECK(work != NULL);
+    if (!work) return;
+    for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ld = N + 1, layout, acc, i, threads;
+        float *A = floats((size_t)BIG * K), *B = floats((size_t)K * N), *C0 = floats((size_t)BIG * ld);
+        float *C1 = floats((size_t)BIG * ld), *C2 = floats((size_t)BIG * ld);
+        char what[96];
+        fill_uniform(A, (size_t)BIG * K, &rng, -1, 1);
+        fill_uniform(B, (size_t)K * N, &rng, -1, 1);
+        fill_uniform(C0, (size_t)BIG * ld, &rng, -1, 1);
+        for (layout = 0; layout < 2; layout++) /* B (K,N) rows contiguous; B stored (N,K) */
+            for (acc = 0; acc < 2; acc++)
+                for (threads = 1; threads <= 3; threads += 2) {
+                    ptrdiff_t rsb = layout ? 1 : N, csb = layout ? K : 1;
+#ifdef _OPENMP
+                    int keep = omp_get_max_threads();
+                    omp_set_num_threads(threads);
+#endif
+                    memcpy(C1, C0, (size_t)BIG * ld * sizeof(float));
+                    memcpy(C2, C0, (size_t)BIG * ld * sizeof(float));
+                    rlhf__gemm(M, N, K, A, K, 1, B, rsb, csb, C1, ld, acc, work);
+                    rlhf__gemm(BIG, N, K, A, K, 1, B, rsb, csb, C2, ld, acc, work); /* the packed path */
+#ifdef _OPENMP
+                    omp_set_num_threads(keep);
+#endif
+                    snprintf(what, sizeof what, "gemm few M=%d N=%d K=%d layout=%d acc=%d threads=%d", M, N, K,
+                             layout, acc, threads);
+                    if (memcmp(C1, C2, (size_t)M * ld * sizeof(float)) != 0) {
+                        fprintf(stderr, "  FAIL %s: not the packed path's bits\n", what);
+                        g_fail++;
+                    }
+                    for (i = 0; i < M; i++) CHECK(C1[i * ld + N] == C0[i * ld + N]); /* the guard column */
+                    for (i = M; i < BIG; i++) CHECK(memcmp(C1 + i * ld, C0 + i * ld, (size_t)ld * 4) == 0);
+                    if (threads == 1) {
+                        memcpy(C2, C0, (size_t)M * ld * sizeof(float));
+                        rlhf__gemm_ref(M, N, K, A, K, 1, B, rsb, csb, C2, ld, acc);
+                        close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
+                    }
+                }
+        free(A); free(B); free(C0); free(C1); free(C2);
+    }
+    rlhf__free(work);
+}
+
 /* The decode's matrix-vector kernels on odd shapes: rlhf__gemv (four B rows a pass,
    adjacent or spread over B's quarters) against its scalar twin, and bit for bit
    against one rlhf__axpy per k in the order it claims; rlhf__dot4 bit for bit against rlhf__dot; and the whole
-   few-rows path of rlhf__gemm (M <= RLHF__SMALL_M, both layouts, N of every residue mod 4,
+   few-rows path of rlhf__gemm (M <= RLHF__SMALL_M, both layouts (from RLHF__FEW_MIN rows
+   on, rlhf__gemm_few's), N of every residue mod 4,
    fewer columns than four) against rlhf__gemm_ref, with a guard column past
    the end of each C row that must stay untouched. */
 /* The few-rows path on a B of a megabyte or more sums k in two halves (RLHF__HALVES),
@@ -354,7 +418,7 @@ static void test_kernel_gemm(void) {
    its bits must be those of the definition written out with rlhf__gemv, on one
    thread and on three, and close to rlhf__gemm_ref. */
 static void check_gemv_halves(float *work, rlhf_rng *rng) {
-    static const int shapes[][3] = {{1, 1030, 300}, {3, 515, 1001}, {16, 258, 1100}, {2, 2311, 119}};
+    static const int shapes[][3] = {{1, 1030, 300}, {3, 515, 1001}, {RLHF__FEW_MIN - 1, 258, 1100}, {2, 2311, 119}};
     size_t si;
     for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ld = N + 1, h = K / 2 / 4 * 4, i, j, acc;
@@ -7194,6 +7258,7 @@ static const test_case TESTS[] = {
     {"kernel_gemm_tile", test_kernel_gemm_tile, 0},
     {"kernel_gemm", test_kernel_gemm, 0},
     {"kernel_gemv", test_kernel_gemv, 0},
+    {"kernel_gemm_few", test_kernel_gemm_few, 0},
     {"kernel_adamw", test_kernel_adamw, 0},
     {"kernel_sumsq", test_kernel_sumsq, 0},
     {"kernel_bias_backward", test_kernel_bias_backward, 0},
