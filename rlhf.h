@@ -2086,9 +2086,10 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
 #define RLHF__GEMM_HEADER 16
 #define RLHF__GEMM_WORK_FLOATS(threads) \
     ((size_t)RLHF__GEMM_HEADER + 2 * (size_t)RLHF__KC * RLHF__NC + (size_t)(threads) * RLHF__MC * RLHF__KC)
-/* At most this many rows: the matrix-vector path, no packing, when
-   rlhf__gemm_few does not take them (below RLHF__FEW_MIN rows, or A's rows not
-   contiguous along k). */
+/* At most this many rows: the matrix-vector path, no packing, when the
+   few-rows paths (rlhf__gemm_few_rows, _cols) do not take them: below
+   RLHF__FEW_MIN rows, A's rows not contiguous along k, or B's columns
+   contiguous with K past RLHF__FEW_COLS_KMAX. */
 #define RLHF__SMALL_M 16
 
 /* The definition: a plain triple loop, summing k in order. */
@@ -2574,12 +2575,10 @@ static void rlhf__cinit_tile(const rlhf__cinit *in, float *C, ptrdiff_t ldc, int
    tiles reuses one B panel, or a pair of them with RLHF__PAIRS, from L1; the A block stays in L2).
    Each tile is computed whole, in the same order whoever computes it, so C has the same bits on
    any thread count. On the first K slice, a tile starts from init when there is one (then
-   overwrite is 0). B panel q starts at Bp + q*bps, its row k bks floats after row k-1: packed
-   panels (bps kc*NR, bks NR), or full panels of a B read in place (bps NR, bks B's row
-   stride: rlhf__gemm_few). */
-static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp,
-                             ptrdiff_t bps, ptrdiff_t bks, int jp0, int jp1, int mp, int kc, int ic, int pc, int jc,
-                             int M, int N, float *C, ptrdiff_t ldc, int overwrite, const rlhf__cinit *init) {
+   overwrite is 0). */
+static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp, int jp0,
+                             int jp1, int mp, int kc, int ic, int pc, int jc, int M, int N, float *C, ptrdiff_t ldc,
+                             int overwrite, const rlhf__cinit *init) {
     int tj, ti, r, q, step;
     for (tj = jp0; tj < jp1; tj += step) {
         step = RLHF__PAIRS && tj + 1 < jp1 && jc + (tj + 2) * RLHF__NR <= N ? 2 : 1; /* tiles in pairs */
@@ -2594,7 +2593,8 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
                     rlhf__cinit_tile(init, C, ldc, i0, rows, j0, RLHF__NR);
                     rlhf__cinit_tile(init, C, ldc, i0, rows, j0 + RLHF__NR, RLHF__NR);
                 }
-                rlhf__gemm_tile2(kc, a, ars, aks, Bp + tj * bps, bps, bks, C + i0 * ldc + j0, ldc, !overwrite);
+                rlhf__gemm_tile2(kc, a, ars, aks, Bp + (ptrdiff_t)tj * kc * RLHF__NR, (ptrdiff_t)kc * RLHF__NR,
+                                 RLHF__NR, C + i0 * ldc + j0, ldc, !overwrite);
                 continue;
             }
             for (q = tj; q < tj + step; q++) {
@@ -2603,7 +2603,7 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
                 int full = rows == RLHF__MR && cols == RLHF__NR;
                 float *out = full ? C + i0 * ldc + j0 : tile; /* a tile at the edge goes through a buffer */
                 if (init && pc == 0) rlhf__cinit_tile(init, C, ldc, i0, rows, j0, cols);
-                rlhf__gemm_tile(kc, a, ars, aks, Bp + q * bps, bks, out,
+                rlhf__gemm_tile(kc, a, ars, aks, Bp + (ptrdiff_t)q * kc * RLHF__NR, RLHF__NR, out,
                                 full ? ldc : RLHF__NR, full && !overwrite);
                 if (full) continue;
                 for (r = 0; r < rows; r++) { /* the edge tile's rows and columns inside C */
@@ -2646,17 +2646,14 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
             if (np > RLHF__COLS_P) np = RLHF__COLS_P;
             for (pc = 0; pc < K; pc += RLHF__KC) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC, over = pc == 0 && !accumulate;
-                ptrdiff_t bps = (ptrdiff_t)kc * RLHF__NR;
                 for (jp = 0; jp < np; jp++)
                     rlhf__gemm_pack_b_panel(Bp + (ptrdiff_t)jp * kc * RLHF__NR, kc, pc, jc + jp * RLHF__NR, N, B,
                                             rsb, csb);
-                if (full)
-                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, bps, RLHF__NR, 0, np, full, kc, 0, pc, jc, M, N, C, ldc,
-                                     over, init);
+                if (full) rlhf__gemm_block(A, rsa, 1, Ae, Bp, 0, np, full, kc, 0, pc, jc, M, N, C, ldc, over, init);
                 if (edge) {
                     rlhf__gemm_pack_a(Ae, 1, kc, full * RLHF__MR, pc, M, A, rsa, 1);
-                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, bps, RLHF__NR, 0, np, 1, kc, full * RLHF__MR, pc, jc, M, N,
-                                     C, ldc, over, init);
+                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, 0, np, 1, kc, full * RLHF__MR, pc, jc, M, N, C, ldc, over,
+                                     init);
                 }
                 tiles += (double)kc * (full + edge) * np;
             }
@@ -2666,34 +2663,42 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
     }
 }
 
-/* Few rows (RLHF__FEW_MIN to RLHF__FEW_MAX: the decode of 4 to 64 sequences,
-   a row each) whose A rows are contiguous along k (csa 1). Packing B would
-   copy all of it (the weights) for a few rows' work, and the matrix-vector
-   path reads and writes C once per four rows of B, so the micro-kernel reads
-   B once, each part of it just before it is used:
+/* Few rows (RLHF__FEW_MIN to RLHF__FEW_MAX: the decode of 12 to 64 sequences,
+   a row each) whose A rows are contiguous along k (csa 1). Packing all of B
+   copies all of it (the weights) for a few rows' work, and the matrix-vector
+   path reads and writes C once per four rows of B, so these paths read B once,
+   each part just before the micro-kernel takes it:
    - B's rows contiguous (csb 1: the layers' weights), rlhf__gemm_few_rows:
      the threads take runs of RLHF__FEW_RUN panels of 16 columns as they ask;
      for each K slice in order, a thread packs the run's slice of B into its
-     own block row by row (a 1 KB run of each row, front to back: read in
-     place a panel at a time, 128 bytes of each of 256 rows, B came from
-     memory at half the speed), then every row panel of A passes over it.
+     own part of the shared B buffers, row by row (a 1 KB run of each row,
+     front to back: read a panel at a time, 64 bytes of each of 256 rows, B
+     came from memory at half the speed), then every row panel of A passes
+     over it, A read in place (a ragged last panel packed).
    - B's columns contiguous (rsb 1: the LM head, wte (V,C) read as B = wte^T),
      rlhf__gemm_few_cols: the product is taken transposed,
          C^T (N,M) = B^T (N,K) A^T (K,M),
      B^T's rows are contiguous, so they are the micro-kernel's A, read in place
-     8 rows (vocabulary entries) at a time, and A^T (K, M <= 64) is packed once
-     before the threads start; a tile of C^T is summed in a buffer and stored
-     into C transposed.
+     MR rows (vocabulary entries) at a time, and A^T (K, M <= 64) is packed by
+     the threads first, shared. A thread takes a run of RLHF__FEW_RUN row
+     panels of B^T; for each pair of A^T's panels and each K slice, the slice
+     (16 or 32 columns: 16-32 KB) stays in L1 while the run's row panels pass
+     over it; the run's tiles of C^T are summed in a buffer, then stored into
+     C transposed.
    Either way each C element is the sum of its K slices in rlhf__gemm's order,
    each slice summed over k by the same micro-kernel, and a*b is b*a: the bits
    of the packed path, on any thread count. GPT-2-124M's decode (ms a step,
    best of 12, against the matrix-vector path and the packed one before):
-   16 sequences 151 -> 88 on one thread, 79 -> 57 on two; 64 sequences 249 ->
-   170 and 130 -> 111. Below 12 rows the matrix-vector path is as fast or
-   faster (8 rows: 86 -> 76 on one thread but 44 -> 50 on two). */
+   16 sequences 151 -> 84-88 on one thread, 79 -> 53-57 on two; 64 sequences
+   249 -> 168 and 130 -> 107. Below 12 rows the matrix-vector path is as fast
+   or faster (8 rows: 86 -> 76 on one thread but 44 -> 50 on two). */
 #define RLHF__FEW_MIN 12
 #define RLHF__FEW_MAX 64 /* at most RLHF__MC: all row panels fit one thread's A block */
-#define RLHF__FEW_RUN 16 /* B panels a thread takes at once (256 columns; its pack: 256 KB), or 16 x 8 rows of B^T */
+#define RLHF__FEW_RUN 16 /* B panels a thread takes at once (256 columns; its pack: 256 KB), or row panels of B^T */
+/* The deepest K of rlhf__gemm_few_cols: the ragged last rows of B^T, packed
+   over all of K (K*MR floats), fit a thread's A block; A^T packed (K * 64
+   floats at most) then fits the B buffers too. */
+#define RLHF__FEW_COLS_KMAX (RLHF__MC * RLHF__KC / RLHF__MR)
 /* B (kc, np panels of NR columns) at (pc, j0) packed as rlhf__gemm_pack_b_panel
    packs it (rows contiguous, zero past N), but row by row: each row's run of
    np*NR columns is read front to back, one stream from memory a row. */
@@ -2729,8 +2734,8 @@ static void rlhf__gemm_few_rows(int M, int N, int K, const float *A, ptrdiff_t r
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
                 rlhf__gemm_pack_a(Ap, mp, kc, 0, pc, M, A, rsa, 1); /* the ragged row panel, if any */
                 rlhf__gemm_pack_b_rows(Bp, kc, n, pc, jp0 * RLHF__NR, N, B, rsb);
-                rlhf__gemm_block(A, rsa, 1, Ap, Bp, (ptrdiff_t)kc * RLHF__NR, RLHF__NR, 0, n, mp, kc, 0, pc,
-                                 jp0 * RLHF__NR, M, N, C, ldc, pc == 0 && !accumulate, NULL);
+                rlhf__gemm_block(A, rsa, 1, Ap, Bp, 0, n, mp, kc, 0, pc, jp0 * RLHF__NR, M, N, C, ldc,
+                                 pc == 0 && !accumulate, NULL);
             }
         }
     }
@@ -2754,33 +2759,38 @@ static void rlhf__gemm_few_cols(int M, int N, int K, const float *A, ptrdiff_t r
         }
         RLHF__OMP(omp for schedule(dynamic))
         for (run = 0; run < nruns; run++) {
-            int rp, rp1 = (run + 1) * RLHF__FEW_RUN < nrp ? (run + 1) * RLHF__FEW_RUN : nrp;
-            for (rp = run * RLHF__FEW_RUN; rp < rp1; rp++) {
-                int n0 = rp * RLHF__MR, rows = N - n0 < RLHF__MR ? N - n0 : RLHF__MR, jq, pc, r, c;
-                if (rows < RLHF__MR) /* every K slice of the ragged rows: slice pc at Ae + pc*MR */
-                    for (pc = 0; pc < K; pc += RLHF__KC)
-                        rlhf__gemm_pack_a(Ae + (ptrdiff_t)pc * RLHF__MR, 1, K - pc < RLHF__KC ? K - pc : RLHF__KC,
-                                          n0, pc, N, B, csb, 1);
-                for (jq = 0; jq < npan; jq += 2) {
-                    float buf[RLHF__MR * 2 * RLHF__NR]; /* rows n0.., columns 16 jq.. of C^T */
-                    int cols = M - jq * RLHF__NR < 2 * RLHF__NR ? M - jq * RLHF__NR : 2 * RLHF__NR;
-                    if (accumulate)
-                        for (r = 0; r < rows; r++)
-                            for (c = 0; c < cols; c++) buf[r * 2 * RLHF__NR + c] = C[(jq * RLHF__NR + c) * ldc + n0 + r];
-                    for (pc = 0; pc < K; pc += RLHF__KC) {
-                        int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC, acc = accumulate || pc > 0;
-                        const float *a = rows == RLHF__MR ? B + n0 * csb + pc : Ae + (ptrdiff_t)pc * RLHF__MR;
-                        ptrdiff_t ars = rows == RLHF__MR ? csb : 1, aks = rows == RLHF__MR ? 1 : RLHF__MR;
-                        const float *b = At + (ptrdiff_t)pc * npan * RLHF__NR + (ptrdiff_t)jq * kc * RLHF__NR;
+            /* the run's rows of C^T, two A^T panels wide (MR x 32 floats a row panel) */
+            float buf[RLHF__FEW_RUN * RLHF__MR * 2 * RLHF__NR];
+            int rp0 = run * RLHF__FEW_RUN, nr = nrp - rp0 < RLHF__FEW_RUN ? nrp - rp0 : RLHF__FEW_RUN;
+            int n0 = rp0 * RLHF__MR, rows = N - n0 < nr * RLHF__MR ? N - n0 : nr * RLHF__MR, jq, pc, rp, r, c;
+            if (rows < nr * RLHF__MR) /* every K slice of the ragged last panel: slice pc at Ae + pc*MR */
+                for (pc = 0; pc < K; pc += RLHF__KC)
+                    rlhf__gemm_pack_a(Ae + (ptrdiff_t)pc * RLHF__MR, 1, K - pc < RLHF__KC ? K - pc : RLHF__KC,
+                                      n0 + (nr - 1) * RLHF__MR, pc, N, B, csb, 1);
+            for (jq = 0; jq < npan; jq += 2) { /* a pair of A^T panels (or the last one) */
+                int cols = M - jq * RLHF__NR < 2 * RLHF__NR ? M - jq * RLHF__NR : 2 * RLHF__NR;
+                if (accumulate && (rows < nr * RLHF__MR || cols < 2 * RLHF__NR)) /* the kernel adds to all of it */
+                    memset(buf, 0, sizeof buf);
+                if (accumulate)
+                    for (r = 0; r < rows; r++)
+                        for (c = 0; c < cols; c++) buf[r * 2 * RLHF__NR + c] = C[(jq * RLHF__NR + c) * ldc + n0 + r];
+                for (pc = 0; pc < K; pc += RLHF__KC) { /* the slice's A^T block stays in L1 over the run */
+                    int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC, acc = accumulate || pc > 0;
+                    const float *b = At + (ptrdiff_t)pc * npan * RLHF__NR + (ptrdiff_t)jq * kc * RLHF__NR;
+                    for (rp = 0; rp < nr; rp++) {
+                        int full = n0 + (rp + 1) * RLHF__MR <= N;
+                        const float *a = full ? B + (n0 + rp * RLHF__MR) * csb + pc : Ae + (ptrdiff_t)pc * RLHF__MR;
+                        ptrdiff_t ars = full ? csb : 1, aks = full ? 1 : RLHF__MR;
+                        float *t = buf + rp * RLHF__MR * 2 * RLHF__NR;
                         if (jq + 1 < npan)
-                            rlhf__gemm_tile2(kc, a, ars, aks, b, (ptrdiff_t)kc * RLHF__NR, RLHF__NR, buf,
-                                             2 * RLHF__NR, acc);
+                            rlhf__gemm_tile2(kc, a, ars, aks, b, (ptrdiff_t)kc * RLHF__NR, RLHF__NR, t, 2 * RLHF__NR,
+                                             acc);
                         else
-                            rlhf__gemm_tile(kc, a, ars, aks, b, RLHF__NR, buf, 2 * RLHF__NR, acc);
+                            rlhf__gemm_tile(kc, a, ars, aks, b, RLHF__NR, t, 2 * RLHF__NR, acc);
                     }
-                    for (c = 0; c < cols; c++) /* C (i, n) = C^T (n, i) */
-                        for (r = 0; r < rows; r++) C[(jq * RLHF__NR + c) * ldc + n0 + r] = buf[r * 2 * RLHF__NR + c];
                 }
+                for (c = 0; c < cols; c++) /* C (i, n) = C^T (n, i) */
+                    for (r = 0; r < rows; r++) C[(jq * RLHF__NR + c) * ldc + n0 + r] = buf[r * 2 * RLHF__NR + c];
             }
         }
     }
@@ -2832,7 +2842,7 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
         rlhf__gemm_few_rows(M, N, K, A, rsa, B, rsb, C, ldc, accumulate, Bbufs, Ablocks, nt);
         return;
     }
-    if (M >= RLHF__FEW_MIN && M <= RLHF__FEW_MAX && csa == 1 && rsb == 1 && K <= RLHF__MC * RLHF__KC / RLHF__MR) {
+    if (M >= RLHF__FEW_MIN && M <= RLHF__FEW_MAX && csa == 1 && rsb == 1 && K <= RLHF__FEW_COLS_KMAX) {
         rlhf__gemm_few_cols(M, N, K, A, rsa, B, csb, C, ldc, accumulate, Bbufs, Ablocks, nt);
         return;
     }
@@ -2870,8 +2880,8 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
                     int jp0 = (int)((long)np * part / ns), jp1 = (int)((long)np * (part + 1) / ns);
                     if (ic != packed_ic || pc != packed_pc) /* the parts of one block share its A pack */
                         rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa), packed_ic = ic, packed_pc = pc;
-                    rlhf__gemm_block(A, rsa, csa, Ap, Bp, (ptrdiff_t)kc * RLHF__NR, RLHF__NR, jp0, jp1, mp, kc, ic,
-                                     pc, jc, M, N, C, ldc, pc == 0 && !accumulate, init);
+                    rlhf__gemm_block(A, rsa, csa, Ap, Bp, jp0, jp1, mp, kc, ic, pc, jc, M, N, C, ldc,
+                                     pc == 0 && !accumulate, init);
                     tiles += (double)kc * mp * (jp1 - jp0);
                 }
                 worked += RLHF__WTIME() - t0;

@@ -262,7 +262,7 @@ static void test_kernel_gemm_tile(void) {
             for (inplace = 0; inplace < 2; inplace++)
                 for (acc = 0; acc < 2; acc++) {
                     ptrdiff_t ars = inplace ? kc + 3 : 1, aks = inplace ? 1 : MR;
-                    ptrdiff_t rsb = battn ? WIDE : NR, bps = battn ? NR : (ptrdiff_t)kc * NR;
+                    ptrdiff_t rsb = battn ? (ptrdiff_t)WIDE : (ptrdiff_t)NR, bps = battn ? (ptrdiff_t)NR : (ptrdiff_t)kc * NR;
                     char what[96];
                     memcpy(C1, C0, sizeof C1), memcpy(C2, C0, sizeof C2), memcpy(C3, C0, sizeof C3);
                     rlhf__gemm_tile2(kc, A, ars, aks, B, bps, rsb, C1, LDC, acc);
@@ -346,71 +346,114 @@ static void test_kernel_gemm(void) {
 /* The few-rows paths (RLHF__FEW_MIN <= M <= RLHF__FEW_MAX, A's rows contiguous):
    B's rows contiguous (rlhf__gemm_few_rows: B packed row by row, a run at a
    time) and B's columns contiguous (rlhf__gemm_few_cols: the product taken
-   transposed, B^T read in place as the micro-kernel's A). Each must give the
-   bits of the packed path: the same rows computed inside a matmul of
-   RLHF__FEW_MAX + 37 rows (rows past the first M random) give the same C rows,
-   on one thread and on three; and close to rlhf__gemm_ref, with a guard
-   column past each C row that must stay untouched. Shapes: M at both ends and
-   ragged (not a multiple of MR or NR), N with a ragged last panel and fewer
-   columns than one, K across several K slices with a short last one. */
+   transposed, B^T read in place as the micro-kernel's A). Each, called
+   directly and through rlhf__gemm_init's dispatch (stored, accumulated, and
+   from residual + bias, bias or residual), must give the bits of the packed
+   path: the same rows computed inside a matmul of RLHF__FEW_MAX + 37 rows
+   (rows past the first M random) give the same C rows, on 1, 3 and 16
+   threads (a workspace for 16, every loop split: more threads than the B
+   buffers hold runs for); and close to rlhf__gemm_ref, with a guard column
+   past each C row that must stay untouched. A is an exact-size copy, so a
+   read past its last row is caught by a sanitizer. Shapes: M at both ends
+   and ragged (not a multiple of MR or NR), N with a ragged last panel, fewer
+   columns than one, or more runs than 16 threads; K across several K slices
+   with a short last one, and as deep as a thread's A block holds MR rows of
+   B^T, and one deeper. */
+static void check_gemm_few(int M, int N, int K, const float *A, const float *Abig, const float *B, int layout,
+                           const float *C0, float *work, rlhf_rng *rng) {
+    enum { BIG = RLHF__FEW_MAX + 37 };
+    int ld = N + 1, i, start, threads;
+    ptrdiff_t rsb = layout ? 1 : N, csb = layout ? K : 1;
+    int direct = layout == 0 || K <= RLHF__FEW_COLS_KMAX; /* the dispatch takes the few path */
+    float *C1 = floats((size_t)BIG * ld), *C2 = floats((size_t)BIG * ld), *C3 = floats((size_t)BIG * ld);
+    float *bias = floats((size_t)N), *res = floats((size_t)BIG * ld);
+    float *Bb = work + RLHF__GEMM_HEADER, *Ab = Bb + 2 * (size_t)RLHF__KC * RLHF__NC;
+    char what[112];
+    fill_uniform(bias, (size_t)N, rng, -1, 1);
+    fill_uniform(res, (size_t)BIG * ld, rng, -1, 1);
+    for (start = 0; start < 5; start++) /* stored, accumulated, residual + bias, bias, residual */
+        for (threads = 1; threads <= 16; threads += threads == 1 ? 2 : 13) {
+            rlhf__cinit init;
+            init.res = start == 2 || start == 4 ? res : NULL, init.bias = start == 2 || start == 3 ? bias : NULL;
+#ifdef _OPENMP
+            int keep = omp_get_max_threads();
+            omp_set_num_threads(threads);
+#endif
+            memcpy(C1, C0, (size_t)BIG * ld * sizeof(float));
+            memcpy(C2, C0, (size_t)BIG * ld * sizeof(float));
+            memcpy(C3, C0, (size_t)BIG * ld * sizeof(float));
+            rlhf__gemm_init(M, N, K, A, K, 1, B, rsb, csb, C1, ld, start == 1, start >= 2 ? &init : NULL, work);
+            rlhf__gemm_init(BIG, N, K, Abig, K, 1, B, rsb, csb, C2, ld, start == 1, start >= 2 ? &init : NULL,
+                            work); /* the packed path */
+            if (direct && start < 2) {
+                if (layout == 0) rlhf__gemm_few_rows(M, N, K, A, K, B, N, C3, ld, start, Bb, Ab, threads);
+                else rlhf__gemm_few_cols(M, N, K, A, K, B, K, C3, ld, start, Bb, Ab, threads);
+            }
+#ifdef _OPENMP
+            omp_set_num_threads(keep);
+#endif
+            snprintf(what, sizeof what, "gemm few M=%d N=%d K=%d layout=%d start %d threads=%d", M, N, K, layout,
+                     start, threads);
+            if (memcmp(C1, C2, (size_t)M * ld * sizeof(float)) != 0 ||
+                (direct && start < 2 && memcmp(C3, C2, (size_t)M * ld * sizeof(float)) != 0)) {
+                fprintf(stderr, "  FAIL %s: not the packed path's bits\n", what);
+                g_fail++;
+            }
+            for (i = 0; i < M; i++) CHECK(C1[i * ld + N] == C0[i * ld + N]); /* the guard column */
+            for (i = M; i < BIG; i++) CHECK(memcmp(C1 + i * ld, C0 + i * ld, (size_t)ld * sizeof(float)) == 0);
+            if (threads == 1 && start < 2) {
+                memcpy(C2, C0, (size_t)M * ld * sizeof(float));
+                rlhf__gemm_ref(M, N, K, A, K, 1, B, rsb, csb, C2, ld, start);
+                close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
+            }
+        }
+    free(C1); free(C2); free(C3); free(bias); free(res);
+}
 static void test_kernel_gemm_few(void) {
     static const int shapes[][3] = {{RLHF__FEW_MIN, 1, 1}, {RLHF__FEW_MIN, 37, 300}, {13, 300, 7}, {16, 16, 256},
                                     {21, 531, 513}, {33, 5, 40}, {40, 129, 1}, {RLHF__FEW_MAX, 280, 530},
-                                    {RLHF__FEW_MAX - 1, 17, 257}};
+                                    {RLHF__FEW_MAX - 1, 17, 257}, {17, 4100, 33}, {17, 9, RLHF__MC * RLHF__KC / RLHF__MR},
+                                    {20, 9, RLHF__MC * RLHF__KC / RLHF__MR + 1}};
     enum { BIG = RLHF__FEW_MAX + 37 };
+#ifdef _OPENMP
+    double grain = rlhf__par_grain;
+#endif
     rlhf_rng rng;
     size_t si;
-    float *work = rlhf__gemm_work_alloc();
+    float *work = rlhf__alloc_floats(RLHF__GEMM_WORK_FLOATS(16));
     rlhf_rng_seed(&rng, 23);
     CHECK(work != NULL);
     if (!work) return;
+    work[0] = 16.0f; /* room for 16 threads' A blocks */
+    /* the ragged rows of B^T packed over all of K fit a thread's A block; A^T (64 columns) the B buffers */
+    CHECK(RLHF__FEW_COLS_KMAX * RLHF__MR <= RLHF__MC * RLHF__KC);
+    CHECK((size_t)RLHF__FEW_COLS_KMAX * 4 * RLHF__NR <= 2 * (size_t)RLHF__KC * RLHF__NC && RLHF__FEW_MAX <= 4 * RLHF__NR);
+#ifdef _OPENMP
+    rlhf__par_grain = 1.0; /* every loop on every thread */
+#endif
     for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ld = N + 1, layout, acc, i, threads;
-        float *A = floats((size_t)BIG * K), *B = floats((size_t)K * N), *C0 = floats((size_t)BIG * ld);
-        float *C1 = floats((size_t)BIG * ld), *C2 = floats((size_t)BIG * ld);
-        char what[96];
-        fill_uniform(A, (size_t)BIG * K, &rng, -1, 1);
+        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], layout;
+        float *Abig = floats((size_t)BIG * K), *A = floats((size_t)M * K), *B = floats((size_t)K * N);
+        float *C0 = floats((size_t)BIG * (N + 1));
+        fill_uniform(Abig, (size_t)BIG * K, &rng, -1, 1);
+        memcpy(A, Abig, (size_t)M * K * sizeof(float));
         fill_uniform(B, (size_t)K * N, &rng, -1, 1);
-        fill_uniform(C0, (size_t)BIG * ld, &rng, -1, 1);
+        fill_uniform(C0, (size_t)BIG * (N + 1), &rng, -1, 1);
         for (layout = 0; layout < 2; layout++) /* B (K,N) rows contiguous; B stored (N,K) */
-            for (acc = 0; acc < 2; acc++)
-                for (threads = 1; threads <= 3; threads += 2) {
-                    ptrdiff_t rsb = layout ? 1 : N, csb = layout ? K : 1;
-#ifdef _OPENMP
-                    int keep = omp_get_max_threads();
-                    omp_set_num_threads(threads);
-#endif
-                    memcpy(C1, C0, (size_t)BIG * ld * sizeof(float));
-                    memcpy(C2, C0, (size_t)BIG * ld * sizeof(float));
-                    rlhf__gemm(M, N, K, A, K, 1, B, rsb, csb, C1, ld, acc, work);
-                    rlhf__gemm(BIG, N, K, A, K, 1, B, rsb, csb, C2, ld, acc, work); /* the packed path */
-#ifdef _OPENMP
-                    omp_set_num_threads(keep);
-#endif
-                    snprintf(what, sizeof what, "gemm few M=%d N=%d K=%d layout=%d acc=%d threads=%d", M, N, K,
-                             layout, acc, threads);
-                    if (memcmp(C1, C2, (size_t)M * ld * sizeof(float)) != 0) {
-                        fprintf(stderr, "  FAIL %s: not the packed path's bits\n", what);
-                        g_fail++;
-                    }
-                    for (i = 0; i < M; i++) CHECK(C1[i * ld + N] == C0[i * ld + N]); /* the guard column */
-                    for (i = M; i < BIG; i++) CHECK(memcmp(C1 + i * ld, C0 + i * ld, (size_t)ld * 4) == 0);
-                    if (threads == 1) {
-                        memcpy(C2, C0, (size_t)M * ld * sizeof(float));
-                        rlhf__gemm_ref(M, N, K, A, K, 1, B, rsb, csb, C2, ld, acc);
-                        close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
-                    }
-                }
-        free(A); free(B); free(C0); free(C1); free(C2);
+            check_gemm_few(M, N, K, A, Abig, B, layout, C0, work, &rng);
+        free(Abig); free(A); free(B); free(C0);
     }
+#ifdef _OPENMP
+    rlhf__par_grain = grain;
+#endif
     rlhf__free(work);
 }
 
 /* The decode's matrix-vector kernels on odd shapes: rlhf__gemv (four B rows a pass,
    adjacent or spread over B's quarters) against its scalar twin, and bit for bit
    against one rlhf__axpy per k in the order it claims; rlhf__dot4 bit for bit against rlhf__dot; and the whole
-   few-rows path of rlhf__gemm (M <= RLHF__SMALL_M, both layouts (from RLHF__FEW_MIN rows
-   on, rlhf__gemm_few's), N of every residue mod 4,
+   few-rows path of rlhf__gemm (M <= RLHF__SMALL_M, both layouts; from RLHF__FEW_MIN rows
+   on, rlhf__gemm_few_rows' and _cols', and rlhf__gemm_small called directly), N of every residue mod 4,
    fewer columns than four) against rlhf__gemm_ref, with a guard column past
    the end of each C row that must stay untouched. */
 /* The few-rows path on a B of a megabyte or more sums k in two halves (RLHF__HALVES),
@@ -522,6 +565,10 @@ static void test_kernel_gemv(void) {
             snprintf(what, sizeof what, "gemm few rows M=%d N=%d K=%d layout=%d acc=%d", M, N, K, layout, acc);
             close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
             for (i = 0; i < M; i++) CHECK(C1[i * ld + N] == C0[i * ld + N]); /* the guard column */
+            memcpy(C1, C0, (size_t)M * ld * sizeof(float)); /* itself, where the few-rows paths take over */
+            rlhf__gemm_small(M, N, K, A, K, 1, B, rsb, csb, C1, ld, acc, work + RLHF__GEMM_HEADER);
+            close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
+            for (i = 0; i < M; i++) CHECK(C1[i * ld + N] == C0[i * ld + N]);
         }
         free(A); free(B); free(C0); free(C1); free(C2); free(C3);
     }
