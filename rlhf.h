@@ -2672,8 +2672,9 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
      the threads take runs of RLHF__FEW_RUN panels of 16 columns as they ask;
      for each K slice in order, a thread packs the run's slice of B into its
      own part of the shared B buffers, row by row (a 1 KB run of each row,
-     front to back: read a panel at a time, 64 bytes of each of 256 rows, B
-     came from memory at half the speed), then every row panel of A passes
+     front to back; the micro-kernel reading B in place, a pair of panels
+     (128 bytes of each of 256 rows) at a time, took B from memory at half
+     the speed), then every row panel of A passes
      over it, A read in place (a ragged last panel packed).
    - B's columns contiguous (rsb 1: the LM head, wte (V,C) read as B = wte^T),
      rlhf__gemm_few_cols: the product is taken transposed,
