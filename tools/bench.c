@@ -510,8 +510,14 @@ static void bench_gemm(const bench_config *bc, double budget) {
     rlhf_rng_seed(&rng, 3);
     g.work = rlhf__gemm_work_alloc();
     if (!g.work) die("allocation", RLHF_ERR_OUT_OF_MEMORY);
-    printf("\n== matmul, config %s (BT=%d, C=%d, V=%d): GFLOP/s, best of 3-30 calls ==\n", bc->name,
-           bc->B * bc->T, bc->cfg.n_embd, bc->cfg.vocab_size);
+    /* The table compares matmul kernels on a fixed team. Adapting, the
+       library dropped a thread for 0.5 s when OpenBLAS's threads, still
+       spinning from the row before, held a CPU during its first call, and a
+       row measured in that time read one thread's speed (qkv dW of config M:
+       150 GFLOP/s, 286 in the next run). */
+    rlhf_set_num_threads(rlhf_num_threads(), 0);
+    printf("\n== matmul, config %s (BT=%d, C=%d, V=%d): GFLOP/s, best of 3-30 calls, %d thread(s), no adapting ==\n",
+           bc->name, bc->B * bc->T, bc->cfg.n_embd, bc->cfg.vocab_size, rlhf_num_threads());
     printf("%-14s %6s %6s %6s %3s %3s %8s", "shape", "M", "N", "K", "op", "x", "ours");
     if (N_FNS == 2) printf(" %9s %8s %9s", "OpenBLAS", "ours/OB", "max.diff");
     printf("\n");
@@ -556,6 +562,7 @@ static void bench_gemm(const bench_config *bc, double budget) {
         rlhf__free(A);
         rlhf__free(B);
     }
+    rlhf_set_num_threads(rlhf_num_threads(), 1);
     /* column x = times per training step; each shape weighs its FLOPs in a whole step */
     printf("all matmuls of a step (%.1f GFLOP): ours %.1f GFLOP/s", step_flops * 1e-9, step_flops / step_time[0] * 1e-9);
     if (N_FNS == 2)
