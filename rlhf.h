@@ -2685,7 +2685,16 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
      panels of B^T; for each pair of A^T's panels and each K slice, the slice
      (16 or 32 columns: 16-32 KB) stays in L1 while the run's row panels pass
      over it; the run's tiles of C^T are summed in a buffer, then stored into
-     C transposed.
+     C transposed. The same path takes up to RLHF__FEW_COLS_MMAX rows (a
+     training batch of GPT-2-124M's shape, a PPO minibatch) when B^T is
+     larger than the B buffers (weights that come from memory: the LM head,
+     dX = dY W^T of the wider layers) and A^T fits them: reading B^T once in
+     place beat packing it, GFLOP/s on 1 / 2 threads (both paths on the same
+     operands, best of 7 calls):
+     the LM head at 256 rows (N 50257, K 768) 95 -> 115 / 192 -> 229 GFLOP/s,
+     at 512 rows 124 -> 145 / 235 -> 283; dX of fc.proj (256, 3072, 768)
+     119 -> 137 / 248 -> 276. With B^T in cache (config S's 256-column
+     weights at 364 to 1024 rows) packing was 5-20% faster.
    Either way each C element is the sum of its K slices in rlhf__gemm's order,
    each slice summed over k by the same micro-kernel, and a*b is b*a: the bits
    of the packed path, on any thread count. GPT-2-124M's decode (ms a step,
@@ -2700,6 +2709,7 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
    over all of K (K*MR floats), fit a thread's A block; A^T packed (K * 64
    floats at most) then fits the B buffers too. */
 #define RLHF__FEW_COLS_KMAX (RLHF__MC * RLHF__KC / RLHF__MR)
+#define RLHF__FEW_COLS_MMAX 512 /* rows of rlhf__gemm_few_cols when B^T is larger than the B buffers */
 /* B (kc, np panels of NR columns) at (pc, j0) packed as rlhf__gemm_pack_b_panel
    packs it (rows contiguous, zero past N), but row by row: each row's run of
    np*NR columns is read front to back, one stream from memory a row. */
@@ -2797,6 +2807,16 @@ static void rlhf__gemm_few_cols(int M, int N, int K, const float *A, ptrdiff_t r
     }
 }
 
+/* Past RLHF__FEW_MAX rows, rlhf__gemm_few_cols takes a product (no start
+   to set: init NULL) of at most RLHF__FEW_COLS_MMAX rows whose B^T (N,K) is
+   larger than the B buffers, whose A^T (K, M up to whole panels) fits them,
+   and whose N gives each of the nt threads two runs of row panels at least. */
+static int rlhf__few_cols_big(int M, int N, int K, const rlhf__cinit *init, int nt) {
+    double room = 2.0 * RLHF__KC * RLHF__NC, panels = (double)((M + RLHF__NR - 1) / RLHF__NR);
+    return !init && M <= RLHF__FEW_COLS_MMAX && (double)N * K > room && (double)K * panels * RLHF__NR <= room &&
+           (double)N >= 2.0 * nt * RLHF__FEW_RUN * RLHF__MR;
+}
+
 /* The workspace of rlhf__gemm for the threads of now (at least 1), or NULL */
 static float *rlhf__gemm_work_alloc(void) {
     int threads = rlhf_num_threads() < 1 ? 1 : rlhf_num_threads();
@@ -2843,7 +2863,8 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
         rlhf__gemm_few_rows(M, N, K, A, rsa, B, rsb, C, ldc, accumulate, Bbufs, Ablocks, nt);
         return;
     }
-    if (M >= RLHF__FEW_MIN && M <= RLHF__FEW_MAX && csa == 1 && rsb == 1 && K <= RLHF__FEW_COLS_KMAX) {
+    if (M >= RLHF__FEW_MIN && csa == 1 && rsb == 1 && K <= RLHF__FEW_COLS_KMAX &&
+        (M <= RLHF__FEW_MAX || rlhf__few_cols_big(M, N, K, init, nt))) {
         rlhf__gemm_few_cols(M, N, K, A, rsa, B, csb, C, ldc, accumulate, Bbufs, Ablocks, nt);
         return;
     }

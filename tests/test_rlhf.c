@@ -358,19 +358,28 @@ static void test_kernel_gemm(void) {
    and ragged (not a multiple of MR or NR), N with a ragged last panel, fewer
    columns than one, or more runs than 16 threads; K across several K slices
    with a short last one, and as deep as a thread's A block holds MR rows of
-   B^T, and one deeper. */
+   B^T, and one deeper. Past RLHF__FEW_MAX rows (kernel_gemm_few_cols_big),
+   B's columns contiguous only (rlhf__gemm_few_cols when B^T is larger than
+   the B buffers, up to RLHF__FEW_COLS_MMAX rows), against the packed path
+   on the same M rows and B stored (K,N), its rows contiguous (the packing
+   copies the same panels): rows just past RLHF__FEW_MAX, ragged, at the
+   most, A^T as large as the B buffers hold and one K deeper, B^T just
+   larger than them and just not, runs for 16 threads. */
 static void check_gemm_few(int M, int N, int K, const float *A, const float *Abig, const float *B, int layout,
                            const float *C0, float *work, rlhf_rng *rng) {
-    enum { BIG = RLHF__FEW_MAX + 37 };
+    const int BIG = M <= RLHF__FEW_MAX ? RLHF__FEW_MAX + 37 : M + 37;
     int ld = N + 1, i, start, threads;
     ptrdiff_t rsb = layout ? 1 : N, csb = layout ? K : 1;
-    int direct = layout == 0 || K <= RLHF__FEW_COLS_KMAX; /* the dispatch takes the few path */
+    int direct = layout == 0 || (K <= RLHF__FEW_COLS_KMAX && /* the few path can take it */
+                                 (M <= RLHF__FEW_MAX || rlhf__few_cols_big(M, N, K, NULL, 1)));
+    float *Bkn = M <= RLHF__FEW_MAX ? NULL : floats((size_t)K * N); /* B (K,N) for the packed path */
     float *C1 = floats((size_t)BIG * ld), *C2 = floats((size_t)BIG * ld), *C3 = floats((size_t)BIG * ld);
     float *bias = floats((size_t)N), *res = floats((size_t)BIG * ld);
     float *Bb = work + RLHF__GEMM_HEADER, *Ab = Bb + 2 * (size_t)RLHF__KC * RLHF__NC;
     char what[112];
     fill_uniform(bias, (size_t)N, rng, -1, 1);
     fill_uniform(res, (size_t)BIG * ld, rng, -1, 1);
+    for (i = 0; Bkn && i < K * N; i++) Bkn[i] = B[(i % N) * K + i / N];
     for (start = 0; start < 5; start++) /* stored, accumulated, residual + bias, bias, residual */
         for (threads = 1; threads <= 16; threads += threads == 1 ? 2 : 13) {
             rlhf__cinit init;
@@ -383,8 +392,11 @@ static void check_gemm_few(int M, int N, int K, const float *A, const float *Abi
             memcpy(C2, C0, (size_t)BIG * ld * sizeof(float));
             memcpy(C3, C0, (size_t)BIG * ld * sizeof(float));
             rlhf__gemm_init(M, N, K, A, K, 1, B, rsb, csb, C1, ld, start == 1, start >= 2 ? &init : NULL, work);
-            rlhf__gemm_init(BIG, N, K, Abig, K, 1, B, rsb, csb, C2, ld, start == 1, start >= 2 ? &init : NULL,
-                            work); /* the packed path */
+            if (Bkn) /* the packed path */
+                rlhf__gemm_init(M, N, K, A, K, 1, Bkn, N, 1, C2, ld, start == 1, start >= 2 ? &init : NULL, work);
+            else
+                rlhf__gemm_init(BIG, N, K, Abig, K, 1, B, rsb, csb, C2, ld, start == 1, start >= 2 ? &init : NULL,
+                                work);
             if (direct && start < 2) {
                 if (layout == 0) rlhf__gemm_few_rows(M, N, K, A, K, B, N, C3, ld, start, Bb, Ab, threads);
                 else rlhf__gemm_few_cols(M, N, K, A, K, B, K, C3, ld, start, Bb, Ab, threads);
@@ -407,14 +419,10 @@ static void check_gemm_few(int M, int N, int K, const float *A, const float *Abi
                 close_enough(what, C1, C2, (size_t)M * ld, 2e-7 * K + 1e-6, 1e-5);
             }
         }
-    free(C1); free(C2); free(C3); free(bias); free(res);
+    free(C1); free(C2); free(C3); free(bias); free(res); free(Bkn);
 }
-static void test_kernel_gemm_few(void) {
-    static const int shapes[][3] = {{RLHF__FEW_MIN, 1, 1}, {RLHF__FEW_MIN, 37, 300}, {13, 300, 7}, {16, 16, 256},
-                                    {21, 531, 513}, {33, 5, 40}, {40, 129, 1}, {RLHF__FEW_MAX, 280, 530},
-                                    {RLHF__FEW_MAX - 1, 17, 257}, {17, 4100, 33}, {17, 9, RLHF__MC * RLHF__KC / RLHF__MR},
-                                    {20, 9, RLHF__MC * RLHF__KC / RLHF__MR + 1}};
-    enum { BIG = RLHF__FEW_MAX + 37 };
+static void run_gemm_few(const int (*shapes)[3], size_t n) {
+    const int BIG = RLHF__FEW_MAX + 37; /* rows of A in the packed matmul when M <= RLHF__FEW_MAX */
 #ifdef _OPENMP
     double grain = rlhf__par_grain;
 #endif
@@ -431,15 +439,15 @@ static void test_kernel_gemm_few(void) {
 #ifdef _OPENMP
     rlhf__par_grain = 1.0; /* every loop on every thread */
 #endif
-    for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], layout;
-        float *Abig = floats((size_t)BIG * K), *A = floats((size_t)M * K), *B = floats((size_t)K * N);
-        float *C0 = floats((size_t)BIG * (N + 1));
-        fill_uniform(Abig, (size_t)BIG * K, &rng, -1, 1);
+    for (si = 0; si < n; si++) {
+        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], layout, rows = M <= RLHF__FEW_MAX ? BIG : M + 37;
+        float *Abig = floats((size_t)rows * K), *A = floats((size_t)M * K), *B = floats((size_t)K * N);
+        float *C0 = floats((size_t)rows * (N + 1));
+        fill_uniform(Abig, (size_t)rows * K, &rng, -1, 1);
         memcpy(A, Abig, (size_t)M * K * sizeof(float));
         fill_uniform(B, (size_t)K * N, &rng, -1, 1);
-        fill_uniform(C0, (size_t)BIG * (N + 1), &rng, -1, 1);
-        for (layout = 0; layout < 2; layout++) /* B (K,N) rows contiguous; B stored (N,K) */
+        fill_uniform(C0, (size_t)rows * (N + 1), &rng, -1, 1);
+        for (layout = M <= RLHF__FEW_MAX ? 0 : 1; layout < 2; layout++) /* B (K,N) rows contiguous; B stored (N,K) */
             check_gemm_few(M, N, K, A, Abig, B, layout, C0, work, &rng);
         free(Abig); free(A); free(B); free(C0);
     }
@@ -447,6 +455,27 @@ static void test_kernel_gemm_few(void) {
     rlhf__par_grain = grain;
 #endif
     rlhf__free(work);
+}
+static void test_kernel_gemm_few(void) {
+    static const int shapes[][3] = {{RLHF__FEW_MIN, 1, 1}, {RLHF__FEW_MIN, 37, 300}, {13, 300, 7}, {16, 16, 256},
+                                    {21, 531, 513}, {33, 5, 40}, {40, 129, 1}, {RLHF__FEW_MAX, 280, 530},
+                                    {RLHF__FEW_MAX - 1, 17, 257}, {17, 4100, 33}, {17, 9, RLHF__MC * RLHF__KC / RLHF__MR},
+                                    {20, 9, RLHF__MC * RLHF__KC / RLHF__MR + 1}};
+    run_gemm_few(shapes, sizeof shapes / sizeof shapes[0]);
+}
+static void test_kernel_gemm_few_cols_big(void) {
+    enum { ROOM = 2 * RLHF__KC * RLHF__NC }; /* floats of the B buffers */
+    static const int shapes[][3] = {{RLHF__FEW_MAX + 1, ROOM / 520 + 9, 520},
+                                    {203, 2 * 16 * RLHF__FEW_RUN * RLHF__MR + 5, ROOM / (2 * 16 * RLHF__FEW_RUN * RLHF__MR + 5) + 1},
+                                    {RLHF__FEW_COLS_MMAX, ROOM / 1024 + 1, 1024},
+                                    {RLHF__FEW_COLS_MMAX - 3, ROOM / 1025 + 1, 1025},
+                                    {200, ROOM / 600, 600}};
+    CHECK(rlhf__few_cols_big(shapes[0][0], shapes[0][1], shapes[0][2], NULL, 3));
+    CHECK(rlhf__few_cols_big(shapes[1][0], shapes[1][1], shapes[1][2], NULL, 16)); /* runs for 16 threads */
+    CHECK(rlhf__few_cols_big(shapes[2][0], shapes[2][1], shapes[2][2], NULL, 1)); /* A^T fills the buffers */
+    CHECK(!rlhf__few_cols_big(shapes[3][0], shapes[3][1], shapes[3][2], NULL, 1)); /* A^T too large */
+    CHECK(!rlhf__few_cols_big(shapes[4][0], shapes[4][1], shapes[4][2], NULL, 1)); /* B^T not larger */
+    run_gemm_few(shapes, sizeof shapes / sizeof shapes[0]);
 }
 
 /* The decode's matrix-vector kernels on odd shapes: rlhf__gemv (four B rows a pass,
@@ -7306,6 +7335,7 @@ static const test_case TESTS[] = {
     {"kernel_gemm", test_kernel_gemm, 0},
     {"kernel_gemv", test_kernel_gemv, 0},
     {"kernel_gemm_few", test_kernel_gemm_few, 0},
+    {"kernel_gemm_few_cols_big", test_kernel_gemm_few_cols_big, 1},
     {"kernel_adamw", test_kernel_adamw, 0},
     {"kernel_sumsq", test_kernel_sumsq, 0},
     {"kernel_bias_backward", test_kernel_bias_backward, 0},
