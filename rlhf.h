@@ -2680,8 +2680,8 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
      rlhf__gemm_few_cols: the product is taken transposed,
          C^T (N,M) = B^T (N,K) A^T (K,M),
      B^T's rows are contiguous, so they are the micro-kernel's A, read in place
-     MR rows (vocabulary entries) at a time, and A^T (K, M <= 64) is packed by
-     the threads first, shared. A thread takes a run of RLHF__FEW_RUN row
+     MR rows (vocabulary entries) at a time, and A^T (K,M) is packed by the
+     threads first, shared (in the B buffers). A thread takes a run of RLHF__FEW_RUN row
      panels of B^T; for each pair of A^T's panels and each K slice, the slice
      (16 or 32 columns: 16-32 KB) stays in L1 while the run's row panels pass
      over it; the run's tiles of C^T are summed in a buffer, then stored into
@@ -2694,7 +2694,9 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
      the LM head at 256 rows (N 50257, K 768) 95 -> 115 / 192 -> 229 GFLOP/s,
      at 512 rows 124 -> 145 / 235 -> 283; dX of fc.proj (256, 3072, 768)
      119 -> 137 / 248 -> 276. With B^T in cache (config S's 256-column
-     weights at 364 to 1024 rows) packing was 5-20% faster.
+     weights at 364 to 1024 rows) packing was 5-20% faster. This path does
+     not time its threads for rlhf__team_note (nor does few_rows): the team
+     is judged on the other matmuls of a step.
    Either way each C element is the sum of its K slices in rlhf__gemm's order,
    each slice summed over k by the same micro-kernel, and a*b is b*a: the bits
    of the packed path, on any thread count. GPT-2-124M's decode (ms a step,
@@ -2707,7 +2709,8 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
 #define RLHF__FEW_RUN 16 /* B panels a thread takes at once (256 columns; its pack: 256 KB), or row panels of B^T */
 /* The deepest K of rlhf__gemm_few_cols: the ragged last rows of B^T, packed
    over all of K (K*MR floats), fit a thread's A block; A^T packed (K * 64
-   floats at most) then fits the B buffers too. */
+   floats at most up to RLHF__FEW_MAX rows) then fits the B buffers too
+   (past it, rlhf__few_cols_big checks that it fits). */
 #define RLHF__FEW_COLS_KMAX (RLHF__MC * RLHF__KC / RLHF__MR)
 #define RLHF__FEW_COLS_MMAX 512 /* rows of rlhf__gemm_few_cols when B^T is larger than the B buffers */
 /* B (kc, np panels of NR columns) at (pc, j0) packed as rlhf__gemm_pack_b_panel

@@ -360,11 +360,14 @@ static void test_kernel_gemm(void) {
    with a short last one, and as deep as a thread's A block holds MR rows of
    B^T, and one deeper. Past RLHF__FEW_MAX rows (kernel_gemm_few_cols_big),
    B's columns contiguous only (rlhf__gemm_few_cols when B^T is larger than
-   the B buffers, up to RLHF__FEW_COLS_MMAX rows), against the packed path
-   on the same M rows and B stored (K,N), its rows contiguous (the packing
-   copies the same panels): rows just past RLHF__FEW_MAX, ragged, at the
-   most, A^T as large as the B buffers hold and one K deeper, B^T just
-   larger than them and just not, runs for 16 threads. */
+   the B buffers, up to RLHF__FEW_COLS_MMAX rows), against the same M rows
+   with B stored (K,N), its rows contiguous, which the packed paths take
+   (rlhf__gemm_init's main loop, or rlhf__gemm_cols on 3 and 16 threads;
+   their packing copies the same panels): rows just past RLHF__FEW_MAX,
+   ragged, at the most, A^T as large as the B buffers hold and one K deeper
+   (with a ragged last row panel of B^T, so an A^T overflowing the buffers
+   into thread 0's A block would be overwritten there), B^T just larger
+   than them and just not, runs for 16 threads. */
 static void check_gemm_few(int M, int N, int K, const float *A, const float *Abig, const float *B, int layout,
                            const float *C0, float *work, rlhf_rng *rng) {
     const int BIG = M <= RLHF__FEW_MAX ? RLHF__FEW_MAX + 37 : M + 37;
@@ -468,7 +471,7 @@ static void test_kernel_gemm_few_cols_big(void) {
     static const int shapes[][3] = {{RLHF__FEW_MAX + 1, ROOM / 520 + 9, 520},
                                     {203, 2 * 16 * RLHF__FEW_RUN * RLHF__MR + 5, ROOM / (2 * 16 * RLHF__FEW_RUN * RLHF__MR + 5) + 1},
                                     {RLHF__FEW_COLS_MMAX, ROOM / 1024 + 1, 1024},
-                                    {RLHF__FEW_COLS_MMAX - 3, ROOM / 1025 + 1, 1025},
+                                    {RLHF__FEW_COLS_MMAX - 3, ROOM / 1025 + 2, 1025},
                                     {200, ROOM / 600, 600}};
     CHECK(rlhf__few_cols_big(shapes[0][0], shapes[0][1], shapes[0][2], NULL, 3));
     CHECK(rlhf__few_cols_big(shapes[1][0], shapes[1][1], shapes[1][2], NULL, 16)); /* runs for 16 threads */
