@@ -2575,10 +2575,10 @@ static void rlhf__cinit_tile(const rlhf__cinit *in, float *C, ptrdiff_t ldc, int
    tiles reuses one B panel, or a pair of them with RLHF__PAIRS, from L1; the A block stays in L2).
    Each tile is computed whole, in the same order whoever computes it, so C has the same bits on
    any thread count. On the first K slice, a tile starts from init when there is one (then
-   overwrite is 0). */
-static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp, int jp0,
-                             int jp1, int mp, int kc, int ic, int pc, int jc, int M, int N, float *C, ptrdiff_t ldc,
-                             int overwrite, const rlhf__cinit *init) {
+   overwrite is 0). B panel jp starts at Bp + jp*bps (kc*NR: packed back to back). */
+static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp,
+                             ptrdiff_t bps, int jp0, int jp1, int mp, int kc, int ic, int pc, int jc, int M, int N,
+                             float *C, ptrdiff_t ldc, int overwrite, const rlhf__cinit *init) {
     int tj, ti, r, q, step;
     for (tj = jp0; tj < jp1; tj += step) {
         step = RLHF__PAIRS && tj + 1 < jp1 && jc + (tj + 2) * RLHF__NR <= N ? 2 : 1; /* tiles in pairs */
@@ -2593,8 +2593,7 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
                     rlhf__cinit_tile(init, C, ldc, i0, rows, j0, RLHF__NR);
                     rlhf__cinit_tile(init, C, ldc, i0, rows, j0 + RLHF__NR, RLHF__NR);
                 }
-                rlhf__gemm_tile2(kc, a, ars, aks, Bp + (ptrdiff_t)tj * kc * RLHF__NR, (ptrdiff_t)kc * RLHF__NR,
-                                 RLHF__NR, C + i0 * ldc + j0, ldc, !overwrite);
+                rlhf__gemm_tile2(kc, a, ars, aks, Bp + tj * bps, bps, RLHF__NR, C + i0 * ldc + j0, ldc, !overwrite);
                 continue;
             }
             for (q = tj; q < tj + step; q++) {
@@ -2603,7 +2602,7 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
                 int full = rows == RLHF__MR && cols == RLHF__NR;
                 float *out = full ? C + i0 * ldc + j0 : tile; /* a tile at the edge goes through a buffer */
                 if (init && pc == 0) rlhf__cinit_tile(init, C, ldc, i0, rows, j0, cols);
-                rlhf__gemm_tile(kc, a, ars, aks, Bp + (ptrdiff_t)q * kc * RLHF__NR, RLHF__NR, out,
+                rlhf__gemm_tile(kc, a, ars, aks, Bp + q * bps, RLHF__NR, out,
                                 full ? ldc : RLHF__NR, full && !overwrite);
                 if (full) continue;
                 for (r = 0; r < rows; r++) { /* the edge tile's rows and columns inside C */
@@ -2646,13 +2645,15 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
             if (np > RLHF__COLS_P) np = RLHF__COLS_P;
             for (pc = 0; pc < K; pc += RLHF__KC) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC, over = pc == 0 && !accumulate;
+                ptrdiff_t bps = (ptrdiff_t)kc * RLHF__NR; /* from a B panel to the next */
                 for (jp = 0; jp < np; jp++)
-                    rlhf__gemm_pack_b_panel(Bp + (ptrdiff_t)jp * kc * RLHF__NR, kc, pc, jc + jp * RLHF__NR, N, B,
+                    rlhf__gemm_pack_b_panel(Bp + jp * bps, kc, pc, jc + jp * RLHF__NR, N, B,
                                             rsb, csb);
-                if (full) rlhf__gemm_block(A, rsa, 1, Ae, Bp, 0, np, full, kc, 0, pc, jc, M, N, C, ldc, over, init);
+                if (full)
+                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, bps, 0, np, full, kc, 0, pc, jc, M, N, C, ldc, over, init);
                 if (edge) {
                     rlhf__gemm_pack_a(Ae, 1, kc, full * RLHF__MR, pc, M, A, rsa, 1);
-                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, 0, np, 1, kc, full * RLHF__MR, pc, jc, M, N, C, ldc, over,
+                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, bps, 0, np, 1, kc, full * RLHF__MR, pc, jc, M, N, C, ldc, over,
                                      init);
                 }
                 tiles += (double)kc * (full + edge) * np;
@@ -2683,9 +2684,12 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
      MR rows (vocabulary entries) at a time, and A^T (K,M) is packed by the
      threads first, shared (in the B buffers). A thread takes a run of RLHF__FEW_RUN row
      panels of B^T; for each pair of A^T's panels and each K slice, the slice
-     (16 or 32 columns: 16-32 KB) stays in L1 while the run's row panels pass
-     over it; the run's tiles of C^T are summed in a buffer, then stored into
-     C transposed. The same path takes up to RLHF__FEW_COLS_MMAX rows (a
+     (32 columns: 32 KB) stays in L1 while the run's row panels pass over it;
+     the run's tiles of C^T are summed in a buffer, then stored into C
+     transposed. With one panel (12-16 rows) all of A^T (48 KB at K 768)
+     stays in cache, and each row panel of B^T is read front to back, its K
+     slices in a row: 16 sequences' LM head, 43 -> 49 GFLOP/s on one thread,
+     84 -> 96 on two (against slice by slice). The same path takes up to RLHF__FEW_COLS_MMAX rows (a
      training batch of GPT-2-124M's shape, a PPO minibatch) when B^T is
      larger than the B buffers (weights that come from memory: the LM head,
      dX = dY W^T of the wider layers) and A^T fits them: reading B^T once in
@@ -2702,7 +2706,9 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
    of the packed path, on any thread count. GPT-2-124M's decode (ms a step,
    best of 12, against the matrix-vector path and the packed one before):
    16 sequences 151 -> 84-88 on one thread, 79 -> 53-57 on two; 64 sequences
-   249 -> 168 and 130 -> 107. Below 12 rows the matrix-vector path is as fast
+   249 -> 168 and 130 -> 107. (Then, with the pad of rlhf__gemm_pack_b_rows
+   and B^T front to back, 16 sequences: 84-85 -> 81-83 and 54-55 -> 52-53.)
+   Below 12 rows the matrix-vector path is as fast
    or faster (8 rows: 86 -> 76 on one thread but 44 -> 50 on two). */
 #define RLHF__FEW_MIN 12
 #define RLHF__FEW_MAX 64 /* at most RLHF__MC: all row panels fit one thread's A block */
@@ -2715,14 +2721,20 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
 #define RLHF__FEW_COLS_MMAX 512 /* rows of rlhf__gemm_few_cols when B^T is larger than the B buffers */
 /* B (kc, np panels of NR columns) at (pc, j0) packed as rlhf__gemm_pack_b_panel
    packs it (rows contiguous, zero past N), but row by row: each row's run of
-   np*NR columns is read front to back, one stream from memory a row. */
+   np*NR columns is read front to back, one stream from memory a row. The
+   panels start RLHF__FEW_BPS(kc) floats apart: kc*NR and a pad. Without the
+   pad (kc*NR floats: 16 KB), a row's np stores all fall in one set of L1
+   and evict each other; the pack of GPT-2-124M's qkv weights (12 layers, one
+   thread) took 8.0-8.3 ms with it, 6.1-6.5 without. */
+#define RLHF__FEW_PAD 32
+#define RLHF__FEW_BPS(kc) ((ptrdiff_t)(kc) * RLHF__NR + RLHF__FEW_PAD)
 static void rlhf__gemm_pack_b_rows(float *Bp, int kc, int np, int pc, int j0, int N, const float *B,
                                    ptrdiff_t rsb) {
     int k, jp, c;
     for (k = 0; k < kc; k++) {
         const float *row = B + (ptrdiff_t)(pc + k) * rsb;
         for (jp = 0; jp < np; jp++) {
-            float *dst = Bp + ((ptrdiff_t)jp * kc + k) * RLHF__NR;
+            float *dst = Bp + jp * RLHF__FEW_BPS(kc) + (ptrdiff_t)k * RLHF__NR;
             int j = j0 + jp * RLHF__NR;
             if (j + RLHF__NR <= N) memcpy(dst, row + j, RLHF__NR * sizeof(float));
             else
@@ -2733,14 +2745,15 @@ static void rlhf__gemm_pack_b_rows(float *Bp, int kc, int np, int pc, int j0, in
 static void rlhf__gemm_few_rows(int M, int N, int K, const float *A, ptrdiff_t rsa, const float *B, ptrdiff_t rsb,
                                 float *C, ptrdiff_t ldc, int accumulate, float *Bbufs, float *Ablocks, int nt) {
     int np = (N + RLHF__NR - 1) / RLHF__NR, mp = (M + RLHF__MR - 1) / RLHF__MR;
-    int nruns = (np + RLHF__FEW_RUN - 1) / RLHF__FEW_RUN, room = 2 * RLHF__NC / (RLHF__FEW_RUN * RLHF__NR);
+    int nruns = (np + RLHF__FEW_RUN - 1) / RLHF__FEW_RUN;
+    int room = (int)(2 * RLHF__KC * RLHF__NC / (RLHF__FEW_RUN * RLHF__FEW_BPS(RLHF__KC)));
     if (nt > room) nt = room; /* the runs' packs the B buffers hold */
     (void)nt; /* unused without OpenMP */
     RLHF__OMP(omp parallel num_threads(nt))
     {
         int run, pc, tid = RLHF__TID();
         float *Ap = Ablocks + (size_t)tid * RLHF__MC * RLHF__KC; /* A's ragged row panel, packed */
-        float *Bp = Bbufs + (size_t)tid * RLHF__KC * RLHF__FEW_RUN * RLHF__NR; /* the run's B panels */
+        float *Bp = Bbufs + tid * RLHF__FEW_RUN * RLHF__FEW_BPS(RLHF__KC); /* the run's B panels */
         RLHF__OMP(omp for schedule(dynamic))
         for (run = 0; run < nruns; run++) {
             int jp0 = run * RLHF__FEW_RUN, n = np - jp0 < RLHF__FEW_RUN ? np - jp0 : RLHF__FEW_RUN;
@@ -2748,8 +2761,8 @@ static void rlhf__gemm_few_rows(int M, int N, int K, const float *A, ptrdiff_t r
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
                 rlhf__gemm_pack_a(Ap, mp, kc, 0, pc, M, A, rsa, 1); /* the ragged row panel, if any */
                 rlhf__gemm_pack_b_rows(Bp, kc, n, pc, jp0 * RLHF__NR, N, B, rsb);
-                rlhf__gemm_block(A, rsa, 1, Ap, Bp, 0, n, mp, kc, 0, pc, jp0 * RLHF__NR, M, N, C, ldc,
-                                 pc == 0 && !accumulate, NULL);
+                rlhf__gemm_block(A, rsa, 1, Ap, Bp, RLHF__FEW_BPS(kc), 0, n, mp, kc, 0, pc, jp0 * RLHF__NR, M, N, C,
+                                 ldc, pc == 0 && !accumulate, NULL);
             }
         }
     }
@@ -2776,7 +2789,7 @@ static void rlhf__gemm_few_cols(int M, int N, int K, const float *A, ptrdiff_t r
             /* the run's rows of C^T, two A^T panels wide (MR x 32 floats a row panel) */
             float buf[RLHF__FEW_RUN * RLHF__MR * 2 * RLHF__NR];
             int rp0 = run * RLHF__FEW_RUN, nr = nrp - rp0 < RLHF__FEW_RUN ? nrp - rp0 : RLHF__FEW_RUN;
-            int n0 = rp0 * RLHF__MR, rows = N - n0 < nr * RLHF__MR ? N - n0 : nr * RLHF__MR, jq, pc, rp, r, c;
+            int n0 = rp0 * RLHF__MR, rows = N - n0 < nr * RLHF__MR ? N - n0 : nr * RLHF__MR, jq, pc, rp, r, c, st;
             if (rows < nr * RLHF__MR) /* every K slice of the ragged last panel: slice pc at Ae + pc*MR */
                 for (pc = 0; pc < K; pc += RLHF__KC)
                     rlhf__gemm_pack_a(Ae + (ptrdiff_t)pc * RLHF__MR, 1, K - pc < RLHF__KC ? K - pc : RLHF__KC,
@@ -2788,20 +2801,25 @@ static void rlhf__gemm_few_cols(int M, int N, int K, const float *A, ptrdiff_t r
                 if (accumulate)
                     for (r = 0; r < rows; r++)
                         for (c = 0; c < cols; c++) buf[r * 2 * RLHF__NR + c] = C[(jq * RLHF__NR + c) * ldc + n0 + r];
-                for (pc = 0; pc < K; pc += RLHF__KC) { /* the slice's A^T block stays in L1 over the run */
-                    int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC, acc = accumulate || pc > 0;
-                    const float *b = At + (ptrdiff_t)pc * npan * RLHF__NR + (ptrdiff_t)jq * kc * RLHF__NR;
-                    for (rp = 0; rp < nr; rp++) {
-                        int full = n0 + (rp + 1) * RLHF__MR <= N;
-                        const float *a = full ? B + (n0 + rp * RLHF__MR) * csb + pc : Ae + (ptrdiff_t)pc * RLHF__MR;
-                        ptrdiff_t ars = full ? csb : 1, aks = full ? 1 : RLHF__MR;
-                        float *t = buf + rp * RLHF__MR * 2 * RLHF__NR;
-                        if (jq + 1 < npan)
-                            rlhf__gemm_tile2(kc, a, ars, aks, b, (ptrdiff_t)kc * RLHF__NR, RLHF__NR, t, 2 * RLHF__NR,
-                                             acc);
-                        else
-                            rlhf__gemm_tile(kc, a, ars, aks, b, RLHF__NR, t, 2 * RLHF__NR, acc);
-                    }
+                for (st = 0; st < nr * nslice; st++) { /* each (row panel, K slice); slices in order */
+                    int kc, acc, full;
+                    const float *a, *b;
+                    ptrdiff_t ars, aks;
+                    float *t;
+                    if (npan == 1) /* A^T whole (16 columns) stays in L1: B^T's rows front to back */
+                        rp = st / nslice, pc = st % nslice * RLHF__KC;
+                    else /* a slice of A^T (32 columns) stays in L1 while the row panels pass over it */
+                        rp = st % nr, pc = st / nr * RLHF__KC;
+                    kc = K - pc < RLHF__KC ? K - pc : RLHF__KC, acc = accumulate || pc > 0;
+                    b = At + (ptrdiff_t)pc * npan * RLHF__NR + (ptrdiff_t)jq * kc * RLHF__NR;
+                    full = n0 + (rp + 1) * RLHF__MR <= N;
+                    a = full ? B + (n0 + rp * RLHF__MR) * csb + pc : Ae + (ptrdiff_t)pc * RLHF__MR;
+                    ars = full ? csb : 1, aks = full ? 1 : RLHF__MR;
+                    t = buf + rp * RLHF__MR * 2 * RLHF__NR;
+                    if (jq + 1 < npan)
+                        rlhf__gemm_tile2(kc, a, ars, aks, b, (ptrdiff_t)kc * RLHF__NR, RLHF__NR, t, 2 * RLHF__NR, acc);
+                    else
+                        rlhf__gemm_tile(kc, a, ars, aks, b, RLHF__NR, t, 2 * RLHF__NR, acc);
                 }
                 for (c = 0; c < cols; c++) /* C (i, n) = C^T (n, i) */
                     for (r = 0; r < rows; r++) C[(jq * RLHF__NR + c) * ldc + n0 + r] = buf[r * 2 * RLHF__NR + c];
@@ -2905,8 +2923,8 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
                     int jp0 = (int)((long)np * part / ns), jp1 = (int)((long)np * (part + 1) / ns);
                     if (ic != packed_ic || pc != packed_pc) /* the parts of one block share its A pack */
                         rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa), packed_ic = ic, packed_pc = pc;
-                    rlhf__gemm_block(A, rsa, csa, Ap, Bp, jp0, jp1, mp, kc, ic, pc, jc, M, N, C, ldc,
-                                     pc == 0 && !accumulate, init);
+                    rlhf__gemm_block(A, rsa, csa, Ap, Bp, (ptrdiff_t)kc * RLHF__NR, jp0, jp1, mp, kc, ic, pc, jc, M, N,
+                                     C, ldc, pc == 0 && !accumulate, init);
                     tiles += (double)kc * mp * (jp1 - jp0);
                 }
                 worked += RLHF__WTIME() - t0;
