@@ -2300,6 +2300,23 @@ static void rlhf__gemv(int M, int K, int len, const float *A, ptrdiff_t rsa, ptr
             __m256 a0 = _mm256_set1_ps(s0), a1 = _mm256_set1_ps(s1), a2 = _mm256_set1_ps(s2);
             __m256 a3 = _mm256_set1_ps(s3);
             ptrdiff_t next = adv * rsb; /* from a row of this pass to its row in the next */
+#if defined(RLHF__AVX512)
+            /* 16 lanes, the same FMAs on each element (C in a chain over k): the same bits */
+            __m512 w0 = _mm512_set1_ps(s0), w1 = _mm512_set1_ps(s1), w2 = _mm512_set1_ps(s2), w3 = _mm512_set1_ps(s3);
+            for (; j + 16 <= len; j += 16) {
+                __m512 acc;
+                if (p + 1 < np) { /* the next pass's rows, a cache line each */
+                    _mm_prefetch((const char *)(b0 + next + j), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(b1 + next + j), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(b2 + next + j), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(b3 + next + j), _MM_HINT_T0);
+                }
+                acc = _mm512_fmadd_ps(w0, _mm512_loadu_ps(b0 + j), _mm512_loadu_ps(c + j));
+                acc = _mm512_fmadd_ps(w1, _mm512_loadu_ps(b1 + j), acc);
+                acc = _mm512_fmadd_ps(w2, _mm512_loadu_ps(b2 + j), acc);
+                _mm512_storeu_ps(c + j, _mm512_fmadd_ps(w3, _mm512_loadu_ps(b3 + j), acc));
+            }
+#endif
             for (; j + 8 <= len; j += 8) {
                 __m256 acc;
                 if (!(j & 15) && p + 1 < np) { /* the next pass's rows, a cache line each while these are */
