@@ -2693,7 +2693,8 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
    path reads and writes C once per four rows of B, so these paths read B once,
    each part just before the micro-kernel takes it:
    - B's rows contiguous (csb 1: the layers' weights), rlhf__gemm_few_rows:
-     the threads take runs of RLHF__FEW_RUN panels of 16 columns as they ask;
+     the threads take runs of RLHF__FEW_RUN panels of 16 columns (or half
+     that, rlhf__few_run_len) as they ask;
      for each K slice in order, a thread packs the run's slice of B into its
      own part of the shared B buffers, row by row (a 1 KB run of each row,
      front to back; the micro-kernel reading B in place, a pair of panels
@@ -2765,13 +2766,20 @@ static void rlhf__gemm_pack_b_rows(float *Bp, int kc, int np, int pc, int j0, in
         }
     }
 }
+/* Panels a run of rlhf__gemm_few_rows takes: RLHF__FEW_RUN, or half that when
+   it evens out the threads' shares (the most runs a thread gets, times their
+   width): GPT-2's 768 columns (48 panels) make 3 runs of 16 for 2 threads, one
+   thread idle a third of the time; 6 runs of 8 split evenly. */
+static int rlhf__few_run_len(int np, int nt) {
+    int half = RLHF__FEW_RUN / 2, whole = (np + RLHF__FEW_RUN - 1) / RLHF__FEW_RUN, halves = (np + half - 1) / half;
+    return nt > 1 && (halves + nt - 1) / nt * half < (whole + nt - 1) / nt * RLHF__FEW_RUN ? half : RLHF__FEW_RUN;
+}
 static void rlhf__gemm_few_rows(int M, int N, int K, const float *A, ptrdiff_t rsa, const float *B, ptrdiff_t rsb,
                                 float *C, ptrdiff_t ldc, int accumulate, float *Bbufs, float *Ablocks, int nt) {
-    int np = (N + RLHF__NR - 1) / RLHF__NR, mp = (M + RLHF__MR - 1) / RLHF__MR;
-    int nruns = (np + RLHF__FEW_RUN - 1) / RLHF__FEW_RUN;
+    int np = (N + RLHF__NR - 1) / RLHF__NR, mp = (M + RLHF__MR - 1) / RLHF__MR, rl, nruns;
     int room = (int)(2 * RLHF__KC * RLHF__NC / (RLHF__FEW_RUN * RLHF__FEW_BPS(RLHF__KC)));
     if (nt > room) nt = room; /* the runs' packs the B buffers hold */
-    (void)nt; /* unused without OpenMP */
+    rl = rlhf__few_run_len(np, nt), nruns = (np + rl - 1) / rl;
     RLHF__OMP(omp parallel num_threads(nt))
     {
         int run, pc, tid = RLHF__TID();
@@ -2779,7 +2787,7 @@ static void rlhf__gemm_few_rows(int M, int N, int K, const float *A, ptrdiff_t r
         float *Bp = Bbufs + tid * RLHF__FEW_RUN * RLHF__FEW_BPS(RLHF__KC); /* the run's B panels */
         RLHF__OMP(omp for schedule(dynamic))
         for (run = 0; run < nruns; run++) {
-            int jp0 = run * RLHF__FEW_RUN, n = np - jp0 < RLHF__FEW_RUN ? np - jp0 : RLHF__FEW_RUN;
+            int jp0 = run * rl, n = np - jp0 < rl ? np - jp0 : rl;
             for (pc = 0; pc < K; pc += RLHF__KC) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
                 rlhf__gemm_pack_a(Ap, mp, kc, 0, pc, M, A, rsa, 1); /* the ragged row panel, if any */
