@@ -62,8 +62,9 @@
        RLHF_NO_SIMD           use only the scalar reference kernels. Default: the
                               AVX2+FMA path when the compiler targets it
                               (__AVX2__ && __FMA__, e.g. -march=native; with
-                              __AVX512F__ too, the matmul's micro-kernel takes
-                              16-lane AVX-512 registers), the NEON
+                              __AVX512F__ too, the matmul's micro-kernel and
+                              the matrix-vector path take 16-lane AVX-512
+                              registers), the NEON
                               path on AArch64 (__aarch64__ && __ARM_NEON), else scalar.
        RLHF_MALLOC(size) / RLHF_FREE(ptr)
                               your allocator; define both or neither (an #error
@@ -1637,7 +1638,7 @@ RLHFDEF int         rlhf_threads_in_use(void);
 #if !defined(RLHF_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
 #define RLHF__AVX2 1
 #include <immintrin.h>
-#if defined(__AVX512F__) /* AVX-512 adds only the matmul's micro-kernel; the rest stays AVX2 */
+#if defined(__AVX512F__) /* AVX-512: the matmul's micro-kernel and rlhf__gemv's 16 lanes; the rest stays AVX2 */
 #define RLHF__AVX512 1
 #endif
 #elif !defined(RLHF_NO_SIMD) && defined(__aarch64__) && defined(__ARM_NEON)
@@ -2417,11 +2418,11 @@ static void rlhf__gemm_small(int M, int N, int K, const float *A, ptrdiff_t rsa,
            and 11.8 -> 8.2. The column slices never change the sum's order. */
         int halves = RLHF__HALVES(M, N, K) ? 2 : 1, h = halves == 2 ? K / 2 / 4 * 4 : K;
         int threads = rlhf_num_threads(), cols = (threads + halves - 1) / halves;
-        int per = cols * ((N + 8192 * cols - 1) / (8192 * cols)), fit = RLHF__GEMV_CFLOATS / M;
-        int CH;
-        if ((double)per * fit < N) per = (N + fit - 1) / fit;
+        int per = cols * ((N + 8192 * cols - 1) / (8192 * cols)), fit = RLHF__GEMV_CFLOATS / M / 16 * 16;
+        int CH, nchunks;
+        if ((double)per * fit < N) per = ((N + fit - 1) / fit + cols - 1) / cols * cols; /* still a share a thread */
         CH = ((N + per - 1) / per + 15) / 16 * 16;
-        int nchunks = (N + CH - 1) / CH;
+        nchunks = (N + CH - 1) / CH;
         RLHF__OMP(omp parallel num_threads(rlhf__nt((double)M * N * K / 8.0)))
         {
             int item, piece, np = (N + 255) / 256;
@@ -2697,7 +2698,7 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
      that, rlhf__few_run_len) as they ask;
      for each K slice in order, a thread packs the run's slice of B into its
      own part of the shared B buffers, row by row (a 1 KB run of each row,
-     front to back; the micro-kernel reading B in place, a pair of panels
+     512 B in runs of 8, front to back; the micro-kernel reading B in place, a pair of panels
      (128 bytes of each of 256 rows) at a time, took B from memory at half
      the speed), then every row panel of A passes
      over it, A read in place (a ragged last panel packed).
@@ -2736,7 +2737,7 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
    or faster (8 rows: 86 -> 76 on one thread but 44 -> 50 on two). */
 #define RLHF__FEW_MIN 12
 #define RLHF__FEW_MAX 64 /* at most RLHF__MC: all row panels fit one thread's A block */
-#define RLHF__FEW_RUN 16 /* B panels a thread takes at once (256 columns; its pack: 256 KB), or row panels of B^T */
+#define RLHF__FEW_RUN 16 /* B panels a thread takes at once (256 columns; its pack: ~258 KB), or row panels of B^T */
 /* The deepest K of rlhf__gemm_few_cols: the ragged last rows of B^T, packed
    over all of K (K*MR floats), fit a thread's A block; A^T packed (K * 64
    floats at most up to RLHF__FEW_MAX rows) then fits the B buffers too
@@ -2749,7 +2750,7 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
    panels start RLHF__FEW_BPS(kc) floats apart: kc*NR and a pad. Without the
    pad (kc*NR floats: 16 KB), a row's np stores all fall in one set of L1
    and evict each other; the pack of GPT-2-124M's qkv weights (12 layers, one
-   thread) took 8.0-8.3 ms with it, 6.1-6.5 without. */
+   thread) took 8.0-8.3 ms unpadded, 6.1-6.5 padded. */
 #define RLHF__FEW_PAD 32
 #define RLHF__FEW_BPS(kc) ((ptrdiff_t)(kc) * RLHF__NR + RLHF__FEW_PAD)
 static void rlhf__gemm_pack_b_rows(float *Bp, int kc, int np, int pc, int j0, int N, const float *B,
@@ -2837,7 +2838,7 @@ static void rlhf__gemm_few_cols(int M, int N, int K, const float *A, ptrdiff_t r
                     const float *a, *b;
                     ptrdiff_t ars, aks;
                     float *t;
-                    if (npan == 1) /* A^T whole (16 columns) stays in L1: B^T's rows front to back */
+                    if (npan == 1) /* A^T whole (16 columns) stays in cache: B^T's rows front to back */
                         rp = st / nslice, pc = st % nslice * RLHF__KC;
                     else /* a slice of A^T (32 columns) stays in L1 while the row panels pass over it */
                         rp = st % nr, pc = st / nr * RLHF__KC;
