@@ -2079,6 +2079,13 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
 #define RLHF__KC 256   /* depth of a packed slice: an A panel (6-8 KB) and a B panel (16 KB) fit L1 */
 #define RLHF__MC 96    /* rows of A packed at once (96 KB, stays in L2); a multiple of MR */
 #define RLHF__NC 1024  /* columns of B packed at once (1 MB; two such packs alternate) */
+/* Packed B panels (kc, NR) start RLHF__BPS(kc) floats apart: kc*NR and a pad
+   of 32 floats. B is packed row by row (rlhf__gemm_pack_b_rows); without the
+   pad (kc*NR floats: 16 KB) a row's stores into its panels all fall in one
+   set of L1 and evict each other. */
+#define RLHF__BPAD 32
+#define RLHF__BPS(kc) ((ptrdiff_t)(kc) * RLHF__NR + RLHF__BPAD)
+#define RLHF__BBUF ((size_t)(RLHF__NC / RLHF__NR) * RLHF__BPS(RLHF__KC)) /* floats of one packed B slice */
 /* The matmul's workspace (rlhf__gemm_work_alloc): 16 floats of header (work[0]
    holds the threads it has room for; 16 keep the panels 64-byte aligned), the
    two packed B slices (KC, NC) shared by all threads, then one packed A block
@@ -2086,7 +2093,7 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
    cache. A matmul runs on at most work[0] threads. */
 #define RLHF__GEMM_HEADER 16
 #define RLHF__GEMM_WORK_FLOATS(threads) \
-    ((size_t)RLHF__GEMM_HEADER + 2 * (size_t)RLHF__KC * RLHF__NC + (size_t)(threads) * RLHF__MC * RLHF__KC)
+    ((size_t)RLHF__GEMM_HEADER + 2 * RLHF__BBUF + (size_t)(threads) * RLHF__MC * RLHF__KC)
 /* At most this many rows: the matrix-vector path, no packing, when the
    few-rows paths (rlhf__gemm_few_rows, _cols) do not take them: below
    RLHF__FEW_MIN rows, A's rows not contiguous along k, or B's columns
@@ -2518,24 +2525,68 @@ static void rlhf__gemm_pack_b_panel(float *dst, int kc, int pc, int j0, int N, c
                 dst[k * RLHF__NR + c] = j0 + c < N ? B[(pc + k) * rsb + (j0 + c) * csb] : 0.0f;
     }
 }
+/* Rows [k0, k1) of B (kc, np panels of NR columns) at (pc, j0), B's rows
+   contiguous, packed as rlhf__gemm_pack_b_panel packs them (zero past N) but
+   row by row: each row's run of np*NR columns is read front to back, one
+   stream from memory a row, into panels RLHF__BPS(kc) floats apart. Panel by
+   panel, each row gave the pack one line (64 bytes) at a time, rows 1-12 KB
+   apart: no stream the prefetcher follows. GPT-2-124M's qkv weights (12
+   layers, one thread) packed in 8.0-8.3 ms panel by panel without the pad,
+   6.1-6.5 row by row with it. */
+static void rlhf__gemm_pack_b_rows(float *Bp, int kc, int k0, int k1, int np, int pc, int j0, int N, const float *B,
+                                   ptrdiff_t rsb) {
+    int k, jp, c;
+    for (k = k0; k < k1; k++) {
+        const float *row = B + (ptrdiff_t)(pc + k) * rsb;
+        for (jp = 0; jp < np; jp++) {
+            float *dst = Bp + jp * RLHF__BPS(kc) + (ptrdiff_t)k * RLHF__NR;
+            int j = j0 + jp * RLHF__NR;
+            if (j + RLHF__NR <= N) memcpy(dst, row + j, RLHF__NR * sizeof(float));
+            else
+                for (c = 0; c < RLHF__NR; c++) dst[c] = j + c < N ? row[j + c] : 0.0f;
+        }
+    }
+}
 /* Inside the matmul's parallel region (orphaned "omp for"s): pack B (kc, nc)
-   at (pc, jc) into np panels (kc, NR). Panels are handed out as threads ask
-   (dynamic), so a thread that lost its CPU holds none back; nowait: packing A
-   (next) does not read Bp, and its barrier covers both. */
+   at (pc, jc) into np panels (kc, NR), RLHF__BPS(kc) floats apart. B's rows
+   contiguous (csb 1): in runs of RLHF__PACK_ROWS rows, row by row; otherwise
+   panel by panel. Runs or panels are handed out as threads ask (dynamic), so
+   a thread that lost its CPU holds none back; nowait: packing A (next) does
+   not read Bp, and its barrier covers both. */
+#define RLHF__PACK_ROWS 32
 static void rlhf__gemm_pack_b(float *Bp, int np, int kc, int pc, int jc, int N, const float *B, ptrdiff_t rsb,
                               ptrdiff_t csb) {
-    int jp;
+    int jp, run, nruns = (kc + RLHF__PACK_ROWS - 1) / RLHF__PACK_ROWS;
+    if (csb == 1) {
+        RLHF__OMP(omp for schedule(dynamic) nowait)
+        for (run = 0; run < nruns; run++) {
+            int k0 = run * RLHF__PACK_ROWS, k1 = k0 + RLHF__PACK_ROWS < kc ? k0 + RLHF__PACK_ROWS : kc;
+            rlhf__gemm_pack_b_rows(Bp, kc, k0, k1, np, pc, jc, N, B, rsb);
+        }
+        return;
+    }
     RLHF__OMP(omp for schedule(dynamic) nowait)
     for (jp = 0; jp < np; jp++)
-        rlhf__gemm_pack_b_panel(Bp + (ptrdiff_t)jp * kc * RLHF__NR, kc, pc, jc + jp * RLHF__NR, N, B, rsb, csb);
+        rlhf__gemm_pack_b_panel(Bp + (ptrdiff_t)jp * RLHF__BPS(kc), kc, pc, jc + jp * RLHF__NR, N, B, rsb, csb);
 }
 /* pack A (mc, kc) at (ic, pc) into mp panels (kc, MR), zero-padded past M:
    by one thread, into its own block. A full panel of rows contiguous along k
    (csa 1: the forward and the backward-data) is not copied: the micro-kernel
-   reads it in place (panel ip's slot is left unused). */
+   reads it in place (panel ip's slot is left unused). Columns contiguous
+   (rsa 1: A^T in the backward-weights) and every panel full: row by row, as
+   rlhf__gemm_pack_b_rows does, for the same reason (config S's 1024 x 256
+   dW of fc.proj packed its A in 22% of its time panel by panel). */
 static void rlhf__gemm_pack_a(float *Ap, int mp, int kc, int ic, int pc, int M, const float *A, ptrdiff_t rsa,
                               ptrdiff_t csa) {
     int ip, k, r;
+    if (rsa == 1 && csa != 1 && ic + mp * RLHF__MR <= M) {
+        for (k = 0; k < kc; k++) {
+            const float *src = A + ic + (ptrdiff_t)(pc + k) * csa;
+            for (ip = 0; ip < mp; ip++)
+                memcpy(Ap + ((ptrdiff_t)ip * kc + k) * RLHF__MR, src + ip * RLHF__MR, RLHF__MR * sizeof(float));
+        }
+        return;
+    }
     for (ip = 0; ip < mp; ip++) {
         float *dst = Ap + (ptrdiff_t)ip * kc * RLHF__MR;
         int i0 = ic + ip * RLHF__MR;
@@ -2640,54 +2691,6 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
     }
 }
 
-/* Few rows (M <= RLHF__COLS_M: GPT-2's M shape has 256) whose A rows are
-   contiguous along k (csa 1, read in place): the threads take runs of
-   RLHF__COLS_P B panels (64 columns) as they ask and compute each run whole.
-   For each K slice in order, a thread packs its run's B panels into its own
-   block and multiplies all M rows by them. No barrier at all (no packed panel
-   and no tile of C is shared), and each panel is packed by the thread that
-   reads it, from its own cache; each tile sums its K slices in rlhf__gemm's
-   order, so C has the same bits as on the other path. With the shared B packs
-   these shapes lost ~10% on two threads against ~3% on one. */
-#define RLHF__COLS_M 384
-#define RLHF__COLS_P 4
-static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, const float *B, ptrdiff_t rsb,
-                            ptrdiff_t csb, float *C, ptrdiff_t ldc, int accumulate, const rlhf__cinit *init,
-                            float *Ablocks, int nt, double *unit, double *busy, int *threads) {
-    int nruns = (N + RLHF__COLS_P * RLHF__NR - 1) / (RLHF__COLS_P * RLHF__NR);
-    int full = M / RLHF__MR, edge = M % RLHF__MR != 0; /* row panels read in place; one packed at the end */
-    (void)nt; /* unused without OpenMP */
-    RLHF__OMP(omp parallel num_threads(nt))
-    {
-        int run, pc, jp, tid = RLHF__TID();
-        float *Bp = Ablocks + (size_t)tid * RLHF__MC * RLHF__KC; /* this thread's block: the run's B panels, */
-        float *Ae = Bp + (size_t)RLHF__COLS_P * RLHF__KC * RLHF__NR; /* then the last rows' A panel */
-        double tiles = 0.0, t0 = RLHF__WTIME();
-        RLHF__OMP(omp for schedule(dynamic) nowait)
-        for (run = 0; run < nruns; run++) {
-            int jc = run * RLHF__COLS_P * RLHF__NR, np = (N - jc + RLHF__NR - 1) / RLHF__NR;
-            if (np > RLHF__COLS_P) np = RLHF__COLS_P;
-            for (pc = 0; pc < K; pc += RLHF__KC) {
-                int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC, over = pc == 0 && !accumulate;
-                ptrdiff_t bps = (ptrdiff_t)kc * RLHF__NR; /* from a B panel to the next */
-                for (jp = 0; jp < np; jp++)
-                    rlhf__gemm_pack_b_panel(Bp + jp * bps, kc, pc, jc + jp * RLHF__NR, N, B,
-                                            rsb, csb);
-                if (full)
-                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, bps, 0, np, full, kc, 0, pc, jc, M, N, C, ldc, over, init);
-                if (edge) {
-                    rlhf__gemm_pack_a(Ae, 1, kc, full * RLHF__MR, pc, M, A, rsa, 1);
-                    rlhf__gemm_block(A, rsa, 1, Ae, Bp, bps, 0, np, 1, kc, full * RLHF__MR, pc, jc, M, N, C, ldc, over,
-                                     init);
-                }
-                tiles += (double)kc * (full + edge) * np;
-            }
-        }
-        if (tid < RLHF__TEAM_MAX) unit[tid] = tiles * (RLHF__MR * RLHF__NR), busy[tid] = RLHF__WTIME() - t0;
-        if (tid == 0) *threads = RLHF__NTHREADS();
-    }
-}
-
 /* Few rows (RLHF__FEW_MIN to RLHF__FEW_MAX: the decode of 12 to 64 sequences,
    a row each) whose A rows are contiguous along k (csa 1). Packing all of B
    copies all of it (the weights) for a few rows' work, and the matrix-vector
@@ -2744,29 +2747,6 @@ static void rlhf__gemm_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, 
    (past it, rlhf__few_cols_big checks that it fits). */
 #define RLHF__FEW_COLS_KMAX (RLHF__MC * RLHF__KC / RLHF__MR)
 #define RLHF__FEW_COLS_MMAX 512 /* rows of rlhf__gemm_few_cols when B^T is larger than the B buffers */
-/* B (kc, np panels of NR columns) at (pc, j0) packed as rlhf__gemm_pack_b_panel
-   packs it (rows contiguous, zero past N), but row by row: each row's run of
-   np*NR columns is read front to back, one stream from memory a row. The
-   panels start RLHF__FEW_BPS(kc) floats apart: kc*NR and a pad. Without the
-   pad (kc*NR floats: 16 KB), a row's np stores all fall in one set of L1
-   and evict each other; the pack of GPT-2-124M's qkv weights (12 layers, one
-   thread) took 8.0-8.3 ms unpadded, 6.1-6.5 padded. */
-#define RLHF__FEW_PAD 32
-#define RLHF__FEW_BPS(kc) ((ptrdiff_t)(kc) * RLHF__NR + RLHF__FEW_PAD)
-static void rlhf__gemm_pack_b_rows(float *Bp, int kc, int np, int pc, int j0, int N, const float *B,
-                                   ptrdiff_t rsb) {
-    int k, jp, c;
-    for (k = 0; k < kc; k++) {
-        const float *row = B + (ptrdiff_t)(pc + k) * rsb;
-        for (jp = 0; jp < np; jp++) {
-            float *dst = Bp + jp * RLHF__FEW_BPS(kc) + (ptrdiff_t)k * RLHF__NR;
-            int j = j0 + jp * RLHF__NR;
-            if (j + RLHF__NR <= N) memcpy(dst, row + j, RLHF__NR * sizeof(float));
-            else
-                for (c = 0; c < RLHF__NR; c++) dst[c] = j + c < N ? row[j + c] : 0.0f;
-        }
-    }
-}
 /* Panels a run of rlhf__gemm_few_rows takes: RLHF__FEW_RUN, or half that when
    it evens out the threads' shares (the most runs a thread gets, times their
    width): GPT-2's 768 columns (48 panels) make 3 runs of 16 for 2 threads, one
@@ -2778,22 +2758,22 @@ static int rlhf__few_run_len(int np, int nt) {
 static void rlhf__gemm_few_rows(int M, int N, int K, const float *A, ptrdiff_t rsa, const float *B, ptrdiff_t rsb,
                                 float *C, ptrdiff_t ldc, int accumulate, float *Bbufs, float *Ablocks, int nt) {
     int np = (N + RLHF__NR - 1) / RLHF__NR, mp = (M + RLHF__MR - 1) / RLHF__MR, rl, nruns;
-    int room = (int)(2 * RLHF__KC * RLHF__NC / (RLHF__FEW_RUN * RLHF__FEW_BPS(RLHF__KC)));
+    int room = (int)(2 * RLHF__BBUF / (RLHF__FEW_RUN * RLHF__BPS(RLHF__KC)));
     if (nt > room) nt = room; /* the runs' packs the B buffers hold */
     rl = rlhf__few_run_len(np, nt), nruns = (np + rl - 1) / rl;
     RLHF__OMP(omp parallel num_threads(nt))
     {
         int run, pc, tid = RLHF__TID();
         float *Ap = Ablocks + (size_t)tid * RLHF__MC * RLHF__KC; /* A's ragged row panel, packed */
-        float *Bp = Bbufs + tid * RLHF__FEW_RUN * RLHF__FEW_BPS(RLHF__KC); /* the run's B panels */
+        float *Bp = Bbufs + tid * RLHF__FEW_RUN * RLHF__BPS(RLHF__KC); /* the run's B panels */
         RLHF__OMP(omp for schedule(dynamic))
         for (run = 0; run < nruns; run++) {
             int jp0 = run * rl, n = np - jp0 < rl ? np - jp0 : rl;
             for (pc = 0; pc < K; pc += RLHF__KC) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
                 rlhf__gemm_pack_a(Ap, mp, kc, 0, pc, M, A, rsa, 1); /* the ragged row panel, if any */
-                rlhf__gemm_pack_b_rows(Bp, kc, n, pc, jp0 * RLHF__NR, N, B, rsb);
-                rlhf__gemm_block(A, rsa, 1, Ap, Bp, RLHF__FEW_BPS(kc), 0, n, mp, kc, 0, pc, jp0 * RLHF__NR, M, N, C,
+                rlhf__gemm_pack_b_rows(Bp, kc, 0, kc, n, pc, jp0 * RLHF__NR, N, B, rsb);
+                rlhf__gemm_block(A, rsa, 1, Ap, Bp, RLHF__BPS(kc), 0, n, mp, kc, 0, pc, jp0 * RLHF__NR, M, N, C,
                                  ldc, pc == 0 && !accumulate, NULL);
             }
         }
@@ -2894,7 +2874,7 @@ static float *rlhf__gemm_work_alloc(void) {
 static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *B,
                             ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc, int accumulate,
                             const rlhf__cinit *init, float *work) {
-    float *Bbufs = work + RLHF__GEMM_HEADER, *Ablocks = Bbufs + 2 * (size_t)RLHF__KC * RLHF__NC;
+    float *Bbufs = work + RLHF__GEMM_HEADER, *Ablocks = Bbufs + 2 * RLHF__BBUF;
     double unit[RLHF__TEAM_MAX] = {0.0}, busy[RLHF__TEAM_MAX] = {0.0}, t_start = RLHF__WTIME();
     int threads = 1, nt;
     if (M <= 0 || N <= 0) return;
@@ -2925,11 +2905,6 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
         rlhf__gemm_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, Bbufs);
         return;
     }
-    if (nt >= 2 && csa == 1 && M <= RLHF__COLS_M && N >= 4 * nt * RLHF__COLS_P * RLHF__NR) {
-        rlhf__gemm_cols(M, N, K, A, rsa, B, rsb, csb, C, ldc, accumulate, init, Ablocks, nt, unit, busy, &threads);
-        rlhf__team_note(threads, unit, busy, RLHF__WTIME() - t_start);
-        return;
-    }
     RLHF__OMP(omp parallel num_threads(nt))
     {
         int jc, pc, it, tid = RLHF__TID(), team = RLHF__NTHREADS(), packed_ic = -1, packed_pc = -1, slice = 0;
@@ -2942,7 +2917,7 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
             while (team > 1 && nm * ns < 8 * team && 2 * ns <= np) ns *= 2;
             for (pc = 0; pc < K; pc += RLHF__KC, slice++) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
-                float *Bp = Bbufs + (size_t)(slice & 1) * RLHF__KC * RLHF__NC;
+                float *Bp = Bbufs + (size_t)(slice & 1) * RLHF__BBUF;
                 t0 = RLHF__WTIME();
                 rlhf__gemm_pack_b(Bp, np, kc, pc, jc, N, B, rsb, csb);
                 worked += RLHF__WTIME() - t0;
@@ -2955,7 +2930,7 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
                     int jp0 = (int)((long)np * part / ns), jp1 = (int)((long)np * (part + 1) / ns);
                     if (ic != packed_ic || pc != packed_pc) /* the parts of one block share its A pack */
                         rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa), packed_ic = ic, packed_pc = pc;
-                    rlhf__gemm_block(A, rsa, csa, Ap, Bp, (ptrdiff_t)kc * RLHF__NR, jp0, jp1, mp, kc, ic, pc, jc, M, N,
+                    rlhf__gemm_block(A, rsa, csa, Ap, Bp, RLHF__BPS(kc), jp0, jp1, mp, kc, ic, pc, jc, M, N,
                                      C, ldc, pc == 0 && !accumulate, init);
                     tiles += (double)kc * mp * (jp1 - jp0);
                 }

@@ -362,7 +362,7 @@ static void test_kernel_gemm(void) {
    B's columns contiguous only (rlhf__gemm_few_cols when B^T is larger than
    the B buffers, up to RLHF__FEW_COLS_MMAX rows), against the same M rows
    with B stored (K,N), its rows contiguous, which the packed paths take
-   (rlhf__gemm_init's main loop, or rlhf__gemm_cols on 3 and 16 threads;
+   (rlhf__gemm_init's main loop, on 1, 3 and 16 threads;
    their packing copies the same panels): rows just past RLHF__FEW_MAX,
    ragged, at the most, A^T as large as the B buffers hold and one K deeper
    (with a ragged last row panel of B^T, so an A^T overflowing the buffers
