@@ -2028,6 +2028,35 @@ static __m256 rlhf__exp256(__m256 x) {
     p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
     return _mm256_blendv_ps(p, _mm256_add_ps(x, x), _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN in, NaN out */
 }
+#if defined(RLHF__AVX512)
+/* rlhf__exp256 on 16 lanes: each step gives each lane the value it gives
+   there (every operation correctly rounded or exact), so the same bits; for
+   elementwise maps only (a sum over the lanes would change its order). Used
+   by GELU: 4M floats of config S's step, one thread, forward 5.0 -> 3.7 ms,
+   backward 8.8 -> 4.9. */
+static __m512 rlhf__exp512(__m512 x) {
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    /* n rounded to the nearest integer (ties to even) as an int, then as a float: the values of
+       rlhf__exp256's n and ni (gcc's unoptimised _mm512_roundscale_ps trips -Wsign-conversion) */
+    __m512i ni = _mm512_cvt_roundps_epi32(_mm512_mul_ps(xc, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 n = _mm512_cvtepi32_ps(ni);
+    __m512 r = _mm512_fnmadd_ps(n, ln2_lo, _mm512_fnmadd_ps(n, ln2_hi, xc));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    __m512i n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
+    __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, _mm512_set1_epi32(127)), 23));
+    __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, _mm512_set1_epi32(127)), 23));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    p = _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), p, _mm512_add_ps(x, x));
+}
+#endif
 /* n < 8 floats through an 8-wide function: the tail of an array takes the same
    path as its body, so an element's result never depends on where it lies. */
 static __m256 rlhf__load_part(const float *x, int n, float fill) {
@@ -3216,11 +3245,34 @@ static __m256 rlhf__dgelu256(__m256 x) {
     return _mm256_fmadd_ps(t, slope, s);
 }
 #endif
+#if defined(RLHF__AVX512)
+/* rlhf__gelu256 and rlhf__dgelu256 on 16 lanes: the same bits (rlhf__exp512) */
+static __m512 rlhf__gelu512(__m512 x) {
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 u2 = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f * RLHF__GELU_K), x),
+                              _mm512_fmadd_ps(_mm512_set1_ps(RLHF__GELU_C), x2, _mm512_set1_ps(1.0f)));
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), rlhf__exp512(u2)));
+}
+static __m512 rlhf__dgelu512(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 u2 = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f * RLHF__GELU_K), x),
+                              _mm512_fmadd_ps(_mm512_set1_ps(RLHF__GELU_C), x2, one));
+    __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, rlhf__exp512(u2)));
+    __m512 slope = _mm512_fmadd_ps(_mm512_set1_ps(3.0f * RLHF__GELU_C), x2, one);
+    __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f * RLHF__GELU_K), x),
+                             _mm512_mul_ps(s, _mm512_sub_ps(one, s)));
+    return _mm512_fmadd_ps(t, slope, s);
+}
+#endif
 static void rlhf__gelu_forward(float *out, const float *inp, size_t n) {
     ptrdiff_t chunk, nchunks = (ptrdiff_t)((n + RLHF__ELEM_CHUNK - 1) / RLHF__ELEM_CHUNK);
     RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt(4.0 * (double)n)))
     for (chunk = 0; chunk < nchunks; chunk++) {
         size_t i = (size_t)chunk * RLHF__ELEM_CHUNK, end = i + RLHF__ELEM_CHUNK < n ? i + RLHF__ELEM_CHUNK : n;
+#if defined(RLHF__AVX512)
+        for (; i + 16 <= end; i += 16) _mm512_storeu_ps(out + i, rlhf__gelu512(_mm512_loadu_ps(inp + i)));
+#endif
 #if defined(RLHF__AVX2)
         for (; i + 8 <= end; i += 8) _mm256_storeu_ps(out + i, rlhf__gelu256(_mm256_loadu_ps(inp + i)));
         if (i < end) {
@@ -3249,6 +3301,11 @@ static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
     RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt(4.0 * (double)n)))
     for (chunk = 0; chunk < nchunks; chunk++) {
         size_t i = (size_t)chunk * RLHF__ELEM_CHUNK, end = i + RLHF__ELEM_CHUNK < n ? i + RLHF__ELEM_CHUNK : n;
+#if defined(RLHF__AVX512)
+        for (; i + 16 <= end; i += 16)
+            _mm512_storeu_ps(dinout + i,
+                             _mm512_mul_ps(_mm512_loadu_ps(dinout + i), rlhf__dgelu512(_mm512_loadu_ps(inp + i))));
+#endif
 #if defined(RLHF__AVX2)
         for (; i + 8 <= end; i += 8)
             _mm256_storeu_ps(dinout + i,

@@ -756,6 +756,49 @@ static void test_kernel_gelu(void) {
     }
 }
 
+/* On AVX-512 hosts the GELU kernels take 16 lanes at a time (rlhf__gelu512,
+   rlhf__dgelu512, rlhf__exp512) before the 8-lane loop: the same operations
+   on each lane, so each element must have the bits of the 8-lane functions,
+   on the sweep of test_exp_accuracy (exp: every range of its result, and the
+   special values) and on GELU's inputs (saturated, zero, around the
+   derivative's zero). */
+static void test_kernel_gelu_lanes(void) {
+#if defined(RLHF__AVX512)
+    enum { N = 1 << 16 };
+    static const float special[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 88.72f, 89.0f, 100.0f, -87.3f, -103.9f, -104.0f,
+                                    -110.0f, 1e30f, -1e30f, -0.75f, 30.0f, -30.0f};
+    float *x = floats(N), *y = floats(N), *d = floats(N), w8[8], w16[16];
+    int i, j, bad = 0, ns = (int)(sizeof special / sizeof special[0]);
+    for (i = 0; i < N; i++) x[i] = -104.0f + 193.0f * (float)i / (float)N;
+    for (i = 0; i < ns; i++) x[i] = special[i];
+    x[ns] = INFINITY, x[ns + 1] = -INFINITY, x[ns + 2] = NAN;
+    for (i = 0; i < N; i += 16) { /* exp: 16 lanes against two 8-lane calls */
+        _mm512_storeu_ps(w16, rlhf__exp512(_mm512_loadu_ps(x + i)));
+        for (j = 0; j < 16; j += 8) {
+            _mm256_storeu_ps(w8, rlhf__exp256(_mm256_loadu_ps(x + i + j)));
+            if (memcmp(w8, w16 + j, sizeof w8)) bad++;
+        }
+    }
+    CHECK(bad == 0);
+    for (i = ns + 3; i < N; i++) x[i] = -12.0f + 24.0f * (float)i / (float)N; /* GELU's range, past saturation */
+    for (i = 0; i < N; i++) d[i] = 1.0f - (float)(i % 7) / 3.0f;
+    rlhf__gelu_forward(y, x, N);
+    rlhf__gelu_backward(d, x, N);
+    for (bad = 0, i = 0; i < N; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(w8, rlhf__gelu256(xv));
+        if (memcmp(w8, y + i, sizeof w8)) bad++;
+        for (j = 0; j < 8; j++) w16[j] = 1.0f - (float)((i + j) % 7) / 3.0f;
+        _mm256_storeu_ps(w8, _mm256_mul_ps(_mm256_loadu_ps(w16), rlhf__dgelu256(xv)));
+        if (memcmp(w8, d + i, sizeof w8)) bad++;
+    }
+    CHECK(bad == 0);
+    free(x); free(y); free(d);
+#else
+    g_skip = "no AVX-512: the GELU kernels have no 16-lane path";
+#endif
+}
+
 /* LayerNorm forward and backward against the twin, rows of odd widths. Sums
    of C terms in another order: 1e-5 relative, 1e-6 absolute (values ~1). */
 static void test_kernel_layernorm(void) {
@@ -7344,6 +7387,7 @@ static const test_case TESTS[] = {
     {"kernel_bias_backward", test_kernel_bias_backward, 0},
     {"exp_accuracy", test_exp_accuracy, 0},
     {"kernel_gelu", test_kernel_gelu, 0},
+    {"kernel_gelu_lanes", test_kernel_gelu_lanes, 0},
     {"kernel_layernorm", test_kernel_layernorm, 0},
     {"kernel_softmax", test_kernel_softmax, 0},
     {"kernel_crossentropy", test_kernel_crossentropy, 0},
