@@ -2727,37 +2727,37 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
    each part just before the micro-kernel takes it:
    - B's rows contiguous (csb 1: the layers' weights), rlhf__gemm_few_rows:
      the threads take runs of RLHF__FEW_RUN panels of 16 columns (or half
-     that, rlhf__few_run_len) as they ask;
-     for each K slice in order, a thread packs the run's slice of B into its
-     own part of the shared B buffers, row by row (a 1 KB run of each row,
-     512 B in runs of 8, front to back; the micro-kernel reading B in place, a pair of panels
-     (128 bytes of each of 256 rows) at a time, took B from memory at half
-     the speed), then every row panel of A passes
-     over it, A read in place (a ragged last panel packed).
+     that, rlhf__few_run_len) as they ask; for each K slice in order, a thread
+     packs the run's slice of B into its own part of the shared B buffers,
+     row by row (a 1 KB run of each row, 512 B in runs of 8, front to back;
+     the micro-kernel reading B in place, a pair of panels (128 bytes of each
+     of 256 rows) at a time, took B from memory at half the speed), then every
+     row panel of A passes over it, A read in place (a ragged last panel
+     packed).
    - B's columns contiguous (rsb 1: the LM head, wte (V,C) read as B = wte^T),
      rlhf__gemm_few_cols: the product is taken transposed,
          C^T (N,M) = B^T (N,K) A^T (K,M),
-     B^T's rows are contiguous, so they are the micro-kernel's A, read in place
-     MR rows (vocabulary entries) at a time, and A^T (K,M) is packed by the
-     threads first, shared (in the B buffers). A thread takes a run of RLHF__FEW_RUN row
-     panels of B^T; for each pair of A^T's panels and each K slice, the slice
-     (32 columns: 32 KB) stays in L1 while the run's row panels pass over it;
-     the run's tiles of C^T are summed in a buffer, then stored into C
-     transposed. With one panel (12-16 rows) all of A^T (48 KB at K 768)
-     stays in cache, and each row panel of B^T is read front to back, its K
-     slices in a row: 16 sequences' LM head, 43 -> 49 GFLOP/s on one thread,
-     84 -> 96 on two (against slice by slice). The same path takes up to RLHF__FEW_COLS_MMAX rows (a
-     training batch of GPT-2-124M's shape, a PPO minibatch) when B^T is
-     larger than the B buffers (weights that come from memory: the LM head,
-     dX = dY W^T of the wider layers) and A^T fits them: reading B^T once in
-     place beat packing it, GFLOP/s on 1 / 2 threads (both paths on the same
-     operands, best of 7 calls):
-     the LM head at 256 rows (N 50257, K 768) 95 -> 115 / 192 -> 229 GFLOP/s,
-     at 512 rows 124 -> 145 / 235 -> 283; dX of fc.proj (256, 3072, 768)
-     119 -> 137 / 248 -> 276. With B^T in cache (config S's 256-column
-     weights at 364 to 1024 rows) packing was 5-20% faster. This path does
-     not time its threads for rlhf__team_note (nor does few_rows): the team
-     is judged on the other matmuls of a step.
+     B^T's rows are contiguous, so they are the micro-kernel's A, read in
+     place MR rows (vocabulary entries) at a time, and A^T (K,M) is packed by
+     the threads first, shared (in the B buffers). A thread takes a run of
+     RLHF__FEW_RUN row panels of B^T; for each pair of A^T's panels and each K
+     slice, the slice (32 columns: 32 KB) stays in L1 while the run's row
+     panels pass over it; the run's tiles of C^T are summed in a buffer, then
+     stored into C transposed. With one panel (12-16 rows) all of A^T (48 KB
+     at K 768) stays in cache, and each row panel of B^T is read front to
+     back, its K slices in a row: 16 sequences' LM head, 43 -> 49 GFLOP/s on
+     one thread, 84 -> 96 on two (against slice by slice). The same path
+     takes up to RLHF__FEW_COLS_MMAX rows (a training batch of GPT-2-124M's
+     shape, a PPO minibatch) when B^T is larger than the B buffers (weights
+     that come from memory: the LM head, dX = dY W^T of the wider layers) and
+     A^T fits them: reading B^T once in place beat packing it, GFLOP/s on 1 /
+     2 threads (both paths on the same operands, best of 7 calls): the LM
+     head at 256 rows (N 50257, K 768) 95 -> 115 / 192 -> 229 GFLOP/s, at 512
+     rows 124 -> 145 / 235 -> 283; dX of fc.proj (256, 3072, 768) 119 -> 137
+     / 248 -> 276. With B^T in cache (config S's 256-column weights at 364 to
+     1024 rows) packing was 5-20% faster. This path does not time its threads
+     for rlhf__team_note (nor does few_rows): the team is judged on the other
+     matmuls of a step.
    Either way each C element is the sum of its K slices in rlhf__gemm's order,
    each slice summed over k by the same micro-kernel, and a*b is b*a: the bits
    of the packed path, on any thread count. GPT-2-124M's decode (ms a step,
@@ -2765,8 +2765,8 @@ static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const
    16 sequences 151 -> 84-88 on one thread, 79 -> 53-57 on two; 64 sequences
    249 -> 168 and 130 -> 107. (Then, with the pad of rlhf__gemm_pack_b_rows
    and B^T front to back, 16 sequences: 84-85 -> 81-83 and 54-55 -> 52-53.)
-   Below 12 rows the matrix-vector path is as fast
-   or faster (8 rows: 86 -> 76 on one thread but 44 -> 50 on two). */
+   Below 12 rows the matrix-vector path is as fast or faster (8 rows: 86 ->
+   76 on one thread but 44 -> 50 on two). */
 #define RLHF__FEW_MIN 12
 #define RLHF__FEW_MAX 64 /* at most RLHF__MC: all row panels fit one thread's A block */
 #define RLHF__FEW_RUN 16 /* B panels a thread takes at once (256 columns; its pack: ~258 KB), or row panels of B^T */
