@@ -62,8 +62,8 @@
        RLHF_NO_SIMD           use only the scalar reference kernels. Default: the
                               AVX2+FMA path when the compiler targets it
                               (__AVX2__ && __FMA__, e.g. -march=native; with
-                              __AVX512F__ too, the matmul's micro-kernel and
-                              the matrix-vector path take 16-lane AVX-512
+                              __AVX512F__ too, the matmul's micro-kernel, the
+                              matrix-vector path and GELU take 16-lane AVX-512
                               registers), the NEON
                               path on AArch64 (__aarch64__ && __ARM_NEON), else scalar.
        RLHF_MALLOC(size) / RLHF_FREE(ptr)
@@ -1638,7 +1638,7 @@ RLHFDEF int         rlhf_threads_in_use(void);
 #if !defined(RLHF_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
 #define RLHF__AVX2 1
 #include <immintrin.h>
-#if defined(__AVX512F__) /* AVX-512: the matmul's micro-kernel and rlhf__gemv's 16 lanes; the rest stays AVX2 */
+#if defined(__AVX512F__) /* AVX-512: the matmul's micro-kernel, rlhf__gemv's and GELU's 16 lanes; the rest AVX2 */
 #define RLHF__AVX512 1
 #endif
 #elif !defined(RLHF_NO_SIMD) && defined(__aarch64__) && defined(__ARM_NEON)
@@ -2117,7 +2117,8 @@ RLHF__REF void rlhf__exp(float *out, const float *x, int n) { /* the vector exp 
 #define RLHF__BBUF ((size_t)(RLHF__NC / RLHF__NR) * RLHF__BPS(RLHF__KC)) /* floats of one packed B slice */
 /* The matmul's workspace (rlhf__gemm_work_alloc): 16 floats of header (work[0]
    holds the threads it has room for; 16 keep the panels 64-byte aligned), the
-   two packed B slices (KC, NC) shared by all threads, then one packed A block
+   two packed B slices (RLHF__BBUF floats each: (KC, NC) and the panels' pads)
+   shared by all threads, then one packed A block
    (MC, KC) per thread, so each thread packs the rows it computes into its own
    cache. A matmul runs on at most work[0] threads. */
 #define RLHF__GEMM_HEADER 16
@@ -2434,6 +2435,7 @@ static void rlhf__dot4(const float *a, const float *b0, const float *b1, const f
    against 50-52 GB/s when each thread read its half of every B row. Each half
    is summed with rlhf__gemv's spread order (four far-apart streams a thread);
    smaller B's keep the adjacent order, and a tiny model's bits with it. */
+/* (2*KC*NC, not the B buffers' 2*RLHF__BBUF floats: the bound fixes which sums take which order) */
 #define RLHF__HALVES(M, N, K) \
     ((K) >= 64 && (size_t)(K) * (size_t)(N) >= ((size_t)1 << 18) && \
      (size_t)(M) * (size_t)(N) <= 2 * (size_t)RLHF__KC * RLHF__NC)
@@ -2578,18 +2580,21 @@ static void rlhf__gemm_pack_b_rows(float *Bp, int kc, int k0, int k1, int np, in
 }
 /* Inside the matmul's parallel region (orphaned "omp for"s): pack B (kc, nc)
    at (pc, jc) into np panels (kc, NR), RLHF__BPS(kc) floats apart. B's rows
-   contiguous (csb 1): in runs of RLHF__PACK_ROWS rows, row by row; otherwise
-   panel by panel. Runs or panels are handed out as threads ask (dynamic), so
-   a thread that lost its CPU holds none back; nowait: packing A (next) does
-   not read Bp, and its barrier covers both. */
+   contiguous (csb 1): in runs of RLHF__PACK_ROWS rows (fewer, down to 8, to
+   give a large team two runs a thread), row by row; otherwise panel by
+   panel. Runs or panels are handed out as threads ask (dynamic), so a thread
+   that lost its CPU holds none back; nowait: packing A (next) does not read
+   Bp, and its barrier covers both. */
 #define RLHF__PACK_ROWS 32
 static void rlhf__gemm_pack_b(float *Bp, int np, int kc, int pc, int jc, int N, const float *B, ptrdiff_t rsb,
                               ptrdiff_t csb) {
-    int jp, run, nruns = (kc + RLHF__PACK_ROWS - 1) / RLHF__PACK_ROWS;
+    int jp, run, len = RLHF__PACK_ROWS, nruns;
+    while (len > 8 && (kc + len - 1) / len < 2 * RLHF__NTHREADS()) len /= 2;
+    nruns = (kc + len - 1) / len;
     if (csb == 1) {
         RLHF__OMP(omp for schedule(dynamic) nowait)
         for (run = 0; run < nruns; run++) {
-            int k0 = run * RLHF__PACK_ROWS, k1 = k0 + RLHF__PACK_ROWS < kc ? k0 + RLHF__PACK_ROWS : kc;
+            int k0 = run * len, k1 = k0 + len < kc ? k0 + len : kc;
             rlhf__gemm_pack_b_rows(Bp, kc, k0, k1, np, pc, jc, N, B, rsb);
         }
         return;
@@ -2679,7 +2684,7 @@ static void rlhf__cinit_tile(const rlhf__cinit *in, float *C, ptrdiff_t ldc, int
    tiles reuses one B panel, or a pair of them with RLHF__PAIRS, from L1; the A block stays in L2).
    Each tile is computed whole, in the same order whoever computes it, so C has the same bits on
    any thread count. On the first K slice, a tile starts from init when there is one (then
-   overwrite is 0). B panel jp starts at Bp + jp*bps (kc*NR: packed back to back). */
+   overwrite is 0). B panel jp starts at Bp + jp*bps (RLHF__BPS(kc) from the packs). */
 static void rlhf__gemm_block(const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Ap, const float *Bp,
                              ptrdiff_t bps, int jp0, int jp1, int mp, int kc, int ic, int pc, int jc, int M, int N,
                              float *C, ptrdiff_t ldc, int overwrite, const rlhf__cinit *init) {
@@ -2874,7 +2879,7 @@ static void rlhf__gemm_few_cols(int M, int N, int K, const float *A, ptrdiff_t r
    larger than the B buffers, whose A^T (K, M up to whole panels) fits them,
    and whose N gives each of the nt threads two runs of row panels at least. */
 static int rlhf__few_cols_big(int M, int N, int K, const rlhf__cinit *init, int nt) {
-    double room = 2.0 * RLHF__KC * RLHF__NC, panels = (double)((M + RLHF__NR - 1) / RLHF__NR);
+    double room = 2.0 * (double)RLHF__BBUF, panels = (double)((M + RLHF__NR - 1) / RLHF__NR);
     return !init && M <= RLHF__FEW_COLS_MMAX && (double)N * K > room && (double)K * panels * RLHF__NR <= room &&
            (double)N >= 2.0 * nt * RLHF__FEW_RUN * RLHF__MR;
 }

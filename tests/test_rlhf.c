@@ -210,7 +210,7 @@ static void test_kernel_dot_axpy(void) {
 /* rlhf__gemm_init (C's start set tile by tile: residual + bias, either one,
    or none) against the pass it replaces, C = residual + bias then an
    accumulating rlhf__gemm: the same bits, on every path (few rows, packed,
-   column runs, edge tiles, several K slices). */
+   edge tiles, several K slices). */
 static void check_gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *B,
                             ptrdiff_t rsb, ptrdiff_t csb, const float *res, int layout, float *work, rlhf_rng *rng) {
     float *bias = floats((size_t)N), *C1 = floats((size_t)M * N), *C2 = floats((size_t)M * N);
@@ -323,7 +323,7 @@ static void test_kernel_gemm(void) {
                    error grows like K * 2^-24; 2e-7*K + 1e-6 covers it with margin */
                 close_enough(what, C1, C2, (size_t)M * N, 2e-7 * K + 1e-6, 1e-5);
 #ifdef _OPENMP
-                { /* one thread takes the other paths (shared B packs; no column runs): the same bits */
+                { /* one thread (the paths split the work by thread count): the same bits */
                     int threads = omp_get_max_threads();
                     memcpy(C3, C0, (size_t)M * N * sizeof(float));
                     omp_set_num_threads(1);
@@ -378,7 +378,7 @@ static void check_gemm_few(int M, int N, int K, const float *A, const float *Abi
     float *Bkn = M <= RLHF__FEW_MAX ? NULL : floats((size_t)K * N); /* B (K,N) for the packed path */
     float *C1 = floats((size_t)BIG * ld), *C2 = floats((size_t)BIG * ld), *C3 = floats((size_t)BIG * ld);
     float *bias = floats((size_t)N), *res = floats((size_t)BIG * ld);
-    float *Bb = work + RLHF__GEMM_HEADER, *Ab = Bb + 2 * (size_t)RLHF__KC * RLHF__NC;
+    float *Bb = work + RLHF__GEMM_HEADER, *Ab = Bb + 2 * RLHF__BBUF;
     char what[112];
     fill_uniform(bias, (size_t)N, rng, -1, 1);
     fill_uniform(res, (size_t)BIG * ld, rng, -1, 1);
@@ -463,15 +463,16 @@ static void test_kernel_gemm_few(void) {
     static const int shapes[][3] = {{RLHF__FEW_MIN, 1, 1}, {RLHF__FEW_MIN, 37, 300}, {13, 300, 7}, {16, 16, 256},
                                     {21, 531, 513}, {33, 5, 40}, {40, 129, 1}, {RLHF__FEW_MAX, 280, 530},
                                     {RLHF__FEW_MAX - 1, 17, 257}, {17, 4100, 33}, {17, 9, RLHF__MC * RLHF__KC / RLHF__MR},
-                                    {20, 9, RLHF__MC * RLHF__KC / RLHF__MR + 1}};
+                                    {20, 9, RLHF__MC * RLHF__KC / RLHF__MR + 1},
+                                    {13, 2048, 256}}; /* on 16 threads, runs of 16 panels for every thread room allows */
     run_gemm_few(shapes, sizeof shapes / sizeof shapes[0]);
 }
 static void test_kernel_gemm_few_cols_big(void) {
-    enum { ROOM = 2 * RLHF__KC * RLHF__NC }; /* floats of the B buffers */
+    enum { ROOM = 2 * RLHF__BBUF }; /* floats of the B buffers */
     static const int shapes[][3] = {{RLHF__FEW_MAX + 1, ROOM / 520 + 9, 520},
                                     {203, 2 * 16 * RLHF__FEW_RUN * RLHF__MR + 5, ROOM / (2 * 16 * RLHF__FEW_RUN * RLHF__MR + 5) + 1},
-                                    {RLHF__FEW_COLS_MMAX, ROOM / 1024 + 1, 1024},
-                                    {RLHF__FEW_COLS_MMAX - 3, ROOM / 1025 + 2, 1025},
+                                    {RLHF__FEW_COLS_MMAX, ROOM / (ROOM / 512) + 1, ROOM / 512},
+                                    {RLHF__FEW_COLS_MMAX - 3, ROOM / (ROOM / 512 + 1) + 2, ROOM / 512 + 1},
                                     {200, ROOM / 600, 600}};
     CHECK(rlhf__few_cols_big(shapes[0][0], shapes[0][1], shapes[0][2], NULL, 3));
     CHECK(rlhf__few_cols_big(shapes[1][0], shapes[1][1], shapes[1][2], NULL, 16)); /* runs for 16 threads */
