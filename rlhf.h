@@ -2589,9 +2589,9 @@ static void rlhf__gemm_pack_b_rows(float *Bp, int kc, int k0, int k1, int np, in
 static void rlhf__gemm_pack_b(float *Bp, int np, int kc, int pc, int jc, int N, const float *B, ptrdiff_t rsb,
                               ptrdiff_t csb) {
     int jp, run, len = RLHF__PACK_ROWS, nruns;
-    while (len > 8 && (kc + len - 1) / len < 2 * RLHF__NTHREADS()) len /= 2;
-    nruns = (kc + len - 1) / len;
     if (csb == 1) {
+        while (len > 8 && (kc + len - 1) / len < 2 * RLHF__NTHREADS()) len /= 2;
+        nruns = (kc + len - 1) / len;
         RLHF__OMP(omp for schedule(dynamic) nowait)
         for (run = 0; run < nruns; run++) {
             int k0 = run * len, k1 = k0 + len < kc ? k0 + len : kc;

@@ -760,8 +760,8 @@ static void test_kernel_gelu(void) {
 /* On AVX-512 hosts the GELU kernels take 16 lanes at a time (rlhf__gelu512,
    rlhf__dgelu512, rlhf__exp512) before the 8-lane loop: the same operations
    on each lane, so each element must have the bits of the 8-lane functions,
-   on the sweep of test_exp_accuracy (exp: every range of its result, and the
-   special values) and on GELU's inputs (saturated, zero, around the
+   on 2^16 points spread over exp's whole range (every range of its result),
+   on its special values, and on GELU's inputs (saturated, zero, around the
    derivative's zero). */
 static void test_kernel_gelu_lanes(void) {
 #if defined(RLHF__AVX512)
