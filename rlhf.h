@@ -2515,10 +2515,11 @@ static void rlhf__gemm_small(int M, int N, int K, const float *A, ptrdiff_t rsa,
 }
 
 /* Half a B panel from 8 columns of B that are contiguous along k (B stored
-   transposed: the backward-data): dst[k*NR + c] = src[c][k] for c < 8, k < kc.
+   transposed: the backward-data): dst[k*ldd + c] = src[c][k] for c < 8, k < kc
+   (ldd: NR in a panel; attention's keys transposed, rlhf__att_transpose).
    The SIMD path transposes 8 x 8 blocks in registers (two rounds of unpacks
    and shuffles, then a swap of 128-bit halves). */
-static void rlhf__pack_cols8(float *dst, const float *const *src, int kc) {
+static void rlhf__pack_cols8(float *dst, ptrdiff_t ldd, const float *const *src, int kc) {
     int k = 0, c;
 #if defined(RLHF__AVX2)
     for (; k + 8 <= kc; k += 8) {
@@ -2530,13 +2531,13 @@ static void rlhf__pack_cols8(float *dst, const float *const *src, int kc) {
             u[c + 2] = _mm256_shuffle_ps(t[c + 1], t[c + 3], 0x44), u[c + 3] = _mm256_shuffle_ps(t[c + 1], t[c + 3], 0xEE);
         }
         for (c = 0; c < 4; c++) { /* x[i] becomes element k+i of columns 0..7 */
-            _mm256_storeu_ps(dst + (size_t)(k + c) * RLHF__NR, _mm256_permute2f128_ps(u[c], u[c + 4], 0x20));
-            _mm256_storeu_ps(dst + (size_t)(k + c + 4) * RLHF__NR, _mm256_permute2f128_ps(u[c], u[c + 4], 0x31));
+            _mm256_storeu_ps(dst + (k + c) * ldd, _mm256_permute2f128_ps(u[c], u[c + 4], 0x20));
+            _mm256_storeu_ps(dst + (k + c + 4) * ldd, _mm256_permute2f128_ps(u[c], u[c + 4], 0x31));
         }
     }
 #endif
     for (; k < kc; k++)
-        for (c = 0; c < 8; c++) dst[(ptrdiff_t)k * RLHF__NR + c] = src[c][k];
+        for (c = 0; c < 8; c++) dst[k * ldd + c] = src[c][k];
 }
 
 /* One B panel (kc, NR) at (pc, j0) into dst, zero-padded past N. */
@@ -2548,8 +2549,8 @@ static void rlhf__gemm_pack_b_panel(float *dst, int kc, int pc, int j0, int N, c
     } else if (j0 + RLHF__NR <= N && rsb == 1) { /* full panel, columns contiguous: transposed */
         const float *src[RLHF__NR];
         for (c = 0; c < RLHF__NR; c++) src[c] = B + (j0 + c) * csb + pc;
-        rlhf__pack_cols8(dst, src, kc);
-        rlhf__pack_cols8(dst + 8, src + 8, kc);
+        rlhf__pack_cols8(dst, RLHF__NR, src, kc);
+        rlhf__pack_cols8(dst + 8, RLHF__NR, src + 8, kc);
     } else {
         for (k = 0; k < kc; k++)
             for (c = 0; c < RLHF__NR; c++)
@@ -3360,6 +3361,15 @@ static float rlhf__exp_shift_sum(float *x, int n, float maxv) {
     int i = 0;
 #if defined(RLHF__AVX2)
     __m256 vm = _mm256_set1_ps(maxv), acc = _mm256_setzero_ps(), e;
+#if defined(RLHF__AVX512)
+    __m512 vm16 = _mm512_set1_ps(maxv);
+    for (; i + 16 <= n; i += 16) { /* exp on 16 lanes (rlhf__exp512: the same bits), summed in 8 as below */
+        __m512 e16 = rlhf__exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm16));
+        _mm512_storeu_ps(x + i, e16);
+        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e16)); /* x[i..i+8), then x[i+8..i+16) */
+        acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e16), 1)));
+    }
+#endif
     for (; i + 8 <= n; i += 8) {
         e = rlhf__exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
         _mm256_storeu_ps(x + i, e);
@@ -3599,20 +3609,50 @@ static void rlhf__att_block_keys(const int *d, int t0, int nq, int *s0, int *lo,
         *lo = s0[i] < *lo ? s0[i] : *lo;
     }
 }
+/* A head's keys (or values) transposed, once per head: yt (hs rows, ldt
+   apart) = the T rows of y (hs floats each, ys apart) as columns, zero in
+   columns T .. ldt-1 (ldt = RLHF__ATT_LDT(T)). The scores then read 16 or
+   32 keys of it in place, from any first key, where each block of queries
+   packed its keys' panels again (T / RLHF__ATT_QB times each key: at T =
+   1024 that packing took a fifth of the attention's time). The row stride
+   is a multiple of 16 floats plus 16, so the hs rows of a 16-key window fall
+   in different sets of L1. */
+#define RLHF__ATT_LDT(T) (((ptrdiff_t)(T) + RLHF__NR - 1) / RLHF__NR * RLHF__NR + RLHF__NR)
+static void rlhf__att_transpose(float *yt, ptrdiff_t ldt, const float *y, ptrdiff_t ys, int T, int hs) {
+    const float *src[8];
+    int j0, j, c;
+    for (j0 = 0; j0 + 8 <= T; j0 += 8) {
+        for (j = 0; j < 8; j++) src[j] = y + (j0 + j) * ys;
+        rlhf__pack_cols8(yt + j0, ldt, src, hs);
+    }
+    for (c = 0; c < hs; c++) {
+        for (j = j0; j < T; j++) yt[c * ldt + j] = y[j * ys + c];
+        for (j = T; j < ldt; j++) yt[c * ldt + j] = 0.0f;
+    }
+}
 /* S (nq rows ld apart, columns = keys) = X Y^T for keys [lo, hi): X's row i at
-   x + i*xs (hs), key j's row at y + j*ys; only tiles some row of which sees
-   the keys (row t0 + i sees keys <= t0 + i) */
+   x + i*xs (hs), key j's row at y + j*ys, or column j of yt when yt is not
+   NULL (rlhf__att_transpose; two panels at once where it can); only tiles
+   some row of which sees the keys (row t0 + i sees keys <= t0 + i). The same
+   products in the same order either way: the same bits. */
 static void rlhf__att_scores(float *S, ptrdiff_t ld, const float *x, ptrdiff_t xs, const float *y, ptrdiff_t ys,
-                             int t0, int nq, int lo, int hi, int hs) {
+                             const float *yt, ptrdiff_t ldt, int t0, int nq, int lo, int hi, int hs) {
     float Bp[RLHF__KC * RLHF__NR];
-    int j0, ti;
-    for (j0 = lo; j0 < hi; j0 += RLHF__NR) {
-        int nk = hi - j0 < RLHF__NR ? hi - j0 : RLHF__NR;
-        rlhf__gemm_pack_b_panel(Bp, hs, 0, 0, nk, y + j0 * ys, 1, ys); /* Bp[c][j] = y_{j0+j}[c] */
+    int j0, ti, nk;
+    for (j0 = lo; j0 < hi; j0 += nk) {
+        const float *b = Bp;
+        ptrdiff_t rsb = RLHF__NR;
+        nk = hi - j0 < RLHF__NR ? hi - j0 : RLHF__NR;
+        if (yt) { /* in place: row c of the panel at yt + c*ldt + j0 (zeros past T) */
+            b = yt + j0, rsb = ldt;
+            if (RLHF__PAIRS && hi - j0 >= 2 * RLHF__NR) nk = 2 * RLHF__NR;
+        } else {
+            rlhf__gemm_pack_b_panel(Bp, hs, 0, 0, nk, y + j0 * ys, 1, ys); /* Bp[c][j] = y_{j0+j}[c] */
+        }
         for (ti = 0; ti < nq; ti += RLHF__MR) {
             int rows = nq - ti < RLHF__MR ? nq - ti : RLHF__MR;
             if (t0 + ti + rows - 1 < j0) continue; /* none of these rows sees key j0 or later */
-            rlhf__att_tile(rows, nk, hs, x + ti * xs, xs, 1, Bp, RLHF__NR, S + ti * ld + j0, ld, 0);
+            rlhf__att_tile(rows, nk, hs, x + ti * xs, xs, 1, b, rsb, S + ti * ld + j0, ld, 0);
         }
     }
 }
@@ -3629,38 +3669,55 @@ static void rlhf__att_apply(float *o, ptrdiff_t ldo, const float *w, ptrdiff_t l
     }
 }
 /* one (b, h) in blocks: q, k, v at row 0 of the head (3C apart); P (T rows)
-   the probabilities (training), or NULL and rows (RLHF__ATT_QB rows) */
-static void rlhf__attention_forward_tiled(float *out, float *P, float *rows, const float *q, const int *d, int T,
-                                          int C, int hs, float scale) {
+   the probabilities (training), or NULL and rows (RLHF__ATT_QB rows); kt:
+   room for the keys transposed (hs x RLHF__ATT_LDT(T)), or NULL: each block
+   packs the panels of its keys */
+static void rlhf__attention_forward_tiled(float *out, float *P, float *rows, float *kt, const float *q, const int *d,
+                                          int T, int C, int hs, float scale) {
     const float *k = q + C, *v = q + 2 * C;
-    ptrdiff_t C3 = 3 * (ptrdiff_t)C;
+    ptrdiff_t C3 = 3 * (ptrdiff_t)C, ldt = RLHF__ATT_LDT(T);
     int t0, s0[RLHF__ATT_QB], lo, hi, i;
+    const float *vr = v; /* V's rows, vs apart */
+    ptrdiff_t vs = C3;
+    if (kt) {
+        float *vc = kt + hs * ldt;
+        rlhf__att_transpose(kt, ldt, k, C3, T, hs);
+        for (i = 0; i < T; i++) memcpy(vc + (ptrdiff_t)i * hs, v + i * C3, (size_t)hs * sizeof(float));
+        vr = vc, vs = hs;
+    }
     for (t0 = 0; t0 < T; t0 += RLHF__ATT_QB) {
         int nq = T - t0 < RLHF__ATT_QB ? T - t0 : RLHF__ATT_QB;
         float *S = P ? P + (ptrdiff_t)t0 * T : rows; /* row i of the block at S + i*T */
         rlhf__att_block_keys(d, t0, nq, s0, &lo, &hi);
-        rlhf__att_scores(S, T, q + t0 * C3, C3, k, C3, t0, nq, lo, hi, hs);
+        rlhf__att_scores(S, T, q + t0 * C3, C3, k, C3, kt, ldt, t0, nq, lo, hi, hs);
         for (i = 0; i < nq; i++) { /* softmax over [s0, t]; 0 for the block's other keys */
             float *x = S + (ptrdiff_t)i * T;
             rlhf__softmax_scaled(x + s0[i], t0 + i + 1 - s0[i], scale);
             memset(x + lo, 0, (size_t)(s0[i] - lo) * sizeof(float));
             memset(x + t0 + i + 1, 0, (size_t)(hi - t0 - i - 1) * sizeof(float));
         }
-        rlhf__att_apply(out + (ptrdiff_t)t0 * C, C, S, T, v, C3, t0, nq, lo, hs, 0);
+        rlhf__att_apply(out + (ptrdiff_t)t0 * C, C, S, T, vr, vs, t0, nq, lo, hs, 0);
     }
 }
 
+/* Room for each thread's transposed keys (rlhf__att_transpose) in the tiled
+   path, or NULL: without it (out of memory) each block packs its keys' panels,
+   with the same bits */
+static float *rlhf__att_room(int nt, int T, int hs) {
+    return RLHF__ATT_TILED(hs) ? rlhf__alloc_floats(2 * (size_t)nt * (size_t)hs * (size_t)RLHF__ATT_LDT(T)) : NULL;
+}
 static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, const int *doc, int B, int T,
                                     int C, int NH) {
-    int hs = C / NH, bh;
-    float scale = 1.0f / sqrtf((float)hs);
-    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)B * T * T * C / 8.0)))
+    int hs = C / NH, bh, nt = rlhf__nt((double)B * T * T * C / 8.0);
+    float scale = 1.0f / sqrtf((float)hs), *room = rlhf__att_room(nt, T, hs);
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(nt))
     for (bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH, t;
         const float *base = qkv + (ptrdiff_t)b * T * 3 * C; /* seek to qkv[b, 0, :] */
         if (RLHF__ATT_TILED(hs)) {
+            float *kt = room ? room + 2 * (ptrdiff_t)RLHF__TID() * hs * RLHF__ATT_LDT(T) : NULL;
             rlhf__attention_forward_tiled(out + (ptrdiff_t)b * T * C + h * hs, att ? att + (ptrdiff_t)bh * T * T : NULL,
-                                          att ? NULL : rows + (ptrdiff_t)bh * RLHF__ATT_QB * T, base + h * hs,
+                                          att ? NULL : rows + (ptrdiff_t)bh * RLHF__ATT_QB * T, kt, base + h * hs,
                                           doc ? doc + (ptrdiff_t)b * T : NULL, T, C, hs, scale);
             continue;
         }
@@ -3673,6 +3730,7 @@ static void rlhf__attention_forward(float *out, float *att, float *rows, const f
                              k0 + C + h * hs, k0 + 2 * C + h * hs, 3 * (size_t)C, t + 1 - s0, hs, scale);
         }
     }
+    rlhf__free(room);
 }
 
 /* backward of the above. dqkv (B,T,3C) += gradients; dout (B,T,C);
@@ -3718,18 +3776,27 @@ static void rlhf__attention_backward_keys(float *dbase, const float *base, const
      dq += dS K;   dk += dS^T Q;   dv += P^T dO   (tiles of MR queries, MR keys)
    P's zeros outside each row's keys in [lo, hi) are the forward's (the same
    blocks), so P^T's tiles sum over the same keys for every row. dq (the head's
-   row 0 of dqkv; dk, dv at + C, + 2C), ds: RLHF__ATT_QB rows of scratch. */
-static void rlhf__attention_backward_tiled(float *dq, float *ds, const float *dout, const float *q, const float *P,
-                                           const int *d, int T, int C, int hs, float scale) {
+   row 0 of dqkv; dk, dv at + C, + 2C), ds: RLHF__ATT_QB rows of scratch; vt:
+   room for V transposed, as the forward's kt, or NULL. */
+static void rlhf__attention_backward_tiled(float *dq, float *ds, float *vt, const float *dout, const float *q,
+                                           const float *P, const int *d, int T, int C, int hs, float scale) {
     const float *k = q + C, *v = q + 2 * C;
     float *dk = dq + C, *dv = dq + 2 * C;
-    ptrdiff_t C3 = 3 * (ptrdiff_t)C;
+    ptrdiff_t C3 = 3 * (ptrdiff_t)C, ldt = RLHF__ATT_LDT(T);
     int t0, s0[RLHF__ATT_QB], lo, hi, i, j, c;
+    const float *kr = k; /* K's rows, ks apart */
+    ptrdiff_t ks = C3;
+    if (vt) {
+        float *kc = vt + hs * ldt;
+        rlhf__att_transpose(vt, ldt, v, C3, T, hs);
+        for (i = 0; i < T; i++) memcpy(kc + (ptrdiff_t)i * hs, k + i * C3, (size_t)hs * sizeof(float));
+        kr = kc, ks = hs;
+    }
     for (t0 = 0; t0 < T; t0 += RLHF__ATT_QB) {
         int nq = T - t0 < RLHF__ATT_QB ? T - t0 : RLHF__ATT_QB;
         const float *a0 = P + (ptrdiff_t)t0 * T, *g = dout + t0 * (ptrdiff_t)C; /* the block's rows of P, dO */
         rlhf__att_block_keys(d, t0, nq, s0, &lo, &hi);
-        rlhf__att_scores(ds, T, g, C, v, C3, t0, nq, lo, hi, hs);
+        rlhf__att_scores(ds, T, g, C, v, C3, vt, ldt, t0, nq, lo, hi, hs);
         for (i = 0; i < nq; i++) {
             const float *a = a0 + (ptrdiff_t)i * T + s0[i];
             float *x = ds + (ptrdiff_t)i * T, *xs = x + s0[i];
@@ -3747,7 +3814,7 @@ static void rlhf__attention_backward_tiled(float *dq, float *ds, const float *do
             memset(x + lo, 0, (size_t)(s0[i] - lo) * sizeof(float));
             memset(x + t0 + i + 1, 0, (size_t)(hi - t0 - i - 1) * sizeof(float));
         }
-        rlhf__att_apply(dq + t0 * C3, C3, ds, T, k, C3, t0, nq, lo, hs, 1);
+        rlhf__att_apply(dq + t0 * C3, C3, ds, T, kr, ks, t0, nq, lo, hs, 1);
         for (j = lo; j < hi; j += RLHF__MR) { /* A^T's rows: MR keys; k: the block's queries */
             int rows = hi - j < RLHF__MR ? hi - j : RLHF__MR, w2;
             for (c = 0; c < hs; c += w2) {
@@ -3760,16 +3827,17 @@ static void rlhf__attention_backward_tiled(float *dq, float *ds, const float *do
 }
 static void rlhf__attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                                      const float *att, const int *doc, int B, int T, int C, int NH) {
-    int hs = C / NH, u;
-    float scale = 1.0f / sqrtf((float)hs);
-    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(rlhf__nt((double)B * T * T * C / 4.0)))
+    int hs = C / NH, u, nt = rlhf__nt((double)B * T * T * C / 4.0);
+    float scale = 1.0f / sqrtf((float)hs), *room = rlhf__att_room(nt, T, hs);
+    RLHF__OMP(omp parallel for schedule(dynamic) num_threads(nt))
     for (u = 0; u < B * NH; u++) {
         int b = u % B, h = u / B, bh = b * NH + h, t0, i, t2, s0[RLHF__ATT_QB];
         const float *base = qkv + (ptrdiff_t)b * T * 3 * C + h * hs; /* seek to q[b, 0, head h] */
         float *dbase = dqkv + (ptrdiff_t)b * T * 3 * C + h * hs;
         float *ds = scratch + (ptrdiff_t)bh * RLHF__ATT_QB * T;
         if (RLHF__ATT_TILED(hs)) {
-            rlhf__attention_backward_tiled(dbase, ds, dout + (ptrdiff_t)b * T * C + h * hs, base,
+            float *vt = room ? room + 2 * (ptrdiff_t)RLHF__TID() * hs * RLHF__ATT_LDT(T) : NULL;
+            rlhf__attention_backward_tiled(dbase, ds, vt, dout + (ptrdiff_t)b * T * C + h * hs, base,
                                            att + (ptrdiff_t)bh * T * T, doc ? doc + (ptrdiff_t)b * T : NULL, T, C, hs,
                                            scale);
             continue;
@@ -3793,6 +3861,7 @@ static void rlhf__attention_backward(float *dqkv, float *scratch, const float *d
                                           hs);
         }
     }
+    rlhf__free(room);
 }
 
 /* ---- softmax + cross-entropy, ignore index -1 ------------------------------

@@ -884,6 +884,47 @@ static void test_kernel_softmax(void) {
         }
 }
 
+/* On AVX-512 hosts the softmax's exponentials go 16 lanes at a time
+   (rlhf__exp512) and are summed in 8 lanes, the low half then the high: each
+   element and the sum must have the bits of the 8-lane loop (written out
+   here), on rows of every length class, with -inf entries (masked keys). */
+static void test_kernel_softmax_lanes(void) {
+#if defined(RLHF__AVX512)
+    rlhf_rng rng;
+    int s, i, bad = 0;
+    rlhf_rng_seed(&rng, 12);
+    for (s = 0; s < N_ROW; s++) {
+        int n = ROW_SIZES[s];
+        float *x = floats(n), *y = floats(n), sum, want, maxv;
+        __m256 acc = _mm256_setzero_ps();
+        fill_uniform(x, n, &rng, -3, 3); /* terms of one size: a change of order shows in the sum's bits */
+        if (n > 3) x[n / 3] = -INFINITY;
+        maxv = rlhf__row_max(x, n);
+        for (i = 0; i + 8 <= n; i += 8) { /* the 8-lane loop */
+            __m256 e = rlhf__exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(maxv)));
+            _mm256_storeu_ps(y + i, e);
+            acc = _mm256_add_ps(acc, e);
+        }
+        if (i < n) {
+            __m256 e = rlhf__exp256(_mm256_sub_ps(rlhf__load_part(x + i, n - i, -INFINITY), _mm256_set1_ps(maxv)));
+            rlhf__store_part(y + i, e, n - i);
+            acc = _mm256_add_ps(acc, e);
+        }
+        want = rlhf__hsum256(acc);
+        sum = rlhf__exp_shift_sum(x, n, maxv);
+        if (memcmp(&sum, &want, sizeof sum) != 0 || memcmp(x, y, (size_t)n * sizeof(float)) != 0) {
+            fprintf(stderr, "  FAIL softmax sum n=%d: %.9g, the 8-lane loop %.9g (or its elements differ)\n", n,
+                    (double)sum, (double)want);
+            bad++;
+        }
+        free(x); free(y);
+    }
+    g_fail += bad;
+#else
+    printf("  skipped: no AVX-512 (the 8-lane loop is the only one)\n");
+#endif
+}
+
 /* cross-entropy forward (loss, logsumexp) and backward against the twin on
    vocabularies of odd sizes, an ignored row (target -1) and a row with -inf
    logits. lse to 1e-6 + 1e-6 relative (exp's ulp, sums in another order),
@@ -1300,6 +1341,25 @@ static void attention_both(float *out, float *dqkv, float *att, float *scratch, 
     rlhf__attention_forward(out, att, NULL, qkv, doc, B, T, C, NH);
     rlhf__attention_backward(dqkv, scratch, dout, qkv, att, doc, B, T, C, NH);
 }
+/* The tiled path without its room (rlhf__att_room out of memory: each block
+   of queries packs its keys' panels, V and K read in place) for every head:
+   out and dqkv must have the bits of the default path's */
+static void attention_without_room(float *out, float *dqkv, float *att, float *scratch, const float *qkv,
+                                   const float *dout, const int *doc, int B, int T, int C, int NH) {
+    int hs = C / NH, bh;
+    float scale = 1.0f / sqrtf((float)hs);
+    memset(dqkv, 0, (size_t)B * T * 3 * C * sizeof(float));
+    for (bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        const float *base = qkv + (ptrdiff_t)b * T * 3 * C + h * hs;
+        const int *d = doc ? doc + (ptrdiff_t)b * T : NULL;
+        rlhf__attention_forward_tiled(out + (ptrdiff_t)b * T * C + h * hs, att + (ptrdiff_t)bh * T * T, NULL, NULL,
+                                      base, d, T, C, hs, scale);
+        rlhf__attention_backward_tiled(dqkv + (ptrdiff_t)b * T * 3 * C + h * hs, scratch, NULL,
+                                       dout + (ptrdiff_t)b * T * C + h * hs, base, att + (ptrdiff_t)bh * T * T, d, T,
+                                       C, hs, scale);
+    }
+}
 static void test_golden_attention(void) {
     fixture fx;
     int n;
@@ -1335,6 +1395,8 @@ static void test_golden_attention(void) {
         close_enough(name, dqkv, (const float *)gw->data, nq, 1e-5, 1e-4);
         rlhf__attention_forward(out2, NULL, rows, qkv, doc, B, T, C, NH);
         CHECK(memcmp(out, out2, no * sizeof(float)) == 0); /* the inference rows: the same bits */
+        attention_without_room(out2, dqkv2, att, rows, qkv, dout, doc, B, T, C, NH);
+        CHECK(memcmp(out, out2, no * sizeof(float)) == 0 && memcmp(dqkv, dqkv2, nq * sizeof(float)) == 0);
 #ifdef _OPENMP
         {   /* 1 and 3 threads: the same bits */
             int keep = omp_get_max_threads(), t;
@@ -7391,6 +7453,7 @@ static const test_case TESTS[] = {
     {"kernel_gelu_lanes", test_kernel_gelu_lanes, 0},
     {"kernel_layernorm", test_kernel_layernorm, 0},
     {"kernel_softmax", test_kernel_softmax, 0},
+    {"kernel_softmax_lanes", test_kernel_softmax_lanes, 0},
     {"kernel_crossentropy", test_kernel_crossentropy, 0},
     {"fd_layernorm", test_fd_layernorm, 0},
     {"fd_gelu", test_fd_gelu, 0},
