@@ -3363,9 +3363,13 @@ static float rlhf__exp_shift_sum(float *x, int n, float maxv) {
     __m256 vm = _mm256_set1_ps(maxv), acc = _mm256_setzero_ps(), e;
 #if defined(RLHF__AVX512)
     __m512 vm16 = _mm512_set1_ps(maxv);
-    for (; i + 16 <= n; i += 16) { /* exp on 16 lanes (rlhf__exp512: the same bits), summed in 8 as below */
-        __m512 e16 = rlhf__exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm16));
-        _mm512_storeu_ps(x + i, e16);
+    /* exp on 16 lanes (rlhf__exp512: the same bits), summed in 8 as below, the
+       low half then the high; the tail's lanes past n padded with -inf as
+       below (exp 0: acc + 0 is acc, so the same sum as the 8-lane tail's) */
+    for (; i < n; i += 16) {
+        __mmask16 live = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
+        __m512 e16 = rlhf__exp512(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, x + i), vm16));
+        _mm512_mask_storeu_ps(x + i, live, e16);
         acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e16)); /* x[i..i+8), then x[i+8..i+16) */
         acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e16), 1)));
     }
