@@ -3328,20 +3328,39 @@ static void rlhf__gelu_backward(float *dinout, const float *inp, size_t n) {
 }
 
 /* ---- softmax pieces: the row maximum, sum of exponentials, weighted sum ---- */
-/* max over x (n >= 1); NaN entries are skipped, as the scalar "x > maxv" test does */
+#if defined(RLHF__AVX512)
+/* the live lanes of a 16-lane step at i of n floats: all 16, or the tail's */
+#define RLHF__LIVE16(n, i) ((__mmask16)((n) - (i) >= 16 ? 0xFFFFu : (1u << ((n) - (i))) - 1u))
+#endif
 /* x (n) *= s: one rounding an element on any path */
 static void rlhf__scale(float *x, int n, float s) {
     int i = 0;
-#if defined(RLHF__AVX2)
+#if defined(RLHF__AVX512)
+    __m512 v16 = _mm512_set1_ps(s);
+    for (; i < n; i += 16) {
+        __mmask16 live = RLHF__LIVE16(n, i);
+        _mm512_mask_storeu_ps(x + i, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, x + i), v16));
+    }
+#elif defined(RLHF__AVX2)
     __m256 vs = _mm256_set1_ps(s);
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
 #endif
     for (; i < n; i++) x[i] *= s;
 }
+/* max over x (n >= 1); NaN entries are skipped, as the scalar "x > maxv"
+   test does. The maximum is exact in any order (but for which of -0 and +0
+   a tie of the two returns, and x - (+-0) and x + (+-0) take the same value
+   either way where the softmax and the cross-entropy use it), so AVX-512
+   hosts take 16 lanes, the tail's lanes past n -inf. */
 static float rlhf__row_max(const float *x, int n) {
     float maxv = -INFINITY;
     int i = 0;
-#if defined(RLHF__AVX2)
+#if defined(RLHF__AVX512)
+    __m512 acc16 = _mm512_set1_ps(-INFINITY);
+    for (; i < n; i += 16) /* NaN in x: keeps acc */
+        acc16 = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), RLHF__LIVE16(n, i), x + i), acc16);
+    return _mm512_reduce_max_ps(acc16);
+#elif defined(RLHF__AVX2)
     __m256 acc = _mm256_set1_ps(-INFINITY);
     __m128 h;
     for (; i + 8 <= n; i += 8) acc = _mm256_max_ps(_mm256_loadu_ps(x + i), acc); /* NaN in x: keeps acc */
@@ -3367,7 +3386,7 @@ static float rlhf__exp_shift_sum(float *x, int n, float maxv) {
        low half then the high; the tail's lanes past n padded with -inf as
        below (exp 0: acc + 0 is acc, so the same sum as the 8-lane tail's) */
     for (; i < n; i += 16) {
-        __mmask16 live = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
+        __mmask16 live = RLHF__LIVE16(n, i);
         __m512 e16 = rlhf__exp512(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, x + i), vm16));
         _mm512_mask_storeu_ps(x + i, live, e16);
         acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e16)); /* x[i..i+8), then x[i+8..i+16) */

@@ -887,7 +887,8 @@ static void test_kernel_softmax(void) {
 /* On AVX-512 hosts the softmax's exponentials go 16 lanes at a time
    (rlhf__exp512) and are summed in 8 lanes, the low half then the high: each
    element and the sum must have the bits of the 8-lane loop (written out
-   here), on rows of every length class, with -inf entries (masked keys). */
+   here), on rows of every length class, with -inf entries (masked keys). Its
+   scaling and maximum (16 lanes, masked tails) against scalar loops. */
 static void test_kernel_softmax_lanes(void) {
 #if defined(RLHF__AVX512)
     rlhf_rng rng;
@@ -915,6 +916,20 @@ static void test_kernel_softmax_lanes(void) {
         if (memcmp(&sum, &want, sizeof sum) != 0 || memcmp(x, y, (size_t)n * sizeof(float)) != 0) {
             fprintf(stderr, "  FAIL softmax sum n=%d: %.9g, the 8-lane loop %.9g (or its elements differ)\n", n,
                     (double)sum, (double)want);
+            bad++;
+        }
+        /* the scaling (16 lanes and the tail) and the maximum, NaN entries skipped, against scalar loops */
+        fill_uniform(x, n, &rng, -3, 3);
+        x[n - 1] = 5.0f + (float)n; /* the maximum last: in the tail when there is one */
+        if (n > 2) x[n / 2] = NAN;
+        memcpy(y, x, (size_t)n * sizeof(float));
+        rlhf__scale(x, n, 0.37f);
+        for (i = 0; i < n; i++) y[i] *= 0.37f;
+        for (i = 0, want = -INFINITY; i < n; i++)
+            if (y[i] > want) want = y[i];
+        if (memcmp(x, y, (size_t)n * sizeof(float)) != 0 || rlhf__row_max(x, n) != want) {
+            fprintf(stderr, "  FAIL scale or row max n=%d: max %.9g, want %.9g\n", n, (double)rlhf__row_max(x, n),
+                    (double)want);
             bad++;
         }
         free(x); free(y);
