@@ -3571,9 +3571,13 @@ RLHF__REF void rlhf__attend_row_ref(float *o, float *row, const float *q, const 
    queries go in blocks of RLHF__ATT_QB rows and every product is the
    matmul's micro-kernel on a tile of MR rows (6; 8 with AVX-512) x 16 columns,
    each key and value loaded once for MR rows:
-     scores (rows t, keys j) = Q K^T: 16 keys at a time packed as a B panel
-                               (K^T, hs x 16), shared by the block's tiles;
-     out (rows t, 16 channels) = P V: V's rows read in place (rlhf__att_tile);
+     scores (rows t, keys j) = Q K^T: K^T made once per head (hs x T,
+                               rlhf__att_transpose), its panels of 16 keys
+                               read in place, shared by the block's tiles
+                               (without room for K^T, each block packs its
+                               keys' panels: the same bits);
+     out (rows t, 16 channels) = P V: V's rows (copied contiguous once per
+                               head) read in place (rlhf__att_tile);
    the softmax in between runs row by row as before. A block's rows see keys
    [lo, hi): the first document start among them to the last row; a row's
    probabilities outside its own [s0, t] are set to 0 there, so every row of a
