@@ -3727,9 +3727,10 @@ static void rlhf__attention_forward_tiled(float *out, float *P, float *rows, flo
     }
 }
 
-/* Room for each thread's transposed keys (rlhf__att_transpose) in the tiled
-   path, or NULL: without it (out of memory) each block packs its keys' panels,
-   with the same bits */
+/* Room for each thread's transposed keys (rlhf__att_transpose) and
+   contiguous values in the tiled path (2 x hs x RLHF__ATT_LDT(T) floats a
+   thread; the backward's: V^T and K), or NULL: without it (out of memory)
+   each block packs its keys' panels and reads V in place, with the same bits */
 static float *rlhf__att_room(int nt, int T, int hs) {
     return RLHF__ATT_TILED(hs) ? rlhf__alloc_floats(2 * (size_t)nt * (size_t)hs * (size_t)RLHF__ATT_LDT(T)) : NULL;
 }
