@@ -3657,6 +3657,18 @@ static void rlhf__att_transpose(float *yt, ptrdiff_t ldt, const float *y, ptrdif
         for (j = T; j < ldt; j++) yt[c * ldt + j] = 0.0f;
     }
 }
+/* A head's room, when there is one (room not NULL): y's T rows (hs floats,
+   ys apart) transposed at room, then z's T rows copied contiguous after it.
+   *zr, *zs: where to read z's rows (the copy, hs apart, or z itself). */
+static void rlhf__att_fill(float *room, ptrdiff_t ldt, const float *y, const float *z, ptrdiff_t ys, int T, int hs,
+                           const float **zr, ptrdiff_t *zs) {
+    int i;
+    *zr = z, *zs = ys;
+    if (!room) return;
+    rlhf__att_transpose(room, ldt, y, ys, T, hs);
+    for (i = 0; i < T; i++) memcpy(room + hs * ldt + (ptrdiff_t)i * hs, z + i * ys, (size_t)hs * sizeof(float));
+    *zr = room + hs * ldt, *zs = hs;
+}
 /* S (nq rows ld apart, columns = keys) = X Y^T for keys [lo, hi): X's row i at
    x + i*xs (hs), key j's row at y + j*ys, or column j of yt when yt is not
    NULL (rlhf__att_transpose; two panels at once where it can); only tiles
@@ -3704,14 +3716,9 @@ static void rlhf__attention_forward_tiled(float *out, float *P, float *rows, flo
     const float *k = q + C, *v = q + 2 * C;
     ptrdiff_t C3 = 3 * (ptrdiff_t)C, ldt = RLHF__ATT_LDT(T);
     int t0, s0[RLHF__ATT_QB], lo, hi, i;
-    const float *vr = v; /* V's rows, vs apart */
-    ptrdiff_t vs = C3;
-    if (kt) {
-        float *vc = kt + hs * ldt;
-        rlhf__att_transpose(kt, ldt, k, C3, T, hs);
-        for (i = 0; i < T; i++) memcpy(vc + (ptrdiff_t)i * hs, v + i * C3, (size_t)hs * sizeof(float));
-        vr = vc, vs = hs;
-    }
+    const float *vr; /* V's rows, vs apart */
+    ptrdiff_t vs;
+    rlhf__att_fill(kt, ldt, k, v, C3, T, hs, &vr, &vs);
     for (t0 = 0; t0 < T; t0 += RLHF__ATT_QB) {
         int nq = T - t0 < RLHF__ATT_QB ? T - t0 : RLHF__ATT_QB;
         float *S = P ? P + (ptrdiff_t)t0 * T : rows; /* row i of the block at S + i*T */
@@ -3812,14 +3819,9 @@ static void rlhf__attention_backward_tiled(float *dq, float *ds, float *vt, cons
     float *dk = dq + C, *dv = dq + 2 * C;
     ptrdiff_t C3 = 3 * (ptrdiff_t)C, ldt = RLHF__ATT_LDT(T);
     int t0, s0[RLHF__ATT_QB], lo, hi, i, j, c;
-    const float *kr = k; /* K's rows, ks apart */
-    ptrdiff_t ks = C3;
-    if (vt) {
-        float *kc = vt + hs * ldt;
-        rlhf__att_transpose(vt, ldt, v, C3, T, hs);
-        for (i = 0; i < T; i++) memcpy(kc + (ptrdiff_t)i * hs, k + i * C3, (size_t)hs * sizeof(float));
-        kr = kc, ks = hs;
-    }
+    const float *kr; /* K's rows, ks apart */
+    ptrdiff_t ks;
+    rlhf__att_fill(vt, ldt, v, k, C3, T, hs, &kr, &ks);
     for (t0 = 0; t0 < T; t0 += RLHF__ATT_QB) {
         int nq = T - t0 < RLHF__ATT_QB ? T - t0 : RLHF__ATT_QB;
         const float *a0 = P + (ptrdiff_t)t0 * T, *g = dout + t0 * (ptrdiff_t)C; /* the block's rows of P, dO */
