@@ -3384,7 +3384,8 @@ static float rlhf__exp_shift_sum(float *x, int n, float maxv) {
     __m512 vm16 = _mm512_set1_ps(maxv);
     /* exp on 16 lanes (rlhf__exp512: the same bits), summed in 8 as below, the
        low half then the high; the tail's lanes past n padded with -inf as
-       below (exp 0: acc + 0 is acc, so the same sum as the 8-lane tail's) */
+       below (exp 0: acc + 0 is acc, so the same sum as the 8-lane tail's; a
+       row whose maximum is -inf gives NaN either way, of either sign) */
     for (; i < n; i += 16) {
         __mmask16 live = RLHF__LIVE16(n, i);
         __m512 e16 = rlhf__exp512(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, x + i), vm16));
@@ -3734,17 +3735,25 @@ static void rlhf__attention_forward_tiled(float *out, float *P, float *rows, flo
     }
 }
 
-/* Room for each thread's transposed keys (rlhf__att_transpose) and
+/* Room for each of nt threads' transposed keys (rlhf__att_transpose) and
    contiguous values in the tiled path (2 x hs x RLHF__ATT_LDT(T) floats a
-   thread; the backward's: V^T and K), or NULL: without it (out of memory)
-   each block packs its keys' panels and reads V in place, with the same bits */
-static float *rlhf__att_room(int nt, int T, int hs) {
-    return RLHF__ATT_TILED(hs) ? rlhf__alloc_floats(2 * (size_t)nt * (size_t)hs * (size_t)RLHF__ATT_LDT(T)) : NULL;
+   thread; the backward's: V^T and K): the matmul's workspace (work, from
+   rlhf__gemm_work_alloc, idle while attention runs), past its header, when
+   they fit there (GPT-2-124M at T 1024 needs 133K floats a thread; the two B
+   buffers alone hold 528K). Else, or work NULL, NULL: each block packs its
+   keys' panels and reads V in place, with the same bits. */
+static float *rlhf__att_room(float *work, int nt, int T, int hs) {
+    size_t need = 2 * (size_t)nt * (size_t)hs * (size_t)RLHF__ATT_LDT(T);
+    if (!work || !RLHF__ATT_TILED(hs)) return NULL;
+    return need <= RLHF__GEMM_WORK_FLOATS((size_t)work[0]) - RLHF__GEMM_HEADER ? work + RLHF__GEMM_HEADER : NULL;
 }
+/* work: the matmul's workspace, or NULL (rlhf__att_room) */
 static void rlhf__attention_forward(float *out, float *att, float *rows, const float *qkv, const int *doc, int B, int T,
-                                    int C, int NH) {
+                                    int C, int NH, float *work) {
     int hs = C / NH, bh, nt = rlhf__nt((double)B * T * T * C / 8.0);
-    float scale = 1.0f / sqrtf((float)hs), *room = rlhf__att_room(nt, T, hs);
+    float scale = 1.0f / sqrtf((float)hs), *room;
+    if (nt > B * NH) nt = B * NH; /* a head a thread at the most */
+    room = rlhf__att_room(work, nt, T, hs);
     RLHF__OMP(omp parallel for schedule(dynamic) num_threads(nt))
     for (bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH, t;
@@ -3765,7 +3774,6 @@ static void rlhf__attention_forward(float *out, float *att, float *rows, const f
                              k0 + C + h * hs, k0 + 2 * C + h * hs, 3 * (size_t)C, t + 1 - s0, hs, scale);
         }
     }
-    rlhf__free(room);
 }
 
 /* backward of the above. dqkv (B,T,3C) += gradients; dout (B,T,C);
@@ -3856,9 +3864,11 @@ static void rlhf__attention_backward_tiled(float *dq, float *ds, float *vt, cons
     }
 }
 static void rlhf__attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                                     const float *att, const int *doc, int B, int T, int C, int NH) {
+                                     const float *att, const int *doc, int B, int T, int C, int NH, float *work) {
     int hs = C / NH, u, nt = rlhf__nt((double)B * T * T * C / 4.0);
-    float scale = 1.0f / sqrtf((float)hs), *room = rlhf__att_room(nt, T, hs);
+    float scale = 1.0f / sqrtf((float)hs), *room;
+    if (nt > B * NH) nt = B * NH;
+    room = rlhf__att_room(work, nt, T, hs);
     RLHF__OMP(omp parallel for schedule(dynamic) num_threads(nt))
     for (u = 0; u < B * NH; u++) {
         int b = u % B, h = u / B, bh = b * NH + h, t0, i, t2, s0[RLHF__ATT_QB];
@@ -3891,7 +3901,6 @@ static void rlhf__attention_backward(float *dqkv, float *scratch, const float *d
                                           hs);
         }
     }
-    rlhf__free(room);
 }
 
 /* ---- softmax + cross-entropy, ignore index -1 ------------------------------
@@ -7895,7 +7904,7 @@ static size_t rlhf__slot(const rlhf_model *m, int l) { return m->recompute ? 0 :
 static void rlhf__attend_train(const rlhf__attn *a, int l, const float *qkv, float *atty) {
     int B = a->B, T = a->T, NH = a->m->cfg.n_head;
     rlhf__attention_forward(atty, a->att + rlhf__slot(a->m, l) * (size_t)B * (size_t)NH * (size_t)T * (size_t)T,
-                            NULL, qkv, a->doc, B, T, a->m->cfg.n_embd, NH);
+                            NULL, qkv, a->doc, B, T, a->m->cfg.n_embd, NH, a->m->work);
 }
 static void rlhf__attn_train(rlhf_model *m, rlhf__attn *attn) {
     memset(attn, 0, sizeof *attn);
@@ -8231,7 +8240,7 @@ static void rlhf__backward_trunk(rlhf_model *m) {
         /* atty = attention(qkv) */
         memset(d->dqkv, 0, BTC * 3 * sizeof(float));
         rlhf__attention_backward(d->dqkv, d->datt, d->datty, a->qkv + k * BTC * 3,
-                                 a->att + k * BT * (size_t)NH * (size_t)T, doc, B, T, C, NH);
+                                 a->att + k * BT * (size_t)NH * (size_t)T, doc, B, T, C, NH, m->work);
         /* qkv = ln1 * qkvw + qkvb */
         rlhf__linear_backward(d->dln, g->qkvw + lC * 3 * (size_t)C, g->qkvb + lC * 3, d->dqkv, a->ln1 + k * BTC,
                               p->qkvw + lC * 3 * (size_t)C, (int)BT, C, 3 * C, m->work);
@@ -8455,7 +8464,8 @@ static void rlhf__cache_store(rlhf_kv_cache *c, int l, const float *qkv, int N, 
 /* inference: attention through a row of scratch; a prefill's keys and values into the cache */
 static void rlhf__attend_infer(const rlhf__attn *a, int l, const float *qkv, float *atty) {
     if (a->cache) rlhf__cache_store(a->cache, l, qkv, a->B, a->T);
-    rlhf__attention_forward(atty, NULL, a->rows, qkv, a->doc, a->B, a->T, a->m->cfg.n_embd, a->m->cfg.n_head);
+    rlhf__attention_forward(atty, NULL, a->rows, qkv, a->doc, a->B, a->T, a->m->cfg.n_embd, a->m->cfg.n_head,
+                            a->m->work);
 }
 
 static void rlhf__forward_infer(rlhf_model *m, const int *inputs, const int *doc, int B, int T, float *logits,

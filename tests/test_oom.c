@@ -193,7 +193,7 @@ static const rlhf_data_format DATA_FORMAT[5] = {RLHF_DATA_TEXT, RLHF_DATA_SFT, R
 static rlhf_config small_config(void) {
     rlhf_config c = rlhf_config_default();
     c.vocab_size = rlhf_tokenizer_vocab_size(g_tok);
-    c.n_ctx = 32; c.n_layer = 1; c.n_head = 2; c.n_embd = 16;
+    c.n_ctx = 32; c.n_layer = 1; c.n_head = 2; c.n_embd = 32; /* heads of 16: the tiled attention */
     return c;
 }
 static rlhf_model *new_model(uint64_t seed, int score_head) {

@@ -47,6 +47,8 @@ static rlhf_result ppo_create_with(rlhf_ppo **out, rlhf_model *policy, rlhf_mode
 
 /* ---- checks -------------------------------------------------------------- */
 static int g_fail; /* failures in the current test */
+/* the matmul's workspace, lent to attention for its room (rlhf__att_room) as the model lends m->work */
+static float *g_att_work;
 /* set by a test that has nothing to compare on this build; main prints "skipped" */
 static const char *g_skip;
 
@@ -1094,7 +1096,7 @@ static void test_fd_gelu(void) {
 typedef struct { int B, T, C, NH; float *att, *out; const int *doc; } attn_ctx;
 static void attn_fwd(void *c, const float *qkv, float *out) {
     attn_ctx *k = (attn_ctx *)c;
-    rlhf__attention_forward(out, k->att, NULL, qkv, k->doc, k->B, k->T, k->C, k->NH);
+    rlhf__attention_forward(out, k->att, NULL, qkv, k->doc, k->B, k->T, k->C, k->NH, g_att_work);
 }
 static void test_fd_attention(void) {
     enum { B = 2, T = 5, C = 12, NH = 3 };
@@ -1105,11 +1107,11 @@ static void test_fd_attention(void) {
     rlhf_rng_seed(&rng, 5);
     fill_uniform(qkv, B * T * 3 * C, &rng, -1.5f, 1.5f);
     fill_uniform(dout, B * T * C, &rng, -1, 1);
-    rlhf__attention_forward(out, att, NULL, qkv, NULL, B, T, C, NH);
-    rlhf__attention_backward(dqkv, scratch, dout, qkv, att, NULL, B, T, C, NH);
+    rlhf__attention_forward(out, att, NULL, qkv, NULL, B, T, C, NH, g_att_work);
+    rlhf__attention_backward(dqkv, scratch, dout, qkv, att, NULL, B, T, C, NH, g_att_work);
     {   /* without the cache (inference rows), the same output bit for bit */
         float out2[B * T * C];
-        rlhf__attention_forward(out2, NULL, scratch, qkv, NULL, B, T, C, NH);
+        rlhf__attention_forward(out2, NULL, scratch, qkv, NULL, B, T, C, NH, g_att_work);
         CHECK(memcmp(out, out2, sizeof out) == 0);
         memset(scratch, 0, sizeof scratch);
     }
@@ -1120,8 +1122,8 @@ static void test_fd_attention(void) {
     {   /* documents: row 0 left-padded by 2, row 1 two packed documents [0,2) [2,5) */
         static const int doc[B * T] = {0, 1, 2, 2, 2, 0, 0, 2, 2, 2};
         memset(dqkv, 0, sizeof dqkv);
-        rlhf__attention_forward(out, att, NULL, qkv, doc, B, T, C, NH);
-        rlhf__attention_backward(dqkv, scratch, dout, qkv, att, doc, B, T, C, NH);
+        rlhf__attention_forward(out, att, NULL, qkv, doc, B, T, C, NH, g_att_work);
+        rlhf__attention_backward(dqkv, scratch, dout, qkv, att, doc, B, T, C, NH, g_att_work);
         k.doc = doc;
         fd_check("attention dqkv, documents", attn_fwd, &k, qkv, B * T * 3 * C, B * T * C, dout, dqkv, B * T * 3 * C, 1e-2f, 5e-4, 1e-2);
         /* a document's first token sees only itself: out = its own v */
@@ -1135,8 +1137,8 @@ static void test_fd_attention(void) {
         float att2[B * NH2 * T2 * T2], scratch2[B * NH2 * RLHF__ATT_QB * T2];
         fill_uniform(qkv2, B * T2 * 3 * C2, &rng, -1.5f, 1.5f);
         fill_uniform(dout2, B * T2 * C2, &rng, -1, 1);
-        rlhf__attention_forward(out3, att2, NULL, qkv2, doc2, B, T2, C2, NH2);
-        rlhf__attention_backward(dqkv2, scratch2, dout2, qkv2, att2, doc2, B, T2, C2, NH2);
+        rlhf__attention_forward(out3, att2, NULL, qkv2, doc2, B, T2, C2, NH2, g_att_work);
+        rlhf__attention_backward(dqkv2, scratch2, dout2, qkv2, att2, doc2, B, T2, C2, NH2, g_att_work);
         k.B = B; k.T = T2; k.C = C2; k.NH = NH2; k.att = att2; k.doc = doc2;
         fd_check("attention dqkv, heads of 16", attn_fwd, &k, qkv2, B * T2 * 3 * C2, B * T2 * C2, dout2, dqkv2,
                  B * T2 * 3 * C2, 1e-2f, 5e-4, 1e-2);
@@ -1353,8 +1355,8 @@ static float golden_val(size_t i, uint32_t salt) {
 static void attention_both(float *out, float *dqkv, float *att, float *scratch, const float *qkv, const float *dout,
                            const int *doc, int B, int T, int C, int NH) {
     memset(dqkv, 0, (size_t)B * T * 3 * C * sizeof(float));
-    rlhf__attention_forward(out, att, NULL, qkv, doc, B, T, C, NH);
-    rlhf__attention_backward(dqkv, scratch, dout, qkv, att, doc, B, T, C, NH);
+    rlhf__attention_forward(out, att, NULL, qkv, doc, B, T, C, NH, g_att_work);
+    rlhf__attention_backward(dqkv, scratch, dout, qkv, att, doc, B, T, C, NH, g_att_work);
 }
 /* The tiled path without its room (rlhf__att_room out of memory: each block
    of queries packs its keys' panels, V and K read in place) for every head:
@@ -1408,7 +1410,7 @@ static void test_golden_attention(void) {
         close_enough(name, out, (const float *)ow->data, no, 1e-5, 1e-4);
         snprintf(name, sizeof name, "attention dqkv, case %d", n);
         close_enough(name, dqkv, (const float *)gw->data, nq, 1e-5, 1e-4);
-        rlhf__attention_forward(out2, NULL, rows, qkv, doc, B, T, C, NH);
+        rlhf__attention_forward(out2, NULL, rows, qkv, doc, B, T, C, NH, g_att_work);
         CHECK(memcmp(out, out2, no * sizeof(float)) == 0); /* the inference rows: the same bits */
         attention_without_room(out2, dqkv2, att, rows, qkv, dout, doc, B, T, C, NH);
         CHECK(memcmp(out, out2, no * sizeof(float)) == 0 && memcmp(dqkv, dqkv2, nq * sizeof(float)) == 0);
@@ -7557,6 +7559,10 @@ int main(int argc, char **argv) {
     int failed = 0, ran = 0, skipped = 0, no_slow = argc > 1 && strcmp(argv[1], "--no-slow") == 0;
     const char *filter = argc > 1 + no_slow ? argv[1 + no_slow] : NULL;
     printf("rlhf.h %s tests: simd %s, %d thread(s)\n", RLHF_VERSION_STRING, rlhf_simd_name(), rlhf_num_threads());
+    if (!(g_att_work = rlhf__gemm_work_alloc())) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
     for (i = 0; i < n; i++) {
         if (filter && !strstr(TESTS[i].name, filter)) continue;
         if (no_slow && TESTS[i].slow) {
@@ -7584,5 +7590,6 @@ int main(int argc, char **argv) {
     printf("%d of %d tests passed", ran - failed, ran);
     if (skipped) printf(" (%d skipped)", skipped);
     printf("\n");
+    rlhf__free(g_att_work);
     return failed ? 1 : 0;
 }

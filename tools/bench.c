@@ -1065,6 +1065,7 @@ typedef struct {
     size_t np; /* AdamW: parameters */
     float *x, *y, *mean, *rstd, *w, *bias, *dw, *db, *dx, *h, *dh, *dh0, *qkv, *dqkv, *att, *scratch, *atty, *datty;
     float *logits, *logits0, *lse, *losses, *p, *m, *v, *g;
+    float *work; /* the matmul's workspace, lent to attention as a model lends it */
     int *tg;
 } kernel_bufs;
 typedef void (*kernel_fn)(kernel_bufs *k);
@@ -1078,10 +1079,11 @@ static void k_gelu_fwd(kernel_bufs *k) { rlhf__gelu_forward(k->dh, k->h, (size_t
 static void k_gelu_bwd_prep(kernel_bufs *k) { memcpy(k->dh, k->dh0, (size_t)k->B * k->T * 4 * k->C * sizeof(float)); }
 static void k_gelu_bwd(kernel_bufs *k) { rlhf__gelu_backward(k->dh, k->h, (size_t)k->B * k->T * 4 * k->C); }
 static void k_att_fwd(kernel_bufs *k) {
-    rlhf__attention_forward(k->atty, k->att, NULL, k->qkv, NULL, k->B, k->T, k->C, k->NH);
+    rlhf__attention_forward(k->atty, k->att, NULL, k->qkv, NULL, k->B, k->T, k->C, k->NH, k->work);
 }
 static void k_att_bwd(kernel_bufs *k) {
-    rlhf__attention_backward(k->dqkv, k->scratch, k->datty, k->qkv, k->att, NULL, k->B, k->T, k->C, k->NH);
+    rlhf__attention_backward(k->dqkv, k->scratch, k->datty, k->qkv, k->att, NULL, k->B, k->T, k->C, k->NH,
+                             k->work);
 }
 static void k_ce_fwd(kernel_bufs *k) {
     rlhf__crossentropy_forward(k->losses, k->lse, k->logits, k->tg, k->B * k->T, k->V);
@@ -1129,6 +1131,7 @@ static void kbufs_alloc(kernel_bufs *k, int B, int T, int C, int NH, int V, size
     k->p = kbuf(np, rng, -1, 1), k->m = kbuf(np, rng, -0.1f, 0.1f);
     k->v = kbuf(np, rng, 0, 0.01f), k->g = kbuf(np, rng, -1, 1);
     k->tg = (int *)xmalloc(BT * sizeof(int));
+    if (!(k->work = rlhf__gemm_work_alloc())) die("allocation", RLHF_ERR_OUT_OF_MEMORY);
     for (i = 0; i < BT; i++) k->tg[i] = (int)(rlhf_rng_u64(rng) % (uint64_t)V);
     k_ln_fwd(k); /* mean, rstd for the backward */
     memcpy(k->logits, k->logits0, BT * V * sizeof(float));
@@ -1146,6 +1149,7 @@ static void kbufs_free(kernel_bufs *k) {
     all[25] = k->g;
     for (i = 0; i < 26; i++) rlhf__free(all[i]);
     rlhf__free(k->tg);
+    rlhf__free(k->work);
 }
 /* seconds of the matmuls of shapes s[first..last) with their step counts (count 1 when per_layer) */
 static double matmul_seconds(const gemm_shape *s, int first, int last, int per_layer, rlhf_rng *rng, int reps) {
