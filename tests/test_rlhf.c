@@ -920,6 +920,17 @@ static void test_kernel_softmax_lanes(void) {
                     (double)sum, (double)want);
             bad++;
         }
+        /* a row whose maximum is -inf (a query that sees no key): every element and the sum NaN, as the 8-lane
+           loop gives them (of either sign: nothing compares NaN payloads) */
+        for (i = 0; i < n; i++) x[i] = -INFINITY;
+        maxv = rlhf__row_max(x, n);
+        sum = rlhf__exp_shift_sum(x, n, maxv);
+        for (i = 0; i < n && x[i] != x[i]; i++) {}
+        if (maxv != -INFINITY || sum == sum || i < n) {
+            fprintf(stderr, "  FAIL softmax of a row of -inf n=%d: max %g, sum %g, element %d not NaN\n", n,
+                    (double)maxv, (double)sum, i);
+            bad++;
+        }
         /* the scaling (16 lanes and the tail) and the maximum, NaN entries skipped, against scalar loops */
         fill_uniform(x, n, &rng, -3, 3);
         x[n - 1] = 5.0f + (float)n; /* the maximum last: in the tail when there is one */

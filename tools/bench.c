@@ -281,6 +281,10 @@ static void bench_train(const bench_config *bc, int warmup, int steps) {
     printf("%-8s %10.1f %10.0f %10.1f %12.2f %14.1f\n", bc->name, 1e3 * sec, BT / sec, flops / sec * 1e-9, flops * 1e-9,
            1e3 * best);
     printf("(FLOPs/step = 6*N*B*T + 6*L*B*T*T*C, N = %.0f parameters without wpe)\n", n_matmul);
+    if (g_peak0 > 0.0) /* the yardstick: the step against all its FLOPs at the FMA peak */
+        printf("FMA bound %.1f ms (the step's FLOPs at the peak probed at the start, %.1f GFLOP/s): "
+               "mean %.2fx, best %.2fx the bound\n", flops / g_peak0 * 1e-6, g_peak0, sec / (flops / g_peak0 * 1e-9),
+               best / (flops / g_peak0 * 1e-9));
     if (g_json)
         printf("{\"bench\":\"train\",\"config\":\"%s\",\"threads\":%d,\"ms_per_step\":%.3f,\"tokens_per_s\":%.1f,"
                "\"gflops\":%.2f}\n", bc->name, rlhf_num_threads(), 1e3 * sec, BT / sec, flops / sec * 1e-9);
@@ -569,6 +573,12 @@ static void bench_gemm(const bench_config *bc, double budget) {
         printf(", OpenBLAS %.1f GFLOP/s\nFLOP-weighted mean ours/OpenBLAS over config %s's step shapes: %.2f",
                step_flops / step_time[N_FNS - 1] * 1e-9, bc->name, weighted_ratio / step_flops);
     printf("\n");
+    if (g_peak0 > 0.0) /* what the matmuls' rate alone allows a whole step */
+        printf("the step's matmuls alone take %.1f ms at these rates: %.2fx their FLOPs at the FMA peak (%.1f)\n",
+               step_time[0] * 1e3, step_time[0] / (step_flops / g_peak0 * 1e-9), g_peak0);
+    if (g_peak0 > 0.0 && N_FNS == 2)
+        printf("                              at OpenBLAS's rates: %.1f ms, %.2fx\n", step_time[N_FNS - 1] * 1e3,
+               step_time[N_FNS - 1] / (step_flops / g_peak0 * 1e-9));
     rlhf__free(g.work);
 }
 
