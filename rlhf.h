@@ -2579,30 +2579,46 @@ static void rlhf__gemm_pack_b_rows(float *Bp, int kc, int k0, int k1, int np, in
         }
     }
 }
-/* Inside the matmul's parallel region (orphaned "omp for"s): pack B (kc, nc)
-   at (pc, jc) into np panels (kc, NR), RLHF__BPS(kc) floats apart. B's rows
-   contiguous (csb 1): in runs of RLHF__PACK_ROWS rows (fewer, down to 8, to
-   give a large team two runs a thread), row by row; otherwise panel by
-   panel. Runs or panels are handed out as threads ask (dynamic), so a thread
-   that lost its CPU holds none back; nowait: packing A (next) does not read
-   Bp, and its barrier covers both. */
+/* The next unit of a queue shared by the team: its counter, taken atomically */
+static int rlhf__take(int *next) {
+    int u;
+    RLHF__OMP(omp atomic capture)
+    u = (*next)++;
+    return u;
+}
+/* Homes: the H threads of a matmul's team (H 1: one shared queue) each own a
+   range of B panels, which they pack and then multiply by every row block, so
+   a core reads from its own L2 the panels it packed (a shared queue handed each
+   thread parts of every panel range, packed by either core: GPT-2-124M's 256-
+   row matmuls, 2 threads, 4-12% slower). A thread that has emptied its home's
+   queues takes from the next home's, so a thread without a CPU holds back
+   none of the work. The ns parts of the B panels, in home order: part p is
+   home p*H/ns's, parts [RLHF__HOME(h), RLHF__HOME(h + 1)) are home h's. */
+#define RLHF__HOME(h, ns, H) (((h) * (ns) + (H) - 1) / (H))
+/* Inside the matmul's parallel region: pack B (kc, nc) at (pc, jc) into np
+   panels (kc, NR), RLHF__BPS(kc) floats apart. B's rows contiguous (csb 1): a
+   home's panels in runs of RLHF__PACK_ROWS rows (fewer, down to 8, to give a
+   large team two runs a thread), row by row; otherwise panel by panel. The
+   units of home h are counted by q[h][0]; thread tid starts at home tid % H. */
 #define RLHF__PACK_ROWS 32
-static void rlhf__gemm_pack_b(float *Bp, int np, int kc, int pc, int jc, int N, const float *B, ptrdiff_t rsb,
-                              ptrdiff_t csb) {
-    int jp, run, len = RLHF__PACK_ROWS, nruns;
-    if (csb == 1) {
-        while (len > 8 && (kc + len - 1) / len < 2 * RLHF__NTHREADS()) len /= 2;
-        nruns = (kc + len - 1) / len;
-        RLHF__OMP(omp for schedule(dynamic) nowait)
-        for (run = 0; run < nruns; run++) {
-            int k0 = run * len, k1 = k0 + len < kc ? k0 + len : kc;
-            rlhf__gemm_pack_b_rows(Bp, kc, k0, k1, np, pc, jc, N, B, rsb);
+static void rlhf__gemm_pack_b(float *Bp, int np, int ns, int H, int (*q)[2], int kc, int pc, int jc, int N,
+                              const float *B, ptrdiff_t rsb, ptrdiff_t csb) {
+    int len = RLHF__PACK_ROWS, nruns, d, u;
+    while (csb == 1 && len > 8 && (kc + len - 1) / len < 2 * RLHF__NTHREADS()) len /= 2;
+    nruns = (kc + len - 1) / len;
+    for (d = 0; d < H; d++) {
+        int h = (RLHF__TID() + d) % H;
+        int lo = (int)((long)np * RLHF__HOME(h, ns, H) / ns), hi = (int)((long)np * RLHF__HOME(h + 1, ns, H) / ns);
+        while ((u = rlhf__take(&q[h][0])) < (csb == 1 ? nruns : hi - lo)) {
+            int k0 = u * len, k1 = k0 + len < kc ? k0 + len : kc;
+            if (csb == 1)
+                rlhf__gemm_pack_b_rows(Bp + lo * RLHF__BPS(kc), kc, k0, k1, hi - lo, pc, jc + lo * RLHF__NR, N, B,
+                                       rsb);
+            else
+                rlhf__gemm_pack_b_panel(Bp + (ptrdiff_t)(lo + u) * RLHF__BPS(kc), kc, pc, jc + (lo + u) * RLHF__NR,
+                                        N, B, rsb, csb);
         }
-        return;
     }
-    RLHF__OMP(omp for schedule(dynamic) nowait)
-    for (jp = 0; jp < np; jp++)
-        rlhf__gemm_pack_b_panel(Bp + (ptrdiff_t)jp * RLHF__BPS(kc), kc, pc, jc + jp * RLHF__NR, N, B, rsb, csb);
 }
 /* pack A (mc, kc) at (ic, pc) into mp panels (kc, MR), zero-padded past M:
    by one thread, into its own block. A full panel of rows contiguous along k
@@ -2911,7 +2927,7 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
                             const rlhf__cinit *init, float *work) {
     float *Bbufs = work + RLHF__GEMM_HEADER, *Ablocks = Bbufs + 2 * RLHF__BBUF;
     double unit[RLHF__TEAM_MAX] = {0.0}, busy[RLHF__TEAM_MAX] = {0.0}, t_start = RLHF__WTIME();
-    int threads = 1, nt;
+    int threads = 1, nt, queues[3][RLHF__TEAM_MAX][2]; /* by slice mod 3 and home: next B pack unit, next item */
     if (M <= 0 || N <= 0) return;
     if (init && (K <= 0 || M <= RLHF__FEW_MAX)) { /* no tiles (or few): C's start in one pass */
         int i;
@@ -2940,34 +2956,46 @@ static void rlhf__gemm_init(int M, int N, int K, const float *A, ptrdiff_t rsa, 
         rlhf__gemm_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, Bbufs);
         return;
     }
+    memset(queues, 0, sizeof queues);
     RLHF__OMP(omp parallel num_threads(nt))
     {
-        int jc, pc, it, tid = RLHF__TID(), team = RLHF__NTHREADS(), packed_ic = -1, packed_pc = -1, slice = 0;
+        int jc, pc, u, d, tid = RLHF__TID(), team = RLHF__NTHREADS(), packed_ic = -1, packed_pc = -1, slice = 0;
         float *Ap = Ablocks + (size_t)tid * RLHF__MC * RLHF__KC; /* this thread's A block */
         double tiles = 0.0, worked = 0.0, t0;
         for (jc = 0; jc < N; jc += RLHF__NC) {
             int nc = N - jc < RLHF__NC ? N - jc : RLHF__NC;
             int np = (nc + RLHF__NR - 1) / RLHF__NR, nm = (M + RLHF__MC - 1) / RLHF__MC; /* B panels, row blocks */
-            int ns = 1; /* parts of the B panels an item takes: 8 items a thread at least, when it can */
-            while (team > 1 && nm * ns < 8 * team && 2 * ns <= np) ns *= 2;
+            /* parts of the B panels an item takes: 8 items a thread at least, when it can. When A is packed
+               (A^T, the backward-weights) each thread packs the blocks it takes parts of, so the parts of one
+               block packed it once per thread: there the blocks alone are the items as soon as each thread
+               gets two (config S's dW at 512 and 1024 rows, 2 threads: 4-11% faster) */
+            int ns = 1, H;
+            while (team > 1 && (csa == 1 || nm < 2 * team) && nm * ns < 8 * team && 2 * ns <= np) ns *= 2;
+            H = ns >= team && team <= RLHF__TEAM_MAX ? team : 1; /* homes: a part of the panels a thread */
             for (pc = 0; pc < K; pc += RLHF__KC, slice++) {
                 int kc = K - pc < RLHF__KC ? K - pc : RLHF__KC;
                 float *Bp = Bbufs + (size_t)(slice & 1) * RLHF__BBUF;
+                int(*q)[2] = queues[slice % 3];
                 t0 = RLHF__WTIME();
-                rlhf__gemm_pack_b(Bp, np, kc, pc, jc, N, B, rsb, csb);
+                rlhf__gemm_pack_b(Bp, np, ns, H, q, kc, pc, jc, N, B, rsb, csb);
                 worked += RLHF__WTIME() - t0;
                 RLHF__OMP(omp barrier)
+                /* the queues of slice - 1 are spent (every thread packed this slice after its items there);
+                   set for slice + 2 before this thread can reach the barrier of slice + 1 */
+                if (tid == 0) memset(queues[(slice + 2) % 3], 0, sizeof queues[0]);
                 t0 = RLHF__WTIME();
-                RLHF__OMP(omp for schedule(dynamic) nowait)
-                for (it = 0; it < nm * ns; it++) {
-                    int ic = it / ns * RLHF__MC, part = it % ns;
-                    int mp = ((M - ic < RLHF__MC ? M - ic : RLHF__MC) + RLHF__MR - 1) / RLHF__MR; /* A panels */
-                    int jp0 = (int)((long)np * part / ns), jp1 = (int)((long)np * (part + 1) / ns);
-                    if (ic != packed_ic || pc != packed_pc) /* the parts of one block share its A pack */
-                        rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa), packed_ic = ic, packed_pc = pc;
-                    rlhf__gemm_block(A, rsa, csa, Ap, Bp, RLHF__BPS(kc), jp0, jp1, mp, kc, ic, pc, jc, M, N,
-                                     C, ldc, pc == 0 && !accumulate, init);
-                    tiles += (double)kc * mp * (jp1 - jp0);
+                for (d = 0; d < H; d++) { /* the items of this thread's home, then the other homes' left */
+                    int h = (tid + d) % H, p0 = RLHF__HOME(h, ns, H), nparts = RLHF__HOME(h + 1, ns, H) - p0;
+                    while ((u = rlhf__take(&q[h][1])) < nm * nparts) { /* block by block */
+                        int ic = u / nparts * RLHF__MC, part = p0 + u % nparts;
+                        int mp = ((M - ic < RLHF__MC ? M - ic : RLHF__MC) + RLHF__MR - 1) / RLHF__MR; /* A panels */
+                        int jp0 = (int)((long)np * part / ns), jp1 = (int)((long)np * (part + 1) / ns);
+                        if (ic != packed_ic || pc != packed_pc) /* the parts of one block share its A pack */
+                            rlhf__gemm_pack_a(Ap, mp, kc, ic, pc, M, A, rsa, csa), packed_ic = ic, packed_pc = pc;
+                        rlhf__gemm_block(A, rsa, csa, Ap, Bp, RLHF__BPS(kc), jp0, jp1, mp, kc, ic, pc, jc, M, N,
+                                         C, ldc, pc == 0 && !accumulate, init);
+                        tiles += (double)kc * mp * (jp1 - jp0);
+                    }
                 }
                 worked += RLHF__WTIME() - t0;
             }
