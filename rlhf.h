@@ -9449,6 +9449,18 @@ static rlhf_result rlhf__st_load_entry(rlhf__st_reader *R, rlhf_model *m, const 
         return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
                             "tensor \"%s\" appears twice (as \"%s\" and under another name)",
                             mt->name, e->name);
+    if (slot > 0) { /* moments AdamW never makes (updates whose gradient is not finite are skipped): the
+                       resumed run's first update would turn the weights NaN, blamed on the learning rate */
+        const float *x = base + mt->offset;
+        size_t j;
+        for (j = 0; j < mt->numel; j++)
+            if (!isfinite(x[j]) || (slot == 2 && x[j] < 0.0f))
+                return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
+                                    "%s[%zu] is %g, not a state AdamW writes (%s): a damaged file? Use an earlier "
+                                    "checkpoint", e->name, j, (double)x[j],
+                                    slot == 2 && isfinite(x[j]) ? "a second moment is a mean of squares, never negative"
+                                                                : "its moments are finite");
+    }
     R->n_optim += slot > 0;
     return RLHF_OK;
 }

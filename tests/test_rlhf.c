@@ -2746,6 +2746,62 @@ static void test_safetensors_hostile(void) {
 #undef AB
 }
 
+/* AdamW moments no run writes (NaN, inf, a negative second moment: a damaged
+   file) are refused at load, named by tensor and element, instead of loading
+   and turning the resumed run's weights NaN at its first update. */
+static void st_poke(const char *src, const char *dst, const char *tensor, int elem, float value) {
+    size_t n, hlen, off = 0;
+    unsigned char *b = read_all(src, &n);
+    char key[96], *h, *pos;
+    if (!b) { g_fail++; return; }
+    hlen = (size_t)b[0] | (size_t)b[1] << 8 | (size_t)b[2] << 16;
+    h = (char *)malloc(hlen + 1);
+    memcpy(h, b + 8, hlen);
+    h[hlen] = 0;
+    snprintf(key, sizeof key, "\"%s\":", tensor);
+    pos = strstr(h, key);
+    pos = pos ? strstr(pos, "\"data_offsets\":[") : NULL;
+    if (!pos || sscanf(pos + 16, "%zu", &off) != 1) {
+        fprintf(stderr, "  test bug: no %s in the header\n", tensor);
+        g_fail++;
+    } else {
+        memcpy(b + 8 + hlen + off + 4 * (size_t)elem, &value, 4); /* little-endian host: as the file */
+        write_st(dst, hlen, h, b + 8 + hlen, n - 8 - hlen);
+    }
+    free(h); free(b);
+}
+static void test_safetensors_bad_moments(void) {
+    const char *p = "build/moments.safetensors", *base = "build/moments_base.safetensors";
+    rlhf_config cfg = st_config();
+    rlhf_adamw_config opt = rlhf_adamw_config_default();
+    rlhf_model *m = NULL;
+    int x[4] = {1, 2, 3, 4}, y[4] = {2, 3, 4, 0};
+    float loss, one = 1.0f;
+    unsigned char probe[4];
+    memcpy(probe, &one, 4);
+    if (probe[3] != 0x3f) { printf("  skipped: a big-endian host (the test writes floats as the file holds them)\n"); return; }
+    CHECK_OK(rlhf_model_create(&m, &cfg, 3));
+    if (!m) return;
+    CHECK_OK(rlhf_model_train_step(m, x, y, 1, 4, &opt, &loss));
+    CHECK_OK(rlhf_model_save(m, base));
+    rlhf_model_free(m);
+    m = NULL;
+    CHECK_OK(rlhf_model_load(&m, base)); /* the unpoked file loads */
+    rlhf_model_free(m);
+    st_poke(base, p, "optim.v.ln_f.bias", 1, NAN);
+    st_reject("NaN second moment", p, RLHF_ERR_PARSE, "optim.v.ln_f.bias[1] is "); /* nan (its spelling: the libc's) */
+    st_reject("NaN second moment", p, RLHF_ERR_PARSE, ", not a state AdamW writes (its moments are finite)");
+    st_poke(base, p, "optim.v.h.0.mlp.c_fc.weight", 7, -1.0f);
+    st_reject("negative second moment", p, RLHF_ERR_PARSE, "optim.v.h.0.mlp.c_fc.weight[7] is -1, not a state AdamW "
+              "writes (a second moment is a mean of squares, never negative)");
+    st_poke(base, p, "optim.m.wte.weight", 0, INFINITY);
+    st_reject("infinite first moment", p, RLHF_ERR_PARSE, "optim.m.wte.weight[0] is ");
+    st_reject("infinite first moment", p, RLHF_ERR_PARSE, ", not a state AdamW writes (its moments are finite)");
+    st_poke(base, p, "optim.v.wte.weight", 3, 0.0f); /* zero, as an unused token's, loads */
+    CHECK_OK(rlhf_model_load(&m, p));
+    rlhf_model_free(m);
+}
+
 /* Byte order: a model filled with an exactly representable pattern (no libm)
    saved here must give the very bytes of tests/fixtures/pattern.safetensors,
    which was written on x86-64 (little-endian); and that file must load here
@@ -7537,6 +7593,7 @@ static const test_case TESTS[] = {
     {"safetensors_resume", test_safetensors_resume, 0},
     {"safetensors_hf", test_safetensors_hf, 0},
     {"safetensors_hostile", test_safetensors_hostile, 0},
+    {"safetensors_bad_moments", test_safetensors_bad_moments, 0},
     {"safetensors_endian", test_safetensors_endian, 0},
     {"hf_directory", test_hf_directory, 0},
     {"datasets", test_datasets, 0},
