@@ -1081,7 +1081,9 @@ typedef struct rlhf_train_options {
     long resume_step;       /* > 0: continue a run from its checkpoint at this step (load
                                out_dir/last.safetensors first: it holds the AdamW state and
                                rlhf.train.step). Same options and data: the data order, the
-                               schedule and the best score pick up where the run stopped */
+                               schedule, the best score and the metric lines' "tokens" (from
+                               rlhf.train.tokens) pick up where the run stopped; "elapsed_s"
+                               counts from this call */
     const char *out_dir;    /* NULL: no checkpoints. Else out_dir/last.safetensors at every
                                validation and the end, out_dir/best.safetensors at each new
                                best validation score (the directory must exist) */
@@ -10935,6 +10937,8 @@ typedef struct rlhf__trainrun {
     rlhf_model *m;          /* the model the run trains */
     const char *stage;      /* "sft", "pretrain", "rm", "ppo": the prefix of every message */
     double t0;
+    double tokens0;         /* a resumed run: tokens before its checkpoint (the metric lines count from
+                               the run's start, the report from this call's) */
     rlhf__sb line;          /* the metric line being built */
     float best;             /* best validation loss so far (NaN: none) */
     rlhf_train_report rep;  /* what the caller gets back (offline stages) */
@@ -11019,6 +11023,10 @@ static rlhf_result rlhf__run_save(rlhf__trainrun *run, const char *name, long st
         return rlhf__run_fail(run, RLHF_ERR_INVALID_ARGUMENT, "out_dir \"%s\" is too long", run->o->out_dir);
     snprintf(num, sizeof num, "%ld", step);
     r = rlhf__set_meta(run->m, "rlhf.train.step", num);
+    if (r == RLHF_OK) {
+        snprintf(num, sizeof num, "%.17g", run->tokens0 + run->rep.tokens);
+        r = rlhf__set_meta(run->m, "rlhf.train.tokens", num);
+    }
     if (r == RLHF_OK && isfinite(run->best)) {
         snprintf(num, sizeof num, "%.9g", (double)run->best);
         r = rlhf__set_meta(run->m, "rlhf.train.best_val_loss", num);
@@ -11103,6 +11111,10 @@ static int rlhf__run_begin(rlhf__trainrun *run, const char *stage, rlhf_model *m
     run->best = NAN;
     if (o->resume_step > 0 && rlhf_model_meta(m, "rlhf.train.best_val_loss"))
         rep->best_val_loss = run->best = (float)strtod(rlhf_model_meta(m, "rlhf.train.best_val_loss"), NULL);
+    if (o->resume_step > 0 && rlhf_model_meta(m, "rlhf.train.tokens")) { /* the metric lines' count goes on */
+        run->tokens0 = strtod(rlhf_model_meta(m, "rlhf.train.tokens"), NULL);
+        if (!(run->tokens0 >= 0.0 && run->tokens0 < 1e300)) run->tokens0 = 0.0; /* a damaged value: from 0 */
+    }
     *r = RLHF_ERR_INVALID_ARGUMENT;
     if (!rlhf__opts_ok(run, o, m)) return 0;
     if (rlhf_tokenizer_vocab_size(t) > m->cfg.vocab_size) {
@@ -11223,7 +11235,7 @@ static void rlhf__step_report(rlhf__trainrun *run, const rlhf__stage *st, const 
     if (st->metrics) st->metrics(st->self, run);
     rlhf__metric(run, "lr", lr);
     rlhf__metric(run, "grad_norm", gn);
-    if (!st->preference) rlhf__metric(run, "tokens", run->rep.tokens);
+    if (!st->preference) rlhf__metric(run, "tokens", run->tokens0 + run->rep.tokens);
     rlhf__metric_end(run);
     if (!o->log_every || (step % o->log_every != 0 && step != total)) return;
     if (st->preference) {

@@ -6028,10 +6028,14 @@ static void test_ppo_ptx_and_guards(void) {
 
 
 /* SFT resume: a run stopped at step 20 and resumed from its last.safetensors
-   ends with the same weights, bit for bit, as the run that never stopped. */
-typedef struct { int copied; } resume_watch;
+   ends with the same weights, bit for bit, as the run that never stopped, and
+   its last metric line counts the same tokens (those before the checkpoint
+   included). */
+typedef struct { int copied; double tokens40; } resume_watch;
 static void copy_at_step_21(void *user, const char *json) {
     resume_watch *w = (resume_watch *)user;
+    const char *tk = strstr(json, "\"tokens\":");
+    if (strstr(json, "\"step\":40,") && tk) w->tokens40 = atof(tk + 9);
     if (!w->copied && strstr(json, "\"step\":21,")) {
         size_t n;
         unsigned char *b = read_all("build/last.safetensors", &n);
@@ -6045,7 +6049,7 @@ static void test_sft_resume(void) {
     rlhf_train_options o = rlhf_train_options_sft();
     rlhf_train_report rep;
     rlhf_error e;
-    resume_watch w = {0};
+    resume_watch w = {0, 0.0}, w2 = {0, 0.0};
     if (!t) return;
     write_sft_world("build/test_resume.jsonl", 120, 9, 1);
     CHECK_OK(rlhf_dataset_load(&d, "build/test_resume.jsonl", RLHF_DATA_SFT, NULL, &e));
@@ -6060,10 +6064,12 @@ static void test_sft_resume(void) {
     CHECK_OK(rlhf_model_load_ex(&b, "build/resume_at20.safetensors", &e));
     if (!b) goto done;
     CHECK(strcmp(rlhf_model_meta(b, "rlhf.train.step"), "20") == 0 && rlhf_model_adamw_steps(b) == 20);
-    o.metrics = NULL;
     o.resume_step = 20;
+    w2.copied = 1;
+    o.metrics_user = &w2;
     CHECK_OK(rlhf_sft_train(b, t, d, NULL, &o, &rep, &e));
     CHECK(rep.steps == 20);
+    CHECK(w.tokens40 > 0.0 && w2.tokens40 == w.tokens40);
     CHECK(memcmp(a->param_mem, b->param_mem, a->num_params * sizeof(float)) == 0);
 done:
     rlhf_model_free(a); rlhf_model_free(b);
