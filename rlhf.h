@@ -686,7 +686,7 @@ RLHFDEF const char *rlhf_model_meta(const rlhf_model *m, const char *key);
                            and InstructGPT's rankings, K >= 2 indices best first
                              {"prompt": "2+3?", "completions": [" 6", " 5"], "ranking": [1, 0]}
                            Conversational replies must end with an assistant
-                           turn, and chosen must differ from rejected.
+                           turn; in either form chosen must differ from rejected.
      RLHF_DATA_PROMPTS     a prompt, standard or conversational, or a
                            conversation; messages end with a user turn
                              {"prompt": "2+3?"}
@@ -10496,6 +10496,8 @@ static int rlhf__parse_pair(rlhf_dataset *d, const rlhf_json *o, rlhf_record *r,
     r->kind = RLHF_RECORD_PAIR;
     if (!rlhf__field_str(d, o, "chosen", &r->chosen, e) || !rlhf__field_str(d, o, "rejected", &r->rejected, e))
         return 0;
+    if (r->chosen.len == r->rejected.len && memcmp(r->chosen.str, r->rejected.str, r->chosen.len) == 0)
+        return rlhf__bad(e, rlhf_json_get(o, "rejected"), "\"rejected\" is the same as \"chosen\": nothing to compare");
     if (rlhf_json_get(o, "prompt")) return rlhf__field_str(d, o, "prompt", &r->prompt, e);
     pl = rlhf__hh_prompt_len(r->chosen.str, r->chosen.len, r->rejected.str, r->rejected.len);
     if (!rlhf__copy_str(d, r->chosen.str, pl, &r->prompt, e)) return 0;

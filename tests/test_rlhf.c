@@ -3270,6 +3270,10 @@ static void test_datasets_trl_malformed(void) {
                 "build/bad.jsonl:1:99: \"rejected\" is the same as \"chosen\": nothing to compare");
     data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": [" U("q") "], \"chosen\": [" A("b") "], \"rejected\": [" A("b") "]}",
                 "build/bad.jsonl:1:111: \"rejected\" is the same as \"chosen\": nothing to compare");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"prompt\": \"q\", \"chosen\": \" b\", \"rejected\": \" b\"}",
+                "build/bad.jsonl:1:45: \"rejected\" is the same as \"chosen\": nothing to compare");
+    data_reject(RLHF_DATA_PREFERENCE, "{\"chosen\": \"Human: q Assistant: b\", \"rejected\": \"Human: q Assistant: b\"}",
+                "build/bad.jsonl:1:49: \"rejected\" is the same as \"chosen\": nothing to compare");
     data_reject(RLHF_DATA_PREFERENCE, "{\"chosen\": [{\"role\": \"assistant\"}], \"rejected\": [" A("b") "]}",
                 "build/bad.jsonl:1:13: missing \"content\"");
     data_reject(RLHF_DATA_PREFERENCE, "{\"chosen\": [" A("a") ", 3], \"rejected\": [" A("b") "]}",
