@@ -60,7 +60,7 @@ P=$Q/prompts.jsonl
 PPO="--iters 1 --batch 4 --mini-batch 2 --max-new 4"
 
 # --- wrong paths and the wrong kind of file: clear errors, no crash (cmd_ppo's cleanup) ---
-expect 1 "rlhf ppo: --reward: .*typo.safetensors: cannot open" ppo --policy "$SFT" --reward "$W/typo.safetensors" --prompts "$P" --out "$W/p1" $PPO
+expect 1 "rlhf ppo: --reward: .*typo.safetensors: cannot open the file: No such file or directory" ppo --policy "$SFT" --reward "$W/typo.safetensors" --prompts "$P" --out "$W/p1" $PPO
 once "rlhf ppo:"
 expect 1 "no-such-prompts.jsonl" ppo --policy "$SFT" --reward "$RM" --prompts "$W/no-such-prompts.jsonl" --out "$W/p2" $PPO
 printf '{"prompt": "add 1 and 2"}\n{"prompt": \n' > "$W/broken.jsonl"
@@ -70,6 +70,12 @@ expect 0 "1 bad records skipped" ppo --policy "$SFT" --reward "$RM" --prompts "$
 expect 1 "no scalar head: it is a policy" ppo --policy "$SFT" --reward "$SFT" --prompts "$P" --out "$W/p4" $PPO
 expect 1 "scalar head\): a policy" ppo --policy "$RM" --reward "$RM" --prompts "$P" --out "$W/p5" $PPO
 expect 1 "is a directory" info "$Q"
+# info's memory line: its parts add up to its total (each rounded to 0.1 MB: within 0.3)
+expect 0 "memory to train on" info "$SFT"
+grep "memory to train on" "$OUT" | sed 's/.*: \([0-9.]*\) MB (\(.*\))/\1 \2/' | awk '{ s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9.]+,?$/) s += $i + 0;
+    d = s - $1; if (d < -0.3 || d > 0.3) exit 1 }' || bad "info: the parts of the memory line do not add up to its total"
+expect 1 "rlhf info: CHECKPOINT: .*none.safetensors: cannot open the file: No such file or directory" info "$W/none.safetensors"
+expect 1 "rlhf pretrain: --tokenizer .*none/tok.json: cannot read the file: No such file or directory" pretrain --data "$Q/pretrain.txt" --tokenizer "$W/none/tok.json" --out "$W/pt_none"
 expect 1 "looks like a JSON file" info "$Q/report.json"
 expect 1 "scalar head\): a policy" generate "$RM" --prompt hi
 expect 1 "^rlhf eval: " eval "$SFT" --data "$W/no-such.jsonl"
@@ -114,6 +120,18 @@ expect 1 "carries its own tokenizer: --tokenizer is for a model without one" pre
 expect 2 "needs --model too" rm --resume --data "$Q/rankings.jsonl" --out "$W/s0"
 expect 2 "unknown option --layers" sft --layers 3
 expect 2 "unknown option --pack" rm --pack
+# OMP_NUM_THREADS checked as --threads is: the count used and where it came from, a rejected value named, not credited
+for v in abc 0 5000; do
+    cases=$((cases + 1))
+    OMP_NUM_THREADS=$v "$X" sft --out "$W/omp" > "$OUT" 2>&1
+    case $v in
+    5000) grep -q "threads: 1024 (OMP_NUM_THREADS=5000 capped at 1024" "$OUT" || bad "OMP_NUM_THREADS=5000: not capped" ;;
+    *) grep -q "threads: [0-9]* (.*) (OMP_NUM_THREADS=$v is not a thread count: ignored)" "$OUT" ||
+        bad "OMP_NUM_THREADS=$v: not said to be ignored" ;;
+    esac
+done
+expect 0 "no validation set" rm --model "$SFT" --data "$Q/rankings.jsonl" --out "$W/rm_noval" --steps 1 --batch 2 --val-fraction 0 --normalize-samples 2
+grep -q "held-out pairwise accuracy" "$OUT" && bad "rm without a validation set printed a held-out accuracy"
 expect 2 "--ptx-coef needs --ptx" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/p7" --ptx-coef 1
 "$X" sft --help > "$OUT" 2>&1
 cases=$((cases + 1))
@@ -157,6 +175,15 @@ expect 1 "empty: nothing to learn from" tokenizer --data "$W/empty.txt" --out "$
 expect 1 "is a directory" tokenizer --data "$Q" --out "$W/tok.json"
 expect 0 "tokens learned" tokenizer --data "$Q/pretrain.txt" --vocab 300 --out "$W/tok.json"
 cp "$W/tok.json" "$W/tok.before"
+# a --val none of whose records fits: refused before training, named; pretrain on data too small to hold any out says why
+long=$(awk 'BEGIN { for (i = 0; i < 100; i++) printf "one two three " }')
+printf '{"prompt": "count", "completion": "%s"}\n{"prompt": "again", "completion": "%s"}\n' "$long" "$long" > "$W/long_val.jsonl"
+expect 1 "rlhf sft: --val .*long_val.jsonl: 0 records kept .*, 2 skipped \(completion longer than" sft --model "$SFT" --data "$Q/sft.jsonl" --val "$W/long_val.jsonl" --out "$W/sv_long" --steps 1
+head -c 40 "$Q/pretrain.txt" > "$W/tiny.txt"
+expect 0 "no validation set: --val-fraction 0.5 of 1 example holds out none" pretrain --data "$W/tiny.txt" --tokenizer "$W/tok.json" --layers 1 --heads 2 --embd 16 --ctx 64 --steps 1 --batch 1 --val-fraction 0.5 --out "$W/pt_tiny"
+# its --resume without the shape and the tokenizer (they come from the checkpoint): no warning that they differ
+expect 0 "resuming .* at step 1" pretrain --data "$W/tiny.txt" --steps 2 --batch 1 --val-fraction 0.5 --out "$W/pt_tiny" --resume
+grep -q "warning: --" "$OUT" && bad "pretrain --resume without the shape options: warned that they differ"
 expect 2 "is the --data file itself" tokenizer --data "$W/tok.json" --out "$W/tok.json"
 cp "$SFT" "$W/ckpt.safetensors"
 expect 1 "exists and is not a tokenizer: refusing to replace it" tokenizer --data "$Q/pretrain.txt" --vocab 300 --out "$W/ckpt.safetensors"
@@ -169,6 +196,11 @@ st=$?
 [ $st -eq 1 ] || bad "tokenizer on a full disk: exit $st, want 1"
 cmp -s "$W/tok.json" "$W/tok.before" || bad "tokenizer on a full disk damaged the old file"
 ls "$W" | grep -q "tok.json.tmp" && bad "tokenizer on a full disk left a temporary file"
+grep -q "cannot write .*tok.json: File too large (the old file is unchanged)" "$OUT" || bad "tokenizer on a full disk: not the write's errno"
+cases=$((cases + 1))
+# the same with no old file: the reason is still the write's (EFBIG), not the ENOENT of looking for the old file
+(trap '' XFSZ; ulimit -f 2; "$X" tokenizer --data "$Q/pretrain.txt" --vocab 310 --out "$W/tok_new.json") > "$OUT" 2>&1
+grep -q "cannot write .*tok_new.json: File too large$" "$OUT" || bad "tokenizer on a full disk, no old file: not the write's errno"
 
 # --- Ctrl-C and SIGTERM: a resumable checkpoint, exit 130 / 143, then --resume continues ---
 signal_case() { # SIGNAL STATUS DIR
@@ -187,6 +219,22 @@ signal_case() { # SIGNAL STATUS DIR
 }
 signal_case INT 130 "$W/sigint"
 signal_case TERM 143 "$W/sigterm"
+
+# --- one run at a time in a run directory: a second is refused while the first runs (even with --overwrite or
+# --resume); the lock dies with its holder, so after kill -9 of the first a --resume works ---
+L=$W/locked
+"$X" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$L" --epochs 200 --batch 8 --eval-every 2 > "$W/lock1.txt" 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 300 ] && ! [ -f "$L/last.safetensors" ]; do sleep 0.1; i=$((i + 1)); done
+expect 1 "$L is in use: another run \(pid $pid\) holds it" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$L" --epochs 1 --overwrite
+once "is in use"
+expect 1 "$L is in use" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$L" --epochs 1 --resume
+expect 1 "$L is in use" sft --model "$SFT" --data "$Q/sft.jsonl" --out "$L" --epochs 1
+kill -9 $pid
+wait $pid 2>/dev/null
+forget_killed $pid
+expect 0 "resuming .* at step [1-9]" sft --resume --model "$SFT" --data "$Q/sft.jsonl" --out "$L" --epochs 1 --batch 8 --eval-every 0 --steps 0
 
 # --- kill -9 at random moments of a PPO run that saves every iteration ---
 K=$W/ppo_kill

@@ -18,7 +18,8 @@
    - A run directory is never overwritten by accident: a training command
      refuses a directory that holds a run unless --resume (continue it) or
      --overwrite (start again) is given. Everything it writes is checked to
-     be writable before any training starts.
+     be writable before any training starts. One run at a time: a second
+     command on a run directory in use is refused (lock_run_dir).
    - Ctrl-C or SIGTERM during training finishes the current step, saves a
      resumable checkpoint and exits 130 / 143; a second Ctrl-C quits at once.
      A kill -9 loses at most the steps since the last checkpoint: every file
@@ -39,6 +40,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -504,8 +506,44 @@ static int holds_any(const char *dir, const char *const *files) {
         if (exists(join(path, sizeof path, dir, files[k]))) return 1;
     return 0;
 }
+/* One run at a time in a run directory: an advisory lock (fcntl F_SETLK, POSIX) on RUN_LOCK inside it,
+   held until the process exits. The OS drops it when its holder dies, kill -9 included, so a lock is never
+   stale and the file itself means nothing: it is left in place (removing a lock file races with a run
+   that has just opened it), holds_any looks only at checkpoints, and --overwrite has no reason to touch it.
+   The descriptor is never closed: closing any descriptor of the file would drop the lock. This tool is
+   POSIX only (no Windows build); a port would use LockFileEx on the same file.
+   0 locked (or a directory that cannot hold the file: probe_writable says why), 1 held by another run. */
+#define RUN_LOCK ".rlhf.lock"
+static int g_run_lock_fd = -1;
+static int lock_run_dir(const char *cmd, const char *dir) {
+    char path[1100];
+    struct flock fl;
+    int fd;
+    if (g_run_lock_fd >= 0) return 0;
+    if ((fd = open(join(path, sizeof path, dir, RUN_LOCK), O_RDWR | O_CREAT, 0666)) < 0) return 0;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK; /* the whole file: l_whence SEEK_SET, l_start 0, l_len 0 */
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        if (e == EACCES || e == EAGAIN) {
+            char pid[48] = "";
+            if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0)
+                snprintf(pid, sizeof pid, " (pid %ld)", (long)fl.l_pid);
+            close(fd);
+            return fail(cmd, "%s is in use: another run%s holds it; wait for it to end, or give this run its own --out",
+                        dir, pid);
+        }
+        close(fd); /* a file system without locks (ENOLCK: some network mounts): run unguarded, as before */
+        say("warning: cannot lock %s (%s): make sure no other run uses it", dir, strerror(e));
+        return 0;
+    }
+    g_run_lock_fd = fd;
+    return 0;
+}
 /* The run directory of a training command, checked before anything is
    loaded or written: own (this stage's checkpoints), other (another stage's).
+   Locked (lock_run_dir) before the checks that depend on its checkpoints.
    Returns 0 (ready), 1 (runtime failure) or 2 (usage), the message printed. */
 static char g_new_run[1100]; /* the run directory this command made, or "" */
 static int prepare_run_dir(const char *cmd, const char *dir, int resume, int overwrite, const char *const *own, const char *const *other) {
@@ -517,11 +555,13 @@ static int prepare_run_dir(const char *cmd, const char *dir, int resume, int ove
         return usage_error(cmd, "%s holds the checkpoints of another stage (%s...): give this run its own --out", dir, other[0]);
     if (exists(join(path, sizeof path, dir, "pretrain.txt")) && exists(join(path, sizeof path, dir, "sft.jsonl")))
         return usage_error(cmd, "%s holds an rlhf demo run: give this run its own --out", dir);
+    if (is_dir(dir) && lock_run_dir(cmd, dir)) return 1;
     if (resume && !exists(join(path, sizeof path, dir, own[0]))) return fail(cmd, "--resume: nothing to resume in %s (no %s)", dir, own[0]);
     if (holds_any(dir, own) && !resume && !overwrite)
         return usage_error(cmd, "%s already holds a run: add --resume to continue it, or --overwrite to start again", dir);
     made = !exists(dir);
     if (!mkdir_p(dir)) return fail(cmd, "cannot create the run directory %s: %s", dir, strerror(errno));
+    if (lock_run_dir(cmd, dir)) return 1; /* two runs that made it at once: the loser must not remove it */
     if (made) snprintf(g_new_run, sizeof g_new_run, "%s", dir);
     if ((e = probe_writable(dir)) != 0) return fail(cmd, "cannot write in %s: %s", dir, strerror(e));
     remove_stale_tmp(dir);
@@ -541,8 +581,10 @@ static void clear_run(const char *dir, const char *const *own) {
    there is no checkpoint to remove), then the directory if nothing else is in it
    (rmdir refuses otherwise). */
 static int drop_new_run_dir(int rc) {
+    char path[1100];
     if (rc == 0 || !g_new_run[0] || holds_any(g_new_run, TRAIN_CKPTS) || holds_any(g_new_run, PPO_CKPTS)) return rc;
     clear_run(g_new_run, TRAIN_CKPTS);
+    remove(join(path, sizeof path, g_new_run, RUN_LOCK)); /* only its holder is in it (lock_run_dir) */
     rmdir(g_new_run);
     return rc;
 }
@@ -587,6 +629,13 @@ static int save_options(const char *cmd, const char *dir, const opt *o, int n) {
     fprintf(f, "}\n");
     return atomic_commit(&a) == 0 ? 0 : fail(cmd, "cannot write %s: %s", path, strerror(errno));
 }
+static int opt_makes_model(const char *name) {
+    static const char *const names[] = {"model", "tokenizer", "layers", "heads", "embd", "ctx"};
+    size_t k;
+    for (k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (strcmp(name, names[k]) == 0) return 1;
+    return 0;
+}
 static int compare_options(const char *cmd, const char *dir, const opt *o, int n) {
     char path[1100], v[1024], *text;
     size_t len;
@@ -614,8 +663,10 @@ static int compare_options(const char *cmd, const char *dir, const opt *o, int n
         return rc;
     }
     for (k = 0; k < n; k++) {
-        /* a resumed run starts from its last.safetensors: --model, left out, only named where the run began */
-        if (opt_steers_only(o[k].name) || (o[k].flags & O_ALIAS) || (!strcmp(o[k].name, "model") && !o[k].given) ||
+        /* a resumed run starts from its last.safetensors, which holds the model, its shape and its tokenizer:
+           --model, --tokenizer and pretrain's --layers, --heads, --embd, --ctx, left out, are only named where the
+           run began (given, a shape that differs is refused by resume_matches, a --tokenizer by model_tokenizer) */
+        if (opt_steers_only(o[k].name) || (o[k].flags & O_ALIAS) || (opt_makes_model(o[k].name) && !o[k].given) ||
             !(x = rlhf_json_get(root, o[k].name)) ||
             x->type != RLHF_JSON_STRING)
             continue;
@@ -704,18 +755,38 @@ static char *read_text(const char *cmd, const char *path, size_t *len) {
 }
 
 /* ---- models and data, with messages that name the option ------------------------ */
+/* The library's "PATH: cannot open the file" (or "cannot read the file (or over 256 MiB)") says what and where,
+   not why: its open's errno is gone by the time it returns. The reason is that of an open of PATH here
+   (msg unchanged when PATH opens now: the library failed later, and its message says how). */
+static const char *os_reason(const char *msg, const char *path, char *buf, size_t cap) {
+    const char *cut = strstr(msg, " (or over 256 MiB)");
+    FILE *f;
+    int e;
+    if (!strstr(msg, "cannot open the file") && !strstr(msg, "cannot read the file")) return msg;
+    errno = 0;
+    if ((f = fopen(path, "rb")) != NULL) {
+        fclose(f);
+        return msg;
+    }
+    e = errno ? errno : EIO;
+    snprintf(buf, cap, "%.*s: %s", cut ? (int)(cut - msg) : (int)strlen(msg), msg, strerror(e));
+    return buf;
+}
 /* A tokenizer given as --what: a Hugging Face directory or its files (tokenizer.json; vocab.json or
    encoder.json with merges.txt or vocab.bpe beside it), else an rlhf tokenizer file. */
 static int load_tokenizer_any(const char *cmd, const char *what, const char *path, rlhf_tokenizer **t) {
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     rlhf_error err, hf;
+    char why[sizeof err.message + 64];
     *t = NULL;
     if (!is_dir(path) && strcmp(base, "vocab.json") && strcmp(base, "merges.txt") && strcmp(base, "encoder.json") &&
         strcmp(base, "vocab.bpe")) {
         if (rlhf_tokenizer_load(t, path, &err) == RLHF_OK) return 0;
-        if (!strstr(err.message, "not an rlhf.h tokenizer")) return fail(cmd, "%s %s", what, err.message);
+        if (!strstr(err.message, "not an rlhf.h tokenizer"))
+            return fail(cmd, "%s %s", what, os_reason(err.message, path, why, sizeof why));
     }
-    if (rlhf_tokenizer_load_hf(t, path, &hf) != RLHF_OK) return fail(cmd, "%s %s", what, hf.message);
+    if (rlhf_tokenizer_load_hf(t, path, &hf) != RLHF_OK)
+        return fail(cmd, "%s %s", what, is_dir(path) ? hf.message : os_reason(hf.message, path, why, sizeof why));
     return 0;
 }
 /* The tokenizer of a model loaded from path: its own (the checkpoint's metadata), else tokfile
@@ -785,8 +856,9 @@ static rlhf_model *load_model_tok(const char *cmd, const char *what, const char 
                                   const char *tokfile, int grow) {
     rlhf_model *m = NULL;
     rlhf_error err;
+    char why[sizeof err.message + 64];
     if (rlhf_model_load_ex(&m, path, &err) != RLHF_OK) {
-        fail(cmd, "%s: %s", what, err.message);
+        fail(cmd, "%s: %s", what, os_reason(err.message, path, why, sizeof why));
         return NULL;
     }
     if (broken_weights(cmd, what, path, m)) {
@@ -1037,11 +1109,12 @@ static int cmd_info(int argc, char **argv) {
         printf("  training step: %s, AdamW steps %ld\n", rlhf_model_meta(m, "rlhf.train.step"), rlhf_model_adamw_steps(m));
     if (rlhf_model_meta(m, "rlhf.ppo.state")) printf("  PPO state: %s\n", rlhf_model_meta(m, "rlhf.ppo.state"));
     if (rlhf_model_memory(m, 8, c->n_ctx, 1, &mem) == RLHF_OK) {
-        printf("  memory to train on 8 x %d tokens: %.1f MB (weights %.1f, grads %.1f, AdamW %.1f, activations %.1f)\n", c->n_ctx,
-               mem.total / 1048576.0, mem.params / 1048576.0, mem.grads / 1048576.0, mem.optimizer / 1048576.0,
-               (mem.activations + mem.backward) / 1048576.0);
-        printf("    with --recompute: %.1f MB (activations %.1f)\n", mem.total_recompute / 1048576.0,
-               (mem.activations_recompute + mem.backward) / 1048576.0);
+        /* the parts of rlhf_memory's total, all of them: activations are the forward caches and the backward scratch */
+        printf("  memory to train on 8 x %d tokens: %.1f MB (weights %.1f, grads %.1f, AdamW %.1f, activations %.1f, "
+               "matmul workspace %.1f)\n", c->n_ctx, mb(mem.total), mb(mem.params), mb(mem.grads), mb(mem.optimizer),
+               mb(mem.activations + mem.backward), mb(mem.workspace));
+        printf("    with --recompute: %.1f MB (weights, grads, AdamW and workspace as above; activations %.1f)\n",
+               mb(mem.total_recompute), mb(mem.activations_recompute + mem.backward));
     }
     if (rlhf_model_memory(m, 8, c->n_ctx, 1, &mem) == RLHF_OK && rlhf_model_memory(m, 8, c->n_ctx, 0, &inf) == RLHF_OK)
         printf("  memory for PPO, minibatches of 8 x %d tokens, four models of this size: %.1f MB (policy and critic trained,\n"
@@ -2182,6 +2255,7 @@ done:
 static int cmd_tokenizer(int argc, char **argv) {
     const char *pos[1], *data = NULL, *out = "tokenizer.json";
     int vocab = 4096;
+    rlhf_result r;
     opt o[] = {
         OPT_S("data", "UTF-8 text file to learn merges from", &data),
         OPT_I("vocab", "vocabulary size: 256 bytes + merges + 6 special tokens", &vocab, 262, 1 << 20),
@@ -2217,9 +2291,14 @@ static int cmd_tokenizer(int argc, char **argv) {
         return fail("tokenizer", "%s: %s", data, err.message);
     }
     free(text);
-    if (rlhf_tokenizer_save(t, out) != RLHF_OK) {
+    errno = 0;
+    if ((r = rlhf_tokenizer_save(t, out)) != RLHF_OK) {
+        /* rlhf_tokenizer_save returns no message: the reason is the errno of its failed open, write or rename,
+           read before anything else runs (exists() below sets errno to ENOENT when there is no old file) */
+        int e = errno;
+        const char *why = r != RLHF_ERR_IO ? rlhf_result_string(r) : e ? strerror(e) : "the write failed";
         rlhf_tokenizer_free(t);
-        return fail("tokenizer", "cannot write %s: %s%s", out, strerror(errno), exists(out) ? " (the old file is unchanged)" : "");
+        return fail("tokenizer", "cannot write %s: %s%s", out, why, exists(out) ? " (the old file is unchanged)" : "");
     }
     printf("%s: %d tokens learned from %zu bytes of %s\n", out, rlhf_tokenizer_vocab_size(t), len, data);
     rlhf_tokenizer_free(t);
@@ -2456,6 +2535,32 @@ static void kto_balance(const train_cli *a, const rlhf_dataset *d) {
         nd, wd, n - nd, wu, ratio, wu * (double)(n - nd) / (double)nd, wu * (double)(n - nd) / (double)nd * 4.0 / 3.0,
         wd * (double)nd / (double)(n - nd) * 0.75, wd * (double)nd / (double)(n - nd));
 }
+/* sft's --val, before training: a file none of whose records fits --max-len would leave the run without a
+   validation set (rlhf_sft_train skips them, counted with --data's). The same rule (rlhf_sft_encode_fit, seq_len + 1
+   tokens), so the verdict is the library's. 0, or 1 (said). The other stages say so after training (train_summary). */
+static int sft_val_fits(const train_cli *a, const rlhf_tokenizer *t, const rlhf_dataset *v, int n_ctx) {
+    int T = a->to.seq_len ? a->to.seq_len : n_ctx, *ids;
+    unsigned char *mask;
+    rlhf_fit_report fit;
+    size_t i, n, kept = 0;
+    char line[256];
+    if (a->is_pre || a->is_rm || a->is_dpo || a->is_kto || rlhf_dataset_record(v, 0)->kind == RLHF_RECORD_TEXT) return 0;
+    ids = (int *)malloc(((size_t)T + 1) * sizeof *ids);
+    mask = (unsigned char *)malloc((size_t)T + 1);
+    if (!ids || !mask) {
+        free(ids);
+        free(mask);
+        return fail(a->cmd, "out of memory");
+    }
+    memset(&fit, 0, sizeof fit);
+    for (i = 0; i < rlhf_dataset_size(v) && !kept; i++)
+        kept += rlhf_sft_encode_fit(t, rlhf_dataset_record(v, i), T + 1, ids, mask, (size_t)T + 1, &n, &fit) == RLHF_OK;
+    free(ids);
+    free(mask);
+    if (kept) return 0;
+    return fail(a->cmd, "--val %s: %s: no validation set is left (raise --max-len, up to the model's context %d, or "
+                "give a --val of shorter records)", a->val, rlhf_fit_describe(&fit, line, sizeof line), n_ctx);
+}
 /* What a finished run says: its steps and validation, the stage's held-out measure. 0, or 1 when it diverged. */
 static int train_summary(const train_cli *a, const rlhf_train_report *rep) {
     if (rep->steps == 0 && rep->skipped_steps == 0 && a->resume) {
@@ -2468,9 +2573,16 @@ static int train_summary(const train_cli *a, const rlhf_train_report *rep) {
     else if (isfinite(rep->val_loss))
         say("%s: %ld steps in %.1f s; validation loss %.4f (best %.4f at step %ld)", a->cmd, rep->steps, rep->seconds,
             (double)rep->val_loss, (double)rep->best_val_loss, rep->best_step);
+    else if (a->val) /* every record of --val was skipped (sft refuses that before training: sft_val_fits) */
+        say("warning: %s: %ld steps in %.1f s; no validation set: every record of --val %s was skipped (too long: "
+            "the skipped count above is --data's and --val's)", a->cmd, rep->steps, rep->seconds, a->val);
+    else if (a->to.val_fraction > 0 && rep->train_examples > 0)
+        say("%s: %ld steps in %.1f s; no validation set: --val-fraction %g of %ld example%s holds out none (too few: "
+            "give more data or a --val file)", a->cmd, rep->steps, rep->seconds, (double)a->to.val_fraction,
+            rep->train_examples, rep->train_examples == 1 ? "" : "s");
     else
         say("%s: %ld steps in %.1f s; no validation set (--val, or --val-fraction above 0)", a->cmd, rep->steps, rep->seconds);
-    if (a->is_rm) say("rm: held-out pairwise accuracy %.4f", (double)rep->val_accuracy);
+    if (a->is_rm && isfinite(rep->val_accuracy)) say("rm: held-out pairwise accuracy %.4f", (double)rep->val_accuracy);
     if (a->is_dpo && isfinite(rep->val_accuracy))
         say("dpo: held-out rewards/accuracies %.4f (pairs whose chosen reply has the larger implicit reward %s)",
             (double)rep->val_accuracy, a->dc.loss == RLHF_DPO_SIMPO ? "beta x its mean log-prob" : "beta log(pi/pi_ref)");
@@ -2518,6 +2630,8 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
         goto done;
     }
     if (!(d = load_data(a->cmd, a->data, fmt, a->skip_bad)) || (a->val && !(v = load_data(a->cmd, a->val, fmt, a->skip_bad)))) goto done;
+    if (v && (rc = sft_val_fits(a, t, v, rlhf_model_config(m)->n_ctx)) != 0) goto done;
+    rc = 1;
     if (a->is_kto) kto_balance(a, d);
     if (has_reference(a) && !(ref = dpo_reference(a, m, t))) goto done;
     train_budget(a, m, ref, d);
@@ -3186,6 +3300,9 @@ static double busy_cpus(double seconds) {
    the choice in why. 0, or 2 after a usage error (printed). */
 static int threads_setup(int *argc, char **argv, char *why, size_t cap) {
     int i, j, drop, n = 0, all = rlhf_num_threads();
+    const char *omp = getenv("OMP_NUM_THREADS");
+    char note[96] = "";
+    long omp_n = 0;
     for (i = 2; i < *argc; i++) {
         const char *v = NULL;
         char *end;
@@ -3202,9 +3319,26 @@ static int threads_setup(int *argc, char **argv, char *why, size_t cap) {
         *argc -= drop;
         i--;
     }
+    /* OMP_NUM_THREADS as --threads is checked: an integer in [1, 1024] (the first of a list "4,2", which sets the
+       outer level). OpenMP ignores a value it cannot read and takes every CPU, so the choice below is ours, said. */
+    if (n == 0 && omp) {
+        char *end;
+        omp_n = strtol(omp, &end, 10);
+        while (*end == ' ' || *end == '\t') end++;
+        if (!*omp) snprintf(note, sizeof note, " (OMP_NUM_THREADS is set but empty: ignored)");
+        else if (end == omp || (*end && *end != ',') || omp_n < 1)
+            snprintf(note, sizeof note, " (OMP_NUM_THREADS=%.32s%s is not a thread count: ignored)", omp,
+                     strlen(omp) > 32 ? "..." : "");
+        if (note[0]) omp_n = 0;
+        else if (omp_n > 1024)
+            snprintf(note, sizeof note, " (OMP_NUM_THREADS=%ld capped at 1024, as --threads is)", omp_n);
+    }
     if (n > 0) snprintf(why, cap, "%d (--threads)", n);
-    else if (getenv("OMP_NUM_THREADS")) snprintf(why, cap, "%d (OMP_NUM_THREADS)", n = all);
-    else if (all > 1) {
+    else if (omp_n > 0) {
+        rlhf_set_num_threads(omp_n > 1024 ? 1024 : (int)omp_n, 1);
+        snprintf(why, cap, "%d%s", n = rlhf_num_threads(), note[0] ? note : " (OMP_NUM_THREADS)"); /* 1 without OpenMP */
+        note[0] = 0;
+    } else if (all > 1) {
         double busy = busy_cpus(0.05), again = busy < 0.0 ? busy : busy_cpus(0.05);
         int b;
         if (again < busy) busy = again; /* the smaller of two looks: a program that ran for a moment is not busy */
@@ -3214,6 +3348,7 @@ static int threads_setup(int *argc, char **argv, char *why, size_t cap) {
         else snprintf(why, cap, "%d (%d CPUs, %.1f kept busy by other programs; --threads N to choose)", n, all, busy);
     } else snprintf(why, cap, "%d (one CPU, or built without OpenMP)", n = 1);
     if (n > 0) rlhf_set_num_threads(n, 1);
+    if (note[0] && strlen(why) + strlen(note) < cap) strcat(why, note);
     return 0;
 }
 
