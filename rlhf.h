@@ -12196,7 +12196,7 @@ static rlhf_result rlhf__lm_setup(rlhf__trainrun *run, rlhf__lm_stage *lm, rlhf_
     }
     st->n_train = lm->rows.n;
     st->n_val = lm->vrows.n;
-    rlhf__run_log(run, RLHF_LOG_INFO, "%zu examples in %zu rows (%zu held out), %ld steps of %d rows, seq_len %d%s",
+    rlhf__run_log(run, RLHF_LOG_INFO, "%zu examples in %zu rows to train on (and %zu held out), %ld steps of %d rows, seq_len %d%s",
                   n_t, lm->rows.n, n_v, rlhf__run_steps(o, lm->rows.n), o->batch_size, seq_len,
                   o->pack ? ", packed" : "");
 done:
@@ -12555,7 +12555,7 @@ static rlhf_result rlhf__rm_setup(rlhf__trainrun *run, rlhf__rm_stage *rm, rlhf_
     if ((r = rlhf_model_reserve(run->m, rows, seq_len, 1)) != RLHF_OK)
         return rlhf__run_fail(run, r, "cannot reserve training memory for %d x %d: %s", rows, seq_len,
                               rlhf_model_last_error(run->m));
-    rlhf__run_log(run, RLHF_LOG_INFO, "%zu comparisons (%zu held out), K up to %d, %ld steps of %d prompts",
+    rlhf__run_log(run, RLHF_LOG_INFO, "%zu comparisons to train on (and %zu held out), K up to %d, %ld steps of %d prompts",
                   st->n_train, rm->n_v, maxk, rlhf__run_steps(o, st->n_train), o->batch_size);
     return RLHF_OK;
 }
@@ -15052,7 +15052,7 @@ static rlhf_result rlhf__dpo_setup(rlhf__trainrun *run, rlhf__dpo_stage *d, rlhf
         if ((r = rlhf__dpo_ref_all(run, d, &d->vex, d->ref_vex)) != RLHF_OK) return r;
         rlhf__run_log(run, RLHF_LOG_INFO, "reference log-probs precomputed for %zu replies", d->ex.n + d->vex.n);
     }
-    rlhf__run_log(run, RLHF_LOG_INFO, "%zu prompts of pairs (%zu held out), K up to %d, %ld steps of %d prompts, "
+    rlhf__run_log(run, RLHF_LOG_INFO, "%zu prompts of pairs to train on (and %zu held out), K up to %d, %ld steps of %d prompts, "
                   "beta %g, loss %s", st->n_train, d->n_v, maxk, rlhf__run_steps(o, st->n_train), o->batch_size,
                   (double)d->cfg.beta, d->cfg.loss == RLHF_DPO_IPO ? "ipo" : d->cfg.loss == RLHF_DPO_HINGE ? "hinge"
                   : d->cfg.loss == RLHF_DPO_SIMPO ? "simpo (no reference)"
@@ -15399,7 +15399,7 @@ static rlhf_result rlhf__kto_setup(rlhf__trainrun *run, rlhf__kto_stage *k, rlhf
             (r = rlhf__dpo_ref_all(run, d, &k->vkl, k->ref_vkl)) != RLHF_OK)
             return r;
     }
-    rlhf__run_log(run, RLHF_LOG_INFO, "%zu records (%zu held out), %ld steps of %d records, beta %g, weights %g / %g",
+    rlhf__run_log(run, RLHF_LOG_INFO, "%zu records to train on (and %zu held out), %ld steps of %d records, beta %g, weights %g / %g",
                   st->n_train, d->n_v, rlhf__run_steps(o, st->n_train), o->batch_size, (double)k->cfg.beta,
                   (double)k->cfg.desirable_weight, (double)k->cfg.undesirable_weight);
     return RLHF_OK;

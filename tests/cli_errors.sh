@@ -467,6 +467,11 @@ printf '%s\n' '{"chosen": "\n\nHuman: a\n\nAssistant: 3", "rejected": "\n\nHuman
     '{"prompt": "add 1 and 2", "chosen": " 3", "rejected": " 4"}' > "$W/pairs_unshared.jsonl"
 expect 0 "1 record without a prompt skipped" bon $BON_M --prompts "$W/pairs_unshared.jsonl" --out "$W/b1.jsonl" --keep-cut
 [ "$(wc -l < "$W/b1.jsonl")" -eq 1 ] || bad "bon: a pair without a prompt was written"
+# pairs taken another way than most are counted where the data is read: sharing no opening, or not in HH-RLHF's turns
+printf '%s\n' '{"chosen": "Intro\n\nAssistant: x", "rejected": "Intro\n\nAssistant: y"}' \
+    '{"chosen": "foo", "rejected": "bar"}' '{"prompt": "add 1 and 2", "chosen": " 3", "rejected": " 4"}' > "$W/pairs_odd.jsonl"
+expect 0 "pairs_odd.jsonl: 1 pair without a \"prompt\" shares no opening" dpo --model "$SFT" --data "$W/pairs_odd.jsonl" --out "$W/dpo_odd" --steps 1 --batch 2 --val-fraction 0
+grep -q "pairs_odd.jsonl: 1 transcript not in " "$OUT" || bad "dpo: the transcript not in turns was not counted"
 expect 1 "--out .* is a directory: give the path of a JSONL file" bon $BON_M --prompts "$P" --out "$W"
 expect 1 "cannot create the directory /proc/no-such-dir" bon $BON_M --prompts "$P" --out /proc/no-such-dir/b.jsonl
 cp "$P" "$W/prompts.before"

@@ -961,6 +961,13 @@ static rlhf_dataset *load_data(const char *cmd, const char *path, rlhf_data_form
         return NULL;
     }
     if (rlhf_dataset_skipped(d)) say("%s: %zu bad records skipped, %zu kept", path, rlhf_dataset_skipped(d), rlhf_dataset_size(d));
+    if (rlhf_dataset_unshared_prompts(d)) /* the reader's counts of pairs taken another way than most (README) */
+        say("%s: %zu pair%s without a \"prompt\" share%s no opening (each reply learned whole, after an empty "
+            "prompt)", path, rlhf_dataset_unshared_prompts(d), rlhf_dataset_unshared_prompts(d) == 1 ? "" : "s",
+            rlhf_dataset_unshared_prompts(d) == 1 ? "s" : "");
+    if (rlhf_dataset_unsplit_transcripts(d))
+        say("%s: %zu transcript%s not in \"\\n\\nHuman:\" / \"\\n\\nAssistant:\" turns, kept as plain text", path,
+            rlhf_dataset_unsplit_transcripts(d), rlhf_dataset_unsplit_transcripts(d) == 1 ? "" : "s");
     if (rlhf_dataset_size(d) == 0) {
         fail(cmd, "%s holds no record", path);
         rlhf_dataset_free(d);
