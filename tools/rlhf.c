@@ -546,6 +546,18 @@ static int lock_run_dir(const char *cmd, const char *dir) {
    Locked (lock_run_dir) before the checks that depend on its checkpoints.
    Returns 0 (ready), 1 (runtime failure) or 2 (usage), the message printed. */
 static char g_new_run[1100]; /* the run directory this command made, or "" */
+static char g_new_top[1100]; /* the first directory of its path this command made (it, or a parent: a/b/run) */
+/* the first prefix of path (at a '/', or the whole) that does not exist, into top */
+static void first_missing(const char *path, char *top, size_t cap) {
+    size_t i, n = strlen(path);
+    snprintf(top, cap, "%s", path);
+    for (i = 1; i < n && i < cap; i++)
+        if (top[i] == '/') {
+            top[i] = 0;
+            if (!exists(top)) return;
+            top[i] = '/';
+        }
+}
 static int prepare_run_dir(const char *cmd, const char *dir, int resume, int overwrite, const char *const *own, const char *const *other) {
     char path[1100];
     int e, made;
@@ -560,6 +572,7 @@ static int prepare_run_dir(const char *cmd, const char *dir, int resume, int ove
     if (holds_any(dir, own) && !resume && !overwrite)
         return usage_error(cmd, "%s already holds a run: add --resume to continue it, or --overwrite to start again", dir);
     made = !exists(dir);
+    if (made) first_missing(dir, g_new_top, sizeof g_new_top);
     if (!mkdir_p(dir)) return fail(cmd, "cannot create the run directory %s: %s", dir, strerror(errno));
     if (lock_run_dir(cmd, dir)) return 1; /* two runs that made it at once: the loser must not remove it */
     if (made) snprintf(g_new_run, sizeof g_new_run, "%s", dir);
@@ -579,13 +592,19 @@ static void clear_run(const char *dir, const char *const *own) {
 /* A training command that failed or stopped before its first checkpoint leaves no
    directory behind when it made it: its options.json and metrics.jsonl go (clear_run;
    there is no checkpoint to remove), then the directory if nothing else is in it
-   (rmdir refuses otherwise). */
+   (rmdir refuses otherwise), and the parents it made for it, each if empty. */
 static int drop_new_run_dir(int rc) {
-    char path[1100];
+    char path[1100], *slash;
+    size_t n;
     if (rc == 0 || !g_new_run[0] || holds_any(g_new_run, TRAIN_CKPTS) || holds_any(g_new_run, PPO_CKPTS)) return rc;
     clear_run(g_new_run, TRAIN_CKPTS);
     remove(join(path, sizeof path, g_new_run, RUN_LOCK)); /* only its holder is in it (lock_run_dir) */
-    rmdir(g_new_run);
+    snprintf(path, sizeof path, "%s", g_new_run);
+    for (n = strlen(path); n > 1 && path[n - 1] == '/'; n--) path[n - 1] = 0; /* run/ is run */
+    while (rmdir(path) == 0 && (slash = strrchr(path, '/')) != NULL && slash > path) {
+        *slash = 0; /* the parent, while it is one this command made */
+        if (strlen(path) < strlen(g_new_top)) break;
+    }
     return rc;
 }
 /* The options of a run, in options.json: a --resume with other values is
