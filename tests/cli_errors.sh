@@ -597,11 +597,11 @@ expect 1 "cannot read .*no-such-sft.jsonl" sft --model "$SFT" --data "$W/no-such
 expect 2 "leaves no room for a prompt" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/z3" --max-len 5 --max-new 4
 [ -e "$W/z3" ] && bad "a ppo refused for its options left its --out directory"
 # a nested --out: the parents the failed command made go too, a parent that was there stays
-expect 1 "cannot read .*no-such-sft.jsonl" sft --model "$SFT" --data "$W/no-such-sft.jsonl" --out "$W/z4/a/run"
-[ -e "$W/z4" ] && bad "an sft that failed before its first checkpoint left the parents it made for its --out"
-mkdir -p "$W/z5"
-expect 2 "leaves no room for a prompt" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/z5/a/run" --max-len 5 --max-new 4
-[ -d "$W/z5" ] && ! [ -e "$W/z5/a" ] || bad "a refused ppo: the parents it made stayed, or the one that was there went"
+expect 1 "cannot read .*no-such-sft.jsonl" sft --model "$SFT" --data "$W/no-such-sft.jsonl" --out "$W/zn/a/run"
+[ -e "$W/zn" ] && bad "an sft that failed before its first checkpoint left the parents it made for its --out"
+mkdir -p "$W/zp"
+expect 2 "leaves no room for a prompt" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/zp/a/run" --max-len 5 --max-new 4
+[ -d "$W/zp" ] && ! [ -e "$W/zp/a" ] || bad "a refused ppo: the parents it made stayed, or the one that was there went"
 # a NaN (bytes 00 00 c0 7f) over the first float of the first tensor: the data starts after the 8-byte length and the header
 cp "$SFT" "$W/nan.safetensors"
 hl=$(od -An -tu8 -N8 "$W/nan.safetensors" | tr -d ' ')
