@@ -175,6 +175,12 @@ expect 1 "empty: nothing to learn from" tokenizer --data "$W/empty.txt" --out "$
 expect 1 "is a directory" tokenizer --data "$Q" --out "$W/tok.json"
 expect 0 "tokens learned" tokenizer --data "$Q/pretrain.txt" --vocab 300 --out "$W/tok.json"
 cp "$W/tok.json" "$W/tok.before"
+# text pretrain would refuse (a binary file) is refused here too; a checkpoint or a damaged rlhf tokenizer as --tokenizer
+head -c 3000 "$X" > "$W/binary.txt"
+expect 1 "rlhf tokenizer: .*binary.txt: 1:[0-9]*: invalid UTF-8 \(byte 0x[0-9A-F]*\) \(pretrain reads UTF-8 text only\)" tokenizer --data "$W/binary.txt" --vocab 300 --out "$W/tok_bin.json"
+expect 1 "--tokenizer .*sft.safetensors is a checkpoint, not a tokenizer" pretrain --data "$Q/pretrain.txt" --tokenizer "$SFT" --out "$W/pt_ckpt"
+sed 's/"version": *1/"version": 7/' "$W/tok.json" > "$W/tok_v7.json"
+expect 1 "--tokenizer .*tok_v7.json: not an rlhf.h tokenizer \(expected \"type\": \"rlhf-bpe\", \"version\": 1\)" pretrain --data "$Q/pretrain.txt" --tokenizer "$W/tok_v7.json" --out "$W/pt_v7"
 # a --val none of whose records fits: refused before training, named; pretrain on data too small to hold any out says why
 long=$(awk 'BEGIN { for (i = 0; i < 100; i++) printf "one two three " }')
 printf '{"prompt": "count", "completion": "%s"}\n{"prompt": "again", "completion": "%s"}\n' "$long" "$long" > "$W/long_val.jsonl"

@@ -791,6 +791,14 @@ static const char *os_reason(const char *msg, const char *path, char *buf, size_
     snprintf(buf, cap, "%.*s: %s", cut ? (int)(cut - msg) : (int)strlen(msg), msg, strerror(e));
     return buf;
 }
+/* A safetensors file: an 8-byte little-endian header length, then the header's '{' */
+static int looks_like_safetensors(const char *path) {
+    unsigned char b[9];
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(b, 1, sizeof b, f) : 0;
+    if (f) fclose(f);
+    return n == sizeof b && b[8] == '{' && b[6] == 0 && b[7] == 0;
+}
 /* A tokenizer given as --what: a Hugging Face directory or its files (tokenizer.json; vocab.json or
    encoder.json with merges.txt or vocab.bpe beside it), else an rlhf tokenizer file. */
 static int load_tokenizer_any(const char *cmd, const char *what, const char *path, rlhf_tokenizer **t) {
@@ -798,14 +806,21 @@ static int load_tokenizer_any(const char *cmd, const char *what, const char *pat
     rlhf_error err, hf;
     char why[sizeof err.message + 64];
     *t = NULL;
+    err.message[0] = 0;
+    if (!is_dir(path) && looks_like_safetensors(path))
+        return fail(cmd, "%s %s is a checkpoint, not a tokenizer (a checkpoint rlhf wrote carries its own; give a "
+                    "tokenizer file, or a Hugging Face directory or its tokenizer.json)", what, path);
     if (!is_dir(path) && strcmp(base, "vocab.json") && strcmp(base, "merges.txt") && strcmp(base, "encoder.json") &&
         strcmp(base, "vocab.bpe")) {
         if (rlhf_tokenizer_load(t, path, &err) == RLHF_OK) return 0;
         if (!strstr(err.message, "not an rlhf.h tokenizer"))
             return fail(cmd, "%s %s", what, os_reason(err.message, path, why, sizeof why));
     }
-    if (rlhf_tokenizer_load_hf(t, path, &hf) != RLHF_OK)
+    if (rlhf_tokenizer_load_hf(t, path, &hf) != RLHF_OK) {
+        if (err.message[0] && strstr(hf.message, "an rlhf tokenizer loads with")) /* an rlhf tokenizer, damaged */
+            return fail(cmd, "%s %s", what, err.message);
         return fail(cmd, "%s %s", what, is_dir(path) ? hf.message : os_reason(hf.message, path, why, sizeof why));
+    }
     return 0;
 }
 /* The tokenizer of a model loaded from path: its own (the checkpoint's metadata), else tokfile
@@ -2312,6 +2327,16 @@ static int cmd_tokenizer(int argc, char **argv) {
         if (dir[0] && !mkdir_p(dir)) return fail("tokenizer", "cannot create the directory %s: %s", dir, strerror(errno));
     }
     if (!(text = read_text("tokenizer", data, &len))) return 1;
+    {   /* text that pretrain would refuse (invalid UTF-8: a binary file) is refused here too, by the same reader */
+        size_t n = strlen(data);
+        rlhf_dataset *d = NULL;
+        if (!(n >= 6 && strcmp(data + n - 6, ".jsonl") == 0) &&
+            rlhf_dataset_load(&d, data, RLHF_DATA_TEXT, NULL, &err) != RLHF_OK && strstr(err.message, "invalid UTF-8")) {
+            free(text);
+            return fail("tokenizer", "%s (pretrain reads UTF-8 text only)", err.message);
+        }
+        rlhf_dataset_free(d);
+    }
     if (rlhf_tokenizer_train(&t, text, len, vocab, &err) != RLHF_OK) {
         free(text);
         return fail("tokenizer", "%s: %s", data, err.message);
