@@ -132,6 +132,9 @@ for v in abc 0 5000; do
 done
 expect 0 "no validation set" rm --model "$SFT" --data "$Q/rankings.jsonl" --out "$W/rm_noval" --steps 1 --batch 2 --val-fraction 0 --normalize-samples 2
 grep -q "held-out pairwise accuracy" "$OUT" && bad "rm without a validation set printed a held-out accuracy"
+# a best checkpoint that is the last step's takes the last's normalisation without sampling again: the same bytes
+expect 0 "best.safetensors normalised \(the last step's weights" rm --model "$SFT" --data "$Q/rankings.jsonl" --out "$W/rm_same" --steps 2 --eval-every 2 --batch 2 --normalize-samples 8
+cmp -s "$W/rm_same/best.safetensors" "$W/rm_same/last.safetensors" || bad "rm: best (the last step) and last differ"
 expect 2 "--ptx-coef needs --ptx" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/p7" --ptx-coef 1
 "$X" sft --help > "$OUT" 2>&1
 cases=$((cases + 1))

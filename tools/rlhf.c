@@ -2432,6 +2432,18 @@ static int resume_matches(const train_cli *a, rlhf_model *m) {
 }
 /* The reward model's normalisation (mean 0, std 1 on SFT samples), into
    every checkpoint the run wrote: last (the model in memory) and best. */
+/* 1 when a and b hold the same weights, bit for bit (the same shapes assumed: checkpoints of one run) */
+static int same_weights(rlhf_model *a, rlhf_model *b) {
+    int i, n = rlhf_model_num_tensors(a);
+    if (n != rlhf_model_num_tensors(b)) return 0;
+    for (i = 0; i < n; i++) {
+        rlhf_tensor_info x, y;
+        if (rlhf_model_tensor(a, i, &x) != RLHF_OK || rlhf_model_tensor(b, i, &y) != RLHF_OK || x.numel != y.numel ||
+            memcmp(x.data, y.data, x.numel * sizeof(float)) != 0)
+            return 0;
+    }
+    return 1;
+}
 static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, const rlhf_dataset *d) {
     char path[1100];
     rlhf_model *sft, *best = NULL;
@@ -2466,8 +2478,17 @@ static int normalize_rm(train_cli *a, rlhf_model *m, const rlhf_tokenizer *t, co
         rc = (fail(a->cmd, "stopped after normalising last.safetensors: best.safetensors is left UNNORMALISED; continue with "
                    "the same command and --resume to normalise both"), stopped_status());
     else if (rc == 0 && exists(join(path, sizeof path, a->out, "best.safetensors"))) {
+        float gain, bias;
         if (!(best = load_model(a->cmd, "best", path, ROLE_SCORER, NULL))) rc = 1;
-        else if (rlhf_reward_normalize_ex(best, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, a->to.seq_len, &mean, &sd, NULL, &err) !=
+        else if (same_weights(best, m)) { /* the best is the last: the same samples would give the same scores */
+            rlhf_reward_normalization(m, &gain, &bias);
+            if (rlhf_reward_set_normalization(best, gain, bias) != RLHF_OK)
+                rc = fail(a->cmd, "best.safetensors: cannot set its normalisation: %s", rlhf_model_last_error(best));
+            else if (rlhf_model_save_ex(best, path, 0, &err) != RLHF_OK)
+                rc = fail(a->cmd, "best.safetensors: %s", err.message);
+            else
+                say("rm: best.safetensors normalised (the last step's weights: its gain and bias, without sampling again)");
+        } else if (rlhf_reward_normalize_ex(best, sft, t, d, a->norm_samples, &sc, 64, (uint64_t)a->seed, a->to.seq_len, &mean, &sd, NULL, &err) !=
                  RLHF_OK)
             rc = fail(a->cmd, "best.safetensors: normalisation failed: %s; it is left UNNORMALISED (last.safetensors is normalised)",
                       lib_msg(err.message));
