@@ -205,7 +205,7 @@ static int demo_pretrain(demo *d) {
     rlhf_train_options to = rlhf_train_options_sft();
     rlhf_train_report rep;
     rlhf_config cfg;
-    run_out ro = {NULL, 0, 0, "pretrain"};
+    run_out ro = {NULL, 0, 0, "pretrain", 0};
     atomic_file a;
     FILE *f;
     rlhf_result r;
@@ -268,7 +268,7 @@ static int demo_sft(demo *d) {
     rlhf_error err;
     rlhf_train_options to = rlhf_train_options_sft();
     rlhf_train_report rep;
-    run_out ro = {NULL, 0, 0, "sft"};
+    run_out ro = {NULL, 0, 0, "sft", 0};
     atomic_file a;
     FILE *f;
     rlhf_result r;
@@ -423,7 +423,7 @@ static int demo_reward(demo *d) {
     rlhf_train_options to = rlhf_train_options_reward();
     rlhf_train_report rep;
     rlhf_sampler_config scfg = rlhf_sampler_config_default();
-    run_out ro = {NULL, 0, 0, "rm"};
+    run_out ro = {NULL, 0, 0, "rm", 0};
     atomic_file a;
     FILE *f;
     rlhf_result r;
@@ -513,7 +513,7 @@ static int demo_rl(demo *d, const demo_algo *a) {
     rlhf_ppo_stats st;
     rlhf_error err;
     rlhf_result r;
-    run_out ro = {NULL, 0, 0, NULL};
+    run_out ro = {NULL, 0, 0, NULL, 0};
     int i, rc = 1, gae = a->est == RLHF_EST_GAE;
     float lr = isnan(a->lr) ? d->ppo_lr : a->lr;
     memset(&st, 0, sizeof st); /* --ppo-iters is at least 1, which the compiler cannot see */
@@ -684,7 +684,7 @@ static int demo_dpo(demo *d, const demo_algo *a) {
     rlhf_train_options to = rlhf_train_options_dpo();
     rlhf_dpo_config dc = rlhf_dpo_config_default();
     rlhf_train_report rep;
-    run_out ro = {NULL, 0, 0, "dpo"};
+    run_out ro = {NULL, 0, 0, "dpo", 0};
     rlhf_result r;
     say("4/4 %s: %d epochs over the labelers' rankings (beta %g, lr %g)", a->label, a->epochs, (double)a->kl_coef, (double)a->lr);
     if ((r = rlhf_dataset_load(&prefs, demo_path(d, "rankings.jsonl"), RLHF_DATA_PREFERENCE, NULL, &err)) != RLHF_OK ||

@@ -436,6 +436,10 @@ static int exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
 }
+static int is_regular(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
 static const char *join(char *buf, size_t cap, const char *dir, const char *name) {
     if ((size_t)snprintf(buf, cap, "%s/%s", dir, name) >= cap) buf[0] = 0; /* too long: an empty path fails to open */
     return buf;
@@ -709,6 +713,8 @@ static int truncate_metrics(const char *cmd, const char *dir, const char *stage,
     atomic_file a;
     FILE *out;
     join(path, sizeof path, dir, "metrics.jsonl");
+    if (exists(path) && !is_regular(path)) /* a device would be read forever (/dev/zero's zeros are one long line) */
+        return fail(cmd, "%s is not a regular file (a device, a pipe or a directory): remove it to resume", path);
     if (!(in = fopen(path, "r"))) return 0; /* nothing yet */
     if (!(out = atomic_open(&a, path))) {
         fclose(in);
@@ -726,6 +732,12 @@ static int truncate_metrics(const char *cmd, const char *dir, const char *stage,
         else dropped++;
     }
     free(line);
+    if (ferror(in) || (n < 0 && errno == ENOMEM)) {
+        int e = errno;
+        fclose(in);
+        atomic_abort(&a);
+        return fail(cmd, "cannot read %s: %s", path, strerror(e ? e : EIO));
+    }
     fclose(in);
     if (atomic_commit(&a) != 0) return fail(cmd, "cannot rewrite %s: %s", path, strerror(errno));
     if (dropped) say("metrics.jsonl: %ld lines after step %ld dropped (they will be written again)", dropped, step);
@@ -1089,6 +1101,7 @@ typedef struct run_out {
     double t0;
     long first_step;   /* the step the run (re)started at: the rate counts from there */
     const char *stage;
+    int metrics_lost;  /* a line failed to reach metrics.jsonl (a full disk): said once */
 } run_out;
 static double json_field(const char *json, const char *key) {
     char pat[64];
@@ -1100,10 +1113,9 @@ static double json_field(const char *json, const char *key) {
 static void run_metrics(void *user, const char *json) {
     run_out *r = (run_out *)user;
     double step = json_field(json, "step"), total = json_field(json, "total_steps"), loss = json_field(json, "loss");
-    if (r->metrics) {
-        fprintf(r->metrics, "%s\n", json);
-        fflush(r->metrics);
-    }
+    if (r->metrics && (fprintf(r->metrics, "%s\n", json) < 0 || fflush(r->metrics) != 0) && !r->metrics_lost++)
+        say("warning: metrics.jsonl: %s: metric lines are being lost from step %.0f on (the checkpoints are written "
+            "as before, each checked)", strerror(errno), step);
     if (g_tty && isfinite(step) && isfinite(total)) {
         double el = now_s() - r->t0, rate = el > 0 ? (step - (double)r->first_step) / el : 0;
         char eta[32], lbuf[32] = "";
@@ -2676,7 +2688,7 @@ static int train_run(train_cli *a, const opt *o, int n_opt) {
     rlhf_model *ref = NULL;
     rlhf_data_format fmt = a->is_pre ? RLHF_DATA_TEXT : a->is_kto ? RLHF_DATA_UNPAIRED
                          : a->is_rm || a->is_dpo ? RLHF_DATA_PREFERENCE : RLHF_DATA_SFT;
-    run_out ro = {NULL, 0, 0, NULL};
+    run_out ro = {NULL, 0, 0, NULL, 0};
     rlhf_result r;
     int rc;
     if ((rc = prepare_run_dir(a->cmd, a->out, a->resume, a->overwrite, TRAIN_CKPTS, PPO_CKPTS)) != 0) return rc;
@@ -3059,7 +3071,7 @@ static int ppo_run(ppo_cli *a, const opt *o, int n_opt) {
     rlhf_dataset *prompts = NULL, *ptx = NULL;
     rlhf_ppo *ppo = NULL;
     rlhf_ppo_stats st;
-    run_out ro = {NULL, 0, 0, NULL};
+    run_out ro = {NULL, 0, 0, NULL, 0};
     long start = 0;
     int rc;
     memset(&st, 0, sizeof st);
