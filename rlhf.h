@@ -9452,16 +9452,17 @@ static rlhf_result rlhf__st_load_entry(rlhf__st_reader *R, rlhf_model *m, const 
                             "tensor \"%s\" appears twice (as \"%s\" and under another name)",
                             mt->name, e->name);
     if (slot > 0) { /* moments AdamW never makes (updates whose gradient is not finite are skipped): the
-                       resumed run's first update would turn the weights NaN, blamed on the learning rate */
+                       resumed run's first update would turn the weights NaN, blamed on the learning rate.
+                       An infinity it can make (g*g overflows float without clipping): not refused */
         const float *x = base + mt->offset;
         size_t j;
         for (j = 0; j < mt->numel; j++)
-            if (!isfinite(x[j]) || (slot == 2 && x[j] < 0.0f))
+            if (x[j] != x[j] || (slot == 2 && x[j] < 0.0f))
                 return rlhf__st_err(R->err, RLHF_ERR_PARSE, R->path,
                                     "%s[%zu] is %g, not a state AdamW writes (%s): a damaged file? Use an earlier "
                                     "checkpoint", e->name, j, (double)x[j],
-                                    slot == 2 && isfinite(x[j]) ? "a second moment is a mean of squares, never negative"
-                                                                : "its moments are finite");
+                                    x[j] == x[j] ? "a second moment is a mean of squares, never negative"
+                                                 : "its moments are never NaN");
     }
     R->n_optim += slot > 0;
     return RLHF_OK;
@@ -11113,6 +11114,9 @@ static int rlhf__run_begin(rlhf__trainrun *run, const char *stage, rlhf_model *m
     run->best = NAN;
     if (o->resume_step > 0 && rlhf_model_meta(m, "rlhf.train.best_val_loss"))
         rep->best_val_loss = run->best = (float)strtod(rlhf_model_meta(m, "rlhf.train.best_val_loss"), NULL);
+    if (o->resume_step == 0) /* a new run: an earlier stage's best (the model's metadata) is not this run's, and
+                                a stop before this run's first validation would save it for its resume to read */
+        rlhf__set_meta(m, "rlhf.train.best_val_loss", NULL);
     if (o->resume_step > 0 && rlhf_model_meta(m, "rlhf.train.tokens")) { /* the metric lines' count goes on */
         run->tokens0 = strtod(rlhf_model_meta(m, "rlhf.train.tokens"), NULL);
         if (!(run->tokens0 >= 0.0 && run->tokens0 < 1e300)) run->tokens0 = 0.0; /* a damaged value: from 0 */

@@ -522,27 +522,38 @@ static int g_run_lock_fd = -1;
 static int lock_run_dir(const char *cmd, const char *dir) {
     char path[1100];
     struct flock fl;
-    int fd;
+    struct stat held, now;
+    int fd, tries;
     if (g_run_lock_fd >= 0) return 0;
-    if ((fd = open(join(path, sizeof path, dir, RUN_LOCK), O_RDWR | O_CREAT, 0666)) < 0) return 0;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_WRLCK; /* the whole file: l_whence SEEK_SET, l_start 0, l_len 0 */
-    fl.l_whence = SEEK_SET;
-    if (fcntl(fd, F_SETLK, &fl) != 0) {
-        int e = errno;
-        if (e == EACCES || e == EAGAIN) {
-            char pid[48] = "";
-            if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0)
-                snprintf(pid, sizeof pid, " (pid %ld)", (long)fl.l_pid);
-            close(fd);
-            return fail(cmd, "%s is in use: another run%s holds it; wait for it to end, or give this run its own --out",
-                        dir, pid);
+    for (tries = 0; tries < 8; tries++) {
+        if ((fd = open(join(path, sizeof path, dir, RUN_LOCK), O_RDWR | O_CREAT, 0666)) < 0) {
+            if (is_dir(dir)) say("warning: cannot lock %s (%s: %s): make sure no other run uses it", dir, path, strerror(errno));
+            return 0; /* (a directory not made yet is locked once made) */
         }
-        close(fd); /* a file system without locks (ENOLCK: some network mounts): run unguarded, as before */
-        say("warning: cannot lock %s (%s): make sure no other run uses it", dir, strerror(e));
-        return 0;
+        memset(&fl, 0, sizeof fl);
+        fl.l_type = F_WRLCK; /* the whole file: l_whence SEEK_SET, l_start 0, l_len 0 */
+        fl.l_whence = SEEK_SET;
+        if (fcntl(fd, F_SETLK, &fl) != 0) {
+            int e = errno;
+            if (e == EACCES || e == EAGAIN) {
+                char pid[48] = "";
+                if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0)
+                    snprintf(pid, sizeof pid, " (pid %ld)", (long)fl.l_pid);
+                close(fd);
+                return fail(cmd, "%s is in use: another run%s holds it; wait for it to end, or give this run its own --out",
+                            dir, pid);
+            }
+            close(fd); /* a file system without locks (ENOLCK: some network mounts): run unguarded, as before */
+            say("warning: cannot lock %s (%s): make sure no other run uses it", dir, strerror(e));
+            return 0;
+        }
+        if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_dev == now.st_dev && held.st_ino == now.st_ino) {
+            g_run_lock_fd = fd;
+            return 0;
+        }
+        close(fd); /* the file a failing run removed as this one opened it: lock the one in its place */
     }
-    g_run_lock_fd = fd;
+    say("warning: cannot lock %s (its lock file keeps being replaced): make sure no other run uses it", dir);
     return 0;
 }
 /* The run directory of a training command, checked before anything is
@@ -720,6 +731,7 @@ static int truncate_metrics(const char *cmd, const char *dir, const char *stage,
         fclose(in);
         return fail(cmd, "cannot write %s: %s", path, strerror(errno));
     }
+    errno = 0;
     while ((n = getline(&line, &cap, in)) > 0) {
         rlhf_json_doc *doc;
         int keep = 0;
@@ -2342,7 +2354,7 @@ static int cmd_tokenizer(int argc, char **argv) {
     {   /* text that pretrain would refuse (invalid UTF-8: a binary file) is refused here too, by the same reader */
         size_t n = strlen(data);
         rlhf_dataset *d = NULL;
-        if (!(n >= 6 && strcmp(data + n - 6, ".jsonl") == 0) &&
+        if (!(n >= 6 && strcmp(data + n - 6, ".jsonl") == 0) && is_regular(data) && /* a pipe is read once */
             rlhf_dataset_load(&d, data, RLHF_DATA_TEXT, NULL, &err) != RLHF_OK && strstr(err.message, "invalid UTF-8")) {
             free(text);
             return fail("tokenizer", "%s (pretrain reads UTF-8 text only)", err.message);
