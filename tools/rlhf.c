@@ -3392,11 +3392,37 @@ static double busy_cpus(double seconds) {
     if (t[1] <= t[0]) return 0.0;
     return (double)sysconf(_SC_NPROCESSORS_ONLN) * (1.0 - (idle[1] - idle[0]) / (t[1] - t[0]));
 }
+/* OMP_NUM_THREADS as --threads is checked: an integer in [1, 1024] (the first of a list "4,2", which sets the
+   outer level). OpenMP runtimes treat a value they cannot read each their own way (libgomp takes every CPU; LLVM's
+   libomp makes up a count and may abort on the first team larger than one), so a bad value is removed from the
+   environment before the runtime first reads it, and the choice is ours, said. Called first by main, before any
+   OpenMP call (see main). */
+static long g_omp_n;
+static char g_omp_note[96];
+static void omp_env_check(void) {
+    const char *omp = getenv("OMP_NUM_THREADS");
+    char *end, *at;
+    long level = 1;
+    if (!omp) return;
+    g_omp_n = strtol(omp, &end, 10);
+    while (*end == ' ' || *end == '\t') end++;
+    while (*end == ',' && level >= 1) { /* the levels after the first: integers too */
+        level = strtol(at = end + 1, &end, 10);
+        if (end == at) level = 0;
+        while (*end == ' ' || *end == '\t') end++;
+    }
+    if (!*omp) snprintf(g_omp_note, sizeof g_omp_note, " (OMP_NUM_THREADS is set but empty: ignored)");
+    else if (end == omp || *end || g_omp_n < 1 || level < 1)
+        snprintf(g_omp_note, sizeof g_omp_note, " (OMP_NUM_THREADS=%.32s%s is not a thread count: ignored)", omp,
+                 strlen(omp) > 32 ? "..." : "");
+    if (g_omp_note[0]) g_omp_n = 0, unsetenv("OMP_NUM_THREADS");
+    else if (g_omp_n > 1024)
+        snprintf(g_omp_note, sizeof g_omp_note, " (OMP_NUM_THREADS=%ld capped at 1024, as --threads is)", g_omp_n);
+}
 /* Removes --threads N / --threads=N from argv and sets the thread count; describes
    the choice in why. 0, or 2 after a usage error (printed). */
 static int threads_setup(int *argc, char **argv, char *why, size_t cap) {
-    int i, j, drop, n = 0, all = rlhf_num_threads();
-    const char *omp = getenv("OMP_NUM_THREADS");
+    int i, j, drop, n = 0, all;
     char note[96] = "";
     long omp_n = 0;
     for (i = 2; i < *argc; i++) {
@@ -3415,20 +3441,8 @@ static int threads_setup(int *argc, char **argv, char *why, size_t cap) {
         *argc -= drop;
         i--;
     }
-    /* OMP_NUM_THREADS as --threads is checked: an integer in [1, 1024] (the first of a list "4,2", which sets the
-       outer level). OpenMP ignores a value it cannot read and takes every CPU, so the choice below is ours, said. */
-    if (n == 0 && omp) {
-        char *end;
-        omp_n = strtol(omp, &end, 10);
-        while (*end == ' ' || *end == '\t') end++;
-        if (!*omp) snprintf(note, sizeof note, " (OMP_NUM_THREADS is set but empty: ignored)");
-        else if (end == omp || (*end && *end != ',') || omp_n < 1)
-            snprintf(note, sizeof note, " (OMP_NUM_THREADS=%.32s%s is not a thread count: ignored)", omp,
-                     strlen(omp) > 32 ? "..." : "");
-        if (note[0]) omp_n = 0;
-        else if (omp_n > 1024)
-            snprintf(note, sizeof note, " (OMP_NUM_THREADS=%ld capped at 1024, as --threads is)", omp_n);
-    }
+    if (n == 0) omp_n = g_omp_n, snprintf(note, sizeof note, "%s", g_omp_note); /* --threads wins */
+    all = rlhf_num_threads();
     if (n > 0) snprintf(why, cap, "%d (--threads)", n);
     else if (omp_n > 0) {
         rlhf_set_num_threads(omp_n > 1024 ? 1024 : (int)omp_n, 1);
@@ -3476,7 +3490,7 @@ static int usage(FILE *f) {
     return f == stderr ? 2 : 0;
 }
 
-int main(int argc, char **argv) {
+static int rlhf_main(int argc, char **argv) {
     const char *c;
     char why[128];
     int i;
@@ -3503,4 +3517,13 @@ int main(int argc, char **argv) {
     if (strcmp(c, "bon") == 0) return cmd_bon(argc, argv);
     fprintf(stderr, "rlhf: unknown command \"%s\"\n", c);
     return usage(stderr);
+}
+
+/* The OpenMP runtime reads its environment at its first call, and clang makes that call at the entry of any
+   function into which it inlined a parallel region: main checks OMP_NUM_THREADS, then calls the tool through a
+   pointer no compiler can inline. */
+int main(int argc, char **argv) {
+    int (*volatile run)(int, char **) = rlhf_main;
+    omp_env_check();
+    return run(argc, argv);
 }
