@@ -257,6 +257,15 @@ kill -9 $pid
 wait $pid 2>/dev/null
 forget_killed $pid
 expect 0 "resuming .* at step [1-9]" sft --resume --model "$SFT" --data "$Q/sft.jsonl" --out "$L" --epochs 1 --batch 8 --eval-every 0 --steps 0
+# the demo locks its directory too: a second demo there is refused while the first runs
+"$X" demo --quick --out "$W/demo_locked" > "$W/lock2.txt" 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 300 ] && ! [ -f "$W/demo_locked/pretrain.txt" ]; do sleep 0.1; i=$((i + 1)); done
+expect 1 "$W/demo_locked is in use: another run \(pid $pid\) holds it" demo --tiny --out "$W/demo_locked"
+kill -9 $pid
+wait $pid 2>/dev/null
+forget_killed $pid
 
 # --- kill -9 at random moments of a PPO run that saves every iteration ---
 K=$W/ppo_kill
@@ -624,6 +633,10 @@ expect 1 "cannot read .*no-such-sft.jsonl" sft --model "$SFT" --data "$W/no-such
 mkdir -p "$W/zp"
 expect 2 "leaves no room for a prompt" ppo --policy "$SFT" --reward "$RM" --prompts "$P" --out "$W/zp/a/run" --max-len 5 --max-new 4
 [ -d "$W/zp" ] && ! [ -e "$W/zp/a" ] || bad "a refused ppo: the parents it made stayed, or the one that was there went"
+# through "..": the directories it made go, by the names it made them under; the empty one it passed through stays
+mkdir -p "$W/zq"
+expect 1 "cannot read .*no-such-sft.jsonl" sft --model "$SFT" --data "$W/no-such-sft.jsonl" --out "$W/zr/../zq/run"
+[ -d "$W/zq" ] && ! [ -e "$W/zq/run" ] && ! [ -e "$W/zr" ] || bad "a failed sft with --out zr/../zq/run: zq went, or zr or zq/run stayed"
 # a NaN (bytes 00 00 c0 7f) over the first float of the first tensor: the data starts after the 8-byte length and the header
 cp "$SFT" "$W/nan.safetensors"
 hl=$(od -An -tu8 -N8 "$W/nan.safetensors" | tr -d ' ')

@@ -1036,6 +1036,7 @@ static int cmd_demo(int argc, char **argv) {
     if (holds_any(d.out, TRAIN_CKPTS) || holds_any(d.out, PPO_CKPTS) || (exists(demo_path(&d, "metrics.jsonl")) && !exists(demo_path(&d, "pretrain.txt"))))
         return usage_error("demo", "%s holds another run; the demo rebuilds only its own directories (give it another --out)", d.out);
     if (!mkdir_p(d.out)) return fail("demo", "cannot create the run directory %s: %s", d.out, strerror(errno));
+    if (lock_run_dir("demo", d.out)) return 1; /* one run at a time in it, as the training commands */
     if ((rc = probe_writable(d.out)) != 0) return fail("demo", "cannot write in %s: %s", d.out, strerror(rc));
     remove_stale_tmp(d.out);
     if (!(d.metrics = fopen(demo_path(&d, "metrics.jsonl"), "w"))) return fail("demo", "cannot write %s: %s", d.path, strerror(errno));

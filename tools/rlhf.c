@@ -444,6 +444,9 @@ static const char *join(char *buf, size_t cap, const char *dir, const char *name
     if ((size_t)snprintf(buf, cap, "%s/%s", dir, name) >= cap) buf[0] = 0; /* too long: an empty path fails to open */
     return buf;
 }
+/* the directories mkdir_p made, as it named them, for a failed run to remove (drop_new_run_dir) */
+static char g_made[8][1024];
+static int g_made_n;
 static int mkdir_p(const char *path) {
     char buf[1024];
     size_t i, n = strlen(path);
@@ -456,7 +459,11 @@ static int mkdir_p(const char *path) {
         if (buf[i] == '/' || buf[i] == 0) {
             char c = buf[i];
             buf[i] = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return 0;
+            if (mkdir(buf, 0777) == 0) {
+                if (g_made_n < 8) memcpy(g_made[g_made_n++], buf, i + 1);
+            } else if (errno != EEXIST) {
+                return 0;
+            }
             if (!is_dir(buf)) {
                 errno = ENOTDIR;
                 return 0;
@@ -561,18 +568,6 @@ static int lock_run_dir(const char *cmd, const char *dir) {
    Locked (lock_run_dir) before the checks that depend on its checkpoints.
    Returns 0 (ready), 1 (runtime failure) or 2 (usage), the message printed. */
 static char g_new_run[1100]; /* the run directory this command made, or "" */
-static char g_new_top[1100]; /* the first directory of its path this command made (it, or a parent: a/b/run) */
-/* the first prefix of path (at a '/', or the whole) that does not exist, into top */
-static void first_missing(const char *path, char *top, size_t cap) {
-    size_t i, n = strlen(path);
-    snprintf(top, cap, "%s", path);
-    for (i = 1; i < n && i < cap; i++)
-        if (top[i] == '/') {
-            top[i] = 0;
-            if (!exists(top)) return;
-            top[i] = '/';
-        }
-}
 static int prepare_run_dir(const char *cmd, const char *dir, int resume, int overwrite, const char *const *own, const char *const *other) {
     char path[1100];
     int e, made;
@@ -587,7 +582,7 @@ static int prepare_run_dir(const char *cmd, const char *dir, int resume, int ove
     if (holds_any(dir, own) && !resume && !overwrite)
         return usage_error(cmd, "%s already holds a run: add --resume to continue it, or --overwrite to start again", dir);
     made = !exists(dir);
-    if (made) first_missing(dir, g_new_top, sizeof g_new_top);
+    g_made_n = 0;
     if (!mkdir_p(dir)) return fail(cmd, "cannot create the run directory %s: %s", dir, strerror(errno));
     if (lock_run_dir(cmd, dir)) return 1; /* two runs that made it at once: the loser must not remove it */
     if (made) snprintf(g_new_run, sizeof g_new_run, "%s", dir);
@@ -606,20 +601,15 @@ static void clear_run(const char *dir, const char *const *own) {
 }
 /* A training command that failed or stopped before its first checkpoint leaves no
    directory behind when it made it: its options.json and metrics.jsonl go (clear_run;
-   there is no checkpoint to remove), then the directory if nothing else is in it
-   (rmdir refuses otherwise), and the parents it made for it, each if empty. */
+   there is no checkpoint to remove), then the directories mkdir_p made for it, the
+   deepest first, each if nothing else is in it (rmdir refuses otherwise). By the
+   names mkdir_p made them under: a/../b/run made a and b/run, never touches b. */
 static int drop_new_run_dir(int rc) {
-    char path[1100], *slash;
-    size_t n;
+    char path[1100];
     if (rc == 0 || !g_new_run[0] || holds_any(g_new_run, TRAIN_CKPTS) || holds_any(g_new_run, PPO_CKPTS)) return rc;
     clear_run(g_new_run, TRAIN_CKPTS);
     remove(join(path, sizeof path, g_new_run, RUN_LOCK)); /* only its holder is in it (lock_run_dir) */
-    snprintf(path, sizeof path, "%s", g_new_run);
-    for (n = strlen(path); n > 1 && path[n - 1] == '/'; n--) path[n - 1] = 0; /* run/ is run */
-    while (rmdir(path) == 0 && (slash = strrchr(path, '/')) != NULL && slash > path) {
-        *slash = 0; /* the parent, while it is one this command made */
-        if (strlen(path) < strlen(g_new_top)) break;
-    }
+    while (g_made_n > 0 && rmdir(g_made[g_made_n - 1]) == 0) g_made_n--;
     return rc;
 }
 /* The options of a run, in options.json: a --resume with other values is
