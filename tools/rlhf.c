@@ -2317,7 +2317,9 @@ static int cmd_tokenizer(int argc, char **argv) {
         OPT_S("out", "where to write the tokenizer (JSON; replaced atomically)", &out),
     };
     int np = parse_opts("tokenizer", argc, argv, 2, o, N_OPTS(o), pos, 0);
-    char *text;
+    char *text = NULL;
+    const char *src = NULL;
+    rlhf_dataset *d = NULL;
     size_t len = 0;
     rlhf_tokenizer *t;
     rlhf_error err;
@@ -2340,22 +2342,24 @@ static int cmd_tokenizer(int argc, char **argv) {
         snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(out, '/') - out), out);
         if (dir[0] && !mkdir_p(dir)) return fail("tokenizer", "cannot create the directory %s: %s", dir, strerror(errno));
     }
-    if (!(text = read_text("tokenizer", data, &len))) return 1;
-    {   /* text that pretrain would refuse (invalid UTF-8: a binary file) is refused here too, by the same reader */
+    {   /* a regular text file is read once, by pretrain's own reader: text it would refuse (invalid UTF-8: a
+           binary file) is refused here too, with its line and column. A .jsonl file, a pipe (read once), or a
+           file that reader refuses for another reason (its size limit; empty) is read by read_text. */
         size_t n = strlen(data);
-        rlhf_dataset *d = NULL;
-        if (!(n >= 6 && strcmp(data + n - 6, ".jsonl") == 0) && is_regular(data) && /* a pipe is read once */
-            rlhf_dataset_load(&d, data, RLHF_DATA_TEXT, NULL, &err) != RLHF_OK && strstr(err.message, "invalid UTF-8")) {
-            free(text);
-            return fail("tokenizer", "%s (pretrain reads UTF-8 text only)", err.message);
+        if (!(n >= 6 && strcmp(data + n - 6, ".jsonl") == 0) && is_regular(data)) {
+            if (rlhf_dataset_load(&d, data, RLHF_DATA_TEXT, NULL, &err) == RLHF_OK)
+                src = rlhf_dataset_record(d, 0)->text.str, len = rlhf_dataset_record(d, 0)->text.len;
+            else if (strstr(err.message, "invalid UTF-8"))
+                return fail("tokenizer", "%s (pretrain reads UTF-8 text only)", err.message);
+            else
+                rlhf_dataset_free(d), d = NULL;
         }
-        rlhf_dataset_free(d);
     }
-    if (rlhf_tokenizer_train(&t, text, len, vocab, &err) != RLHF_OK) {
-        free(text);
-        return fail("tokenizer", "%s: %s", data, err.message);
-    }
+    if (!d && !(src = text = read_text("tokenizer", data, &len))) return 1;
+    r = rlhf_tokenizer_train(&t, src, len, vocab, &err);
     free(text);
+    rlhf_dataset_free(d);
+    if (r != RLHF_OK) return fail("tokenizer", "%s: %s", data, err.message);
     errno = 0;
     if ((r = rlhf_tokenizer_save(t, out)) != RLHF_OK) {
         /* rlhf_tokenizer_save returns no message: the reason is the errno of its failed open, write or rename,
