@@ -120,6 +120,7 @@ expect 1 "carries its own tokenizer: --tokenizer is for a model without one" pre
 expect 2 "needs --model too" rm --resume --data "$Q/rankings.jsonl" --out "$W/s0"
 expect 2 "unknown option --layers" sft --layers 3
 expect 2 "unknown option --pack" rm --pack
+expect 0 "^rlhf [0-9]+\.[0-9]+\.[0-9]+ \(kernels [a-z0-9+]+; OpenMP (yes|no: one thread)\)$" --version
 # OMP_NUM_THREADS checked as --threads is: the count used and where it came from, a rejected value named, not credited
 # (LLVM's libomp aborts on "abc" and runs out of memory on "2,x" once a team of two starts, unless the tool removes
 # the value before the runtime reads it: both with and without --threads)

@@ -3457,7 +3457,7 @@ static int threads_setup(int *argc, char **argv, char *why, size_t cap) {
 }
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: rlhf COMMAND [options]   (rlhf COMMAND --help for its options)\n\n"
+    fprintf(f, "usage: rlhf COMMAND [options]   (rlhf COMMAND --help for its options; rlhf --version)\n\n"
                "commands:\n"
                "  tokenizer train a byte-level BPE tokenizer on a text file\n"
                "  pretrain  pretrain a GPT-2 on text\n"
@@ -3493,6 +3493,16 @@ static int rlhf_main(int argc, char **argv) {
     if (argc < 2) return usage(stderr);
     c = argv[1];
     if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) return usage(stdout);
+    if (strcmp(c, "--version") == 0) {
+        printf("rlhf %s (kernels %s; OpenMP %s)\n", RLHF_VERSION_STRING, rlhf_simd_name(),
+#ifdef _OPENMP
+               "yes"
+#else
+               "no: one thread"
+#endif
+        );
+        return 0;
+    }
     if (threads_setup(&argc, argv, why, sizeof why)) return 2;
     for (i = 2; i < argc && strcmp(argv[i], "--help") && strcmp(argv[i], "-h"); i++) {}
     if (i == argc && choice_find("pretrain|sft|rm|dpo|kto|ppo|grpo|rloo|demo|bon", c) >= 0) say("threads: %s", why);
